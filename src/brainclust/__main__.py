@@ -1,0 +1,4 @@
+from brainclust.cli import main
+import sys
+
+sys.exit(main())

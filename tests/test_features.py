@@ -1,0 +1,77 @@
+"""FeatureExtractor: shapes, cache hits and resume, failures, precision."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.features import FeatureExtractor
+from brainclust.errors import ParameterError
+
+
+@pytest.fixture(scope="module")
+def six_images(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("imgs")
+    paths = []
+    for i in range(6):
+        arr = (rng.random((48 + 8 * i, 64)) * 255).astype(np.uint8)
+        arr[10:30, 10:30] = 255 * (i % 2)
+        p = root / f"img{i}.png"
+        Image.fromarray(arr).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def make(cache, **kw):
+    kw.setdefault("precision", "fp32")
+    return FeatureExtractor(backbone="efficientnet_lite0", cache_dir=str(cache), num_workers=0,
+                            batch_size=4, **kw).fit()
+
+
+def test_shapes_and_cache_hits(six_images, tmp_path):
+    fe = make(tmp_path)
+    f1 = fe.transform(six_images)
+    assert f1.shape == (6, 1280) and f1.dtype == np.float32 and np.isfinite(f1).all()
+    assert (fe.cache_hits_, fe.cache_misses_) == (0, 6)
+    fe2 = make(tmp_path)
+    f2 = fe2.transform(six_images)
+    assert (fe2.cache_hits_, fe2.cache_misses_) == (6, 0)
+    np.testing.assert_array_equal(f1, f2)
+    assert fe2.model_ is None  # nothing to extract: the network is never built
+
+
+def test_interrupted_extraction_resumes(six_images, tmp_path):
+    make(tmp_path).transform(six_images[:3])  # as if the run stopped after three images
+    fe = make(tmp_path)
+    fe.transform(six_images)
+    assert (fe.cache_hits_, fe.cache_misses_) == (3, 3)
+
+
+def test_settings_change_the_cache_key(six_images, tmp_path):
+    make(tmp_path).transform(six_images[:2])
+    fe = make(tmp_path, clip_percentiles=None)
+    fe.transform(six_images[:2])
+    assert fe.cache_misses_ == 2
+
+
+def test_undecodable_image_gives_nan_row_and_reason(six_images, tmp_path):
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(open(six_images[0], "rb").read()[:60])
+    fe = make(tmp_path / "c")
+    out = fe.transform([six_images[0], str(bad)])
+    assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+    assert list(fe.failed_) == [1] and "cannot decode" in fe.failed_[1]
+
+
+def test_bf16_features_stay_close_to_fp32(six_images, tmp_path):
+    f32 = make(tmp_path, precision="fp32").transform(six_images)
+    bf16 = make(tmp_path, precision="bf16").transform(six_images)
+    cos = (f32 * bf16).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cos.min() > 0.95
+
+
+def test_bad_parameters():
+    with pytest.raises(ParameterError, match="--precision"):
+        FeatureExtractor(precision="fp8").fit()
+    with pytest.raises(ParameterError, match="--batch-size"):
+        FeatureExtractor(batch_size=0).fit()
