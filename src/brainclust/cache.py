@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 _MERGE_AT = 64
 
 
+def _digest(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
 def default_cache_dir() -> Path:
     """``$BRAINCLUST_CACHE``, else ``$XDG_CACHE_HOME/brainclust``, else ``~/.cache/brainclust``."""
     env = os.environ.get("BRAINCLUST_CACHE")
@@ -94,8 +98,7 @@ class FeatureCache:
             self.dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.dir / "settings.json", self.settings)
         features = np.asarray(features, dtype=np.float32)
-        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        atomic_write_npz(self.dir / f"shard-{digest}.npz", keys=np.asarray(keys), features=features)
+        atomic_write_npz(self.dir / f"shard-{_digest(keys)}.npz", keys=np.asarray(keys), features=features)
         for k, f in zip(keys, features):
             self._index[k] = f
         self._n_shards += 1
@@ -105,11 +108,11 @@ class FeatureCache:
     def compact(self) -> None:
         """Merge all shards into one (atomic write first, then delete the old ones)."""
         old = self._shards()
-        if len(old) <= 1:
+        if len(old) <= 1 or not self._index:
             return
         keys = sorted(self._index)
         feats = np.stack([self._index[k] for k in keys])
-        merged = self.dir / f"shard-merged-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.npz"
+        merged = self.dir / f"shard-merged-{_digest(keys)}.npz"
         atomic_write_npz(merged, keys=np.asarray(keys), features=feats)
         for p in old:
             if p != merged:

@@ -38,7 +38,7 @@ from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .errors import ModelFileError, ParameterError
-from .io import atomic_write_npz
+from .io import _json_default, atomic_write_npz
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,10 @@ class Clusterer(ClusterMixin, BaseEstimator):
                 raise ParameterError(f"--k: must be a positive integer, got {k!r}")
             if k > n:
                 raise ParameterError(f"--k: {k} clusters requested but there are only {n} images")
+        for name in ("min_samples", "n_neighbors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
 
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=np.float64)
@@ -139,11 +143,12 @@ class Clusterer(ClusterMixin, BaseEstimator):
         self._validate(n)
         self.levels_ = self.tree_ = self.eps_ = None
         self.X_fit_ = X
-        k = int(self.n_clusters)
+        k = int(self.n_clusters) if self.method != "dbscan" else 0
         m = self.method
         if m == "hierarchical":
             self.tree_ = linkage(_safe_for_cosine(X), method="average", metric="cosine")
-            sizes = sorted({min(L, n) for L in range(1, N_LEVELS + 1)} | {k})
+            # descending: scipy's cut_tree mislabels the n-cluster cut when sizes ascend to n
+            sizes = sorted({min(L, n) for L in range(1, N_LEVELS + 1)} | {k}, reverse=True)
             cuts = dict(zip(sizes, cut_tree(self.tree_, n_clusters=sizes).T))
             self.levels_ = np.stack([relabel(cuts[min(L, n)]) for L in range(1, N_LEVELS + 1)], axis=1)
             labels = cuts[k]
@@ -237,7 +242,7 @@ class Clusterer(ClusterMixin, BaseEstimator):
     # -- persistence (npz + JSON, no pickle) -------------------------------------
     def save(self, path) -> None:
         params = self.get_params()
-        arrays: dict[str, np.ndarray] = {"params": np.asarray(json.dumps(params)),
+        arrays: dict[str, np.ndarray] = {"params": np.asarray(json.dumps(params, default=_json_default)),
                                          "X_fit": self.X_fit_, "labels": self.labels_}
         if self.levels_ is not None:
             arrays["levels"] = self.levels_

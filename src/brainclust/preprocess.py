@@ -44,6 +44,14 @@ class PreprocessConfig:
     new_max: float = 1.0
 
     def validate(self) -> None:
+        try:
+            self._validate()
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ParameterError):
+                raise
+            raise ParameterError(f"invalid pre-processing settings {self!r}: {exc}") from None
+
+    def _validate(self) -> None:
         if not isinstance(self.size, int) or self.size < 8:
             raise ParameterError(f"preprocess size must be an integer >= 8, got {self.size!r}")
         if self.clip_percentiles is not None:

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny synthetic images and an isolated feature cache."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _pattern(mode: str, width: int, height: int, seed: int = 0) -> Image.Image:
+    """A small deterministic image of the given Pillow mode."""
+    rng = np.random.default_rng(seed)
+    if mode == "L":
+        return Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8))
+    if mode == "I;16":
+        arr = rng.integers(0, 65536, (height, width), dtype=np.uint16)
+        return Image.fromarray(arr)
+    if mode == "RGB":
+        return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    if mode == "RGBA":
+        return Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8))
+    if mode == "P":
+        im = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        return im.quantize(colors=16)
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def make_image(path, array_or_mode="L", size=(32, 32), fmt=None, seed=0, **save_kwargs) -> pathlib.Path:
+    """Write a tiny image and return its path.
+
+    ``array_or_mode`` is either a numpy array (uint8 2-D/3-D or uint16 2-D,
+    written as is) or a Pillow mode name (``L``, ``I;16``, ``RGB``, ``RGBA``,
+    ``P``) for a random pattern of ``size`` = (width, height). ``fmt`` is the
+    Pillow format name; by default Pillow guesses it from the extension.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(array_or_mode, np.ndarray):
+        im = Image.fromarray(array_or_mode)
+    elif isinstance(array_or_mode, Image.Image):
+        im = array_or_mode
+    else:
+        im = _pattern(array_or_mode, size[0], size[1], seed)
+    if fmt is None and path.suffix.lower() in (".jpg", ".jpeg"):
+        fmt = "JPEG"
+    im.save(path, format=fmt, **save_kwargs)
+    return path
+
+
+@pytest.fixture(name="make_image")
+def make_image_fixture():
+    """The :func:`make_image` helper as a fixture."""
+    return make_image
+
+
+#: relative path -> (mode, (width, height), Pillow format)
+IMAGE_FOLDER_SPEC = {
+    "a/a1_gray.png": ("L", (32, 40), "PNG"),
+    "a/a2_sixteen.png": ("I;16", (48, 32), "PNG"),
+    "a/a3_rgb.JPG": ("RGB", (40, 40), "JPEG"),
+    "a/a4_tiff.tif": ("L", (36, 32), "TIFF"),
+    "b/b1_rgba.png": ("RGBA", (32, 32), "PNG"),
+    "b/b2_palette.png": ("P", (64, 48), "PNG"),
+    "b/b3_bitmap.bmp": ("RGB", (33, 35), "BMP"),
+    "b/b4_gray.jpeg": ("L", (40, 32), "JPEG"),
+}
+
+
+@pytest.fixture
+def image_folder_spec() -> dict:
+    """What :func:`image_folder` writes: relative path -> (mode, (width, height), format)."""
+    return dict(IMAGE_FOLDER_SPEC)
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> pathlib.Path:
+    """A labelled folder: ``a/`` and ``b/`` with 4 images each in assorted modes/formats."""
+    root = tmp_path / "images"
+    for i, (rel, (mode, size, fmt)) in enumerate(sorted(IMAGE_FOLDER_SPEC.items())):
+        make_image(root / rel, mode, size=size, fmt=fmt, seed=i)
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Point BRAINCLUST_CACHE at a per-session temporary folder (never ~/.cache)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINCLUST_CACHE", str(tmp_path_factory.mktemp("brainclust-cache")))
+    yield
+    mp.undo()

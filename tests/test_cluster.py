@@ -1,0 +1,299 @@
+"""Stage 5: the five clustering methods, the hierarchy levels, persistence, prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.neighbors import NearestNeighbors
+
+from brainclust.cluster import METHODS, N_LEVELS, Clusterer, knee_eps, relabel
+from brainclust.errors import ModelFileError, ParameterError
+
+pytestmark = pytest.mark.filterwarnings("ignore:Graph is not fully connected:UserWarning")
+
+CENTERS = np.array([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]])
+# points whose direction is far from every blob (cosine outliers)
+OUTLIERS = np.array([[10.0, 10.0, 10.0], [-10.0, 5.0, 5.0], [5.0, -10.0, 5.0]])
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Three blobs, well separated both in Euclidean and in cosine distance."""
+    X, y = make_blobs(n_samples=90, centers=CENTERS, cluster_std=0.6, random_state=0)
+    return X, y
+
+
+def _fit(method, X, k=3, seed=0, **kw):
+    return Clusterer(method=method, n_clusters=k, random_state=seed, **kw).fit(X)
+
+
+# -- recovery -------------------------------------------------------------------------
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "dbscan"])
+def test_methods_recover_blobs(blobs, method):
+    X, y = blobs
+    c = _fit(method, X)
+    assert c.labels_.shape == (len(X),)
+    assert adjusted_rand_score(y, c.labels_) > 0.95
+    assert c.n_clusters_ == 3
+    assert set(c.labels_.tolist()) == {0, 1, 2}
+
+
+def test_dbscan_recovers_blobs_and_flags_outliers(blobs):
+    X, y = blobs
+    Xo = np.vstack([X, OUTLIERS])
+    c = _fit("dbscan", Xo)
+    lab = c.labels_[: len(X)]
+    assert c.eps_ is not None and c.eps_ > 0
+    assert c.n_clusters_ == 3
+    assert adjusted_rand_score(y, lab) > 0.95
+    assert (lab == -1).sum() <= 3  # few blob points called noise
+    assert (c.labels_[len(X):] == -1).all()  # the three outliers are noise
+
+
+def test_dbscan_ignores_n_clusters(blobs):
+    X, _ = blobs
+    a = _fit("dbscan", X, k=2)
+    b = _fit("dbscan", X, k=7)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+# -- hierarchy levels ---------------------------------------------------------------------
+def _random_data(n, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)) + rng.normal(size=d)
+
+
+
+
+@pytest.mark.parametrize("n", [40, 11, 7, 2])
+def test_levels_shape_and_counts(n):
+    X = _random_data(n, seed=n)
+    c = Clusterer("hierarchical", n_clusters=2).fit(X)
+    assert c.levels_.shape == (n, N_LEVELS) == (n, 10)
+    assert c.tree_.shape == (n - 1, 4)
+    np.testing.assert_array_equal(c.levels_[:, 0], 0)  # level 1: one cluster
+    for L in range(1, N_LEVELS + 1):
+        col = c.levels_[:, L - 1]
+        assert len(np.unique(col)) == min(L, n), f"level {L}"
+        # canonical ids: 0..k-1 by first appearance
+        np.testing.assert_array_equal(col, relabel(col))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 10])
+def test_level_k_equals_labels(k):
+    X = _random_data(30, seed=1)
+    c = Clusterer("hierarchical", n_clusters=k).fit(X)
+    np.testing.assert_array_equal(c.levels_[:, k - 1], c.labels_)
+    assert c.n_clusters_ == k
+
+
+def test_k_equal_to_n_gives_singletons():
+    X = _random_data(4, seed=5)
+    c = Clusterer("hierarchical", n_clusters=4).fit(X)
+    np.testing.assert_array_equal(c.labels_, [0, 1, 2, 3])
+
+
+def test_labels_beyond_ten_levels():
+    X = _random_data(30, seed=2)
+    c = Clusterer("hierarchical", n_clusters=13).fit(X)
+    assert c.n_clusters_ == 13
+    # the flat cut at 13 refines level 10
+    for cid in np.unique(c.labels_):
+        assert len(np.unique(c.levels_[c.labels_ == cid, 9])) == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_levels_are_nested(seed):
+    X = _random_data(50, seed=seed)
+    c = Clusterer("hierarchical", n_clusters=4).fit(X)
+    for L in range(1, N_LEVELS):
+        coarse, fine = c.levels_[:, L - 1], c.levels_[:, L]
+        for cid in np.unique(fine):
+            parents = np.unique(coarse[fine == cid])
+            assert len(parents) == 1, f"a level-{L + 1} cluster straddles level-{L} clusters"
+
+
+def test_hierarchical_uses_cosine_distance():
+    # Two rays from the origin, 20 degrees apart, radii 1..20. Euclidean
+    # clustering splits near vs far; cosine clustering splits by direction.
+    rng = np.random.default_rng(0)
+    radii = np.linspace(1.0, 20.0, 20)
+    angles = np.concatenate([np.zeros(20), np.full(20, np.deg2rad(20.0))])
+    angles = angles + rng.normal(scale=1e-3, size=40)
+    r = np.concatenate([radii, radii])
+    X = np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
+    ray = np.repeat([0, 1], 20)
+    c = Clusterer("hierarchical", n_clusters=2).fit(X)
+    assert adjusted_rand_score(ray, c.labels_) == 1.0
+    # sanity check of the construction: Euclidean k-means does not follow the rays
+    km = Clusterer("kmeans", n_clusters=2, random_state=0).fit(X)
+    assert adjusted_rand_score(ray, km.labels_) < 0.5
+
+
+def test_hierarchical_handles_zero_vectors():
+    X = _random_data(10, seed=3)
+    X[0] = 0.0
+    c = Clusterer("hierarchical", n_clusters=3).fit(X)
+    assert np.isfinite(c.tree_).all()
+    assert c.n_clusters_ == 3
+
+
+# -- relabel ------------------------------------------------------------------------------
+def test_relabel_first_appearance_order():
+    out = relabel(np.array([5, 5, 2, -1, 7, 2, 5, -1]))
+    np.testing.assert_array_equal(out, [0, 0, 1, -1, 2, 1, 0, -1])
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(relabel([3, 1, 2]), [0, 1, 2])
+    np.testing.assert_array_equal(relabel([-1, -1]), [-1, -1])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_labels_are_canonical(blobs, method):
+    X, _ = blobs
+    # shuffle so that the blob order of first appearance varies
+    perm = np.random.default_rng(1).permutation(len(X))
+    c = _fit(method, X[perm])
+    np.testing.assert_array_equal(c.labels_, relabel(c.labels_))
+    assert c.labels_[0] in (0, -1)
+
+
+# -- determinism and validation -------------------------------------------------------------
+@pytest.mark.parametrize("method", METHODS)
+def test_deterministic_with_same_random_state(method):
+    X, _ = make_blobs(n_samples=60, centers=CENTERS, cluster_std=3.0, random_state=4)
+    a = _fit(method, X, seed=7)
+    b = _fit(method, X, seed=7)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "dbscan"])
+def test_k_larger_than_n_raises(method):
+    X = _random_data(5)
+    with pytest.raises(ParameterError):
+        Clusterer(method, n_clusters=6).fit(X)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, "3", True, None])
+def test_bad_k_raises(k):
+    with pytest.raises(ParameterError):
+        Clusterer("kmeans", n_clusters=k).fit(_random_data(10))
+
+
+def test_unknown_method_raises():
+    with pytest.raises(ParameterError):
+        Clusterer("ward", n_clusters=2).fit(_random_data(10))
+
+
+def test_too_few_points_or_bad_features_raise():
+    with pytest.raises(ParameterError):
+        Clusterer("kmeans", n_clusters=1).fit(_random_data(1))
+    X = _random_data(10)
+    X[3, 2] = np.nan
+    with pytest.raises(ParameterError):
+        Clusterer("kmeans", n_clusters=2).fit(X)
+    with pytest.raises(ParameterError):
+        Clusterer("kmeans", n_clusters=2).fit(np.zeros(10))
+
+
+def test_predict_with_wrong_width_raises(blobs):
+    X, _ = blobs
+    c = _fit("kmeans", X)
+    with pytest.raises(ParameterError):
+        c.predict(np.zeros((2, 5)))
+
+
+# -- persistence and prediction ---------------------------------------------------------------
+@pytest.mark.parametrize("method, min_agree", [("kmeans", 1.0), ("gmm", 1.0), ("hierarchical", 0.95),
+                                               ("spectral", 0.90), ("dbscan", 1.0)])
+def test_save_load_predict_on_training_points(tmp_path, blobs, method, min_agree):
+    X, _ = blobs
+    c = _fit(method, X)
+    path = tmp_path / f"{method}.npz"
+    c.save(path)
+    with np.load(path, allow_pickle=False) as z:  # readable without pickle
+        assert "labels" in z.files
+    loaded = Clusterer.load(path)
+    assert loaded.get_params() == c.get_params()
+    np.testing.assert_array_equal(loaded.labels_, c.labels_)
+    assert loaded.n_clusters_ == c.n_clusters_
+    pred = loaded.predict(X)
+    assert pred.shape == (len(X),)
+    if method == "dbscan":
+        core = loaded.core_
+        assert core.any()
+        np.testing.assert_array_equal(pred[core], c.labels_[core])
+    else:
+        assert np.mean(pred == c.labels_) >= min_agree
+    # the loaded model predicts exactly like the in-memory one
+    rng = np.random.default_rng(5)
+    Y = X[rng.choice(len(X), 10)] + rng.normal(scale=0.3, size=(10, X.shape[1]))
+    np.testing.assert_array_equal(loaded.predict(Y), c.predict(Y))
+
+
+def test_hierarchical_save_load_keeps_levels(tmp_path, blobs):
+    X, _ = blobs
+    c = _fit("hierarchical", X)
+    c.save(tmp_path / "h.npz")
+    loaded = Clusterer.load(tmp_path / "h.npz")
+    np.testing.assert_array_equal(loaded.levels_, c.levels_)
+    np.testing.assert_array_equal(loaded.tree_, c.tree_)
+    lv = loaded.predict_levels(X)
+    assert lv.shape == (len(X), N_LEVELS)
+    np.testing.assert_array_equal(lv[:, 0], 0)
+    np.testing.assert_array_equal(lv[:, 2], c.labels_)  # level 3 = the 3 blobs
+
+
+def test_predict_levels_none_for_flat_methods(blobs):
+    X, _ = blobs
+    assert _fit("kmeans", X).predict_levels(X) is None
+
+
+def test_predict_new_points_go_to_nearest_blob(blobs):
+    X, y = blobs
+    for method in ("kmeans", "gmm", "hierarchical", "spectral", "dbscan"):
+        c = _fit(method, X)
+        # map true blob -> cluster id via the training labels
+        blob_to_id = {b: np.bincount(c.labels_[y == b][c.labels_[y == b] >= 0]).argmax() for b in range(3)}
+        pred = c.predict(CENTERS)
+        assert [int(p) for p in pred] == [blob_to_id[b] for b in range(3)], method
+
+
+def test_dbscan_predict_far_outlier_is_noise(blobs):
+    X, _ = blobs
+    c = _fit("dbscan", X)
+    pred = c.predict(np.array([[-10.0, -10.0, -10.0], [10.0, 10.0, 10.0]]))
+    np.testing.assert_array_equal(pred, [-1, -1])
+
+
+def test_load_missing_or_damaged_raises(tmp_path):
+    with pytest.raises(ModelFileError):
+        Clusterer.load(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ModelFileError):
+        Clusterer.load(bad)
+
+
+# -- knee eps -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("min_samples", [3, 5, 10])
+def test_knee_eps_between_min_and_max_k_distance(blobs, min_samples):
+    X, _ = blobs
+    Xo = np.vstack([X, OUTLIERS])
+    eps = knee_eps(Xo, min_samples)
+    assert isinstance(eps, float)
+    assert eps > 0
+    nn = NearestNeighbors(n_neighbors=min_samples + 1, metric="cosine").fit(Xo)
+    kd = nn.kneighbors(Xo)[0][:, -1]
+    assert kd.min() - 1e-12 <= eps <= kd.max() + 1e-12
+    # the outliers' k-distances lie above the knee
+    assert (kd[len(X):] > eps).all()
+
+
+def test_knee_eps_constant_distances_is_positive():
+    # points on a regular polygon: all k-distances are equal
+    t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    X = np.stack([np.cos(t), np.sin(t)], axis=1)
+    eps = knee_eps(X, 2)
+    assert eps > 0

@@ -1,0 +1,279 @@
+"""Stage 1: scanning folders, meta-attributes, labels, skipped files, decoding."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.errors import ImageReadError, InputError
+from brainclust.ingest import load_gray, probe, scan
+
+FORMAT_TYPE = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "BMP": "bmp"}
+
+
+# -- scan order ----------------------------------------------------------------
+def test_scan_order_is_sorted_relative_posix_paths(tmp_path, make_image):
+    # Names chosen so that os.walk order, per-directory order and plain
+    # string order of the relative paths disagree.
+    rels = ["z.png", "a/b/c.png", "a/a.png", "a.png", "a-b.png", "a/b.png", "B.png", "a/b/a/deep.png", "m/n.png"]
+    for i, rel in enumerate(rels):
+        make_image(tmp_path / rel, "L", size=(8 + i, 8), seed=i)
+    res = scan(tmp_path)
+    got = [r.path for r in res.records]
+    assert got == sorted(rels)
+    assert res.skipped == []
+    # the absolute path points at the same file
+    for r in res.records:
+        assert os.path.samefile(r.abspath, tmp_path / r.path)
+        assert os.path.isabs(r.abspath)
+
+
+def test_scan_is_deterministic(image_folder, image_folder_spec):
+    a = scan(image_folder, labels_from_folders=True)
+    b = scan(image_folder, labels_from_folders=True)
+    assert a.records == b.records
+    assert len(a.records) == len(image_folder_spec)
+
+
+# -- meta-attributes ---------------------------------------------------------------
+def test_meta_attributes(image_folder, image_folder_spec):
+    res = scan(image_folder)
+    assert res.skipped == []
+    by_path = {r.path: r for r in res.records}
+    assert set(by_path) == set(image_folder_spec)
+    for rel, (_mode, (w, h), fmt) in image_folder_spec.items():
+        r = by_path[rel]
+        full = image_folder / rel
+        assert r.name == full.name
+        assert r.type == FORMAT_TYPE[fmt]
+        assert r.size == os.path.getsize(full)
+        assert isinstance(r.size, int)
+        assert (r.width, r.height) == (w, h)
+        assert len(r.sha256) == 64
+
+
+def test_upper_case_extension_is_found(image_folder):
+    res = scan(image_folder)
+    rec = [r for r in res.records if r.name == "a3_rgb.JPG"]
+    assert len(rec) == 1 and rec[0].type == "jpeg"
+
+
+def test_probe_returns_format_and_size(tmp_path, make_image):
+    p = make_image(tmp_path / "x.bmp", "RGB", size=(21, 13))
+    assert probe(p) == ("BMP", 21, 13)
+
+
+def test_format_from_content_not_extension(tmp_path, make_image):
+    # a PNG named .jpg is still a PNG
+    make_image(tmp_path / "liar.jpg", "L", size=(10, 12), fmt="PNG")
+    res = scan(tmp_path)
+    assert [(r.type, r.width, r.height) for r in res.records] == [("png", 10, 12)]
+
+
+def test_unsupported_format_is_skipped(tmp_path, make_image):
+    make_image(tmp_path / "ok.png", "L")
+    make_image(tmp_path / "anim.gif", "L", fmt="GIF")
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["ok.png"]
+    assert [s["path"] for s in res.skipped] == ["anim.gif"]
+    assert "GIF" in res.skipped[0]["reason"]
+
+
+# -- labels ------------------------------------------------------------------------
+def test_labels_from_first_subfolder(tmp_path, make_image):
+    make_image(tmp_path / "root.png", "L")
+    make_image(tmp_path / "tumour" / "t1.png", "L")
+    make_image(tmp_path / "tumour" / "deep" / "deeper" / "t2.png", "L")
+    make_image(tmp_path / "healthy" / "sub" / "h1.png", "L")
+    res = scan(tmp_path, labels_from_folders=True)
+    labels = {r.path: r.label for r in res.records}
+    assert labels == {
+        "root.png": "",
+        "tumour/t1.png": "tumour",
+        "tumour/deep/deeper/t2.png": "tumour",
+        "healthy/sub/h1.png": "healthy",
+    }
+    assert res.labels == [labels[r.path] for r in res.records]
+
+
+def test_no_labels_by_default(image_folder, image_folder_spec):
+    res = scan(image_folder)
+    assert res.labels == [""] * len(image_folder_spec)
+
+
+def test_image_folder_labels(image_folder, image_folder_spec):
+    res = scan(image_folder, labels_from_folders=True)
+    assert res.labels == [rel.split("/")[0] for rel in sorted(image_folder_spec)]
+
+
+# -- bad files -----------------------------------------------------------------------
+def test_bad_files_are_skipped_with_reason(tmp_path, make_image):
+    make_image(tmp_path / "good.png", "L")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("this is not an image\n")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["good.png"]
+    skipped = {s["path"]: s["reason"] for s in res.skipped}
+    assert set(skipped) == {"empty.png", "text.png", "notes.txt"}
+    for reason in skipped.values():
+        assert isinstance(reason, str) and reason.strip()
+    assert "empty" in skipped["empty.png"] or "0 bytes" in skipped["empty.png"]
+
+
+def test_truncated_jpeg_fails_to_decode(tmp_path, make_image):
+    full = make_image(tmp_path / "full.jpg", "RGB", size=(64, 64), quality=95)
+    data = full.read_bytes()
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    res = scan(tmp_path)
+    # scan's header probe may or may not notice; either way the file is accounted for
+    paths = [r.path for r in res.records] + [s["path"] for s in res.skipped]
+    assert sorted(paths) == ["full.jpg", "truncated.jpg"]
+    with pytest.raises(ImageReadError):
+        load_gray(bad)
+    assert load_gray(full).shape == (64, 64)
+
+
+def test_truncated_png_fails_to_decode(tmp_path, make_image):
+    full = make_image(tmp_path / "full.png", "L", size=(64, 64))
+    data = full.read_bytes()
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError):
+        load_gray(bad)
+
+
+def test_load_gray_of_non_image_raises(tmp_path):
+    p = tmp_path / "x.png"
+    p.write_text("nope")
+    with pytest.raises(ImageReadError):
+        load_gray(p)
+    with pytest.raises(ImageReadError):
+        probe(p)
+
+
+def test_broken_symlink_is_skipped(tmp_path, make_image):
+    make_image(tmp_path / "good.png", "L")
+    try:
+        os.symlink(tmp_path / "does-not-exist.png", tmp_path / "dangling.png")
+    except (OSError, NotImplementedError):
+        pytest.skip("symlinks not supported here")
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["good.png"]
+    assert [s["path"] for s in res.skipped] == ["dangling.png"]
+
+
+def test_hidden_files_and_folders_ignored(tmp_path, make_image):
+    make_image(tmp_path / "visible.png", "L")
+    make_image(tmp_path / ".hidden.png", "L")
+    make_image(tmp_path / ".git" / "inside.png", "L")
+    make_image(tmp_path / "a" / ".secret" / "x.png", "L")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x01junk")
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["visible.png"]
+    assert res.skipped == []
+
+
+def test_missing_folder_raises_input_error(tmp_path):
+    with pytest.raises(InputError):
+        scan(tmp_path / "nope")
+
+
+def test_file_instead_of_folder_raises_input_error(tmp_path, make_image):
+    p = make_image(tmp_path / "x.png", "L")
+    with pytest.raises(InputError):
+        scan(p)
+
+
+def test_empty_folder_gives_empty_result(tmp_path):
+    res = scan(tmp_path)
+    assert res.records == [] and res.skipped == []
+
+
+def test_sha256_equal_for_identical_content(tmp_path, make_image):
+    a = make_image(tmp_path / "one" / "a.png", "L", seed=3)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "copy.png").write_bytes(a.read_bytes())
+    make_image(tmp_path / "other.png", "L", seed=4)
+    res = scan(tmp_path)
+    h = {r.path: r.sha256 for r in res.records}
+    assert h["one/a.png"] == h["two/copy.png"]
+    assert h["other.png"] != h["one/a.png"]
+    import hashlib
+
+    assert h["other.png"] == hashlib.sha256((tmp_path / "other.png").read_bytes()).hexdigest()
+
+
+# -- decoding --------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGB", "RGBA", "P"])
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_each_mode_decodes_to_2d_float32(tmp_path, make_image, mode, ext):
+    p = make_image(tmp_path / f"img{ext}", mode, size=(37, 23))
+    arr = load_gray(p)
+    assert arr.ndim == 2
+    assert arr.shape == (23, 37)
+    assert arr.dtype == np.float32
+    assert np.isfinite(arr).all()
+    assert arr.std() > 0  # not a blank image
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".bmp"])
+def test_rgb_jpeg_and_bmp_decode(tmp_path, make_image, ext):
+    p = make_image(tmp_path / f"img{ext}", "RGB", size=(40, 30))
+    arr = load_gray(p)
+    assert arr.shape == (30, 40) and arr.dtype == np.float32
+
+
+def test_image_folder_all_decode(image_folder, image_folder_spec):
+    for rel, (_mode, (w, h), _fmt) in image_folder_spec.items():
+        arr = load_gray(image_folder / rel)
+        assert arr.shape == (h, w) and arr.dtype == np.float32
+
+
+def test_sixteen_bit_values_preserved(tmp_path, make_image):
+    arr = np.array([[0, 1, 255, 256], [1000, 40000, 65535, 12345]], dtype=np.uint16)
+    for ext in (".png", ".tif"):
+        p = make_image(tmp_path / f"deep{ext}", arr)
+        out = load_gray(p)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, arr.astype(np.float32))
+        assert out[1, 1] == 40000.0
+
+
+def test_eight_bit_values_preserved(tmp_path, make_image):
+    arr = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    p = make_image(tmp_path / "g.png", arr)
+    np.testing.assert_array_equal(load_gray(p), arr.astype(np.float32))
+
+
+def test_rgb_to_luminance(tmp_path, make_image):
+    arr = np.zeros((4, 4, 3), np.uint8)
+    arr[..., 0] = 255  # pure red
+    out = load_gray(make_image(tmp_path / "red.png", arr))
+    # ITU-R 601-2 luma: L = R * 299/1000 -> 76
+    np.testing.assert_allclose(out, 76.0, atol=1.0)
+
+
+def test_transparent_pixels_become_zero(tmp_path, make_image):
+    arr = np.full((4, 6, 4), 255, np.uint8)
+    arr[:, :3, 3] = 0  # left half fully transparent white
+    out = load_gray(make_image(tmp_path / "a.png", arr))
+    assert out.shape == (4, 6)
+    np.testing.assert_array_equal(out[:, :3], 0.0)
+    np.testing.assert_array_equal(out[:, 3:], 255.0)
+
+
+def test_exif_orientation_applied(tmp_path):
+    arr = np.zeros((10, 20), np.uint8)  # 20 wide, 10 high
+    arr[:, :5] = 255
+    im = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    p = tmp_path / "rot.jpg"
+    im.save(p, format="JPEG", exif=exif, quality=95)
+    out = load_gray(p)
+    assert out.shape == (20, 10)
