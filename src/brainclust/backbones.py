@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from .errors import ParameterError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import torch.nn as nn
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,13 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     dim: int
-    builder: Callable[[str | None], "nn.Module"]
+    builder: Callable[[str | None], "nn.Module"] | None
     default_weights: Callable[[], Path | None]
+    #: For backbones that are not networks (pixels, HOG): pre-processed 2-D image -> (dim,) vector,
+    #: computed in the DataLoader workers. ``None`` for CNNs.
+    array_fn: Callable[["np.ndarray"], "np.ndarray"] | None = None
+    #: Settings of an array backbone that change its features (part of the cache key).
+    params: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,10 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
     if name not in REGISTRY:
         raise ParameterError(f"--backbone: unknown backbone '{name}'; choose one of {', '.join(available())}")
     spec = REGISTRY[name]
+    if spec.array_fn is not None:
+        if weights is not None:
+            raise ParameterError(f"--weights: backbone '{name}' has no weights, got '{weights}'")
+        return spec, ResolvedWeights(None, "none")
     if weights == RANDOM_WEIGHTS:
         log.warning("%s: using RANDOM weights; features are not meaningful for clustering", name)
         return spec, ResolvedWeights(None, RANDOM_WEIGHTS)

@@ -24,7 +24,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from . import backbones
 from .cache import FeatureCache, default_cache_dir
 from .errors import ImageReadError, ParameterError
-from .ingest import ImageRecord, _sha256, load_gray
+from . import augment
+from .ingest import ImageRecord, _sha256, load_record
 from .preprocess import PreprocessConfig, preprocess, to_model_input
 from .progress import bar
 
@@ -53,23 +54,38 @@ def default_workers() -> int:
 
 
 class _ImageDataset:
-    """Map-style dataset: index -> (index, (3, S, S) float32 array, error or "")."""
+    """Map-style dataset: index -> (index, model input or feature vector, error or "").
 
-    def __init__(self, paths: Sequence[str], config: PreprocessConfig, mean, std):
-        self.paths, self.config, self.mean, self.std = list(paths), config, mean, std
+    Runs in DataLoader workers: decoding, pre-processing, the optional
+    augmentation ``view`` and, for array backbones (pixels, HOG...), the
+    feature computation itself.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], config: PreprocessConfig, spec, view: str | None,
+                 view_seed: int):
+        self.records, self.config, self.spec = list(records), config, spec
+        self.view, self.view_seed = view, view_seed
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.records)
+
+    def _item(self, rec: ImageRecord) -> np.ndarray:
+        img = preprocess(load_record(rec), self.config)
+        if self.view:
+            img = augment.apply(self.view, img, rec.key, self.view_seed)
+        if self.spec.array_fn is not None:
+            return np.asarray(self.spec.array_fn(img), dtype=np.float32)
+        return to_model_input(img, self.spec.mean, self.spec.std)
 
     def __getitem__(self, i: int):
         try:
-            img = preprocess(load_gray(self.paths[i]), self.config)
-            return i, to_model_input(img, self.mean, self.std), ""
+            return i, self._item(self.records[i]), ""
         except ImageReadError as exc:
             err = str(exc)
         except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
             err = f"cannot pre-process image: {type(exc).__name__}: {exc}"
-        return i, np.zeros((3, self.config.size, self.config.size), np.float32), err
+        shape = (self.spec.dim,) if self.spec.array_fn is not None else (3, self.config.size, self.config.size)
+        return i, np.zeros(shape, np.float32), err
 
 
 def _collate(items):
@@ -79,6 +95,17 @@ def _collate(items):
     x = torch.from_numpy(np.stack([it[1] for it in items]))
     errs = [it[2] for it in items]
     return idx, x, errs
+
+
+def _record_of(path: str | os.PathLike) -> ImageRecord:
+    """A minimal record for a bare path (meta-attributes unknown)."""
+    p = Path(path)
+    try:
+        digest = _sha256(p)
+    except OSError as exc:
+        digest = f"unreadable:{p}:{exc}"
+    return ImageRecord(path=p.as_posix(), abspath=str(p), name=p.name, type="", size=0, width=0, height=0,
+                       sha256=digest)
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -104,6 +131,11 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         ``False`` disables caching.
     device : str, default "cpu"
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    view : str or None, default None
+        Name of an augmentation in :mod:`brainclust.augment` applied after
+        pre-processing (for self-supervised learning); ``None`` = the image itself.
+    view_seed : int, default 0
+        Seed of the view's randomness (mixed with each image's content key).
     progress : bool or None, default None
         Progress bar: ``None`` shows it only on a terminal.
 
@@ -125,7 +157,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     def __init__(self, backbone: str = "auto", weights: str | None = None, precision: str = "auto",
                  batch_size: int = 32, num_workers: int | None = None,
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5),
-                 cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None):
+                 cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None,
+                 view: str | None = None, view_seed: int = 0):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -135,6 +168,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.device = device
         self.progress = progress
+        self.view = view
+        self.view_seed = view_seed
 
     # -- fitting: choose backbone, weights and precision ----------------------
     def fit(self, X=None, y=None):
@@ -151,11 +186,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device_ = device
+        if self.view is not None:
+            augment.check(self.view)
         self.spec_, self.weights_ = backbones.resolve(self.backbone, self.weights)
         self.preprocess_ = PreprocessConfig(size=self.spec_.input_size, clip_percentiles=self.clip_percentiles)
         self.preprocess_.validate()
         prec = self.precision
-        if prec == "auto":
+        if self.spec_.array_fn is not None:
+            prec = "fp32"  # array backbones do not run a network
+        elif prec == "auto":
             prec = "bf16" if bf16_supported(device) else "fp32"
         self.precision_ = prec
         self.model_ = None
@@ -163,9 +202,14 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     @property
     def cache_settings_(self) -> dict:
-        return {"feature_version": FEATURE_VERSION, "backbone": self.spec_.name,
-                "weights_sha256": self.weights_.sha256, "precision": self.precision_,
-                "preprocess": self.preprocess_.as_dict()}
+        settings = {"feature_version": FEATURE_VERSION, "backbone": self.spec_.name,
+                    "weights_sha256": self.weights_.sha256, "precision": self.precision_,
+                    "preprocess": self.preprocess_.as_dict()}
+        if self.spec_.params:
+            settings["backbone_params"] = dict(self.spec_.params)
+        if self.view is not None:
+            settings.update(view=self.view, view_seed=self.view_seed)
+        return settings
 
     def _model(self):
         import torch
@@ -197,18 +241,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         import torch
         from torch.utils.data import DataLoader
 
-        paths, keys = [], []
-        for item in X:
-            if isinstance(item, ImageRecord):
-                paths.append(item.abspath)
-                keys.append(item.sha256)
-            else:
-                paths.append(str(item))
-                try:
-                    keys.append(_sha256(Path(item)))
-                except OSError as exc:
-                    keys.append(f"unreadable:{item}:{exc}")
-        n, dim = len(paths), self.spec_.dim
+        records = [item if isinstance(item, ImageRecord) else _record_of(item) for item in X]
+        keys = [r.key for r in records]
+        n, dim = len(records), self.spec_.dim
         cache = None
         if self.cache_dir is not False:
             cache = FeatureCache(self.cache_dir or default_cache_dir(), self.cache_settings_)
@@ -224,7 +259,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         t0 = time.perf_counter()
         if todo:
             order = list(todo.values())
-            ds = _ImageDataset([paths[i] for i in order], self.preprocess_, self.spec_.mean, self.spec_.std)
+            ds = _ImageDataset([records[i] for i in order], self.preprocess_, self.spec_, self.view,
+                               self.view_seed)
             workers = default_workers() if self.num_workers is None else self.num_workers
             loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=workers,
                                 collate_fn=_collate, pin_memory=self.device_.startswith("cuda"))
@@ -233,7 +269,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             try:
                 for idx, x, errs in loader:
                     ok = [j for j, e in enumerate(errs) if not e]
-                    feats = self._forward(x[ok]) if ok else np.zeros((0, dim), np.float32)
+                    if not ok:
+                        feats = np.zeros((0, dim), np.float32)
+                    elif self.spec_.array_fn is not None:
+                        feats = x[ok].numpy()
+                    else:
+                        feats = self._forward(x[ok])
                     if not np.all(np.isfinite(feats)):
                         raise FloatingPointError(f"{self.spec_.name} produced non-finite features")
                     batch_keys = [keys[order[idx[j]]] for j in ok]

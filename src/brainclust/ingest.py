@@ -33,7 +33,9 @@ class ImageRecord:
     ``name``, ``type``, ``size``, ``width`` and ``height`` are the five
     meta-attributes of the method. ``sha256`` is the hash of the file's bytes,
     which keys the feature cache. ``label`` is the first sub-folder under the
-    root when labels are read from folders, else ``""``.
+    root when labels are read from folders, else ``""``. ``frame`` names one
+    2-D image inside a multi-image file (a slice or a frame); ``""`` for plain
+    2-D images.
     """
 
     path: str
@@ -45,6 +47,12 @@ class ImageRecord:
     height: int
     sha256: str
     label: str = ""
+    frame: str = ""
+
+    @property
+    def key(self) -> str:
+        """Cache key: content hash, plus the frame for multi-image files."""
+        return f"{self.sha256}:{self.frame}" if self.frame else self.sha256
 
 
 @dataclass
@@ -192,3 +200,8 @@ def load_gray(path: str | os.PathLike) -> np.ndarray:
     if arr.ndim != 2 or arr.size == 0:
         raise ImageReadError(f"decoded to an unexpected shape {arr.shape}")
     return arr
+
+
+def load_record(record: ImageRecord) -> np.ndarray:
+    """Decode the 2-D grayscale image a record stands for (see :func:`load_gray`)."""
+    return load_gray(record.abspath)
