@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bf16_agreement.py
+
+# Self-supervised ablation: 6 configurations x 3 data sets x 2 methods x 5 seeds (README "Results").
+ablation: $(STAMP)
+	$(BIN)/brainclust ablation --out ablation_out --data-root ../shared/data --seeds 5
 
 clean:
 	rm -rf demo_out build dist src/*.egg-info .pytest_cache

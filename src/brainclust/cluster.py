@@ -3,7 +3,9 @@
 :class:`Clusterer` wraps five methods behind one scikit-learn style estimator:
 
 ``hierarchical`` (the reference)
-    Agglomerative, **average linkage on cosine distance** (scipy). Besides the
+    Agglomerative, **average linkage on cosine distance** (scipy) by default;
+    ``linkage`` (average / complete / single / ward) and ``metric`` (cosine /
+    euclidean) change it, and ward requires euclidean. Besides the
     flat cut at ``n_clusters`` it keeps the top of the tree: ``levels_[:, L-1]``
     is the cut into ``L`` clusters for ``L = 1..10`` (level 1 = one cluster).
 ``kmeans``
@@ -21,8 +23,8 @@
 Cluster ids are renumbered ``0..k-1`` in order of first appearance, so equal
 partitions get equal ids. Fitted models save to ``.npz`` + JSON (no pickle),
 and :meth:`Clusterer.predict` assigns new points: nearest centroid (K-Means),
-highest posterior (GMM), lowest mean cosine distance to a cluster's members
-(hierarchical, consistent with average linkage), nearest core point within
+highest posterior (GMM), lowest mean distance (the run's ``metric``) to a
+cluster's members (hierarchical, consistent with average linkage), nearest core point within
 ``eps`` (DBSCAN), distance-weighted vote of the ``n_neighbors`` cosine nearest
 training points (spectral).
 """
@@ -33,7 +35,8 @@ import json
 import logging
 
 import numpy as np
-from scipy.cluster.hierarchy import cut_tree, linkage
+from scipy.cluster.hierarchy import cut_tree
+from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, ClusterMixin
 
@@ -43,6 +46,8 @@ from .io import _json_default, atomic_write_npz
 log = logging.getLogger(__name__)
 
 METHODS = ("hierarchical", "kmeans", "gmm", "dbscan", "spectral")
+LINKAGES = ("average", "complete", "single", "ward")
+METRICS = ("cosine", "euclidean")
 N_LEVELS = 10
 
 
@@ -68,6 +73,24 @@ def _safe_for_cosine(X: np.ndarray) -> np.ndarray:
         X = X.copy()
         X[zero] = 1e-12
     return X
+
+
+def hierarchical_tree(X: np.ndarray, linkage: str = "average", metric: str = "cosine") -> np.ndarray:
+    """The scipy linkage matrix of ``X`` (cosine rows are nudged off the origin)."""
+    X = np.asarray(X, dtype=np.float64)
+    return scipy_linkage(_safe_for_cosine(X) if metric == "cosine" else X, method=linkage, metric=metric)
+
+
+def cut_levels(tree: np.ndarray, ks) -> dict[int, np.ndarray]:
+    """Flat cuts of a linkage tree: ``{k: labels}`` for every ``k`` in ``ks`` (capped at n).
+
+    Labels are renumbered with :func:`relabel`. One tree serves every ``k``.
+    """
+    n = len(tree) + 1
+    # descending: scipy's cut_tree mislabels the n-cluster cut when sizes ascend to n
+    sizes = sorted({min(int(k), n) for k in ks}, reverse=True)
+    cuts = dict(zip(sizes, cut_tree(tree, n_clusters=sizes).T))
+    return {int(k): relabel(cuts[min(int(k), n)]) for k in ks}
 
 
 def knee_eps(X: np.ndarray, min_samples: int) -> float:
@@ -97,6 +120,10 @@ class Clusterer(ClusterMixin, BaseEstimator):
         DBSCAN neighbourhood size.
     n_neighbors : int, default 10
         Graph size of ``spectral`` and voters of its :meth:`predict`.
+    linkage : {"average", "complete", "single", "ward"}, default "average"
+        Hierarchical only. ``ward`` needs ``metric="euclidean"``.
+    metric : {"cosine", "euclidean"}, default "cosine"
+        Hierarchical only: the distance of the tree and of :meth:`predict`.
 
     Attributes
     ----------
@@ -112,16 +139,24 @@ class Clusterer(ClusterMixin, BaseEstimator):
     """
 
     def __init__(self, method: str = "hierarchical", n_clusters: int = 4, random_state: int | None = None,
-                 min_samples: int = 5, n_neighbors: int = 10):
+                 min_samples: int = 5, n_neighbors: int = 10, linkage: str = "average", metric: str = "cosine"):
         self.method = method
         self.n_clusters = n_clusters
         self.random_state = random_state
         self.min_samples = min_samples
         self.n_neighbors = n_neighbors
+        self.linkage = linkage
+        self.metric = metric
 
     def _validate(self, n: int) -> None:
         if self.method not in METHODS:
             raise ParameterError(f"--method: unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
+        if self.linkage not in LINKAGES:
+            raise ParameterError(f"linkage: must be one of {', '.join(LINKAGES)}, got {self.linkage!r}")
+        if self.metric not in METRICS:
+            raise ParameterError(f"metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.linkage == "ward" and self.metric != "euclidean":
+            raise ParameterError(f"linkage: 'ward' is defined for metric='euclidean' only, got metric={self.metric!r}")
         if n < 2:
             raise ParameterError(f"clustering needs at least 2 images, got {n}")
         if self.method != "dbscan":
@@ -146,11 +181,9 @@ class Clusterer(ClusterMixin, BaseEstimator):
         k = int(self.n_clusters) if self.method != "dbscan" else 0
         m = self.method
         if m == "hierarchical":
-            self.tree_ = linkage(_safe_for_cosine(X), method="average", metric="cosine")
-            # descending: scipy's cut_tree mislabels the n-cluster cut when sizes ascend to n
-            sizes = sorted({min(L, n) for L in range(1, N_LEVELS + 1)} | {k}, reverse=True)
-            cuts = dict(zip(sizes, cut_tree(self.tree_, n_clusters=sizes).T))
-            self.levels_ = np.stack([relabel(cuts[min(L, n)]) for L in range(1, N_LEVELS + 1)], axis=1)
+            self.tree_ = hierarchical_tree(X, self.linkage, self.metric)
+            cuts = cut_levels(self.tree_, [*range(1, N_LEVELS + 1), k])
+            self.levels_ = np.stack([cuts[L] for L in range(1, N_LEVELS + 1)], axis=1)
             labels = cuts[k]
         elif m == "kmeans":
             from sklearn.cluster import KMeans
@@ -202,7 +235,10 @@ class Clusterer(ClusterMixin, BaseEstimator):
 
     # -- prediction ------------------------------------------------------------
     def _mean_dist_assign(self, X: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
-        D = cdist(_safe_for_cosine(X), _safe_for_cosine(self.X_fit_), metric="cosine")
+        if self.metric == "cosine":
+            D = cdist(_safe_for_cosine(X), _safe_for_cosine(self.X_fit_), metric="cosine")
+        else:
+            D = cdist(X, self.X_fit_, metric=self.metric)
         ids = np.unique(train_labels)
         means = np.stack([D[:, train_labels == c].mean(axis=1) for c in ids], axis=1)
         return ids[np.argmin(means, axis=1)]

@@ -48,28 +48,61 @@ class RunConfig:
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
     pca: int | float = 50
     method: str = "hierarchical"
-    k: int = 4
+    #: number of clusters, or "auto" (chosen by :class:`~brainclust.kselect.KSelector`)
+    k: int | str = 4
     seed: int = 0
     labels_from_folders: bool = False
     cache_dir: str | None = None
     device: str = "cpu"
     progress: bool | None = None
+    slices: str = "axial:mid"
+    volume_index: int = 0
+    #: Self-supervised components (see :mod:`brainclust.selfsup`); empty = off.
+    ssl: tuple[str, ...] = ()
+    ssl_mode: str = "head"
+    ssl_epochs: int | None = None
 
     def validate(self) -> None:
         """Cheap checks that need no data, so bad settings fail before any work."""
+        from .formats import nifti
+
+        nifti.parse_slices(self.slices)
+        nifti.check_volume_index(self.volume_index)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ParameterError(f"--batch-size: must be a positive integer, got {self.batch_size!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 0):
+            raise ParameterError(f"--workers: must be an integer >= 0, got {self.workers!r}")
+        if self.clip_percentiles is not None:
+            from .preprocess import PreprocessConfig
+
+            try:
+                PreprocessConfig(clip_percentiles=tuple(self.clip_percentiles)).validate()
+            except (ParameterError, TypeError, ValueError) as exc:
+                raise ParameterError(f"--clip: {exc}") from None
         if self.method not in METHODS:
             raise ParameterError(f"--method: unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ParameterError(f"--k: must be a positive integer, got {self.k!r}")
+        if self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
+            raise ParameterError(f"--k: must be a positive integer or 'auto', got {self.k!r}")
         if self.precision not in PRECISIONS:
             raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         PCAReducer(self.pca)._check()
+        from .selfsup.stage import validate as validate_ssl
+
+        if validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs) and self.k == "auto":
+            raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
+                                 "for a given k); run with --k auto first, then pass the chosen k")
 
     def extractor(self) -> FeatureExtractor:
-        return FeatureExtractor(backbone=self.backbone, weights=self.weights, precision=self.precision,
-                                batch_size=self.batch_size, num_workers=self.workers,
-                                clip_percentiles=self.clip_percentiles, cache_dir=self.cache_dir,
-                                device=self.device, progress=self.progress)
+        kwargs = dict(backbone=self.backbone, weights=self.weights, precision=self.precision,
+                      batch_size=self.batch_size, num_workers=self.workers,
+                      clip_percentiles=self.clip_percentiles, cache_dir=self.cache_dir,
+                      device=self.device, progress=self.progress)
+        if "+" in self.backbone:  # fusion of several backbones (brainclust.fusion)
+            from .fusion import FusedExtractor
+
+            return FusedExtractor(**kwargs)
+        return FeatureExtractor(**kwargs)
 
 
 @dataclass
@@ -90,6 +123,7 @@ class RunResult:
     clusterer: Clusterer
     out_dir: Path | None = None
     timings: dict = field(default_factory=dict)
+    ssl_model: object | None = None
 
     def rows(self) -> list[dict]:
         """One dict per image with the columns of ``assignments.csv``."""
@@ -127,8 +161,37 @@ def _extract(extractor: FeatureExtractor, scanned: ScanResult) -> tuple[list[Ima
     return [scanned.records[i] for i in ok], feats[ok], sorted(skipped, key=lambda s: s["path"])
 
 
-def _scan_nonempty(data, labels_from_folders: bool) -> ScanResult:
-    scanned = scan(data, labels_from_folders=labels_from_folders)
+def _check_out(out) -> None:
+    """Fail before any work when ``--out`` cannot become a writable folder (nothing is created)."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ParameterError(f"--out: '{out}' exists and is not a folder")
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ParameterError(f"--out: '{out}' cannot be created: '{anc}' is not a folder")
+    import os
+
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ParameterError(f"--out: '{out}' is not writable (no write permission on '{anc}')")
+
+
+def _make_out(out) -> Path:
+    """Create the output folder; an OS refusal becomes a one-line ParameterError."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"--out: cannot create folder '{out}': {exc.strerror or exc}") from None
+    return out
+
+
+def _scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
+                   volume_index: int = 0) -> ScanResult:
+    scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index)
     if not scanned.records:
         raise InputError(f"input folder '{data}' contains no readable image "
                          f"({len(scanned.skipped)} file(s) skipped)")
@@ -138,7 +201,24 @@ def _scan_nonempty(data, labels_from_folders: bool) -> ScanResult:
 def _backbone_info(ex: FeatureExtractor) -> dict:
     return {"name": ex.spec_.name, "requested": ex.backbone, "dim": ex.spec_.dim,
             "input_size": ex.spec_.input_size, "weights_path": ex.weights_.path,
-            "weights_sha256": ex.weights_.sha256, "precision": ex.precision_, "device": ex.device_}
+            "weights_sha256": ex.weights_.sha256, "precision": ex.precision_, "device": ex.device_,
+            **({"block_scales": [float(v) for v in ex.block_scales_]}
+               if getattr(ex, "block_scales_", None) is not None else {})}
+
+
+def resolve_k(k: int | str, method: str, emb: np.ndarray, seed: int | None) -> tuple[int, dict | None]:
+    """``k`` as an int; ``"auto"`` runs :class:`~brainclust.kselect.KSelector` and returns its record.
+
+    ``dbscan`` has no ``k``: ``"auto"`` resolves to 0 (unused) with no selection.
+    """
+    if k != "auto":
+        return k, None
+    if method == "dbscan":
+        return 0, None
+    from .kselect import KSelector
+
+    sel = KSelector(method=method, random_state=seed).fit(emb)
+    return sel.k_, sel.as_dict()
 
 
 def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResult:
@@ -165,10 +245,11 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
     """
     cfg = replace(config or RunConfig(), **settings)
     cfg.validate()
+    _check_out(out)
     t = {}
     t0 = time.perf_counter()
-    scanned = _scan_nonempty(data, cfg.labels_from_folders)
-    if cfg.method != "dbscan" and cfg.k > len(scanned.records):
+    scanned = _scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index)
+    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
                              f"{len(scanned.records)} readable images")
     t["scan"] = time.perf_counter() - t0
@@ -179,21 +260,35 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
     t["extract"] = time.perf_counter() - t0
     if len(records) < 2:
         raise InputError(f"input folder '{data}' has {len(records)} decodable image(s); clustering needs 2")
-    if cfg.method != "dbscan" and cfg.k > len(records):
+    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but only {len(records)} images could be decoded")
 
+    ssl = None
+    reduce_in = feats
+    if cfg.ssl:  # the self-supervised stage: features -> learned embedding, then PCA as usual
+        from .selfsup import stage as ssl_stage
+
+        t0 = time.perf_counter()
+        cfg = replace(cfg, ssl=ssl_stage.validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs))  # "all" -> the four
+        ssl = ssl_stage.fit(cfg, extractor, records, feats)
+        reduce_in = ssl.embedding
+        t["ssl"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    reducer = PCAReducer(cfg.pca, random_state=cfg.seed).fit(feats)
-    emb = reducer.transform(feats)
+    reducer = PCAReducer(cfg.pca, random_state=cfg.seed).fit(reduce_in)
+    emb = reducer.transform(reduce_in)
     t["reduce"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    clusterer = Clusterer(method=cfg.method, n_clusters=cfg.k, random_state=cfg.seed).fit(emb)
+    k, k_selection = resolve_k(cfg.k, cfg.method, emb, cfg.seed)
+    clusterer = Clusterer(method=cfg.method, n_clusters=k, random_state=cfg.seed).fit(emb)
     t["cluster"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     labels_true = [r.label for r in records] if cfg.labels_from_folders else None
     metrics = score(emb, clusterer.labels_, labels_true)
+    if k_selection is not None:
+        metrics["k_selection"] = k_selection
     t["evaluate"] = time.perf_counter() - t0
 
     manifest = {
@@ -203,15 +298,18 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
         "pca": {"n_components": reducer.n_components_,
                 "explained_variance": (float(reducer.explained_variance_ratio_.sum())
                                        if reducer.explained_variance_ratio_ is not None else None)},
-        "clustering": {"method": cfg.method, "k": cfg.k, "n_clusters_found": clusterer.n_clusters_,
+        "clustering": {"method": cfg.method, "k": k, "k_requested": cfg.k, "n_clusters_found": clusterer.n_clusters_,
                        "dbscan_eps": clusterer.eps_},
         "cache": {"dir": str(extractor.cache_dir) if extractor.cache_dir is not False else None,
                   "hits": extractor.cache_hits_, "misses": extractor.cache_misses_},
-        "n_files_scanned": len(scanned.records) + len(scanned.skipped),
+        "n_files_scanned": scanned.n_files,
         "n_images": len(records), "skipped": skipped, "timings_s": t,
     }
+    if ssl is not None:
+        manifest["ssl"] = ssl.info
     result = RunResult(cfg, records, skipped, feats, emb, clusterer.labels_, clusterer.levels_, metrics,
-                       manifest, extractor, reducer, clusterer, timings=t)
+                       manifest, extractor, reducer, clusterer, timings=t,
+                       ssl_model=ssl.model if ssl is not None else None)
     if out is not None:
         write_outputs(result, out)
     return result
@@ -219,11 +317,15 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
 
 def write_outputs(result: RunResult, out) -> Path:
     """Write model, ``assignments.csv``, ``metrics.json`` and, last, ``manifest.json``."""
-    out = Path(out)
+    out = _make_out(out)
     t0 = time.perf_counter()
     model = out / MODEL_SUBDIR
     result.reducer.save(model / "pca.npz")
     result.clusterer.save(model / "cluster.npz")
+    if result.ssl_model is not None:
+        from .selfsup import stage as ssl_stage
+
+        ssl_stage.save(result.ssl_model, model)
     atomic_write_json(model / "config.json", {"brainclust": __version__,
                                               "settings": result.manifest["settings"],
                                               "backbone": result.manifest["backbone"]})
@@ -250,11 +352,13 @@ def load_model(model_dir) -> tuple[dict, PCAReducer, Clusterer]:
 
 
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
-            batch_size: int | None = None, workers: int | None = None, progress: bool | None = None) -> RunResult:
+            batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
+            slices: str | None = None, volume_index: int | None = None) -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and
-    pre-processing are used, then the saved PCA and cluster model.
+    pre-processing are used, then the saved PCA and cluster model. ``slices``
+    and ``volume_index`` (NIfTI) default to the run's own.
     """
     info, reducer, clusterer = load_model(model_dir)
     s, bb = info["settings"], info["backbone"]
@@ -264,11 +368,20 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
                     clip_percentiles=tuple(s["clip_percentiles"]) if s["clip_percentiles"] else None,
                     pca=s["pca"], method=s["method"], k=s["k"], seed=s["seed"],
                     labels_from_folders=labels_from_folders, cache_dir=cache_dir, device=bb["device"],
-                    progress=progress)
+                    progress=progress,
+                    slices=slices if slices is not None else s.get("slices", "axial:mid"),
+                    volume_index=volume_index if volume_index is not None else s.get("volume_index", 0),
+                    ssl=tuple(s.get("ssl") or ()), ssl_mode=s.get("ssl_mode", "head"),
+                    ssl_epochs=s.get("ssl_epochs"))
+    cfg.validate()
+    _check_out(out)
     t = {}
     t0 = time.perf_counter()
-    scanned = _scan_nonempty(data, labels_from_folders)
-    extractor = cfg.extractor().fit()
+    scanned = _scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index)
+    extractor = cfg.extractor()
+    if bb.get("block_scales") is not None:  # fusion: the scales learned on the training images
+        extractor.set_params(block_scales=bb["block_scales"])
+    extractor.fit()
     if extractor.weights_.sha256 != bb["weights_sha256"]:
         raise ModelFileError(f"weights '{weights}' have changed since the model was saved "
                              f"(SHA-256 {extractor.weights_.sha256[:12]} != {bb['weights_sha256'][:12]})")
@@ -276,8 +389,15 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     t["extract"] = time.perf_counter() - t0
     if not records:
         raise InputError(f"input folder '{data}' has no decodable image")
+    reduce_in = feats
+    if cfg.ssl:  # embed with the saved self-supervised model first, as the run did
+        from .selfsup import stage as ssl_stage
+
+        t0 = time.perf_counter()
+        reduce_in = ssl_stage.embed(ssl_stage.load(Path(model_dir) / MODEL_SUBDIR, s), extractor, records, feats)
+        t["ssl"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    emb = reducer.transform(feats)
+    emb = reducer.transform(reduce_in)
     labels = clusterer.predict(emb)
     levels = clusterer.predict_levels(emb)
     t["assign"] = time.perf_counter() - t0
@@ -285,12 +405,12 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     manifest = {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()),
                 "model_dir": str(Path(model_dir).resolve()), "settings": s, "backbone": bb,
                 "cache": {"hits": extractor.cache_hits_, "misses": extractor.cache_misses_},
-                "n_files_scanned": len(scanned.records) + len(scanned.skipped),
+                "n_files_scanned": scanned.n_files,
                 "n_images": len(records), "skipped": skipped, "timings_s": t}
     result = RunResult(cfg, records, skipped, feats, emb, labels, levels, metrics, manifest,
                        extractor, reducer, clusterer, timings=t)
     if out is not None:
-        out = Path(out)
+        out = _make_out(out)
         header = BASE_COLUMNS + (LEVEL_COLUMNS if levels is not None else [])
         atomic_write_csv(out / "assignments.csv", header, result.rows())
         atomic_write_json(out / "metrics.json", metrics)

@@ -1,0 +1,193 @@
+"""Feature-extraction throughput (images/s) per backbone, against a plain PyTorch loop.
+
+For every backbone in ``brainclust.backbones.REGISTRY`` (``inception_v3`` with
+random weights -- speed does not depend on weight values -- and
+``efficientnet_lite0`` with its packaged weights), on the same N images, in one
+process:
+
+* ``plain fp32 loop``: fp32, contiguous NCHW, batch 32, ``torch.no_grad()``,
+  images decoded and pre-processed in memory beforehand (network only);
+* ``cl+bf16 loop``: the same tensors, channels_last, bf16 autocast,
+  ``torch.inference_mode()`` (network only);
+* ``extractor <precision> w<workers>``: ``FeatureExtractor(...).transform(paths)``
+  with ``cache_dir=False``, decoding files in DataLoader workers.
+
+All modes are warmed up once, then timed round-robin (to spread machine noise
+evenly) ``--repeats`` times; the median is reported. The compute roof is the
+fp32 ``torch.matmul`` rate measured in the same run divided by the backbone's
+GFLOP per image. Also prints bf16-vs-fp32 feature error for efficientnet_lite0.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_extract.py --n 64 --repeats 3 --out benchmarks/results/extract.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainclust import backbones
+from brainclust.features import FeatureExtractor, bf16_supported
+from brainclust.ingest import load_gray
+from brainclust.preprocess import PreprocessConfig, preprocess, to_model_input
+
+#: GFLOP per image (2 x multiply-adds), from the GUIDE / model cards.
+GFLOP = {"inception_v3": 11.4, "efficientnet_lite0": 0.8}
+WEIGHTS = {"inception_v3": backbones.RANDOM_WEIGHTS, "efficientnet_lite0": None}
+EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+def image_paths(data: Path, n: int, tmp: Path) -> tuple[list[str], str]:
+    if data.is_dir():
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in EXTS)[:n]
+        if files:
+            return [str(p) for p in files], f"{data} (first {len(files)} sorted files)"
+    print(f"NOTE: data folder '{data}' is missing or empty; generating demo images instead", file=sys.stderr)
+    from brainclust.demo import make_demo_dataset
+
+    out = make_demo_dataset(tmp / "demo", n_per_class=-(-n // 3), size=224)
+    files = sorted(p for p in Path(out).rglob("*") if p.suffix.lower() in EXTS)[:n]
+    return [str(p) for p in files], f"brainclust.demo.make_demo_dataset ({len(files)} images)"
+
+
+def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        ts.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+
+def in_memory_batch(spec, paths) -> torch.Tensor:
+    cfg = PreprocessConfig(size=spec.input_size)
+    return torch.from_numpy(np.stack([to_model_input(preprocess(load_gray(p), cfg), spec.mean, spec.std)
+                                      for p in paths]))
+
+
+def plain_loop(model, x, bs):
+    def f():
+        with torch.no_grad():
+            return torch.cat([model(x[i:i + bs]) for i in range(0, len(x), bs)]).numpy()
+    return f
+
+
+def cl_bf16_loop(model, x, bs):
+    def f():
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), bs):
+                xb = x[i:i + bs].contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out.append(model(xb).float())
+            return torch.cat(out).numpy()
+    return f
+
+
+def extractor_run(name, precision, workers, bs, paths):
+    ex = FeatureExtractor(backbone=name, weights=WEIGHTS[name], precision=precision, batch_size=bs,
+                          num_workers=workers, cache_dir=False, progress=False).fit()
+    return ex, (lambda: ex.transform(paths))
+
+
+def feature_error(f, ref) -> tuple[float, float]:
+    rel = np.linalg.norm(f - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    cos = (f * ref).sum(1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(ref, axis=1))
+    return float(rel.mean()), float(cos.mean())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/data/brain_tumor_4class_dev")
+    ap.add_argument("--n", type=int, default=64, help="number of images (first N sorted files)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", default="0,1,2", help="comma-separated DataLoader worker counts")
+    ap.add_argument("--backbones", default=",".join(backbones.REGISTRY))
+    ap.add_argument("--out", default="benchmarks/results/extract.md")
+    args = ap.parse_args(argv)
+    import logging
+
+    logging.getLogger("brainclust").setLevel(logging.ERROR)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    paths, source = image_paths(Path(args.data), args.n, tmp)
+    n, bs = len(paths), args.batch_size
+    mm = {"fp32": [matmul_gflops()], "bf16": [matmul_gflops(torch.bfloat16)]}
+    print(f"images: {source}; matmul fp32 {mm['fp32'][0]:.0f} GFLOP/s", flush=True)
+    rows, notes, results = [], [], []
+    for name in args.backbones.split(","):
+        spec, w = backbones.resolve(name, WEIGHTS[name])
+        t = time.perf_counter()
+        x = in_memory_batch(spec, paths)
+        print(f"[{name}] decode+preprocess in memory: {n / (time.perf_counter() - t):.1f} img/s", flush=True)
+        plain = backbones.build(spec, w)
+        fast = backbones.build(spec, w).to(memory_format=torch.channels_last)
+        modes = {"plain fp32 loop": plain_loop(plain, x, bs), "cl+bf16 loop": cl_bf16_loop(fast, x, bs)}
+        extractors = {}
+        for prec in ("fp32", "auto"):
+            for nw in (int(v) for v in args.workers.split(",")):
+                ex, fn = extractor_run(name, prec, nw, bs, paths)
+                label = f"extractor {prec}{'->' + ex.precision_ if prec == 'auto' else ''} w{nw}"
+                modes[label], extractors[label] = fn, ex
+        outs = {}
+        for label, fn in modes.items():  # warm-up; keep outputs for the error check
+            outs[label] = fn()
+            print(f"[{name}] warmed up: {label}", flush=True)
+        times = {label: [] for label in modes}
+        for r in range(args.repeats):
+            for label, fn in modes.items():
+                t = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - t)
+            mm["fp32"].append(matmul_gflops(reps=5))  # the roof is re-measured each round: noisy machine
+            mm["bf16"].append(matmul_gflops(torch.bfloat16, reps=5))
+            print(f"[{name}] repeat {r + 1}/{args.repeats} done", flush=True)
+        for label in modes:
+            results.append((name, label, n / statistics.median(times[label]),
+                            " ".join(f"{n / s:.1f}" for s in times[label])))
+            print(f"[{name}] {label}: {results[-1][2]:.2f} img/s", flush=True)
+        if name == "efficientnet_lite0":
+            ref = outs["plain fp32 loop"]
+            for label in ("cl+bf16 loop", *(k for k in outs if k.startswith("extractor"))):
+                rel, cos = feature_error(np.asarray(outs[label], np.float32), ref)
+                notes.append(f"{name} features, {label} vs plain fp32 loop: mean relative error {rel:.4f}, "
+                             f"mean cosine similarity {cos:.6f}")
+        del plain, fast, modes, extractors, outs
+    gf32, gf16 = statistics.median(mm["fp32"]), statistics.median(mm["bf16"])
+    for name, label, ips, runs in results:
+        base = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop")
+        roof = gf32 / GFLOP[name]
+        rows.append(f"| {name} | {label} | {ips:.2f} | {ips / base:.2f} | {ips / roof:.2f} | {runs} |")
+    notes += [f"{b}: {g} GFLOP/image -> fp32 roof {gf32 / g:.1f} img/s (bf16-matmul roof {gf16 / g:.1f})"
+              for b, g in GFLOP.items() if b in args.backbones.split(",")]
+    head = [f"images: {source}; batch {bs}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"native bf16: {bf16_supported()}",
+            f"2048x2048 matmul, median of {len(mm['fp32'])} measurements spread over the run: fp32 {gf32:.0f} "
+            f"GFLOP/s (range {min(mm['fp32']):.0f}-{max(mm['fp32']):.0f}), bf16 {gf16:.0f} GFLOP/s "
+            "(roof column uses fp32)",
+            f"img/s: median of {args.repeats} round-robin repeats after 1 warm-up per mode", ""]
+    table = ["| backbone | mode | img/s (median) | ratio vs plain fp32 loop | vs compute roof | img/s (each run) |",
+             "|---|---|---:|---:|---:|---|", *rows]
+    text = "\n".join([*head, *table, "", *(f"- {s}" for s in notes)]) + "\n"
+    print("\n" + text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"Command: {' '.join([Path(sys.executable).name, *sys.argv])}\n\n" + text)
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,517 @@
+"""``head`` mode: train small heads on cached features of augmented views.
+
+:class:`SelfSupervisedHead` is a scikit-learn style estimator. Its input is a
+dict ``view name -> (n_images, dim)`` of frozen backbone features (see
+:mod:`brainclust.selfsup.views`); its output is the learned embedding that
+the pipeline clusters.
+
+What ``fit`` does:
+
+1. **Input PCA.** PCA of the features of all the views used (stacked) to
+   ``input_dim`` components, optionally (partly) whitened (``whiten_power``);
+   the same map is applied to every view.
+2. **Training** of ``n_heads`` independent :class:`~.heads.SSLNet` heads, each
+   from its own seed, with the sum of the active losses (components):
+
+   * ``contrastive``: NT-Xent between two different appearance views of each image;
+   * ``rotation``: the features of the 0/90/180/270-degree rotated image are
+     the input and the angle is the target;
+   * ``joint``: SCAN's neighbour-consistency + entropy loss on the cluster head,
+     trained together with the pretext losses. Neighbours are mined (cosine,
+     ``n_neighbors``) from the head's own embedding after a pretext-only warm-up
+     of half the epochs, or from the whitened input when no pretext loss is on.
+
+3. **Consensus embedding.** Each head embeds an image as the mean of its
+   L2-normalised embeddings over the appearance views (test-time
+   augmentation, ``tta=True``); the heads' embeddings are normalised and
+   concatenated (divided by ``sqrt(n_heads)``), so that the cosine similarity of
+   two images is the mean of the heads' cosine similarities. This is the
+   label-free way we stabilise the result across seeds.
+4. ``refine``: see :mod:`brainclust.selfsup.refine`.
+
+Determinism: each head's initial weights and mini-batches come from a
+``torch.Generator`` seeded by ``random_state`` and the head's index, and the
+training runs on one thread with deterministic algorithms, so the same
+``random_state`` gives the same embedding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFileError, ParameterError
+from ..io import atomic_write_bytes, atomic_write_json
+from .views import APPEARANCE_VIEWS, ROTATION_VIEWS, needed
+
+log = logging.getLogger(__name__)
+
+COMPONENTS: tuple[str, ...] = ("contrastive", "rotation", "joint", "refine")
+FORMAT_VERSION = 1
+
+
+def parse_components(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"contrastive,rotation"``, ``"all"``, ``"none"`` or a sequence -> ordered tuple of components."""
+    if value is None:
+        return ()
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    if items in (["all"],):
+        return COMPONENTS
+    if items in ([], ["none"], ["off"]):
+        return ()
+    bad = [v for v in items if v not in COMPONENTS]
+    if bad:
+        raise ParameterError(f"--self-supervised: unknown component '{bad[0]}'; choose from "
+                             f"{', '.join(COMPONENTS)}, 'all' or 'none'")
+    return tuple(c for c in COMPONENTS if c in items)
+
+
+def seed_for(*parts) -> int:
+    """A 63-bit seed derived from ``parts`` (independent streams for heads, rounds...)."""
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
+@contextlib.contextmanager
+def torch_determinism(threads: int = 1):
+    """Run a block on ``threads`` threads with deterministic algorithms, restoring the settings after."""
+    import torch
+
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
+
+
+def cosine_neighbors(E, k: int, chunk: int = 2048):
+    """Indices ``(n, k)`` of each row's ``k`` cosine-nearest other rows (torch tensor in, tensor out)."""
+    import torch
+    import torch.nn.functional as F
+
+    E = F.normalize(E, dim=1)
+    out = []
+    for s in range(0, len(E), chunk):
+        sim = E[s:s + chunk] @ E.T
+        idx = torch.arange(s, min(s + chunk, len(E)))
+        sim[torch.arange(len(idx)), idx] = -float("inf")
+        out.append(sim.topk(k, dim=1).indices)
+    return torch.cat(out)
+
+
+def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0):
+    """``(mean, components, scale)`` of the input map ``x -> (x - mean) @ components.T / scale``.
+
+    PCA by the eigendecomposition of the ``(D, D)`` covariance (fast for many
+    rows), signs fixed so that each component's largest entry is positive. Each
+    component is divided by ``std ** whiten_power`` and all by one constant, so
+    that the mapped input has unit mean variance per dimension.
+    """
+    X = np.asarray(X, np.float64)
+    mean = X.mean(0)
+    Xc = X - mean
+    d = int(max(1, min(n_components, X.shape[0] - 1, X.shape[1])))
+    cov = Xc.T @ Xc / max(1, X.shape[0] - 1)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:d]
+    comps = evecs[:, order].T
+    comps *= np.sign(comps[np.arange(d), np.argmax(np.abs(comps), axis=1)])[:, None]
+    sd = np.sqrt(np.maximum(evals[order], 1e-12))
+    scale = sd ** whiten_power
+    scale = scale * np.sqrt(np.mean((sd / scale) ** 2))
+    return mean, np.ascontiguousarray(comps), scale
+
+
+class CachedViews:
+    """Training inputs in ``head`` mode: whitened features of each view, as tensors.
+
+    ``A``: ``(n_appearance_views, n, d)``; ``R``: ``(4, n, d)`` or ``None``.
+    """
+
+    trainable: tuple = ()
+
+    def __init__(self, A, R):
+        self.A, self.R = A, R
+        self.n = A.shape[1]
+        self.has_rotation = R is not None
+
+    def base(self):
+        """``(n, d)`` mean input over the appearance views (where SCAN mines neighbours without a pretext)."""
+        return self.A.mean(0)
+
+    def pair(self, idx, gen):
+        """Two different appearance views of each image in ``idx``."""
+        import torch
+
+        na = self.A.shape[0]
+        va = torch.randint(na, (len(idx),), generator=gen)
+        vb = (va + torch.randint(1, na, (len(idx),), generator=gen)) % na if na > 1 else va
+        return self.A[va, idx], self.A[vb, idx]
+
+    def one(self, idx, gen):
+        """One random appearance view of each image."""
+        import torch
+
+        return self.A[torch.randint(self.A.shape[0], (len(idx),), generator=gen), idx]
+
+    def rotated(self, idx, gen):
+        """``(x, r)``: the features of each image rotated by ``90 * r`` degrees, ``r`` random."""
+        import torch
+
+        r = torch.randint(4, (len(idx),), generator=gen)
+        return self.R[r, idx], r
+
+    def embed(self, net, tta: bool):
+        """``(n, embed_dim)`` normalised embedding, averaged over appearance views when ``tta``."""
+        import torch
+        import torch.nn.functional as F
+
+        net.eval()
+        with torch.no_grad():
+            views = self.A if tta else self.A[:1]
+            h = torch.stack([F.normalize(net(v), dim=1) for v in views]).mean(0)
+        net.train()
+        return F.normalize(h, dim=1)
+
+
+def train_head(net, source, components: Sequence[str], epochs: int, gen, *, batch_size: int = 256,
+               lr: float = 1e-3, weight_decay: float = 1e-4, temperature: float = 0.5,
+               entropy_weight: float = 2.0, n_neighbors: int = 20, tta: bool = True,
+               targets=None, neighbors=None, history: dict | None = None) -> dict:
+    """Train ``net`` (in place) on ``source`` with the losses of ``components``.
+
+    ``targets`` (``(n,)`` long, ``-1`` = ignore) switches on the self-labelling
+    loss of refinement. ``neighbors`` (``(n, k)``) are SCAN's mined neighbours;
+    with ``joint`` and none given they are mined here (see the module doc).
+    Returns ``history``: per loss term, the mean over each epoch.
+    """
+    import torch
+
+    from .losses import NTXentLoss, RotationLoss, SCANLoss, SelfLabelLoss
+
+    history = {} if history is None else history
+    params = list(net.parameters()) + [p for p in source.trainable]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    ntx, rot, scan, selflab = NTXentLoss(temperature), RotationLoss(), SCANLoss(entropy_weight), SelfLabelLoss()
+    pretext = [c for c in ("contrastive", "rotation") if c in components
+               and (c != "rotation" or source.has_rotation)]
+    joint = "joint" in components and targets is None
+    warmup = epochs // 2 if (joint and pretext and neighbors is None) else 0
+    n = source.n
+    bs = max(2, min(batch_size, n))
+    k_nb = max(1, min(n_neighbors, n - 1))
+    if joint and neighbors is None and not pretext:
+        neighbors = cosine_neighbors(source.base(), k_nb)
+    net.train()
+    for epoch in range(epochs):
+        if joint and neighbors is None and epoch == warmup:
+            neighbors = cosine_neighbors(source.embed(net, tta), k_nb)
+        perm = torch.randperm(n, generator=gen)
+        starts = list(range(0, n, bs))
+        if len(starts) > 1 and n - starts[-1] < 2:
+            starts.pop()
+        sums: dict[str, float] = {}
+        for j, s in enumerate(starts):
+            idx = perm[s:starts[j + 1]] if j + 1 < len(starts) else perm[s:]
+            terms = {}
+            if "contrastive" in pretext:
+                xa, xb = source.pair(idx, gen)
+                terms["contrastive"] = ntx(net.projector(net(xa)), net.projector(net(xb)))
+            if "rotation" in pretext:
+                x, r = source.rotated(idx, gen)
+                terms["rotation"] = rot(net.rotation(net(x)), r)
+            if joint and neighbors is not None and epoch >= warmup:
+                nb = neighbors[idx, torch.randint(neighbors.shape[1], (len(idx),), generator=gen)].cpu()
+                terms["joint"] = scan(net.cluster(net(source.one(idx, gen))), net.cluster(net(source.one(nb, gen))))
+            if targets is not None:
+                logits = net.cluster(net(source.one(idx, gen)))
+                terms["self_label"] = selflab(logits, targets[idx].to(logits.device))
+            if not terms:
+                break
+            loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for key, v in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(v.detach())
+            sums["total"] = sums.get("total", 0.0) + float(loss.detach())
+        for key, v in sums.items():
+            history.setdefault(key, []).append(v / len(starts))
+    net.eval()
+    return history
+
+
+class SelfSupervisedHead:
+    """Self-supervised heads on frozen features of augmented views (``head`` mode).
+
+    Parameters
+    ----------
+    components : sequence of str, default all four
+        Any of ``contrastive``, ``rotation``, ``joint``, ``refine``.
+    n_clusters : int, default 4
+        Outputs of the cluster head (``joint``) and ``k`` of refinement.
+    epochs : int, default 30
+        Training epochs of each head.
+    n_heads : int, default 3
+        Independent heads whose embeddings form the consensus.
+    input_dim : int, default 64
+        Input PCA size (capped by the data).
+    hidden, embed_dim : int, default 128 and 32
+        Sizes of the small MLPs (chosen for speed on a shared 2-core CPU).
+    temperature : float, default 0.5
+        NT-Xent temperature.
+    lr, weight_decay : float, default 1e-3 and 1e-4
+        AdamW settings.
+    batch_size : int, default 256
+    n_neighbors : int, default 20
+        Mined neighbours of SCAN.
+    entropy_weight : float, default 2.0
+        SCAN's entropy weight.
+    max_rounds : int, default 5
+        Cap on refinement rounds.
+    refine_epochs : int or None, default None
+        Epochs per refinement round (``None``: ``max(1, epochs // 3)``).
+    confident_fraction : float, default 0.5
+        Per cluster, the fraction of members nearest the centre used as self-labels.
+    tol : float, default 0.98
+        Refinement stops when the NMI between successive rounds reaches ``tol``.
+    tta : bool, default True
+        Average each head's embedding over the appearance views.
+    whiten_power : float, default 0.0
+        Input component ``i`` is divided by ``std_i ** whiten_power`` (then all by one
+        constant, for unit mean variance): 1 is full PCA-whitening, 0 keeps the PCA
+        geometry. Full whitening gives the many noise directions the same weight as
+        the few that separate groups (it lowered the silhouette of the embedding).
+    random_state : int, default 0
+
+    Attributes
+    ----------
+    nets_ : list of SSLNet
+    whiten_mean_, whiten_components_, whiten_scale_ : ndarray
+        The input whitening.
+    history_ : dict
+        ``loss``: per term, the per-epoch mean over heads; ``refine``: the rounds.
+    embedding_ : ndarray of shape (n_images, n_heads * embed_dim)
+        Consensus embedding of the training images.
+    views_ : list of str
+        The views the heads need at :meth:`transform`.
+    """
+
+    def __init__(self, components: Sequence[str] = COMPONENTS, n_clusters: int = 4, epochs: int = 30,
+                 n_heads: int = 3, input_dim: int = 64, hidden: int = 128, embed_dim: int = 32,
+                 temperature: float = 0.5, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,
+                 n_neighbors: int = 20, entropy_weight: float = 2.0, max_rounds: int = 5,
+                 refine_epochs: int | None = None, confident_fraction: float = 0.5, tol: float = 0.98,
+                 tta: bool = True, whiten_power: float = 0.0, random_state: int = 0):
+        self.components = components
+        self.n_clusters = n_clusters
+        self.epochs = epochs
+        self.n_heads = n_heads
+        self.input_dim = input_dim
+        self.hidden = hidden
+        self.embed_dim = embed_dim
+        self.temperature = temperature
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.n_neighbors = n_neighbors
+        self.entropy_weight = entropy_weight
+        self.max_rounds = max_rounds
+        self.refine_epochs = refine_epochs
+        self.confident_fraction = confident_fraction
+        self.tol = tol
+        self.tta = tta
+        self.whiten_power = whiten_power
+        self.random_state = random_state
+
+    # -- helpers -----------------------------------------------------------------
+    def _validate(self, views: dict) -> tuple[str, ...]:
+        comps = parse_components(self.components)
+        for name, lo in (("n_clusters", 1), ("epochs", 1), ("n_heads", 1), ("input_dim", 1), ("hidden", 1),
+                         ("embed_dim", 1), ("batch_size", 2), ("n_neighbors", 1), ("max_rounds", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ParameterError(f"{name}: must be an integer >= {lo}, got {v!r}")
+        if not 0 < self.confident_fraction <= 1:
+            raise ParameterError(f"confident_fraction: must be in (0, 1], got {self.confident_fraction}")
+        if not 0 <= self.whiten_power <= 1:
+            raise ParameterError(f"whiten_power: must be in [0, 1], got {self.whiten_power}")
+        if not 0 < self.tol <= 1:
+            raise ParameterError(f"tol: must be in (0, 1], got {self.tol}")
+        missing = [v for v in needed(comps, self.tta) if v not in views]
+        if missing:
+            raise ParameterError(f"views: the self-supervised head needs the features of view '{missing[0]}'")
+        n = len(views["identity"])
+        if n < 2:
+            raise ParameterError(f"self-supervised head needs at least 2 images, got {n}")
+        if any(len(v) != n for v in views.values()):
+            raise ParameterError("views: every view must have one row per image")
+        return comps
+
+    def _whiten(self, X: np.ndarray) -> np.ndarray:
+        return ((np.asarray(X, np.float64) - self.whiten_mean_) @ self.whiten_components_.T
+                / self.whiten_scale_).astype(np.float32)
+
+    def _source(self, views: dict) -> CachedViews:
+        import torch
+
+        app = [v for v in APPEARANCE_VIEWS if v in self.views_]
+        A = torch.from_numpy(np.stack([self._whiten(views[v]) for v in app]))
+        R = None
+        if all(v in views for v in ROTATION_VIEWS) and "rotation" in self.components_:
+            R = torch.from_numpy(np.stack([self._whiten(views[v]) for v in ROTATION_VIEWS]))
+        return CachedViews(A, R)
+
+    def _new_net(self, m: int):
+        import torch
+
+        from .heads import SSLNet
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(self.random_state, "init", m))
+            return SSLNet(self.d_in_, self.n_clusters, self.hidden, self.embed_dim, self.embed_dim)
+
+    def consensus(self, source: CachedViews):
+        """Concatenated, normalised embeddings of all heads: ``(n, n_heads * embed_dim)`` tensor."""
+        import torch
+
+        return torch.cat([source.embed(net, self.tta) for net in self.nets_], dim=1) / len(self.nets_) ** 0.5
+
+    # -- estimator API ----------------------------------------------------------
+    def fit(self, views: dict[str, np.ndarray], y=None) -> "SelfSupervisedHead":
+        """Train on ``views`` (name -> ``(n_images, dim)`` features; ``identity`` required)."""
+        import torch
+
+        comps = self._validate(views)
+        self.components_ = comps
+        self.views_ = needed(comps, self.tta)
+        # the input PCA sees every view the heads train on (the rotated ones too: fitted on the plain
+        # images alone it would drop the directions that tell the rotations apart)
+        X = np.concatenate([np.asarray(views[v], np.float64) for v in self.views_])
+        self.whiten_mean_, self.whiten_components_, self.whiten_scale_ = input_pca(X, self.input_dim,
+                                                                                  self.whiten_power)
+        self.d_in_ = len(self.whiten_components_)
+        history: dict = {"loss": {}, "refine": []}
+        with torch_determinism():
+            source = self._source(views)
+            self.nets_, per_head = [], []
+            pretrain = [c for c in comps if c != "refine"]
+            for m in range(self.n_heads):
+                net = self._new_net(m)
+                gen = torch.Generator().manual_seed(seed_for(self.random_state, "train", m))
+                h = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self._train_kw())
+                self.nets_.append(net)
+                per_head.append(h)
+            history["loss"] = _mean_curves(per_head)
+            if "rotation" in comps and source.R is not None:
+                history["rotation_train_accuracy"] = self.rotation_accuracy(views)
+            if "refine" in comps:
+                from .refine import refine
+
+                history["refine"] = refine(self, source)
+            self.embedding_ = self.consensus(source).numpy().astype(np.float64)
+        self.history_ = history
+        return self
+
+    def _train_kw(self) -> dict:
+        return dict(batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                    temperature=self.temperature, entropy_weight=self.entropy_weight,
+                    n_neighbors=self.n_neighbors, tta=self.tta)
+
+    def transform(self, views: dict[str, np.ndarray]) -> np.ndarray:
+        """Consensus embedding ``(n_images, n_heads * embed_dim)`` of new images' view features."""
+        import torch
+
+        missing = [v for v in self.views_ if v not in views]
+        if missing:
+            raise ParameterError(f"views: the trained head needs the features of view '{missing[0]}'")
+        with torch_determinism():
+            return self.consensus(self._source(views)).numpy().astype(np.float64)
+
+    def fit_transform(self, views: dict[str, np.ndarray], y=None) -> np.ndarray:
+        return self.fit(views).embedding_
+
+    def rotation_accuracy(self, views: dict[str, np.ndarray]) -> float:
+        """Mean accuracy of the heads' rotation classifiers on the four rotations of these images."""
+        import torch
+
+        Xs = [torch.from_numpy(self._whiten(views[v])) for v in ROTATION_VIEWS]
+        accs = []
+        with torch.no_grad():
+            for net in self.nets_:
+                net.eval()
+                for r, x in enumerate(Xs):
+                    accs.append(float((net.rotation(net(x)).argmax(1) == r).float().mean()))
+        return float(np.mean(accs))
+
+    # -- persistence (safetensors + JSON, no pickle) ----------------------------
+    def params(self) -> dict:
+        keys = ("components", "n_clusters", "epochs", "n_heads", "input_dim", "hidden", "embed_dim", "temperature",
+                "lr", "weight_decay", "batch_size", "n_neighbors", "entropy_weight", "max_rounds",
+                "refine_epochs", "confident_fraction", "tol", "tta", "whiten_power", "random_state")
+        out = {k: getattr(self, k) for k in keys}
+        out["components"] = list(parse_components(self.components))
+        return out
+
+    def save(self, folder, stem: str = "ssl_head") -> None:
+        """Write ``{stem}.safetensors`` (weights, whitening) and ``{stem}.json`` (settings) to ``folder``."""
+        import torch
+        from safetensors.torch import save
+
+        tensors = {"whiten.mean": torch.from_numpy(np.ascontiguousarray(self.whiten_mean_, np.float64)),
+                   "whiten.components": torch.from_numpy(np.ascontiguousarray(self.whiten_components_, np.float64)),
+                   "whiten.scale": torch.from_numpy(np.ascontiguousarray(self.whiten_scale_, np.float64))}
+        for m, net in enumerate(self.nets_):
+            for k, v in net.state_dict().items():
+                tensors[f"net{m}.{k}"] = v.detach().contiguous().clone()
+        folder = Path(folder)
+        atomic_write_bytes(folder / f"{stem}.safetensors", save(tensors))
+        atomic_write_json(folder / f"{stem}.json", {"format": FORMAT_VERSION, "params": self.params(),
+                                                     "d_in": self.d_in_, "views": self.views_})
+
+    @classmethod
+    def load(cls, folder, stem: str = "ssl_head") -> "SelfSupervisedHead":
+        """Read what :meth:`save` wrote; raise :class:`ModelFileError` if missing or damaged."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        try:
+            info = json.loads((folder / f"{stem}.json").read_text())
+            tensors = load_file(str(folder / f"{stem}.safetensors"))
+            self = cls(**info["params"])
+            self.components_ = parse_components(self.components)
+            self.views_, self.d_in_ = list(info["views"]), int(info["d_in"])
+            self.whiten_mean_ = tensors["whiten.mean"].numpy()
+            self.whiten_components_ = tensors["whiten.components"].numpy()
+            self.whiten_scale_ = tensors["whiten.scale"].numpy()
+            self.nets_ = []
+            for m in range(self.n_heads):
+                net = self._new_net(m)
+                prefix = f"net{m}."
+                net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+                net.eval()
+                self.nets_.append(net)
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError, SafetensorError) as exc:
+            raise ModelFileError(f"self-supervised head in '{folder}' is missing or damaged "
+                                 f"({type(exc).__name__}: {exc})") from None
+        return self
+
+
+def _mean_curves(per_head: list[dict]) -> dict:
+    """Per loss term, the per-epoch mean over heads (rounded for the manifest)."""
+    out = {}
+    for key in sorted({k for h in per_head for k in h}):
+        curves = [h[key] for h in per_head if key in h]
+        length = min(len(c) for c in curves)
+        out[key] = [round(float(np.mean([c[e] for c in curves])), 5) for e in range(length)]
+    return out

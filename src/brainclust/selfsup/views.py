@@ -1,0 +1,86 @@
+"""Which augmented views the self-supervised head trains on, and how their features are obtained.
+
+A view is named ``NAME`` or ``NAME@SEED`` (a view of :mod:`brainclust.augment`
+drawn with ``view_seed=SEED``); ``identity`` is the plain image, whose
+features are the ordinary (cached) features of the run. Each view's features
+are extracted once by :class:`~brainclust.features.FeatureExtractor` and cached
+on disk like any feature, so a second run trains the head without touching
+the backbone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import augment
+from ..errors import InputError, ParameterError
+
+log = logging.getLogger(__name__)
+
+#: Views that keep the image's content and orientation up to small changes: the positives of
+#: the contrastive loss, the anchors of the clustering losses, and the test-time average.
+APPEARANCE_VIEWS: tuple[str, ...] = ("identity", "hflip", "strong")
+#: The four rotations of the pretext task, in the order of their class (0, 90, 180, 270 degrees).
+ROTATION_VIEWS: tuple[str, ...] = ("identity", "rot90", "rot180", "rot270")
+
+
+def parse(view: str) -> tuple[str | None, int]:
+    """``"strong@1" -> ("strong", 1)``; ``"identity" -> (None, 0)`` (the plain features)."""
+    name, _, seed = view.partition("@")
+    try:
+        s = int(seed) if seed else 0
+    except ValueError:
+        raise ParameterError(f"view: seed after '@' must be an integer, got '{view}'") from None
+    if name == "identity" and s == 0:
+        return None, 0
+    augment.check(name)
+    return name, s
+
+
+def needed(components: Sequence[str], tta: bool) -> list[str]:
+    """The views a head with these components needs, ``identity`` first."""
+    out = ["identity"]
+    if {"contrastive", "joint", "refine"} & set(components) or tta:
+        out += [v for v in APPEARANCE_VIEWS if v not in out]
+    if "rotation" in components:
+        out += [v for v in ROTATION_VIEWS if v not in out]
+    return out
+
+
+def extract(extractor, records, names: Sequence[str], identity: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Features of every view in ``names`` for ``records``.
+
+    Parameters
+    ----------
+    extractor : FeatureExtractor
+        A fitted extractor; a copy with ``view``/``view_seed`` set is used for each view.
+    records : sequence of ImageRecord
+        Images that decoded (their rows are the rows of the result).
+    names : sequence of str
+        View names, see :func:`parse`.
+    identity : ndarray or None
+        Already-computed plain features of ``records`` (skips one extraction).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n_images, dim)
+    """
+    from sklearn.base import clone
+
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        view, seed = parse(name)
+        if view is None and identity is not None:
+            out[name] = np.asarray(identity, np.float32)
+            continue
+        ex = clone(extractor).set_params(view=view, view_seed=seed).fit()
+        feats = ex.transform(records)
+        if ex.failed_:
+            i, reason = next(iter(ex.failed_.items()))
+            raise InputError(f"view '{name}': image '{records[i].path}' failed: {reason}")
+        log.info("view %s: %d cached, %d extracted", name, ex.cache_hits_, ex.cache_misses_)
+        out[name] = feats
+    return out

@@ -1,0 +1,129 @@
+"""Traditional backbones (pixels, HOG) and the multi-layer CNN backbone: shapes, hand-checkable values, caching."""
+
+import numpy as np
+import pytest
+
+from brainclust import backbones
+from brainclust.errors import ParameterError
+from brainclust.features import FeatureExtractor
+from brainclust.preprocess import PreprocessConfig, preprocess
+
+
+def _checkerboard(side: int = 64) -> np.ndarray:
+    """2 x 2 checkerboard: dark top-left and bottom-right quadrants, bright elsewhere."""
+    img = np.zeros((side, side), np.uint8)
+    h = side // 2
+    img[:h, h:] = 255
+    img[h:, :h] = 255
+    return img
+
+
+def test_registry_lists_the_traditional_backbones():
+    names = backbones.available()
+    assert {"pixels", "hog", "efficientnet_lite0_multi"} <= set(names)
+
+
+@pytest.mark.parametrize("name, size, dim", [("pixels", 128, 128 * 128), ("pixels@64", 64, 4096),
+                                             ("hog", 128, 1764), ("hog@64", 64, 1764)])
+def test_array_backbones_resolve_without_weights(name, size, dim):
+    spec, weights = backbones.resolve(name)
+    assert spec.name == name  # the name round-trips (predict rebuilds the backbone from it)
+    assert (spec.input_size, spec.dim) == (size, dim)
+    assert spec.array_fn is not None and dict(spec.params)["size"] == size
+    assert weights.path is None and weights.sha256 == "none"
+
+
+@pytest.mark.parametrize("name, match", [("pixels@abc", "must be an integer"), ("pixels@4", ">= 8"),
+                                         ("hog@60", "multiple of 8"), ("sift", "unknown backbone")])
+def test_bad_array_backbone_names_are_parameter_errors(name, match):
+    with pytest.raises(ParameterError, match=match):
+        backbones.resolve(name)
+
+
+def test_array_backbones_refuse_a_weights_file():
+    with pytest.raises(ParameterError, match="has no weights"):
+        backbones.resolve("pixels", weights="/some/file.pth")
+
+
+def test_pixels_of_a_constant_image_are_that_constant():
+    img = np.full((8, 8), 0.25, np.float32)
+    f = backbones.pixel_features(img)
+    assert f.shape == (64,) and f.dtype == np.float32
+    np.testing.assert_array_equal(f, 0.25)
+
+
+def test_pixels_of_a_checkerboard_downsampled_keep_its_quadrants():
+    img = preprocess(_checkerboard(64).astype(np.float32), PreprocessConfig(size=8))
+    f = backbones.pixel_features(img)
+    grid = f.reshape(8, 8)
+    assert f.shape == (64,)
+    # away from the quadrant borders the values are exactly black (0) and white (1)
+    np.testing.assert_allclose(grid[:2, :2], 0.0, atol=1e-6)
+    np.testing.assert_allclose(grid[:2, -2:], 1.0, atol=1e-6)
+    np.testing.assert_allclose(grid[-2:, :2], 1.0, atol=1e-6)
+    np.testing.assert_allclose(grid[-2:, -2:], 0.0, atol=1e-6)
+    # the pattern is its own negative when mirrored, so the borders blend symmetrically
+    np.testing.assert_allclose(grid + grid[:, ::-1], 1.0, atol=1e-5)
+    assert grid.min() >= 0.0 and grid.max() <= 1.0
+
+
+def test_hog_of_a_constant_image_is_zero():
+    f = backbones.hog_features(np.full((64, 64), 0.7, np.float32))
+    assert f.shape == (1764,) and f.dtype == np.float32
+    np.testing.assert_array_equal(f, 0.0)
+
+
+@pytest.mark.parametrize("axis, expected_bin", [(1, 0), (0, 4)])
+def test_hog_of_an_edge_has_energy_only_in_the_gradient_direction_bin(axis, expected_bin):
+    img = np.zeros((64, 64), np.float32)
+    if axis == 1:
+        img[:, 32:] = 1.0  # vertical edge: horizontal gradient, orientation 0 degrees -> bin 0 (0-20)
+    else:
+        img[32:, :] = 1.0  # horizontal edge: vertical gradient, 90 degrees -> bin 4 (80-100)
+    f = backbones.hog_features(img)
+    per_bin = f.reshape(7, 7, 2, 2, 9).sum(axis=(0, 1, 2, 3))
+    assert per_bin[expected_bin] > 1.0
+    np.testing.assert_allclose(np.delete(per_bin, expected_bin), 0.0, atol=1e-6)
+
+
+def test_hog_ignores_intensity_scale_but_pixels_do_not():
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 64)).astype(np.float32)
+    np.testing.assert_allclose(backbones.hog_features(img), backbones.hog_features(0.5 * img), atol=1e-5)
+    assert not np.allclose(backbones.pixel_features(img), backbones.pixel_features(0.5 * img))
+
+
+def test_feature_extractor_runs_array_backbones_and_caches_them(tmp_path, make_image):
+    paths = [make_image(tmp_path / "img" / "board.png", _checkerboard(32)),
+             make_image(tmp_path / "img" / "noise.png", "L", size=(40, 24), seed=3)]
+    cache = tmp_path / "cache"
+    ex = FeatureExtractor(backbone="pixels@16", cache_dir=str(cache), num_workers=0, progress=False).fit()
+    F = ex.transform(paths)
+    assert F.shape == (2, 256) and np.all(np.isfinite(F))
+    expected = preprocess(_checkerboard(32).astype(np.float32), PreprocessConfig(size=16)).ravel()
+    np.testing.assert_allclose(F[0], expected, atol=1e-6)
+    assert (ex.cache_hits_, ex.cache_misses_) == (0, 2)
+    ex2 = FeatureExtractor(backbone="pixels@16", cache_dir=str(cache), num_workers=0, progress=False).fit()
+    np.testing.assert_array_equal(ex2.transform(paths), F)
+    assert (ex2.cache_hits_, ex2.cache_misses_) == (2, 0)
+    # another size is another cache entry (the size is part of the key)
+    ex3 = FeatureExtractor(backbone="pixels@32", cache_dir=str(cache), num_workers=0, progress=False).fit()
+    assert ex3.transform(paths).shape == (2, 1024) and ex3.cache_misses_ == 2
+    assert ex3.cache_settings_["backbone_params"] == {"size": 32}
+    hog = FeatureExtractor(backbone="hog@32", cache_dir=str(cache), num_workers=0, progress=False).fit()
+    H = hog.transform(paths)
+    assert H.shape == (2, 1764) and np.all(np.isfinite(H)) and hog.precision_ == "fp32"
+
+
+def test_multi_layer_lite0_concatenates_unit_norm_layers():
+    import torch
+
+    spec, weights = backbones.resolve("efficientnet_lite0_multi", weights=backbones.RANDOM_WEIGHTS)
+    model = backbones.build(spec, weights)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 64, 64)).numpy()
+    assert out.shape == (2, spec.dim) and spec.dim == 40 + 112 + 320 + 1280
+    bounds = np.cumsum([0, 40, 112, 320, 1280])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        np.testing.assert_allclose(np.linalg.norm(out[:, lo:hi], axis=1), 1.0, rtol=1e-4)

@@ -1,0 +1,99 @@
+"""``brainclust export``: one folder per cluster, every image of assignments.csv exactly once."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+from test_report import IMG_NAME, SCRIPT_PATH, fake_run
+
+from brainclust.cli import main
+from brainclust.errors import InputError, ParameterError
+from brainclust.export import destination_names, export_clusters
+from brainclust.io import atomic_write_csv
+
+
+def rows_of(out: Path) -> list[dict]:
+    with open(out / "assignments.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def exported_files(to: Path) -> list[Path]:
+    return sorted(p for p in to.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != "export.csv")
+
+
+@pytest.fixture
+def run_with_clashes(tmp_path):
+    """A run whose cluster 0 holds a/x.png and b/X.png (same name), plus hostile names and noise."""
+    out = fake_run(tmp_path, n_per=6, k=2, method="kmeans",
+                   extra_paths=("a/x.png", "b/X.png", SCRIPT_PATH, IMG_NAME))
+    rows = rows_of(out)
+    for r in rows:
+        if r["path"] in ("a/x.png", "b/X.png"):
+            r["cluster"] = "0"
+    rows[0]["cluster"] = "-1"
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    return out, tmp_path / "data"
+
+
+@pytest.mark.parametrize("mode", ["copy", "symlink"])
+def test_every_image_exactly_once(run_with_clashes, tmp_path, mode):
+    out, data = run_with_clashes
+    res = export_clusters(out, tmp_path / "by_cluster", mode=mode)
+    rows = rows_of(out)
+    files = exported_files(tmp_path / "by_cluster")
+    assert len(files) == len(rows) == res.n_files
+    assert {p.parent.name for p in files} == {"cluster_0", "cluster_1", "noise"}
+    with open(tmp_path / "by_cluster" / "export.csv", newline="") as fh:
+        mapping = {m["path"]: m for m in csv.DictReader(fh)}
+    assert sorted(mapping) == sorted(r["path"] for r in rows)
+    for r in rows:
+        dest = tmp_path / "by_cluster" / mapping[r["path"]]["file"]
+        folder = "noise" if r["cluster"] == "-1" else f"cluster_{r['cluster']}"
+        assert dest.parent.name == folder
+        assert dest.read_bytes() == (data / r["path"]).read_bytes()
+        assert dest.is_symlink() == (mode == "symlink")
+    assert len({m["file"] for m in mapping.values()}) == len(rows)
+    assert (tmp_path / "by_cluster" / "cluster_0" / "script>.png").exists()
+    assert (tmp_path / "by_cluster" / mapping[IMG_NAME]["file"]).name == IMG_NAME
+
+
+def test_name_clashes_are_resolved_deterministically():
+    paths = ["a/x.png", "b/X.png", "c/y.png"]
+    names = destination_names(paths)
+    assert names["c/y.png"] == "y.png"
+    assert names["a/x.png"] != names["b/X.png"]
+    assert names["a/x.png"].startswith("x-") and names["a/x.png"].endswith(".png")
+    assert destination_names(list(reversed(paths))) == names
+    assert len({n.casefold() for n in names.values()}) == 3
+
+
+def test_tagged_name_that_equals_a_plain_name_is_lengthened():
+    clash = destination_names(["a/x.png", "b/x.png"])["a/x.png"]      # e.g. x-1a2b3c4d.png
+    names = destination_names(["a/x.png", "b/x.png", f"c/{clash}"])
+    assert len({n.casefold() for n in names.values()}) == 3
+
+
+def test_refuses_non_empty_target_and_missing_images(run_with_clashes, tmp_path):
+    out, data = run_with_clashes
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    with pytest.raises(ParameterError, match="--to: .* not an empty folder"):
+        export_clusters(out, tmp_path / "full")
+    with pytest.raises(ParameterError, match="--mode"):
+        export_clusters(out, tmp_path / "t", mode="move")
+    os.remove(data / "a" / "x.png")
+    with pytest.raises(InputError, match="1 image.* missing .*a/x.png"):
+        export_clusters(out, tmp_path / "t2")
+    assert not (tmp_path / "t2").exists()
+
+
+def test_cli_export(run_with_clashes, tmp_path, capsys):
+    out, _ = run_with_clashes
+    assert main(["export", str(out), "--to", str(tmp_path / "e"), "--mode", "symlink"]) == 0
+    assert "exported 16 images (symlink) into 3 folders" in capsys.readouterr().out
+    assert main(["export", str(out), "--to", str(tmp_path / "e")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nowhere"), "--to", str(tmp_path / "e3")]) == 2

@@ -1,0 +1,359 @@
+"""HTML report: sections, figures, agreement with assignments.csv, escaping, rebuild without extraction.
+
+Most tests use a *fake finished run*: tiny images plus the outputs a run
+writes (assignments.csv, metrics.json, manifest.json, model/cluster.npz),
+built from random blobs, so no CNN runs. One test runs the real CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.cli import main
+from brainclust.cluster import Clusterer
+from brainclust.errors import ModelFileError
+from brainclust.evaluate import clustering_accuracy, score
+from brainclust.io import atomic_write_csv, atomic_write_json
+from brainclust.report import (
+    build_report,
+    confusion,
+    load_outputs,
+    purity_rows,
+    stratified_sample,
+    typical_atypical,
+)
+
+COLUMNS = ["path", "name", "type", "size", "width", "height", "label", "cluster"]
+LEVELS = [f"level_{L}" for L in range(1, 11)]
+SCRIPT_PATH = "<script>alert(1)</script>.png"        # folder '<script>alert(1)<' + file 'script>.png'
+IMG_NAME = "<img src=x onerror=alert(1)>.png"
+
+
+def fake_run(tmp: Path, n_per: int = 10, k: int = 3, method: str = "hierarchical", labels: bool = True,
+             extra_paths: tuple[str, ...] = (), seed: int = 0, clusters_override=None) -> Path:
+    """Write a finished run's outputs for ``k`` well-separated blobs of tiny images; return its --out."""
+    rng = np.random.default_rng(seed)
+    data, out = tmp / "data", tmp / "out"
+    paths, ytrue, X = [], [], []
+    centres = rng.normal(size=(k, 8)) * 6
+    for c in range(k):
+        for i in range(n_per):
+            paths.append(f"class{c}/img_{i:03d}.png")
+            ytrue.append(f"class{c}")
+            X.append(centres[c] + rng.normal(size=8))
+    for j, p in enumerate(extra_paths):
+        paths.append(p)
+        ytrue.append(p.split("/")[0] if "/" in p else "")
+        X.append(centres[j % k] + rng.normal(size=8))
+    X = np.asarray(X)
+    for idx, p in enumerate(paths):
+        f = data / p
+        f.parent.mkdir(parents=True, exist_ok=True)
+        arr = (np.outer(np.linspace(0, 1, 24), np.linspace(0, 1, 20)) * (60 + 60 * (idx % 3))).astype(np.uint8)
+        Image.fromarray(arr).save(f, format="PNG")
+    cl = Clusterer(method=method, n_clusters=k, random_state=seed).fit(X)
+    if clusters_override is not None:
+        cl.labels_ = np.asarray(clusters_override, dtype=np.int64)
+    cl.save(out / "model" / "cluster.npz")
+    rows = []
+    for i, p in enumerate(paths):
+        row = {"path": p, "name": Path(p).name, "type": "png", "size": (data / p).stat().st_size, "width": 20,
+               "height": 24, "label": ytrue[i] if labels else "", "cluster": int(cl.labels_[i])}
+        if cl.levels_ is not None:
+            row.update({c: int(cl.levels_[i, j]) for j, c in enumerate(LEVELS)})
+        rows.append(row)
+    atomic_write_csv(out / "assignments.csv", COLUMNS + (LEVELS if cl.levels_ is not None else []), rows)
+    metrics = score(X, cl.labels_, ytrue if labels else None)
+    atomic_write_json(out / "metrics.json", metrics)
+    manifest = {"kind": "run", "input": str(data.resolve()), "versions": {"brainclust": "test"},
+                "settings": {"method": method, "k": k, "seed": seed, "labels_from_folders": labels, "pca": 8,
+                             "backbone": "efficientnet_lite0"},
+                "backbone": {"name": "efficientnet_lite0", "dim": 1280, "input_size": 224,
+                             "weights_path": "/w/lite0.pth", "weights_sha256": "ab" * 32, "precision": "fp32",
+                             "device": "cpu"},
+                "pca": {"n_components": 8, "explained_variance": 0.9},
+                "clustering": {"method": method, "k": k, "n_clusters_found": cl.n_clusters_},
+                "cache": {"hits": len(paths), "misses": 0}, "n_files_scanned": len(paths) + 1,
+                "n_images": len(paths), "skipped": [{"path": "broken.png", "reason": "not a recognised image file"}],
+                "timings_s": {"scan": 0.01, "extract": 1.5, "reduce": 0.02, "cluster": 0.01}}
+    atomic_write_json(out / "manifest.json", manifest)
+    return out
+
+
+class _Tables(HTMLParser):
+    """Collect the cell texts of the tables with an id."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._cur = None
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id"):
+            self._cur = self.tables.setdefault(a["id"], [])
+        elif tag == "tr" and self._cur is not None:
+            self._cur.append([])
+        elif tag in ("td", "th") and self._cur is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._cur = None
+        elif tag in ("td", "th") and self._cell is not None and self._cur is not None:
+            self._cur[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def tables_of(page: str) -> dict[str, list[list[str]]]:
+    p = _Tables()
+    p.feed(page)
+    return p.tables
+
+
+def read_assignments(out: Path) -> list[dict]:
+    with open(out / "assignments.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A labelled hierarchical fake run with hostile names, and its report."""
+    out = fake_run(tmp_path_factory.mktemp("rep"), extra_paths=(SCRIPT_PATH, f"class0/{IMG_NAME}"))
+    info = build_report(out)
+    return out, info, info.path.read_text(encoding="utf-8")
+
+
+# -- tables ------------------------------------------------------------------------
+def test_confusion_hand_computed_hungarian_order():
+    y = ["a", "a", "a", "b", "b", "c"]
+    c = [1, 1, 0, 0, 0, 2]
+    conf = confusion(y, c)
+    assert conf.row_names == ["a", "b", "c"] and conf.col_ids == [1, 0, 2]
+    assert conf.counts.tolist() == [[2, 1, 0], [0, 2, 0], [0, 0, 1]]
+    assert conf.matched_accuracy == pytest.approx(5 / 6) == pytest.approx(clustering_accuracy(y, c))
+
+
+def test_confusion_with_noise_extra_clusters_and_unlabelled():
+    y = ["a", "a", "b", "b", "", "a"]
+    c = [0, 2, 1, 1, 0, -1]
+    conf = confusion(y, c)
+    assert conf.col_names[-1] == "noise" and conf.n_unlabelled == 1
+    assert conf.counts.sum() == 5                      # every labelled image once, noise included
+    assert conf.counts[conf.row_names.index("a"), -1] == 1
+    labelled = [i for i, v in enumerate(y) if v]
+    assert conf.matched_accuracy == pytest.approx(
+        clustering_accuracy([y[i] for i in labelled], [c[i] for i in labelled]))
+
+
+def test_purity_rows_hand_computed():
+    rows = purity_rows(["a", "a", "b", "b", "b", ""], [0, 0, 0, 1, 1, 1])
+    assert rows[0] == {"cluster": "0", "size": 3, "n_labelled": 3, "majority": "a", "majority_count": 2,
+                       "purity": pytest.approx(2 / 3), "breakdown": "a: 2, b: 1"}
+    assert rows[1]["size"] == 3 and rows[1]["n_labelled"] == 2 and rows[1]["purity"] == 1.0
+
+
+def test_typical_atypical_orders_by_distance_to_centre():
+    angles = np.array([0.0, 0.1, -0.1, 0.5, -0.6, 3.0, 3.05])
+    X = np.column_stack([np.cos(angles), np.sin(angles)])
+    clusters = np.array([0, 0, 0, 0, 0, 1, 1])
+    picks = typical_atypical(X, clusters, 2)
+    typ, aty = picks[0]
+    assert typ[0] in (0, 1, 2) and aty[0] == 4 and set(typ).isdisjoint(aty)
+    assert sorted(picks[1][0] + picks[1][1]) == [5, 6]          # a small cluster shows each image once
+
+
+def test_stratified_sample_keeps_every_cluster():
+    clusters = np.array([0] * 9000 + [1] * 995 + [2] * 5)
+    s = stratified_sample(clusters, 2000, random_state=0)
+    assert len(s) <= 2003 and len(set(s.tolist())) == len(s)
+    assert set(clusters[s].tolist()) == {0, 1, 2}
+    assert np.array_equal(s, stratified_sample(clusters, 2000, random_state=0))
+
+
+# -- the report --------------------------------------------------------------------
+def test_sections_montages_and_figures(built):
+    out, info, page = built
+    for sec in ("summary", "scores", "map", "dendrogram", "montages", "silhouette", "confusion", "purity"):
+        assert f'<section id="{sec}">' in page
+    k = len(set(int(r["cluster"]) for r in read_assignments(out)))
+    assert len(re.findall(r'<div class="montage" id="cluster-\d+"', page)) == k
+    for name in ("tsne_clusters", "tsne_labels", "dendrogram", "montages", "silhouette", "confusion"):
+        png = out / "figures" / f"{name}.png"
+        assert png.is_file() and (out / "figures" / f"{name}.svg").is_file()
+        with Image.open(png) as im:
+            assert round(im.info["dpi"][0]) == 300
+    assert "not a recognised image file" in page and "broken.png" in page       # skipped files listed
+    for word in ("Silhouette", "ARI", "NMI", "FMI", "ACC", "efficientnet_lite0", "ab" * 32):
+        assert word in page
+
+
+def test_self_contained_no_external_urls(built):
+    _, _, page = built
+    assert not re.search(r'(src|href)\s*=\s*"(?!data:|#)', page)
+    assert "http://" not in page and "https://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "Content-Security-Policy" in page
+
+
+def test_confusion_matrix_agrees_with_assignments(built):
+    out, _, page = built
+    rows = read_assignments(out)
+    table = tables_of(page)["confusion-table"]
+    header = table[0][1:-1]
+    expected = Counter((r["label"], r["cluster"]) for r in rows if r["label"])
+    seen = 0
+    for line in table[1:]:
+        label = html.unescape(line[0])
+        for col, cell in zip(header, line[1:-1]):
+            cid = "-1" if col == "noise" else col
+            assert int(cell) == expected[(label, cid)], (label, col)
+            seen += int(cell)
+        assert int(line[-1]) == sum(v for (lab, _), v in expected.items() if lab == label)
+    assert seen == sum(1 for r in rows if r["label"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    diag = sum(int(table[i + 1][i + 1]) for i in range(min(len(table) - 1, len(header))))
+    assert diag / seen == pytest.approx(metrics["acc"])
+
+
+def test_purity_table_agrees_with_assignments(built):
+    out, _, page = built
+    rows = read_assignments(out)
+    table = tables_of(page)["purity-table"]
+    for line in table[1:]:
+        members = [r for r in rows if r["cluster"] == line[0]]
+        assert int(line[1]) == len(members)
+        top = Counter(r["label"] for r in members if r["label"]).most_common(1)[0]
+        assert float(line[3].rstrip("%")) == pytest.approx(100 * top[1] / len([m for m in members if m["label"]]),
+                                                            abs=0.06)
+
+
+def test_hostile_file_names_are_escaped(built):
+    _, _, page = built
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert html.escape(SCRIPT_PATH, quote=False) in page
+    assert html.escape(IMG_NAME, quote=False) in page
+    assert page.count("<script") == 2                 # the JSON data block and the page's own script
+    data = re.search(r'<script type="application/json" id="map-data">(.*?)</script>', page, re.S).group(1)
+    assert SCRIPT_PATH in json.loads(data)["names"]   # intact once parsed, but never raw in the HTML
+
+
+def test_silhouette_plot_mean_matches_metrics(built):
+    from brainclust.report import silhouette_per_image
+
+    out, _, _ = built
+    run = load_outputs(out)
+    sil = silhouette_per_image(run.X, run.clusters)
+    assert np.nanmean(sil) == pytest.approx(run.metrics["silhouette"], abs=1e-9)
+
+
+def test_manifest_records_no_extraction(built):
+    out, info, _ = built
+    rep = json.loads((out / "manifest.json").read_text())["report"]
+    assert rep["features_extracted"] == 0 and rep["file"] == "report.html"
+    assert rep["size_bytes"] == info.path.stat().st_size
+    assert "model/cluster.npz" in rep["sources"]
+
+
+def test_kmeans_without_labels_explains_missing_dendrogram(tmp_path):
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", labels=False)
+    page = build_report(out, write_figures=False).path.read_text()
+    assert "Not applicable: the clustering method is &#39;kmeans&#39;" in page
+    assert 'id="confusion"' not in page and "dendrogram.png" not in page
+    assert not (out / "figures").exists()
+    assert len(re.findall(r'<div class="montage" id="cluster-\d+"', page)) == 2
+
+
+def test_noise_gets_its_own_montage(tmp_path):
+    override = [0] * 8 + [1] * 7 + [-1]
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=override)
+    page = build_report(out, write_figures=False).path.read_text()
+    assert 'id="cluster-noise"' in page
+    assert tables_of(page)["confusion-table"][0][-2] == "noise"
+
+
+def test_missing_images_become_placeholders(tmp_path):
+    out = fake_run(tmp_path, n_per=6, k=2)
+    import shutil
+
+    shutil.rmtree(tmp_path / "data")
+    info = build_report(out, write_figures=False)
+    assert info.n_missing_images == 12 and info.path.is_file()
+    assert "could not be read" in info.path.read_text()
+
+
+def test_outputs_that_disagree_are_rejected(tmp_path):
+    out = fake_run(tmp_path, n_per=5, k=2)
+    rows = read_assignments(out)[:-1]
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    with pytest.raises(ModelFileError, match="different runs"):
+        build_report(out)
+    with pytest.raises(ModelFileError, match="not a finished brainclust run"):
+        build_report(tmp_path / "nowhere")
+
+
+def test_report_command_extracts_nothing_and_imports_no_torch(tmp_path):
+    out = fake_run(tmp_path, n_per=6, k=2)
+    code = ("import sys; from brainclust.cli import main; rc = main(['report', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "0 features extracted" in res.stderr and "report.html" in res.stdout
+    rep = json.loads((out / "manifest.json").read_text())["report"]
+    assert rep["built_by"] == "brainclust report" and rep["features_extracted"] == 0
+
+
+def test_report_is_deterministic(tmp_path):
+    out = fake_run(tmp_path, n_per=6, k=2)
+    first = build_report(out, write_figures=False).path.read_bytes()
+    assert build_report(out, write_figures=False).path.read_bytes() == first
+
+
+def test_cli_run_writes_report_and_report_rebuilds_it(tmp_path, capsys, image_folder):
+    out = tmp_path / "run"
+    code = main(["run", str(image_folder), "--out", str(out), "--k", "2", "--labels-from-folders",
+                 "--backbone", "efficientnet_lite0", "--workers", "0", "--cache-dir", str(tmp_path / "c")])
+    assert code == 0 and "report:" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert len(re.findall(r'<div class="montage" id="cluster-\d+"', page)) == 2
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["report"]["built_by"] == "brainclust run" and man["n_images"] == 8
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").read_text() == page.replace("brainclust run</code>", "brainclust report</code>")
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-report"]])
+def test_run_no_report_flag(tmp_path, monkeypatch, capsys, flag):
+    from types import SimpleNamespace
+
+    import brainclust.pipeline
+
+    def fake_pipeline_run(data, out, cfg):
+        fake_run(Path(out).parent / "fake", n_per=5, k=2)
+        import shutil
+
+        shutil.copytree(Path(out).parent / "fake" / "out", out)
+        return SimpleNamespace(metrics=json.loads((Path(out) / "metrics.json").read_text()), skipped=[],
+                               manifest={}, out_dir=Path(out))
+
+    monkeypatch.setattr(brainclust.pipeline, "run", fake_pipeline_run)
+    (tmp_path / "in").mkdir()
+    assert main(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--k", "2", *flag]) == 0
+    assert (tmp_path / "o" / "report.html").exists() == (not flag)

@@ -1,0 +1,132 @@
+"""`head` mode on synthetic view features: learning, determinism, persistence, refinement's stop rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from sklearn.metrics import normalized_mutual_info_score as nmi  # noqa: E402
+
+from brainclust.errors import ModelFileError, ParameterError  # noqa: E402
+from brainclust.selfsup import COMPONENTS, SelfSupervisedHead, parse_components  # noqa: E402
+from brainclust.selfsup.refine import confident_targets, kmeans_labels  # noqa: E402
+from brainclust.selfsup.views import needed  # noqa: E402
+
+
+def blob_views(n=120, d=40, k=3, seed=0, sep=4.0):
+    """Features of k well-separated groups; each view is the image's features plus small noise.
+
+    The rotated views get a fixed offset per angle, so the rotation is predictable.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    base = rng.normal(size=(k, d))[y] * sep + rng.normal(size=(n, d))
+    views = {v: base + 0.2 * rng.normal(size=(n, d)) for v in needed(COMPONENTS, True)}
+    views["identity"] = base
+    for r, v in enumerate(("rot90", "rot180", "rot270"), start=1):
+        views[v] = base + r * 3.0 * rng.normal(size=(1, d)) + 0.2 * rng.normal(size=(n, d))
+    return views, y
+
+
+FAST = dict(epochs=8, n_heads=2, hidden=64, embed_dim=16, batch_size=64, max_rounds=3)
+
+
+def test_parse_components():
+    assert parse_components("all") == COMPONENTS
+    assert parse_components("none") == () and parse_components(None) == ()
+    assert parse_components("refine,contrastive") == ("contrastive", "refine")
+    with pytest.raises(ParameterError, match="unknown component 'rotate'"):
+        parse_components("contrastive,rotate")
+
+
+@pytest.mark.parametrize("comps", [("contrastive",), ("rotation",), ("joint",), ("contrastive", "rotation"),
+                                   COMPONENTS])
+def test_each_component_alone_or_combined_keeps_the_groups(comps):
+    views, y = blob_views()
+    head = SelfSupervisedHead(components=comps, n_clusters=3, random_state=0, **FAST).fit(views)
+    assert head.embedding_.shape == (120, FAST["n_heads"] * FAST["embed_dim"])
+    assert np.all(np.isfinite(head.embedding_))
+    assert nmi(y, kmeans_labels(head.embedding_, 3, 0)) > 0.9
+    warm = FAST["epochs"] // 2 if {"contrastive", "rotation"} & set(comps) else 0  # joint starts after warm-up
+    for key in [c for c in comps if c != "refine"]:
+        assert len(head.history_["loss"][key]) == FAST["epochs"] - (warm if key == "joint" else 0)
+
+
+def test_losses_go_down():
+    views, _ = blob_views()
+    head = SelfSupervisedHead(components=("contrastive", "rotation"), n_clusters=3, random_state=1,
+                              **{**FAST, "epochs": 20}).fit(views)
+    for key in ("contrastive", "rotation"):
+        curve = head.history_["loss"][key]
+        assert np.mean(curve[-3:]) < np.mean(curve[:3])
+    assert head.history_["rotation_train_accuracy"] > 0.9
+
+
+def test_same_seed_same_embedding_other_seed_differs():
+    views, _ = blob_views()
+    a = SelfSupervisedHead(components=COMPONENTS, n_clusters=3, random_state=7, **FAST).fit(views)
+    b = SelfSupervisedHead(components=COMPONENTS, n_clusters=3, random_state=7, **FAST).fit(views)
+    c = SelfSupervisedHead(components=COMPONENTS, n_clusters=3, random_state=8, **FAST).fit(views)
+    assert np.array_equal(a.embedding_, b.embedding_)
+    assert a.history_ == b.history_
+    assert not np.allclose(a.embedding_, c.embedding_)
+
+
+def test_save_load_round_trip(tmp_path):
+    views, _ = blob_views()
+    head = SelfSupervisedHead(components=COMPONENTS, n_clusters=3, random_state=0, **FAST).fit(views)
+    head.save(tmp_path)
+    assert (tmp_path / "ssl_head.safetensors").is_file() and (tmp_path / "ssl_head.json").is_file()
+    loaded = SelfSupervisedHead.load(tmp_path)
+    assert loaded.views_ == head.views_
+    np.testing.assert_allclose(loaded.transform(views), head.embedding_, atol=1e-6)
+    (tmp_path / "ssl_head.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelFileError, match="missing or damaged"):
+        SelfSupervisedHead.load(tmp_path)
+
+
+def test_refinement_converges_on_clear_groups_and_records_agreement():
+    views, _ = blob_views(sep=6.0)
+    head = SelfSupervisedHead(components=COMPONENTS, n_clusters=3, random_state=0, tol=0.95,
+                              **{**FAST, "max_rounds": 5}).fit(views)
+    rounds = head.history_["refine"]
+    assert rounds[0]["round"] == 0 and rounds[0]["nmi_to_previous"] is None
+    assert all(0 <= r["nmi_to_previous"] <= 1 for r in rounds[1:])
+    assert rounds[-1]["nmi_to_previous"] >= 0.95
+    assert rounds[-1]["stop"].startswith("converged")
+    assert len(rounds) <= 6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_refinement_stops_by_its_rule(seed):
+    """Either the last round reached tol (and earlier ones did not), or the cap was reached."""
+    rng = np.random.default_rng(seed)
+    views = {v: rng.normal(size=(60, 12)) for v in needed(COMPONENTS, True)}  # no structure
+    head = SelfSupervisedHead(components=("contrastive", "refine"), n_clusters=4, random_state=seed, tol=0.999,
+                              **{**FAST, "max_rounds": 2}).fit(views)
+    rounds = head.history_["refine"]
+    agreements = [r["nmi_to_previous"] for r in rounds[1:]]
+    assert all(a < 0.999 for a in agreements[:-1])
+    if agreements[-1] >= 0.999:
+        assert rounds[-1]["stop"].startswith("converged")
+    else:
+        assert len(rounds) == 3 and rounds[-1]["stop"] == "max_rounds=2 reached"
+
+
+def test_confident_targets_keep_the_nearest_fraction_per_cluster():
+    E = np.array([[1, 0], [0.9, 0.1], [0.5, 0.5], [0, 1], [0.1, 0.9], [0.45, 0.55]], float)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    t = confident_targets(E, labels, 2 / 3)
+    assert t.tolist() == [0, 0, -1, 1, 1, -1]
+
+
+def test_validation_errors():
+    views, _ = blob_views(n=30)
+    with pytest.raises(ParameterError, match="epochs"):
+        SelfSupervisedHead(epochs=0).fit(views)
+    with pytest.raises(ParameterError, match="view 'rot90'"):
+        SelfSupervisedHead(components=("rotation",)).fit({k: v for k, v in views.items() if k != "rot90"})
+    with pytest.raises(ParameterError, match="one row per image"):
+        SelfSupervisedHead(components=("contrastive",)).fit({**views, "hflip": views["hflip"][:5]})
