@@ -1,9 +1,9 @@
 """Feature-extraction throughput (images/s) per backbone, against a plain PyTorch loop.
 
-For every backbone in ``brainclust.backbones.REGISTRY`` (``inception_v3`` with
-random weights -- speed does not depend on weight values -- and
-``efficientnet_lite0`` with its packaged weights), on the same N images, in one
-process:
+For every network backbone in ``brainclust.backbones.REGISTRY`` (``inception_v3``
+with random weights -- speed does not depend on weight values -- the
+EfficientNet-Lite0 variants with their packaged weights), on the same N images,
+in one process:
 
 * ``plain fp32 loop``: fp32, contiguous NCHW, batch 32, ``torch.no_grad()``,
   images decoded and pre-processed in memory beforehand (network only);
@@ -15,7 +15,8 @@ process:
 All modes are warmed up once, then timed round-robin (to spread machine noise
 evenly) ``--repeats`` times; the median is reported. The compute roof is the
 fp32 ``torch.matmul`` rate measured in the same run divided by the backbone's
-GFLOP per image. Also prints bf16-vs-fp32 feature error for efficientnet_lite0.
+GFLOP per image (counted with ``torch.utils.flop_counter``). Also prints the
+bf16-vs-fp32 feature error for backbones with real (not random) weights.
 
 Run::
 
@@ -25,6 +26,8 @@ Run::
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,9 +42,8 @@ from brainclust.features import FeatureExtractor, bf16_supported
 from brainclust.ingest import load_gray
 from brainclust.preprocess import PreprocessConfig, preprocess, to_model_input
 
-#: GFLOP per image (2 x multiply-adds), from the GUIDE / model cards.
-GFLOP = {"inception_v3": 11.4, "efficientnet_lite0": 0.8}
-WEIGHTS = {"inception_v3": backbones.RANDOM_WEIGHTS, "efficientnet_lite0": None}
+#: Backbones benchmarked with random weights (no pre-trained weights offline; speed does not depend on them).
+RANDOM = {"inception_v3"}
 EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
@@ -70,6 +72,26 @@ def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 / statistics.median(ts) / 1e9
 
 
+def network_backbones() -> list[str]:
+    """Registry entries that are neural networks (array backbones such as pixels/hog have no builder)."""
+    return [k for k, v in backbones.REGISTRY.items() if v.builder is not None]
+
+
+def weights_for(name: str) -> str | None:
+    if name in RANDOM or backbones.REGISTRY[name].default_weights() is None:
+        return backbones.RANDOM_WEIGHTS
+    return None
+
+
+def gflop_per_image(model, spec) -> float:
+    """Counted FLOPs (2 per multiply-add) of one image through the network."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(torch.zeros(1, 3, spec.input_size, spec.input_size))
+    return fc.get_total_flops() / 1e9
+
+
 def in_memory_batch(spec, paths) -> torch.Tensor:
     cfg = PreprocessConfig(size=spec.input_size)
     return torch.from_numpy(np.stack([to_model_input(preprocess(load_gray(p), cfg), spec.mean, spec.std)
@@ -96,7 +118,7 @@ def cl_bf16_loop(model, x, bs):
 
 
 def extractor_run(name, precision, workers, bs, paths):
-    ex = FeatureExtractor(backbone=name, weights=WEIGHTS[name], precision=precision, batch_size=bs,
+    ex = FeatureExtractor(backbone=name, weights=weights_for(name), precision=precision, batch_size=bs,
                           num_workers=workers, cache_dir=False, progress=False).fit()
     return ex, (lambda: ex.transform(paths))
 
@@ -114,11 +136,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", default="0,1,2", help="comma-separated DataLoader worker counts")
-    ap.add_argument("--backbones", default=",".join(backbones.REGISTRY))
+    ap.add_argument("--backbones", default=",".join(network_backbones()),
+                    help="comma-separated CNN backbones to time (default: %(default)s)")
     ap.add_argument("--out", default="benchmarks/results/extract.md")
     args = ap.parse_args(argv)
-    import logging
-
     logging.getLogger("brainclust").setLevel(logging.ERROR)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
@@ -126,21 +147,21 @@ def main(argv=None) -> int:
     n, bs = len(paths), args.batch_size
     mm = {"fp32": [matmul_gflops()], "bf16": [matmul_gflops(torch.bfloat16)]}
     print(f"images: {source}; matmul fp32 {mm['fp32'][0]:.0f} GFLOP/s", flush=True)
-    rows, notes, results = [], [], []
+    rows, notes, results, gflop = [], [], [], {}
     for name in args.backbones.split(","):
-        spec, w = backbones.resolve(name, WEIGHTS[name])
+        spec, w = backbones.resolve(name, weights_for(name))
         t = time.perf_counter()
         x = in_memory_batch(spec, paths)
         print(f"[{name}] decode+preprocess in memory: {n / (time.perf_counter() - t):.1f} img/s", flush=True)
         plain = backbones.build(spec, w)
+        gflop[name] = gflop_per_image(plain, spec)
         fast = backbones.build(spec, w).to(memory_format=torch.channels_last)
         modes = {"plain fp32 loop": plain_loop(plain, x, bs), "cl+bf16 loop": cl_bf16_loop(fast, x, bs)}
-        extractors = {}
         for prec in ("fp32", "auto"):
             for nw in (int(v) for v in args.workers.split(",")):
                 ex, fn = extractor_run(name, prec, nw, bs, paths)
                 label = f"extractor {prec}{'->' + ex.precision_ if prec == 'auto' else ''} w{nw}"
-                modes[label], extractors[label] = fn, ex
+                modes[label] = fn
         outs = {}
         for label, fn in modes.items():  # warm-up; keep outputs for the error check
             outs[label] = fn()
@@ -158,20 +179,20 @@ def main(argv=None) -> int:
             results.append((name, label, n / statistics.median(times[label]),
                             " ".join(f"{n / s:.1f}" for s in times[label])))
             print(f"[{name}] {label}: {results[-1][2]:.2f} img/s", flush=True)
-        if name == "efficientnet_lite0":
+        if w.path is not None:  # real weights: the bf16 feature error is meaningful
             ref = outs["plain fp32 loop"]
             for label in ("cl+bf16 loop", *(k for k in outs if k.startswith("extractor"))):
                 rel, cos = feature_error(np.asarray(outs[label], np.float32), ref)
                 notes.append(f"{name} features, {label} vs plain fp32 loop: mean relative error {rel:.4f}, "
                              f"mean cosine similarity {cos:.6f}")
-        del plain, fast, modes, extractors, outs
+        del plain, fast, modes, outs
     gf32, gf16 = statistics.median(mm["fp32"]), statistics.median(mm["bf16"])
     for name, label, ips, runs in results:
         base = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop")
-        roof = gf32 / GFLOP[name]
+        roof = gf32 / gflop[name]
         rows.append(f"| {name} | {label} | {ips:.2f} | {ips / base:.2f} | {ips / roof:.2f} | {runs} |")
-    notes += [f"{b}: {g} GFLOP/image -> fp32 roof {gf32 / g:.1f} img/s (bf16-matmul roof {gf16 / g:.1f})"
-              for b, g in GFLOP.items() if b in args.backbones.split(",")]
+    notes += [f"{b}: {g:.2f} GFLOP/image (counted) -> fp32 roof {gf32 / g:.1f} img/s (bf16-matmul roof "
+              f"{gf16 / g:.1f}){'; RANDOM weights' if weights_for(b) else ''}" for b, g in gflop.items()]
     head = [f"images: {source}; batch {bs}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
             f"native bf16: {bf16_supported()}",
             f"2048x2048 matmul, median of {len(mm['fp32'])} measurements spread over the run: fp32 {gf32:.0f} "
@@ -186,6 +207,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"Command: {' '.join([Path(sys.executable).name, *sys.argv])}\n\n" + text)
     print(f"written: {out}")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -1,7 +1,5 @@
 """brainclust benchmark: the grid, results.csv, tables that recompute from it, noise handling."""
 
-import csv
-
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs

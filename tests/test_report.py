@@ -357,3 +357,16 @@ def test_run_no_report_flag(tmp_path, monkeypatch, capsys, flag):
     (tmp_path / "in").mkdir()
     assert main(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--k", "2", *flag]) == 0
     assert (tmp_path / "o" / "report.html").exists() == (not flag)
+
+
+def test_k_auto_curves_are_plotted_only_when_present(tmp_path):
+    out = fake_run(tmp_path, n_per=6, k=2, method="kmeans")
+    assert 'id="k-selection"' not in build_report(out, write_figures=False).path.read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["k_selection"] = {"ks": [2, 3, 4], "chosen_k": 2, "indices": {
+        "silhouette": {"best": "max", "curve": [0.5, 0.3, None], "vote": 2},
+        "davies_bouldin": {"best": "min", "curve": [0.9, 1.1, 1.3], "vote": 2}}}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    info = build_report(out)
+    assert 'id="k-selection"' in info.path.read_text()
+    assert "figures/k_selection.png" in info.figures and (out / "figures" / "k_selection.svg").is_file()

@@ -1,4 +1,4 @@
-"""The self-supervised stage end to end: rotation pretext on held-apart demo images, run/predict, finetune."""
+"""The self-supervised stage end to end: rotation pretext on held-apart demo images, run/predict, CLI."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from brainclust.demo import make_demo_dataset  # noqa: E402
 from brainclust.features import FeatureExtractor  # noqa: E402
 from brainclust.selfsup import SelfSupervisedHead  # noqa: E402
 from brainclust.selfsup import views as views_mod  # noqa: E402
-from brainclust.selfsup.finetune import FinetuneSSL  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +68,3 @@ def test_cli_rejects_unknown_component(demo_data, tmp_path, capsys):
     assert code == 2
     assert "unknown component 'jigsaw'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-
-
-def test_finetune_trains_only_the_last_blocks_and_round_trips(demo_data, tmp_path):
-    records = scan(demo_data).records[::12]  # 2 images, 1 epoch: correctness on CPU, not quality
-    est = FinetuneSSL(components=("contrastive", "rotation", "joint", "refine"), n_clusters=2, epochs=1,
-                      max_rounds=1, refine_epochs=1, batch_size=2, input_dim=3, hidden=16, embed_dim=4,
-                      n_neighbors=1, random_state=0)
-    est._prepare()
-    initial = {k: v.clone() for k, v in est.backbone_.state_dict().items()}
-    est.fit(records)
-    assert est.embedding_.shape == (2, 4) and np.all(np.isfinite(est.embedding_))
-    assert {"contrastive", "rotation"} <= set(est.history_["loss"])
-    assert est.history_["refine"][-1]["round"] == 1
-    after = est.backbone_.state_dict()
-    changed = {k for k in initial if not np.array_equal(initial[k].numpy(), after[k].numpy())}
-    assert changed, "fine-tuning changed no backbone weight"
-    assert all(k.startswith(("net._blocks.14", "net._blocks.15", "net._conv_head", "net._bn1")) for k in changed)
-    est.save(tmp_path)
-    loaded = FinetuneSSL.load(tmp_path)
-    np.testing.assert_allclose(loaded.transform(records), est.embedding_, atol=1e-4)

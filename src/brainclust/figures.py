@@ -174,6 +174,25 @@ def silhouette_figure(sil: np.ndarray, clusters: np.ndarray, colours: dict[int, 
     return fig
 
 
+def kselect_figure(ks: Sequence[int], indices: dict, chosen: int):
+    """One small panel per internal index of ``--k auto``: its curve over k, its vote, the chosen k."""
+    plt = _plt()
+    names = list(indices)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        idx = indices[name]
+        y = [np.nan if v is None else v for v in idx["curve"]]
+        ax.plot(ks, y, marker="o", markersize=3, color="#1f77b4")
+        ax.axvline(chosen, color="#d62728", linestyle="--", linewidth=1)
+        ax.set_title(f"{name.replace('_', ' ')} ({idx['best']}; votes k={idx['vote']})", fontsize=9)
+        ax.set_xlabel("k")
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.suptitle(f"--k auto: chosen k = {chosen} (dashed)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_figure(counts: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], n_matched: int):
     """Heat map of a label × cluster table with the count in every cell.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cache import default_cache_dir
 from .cluster import METHODS, N_LEVELS, Clusterer
 from .errors import InputError, ModelFileError, ParameterError
 from .evaluate import score
@@ -300,7 +301,8 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
                                        if reducer.explained_variance_ratio_ is not None else None)},
         "clustering": {"method": cfg.method, "k": k, "k_requested": cfg.k, "n_clusters_found": clusterer.n_clusters_,
                        "dbscan_eps": clusterer.eps_},
-        "cache": {"dir": str(extractor.cache_dir) if extractor.cache_dir is not False else None,
+        "cache": {"dir": (None if extractor.cache_dir is False
+                          else str(extractor.cache_dir or default_cache_dir())),
                   "hits": extractor.cache_hits_, "misses": extractor.cache_misses_},
         "n_files_scanned": scanned.n_files,
         "n_images": len(records), "skipped": skipped, "timings_s": t,

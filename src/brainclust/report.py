@@ -561,6 +561,11 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     emit(F.montage_figure(fig_rows, montage_size), "montages")
     t["montages"] = time.perf_counter() - t0
 
+    # --k auto: the curves of the internal indices
+    ksel = run.metrics.get("k_selection")
+    if ksel:
+        emit(F.kselect_figure(ksel["ks"], ksel["indices"], ksel["chosen_k"]), "k_selection")
+
     # confusion
     t0 = time.perf_counter()
     if conf is not None and conf.counts.size:
