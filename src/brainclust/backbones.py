@@ -25,7 +25,6 @@ Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ParameterError, WeightsUnavailableError
+from .io import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -68,14 +68,6 @@ class ResolvedWeights:
 
     path: str | None
     sha256: str
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_state_dict(path: str, backbone: str) -> dict:

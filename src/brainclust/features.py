@@ -25,7 +25,8 @@ from . import backbones
 from .cache import FeatureCache, default_cache_dir
 from .errors import ImageReadError, ParameterError
 from . import augment
-from .ingest import ImageRecord, _sha256, load_record
+from .ingest import ImageRecord, load_record
+from .io import file_sha256
 from .preprocess import PreprocessConfig, preprocess, to_model_input
 from .progress import bar
 
@@ -107,7 +108,7 @@ def _record_of(path: str | os.PathLike) -> ImageRecord:
     """A minimal record for a bare path (meta-attributes unknown)."""
     p = Path(path)
     try:
-        digest = _sha256(p)
+        digest = file_sha256(p)
     except OSError as exc:
         digest = f"unreadable:{p}:{exc}"
     return ImageRecord(path=p.as_posix(), abspath=str(p), name=p.name, type="", size=0, width=0, height=0,

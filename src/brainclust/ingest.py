@@ -15,7 +15,6 @@ decodes a record, whatever its kind.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -27,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import formats
 from .errors import ImageReadError, InputError
+from .io import file_sha256
 from .formats import dicom, nifti
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,6 @@ class ScanResult:
     @property
     def labels(self) -> list[str]:
         return [r.label for r in self.records]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _walk(root: Path) -> tuple[list[Path], list[Path]]:
@@ -173,7 +165,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
 
     if kind == "nifti":
         found = nifti.probe(p, strategy, volume_index)
-        size, digest = p.stat().st_size, _sha256(p)
+        size, digest = p.stat().st_size, file_sha256(p)
         return [make("nifti", s.width, s.height, s.frame, f"{rel}#{s.frame}") for s in found]
     if kind == "dicom":
         info = dicom.probe(p)
@@ -192,9 +184,9 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
             if kind != "dicom":
                 raise
         else:
-            size, digest = p.stat().st_size, _sha256(p)
+            size, digest = p.stat().st_size, file_sha256(p)
             return [make(fmt.lower(), w, h)]
-    size, digest = p.stat().st_size, _sha256(p)
+    size, digest = p.stat().st_size, file_sha256(p)
     if info.n_frames == 1:
         return [make("dicom", info.width, info.height)]
     return [make("dicom", info.width, info.height, dicom.frame_id(i), f"{rel}#frame={i + 1}")

@@ -429,8 +429,6 @@ class SelfSupervisedHead:
 
     def transform(self, views: dict[str, np.ndarray]) -> np.ndarray:
         """Consensus embedding ``(n_images, n_heads * embed_dim)`` of new images' view features."""
-        import torch
-
         missing = [v for v in self.views_ if v not in views]
         if missing:
             raise ParameterError(f"views: the trained head needs the features of view '{missing[0]}'")
