@@ -15,6 +15,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--methods", default="hierarchical,kmeans")
     ap.add_argument("--precisions", default="fp32,bf16", help="first one is the reference")
-    ap.add_argument("--cache-dir", default=None, help="feature cache (default: a fresh temp dir)")
+    ap.add_argument("--cache-dir", default=None, help="feature cache (default: a temp dir, removed at the end)")
     args = ap.parse_args(argv)
     if not Path(args.data).is_dir():
         print(f"SKIP: data folder '{args.data}' not found (expected the shared real MRI set)")
@@ -80,6 +81,8 @@ def main(argv=None) -> int:
         lines.append(f"\nfeatures {p} vs {ref} over {len(f0)} images: relative error mean {rel.mean():.4f} "
                      f"(max {rel.max():.4f}), cosine similarity mean {cos.mean():.6f} (min {cos.min():.6f})")
     print("\n".join(lines))
+    if not args.cache_dir:
+        shutil.rmtree(cache, ignore_errors=True)
     return 0
 
 
