@@ -215,15 +215,13 @@ def _summary(result) -> str:
 
 
 def _cmd_run(args) -> None:
-    from .pipeline import RunConfig, run
+    from .pipeline import run
     from .selfsup import parse_components
 
-    cfg = RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
-                    batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
-                    pca=args.pca, method=args.method, k=args.k, seed=args.seed,
-                    labels_from_folders=args.labels_from_folders, cache_dir=args.cache_dir, device=args.device,
-                    slices=args.slices, volume_index=args.volume_index,
-                    ssl=parse_components(args.self_supervised), ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs)
+    cfg = _extraction_config(args, pca=args.pca, method=args.method, k=args.k, seed=args.seed,
+                             labels_from_folders=args.labels_from_folders, slices=args.slices,
+                             volume_index=args.volume_index, ssl=parse_components(args.self_supervised),
+                             ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs)
     print(_summary(run(args.data, args.out, cfg)))
     if not args.no_report:
         _report(args.out, "brainclust run")

@@ -238,15 +238,11 @@ class FinetuneSSL(SelfSupervisedHead):
         return out
 
     def save(self, folder, stem: str = "ssl_finetune") -> None:
-        import torch
         from safetensors.torch import save
 
         tensors = {f"backbone.{k}": v.detach().cpu().contiguous().clone()
                    for k, v in self.backbone_.state_dict().items()}
-        tensors.update({"whiten.mean": torch.from_numpy(np.ascontiguousarray(self.whiten_mean_, np.float64)),
-                        "whiten.components": torch.from_numpy(np.ascontiguousarray(self.whiten_components_,
-                                                                                   np.float64)),
-                        "whiten.scale": torch.from_numpy(np.ascontiguousarray(self.whiten_scale_, np.float64))})
+        tensors.update(self._whiten_tensors())
         tensors.update({f"net0.{k}": v.detach().cpu().contiguous().clone()
                         for k, v in self.nets_[0].state_dict().items()})
         folder = Path(folder)
@@ -268,9 +264,7 @@ class FinetuneSSL(SelfSupervisedHead):
                 p["clip_percentiles"] = tuple(p["clip_percentiles"])
             self = cls(**p)
             self.components_, self.views_, self.d_in_ = parse_components(self.components), ["identity"], int(info["d_in"])
-            self.whiten_mean_ = tensors["whiten.mean"].numpy()
-            self.whiten_components_ = tensors["whiten.components"].numpy()
-            self.whiten_scale_ = tensors["whiten.scale"].numpy()
+            self._set_whiten(tensors)
             self._prepare({k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")})
             net = self._new_net(0)
             net.load_state_dict({k[len("net0."):]: v for k, v in tensors.items() if k.startswith("net0.")})

@@ -460,14 +460,25 @@ class SelfSupervisedHead:
         out["components"] = list(parse_components(self.components))
         return out
 
+    _WHITEN = ("mean", "components", "scale")
+
+    def _whiten_tensors(self) -> dict:
+        """The input whitening as float64 tensors named ``whiten.<part>`` (for safetensors)."""
+        import torch
+
+        return {f"whiten.{p}": torch.from_numpy(np.ascontiguousarray(getattr(self, f"whiten_{p}_"), np.float64))
+                for p in self._WHITEN}
+
+    def _set_whiten(self, tensors: dict) -> None:
+        """Inverse of :meth:`_whiten_tensors`."""
+        for p in self._WHITEN:
+            setattr(self, f"whiten_{p}_", tensors[f"whiten.{p}"].numpy())
+
     def save(self, folder, stem: str = "ssl_head") -> None:
         """Write ``{stem}.safetensors`` (weights, whitening) and ``{stem}.json`` (settings) to ``folder``."""
-        import torch
         from safetensors.torch import save
 
-        tensors = {"whiten.mean": torch.from_numpy(np.ascontiguousarray(self.whiten_mean_, np.float64)),
-                   "whiten.components": torch.from_numpy(np.ascontiguousarray(self.whiten_components_, np.float64)),
-                   "whiten.scale": torch.from_numpy(np.ascontiguousarray(self.whiten_scale_, np.float64))}
+        tensors = self._whiten_tensors()
         for m, net in enumerate(self.nets_):
             for k, v in net.state_dict().items():
                 tensors[f"net{m}.{k}"] = v.detach().contiguous().clone()
@@ -489,9 +500,7 @@ class SelfSupervisedHead:
             self = cls(**info["params"])
             self.components_ = parse_components(self.components)
             self.views_, self.d_in_ = list(info["views"]), int(info["d_in"])
-            self.whiten_mean_ = tensors["whiten.mean"].numpy()
-            self.whiten_components_ = tensors["whiten.components"].numpy()
-            self.whiten_scale_ = tensors["whiten.scale"].numpy()
+            self._set_whiten(tensors)
             self.nets_ = []
             for m in range(self.n_heads):
                 net = self._new_net(m)
