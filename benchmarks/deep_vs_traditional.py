@@ -46,7 +46,8 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = {"4class": ("brain_tumor_4class_dev", 4), "yes_no": ("brain_tumor_yes_no", 2), "demo": (None, 3)}
-DEFAULT_BACKBONES = ["pixels", "hog", "efficientnet_lite0", "inception_v3", "efficientnet_lite0+pixels"]
+DEFAULT_BACKBONES = ["pixels", "hog", "efficientnet_lite0", "efficientnet_lite0_multi", "inception_v3",
+                     "efficientnet_lite0+pixels"]
 
 
 def subsample_scores(features: np.ndarray, labels: list[str], method: str, k: int, pca, n: int, frac: float) -> dict:
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", default="0.5,99.5", help="LOW,HIGH or off (as brainclust run --clip)")
     ap.add_argument("--self-supervised", default="none",
                     help="SSL components for extra '+ SSL' rows (as brainclust run), default none")
+    ap.add_argument("--ssl-views", default=None,
+                    help="appearance views of the SSL head (as brainclust run --ssl-views), default identity,hflip,strong")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--weights", default=None, help="local state dict, used for inception_v3 only")
     args = ap.parse_args(argv)
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     from brainclust.benchmark import load_dataset, run_grid
-    from brainclust.cli import _clip
+    from brainclust.cli import _clip, _views
     from brainclust.demo import make_demo_dataset
     from brainclust.errors import WeightsUnavailableError
     from brainclust.pipeline import RunConfig
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     clip = _clip(args.clip)
     ssl = parse_components(args.self_supervised)
     print(f"seeds {args.seeds}; {args.subsamples} subsamples of {args.frac:.0%}; PCA {args.pca}; "
-          f"clip {args.clip}; SSL {','.join(ssl) or 'none'}\n")
+          f"clip {args.clip}; SSL {','.join(ssl) or 'none'}"
+          + (f" (views {args.ssl_views})" if ssl and args.ssl_views else "") + "\n")
     print("| data | backbone | method | silhouette | stability | NMI (seeds) | ARI (seeds) "
           "| NMI (subsamples) | wall s | command |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -132,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = (f".venv/bin/python benchmarks/deep_vs_traditional.py --data {key} "
                        f"--backbones {shlex.quote(backbone)} --methods {' '.join(args.methods)}"
                        + (f" --clip {args.clip}" if args.clip != "0.5,99.5" else "")
-                       + (f" --self-supervised {args.self_supervised}" if ssl else ""))
+                       + (f" --self-supervised {args.self_supervised}" if ssl else "")
+                       + (f" --ssl-views {args.ssl_views}" if ssl and args.ssl_views else ""))
                 cfg = RunConfig(backbone=backbone, clip_percentiles=clip, pca=args.pca, cache_dir=args.cache_dir,
+                                ssl_views=_views(args.ssl_views) if args.ssl_views else None,
                                 weights=args.weights if backbone == "inception_v3" else None, progress=False)
                 t0 = time.perf_counter()
                 try:

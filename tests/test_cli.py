@@ -26,6 +26,8 @@ def run_cli(capsys, *argv):
     (["--backbone", "vgg"], "unknown backbone 'vgg'"),
     (["--backbone", "inception_v3", "--weights", "missing.pth"], "--weights: file 'missing.pth' does not exist"),
     (["--pca", "1.5"], "--pca"),
+    (["--self-supervised", "contrastive", "--ssl-views", "hflip,rot90"], "--ssl-views: 'rot90' is a rotation"),
+    (["--self-supervised", "all", "--ssl-mode", "finetune", "--ssl-views", "hflip"], "--ssl-views: applies to"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, small, tmp_path, extra, message):
     out = tmp_path / "out"

@@ -145,3 +145,20 @@ def test_run_and_predict_with_a_fused_backbone(tmp_path, make_image):
     np.testing.assert_allclose(pred.extractor.block_scales_, manifest["backbone"]["block_scales"])
     np.testing.assert_allclose(pred.features, res.features, rtol=1e-6, atol=1e-7)
     assert pred.labels.tolist() == res.labels.tolist()
+
+
+def test_augmented_views_of_a_fusion_keep_the_plain_images_block_scales(tmp_path, make_image):
+    from brainclust.selfsup import views as views_mod
+
+    root = _folder(tmp_path, make_image)
+    records = brainclust.scan(root).records
+    ex = FusedExtractor("pixels@16+hog@16", cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False).fit()
+    ex.transform(records)
+    views = views_mod.extract(ex, records, ["identity", "rot90"])
+    alone = FusedExtractor("pixels@16+hog@16", cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False,
+                           view="rot90").fit()
+    own = alone.transform(records)
+    assert not np.allclose(alone.block_scales_, ex.block_scales_)  # a view alone would learn other scales
+    expected = fuse([blk.transform(records) for blk, _ in alone.blocks_], ex.block_scales_)
+    np.testing.assert_allclose(views["rot90"], expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(views["rot90"], own)

@@ -130,3 +130,45 @@ def test_validation_errors():
         SelfSupervisedHead(components=("rotation",)).fit({k: v for k, v in views.items() if k != "rot90"})
     with pytest.raises(ParameterError, match="one row per image"):
         SelfSupervisedHead(components=("contrastive",)).fit({**views, "hflip": views["hflip"][:5]})
+
+
+def test_input_pca_above_the_exact_limit_matches_the_exact_one(monkeypatch):
+    from brainclust.selfsup import train
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(300, 6)) * np.arange(6, 0, -1)) @ rng.normal(size=(6, 80)) + 0.01 * rng.normal(size=(300, 80))
+    exact = train.input_pca(X, 5, whiten_power=0.5)
+    monkeypatch.setattr(train, "EXACT_PCA_MAX_DIM", 10)
+    approx = train.input_pca(X, 5, whiten_power=0.5)
+    np.testing.assert_allclose(approx[0], exact[0])
+    np.testing.assert_allclose(np.abs(approx[1] @ exact[1].T), np.eye(5), atol=1e-6)  # same components
+    np.testing.assert_allclose(approx[1], exact[1], atol=1e-6)  # same signs
+    np.testing.assert_allclose(approx[2], exact[2], rtol=1e-6)
+
+
+def test_appearance_views_parse_and_refuse_rotations():
+    from brainclust.selfsup.views import APPEARANCE_VIEWS, appearance
+
+    assert appearance(None) == APPEARANCE_VIEWS
+    assert appearance("hflip,intensity") == ("identity", "hflip", "intensity")
+    assert appearance(["intensity", "identity", "intensity", "noise@2"]) == ("identity", "intensity", "noise@2")
+    for bad, match in (("rot90", "rotation"), ("identity", "besides identity"), ("", "besides identity"),
+                       ("blur", "blur"), ("noise@x", "integer")):
+        with pytest.raises(ParameterError, match=match):
+            appearance(bad)
+
+
+def test_head_trains_on_the_chosen_appearance_views(tmp_path):
+    views, y = blob_views(n=60)
+    views["intensity"] = views["identity"] + 0.2 * np.random.default_rng(1).normal(size=views["identity"].shape)
+    without_strong = {k: v for k, v in views.items() if k != "strong"}
+    head = SelfSupervisedHead(components=("contrastive", "joint"), n_clusters=3, appearance_views=("hflip", "intensity"),
+                              **FAST).fit(without_strong)
+    assert head.views_ == ["identity", "hflip", "intensity"]
+    assert nmi(y, kmeans_labels(head.embedding_, 3, 0)) > 0.9
+    with pytest.raises(ParameterError, match="view 'strong'"):  # the default views need 'strong'
+        SelfSupervisedHead(components=("contrastive",), n_clusters=3, **FAST).fit(without_strong)
+    head.save(tmp_path)
+    back = SelfSupervisedHead.load(tmp_path)
+    assert back.params()["appearance_views"] == ["identity", "hflip", "intensity"]
+    np.testing.assert_allclose(back.transform(without_strong), head.transform(without_strong), atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -60,6 +61,22 @@ def test_run_with_all_components_then_predict(demo_data, cache, tmp_path):
     pred = brainclust.predict(out, demo_data, tmp_path / "pred", cache_dir=cache, workers=0)
     assert np.array_equal(pred.labels, res.labels)
     np.testing.assert_allclose(pred.embedding, res.embedding, atol=1e-5)
+
+
+def test_run_with_chosen_appearance_views_then_predict(demo_data, cache, tmp_path):
+    out = tmp_path / "run"
+    code = main(["run", str(demo_data), "--out", str(out), "--backbone", "efficientnet_lite0", "--k", "3",
+                 "--method", "kmeans", "--cache-dir", cache, "--workers", "0", "--pca", "8", "--no-report",
+                 "--self-supervised", "contrastive,joint", "--ssl-epochs", "4", "--ssl-views", "hflip,intensity"])
+    assert code == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["settings"]["ssl_views"] == ["hflip", "intensity"]
+    assert man["ssl"]["views"] == ["identity", "hflip", "intensity"]
+    assert man["ssl"]["params"]["appearance_views"] == ["identity", "hflip", "intensity"]
+    with open(out / "assignments.csv", newline="") as fh:
+        clusters = [int(r["cluster"]) for r in csv.DictReader(fh)]
+    pred = brainclust.predict(out, demo_data, tmp_path / "pred", cache_dir=cache, workers=0)
+    assert len(clusters) == 24 and pred.labels.tolist() == clusters  # predict re-embeds with the same views
 
 
 def test_cli_rejects_unknown_component(demo_data, tmp_path, capsys):

@@ -42,6 +42,10 @@ def _clip(value: str) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _views(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def _add_extraction_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("feature extraction")
     g.add_argument("--backbone", default="auto",
@@ -93,6 +97,9 @@ def _add_ssl_options(p: argparse.ArgumentParser) -> None:
                    help="head = train small heads on cached features of augmented views (default, CPU); "
                         "finetune = also train the backbone's last blocks (GPU)")
     g.add_argument("--ssl-epochs", type=int, default=None, help="training epochs (default 30 head, 10 finetune)")
+    g.add_argument("--ssl-views", type=_views, default=None, metavar="VIEWS",
+                   help="head mode: comma-separated appearance views, e.g. hflip,intensity "
+                        "(default identity,hflip,strong; identity is always included)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +228,7 @@ def _cmd_run(args) -> None:
     cfg = _extraction_config(args, pca=args.pca, method=args.method, k=args.k, seed=args.seed,
                              labels_from_folders=args.labels_from_folders, slices=args.slices,
                              volume_index=args.volume_index, ssl=parse_components(args.self_supervised),
-                             ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs)
+                             ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs, ssl_views=args.ssl_views)
     print(_summary(run(args.data, args.out, cfg)))
     if not args.no_report:
         _report(args.out, "brainclust run")
@@ -312,7 +319,8 @@ def _cmd_benchmark(args) -> None:
 
     if args.seeds < 1:
         raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
-    cfg = _extraction_config(args, pca=args.pca, ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs)
+    cfg = _extraction_config(args, pca=args.pca, ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs,
+                             ssl_views=args.ssl_views)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     res = benchmark(args.data, args.out, cfg, methods=methods, seeds=tuple(range(args.seeds)), k=args.k,
                     ssl=parse_components(args.self_supervised))

@@ -62,6 +62,8 @@ class RunConfig:
     ssl: tuple[str, ...] = ()
     ssl_mode: str = "head"
     ssl_epochs: int | None = None
+    #: Appearance views of the SSL head (``--ssl-views``); ``None`` = identity, hflip, strong.
+    ssl_views: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         """Cheap checks that need no data, so bad settings fail before any work."""
@@ -90,7 +92,7 @@ class RunConfig:
         PCAReducer(self.pca)._check()
         from .selfsup.stage import validate as validate_ssl
 
-        if validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs) and self.k == "auto":
+        if validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views) and self.k == "auto":
             raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
                                  "for a given k); run with --k auto first, then pass the chosen k")
 

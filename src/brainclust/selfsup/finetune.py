@@ -231,7 +231,7 @@ class FinetuneSSL(SelfSupervisedHead):
 
     def params(self) -> dict:
         out = super().params()
-        for k in ("n_heads", "tta"):
+        for k in ("n_heads", "tta", "appearance_views"):  # finetune draws its own views
             out.pop(k)
         out.update(backbone=self.backbone, weights=self.weights, trainable_blocks=self.trainable_blocks,
                    device=self.device, clip_percentiles=list(self.clip_percentiles) if self.clip_percentiles else None)

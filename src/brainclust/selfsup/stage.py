@@ -26,11 +26,17 @@ SSL_MODES = ("head", "finetune")
 DEFAULT_EPOCHS = {"head": 30, "finetune": 10}
 
 
-def validate(components, mode: str, epochs) -> tuple[str, ...]:
+def validate(components, mode: str, epochs, appearance_views=None) -> tuple[str, ...]:
     """Check the SSL settings of a run without doing any work; return the parsed components."""
+    from .views import appearance
+
     comps = parse_components(components)
     if mode not in SSL_MODES:
         raise ParameterError(f"--ssl-mode: must be one of {', '.join(SSL_MODES)}, got '{mode}'")
+    if appearance_views is not None:
+        if mode != "head":
+            raise ParameterError("--ssl-views: applies to --ssl-mode head only (finetune draws its own views)")
+        appearance(appearance_views)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ParameterError(f"--ssl-epochs: must be a positive integer, got {epochs!r}")
     return comps
@@ -55,13 +61,14 @@ def fit(cfg, extractor, records, feats) -> SSLOutcome:
     """Train the SSL model of ``cfg`` (a RunConfig) on ``records`` and embed them."""
     from . import views as views_mod
 
-    comps = validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs)
+    comps = validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs, cfg.ssl_views)
     k = min(cfg.k, len(records))
     t0 = time.perf_counter()
     info: dict = {"mode": cfg.ssl_mode, "components": list(comps)}
     if cfg.ssl_mode == "head":
-        est = head_estimator(comps, k, cfg.ssl_epochs, cfg.seed)
-        names = views_mod.needed(comps, est.tta)
+        est = head_estimator(comps, k, cfg.ssl_epochs, cfg.seed,
+                             appearance_views=views_mod.appearance(cfg.ssl_views))
+        names = views_mod.needed(comps, est.tta, est.appearance_views)
         views = views_mod.extract(extractor, records, names, identity=feats)
         info["timings_s"] = {"views": time.perf_counter() - t0}
         t1 = time.perf_counter()

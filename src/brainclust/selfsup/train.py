@@ -48,11 +48,13 @@ import numpy as np
 
 from ..errors import ModelFileError, ParameterError
 from ..io import atomic_write_bytes, atomic_write_json
-from .views import APPEARANCE_VIEWS, ROTATION_VIEWS, needed
+from .views import APPEARANCE_VIEWS, ROTATION_VIEWS, appearance, needed
 
 log = logging.getLogger(__name__)
 
 COMPONENTS: tuple[str, ...] = ("contrastive", "rotation", "joint", "refine")
+#: Above this many input dimensions the head's input PCA is a randomized SVD (see :func:`input_pca`).
+EXACT_PCA_MAX_DIM = 4096
 FORMAT_VERSION = 1
 
 
@@ -111,8 +113,10 @@ def cosine_neighbors(E, k: int, chunk: int = 2048):
 def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0):
     """``(mean, components, scale)`` of the input map ``x -> (x - mean) @ components.T / scale``.
 
-    PCA by the eigendecomposition of the ``(D, D)`` covariance (fast for many
-    rows), signs fixed so that each component's largest entry is positive. Each
+    PCA by the eigendecomposition of the ``(D, D)`` covariance (exact, fast for many
+    rows) up to ``EXACT_PCA_MAX_DIM`` input dimensions, and by a seeded randomized
+    SVD above (pixels, HOG and fused features have 8k-18k dimensions). Signs are
+    fixed so that each component's largest entry is positive. Each
     component is divided by ``std ** whiten_power`` and all by one constant, so
     that the mapped input has unit mean variance per dimension.
     """
@@ -120,12 +124,17 @@ def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0):
     mean = X.mean(0)
     Xc = X - mean
     d = int(max(1, min(n_components, X.shape[0] - 1, X.shape[1])))
-    cov = Xc.T @ Xc / max(1, X.shape[0] - 1)
-    evals, evecs = np.linalg.eigh(cov)
-    order = np.argsort(evals)[::-1][:d]
-    comps = evecs[:, order].T
+    if X.shape[1] <= EXACT_PCA_MAX_DIM:
+        evals, evecs = np.linalg.eigh(Xc.T @ Xc / max(1, X.shape[0] - 1))
+        order = np.argsort(evals)[::-1][:d]
+        comps, evals = evecs[:, order].T, evals[order]
+    else:  # pixels, HOG, fusions: a (D, D) eigendecomposition would take minutes to hours
+        from sklearn.utils.extmath import randomized_svd
+
+        _, sv, comps = randomized_svd(Xc, d, n_oversamples=20, n_iter=7, random_state=0)
+        evals = sv ** 2 / max(1, X.shape[0] - 1)
     comps *= np.sign(comps[np.arange(d), np.argmax(np.abs(comps), axis=1)])[:, None]
-    sd = np.sqrt(np.maximum(evals[order], 1e-12))
+    sd = np.sqrt(np.maximum(evals, 1e-12))
     scale = sd ** whiten_power
     scale = scale * np.sqrt(np.mean((sd / scale) ** 2))
     return mean, np.ascontiguousarray(comps), scale
@@ -291,6 +300,13 @@ class SelfSupervisedHead:
         constant, for unit mean variance): 1 is full PCA-whitening, 0 keeps the PCA
         geometry. Full whitening gives the many noise directions the same weight as
         the few that separate groups (it lowered the silhouette of the embedding).
+    appearance_views : sequence of str, default ("identity", "hflip", "strong")
+        The views whose features the contrastive loss treats as positives, the
+        clustering losses as anchors and ``tta`` averages (``identity`` is always
+        first; see :func:`~brainclust.selfsup.views.appearance`). Views that keep
+        the image's layout (``hflip``, ``intensity``, ``noise``...) keep what
+        position and size in the frame say about the acquisition; ``strong``
+        (flip, affine, crop, intensity) teaches the head to ignore it.
     random_state : int, default 0
 
     Attributes
@@ -311,7 +327,8 @@ class SelfSupervisedHead:
                  temperature: float = 0.5, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,
                  n_neighbors: int = 20, entropy_weight: float = 2.0, max_rounds: int = 5,
                  refine_epochs: int | None = None, confident_fraction: float = 0.5, tol: float = 0.98,
-                 tta: bool = True, whiten_power: float = 0.0, random_state: int = 0):
+                 tta: bool = True, whiten_power: float = 0.0, appearance_views: Sequence[str] = APPEARANCE_VIEWS,
+                 random_state: int = 0):
         self.components = components
         self.n_clusters = n_clusters
         self.epochs = epochs
@@ -331,6 +348,7 @@ class SelfSupervisedHead:
         self.tol = tol
         self.tta = tta
         self.whiten_power = whiten_power
+        self.appearance_views = appearance_views
         self.random_state = random_state
 
     # -- helpers -----------------------------------------------------------------
@@ -347,7 +365,7 @@ class SelfSupervisedHead:
             raise ParameterError(f"whiten_power: must be in [0, 1], got {self.whiten_power}")
         if not 0 < self.tol <= 1:
             raise ParameterError(f"tol: must be in (0, 1], got {self.tol}")
-        missing = [v for v in needed(comps, self.tta) if v not in views]
+        missing = [v for v in needed(comps, self.tta, appearance(self.appearance_views)) if v not in views]
         if missing:
             raise ParameterError(f"views: the self-supervised head needs the features of view '{missing[0]}'")
         n = len(views["identity"])
@@ -364,7 +382,7 @@ class SelfSupervisedHead:
     def _source(self, views: dict) -> CachedViews:
         import torch
 
-        app = [v for v in APPEARANCE_VIEWS if v in self.views_]
+        app = [v for v in appearance(self.appearance_views) if v in self.views_]
         A = torch.from_numpy(np.stack([self._whiten(views[v]) for v in app]))
         R = None
         if all(v in views for v in ROTATION_VIEWS) and "rotation" in self.components_:
@@ -393,7 +411,7 @@ class SelfSupervisedHead:
 
         comps = self._validate(views)
         self.components_ = comps
-        self.views_ = needed(comps, self.tta)
+        self.views_ = needed(comps, self.tta, appearance(self.appearance_views))
         # the input PCA sees every view the heads train on (the rotated ones too: fitted on the plain
         # images alone it would drop the directions that tell the rotations apart)
         X = np.concatenate([np.asarray(views[v], np.float64) for v in self.views_])
@@ -455,9 +473,11 @@ class SelfSupervisedHead:
     def params(self) -> dict:
         keys = ("components", "n_clusters", "epochs", "n_heads", "input_dim", "hidden", "embed_dim", "temperature",
                 "lr", "weight_decay", "batch_size", "n_neighbors", "entropy_weight", "max_rounds",
-                "refine_epochs", "confident_fraction", "tol", "tta", "whiten_power", "random_state")
+                "refine_epochs", "confident_fraction", "tol", "tta", "whiten_power", "appearance_views",
+                "random_state")
         out = {k: getattr(self, k) for k in keys}
         out["components"] = list(parse_components(self.components))
+        out["appearance_views"] = list(appearance(self.appearance_views))
         return out
 
     _WHITEN = ("mean", "components", "scale")

@@ -40,11 +40,31 @@ def parse(view: str) -> tuple[str | None, int]:
     return name, s
 
 
-def needed(components: Sequence[str], tta: bool) -> list[str]:
+def appearance(names: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Checked appearance views, ``identity`` first: ``"hflip,intensity"`` -> ``("identity", "hflip", "intensity")``.
+
+    ``None`` gives :data:`APPEARANCE_VIEWS`. The rotations are refused: they are the
+    pretext task's inputs, and a contrastive loss between them would teach the head
+    to ignore orientation, the very thing the rotation task learns to see.
+    """
+    if names is None:
+        return APPEARANCE_VIEWS
+    items = [v.strip() for v in (names.split(",") if isinstance(names, str) else names) if v.strip()]
+    for v in items:
+        parse(v)
+        if v in ROTATION_VIEWS[1:]:
+            raise ParameterError(f"--ssl-views: '{v}' is a rotation of the pretext task, not an appearance view")
+    out = ["identity"] + [v for v in dict.fromkeys(items) if v != "identity"]
+    if len(out) < 2:
+        raise ParameterError(f"--ssl-views: need at least one view besides identity, got '{names}'")
+    return tuple(out)
+
+
+def needed(components: Sequence[str], tta: bool, appearance_views: Sequence[str] = APPEARANCE_VIEWS) -> list[str]:
     """The views a head with these components needs, ``identity`` first."""
     out = ["identity"]
     if {"contrastive", "joint", "refine"} & set(components) or tta:
-        out += [v for v in APPEARANCE_VIEWS if v not in out]
+        out += [v for v in appearance_views if v not in out]
     if "rotation" in components:
         out += [v for v in ROTATION_VIEWS if v not in out]
     return out
@@ -76,7 +96,10 @@ def extract(extractor, records, names: Sequence[str], identity: np.ndarray | Non
         if view is None and identity is not None:
             out[name] = np.asarray(identity, np.float32)
             continue
-        ex = clone(extractor).set_params(view=view, view_seed=seed).fit()
+        params = {"view": view, "view_seed": seed}
+        if getattr(extractor, "block_scales_", None) is not None:  # a fusion keeps the plain images' scales
+            params["block_scales"] = list(extractor.block_scales_)
+        ex = clone(extractor).set_params(**params).fit()
         feats = ex.transform(records)
         if ex.failed_:
             i, reason = next(iter(ex.failed_.items()))
