@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frac", type=float, default=0.8)
     ap.add_argument("--pca", type=int, default=50)
     ap.add_argument("--clip", default="0.5,99.5", help="LOW,HIGH or off (as brainclust run --clip)")
+    ap.add_argument("--intensity-window", default=None,
+                    help="LOW,HIGH fixed intensity range (as brainclust run --intensity-window), default off")
     ap.add_argument("--self-supervised", default="none",
                     help="SSL components for extra '+ SSL' rows (as brainclust run), default none")
     ap.add_argument("--ssl-views", default=None,
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     from brainclust.benchmark import load_dataset, run_grid
-    from brainclust.cli import _clip, _views
+    from brainclust.cli import _clip, _views, _window
     from brainclust.demo import make_demo_dataset
     from brainclust.errors import WeightsUnavailableError
     from brainclust.pipeline import RunConfig
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     clip = _clip(args.clip)
     ssl = parse_components(args.self_supervised)
     print(f"seeds {args.seeds}; {args.subsamples} subsamples of {args.frac:.0%}; PCA {args.pca}; "
-          f"clip {args.clip}; SSL {','.join(ssl) or 'none'}"
+          f"clip {args.clip}; intensity window {args.intensity_window or 'off'}; SSL {','.join(ssl) or 'none'}"
           + (f" (views {args.ssl_views})" if ssl and args.ssl_views else "") + "\n")
     print("| data | backbone | method | silhouette | stability | NMI (seeds) | ARI (seeds) "
           "| NMI (subsamples) | wall s | command |")
@@ -136,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = (f".venv/bin/python benchmarks/deep_vs_traditional.py --data {key} "
                        f"--backbones {shlex.quote(backbone)} --methods {' '.join(args.methods)}"
                        + (f" --clip {args.clip}" if args.clip != "0.5,99.5" else "")
+                       + (f" --intensity-window {args.intensity_window}" if args.intensity_window else "")
                        + (f" --self-supervised {args.self_supervised}" if ssl else "")
                        + (f" --ssl-views {args.ssl_views}" if ssl and args.ssl_views else ""))
                 cfg = RunConfig(backbone=backbone, clip_percentiles=clip, pca=args.pca, cache_dir=args.cache_dir,
+                                intensity_window=_window(args.intensity_window) if args.intensity_window else None,
                                 ssl_views=_views(args.ssl_views) if args.ssl_views else None,
                                 weights=args.weights if backbone == "inception_v3" else None, progress=False)
                 t0 = time.perf_counter()

@@ -127,3 +127,26 @@ def test_multi_layer_lite0_concatenates_unit_norm_layers():
     bounds = np.cumsum([0, 40, 112, 320, 1280])
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         np.testing.assert_allclose(np.linalg.norm(out[:, lo:hi], axis=1), 1.0, rtol=1e-4)
+
+
+def test_intensity_window_run_records_it_and_predict_reuses_it(tmp_path, make_image):
+    import json
+
+    import brainclust
+
+    rng = np.random.default_rng(0)
+    for lab, level in (("dark", 40), ("bright", 200)):  # same pattern, different absolute brightness
+        for i in range(4):
+            img = np.clip(level + 20 * (np.indices((32, 32)).sum(0) % 2) + rng.normal(0, 3, (32, 32)), 0, 255)
+            make_image(tmp_path / "data" / lab / f"{lab}{i}.png", img.astype(np.uint8))
+    common = dict(backbone="pixels@16", k=2, labels_from_folders=True, cache_dir=str(tmp_path / "c"), workers=0,
+                  pca=0, method="kmeans", clip_percentiles=None)
+    per_image = brainclust.run(tmp_path / "data", None, **common)
+    fixed = brainclust.run(tmp_path / "data", tmp_path / "out", intensity_window=(0.0, 255.0), **common)
+    assert fixed.metrics["nmi"] == pytest.approx(1.0)  # absolute grey level separates the two groups
+    assert per_image.metrics["nmi"] < 0.5  # per-image min-max makes them look alike
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["settings"]["intensity_window"] == [0.0, 255.0]
+    pred = brainclust.predict(tmp_path / "out", tmp_path / "data", tmp_path / "pred", cache_dir=str(tmp_path / "c"),
+                              workers=0)
+    assert pred.labels.tolist() == fixed.labels.tolist()

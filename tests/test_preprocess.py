@@ -207,6 +207,8 @@ def test_default_config_is_valid():
     {"new_min": 1.0, "new_max": 1.0},
     {"new_min": 1.0, "new_max": 0.0},
     {"new_min": float("nan")},
+    {"intensity_window": (255.0, 0.0)},
+    {"intensity_window": (0.0, float("inf"))},
 ])
 def test_config_validate_rejects_bad_values(kwargs):
     with pytest.raises(ParameterError):
@@ -220,3 +222,19 @@ def test_config_as_dict_is_json_ready():
     assert d == {"size": 64, "clip_percentiles": [1.0, 99.0], "new_min": 0.0, "new_max": 1.0}
     json.dumps(d)
     assert PreprocessConfig(clip_percentiles=None).as_dict()["clip_percentiles"] is None
+
+
+def test_intensity_window_keeps_absolute_grey_levels():
+    dark = np.full((8, 8), 50.0)
+    dark[2:6, 2:6] = 100.0
+    bright = dark * 2  # the same picture, twice as bright
+    per_image = PreprocessConfig(size=8, clip_percentiles=None)
+    assert np.allclose(preprocess(dark, per_image), preprocess(bright, per_image))  # min-max removes brightness
+    fixed = PreprocessConfig(size=8, clip_percentiles=(0.5, 99.5), intensity_window=(0.0, 255.0))
+    a, b = preprocess(dark, fixed), preprocess(bright, fixed)
+    np.testing.assert_allclose(a[0, 0], 50 / 255, rtol=1e-6)
+    np.testing.assert_allclose(b[3, 3], 200 / 255, rtol=1e-6)
+    np.testing.assert_allclose(preprocess(dark * 4, fixed).max(), 1.0)  # 400 is clipped to the window
+    d = fixed.as_dict()
+    assert d["intensity_window"] == [0.0, 255.0]
+    assert "intensity_window" not in per_image.as_dict()  # unset: cache keys as before the option existed

@@ -42,6 +42,14 @@ def _clip(value: str) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _window(value: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH intensities (e.g. 0,255), got '{value}'") from None
+    return lo, hi
+
+
 def _views(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -60,6 +68,9 @@ def _add_extraction_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores)")
     g.add_argument("--clip", type=_clip, default=(0.5, 99.5), metavar="LOW,HIGH",
                    help="percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)")
+    g.add_argument("--intensity-window", type=_window, default=None, metavar="LOW,HIGH",
+                   help="one fixed intensity range for every image instead of the per-image clip and min-max, "
+                        "e.g. 0,255 for 8-bit images (default off)")
     g.add_argument("--cache-dir", metavar="DIR", help="feature cache (default $BRAINCLUST_CACHE or ~/.cache/brainclust)")
     g.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
 
@@ -309,6 +320,7 @@ def _extraction_config(args, **more):
 
     return RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
                      batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
+                     intensity_window=args.intensity_window,
                      cache_dir=args.cache_dir, device=args.device, **more)
 
 

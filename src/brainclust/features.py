@@ -133,6 +133,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         0 decodes in the main process.
     clip_percentiles : tuple of float or None, default (0.5, 99.5)
         Robust intensity clip of the pre-processing (see :mod:`brainclust.preprocess`).
+    intensity_window : tuple of float or None, default None
+        Fixed input intensity range for every image instead of the per-image
+        clip and min-max (see :mod:`brainclust.preprocess`).
     cache_dir : str or None, default None
         Feature cache folder (default :func:`~brainclust.cache.default_cache_dir`);
         ``False`` disables caching.
@@ -165,7 +168,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                  batch_size: int = 32, num_workers: int | None = None,
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5),
                  cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None,
-                 view: str | None = None, view_seed: int = 0):
+                 view: str | None = None, view_seed: int = 0,
+                 intensity_window: tuple[float, float] | None = None):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -177,6 +181,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.progress = progress
         self.view = view
         self.view_seed = view_seed
+        self.intensity_window = intensity_window
 
     # -- fitting: choose backbone, weights and precision ----------------------
     def fit(self, X=None, y=None):
@@ -196,7 +201,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         if self.view is not None:
             augment.check(self.view)
         self.spec_, self.weights_ = backbones.resolve(self.backbone, self.weights)
-        self.preprocess_ = PreprocessConfig(size=self.spec_.input_size, clip_percentiles=self.clip_percentiles)
+        self.preprocess_ = PreprocessConfig(size=self.spec_.input_size, clip_percentiles=self.clip_percentiles,
+                                            intensity_window=self.intensity_window)
         self.preprocess_.validate()
         prec = self.precision
         if self.spec_.array_fn is not None:

@@ -141,7 +141,8 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         weights file is ambiguous for several blocks and is refused.
     block_scales : sequence of float or None, default None
         Fixed scales (as saved in a run's model); ``None`` learns them.
-    precision, batch_size, num_workers, clip_percentiles, cache_dir, device, progress, view, view_seed
+    precision, batch_size, num_workers, clip_percentiles, cache_dir, device, progress, view, view_seed,
+    intensity_window
         As in :class:`~brainclust.features.FeatureExtractor`, passed to every block.
 
     Attributes
@@ -167,7 +168,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
                  precision: str = "auto", batch_size: int = 32, num_workers: int | None = None,
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5), cache_dir=None, device: str = "cpu",
                  progress: bool | None = None, view: str | None = None, view_seed: int = 0,
-                 block_scales: Sequence[float] | None = None):
+                 block_scales: Sequence[float] | None = None, intensity_window: tuple[float, float] | None = None):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -180,6 +181,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         self.view = view
         self.view_seed = view_seed
         self.block_scales = block_scales
+        self.intensity_window = intensity_window
 
     def fit(self, X=None, y=None):
         """Resolve every block; with images ``X``, also learn the block scales."""
@@ -194,7 +196,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
             ex = FeatureExtractor(backbone=name, precision=self.precision, batch_size=self.batch_size,
                                   num_workers=self.num_workers, clip_percentiles=self.clip_percentiles,
                                   cache_dir=self.cache_dir, device=self.device, progress=self.progress,
-                                  view=self.view, view_seed=self.view_seed)
+                                  view=self.view, view_seed=self.view_seed, intensity_window=self.intensity_window)
             if self.weights == backbones.RANDOM_WEIGHTS and backbones.resolve(name)[0].array_fn is None:
                 ex.set_params(weights=backbones.RANDOM_WEIGHTS)
             self.blocks_.append((ex.fit(), w))

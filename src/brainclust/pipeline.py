@@ -47,6 +47,8 @@ class RunConfig:
     batch_size: int = 32
     workers: int | None = None
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
+    #: Fixed input intensity range for every image (``--intensity-window``); replaces the clip and min-max.
+    intensity_window: tuple[float, float] | None = None
     pca: int | float = 50
     method: str = "hierarchical"
     #: number of clusters, or "auto" (chosen by :class:`~brainclust.kselect.KSelector`)
@@ -83,6 +85,16 @@ class RunConfig:
                 PreprocessConfig(clip_percentiles=tuple(self.clip_percentiles)).validate()
             except (ParameterError, TypeError, ValueError) as exc:
                 raise ParameterError(f"--clip: {exc}") from None
+        if self.intensity_window is not None:
+            from .preprocess import PreprocessConfig
+
+            try:
+                PreprocessConfig(intensity_window=tuple(self.intensity_window)).validate()
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, ParameterError):
+                    raise
+                raise ParameterError(f"--intensity-window: need two numbers LOW,HIGH, got "
+                                     f"{self.intensity_window!r}") from None
         if self.method not in METHODS:
             raise ParameterError(f"--method: unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
         if self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
@@ -92,14 +104,18 @@ class RunConfig:
         PCAReducer(self.pca)._check()
         from .selfsup.stage import validate as validate_ssl
 
-        if validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views) and self.k == "auto":
+        comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
+        if comps and self.k == "auto":
             raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
                                  "for a given k); run with --k auto first, then pass the chosen k")
+        if comps and self.ssl_mode == "finetune" and self.intensity_window is not None:
+            raise ParameterError("--intensity-window: not supported with --ssl-mode finetune; use --ssl-mode head")
 
     def extractor(self) -> FeatureExtractor:
         kwargs = dict(backbone=self.backbone, weights=self.weights, precision=self.precision,
                       batch_size=self.batch_size, num_workers=self.workers,
-                      clip_percentiles=self.clip_percentiles, cache_dir=self.cache_dir,
+                      clip_percentiles=self.clip_percentiles, intensity_window=self.intensity_window,
+                      cache_dir=self.cache_dir,
                       device=self.device, progress=self.progress)
         if "+" in self.backbone:  # fusion of several backbones (brainclust.fusion)
             from .fusion import FusedExtractor
@@ -370,6 +386,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     cfg = RunConfig(backbone=bb["name"], weights=weights, precision=bb["precision"],
                     batch_size=batch_size or s["batch_size"], workers=workers,
                     clip_percentiles=tuple(s["clip_percentiles"]) if s["clip_percentiles"] else None,
+                    intensity_window=tuple(s["intensity_window"]) if s.get("intensity_window") else None,
                     pca=s["pca"], method=s["method"], k=s["k"], seed=s["seed"],
                     labels_from_folders=labels_from_folders, cache_dir=cache_dir, device=bb["device"],
                     progress=progress,

@@ -9,6 +9,12 @@
    ``[new_min, new_max]`` (eq 4). Both are the same formula, implemented once in
    :func:`rescale`. A constant image maps to ``new_min`` everywhere.
 
+With ``intensity_window=(lo, hi)`` steps 2-3 use that one fixed range for every
+image instead of each image's own percentiles or min and max (values outside
+are clipped): absolute grey levels are kept, so two images that differ only in
+brightness stay different. Use it when intensities are comparable across the
+collection (one scanner and protocol, or 8-bit exports: ``0,255``).
+
 The CNN-specific steps (grey to three channels, the backbone's mean and std)
 are in :func:`to_model_input`.
 """
@@ -36,12 +42,16 @@ class PreprocessConfig:
         the clip off.
     new_min, new_max : float, default 0.0 and 1.0
         Output intensity range (eq 4).
+    intensity_window : tuple of float or None, default None
+        Fixed ``(lo, hi)`` input range for every image; replaces the per-image
+        clip and min-max when set.
     """
 
     size: int = 224
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
     new_min: float = 0.0
     new_max: float = 1.0
+    intensity_window: tuple[float, float] | None = None
 
     def validate(self) -> None:
         try:
@@ -59,12 +69,20 @@ class PreprocessConfig:
             if not 0.0 <= lo < hi <= 100.0:
                 raise ParameterError(
                     f"clip percentiles must satisfy 0 <= low < high <= 100, got {self.clip_percentiles!r}")
+        if self.intensity_window is not None:
+            lo, hi = (float(v) for v in self.intensity_window)
+            if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+                raise ParameterError(f"--intensity-window: need finite LOW < HIGH, got {self.intensity_window!r}")
         if not self.new_max > self.new_min:
             raise ParameterError(f"intensity range needs new_max > new_min, got [{self.new_min}, {self.new_max}]")
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["clip_percentiles"] = list(self.clip_percentiles) if self.clip_percentiles else None
+        if self.intensity_window is None:
+            del d["intensity_window"]  # absent when unset, so that older cache keys stay valid
+        else:
+            d["intensity_window"] = [float(v) for v in self.intensity_window]
         return d
 
 
@@ -112,7 +130,9 @@ def preprocess(img: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     img = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     img = resize_keep_aspect(img, config.size)
     lo = hi = None
-    if config.clip_percentiles is not None:
+    if config.intensity_window is not None:
+        lo, hi = config.intensity_window
+    elif config.clip_percentiles is not None:
         lo, hi = np.percentile(img, config.clip_percentiles)
     img = rescale(img, config.new_min, config.new_max, lo, hi)
     return pad_to_square(img, config.size, config.new_min)
