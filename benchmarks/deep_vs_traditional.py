@@ -29,6 +29,7 @@ random-weight result.
 
     .venv/bin/python benchmarks/deep_vs_traditional.py                 # the README table
     .venv/bin/python benchmarks/deep_vs_traditional.py --data 4class --backbones pixels --methods hierarchical
+    .venv/bin/python benchmarks/deep_vs_traditional.py --data /path/to/labelled_folder   # any labelled set
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def _ms(vals) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
+    ap.add_argument("--data", nargs="+", default=list(DATA), metavar="SET",
+                    help=f"{', '.join(DATA)}, or the path of any folder with one sub-folder per label "
+                         "(k = the number of sub-folders with images) (default: the three sets)")
     ap.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
     ap.add_argument("--methods", nargs="+", default=["hierarchical", "kmeans"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -125,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.data:
-            folder, k = DATA[key]
+            folder, k = DATA.get(key, (key, None))
             if folder is None:
                 path = make_demo_dataset(Path(tmp) / "demo", n_per_class=40, random_state=0)
                 name = "demo (MNI152)"
             else:
-                path, name = SHARED / folder, folder
+                path = SHARED / folder if key in DATA else Path(folder)
+                name = path.name
                 if not path.is_dir():
                     print(f"| {name} | | | not found at {path} | | | | | | |")
                     continue
@@ -154,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                 t_extract = time.perf_counter() - t0
                 with threadpool_limits(limits=1):
                     t1 = time.perf_counter()
-                    rows = run_grid([ds], cfg, args.methods, args.seeds, k, ssl, progress=False)
+                    rows = run_grid([ds], cfg, args.methods, args.seeds, k or ds.n_labels, ssl, progress=False)
                     t_grid = time.perf_counter() - t1  # all methods and variants, SSL training included
                     for variant in (("plain", "ssl") if ssl else ("plain",)):
                         for method in args.methods:
                             t1 = time.perf_counter()
                             cells = [r for r in rows if r["method"] == method and r["variant"] == variant]
-                            sub = (subsample_scores(ds.features, ds.labels, method, k, args.pca, args.subsamples,
-                                                    args.frac) if variant == "plain" else None)
+                            sub = (subsample_scores(ds.features, ds.labels, method, k or ds.n_labels, args.pca,
+                                                    args.subsamples, args.frac) if variant == "plain" else None)
                             wall = t_extract + t_grid + time.perf_counter() - t1
                             label = backbone + (" + SSL" if variant == "ssl" else "")
                             stab = f"{sub['stability']:.3f}" if sub and sub["stability"] == sub["stability"] else "n/a"
