@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frac", type=float, default=0.8)
     ap.add_argument("--pca", type=int, default=50)
     ap.add_argument("--clip", default="0.5,99.5", help="LOW,HIGH or off (as brainclust run --clip)")
+    ap.add_argument("--fusion-norm", default="image", choices=["image", "block"],
+                    help="fused backbones: per-image L2 of each block (image) or not (block), as brainclust run")
     ap.add_argument("--intensity-window", default=None,
                     help="LOW,HIGH fixed intensity range (as brainclust run --intensity-window), default off")
     ap.add_argument("--self-supervised", default="none",
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     clip = _clip(args.clip)
     ssl = parse_components(args.self_supervised)
     print(f"seeds {args.seeds}; {args.subsamples} subsamples of {args.frac:.0%}; PCA {args.pca}; "
-          f"clip {args.clip}; intensity window {args.intensity_window or 'off'}; SSL {','.join(ssl) or 'none'}"
+          f"clip {args.clip}; intensity window {args.intensity_window or 'off'}; fusion norm {args.fusion_norm}; SSL {','.join(ssl) or 'none'}"
           + (f" (views {args.ssl_views})" if ssl and args.ssl_views else "") + "\n")
     print("| data | backbone | method | silhouette | stability | NMI (seeds) | ARI (seeds) "
           "| NMI (subsamples) | wall s | command |")
@@ -143,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                        f"--backbones {shlex.quote(backbone)} --methods {' '.join(args.methods)}"
                        + (f" --clip {args.clip}" if args.clip != "0.5,99.5" else "")
                        + (f" --intensity-window {args.intensity_window}" if args.intensity_window else "")
+                       + (f" --fusion-norm {args.fusion_norm}" if args.fusion_norm != "image" else "")
                        + (f" --self-supervised {args.self_supervised}" if ssl else "")
                        + (f" --ssl-views {args.ssl_views}" if ssl and args.ssl_views else ""))
                 cfg = RunConfig(backbone=backbone, clip_percentiles=clip, pca=args.pca, cache_dir=args.cache_dir,
                                 intensity_window=_window(args.intensity_window) if args.intensity_window else None,
+                                fusion_norm=args.fusion_norm,
                                 ssl_views=_views(args.ssl_views) if args.ssl_views else None,
                                 weights=args.weights if backbone == "inception_v3" else None, progress=False)
                 t0 = time.perf_counter()

@@ -45,13 +45,14 @@ def test_each_block_gets_equal_total_variance():
     np.testing.assert_allclose(fused_w[:, :5].var(axis=0).sum(), 4.0, rtol=1e-10)
 
 
+@pytest.mark.parametrize("norm", ["image", "block"])
 @pytest.mark.parametrize("repeat", [2, 7])
-def test_fusion_is_invariant_to_a_blocks_dimension(repeat):
+def test_fusion_is_invariant_to_a_blocks_dimension(repeat, norm):
     """Repeating a block's columns r times (r times the dimension, same information) changes nothing."""
     a, b = _blocks()
     b_big = np.tile(b, (1, repeat))
-    f1 = fuse([a, b], block_scales([a, b]))
-    f2 = fuse([a, b_big], block_scales([a, b_big]))
+    f1 = fuse([a, b], block_scales([a, b], norm=norm), norm)
+    f2 = fuse([a, b_big], block_scales([a, b_big], norm=norm), norm)
     # same Euclidean and cosine distances between images ...
     np.testing.assert_allclose(pdist(f1), pdist(f2), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pdist(f1, "cosine"), pdist(f2, "cosine"), rtol=1e-9, atol=1e-12)
@@ -126,10 +127,26 @@ def test_fused_extractor_matches_the_blocks(tmp_path, make_image):
 
 
 def test_fused_extractor_refuses_a_weights_file_and_bad_scales(tmp_path):
+    with pytest.raises(ParameterError, match="--fusion-norm"):
+        FusedExtractor("pixels@16+hog@16", norm="row").fit()
+    with pytest.raises(ParameterError, match="--fusion-norm"):
+        brainclust.RunConfig(backbone="pixels@16+hog@16", fusion_norm="row").validate()
     with pytest.raises(ParameterError, match="--weights"):
         FusedExtractor("efficientnet_lite0+pixels", weights=str(tmp_path / "w.pth")).fit()
     with pytest.raises(ParameterError, match="block_scales"):
         FusedExtractor("pixels@16+hog@16", block_scales=[1.0]).fit()
+
+
+def test_block_norm_balances_variance_and_keeps_each_images_norm():
+    a, b = _blocks()
+    b = b * np.linspace(1, 5, len(b))[:, None]  # a block whose per-image norm carries information
+    s = block_scales([a, b], norm="block")
+    fused = fuse([a, b], s, "block")
+    np.testing.assert_allclose([fused[:, :5].var(axis=0).sum(), fused[:, 5:].var(axis=0).sum()], [1.0, 1.0],
+                               rtol=1e-10)
+    np.testing.assert_allclose(fused[:, 5:], b * s[1])  # a plain rescaling: the norms' ratios survive
+    per_image = fuse([a, b], block_scales([a, b]), "image")
+    np.testing.assert_allclose(np.linalg.norm(per_image[:, 5:], axis=1).std(), 0.0, atol=1e-12)  # ... not here
 
 
 def test_run_and_predict_with_a_fused_backbone(tmp_path, make_image):
@@ -145,6 +162,15 @@ def test_run_and_predict_with_a_fused_backbone(tmp_path, make_image):
     np.testing.assert_allclose(pred.extractor.block_scales_, manifest["backbone"]["block_scales"])
     np.testing.assert_allclose(pred.features, res.features, rtol=1e-6, atol=1e-7)
     assert pred.labels.tolist() == res.labels.tolist()
+    # --fusion-norm block is recorded and reused by predict
+    blk = brainclust.run(root, tmp_path / "out_b", backbone="pixels@16+hog@16", k=2, pca=5, workers=0,
+                         labels_from_folders=True, cache_dir=cache, fusion_norm="block")
+    info = json.loads((tmp_path / "out_b" / "manifest.json").read_text())["backbone"]
+    assert info["fusion_norm"] == "block" and manifest["backbone"]["fusion_norm"] == "image"
+    assert not np.allclose(blk.features, res.features)
+    pred_b = brainclust.predict(tmp_path / "out_b", root, tmp_path / "pred_b", cache_dir=cache, workers=0)
+    assert pred_b.extractor.norm == "block"
+    np.testing.assert_allclose(pred_b.features, blk.features, rtol=1e-6, atol=1e-7)
 
 
 def test_augmented_views_of_a_fusion_keep_the_plain_images_block_scales(tmp_path, make_image):

@@ -68,6 +68,10 @@ def _add_extraction_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores)")
     g.add_argument("--clip", type=_clip, default=(0.5, 99.5), metavar="LOW,HIGH",
                    help="percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)")
+    g.add_argument("--fusion-norm", default="image", choices=["image", "block"],
+                   help="fused backbones (A+B): 'image' L2-normalises each block per image before balancing the "
+                        "blocks' variance; 'block' only balances (keeps e.g. the brightness in the pixels block) "
+                        "(default image)")
     g.add_argument("--intensity-window", type=_window, default=None, metavar="LOW,HIGH",
                    help="one fixed intensity range for every image instead of the per-image clip and min-max, "
                         "e.g. 0,255 for 8-bit images (default off)")
@@ -320,7 +324,7 @@ def _extraction_config(args, **more):
 
     return RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
                      batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
-                     intensity_window=args.intensity_window,
+                     intensity_window=args.intensity_window, fusion_norm=args.fusion_norm,
                      cache_dir=args.cache_dir, device=args.device, **more)
 
 

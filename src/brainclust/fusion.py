@@ -18,6 +18,12 @@ then fuses them:
    how tightly its images cluster;
 3. the blocks are concatenated, in the order given.
 
+``norm="block"`` (``--fusion-norm block``) skips step 1: each block keeps its
+own geometry, including each image's norm, and step 2 alone balances the
+blocks (``V_b`` is then the raw block's total variance). Use it when a block's
+norm is signal: for ``pixels`` with ``--intensity-window`` the norm of an
+image's pixel vector is its brightness, which step 1 would remove.
+
 The scales ``s_b = w_b / sqrt(V_b)`` are learned once (by :meth:`FusedExtractor.fit`
 with images, or by the first :meth:`~FusedExtractor.transform`) and are kept in
 ``block_scales_``; ``brainclust predict`` reuses the saved scales so that new
@@ -83,8 +89,16 @@ def l2_normalize(X: np.ndarray) -> np.ndarray:
     return X / np.where(norm > 1e-12, norm, 1.0)
 
 
-def block_scales(blocks: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Scale of each L2-normalised block that gives it total variance ``weight ** 2``.
+NORMS = ("image", "block")
+
+
+def _normalized(X: np.ndarray, norm: str) -> np.ndarray:
+    return l2_normalize(X) if norm == "image" else np.asarray(X, dtype=np.float64)
+
+
+def block_scales(blocks: Sequence[np.ndarray], weights: Sequence[float] | None = None,
+                 norm: str = "image") -> np.ndarray:
+    """Scale of each block (L2-normalised per image if ``norm="image"``) that gives it total variance ``weight ** 2``.
 
     Parameters
     ----------
@@ -102,7 +116,7 @@ def block_scales(blocks: Sequence[np.ndarray], weights: Sequence[float] | None =
     weights = np.ones(len(blocks)) if weights is None else np.asarray(weights, dtype=np.float64)
     scales = np.zeros(len(blocks))
     for b, X in enumerate(blocks):
-        Z = l2_normalize(X)
+        Z = _normalized(X, norm)
         var = float(((Z - Z.mean(axis=0)) ** 2).sum(axis=1).mean()) if len(Z) else 0.0
         if var < 1e-12:
             log.warning("fusion block %d has no variance over these images; it is left out (scale 0)", b)
@@ -111,11 +125,11 @@ def block_scales(blocks: Sequence[np.ndarray], weights: Sequence[float] | None =
     return scales
 
 
-def fuse(blocks: Sequence[np.ndarray], scales: Sequence[float]) -> np.ndarray:
-    """L2-normalise each block per row, multiply by its scale, concatenate: ``(n, sum d_b)``."""
+def fuse(blocks: Sequence[np.ndarray], scales: Sequence[float], norm: str = "image") -> np.ndarray:
+    """L2-normalise each block per row (``norm="image"``), multiply by its scale, concatenate: ``(n, sum d_b)``."""
     if len(blocks) != len(scales):
         raise ParameterError(f"fusion: {len(blocks)} blocks but {len(scales)} scales")
-    return np.concatenate([l2_normalize(X) * float(s) for X, s in zip(blocks, scales)], axis=1)
+    return np.concatenate([_normalized(X, norm) * float(s) for X, s in zip(blocks, scales)], axis=1)
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,9 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         weights file is ambiguous for several blocks and is refused.
     block_scales : sequence of float or None, default None
         Fixed scales (as saved in a run's model); ``None`` learns them.
+    norm : {"image", "block"}, default "image"
+        ``image``: L2-normalise every block per image before balancing;
+        ``block``: balance the raw blocks (see the module docstring).
     precision, batch_size, num_workers, clip_percentiles, cache_dir, device, progress, view, view_seed,
     intensity_window
         As in :class:`~brainclust.features.FeatureExtractor`, passed to every block.
@@ -168,7 +185,8 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
                  precision: str = "auto", batch_size: int = 32, num_workers: int | None = None,
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5), cache_dir=None, device: str = "cpu",
                  progress: bool | None = None, view: str | None = None, view_seed: int = 0,
-                 block_scales: Sequence[float] | None = None, intensity_window: tuple[float, float] | None = None):
+                 block_scales: Sequence[float] | None = None, intensity_window: tuple[float, float] | None = None,
+                 norm: str = "image"):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -182,12 +200,15 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         self.view_seed = view_seed
         self.block_scales = block_scales
         self.intensity_window = intensity_window
+        self.norm = norm
 
     def fit(self, X=None, y=None):
         """Resolve every block; with images ``X``, also learn the block scales."""
         from .features import FeatureExtractor
 
         parsed = parse_blocks(self.backbone)
+        if self.norm not in NORMS:
+            raise ParameterError(f"--fusion-norm: must be one of {', '.join(NORMS)}, got '{self.norm}'")
         if self.weights not in (None, backbones.RANDOM_WEIGHTS):
             raise ParameterError(f"--weights: cannot apply one weights file to the fused backbone "
                                  f"'{self.backbone}'; fuse backbones that need no --weights")
@@ -253,9 +274,9 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
             if good.sum() < 2:
                 raise ParameterError(f"fusion '{self.backbone}': block scales need at least 2 decodable images, "
                                      f"got {int(good.sum())}")
-            self.block_scales_ = block_scales([F[good] for F in feats], [w for _, w in self.blocks_])
+            self.block_scales_ = block_scales([F[good] for F in feats], [w for _, w in self.blocks_], self.norm)
             log.info("fusion %s: block scales %s (equal total variance per block)", self.spec_.name,
                      ", ".join(f"{s:.3g}" for s in self.block_scales_))
         out = np.full((len(bad), self.spec_.dim), np.nan, dtype=np.float32)
-        out[good] = fuse([F[good] for F in feats], self.block_scales_)
+        out[good] = fuse([F[good] for F in feats], self.block_scales_, self.norm)
         return out

@@ -49,6 +49,8 @@ class RunConfig:
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
     #: Fixed input intensity range for every image (``--intensity-window``); replaces the clip and min-max.
     intensity_window: tuple[float, float] | None = None
+    #: Fusion only (``--fusion-norm``): ``image`` L2-normalises each block per image, ``block`` does not.
+    fusion_norm: str = "image"
     pca: int | float = 50
     method: str = "hierarchical"
     #: number of clusters, or "auto" (chosen by :class:`~brainclust.kselect.KSelector`)
@@ -102,6 +104,10 @@ class RunConfig:
         if self.precision not in PRECISIONS:
             raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         PCAReducer(self.pca)._check()
+        from .fusion import NORMS
+
+        if self.fusion_norm not in NORMS:
+            raise ParameterError(f"--fusion-norm: must be one of {', '.join(NORMS)}, got '{self.fusion_norm}'")
         from .selfsup.stage import validate as validate_ssl
 
         comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
@@ -120,7 +126,7 @@ class RunConfig:
         if "+" in self.backbone:  # fusion of several backbones (brainclust.fusion)
             from .fusion import FusedExtractor
 
-            return FusedExtractor(**kwargs)
+            return FusedExtractor(**kwargs, norm=self.fusion_norm)
         return FeatureExtractor(**kwargs)
 
 
@@ -221,7 +227,7 @@ def _backbone_info(ex: FeatureExtractor) -> dict:
     return {"name": ex.spec_.name, "requested": ex.backbone, "dim": ex.spec_.dim,
             "input_size": ex.spec_.input_size, "weights_path": ex.weights_.path,
             "weights_sha256": ex.weights_.sha256, "precision": ex.precision_, "device": ex.device_,
-            **({"block_scales": [float(v) for v in ex.block_scales_]}
+            **({"block_scales": [float(v) for v in ex.block_scales_], "fusion_norm": ex.norm}
                if getattr(ex, "block_scales_", None) is not None else {})}
 
 
@@ -401,7 +407,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     scanned = _scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index)
     extractor = cfg.extractor()
     if bb.get("block_scales") is not None:  # fusion: the scales learned on the training images
-        extractor.set_params(block_scales=bb["block_scales"])
+        extractor.set_params(block_scales=bb["block_scales"], norm=bb.get("fusion_norm", "image"))
     extractor.fit()
     if extractor.weights_.sha256 != bb["weights_sha256"]:
         raise ModelFileError(f"weights '{weights}' have changed since the model was saved "
