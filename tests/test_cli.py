@@ -26,7 +26,7 @@ def run_cli(capsys, *argv):
     (["--backbone", "vgg"], "unknown backbone 'vgg'"),
     (["--backbone", "inception_v3", "--weights", "missing.pth"], "--weights: file 'missing.pth' does not exist"),
     (["--pca", "1.5"], "--pca"),
-    (["--intensity-window", "255,0"], "--intensity-window: need finite LOW < HIGH"),
+    (["--intensity-window", "255,0"], "--intensity-window: intensity window needs finite LOW < HIGH"),
     (["--intensity-window", "0,255", "--self-supervised", "all", "--ssl-mode", "finetune"], "--intensity-window: not"),
     (["--self-supervised", "contrastive", "--ssl-views", "hflip,rot90"], "--ssl-views: 'rot90' is a rotation"),
     (["--self-supervised", "all", "--ssl-mode", "finetune", "--ssl-views", "hflip"], "--ssl-views: applies to"),

@@ -80,23 +80,14 @@ class RunConfig:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 0):
             raise ParameterError(f"--workers: must be an integer >= 0, got {self.workers!r}")
-        if self.clip_percentiles is not None:
-            from .preprocess import PreprocessConfig
+        from .preprocess import PreprocessConfig
 
-            try:
-                PreprocessConfig(clip_percentiles=tuple(self.clip_percentiles)).validate()
-            except (ParameterError, TypeError, ValueError) as exc:
-                raise ParameterError(f"--clip: {exc}") from None
-        if self.intensity_window is not None:
-            from .preprocess import PreprocessConfig
-
-            try:
-                PreprocessConfig(intensity_window=tuple(self.intensity_window)).validate()
-            except (TypeError, ValueError) as exc:
-                if isinstance(exc, ParameterError):
-                    raise
-                raise ParameterError(f"--intensity-window: need two numbers LOW,HIGH, got "
-                                     f"{self.intensity_window!r}") from None
+        for option, name in (("--clip", "clip_percentiles"), ("--intensity-window", "intensity_window")):
+            if getattr(self, name) is not None:
+                try:
+                    PreprocessConfig(**{name: tuple(getattr(self, name))}).validate()
+                except (ParameterError, TypeError, ValueError) as exc:
+                    raise ParameterError(f"{option}: {exc}") from None
         if self.method not in METHODS:
             raise ParameterError(f"--method: unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
         if self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):

@@ -72,7 +72,7 @@ class PreprocessConfig:
         if self.intensity_window is not None:
             lo, hi = (float(v) for v in self.intensity_window)
             if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-                raise ParameterError(f"--intensity-window: need finite LOW < HIGH, got {self.intensity_window!r}")
+                raise ParameterError(f"intensity window needs finite LOW < HIGH, got {self.intensity_window!r}")
         if not self.new_max > self.new_min:
             raise ParameterError(f"intensity range needs new_max > new_min, got [{self.new_min}, {self.new_max}]")
 
