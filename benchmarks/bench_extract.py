@@ -1,6 +1,6 @@
 """Feature-extraction throughput (images/s) per backbone, against a plain PyTorch loop.
 
-For every network backbone in ``brainclust.backbones.REGISTRY`` (``inception_v3``
+For every network backbone in ``brainclust.features.backbones.REGISTRY`` (``inception_v3``
 with random weights -- speed does not depend on weight values -- the
 EfficientNet-Lite0 variants with their packaged weights), on the same N images,
 in one process:
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainclust import backbones
-from brainclust.features import FeatureExtractor, bf16_supported
-from brainclust.ingest import load_gray
-from brainclust.preprocess import PreprocessConfig, preprocess, to_model_input
+from brainclust.features import backbones
+from brainclust.features.extractor import FeatureExtractor, bf16_supported
+from brainclust.io.scan import load_gray
+from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 
 #: Backbones benchmarked with random weights (no pre-trained weights offline; speed does not depend on them).
 RANDOM = {"inception_v3"}
@@ -53,11 +53,11 @@ def image_paths(data: Path, n: int, tmp: Path) -> tuple[list[str], str]:
         if files:
             return [str(p) for p in files], f"{data} (first {len(files)} sorted files)"
     print(f"NOTE: data folder '{data}' is missing or empty; generating demo images instead", file=sys.stderr)
-    from brainclust.demo import make_demo_dataset
+    from brainclust.data.demo import make_demo_dataset
 
     out = make_demo_dataset(tmp / "demo", n_per_class=-(-n // 3), size=224)
     files = sorted(p for p in Path(out).rglob("*") if p.suffix.lower() in EXTS)[:n]
-    return [str(p) for p in files], f"brainclust.demo.make_demo_dataset ({len(files)} images)"
+    return [str(p) for p in files], f"brainclust.data.demo.make_demo_dataset ({len(files)} images)"
 
 
 def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:

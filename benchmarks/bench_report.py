@@ -3,8 +3,8 @@
 Fakes a finished run of ``--n`` images: the data folder holds symbolic links
 to the images of a real folder, repeated (realistic thumbnail sizes); the
 embedding is random (``k`` Gaussian blobs in 50-d, like a PCA-50 output);
-the clustering is the real :class:`brainclust.cluster.Clusterer`. Then
-:func:`brainclust.report.build_report` runs on it and the file size and stage
+the clustering is the real :class:`brainclust.cluster.methods.Clusterer`. Then
+:func:`brainclust.report.build.build_report` runs on it and the file size and stage
 times are printed.
 
 Run::
@@ -34,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="where to write the fake run (default: a temporary folder)")
     args = ap.parse_args(argv)
 
-    from brainclust.cluster import Clusterer
-    from brainclust.evaluate import score
-    from brainclust.io import atomic_write_csv, atomic_write_json
-    from brainclust.report import build_report
+    from brainclust.cluster.methods import Clusterer
+    from brainclust.cluster.scores import score
+    from brainclust.io.atomic import atomic_write_csv, atomic_write_json
+    from brainclust.report.build import build_report
 
     src = sorted(p for p in Path(args.data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not src:

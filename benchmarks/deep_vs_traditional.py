@@ -3,13 +3,13 @@
 For each data set (the two shared real MRI sets and the MNI152 demo set) and
 each backbone (traditional ``pixels``, ``hog``; deep ``efficientnet_lite0``,
 ``inception_v3``; fusions such as ``efficientnet_lite0+pixels``), features are
-extracted once through the feature cache (:func:`brainclust.benchmark.load_dataset`),
+extracted once through the feature cache (:func:`brainclust.analysis.benchmark.load_dataset`),
 then PCA and clustering run with k = the number of label folders. Labels are
 used only for the scores.
 
 Two spreads are reported, because they measure different things:
 
-* **seeds**: :func:`brainclust.benchmark.run_grid` over ``--seeds`` (PCA is a full
+* **seeds**: :func:`brainclust.analysis.benchmark.run_grid` over ``--seeds`` (PCA is a full
   SVD and average linkage is deterministic, so for ``hierarchical`` the std over
   seeds is 0 by construction; for K-Means it is the spread of its initialisation);
 * **subsamples**: ``--subsamples`` random subsets of ``--frac`` of the images
@@ -55,9 +55,9 @@ def subsample_scores(features: np.ndarray, labels: list[str], method: str, k: in
     """Scores on ``n`` random subsets of ``frac`` of the rows, and the pairwise-ARI stability between them."""
     from sklearn.metrics import adjusted_rand_score
 
-    from brainclust.cluster import Clusterer
-    from brainclust.evaluate import score
-    from brainclust.reduce import PCAReducer
+    from brainclust.cluster.methods import Clusterer
+    from brainclust.cluster.scores import score
+    from brainclust.cluster.reduce import PCAReducer
 
     N = len(features)
     m = max(k + 1, int(round(frac * N)))
@@ -113,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from threadpoolctl import threadpool_limits
 
-    from brainclust.benchmark import load_dataset, run_grid
-    from brainclust.cli import _clip, _views, _window
-    from brainclust.demo import make_demo_dataset
+    from brainclust.analysis.benchmark import load_dataset, run_grid
+    from brainclust.cli import clip_arg, views_arg, window_arg
+    from brainclust.data.demo import make_demo_dataset
     from brainclust.errors import WeightsUnavailableError
     from brainclust.pipeline import RunConfig
     from brainclust.selfsup import parse_components
 
-    clip = _clip(args.clip)
+    clip = clip_arg(args.clip)
     ssl = parse_components(args.self_supervised)
     print(f"seeds {args.seeds}; {args.subsamples} subsamples of {args.frac:.0%}; PCA {args.pca}; "
           f"clip {args.clip}; intensity window {args.intensity_window or 'off'}; fusion norm {args.fusion_norm}; SSL {','.join(ssl) or 'none'}"
@@ -149,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                        + (f" --self-supervised {args.self_supervised}" if ssl else "")
                        + (f" --ssl-views {args.ssl_views}" if ssl and args.ssl_views else ""))
                 cfg = RunConfig(backbone=backbone, clip_percentiles=clip, pca=args.pca, cache_dir=args.cache_dir,
-                                intensity_window=_window(args.intensity_window) if args.intensity_window else None,
+                                intensity_window=window_arg(args.intensity_window) if args.intensity_window else None,
                                 fusion_norm=args.fusion_norm,
-                                ssl_views=_views(args.ssl_views) if args.ssl_views else None,
+                                ssl_views=views_arg(args.ssl_views) if args.ssl_views else None,
                                 weights=args.weights if backbone == "inception_v3" else None, progress=False)
                 t0 = time.perf_counter()
                 try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import brainclust
-from brainclust.demo import make_demo_dataset
+from brainclust.data.demo import make_demo_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 KEYS = ("silhouette", "ari", "nmi", "fmi", "acc")

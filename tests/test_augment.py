@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainclust import augment
+from brainclust.features import augment
 from brainclust.errors import ParameterError
 
 RANDOM_VIEWS = ["crop", "affine", "gamma", "contrast", "bias", "noise", "intensity", "strong"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainclust import backbones
+from brainclust.features import backbones
 from brainclust.errors import ParameterError, WeightsUnavailableError
 
 

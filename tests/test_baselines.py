@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from brainclust import backbones
+from brainclust.features import backbones
 from brainclust.errors import ParameterError
-from brainclust.features import FeatureExtractor
-from brainclust.preprocess import PreprocessConfig, preprocess
+from brainclust.features.extractor import FeatureExtractor
+from brainclust.features.preprocess import PreprocessConfig, preprocess
 
 
 def _checkerboard(side: int = 64) -> np.ndarray:

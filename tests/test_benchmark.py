@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from brainclust import benchmark as bm
+from brainclust.analysis import benchmark as bm
 from brainclust.cli import main
-from brainclust.demo import make_demo_dataset
+from brainclust.data.demo import make_demo_dataset
 from brainclust.errors import InputError, ParameterError
 from brainclust.pipeline import RunConfig
 
@@ -59,7 +59,7 @@ def test_tables_recompute_exactly_from_the_csv(grid_rows, tmp_path):
     assert list(back[0]) == bm.CSV_COLUMNS
     # floats survive the CSV exactly
     assert [float(r["nmi"]) for r in back] == [r["nmi"] for r in grid_rows]
-    assert bm.build_tables(back) == bm.build_tables(bm.read_back(grid_rows))
+    assert bm.build_tables(back) == bm.build_tables(bm.read_back(grid_rows, bm.CSV_COLUMNS))
     # a second identical grid gives identical numbers
     again = bm.run_grid([blob_dataset("three", 3, 0), blob_dataset("four", 4, 1, outliers=6)], RunConfig(pca=0),
                         seeds=(0, 1))
@@ -90,7 +90,7 @@ def test_ssl_rows_use_the_selfsup_embedding(monkeypatch):
                        ssl=("contrastive",))
     assert calls == [("three", ("contrastive",), 3, 0), ("three", ("contrastive",), 3, 1)]
     assert [r["variant"] for r in rows] == ["plain", "ssl", "plain", "ssl"]
-    assert "| K-Means + SSL |" in bm.build_tables(bm.read_back(rows))
+    assert "| K-Means + SSL |" in bm.build_tables(bm.read_back(rows, bm.CSV_COLUMNS))
 
 
 def test_rejects_bad_settings():
@@ -141,4 +141,4 @@ def test_k_auto_is_chosen_per_method_and_seed():
     ks = {r["method"]: r["k"] for r in rows}
     assert ks == {"hierarchical": 3, "kmeans": 3, "dbscan": ""}
     assert {r["k_source"] for r in rows if r["method"] != "dbscan"} == {"auto"}
-    assert "three: k = 3 (auto)" in bm.build_tables(bm.read_back(rows))
+    assert "three: k = 3 (auto)" in bm.build_tables(bm.read_back(rows, bm.CSV_COLUMNS))

@@ -11,8 +11,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from brainclust.cache import FeatureCache, config_key, default_cache_dir
-from brainclust.io import (atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_npz,
+from brainclust.features.cache import FeatureCache, config_key, default_cache_dir
+from brainclust.io.atomic import (atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_npz,
                            atomic_write_text)
 
 
@@ -235,7 +235,7 @@ def test_damaged_shard_is_ignored(tmp_path, caplog):
     (c.dir / "shard-0000damaged.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
     (c.dir / "shard-zzzztruncated.npz").write_bytes((next(c.dir.glob("shard-*.npz"))).read_bytes()[:40])
     np.savez(c.dir / "shard-wrongkeys.npz", other=np.zeros(3))
-    with caplog.at_level(logging.WARNING, logger="brainclust.cache"):
+    with caplog.at_level(logging.WARNING, logger="brainclust.features.cache"):
         again = FeatureCache(tmp_path, SETTINGS)
     messages = [r.getMessage() for r in caplog.records]
     assert len(again) == 3

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from brainclust.cli import main
-from brainclust.demo import make_demo_dataset
+from brainclust.data.demo import make_demo_dataset
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
-from brainclust.cluster import METHODS, N_LEVELS, Clusterer, knee_eps, relabel
+from brainclust.cluster.methods import METHODS, N_LEVELS, Clusterer, knee_eps, relabel
 from brainclust.errors import ModelFileError, ParameterError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Graph is not fully connected:UserWarning")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from brainclust.evaluate import clustering_accuracy, score
+from brainclust.cluster.scores import clustering_accuracy, score
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from test_report import IMG_NAME, SCRIPT_PATH, fake_run
 
 from brainclust.cli import main
 from brainclust.errors import InputError, ParameterError
-from brainclust.export import destination_names, export_clusters
-from brainclust.io import atomic_write_csv
+from brainclust.report.export import destination_names, export_clusters
+from brainclust.io.atomic import atomic_write_csv
 
 
 def rows_of(out: Path) -> list[dict]:

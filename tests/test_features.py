@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainclust.features import FeatureExtractor
+from brainclust.features.extractor import FeatureExtractor
 from brainclust.errors import ParameterError
 
 

@@ -11,8 +11,8 @@ import pytest
 
 import brainclust
 from brainclust.errors import ImageReadError, ParameterError
-from brainclust.formats import detect, dicom, nifti
-from brainclust.ingest import ImageRecord, load_record, scan
+from brainclust.io.formats import detect, dicom, nifti
+from brainclust.io.scan import ImageRecord, load_record, scan
 
 from corpus import PHI, brain_volume, write_dicom, write_nifti
 

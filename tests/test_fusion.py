@@ -8,8 +8,8 @@ from scipy.spatial.distance import pdist
 
 import brainclust
 from brainclust.errors import ParameterError
-from brainclust.fusion import FusedExtractor, block_scales, fuse, is_fused, l2_normalize, parse_blocks
-from brainclust.reduce import PCAReducer
+from brainclust.features.fusion import FusedExtractor, block_scales, fuse, is_fused, l2_normalize, parse_blocks
+from brainclust.cluster.reduce import PCAReducer
 
 
 def _blocks(n=30, seed=0):
@@ -101,7 +101,7 @@ def _folder(tmp_path, make_image):
 
 
 def test_fused_extractor_matches_the_blocks(tmp_path, make_image):
-    from brainclust.features import FeatureExtractor
+    from brainclust.features.extractor import FeatureExtractor
 
     root = _folder(tmp_path, make_image)
     paths = sorted(root.rglob("*.png"))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from brainclust.errors import ImageReadError, InputError
-from brainclust.ingest import load_gray, probe, scan
+from brainclust.io.scan import load_gray, probe, scan
 
 FORMAT_TYPE = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "BMP": "bmp"}
 

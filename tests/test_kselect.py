@@ -7,9 +7,9 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from brainclust.cli import main
-from brainclust.demo import make_demo_dataset
+from brainclust.data.demo import make_demo_dataset
 from brainclust.errors import ParameterError
-from brainclust.kselect import INDICES, KSelector, vote
+from brainclust.cluster.kselect import INDICES, KSelector, vote
 
 
 @pytest.mark.parametrize("true_k", [3, 5])

@@ -10,9 +10,9 @@ import pytest
 from sklearn import metrics as skm
 
 import brainclust
-from brainclust.demo import make_demo_dataset
+from brainclust.data.demo import make_demo_dataset
 from brainclust.errors import InputError, ParameterError
-from brainclust.evaluate import clustering_accuracy
+from brainclust.cluster.scores import clustering_accuracy
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

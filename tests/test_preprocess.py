@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from brainclust.errors import ParameterError
-from brainclust.preprocess import (PreprocessConfig, pad_to_square, preprocess, rescale, resize_keep_aspect,
+from brainclust.features.preprocess import (PreprocessConfig, pad_to_square, preprocess, rescale, resize_keep_aspect,
                                    to_model_input)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.reduce import PCAReducer
+from brainclust.cluster.reduce import PCAReducer
 
 
 def _data(n=12, d=5, seed=0):
@@ -90,7 +90,7 @@ def test_zero_is_identity():
 
 def test_n_larger_than_data_is_capped(caplog):
     X = _data(n=6, d=5, seed=6)
-    with caplog.at_level(logging.WARNING, logger="brainclust.reduce"):
+    with caplog.at_level(logging.WARNING, logger="brainclust.cluster.reduce"):
         red = PCAReducer(n_components=50).fit(X)
     assert red.n_components_ == 5
     assert red.transform(X).shape == (6, 5)

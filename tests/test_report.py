@@ -22,11 +22,11 @@ import pytest
 from PIL import Image
 
 from brainclust.cli import main
-from brainclust.cluster import Clusterer
+from brainclust.cluster.methods import Clusterer
 from brainclust.errors import ModelFileError
-from brainclust.evaluate import clustering_accuracy, score
-from brainclust.io import atomic_write_csv, atomic_write_json
-from brainclust.report import (
+from brainclust.cluster.scores import clustering_accuracy, score
+from brainclust.io.atomic import atomic_write_csv, atomic_write_json
+from brainclust.report.build import (
     build_report,
     confusion,
     load_outputs,
@@ -255,7 +255,7 @@ def test_hostile_file_names_are_escaped(built):
 
 
 def test_silhouette_plot_mean_matches_metrics(built):
-    from brainclust.report import silhouette_per_image
+    from brainclust.report.build import silhouette_per_image
 
     out, _, _ = built
     run = load_outputs(out)

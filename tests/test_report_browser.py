@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from test_report import IMG_NAME, SCRIPT_PATH, fake_run
 
-from brainclust.report import build_report
+from brainclust.report.build import build_report
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e '.[dev]')")

@@ -14,7 +14,7 @@ from PIL import Image
 
 import brainclust
 from brainclust.errors import ImageReadError
-from brainclust.ingest import load_record, probe, scan
+from brainclust.io.scan import load_record, probe, scan
 
 from corpus import brain_volume, make_corpus, write_dicom, write_nifti
 
@@ -95,7 +95,7 @@ def test_decompression_bomb_limit_holds_in_probe_and_load(tmp_path):
     p.write_bytes(bomb_png(10000, 10000))
     with pytest.raises(ImageReadError, match="decompression-bomb"):
         probe(p)
-    from brainclust.ingest import load_gray
+    from brainclust.io.scan import load_gray
 
     with pytest.raises(ImageReadError, match="decompression-bomb"):
         load_gray(p)

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from brainclust import scan  # noqa: E402
-from brainclust.demo import make_demo_dataset  # noqa: E402
+from brainclust.data.demo import make_demo_dataset  # noqa: E402
 from brainclust.selfsup.finetune import FinetuneSSL  # noqa: E402
 
 

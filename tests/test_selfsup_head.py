@@ -133,7 +133,7 @@ def test_validation_errors():
 
 
 def test_input_pca_above_the_exact_limit_matches_the_exact_one(monkeypatch):
-    from brainclust.selfsup import train
+    from brainclust.selfsup import common as train
 
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(300, 6)) * np.arange(6, 0, -1)) @ rng.normal(size=(6, 80)) + 0.01 * rng.normal(size=(300, 80))

@@ -13,8 +13,8 @@ pytest.importorskip("torch")
 import brainclust  # noqa: E402
 from brainclust import scan  # noqa: E402
 from brainclust.cli import main  # noqa: E402
-from brainclust.demo import make_demo_dataset  # noqa: E402
-from brainclust.features import FeatureExtractor  # noqa: E402
+from brainclust.data.demo import make_demo_dataset  # noqa: E402
+from brainclust.features.extractor import FeatureExtractor  # noqa: E402
 from brainclust.selfsup import SelfSupervisedHead  # noqa: E402
 from brainclust.selfsup import views as views_mod  # noqa: E402
 

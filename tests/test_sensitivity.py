@@ -2,12 +2,12 @@
 
 import pytest
 
-from brainclust import backbones
-from brainclust import sensitivity as sens
-from brainclust.benchmark import read_results_csv
+from brainclust.features import backbones
+from brainclust.analysis import sensitivity as sens
+from brainclust.analysis.benchmark import read_results_csv
 from brainclust.cli import main
-from brainclust.cluster import Clusterer
-from brainclust.demo import make_demo_dataset
+from brainclust.cluster.methods import Clusterer
+from brainclust.data.demo import make_demo_dataset
 from brainclust.errors import ParameterError, WeightsUnavailableError
 from brainclust.pipeline import RunConfig
 

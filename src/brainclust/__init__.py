@@ -1,8 +1,10 @@
 """brainclust: unsupervised clustering of brain MRI images with deep CNN features.
 
-Stages (one module each, data flowing one way)::
+Stage sub-packages, data flowing one way::
 
-    ingest -> preprocess -> features (backbones + cache) -> reduce -> cluster -> evaluate
+    io (scan, formats, run folder) -> features (preprocess, backbones, cache) -> cluster (reduce, methods, scores)
+                                         selfsup (optional, between features and cluster)
+    pipeline composes one run;  analysis (benchmark, sensitivity, ablation) and report sit on top;  cli is last.
 
 :func:`run` and :func:`predict` compose them. Heavy modules (torch) load
 lazily, on first use.
@@ -17,8 +19,8 @@ __all__ = ["run", "predict", "RunConfig", "RunResult", "FeatureExtractor", "PCAR
 
 _LAZY = {
     "run": "pipeline", "predict": "pipeline", "RunConfig": "pipeline", "RunResult": "pipeline",
-    "FeatureExtractor": "features", "PCAReducer": "reduce", "Clusterer": "cluster",
-    "score": "evaluate", "scan": "ingest", "make_demo_dataset": "demo",
+    "FeatureExtractor": "features.extractor", "PCAReducer": "cluster.reduce", "Clusterer": "cluster.methods",
+    "score": "cluster.scores", "scan": "io.scan", "make_demo_dataset": "data.demo",
 }
 
 

@@ -32,7 +32,7 @@ def _k(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got '{value}'") from None
 
 
-def _clip(value: str) -> tuple[float, float] | None:
+def clip_arg(value: str) -> tuple[float, float] | None:
     if value.lower() in ("off", "none", "0"):
         return None
     try:
@@ -42,7 +42,7 @@ def _clip(value: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _window(value: str) -> tuple[float, float]:
+def window_arg(value: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in value.split(","))
     except ValueError:
@@ -50,7 +50,7 @@ def _window(value: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _views(value: str) -> tuple[str, ...]:
+def views_arg(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
@@ -66,13 +66,13 @@ def _add_extraction_options(p: argparse.ArgumentParser) -> None:
                    help="auto = bf16 where the CPU/GPU supports it natively (default auto)")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     g.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores)")
-    g.add_argument("--clip", type=_clip, default=(0.5, 99.5), metavar="LOW,HIGH",
+    g.add_argument("--clip", type=clip_arg, default=(0.5, 99.5), metavar="LOW,HIGH",
                    help="percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)")
     g.add_argument("--fusion-norm", default="image", choices=["image", "block"],
                    help="fused backbones (A+B): 'image' L2-normalises each block per image before balancing the "
                         "blocks' variance; 'block' only balances (keeps e.g. the brightness in the pixels block) "
                         "(default image)")
-    g.add_argument("--intensity-window", type=_window, default=None, metavar="LOW,HIGH",
+    g.add_argument("--intensity-window", type=window_arg, default=None, metavar="LOW,HIGH",
                    help="one fixed intensity range for every image instead of the per-image clip and min-max, "
                         "e.g. 0,255 for 8-bit images (default off)")
     g.add_argument("--cache-dir", metavar="DIR", help="feature cache (default $BRAINCLUST_CACHE or ~/.cache/brainclust)")
@@ -112,21 +112,30 @@ def _add_ssl_options(p: argparse.ArgumentParser) -> None:
                    help="head = train small heads on cached features of augmented views (default, CPU); "
                         "finetune = also train the backbone's last blocks (GPU)")
     g.add_argument("--ssl-epochs", type=int, default=None, help="training epochs (default 30 head, 10 finetune)")
-    g.add_argument("--ssl-views", type=_views, default=None, metavar="VIEWS",
+    g.add_argument("--ssl-views", type=views_arg, default=None, metavar="VIEWS",
                    help="head mode: comma-separated appearance views, e.g. hflip,intensity "
                         "(default identity,hflip,strong; identity is always included)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from brainclust import __version__
 
     parser = argparse.ArgumentParser(prog="brainclust",
                                      description="Unsupervised clustering of brain MRI images with CNN features.")
     parser.add_argument("--version", action="version", version=f"brainclust {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    # -q is accepted after the sub-command too (SUPPRESS: a sub-command without it keeps the global value)
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parsers(sub, quiet)
+    _add_study_parsers(sub, quiet)
+    return parser
 
-    p = sub.add_parser("run", help="cluster a folder of images")
+
+def _add_run_parsers(sub, quiet) -> None:
+    p = sub.add_parser("run", help="cluster a folder of images", parents=[quiet])
     p.add_argument("data", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--labels-from-folders", action="store_true",
@@ -137,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssl_options(p)
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
-    p = sub.add_parser("predict", help="assign new images to the clusters of a finished run")
+    p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[quiet])
     p.add_argument("model_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("data", help="folder of new images")
     p.add_argument("--out", required=True, help="output folder")
@@ -147,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR")
     _add_volume_options(p, default=None)
 
-    p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it")
+    p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[quiet])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--n-per-class", type=int, default=40, help="images per plane (default 40)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="default efficientnet_lite0 (offline)")
@@ -155,19 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR")
     _add_cluster_options(p, k_default=DEMO_DEFAULT_K)
 
-    p = sub.add_parser("report", help="rebuild report.html of a finished run (no feature extraction)")
+    p = sub.add_parser("report", help="rebuild report.html of a finished run (no feature extraction)", parents=[quiet])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--max-points", type=int, default=2000,
                    help="images on the t-SNE map; more are sampled by cluster (default 2000)")
 
-    p = sub.add_parser("export", help="write one folder per cluster with its images")
+    p = sub.add_parser("export", help="write one folder per cluster with its images", parents=[quiet])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--to", required=True, help="target folder (new or empty)")
     p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
-    p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy")
+
+
+def _add_study_parsers(sub, quiet) -> None:
+    p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[quiet])
     p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
-    p.add_argument("--data-root", default="../shared/data",
-                   help="folder holding brain_tumor_4class_dev/ and brain_tumor_yes_no/ (default ../shared/data)")
+    p.add_argument("--data-root", required=True,
+                   help="folder holding the labelled sets brain_tumor_4class_dev/ and brain_tumor_yes_no/")
     p.add_argument("--datasets", default="brain_tumor_4class_dev,brain_tumor_yes_no,demo",
                    help="comma-separated subset of the default three")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
@@ -175,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-epochs", type=int, default=None, help="head training epochs (default 30)")
     p.add_argument("--cache-dir", metavar="DIR")
 
-    p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)")
+    p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)", parents=[quiet])
     p.add_argument("data", nargs="+", help="data folders, each with one sub-folder per label (labels only score)")
     p.add_argument("--out", required=True, help="output folder: results.csv, tables.md, benchmark.json")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
@@ -189,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ssl_options(p)
     p.set_defaults(self_supervised="none")
 
-    p = sub.add_parser("sensitivity", help="vary one setting at a time around the defaults; table and plots")
+    p = sub.add_parser("sensitivity", help="vary one setting at a time around the defaults; table and plots", parents=[quiet])
     p.add_argument("data", help="data folder with one sub-folder per label (labels only score)")
     p.add_argument("--out", required=True, help="output folder: sensitivity.md, sensitivity.csv, plots/")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
@@ -203,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", default="pca,k,linkage,metric,backbone,clip,seed",
                    help="comma-separated settings to vary (default all)")
     _add_extraction_options(p)
-    return parser
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -237,8 +248,8 @@ def _summary(result) -> str:
 
 
 def _cmd_run(args) -> None:
-    from .pipeline import run
-    from .selfsup import parse_components
+    from brainclust.pipeline import run
+    from brainclust.selfsup import parse_components
 
     cfg = _extraction_config(args, pca=args.pca, method=args.method, k=args.k, seed=args.seed,
                              labels_from_folders=args.labels_from_folders, slices=args.slices,
@@ -250,7 +261,7 @@ def _cmd_run(args) -> None:
 
 
 def _report(out, command: str, max_points: int = 2000) -> None:
-    from .report import build_report
+    from brainclust.report.build import build_report
 
     info = build_report(out, max_map_points=max_points, command=command)
     print(f"report: {info.path} ({info.size_bytes / 1e6:.1f} MB; figures in {Path(out) / 'figures'})")
@@ -261,7 +272,7 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from .export import export_clusters
+    from brainclust.report.export import export_clusters
 
     res = export_clusters(args.out_dir, args.to, mode=args.mode)
     print(f"exported {res.n_files} images ({args.mode}) into {len(res.counts)} folders under {res.to}: "
@@ -269,7 +280,7 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from .pipeline import predict
+    from brainclust.pipeline import predict
 
     result = predict(args.model_dir, args.data, args.out, labels_from_folders=args.labels_from_folders,
                      cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
@@ -278,8 +289,8 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .demo import make_demo_dataset
-    from .pipeline import RunConfig, run
+    from brainclust.data.demo import make_demo_dataset
+    from brainclust.pipeline import RunConfig, run
 
     out = Path(args.out)
     data = make_demo_dataset(out / "data", n_per_class=args.n_per_class, random_state=args.seed)
@@ -295,8 +306,8 @@ def _cmd_demo(args) -> None:
 def _cmd_ablation(args) -> None:
     import time
 
-    from .errors import InputError, ParameterError
-    from .selfsup.ablation import default_datasets, run_ablation
+    from brainclust.errors import InputError, ParameterError
+    from brainclust.analysis.ablation import default_datasets, run_ablation
 
     if args.seeds < 1:
         raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
@@ -320,7 +331,7 @@ def _cmd_ablation(args) -> None:
 
 
 def _extraction_config(args, **more):
-    from .pipeline import RunConfig
+    from brainclust.pipeline import RunConfig
 
     return RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
                      batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
@@ -329,9 +340,9 @@ def _extraction_config(args, **more):
 
 
 def _cmd_benchmark(args) -> None:
-    from .benchmark import benchmark
-    from .errors import ParameterError
-    from .selfsup import parse_components
+    from brainclust.analysis.benchmark import benchmark
+    from brainclust.errors import ParameterError
+    from brainclust.selfsup import parse_components
 
     if args.seeds < 1:
         raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
@@ -347,8 +358,8 @@ def _cmd_benchmark(args) -> None:
 
 
 def _cmd_sensitivity(args) -> None:
-    from .errors import ParameterError
-    from .sensitivity import sensitivity
+    from brainclust.errors import ParameterError
+    from brainclust.analysis.sensitivity import sensitivity
 
     if args.seeds < 1:
         raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
@@ -371,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.quiet)
-    from .errors import BrainclustError
+    from brainclust.errors import BrainclustError
 
     try:
         COMMANDS[args.command](args)

@@ -7,6 +7,9 @@ rule that was broken and the offending value.
 
 from __future__ import annotations
 
+import functools
+import os
+
 
 class BrainclustError(Exception):
     """Base class of every error brainclust raises on purpose."""
@@ -25,7 +28,37 @@ class WeightsUnavailableError(BrainclustError):
 
 
 class ImageReadError(BrainclustError):
-    """One image file cannot be decoded. The pipeline skips such files."""
+    """One image file cannot be decoded. The pipeline skips such files.
+
+    ``reason`` says why; ``path`` names the file (set by :func:`names_file` at
+    every public reader, so the message always names it).
+    """
+
+    def __init__(self, reason: str, path=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.path = None if path is None else os.fsdecode(path)
+
+    def __str__(self) -> str:
+        return f"'{self.path}': {self.reason}" if self.path else self.reason
+
+
+def names_file(path_of=lambda first: first):
+    """Decorator: an :class:`ImageReadError` leaving the function names the file it was reading.
+
+    ``path_of`` maps the function's first argument to the file's path (default: it is the path).
+    """
+    def wrap(func):
+        @functools.wraps(func)
+        def reader(first, *args, **kwargs):
+            try:
+                return func(first, *args, **kwargs)
+            except ImageReadError as exc:
+                if exc.path is None:
+                    exc.path = os.fsdecode(path_of(first))
+                raise
+        return reader
+    return wrap
 
 
 class ModelFileError(BrainclustError):

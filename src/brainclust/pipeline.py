@@ -10,7 +10,6 @@ Data flows one way::
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
@@ -20,21 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .cache import default_cache_dir
-from .cluster import METHODS, N_LEVELS, Clusterer
-from .errors import InputError, ModelFileError, ParameterError
-from .evaluate import score
-from .features import PRECISIONS, FeatureExtractor
-from .ingest import ImageRecord, ScanResult, scan
-from .io import atomic_write_csv, atomic_write_json
-from .reduce import PCAReducer
+from brainclust import __version__
+from brainclust.features.cache import default_cache_dir
+from brainclust.cluster.kselect import KSelector
+from brainclust.cluster.methods import Clusterer, check_seed
+from brainclust.errors import InputError, ModelFileError, ParameterError
+from brainclust.features.fusion import FusedExtractor, check_norm
+from brainclust.io.formats import nifti
+from brainclust.cluster.scores import score
+from brainclust.features.extractor import FeatureExtractor
+from brainclust.io.scan import ImageRecord, ScanResult, scan
+from brainclust.io.atomic import atomic_write_json
+from brainclust.io.outputs import RunFolder, assignment_rows, read_json, write_assignments
+from brainclust.cluster.reduce import PCAReducer
+from brainclust.selfsup import stage as ssl_stage
 
 log = logging.getLogger(__name__)
-
-MODEL_SUBDIR = "model"
-BASE_COLUMNS = ["path", "name", "type", "size", "width", "height", "label", "cluster"]
-LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class RunConfig:
     fusion_norm: str = "image"
     pca: int | float = 50
     method: str = "hierarchical"
-    #: number of clusters, or "auto" (chosen by :class:`~brainclust.kselect.KSelector`)
+    #: number of clusters, or "auto" (chosen by :class:`~brainclust.cluster.kselect.KSelector`)
     k: int | str = 4
     seed: int = 0
     labels_from_folders: bool = False
@@ -70,38 +70,18 @@ class RunConfig:
     ssl_views: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        """Cheap checks that need no data, so bad settings fail before any work."""
-        from .formats import nifti
+        """Cheap checks that need no data, so bad settings fail before any work.
 
+        Each rule is declared once, by the stage that owns it; this calls their checks.
+        """
         nifti.parse_slices(self.slices)
         nifti.check_volume_index(self.volume_index)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ParameterError(f"--batch-size: must be a positive integer, got {self.batch_size!r}")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 0):
-            raise ParameterError(f"--workers: must be an integer >= 0, got {self.workers!r}")
-        from .preprocess import PreprocessConfig
-
-        for option, name in (("--clip", "clip_percentiles"), ("--intensity-window", "intensity_window")):
-            if getattr(self, name) is not None:
-                try:
-                    PreprocessConfig(**{name: tuple(getattr(self, name))}).validate()
-                except (ParameterError, TypeError, ValueError) as exc:
-                    raise ParameterError(f"{option}: {exc}") from None
-        if self.method not in METHODS:
-            raise ParameterError(f"--method: unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
-        if self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
-            raise ParameterError(f"--k: must be a positive integer or 'auto', got {self.k!r}")
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
-        PCAReducer(self.pca)._check()
-        from .fusion import NORMS
-
-        if self.fusion_norm not in NORMS:
-            raise ParameterError(f"--fusion-norm: must be one of {', '.join(NORMS)}, got '{self.fusion_norm}'")
-        from .selfsup.stage import validate as validate_ssl
-
-        comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
+        check_seed(self.seed)
+        self.extractor().check_params()
+        check_norm(self.fusion_norm)
+        PCAReducer(self.pca).check_params()
+        Clusterer(method=self.method, n_clusters=self.k).check_params()
+        comps = ssl_stage.validate(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
         if comps and self.k == "auto":
             raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
                                  "for a given k); run with --k auto first, then pass the chosen k")
@@ -114,9 +94,7 @@ class RunConfig:
                       clip_percentiles=self.clip_percentiles, intensity_window=self.intensity_window,
                       cache_dir=self.cache_dir,
                       device=self.device, progress=self.progress)
-        if "+" in self.backbone:  # fusion of several backbones (brainclust.fusion)
-            from .fusion import FusedExtractor
-
+        if "+" in self.backbone:  # fusion of several backbones (brainclust.features.fusion)
             return FusedExtractor(**kwargs, norm=self.fusion_norm)
         return FeatureExtractor(**kwargs)
 
@@ -143,18 +121,7 @@ class RunResult:
 
     def rows(self) -> list[dict]:
         """One dict per image with the columns of ``assignments.csv``."""
-        return _rows(self.records, self.labels, self.levels)
-
-
-def _rows(records, labels, levels) -> list[dict]:
-    rows = []
-    for i, r in enumerate(records):
-        row = {"path": r.path, "name": r.name, "type": r.type, "size": r.size, "width": r.width,
-               "height": r.height, "label": r.label, "cluster": int(labels[i])}
-        if levels is not None:
-            row.update({c: int(levels[i, j]) for j, c in enumerate(LEVEL_COLUMNS)})
-        rows.append(row)
-    return rows
+        return assignment_rows(self.records, self.labels, self.levels)
 
 
 def versions() -> dict:
@@ -167,7 +134,7 @@ def versions() -> dict:
     return out
 
 
-def _extract(extractor: FeatureExtractor, scanned: ScanResult) -> tuple[list[ImageRecord], np.ndarray, list]:
+def extract_records(extractor: FeatureExtractor, scanned: ScanResult) -> tuple[list[ImageRecord], np.ndarray, list]:
     """Run the extractor; move images that fail to decode to the skipped list."""
     feats = extractor.transform(scanned.records)
     skipped = list(scanned.skipped)
@@ -205,7 +172,7 @@ def _make_out(out) -> Path:
     return out
 
 
-def _scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
+def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
                    volume_index: int = 0) -> ScanResult:
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index)
     if not scanned.records:
@@ -214,7 +181,7 @@ def _scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
     return scanned
 
 
-def _backbone_info(ex: FeatureExtractor) -> dict:
+def backbone_info(ex: FeatureExtractor) -> dict:
     return {"name": ex.spec_.name, "requested": ex.backbone, "dim": ex.spec_.dim,
             "input_size": ex.spec_.input_size, "weights_path": ex.weights_.path,
             "weights_sha256": ex.weights_.sha256, "precision": ex.precision_, "device": ex.device_,
@@ -223,7 +190,7 @@ def _backbone_info(ex: FeatureExtractor) -> dict:
 
 
 def resolve_k(k: int | str, method: str, emb: np.ndarray, seed: int | None) -> tuple[int, dict | None]:
-    """``k`` as an int; ``"auto"`` runs :class:`~brainclust.kselect.KSelector` and returns its record.
+    """``k`` as an int; ``"auto"`` runs :class:`~brainclust.cluster.kselect.KSelector` and returns its record.
 
     ``dbscan`` has no ``k``: ``"auto"`` resolves to 0 (unused) with no selection.
     """
@@ -231,10 +198,32 @@ def resolve_k(k: int | str, method: str, emb: np.ndarray, seed: int | None) -> t
         return k, None
     if method == "dbscan":
         return 0, None
-    from .kselect import KSelector
-
     sel = KSelector(method=method, random_state=seed).fit(emb)
     return sel.k_, sel.as_dict()
+
+
+def _scan_and_extract(data, cfg: RunConfig, t: dict):
+    """Scan ``data`` and extract the features of every decodable image; check ``k`` against the count."""
+    t0 = time.perf_counter()
+    scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index)
+    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
+        raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
+                             f"{len(scanned.records)} readable images")
+    t["scan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    extractor = cfg.extractor().fit()
+    records, feats, skipped = extract_records(extractor, scanned)
+    t["extract"] = time.perf_counter() - t0
+    if len(records) < 2:
+        raise InputError(f"input folder '{data}' has {len(records)} decodable image(s); clustering needs 2")
+    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(records):
+        raise ParameterError(f"--k: {cfg.k} clusters requested but only {len(records)} images could be decoded")
+    return scanned, extractor, records, feats, skipped
+
+
+def _cache_info(extractor) -> dict:
+    return {"dir": (None if extractor.cache_dir is False else str(extractor.cache_dir or default_cache_dir())),
+            "hits": extractor.cache_hits_, "misses": extractor.cache_misses_}
 
 
 def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResult:
@@ -262,28 +251,11 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
     cfg = replace(config or RunConfig(), **settings)
     cfg.validate()
     _check_out(out)
-    t = {}
-    t0 = time.perf_counter()
-    scanned = _scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index)
-    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
-        raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
-                             f"{len(scanned.records)} readable images")
-    t["scan"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    extractor = cfg.extractor().fit()
-    records, feats, skipped = _extract(extractor, scanned)
-    t["extract"] = time.perf_counter() - t0
-    if len(records) < 2:
-        raise InputError(f"input folder '{data}' has {len(records)} decodable image(s); clustering needs 2")
-    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(records):
-        raise ParameterError(f"--k: {cfg.k} clusters requested but only {len(records)} images could be decoded")
-
+    t: dict = {}
+    scanned, extractor, records, feats, skipped = _scan_and_extract(data, cfg, t)
     ssl = None
     reduce_in = feats
     if cfg.ssl:  # the self-supervised stage: features -> learned embedding, then PCA as usual
-        from .selfsup import stage as ssl_stage
-
         t0 = time.perf_counter()
         cfg = replace(cfg, ssl=ssl_stage.validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs))  # "all" -> the four
         ssl = ssl_stage.fit(cfg, extractor, records, feats)
@@ -310,20 +282,17 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
     manifest = {
         "kind": "run", "versions": versions(), "input": str(Path(data).resolve()),
         "settings": {**asdict(cfg), "preprocess": extractor.preprocess_.as_dict()},
-        "backbone": _backbone_info(extractor),
+        "backbone": backbone_info(extractor),
         "pca": {"n_components": reducer.n_components_,
                 "explained_variance": (float(reducer.explained_variance_ratio_.sum())
                                        if reducer.explained_variance_ratio_ is not None else None)},
         "clustering": {"method": cfg.method, "k": k, "k_requested": cfg.k, "n_clusters_found": clusterer.n_clusters_,
                        "dbscan_eps": clusterer.eps_},
-        "cache": {"dir": (None if extractor.cache_dir is False
-                          else str(extractor.cache_dir or default_cache_dir())),
-                  "hits": extractor.cache_hits_, "misses": extractor.cache_misses_},
+        "cache": _cache_info(extractor),
         "n_files_scanned": scanned.n_files,
         "n_images": len(records), "skipped": skipped, "timings_s": t,
+        **({"ssl": ssl.info} if ssl is not None else {}),
     }
-    if ssl is not None:
-        manifest["ssl"] = ssl.info
     result = RunResult(cfg, records, skipped, feats, emb, clusterer.labels_, clusterer.levels_, metrics,
                        manifest, extractor, reducer, clusterer, timings=t,
                        ssl_model=ssl.model if ssl is not None else None)
@@ -335,37 +304,30 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
 def write_outputs(result: RunResult, out) -> Path:
     """Write model, ``assignments.csv``, ``metrics.json`` and, last, ``manifest.json``."""
     out = _make_out(out)
+    folder = RunFolder(out)
     t0 = time.perf_counter()
-    model = out / MODEL_SUBDIR
-    result.reducer.save(model / "pca.npz")
-    result.clusterer.save(model / "cluster.npz")
+    result.reducer.save(folder.pca)
+    result.clusterer.save(folder.cluster)
     if result.ssl_model is not None:
-        from .selfsup import stage as ssl_stage
-
-        ssl_stage.save(result.ssl_model, model)
-    atomic_write_json(model / "config.json", {"brainclust": __version__,
-                                              "settings": result.manifest["settings"],
-                                              "backbone": result.manifest["backbone"]})
-    header = BASE_COLUMNS + (LEVEL_COLUMNS if result.levels is not None else [])
-    atomic_write_csv(out / "assignments.csv", header, result.rows())
-    atomic_write_json(out / "metrics.json", result.metrics)
+        ssl_stage.save(result.ssl_model, folder.model)
+    atomic_write_json(folder.model_config, {"brainclust": __version__,
+                                            "settings": result.manifest["settings"],
+                                            "backbone": result.manifest["backbone"]})
+    write_assignments(folder.assignments, result.rows(), result.levels is not None)
+    atomic_write_json(folder.metrics, result.metrics)
     result.timings["write"] = time.perf_counter() - t0
-    atomic_write_json(out / "manifest.json", result.manifest)
+    atomic_write_json(folder.manifest, result.manifest)
     result.out_dir = out
     return out
 
 
 def load_model(model_dir) -> tuple[dict, PCAReducer, Clusterer]:
     """Read a finished run's ``model/`` folder (``model_dir`` is the run's ``--out``)."""
-    model = Path(model_dir) / MODEL_SUBDIR
-    cfg_path = model / "config.json"
-    if not cfg_path.is_file():
-        raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {cfg_path} is missing")
-    try:
-        info = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"'{cfg_path}' is damaged ({exc})") from None
-    return info, PCAReducer.load(model / "pca.npz"), Clusterer.load(model / "cluster.npz")
+    folder = RunFolder(model_dir)
+    if not folder.model_config.is_file():
+        raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
+    info = read_json(folder.model_config)
+    return info, PCAReducer.load(folder.pca), Clusterer.load(folder.cluster)
 
 
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
@@ -395,7 +357,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     _check_out(out)
     t = {}
     t0 = time.perf_counter()
-    scanned = _scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index)
+    scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index)
     extractor = cfg.extractor()
     if bb.get("block_scales") is not None:  # fusion: the scales learned on the training images
         extractor.set_params(block_scales=bb["block_scales"], norm=bb.get("fusion_norm", "image"))
@@ -403,16 +365,14 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     if extractor.weights_.sha256 != bb["weights_sha256"]:
         raise ModelFileError(f"weights '{weights}' have changed since the model was saved "
                              f"(SHA-256 {extractor.weights_.sha256[:12]} != {bb['weights_sha256'][:12]})")
-    records, feats, skipped = _extract(extractor, scanned)
+    records, feats, skipped = extract_records(extractor, scanned)
     t["extract"] = time.perf_counter() - t0
     if not records:
         raise InputError(f"input folder '{data}' has no decodable image")
     reduce_in = feats
     if cfg.ssl:  # embed with the saved self-supervised model first, as the run did
-        from .selfsup import stage as ssl_stage
-
         t0 = time.perf_counter()
-        reduce_in = ssl_stage.embed(ssl_stage.load(Path(model_dir) / MODEL_SUBDIR, s), extractor, records, feats)
+        reduce_in = ssl_stage.embed(ssl_stage.load(RunFolder(model_dir).model, s), extractor, records, feats)
         t["ssl"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     emb = reducer.transform(reduce_in)
@@ -429,9 +389,9 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
                        extractor, reducer, clusterer, timings=t)
     if out is not None:
         out = _make_out(out)
-        header = BASE_COLUMNS + (LEVEL_COLUMNS if levels is not None else [])
-        atomic_write_csv(out / "assignments.csv", header, result.rows())
-        atomic_write_json(out / "metrics.json", metrics)
-        atomic_write_json(out / "manifest.json", manifest)
+        folder = RunFolder(out)
+        write_assignments(folder.assignments, result.rows(), levels is not None)
+        atomic_write_json(folder.metrics, metrics)
+        atomic_write_json(folder.manifest, manifest)
         result.out_dir = out
     return result

@@ -1,7 +1,7 @@
 """``finetune`` mode: train the backbone's last blocks together with the head, end to end.
 
 Meant for a GPU; runs correctly (slowly) on CPU at small sizes. Differences
-from ``head`` mode (:mod:`brainclust.selfsup.train`):
+from ``head`` mode (:mod:`brainclust.selfsup.head`):
 
 * images are decoded and pre-processed once into memory; the augmented views
   (``strong`` for the contrastive and clustering losses, the exact 90-degree
@@ -29,19 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import augment, backbones
-from ..errors import InputError, ModelFileError
-from ..ingest import load_record
-from ..io import atomic_write_bytes, atomic_write_json
-from ..preprocess import PreprocessConfig, preprocess, to_model_input
-from .train import (FORMAT_VERSION, SelfSupervisedHead, input_pca, parse_components, seed_for,
-                    torch_determinism, train_head)
+from brainclust.features import augment, backbones
+from brainclust.errors import InputError, ModelFileError
+from brainclust.io.scan import load_record
+from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
+from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
+from brainclust.selfsup.common import FORMAT_VERSION, input_pca, parse_components, seed_for, torch_determinism
+from brainclust.selfsup.head import SelfSupervisedHead
+from brainclust.selfsup.loop import train_head
 
 log = logging.getLogger(__name__)
 
 
 def trainable_modules(backbone, spec_name: str, n_blocks: int) -> list:
-    """The sub-modules of ``backbone`` (as built by :mod:`brainclust.backbones`) that are fine-tuned."""
+    """The sub-modules of ``backbone`` (as built by :mod:`brainclust.features.backbones`) that are fine-tuned."""
     if spec_name == "efficientnet_lite0":
         net = backbone.net
         return list(net._blocks[-n_blocks:]) + [net._conv_head, net._bn1]
@@ -113,12 +114,12 @@ class ImageViews:
 class FinetuneSSL(SelfSupervisedHead):
     """Self-supervised fine-tuning of the backbone's last blocks plus one head.
 
-    Parameters are those of :class:`~brainclust.selfsup.train.SelfSupervisedHead`
+    Parameters are those of :class:`~brainclust.selfsup.head.SelfSupervisedHead`
     (``n_heads`` and ``tta`` are ignored), plus:
 
     backbone : str, default "efficientnet_lite0"
     weights : str or None
-        As for :class:`~brainclust.features.FeatureExtractor`.
+        As for :class:`~brainclust.features.extractor.FeatureExtractor`.
     trainable_blocks : int, default 2
     device : str, default "cpu"
     clip_percentiles : tuple or None, default (0.5, 99.5)
@@ -204,11 +205,11 @@ class FinetuneSSL(SelfSupervisedHead):
             net = self._new_net(0).to(self.device)
             gen = torch.Generator().manual_seed(seed_for(self.random_state, "train", 0))
             pretrain = [c for c in comps if c != "refine"]
-            hist = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self._train_kw())
+            hist = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self.train_kwargs())
             self.nets_ = [net]
             history: dict = {"loss": {k: [round(v, 5) for v in c] for k, c in hist.items()}, "refine": []}
             if "refine" in comps:
-                from .refine import refine
+                from brainclust.selfsup.refine import refine
 
                 history["refine"] = refine(self, source)
             self.embedding_ = self.consensus(source).numpy().astype(np.float64)

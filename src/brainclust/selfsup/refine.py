@@ -25,6 +25,9 @@ import logging
 
 import numpy as np
 
+from brainclust.selfsup.common import seed_for
+from brainclust.selfsup.loop import train_head
+
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +58,6 @@ def refine(head, source) -> list[dict]:
     import torch
     from sklearn.metrics import normalized_mutual_info_score
 
-    from .train import seed_for, train_head
-
     k = min(head.n_clusters, source.n)
     epochs = head.refine_epochs if head.refine_epochs is not None else max(1, head.epochs // 3)
     pretext = [c for c in ("contrastive", "rotation") if c in head.components_]
@@ -70,7 +71,7 @@ def refine(head, source) -> list[dict]:
         for m, net in enumerate(head.nets_):
             gen = torch.Generator().manual_seed(seed_for(head.random_state, "refine", t, m))
             net.reset_cluster_head(gen)
-            hist = train_head(net, source, pretext, epochs, gen, targets=targets, **head._train_kw())
+            hist = train_head(net, source, pretext, epochs, gen, targets=targets, **head.train_kwargs())
             losses.append(hist.get("self_label", [float("nan")])[-1])
         E = head.consensus(source).numpy().astype(np.float64)
         labels = kmeans_labels(E, k, seed_for(head.random_state, "kmeans", t))

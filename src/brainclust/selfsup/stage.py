@@ -4,7 +4,7 @@ It sits between feature extraction and PCA: features (and, in ``head`` mode,
 the cached features of the augmented views) in, learned embedding out. The
 pipeline's PCA then runs on that embedding as it would on plain features, and
 the clustering on the PCA output. (PCA is also used *inside* the stage, as the
-input map of the head; see :mod:`brainclust.selfsup.train`.)
+input map of the head; see :mod:`brainclust.selfsup.head`.)
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFileError, ParameterError
-from .train import SelfSupervisedHead, parse_components
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.selfsup.common import parse_components
+from brainclust.selfsup.head import SelfSupervisedHead
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ DEFAULT_EPOCHS = {"head": 30, "finetune": 10}
 
 def validate(components, mode: str, epochs, appearance_views=None) -> tuple[str, ...]:
     """Check the SSL settings of a run without doing any work; return the parsed components."""
-    from .views import appearance
+    from brainclust.selfsup.views import appearance
 
     comps = parse_components(components)
     if mode not in SSL_MODES:
@@ -59,7 +60,7 @@ def head_estimator(components, k: int, epochs: int | None, seed: int, **params) 
 
 def fit(cfg, extractor, records, feats) -> SSLOutcome:
     """Train the SSL model of ``cfg`` (a RunConfig) on ``records`` and embed them."""
-    from . import views as views_mod
+    from brainclust.selfsup import views as views_mod
 
     comps = validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs, cfg.ssl_views)
     k = min(cfg.k, len(records))
@@ -76,7 +77,7 @@ def fit(cfg, extractor, records, feats) -> SSLOutcome:
         info["timings_s"]["train"] = time.perf_counter() - t1
         info["views"] = names
     else:
-        from .finetune import FinetuneSSL
+        from brainclust.selfsup.finetune import FinetuneSSL
 
         est = FinetuneSSL(components=comps, n_clusters=k, epochs=cfg.ssl_epochs or DEFAULT_EPOCHS["finetune"],
                           backbone=extractor.spec_.name, weights=extractor.weights_.path
@@ -103,7 +104,7 @@ def load(folder, settings: dict):
     """Load the model saved by :func:`save`, given the run's recorded settings."""
     folder = Path(folder)
     if settings.get("ssl_mode", "head") == "finetune":
-        from .finetune import FinetuneSSL
+        from brainclust.selfsup.finetune import FinetuneSSL
 
         return FinetuneSSL.load(folder)
     if not (folder / "ssl_head.json").is_file():
@@ -113,7 +114,7 @@ def load(folder, settings: dict):
 
 def embed(model, extractor, records, feats) -> np.ndarray:
     """Embed new images the way the saved model embedded its training images."""
-    from . import views as views_mod
+    from brainclust.selfsup import views as views_mod
 
     if isinstance(model, SelfSupervisedHead) and type(model) is SelfSupervisedHead:
         views = views_mod.extract(extractor, records, model.views_, identity=feats)

@@ -1,9 +1,9 @@
 """Which augmented views the self-supervised head trains on, and how their features are obtained.
 
-A view is named ``NAME`` or ``NAME@SEED`` (a view of :mod:`brainclust.augment`
+A view is named ``NAME`` or ``NAME@SEED`` (a view of :mod:`brainclust.features.augment`
 drawn with ``view_seed=SEED``); ``identity`` is the plain image, whose
 features are the ordinary (cached) features of the run. Each view's features
-are extracted once by :class:`~brainclust.features.FeatureExtractor` and cached
+are extracted once by :class:`~brainclust.features.extractor.FeatureExtractor` and cached
 on disk like any feature, so a second run trains the head without touching
 the backbone.
 """
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import augment
-from ..errors import InputError, ParameterError
+from brainclust.features import augment
+from brainclust.errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
 

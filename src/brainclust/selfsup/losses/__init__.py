@@ -6,9 +6,9 @@
 * :class:`SelfLabelLoss` - class-balanced cross-entropy on confident pseudo-labels (refinement).
 """
 
-from .nt_xent import NTXentLoss
-from .rotation import RotationLoss
-from .scan import SCANLoss
-from .self_label import SelfLabelLoss
+from brainclust.selfsup.losses.nt_xent import NTXentLoss
+from brainclust.selfsup.losses.rotation import RotationLoss
+from brainclust.selfsup.losses.scan import SCANLoss
+from brainclust.selfsup.losses.self_label import SelfLabelLoss
 
 __all__ = ["NTXentLoss", "RotationLoss", "SCANLoss", "SelfLabelLoss"]

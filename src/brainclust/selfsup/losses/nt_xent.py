@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...errors import ParameterError
+from brainclust.errors import ParameterError
 
 
 class NTXentLoss(nn.Module):

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...errors import ParameterError
+from brainclust.errors import ParameterError
 
 #: Angles of the pretext task, in degrees; class ``r`` is ``ANGLES[r]``.
 ANGLES = (0, 90, 180, 270)

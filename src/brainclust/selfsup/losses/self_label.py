@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...errors import ParameterError
+from brainclust.errors import ParameterError
 
 
 class SelfLabelLoss(nn.Module):

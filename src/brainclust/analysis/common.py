@@ -1,0 +1,151 @@
+"""What the studies share: labelled data sets, the one PCA -> cluster -> score cell, and tables.
+
+:func:`load_dataset` extracts a labelled folder once through the feature cache;
+:func:`cluster_and_score` is the single cell that the benchmark, the
+sensitivity analysis and the ablation all run; :func:`markdown_table` and
+:func:`mean_std_text` are their one table builder and cell format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.cluster.methods import Clusterer
+from brainclust.cluster.scores import score
+from brainclust.errors import InputError, ParameterError
+from brainclust.features.extractor import FeatureExtractor
+from brainclust.io.atomic import atomic_write_csv
+from brainclust.pipeline import backbone_info, extract_records, resolve_k, scan_nonempty
+
+SCORES = ("silhouette", "ari", "nmi", "fmi", "acc")
+SCORE_LABELS = {"silhouette": "Silhouette (cosine)", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
+
+
+@dataclass
+class Dataset:
+    """Features and labels of one data set, extracted once."""
+
+    name: str
+    path: str
+    features: np.ndarray
+    labels: list[str]
+    records: list = field(repr=False)
+    extractor: FeatureExtractor = field(repr=False)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_labels(self) -> int:
+        return len({y for y in self.labels if y})
+
+
+def load_dataset(path, config, name: str | None = None) -> Dataset:
+    """Scan ``path`` (labels from sub-folders) and extract its features through the cache.
+
+    Parameters
+    ----------
+    path : path-like
+        Data folder.
+    config : RunConfig
+        Extraction settings (backbone, weights, precision, clip, cache...).
+    name : str or None
+        Column name in the tables (default: the folder name).
+    """
+    t0 = time.perf_counter()
+    scanned = scan_nonempty(path, True, config.slices, config.volume_index)
+    extractor = config.extractor().fit()
+    records, feats, skipped = extract_records(extractor, scanned)
+    labels = [r.label or "" for r in records]
+    if len(records) < 3:
+        raise InputError(f"data set '{path}': {len(records)} decodable image(s); the analysis needs at least 3")
+    ds = Dataset(name or Path(path).resolve().name, str(Path(path).resolve()), feats, labels, records, extractor)
+    if ds.n_labels < 2:
+        raise InputError(f"data set '{path}': the analysis needs labels from at least 2 sub-folders, "
+                         f"found {ds.n_labels}")
+    ds.info = {"path": ds.path, "n_images": len(records), "n_skipped": len(skipped), "n_labels": ds.n_labels,
+               "backbone": backbone_info(extractor), "cache_hits": extractor.cache_hits_,
+               "cache_misses": extractor.cache_misses_, "extract_s": time.perf_counter() - t0}
+    return ds
+
+
+def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str, k, seed: int,
+                      linkage: str = "average", metric: str = "cosine") -> tuple[Clusterer, dict]:
+    """The one cell of every study: cluster the (already reduced) ``emb`` and score it.
+
+    ``k`` may be ``"auto"`` (resolved as in :func:`brainclust.pipeline.resolve_k`);
+    it is capped at the number of rows. Returns the fitted clusterer and the scores
+    of :func:`brainclust.cluster.scores.score`, with ``k`` (the k used) and
+    ``wall_s`` added.
+    """
+    t0 = time.perf_counter()
+    k_used, _ = resolve_k(k, method, emb, seed)
+    cl = Clusterer(method=method, n_clusters=max(1, min(int(k_used), len(emb))), random_state=seed,
+                   linkage=linkage, metric=metric).fit(emb)
+    m = score(emb, cl.labels_, labels)
+    return cl, {**m, "k": int(k_used), "wall_s": time.perf_counter() - t0}
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    """``--seeds``: at least one, each an integer >= 0."""
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        raise ParameterError(f"--seeds: need at least one seed >= 0, got {list(seeds)}")
+
+
+# -- rows, CSV and tables ------------------------------------------------------
+def to_float(v) -> float | None:
+    """A CSV cell as a float; ``""`` and ``None`` are ``None``."""
+    if v is None or v == "":
+        return None
+    return float(v)
+
+
+def mean_std_text(vals: Sequence[float | None], digits: int = 3) -> str:
+    """``"mean ± std"`` over the defined values (sample std), with a note when some are missing."""
+    ok = np.asarray([v for v in vals if v is not None], dtype=float)
+    if not len(ok):
+        return "n/a"
+    text = f"{ok.mean():.{digits}f} ± {(ok.std(ddof=1) if len(ok) > 1 else 0.0):.{digits}f}"
+    if len(ok) < len(vals):
+        text += f" ({len(ok)}/{len(vals)} seeds)"
+    return text
+
+
+def ordered(values: Iterable) -> list:
+    """The distinct values in order of first appearance."""
+    return list(dict.fromkeys(values))
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A Markdown table: ``header`` cells, then one line per row of cells."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_rows_csv(path, columns: Sequence[str], rows: Sequence[dict]) -> Path:
+    """Rows as CSV with a fixed column order; ``None`` becomes an empty cell."""
+    return atomic_write_csv(path, columns, [{c: ("" if r.get(c) is None else r.get(c)) for c in columns}
+                                            for r in rows])
+
+
+def read_rows_csv(path) -> list[dict]:
+    """The rows of a CSV written by :func:`write_rows_csv`, as strings."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_back(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
+    """The rows exactly as :func:`read_rows_csv` would return them after :func:`write_rows_csv`."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
+    buf.seek(0)
+    return list(csv.DictReader(buf))

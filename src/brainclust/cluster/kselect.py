@@ -1,0 +1,253 @@
+"""Choose the number of clusters from the data: several internal indices, one vote each.
+
+Following NbClust (Charrad et al., 2014; the method's reference for choosing
+k), :class:`KSelector` clusters the data for every ``k`` in a range with the
+run's own method and scores each partition with four internal indices:
+
+``silhouette``
+    Mean silhouette with the **cosine** distance (the method's score), on the
+    features the clustering used. Votes for its maximum.
+``calinski_harabasz``
+    Between- over within-cluster dispersion (Calinski & Harabasz, 1974).
+    Votes for its maximum.
+``davies_bouldin``
+    Mean worst-case ratio of within-cluster scatter to centre separation
+    (Davies & Bouldin, 1979). Votes for its minimum.
+``gap``
+    The gap statistic (Tibshirani, Walther & Hastie, 2001):
+    ``Gap(k) = E*[log W_k] - log W_k`` where ``W_k`` is the pooled
+    within-cluster sum of squares and ``E*`` the mean over ``n_references``
+    structureless reference sets drawn uniformly in the box aligned with the
+    data's principal axes (the paper's variant b), each clustered with the
+    same method. Votes for the smallest ``k`` with
+    ``Gap(k) >= Gap(k+1) - s(k+1)`` (the paper's one-standard-error rule),
+    or for the largest gap when no ``k`` passes.
+
+**Geometry.** Calinski-Harabasz, Davies-Bouldin and ``W_k`` are Euclidean
+quantities. For methods that cluster by cosine distance (``hierarchical``
+with ``metric="cosine"``, ``spectral``) they are computed on the
+L2-normalised rows, where squared Euclidean distance is twice the cosine
+distance, so every index sees the geometry the clustering used; for
+``kmeans``, ``gmm`` and euclidean hierarchical, on the features as they are.
+
+**Vote.** Each index votes for one ``k``; the ``k`` with the most votes wins.
+Ties go to the tied ``k`` with the highest cosine silhouette (the method's own
+internal score), then to the smallest ``k``. Indices that are undefined for a
+partition (one cluster found) are left out of its vote.
+
+``hierarchical`` builds one linkage tree for the data (and one per reference
+set) and cuts it at every ``k``. ``dbscan`` chooses its own number of clusters
+and has no ``k`` to select.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import numbers
+import warnings
+
+import numpy as np
+from sklearn import metrics
+from sklearn.base import BaseEstimator
+
+from brainclust.cluster.methods import METHODS, Clusterer, cut_levels, hierarchical_tree
+from brainclust.errors import ParameterError
+
+log = logging.getLogger(__name__)
+
+INDICES = ("silhouette", "calinski_harabasz", "davies_bouldin", "gap")
+#: Which extreme of each curve is best ("gap" uses the one-standard-error rule).
+BEST = {"silhouette": "max", "calinski_harabasz": "max", "davies_bouldin": "min", "gap": "1-SE rule"}
+TIE_BREAK = "most votes; ties -> highest cosine silhouette among the tied k, then the smallest k"
+
+
+@contextlib.contextmanager
+def _quiet_clusterer():
+    """Scan many k quietly and on one thread.
+
+    Silences per-fit warnings (degenerate clusters, disconnected spectral
+    graphs), and runs the many small fits single-threaded: BLAS/OpenMP thread
+    start-up dominates fits this small, and on a busy machine spinning threads
+    make them many times slower. Results do not depend on the machine's cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    lg = logging.getLogger("brainclust.cluster.methods")
+    old = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        lg.setLevel(old)
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norm, 1e-12)
+
+
+def _log_wk(Z: np.ndarray, labels: np.ndarray) -> float:
+    """log of the pooled within-cluster sum of squares (Tibshirani's W_k)."""
+    w = 0.0
+    for c in np.unique(labels):
+        P = Z[labels == c]
+        w += float(((P - P.mean(axis=0)) ** 2).sum())
+    return float(np.log(max(w, 1e-300)))
+
+
+def _gap_choice(ks: list[int], gap: np.ndarray, sd: np.ndarray) -> int:
+    for i in range(len(ks) - 1):
+        if gap[i] >= gap[i + 1] - sd[i + 1]:
+            return ks[i]
+    return ks[int(np.nanargmax(gap))]
+
+
+def vote(ks: list[int], votes: dict[str, int | None], silhouette: list[float | None]) -> int:
+    """The majority ``k`` of ``votes`` (index -> k); see the module docstring for ties."""
+    counts = {k: sum(1 for v in votes.values() if v == k) for k in ks}
+    top = max(counts.values())
+    if top == 0:
+        return ks[0]
+    tied = [k for k in ks if counts[k] == top]
+    sil = {k: (s if s is not None and np.isfinite(s) else -np.inf) for k, s in zip(ks, silhouette)}
+    return max(tied, key=lambda k: (sil[k], -k))
+
+
+class KSelector(BaseEstimator):
+    """Choose ``k`` by majority vote of silhouette, Calinski-Harabasz, Davies-Bouldin and gap.
+
+    Parameters
+    ----------
+    method : str, default "hierarchical"
+        The clustering method of the run (not ``dbscan``).
+    k_min, k_max : int, default 2, 15
+        Range of ``k`` tried; ``k_max`` is capped at ``n_samples - 1``.
+    n_references : int, default 10
+        Reference sets of the gap statistic (``B`` in the paper).
+    random_state : int or None, default None
+        Seed of the clusterings and of the reference sets.
+    linkage, metric : str, default "average", "cosine"
+        Passed to :class:`~brainclust.cluster.methods.Clusterer` (hierarchical only).
+
+    Attributes
+    ----------
+    k_ : int
+        The chosen number of clusters.
+    ks_ : list of int
+        The ``k`` tried.
+    curves_ : dict of str to list of float or None
+        Each index's value for every ``k`` (``None`` where undefined).
+    gap_sd_ : list of float
+        ``s_k`` of the gap statistic (standard deviation times sqrt(1 + 1/B)).
+    votes_ : dict of str to int or None
+        The ``k`` each index votes for.
+    labels_ : dict of int to ndarray
+        The partition for every ``k`` tried.
+    """
+
+    def __init__(self, method: str = "hierarchical", k_min: int = 2, k_max: int = 15, n_references: int = 10,
+                 random_state: int | None = None, linkage: str = "average", metric: str = "cosine"):
+        self.method = method
+        self.k_min = k_min
+        self.k_max = k_max
+        self.n_references = n_references
+        self.random_state = random_state
+        self.linkage = linkage
+        self.metric = metric
+
+    def _check(self, n: int) -> list[int]:
+        if self.method not in METHODS or self.method == "dbscan":
+            raise ParameterError(f"--k auto: needs a method with a k ({', '.join(m for m in METHODS if m != 'dbscan')}), "
+                                 f"got '{self.method}'")
+        for name in ("k_min", "k_max", "n_references"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
+        if self.k_min < 2:
+            raise ParameterError(f"k_min: must be >= 2 (the indices need two clusters), got {self.k_min}")
+        k_max = min(int(self.k_max), n - 1)
+        if k_max < self.k_min:
+            raise ParameterError(f"--k auto: needs at least {self.k_min + 1} images to compare k = "
+                                 f"{self.k_min}..{self.k_max}, got {n}")
+        return list(range(int(self.k_min), k_max + 1))
+
+    def _cosine_geometry(self) -> bool:
+        return self.method == "spectral" or (self.method == "hierarchical" and self.metric == "cosine")
+
+    def _partitions(self, X: np.ndarray, ks: list[int], seed) -> dict[int, np.ndarray]:
+        if self.method == "hierarchical":
+            return cut_levels(hierarchical_tree(X, self.linkage, self.metric), ks)
+        out = {}
+        for k in ks:
+            out[k] = Clusterer(method=self.method, n_clusters=k, random_state=seed, linkage=self.linkage,
+                               metric=self.metric).fit(X).labels_
+        return out
+
+    def fit(self, X, y=None):
+        """Cluster ``X`` for every ``k`` in range, score, vote. Returns ``self``."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise ParameterError("features must be a finite 2-D array")
+        ks = self._check(len(X))
+        rng = np.random.default_rng(self.random_state)
+        seed = None if self.random_state is None else int(self.random_state)
+        geom = _unit_rows if self._cosine_geometry() else (lambda A: A)
+        Z = geom(X)
+        with _quiet_clusterer():
+            parts = self._partitions(X, ks, seed)
+            curves: dict[str, list] = {name: [] for name in INDICES}
+            log_w = []
+            for k in ks:
+                lab = parts[k]
+                ok = len(np.unique(lab)) >= 2
+                curves["silhouette"].append(float(metrics.silhouette_score(X, lab, metric="cosine")) if ok else None)
+                curves["calinski_harabasz"].append(float(metrics.calinski_harabasz_score(Z, lab)) if ok else None)
+                curves["davies_bouldin"].append(float(metrics.davies_bouldin_score(Z, lab)) if ok else None)
+                log_w.append(_log_wk(Z, lab))
+            # reference sets: uniform in the box of the principal axes of X (Tibshirani's variant b)
+            mean = X.mean(axis=0)
+            _, _, Vt = np.linalg.svd(X - mean, full_matrices=False)
+            P = (X - mean) @ Vt.T
+            lo, hi = P.min(axis=0), P.max(axis=0)
+            ref = np.empty((self.n_references, len(ks)))
+            for b in range(self.n_references):
+                R = rng.uniform(lo, hi, size=P.shape) @ Vt + mean
+                rparts = self._partitions(R, ks, seed)
+                RZ = geom(R)
+                ref[b] = [_log_wk(RZ, rparts[k]) for k in ks]
+        gap = ref.mean(axis=0) - np.asarray(log_w)
+        sd = ref.std(axis=0) * np.sqrt(1 + 1 / self.n_references)
+        curves["gap"] = [float(g) for g in gap]
+
+        def best(name):
+            vals = np.array([np.nan if v is None else v for v in curves[name]], dtype=float)
+            if np.all(np.isnan(vals)):
+                return None
+            i = np.nanargmax(vals) if BEST[name] == "max" else np.nanargmin(vals)
+            return ks[int(i)]
+
+        votes = {name: best(name) for name in ("silhouette", "calinski_harabasz", "davies_bouldin")}
+        votes["gap"] = _gap_choice(ks, gap, sd)
+        self.ks_, self.curves_, self.gap_sd_, self.votes_ = ks, curves, [float(s) for s in sd], votes
+        self.labels_ = parts
+        self.k_ = vote(ks, votes, curves["silhouette"])
+        log.info("--k auto (%s): votes %s -> k = %d", self.method, votes, self.k_)
+        return self
+
+    def as_dict(self) -> dict:
+        """JSON-ready record of the curves, votes and choice (``metrics.json``'s ``k_selection``)."""
+        counts = {str(k): sum(1 for v in self.votes_.values() if v == k) for k in self.ks_}
+        return {"method": self.method, "ks": list(self.ks_), "chosen_k": int(self.k_),
+                "indices": {name: {"curve": self.curves_[name], "best": BEST[name], "vote": self.votes_[name]}
+                            for name in INDICES},
+                "gap_sd": self.gap_sd_, "n_references": int(self.n_references),
+                "vote_counts": counts, "tie_break": TIE_BREAK,
+                "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
+
+
+def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
+    """Shortcut for ``KSelector(method, random_state=..., **kwargs).fit(X)``."""
+    return KSelector(method=method, random_state=random_state, **kwargs).fit(X)

@@ -1,0 +1,343 @@
+"""Stage 5: clustering.
+
+:class:`Clusterer` wraps five methods behind one scikit-learn style estimator:
+
+``hierarchical`` (the reference)
+    Agglomerative, **average linkage on cosine distance** (scipy) by default;
+    ``linkage`` (average / complete / single / ward) and ``metric`` (cosine /
+    euclidean) change it, and ward requires euclidean. Besides the
+    flat cut at ``n_clusters`` it keeps the top of the tree: ``levels_[:, L-1]``
+    is the cut into ``L`` clusters for ``L = 1..10`` (level 1 = one cluster).
+``kmeans``
+    scikit-learn K-Means (Euclidean, ``n_init=10``).
+``gmm``
+    Gaussian mixture, full covariances.
+``dbscan``
+    Cosine DBSCAN with ``min_samples`` (default 5). ``eps`` comes from the data:
+    the knee of the sorted distances to each point's ``min_samples``-th
+    neighbour (the point of the curve farthest below the chord joining its
+    ends). Noise is labelled ``-1``.
+``spectral``
+    Spectral clustering on a symmetric ``n_neighbors``-NN graph (cosine).
+
+Cluster ids are renumbered ``0..k-1`` in order of first appearance, so equal
+partitions get equal ids. Fitted models save to ``.npz`` + JSON (no pickle),
+and :meth:`Clusterer.predict` assigns new points: nearest centroid (K-Means),
+highest posterior (GMM), lowest mean distance (the run's ``metric``) to a
+cluster's members (hierarchical, consistent with average linkage), nearest core point within
+``eps`` (DBSCAN), distance-weighted vote of the ``n_neighbors`` cosine nearest
+training points (spectral).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+from scipy.cluster.hierarchy import cut_tree
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.spatial.distance import cdist
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.io.atomic import atomic_write_npz, json_default
+from brainclust.io.outputs import N_LEVELS
+
+log = logging.getLogger(__name__)
+
+METHODS = ("hierarchical", "kmeans", "gmm", "dbscan", "spectral")
+LINKAGES = ("average", "complete", "single", "ward")
+METRICS = ("cosine", "euclidean")
+
+
+def check_seed(seed) -> None:
+    """``--seed``: an integer in [0, 2**32 - 1] (what NumPy and scikit-learn accept), or ``None``."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed <= 2**32 - 1):
+        raise ParameterError(f"--seed: must be an integer from 0 to 4294967295, got {seed!r}")
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Renumber cluster ids 0..k-1 by first appearance; -1 (noise) stays -1."""
+    labels = np.asarray(labels)
+    out = np.full(labels.shape, -1, dtype=np.int64)
+    mapping: dict[int, int] = {}
+    for i, v in enumerate(labels.tolist()):
+        if v == -1:
+            continue
+        if v not in mapping:
+            mapping[v] = len(mapping)
+        out[i] = mapping[v]
+    return out
+
+
+def _safe_for_cosine(X: np.ndarray) -> np.ndarray:
+    """Cosine distance is undefined for zero vectors; nudge them off the origin."""
+    X = np.asarray(X, dtype=np.float64)
+    zero = np.linalg.norm(X, axis=1) < 1e-12
+    if zero.any():
+        X = X.copy()
+        X[zero] = 1e-12
+    return X
+
+
+def hierarchical_tree(X: np.ndarray, linkage: str = "average", metric: str = "cosine") -> np.ndarray:
+    """The scipy linkage matrix of ``X`` (cosine rows are nudged off the origin)."""
+    X = np.asarray(X, dtype=np.float64)
+    return scipy_linkage(_safe_for_cosine(X) if metric == "cosine" else X, method=linkage, metric=metric)
+
+
+def cut_levels(tree: np.ndarray, ks) -> dict[int, np.ndarray]:
+    """Flat cuts of a linkage tree: ``{k: labels}`` for every ``k`` in ``ks`` (capped at n).
+
+    Labels are renumbered with :func:`relabel`. One tree serves every ``k``.
+    """
+    n = len(tree) + 1
+    # descending: scipy's cut_tree mislabels the n-cluster cut when sizes ascend to n
+    sizes = sorted({min(int(k), n) for k in ks}, reverse=True)
+    cuts = dict(zip(sizes, cut_tree(tree, n_clusters=sizes).T))
+    return {int(k): relabel(cuts[min(int(k), n)]) for k in ks}
+
+
+def knee_eps(X: np.ndarray, min_samples: int) -> float:
+    """DBSCAN ``eps`` from the knee of the sorted k-distance curve (cosine)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(min_samples, len(X) - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X)
+    d = np.sort(nn.kneighbors(X)[0][:, -1])
+    if d[-1] - d[0] < 1e-12:
+        return float(max(d[-1], 1e-6))
+    x = np.linspace(0.0, 1.0, len(d))
+    y = (d - d[0]) / (d[-1] - d[0])
+    return float(max(d[int(np.argmax(x - y))], 1e-6))
+
+
+class Clusterer(ClusterMixin, BaseEstimator):
+    """Cluster feature vectors with one of :data:`METHODS`.
+
+    Parameters
+    ----------
+    method : str, default "hierarchical"
+    n_clusters : int, default 4
+        Ignored by ``dbscan``.
+    random_state : int or None, default None
+    min_samples : int, default 5
+        DBSCAN neighbourhood size.
+    n_neighbors : int, default 10
+        Graph size of ``spectral`` and voters of its :meth:`predict`.
+    linkage : {"average", "complete", "single", "ward"}, default "average"
+        Hierarchical only. ``ward`` needs ``metric="euclidean"``.
+    metric : {"cosine", "euclidean"}, default "cosine"
+        Hierarchical only: the distance of the tree and of :meth:`predict`.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+    levels_ : ndarray of shape (n_samples, 10) or None
+        Hierarchical only: the cut into L clusters in column L-1.
+    tree_ : ndarray of shape (n_samples - 1, 4) or None
+        Hierarchical only: the scipy linkage matrix.
+    eps_ : float or None
+        DBSCAN only.
+    n_clusters_ : int
+        Clusters found (noise excluded).
+    """
+
+    def __init__(self, method: str = "hierarchical", n_clusters: int = 4, random_state: int | None = None,
+                 min_samples: int = 5, n_neighbors: int = 10, linkage: str = "average", metric: str = "cosine"):
+        self.method = method
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+        self.min_samples = min_samples
+        self.n_neighbors = n_neighbors
+        self.linkage = linkage
+        self.metric = metric
+
+    def check_params(self) -> None:
+        """The rules of every parameter (no data needed); ``fit`` calls it, and so does ``RunConfig``.
+
+        ``n_clusters`` is checked here unless it is ``"auto"`` (``RunConfig`` resolves that first).
+        """
+        if self.method not in METHODS:
+            raise ParameterError(f"--method: unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
+        if self.linkage not in LINKAGES:
+            raise ParameterError(f"linkage: must be one of {', '.join(LINKAGES)}, got {self.linkage!r}")
+        if self.metric not in METRICS:
+            raise ParameterError(f"metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.linkage == "ward" and self.metric != "euclidean":
+            raise ParameterError(f"linkage: 'ward' is defined for metric='euclidean' only, got metric={self.metric!r}")
+        k = self.n_clusters
+        if self.method != "dbscan" and k != "auto" and (
+                isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+            raise ParameterError(f"--k: must be a positive integer or 'auto', got {k!r}")
+        for name in ("min_samples", "n_neighbors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
+
+    def _validate(self, n: int) -> None:
+        self.check_params()
+        if n < 2:
+            raise ParameterError(f"clustering needs at least 2 images, got {n}")
+        if self.method != "dbscan":
+            if self.n_clusters == "auto":
+                raise ParameterError("--k: 'auto' must be resolved before fitting (see brainclust.pipeline.resolve_k)")
+            if self.n_clusters > n:
+                raise ParameterError(f"--k: {self.n_clusters} clusters requested but there are only {n} images")
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise ParameterError("features must be a finite 2-D array")
+        n = len(X)
+        self._validate(n)
+        self.levels_ = self.tree_ = self.eps_ = None
+        self.X_fit_ = X
+        k = int(self.n_clusters) if self.method != "dbscan" else 0
+        m = self.method
+        if m == "hierarchical":
+            self.tree_ = hierarchical_tree(X, self.linkage, self.metric)
+            cuts = cut_levels(self.tree_, [*range(1, N_LEVELS + 1), k])
+            self.levels_ = np.stack([cuts[L] for L in range(1, N_LEVELS + 1)], axis=1)
+            labels = cuts[k]
+        elif m == "kmeans":
+            from sklearn.cluster import KMeans
+
+            km = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(X)
+            labels = km.labels_
+            # centres in the canonical order of relabel()
+            ids, first = np.unique(labels, return_index=True)
+            self.centers_ = km.cluster_centers_[ids[np.argsort(first)]]
+        elif m == "gmm":
+            from sklearn.mixture import GaussianMixture
+
+            self.model_ = GaussianMixture(n_components=k, covariance_type="full", reg_covar=1e-4,
+                                          random_state=self.random_state).fit(X)
+            labels = self.model_.predict(X)
+        elif m == "dbscan":
+            from sklearn.cluster import DBSCAN
+
+            self.eps_ = knee_eps(X, self.min_samples)
+            db = DBSCAN(eps=self.eps_, min_samples=self.min_samples, metric="cosine").fit(X)
+            labels = db.labels_
+            self.core_ = np.zeros(n, bool)
+            self.core_[db.core_sample_indices_] = True
+        else:
+            from sklearn.cluster import SpectralClustering
+
+            nn = min(self.n_neighbors, n - 1)
+            sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=nn,
+                                    random_state=self.random_state, assign_labels="kmeans")
+            labels = sc.fit(_safe_for_cosine(X) / np.linalg.norm(_safe_for_cosine(X), axis=1, keepdims=True)).labels_
+        self.labels_ = relabel(labels)
+        self.n_clusters_ = int(len(set(self.labels_.tolist()) - {-1}))
+        self._warn_degenerate()
+        return self
+
+    def _warn_degenerate(self) -> None:
+        lab = self.labels_
+        n = len(lab)
+        if self.n_clusters_ <= 1:
+            log.warning("%s found a single cluster for %d images: the features do not separate", self.method, n)
+            return
+        biggest = np.bincount(lab[lab >= 0]).max()
+        if biggest > 0.9 * n:
+            log.warning("%s put %d of %d images (%.0f%%) in one cluster; the other clusters are tiny "
+                        "(average-cosine linkage does this on weakly structured features)",
+                        self.method, biggest, n, 100 * biggest / n)
+        if self.method == "dbscan":
+            log.info("dbscan: eps=%.4g, %d noise points", self.eps_, int((lab == -1).sum()))
+
+    # -- prediction ------------------------------------------------------------
+    def _mean_dist_assign(self, X: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
+        if self.metric == "cosine":
+            D = cdist(_safe_for_cosine(X), _safe_for_cosine(self.X_fit_), metric="cosine")
+        else:
+            D = cdist(X, self.X_fit_, metric=self.metric)
+        ids = np.unique(train_labels)
+        means = np.stack([D[:, train_labels == c].mean(axis=1) for c in ids], axis=1)
+        return ids[np.argmin(means, axis=1)]
+
+    def predict(self, X) -> np.ndarray:
+        """Cluster ids of new points (see the module docstring for the rule per method)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[1] != self.X_fit_.shape[1]:
+            raise ParameterError(f"features have {X.shape[1]} dimensions; the model was fitted on {self.X_fit_.shape[1]}")
+        m = self.method
+        if m == "hierarchical":
+            return self._mean_dist_assign(X, self.labels_)
+        if m == "kmeans":
+            return np.argmin(cdist(X, self.centers_), axis=1)
+        if m == "gmm":
+            return relabel_like(self.model_.predict(X), self.model_.predict(self.X_fit_), self.labels_)
+        if m == "dbscan":
+            core = self.X_fit_[self.core_]
+            if len(core) == 0:
+                return np.full(len(X), -1)
+            D = cdist(_safe_for_cosine(X), _safe_for_cosine(core), metric="cosine")
+            j = np.argmin(D, axis=1)
+            return np.where(D[np.arange(len(X)), j] <= self.eps_, self.labels_[self.core_][j], -1)
+        from sklearn.neighbors import KNeighborsClassifier
+
+        knn = KNeighborsClassifier(n_neighbors=min(self.n_neighbors, len(self.X_fit_)), weights="distance",
+                                   metric="cosine").fit(_safe_for_cosine(self.X_fit_), self.labels_)
+        return knn.predict(_safe_for_cosine(X))
+
+    def predict_levels(self, X) -> np.ndarray | None:
+        """Hierarchical only: ``(n, 10)`` level assignments of new points."""
+        if self.levels_ is None:
+            return None
+        X = np.asarray(X, dtype=np.float64)
+        return np.stack([self._mean_dist_assign(X, self.levels_[:, L]) for L in range(N_LEVELS)], axis=1)
+
+    # -- persistence (npz + JSON, no pickle) -------------------------------------
+    def save(self, path) -> None:
+        params = self.get_params()
+        arrays: dict[str, np.ndarray] = {"params": np.asarray(json.dumps(params, default=json_default)),
+                                         "X_fit": self.X_fit_, "labels": self.labels_}
+        if self.levels_ is not None:
+            arrays["levels"] = self.levels_
+            arrays["tree"] = self.tree_
+        if self.method == "kmeans":
+            arrays["centers"] = self.centers_
+        elif self.method == "gmm":
+            g = self.model_
+            arrays.update(weights=g.weights_, means=g.means_, covariances=g.covariances_,
+                          precisions_cholesky=g.precisions_cholesky_)
+        elif self.method == "dbscan":
+            arrays.update(eps=np.asarray(self.eps_), core=self.core_)
+        atomic_write_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path) -> "Clusterer":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+            self = cls(**json.loads(str(data["params"])))
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"cluster model '{path}' is missing or damaged ({exc})") from None
+        self.X_fit_, self.labels_ = data["X_fit"], data["labels"]
+        self.levels_, self.tree_ = data.get("levels"), data.get("tree")
+        self.eps_ = float(data["eps"]) if "eps" in data else None
+        self.n_clusters_ = int(len(set(self.labels_.tolist()) - {-1}))
+        if self.method == "kmeans":
+            self.centers_ = data["centers"]
+        elif self.method == "gmm":
+            from sklearn.mixture import GaussianMixture
+
+            g = GaussianMixture(n_components=len(data["weights"]), covariance_type="full")
+            g.weights_, g.means_ = data["weights"], data["means"]
+            g.covariances_, g.precisions_cholesky_ = data["covariances"], data["precisions_cholesky"]
+            g.n_features_in_ = data["means"].shape[1]
+            self.model_ = g
+        elif self.method == "dbscan":
+            self.core_ = data["core"]
+        return self
+
+
+def relabel_like(pred: np.ndarray, model_train: np.ndarray, canonical_train: np.ndarray) -> np.ndarray:
+    """Map a model's raw cluster ids to the canonical ids of :func:`relabel` via the training labels."""
+    mapping = {int(a): int(b) for a, b in zip(model_train.tolist(), canonical_train.tolist())}
+    return np.array([mapping.get(int(p), -1) for p in pred], dtype=np.int64)

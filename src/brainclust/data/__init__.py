@@ -1,0 +1,1 @@
+"""Built-in data: the demo set generator (:mod:`.demo`)."""

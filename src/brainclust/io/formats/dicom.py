@@ -1,0 +1,343 @@
+"""DICOM files (pydicom): one 2-D image per frame, rescaled, windowed, monochrome.
+
+How a frame becomes an image
+----------------------------
+1. **Modality rescale**: ``value * RescaleSlope + RescaleIntercept`` (per frame
+   for enhanced multi-frame objects, from the functional groups).
+2. **Window** to [0, 1]: the first ``WindowCenter``/``WindowWidth`` pair when
+   present, with the ``VOILUTFunction`` of DICOM PS3.3 C.11.2.1.2 (``LINEAR``
+   by default, ``LINEAR_EXACT``, ``SIGMOID``). Without a window, a robust
+   percentile window: the 0.5th and 99.5th percentiles of the frame's
+   rescaled values map to 0 and 1 (a constant frame maps to 0).
+3. **MONOCHROME1** (white = low values) is inverted: ``1 - value``. Colour
+   objects (RGB, YBR) are converted to luminance before step 2.
+
+Multi-frame objects give one image per frame; frames are numbered from 1 as in
+the DICOM standard (``img.dcm#frame=3`` is the third frame). Objects without
+pixel data (structured reports, presentation states, DICOMDIR) are skipped with
+a reason. Compressed transfer syntaxes decode with the decoders pydicom finds
+(Pillow covers JPEG baseline and JPEG 2000, numpy covers RLE); the others
+(JPEG-LS, JPEG lossless...) need the ``dicom-codecs`` extra.
+
+Privacy: nothing from the header other than geometry, photometric settings,
+series/instance numbers and the SOP class name is ever read into a message.
+pydicom's own warnings (which may quote element values such as a malformed
+PatientName) are silenced inside this module, and messages of pydicom's
+exceptions are never passed on for reading errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.errors import ImageReadError, names_file
+
+log = logging.getLogger(__name__)
+
+#: The optional extra that installs the decoders of the other compressed syntaxes.
+CODECS_EXTRA = "dicom-codecs"
+#: Suffixes of files that may be DICOM without the 'DICM' preamble (old exports).
+FORCE_SUFFIXES = (".dcm", ".dicom", ".ima", "")
+#: Percentiles of the fallback window when the header has none.
+FALLBACK_PERCENTILES = (0.5, 99.5)
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass(frozen=True)
+class DicomInfo:
+    """Header facts of one DICOM image object (no patient data)."""
+
+    width: int
+    height: int
+    n_frames: int
+    series_number: int | None
+    instance_number: int | None
+
+
+def has_preamble(path: str | os.PathLike) -> bool:
+    """Whether the file carries the DICOM Part 10 marker ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence pydicom's value warnings: they quote element values, which may be patient data."""
+    from pydicom import config
+
+    with warnings.catch_warnings(), config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _read(path, force: bool = False, header_only: bool = False):
+    import pydicom
+
+    try:
+        with _quiet():
+            ds = pydicom.dcmread(str(path), force=force, defer_size="1 KB" if header_only else None)
+            if "TransferSyntaxUID" not in ds.file_meta:  # a bare data set: its encoding as read
+                from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+                implicit = (ds.original_encoding or (True, True))[0]
+                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+            return ds
+    except MemoryError:
+        raise ImageReadError("cannot read DICOM file: header asks for too much memory") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types; messages may quote values
+        raise ImageReadError(f"cannot read DICOM file ({type(exc).__name__})") from None
+
+
+def _int(ds, keyword: str) -> int | None:
+    try:
+        v = ds.get(keyword)
+        return None if v is None or v == "" else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sop_name(ds) -> str:
+    try:
+        uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+        return str(uid.name) if uid is not None else "unknown SOP class"
+    except Exception:  # noqa: BLE001
+        return "unknown SOP class"
+
+
+def _transfer_syntax(ds):
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return ts or ImplicitVRLittleEndian
+
+
+def _check(ds) -> DicomInfo:
+    """Validate an image object's header; raise ImageReadError with a reason otherwise."""
+    from PIL import Image
+    from pydicom.pixels import get_decoder
+
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
+        raise ImageReadError(f"DICOM object has no pixel data ({_sop_name(ds)}); not an image")
+    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    if not rows or not cols or rows < 1 or cols < 1:
+        raise ImageReadError(f"DICOM image has invalid dimensions Rows={rows} Columns={cols}")
+    frames = _int(ds, "NumberOfFrames") or 1
+    if frames < 1:
+        raise ImageReadError(f"DICOM image has invalid NumberOfFrames={frames}")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and rows * cols > limit:
+        raise ImageReadError(f"DICOM frame of {cols}x{rows} pixels exceeds the limit of {limit} pixels "
+                             "(decompression-bomb guard)")
+    ts = _transfer_syntax(ds)
+    if "PixelData" in ds:
+        try:
+            decoder = get_decoder(ts)
+        except NotImplementedError:
+            raise ImageReadError(f"DICOM transfer syntax {ts.name} ({ts}) has no pixel decoder") from None
+        if not decoder.is_available:
+            raise ImageReadError(f"compressed DICOM ({ts.name}) needs a decoder that is not installed: "
+                                 f"pip install 'brainclust[{CODECS_EXTRA}]'")
+        if ts.is_compressed:  # a bogus NumberOfFrames must not turn into millions of records
+            have = len(ds.PixelData or b"")
+            if frames > have // 2:
+                raise ImageReadError(f"DICOM NumberOfFrames={frames} does not fit {have} bytes of "
+                                     "compressed pixel data")
+        else:
+            bits = _int(ds, "BitsAllocated") or 0
+            spp = _int(ds, "SamplesPerPixel") or 1
+            need = rows * cols * frames * spp * bits // 8
+            elem = ds.get_item("PixelData")
+            have = getattr(elem, "length", None)
+            if have is None or have == 0xFFFFFFFF:
+                have = len(ds.PixelData or b"")
+            if bits not in (1, 8, 16, 32, 64) or have < need:
+                raise ImageReadError(f"DICOM pixel data is truncated or inconsistent ({have} bytes, "
+                                     f"{need} expected for {frames}x{rows}x{cols}, {bits} bits)")
+    return DicomInfo(width=cols, height=rows, n_frames=frames, series_number=_int(ds, "SeriesNumber"),
+                     instance_number=_int(ds, "InstanceNumber"))
+
+
+@names_file()
+def probe(path: str | os.PathLike, force: bool = False) -> DicomInfo:
+    """Read a DICOM header and check that it is a decodable image.
+
+    Parameters
+    ----------
+    path : path-like
+    force : bool, default False
+        Read without the Part 10 preamble (pydicom's ``force=True``); the file
+        is only accepted when it then has an image's attributes.
+
+    Raises
+    ------
+    ImageReadError
+        Not DICOM, not an image (no pixel data), missing decoder, damaged.
+    """
+    ds = _read(path, force=force, header_only=True)
+    with _quiet():
+        if force and not ("SOPClassUID" in ds or "Rows" in ds):
+            raise ImageReadError("not a DICOM file")
+        try:
+            return _check(ds)
+        except ImageReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - odd header values
+            raise ImageReadError(f"cannot read DICOM header ({type(exc).__name__})") from None
+
+
+def _frame_item(ds, frame: int, sequence: str):
+    """Item ``sequence[0]`` of a frame's per-frame, else shared, functional group."""
+    for group, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        seq = ds.get(group)
+        if seq and len(seq) > index:
+            inner = seq[index].get(sequence)
+            if inner:
+                return inner[0]
+    return None
+
+
+def _first(value) -> float | None:
+    try:
+        if value is None or value == "":
+            return None
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = value[0]
+        return float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """Map values to [0, 1] with a DICOM VOI window (PS3.3 C.11.2.1.2).
+
+    ``LINEAR``: values at or below ``c - 0.5 - (w - 1) / 2`` map to 0, values
+    above ``c - 0.5 + (w - 1) / 2`` to 1, linearly in between
+    (``(x - (c - 0.5)) / (w - 1) + 0.5``). ``LINEAR_EXACT``: ``(x - c) / w + 0.5``
+    clipped to [0, 1]. ``SIGMOID``: ``1 / (1 + exp(-4 (x - c) / w))``.
+    """
+    x = values.astype(np.float64, copy=False)
+    function = (function or "LINEAR").upper()
+    if function == "SIGMOID":
+        out = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    elif function == "LINEAR_EXACT":
+        out = np.clip((x - center) / width + 0.5, 0.0, 1.0)
+    else:
+        if width < 1:
+            raise ImageReadError(f"DICOM WindowWidth must be >= 1 for a LINEAR window, got {width}")
+        if width == 1:
+            out = (x > center - 0.5).astype(np.float64)
+        else:
+            out = np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+    return out.astype(np.float32)
+
+
+def percentile_window(values: np.ndarray, percentiles: tuple[float, float] = FALLBACK_PERCENTILES) -> np.ndarray:
+    """Map the given percentiles of ``values`` to 0 and 1, clipping outside; constant -> 0."""
+    lo, hi = np.percentile(values, percentiles)
+    if not hi > lo:
+        return np.zeros(values.shape, np.float32)
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def to_display(raw: np.ndarray, ds, frame: int = 0) -> np.ndarray:
+    """Rescale, window and (for MONOCHROME1) invert one decoded frame; float32 in [0, 1]."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    arr = np.asarray(raw)
+    if arr.ndim == 3:  # colour: pydicom returns RGB (YBR is converted by default)
+        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    arr = arr.astype(np.float64, copy=False)
+    item = _frame_item(ds, frame, "PixelValueTransformationSequence") or ds
+    slope, intercept = _first(item.get("RescaleSlope")), _first(item.get("RescaleIntercept"))
+    if slope is not None or intercept is not None:
+        arr = arr * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
+    voi = _frame_item(ds, frame, "FrameVOILUTSequence") or ds
+    center, width = _first(voi.get("WindowCenter")), _first(voi.get("WindowWidth"))
+    if photometric.startswith("MONOCHROME") and center is not None and width is not None and width > 0:
+        out = window(arr, center, width, str(voi.get("VOILUTFunction", "LINEAR")))
+    else:
+        out = percentile_window(arr)
+    if photometric == "MONOCHROME1":
+        out = 1.0 - out
+    return out.astype(np.float32)
+
+
+@names_file()
+def load_frame(path: str | os.PathLike, frame: int = 0, force: bool = False) -> np.ndarray:
+    """Decode frame ``frame`` (0-based) of a DICOM file to a float32 image in [0, 1].
+
+    Raises
+    ------
+    ImageReadError
+        If the file is not a decodable DICOM image or has no such frame.
+    """
+    ds = _read(path, force=force or not has_preamble(path))
+    with _quiet():
+        try:
+            return _decode(ds, frame)
+        except ImageReadError:
+            raise
+        except MemoryError:
+            raise ImageReadError("cannot decode DICOM pixel data: not enough memory") from None
+        except Exception as exc:  # noqa: BLE001 - odd header values
+            raise ImageReadError(f"cannot decode DICOM image ({type(exc).__name__})") from None
+
+
+def _decode(ds, frame: int) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    info = _check(ds)
+    if not 0 <= frame < info.n_frames:
+        raise ImageReadError(f"DICOM file has {info.n_frames} frame(s); frame {frame + 1} does not exist")
+    try:
+        raw = pixel_array(ds, index=frame if info.n_frames > 1 else None)
+    except MemoryError:
+        raise ImageReadError("cannot decode DICOM pixel data: not enough memory") from None
+    except Exception as exc:  # noqa: BLE001 - decoder errors of any type become a skip
+        raise ImageReadError(f"cannot decode DICOM pixel data ({type(exc).__name__})") from None
+    if raw.ndim == 3 and info.n_frames > 1 and raw.shape[0] == 1:
+        raw = raw[0]
+    if raw.shape[:2] != (info.height, info.width):
+        raise ImageReadError(f"DICOM pixel data decoded to shape {raw.shape}, expected "
+                             f"{info.height}x{info.width}")
+    try:
+        out = to_display(raw, ds, frame)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - odd header values
+        raise ImageReadError(f"cannot apply DICOM rescale/window ({type(exc).__name__})") from None
+    if not np.all(np.isfinite(out)):
+        out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
+    return out
+
+
+def frame_id(index: int) -> str:
+    """Record ``frame`` of the 0-based frame ``index`` (``f0003`` = third frame)."""
+    return f"f{index + 1:04d}"
+
+
+def frame_index(frame: str) -> int:
+    """Inverse of :func:`frame_id`; ``""`` is frame 0 of a single-frame file."""
+    if not frame:
+        return 0
+    try:
+        return int(frame.lstrip("f")) - 1
+    except ValueError:
+        raise ImageReadError(f"invalid DICOM frame id '{frame}'") from None
+
+
+def may_be_headerless(path: Path) -> bool:
+    """Whether a file without the preamble may still be tried as DICOM (by suffix)."""
+    suffix = path.suffix.lower()
+    return suffix in FORCE_SUFFIXES or suffix[1:].isdigit()  # UID-named files: '1.2.840.113619.2.5'

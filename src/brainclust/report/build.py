@@ -1,0 +1,409 @@
+"""The HTML report: one self-contained ``report.html`` per run, plus paper figures.
+
+The report is built **only from a finished run's written outputs**, never from
+features: ``assignments.csv``, ``metrics.json``, ``manifest.json`` and
+``model/cluster.npz`` (``X_fit`` = the PCA embedding the clustering used,
+``labels``, ``levels`` and, for hierarchical clustering, the scipy linkage
+``tree``). Thumbnails are read from ``manifest["input"] / path``; images that
+are gone are drawn as placeholders. So ``brainclust report OUT_DIR`` rebuilds
+the same report at any time without extracting a single feature.
+
+Sections: summary (data, skipped files, backbone, weights, settings, seed,
+time per stage), scores with a one-line meaning each, an interactive t-SNE map
+coloured by cluster (and by label), the dendrogram pruned to depth 10 with the
+cut marked (hierarchical only), per-cluster montages of the most and least
+typical images, a silhouette plot, and with labels a confusion matrix after
+Hungarian matching and a purity table. The same figures are written as PNG
+(300 dpi) and SVG under ``figures/``.
+
+Security: every string from a file name, folder or setting reaches the HTML
+through Jinja2 autoescaping, or as JSON (``<``, ``>``, ``&`` escaped) that the
+page's script only ever assigns to ``textContent``. A Content-Security-Policy
+meta tag forbids any request other than ``data:`` images.
+
+Scale: thumbnails are small JPEGs, the map holds at most ``max_map_points``
+images (a sample stratified by cluster, also the t-SNE input), and each
+montage a few images, so the file size is bounded whatever the number of
+images.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.errors import ParameterError
+from brainclust.io.atomic import atomic_write_json, atomic_write_text
+from brainclust.report import figures as F
+from brainclust.report.geometry import (
+    map_svg_points,
+    silhouette_per_image,
+    stratified_sample,
+    tsne_2d,
+    tsne_perplexity,
+    typical_atypical,
+)
+from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
+from brainclust.report.tables import Confusion, confusion, purity_rows
+from brainclust.report.thumbnails import Thumbnails
+
+__all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
+           "Thumbnails", "build_report", "confusion", "load_outputs", "purity_rows", "silhouette_per_image",
+           "stratified_sample", "tsne_2d", "typical_atypical"]
+
+log = logging.getLogger(__name__)
+
+DENDROGRAM_DEPTH = 10
+NO_LABEL = "(no label)"
+
+#: One-line plain-language meaning of each score, shown next to it.
+SCORE_MEANINGS = {
+    "silhouette": "How much closer each image is to its own cluster than to the next one (cosine), averaged: "
+                  "-1 to 1, near 0 = overlapping clusters, higher = tighter and better separated. Needs no labels.",
+    "ari": "Agreement between clusters and labels over all pairs of images, corrected for chance: "
+           "0 = no better than random, 1 = identical groupings.",
+    "nmi": "How much knowing an image's cluster tells you about its label (shared information): "
+           "0 = nothing, 1 = everything.",
+    "fmi": "Geometric mean of pair precision and recall: of the pairs put in one cluster, how many share a "
+           "label, and of the pairs that share a label, how many are put together (0 to 1).",
+    "acc": "Share of images whose cluster, after the best one-to-one matching of clusters to labels "
+           "(Hungarian), equals their label (0 to 1).",
+}
+SCORE_NAMES = {"silhouette": "Silhouette", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
+
+
+@dataclass
+class ReportInfo:
+    """What :func:`build_report` wrote and measured."""
+
+    path: Path
+    size_bytes: int
+    figures: list[str] = field(default_factory=list)
+    n_map_points: int = 0
+    n_missing_images: int = 0
+    timings_s: dict = field(default_factory=dict)
+
+
+# -- shared by the sections ------------------------------------------------------------
+@dataclass
+class Colours:
+    """Colours of the clusters (``of_cluster``: no noise; ``of_id``: with noise) and of the labels.
+
+    A label matched to a cluster (Hungarian) gets that cluster's colour; the
+    label colours are empty when the run has no labels.
+    """
+
+    cluster_ids: list[int]
+    of_cluster: dict[int, str]
+    of_id: dict[int, str]
+    of_label: dict[str, str] = field(default_factory=dict)
+
+
+def cluster_colours(clusters: np.ndarray) -> Colours:
+    """One palette colour per cluster id (sorted), grey for noise."""
+    cluster_ids = sorted(set(clusters.tolist()) - {NOISE})
+    cpal = dict(zip(cluster_ids, F.palette(len(cluster_ids))))
+    return Colours(cluster_ids, cpal, {**cpal, NOISE: F.NOISE_COLOUR})
+
+
+class FigureSink:
+    """Collects the figures: a PNG ``data:`` URI per name for the page, and the files written under ``figdir``."""
+
+    def __init__(self, figdir: Path | None, root: Path) -> None:
+        self.figdir = figdir
+        self.root = root
+        self.uris: dict[str, str] = {}
+        self.files: list[str] = []
+
+    def emit(self, fig, name: str) -> None:
+        png = F.save_figure(fig, self.figdir, name)
+        self.uris[name] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        if self.figdir is not None:
+            self.files.extend([(self.figdir / f"{name}.{ext}").relative_to(self.root).as_posix()
+                               for ext in ("png", "svg")])
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = time.perf_counter() - t0
+
+
+def _fmt_seconds(s) -> str:
+    if s is None:
+        return ""
+    s = float(s)
+    return f"{s * 1000:.0f} ms" if s < 1 else (f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min")
+
+
+def _settings_rows(manifest: dict) -> list[tuple[str, str]]:
+    rows = []
+    for key, val in sorted(manifest.get("settings", {}).items()):
+        if isinstance(val, dict):
+            val = ", ".join(f"{k}={v}" for k, v in sorted(val.items()))
+        elif isinstance(val, (list, tuple)):
+            val = ",".join(str(v) for v in val)
+        rows.append((key, "" if val is None else str(val)))
+    return rows
+
+
+# -- the sections: each returns its part of the template context ---------------------------
+def summary_section(run: RunOutputs, command: str) -> dict:
+    """Data, skipped files, backbone, settings, seed, versions and time per stage."""
+    m = run.manifest
+    n = len(run.rows)
+    skipped = m.get("skipped", [])
+    return {
+        "title": f"brainclust report: {run.input_root.name if run.input_root else run.out_dir.name}",
+        "input": str(run.input_root) if run.input_root else "(unknown)",
+        "out_dir": str(run.out_dir), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
+        "skipped": skipped[:500], "n_skipped": len(skipped),
+        "backbone": m.get("backbone", {}), "settings": _settings_rows(m), "seed": run.seed, "method": run.method,
+        "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
+        "n_noise": int((run.clusters == NOISE).sum()), "pca": m.get("pca", {}),
+        "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
+        "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
+        "n_labelled": run.metrics.get("n_labelled"), "command": command,
+    }
+
+
+def scores_section(run: RunOutputs) -> dict:
+    """The scores with a one-line meaning each (the silhouette always, label scores when computed)."""
+    scores = []
+    for key in ("silhouette", "ari", "nmi", "fmi", "acc"):
+        if key in run.metrics or key == "silhouette":
+            v = run.metrics.get(key)
+            scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
+                           "value": "n/a" if v is None else f"{v:.3f}"})
+    return {"scores": scores}
+
+
+def labels_section(run: RunOutputs, colours: Colours) -> dict:
+    """With labels: the confusion matrix and purity table; sets ``colours.of_label`` (matched clusters' colours).
+
+    Comes before the other sections, which colour by label.
+    """
+    ytrue = run.labels_true
+    if ytrue is None or not any(ytrue):
+        return {"conf": None, "purity": None, "has_labels": False, "label_legend": []}
+    conf = confusion(ytrue, run.clusters)
+    n_ids = len(colours.cluster_ids)
+    extra = iter(F.palette(n_ids + len(conf.row_names))[n_ids:])
+    for i, name in enumerate(conf.row_names):
+        colours.of_label[name] = colours.of_cluster[conf.col_ids[i]] if i < conf.n_matched else next(extra)
+    colours.of_label[NO_LABEL] = F.NOISE_COLOUR
+    legend = [(k, v) for k, v in colours.of_label.items() if k != NO_LABEL or "" in ytrue]
+    return {"conf": conf, "purity": purity_rows(ytrue, run.clusters), "has_labels": True, "label_legend": legend}
+
+
+def map_coordinates(run: RunOutputs, max_map_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images on the map (a sample stratified by cluster) and their 2-D t-SNE coordinates."""
+    sample = stratified_sample(run.clusters, max_map_points, run.seed)
+    return sample, tsne_2d(run.X[sample], run.seed)
+
+
+def map_section(run: RunOutputs, sample: np.ndarray, coords: np.ndarray, colours: Colours, thumbs: Thumbnails,
+                figs: FigureSink, thumb_px: int) -> dict:
+    """The interactive t-SNE map (points, names, thumbnails, legends) and its figures by cluster and by label."""
+    clusters, names, ytrue = run.clusters, run.names, run.labels_true
+    labelled = bool(colours.of_label)
+    idx = sample.tolist()
+    figs.emit(F.map_figure(coords, [cluster_name(c) for c in clusters[sample].tolist()],
+                           {cluster_name(c): col for c, col in colours.of_id.items()},
+                           "t-SNE map, coloured by cluster"), "tsne_clusters")
+    if labelled:
+        figs.emit(F.map_figure(coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
+                               "t-SNE map, coloured by label"), "tsne_labels")
+    xy = map_svg_points(coords)
+    points = [{"x": float(xy[j, 0]), "y": float(xy[j, 1]), "i": j, "c": colours.of_id[int(clusters[i])],
+               "l": colours.of_label.get(ytrue[i] or NO_LABEL, F.NOISE_COLOUR) if labelled else ""}
+              for j, i in enumerate(idx)]
+    map_data = {"names": [names[i] for i in idx],
+                "cluster": [cluster_name(int(clusters[i])) for i in idx],
+                "label": [ytrue[i] for i in idx] if labelled else None,
+                "thumbs": [thumbs.data_uri(i, thumb_px) for i in idx]}
+    shown = colours.cluster_ids + ([NOISE] if (clusters == NOISE).any() else [])
+    return {"points": points, "map_data": map_data, "n_map": len(sample),
+            "tsne_perplexity": tsne_perplexity(len(sample)), "map_sampled": len(sample) < len(run.rows),
+            "cluster_legend": [(cluster_name(c), colours.of_id[c], int((clusters == c).sum())) for c in shown]}
+
+
+def dendrogram_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> dict:
+    """The dendrogram pruned to :data:`DENDROGRAM_DEPTH` with the cut marked, or why there is none."""
+    if run.method == "hierarchical" and run.tree is not None:
+        figs.emit(F.dendrogram_figure(run.tree, run.clusters, run.k, colours.of_cluster, DENDROGRAM_DEPTH),
+                  "dendrogram")
+        return {"dendro_note": None, "depth": DENDROGRAM_DEPTH}
+    return {"depth": DENDROGRAM_DEPTH,
+            "dendro_note": f"Not applicable: the clustering method is '{run.method}'. Only hierarchical "
+                           "clustering (--method hierarchical) builds a tree."}
+
+
+def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> tuple[dict, np.ndarray | None]:
+    """The silhouette plot, or why there is none; also returns the per-image silhouette (for the montages)."""
+    clusters = run.clusters
+    sil = silhouette_per_image(run.X, clusters)
+    if sil is None:
+        return {"sil_note": "Not defined: the silhouette needs at least 2 clusters and fewer clusters than "
+                            "images."}, None
+    keep = clusters != NOISE
+    figs.emit(F.silhouette_figure(sil[keep], clusters[keep], colours.of_cluster, float(np.mean(sil[keep]))),
+              "silhouette")
+    return {"sil_note": None}, sil
+
+
+def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, thumbs: Thumbnails,
+                    figs: FigureSink, montage_size: int, montage_px: int) -> dict:
+    """Per cluster (noise last) its most and least typical images, on the page and as one figure."""
+    clusters, names, ytrue = run.clusters, run.names, run.labels_true
+    n = len(run.rows)
+
+    def tiles(indices):
+        return [{"src": thumbs.data_uri(i, montage_px), "name": names[i],
+                 "label": ytrue[i] if ytrue is not None else ""} for i in indices]
+
+    picks = typical_atypical(run.X, clusters, montage_size)
+    montages, fig_rows = [], []
+    for cid in sorted(picks, key=lambda v: (v == NOISE, v)):
+        typ, aty = picks[cid]
+        size = int((clusters == cid).sum())
+        montages.append({
+            "id": cluster_name(cid), "size": size, "colour": colours.of_id[cid], "share": size / n if n else 0.0,
+            "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
+            "typical": tiles(typ), "atypical": tiles(aty)})
+        title = f"{'noise' if cid == NOISE else 'cluster ' + str(cid)}\nn={size}"
+        fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
+                         [thumbs.small(i, montage_px) for i in aty]))
+    figs.emit(F.montage_figure(fig_rows, montage_size), "montages")
+    return {"montages": montages, "montage_size": montage_size}
+
+
+def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
+    """With ``--k auto``: the curves of the internal indices (a figure only; the page shows it in the scores)."""
+    ksel = run.metrics.get("k_selection")
+    if ksel:
+        figs.emit(F.kselect_figure(ksel["ks"], ksel["indices"], ksel["chosen_k"]), "k_selection")
+    return {}
+
+
+def confusion_section(conf: Confusion | None, figs: FigureSink) -> dict:
+    """The confusion matrix figure (its table and the purity table come from :func:`labels_section`)."""
+    if conf is not None and conf.counts.size:
+        figs.emit(F.confusion_figure(conf.counts, conf.row_names, conf.col_names, conf.n_matched), "confusion")
+    return {}
+
+
+# -- the report ----------------------------------------------------------------------
+def _check_sizes(**sizes) -> None:
+    for name, val in sizes.items():
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ParameterError(f"{name}: must be a positive integer, got {val!r}")
+
+
+def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, thumb_px: int = 64,
+                 montage_px: int = 96, write_figures: bool = True, command: str = "brainclust report") -> ReportInfo:
+    """Build ``report.html`` (and ``figures/``) from a finished run's outputs.
+
+    Nothing is extracted: the inputs are the files listed in the module
+    docstring. The manifest gets a ``report`` entry that records this.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The ``--out`` folder of a finished ``brainclust run``.
+    max_map_points : int, default 2000
+        Images on the t-SNE map (a sample stratified by cluster above this).
+    montage_size : int, default 8
+        Typical images, and atypical images, per cluster montage.
+    thumb_px, montage_px : int
+        Longer side of the map's and the montages' thumbnails.
+    write_figures : bool, default True
+        Also write PNG (300 dpi) and SVG figures under ``figures/``.
+    command : str
+        Recorded in the manifest (what built the report).
+
+    Returns
+    -------
+    ReportInfo
+
+    Raises
+    ------
+    ModelFileError
+        If the outputs are missing, damaged or inconsistent.
+    ParameterError
+        If a size parameter is not a positive integer.
+    """
+    _check_sizes(**{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
+                    "thumb_px": thumb_px, "montage_px": montage_px})
+    t_all = time.perf_counter()
+    t: dict[str, float] = {}
+    with _timed(t, "load"):
+        run = load_outputs(out_dir)
+        folder = run.folder
+        thumbs = Thumbnails(run.input_root, run.rows)
+        colours = cluster_colours(run.clusters)
+    log.info("report: reading %s (%d images); no features are extracted", run.out_dir, len(run.rows))
+    figs = FigureSink(folder.figures if write_figures else None, folder.root)
+    ctx = {**summary_section(run, command), **scores_section(run), **labels_section(run, colours)}
+    with _timed(t, "tsne"):
+        sample, coords = map_coordinates(run, max_map_points)
+    with _timed(t, "map"):
+        ctx.update(map_section(run, sample, coords, colours, thumbs, figs, thumb_px))
+    with _timed(t, "dendrogram"):
+        ctx.update(dendrogram_section(run, colours, figs))
+    with _timed(t, "silhouette"):
+        sil_ctx, sil = silhouette_section(run, colours, figs)
+        ctx.update(sil_ctx)
+    with _timed(t, "montages"):
+        ctx.update(montage_section(run, sil, colours, thumbs, figs, montage_size, montage_px))
+    ctx.update(kselect_section(run, figs))
+    with _timed(t, "confusion"):
+        ctx.update(confusion_section(ctx["conf"], figs))
+    ctx.update(figs=figs.uris, missing=thumbs.n_missing)
+    with _timed(t, "render"):
+        html = _render(ctx)
+        path = atomic_write_text(folder.report, html)
+    if thumbs.n_missing:
+        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
+                    thumbs.n_missing, run.input_root)
+    info = ReportInfo(path=path, size_bytes=len(html.encode("utf-8")), figures=figs.files,
+                      n_map_points=len(sample), n_missing_images=thumbs.n_missing,
+                      timings_s={**t, "total": time.perf_counter() - t_all})
+    _record_in_manifest(run, info, command, ctx["tsne_perplexity"])
+    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
+             path, info.size_bytes / 1e6, info.timings_s["total"])
+    return info
+
+
+def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, perplexity: float) -> None:
+    """Add the ``report`` entry (what built it, from which files, with 0 features extracted) to the manifest."""
+    folder, m = run.folder, run.manifest
+    m["report"] = {"file": relpath(folder, folder.report), "built_by": command, "features_extracted": 0,
+                   "sources": [relpath(folder, p) for p in
+                               (folder.assignments, folder.metrics, folder.manifest, folder.cluster)],
+                   "size_bytes": info.size_bytes, "n_map_points": info.n_map_points,
+                   "tsne": {"perplexity": perplexity, "metric": "cosine", "random_state": run.seed},
+                   "n_missing_images": info.n_missing_images, "figures": info.figures,
+                   "timings_s": info.timings_s}
+    atomic_write_json(folder.manifest, m)
+
+
+def _render(ctx: dict) -> str:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+    env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
+    return env.get_template("report.html.j2").render(**ctx)

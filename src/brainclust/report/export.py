@@ -1,0 +1,247 @@
+"""Export a finished run as one folder per cluster.
+
+``export_clusters(out_dir, to)`` reads ``assignments.csv`` and the data root
+from ``manifest.json`` and puts every image in exactly one folder:
+``cluster_0/``, ``cluster_1/``, ... and ``noise/`` for DBSCAN noise (``-1``).
+Images are copied (default) or symbolically linked.
+
+File names are kept when they are unique within a cluster folder. When two
+images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
+case-insensitively, for case-insensitive file systems), each of them gets
+the first 8 hex digits of the SHA-1 of its relative path before the
+extension (``x-1a2b3c4d.png``), so the result does not depend on the order of
+the rows. ``export.csv`` in the target folder maps every ``path`` to its
+``cluster`` and ``file``. A 2-D image inside a multi-image file (a NIfTI
+slice or DICOM frame, ``path`` = ``FILE#FRAME``) cannot be copied or linked
+on its own; it is written as an 8-bit PNG of that slice (min-max scaled), in
+both modes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from brainclust.errors import InputError, ModelFileError, ParameterError
+from brainclust.io.atomic import atomic_write_csv
+from brainclust.io.outputs import RunFolder, read_assignments, read_json
+
+log = logging.getLogger(__name__)
+
+MODES = ("copy", "symlink")
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_clusters` wrote: target folder, files per cluster folder, mode."""
+
+    to: Path
+    counts: dict[str, int]
+    mode: str
+
+    @property
+    def n_files(self) -> int:
+        return sum(self.counts.values())
+
+
+def record_of_row(root: Path, row: dict):
+    """The :class:`~brainclust.io.scan.ImageRecord` an ``assignments.csv`` row stands for.
+
+    A plain image's ``path`` is its file. A 2-D image inside a multi-image file
+    (NIfTI slice, DICOM frame) is ``FILE#FRAME``: ``FILE#axial=45`` (NIfTI,
+    the frame id itself) or ``FILE#frame=N`` (DICOM, 1-based).
+    """
+    from brainclust.io.scan import ImageRecord
+
+    path = row["path"]
+    rel, sep, suffix = path.partition("#")
+    frame = ""
+    if sep and not (root / path).is_file():
+        frame = suffix
+        if row.get("type") == "dicom" and suffix.startswith("frame="):
+            from brainclust.io.formats import dicom
+
+            frame = dicom.frame_id(int(suffix.split("=", 1)[1]) - 1)
+    else:
+        rel = path
+
+    def num(key: str) -> int:
+        try:
+            return int(row.get(key) or 0)
+        except ValueError:
+            return 0
+
+    return ImageRecord(path=path, abspath=str(root / rel), name=row.get("name", ""), type=row.get("type", ""),
+                       size=num("size"), width=num("width"), height=num("height"), sha256="",
+                       label=row.get("label", "") or "", frame=frame)
+
+
+def folder_name(cluster: int) -> str:
+    """``cluster_<id>``, or ``noise`` for ``-1``."""
+    return "noise" if cluster == -1 else f"cluster_{cluster}"
+
+
+def _tagged(path: str, digits: int) -> str:
+    p = PurePosixPath(path)
+    tag = hashlib.sha1(path.encode("utf-8")).hexdigest()[:digits]
+    return f"{p.stem}-{tag}{p.suffix}" if p.stem else f"{p.name}-{tag}"
+
+
+def destination_names(paths: list[str]) -> dict[str, str]:
+    """File name of each relative path inside one cluster folder, unique case-insensitively.
+
+    Parameters
+    ----------
+    paths : list of str
+        Relative POSIX paths of the images of one cluster.
+
+    Returns
+    -------
+    dict
+        path -> file name.
+    """
+    by_name: dict[str, list[str]] = {}
+    for p in paths:
+        by_name.setdefault(PurePosixPath(p).name.casefold(), []).append(p)
+    out = {}
+    for group in by_name.values():
+        if len(group) == 1:
+            out[group[0]] = PurePosixPath(group[0]).name
+        else:
+            for p in group:
+                out[p] = _tagged(p, 8)
+    # a tagged name can, in theory, equal another image's plain name: lengthen the tag until unique
+    digits = 8
+    while len({v.casefold() for v in out.values()}) < len(out):
+        digits += 4
+        seen: dict[str, str] = {}
+        for p in sorted(out):
+            key = out[p].casefold()
+            if key in seen:
+                out[p] = _tagged(p, digits)
+            seen.setdefault(out[p].casefold(), p)
+        if digits > 40:  # pragma: no cover - SHA-1 collision
+            raise InputError("export: cannot make file names unique")
+    return out
+
+
+def _read_run(folder: RunFolder) -> tuple[list[dict], Path]:
+    """The rows of ``assignments.csv`` and the data root named in ``manifest.json``."""
+    manifest = read_json(folder.manifest, folder.root)
+    rows = read_assignments(folder.assignments, folder.root)
+    if not manifest.get("input"):
+        raise ModelFileError(f"'{folder.manifest}' does not name the input folder")
+    return rows, Path(manifest["input"])
+
+
+def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
+    """Write one folder per cluster under ``to`` holding every image of ``assignments.csv`` once.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The ``--out`` folder of a finished ``brainclust run`` (or ``predict``).
+    to : path-like
+        Target folder; must not exist yet or be empty.
+    mode : {"copy", "symlink"}, default "copy"
+        Copy the files, or create symbolic links to their absolute paths.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ParameterError
+        Unknown ``mode`` or a non-empty target folder.
+    ModelFileError
+        The run's outputs are missing or damaged.
+    InputError
+        An image listed in ``assignments.csv`` no longer exists; nothing is written.
+    """
+    if mode not in MODES:
+        raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
+    folder, to = RunFolder(out_dir), Path(to)
+    rows, root = _read_run(folder)
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+        raise ParameterError(f"--to: '{to}' exists and is not an empty folder; choose a new folder")
+    try:
+        items = [(r["path"], int(r["cluster"])) for r in rows]
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"'{folder.assignments}' has a bad 'path' or 'cluster' column ({exc})") from None
+    records = {r["path"]: record_of_row(root, r) for r in rows}
+    missing = [p for p, _ in items if not Path(records[p].abspath).is_file()]
+    if missing:
+        raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
+                         f"e.g. '{missing[0]}'; nothing was exported")
+    plan: dict[int, list[str]] = {}
+    for p, c in items:
+        plan.setdefault(c, []).append(p)
+    mapping = []
+    counts = {}
+    for c in sorted(plan, key=lambda v: (v == -1, v)):
+        folder = to / folder_name(c)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = destination_names([_export_path(records[p]) for p in plan[c]])
+        for p in plan[c]:
+            rec = records[p]
+            dest = folder / names[_export_path(rec)]
+            if rec.frame:
+                _write_frame_png(rec, dest)
+            else:
+                _place(Path(rec.abspath), dest, mode)
+            mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{dest.name}"})
+        counts[folder_name(c)] = len(plan[c])
+    atomic_write_csv(to / "export.csv", ["path", "cluster", "file"], sorted(mapping, key=lambda m: m["path"]))
+    log.info("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
+    return ExportResult(to=to, counts=counts, mode=mode)
+
+
+def _export_path(rec) -> str:
+    """Relative path an image is exported under: the file itself, or ``FILE#FRAME`` as a PNG."""
+    if not rec.frame:
+        return rec.path
+    safe = rec.path.replace("#", "_").replace("=", "-")
+    return safe + ".png"
+
+
+def _write_frame_png(rec, dest: Path) -> None:
+    """Write one frame/slice of a multi-image file as an 8-bit PNG (min-max scaled)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from brainclust.io.scan import load_record
+    from brainclust.io.atomic import atomic_write_bytes
+
+    a = np.asarray(load_record(rec), dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    u8 = ((a - lo) / (hi - lo) * 255).round().astype(np.uint8) if hi > lo else np.zeros(a.shape, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="PNG")
+    atomic_write_bytes(dest, buf.getvalue())
+
+
+def _place(src: Path, dest: Path, mode: str) -> None:
+    """Copy or link ``src`` to ``dest`` atomically (temporary name, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if mode == "copy":
+            shutil.copy2(src, tmp)
+        else:
+            os.unlink(tmp)
+            os.symlink(src.resolve(), tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,253 @@
+"""Static figures of the report (matplotlib, ``Agg`` backend).
+
+Every function returns a matplotlib ``Figure``; :func:`save_figure` writes it
+as a 300-dpi PNG and an SVG under ``figures/`` and returns a smaller PNG for
+embedding in the HTML report. matplotlib is imported inside the functions so
+that importing :mod:`brainclust` stays cheap.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.io.atomic import atomic_write_bytes
+
+#: Colour of DBSCAN noise (cluster ``-1``) and of points without a label.
+NOISE_COLOUR = "#9e9e9e"
+_TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+#: Dots of the t-SNE scatter, in points² (matplotlib) for a given number of points.
+_DOT_MAX, _DOT_MIN = 36.0, 4.0
+
+
+def palette(n: int) -> list[str]:
+    """``n`` distinct hex colours: tab10, then tab20's light shades, then evenly spaced hues."""
+    light = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+             "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
+    base = _TAB10 + light
+    if n <= len(base):
+        return base[:n]
+    import colorsys
+
+    extra = [colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.85) for i in range(n - len(base))]
+    return base + ["#%02x%02x%02x" % tuple(int(255 * c) for c in rgb) for rgb in extra]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "svg.hashsalt": "brainclust",
+                         "svg.fonttype": "none", "figure.dpi": 100})
+    return plt
+
+
+def save_figure(fig, figdir: Path | None, name: str, embed_dpi: int = 110) -> bytes:
+    """Write ``figdir/name.png`` (300 dpi) and ``figdir/name.svg``; return PNG bytes for embedding.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        Closed after saving.
+    figdir : Path or None
+        Folder for the paper figures; nothing is written there when ``None``.
+    name : str
+        File stem.
+    embed_dpi : int, default 110
+        Resolution of the returned PNG.
+    """
+    plt = _plt()
+    try:
+        if figdir is not None:
+            for ext, kw in (("png", {"dpi": 300}), ("svg", {"metadata": {"Date": None}})):
+                buf = io.BytesIO()
+                fig.savefig(buf, format=ext, bbox_inches="tight", **kw)
+                atomic_write_bytes(Path(figdir) / f"{name}.{ext}", buf.getvalue())
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=embed_dpi, bbox_inches="tight")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def map_figure(coords: np.ndarray, groups: Sequence[str], colours: dict[str, str], title: str):
+    """Scatter of a 2-D map (t-SNE), one colour per group, with a legend.
+
+    Parameters
+    ----------
+    coords : array of shape (n, 2)
+    groups : sequence of str, length n
+        Group name of each point (cluster or label).
+    colours : dict
+        Group name -> hex colour; the legend follows its order.
+    """
+    plt = _plt()
+    groups = np.asarray(groups, dtype=object)
+    n = len(coords)
+    size = float(np.clip(3000.0 / max(n, 1), _DOT_MIN, _DOT_MAX))
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    for g, col in colours.items():
+        sel = groups == g
+        if sel.any():
+            ax.scatter(coords[sel, 0], coords[sel, 1], s=size, c=col, label=f"{g} ({int(sel.sum())})",
+                       linewidths=0, alpha=0.85)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    ax.set_title(title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=max(1.0, 20 / size))
+    return fig
+
+
+def dendrogram_figure(tree: np.ndarray, clusters: np.ndarray, k: int, colours: dict[int, str], depth: int = 10):
+    """Dendrogram of a scipy linkage, truncated to ``depth`` levels, with the cut into ``k`` marked.
+
+    Links inside one flat cluster take that cluster's colour; links above the
+    cut are black. Leaves show the number of images they stand for.
+    """
+    from scipy.cluster.hierarchy import dendrogram
+
+    plt = _plt()
+    n = len(clusters)
+    node_cluster = np.empty(2 * n - 1, dtype=np.int64)
+    node_cluster[:n] = clusters
+    for i, (a, b) in enumerate(tree[:, :2].astype(np.int64)):
+        ca, cb = node_cluster[a], node_cluster[b]
+        node_cluster[n + i] = ca if ca == cb else -2
+
+    def link_colour(node: int) -> str:
+        c = int(node_cluster[node])
+        return colours.get(c, "#000000") if c >= 0 else "#000000"
+
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    d = dendrogram(tree, truncate_mode="level", p=depth, link_color_func=link_colour, no_plot=True)
+    n_leaves = len(d["leaves"])
+    readable = n_leaves <= 60
+    dendrogram(tree, truncate_mode="level", p=depth, link_color_func=link_colour, ax=ax,
+               no_labels=not readable, show_leaf_counts=True, leaf_rotation=90, leaf_font_size=7)
+    heights = np.sort(tree[:, 2])
+    if 2 <= k <= n:
+        cut = 0.5 * (heights[n - k - 1] + heights[n - k]) if n - k - 1 >= 0 else heights[0] / 2
+        ax.axhline(cut, color="#d62728", linestyle="--", linewidth=1.2)
+        ax.text(ax.get_xlim()[1], cut, f"  cut: k = {k}", color="#d62728", va="center", ha="left", fontsize=9)
+    ax.set_ylabel("cosine distance (average linkage)")
+    ax.set_xlabel("leaf: image index, or (number of images) below a pruned branch" if readable else
+                  f"{n_leaves} leaves (images or pruned branches; too many to label)")
+    ax.set_title(f"Hierarchical clustering, top {depth} levels")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def silhouette_figure(sil: np.ndarray, clusters: np.ndarray, colours: dict[int, str], mean: float | None):
+    """Classic silhouette plot: one horizontal bar per image, sorted within each cluster."""
+    plt = _plt()
+    ids = sorted(set(clusters.tolist()))
+    fig, ax = plt.subplots(figsize=(6.4, max(3.2, min(8.0, 1.2 + 0.45 * len(ids)))))
+    y0, gap = 0, max(2, len(sil) // 60)
+    ticks = []
+    for c in ids:
+        vals = np.sort(sil[clusters == c])
+        y = np.arange(y0, y0 + len(vals))
+        ax.fill_betweenx(y, 0, vals, color=colours.get(c, NOISE_COLOUR), linewidth=0, step=None)
+        ticks.append((y0 + len(vals) / 2, f"{c} (n={len(vals)})"))
+        y0 += len(vals) + gap
+    if mean is not None:
+        ax.axvline(mean, color="#d62728", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
+        ax.legend(loc="lower right", frameon=False, fontsize=9)
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_yticks([t for t, _ in ticks], [s for _, s in ticks])
+    ax.set_ylim(-gap, y0 + gap * 2)
+    ax.set_xlim(min(-0.1, float(sil.min()) - 0.02) if len(sil) else -0.1, 1.0)
+    ax.set_xlabel("silhouette (cosine)")
+    ax.set_ylabel("cluster")
+    ax.set_title("Silhouette per image")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def kselect_figure(ks: Sequence[int], indices: dict, chosen: int):
+    """One small panel per internal index of ``--k auto``: its curve over k, its vote, the chosen k."""
+    plt = _plt()
+    names = list(indices)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        idx = indices[name]
+        y = [np.nan if v is None else v for v in idx["curve"]]
+        ax.plot(ks, y, marker="o", markersize=3, color="#1f77b4")
+        ax.axvline(chosen, color="#d62728", linestyle="--", linewidth=1)
+        ax.set_title(f"{name.replace('_', ' ')} ({idx['best']}; votes k={idx['vote']})", fontsize=9)
+        ax.set_xlabel("k")
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.suptitle(f"--k auto: chosen k = {chosen} (dashed)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(counts: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], n_matched: int):
+    """Heat map of a label × cluster table with the count in every cell.
+
+    The first ``n_matched`` columns are the clusters matched to the rows in
+    order (Hungarian), so the matched cells lie on the diagonal (outlined).
+    """
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    nr, nc = counts.shape
+    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * nc, 1.2 + 0.55 * nr))
+    norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(nr):
+        for j in range(nc):
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=9,
+                    color="white" if norm[i, j] > 0.55 else "black")
+    for i in range(min(n_matched, nr, nc)):
+        ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=1.6))
+    long = max((len(str(c)) for c in col_names), default=0) > 3
+    ax.set_xticks(range(nc), list(col_names), rotation=45 if long else 0, ha="right" if long else "center")
+    ax.set_yticks(range(nr), list(row_names))
+    ax.set_xlabel("cluster (ordered by Hungarian matching)")
+    ax.set_ylabel("label")
+    ax.set_title("Label × cluster (red: matched pairs)")
+    return fig
+
+
+def montage_figure(rows: Sequence[tuple[str, list[np.ndarray], list[np.ndarray]]], n_cols: int):
+    """Grid of thumbnails: one row per cluster, typical images left, atypical right.
+
+    Parameters
+    ----------
+    rows : sequence of (title, typical, atypical)
+        ``typical`` and ``atypical`` are lists of uint8 2-D arrays.
+    n_cols : int
+        Thumbnails per side.
+    """
+    plt = _plt()
+    nr = max(len(rows), 1)
+    total = 2 * n_cols + 1
+    fig, axes = plt.subplots(nr, total, figsize=(0.75 * total, 0.85 * nr + 0.5), squeeze=False)
+    for r, (title, typical, atypical) in enumerate(rows):
+        for j in range(total):
+            ax = axes[r, j]
+            ax.set_axis_off()
+            img = None
+            if j < n_cols and j < len(typical):
+                img = typical[j]
+            elif j > n_cols and j - n_cols - 1 < len(atypical):
+                img = atypical[j - n_cols - 1]
+            if img is not None:
+                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].text(-0.15, 0.5, title, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+    axes[0, 0].set_title("most typical →", fontsize=8, loc="left")
+    axes[0, n_cols + 1].set_title("least typical →", fontsize=8, loc="left")
+    fig.subplots_adjust(wspace=0.05, hspace=0.1, left=0.12)
+    return fig

@@ -1,0 +1,123 @@
+"""A finished run read back for the report: :func:`load_outputs` and :class:`RunOutputs`.
+
+Only the written outputs are read (the files of :class:`~brainclust.io.outputs.RunFolder`):
+``assignments.csv``, ``metrics.json``, ``manifest.json`` and ``model/cluster.npz``
+(``X_fit`` = the PCA embedding the clustering used, ``labels``, ``levels`` and,
+for hierarchical clustering, the scipy linkage ``tree``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.errors import ModelFileError
+from brainclust.io.outputs import RunFolder, read_assignments, read_json
+
+#: Cluster id of the images DBSCAN leaves unclustered.
+NOISE = -1
+
+
+def cluster_name(cid: int) -> str:
+    """A cluster id as shown in the report: its number, or ``noise``."""
+    return "noise" if cid == NOISE else str(cid)
+
+
+def relpath(folder: RunFolder, path: Path) -> str:
+    """``path`` relative to the run folder, with ``/`` (as recorded in the manifest)."""
+    return Path(path).relative_to(folder.root).as_posix()
+
+
+@dataclass
+class RunOutputs:
+    """A finished run as read back from its ``--out`` folder.
+
+    ``rows`` follow ``assignments.csv``; ``X`` row ``i`` is image ``rows[i]``.
+    """
+
+    out_dir: Path
+    rows: list[dict]
+    metrics: dict
+    manifest: dict
+    X: np.ndarray
+    clusters: np.ndarray
+    levels: np.ndarray | None
+    tree: np.ndarray | None
+    method: str
+    k: int
+    seed: int
+    input_root: Path | None
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.out_dir)
+
+    @property
+    def names(self) -> list[str]:
+        return [r["path"] for r in self.rows]
+
+    @property
+    def labels_true(self) -> list[str] | None:
+        """Labels per image, or ``None`` when the run had no labels ("" = unlabelled image)."""
+        has = bool(self.manifest.get("settings", {}).get("labels_from_folders")) or "ari" in self.metrics
+        return [r.get("label", "") or "" for r in self.rows] if has else None
+
+
+def _read_cluster_model(folder: RunFolder):
+    """``X_fit``, ``labels``, ``levels``, ``tree`` and ``params`` of ``model/cluster.npz``."""
+    try:
+        with np.load(folder.cluster, allow_pickle=False) as z:
+            X = np.asarray(z["X_fit"], dtype=np.float64)
+            labels = np.asarray(z["labels"], dtype=np.int64)
+            levels = z["levels"] if "levels" in z.files else None
+            tree = z["tree"] if "tree" in z.files else None
+            params = json.loads(str(z["params"])) if "params" in z.files else {}
+    except FileNotFoundError:
+        raise ModelFileError(f"'{folder.root}' has no {relpath(folder, folder.cluster)}; 'brainclust report' "
+                             "needs the --out folder of a 'brainclust run'") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelFileError(f"cluster model '{folder.cluster}' is damaged ({exc})") from None
+    return X, labels, levels, tree, params
+
+
+def _check_same_run(folder: RunFolder, rows: list[dict], X: np.ndarray, labels: np.ndarray) -> None:
+    """``assignments.csv`` and ``model/cluster.npz`` must list the same images in the same clusters."""
+    try:
+        csv_clusters = np.array([int(r["cluster"]) for r in rows], dtype=np.int64)
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"'{folder.assignments}' has a bad 'cluster' column ({exc})") from None
+    if len(rows) != len(X) or not np.array_equal(csv_clusters, labels):
+        raise ModelFileError(f"'{folder.assignments}' ({len(rows)} rows) does not match "
+                             f"{relpath(folder, folder.cluster)} ({len(X)} images): "
+                             "the outputs come from different runs")
+
+
+def load_outputs(out_dir) -> RunOutputs:
+    """Read ``assignments.csv``, ``metrics.json``, ``manifest.json`` and ``model/cluster.npz``.
+
+    Raises
+    ------
+    ModelFileError
+        If a file is missing or damaged, or the files disagree with each other.
+    """
+    folder = RunFolder(out_dir)
+    manifest = read_json(folder.manifest, folder.root)
+    metrics = read_json(folder.metrics, folder.root)
+    rows = read_assignments(folder.assignments, folder.root)
+    X, labels, levels, tree, params = _read_cluster_model(folder)
+    _check_same_run(folder, rows, X, labels)
+    settings = manifest.get("settings", {})
+    clustering = manifest.get("clustering", {})
+    inp = manifest.get("input")
+    try:  # the k the run used ("auto" in the settings is resolved in manifest["clustering"])
+        k = int(clustering.get("k", params.get("n_clusters", settings.get("k"))))
+    except (TypeError, ValueError):
+        k = len(set(labels.tolist()) - {NOISE})
+    return RunOutputs(out_dir=folder.root, rows=rows, metrics=metrics, manifest=manifest, X=X, clusters=labels,
+                      levels=levels, tree=tree,
+                      method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
+                      k=k,
+                      seed=int(settings.get("seed", 0) or 0), input_root=Path(inp) if inp else None)

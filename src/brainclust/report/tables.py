@@ -1,0 +1,85 @@
+"""The report's tables: the label × cluster confusion matrix (Hungarian order) and the purity table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from brainclust.report.run import NOISE, cluster_name
+
+
+@dataclass
+class Confusion:
+    """Label × cluster counts, columns ordered by the Hungarian matching.
+
+    ``counts[i, j]`` = images with label ``row_names[i]`` in cluster
+    ``col_ids[j]``. The first ``n_matched`` columns are the clusters matched
+    to rows ``0..n_matched-1`` (the diagonal); unmatched clusters follow, then
+    noise. Unlabelled images are not counted (``n_unlabelled``).
+    """
+
+    row_names: list[str]
+    col_ids: list[int]
+    counts: np.ndarray
+    n_matched: int
+    n_unlabelled: int = 0
+
+    @property
+    def col_names(self) -> list[str]:
+        return [cluster_name(c) for c in self.col_ids]
+
+    @property
+    def matched_accuracy(self) -> float:
+        """Diagonal sum over all labelled images: the ACC of :mod:`brainclust.cluster.scores`."""
+        total = int(self.counts.sum())
+        return float(np.trace(self.counts[:, : self.n_matched]) / total) if total else 0.0
+
+
+def confusion(labels_true, clusters) -> Confusion:
+    """Cross-tabulate labels against clusters and order clusters by the Hungarian matching."""
+    from scipy.optimize import linear_sum_assignment
+
+    y = np.asarray(["" if v is None else str(v) for v in labels_true], dtype=object)
+    c = np.asarray(clusters, dtype=np.int64)
+    keep = y != ""
+    names = sorted(set(y[keep].tolist()))
+    ids = sorted(set(c[keep].tolist()) - {NOISE})
+    counts = np.zeros((len(names), len(ids)), dtype=np.int64)
+    ri = {n: i for i, n in enumerate(names)}
+    ci = {v: j for j, v in enumerate(ids)}
+    for yy, cc in zip(y[keep].tolist(), c[keep].tolist()):
+        if cc != NOISE:
+            counts[ri[yy], ci[cc]] += 1
+    rows, cols = linear_sum_assignment(counts, maximize=True) if counts.size else ([], [])
+    match = dict(zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()))
+    # rows with a matched cluster first (in label order), then the unmatched rows
+    row_order = [r for r in range(len(names)) if r in match] + [r for r in range(len(names)) if r not in match]
+    col_order = [match[r] for r in row_order if r in match]
+    col_order += [j for j in range(len(ids)) if j not in col_order]
+    table = counts[np.ix_(row_order, col_order)] if counts.size else counts
+    col_ids = [ids[j] for j in col_order]
+    if (c[keep] == NOISE).any():
+        noise = np.array([[int(((y == names[r]) & (c == NOISE)).sum())] for r in row_order], dtype=np.int64)
+        table = np.hstack([table, noise])
+        col_ids.append(NOISE)
+    return Confusion([names[r] for r in row_order], col_ids, table, len(match), int((~keep).sum()))
+
+
+def purity_rows(labels_true, clusters) -> list[dict]:
+    """Per cluster: size, labelled images, majority label, its count and the purity (majority / labelled)."""
+    y = np.asarray(["" if v is None else str(v) for v in labels_true], dtype=object)
+    c = np.asarray(clusters, dtype=np.int64)
+    out = []
+    for cid in sorted(set(c.tolist()), key=lambda v: (v == NOISE, v)):
+        sel = c == cid
+        lab = y[sel & (y != "")]
+        vals, cnt = np.unique(lab.astype(str), return_counts=True) if len(lab) else (np.array([]), np.array([]))
+        order = np.lexsort((vals, -cnt)) if len(cnt) else []
+        top = [(str(vals[i]), int(cnt[i])) for i in order]
+        out.append({"cluster": cluster_name(cid), "size": int(sel.sum()),
+                    "n_labelled": int(len(lab)), "majority": top[0][0] if top else "",
+                    "majority_count": top[0][1] if top else 0,
+                    "purity": (top[0][1] / len(lab)) if top else None,
+                    "breakdown": ", ".join(f"{n}: {k}" for n, k in top)})
+    return out

@@ -1,0 +1,98 @@
+"""What the self-supervised modules share: the components, seeding, determinism, neighbours and the input PCA."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from brainclust.errors import ParameterError
+
+COMPONENTS: tuple[str, ...] = ("contrastive", "rotation", "joint", "refine")
+#: Above this many input dimensions the head's input PCA is a randomized SVD (see :func:`input_pca`).
+EXACT_PCA_MAX_DIM = 4096
+FORMAT_VERSION = 1
+
+
+def parse_components(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"contrastive,rotation"``, ``"all"``, ``"none"`` or a sequence -> ordered tuple of components."""
+    if value is None:
+        return ()
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    if items in (["all"],):
+        return COMPONENTS
+    if items in ([], ["none"], ["off"]):
+        return ()
+    bad = [v for v in items if v not in COMPONENTS]
+    if bad:
+        raise ParameterError(f"--self-supervised: unknown component '{bad[0]}'; choose from "
+                             f"{', '.join(COMPONENTS)}, 'all' or 'none'")
+    return tuple(c for c in COMPONENTS if c in items)
+
+
+def seed_for(*parts) -> int:
+    """A 63-bit seed derived from ``parts`` (independent streams for heads, rounds...)."""
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
+@contextlib.contextmanager
+def torch_determinism(threads: int = 1):
+    """Run a block on ``threads`` threads with deterministic algorithms, restoring the settings after."""
+    import torch
+
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
+
+
+def cosine_neighbors(E, k: int, chunk: int = 2048):
+    """Indices ``(n, k)`` of each row's ``k`` cosine-nearest other rows (torch tensor in, tensor out)."""
+    import torch
+    import torch.nn.functional as F
+
+    E = F.normalize(E, dim=1)
+    out = []
+    for s in range(0, len(E), chunk):
+        sim = E[s:s + chunk] @ E.T
+        idx = torch.arange(s, min(s + chunk, len(E)))
+        sim[torch.arange(len(idx)), idx] = -float("inf")
+        out.append(sim.topk(k, dim=1).indices)
+    return torch.cat(out)
+
+
+def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0):
+    """``(mean, components, scale)`` of the input map ``x -> (x - mean) @ components.T / scale``.
+
+    PCA by the eigendecomposition of the ``(D, D)`` covariance (exact, fast for many
+    rows) up to ``EXACT_PCA_MAX_DIM`` input dimensions, and by a seeded randomized
+    SVD above (pixels, HOG and fused features have 8k-18k dimensions). Signs are
+    fixed so that each component's largest entry is positive. Each
+    component is divided by ``std ** whiten_power`` and all by one constant, so
+    that the mapped input has unit mean variance per dimension.
+    """
+    X = np.asarray(X, np.float64)
+    mean = X.mean(0)
+    Xc = X - mean
+    d = int(max(1, min(n_components, X.shape[0] - 1, X.shape[1])))
+    if X.shape[1] <= EXACT_PCA_MAX_DIM:
+        evals, evecs = np.linalg.eigh(Xc.T @ Xc / max(1, X.shape[0] - 1))
+        order = np.argsort(evals)[::-1][:d]
+        comps, evals = evecs[:, order].T, evals[order]
+    else:  # pixels, HOG, fusions: a (D, D) eigendecomposition would take minutes to hours
+        from sklearn.utils.extmath import randomized_svd
+
+        _, sv, comps = randomized_svd(Xc, d, n_oversamples=20, n_iter=7, random_state=0)
+        evals = sv ** 2 / max(1, X.shape[0] - 1)
+    comps *= np.sign(comps[np.arange(d), np.argmax(np.abs(comps), axis=1)])[:, None]
+    sd = np.sqrt(np.maximum(evals, 1e-12))
+    scale = sd ** whiten_power
+    scale = scale * np.sqrt(np.mean((sd / scale) ** 2))
+    return mean, np.ascontiguousarray(comps), scale
