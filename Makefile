@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_extract.py
+	$(BIN)/python benchmarks/bench_extract.py --n 32 --repeats 3 --out benchmarks/results/extract.md
 	$(BIN)/python benchmarks/bf16_agreement.py
 
 # Self-supervised ablation: 6 configurations x 3 data sets x 2 methods x 5 seeds (README "Results").

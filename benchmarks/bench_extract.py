@@ -5,28 +5,31 @@ with random weights -- speed does not depend on weight values -- the
 EfficientNet-Lite0 variants with their packaged weights), on the same N images,
 in one process:
 
-* ``plain fp32 loop``: fp32, contiguous NCHW, batch 32, ``torch.no_grad()``,
+* ``plain fp32 loop (network)``: fp32, contiguous NCHW, batch 32, ``torch.no_grad()``,
   images decoded and pre-processed in memory beforehand (network only);
-* ``cl+bf16 loop``: the same tensors, channels_last, bf16 autocast,
-  ``torch.inference_mode()`` (network only);
-* ``extractor <precision> w<workers>``: ``FeatureExtractor(...).transform(paths)``
-  with ``cache_dir=False``, decoding files in DataLoader workers.
+* ``plain fp32 loop (files)``: the same loop end to end: each batch decoded and
+  pre-processed from the files, then run (the reference of the ratios);
+* ``extractor <runtime> <precision> w<workers>``: ``FeatureExtractor(...).transform(paths)``
+  with ``cache_dir=False``, end to end from the files; ``onnx`` is timed with
+  and without the prefetch thread (``runtime.PREFETCH``); ``--bf16`` adds the
+  opt-in torch bf16 path.
 
 All modes are warmed up once, then timed round-robin (to spread machine noise
 evenly) ``--repeats`` times; the median is reported. The compute roof is the
 fp32 ``torch.matmul`` rate measured in the same run divided by the backbone's
 GFLOP per image (counted with ``torch.utils.flop_counter``). Also prints the
-bf16-vs-fp32 feature error for backbones with real (not random) weights.
+feature error of every extractor mode against the plain fp32 loop.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_extract.py --n 64 --repeats 3 --out benchmarks/results/extract.md
+    .venv/bin/python benchmarks/bench_extract.py --n 32 --repeats 3 --out benchmarks/results/extract.md
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import statistics
 import sys
@@ -37,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainclust.features import backbones
+from brainclust.features import backbones, runtime
 from brainclust.features.extractor import FeatureExtractor, bf16_supported
 from brainclust.io.scan import load_gray
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
@@ -60,7 +63,7 @@ def image_paths(data: Path, n: int, tmp: Path) -> tuple[list[str], str]:
     return [str(p) for p in files], f"brainclust.data.demo.make_demo_dataset ({len(files)} images)"
 
 
-def matmul_gflops(dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:
+def matmul_gflops(dtype=torch.float32, n: int = 1024, reps: int = 10) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
@@ -105,22 +108,29 @@ def plain_loop(model, x, bs):
     return f
 
 
-def cl_bf16_loop(model, x, bs):
+def plain_files_loop(model, spec, paths, bs):
+    """The plain loop end to end: decode + pre-process each batch from its files, then run it."""
     def f():
         out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), bs):
-                xb = x[i:i + bs].contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    out.append(model(xb).float())
+        with torch.no_grad():
+            for i in range(0, len(paths), bs):
+                out.append(model(in_memory_batch(spec, paths[i:i + bs])))
             return torch.cat(out).numpy()
     return f
 
 
-def extractor_run(name, precision, workers, bs, paths):
+def extractor_run(name, precision, rt_name, workers, bs, paths, prefetch=True):
     ex = FeatureExtractor(backbone=name, weights=weights_for(name), precision=precision, batch_size=bs,
-                          num_workers=workers, cache_dir=False, progress=False).fit()
-    return ex, (lambda: ex.transform(paths))
+                          num_workers=workers, cache_dir=False, progress=False, runtime=rt_name).fit()
+    ex.transform(paths[:1])  # export / build outside the timing
+
+    def f():
+        runtime.PREFETCH = prefetch
+        try:
+            return ex.transform(paths)
+        finally:
+            runtime.PREFETCH = True
+    return ex, f
 
 
 def feature_error(f, ref) -> tuple[float, float]:
@@ -135,7 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=64, help="number of images (first N sorted files)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", default="0,1,2", help="comma-separated DataLoader worker counts")
+    ap.add_argument("--workers", default="0", help="comma-separated DataLoader worker counts")
+    ap.add_argument("--bf16", action="store_true", help="also time the opt-in torch bf16 extractor")
     ap.add_argument("--backbones", default=",".join(network_backbones()),
                     help="comma-separated CNN backbones to time (default: %(default)s)")
     ap.add_argument("--out", default="benchmarks/results/extract.md")
@@ -145,8 +156,9 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     paths, source = image_paths(Path(args.data), args.n, tmp)
     n, bs = len(paths), args.batch_size
-    mm = {"fp32": [matmul_gflops()], "bf16": [matmul_gflops(torch.bfloat16)]}
-    print(f"images: {source}; matmul fp32 {mm['fp32'][0]:.0f} GFLOP/s", flush=True)
+    mm = {"fp32": [matmul_gflops()], "bf16": [matmul_gflops(torch.bfloat16)] if args.bf16 else [float("nan")]}
+    load0 = os.getloadavg()
+    print(f"images: {source}; matmul fp32 {mm['fp32'][0]:.0f} GFLOP/s; load {load0}", flush=True)
     rows, notes, results, gflop = [], [], [], {}
     for name in args.backbones.split(","):
         spec, w = backbones.resolve(name, weights_for(name))
@@ -155,12 +167,13 @@ def main(argv=None) -> int:
         print(f"[{name}] decode+preprocess in memory: {n / (time.perf_counter() - t):.1f} img/s", flush=True)
         plain = backbones.build(spec, w)
         gflop[name] = gflop_per_image(plain, spec)
-        fast = backbones.build(spec, w).to(memory_format=torch.channels_last)
-        modes = {"plain fp32 loop": plain_loop(plain, x, bs), "cl+bf16 loop": cl_bf16_loop(fast, x, bs)}
-        for prec in ("fp32", "auto"):
-            for nw in (int(v) for v in args.workers.split(",")):
-                ex, fn = extractor_run(name, prec, nw, bs, paths)
-                label = f"extractor {prec}{'->' + ex.precision_ if prec == 'auto' else ''} w{nw}"
+        modes = {"plain fp32 loop (network)": plain_loop(plain, x, bs),
+                 "plain fp32 loop (files)": plain_files_loop(plain, spec, paths, bs)}
+        for nw in (int(v) for v in args.workers.split(",")):
+            runs = [("torch", "fp32", True), ("onnx", "fp32", True), ("onnx", "fp32", False)]
+            for rt_name, prec, pf in runs + ([("torch", "bf16", True)] if args.bf16 else []):
+                ex, fn = extractor_run(name, prec, rt_name, nw, bs, paths, pf)
+                label = f"extractor {ex.runtime_} {ex.precision_} w{nw}{'' if pf else ' no-prefetch'}"
                 modes[label] = fn
         outs = {}
         for label, fn in modes.items():  # warm-up; keep outputs for the error check
@@ -173,34 +186,39 @@ def main(argv=None) -> int:
                 fn()
                 times[label].append(time.perf_counter() - t)
             mm["fp32"].append(matmul_gflops(reps=5))  # the roof is re-measured each round: noisy machine
-            mm["bf16"].append(matmul_gflops(torch.bfloat16, reps=5))
+            if args.bf16:  # slow on CPUs without native bf16
+                mm["bf16"].append(matmul_gflops(torch.bfloat16, reps=5))
             print(f"[{name}] repeat {r + 1}/{args.repeats} done", flush=True)
         for label in modes:
             results.append((name, label, n / statistics.median(times[label]),
                             " ".join(f"{n / s:.1f}" for s in times[label])))
             print(f"[{name}] {label}: {results[-1][2]:.2f} img/s", flush=True)
-        if w.path is not None:  # real weights: the bf16 feature error is meaningful
-            ref = outs["plain fp32 loop"]
-            for label in ("cl+bf16 loop", *(k for k in outs if k.startswith("extractor"))):
-                rel, cos = feature_error(np.asarray(outs[label], np.float32), ref)
-                notes.append(f"{name} features, {label} vs plain fp32 loop: mean relative error {rel:.4f}, "
-                             f"mean cosine similarity {cos:.6f}")
-        del plain, fast, modes, outs
+        ref = outs["plain fp32 loop (network)"]
+        for label in (k for k in outs if k.startswith("extractor")):
+            if w.path is None:
+                continue  # random weights: every build is another network (tests/test_runtime.py compares them)
+            rel, cos = feature_error(np.asarray(outs[label], np.float32), ref)
+            notes.append(f"{name} features, {label} vs plain fp32 loop: mean relative error {rel:.2e}, "
+                         f"mean cosine similarity {cos:.6f}")
+        del plain, modes, outs
     gf32, gf16 = statistics.median(mm["fp32"]), statistics.median(mm["bf16"])
     for name, label, ips, runs in results:
-        base = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop")
+        base = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop (files)")
+        net = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop (network)")
         roof = gf32 / gflop[name]
-        rows.append(f"| {name} | {label} | {ips:.2f} | {ips / base:.2f} | {ips / roof:.2f} | {runs} |")
+        rows.append(f"| {name} | {label} | {ips:.2f} | {ips / base:.2f} | {ips / net:.2f} | {ips / roof:.2f} "
+                    f"| {runs} |")
     notes += [f"{b}: {g:.2f} GFLOP/image (counted) -> fp32 roof {gf32 / g:.1f} img/s (bf16-matmul roof "
               f"{gf16 / g:.1f}){'; RANDOM weights' if weights_for(b) else ''}" for b, g in gflop.items()]
     head = [f"images: {source}; batch {bs}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"native bf16: {bf16_supported()}",
-            f"2048x2048 matmul, median of {len(mm['fp32'])} measurements spread over the run: fp32 {gf32:.0f} "
+            f"native bf16: {bf16_supported()}; load average at start {load0[0]:.1f}, at end "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)",
+            f"1024x1024 matmul, median of {len(mm['fp32'])} measurements spread over the run: fp32 {gf32:.0f} "
             f"GFLOP/s (range {min(mm['fp32']):.0f}-{max(mm['fp32']):.0f}), bf16 {gf16:.0f} GFLOP/s "
             "(roof column uses fp32)",
             f"img/s: median of {args.repeats} round-robin repeats after 1 warm-up per mode", ""]
-    table = ["| backbone | mode | img/s (median) | ratio vs plain fp32 loop | vs compute roof | img/s (each run) |",
-             "|---|---|---:|---:|---:|---|", *rows]
+    table = ["| backbone | mode | img/s (median) | vs plain loop (files) | vs plain loop (network) | vs compute roof "
+             "| img/s (each run) |", "|---|---|---:|---:|---:|---:|---|", *rows]
     text = "\n".join([*head, *table, "", *(f"- {s}" for s in notes)]) + "\n"
     print("\n" + text)
     out = Path(args.out)

@@ -152,7 +152,7 @@ def test_empty_batch_is_a_no_op(tmp_path):
     c = FeatureCache(tmp_path, SETTINGS)
     c.put_many([], np.zeros((0, 4), np.float32))
     assert len(c) == 0
-    assert not c.dir.exists()
+    assert len(FeatureCache(tmp_path, SETTINGS)) == 0
 
 
 def test_persistence_across_instances(tmp_path):
@@ -161,7 +161,7 @@ def test_persistence_across_instances(tmp_path):
     f1, f2 = _feats(2, seed=1), _feats(3, seed=2)
     c1.put_many(k1, f1)
     c1.put_many(k2, f2)
-    assert len(list(c1.dir.glob("shard-*.npz"))) == 2
+    assert [p.name for p in c1.dir.glob("shard-*")] == []  # no shards: one database per configuration
     c2 = FeatureCache(tmp_path, dict(SETTINGS))
     assert len(c2) == 5
     for k, row in zip(k1 + k2, np.vstack([f1, f2])):
@@ -182,79 +182,42 @@ def test_different_settings_use_different_folders(tmp_path):
     assert len(FeatureCache(tmp_path, {**SETTINGS, "precision": "fp16"})) == 0
 
 
-def test_compact_merges_shards_and_keeps_entries(tmp_path):
+def test_many_batches_keep_one_database_and_every_entry(tmp_path):
     c = FeatureCache(tmp_path, SETTINGS)
     expected = {}
-    for b in range(5):
-        keys, f = _keys(f"{b}", 3), _feats(3, seed=b)
+    for b in range(70):
+        keys, f = [f"{b:064d}"], _feats(1, seed=b)
         c.put_many(keys, f)
         expected.update(zip(keys, f))
-    assert len(list(c.dir.glob("shard-*.npz"))) == 5
-    c.compact()
-    shards = list(c.dir.glob("shard-*.npz"))
-    assert len(shards) == 1
-    assert len(c) == 15
+    c.close()
+    assert sorted(p.name for p in c.dir.iterdir() if not p.name.startswith("features.sqlite-")) == [
+        "features.sqlite", "settings.json"]
     reopened = FeatureCache(tmp_path, SETTINGS)
-    assert len(reopened) == 15
+    assert len(reopened) == 70
     for k, row in expected.items():
         np.testing.assert_array_equal(reopened.get(k), row)
     assert _leftovers(tmp_path) == []
-    # compacting again is harmless
-    reopened.compact()
-    assert len(list(c.dir.glob("shard-*.npz"))) == 1
-    assert len(FeatureCache(tmp_path, SETTINGS)) == 15
 
 
-def test_compact_after_more_puts(tmp_path):
+def test_put_replaces_an_earlier_vector(tmp_path):
     c = FeatureCache(tmp_path, SETTINGS)
-    c.put_many(_keys("a", 2), _feats(2, seed=1))
-    c.put_many(_keys("b", 2), _feats(2, seed=2))
-    c.compact()
-    c.put_many(_keys("c", 2), _feats(2, seed=3))
-    c.compact()
-    assert len(list(c.dir.glob("shard-*.npz"))) == 1
-    assert len(FeatureCache(tmp_path, SETTINGS)) == 6
+    c.put_many(["k"], _feats(1, seed=1))
+    c.put_many(["k"], _feats(1, seed=2))
+    assert len(c) == 1
+    np.testing.assert_array_equal(FeatureCache(tmp_path, SETTINGS).get("k"), _feats(1, seed=2)[0])
 
 
-def test_many_shards_are_merged_automatically(tmp_path):
+def test_old_npz_shards_are_ignored(tmp_path):
     c = FeatureCache(tmp_path, SETTINGS)
-    for b in range(70):
-        c.put_many([f"{b:064d}"], _feats(1, seed=b))
-    assert len(list(c.dir.glob("shard-*.npz"))) < 64
-    assert len(FeatureCache(tmp_path, SETTINGS)) == 70
-
-
-# np.load leaks the file handle of a damaged zip (numpy behaviour); the log record
-# keeps the exception alive until teardown, where the handle is finalised.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_damaged_shard_is_ignored(tmp_path, caplog):
-    c = FeatureCache(tmp_path, SETTINGS)
-    keys, f = _keys("a", 3), _feats(3)
-    c.put_many(keys, f)
-    (c.dir / "shard-0000damaged.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
-    (c.dir / "shard-zzzztruncated.npz").write_bytes((next(c.dir.glob("shard-*.npz"))).read_bytes()[:40])
-    np.savez(c.dir / "shard-wrongkeys.npz", other=np.zeros(3))
-    with caplog.at_level(logging.WARNING, logger="brainclust.features.cache"):
-        again = FeatureCache(tmp_path, SETTINGS)
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(again) == 3
-    for k, row in zip(keys, f):
-        np.testing.assert_array_equal(again.get(k), row)
-    assert sum("damaged" in m for m in messages) == 3
-    # the cache still works and compaction drops the damaged files
-    again.put_many(_keys("b", 1), _feats(1, seed=9))
-    again.compact()
-    assert len(list(c.dir.glob("shard-*.npz"))) == 1
-    assert len(FeatureCache(tmp_path, SETTINGS)) == 4
-
-
-def test_compact_with_only_damaged_shards_does_not_crash(tmp_path):
-    c = FeatureCache(tmp_path, SETTINGS)
-    c.dir.mkdir(parents=True)
-    (c.dir / "shard-1.npz").write_bytes(b"junk")
-    (c.dir / "shard-2.npz").write_bytes(b"junk")
+    np.savez(c.dir / "shard-old.npz", keys=np.asarray(["k"]), features=_feats(1))
     again = FeatureCache(tmp_path, SETTINGS)
-    assert len(again) == 0
-    again.compact()
-    assert len(FeatureCache(tmp_path, SETTINGS)) == 0
+    assert len(again) == 0 and "k" not in again
+
+
+def test_put_many_rejects_bad_input(tmp_path):
+    c = FeatureCache(tmp_path, SETTINGS)
+    with pytest.raises(ValueError):
+        c.put_many(["a", "b"], _feats(3))
+    with pytest.raises(ValueError):
+        c.put_many(["a"], np.array([[1.0, np.nan]], np.float32))
+    assert len(c) == 0

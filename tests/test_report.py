@@ -345,11 +345,13 @@ def test_run_no_report_flag(tmp_path, monkeypatch, capsys, flag):
 
     import brainclust.pipeline
 
-    def fake_pipeline_run(data, out, cfg):
+    def fake_pipeline_run(data, out, cfg, finish=None):
         fake_run(Path(out).parent / "fake", n_per=5, k=2)
         import shutil
 
         shutil.copytree(Path(out).parent / "fake" / "out", out)
+        if finish is not None:  # the report is built while the run folder is still locked
+            finish(Path(out))
         return SimpleNamespace(metrics=json.loads((Path(out) / "metrics.json").read_text()), skipped=[],
                                manifest={}, out_dir=Path(out))
 

@@ -23,15 +23,21 @@ from brainclust import __version__
 from brainclust.features.cache import default_cache_dir
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import Clusterer, check_seed
+from brainclust.engines import check_engine
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.features.fusion import FusedExtractor, check_norm
 from brainclust.io.formats import nifti
 from brainclust.cluster.scores import score
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.io.scan import ImageRecord, ScanResult, scan
-from brainclust.io.atomic import atomic_write_json
-from brainclust.io.outputs import RunFolder, assignment_rows, read_json, write_assignments
+from brainclust.io.embeddings import write_embeddings
+from brainclust.io.atomic import atomic_write_json, folder_lock, remove_tree, sibling_temp_dir, swap_folder
+from brainclust.io.outputs import (RUN_ENTRIES, RunFolder, assignment_rows, escaped_manifest, read_json,
+                                   write_assignments)
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.manifold import UMAPReducer, build_reducer, check_reduce
+from brainclust.cluster.outliers import check_outlier_method, cluster_with_outliers
+from brainclust.selfsup import gate as ssl_gate
 from brainclust.selfsup import stage as ssl_stage
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ class RunConfig:
     backbone: str = "auto"
     weights: str | None = None
     precision: str = "auto"
+    runtime: str = "auto"
     batch_size: int = 32
     workers: int | None = None
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
@@ -68,6 +75,19 @@ class RunConfig:
     ssl_epochs: int | None = None
     #: Appearance views of the SSL head (``--ssl-views``); ``None`` = identity, hflip, strong.
     ssl_views: tuple[str, ...] | None = None
+    #: Also write the raw backbone features into ``embeddings.parquet`` (``--embeddings-features``).
+    embeddings_features: bool = False
+    #: ``--reduce``: ``pca`` (default), ``umap`` or ``pca+umap`` (:mod:`brainclust.cluster.manifold`).
+    reduce: str = "pca"
+    #: ``--outliers``: ``off`` (default) or ``auto`` (:mod:`brainclust.cluster.outliers`).
+    outliers: str = "off"
+    #: ``--auto``: the backbone and reduction are chosen label-free (:func:`brainclust.analysis.autoconfig.run_auto`).
+    auto: bool = False
+    #: ``--ssl-gate``: keep the SSL embedding only when :mod:`brainclust.selfsup.gate`'s check passes.
+    ssl_gate: bool = False
+    #: ``--engine``: ``local`` or ``ray`` (:mod:`brainclust.engines.ray_data`); ``ray_address`` joins a cluster.
+    engine: str = "local"
+    ray_address: str | None = None
 
     def validate(self) -> None:
         """Cheap checks that need no data, so bad settings fail before any work.
@@ -77,9 +97,12 @@ class RunConfig:
         nifti.parse_slices(self.slices)
         nifti.check_volume_index(self.volume_index)
         check_seed(self.seed)
+        check_engine(self.engine, self.ray_address)
         self.extractor().check_params()
         check_norm(self.fusion_norm)
         PCAReducer(self.pca).check_params()
+        check_reduce(self.reduce)
+        check_outlier_method(self.outliers, self.method)
         Clusterer(method=self.method, n_clusters=self.k).check_params()
         comps = ssl_stage.validate(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
         if comps and self.k == "auto":
@@ -93,7 +116,7 @@ class RunConfig:
                       batch_size=self.batch_size, num_workers=self.workers,
                       clip_percentiles=self.clip_percentiles, intensity_window=self.intensity_window,
                       cache_dir=self.cache_dir,
-                      device=self.device, progress=self.progress)
+                      device=self.device, progress=self.progress, runtime=self.runtime)
         if "+" in self.backbone:  # fusion of several backbones (brainclust.features.fusion)
             return FusedExtractor(**kwargs, norm=self.fusion_norm)
         return FeatureExtractor(**kwargs)
@@ -144,13 +167,38 @@ def extract_records(extractor: FeatureExtractor, scanned: ScanResult) -> tuple[l
     return [scanned.records[i] for i in ok], feats[ok], sorted(skipped, key=lambda s: s["path"])
 
 
-def _check_out(out) -> None:
-    """Fail before any work when ``--out`` cannot become a writable folder (nothing is created)."""
+def _inside(a: Path, b: Path) -> bool:
+    """Whether folder ``a`` is ``b`` or lies inside it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def _check_out(out, data=None, model_dir=None) -> None:
+    """Fail before any work when ``--out`` cannot become this run's folder (nothing is created).
+
+    Refused: a file; a folder that cannot be created or written; ``--out`` equal to,
+    inside or around ``data`` (a rerun would cluster the outputs, or the swap would
+    delete the images) or ``model_dir``; an existing folder holding anything that is
+    not a run output (:data:`~brainclust.io.outputs.RUN_ENTRIES`), which a rerun
+    would otherwise delete.
+    """
     if out is None:
         return
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise ParameterError(f"--out: '{out}' exists and is not a folder")
+    for other, what in ((data, "the input folder"), (model_dir, "the model folder")):
+        if other is None:
+            continue
+        o, r = Path(other).resolve(), p.resolve()
+        if _inside(r, o) or _inside(o, r):
+            raise ParameterError(f"--out: '{out}' must be outside {what} '{other}' (and not contain it); "
+                                 "choose another folder")
+    if p.is_dir():
+        foreign = sorted(e.name for e in p.iterdir() if e.name not in RUN_ENTRIES)
+        if foreign:
+            raise ParameterError(f"--out: '{out}' holds '{foreign[0]}', which is not a brainclust output; "
+                                 "a run replaces its whole --out folder: choose a new or empty folder "
+                                 "(or a previous run's)")
     anc = p
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
@@ -163,12 +211,33 @@ def _check_out(out) -> None:
 
 
 def _make_out(out) -> Path:
-    """Create the output folder; an OS refusal becomes a one-line ParameterError."""
+    """Create an empty staging folder next to ``out``; an OS refusal becomes a one-line ParameterError."""
     out = Path(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        return sibling_temp_dir(out)
     except OSError as exc:
         raise ParameterError(f"--out: cannot create folder '{out}': {exc.strerror or exc}") from None
+
+
+def _publish(out, fill, data=None, model_dir=None, finish=None) -> Path:
+    """Write a whole output folder: ``fill(staging)`` in a sibling folder, then swap it in as ``out``.
+
+    Under :func:`~brainclust.io.atomic.folder_lock`: a second writer of ``out``
+    waits. ``finish(out)`` (e.g. the report) runs after the swap, still locked.
+    On any failure the staging folder is removed and ``out`` is left as it was.
+    """
+    out = Path(out)
+    with folder_lock(out, on_wait=lambda: log.info("waiting for another brainclust process writing '%s'", out)):
+        _check_out(out, data, model_dir)  # again: the folder may have changed while the run worked
+        staging = _make_out(out)
+        try:
+            fill(staging)
+            swap_folder(staging, out)
+        except BaseException:
+            remove_tree(staging)
+            raise
+        if finish is not None:
+            finish(out)
     return out
 
 
@@ -185,6 +254,7 @@ def backbone_info(ex: FeatureExtractor) -> dict:
     return {"name": ex.spec_.name, "requested": ex.backbone, "dim": ex.spec_.dim,
             "input_size": ex.spec_.input_size, "weights_path": ex.weights_.path,
             "weights_sha256": ex.weights_.sha256, "precision": ex.precision_, "device": ex.device_,
+            "runtime": getattr(ex, "runtime_", "torch"),
             **({"block_scales": [float(v) for v in ex.block_scales_], "fusion_norm": ex.norm}
                if getattr(ex, "block_scales_", None) is not None else {})}
 
@@ -212,13 +282,19 @@ def _scan_and_extract(data, cfg: RunConfig, t: dict):
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     extractor = cfg.extractor().fit()
+    if cfg.engine == "ray":  # the cluster fills the feature store; the local pass below then reads it
+        from brainclust.engines import ray_data
+
+        engine = ray_data.extract(extractor, scanned.records, cfg.ray_address)
+    else:
+        engine = {"engine": "local"}
     records, feats, skipped = extract_records(extractor, scanned)
     t["extract"] = time.perf_counter() - t0
     if len(records) < 2:
         raise InputError(f"input folder '{data}' has {len(records)} decodable image(s); clustering needs 2")
     if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but only {len(records)} images could be decoded")
-    return scanned, extractor, records, feats, skipped
+    return scanned, extractor, records, feats, skipped, engine
 
 
 def _cache_info(extractor) -> dict:
@@ -226,7 +302,28 @@ def _cache_info(extractor) -> dict:
             "hits": extractor.cache_hits_, "misses": extractor.cache_misses_}
 
 
-def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResult:
+def _self_supervised(cfg: RunConfig, extractor, records, feats, t: dict):
+    """The optional SSL stage: ``(cfg, outcome or None, what the reduction gets)``.
+
+    With ``--ssl-gate`` the embedding is kept only when :func:`brainclust.selfsup.gate.check`
+    passes; otherwise the run goes on with the frozen features, ``cfg.ssl`` becomes empty (so
+    ``predict`` does not embed) and no SSL model is saved; ``info["gate"]`` says which.
+    """
+    if not cfg.ssl:
+        return cfg, None, feats
+    t0 = time.perf_counter()
+    cfg = replace(cfg, ssl=ssl_stage.validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs))  # "all" -> the four
+    ssl = ssl_stage.fit(cfg, extractor, records, feats)
+    reduce_in = ssl.embedding
+    if cfg.ssl_gate:
+        ssl.info["gate"] = ssl_gate.check(feats, ssl.embedding, cfg.k, cfg.pca, cfg.seed).as_dict()
+        if not ssl.info["gate"]["kept"]:  # step aside: frozen features, no SSL model saved
+            reduce_in, ssl.model, cfg = feats, None, replace(cfg, ssl=())
+    t["ssl"] = time.perf_counter() - t0
+    return cfg, ssl, reduce_in
+
+
+def run(data, out=None, config: RunConfig | None = None, *, finish=None, **settings) -> RunResult:
     """Cluster the images under ``data``; write the outputs to ``out`` when given.
 
     Parameters
@@ -238,6 +335,9 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
         ``manifest.json`` and ``model/``. Nothing is written when ``None``.
     config : RunConfig, optional
         Settings; keyword arguments override its fields (e.g. ``k=4``).
+    finish : callable, optional
+        ``finish(out)`` runs once the run folder is in place, while it is still
+        locked (``brainclust run`` builds the report here).
 
     Returns
     -------
@@ -250,26 +350,25 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
     """
     cfg = replace(config or RunConfig(), **settings)
     cfg.validate()
-    _check_out(out)
+    if cfg.auto:  # the choice lives in analysis (a higher rank); it calls run() with auto=False
+        raise ParameterError("--auto: use brainclust.analysis.autoconfig.run_auto (brainclust run --auto)")
+    _check_out(out, data)
     t: dict = {}
-    scanned, extractor, records, feats, skipped = _scan_and_extract(data, cfg, t)
-    ssl = None
-    reduce_in = feats
-    if cfg.ssl:  # the self-supervised stage: features -> learned embedding, then PCA as usual
-        t0 = time.perf_counter()
-        cfg = replace(cfg, ssl=ssl_stage.validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs))  # "all" -> the four
-        ssl = ssl_stage.fit(cfg, extractor, records, feats)
-        reduce_in = ssl.embedding
-        t["ssl"] = time.perf_counter() - t0
+    scanned, extractor, records, feats, skipped, engine = _scan_and_extract(data, cfg, t)
+    cfg, ssl, reduce_in = _self_supervised(cfg, extractor, records, feats, t)
 
     t0 = time.perf_counter()
-    reducer = PCAReducer(cfg.pca, random_state=cfg.seed).fit(reduce_in)
-    emb = reducer.transform(reduce_in)
+    reducer = build_reducer(cfg.reduce, cfg.pca, cfg.seed)  # PCAReducer unless --reduce umap / pca+umap
+    emb = reducer.fit_transform(reduce_in)
     t["reduce"] = time.perf_counter() - t0
+    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > reducer.n_distinct_:
+        raise ParameterError(f"--k: {cfg.k} clusters requested but only {reducer.n_distinct_} of the "
+                             f"{len(records)} images have distinct features (duplicates share one); "
+                             f"use --k {reducer.n_distinct_} or fewer")
 
     t0 = time.perf_counter()
     k, k_selection = resolve_k(cfg.k, cfg.method, emb, cfg.seed)
-    clusterer = Clusterer(method=cfg.method, n_clusters=k, random_state=cfg.seed).fit(emb)
+    clusterer, outlier_info = cluster_with_outliers(emb, cfg.method, k, cfg.seed, cfg.outliers)
     t["cluster"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -277,48 +376,104 @@ def run(data, out=None, config: RunConfig | None = None, **settings) -> RunResul
     metrics = score(emb, clusterer.labels_, labels_true)
     if k_selection is not None:
         metrics["k_selection"] = k_selection
+    if outlier_info is not None:
+        metrics["outliers"] = outlier_info
     t["evaluate"] = time.perf_counter() - t0
 
     manifest = {
         "kind": "run", "versions": versions(), "input": str(Path(data).resolve()),
         "settings": {**asdict(cfg), "preprocess": extractor.preprocess_.as_dict()},
         "backbone": backbone_info(extractor),
-        "pca": {"n_components": reducer.n_components_,
+        "pca": {"n_components": reducer.n_components_, "solver": reducer.solver_, "fit_rows": reducer.fit_rows_,
                 "explained_variance": (float(reducer.explained_variance_ratio_.sum())
                                        if reducer.explained_variance_ratio_ is not None else None)},
         "clustering": {"method": cfg.method, "k": k, "k_requested": cfg.k, "n_clusters_found": clusterer.n_clusters_,
                        "dbscan_eps": clusterer.eps_},
         "cache": _cache_info(extractor),
+        "engine": engine,
         "n_files_scanned": scanned.n_files,
         "n_images": len(records), "skipped": skipped, "timings_s": t,
         **({"ssl": ssl.info} if ssl is not None else {}),
+        **({"reduce": reducer.as_dict()} if cfg.reduce != "pca" else {}),
+        **({"outliers": outlier_info} if outlier_info is not None else {}),
     }
     result = RunResult(cfg, records, skipped, feats, emb, clusterer.labels_, clusterer.levels_, metrics,
                        manifest, extractor, reducer, clusterer, timings=t,
                        ssl_model=ssl.model if ssl is not None else None)
     if out is not None:
-        write_outputs(result, out)
+        write_outputs(result, out, finish)
     return result
 
 
-def write_outputs(result: RunResult, out) -> Path:
-    """Write model, ``assignments.csv``, ``metrics.json`` and, last, ``manifest.json``."""
-    out = _make_out(out)
-    folder = RunFolder(out)
+def write_outputs(result: RunResult, out, finish=None) -> Path:
+    """Write the whole run folder ``out``: model, ``assignments.csv``, ``metrics.json``, ``manifest.json``.
+
+    The files go to a temporary sibling folder that then replaces ``out`` (see
+    :func:`_publish`), so ``out`` never mixes two runs' files; ``finish(out)``
+    (the report) runs after the swap while the folder is still locked.
+    """
     t0 = time.perf_counter()
-    result.reducer.save(folder.pca)
-    result.clusterer.save(folder.cluster)
-    if result.ssl_model is not None:
-        ssl_stage.save(result.ssl_model, folder.model)
-    atomic_write_json(folder.model_config, {"brainclust": __version__,
-                                            "settings": result.manifest["settings"],
-                                            "backbone": result.manifest["backbone"]})
-    write_assignments(folder.assignments, result.rows(), result.levels is not None)
-    atomic_write_json(folder.metrics, result.metrics)
-    result.timings["write"] = time.perf_counter() - t0
-    atomic_write_json(folder.manifest, result.manifest)
+
+    def fill(staging: Path) -> None:
+        folder = RunFolder(staging)
+        if isinstance(result.reducer, UMAPReducer):  # --reduce umap: its PCA, then the UMAP part
+            result.reducer.pca_.save(folder.pca)
+            result.reducer.save(folder.umap)
+        else:
+            result.reducer.save(folder.pca)
+        result.clusterer.save(folder.cluster)
+        if result.ssl_model is not None:
+            ssl_stage.save(result.ssl_model, folder.model)
+        atomic_write_json(folder.model_config, {"brainclust": __version__,
+                                                "settings": result.manifest["settings"],
+                                                "backbone": result.manifest["backbone"]})
+        write_assignments(folder.assignments, result.rows(), result.levels is not None)
+        write_embeddings(folder.embeddings, result.rows(), result.records, result.embedding,
+                         result.features if result.config.embeddings_features else None)
+        atomic_write_json(folder.metrics, result.metrics)
+        result.timings["write"] = time.perf_counter() - t0
+        atomic_write_json(folder.manifest, escaped_manifest(result.manifest))
+
+    out = _publish(out, fill, result.manifest.get("input"), result.manifest.get("model_dir"), finish)
     result.out_dir = out
     return out
+
+
+#: model/config.json: field -> (allowed types, may be missing). ``None`` in a tuple allows null.
+_SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, type(None)), False),
+                   "intensity_window": ((list, type(None)), True), "pca": ((int, float), False),
+                   "method": ((str,), False), "k": ((int, str), False), "seed": ((int,), False),
+                   "slices": ((str,), True), "volume_index": ((int,), True),
+                   "ssl": ((list, type(None)), True), "ssl_mode": ((str,), True),
+                   "ssl_epochs": ((int, type(None)), True)}
+_BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), False),
+                   "weights_sha256": ((str,), False), "precision": ((str,), False), "device": ((str,), False),
+                   "dim": ((int,), False), "block_scales": ((list, type(None)), True),
+                   "fusion_norm": ((str,), True)}
+
+
+def check_model_config(info, path) -> None:
+    """``model/config.json`` read like untrusted input: a ModelFileError naming the file and the field."""
+    if not isinstance(info, dict):
+        raise ModelFileError(f"model config '{path}': must be a JSON object, got {type(info).__name__}")
+    for section, table in (("settings", _SETTINGS_TYPES), ("backbone", _BACKBONE_TYPES)):
+        sec = info.get(section)
+        if not isinstance(sec, dict):
+            raise ModelFileError(f"model config '{path}': field '{section}' is missing or not a JSON object")
+        for name, (types, optional) in table.items():
+            if name not in sec:
+                if optional:
+                    continue
+                raise ModelFileError(f"model config '{path}': field '{section}.{name}' is missing")
+            v = sec[name]
+            if isinstance(v, bool) or not isinstance(v, types):
+                raise ModelFileError(f"model config '{path}': field '{section}.{name}' has the wrong type "
+                                     f"({type(v).__name__}: {v!r:.60})")
+    for name in ("clip_percentiles", "intensity_window"):
+        v = info["settings"].get(name)
+        if v is not None and (len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                     for x in v)):
+            raise ModelFileError(f"model config '{path}': field 'settings.{name}' must be null or two numbers")
 
 
 def load_model(model_dir) -> tuple[dict, PCAReducer, Clusterer]:
@@ -327,7 +482,31 @@ def load_model(model_dir) -> tuple[dict, PCAReducer, Clusterer]:
     if not folder.model_config.is_file():
         raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
     info = read_json(folder.model_config)
-    return info, PCAReducer.load(folder.pca), Clusterer.load(folder.cluster)
+    check_model_config(info, folder.model_config)
+    reducer, clusterer = PCAReducer.load(folder.pca), Clusterer.load(folder.cluster)
+    if info["settings"].get("reduce", "pca") != "pca":  # the UMAP after the saved PCA (re-fitted, no pickle)
+        reducer = UMAPReducer.load(folder.umap, reducer)
+    if clusterer.method != info["settings"]["method"]:
+        raise ModelFileError(f"cluster model '{folder.cluster}': field 'params.method' is "
+                             f"'{clusterer.method}' but {folder.model_config} says '{info['settings']['method']}'")
+    if reducer.n_components_ != clusterer.X_fit_.shape[1]:
+        raise ModelFileError(f"cluster model '{folder.cluster}': field 'X_fit' has {clusterer.X_fit_.shape[1]} "
+                             f"dimensions but the PCA ({folder.pca}) gives {reducer.n_components_}")
+    if not info["settings"].get("ssl") and reducer.n_features_in_ != info["backbone"]["dim"]:
+        raise ModelFileError(f"PCA file '{folder.pca}': field 'n_features_in' is {reducer.n_features_in_} but "
+                             f"{folder.model_config} says backbone.dim = {info['backbone']['dim']}")
+    return info, reducer, clusterer
+
+
+def _stored_config(s: dict, bb: dict, weights) -> RunConfig:
+    """The settings of a saved model alone (no option of the predict call), to check them."""
+    return RunConfig(backbone=bb["name"], weights=weights, precision=bb["precision"], batch_size=s["batch_size"],
+                     clip_percentiles=tuple(s["clip_percentiles"]) if s["clip_percentiles"] else None,
+                     intensity_window=tuple(s["intensity_window"]) if s.get("intensity_window") else None,
+                     pca=s["pca"], method=s["method"], k=s["k"], seed=s["seed"], device=bb["device"],
+                     slices=s.get("slices", "axial:mid"), volume_index=s.get("volume_index", 0),
+                     ssl=tuple(s.get("ssl") or ()), ssl_mode=s.get("ssl_mode", "head"),
+                     ssl_epochs=s.get("ssl_epochs"))
 
 
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
@@ -342,6 +521,10 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     info, reducer, clusterer = load_model(model_dir)
     s, bb = info["settings"], info["backbone"]
     weights = bb["weights_path"] if bb["weights_sha256"] != "random" else "random"
+    try:
+        _stored_config(s, bb, weights).validate()
+    except ParameterError as exc:
+        raise ModelFileError(f"model config '{RunFolder(model_dir).model_config}': {exc}") from None
     cfg = RunConfig(backbone=bb["name"], weights=weights, precision=bb["precision"],
                     batch_size=batch_size or s["batch_size"], workers=workers,
                     clip_percentiles=tuple(s["clip_percentiles"]) if s["clip_percentiles"] else None,
@@ -354,7 +537,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
                     ssl=tuple(s.get("ssl") or ()), ssl_mode=s.get("ssl_mode", "head"),
                     ssl_epochs=s.get("ssl_epochs"))
     cfg.validate()
-    _check_out(out)
+    _check_out(out, data, model_dir)
     t = {}
     t0 = time.perf_counter()
     scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index)
@@ -362,9 +545,15 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     if bb.get("block_scales") is not None:  # fusion: the scales learned on the training images
         extractor.set_params(block_scales=bb["block_scales"], norm=bb.get("fusion_norm", "image"))
     extractor.fit()
+    if extractor.spec_.dim != bb["dim"]:
+        raise ModelFileError(f"model config '{RunFolder(model_dir).model_config}': field 'backbone.name' "
+                             f"('{bb['name']}') gives {extractor.spec_.dim} dimensions but the model was saved "
+                             f"with backbone.dim = {bb['dim']}")
     if extractor.weights_.sha256 != bb["weights_sha256"]:
-        raise ModelFileError(f"weights '{weights}' have changed since the model was saved "
-                             f"(SHA-256 {extractor.weights_.sha256[:12]} != {bb['weights_sha256'][:12]})")
+        raise ModelFileError(f"the weights of backbone '{bb['name']}' "
+                             f"('{extractor.weights_.path or bb['weights_path'] or 'built-in'}') have changed since "
+                             f"the model was saved (SHA-256 {extractor.weights_.sha256[:12]} != "
+                             f"{bb['weights_sha256'][:12]})")
     records, feats, skipped = extract_records(extractor, scanned)
     t["extract"] = time.perf_counter() - t0
     if not records:
@@ -388,10 +577,12 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     result = RunResult(cfg, records, skipped, feats, emb, labels, levels, metrics, manifest,
                        extractor, reducer, clusterer, timings=t)
     if out is not None:
-        out = _make_out(out)
-        folder = RunFolder(out)
-        write_assignments(folder.assignments, result.rows(), levels is not None)
-        atomic_write_json(folder.metrics, metrics)
-        atomic_write_json(folder.manifest, manifest)
-        result.out_dir = out
+        def fill(staging: Path) -> None:
+            folder = RunFolder(staging)
+            write_assignments(folder.assignments, result.rows(), levels is not None)
+            write_embeddings(folder.embeddings, result.rows(), records, emb)
+            atomic_write_json(folder.metrics, metrics)
+            atomic_write_json(folder.manifest, escaped_manifest(manifest))
+
+        result.out_dir = _publish(out, fill, data, model_dir)
     return result

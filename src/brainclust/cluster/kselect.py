@@ -36,7 +36,10 @@ internal score), then to the smallest ``k``. Indices that are undefined for a
 partition (one cluster found) are left out of its vote.
 
 ``hierarchical`` builds one linkage tree for the data (and one per reference
-set) and cuts it at every ``k``. ``dbscan`` chooses its own number of clusters
+set) and cuts it at every ``k``. Above ``sample_max`` images (default 10000;
+the data and each reference set get an exact tree) the whole selection runs
+on a seeded random sample of ``sample_max`` of them (``sample_size`` in
+:meth:`KSelector.as_dict`). ``dbscan`` chooses its own number of clusters
 and has no ``k`` to select.
 """
 
@@ -131,6 +134,8 @@ class KSelector(BaseEstimator):
         Seed of the clusterings and of the reference sets.
     linkage, metric : str, default "average", "cosine"
         Passed to :class:`~brainclust.cluster.methods.Clusterer` (hierarchical only).
+    sample_max : int, default 10000
+        Above this many images, select ``k`` on a seeded sample of this size.
 
     Attributes
     ----------
@@ -145,11 +150,14 @@ class KSelector(BaseEstimator):
     votes_ : dict of str to int or None
         The ``k`` each index votes for.
     labels_ : dict of int to ndarray
-        The partition for every ``k`` tried.
+        The partition for every ``k`` tried (of the sample's rows when sampled).
+    sample_ : ndarray of int or None
+        The rows of ``X`` used when ``n > sample_max``.
     """
 
     def __init__(self, method: str = "hierarchical", k_min: int = 2, k_max: int = 15, n_references: int = 10,
-                 random_state: int | None = None, linkage: str = "average", metric: str = "cosine"):
+                 random_state: int | None = None, linkage: str = "average", metric: str = "cosine",
+                 sample_max: int = 10000):
         self.method = method
         self.k_min = k_min
         self.k_max = k_max
@@ -157,12 +165,13 @@ class KSelector(BaseEstimator):
         self.random_state = random_state
         self.linkage = linkage
         self.metric = metric
+        self.sample_max = sample_max
 
     def _check(self, n: int) -> list[int]:
         if self.method not in METHODS or self.method == "dbscan":
             raise ParameterError(f"--k auto: needs a method with a k ({', '.join(m for m in METHODS if m != 'dbscan')}), "
                                  f"got '{self.method}'")
-        for name in ("k_min", "k_max", "n_references"):
+        for name in ("k_min", "k_max", "n_references", "sample_max"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
@@ -193,6 +202,10 @@ class KSelector(BaseEstimator):
             raise ParameterError("features must be a finite 2-D array")
         ks = self._check(len(X))
         rng = np.random.default_rng(self.random_state)
+        self.sample_ = None
+        if len(X) > self.sample_max:
+            self.sample_ = np.sort(rng.choice(len(X), int(self.sample_max), replace=False))
+            X = X[self.sample_]
         seed = None if self.random_state is None else int(self.random_state)
         geom = _unit_rows if self._cosine_geometry() else (lambda A: A)
         Z = geom(X)
@@ -244,6 +257,7 @@ class KSelector(BaseEstimator):
                 "indices": {name: {"curve": self.curves_[name], "best": BEST[name], "vote": self.votes_[name]}
                             for name in INDICES},
                 "gap_sd": self.gap_sd_, "n_references": int(self.n_references),
+                **({} if getattr(self, "sample_", None) is None else {"sample_size": int(len(self.sample_))}),
                 "vote_counts": counts, "tie_break": TIE_BREAK,
                 "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
 

@@ -40,6 +40,7 @@ from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from brainclust.cluster.twostage import N_MICRO, nearest, two_stage_tree, unit_rows
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, json_default
 from brainclust.io.outputs import N_LEVELS
@@ -62,13 +63,13 @@ def relabel(labels: np.ndarray) -> np.ndarray:
     """Renumber cluster ids 0..k-1 by first appearance; -1 (noise) stays -1."""
     labels = np.asarray(labels)
     out = np.full(labels.shape, -1, dtype=np.int64)
-    mapping: dict[int, int] = {}
-    for i, v in enumerate(labels.tolist()):
-        if v == -1:
-            continue
-        if v not in mapping:
-            mapping[v] = len(mapping)
-        out[i] = mapping[v]
+    keep = labels != -1
+    if not keep.any():
+        return out
+    ids, first, inv = np.unique(labels[keep], return_index=True, return_inverse=True)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(ids))
+    out[keep] = rank[inv.ravel()]
     return out
 
 
@@ -131,6 +132,15 @@ class Clusterer(ClusterMixin, BaseEstimator):
         Hierarchical only. ``ward`` needs ``metric="euclidean"``.
     metric : {"cosine", "euclidean"}, default "cosine"
         Hierarchical only: the distance of the tree and of :meth:`predict`.
+    exact_max : int, default 20000
+        Largest n clustered exactly. Above it: ``hierarchical`` (average/cosine only) builds the
+        two-stage tree of :mod:`brainclust.cluster.twostage`; ``gmm`` fits on a seeded sample of
+        ``exact_max`` points and assigns the rest; ``dbscan`` and ``spectral`` refuse
+        (:class:`~brainclust.errors.ParameterError`), as do the other linkages.
+    n_micro : int, default 4000
+        Micro-clusters of the two-stage tree (calibrated in docs/performance.md, "Scale").
+    kmeans_max : int, default 100000
+        Largest n for full K-Means (``n_init=10``); above it MiniBatchKMeans.
 
     Attributes
     ----------
@@ -138,7 +148,10 @@ class Clusterer(ClusterMixin, BaseEstimator):
     levels_ : ndarray of shape (n_samples, 10) or None
         Hierarchical only: the cut into L clusters in column L-1.
     tree_ : ndarray of shape (n_samples - 1, 4) or None
-        Hierarchical only: the scipy linkage matrix.
+        Hierarchical only: the scipy linkage matrix (over the micro-clusters for the two-stage
+        tree: shape ``(n_micro - 1, 4)``).
+    micro_centers_, micro_of_ : ndarray or None
+        Two-stage tree only: the micro-cluster centres (unit-row space) and each point's micro-cluster.
     eps_ : float or None
         DBSCAN only.
     n_clusters_ : int
@@ -146,7 +159,8 @@ class Clusterer(ClusterMixin, BaseEstimator):
     """
 
     def __init__(self, method: str = "hierarchical", n_clusters: int = 4, random_state: int | None = None,
-                 min_samples: int = 5, n_neighbors: int = 10, linkage: str = "average", metric: str = "cosine"):
+                 min_samples: int = 5, n_neighbors: int = 10, linkage: str = "average", metric: str = "cosine",
+                 exact_max: int = 20000, n_micro: int = N_MICRO, kmeans_max: int = 100000):
         self.method = method
         self.n_clusters = n_clusters
         self.random_state = random_state
@@ -154,6 +168,9 @@ class Clusterer(ClusterMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.linkage = linkage
         self.metric = metric
+        self.exact_max = exact_max
+        self.n_micro = n_micro
+        self.kmeans_max = kmeans_max
 
     def check_params(self) -> None:
         """The rules of every parameter (no data needed); ``fit`` calls it, and so does ``RunConfig``.
@@ -172,7 +189,7 @@ class Clusterer(ClusterMixin, BaseEstimator):
         if self.method != "dbscan" and k != "auto" and (
                 isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
             raise ParameterError(f"--k: must be a positive integer or 'auto', got {k!r}")
-        for name in ("min_samples", "n_neighbors"):
+        for name in ("min_samples", "n_neighbors", "exact_max", "n_micro", "kmeans_max"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
@@ -193,53 +210,94 @@ class Clusterer(ClusterMixin, BaseEstimator):
             raise ParameterError("features must be a finite 2-D array")
         n = len(X)
         self._validate(n)
-        self.levels_ = self.tree_ = self.eps_ = None
+        self._refuse_at_scale(n)
+        self.levels_ = self.tree_ = self.eps_ = self.micro_centers_ = self.micro_of_ = None
         self.X_fit_ = X
         k = int(self.n_clusters) if self.method != "dbscan" else 0
-        m = self.method
-        if m == "hierarchical":
-            self.tree_ = hierarchical_tree(X, self.linkage, self.metric)
-            cuts = cut_levels(self.tree_, [*range(1, N_LEVELS + 1), k])
-            self.levels_ = np.stack([cuts[L] for L in range(1, N_LEVELS + 1)], axis=1)
-            labels = cuts[k]
-        elif m == "kmeans":
-            from sklearn.cluster import KMeans
-
-            km = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(X)
-            labels = km.labels_
-            # centres in the canonical order of relabel()
-            ids, first = np.unique(labels, return_index=True)
-            self.centers_ = km.cluster_centers_[ids[np.argsort(first)]]
-        elif m == "gmm":
-            from sklearn.mixture import GaussianMixture
-
-            self.model_ = GaussianMixture(n_components=k, covariance_type="full", reg_covar=1e-4,
-                                          random_state=self.random_state).fit(X)
-            labels = self.model_.predict(X)
-        elif m == "dbscan":
-            from sklearn.cluster import DBSCAN
-
-            self.eps_ = knee_eps(X, self.min_samples)
-            db = DBSCAN(eps=self.eps_, min_samples=self.min_samples, metric="cosine").fit(X)
-            labels = db.labels_
-            self.core_ = np.zeros(n, bool)
-            self.core_[db.core_sample_indices_] = True
-        else:
-            from sklearn.cluster import SpectralClustering
-
-            nn = min(self.n_neighbors, n - 1)
-            sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=nn,
-                                    random_state=self.random_state, assign_labels="kmeans")
-            labels = sc.fit(_safe_for_cosine(X) / np.linalg.norm(_safe_for_cosine(X), axis=1, keepdims=True)).labels_
-        self.labels_ = relabel(labels)
-        self.n_clusters_ = int(len(set(self.labels_.tolist()) - {-1}))
+        fit_method = {"hierarchical": self._fit_hierarchical, "kmeans": self._fit_kmeans, "gmm": self._fit_gmm,
+                      "dbscan": self._fit_dbscan, "spectral": self._fit_spectral}[self.method]
+        self.labels_ = relabel(fit_method(X, k))
+        self.n_clusters_ = int(len(np.unique(self.labels_[self.labels_ >= 0])))
         self._warn_degenerate()
         return self
+
+    def _refuse_at_scale(self, n: int) -> None:
+        """Above ``exact_max``: what does not scale says so (one line: the limit and the alternative)."""
+        if n <= self.exact_max:
+            return
+        alt = ("use --method hierarchical (average/cosine: two-stage tree) or kmeans, or cluster a sample")
+        if self.method in ("dbscan", "spectral"):
+            raise ParameterError(f"--method {self.method}: at most exact_max={self.exact_max} images "
+                                 f"(its neighbour graph and memory grow with n), got {n}; {alt}")
+        if self.method == "hierarchical" and (self.linkage, self.metric) != ("average", "cosine"):
+            raise ParameterError(f"linkage: {self.linkage}/{self.metric} is exact only, at most exact_max="
+                                 f"{self.exact_max} images (the n^2 distance matrix), got {n}; {alt}")
+
+    def _fit_hierarchical(self, X: np.ndarray, k: int) -> np.ndarray:
+        ks = [*range(1, N_LEVELS + 1), k]
+        if len(X) <= self.exact_max:
+            self.tree_ = hierarchical_tree(X, self.linkage, self.metric)
+            cuts = cut_levels(self.tree_, ks)
+        else:
+            self.tree_, self.micro_centers_, self.micro_of_ = two_stage_tree(X, self.n_micro, self.random_state)
+            m = len(self.micro_centers_)
+            if k > m:
+                raise ParameterError(f"--k: {k} clusters requested but the two-stage tree has {m} micro-clusters "
+                                     f"(n_micro={self.n_micro})")
+            cuts = {L: relabel(c[self.micro_of_]) for L, c in cut_levels(self.tree_, ks).items()}
+        self.levels_ = np.stack([cuts[L] for L in range(1, N_LEVELS + 1)], axis=1)
+        return cuts[k]
+
+    def _fit_kmeans(self, X: np.ndarray, k: int) -> np.ndarray:
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+
+        if len(X) <= self.kmeans_max:
+            km = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(X)
+        else:
+            km = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=self.random_state).fit(X)
+        labels = km.labels_
+        # centres in the canonical order of relabel()
+        ids, first = np.unique(labels, return_index=True)
+        self.centers_ = km.cluster_centers_[ids[np.argsort(first)]]
+        return labels
+
+    def _fit_gmm(self, X: np.ndarray, k: int) -> np.ndarray:
+        from sklearn.mixture import GaussianMixture
+
+        gm = GaussianMixture(n_components=k, covariance_type="full", reg_covar=1e-4, random_state=self.random_state)
+        if len(X) <= self.exact_max:
+            self.model_ = gm.fit(X)
+        else:  # fit on a seeded sample, assign every point
+            idx = np.random.default_rng(self.random_state).choice(len(X), self.exact_max, replace=False)
+            self.model_ = gm.fit(X[np.sort(idx)])
+        return self.model_.predict(X)
+
+    def _fit_dbscan(self, X: np.ndarray, k: int) -> np.ndarray:
+        from sklearn.cluster import DBSCAN
+
+        self.eps_ = knee_eps(X, self.min_samples)
+        db = DBSCAN(eps=self.eps_, min_samples=self.min_samples, metric="cosine").fit(X)
+        self.core_ = np.zeros(len(X), bool)
+        self.core_[db.core_sample_indices_] = True
+        return db.labels_
+
+    def _fit_spectral(self, X: np.ndarray, k: int) -> np.ndarray:
+        from sklearn.cluster import SpectralClustering
+
+        if len(X) <= k + 1:  # the sparse eigensolver needs more images than eigenvectors
+            raise ParameterError(f"--method spectral: needs at least k + 2 = {k + 2} images, got {len(X)}; "
+                                 "use --method hierarchical or a smaller --k")
+        nn = min(self.n_neighbors, len(X) - 1)
+        sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=nn,
+                                random_state=self.random_state, assign_labels="kmeans")
+        return sc.fit(_safe_for_cosine(X) / np.linalg.norm(_safe_for_cosine(X), axis=1, keepdims=True)).labels_
 
     def _warn_degenerate(self) -> None:
         lab = self.labels_
         n = len(lab)
         if self.n_clusters_ <= 1:
+            if self.method != "dbscan" and self.n_clusters == 1:  # one cluster was asked for
+                return
             log.warning("%s found a single cluster for %d images: the features do not separate", self.method, n)
             return
         biggest = np.bincount(lab[lab >= 0]).max()
@@ -256,7 +314,7 @@ class Clusterer(ClusterMixin, BaseEstimator):
             D = cdist(_safe_for_cosine(X), _safe_for_cosine(self.X_fit_), metric="cosine")
         else:
             D = cdist(X, self.X_fit_, metric=self.metric)
-        ids = np.unique(train_labels)
+        ids = np.unique(train_labels[train_labels >= 0])  # -1 (outliers set apart) is never assigned
         means = np.stack([D[:, train_labels == c].mean(axis=1) for c in ids], axis=1)
         return ids[np.argmin(means, axis=1)]
 
@@ -267,6 +325,8 @@ class Clusterer(ClusterMixin, BaseEstimator):
             raise ParameterError(f"features have {X.shape[1]} dimensions; the model was fitted on {self.X_fit_.shape[1]}")
         m = self.method
         if m == "hierarchical":
+            if self.micro_centers_ is not None:
+                return self._micro_lookup(self.labels_)[nearest(self.micro_centers_, unit_rows(X))]
             return self._mean_dist_assign(X, self.labels_)
         if m == "kmeans":
             return np.argmin(cdist(X, self.centers_), axis=1)
@@ -290,7 +350,15 @@ class Clusterer(ClusterMixin, BaseEstimator):
         if self.levels_ is None:
             return None
         X = np.asarray(X, dtype=np.float64)
+        if self.micro_centers_ is not None:
+            return self._micro_lookup(self.levels_)[nearest(self.micro_centers_, unit_rows(X))]
         return np.stack([self._mean_dist_assign(X, self.levels_[:, L]) for L in range(N_LEVELS)], axis=1)
+
+    def _micro_lookup(self, per_point: np.ndarray) -> np.ndarray:
+        """Two-stage tree: the label (row) of each micro-cluster, from its members' labels (rows)."""
+        out = np.empty((len(self.micro_centers_), *per_point.shape[1:]), dtype=np.int64)
+        out[self.micro_of_] = per_point
+        return out
 
     # -- persistence (npz + JSON, no pickle) -------------------------------------
     def save(self, path) -> None:
@@ -300,6 +368,8 @@ class Clusterer(ClusterMixin, BaseEstimator):
         if self.levels_ is not None:
             arrays["levels"] = self.levels_
             arrays["tree"] = self.tree_
+        if getattr(self, "micro_centers_", None) is not None:  # two-stage tree
+            arrays.update(micro_centers=self.micro_centers_, micro_of=self.micro_of_)
         if self.method == "kmeans":
             arrays["centers"] = self.centers_
         elif self.method == "gmm":
@@ -315,12 +385,14 @@ class Clusterer(ClusterMixin, BaseEstimator):
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-            self = cls(**json.loads(str(data["params"])))
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, EOFError) as exc:
             raise ModelFileError(f"cluster model '{path}' is missing or damaged ({exc})") from None
+        self = cls(**model_params(data, path))
+        check_model_arrays(data, self, path)
         self.X_fit_, self.labels_ = data["X_fit"], data["labels"]
         self.levels_, self.tree_ = data.get("levels"), data.get("tree")
         self.eps_ = float(data["eps"]) if "eps" in data else None
+        self.micro_centers_, self.micro_of_ = data.get("micro_centers"), data.get("micro_of")
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {-1}))
         if self.method == "kmeans":
             self.centers_ = data["centers"]
@@ -335,6 +407,83 @@ class Clusterer(ClusterMixin, BaseEstimator):
         elif self.method == "dbscan":
             self.core_ = data["core"]
         return self
+
+
+def model_params(data: dict, path) -> dict:
+    """The ``params`` field of a saved cluster model, checked like untrusted input (ModelFileError)."""
+    try:
+        params = json.loads(str(data["params"]))
+    except KeyError:
+        raise ModelFileError(f"cluster model '{path}': field 'params' is missing") from None
+    except ValueError as exc:
+        raise ModelFileError(f"cluster model '{path}': field 'params' is not valid JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise ModelFileError(f"cluster model '{path}': field 'params' must be a JSON object, got {params!r:.60}")
+    known = set(Clusterer().get_params())
+    unknown = sorted(set(params) - known)
+    if unknown or "method" not in params:
+        raise ModelFileError(f"cluster model '{path}': field 'params' has unknown keys {unknown} or no 'method'")
+    try:
+        Clusterer(**params).check_params()
+    except ParameterError as exc:
+        raise ModelFileError(f"cluster model '{path}': field 'params' is invalid ({exc})") from None
+    if params["method"] != "dbscan" and params.get("n_clusters") == "auto":
+        raise ModelFileError(f"cluster model '{path}': field 'params' has n_clusters 'auto' (never saved by a run)")
+    return params
+
+
+def _need(data: dict, path, field: str, kind: str, shape: tuple) -> np.ndarray:
+    """``data[field]``: present, of dtype kind in ``kind``, finite, of ``shape`` (``None`` = any size)."""
+    where = f"cluster model '{path}': field '{field}'"
+    if field not in data:
+        raise ModelFileError(f"{where} is missing")
+    a = data[field]
+    if a.dtype.kind not in kind:
+        raise ModelFileError(f"{where} has dtype {a.dtype}; expected {'integers' if kind == 'iu' else 'numbers'}")
+    if a.ndim != len(shape) or any(w is not None and w != v for w, v in zip(shape, a.shape)):
+        want = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+        raise ModelFileError(f"{where} has shape {a.shape}; expected {want}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise ModelFileError(f"{where} holds NaN or infinite values")
+    return a
+
+
+def check_model_arrays(data: dict, model: "Clusterer", path) -> None:
+    """Every array a saved ``model.method`` needs, with consistent dtypes and shapes (ModelFileError)."""
+    X = _need(data, path, "X_fit", "fiu", (None, None))
+    n, d = X.shape
+    lab = _need(data, path, "labels", "iu", (n,))
+    if n < 1 or d < 1 or (lab.size and (lab.min() < -1)):
+        raise ModelFileError(f"cluster model '{path}': field 'labels' holds ids below -1 or the model is empty")
+    k = int(lab.max()) + 1 if lab.size else 0
+    m = model.method
+    if m != "dbscan" and (lab.min() < 0 or k != len(np.unique(lab))):
+        raise ModelFileError(f"cluster model '{path}': field 'labels' must be ids 0..k-1 for method '{m}'")
+    if m == "hierarchical":
+        levels = _need(data, path, "levels", "iu", (n, N_LEVELS))
+        if levels.min() < 0 or np.any(levels.max(axis=0) >= np.arange(1, N_LEVELS + 1)):
+            raise ModelFileError(f"cluster model '{path}': field 'levels' has ids out of range (column L-1 "
+                                 f"holds ids 0..L-1)")
+        if "micro_centers" in data:
+            mc = _need(data, path, "micro_centers", "f", (None, d))
+            of = _need(data, path, "micro_of", "iu", (n,))
+            if of.min() < 0 or of.max() >= len(mc):
+                raise ModelFileError(f"cluster model '{path}': field 'micro_of' has ids outside 0..{len(mc) - 1}")
+            _need(data, path, "tree", "f", (len(mc) - 1, 4))
+        else:
+            _need(data, path, "tree", "f", (n - 1, 4))
+    elif m == "kmeans":
+        _need(data, path, "centers", "f", (k, d))
+    elif m == "gmm":
+        w = _need(data, path, "weights", "f", (None,))
+        _need(data, path, "means", "f", (len(w), d))
+        for f in ("covariances", "precisions_cholesky"):
+            _need(data, path, f, "f", (len(w), d, d))
+    elif m == "dbscan":
+        eps = _need(data, path, "eps", "f", ())
+        if not float(eps) > 0:
+            raise ModelFileError(f"cluster model '{path}': field 'eps' must be > 0, got {float(eps)}")
+        _need(data, path, "core", "b", (n,))
 
 
 def relabel_like(pred: np.ndarray, model_train: np.ndarray, canonical_train: np.ndarray) -> np.ndarray:

@@ -9,6 +9,10 @@
 DBSCAN noise (``-1``): each noise point counts as its own singleton cluster in
 ARI/NMI/FMI and as a miss in ACC, so marking points as noise is never rewarded;
 silhouette is computed on the non-noise points only. ``n_noise`` is reported.
+Above ``silhouette_max`` non-noise points (default 10000) the silhouette is
+the mean over a seeded random sample of that many (scikit-learn's
+``sample_size``/``random_state``), and ``silhouette_sample`` records the
+sample size.
 Rows with an empty label are left out of the label-based scores.
 """
 
@@ -41,8 +45,8 @@ def _noise_as_singletons(pred: np.ndarray) -> np.ndarray:
     return pred
 
 
-def score(X, labels_pred, labels_true=None) -> dict:
-    """All scores of a clustering as a JSON-ready dict (``None`` where undefined).
+def score(X, labels_pred, labels_true=None, silhouette_max: int = 10000, random_state: int | None = 0) -> dict:
+    """All scores of a clustering as a JSON-ready dict (``None`` where undefined, never NaN).
 
     Parameters
     ----------
@@ -52,6 +56,10 @@ def score(X, labels_pred, labels_true=None) -> dict:
         Cluster ids, ``-1`` for noise.
     labels_true : sequence of str or None
         Ground truth; empty strings are unlabelled rows.
+    silhouette_max : int, default 10000
+        Above this many non-noise points the silhouette is computed on a seeded sample of this size.
+    random_state : int or None, default 0
+        Seed of that sample.
     """
     X = np.asarray(X, dtype=np.float64)
     pred = np.asarray(labels_pred)
@@ -61,7 +69,11 @@ def score(X, labels_pred, labels_true=None) -> dict:
                  "cluster_sizes": {str(c): int((pred == c).sum()) for c in sorted(set(pred.tolist()))}}
     sil = None
     if 2 <= found < keep.sum():
-        sil = float(metrics.silhouette_score(X[keep], pred[keep], metric="cosine"))
+        sample = int(silhouette_max) if keep.sum() > silhouette_max else None
+        sil = float(metrics.silhouette_score(X[keep], pred[keep], metric="cosine", sample_size=sample,
+                                             random_state=random_state))
+        if sample is not None:
+            out["silhouette_sample"] = sample
     out["silhouette"] = sil
     if labels_true is not None:
         y = np.asarray(labels_true, dtype=object)
@@ -74,4 +86,11 @@ def score(X, labels_pred, labels_true=None) -> dict:
                        nmi=float(metrics.normalized_mutual_info_score(yt, yp_s)),
                        fmi=float(metrics.fowlkes_mallows_score(yt, yp_s)),
                        acc=clustering_accuracy(yt, yp))
-    return out
+    return {k: finite_or_none(v) for k, v in out.items()}
+
+
+def finite_or_none(value):
+    """``None`` for a NaN or infinite float (an undefined score), the value otherwise (JSON has no NaN)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -5,9 +5,15 @@ workers, runs the backbone in batches under ``torch.inference_mode()``, and
 stores every batch in the :class:`~brainclust.features.cache.FeatureCache` as it goes,
 so memory is bounded by the batch size and an interrupted run resumes.
 
-On CPUs with native bf16 (AVX512-BF16/AMX), ``precision="auto"`` uses
-channels-last memory layout and bf16 autocast; features are returned as
-float32 either way.
+``precision="auto"`` is fp32 on CPU (bf16 only on CUDA GPUs that support
+it); bf16 on CPU is an explicit opt-in (``precision="bf16"``) because it moves
+the clusters: on the 4-class set, fp32 vs bf16 partitions agree at ARI 0.68
+(hierarchical) and 0.995 (k-means), see ``docs/performance.md``.
+
+The network runs with ONNX Runtime on CPU (``runtime="auto"``/``"onnx"``) or
+with PyTorch (see :mod:`brainclust.features.runtime`); features are float32
+either way, and the runtime is not part of the cache key (the two agree to
+1e-5 relative error in fp32).
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from brainclust.features import backbones
+from brainclust.features import backbones, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
-from brainclust.errors import ImageReadError, ParameterError
+from brainclust.errors import ImageReadError, ModelFileError, ParameterError
 from brainclust.features import augment
 from brainclust.io.scan import ImageRecord, load_record
 from brainclust.io.atomic import file_sha256
@@ -126,7 +132,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Local state-dict file; ``None`` uses the backbone's pre-trained weights;
         ``"random"`` builds random weights (tests and speed benchmarks only).
     precision : {"auto", "fp32", "bf16"}, default "auto"
-        ``auto`` is bf16 where the hardware supports it natively, else fp32.
+        ``auto`` is fp32 on CPU and bf16 on CUDA GPUs that support it. ``bf16``
+        on CPU is opt-in (it changes hierarchical clusters: ARI 0.68 vs fp32).
+    runtime : {"auto", "onnx", "torch"}, default "auto"
+        Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``torch`` =
+        PyTorch eager; ``auto`` = ONNX Runtime on CPU in fp32, else torch.
+        With bf16, torch (bf16 autocast) runs. Ignored by array backbones.
     batch_size : int, default 32
     num_workers : int or None, default None
         DataLoader decoding processes; ``None`` picks :func:`default_workers`,
@@ -157,6 +168,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Weights file and its SHA-256.
     precision_ : str
         ``fp32`` or ``bf16``.
+    runtime_ : str
+        ``onnx``, ``torch``, or ``none`` for array backbones.
     cache_hits_, cache_misses_ : int
         Of the last :meth:`transform`, counted per image.
     failed_ : dict of int to str
@@ -169,7 +182,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5),
                  cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None,
                  view: str | None = None, view_seed: int = 0,
-                 intensity_window: tuple[float, float] | None = None):
+                 intensity_window: tuple[float, float] | None = None, runtime: str = "auto"):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -182,12 +195,14 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.view = view
         self.view_seed = view_seed
         self.intensity_window = intensity_window
+        self.runtime = runtime
 
     # -- fitting: choose backbone, weights and precision ----------------------
     def check_params(self) -> None:
         """The rules of the parameters that need no backbone; ``fit`` calls it, and so does ``RunConfig``."""
         if self.precision not in PRECISIONS:
             raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+        rt.check_runtime(self.runtime)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ParameterError(f"--batch-size: must be a positive integer, got {self.batch_size!r}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
@@ -218,9 +233,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         prec = self.precision
         if self.spec_.array_fn is not None:
             prec = "fp32"  # array backbones do not run a network
-        elif prec == "auto":
-            prec = "bf16" if bf16_supported(device) else "fp32"
+        elif prec == "auto":  # bf16 on CPU moves the clusters: opt-in only
+            prec = "bf16" if device.startswith("cuda") and bf16_supported(device) else "fp32"
         self.precision_ = prec
+        self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
         self.model_ = None
         return self
 
@@ -235,9 +251,30 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             settings.update(view=self.view, view_seed=self.view_seed)
         return settings
 
+    def _onnx_model(self):
+        """The ONNX Runtime session; under ``runtime="auto"`` an export failure falls back to torch."""
+        settings = rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size)
+        folder = None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
+        if self.weights_.sha256 == backbones.RANDOM_WEIGHTS:
+            folder = rt.temp_folder(fresh=True)  # every build draws new weights: never reuse an export
+        try:
+            return rt.load_onnx_backbone(lambda: backbones.build(self.spec_, self.weights_), folder, settings)
+        except (ParameterError, ImageReadError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - exporter and runtime fail in many ways
+            if self.runtime != "auto":
+                raise ModelFileError(f"--runtime onnx: cannot export or load {self.spec_.name} for ONNX Runtime "
+                                     f"({type(exc).__name__}: {exc}); use --runtime torch") from None
+            log.warning("%s: ONNX export failed (%s: %s); running the network with torch",
+                        self.spec_.name, type(exc).__name__, exc)
+            self.runtime_ = "torch"
+            return None
+
     def _model(self):
         import torch
 
+        if self.model_ is None and self.runtime_ == "onnx":
+            self.model_ = self._onnx_model()
         if self.model_ is None:
             model = backbones.build(self.spec_, self.weights_).to(self.device_)
             if self.device_ == "cpu":
@@ -249,6 +286,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         import torch
 
         model = self._model()
+        if self.runtime_ == "onnx":
+            return model(x.numpy())
         x = x.to(self.device_, non_blocking=True)
         if self.device_ == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -268,17 +307,19 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         records = [item if isinstance(item, ImageRecord) else _record_of(item) for item in X]
         keys = [r.key for r in records]
         n, dim = len(records), self.spec_.dim
-        cache = None
-        if self.cache_dir is not False:
+        out = np.full((n, dim), np.nan, dtype=np.float32)
+        cache, hit = None, np.zeros(n, dtype=bool)
+        if self.cache_dir is not False:  # stored vectors are checked like computed ones; bad ones are misses
             cache = FeatureCache(self.cache_dir or default_cache_dir(), self.cache_settings_)
+            hit = cache.fill(keys, out)
+            cache.close()  # no open database across the DataLoader's fork; put_many reopens it
         todo: dict[str, int] = {}
         for i, k in enumerate(keys):
-            if (cache is None or k not in cache) and k not in todo:
+            if not hit[i] and k not in todo:
                 todo[k] = i
         self.cache_misses_ = sum(1 for k in keys if k in todo)
         self.cache_hits_ = n - self.cache_misses_
         self.failed_: dict[int, str] = {}
-        computed: dict[str, np.ndarray] = {}
         failed_keys: dict[str, str] = {}
         t0 = time.perf_counter()
         if todo:
@@ -291,7 +332,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             prev_threads = torch.get_num_threads()
             pbar = bar(len(order), f"features ({self.spec_.name}, {self.precision_})", self.progress)
             try:
-                for idx, x, errs in loader:
+                for idx, x, errs in (rt.prefetch(loader) if rt.PREFETCH and workers == 0 else loader):
                     ok = [j for j, e in enumerate(errs) if not e]
                     if not ok:
                         feats = np.zeros((0, dim), np.float32)
@@ -307,20 +348,66 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                             failed_keys[keys[order[idx[j]]]] = e
                     if cache is not None:
                         cache.put_many(batch_keys, feats)
-                    computed.update(zip(batch_keys, feats))
+                    out[[order[idx[j]] for j in ok]] = feats  # written once, into the result itself
                     pbar.update(len(idx))
             finally:
                 pbar.close()
                 torch.set_num_threads(prev_threads)
         self.extract_seconds_ = time.perf_counter() - t0
-        out = np.full((n, dim), np.nan, dtype=np.float32)
         for i, k in enumerate(keys):
-            if k in computed:
-                out[i] = computed[k]
-            elif cache is not None and k in cache:
-                out[i] = cache.get(k)
-            else:
+            if hit[i]:
+                continue
+            if k in failed_keys or k not in todo:
                 self.failed_[i] = failed_keys.get(k, "cannot decode image")
-        if cache is not None and todo:
-            cache.compact()
+            elif todo[k] != i:  # a repeated image: computed once, at its first row
+                out[i] = out[todo[k]]
+        if cache is not None:
+            cache.close()
         return out
+
+    # -- the pieces of transform, for engines that run them elsewhere (brainclust.engines) ------
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["model_"] = None  # a loaded network or ONNX session is rebuilt where the copy runs
+        return state
+
+    def _store(self) -> FeatureCache:
+        if self.cache_dir is False:
+            raise ParameterError("--engine ray needs the feature store; do not disable the cache")
+        return FeatureCache(self.cache_dir or default_cache_dir(), self.cache_settings_)
+
+    def missing(self, records: Sequence[ImageRecord]) -> list[int]:
+        """Indices of the first record of each image whose features are not in the store yet."""
+        store = self._store()
+        keys = [r.key for r in records]
+        hit = store.fill(keys, np.empty((len(keys), self.spec_.dim), np.float32))
+        store.close()
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if not hit[i]:
+                first.setdefault(k, i)
+        return list(first.values())
+
+    def decode(self, records: Sequence[ImageRecord]) -> tuple[np.ndarray, list[str]]:
+        """Decoded, pre-processed model inputs (features for array backbones) and a reason per failed image."""
+        ds = _ImageDataset(records, self.preprocess_, self.spec_, self.view, self.view_seed)
+        items = [ds[i] for i in range(len(ds))]
+        return np.stack([it[1] for it in items]), [it[2] for it in items]
+
+    def embed(self, inputs: np.ndarray) -> np.ndarray:
+        """Features of decoded inputs (see :meth:`decode`), checked like those of :meth:`transform`."""
+        import torch
+
+        feats = (np.asarray(inputs, np.float32) if self.spec_.array_fn is not None
+                 else self._forward(torch.from_numpy(np.ascontiguousarray(inputs, np.float32))))
+        if not np.all(np.isfinite(feats)):
+            raise FloatingPointError(f"{self.spec_.name} produced non-finite features")
+        return feats
+
+    def store(self, keys: Sequence[str], feats: np.ndarray) -> None:
+        """Write computed features to the feature store (one transaction)."""
+        store = self._store()
+        try:
+            store.put_many(list(keys), feats)
+        finally:
+            store.close()

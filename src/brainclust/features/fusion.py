@@ -165,7 +165,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         ``image``: L2-normalise every block per image before balancing;
         ``block``: balance the raw blocks (see the module docstring).
     precision, batch_size, num_workers, clip_percentiles, cache_dir, device, progress, view, view_seed,
-    intensity_window
+    intensity_window, runtime
         As in :class:`~brainclust.features.extractor.FeatureExtractor`, passed to every block.
 
     Attributes
@@ -192,7 +192,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5), cache_dir=None, device: str = "cpu",
                  progress: bool | None = None, view: str | None = None, view_seed: int = 0,
                  block_scales: Sequence[float] | None = None, intensity_window: tuple[float, float] | None = None,
-                 norm: str = "image"):
+                 norm: str = "image", runtime: str = "auto"):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -207,6 +207,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         self.block_scales = block_scales
         self.intensity_window = intensity_window
         self.norm = norm
+        self.runtime = runtime
 
     def check_params(self) -> list[tuple[str, float]]:
         """The rules of the parameters (no images needed); returns the parsed blocks.
@@ -223,7 +224,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
                                  f"'{self.backbone}'; fuse backbones that need no --weights")
         FeatureExtractor(backbone=parsed[0][0], precision=self.precision, batch_size=self.batch_size,
                          num_workers=self.num_workers, clip_percentiles=self.clip_percentiles, view=self.view,
-                         intensity_window=self.intensity_window).check_params()
+                         intensity_window=self.intensity_window, runtime=self.runtime).check_params()
         return parsed
 
     def fit(self, X=None, y=None):
@@ -236,7 +237,8 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
             ex = FeatureExtractor(backbone=name, precision=self.precision, batch_size=self.batch_size,
                                   num_workers=self.num_workers, clip_percentiles=self.clip_percentiles,
                                   cache_dir=self.cache_dir, device=self.device, progress=self.progress,
-                                  view=self.view, view_seed=self.view_seed, intensity_window=self.intensity_window)
+                                  view=self.view, view_seed=self.view_seed, intensity_window=self.intensity_window,
+                                  runtime=self.runtime)
             if self.weights == backbones.RANDOM_WEIGHTS and backbones.resolve(name)[0].array_fn is None:
                 ex.set_params(weights=backbones.RANDOM_WEIGHTS)
             self.blocks_.append((ex.fit(), w))
@@ -250,6 +252,7 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         self.weights_ = backbones.ResolvedWeights(None, sha)
         nets = [ex for ex, _ in self.blocks_ if ex.spec_.array_fn is None]
         self.precision_ = nets[0].precision_ if nets else "fp32"
+        self.runtime_ = nets[0].runtime_ if nets else "none"
         self.device_ = self.blocks_[0][0].device_
         self.preprocess_ = FusedPreprocess(tuple((ex.spec_.name, ex.preprocess_) for ex, _ in self.blocks_))
         self.block_scales_ = None

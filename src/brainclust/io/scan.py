@@ -28,6 +28,7 @@ from brainclust.io import formats
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
 from brainclust.io.formats import dicom, nifti
+from brainclust.io.outputs import escape_name
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
             result.skipped.append({"path": rel, "reason": f"cannot read file ({type(exc).__name__})"})
     result.skipped.sort(key=lambda s: s["path"])
     for s in result.skipped:
-        log.warning("skipped %s: %s", s["path"], s["reason"])
+        log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])  # as written in the outputs
     return result
 
 

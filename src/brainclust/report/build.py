@@ -41,6 +41,7 @@ import numpy as np
 
 from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
+from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
 from brainclust.report.geometry import (
     map_svg_points,
@@ -164,9 +165,9 @@ def summary_section(run: RunOutputs, command: str) -> dict:
     n = len(run.rows)
     skipped = m.get("skipped", [])
     return {
-        "title": f"brainclust report: {run.input_root.name if run.input_root else run.out_dir.name}",
-        "input": str(run.input_root) if run.input_root else "(unknown)",
-        "out_dir": str(run.out_dir), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
+        "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else run.out_dir.name),
+        "input": escape_name(str(run.input_root)) if run.input_root else "(unknown)",
+        "out_dir": escape_name(str(run.out_dir)), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
         "skipped": skipped[:500], "n_skipped": len(skipped),
         "backbone": m.get("backbone", {}), "settings": _settings_rows(m), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
@@ -288,6 +289,21 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     return {"montages": montages, "montage_size": montage_size}
 
 
+def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: int = 60) -> dict:
+    """``--outliers auto``: a gallery of the images set apart; ``--auto``: auto.csv; ``--ssl-gate``: its decision."""
+    import csv
+
+    info = run.metrics.get("outliers")
+    idx = np.flatnonzero(run.clusters == NOISE)[:cap] if info else []
+    gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": run.names[int(i)]} for i in idx]
+    auto = None
+    if run.folder.auto.is_file():
+        with open(run.folder.auto, newline="", encoding="utf-8") as fh:
+            auto = list(csv.DictReader(fh))
+    return {"outlier_info": info, "outlier_gallery": gallery, "auto_rows": auto,
+            "auto_info": run.manifest.get("auto"), "ssl_gate": (run.manifest.get("ssl") or {}).get("gate")}
+
+
 def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
     """With ``--k auto``: the curves of the internal indices (a figure only; the page shows it in the scores)."""
     ksel = run.metrics.get("k_selection")
@@ -367,6 +383,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     with _timed(t, "montages"):
         ctx.update(montage_section(run, sil, colours, thumbs, figs, montage_size, montage_px))
     ctx.update(kselect_section(run, figs))
+    ctx.update(quality_section(run, thumbs, montage_px))
     with _timed(t, "confusion"):
         ctx.update(confusion_section(ctx["conf"], figs))
     ctx.update(figs=figs.uris, missing=thumbs.n_missing)

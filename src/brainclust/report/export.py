@@ -15,6 +15,12 @@ the rows. ``export.csv`` in the target folder maps every ``path`` to its
 slice or DICOM frame, ``path`` = ``FILE#FRAME``) cannot be copied or linked
 on its own; it is written as an 8-bit PNG of that slice (min-max scaled), in
 both modes.
+
+The export is all-or-nothing: it is built in a temporary sibling folder of
+``to`` that is renamed to ``to`` at the end (removed on any failure). File
+names are the images' own (``assignments.csv`` holds them escaped, see
+:func:`brainclust.io.outputs.escape_name`; ``export.csv`` too); a name that
+would exceed 255 bytes with its tag is shortened before the tag.
 """
 
 from __future__ import annotations
@@ -23,17 +29,18 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from brainclust.errors import InputError, ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_csv
-from brainclust.io.outputs import RunFolder, read_assignments, read_json
+from brainclust.io.atomic import atomic_write_csv, folder_lock, remove_tree, sibling_temp_dir
+from brainclust.io.outputs import RunFolder, escape_name, read_assignments, read_json, unescape_name
 
 log = logging.getLogger(__name__)
 
 MODES = ("copy", "symlink")
+#: Longest file name (bytes) most Linux file systems accept.
+NAME_MAX = 255
 
 
 @dataclass
@@ -58,10 +65,10 @@ def record_of_row(root: Path, row: dict):
     """
     from brainclust.io.scan import ImageRecord
 
-    path = row["path"]
+    path = row["path"]  # escaped text (see brainclust.io.outputs.escape_name)
     rel, sep, suffix = path.partition("#")
     frame = ""
-    if sep and not (root / path).is_file():
+    if sep and not (root / unescape_name(path)).is_file():
         frame = suffix
         if row.get("type") == "dicom" and suffix.startswith("frame="):
             from brainclust.io.formats import dicom
@@ -76,9 +83,9 @@ def record_of_row(root: Path, row: dict):
         except ValueError:
             return 0
 
-    return ImageRecord(path=path, abspath=str(root / rel), name=row.get("name", ""), type=row.get("type", ""),
-                       size=num("size"), width=num("width"), height=num("height"), sha256="",
-                       label=row.get("label", "") or "", frame=frame)
+    return ImageRecord(path=path, abspath=str(root / unescape_name(rel)), name=unescape_name(row.get("name", "")),
+                       type=row.get("type", ""), size=num("size"), width=num("width"), height=num("height"),
+                       sha256="", label=unescape_name(row.get("label", "") or ""), frame=frame)
 
 
 def folder_name(cluster: int) -> str:
@@ -86,10 +93,19 @@ def folder_name(cluster: int) -> str:
     return "noise" if cluster == -1 else f"cluster_{cluster}"
 
 
+def _fits(name: str) -> bool:
+    return len(os.fsencode(name)) <= NAME_MAX
+
+
 def _tagged(path: str, digits: int) -> str:
     p = PurePosixPath(path)
-    tag = hashlib.sha1(path.encode("utf-8")).hexdigest()[:digits]
-    return f"{p.stem}-{tag}{p.suffix}" if p.stem else f"{p.name}-{tag}"
+    tag = hashlib.sha1(os.fsencode(path)).hexdigest()[:digits]
+    stem, suffix = (p.stem, p.suffix) if p.stem else (p.name, "")
+    if not _fits(f"-{tag}{suffix}"):
+        suffix = ""
+    while not _fits(f"{stem}-{tag}{suffix}"):  # too long for the file system: shorten the stem
+        stem = stem[:-1]
+    return f"{stem}-{tag}{suffix}"
 
 
 def destination_names(paths: list[str]) -> dict[str, str]:
@@ -110,7 +126,7 @@ def destination_names(paths: list[str]) -> dict[str, str]:
         by_name.setdefault(PurePosixPath(p).name.casefold(), []).append(p)
     out = {}
     for group in by_name.values():
-        if len(group) == 1:
+        if len(group) == 1 and _fits(PurePosixPath(group[0]).name):
             out[group[0]] = PurePosixPath(group[0]).name
         else:
             for p in group:
@@ -136,7 +152,7 @@ def _read_run(folder: RunFolder) -> tuple[list[dict], Path]:
     rows = read_assignments(folder.assignments, folder.root)
     if not manifest.get("input"):
         raise ModelFileError(f"'{folder.manifest}' does not name the input folder")
-    return rows, Path(manifest["input"])
+    return rows, Path(unescape_name(manifest["input"]))
 
 
 def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
@@ -158,7 +174,7 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     Raises
     ------
     ParameterError
-        Unknown ``mode`` or a non-empty target folder.
+        Unknown ``mode``, a non-empty target folder, or one inside the run's input folder.
     ModelFileError
         The run's outputs are missing or damaged.
     InputError
@@ -168,6 +184,10 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
     folder, to = RunFolder(out_dir), Path(to)
     rows, root = _read_run(folder)
+    rto = to.resolve()
+    if rto == root.resolve() or root.resolve() in rto.parents:
+        raise ParameterError(f"--to: '{to}' is inside the run's input folder '{escape_name(str(root))}' "
+                             "(a later run would cluster the copies); choose a folder outside it")
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise ParameterError(f"--to: '{to}' exists and is not an empty folder; choose a new folder")
     try:
@@ -182,10 +202,28 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     plan: dict[int, list[str]] = {}
     for p, c in items:
         plan.setdefault(c, []).append(p)
+    with folder_lock(to):
+        staging = sibling_temp_dir(to)
+        try:
+            counts = _write_plan(staging, plan, records, mode)
+            try:
+                os.rename(staging, to)  # onto a missing or empty folder
+            except OSError as exc:
+                raise ParameterError(f"--to: cannot create '{to}' ({exc.strerror or exc}); "
+                                     "nothing was exported") from None
+        except BaseException:
+            remove_tree(staging)
+            raise
+    log.info("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
+    return ExportResult(to=to, counts=counts, mode=mode)
+
+
+def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str) -> dict[str, int]:
+    """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
     for c in sorted(plan, key=lambda v: (v == -1, v)):
-        folder = to / folder_name(c)
+        folder = root / folder_name(c)
         folder.mkdir(parents=True, exist_ok=True)
         names = destination_names([_export_path(records[p]) for p in plan[c]])
         for p in plan[c]:
@@ -195,18 +233,17 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
                 _write_frame_png(rec, dest)
             else:
                 _place(Path(rec.abspath), dest, mode)
-            mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{dest.name}"})
+            mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{escape_name(dest.name)}"})
         counts[folder_name(c)] = len(plan[c])
-    atomic_write_csv(to / "export.csv", ["path", "cluster", "file"], sorted(mapping, key=lambda m: m["path"]))
-    log.info("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
-    return ExportResult(to=to, counts=counts, mode=mode)
+    atomic_write_csv(root / "export.csv", ["path", "cluster", "file"], sorted(mapping, key=lambda m: m["path"]))
+    return counts
 
 
 def _export_path(rec) -> str:
     """Relative path an image is exported under: the file itself, or ``FILE#FRAME`` as a PNG."""
     if not rec.frame:
-        return rec.path
-    safe = rec.path.replace("#", "_").replace("=", "-")
+        return unescape_name(rec.path)
+    safe = unescape_name(rec.path).replace("#", "_").replace("=", "-")
     return safe + ".png"
 
 
@@ -229,19 +266,8 @@ def _write_frame_png(rec, dest: Path) -> None:
 
 
 def _place(src: Path, dest: Path, mode: str) -> None:
-    """Copy or link ``src`` to ``dest`` atomically (temporary name, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if mode == "copy":
-            shutil.copy2(src, tmp)
-        else:
-            os.unlink(tmp)
-            os.symlink(src.resolve(), tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Copy or link ``src`` to ``dest`` (inside the export's temporary folder, so no temporary name)."""
+    if mode == "copy":
+        shutil.copy2(src, dest)
+    else:
+        os.symlink(src.resolve(), dest)

@@ -115,9 +115,10 @@ def dendrogram_figure(tree: np.ndarray, clusters: np.ndarray, k: int, colours: d
     from scipy.cluster.hierarchy import dendrogram
 
     plt = _plt()
-    n = len(clusters)
-    node_cluster = np.empty(2 * n - 1, dtype=np.int64)
-    node_cluster[:n] = clusters
+    n = len(tree) + 1
+    node_cluster = np.full(2 * n - 1, -2, dtype=np.int64)
+    if len(clusters) == n:  # a two-stage tree's leaves are micro-clusters, not images: links stay black
+        node_cluster[:n] = clusters
     for i, (a, b) in enumerate(tree[:, :2].astype(np.int64)):
         ca, cb = node_cluster[a], node_cluster[b]
         node_cluster[n + i] = ca if ca == cb else -2

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import RunFolder, read_assignments, read_json
+from brainclust.io.outputs import RunFolder, read_assignments, read_json, unescape_name
 
 #: Cluster id of the images DBSCAN leaves unclustered.
 NOISE = -1
@@ -120,4 +120,4 @@ def load_outputs(out_dir) -> RunOutputs:
                       levels=levels, tree=tree,
                       method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
                       k=k,
-                      seed=int(settings.get("seed", 0) or 0), input_root=Path(inp) if inp else None)
+                      seed=int(settings.get("seed", 0) or 0), input_root=Path(unescape_name(inp)) if inp else None)

@@ -1,0 +1,188 @@
+"""The Ray Data engine: a run's feature extraction spread over the machines of a Ray cluster.
+
+Ray Data's offline batch-inference pattern, on the inputs of the same scan as
+the local engine::
+
+    driver: scan -> the records whose features are not in the store yet (path, content hash, frame...)
+      ray.data.from_items(rows)                               one row per image; never a glob inside Ray
+      .map_batches(decode_batch)                              tasks: decode + pre-process (CPU)
+      .map_batches(Embedder, compute=ActorPoolStrategy(n))    actors: the model loaded once per actor,
+                                                              a GPU each when the cluster has them
+      -> batches (key, features, error) streamed to the driver, which writes them to the feature store
+         keyed by content hash (so order does not matter, and the store needs no shared file system)
+
+The driver then runs the rest of the run (PCA, clustering, scores, outputs)
+as the local engine does, reading every feature from the store, so
+``assignments.csv`` is the same. An image that fails to decode is not written
+to the store; the local pass meets it again and skips it with its reason,
+exactly as the local engine does.
+
+Faults: Ray Data's defaults restart an embedding actor that dies and retry
+its batch (``tests/test_ray_engine.py`` kills one), and retry failed decode tasks. The driver stores each batch as it arrives, so a killed
+driver loses nothing that reached the store: a rerun computes only the
+missing images.
+
+Cluster: with ``address=None`` a local Ray starts with this machine's cores;
+``"auto"`` or ``"ray://HOST:10001"``/``"HOST:6379"`` joins a running cluster
+(``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the
+others). The input images must be on storage every node sees at the same
+path (NFS, a shared volume); the feature store stays on the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from brainclust.errors import ParameterError
+from brainclust.io.scan import ImageRecord
+
+log = logging.getLogger(__name__)
+
+#: The Ray versions this engine was tested with (the ``ray`` extra pins the same range).
+TESTED_RAY = ">=2.50,<2.70"
+#: Rows per decode/embed batch, unless the extractor's batch size says otherwise.
+DEFAULT_BATCH = 32
+#: Tests only: a path; the first embedding actor to find it missing creates it and dies (fault injection).
+FAIL_ONCE_FOR_TESTS: str | None = None
+
+
+def import_ray():
+    """``ray`` and ``ray.data``, or a one-line ParameterError naming the extra."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ParameterError("--engine ray: Ray is not installed; pip install 'brainclust[ray]'") from None
+    return ray
+
+
+def connect(address: str | None = None):
+    """Start a local Ray (``address=None``) or join a running cluster; return the ``ray`` module."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if address is None:
+            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    return ray
+
+
+def cluster_info(ray) -> dict:
+    """The cluster's size as recorded in the manifest."""
+    res = ray.cluster_resources()
+    return {"nodes": len([n for n in ray.nodes() if n.get("Alive")]), "cpus": int(res.get("CPU", 0)),
+            "gpus": int(res.get("GPU", 0))}
+
+
+def pool_size(info: dict) -> tuple[int, float]:
+    """Embedding actors and GPUs per actor, from the cluster's resources.
+
+    One actor per GPU when the cluster has GPUs; otherwise one per two CPUs
+    (decoding tasks need the others), at least one. Sizing the pool up front
+    avoids Ray's slow autoscaling ramp-up.
+    """
+    if info["gpus"] > 0:
+        return info["gpus"], 1.0
+    return max(1, info["cpus"] // 2), 0.0
+
+
+#: Record fields that hold file names: carried as bytes (os.fsencode), since a name need not be UTF-8.
+NAME_FIELDS = ("path", "abspath", "name", "label")
+
+
+def rows_of(records: Sequence[ImageRecord]) -> list[dict]:
+    """The manifest rows Ray carries: every field of each record, names as bytes."""
+    return [{k: (os.fsencode(v) if k in NAME_FIELDS else v) for k, v in asdict(r).items()} for r in records]
+
+
+def records_of(batch: dict) -> list[ImageRecord]:
+    """Rows of a numpy batch back to ImageRecords (the inverse of :func:`rows_of`)."""
+    def value(field: str, v):
+        v = v.item() if isinstance(v, np.generic) else v
+        return os.fsdecode(v) if field in NAME_FIELDS else v
+
+    fields = [f for f in ImageRecord.__dataclass_fields__ if f in batch]
+    return [ImageRecord(**{f: value(f, batch[f][i]) for f in fields}) for i in range(len(batch["path"]))]
+
+
+def decode_batch(batch: dict, extractor) -> dict:
+    """Decode and pre-process one batch (a Ray task): model inputs, or features for array backbones."""
+    records = records_of(batch)
+    inputs, errors = extractor.decode(records)
+    return {"key": np.asarray([r.key for r in records]), "x": inputs, "error": np.asarray(errors, dtype=object)}
+
+
+class Embedder:
+    """A Ray actor: the extractor's model, loaded once, embeds the decoded batches.
+
+    ``fail_once`` (tests only) is a path: the first actor to see it missing creates it and dies,
+    so the retry path is exercised.
+    """
+
+    def __init__(self, extractor, fail_once: str | None = None):
+        self.extractor = extractor
+        self.fail_once = fail_once
+
+    def __call__(self, batch: dict) -> dict:
+        if self.fail_once and not os.path.exists(self.fail_once):
+            with open(self.fail_once, "w") as fh:
+                fh.write(str(os.getpid()))
+            os._exit(1)  # an actor that dies mid-run
+        errors = [str(e) for e in batch["error"]]
+        ok = [i for i, e in enumerate(errors) if not e]
+        x = np.asarray(batch["x"])
+        feats = np.zeros((len(errors), self.extractor.spec_.dim), np.float32)
+        if ok:
+            feats[ok] = self.extractor.embed(x[ok])
+        return {"key": batch["key"], "features": feats, "error": np.asarray(errors, dtype=object)}
+
+
+def extract(extractor, records: Sequence[ImageRecord], address: str | None = None) -> dict:
+    """Fill the feature store with the features of ``records`` on Ray; return what the manifest records.
+
+    ``extractor`` is a fitted FeatureExtractor or FusedExtractor (each block of a
+    fusion runs as its own pass). Records already in the store are not sent.
+    """
+    ray = connect(address)
+    info = {"engine": "ray", "address": address or "local", **cluster_info(ray)}
+    actors, gpus = pool_size(info)
+    info.update(actors=actors, gpus_per_actor=gpus, computed=0, failed=0)
+    blocks = [ex for ex, _ in extractor.blocks_] if hasattr(extractor, "blocks_") else [extractor]
+    for block in blocks:
+        todo = block.missing(records)
+        if not todo:
+            continue
+        out = _run(ray, block, [records[i] for i in todo], actors, gpus, FAIL_ONCE_FOR_TESTS)
+        info["computed"] += sum(1 for e in out.values() if not e)
+        info["failed"] += sum(1 for e in out.values() if e)
+    log.info("ray engine: %(computed)d features computed on %(nodes)d node(s), %(actors)d actor(s)", info)
+    return info
+
+
+def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float, fail_once) -> dict[str, str]:
+    """One Ray Data pass over ``records``, stored batch by batch; ``{key: error or ""}`` sorted by key."""
+    batch = max(1, min(int(getattr(extractor, "batch_size", DEFAULT_BATCH) or DEFAULT_BATCH), len(records)))
+    blocks = max(1, min(len(records) // batch, 4 * max(actors, 1) * 8))
+    ds = ray.data.from_items(rows_of(records), override_num_blocks=blocks)
+    ds = ds.map_batches(decode_batch, fn_kwargs={"extractor": extractor}, batch_size=batch,
+                        batch_format="numpy")
+    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"extractor": extractor, "fail_once": fail_once},
+                        batch_size=batch, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus)
+    status: dict[str, str] = {}
+    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        keys = [str(k) for k in out["key"]]
+        errors = [str(e or "") for e in out["error"]]
+        ok = [i for i, e in enumerate(errors) if not e]
+        if ok:
+            extractor.store([keys[i] for i in ok], np.asarray(out["features"])[ok])
+        status.update(zip(keys, errors))
+    return dict(sorted(status.items()))

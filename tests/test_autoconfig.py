@@ -1,0 +1,95 @@
+"""--auto: label-free choice on precomputed candidate features (no real backbone needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclust.analysis.autoconfig import choose, select
+
+
+def planted(seed=0, n_per=40, dim=30):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (3, dim)) * 5 + 10
+    return np.concatenate([c + rng.normal(0, 1, (n_per, dim)) for c in centres]), np.repeat(np.arange(3), n_per)
+
+
+def noise(n=120, dim=30, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, dim)) + 10
+
+
+def test_auto_leaves_a_noise_default_for_the_planted_structure():
+    X, y = planted()
+    res = select({"efficientnet_lite0": noise(), "good": X}, k=3, seed=0, labels_true=y.astype(str),
+                 reductions=("pca",), pca=10)
+    assert res.chosen == ("good", "pca")
+    chosen = [r for r in res.rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["nmi"] > 0.9  # reported only
+
+
+def test_auto_keeps_the_default_when_it_holds_the_structure():
+    X, y = planted()
+    res = select({"efficientnet_lite0": X, "noise": noise()}, k=3, seed=0, reductions=("pca",), pca=10)
+    assert res.chosen == ("efficientnet_lite0", "pca")
+    assert all("nmi" not in r for r in res.rows)  # no labels given, none used
+
+
+def test_labels_never_change_the_choice():
+    X, y = planted()
+    feats = {"efficientnet_lite0": noise(), "good": X, "other": noise(seed=3)}
+    a = select(feats, k=3, seed=0, reductions=("pca",), pca=10)
+    b = select(feats, k=3, seed=0, labels_true=np.zeros(120).astype(str), reductions=("pca",), pca=10)
+    assert a.chosen == b.chosen
+
+
+def test_auto_is_deterministic_under_a_seed_with_umap():
+    pytest.importorskip("umap")
+    X, _ = planted()
+    feats = {"efficientnet_lite0": X, "noise": noise()}
+    a = select(feats, k=3, seed=7, pca=10)
+    b = select(feats, k=3, seed=7, pca=10)
+    key = lambda rows: [(r["backbone"], r["reduce"], r["stability"], r["xsil"], r["agreement"]) for r in rows]  # noqa
+    assert key(a.rows) == key(b.rows) and a.chosen == b.chosen
+    assert {r["reduce"] for r in a.rows} == {"pca", "pca+umap"}
+
+
+def test_choose_needs_every_margin():
+    base = {"backbone": "efficientnet_lite0", "reduce": "pca", "stability": 0.7, "xsil": 0.10, "agreement": 0.5}
+    almost = {"backbone": "x", "reduce": "pca", "stability": 0.9, "xsil": 0.11, "agreement": 0.6}  # xsil +0.01
+    assert choose([base, almost]) == ("efficientnet_lite0", "pca")
+    strong = {**almost, "backbone": "y", "xsil": 0.13}
+    assert choose([dict(base), dict(almost), strong]) == ("y", "pca")
+
+
+def test_cli_flags_and_run_refuses_auto_directly(tmp_path):
+    from brainclust.cli import build_parser
+    from brainclust.errors import ParameterError
+    from brainclust.pipeline import run
+
+    a = build_parser().parse_args(["run", "d", "--out", "o", "--reduce", "umap", "--outliers", "auto", "--auto",
+                                   "--ssl-gate"])
+    assert (a.reduce, a.outliers, a.auto, a.ssl_gate) == ("umap", "auto", True, True)
+    d = build_parser().parse_args(["run", "d", "--out", "o"])
+    assert (d.reduce, d.outliers, d.auto, d.ssl_gate) == ("pca", "off", False, False)  # off by default
+    with pytest.raises(ParameterError, match="--auto"):
+        run(tmp_path, None, auto=True)
+
+
+def test_run_auto_writes_auto_csv_and_manifest(tmp_path):
+    pytest.importorskip("umap")
+    import json
+
+    from brainclust.analysis.autoconfig import run_auto
+    from brainclust.data.demo import make_demo_dataset
+    from brainclust.pipeline import RunConfig
+
+    data = tmp_path / "demo"
+    make_demo_dataset(data, n_per_class=8, random_state=0)
+    cfg = RunConfig(backbone="auto", cache_dir=str(tmp_path / "cache"), k=3, pca=10, progress=False,
+                    labels_from_folders=True)
+    result, res = run_auto(data, tmp_path / "out", cfg, backbones=("pixels", "hog"))
+    rows = (tmp_path / "out" / "auto.csv").read_text().splitlines()
+    assert rows[0].startswith("backbone,reduce,stability,xsil,agreement,chosen,nmi") and len(rows) == 5
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["settings"]["auto"] is True and man["auto"]["chosen"]["backbone"] == res.chosen[0]
+    assert man["backbone"]["name"] == res.chosen[0] and man["settings"]["reduce"] == res.chosen[1]

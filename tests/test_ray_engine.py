@@ -1,0 +1,68 @@
+"""The Ray Data engine in local mode gives the local engine's features and assignments, and survives a dying actor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'brainclust[ray]')")
+
+from brainclust.data.demo import make_demo_dataset  # noqa: E402
+from brainclust.engines import ray_data  # noqa: E402
+from brainclust.pipeline import RunConfig, run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray_data.connect(None)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def demo_set(tmp_path_factory):
+    root = make_demo_dataset(tmp_path_factory.mktemp("demo"), n_per_class=6, size=64, random_state=0)
+    (root / "axial" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "pixels@32"])
+def test_ray_engine_equals_local_engine(local_ray, demo_set, tmp_path, backbone):
+    cfg = RunConfig(backbone=backbone, k=3, labels_from_folders=True, progress=False)
+    local = run(demo_set, tmp_path / "local", cfg, cache_dir=str(tmp_path / "cache_local"))
+    marker = tmp_path / "actor-died-once"
+    ray_data.FAIL_ONCE_FOR_TESTS = str(marker)
+    try:
+        remote = run(demo_set, tmp_path / "ray", cfg, cache_dir=str(tmp_path / "cache_ray"), engine="ray")
+    finally:
+        ray_data.FAIL_ONCE_FOR_TESTS = None
+    assert marker.exists(), "the injected actor failure did not happen"
+    np.testing.assert_allclose(remote.features, local.features, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "ray" / "assignments.csv").read_bytes() == (tmp_path / "local" / "assignments.csv").read_bytes()
+    # the broken file is skipped with the same reason by both engines
+    assert remote.skipped == local.skipped and any("broken.jpg" in s["path"] for s in remote.skipped)
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    eng = manifest["engine"]
+    assert eng["engine"] == "ray" and eng["nodes"] >= 1 and eng["cpus"] >= 1 and eng["actors"] >= 1
+    assert eng["computed"] == len(local.records)
+    assert manifest["cache"]["misses"] == 0  # the local pass read every feature the Ray pass stored
+
+
+def test_rerun_computes_nothing_new(local_ray, demo_set, tmp_path):
+    cfg = RunConfig(backbone="pixels@32", k=3, progress=False, cache_dir=str(tmp_path / "cache"))
+    run(demo_set, None, cfg, engine="ray")
+    again = run(demo_set, None, cfg, engine="ray")
+    assert again.manifest["engine"]["computed"] == 0
+    assert again.manifest["cache"]["misses"] == 0
+
+
+def test_names_that_are_not_utf8_travel_through_ray():
+    from brainclust.io.scan import ImageRecord
+
+    rec = ImageRecord(path="a/\udcff\udcfe\r.png", abspath="/x/a/\udcff\udcfe\r.png", name="\udcff\udcfe\r.png",
+                      type="png", size=3, width=2, height=2, sha256="ab" * 32, label="a", frame="")
+    rows = ray_data.rows_of([rec])
+    batch = {k: np.asarray([v], dtype=object) for k, v in rows[0].items()}
+    assert ray_data.records_of(batch) == [rec]
