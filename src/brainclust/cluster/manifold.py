@@ -40,7 +40,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_npz
+from brainclust.io.atomic import atomic_write_npz, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +192,8 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
     @classmethod
     def load(cls, path, pca: PCAReducer) -> "UMAPReducer":
         """Rebuild a fitted reducer from ``path`` and the run's PCA (re-fits UMAP deterministically)."""
+        data = read_npz(path, "UMAP model")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
             self = cls(**json.loads(str(data["params"])))
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"UMAP model '{path}' is missing or damaged ({exc})") from None

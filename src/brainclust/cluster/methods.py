@@ -42,7 +42,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from brainclust.cluster.twostage import N_MICRO, nearest, two_stage_tree, unit_rows
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_npz, json_default
+from brainclust.io.atomic import atomic_write_npz, json_default, read_npz
 from brainclust.io.outputs import N_LEVELS
 
 log = logging.getLogger(__name__)
@@ -382,11 +382,7 @@ class Clusterer(ClusterMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path) -> "Clusterer":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, KeyError, ValueError, TypeError, EOFError) as exc:
-            raise ModelFileError(f"cluster model '{path}' is missing or damaged ({exc})") from None
+        data = read_npz(path, "cluster model")
         self = cls(**model_params(data, path))
         check_model_arrays(data, self, path)
         self.X_fit_, self.labels_ = data["X_fit"], data["labels"]

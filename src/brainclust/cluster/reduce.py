@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
 from brainclust.errors import InputError, ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_npz
+from brainclust.io.atomic import atomic_write_npz, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,8 @@ class PCAReducer(TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path) -> "PCAReducer":
+        data = read_npz(path, "PCA file")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
             self = cls(n_components=0)
             self.mean_ = data["mean"]
             self.n_features_in_ = int(data["n_features_in"])

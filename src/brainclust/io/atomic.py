@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from brainclust.errors import ModelFileError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -187,3 +189,14 @@ def atomic_write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (``allow_pickle=False``); a missing or damaged file is a
+    :class:`~brainclust.errors.ModelFileError` that names ``what`` and the path."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, KeyError, ValueError, TypeError, EOFError) as exc:
+        raise ModelFileError(f"{what} '{path}' is missing or damaged ({exc})") from None
+

@@ -257,7 +257,7 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
     if sil is None:
         return {"sil_note": "Not defined: the silhouette needs at least 2 clusters and fewer clusters than "
                             "images."}, None
-    keep = clusters != NOISE
+    keep = np.isfinite(sil)  # noise has none; above SILHOUETTE_MAX images only a stratified sample has one
     figs.emit(F.silhouette_figure(sil[keep], clusters[keep], colours.of_cluster, float(np.mean(sil[keep]))),
               "silhouette")
     return {"sil_note": None}, sil

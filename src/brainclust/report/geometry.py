@@ -77,16 +77,31 @@ def tsne_2d(X: np.ndarray, random_state: int = 0) -> np.ndarray:
                     random_state=random_state).fit_transform(X)
 
 
-def silhouette_per_image(X: np.ndarray, clusters: np.ndarray) -> np.ndarray | None:
-    """Cosine silhouette of every non-noise image (NaN for noise), or ``None`` when undefined."""
+#: Above this many images the report's silhouette plot uses a cluster-stratified sample of this size.
+SILHOUETTE_MAX = 10000
+
+
+def silhouette_per_image(X: np.ndarray, clusters: np.ndarray, max_images: int = SILHOUETTE_MAX,
+                         random_state: int = 0) -> np.ndarray | None:
+    """Cosine silhouette of the non-noise images (NaN for noise), or ``None`` when undefined.
+
+    The cost is quadratic in the number of images, so above ``max_images`` only a
+    cluster-stratified seeded sample of that size gets a value (the others are NaN);
+    each image's value is then its silhouette within the sample.
+    """
     from sklearn.metrics import silhouette_samples
 
     keep = clusters != NOISE
     k = len(set(clusters[keep].tolist()))
     if not 2 <= k < keep.sum():
         return None
+    idx = np.flatnonzero(keep)
+    if len(idx) > max_images:
+        idx = idx[stratified_sample(clusters[idx], max_images, random_state)]
+        if len(set(clusters[idx].tolist())) < 2:
+            return None
     out = np.full(len(clusters), np.nan)
-    out[keep] = silhouette_samples(X[keep], clusters[keep], metric="cosine")
+    out[idx] = silhouette_samples(X[idx], clusters[idx], metric="cosine")
     return out
 
 
