@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn import metrics
+from sklearn import config_context, metrics
 from sklearn.metrics.cluster import contingency_matrix
 
 
@@ -44,6 +44,10 @@ def _noise_as_singletons(pred: np.ndarray) -> np.ndarray:
     pred[noise] = pred.max(initial=-1) + 1 + np.arange(noise.sum())
     return pred
 
+
+#: Memory (MB) of one block of the silhouette's pairwise distances; each row lies within one block,
+#: so the value does not depend on it.
+SILHOUETTE_MEMORY_MB = 128
 
 def score(X, labels_pred, labels_true=None, silhouette_max: int = 10000, random_state: int | None = 0) -> dict:
     """All scores of a clustering as a JSON-ready dict (``None`` where undefined, never NaN).
@@ -70,8 +74,9 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = 10000, random_
     sil = None
     if 2 <= found < keep.sum():
         sample = int(silhouette_max) if keep.sum() > silhouette_max else None
-        sil = float(metrics.silhouette_score(X[keep], pred[keep], metric="cosine", sample_size=sample,
-                                             random_state=random_state))
+        with config_context(working_memory=SILHOUETTE_MEMORY_MB):  # row blocks: same values, bounded memory
+            sil = float(metrics.silhouette_score(X[keep], pred[keep], metric="cosine", sample_size=sample,
+                                                 random_state=random_state))
         if sample is not None:
             out["silhouette_sample"] = sample
     out["silhouette"] = sil

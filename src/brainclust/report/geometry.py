@@ -89,7 +89,10 @@ def silhouette_per_image(X: np.ndarray, clusters: np.ndarray, max_images: int = 
     cluster-stratified seeded sample of that size gets a value (the others are NaN);
     each image's value is then its silhouette within the sample.
     """
+    from sklearn import config_context
     from sklearn.metrics import silhouette_samples
+
+    from brainclust.cluster.scores import SILHOUETTE_MEMORY_MB
 
     keep = clusters != NOISE
     k = len(set(clusters[keep].tolist()))
@@ -101,7 +104,8 @@ def silhouette_per_image(X: np.ndarray, clusters: np.ndarray, max_images: int = 
         if len(set(clusters[idx].tolist())) < 2:
             return None
     out = np.full(len(clusters), np.nan)
-    out[idx] = silhouette_samples(X[idx], clusters[idx], metric="cosine")
+    with config_context(working_memory=SILHOUETTE_MEMORY_MB):
+        out[idx] = silhouette_samples(X[idx], clusters[idx], metric="cosine")
     return out
 
 
