@@ -66,3 +66,19 @@ def test_names_that_are_not_utf8_travel_through_ray():
     rows = ray_data.rows_of([rec])
     batch = {k: np.asarray([v], dtype=object) for k, v in rows[0].items()}
     assert ray_data.records_of(batch) == [rec]
+
+
+def test_two_stage_assignment_pass_on_ray_equals_local(local_ray, monkeypatch):
+    from brainclust.cluster.methods import Clusterer
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 12))
+    X = np.repeat(centres, 80, axis=0) + 0.3 * rng.normal(size=(480, 12))
+    monkeypatch.setattr(ray_data, "ASSIGN_CHUNK", 100)  # several tasks, the last one short
+    local = Clusterer(n_clusters=6, random_state=0, exact_max=100, n_micro=40).fit(X)
+    remote = Clusterer(n_clusters=6, random_state=0, exact_max=100, n_micro=40).fit(
+        X, assign_all=ray_data.nearest_on_ray)
+    assert local.micro_of_ is not None  # the two-stage path ran
+    np.testing.assert_array_equal(remote.micro_of_, local.micro_of_)
+    np.testing.assert_array_equal(remote.labels_, local.labels_)
+    np.testing.assert_array_equal(remote.levels_, local.levels_)

@@ -10,6 +10,7 @@ Data flows one way::
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import time
@@ -297,6 +298,15 @@ def _scan_and_extract(data, cfg: RunConfig, t: dict):
     return scanned, extractor, records, feats, skipped, engine
 
 
+def _assign_all(cfg: RunConfig):
+    """With ``--engine ray``, the clustering's pass over all rows runs on Ray; else ``None`` (local)."""
+    if cfg.engine != "ray":
+        return None
+    from brainclust.engines import ray_data
+
+    return functools.partial(ray_data.nearest_on_ray, address=cfg.ray_address)
+
+
 def _cache_info(extractor) -> dict:
     return {"dir": (None if extractor.cache_dir is False else str(extractor.cache_dir or default_cache_dir())),
             "hits": extractor.cache_hits_, "misses": extractor.cache_misses_}
@@ -368,16 +378,14 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, **setti
 
     t0 = time.perf_counter()
     k, k_selection = resolve_k(cfg.k, cfg.method, emb, cfg.seed)
-    clusterer, outlier_info = cluster_with_outliers(emb, cfg.method, k, cfg.seed, cfg.outliers)
+    clusterer, outlier_info = cluster_with_outliers(emb, cfg.method, k, cfg.seed, cfg.outliers,
+                                                    assign_all=_assign_all(cfg))
     t["cluster"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     labels_true = [r.label for r in records] if cfg.labels_from_folders else None
     metrics = score(emb, clusterer.labels_, labels_true)
-    if k_selection is not None:
-        metrics["k_selection"] = k_selection
-    if outlier_info is not None:
-        metrics["outliers"] = outlier_info
+    metrics.update({key: v for key, v in (("k_selection", k_selection), ("outliers", outlier_info)) if v is not None})
     t["evaluate"] = time.perf_counter() - t0
 
     manifest = {

@@ -31,6 +31,7 @@ training points (spectral).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -204,7 +205,9 @@ class Clusterer(ClusterMixin, BaseEstimator):
             if self.n_clusters > n:
                 raise ParameterError(f"--k: {self.n_clusters} clusters requested but there are only {n} images")
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, assign_all=None):
+        """Cluster ``X``. ``assign_all(centres, U)``, if given, runs the two-stage tree's pass that
+        assigns every row to its nearest micro-cluster (e.g. on Ray); the result is the same."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or not np.all(np.isfinite(X)):
             raise ParameterError("features must be a finite 2-D array")
@@ -214,7 +217,8 @@ class Clusterer(ClusterMixin, BaseEstimator):
         self.levels_ = self.tree_ = self.eps_ = self.micro_centers_ = self.micro_of_ = None
         self.X_fit_ = X
         k = int(self.n_clusters) if self.method != "dbscan" else 0
-        fit_method = {"hierarchical": self._fit_hierarchical, "kmeans": self._fit_kmeans, "gmm": self._fit_gmm,
+        fit_method = {"hierarchical": functools.partial(self._fit_hierarchical, assign_all=assign_all),
+                      "kmeans": self._fit_kmeans, "gmm": self._fit_gmm,
                       "dbscan": self._fit_dbscan, "spectral": self._fit_spectral}[self.method]
         self.labels_ = relabel(fit_method(X, k))
         self.n_clusters_ = int(len(np.unique(self.labels_[self.labels_ >= 0])))
@@ -233,13 +237,14 @@ class Clusterer(ClusterMixin, BaseEstimator):
             raise ParameterError(f"linkage: {self.linkage}/{self.metric} is exact only, at most exact_max="
                                  f"{self.exact_max} images (the n^2 distance matrix), got {n}; {alt}")
 
-    def _fit_hierarchical(self, X: np.ndarray, k: int) -> np.ndarray:
+    def _fit_hierarchical(self, X: np.ndarray, k: int, assign_all=None) -> np.ndarray:
         ks = [*range(1, N_LEVELS + 1), k]
         if len(X) <= self.exact_max:
             self.tree_ = hierarchical_tree(X, self.linkage, self.metric)
             cuts = cut_levels(self.tree_, ks)
         else:
-            self.tree_, self.micro_centers_, self.micro_of_ = two_stage_tree(X, self.n_micro, self.random_state)
+            self.tree_, self.micro_centers_, self.micro_of_ = two_stage_tree(X, self.n_micro, self.random_state,
+                                                                             assign_all)
             m = len(self.micro_centers_)
             if k > m:
                 raise ParameterError(f"--k: {k} clusters requested but the two-stage tree has {m} micro-clusters "

@@ -149,7 +149,8 @@ def check_outlier_method(mode: str, method: str) -> None:
                              f"got {method!r} (dbscan has its own noise label)")
 
 
-def cluster_with_outliers(X: np.ndarray, method: str, k: int, seed: int | None, mode: str = "off"):
+def cluster_with_outliers(X: np.ndarray, method: str, k: int, seed: int | None, mode: str = "off",
+                          assign_all=None):
     """The run's clustering; with ``mode="auto"`` outliers apart (:func:`split_outliers`).
 
     Returns ``(clusterer, info)``; ``info`` is ``None`` when ``mode="off"`` (exactly today's fit).
@@ -159,7 +160,7 @@ def cluster_with_outliers(X: np.ndarray, method: str, k: int, seed: int | None, 
     """
     check_outlier_method(mode, method)
     if mode == "off":
-        return Clusterer(method=method, n_clusters=k, random_state=seed).fit(X), None
+        return Clusterer(method=method, n_clusters=k, random_state=seed).fit(X, assign_all=assign_all), None
 
     def fit(Xi):
         c = Clusterer(method=method, n_clusters=min(k, len(Xi)), random_state=seed).fit(Xi)

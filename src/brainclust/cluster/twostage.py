@@ -151,7 +151,7 @@ def weighted_average_linkage(S: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 
 def micro_clusters(U: np.ndarray, m: int, random_state, fit_size: int | None = None,
-                   n_iter: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                   n_iter: int = 5, assign_all=None) -> tuple[np.ndarray, np.ndarray]:
     """``(centres, assign)``: seeded k-means of the unit rows ``U`` into at most ``m`` groups.
 
     Lloyd's iterations (``n_iter``, from ``m`` distinct random rows) run on a seeded sample of
@@ -159,6 +159,8 @@ def micro_clusters(U: np.ndarray, m: int, random_state, fit_size: int | None = N
     the unit rows, the rule :func:`nearest` also applies to new points), so the cost is a few
     ``fit_size x m`` passes plus one ``n x m`` pass. Empty groups are dropped, so every centre has
     members. With ``m >= len(U)`` every row is its own micro-cluster (the tree is then the exact one).
+    ``assign_all(centres, U)`` replaces :func:`nearest` for the pass over every row (the Ray
+    engine runs it as ``map_batches``); it must return what :func:`nearest` returns.
     """
     n = len(U)
     if m >= n:
@@ -171,7 +173,7 @@ def micro_clusters(U: np.ndarray, m: int, random_state, fit_size: int | None = N
         S, sizes = cluster_sums(sample, nearest(centres, sample), len(centres))
         filled = sizes > 0
         centres[filled] = S[filled] / sizes[filled, None]
-    assign = nearest(centres, U)
+    assign = (assign_all or nearest)(centres, U)
     used = np.unique(assign)
     remap = np.full(len(centres), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
@@ -191,12 +193,13 @@ def nearest(centres: np.ndarray, U: np.ndarray, chunk: int | None = None) -> np.
     return out
 
 
-def two_stage_tree(X: np.ndarray, m: int = N_MICRO, random_state=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def two_stage_tree(X: np.ndarray, m: int = N_MICRO, random_state=None,
+                   assign_all=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(tree, centres, assign)``: the average-cosine tree over micro-clusters of ``X``.
 
     ``tree`` is a scipy linkage matrix over ``len(centres)`` leaves; ``assign[i]`` is the leaf of row ``i``.
     """
     U = unit_rows(X)
-    centres, assign = micro_clusters(U, m, random_state)
+    centres, assign = micro_clusters(U, m, random_state, assign_all=assign_all)
     S, sizes = cluster_sums(U, assign, len(centres))
     return weighted_average_linkage(S, sizes), centres, assign

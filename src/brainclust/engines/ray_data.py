@@ -13,7 +13,9 @@ the local engine::
 
 The driver then runs the rest of the run (PCA, clustering, scores, outputs)
 as the local engine does, reading every feature from the store, so
-``assignments.csv`` is the same. An image that fails to decode is not written
+``assignments.csv`` is the same. Above the exact tree's limit the two-stage
+tree fits its micro-clusters on a sample and :func:`nearest_on_ray` runs the
+pass that assigns every row, as ``map_batches``. An image that fails to decode is not written
 to the store; the local pass meets it again and skips it with its reason,
 exactly as the local engine does.
 
@@ -186,3 +188,45 @@ def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float, f
             extractor.store([keys[i] for i in ok], np.asarray(out["features"])[ok])
         status.update(zip(keys, errors))
     return dict(sorted(status.items()))
+
+
+# -- the clustering's assignment pass -----------------------------------------------------
+#: Rows per assignment task.
+ASSIGN_CHUNK = 65536
+
+
+def _nearest_batch(batch: dict, rows_ref, centres: np.ndarray) -> dict:
+    """One chunk of rows (``start``..``stop``) of the shared matrix -> the index of each row's nearest centre."""
+    import ray
+
+    from brainclust.cluster.twostage import nearest
+
+    U = ray.get(rows_ref[0])
+    starts, stops = batch["start"], batch["stop"]
+    idx = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
+    lab = np.concatenate([nearest(centres, U[a:b]) for a, b in zip(starts, stops)])
+    return {"i": idx, "label": lab}
+
+
+def nearest_on_ray(centres: np.ndarray, U: np.ndarray, address: str | None = None) -> np.ndarray:
+    """:func:`brainclust.cluster.twostage.nearest` of every row of ``U``, as Ray Data ``map_batches``.
+
+    The fit of the micro-clusters runs on a sample on the driver; this is the pass over all
+    rows. ``U`` goes to the object store once; each task reads its chunk and returns
+    ``(row index, label)`` pairs, put back in place by index (Ray keeps no order). The
+    result equals the local pass exactly (the same code on the same rows).
+    """
+    ray = connect(address)
+    n = len(U)
+    bounds = [{"start": s, "stop": min(s + ASSIGN_CHUNK, n)} for s in range(0, n, ASSIGN_CHUNK)]
+    rows_ref = [ray.put(np.ascontiguousarray(U))]  # in a list: passed by reference, read in the task
+    ds = ray.data.from_items(bounds, override_num_blocks=len(bounds))
+    ds = ds.map_batches(_nearest_batch, fn_kwargs={"rows_ref": rows_ref, "centres": centres}, batch_size=1,
+                        batch_format="numpy")
+    out = np.full(n, -1, dtype=np.int64)
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        out[b["i"]] = b["label"]
+    if (out < 0).any():  # pragma: no cover - Ray lost rows without raising
+        raise RuntimeError("ray engine: the assignment pass returned fewer rows than it was given")
+    return out
+
