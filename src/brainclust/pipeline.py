@@ -164,6 +164,8 @@ def extract_records(extractor: FeatureExtractor, scanned: ScanResult) -> tuple[l
     skipped = list(scanned.skipped)
     for i, reason in sorted(extractor.failed_.items()):
         skipped.append({"path": scanned.records[i].path, "reason": reason})
+    if not extractor.failed_:  # no copy of the (possibly memory-mapped) matrix
+        return list(scanned.records), feats, sorted(skipped, key=lambda s: s["path"])
     ok = [i for i in range(len(scanned.records)) if i not in extractor.failed_]
     return [scanned.records[i] for i in ok], feats[ok], sorted(skipped, key=lambda s: s["path"])
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,6 +109,27 @@ def _collate(items):
     x = torch.from_numpy(np.stack([it[1] for it in items]))
     errs = [it[2] for it in items]
     return idx, x, errs
+
+
+#: Above this many values (1 GiB of float32) the feature matrix is a memory-mapped temporary file.
+MEMMAP_VALUES = 2**28
+
+
+def result_array(n: int, dim: int) -> np.ndarray:
+    """``(n, dim)`` float32 filled with NaN: in memory, or above :data:`MEMMAP_VALUES` values a
+    memory-mapped file in the temporary folder, unlinked at once (the space is freed with the array),
+    so a million-image run pages its features instead of holding them all in RAM."""
+    if n * dim <= MEMMAP_VALUES:
+        return np.full((n, dim), np.nan, dtype=np.float32)
+    fd, path = tempfile.mkstemp(prefix="brainclust-features-", suffix=".npy")
+    os.close(fd)
+    try:
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    finally:
+        os.unlink(path)
+    for s in range(0, n, 65536):
+        arr[s:s + 65536] = np.nan
+    return arr
 
 
 def _record_of(path: str | os.PathLike) -> ImageRecord:
@@ -307,7 +329,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         records = [item if isinstance(item, ImageRecord) else _record_of(item) for item in X]
         keys = [r.key for r in records]
         n, dim = len(records), self.spec_.dim
-        out = np.full((n, dim), np.nan, dtype=np.float32)
+        out = result_array(n, dim)
         cache, hit = None, np.zeros(n, dtype=bool)
         if self.cache_dir is not False:  # stored vectors are checked like computed ones; bad ones are misses
             cache = FeatureCache(self.cache_dir or default_cache_dir(), self.cache_settings_)
