@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test bench ablation clean
+.PHONY: install demo test bench bench-scale ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py --n 32 --repeats 3 --out benchmarks/results/extract.md
 	$(BIN)/python benchmarks/bf16_agreement.py
+
+# Clustering at scale: time and peak RSS per stage (docs/performance.md "Scale"); add --n 1000000 for 1M.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --n 10000 100000
 
 # Self-supervised ablation: 6 configurations x 3 data sets x 2 methods x 5 seeds (README "Results").
 ablation: $(STAMP)
