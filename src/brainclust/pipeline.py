@@ -245,8 +245,9 @@ def _publish(out, fill, data=None, model_dir=None, finish=None) -> Path:
 
 
 def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
-                   volume_index: int = 0) -> ScanResult:
-    scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index)
+                   volume_index: int = 0, progress: bool | None = None) -> ScanResult:
+    scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
+                   progress=progress)
     if not scanned.records:
         raise InputError(f"input folder '{data}' contains no readable image "
                          f"({len(scanned.skipped)} file(s) skipped)")
@@ -278,7 +279,7 @@ def resolve_k(k: int | str, method: str, emb: np.ndarray, seed: int | None) -> t
 def _scan_and_extract(data, cfg: RunConfig, t: dict):
     """Scan ``data`` and extract the features of every decodable image; check ``k`` against the count."""
     t0 = time.perf_counter()
-    scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index)
+    scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress)
     if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
                              f"{len(scanned.records)} readable images")
@@ -383,6 +384,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, **setti
     clusterer, outlier_info = cluster_with_outliers(emb, cfg.method, k, cfg.seed, cfg.outliers,
                                                     assign_all=_assign_all(cfg))
     t["cluster"] = time.perf_counter() - t0
+    log.info("%d images: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(records), cfg.reduce,
+             reduce_in.shape[1], emb.shape[1], t["reduce"], cfg.method, clusterer.n_clusters_, t["cluster"])
 
     t0 = time.perf_counter()
     labels_true = [r.label for r in records] if cfg.labels_from_folders else None
@@ -550,7 +553,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     _check_out(out, data, model_dir)
     t = {}
     t0 = time.perf_counter()
-    scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index)
+    scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress)
     extractor = cfg.extractor()
     if bb.get("block_scales") is not None:  # fusion: the scales learned on the training images
         extractor.set_params(block_scales=bb["block_scales"], norm=bb.get("fusion_norm", "image"))

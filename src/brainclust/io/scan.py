@@ -28,6 +28,7 @@ from brainclust.io import formats
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
 from brainclust.io.formats import dicom, nifti
+from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
 
 
 def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str = nifti.DEFAULT_SLICES,
-         volume_index: int = 0) -> ScanResult:
+         volume_index: int = 0, progress: bool | None = None) -> ScanResult:
     """Find the images under ``root`` (recursively, deterministic order).
 
     Parameters
@@ -211,6 +212,8 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         (see :mod:`brainclust.io.formats.nifti`), e.g. ``"axial:5"`` or ``"all-planes:3"``.
     volume_index : int, default 0
         The volume of 4-D NIfTI files to slice (ignored for 3-D files).
+    progress : bool or None, default None
+        A progress bar over the files (every file is read and hashed); ``None`` = on a terminal.
 
     Returns
     -------
@@ -237,7 +240,9 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     for d in linked_dirs:
         result.skipped.append({"path": d.relative_to(rootp).as_posix(),
                                "reason": "symbolic link to a folder; not followed (it could loop)"})
+    pbar = bar(len(files), "scan", progress, unit="file")
     for p in files:
+        pbar.update(1)
         rel = p.relative_to(rootp).as_posix()
         parts = rel.split("/")
         label = parts[0] if labels_from_folders and len(parts) > 1 else ""
@@ -249,6 +254,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
             result.skipped.append({"path": rel, "reason": f"cannot read file: {exc.strerror or exc}"})
         except Exception as exc:  # noqa: BLE001 - one odd file never ends a run
             result.skipped.append({"path": rel, "reason": f"cannot read file ({type(exc).__name__})"})
+    pbar.close()
     result.skipped.sort(key=lambda s: s["path"])
     for s in result.skipped:
         log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])  # as written in the outputs
