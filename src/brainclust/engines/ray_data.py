@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 TESTED_RAY = ">=2.50,<2.70"
 #: Rows per decode/embed batch, unless the extractor's batch size says otherwise.
 DEFAULT_BATCH = 32
+#: Rows the driver writes to the store per transaction (fewer, larger transactions than the embed batches).
+STORE_BATCH = 1024
 #: Tests only: a path; the first embedding actor to find it missing creates it and dies (fault injection).
 FAIL_ONCE_FOR_TESTS: str | None = None
 
@@ -180,7 +182,7 @@ def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float, f
                         batch_size=batch, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus)
     status: dict[str, str] = {}
-    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for out in ds.iter_batches(batch_size=STORE_BATCH, batch_format="numpy"):  # one transaction per STORE_BATCH
         keys = [str(k) for k in out["key"]]
         errors = [str(e or "") for e in out["error"]]
         ok = [i for i, e in enumerate(errors) if not e]
