@@ -297,3 +297,21 @@ def test_knee_eps_constant_distances_is_positive():
     X = np.stack([np.cos(t), np.sin(t)], axis=1)
     eps = knee_eps(X, 2)
     assert eps > 0
+
+
+def test_cut_levels_matches_scipy_cut_tree_and_replays_merges_in_order():
+    from scipy.cluster.hierarchy import cut_tree, linkage
+
+    from brainclust.cluster.methods import cut_levels, relabel
+
+    rng = np.random.default_rng(0)
+    for n, metric in ((2, "cosine"), (7, "euclidean"), (300, "cosine"), (300, "euclidean")):
+        Z = linkage(rng.normal(size=(n, 5)), "average", metric=metric)
+        ks = [*range(1, 11), n, n + 5]
+        got = cut_levels(Z, ks)
+        for k in ks:
+            assert np.array_equal(got[k], relabel(cut_tree(Z, n_clusters=[min(k, n)])[:, 0]))
+    # under tied heights the k-cut is the partition after the first n - k rows of the tree
+    Z = linkage(np.repeat(np.eye(2), 3, axis=0) + [[0, 0]] * 6, "average")
+    assert np.array_equal(cut_levels(Z, [2])[2], [0, 0, 0, 1, 1, 1])
+    assert [len(set(cut_levels(Z, [k])[k].tolist())) for k in range(1, 7)] == [1, 2, 3, 4, 5, 6]

@@ -36,7 +36,6 @@ import json
 import logging
 
 import numpy as np
-from scipy.cluster.hierarchy import cut_tree
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -94,12 +93,25 @@ def cut_levels(tree: np.ndarray, ks) -> dict[int, np.ndarray]:
     """Flat cuts of a linkage tree: ``{k: labels}`` for every ``k`` in ``ks`` (capped at n).
 
     Labels are renumbered with :func:`relabel`. One tree serves every ``k``.
+    The k-cluster cut is the partition after the tree's first ``n - k`` merges (the
+    partition of scipy's ``cut_tree``), replayed here with small-into-large relabelling:
+    O(n log n), where ``cut_tree``'s Python-level traversal took 0.15 s per call at
+    1000 images (9 of the 10 s of ``--auto``'s 60 reference clusterings).
     """
     n = len(tree) + 1
-    # descending: scipy's cut_tree mislabels the n-cluster cut when sizes ascend to n
-    sizes = sorted({min(int(k), n) for k in ks}, reverse=True)
-    cuts = dict(zip(sizes, cut_tree(tree, n_clusters=sizes).T))
-    return {int(k): relabel(cuts[min(int(k), n)]) for k in ks}
+    wanted = {min(int(k), n) for k in ks}
+    label = np.arange(n)
+    members: list = [[i] for i in range(n)] + [None] * (n - 1)
+    cuts = {}
+    for i, (a, b) in enumerate(np.asarray(tree[:, :2], dtype=np.int64).tolist()):
+        if n - i in wanted:
+            cuts[n - i] = relabel(label)
+        big, small = (members[a], members[b]) if len(members[a]) >= len(members[b]) else (members[b], members[a])
+        label[small] = label[big[0]]
+        big.extend(small)
+        members[n + i], members[a], members[b] = big, None, None
+    cuts[1] = np.zeros(n, dtype=np.int64)
+    return {int(k): cuts[min(int(k), n)] for k in ks}
 
 
 def knee_eps(X: np.ndarray, min_samples: int) -> float:
