@@ -93,3 +93,14 @@ def test_run_auto_writes_auto_csv_and_manifest(tmp_path):
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert man["settings"]["auto"] is True and man["auto"]["chosen"]["backbone"] == res.chosen[0]
     assert man["backbone"]["name"] == res.chosen[0] and man["settings"]["reduce"] == res.chosen[1]
+
+
+def test_pca_space_of_wide_features_equals_the_reducer_up_to_signs():
+    from brainclust.analysis.autoconfig import pca_space
+    from brainclust.cluster.reduce import PCAReducer
+
+    X = np.random.default_rng(0).normal(size=(40, 300))
+    fast, ref = pca_space(X, 10, 0), PCAReducer(10, random_state=0).fit_transform(X)
+    np.testing.assert_allclose(np.abs(fast), np.abs(ref), atol=1e-8)
+    narrow = X[:, :60]  # not wide: the reducer itself
+    np.testing.assert_array_equal(pca_space(narrow, 10, 0), PCAReducer(10, random_state=0).fit_transform(narrow))

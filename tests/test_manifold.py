@@ -81,3 +81,27 @@ def test_run_and_predict_with_umap(tmp_path):
     p = predict(tmp_path / "out", data, cache_dir=str(tmp_path / "cache"))
     assert p.embedding.shape[1] == 10
     assert (p.labels == r1.labels).mean() >= 0.8
+
+
+def test_embed_only_uses_exact_neighbours_and_keeps_the_structure():
+    from sklearn.metrics import adjusted_rand_score
+
+    from brainclust.cluster.manifold import cosine_knn
+    from brainclust.cluster.methods import Clusterer
+
+    X, y = blobs()
+    idx, dist = cosine_knn(X, 5, chunk=7)
+    assert np.array_equal(idx[:, 0], np.arange(len(X))) and np.all(dist[:, 0] == 0)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    D = 1 - U @ U.T
+    np.fill_diagonal(D, np.inf)
+    np.testing.assert_array_equal(idx[:, 1], D.argmin(axis=1))  # the nearest other row
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    a = UMAPReducer(pre_pca=20, random_state=3).embed_only(X)
+    b = UMAPReducer(pre_pca=20, random_state=3).embed_only(X)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (120, 10)
+    np.testing.assert_allclose(a.mean(axis=0), 0, atol=1e-4)
+    assert adjusted_rand_score(y, Clusterer(n_clusters=3, random_state=0).fit(a).labels_) > 0.95
+    with pytest.raises(ParameterError, match="fit_max"):
+        UMAPReducer(fit_max=50).embed_only(X)

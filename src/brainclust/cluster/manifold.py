@@ -62,6 +62,24 @@ def check_reduce(value) -> str:
     return value
 
 
+def cosine_knn(Z: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine nearest neighbours in UMAP's layout: ``(indices, distances)`` of shape ``(n, k)``,
+    each row's own index first at distance 0."""
+    U = np.asarray(Z, dtype=np.float64)
+    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+    idx = np.empty((len(U), k), dtype=np.int32)
+    dist = np.empty((len(U), k), dtype=np.float32)
+    for s in range(0, len(U), chunk):
+        D = 1.0 - U[s:s + chunk] @ U.T
+        rows = np.arange(s, min(s + chunk, len(U)))
+        D[rows - s, rows] = -1.0  # self first
+        part = np.argpartition(D, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
+        idx[rows] = np.take_along_axis(part, order, 1)
+        dist[rows] = np.maximum(np.take_along_axis(D, idx[rows], 1), 0.0)
+    return idx, dist
+
+
 def build_reducer(reduce: str, pca, random_state: int | None):
     """The reducer of ``--reduce``: a PCAReducer for ``pca``, else a :class:`UMAPReducer`."""
     check_reduce(reduce)
@@ -116,7 +134,7 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
                 raise ParameterError(f"umap {name}: must be a positive integer, got {v!r}")
         check_reduce("umap")
 
-    def _umap(self, n: int):
+    def _umap(self, n: int, **extra):
         import umap
 
         if n < self.n_components + 2:
@@ -125,7 +143,7 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         return umap.UMAP(n_components=self.n_components, n_neighbors=max(2, min(self.n_neighbors, n - 1)),
                          min_dist=self.min_dist, metric=self.metric, random_state=self.random_state,
                          transform_seed=0 if self.random_state is None else int(self.random_state) % (2**31),
-                         n_jobs=1)
+                         n_jobs=1, **extra)
 
     def fit(self, X, y=None):
         self.fit_transform(X)
@@ -156,6 +174,33 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self._pca_attributes()
         return emb - self.center_
+
+    def embed_only(self, X) -> np.ndarray:
+        """The centred UMAP embedding of ``X`` (at most ``fit_max`` rows), with no model kept for ``transform``.
+
+        The cosine nearest neighbours are computed exactly in NumPy and handed to UMAP
+        (``precomputed_knn``): below 4096 rows umap-learn otherwise computes every pairwise
+        distance through a Python-level loop (3.6 s of a 5.7 s fit at 1000 rows). For the
+        label-free criteria of ``--auto``, which need the embedding alone. A different
+        floating-point path from :meth:`fit_transform`: the layout is not bit-identical to
+        it (two clusterings of the 4-class dev set's embeddings agreed at ARI 0.985).
+        """
+        import warnings
+
+        X = np.asarray(X, dtype=np.float64)
+        self.check_params()
+        if len(X) > self.fit_max:
+            raise ParameterError(f"embed_only: at most fit_max = {self.fit_max} rows, got {len(X)}")
+        pre = self.pre_pca
+        if pre == "auto":
+            pre = UMAP_PRE_PCA if X.shape[1] > UMAP_PRE_PCA else 0
+        Z = PCAReducer(pre, random_state=self.random_state).fit_transform(X)
+        model = self._umap(len(Z))
+        model.set_params(precomputed_knn=(*cosine_knn(Z, model.n_neighbors), None))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # no transform is wanted
+            emb = model.fit_transform(Z)
+        return emb - emb.mean(axis=0)
 
     def _pca_attributes(self) -> None:
         """What the pipeline reads from a reducer besides ``transform`` (as :class:`PCAReducer` has them)."""
