@@ -8,7 +8,7 @@ every cell runs the same code as ``brainclust run`` on cached features:
 :func:`brainclust.cluster.manifold.build_reducer` ->
 :func:`brainclust.cluster.outliers.cluster_with_outliers` -> ``score`` (rows 1-3),
 :func:`brainclust.analysis.autoconfig.select` (row 4) and :func:`brainclust.pipeline.run`
-(SSL rows; the gated row applies :func:`brainclust.selfsup.gate.check` to the same SSL fit).
+(SSL and TEMI rows; each gated row applies :func:`brainclust.selfsup.gate.check` to the same fit).
 
 Usage::
 
@@ -41,7 +41,11 @@ ROWS = {"default": "brainclust run DATA --backbone efficientnet_lite0 --k K --se
         "--outliers auto": "... --outliers auto",
         "--auto": "brainclust run DATA --auto --k K --seed S",
         "SSL all (no gate)": "... --self-supervised all --ssl-epochs E",
-        "SSL all + gate": "... --self-supervised all --ssl-epochs E --ssl-gate"}
+        "SSL all + gate": "... --self-supervised all --ssl-epochs E --ssl-gate",
+        "consensus of 5 PCA candidates (not a CLI option)": "quality_table.py --parts consensus",
+        "consensus of all 10 candidates (not a CLI option)": "quality_table.py --parts consensus",
+        "TEMI (no gate)": "... --self-supervised temi",
+        "TEMI + gate": "... --self-supervised temi --ssl-gate"}
 
 
 def cell(store: dict, row: str, name: str, seed: int, nmi: float, wall: float, extra=None) -> None:
@@ -82,6 +86,45 @@ def ssl_rows(store, name, path, y, k, seeds, epochs, cache, frozen_nmi) -> None:
         cell(store, "SSL all + gate", name, s, nmi, wall + time.perf_counter() - t1, {"gate": dec.as_dict()})
 
 
+def temi_rows(store, name, path, y, k, seeds, cache, frozen_nmi) -> None:
+    """TEMI heads (default settings, 200 epochs) with and without the gate, from one fit per seed."""
+    for s in seeds:
+        t0 = time.perf_counter()
+        r = run(path, None, RunConfig(backbone="efficientnet_lite0", ssl=("temi",), seed=s, k=k,
+                                      labels_from_folders=True, cache_dir=cache, progress=False))
+        wall = time.perf_counter() - t0
+        cell(store, "TEMI (no gate)", name, s, r.metrics["nmi"], wall, {"head_agreement": r.ssl_model.head_agreement_})
+        t1 = time.perf_counter()
+        dec = gate.check(r.features, r.ssl_model.embedding_, k, 50, s, seed_stability=r.ssl_model.head_agreement_)
+        nmi = r.metrics["nmi"] if dec.kept else frozen_nmi[s]
+        cell(store, "TEMI + gate", name, s, nmi, wall + time.perf_counter() - t1, {"gate": dec.as_dict()})
+
+
+def consensus_rows(store, name, feats, y, k, seeds) -> None:
+    """A consensus instead of a single winner: average linkage on 1 - the co-association of the
+    ``--auto`` candidates' partitions (each the reference cell in its own space), cut into k."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    from brainclust.analysis.autoconfig import pca_space
+    from brainclust.cluster.methods import cut_levels
+    from brainclust.selfsup.gate import reference_labels
+
+    for s in seeds:
+        t0, parts = time.perf_counter(), {}
+        for b, X in feats.items():
+            space = pca_space(X, 50, s)
+            parts[(b, "pca")] = reference_labels(space, k, s)
+            parts[(b, "pca+umap")] = reference_labels(build_reducer("pca+umap", 0, s).embed_only(space), k, s)
+        for row, keys in ((next(r for r in ROWS if r.startswith("consensus of 5")), [p for p in parts if p[1] == "pca"]),
+                          (next(r for r in ROWS if r.startswith("consensus of all")), list(parts))):
+            H = np.concatenate([np.eye(k)[parts[p]] for p in keys], axis=1)
+            D = 1.0 - H @ H.T / len(keys)
+            np.fill_diagonal(D, 0.0)
+            lab = cut_levels(linkage(squareform(D, checks=False), "average"), [k])[k]
+            cell(store, row, name, s, score(feats["efficientnet_lite0"], lab, y)["nmi"], time.perf_counter() - t0)
+
+
 def render(store: dict) -> str:
     names = list(SETS)
     rows = []
@@ -104,7 +147,7 @@ def main() -> None:
     ap.add_argument("--auto-seeds", type=int, default=5)
     ap.add_argument("--ssl-epochs", type=int, default=10)
     ap.add_argument("--ssl-seeds", type=int, default=5)
-    ap.add_argument("--parts", default="simple,auto,ssl", help="which rows: simple (rows 1-3), auto, ssl")
+    ap.add_argument("--parts", default="simple,auto,ssl,temi", help="which rows: simple (rows 1-3), auto, ssl, temi, consensus")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--demo-dir", default="/tmp/qwork/demo")
     ap.add_argument("--render", metavar="JSON", nargs="+")
@@ -133,12 +176,18 @@ def main() -> None:
         if "auto" in parts and not done("--auto", n):
             auto_rows(store, n, X, y, k, list(range(a.auto_seeds)))
             save()
+        frozen = {s: score(build_reducer("pca", 50, s).fit_transform(ds.features),
+                           cluster_with_outliers(build_reducer("pca", 50, s).fit_transform(ds.features),
+                                                 "hierarchical", k, s)[0].labels_, y)["nmi"]
+                  for s in range(max(a.ssl_seeds, a.seeds))} if {"ssl", "temi"} & set(parts) else {}
         if "ssl" in parts and not done("SSL all (no gate)", n):
-            frozen = {s: score(build_reducer("pca", 50, s).fit_transform(ds.features),
-                               cluster_with_outliers(build_reducer("pca", 50, s).fit_transform(ds.features),
-                                                     "hierarchical", k, s)[0].labels_, y)["nmi"]
-                      for s in range(a.ssl_seeds)}
             ssl_rows(store, n, p, y, k, list(range(a.ssl_seeds)), a.ssl_epochs, a.cache_dir, frozen)
+            save()
+        if "consensus" in parts and not any(done(r, n) for r in ROWS if r.startswith("consensus")):
+            consensus_rows(store, n, X, y, k, list(range(a.seeds)))
+            save()
+        if "temi" in parts and not done("TEMI (no gate)", n):
+            temi_rows(store, n, p, y, k, list(range(a.seeds)), a.cache_dir, frozen)
             save()
 
 

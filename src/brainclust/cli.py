@@ -121,11 +121,12 @@ def _add_cluster_options(p: argparse.ArgumentParser, k_default: int = 4) -> None
 def _add_ssl_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("self-supervised strategy")
     g.add_argument("--self-supervised", default="none", metavar="COMPONENTS",
-                   help="comma-separated: contrastive, rotation, joint, refine; or 'all' or 'none' (default none)")
+                   help="comma-separated: contrastive, rotation, joint, refine; or 'all'; or 'temi' (clustering "
+                        "heads on the frozen features alone, no views); or 'none' (default none)")
     g.add_argument("--ssl-mode", default="head", choices=["head", "finetune"],
                    help="head = train small heads on cached features of augmented views (default, CPU); "
                         "finetune = also train the backbone's last blocks (GPU)")
-    g.add_argument("--ssl-epochs", type=int, default=None, help="training epochs (default 30 head, 10 finetune)")
+    g.add_argument("--ssl-epochs", type=int, default=None, help="training epochs (default 30 head, 10 finetune, 200 temi)")
     g.add_argument("--ssl-views", type=views_arg, default=None, metavar="VIEWS",
                    help="head mode: comma-separated appearance views, e.g. hflip,intensity "
                         "(default identity,hflip,strong; identity is always included)")

@@ -329,7 +329,8 @@ def _self_supervised(cfg: RunConfig, extractor, records, feats, t: dict):
     ssl = ssl_stage.fit(cfg, extractor, records, feats)
     reduce_in = ssl.embedding
     if cfg.ssl_gate:
-        ssl.info["gate"] = ssl_gate.check(feats, ssl.embedding, cfg.k, cfg.pca, cfg.seed).as_dict()
+        ssl.info["gate"] = ssl_gate.check(feats, ssl.embedding, cfg.k, cfg.pca, cfg.seed,
+                                           seed_stability=ssl.info.get("head_agreement")).as_dict()
         if not ssl.info["gate"]["kept"]:  # step aside: frozen features, no SSL model saved
             reduce_in, ssl.model, cfg = feats, None, replace(cfg, ssl=())
     t["ssl"] = time.perf_counter() - t0

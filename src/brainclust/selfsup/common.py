@@ -11,13 +11,15 @@ import numpy as np
 from brainclust.errors import ParameterError
 
 COMPONENTS: tuple[str, ...] = ("contrastive", "rotation", "joint", "refine")
+#: A method of its own (:mod:`brainclust.selfsup.temi`), not combinable with the components.
+TEMI = "temi"
 #: Above this many input dimensions the head's input PCA is a randomized SVD (see :func:`input_pca`).
 EXACT_PCA_MAX_DIM = 4096
 FORMAT_VERSION = 1
 
 
 def parse_components(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"contrastive,rotation"``, ``"all"``, ``"none"`` or a sequence -> ordered tuple of components."""
+    """``"contrastive,rotation"``, ``"all"``, ``"temi"``, ``"none"`` or a sequence -> ordered tuple of components."""
     if value is None:
         return ()
     items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
@@ -25,10 +27,15 @@ def parse_components(value: str | Sequence[str] | None) -> tuple[str, ...]:
         return COMPONENTS
     if items in ([], ["none"], ["off"]):
         return ()
+    if TEMI in items:
+        if len(set(items)) > 1:
+            raise ParameterError("--self-supervised: temi is a method of its own; it cannot be combined "
+                                 "with the other components")
+        return (TEMI,)
     bad = [v for v in items if v not in COMPONENTS]
     if bad:
         raise ParameterError(f"--self-supervised: unknown component '{bad[0]}'; choose from "
-                             f"{', '.join(COMPONENTS)}, 'all' or 'none'")
+                             f"{', '.join(COMPONENTS)}, 'all', 'temi' or 'none'")
     return tuple(c for c in COMPONENTS if c in items)
 
 

@@ -15,6 +15,15 @@ average-cosine hierarchical with the run's k) and are compared on two criteria:
   the frozen neighbourhoods; an SSL clustering that scatters images away from
   their frozen neighbours scores low.
 
+An embedding that is sharpened towards a few clusters (TEMI's cluster
+probabilities) is trivially stable under subsampling of a *fixed* embedding
+(1.0 on every set measured, whatever its NMI), so for a model that trains
+several independent heads the SSL side's stability is the **smaller** of the
+subsample stability and the heads' agreement (mean ARI between the heads'
+partitions, :func:`brainclust.selfsup.temi.head_agreement`): a partition
+that the training does not reproduce from another initialisation has not
+earned its place.
+
 The SSL embedding is **kept** only when it is at least as good as the frozen
 features on both criteria and strictly better on their sum; otherwise the run
 continues with the frozen features (``kept: false`` in the manifest). Ties go
@@ -68,12 +77,16 @@ class GateDecision:
 
     def as_dict(self) -> dict:
         return {"kept": self.kept, "frozen": self.frozen, "ssl": self.ssl,
-                "rule": "keep iff ssl >= frozen on stability and kNN agreement (frozen space), and > on their sum"}
+                "rule": "keep iff ssl >= frozen on stability (for several heads: min of subsample stability and "
+                        "head agreement) and kNN agreement (frozen space), and > on their sum"}
 
 
 def check(frozen: np.ndarray, ssl_embedding: np.ndarray, k: int, pca=50, seed: int | None = 0,
-          n_sub: int = 5) -> GateDecision:
-    """Compare the SSL embedding with the frozen features (the rule of the module docstring)."""
+          n_sub: int = 5, seed_stability: float | None = None) -> GateDecision:
+    """Compare the SSL embedding with the frozen features (the rule of the module docstring).
+
+    ``seed_stability``: the model's agreement between independently trained heads, if it has one.
+    """
     space = PCAReducer(pca, random_state=seed).fit_transform(frozen)
     crit = {}
     for name, X in (("frozen", space), ("ssl", PCAReducer(pca, random_state=seed).fit_transform(ssl_embedding))):
@@ -81,6 +94,9 @@ def check(frozen: np.ndarray, ssl_embedding: np.ndarray, k: int, pca=50, seed: i
         crit[name] = {"stability": subsample_stability(X, lab, k, seed, n_sub),
                       "knn_agreement": knn_agreement(space, lab)}
     f, s = crit["frozen"], crit["ssl"]
+    if seed_stability is not None:
+        s["subsample_stability"], s["head_agreement"] = s["stability"], float(seed_stability)
+        s["stability"] = min(s["stability"], float(seed_stability))
     kept = (s["stability"] >= f["stability"] and s["knn_agreement"] >= f["knn_agreement"]
             and s["stability"] + s["knn_agreement"] > f["stability"] + f["knn_agreement"])
     return GateDecision(bool(kept), f, s)

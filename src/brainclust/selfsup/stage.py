@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.selfsup.common import parse_components
+from brainclust.selfsup.common import TEMI, parse_components
 from brainclust.selfsup.head import SelfSupervisedHead
+from brainclust.selfsup.temi import TEMIHead
 
 log = logging.getLogger(__name__)
 
 SSL_MODES = ("head", "finetune")
 #: Default epochs per mode (``--ssl-epochs``).
-DEFAULT_EPOCHS = {"head": 30, "finetune": 10}
+DEFAULT_EPOCHS = {"head": 30, "finetune": 10, TEMI: 200}
 
 
 def validate(components, mode: str, epochs, appearance_views=None) -> tuple[str, ...]:
@@ -34,6 +35,9 @@ def validate(components, mode: str, epochs, appearance_views=None) -> tuple[str,
     comps = parse_components(components)
     if mode not in SSL_MODES:
         raise ParameterError(f"--ssl-mode: must be one of {', '.join(SSL_MODES)}, got '{mode}'")
+    if comps == (TEMI,) and (mode != "head" or appearance_views is not None):
+        raise ParameterError("--self-supervised temi: trains on the frozen features alone; it takes neither "
+                             "--ssl-mode finetune nor --ssl-views")
     if appearance_views is not None:
         if mode != "head":
             raise ParameterError("--ssl-views: applies to --ssl-mode head only (finetune draws its own views)")
@@ -66,7 +70,13 @@ def fit(cfg, extractor, records, feats) -> SSLOutcome:
     k = min(cfg.k, len(records))
     t0 = time.perf_counter()
     info: dict = {"mode": cfg.ssl_mode, "components": list(comps)}
-    if cfg.ssl_mode == "head":
+    if comps == (TEMI,):
+        est = TEMIHead(n_clusters=k, epochs=cfg.ssl_epochs or DEFAULT_EPOCHS[TEMI], random_state=cfg.seed)
+        est.fit(feats)
+        info["timings_s"] = {"train": time.perf_counter() - t0}
+        info["views"] = ["identity"]
+        info["head_agreement"] = est.head_agreement_
+    elif cfg.ssl_mode == "head":
         est = head_estimator(comps, k, cfg.ssl_epochs, cfg.seed,
                              appearance_views=views_mod.appearance(cfg.ssl_views))
         names = views_mod.needed(comps, est.tta, est.appearance_views)
@@ -103,6 +113,8 @@ def save(model, folder) -> None:
 def load(folder, settings: dict):
     """Load the model saved by :func:`save`, given the run's recorded settings."""
     folder = Path(folder)
+    if tuple(settings.get("ssl") or ()) == (TEMI,):
+        return TEMIHead.load(folder)
     if settings.get("ssl_mode", "head") == "finetune":
         from brainclust.selfsup.finetune import FinetuneSSL
 
@@ -116,6 +128,8 @@ def embed(model, extractor, records, feats) -> np.ndarray:
     """Embed new images the way the saved model embedded its training images."""
     from brainclust.selfsup import views as views_mod
 
+    if isinstance(model, TEMIHead):
+        return model.transform(feats)
     if isinstance(model, SelfSupervisedHead) and type(model) is SelfSupervisedHead:
         views = views_mod.extract(extractor, records, model.views_, identity=feats)
         return model.transform(views)
