@@ -42,7 +42,7 @@ ROWS = {"default": "brainclust run DATA --backbone efficientnet_lite0 --k K --se
         "--auto": "brainclust run DATA --auto --k K --seed S",
         "SSL all (no gate)": "... --self-supervised all --ssl-epochs E",
         "SSL all + gate": "... --self-supervised all --ssl-epochs E --ssl-gate",
-        "consensus of 5 PCA candidates (not a CLI option)": "quality_table.py --parts consensus",
+        "--consensus": "brainclust run DATA --consensus --k K --seed S",
         "consensus of all 10 candidates (not a CLI option)": "quality_table.py --parts consensus",
         "TEMI (no gate)": "... --self-supervised temi",
         "TEMI + gate": "... --self-supervised temi --ssl-gate"}
@@ -101,28 +101,20 @@ def temi_rows(store, name, path, y, k, seeds, cache, frozen_nmi) -> None:
 
 
 def consensus_rows(store, name, feats, y, k, seeds) -> None:
-    """A consensus instead of a single winner: average linkage on 1 - the co-association of the
-    ``--auto`` candidates' partitions (each the reference cell in its own space), cut into k."""
-    from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import squareform
-
-    from brainclust.analysis.autoconfig import pca_space
-    from brainclust.cluster.methods import cut_levels
-    from brainclust.selfsup.gate import reference_labels
+    """``--consensus`` (:func:`brainclust.analysis.autoconfig.select` with ``with_consensus``: the five PCA
+    candidates' co-association) and, for comparison, the consensus of all ten candidates (PCA and PCA+UMAP)."""
+    from brainclust.analysis.autoconfig import consensus, evaluate
 
     for s in seeds:
-        t0, parts = time.perf_counter(), {}
-        for b, X in feats.items():
-            space = pca_space(X, 50, s)
-            parts[(b, "pca")] = reference_labels(space, k, s)
-            parts[(b, "pca+umap")] = reference_labels(build_reducer("pca+umap", 0, s).embed_only(space), k, s)
-        for row, keys in ((next(r for r in ROWS if r.startswith("consensus of 5")), [p for p in parts if p[1] == "pca"]),
-                          (next(r for r in ROWS if r.startswith("consensus of all")), list(parts))):
-            H = np.concatenate([np.eye(k)[parts[p]] for p in keys], axis=1)
-            D = 1.0 - H @ H.T / len(keys)
-            np.fill_diagonal(D, 0.0)
-            lab = cut_levels(linkage(squareform(D, checks=False), "average"), [k])[k]
-            cell(store, row, name, s, score(feats["efficientnet_lite0"], lab, y)["nmi"], time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = select(feats, k, s, labels_true=y, reductions=("pca",), with_consensus=True)
+        cell(store, "--consensus", name, s, res.rows[-1]["nmi"], time.perf_counter() - t0,
+             {"candidates": res.rows})
+        t0, keep = time.perf_counter(), {}
+        evaluate(feats, k, s, keep=keep)
+        lab = consensus(list(keep["labels"].values()), k, s).labels_
+        cell(store, "consensus of all 10 candidates (not a CLI option)", name, s,
+             score(feats["efficientnet_lite0"], lab, y)["nmi"], time.perf_counter() - t0)
 
 
 def render(store: dict) -> str:
@@ -183,7 +175,7 @@ def main() -> None:
         if "ssl" in parts and not done("SSL all (no gate)", n):
             ssl_rows(store, n, p, y, k, list(range(a.ssl_seeds)), a.ssl_epochs, a.cache_dir, frozen)
             save()
-        if "consensus" in parts and not any(done(r, n) for r in ROWS if r.startswith("consensus")):
+        if "consensus" in parts and not done("--consensus", n):
             consensus_rows(store, n, X, y, k, list(range(a.seeds)))
             save()
         if "temi" in parts and not done("TEMI (no gate)", n):

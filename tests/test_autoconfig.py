@@ -104,3 +104,79 @@ def test_pca_space_of_wide_features_equals_the_reducer_up_to_signs():
     np.testing.assert_allclose(np.abs(fast), np.abs(ref), atol=1e-8)
     narrow = X[:, :60]  # not wide: the reducer itself
     np.testing.assert_array_equal(pca_space(narrow, 10, 0), PCAReducer(10, random_state=0).fit_transform(narrow))
+
+
+def test_consensus_is_average_linkage_on_the_co_association_and_outvotes_a_noise_member():
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+    from sklearn.metrics import adjusted_rand_score
+
+    from brainclust.analysis.autoconfig import consensus
+    from brainclust.cluster.methods import cut_levels
+
+    _, y = planted()
+    rng = np.random.default_rng(0)
+    flip = lambda p, frac: np.where(rng.random(len(p)) < frac, rng.integers(0, 3, len(p)), p)  # noqa: E731
+    members = [flip(y, 0.1), flip(y, 0.15), flip(y, 0.1), rng.integers(0, 3, len(y))]  # 3 noisy copies + noise
+    fitted = consensus(members, 3, 0)
+    assert adjusted_rand_score(y, fitted.labels_) > 0.9
+    assert max(adjusted_rand_score(y, m) for m in members) < adjusted_rand_score(y, fitted.labels_)
+    co = np.mean([np.equal.outer(m, m) for m in members], axis=0)  # the co-association matrix
+    D = 1.0 - co
+    np.fill_diagonal(D, 0.0)
+    by_hand = cut_levels(linkage(squareform(D, checks=False), "average"), [3])[3]
+    assert adjusted_rand_score(by_hand, fitted.labels_) == 1.0
+    assert fitted.levels_.shape == (len(y), 10)
+
+
+def test_select_with_consensus_adds_the_chosen_consensus_row_and_is_deterministic():
+    X, y = planted()
+    feats = {"efficientnet_lite0": noise(), "a": X, "b": X + np.random.default_rng(4).normal(0, 1, X.shape)}
+    res = select(feats, k=3, seed=0, labels_true=y.astype(str), reductions=("pca",), pca=10, with_consensus=True)
+    again = select(feats, k=3, seed=0, reductions=("pca",), pca=10, with_consensus=True)
+    last = res.rows[-1]
+    assert res.chosen == ("consensus", "pca") and last["chosen"] and not any(r["chosen"] for r in res.rows[:-1])
+    assert last["nmi"] > 0.9 and 0 <= last["stability"] <= 1 and last["agreement"] > 0
+    np.testing.assert_array_equal(res.consensus.labels_, again.consensus.labels_)
+    assert "nmi" not in again.rows[-1]
+
+
+def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
+    import json
+
+    from brainclust.analysis.autoconfig import run_auto
+    from brainclust.data.demo import make_demo_dataset
+    from brainclust.errors import ParameterError
+    from brainclust.pipeline import RunConfig, predict, run
+
+    data = tmp_path / "demo"
+    make_demo_dataset(data, n_per_class=8, random_state=0)
+    cfg = RunConfig(cache_dir=str(tmp_path / "cache"), k=3, pca=10, progress=False, labels_from_folders=True,
+                    consensus=True)
+    result, res = run_auto(data, tmp_path / "out", cfg, backbones=("efficientnet_lite0", "pixels", "hog"))
+    rows = (tmp_path / "out" / "auto.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[-1].startswith("consensus,pca,") and ",True," in rows[-1]
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["settings"]["consensus"] is True and man["clustering"]["consensus_of"] == [
+        "efficientnet_lite0", "pixels", "hog"]
+    assert np.array_equal(result.labels, res.consensus.labels_)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["nmi"] == pytest.approx(res.rows[-1]["nmi"])
+    with pytest.raises(ParameterError, match="--consensus run"):
+        predict(tmp_path / "out", data)
+    with pytest.raises(ParameterError, match="--consensus"):
+        run(data, None, consensus=True)
+    with pytest.raises(ParameterError, match="--method hierarchical"):
+        run_auto(data, None, RunConfig(consensus=True, method="kmeans", k=3))
+
+
+def test_the_portfolio_refuses_more_images_than_it_can_hold(tmp_path, monkeypatch):
+    from brainclust.analysis import autoconfig
+    from brainclust.data.demo import make_demo_dataset
+    from brainclust.errors import ParameterError
+    from brainclust.pipeline import RunConfig
+
+    data = tmp_path / "demo"
+    make_demo_dataset(data, n_per_class=3, random_state=0)
+    monkeypatch.setattr(autoconfig, "AUTO_MAX", 5)
+    with pytest.raises(ParameterError, match="at most 5 images"):
+        autoconfig.portfolio_features(data, RunConfig(cache_dir=str(tmp_path / "c"), progress=False))

@@ -180,6 +180,9 @@ def _add_run_parsers(sub, quiet) -> None:
                         "clusters are formed among the rest (default off)")
     q.add_argument("--auto", action="store_true",
                    help="choose the backbone and reduction label-free from a small portfolio (auto.csv)")
+    q.add_argument("--consensus", action="store_true",
+                   help="cluster the consensus (co-association) of the --auto portfolio's five backbones' "
+                        "partitions instead of choosing one; 'predict' cannot extend such a run")
     q.add_argument("--ssl-gate", action="store_true",
                    help="with --self-supervised: keep the SSL embedding only if a label-free check passes")
 
@@ -299,14 +302,16 @@ def _cmd_run(args) -> None:
                              ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs, ssl_views=args.ssl_views,
                              embeddings_features=args.embeddings_features, reduce=args.reduce,
                              outliers=args.outliers, ssl_gate=args.ssl_gate, engine=args.engine,
-                             ray_address=args.ray_address)
+                             ray_address=args.ray_address, consensus=args.consensus)
     lines: list[str] = []
     finish = None if args.no_report else (lambda out: lines.append(_report_line(out, "brainclust run")))
-    if args.auto:  # label-free choice of backbone and reduction, then a normal run (analysis.autoconfig)
+    if args.auto or args.consensus:  # the portfolio scored label-free, then the output run (analysis.autoconfig)
         from brainclust.analysis.autoconfig import run_auto
 
         result, choice = run_auto(args.data, args.out, cfg, finish=finish)
-        print(f"--auto: chose backbone {choice.chosen[0]}, --reduce {choice.chosen[1]} (criteria in auto.csv)")
+        print("--consensus: the consensus of " + ", ".join(b for b, _ in choice.labels) + " (criteria in auto.csv)"
+              if args.consensus else
+              f"--auto: chose backbone {choice.chosen[0]}, --reduce {choice.chosen[1]} (criteria in auto.csv)")
         print(_summary(result))
     else:
         print(_summary(run(args.data, args.out, cfg, finish=finish)))

@@ -84,6 +84,8 @@ class RunConfig:
     outliers: str = "off"
     #: ``--auto``: the backbone and reduction are chosen label-free (:func:`brainclust.analysis.autoconfig.run_auto`).
     auto: bool = False
+    #: ``--consensus``: the co-association consensus of the portfolio's partitions (``run_auto`` too).
+    consensus: bool = False
     #: ``--ssl-gate``: keep the SSL embedding only when :mod:`brainclust.selfsup.gate`'s check passes.
     ssl_gate: bool = False
     #: ``--engine``: ``local`` or ``ray`` (:mod:`brainclust.engines.ray_data`); ``ray_address`` joins a cluster.
@@ -364,8 +366,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, **setti
     """
     cfg = replace(config or RunConfig(), **settings)
     cfg.validate()
-    if cfg.auto:  # the choice lives in analysis (a higher rank); it calls run() with auto=False
-        raise ParameterError("--auto: use brainclust.analysis.autoconfig.run_auto (brainclust run --auto)")
+    if cfg.auto or cfg.consensus:  # these live in analysis (a higher rank), which calls run() without them
+        raise ParameterError("--auto/--consensus: use brainclust.analysis.autoconfig.run_auto (the CLI does)")
     _check_out(out, data)
     t: dict = {}
     scanned, extractor, records, feats, skipped, engine = _scan_and_extract(data, cfg, t)
@@ -512,6 +514,13 @@ def load_model(model_dir) -> tuple[dict, PCAReducer, Clusterer]:
     return info, reducer, clusterer
 
 
+def _refuse_consensus(model_dir, settings: dict) -> None:
+    if settings.get("consensus"):
+        raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine five backbones' "
+                             "partitions and have no single model to place new images; run "
+                             "'brainclust run --consensus' on the old and new images together")
+
+
 def _stored_config(s: dict, bb: dict, weights) -> RunConfig:
     """The settings of a saved model alone (no option of the predict call), to check them."""
     return RunConfig(backbone=bb["name"], weights=weights, precision=bb["precision"], batch_size=s["batch_size"],
@@ -534,6 +543,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     """
     info, reducer, clusterer = load_model(model_dir)
     s, bb = info["settings"], info["backbone"]
+    _refuse_consensus(model_dir, s)
     weights = bb["weights_path"] if bb["weights_sha256"] != "random" else "random"
     try:
         _stored_config(s, bb, weights).validate()

@@ -1,4 +1,4 @@
-"""``brainclust run DATA --auto``: choose the backbone and the reduction without labels.
+"""``brainclust run DATA --auto`` / ``--consensus``: choose, or combine, representations without labels.
 
 Measured on three unseen sets: no configuration wins everywhere (fusion
 efficientnet_lite0+pixels: 0.34 vs 0.27 NMI on the largest, 0.41 vs 0.82 on
@@ -27,6 +27,15 @@ makes every clustering more stable, so stability is not comparable across
 reductions); among challengers that pass, the one with the largest sum of the
 three gains. Labels, when given, are only reported (``nmi`` column),
 never used to choose. Every candidate's criteria go to ``auto.csv`` in the run folder.
+
+``--consensus`` (:func:`consensus`, :func:`consensus_row`): instead of one winner,
+the co-association consensus of the five PCA candidates (one partition per
+backbone, UMAP not in its portfolio), with the same criteria in its own
+``auto.csv`` row. On ten 2- and 3-class tasks made from the dev set
+(``benchmarks/auto_subsets.py``) the single-winner rule lost up to 0.47 NMI to
+the default (it chose the multi-layer backbone where the default was at 0.835);
+the consensus lost at most 0.09 and gained on average. The run keeps the default's
+features, PCA space (map, silhouette) and report; ``predict`` refuses it.
 """
 
 from __future__ import annotations
@@ -40,8 +49,10 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
 from brainclust.analysis.common import write_rows_csv
+from brainclust.cluster.scores import score
 from brainclust.cluster.manifold import build_reducer
-from brainclust.errors import ParameterError
+from brainclust.cluster.methods import Clusterer
+from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import RunFolder
 from brainclust.pipeline import extract_records, resolve_k, run, scan_nonempty, write_outputs
 from brainclust.selfsup.gate import reference_labels, subsample_stability
@@ -55,6 +66,12 @@ RULE = ("keep the default (efficientnet_lite0, pca) unless a candidate beats it 
         "agreement >= +0.0 and is at least as stable as the default backbone under the same reduction; "
         "then the largest sum of gains; labels never used")
 SIL_SAMPLE = 3000
+#: The portfolio's features of every image are held in memory together.
+AUTO_MAX = 20000
+#: The ``backbone`` of the consensus row of ``auto.csv`` (``--consensus``).
+CONSENSUS = "consensus"
+CONSENSUS_RULE = ("the consensus of the PCA candidates (one partition per backbone): average linkage on "
+                  "1 - their co-association, cut into k; labels never used")
 
 
 @dataclass
@@ -62,8 +79,13 @@ class AutoResult:
     rows: list[dict]
     chosen: tuple[str, str]
     labels: dict
+    #: ``--consensus``: the fitted consensus Clusterer (its ``labels_`` are the output).
+    consensus: object | None = None
 
     def as_dict(self) -> dict:
+        if self.consensus is not None:
+            return {"chosen": {"backbone": self.chosen[0], "reduce": self.chosen[1]}, "rule": CONSENSUS_RULE,
+                    "candidates": self.rows}
         return {"chosen": {"backbone": self.chosen[0], "reduce": self.chosen[1]}, "rule": RULE,
                 "margins": MARGINS, "candidates": self.rows}
 
@@ -94,8 +116,13 @@ def pca_space(X: np.ndarray, pca, seed: int | None) -> np.ndarray:
 
 
 def evaluate(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, *, pca=50,
-             reductions: Sequence[str] = AUTO_REDUCTIONS, n_sub: int = 5, labels_true=None) -> list[dict]:
-    """Criteria of every (backbone, reduction) candidate on precomputed ``features`` (name -> (n, d))."""
+             reductions: Sequence[str] = AUTO_REDUCTIONS, n_sub: int = 5, labels_true=None,
+             keep: dict | None = None) -> list[dict]:
+    """Criteria of every (backbone, reduction) candidate on precomputed ``features`` (name -> (n, d)).
+
+    ``keep``: if given, receives ``spaces`` (backbone -> PCA space) and ``labels``
+    ((backbone, reduction) -> the candidate's partition).
+    """
     spaces, labels, rows = {}, {}, []
     for name, X in features.items():
         t0 = time.perf_counter()
@@ -117,7 +144,48 @@ def evaluate(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, *
         if labels_true is not None:
             r["nmi"] = float(normalized_mutual_info_score(np.asarray(labels_true, dtype=str), lab))
         r["wall_s"] = r.pop("_emb_s") + time.perf_counter() - t0
+    if keep is not None:
+        keep.update(spaces=spaces, labels=labels)
     return rows
+
+
+def consensus(partitions: Sequence[np.ndarray], k: int, seed: int | None):
+    """The reference Clusterer on the co-association of ``partitions`` (one label array per member).
+
+    Each image becomes the concatenation of its members' one-hot cluster codes divided by
+    ``sqrt(m)``: the cosine of two images is then the fraction of members that put them in
+    one cluster, so average-cosine linkage of these rows *is* average linkage on
+    ``1 - co-association`` (Strehl and Ghosh's cluster-based similarity), and the run's
+    tree, its ten levels and the two-stage tree above 20,000 images all apply unchanged.
+    """
+    H = np.concatenate([np.eye(int(p.max()) + 1)[p] for p in partitions], axis=1) / np.sqrt(len(partitions))
+    return Clusterer(method="hierarchical", n_clusters=int(k), random_state=seed).fit(H)
+
+
+def consensus_row(spaces: Mapping[str, np.ndarray], members: Mapping[str, np.ndarray], k: int,
+                  seed: int | None, n_sub: int = 5, labels_true=None) -> tuple[dict, object]:
+    """The consensus of ``members`` (backbone -> partition) and its criteria, as an ``auto.csv`` row.
+
+    ``stability``: the consensus of the members' reference clusterings of the same seeded
+    80% subsamples as :func:`~brainclust.selfsup.gate.subsample_stability` draws, against
+    the full consensus on those rows.
+    """
+    t0 = time.perf_counter()
+    fitted = consensus(list(members.values()), k, seed)
+    lab = fitted.labels_
+    n = len(lab)
+    rng, m, stab = np.random.default_rng(seed), max(k + 1, int(round(0.8 * n))), []
+    for _ in range(n_sub):
+        idx = np.sort(rng.choice(n, min(m, n), replace=False))
+        sub = consensus([reference_labels(spaces[b][idx], k, seed) for b in members], k, seed).labels_
+        stab.append(adjusted_rand_score(lab[idx], sub))
+    row = {"backbone": CONSENSUS, "reduce": "pca", "stability": float(np.mean(stab)),
+           "xsil": float(np.mean([_silhouette(S, lab, seed) for S in spaces.values()])),
+           "agreement": float(np.mean([adjusted_rand_score(lab, p) for p in members.values()]))}
+    if labels_true is not None:
+        row["nmi"] = float(normalized_mutual_info_score(np.asarray(labels_true, dtype=str), lab))
+    row["wall_s"] = time.perf_counter() - t0
+    return row, fitted
 
 
 def choose(rows: list[dict], default: tuple[str, str] = DEFAULT) -> tuple[str, str]:
@@ -142,16 +210,33 @@ def choose(rows: list[dict], default: tuple[str, str] = DEFAULT) -> tuple[str, s
 
 
 def select(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, labels_true=None,
-           **kwargs) -> AutoResult:
-    """:func:`evaluate` then :func:`choose` (the API the tests drive with synthetic candidates)."""
-    rows = evaluate(features, k, seed, labels_true=labels_true, **kwargs)
+           with_consensus: bool = False, **kwargs) -> AutoResult:
+    """:func:`evaluate` then :func:`choose` (the API the tests drive with synthetic candidates).
+
+    ``with_consensus``: also the consensus of the PCA candidates (one partition per
+    backbone), which is then the choice.
+    """
+    keep: dict = {}
+    rows = evaluate(features, k, seed, labels_true=labels_true, keep=keep, **kwargs)
     pick = choose(rows, DEFAULT if DEFAULT[0] in features else (next(iter(features)), "pca"))
-    return AutoResult(rows, pick, {})
+    if not with_consensus:
+        return AutoResult(rows, pick, keep["labels"])
+    members = {b: keep["labels"][(b, "pca")] for b in features}
+    row, fitted = consensus_row(keep["spaces"], members, k, seed, kwargs.get("n_sub", 5), labels_true)
+    for r in rows:
+        r["chosen"] = False
+    rows.append({**row, "chosen": True})
+    return AutoResult(rows, (CONSENSUS, "pca"), keep["labels"], fitted)
 
 
 def portfolio_features(data, cfg, backbones: Sequence[str] = PORTFOLIO) -> tuple[dict, list]:
     """Each backbone's features of the images that every backbone could decode (through the cache)."""
     scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index)
+    if len(scanned.records) > AUTO_MAX:
+        raise ParameterError(f"--auto/--consensus: at most {AUTO_MAX} images ({len(scanned.records)} found): the "
+                             "portfolio holds five backbones' features in memory (about 280 KB per image in "
+                             "float64 for pixels and the fusion); run it on a sample, then the chosen settings "
+                             "on everything")
     feats, keep = {}, None
     for b in backbones:
         records, X, _ = extract_records(replace(cfg, backbone=b).extractor().fit(), scanned)
@@ -163,16 +248,24 @@ def portfolio_features(data, cfg, backbones: Sequence[str] = PORTFOLIO) -> tuple
 
 
 def run_auto(data, out=None, config=None, *, finish=None, backbones: Sequence[str] = PORTFOLIO):
-    """``brainclust run --auto``: choose a candidate label-free, then run it as a normal run.
+    """``brainclust run --auto`` / ``--consensus``: the portfolio scored label-free, then the output run.
 
-    The run folder is the chosen configuration's, plus ``auto.csv``; the manifest's
-    ``auto`` section holds the rule, the choice and every candidate's criteria.
+    ``--auto``: the chosen candidate runs as a normal run. ``--consensus``: the default
+    run (efficientnet_lite0, PCA) gives the features, the map and the scores' space,
+    and its clustering is replaced by the consensus of the PCA candidates (the tree, its
+    levels and ``model/cluster.npz`` are the consensus's; ``predict`` refuses such a run).
+    The run folder holds ``auto.csv``; the manifest's ``auto`` section holds the rule,
+    the choice and every candidate's criteria.
     """
-    cfg = replace(config, auto=False)
+    cfg = replace(config, auto=False, consensus=False)
+    flag = "--consensus" if config.consensus else "--auto"
     if cfg.ssl:
-        raise ParameterError("--auto: cannot be combined with --self-supervised; choose first, then add it")
+        raise ParameterError(f"{flag}: cannot be combined with --self-supervised; choose first, then add it")
     if cfg.reduce != "pca" or cfg.backbone not in ("auto", DEFAULT[0]):
-        raise ParameterError("--auto: chooses --backbone and --reduce itself; leave them at their defaults")
+        raise ParameterError(f"{flag}: chooses --backbone and --reduce itself; leave them at their defaults")
+    if config.consensus and (cfg.method != "hierarchical" or cfg.outliers != "off"):
+        raise ParameterError("--consensus: clusters the co-association with the reference cell (--method "
+                             "hierarchical, --outliers off); leave them at their defaults")
     cfg.validate()
     t0 = time.perf_counter()
     feats, records = portfolio_features(data, cfg, backbones)
@@ -181,10 +274,14 @@ def run_auto(data, out=None, config=None, *, finish=None, backbones: Sequence[st
         k, _ = resolve_k("auto", "hierarchical", build_reducer("pca", cfg.pca, cfg.seed).fit_transform(
             feats[DEFAULT[0]]), cfg.seed)
     y = [r.label or "" for r in records] if cfg.labels_from_folders else None
-    res = select(feats, int(k), cfg.seed, labels_true=y, pca=cfg.pca)
+    res = select(feats, int(k), cfg.seed, labels_true=y, pca=cfg.pca, with_consensus=config.consensus,
+                 **({"reductions": ("pca",)} if config.consensus else {}))
     t_sel = time.perf_counter() - t0
-    result = run(data, None, replace(cfg, backbone=res.chosen[0], reduce=res.chosen[1], k=int(k)))
-    result.manifest["settings"]["auto"] = True
+    if config.consensus:
+        result = _consensus_result(data, replace(cfg, backbone=DEFAULT[0], k=int(k)), records, res, y)
+    else:
+        result = run(data, None, replace(cfg, backbone=res.chosen[0], reduce=res.chosen[1], k=int(k)))
+    result.manifest["settings"].update(auto=True, consensus=bool(config.consensus))
     result.manifest["auto"] = {**res.as_dict(), "wall_s": t_sel}
     result.manifest["timings_s"]["auto"] = t_sel
 
@@ -196,3 +293,19 @@ def run_auto(data, out=None, config=None, *, finish=None, backbones: Sequence[st
     if out is not None:
         write_outputs(result, out, done)
     return result, res
+
+
+def _consensus_result(data, cfg, records, res: AutoResult, labels_true):
+    """The default run with its clustering replaced by ``res.consensus`` (same images, same order)."""
+    result = run(data, None, cfg)
+    if [r.path for r in result.records] != [r.path for r in records]:
+        lost = sorted({r.path for r in result.records} - {r.path for r in records})
+        raise InputError(f"--consensus: {len(lost)} image(s) could be read by {DEFAULT[0]} but not by every "
+                         f"backbone of the portfolio (first: '{lost[0] if lost else '?'}'); remove them or use --auto")
+    fitted = res.consensus
+    fitted.X_fit_ = result.embedding  # what the report maps and scores: the default's PCA space
+    result.labels, result.levels, result.clusterer = fitted.labels_, fitted.levels_, fitted
+    result.metrics = score(result.embedding, fitted.labels_, labels_true)
+    result.manifest["clustering"].update(n_clusters_found=fitted.n_clusters_, consensus_of=list(res.labels and
+                                         [b for b, red in res.labels if red == "pca"]))
+    return result
