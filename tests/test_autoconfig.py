@@ -180,3 +180,26 @@ def test_the_portfolio_refuses_more_images_than_it_can_hold(tmp_path, monkeypatc
     monkeypatch.setattr(autoconfig, "AUTO_MAX", 5)
     with pytest.raises(ParameterError, match="at most 5 images"):
         autoconfig.portfolio_features(data, RunConfig(cache_dir=str(tmp_path / "c"), progress=False))
+
+
+def test_criteria_guard_their_inputs_and_count_only_labelled_images():
+    from brainclust.analysis.autoconfig import labelled_nmi, pca_space
+    from brainclust.errors import InputError, ParameterError
+
+    with pytest.raises(InputError):
+        pca_space(np.ones((6, 3000)), 5, 0)
+    bad = np.random.default_rng(0).normal(size=(6, 3000))
+    bad[0, 0] = np.nan
+    with pytest.raises(ParameterError, match="finite"):
+        pca_space(bad, 5, 0)
+    y = np.array(["a", "a", "b", "b", "", ""])
+    assert labelled_nmi(y, [0, 0, 1, 1, 0, 1]) == pytest.approx(1.0)  # the unlabelled rows are not a class
+    X, _ = planted()
+    with pytest.raises(ParameterError, match="'pca'"):
+        select({"a": X}, k=3, seed=0, reductions=("pca+umap",), with_consensus=True)
+
+
+def test_cli_refuses_auto_with_consensus(tmp_path):
+    from brainclust.cli import main
+
+    assert main(["run", str(tmp_path), "--out", str(tmp_path / "o"), "--auto", "--consensus"]) == 2

@@ -76,7 +76,8 @@ def test_save_load_round_trip_and_damage(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"n_heads": 0}, {"beta": 0.0}, {"momentum": 1.5}, {"teacher_temperature": -1},
-                                 {"batch_size": True}, {"lr": float("nan")}])
+                                 {"batch_size": True}, {"lr": float("nan")},
+                                 {"weight_decay": -1.0}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ParameterError):
         TEMIHead(**bad).fit(blobs()[0])

@@ -307,6 +307,10 @@ def _cmd_run(args) -> None:
     finish = None if args.no_report else (lambda out: lines.append(_report_line(out, "brainclust run")))
     if args.auto or args.consensus:  # the portfolio scored label-free, then the output run (analysis.autoconfig)
         from brainclust.analysis.autoconfig import run_auto
+        from brainclust.errors import ParameterError
+
+        if args.auto and args.consensus:
+            raise ParameterError("--auto and --consensus: choose one (one winner, or the consensus of all)")
 
         result, choice = run_auto(args.data, args.out, cfg, finish=finish)
         print("--consensus: the consensus of " + ", ".join(b for b, _ in choice.labels) + " (criteria in auto.csv)"

@@ -516,7 +516,7 @@ def load_model(model_dir) -> tuple[dict, PCAReducer, Clusterer]:
 
 def _refuse_consensus(model_dir, settings: dict) -> None:
     if settings.get("consensus"):
-        raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine five backbones' "
+        raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine several backbones' "
                              "partitions and have no single model to place new images; run "
                              "'brainclust run --consensus' on the old and new images together")
 

@@ -52,6 +52,7 @@ from brainclust.analysis.common import write_rows_csv
 from brainclust.cluster.scores import score
 from brainclust.cluster.manifold import build_reducer
 from brainclust.cluster.methods import Clusterer
+from brainclust.cluster.reduce import EXACT_MAX_COST, check_not_constant
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import RunFolder
 from brainclust.pipeline import extract_records, resolve_k, run, scan_nonempty, write_outputs
@@ -97,18 +98,32 @@ def _silhouette(space: np.ndarray, labels: np.ndarray, seed: int | None) -> floa
     return float(silhouette_score(space, labels, metric="cosine", sample_size=sample, random_state=seed))
 
 
+def labelled_nmi(labels_true, labels) -> float:
+    """NMI over the labelled images only ("" = unlabelled), as :func:`~brainclust.cluster.scores.score` counts it."""
+    y = np.asarray(labels_true, dtype=str)
+    mask = y != ""
+    return float(normalized_mutual_info_score(y[mask], np.asarray(labels)[mask])) if mask.any() else float("nan")
+
+
 def pca_space(X: np.ndarray, pca, seed: int | None) -> np.ndarray:
     """The PCA scores of ``X`` for the criteria.
 
-    For wide features (pixels, HOG, fusions: more than twice as many dimensions as
-    images) the exact scores come from the eigendecomposition of the ``(n, n)`` Gram
-    matrix, which is several times faster than the full SVD of ``X`` and equal to it up
-    to the signs of the components (cosine geometry, hence every criterion, ignores those).
+    The same solver as the output run's :class:`~brainclust.cluster.reduce.PCAReducer`
+    (exact up to :data:`~brainclust.cluster.reduce.EXACT_MAX_COST`, randomized above),
+    so a candidate's criteria describe the space its run would cluster. Where that is
+    the exact solver and the features are wide (pixels, HOG, fusions: more than twice
+    as many dimensions as images), the scores come from the eigendecomposition of the
+    ``(n, n)`` Gram matrix: about twice as fast as the full SVD of ``X`` and equal to it
+    up to the signs of the components (cosine geometry, hence every criterion, ignores those).
     """
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
-    if isinstance(pca, bool) or not isinstance(pca, int) or pca < 1 or d <= 2 * n:
+    exact = min(n, d) ** 2 * max(n, d) <= EXACT_MAX_COST
+    if isinstance(pca, bool) or not isinstance(pca, int) or pca < 1 or d <= 2 * n or not exact:
         return build_reducer("pca", pca, seed).fit_transform(X)
+    if not np.all(np.isfinite(X)):
+        raise ParameterError("PCA: features must be a finite 2-D array")
+    check_not_constant(X)
     Xc = X - X.mean(axis=0)
     evals, evecs = np.linalg.eigh(Xc @ Xc.T)
     top = np.argsort(evals)[::-1][:min(pca, n)]
@@ -142,7 +157,7 @@ def evaluate(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, *
         others = [adjusted_rand_score(lab, o) for key, o in labels.items() if key != (r["backbone"], r["reduce"])]
         r["agreement"] = float(np.mean(others)) if others else 0.0
         if labels_true is not None:
-            r["nmi"] = float(normalized_mutual_info_score(np.asarray(labels_true, dtype=str), lab))
+            r["nmi"] = labelled_nmi(labels_true, lab)
         r["wall_s"] = r.pop("_emb_s") + time.perf_counter() - t0
     if keep is not None:
         keep.update(spaces=spaces, labels=labels)
@@ -156,7 +171,7 @@ def consensus(partitions: Sequence[np.ndarray], k: int, seed: int | None):
     ``sqrt(m)``: the cosine of two images is then the fraction of members that put them in
     one cluster, so average-cosine linkage of these rows *is* average linkage on
     ``1 - co-association`` (Strehl and Ghosh's cluster-based similarity), and the run's
-    tree, its ten levels and the two-stage tree above 20,000 images all apply unchanged.
+    tree and its ten levels apply unchanged.
     """
     H = np.concatenate([np.eye(int(p.max()) + 1)[p] for p in partitions], axis=1) / np.sqrt(len(partitions))
     return Clusterer(method="hierarchical", n_clusters=int(k), random_state=seed).fit(H)
@@ -183,7 +198,7 @@ def consensus_row(spaces: Mapping[str, np.ndarray], members: Mapping[str, np.nda
            "xsil": float(np.mean([_silhouette(S, lab, seed) for S in spaces.values()])),
            "agreement": float(np.mean([adjusted_rand_score(lab, p) for p in members.values()]))}
     if labels_true is not None:
-        row["nmi"] = float(normalized_mutual_info_score(np.asarray(labels_true, dtype=str), lab))
+        row["nmi"] = labelled_nmi(labels_true, lab)
     row["wall_s"] = time.perf_counter() - t0
     return row, fitted
 
@@ -216,6 +231,8 @@ def select(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, lab
     ``with_consensus``: also the consensus of the PCA candidates (one partition per
     backbone), which is then the choice.
     """
+    if with_consensus and "pca" not in kwargs.get("reductions", AUTO_REDUCTIONS):
+        raise ParameterError("consensus: needs the 'pca' reduction among the candidates (its members)")
     keep: dict = {}
     rows = evaluate(features, k, seed, labels_true=labels_true, keep=keep, **kwargs)
     pick = choose(rows, DEFAULT if DEFAULT[0] in features else (next(iter(features)), "pca"))
@@ -306,6 +323,6 @@ def _consensus_result(data, cfg, records, res: AutoResult, labels_true):
     fitted.X_fit_ = result.embedding  # what the report maps and scores: the default's PCA space
     result.labels, result.levels, result.clusterer = fitted.labels_, fitted.levels_, fitted
     result.metrics = score(result.embedding, fitted.labels_, labels_true)
-    result.manifest["clustering"].update(n_clusters_found=fitted.n_clusters_, consensus_of=list(res.labels and
-                                         [b for b, red in res.labels if red == "pca"]))
+    result.manifest["clustering"].update(n_clusters_found=fitted.n_clusters_,
+                                         consensus_of=[b for b, red in res.labels if red == "pca"])
     return result

@@ -189,6 +189,8 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
 
         X = np.asarray(X, dtype=np.float64)
         self.check_params()
+        if self.metric != "cosine":
+            raise ParameterError(f"embed_only: computes cosine neighbours; metric is {self.metric!r}")
         if len(X) > self.fit_max:
             raise ParameterError(f"embed_only: at most fit_max = {self.fit_max} rows, got {len(X)}")
         pre = self.pre_pca

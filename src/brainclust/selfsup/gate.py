@@ -18,11 +18,12 @@ average-cosine hierarchical with the run's k) and are compared on two criteria:
 An embedding that is sharpened towards a few clusters (TEMI's cluster
 probabilities) is trivially stable under subsampling of a *fixed* embedding
 (1.0 on every set measured, whatever its NMI), so for a model that trains
-several independent heads the SSL side's stability is the **smaller** of the
-subsample stability and the heads' agreement (mean ARI between the heads'
-partitions, :func:`brainclust.selfsup.temi.head_agreement`): a partition
-that the training does not reproduce from another initialisation has not
-earned its place.
+several heads trained from different initial weights the SSL side's
+stability is the **smaller** of the subsample stability and the heads'
+agreement (mean ARI between the heads' partitions,
+:func:`brainclust.selfsup.temi.head_agreement`; the heads share batches, so
+this is a proxy for seed stability): a partition that the training does not
+reproduce from another initialisation has not earned its place.
 
 The SSL embedding is **kept** only when it is at least as good as the frozen
 features on both criteria and strictly better on their sum; otherwise the run

@@ -91,8 +91,10 @@ class TEMIHead:
     ----------
     embedding_ : ndarray of shape (n_images, n_heads * n_clusters)
     head_agreement_ : float
-        Mean ARI between the heads' partitions of the training images (each head is an
-        independently initialised training run): the seed stability the gate uses.
+        Mean ARI between the heads' partitions of the images they were trained on. The
+        heads start from different weights but share the batches, the neighbour draws
+        and the loss weight, so this is a proxy for seed stability (what the gate uses),
+        not the agreement of fully independent runs.
     history_ : dict
         ``loss``: ``{"temi": per-epoch mean loss}``; ``refine``: ``[]`` (no rounds).
     """
@@ -134,8 +136,10 @@ class TEMIHead:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ParameterError(f"temi {name}: must be a number, got {v!r}")
-        if any(not 0 < getattr(self, n) <= 1 for n in self._UNIT) or any(getattr(self, n) <= 0 for n in self._POSITIVE):
-            raise ParameterError("temi: beta and the momenta must be in (0, 1]; temperatures and lr above 0")
+        if (any(not 0 < getattr(self, n) <= 1 for n in self._UNIT) or any(getattr(self, n) <= 0 for n in self._POSITIVE)
+                or self.weight_decay < 0):
+            raise ParameterError("temi: beta and the momenta must be in (0, 1]; temperatures and lr above 0; "
+                                 "weight_decay at least 0")
 
     # -- model -----------------------------------------------------------------
     def _init_weights(self, d_in: int):
@@ -235,7 +239,7 @@ class TEMIHead:
                     break
             self.teacher_ = teacher
             self.embedding_ = self._embed(Z if len(rows) == len(X) else self._map(X))
-        self.head_agreement_ = head_agreement(self.embedding_, self.n_heads, C)
+        self.head_agreement_ = head_agreement(self.embedding_[rows], self.n_heads, C)
         self.history_ = {"loss": {"temi": curve}, "refine": [], "steps": steps}
         return self
 
@@ -304,7 +308,8 @@ class TEMIHead:
             self.n_features_in_ = int(info["n_features_in"])
             d, H, h, C = len(self.input_components_), self.n_heads, self.hidden, self.n_clusters
             want = [(H, d, h), (H, 1, h), (H, h, C), (H, 1, C)]
-            if [tuple(t.shape) for t in self.teacher_] != want or self.input_components_.shape[1] != self.n_features_in_:
+            if ([tuple(t.shape) for t in self.teacher_] != want or self.input_components_.shape[1] != self.n_features_in_
+                    or self.input_mean_.shape != (self.n_features_in_,)):
                 raise ValueError(f"tensor shapes do not match the settings (want {want})")
         except (OSError, KeyError, ValueError, RuntimeError, TypeError, ParameterError, SafetensorError) as exc:
             raise ModelFileError(f"TEMI heads in '{folder / STEM}.*' are missing or damaged "
