@@ -92,3 +92,21 @@ def test_demo_outputs_with_outliers_off_match_the_plain_flow_byte_for_byte(tmp_p
     assert "outliers" not in json.loads((tmp_path / "out" / "manifest.json").read_text())
     rows = (tmp_path / "out" / "assignments.csv").read_text().splitlines()[1:]
     assert [int(line.split(",")[7]) for line in rows] == base.labels_.tolist()
+
+
+@pytest.mark.parametrize("method", ["hierarchical", "kmeans"])
+def test_a_model_with_outliers_apart_saves_loads_and_predicts(tmp_path, method):
+    from brainclust.errors import ModelFileError
+
+    X, _ = planted()
+    cl, _ = cluster_with_outliers(X, method, 3, 0, "auto")
+    cl.save(tmp_path / "cluster.npz")
+    back = Clusterer.load(tmp_path / "cluster.npz")  # a run's predict loads it like this
+    np.testing.assert_array_equal(back.labels_, cl.labels_)
+    np.testing.assert_array_equal(back.predict(X), cl.predict(X))
+    if method == "hierarchical":
+        data = dict(np.load(tmp_path / "cluster.npz"))
+        data["levels"][np.flatnonzero(cl.labels_ == -1)[0]] = 0  # an outlier with a level id: damaged
+        np.savez(tmp_path / "bad.npz", **data)
+        with pytest.raises(ModelFileError, match="levels"):
+            Clusterer.load(tmp_path / "bad.npz")

@@ -56,7 +56,7 @@ from brainclust.cluster.reduce import EXACT_MAX_COST, check_not_constant
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import RunFolder
 from brainclust.pipeline import extract_records, resolve_k, run, scan_nonempty, write_outputs
-from brainclust.selfsup.gate import reference_labels, subsample_stability
+from brainclust.selfsup.gate import reference_labels, stability, subsample_clusterings
 
 PORTFOLIO = ("efficientnet_lite0", "efficientnet_lite0_multi", "pixels", "hog", "efficientnet_lite0+pixels")
 AUTO_REDUCTIONS = ("pca", "pca+umap")
@@ -135,10 +135,11 @@ def evaluate(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, *
              keep: dict | None = None) -> list[dict]:
     """Criteria of every (backbone, reduction) candidate on precomputed ``features`` (name -> (n, d)).
 
-    ``keep``: if given, receives ``spaces`` (backbone -> PCA space) and ``labels``
-    ((backbone, reduction) -> the candidate's partition).
+    ``keep``: if given, receives ``spaces`` (backbone -> PCA space), ``labels``
+    ((backbone, reduction) -> the candidate's partition) and ``subsamples`` (the same
+    key -> its :func:`~brainclust.selfsup.gate.subsample_clusterings`).
     """
-    spaces, labels, rows = {}, {}, []
+    spaces, labels, subs, rows = {}, {}, {}, []
     for name, X in features.items():
         t0 = time.perf_counter()
         spaces[name] = pca_space(X, pca, seed)
@@ -147,7 +148,8 @@ def evaluate(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, *
             emb = spaces[name] if red == "pca" else build_reducer(red, 0, seed).embed_only(spaces[name])
             lab = reference_labels(emb, k, seed)
             labels[(name, red)] = lab
-            rows.append({"backbone": name, "reduce": red, "stability": subsample_stability(emb, lab, k, seed, n_sub),
+            subs[(name, red)] = subsample_clusterings(emb, k, seed, n_sub)
+            rows.append({"backbone": name, "reduce": red, "stability": stability(lab, subs[(name, red)]),
                          "_emb_s": time.perf_counter() - t0})
             t0 = time.perf_counter()
     for r in rows:
@@ -160,7 +162,7 @@ def evaluate(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, *
             r["nmi"] = labelled_nmi(labels_true, lab)
         r["wall_s"] = r.pop("_emb_s") + time.perf_counter() - t0
     if keep is not None:
-        keep.update(spaces=spaces, labels=labels)
+        keep.update(spaces=spaces, labels=labels, subsamples=subs)
     return rows
 
 
@@ -177,24 +179,20 @@ def consensus(partitions: Sequence[np.ndarray], k: int, seed: int | None):
     return Clusterer(method="hierarchical", n_clusters=int(k), random_state=seed).fit(H)
 
 
-def consensus_row(spaces: Mapping[str, np.ndarray], members: Mapping[str, np.ndarray], k: int,
-                  seed: int | None, n_sub: int = 5, labels_true=None) -> tuple[dict, object]:
+def consensus_row(spaces: Mapping[str, np.ndarray], members: Mapping[str, np.ndarray], subsamples: Mapping,
+                  k: int, seed: int | None, labels_true=None) -> tuple[dict, object]:
     """The consensus of ``members`` (backbone -> partition) and its criteria, as an ``auto.csv`` row.
 
-    ``stability``: the consensus of the members' reference clusterings of the same seeded
-    80% subsamples as :func:`~brainclust.selfsup.gate.subsample_stability` draws, against
-    the full consensus on those rows.
+    ``stability``: on each of the members' shared subsamples (``subsamples``: backbone ->
+    :func:`~brainclust.selfsup.gate.subsample_clusterings`, the same rows for every
+    member), the consensus of the members' subsample clusterings against the full consensus.
     """
     t0 = time.perf_counter()
     fitted = consensus(list(members.values()), k, seed)
     lab = fitted.labels_
-    n = len(lab)
-    rng, m, stab = np.random.default_rng(seed), max(k + 1, int(round(0.8 * n))), []
-    for _ in range(n_sub):
-        idx = np.sort(rng.choice(n, min(m, n), replace=False))
-        sub = consensus([reference_labels(spaces[b][idx], k, seed) for b in members], k, seed).labels_
-        stab.append(adjusted_rand_score(lab[idx], sub))
-    row = {"backbone": CONSENSUS, "reduce": "pca", "stability": float(np.mean(stab)),
+    per_draw = zip(*(subsamples[b] for b in members))  # one tuple of (rows, labels) per subsample
+    stab = stability(lab, [(draw[0][0], consensus([sub for _, sub in draw], k, seed).labels_) for draw in per_draw])
+    row = {"backbone": CONSENSUS, "reduce": "pca", "stability": stab,
            "xsil": float(np.mean([_silhouette(S, lab, seed) for S in spaces.values()])),
            "agreement": float(np.mean([adjusted_rand_score(lab, p) for p in members.values()]))}
     if labels_true is not None:
@@ -239,7 +237,8 @@ def select(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, lab
     if not with_consensus:
         return AutoResult(rows, pick, keep["labels"])
     members = {b: keep["labels"][(b, "pca")] for b in features}
-    row, fitted = consensus_row(keep["spaces"], members, k, seed, kwargs.get("n_sub", 5), labels_true)
+    row, fitted = consensus_row(keep["spaces"], members, {b: keep["subsamples"][(b, "pca")] for b in features},
+                                k, seed, labels_true)
     for r in rows:
         r["chosen"] = False
     rows.append({**row, "chosen": True})

@@ -470,13 +470,17 @@ def check_model_arrays(data: dict, model: "Clusterer", path) -> None:
         raise ModelFileError(f"cluster model '{path}': field 'labels' holds ids below -1 or the model is empty")
     k = int(lab.max()) + 1 if lab.size else 0
     m = model.method
-    if m != "dbscan" and (lab.min() < 0 or k != len(np.unique(lab))):
+    out = lab == -1  # dbscan noise, or the images --outliers auto set apart (hierarchical, kmeans)
+    if (m == "gmm" and out.any()) or (m != "dbscan" and k != len(np.unique(lab[~out]))):
         raise ModelFileError(f"cluster model '{path}': field 'labels' must be ids 0..k-1 for method '{m}'")
     if m == "hierarchical":
         levels = _need(data, path, "levels", "iu", (n, N_LEVELS))
-        if levels.min() < 0 or np.any(levels.max(axis=0) >= np.arange(1, N_LEVELS + 1)):
+        inl = levels[~out]
+        if (np.any(levels[out] != -1) or (inl.size and inl.min() < 0)
+                or np.any(levels.max(axis=0) >= np.arange(1, N_LEVELS + 1))):
             raise ModelFileError(f"cluster model '{path}': field 'levels' has ids out of range (column L-1 "
-                                 f"holds ids 0..L-1)")
+                                 f"holds ids 0..L-1; -1 exactly on the outliers)")
+        n = n - int(out.sum())  # the tree is over the images that are not outliers
         if "micro_centers" in data:
             mc = _need(data, path, "micro_centers", "f", (None, d))
             of = _need(data, path, "micro_of", "iu", (n,))

@@ -45,10 +45,6 @@ from brainclust.io.scan import ImageRecord
 
 log = logging.getLogger(__name__)
 
-#: The Ray versions this engine was tested with (the ``ray`` extra pins the same range).
-TESTED_RAY = ">=2.50,<2.70"
-#: Rows per decode/embed batch, unless the extractor's batch size says otherwise.
-DEFAULT_BATCH = 32
 #: Rows the driver writes to the store per transaction (fewer, larger transactions than the embed batches).
 STORE_BATCH = 1024
 #: Tests only: a path; the first embedding actor to find it missing creates it and dies (fault injection).
@@ -172,8 +168,8 @@ def extract(extractor, records: Sequence[ImageRecord], address: str | None = Non
 
 
 def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float, fail_once) -> dict[str, str]:
-    """One Ray Data pass over ``records``, stored batch by batch; ``{key: error or ""}`` sorted by key."""
-    batch = max(1, min(int(getattr(extractor, "batch_size", DEFAULT_BATCH) or DEFAULT_BATCH), len(records)))
+    """One Ray Data pass over ``records``, stored batch by batch; ``{key: error or ""}``."""
+    batch = max(1, min(extractor.batch_size, len(records)))
     blocks = max(1, min(len(records) // batch, 4 * max(actors, 1) * 8))
     ds = ray.data.from_items(rows_of(records), override_num_blocks=blocks)
     ds = ds.map_batches(decode_batch, fn_kwargs={"extractor": extractor}, batch_size=batch,
@@ -182,14 +178,18 @@ def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float, f
                         batch_size=batch, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus)
     status: dict[str, str] = {}
-    for out in ds.iter_batches(batch_size=STORE_BATCH, batch_format="numpy"):  # one transaction per STORE_BATCH
-        keys = [str(k) for k in out["key"]]
-        errors = [str(e or "") for e in out["error"]]
-        ok = [i for i, e in enumerate(errors) if not e]
-        if ok:
-            extractor.store([keys[i] for i in ok], np.asarray(out["features"])[ok])
-        status.update(zip(keys, errors))
-    return dict(sorted(status.items()))
+    store = extractor.open_store()  # one store for the pass, one transaction per STORE_BATCH
+    try:
+        for out in ds.iter_batches(batch_size=STORE_BATCH, batch_format="numpy"):
+            keys = [str(k) for k in out["key"]]
+            errors = [str(e or "") for e in out["error"]]
+            ok = [i for i, e in enumerate(errors) if not e]
+            if ok:
+                store.put_many([keys[i] for i in ok], np.asarray(out["features"])[ok])
+            status.update(zip(keys, errors))
+    finally:
+        store.close()
+    return status
 
 
 # -- the clustering's assignment pass -----------------------------------------------------

@@ -379,8 +379,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         for i, k in enumerate(keys):
             if hit[i]:
                 continue
-            if k in failed_keys or k not in todo:
-                self.failed_[i] = failed_keys.get(k, "cannot decode image")
+            if k in failed_keys:
+                self.failed_[i] = failed_keys[k]
             elif todo[k] != i:  # a repeated image: computed once, at its first row
                 out[i] = out[todo[k]]
         if cache is not None:
@@ -393,17 +393,28 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         state["model_"] = None  # a loaded network or ONNX session is rebuilt where the copy runs
         return state
 
-    def _store(self) -> FeatureCache:
+    def open_store(self) -> FeatureCache:
+        """The feature store of this configuration (the caller closes it)."""
         if self.cache_dir is False:
             raise ParameterError("--engine ray needs the feature store; do not disable the cache")
         return FeatureCache(self.cache_dir or default_cache_dir(), self.cache_settings_)
 
-    def missing(self, records: Sequence[ImageRecord]) -> list[int]:
-        """Indices of the first record of each image whose features are not in the store yet."""
-        store = self._store()
+    def missing(self, records: Sequence[ImageRecord], chunk: int = 8192) -> list[int]:
+        """Indices of the first record of each image whose features are not in the store yet.
+
+        Stored vectors are read and checked ``chunk`` rows at a time (a damaged one counts as
+        missing), so the memory does not grow with the number of images.
+        """
+        store = self.open_store()
         keys = [r.key for r in records]
-        hit = store.fill(keys, np.empty((len(keys), self.spec_.dim), np.float32))
-        store.close()
+        hit = np.zeros(len(keys), dtype=bool)
+        buf = np.empty((min(len(keys), chunk), self.spec_.dim), np.float32)
+        try:
+            for s in range(0, len(keys), chunk):
+                part = keys[s:s + chunk]
+                hit[s:s + len(part)] = store.fill(part, buf[:len(part)])
+        finally:
+            store.close()
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             if not hit[i]:
@@ -426,10 +437,3 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             raise FloatingPointError(f"{self.spec_.name} produced non-finite features")
         return feats
 
-    def store(self, keys: Sequence[str], feats: np.ndarray) -> None:
-        """Write computed features to the feature store (one transaction)."""
-        store = self._store()
-        try:
-            store.put_many(list(keys), feats)
-        finally:
-            store.close()

@@ -48,17 +48,32 @@ def reference_labels(X: np.ndarray, k: int, seed: int | None) -> np.ndarray:
     return Clusterer(method="hierarchical", n_clusters=int(min(k, len(X))), random_state=seed).fit(X).labels_
 
 
-def subsample_stability(X: np.ndarray, labels: np.ndarray, k: int, seed: int | None, n_sub: int = 5,
-                        fraction: float = 0.8) -> float:
-    """Mean ARI between ``labels`` and the reference clustering of seeded ``fraction`` subsamples of ``X``."""
+def subsample_clusterings(X: np.ndarray, k: int, seed: int | None, n_sub: int = 5,
+                          fraction: float = 0.8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, labels)`` of the reference clustering of ``n_sub`` seeded ``fraction`` subsamples of ``X``.
+
+    The rows depend only on ``len(X)``, ``k`` and ``seed``: every embedding of the same
+    images gets the same subsamples.
+    """
     X = np.asarray(X, dtype=np.float64)
     rng = np.random.default_rng(seed)
     m = max(k + 1, int(round(fraction * len(X))))
     out = []
     for _ in range(n_sub):
         idx = np.sort(rng.choice(len(X), min(m, len(X)), replace=False))
-        out.append(adjusted_rand_score(labels[idx], reference_labels(X[idx], k, seed)))
-    return float(np.mean(out))
+        out.append((idx, reference_labels(X[idx], k, seed)))
+    return out
+
+
+def stability(labels: np.ndarray, subsamples) -> float:
+    """Mean ARI between ``labels`` and :func:`subsample_clusterings` on the same rows."""
+    return float(np.mean([adjusted_rand_score(labels[idx], sub) for idx, sub in subsamples]))
+
+
+def subsample_stability(X: np.ndarray, labels: np.ndarray, k: int, seed: int | None, n_sub: int = 5,
+                        fraction: float = 0.8) -> float:
+    """Mean ARI between ``labels`` and the reference clustering of seeded ``fraction`` subsamples of ``X``."""
+    return stability(labels, subsample_clusterings(X, k, seed, n_sub, fraction))
 
 
 def knn_agreement(space: np.ndarray, labels: np.ndarray, n_neighbors: int = 10) -> float:

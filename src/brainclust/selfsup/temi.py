@@ -263,11 +263,6 @@ class TEMIHead:
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).embedding_
 
-    def predict(self, X) -> np.ndarray:
-        """Cluster of each image by the first head's teacher (for inspection; the pipeline clusters the embedding)."""
-        E = self.transform(X).reshape(len(X), self.n_heads, self.n_clusters)
-        return E[:, 0].argmax(1)
-
     # -- persistence (safetensors + JSON, no pickle) -----------------------------
     _KEYS = ("n_clusters", "epochs", "n_heads", "n_neighbors", "input_dim", "hidden", "beta", "student_temperature",
              "teacher_temperature", "momentum", "prior_momentum", "lr", "weight_decay", "batch_size", "max_steps",
