@@ -104,8 +104,10 @@ def test_solver_and_fit_rows_survive_save_load(tmp_path):
     red.save(tmp_path / "pca.npz")
     back = PCAReducer.load(tmp_path / "pca.npz")
     assert (back.solver_, back.fit_rows_) == ("randomized", 400)
-    X = _low_rank(seed=5)
-    np.testing.assert_array_equal(back.transform(X), red.transform(X))
+    for name in ("mean_", "components_", "explained_variance_ratio_"):  # stored bytes: exact
+        np.testing.assert_array_equal(getattr(back, name), getattr(red, name))
+    X = _low_rank(seed=5)  # arithmetic on reloaded (differently aligned) arrays may differ in the last bits
+    np.testing.assert_allclose(back.transform(X), red.transform(X), rtol=1e-10, atol=1e-10)
 
 
 def test_load_of_a_file_without_the_solver_fields_still_works(tmp_path):
