@@ -1,7 +1,9 @@
 """Command-line interface: parse arguments, call the library, map errors to exit codes.
 
-No work happens here. Exit codes: 0 success, 2 usage or input error (one line
-on stderr), 1 unexpected failure, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+No work happens here. The options of the settings of a run are generated from their one
+declaration (:class:`brainclust.model.config.RunConfig`'s fields); every rule is the library's.
+Exit codes: 0 success, 2 usage or input error (one line on stderr), 1 unexpected failure (one
+line; ``--debug`` shows the traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,125 +13,63 @@ import json
 import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 DEMO_DEFAULT_K = 3
+#: The settings of feature extraction every extracting command takes.
+EXTRACTION = ("backbone", "weights", "precision", "runtime", "batch_size", "workers", "clip_percentiles",
+              "fusion_norm", "intensity_window", "cache_dir", "device")
+VOLUMES = ("slices", "volume_index")
+CLUSTERING = ("pca", "method", "k", "seed")
+SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
 
 
-def _pca(value: str) -> float | int:
-    try:
-        return int(value)  # "1" is one component
-    except ValueError:
-        pass
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 0, an integer >= 1 or a fraction in (0, 1), got '{value}'") from None
-    return int(v) if v.is_integer() and v != 1 else v  # "1.0" stays a float: PCAReducer refuses it
+def _type(parse):
+    """An argparse ``type`` from a library parser: its ParameterError becomes argparse's one-line error."""
+    from brainclust.errors import ParameterError
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ParameterError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def _k(value: str) -> int | str:
-    if value.lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got '{value}'") from None
+def add_config_options(p: argparse.ArgumentParser, names, defaults: dict | None = None,
+                       helps: dict | None = None) -> None:
+    """Options for the :class:`RunConfig` fields ``names``, from their declaration (dest = field name).
+
+    ``defaults`` / ``helps`` override a field's default or help text for this command; a help text's
+    ``{default}`` shows the default.
+    """
+    from dataclasses import fields
+
+    from brainclust.model.config import RUN, RunConfig, options
+
+    declared, field_default = options(), {f.name: f.default for f in fields(RunConfig)}
+    groups: dict[str, object] = {}
+    for name in names:
+        o = declared[name]
+        default = (defaults or {}).get(name, field_default[name])
+        group = p if o.group == RUN else groups.setdefault(o.group, p.add_argument_group(o.group))
+        shown = o.shown if o.shown is not None else ("the run's" if default is None else default)
+        text = (helps or {}).get(name, o.help).format(default=shown)
+        if o.switch:
+            group.add_argument(o.flag, dest=name, action="store_true", help=text)
+        else:
+            group.add_argument(o.flag, dest=name, default=default, type=_type(o.parse) if o.parse else None,
+                               choices=o.choices, metavar=o.metavar, help=text)
 
 
-def clip_arg(value: str) -> tuple[float, float] | None:
-    if value.lower() in ("off", "none", "0"):
-        return None
-    try:
-        lo, hi = (float(x) for x in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH percentiles (e.g. 0.5,99.5) or 'off', got '{value}'") from None
-    return lo, hi
+def config_from_args(args, **more):
+    """The RunConfig of the parsed options (every option that is a RunConfig field) and ``more``."""
+    from brainclust.model.config import RunConfig, options
 
-
-def window_arg(value: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH intensities (e.g. 0,255), got '{value}'") from None
-    return lo, hi
-
-
-def views_arg(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _add_extraction_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("feature extraction")
-    g.add_argument("--backbone", default="auto",
-                   help="auto | inception_v3 | efficientnet_lite0 | efficientnet_lite0_multi | pixels | hog "
-                        "(pixels@SIZE, hog@SIZE: image side, default 128); fuse with '+', e.g. "
-                        "efficientnet_lite0+pixels (default auto: inception_v3 when its weights "
-                        "are available locally, else efficientnet_lite0 with a warning)")
-    g.add_argument("--weights", metavar="PATH", help="local state-dict file for the backbone")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default auto). bf16 on CPU is "
-                        "opt-in: faster on CPUs with native bf16, but it moves the clusters (fp32 vs bf16 on "
-                        "the 4-class set: ARI 0.68 hierarchical, 0.995 kmeans; docs/performance.md)")
-    g.add_argument("--runtime", default="auto", choices=["auto", "onnx", "torch"],
-                   help="where the network runs: onnx = ONNX Runtime on CPU (exported once into the cache "
-                        "folder), torch = PyTorch; auto = onnx on CPU in fp32, torch on CUDA or with bf16 "
-                        "(default auto; same features to 1e-5, so caches are shared)")
-    g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
-    g.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores)")
-    g.add_argument("--clip", type=clip_arg, default=(0.5, 99.5), metavar="LOW,HIGH",
-                   help="percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)")
-    g.add_argument("--fusion-norm", default="image", choices=["image", "block"],
-                   help="fused backbones (A+B): 'image' L2-normalises each block per image before balancing the "
-                        "blocks' variance; 'block' only balances (keeps e.g. the brightness in the pixels block) "
-                        "(default image)")
-    g.add_argument("--intensity-window", type=window_arg, default=None, metavar="LOW,HIGH",
-                   help="one fixed intensity range for every image instead of the per-image clip and min-max, "
-                        "e.g. 0,255 for 8-bit images (default off)")
-    g.add_argument("--cache-dir", metavar="DIR",
-                   help="feature cache (default $BRAINCLUST_CACHE or ~/.cache/brainclust); if it cannot be "
-                        "used (a file, read-only...) the run warns once and continues uncached")
-    g.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-
-
-def _add_volume_options(p: argparse.ArgumentParser, default: str | None = "axial:mid") -> None:
-    g = p.add_argument_group("NIfTI volumes")
-    g.add_argument("--slices", default=default, metavar="STRATEGY",
-                   help="2-D slices cut from each NIfTI volume: PLANE:mid, PLANE:N (N evenly spaced through the "
-                        "slices with brain) or PLANE:all, PLANE = axial|coronal|sagittal|all-planes; "
-                        "comma-separated to combine " + (f"(default {default})" if default else
-                                                          "(default: the run's)"))
-    g.add_argument("--volume-index", type=int, default=0 if default else None, metavar="T",
-                   help="volume of 4-D NIfTI files to slice, from 0 " + ("(default 0)" if default else
-                                                                        "(default: the run's)"))
-
-
-def _add_cluster_options(p: argparse.ArgumentParser, k_default: int = 4) -> None:
-    g = p.add_argument_group("reduction and clustering")
-    g.add_argument("--pca", type=_pca, default=50,
-                   help="PCA components (an integer; 1 = one component), variance fraction strictly below 1 "
-                        "(e.g. 0.95), or 0 for off; 1.0 is refused as ambiguous (default 50)")
-    g.add_argument("--method", default="hierarchical",
-                   choices=["hierarchical", "kmeans", "gmm", "dbscan", "spectral"],
-                   help="hierarchical = average linkage, cosine distance (default)")
-    g.add_argument("--k", type=_k, default=k_default,
-                   help=f"number of clusters, or 'auto' (majority vote of silhouette, Calinski-Harabasz, "
-                        f"Davies-Bouldin and gap over k = 2..15) (default {k_default})")
-    g.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
-
-
-def _add_ssl_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("self-supervised strategy")
-    g.add_argument("--self-supervised", default="none", metavar="COMPONENTS",
-                   help="comma-separated: contrastive, rotation, joint, refine; or 'all'; or 'temi' (clustering "
-                        "heads on the frozen features alone, no views); or 'none' (default none)")
-    g.add_argument("--ssl-mode", default="head", choices=["head", "finetune"],
-                   help="head = train small heads on cached features of augmented views (default, CPU); "
-                        "finetune = also train the backbone's last blocks (GPU)")
-    g.add_argument("--ssl-epochs", type=int, default=None, help="training epochs (default 30 head, 10 finetune, 200 temi)")
-    g.add_argument("--ssl-views", type=views_arg, default=None, metavar="VIEWS",
-                   help="head mode: comma-separated appearance views, e.g. hflip,intensity "
-                        "(default identity,hflip,strong; identity is always included)")
+    return RunConfig(**{**{n: getattr(args, n) for n in options() if hasattr(args, n)}, **more})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,87 +78,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brainclust",
                                      description="Unsupervised clustering of brain MRI images with CNN features.")
     parser.add_argument("--version", action="version", version=f"brainclust {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    # -q is accepted after the sub-command too (SUPPRESS: a sub-command without it keeps the global value)
-    quiet = argparse.ArgumentParser(add_help=False)
-    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="only warnings and errors")
+    # -q and --debug are accepted after the sub-command too (SUPPRESS: a sub-command without it keeps the global)
+    common = argparse.ArgumentParser(add_help=False)
+    for p, default in ((parser, False), (common, argparse.SUPPRESS)):
+        p.add_argument("-q", "--quiet", action="store_true", default=default, help="only warnings and errors")
+        p.add_argument("--debug", action="store_true", default=default,
+                       help="debug log, and the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_run_parsers(sub, quiet)
-    _add_study_parsers(sub, quiet)
+    _add_run_parsers(sub, common)
+    _add_study_parsers(sub, common)
     return parser
 
 
-def _add_run_parsers(sub, quiet) -> None:
-    p = sub.add_parser("run", help="cluster a folder of images", parents=[quiet])
+def _add_run_parsers(sub, common) -> None:
+    p = sub.add_parser("run", help="cluster a folder of images", parents=[common])
     p.add_argument("data", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True,
                    help="output folder, outside DATA; it is replaced as a whole, so it must be new, empty or "
                         "a previous run's (a folder holding other files is refused); a second run writing the "
                         "same --out at the same time waits for the first")
-    p.add_argument("--labels-from-folders", action="store_true",
-                   help="first sub-folder = label, used only for scoring (ARI, NMI, FMI, ACC)")
-    _add_extraction_options(p)
-    _add_volume_options(p)
-    _add_cluster_options(p)
-    _add_ssl_options(p)
+    add_config_options(p, ["labels_from_folders", *EXTRACTION, *VOLUMES, *CLUSTERING, *SSL, "engine",
+                           "ray_address", "embeddings_features", "reduce", "outliers", "auto", "consensus",
+                           "ssl_gate"])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="who extracts the features: local = this process (default); ray = a Ray cluster "
-                        "(pip install 'brainclust[ray]'; docs/ray.md); the outputs are the same")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --engine ray: 'auto' or HOST:6379 joins a running cluster (ray start --head); "
-                        "default: start a local Ray on this machine's cores")
-    p.add_argument("--embeddings-features", action="store_true",
-                   help="also write the raw backbone features into embeddings.parquet (column 'features')")
-    q = p.add_argument_group("quality options (docs/results.md)")
-    q.add_argument("--reduce", default="pca", choices=["pca", "umap", "pca+umap"],
-                   help="pca (default); umap: PCA to 100 when wider, then UMAP to 10 dims (n_neighbors 30, "
-                        "min_dist 0, cosine); pca+umap: --pca, then UMAP (needs brainclust[umap])")
-    q.add_argument("--outliers", default="off", choices=["off", "auto"],
-                   help="auto: images in tiny clusters or far from their cluster get cluster -1 and the k "
-                        "clusters are formed among the rest (default off)")
-    q.add_argument("--auto", action="store_true",
-                   help="choose the backbone and reduction label-free from a small portfolio (auto.csv)")
-    q.add_argument("--consensus", action="store_true",
-                   help="cluster the consensus (co-association) of the --auto portfolio's five backbones' "
-                        "partitions instead of choosing one; 'predict' cannot extend such a run")
-    q.add_argument("--ssl-gate", action="store_true",
-                   help="with --self-supervised: keep the SSL embedding only if a label-free check passes")
 
-    p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[quiet])
+    p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[common])
     p.add_argument("model_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("data", help="folder of new images")
     p.add_argument("--out", required=True,
                    help="output folder, outside DATA and MODEL_DIR; new, empty or a previous output folder "
                         "(it is replaced as a whole)")
-    p.add_argument("--labels-from-folders", action="store_true")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--cache-dir", metavar="DIR")
-    _add_volume_options(p, default=None)
+    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", *VOLUMES],
+                       defaults={"batch_size": None, "slices": None, "volume_index": None},
+                       helps={"batch_size": "images per forward pass (default: the run's)"})
 
-    p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[quiet])
+    p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[common])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--n-per-class", type=int, default=40, help="images per plane (default 40)")
-    p.add_argument("--backbone", default="efficientnet_lite0", help="default efficientnet_lite0 (offline)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--cache-dir", metavar="DIR")
-    _add_cluster_options(p, k_default=DEMO_DEFAULT_K)
+    add_config_options(p, ["backbone", "precision", "cache_dir", *CLUSTERING],
+                       defaults={"backbone": "efficientnet_lite0", "k": DEMO_DEFAULT_K},
+                       helps={"backbone": "default efficientnet_lite0 (offline)"})
 
-    p = sub.add_parser("report", help="rebuild report.html of a finished run (no feature extraction)", parents=[quiet])
+    p = sub.add_parser("report", help="rebuild report.html of a finished run (no feature extraction)",
+                       parents=[common])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--max-points", type=int, default=2000,
                    help="images on the t-SNE map; more are sampled by cluster (default 2000)")
 
-    p = sub.add_parser("export", help="write one folder per cluster with its images", parents=[quiet])
+    p = sub.add_parser("export", help="write one folder per cluster with its images", parents=[common])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--to", required=True, help="target folder (new or empty)")
     p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
 
 
-def _add_study_parsers(sub, quiet) -> None:
-    p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[quiet])
+def _add_study_parsers(sub, common) -> None:
+    from brainclust.model.config import parse_k, parse_pca
+
+    p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[common])
     p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
     p.add_argument("--data-root", required=True,
                    help="folder holding the labelled sets brain_tumor_4class_dev/ and brain_tumor_yes_no/")
@@ -226,24 +142,23 @@ def _add_study_parsers(sub, quiet) -> None:
                    help="comma-separated subset of the default three")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--methods", default="hierarchical,kmeans", help="clustering methods (default hierarchical,kmeans)")
-    p.add_argument("--ssl-epochs", type=int, default=None, help="head training epochs (default 30)")
-    p.add_argument("--cache-dir", metavar="DIR")
+    add_config_options(p, ["ssl_epochs", "cache_dir"], helps={"ssl_epochs": "head training epochs (default 30)"})
 
-    p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)", parents=[quiet])
+    p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)",
+                       parents=[common])
     p.add_argument("data", nargs="+", help="data folders, each with one sub-folder per label (labels only score)")
     p.add_argument("--out", required=True, help="output folder: results.csv, tables.md, benchmark.json")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--methods", default="kmeans,hierarchical,dbscan,spectral,gmm",
                    help="comma-separated clustering methods (default: all five)")
-    p.add_argument("--k", type=_k, default=None,
+    p.add_argument("--k", type=_type(parse_k), default=None,
                    help="clusters: an integer, 'auto' (chosen per method and seed), or unset = the number of "
                         "label folders of each data set (the protocol of the method's tables)")
-    p.add_argument("--pca", type=_pca, default=50, help="PCA components, variance fraction or 0 (default 50)")
-    _add_extraction_options(p)
-    _add_ssl_options(p)
-    p.set_defaults(self_supervised="none")
+    add_config_options(p, ["pca", *EXTRACTION, *SSL],
+                       helps={"pca": "PCA components, variance fraction or 0 (default 50)"})
 
-    p = sub.add_parser("sensitivity", help="vary one setting at a time around the defaults; table and plots", parents=[quiet])
+    p = sub.add_parser("sensitivity", help="vary one setting at a time around the defaults; table and plots",
+                       parents=[common])
     p.add_argument("data", help="data folder with one sub-folder per label (labels only score)")
     p.add_argument("--out", required=True, help="output folder: sensitivity.md, sensitivity.csv, plots/")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
@@ -253,28 +168,28 @@ def _add_study_parsers(sub, quiet) -> None:
     p.add_argument("--method", default="hierarchical", choices=["hierarchical", "kmeans", "gmm", "spectral"],
                    help="clustering method around which settings vary (default hierarchical)")
     p.add_argument("--k", type=int, default=None, help="default k (default: the number of label folders)")
-    p.add_argument("--pca", type=_pca, default=50, help="default PCA components (default 50)")
+    p.add_argument("--pca", type=_type(parse_pca), default=50, help="default PCA components (default 50)")
     p.add_argument("--settings", default="pca,k,linkage,metric,backbone,clip,seed",
                    help="comma-separated settings to vary (default all)")
-    _add_extraction_options(p)
+    add_config_options(p, EXTRACTION)
 
 
-def _configure_logging(quiet: bool) -> None:
+def _configure_logging(quiet: bool, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("brainclust: %(message)s"))
     root = logging.getLogger("brainclust")
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     root.propagate = False
 
 
 def _summary(result) -> str:
+    from brainclust.io.outputs import escape_name
+
     m = result.metrics
     parts = [f"{m['n_images']} images", f"{m['n_clusters']} clusters",
              f"silhouette={m['silhouette']:.3f}" if m.get("silhouette") is not None else "silhouette=n/a"]
-    for key in ("ari", "nmi", "fmi", "acc"):
-        if key in m:
-            parts.append(f"{key.upper()}={m[key]:.3f}")
+    parts += [f"{key.upper()}={m[key]:.3f}" for key in ("ari", "nmi", "fmi", "acc") if key in m]
     lines = [", ".join(parts)]
     if "k_selection" in m:
         sel = m["k_selection"]
@@ -285,42 +200,20 @@ def _summary(result) -> str:
     cache = result.manifest.get("cache", {})
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses")
     if result.out_dir is not None:
-        from brainclust.io.outputs import escape_name
-
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "manifest.json")
     return "\n".join(lines)
 
 
-def _cmd_run(args) -> None:
-    from brainclust.pipeline import run
-    from brainclust.selfsup import parse_components
-
-    cfg = _extraction_config(args, pca=args.pca, method=args.method, k=args.k, seed=args.seed,
-                             labels_from_folders=args.labels_from_folders, slices=args.slices,
-                             volume_index=args.volume_index, ssl=parse_components(args.self_supervised),
-                             ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs, ssl_views=args.ssl_views,
-                             embeddings_features=args.embeddings_features, reduce=args.reduce,
-                             outliers=args.outliers, ssl_gate=args.ssl_gate, engine=args.engine,
-                             ray_address=args.ray_address, consensus=args.consensus)
-    lines: list[str] = []
-    finish = None if args.no_report else (lambda out: lines.append(_report_line(out, "brainclust run")))
-    if args.auto or args.consensus:  # the portfolio scored label-free, then the output run (analysis.autoconfig)
-        from brainclust.analysis.autoconfig import run_auto
-        from brainclust.errors import ParameterError
-
-        if args.auto and args.consensus:
-            raise ParameterError("--auto and --consensus: choose one (one winner, or the consensus of all)")
-
-        result, choice = run_auto(args.data, args.out, cfg, finish=finish)
-        print("--consensus: the consensus of " + ", ".join(b for b, _ in choice.labels) + " (criteria in auto.csv)"
-              if args.consensus else
-              f"--auto: chose backbone {choice.chosen[0]}, --reduce {choice.chosen[1]} (criteria in auto.csv)")
-        print(_summary(result))
-    else:
-        print(_summary(run(args.data, args.out, cfg, finish=finish)))
-    for line in lines:
-        print(line)
+def _auto_line(result) -> str | None:
+    auto = result.manifest.get("auto")
+    if auto is None:
+        return None
+    if result.config.consensus:
+        return ("--consensus: the consensus of " + ", ".join(result.manifest["clustering"]["consensus_of"])
+                + " (criteria in auto.csv)")
+    chosen = auto["chosen"]
+    return f"--auto: chose backbone {chosen['backbone']}, --reduce {chosen['reduce']} (criteria in auto.csv)"
 
 
 def _report_line(out, command: str, max_points: int = 2000) -> str:
@@ -332,15 +225,20 @@ def _report_line(out, command: str, max_points: int = 2000) -> str:
             f"figures in {escape_name(str(Path(out) / 'figures'))})")
 
 
-def _report(out, command: str, max_points: int = 2000) -> None:
-    print(_report_line(out, command, max_points))
+def _cmd_run(args) -> None:
+    from brainclust.pipeline import run
+
+    lines: list[str] = []
+    finish = None if args.no_report else (lambda out: lines.append(_report_line(out, "brainclust run")))
+    result = run(args.data, args.out, config_from_args(args), finish=finish)
+    print("\n".join(x for x in (_auto_line(result), _summary(result), *lines) if x))
 
 
 def _cmd_report(args) -> None:
     from brainclust.io.atomic import folder_lock
 
     with folder_lock(args.out_dir):  # not while a run is replacing the folder
-        _report(args.out_dir, "brainclust report", args.max_points)
+        print(_report_line(args.out_dir, "brainclust report", args.max_points))
 
 
 def _cmd_export(args) -> None:
@@ -362,41 +260,27 @@ def _cmd_predict(args) -> None:
 
 def _cmd_demo(args) -> None:
     from brainclust.data.demo import make_demo_dataset
-    from brainclust.pipeline import RunConfig, run
+    from brainclust.pipeline import run
 
     out = Path(args.out)
+    cfg = config_from_args(args, labels_from_folders=True)
+    cfg.validate()  # bad settings fail before the images are generated
     data = make_demo_dataset(out / "data", n_per_class=args.n_per_class, random_state=args.seed)
     logging.getLogger("brainclust").info("demo data: %s (MNI152 T1 slices; labels = axial/coronal/sagittal)", data)
-    cfg = RunConfig(backbone=args.backbone, precision=args.precision, pca=args.pca, method=args.method,
-                    k=args.k, seed=args.seed, labels_from_folders=True, cache_dir=args.cache_dir)
     lines: list[str] = []
     result = run(data, out / "results", cfg, finish=lambda o: lines.append(_report_line(o, "brainclust demo")))
-    print(_summary(result))
-    for line in lines:
-        print(line)
+    print("\n".join([_summary(result), *lines]))
     print(json.dumps({k: result.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")}))
 
 
 def _cmd_ablation(args) -> None:
     import time
 
-    from brainclust.errors import InputError, ParameterError
-    from brainclust.analysis.ablation import default_datasets, run_ablation
+    from brainclust.analysis.ablation import ablation_datasets, run_ablation
 
-    if args.seeds < 1:
-        raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
-    wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    known = ("brain_tumor_4class_dev", "brain_tumor_yes_no", "demo")
-    bad = [d for d in wanted if d not in known]
-    if bad:
-        raise ParameterError(f"--datasets: unknown data set '{bad[0]}'; choose from {', '.join(known)}")
     out = Path(args.out)
-    sets = default_datasets(args.data_root, out / "demo_data") if "demo" in wanted else {
-        n: Path(args.data_root) / n for n in wanted}
-    sets = {n: p for n, p in sets.items() if n in wanted}
-    for n, p in sets.items():
-        if not p.is_dir():
-            raise InputError(f"--data-root: data set '{n}' not found at '{p}'")
+    sets = ablation_datasets(args.data_root, [d.strip() for d in args.datasets.split(",") if d.strip()],
+                             out / "demo_data")
     t0 = time.perf_counter()
     run_ablation(sets, out, seeds=tuple(range(args.seeds)),
                  methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
@@ -404,27 +288,12 @@ def _cmd_ablation(args) -> None:
     print(f"ablation: {out / 'ablation.md'} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 
-def _extraction_config(args, **more):
-    from brainclust.pipeline import RunConfig
-
-    return RunConfig(backbone=args.backbone, weights=args.weights, precision=args.precision,
-                     batch_size=args.batch_size, workers=args.workers, clip_percentiles=args.clip,
-                     intensity_window=args.intensity_window, fusion_norm=args.fusion_norm,
-                     cache_dir=args.cache_dir, device=args.device, runtime=args.runtime, **more)
-
-
 def _cmd_benchmark(args) -> None:
     from brainclust.analysis.benchmark import benchmark
-    from brainclust.errors import ParameterError
-    from brainclust.selfsup import parse_components
 
-    if args.seeds < 1:
-        raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
-    cfg = _extraction_config(args, pca=args.pca, ssl_mode=args.ssl_mode, ssl_epochs=args.ssl_epochs,
-                             ssl_views=args.ssl_views)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    res = benchmark(args.data, args.out, cfg, methods=methods, seeds=tuple(range(args.seeds)), k=args.k,
-                    ssl=parse_components(args.self_supervised))
+    cfg = config_from_args(args, ssl=())
+    res = benchmark(args.data, args.out, cfg, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                    seeds=tuple(range(args.seeds)), k=args.k, ssl=args.ssl)
     t = res.info["timings_s"]
     print(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
           f"clustering and scoring {t['grid']:.1f} s)")
@@ -432,14 +301,10 @@ def _cmd_benchmark(args) -> None:
 
 
 def _cmd_sensitivity(args) -> None:
-    from brainclust.errors import ParameterError
     from brainclust.analysis.sensitivity import sensitivity
 
-    if args.seeds < 1:
-        raise ParameterError(f"--seeds: must be >= 1, got {args.seeds}")
-    cfg = _extraction_config(args, pca=args.pca, method=args.method)
-    res = sensitivity(args.data, args.out, cfg, k=args.k, seeds=tuple(range(args.seeds)),
-                      subsample=args.subsample,
+    res = sensitivity(args.data, args.out, config_from_args(args, method=args.method, pca=args.pca), k=args.k,
+                      seeds=tuple(range(max(args.seeds, 0))), subsample=args.subsample,
                       settings=tuple(s.strip() for s in args.settings.split(",") if s.strip()))
     for note in res.notes:
         print(f"note: {note}")
@@ -463,7 +328,7 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.quiet)
+    _configure_logging(args.quiet, args.debug)
     from brainclust.errors import BrainclustError
 
     try:
@@ -473,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except BrainclustError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"brainclust: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -482,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         print("brainclust: terminated (SIGTERM); rerun the same command to resume from the feature cache",
               file=sys.stderr)
         return 143
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"brainclust: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

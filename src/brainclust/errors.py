@@ -63,3 +63,15 @@ def names_file(path_of=lambda first: first):
 
 class ModelFileError(BrainclustError):
     """A saved model directory is missing, incomplete or inconsistent."""
+
+
+class NotFittedError(BrainclustError):
+    """An estimator's ``transform`` or ``predict`` was called before ``fit`` (or ``load``)."""
+
+
+class NumericalError(BrainclustError):
+    """A computation gave values that cannot be used (NaN or infinite features from a network)."""
+
+
+class EngineError(BrainclustError):
+    """An engine that runs the stages elsewhere (Ray) lost work or returned something inconsistent."""

@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.analysis import common
-from brainclust.analysis.common import Dataset, cluster_and_score, load_dataset
+from brainclust.analysis.common import Dataset, check_seeds, cluster_and_score, load_dataset
+from brainclust.cluster.methods import clusterer_class
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.data.demo import make_demo_dataset
+from brainclust.errors import InputError, ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.pipeline import RunConfig
 from brainclust.selfsup import views as views_mod
@@ -49,12 +51,30 @@ CONFIGS: tuple[tuple[str, tuple[str, ...]], ...] = (
 METRICS = ("ari", "nmi", "fmi", "acc", "silhouette")
 
 
+#: The data sets ``brainclust ablation`` knows (the two shared real sets, and the generated demo set).
+DATASETS = ("brain_tumor_4class_dev", "brain_tumor_yes_no", "demo")
+
+
 def default_datasets(data_root, demo_dir) -> dict[str, Path]:
     """The three sets of the ablation: the two shared real sets and the generated demo set."""
     root = Path(data_root)
     return {"brain_tumor_4class_dev": root / "brain_tumor_4class_dev",
             "brain_tumor_yes_no": root / "brain_tumor_yes_no",
             "demo": Path(make_demo_dataset(demo_dir, n_per_class=40, random_state=0))}
+
+
+def ablation_datasets(data_root, wanted, demo_dir) -> dict[str, Path]:
+    """``--datasets`` (names of :data:`DATASETS`) as ``{name: folder}``; the demo set is generated into ``demo_dir``."""
+    bad = [d for d in wanted if d not in DATASETS]
+    if bad or not wanted:
+        raise ParameterError(f"--datasets: unknown data set '{bad[0] if bad else ''}'; choose from "
+                             f"{', '.join(DATASETS)}")
+    sets = default_datasets(data_root, demo_dir) if "demo" in wanted else {n: Path(data_root) / n for n in wanted}
+    sets = {n: p for n, p in sets.items() if n in wanted}
+    for n, p in sets.items():
+        if not p.is_dir():
+            raise InputError(f"--data-root: data set '{n}' not found at '{p}'")
+    return sets
 
 
 def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=("hierarchical", "kmeans"),
@@ -77,8 +97,14 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
     pca, epochs, backbone, cache_dir, workers, progress
         As for ``brainclust run``.
     """
+    check_seeds(seeds)
+    for method in methods:
+        clusterer_class(method)
+    if not datasets:
+        raise ParameterError("--datasets: need at least one data set")
     t_start = time.perf_counter()
     config = RunConfig(backbone=backbone, cache_dir=cache_dir, workers=workers, progress=progress, pca=pca)
+    config.validate()
     rows, runs = [], []
     for ds_name, path in datasets.items():
         ds = load_dataset(path, config, ds_name)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from brainclust.cluster.methods import Clusterer
+from brainclust.cluster.kselect import resolve_k
+from brainclust.cluster.methods import BaseClusterer, make_clusterer
 from brainclust.cluster.scores import score
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
-from brainclust.io.atomic import atomic_write_csv
-from brainclust.pipeline import backbone_info, extract_records, resolve_k, scan_nonempty
+from brainclust.io.outputs import write_table
+from brainclust.pipeline import scan_nonempty
 
 SCORES = ("silhouette", "ari", "nmi", "fmi", "acc")
 SCORE_LABELS = {"silhouette": "Silhouette (cosine)", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
@@ -59,8 +60,9 @@ def load_dataset(path, config, name: str | None = None) -> Dataset:
     """
     t0 = time.perf_counter()
     scanned = scan_nonempty(path, True, config.slices, config.volume_index)
-    extractor = config.extractor().fit()
-    records, feats, skipped = extract_records(extractor, scanned)
+    extractor = config.extractor()
+    got = extractor.fit_extract(scanned.records)
+    records, feats, skipped = got.split(scanned.records)
     labels = [r.label or "" for r in records]
     if len(records) < 3:
         raise InputError(f"data set '{path}': {len(records)} decodable image(s); the analysis needs at least 3")
@@ -69,24 +71,24 @@ def load_dataset(path, config, name: str | None = None) -> Dataset:
         raise InputError(f"data set '{path}': the analysis needs labels from at least 2 sub-folders, "
                          f"found {ds.n_labels}")
     ds.info = {"path": ds.path, "n_images": len(records), "n_skipped": len(skipped), "n_labels": ds.n_labels,
-               "backbone": backbone_info(extractor), "cache_hits": extractor.cache_hits_,
-               "cache_misses": extractor.cache_misses_, "extract_s": time.perf_counter() - t0}
+               "backbone": extractor.describe(), "cache_hits": got.cache_hits,
+               "cache_misses": got.cache_misses, "extract_s": time.perf_counter() - t0}
     return ds
 
 
 def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str, k, seed: int,
-                      linkage: str = "average", metric: str = "cosine") -> tuple[Clusterer, dict]:
+                      linkage: str = "average", metric: str = "cosine") -> tuple[BaseClusterer, dict]:
     """The one cell of every study: cluster the (already reduced) ``emb`` and score it.
 
-    ``k`` may be ``"auto"`` (resolved as in :func:`brainclust.pipeline.resolve_k`);
+    ``k`` may be ``"auto"`` (resolved as in :func:`brainclust.cluster.kselect.resolve_k`);
     it is capped at the number of rows. Returns the fitted clusterer and the scores
     of :func:`brainclust.cluster.scores.score`, with ``k`` (the k used) and
     ``wall_s`` added.
     """
     t0 = time.perf_counter()
     k_used, _ = resolve_k(k, method, emb, seed)
-    cl = Clusterer(method=method, n_clusters=max(1, min(int(k_used), len(emb))), random_state=seed,
-                   linkage=linkage, metric=metric).fit(emb)
+    cl = make_clusterer(method, n_clusters=max(1, min(int(k_used), len(emb))), random_state=seed,
+                        linkage=linkage, metric=metric).fit(emb)
     m = score(emb, cl.labels_, labels)
     return cl, {**m, "k": int(k_used), "wall_s": time.perf_counter() - t0}
 
@@ -128,10 +130,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
-def write_rows_csv(path, columns: Sequence[str], rows: Sequence[dict]) -> Path:
-    """Rows as CSV with a fixed column order; ``None`` becomes an empty cell."""
-    return atomic_write_csv(path, columns, [{c: ("" if r.get(c) is None else r.get(c)) for c in columns}
-                                            for r in rows])
+#: Rows as CSV with a fixed column order (``None`` -> empty cell): :func:`brainclust.io.outputs.write_table`.
+write_rows_csv = write_table
 
 
 def read_rows_csv(path) -> list[dict]:

@@ -51,6 +51,7 @@ from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_see
                                         markdown_table, mean_std_text, ordered, read_back, read_rows_csv, to_float,
                                         write_rows_csv)
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.core.arrays import seeded_sample
 from brainclust.errors import ParameterError, WeightsUnavailableError
 from brainclust.features import backbones
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -93,7 +94,7 @@ def _subsample(n: int, fraction: float, seed: int) -> np.ndarray:
     if fraction >= 1:
         return np.arange(n)
     m = max(3, int(round(fraction * n)))
-    return np.sort(np.random.default_rng(seed).choice(n, size=min(m, n), replace=False))
+    return seeded_sample(n, min(m, n), seed)
 
 
 def _cell(ds: Dataset, seed: int, subsample: float, method: str, pca, k: int, linkage: str, metric: str,

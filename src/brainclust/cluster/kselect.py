@@ -54,7 +54,9 @@ import numpy as np
 from sklearn import metrics
 from sklearn.base import BaseEstimator
 
-from brainclust.cluster.methods import METHODS, Clusterer, cut_levels, hierarchical_tree
+from brainclust.cluster.methods import METHODS, cut_levels, hierarchical_tree, make_clusterer
+from brainclust.core.arrays import mean_silhouette, seeded_sample, unit_rows
+from brainclust.core.params import Integer, Step, param
 from brainclust.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def _quiet_clusterer():
     """
     from threadpoolctl import threadpool_limits
 
-    lg = logging.getLogger("brainclust.cluster.methods")
+    lg = logging.getLogger("brainclust.cluster.base")
     old = lg.level
     lg.setLevel(logging.ERROR)
     try:
@@ -85,11 +87,6 @@ def _quiet_clusterer():
             yield
     finally:
         lg.setLevel(old)
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norm, 1e-12)
 
 
 def _log_wk(Z: np.ndarray, labels: np.ndarray) -> float:
@@ -191,8 +188,8 @@ class KSelector(BaseEstimator):
             return cut_levels(hierarchical_tree(X, self.linkage, self.metric), ks)
         out = {}
         for k in ks:
-            out[k] = Clusterer(method=self.method, n_clusters=k, random_state=seed, linkage=self.linkage,
-                               metric=self.metric).fit(X).labels_
+            out[k] = make_clusterer(self.method, n_clusters=k, random_state=seed, linkage=self.linkage,
+                                    metric=self.metric).fit(X).labels_
         return out
 
     def fit(self, X, y=None):
@@ -204,10 +201,10 @@ class KSelector(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         self.sample_ = None
         if len(X) > self.sample_max:
-            self.sample_ = np.sort(rng.choice(len(X), int(self.sample_max), replace=False))
+            self.sample_ = seeded_sample(len(X), int(self.sample_max), rng)
             X = X[self.sample_]
         seed = None if self.random_state is None else int(self.random_state)
-        geom = _unit_rows if self._cosine_geometry() else (lambda A: A)
+        geom = unit_rows if self._cosine_geometry() else (lambda A: A)
         Z = geom(X)
         with _quiet_clusterer():
             parts = self._partitions(X, ks, seed)
@@ -216,7 +213,7 @@ class KSelector(BaseEstimator):
             for k in ks:
                 lab = parts[k]
                 ok = len(np.unique(lab)) >= 2
-                curves["silhouette"].append(float(metrics.silhouette_score(X, lab, metric="cosine")) if ok else None)
+                curves["silhouette"].append(mean_silhouette(X, lab, budget=None)[0] if ok else None)
                 curves["calinski_harabasz"].append(float(metrics.calinski_harabasz_score(Z, lab)) if ok else None)
                 curves["davies_bouldin"].append(float(metrics.davies_bouldin_score(Z, lab)) if ok else None)
                 log_w.append(_log_wk(Z, lab))
@@ -265,3 +262,124 @@ class KSelector(BaseEstimator):
 def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
     """Shortcut for ``KSelector(method, random_state=..., **kwargs).fit(X)``."""
     return KSelector(method=method, random_state=random_state, **kwargs).fit(X)
+
+
+def with_k(estimator, k: int):
+    """A clone of ``estimator`` with ``n_clusters = k`` (set on the clustering a rule wraps, if any)."""
+    from sklearn.base import clone
+
+    if "n_clusters" in estimator.get_params(deep=False):
+        return clone(estimator).set_params(n_clusters=int(k))
+    return clone(estimator).set_params(estimator=with_k(estimator.estimator, k))
+
+
+def base_method(estimator) -> tuple[str, int | None]:
+    """``(method, random_state)`` of the clustering inside ``estimator`` (itself, or what a rule wraps)."""
+    while not hasattr(estimator, "random_state") and hasattr(estimator, "estimator"):
+        estimator = estimator.estimator
+    return estimator.method, getattr(estimator, "random_state", None)
+
+
+class AutoK(Step):
+    """``--k auto`` as a meta-estimator: choose k on ``X`` (:class:`KSelector`, the run's method and
+    seed), then fit a clone of ``estimator`` with that k. Everything else is the fitted clone's.
+
+    Parameters
+    ----------
+    estimator : a clustering (or an :class:`~brainclust.cluster.outliers.OutlierRule` around one)
+        Its ``n_clusters`` is replaced by the chosen k.
+    k_min, k_max, n_references, sample_max
+        As :class:`KSelector`.
+
+    Attributes
+    ----------
+    estimator_ : the fitted clone
+    selector_ : KSelector
+    k_ : int
+    """
+
+    _parameter_constraints = {name: param(Integer(1), option=name)
+                              for name in ("k_min", "k_max", "n_references", "sample_max")}
+    _fitted_attribute = "estimator_"
+
+    def __init__(self, estimator=None, k_min: int = 2, k_max: int = 15, n_references: int = 10,
+                 sample_max: int = 10000):
+        self.estimator = estimator
+        self.k_min = k_min
+        self.k_max = k_max
+        self.n_references = n_references
+        self.sample_max = sample_max
+
+    def fit(self, X, y=None, **fit_params):
+        self.check_params()
+        method, seed = base_method(self.estimator)
+        self.selector_ = KSelector(method=method, k_min=self.k_min, k_max=self.k_max,
+                                   n_references=self.n_references, random_state=seed,
+                                   sample_max=self.sample_max).fit(X)
+        self.k_ = int(self.selector_.k_)
+        self.estimator_ = with_k(self.estimator, self.k_).fit(X, **fit_params)
+        return self
+
+    def _fitted(self, name: str):
+        self.check_is_fitted()
+        return getattr(self.estimator_, name)
+
+    labels_ = property(lambda self: self._fitted("labels_"))
+    levels_ = property(lambda self: self._fitted("levels_"))
+    tree_ = property(lambda self: self._fitted("tree_"))
+    eps_ = property(lambda self: self._fitted("eps_"))
+    X_fit_ = property(lambda self: self._fitted("X_fit_"))
+    n_clusters_ = property(lambda self: self._fitted("n_clusters_"))
+
+    @property
+    def method(self) -> str:
+        return base_method(self.estimator)[0]
+
+    def predict(self, X):
+        self.check_is_fitted()
+        return self.estimator_.predict(X)
+
+    def predict_levels(self, X):
+        self.check_is_fitted()
+        return self.estimator_.predict_levels(X)
+
+    def leaf_labels(self):
+        self.check_is_fitted()
+        return self.estimator_.leaf_labels()
+
+    def selection(self) -> dict | None:
+        """What ``metrics.json`` records under ``k_selection`` (``None`` for a loaded model)."""
+        self.check_is_fitted()
+        return self.selector_.as_dict() if self.selector_ is not None else None
+
+    def save_step(self, folder) -> dict:
+        """The fitted clustering's file; the entry records this rule, the k chosen and the clustering."""
+        self.check_is_fitted()
+        inner = self.estimator_.save_step(folder)
+        entry = self.entry()
+        entry["params"].pop("estimator")
+        return {**entry, "k": self.k_, "estimator": {k: v for k, v in inner.items() if k != "files"},
+                "files": inner["files"]}
+
+    @classmethod
+    def fitted(cls, estimator_, **params) -> "AutoK":
+        """The rule around a clustering loaded from a model folder (its k was chosen when it was fitted)."""
+        from sklearn.base import clone
+
+        self = cls(estimator=clone(estimator_), **params)
+        self.estimator_, self.selector_ = estimator_, None
+        self.k_ = int(estimator_.n_clusters_)
+        return self
+
+
+def resolve_k(k: int | str, method: str, emb: np.ndarray, seed: int | None) -> tuple[int, dict | None]:
+    """``k`` as an int; ``"auto"`` runs :class:`KSelector` and returns its record.
+
+    ``dbscan`` has no ``k``: ``"auto"`` resolves to 0 (unused) with no selection.
+    """
+    if k != "auto":
+        return k, None
+    if method == "dbscan":
+        return 0, None
+    sel = KSelector(method=method, random_state=seed).fit(emb)
+    return sel.k_, sel.as_dict()

@@ -18,10 +18,14 @@ Determinism and scale: UMAP runs with ``random_state=seed`` (umap-learn then
 runs single-threaded). It is fitted on at most ``fit_max`` (20,000) rows,
 a seeded sample; the other rows are embedded with UMAP's ``transform`` in chunks.
 
+In a model the two parts are two steps: the reducer (:class:`~brainclust.cluster.reduce.PCAReducer`,
+:func:`pre_pca_reducer`) and the manifold (:class:`UMAPManifold`, the one UMAP code path).
+:class:`UMAPReducer` is the two together, for code that wants one estimator.
+
 Persistence without pickle: a fitted UMAP cannot be saved as arrays, so
-:meth:`UMAPReducer.save` writes the UMAP's *training input* (the PCA output of the
+:meth:`UMAPManifold.save` writes the UMAP's *training input* (the PCA output of the
 fitted rows), its settings and its embedding to ``.npz``; the PCA is saved
-separately as the run's ``pca.npz``. :meth:`UMAPReducer.load` re-fits UMAP on
+separately as the run's ``pca.npz``. :meth:`UMAPManifold.load` re-fits UMAP on
 that input with the same seed (deterministic: the same embedding comes back on
 the same software versions) and then sets the saved embedding as the model's,
 so ``transform`` of new images (``brainclust predict``) places them against the
@@ -34,13 +38,20 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 
+from brainclust.cluster.base import SEED
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.core.arrays import cosine_knn, seeded_sample
+from brainclust.core.params import ArrayStep, Integer, OneOf, Real, Step, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
+
+__all__ = ["REDUCTIONS", "UMAP_PRE_PCA", "UMAPManifold", "UMAPReducer", "build_reducer", "check_reduce",
+           "cosine_knn", "pre_pca_reducer", "reduction_record"]
 
 log = logging.getLogger(__name__)
 
@@ -62,40 +73,28 @@ def check_reduce(value) -> str:
     return value
 
 
-def cosine_knn(Z: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine nearest neighbours in UMAP's layout: ``(indices, distances)`` of shape ``(n, k)``,
-    each row's own index first at distance 0."""
-    U = np.asarray(Z, dtype=np.float64)
-    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
-    idx = np.empty((len(U), k), dtype=np.int32)
-    dist = np.empty((len(U), k), dtype=np.float32)
-    for s in range(0, len(U), chunk):
-        D = 1.0 - U[s:s + chunk] @ U.T
-        rows = np.arange(s, min(s + chunk, len(U)))
-        D[rows - s, rows] = -1.0  # self first
-        part = np.argpartition(D, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
-        idx[rows] = np.take_along_axis(part, order, 1)
-        dist[rows] = np.maximum(np.take_along_axis(D, idx[rows], 1), 0.0)
-    return idx, dist
+def pre_pca_reducer(reduce: str, pca, random_state: int | None) -> PCAReducer:
+    """The model's PCA step for ``--reduce``: ``--pca`` (pca, pca+umap), or 100 components for wider
+    features (umap: :data:`UMAP_PRE_PCA`; narrower ones pass unchanged)."""
+    check_reduce(reduce)
+    if reduce == "umap":
+        return PCAReducer(UMAP_PRE_PCA, random_state=random_state, only_if_wider=True)
+    return PCAReducer(pca, random_state=random_state)
 
 
 def build_reducer(reduce: str, pca, random_state: int | None):
-    """The reducer of ``--reduce``: a PCAReducer for ``pca``, else a :class:`UMAPReducer`."""
+    """One estimator for ``--reduce``: a PCAReducer for ``pca``, else a :class:`UMAPReducer`."""
     check_reduce(reduce)
     if reduce == "pca":
         return PCAReducer(pca, random_state=random_state)
     return UMAPReducer(pre_pca=pca if reduce == "pca+umap" else "auto", random_state=random_state)
 
 
-class UMAPReducer(TransformerMixin, BaseEstimator):
-    """PCA, then UMAP (see the module docstring).
+class UMAPManifold(TransformerMixin, ArrayStep):
+    """UMAP to ``n_components`` dimensions, centred (the manifold step; see the module docstring).
 
     Parameters
     ----------
-    pre_pca : int, float, 0 or "auto", default "auto"
-        The PCA before UMAP (as ``--pca``); ``"auto"``: :data:`UMAP_PRE_PCA` components
-        when the features are wider than that, else none.
     n_components, n_neighbors, min_dist, metric
         UMAP's settings (capped for tiny data sets: ``n_neighbors <= n - 1``).
     fit_max : int, default 20000
@@ -106,17 +105,21 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    pca_ : PCAReducer
     umap_ : umap.UMAP
     fit_index_ : ndarray of the rows UMAP was fitted on
+    train_input_ : ndarray, those rows of the input
     center_ : ndarray (n_components,)
-    n_components_ : int
-    explained_variance_ratio_ : None (kept for the manifest's ``pca`` record)
     """
 
-    def __init__(self, pre_pca="auto", n_components: int = 10, n_neighbors: int = 30, min_dist: float = 0.0,
+    _parameter_constraints = {**{name: param(Integer(1), option=f"umap {name}")
+                                 for name in ("n_components", "n_neighbors", "fit_max", "chunk")},
+                              "min_dist": param(Real(0.0, None), option="umap min_dist"),
+                              "metric": param(OneOf(("cosine", "euclidean")), option="umap metric"),
+                              "random_state": SEED}
+    _fitted_attribute = "center_"
+
+    def __init__(self, n_components: int = 10, n_neighbors: int = 30, min_dist: float = 0.0,
                  metric: str = "cosine", fit_max: int = 20000, chunk: int = 10000, random_state: int | None = None):
-        self.pre_pca = pre_pca
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
@@ -125,14 +128,10 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         self.chunk = chunk
         self.random_state = random_state
 
-    def check_params(self) -> None:
-        if self.pre_pca != "auto":
-            PCAReducer(self.pre_pca).check_params()
-        for name in ("n_components", "n_neighbors", "fit_max", "chunk"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ParameterError(f"umap {name}: must be a positive integer, got {v!r}")
+    def check_params(self):
+        super().check_params()
         check_reduce("umap")
+        return self
 
     def _umap(self, n: int, **extra):
         import umap
@@ -145,110 +144,104 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
                          transform_seed=0 if self.random_state is None else int(self.random_state) % (2**31),
                          n_jobs=1, **extra)
 
+    def _layout(self, Z: np.ndarray, keep_model: bool) -> tuple[object, np.ndarray]:
+        """The one UMAP path: ``(model, embedding)`` of ``Z``. Without ``keep_model`` the exact cosine
+        neighbours are handed to UMAP (``precomputed_knn``), which is faster below 4096 rows
+        (umap-learn computes every distance through a Python-level loop there) but leaves a model
+        that cannot ``transform``."""
+        model = self._umap(len(Z))
+        if keep_model:
+            return model.fit(Z), None
+        if self.metric != "cosine":
+            raise ParameterError(f"embed_only: computes cosine neighbours; metric is {self.metric!r}")
+        model.set_params(precomputed_knn=(*cosine_knn(Z, model.n_neighbors), None))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # no transform is wanted
+            return None, model.fit_transform(Z)
+
     def fit(self, X, y=None):
         self.fit_transform(X)
         return self
 
     def fit_transform(self, X, y=None):
-        X = np.asarray(X, dtype=np.float64)
         self.check_params()
-        pre = self.pre_pca
-        if pre == "auto":
-            pre = UMAP_PRE_PCA if X.shape[1] > UMAP_PRE_PCA else 0
-        self.pca_ = PCAReducer(pre, random_state=self.random_state).fit(X)
-        Z = self.pca_.transform(X)
+        Z = np.asarray(X, dtype=np.float64)
         n = len(Z)
-        if n > self.fit_max:
-            idx = np.sort(np.random.default_rng(self.random_state).choice(n, self.fit_max, replace=False))
-        else:
-            idx = np.arange(n)
+        idx = seeded_sample(n, self.fit_max, self.random_state) if n > self.fit_max else np.arange(n)
         self.fit_index_ = idx
         self.train_input_ = Z[idx]
-        self.umap_ = self._umap(len(idx)).fit(self.train_input_)
+        self.umap_, _ = self._layout(self.train_input_, keep_model=True)
         emb = np.empty((n, self.n_components))
         emb[idx] = self.umap_.embedding_
         rest = np.setdiff1d(np.arange(n), idx)
         if len(rest):
             emb[rest] = self._raw_transform(Z[rest])
         self.center_ = self.umap_.embedding_.mean(axis=0)
-        self.n_features_in_ = X.shape[1]
-        self._pca_attributes()
+        self.n_features_in_ = Z.shape[1]
         return emb - self.center_
 
     def embed_only(self, X) -> np.ndarray:
-        """The centred UMAP embedding of ``X`` (at most ``fit_max`` rows), with no model kept for ``transform``.
+        """The centred UMAP embedding of ``X`` (at most ``fit_max`` rows), with no model kept.
 
-        The cosine nearest neighbours are computed exactly in NumPy and handed to UMAP
-        (``precomputed_knn``): below 4096 rows umap-learn otherwise computes every pairwise
-        distance through a Python-level loop (3.6 s of a 5.7 s fit at 1000 rows). For the
-        label-free criteria of ``--auto``, which need the embedding alone. A different
-        floating-point path from :meth:`fit_transform`: the layout is not bit-identical to
-        it (two clusterings of the 4-class dev set's embeddings agreed at ARI 0.985).
+        For the label-free criteria of ``--auto``, which need the embedding alone. A different
+        floating-point path from :meth:`fit_transform` (the neighbours are exact): the layout is
+        not bit-identical to it (two clusterings of the 4-class dev set's embeddings agreed at ARI 0.985).
         """
-        import warnings
-
-        X = np.asarray(X, dtype=np.float64)
         self.check_params()
-        if self.metric != "cosine":
-            raise ParameterError(f"embed_only: computes cosine neighbours; metric is {self.metric!r}")
-        if len(X) > self.fit_max:
-            raise ParameterError(f"embed_only: at most fit_max = {self.fit_max} rows, got {len(X)}")
-        pre = self.pre_pca
-        if pre == "auto":
-            pre = UMAP_PRE_PCA if X.shape[1] > UMAP_PRE_PCA else 0
-        Z = PCAReducer(pre, random_state=self.random_state).fit_transform(X)
-        model = self._umap(len(Z))
-        model.set_params(precomputed_knn=(*cosine_knn(Z, model.n_neighbors), None))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # no transform is wanted
-            emb = model.fit_transform(Z)
+        Z = np.asarray(X, dtype=np.float64)
+        if len(Z) > self.fit_max:
+            raise ParameterError(f"embed_only: at most fit_max = {self.fit_max} rows, got {len(Z)}")
+        _, emb = self._layout(Z, keep_model=False)
         return emb - emb.mean(axis=0)
-
-    def _pca_attributes(self) -> None:
-        """What the pipeline reads from a reducer besides ``transform`` (as :class:`PCAReducer` has them)."""
-        self.n_components_ = int(self.n_components)
-        self.explained_variance_ratio_ = None
-        self.n_distinct_ = getattr(self.pca_, "n_distinct_", len(self.train_input_))
-        self.solver_ = f"{getattr(self.pca_, 'solver_', 'pca')}+umap"
-        self.fit_rows_ = len(self.train_input_)
 
     def _raw_transform(self, Z: np.ndarray) -> np.ndarray:
         parts = [self.umap_.transform(Z[i:i + self.chunk]) for i in range(0, len(Z), self.chunk)]
         return np.concatenate(parts, axis=0).astype(np.float64)
 
     def transform(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise ParameterError(f"features have {X.shape[1]} dimensions; the reducer was fitted on "
+        self.check_is_fitted()
+        Z = np.asarray(X, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.n_features_in_:
+            raise ParameterError(f"features have {Z.shape[-1]} dimensions; the reducer was fitted on "
                                  f"{self.n_features_in_}")
-        return self._raw_transform(self.pca_.transform(X)) - self.center_
-
-    def as_dict(self) -> dict:
-        """The settings recorded in the manifest."""
-        pre = int(self.pca_.n_components_) if self.pca_.components_ is not None else 0
-        return {"method": "umap", "pre_pca_components": pre, **self.get_params(),
-                "n_fit": int(len(self.fit_index_)), "centred": True}
+        return self._raw_transform(Z) - self.center_
 
     # -- persistence (npz, no pickle; see the module docstring) ---------------------
-    def save(self, path) -> None:
-        """The UMAP part only (the PCA is saved by the caller, as ``pca.npz``)."""
-        atomic_write_npz(path, params=np.asarray(json.dumps(self.get_params())), train_input=self.train_input_,
-                         embedding=self.umap_.embedding_, center=self.center_,
+    def save(self, path, params: dict | None = None) -> None:
+        self.check_is_fitted()
+        atomic_write_npz(path, params=np.asarray(json.dumps(params or self.get_params())),
+                         train_input=self.train_input_, embedding=self.umap_.embedding_, center=self.center_,
                          n_features_in=np.asarray(self.n_features_in_))
 
+    def save_step(self, folder) -> dict:
+        from brainclust.io.outputs import MODEL_FILES
+
+        self.save(folder / MODEL_FILES["umap"])
+        return {**self.entry(), "files": [MODEL_FILES["umap"]]}
+
     @classmethod
-    def load(cls, path, pca: PCAReducer) -> "UMAPReducer":
-        """Rebuild a fitted reducer from ``path`` and the run's PCA (re-fits UMAP deterministically)."""
+    def load_step(cls, folder, entry) -> "UMAPManifold":
+        from brainclust.io.outputs import MODEL_FILES
+
+        return cls.load(folder / MODEL_FILES["umap"])
+
+    @classmethod
+    def load(cls, path) -> "UMAPManifold":
+        """Rebuild a fitted manifold from ``path`` (re-fits UMAP deterministically, see the module docstring)."""
         data = read_npz(path, "UMAP model")
         try:
-            self = cls(**json.loads(str(data["params"])))
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+            params = json.loads(str(data["params"]))
+            self = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
+            train, saved = data["train_input"], data["embedding"]
+            center, width = data["center"], int(data["n_features_in"])
+        except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ModelFileError(f"UMAP model '{path}' is missing or damaged ({exc})") from None
-        self.check_params()
-        self.pca_ = pca
-        self.train_input_ = data["train_input"]
-        self.umap_ = self._umap(len(self.train_input_)).fit(self.train_input_)
-        saved = data["embedding"]
+        try:
+            self.check_params()
+        except ParameterError as exc:
+            raise ModelFileError(f"UMAP model '{path}': field 'params' is invalid ({exc})") from None
+        self.train_input_ = train
+        self.umap_, _ = self._layout(train, keep_model=True)
         if saved.shape != self.umap_.embedding_.shape:
             raise ModelFileError(f"UMAP model '{path}' is damaged (embedding shape {saved.shape})")
         drift = float(np.abs(saved - self.umap_.embedding_).max())
@@ -256,8 +249,124 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
             log.warning("UMAP re-fitted from '%s' differs from the saved embedding (max %.3g; other software "
                         "versions?); new images are placed against the saved embedding", path, drift)
         self.umap_.embedding_ = saved
-        self.center_ = data["center"]
-        self.n_features_in_ = int(data["n_features_in"])
+        self.center_, self.n_features_in_ = center, width
         self.fit_index_ = np.arange(len(saved))
-        self._pca_attributes()
         return self
+
+
+def reduction_record(pca: PCAReducer, manifold: UMAPManifold | None) -> tuple[dict, dict | None]:
+    """What ``manifest.json`` records of the reduction: its ``pca`` section, and ``reduce`` with a manifold."""
+    if manifold is None:
+        evr = pca.explained_variance_ratio_
+        return ({"n_components": pca.n_components_, "solver": pca.solver_, "fit_rows": pca.fit_rows_,
+                 "explained_variance": float(evr.sum()) if evr is not None else None}, None)
+    pre = int(pca.n_components_) if pca.components_ is not None else 0
+    pre_pca = "auto" if pca.only_if_wider else pca.n_components
+    return ({"n_components": int(manifold.n_components), "solver": f"{pca.solver_}+umap",
+             "fit_rows": len(manifold.train_input_), "explained_variance": None},
+            {"method": "umap", "pre_pca_components": pre, "pre_pca": pre_pca, **manifold.get_params(),
+             "n_fit": int(len(manifold.fit_index_)), "centred": True})
+
+
+class UMAPReducer(TransformerMixin, Step):
+    """PCA, then UMAP, as one estimator (the model keeps them as two steps).
+
+    Parameters
+    ----------
+    pre_pca : int, float, 0 or "auto", default "auto"
+        The PCA before UMAP (as ``--pca``); ``"auto"``: :data:`UMAP_PRE_PCA` components when the
+        features are wider than that, else none.
+    n_components, n_neighbors, min_dist, metric, fit_max, chunk, random_state
+        As :class:`UMAPManifold`.
+
+    Attributes
+    ----------
+    pca_ : PCAReducer
+    manifold_ : UMAPManifold
+    umap_, fit_index_, train_input_, center_ : the manifold's
+    n_components_, solver_, fit_rows_, n_distinct_, explained_variance_ratio_ (None)
+        What a run records of a reducer, as :class:`PCAReducer` has them.
+    """
+
+    _fitted_attribute = "manifold_"
+
+    def __init__(self, pre_pca="auto", n_components: int = 10, n_neighbors: int = 30, min_dist: float = 0.0,
+                 metric: str = "cosine", fit_max: int = 20000, chunk: int = 10000, random_state: int | None = None):
+        self.pre_pca = pre_pca
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.metric = metric
+        self.fit_max = fit_max
+        self.chunk = chunk
+        self.random_state = random_state
+
+    def _parts(self) -> tuple[PCAReducer, UMAPManifold]:
+        pca = (PCAReducer(UMAP_PRE_PCA, random_state=self.random_state, only_if_wider=True)
+               if self.pre_pca == "auto" else PCAReducer(self.pre_pca, random_state=self.random_state))
+        params = {k: v for k, v in self.get_params().items() if k != "pre_pca"}
+        return pca, UMAPManifold(**params)
+
+    def check_params(self):
+        for part in self._parts():
+            part.check_params()
+        return self
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        self.pca_, manifold = self._parts()
+        manifold.check_params()
+        Z = self.pca_.fit_transform(np.asarray(X, dtype=np.float64))
+        emb = manifold.fit_transform(Z)
+        self._set(manifold)
+        return emb
+
+    def _set(self, manifold: UMAPManifold) -> None:
+        self.manifold_ = manifold
+        self.umap_, self.fit_index_, self.train_input_ = manifold.umap_, manifold.fit_index_, manifold.train_input_
+        self.center_, self.n_features_in_ = manifold.center_, self.pca_.n_features_in_
+        self.n_components_ = int(self.n_components)
+        self.explained_variance_ratio_ = None
+        self.n_distinct_ = getattr(self.pca_, "n_distinct_", len(self.train_input_))
+        self.solver_ = f"{getattr(self.pca_, 'solver_', 'pca')}+umap"
+        self.fit_rows_ = len(self.train_input_)
+
+    def embed_only(self, X) -> np.ndarray:
+        """The centred UMAP embedding of ``X`` after the PCA, with no model kept (see :meth:`UMAPManifold.embed_only`)."""
+        pca, manifold = self._parts()
+        manifold.check_params()
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) > self.fit_max:
+            raise ParameterError(f"embed_only: at most fit_max = {self.fit_max} rows, got {len(X)}")
+        return manifold.embed_only(pca.fit_transform(X))
+
+    def transform(self, X):
+        self.check_is_fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ParameterError(f"features have {X.shape[-1]} dimensions; the reducer was fitted on "
+                                 f"{self.n_features_in_}")
+        return self.manifold_.transform(self.pca_.transform(X))
+
+    def as_dict(self) -> dict:
+        """The settings recorded in the manifest."""
+        self.check_is_fitted()
+        return reduction_record(self.pca_, self.manifold_)[1]
+
+    def save(self, path) -> None:
+        """The UMAP part only (the PCA is saved by the caller, as ``pca.npz``)."""
+        self.check_is_fitted()
+        self.manifold_.save(path, params=self.get_params())
+
+    @classmethod
+    def load(cls, path, pca: PCAReducer) -> "UMAPReducer":
+        """Rebuild a fitted reducer from ``path`` and the run's PCA (re-fits UMAP deterministically)."""
+        manifold = UMAPManifold.load(path)
+        self = cls(**{**manifold.get_params(), "pre_pca": 0})
+        self.pca_ = pca
+        self._set(manifold)
+        return self
+

@@ -29,8 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import ClusterMixin, clone
 
-from brainclust.cluster.methods import Clusterer
+from brainclust.cluster.base import BaseClusterer, check_features
+from brainclust.core.arrays import unit_rows
+from brainclust.core.params import Integer, Kind, Real, Step, param
 from brainclust.errors import ParameterError
 
 OUTLIER_MODES = ("off", "auto")
@@ -46,14 +49,9 @@ def check_outliers(value) -> str:
     return value
 
 
-def unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 def centroid_distances(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cosine distance of each row to the centroid of its cluster's unit rows (``nan`` for ``-1``)."""
-    U = unit(X)
+    U = unit_rows(np.asarray(X, dtype=np.float64))
     d = np.full(len(U), np.nan)
     for c in np.unique(labels[labels >= 0]):
         m = labels == c
@@ -149,33 +147,153 @@ def check_outlier_method(mode: str, method: str) -> None:
                              f"got {method!r} (dbscan has its own noise label)")
 
 
+def _widen(part: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    """Rows of the inliers' ``part`` (labels or levels) spread over all rows, ``-1`` on the others."""
+    if part is None:
+        return None
+    out = np.full((len(keep), *part.shape[1:]), -1, dtype=np.int64)
+    out[keep] = part
+    return out
+
+
+class OutlierRule(ClusterMixin, Step):
+    """``--outliers auto`` as a step: it owns the outlier mask and the clustering of the inliers.
+
+    ``fit(X)`` runs :func:`split_outliers` with clones of ``estimator`` (its ``n_clusters`` capped
+    at the inliers' count); the last round's clustering of the inliers is ``estimator_``, fitted on
+    the inliers only. This rule's own ``labels_``, ``levels_`` and ``X_fit_`` cover every row
+    (``-1`` for an outlier); ``predict`` assigns new points to the inliers' clusters (never ``-1``).
+
+    Parameters
+    ----------
+    estimator : HierarchicalClusterer or KMeansClusterer
+        The run's clustering (its ``n_clusters`` is k).
+    min_fraction, max_fraction, max_rounds, n_mad
+        The rule of the module docstring.
+
+    Attributes
+    ----------
+    estimator_ : the clustering of the inliers
+    outlier_ : ndarray of bool, shape (n_samples,)
+    labels_, levels_, X_fit_, n_clusters_
+        Over every row, outliers ``-1``.
+    info_ : dict
+        What ``metrics.json`` records under ``outliers``.
+    """
+
+    _parameter_constraints = {"estimator": param(Kind((BaseClusterer,), "a clustering estimator"),
+                                                 option="--outliers"),
+                              "min_fraction": param(Real(0.0, 1.0), option="min_fraction"),
+                              "max_fraction": param(Real(0.0, 1.0), option="max_fraction"),
+                              "max_rounds": param(Integer(1), option="max_rounds"),
+                              "n_mad": param(Real(0.0, None, open=True), option="n_mad")}
+    _fitted_attribute = "estimator_"
+    eps_ = None
+
+    def __init__(self, estimator: BaseClusterer | None = None, min_fraction: float = 0.01,
+                 max_fraction: float = 0.05, max_rounds: int = 3, n_mad: float = 3.0):
+        self.estimator = estimator
+        self.min_fraction = min_fraction
+        self.max_fraction = max_fraction
+        self.max_rounds = max_rounds
+        self.n_mad = n_mad
+
+    def check_params(self):
+        super().check_params()
+        check_outlier_method("auto", self.estimator.method)
+        self.estimator.check_params()
+        return self
+
+    @property
+    def method(self) -> str:
+        return self.estimator.method
+
+    def fit(self, X, y=None, **fit_params):
+        """Set outliers apart and cluster the rest; ``fit_params`` go to each fit of the estimator."""
+        self.check_params()
+        X = check_features(X)
+        k = int(self.estimator.n_clusters)
+
+        def fit(Xi):
+            est = clone(self.estimator).set_params(n_clusters=min(k, len(Xi))).fit(Xi, **fit_params)
+            return est.labels_, est
+
+        split = split_outliers(X, fit, min_fraction=self.min_fraction, max_fraction=self.max_fraction,
+                               max_rounds=self.max_rounds, n_mad=self.n_mad)
+        self._set_fitted(split.inlier_fit, split.outlier, X, split.labels)
+        self.info_ = split.info
+        return self
+
+    def _set_fitted(self, inner: BaseClusterer, outlier: np.ndarray, X: np.ndarray, labels: np.ndarray) -> None:
+        self.estimator_, self.outlier_, self.X_fit_, self.labels_ = inner, outlier, X, labels
+        self.levels_ = _widen(inner.levels_, ~outlier)
+        self.n_clusters_ = inner.n_clusters_
+
+    @property
+    def tree_(self):
+        self.check_is_fitted()
+        return self.estimator_.tree_
+
+    def predict(self, X) -> np.ndarray:
+        self.check_is_fitted()
+        return self.estimator_.predict(X)
+
+    def predict_levels(self, X):
+        self.check_is_fitted()
+        return self.estimator_.predict_levels(X)
+
+    def leaf_labels(self) -> np.ndarray:
+        self.check_is_fitted()
+        return self.estimator_.leaf_labels()
+
+    # -- persistence: one cluster.npz over every row (as written before this class existed) ----------
+    def state_arrays(self) -> dict:
+        arrays = self.estimator_.state_arrays()
+        arrays.update(X_fit=self.X_fit_, labels=self.labels_)
+        if self.levels_ is not None:
+            arrays["levels"] = self.levels_
+        return arrays
+
+    def save(self, path) -> None:
+        from brainclust.io.atomic import atomic_write_npz
+
+        atomic_write_npz(path, params=np.asarray(self.estimator_.params_json()), **self.state_arrays())
+
+    def save_step(self, folder) -> dict:
+        from brainclust.io.outputs import MODEL_FILES
+
+        self.save(folder / MODEL_FILES["cluster"])
+        entry = self.entry()
+        entry["params"].pop("estimator")
+        return {**entry, "estimator": self.estimator_.entry(), "files": [MODEL_FILES["cluster"]]}
+
+    @classmethod
+    def from_saved(cls, loaded: BaseClusterer, **params) -> "OutlierRule":
+        """The rule around a clustering loaded from a file whose labels hold ``-1`` for the outliers."""
+        keep = loaded.labels_ != -1
+        state = {k: v for k, v in loaded.state_arrays().items()}
+        state["X_fit"], state["labels"] = loaded.X_fit_[keep], loaded.labels_[keep]
+        if loaded.levels_ is not None:
+            state["levels"] = loaded.levels_[keep]
+        inner = type(loaded).from_arrays(loaded.get_params(), state, "(the inliers)")
+        rule = cls(estimator=clone(inner), **params)
+        rule._set_fitted(inner, ~keep, loaded.X_fit_, loaded.labels_)
+        rule.info_ = None
+        return rule
+
+
 def cluster_with_outliers(X: np.ndarray, method: str, k: int, seed: int | None, mode: str = "off",
                           assign_all=None):
-    """The run's clustering; with ``mode="auto"`` outliers apart (:func:`split_outliers`).
+    """The run's clustering of ``X``; with ``mode="auto"`` outliers apart (an :class:`OutlierRule`).
 
-    Returns ``(clusterer, info)``; ``info`` is ``None`` when ``mode="off"`` (exactly today's fit).
-    With outliers the clusterer is the fit on the inliers, with ``X_fit_``, ``labels_`` and
-    ``levels_`` widened to all rows (``-1`` for the outliers), so the saved model lists every
-    image and ``predict`` assigns new images to the inliers' clusters only.
+    Returns ``(fitted estimator, info)``; ``info`` is ``None`` when ``mode="off"``.
     """
+    from brainclust.cluster.methods import make_clusterer
+
     check_outlier_method(mode, method)
+    est = make_clusterer(method, n_clusters=k, random_state=seed)
+    fit_params = {"assign_all": assign_all} if assign_all is not None else {}
     if mode == "off":
-        return Clusterer(method=method, n_clusters=k, random_state=seed).fit(X, assign_all=assign_all), None
-
-    def fit(Xi):
-        c = Clusterer(method=method, n_clusters=min(k, len(Xi)), random_state=seed).fit(Xi)
-        return c.labels_, c
-
-    exact_max = Clusterer().exact_max
-    if method == "hierarchical" and len(X) > exact_max:
-        raise ParameterError(f"--outliers auto: at most {exact_max} images with --method hierarchical "
-                             f"(the two-stage tree above that is not supported yet), got {len(X)}; use --outliers off")
-    split = split_outliers(X, fit)
-    cl = split.inlier_fit
-    cl.X_fit_ = np.asarray(X, dtype=np.float64)
-    cl.labels_ = split.labels
-    if cl.levels_ is not None:
-        levels = np.full((len(X), cl.levels_.shape[1]), -1, dtype=np.int64)
-        levels[~split.outlier] = cl.levels_
-        cl.levels_ = levels
-    return cl, split.info
+        return est.fit(X, **fit_params), None
+    rule = OutlierRule(est).fit(X, **fit_params)
+    return rule, rule.info_

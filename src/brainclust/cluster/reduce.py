@@ -27,9 +27,12 @@ import logging
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
+from brainclust.core.arrays import seeded_sample
+from brainclust.core.params import BOOL, ArrayStep, OneOf, param
+from brainclust.cluster.base import SEED
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 
@@ -89,8 +92,7 @@ def _fit_sample(X: np.ndarray, seed) -> np.ndarray:
     """At most :data:`MAX_FIT_ROWS` rows of ``X``: a seeded sample (in the original order)."""
     if len(X) <= MAX_FIT_ROWS:
         return X
-    rows = np.sort(np.random.default_rng(seed).choice(len(X), MAX_FIT_ROWS, replace=False))
-    return X[rows]
+    return X[seeded_sample(len(X), MAX_FIT_ROWS, seed)]
 
 
 def _randomized(X: np.ndarray, n, seed) -> PCA:
@@ -113,7 +115,7 @@ def _randomized(X: np.ndarray, n, seed) -> PCA:
         block = min(block * 2, cap)
 
 
-class PCAReducer(TransformerMixin, BaseEstimator):
+class PCAReducer(TransformerMixin, ArrayStep):
     """PCA to ``n_components`` dimensions.
 
     Parameters
@@ -127,6 +129,9 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         Seed of the randomized solver and of its row sample.
     svd_solver : {"auto", "full", "randomized"}, default "auto"
         See the module docstring for the rule of ``"auto"``.
+    only_if_wider : bool, default False
+        No reduction (the identity) when the input has at most ``n_components`` dimensions
+        (``--reduce umap``: PCA to 100 only for wider features).
 
     Attributes
     ----------
@@ -142,17 +147,21 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         Distinct input rows of ``fit`` (duplicated images share one).
     """
 
+    _parameter_constraints = {"random_state": SEED, "svd_solver": param(OneOf(SOLVERS), option="svd_solver"),
+                              "only_if_wider": param(BOOL, option="only_if_wider")}
+    _fitted_attribute = "mean_"
+
     def __init__(self, n_components: int | float = 50, random_state: int | None = None,
-                 svd_solver: str = "auto"):
+                 svd_solver: str = "auto", only_if_wider: bool = False):
         self.n_components = n_components
         self.random_state = random_state
         self.svd_solver = svd_solver
+        self.only_if_wider = only_if_wider
 
     def check_params(self):
-        """The rule of ``n_components`` (no data needed); returns it as an int or a fraction."""
+        """The declared rules, then ``n_components`` (no data needed); returns it as an int or a fraction."""
+        super().check_params()
         n = self.n_components
-        if self.svd_solver not in SOLVERS:
-            raise ParameterError(f"svd_solver: must be one of {', '.join(SOLVERS)}, got {self.svd_solver!r}")
         if isinstance(n, bool) or not isinstance(n, numbers.Real):
             raise ParameterError(f"--pca: must be a number, got {n!r}")
         if n == 0:
@@ -175,6 +184,8 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.n_distinct_ = distinct_rows(X)
         self.fit_rows_ = len(X)
+        if self.only_if_wider and isinstance(n, int) and X.shape[1] <= n:
+            n = 0
         if n == 0:
             self.mean_ = np.zeros(X.shape[1])
             self.components_ = None
@@ -204,6 +215,7 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        self.check_is_fitted()
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ParameterError(f"features have {X.shape[-1]} dimensions; the PCA was fitted on {self.n_features_in_}")
@@ -225,6 +237,18 @@ class PCAReducer(TransformerMixin, BaseEstimator):
             arrays["solver"] = np.asarray(self.solver_)
             arrays["fit_rows"] = np.asarray(self.fit_rows_)
         atomic_write_npz(path, **arrays)
+
+    def save_step(self, folder) -> dict:
+        from brainclust.io.outputs import MODEL_FILES
+
+        self.save(folder / MODEL_FILES["pca"])
+        return {**self.entry(), "files": [MODEL_FILES["pca"]]}
+
+    @classmethod
+    def load_step(cls, folder, entry) -> "PCAReducer":
+        from brainclust.io.outputs import MODEL_FILES
+
+        return cls.load(folder / MODEL_FILES["pca"])
 
     @classmethod
     def load(cls, path) -> "PCAReducer":

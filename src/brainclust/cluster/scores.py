@@ -10,9 +10,9 @@ DBSCAN noise (``-1``): each noise point counts as its own singleton cluster in
 ARI/NMI/FMI and as a miss in ACC, so marking points as noise is never rewarded;
 silhouette is computed on the non-noise points only. ``n_noise`` is reported.
 Above ``silhouette_max`` non-noise points (default 10000) the silhouette is
-the mean over a seeded random sample of that many (scikit-learn's
-``sample_size``/``random_state``), and ``silhouette_sample`` records the
-sample size.
+the mean over a cluster-stratified seeded sample of about that many
+(:func:`brainclust.core.arrays.mean_silhouette`, the rows the report's
+silhouette plot uses too), and ``silhouette_sample`` records the sample size.
 Rows with an empty label are left out of the label-based scores.
 """
 
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn import config_context, metrics
+from sklearn import metrics
 from sklearn.metrics.cluster import contingency_matrix
+
+from brainclust.core.arrays import SILHOUETTE_BUDGET, mean_silhouette
 
 
 def clustering_accuracy(labels_true, labels_pred) -> float:
@@ -45,11 +47,8 @@ def _noise_as_singletons(pred: np.ndarray) -> np.ndarray:
     return pred
 
 
-#: Memory (MB) of one block of the silhouette's pairwise distances; each row lies within one block,
-#: so the value does not depend on it.
-SILHOUETTE_MEMORY_MB = 128
-
-def score(X, labels_pred, labels_true=None, silhouette_max: int = 10000, random_state: int | None = 0) -> dict:
+def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUDGET,
+          random_state: int | None = 0) -> dict:
     """All scores of a clustering as a JSON-ready dict (``None`` where undefined, never NaN).
 
     Parameters
@@ -61,7 +60,7 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = 10000, random_
     labels_true : sequence of str or None
         Ground truth; empty strings are unlabelled rows.
     silhouette_max : int, default 10000
-        Above this many non-noise points the silhouette is computed on a seeded sample of this size.
+        Above this many non-noise points the silhouette is computed on a cluster-stratified seeded sample.
     random_state : int or None, default 0
         Seed of that sample.
     """
@@ -71,14 +70,9 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = 10000, random_
     found = len(set(pred[keep].tolist()))
     out: dict = {"n_images": int(len(pred)), "n_clusters": int(found), "n_noise": int((~keep).sum()),
                  "cluster_sizes": {str(c): int((pred == c).sum()) for c in sorted(set(pred.tolist()))}}
-    sil = None
-    if 2 <= found < keep.sum():
-        sample = int(silhouette_max) if keep.sum() > silhouette_max else None
-        with config_context(working_memory=SILHOUETTE_MEMORY_MB):  # row blocks: same values, bounded memory
-            sil = float(metrics.silhouette_score(X[keep], pred[keep], metric="cosine", sample_size=sample,
-                                                 random_state=random_state))
-        if sample is not None:
-            out["silhouette_sample"] = sample
+    sil, sample = mean_silhouette(X, pred, int(silhouette_max), random_state)
+    if sample is not None:
+        out["silhouette_sample"] = sample
     out["silhouette"] = sil
     if labels_true is not None:
         y = np.asarray(labels_true, dtype=object)

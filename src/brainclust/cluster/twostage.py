@@ -2,7 +2,7 @@
 
 Exact average linkage needs the ``n x n`` distance matrix (about 3.3 GB and
 15 s at 20 000 points with scipy). Above a size limit
-(:class:`~brainclust.cluster.methods.Clusterer`'s ``exact_max``) the tree is
+(:class:`~brainclust.cluster.hierarchical.HierarchicalClusterer`'s ``exact_max``) the tree is
 built in two stages:
 
 1. **Micro-clusters.** Seeded k-means (:func:`micro_clusters`: Lloyd's
@@ -30,20 +30,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainclust.core.arrays import seeded_sample, unit_rows
+
+__all__ = ["N_MICRO", "average_cosine_distances", "cluster_sums", "micro_clusters", "nearest", "two_stage_tree",
+           "unit_rows", "weighted_average_linkage"]
+
 #: Default number of micro-clusters (see docs/performance.md, "Scale", for the calibration).
 N_MICRO = 4000
-
-
-def unit_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows are nudged off the origin first)."""
-    X = np.asarray(X, dtype=np.float64)
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    zero = norm[:, 0] < 1e-12
-    if zero.any():
-        X = X.copy()
-        X[zero] = 1e-12
-        norm = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / norm
 
 
 def cluster_sums(U: np.ndarray, assign: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +160,7 @@ def micro_clusters(U: np.ndarray, m: int, random_state, fit_size: int | None = N
         return U.copy(), np.arange(n)
     rng = np.random.default_rng(random_state)
     fit_size = min(n, 10 * int(m) if fit_size is None else int(fit_size))
-    sample = U[np.sort(rng.choice(n, fit_size, replace=False))] if fit_size < n else U
+    sample = U[seeded_sample(n, fit_size, rng)] if fit_size < n else U
     centres = sample[rng.choice(len(sample), int(m), replace=False)].copy()
     for _ in range(n_iter):
         S, sizes = cluster_sums(sample, nearest(centres, sample), len(centres))

@@ -27,7 +27,7 @@ import functools
 import importlib.util
 import io
 import logging
-import operator
+import numbers
 import os
 import pathlib
 import re
@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
 
+from brainclust.errors import InputError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes
 
 __all__ = ["PLANES", "make_demo_dataset"]
@@ -100,7 +101,7 @@ def _load_template() -> NDArray[np.float32]:
 
     Raises
     ------
-    RuntimeError
+    InputError
         If the template cannot be loaded or is not RAS-oriented.
     """
     import nibabel as nib
@@ -115,14 +116,14 @@ def _load_template() -> NDArray[np.float32]:
 
         img = load_mni152_template(resolution=1)
     if nib.aff2axcodes(img.affine) != ("R", "A", "S"):
-        raise RuntimeError(
-            "Expected an RAS-oriented MNI152 template, got axis codes "
+        raise InputError(
+            "the MNI152 template of nilearn: expected RAS orientation, got axis codes "
             f"{nib.aff2axcodes(img.affine)}"
         )
     data = np.asarray(img.dataobj, dtype=np.float32)
     peak = float(data.max())
     if data.ndim != 3 or peak <= 0:
-        raise RuntimeError("The MNI152 template is empty or not a 3-D volume")
+        raise InputError("the MNI152 template of nilearn is empty or not a 3-D volume")
     data /= peak
     data.setflags(write=False)
     return data
@@ -456,18 +457,19 @@ def make_demo_dataset(
 
     Raises
     ------
-    ValueError
-        If ``n_per_class < 2`` or ``size < 32``.
-    TypeError
-        If ``n_per_class``, ``size`` or ``random_state`` is not an integer.
+    ParameterError
+        If ``n_per_class``, ``size`` or ``random_state`` is not an integer, ``n_per_class < 2`` or
+        ``size < 32``.
     """
-    n_per_class = operator.index(n_per_class)
-    size = operator.index(size)
-    random_state = operator.index(random_state)
+    for option, value in (("--n-per-class", n_per_class), ("size", size), ("--seed", random_state)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ParameterError(f"{option}: must be an integer, got {value!r}")
+    n_per_class, size, random_state = int(n_per_class), int(size), int(random_state)
     if n_per_class < 2:
-        raise ValueError(f"n_per_class must be at least 2, got {n_per_class}")
+        raise ParameterError(f"--n-per-class: n_per_class must be at least 2 (half of each plane's images carry "
+                             f"a lesion), got {n_per_class}")
     if size < 32:
-        raise ValueError(f"size must be at least 32 pixels, got {size}")
+        raise ParameterError(f"size: must be at least 32 pixels, got {size}")
 
     root = pathlib.Path(out_dir)
     volume = _load_template()

@@ -21,3 +21,30 @@ def check_engine(engine: str, address: str | None = None) -> None:
         raise ParameterError(f"--engine: must be one of {', '.join(ENGINES)}, got '{engine}'")
     if address is not None and engine != "ray":
         raise ParameterError("--ray-address: only with --engine ray")
+
+
+class EngineHooks:
+    """What an engine changes in a model's fit: ``prefill(extractor, records)`` fills the feature store
+    before the local pass reads it, ``assign_all`` runs the two-stage tree's assignment pass, and
+    :meth:`info` is the manifest's ``engine`` section. The local engine has neither hook."""
+
+    def __init__(self, engine: str = "local", address: str | None = None):
+        check_engine(engine, address)
+        self.engine, self.address = engine, address
+        self._info: dict | None = None
+        self.prefill = self._prefill if engine == "ray" else None
+        self.assign_all = None
+        if engine == "ray":
+            import functools
+
+            from brainclust.engines import ray_data
+
+            self.assign_all = functools.partial(ray_data.nearest_on_ray, address=address)
+
+    def _prefill(self, extractor, records) -> None:
+        from brainclust.engines import ray_data
+
+        self._info = ray_data.extract(extractor, records, self.address)
+
+    def info(self) -> dict:
+        return self._info if self._info is not None else {"engine": self.engine}

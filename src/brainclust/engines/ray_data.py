@@ -20,7 +20,7 @@ to the store; the local pass meets it again and skips it with its reason,
 exactly as the local engine does.
 
 Faults: Ray Data's defaults restart an embedding actor that dies and retry
-its batch (``tests/test_ray_engine.py`` kills one), and retry failed decode tasks. The driver stores each batch as it arrives, so a killed
+its batch (``tests/engines/test_ray_engine.py`` kills one), and retry failed decode tasks. The driver stores each batch as it arrives, so a killed
 driver loses nothing that reached the store: a rerun computes only the
 missing images.
 
@@ -40,15 +40,13 @@ from dataclasses import asdict
 
 import numpy as np
 
-from brainclust.errors import ParameterError
+from brainclust.errors import EngineError, ParameterError
 from brainclust.io.scan import ImageRecord
 
 log = logging.getLogger(__name__)
 
 #: Rows the driver writes to the store per transaction (fewer, larger transactions than the embed batches).
 STORE_BATCH = 1024
-#: Tests only: a path; the first embedding actor to find it missing creates it and dies (fault injection).
-FAIL_ONCE_FOR_TESTS: str | None = None
 
 
 def import_ray():
@@ -99,8 +97,9 @@ NAME_FIELDS = ("path", "abspath", "name", "label")
 
 
 def rows_of(records: Sequence[ImageRecord]) -> list[dict]:
-    """The manifest rows Ray carries: every field of each record, names as bytes."""
-    return [{k: (os.fsencode(v) if k in NAME_FIELDS else v) for k, v in asdict(r).items()} for r in records]
+    """The manifest rows Ray carries: every field of each record but its metadata, names as bytes."""
+    return [{k: (os.fsencode(v) if k in NAME_FIELDS else v) for k, v in asdict(r).items() if k != "meta"}
+            for r in records]
 
 
 def records_of(batch: dict) -> list[ImageRecord]:
@@ -121,21 +120,12 @@ def decode_batch(batch: dict, extractor) -> dict:
 
 
 class Embedder:
-    """A Ray actor: the extractor's model, loaded once, embeds the decoded batches.
+    """A Ray actor: the extractor's model, loaded once, embeds the decoded batches."""
 
-    ``fail_once`` (tests only) is a path: the first actor to see it missing creates it and dies,
-    so the retry path is exercised.
-    """
-
-    def __init__(self, extractor, fail_once: str | None = None):
+    def __init__(self, extractor):
         self.extractor = extractor
-        self.fail_once = fail_once
 
     def __call__(self, batch: dict) -> dict:
-        if self.fail_once and not os.path.exists(self.fail_once):
-            with open(self.fail_once, "w") as fh:
-                fh.write(str(os.getpid()))
-            os._exit(1)  # an actor that dies mid-run
         errors = [str(e) for e in batch["error"]]
         ok = [i for i, e in enumerate(errors) if not e]
         x = np.asarray(batch["x"])
@@ -160,21 +150,21 @@ def extract(extractor, records: Sequence[ImageRecord], address: str | None = Non
         todo = block.missing(records)
         if not todo:
             continue
-        out = _run(ray, block, [records[i] for i in todo], actors, gpus, FAIL_ONCE_FOR_TESTS)
+        out = _run(ray, block, [records[i] for i in todo], actors, gpus)
         info["computed"] += sum(1 for e in out.values() if not e)
         info["failed"] += sum(1 for e in out.values() if e)
     log.info("ray engine: %(computed)d features computed on %(nodes)d node(s), %(actors)d actor(s)", info)
     return info
 
 
-def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float, fail_once) -> dict[str, str]:
+def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float) -> dict[str, str]:
     """One Ray Data pass over ``records``, stored batch by batch; ``{key: error or ""}``."""
     batch = max(1, min(extractor.batch_size, len(records)))
     blocks = max(1, min(len(records) // batch, 4 * max(actors, 1) * 8))
     ds = ray.data.from_items(rows_of(records), override_num_blocks=blocks)
     ds = ds.map_batches(decode_batch, fn_kwargs={"extractor": extractor}, batch_size=batch,
                         batch_format="numpy")
-    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"extractor": extractor, "fail_once": fail_once},
+    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"extractor": extractor},
                         batch_size=batch, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus)
     status: dict[str, str] = {}
@@ -229,6 +219,6 @@ def nearest_on_ray(centres: np.ndarray, U: np.ndarray, address: str | None = Non
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
         out[b["i"]] = b["label"]
     if (out < 0).any():  # pragma: no cover - Ray lost rows without raising
-        raise RuntimeError("ray engine: the assignment pass returned fewer rows than it was given")
+        raise EngineError("--engine ray: the assignment pass returned fewer rows than it was given; rerun")
     return out
 

@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 
-from brainclust.features import backbones, runtime as rt
+from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, param
+from brainclust.errors import ImageReadError, ModelFileError, NumericalError, ParameterError
+from brainclust.features import augment, backbones, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
-from brainclust.errors import ImageReadError, ModelFileError, ParameterError
-from brainclust.features import augment
-from brainclust.io.scan import ImageRecord, load_record
-from brainclust.io.atomic import file_sha256
-from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
+from brainclust.features.extraction import Extraction, ImageDataset, as_records, collate, result_array
+from brainclust.features.preprocess import PreprocessConfig
+from brainclust.io.scan import ImageRecord
 from brainclust.progress import bar
 
 log = logging.getLogger(__name__)
@@ -67,83 +66,39 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(4, cores // 2)
 
 
-class _ImageDataset:
-    """Map-style dataset: index -> (index, model input or feature vector, error or "").
-
-    Runs in DataLoader workers: decoding, pre-processing, the optional
-    augmentation ``view`` and, for array backbones (pixels, HOG...), the
-    feature computation itself.
-    """
-
-    def __init__(self, records: Sequence[ImageRecord], config: PreprocessConfig, spec, view: str | None,
-                 view_seed: int):
-        self.records, self.config, self.spec = list(records), config, spec
-        self.view, self.view_seed = view, view_seed
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def _item(self, rec: ImageRecord) -> np.ndarray:
-        img = preprocess(load_record(rec), self.config)
-        if self.view:
-            img = augment.apply(self.view, img, rec.key, self.view_seed)
-        if self.spec.array_fn is not None:
-            return np.asarray(self.spec.array_fn(img), dtype=np.float32)
-        return to_model_input(img, self.spec.mean, self.spec.std)
-
-    def __getitem__(self, i: int):
-        try:
-            return i, self._item(self.records[i]), ""
-        except ImageReadError as exc:
-            err = exc.reason
-        except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
-            err = f"cannot pre-process image: {type(exc).__name__}: {exc}"
-        shape = (self.spec.dim,) if self.spec.array_fn is not None else (3, self.config.size, self.config.size)
-        return i, np.zeros(shape, np.float32), err
+def check_finite(feats: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(feats)):
+        raise NumericalError(f"--backbone {name}: the network produced non-finite features (NaN or infinite); "
+                             "try --precision fp32 or check the --weights file")
+    return feats
 
 
-def _collate(items):
-    import torch
-
-    idx = [it[0] for it in items]
-    x = torch.from_numpy(np.stack([it[1] for it in items]))
-    errs = [it[2] for it in items]
-    return idx, x, errs
-
-
-#: Above this many values (1 GiB of float32) the feature matrix is a memory-mapped temporary file.
-MEMMAP_VALUES = 2**28
-
-
-def result_array(n: int, dim: int) -> np.ndarray:
-    """``(n, dim)`` float32 filled with NaN: in memory, or above :data:`MEMMAP_VALUES` values a
-    memory-mapped file in the temporary folder, unlinked at once (the space is freed with the array),
-    so a million-image run pages its features instead of holding them all in RAM."""
-    if n * dim <= MEMMAP_VALUES:
-        return np.full((n, dim), np.nan, dtype=np.float32)
-    fd, path = tempfile.mkstemp(prefix="brainclust-features-", suffix=".npy")
-    os.close(fd)
-    try:
-        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
-    finally:
-        os.unlink(path)
-    for s in range(0, n, 65536):
-        arr[s:s + 65536] = np.nan
-    return arr
+#: The parameters every extractor shares (``FusedExtractor`` too), declared once.
+SHARED_CONSTRAINTS = {
+    "precision": param(OneOf(PRECISIONS), option="--precision"),
+    "batch_size": param(Integer(1), option="--batch-size"),
+    "num_workers": param(NONE, Integer(0), option="--workers"),
+    "cache_dir": param(NONE, OneOf((False,)), Kind((str, os.PathLike), "a folder"), option="--cache-dir"),
+    "device": param(TEXT, option="--device"),
+    "progress": param(NONE, BOOL, option="progress"),
+    "view": param(NONE, TEXT, option="view"),
+    "view_seed": param(Integer(), option="view_seed"),
+    "runtime": param(OneOf(rt.RUNTIMES), option="--runtime"),
+}
 
 
-def _record_of(path: str | os.PathLike) -> ImageRecord:
-    """A minimal record for a bare path (meta-attributes unknown)."""
-    p = Path(path)
-    try:
-        digest = file_sha256(p)
-    except OSError as exc:
-        digest = f"unreadable:{p}:{exc}"
-    return ImageRecord(path=p.as_posix(), abspath=str(p), name=p.name, type="", size=0, width=0, height=0,
-                       sha256=digest)
+def check_preprocessing(clip_percentiles, intensity_window) -> None:
+    """``--clip`` and ``--intensity-window``: the rules of :class:`PreprocessConfig`, named by their option."""
+    for option, name, value in (("--clip", "clip_percentiles", clip_percentiles),
+                                ("--intensity-window", "intensity_window", intensity_window)):
+        if value is not None:
+            try:
+                PreprocessConfig(**{name: tuple(value)}).validate()
+            except (ParameterError, TypeError, ValueError) as exc:
+                raise ParameterError(f"{option}: {exc}") from None
 
 
-class FeatureExtractor(TransformerMixin, BaseEstimator):
+class FeatureExtractor(TransformerMixin, Step):
     """Image files -> pooled CNN features, cached on disk.
 
     Parameters
@@ -192,12 +147,19 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         ``fp32`` or ``bf16``.
     runtime_ : str
         ``onnx``, ``torch``, or ``none`` for array backbones.
-    cache_hits_, cache_misses_ : int
-        Of the last :meth:`transform`, counted per image.
-    failed_ : dict of int to str
-        Row index -> reason, for images that could not be decoded in the last
-        :meth:`transform`; their rows are NaN.
+    device_ : str
+    preprocess_ : PreprocessConfig
+
+    :meth:`extract` returns an :class:`~brainclust.features.extraction.Extraction` (the features,
+    the images that failed and why, the cache hits and misses); :meth:`transform` returns its
+    features. Neither changes the extractor: the network is loaded on first use into a private
+    cache (a failed ONNX export under ``runtime="auto"`` falls back to torch there, and
+    :meth:`describe` reports the runtime that ran).
     """
+
+    _parameter_constraints = {"backbone": param(TEXT, option="--backbone"),
+                              "weights": param(NONE, TEXT, option="--weights"), **SHARED_CONSTRAINTS}
+    _fitted_attribute = "spec_"
 
     def __init__(self, backbone: str = "auto", weights: str | None = None, precision: str = "auto",
                  batch_size: int = 32, num_workers: int | None = None,
@@ -220,27 +182,17 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.runtime = runtime
 
     # -- fitting: choose backbone, weights and precision ----------------------
-    def check_params(self) -> None:
-        """The rules of the parameters that need no backbone; ``fit`` calls it, and so does ``RunConfig``."""
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+    def check_params(self):
+        """The declared rules and the pre-processing's (no backbone needed); ``fit`` and ``RunConfig`` call it."""
+        super().check_params()
         rt.check_runtime(self.runtime)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ParameterError(f"--batch-size: must be a positive integer, got {self.batch_size!r}")
-        if self.num_workers is not None and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
-                                             or self.num_workers < 0):
-            raise ParameterError(f"--workers: must be an integer >= 0, got {self.num_workers!r}")
-        for option, name in (("--clip", "clip_percentiles"), ("--intensity-window", "intensity_window")):
-            if getattr(self, name) is not None:
-                try:
-                    PreprocessConfig(**{name: tuple(getattr(self, name))}).validate()
-                except (ParameterError, TypeError, ValueError) as exc:
-                    raise ParameterError(f"{option}: {exc}") from None
+        check_preprocessing(self.clip_percentiles, self.intensity_window)
         if self.view is not None:
             augment.check(self.view)
+        return self
 
     def fit(self, X=None, y=None):
-        """Resolve the backbone, its weights and the precision. ``X`` is ignored."""
+        """Resolve the backbone, its weights and the precision. ``X`` is ignored (nothing is learned from images)."""
         self.check_params()
         import torch
 
@@ -259,8 +211,17 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             prec = "bf16" if device.startswith("cuda") and bf16_supported(device) else "fp32"
         self.precision_ = prec
         self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
-        self.model_ = None
+        self._net = None
         return self
+
+    def fit_extract(self, X: Sequence, prefill: Callable | None = None) -> Extraction:
+        """:meth:`fit`, then :meth:`extract`; ``prefill(self, records)`` (an engine filling the feature
+        store elsewhere, e.g. on Ray) runs in between."""
+        self.fit()
+        records = as_records(X)
+        if prefill is not None:
+            prefill(self, records)
+        return self.extract(records)
 
     @property
     def cache_settings_(self) -> dict:
@@ -272,6 +233,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         if self.view is not None:
             settings.update(view=self.view, view_seed=self.view_seed)
         return settings
+
+    def describe(self) -> dict:
+        """The fitted backbone as ``manifest.json`` and the model record it (``backbone``)."""
+        self.check_is_fitted()
+        net = getattr(self, "_net", None)
+        return {"name": self.spec_.name, "requested": self.backbone, "dim": self.spec_.dim,
+                "input_size": self.spec_.input_size, "weights_path": self.weights_.path,
+                "weights_sha256": self.weights_.sha256, "precision": self.precision_, "device": self.device_,
+                "runtime": net[0] if net is not None else self.runtime_}
 
     def _onnx_model(self):
         """The ONNX Runtime session; under ``runtime="auto"`` an export failure falls back to torch."""
@@ -289,26 +259,28 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                                      f"({type(exc).__name__}: {exc}); use --runtime torch") from None
             log.warning("%s: ONNX export failed (%s: %s); running the network with torch",
                         self.spec_.name, type(exc).__name__, exc)
-            self.runtime_ = "torch"
             return None
 
     def _model(self):
+        """The network, loaded on first use into a private cache: ``(runtime that runs it, model)``."""
         import torch
 
-        if self.model_ is None and self.runtime_ == "onnx":
-            self.model_ = self._onnx_model()
-        if self.model_ is None:
-            model = backbones.build(self.spec_, self.weights_).to(self.device_)
-            if self.device_ == "cpu":
-                model = model.to(memory_format=torch.channels_last)
-            self.model_ = model
-        return self.model_
+        if getattr(self, "_net", None) is None:
+            model = self._onnx_model() if self.runtime_ == "onnx" else None
+            if model is not None:
+                self._net = ("onnx", model)
+            else:
+                model = backbones.build(self.spec_, self.weights_).to(self.device_)
+                if self.device_ == "cpu":
+                    model = model.to(memory_format=torch.channels_last)
+                self._net = ("torch" if self.runtime_ != "none" else "none", model)
+        return self._net
 
     def _forward(self, x):
         import torch
 
-        model = self._model()
-        if self.runtime_ == "onnx":
+        runtime, model = self._model()
+        if runtime == "onnx":
             return model(x.numpy())
         x = x.to(self.device_, non_blocking=True)
         if self.device_ == "cpu":
@@ -321,12 +293,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     # -- transforming ----------------------------------------------------------
     def transform(self, X: Sequence[str | os.PathLike | ImageRecord]) -> np.ndarray:
         """Features of each image, ``(n_images, dim)`` float32; rows of failed images are NaN."""
-        if not hasattr(self, "spec_"):
-            self.fit()
-        import torch
-        from torch.utils.data import DataLoader
+        return self.extract(X).features
 
-        records = [item if isinstance(item, ImageRecord) else _record_of(item) for item in X]
+    def extract(self, X: Sequence[str | os.PathLike | ImageRecord]) -> Extraction:
+        """Features of each image and what happened to each (see :class:`Extraction`)."""
+        self.check_is_fitted()
+        records = as_records(X)
         keys = [r.key for r in records]
         n, dim = len(records), self.spec_.dim
         out = result_array(n, dim)
@@ -339,58 +311,86 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         for i, k in enumerate(keys):
             if not hit[i] and k not in todo:
                 todo[k] = i
-        self.cache_misses_ = sum(1 for k in keys if k in todo)
-        self.cache_hits_ = n - self.cache_misses_
-        self.failed_: dict[int, str] = {}
-        failed_keys: dict[str, str] = {}
+        misses = sum(1 for k in keys if k in todo)
         t0 = time.perf_counter()
-        if todo:
-            order = list(todo.values())
-            ds = _ImageDataset([records[i] for i in order], self.preprocess_, self.spec_, self.view,
-                               self.view_seed)
-            workers = default_workers() if self.num_workers is None else self.num_workers
-            loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=workers,
-                                collate_fn=_collate, pin_memory=self.device_.startswith("cuda"))
-            prev_threads = torch.get_num_threads()
-            pbar = bar(len(order), f"features ({self.spec_.name}, {self.precision_})", self.progress)
-            try:
-                for idx, x, errs in (rt.prefetch(loader) if rt.PREFETCH and workers == 0 else loader):
-                    ok = [j for j, e in enumerate(errs) if not e]
-                    if not ok:
-                        feats = np.zeros((0, dim), np.float32)
-                    elif self.spec_.array_fn is not None:
-                        feats = x[ok].numpy()
-                    else:
-                        feats = self._forward(x[ok])
-                    if not np.all(np.isfinite(feats)):
-                        raise FloatingPointError(f"{self.spec_.name} produced non-finite features")
-                    batch_keys = [keys[order[idx[j]]] for j in ok]
-                    for j, e in enumerate(errs):
-                        if e:
-                            failed_keys[keys[order[idx[j]]]] = e
-                    if cache is not None:
-                        cache.put_many(batch_keys, feats)
-                    out[[order[idx[j]] for j in ok]] = feats  # written once, into the result itself
-                    pbar.update(len(idx))
-            finally:
-                pbar.close()
-                torch.set_num_threads(prev_threads)
-        self.extract_seconds_ = time.perf_counter() - t0
+        failed_keys = self._compute(records, keys, todo, out, cache) if todo else {}
+        seconds = time.perf_counter() - t0
+        failed: dict[int, str] = {}
         for i, k in enumerate(keys):
             if hit[i]:
                 continue
             if k in failed_keys:
-                self.failed_[i] = failed_keys[k]
+                failed[i] = failed_keys[k]
             elif todo[k] != i:  # a repeated image: computed once, at its first row
                 out[i] = out[todo[k]]
         if cache is not None:
             cache.close()
-        return out
+        return Extraction(out, failed, n - misses, misses, seconds)
 
-    # -- the pieces of transform, for engines that run them elsewhere (brainclust.engines) ------
+    def _compute(self, records, keys, todo: dict[str, int], out: np.ndarray, cache) -> dict[str, str]:
+        """Decode and embed the first record of every key in ``todo`` into ``out`` (and the cache);
+        returns the reason of each key that failed."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        order = list(todo.values())
+        failed_keys: dict[str, str] = {}
+        ds = ImageDataset([records[i] for i in order], self.preprocess_, self.spec_, self.view, self.view_seed)
+        workers = default_workers() if self.num_workers is None else self.num_workers
+        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=workers,
+                            collate_fn=collate, pin_memory=self.device_.startswith("cuda"))
+        prev_threads = torch.get_num_threads()
+        pbar = bar(len(order), f"features ({self.spec_.name}, {self.precision_})", self.progress)
+        try:
+            for idx, x, errs in (rt.prefetch(loader) if rt.PREFETCH and workers == 0 else loader):
+                ok = [j for j, e in enumerate(errs) if not e]
+                if not ok:
+                    feats = np.zeros((0, self.spec_.dim), np.float32)
+                elif self.spec_.array_fn is not None:
+                    feats = x[ok].numpy()
+                else:
+                    feats = self._forward(x[ok])
+                check_finite(feats, self.spec_.name)
+                for j, e in enumerate(errs):
+                    if e:
+                        failed_keys[keys[order[idx[j]]]] = e
+                if cache is not None:
+                    cache.put_many([keys[order[idx[j]]] for j in ok], feats)
+                out[[order[idx[j]] for j in ok]] = feats  # written once, into the result itself
+                pbar.update(len(idx))
+        finally:
+            pbar.close()
+            torch.set_num_threads(prev_threads)
+        return failed_keys
+
+    # -- the step protocol -----------------------------------------------------
+    def save_step(self, folder) -> dict:
+        """The manifest entry: parameters with the backbone and weights as resolved, and :meth:`describe`."""
+        entry = self.entry()
+        entry["params"].update(backbone=self.spec_.name, weights=self.weights_.path
+                               if self.weights_.sha256 != backbones.RANDOM_WEIGHTS else backbones.RANDOM_WEIGHTS)
+        return {**entry, "state": self.describe(), "files": []}
+
+    @classmethod
+    def load_step(cls, folder, entry, runtime: dict | None = None) -> "FeatureExtractor":
+        """The fitted extractor of a saved model; ``runtime`` (batch size, workers, cache...) may change.
+
+        A weights file that is no longer at its recorded path (the model was moved to another
+        machine or environment) is replaced by the backbone's own weights when their SHA-256 is
+        the one recorded; any other difference is a ModelFileError.
+        """
+        params = dict(entry["params"])
+        weights = params.get("weights")
+        if weights not in (None, backbones.RANDOM_WEIGHTS) and not Path(weights).is_file():
+            params["weights"] = None
+        ex = cls(**{**params, **(runtime or {})}).fit()
+        check_fitted_as_saved(ex, entry.get("state") or {}, entry.get("source", "model config"))
+        return ex
+
+    # -- the pieces of extract, for engines that run them elsewhere (brainclust.engines) ------
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state["model_"] = None  # a loaded network or ONNX session is rebuilt where the copy runs
+        state["_net"] = None  # a loaded network or ONNX session is rebuilt where the copy runs
         return state
 
     def open_store(self) -> FeatureCache:
@@ -423,17 +423,26 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def decode(self, records: Sequence[ImageRecord]) -> tuple[np.ndarray, list[str]]:
         """Decoded, pre-processed model inputs (features for array backbones) and a reason per failed image."""
-        ds = _ImageDataset(records, self.preprocess_, self.spec_, self.view, self.view_seed)
+        ds = ImageDataset(records, self.preprocess_, self.spec_, self.view, self.view_seed)
         items = [ds[i] for i in range(len(ds))]
         return np.stack([it[1] for it in items]), [it[2] for it in items]
 
     def embed(self, inputs: np.ndarray) -> np.ndarray:
-        """Features of decoded inputs (see :meth:`decode`), checked like those of :meth:`transform`."""
+        """Features of decoded inputs (see :meth:`decode`), checked like those of :meth:`extract`."""
         import torch
 
         feats = (np.asarray(inputs, np.float32) if self.spec_.array_fn is not None
                  else self._forward(torch.from_numpy(np.ascontiguousarray(inputs, np.float32))))
-        if not np.all(np.isfinite(feats)):
-            raise FloatingPointError(f"{self.spec_.name} produced non-finite features")
-        return feats
+        return check_finite(feats, self.spec_.name)
 
+
+def check_fitted_as_saved(ex, state: dict, source: str) -> None:
+    """A re-fitted extractor must be the one a model was saved with (dimension, weights): ModelFileError."""
+    if "dim" in state and ex.spec_.dim != state["dim"]:
+        raise ModelFileError(f"{source}: field 'backbone.name' ('{state.get('name')}') gives {ex.spec_.dim} "
+                             f"dimensions but the model was saved with backbone.dim = {state['dim']}")
+    sha = state.get("weights_sha256")
+    if sha is not None and ex.weights_.sha256 != sha:
+        raise ModelFileError(f"the weights of backbone '{state.get('name')}' "
+                             f"('{ex.weights_.path or state.get('weights_path') or 'built-in'}') have changed since "
+                             f"the model was saved (SHA-256 {ex.weights_.sha256[:12]} != {sha[:12]})")

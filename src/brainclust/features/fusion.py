@@ -24,10 +24,11 @@ blocks (``V_b`` is then the raw block's total variance). Use it when a block's
 norm is signal: for ``pixels`` with ``--intensity-window`` the norm of an
 image's pixel vector is its brightness, which step 1 would remove.
 
-The scales ``s_b = w_b / sqrt(V_b)`` are learned once (by :meth:`FusedExtractor.fit`
-with images, or by the first :meth:`~FusedExtractor.transform`) and are kept in
-``block_scales_``; ``brainclust predict`` reuses the saved scales so that new
-images land in the same space.
+The scales ``s_b = w_b / sqrt(V_b)`` are learned in :meth:`FusedExtractor.fit`
+(or :meth:`~FusedExtractor.fit_extract`) from the images being clustered and are kept in
+``block_scales_``; ``transform`` only applies them (an extractor fitted without images
+and without fixed ``block_scales`` cannot transform: NotFittedError).
+``brainclust predict`` reuses the saved scales so that new images land in the same space.
 """
 
 from __future__ import annotations
@@ -39,10 +40,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 
+from brainclust.core.arrays import unit_rows
+from brainclust.core.params import NONE, Kind, OneOf, Step, param
+from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features import backbones
-from brainclust.errors import ParameterError
+from brainclust.features.extraction import Extraction, as_records
+from brainclust.features.extractor import (SHARED_CONSTRAINTS, FeatureExtractor, check_fitted_as_saved,
+                                           check_preprocessing)
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +95,8 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
 
 
 def l2_normalize(X: np.ndarray) -> np.ndarray:
-    """Rows divided by their Euclidean norm (all-zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float64)
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norm > 1e-12, norm, 1.0)
+    """Rows divided by their Euclidean norm, in float64 (zero rows stay zero: :func:`~brainclust.core.arrays.unit_rows`)."""
+    return unit_rows(np.asarray(X, dtype=np.float64))
 
 
 NORMS = ("image", "block")
@@ -148,7 +152,7 @@ class FusedPreprocess:
         return {"fused": {name: cfg.as_dict() for name, cfg in self.blocks}}
 
 
-class FusedExtractor(TransformerMixin, BaseEstimator):
+class FusedExtractor(TransformerMixin, Step):
     """Features of several backbones, L2-normalised and variance-balanced, side by side.
 
     Parameters
@@ -180,11 +184,10 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         Of the network blocks (``fp32`` if there are none).
     preprocess_ : FusedPreprocess
     block_scales_ : ndarray of shape (n_blocks,) or None
-        ``w_b / sqrt(V_b)``; ``None`` until learned.
-    cache_hits_, cache_misses_ : int
-        Summed over blocks in the last :meth:`transform`.
-    failed_ : dict of int to str
-        Rows that failed in any block (NaN in the output).
+        ``w_b / sqrt(V_b)``; ``None`` until learned by :meth:`fit` with images.
+
+    :meth:`extract` returns an :class:`~brainclust.features.extraction.Extraction` whose cache
+    counts are summed over the blocks and whose failures are the rows that failed in any block.
     """
 
     def __init__(self, backbone: str = "efficientnet_lite0+pixels", weights: str | None = None,
@@ -209,39 +212,35 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         self.norm = norm
         self.runtime = runtime
 
-    def check_params(self) -> list[tuple[str, float]]:
-        """The rules of the parameters (no images needed); returns the parsed blocks.
+    _parameter_constraints = {"backbone": param(Kind((str,), "a string"), option="--backbone"),
+                              "weights": param(NONE, OneOf((backbones.RANDOM_WEIGHTS,)), option="--weights"),
+                              "norm": param(OneOf(NORMS), option="--fusion-norm"), **SHARED_CONSTRAINTS}
+    _fitted_attribute = "blocks_"
 
-        The settings shared with every block are checked by the blocks' own
-        :meth:`FeatureExtractor.check_params <brainclust.features.extractor.FeatureExtractor.check_params>`.
-        """
-        from brainclust.features.extractor import FeatureExtractor
-
-        parsed = parse_blocks(self.backbone)
-        check_norm(self.norm)
+    def check_params(self):
+        """The rules of the parameters (no images needed), the blocks' names and the shared settings."""
         if self.weights not in (None, backbones.RANDOM_WEIGHTS):
             raise ParameterError(f"--weights: cannot apply one weights file to the fused backbone "
                                  f"'{self.backbone}'; fuse backbones that need no --weights")
-        FeatureExtractor(backbone=parsed[0][0], precision=self.precision, batch_size=self.batch_size,
-                         num_workers=self.num_workers, clip_percentiles=self.clip_percentiles, view=self.view,
-                         intensity_window=self.intensity_window, runtime=self.runtime).check_params()
-        return parsed
+        super().check_params()
+        parse_blocks(self.backbone)
+        check_preprocessing(self.clip_percentiles, self.intensity_window)
+        return self
 
-    def fit(self, X=None, y=None):
-        """Resolve every block; with images ``X``, also learn the block scales."""
-        from brainclust.features.extractor import FeatureExtractor
+    def _block(self, name: str) -> FeatureExtractor:
+        ex = FeatureExtractor(backbone=name, precision=self.precision, batch_size=self.batch_size,
+                              num_workers=self.num_workers, clip_percentiles=self.clip_percentiles,
+                              cache_dir=self.cache_dir, device=self.device, progress=self.progress,
+                              view=self.view, view_seed=self.view_seed, intensity_window=self.intensity_window,
+                              runtime=self.runtime)
+        if self.weights == backbones.RANDOM_WEIGHTS and backbones.resolve(name)[0].array_fn is None:
+            ex.set_params(weights=backbones.RANDOM_WEIGHTS)
+        return ex.fit()
 
-        parsed = self.check_params()
-        self.blocks_ = []
-        for name, w in parsed:
-            ex = FeatureExtractor(backbone=name, precision=self.precision, batch_size=self.batch_size,
-                                  num_workers=self.num_workers, clip_percentiles=self.clip_percentiles,
-                                  cache_dir=self.cache_dir, device=self.device, progress=self.progress,
-                                  view=self.view, view_seed=self.view_seed, intensity_window=self.intensity_window,
-                                  runtime=self.runtime)
-            if self.weights == backbones.RANDOM_WEIGHTS and backbones.resolve(name)[0].array_fn is None:
-                ex.set_params(weights=backbones.RANDOM_WEIGHTS)
-            self.blocks_.append((ex.fit(), w))
+    def _resolve(self) -> None:
+        """Resolve every block (nothing is learned from images here)."""
+        self.check_params()
+        self.blocks_ = [(self._block(name), w) for name, w in parse_blocks(self.backbone)]
         specs = [ex.spec_ for ex, _ in self.blocks_]
         name = SEPARATOR.join(ex.spec_.name if w == 1.0 else f"{ex.spec_.name}*{w:g}" for ex, w in self.blocks_)
         self.spec_ = backbones.BackboneSpec(name, max(s.input_size for s in specs), (0.0, 0.0, 0.0),
@@ -262,43 +261,81 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
                 raise ParameterError(f"block_scales: need {len(self.blocks_)} finite values >= 0 for "
                                      f"'{self.backbone}', got {list(self.block_scales)!r}")
             self.block_scales_ = scales
-        if X is not None:
-            self.transform(X)
+
+    def fit(self, X=None, y=None):
+        """Resolve every block; with images ``X``, also learn the block scales (unless fixed)."""
+        if X is None:
+            self._resolve()
+        else:
+            self.fit_extract(X)
         return self
 
-    def _block_features(self, X) -> tuple[list[np.ndarray], np.ndarray]:
-        feats, bad = [], None
-        self.cache_hits_ = self.cache_misses_ = 0
-        self.failed_: dict[int, str] = {}
-        self.extract_seconds_ = 0.0
-        for ex, _ in self.blocks_:
-            F = ex.transform(X)
-            feats.append(F)
-            self.cache_hits_ += ex.cache_hits_
-            self.cache_misses_ += ex.cache_misses_
-            self.extract_seconds_ += ex.extract_seconds_
-            for i, reason in ex.failed_.items():
-                self.failed_.setdefault(i, reason)
-            row_bad = ~np.all(np.isfinite(F), axis=1)
-            bad = row_bad if bad is None else bad | row_bad
-        return feats, bad
-
-    def transform(self, X) -> np.ndarray:
-        """Fused features ``(n_images, sum of block dims)``; rows of failed images are NaN.
-
-        Learns ``block_scales_`` from these images when they are not known yet.
-        """
-        if not hasattr(self, "blocks_"):
-            self.fit()
-        feats, bad = self._block_features(X)
-        good = ~bad
-        if self.block_scales_ is None:
+    def fit_extract(self, X, prefill=None) -> Extraction:
+        """Resolve the blocks, extract them (``prefill(self, records)`` first, as for a single
+        backbone), learn the block scales from the images that every block decoded (unless fixed)
+        and return the fused features."""
+        self._resolve()
+        records = as_records(X)
+        if prefill is not None:
+            prefill(self, records)
+        parts = [ex.extract(records) for ex, _ in self.blocks_]
+        if self.block_scales is None:
+            good = ~self._bad_rows(parts)
             if good.sum() < 2:
                 raise ParameterError(f"fusion '{self.backbone}': block scales need at least 2 decodable images, "
                                      f"got {int(good.sum())}")
-            self.block_scales_ = block_scales([F[good] for F in feats], [w for _, w in self.blocks_], self.norm)
+            self.block_scales_ = block_scales([p.features[good] for p in parts], [w for _, w in self.blocks_],
+                                              self.norm)
             log.info("fusion %s: block scales %s (equal total variance per block)", self.spec_.name,
                      ", ".join(f"{s:.3g}" for s in self.block_scales_))
+        return self._fused(parts)
+
+    @staticmethod
+    def _bad_rows(parts: list[Extraction]) -> np.ndarray:
+        return np.any([~np.all(np.isfinite(p.features), axis=1) for p in parts], axis=0)
+
+    def _fused(self, parts: list[Extraction]) -> Extraction:
+        bad = self._bad_rows(parts)
+        good = ~bad
         out = np.full((len(bad), self.spec_.dim), np.nan, dtype=np.float32)
-        out[good] = fuse([F[good] for F in feats], self.block_scales_, self.norm)
-        return out
+        out[good] = fuse([p.features[good] for p in parts], self.block_scales_, self.norm)
+        failed: dict[int, str] = {}
+        for p in parts:
+            for i, reason in p.failed.items():
+                failed.setdefault(i, reason)
+        return Extraction(out, failed, sum(p.cache_hits for p in parts), sum(p.cache_misses for p in parts),
+                          sum(p.seconds for p in parts))
+
+    def extract(self, X) -> Extraction:
+        """Fused features ``(n_images, sum of block dims)`` (NaN rows for failed images) and what happened."""
+        self.check_is_fitted()
+        if self.block_scales_ is None:
+            raise NotFittedError(f"FusedExtractor: the block scales of '{self.backbone}' are learned by fit(images) "
+                                 "(or given as block_scales); call fit with the images first")
+        return self._fused([ex.extract(X) for ex, _ in self.blocks_])
+
+    def transform(self, X) -> np.ndarray:
+        return self.extract(X).features
+
+    def describe(self) -> dict:
+        """The fitted backbone as the manifest records it (``backbone``), with the block scales."""
+        self.check_is_fitted()
+        net = next((ex for ex, _ in self.blocks_ if ex.spec_.array_fn is None), None)
+        info = {"name": self.spec_.name, "requested": self.backbone, "dim": self.spec_.dim,
+                "input_size": self.spec_.input_size, "weights_path": None, "weights_sha256": self.weights_.sha256,
+                "precision": self.precision_, "device": self.device_,
+                "runtime": net.describe()["runtime"] if net is not None else self.runtime_}
+        if self.block_scales_ is not None:
+            info.update(block_scales=[float(v) for v in self.block_scales_], fusion_norm=self.norm)
+        return info
+
+    def save_step(self, folder) -> dict:
+        entry = self.entry()
+        entry["params"].update(block_scales=[float(v) for v in self.block_scales_])
+        return {**entry, "state": self.describe(), "files": []}
+
+    @classmethod
+    def load_step(cls, folder, entry, runtime: dict | None = None) -> "FusedExtractor":
+        ex = cls(**{**entry["params"], **(runtime or {})}).fit()
+        check_fitted_as_saved(ex, entry.get("state") or {}, entry.get("source", "model config"))
+        return ex

@@ -1,17 +1,31 @@
-r"""The run folder's schema, defined once: file names, CSV columns and model files.
+r"""Every file schema of the outputs, defined once, and the one way a folder of outputs is published.
 
 A finished ``brainclust run --out OUT`` folder holds::
 
-    OUT/assignments.csv     one row per image: ASSIGNMENT_COLUMNS (+ LEVEL_COLUMNS for hierarchical)
+    OUT/assignments.csv     one row per image: ASSIGNMENT_COLUMNS (+ LEVEL_COLUMNS for hierarchical,
+                            + the records' metadata columns, if any)
+    OUT/embeddings.parquet  the embedding of every row (write_embeddings: path, sha256, frame, embedding,
+                            cluster, level_1..10 for hierarchical, features on request)
     OUT/metrics.json        the scores
     OUT/manifest.json       versions, settings, timings, skipped files (written last)
-    OUT/model/config.json   what predict needs to rebuild the extractor
-    OUT/model/pca.npz       the fitted PCA
+    OUT/model/config.json   the model manifest: MODEL_FORMAT, version, each step's class and parameters
+    OUT/model/pca.npz       the fitted PCA            (MODEL_FILES: the steps' files)
     OUT/model/cluster.npz   the fitted clustering (and the embedding it saw, for the report)
+    OUT/model/umap.npz      --reduce umap|pca+umap only; ssl_*.json/.safetensors: --self-supervised only
+    OUT/auto.csv            --auto / --consensus only: every candidate's criteria
     OUT/report.html         the report (and OUT/figures/), unless --no-report
 
-The writer (:mod:`brainclust.pipeline`), :mod:`brainclust.report`, export and
-``predict`` all go through :class:`RunFolder` and the readers here.
+The model manifest (``model/config.json``, :func:`write_model_manifest`, :func:`read_model_manifest`)
+is versioned: version 2 lists the steps (``{"name", "class", "params", "files"}``) beside the run's
+``settings`` and the fitted ``backbone``; a file without ``version`` was written before the list
+existed (version 1) and its steps follow from ``settings`` (:mod:`brainclust.model.persist`).
+
+:func:`publish` writes a whole folder (a run, a prediction, an export): under a lock, into a
+staging folder that then replaces the target. :func:`check_out` is its rule of which folders
+may be replaced. The writers (:mod:`brainclust.pipeline`, :mod:`brainclust.report.export`),
+:mod:`brainclust.report` and ``predict`` all go through :class:`RunFolder` and the readers here.
+A new output is a new entry of :data:`RUN_ENTRIES` (and a property of :class:`RunFolder`);
+a new per-image column comes with the records (``ImageRecord.meta``).
 
 File names in the outputs
 -------------------------
@@ -34,13 +48,21 @@ holding anything else is refused rather than replaced.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from brainclust.errors import ModelFileError
-from brainclust.io.atomic import atomic_write_csv
+import numpy as np
+
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.io.atomic import (atomic_write_bytes, atomic_write_csv, atomic_write_json, folder_lock, remove_tree,
+                                  sibling_temp_dir, swap_folder)
+
+log = logging.getLogger(__name__)
 
 #: Depth of the hierarchical tree kept per image (``level_1`` .. ``level_10``).
 N_LEVELS = 10
@@ -51,6 +73,11 @@ LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
 RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json", "manifest.json", "model",
                          "report.html", "figures", "auto.csv"})
+#: The files of ``model/``, by role (a step's ``save_step`` writes its own).
+MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz"}
+#: ``format`` and current ``version`` of the model manifest (``model/config.json``).
+MODEL_FORMAT = "brainclust-model"
+MODEL_VERSION = 2
 
 
 def _escape_char(c: str) -> str:
@@ -116,11 +143,11 @@ class RunFolder:
     embeddings = property(lambda self: self.root / "embeddings.parquet")
     manifest = property(lambda self: self.root / "manifest.json")
     model = property(lambda self: self.root / "model")
-    model_config = property(lambda self: self.model / "config.json")
-    pca = property(lambda self: self.model / "pca.npz")
-    cluster = property(lambda self: self.model / "cluster.npz")
+    model_config = property(lambda self: self.model / MODEL_FILES["config"])
+    pca = property(lambda self: self.model / MODEL_FILES["pca"])
+    cluster = property(lambda self: self.model / MODEL_FILES["cluster"])
     #: ``--reduce umap|pca+umap`` only: the UMAP's training input and embedding (cluster.manifold)
-    umap = property(lambda self: self.model / "umap.npz")
+    umap = property(lambda self: self.model / MODEL_FILES["umap"])
     #: ``--auto`` only: every candidate's label-free criteria (analysis.autoconfig)
     auto = property(lambda self: self.root / "auto.csv")
     report = property(lambda self: self.root / "report.html")
@@ -139,9 +166,10 @@ def read_json(path, folder=None) -> dict:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
 
 
-def write_assignments(path, rows: Iterable[Mapping], with_levels: bool) -> Path:
-    """Write ``assignments.csv``: :data:`ASSIGNMENT_COLUMNS`, then the levels when ``with_levels``."""
-    header = ASSIGNMENT_COLUMNS + (LEVEL_COLUMNS if with_levels else [])
+def write_assignments(path, rows: Iterable[Mapping], with_levels: bool, extra_columns: Sequence[str] = ()) -> Path:
+    """Write ``assignments.csv``: :data:`ASSIGNMENT_COLUMNS`, then the levels when ``with_levels``, then
+    ``extra_columns`` (the records' metadata)."""
+    header = ASSIGNMENT_COLUMNS + (LEVEL_COLUMNS if with_levels else []) + list(extra_columns)
     return atomic_write_csv(path, header, rows)
 
 
@@ -157,8 +185,21 @@ def read_assignments(path, folder=None) -> list[dict]:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
 
 
+def meta_columns(records: Sequence) -> list[str]:
+    """The metadata columns the records carry (``ImageRecord.meta``), in order of first appearance."""
+    seen: dict[str, None] = {}
+    for r in records:
+        for key, _ in getattr(r, "meta", ()) or ():
+            seen.setdefault(key, None)
+    return [c for c in seen if c not in ASSIGNMENT_COLUMNS and c not in LEVEL_COLUMNS]
+
+
 def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
-    """One dict per image with the columns of ``assignments.csv`` (``records`` are ImageRecords)."""
+    """One dict per image with the columns of ``assignments.csv`` (``records`` are ImageRecords).
+
+    Metadata a record carries (``meta``: ``(column, text)`` pairs) is added after the fixed
+    columns, escaped like the names.
+    """
     rows = []
     for i, r in enumerate(records):
         row = {"path": escape_name(r.path), "name": escape_name(r.name), "type": r.type, "size": r.size,
@@ -166,5 +207,196 @@ def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
                "cluster": int(labels[i])}
         if levels is not None:
             row.update({c: int(levels[i, j]) for j, c in enumerate(LEVEL_COLUMNS)})
+        for key, value in getattr(r, "meta", ()) or ():
+            row.setdefault(key, escape_name(str(value)))
         rows.append(row)
     return rows
+
+
+def write_run_files(folder: "RunFolder", rows: list[dict], with_levels: bool, metrics: dict, records: Sequence,
+                    embedding, features=None, extra_columns: Sequence[str] = ()) -> None:
+    """``assignments.csv``, ``embeddings.parquet`` and ``metrics.json`` of a run or a prediction."""
+    write_assignments(folder.assignments, rows, with_levels, extra_columns)
+    write_embeddings(folder.embeddings, rows, records, embedding, features)
+    atomic_write_json(folder.metrics, metrics)
+
+
+def write_table(path, columns: Sequence[str], rows: Sequence[Mapping]) -> Path:
+    """Rows as CSV with a fixed column order; ``None`` becomes an empty cell (``auto.csv``, the studies' tables)."""
+    return atomic_write_csv(path, columns, [{c: ("" if r.get(c) is None else r.get(c)) for c in columns}
+                                            for r in rows])
+
+
+# -- embeddings.parquet -----------------------------------------------------------------------
+def _vectors(pa, matrix: np.ndarray):
+    m = np.ascontiguousarray(matrix, dtype=np.float32)
+    if m.ndim != 2:
+        raise ParameterError(f"embeddings: expected an (n, dim) matrix, got shape {m.shape}")
+    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1), type=pa.float32()), m.shape[1])
+
+
+def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding: np.ndarray,
+                     features: np.ndarray | None = None) -> Path:
+    """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not (len(rows) == len(records) == len(embedding)) or (features is not None and len(features) != len(rows)):
+        raise ParameterError("embeddings: rows, records, embedding and features must have one entry per image")
+    cols = {"path": pa.array([str(r["path"]) for r in rows], type=pa.string()),
+            "sha256": pa.array([r.sha256 for r in records], type=pa.string()),
+            "frame": pa.array([r.frame for r in records], type=pa.string()),
+            "embedding": _vectors(pa, np.asarray(embedding).reshape(len(rows), -1)),
+            "cluster": pa.array([int(r["cluster"]) for r in rows], type=pa.int32())}
+    if rows and LEVEL_COLUMNS[0] in rows[0]:
+        for c in LEVEL_COLUMNS:
+            cols[c] = pa.array([int(r[c]) for r in rows], type=pa.int32())
+    if features is not None:
+        cols["features"] = _vectors(pa, np.asarray(features).reshape(len(rows), -1))
+    buf = io.BytesIO()
+    pq.write_table(pa.table(cols), buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# -- the model manifest (model/config.json) ----------------------------------------------------
+#: settings field -> (allowed types, may be missing). ``None`` in a tuple allows null.
+SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, type(None)), False),
+                  "intensity_window": ((list, type(None)), True), "pca": ((int, float), False),
+                  "method": ((str,), False), "k": ((int, str), False), "seed": ((int,), False),
+                  "slices": ((str,), True), "volume_index": ((int,), True),
+                  "ssl": ((list, type(None)), True), "ssl_mode": ((str,), True),
+                  "ssl_epochs": ((int, type(None)), True)}
+#: backbone field -> (allowed types, may be missing)
+BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), False),
+                  "weights_sha256": ((str,), False), "precision": ((str,), False), "device": ((str,), False),
+                  "dim": ((int,), False), "block_scales": ((list, type(None)), True),
+                  "fusion_norm": ((str,), True)}
+
+
+def _bad(path, what: str) -> ModelFileError:
+    return ModelFileError(f"model config '{path}': {what}")
+
+
+def check_model_config(info, path) -> int:
+    """``model/config.json`` read like untrusted input (ModelFileError naming the file and the field);
+    returns its version (1: written before the versioned manifest)."""
+    if not isinstance(info, dict):
+        raise _bad(path, f"must be a JSON object, got {type(info).__name__}")
+    for section, table in (("settings", SETTINGS_TYPES), ("backbone", BACKBONE_TYPES)):
+        sec = info.get(section)
+        if not isinstance(sec, dict):
+            raise _bad(path, f"field '{section}' is missing or not a JSON object")
+        for name, (types, optional) in table.items():
+            if name not in sec:
+                if optional:
+                    continue
+                raise _bad(path, f"field '{section}.{name}' is missing")
+            v = sec[name]
+            if isinstance(v, bool) or not isinstance(v, types):
+                raise _bad(path, f"field '{section}.{name}' has the wrong type ({type(v).__name__}: {v!r:.60})")
+    for name in ("clip_percentiles", "intensity_window"):
+        v = info["settings"].get(name)
+        if v is not None and (len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                     for x in v)):
+            raise _bad(path, f"field 'settings.{name}' must be null or two numbers")
+    if "version" not in info and "format" not in info:
+        return 1
+    if info.get("format") != MODEL_FORMAT or info.get("version") not in range(2, MODEL_VERSION + 1):
+        raise _bad(path, f"fields 'format'/'version' must be '{MODEL_FORMAT}' and 2..{MODEL_VERSION}, got "
+                         f"{info.get('format')!r:.40}/{info.get('version')!r:.20} (written by a newer brainclust?)")
+    steps = info.get("steps")
+    if not isinstance(steps, list) or not steps or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("class"), str)
+            and isinstance(e.get("params"), dict) for e in steps):
+        raise _bad(path, "field 'steps' must be a non-empty list of {name, class, params} objects")
+    return int(info["version"])
+
+
+def write_model_manifest(folder, settings: Mapping, backbone: Mapping, steps: Sequence[Mapping],
+                         version: str) -> Path:
+    """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps)."""
+    return atomic_write_json(Path(folder) / MODEL_FILES["config"],
+                             {"format": MODEL_FORMAT, "version": MODEL_VERSION, "brainclust": version,
+                              "settings": dict(settings), "backbone": dict(backbone), "steps": list(steps)})
+
+
+def read_model_manifest(model_dir) -> tuple[dict, int]:
+    """``(manifest, version)`` of the run folder ``model_dir``'s ``model/config.json``, checked."""
+    folder = RunFolder(model_dir)
+    if not folder.model_config.is_file():
+        raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
+    info = read_json(folder.model_config)
+    return info, check_model_config(info, folder.model_config)
+
+
+# -- publishing a folder ----------------------------------------------------------------------
+def _inside(a: Path, b: Path) -> bool:
+    """Whether folder ``a`` is ``b`` or lies inside it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def check_out(out, *, option: str = "--out", data=None, data_name: str = "the input folder", model_dir=None,
+              allowed: frozenset = RUN_ENTRIES) -> None:
+    """Fail before any work when ``out`` cannot become the published folder (nothing is created).
+
+    Refused: a file; a folder that cannot be created or written; ``out`` equal to, inside or
+    around ``data`` (a rerun would cluster the outputs, or the swap would delete the images) or
+    ``model_dir``; an existing folder holding an entry not in ``allowed`` (what a rerun may
+    replace: a run's outputs, or nothing for an export), which the swap would otherwise delete.
+    """
+    if out is None:
+        return
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ParameterError(f"{option}: '{out}' exists and is not a folder")
+    for other, what in ((data, data_name), (model_dir, "the model folder")):
+        if other is None:
+            continue
+        o, r = Path(other).resolve(), p.resolve()
+        if _inside(r, o) or _inside(o, r):
+            raise ParameterError(f"{option}: '{out}' must be outside {what} '{escape_name(str(other))}' (and not "
+                                 "contain it); choose another folder")
+    if p.is_dir():
+        foreign = sorted(e.name for e in p.iterdir() if e.name not in allowed)
+        if foreign and not allowed:
+            raise ParameterError(f"{option}: '{out}' exists and is not an empty folder (it holds "
+                                 f"'{escape_name(foreign[0])}'); choose a new folder")
+        if foreign:
+            raise ParameterError(f"{option}: '{out}' holds '{escape_name(foreign[0])}', which is not a brainclust "
+                                 "output; a run replaces its whole --out folder: choose a new or empty folder "
+                                 "(or a previous run's)")
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ParameterError(f"{option}: '{out}' cannot be created: '{anc}' is not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ParameterError(f"{option}: '{out}' is not writable (no write permission on '{anc}')")
+
+
+def publish(out, fill: Callable[[Path], None], *, check: Callable[[], None] | None = None,
+            finish: Callable[[Path], None] | None = None, option: str = "--out") -> Path:
+    """Write a whole folder: ``fill(staging)`` in a sibling folder, then swap it in as ``out``.
+
+    Under :func:`~brainclust.io.atomic.folder_lock` (a second writer of ``out`` waits),
+    ``check()`` runs again first (the folder may have changed while the work ran). ``finish(out)``
+    (e.g. the report) runs after the swap, still locked. On any failure the staging folder is
+    removed and ``out`` is left as it was.
+    """
+    out = Path(out)
+    with folder_lock(out, on_wait=lambda: log.info("waiting for another brainclust process writing '%s'", out)):
+        if check is not None:
+            check()
+        try:
+            staging = sibling_temp_dir(out)
+        except OSError as exc:
+            raise ParameterError(f"{option}: cannot create folder '{out}': {exc.strerror or exc}") from None
+        try:
+            fill(staging)
+            swap_folder(staging, out)
+        except BaseException:
+            remove_tree(staging)
+            raise
+        if finish is not None:
+            finish(out)
+    return out

@@ -47,7 +47,9 @@ class ImageRecord:
     which keys the feature cache. ``label`` is the first sub-folder under the
     root when labels are read from folders, else ``""``. ``frame`` names one
     2-D image inside a multi-image file (a slice or a frame); ``""`` for plain
-    2-D images.
+    2-D images. ``meta`` holds more per-image columns as ``(column, text)`` pairs (for
+    metadata joined to the images); they are written to ``assignments.csv`` after the fixed
+    columns and never used as features.
     """
 
     path: str
@@ -60,6 +62,7 @@ class ImageRecord:
     sha256: str
     label: str = ""
     frame: str = ""
+    meta: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:

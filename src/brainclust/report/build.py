@@ -242,8 +242,8 @@ def map_section(run: RunOutputs, sample: np.ndarray, coords: np.ndarray, colours
 def dendrogram_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> dict:
     """The dendrogram pruned to :data:`DENDROGRAM_DEPTH` with the cut marked, or why there is none."""
     if run.method == "hierarchical" and run.tree is not None:
-        figs.emit(F.dendrogram_figure(run.tree, run.clusters, run.k, colours.of_cluster, DENDROGRAM_DEPTH),
-                  "dendrogram")
+        leaves = run.leaf_clusters if run.leaf_clusters is not None else run.clusters
+        figs.emit(F.dendrogram_figure(run.tree, leaves, run.k, colours.of_cluster, DENDROGRAM_DEPTH), "dendrogram")
         return {"dendro_note": None, "depth": DENDROGRAM_DEPTH}
     return {"depth": DENDROGRAM_DEPTH,
             "dendro_note": f"Not applicable: the clustering method is '{run.method}'. Only hierarchical "

@@ -16,8 +16,10 @@ slice or DICOM frame, ``path`` = ``FILE#FRAME``) cannot be copied or linked
 on its own; it is written as an 8-bit PNG of that slice (min-max scaled), in
 both modes.
 
-The export is all-or-nothing: it is built in a temporary sibling folder of
-``to`` that is renamed to ``to`` at the end (removed on any failure). File
+The export is all-or-nothing: it is published like a run folder
+(:func:`brainclust.io.outputs.publish`: built in a temporary sibling folder of ``to`` under a
+lock, then swapped in; removed on any failure), and ``to`` follows the same rule as a run's
+``--out`` (:func:`brainclust.io.outputs.check_out`), except that it must be new or empty. File
 names are the images' own (``assignments.csv`` holds them escaped, see
 :func:`brainclust.io.outputs.escape_name`; ``export.csv`` too); a name that
 would exceed 255 bytes with its tag is shortened before the tag.
@@ -33,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from brainclust.errors import InputError, ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_csv, folder_lock, remove_tree, sibling_temp_dir
-from brainclust.io.outputs import RunFolder, escape_name, read_assignments, read_json, unescape_name
+from brainclust.io.atomic import atomic_write_csv
+from brainclust.io.outputs import RunFolder, check_out, escape_name, publish, read_assignments, read_json, unescape_name
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +186,11 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
     folder, to = RunFolder(out_dir), Path(to)
     rows, root = _read_run(folder)
-    rto = to.resolve()
-    if rto == root.resolve() or root.resolve() in rto.parents:
-        raise ParameterError(f"--to: '{to}' is inside the run's input folder '{escape_name(str(root))}' "
-                             "(a later run would cluster the copies); choose a folder outside it")
-    if to.exists() and (not to.is_dir() or any(to.iterdir())):
-        raise ParameterError(f"--to: '{to}' exists and is not an empty folder; choose a new folder")
+
+    def check() -> None:  # a later run would cluster copies inside the input folder
+        check_out(to, option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
+
+    check()
     try:
         items = [(r["path"], int(r["cluster"])) for r in rows]
     except (KeyError, ValueError) as exc:
@@ -202,18 +203,9 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     plan: dict[int, list[str]] = {}
     for p, c in items:
         plan.setdefault(c, []).append(p)
-    with folder_lock(to):
-        staging = sibling_temp_dir(to)
-        try:
-            counts = _write_plan(staging, plan, records, mode)
-            try:
-                os.rename(staging, to)  # onto a missing or empty folder
-            except OSError as exc:
-                raise ParameterError(f"--to: cannot create '{to}' ({exc.strerror or exc}); "
-                                     "nothing was exported") from None
-        except BaseException:
-            remove_tree(staging)
-            raise
+    counts: dict[str, int] = {}
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode)), check=check,
+            option="--to")
     log.info("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     return ExportResult(to=to, counts=counts, mode=mode)
 

@@ -109,15 +109,17 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], colours: dict[str, str
 def dendrogram_figure(tree: np.ndarray, clusters: np.ndarray, k: int, colours: dict[int, str], depth: int = 10):
     """Dendrogram of a scipy linkage, truncated to ``depth`` levels, with the cut into ``k`` marked.
 
-    Links inside one flat cluster take that cluster's colour; links above the
-    cut are black. Leaves show the number of images they stand for.
+    ``clusters`` is the flat cluster of each leaf of the tree (an image, or a micro-cluster of a
+    two-stage tree; a run with outliers set apart has one leaf per inlier). Links inside one flat
+    cluster take that cluster's colour; links above the cut are black. Leaves show the number of
+    images they stand for.
     """
     from scipy.cluster.hierarchy import dendrogram
 
     plt = _plt()
     n = len(tree) + 1
     node_cluster = np.full(2 * n - 1, -2, dtype=np.int64)
-    if len(clusters) == n:  # a two-stage tree's leaves are micro-clusters, not images: links stay black
+    if len(clusters) == n:  # a leaf's cluster (otherwise, e.g. an old caller passing images, links stay black)
         node_cluster[:n] = clusters
     for i, (a, b) in enumerate(tree[:, :2].astype(np.int64)):
         ca, cb = node_cluster[a], node_cluster[b]

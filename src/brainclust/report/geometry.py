@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainclust.core.arrays import SILHOUETTE_BUDGET, silhouette_values, stratified_sample, unit_rows
 from brainclust.report.run import NOISE
 
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norm, 1e-12)
+__all__ = ["SILHOUETTE_MAX", "map_svg_points", "silhouette_per_image", "stratified_sample", "tsne_2d",
+           "tsne_perplexity", "typical_atypical"]
 
 
 def typical_atypical(X: np.ndarray, clusters: np.ndarray, n: int) -> dict[int, tuple[list[int], list[int]]]:
@@ -20,14 +19,14 @@ def typical_atypical(X: np.ndarray, clusters: np.ndarray, n: int) -> dict[int, t
     than ``2n`` images shows each image once (typical first). Noise gets its
     first ``n`` images and no atypical list.
     """
-    U = _unit(np.asarray(X, dtype=np.float64))
+    U = unit_rows(np.asarray(X, dtype=np.float64))
     out = {}
     for cid in sorted(set(clusters.tolist())):
         idx = np.flatnonzero(clusters == cid)
         if cid == NOISE:
             out[cid] = (idx[:n].tolist(), [])
             continue
-        centre = _unit(U[idx].mean(axis=0, keepdims=True))[0]
+        centre = unit_rows(U[idx].mean(axis=0, keepdims=True))[0]
         d = 1.0 - U[idx] @ centre
         order = idx[np.lexsort((idx, d))]
         typ = order[:n].tolist()
@@ -35,20 +34,6 @@ def typical_atypical(X: np.ndarray, clusters: np.ndarray, n: int) -> dict[int, t
         aty = rest[::-1][: min(n, len(rest))].tolist()
         out[cid] = (typ, aty)
     return out
-
-
-def stratified_sample(clusters: np.ndarray, cap: int, random_state: int = 0) -> np.ndarray:
-    """About ``cap`` sorted indices (at most ``cap`` + number of clusters), each cluster sampled in
-    proportion to its size and with at least one image, so that small clusters stay visible."""
-    n = len(clusters)
-    if n <= cap:
-        return np.arange(n)
-    rng = np.random.default_rng(random_state)
-    ids, sizes = np.unique(clusters, return_counts=True)
-    quota = np.maximum(1, np.floor(sizes * cap / n)).astype(int)
-    quota = np.minimum(quota, sizes)
-    picked = [rng.choice(np.flatnonzero(clusters == c), size=q, replace=False) for c, q in zip(ids, quota)]
-    return np.sort(np.concatenate(picked))
 
 
 def tsne_perplexity(n: int) -> float:
@@ -77,8 +62,9 @@ def tsne_2d(X: np.ndarray, random_state: int = 0) -> np.ndarray:
                     random_state=random_state).fit_transform(X)
 
 
-#: Above this many images the report's silhouette plot uses a cluster-stratified sample of this size.
-SILHOUETTE_MAX = 10000
+#: Above this many images the silhouette (plot and mean) uses a cluster-stratified sample of this size:
+#: the budget of ``metrics.json``'s silhouette too (:func:`brainclust.core.arrays.silhouette_rows`).
+SILHOUETTE_MAX = SILHOUETTE_BUDGET
 
 
 def silhouette_per_image(X: np.ndarray, clusters: np.ndarray, max_images: int = SILHOUETTE_MAX,
@@ -86,27 +72,11 @@ def silhouette_per_image(X: np.ndarray, clusters: np.ndarray, max_images: int = 
     """Cosine silhouette of the non-noise images (NaN for noise), or ``None`` when undefined.
 
     The cost is quadratic in the number of images, so above ``max_images`` only a
-    cluster-stratified seeded sample of that size gets a value (the others are NaN);
-    each image's value is then its silhouette within the sample.
+    cluster-stratified seeded sample of that size gets a value (the others are NaN); each
+    image's value is then its silhouette within the sample. With the defaults these are the
+    rows, and their mean the value, of ``metrics.json``'s silhouette.
     """
-    from sklearn import config_context
-    from sklearn.metrics import silhouette_samples
-
-    from brainclust.cluster.scores import SILHOUETTE_MEMORY_MB
-
-    keep = clusters != NOISE
-    k = len(set(clusters[keep].tolist()))
-    if not 2 <= k < keep.sum():
-        return None
-    idx = np.flatnonzero(keep)
-    if len(idx) > max_images:
-        idx = idx[stratified_sample(clusters[idx], max_images, random_state)]
-        if len(set(clusters[idx].tolist())) < 2:
-            return None
-    out = np.full(len(clusters), np.nan)
-    with config_context(working_memory=SILHOUETTE_MEMORY_MB):
-        out[idx] = silhouette_samples(X[idx], clusters[idx], metric="cosine")
-    return out
+    return silhouette_values(X, clusters, max_images, random_state)
 
 
 def map_svg_points(coords: np.ndarray, width: float = 560.0, height: float = 480.0, pad: float = 12.0):

@@ -1,19 +1,21 @@
 """A finished run read back for the report: :func:`load_outputs` and :class:`RunOutputs`.
 
 Only the written outputs are read (the files of :class:`~brainclust.io.outputs.RunFolder`):
-``assignments.csv``, ``metrics.json``, ``manifest.json`` and ``model/cluster.npz``
-(``X_fit`` = the PCA embedding the clustering used, ``labels``, ``levels`` and,
-for hierarchical clustering, the scipy linkage ``tree``).
+``assignments.csv``, ``metrics.json``, ``manifest.json`` and ``model/cluster.npz``, the latter
+through the one reader of saved clusterings (:func:`brainclust.cluster.methods.load_clusterer`:
+``X_fit`` = the embedding the clustering used, ``labels``, ``levels`` and, for hierarchical
+clustering, the scipy linkage ``tree`` and the flat cluster of each of its leaves).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from brainclust.cluster.hierarchical import tree_leaf_labels
+from brainclust.cluster.methods import load_clusterer
 from brainclust.errors import ModelFileError
 from brainclust.io.outputs import RunFolder, read_assignments, read_json, unescape_name
 
@@ -50,6 +52,8 @@ class RunOutputs:
     k: int
     seed: int
     input_root: Path | None
+    #: the flat cluster of each leaf of ``tree`` (images, the inliers, or micro-clusters)
+    leaf_clusters: np.ndarray | None = None
 
     @property
     def folder(self) -> RunFolder:
@@ -67,20 +71,15 @@ class RunOutputs:
 
 
 def _read_cluster_model(folder: RunFolder):
-    """``X_fit``, ``labels``, ``levels``, ``tree`` and ``params`` of ``model/cluster.npz``."""
-    try:
-        with np.load(folder.cluster, allow_pickle=False) as z:
-            X = np.asarray(z["X_fit"], dtype=np.float64)
-            labels = np.asarray(z["labels"], dtype=np.int64)
-            levels = z["levels"] if "levels" in z.files else None
-            tree = z["tree"] if "tree" in z.files else None
-            params = json.loads(str(z["params"])) if "params" in z.files else {}
-    except FileNotFoundError:
+    """``X_fit``, ``labels``, ``levels``, ``tree``, ``params`` and the tree's leaf clusters of ``model/cluster.npz``."""
+    if not folder.cluster.is_file():
         raise ModelFileError(f"'{folder.root}' has no {relpath(folder, folder.cluster)}; 'brainclust report' "
-                             "needs the --out folder of a 'brainclust run'") from None
-    except (OSError, KeyError, ValueError) as exc:
-        raise ModelFileError(f"cluster model '{folder.cluster}' is damaged ({exc})") from None
-    return X, labels, levels, tree, params
+                             "needs the --out folder of a 'brainclust run'")
+    model = load_clusterer(folder.cluster)
+    labels = np.asarray(model.labels_, dtype=np.int64)
+    leaves = tree_leaf_labels(labels, model.micro_of_) if model.tree_ is not None else None
+    return (np.asarray(model.X_fit_, dtype=np.float64), labels, model.levels_, model.tree_,
+            {"method": model.method, **model.get_params()}, leaves)
 
 
 def _check_same_run(folder: RunFolder, rows: list[dict], X: np.ndarray, labels: np.ndarray) -> None:
@@ -107,7 +106,7 @@ def load_outputs(out_dir) -> RunOutputs:
     manifest = read_json(folder.manifest, folder.root)
     metrics = read_json(folder.metrics, folder.root)
     rows = read_assignments(folder.assignments, folder.root)
-    X, labels, levels, tree, params = _read_cluster_model(folder)
+    X, labels, levels, tree, params, leaves = _read_cluster_model(folder)
     _check_same_run(folder, rows, X, labels)
     settings = manifest.get("settings", {})
     clustering = manifest.get("clustering", {})
@@ -120,4 +119,5 @@ def load_outputs(out_dir) -> RunOutputs:
                       levels=levels, tree=tree,
                       method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
                       k=k,
-                      seed=int(settings.get("seed", 0) or 0), input_root=Path(unescape_name(inp)) if inp else None)
+                      seed=int(settings.get("seed", 0) or 0), input_root=Path(unescape_name(inp)) if inp else None,
+                      leaf_clusters=leaves)

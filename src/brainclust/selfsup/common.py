@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brainclust.core.arrays import cosine_knn
 from brainclust.errors import ParameterError
 
 COMPONENTS: tuple[str, ...] = ("contrastive", "rotation", "joint", "refine")
@@ -60,27 +61,21 @@ def torch_determinism(threads: int = 1):
         torch.use_deterministic_algorithms(prev_det)
 
 
-def cosine_neighbors(E, k: int, chunk: int = 2048):
-    """Indices ``(n, k)`` of each row's ``k`` cosine-nearest other rows (torch tensor in, tensor out)."""
+def cosine_neighbors(E, k: int):
+    """Indices ``(n, k)`` of each row's ``k`` cosine-nearest other rows (torch tensor in, int64 tensor out):
+    :func:`brainclust.core.arrays.cosine_knn` on the tensor's values."""
     import torch
-    import torch.nn.functional as F
 
-    E = F.normalize(E, dim=1)
-    out = []
-    for s in range(0, len(E), chunk):
-        sim = E[s:s + chunk] @ E.T
-        idx = torch.arange(s, min(s + chunk, len(E)))
-        sim[torch.arange(len(idx)), idx] = -float("inf")
-        out.append(sim.topk(k, dim=1).indices)
-    return torch.cat(out)
+    idx, _ = cosine_knn(E.detach().cpu().numpy(), k, exclude_self=True)
+    return torch.from_numpy(idx.astype(np.int64))
 
 
-def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0):
+def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0, random_state: int | None = 0):
     """``(mean, components, scale)`` of the input map ``x -> (x - mean) @ components.T / scale``.
 
     PCA by the eigendecomposition of the ``(D, D)`` covariance (exact, fast for many
-    rows) up to ``EXACT_PCA_MAX_DIM`` input dimensions, and by a seeded randomized
-    SVD above (pixels, HOG and fused features have 8k-18k dimensions). Signs are
+    rows) up to ``EXACT_PCA_MAX_DIM`` input dimensions, and by a randomized
+    SVD seeded by ``random_state`` (the run's seed) above (pixels, HOG and fused features have 8k-18k dimensions). Signs are
     fixed so that each component's largest entry is positive. Each
     component is divided by ``std ** whiten_power`` and all by one constant, so
     that the mapped input has unit mean variance per dimension.
@@ -96,7 +91,7 @@ def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0):
     else:  # pixels, HOG, fusions: a (D, D) eigendecomposition would take minutes to hours
         from sklearn.utils.extmath import randomized_svd
 
-        _, sv, comps = randomized_svd(Xc, d, n_oversamples=20, n_iter=7, random_state=0)
+        _, sv, comps = randomized_svd(Xc, d, n_oversamples=20, n_iter=7, random_state=random_state)
         evals = sv ** 2 / max(1, X.shape[0] - 1)
     comps *= np.sign(comps[np.arange(d), np.argmax(np.abs(comps), axis=1)])[:, None]
     sd = np.sqrt(np.maximum(evals, 1e-12))

@@ -197,8 +197,8 @@ class FinetuneSSL(SelfSupervisedHead):
                                                               for im in images[s:s + self.batch_size]]))
                                    .to(self.device)).float().cpu().numpy()
                     for s in range(0, len(images), self.batch_size)])
-            self.whiten_mean_, self.whiten_components_, self.whiten_scale_ = input_pca(f0, self.input_dim,
-                                                                                      self.whiten_power)
+            self.whiten_mean_, self.whiten_components_, self.whiten_scale_ = input_pca(
+                f0, self.input_dim, self.whiten_power, random_state=self.random_state)
             self.d_in_ = len(self.whiten_components_)
             source = ImageViews(images, [r.key for r in records], self.backbone_, self._whiten_fn(), self.spec_,
                                 self.device, params, seed_for(self.random_state, "views"), self.batch_size)

@@ -37,15 +37,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
-from sklearn.neighbors import NearestNeighbors
 
-from brainclust.cluster.methods import Clusterer
+from brainclust.cluster.methods import make_clusterer
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.core.arrays import cosine_knn, seeded_sample
 
 
 def reference_labels(X: np.ndarray, k: int, seed: int | None) -> np.ndarray:
     """The reference cell on an embedding: average-cosine hierarchical into ``k`` clusters."""
-    return Clusterer(method="hierarchical", n_clusters=int(min(k, len(X))), random_state=seed).fit(X).labels_
+    return make_clusterer("hierarchical", n_clusters=int(min(k, len(X))), random_state=seed).fit(X).labels_
 
 
 def subsample_clusterings(X: np.ndarray, k: int, seed: int | None, n_sub: int = 5,
@@ -60,7 +60,7 @@ def subsample_clusterings(X: np.ndarray, k: int, seed: int | None, n_sub: int = 
     m = max(k + 1, int(round(fraction * len(X))))
     out = []
     for _ in range(n_sub):
-        idx = np.sort(rng.choice(len(X), min(m, len(X)), replace=False))
+        idx = seeded_sample(len(X), min(m, len(X)), rng)
         out.append((idx, reference_labels(X[idx], k, seed)))
     return out
 
@@ -78,10 +78,7 @@ def subsample_stability(X: np.ndarray, labels: np.ndarray, k: int, seed: int | N
 
 def knn_agreement(space: np.ndarray, labels: np.ndarray, n_neighbors: int = 10) -> float:
     """Mean fraction of each row's ``n_neighbors`` cosine nearest neighbours in ``space`` sharing its label."""
-    nn = min(n_neighbors, len(space) - 1)
-    U = np.asarray(space, dtype=np.float64)
-    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
-    ind = NearestNeighbors(n_neighbors=nn + 1).fit(U).kneighbors(U, return_distance=False)[:, 1:]
+    ind, _ = cosine_knn(np.asarray(space, dtype=np.float64), min(n_neighbors, len(space) - 1), exclude_self=True)
     return float((labels[ind] == labels[:, None]).mean())
 
 

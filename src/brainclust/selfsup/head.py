@@ -207,8 +207,8 @@ class SelfSupervisedHead:
         # the input PCA sees every view the heads train on (the rotated ones too: fitted on the plain
         # images alone it would drop the directions that tell the rotations apart)
         X = np.concatenate([np.asarray(views[v], np.float64) for v in self.views_])
-        self.whiten_mean_, self.whiten_components_, self.whiten_scale_ = input_pca(X, self.input_dim,
-                                                                                  self.whiten_power)
+        self.whiten_mean_, self.whiten_components_, self.whiten_scale_ = input_pca(
+            X, self.input_dim, self.whiten_power, random_state=self.random_state)
         self.d_in_ = len(self.whiten_components_)
         history: dict = {"loss": {}, "refine": []}
         with torch_determinism():

@@ -25,6 +25,7 @@ import logging
 
 import numpy as np
 
+from brainclust.core.arrays import unit_rows
 from brainclust.selfsup.common import seed_for
 from brainclust.selfsup.loop import train_head
 
@@ -35,13 +36,13 @@ def kmeans_labels(E: np.ndarray, k: int, seed: int) -> np.ndarray:
     """K-Means labels of the L2-normalised rows of ``E``."""
     from sklearn.cluster import KMeans
 
-    E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    E = unit_rows(E)
     return KMeans(n_clusters=k, n_init=10, random_state=seed % (2**31)).fit_predict(E)
 
 
 def confident_targets(E: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
     """``labels`` where the row is among the ``fraction`` nearest its cluster's centre, else ``-1``."""
-    E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    E = unit_rows(E)
     out = np.full(len(labels), -1, dtype=np.int64)
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)

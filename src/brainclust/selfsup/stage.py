@@ -1,10 +1,13 @@
-"""The self-supervised stage as :func:`brainclust.pipeline.run` and ``predict`` call it.
+"""The self-supervised stage of a model (:class:`SelfSupervisedStep`).
 
 It sits between feature extraction and PCA: features (and, in ``head`` mode,
 the cached features of the augmented views) in, learned embedding out. The
-pipeline's PCA then runs on that embedding as it would on plain features, and
+model's PCA then runs on that embedding as it would on plain features, and
 the clustering on the PCA output. (PCA is also used *inside* the stage, as the
-input map of the head; see :mod:`brainclust.selfsup.head`.)
+input map of the head; see :mod:`brainclust.selfsup.head`.) With ``gate=True``
+(``--ssl-gate``) the step keeps the embedding only when
+:func:`brainclust.selfsup.gate.check` says it beats the frozen features; otherwise it
+passes the features through, saves nothing, and ``predict`` does not embed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.core.params import BOOL, NONE, Integer, OneOf, Step, param
 from brainclust.errors import ModelFileError, ParameterError
+from brainclust.selfsup import gate as ssl_gate
 from brainclust.selfsup.common import TEMI, parse_components
 from brainclust.selfsup.head import SelfSupervisedHead
 from brainclust.selfsup.temi import TEMIHead
@@ -63,22 +68,28 @@ def head_estimator(components, k: int, epochs: int | None, seed: int, **params) 
 
 
 def fit(cfg, extractor, records, feats) -> SSLOutcome:
-    """Train the SSL model of ``cfg`` (a RunConfig) on ``records`` and embed them."""
+    """Train the SSL model of ``cfg`` (a RunConfig) on ``records`` and embed them (no gate)."""
+    return SelfSupervisedStep(components=cfg.ssl, mode=cfg.ssl_mode, epochs=cfg.ssl_epochs, views=cfg.ssl_views,
+                              n_clusters=cfg.k, random_state=cfg.seed, clip_percentiles=cfg.clip_percentiles,
+                              batch_size=cfg.batch_size).train(extractor, records, feats)
+
+
+def _train(step: "SelfSupervisedStep", extractor, records, feats) -> SSLOutcome:
     from brainclust.selfsup import views as views_mod
 
-    comps = validate(cfg.ssl, cfg.ssl_mode, cfg.ssl_epochs, cfg.ssl_views)
-    k = min(cfg.k, len(records))
+    comps = validate(step.components, step.mode, step.epochs, step.views)
+    k = min(step.n_clusters, len(records))
     t0 = time.perf_counter()
-    info: dict = {"mode": cfg.ssl_mode, "components": list(comps)}
+    info: dict = {"mode": step.mode, "components": list(comps)}
     if comps == (TEMI,):
-        est = TEMIHead(n_clusters=k, epochs=cfg.ssl_epochs or DEFAULT_EPOCHS[TEMI], random_state=cfg.seed)
+        est = TEMIHead(n_clusters=k, epochs=step.epochs or DEFAULT_EPOCHS[TEMI], random_state=step.random_state)
         est.fit(feats)
         info["timings_s"] = {"train": time.perf_counter() - t0}
         info["views"] = ["identity"]
         info["head_agreement"] = est.head_agreement_
-    elif cfg.ssl_mode == "head":
-        est = head_estimator(comps, k, cfg.ssl_epochs, cfg.seed,
-                             appearance_views=views_mod.appearance(cfg.ssl_views))
+    elif step.mode == "head":
+        est = head_estimator(comps, k, step.epochs, step.random_state,
+                             appearance_views=views_mod.appearance(step.views))
         names = views_mod.needed(comps, est.tta, est.appearance_views)
         views = views_mod.extract(extractor, records, names, identity=feats)
         info["timings_s"] = {"views": time.perf_counter() - t0}
@@ -89,11 +100,11 @@ def fit(cfg, extractor, records, feats) -> SSLOutcome:
     else:
         from brainclust.selfsup.finetune import FinetuneSSL
 
-        est = FinetuneSSL(components=comps, n_clusters=k, epochs=cfg.ssl_epochs or DEFAULT_EPOCHS["finetune"],
+        est = FinetuneSSL(components=comps, n_clusters=k, epochs=step.epochs or DEFAULT_EPOCHS["finetune"],
                           backbone=extractor.spec_.name, weights=extractor.weights_.path
                           if extractor.weights_.sha256 != "random" else "random",
-                          device=extractor.device_, clip_percentiles=cfg.clip_percentiles,
-                          batch_size=min(cfg.batch_size, 64), random_state=cfg.seed)
+                          device=extractor.device_, clip_percentiles=step.clip_percentiles,
+                          batch_size=min(step.batch_size, 64), random_state=step.random_state)
         est.fit(records)
         info["timings_s"] = {"train": time.perf_counter() - t0}
     info["params"] = est.params()
@@ -105,13 +116,8 @@ def fit(cfg, extractor, records, feats) -> SSLOutcome:
     return SSLOutcome(est.embedding_, est, info)
 
 
-def save(model, folder) -> None:
-    """Save the stage's model into a run's ``model/`` folder."""
-    model.save(Path(folder))
-
-
 def load(folder, settings: dict):
-    """Load the model saved by :func:`save`, given the run's recorded settings."""
+    """Load the model a :class:`SelfSupervisedStep` saved, given its settings (``ssl``, ``ssl_mode``)."""
     folder = Path(folder)
     if tuple(settings.get("ssl") or ()) == (TEMI,):
         return TEMIHead.load(folder)
@@ -134,3 +140,107 @@ def embed(model, extractor, records, feats) -> np.ndarray:
         views = views_mod.extract(extractor, records, model.views_, identity=feats)
         return model.transform(views)
     return model.transform(records)
+
+
+class SelfSupervisedStep(Step):
+    """The self-supervised stage as a step of a model (see the module docstring).
+
+    Parameters
+    ----------
+    components : tuple of str
+        ``--self-supervised`` (parsed: the components, or ``("temi",)``).
+    mode : {"head", "finetune"}, default "head"
+    epochs : int or None
+        ``--ssl-epochs`` (None: the mode's default).
+    views : tuple of str or None
+        ``--ssl-views`` (head mode).
+    n_clusters : int, default 4
+        The run's k (capped at the number of images).
+    gate : bool, default False
+        ``--ssl-gate``: keep the embedding only when the label-free check passes.
+    gate_pca : int or float, default 50
+        The PCA of the gate's reference cell (the run's ``--pca``).
+    random_state : int, default 0
+    clip_percentiles, batch_size
+        Of the finetune mode's image pipeline.
+
+    Attributes
+    ----------
+    model_ : the trained head, or None when the gate set the embedding aside
+    kept_ : bool
+    info_ : dict
+        What ``manifest.json`` records under ``ssl``.
+    """
+
+    _parameter_constraints = {"mode": param(OneOf(SSL_MODES), option="--ssl-mode"),
+                              "epochs": param(NONE, Integer(1), option="--ssl-epochs"),
+                              "n_clusters": param(Integer(1), option="--k"),
+                              "gate": param(BOOL, option="--ssl-gate"),
+                              "random_state": param(Integer(0), option="--seed")}
+    _fitted_attribute = "info_"
+
+    def __init__(self, components=(), mode: str = "head", epochs: int | None = None, views=None,
+                 n_clusters: int = 4, gate: bool = False, gate_pca=50, random_state: int = 0,
+                 clip_percentiles=(0.5, 99.5), batch_size: int = 32):
+        self.components = components
+        self.mode = mode
+        self.epochs = epochs
+        self.views = views
+        self.n_clusters = n_clusters
+        self.gate = gate
+        self.gate_pca = gate_pca
+        self.random_state = random_state
+        self.clip_percentiles = clip_percentiles
+        self.batch_size = batch_size
+
+    def check_params(self):
+        super().check_params()
+        if not validate(self.components, self.mode, self.epochs, self.views):
+            raise ParameterError("--self-supervised: the self-supervised step needs components (got none)")
+        return self
+
+    def train(self, extractor, records, feats) -> SSLOutcome:
+        """Train the head on ``records`` (their frozen features ``feats``) and embed them; no gate."""
+        self.check_params()
+        return _train(self, extractor, records, feats)
+
+    def fit_batch(self, batch):
+        """Train, gate, and return the batch with the embedding (or the frozen features, gated out)."""
+        outcome = self.train(batch.extractor, batch.records, batch.X)
+        self.model_, self.kept_, self.info_ = outcome.model, True, outcome.info
+        if self.gate:
+            self.info_["gate"] = ssl_gate.check(batch.X, outcome.embedding, self.n_clusters, self.gate_pca,
+                                                self.random_state,
+                                                seed_stability=outcome.info.get("head_agreement")).as_dict()
+            if not self.info_["gate"]["kept"]:  # step aside: frozen features, no model saved
+                self.model_, self.kept_ = None, False
+                return batch
+        return batch.with_features(outcome.embedding)
+
+    def transform_batch(self, batch):
+        self.check_is_fitted()
+        if not self.kept_:
+            return batch
+        return batch.with_features(embed(self.model_, batch.extractor, batch.records, batch.X))
+
+    def settings(self) -> dict:
+        """The ``ssl`` settings :func:`load` needs (what a run records)."""
+        return {"ssl": list(parse_components(self.components)), "ssl_mode": self.mode}
+
+    def save_step(self, folder) -> dict:
+        self.check_is_fitted()
+        before = {p.name for p in Path(folder).iterdir()} if Path(folder).is_dir() else set()
+        if self.kept_:
+            self.model_.save(Path(folder))
+        files = sorted({p.name for p in Path(folder).iterdir()} - before) if self.kept_ else []
+        return {**self.entry(), "kept": bool(self.kept_), "files": files}
+
+    @classmethod
+    def load_step(cls, folder, entry) -> "SelfSupervisedStep":
+        from brainclust.core.params import from_json
+
+        step = cls(**{k: from_json(v) for k, v in entry["params"].items()})
+        step.kept_ = bool(entry.get("kept", True))
+        step.model_ = load(folder, step.settings()) if step.kept_ else None
+        step.info_ = {}
+        return step

@@ -51,6 +51,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
+from brainclust.core.arrays import seeded_sample, unit_rows
 from brainclust.selfsup.common import FORMAT_VERSION, cosine_neighbors, input_pca, seed_for, torch_determinism
 
 STEM = "ssl_temi"
@@ -169,8 +170,7 @@ class TEMIHead:
         import torch
         import torch.nn.functional as F
 
-        U = np.asarray(X, np.float64)
-        U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+        U = unit_rows(np.asarray(X, np.float64))
         Z = (U - self.input_mean_) @ self.input_components_.T
         return F.normalize(torch.from_numpy(Z.astype(np.float32)), dim=1)
 
@@ -200,11 +200,11 @@ class TEMIHead:
             raise ParameterError(f"temi: needs a 2-D feature matrix of at least 3 images, got shape {X.shape}")
         rows = np.arange(len(X))
         if len(X) > self.fit_max:
-            rows = np.sort(np.random.default_rng(seed_for(self.random_state, "temi-sample")).choice(
-                len(X), self.fit_max, replace=False))
+            rows = seeded_sample(len(X), self.fit_max, seed_for(self.random_state, "temi-sample"))
         self.fit_rows_ = len(rows)
-        U = X[rows] / np.maximum(np.linalg.norm(X[rows], axis=1, keepdims=True), 1e-12)
-        self.input_mean_, self.input_components_, _ = input_pca(U, self.input_dim)
+        U = unit_rows(X[rows])
+        self.input_mean_, self.input_components_, _ = input_pca(U, self.input_dim,
+                                                                 random_state=self.random_state % 2**32)
         self.n_features_in_ = X.shape[1]
         n, C = len(rows), self.n_clusters
         batch = max(2, min(self.batch_size, n, max(32, n // 4)))

@@ -99,11 +99,10 @@ def extract(extractor, records, names: Sequence[str], identity: np.ndarray | Non
         params = {"view": view, "view_seed": seed}
         if getattr(extractor, "block_scales_", None) is not None:  # a fusion keeps the plain images' scales
             params["block_scales"] = list(extractor.block_scales_)
-        ex = clone(extractor).set_params(**params).fit()
-        feats = ex.transform(records)
-        if ex.failed_:
-            i, reason = next(iter(ex.failed_.items()))
+        got = clone(extractor).set_params(**params).fit().extract(records)
+        if got.failed:
+            i, reason = next(iter(got.failed.items()))
             raise InputError(f"view '{name}': image '{records[i].path}' failed: {reason}")
-        log.info("view %s: %d cached, %d extracted", name, ex.cache_hits_, ex.cache_misses_)
-        out[name] = feats
+        log.info("view %s: %d cached, %d extracted", name, got.cache_hits, got.cache_misses)
+        out[name] = got.features
     return out

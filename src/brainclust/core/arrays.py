@@ -1,0 +1,182 @@
+"""Array helpers every stage uses, each written once.
+
+* :func:`unit_rows`: rows scaled to unit length. **The zero-row rule** (one rule everywhere): a row
+  whose norm is at most :data:`ZERO_NORM` has no direction and stays all zero, so its cosine
+  similarity to every row is 0 and its cosine distance 1 (scikit-learn's convention, which the
+  silhouette, DBSCAN and the neighbour searches already follow). :func:`cosine_pdist` and
+  :func:`cosine_cdist` give scipy's cosine distances under the same rule (scipy itself is
+  undefined for zero rows).
+* :func:`seeded_sample`: sorted row indices drawn without replacement from a seed or a generator;
+  :func:`stratified_sample`: the same per cluster, every cluster kept.
+* :func:`cosine_knn`: exact cosine nearest neighbours, in row blocks (bounded memory).
+* :func:`silhouette_rows`, :func:`silhouette_values`, :func:`mean_silhouette`: the cosine
+  silhouette, on a cluster-stratified seeded sample of :data:`SILHOUETTE_BUDGET` rows above that
+  size. ``metrics.json`` and the report's silhouette plot use the same rows, so their means agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Rows with a norm at most this are zero rows (see the module docstring).
+ZERO_NORM = 1e-12
+#: The silhouette's row budget: above it, a cluster-stratified seeded sample of this many rows.
+SILHOUETTE_BUDGET = 10000
+#: Memory (MB) of one block of the silhouette's pairwise distances; each row lies within one block,
+#: so the value does not depend on it.
+SILHOUETTE_MEMORY_MB = 128
+
+
+def unit_rows(X) -> np.ndarray:
+    """Rows divided by their Euclidean norm; zero rows stay zero (the module's zero-row rule).
+
+    Floating input keeps its precision (float32 stays float32); anything else becomes float64.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    zero = norm[:, 0] <= ZERO_NORM
+    if not zero.any():
+        return X / norm
+    out = X / np.where(norm > ZERO_NORM, norm, 1.0)
+    out[zero] = 0.0
+    return out
+
+
+def zero_rows(X) -> np.ndarray:
+    """Boolean mask of the zero rows of ``X`` (norm at most :data:`ZERO_NORM`)."""
+    return np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) <= ZERO_NORM
+
+
+def _defined(X: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """``X`` with its zero rows replaced by ones, so that scipy's cosine is defined (they are fixed after)."""
+    X = X.copy()
+    X[zero] = 1.0
+    return X
+
+
+def cosine_pdist(X) -> np.ndarray:
+    """Condensed cosine distances (scipy's ``pdist``); a zero row is at distance 1 from every other row."""
+    from scipy.spatial.distance import pdist, squareform
+
+    X = np.asarray(X, dtype=np.float64)
+    zero = zero_rows(X)
+    if not zero.any():
+        return pdist(X, "cosine")
+    D = squareform(pdist(_defined(X, zero), "cosine"))
+    D[zero, :] = 1.0
+    D[:, zero] = 1.0
+    np.fill_diagonal(D, 0.0)
+    return squareform(D, checks=False)
+
+
+def cosine_cdist(A, B) -> np.ndarray:
+    """``(len(A), len(B))`` cosine distances (scipy's ``cdist``); a zero row is at distance 1 from every row."""
+    from scipy.spatial.distance import cdist
+
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    za, zb = zero_rows(A), zero_rows(B)
+    D = cdist(_defined(A, za) if za.any() else A, _defined(B, zb) if zb.any() else B, "cosine")
+    D[za, :] = 1.0
+    D[:, zb] = 1.0
+    return D
+
+
+def seeded_sample(n: int, size: int, rng) -> np.ndarray:
+    """``size`` distinct row indices of ``range(n)``, sorted; ``rng`` is a seed or a ``numpy`` Generator.
+
+    A Generator is used (and advanced) as it is, so a caller drawing more from it gets the same
+    stream as before this helper existed.
+    """
+    return np.sort(np.random.default_rng(rng).choice(n, size, replace=False))
+
+
+def stratified_sample(clusters: np.ndarray, cap: int, random_state: int | None = 0) -> np.ndarray:
+    """About ``cap`` sorted indices (at most ``cap`` + the number of clusters): each cluster sampled in
+    proportion to its size, with at least one image, so that small clusters stay visible."""
+    clusters = np.asarray(clusters)
+    n = len(clusters)
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(random_state)
+    ids, sizes = np.unique(clusters, return_counts=True)
+    quota = np.minimum(np.maximum(1, np.floor(sizes * cap / n)).astype(int), sizes)
+    picked = [rng.choice(np.flatnonzero(clusters == c), size=q, replace=False) for c, q in zip(ids, quota)]
+    return np.sort(np.concatenate(picked))
+
+
+def cosine_knn(X, k: int, exclude_self: bool = False, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine nearest neighbours: ``(indices int32, distances float32)`` of shape ``(n, k)``.
+
+    Nearest first (ties by index). With ``exclude_self=False`` each row's own index comes first, at
+    distance 0; with ``exclude_self=True`` a row is never its own neighbour. Distances are
+    computed in the input's floating precision, ``chunk`` rows at a time.
+    """
+    U = unit_rows(X)
+    n = len(U)
+    idx = np.empty((n, k), dtype=np.int32)
+    dist = np.empty((n, k), dtype=np.float32)
+    for s in range(0, n, chunk):
+        D = 1.0 - U[s:s + chunk] @ U.T
+        rows = np.arange(s, min(s + chunk, n))
+        D[rows - s, rows] = np.inf if exclude_self else -1.0  # self last, or first
+        part = np.argpartition(D, k - 1, axis=1)[:, :k]
+        part.sort(axis=1)  # ties by index
+        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
+        idx[rows] = np.take_along_axis(part, order, 1)
+        dist[rows] = np.maximum(np.take_along_axis(D, idx[rows], 1), 0.0)
+    return idx, dist
+
+
+def silhouette_rows(labels, budget: int | None = SILHOUETTE_BUDGET, random_state: int | None = 0):
+    """The rows the silhouette is computed on, or ``None`` when it is undefined.
+
+    Every row not in cluster ``-1`` (noise, outliers); above ``budget`` such rows a
+    cluster-stratified seeded sample of ``budget`` (:func:`stratified_sample`). Undefined: fewer
+    than 2 clusters, or as many clusters as rows.
+    """
+    labels = np.asarray(labels)
+    rows = np.flatnonzero(labels != -1)
+    if not 2 <= len(set(labels[rows].tolist())) < len(rows):
+        return None
+    if budget is not None and len(rows) > budget:
+        rows = rows[stratified_sample(labels[rows], budget, random_state)]
+        if len(set(labels[rows].tolist())) < 2:
+            return None
+    return rows
+
+
+def _samples(X, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    from sklearn import config_context
+    from sklearn.metrics import silhouette_samples
+
+    with config_context(working_memory=SILHOUETTE_MEMORY_MB):  # row blocks: same values, bounded memory
+        return silhouette_samples(np.asarray(X, dtype=np.float64)[rows], labels[rows], metric="cosine")
+
+
+def silhouette_values(X, labels, budget: int | None = SILHOUETTE_BUDGET,
+                      random_state: int | None = 0) -> np.ndarray | None:
+    """Cosine silhouette of every row of :func:`silhouette_rows` (NaN for the others), or ``None``."""
+    labels = np.asarray(labels)
+    rows = silhouette_rows(labels, budget, random_state)
+    if rows is None:
+        return None
+    out = np.full(len(labels), np.nan)
+    out[rows] = _samples(X, labels, rows)
+    return out
+
+
+def mean_silhouette(X, labels, budget: int | None = SILHOUETTE_BUDGET,
+                    random_state: int | None = 0) -> tuple[float | None, int | None]:
+    """``(mean cosine silhouette, sample size or None)`` over :func:`silhouette_rows`; ``(None, None)`` if undefined.
+
+    The mean is scikit-learn's ``silhouette_score`` (the mean of ``silhouette_samples``) on those rows;
+    the sample size is ``None`` when every row counted.
+    """
+    labels = np.asarray(labels)
+    rows = silhouette_rows(labels, budget, random_state)
+    if rows is None:
+        return None, None
+    sampled = len(rows) < int((labels != -1).sum())
+    return float(np.mean(_samples(X, labels, rows))), (len(rows) if sampled else None)

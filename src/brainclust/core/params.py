@@ -1,0 +1,260 @@
+"""The step protocol: parameters declared once beside the estimator that owns them, the fitted check,
+save and load.
+
+Every estimator a run is made of (extractor, self-supervised stage, reducer, manifold, clusterer,
+outlier rule, the meta-estimators of ``--auto``) is a :class:`Step`:
+
+* **parameters**: scikit-learn's ``get_params`` / ``set_params`` (``__init__`` only stores them);
+* **declared constraints**: ``_parameter_constraints`` maps each parameter to a :class:`Param`, the
+  values it accepts and the option that sets it (for the message). :meth:`Step.check_params`
+  checks them all; a violation is one :class:`~brainclust.errors.ParameterError` line
+  ``OPTION: must be DESCRIPTION, got VALUE``. Rules that tie several parameters together live in
+  the step's own ``check_params`` after the declared ones. (scikit-learn's ``_parameter_constraints``
+  is the model; its private validator is not used.)
+* **fitted check**: ``_fitted_attribute`` names what ``fit`` sets; :meth:`Step.check_is_fitted`
+  raises :class:`~brainclust.errors.NotFittedError` before any ``transform`` / ``predict`` of an
+  unfitted step;
+* **save / load**: :meth:`Step.save_step` writes the step's files into a model folder and returns
+  its entry of the model manifest (class, parameters, small fitted state, files);
+  :meth:`Step.load_step` rebuilds the fitted step from that entry and the files. (Steps that
+  are one file, such as the PCA or a clusterer, also keep their ``save(path)`` / ``load(path)``.)
+
+Middle steps of a model (between the extractor and the clusterer) see a *batch* (the records
+and their current feature matrix ``X``); :class:`ArrayStep` is the protocol of the steps that
+only transform ``X`` (PCA, UMAP, and later steps of the same kind).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sklearn.base import BaseEstimator
+
+from brainclust.errors import NotFittedError, ParameterError
+
+
+class Rule:
+    """One kind of accepted value."""
+
+    def accepts(self, value) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Integer(Rule):
+    """An integer (``bool`` refused) in ``[low, high]`` (``None`` = unbounded)."""
+
+    low: int | None = None
+    high: int | None = None
+
+    def accepts(self, value) -> bool:
+        return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and (self.low is None or value >= self.low) and (self.high is None or value <= self.high))
+
+    def describe(self) -> str:
+        if self.low == 1 and self.high is None:
+            return "a positive integer"
+        if self.high is None:
+            return "an integer" if self.low is None else f"an integer >= {self.low}"
+        return f"an integer from {self.low} to {self.high}"
+
+
+@dataclass(frozen=True)
+class Real(Rule):
+    """A finite real number (``bool`` refused) between ``low`` and ``high``; ``open`` excludes the bounds."""
+
+    low: float | None = None
+    high: float | None = None
+    open: bool = False
+
+    def accepts(self, value) -> bool:
+        if not _is_number(value) or not math.isfinite(float(value)):
+            return False
+        if self.low is not None and (value <= self.low if self.open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open else value <= self.high)
+
+    def describe(self) -> str:
+        lo, hi = ("(", ")") if self.open else ("[", "]")
+        if self.low is None and self.high is None:
+            return "a finite number"
+        if self.high is None:
+            return f"a number {'>' if self.open else '>='} {self.low}"
+        if self.low is None:
+            return f"a number {'<' if self.open else '<='} {self.high}"
+        return f"a number in {lo}{self.low}, {self.high}{hi}"
+
+
+@dataclass(frozen=True)
+class OneOf(Rule):
+    """One of a fixed set of values."""
+
+    values: tuple
+
+    def accepts(self, value) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(v) if not isinstance(v, str) else v for v in self.values)
+
+
+@dataclass(frozen=True)
+class Kind(Rule):
+    """An instance of ``types`` (``bool`` only when ``bool`` is listed); ``None`` is ``type(None)``."""
+
+    types: tuple
+    name: str
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, bool) and bool not in self.types:
+            return False
+        return isinstance(value, self.types)
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Pair(Rule):
+    """Two finite numbers ``(low, high)`` with ``low < high`` (a tuple or a list)."""
+
+    def accepts(self, value) -> bool:
+        return (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value)
+                and all(math.isfinite(float(v)) for v in value) and value[0] < value[1])
+
+    def describe(self) -> str:
+        return "two finite numbers LOW < HIGH"
+
+
+#: ``None`` as an accepted value.
+NONE = Kind((type(None),), "None")
+BOOL = Kind((bool,), "True or False")
+TEXT = Kind((str,), "a string")
+
+
+@dataclass(frozen=True)
+class Param:
+    """The accepted values of one parameter and the option that sets it (named in the message)."""
+
+    rules: tuple[Rule, ...]
+    option: str | None = None
+
+    def check(self, name: str, value) -> None:
+        if any(r.accepts(value) for r in self.rules):
+            return
+        raise ParameterError(f"{self.option or name}: must be {' or '.join(r.describe() for r in self.rules)}, "
+                             f"got {value!r}")
+
+
+def param(*rules: Rule, option: str | None = None) -> Param:
+    """A :class:`Param`: ``param(Integer(1), OneOf(("auto",)), option="--k")``."""
+    return Param(tuple(rules), option)
+
+
+def check_params(obj, constraints: Mapping[str, Param]) -> None:
+    """Check every declared parameter of ``obj`` (the first violation raises ParameterError)."""
+    for name, p in constraints.items():
+        p.check(name, getattr(obj, name))
+
+
+def check_is_fitted(obj, attribute: str) -> None:
+    """:class:`~brainclust.errors.NotFittedError` unless ``fit`` has set ``attribute`` on ``obj``."""
+    if getattr(obj, attribute, None) is None:
+        raise NotFittedError(f"{type(obj).__name__}: not fitted yet; call fit first (or load a fitted model)")
+
+
+def json_params(params: Mapping[str, Any]) -> dict:
+    """Parameters as JSON values: tuples become lists, a nested step becomes its ``{"class", "params"}``."""
+    def conv(v):
+        if isinstance(v, Step):
+            return {"class": type(v).__name__, "params": json_params(v.get_params(deep=False))}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        if hasattr(v, "item") and callable(v.item):  # a numpy scalar
+            return v.item()
+        return v
+
+    return {k: conv(v) for k, v in params.items()}
+
+
+def from_json(value):
+    """The inverse of :func:`json_params` for plain values: lists become tuples (parameters are immutable)."""
+    if isinstance(value, list):
+        return tuple(from_json(v) for v in value)
+    return value
+
+
+class Step(BaseEstimator):
+    """Base class of every estimator of a model (see the module docstring)."""
+
+    #: parameter name -> :class:`Param`
+    _parameter_constraints: ClassVar[dict[str, Param]] = {}
+    #: the attribute ``fit`` sets; its absence means "not fitted"
+    _fitted_attribute: ClassVar[str] = ""
+
+    def check_params(self) -> "Step":
+        """Every declared rule (no data needed); ``fit`` calls it, and so does ``RunConfig.validate``."""
+        check_params(self, self._parameter_constraints)
+        return self
+
+    def check_is_fitted(self) -> None:
+        if self._fitted_attribute:
+            check_is_fitted(self, self._fitted_attribute)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return not self._fitted_attribute or getattr(self, self._fitted_attribute, None) is not None
+
+    def entry(self) -> dict:
+        """The step's entry of the model manifest: class and parameters (JSON)."""
+        return {"class": type(self).__name__, "params": json_params(self.get_params(deep=False))}
+
+    def save_step(self, folder) -> dict:
+        """Write the fitted step's files into ``folder``; return its manifest entry (with ``files``)."""
+        self.check_is_fitted()
+        return {**self.entry(), "files": []}
+
+    @classmethod
+    def load_step(cls, folder, entry: Mapping) -> "Step":  # pragma: no cover - each step defines it
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded")
+
+
+class ArrayStep(Step):
+    """A middle step that only transforms the feature matrix of a batch (``fit_transform`` / ``transform``).
+
+    The model hands it a batch (records and their features ``X``, see
+    :class:`brainclust.model.composite.Batch`); it returns the batch with ``X`` replaced.
+    """
+
+    def fit_batch(self, batch):
+        return batch.with_features(self.fit_transform(batch.X))
+
+    def transform_batch(self, batch):
+        return batch.with_features(self.transform(batch.X))
+
+
+def describe_options(constraints: Mapping[str, Param], names: Sequence[str] | None = None) -> dict[str, str]:
+    """``{parameter: option}`` of the declared parameters that an option sets (for the CLI drift test)."""
+    return {n: p.option for n, p in constraints.items() if p.option and (names is None or n in names)}
+
+
+def checked(fn: Callable[[Any], Any], option: str) -> Callable[[Any], Any]:
+    """``fn`` with any ``ValueError``/``TypeError`` it raises turned into a ParameterError naming ``option``."""
+    def run(value):
+        try:
+            return fn(value)
+        except ParameterError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"{option}: {exc}") from None
+    return run

@@ -1,0 +1,141 @@
+"""What an extraction returns, and the pieces it runs in DataLoader workers.
+
+:class:`Extraction` is the result object of
+:meth:`FeatureExtractor.extract <brainclust.features.extractor.FeatureExtractor.extract>`: the
+feature matrix (NaN rows for images that could not be decoded), the reason of each failure, the
+cache hits and misses and the time spent. Nothing of it is kept on the extractor, so
+``transform`` has no side effects.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.errors import ImageReadError
+from brainclust.features import augment
+from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
+from brainclust.io.atomic import file_sha256
+from brainclust.io.scan import ImageRecord, load_record
+
+
+@dataclass
+class Extraction:
+    """Features of ``n`` images and what happened to each.
+
+    Attributes
+    ----------
+    features : ndarray of shape (n, dim), float32
+        NaN rows for the images that failed.
+    failed : dict of int to str
+        Row index -> reason, for images that could not be decoded or pre-processed.
+    cache_hits, cache_misses : int
+        Per image.
+    seconds : float
+        Time spent computing (not reading the cache).
+    """
+
+    features: np.ndarray
+    failed: dict[int, str] = field(default_factory=dict)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    seconds: float = 0.0
+
+    def split(self, records: Sequence[ImageRecord]) -> tuple[list[ImageRecord], np.ndarray, list[dict]]:
+        """``(records that decoded, their features, skipped)``; ``skipped`` = ``[{"path", "reason"}]``.
+
+        The feature matrix is not copied when nothing failed (it may be memory-mapped).
+        """
+        skipped = [{"path": records[i].path, "reason": reason} for i, reason in sorted(self.failed.items())]
+        if not self.failed:
+            return list(records), self.features, skipped
+        ok = [i for i in range(len(records)) if i not in self.failed]
+        return [records[i] for i in ok], self.features[ok], skipped
+
+    def cache_info(self) -> dict:
+        return {"hits": self.cache_hits, "misses": self.cache_misses}
+
+
+class ImageDataset:
+    """Map-style dataset: index -> (index, model input or feature vector, error or "").
+
+    Runs in DataLoader workers: decoding, pre-processing, the optional augmentation ``view``
+    and, for array backbones (pixels, HOG...), the feature computation itself.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], config: PreprocessConfig, spec, view: str | None,
+                 view_seed: int):
+        self.records, self.config, self.spec = list(records), config, spec
+        self.view, self.view_seed = view, view_seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def item(self, rec: ImageRecord) -> np.ndarray:
+        img = preprocess(load_record(rec), self.config)
+        if self.view:
+            img = augment.apply(self.view, img, rec.key, self.view_seed)
+        if self.spec.array_fn is not None:
+            return np.asarray(self.spec.array_fn(img), dtype=np.float32)
+        return to_model_input(img, self.spec.mean, self.spec.std)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.item(self.records[i]), ""
+        except ImageReadError as exc:
+            err = exc.reason
+        except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
+            err = f"cannot pre-process image: {type(exc).__name__}: {exc}"
+        shape = (self.spec.dim,) if self.spec.array_fn is not None else (3, self.config.size, self.config.size)
+        return i, np.zeros(shape, np.float32), err
+
+
+def collate(items):
+    import torch
+
+    idx = [it[0] for it in items]
+    x = torch.from_numpy(np.stack([it[1] for it in items]))
+    errs = [it[2] for it in items]
+    return idx, x, errs
+
+
+#: Above this many values (1 GiB of float32) the feature matrix is a memory-mapped temporary file.
+MEMMAP_VALUES = 2**28
+
+
+def result_array(n: int, dim: int) -> np.ndarray:
+    """``(n, dim)`` float32 filled with NaN: in memory, or above :data:`MEMMAP_VALUES` values a
+    memory-mapped file in the temporary folder, unlinked at once (the space is freed with the array),
+    so a million-image run pages its features instead of holding them all in RAM."""
+    if n * dim <= MEMMAP_VALUES:
+        return np.full((n, dim), np.nan, dtype=np.float32)
+    fd, path = tempfile.mkstemp(prefix="brainclust-features-", suffix=".npy")
+    os.close(fd)
+    try:
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    finally:
+        os.unlink(path)
+    for s in range(0, n, 65536):
+        arr[s:s + 65536] = np.nan
+    return arr
+
+
+def as_records(X: Sequence) -> list[ImageRecord]:
+    """``X`` as ImageRecords: records stay, bare paths get :func:`record_of`."""
+    return [item if isinstance(item, ImageRecord) else record_of(item) for item in X]
+
+
+def record_of(path: str | os.PathLike) -> ImageRecord:
+    """A minimal record for a bare path (meta-attributes unknown)."""
+    p = Path(path)
+    try:
+        digest = file_sha256(p)
+    except OSError as exc:
+        digest = f"unreadable:{p}:{exc}"
+    return ImageRecord(path=p.as_posix(), abspath=str(p), name=p.name, type="", size=0, width=0, height=0,
+                       sha256=digest)

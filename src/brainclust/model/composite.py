@@ -1,0 +1,253 @@
+"""The fitted model of a run: :class:`BrainClusterModel`, a list of named steps.
+
+::
+
+    records --extractor--> features --[ssl]--> --reducer--> --[manifold]--> embedding --clusterer--> labels
+
+* ``extractor`` (first): :class:`~brainclust.features.extractor.FeatureExtractor` or
+  :class:`~brainclust.features.fusion.FusedExtractor`: images to features, failures set aside;
+* middle steps, each optional (``None`` = absent): ``ssl``
+  (:class:`~brainclust.selfsup.stage.SelfSupervisedStep`), ``reducer``
+  (:class:`~brainclust.cluster.reduce.PCAReducer`), ``manifold``
+  (:class:`~brainclust.cluster.manifold.UMAPManifold`). A middle step takes a :class:`Batch`
+  (the records and their current matrix ``X``) and returns one (``fit_batch`` /
+  ``transform_batch``), so new kinds of step (pooling slices into volumes, projecting out a
+  nuisance factor, checks that set images aside) go into the list without changing this class;
+* ``clusterer`` (last): a clustering estimator of :mod:`brainclust.cluster.methods`, possibly
+  inside :class:`~brainclust.cluster.outliers.OutlierRule` (``--outliers auto``) and
+  :class:`~brainclust.cluster.kselect.AutoK` (``--k auto``).
+
+``fit(records)`` learns every step in order and returns ``self``; ``predict(records)`` runs the
+fitted steps on new images and returns an :class:`Assignment`; :meth:`~BrainClusterModel.scores`
+gives the metrics of the fit. :meth:`~BrainClusterModel.save` and
+:meth:`~BrainClusterModel.load` go through the one step protocol
+(:class:`brainclust.core.params.Step`) and the versioned manifest of :mod:`brainclust.io.outputs`
+(:mod:`brainclust.model.persist` reads it, including model folders written before it existed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from sklearn.base import clone
+
+from brainclust.cluster.kselect import AutoK
+from brainclust.cluster.scores import score
+from brainclust.core.params import Step
+from brainclust.errors import InputError, ParameterError
+from brainclust.model.persist import load_steps, save_steps
+
+log = logging.getLogger(__name__)
+
+#: Where each step's time goes in ``manifest.json``'s ``timings_s`` (other steps: their own name).
+TIMING_KEYS = {"extractor": "extract", "ssl": "ssl", "reducer": "reduce", "manifold": "reduce",
+               "clusterer": "cluster"}
+
+
+@dataclass
+class Batch:
+    """What flows between the middle steps: the records (rows) and their current feature matrix.
+
+    ``extractor`` is the fitted extractor the features came from (the self-supervised step
+    extracts augmented views with it).
+    """
+
+    records: list
+    X: np.ndarray
+    extractor: object = None
+
+    def with_features(self, X: np.ndarray) -> "Batch":
+        return replace(self, X=X)
+
+
+@dataclass
+class Assignment:
+    """What :meth:`BrainClusterModel.predict` returns (rows follow ``records``, the images that decoded)."""
+
+    records: list
+    skipped: list[dict]
+    features: np.ndarray
+    embedding: np.ndarray
+    labels: np.ndarray
+    levels: np.ndarray | None
+    cache: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def requested_k(clusterer) -> int | None:
+    """The fixed k of a clustering step (through an outlier rule), or ``None`` (``--k auto``, DBSCAN)."""
+    if isinstance(clusterer, AutoK):
+        return None
+    params = clusterer.get_params(deep=False)
+    if "n_clusters" in params:
+        return params["n_clusters"]
+    inner = params.get("estimator")
+    return requested_k(inner) if inner is not None else None
+
+
+class BrainClusterModel(Step):
+    """A run's model: named steps, fitted in order (see the module docstring).
+
+    Parameters
+    ----------
+    steps : list of (str, step or None)
+        The extractor first, the clustering last; ``None`` marks an absent optional step.
+
+    Attributes
+    ----------
+    steps_ : list of (str, step)
+        The fitted steps (clones of ``steps``; absent ones left out).
+    records_ : list of ImageRecord
+        The images that decoded, in input order (the rows of everything below).
+    skipped_ : list of dict
+        ``{"path", "reason"}`` of the images that did not decode.
+    features_ : ndarray (n, d)
+        The extractor's features; ``embedding_``: the clustering's input.
+    labels_, levels_ : the clustering of the rows
+    cache_ : dict
+        Feature-cache hits and misses of the fit.
+    timings_ : dict
+        Seconds per stage (``extract``, ``ssl``, ``reduce``, ``cluster``).
+    """
+
+    _fitted_attribute = "steps_"
+
+    def __init__(self, steps: Sequence = ()):
+        self.steps = steps
+
+    # -- access ----------------------------------------------------------------------
+    @property
+    def named_steps_(self) -> dict:
+        self.check_is_fitted()
+        return dict(self.steps_)
+
+    @property
+    def extractor_(self):
+        return self.named_steps_["extractor"]
+
+    @property
+    def clusterer_(self):
+        self.check_is_fitted()
+        return self.steps_[-1][1]
+
+    @property
+    def middle_(self) -> list:
+        self.check_is_fitted()
+        return self.steps_[1:-1]
+
+    def step(self, name: str):
+        """The fitted step ``name``, or ``None`` when the model has none."""
+        return self.named_steps_.get(name)
+
+    def check_params(self):
+        names = [n for n, s in self.steps if s is not None]
+        if len(names) < 2 or names[0] != "extractor" or names[-1] != "clusterer" or len(set(names)) != len(names):
+            raise ParameterError(f"model steps: need 'extractor' first and 'clusterer' last, each name once; "
+                                 f"got {names}")
+        for _, s in self.steps:
+            if s is not None:
+                s.check_params()
+        return self
+
+    # -- fit / predict ------------------------------------------------------------------
+    def fit(self, records, y=None, *, source: str = "the input", prefill=None, assign_all=None):
+        """Learn every step on ``records`` (ImageRecords or paths); returns ``self``.
+
+        ``source`` names the input in messages; ``prefill`` (an engine filling the feature store)
+        and ``assign_all`` (the two-stage tree's assignment pass) run the same stages elsewhere.
+        """
+        self.check_params()
+        steps = [(n, clone(s)) for n, s in self.steps if s is not None]
+        t: dict = {}
+        extractor, clusterer = steps[0][1], steps[-1][1]
+        t0 = time.perf_counter()
+        got = extractor.fit_extract(records, prefill=prefill)
+        kept, feats, skipped = got.split(records)
+        t["extract"] = time.perf_counter() - t0
+        if len(kept) < 2:
+            raise InputError(f"{source} has {len(kept)} decodable image(s); clustering needs 2")
+        k = requested_k(clusterer)
+        if k is not None and k > len(kept):
+            raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
+        batch = Batch(kept, feats, extractor)
+        for name, step in steps[1:-1]:
+            t0 = time.perf_counter()
+            batch = step.fit_batch(batch)
+            key = TIMING_KEYS.get(name, name)
+            t[key] = t.get(key, 0.0) + time.perf_counter() - t0
+            distinct = getattr(step, "n_distinct_", None)
+            if k is not None and distinct is not None and k > distinct:
+                raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "
+                                     f"have distinct features (duplicates share one); use --k {distinct} or fewer")
+        t0 = time.perf_counter()
+        fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
+        clusterer.fit(batch.X, **fit_params)
+        t["cluster"] = time.perf_counter() - t0
+        self.steps_, self.records_, self.skipped_, self.features_ = steps, kept, skipped, feats
+        self.embedding_, self.labels_, self.levels_ = batch.X, clusterer.labels_, clusterer.levels_
+        self.cache_, self.timings_ = got.cache_info(), t
+        log.info("%d images: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(kept),
+                 "+".join(n for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
+                 t.get("reduce", 0.0), clusterer.method, clusterer.n_clusters_, t["cluster"])
+        return self
+
+    def predict(self, records, *, source: str = "the input") -> Assignment:
+        """Assign new images to the fitted clusters (each step's own rule; see :mod:`brainclust.cluster.methods`)."""
+        self.check_is_fitted()
+        t0 = time.perf_counter()
+        got = self.extractor_.extract(records)
+        kept, feats, skipped = got.split(records)
+        t = {"extract": time.perf_counter() - t0}
+        if not kept:
+            raise InputError(f"{source} has no decodable image")
+        batch = Batch(kept, feats, self.extractor_)
+        for name, step in self.middle_:
+            t0 = time.perf_counter()
+            batch = step.transform_batch(batch)
+            key = TIMING_KEYS.get(name, name)
+            t[key] = t.get(key, 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        labels = self.clusterer_.predict(batch.X)
+        levels = self.clusterer_.predict_levels(batch.X)
+        t["assign"] = time.perf_counter() - t0
+        return Assignment(kept, skipped, feats, batch.X, labels, levels, got.cache_info(), t)
+
+    def scores(self, labels_true=None) -> dict:
+        """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and
+        ``outliers`` when the clustering recorded them."""
+        self.check_is_fitted()
+        metrics = score(self.embedding_, self.labels_, labels_true)
+        extra = self.clustering_extras()
+        metrics.update({k: extra[k] for k in ("k_selection", "outliers") if extra.get(k) is not None})
+        return metrics
+
+    def clustering_extras(self) -> dict:
+        """``k_selection`` (``--k auto``), ``outliers`` (``--outliers auto``) of the fitted clustering."""
+        out: dict = {}
+        c = self.clusterer_
+        if hasattr(c, "selection"):
+            out["k_selection"] = c.selection()
+            c = c.estimator_
+        out["outliers"] = getattr(c, "info_", None)
+        return out
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, folder, settings: dict | None = None) -> None:
+        """Write every step's files and the versioned manifest into ``folder`` (a run's ``model/``);
+        ``settings`` (the run's) are recorded beside the steps."""
+        self.check_is_fitted()
+        save_steps(self.steps_, folder, settings or {})
+
+    @classmethod
+    def load(cls, model_dir, runtime: dict | None = None) -> "BrainClusterModel":
+        """The fitted model of the run folder ``model_dir``; ``runtime`` changes how features are
+        computed (``batch_size``, ``num_workers``, ``cache_dir``, ``progress``), never what they are.
+        The model's manifest (the run's settings) is ``manifest_``."""
+        steps, info = load_steps(model_dir, runtime)
+        model = cls(steps)
+        model.steps_, model.manifest_ = list(steps), info
+        return model

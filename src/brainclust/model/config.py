@@ -1,0 +1,308 @@
+"""Every setting of a run, declared once: :class:`RunConfig`.
+
+Each field carries its command-line option (:class:`Option`: flag, parser, help text), from
+which ``brainclust run`` and the other commands build their options (the CLI declares none of its
+own for these), so a field and its option cannot drift apart. The rules of the values live with
+the step that owns them (``_parameter_constraints``); :meth:`RunConfig.validate` builds the steps
+(:func:`build_steps`) and asks each, then checks the rules that tie settings together, including
+refusing a setting that would be ignored (one line each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+
+from brainclust.cluster.base import check_seed
+from brainclust.cluster.kselect import AutoK
+from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, pre_pca_reducer
+from brainclust.cluster.methods import METHODS, make_clusterer
+from brainclust.cluster.outliers import OUTLIER_MODES, OutlierRule, check_outlier_method
+from brainclust.cluster.reduce import PCAReducer
+from brainclust.engines import ENGINES, check_engine
+from brainclust.errors import ParameterError
+from brainclust.features.extractor import PRECISIONS, FeatureExtractor
+from brainclust.features.fusion import NORMS, FusedExtractor, is_fused
+from brainclust.features.runtime import RUNTIMES
+from brainclust.io.formats import nifti
+from brainclust.selfsup.common import parse_components
+from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
+
+
+# -- parsers of option text (ParameterError on bad text; the CLI shows the message) ---------------------
+def parse_pca(value: str) -> float | int:
+    """``--pca``: ``"1"`` is one component, ``"0.95"`` a variance fraction, ``"1.0"`` stays a float (refused)."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        v = float(value)
+    except ValueError:
+        raise ParameterError(f"must be 0, an integer >= 1 or a fraction in (0, 1), got '{value}'") from None
+    return int(v) if v.is_integer() and v != 1 else v
+
+
+def parse_k(value: str) -> int | str:
+    if value.lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ParameterError(f"must be a positive integer or 'auto', got '{value}'") from None
+
+
+def parse_clip(value: str) -> tuple[float, float] | None:
+    if value.lower() in ("off", "none", "0"):
+        return None
+    try:
+        lo, hi = (float(x) for x in value.split(","))
+    except ValueError:
+        raise ParameterError(f"expected LOW,HIGH percentiles (e.g. 0.5,99.5) or 'off', got '{value}'") from None
+    return lo, hi
+
+
+def parse_window(value: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in value.split(","))
+    except ValueError:
+        raise ParameterError(f"expected LOW,HIGH intensities (e.g. 0,255), got '{value}'") from None
+    return lo, hi
+
+
+def parse_views(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parse_int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ParameterError(f"must be an integer, got '{value}'") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """The command-line option of a :class:`RunConfig` field."""
+
+    flag: str
+    help: str
+    group: str
+    parse: Callable[[str], object] | None = None
+    choices: tuple | None = None
+    metavar: str | None = None
+    switch: bool = False  #: a flag without a value (store_true)
+    #: the default as the help shows it and as the CLI passes it to ``parse`` (when not the field's)
+    shown: str | None = None
+
+
+EXTRACTION, VOLUMES, CLUSTERING, SSL, QUALITY, RUN = ("feature extraction", "NIfTI volumes", "reduction and clustering",
+                                                      "self-supervised strategy", "quality options (docs/results.md)",
+                                                      "run")
+
+
+def opt(default, *args, **kwargs):
+    """A dataclass field whose metadata is its :class:`Option`."""
+    return field(default=default, metadata={"option": Option(*args, **kwargs)})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a run (recorded in ``manifest.json``). See ``brainclust run --help``."""
+
+    backbone: str = opt("auto", "--backbone", "auto | inception_v3 | efficientnet_lite0 | efficientnet_lite0_multi | "
+                        "pixels | hog (pixels@SIZE, hog@SIZE: image side, default 128); fuse with '+', e.g. "
+                        "efficientnet_lite0+pixels (default auto: inception_v3 when its weights are available "
+                        "locally, else efficientnet_lite0 with a warning)", EXTRACTION)
+    weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
+    precision: str = opt("auto", "--precision", "auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default "
+                         "auto). bf16 on CPU is opt-in: faster on CPUs with native bf16, but it moves the clusters "
+                         "(fp32 vs bf16 on the 4-class set: ARI 0.68 hierarchical, 0.995 kmeans; "
+                         "docs/performance.md)", EXTRACTION, choices=PRECISIONS)
+    runtime: str = opt("auto", "--runtime", "where the network runs: onnx = ONNX Runtime on CPU (exported once "
+                       "into the cache folder), torch = PyTorch; auto = onnx on CPU in fp32, torch on CUDA or with "
+                       "bf16 (default auto; same features to 1e-5, so caches are shared)", EXTRACTION,
+                       choices=RUNTIMES)
+    batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
+    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores)", EXTRACTION,
+                              parse=parse_int)
+    clip_percentiles: tuple[float, float] | None = opt(
+        (0.5, 99.5), "--clip", "percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)",
+        EXTRACTION, parse=parse_clip, metavar="LOW,HIGH")
+    #: Fixed input intensity range for every image (``--intensity-window``); replaces the clip and min-max.
+    intensity_window: tuple[float, float] | None = opt(
+        None, "--intensity-window", "one fixed intensity range for every image instead of the per-image clip and "
+        "min-max, e.g. 0,255 for 8-bit images (default off)", EXTRACTION, parse=parse_window, metavar="LOW,HIGH")
+    #: Fusion only (``--fusion-norm``): ``image`` L2-normalises each block per image, ``block`` does not.
+    fusion_norm: str = opt("image", "--fusion-norm", "fused backbones (A+B): 'image' L2-normalises each block per "
+                           "image before balancing the blocks' variance; 'block' only balances (keeps e.g. the "
+                           "brightness in the pixels block) (default image)", EXTRACTION, choices=NORMS)
+    pca: int | float = opt(50, "--pca", "PCA components (an integer; 1 = one component), variance fraction strictly "
+                           "below 1 (e.g. 0.95), or 0 for off; 1.0 is refused as ambiguous (default 50)", CLUSTERING,
+                           parse=parse_pca)
+    method: str = opt("hierarchical", "--method", "hierarchical = average linkage, cosine distance (default)",
+                      CLUSTERING, choices=METHODS)
+    #: number of clusters, or "auto" (chosen by :class:`~brainclust.cluster.kselect.KSelector`)
+    k: int | str = opt(4, "--k", "number of clusters, or 'auto' (majority vote of silhouette, Calinski-Harabasz, "
+                       "Davies-Bouldin and gap over k = 2..15) (default {default})", CLUSTERING, parse=parse_k)
+    seed: int = opt(0, "--seed", "seed of all randomness (default 0)", CLUSTERING, parse=parse_int)
+    labels_from_folders: bool = opt(False, "--labels-from-folders", "first sub-folder = label, used only for "
+                                    "scoring (ARI, NMI, FMI, ACC)", RUN, switch=True)
+    cache_dir: str | None = opt(None, "--cache-dir", "feature cache (default $BRAINCLUST_CACHE or "
+                                "~/.cache/brainclust); if it cannot be used (a file, read-only...) the run warns once "
+                                "and continues uncached", EXTRACTION, metavar="DIR")
+    device: str = opt("cpu", "--device", "cpu | cuda | auto (default cpu)", EXTRACTION)
+    #: progress bars: None = only on a terminal (no option: the CLI's -q hides the log, not the bars)
+    progress: bool | None = None
+    slices: str = opt("axial:mid", "--slices", "2-D slices cut from each NIfTI volume: PLANE:mid, PLANE:N (N evenly "
+                      "spaced through the slices with brain) or PLANE:all, PLANE = axial|coronal|sagittal|all-planes; "
+                      "comma-separated to combine (default {default})", VOLUMES, metavar="STRATEGY")
+    volume_index: int = opt(0, "--volume-index", "volume of 4-D NIfTI files to slice, from 0 (default {default})",
+                            VOLUMES, parse=parse_int, metavar="T")
+    #: Self-supervised components (see :mod:`brainclust.selfsup`); empty = off.
+    ssl: tuple[str, ...] = opt((), "--self-supervised", "comma-separated: contrastive, rotation, joint, refine; or "
+                               "'all'; or 'temi' (clustering heads on the frozen features alone, no views); or "
+                               "'none' (default none)", SSL, parse=parse_components, metavar="COMPONENTS",
+                               shown="none")
+    ssl_mode: str = opt("head", "--ssl-mode", "head = train small heads on cached features of augmented views "
+                        "(default, CPU); finetune = also train the backbone's last blocks (GPU)", SSL,
+                        choices=SSL_MODES)
+    ssl_epochs: int | None = opt(None, "--ssl-epochs", "training epochs (default 30 head, 10 finetune, 200 temi)",
+                                 SSL, parse=parse_int)
+    #: Appearance views of the SSL head (``--ssl-views``); ``None`` = identity, hflip, strong.
+    ssl_views: tuple[str, ...] | None = opt(None, "--ssl-views", "head mode: comma-separated appearance views, e.g. "
+                                            "hflip,intensity (default identity,hflip,strong; identity is always "
+                                            "included)", SSL, parse=parse_views, metavar="VIEWS")
+    #: Also write the raw backbone features into ``embeddings.parquet`` (``--embeddings-features``).
+    embeddings_features: bool = opt(False, "--embeddings-features", "also write the raw backbone features into "
+                                    "embeddings.parquet (column 'features')", RUN, switch=True)
+    #: ``--reduce``: ``pca`` (default), ``umap`` or ``pca+umap`` (:mod:`brainclust.cluster.manifold`).
+    reduce: str = opt("pca", "--reduce", "pca (default); umap: PCA to 100 when wider, then UMAP to 10 dims "
+                      "(n_neighbors 30, min_dist 0, cosine); pca+umap: --pca, then UMAP (needs brainclust[umap])",
+                      QUALITY, choices=REDUCTIONS)
+    #: ``--outliers``: ``off`` (default) or ``auto`` (:mod:`brainclust.cluster.outliers`).
+    outliers: str = opt("off", "--outliers", "auto: images in tiny clusters or far from their cluster get cluster "
+                        "-1 and the k clusters are formed among the rest (default off)", QUALITY,
+                        choices=OUTLIER_MODES)
+    #: ``--auto``: the backbone and reduction are chosen label-free (:class:`brainclust.model.auto.AutoSelect`).
+    auto: bool = opt(False, "--auto", "choose the backbone and reduction label-free from a small portfolio "
+                     "(auto.csv)", QUALITY, switch=True)
+    #: ``--consensus``: the co-association consensus of the portfolio's partitions.
+    consensus: bool = opt(False, "--consensus", "cluster the consensus (co-association) of the --auto portfolio's "
+                          "five backbones' partitions instead of choosing one; 'predict' cannot extend such a run",
+                          QUALITY, switch=True)
+    #: ``--ssl-gate``: keep the SSL embedding only when :mod:`brainclust.selfsup.gate`'s check passes.
+    ssl_gate: bool = opt(False, "--ssl-gate", "with --self-supervised: keep the SSL embedding only if a label-free "
+                         "check passes", QUALITY, switch=True)
+    #: ``--engine``: ``local`` or ``ray`` (:mod:`brainclust.engines.ray_data`); ``ray_address`` joins a cluster.
+    engine: str = opt("local", "--engine", "who extracts the features: local = this process (default); ray = a Ray "
+                      "cluster (pip install 'brainclust[ray]'; docs/ray.md); the outputs are the same", RUN,
+                      choices=ENGINES)
+    ray_address: str | None = opt(None, "--ray-address", "with --engine ray: 'auto' or HOST:6379 joins a running "
+                                  "cluster (ray start --head); default: start a local Ray on this machine's cores",
+                                  RUN, metavar="ADDR")
+
+    # -- checks ------------------------------------------------------------------------
+    def validate(self, strict: bool = True) -> None:
+        """Check every setting without data, so bad settings fail before any work.
+
+        Each value is checked by the step that owns it (:func:`build_steps` and each step's
+        ``check_params``); then the rules between settings. ``strict=False`` skips the refusal of
+        settings that would be ignored (a saved model's recorded settings keep, e.g., ``ssl_gate``
+        after the gate set the SSL stage aside).
+        """
+        nifti.parse_slices(self.slices)
+        nifti.check_volume_index(self.volume_index)
+        check_seed(self.seed)
+        check_engine(self.engine, self.ray_address)
+        check_reduce(self.reduce)
+        PCAReducer(self.pca).check_params()
+        check_outlier_method(self.outliers, self.method)
+        comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
+        for _, step in build_steps(self):
+            step.check_params()
+        if comps and self.k == "auto":
+            raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
+                                 "for a given k); run with --k auto first, then pass the chosen k")
+        if comps and self.ssl_mode == "finetune" and self.intensity_window is not None:
+            raise ParameterError("--intensity-window: not supported with --ssl-mode finetune; use --ssl-mode head")
+        self._check_portfolio()
+        if strict:
+            self._refuse_ignored(comps)
+
+    def _check_portfolio(self) -> None:
+        """``--auto`` / ``--consensus``: one of them, on the default backbone and reduction, without SSL."""
+        if self.auto and self.consensus:
+            raise ParameterError("--auto and --consensus: choose one (one winner, or the consensus of all)")
+        if not (self.auto or self.consensus):
+            return
+        flag = "--consensus" if self.consensus else "--auto"
+        if self.ssl:
+            raise ParameterError(f"{flag}: cannot be combined with --self-supervised; choose first, then add it")
+        if self.reduce != "pca" or self.backbone not in ("auto", "efficientnet_lite0"):
+            raise ParameterError(f"{flag}: chooses --backbone and --reduce itself; leave them at their defaults")
+        if self.consensus and (self.method != "hierarchical" or self.outliers != "off"):
+            raise ParameterError("--consensus: clusters the co-association with the reference cell (--method "
+                                 "hierarchical, --outliers off); leave them at their defaults")
+
+    def _refuse_ignored(self, comps) -> None:
+        """A setting that would change nothing is refused, with the setting it needs."""
+        default = RunConfig()
+        needs = [("ssl_gate", "--ssl-gate", not comps and self.ssl_gate, "--self-supervised"),
+                 ("ssl_mode", "--ssl-mode", not comps and self.ssl_mode != default.ssl_mode, "--self-supervised"),
+                 ("ssl_epochs", "--ssl-epochs", not comps and self.ssl_epochs is not None, "--self-supervised"),
+                 ("ssl_views", "--ssl-views", not comps and self.ssl_views is not None, "--self-supervised"),
+                 ("fusion_norm", "--fusion-norm", not is_fused(self.backbone) and self.fusion_norm != default.fusion_norm,
+                  "a fused --backbone (A+B)"),
+                 ("pca", "--pca", self.reduce == "umap" and self.pca != default.pca,
+                  "--reduce pca or pca+umap (--reduce umap chooses its own PCA)"),
+                 ("clip_percentiles", "--clip", self.intensity_window is not None
+                  and self.clip_percentiles != default.clip_percentiles, "no --intensity-window (which replaces it)")]
+        for name, flag, ignored, wanted in needs:
+            if ignored:
+                raise ParameterError(f"{flag}: would be ignored (got {getattr(self, name)!r}); it needs {wanted}")
+
+    def normalized(self) -> "RunConfig":
+        """The same settings with ``ssl`` parsed (``"all"`` -> the four components)."""
+        return replace(self, ssl=parse_components(self.ssl))
+
+    def extractor(self) -> FeatureExtractor:
+        """The (unfitted) extractor of these settings."""
+        kwargs = dict(backbone=self.backbone, weights=self.weights, precision=self.precision,
+                      batch_size=self.batch_size, num_workers=self.workers,
+                      clip_percentiles=self.clip_percentiles, intensity_window=self.intensity_window,
+                      cache_dir=self.cache_dir, device=self.device, progress=self.progress, runtime=self.runtime)
+        if is_fused(self.backbone):  # fusion of several backbones (brainclust.features.fusion)
+            return FusedExtractor(**kwargs, norm=self.fusion_norm)
+        return FeatureExtractor(**kwargs)
+
+
+def options() -> dict[str, Option]:
+    """``{field: Option}`` of the settings that have a command-line option."""
+    return {f.name: f.metadata["option"] for f in fields(RunConfig) if "option" in f.metadata}
+
+
+def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
+    """The (unfitted) steps of the model of ``cfg``, in order: extractor, [ssl], reducer, [manifold], clusterer.
+
+    ``--outliers auto`` wraps the clustering in an :class:`~brainclust.cluster.outliers.OutlierRule`,
+    ``--k auto`` in an :class:`~brainclust.cluster.kselect.AutoK` (outside the rule: k is chosen on every image).
+    """
+    k = cfg.k if cfg.k != "auto" else 4
+    steps: list[tuple[str, object]] = [("extractor", cfg.extractor())]
+    comps = parse_components(cfg.ssl)
+    if comps:
+        steps.append(("ssl", SelfSupervisedStep(components=comps, mode=cfg.ssl_mode, epochs=cfg.ssl_epochs,
+                                                views=cfg.ssl_views, n_clusters=k, gate=cfg.ssl_gate,
+                                                gate_pca=cfg.pca, random_state=cfg.seed,
+                                                clip_percentiles=cfg.clip_percentiles, batch_size=cfg.batch_size)))
+    steps.append(("reducer", pre_pca_reducer(cfg.reduce, cfg.pca, cfg.seed)))
+    if cfg.reduce != "pca":
+        steps.append(("manifold", UMAPManifold(random_state=cfg.seed)))
+    clusterer = make_clusterer(cfg.method, n_clusters=k, random_state=cfg.seed)
+    if cfg.outliers == "auto":
+        clusterer = OutlierRule(clusterer)
+    if cfg.k == "auto" and cfg.method != "dbscan":
+        clusterer = AutoK(clusterer)
+    steps.append(("clusterer", clusterer))
+    return steps

@@ -1,0 +1,168 @@
+"""Saving and loading a model folder (a run's ``model/``) through the one step protocol.
+
+:func:`save_steps` asks each step for its files and manifest entry
+(:meth:`~brainclust.core.params.Step.save_step`) and writes the versioned manifest
+(:func:`brainclust.io.outputs.write_model_manifest`). :func:`load_steps` reads it back like
+untrusted input: every class must be one of :data:`STEP_CLASSES`, every file and field is checked
+by the step that reads it, and the steps must fit together (the clustering's width is the
+reduction's output, the reduction's input is the backbone's dimension). A manifest without a
+version (written before it listed its steps) gets its steps from its recorded settings
+(:func:`legacy_entries`), so model folders of earlier versions still load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brainclust import __version__
+from brainclust.cluster.kselect import AutoK
+from brainclust.cluster.manifold import UMAPManifold
+from brainclust.cluster.methods import CLUSTERERS, load_clusterer
+from brainclust.cluster.outliers import OutlierRule
+from brainclust.cluster.reduce import PCAReducer
+from brainclust.core.params import from_json
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.features.backbones import RANDOM_WEIGHTS
+from brainclust.features.extractor import FeatureExtractor
+from brainclust.features.fusion import FusedExtractor, is_fused
+from brainclust.io.outputs import MODEL_FILES, RunFolder, read_model_manifest, write_model_manifest
+from brainclust.selfsup.stage import SelfSupervisedStep
+
+#: Every class a model manifest may name (nothing else is ever built from a file).
+STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, SelfSupervisedStep, PCAReducer,
+                                        UMAPManifold, OutlierRule, AutoK, *CLUSTERERS.values())}
+#: Extractor parameters a ``predict`` call may change: how features are computed, never what they are.
+RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress")
+
+
+def save_steps(steps: list, folder, settings: dict) -> None:
+    """Every fitted step's files, then ``config.json`` (settings, the fitted backbone, the steps)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, step in steps:
+        entry = step.save_step(folder)
+        entry.pop("state", None)  # the extractor's state is the manifest's ``backbone``
+        entries.append({"name": name, **entry})
+    write_model_manifest(folder, settings, dict(steps)["extractor"].describe(), entries, __version__)
+
+
+def legacy_entries(info: dict) -> list[dict]:
+    """The step entries of a version-1 manifest (``settings`` and ``backbone`` of a run before version 2)."""
+    s, bb = info["settings"], info["backbone"]
+    ex = {"backbone": bb["name"], "weights": RANDOM_WEIGHTS if bb["weights_sha256"] == RANDOM_WEIGHTS
+          else bb["weights_path"], "precision": bb["precision"], "batch_size": s["batch_size"],
+          "clip_percentiles": s["clip_percentiles"], "intensity_window": s.get("intensity_window"),
+          "device": bb["device"]}
+    if is_fused(bb["name"]):
+        ex = {**ex, "weights": RANDOM_WEIGHTS if bb["weights_sha256"] == RANDOM_WEIGHTS else None,
+              "block_scales": bb.get("block_scales"), "norm": bb.get("fusion_norm", "image")}
+    entries = [{"name": "extractor", "class": "FusedExtractor" if is_fused(bb["name"]) else "FeatureExtractor",
+                "params": ex}]
+    if s.get("ssl"):
+        entries.append({"name": "ssl", "class": "SelfSupervisedStep",
+                        "params": {"components": s["ssl"], "mode": s.get("ssl_mode", "head"),
+                                   "epochs": s.get("ssl_epochs"), "random_state": s["seed"]}})
+    entries.append({"name": "reducer", "class": "PCAReducer", "params": {}})
+    if s.get("reduce", "pca") != "pca":
+        entries.append({"name": "manifold", "class": "UMAPManifold", "params": {}})
+    clusterer = {"name": "clusterer", "class": "(cluster.npz)", "params": {}}
+    if s.get("outliers", "off") == "auto":
+        clusterer = {**clusterer, "class": "OutlierRule"}
+    entries.append(clusterer)
+    return entries
+
+
+def _load_clusterer(folder: Path, entry: dict):
+    """The clustering step: the method's estimator from ``cluster.npz``, inside its rule if any."""
+    est = load_clusterer(folder / MODEL_FILES["cluster"])
+    if entry["class"] == "OutlierRule":
+        return OutlierRule.from_saved(est, **_params(OutlierRule, entry, drop=("estimator",)))
+    if entry["class"] == "AutoK":
+        inner = entry.get("estimator") or {}
+        if inner.get("class") == "OutlierRule":
+            est = OutlierRule.from_saved(est, **_params(OutlierRule, inner, drop=("estimator",)))
+        return AutoK.fitted(est, **_params(AutoK, entry, drop=("estimator",)))
+    if entry["class"] in STEP_CLASSES and entry["class"] != type(est).__name__:
+        raise ModelFileError(f"cluster model '{folder / MODEL_FILES['cluster']}': field 'params.method' is "
+                             f"'{est.method}' but {folder / MODEL_FILES['config']} names {entry['class']}")
+    return est
+
+
+def _params(cls, entry: dict, drop=()) -> dict:
+    names = set(cls._get_param_names()) - set(drop)
+    return {k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names}
+
+
+def _load_entry(folder: Path, entry: dict, runtime: dict):
+    cls_name = entry["class"]
+    if entry["name"] == "clusterer":
+        return _load_clusterer(folder, entry)
+    cls = STEP_CLASSES.get(cls_name)
+    if cls is None:
+        raise ModelFileError(f"model config '{folder / MODEL_FILES['config']}': step '{entry['name']}' names an "
+                             f"unknown class '{cls_name}'")
+    if cls in (FeatureExtractor, FusedExtractor):
+        return None  # loaded last (see load_model)
+    return cls.load_step(folder, entry)
+
+
+def _check_fit_together(folder: RunFolder, info: dict, steps: dict) -> None:
+    s, bb = info["settings"], info["backbone"]
+    clusterer, reducer = steps["clusterer"], steps["reducer"]
+    if clusterer.method != s["method"]:
+        raise ModelFileError(f"cluster model '{folder.cluster}': field 'params.method' is "
+                             f"'{clusterer.method}' but {folder.model_config} says '{s['method']}'")
+    width = (steps["manifold"].n_components if "manifold" in steps else reducer.n_components_)
+    if width != clusterer.X_fit_.shape[1]:
+        raise ModelFileError(f"cluster model '{folder.cluster}': field 'X_fit' has {clusterer.X_fit_.shape[1]} "
+                             f"dimensions but the reduction ({folder.pca}) gives {width}")
+    if "ssl" not in steps and reducer.n_features_in_ != bb["dim"]:
+        raise ModelFileError(f"PCA file '{folder.pca}': field 'n_features_in' is {reducer.n_features_in_} but "
+                             f"{folder.model_config} says backbone.dim = {bb['dim']}")
+
+
+def _check_settings(folder: RunFolder, info: dict) -> None:
+    """The recorded settings must be settings a run accepts (what the files were made with)."""
+    from brainclust.model.config import RunConfig
+
+    s, bb = info["settings"], info["backbone"]
+    try:
+        RunConfig(pca=s["pca"], method=s["method"], k=s["k"], seed=s["seed"], batch_size=s["batch_size"],
+                  clip_percentiles=tuple(s["clip_percentiles"]) if s["clip_percentiles"] else None,
+                  intensity_window=tuple(s["intensity_window"]) if s.get("intensity_window") else None,
+                  slices=s.get("slices", "axial:mid"), volume_index=s.get("volume_index", 0),
+                  ssl=tuple(s.get("ssl") or ()), ssl_mode=s.get("ssl_mode", "head"),
+                  ssl_epochs=s.get("ssl_epochs"), backbone=bb["name"], precision=bb["precision"],
+                  device=bb["device"]).validate(strict=False)
+    except ParameterError as exc:
+        raise ModelFileError(f"model config '{folder.model_config}': {exc}") from None
+
+
+def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
+    """``(fitted steps, manifest)`` of the run folder ``model_dir`` (its ``model/``); see the module docstring.
+
+    ``runtime``: extractor parameters of :data:`RUNTIME_PARAMS` for this use (``None`` values are ignored).
+    """
+    folder = RunFolder(model_dir)
+    info, version = read_model_manifest(model_dir)
+    _check_settings(folder, info)
+    entries = info["steps"] if version >= 2 else legacy_entries(info)
+    if entries[0].get("name") != "extractor" or entries[-1].get("name") != "clusterer":
+        raise ModelFileError(f"model config '{folder.model_config}': field 'steps' must start with the extractor "
+                             "and end with the clusterer")
+    runtime = {k: v for k, v in (runtime or {}).items() if k in RUNTIME_PARAMS and v is not None}
+    steps = {e["name"]: _load_entry(folder.model, e, runtime) for e in entries}
+    _check_fit_together(folder, info, steps)
+    ex_entry = entries[0]
+    cls = STEP_CLASSES.get(ex_entry["class"])
+    if cls not in (FeatureExtractor, FusedExtractor):
+        raise ModelFileError(f"model config '{folder.model_config}': the first step must be an extractor, "
+                             f"got '{ex_entry['class']}'")
+    params = _params(cls, ex_entry)
+    if params.get("backbone") != info["backbone"]["name"]:
+        raise ModelFileError(f"model config '{folder.model_config}': field 'backbone.name' is "
+                             f"'{info['backbone']['name']}' but the extractor step says '{params.get('backbone')}'")
+    steps["extractor"] = cls.load_step(folder.model, {"params": params, "state": info["backbone"],
+                                                      "source": f"model config '{folder.model_config}'"}, runtime)
+    return [(e["name"], steps[e["name"]]) for e in entries], info

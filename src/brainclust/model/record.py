@@ -1,0 +1,86 @@
+"""What a run or a prediction records in ``manifest.json`` about its model (one place for both)."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, fields, replace
+from importlib import metadata
+from pathlib import Path
+
+from brainclust import __version__
+from brainclust.cluster.manifold import reduction_record
+from brainclust.features.cache import default_cache_dir
+from brainclust.model.config import RunConfig
+
+
+def versions() -> dict:
+    out = {"brainclust": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pillow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def effective_config(cfg: RunConfig, model) -> RunConfig:
+    """The settings the run recorded: the meta-estimators' choice (``--auto``, ``--consensus``), and
+    no self-supervised components when the gate set the stage aside (so ``predict`` does not embed)."""
+    chosen = getattr(model, "config_", None)
+    if chosen is not None:
+        return chosen
+    ssl = model.step("ssl")
+    return replace(cfg, ssl=()) if ssl is not None and not ssl.kept_ else cfg
+
+
+def clustering_record(cfg: RunConfig, model) -> dict:
+    """``manifest.json``'s ``clustering``: the method, the k used and asked for, the clusters found."""
+    clusterer = model.clusterer_
+    if cfg.k != "auto":
+        k = cfg.k
+    elif hasattr(clusterer, "k_"):
+        k = clusterer.k_
+    else:  # dbscan: no k
+        k = 0
+    out = {"method": cfg.method, "k": k, "k_requested": cfg.k, "n_clusters_found": int(clusterer.n_clusters_),
+           "dbscan_eps": clusterer.eps_}
+    extra = model.clustering_extras()
+    if extra.get("consensus_of"):
+        out.update(n_clusters_found=len(set(model.labels_.tolist()) - {-1}), consensus_of=extra["consensus_of"])
+    return out
+
+
+def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: dict, timings: dict) -> dict:
+    """The whole ``manifest.json`` of a run (the settings are :func:`effective_config`)."""
+    ex = model.extractor_
+    pca, reduce = reduction_record(model.step("reducer"), model.step("manifold"))
+    ssl = model.step("ssl")
+    outliers = model.clustering_extras().get("outliers")
+    auto = model.auto_record() if hasattr(model, "auto_record") else None
+    return {
+        "kind": "run", "versions": versions(), "input": str(Path(data).resolve()),
+        "settings": {**asdict(cfg), "preprocess": ex.preprocess_.as_dict()},
+        "backbone": ex.describe(), "pca": pca, "clustering": clustering_record(cfg, model),
+        "cache": {"dir": None if ex.cache_dir is False else str(ex.cache_dir or default_cache_dir()), **model.cache_},
+        "engine": engine, "n_files_scanned": scanned.n_files, "n_images": len(model.records_), "skipped": skipped,
+        "timings_s": timings,
+        **({"ssl": ssl.info_} if ssl is not None else {}),
+        **({"reduce": reduce} if reduce is not None else {}),
+        **({"outliers": outliers} if outliers is not None else {}),
+        **({"auto": auto} if auto is not None else {}),
+    }
+
+
+def predict_manifest(info: dict, model_dir, data, scanned, got, timings: dict) -> dict:
+    """The ``manifest.json`` of a prediction: the model's recorded settings and backbone, what was assigned."""
+    return {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()),
+            "model_dir": str(Path(model_dir).resolve()), "settings": info["settings"], "backbone": info["backbone"],
+            "cache": dict(got.cache), "n_files_scanned": scanned.n_files, "n_images": len(got.records),
+            "skipped": sorted(scanned.skipped + got.skipped, key=lambda s: s["path"]), "timings_s": timings}
+
+
+def config_of(settings: dict) -> RunConfig:
+    """A RunConfig of recorded settings (unknown or missing fields keep their defaults; not validated)."""
+    names = {f.name for f in fields(RunConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names}
+    return RunConfig(**values)
