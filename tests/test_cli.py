@@ -78,3 +78,33 @@ def test_help_does_not_import_torch():
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_demo_with_one_image_per_class_exits_2_with_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--n-per-class", "1")
+    lines = [ln for ln in err.splitlines() if ln.startswith("brainclust:")]
+    assert code == 2 and len(lines) == 1 and "--n-per-class" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "demo").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(capsys, tmp_path, monkeypatch):
+    import brainclust.pipeline as P
+
+    def broken(*a, **k):
+        raise ValueError("something no rule foresaw")
+
+    monkeypatch.setattr(P, "scan_nonempty", broken)
+    code, _, err = run_cli(capsys, "run", tmp_path, "--out", tmp_path / "o")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("brainclust: internal error: ValueError: something no rule")
+    code, _, err = run_cli(capsys, "--debug", "run", tmp_path, "--out", tmp_path / "o")
+    assert code == 1 and "Traceback" in err and "something no rule foresaw" in err
+    code, _, err = run_cli(capsys, "run", tmp_path, "--out", tmp_path / "o", "--k", "0", "--debug")
+    assert code == 2 and "Traceback" in err and "--k: must be" in err  # --debug after the command, a usage error
+
+
+def test_ignored_settings_are_refused_on_the_command_line(capsys, small, tmp_path):
+    code, _, err = run_cli(capsys, "run", small, "--out", tmp_path / "o", "--ssl-gate")
+    assert code == 2 and "--ssl-gate: would be ignored" in err
+    code, _, err = run_cli(capsys, "run", small, "--out", tmp_path / "o", "--fusion-norm", "block")
+    assert code == 2 and "--fusion-norm: would be ignored" in err

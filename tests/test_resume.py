@@ -1,19 +1,20 @@
 """Kill a run with SIGKILL mid-extraction, rerun it: it resumes from the cache, outputs are identical.
 
+The kill is event-driven: the killed run is the CLI with the feature store's ``put_many`` wrapped (in the
+child process only) to report each committed batch on stdout and then wait; the test kills it on that
+message, so the kill always lands mid-extraction, whatever the machine's speed.
+
 Also: two runs with the same seed give byte-identical ``assignments.csv`` and
 ``metrics.json``, whether the features come from the cache or are recomputed.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import brainclust
 
 from corpus import brain_volume, write_dicom, write_nifti
 
+pytestmark = pytest.mark.slow  # whole runs with a real backbone, one of them killed and rerun
 N_IMAGES = 60
 
 
@@ -42,15 +44,19 @@ def cli(data, out, cache, *extra) -> list[str]:
             "--method", "kmeans", "--pca", "8", "--seed", "3", *extra]
 
 
-def cached_rows(cache: Path) -> int:
-    """Features committed to the feature store so far (0 while it does not exist yet)."""
-    for db in cache.glob("*/features.sqlite"):
-        try:
-            with contextlib.closing(sqlite3.connect(db, timeout=1)) as conn:
-                return conn.execute("SELECT count(*) FROM features").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-    return 0
+#: The killed run: the CLI, its feature store announcing each committed batch and then waiting (to be killed).
+PAUSE_AFTER_FIRST_BATCH = """
+import sys
+from brainclust.features import cache
+real = cache.FeatureCache.put_many
+def put_many(self, keys, features):
+    real(self, keys, features)
+    print("stored", len(keys), flush=True)
+    sys.stdin.readline()  # the test kills the process while it waits here
+cache.FeatureCache.put_many = put_many
+from brainclust.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -62,15 +68,15 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_sigkill_mid_extraction_then_rerun_resumes_with_identical_outputs(data, tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    proc = subprocess.Popen(cli(data, out, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    argv = cli(data, out, cache)[3:]  # the arguments after "python -m brainclust"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSE_AFTER_FIRST_BATCH, *argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while not cached_rows(cache):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no cached feature appeared"
-            time.sleep(0.01)
+        event = proc.stdout.readline()  # blocks until the first batch is committed (or the run ends: "")
+        assert event.split() == ["stored", "4"], proc.stderr.read()
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     # nothing is written to --out before extraction ends, and never half a file

@@ -24,10 +24,9 @@ from brainclust.cluster.scores import score
 from brainclust.engines import EngineHooks
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
-from brainclust.io.atomic import atomic_write_json
 from brainclust.io.formats import nifti
-from brainclust.io.outputs import (RunFolder, assignment_rows, check_out, escaped_manifest, meta_columns, publish,
-                                   read_model_manifest, write_run_files)
+from brainclust.io.outputs import (RunFolder, assignment_rows, check_out, meta_columns, publish, read_model_manifest,
+                                   write_manifest, write_run_files)
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
@@ -151,14 +150,14 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
     def fill(staging: Path) -> None:
         folder = RunFolder(staging)
         if result.model is not None:
-            result.model.save(folder.model, settings=result.manifest["settings"])
+            result.model.save(staging, settings=result.manifest["settings"])
             if hasattr(result.model, "write_extras"):
                 result.model.write_extras(staging)
         features = result.features if result.config.embeddings_features and result.model is not None else None
         write_run_files(folder, result.rows(), result.levels is not None, result.metrics, result.records,
                         result.embedding, features, meta_columns(result.records))
         result.timings["write"] = time.perf_counter() - t0
-        atomic_write_json(folder.manifest, escaped_manifest(result.manifest))
+        write_manifest(folder.manifest, result.manifest)
 
     result.out_dir = publish(out, fill, finish=finish,
                              check=lambda: check_out(out, data=data, model_dir=model_dir))

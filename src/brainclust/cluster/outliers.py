@@ -248,6 +248,7 @@ class OutlierRule(ClusterMixin, Step):
 
     # -- persistence: one cluster.npz over every row (as written before this class existed) ----------
     def state_arrays(self) -> dict:
+        self.check_is_fitted()
         arrays = self.estimator_.state_arrays()
         arrays.update(X_fit=self.X_fit_, labels=self.labels_)
         if self.levels_ is not None:
@@ -257,6 +258,7 @@ class OutlierRule(ClusterMixin, Step):
     def save(self, path) -> None:
         from brainclust.io.atomic import atomic_write_npz
 
+        self.check_is_fitted()
         atomic_write_npz(path, params=np.asarray(self.estimator_.params_json()), **self.state_arrays())
 
     def save_step(self, folder) -> dict:

@@ -229,6 +229,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
         return out
 
     def save(self, path) -> None:
+        self.check_is_fitted()
         arrays = {"mean": self.mean_, "n_features_in": np.asarray(self.n_features_in_)}
         if self.components_ is not None:
             arrays["components"] = self.components_

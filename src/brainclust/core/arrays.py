@@ -93,15 +93,24 @@ def seeded_sample(n: int, size: int, rng) -> np.ndarray:
 
 
 def stratified_sample(clusters: np.ndarray, cap: int, random_state: int | None = 0) -> np.ndarray:
-    """About ``cap`` sorted indices (at most ``cap`` + the number of clusters): each cluster sampled in
-    proportion to its size, with at least one image, so that small clusters stay visible."""
+    """``cap`` sorted indices (or all when there are not more), drawn per cluster in proportion to its size
+    with at least one image each, so that small clusters stay visible.
+
+    Each cluster gets ``floor(size * cap / n)`` (at least 1); what is left goes to the clusters
+    with the largest remainders (largest-remainder rounding), so the sample has exactly ``cap``
+    rows unless there are more clusters than that.
+    """
     clusters = np.asarray(clusters)
     n = len(clusters)
     if n <= cap:
         return np.arange(n)
     rng = np.random.default_rng(random_state)
     ids, sizes = np.unique(clusters, return_counts=True)
-    quota = np.minimum(np.maximum(1, np.floor(sizes * cap / n)).astype(int), sizes)
+    share = sizes * cap / n
+    quota = np.minimum(np.maximum(1, np.floor(share)).astype(int), sizes)
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    for i in order[:max(0, cap - int(quota.sum()))]:
+        quota[i] = min(quota[i] + 1, sizes[i])
     picked = [rng.choice(np.flatnonzero(clusters == c), size=q, replace=False) for c, q in zip(ids, quota)]
     return np.sort(np.concatenate(picked))
 

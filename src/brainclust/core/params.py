@@ -240,6 +240,7 @@ class ArrayStep(Step):
         return batch.with_features(self.fit_transform(batch.X))
 
     def transform_batch(self, batch):
+        self.check_is_fitted()
         return batch.with_features(self.transform(batch.X))
 
 

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
 
+from brainclust.data.slices import crop_box, crop_square, orient, resize, slice_range
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes
 
@@ -53,11 +54,6 @@ _PLANE_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 _TEMPLATE_NAME = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
-# Fraction of the brain volume cut off at each end when choosing slice positions
-# (0.15 -> slices come from the central 70 % of brain tissue along that axis).
-_EDGE_FRACTION = 0.15
-# Margin around the brain's bounding box, as a fraction of its larger side.
-_CROP_MARGIN = 0.08
 
 
 def _template_path() -> pathlib.Path | None:
@@ -127,122 +123,6 @@ def _load_template() -> NDArray[np.float32]:
     data /= peak
     data.setflags(write=False)
     return data
-
-
-def _slice_range(brain3d: NDArray[np.bool_], axis: int) -> tuple[int, int]:
-    """Range of slice indices that cut through substantial brain.
-
-    The range spans the central ``1 - 2 * _EDGE_FRACTION`` of the brain
-    *volume* along ``axis`` (quantiles of the cumulative tissue count), not of
-    its extent: the template's brainstem runs down to the bottom of the field
-    of view, so an extent-based range would include many small low axial
-    slices of cerebellum and temporal poles.
-
-    Parameters
-    ----------
-    brain3d : numpy.ndarray
-        Boolean 3-D brain mask.
-    axis : int
-        Voxel axis normal to the slicing plane.
-
-    Returns
-    -------
-    tuple of int
-        ``(first, last)``, both inclusive.
-    """
-    area = brain3d.sum(axis=tuple(a for a in range(3) if a != axis)).astype(np.float64)
-    cumulative = np.cumsum(area) / area.sum()
-    first, last = np.searchsorted(cumulative, [_EDGE_FRACTION, 1.0 - _EDGE_FRACTION])
-    return int(first), int(last)
-
-
-def _orient(slice2d: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Turn a voxel-space slice into radiology display orientation.
-
-    The two in-plane voxel axes of every plane are (first, second) =
-    axial (R, A), coronal (R, S), sagittal (A, S).  Transposing and reversing
-    both axes puts anterior (axial) or superior (coronal, sagittal) at the top,
-    the patient's right on the image's left (radiological convention) and,
-    for sagittal slices, the face on the left.
-
-    Parameters
-    ----------
-    slice2d : numpy.ndarray
-        2-D slice indexed by the two remaining voxel axes in RAS order.
-
-    Returns
-    -------
-    numpy.ndarray
-        The re-oriented slice (rows top to bottom, columns left to right).
-    """
-    return np.ascontiguousarray(slice2d.T[::-1, ::-1])
-
-
-def _crop_box(mask2d: NDArray[np.bool_]) -> tuple[int, int, int]:
-    """Square crop window around a 2-D brain footprint.
-
-    Parameters
-    ----------
-    mask2d : numpy.ndarray
-        Boolean footprint of the brain in display orientation.
-
-    Returns
-    -------
-    tuple of int
-        ``(row0, col0, side)``: top-left corner (may be negative) and side of a
-        square window centred on the footprint's bounding box with a margin.
-    """
-    rows = np.flatnonzero(mask2d.any(axis=1))
-    cols = np.flatnonzero(mask2d.any(axis=0))
-    height = rows[-1] - rows[0] + 1
-    width = cols[-1] - cols[0] + 1
-    side = int(np.ceil(max(height, width) * (1.0 + 2.0 * _CROP_MARGIN)))
-    row0 = int((rows[0] + rows[-1] + 1) // 2 - side // 2)
-    col0 = int((cols[0] + cols[-1] + 1) // 2 - side // 2)
-    return row0, col0, side
-
-
-def _crop_square(image: NDArray[np.float32], box: tuple[int, int, int]) -> NDArray[np.float32]:
-    """Cut a square window out of ``image``, zero-padding where it overhangs.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        2-D image.
-    box : tuple of int
-        ``(row0, col0, side)`` as returned by :func:`_crop_box`.
-
-    Returns
-    -------
-    numpy.ndarray
-        Array of shape ``(side, side)``.
-    """
-    row0, col0, side = box
-    out = np.zeros((side, side), dtype=np.float32)
-    r_lo, c_lo = max(row0, 0), max(col0, 0)
-    r_hi = min(row0 + side, image.shape[0])
-    c_hi = min(col0 + side, image.shape[1])
-    out[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] = image[r_lo:r_hi, c_lo:c_hi]
-    return out
-
-
-def _resize(image: NDArray[np.float32], size: int) -> NDArray[np.float32]:
-    """Resize a square float image to ``size`` x ``size`` (antialiased bilinear).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        Square 2-D float image.
-    size : int
-        Output side length in pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        Resized float32 image.
-    """
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _random_pose(
@@ -389,10 +269,10 @@ def _write_plane(root: pathlib.Path, plane: str, volume: np.ndarray, brain3d: np
     folder = root / plane
     folder.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(n_per_class - 1)))
-    first, last = _slice_range(brain3d, axis)
+    first, last = slice_range(brain3d, axis)
     # One crop window per plane (from the brain's projected footprint) so
     # all slices of a plane share the same scale.
-    box = _crop_box(_orient(brain3d.any(axis=axis)))
+    box = crop_box(orient(brain3d.any(axis=axis)))
     positions = rng.integers(first, last + 1, size=n_per_class)
     lesion_flags = rng.permutation(np.arange(n_per_class) < n_per_class // 2)
     expected: set[str] = set()
@@ -400,7 +280,7 @@ def _write_plane(root: pathlib.Path, plane: str, volume: np.ndarray, brain3d: np
         index_tuple: list[int | slice] = [slice(None)] * 3
         index_tuple[axis] = int(position)
         slice2d = volume[tuple(index_tuple)]
-        base = _resize(_crop_square(_orient(slice2d), box), size)
+        base = resize(crop_square(orient(slice2d), box), size)
         pixels = _render(base, bool(lesion), rng)
         name = f"{plane}_{index:0{width}d}{'_lesion' if lesion else ''}.png"
         atomic_write_bytes(folder / name, _png_bytes(pixels))

@@ -366,6 +366,7 @@ class FeatureExtractor(TransformerMixin, Step):
     # -- the step protocol -----------------------------------------------------
     def save_step(self, folder) -> dict:
         """The manifest entry: parameters with the backbone and weights as resolved, and :meth:`describe`."""
+        self.check_is_fitted()
         entry = self.entry()
         entry["params"].update(backbone=self.spec_.name, weights=self.weights_.path
                                if self.weights_.sha256 != backbones.RANDOM_WEIGHTS else backbones.RANDOM_WEIGHTS)

@@ -330,6 +330,9 @@ class FusedExtractor(TransformerMixin, Step):
         return info
 
     def save_step(self, folder) -> dict:
+        self.check_is_fitted()
+        if self.block_scales_ is None:
+            raise NotFittedError(f"FusedExtractor: the block scales of '{self.backbone}' are not learned yet")
         entry = self.entry()
         entry["params"].update(block_scales=[float(v) for v in self.block_scales_])
         return {**entry, "state": self.describe(), "files": []}

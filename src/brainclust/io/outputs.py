@@ -120,6 +120,11 @@ def unescape_name(text: str) -> str:
     return _ESCAPED.sub(_unescape_match, text)
 
 
+def write_manifest(path, manifest: Mapping) -> Path:
+    """``manifest.json``, its file names escaped (:func:`escaped_manifest`); written last, when all else is in place."""
+    return atomic_write_json(path, escaped_manifest(manifest))
+
+
 def escaped_manifest(manifest: Mapping) -> dict:
     """A copy of ``manifest`` with its file names escaped (``input``, ``model_dir``, ``skipped``)."""
     out = dict(manifest)

@@ -252,9 +252,7 @@ class ConsensusModel(_Portfolio):
         """The default model's extractor and PCA, and ``cluster.npz`` with the consensus tree over every
         image drawn in the default's PCA space (what the report reads); ``predict`` refuses it."""
         self.check_is_fitted()
-        from pathlib import Path
-
-        folder = Path(folder)
+        folder = RunFolder(folder).model
         folder.mkdir(parents=True, exist_ok=True)
         fitted = self.result_.consensus
         arrays = {**fitted.state_arrays(), "X_fit": self.embedding_, "labels": self.labels_, "levels": self.levels_}

@@ -39,7 +39,8 @@ from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
 from brainclust.core.params import Step
 from brainclust.errors import InputError, ParameterError
-from brainclust.model.persist import load_steps, save_steps
+from brainclust.io.outputs import RunFolder
+from brainclust.model.persist import default_settings, load_steps, save_steps
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +238,10 @@ class BrainClusterModel(Step):
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder, settings: dict | None = None) -> None:
-        """Write every step's files and the versioned manifest into ``folder`` (a run's ``model/``);
-        ``settings`` (the run's) are recorded beside the steps."""
+        """Write every step's files and the versioned manifest into the run folder ``folder``'s ``model/``;
+        ``settings`` (the run's) are recorded beside the steps (by default, what the steps say)."""
         self.check_is_fitted()
-        save_steps(self.steps_, folder, settings or {})
+        save_steps(self.steps_, RunFolder(folder).model, settings or default_settings(self.steps_))
 
     @classmethod
     def load(cls, model_dir, runtime: dict | None = None) -> "BrainClusterModel":

@@ -47,6 +47,19 @@ def save_steps(steps: list, folder, settings: dict) -> None:
     write_model_manifest(folder, settings, dict(steps)["extractor"].describe(), entries, __version__)
 
 
+def default_settings(steps: list) -> dict:
+    """The settings a model saved without a run records: what its steps say (the fields every manifest has)."""
+    named = dict(steps)
+    ex, reducer, clusterer = named["extractor"], named.get("reducer"), named["clusterer"]
+    inner = clusterer
+    while "n_clusters" not in inner.get_params(deep=False) and "estimator" in inner.get_params(deep=False):
+        inner = inner.get_params(deep=False)["estimator"]
+    return {"batch_size": ex.batch_size, "clip_percentiles": ex.clip_percentiles,
+            "intensity_window": ex.intensity_window, "pca": reducer.n_components if reducer is not None else 0,
+            "method": clusterer.method, "k": "auto" if isinstance(clusterer, AutoK) else
+            int(inner.get_params().get("n_clusters", 4)), "seed": int(getattr(inner, "random_state", None) or 0)}
+
+
 def legacy_entries(info: dict) -> list[dict]:
     """The step entries of a version-1 manifest (``settings`` and ``backbone`` of a run before version 2)."""
     s, bb = info["settings"], info["backbone"]

@@ -1,11 +1,11 @@
-"""FeatureExtractor: shapes, cache hits and resume, failures, precision."""
+"""FeatureExtractor: shapes, cache hits and resume, failures (a result object), precision, the fitted check."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
-from brainclust.errors import ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -29,38 +29,52 @@ def make(cache, **kw):
 
 
 def test_shapes_and_cache_hits(six_images, tmp_path):
-    fe = make(tmp_path)
-    f1 = fe.transform(six_images)
+    got = make(tmp_path).extract(six_images)
+    f1 = got.features
     assert f1.shape == (6, 1280) and f1.dtype == np.float32 and np.isfinite(f1).all()
-    assert (fe.cache_hits_, fe.cache_misses_) == (0, 6)
+    assert (got.cache_hits, got.cache_misses) == (0, 6)
     fe2 = make(tmp_path)
-    f2 = fe2.transform(six_images)
-    assert (fe2.cache_hits_, fe2.cache_misses_) == (6, 0)
-    np.testing.assert_array_equal(f1, f2)
-    assert fe2.model_ is None  # nothing to extract: the network is never built
+    again = fe2.extract(six_images)
+    assert (again.cache_hits, again.cache_misses) == (6, 0)
+    np.testing.assert_array_equal(f1, again.features)
+    assert fe2.describe()["runtime"] == fe2.runtime_ and fe2._net is None  # nothing to extract: never built
 
 
 def test_interrupted_extraction_resumes(six_images, tmp_path):
     make(tmp_path).transform(six_images[:3])  # as if the run stopped after three images
-    fe = make(tmp_path)
-    fe.transform(six_images)
-    assert (fe.cache_hits_, fe.cache_misses_) == (3, 3)
+    got = make(tmp_path).extract(six_images)
+    assert (got.cache_hits, got.cache_misses) == (3, 3)
 
 
 def test_settings_change_the_cache_key(six_images, tmp_path):
     make(tmp_path).transform(six_images[:2])
-    fe = make(tmp_path, clip_percentiles=None)
-    fe.transform(six_images[:2])
-    assert fe.cache_misses_ == 2
+    assert make(tmp_path, clip_percentiles=None).extract(six_images[:2]).cache_misses == 2
 
 
 def test_undecodable_image_gives_nan_row_and_reason(six_images, tmp_path):
     bad = tmp_path / "truncated.png"
     bad.write_bytes(open(six_images[0], "rb").read()[:60])
     fe = make(tmp_path / "c")
-    out = fe.transform([six_images[0], str(bad)])
+    got = fe.extract([six_images[0], str(bad)])
+    out = got.features
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
-    assert list(fe.failed_) == [1] and "cannot decode" in fe.failed_[1]
+    assert list(got.failed) == [1] and "cannot decode" in got.failed[1]
+    records, feats, skipped = got.split([six_images[0], str(bad)])
+    assert len(records) == 1 and feats.shape == (1, 1280) and skipped[0]["reason"] == got.failed[1]
+    assert not hasattr(fe, "failed_") and not hasattr(fe, "cache_hits_")  # transform leaves no side channel
+
+
+def test_transform_and_extract_need_fit(six_images, tmp_path):
+    fe = FeatureExtractor(backbone="pixels@16", cache_dir=str(tmp_path), num_workers=0)
+    with pytest.raises(NotFittedError, match="fit"):
+        fe.transform(six_images)  # it does not fit itself
+    with pytest.raises(NotFittedError):
+        fe.extract(six_images)
+    with pytest.raises(NotFittedError):
+        fe.describe()
+    assert not hasattr(fe, "spec_")
+    fe.fit()
+    assert fe.transform(six_images).shape == (6, 256)
 
 
 def test_bf16_features_stay_close_to_fp32(six_images, tmp_path):

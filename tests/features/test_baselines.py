@@ -98,17 +98,17 @@ def test_feature_extractor_runs_array_backbones_and_caches_them(tmp_path, make_i
              make_image(tmp_path / "img" / "noise.png", "L", size=(40, 24), seed=3)]
     cache = tmp_path / "cache"
     ex = FeatureExtractor(backbone="pixels@16", cache_dir=str(cache), num_workers=0, progress=False).fit()
-    F = ex.transform(paths)
+    F = (ex_got := ex.extract(paths)).features
     assert F.shape == (2, 256) and np.all(np.isfinite(F))
     expected = preprocess(_checkerboard(32).astype(np.float32), PreprocessConfig(size=16)).ravel()
     np.testing.assert_allclose(F[0], expected, atol=1e-6)
-    assert (ex.cache_hits_, ex.cache_misses_) == (0, 2)
+    assert (ex_got.cache_hits, ex_got.cache_misses) == (0, 2)
     ex2 = FeatureExtractor(backbone="pixels@16", cache_dir=str(cache), num_workers=0, progress=False).fit()
-    np.testing.assert_array_equal(ex2.transform(paths), F)
-    assert (ex2.cache_hits_, ex2.cache_misses_) == (2, 0)
+    np.testing.assert_array_equal((ex2_got := ex2.extract(paths)).features, F)
+    assert (ex2_got.cache_hits, ex2_got.cache_misses) == (2, 0)
     # another size is another cache entry (the size is part of the key)
     ex3 = FeatureExtractor(backbone="pixels@32", cache_dir=str(cache), num_workers=0, progress=False).fit()
-    assert ex3.transform(paths).shape == (2, 1024) and ex3.cache_misses_ == 2
+    assert (ex3_got := ex3.extract(paths)).features.shape == (2, 1024) and ex3_got.cache_misses == 2
     assert ex3.cache_settings_["backbone_params"] == {"size": 32}
     hog = FeatureExtractor(backbone="hog@32", cache_dir=str(cache), num_workers=0, progress=False).fit()
     H = hog.transform(paths)

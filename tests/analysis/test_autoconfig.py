@@ -61,9 +61,9 @@ def test_choose_needs_every_margin():
     assert choose([dict(base), dict(almost), strong]) == ("y", "pca")
 
 
-def test_cli_flags_and_run_refuses_auto_directly(tmp_path):
+def test_cli_flags_and_run_accepts_auto(tmp_path):
     from brainclust.cli import build_parser
-    from brainclust.errors import ParameterError
+    from brainclust.errors import InputError
     from brainclust.pipeline import run
 
     a = build_parser().parse_args(["run", "d", "--out", "o", "--reduce", "umap", "--outliers", "auto", "--auto",
@@ -71,7 +71,7 @@ def test_cli_flags_and_run_refuses_auto_directly(tmp_path):
     assert (a.reduce, a.outliers, a.auto, a.ssl_gate) == ("umap", "auto", True, True)
     d = build_parser().parse_args(["run", "d", "--out", "o"])
     assert (d.reduce, d.outliers, d.auto, d.ssl_gate) == ("pca", "off", False, False)  # off by default
-    with pytest.raises(ParameterError, match="--auto"):
+    with pytest.raises(InputError, match="no readable image"):  # --auto is an ordinary run: it got to the scan
         run(tmp_path, None, auto=True)
 
 
@@ -163,23 +163,42 @@ def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["nmi"] == pytest.approx(res.rows[-1]["nmi"])
     with pytest.raises(ParameterError, match="--consensus run"):
         predict(tmp_path / "out", data)
-    with pytest.raises(ParameterError, match="--consensus"):
-        run(data, None, consensus=True)
+    from brainclust.model.auto import ConsensusModel
+
+    again = run(data, None, cfg, model=ConsensusModel(cfg, ("efficientnet_lite0", "pixels", "hog")))
+    assert np.array_equal(again.labels, result.labels)  # run() fits the meta-estimator like any model
     with pytest.raises(ParameterError, match="--method hierarchical"):
         run_auto(data, None, RunConfig(consensus=True, method="kmeans", k=3))
 
 
-def test_the_portfolio_refuses_more_images_than_it_can_hold(tmp_path, monkeypatch):
-    from brainclust.analysis import autoconfig
+@pytest.mark.parametrize("consensus", [False, True])
+def test_above_auto_max_the_portfolio_is_scored_on_a_sample_and_every_image_is_clustered(tmp_path, monkeypatch,
+                                                                                        consensus):
+    import json
+
     from brainclust.data.demo import make_demo_dataset
-    from brainclust.errors import ParameterError
-    from brainclust.pipeline import RunConfig
+    from brainclust.model import criteria
+    from brainclust.model.auto import build_model
+    from brainclust.pipeline import RunConfig, run
 
     data = tmp_path / "demo"
-    make_demo_dataset(data, n_per_class=3, random_state=0)
-    monkeypatch.setattr(autoconfig, "AUTO_MAX", 5)
-    with pytest.raises(ParameterError, match="at most 5 images"):
-        autoconfig.portfolio_features(data, RunConfig(cache_dir=str(tmp_path / "c"), progress=False))
+    make_demo_dataset(data, n_per_class=8, random_state=0)
+    monkeypatch.setattr(criteria, "AUTO_MAX", 15)  # 24 images: the criteria see 15 of them
+    cfg = RunConfig(cache_dir=str(tmp_path / "c"), progress=False, k=3, pca=5, auto=not consensus,
+                    consensus=consensus, labels_from_folders=True)
+    backbones = ("efficientnet_lite0", "pixels", "hog") if consensus else ("pixels", "hog")
+    res = run(data, tmp_path / "out", cfg, model=build_model(cfg, backbones))
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["auto"]["sample_size"] == 15 and man["n_images"] == 24
+    assert len(res.labels) == 24 and set(res.labels.tolist()) <= {0, 1, 2} and len(set(res.labels.tolist())) >= 2
+    sample = {r.path for r in res.model.sample_}
+    assert len(sample) == 15
+    if consensus:  # the sample keeps the consensus it was given; the other images are assigned by predict
+        fitted = res.model.result_.consensus.labels_
+        rows = [i for i, r in enumerate(res.records) if r.path in sample]
+        assert np.array_equal(res.labels[rows], fitted) and res.levels.shape == (24, 10)
+    again = run(data, None, cfg, model=build_model(cfg, backbones))
+    assert np.array_equal(again.labels, res.labels)  # the sample is seeded
 
 
 def test_criteria_guard_their_inputs_and_count_only_labelled_images():

@@ -53,7 +53,7 @@ def images(tmp_path, make_image) -> list[Path]:
 
 def _extractor(cache, batch_size=8):
     return FeatureExtractor(backbone=BACKBONE, batch_size=batch_size, num_workers=0, progress=False,
-                            cache_dir=False if cache is False else str(cache))
+                            cache_dir=False if cache is False else str(cache)).fit()
 
 
 def _rows(db_path: Path) -> dict[str, tuple]:
@@ -82,16 +82,16 @@ def test_run_with_batch_size_1_keeps_entries_another_process_writes(tmp_path, im
     go = tmp_path / "go"
     b = _writer(cache, "B", 60, go, ex.cache_settings_, ex.spec_.dim)
     go.touch()
-    feats = ex.transform(images)  # run A: 70 images, one transaction each, while B writes
+    feats = (ex_got := ex.extract(images)).features  # run A: 70 images, one transaction each, while B writes
     assert b.wait(timeout=300) == 0, b.stderr.read().decode()
-    assert ex.cache_misses_ == 70
+    assert ex_got.cache_misses == 70
     store = FeatureCache(cache, ex.cache_settings_)
     assert len(store) == 70 + 60
     for i in range(60):
         np.testing.assert_array_equal(store.get(f"B{i:04d}"), _expected("B", i, ex.spec_.dim))
     again = _extractor(cache)
-    np.testing.assert_array_equal(again.transform(images), feats)
-    assert again.cache_hits_ == 70
+    np.testing.assert_array_equal((again_got := again.extract(images)).features, feats)
+    assert again_got.cache_hits == 70
 
 
 # -- damaged store -------------------------------------------------------------------------------
@@ -115,14 +115,14 @@ def test_truncated_store_is_moved_aside_and_recomputed(tmp_path, images, caplog)
     db.write_bytes(data[: len(data) // 3])
     again = _extractor(cache)
     with caplog.at_level(logging.WARNING, logger="brainclust"):
-        np.testing.assert_array_equal(again.transform(images), clean)
-    assert again.cache_misses_ == 70
+        np.testing.assert_array_equal((again_got := again.extract(images)).features, clean)
+    assert again_got.cache_misses == 70
     msgs = _warnings(caplog)
     assert len(msgs) == 1 and "damaged" in msgs[0], msgs
     assert list(db.parent.glob(f"{DB_NAME}.damaged-*"))
     third = _extractor(cache)
-    np.testing.assert_array_equal(third.transform(images), clean)
-    assert third.cache_hits_ == 70
+    np.testing.assert_array_equal((third_got := third.extract(images)).features, clean)
+    assert third_got.cache_hits == 70
 
 
 def test_garbage_store_file_is_replaced(tmp_path, images, caplog):
@@ -147,13 +147,13 @@ def test_corrupted_vector_bytes_drop_only_that_entry(tmp_path, images, caplog):
     db.write_bytes(bytes(data))
     again = _extractor(cache)
     with caplog.at_level(logging.WARNING, logger="brainclust"):
-        np.testing.assert_array_equal(again.transform(images), clean)
-    assert again.cache_misses_ == 3 and again.cache_hits_ == 67
+        np.testing.assert_array_equal((again_got := again.extract(images)).features, clean)
+    assert again_got.cache_misses == 3 and again_got.cache_hits == 67
     msgs = _warnings(caplog)
     assert len(msgs) == 1 and "dropped 3 damaged entries" in msgs[0], msgs
     third = _extractor(cache)
-    third.transform(images)
-    assert third.cache_hits_ == 70
+    third_got = third.extract(images)
+    assert third_got.cache_hits == 70
 
 
 @pytest.mark.parametrize("poison", ["wrong_shape", "nan", "inf", "bad_blob_length"])
@@ -171,8 +171,8 @@ def test_poisoned_entry_is_recomputed(tmp_path, images, caplog, poison):
             conn.execute("UPDATE features SET vec = ?, crc = ? WHERE key = ?", (blob, zlib.crc32(blob), key))
     again = _extractor(cache)
     with caplog.at_level(logging.WARNING, logger="brainclust"):
-        np.testing.assert_array_equal(again.transform(images), clean)
-    assert again.cache_misses_ == 1
+        np.testing.assert_array_equal((again_got := again.extract(images)).features, clean)
+    assert again_got.cache_misses == 1
     assert len(_warnings(caplog)) == 1
     hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in images]  # the store's keys
     np.testing.assert_array_equal(FeatureCache(cache, ex.cache_settings_).get(key), clean[hashes.index(key)])
@@ -184,10 +184,10 @@ def _uncached_run_warns_once(cache, images, caplog):
     with caplog.at_level(logging.WARNING, logger="brainclust"):
         ex = _extractor(cache)
         np.testing.assert_array_equal(ex.transform(images[:10]), clean)
-        ex.transform(images[:10])
+        ex_got = ex.extract(images[:10])
     msgs = _warnings(caplog)
     assert len(msgs) == 1 and "running without a feature cache" in msgs[0], msgs
-    assert ex.cache_misses_ == 10
+    assert ex_got.cache_misses == 10
 
 
 def test_cache_path_is_a_regular_file(tmp_path, images, caplog):
@@ -236,8 +236,8 @@ def test_read_only_database_still_serves_hits(tmp_path, images, caplog, monkeypa
     monkeypatch.setattr(sqlite3, "connect", ReadOnly)
     more = _extractor(cache)
     with caplog.at_level(logging.WARNING, logger="brainclust"):
-        feats = more.transform(images[:20])
+        feats = (more_got := more.extract(images[:20])).features
     np.testing.assert_array_equal(feats, _extractor(False).transform(images[:20]))
-    assert more.cache_hits_ == 10 and more.cache_misses_ == 10
+    assert more_got.cache_hits == 10 and more_got.cache_misses == 10
     msgs = _warnings(caplog)
     assert len(msgs) == 1 and "cannot write" in msgs[0], msgs

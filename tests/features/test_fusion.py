@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.distance import pdist
 
 import brainclust
-from brainclust.errors import ParameterError
+from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features.fusion import FusedExtractor, block_scales, fuse, is_fused, l2_normalize, parse_blocks
 from brainclust.cluster.reduce import PCAReducer
 
@@ -106,8 +106,8 @@ def test_fused_extractor_matches_the_blocks(tmp_path, make_image):
     root = _folder(tmp_path, make_image)
     paths = sorted(root.rglob("*.png"))
     cache = str(tmp_path / "cache")
-    ex = FusedExtractor("pixels@16+hog@16*0.5", cache_dir=cache, num_workers=0, progress=False).fit()
-    F = ex.transform(paths)
+    ex = FusedExtractor("pixels@16+hog@16*0.5", cache_dir=cache, num_workers=0, progress=False).fit(paths)
+    F = ex.transform(paths)  # the scales were learned in fit; transform applies them
     assert F.shape == (10, 256 + 1764) and ex.spec_.dim == 256 + 1764
     assert ex.spec_.name == "pixels@16+hog@16*0.5" and ex.precision_ == "fp32"
     pix = FeatureExtractor("pixels@16", cache_dir=cache, num_workers=0, progress=False).fit().transform(paths)
@@ -115,9 +115,13 @@ def test_fused_extractor_matches_the_blocks(tmp_path, make_image):
     np.testing.assert_allclose(ex.block_scales_, block_scales([pix, hog], [1.0, 0.5]))
     np.testing.assert_allclose(F, fuse([pix, hog], ex.block_scales_), rtol=1e-5, atol=1e-7)
     # every block has its own cache: the second extractor above hit it for all images
-    again = FusedExtractor("pixels@16+hog@16*0.5", cache_dir=cache, num_workers=0, progress=False).fit()
-    again.transform(paths)
-    assert (again.cache_hits_, again.cache_misses_) == (20, 0)
+    again = FusedExtractor("pixels@16+hog@16*0.5", cache_dir=cache, num_workers=0, progress=False)
+    again_got = again.fit_extract(paths)
+    assert (again_got.cache_hits, again_got.cache_misses) == (20, 0)
+    np.testing.assert_array_equal(again.block_scales_, ex.block_scales_)
+    # fitted without images (and no fixed scales) it cannot transform: nothing is learned in transform
+    with pytest.raises(NotFittedError, match="block scales"):
+        FusedExtractor("pixels@16+hog@16*0.5", cache_dir=cache, num_workers=0, progress=False).fit().transform(paths)
     # fixed scales (as predict passes them) are used as given
     fixed = FusedExtractor("pixels@16+hog@16", cache_dir=cache, num_workers=0, progress=False,
                            block_scales=[1.0, 0.0]).fit()
@@ -178,12 +182,12 @@ def test_augmented_views_of_a_fusion_keep_the_plain_images_block_scales(tmp_path
 
     root = _folder(tmp_path, make_image)
     records = brainclust.scan(root).records
-    ex = FusedExtractor("pixels@16+hog@16", cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False).fit()
-    ex.transform(records)
+    ex = FusedExtractor("pixels@16+hog@16", cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False)
+    ex.fit(records)
     views = views_mod.extract(ex, records, ["identity", "rot90"])
     alone = FusedExtractor("pixels@16+hog@16", cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False,
-                           view="rot90").fit()
-    own = alone.transform(records)
+                           view="rot90")
+    own = alone.fit_extract(records).features
     assert not np.allclose(alone.block_scales_, ex.block_scales_)  # a view alone would learn other scales
     expected = fuse([blk.transform(records) for blk, _ in alone.blocks_], ex.block_scales_)
     np.testing.assert_allclose(views["rot90"], expected, rtol=1e-5, atol=1e-7)

@@ -169,7 +169,7 @@ def _no_work(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(P, "_scan_and_extract", boom)
+    monkeypatch.setattr(P, "build_model", boom)
     monkeypatch.setattr(P, "scan_nonempty", boom)
 
 
@@ -238,6 +238,7 @@ def test_rerun_replaces_the_whole_folder(small_data, tmp_path):
 
 @pytest.mark.parametrize("fail_at", ["write_assignments", "atomic_write_json"])
 def test_failed_write_leaves_the_previous_run_untouched(small_data, tmp_path, monkeypatch, fail_at):
+    import brainclust.io.outputs as O
     import brainclust.pipeline as P
 
     out = tmp_path / "out"
@@ -247,7 +248,7 @@ def test_failed_write_leaves_the_previous_run_untouched(small_data, tmp_path, mo
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(P, fail_at, fail)
+    monkeypatch.setattr(O, fail_at, fail)  # the writers of the run folder's files (io.outputs owns them)
     with pytest.raises(OSError):
         P.run(small_data, out, backbone="pixels@32", pca=5, k=2, workers=0)
     assert _entries(out) == before
@@ -274,16 +275,17 @@ def _slow_writer(data: str, out: str, k: int, delay: float, started) -> None:
     """Child process: one run whose every JSON write is slowed down."""
     import time
 
+    import brainclust.io.outputs as O
     import brainclust.pipeline as P
 
-    real = P.atomic_write_json
+    real = O.atomic_write_json
 
     def slow(path, obj):
         started.set()
         time.sleep(delay)
         return real(path, obj)
 
-    P.atomic_write_json = slow
+    O.atomic_write_json = slow
     logging.getLogger("brainclust").setLevel(logging.ERROR)
     P.run(data, out, backbone="pixels@32", pca=5, k=k, workers=0, progress=False)
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from brainclust.data import demo
 from brainclust.data.demo import make_demo_dataset
+from brainclust.data.slices import orient
 
 PLANES = ("axial", "coronal", "sagittal")
 N_PER_CLASS = 6
@@ -154,7 +155,7 @@ def test_display_orientation() -> None:
     # the left and the cerebellum/brainstem (inferior, posterior) is bottom-right:
     # the lower-left quadrant (face region below frontal lobe) holds little brain.
     volume = demo._load_template()
-    footprint = demo._orient((volume > 0).any(axis=0))
+    footprint = orient((volume > 0).any(axis=0))
     rows = np.flatnonzero(footprint.any(axis=1))
     cols = np.flatnonzero(footprint.any(axis=0))
     box = footprint[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -163,10 +164,10 @@ def test_display_orientation() -> None:
     lower_right = box[bh // 2 :, bw // 2 :].mean()
     assert lower_right > lower_left
     # Axial: anterior up -> brain is longer (rows) than wide (cols).
-    axial = demo._orient((volume > 0).any(axis=2))
+    axial = orient((volume > 0).any(axis=2))
     assert np.flatnonzero(axial.any(axis=1)).size > np.flatnonzero(axial.any(axis=0)).size
     # Coronal: superior up -> the narrow brainstem is at the bottom.
-    coronal = demo._orient((volume > 0).any(axis=1))
+    coronal = orient((volume > 0).any(axis=1))
     rows = np.flatnonzero(coronal.any(axis=1))
     top_width = coronal[rows[0] + (rows[-1] - rows[0]) // 4].sum()
     bottom_width = coronal[rows[-1] - 5].sum()

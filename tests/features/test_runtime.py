@@ -14,7 +14,7 @@ from brainclust.features import extractor as extractor_mod
 from brainclust.features import runtime as rt
 from brainclust.features.extractor import FeatureExtractor
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain_tumor_4class_dev"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "brain_tumor_4class_dev"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data/brain_tumor_4class_dev")
 

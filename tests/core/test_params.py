@@ -1,0 +1,89 @@
+"""The step protocol: declared rules, one-line messages, the fitted check of every step, JSON parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclust.core.params import BOOL, NONE, Integer, OneOf, Pair, Real, Step, from_json, json_params, param
+from brainclust.errors import BrainclustError, NotFittedError, ParameterError
+from brainclust.model.persist import STEP_CLASSES
+
+
+def test_rules_accept_and_refuse():
+    assert Integer(1).accepts(3) and not Integer(1).accepts(0) and not Integer(1).accepts(True)
+    assert not Integer(1).accepts(2.0) and Integer(0, 5).accepts(5) and not Integer(0, 5).accepts(6)
+    assert Real(0, 1, open=True).accepts(0.5) and not Real(0, 1, open=True).accepts(1.0)
+    assert not Real().accepts(float("nan")) and not Real().accepts(True)
+    assert OneOf(("a", "b")).accepts("a") and not OneOf(("a",)).accepts("c") and not OneOf((False,)).accepts(0)
+    assert Pair().accepts((0, 255)) and not Pair().accepts((5, 1)) and not Pair().accepts((0, float("inf")))
+    assert NONE.accepts(None) and BOOL.accepts(False) and not BOOL.accepts(0)
+
+
+def test_a_violation_is_one_line_naming_the_option_the_rule_and_the_value():
+    p = param(NONE, Integer(1), option="--k")
+    p.check("n_clusters", None)
+    with pytest.raises(ParameterError) as err:
+        p.check("n_clusters", -3)
+    assert str(err.value) == "--k: must be None or a positive integer, got -3"
+
+
+class Toy(Step):
+    _parameter_constraints = {"size": param(Integer(1), option="--size")}
+    _fitted_attribute = "mean_"
+
+    def __init__(self, size=3):
+        self.size = size
+
+    def fit(self, X, y=None):
+        self.check_params()
+        self.mean_ = np.mean(X)
+        return self
+
+    def transform(self, X):
+        self.check_is_fitted()
+        return np.asarray(X) - self.mean_
+
+
+def test_a_step_checks_its_declared_rules_and_its_fitted_state():
+    with pytest.raises(ParameterError, match="--size"):
+        Toy(size=0).fit([1.0])
+    toy = Toy()
+    with pytest.raises(NotFittedError, match="Toy: not fitted"):
+        toy.transform([1.0])
+    assert isinstance(NotFittedError("x"), BrainclustError)
+    assert toy.fit([1.0, 3.0]).transform([2.0])[0] == 0.0
+    assert toy.__sklearn_is_fitted__()
+
+
+def test_json_parameters_round_trip_and_nest_steps():
+    params = json_params({"clip": (0.5, 99.5), "n": np.int64(3), "inner": Toy(size=2)})
+    assert params == {"clip": [0.5, 99.5], "n": 3, "inner": {"class": "Toy", "params": {"size": 2}}}
+    assert from_json([0.5, [1, 2]]) == (0.5, (1, 2))
+
+
+def _unfitted_calls(step):
+    """The calls that need a fitted step (the ones the class has)."""
+    calls = []
+    for name in ("transform", "transform_batch", "predict", "predict_levels", "extract", "describe", "leaf_labels"):
+        if callable(getattr(type(step), name, None)):
+            calls.append(name)
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(STEP_CLASSES))
+def test_every_unfitted_step_raises_not_fitted(name, tmp_path):
+    from brainclust.cluster.methods import make_clusterer
+
+    cls = STEP_CLASSES[name]
+    needs_estimator = "estimator" in cls._get_param_names()
+    step = cls(estimator=make_clusterer("kmeans", n_clusters=2)) if needs_estimator else cls()
+    calls = _unfitted_calls(step)
+    assert calls, name
+    for call in calls:
+        with pytest.raises(NotFittedError):
+            arg = [str(tmp_path / "x.png")] if call in ("transform", "extract") and "Extractor" in name else (
+                np.zeros((2, 3)))
+            getattr(step, call)(*(() if call in ("describe", "leaf_labels") else (arg,)))
+    with pytest.raises(NotFittedError):
+        step.save_step(tmp_path)

@@ -1,0 +1,108 @@
+"""BrainClusterModel: fit -> predict -> scores, one save/load protocol with a versioned manifest, open step list."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import TransformerMixin
+
+from brainclust.core.params import ArrayStep
+from brainclust.errors import NotFittedError, ParameterError
+from brainclust.io.outputs import MODEL_FORMAT, MODEL_VERSION, RunFolder, meta_columns, write_run_files
+from brainclust.io.scan import ImageRecord, scan
+from brainclust.model.composite import BrainClusterModel
+from brainclust.model.config import RunConfig, build_steps
+
+from conftest import make_image
+
+
+def _images(folder, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+        arr[:, : 12 if i % 2 else 4] = 255 * (i % 2)  # two visible groups
+        make_image(folder / f"img{i:02d}.png", arr)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    return scan(_images(tmp_path_factory.mktemp("data"))).records
+
+
+def _model(tmp_path, **settings):
+    cfg = RunConfig(**{"backbone": "pixels@16", "k": 2, "pca": 5, "workers": 0, "progress": False,
+                       "cache_dir": str(tmp_path / "c"), **settings})
+    return BrainClusterModel(build_steps(cfg))
+
+
+@pytest.mark.parametrize("settings", [{}, {"method": "kmeans", "outliers": "auto"}, {"k": "auto"}])
+def test_fit_predict_save_load(records, tmp_path, settings):
+    model = _model(tmp_path, **settings).fit(records)
+    assert [n for n, _ in model.steps_] == ["extractor", "reducer", "clusterer"]
+    assert model.embedding_.shape == (12, 5) and len(model.records_) == 12 and model.skipped_ == []
+    assert len(set(model.labels_.tolist()) - {-1}) == 2
+    scores = model.scores([r.path for r in model.records_])
+    assert scores["n_images"] == 12 and ("k_selection" in scores) == (settings.get("k") == "auto")
+    got = model.predict(records)
+    assert np.mean(got.labels == model.labels_) >= 0.9  # new images go to their cluster
+    model.save(tmp_path / "run")
+    info = json.loads((RunFolder(tmp_path / "run").model_config).read_text())
+    assert (info["format"], info["version"]) == (MODEL_FORMAT, MODEL_VERSION)
+    assert [e["name"] for e in info["steps"]] == ["extractor", "reducer", "clusterer"]
+    assert info["steps"][0]["class"] == "FeatureExtractor" and info["steps"][0]["params"]["backbone"] == "pixels@16"
+    back = BrainClusterModel.load(tmp_path / "run")
+    assert [type(s).__name__ for _, s in back.steps_] == [type(s).__name__ for _, s in model.steps_]
+    np.testing.assert_array_equal(back.predict(records).labels, got.labels)
+    np.testing.assert_array_equal(back.clusterer_.labels_, model.labels_)
+
+
+def test_an_unfitted_model_and_a_bad_step_list_are_refused(records, tmp_path):
+    model = _model(tmp_path)
+    with pytest.raises(NotFittedError):
+        model.predict(records)
+    with pytest.raises(NotFittedError):
+        model.scores()
+    steps = build_steps(RunConfig(backbone="pixels@16", k=2))
+    with pytest.raises(ParameterError, match="'extractor' first and 'clusterer' last"):
+        BrainClusterModel(steps[::-1]).fit(records)
+
+
+class Centre(TransformerMixin, ArrayStep):
+    """A new kind of middle step: subtract the training mean."""
+
+    _fitted_attribute = "mean_"
+
+    def fit(self, X, y=None):
+        self.mean_ = np.asarray(X).mean(axis=0)
+        return self
+
+    def transform(self, X):
+        self.check_is_fitted()
+        return np.asarray(X) - self.mean_
+
+
+def test_the_step_list_is_open_to_new_middle_steps(records, tmp_path):
+    steps = build_steps(RunConfig(backbone="pixels@16", k=2, pca=5, workers=0, cache_dir=str(tmp_path / "c")))
+    model = BrainClusterModel([*steps[:-1], ("centre", Centre()), steps[-1]]).fit(records)
+    assert [n for n, _ in model.steps_] == ["extractor", "reducer", "centre", "clusterer"]
+    np.testing.assert_allclose(model.embedding_.mean(axis=0), 0.0, atol=1e-9)
+    assert "centre" in model.timings_
+    np.testing.assert_allclose(model.predict(records).embedding.mean(axis=0), 0.0, atol=1e-9)
+    assert model.step("ssl") is None
+
+
+def test_records_carry_metadata_columns_into_assignments(tmp_path):
+    recs = [ImageRecord(path=f"a{i}.png", abspath=f"/x/a{i}.png", name=f"a{i}.png", type="png", size=1, width=2,
+                        height=2, sha256="ab" * 32, meta=(("subject", f"s{i % 2}"), ("site", "x\ty")))
+            for i in range(3)]
+    from brainclust.io.outputs import assignment_rows
+
+    rows = assignment_rows(recs, np.array([0, 1, 0]), None)
+    assert meta_columns(recs) == ["subject", "site"]
+    folder = RunFolder(tmp_path)
+    write_run_files(folder, rows, False, {"n_images": 3}, recs, np.zeros((3, 2)), None, meta_columns(recs))
+    header, first = folder.assignments.read_text().splitlines()[:2]
+    assert header.endswith(",cluster,subject,site") and first.endswith(",0,s0,x\\x09y")  # escaped like names

@@ -1,0 +1,95 @@
+"""Each setting is declared once: RunConfig's fields and the CLI's options cannot drift apart; every rule is the
+library's; a setting that would be ignored is refused with one line."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from brainclust.cli import build_parser, config_from_args
+from brainclust.errors import ParameterError
+from brainclust.model.config import RunConfig, build_steps, options
+
+#: Settings a user of the CLI never sets (progress bars follow the terminal).
+NO_OPTION = {"progress"}
+
+
+def _run_parser():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices["run"]
+
+
+def test_every_field_has_one_option_and_every_run_option_is_a_field():
+    names = {f.name for f in fields(RunConfig)}
+    assert set(options()) == names - NO_OPTION
+    dests = {a.dest for a in _run_parser()._actions} - {"help", "quiet", "debug", "data", "out", "no_report"}
+    assert dests == set(options())
+    flags = {a.dest: a.option_strings[0] for a in _run_parser()._actions if a.option_strings}
+    assert all(flags[n] == o.flag for n, o in options().items())
+
+
+def test_the_run_options_defaults_are_the_config_defaults():
+    args = _run_parser().parse_args(["data", "--out", "o"])
+    assert config_from_args(args) == RunConfig()
+
+
+def test_options_parse_into_the_fields():
+    args = _run_parser().parse_args(["d", "--out", "o", "--k", "auto", "--pca", "0.9", "--clip", "off",
+                                     "--self-supervised", "all", "--ssl-views", "hflip,strong", "--seed", "7"])
+    cfg = config_from_args(args)
+    assert (cfg.k, cfg.pca, cfg.clip_percentiles, cfg.seed, cfg.ssl_views) == ("auto", 0.9, None, 7,
+                                                                              ("hflip", "strong"))
+    assert cfg.ssl == ("contrastive", "rotation", "joint", "refine")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"ssl_gate": True}, "--ssl-gate: would be ignored"),
+    ({"ssl_mode": "finetune"}, "--ssl-mode: would be ignored"),
+    ({"ssl_epochs": 5}, "--ssl-epochs: would be ignored"),
+    ({"ssl_views": ("hflip",)}, "--ssl-views: would be ignored"),
+    ({"fusion_norm": "block"}, "--fusion-norm: would be ignored"),
+    ({"reduce": "umap", "pca": 20}, "--pca: would be ignored"),
+    ({"intensity_window": (0.0, 255.0), "clip_percentiles": (1.0, 99.0)}, "--clip: would be ignored"),
+    ({"ray_address": "auto"}, "--ray-address: only with --engine ray"),
+    ({"auto": True, "consensus": True}, "--auto and --consensus: choose one"),
+    ({"consensus": True, "method": "kmeans"}, "--consensus: clusters the co-association"),
+    ({"auto": True, "backbone": "pixels"}, "--auto: chooses --backbone"),
+])
+def test_settings_that_would_be_ignored_or_conflict_are_refused_by_the_library(settings, message):
+    if settings.get("reduce") == "umap":
+        pytest.importorskip("umap")
+    with pytest.raises(ParameterError) as err:
+        RunConfig(**settings).validate()
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_settings_they_need_make_them_count():
+    pytest.importorskip("umap")
+    RunConfig(ssl=("contrastive",), ssl_gate=True, ssl_epochs=2).validate()
+    RunConfig(backbone="pixels+hog", fusion_norm="block").validate()
+    RunConfig(reduce="pca+umap", pca=20).validate()
+    RunConfig(intensity_window=(0.0, 255.0)).validate()
+    RunConfig(auto=True).validate()
+    RunConfig(consensus=True).validate()
+
+
+def test_validate_asks_each_step():
+    steps = dict(build_steps(RunConfig(outliers="auto", k="auto")))
+    assert type(steps["clusterer"]).__name__ == "AutoK"
+    assert type(steps["clusterer"].estimator).__name__ == "OutlierRule"
+    for settings, option in (({"batch_size": 0}, "--batch-size"), ({"pca": 1.0}, "--pca"), ({"k": 0}, "--k"),
+                             ({"seed": -1}, "--seed"), ({"precision": "fp8"}, "--precision"),
+                             ({"method": "ward"}, "--method"), ({"workers": -1}, "--workers")):
+        with pytest.raises(ParameterError, match=option):
+            RunConfig(**settings).validate()
+
+
+def test_study_rules_live_in_the_library(tmp_path):
+    from brainclust.analysis.ablation import ablation_datasets, run_ablation
+
+    with pytest.raises(ParameterError, match="--seeds"):
+        run_ablation({"x": tmp_path}, tmp_path / "out", seeds=())
+    with pytest.raises(ParameterError, match="--datasets"):
+        ablation_datasets(tmp_path, ["nope"], tmp_path / "demo")
+    assert not (tmp_path / "out").exists()
