@@ -94,12 +94,13 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(capsys, t
         raise ValueError("something no rule foresaw")
 
     monkeypatch.setattr(P, "scan_nonempty", broken)
-    code, _, err = run_cli(capsys, "run", tmp_path, "--out", tmp_path / "o")
+    (tmp_path / "d").mkdir()
+    code, _, err = run_cli(capsys, "run", tmp_path / "d", "--out", tmp_path / "o")
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("brainclust: internal error: ValueError: something no rule")
-    code, _, err = run_cli(capsys, "--debug", "run", tmp_path, "--out", tmp_path / "o")
+    code, _, err = run_cli(capsys, "--debug", "run", tmp_path / "d", "--out", tmp_path / "o")
     assert code == 1 and "Traceback" in err and "something no rule foresaw" in err
-    code, _, err = run_cli(capsys, "run", tmp_path, "--out", tmp_path / "o", "--k", "0", "--debug")
+    code, _, err = run_cli(capsys, "run", tmp_path / "d", "--out", tmp_path / "o", "--k", "0", "--debug")
     assert code == 2 and "Traceback" in err and "--k: must be" in err  # --debug after the command, a usage error
 
 

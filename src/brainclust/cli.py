@@ -69,7 +69,7 @@ def config_from_args(args, **more):
     """The RunConfig of the parsed options (every option that is a RunConfig field) and ``more``."""
     from brainclust.model.config import RunConfig, options
 
-    return RunConfig(**{**{n: getattr(args, n) for n in options() if hasattr(args, n)}, **more})
+    return RunConfig(**{**{n: getattr(args, n) for n in options() if hasattr(args, n)}, **more}).normalized()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,7 +151,7 @@ def _add_study_parsers(sub, common) -> None:
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--methods", default="kmeans,hierarchical,dbscan,spectral,gmm",
                    help="comma-separated clustering methods (default: all five)")
-    p.add_argument("--k", type=_type(parse_k), default=None,
+    p.add_argument("--k", dest="study_k", type=_type(parse_k), default=None,
                    help="clusters: an integer, 'auto' (chosen per method and seed), or unset = the number of "
                         "label folders of each data set (the protocol of the method's tables)")
     add_config_options(p, ["pca", *EXTRACTION, *SSL],
@@ -167,7 +167,8 @@ def _add_study_parsers(sub, common) -> None:
                         "methods too); 1 = all images (default 0.8)")
     p.add_argument("--method", default="hierarchical", choices=["hierarchical", "kmeans", "gmm", "spectral"],
                    help="clustering method around which settings vary (default hierarchical)")
-    p.add_argument("--k", type=int, default=None, help="default k (default: the number of label folders)")
+    p.add_argument("--k", dest="study_k", type=int, default=None,
+                   help="default k (default: the number of label folders)")
     p.add_argument("--pca", type=_type(parse_pca), default=50, help="default PCA components (default 50)")
     p.add_argument("--settings", default="pca,k,linkage,metric,backbone,clip,seed",
                    help="comma-separated settings to vary (default all)")
@@ -291,9 +292,11 @@ def _cmd_ablation(args) -> None:
 def _cmd_benchmark(args) -> None:
     from brainclust.analysis.benchmark import benchmark
 
+    from brainclust.selfsup import parse_components
+
     cfg = config_from_args(args, ssl=())
     res = benchmark(args.data, args.out, cfg, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-                    seeds=tuple(range(args.seeds)), k=args.k, ssl=args.ssl)
+                    seeds=tuple(range(max(args.seeds, 0))), k=args.study_k, ssl=parse_components(args.ssl))
     t = res.info["timings_s"]
     print(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
           f"clustering and scoring {t['grid']:.1f} s)")
@@ -303,7 +306,7 @@ def _cmd_benchmark(args) -> None:
 def _cmd_sensitivity(args) -> None:
     from brainclust.analysis.sensitivity import sensitivity
 
-    res = sensitivity(args.data, args.out, config_from_args(args, method=args.method, pca=args.pca), k=args.k,
+    res = sensitivity(args.data, args.out, config_from_args(args, method=args.method, pca=args.pca), k=args.study_k,
                       seeds=tuple(range(max(args.seeds, 0))), subsample=args.subsample,
                       settings=tuple(s.strip() for s in args.settings.split(",") if s.strip()))
     for note in res.notes:

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from brainclust.errors import NotFittedError, ParameterError
+from brainclust.features.extraction import as_records
 from brainclust.features.extractor import FeatureExtractor
 
 
@@ -59,7 +60,7 @@ def test_undecodable_image_gives_nan_row_and_reason(six_images, tmp_path):
     out = got.features
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
     assert list(got.failed) == [1] and "cannot decode" in got.failed[1]
-    records, feats, skipped = got.split([six_images[0], str(bad)])
+    records, feats, skipped = got.split(as_records([six_images[0], str(bad)]))
     assert len(records) == 1 and feats.shape == (1, 1280) and skipped[0]["reason"] == got.failed[1]
     assert not hasattr(fe, "failed_") and not hasattr(fe, "cache_hits_")  # transform leaves no side channel
 

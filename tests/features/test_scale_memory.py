@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from brainclust.cluster.reduce import check_not_constant, distinct_rows
-from brainclust.features import extractor as ex_mod
+from brainclust.features import extraction as ex_mod
 from brainclust.errors import InputError
 from brainclust.features.extractor import FeatureExtractor
 from conftest import make_image

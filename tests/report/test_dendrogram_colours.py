@@ -17,9 +17,9 @@ COLOURS = {0: "#1f77b4", 1: "#ff7f0e", 2: "#2ca02c", 3: "#d62728"}
 
 def _blobs(n_per=60, seed=0):
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (4, 10)) * 6 + 20
+    centres = 10 * np.eye(10)[:4] + 3  # four directions (cosine geometry)
     X = np.concatenate([c + rng.normal(0, 1, (n_per, 10)) for c in centres])
-    odd = 20 + rng.normal(0, 1, (3, 10)) * 25
+    odd = 3 + 10 * np.eye(10)[6:9] + rng.normal(0, 1, (3, 10))  # three images in directions of their own
     return np.concatenate([X, odd])
 
 

@@ -162,8 +162,7 @@ class RunConfig:
     #: Self-supervised components (see :mod:`brainclust.selfsup`); empty = off.
     ssl: tuple[str, ...] = opt((), "--self-supervised", "comma-separated: contrastive, rotation, joint, refine; or "
                                "'all'; or 'temi' (clustering heads on the frozen features alone, no views); or "
-                               "'none' (default none)", SSL, parse=parse_components, metavar="COMPONENTS",
-                               shown="none")
+                               "'none' (default none)", SSL, metavar="COMPONENTS", shown="none")
     ssl_mode: str = opt("head", "--ssl-mode", "head = train small heads on cached features of augmented views "
                         "(default, CPU); finetune = also train the backbone's last blocks (GPU)", SSL,
                         choices=SSL_MODES)
@@ -256,8 +255,8 @@ class RunConfig:
                   "a fused --backbone (A+B)"),
                  ("pca", "--pca", self.reduce == "umap" and self.pca != default.pca,
                   "--reduce pca or pca+umap (--reduce umap chooses its own PCA)"),
-                 ("clip_percentiles", "--clip", self.intensity_window is not None
-                  and self.clip_percentiles != default.clip_percentiles, "no --intensity-window (which replaces it)")]
+                 ("clip_percentiles", "--clip", self.intensity_window is not None and self.clip_percentiles
+                  not in (None, default.clip_percentiles), "no --intensity-window (which replaces it)")]
         for name, flag, ignored, wanted in needs:
             if ignored:
                 raise ParameterError(f"{flag}: would be ignored (got {getattr(self, name)!r}); it needs {wanted}")
