@@ -58,7 +58,7 @@ def main(argv=None) -> int:
                          "extract": r.timings.get("extract"), "prec": r.extractor.precision_}
             print(f"  ran precision={p} (used {r.extractor.precision_}) method={m}: {len(paths)} images, "
                   f"{res[p, m]['sec']:.1f} s (extract {res[p, m]['extract']:.1f} s, "
-                  f"cache hits {r.extractor.cache_hits_})", flush=True)
+                  f"cache hits {r.manifest['cache']['hits']})", flush=True)
     ref = precs[0]
     lines = ["", f"| method | precision | NMI vs labels | ARI vs labels | ARI vs {ref} assignments | "
              f"images changing cluster (best matching) |", "|---|---|---:|---:|---:|---:|"]

@@ -52,6 +52,7 @@ def test_argparse_errors_exit_2(capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_run_and_predict_commands(capsys, small, tmp_path):
     code, out, _ = run_cli(capsys, "run", small, "--out", tmp_path / "r", "--k", "3", "--labels-from-folders",
                            "--backbone", "efficientnet_lite0", "--cache-dir", tmp_path / "c", "--workers", "0")
@@ -63,6 +64,7 @@ def test_run_and_predict_commands(capsys, small, tmp_path):
     assert code == 2 and "not a finished brainclust run" in err
 
 
+@pytest.mark.slow
 def test_demo_command(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--n-per-class", "4",
                            "--cache-dir", tmp_path / "c")
@@ -73,6 +75,7 @@ def test_demo_command(capsys, tmp_path):
     assert len(list((tmp_path / "demo" / "data").rglob("*.png"))) == 12
 
 
+@pytest.mark.slow
 def test_help_does_not_import_torch():
     code = ("import sys; from brainclust.cli import build_parser; build_parser().format_help(); "
             "print('torch' in sys.modules)")

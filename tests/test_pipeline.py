@@ -14,6 +14,8 @@ from brainclust.data.demo import make_demo_dataset
 from brainclust.errors import InputError, ParameterError
 from brainclust.cluster.scores import clustering_accuracy
 
+pytestmark = pytest.mark.slow  # whole runs with a real backbone
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -25,7 +25,7 @@ CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
 
 
-def _type(parse):
+def arg_type(parse):
     """An argparse ``type`` from a library parser: its ParameterError becomes argparse's one-line error."""
     from brainclust.errors import ParameterError
 
@@ -61,7 +61,7 @@ def add_config_options(p: argparse.ArgumentParser, names, defaults: dict | None 
         if o.switch:
             group.add_argument(o.flag, dest=name, action="store_true", help=text)
         else:
-            group.add_argument(o.flag, dest=name, default=default, type=_type(o.parse) if o.parse else None,
+            group.add_argument(o.flag, dest=name, default=default, type=arg_type(o.parse) if o.parse else None,
                                choices=o.choices, metavar=o.metavar, help=text)
 
 
@@ -151,7 +151,7 @@ def _add_study_parsers(sub, common) -> None:
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--methods", default="kmeans,hierarchical,dbscan,spectral,gmm",
                    help="comma-separated clustering methods (default: all five)")
-    p.add_argument("--k", dest="study_k", type=_type(parse_k), default=None,
+    p.add_argument("--k", dest="study_k", type=arg_type(parse_k), default=None,
                    help="clusters: an integer, 'auto' (chosen per method and seed), or unset = the number of "
                         "label folders of each data set (the protocol of the method's tables)")
     add_config_options(p, ["pca", *EXTRACTION, *SSL],
@@ -169,7 +169,7 @@ def _add_study_parsers(sub, common) -> None:
                    help="clustering method around which settings vary (default hierarchical)")
     p.add_argument("--k", dest="study_k", type=int, default=None,
                    help="default k (default: the number of label folders)")
-    p.add_argument("--pca", type=_type(parse_pca), default=50, help="default PCA components (default 50)")
+    p.add_argument("--pca", type=arg_type(parse_pca), default=50, help="default PCA components (default 50)")
     p.add_argument("--settings", default="pca,k,linkage,metric,backbone,clip,seed",
                    help="comma-separated settings to vary (default all)")
     add_config_options(p, EXTRACTION)

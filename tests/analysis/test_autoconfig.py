@@ -42,6 +42,7 @@ def test_labels_never_change_the_choice():
     assert a.chosen == b.chosen
 
 
+@pytest.mark.slow
 def test_auto_is_deterministic_under_a_seed_with_umap():
     pytest.importorskip("umap")
     X, _ = planted()
@@ -75,6 +76,7 @@ def test_cli_flags_and_run_accepts_auto(tmp_path):
         run(tmp_path, None, auto=True)
 
 
+@pytest.mark.slow
 def test_run_auto_writes_auto_csv_and_manifest(tmp_path):
     pytest.importorskip("umap")
     import json
@@ -141,6 +143,7 @@ def test_select_with_consensus_adds_the_chosen_consensus_row_and_is_deterministi
     assert "nmi" not in again.rows[-1]
 
 
+@pytest.mark.slow
 def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
     import json
 
@@ -171,6 +174,7 @@ def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
         run_auto(data, None, RunConfig(consensus=True, method="kmeans", k=3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("consensus", [False, True])
 def test_above_auto_max_the_portfolio_is_scored_on_a_sample_and_every_image_is_clustered(tmp_path, monkeypatch,
                                                                                         consensus):

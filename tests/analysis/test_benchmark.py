@@ -103,6 +103,7 @@ def test_rejects_bad_settings():
         bm.run_grid([ds], RunConfig(), k=1)
 
 
+@pytest.mark.slow
 def test_cli_benchmark_end_to_end(tmp_path, capsys):
     data = make_demo_dataset(tmp_path / "demo", n_per_class=4, size=64)
     out = tmp_path / "bench"

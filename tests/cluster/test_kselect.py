@@ -74,6 +74,7 @@ def test_rejects_dbscan_and_too_few_points():
         KSelector(k_min=1).fit(X)
 
 
+@pytest.mark.slow
 def test_cli_k_auto_finds_the_three_planes_of_the_demo_set(tmp_path, capsys):
     # the demo's default size (40 images per plane); at 15 per plane the vote is 2 (see README "Choosing k")
     data = make_demo_dataset(tmp_path / "data", n_per_class=40)

@@ -21,6 +21,7 @@ def blobs(n_per=40, dim=60, seed=0):
     return X, np.repeat(np.arange(3), n_per)
 
 
+@pytest.mark.slow
 def test_same_seed_same_embedding_and_other_seed_differs():
     X, _ = blobs()
     a = UMAPReducer(pre_pca=20, random_state=3).fit_transform(X)
@@ -32,6 +33,7 @@ def test_same_seed_same_embedding_and_other_seed_differs():
     np.testing.assert_allclose(a.mean(axis=0), 0, atol=1e-4)  # centred
 
 
+@pytest.mark.slow
 def test_fit_on_sample_transforms_the_rest_and_keeps_clusters_apart():
     X, y = blobs()
     r = UMAPReducer(pre_pca=20, fit_max=80, chunk=16, random_state=0)
@@ -44,6 +46,7 @@ def test_fit_on_sample_transforms_the_rest_and_keeps_clusters_apart():
     assert adjusted_rand_score(y, lab) > 0.95
 
 
+@pytest.mark.slow
 def test_save_load_refits_without_pickle(tmp_path):
     X, _ = blobs()
     r = UMAPReducer(pre_pca=20, random_state=5).fit(X)
@@ -65,6 +68,7 @@ def test_build_reducer_and_checks():
         UMAPReducer(random_state=0).fit(np.random.default_rng(0).normal(size=(8, 5)))
 
 
+@pytest.mark.slow
 def test_run_and_predict_with_umap(tmp_path):
     from brainclust.data.demo import make_demo_dataset
     from brainclust.pipeline import predict, run
@@ -83,6 +87,7 @@ def test_run_and_predict_with_umap(tmp_path):
     assert (p.labels == r1.labels).mean() >= 0.8
 
 
+@pytest.mark.slow
 def test_embed_only_uses_exact_neighbours_and_keeps_the_structure():
     from sklearn.metrics import adjusted_rand_score
 

@@ -64,6 +64,7 @@ def test_explicit_inception_offline_gives_one_clear_error(empty_torch_home, monk
     assert "\n" not in msg and "--weights PATH" in msg and "efficientnet_lite0" in msg
 
 
+@pytest.mark.slow
 def test_inception_loads_a_local_state_dict(inception_state):
     path, reference = inception_state
     spec, weights = backbones.resolve("inception_v3", str(path))

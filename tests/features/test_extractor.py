@@ -78,6 +78,7 @@ def test_transform_and_extract_need_fit(six_images, tmp_path):
     assert fe.transform(six_images).shape == (6, 256)
 
 
+@pytest.mark.slow
 def test_bf16_features_stay_close_to_fp32(six_images, tmp_path):
     f32 = make(tmp_path, precision="fp32").transform(six_images)
     bf16 = make(tmp_path, precision="bf16").transform(six_images)

@@ -141,7 +141,11 @@ def test_export_failure_falls_back_only_under_auto(monkeypatch, images, caplog, 
 def test_bad_runtime_and_array_backbones():
     with pytest.raises(ParameterError, match="--runtime"):
         FeatureExtractor(runtime="tensorrt").check_params()
-    assert FeatureExtractor(backbone="pixels@16", runtime="onnx").fit().runtime_ == "none"
+    assert FeatureExtractor(backbone="pixels@16").fit().runtime_ == "none"
+    with pytest.raises(ParameterError, match="--runtime: would be ignored"):  # no network to run
+        FeatureExtractor(backbone="pixels@16", runtime="onnx").fit()
+    with pytest.raises(ParameterError, match="--precision: would be ignored"):
+        FeatureExtractor(backbone="hog@16", precision="bf16").fit()
 
 
 def test_precision_auto_is_fp32_on_cpu_even_with_native_bf16(monkeypatch):
@@ -152,8 +156,10 @@ def test_precision_auto_is_fp32_on_cpu_even_with_native_bf16(monkeypatch):
     assert ex.precision_ == "fp32" and ex.runtime_ == "onnx"
     demo = RunConfig(backbone="efficientnet_lite0").extractor().fit()  # the demo's settings
     assert demo.precision_ == "fp32"
-    bf16 = FeatureExtractor(backbone="efficientnet_lite0", precision="bf16", runtime="onnx").fit()
+    bf16 = FeatureExtractor(backbone="efficientnet_lite0", precision="bf16").fit()
     assert bf16.precision_ == "bf16" and bf16.runtime_ == "torch"  # ORT has no bf16 autocast: torch runs
+    with pytest.raises(ParameterError, match="--runtime onnx: would be ignored with --precision bf16"):
+        FeatureExtractor(backbone="efficientnet_lite0", precision="bf16", runtime="onnx").fit()
 
 
 def test_prefetch_keeps_order_and_reraises():

@@ -228,6 +228,7 @@ def test_bare_path_records_dispatch_on_content(tmp_path):
 
 
 # --------------------------------------------------------------------------- mixed folder, privacy
+@pytest.mark.slow
 def test_mixed_folder_end_to_end_leaks_no_patient_data(tmp_path, caplog, capfd, make_image):
     data = tmp_path / "data"
     rng = np.random.default_rng(3)

@@ -290,6 +290,7 @@ def _slow_writer(data: str, out: str, k: int, delay: float, started) -> None:
     P.run(data, out, backbone="pixels@32", pca=5, k=k, workers=0, progress=False)
 
 
+@pytest.mark.slow
 def test_two_concurrent_writers_never_mix(small_data, tmp_path):
     out = tmp_path / "out"
     ctx = multiprocessing.get_context("spawn")

@@ -233,6 +233,7 @@ CLI_CASES = ["config-list", "no-settings", "cluster-method-switched", "centers-w
              "pca-components-nan", "levels-wrong-shape"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", CLI_CASES)
 def test_cli_predict_on_tampered_model_exits_2_without_traceback(runs, tmp_path, case_id):
     _id, method, name, tamper, named = next(t for t in TAMPERINGS if t[0] == case_id)
@@ -313,6 +314,7 @@ def test_spectral_on_too_few_images_is_a_parameter_error(tmp_path, n, k):
         pipeline.run(data, None, backbone=BACKBONE, k=k, method="spectral", cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_cli_identical_images_exit_2_one_line(tmp_path):
     data = _folder(tmp_path, [_noise(0)] * 2)
     proc = subprocess.run([sys.executable, "-m", "brainclust", "run", str(data), "--out", str(tmp_path / "o"),

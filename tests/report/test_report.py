@@ -308,6 +308,7 @@ def test_outputs_that_disagree_are_rejected(tmp_path):
         build_report(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_report_command_extracts_nothing_and_imports_no_torch(tmp_path):
     out = fake_run(tmp_path, n_per=6, k=2)
     code = ("import sys; from brainclust.cli import main; rc = main(['report', sys.argv[1]]); "

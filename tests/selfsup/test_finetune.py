@@ -17,6 +17,7 @@ def demo_data(tmp_path_factory):
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_per_class=2, size=64)
 
 
+@pytest.mark.slow
 def test_finetune_trains_only_the_last_blocks_and_round_trips(demo_data, tmp_path):
     records = scan(demo_data).records[::3]  # 2 images, 1 epoch: correctness on CPU, not quality
     est = FinetuneSSL(components=("contrastive", "rotation", "joint", "refine"), n_clusters=2, epochs=1,

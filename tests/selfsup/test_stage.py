@@ -29,6 +29,7 @@ def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.mark.slow
 def test_rotation_head_beats_chance_on_held_apart_images(demo_data, cache):
     records = scan(demo_data, labels_from_folders=True).records
     ex = FeatureExtractor(backbone="efficientnet_lite0", cache_dir=cache, num_workers=0).fit()
@@ -41,6 +42,7 @@ def test_rotation_head_beats_chance_on_held_apart_images(demo_data, cache):
     assert acc >= 0.6, acc  # chance is 0.25
 
 
+@pytest.mark.slow
 def test_run_with_all_components_then_predict(demo_data, cache, tmp_path):
     out = tmp_path / "run"
     res = brainclust.run(demo_data, out, backbone="efficientnet_lite0", k=3, method="kmeans", labels_from_folders=True,
@@ -63,6 +65,7 @@ def test_run_with_all_components_then_predict(demo_data, cache, tmp_path):
     np.testing.assert_allclose(pred.embedding, res.embedding, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_run_with_chosen_appearance_views_then_predict(demo_data, cache, tmp_path):
     out = tmp_path / "run"
     code = main(["run", str(demo_data), "--out", str(out), "--backbone", "efficientnet_lite0", "--k", "3",

@@ -114,6 +114,7 @@ def demo_data(tmp_path_factory):
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_per_class=8, size=64)
 
 
+@pytest.mark.slow
 def test_run_with_temi_then_predict(demo_data, tmp_path):
     cache = str(tmp_path / "cache")
     out = tmp_path / "run"

@@ -309,6 +309,12 @@ def available() -> list[str]:
     return ["auto", *REGISTRY]
 
 
+def runs_network(name: str) -> bool:
+    """Whether backbone ``name`` runs a network (False for ``pixels``, ``hog``), without resolving weights."""
+    spec = REGISTRY.get(name) or _parse_array_name(name)
+    return spec is None or spec.array_fn is None
+
+
 def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, ResolvedWeights]:
     """Choose the backbone and its weights file without building the network.
 

@@ -206,6 +206,9 @@ class FeatureExtractor(TransformerMixin, Step):
         self.preprocess_.validate()
         prec = self.precision
         if self.spec_.array_fn is not None:
+            if prec == "bf16":
+                raise ParameterError(f"--precision: would be ignored (got 'bf16'); backbone '{self.spec_.name}' "
+                                     "runs no network: leave it at auto")
             prec = "fp32"  # array backbones do not run a network
         elif prec == "auto":  # bf16 on CPU moves the clusters: opt-in only
             prec = "bf16" if device.startswith("cuda") and bf16_supported(device) else "fp32"

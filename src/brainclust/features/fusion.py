@@ -228,12 +228,14 @@ class FusedExtractor(TransformerMixin, Step):
         return self
 
     def _block(self, name: str) -> FeatureExtractor:
-        ex = FeatureExtractor(backbone=name, precision=self.precision, batch_size=self.batch_size,
+        network = backbones.runs_network(name)
+        ex = FeatureExtractor(backbone=name, precision=self.precision if network else "auto",
+                              batch_size=self.batch_size,
                               num_workers=self.num_workers, clip_percentiles=self.clip_percentiles,
                               cache_dir=self.cache_dir, device=self.device, progress=self.progress,
                               view=self.view, view_seed=self.view_seed, intensity_window=self.intensity_window,
-                              runtime=self.runtime)
-        if self.weights == backbones.RANDOM_WEIGHTS and backbones.resolve(name)[0].array_fn is None:
+                              runtime=self.runtime if network else "auto")
+        if self.weights == backbones.RANDOM_WEIGHTS and network:
             ex.set_params(weights=backbones.RANDOM_WEIGHTS)
         return ex.fit()
 

@@ -65,10 +65,14 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     Raises
     ------
     ParameterError
-        ``runtime="onnx"`` where onnxruntime cannot be imported, or on CUDA.
+        ``runtime="onnx"`` where onnxruntime cannot be imported, or on CUDA; a runtime named for a
+        backbone that runs no network, or ``onnx`` with bf16 (settings that would be ignored).
     """
     check_runtime(runtime)
     if not has_network:
+        if runtime != "auto":
+            raise ParameterError(f"--runtime: would be ignored (got '{runtime}'); the backbone runs no network "
+                                 "(pixels, hog): leave it at auto")
         return "none"
     if runtime == "torch":
         return "torch"
@@ -79,8 +83,8 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
             raise ParameterError("--runtime onnx: package 'onnxruntime' cannot be imported; "
                                  "pip install onnxruntime, or use --runtime torch")
         if precision == "bf16":
-            log.warning("--runtime onnx with --precision bf16: running torch with bf16 autocast instead")
-            return "torch"
+            raise ParameterError("--runtime onnx: would be ignored with --precision bf16 (ONNX Runtime has no "
+                                 "bf16 autocast: torch runs); use --runtime torch or auto")
         return "onnx"
     if device.startswith("cuda") or precision == "bf16":
         return "torch"

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.features import augment, backbones
+from brainclust.core.params import check_is_fitted
 from brainclust.errors import InputError, ModelFileError
 from brainclust.io.scan import load_record
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
@@ -224,6 +225,7 @@ class FinetuneSSL(SelfSupervisedHead):
         """Embedding ``(n_images, embed_dim)`` of the images of ``records``."""
         import torch
 
+        check_is_fitted(self, "nets_")
         with torch_determinism(threads=max(1, torch.get_num_threads())):
             images = self._load_images(records)
             source = ImageViews(images, [r.key for r in records], self.backbone_, self._whiten_fn(), self.spec_,

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.core.params import check_is_fitted
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
 from brainclust.selfsup.common import COMPONENTS, FORMAT_VERSION, input_pca, parse_components, seed_for, torch_determinism
@@ -237,6 +238,7 @@ class SelfSupervisedHead:
 
     def transform(self, views: dict[str, np.ndarray]) -> np.ndarray:
         """Consensus embedding ``(n_images, n_heads * embed_dim)`` of new images' view features."""
+        check_is_fitted(self, "nets_")
         missing = [v for v in self.views_ if v not in views]
         if missing:
             raise ParameterError(f"views: the trained head needs the features of view '{missing[0]}'")

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.core.params import check_is_fitted
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
 from brainclust.core.arrays import seeded_sample, unit_rows
@@ -253,6 +254,7 @@ class TEMIHead:
 
     def transform(self, X) -> np.ndarray:
         """Embedding ``(n_images, n_heads * n_clusters)`` of new images' frozen features."""
+        check_is_fitted(self, "n_features_in_")
         X = np.asarray(X, np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ParameterError(f"temi: features have shape {X.shape}; the heads were trained on "
