@@ -49,6 +49,16 @@ def make_image(path, array_or_mode="L", size=(32, 32), fmt=None, seed=0, **save_
     return path
 
 
+def two_group_images(folder, n=12, seed=0) -> pathlib.Path:
+    """``n`` noisy 24 x 24 images in two visible groups (a dark or a bright band), ``img00.png``..."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+        arr[:, : 12 if i % 2 else 4] = 255 * (i % 2)
+        make_image(pathlib.Path(folder) / f"img{i:02d}.png", arr)
+    return pathlib.Path(folder)
+
+
 @pytest.fixture(name="make_image")
 def make_image_fixture():
     """The :func:`make_image` helper as a fixture."""

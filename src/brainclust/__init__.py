@@ -4,9 +4,10 @@ Stage sub-packages, data flowing one way::
 
     io (scan, formats, run folder) -> features (preprocess, backbones, cache) -> cluster (reduce, methods, scores)
                                          selfsup (optional, between features and cluster)
-    pipeline composes one run;  analysis (benchmark, sensitivity, ablation) and report sit on top;  cli is last.
+    model (the fitted model of a run: its steps, save/load)  ->  pipeline (run, predict);
+    analysis (benchmark, sensitivity, ablation) and report sit on top;  cli is last.
 
-:func:`run` and :func:`predict` compose them. Heavy modules (torch) load
+:func:`run` and :func:`predict` compose them; :class:`BrainClusterModel` is the fitted model. Heavy modules (torch) load
 lazily, on first use.
 """
 
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "predict", "RunConfig", "RunResult", "FeatureExtractor", "PCAReducer", "Clusterer",
-           "score", "scan", "make_demo_dataset", "__version__"]
+__all__ = ["run", "predict", "RunConfig", "RunResult", "BrainClusterModel", "FeatureExtractor", "PCAReducer",
+           "Clusterer", "score", "scan", "make_demo_dataset", "__version__"]
 
 _LAZY = {
     "run": "pipeline", "predict": "pipeline", "RunConfig": "pipeline", "RunResult": "pipeline",
+    "BrainClusterModel": "model.composite",
     "FeatureExtractor": "features.extractor", "PCAReducer": "cluster.reduce", "Clusterer": "cluster.methods",
     "score": "cluster.scores", "scan": "io.scan", "make_demo_dataset": "data.demo",
 }

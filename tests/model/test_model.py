@@ -15,21 +15,12 @@ from brainclust.io.scan import ImageRecord, scan
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.config import RunConfig, build_steps
 
-from conftest import make_image
-
-
-def _images(folder, n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        arr = rng.integers(0, 256, (24, 24), dtype=np.uint8)
-        arr[:, : 12 if i % 2 else 4] = 255 * (i % 2)  # two visible groups
-        make_image(folder / f"img{i:02d}.png", arr)
-    return folder
+from conftest import two_group_images
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    return scan(_images(tmp_path_factory.mktemp("data"))).records
+    return scan(two_group_images(tmp_path_factory.mktemp("data"))).records
 
 
 def _model(tmp_path, **settings):

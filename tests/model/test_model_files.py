@@ -17,25 +17,16 @@ import pytest
 from brainclust import pipeline
 from brainclust.errors import InputError, ModelFileError, ParameterError
 
-from conftest import make_image
+from conftest import make_image, two_group_images
 
 BACKBONE = "pixels@16"
-
-
-def _images(folder, n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        arr = rng.integers(0, 256, (24, 24), dtype=np.uint8)
-        arr[:, : 12 if i % 2 else 4] = 255 * (i % 2)  # two visible groups
-        make_image(folder / f"img{i:02d}.png", arr)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One finished run per method (dbscan, kmeans, gmm, hierarchical) on tiny synthetic images."""
     root = tmp_path_factory.mktemp("runs")
-    data = _images(root / "data")
+    data = two_group_images(root / "data")
     out = {}
     for method in ("hierarchical", "kmeans", "gmm", "dbscan"):
         pipeline.run(data, root / method, backbone=BACKBONE, k=2, method=method, pca=5,

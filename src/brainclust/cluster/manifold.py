@@ -46,7 +46,7 @@ from sklearn.base import TransformerMixin
 from brainclust.cluster.base import SEED
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.arrays import cosine_knn, seeded_sample
-from brainclust.core.params import ArrayStep, Integer, OneOf, Real, Step, param
+from brainclust.core.params import ArrayStep, Integer, OneOf, Real, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 
@@ -200,11 +200,15 @@ class UMAPManifold(TransformerMixin, ArrayStep):
 
     def transform(self, X):
         self.check_is_fitted()
-        Z = np.asarray(X, dtype=np.float64)
-        if Z.ndim != 2 or Z.shape[1] != self.n_features_in_:
-            raise ParameterError(f"features have {Z.shape[-1]} dimensions; the reducer was fitted on "
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ParameterError(f"features have {X.shape[-1]} dimensions; the reducer was fitted on "
                                  f"{self.n_features_in_}")
-        return self._raw_transform(Z) - self.center_
+        return self._raw_transform(self._input(X)) - self.center_
+
+    def _input(self, X: np.ndarray) -> np.ndarray:
+        """What UMAP sees of ``X`` (a subclass puts its PCA here)."""
+        return X
 
     # -- persistence (npz, no pickle; see the module docstring) ---------------------
     def save(self, path, params: dict | None = None) -> None:
@@ -268,8 +272,8 @@ def reduction_record(pca: PCAReducer, manifold: UMAPManifold | None) -> tuple[di
              "n_fit": int(len(manifold.fit_index_)), "centred": True})
 
 
-class UMAPReducer(TransformerMixin, Step):
-    """PCA, then UMAP, as one estimator (the model keeps them as two steps).
+class UMAPReducer(UMAPManifold):
+    """PCA, then UMAP, as one estimator (a model keeps them as two steps: the reducer and the manifold).
 
     Parameters
     ----------
@@ -282,52 +286,39 @@ class UMAPReducer(TransformerMixin, Step):
     Attributes
     ----------
     pca_ : PCAReducer
-    manifold_ : UMAPManifold
-    umap_, fit_index_, train_input_, center_ : the manifold's
+    umap_, fit_index_, train_input_, center_
+        As :class:`UMAPManifold` (of the PCA output).
     n_components_, solver_, fit_rows_, n_distinct_, explained_variance_ratio_ (None)
         What a run records of a reducer, as :class:`PCAReducer` has them.
     """
 
-    _fitted_attribute = "manifold_"
+    _fitted_attribute = "pca_"
 
     def __init__(self, pre_pca="auto", n_components: int = 10, n_neighbors: int = 30, min_dist: float = 0.0,
                  metric: str = "cosine", fit_max: int = 20000, chunk: int = 10000, random_state: int | None = None):
+        super().__init__(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
+                         fit_max=fit_max, chunk=chunk, random_state=random_state)
         self.pre_pca = pre_pca
-        self.n_components = n_components
-        self.n_neighbors = n_neighbors
-        self.min_dist = min_dist
-        self.metric = metric
-        self.fit_max = fit_max
-        self.chunk = chunk
-        self.random_state = random_state
 
-    def _parts(self) -> tuple[PCAReducer, UMAPManifold]:
-        pca = (PCAReducer(UMAP_PRE_PCA, random_state=self.random_state, only_if_wider=True)
-               if self.pre_pca == "auto" else PCAReducer(self.pre_pca, random_state=self.random_state))
-        params = {k: v for k, v in self.get_params().items() if k != "pre_pca"}
-        return pca, UMAPManifold(**params)
+    def _pre(self) -> PCAReducer:
+        if self.pre_pca == "auto":
+            return PCAReducer(UMAP_PRE_PCA, random_state=self.random_state, only_if_wider=True)
+        return PCAReducer(self.pre_pca, random_state=self.random_state)
 
     def check_params(self):
-        for part in self._parts():
-            part.check_params()
-        return self
-
-    def fit(self, X, y=None):
-        self.fit_transform(X)
-        return self
+        self._pre().check_params()
+        return super().check_params()
 
     def fit_transform(self, X, y=None):
-        self.pca_, manifold = self._parts()
-        manifold.check_params()
-        Z = self.pca_.fit_transform(np.asarray(X, dtype=np.float64))
-        emb = manifold.fit_transform(Z)
-        self._set(manifold)
+        self.check_params()
+        X = np.asarray(X, dtype=np.float64)
+        self.pca_ = self._pre().fit(X)
+        emb = super().fit_transform(self.pca_.transform(X))
+        self._pca_attributes()
         return emb
 
-    def _set(self, manifold: UMAPManifold) -> None:
-        self.manifold_ = manifold
-        self.umap_, self.fit_index_, self.train_input_ = manifold.umap_, manifold.fit_index_, manifold.train_input_
-        self.center_, self.n_features_in_ = manifold.center_, self.pca_.n_features_in_
+    def _pca_attributes(self) -> None:
+        self.n_features_in_ = self.pca_.n_features_in_
         self.n_components_ = int(self.n_components)
         self.explained_variance_ratio_ = None
         self.n_distinct_ = getattr(self.pca_, "n_distinct_", len(self.train_input_))
@@ -336,37 +327,31 @@ class UMAPReducer(TransformerMixin, Step):
 
     def embed_only(self, X) -> np.ndarray:
         """The centred UMAP embedding of ``X`` after the PCA, with no model kept (see :meth:`UMAPManifold.embed_only`)."""
-        pca, manifold = self._parts()
-        manifold.check_params()
+        self.check_params()
         X = np.asarray(X, dtype=np.float64)
         if len(X) > self.fit_max:
             raise ParameterError(f"embed_only: at most fit_max = {self.fit_max} rows, got {len(X)}")
-        return manifold.embed_only(pca.fit_transform(X))
+        return super().embed_only(self._pre().fit_transform(X))
 
-    def transform(self, X):
-        self.check_is_fitted()
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ParameterError(f"features have {X.shape[-1]} dimensions; the reducer was fitted on "
-                                 f"{self.n_features_in_}")
-        return self.manifold_.transform(self.pca_.transform(X))
+    def _input(self, X: np.ndarray) -> np.ndarray:
+        return self.pca_.transform(X)
 
     def as_dict(self) -> dict:
         """The settings recorded in the manifest."""
         self.check_is_fitted()
-        return reduction_record(self.pca_, self.manifold_)[1]
+        return reduction_record(self.pca_, self)[1]
 
-    def save(self, path) -> None:
+    def save(self, path, params: dict | None = None) -> None:
         """The UMAP part only (the PCA is saved by the caller, as ``pca.npz``)."""
-        self.check_is_fitted()
-        self.manifold_.save(path, params=self.get_params())
+        super().save(path, params=params or self.get_params())
 
     @classmethod
     def load(cls, path, pca: PCAReducer) -> "UMAPReducer":
         """Rebuild a fitted reducer from ``path`` and the run's PCA (re-fits UMAP deterministically)."""
         manifold = UMAPManifold.load(path)
-        self = cls(**{**manifold.get_params(), "pre_pca": 0})
+        self = cls(pre_pca=0, **manifold.get_params())
         self.pca_ = pca
-        self._set(manifold)
+        for name in ("umap_", "train_input_", "center_", "fit_index_"):
+            setattr(self, name, getattr(manifold, name))
+        self._pca_attributes()
         return self
-
