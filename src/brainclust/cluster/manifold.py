@@ -348,10 +348,7 @@ class UMAPReducer(UMAPManifold):
     @classmethod
     def load(cls, path, pca: PCAReducer) -> "UMAPReducer":
         """Rebuild a fitted reducer from ``path`` and the run's PCA (re-fits UMAP deterministically)."""
-        manifold = UMAPManifold.load(path)
-        self = cls(pre_pca=0, **manifold.get_params())
+        self = super().load(path)  # a UMAPReducer of the file's settings, its UMAP re-fitted
         self.pca_ = pca
-        for name in ("umap_", "train_input_", "center_", "fit_index_"):
-            setattr(self, name, getattr(manifold, name))
         self._pca_attributes()
         return self

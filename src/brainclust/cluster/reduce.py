@@ -95,23 +95,25 @@ def _fit_sample(X: np.ndarray, seed) -> np.ndarray:
     return X[seeded_sample(len(X), MAX_FIT_ROWS, seed)]
 
 
-def _randomized(X: np.ndarray, n, seed) -> PCA:
-    """Randomized PCA of ``X`` with ``n`` components (an int) or a variance fraction (a float)."""
+def _parts(pca: PCA, keep: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, components, explained variance ratio)`` of a fitted PCA, the first ``keep`` components."""
+    keep = len(pca.components_) if keep is None else keep
+    return pca.mean_, pca.components_[:keep], pca.explained_variance_ratio_[:keep]
+
+
+def _randomized(X: np.ndarray, n, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Randomized PCA of ``X`` with ``n`` components (an int) or a variance fraction (a float): :func:`_parts`."""
     cap = min(X.shape) - 1  # the randomized solver needs n < min(n_samples, n_features)
     if isinstance(n, int):
-        return PCA(n_components=min(n, cap), svd_solver="randomized", iterated_power=POWER_ITERATIONS,
-                   random_state=seed).fit(X)
+        return _parts(PCA(n_components=min(n, cap), svd_solver="randomized", iterated_power=POWER_ITERATIONS,
+                          random_state=seed).fit(X))
     block = min(64, cap)
     while True:
         pca = PCA(n_components=block, svd_solver="randomized", iterated_power=POWER_ITERATIONS,
                   random_state=seed).fit(X)
         cum = np.cumsum(pca.explained_variance_ratio_)
         if cum[-1] >= n or block >= cap:
-            keep = int(np.searchsorted(cum, n) + 1) if cum[-1] >= n else block
-            pca.components_ = pca.components_[:keep]
-            pca.explained_variance_ratio_ = pca.explained_variance_ratio_[:keep]
-            pca.n_components_ = keep
-            return pca
+            return _parts(pca, int(np.searchsorted(cum, n) + 1) if cum[-1] >= n else block)
         block = min(block * 2, cap)
 
 
@@ -202,16 +204,16 @@ class PCAReducer(TransformerMixin, ArrayStep):
         self.solver_ = _pick_solver(self.svd_solver, X.shape)
         if self.solver_ == "full" or min(X.shape) < 3:
             self.solver_ = "full"
-            pca = PCA(n_components=n, svd_solver="full", random_state=self.random_state).fit(
-                np.asarray(X, dtype=np.float64))
+            mean, comps, evr = _parts(PCA(n_components=n, svd_solver="full", random_state=self.random_state).fit(
+                np.asarray(X, dtype=np.float64)))
         else:
             Xs = _fit_sample(X if X.dtype == np.float32 else np.asarray(X, dtype=np.float64), self.random_state)
             self.fit_rows_ = len(Xs)
-            pca = _randomized(Xs, n, self.random_state)
-        self.mean_ = np.asarray(pca.mean_, dtype=np.float64)
-        self.components_ = np.asarray(pca.components_, dtype=np.float64)
-        self.explained_variance_ratio_ = np.nan_to_num(np.asarray(pca.explained_variance_ratio_, np.float64))
-        self.n_components_ = int(pca.n_components_)
+            mean, comps, evr = _randomized(Xs, n, self.random_state)
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        self.components_ = np.asarray(comps, dtype=np.float64)
+        self.explained_variance_ratio_ = np.nan_to_num(np.asarray(evr, np.float64))
+        self.n_components_ = len(self.components_)
         return self
 
     def transform(self, X):

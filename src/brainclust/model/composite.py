@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: Where each step's time goes in ``manifest.json``'s ``timings_s`` (other steps: their own name).
 TIMING_KEYS = {"extractor": "extract", "ssl": "ssl", "reducer": "reduce", "manifold": "reduce",
                "clusterer": "cluster"}
+#: How the log names the reduction steps (as ``--reduce`` does).
+LOG_NAMES = {"reducer": "pca", "manifold": "umap"}
 
 
 @dataclass
@@ -192,7 +194,7 @@ class BrainClusterModel(Step):
         self.embedding_, self.labels_, self.levels_ = batch.X, clusterer.labels_, clusterer.levels_
         self.cache_, self.timings_ = got.cache_info(), t
         log.info("%d images: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(kept),
-                 "+".join(n for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
+                 "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
                  t.get("reduce", 0.0), clusterer.method, clusterer.n_clusters_, t["cluster"])
         return self
 
