@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from brainclust.cluster.base import BaseClusterer, check_seed, relabel, relabel_like
 from brainclust.cluster.dbscan import DBSCANClusterer, knee_eps
 from brainclust.cluster.gmm import GMMClusterer
@@ -126,8 +124,3 @@ class Clusterer:
         return make_clusterer(method, n_clusters=n_clusters, **params)
 
     load = staticmethod(load_clusterer)
-
-
-def leaf_clusters(model) -> np.ndarray | None:
-    """The flat cluster of each leaf of a fitted model's tree, or ``None`` without a tree."""
-    return model.leaf_labels() if getattr(model, "tree_", None) is not None else None

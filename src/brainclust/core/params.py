@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -242,20 +242,3 @@ class ArrayStep(Step):
     def transform_batch(self, batch):
         self.check_is_fitted()
         return batch.with_features(self.transform(batch.X))
-
-
-def describe_options(constraints: Mapping[str, Param], names: Sequence[str] | None = None) -> dict[str, str]:
-    """``{parameter: option}`` of the declared parameters that an option sets (for the CLI drift test)."""
-    return {n: p.option for n, p in constraints.items() if p.option and (names is None or n in names)}
-
-
-def checked(fn: Callable[[Any], Any], option: str) -> Callable[[Any], Any]:
-    """``fn`` with any ``ValueError``/``TypeError`` it raises turned into a ParameterError naming ``option``."""
-    def run(value):
-        try:
-            return fn(value)
-        except ParameterError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(f"{option}: {exc}") from None
-    return run

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from brainclust import __version__
 from brainclust.cluster.hierarchical import mean_distance_assign
 from brainclust.cluster.kselect import resolve_k
 from brainclust.cluster.reduce import PCAReducer
@@ -87,6 +88,7 @@ class _Portfolio(Step):
         res = criteria.select(feats, k, self._cfg().seed, labels_true=labels, pca=self._cfg().pca,
                               with_consensus=consensus, **({"reductions": ("pca",)} if consensus else {}))
         self.result_, self.k_, self.sample_ = res, k, kept
+        self.sampled_ = len(records) > criteria.AUTO_MAX
         self.seconds_ = time.perf_counter() - t0
         return feats, kept
 
@@ -95,7 +97,7 @@ class _Portfolio(Step):
         """``manifest.json``'s ``auto`` section."""
         self.check_is_fitted()
         return {**self.result_.as_dict(), "wall_s": self.seconds_,
-                **({"sample_size": len(self.sample_)} if len(self.sample_) < len(self.records_) else {})}
+                **({"sample_size": len(self.sample_)} if self.sampled_ else {})}
 
     def write_extras(self, folder) -> None:
         """``auto.csv``: every candidate's criteria."""
@@ -263,5 +265,4 @@ class ConsensusModel(_Portfolio):
                     "files": [MODEL_FILES["cluster"]]}]
         for e in entries:
             e.pop("state", None)
-        write_model_manifest(folder, settings or {}, self.extractor_.describe(), entries,
-                             __import__("brainclust").__version__)
+        write_model_manifest(folder, settings or {}, self.extractor_.describe(), entries, __version__)
