@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainclust.errors import ImageReadError
+from brainclust.errors import ImageReadError, ModelFileError, NumericalError
 from brainclust.features import augment
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.io.atomic import file_sha256
@@ -139,3 +139,22 @@ def record_of(path: str | os.PathLike) -> ImageRecord:
         digest = f"unreadable:{p}:{exc}"
     return ImageRecord(path=p.as_posix(), abspath=str(p), name=p.name, type="", size=0, width=0, height=0,
                        sha256=digest)
+
+
+def check_finite(feats: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(feats)):
+        raise NumericalError(f"--backbone {name}: the network produced non-finite features (NaN or infinite); "
+                             "try --precision fp32 or check the --weights file")
+    return feats
+
+
+def check_fitted_as_saved(ex, state: dict, source: str) -> None:
+    """A re-fitted extractor must be the one a model was saved with (dimension, weights): ModelFileError."""
+    if "dim" in state and ex.spec_.dim != state["dim"]:
+        raise ModelFileError(f"{source}: field 'backbone.name' ('{state.get('name')}') gives {ex.spec_.dim} "
+                             f"dimensions but the model was saved with backbone.dim = {state['dim']}")
+    sha = state.get("weights_sha256")
+    if sha is not None and ex.weights_.sha256 != sha:
+        raise ModelFileError(f"the weights of backbone '{state.get('name')}' "
+                             f"('{ex.weights_.path or state.get('weights_path') or 'built-in'}') have changed since "
+                             f"the model was saved (SHA-256 {ex.weights_.sha256[:12]} != {sha[:12]})")

@@ -28,10 +28,11 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, param
-from brainclust.errors import ImageReadError, ModelFileError, NumericalError, ParameterError
+from brainclust.errors import ImageReadError, ModelFileError, ParameterError
 from brainclust.features import augment, backbones, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
-from brainclust.features.extraction import Extraction, ImageDataset, as_records, collate, result_array
+from brainclust.features.extraction import (Extraction, ImageDataset, as_records, check_finite, check_fitted_as_saved,
+                                            collate, result_array)
 from brainclust.features.preprocess import PreprocessConfig
 from brainclust.io.scan import ImageRecord
 from brainclust.progress import bar
@@ -64,13 +65,6 @@ def default_workers() -> int:
     """
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(4, cores // 2)
-
-
-def check_finite(feats: np.ndarray, name: str) -> np.ndarray:
-    if not np.all(np.isfinite(feats)):
-        raise NumericalError(f"--backbone {name}: the network produced non-finite features (NaN or infinite); "
-                             "try --precision fp32 or check the --weights file")
-    return feats
 
 
 #: The parameters every extractor shares (``FusedExtractor`` too), declared once.
@@ -438,15 +432,3 @@ class FeatureExtractor(TransformerMixin, Step):
         feats = (np.asarray(inputs, np.float32) if self.spec_.array_fn is not None
                  else self._forward(torch.from_numpy(np.ascontiguousarray(inputs, np.float32))))
         return check_finite(feats, self.spec_.name)
-
-
-def check_fitted_as_saved(ex, state: dict, source: str) -> None:
-    """A re-fitted extractor must be the one a model was saved with (dimension, weights): ModelFileError."""
-    if "dim" in state and ex.spec_.dim != state["dim"]:
-        raise ModelFileError(f"{source}: field 'backbone.name' ('{state.get('name')}') gives {ex.spec_.dim} "
-                             f"dimensions but the model was saved with backbone.dim = {state['dim']}")
-    sha = state.get("weights_sha256")
-    if sha is not None and ex.weights_.sha256 != sha:
-        raise ModelFileError(f"the weights of backbone '{state.get('name')}' "
-                             f"('{ex.weights_.path or state.get('weights_path') or 'built-in'}') have changed since "
-                             f"the model was saved (SHA-256 {ex.weights_.sha256[:12]} != {sha[:12]})")

@@ -46,9 +46,8 @@ from brainclust.core.arrays import unit_rows
 from brainclust.core.params import NONE, Kind, OneOf, Step, param
 from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features import backbones
-from brainclust.features.extraction import Extraction, as_records
-from brainclust.features.extractor import (SHARED_CONSTRAINTS, FeatureExtractor, check_fitted_as_saved,
-                                           check_preprocessing)
+from brainclust.features.extraction import Extraction, as_records, check_fitted_as_saved
+from brainclust.features.extractor import SHARED_CONSTRAINTS, FeatureExtractor, check_preprocessing
 
 log = logging.getLogger(__name__)
 
