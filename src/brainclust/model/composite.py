@@ -39,6 +39,7 @@ from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
 from brainclust.core.params import Step
 from brainclust.errors import InputError, ParameterError
+from brainclust.features.extraction import as_records
 from brainclust.io.outputs import RunFolder
 from brainclust.model.persist import default_settings, load_steps, save_steps
 
@@ -164,6 +165,7 @@ class BrainClusterModel(Step):
         and ``assign_all`` (the two-stage tree's assignment pass) run the same stages elsewhere.
         """
         self.check_params()
+        records = as_records(records)
         steps = [(n, clone(s)) for n, s in self.steps if s is not None]
         t: dict = {}
         extractor, clusterer = steps[0][1], steps[-1][1]
@@ -201,6 +203,7 @@ class BrainClusterModel(Step):
     def predict(self, records, *, source: str = "the input") -> Assignment:
         """Assign new images to the fitted clusters (each step's own rule; see :mod:`brainclust.cluster.methods`)."""
         self.check_is_fitted()
+        records = as_records(records)
         t0 = time.perf_counter()
         got = self.extractor_.extract(records)
         kept, feats, skipped = got.split(records)
