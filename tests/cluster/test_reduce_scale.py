@@ -62,6 +62,7 @@ def test_randomized_variance_fraction_picks_the_same_count_as_full(frac):
     assert rnd.transform(X).shape == (len(X), full.n_components_)
 
 
+@pytest.mark.slow
 def test_randomized_fraction_grows_its_block_when_needed(monkeypatch):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((300, 200))  # flat spectrum: 0.99 needs far more than the first block of 64
@@ -167,6 +168,7 @@ def _cli(*args, tmp_path):
                           timeout=300, cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_pca_one_point_zero_exits_2_and_one_is_accepted(tmp_path, make_image):
     rng = np.random.default_rng(0)
     for i in range(4):

@@ -44,6 +44,7 @@ def features(runtime: str, images, cache_dir, backbone="efficientnet_lite0", wei
     return ex, ex.transform(images)
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch_lite0_and_runtime_not_in_cache_key(images, tmp_path):
     ex_onnx, f_onnx = features("onnx", images, False)
     ex_torch, f_torch = features("torch", images, False)
@@ -56,6 +57,7 @@ def test_onnx_matches_torch_lite0_and_runtime_not_in_cache_key(images, tmp_path)
     assert "runtime" not in ex_onnx.cache_settings_
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch_inception_random_weights(images, tmp_path):
     ex_onnx, f_onnx = features("onnx", images[:2], False, "inception_v3", "random", seed=0)
     ex_torch, f_torch = features("torch", images[:2], False, "inception_v3", "random", seed=0)

@@ -326,6 +326,7 @@ def test_report_is_deterministic(tmp_path):
     assert build_report(out, write_figures=False).path.read_bytes() == first
 
 
+@pytest.mark.slow
 def test_cli_run_writes_report_and_report_rebuilds_it(tmp_path, capsys, image_folder):
     out = tmp_path / "run"
     code = main(["run", str(image_folder), "--out", str(out), "--k", "2", "--labels-from-folders",
