@@ -99,8 +99,9 @@ NAME_FIELDS = ("path", "abspath", "name", "label")
 
 
 def rows_of(records: Sequence[ImageRecord]) -> list[dict]:
-    """The manifest rows Ray carries: every field of each record, names as bytes."""
-    return [{k: (os.fsencode(v) if k in NAME_FIELDS else v) for k, v in asdict(r).items()} for r in records]
+    """The manifest rows Ray carries: every record field but ``meta`` (not needed to decode), names as bytes."""
+    return [{k: (os.fsencode(v) if k in NAME_FIELDS else v) for k, v in asdict(r).items() if k != "meta"}
+            for r in records]
 
 
 def records_of(batch: dict) -> list[ImageRecord]:
