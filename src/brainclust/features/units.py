@@ -26,7 +26,9 @@ lives on the same unit sphere as the cosine distances the clustering uses. The
 rule has no learned state: ``predict`` aggregates new units the same way.
 
 Unit metadata (:func:`unit_columns`): for each column, the value its slices
-share; when they differ, the mean for numeric columns and ``mixed`` for text.
+share (a value missing in every slice stays missing); when they differ, the
+mean when every slice has a number, else ``mixed`` (also when the column is
+missing in some slices only).
 The slice-only columns (:data:`SLICE_ONLY`) are dropped; ``n_slices`` counts
 the unit's slices.
 """
@@ -207,7 +209,7 @@ def _missing(v) -> bool:
 
 
 def unit_columns(columns: Mapping[str, Sequence], idx: UnitIndex) -> dict[str, list]:
-    """Per-unit metadata (module docstring): shared value, else mean (numeric) or ``mixed`` (text).
+    """Per-unit metadata (module docstring): shared value, else the mean (all numbers) or ``mixed``.
 
     ``columns`` are per-row metadata columns (:func:`brainclust.io.metadata.record_columns`);
     the result has one value per unit and the column ``n_slices`` first.
@@ -222,10 +224,7 @@ def unit_columns(columns: Mapping[str, Sequence], idx: UnitIndex) -> dict[str, l
             continue
         col = []
         for rows in members:
-            vals = [values[i] for i in rows if not _missing(values[i])]
-            if not vals:
-                col.append(None)
-                continue
+            vals = [None if _missing(values[i]) else values[i] for i in rows]
             first = vals[0]
             if all(v == first for v in vals):
                 col.append(first)

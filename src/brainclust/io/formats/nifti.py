@@ -218,8 +218,16 @@ def _volume(path, volume_index: int) -> tuple[np.ndarray, int]:
 def cut(vol: np.ndarray, plane: str, index: int) -> np.ndarray:
     """The 2-D slice ``index`` of ``plane`` of a canonical volume, as displayed (rows top to bottom)."""
     axis = _AXIS[plane]
-    sl = np.take(vol, index, axis=axis)  # 2-D, axes in RAS order without ``axis``
+    where: list = [slice(None)] * 3
+    where[axis] = index
+    sl = vol[tuple(where)]  # 2-D view, axes in RAS order without ``axis``
     return np.ascontiguousarray(np.flipud(sl.T), dtype=np.float32)
+
+
+def cut_shape(shape: tuple[int, ...], plane: str) -> tuple[int, int]:
+    """``(height, width)`` of the slices :func:`cut` gives for a volume of ``shape``."""
+    rest = [n for a, n in enumerate(shape[:3]) if a != _AXIS[plane]]
+    return rest[1], rest[0]
 
 
 def brain_range(vol: np.ndarray, plane: str, counts: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
@@ -286,7 +294,7 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
     for plane, how in strategy:
         first, last = brain_range(vol, plane, counts) if counts is not None else (None, None)
         for index in pick(vol, plane, how, counts):
-            h, w = cut(vol, plane, index).shape
+            h, w = cut_shape(vol.shape, plane)
             pos = float("nan") if first is None else position(index, first, last)
             info = SliceInfo(frame_id(plane, index, volume_index if is_4d else None), plane, index, w, h, pos)
             if info not in out:
