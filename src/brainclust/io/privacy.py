@@ -22,9 +22,10 @@ a conservative filter for tables:
   64 characters of letters, digits, spaces and ``_-+./()``.
 - **Tables** (``participants.tsv``, ``sessions.tsv``, ``--metadata FILE``): a
   column is dropped, with a warning naming the column (never a value), when its
-  name says it may hold PHI (:data:`PHI_COLUMN`: names, dates, times, IDs of
-  records, contact details, institutions, physicians, comments), when any of its
-  values looks like a date or a time of day, or when any value is free text
+  name says it may hold PHI (:data:`PHI_COLUMN`, on the name in snake case:
+  names, dates, times, IDs of records, contact details, institutions,
+  physicians, comments), when any of its values looks like a date or a time of
+  day or holds a ``^`` (DICOM person names), or when any value is free text
   (more than 64 characters or more than six words). Ages above 89 are written as
   90 (HIPAA safe harbour: "90 or older").
 """
@@ -228,9 +229,14 @@ def is_missing(value) -> bool:
     return str(value).strip().lower() in MISSING
 
 
+def _snake(name: str) -> str:
+    """``PatientName`` / ``patient-name`` / ``patient name`` -> ``Patient_Name`` / ``patient_name``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).replace("-", "_").replace(" ", "_")
+
+
 def phi_reason(name: str, values: Sequence) -> str | None:
     """Why a table column must be dropped (a short reason that names no value), or ``None`` to keep it."""
-    if PHI_COLUMN.search(name.replace("-", "_").replace(" ", "_")):
+    if PHI_COLUMN.search(_snake(name)):
         return "its name says it may hold names, dates, identifiers, contact details or comments"
     for v in values:
         if is_missing(v):
@@ -238,6 +244,8 @@ def phi_reason(name: str, values: Sequence) -> str | None:
         text = str(v)
         if _DATE_VALUE.match(text):
             return "it holds dates or times of day"
+        if "^" in text:
+            return "it holds person names (DICOM name format)"
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"
     return None
@@ -245,7 +253,7 @@ def phi_reason(name: str, values: Sequence) -> str | None:
 
 def clean_column(name: str, values: list) -> list:
     """The values written for a kept table column: ages above :data:`MAX_AGE` become ``MAX_AGE + 1``."""
-    if not _AGE_COLUMN.search(name.replace("-", "_").replace(" ", "_")):
+    if not _AGE_COLUMN.search(_snake(name)):
         return values
     out = []
     for v in values:
