@@ -41,7 +41,7 @@ run. One row of ``associations.csv`` per (partition, column):
     partition of the rows (e.g. ``subject`` and ``folder`` in a BIDS set), and
     the rank within the level (1 = strongest).
 
-Missing values (``""``, ``n/a``, ``NaN``...): each score uses the rows where the
+Missing values (``""``, ``n/a``, ``nan``; any case): each score uses the rows where the
 column has a value. Columns are not ranked when fewer than 3 rows have a value,
 when they have a single value, or when categorical with more distinct values
 than half their rows (identifiers such as file names).

@@ -39,7 +39,7 @@ Without an explicit key, every column with one of these names is tried and the
 one with the most matches is used. With ``key=COLUMN`` of another name, every
 kind is tried for it. Paths in the table may use ``\\`` or start with ``./``;
 a ``sub-01`` subject also matches ``01``. Values: the text as written, empty
-(or ``n/a``...) = missing. The other columns pass
+(or ``n/a``, ``nan``) = missing. The other columns pass
 :func:`brainclust.io.privacy.phi_reason` (a column that may hold PHI is dropped
 with a warning).
 

@@ -36,8 +36,8 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-#: Values read as missing in tables and CSV files (BIDS writes ``n/a``).
-MISSING = frozenset({"", "n/a", "na", "nan", "none", "null"})
+#: Values read as missing in tables and CSV files (BIDS writes ``n/a``; ``none``/``na`` are real values).
+MISSING = frozenset({"", "n/a", "nan"})
 
 #: DICOM keyword -> (column, kind). kinds: "code" (DICOM CS), "model", "text" (sanitised free text),
 #: "number" (first value as float), "presence" (yes/no), "plane" (from ImageOrientationPatient).
@@ -221,7 +221,7 @@ def sidecar_fields(data: Mapping) -> tuple[dict[str, object], list[str]]:
 
 
 def is_missing(value) -> bool:
-    """Whether a table value counts as missing (``""``, ``n/a``, ``NaN``, ``None``...)."""
+    """Whether a value counts as missing: ``None``, a float NaN, or text ``""``, ``n/a`` or ``nan`` (any case)."""
     if value is None:
         return True
     if isinstance(value, float):
