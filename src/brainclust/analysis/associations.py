@@ -86,38 +86,43 @@ class Column:
     n_values: int
 
 
+def _text(values: Sequence) -> np.ndarray:
+    """Values as a stripped text array; missing values (``None``, NaN, ``""``, ``n/a``, ``nan``) become ``""``."""
+    arr = np.asarray(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+                     if not isinstance(values, np.ndarray) else values)
+    arr = np.char.strip(arr.astype(str))
+    if arr.size:
+        arr[np.isin(np.char.lower(arr), list(privacy.MISSING))] = ""
+    return arr
+
+
 def prepare(name: str, values: Sequence) -> Column | None:
     """Classify and encode a column (module docstring); ``None`` when it is not ranked."""
-    text = ["" if privacy.is_missing(v) else str(v).strip() for v in values]
-    rows = np.array([i for i, t in enumerate(text) if t != ""], dtype=np.int64)
-    present = [text[i] for i in rows]
-    distinct = sorted(set(present))
+    text = _text(values)
+    rows = np.flatnonzero(text != "").astype(np.int64)
+    present = text[rows]
+    distinct, codes = np.unique(present, return_inverse=True)
     if len(rows) < MIN_ROWS or len(distinct) < 2:
         return None
-    nums = []
-    for t in present:
+    if len(distinct) > MAX_CATEGORIES:
         try:
-            x = float(t)
+            v = present.astype(np.float64)
         except ValueError:
-            break
-        if not math.isfinite(x):
-            break
-        nums.append(x)
-    if len(nums) == len(present) and len(distinct) > MAX_CATEGORIES:
-        v = np.asarray(nums, dtype=np.float64)
-        if np.ptp(v) == 0:
-            return None
-        return Column(name, "numeric", rows, None, v, len(distinct))
+            v = None
+        if v is not None and np.all(np.isfinite(v)):
+            if np.ptp(v) == 0:
+                return None
+            return Column(name, "numeric", rows, None, v, len(distinct))
     if len(distinct) > len(rows) / 2:
         return None
-    lookup = {t: i for i, t in enumerate(distinct)}
-    codes = np.array([lookup[t] for t in present], dtype=np.int64)
-    return Column(name, "categorical", rows, codes, None, len(distinct))
+    return Column(name, "categorical", rows, codes.astype(np.int64), None, len(distinct))
 
 
 def _codes(labels: Sequence) -> np.ndarray:
-    _, inv = np.unique(np.asarray([str(x).strip() for x in labels]), return_inverse=True)
-    return inv.astype(np.int64)
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iu":
+        arr = np.char.strip(arr.astype(str))
+    return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
 
 def _mi(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
@@ -136,28 +141,32 @@ def _ss_between(values: np.ndarray, groups: np.ndarray, ng: int) -> float:
     return float(np.sum(sums[ok] ** 2 / counts[ok]) - values.sum() ** 2 / len(values))
 
 
-def epsilon_squared(values: np.ndarray, groups: np.ndarray) -> float:
-    """Epsilon squared of a one-way ANOVA of ``values`` by ``groups`` (module docstring)."""
-    v = np.asarray(values, dtype=np.float64)
-    g = _codes(groups)
-    ng, n = int(g.max()) + 1, len(v)
+def _eps2(v: np.ndarray, g: np.ndarray) -> float:
+    """Epsilon squared of ``v`` by group codes ``g`` (codes need not be contiguous)."""
+    ng = int(g.max()) + 1
+    k, n = int(np.count_nonzero(np.bincount(g, minlength=ng))), len(v)
     ss_total = float(np.sum((v - v.mean()) ** 2))
-    if ng < 2 or n <= ng or ss_total <= 0:
+    if k < 2 or n <= k or ss_total <= 0:
         return float("nan")
     ss_b = _ss_between(v, g, ng)
     ss_w = ss_total - ss_b
-    return (ss_b - (ng - 1) * ss_w / (n - ng)) / ss_total
+    return (ss_b - (k - 1) * ss_w / (n - k)) / ss_total
+
+
+def epsilon_squared(values: Sequence[float], groups: Sequence) -> float:
+    """Epsilon squared of a one-way ANOVA of ``values`` by ``groups`` (module docstring)."""
+    return _eps2(np.asarray(values, dtype=np.float64), _codes(groups))
 
 
 def _score(col: Column, groups: np.ndarray) -> float:
     from sklearn.metrics import adjusted_mutual_info_score
 
     g = groups[col.rows]
-    if len(np.unique(g)) < 2:
+    if np.count_nonzero(np.bincount(g)) < 2:
         return float("nan")
     if col.kind == "categorical":
         return float(adjusted_mutual_info_score(col.codes, g))
-    return epsilon_squared(col.values, g)
+    return _eps2(col.values, g)
 
 
 def _perm_stat(col: Column, x: np.ndarray, g: np.ndarray, ng: int) -> float:

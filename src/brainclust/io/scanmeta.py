@@ -154,7 +154,7 @@ class FileSelector:
         if is_metadata_file(p, self.bids):
             self.metadata_files += 1
             return None
-        meta: dict = {"folder": folder_of(rel)}
+        meta: dict = {}
         bf = bids_mod.parse_path(rel) if self.bids else None
         if bf is not None and bf.name.extension in bids_mod.IMAGE_EXTENSIONS:
             self.n_bids_data += 1
@@ -169,6 +169,7 @@ class FileSelector:
             meta.update(self.index.columns(bf))
         else:
             meta.update(self.sidecars.columns(rel))
+        meta["folder"] = folder_of(rel)  # after the BIDS columns: 'subject' comes first when they coincide
         return meta
 
     def count_withheld(self, columns: Iterable[str]) -> None:
