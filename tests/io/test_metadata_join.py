@@ -98,3 +98,12 @@ def test_reserved_run_columns_get_the_prefix_and_the_table_replaces_scan_columns
 def test_record_rows_give_the_join_keys():
     recs = [ImageRecord("d/a\n.png", "/x", "a\n.png", "png", 1, 2, 2, "h", meta={"subject": "sub-01"})]
     assert metadata.record_rows(recs, ["u1"]) == [{"path": "d/a\\x0a.png", "subject": "sub-01", "unit": "u1"}]
+
+
+def test_typed_and_text_columns_for_the_outputs():
+    cols = {"n": [1, 2.5, None], "s": ["a", None, "b\n"], "mixed": [1, "x", None]}
+    typed = metadata.typed_columns(cols)
+    assert typed == {"n": ("float64", [1.0, 2.5, None]), "s": ("string", ["a", None, "b\n"]),
+                     "mixed": ("string", ["1", "x", None])}
+    assert metadata.text_columns(cols) == {"n": ["1", "2.5", ""], "s": ["a", "", "b\\x0a"],
+                                           "mixed": ["1", "x", ""]}

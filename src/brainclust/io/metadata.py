@@ -109,6 +109,29 @@ def record_columns(records: Sequence) -> dict[str, list]:
     return {new: [(getattr(r, "meta", None) or {}).get(old) for r in records] for old, new in order.items()}
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def typed_columns(columns: Mapping[str, Sequence]) -> dict[str, tuple[str, list]]:
+    """Each column with its type for ``embeddings.parquet``: ``("float64", floats with None)`` when every
+    present value is a number, else ``("string", text with None)``."""
+    out: dict[str, tuple[str, list]] = {}
+    for name, values in columns.items():
+        present = [v for v in values if not privacy.is_missing(v)]
+        if present and all(_is_number(v) for v in present):
+            out[name] = ("float64", [None if privacy.is_missing(v) else float(v) for v in values])
+        else:
+            out[name] = ("string", [None if privacy.is_missing(v) else str(v) for v in values])
+    return out
+
+
+def text_columns(columns: Mapping[str, Sequence]) -> dict[str, list[str]]:
+    """Each column as the text ``assignments.csv`` holds (missing -> ``""``; numbers as ``str``)."""
+    return {name: ["" if privacy.is_missing(v) else escape_name(str(v)) for v in values]
+            for name, values in columns.items()}
+
+
 def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str = "--metadata") -> dict[str, list]:
     """``base`` with the columns of ``new`` added; a column of ``new`` with a name in ``base`` replaces it."""
     out = dict(base)
