@@ -79,8 +79,6 @@ NOT_SEQUENCE = frozenset({"sub", "ses", "run", "chunk", "split"})
 DEFAULT_DATATYPES = frozenset({"anat"})
 #: Top-level folders of a BIDS data set that hold no raw data.
 NON_DATA_FOLDERS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype", "log", "logs"})
-#: Extensions of image data files.
-IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 #: Largest sidecar read (bytes); larger ones are counted as unreadable.
 MAX_SIDECAR_BYTES = 1 << 20
 #: Largest participants/sessions table read (bytes).

@@ -61,6 +61,11 @@ from pathlib import Path
 from brainclust.errors import InputError, ParameterError
 from brainclust.io import privacy
 from brainclust.io.outputs import ASSIGNMENT_COLUMNS, LEVEL_COLUMNS, escape_name
+from brainclust.io.pathfilter import folder_of
+
+__all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
+           "text_columns", "merge_columns", "MetadataTable", "read_table", "JoinResult", "join_table",
+           "record_rows", "check_key"]
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +87,6 @@ def column_name(name: str) -> str:
     while out in RESERVED:
         out = PREFIX + out
     return out
-
-
-def folder_of(rel: str) -> str:
-    """The first-level folder of a relative path (``""`` for a file directly in the root)."""
-    parts = rel.split("#", 1)[0].split("/")
-    return parts[0] if len(parts) > 1 else ""
 
 
 def record_columns(records: Sequence) -> dict[str, list]:

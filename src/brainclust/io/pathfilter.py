@@ -83,6 +83,12 @@ def compile_glob(pattern: str, option: str = "--include") -> re.Pattern:
     return re.compile("^" + rx + ("/.*" if under else "") + "$")
 
 
+def folder_of(rel: str) -> str:
+    """The first-level folder of a relative path (``""`` for a file directly in the root)."""
+    parts = rel.split("#", 1)[0].split("/")
+    return parts[0] if len(parts) > 1 else ""
+
+
 class PathFilter:
     """Include / exclude patterns over relative POSIX paths (see the module docstring)."""
 

@@ -9,8 +9,7 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bids import read_json
-from brainclust.io.metadata import folder_of
-from brainclust.io.pathfilter import PathFilter
+from brainclust.io.pathfilter import PathFilter, folder_of
 
 #: Image file endings whose same-stem ``.json`` is their sidecar (dcm2niix writes ``x.nii.gz`` + ``x.json``).
 STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -156,7 +155,7 @@ class FileSelector:
             return None
         meta: dict = {}
         bf = bids_mod.parse_path(rel) if self.bids else None
-        if bf is not None and bf.name.extension in bids_mod.IMAGE_EXTENSIONS:
+        if bf is not None:  # a BIDS data file (images, and e.g. EEG files: left out unless selected)
             self.n_bids_data += 1
             if not bids_mod.matches(bf, self.bfilter):
                 if "datatype" not in self.bfilter and bf.datatype not in bids_mod.DEFAULT_DATATYPES:
