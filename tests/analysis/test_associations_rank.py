@@ -123,6 +123,15 @@ def test_inputs_are_validated():
         A.rank_associations({"a": ["x"]}, {"cluster": [0]}, permutations=-1)
     with pytest.raises(ParameterError, match="column 'a' has 1 values for 2 rows"):
         A.rank_associations({"a": ["x"]}, {"cluster": [0, 1]})
-    assert A.prepare("id", [f"u{i}" for i in range(10)]) is None      # identifier-like
+    assert A.prepare("id", [f"u{i}" for i in range(10)]) is None      # a different value in every row
+    assert A.prepare("few", ["a", "b", "c", "d", "d"]).kind == "categorical"  # 5 subjects, 4 groups
     assert A.prepare("const", ["a"] * 10) is None
     assert A.prepare("few", ["a", "", "b"]) is None                   # fewer than 3 rows with a value
+
+
+def test_five_units_a_column_reproducing_the_clusters_still_ranks_first():
+    clusters = ["0", "1", "2", "3", "3"]
+    rows = A.rank_associations({"grp": ["a", "b", "c", "d", "d"], "site": ["s1", "s2", "s3", "s4", "s5"]},
+                               {"cluster": clusters}, permutations=999)  # exact p: 6 / 60 = 0.1
+    assert [r["column"] for r in rows] == ["grp"] and rows[0]["score"] == pytest.approx(1.0)
+    assert rows[0]["p_value"] > 0.05 and "none of the 1 metadata columns clearly" in A.headline(rows)

@@ -43,8 +43,8 @@ run. One row of ``associations.csv`` per (partition, column):
 
 Missing values (``""``, ``n/a``, ``nan``; any case): each score uses the rows where the
 column has a value. Columns are not ranked when fewer than 3 rows have a value,
-when they have a single value, or when categorical with more distinct values
-than half their rows (identifiers such as file names).
+when they have a single value, or when categorical with a different value in
+every row (identifiers such as file names: their AMI is 0 by construction).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def prepare(name: str, values: Sequence) -> Column | None:
             if np.ptp(v) == 0:
                 return None
             return Column(name, "numeric", rows, None, v, len(distinct))
-    if len(distinct) > len(rows) / 2:
+    if len(distinct) == len(rows):
         return None
     return Column(name, "categorical", rows, codes.astype(np.int64), None, len(distinct))
 
