@@ -28,12 +28,11 @@ Slice strategies (``--slices``), comma-separated, e.g. ``axial:mid,coronal:3``:
 - ``all-planes:...``: the same for axial, coronal and sagittal.
 
 Which slices contain brain (:func:`brain_range`)
---------------------------------------------------------------------
+------------------------------------------------
 The brain's extent comes from a mask that intensity noise cannot grow, so that
 slice ``k`` of one subject matches slice ``k`` of another as well as a rigid,
-unregistered choice can, and noise-only edge slices are never chosen:
-
-The rule (:mod:`brainclust.io.formats.brainmask`):
+unregistered choice can, and noise-only edge slices are never chosen. The rule
+(:mod:`brainclust.io.formats.brainmask`):
 
 1. **Smooth**: volumes above ``MASK_FULL_RES_VOXELS`` voxels are first
    reduced by 2x2x2 block means; then a Gaussian filter of
@@ -50,6 +49,10 @@ The rule (:mod:`brainclust.io.formats.brainmask`):
 A copy of a volume with added Gaussian noise gets the same range to within a
 slice or two (tested), where the plain threshold of earlier versions
 (``min + 0.1 (p99 - min)``, on unsmoothed voxels) let the noise decide it.
+
+The mask is computed once per volume, and only when a strategy other than
+``mid`` needs it. Each slice also gets its ``position`` in that range (0 at the
+first slice with brain, 1 at the last).
 
 ``PLANE`` is ``axial``, ``coronal`` or ``sagittal``. Each slice is one row whose
 ``path`` is ``volume.nii.gz#axial=45`` (``#axial=45&t=2`` for volume 2 of a 4-D
