@@ -87,7 +87,7 @@ def test_the_step_list_is_open_to_new_middle_steps(records, tmp_path):
 
 def test_records_carry_metadata_columns_into_assignments(tmp_path):
     recs = [ImageRecord(path=f"a{i}.png", abspath=f"/x/a{i}.png", name=f"a{i}.png", type="png", size=1, width=2,
-                        height=2, sha256="ab" * 32, meta=(("subject", f"s{i % 2}"), ("site", "x\ty")))
+                        height=2, sha256="ab" * 32, meta={"subject": f"s{i % 2}", "site": "x\ty"})
             for i in range(3)]
     from brainclust.io.outputs import assignment_rows
 

@@ -194,7 +194,7 @@ def meta_columns(records: Sequence) -> list[str]:
     """The metadata columns the records carry (``ImageRecord.meta``), in order of first appearance."""
     seen: dict[str, None] = {}
     for r in records:
-        for key, _ in getattr(r, "meta", ()) or ():
+        for key in getattr(r, "meta", None) or {}:
             seen.setdefault(key, None)
     return [c for c in seen if c not in ASSIGNMENT_COLUMNS and c not in LEVEL_COLUMNS]
 
@@ -202,7 +202,7 @@ def meta_columns(records: Sequence) -> list[str]:
 def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
     """One dict per image with the columns of ``assignments.csv`` (``records`` are ImageRecords).
 
-    Metadata a record carries (``meta``: ``(column, text)`` pairs) is added after the fixed
+    Metadata a record carries (``meta``: column -> value) is added after the fixed
     columns, escaped like the names.
     """
     rows = []
@@ -212,8 +212,8 @@ def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
                "cluster": int(labels[i])}
         if levels is not None:
             row.update({c: int(levels[i, j]) for j, c in enumerate(LEVEL_COLUMNS)})
-        for key, value in getattr(r, "meta", ()) or ():
-            row.setdefault(key, escape_name(str(value)))
+        for key, value in (getattr(r, "meta", None) or {}).items():
+            row.setdefault(key, "" if value is None else escape_name(str(value)))
         rows.append(row)
     return rows
 

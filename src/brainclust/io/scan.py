@@ -4,8 +4,25 @@ Scanning is deterministic: files are visited in the order of their relative
 POSIX paths, and the 2-D images inside one file (DICOM frames, NIfTI slices)
 in index order. Every file that gives no readable image ends up in the list of
 skipped files with a reason; one bad file never ends a run. Accounting is per
-file: every file found either contributes at least one record or is skipped
-(``len(files_with_records) + len(skipped) == n_files``).
+file: every file found either contributes at least one record, is skipped, is a
+metadata file (JSON/TSV sidecars and tables: read as metadata, never listed as
+skipped images) or is left out (``--include``/``--exclude-files``, a BIDS filter,
+a BIDS non-data folder): ``len(files_with_records) + len(skipped) +
+metadata_files + sum(excluded.values()) == n_files``. One summary line (INFO)
+gives the metadata and left-out counts.
+
+Every record carries ``meta``, its metadata columns (:mod:`brainclust.io.metadata`):
+``folder`` (first-level folder), the BIDS columns of :mod:`brainclust.io.bids`
+in a BIDS data set, the whitelisted fields of a JSON sidecar with the same stem
+(``x.nii.gz`` + ``x.json``, as dcm2niix writes them) elsewhere, the DICOM header
+whitelist and ``series_id`` (see below), the NIfTI header fields, and per
+slice ``plane``, ``slice_index`` and (when the strategy located the brain)
+``slice_position``; ``aspect`` (width / height) for every image.
+
+DICOM series: files are grouped by SeriesInstanceUID (compared through a
+one-way hash). A series is named ``<folder of its first file>#series=<n>``,
+``n`` counting the series first met in that folder (1, 2, ...); a file without
+the UID is a series of its own, named by its path. The UID is never written.
 
 A file's kind comes from its content (:func:`brainclust.io.formats.detect`):
 DICOM (:mod:`brainclust.io.formats.dicom`), NIfTI (:mod:`brainclust.io.formats.nifti`),
@@ -24,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from brainclust.io import formats
+from brainclust.io import formats, scanmeta
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
 from brainclust.io.formats import dicom, nifti
@@ -33,6 +50,8 @@ from brainclust.io.outputs import escape_name
 
 log = logging.getLogger(__name__)
 
+#: Reason of a skipped symbolic link to a folder.
+LINKED_FOLDER = "symbolic link to a folder; not followed (it could loop)"
 #: Image formats brainclust decodes (Pillow format names), whatever the extension.
 SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 
@@ -47,9 +66,9 @@ class ImageRecord:
     which keys the feature cache. ``label`` is the first sub-folder under the
     root when labels are read from folders, else ``""``. ``frame`` names one
     2-D image inside a multi-image file (a slice or a frame); ``""`` for plain
-    2-D images. ``meta`` holds more per-image columns as ``(column, text)`` pairs (for
-    metadata joined to the images); they are written to ``assignments.csv`` after the fixed
-    columns and never used as features.
+    2-D images. ``meta`` maps metadata column names to values (see the module
+    docstring and :func:`brainclust.io.metadata.record_columns`); it takes no
+    part in equality or hashing.
     """
 
     path: str
@@ -62,7 +81,7 @@ class ImageRecord:
     sha256: str
     label: str = ""
     frame: str = ""
-    meta: tuple[tuple[str, str], ...] = ()
+    meta: dict = field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> str:
@@ -72,12 +91,22 @@ class ImageRecord:
 
 @dataclass
 class ScanResult:
-    """What :func:`scan` found: readable images and skipped files with reasons."""
+    """What :func:`scan` found: readable images, skipped files with reasons, and counts.
+
+    ``metadata_files``: JSON/TSV files (and BIDS README, CHANGES, LICENSE,
+    ``.bval``/``.bvec``) taken as metadata, not images. ``excluded``: files left
+    out on purpose, by reason. ``bids``: whether the root is a BIDS data set.
+    ``summary``: the one line that sums these up (``""`` when there is nothing to say).
+    """
 
     root: str
     records: list[ImageRecord] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     n_files: int = 0
+    metadata_files: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    bids: bool = False
+    summary: str = ""
 
     @property
     def labels(self) -> list[str]:
@@ -154,8 +183,13 @@ def probe(path: str | os.PathLike) -> tuple[str, int, int]:
     return fmt, w, h
 
 
-def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: int) -> list[ImageRecord]:
-    """The records of one file (one per 2-D image in it), or ImageReadError with a reason."""
+def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: int,
+                  meta: dict | None = None) -> tuple[list[ImageRecord], str, tuple[str, ...]]:
+    """The records of one file (one per 2-D image in it), its DICOM series key (``""`` if none) and
+    the DICOM header columns the sanitiser withheld.
+
+    Raises ImageReadError with a reason when the file gives no image.
+    """
     if p.is_symlink() and not p.exists():
         raise ImageReadError("broken or looping symbolic link")
     try:
@@ -164,15 +198,29 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
     except OSError as exc:
         raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
     kind = formats.detect(p)
+    base = dict(meta or {})
 
-    def make(kind_name: str, w: int, h: int, frame: str = "", path: str = rel) -> ImageRecord:
+    def make(kind_name: str, w: int, h: int, frame: str = "", path: str = rel, extra=None) -> ImageRecord:
+        m = dict(base)
+        m.update(extra or {})
+        m["aspect"] = round(w / h, 4) if h else None
         return ImageRecord(path=path, abspath=str(p), name=p.name, type=kind_name, size=size,
-                           width=w, height=h, sha256=digest, label=label, frame=frame)
+                           width=w, height=h, sha256=digest, label=label, frame=frame, meta=m)
 
     if kind == "nifti":
         found = nifti.probe(p, strategy, volume_index)
+        try:
+            base.update(nifti.header_fields(p))
+        except ImageReadError:
+            pass  # the volume was read: only its header fields are missing
         size, digest = p.stat().st_size, file_sha256(p)
-        return [make("nifti", s.width, s.height, s.frame, f"{rel}#{s.frame}") for s in found]
+        out = []
+        for s in found:
+            extra = {"plane": s.plane, "slice_index": s.index}
+            if s.position == s.position:  # not NaN
+                extra["slice_position"] = s.position
+            out.append(make("nifti", s.width, s.height, s.frame, f"{rel}#{s.frame}", extra))
+        return out, "", ()
     if kind == "dicom":
         info = dicom.probe(p)
     else:
@@ -191,16 +239,18 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
                 raise
         else:
             size, digest = p.stat().st_size, file_sha256(p)
-            return [make(fmt.lower(), w, h)]
+            return [make(fmt.lower(), w, h)], "", ()
     size, digest = p.stat().st_size, file_sha256(p)
+    base.update(info.fields)
     if info.n_frames == 1:
-        return [make("dicom", info.width, info.height)]
+        return [make("dicom", info.width, info.height)], info.series_key, info.withheld
     return [make("dicom", info.width, info.height, dicom.frame_id(i), f"{rel}#frame={i + 1}")
-            for i in range(info.n_frames)]
+            for i in range(info.n_frames)], info.series_key, info.withheld
 
 
 def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str = nifti.DEFAULT_SLICES,
-         volume_index: int = 0, progress: bool | None = None) -> ScanResult:
+         volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
+         bids_filter=None, bids: bool | None = None) -> ScanResult:
     """Find the images under ``root`` (recursively, deterministic order).
 
     Parameters
@@ -217,19 +267,25 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         The volume of 4-D NIfTI files to slice (ignored for 3-D files).
     progress : bool or None, default None
         A progress bar over the files (every file is read and hashed); ``None`` = on a terminal.
+    include, exclude : iterable of str, default ()
+        ``--include`` / ``--exclude-files`` globs over relative paths (:mod:`brainclust.io.pathfilter`).
+    bids_filter : str or mapping or None
+        ``--bids-filter`` (:func:`brainclust.io.bids.parse_filter`); needs a BIDS data set.
+    bids : bool or None, default None
+        Treat ``root`` as a BIDS data set: ``None`` detects it, ``False`` never.
 
     Returns
     -------
     ScanResult
         Readable images (``records``: one per 2-D image, so one per DICOM frame
-        and NIfTI slice) and skipped files with reasons.
+        and NIfTI slice), skipped files with reasons, and counts.
 
     Raises
     ------
     InputError
-        If ``root`` is not a folder.
+        ``root`` is not a folder, or BIDS data files exist but none is selected.
     ParameterError
-        If ``slices`` or ``volume_index`` is invalid.
+        Invalid ``slices``, ``volume_index``, pattern or BIDS filter (or one for a non-BIDS folder).
     """
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
@@ -237,27 +293,36 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     if not rootp.is_dir():
         raise InputError(f"input folder '{root}' does not exist or is not a folder")
     rootp = rootp.resolve()
-    result = ScanResult(root=str(rootp))
     files, linked_dirs = _walk(rootp)
-    result.n_files = len(files) + len(linked_dirs)
-    for d in linked_dirs:
-        result.skipped.append({"path": d.relative_to(rootp).as_posix(),
-                               "reason": "symbolic link to a folder; not followed (it could loop)"})
+    rels = [p.relative_to(rootp).as_posix() for p in files]
+    select = scanmeta.FileSelector(rootp, rels, include, exclude, bids_filter, bids, str(root))
+    result = ScanResult(root=str(rootp), bids=select.bids, n_files=len(files) + len(linked_dirs),
+                        skipped=[{"path": d.relative_to(rootp).as_posix(), "reason": LINKED_FOLDER}
+                                 for d in linked_dirs])
+    series_keys: dict[str, str] = {}
     pbar = bar(len(files), "scan", progress, unit="file")
-    for p in files:
+    for p, rel in zip(files, rels):
         pbar.update(1)
-        rel = p.relative_to(rootp).as_posix()
-        parts = rel.split("/")
-        label = parts[0] if labels_from_folders and len(parts) > 1 else ""
+        meta = select(p, rel)
+        if meta is None:
+            continue
+        label = rel.split("/")[0] if labels_from_folders and "/" in rel else ""
         try:
-            result.records.extend(_file_records(p, rel, label, slices, volume_index))
+            found, series_keys[rel], held = _file_records(p, rel, label, slices, volume_index, meta)
+            result.records.extend(found)
+            select.count_withheld(held)
         except ImageReadError as exc:
             result.skipped.append({"path": rel, "reason": exc.reason})
-        except OSError as exc:
-            result.skipped.append({"path": rel, "reason": f"cannot read file: {exc.strerror or exc}"})
         except Exception as exc:  # noqa: BLE001 - one odd file never ends a run
-            result.skipped.append({"path": rel, "reason": f"cannot read file ({type(exc).__name__})"})
+            reason = (f"cannot read file: {exc.strerror or exc}" if isinstance(exc, OSError)
+                      else f"cannot read file ({type(exc).__name__})")
+            result.skipped.append({"path": rel, "reason": reason})
     pbar.close()
+    select.finish()  # raises when a BIDS filter selected nothing
+    scanmeta.assign_series_ids(result.records, series_keys)
+    result.metadata_files, result.excluded, result.summary = select.metadata_files, select.excluded, select.summary
+    if result.summary:
+        log.info("scan: %s", result.summary)  # one line: sidecars and left-out files are never listed one by one
     result.skipped.sort(key=lambda s: s["path"])
     for s in result.skipped:
         log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])  # as written in the outputs

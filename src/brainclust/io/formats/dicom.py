@@ -21,6 +21,9 @@ a reason. Compressed transfer syntaxes decode with the decoders pydicom finds
 
 Privacy: nothing from the header other than geometry, photometric settings,
 series/instance numbers and the SOP class name is ever read into a message.
+:func:`header_fields` reads the whitelist of :data:`brainclust.io.privacy.DICOM_FIELDS`
+(sanitised there) for the metadata columns, and a one-way hash of the
+SeriesInstanceUID groups files into series (the UID itself is never kept).
 pydicom's own warnings (which may quote element values such as a malformed
 PatientName) are silenced inside this module, and messages of pydicom's
 exceptions are never passed on for reading errors.
@@ -29,15 +32,17 @@ exceptions are never passed on for reading errors.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from brainclust.errors import ImageReadError, names_file
+from brainclust.io import privacy
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +57,22 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 @dataclass(frozen=True)
 class DicomInfo:
-    """Header facts of one DICOM image object (no patient data)."""
+    """Header facts of one DICOM image object (no patient data).
+
+    ``series_key`` is a SHA-256 of the SeriesInstanceUID (``""`` without one): it
+    groups files into series and is never written anywhere. ``fields`` are the
+    whitelisted, sanitised header fields (:func:`header_fields`); ``withheld``
+    the columns whose value was dropped by the sanitiser.
+    """
 
     width: int
     height: int
     n_frames: int
     series_number: int | None
     instance_number: int | None
+    series_key: str = field(default="", compare=False, repr=False)
+    fields: dict = field(default_factory=dict, compare=False)
+    withheld: tuple[str, ...] = field(default=(), compare=False)
 
 
 def has_preamble(path: str | os.PathLike) -> bool:
@@ -165,8 +179,52 @@ def _check(ds) -> DicomInfo:
             if bits not in (1, 8, 16, 32, 64) or have < need:
                 raise ImageReadError(f"DICOM pixel data is truncated or inconsistent ({have} bytes, "
                                      f"{need} expected for {frames}x{rows}x{cols}, {bits} bits)")
+    fields, withheld = header_fields(ds)
     return DicomInfo(width=cols, height=rows, n_frames=frames, series_number=_int(ds, "SeriesNumber"),
-                     instance_number=_int(ds, "InstanceNumber"))
+                     instance_number=_int(ds, "InstanceNumber"), series_key=series_key(ds), fields=fields,
+                     withheld=tuple(withheld))
+
+
+def series_key(ds) -> str:
+    """A one-way SHA-256 (hex) of the data set's SeriesInstanceUID, or ``""`` without one."""
+    try:
+        uid = str(ds.get("SeriesInstanceUID") or "").strip()
+    except Exception:  # noqa: BLE001 - a damaged element counts as absent
+        return ""
+    return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest() if uid else ""
+
+
+def header_fields(ds) -> tuple[dict[str, object], list[str]]:
+    """The whitelisted header fields as metadata columns: ``(columns, withheld columns)``.
+
+    Reads only the keywords of :data:`brainclust.io.privacy.DICOM_FIELDS`; each
+    value is converted and sanitised there (a value that fails the sanitiser is
+    withheld: left out, its column named in ``withheld``). The plane comes from
+    ImageOrientationPatient, or from the shared (else first per-frame) functional
+    group of an enhanced multi-frame object.
+    """
+    out: dict[str, object] = {}
+    withheld: list[str] = []
+    with _quiet():
+        for keyword, (column, kind) in privacy.DICOM_FIELDS.items():
+            try:
+                if kind == "presence":
+                    out[column] = privacy.convert(ds.get(keyword) if keyword in ds else None, kind)
+                    continue
+                raw = ds.get(keyword)
+                if raw is None and keyword == "ImageOrientationPatient":
+                    item = _frame_item(ds, 0, "PlaneOrientationSequence")
+                    raw = item.get(keyword) if item is not None else None
+                if raw is None or raw == "":
+                    continue
+                value = privacy.convert(list(raw) if type(raw).__name__ == "MultiValue" else raw, kind)
+            except Exception:  # noqa: BLE001 - an odd value is left out, never quoted
+                value = None
+            if value is None:
+                withheld.append(column)
+            else:
+                out[column] = value
+    return out, withheld
 
 
 @names_file()

@@ -22,12 +22,37 @@ Slice strategies (``--slices``), comma-separated, e.g. ``axial:mid,coronal:3``:
 
 - ``PLANE:mid``: the middle slice of the array (index ``n // 2``).
 - ``PLANE:N``: ``N`` slices evenly spaced through the slices that contain
-  brain, at the centres of ``N`` equal bins of that range. A slice contains
-  brain when its count of foreground voxels (above ``min + 0.1 * (p99 - min)``
-  of the volume) is at least 5 % of the largest such count along that axis.
-  Fewer than ``N`` slices result when the range is shorter than ``N``.
+  brain, at the centres of ``N`` equal bins of that range. Fewer than ``N``
+  slices result when the range is shorter than ``N``.
 - ``PLANE:all``: every slice that contains brain.
 - ``all-planes:...``: the same for axial, coronal and sagittal.
+
+Which slices contain brain (:func:`brain_range`)
+------------------------------------------------
+The brain's extent comes from a mask that intensity noise cannot grow, so that
+slice ``k`` of one subject matches slice ``k`` of another as well as a rigid,
+unregistered choice can, and noise-only edge slices are never chosen. The rule
+(:mod:`brainclust.io.formats.brainmask`):
+
+1. **Smooth**: volumes above ``MASK_FULL_RES_VOXELS`` voxels are first
+   reduced by 2x2x2 block means; then a Gaussian filter of
+   ``MASK_SIGMA`` voxels. Both average white noise away.
+2. **Threshold**: Otsu's threshold ``t`` of the smoothed values (between the
+   background and the tissue modes).
+3. **Largest connected component** (6-connectivity) of ``smoothed > t``,
+   dilated by one (coarse) voxel: the *support*. Specks of noise and bright
+   artefacts outside the head are not part of it.
+4. **Count**, per slice, the voxels of the original volume above ``t`` inside
+   the support. A slice contains brain when its count reaches
+   ``BRAIN_SLICE_FRACTION`` (5 %) of the largest count along that axis.
+
+A copy of a volume with added Gaussian noise gets the same range to within a
+slice or two (tested), where the plain threshold of earlier versions
+(``min + 0.1 (p99 - min)``, on unsmoothed voxels) let the noise decide it.
+
+The mask is computed once per volume, and only when a strategy other than
+``mid`` needs it. Each slice also gets its ``position`` in that range (0 at the
+first slice with brain, 1 at the last).
 
 ``PLANE`` is ``axial``, ``coronal`` or ``sagittal``. Each slice is one row whose
 ``path`` is ``volume.nii.gz#axial=45`` (``#axial=45&t=2`` for volume 2 of a 4-D
@@ -42,21 +67,18 @@ import os
 import re
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from brainclust.errors import ImageReadError, ParameterError, names_file
+from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
 
 PLANES = ("axial", "coronal", "sagittal")
 DEFAULT_SLICES = "axial:mid"
 #: Largest 3-D volume read (voxels); guards against gzip bombs and bogus headers.
 MAX_VOXELS = 512 ** 3
-#: Foreground threshold as a fraction of the range from the minimum to the 99th percentile.
-FOREGROUND_FRACTION = 0.1
-#: A slice contains brain when its foreground count reaches this fraction of the axis maximum.
-BRAIN_SLICE_FRACTION = 0.05
 _AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 _SPEC = re.compile(r"^(axial|coronal|sagittal|all-planes):(mid|all|[0-9]+)$")
 _FRAME = re.compile(r"^(axial|coronal|sagittal)=([0-9]+)(?:&t=([0-9]+))?$")
@@ -71,6 +93,9 @@ class SliceInfo:
     index: int
     width: int
     height: int
+    #: Position of the slice in the brain's range along its axis (0 = first, 1 = last slice with brain);
+    #: outside [0, 1] for a ``mid`` slice beyond the brain.
+    position: float = field(default=float("nan"), compare=False)
 
 
 def parse_slices(text: str) -> tuple[tuple[str, str], ...]:
@@ -196,37 +221,48 @@ def _volume(path, volume_index: int) -> tuple[np.ndarray, int]:
 def cut(vol: np.ndarray, plane: str, index: int) -> np.ndarray:
     """The 2-D slice ``index`` of ``plane`` of a canonical volume, as displayed (rows top to bottom)."""
     axis = _AXIS[plane]
-    sl = np.take(vol, index, axis=axis)  # 2-D, axes in RAS order without ``axis``
+    where: list = [slice(None)] * 3
+    where[axis] = index
+    sl = vol[tuple(where)]  # 2-D view, axes in RAS order without ``axis``
     return np.ascontiguousarray(np.flipud(sl.T), dtype=np.float32)
 
 
-def brain_range(vol: np.ndarray, plane: str) -> tuple[int, int]:
-    """First and last index along ``plane`` of the slices that contain brain (inclusive)."""
-    lo, hi = float(vol.min()), float(np.percentile(vol, 99))
-    if not hi > lo:
-        hi = float(vol.max())
-    fg = vol > lo + FOREGROUND_FRACTION * (hi - lo)
-    axis = _AXIS[plane]
-    counts = fg.sum(axis=tuple(a for a in range(3) if a != axis))
-    keep = np.flatnonzero(counts >= max(1, BRAIN_SLICE_FRACTION * counts.max()))
+def cut_shape(shape: tuple[int, ...], plane: str) -> tuple[int, int]:
+    """``(height, width)`` of the slices :func:`cut` gives for a volume of ``shape``."""
+    rest = [n for a, n in enumerate(shape[:3]) if a != _AXIS[plane]]
+    return rest[1], rest[0]
+
+
+def brain_range(vol: np.ndarray, plane: str, counts: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
+    """First and last index along ``plane`` of the slices that contain brain (inclusive).
+
+    ``counts`` (from :func:`slice_counts`) saves recomputing the mask for each plane.
+    """
+    c = (counts or slice_counts(vol))[plane]
+    keep = np.flatnonzero(c >= max(1, BRAIN_SLICE_FRACTION * c.max()))
     if keep.size == 0:
-        n = vol.shape[axis]
+        n = vol.shape[_AXIS[plane]]
         return 0, n - 1
     return int(keep[0]), int(keep[-1])
 
 
-def pick(vol: np.ndarray, plane: str, how: str) -> list[int]:
+def pick(vol: np.ndarray, plane: str, how: str, counts: dict[str, np.ndarray] | None = None) -> list[int]:
     """Slice indices of one ``(plane, how)`` strategy, ascending, without repeats."""
     n = vol.shape[_AXIS[plane]]
     if how == "mid":
         return [n // 2]
-    first, last = brain_range(vol, plane)
+    first, last = brain_range(vol, plane, counts)
     if how == "all":
         return list(range(first, last + 1))
     k = int(how)
     length = last - first + 1
     idx = [first + int((i + 0.5) * length / k) for i in range(k)]
     return sorted(set(idx))
+
+
+def position(index: int, first: int, last: int) -> float:
+    """Where slice ``index`` lies in the brain's range ``[first, last]``: 0 at ``first``, 1 at ``last``."""
+    return 0.5 if last <= first else round((index - first) / (last - first), 4)
 
 
 def frame_id(plane: str, index: int, volume_index: int | None) -> str:
@@ -256,14 +292,60 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
     strategy = parse_slices(slices)
     vol, n_vol = _volume(path, volume_index)
     is_4d = n_vol > 1
+    counts = None if all(how == "mid" for _, how in strategy) else slice_counts(vol)  # mid needs no mask
     out: list[SliceInfo] = []
     for plane, how in strategy:
-        for index in pick(vol, plane, how):
-            h, w = cut(vol, plane, index).shape
-            info = SliceInfo(frame_id(plane, index, volume_index if is_4d else None), plane, index, w, h)
+        first, last = brain_range(vol, plane, counts) if counts is not None else (None, None)
+        for index in pick(vol, plane, how, counts):
+            h, w = cut_shape(vol.shape, plane)
+            pos = float("nan") if first is None else position(index, first, last)
+            info = SliceInfo(frame_id(plane, index, volume_index if is_4d else None), plane, index, w, h, pos)
             if info not in out:
                 out.append(info)
     return out
+
+
+@names_file()
+def header_fields(path: str | os.PathLike) -> dict[str, object]:
+    """Geometry from a NIfTI header (no voxel is read): the columns of :mod:`brainclust.io.metadata`.
+
+    ``voxel_x_mm``, ``voxel_y_mm``, ``voxel_z_mm``: voxel size along the canonical
+    (RAS+) axes, i.e. as the slices are cut (sagittal, coronal, axial spacing);
+    ``shape``: the canonical 3-D shape, ``"240x240x155"``; ``n_volumes``: volumes
+    of a 4-D file (1 for 3-D); ``orientation``: the stored axis codes
+    (nibabel's ``aff2axcodes``, e.g. ``"LPS"``; the slices are reoriented
+    whatever they are). NIfTI headers hold no patient data besides the free-text
+    ``descrip``/``aux_file``/``intent_name``, which are never read.
+
+    Raises
+    ------
+    ImageReadError
+        If the header cannot be read.
+    """
+    import nibabel as nib
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = nib.load(str(path))
+            shape = tuple(int(s) for s in img.shape)
+            zooms = [float(z) for z in img.header.get_zooms()[:3]]
+            if len(shape) < 3 or len(zooms) < 3:
+                raise ImageReadError(f"NIfTI image has shape {shape}; a 3-D or 4-D volume is needed")
+            ornt = nib.orientations.io_orientation(img.affine)[:3, 0]
+            codes = "".join(c or "?" for c in nib.aff2axcodes(img.affine))
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types
+        raise ImageReadError(f"cannot read NIfTI header ({type(exc).__name__})") from None
+    canon_zoom, canon_shape = list(zooms), list(shape[:3])
+    if np.all(np.isfinite(ornt)) and sorted(ornt.astype(int)) == [0, 1, 2]:
+        for stored_axis, ras_axis in enumerate(ornt.astype(int)):
+            canon_zoom[ras_axis] = zooms[stored_axis]
+            canon_shape[ras_axis] = shape[stored_axis]
+    return {"voxel_x_mm": round(canon_zoom[0], 4), "voxel_y_mm": round(canon_zoom[1], 4),
+            "voxel_z_mm": round(canon_zoom[2], 4), "shape": "x".join(map(str, canon_shape)),
+            "n_volumes": shape[3] if len(shape) > 3 else 1, "orientation": codes}
 
 
 @names_file()

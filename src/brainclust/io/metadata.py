@@ -1,0 +1,355 @@
+"""Per-record metadata as table columns, and the ``--metadata FILE`` join.
+
+Every :class:`~brainclust.io.scan.ImageRecord` carries ``meta``: a mapping of
+column name -> value (str, int or float) built by the scan from the folder, the
+BIDS name, sidecars, ``participants.tsv``, ``sessions.tsv`` and the DICOM/NIfTI
+headers (all through :mod:`brainclust.io.privacy`). :func:`record_columns` turns
+a list of records into a table (column -> one value per record, ``None`` when a
+record has no value) for ``assignments.csv`` and ``embeddings.parquet``.
+
+Column names
+------------
+Metadata never overwrites a column of the run itself (:data:`RESERVED`: the
+columns of ``assignments.csv`` -- ``path``, ``name``, ``type``, ``size``,
+``width``, ``height``, ``label``, ``cluster``, ``level_1`` ... ``level_10`` --
+and ``unit``, ``n_slices``, ``sha256``, ``frame``, ``embedding``,
+``features``): such a metadata column is renamed with the prefix ``meta_``
+(``meta_label``), with one warning. Between metadata sources, the explicit
+``--metadata`` table wins over what the scan found (warning naming the column).
+
+The metadata table (``--metadata FILE``)
+----------------------------------------
+CSV or TSV (tab-separated when the name ends in ``.tsv``/``.tab`` or the header
+line holds a tab), UTF-8, one header line. One column is the key; its kind
+decides what it is compared with in each row of the run:
+
+===========  ==================================================  ====================================
+kind         key column names (case-insensitive)                 matches
+===========  ==================================================  ====================================
+``path``     ``path``, ``relative_path``, ``filepath``            the row's path relative to DATA, with
+                                                                  or without its ``#axial=45`` part, or
+                                                                  the row's unit id
+``unit``     ``unit``, ``unit_id``                                the row's unit id
+``name``     ``name``, ``file``, ``filename``, ``file_name``      the file name (last path component)
+``subject``  ``subject``, ``participant_id``, ``participant``,    the row's ``subject`` column (BIDS
+             ``sub``                                              ``sub-01``), else its unit id
+===========  ==================================================  ====================================
+
+Without an explicit key, every column with one of these names is tried and the
+one with the most matches is used. With ``key=COLUMN`` of another name, every
+kind is tried for it. Paths in the table may use ``\\`` or start with ``./``;
+a ``sub-01`` subject also matches ``01``. Values: the text as written, empty
+(or ``n/a``, ``nan``) = missing. The other columns pass
+:func:`brainclust.io.privacy.phi_reason` (a column that may hold PHI is dropped
+with a warning).
+
+Errors (:class:`~brainclust.errors.InputError`, one line naming the file): the
+file cannot be read, has no header or no key column, the key has duplicate
+values, or no row of the run matches. A warning gives the count of rows of the
+run without a match (their columns are empty) and of table rows that match
+nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from brainclust.errors import InputError, ParameterError
+from brainclust.io import privacy
+from brainclust.io.outputs import ASSIGNMENT_COLUMNS, LEVEL_COLUMNS, escape_name
+from brainclust.io.pathfilter import folder_of
+
+__all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
+           "text_columns", "merge_columns", "MetadataTable", "read_table", "JoinResult", "join_table",
+           "record_rows", "check_key"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of the run itself: metadata with one of these names gets :data:`PREFIX`.
+RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS +
+                     ["unit", "n_slices", "sha256", "frame", "embedding", "features", "abspath"])
+PREFIX = "meta_"
+#: Key column names of each kind (lower case), in the order ties are broken.
+KEY_NAMES = {"path": ("path", "relative_path", "filepath"), "unit": ("unit", "unit_id"),
+             "name": ("name", "file", "filename", "file_name"),
+             "subject": ("subject", "participant_id", "participant", "sub")}
+#: Largest metadata table read (bytes).
+MAX_TABLE_BYTES = 256 << 20
+
+
+def column_name(name: str) -> str:
+    """``name`` as a metadata column: reserved names get the prefix ``meta_``."""
+    out = str(name).strip()
+    while out in RESERVED:
+        out = PREFIX + out
+    return out
+
+
+def record_columns(records: Sequence) -> dict[str, list]:
+    """The metadata of ``records`` as columns: name -> one value per record (``None`` when absent).
+
+    Columns appear in the order they are first met; reserved names are prefixed
+    (:func:`column_name`). ``records`` are ImageRecords (anything with ``meta``).
+    """
+    order: dict[str, str] = {}
+    renamed: set[str] = set()
+    for r in records:
+        for k in (getattr(r, "meta", None) or {}):
+            if k not in order:
+                order[k] = column_name(k)
+                if order[k] != k:
+                    renamed.add(k)
+    for k in sorted(renamed):
+        log.warning("metadata column '%s' has the name of a run column; written as '%s'", k, order[k])
+    return {new: [(getattr(r, "meta", None) or {}).get(old) for r in records] for old, new in order.items()}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def typed_columns(columns: Mapping[str, Sequence]) -> dict[str, tuple[str, list]]:
+    """Each column with its type for ``embeddings.parquet``: ``("float64", floats with None)`` when every
+    present value is a number, else ``("string", text with None)``."""
+    out: dict[str, tuple[str, list]] = {}
+    for name, values in columns.items():
+        present = [v for v in values if not privacy.is_missing(v)]
+        if present and all(_is_number(v) for v in present):
+            out[name] = ("float64", [None if privacy.is_missing(v) else float(v) for v in values])
+        else:
+            out[name] = ("string", [None if privacy.is_missing(v) else str(v) for v in values])
+    return out
+
+
+def text_columns(columns: Mapping[str, Sequence]) -> dict[str, list[str]]:
+    """Each column as the text ``assignments.csv`` holds (missing -> ``""``; numbers as ``str``)."""
+    return {name: ["" if privacy.is_missing(v) else escape_name(str(v)) for v in values]
+            for name, values in columns.items()}
+
+
+def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str = "--metadata") -> dict[str, list]:
+    """``base`` with the columns of ``new`` added; a column of ``new`` with a name in ``base`` replaces it."""
+    out = dict(base)
+    for k, v in new.items():
+        name = column_name(k)
+        if name in out:
+            log.warning("%s: column '%s' replaces the column of the same name found by the scan", source, name)
+        out[name] = list(v)
+    return out
+
+
+@dataclass
+class MetadataTable:
+    """A metadata file read by :func:`read_table`: its header and rows (text)."""
+
+    path: str
+    header: list[str]
+    rows: list[dict[str, str]]
+
+
+def read_table(path: str | Path) -> MetadataTable:
+    """Read a CSV or TSV metadata file (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable, too large, empty or has a duplicate column name.
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_TABLE_BYTES:
+            raise InputError(f"--metadata '{path}': larger than {MAX_TABLE_BYTES >> 20} MiB")
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"--metadata '{path}': file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--metadata '{path}': not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"--metadata '{path}': cannot read ({exc.strerror or exc})") from None
+    first = text.split("\n", 1)[0]
+    tab = p.name.lower().endswith((".tsv", ".tab", ".tsv.txt")) or "\t" in first
+    try:
+        reader = csv.reader(text.splitlines(), delimiter="\t" if tab else ",")
+        lines = [row for row in reader]
+    except csv.Error as exc:
+        raise InputError(f"--metadata '{path}': not a valid {'TSV' if tab else 'CSV'} file ({exc})") from None
+    if not lines or not any(h.strip() for h in lines[0]):
+        raise InputError(f"--metadata '{path}': empty; expected a header line and one row per key")
+    header = [h.strip() for h in lines[0]]
+    dupes = sorted({h for h in header if h and header.count(h) > 1})
+    if dupes:
+        raise InputError(f"--metadata '{path}': column name '{dupes[0]}' appears more than once in the header")
+    rows = []
+    for line in lines[1:]:
+        if not any(c.strip() for c in line):
+            continue
+        rows.append({h: (line[i].strip() if i < len(line) else "") for i, h in enumerate(header) if h})
+    return MetadataTable(str(path), [h for h in header if h], rows)
+
+
+def _norm_path(text: str) -> str:
+    t = text.strip().replace("\\", "/")
+    while t.startswith("./"):
+        t = t[2:]
+    return escape_name(t)
+
+
+def _row_keys(row: Mapping, kind: str) -> list[str]:
+    """The values of a run row a key of ``kind`` may equal (first match wins)."""
+    path = str(row.get("path") or "")
+    unit = str(row.get("unit") or "")
+    if kind == "path":
+        return [k for k in (path, path.split("#", 1)[0], unit) if k]
+    if kind == "unit":
+        return [unit] if unit else []
+    if kind == "name":
+        base = path.split("#", 1)[0].rsplit("/", 1)[-1]
+        return [base] if base else []
+    subject = str(row.get("subject") or "")
+    return [k for k in (subject, unit) if k]
+
+
+def _table_key(value: str, kind: str) -> list[str]:
+    if kind == "path":
+        return [_norm_path(value)]
+    if kind == "subject":
+        v = value.strip()
+        return [v, f"sub-{v}"] if not v.startswith("sub-") else [v]
+    return [value.strip()]
+
+
+@dataclass
+class JoinResult:
+    """What :func:`join_table` did: the new columns (one value per run row) and the counts."""
+
+    columns: dict[str, list[str]]
+    key: str
+    kind: str
+    n_matched: int
+    n_rows: int
+    n_unused: int
+    dropped: list[str]
+
+
+def _match(table: MetadataTable, key: str, kind: str, rows: Sequence[Mapping]) -> tuple[list[int | None], int]:
+    index: dict[str, int] = {}
+    for i, trow in enumerate(table.rows):
+        for k in _table_key(trow.get(key, ""), kind):
+            if k:
+                index.setdefault(k, i)
+    hit: list[int | None] = []
+    used: set[int] = set()
+    for row in rows:
+        j = next((index[k] for k in _row_keys(row, kind) if k in index), None)
+        hit.append(j)
+        if j is not None:
+            used.add(j)
+    return hit, len(used)
+
+
+def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = None) -> JoinResult:
+    """Join a metadata table onto the run's rows (dicts with ``path`` and, when present, ``unit``, ``subject``).
+
+    Parameters
+    ----------
+    table : MetadataTable
+    rows : sequence of mappings
+        One per row of the run (``assignments.csv`` rows, or :func:`record_rows` of the records).
+    key : str or None
+        The table's key column; ``None`` chooses it (module docstring).
+
+    Returns
+    -------
+    JoinResult
+        ``columns``: every kept non-key column, one value per row (``""`` without a match).
+
+    Raises
+    ------
+    InputError
+        No key column, duplicate key values, or no row matches.
+    """
+    lower = {h.lower(): h for h in table.header}
+    if key is not None:
+        if key not in table.header:
+            raise InputError(f"--metadata '{table.path}': key column '{key}' not found; columns: "
+                             f"{', '.join(table.header[:20])}")
+        kinds = [k for k, names in KEY_NAMES.items() if key.lower() in names] or list(KEY_NAMES)
+        candidates = [(key, kind) for kind in kinds]
+    else:
+        candidates = [(lower[n], kind) for kind, names in KEY_NAMES.items() for n in names if n in lower]
+        if not candidates:
+            accepted = ", ".join(n for names in KEY_NAMES.values() for n in names)
+            raise InputError(f"--metadata '{table.path}': no key column; name one of: {accepted} "
+                             f"(columns: {', '.join(table.header[:20])})")
+    best = None
+    for col, kind in candidates:
+        hit, used = _match(table, col, kind, rows)
+        n = sum(h is not None for h in hit)
+        if best is None or n > best[0]:
+            best = (n, col, kind, hit, used)
+    n, col, kind, hit, used = best
+    values = [r.get(col, "").strip() for r in table.rows]
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if privacy.is_missing(v):
+            continue
+        if v in seen:
+            present = [x for x in values if not privacy.is_missing(x)]
+            raise InputError(f"--metadata '{table.path}': key column '{col}' has "
+                             f"{len(present) - len(set(present))} duplicate "
+                             f"value(s) (first at line {i + 2}); each key must appear once")
+        seen.add(v)
+    if n == 0:
+        raise InputError(f"--metadata '{table.path}': no row of the run matches key column '{col}' "
+                         f"(compared as {_describe(kind)})")
+    columns: dict[str, list[str]] = {}
+    dropped: list[str] = []
+    for h in table.header:
+        if h == col:
+            continue
+        values = [table.rows[j].get(h, "") if j is not None else "" for j in hit]
+        reason = privacy.phi_reason(h, [r.get(h, "") for r in table.rows])
+        if reason:
+            log.warning("--metadata '%s': column '%s' not used: %s", table.path, h, reason)
+            dropped.append(h)
+            continue
+        values = privacy.clean_column(h, values)
+        columns[h] = ["" if privacy.is_missing(v) else v for v in values]
+    unmatched, unused = len(rows) - n, len(table.rows) - used
+    if unmatched or unused:
+        log.warning("--metadata '%s': %d of %d rows of the run have no match (their columns are empty); "
+                    "%d table row(s) match nothing", table.path, unmatched, len(rows), unused)
+    return JoinResult(columns, col, kind, n, len(rows), unused, dropped)
+
+
+def _describe(kind: str) -> str:
+    return {"path": "paths relative to the data folder, e.g. sub-01/anat/sub-01_T1w.nii.gz",
+            "unit": "unit ids of the run", "name": "file names",
+            "subject": "BIDS subjects (sub-01) or unit ids"}[kind]
+
+
+def record_rows(records: Sequence, units: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """The join keys of records as rows: ``path`` (escaped), ``unit`` (when given) and ``subject``."""
+    out = []
+    for i, r in enumerate(records):
+        row = {"path": escape_name(r.path)}
+        subj = (getattr(r, "meta", None) or {}).get("subject")
+        if subj:
+            row["subject"] = str(subj)
+        if units is not None:
+            row["unit"] = escape_name(str(units[i]))
+        out.append(row)
+    return out
+
+
+def check_key(key) -> str | None:
+    """Validate a ``--metadata-key`` value (a column name or ``None``)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.strip():
+        raise ParameterError(f"--metadata-key: expected a column name, got {key!r}")
+    return key.strip()

@@ -1,0 +1,108 @@
+"""``--include GLOB`` / ``--exclude-files GLOB``: which files of a folder are scanned.
+
+Patterns are matched against each file's path relative to the scanned folder,
+with ``/`` between folders, case-sensitively:
+
+- ``*`` matches any run of characters within one folder or file name,
+  ``?`` one character, ``[abc]`` / ``[!abc]`` one character of a set;
+- ``**`` as a whole path component matches any number of folders (also none):
+  ``**/anat/*.nii.gz``;
+- a pattern without ``/`` matches the file *name* in any folder (``*.dcm``,
+  ``sub-*_T1w.nii.gz``), like ``.gitignore``;
+- a pattern ending in ``/`` matches everything under such a folder
+  (``derivatives/``, ``*/localizer/``).
+
+A file is scanned when it matches at least one ``--include`` pattern (every file
+when there is none) and no ``--exclude-files`` pattern. Files left out are not
+"skipped": they are only counted, in the scan's one summary line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+from brainclust.errors import ParameterError
+
+
+def _segment(seg: str, pattern: str, option: str) -> str:
+    out, i = [], 0
+    while i < len(seg):
+        c = seg[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = seg.find("]", i + 2 if i + 1 < len(seg) and seg[i + 1] in "!^" else i + 1)
+            if j < 0:
+                raise ParameterError(f"{option}: unclosed '[' in pattern {pattern!r}")
+            body = seg[i + 1:j]
+            neg = body[:1] in ("!", "^")
+            body = body[1:] if neg else body
+            body = body.replace("\\", "\\\\").replace("^", "\\^")
+            out.append(f"[^/{body}]" if neg else f"[{body}]")
+            i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def compile_glob(pattern: str, option: str = "--include") -> re.Pattern:
+    """The regular expression of one pattern (rules in the module docstring).
+
+    Raises
+    ------
+    ParameterError
+        If the pattern is empty, absolute, or has an unclosed ``[``.
+    """
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ParameterError(f"{option}: a pattern must not be empty, got {pattern!r}")
+    pat = pattern.strip()
+    if pat.startswith("/"):
+        raise ParameterError(f"{option}: patterns are relative to the data folder; got the absolute {pattern!r}")
+    under = pat.endswith("/")
+    pat = pat.rstrip("/")
+    if pat.startswith("./"):
+        pat = pat[2:]
+    if "/" not in pat and not under:
+        return re.compile("^(?:.*/)?" + _segment(pat, pattern, option) + "$")
+    parts = pat.split("/")
+    rx = ""
+    for k, seg in enumerate(parts):
+        last = k == len(parts) - 1
+        if seg == "**":
+            rx += "(?:[^/]+/)*" if not last else ".*"
+        else:
+            rx += _segment(seg, pattern, option) + ("" if last else "/")
+    if "/" not in pat:  # 'name/': a folder of that name at any depth
+        rx = "(?:.*/)?" + rx
+    return re.compile("^" + rx + ("/.*" if under else "") + "$")
+
+
+def folder_of(rel: str) -> str:
+    """The first-level folder of a relative path (``""`` for a file directly in the root)."""
+    parts = rel.split("#", 1)[0].split("/")
+    return parts[0] if len(parts) > 1 else ""
+
+
+class PathFilter:
+    """Include / exclude patterns over relative POSIX paths (see the module docstring)."""
+
+    def __init__(self, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
+        self.include = tuple(include or ())
+        self.exclude = tuple(exclude or ())
+        self._inc = [compile_glob(p, "--include") for p in self.include]
+        self._exc = [compile_glob(p, "--exclude-files") for p in self.exclude]
+
+    def __bool__(self) -> bool:
+        return bool(self._inc or self._exc)
+
+    def __call__(self, rel: str) -> bool:
+        """Whether the file at ``rel`` is scanned."""
+        if self._inc and not any(rx.match(rel) for rx in self._inc):
+            return False
+        return not any(rx.match(rel) for rx in self._exc)

@@ -1,0 +1,197 @@
+"""Helpers of :func:`brainclust.io.scan.scan` for metadata: sidecar files, DICOM series ids, the summary line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from brainclust.errors import InputError, ParameterError
+from brainclust.io import bids as bids_mod
+from brainclust.io import privacy
+from brainclust.io.bids import read_json
+from brainclust.io.pathfilter import PathFilter, folder_of
+
+#: Image file endings whose same-stem ``.json`` is their sidecar (dcm2niix writes ``x.nii.gz`` + ``x.json``).
+STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Text files of a BIDS data set's root that are metadata (``README``, ``README.md``...).
+BIDS_TEXT = ("README", "CHANGES", "LICENSE", "CITATION")
+
+
+def is_metadata_file(p: Path, in_bids: bool) -> bool:
+    """Whether a file is read as metadata rather than as an image.
+
+    JSON files whose content starts with ``{`` or ``[`` and TSV files (without NUL
+    bytes in their first 512 bytes; ``.tsv.gz`` always); in a BIDS data set also
+    ``.bval``, ``.bvec`` and the root's README, CHANGES, LICENSE and CITATION files.
+    """
+    name = p.name.lower()
+    if in_bids and (name.endswith((".bval", ".bvec")) or p.name.split(".")[0] in BIDS_TEXT):
+        return True
+    if not name.endswith((".json", ".tsv", ".tsv.gz")):
+        return False
+    if name.endswith(".tsv.gz"):
+        return True
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if name.endswith(".json"):
+        return head.lstrip()[:1] in (b"{", b"[")
+    return b"\x00" not in head
+
+
+class StemSidecars:
+    """The whitelisted fields of ``x.json`` for an image ``x.nii.gz`` / ``x.dcm`` / ... in the same folder."""
+
+    def __init__(self, root: Path, rels: Iterable[str]) -> None:
+        self.root = Path(root)
+        self.json = {r for r in rels if r.lower().endswith(".json")}
+        self.cache: dict[str, dict] = {}
+        self.withheld: dict[str, int] = {}
+        self.unreadable = 0
+
+    def path_of(self, rel: str) -> str | None:
+        low = rel.lower()
+        for suf in STEM_SUFFIXES:
+            if low.endswith(suf):
+                cand = rel[: len(rel) - len(suf)] + ".json"
+                return cand if cand in self.json else None
+        return None
+
+    def columns(self, rel: str) -> dict:
+        side = self.path_of(rel)
+        if side is None:
+            return {}
+        if side not in self.cache:
+            data = read_json(self.root / side)
+            self.unreadable += data is None
+            cols, withheld = privacy.sidecar_fields(data or {})
+            for c in withheld:
+                self.withheld[c] = self.withheld.get(c, 0) + 1
+            self.cache[side] = cols
+        return self.cache[side]
+
+
+def assign_series_ids(records: Sequence, keys: Mapping[str, str]) -> None:
+    """Set ``meta['series_id']`` of DICOM records (see "DICOM series" in :mod:`brainclust.io.scan`).
+
+    ``keys`` maps a file's relative path to the hash of its SeriesInstanceUID.
+    """
+    names: dict[str, str] = {}
+    per_folder: dict[str, int] = {}
+    for r in records:
+        if r.type != "dicom":
+            continue
+        file_rel = r.path.split("#", 1)[0]
+        key = keys.get(file_rel, "")
+        if not key:
+            r.meta["series_id"] = file_rel
+            continue
+        if key not in names:
+            folder = file_rel.rsplit("/", 1)[0] if "/" in file_rel else "."
+            per_folder[folder] = per_folder.get(folder, 0) + 1
+            names[key] = f"{folder}#series={per_folder[folder]}"
+        r.meta["series_id"] = names[key]
+
+
+def summary_line(bids: bool, metadata_files: int, excluded: Mapping[str, int], withheld: Mapping[str, int],
+                 unreadable: int) -> str:
+    """The scan's one summary line (``""`` when there is nothing to say)."""
+    parts = []
+    if bids:
+        parts.append("BIDS data set")
+    if metadata_files:
+        parts.append(f"{metadata_files} metadata file(s) (JSON/TSV sidecars and tables) read as metadata, "
+                     "not images" + (f" ({unreadable} unreadable)" if unreadable else ""))
+    for reason, n in sorted(excluded.items()):
+        parts.append(f"{n} file(s) left out: {reason}")
+    if withheld:
+        parts.append("header text withheld (not matching the safe pattern): " +
+                     ", ".join(f"{c} x{n}" for c, n in sorted(withheld.items())))
+    return "; ".join(parts)
+
+
+class FileSelector:
+    """Which files a scan reads as images, with what metadata; counts what it leaves out.
+
+    Called once per file (sorted order): returns the file's metadata columns, or
+    ``None`` when the file is left out (``--include``/``--exclude-files``, a BIDS
+    non-data folder, a BIDS data file the filter or the default datatype rule does
+    not select) or is a metadata file.
+    """
+
+    def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: bool | None,
+                 shown_root: str) -> None:
+        self.pfilter = PathFilter(include, exclude)
+        self.bfilter = bids_mod.parse_filter(bids_filter)
+        self.bids_filter_text = bids_filter
+        self.bids = bids_mod.is_bids_root(root) if bids is None else bool(bids)
+        if self.bfilter and not self.bids:
+            raise ParameterError(f"--bids-filter: '{shown_root}' is not a BIDS data set (no "
+                                 "dataset_description.json and no sub-<label> folder)")
+        self.shown_root = shown_root
+        self.index = bids_mod.BidsIndex(root, rels) if self.bids else None
+        self.sidecars = StemSidecars(root, rels)
+        self.metadata_files = 0
+        self.excluded: dict[str, int] = {}
+        self.withheld: dict[str, int] = {}
+        self.n_bids_data = self.n_bids_used = 0
+        self.summary = ""
+
+    def _leave_out(self, reason: str) -> None:
+        self.excluded[reason] = self.excluded.get(reason, 0) + 1
+
+    def __call__(self, p: Path, rel: str) -> dict | None:
+        if self.pfilter and not self.pfilter(rel):
+            self._leave_out("--include/--exclude-files")
+            return None
+        parts = rel.split("/")
+        if self.bids and len(parts) > 1 and parts[0] in bids_mod.NON_DATA_FOLDERS:
+            self._leave_out(f"BIDS folder {parts[0]}/ (not raw data)")
+            return None
+        if is_metadata_file(p, self.bids):
+            self.metadata_files += 1
+            return None
+        meta: dict = {}
+        bf = bids_mod.parse_path(rel) if self.bids else None
+        if bf is not None:  # a BIDS data file (images, and e.g. EEG files: left out unless selected)
+            self.n_bids_data += 1
+            if not bids_mod.matches(bf, self.bfilter):
+                if "datatype" not in self.bfilter and bf.datatype not in bids_mod.DEFAULT_DATATYPES:
+                    self._leave_out(f"BIDS datatype {bf.datatype} (anatomical images only by default; "
+                                    "--bids-filter datatype=... takes others)")
+                else:
+                    self._leave_out("not selected by --bids-filter")
+                return None
+            self.n_bids_used += 1
+            meta.update(self.index.columns(bf))
+        else:
+            meta.update(self.sidecars.columns(rel))
+        meta["folder"] = folder_of(rel)  # after the BIDS columns: 'subject' comes first when they coincide
+        return meta
+
+    def count_withheld(self, columns: Iterable[str]) -> None:
+        for c in columns:
+            self.withheld[c] = self.withheld.get(c, 0) + 1
+
+    def finish(self) -> None:
+        """Merge the sidecar counts into the summary line; raise when BIDS data files exist but none is used.
+
+        Raises
+        ------
+        InputError
+            A BIDS filter (or the default datatype rule) selected none of the data set's data files.
+        """
+        if self.bids and self.n_bids_data and not self.n_bids_used:
+            what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else
+                    "the default (anatomical images only; --bids-filter datatype=... takes others)")
+            raise InputError(f"input folder '{self.shown_root}': {what} selects none of its "
+                             f"{self.n_bids_data} BIDS data file(s)")
+        unreadable = self.sidecars.unreadable
+        for stats in ([self.index.stats] if self.index is not None else []) + [self.sidecars]:
+            for c, n in stats.withheld.items():
+                self.withheld[c] = self.withheld.get(c, 0) + n
+        if self.index is not None:
+            unreadable += self.index.stats.unreadable
+        self.summary = summary_line(self.bids, self.metadata_files, self.excluded, self.withheld, unreadable)

@@ -1,0 +1,137 @@
+"""What the clusters follow: scores agree with independent computations from assignments.csv."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_mutual_info_score
+
+from brainclust.analysis import associations as A
+from brainclust.errors import ParameterError
+
+
+def eps2_by_hand(values, groups):
+    values = [float(v) for v in values]
+    n, mean = len(values), sum(values) / len(values)
+    by = {}
+    for v, g in zip(values, groups):
+        by.setdefault(g, []).append(v)
+    ss_t = sum((v - mean) ** 2 for v in values)
+    ss_b = sum(len(m) * (sum(m) / len(m) - mean) ** 2 for m in by.values())
+    k = len(by)
+    return (ss_b - (k - 1) * (ss_t - ss_b) / (n - k)) / ss_t
+
+
+@pytest.fixture
+def assignments_csv(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 240
+    cluster = rng.integers(0, 4, n)
+    rows = []
+    for i in range(n):
+        c = int(cluster[i])
+        rows.append({
+            "path": f"img{i}.png", "name": f"img{i}.png", "type": "png", "size": str(1000 + i),
+            "width": "64", "height": "64", "label": "", "cluster": str(c), "level_1": "0",
+            "level_2": str(int(c >= 2)), "level_3": str(min(c, 2)),
+            "copy": ["glioma", "meningioma", "pituitary", "none"][c],             # reproduces the clusters
+            "noise": ["a", "b", "c"][rng.integers(0, 3)],                           # independent of them
+            "site": ["2013", "2014", "CBICA"][(c + (i % 7 == 0)) % 3],             # partly related
+            "age": f"{40 + 10 * c + rng.normal(0, 3):.3f}",                         # numeric, depends on c
+            "rand_num": f"{rng.normal():.5f}",                                      # numeric, independent
+            "tesla": ["1.5", "3"][rng.integers(0, 2)],                              # numeric, 2 values: categorical
+            "sparse": "" if i % 4 else ["x", "y"][c % 2],                           # mostly missing
+            "same": ["g", "m", "p", "n"][c],                                        # same partition as copy
+        })
+    path = tmp_path / "assignments.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_score_agrees_with_an_independent_computation(assignments_csv, tmp_path):
+    rows = A.from_assignments(assignments_csv, permutations=99, random_state=0)
+    out = tmp_path / "associations.csv"
+    A.write_associations(out, rows)
+    with open(out, newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [r["column"] for r in written] == [r["column"] for r in rows] and list(written[0]) == A.ASSOCIATION_COLUMNS
+    assert {r["level"] for r in written} == {"cluster", "level_2", "level_3"}  # level_1 has one group
+    assert {r["column"] for r in written} == {"copy", "noise", "site", "age", "rand_num", "tesla", "sparse",
+                                              "same", "size"}  # identifiers and partitions are not ranked
+    for r in written:
+        have = [a for a in assignments_csv if a[r["column"]] != ""]
+        col, grp = [a[r["column"]] for a in have], [a[r["level"]] for a in have]
+        if r["statistic"] == "AMI":
+            expect = adjusted_mutual_info_score(col, grp)
+        else:
+            expect = eps2_by_hand(col, grp)
+        assert float(r["score"]) == pytest.approx(expect, abs=1e-8), r
+        assert int(r["n"]) == len(have)
+    kinds = {r["column"]: r["kind"] for r in written}
+    assert kinds["age"] == kinds["rand_num"] == kinds["size"] == "numeric"
+    assert kinds["tesla"] == kinds["site"] == "categorical"
+
+
+def test_a_column_reproducing_the_clusters_ranks_first_and_a_random_one_scores_near_zero(assignments_csv):
+    rows = [r for r in A.from_assignments(assignments_csv, permutations=199) if r["level"] == "cluster"]
+    top = rows[0]
+    assert top["column"] in ("copy", "same") and top["score"] == pytest.approx(1.0) and top["rank"] == 1
+    assert top["p_value"] == pytest.approx(1 / 200)
+    by = {r["column"]: r for r in rows}
+    assert by["same"]["same_as"] == "copy" or by["copy"]["same_as"] == "same"
+    assert abs(by["noise"]["score"]) < 0.05 and by["noise"]["p_value"] > 0.01
+    assert abs(by["rand_num"]["score"]) < 0.05 and by["rand_num"]["p_value"] > 0.01
+    assert by["age"]["score"] > 0.8 and by["age"]["p_value"] == pytest.approx(1 / 200)
+    assert by["sparse"]["n"] == 60
+    line = A.headline(rows)
+    assert line.startswith("clusters follow: copy (AMI 1.00), then age") and "same (" not in line
+
+
+def test_p_value_on_a_tiny_case_matches_exact_enumeration():
+    # 6 rows, 2 groups of 3; the column equals the groups. Of the 20 ways to place the column's 3 'x',
+    # 2 give the maximal mutual information: exact p = 0.1
+    rows = A.rank_associations({"c": list("xxxyyy")}, {"cluster": [0, 0, 0, 1, 1, 1]}, permutations=4999,
+                               random_state=3)
+    assert rows[0]["p_value"] == pytest.approx(0.1, abs=0.015)
+
+
+def test_permutations_on_a_sample_above_the_row_limit(monkeypatch):
+    monkeypatch.setattr(A, "PERMUTATION_ROWS", 50)
+    g = np.arange(400) % 3
+    rows = A.rank_associations({"c": [str(x) for x in g]}, {"cluster": g}, permutations=19)
+    assert rows[0]["perm_rows"] == 50 and rows[0]["n"] == 400 and rows[0]["p_value"] == pytest.approx(0.05)
+
+
+def test_headline_says_plainly_when_nothing_is_followed_and_tree_summary():
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 3, 90)
+    rows = A.rank_associations({"noise": [str(x) for x in rng.integers(0, 2, 90)]},
+                               {"cluster": g, "level_2": g % 2}, permutations=99)
+    assert "follow none of the 1 metadata columns clearly" in A.headline(rows)
+    assert A.tree_summary(rows)[0].startswith("level 2: noise (AMI")
+    assert A.headline([], "cluster") == "clusters: no metadata column to compare with"
+
+
+def test_inputs_are_validated():
+    with pytest.raises(ParameterError, match="permutations must be an integer >= 0"):
+        A.rank_associations({"a": ["x"]}, {"cluster": [0]}, permutations=-1)
+    with pytest.raises(ParameterError, match="column 'a' has 1 values for 2 rows"):
+        A.rank_associations({"a": ["x"]}, {"cluster": [0, 1]})
+    assert A.prepare("id", [f"u{i}" for i in range(10)]) is None      # a different value in every row
+    assert A.prepare("few", ["a", "b", "c", "d", "d"]).kind == "categorical"  # 5 subjects, 4 groups
+    assert A.prepare("const", ["a"] * 10) is None
+    assert A.prepare("few", ["a", "", "b"]) is None                   # fewer than 3 rows with a value
+
+
+def test_five_units_a_column_reproducing_the_clusters_still_ranks_first():
+    clusters = ["0", "1", "2", "3", "3"]
+    rows = A.rank_associations({"grp": ["a", "b", "c", "d", "d"], "site": ["s1", "s2", "s3", "s4", "s5"]},
+                               {"cluster": clusters}, permutations=999)  # exact p: 6 / 60 = 0.1
+    assert [r["column"] for r in rows] == ["grp"] and rows[0]["score"] == pytest.approx(1.0)
+    assert rows[0]["p_value"] > 0.05 and "none of the 1 metadata columns clearly" in A.headline(rows)

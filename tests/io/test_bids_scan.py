@@ -1,0 +1,136 @@
+"""Scanning a BIDS data set: entity columns, sidecars, participants/sessions, the default datatype, filters."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainclust.errors import InputError, ParameterError
+from brainclust.io.metadata import record_columns
+from brainclust.io.scan import scan
+
+nib = pytest.importorskip("nibabel")
+
+
+def head(shape=(16, 18, 12), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    r = np.sqrt(sum((g / 0.7) ** 2 for g in grid))
+    return np.where(r < 1, 100 + rng.normal(0, 5, shape), 0).astype(np.float32)
+
+
+def put_nifti(path: Path, data: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), str(path))
+
+
+def put_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+@pytest.fixture
+def bids_tree(tmp_path) -> Path:
+    root = tmp_path / "ds"
+    put_json(root / "dataset_description.json", {"Name": "tiny", "BIDSVersion": "1.9.0"})
+    (root / "participants.tsv").write_text(
+        "participant_id\tsite\tage\tpatient_name\tscan_date\tnotes\n"
+        "sub-01\tA\t34\tJohn Doe\t2019-03-04\tx\n"
+        "sub-02\tB\t95\tJane Roe\t2020-01-02\ty\n")
+    (root / "README").write_text("tiny data set\n")
+    put_json(root / "T1w.json", {"MagneticFieldStrength": 3, "RepetitionTime": 2.3, "InstitutionName": "Secret"})
+    for i, sub in enumerate(("sub-01", "sub-02")):
+        put_nifti(root / sub / "anat" / f"{sub}_T1w.nii.gz", head(seed=i))
+        put_nifti(root / sub / "anat" / f"{sub}_ce-gd_T1w.nii.gz", 2 * head(seed=i + 5))
+        put_json(root / sub / "anat" / f"{sub}_T1w.json",
+                 {"EchoTime": 0.003, "SeriesDescription": "T1 MPRAGE", "PatientName": "Doe^John",
+                  "AcquisitionDateTime": "2019-03-04T10:00:00"})
+        put_json(root / sub / "anat" / f"{sub}_ce-gd_T1w.json", {"ContrastBolusIngredient": "GADOLINIUM"})
+        put_nifti(root / sub / "func" / f"{sub}_task-rest_bold.nii.gz",
+                  np.stack([head(seed=9)] * 3, axis=-1))
+        put_json(root / sub / "func" / f"{sub}_task-rest_bold.json", {"RepetitionTime": 2.0, "TaskName": "rest"})
+    put_nifti(root / "derivatives" / "masks" / "sub-01" / "anat" / "sub-01_desc-brain_mask.nii.gz", head())
+    return root
+
+
+def by_path(found):
+    return {r.path: r for r in found.records}
+
+
+def test_default_is_anat_only_with_one_summary_line_and_no_skipped_sidecars(bids_tree, caplog):
+    caplog.set_level(logging.INFO, logger="brainclust")
+    found = scan(bids_tree, slices="axial:2")
+    files = sorted({r.path.split("#")[0] for r in found.records})
+    assert files == ["sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_ce-gd_T1w.nii.gz",
+                     "sub-02/anat/sub-02_T1w.nii.gz", "sub-02/anat/sub-02_ce-gd_T1w.nii.gz"]
+    assert found.bids and found.skipped == []
+    # 8 JSON + participants.tsv + README are metadata; 2 func files and 1 derivative left out
+    assert found.metadata_files == 10
+    assert sum(found.excluded.values()) == 3
+    assert len({r.path.split("#")[0] for r in found.records}) + found.metadata_files + 3 == found.n_files
+    lines = [rec.getMessage() for rec in caplog.records]
+    assert sum("metadata file" in m for m in lines) == 1
+    assert not any(".json" in m for m in lines)  # no sidecar is listed by name
+    assert any("datatype func" in m for m in lines) and any("derivatives/" in m for m in lines)
+
+
+def test_entities_sidecar_inheritance_and_participants_columns(bids_tree):
+    recs = by_path(scan(bids_tree, slices="axial:1"))
+    t1 = next(r for p, r in recs.items() if p.startswith("sub-01/anat/sub-01_T1w"))
+    ce = next(r for p, r in recs.items() if p.startswith("sub-02/anat/sub-02_ce-gd_T1w"))
+    assert t1.meta["subject"] == "sub-01" and t1.meta["sequence"] == "T1w" and t1.meta["suffix"] == "T1w"
+    assert ce.meta["ce"] == "gd" and ce.meta["sequence"] == "ce-gd_T1w"
+    # root T1w.json (3 T, TR 2.3 s) and the subject's sub-XX_T1w.json (TE 3 ms) apply to both T1w files;
+    # the ce file's own sidecar adds the contrast agent as yes/no
+    assert t1.meta["field_strength_t"] == 3 and t1.meta["repetition_time_ms"] == pytest.approx(2300)
+    assert t1.meta["echo_time_ms"] == pytest.approx(3.0) and t1.meta["series_description"] == "T1 MPRAGE"
+    assert ce.meta["echo_time_ms"] == pytest.approx(3.0) and ce.meta["contrast_agent"] == "yes"
+    assert "contrast_agent" not in t1.meta
+    # participants.tsv: site kept, age > 89 written as 90, name/date/notes columns dropped
+    assert (t1.meta["site"], t1.meta["age"]) == ("A", "34")
+    assert (ce.meta["site"], ce.meta["age"]) == ("B", "90")
+    text = repr(list(recs.values()))
+    for secret in ("John Doe", "Jane Roe", "2019-03-04", "Secret", "Doe^John", "patient_name", "scan_date"):
+        assert secret not in text
+
+
+def test_sessions_tsv_is_joined_by_session(tmp_path):
+    root = tmp_path / "ds"
+    put_json(root / "dataset_description.json", {"Name": "s", "BIDSVersion": "1.9.0"})
+    for ses in ("pre", "post"):
+        put_nifti(root / "sub-01" / f"ses-{ses}" / "anat" / f"sub-01_ses-{ses}_T2w.nii.gz", head())
+    (root / "sub-01" / "sub-01_sessions.tsv").write_text("session_id\tweek\tacq_time\n"
+                                                         "ses-pre\t0\t2020-01-01T10:00\nses-post\t12\t2020-03-01\n")
+    recs = scan(root).records
+    assert {(r.meta["session"], r.meta["week"]) for r in recs} == {("ses-pre", "0"), ("ses-post", "12")}
+    assert all("acq_time" not in r.meta for r in recs)
+
+
+def test_filters_select_and_a_filter_matching_nothing_is_an_error(bids_tree):
+    ce = scan(bids_tree, bids_filter="ce=gd")
+    assert {r.meta["sequence"] for r in ce.records} == {"ce-gd_T1w"}
+    func = scan(bids_tree, bids_filter="datatype=func")
+    assert {r.meta["datatype"] for r in func.records} == {"func"}
+    assert all(r.frame.endswith("&t=0") for r in func.records)  # a 4-D file: one volume by default
+    assert func.records[0].meta["repetition_time_ms"] == pytest.approx(2000)
+    with pytest.raises(InputError, match="selects none of its 6 BIDS data file"):
+        scan(bids_tree, bids_filter="suffix=FLAIR")
+
+
+def test_bids_filter_needs_a_bids_folder(tmp_path):
+    put_nifti(tmp_path / "plain" / "a.nii.gz", head())
+    with pytest.raises(ParameterError, match="not a BIDS data set"):
+        scan(tmp_path / "plain", bids_filter="suffix=T1w")
+
+
+def test_table_of_columns_from_records_is_rectangular(bids_tree):
+    found = scan(bids_tree, slices="axial:2")
+    cols = record_columns(found.records)
+    assert all(len(v) == len(found.records) for v in cols.values())
+    assert {"folder", "subject", "sequence", "site", "plane", "slice_index", "voxel_z_mm"} <= set(cols)
+    assert set(cols["voxel_z_mm"]) == {2.0}  # the affine's z spacing, in canonical axis order
+    assert set(cols["ce"]) == {None, "gd"}

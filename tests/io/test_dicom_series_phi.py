@@ -1,0 +1,165 @@
+"""DICOM: series grouping, the header whitelist, and no protected health information in any record field."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainclust.features.units import group, unit_columns, unit_ids
+from brainclust.io import privacy
+from brainclust.io.formats import dicom
+from brainclust.io.metadata import record_columns
+from brainclust.io.scan import scan
+
+pytest.importorskip("pydicom")
+
+ROOT = "1.2.826.0.1.3680043.8.498."
+#: Patient data a scanner may write; none of it may reach a record.
+SECRETS = {
+    "PatientName": "Smithers^Waylon", "PatientID": "MRN-4471-SECRET", "PatientBirthDate": "19510317",
+    "PatientAddress": "742 Evergreen Terrace", "StudyDate": "20210805", "SeriesDate": "20210805",
+    "AcquisitionDateTime": "20210805101112", "StudyTime": "101112", "InstitutionName": "Springfield General",
+    "InstitutionAddress": "1 Hospital Road", "ReferringPhysicianName": "Hibbert^Julius",
+    "OperatorsName": "Nahasapeemapetilon^Apu", "ImageComments": "patient anxious, call wife Marge on 555-0123",
+    "StudyDescription": "MRI HEAD for Waylon", "DeviceSerialNumber": "SN-998877", "StationName": "MRISTATION7",
+    "AccessionNumber": "ACC-314159", "OtherPatientIDs": "OPID-2718",
+}
+
+
+def write(path: Path, series: str | None, *, frames: int = 1, phi: bool = True, **attrs) -> Path:
+    from pydicom import config
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UID
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.4")
+    meta.MediaStorageSOPInstanceUID = UID(ROOT + str(abs(hash(path.name)) % 10 ** 8))
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = UID(ROOT + "77")
+    if series is not None:
+        ds.SeriesInstanceUID = UID(ROOT + series)
+    ds.Modality = "MR"
+    pix = np.random.default_rng(len(path.name)).integers(0, 4000, (frames, 12, 10), dtype=np.uint16)
+    ds.Rows, ds.Columns = 12, 10
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 0
+    ds.PixelData = (pix if frames > 1 else pix[0]).astype("<u2").tobytes()
+    with warnings.catch_warnings(), config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        for k, v in ({**SECRETS, **attrs} if phi else attrs).items():
+            setattr(ds, k, v)
+    ds.preamble = b"\0" * 128
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_files_are_grouped_into_series_by_uid_and_named_by_index(tmp_path):
+    d = tmp_path / "data"
+    for i in range(3):
+        write(d / "pat" / f"a{i}.dcm", "100", SeriesDescription="AX T2 FLAIR")
+    for i in range(2):
+        write(d / "pat" / f"b{i}.dcm", "200")
+    write(d / "pat" / "c.dcm", "300", frames=3)
+    write(d / "other" / "x.dcm", "100")  # the same series as pat/a*, in another folder
+    write(d / "pat" / "z.dcm", None)     # no SeriesInstanceUID: a series of its own
+    found = scan(d)
+    sid = {r.path: r.meta["series_id"] for r in found.records}
+    assert sid["pat/a0.dcm"] == sid["pat/a2.dcm"] == sid["other/x.dcm"] == "other#series=1"
+    assert sid["pat/b0.dcm"] == sid["pat/b1.dcm"] == "pat#series=1"
+    assert {sid[f"pat/c.dcm#frame={i}"] for i in (1, 2, 3)} == {"pat#series=2"}
+    assert sid["pat/z.dcm"] == "pat/z.dcm"
+    # a series is a volume: one unit per series
+    idx = group(unit_ids(found.records, "volume"))
+    assert sorted(zip(idx.ids, idx.counts.tolist())) == [("other#series=1", 4), ("pat#series=1", 2),
+                                                        ("pat#series=2", 3), ("pat/z.dcm", 1)]
+    assert unit_ids(found.records, "series") == unit_ids(found.records, "volume")
+    assert set(unit_ids(found.records, "subject")) == {"pat", "other"}
+    uc = unit_columns(record_columns(found.records), idx)
+    assert uc["n_slices"] == [4, 2, 3, 1] and "series_description" in uc
+
+
+def test_whitelisted_fields_are_converted_and_sanitised(tmp_path):
+    write(tmp_path / "s1.dcm", "1", SeriesDescription="Waylon Smithers brain", ProtocolName="T1 MPRAGE SAG",
+          Manufacturer="SIEMENS", ManufacturerModelName="Avanto", MagneticFieldStrength="1.5",
+          SliceThickness="5", RepetitionTime="4000", EchoTime="90", InversionTime="2500",
+          ScanningSequence=["SE", "IR"], BodyPartExamined="BRAIN", ContrastBolusAgent="Gadavist 10 ml Dr Jones",
+          ImageOrientationPatient=[0, 1, 0, 0, 0, -1])
+    write(tmp_path / "s2.dcm", "2", ImageOrientationPatient=[1, 0, 0, 0, 1, 0], BodyPartExamined="brain; x")
+    found = scan(tmp_path)
+    m1 = next(r.meta for r in found.records if r.path == "s1.dcm")
+    m2 = next(r.meta for r in found.records if r.path == "s2.dcm")
+    assert m1["modality"] == "MR" and m1["protocol_name"] == "T1 MPRAGE SAG"
+    assert "series_description" not in m1  # a name in it: withheld
+    assert (m1["manufacturer"], m1["manufacturer_model"]) == ("SIEMENS", "Avanto")
+    assert (m1["field_strength_t"], m1["slice_thickness_mm"], m1["repetition_time_ms"], m1["echo_time_ms"],
+            m1["inversion_time_ms"]) == (1.5, 5.0, 4000.0, 90.0, 2500.0)
+    assert m1["scanning_sequence"] == "SE/IR" and m1["body_part"] == "BRAIN"
+    assert m1["contrast_agent"] == "yes" and m2["contrast_agent"] == "no"
+    assert (m1["plane"], m2["plane"]) == ("sagittal", "axial")
+    assert "body_part" not in m2  # not a DICOM code string
+    assert "series_description" in found.summary and "withheld" in found.summary
+
+
+def test_no_phi_reaches_any_record_field(tmp_path, caplog):
+    caplog.set_level("DEBUG")
+    d = tmp_path / "data"
+    for i in range(2):
+        write(d / "study" / f"im{i}.dcm", "555", SeriesDescription="Smithers^Waylon T1",
+              ProtocolName="Dr Hibbert protocol", ContrastBolusAgent="given by Dr Hibbert")
+    (d / "study" / "im0.json").write_text(json.dumps({"PatientName": "Smithers^Waylon",
+                                                      "InstitutionName": "Springfield General",
+                                                      "AcquisitionDateTime": "2021-08-05T10:11:12"}))
+    found = scan(d)
+    assert len(found.records) == 2
+    cols = record_columns(found.records)
+    idx = group(unit_ids(found.records, "subject"))
+    texts = [repr(found.records), json.dumps(cols, default=str), repr(unit_columns(cols, idx)), repr(idx.ids),
+             found.summary, caplog.text, repr(found.skipped)]
+    uids = [ROOT + "555", ROOT + "77"]
+    for secret in list(SECRETS.values()) + uids + ["Hibbert", "Smithers", "Waylon", "Springfield", "2021"]:
+        for t in texts:
+            assert secret not in t, secret
+    meta = found.records[0].meta
+    assert set(meta) <= {"folder", "aspect", "series_id", *[c for c, _ in privacy.DICOM_FIELDS.values()]}
+    assert meta["contrast_agent"] == "yes"
+
+
+def test_sanitiser_rules():
+    assert privacy.safe_text("AX T2 FLAIR 5mm") == "AX T2 FLAIR 5mm"
+    assert privacy.safe_text("t1_mprage_sag_p2_iso") == "t1_mprage_sag_p2_iso"
+    assert privacy.safe_text("John T1") is None and privacy.safe_text("DOE^JOHN") is None
+    assert privacy.safe_text("x" * 70) is None
+    assert privacy.safe_code("ORIGINAL\\PRIMARY") == "ORIGINAL/PRIMARY" and privacy.safe_code("Brain") is None
+    assert privacy.plane_from_orientation([1, 0, 0, 0, 0.7071, 0.7071]) == "oblique"
+    assert privacy.plane_from_orientation([1, 0, 0, 0, 0, -1]) == "coronal"
+    assert privacy.plane_from_orientation("junk") is None
+    fields, withheld = dicom.header_fields(_ds(Modality="MR", BodyPartExamined="head; neck",
+                                               SeriesDescription="Mr Burns"))
+    assert fields == {"modality": "MR", "contrast_agent": "no"}
+    assert set(withheld) == {"body_part", "series_description"}
+    cols, held = privacy.sidecar_fields({"EchoTime": "abc", "RepetitionTime": 2, "InstitutionName": "X",
+                                         "ContrastBolusIngredient": ""})
+    assert cols == {"repetition_time_ms": 2000.0, "contrast_agent": "no"} and held == ["echo_time_ms"]
+
+
+def _ds(**attrs):
+    from pydicom import config
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    with warnings.catch_warnings(), config.disable_value_validation():
+        warnings.simplefilter("ignore")  # odd values on purpose
+        for k, v in attrs.items():
+            setattr(ds, k, v)
+    return ds

@@ -1,0 +1,109 @@
+"""--metadata FILE: reading CSV/TSV, the key column, clear errors, the PHI filter, column names."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from brainclust.errors import InputError
+from brainclust.io import metadata
+from brainclust.io.scan import ImageRecord
+
+ROWS = [{"path": "sub-01/anat/sub-01_T1w.nii.gz#axial=40", "subject": "sub-01"},
+        {"path": "sub-01/anat/sub-01_T1w.nii.gz#axial=60", "subject": "sub-01"},
+        {"path": "sub-02/anat/sub-02_T2w.nii.gz#axial=40", "subject": "sub-02"},
+        {"path": "png/a b.png"}]
+
+
+def table(tmp_path, text, name="meta.csv"):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return metadata.read_table(p)
+
+
+def test_path_key_matches_files_with_or_without_the_slice_part(tmp_path):
+    t = table(tmp_path, "path,grade\n./sub-01/anat/sub-01_T1w.nii.gz,II\npng\\a b.png,IV\n"
+                        "sub-02/anat/sub-02_T2w.nii.gz#axial=40,III\n")
+    j = metadata.join_table(t, ROWS)
+    assert (j.key, j.kind, j.n_matched, j.n_unused) == ("path", "path", 4, 0)
+    assert j.columns == {"grade": ["II", "II", "III", "IV"]}
+
+
+def test_tsv_subject_key_short_labels_and_partial_match_warning(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    t = table(tmp_path, "participant_id\tgroup\tage\n01\tpatient\t91\nsub-09\tcontrol\t30\n", "p.tsv")
+    j = metadata.join_table(t, ROWS)
+    assert j.kind == "subject" and j.columns == {"group": ["patient", "patient", "", ""],
+                                                 "age": ["90", "90", "", ""]}  # ages over 89 -> 90
+    assert "2 of 4 rows of the run have no match" in caplog.text and "1 table row(s) match nothing" in caplog.text
+
+
+def test_name_key_and_the_key_with_most_matches_wins(tmp_path):
+    t = table(tmp_path, "file,subject,x\nsub-02_T2w.nii.gz,sub-05,1\na b.png,sub-06,2\n")
+    j = metadata.join_table(t, ROWS)
+    assert (j.key, j.kind) == ("file", "name") and j.columns["x"] == ["", "", "1", "2"]
+    assert j.columns["subject"] == ["", "", "sub-05", "sub-06"]
+
+
+def test_explicit_key_of_any_name_and_unit_rows(tmp_path):
+    t = table(tmp_path, "vol,score\nsub-01/anat/sub-01_T1w.nii.gz,7\n")
+    rows = [{"path": "x", "unit": "sub-01/anat/sub-01_T1w.nii.gz"}, {"path": "y", "unit": "other"}]
+    j = metadata.join_table(t, rows, key="vol")
+    assert j.columns == {"score": ["7", ""]} and j.kind in ("path", "unit")
+
+
+@pytest.mark.parametrize("text, key, message", [
+    ("a,b\n1,2\n", None, "no key column; name one of: path"),
+    ("path,b\n1,2\n", "pid", "key column 'pid' not found; columns: path, b"),
+    ("path,b\npng/a b.png,1\npng/a b.png,2\n", None, "1 duplicate value(s) (first at line 3)"),
+    ("path,b\nnothing/here.png,1\n", None, "no row of the run matches key column 'path'"),
+    ("", None, "empty"),
+    ("path,path\nx,y\n", None, "'path' appears more than once"),
+])
+def test_errors_are_one_line_and_name_the_file(tmp_path, text, key, message):
+    with pytest.raises(InputError) as exc:
+        metadata.join_table(table(tmp_path, text), ROWS, key=key)
+    assert message in str(exc.value) and "meta.csv" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        metadata.read_table(tmp_path / "nope.csv")
+
+
+def test_columns_that_may_hold_phi_are_dropped_with_a_warning_naming_the_column(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    t = table(tmp_path, "path,PatientName,visit,comment,diagnosis\n"
+                        "png/a b.png,Doe^Jane,2021-02-03,,glioma\n"
+                        "sub-02/anat/sub-02_T2w.nii.gz,Roe^Rick,2020-11-30,\"long free text about the patient "
+                        "that was typed by someone and goes on\",meningioma\n")
+    j = metadata.join_table(t, ROWS)
+    assert list(j.columns) == ["diagnosis"] and sorted(j.dropped) == ["PatientName", "comment", "visit"]
+    assert "'visit'" in caplog.text and "Doe" not in caplog.text and "2021" not in caplog.text
+
+
+def test_reserved_run_columns_get_the_prefix_and_the_table_replaces_scan_columns(caplog):
+    caplog.set_level(logging.WARNING)
+    recs = [ImageRecord("a.png", "/x/a.png", "a.png", "png", 1, 2, 2, "h", meta={"label": "x", "site": "A"}),
+            ImageRecord("b.png", "/x/b.png", "b.png", "png", 1, 2, 2, "h", meta={"cluster": 3})]
+    cols = metadata.record_columns(recs)
+    assert cols == {"meta_label": ["x", None], "site": ["A", None], "meta_cluster": [None, 3]}
+    merged = metadata.merge_columns(cols, {"site": ["B", "C"], "level_2": ["p", "q"]})
+    assert merged["site"] == ["B", "C"] and merged["meta_level_2"] == ["p", "q"]
+    assert "replaces" in caplog.text and "written as 'meta_label'" in caplog.text
+    assert metadata.folder_of("sub-01/anat/x.nii#axial=3") == "sub-01" and metadata.folder_of("x.png") == ""
+
+
+def test_record_rows_give_the_join_keys():
+    recs = [ImageRecord("d/a\n.png", "/x", "a\n.png", "png", 1, 2, 2, "h", meta={"subject": "sub-01"})]
+    assert metadata.record_rows(recs, ["u1"]) == [{"path": "d/a\\x0a.png", "subject": "sub-01", "unit": "u1"}]
+
+
+def test_typed_and_text_columns_for_the_outputs():
+    cols = {"n": [1, 2.5, None], "s": ["a", None, "b\n"], "mixed": [1, "x", None]}
+    typed = metadata.typed_columns(cols)
+    assert typed == {"n": ("float64", [1.0, 2.5, None]), "s": ("string", ["a", None, "b\n"]),
+                     "mixed": ("string", ["1", "x", None])}
+    assert metadata.text_columns(cols) == {"n": ["1", "2.5", ""], "s": ["a", "", "b\\x0a"],
+                                           "mixed": ["1", "x", ""]}
