@@ -32,7 +32,7 @@ from brainclust.features import backbones, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
 from brainclust.errors import ImageReadError, ModelFileError, ParameterError
 from brainclust.features import augment
-from brainclust.io.scan import ImageRecord, load_record
+from brainclust.io.scan import ImageRecord, load_checked
 from brainclust.io.atomic import file_sha256
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.progress import bar
@@ -84,7 +84,7 @@ class _ImageDataset:
         return len(self.records)
 
     def _item(self, rec: ImageRecord) -> np.ndarray:
-        img = preprocess(load_record(rec), self.config)
+        img = preprocess(load_checked(rec), self.config)  # the bytes the scan hashed, or a skip
         if self.view:
             img = augment.apply(self.view, img, rec.key, self.view_seed)
         if self.spec.array_fn is not None:
