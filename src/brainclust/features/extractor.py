@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from brainclust.features import backbones, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
 from brainclust.errors import ImageReadError, ModelFileError, ParameterError
-from brainclust.features import augment
+from brainclust.features import augment, limits
 from brainclust.io.scan import ImageRecord, load_checked
 from brainclust.io.atomic import file_sha256
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
@@ -225,8 +225,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         if self.precision not in PRECISIONS:
             raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         rt.check_runtime(self.runtime)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ParameterError(f"--batch-size: must be a positive integer, got {self.batch_size!r}")
+        limits.check_batch_size(self.batch_size)  # bounds and availability: brainclust.features.limits
+        limits.check_device(self.device)
+        limits.check_batch_memory(self.backbone, self.batch_size)
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
                                              or self.num_workers < 0):
             raise ParameterError(f"--workers: must be an integer >= 0, got {self.num_workers!r}")

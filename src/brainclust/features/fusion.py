@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from brainclust.errors import ParameterError
 log = logging.getLogger(__name__)
 
 SEPARATOR = "+"
+#: Smallest and largest fusion weight: blocks then differ in variance by at most 10^12.
+WEIGHT_RANGE = (1e-6, 1e6)
 _BLOCK = re.compile(r"^(?P<name>[A-Za-z0-9_@.-]+?)(?:\*(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?$")
 
 
@@ -68,7 +71,8 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
     ------
     ParameterError
         Fewer than two blocks, an empty block, ``auto`` as a block, or a
-        weight that is not a positive number.
+        weight outside :data:`WEIGHT_RANGE` (a weight of 1e308 would overflow the
+        fused features; its block's total variance is the weight squared).
     """
     parts = str(name).split(SEPARATOR)
     if len(parts) < 2:
@@ -84,6 +88,9 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
             raise ParameterError(f"--backbone: name fusion blocks explicitly ('auto' is not allowed), got '{name}'")
         if not w > 0:
             raise ParameterError(f"--backbone: fusion weight of '{block}' must be > 0, got {w}")
+        if not (math.isfinite(w) and WEIGHT_RANGE[0] <= w <= WEIGHT_RANGE[1]):
+            raise ParameterError(f"--backbone: fusion weight of '{block}' must be a number from {WEIGHT_RANGE[0]:g} "
+                                 f"to {WEIGHT_RANGE[1]:g}, got {m.group('w') or w} (in '{name}')")
         out.append((block, w))
     return out
 
@@ -222,9 +229,11 @@ class FusedExtractor(TransformerMixin, BaseEstimator):
         if self.weights not in (None, backbones.RANDOM_WEIGHTS):
             raise ParameterError(f"--weights: cannot apply one weights file to the fused backbone "
                                  f"'{self.backbone}'; fuse backbones that need no --weights")
-        FeatureExtractor(backbone=parsed[0][0], precision=self.precision, batch_size=self.batch_size,
-                         num_workers=self.num_workers, clip_percentiles=self.clip_percentiles, view=self.view,
-                         intensity_window=self.intensity_window, runtime=self.runtime).check_params()
+        for block, _ in parsed:  # every block: its own size and batch-memory bounds
+            FeatureExtractor(backbone=block, precision=self.precision, batch_size=self.batch_size,
+                             num_workers=self.num_workers, clip_percentiles=self.clip_percentiles, view=self.view,
+                             intensity_window=self.intensity_window, runtime=self.runtime,
+                             device=self.device).check_params()
         return parsed
 
     def fit(self, X=None, y=None):
