@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -29,15 +30,21 @@ def demo_set(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_lite0", "pixels@32"])
-def test_ray_engine_equals_local_engine(local_ray, demo_set, tmp_path, backbone):
+def test_ray_engine_equals_local_engine(local_ray, demo_set, tmp_path, backbone, monkeypatch):
     cfg = RunConfig(backbone=backbone, k=3, labels_from_folders=True, progress=False)
     local = run(demo_set, tmp_path / "local", cfg, cache_dir=str(tmp_path / "cache_local"))
     marker = tmp_path / "actor-died-once"
-    ray_data.FAIL_ONCE_FOR_TESTS = str(marker)
-    try:
-        remote = run(demo_set, tmp_path / "ray", cfg, cache_dir=str(tmp_path / "cache_ray"), engine="ray")
-    finally:
-        ray_data.FAIL_ONCE_FOR_TESTS = None
+
+    class DiesOnce(ray_data.Embedder):  # fault injection from the test (defined here: Ray ships it by value)
+        def __call__(self, batch):
+            if not os.path.exists(marker):
+                with open(marker, "w") as fh:
+                    fh.write(str(os.getpid()))
+                os._exit(1)  # an actor that dies mid-run
+            return super().__call__(batch)
+
+    monkeypatch.setattr(ray_data, "Embedder", DiesOnce)
+    remote = run(demo_set, tmp_path / "ray", cfg, cache_dir=str(tmp_path / "cache_ray"), engine="ray")
     assert marker.exists(), "the injected actor failure did not happen"
     np.testing.assert_allclose(remote.features, local.features, rtol=1e-5, atol=1e-6)
     assert (tmp_path / "ray" / "assignments.csv").read_bytes() == (tmp_path / "local" / "assignments.csv").read_bytes()
