@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,6 +79,32 @@ def _first_line(text: str, limit: int = 240) -> str:
     errors = [ln for ln in lines if ln.split(":", 1)[0].endswith(("Error", "Exception"))]
     line = (errors or lines or [""])[-1]
     return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?:\([\w]+\))?: ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: message`` of the error behind Ray's wrappers, in one line.
+
+    Ray carries a remote error as text (a traceback inside ``RayTaskError``); its first
+    ``SomeError: message`` line that is not Ray's own is the user's error.
+    """
+    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines()]
+    found = [ln for ln in lines if _EXC_LINE.match(ln)]
+    mine = [ln for ln in found if not ln.startswith("ray.")]
+    line = (mine or found or [f"{type(exc).__name__}: {_first_line(exc)}"])[0]
+    return line if len(line) <= 240 else line[:237] + "..."
+
+
+def _quiet_ray_data() -> None:
+    """Silence Ray Data's console handler: its lines (execution plans, statistics, a failed task's
+    stack) would flood the command's output, and the engine reports failures itself in one line.
+    Its log file in the Ray session folder (``logs/ray-data``) keeps everything."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.CRITICAL + 1)
 
 
 _PROBE = ("import sys, ray\n"
@@ -150,6 +177,7 @@ def connect(address: str | None = None):
             raise EngineError(f"{where} ({type(exc).__name__}: {_first_line(exc)})") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    _quiet_ray_data()
     return ray
 
 
@@ -237,8 +265,8 @@ def extract(extractor, records: Sequence[ImageRecord], address: str | None = Non
         try:
             out = run_pass(ray, block, [records[i] for i in todo], actors, gpus)
         except ray.exceptions.RayError as exc:
-            raise EngineError(f"--engine ray: the cluster failed during the extraction ({type(exc).__name__}: "
-                              f"{_first_line(exc)}); the features stored so far are kept, rerun to resume") from None
+            raise EngineError(f"--engine ray: the cluster failed during the extraction ({_cause(exc)}); "
+                              "the features stored so far are kept, rerun to resume") from None
         info["computed"] += sum(1 for e in out.values() if not e)
         info["failed"] += sum(1 for e in out.values() if e)
     log.info("ray engine: %(computed)d features computed on %(nodes)d node(s), %(actors)d actor(s)", info)
@@ -313,8 +341,11 @@ def nearest_on_ray(centres: np.ndarray, U: np.ndarray, address: str | None = Non
     ds = ds.map_batches(_nearest_batch, fn_kwargs={"rows_ref": rows_ref, "centres": centres}, batch_size=1,
                         batch_format="numpy")
     out = np.full(n, -1, dtype=np.int64)
-    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        out[b["i"]] = b["label"]
+    try:
+        for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            out[b["i"]] = b["label"]
+    except ray.exceptions.RayError as exc:
+        raise EngineError(f"--engine ray: the cluster failed during the assignment pass ({_cause(exc)})") from None
     if (out < 0).any():  # pragma: no cover - Ray lost rows without raising
         raise RuntimeError("ray engine: the assignment pass returned fewer rows than it was given")
     return out
