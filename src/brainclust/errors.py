@@ -73,5 +73,26 @@ class NumericalError(BrainclustError):
     """A computation gave values that cannot be used (NaN or infinite features from a network)."""
 
 
+class OutputError(BrainclustError, OSError):
+    """An output cannot be written: the disk is full, the file system is read-only, a quota or a permission
+    refuses it. The message names the path; the previous outputs are left as they were.
+
+    Also an :class:`OSError` (``errno`` is the system's), so code that degrades on OS errors (the feature
+    store turning itself off on a read-only folder) keeps doing so.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, path=None):
+        OSError.__init__(self, errno, message)
+        self.message = message
+        self.path = None if path is None else os.fsdecode(path)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnsafePathError(InputError):
+    """A path read from untrusted input (a run folder's table, a manifest) leaves the folder it must stay in."""
+
+
 class EngineError(BrainclustError):
-    """An engine that runs the stages elsewhere (Ray) lost work or returned something inconsistent."""
+    """An execution engine cannot be used: a Ray cluster that cannot be reached or fails during a run."""

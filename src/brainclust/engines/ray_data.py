@@ -20,14 +20,21 @@ to the store; the local pass meets it again and skips it with its reason,
 exactly as the local engine does.
 
 Faults: Ray Data's defaults restart an embedding actor that dies and retry
-its batch (``tests/engines/test_ray_engine.py`` kills one), and retry failed decode tasks. The driver stores each batch as it arrives, so a killed
-driver loses nothing that reached the store: a rerun computes only the
-missing images.
+its batch (``tests/engines/test_ray_engine.py`` kills one), and retry failed decode
+tasks; a node that dies mid-run is survived the same way
+(``tests/engines/test_ray_two_nodes.py``). The driver takes one batch of
+``batch_size`` rows at a time (no prefetch) and commits it to the store in its
+own transaction before it takes the next, so a killed driver loses at most the
+one batch it held; a rerun computes only the missing images. A cluster that
+fails for good is an :class:`~brainclust.errors.EngineError` (one line); what
+was stored stays.
 
 Cluster: with ``address=None`` a local Ray starts with this machine's cores;
 ``"auto"`` or ``"ray://HOST:10001"``/``"HOST:6379"`` joins a running cluster
 (``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the
-others). The input images must be on storage every node sees at the same
+others). Joining is checked first, within :data:`CONNECT_TIMEOUT_S` seconds
+(:func:`check_reachable`): an address nobody answers on is one line, not minutes
+of retries. The input images must be on storage every node sees at the same
 path (NFS, a shared volume); the feature store stays on the driver.
 """
 
@@ -35,18 +42,26 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
 
+from brainclust.engines import parse_address
 from brainclust.errors import EngineError, ParameterError
 from brainclust.io.scan import ImageRecord
 
 log = logging.getLogger(__name__)
 
-#: Rows the driver writes to the store per transaction (fewer, larger transactions than the embed batches).
-STORE_BATCH = 1024
+#: Seconds within which joining a cluster (``--ray-address``) succeeds or fails with one line.
+CONNECT_TIMEOUT_S = 20.0
+#: Of those, seconds for the TCP check of ``HOST:PORT``.
+TCP_TIMEOUT_S = 5.0
 
 
 def import_ray():
@@ -59,17 +74,110 @@ def import_ray():
     return ray
 
 
+def _first_line(text: str, limit: int = 240) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.split(":", 1)[0].endswith(("Error", "Exception"))]
+    line = (errors or lines or [""])[-1]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?:\([\w]+\))?: ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: message`` of the error behind Ray's wrappers, in one line.
+
+    Ray carries a remote error as text (a traceback inside ``RayTaskError``); its first
+    ``SomeError: message`` line that is not Ray's own is the user's error.
+    """
+    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines()]
+    found = [ln for ln in lines if _EXC_LINE.match(ln)]
+    mine = [ln for ln in found if not ln.startswith("ray.")]
+    line = (mine or found or [f"{type(exc).__name__}: {_first_line(exc)}"])[0]
+    return line if len(line) <= 240 else line[:237] + "..."
+
+
+def _quiet_ray_data() -> None:
+    """Silence Ray Data's console handler: its lines (execution plans, statistics, a failed task's
+    stack) would flood the command's output, and the engine reports failures itself in one line.
+    Its log file in the Ray session folder (``logs/ray-data``) keeps everything."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.CRITICAL + 1)
+
+
+_PROBE = ("import sys, ray\n"
+          "ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, configure_logging=False)\n"
+          "print(int(ray.cluster_resources().get('CPU', 0)))\n")
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail with one line, within ``timeout_s``, unless a Ray cluster at ``address`` can be joined.
+
+    ``HOST:PORT`` and ``ray://HOST:PORT`` are first checked with a TCP connection (refused, unknown
+    host, no answer); then a short-lived process joins the cluster and leaves. Ray itself would retry
+    an unreachable address for minutes, printing warnings, so it is only called once this passed.
+
+    Raises
+    ------
+    ParameterError
+        A malformed address.
+    EngineError
+        Nothing to join there (the reason in one line).
+    """
+    start = time.monotonic()
+    parsed = parse_address(address)
+    if parsed is not None:
+        host, port, _ = parsed
+        try:
+            with socket.create_connection((host, port), timeout=min(TCP_TIMEOUT_S, timeout_s)):
+                pass
+        except socket.gaierror:
+            raise EngineError(f"--ray-address {address}: unknown host '{host}'") from None
+        except TimeoutError:
+            raise EngineError(f"--ray-address {address}: no answer within {TCP_TIMEOUT_S:g} s") from None
+        except OSError as exc:
+            raise EngineError(f"--ray-address {address}: cannot connect ({exc.strerror or exc}); is "
+                              "`ray start --head` running there?") from None
+    left = max(1.0, timeout_s - (time.monotonic() - start))
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+                               timeout=left, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"--ray-address {address}: no Ray cluster answered within {timeout_s:g} s") from None
+    if probe.returncode != 0:
+        raise EngineError(f"--ray-address {address}: cannot join the Ray cluster "
+                          f"({_first_line(probe.stderr) or f'exit status {probe.returncode}'})")
+
+
 def connect(address: str | None = None):
-    """Start a local Ray (``address=None``) or join a running cluster; return the ``ray`` module."""
+    """Start a local Ray (``address=None``) or join a running cluster; return the ``ray`` module.
+
+    Raises
+    ------
+    ParameterError
+        Ray is not installed, or the address is malformed.
+    EngineError
+        The cluster cannot be joined (checked first by :func:`check_reachable`) or a local Ray cannot start.
+    """
     ray = import_ray()
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if address is None:
-            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
+        if address is not None:
+            check_reachable(address)
+        try:
+            if address is None:
+                ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            where = f"--ray-address {address}: cannot join the Ray cluster" if address else \
+                "--engine ray: cannot start a local Ray"
+            raise EngineError(f"{where} ({type(exc).__name__}: {_first_line(exc)})") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    _quiet_ray_data()
     return ray
 
 
@@ -140,6 +248,11 @@ def extract(extractor, records: Sequence[ImageRecord], address: str | None = Non
 
     ``extractor`` is a fitted FeatureExtractor or FusedExtractor (each block of a
     fusion runs as its own pass). Records already in the store are not sent.
+
+    Raises
+    ------
+    EngineError
+        The cluster cannot be joined, or fails during the pass (the features stored so far are kept).
     """
     ray = connect(address)
     info = {"engine": "ray", "address": address or "local", **cluster_info(ray)}
@@ -150,15 +263,33 @@ def extract(extractor, records: Sequence[ImageRecord], address: str | None = Non
         todo = block.missing(records)
         if not todo:
             continue
-        out = _run(ray, block, [records[i] for i in todo], actors, gpus)
+        try:
+            out = run_pass(ray, block, [records[i] for i in todo], actors, gpus)
+        except ray.exceptions.RayError as exc:
+            raise EngineError(f"--engine ray: the cluster failed during the extraction ({_cause(exc)}); "
+                              "the features stored so far are kept, rerun to resume") from None
         info["computed"] += sum(1 for e in out.values() if not e)
         info["failed"] += sum(1 for e in out.values() if e)
     log.info("ray engine: %(computed)d features computed on %(nodes)d node(s), %(actors)d actor(s)", info)
     return info
 
 
-def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float) -> dict[str, str]:
-    """One Ray Data pass over ``records``, stored batch by batch; ``{key: error or ""}``."""
+def store_batch(store, out: dict, status: dict[str, str]) -> None:
+    """Commit one batch of results (``key``, ``features``, ``error``) to the store in one transaction."""
+    keys = [str(k) for k in out["key"]]
+    errors = [str(e or "") for e in out["error"]]
+    ok = [i for i, e in enumerate(errors) if not e]
+    if ok:
+        store.put_many([keys[i] for i in ok], np.asarray(out["features"])[ok])
+    status.update(zip(keys, errors))
+
+
+def run_pass(ray, extractor, records: list[ImageRecord], actors: int, gpus: float) -> dict[str, str]:
+    """One Ray Data pass over ``records``; ``{key: error or ""}``.
+
+    The driver takes one batch of ``extractor.batch_size`` rows at a time (no prefetch) and
+    commits it to the store before taking the next: a killed driver loses at most that batch.
+    """
     batch = max(1, min(extractor.batch_size, len(records)))
     blocks = max(1, min(len(records) // batch, 4 * max(actors, 1) * 8))
     ds = ray.data.from_items(rows_of(records), override_num_blocks=blocks)
@@ -168,15 +299,10 @@ def _run(ray, extractor, records: list[ImageRecord], actors: int, gpus: float) -
                         batch_size=batch, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus)
     status: dict[str, str] = {}
-    store = extractor.open_store()  # one store for the pass, one transaction per STORE_BATCH
+    store = extractor.open_store()  # one store for the pass, one transaction per batch
     try:
-        for out in ds.iter_batches(batch_size=STORE_BATCH, batch_format="numpy"):
-            keys = [str(k) for k in out["key"]]
-            errors = [str(e or "") for e in out["error"]]
-            ok = [i for i, e in enumerate(errors) if not e]
-            if ok:
-                store.put_many([keys[i] for i in ok], np.asarray(out["features"])[ok])
-            status.update(zip(keys, errors))
+        for out in ds.iter_batches(batch_size=batch, batch_format="numpy", prefetch_batches=0):
+            store_batch(store, out, status)
     finally:
         store.close()
     return status
@@ -216,8 +342,11 @@ def nearest_on_ray(centres: np.ndarray, U: np.ndarray, address: str | None = Non
     ds = ds.map_batches(_nearest_batch, fn_kwargs={"rows_ref": rows_ref, "centres": centres}, batch_size=1,
                         batch_format="numpy")
     out = np.full(n, -1, dtype=np.int64)
-    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        out[b["i"]] = b["label"]
+    try:
+        for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            out[b["i"]] = b["label"]
+    except ray.exceptions.RayError as exc:
+        raise EngineError(f"--engine ray: the cluster failed during the assignment pass ({_cause(exc)})") from None
     if (out < 0).any():  # pragma: no cover - Ray lost rows without raising
         raise EngineError("--engine ray: the assignment pass returned fewer rows than it was given; rerun")
     return out

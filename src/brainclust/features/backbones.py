@@ -216,6 +216,8 @@ def _build_lite0_multi(weights: str | None) -> "nn.Module":
 
 #: Default image side of the array backbones.
 ARRAY_DEFAULT_SIZE = 128
+#: Largest image side of the array backbones (``pixels@1024`` is already 4 MiB of features per image).
+ARRAY_MAX_SIZE = 1024
 #: HOG settings: orientations, cells per image side, cells per block.
 HOG_ORIENTATIONS = 9
 HOG_CELLS = 8
@@ -260,6 +262,9 @@ def array_spec(base: str, size: int = ARRAY_DEFAULT_SIZE) -> BackboneSpec:
     """The spec of array backbone ``base`` (``pixels`` or ``hog``) on ``size`` x ``size`` images."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 8:
         raise ParameterError(f"--backbone: image size of '{base}' must be an integer >= 8, got {size!r}")
+    if size > ARRAY_MAX_SIZE:  # pixels@100000 would be 10^10 values (37 GiB) per image
+        raise ParameterError(f"--backbone: image size of '{base}' must be at most {ARRAY_MAX_SIZE}, got {size} "
+                             f"({size * size:,} values, {4 * size * size / 2**30:.1f} GiB, per image)")
     name = base if size == ARRAY_DEFAULT_SIZE else f"{base}@{size}"  # round-trips through resolve()
     if base == "pixels":
         return BackboneSpec(name, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size * size, None, _no_weights,
@@ -354,8 +359,11 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
         return spec, ResolvedWeights(None, RANDOM_WEIGHTS)
     if weights is not None:
         p = Path(weights)
+        if p.is_dir():
+            raise WeightsUnavailableError(f"--weights: '{weights}' is a folder, expected a state-dict file")
         if not p.is_file():
-            raise WeightsUnavailableError(f"--weights: file '{weights}' does not exist")
+            raise WeightsUnavailableError(f"--weights: file '{weights}' " + (
+                "is not a regular file" if p.exists() else "does not exist"))
         return spec, ResolvedWeights(str(p.resolve()), file_sha256(p))
     default = spec.default_weights()
     if default is None and name == "inception_v3":

@@ -21,7 +21,7 @@ from brainclust.errors import ImageReadError, ModelFileError, NumericalError
 from brainclust.features import augment
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.io.atomic import file_sha256
-from brainclust.io.scan import ImageRecord, load_record
+from brainclust.io.scan import ImageRecord, load_checked
 
 
 @dataclass
@@ -77,7 +77,7 @@ class ImageDataset:
         return len(self.records)
 
     def item(self, rec: ImageRecord) -> np.ndarray:
-        img = preprocess(load_record(rec), self.config)
+        img = preprocess(load_checked(rec), self.config)  # the bytes the scan hashed, or a skip
         if self.view:
             img = augment.apply(self.view, img, rec.key, self.view_seed)
         if self.spec.array_fn is not None:

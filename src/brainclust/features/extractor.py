@@ -29,7 +29,7 @@ from sklearn.base import TransformerMixin
 
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, param
 from brainclust.errors import ImageReadError, ModelFileError, ParameterError
-from brainclust.features import augment, backbones, runtime as rt
+from brainclust.features import augment, backbones, limits, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
 from brainclust.features.extraction import (Extraction, ImageDataset, as_records, check_finite, check_fitted_as_saved,
                                             collate, result_array)
@@ -180,6 +180,9 @@ class FeatureExtractor(TransformerMixin, Step):
         """The declared rules and the pre-processing's (no backbone needed); ``fit`` and ``RunConfig`` call it."""
         super().check_params()
         rt.check_runtime(self.runtime)
+        limits.check_batch_size(self.batch_size)  # bounds and availability: brainclust.features.limits
+        limits.check_device(self.device)
+        limits.check_batch_memory(self.backbone, self.batch_size)
         check_preprocessing(self.clip_percentiles, self.intensity_window)
         if self.view is not None:
             augment.check(self.view)

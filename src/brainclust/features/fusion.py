@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,11 +48,13 @@ from brainclust.core.params import NONE, Kind, OneOf, Step, param
 from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features import backbones
 from brainclust.features.extraction import Extraction, as_records, check_fitted_as_saved
-from brainclust.features.extractor import SHARED_CONSTRAINTS, FeatureExtractor, check_preprocessing
+from brainclust.features.extractor import SHARED_CONSTRAINTS, FeatureExtractor
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "+"
+#: Smallest and largest fusion weight: blocks then differ in variance by at most 10^12.
+WEIGHT_RANGE = (1e-6, 1e6)
 _BLOCK = re.compile(r"^(?P<name>[A-Za-z0-9_@.-]+?)(?:\*(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?$")
 
 
@@ -73,7 +76,8 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
     ------
     ParameterError
         Fewer than two blocks, an empty block, ``auto`` as a block, or a
-        weight that is not a positive number.
+        weight outside :data:`WEIGHT_RANGE` (a weight of 1e308 would overflow the
+        fused features; its block's total variance is the weight squared).
     """
     parts = str(name).split(SEPARATOR)
     if len(parts) < 2:
@@ -89,6 +93,9 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
             raise ParameterError(f"--backbone: name fusion blocks explicitly ('auto' is not allowed), got '{name}'")
         if not w > 0:
             raise ParameterError(f"--backbone: fusion weight of '{block}' must be > 0, got {w}")
+        if not (math.isfinite(w) and WEIGHT_RANGE[0] <= w <= WEIGHT_RANGE[1]):
+            raise ParameterError(f"--backbone: fusion weight of '{block}' must be a number from {WEIGHT_RANGE[0]:g} "
+                                 f"to {WEIGHT_RANGE[1]:g}, got {m.group('w') or w} (in '{name}')")
         out.append((block, w))
     return out
 
@@ -222,8 +229,13 @@ class FusedExtractor(TransformerMixin, Step):
             raise ParameterError(f"--weights: cannot apply one weights file to the fused backbone "
                                  f"'{self.backbone}'; fuse backbones that need no --weights")
         super().check_params()
-        parse_blocks(self.backbone)
-        check_preprocessing(self.clip_percentiles, self.intensity_window)
+        for block, _ in parse_blocks(self.backbone):  # every block: its own size and batch-memory bounds
+            network = backbones.runs_network(block)
+            FeatureExtractor(backbone=block, precision=self.precision if network else "auto",
+                             batch_size=self.batch_size, num_workers=self.num_workers,
+                             clip_percentiles=self.clip_percentiles, view=self.view,
+                             intensity_window=self.intensity_window, runtime=self.runtime if network else "auto",
+                             device=self.device).check_params()
         return self
 
     def _block(self, name: str) -> FeatureExtractor:

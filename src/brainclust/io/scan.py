@@ -44,6 +44,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from brainclust.io import formats, scanmeta
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
+from brainclust.io.content import CHANGED_REASON, check_regular, read_content, verify_unchanged
 from brainclust.io.formats import dicom, nifti
 from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
@@ -142,6 +143,14 @@ def _exif_transposed(im: Image.Image) -> bool:
         return False
 
 
+def _pages(im: Image.Image) -> int:
+    """Pages (frames) in an image file; 1 when unknown (a damaged page list only loses the count)."""
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except Exception:  # noqa: BLE001
+        return 1
+
+
 @names_file()
 def probe(path: str | os.PathLike) -> tuple[str, int, int]:
     """Return ``(format, width, height)`` of a 2-D image file from its header.
@@ -157,17 +166,15 @@ def probe(path: str | os.PathLike) -> tuple[str, int, int]:
         unsupported format.
     """
     path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise ImageReadError("empty file (0 bytes)")
-    except OSError as exc:
-        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    if check_regular(path).st_size == 0:
+        raise ImageReadError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata; the reason is in the error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 fmt, (w, h) = im.format, im.size
+                pages = _pages(im)
                 if _exif_transposed(im):
                     w, h = h, w
     except UnidentifiedImageError:
@@ -180,6 +187,8 @@ def probe(path: str | os.PathLike) -> tuple[str, int, int]:
         raise ImageReadError(f"unsupported image format {fmt}; supported: {', '.join(SUPPORTED_FORMATS)}")
     if w < 1 or h < 1:
         raise ImageReadError(f"invalid dimensions {w}x{h}")
+    if pages > 1:
+        log.warning("%s: a %s of %d pages; only its first page is used", escape_name(os.fsdecode(path)), fmt, pages)
     return fmt, w, h
 
 
@@ -192,11 +201,8 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
     """
     if p.is_symlink() and not p.exists():
         raise ImageReadError("broken or looping symbolic link")
-    try:
-        if p.stat().st_size == 0:
-            raise ImageReadError("empty file (0 bytes)")
-    except OSError as exc:
-        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    if check_regular(p).st_size == 0:  # a FIFO or a link to /dev/zero is never opened
+        raise ImageReadError("empty file (0 bytes)")
     kind = formats.detect(p)
     base = dict(meta or {})
 
@@ -331,6 +337,11 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
 
 @names_file()
 def load_gray(path: str | os.PathLike) -> np.ndarray:
+    """Decode a 2-D image file (see :func:`gray_from`)."""
+    return gray_from(path)
+
+
+def gray_from(source) -> np.ndarray:
     """Decode a 2-D image into a float32 grayscale array in its own intensity units.
 
     Modes L, I;16, I, F, RGB, RGBA, P, LA and CMYK are accepted. Colour is
@@ -347,7 +358,7 @@ def load_gray(path: str | os.PathLike) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata; the reason is in the error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 mode = im.mode
@@ -383,6 +394,16 @@ def load_record(record: ImageRecord) -> np.ndarray:
     ImageReadError
         If the image cannot be decoded; never any other exception for bad data.
     """
+    return read_record(record)[1]
+
+
+@names_file(lambda record: record.abspath)
+def read_record(record: ImageRecord) -> tuple[str, np.ndarray]:
+    """:func:`load_record` from one read of the file: ``(SHA-256 of the bytes decoded, image)``.
+
+    The file is read once, hashed, and decoded from the same bytes
+    (:mod:`brainclust.io.content`), so the hash always belongs to the pixels.
+    """
     kind = record.type
     if kind not in ("dicom", "nifti"):
         try:
@@ -392,15 +413,33 @@ def load_record(record: ImageRecord) -> np.ndarray:
         kind = detected if detected != "image" else kind
     try:
         if kind == "dicom":
-            return dicom.load_frame(record.abspath, dicom.frame_index(record.frame))
+            return dicom.read_frame(record.abspath, dicom.frame_index(record.frame))
         if kind == "nifti":
-            return nifti.load_slice(record.abspath, record.frame or nifti.probe(record.abspath)[0].frame)
+            return nifti.read_slice(record.abspath, record.frame or nifti.probe(record.abspath)[0].frame)
         if record.frame:
             raise ImageReadError(f"a {kind or 'plain'} image has no frame '{record.frame}'")
-        return load_gray(record.abspath)
+        content = read_content(record.abspath)
+        image = gray_from(content.source())
+        verify_unchanged(content)
+        return content.sha256, image
     except ImageReadError:
         raise
     except MemoryError:
         raise ImageReadError("cannot decode image: not enough memory") from None
     except Exception as exc:  # noqa: BLE001 - bad data must only ever be an ImageReadError
         raise ImageReadError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+@names_file(lambda record: record.abspath)
+def load_checked(record: ImageRecord) -> np.ndarray:
+    """:func:`load_record`, refused unless the bytes decoded are those the scan hashed (``record.sha256``).
+
+    What the feature extractor calls before it stores features under ``record.key``: a file
+    rewritten between the scan and the extraction is an ImageReadError (:data:`CHANGED_REASON`,
+    with one warning), so the store never holds one content's features under another's hash.
+    """
+    digest, image = read_record(record)
+    if digest != record.sha256:
+        log.warning("%s: %s", escape_name(record.path), CHANGED_REASON)
+        raise ImageReadError(CHANGED_REASON)
+    return image

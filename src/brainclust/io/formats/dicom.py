@@ -43,6 +43,7 @@ import numpy as np
 
 from brainclust.errors import ImageReadError, names_file
 from brainclust.io import privacy
+from brainclust.io.content import read_content, verify_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def _read(path, force: bool = False, header_only: bool = False):
 
     try:
         with _quiet():
-            ds = pydicom.dcmread(str(path), force=force, defer_size="1 KB" if header_only else None)
+            src = path if hasattr(path, "read") else str(path)  # a path, or a buffer of the file's bytes
+            ds = pydicom.dcmread(src, force=force, defer_size="1 KB" if header_only else None)
             if "TransferSyntaxUID" not in ds.file_meta:  # a bare data set: its encoding as read
                 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -340,7 +342,23 @@ def load_frame(path: str | os.PathLike, frame: int = 0, force: bool = False) -> 
     ImageReadError
         If the file is not a decodable DICOM image or has no such frame.
     """
-    ds = _read(path, force=force or not has_preamble(path))
+    return _frame(_read(path, force=force or not has_preamble(path)), frame)
+
+
+@names_file()
+def read_frame(path: str | os.PathLike, frame: int = 0, force: bool = False) -> tuple[str, np.ndarray]:
+    """:func:`load_frame` from one read of the file: ``(SHA-256 of the bytes decoded, image)``.
+
+    See :mod:`brainclust.io.content`: the hash and the pixels come from the same bytes.
+    """
+    content = read_content(path)
+    preamble = content.data[128:132] == b"DICM" if content.data is not None else has_preamble(path)
+    image = _frame(_read(content.source(), force=force or not preamble), frame)
+    verify_unchanged(content)
+    return content.sha256, image
+
+
+def _frame(ds, frame: int) -> np.ndarray:
     with _quiet():
         try:
             return _decode(ds, frame)

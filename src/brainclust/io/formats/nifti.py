@@ -74,6 +74,7 @@ import numpy as np
 
 from brainclust.errors import ImageReadError, ParameterError, names_file
 from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
+from brainclust.io.content import check_regular, read_content, verify_unchanged
 
 PLANES = ("axial", "coronal", "sagittal")
 DEFAULT_SLICES = "axial:mid"
@@ -145,13 +146,29 @@ def is_nifti(path: str | os.PathLike) -> bool:
         540 in (struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0])
 
 
-def _load(path: str, volume_index: int) -> tuple[np.ndarray, int]:
+def _open(source):
+    """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not)."""
+    import nibabel as nib
+
+    if not hasattr(source, "read"):
+        return nib.load(source)
+    head = source.read(2)
+    source.seek(0)
+    if head == b"\x1f\x8b":
+        source = gzip.GzipFile(fileobj=source)
+    magic = source.read(8)
+    source.seek(0)
+    klass = nib.Nifti2Image if magic[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
+    return klass.from_stream(source)
+
+
+def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
     import nibabel as nib
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = nib.load(path)
+            img = _open(path)
             shape = tuple(int(s) for s in img.shape)
             if len(shape) < 3 or any(s < 1 for s in shape[:3]):
                 raise ImageReadError(f"NIfTI image has shape {shape}; a 3-D or 4-D volume is needed")
@@ -352,8 +369,37 @@ def header_fields(path: str | os.PathLike) -> dict[str, object]:
 def load_slice(path: str | os.PathLike, frame: str) -> np.ndarray:
     """Decode the slice a record ``frame`` names (see :func:`frame_id`)."""
     plane, index, volume_index = parse_frame(frame)
-    vol = load_volume(path, volume_index)
+    return _slice(load_volume(path, volume_index), plane, index)
+
+
+def _slice(vol: np.ndarray, plane: str, index: int) -> np.ndarray:
     n = vol.shape[_AXIS[plane]]
     if not 0 <= index < n:
         raise ImageReadError(f"{plane} slice {index} does not exist (the volume has {n})")
     return cut(vol, plane, index)
+
+
+#: (path, device, inode, mtime, size, volume index) -> (SHA-256, volume) of the last volumes :func:`read_slice` read.
+_HASHED: dict[tuple, tuple[str, np.ndarray]] = {}
+
+
+@names_file()
+def read_slice(path: str | os.PathLike, frame: str) -> tuple[str, np.ndarray]:
+    """:func:`load_slice` from one read of the file: ``(SHA-256 of the bytes decoded, slice)``.
+
+    The volume is decoded from the very bytes that were hashed (:mod:`brainclust.io.content`);
+    the last two volumes are kept with their hash, so the slices of one file cost one read.
+    """
+    plane, index, volume_index = parse_frame(frame)
+    st = check_regular(path)
+    key = (os.fsdecode(path), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, volume_index)
+    hit = _HASHED.get(key)
+    if hit is None:
+        content = read_content(path)
+        vol, _ = _load(content.source(), volume_index)
+        verify_unchanged(content)
+        vol.setflags(write=False)
+        while len(_HASHED) >= 2:
+            _HASHED.pop(next(iter(_HASHED)))
+        hit = _HASHED[key] = (content.sha256, vol)
+    return hit[0], _slice(hit[1], plane, index)

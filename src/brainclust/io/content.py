@@ -1,0 +1,120 @@
+"""A file's content read once: the bytes an image is decoded from are the bytes that were hashed.
+
+The feature store is keyed by the SHA-256 of a file's bytes. If the hash came
+from one read (the scan) and the pixels from another (extraction), a file
+rewritten in between would store the new image's features under the old
+content's key, and every later run on the old content would silently get
+them. So every decoder reads through :func:`read_content`: it opens the file
+once, reads it whole, hashes those bytes and decodes from the same buffer.
+A file larger than :data:`SINGLE_READ_MAX` is not held in memory: it is
+hashed, decoded from its path, and hashed again (:func:`verify_unchanged`); a
+change in between is an error, never a mixed result.
+
+Only regular files are read (:func:`check_regular`): a FIFO would block the
+reader forever and a link to ``/dev/zero`` would never end; both are refused
+before any read, with the reason "not a regular file".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from dataclasses import dataclass
+
+from brainclust.errors import ImageReadError
+
+#: Files up to this many bytes are read into memory once and decoded from there.
+SINGLE_READ_MAX = 256 * 2**20
+_CHUNK = 1 << 20
+#: Why a record is refused when its file's bytes are no longer those the scan hashed.
+CHANGED_REASON = ("the file changed after the scan (its SHA-256 is no longer the scanned one); "
+                  "not used in this run, rerun to include its new content")
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_regular(path: str | os.PathLike) -> os.stat_result:
+    """``os.stat`` of ``path`` (links followed), or ImageReadError unless it is a regular file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageReadError(f"not a regular file ({_kind_of(st.st_mode)}); not read")
+    return st
+
+
+@dataclass(frozen=True)
+class Content:
+    """What :func:`read_content` read: the SHA-256 and, up to :data:`SINGLE_READ_MAX`, the bytes."""
+
+    path: str
+    sha256: str
+    size: int
+    data: bytes | None
+
+    def source(self):
+        """What a decoder reads: a binary buffer over the bytes, or the path of a large file."""
+        return io.BytesIO(self.data) if self.data is not None else self.path
+
+
+def read_content(path: str | os.PathLike) -> Content:
+    """Open ``path`` once (never blocking), refuse anything but a regular file, read and hash it.
+
+    Raises
+    ------
+    ImageReadError
+        Not a regular file, or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(f"not a regular file ({_kind_of(st.st_mode)}); not read")
+        h = hashlib.sha256()
+        keep = st.st_size <= SINGLE_READ_MAX
+        parts = []
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                h.update(chunk)
+                if keep:
+                    parts.append(chunk)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(parts) if keep else None
+    if data is not None and len(data) > SINGLE_READ_MAX:  # grew while being read: treat it as large
+        data = None
+    size = len(data) if data is not None else st.st_size
+    return Content(path=os.fsdecode(path), sha256=h.hexdigest(), size=size, data=data)
+
+
+def verify_unchanged(content: Content) -> None:
+    """For a large file decoded from its path: ImageReadError unless its bytes still hash the same."""
+    if content.data is not None:
+        return  # decoded from the very bytes that were hashed
+    h = hashlib.sha256()
+    try:
+        with open(content.path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    if h.hexdigest() != content.sha256:
+        raise ImageReadError("the file changed while it was being read; not used in this run")
