@@ -167,7 +167,8 @@ def categorical(name: str, values: Sequence[str], counts: Counter | None = None)
     codes = np.fromiter((index.get(v, other) for v in values), dtype=np.int32, count=len(values))
     cnt = np.bincount(codes, minlength=len(shown)).tolist()
     return Column(name, "cat", [display_name(name, v) if v != OTHER else OTHER for v in shown],
-                  category_colours(name, shown), cnt, codes=codes)
+                  category_colours(name, shown), cnt, codes=codes,
+                  texts=list(values) if other >= 0 else None)  # the rare values' own names
 
 
 def numeric(name: str, values: np.ndarray) -> Column:
