@@ -63,14 +63,16 @@ def _number(text: str) -> float | None:
 class Column:
     """One column: ``kind`` is ``"cat"``, ``"num"`` or ``"text"``.
 
-    ``cat``: ``categories`` (display names) with ``colours`` and ``counts``,
-    ``codes`` per row (index into ``categories``). ``num``: ``values`` per row
+    ``cat``: ``categories`` (display names: ``(none)`` for empty, ``noise``
+    for cluster ``-1``) and ``raw`` (the values as written) with ``colours`` and
+    ``counts``, ``codes`` per row (index into ``categories``). ``num``: ``values`` per row
     (NaN when empty), ``lo``/``hi``. ``text``: ``texts`` per row.
     """
 
     name: str
     kind: str
     categories: list[str] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
     colours: list[str] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     codes: np.ndarray | None = None
@@ -93,6 +95,7 @@ class Column:
         m = self.meta()
         if self.kind == "cat":
             m["codes"] = self.codes[rows].tolist()
+            m["raw"] = self.raw
         elif self.kind == "num":
             m["values"] = [None if not np.isfinite(v) else float(f"{v:.6g}") for v in self.values[rows].tolist()]
         else:
@@ -100,9 +103,10 @@ class Column:
         return m
 
     def display(self, i: int) -> str:
-        """Row ``i``'s value as text (a categorical value beyond the top ones keeps its own name only in texts)."""
+        """Row ``i``'s value as written in assignments.csv."""
         if self.kind == "cat":
-            return self.categories[int(self.codes[i])]
+            code = int(self.codes[i])
+            return self.texts[i] if self.texts is not None and self.raw[code] == OTHER else self.raw[code]
         if self.kind == "num":
             v = self.values[i]
             return "" if not np.isfinite(v) else f"{v:.6g}"
@@ -166,7 +170,7 @@ def categorical(name: str, values: Sequence[str], counts: Counter | None = None)
     other = index.get(OTHER, -1)
     codes = np.fromiter((index.get(v, other) for v in values), dtype=np.int32, count=len(values))
     cnt = np.bincount(codes, minlength=len(shown)).tolist()
-    return Column(name, "cat", [display_name(name, v) if v != OTHER else OTHER for v in shown],
+    return Column(name, "cat", [display_name(name, v) if v != OTHER else OTHER for v in shown], shown,
                   category_colours(name, shown), cnt, codes=codes,
                   texts=list(values) if other >= 0 else None)  # the rare values' own names
 

@@ -44,7 +44,7 @@
     function value(col, i) {
       if (col.kind === "cat") {
         var code = col.codes[i];
-        return (col.other && col.other[i] !== undefined) ? col.other[i] : col.cats[code];
+        return (col.other && col.other[i] !== undefined) ? col.other[i] : (col.raw ? col.raw[code] : col.cats[code]);
       }
       if (col.kind === "num") { return col.values[i] === null ? "" : String(col.values[i]); }
       return col.texts ? col.texts[i] : (col.name === "path" ? D.names[i] : "");
@@ -81,8 +81,9 @@
       big: function (i) { return D.thumbs[i]; },
       caption: function (i) {
         var text = D.names[i];
-        if (colByName.cluster) { text += " | cluster " + value(colByName.cluster, i); }
-        if (colByName.label && D.has_labels) { text += " | label " + (value(colByName.label, i) || "(none)"); }
+        var cl = colByName.cluster, lb = colByName.label;
+        if (cl && cl.kind === "cat") { text += " | cluster " + cl.cats[cl.codes[i]]; }
+        if (lb && lb.kind === "cat" && D.has_labels) { text += " | label " + lb.cats[lb.codes[i]]; }
         return text;
       },
       name: function (i) { return D.names[i]; },
@@ -95,6 +96,7 @@
             : rampColour(colour, colour.values[i]);
         }
         renderPoints(null, D.x, D.y, cs, on);
+        drawn("points");
         setStatus(fmtCount(n) + (D.sampled ? " of " + fmtCount(D.n_total) + " images (a stratified sample: this file's size budget; `brainclust view` shows all)" : " images") +
                   (focus ? "; " + fmtCount(focus.length) + " selected" : ""));
         return Promise.resolve();
@@ -190,6 +192,7 @@
           if (v.mode === "points") {
             setDensity(null);
             renderPoints(v.i, v.x, v.y, v.c, v.f);
+            drawn("points");
             setStatus(fmtCount(v.count) + " of " + fmtCount(D.n_total) + " images in view, drawn as points" + sel);
           } else {
             renderPoints([], [], [], [], null);
@@ -254,11 +257,20 @@
     img.setAttribute("y", String(b.y0));
     img.setAttribute("width", String(b.x1 - b.x0));
     img.setAttribute("height", String(b.y1 - b.y0));
-    img.addEventListener("load", function () { if (density && density !== img) { density.remove(); } density = img; });
+    img.addEventListener("load", function () {
+      if (density && density !== img) { density.remove(); }
+      density = img;
+      drawn("density");
+    });
     img.setAttribute("href", url);
     layer.insertBefore(img, pointsG);
   }
   function setStatus(text) { statusEl.textContent = text; }
+  var stats = {draws: 0, first: null, last: null, kind: null};
+  function drawn(kind) {
+    stats.draws++; stats.last = performance.now(); stats.kind = kind;
+    if (stats.first === null) { stats.first = stats.last; }
+  }
 
   var frame = 0, redrawTimer = 0;
   function applyView() {
@@ -592,5 +604,6 @@
   view.tx = (view.W - view.s) / 2; view.ty = (view.H - view.s) / 2;
   applyView();
   setColour(state.colour);
-  window.brainclustExplorer = {state: state, view: view, api: api, redraw: redraw, refreshGallery: refreshGallery};
+  window.brainclustExplorer = {state: state, view: view, api: api, redraw: redraw, refreshGallery: refreshGallery,
+                               stats: stats, setColour: setColour, resetView: resetView};
 })();
