@@ -8,23 +8,22 @@ features: ``assignments.csv``, ``metrics.json``, ``manifest.json`` and
 are gone are drawn as placeholders. So ``brainclust report OUT_DIR`` rebuilds
 the same report at any time without extracting a single feature.
 
-Sections: summary (data, skipped files, backbone, weights, settings, seed,
-time per stage), scores with a one-line meaning each, an interactive t-SNE map
-coloured by cluster (and by label), the dendrogram pruned to depth 10 with the
-cut marked (hierarchical only), per-cluster montages of the most and least
-typical images, a silhouette plot, and with labels a confusion matrix after
-Hungarian matching and a purity table. The same figures are written as PNG
-(300 dpi) and SVG under ``figures/``.
+Sections: the scores at the top, a short summary (settings, weights, times,
+versions and skipped files folded away), the scores with a one-line meaning
+each (and the ranking of ``associations.csv`` when present), the explorer
+(:mod:`brainclust.report.explorer`), the dendrogram pruned to depth 10 with
+the cut marked (hierarchical only), per-cluster montages, a silhouette plot,
+and with labels a confusion matrix after Hungarian matching and a purity
+table. The same figures are written as PNG (300 dpi) and SVG under ``figures/``.
 
 Security: every string from a file name, folder or setting reaches the HTML
 through Jinja2 autoescaping, or as JSON (``<``, ``>``, ``&`` escaped) that the
 page's script only ever assigns to ``textContent``. A Content-Security-Policy
 meta tag forbids any request other than ``data:`` images.
 
-Scale: thumbnails are small JPEGs, the map holds at most ``max_map_points``
-images (a sample stratified by cluster, also the t-SNE input), and each
-montage a few images, so the file size is bounded whatever the number of
-images.
+Scale: the file keeps under a size budget (15 MB): thumbnails shrink with
+the number of images, and above what fits the explorer holds a sample
+stratified by cluster (the page says so).
 """
 
 from __future__ import annotations
@@ -318,10 +317,12 @@ def confusion_section(conf: Confusion | None, figs: FigureSink) -> dict:
 
 
 # -- the report ----------------------------------------------------------------------
-def _check_sizes(**sizes) -> None:
+def _check_sizes(budget_mb, **sizes) -> None:
     for name, val in sizes.items():
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ParameterError(f"{name}: must be a positive integer, got {val!r}")
+    if isinstance(budget_mb, bool) or not isinstance(budget_mb, (int, float)) or not budget_mb > 0:
+        raise ParameterError(f"size_budget_mb: must be a positive number, got {budget_mb!r}")
 
 
 def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, thumb_px: int = 64,
@@ -338,14 +339,12 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     out_dir : path-like
         The ``--out`` folder of a finished ``brainclust run``.
     max_map_points : int, default 2000
-        Without a stored ``map.npy``: images placed on the map by an exact
-        t-SNE; the file's other images are placed by their nearest t-SNE neighbours.
+        Without a stored ``map.npy``: images the exact t-SNE places (the others by their neighbours).
     montage_size : int, default 8
         Typical images, and atypical images, per cluster montage.
     thumb_px, thumb_px_max : int, default 64 and 160
-        Smallest and largest longer side of the explorer's thumbnails: the
-        largest size at which every image fits in the budget is used; below
-        ``thumb_px`` the file holds a stratified sample instead.
+        Range of the explorer's thumbnail size: the largest at which every image
+        fits in the budget; below ``thumb_px`` the file holds a stratified sample.
     montage_px : int, default 96
         Longer side of the montages' thumbnails.
     write_figures : bool, default True
@@ -353,8 +352,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     command : str
         Recorded in the manifest (what built the report).
     size_budget_mb : float, default 15
-        Size of ``report.html`` not to exceed (MB, 10^6 bytes); the explorer
-        gets what the other sections leave.
+        Size of ``report.html`` not to exceed (10^6 bytes); the explorer gets what the rest leaves.
 
     Returns
     -------
@@ -367,10 +365,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     ParameterError
         If a size parameter is not a positive integer, or the budget is not positive.
     """
-    _check_sizes(**{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
-                    "thumb_px": thumb_px, "montage_px": montage_px, "thumb_px_max": thumb_px_max})
-    if isinstance(size_budget_mb, bool) or not isinstance(size_budget_mb, (int, float)) or not size_budget_mb > 0:
-        raise ParameterError(f"size_budget_mb: must be a positive number, got {size_budget_mb!r}")
+    _check_sizes(size_budget_mb, **{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
+                                    "thumb_px": thumb_px, "montage_px": montage_px, "thumb_px_max": thumb_px_max})
     t_all = time.perf_counter()
     t: dict[str, float] = {}
     with _timed(t, "load"):
@@ -400,22 +396,14 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         ex = explorer_data(run, columns, thumbs, int(size_budget_mb * 1e6) - rest - 2048,
                            required=ctx["montage_rows"], min_px=thumb_px, max_px=max(thumb_px, thumb_px_max),
                            max_map_points=max_map_points)
-        ctx.update(explorer_section(run, ex, colours, figs))
-    ctx.update(missing=thumbs.n_missing)
+        ctx.update(explorer_section(run, ex, colours, figs), missing=thumbs.n_missing)
     with _timed(t, "render"):
         html = _render(ctx)
         path = atomic_write_text(folder.report, html)
-    if thumbs.n_missing:
-        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
-                    thumbs.n_missing, run.input_root)
     info = ReportInfo(path=path, size_bytes=len(html.encode("utf-8")), figures=figs.files,
                       n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing,
                       timings_s={**t, "total": time.perf_counter() - t_all})
-    if info.size_bytes > size_budget_mb * 1e6:
-        log.warning("report: %s is %.1f MB, above the %.1f MB budget", path, info.size_bytes / 1e6, size_budget_mb)
     _record_in_manifest(run, info, command, ctx, size_budget_mb)
-    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
-             path, info.size_bytes / 1e6, info.timings_s["total"])
     return info
 
 
@@ -424,7 +412,14 @@ _EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []},
 
 
 def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: dict, budget_mb: float) -> None:
-    """Add the ``report`` entry (what built it, from which files, with 0 features extracted) to the manifest."""
+    """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted)."""
+    if info.n_missing_images:
+        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
+                    info.n_missing_images, run.input_root)
+    if info.size_bytes > budget_mb * 1e6:
+        log.warning("report: %s is %.1f MB, above the %.1f MB budget", info.path, info.size_bytes / 1e6, budget_mb)
+    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
+             info.path, info.size_bytes / 1e6, info.timings_s["total"])
     folder, m = run.folder, run.manifest
     sources = [folder.assignments, folder.metrics, folder.manifest, folder.cluster]
     sources += [p for p in (folder.root / "map.npy", folder.root / "associations.csv")

@@ -103,7 +103,8 @@ def place_by_neighbours(queries: np.ndarray, anchors: np.ndarray, anchor_xy: np.
     -------
     ndarray of shape (m, 2), float64
         Weights are ``exp((s - s_max) / TEMPERATURE)`` of the cosine similarities
-        ``s``: the nearest anchors dominate, a duplicate of an anchor lands on it.
+        ``s``: the nearest anchors dominate; a duplicate of an anchor that has
+        no other anchor within a few hundredths of similarity lands on it.
         Plain mean-like weights pull the placed images towards the middle of
         their cluster (on the 4-class set, 300-500 t-SNE images: cluster spread
         0.77-0.96 of the t-SNE images' with ``1/distance`` weights, 0.91-1.01

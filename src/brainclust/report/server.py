@@ -110,137 +110,140 @@ class Explorer:
         self.thumbs.close()
 
 
+class ExplorerHandler(BaseHTTPRequestHandler):
+    """The requests of one :class:`Explorer` (``ex``, set by :func:`make_handler`)."""
+
+    ex: Explorer
+    server_version = "brainclust-view"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # the library never prints
+        log.debug("view: %s %s", self.address_string(), fmt % args)
+
+    def _headers(self, code: int, ctype: str, length: int | None, cache: str = "no-store", extra=()):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("Cache-Control", cache)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+
+    def _send(self, code: int, body: bytes, ctype: str, cache: str = "no-store", extra=()):
+        self._headers(code, ctype, len(body), cache, extra)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, obj, code: int = 200):
+        self._send(code, json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8"),
+                   "application/json; charset=utf-8")
+
+    def _error(self, code: int, message: str):
+        self._json({"error": message}, code)
+
+    def _host_ok(self) -> bool:
+        if self.ex.allowed_hosts is None:
+            return True
+        return (self.headers.get("Host") or "").lower() in self.ex.allowed_hosts
+
+    def do_GET(self):
+        try:
+            self._route()
+        except ParameterError as exc:
+            self._error(400, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:  # noqa: BLE001 - one failed request never stops the server
+            log.exception("view: request %r failed", self.path[:200])
+            self._error(500, "internal error; see the server's log")
+
+    do_HEAD = do_GET
+
+    def _refuse_method(self):
+        self._error(405, "only GET and HEAD")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def _route(self):
+        if not self._host_ok():
+            return self._error(403, "this server answers requests for 127.0.0.1 or localhost only")
+        if len(self.path) > 16384:
+            return self._error(414, "request too long")
+        url = urlsplit(self.path)
+        path = url.path
+        params = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=24))
+        if path == "/":
+            return self._send(200, self.ex.page, "text/html; charset=utf-8")
+        if path in self.ex.assets:
+            body, ctype = self.ex.assets[path]
+            return self._send(200, body, ctype, "no-cache")
+        if path == "/favicon.ico":
+            return self._send(204, b"", "image/x-icon")
+        m = ROUTE_THUMB.fullmatch(path)
+        if m:
+            return self._thumb(int(m.group(1)), params)
+        m = ROUTE_ROW.fullmatch(path)
+        if m:
+            return self._row(int(m.group(1)))
+        if path == "/api/meta":
+            return self._json(self.ex.data.meta())
+        if path in ("/api/view", "/api/tile", "/api/list", "/api/list.csv", "/api/nearest"):
+            with self.ex.heavy:
+                return self._api(path, params)
+        return self._error(404, "not found")
+
+    def _index(self, i: int) -> int | None:
+        return i if 0 <= i < self.ex.data.n else None
+
+    def _thumb(self, i: int, params: dict):
+        if self._index(i) is None:
+            return self._error(404, "no such image")
+        px = as_int(params.get("px", "256"), "px", 1, max(SIZES))
+        if px not in SIZES:
+            raise ParameterError(f"px: one of {', '.join(map(str, SIZES))}, got {px}")
+        body, status = self.ex.thumbs.get(i, px)
+        if status == "refused":
+            return self._error(403, "this image's path leaves the data folder; not served")
+        self._send(200 if status == "ok" else 404, body, "image/jpeg", "private, max-age=3600")
+
+    def _row(self, i: int):
+        if self._index(i) is None:
+            return self._error(404, "no such image")
+        row = self.ex.data.row(i)
+        self._json({"i": i, "caption": self.ex.data.caption(i), "cells": [[k, v] for k, v in row.items()]})
+
+    def _api(self, path: str, params: dict):
+        q, d = self.ex.queries, self.ex.data
+        focus = parse_focus(params, d)
+        if path == "/api/view":
+            return self._json(q.view(parse_box(params), params.get("by", ""), focus))
+        if path == "/api/tile":
+            return self._send(200, q.tile(parse_box(params), params.get("by", ""), focus), "image/png")
+        if path == "/api/nearest":
+            i = q.nearest(as_float(params.get("x"), "x"), as_float(params.get("y"), "y"),
+                          as_float(params.get("r"), "r"), focus)
+            return self._json({"i": i, "caption": d.caption(i) if i is not None else None,
+                               "name": d.path(i) if i is not None else None})
+        if path == "/api/list":
+            offset = as_int(params.get("offset", "0"), "offset", 0, d.n)
+            limit = as_int(params.get("limit", "48"), "limit", 1, 500)
+            return self._json(q.page(focus, offset, limit))
+        self._headers(200, "text/csv; charset=utf-8", None,
+                      extra=[("Content-Disposition", 'attachment; filename="selection.csv"')])
+        if self.command != "HEAD":
+            for chunk in q.csv_chunks(focus):
+                self.wfile.write(chunk.encode("utf-8"))
+
+
 def make_handler(ex: Explorer):
     """The request handler class bound to one :class:`Explorer`."""
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "brainclust-view"
-        sys_version = ""
-
-        def log_message(self, fmt, *args):  # the library never prints
-            log.debug("view: %s %s", self.address_string(), fmt % args)
-
-        def _headers(self, code: int, ctype: str, length: int | None, cache: str = "no-store", extra=()):
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            if length is not None:
-                self.send_header("Content-Length", str(length))
-            self.send_header("Content-Security-Policy", CSP)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Referrer-Policy", "no-referrer")
-            self.send_header("X-Frame-Options", "DENY")
-            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-            self.send_header("Cache-Control", cache)
-            for k, v in extra:
-                self.send_header(k, v)
-            self.end_headers()
-
-        def _send(self, code: int, body: bytes, ctype: str, cache: str = "no-store", extra=()):
-            self._headers(code, ctype, len(body), cache, extra)
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _json(self, obj, code: int = 200):
-            self._send(code, json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8"),
-                       "application/json; charset=utf-8")
-
-        def _error(self, code: int, message: str):
-            self._json({"error": message}, code)
-
-        def _host_ok(self) -> bool:
-            if ex.allowed_hosts is None:
-                return True
-            return (self.headers.get("Host") or "").lower() in ex.allowed_hosts
-
-        def do_GET(self):
-            try:
-                self._route()
-            except ParameterError as exc:
-                self._error(400, str(exc))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            except Exception:  # noqa: BLE001 - one failed request never stops the server
-                log.exception("view: request %r failed", self.path[:200])
-                self._error(500, "internal error; see the server's log")
-
-        do_HEAD = do_GET
-
-        def _refuse_method(self):
-            self._error(405, "only GET and HEAD")
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
-
-        def _route(self):
-            if not self._host_ok():
-                return self._error(403, "this server answers requests for 127.0.0.1 or localhost only")
-            if len(self.path) > 16384:
-                return self._error(414, "request too long")
-            url = urlsplit(self.path)
-            path = url.path
-            params = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=24))
-            if path == "/":
-                return self._send(200, ex.page, "text/html; charset=utf-8")
-            if path in ex.assets:
-                body, ctype = ex.assets[path]
-                return self._send(200, body, ctype, "no-cache")
-            if path == "/favicon.ico":
-                return self._send(204, b"", "image/x-icon")
-            m = ROUTE_THUMB.fullmatch(path)
-            if m:
-                return self._thumb(int(m.group(1)), params)
-            m = ROUTE_ROW.fullmatch(path)
-            if m:
-                return self._row(int(m.group(1)))
-            if path == "/api/meta":
-                return self._json(ex.data.meta())
-            if path in ("/api/view", "/api/tile", "/api/list", "/api/list.csv", "/api/nearest"):
-                with ex.heavy:
-                    return self._api(path, params)
-            return self._error(404, "not found")
-
-        def _index(self, i: int) -> int | None:
-            return i if 0 <= i < ex.data.n else None
-
-        def _thumb(self, i: int, params: dict):
-            if self._index(i) is None:
-                return self._error(404, "no such image")
-            px = as_int(params.get("px", "256"), "px", 1, max(SIZES))
-            if px not in SIZES:
-                raise ParameterError(f"px: one of {', '.join(map(str, SIZES))}, got {px}")
-            body, status = ex.thumbs.get(i, px)
-            if status == "refused":
-                return self._error(403, "this image's path leaves the data folder; not served")
-            self._send(200 if status == "ok" else 404, body, "image/jpeg", "private, max-age=3600")
-
-        def _row(self, i: int):
-            if self._index(i) is None:
-                return self._error(404, "no such image")
-            row = ex.data.row(i)
-            self._json({"i": i, "caption": ex.data.caption(i), "cells": [[k, v] for k, v in row.items()]})
-
-        def _api(self, path: str, params: dict):
-            q, d = ex.queries, ex.data
-            focus = parse_focus(params, d)
-            if path == "/api/view":
-                return self._json(q.view(parse_box(params), params.get("by", ""), focus))
-            if path == "/api/tile":
-                return self._send(200, q.tile(parse_box(params), params.get("by", ""), focus), "image/png")
-            if path == "/api/nearest":
-                i = q.nearest(as_float(params.get("x"), "x"), as_float(params.get("y"), "y"),
-                              as_float(params.get("r"), "r"), focus)
-                return self._json({"i": i, "caption": d.caption(i) if i is not None else None,
-                                   "name": d.path(i) if i is not None else None})
-            if path == "/api/list":
-                offset = as_int(params.get("offset", "0"), "offset", 0, d.n)
-                limit = as_int(params.get("limit", "48"), "limit", 1, 500)
-                return self._json(q.page(focus, offset, limit))
-            self._headers(200, "text/csv; charset=utf-8", None,
-                          extra=[("Content-Disposition", 'attachment; filename="selection.csv"')])
-            if self.command != "HEAD":
-                for chunk in q.csv_chunks(focus):
-                    self.wfile.write(chunk.encode("utf-8"))
-
-    return Handler
+    return type("Handler", (ExplorerHandler,), {"ex": ex})
 
 
 def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_dir=None,

@@ -59,13 +59,15 @@ def ramp_lut(steps: int = 256) -> np.ndarray:
 
 @dataclass
 class ViewColumn:
-    """A colourable column: ``codes`` (int16, into ``categories``) or ``values`` (float32, NaN = empty)."""
+    """A colourable column: ``codes`` (int16, into ``categories``, shown names; ``raw``: as written) or
+    ``values`` (float32, NaN = empty)."""
 
     name: str
     kind: str
     categories: list[str]
     colours: list[str]
     counts: list[int]
+    raw: list[str] | None = None
     codes: np.ndarray | None = None
     values: np.ndarray | None = None
     lo: float | None = None
@@ -154,7 +156,7 @@ def _encode(name: str, arr, n: int) -> tuple[ViewColumn | None, object]:
     cat_codes = lut[codes] if len(lut) else np.zeros(n, np.int16)
     cnt = np.bincount(cat_codes, minlength=len(shown)).tolist()
     col = ViewColumn(name, "cat", [display_name(name, v) if v != OTHER else OTHER for v in shown],
-                     category_colours(name, shown), cnt, codes=cat_codes)
+                     category_colours(name, shown), cnt, raw=shown, codes=cat_codes)
     return col, enc
 
 

@@ -247,21 +247,28 @@
       circles.forEach(function (c, i) { if (!keep.has(i)) { c.remove(); circles.delete(i); } });
     }
   }
-  var density = null;
+  var density = null, pendingImg = null;
   function setDensity(url, b) {
+    if (pendingImg) { pendingImg.remove(); pendingImg = null; }
     if (!url) { if (density) { density.remove(); density = null; } return; }
     var img = document.createElementNS(NS, "image");
-    img.setAttribute("id", "density");
     img.setAttribute("preserveAspectRatio", "none");
     img.setAttribute("x", String(b.x0));
     img.setAttribute("y", String(b.y0));
     img.setAttribute("width", String(b.x1 - b.x0));
     img.setAttribute("height", String(b.y1 - b.y0));
     img.addEventListener("load", function () {
-      if (density && density !== img) { density.remove(); }
+      if (img !== pendingImg) { return; }
+      pendingImg = null;
+      if (density) { density.remove(); }
       density = img;
+      img.setAttribute("id", "density");
       drawn("density");
     });
+    img.addEventListener("error", function () {
+      if (img === pendingImg) { pendingImg = null; img.remove(); setStatus("server: a density tile failed to load"); }
+    });
+    pendingImg = img;
     img.setAttribute("href", url);
     layer.insertBefore(img, pointsG);
   }
