@@ -172,9 +172,18 @@ class DevTools:
         self.mouse("mouseReleased", *b, "left", clicks=1, modifiers=modifiers)
 
     def centre_of(self, selector: str):
-        return self.js(f"(function(){{var e=document.querySelector({json.dumps(selector)});"
-                       "e.scrollIntoView({block:'center'}); var r=e.getBoundingClientRect();"
-                       "return [r.left + r.width/2, r.top + r.height/2]})()")
+        """Scroll the element into the middle of the window (waiting for any smooth scroll to end); its centre."""
+        expr = (f"(function(){{var e=document.querySelector({json.dumps(selector)});"
+                "e.scrollIntoView({block:'center'}); var r=e.getBoundingClientRect();"
+                "return [r.left + r.width/2, r.top + r.height/2]})()")
+        last = self.js(expr)
+        for _ in range(50):
+            self.drain(0.1)
+            now = self.js(expr)
+            if now == last:
+                return now
+            last = now
+        return last
 
     def errors(self) -> list[dict]:
         return [e for e in self.events if e["method"] == "Runtime.exceptionThrown"
