@@ -164,6 +164,21 @@ def heap_mb(b: Browser) -> float:
     return b.js("performance.memory ? performance.memory.usedJSHeapSize / 1e6 : -1")
 
 
+def chromium_rss_mb(b: Browser) -> float:
+    """Sum of the resident memory of this Chromium's processes (shared pages counted in each: an upper bound)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b.profile.encode() in cmd:
+                total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            continue
+    return total / 1024
+
+
 def vm_hwm_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
@@ -199,6 +214,7 @@ def bench_view(n: int, work: Path, browser: Browser, shots: Path | None) -> dict
         timings = browser.js("performance.getEntriesByType('resource').filter(e => e.name.indexOf('/api/') >= 0)"
                              ".map(e => [e.name.split('?')[0].split('/api/')[1], e.duration])")
         if shots:
+            browser.shot(shots / f"explorer-view-{n // 1000}k-zoomed.png")
             browser.js("window.brainclustExplorer.resetView()")
             browser.wait("window.brainclustExplorer.stats.kind === 'density'", 60)
             time.sleep(0.5)
@@ -207,7 +223,8 @@ def bench_view(n: int, work: Path, browser: Browser, shots: Path | None) -> dict
                "first_paint_ms": first_ms, "first_kind": kind, "zoom_kinds": kinds,
                "median_view_ms": float(np.median([d for k, d in timings if k == "view"] or [np.nan])),
                "median_tile_ms": float(np.median([d for k, d in timings if k == "tile"] or [np.nan])),
-               "server_peak_rss_mb": vm_hwm_mb(proc.pid), "page_js_heap_mb": heap_mb(browser)}
+               "server_peak_rss_mb": vm_hwm_mb(proc.pid), "page_js_heap_mb": heap_mb(browser),
+               "chromium_rss_mb": chromium_rss_mb(browser)}
     finally:
         proc.send_signal(2)  # SIGINT: the server's Ctrl-C path
         try:
@@ -260,10 +277,26 @@ def bench_report(n: int, data_dir: Path, work: Path, browser: Browser, shots: Pa
     res = {"n": n, "size_mb": info.size_bytes / 1e6, "build_s": t_build, "stage_s": info.timings_s,
            "images_in_file": info.n_map_points,
            "thumb_px": json.loads((out / "manifest.json").read_text())["report"]["thumbnail_px"],
-           "first_paint_ms": first_ms, "page_open_s": t_open, "page_js_heap_mb": heap_mb(browser)}
+           "first_paint_ms": first_ms, "page_open_s": t_open, "page_js_heap_mb": heap_mb(browser),
+           "chromium_rss_mb": chromium_rss_mb(browser)}
     if shots:
         browser.shot(shots / f"explorer-report-{n}.png", "map")
+        browser.js("document.querySelector('#legend .legend-item').click(); true")
+        browser.wait("document.querySelectorAll('#gallery-grid img').length > 0")
+        time.sleep(0.5)
+        browser.shot(shots / f"explorer-report-{n}-gallery.png", "map")
     return res
+
+
+def shrink_png(path: Path, width: int = 900) -> None:
+    """A screenshot made smaller for the docs: at most ``width`` px wide (colours kept exactly)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+        im.save(path, optimize=True)
 
 
 def main(argv=None) -> int:
@@ -281,6 +314,9 @@ def main(argv=None) -> int:
     browser = Browser()
     results = {"view": [], "report": None}
     try:
+        browser.send("Page.navigate", url="about:blank")
+        time.sleep(1.0)
+        print(json.dumps({"blank_chromium_rss_mb": chromium_rss_mb(browser)}), flush=True)
         for n in args.n:
             r = bench_view(n, work, browser, shots)
             results["view"].append(r)
@@ -290,6 +326,8 @@ def main(argv=None) -> int:
             print(json.dumps(results["report"]), flush=True)
     finally:
         browser.close()
+        for png in (shots.glob("explorer-*.png") if shots else ()):
+            shrink_png(png)
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     return 0

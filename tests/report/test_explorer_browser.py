@@ -142,6 +142,35 @@ def test_box_selection_counts_the_dots_inside_and_downloads_them(page):
         assert {k: r[k] for k in rows[0]} == rows[int(r["row"]) - 1]
 
 
+def test_lasso_selects_the_dots_inside_the_drawn_shape(page):
+    from matplotlib.path import Path as Polygon
+
+    dt, _, _, _ = page
+    reset(dt)
+    r = dt.js("(function(){var e=document.getElementById('map-clusters'); e.scrollIntoView({block:'center'});"
+              "var r=e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]})()")
+    corners = [(0.15, 0.2), (0.7, 0.15), (0.6, 0.85), (0.2, 0.7)]
+    path = []
+    for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1]):
+        path += [(r[0] + r[2] * (ax + t / 10 * (bx - ax)), r[1] + r[3] * (ay + t / 10 * (by - ay))) for t in range(10)]
+    centres = dt.js(f"Array.from(document.querySelectorAll('{CIRCLES}')).map(c => {{"
+                    "var b = c.getBoundingClientRect(); return [parseInt(c.getAttribute('data-i'), 10),"
+                    "b.left + b.width/2, b.top + b.height/2]})")
+    poly = Polygon(path)
+    inside = sorted(i for i, x, y in centres if poly.contains_point((x, y)))
+    assert 0 < len(inside) < len(centres)
+    dt.js("document.querySelector('.modes button[data-mode=lasso]').click(); true")
+    dt.mouse("mouseMoved", *path[0])
+    dt.mouse("mousePressed", *path[0], "left", clicks=1)
+    for p in path[1:]:
+        dt.mouse("mouseMoved", *p, "left")
+    dt.mouse("mouseReleased", *path[-1], "left", clicks=1)
+    dt.wait("!document.getElementById('gallery').hidden")
+    assert gallery_total(dt) == len(inside)
+    assert sorted(dt.js(f"Array.from(document.querySelectorAll('{CIRCLES}:not(.dim)'))"
+                        ".map(c => parseInt(c.getAttribute('data-i'), 10))")) == inside
+
+
 def test_search_lists_the_matching_names(page):
     dt, out, _, _ = page
     reset(dt)

@@ -169,28 +169,58 @@ class Queries:
         x0, y0, x1, y1, w, h = box
         d = self.data
         idx = self._in_box(x0, y0, x1, y1)
-        bx = np.minimum(((d.x[idx] - x0) * (w / (x1 - x0))).astype(np.int64), w - 1)
-        by_ = np.minimum(((d.y[idx] - y0) * (h / (y1 - y0))).astype(np.int64), h - 1)
-        flat = by_ * w + bx
-        col = d.by_name.get(by)
-        rgb = (col.rgb(idx) if col is not None else np.tile(np.array([31, 119, 180], np.uint8), (len(idx), 1)))
+        fx = ((d.x[idx] - np.float32(x0)) * np.float32(w / (x1 - x0))).astype(np.int32)
+        fy = ((d.y[idx] - np.float32(y0)) * np.float32(h / (y1 - y0))).astype(np.int32)
+        np.minimum(fx, w - 1, out=fx)
+        np.minimum(fy, h - 1, out=fy)
+        flat = fy * np.int32(w) + fx
         m = self.mask(focus)
-        on = m[idx] if m is not None else np.ones(len(idx), dtype=bool)
-        count = np.bincount(flat, minlength=w * h).astype(np.float64)
-        c_on = np.bincount(flat[on], minlength=w * h).astype(np.float64)
-        img = np.zeros((w * h, 4), dtype=np.float64)
-        for k in range(3):
-            s = np.bincount(flat[on], weights=rgb[on, k].astype(np.float64), minlength=w * h)
-            img[:, k] = np.where(c_on > 0, s / np.maximum(c_on, 1), GREY[k])
-        top = max(float(count.max()) if len(count) else 0.0, 1.0)
+        on = m[idx] if m is not None else None
+        count = np.bincount(flat, minlength=w * h)
+        flat_on = flat[on] if on is not None else flat
+        rgb = self._bin_colours(d.by_name.get(by), idx if on is None else idx[on], flat_on, w * h)
+        top = max(int(count.max()) if len(count) else 0, 1)
         alpha = np.where(count > 0, 0.4 + 0.6 * np.log1p(count) / np.log1p(top), 0.0)
-        if m is not None:
-            alpha = np.where((c_on == 0) & (count > 0), 0.25, alpha)
-        img[:, 3] = alpha * 255
-        im = Image.fromarray(np.round(img).astype(np.uint8).reshape(h, w, 4), mode="RGBA")
+        if on is not None:
+            empty = np.bincount(flat_on, minlength=w * h) == 0
+            rgb[empty] = GREY
+            alpha = np.where(empty & (count > 0), 0.25, alpha)
+        img = np.empty((w * h, 4), dtype=np.uint8)
+        img[:, :3] = np.round(rgb)
+        img[:, 3] = np.round(alpha * 255)
         buf = io.BytesIO()
-        im.save(buf, format="PNG", compress_level=1)
+        Image.fromarray(img.reshape(h, w, 4), mode="RGBA").save(buf, format="PNG", compress_level=1)
         return buf.getvalue()
+
+    @staticmethod
+    def _bin_colours(col, idx: np.ndarray, flat: np.ndarray, n_bins: int) -> np.ndarray:
+        """Mean colour (float, (n_bins, 3)) of the images ``idx`` in their bins ``flat``: one bincount over
+        (bin, category) pairs for a categorical column, over values for a numeric one."""
+        from brainclust.report.viewdata import RAMP_LUT
+
+        out = np.tile(GREY, (n_bins, 1))
+        if col is None:
+            out[:] = (31, 119, 180)
+            return out
+        if col.kind == "cat":
+            k = len(col.categories)
+            pal = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in col.colours], dtype=np.float32)
+            per = np.bincount(flat * np.int32(k) + col.codes[idx], minlength=n_bins * k).reshape(n_bins, k)
+            tot = per.sum(axis=1)
+            has = tot > 0
+            out[has] = (per[has].astype(np.float32) @ pal) / tot[has, None]
+            return out
+        v = col.values[idx]
+        ok = np.isfinite(v)
+        if col.lo is None or not ok.any():
+            return out
+        span = (col.hi - col.lo) or 1.0
+        t = np.clip((v[ok] - col.lo) / span, 0.0, 1.0) if col.hi > col.lo else np.full(int(ok.sum()), 0.5)
+        cnt = np.bincount(flat[ok], minlength=n_bins)
+        mean = np.bincount(flat[ok], weights=t, minlength=n_bins) / np.maximum(cnt, 1)
+        has = cnt > 0
+        out[has] = RAMP_LUT[np.round(mean[has] * 255).astype(int)]
+        return out
 
     def nearest(self, x: float, y: float, r: float, focus: Focus) -> int | None:
         """The image closest to (x, y) within ``r`` (map units), preferring the focus when there is one."""
