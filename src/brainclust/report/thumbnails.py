@@ -138,7 +138,7 @@ class Thumbnails:
         ``assignments.csv`` rows (``path`` and ``type`` are used).
     """
 
-    def __init__(self, root: Path | None, rows, quality: int = 70, memo: int = 4096,
+    def __init__(self, root: Path | None, rows, quality: int = 70, memo: int = 1024,
                  confine_links: bool = False):
         self.root = root
         self.rows = rows

@@ -195,8 +195,7 @@
             drawn("points");
             setStatus(fmtCount(v.count) + " of " + fmtCount(D.n_total) + " images in view, drawn as points" + sel);
           } else {
-            renderPoints([], [], [], [], null);
-            setDensity("/api/tile?" + p.toString(), b);
+            setDensity("/api/tile?" + p.toString(), b);   // the points go when the tile has loaded
             setStatus(fmtCount(v.count) + " of " + fmtCount(D.n_total) + " images in view, drawn as density (zoom in for points, " +
                       fmtCount(v.limit) + " at most)" + sel);
           }
@@ -263,6 +262,7 @@
       if (density) { density.remove(); }
       density = img;
       img.setAttribute("id", "density");
+      if (circles.size) { renderPoints([], [], [], [], null); }
       drawn("density");
     });
     img.addEventListener("error", function () {
