@@ -291,9 +291,15 @@ class ViewData:
         text = self.path(i)
         for name in ("cluster", "label"):
             col = self.by_name.get(name)
-            if col is not None and col.kind == "cat":
+            if col is not None and col.kind == "cat" and (name != "label" or self.has_labels):
                 text += f" | {name} {col.categories[int(col.codes[i])]}"
         return text
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether any image has a label (a run without ``--labels-from-folders`` has an empty column)."""
+        col = self.by_name.get("label")
+        return col is not None and col.kind == "cat" and any(v != "" for v in (col.raw or []))
 
     def meta(self) -> dict:
         """What the page needs to start (no per-row data)."""
@@ -302,5 +308,5 @@ class ViewData:
                   if isinstance(self.metrics.get(k), (int, float)) and not isinstance(self.metrics.get(k), bool)}
         return {"mode": "server", "n_total": self.n, "columns": [c.meta() for c in self.columns],
                 "colour": "cluster" if "cluster" in self.by_name else (self.columns[0].name if self.columns else None),
-                "has_labels": "label" in self.by_name, "title": escape_name(title), "scores": scores,
+                "has_labels": self.has_labels, "title": escape_name(title), "scores": scores,
                 "map_source": self.map_source, "levels": [c.name for c in self.columns if is_level(c.name)]}
