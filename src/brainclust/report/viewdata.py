@@ -304,8 +304,8 @@ class ViewData:
     def meta(self) -> dict:
         """What the page needs to start (no per-row data)."""
         title = self.root.name if self.root else self.folder.root.name
-        scores = {k: self.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")
-                  if isinstance(self.metrics.get(k), (int, float)) and not isinstance(self.metrics.get(k), bool)}
+        scores = {k: float(v) for k, v in ((k, self.metrics.get(k)) for k in ("silhouette", "ari", "nmi", "fmi", "acc"))
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
         return {"mode": "server", "n_total": self.n, "columns": [c.meta() for c in self.columns],
                 "colour": "cluster" if "cluster" in self.by_name else (self.columns[0].name if self.columns else None),
                 "has_labels": self.has_labels, "title": escape_name(title), "scores": scores,
