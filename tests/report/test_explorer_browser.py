@@ -17,6 +17,7 @@ import io
 import json
 import time
 
+import numpy as np
 import pytest
 from explorer_fixtures import CHROMIUM, HOSTILE_FILE, LEVELS, Chromium, make_run, read_rows
 
@@ -284,6 +285,55 @@ def test_no_request_leaves_the_file(page):
     dt, _, report, _ = page
     urls = [e["params"]["request"]["url"] for e in dt.events if e["method"] == "Network.requestWillBeSent"]
     assert [u for u in urls if not u.startswith(("data:", "blob:")) and u != report.resolve().as_uri()] == []
+
+
+def test_many_dots_are_painted_on_a_canvas_with_the_same_interactions(page, tmp_path):
+    """Above the DOM limit (1,200 dots; lowered to 20 here through the page's data) the dots are painted on a
+    canvas: hover and click find the nearest dot, a box selects what is inside, zoom repaints."""
+    dt, out, report, _ = page
+    rows = read_rows(out)
+    html = report.read_text(encoding="utf-8")
+    assert html.count('"mode": "file"') == 1
+    many = tmp_path / "report_canvas.html"
+    many.write_text(html.replace('"mode": "file"', '"dom_limit": 20, "mode": "file"'), encoding="utf-8")
+    dt.open(many.resolve().as_uri())
+    try:
+        assert dt.js("window.brainclustExplorer.drawnOnCanvas()")
+        assert dt.js(f"document.querySelectorAll('{CIRCLES}').length") == 0
+        d = data(dt)
+        dt.centre_of("#map-clusters")
+
+        def screen(j):
+            v = dt.js("(function(){var r=document.getElementById('map-clusters').getBoundingClientRect(),"
+                      "v=window.brainclustExplorer.view;return [r.left, r.top, v.s, v.tx, v.ty]})()")
+            return v[0] + v[3] + v[2] * d["x"][j], v[1] + v[4] + v[2] * d["y"][j]
+
+        xs, ys = np.array(d["x"]), np.array(d["y"])
+        j = int(np.argmax(np.min(np.hypot(xs[:, None] - xs[None], ys[:, None] - ys[None]) + np.eye(len(xs)), 1)))
+        x, y = screen(j)                                       # the most isolated dot: no neighbour within 6 px
+        dt.mouse("mouseMoved", x, y)
+        assert dt.js("document.querySelector('#map-preview .cap').textContent").startswith(d["names"][j] + " | ")
+        dt.click(x, y)
+        dt.wait("document.getElementById('detail').open")
+        assert dt.js("document.getElementById('detail-path').textContent") == rows[d["rows"][j]]["path"]
+        dt.js("document.getElementById('detail-close').click(); true")
+        dt.js("document.querySelector('.modes button[data-mode=box]').click(); true")
+        r = dt.js("(function(){var r=document.getElementById('map-clusters').getBoundingClientRect();"
+                  "return [r.left, r.top, r.width, r.height]})()")
+        a, b = (r[0] + 0.2 * r[2], r[1] + 0.1 * r[3]), (r[0] + 0.7 * r[2], r[1] + 0.9 * r[3])
+        v = dt.js("(function(){var v=window.brainclustExplorer.view;return [v.s, v.tx, v.ty]})()")
+        (u0, w0), (u1, w1) = [((p[0] - r[0] - v[1]) / v[0], (p[1] - r[1] - v[2]) / v[0]) for p in (a, b)]
+        inside = int(((xs > u0) & (xs < u1) & (ys > w0) & (ys < w1)).sum())
+        assert inside > 0
+        dt.drag(a, b)
+        dt.wait(f"document.getElementById('gallery-count').textContent.indexOf('{inside} image') === 0")
+        before = dt.js("window.brainclustExplorer.view.s")
+        dt.mouse("mouseWheel", *screen(j), deltaX=0, deltaY=-400)
+        dt.drain(0.3)
+        assert dt.js("window.brainclustExplorer.view.s") > before
+        assert dt.js("window.brainclustExplorer.drawnOnCanvas()") and dt.errors() == []
+    finally:
+        dt.open(report.resolve().as_uri())
 
 
 def test_a_sampled_file_says_so(tmp_path):

@@ -223,9 +223,24 @@
   var api = SERVER ? serverApi() : fileApi();
 
   // ---------------------------------------------------------------- drawing
-  var circles = new Map();
+  // At most DOM_LIMIT points are SVG circles (hover and click through their own events); a larger set
+  // (the report's thousands, or the server's points when many are in view) is painted on a canvas under
+  // the SVG each frame, and hover and click find the nearest dot in JS.
+  var DOM_LIMIT = typeof D.dom_limit === "number" ? D.dom_limit : 1200;
+  var canvas = $("map-canvas"), ctx2d = canvas ? canvas.getContext("2d") : null;
+  var circles = new Map(), pts = null, canvasMode = false, sprites = new Map();
   function renderPoints(ids, xs, ys, cs, on) {
-    var n = ids ? ids.length : xs.length, keep = new Set();
+    var n = ids ? ids.length : xs.length;
+    pts = {ids: ids, xs: xs, ys: ys, cs: cs, on: on, n: n};
+    if (n > DOM_LIMIT && ctx2d) {
+      circles.forEach(function (c) { c.remove(); });
+      circles.clear();
+      canvasMode = true;
+      paintCanvas();
+      return;
+    }
+    if (canvasMode) { canvasMode = false; paintCanvas(); }
+    var keep = new Set();
     for (var j = 0; j < n; j++) {
       var i = ids ? ids[j] : j, c = circles.get(i);
       if (!c) {
@@ -238,13 +253,63 @@
       }
       keep.add(i);
       c.setAttribute("fill", cs[j]);
-      var dim = on ? !on[ids ? j : i] : false;
+      var dim = on ? !on[j] : false;
       if (c.classList.contains("dim") !== dim) { c.classList.toggle("dim", dim); }
       c.classList.toggle("sel", state.pinned === i);
     }
-    if (ids) {
-      circles.forEach(function (c, i) { if (!keep.has(i)) { c.remove(); circles.delete(i); } });
+    circles.forEach(function (c, i) { if (!keep.has(i)) { c.remove(); circles.delete(i); } });
+  }
+  function sprite(colour, dpr) {
+    var key = colour + "@" + dpr, sp = sprites.get(key);
+    if (!sp) {
+      var size = Math.ceil((2 * R + 2) * dpr);
+      sp = document.createElement("canvas");
+      sp.width = sp.height = size;
+      var g = sp.getContext("2d");
+      g.fillStyle = colour;
+      g.beginPath(); g.arc(size / 2, size / 2, R * dpr, 0, 2 * Math.PI); g.fill();
+      sprites.set(key, sp);
     }
+    return sp;
+  }
+  function paintCanvas() {
+    if (!ctx2d) { return; }
+    var dpr = window.devicePixelRatio || 1, W = Math.round(view.W * dpr), H = Math.round(view.H * dpr);
+    if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
+    ctx2d.setTransform(1, 0, 0, 1, 0, 0);
+    ctx2d.clearRect(0, 0, W, H);
+    if (!canvasMode || !pts) { return; }
+    var half = (R + 1) * dpr, s = view.s * dpr, tx = view.tx * dpr, ty = view.ty * dpr, pinnedJ = -1;
+    for (var pass = 0; pass < 2; pass++) {          // dimmed dots first, the focus on top
+      ctx2d.globalAlpha = pass === 0 ? 0.13 : 1;
+      for (var j = 0; j < pts.n; j++) {
+        var dim = pts.on ? !pts.on[j] : false;
+        if (dim !== (pass === 0)) { continue; }
+        var x = tx + s * pts.xs[j], y = ty + s * pts.ys[j];
+        if (x < -half || y < -half || x > W + half || y > H + half) { continue; }
+        ctx2d.drawImage(sprite(pts.cs[j], dpr), x - half, y - half);
+        if (state.pinned !== null && (pts.ids ? pts.ids[j] : j) === state.pinned) { pinnedJ = j; }
+      }
+    }
+    ctx2d.globalAlpha = 1;
+    [pinnedJ, hoverJ].forEach(function (j) {
+      if (j < 0 || j >= pts.n) { return; }
+      ctx2d.strokeStyle = "#000"; ctx2d.lineWidth = 1.6 * dpr;
+      ctx2d.beginPath(); ctx2d.arc(tx + s * pts.xs[j], ty + s * pts.ys[j], (R + 1) * dpr, 0, 2 * Math.PI); ctx2d.stroke();
+    });
+  }
+  var hoverJ = -1;
+  function nearestDot(m) {
+    // the dot under screen point m (within 6 px), preferring the focus; its row index or null
+    if (!canvasMode || !pts) { return null; }
+    var best = -1, bestD = 36, bestOn = false;
+    for (var j = 0; j < pts.n; j++) {
+      var dx = view.tx + view.s * pts.xs[j] - m[0], dy = view.ty + view.s * pts.ys[j] - m[1], d = dx * dx + dy * dy;
+      var on = pts.on ? !!pts.on[j] : true;
+      if (d <= 36 && ((on && !bestOn) || (on === bestOn && d < bestD))) { best = j; bestD = d; bestOn = on; }
+    }
+    hoverJ = best;
+    return best < 0 ? null : (pts.ids ? pts.ids[best] : best);
   }
   var density = null, pendingImg = null;
   function setDensity(url, b) {
@@ -262,7 +327,7 @@
       if (density) { density.remove(); }
       density = img;
       img.setAttribute("id", "density");
-      if (circles.size) { renderPoints([], [], [], [], null); }
+      if (circles.size || canvasMode) { renderPoints([], [], [], [], null); }
       drawn("density");
     });
     img.addEventListener("error", function () {
@@ -279,11 +344,19 @@
     if (stats.first === null) { stats.first = stats.last; }
   }
 
-  var frame = 0, redrawTimer = 0;
+  var frame = 0, redrawTimer = 0, radiusS = 0, radiusTimer = 0;
+  function applyRadius() {
+    // every circle restyles when the radius changes: at most once per 25 % of zoom, and when zooming stops
+    clearTimeout(radiusTimer);
+    radiusS = view.s;
+    svg.style.setProperty("--r", (R / view.s) + "px");
+  }
   function applyView() {
     frame = 0;
     layer.setAttribute("transform", "translate(" + view.tx + "," + view.ty + ") scale(" + view.s + ")");
-    svg.style.setProperty("--r", (R / view.s) + "px");
+    if (canvasMode) { paintCanvas(); }
+    if (!radiusS || Math.abs(Math.log(view.s / radiusS)) > 0.22) { applyRadius(); }
+    else if (radiusS !== view.s) { clearTimeout(radiusTimer); radiusTimer = setTimeout(applyRadius, 120); }
   }
   function viewChanged() {
     if (!frame) { frame = requestAnimationFrame(applyView); }
@@ -293,6 +366,7 @@
     var r = svg.getBoundingClientRect();
     view.W = Math.max(50, r.width); view.H = Math.max(50, r.height);
     svg.setAttribute("viewBox", "0 0 " + view.W + " " + view.H);
+    if (canvasMode) { paintCanvas(); }
   }
   function resetView() {
     measure();
@@ -319,6 +393,7 @@
     state.pinned = i;
     var c = i === null ? null : circles.get(i);
     if (c) { c.classList.add("sel"); }
+    if (canvasMode) { paintCanvas(); }
     if (i !== null) { showPreview(i); }
   }
   var detail = $("detail");
@@ -555,9 +630,12 @@
     if (d.moved < 4) {
       selShape.setAttribute("d", "");
       var t = d.target;
+      var hit = canvasMode ? nearestDot(m) : null;
       if (t && t.tagName && t.tagName.toLowerCase() === "circle" && t.hasAttribute("data-i")) {
         openDetail(parseInt(t.getAttribute("data-i"), 10));
-      } else if (SERVER && hoverI !== null) {
+      } else if (hit !== null) {
+        openDetail(hit);
+      } else if (SERVER && density && hoverI !== null) {
         openDetail(hoverI);
       }
       return;
@@ -586,6 +664,12 @@
   svg.addEventListener("mouseleave", function () { if (state.pinned !== null) { showPreview(state.pinned); } });
   var hoverTimer = 0, hoverI = null;
   function hoverAt(m, ev) {
+    if (canvasMode) {
+      var before = hoverJ, i = nearestDot(m);
+      if (i !== null) { showPreview(i); }
+      if (hoverJ !== before) { paintCanvas(); }
+      return;
+    }
     if (!SERVER || !density || (ev.target && ev.target.tagName && ev.target.tagName.toLowerCase() === "circle")) { return; }
     clearTimeout(hoverTimer);
     hoverTimer = setTimeout(function () {
@@ -612,5 +696,6 @@
   applyView();
   setColour(state.colour);
   window.brainclustExplorer = {state: state, view: view, api: api, redraw: redraw, refreshGallery: refreshGallery,
-                               stats: stats, setColour: setColour, resetView: resetView};
+                               stats: stats, setColour: setColour, resetView: resetView,
+                               drawnOnCanvas: function () { return canvasMode; }};
 })();
