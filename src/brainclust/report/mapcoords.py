@@ -111,12 +111,12 @@ def place_by_neighbours(queries: np.ndarray, anchors: np.ndarray, anchor_xy: np.
         with these; the placed image's nearest t-SNE image on the map is one of
         its 10 nearest in feature space for 57-62 % vs 91-93 % of the images).
     """
-    Q, A = _unit(queries), _unit(anchors)
+    A = _unit(anchors)
     xy = np.asarray(anchor_xy, dtype=np.float64)
     k = max(1, min(int(k), len(A)))
-    out = np.empty((len(Q), 2), dtype=np.float64)
-    for s in range(0, len(Q), chunk):
-        S = Q[s:s + chunk] @ A.T                                  # cosine similarity, (c, a)
+    out = np.empty((len(queries), 2), dtype=np.float64)
+    for s in range(0, len(queries), chunk):
+        S = _unit(queries[s:s + chunk]) @ A.T                     # cosine similarity, (c, a)
         nn = top_k_columns(S, k)
         sim = S[np.arange(len(S))[:, None], nn].astype(np.float64)
         w = np.exp((sim - sim.max(axis=1, keepdims=True)) / TEMPERATURE)
@@ -157,7 +157,7 @@ def compute_map(embedding: np.ndarray, seed: int = 0, *, clusters: np.ndarray | 
         raise ParameterError(f"embedding: must be a non-empty 2-D array, got shape {X.shape}")
     if isinstance(n_tsne, bool) or not isinstance(n_tsne, (int, np.integer)) or n_tsne < 2:
         raise ParameterError(f"n_tsne: must be an integer >= 2, got {n_tsne!r}")
-    if not np.isfinite(X).all():
+    if not all(np.isfinite(X[s:s + 65536]).all() for s in range(0, len(X), 65536)):
         raise ParameterError("embedding: holds NaN or infinite values")
     n = len(X)
     sample = tsne_sample(n, int(n_tsne), seed, clusters)
@@ -166,7 +166,10 @@ def compute_map(embedding: np.ndarray, seed: int = 0, *, clusters: np.ndarray | 
     if len(sample) < n:
         rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
         log.info("map: t-SNE of %d images, %d placed by their %d nearest t-SNE neighbours", len(sample), len(rest), k)
-        out[rest] = place_by_neighbours(X[rest], X[sample], out[sample], k)
+        block = 1 << 17                                           # copies of X stay this many rows
+        for s in range(0, len(rest), block):
+            part = rest[s:s + block]
+            out[part] = place_by_neighbours(X[part], X[sample], out[sample], k)
     return out.astype(np.float32)
 
 
