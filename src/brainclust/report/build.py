@@ -43,7 +43,7 @@ from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
 from brainclust.report.columns import describe_rows
-from brainclust.report.explorer import ExplorerData, explorer_data
+from brainclust.report.explorer import ExplorerData, explorer_data, label_colours
 from brainclust.report.geometry import (
     silhouette_per_image,
     stratified_sample,
@@ -227,14 +227,6 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
             "tsne_perplexity": tsne_perplexity(ex.n_tsne or len(idx))}
 
 
-def _label_colours(columns, colours: Colours) -> None:
-    """The label column takes the Hungarian-matched cluster colours (as in the confusion matrix)."""
-    for col in columns:
-        if col.name == "label" and col.kind == "cat" and colours.of_label:
-            col.colours = [colours.of_label.get("" if c == "(none)" else c, col.colours[j])
-                           for j, c in enumerate(col.categories)]
-
-
 def dendrogram_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> dict:
     """The dendrogram pruned to :data:`DENDROGRAM_DEPTH` with the cut marked, or why there is none."""
     if run.method == "hierarchical" and run.tree is not None:
@@ -378,7 +370,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     log.info("report: reading %s (%d images); no features are extracted", run.out_dir, len(run.rows))
     figs = FigureSink(folder.figures if write_figures else None, folder.root)
     ctx = {**summary_section(run, command), **scores_section(run), **labels_section(run, colours)}
-    _label_colours(columns, colours)
+    label_colours(columns, colours.of_label)
     with _timed(t, "dendrogram"):
         ctx.update(dendrogram_section(run, colours, figs))
     with _timed(t, "silhouette"):

@@ -130,6 +130,13 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
     return ExplorerData(payload, sample, coords, px, source, n_tsne, int(budget_bytes), int(used))
 
 
+def label_colours(columns: list[Column], of_label: dict[str, str]) -> None:
+    """The label column takes the Hungarian-matched cluster colours of the report (as in the confusion matrix)."""
+    for col in columns:
+        if col.name == "label" and col.kind == "cat" and of_label:
+            col.colours = [of_label.get(raw, col.colours[j]) for j, raw in enumerate(col.raw)]
+
+
 def _column_payload(col: Column, sample: np.ndarray) -> dict:
     """A column's payload; ``path`` carries no texts (the page has them as ``names``); rare values kept."""
     if col.name == "path":
