@@ -8,23 +8,22 @@ features: ``assignments.csv``, ``metrics.json``, ``manifest.json`` and
 are gone are drawn as placeholders. So ``brainclust report OUT_DIR`` rebuilds
 the same report at any time without extracting a single feature.
 
-Sections: summary (data, skipped files, backbone, weights, settings, seed,
-time per stage), scores with a one-line meaning each, an interactive t-SNE map
-coloured by cluster (and by label), the dendrogram pruned to depth 10 with the
-cut marked (hierarchical only), per-cluster montages of the most and least
-typical images, a silhouette plot, and with labels a confusion matrix after
-Hungarian matching and a purity table. The same figures are written as PNG
-(300 dpi) and SVG under ``figures/``.
+Sections: the scores at the top, a short summary (settings, weights, times,
+versions and skipped files folded away), the scores with a one-line meaning
+each (and the ranking of ``associations.csv`` when present), the explorer
+(:mod:`brainclust.report.explorer`), the dendrogram pruned to depth 10 with
+the cut marked (hierarchical only), per-cluster montages, a silhouette plot,
+and with labels a confusion matrix after Hungarian matching and a purity
+table. The same figures are written as PNG (300 dpi) and SVG under ``figures/``.
 
 Security: every string from a file name, folder or setting reaches the HTML
 through Jinja2 autoescaping, or as JSON (``<``, ``>``, ``&`` escaped) that the
 page's script only ever assigns to ``textContent``. A Content-Security-Policy
 meta tag forbids any request other than ``data:`` images.
 
-Scale: thumbnails are small JPEGs, the map holds at most ``max_map_points``
-images (a sample stratified by cluster, also the t-SNE input), and each
-montage a few images, so the file size is bounded whatever the number of
-images.
+Scale: the file keeps under a size budget (15 MB): thumbnails shrink with
+the number of images, and above what fits the explorer holds a sample
+stratified by cluster (the page says so).
 """
 
 from __future__ import annotations
@@ -43,8 +42,9 @@ from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
+from brainclust.report.columns import describe_rows
+from brainclust.report.explorer import ExplorerData, explorer_data, label_colours
 from brainclust.report.geometry import (
-    map_svg_points,
     silhouette_per_image,
     stratified_sample,
     tsne_2d,
@@ -52,6 +52,7 @@ from brainclust.report.geometry import (
     typical_atypical,
 )
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
+from brainclust.report.associations import read_associations
 from brainclust.report.tables import Confusion, confusion, purity_rows
 from brainclust.report.thumbnails import Thumbnails
 
@@ -148,13 +149,16 @@ def _fmt_seconds(s) -> str:
 
 
 def _settings_rows(manifest: dict) -> list[tuple[str, str]]:
+    """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts)."""
     rows = []
     for key, val in sorted(manifest.get("settings", {}).items()):
         if isinstance(val, dict):
             val = ", ".join(f"{k}={v}" for k, v in sorted(val.items()))
         elif isinstance(val, (list, tuple)):
             val = ",".join(str(v) for v in val)
-        rows.append((key, "" if val is None else str(val)))
+        text = "" if val is None else str(val)
+        if text.strip():
+            rows.append((key, text))
     return rows
 
 
@@ -179,14 +183,15 @@ def summary_section(run: RunOutputs, command: str) -> dict:
 
 
 def scores_section(run: RunOutputs) -> dict:
-    """The scores with a one-line meaning each (the silhouette always, label scores when computed)."""
+    """The scores with a one-line meaning each (the silhouette always, label scores when computed), and
+    the "what the clusters follow" ranking of ``associations.csv`` when the run has one."""
     scores = []
     for key in ("silhouette", "ari", "nmi", "fmi", "acc"):
         if key in run.metrics or key == "silhouette":
             v = run.metrics.get(key)
             scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
-                           "value": "n/a" if v is None else f"{v:.3f}"})
-    return {"scores": scores}
+                           "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
+    return {"scores": scores, "associations": read_associations(run.out_dir / "associations.csv")}
 
 
 def labels_section(run: RunOutputs, colours: Colours) -> dict:
@@ -207,36 +212,19 @@ def labels_section(run: RunOutputs, colours: Colours) -> dict:
     return {"conf": conf, "purity": purity_rows(ytrue, run.clusters), "has_labels": True, "label_legend": legend}
 
 
-def map_coordinates(run: RunOutputs, max_map_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """The images on the map (a sample stratified by cluster) and their 2-D t-SNE coordinates."""
-    sample = stratified_sample(run.clusters, max_map_points, run.seed)
-    return sample, tsne_2d(run.X[sample], run.seed)
-
-
-def map_section(run: RunOutputs, sample: np.ndarray, coords: np.ndarray, colours: Colours, thumbs: Thumbnails,
-                figs: FigureSink, thumb_px: int) -> dict:
-    """The interactive t-SNE map (points, names, thumbnails, legends) and its figures by cluster and by label."""
-    clusters, names, ytrue = run.clusters, run.names, run.labels_true
-    labelled = bool(colours.of_label)
-    idx = sample.tolist()
-    figs.emit(F.map_figure(coords, [cluster_name(c) for c in clusters[sample].tolist()],
+def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink) -> dict:
+    """The explorer's data (see :mod:`brainclust.report.explorer`) and the map figures by cluster and label."""
+    clusters, ytrue, idx = run.clusters, run.labels_true, ex.sample.tolist()
+    figs.emit(F.map_figure(ex.coords, [cluster_name(c) for c in clusters[ex.sample].tolist()],
                            {cluster_name(c): col for c, col in colours.of_id.items()},
                            "t-SNE map, coloured by cluster"), "tsne_clusters")
-    if labelled:
-        figs.emit(F.map_figure(coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
+    if colours.of_label:
+        figs.emit(F.map_figure(ex.coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
                                "t-SNE map, coloured by label"), "tsne_labels")
-    xy = map_svg_points(coords)
-    points = [{"x": float(xy[j, 0]), "y": float(xy[j, 1]), "i": j, "c": colours.of_id[int(clusters[i])],
-               "l": colours.of_label.get(ytrue[i] or NO_LABEL, F.NOISE_COLOUR) if labelled else ""}
-              for j, i in enumerate(idx)]
-    map_data = {"names": [names[i] for i in idx],
-                "cluster": [cluster_name(int(clusters[i])) for i in idx],
-                "label": [ytrue[i] for i in idx] if labelled else None,
-                "thumbs": [thumbs.data_uri(i, thumb_px) for i in idx]}
-    shown = colours.cluster_ids + ([NOISE] if (clusters == NOISE).any() else [])
-    return {"points": points, "map_data": map_data, "n_map": len(sample),
-            "tsne_perplexity": tsne_perplexity(len(sample)), "map_sampled": len(sample) < len(run.rows),
-            "cluster_legend": [(cluster_name(c), colours.of_id[c], int((clusters == c).sum())) for c in shown]}
+    payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "")
+    return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
+            "map_source": ex.map_source, "n_tsne": ex.n_tsne,
+            "tsne_perplexity": tsne_perplexity(ex.n_tsne or len(idx))}
 
 
 def dendrogram_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> dict:
@@ -270,7 +258,7 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     n = len(run.rows)
 
     def tiles(indices):
-        return [{"src": thumbs.data_uri(i, montage_px), "name": names[i],
+        return [{"src": thumbs.data_uri(i, montage_px), "name": names[i], "row": i,
                  "label": ytrue[i] if ytrue is not None else ""} for i in indices]
 
     picks = typical_atypical(run.X, clusters, montage_size)
@@ -286,7 +274,8 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
         fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
                          [thumbs.small(i, montage_px) for i in aty]))
     figs.emit(F.montage_figure(fig_rows, montage_size), "montages")
-    return {"montages": montages, "montage_size": montage_size}
+    shown = sorted({i for typ, aty in picks.values() for i in typ + aty})
+    return {"montages": montages, "montage_size": montage_size, "montage_rows": shown}
 
 
 def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: int = 60) -> dict:
@@ -320,33 +309,42 @@ def confusion_section(conf: Confusion | None, figs: FigureSink) -> dict:
 
 
 # -- the report ----------------------------------------------------------------------
-def _check_sizes(**sizes) -> None:
+def _check_sizes(budget_mb, **sizes) -> None:
     for name, val in sizes.items():
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ParameterError(f"{name}: must be a positive integer, got {val!r}")
+    if isinstance(budget_mb, bool) or not isinstance(budget_mb, (int, float)) or not budget_mb > 0:
+        raise ParameterError(f"size_budget_mb: must be a positive number, got {budget_mb!r}")
 
 
 def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, thumb_px: int = 64,
-                 montage_px: int = 96, write_figures: bool = True, command: str = "brainclust report") -> ReportInfo:
+                 montage_px: int = 96, write_figures: bool = True, command: str = "brainclust report",
+                 size_budget_mb: float = 15.0, thumb_px_max: int = 160) -> ReportInfo:
     """Build ``report.html`` (and ``figures/``) from a finished run's outputs.
 
     Nothing is extracted: the inputs are the files listed in the module
-    docstring. The manifest gets a ``report`` entry that records this.
+    docstring (and ``map.npy``, ``associations.csv`` when the run has them).
+    The manifest gets a ``report`` entry that records this.
 
     Parameters
     ----------
     out_dir : path-like
         The ``--out`` folder of a finished ``brainclust run``.
     max_map_points : int, default 2000
-        Images on the t-SNE map (a sample stratified by cluster above this).
+        Without a stored ``map.npy``: images the exact t-SNE places (the others by their neighbours).
     montage_size : int, default 8
         Typical images, and atypical images, per cluster montage.
-    thumb_px, montage_px : int
-        Longer side of the map's and the montages' thumbnails.
+    thumb_px, thumb_px_max : int, default 64 and 160
+        Range of the explorer's thumbnail size: the largest at which every image
+        fits in the budget; below ``thumb_px`` the file holds a stratified sample.
+    montage_px : int, default 96
+        Longer side of the montages' thumbnails.
     write_figures : bool, default True
         Also write PNG (300 dpi) and SVG figures under ``figures/``.
     command : str
         Recorded in the manifest (what built the report).
+    size_budget_mb : float, default 15
+        Size of ``report.html`` not to exceed (10^6 bytes); the explorer gets what the rest leaves.
 
     Returns
     -------
@@ -357,10 +355,10 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     ModelFileError
         If the outputs are missing, damaged or inconsistent.
     ParameterError
-        If a size parameter is not a positive integer.
+        If a size parameter is not a positive integer, or the budget is not positive.
     """
-    _check_sizes(**{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
-                    "thumb_px": thumb_px, "montage_px": montage_px})
+    _check_sizes(size_budget_mb, **{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
+                                    "thumb_px": thumb_px, "montage_px": montage_px, "thumb_px_max": thumb_px_max})
     t_all = time.perf_counter()
     t: dict[str, float] = {}
     with _timed(t, "load"):
@@ -368,13 +366,11 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         folder = run.folder
         thumbs = Thumbnails(run.input_root, run.rows)
         colours = cluster_colours(run.clusters)
+        columns = describe_rows(run.rows)
     log.info("report: reading %s (%d images); no features are extracted", run.out_dir, len(run.rows))
     figs = FigureSink(folder.figures if write_figures else None, folder.root)
     ctx = {**summary_section(run, command), **scores_section(run), **labels_section(run, colours)}
-    with _timed(t, "tsne"):
-        sample, coords = map_coordinates(run, max_map_points)
-    with _timed(t, "map"):
-        ctx.update(map_section(run, sample, coords, colours, thumbs, figs, thumb_px))
+    label_colours(columns, colours.of_label)
     with _timed(t, "dendrogram"):
         ctx.update(dendrogram_section(run, colours, figs))
     with _timed(t, "silhouette"):
@@ -386,30 +382,46 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     ctx.update(quality_section(run, thumbs, montage_px))
     with _timed(t, "confusion"):
         ctx.update(confusion_section(ctx["conf"], figs))
-    ctx.update(figs=figs.uris, missing=thumbs.n_missing)
+    ctx.update(figs=figs.uris)
+    with _timed(t, "map"):  # the explorer gets the bytes the rest of the page leaves
+        rest = len(_render({**ctx, **_EMPTY_MAP, "missing": thumbs.n_missing}).encode("utf-8"))
+        ex = explorer_data(run, columns, thumbs, int(size_budget_mb * 1e6) - rest - 2048,
+                           required=ctx["montage_rows"], min_px=thumb_px, max_px=max(thumb_px, thumb_px_max),
+                           max_map_points=max_map_points)
+        ctx.update(explorer_section(run, ex, colours, figs), missing=thumbs.n_missing)
     with _timed(t, "render"):
         html = _render(ctx)
         path = atomic_write_text(folder.report, html)
-    if thumbs.n_missing:
-        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
-                    thumbs.n_missing, run.input_root)
     info = ReportInfo(path=path, size_bytes=len(html.encode("utf-8")), figures=figs.files,
-                      n_map_points=len(sample), n_missing_images=thumbs.n_missing,
+                      n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing,
                       timings_s={**t, "total": time.perf_counter() - t_all})
-    _record_in_manifest(run, info, command, ctx["tsne_perplexity"])
-    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
-             path, info.size_bytes / 1e6, info.timings_s["total"])
+    _record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
 
 
-def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, perplexity: float) -> None:
-    """Add the ``report`` entry (what built it, from which files, with 0 features extracted) to the manifest."""
+_EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []}, "n_map": 0, "map_sampled": False,
+              "map_px": 0, "map_source": "", "n_tsne": 0, "tsne_perplexity": 0.0}
+
+
+def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: dict, budget_mb: float) -> None:
+    """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted)."""
+    if info.n_missing_images:
+        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
+                    info.n_missing_images, run.input_root)
+    if info.size_bytes > budget_mb * 1e6:
+        log.warning("report: %s is %.1f MB, above the %.1f MB budget", info.path, info.size_bytes / 1e6, budget_mb)
+    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
+             info.path, info.size_bytes / 1e6, info.timings_s["total"])
     folder, m = run.folder, run.manifest
+    sources = [folder.assignments, folder.metrics, folder.manifest, folder.cluster]
+    sources += [p for p in (folder.root / "map.npy", folder.root / "associations.csv")
+                if p.is_file() and (p.name != "map.npy" or ctx["map_source"] == "map.npy")]
     m["report"] = {"file": relpath(folder, folder.report), "built_by": command, "features_extracted": 0,
-                   "sources": [relpath(folder, p) for p in
-                               (folder.assignments, folder.metrics, folder.manifest, folder.cluster)],
-                   "size_bytes": info.size_bytes, "n_map_points": info.n_map_points,
-                   "tsne": {"perplexity": perplexity, "metric": "cosine", "random_state": run.seed},
+                   "sources": [relpath(folder, p) for p in sources],
+                   "size_bytes": info.size_bytes, "size_budget_bytes": int(budget_mb * 1e6),
+                   "n_map_points": info.n_map_points, "thumbnail_px": ctx["map_px"],
+                   "map": {"source": ctx["map_source"], "tsne_images": ctx["n_tsne"]},
+                   "tsne": {"perplexity": ctx["tsne_perplexity"], "metric": "cosine", "random_state": run.seed},
                    "n_missing_images": info.n_missing_images, "figures": info.figures,
                    "timings_s": info.timings_s}
     atomic_write_json(folder.manifest, m)
@@ -423,4 +435,11 @@ def _render(ctx: dict) -> str:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
     env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
+    from markupsafe import Markup
+
+    here = Path(__file__).parent / "templates"
+    js = (here / "explorer.js").read_text(encoding="utf-8")
+    if "</script" in js.lower() or "<!--" in js:
+        raise RuntimeError("explorer.js must not hold '</script' or '<!--' (it is inlined in the report)")
+    ctx = {**ctx, "explorer_js": Markup(js), "explorer_css": Markup((here / "explorer.css").read_text(encoding="utf-8"))}
     return env.get_template("report.html.j2").render(**ctx)

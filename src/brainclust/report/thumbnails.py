@@ -1,74 +1,182 @@
-"""Small grayscale thumbnails of a run's images for the report, read from ``manifest["input"] / path``."""
+"""Small grayscale thumbnails of a run's images, read from ``manifest["input"] / path``.
+
+A run folder is untrusted input: :func:`image_record` refuses a ``path`` that is
+absolute or climbs out of the data folder (``..``), whatever the CSV says, and
+with ``confine_links=True`` (what ``brainclust view`` uses) also a file whose
+real location (symbolic links followed) is outside the data folder.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 import logging
-from pathlib import Path
+import os
+from collections import OrderedDict
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from brainclust.io.outputs import unescape_name
+
 log = logging.getLogger(__name__)
+
+#: Longer side of the decoded images kept in memory (thumbnails are made from these).
+BASE_PX = 256
+
+
+def is_safe_relpath(path: str) -> bool:
+    """Whether an (unescaped) relative path stays inside the folder it is relative to (lexically)."""
+    if not path or "\x00" in path:
+        return False
+    p = PurePosixPath(path)
+    return not p.is_absolute() and ".." not in p.parts
+
+
+def inside(root: Path, target: str) -> bool:
+    """Whether ``target``'s real path (links followed) lies under ``root``'s real path."""
+    try:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(target)
+        return os.path.commonpath([real_root, real]) == real_root
+    except (OSError, ValueError):
+        return False
+
+
+def image_record(root: Path, row: dict, confine_links: bool = False):
+    """The :class:`~brainclust.io.scan.ImageRecord` of an ``assignments.csv`` row, or ``None`` if refused.
+
+    Refused: a ``path`` that is absolute, holds ``..`` or a NUL byte; with
+    ``confine_links``, a file whose real path is outside ``root``.
+    """
+    from brainclust.report.export import record_of_row
+
+    path = str(row.get("path", ""))
+    if not is_safe_relpath(unescape_name(path)):
+        log.warning("refused image path outside the data folder: %r", path)
+        return None
+    rec = record_of_row(root, row)
+    if confine_links and not inside(root, rec.abspath):
+        log.warning("refused image whose real location is outside the data folder: %r", path)
+        return None
+    return rec
+
+
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    """Intensities clipped to the 0.5-99.5 percentiles (like the pre-processing) and scaled to uint8."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 3:  # colour decoded by a format reader: average the channels
+        a = a.mean(axis=2)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = np.percentile(a[finite], [0.5, 99.5])
+    if not hi > lo:
+        return np.zeros(a.shape, np.uint8)
+    return (np.clip((np.where(finite, a, lo) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def resize(arr: np.ndarray, px: int) -> np.ndarray:
+    """uint8 image whose longer side is ``px`` (shrunk with Lanczos, enlarged with bicubic)."""
+    from PIL import Image
+
+    im = Image.fromarray(arr)
+    if max(im.size) > px:
+        im.thumbnail((px, px), Image.Resampling.LANCZOS)
+    elif max(im.size) < px:
+        scale = px / max(im.size)
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                       Image.Resampling.BICUBIC)
+    return np.asarray(im)
+
+
+def placeholder(px: int) -> np.ndarray:
+    """A light grey square with a darker cross: an image that could not be read."""
+    ph = np.full((px, px), 200, np.uint8)
+    d = np.arange(px)
+    ph[d, d] = ph[d, px - 1 - d] = 120
+    return ph
+
+
+def jpeg_bytes(arr: np.ndarray, quality: int = 70) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def load_image(root: Path | None, row: dict, confine_links: bool = False) -> np.ndarray | None:
+    """A row's image as uint8 2-D array, or ``None`` when it is refused or cannot be read."""
+    from brainclust.io.scan import load_record
+
+    if root is None:
+        return None
+    rec = image_record(root, row, confine_links)
+    if rec is None:
+        return None
+    try:
+        return to_uint8(load_record(rec))
+    except Exception as exc:  # noqa: BLE001 - any unreadable image becomes a placeholder
+        log.debug("no thumbnail for %s (%s)", row.get("path"), exc)
+        return None
 
 
 class Thumbnails:
-    """Small grayscale JPEG thumbnails of a run's images, read on demand and memoised.
+    """Grayscale JPEG thumbnails of a run's images, read on demand.
 
-    Intensities are clipped to the 0.5-99.5 percentiles, like the
-    pre-processing. An image that cannot be read becomes a placeholder.
+    The decoded images are kept in memory shrunk to :data:`BASE_PX` and at most
+    ``memo`` of them (least recently used dropped), so memory stays bounded on
+    large runs. An image that cannot be read (or is refused, see
+    :func:`image_record`) becomes a placeholder and is counted in ``n_missing``.
+
+    Parameters
+    ----------
+    root : Path or None
+        The data folder (``manifest["input"]``).
+    rows : sequence of dict
+        ``assignments.csv`` rows (``path`` and ``type`` are used).
     """
 
-    def __init__(self, root: Path | None, rows: list[dict], quality: int = 70):
+    def __init__(self, root: Path | None, rows, quality: int = 70, memo: int = 1024,
+                 confine_links: bool = False):
         self.root = root
         self.rows = rows
         self.quality = quality
-        self._arrays: dict[int, np.ndarray | None] = {}
-        self.n_missing = 0
+        self.memo = memo
+        self.confine_links = confine_links
+        self._arrays: OrderedDict[int, np.ndarray | None] = OrderedDict()
+        self._missing: set[int] = set()
+
+    @property
+    def n_missing(self) -> int:
+        return len(self._missing)
 
     def array(self, i: int) -> np.ndarray | None:
-        """The image as uint8 2-D array (``None`` when it cannot be read)."""
-        if i not in self._arrays:
-            from brainclust.io.scan import load_record
-            from brainclust.report.export import record_of_row
-
-            arr = None
-            if self.root is not None:
-                try:
-                    a = np.asarray(load_record(record_of_row(self.root, self.rows[i])), dtype=np.float64)
-                    lo, hi = np.percentile(a, [0.5, 99.5])
-                    arr = (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8) if hi > lo else \
-                        np.zeros(a.shape, np.uint8)
-                except Exception as exc:  # noqa: BLE001 - any unreadable image becomes a placeholder
-                    log.debug("report: no thumbnail for %s (%s)", self.rows[i].get("path"), exc)
-                    arr = None
-            if arr is None:
-                self.n_missing += 1
+        """The image as uint8 2-D array, longer side at most :data:`BASE_PX` (``None`` when unreadable)."""
+        if i in self._arrays:
+            self._arrays.move_to_end(i)
+            return self._arrays[i]
+        arr = load_image(self.root, self.rows[i], self.confine_links)
+        if arr is None:
+            self._missing.add(i)
+        elif max(arr.shape) > BASE_PX:
+            arr = resize(arr, BASE_PX)
+        if self.memo > 0:
             self._arrays[i] = arr
-        return self._arrays[i]
+            while len(self._arrays) > self.memo:
+                self._arrays.popitem(last=False)
+        return arr
 
     def small(self, i: int, px: int) -> np.ndarray:
         """uint8 thumbnail whose longer side is ``px`` (a grey cross when the image is gone)."""
-        from PIL import Image
-
         arr = self.array(i)
-        if arr is None:
-            ph = np.full((px, px), 200, np.uint8)
-            d = np.arange(px)
-            ph[d, d] = ph[d, px - 1 - d] = 120
-            return ph
-        im = Image.fromarray(arr)
-        im.thumbnail((px, px), Image.Resampling.LANCZOS if max(im.size) > px else Image.Resampling.BICUBIC)
-        if max(im.size) < px:
-            scale = px / max(im.size)
-            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                           Image.Resampling.BICUBIC)
-        return np.asarray(im)
+        return placeholder(px) if arr is None else resize(arr, px)
+
+    def jpeg(self, i: int, px: int) -> bytes:
+        """The thumbnail as JPEG bytes."""
+        return jpeg_bytes(self.small(i, px), self.quality)
 
     def data_uri(self, i: int, px: int) -> str:
         """The thumbnail as a JPEG ``data:`` URI."""
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.fromarray(self.small(i, px)).save(buf, format="JPEG", quality=self.quality, optimize=True)
-        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg(i, px)).decode("ascii")

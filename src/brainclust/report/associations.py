@@ -1,0 +1,55 @@
+"""``associations.csv`` read back for the report: what the clusters follow, best first.
+
+Another stage may write ``OUT/associations.csv`` with the columns ``column``,
+``level``, ``score`` and ``p_value``: how strongly each metadata column of
+``assignments.csv`` (``site``, ``plane``, a data-check flag...) goes with the
+clusters at a tree level. The report shows it under the scores when the file
+exists. The file is untrusted input: values reach the page only through
+autoescaping, numbers are parsed (a bad one shows as blank) and at most
+:data:`MAX_ROWS` rows are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Rows of the ranking shown.
+MAX_ROWS = 40
+COLUMNS = ("column", "level", "score", "p_value")
+
+
+def _num(text) -> float | None:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def read_associations(path) -> list[dict] | None:
+    """The ranking (score descending, at most :data:`MAX_ROWS` rows), or ``None`` when there is no such file.
+
+    Each row: ``column`` and ``level`` (text), ``score`` and ``p_value``
+    (float or ``None``). A file without the expected columns gives ``[]`` and a warning.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not set(COLUMNS) <= set(reader.fieldnames or ()):
+                log.warning("report: '%s' lacks the columns %s; not shown", path, ", ".join(COLUMNS))
+                return []
+            rows = [{"column": str(r.get("column") or ""), "level": str(r.get("level") or ""),
+                     "score": _num(r.get("score")), "p_value": _num(r.get("p_value"))} for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        log.warning("report: '%s' cannot be read (%s); not shown", path, exc)
+        return []
+    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["column"], r["level"]))
+    return rows[:MAX_ROWS]

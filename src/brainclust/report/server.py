@@ -1,0 +1,343 @@
+"""``brainclust view RUN``: a local web server that explores every image of a run.
+
+Standard library only (:class:`http.server.ThreadingHTTPServer`): the page is
+the report's explorer (:file:`templates/explorer.js`) in server mode; the
+server answers with the points in view or a density image
+(:mod:`brainclust.report.viewquery`) and makes thumbnails on demand
+(:mod:`brainclust.report.thumbcache`).
+
+Security: the run folder is untrusted input and the data may be private.
+
+* It listens on 127.0.0.1 unless ``host`` says otherwise (then a warning is
+  logged); on a loopback address, a request whose ``Host`` header names
+  another host is refused (403), so a web page cannot reach the server through
+  DNS rebinding.
+* No URL maps to a file. The routes are a fixed list matched on the raw,
+  still percent-encoded path; an image is asked for by its row number in
+  ``assignments.csv`` (``/thumb/123``), never by a path, and that row's path is
+  refused (403) when it is absolute, holds ``..``, or resolves (links followed)
+  outside the data folder recorded in ``manifest.json``. Anything else is 404.
+* Only GET and HEAD; every answer carries a strict Content-Security-Policy,
+  ``nosniff``, ``no-referrer`` and ``frame-ancestors 'none'``.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import logging
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from brainclust.errors import BrainclustError, ParameterError
+from brainclust.io.outputs import escape_name
+from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
+from brainclust.report.viewdata import ViewData
+from brainclust.report.viewquery import POINT_LIMIT, Queries, as_float, as_int, parse_box, parse_focus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+TEMPLATES = Path(__file__).parent / "templates"
+CSP = ("default-src 'none'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+VIEW_CSS = (b"body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0; color: #1d1d1f; "
+            b"background: #fafafa; font-size: 14px; line-height: 1.45; }\n"
+            b"main { max-width: 1400px; margin: 0 auto; padding: 12px 22px 40px; }\n"
+            b"h1 { font-size: 20px; margin: 6px 0 4px; overflow-wrap: anywhere; }\n"
+            b".note { color: #555; font-size: 13px; } code { font-size: 12.5px; overflow-wrap: anywhere; }\n"
+            b"#headline { display: flex; flex-wrap: wrap; gap: 6px 10px; margin: 4px 0 6px; }\n"
+            b"#headline .chip { background: #fff; border: 1px solid #ddd; border-radius: 14px; padding: 2px 11px; "
+            b"font-size: 13px; }\n")
+ROUTE_THUMB = re.compile(r"/thumb/(\d{1,10})")
+ROUTE_ROW = re.compile(r"/api/row/(\d{1,10})")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class Explorer:
+    """The state one server shares between requests: the run, its queries, thumbnails and page."""
+
+    def __init__(self, run_dir, cache_dir=None, point_limit: int = POINT_LIMIT):
+        folder = view_cache_dir(cache_dir)
+        self.data = ViewData(run_dir, cache_dir=folder)
+        self.queries = Queries(self.data, point_limit)
+        self.thumbs = ThumbCache(self.data, folder)
+        self.heavy = threading.BoundedSemaphore(2)
+        self.allowed_hosts: set[str] | None = None
+        self.assets = {"/explorer.js": ((TEMPLATES / "explorer.js").read_bytes(), "text/javascript; charset=utf-8"),
+                       "/explorer.css": ((TEMPLATES / "explorer.css").read_bytes(), "text/css; charset=utf-8"),
+                       "/view.css": (VIEW_CSS, "text/css; charset=utf-8")}
+        self.page = self._page(run_dir).encode("utf-8")
+
+    def _page(self, run_dir) -> str:
+        from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+        env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                          autoescape=select_autoescape(default=True, default_for_string=True))
+        meta = self.data.meta()
+        names = {"silhouette": "Silhouette", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
+        clusters = self.data.by_name.get("cluster")
+        return env.get_template("view.html.j2").render(
+            title=meta["title"], meta=meta, n_total=f"{self.data.n:,}",
+            scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()],
+            n_clusters=len([c for c in clusters.categories if c != "noise"]) if clusters else 0,
+            run_dir=escape_name(str(Path(run_dir).resolve())), input=escape_name(str(self.data.root or "")),
+            cache=escape_name(str(self.thumbs.dir)), map_source=self.data.map_source)
+
+    def close(self) -> None:
+        self.thumbs.close()
+
+
+class ExplorerHandler(BaseHTTPRequestHandler):
+    """The requests of one :class:`Explorer` (``ex``, set by :func:`make_handler`)."""
+
+    ex: Explorer
+    server_version = "brainclust-view"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # the library never prints
+        log.debug("view: %s %s", self.address_string(), fmt % args)
+
+    def _headers(self, code: int, ctype: str, length: int | None, cache: str = "no-store", extra=()):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("Cache-Control", cache)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+
+    def _send(self, code: int, body: bytes, ctype: str, cache: str = "no-store", extra=()):
+        self._headers(code, ctype, len(body), cache, extra)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, obj, code: int = 200):
+        self._send(code, json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8"),
+                   "application/json; charset=utf-8")
+
+    def _error(self, code: int, message: str):
+        self._json({"error": message}, code)
+
+    def _host_ok(self) -> bool:
+        if self.ex.allowed_hosts is None:
+            return True
+        return (self.headers.get("Host") or "").lower() in self.ex.allowed_hosts
+
+    def do_GET(self):
+        try:
+            self._route()
+        except ParameterError as exc:
+            self._error(400, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:  # noqa: BLE001 - one failed request never stops the server
+            log.exception("view: request %r failed", self.path[:200])
+            self._error(500, "internal error; see the server's log")
+
+    do_HEAD = do_GET
+
+    def _refuse_method(self):
+        self._error(405, "only GET and HEAD")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def _route(self):
+        if not self._host_ok():
+            return self._error(403, "this server answers requests for 127.0.0.1 or localhost only")
+        if len(self.path) > 16384:
+            return self._error(414, "request too long")
+        url = urlsplit(self.path)
+        path = url.path
+        params = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=24))
+        if path == "/":
+            return self._send(200, self.ex.page, "text/html; charset=utf-8")
+        if path in self.ex.assets:
+            body, ctype = self.ex.assets[path]
+            return self._send(200, body, ctype, "no-cache")
+        if path == "/favicon.ico":
+            return self._send(204, b"", "image/x-icon")
+        m = ROUTE_THUMB.fullmatch(path)
+        if m:
+            return self._thumb(int(m.group(1)), params)
+        m = ROUTE_ROW.fullmatch(path)
+        if m:
+            return self._row(int(m.group(1)))
+        if path == "/api/meta":
+            return self._json(self.ex.data.meta())
+        if path in ("/api/view", "/api/tile", "/api/list", "/api/list.csv", "/api/nearest"):
+            with self.ex.heavy:
+                return self._api(path, params)
+        return self._error(404, "not found")
+
+    def _index(self, i: int) -> int | None:
+        return i if 0 <= i < self.ex.data.n else None
+
+    def _thumb(self, i: int, params: dict):
+        if self._index(i) is None:
+            return self._error(404, "no such image")
+        px = as_int(params.get("px", "256"), "px", 1, max(SIZES))
+        if px not in SIZES:
+            raise ParameterError(f"px: one of {', '.join(map(str, SIZES))}, got {px}")
+        body, status = self.ex.thumbs.get(i, px)
+        if status == "refused":
+            return self._error(403, "this image's path leaves the data folder; not served")
+        self._send(200 if status == "ok" else 404, body, "image/jpeg", "private, max-age=3600")
+
+    def _row(self, i: int):
+        if self._index(i) is None:
+            return self._error(404, "no such image")
+        row = self.ex.data.row(i)
+        self._json({"i": i, "caption": self.ex.data.caption(i), "cells": [[k, v] for k, v in row.items()]})
+
+    def _api(self, path: str, params: dict):
+        q, d = self.ex.queries, self.ex.data
+        focus = parse_focus(params, d)
+        if path == "/api/view":
+            return self._json(q.view(parse_box(params), params.get("by", ""), focus))
+        if path == "/api/tile":
+            return self._send(200, q.tile(parse_box(params), params.get("by", ""), focus), "image/png")
+        if path == "/api/nearest":
+            i = q.nearest(as_float(params.get("x"), "x"), as_float(params.get("y"), "y"),
+                          as_float(params.get("r"), "r"), focus)
+            return self._json({"i": i, "caption": d.caption(i) if i is not None else None,
+                               "name": d.path(i) if i is not None else None})
+        if path == "/api/list":
+            offset = as_int(params.get("offset", "0"), "offset", 0, d.n)
+            limit = as_int(params.get("limit", "48"), "limit", 1, 500)
+            return self._json(q.page(focus, offset, limit))
+        self._headers(200, "text/csv; charset=utf-8", None,
+                      extra=[("Content-Disposition", 'attachment; filename="selection.csv"')])
+        if self.command != "HEAD":
+            for chunk in q.csv_chunks(focus):
+                self.wfile.write(chunk.encode("utf-8"))
+
+
+def make_handler(ex: Explorer):
+    """The request handler class bound to one :class:`Explorer`."""
+    return type("Handler", (ExplorerHandler,), {"ex": ex})
+
+
+def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_dir=None,
+                point_limit: int = POINT_LIMIT):
+    """Read the run and bind the server (not started). Returns ``(server, explorer)``.
+
+    Raises
+    ------
+    ModelFileError
+        If ``run_dir`` is not a finished run.
+    ParameterError
+        If the port is taken or out of range, or the host cannot be listened on.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ParameterError(f"--port: must be an integer in 0..65535, got {port!r}")
+    ex = Explorer(run_dir, cache_dir=cache_dir, point_limit=point_limit)
+    cls = _Server6 if ":" in host else _Server
+    try:
+        server = cls((host, port), make_handler(ex))
+    except OSError as exc:
+        ex.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ParameterError(f"--port {port}: {host}:{port} is already in use (another program or another "
+                                 "'brainclust view'); choose another with --port") from None
+        raise ParameterError(f"--host {host}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    bound = server.server_address[1]
+    if is_loopback(host):
+        names = {host, "127.0.0.1", "localhost", "[::1]"} | ({f"[{host}]"} if ":" in host else set())
+        ex.allowed_hosts = {f"{h}:{bound}".lower() for h in names}
+    else:
+        log.warning("view: listening on %s:%d: anyone who can reach this computer on that address can see the "
+                    "images and their names; use the default --host 127.0.0.1 unless you mean it", host, bound)
+    return server, ex
+
+
+def url_of(server) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+def serve(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_dir=None,
+          point_limit: int = POINT_LIMIT, on_ready=None) -> None:
+    """Serve the explorer of ``run_dir`` until Ctrl-C (then return normally).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The ``--out`` folder of a finished run.
+    host : str, default "127.0.0.1"
+        Address to listen on.
+    port : int, default 8765
+        Port (0: any free port).
+    cache_dir : path-like, optional
+        Thumbnail (and computed map) cache; default ``$BRAINCLUST_CACHE/view`` or ``~/.cache/brainclust/view``.
+    point_limit : int
+        Most images drawn as points; more in view are drawn as density.
+    on_ready : callable, optional
+        Called with the page's URL once the server listens.
+    """
+    server, ex = make_server(run_dir, host, port, cache_dir=cache_dir, point_limit=point_limit)
+    url = url_of(server)
+    log.info("view: %d images of %s at %s (Ctrl-C stops)", ex.data.n, run_dir, url)
+    try:
+        if on_ready is not None:
+            on_ready(url)
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        log.info("view: stopped")
+    finally:
+        server.server_close()
+        ex.close()
+
+
+def main(argv=None) -> int:
+    """``python -m brainclust.report.server RUN [--port N] [--host ADDR]``: what ``brainclust view`` runs."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="brainclust view", description="explore every image of a run in the browser")
+    ap.add_argument("run_dir", help="the --out folder of a finished 'brainclust run'")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
+    ap.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1: this computer only)")
+    ap.add_argument("--cache-dir", default=None, help="thumbnail cache (default $BRAINCLUST_CACHE/view)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        serve(args.run_dir, args.host, args.port, cache_dir=args.cache_dir,
+              on_ready=lambda url: print(f"brainclust view: {url} (Ctrl-C stops)", flush=True))
+    except BrainclustError as exc:
+        print(f"brainclust: error: {exc}", file=sys.stderr)
+        return 2
+    print("brainclust view: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

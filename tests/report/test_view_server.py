@@ -1,0 +1,314 @@
+"""``brainclust view``'s server: what it serves, what it refuses, and its answers checked against the run.
+
+The server runs in a thread on an ephemeral port of 127.0.0.1; requests go
+through ``http.client`` so that paths are sent exactly as written (no client
+normalisation of ``..`` or ``%2e``). The run folder is tampered with: rows
+whose path is ``../`` outside the data folder, absolute, or a symbolic link
+leaving the data folder must never be read.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from explorer_fixtures import make_run, read_rows
+from PIL import Image
+
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.report import server as srv
+from brainclust.report.mapcoords import normalise, save_map
+from brainclust.report.viewdata import ViewData
+
+SECRET = b"TOP-SECRET-BYTES"
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((30, 30), value, np.uint8)).save(path, format="PNG")
+
+
+def tampered_run(tmp: Path) -> tuple[Path, dict]:
+    """A run whose assignments.csv also lists files outside its data folder (and one link inside it)."""
+    out = make_run(tmp, n_per=20, with_map=True)
+    data = tmp / "data"
+    secret = tmp / "outside" / "secret.png"
+    _png(secret, 77)
+    with open(secret, "ab") as fh:
+        fh.write(SECRET)
+    (tmp / "outside" / "passwd").write_bytes(SECRET)
+    os.symlink(secret, data / "class0" / "link_out.png")
+    os.symlink(data / "class1" / "img_1000.png", data / "class0" / "link_in.png")
+    rows = read_rows(out)
+    extra = {"up": "../outside/secret.png", "abs": str(secret), "link_out": "class0/link_out.png",
+             "link_in": "class0/link_in.png", "dotdot_mid": "class0/../../outside/secret.png"}
+    index = {}
+    for key, p in extra.items():
+        index[key] = len(rows)
+        rows.append({**rows[0], "path": p, "name": Path(p).name})
+    with open(out / "assignments.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rng = np.random.default_rng(1)
+    save_map(out, np.vstack([np.load(out / "map.npy"), rng.normal(size=(len(extra), 2))]))
+    return out, index
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("view")
+    out, index = tampered_run(tmp)
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp / "cache", point_limit=20)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield server, ex, out, index, tmp
+    server.shutdown()
+    server.server_close()
+    ex.close()
+
+
+def get(server, path: str, host: str | None = None, method: str = "GET"):
+    port = server.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Host": host} if host else {}
+    conn.putrequest(method, path, skip_host=bool(host), skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    res = conn.getresponse()
+    body = res.read()
+    conn.close()
+    return res.status, dict(res.getheaders()), body
+
+
+def jget(server, path: str):
+    status, _, body = get(server, path)
+    assert status == 200, (path, status, body[:200])
+    return json.loads(body)
+
+
+def test_listens_on_loopback_only_by_default(running):
+    server = running[0]
+    assert server.server_address[0] == "127.0.0.1"
+    assert srv.DEFAULT_HOST == "127.0.0.1"
+    try:  # an address of this machine other than loopback, if it has one
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            ip = s.getsockname()[0]
+    except OSError:
+        ip = None
+    if ip and not ip.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((ip, server.server_address[1]), timeout=2).close()
+
+
+def test_page_assets_and_security_headers(running):
+    server = running[0]
+    status, headers, body = get(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+    page = body.decode()
+    assert '<script src="/explorer.js"></script>' in page and "<script>" not in page
+    assert "<img src=x" not in page                                  # hostile names escaped in the JSON
+    meta = json.loads(page.split('id="map-data">')[1].split("</script>")[0])
+    assert meta["mode"] == "server" and meta["n_total"] == len(read_rows(running[2]))
+    status, headers, js = get(server, "/explorer.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript") and b"brainclustExplorer" in js
+
+
+def test_thumbnails_come_back_and_are_cached(running):
+    server, ex, out, _, tmp = running
+    status, headers, body = get(server, "/thumb/3?px=128")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(body)) as im:
+        assert im.format == "JPEG" and max(im.size) == 24               # 20 x 24 original: never enlarged
+    cached = ex.thumbs.dir / "3-128.jpg"
+    assert cached.read_bytes() == body and tmp / "cache" in cached.parents
+    assert get(server, "/thumb/3?px=128")[2] == body
+
+
+@pytest.mark.parametrize("path", [
+    "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/..%2f..%2foutside/passwd",
+    "/thumb/..%2f..%2foutside%2fsecret.png", "/thumb/../../outside/secret.png", "/thumb/%2e%2e%2fsecret",
+    "/thumb/0/../../../outside/secret.png", "//etc/passwd", "/etc/passwd", "/outside/secret.png",
+    "/data/class0/img_0000.png", "/explorer.js/../../outside/passwd", "/thumb/-1", "/thumb/1e3", "/thumb/99999",
+    "/api/row/99999", "/api/../thumb/0", "/thumb/0%00", "/%252e%252e/outside/passwd", "/thumb/%30",
+])
+def test_paths_outside_the_routes_are_refused(running, path):
+    server = running[0]
+    status, _, body = get(server, path)
+    assert status in (403, 404)
+    assert SECRET not in body and b"root:" not in body
+
+
+@pytest.mark.parametrize("key", ["up", "abs", "link_out", "dotdot_mid"])
+def test_tampered_rows_are_never_read(running, key):
+    server, _, _, index, _ = running
+    status, _, body = get(server, f"/thumb/{index[key]}?px=128")
+    assert status == 403 and SECRET not in body and not body.startswith(b"\xff\xd8")
+
+
+def test_a_link_inside_the_data_folder_is_served(running):
+    server, _, _, index, _ = running
+    status, headers, _ = get(server, f"/thumb/{index['link_in']}?px=64")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+
+
+def test_host_header_and_methods(running):
+    server = running[0]
+    port = server.server_address[1]
+    assert get(server, "/", host="evil.example")[0] == 403
+    assert get(server, "/", host=f"evil.example:{port}")[0] == 403
+    assert get(server, "/", host=f"localhost:{port}")[0] == 200
+    assert get(server, "/api/meta", method="POST")[0] == 405
+    assert get(server, "/", method="HEAD")[2] == b""
+
+
+def _coords(out: Path) -> np.ndarray:
+    return normalise(np.load(out / "map.npy"))
+
+
+def test_view_points_exactly_those_in_the_box_and_density_above_the_limit(running):
+    server, _, out, _, _ = running
+    xy = _coords(out)
+    full = jget(server, "/api/view?x0=-1&y0=-1&x1=2&y1=2&w=200&h=100&by=cluster")
+    assert full["count"] == len(xy) and full["mode"] == "density"     # 67 > point_limit 20
+    x0, y0 = np.quantile(xy, 0.3, axis=0)
+    x1, y1 = x0 + 0.08, y0 + 0.08
+    inside = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] < x1) & (xy[:, 1] >= y0) & (xy[:, 1] < y1))
+    v = jget(server, f"/api/view?x0={x0}&y0={y0}&x1={x1}&y1={y1}&w=50&h=50&by=label")
+    assert v["count"] == len(inside) and v["mode"] == "points"
+    assert v["i"] == inside.tolist()
+    assert np.allclose(v["x"], xy[inside, 0], atol=1e-5)
+    status, headers, png = get(server, "/api/tile?x0=-1&y0=-1&x1=2&y1=2&w=200&h=100&by=age")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    with Image.open(io.BytesIO(png)) as im:
+        a = np.asarray(im)
+    assert a.shape == (100, 200, 4) and 0 < (a[..., 3] > 0).sum() <= len(xy)
+
+
+def test_list_search_selection_category_and_csv(running):
+    server, ex, out, _, _ = running
+    rows = read_rows(out)
+    xy = _coords(out)
+    res = jget(server, "/api/list?q=IMG_1&limit=500")
+    assert res["total"] == sum("img_1" in r["path"].lower() for r in rows)
+    assert all("img_1" in it["name"].lower() for it in res["items"])
+    sel = [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]
+    q = ";".join(f"{x},{y}" for x, y in sel)
+    inside = np.flatnonzero((xy[:, 0] > 0) & (xy[:, 0] < 0.5) & (xy[:, 1] > 0) & (xy[:, 1] < 1))
+    res = jget(server, f"/api/list?sel={q}&limit=500")
+    assert [it["i"] for it in res["items"]] == inside.tolist()
+    code = ex.data.by_name["cluster"].raw.index(rows[0]["cluster"])
+    res = jget(server, f"/api/list?fcol=cluster&fcode={code}&limit=10&offset=0")
+    assert res["total"] == sum(r["cluster"] == rows[0]["cluster"] for r in rows) and len(res["items"]) == 10
+    status, headers, body = get(server, f"/api/list.csv?sel={q}")
+    assert status == 200 and "attachment" in headers["Content-Disposition"]
+    got = list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+    assert [int(r["row"]) - 1 for r in got] == inside.tolist()
+    for r in got:
+        assert {k: r[k] for k in rows[0]} == rows[int(r["row"]) - 1]     # raw values, every column
+
+
+def test_row_and_nearest(running):
+    server, _, out, _, _ = running
+    rows = read_rows(out)
+    xy = _coords(out)
+    r = jget(server, "/api/row/7")
+    assert dict(r["cells"]) == rows[7] and r["caption"].startswith(rows[7]["path"] + " | cluster ")
+    n = jget(server, f"/api/nearest?x={xy[7, 0]}&y={xy[7, 1]}&r=0.001")
+    d = np.hypot(xy[:, 0] - xy[7, 0], xy[:, 1] - xy[7, 1])
+    assert n["i"] in np.flatnonzero(d <= 1e-6).tolist()
+    assert jget(server, "/api/nearest?x=5&y=5&r=0.01")["i"] is None
+
+
+@pytest.mark.parametrize("query", [
+    "/api/view?x0=0&y0=0&x1=1&y1=1&w=0&h=10", "/api/view?x0=nan&y0=0&x1=1&y1=1&w=10&h=10",
+    "/api/view?x0=1&y0=0&x1=0&y1=1&w=10&h=10", "/api/list?sel=1,2;3", "/api/list?fcol=path&fcode=0",
+    "/api/list?fcol=cluster&fcode=999", "/api/list?limit=100000", "/thumb/0?px=100", "/api/nearest?x=0&y=0",
+])
+def test_bad_parameters_are_400(running, query):
+    status, _, body = get(running[0], query)
+    assert status == 400 and "error" in json.loads(body)
+
+
+def test_not_a_run_and_port_taken(tmp_path, capsys):
+    with pytest.raises(ModelFileError, match="not a finished brainclust run"):
+        ViewData(tmp_path)
+    assert srv.main([str(tmp_path / "nowhere"), "--port", "0", "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("brainclust: error: ")
+    out = make_run(tmp_path / "r", n_per=4, with_map=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        with pytest.raises(ParameterError, match=f"--port {port}: .*already in use"):
+            srv.make_server(out, port=port, cache_dir=tmp_path / "c")
+
+
+def test_unwritable_cache_falls_back_to_a_temporary_folder(tmp_path):
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    server, ex = srv.make_server(out, port=0, cache_dir=blocker / "cache")
+    try:
+        temp = ex.thumbs.dir
+        assert blocker not in temp.parents and temp.is_dir()
+        body, status = ex.thumbs.get(0, 64)
+        assert status == "ok" and body[:2] == b"\xff\xd8"
+    finally:
+        server.server_close()
+        ex.close()
+    assert not temp.exists()
+
+
+def test_map_is_computed_once_when_the_run_has_none(tmp_path):
+    out = make_run(tmp_path, n_per=6)
+    assert not (out / "map.npy").exists()
+    first = ViewData(out, cache_dir=tmp_path / "cache")
+    assert first.map_source == "computed by brainclust view"
+    second = ViewData(out, cache_dir=tmp_path / "cache")
+    assert second.map_source.startswith("computed earlier")
+    assert np.array_equal(first.xy, second.xy)
+    assert not (out / "map.npy").exists()                               # the run folder is never written
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    env = dict(os.environ, PYTHONPATH=str(Path(srv.__file__).parents[2]))
+    proc = subprocess.Popen([sys.executable, "-m", "brainclust.report.server", str(out), "--port", "0",
+                             "--cache-dir", str(tmp_path / "c")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("brainclust view: http://127.0.0.1:")
+        port = int(line.split(":")[3].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/meta", headers={"Host": f"127.0.0.1:{port}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped" in stdout
+    with pytest.raises(OSError) as exc:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert exc.value.errno in (errno.ECONNREFUSED, None) or isinstance(exc.value, ConnectionRefusedError)
