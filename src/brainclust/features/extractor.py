@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when a change to the code alters the features of unchanged settings.
 FEATURE_VERSION = 1
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = rt.PRECISIONS  # auto, fp32, bf16, int8
 
 
 def bf16_supported(device: str = "cpu") -> bool:
@@ -132,6 +132,10 @@ def result_array(n: int, dim: int) -> np.ndarray:
     return arr
 
 
+def _as_record(item) -> ImageRecord:
+    return item if isinstance(item, ImageRecord) else _record_of(item)
+
+
 def _record_of(path: str | os.PathLike) -> ImageRecord:
     """A minimal record for a bare path (meta-attributes unknown)."""
     p = Path(path)
@@ -153,13 +157,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     weights : str or None, default None
         Local state-dict file; ``None`` uses the backbone's pre-trained weights;
         ``"random"`` builds random weights (tests and speed benchmarks only).
-    precision : {"auto", "fp32", "bf16"}, default "auto"
+    precision : {"auto", "fp32", "bf16", "int8"}, default "auto"
         ``auto`` is fp32 on CPU and bf16 on CUDA GPUs that support it. ``bf16``
-        on CPU is opt-in (it changes hierarchical clusters: ARI 0.68 vs fp32).
-    runtime : {"auto", "onnx", "torch"}, default "auto"
-        Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``torch`` =
-        PyTorch eager; ``auto`` = ONNX Runtime on CPU in fp32, else torch.
-        With bf16, torch (bf16 autocast) runs. Ignored by array backbones.
+        and ``int8`` on CPU are opt-in (they move the clusters a little; see
+        ``docs/performance.md``). int8 is calibrated on a seeded sample of the
+        images given to :meth:`fit` (or to the first :meth:`transform`).
+    runtime : {"auto", "onnx", "openvino", "torch"}, default "auto"
+        Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``openvino`` =
+        OpenVINO (CPU), ``torch`` = PyTorch eager; ``auto`` follows
+        :func:`brainclust.features.runtime.resolve_runtime`. Ignored by array backbones.
     batch_size : int, default 32
     num_workers : int or None, default None
         DataLoader decoding processes; ``None`` picks :func:`default_workers`,
@@ -181,6 +187,11 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Seed of the view's randomness (mixed with each image's content key).
     progress : bool or None, default None
         Progress bar: ``None`` shows it only on a terminal.
+    calibration_size : int, default 128
+        int8 only: number of calibration images (:mod:`brainclust.features.quantize`).
+    calibration : dict or None, default None
+        int8 only: the ``calibration_`` of an earlier fit, to reuse its quantised
+        model from the cache (``predict``) instead of drawing a sample.
 
     Attributes
     ----------
@@ -191,7 +202,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     precision_ : str
         ``fp32`` or ``bf16``.
     runtime_ : str
-        ``onnx``, ``torch``, or ``none`` for array backbones.
+        ``onnx``, ``openvino``, ``torch``, or ``none`` for array backbones.
+    calibration_ : dict or None
+        int8 only: the identity of the calibration sample (part of the cache key).
     cache_hits_, cache_misses_ : int
         Of the last :meth:`transform`, counted per image.
     failed_ : dict of int to str
@@ -204,7 +217,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5),
                  cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None,
                  view: str | None = None, view_seed: int = 0,
-                 intensity_window: tuple[float, float] | None = None, runtime: str = "auto"):
+                 intensity_window: tuple[float, float] | None = None, runtime: str = "auto",
+                 calibration_size: int = 128, calibration: dict | None = None):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -218,6 +232,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.view_seed = view_seed
         self.intensity_window = intensity_window
         self.runtime = runtime
+        self.calibration_size = calibration_size
+        self.calibration = calibration
 
     # -- fitting: choose backbone, weights and precision ----------------------
     def check_params(self) -> None:
@@ -238,9 +254,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                     raise ParameterError(f"{option}: {exc}") from None
         if self.view is not None:
             augment.check(self.view)
+        rt.check_calibration(self.calibration_size, self.calibration)
 
     def fit(self, X=None, y=None):
-        """Resolve the backbone, its weights and the precision. ``X`` is ignored."""
+        """Resolve the backbone, its weights and the precision; with int8, draw the calibration sample from ``X``."""
         self.check_params()
         import torch
 
@@ -260,6 +277,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.precision_ = prec
         self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
         self.model_ = None
+        self.calibration_, self.calibration_records_ = rt.plan_calibration(
+            prec, self.calibration, self.calibration_size, None if X is None else [_as_record(x) for x in X])
         return self
 
     @property
@@ -271,16 +290,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             settings["backbone_params"] = dict(self.spec_.params)
         if self.view is not None:
             settings.update(view=self.view, view_seed=self.view_seed)
+        settings.update(rt.feature_key(self.runtime_, self.precision_, getattr(self, "calibration_", None)))
         return settings
 
     def _onnx_model(self):
         """The ONNX Runtime session; under ``runtime="auto"`` an export failure falls back to torch."""
         settings = rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size)
-        folder = None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
-        if self.weights_.sha256 == backbones.RANDOM_WEIGHTS:
-            folder = rt.temp_folder(fresh=True)  # every build draws new weights: never reuse an export
         try:
-            return rt.load_onnx_backbone(lambda: backbones.build(self.spec_, self.weights_), folder, settings)
+            return rt.load_onnx_backbone(lambda: backbones.build(self.spec_, self.weights_), self._model_folder(),
+                                         settings)
         except (ParameterError, ImageReadError):
             raise
         except Exception as exc:  # noqa: BLE001 - exporter and runtime fail in many ways
@@ -292,11 +310,22 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             self.runtime_ = "torch"
             return None
 
+    def _model_folder(self):
+        """Where exported / converted networks are cached (``None``: a temporary folder)."""
+        if self.weights_.sha256 == backbones.RANDOM_WEIGHTS:
+            return rt.temp_folder(fresh=True)  # every build draws new weights: never reuse an export
+        return None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
+
     def _model(self):
         import torch
 
         if self.model_ is None and self.runtime_ == "onnx":
             self.model_ = self._onnx_model()
+        if self.model_ is None and self.runtime_ == "openvino":
+            self.model_ = rt.load_openvino_backbone(
+                lambda: backbones.build(self.spec_, self.weights_), self._model_folder(),
+                rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size), self.precision_,
+                self.calibration_, rt.calibration_inputs(self.calibration_records_, self.preprocess_, self.spec_))
         if self.model_ is None:
             model = backbones.build(self.spec_, self.weights_).to(self.device_)
             if self.device_ == "cpu":
@@ -308,7 +337,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         import torch
 
         model = self._model()
-        if self.runtime_ == "onnx":
+        if self.runtime_ in ("onnx", "openvino"):
             return model(x.numpy())
         x = x.to(self.device_, non_blocking=True)
         if self.device_ == "cpu":
@@ -326,7 +355,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         import torch
         from torch.utils.data import DataLoader
 
-        records = [item if isinstance(item, ImageRecord) else _record_of(item) for item in X]
+        records = [_as_record(item) for item in X]
+        if self.precision_ == "int8" and self.calibration_ is None:  # fitted without images: calibrate on these
+            self.calibration_, self.calibration_records_ = rt.plan_calibration("int8", None, self.calibration_size,
+                                                                               records)
         keys = [r.key for r in records]
         n, dim = len(records), self.spec_.dim
         out = result_array(n, dim)
