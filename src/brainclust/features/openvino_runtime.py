@@ -16,11 +16,13 @@ not cached. The settings (measured, see ``docs/performance.md``):
 
 * ``INFERENCE_PRECISION_HINT`` is always set: ``f32`` for fp32 (OpenVINO's own
   default on CPUs with AMX is bf16, which would silently change the features),
-  ``bf16`` for bf16, and ``f32`` for the layers an int8 model leaves in
-  floating point;
-* ``PERFORMANCE_HINT=LATENCY`` with one synchronous request per batch (the
-  extractor hands over one batch at a time; ``THROUGHPUT`` with one
-  synchronous request ran at about half speed in the issue's measurement);
+  ``bf16`` for bf16; for the layers an int8 model leaves in floating point,
+  ``bf16`` where the CPU has native bf16, else ``f32`` (:func:`rest_precision`,
+  part of the int8 feature-cache key);
+* ``PERFORMANCE_HINT`` (:data:`MODE`): ``THROUGHPUT`` with the batch split over
+  OpenVINO's streams and run by an ``AsyncInferQueue`` (``THROUGHPUT`` with one
+  synchronous request ran at about half speed in the issue's measurement), or
+  ``LATENCY`` with one synchronous request;
 * ``INFERENCE_NUM_THREADS`` = the cores this process may use
   (``os.sched_getaffinity``).
 
@@ -181,12 +183,31 @@ def model_from_bytes(xml_bytes: bytes, bin_bytes: bytes):
     return core().read_model(model=xml_bytes.decode("utf-8"), weights=weights)
 
 
-def compile_config(precision: str, threads: int | None = None) -> dict:
-    """The ``compile_model`` configuration of a precision (see the module's docstring)."""
+#: How a batch runs: ``"latency"`` (``PERFORMANCE_HINT=LATENCY``, one synchronous request, all threads on
+#: each layer) or ``"throughput"`` (``THROUGHPUT``: the batch split over OpenVINO's streams, run by an
+#: ``AsyncInferQueue``). Chosen by ``benchmarks/bench_extract.py`` (docs/performance.md).
+MODE = "throughput"
+
+
+def compile_config(precision: str, threads: int | None = None, mode: str | None = None) -> dict:
+    """The ``compile_model`` configuration of a precision (see the module's docstring).
+
+    int8 leaves some layers in floating point: they run in bf16 where the CPU has native bf16, else f32.
+    """
     if precision not in INFERENCE_HINT:
         raise ParameterError(f"--precision: OpenVINO runs fp32, bf16 or int8, got '{precision}'")
-    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": INFERENCE_HINT[precision],
+    mode = mode or MODE
+    if mode not in ("latency", "throughput"):
+        raise ParameterError(f"OpenVINO mode: must be 'latency' or 'throughput', got '{mode}'")
+    return {"PERFORMANCE_HINT": mode.upper(), "INFERENCE_PRECISION_HINT": rest_precision(precision),
             "INFERENCE_NUM_THREADS": int(threads or available_cores())}
+
+
+def rest_precision(precision: str) -> str:
+    """OpenVINO's ``INFERENCE_PRECISION_HINT`` for a precision (int8: of the layers left in floating point)."""
+    if precision == "int8":
+        return "bf16" if native_bf16() else "f32"
+    return INFERENCE_HINT[precision]
 
 
 class OpenVinoBackbone:
@@ -199,20 +220,46 @@ class OpenVinoBackbone:
         bf16 is refused (:func:`check_bf16`) on CPUs without native bf16.
     threads : int or None
         ``INFERENCE_NUM_THREADS``; ``None`` = :func:`available_cores`.
+    mode : {"latency", "throughput"} or None
+        ``None`` = :data:`MODE`.
     """
 
-    def __init__(self, model, precision: str = "fp32", threads: int | None = None):
+    def __init__(self, model, precision: str = "fp32", threads: int | None = None, mode: str | None = None):
+        import openvino as ov
+
         if precision == "bf16":
             check_bf16()
         self.precision = precision
-        self.config = compile_config(precision, threads)
+        self.config = compile_config(precision, threads, mode)
         self.compiled = core().compile_model(model, "CPU", self.config)
-        self.request = self.compiled.create_infer_request()
+        self.mode = self.config["PERFORMANCE_HINT"].lower()
+        self.n_requests = 1
+        if self.mode == "throughput":
+            self.n_requests = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        if self.n_requests == 1:
+            self.request = self.compiled.create_infer_request()
+        else:
+            self.queue = ov.AsyncInferQueue(self.compiled, self.n_requests)
+            self._parts: dict[int, np.ndarray] = {}
+            self.queue.set_callback(self._done)
+
+    def _done(self, request, index: int) -> None:
+        self._parts[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = self.request.infer({0: x})
-        return np.array(out[0], dtype=np.float32, copy=True)  # the request's buffer is reused by the next call
+        if self.n_requests == 1 or len(x) < 2:
+            if self.n_requests == 1:
+                out = self.request.infer({0: x})[0]
+            else:
+                out = self.compiled({0: x})[0]
+            return np.array(out, dtype=np.float32, copy=True)  # the request's buffer is reused by the next call
+        parts = np.array_split(x, min(self.n_requests, len(x)))
+        self._parts.clear()
+        for i, part in enumerate(parts):
+            self.queue.start_async({0: np.ascontiguousarray(part)}, i)
+        self.queue.wait_all()
+        return np.concatenate([self._parts[i] for i in range(len(parts))])
 
 
 def convert(onnx_file: str | os.PathLike):

@@ -18,7 +18,9 @@ augmentation view). ``nncf`` is imported only here, only when int8 is used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Sequence
 
@@ -76,14 +78,23 @@ def calibration_info(sample: Sequence[str], seed: int = CALIBRATION_SEED) -> dic
 def quantize(model, inputs: np.ndarray, batch: int = CALIBRATION_BATCH):
     """``nncf.quantize`` an fp32 ``openvino.Model`` on ``inputs`` ((n, 3, S, S) float32); returns the int8 model."""
     check_available()
-    import nncf
-
     if len(inputs) == 0:
         raise ParameterError("--precision int8: no calibration image could be decoded")
+    nncf = import_nncf()
     batches = [np.ascontiguousarray(inputs[i:i + batch], np.float32) for i in range(0, len(inputs), batch)]
     log.info("int8: calibrating on %d images (%d batches)", len(inputs), len(batches))
-    return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
-                         preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars on stdout
+        return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
+                             preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=True)
+
+
+def import_nncf():
+    """``nncf``, imported quietly: its INFO lines and torch's CUDA notice at import are not for our users."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)
+    return nncf
 
 
 def plan(records: Sequence, size: int = CALIBRATION_SIZE, seed: int = CALIBRATION_SEED) -> tuple[dict, list]:

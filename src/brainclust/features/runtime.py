@@ -19,7 +19,7 @@ backbone fine-tuning of ``--ssl-mode finetune``, which trains the network).
 
 ``runtime="auto"`` (:func:`resolve_runtime`): in fp32 on the CPU, the fastest
 fp32 runtime measured for CPUs of this kind (ONNX Runtime, see :data:`AUTO_FP32`
-and ``docs/performance.md``), else OpenVINO, else torch; bf16 on the CPU runs
+and ``docs/performance.md``), else torch; bf16 on the CPU runs
 with OpenVINO where it is installed and the CPU has native bf16, else with torch
 autocast; int8 runs with OpenVINO; CUDA runs torch.
 
@@ -81,7 +81,7 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     runtime   fp32 on CPU                            bf16 on CPU / int8 on CPU
     ========  =====================================  ==========================================
     auto      :data:`AUTO_FP32` (onnx) if installed,  openvino (native bf16) else torch autocast /
-              else openvino, else torch               openvino (refused without openvino + nncf)
+              else onnx, else torch                   openvino (refused without openvino + nncf)
     onnx      onnx                                   torch autocast, with a warning / refused
     openvino  openvino                               openvino, refused without native bf16 / openvino
     torch     torch                                  torch autocast / refused
@@ -135,10 +135,12 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     if precision == "bf16":
         return "openvino" if ovr.openvino_available() and ovr.native_bf16() else "torch"
     installed = {"onnx": onnx_available, "openvino": ovr.openvino_available}
-    for name in dict.fromkeys((AUTO_FP32, "onnx", "openvino")):  # AUTO_FP32 first, then the other
-        if installed[name]():
-            return name
-    log.warning("--runtime auto: neither onnxruntime nor openvino can be imported; running the network with torch")
+    if installed[AUTO_FP32]():
+        return AUTO_FP32
+    if installed["onnx"]():  # the portable fp32 path (a core dependency)
+        return "onnx"
+    log.warning("--runtime auto: onnxruntime cannot be imported; running the network with torch"
+                "%s", " (--runtime openvino is installed)" if installed["openvino"]() else "")
     return "torch"
 
 
@@ -149,7 +151,10 @@ def feature_key(runtime: str, precision: str, calibration: dict | None = None) -
         return {}
     key = {"runtime": runtime}
     if precision == "int8":
+        from brainclust.features import openvino_runtime as ovr
+
         key["calibration"] = dict(calibration or {})
+        key["float_layers"] = ovr.rest_precision("int8")  # bf16 on CPUs with native bf16, else f32
     return key
 
 
