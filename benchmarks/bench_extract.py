@@ -120,11 +120,11 @@ def unavailable(runtime: str, precision: str) -> str | None:
     return None
 
 
-def make_extractor(name, weights, runtime, precision, bs, paths, calib):
+def make_extractor(name, weights, runtime, precision, bs, paths, calib, workers=0):
     """A fitted extractor with its network built (one-time costs returned in seconds)."""
     torch.manual_seed(0)  # random weights: every mode builds the same network
     ex = FeatureExtractor(backbone=name, weights=weights, runtime=runtime, precision=precision, batch_size=bs,
-                          num_workers=0, cache_dir=False, progress=False, calibration_size=calib)
+                          num_workers=workers, cache_dir=False, progress=False, calibration_size=calib)
     t = time.perf_counter()
     ex.fit(paths)
     ex._model()  # noqa: SLF001 - export / convert / calibrate / compile outside the timing
@@ -164,6 +164,10 @@ def bench_backbone(name: str, paths: list[str], args, roof_samples: list[float])
         fns[runtime, precision, "network"] = network_fn(ex, x, bs)
         fns[runtime, precision, "end to end"] = lambda ex=ex: ex.transform(paths)
         print(f"[{name}] ready: {runtime} {precision} (setup {setup:.1f} s)", flush=True)
+        for nw in args.workers:  # decoding in worker processes instead of the prefetch thread
+            if precision in ("fp32", "bf16") and runtime in ("onnx", "openvino"):
+                exw, _ = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size, nw)
+                fns[runtime, precision, f"end to end w{nw}"] = lambda ex=exw: ex.transform(paths)
     outs = {key: np.asarray(f(), np.float32) for key, f in fns.items()}  # warm-up, and the features
     times = {key: [] for key in fns}
     for r in range(args.repeats):
@@ -186,6 +190,11 @@ def bench_backbone(name: str, paths: list[str], args, roof_samples: list[float])
         rows.append([name, runtime, precision, f"{net:.1f}", f"{net / ips[REF + ('network',)]:.2f}",
                      f"{e2e:.1f}", f"{e2e / ips[REF + ('end to end',)]:.2f}", f"{e2e / roof:.2f}",
                      f"{cos.mean():.4f} / {cos.min():.4f}", f"{once[runtime, precision]:.1f}"])
+        for nw in args.workers:
+            if (runtime, precision, f"end to end w{nw}") in ips:
+                v = ips[runtime, precision, f"end to end w{nw}"]
+                rows.append([name, runtime, f"{precision}, {nw} decoding worker process(es)", "", "", f"{v:.1f}",
+                             f"{v / ips[REF + ('end to end',)]:.2f}", f"{v / roof:.2f}", "", ""])
     info = {"gflop": gflop, "roof": roof, "costs": costs, "n": n}
     return rows, info
 
@@ -201,8 +210,11 @@ def main(argv=None) -> int:
     ap.add_argument("--backbones", default="efficientnet_lite0,inception_v3")
     ap.add_argument("--modes", default="", help="comma-separated RUNTIME-PRECISION to time (default: all); "
                                                 "onnx-fp32 always runs (the reference)")
+    ap.add_argument("--workers", default="", help="comma-separated DataLoader worker counts to time as well "
+                                                  "(end to end, onnx/openvino fp32/bf16); default: none")
     ap.add_argument("--out", default="benchmarks/results/extract.md")
     args = ap.parse_args(argv)
+    args.workers = [int(v) for v in args.workers.split(",") if v.strip() and int(v) > 0]
     logging.getLogger("brainclust").setLevel(logging.ERROR)
     torch.set_num_threads(ovr.available_cores())
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
