@@ -164,6 +164,11 @@ def bench_backbone(name: str, paths: list[str], args, roof_samples: list[float])
         fns[runtime, precision, "network"] = network_fn(ex, x, bs)
         fns[runtime, precision, "end to end"] = lambda ex=ex: ex.transform(paths)
         print(f"[{name}] ready: {runtime} {precision} (setup {setup:.1f} s)", flush=True)
+        if runtime == "openvino" and args.other_mode:  # the other PERFORMANCE_HINT, network only
+            other = "latency" if ovr.MODE == "throughput" else "throughput"
+            exo, _ = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size)
+            exo.model_ = ovr.OpenVinoBackbone(exo.model_.source_model, precision, mode=other)
+            fns[runtime, precision, f"network {other}"] = network_fn(exo, x, bs)
         for nw in args.workers:  # decoding in worker processes instead of the prefetch thread
             if precision in ("fp32", "bf16") and runtime in ("onnx", "openvino"):
                 exw, _ = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size, nw)
@@ -190,6 +195,11 @@ def bench_backbone(name: str, paths: list[str], args, roof_samples: list[float])
         rows.append([name, runtime, precision, f"{net:.1f}", f"{net / ips[REF + ('network',)]:.2f}",
                      f"{e2e:.1f}", f"{e2e / ips[REF + ('end to end',)]:.2f}", f"{e2e / roof:.2f}",
                      f"{cos.mean():.4f} / {cos.min():.4f}", f"{once[runtime, precision]:.1f}"])
+        other = "latency" if ovr.MODE == "throughput" else "throughput"
+        if (runtime, precision, f"network {other}") in ips:
+            v = ips[runtime, precision, f"network {other}"]
+            rows.append([name, runtime, f"{precision}, PERFORMANCE_HINT {other.upper()}", f"{v:.1f}",
+                         f"{v / ips[REF + ('network',)]:.2f}", "", "", "", "", ""])
         for nw in args.workers:
             if (runtime, precision, f"end to end w{nw}") in ips:
                 v = ips[runtime, precision, f"end to end w{nw}"]
@@ -212,6 +222,8 @@ def main(argv=None) -> int:
                                                 "onnx-fp32 always runs (the reference)")
     ap.add_argument("--workers", default="", help="comma-separated DataLoader worker counts to time as well "
                                                   "(end to end, onnx/openvino fp32/bf16); default: none")
+    ap.add_argument("--other-mode", action="store_true",
+                    help="also time OpenVINO's other PERFORMANCE_HINT (network only)")
     ap.add_argument("--out", default="benchmarks/results/extract.md")
     args = ap.parse_args(argv)
     args.workers = [int(v) for v in args.workers.split(",") if v.strip() and int(v) > 0]

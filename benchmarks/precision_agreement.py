@@ -6,7 +6,9 @@ fp32 (the reference) and with each other path, each into a fresh feature cache; 
 :func:`brainclust.analysis.agreement.agreement` gives the mean (min) cosine of each image's two
 vectors and, for hierarchical (average-cosine) and k-means clustering after PCA 50, the adjusted
 Rand index between the reference partition and the other one, over 5 seeds (mean ± std). k is the
-number of labels of the set; labels are not used otherwise. Paths that cannot run on this CPU
+number of labels of the set; labels are not used otherwise. A control row per bf16/int8 path
+adds Gaussian noise of the same size per image (the norm of that image's bf16/int8 - fp32 error)
+to the fp32 features: it tells how much of the disagreement any perturbation of that size causes. Paths that cannot run on this CPU
 (bf16 without native bf16) are skipped with the reason.
 
 Run (``make bench`` runs it)::
@@ -98,6 +100,15 @@ def main(argv=None) -> int:
                              mean_std_text([r["ari_hierarchical"] for r in res]),
                              mean_std_text([r["ari_kmeans"] for r in res])])
                 print(f"[{name}] {runtime} {precision}: {t:.1f} s; {rows[-1][3:]}", flush=True)
+                if precision != "fp32":  # control: random noise of the same size per image on the fp32 features
+                    rng = np.random.default_rng(0)
+                    err = np.linalg.norm(feats - ref, axis=1, keepdims=True) / np.sqrt(ref.shape[1])
+                    noisy = ref + rng.normal(size=ref.shape).astype(np.float32) * err
+                    res = [agreement(ref, noisy, k, seed) for seed in range(args.seeds)]
+                    rows.append([name, len(records), f"control: fp32 + Gaussian noise of the {precision} error",
+                                 f"{res[0]['cosine_mean']:.4f} ({res[0]['cosine_min']:.4f})",
+                                 mean_std_text([r["ari_hierarchical"] for r in res]),
+                                 mean_std_text([r["ari_kmeans"] for r in res])])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table = markdown_table(["set", "images", "path", "cosine to onnx fp32, mean (min)",

@@ -230,6 +230,7 @@ class OpenVinoBackbone:
         if precision == "bf16":
             check_bf16()
         self.precision = precision
+        self.source_model = model
         self.config = compile_config(precision, threads, mode)
         self.compiled = core().compile_model(model, "CPU", self.config)
         self.mode = self.config["PERFORMANCE_HINT"].lower()
