@@ -278,7 +278,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
         self.model_ = None
         self.calibration_, self.calibration_records_ = rt.plan_calibration(
-            prec, self.calibration, self.calibration_size, None if X is None else [_as_record(x) for x in X])
+            prec, self.calibration, self.calibration_size, X, _as_record)
         return self
 
     @property
@@ -358,7 +358,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         records = [_as_record(item) for item in X]
         if self.precision_ == "int8" and self.calibration_ is None:  # fitted without images: calibrate on these
             self.calibration_, self.calibration_records_ = rt.plan_calibration("int8", None, self.calibration_size,
-                                                                               records)
+                                                                               records, _as_record)
         keys = [r.key for r in records]
         n, dim = len(records), self.spec_.dim
         out = result_array(n, dim)

@@ -167,19 +167,19 @@ def check_calibration(size, calibration) -> None:
         raise ParameterError(f"calibration: must be the calibration_ dict of an int8 fit, got {calibration!r}")
 
 
-def plan_calibration(precision: str, given: dict | None, size: int, records) -> tuple[dict | None, list | None]:
+def plan_calibration(precision: str, given: dict | None, size: int, items, to_record) -> tuple[dict | None, list | None]:
     """``(calibration_, calibration_records_)`` of an extractor: ``(None, None)`` unless int8; ``given`` as is
-    (its images are not at hand); else the seeded sample of ``records`` (``(None, None)`` without records:
-    the first ``transform`` calibrates on its images)."""
+    (its images are not at hand); else the seeded sample of ``items`` (records, or what ``to_record`` turns
+    into one); ``(None, None)`` without items: the first ``transform`` calibrates on its images."""
     from brainclust.features import quantize
 
     if precision != "int8":
         return None, None
     if given is not None:
         return dict(given), None
-    if records is None:
+    if items is None:
         return None, None
-    return quantize.plan(records, size)
+    return quantize.plan([to_record(x) for x in items], size)
 
 
 def calibration_inputs(records, config, spec):
