@@ -200,11 +200,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     weights_ : ResolvedWeights
         Weights file and its SHA-256.
     precision_ : str
-        ``fp32`` or ``bf16``.
+        ``fp32``, ``bf16`` or ``int8``.
     runtime_ : str
         ``onnx``, ``openvino``, ``torch``, or ``none`` for array backbones.
     calibration_ : dict or None
-        int8 only: the identity of the calibration sample (part of the cache key).
+        int8 only: the identity of the calibration sample (part of the cache key);
+        ``calibration_records_`` holds its images.
     cache_hits_, cache_misses_ : int
         Of the last :meth:`transform`, counted per image.
     failed_ : dict of int to str
