@@ -46,7 +46,8 @@ def model_cache(tmp_path_factory) -> Path:
 
 
 def extractor(cache, runtime="openvino", precision="fp32", **kw):
-    return FeatureExtractor(backbone="efficientnet_lite0", runtime=runtime, precision=precision, cache_dir=str(cache),
+    return FeatureExtractor(backbone="efficientnet_lite0", runtime=runtime, precision=precision,
+                            cache_dir=cache if cache is False else str(cache),
                             batch_size=4, num_workers=0, progress=False, **kw)
 
 
