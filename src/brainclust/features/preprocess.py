@@ -152,9 +152,12 @@ def to_model_input(img: np.ndarray, mean: tuple[float, float, float],
     normalised once and copied to the other two channels (the same values, a third of the arithmetic).
     """
     if len(set(mean)) == 1 and len(set(std)) == 1:
-        one = (np.asarray(img) - np.float32(mean[0])) / np.float32(std[0])
-        out = np.empty((3, *one.shape), dtype=one.dtype)
-        out[:] = one
+        img = np.asarray(img)
+        out = np.empty((3, *img.shape), dtype=np.result_type(img, np.float32))
+        np.subtract(img, np.float32(mean[0]), out=out[0])
+        np.divide(out[0], np.float32(std[0]), out=out[0])
+        out[1] = out[0]
+        out[2] = out[0]
         return out
     m = np.asarray(mean, dtype=np.float32)[:, None, None]
     s = np.asarray(std, dtype=np.float32)[:, None, None]
