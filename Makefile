@@ -23,9 +23,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Extraction side by side (torch / ONNX Runtime / OpenVINO x fp32 / bf16 / int8, network only and end to end,
+# with the fp32 roof), then the agreement of each faster path with fp32 on every local set (docs/performance.md).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_extract.py --n 32 --repeats 3 --out benchmarks/results/extract.md
-	$(BIN)/python benchmarks/bf16_agreement.py
+	$(BIN)/python benchmarks/bench_extract.py --n 160 --n-large 64 --repeats 3 --out benchmarks/results/extract.md
+	$(BIN)/python benchmarks/precision_agreement.py --out benchmarks/results/precision_agreement.md
 
 # Clustering at scale: time and peak RSS per stage (docs/performance.md "Scale"); add --n 1000000 for 1M.
 bench-scale: $(STAMP)

@@ -1,28 +1,30 @@
-"""Feature-extraction throughput (images/s) per backbone, against a plain PyTorch loop.
+"""Feature extraction side by side: torch, ONNX Runtime and OpenVINO at fp32, bf16 and int8.
 
-For every network backbone in ``brainclust.features.backbones.REGISTRY`` (``inception_v3``
-with random weights -- speed does not depend on weight values -- the
-EfficientNet-Lite0 variants with their packaged weights), on the same N images,
-in one process:
+For each backbone, on the same N images, in one process:
 
-* ``plain fp32 loop (network)``: fp32, contiguous NCHW, batch 32, ``torch.no_grad()``,
-  images decoded and pre-processed in memory beforehand (network only);
-* ``plain fp32 loop (files)``: the same loop end to end: each batch decoded and
-  pre-processed from the files, then run (the reference of the ratios);
-* ``extractor <runtime> <precision> w<workers>``: ``FeatureExtractor(...).transform(paths)``
-  with ``cache_dir=False``, end to end from the files; ``onnx`` is timed with
-  and without the prefetch thread (``runtime.PREFETCH``); ``--bf16`` adds the
-  opt-in torch bf16 path.
+* **network only**: the pre-processed batch already in memory (batch ``--batch-size``), each
+  runtime/precision's model called batch after batch;
+* **end to end**: ``FeatureExtractor(runtime=..., precision=..., cache_dir=False).transform(paths)``
+  from the image files (decoding and pre-processing overlapped by the prefetch thread);
+* the per-stage cost of decoding (JPEG/PNG -> grey array), pre-processing (resize, clip,
+  rescale, pad) and the model input (3 channels, normalised), single-threaded;
+* the one-time costs (ONNX export, OpenVINO conversion, int8 calibration, compile) of each mode.
 
-All modes are warmed up once, then timed round-robin (to spread machine noise
-evenly) ``--repeats`` times; the median is reported. The compute roof is the
-fp32 ``torch.matmul`` rate measured in the same run divided by the backbone's
-GFLOP per image (counted with ``torch.utils.flop_counter``). Also prints the
-feature error of every extractor mode against the plain fp32 loop.
+Modes: torch fp32 (the plain eager loop), torch bf16 (autocast; only on CPUs with native bf16),
+onnx fp32, openvino fp32, openvino bf16 (native bf16 only), openvino int8 (NNCF, calibrated on a
+seeded sample of the same images). Modes that cannot run on this CPU or are not installed are
+listed as skipped. All timed modes run round-robin (to spread the machine's noise evenly)
+``--repeats`` times after one warm-up; medians are reported, with ratios to ONNX Runtime fp32
+measured in the same run. The compute roof is the fp32 ``torch.matmul`` rate (1024x1024,
+re-measured every round, median) divided by the backbone's counted GFLOP per image
+(``torch.utils.flop_counter``). The feature cosine to ONNX Runtime fp32 is given per mode
+(inception_v3 runs with random weights: speed does not depend on them, and every build of random
+weights is another network, so its cosine column compares builds of one seed).
 
-Run::
+Run (``make bench`` runs the first)::
 
-    .venv/bin/python benchmarks/bench_extract.py --n 32 --repeats 3 --out benchmarks/results/extract.md
+    .venv/bin/python benchmarks/bench_extract.py --out benchmarks/results/extract.md
+    .venv/bin/python benchmarks/bench_extract.py --backbones inception_v3 --n 64 --repeats 3
 """
 
 from __future__ import annotations
@@ -40,21 +42,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainclust.features import backbones, runtime
+from brainclust.features import backbones, openvino_runtime as ovr, quantize, runtime as rt
 from brainclust.features.extractor import FeatureExtractor, bf16_supported
-from brainclust.io.scan import load_gray
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
+from brainclust.io.scan import load_gray
 
-#: Backbones benchmarked with random weights (no pre-trained weights offline; speed does not depend on them).
-RANDOM = {"inception_v3"}
 EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+#: (runtime, precision) of every mode, in table order; the reference is ("onnx", "fp32").
+MODES = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"),
+         ("openvino", "int8"))
+REF = ("onnx", "fp32")
 
 
 def image_paths(data: Path, n: int, tmp: Path) -> tuple[list[str], str]:
+    """The first ``n`` sorted images of ``data`` (spread over its sub-folders), or generated demo images."""
     if data.is_dir():
-        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in EXTS)[:n]
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in EXTS)
         if files:
-            return [str(p) for p in files], f"{data} (first {len(files)} sorted files)"
+            step = max(1, len(files) // n)
+            files = files[::step][:n]
+            return [str(p) for p in files], f"{data} ({len(files)} images, every {step}th sorted file)"
     print(f"NOTE: data folder '{data}' is missing or empty; generating demo images instead", file=sys.stderr)
     from brainclust.data.demo import make_demo_dataset
 
@@ -75,17 +82,6 @@ def matmul_gflops(dtype=torch.float32, n: int = 1024, reps: int = 10) -> float:
     return 2 * n ** 3 / statistics.median(ts) / 1e9
 
 
-def network_backbones() -> list[str]:
-    """Registry entries that are neural networks (array backbones such as pixels/hog have no builder)."""
-    return [k for k, v in backbones.REGISTRY.items() if v.builder is not None]
-
-
-def weights_for(name: str) -> str | None:
-    if name in RANDOM or backbones.REGISTRY[name].default_weights() is None:
-        return backbones.RANDOM_WEIGHTS
-    return None
-
-
 def gflop_per_image(model, spec) -> float:
     """Counted FLOPs (2 per multiply-add) of one image through the network."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -95,130 +91,174 @@ def gflop_per_image(model, spec) -> float:
     return fc.get_total_flops() / 1e9
 
 
-def in_memory_batch(spec, paths) -> torch.Tensor:
+def stage_costs(spec, paths) -> dict:
+    """Milliseconds per image of each decoding stage, single-threaded, over ``paths``."""
     cfg = PreprocessConfig(size=spec.input_size)
-    return torch.from_numpy(np.stack([to_model_input(preprocess(load_gray(p), cfg), spec.mean, spec.std)
-                                      for p in paths]))
+    t0 = time.perf_counter()
+    grey = [load_gray(p) for p in paths]
+    t1 = time.perf_counter()
+    pre = [preprocess(g, cfg) for g in grey]
+    t2 = time.perf_counter()
+    np.stack([to_model_input(p, spec.mean, spec.std) for p in pre])
+    t3 = time.perf_counter()
+    n = len(paths)
+    return {"decode": (t1 - t0) / n * 1e3, "preprocess": (t2 - t1) / n * 1e3, "model input": (t3 - t2) / n * 1e3}
 
 
-def plain_loop(model, x, bs):
+def unavailable(runtime: str, precision: str) -> str | None:
+    """Why a mode cannot run here, or ``None``."""
+    if runtime == "onnx" and not rt.onnx_available():
+        return "onnxruntime not installed"
+    if runtime == "openvino" and not ovr.openvino_available():
+        return "openvino not installed"
+    if precision == "int8" and not quantize.nncf_available():
+        return "nncf not installed"
+    if precision == "bf16" and runtime == "openvino" and not ovr.native_bf16():
+        return "no native bf16 on this CPU"
+    if precision == "bf16" and runtime == "torch" and not bf16_supported():
+        return "no native bf16 on this CPU"
+    return None
+
+
+def make_extractor(name, weights, runtime, precision, bs, paths, calib, workers=0):
+    """A fitted extractor with its network built (one-time costs returned in seconds)."""
+    torch.manual_seed(0)  # random weights: every mode builds the same network
+    ex = FeatureExtractor(backbone=name, weights=weights, runtime=runtime, precision=precision, batch_size=bs,
+                          num_workers=workers, cache_dir=False, progress=False, calibration_size=calib)
+    t = time.perf_counter()
+    ex.fit(paths)
+    ex._model()  # noqa: SLF001 - export / convert / calibrate / compile outside the timing
+    return ex, time.perf_counter() - t
+
+
+def network_fn(ex, x: np.ndarray, bs: int):
+    xt = torch.from_numpy(x)
+
     def f():
-        with torch.no_grad():
-            return torch.cat([model(x[i:i + bs]) for i in range(0, len(x), bs)]).numpy()
+        return np.concatenate([ex._forward(xt[i:i + bs]) for i in range(0, len(xt), bs)])  # noqa: SLF001
     return f
 
 
-def plain_files_loop(model, spec, paths, bs):
-    """The plain loop end to end: decode + pre-process each batch from its files, then run it."""
-    def f():
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(paths), bs):
-                out.append(model(in_memory_batch(spec, paths[i:i + bs])))
-            return torch.cat(out).numpy()
-    return f
+def cosine(a, b) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def extractor_run(name, precision, rt_name, workers, bs, paths, prefetch=True):
-    ex = FeatureExtractor(backbone=name, weights=weights_for(name), precision=precision, batch_size=bs,
-                          num_workers=workers, cache_dir=False, progress=False, runtime=rt_name).fit()
-    ex.transform(paths[:1])  # export / build outside the timing
-
-    def f():
-        runtime.PREFETCH = prefetch
-        try:
-            return ex.transform(paths)
-        finally:
-            runtime.PREFETCH = True
-    return ex, f
-
-
-def feature_error(f, ref) -> tuple[float, float]:
-    rel = np.linalg.norm(f - ref, axis=1) / np.linalg.norm(ref, axis=1)
-    cos = (f * ref).sum(1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(ref, axis=1))
-    return float(rel.mean()), float(cos.mean())
+def bench_backbone(name: str, paths: list[str], args, roof_samples: list[float]) -> tuple[list, dict]:
+    weights = backbones.RANDOM_WEIGHTS if name == "inception_v3" else None
+    spec, w = backbones.resolve(name, weights)
+    n, bs = len(paths), args.batch_size
+    costs = stage_costs(spec, paths)
+    x = np.stack([to_model_input(preprocess(load_gray(p), PreprocessConfig(size=spec.input_size)), spec.mean,
+                                 spec.std) for p in paths])
+    torch.manual_seed(0)
+    gflop = gflop_per_image(backbones.build(spec, w), spec)
+    fns, once, skipped = {}, {}, {}
+    for runtime, precision in MODES:
+        why = unavailable(runtime, precision)
+        if why or (args.modes and f"{runtime}-{precision}" not in args.modes.split(",")
+                   and (runtime, precision) != REF):
+            skipped[runtime, precision] = why or "not requested"
+            continue
+        ex, setup = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size)
+        once[runtime, precision] = setup
+        fns[runtime, precision, "network"] = network_fn(ex, x, bs)
+        fns[runtime, precision, "end to end"] = lambda ex=ex: ex.transform(paths)
+        print(f"[{name}] ready: {runtime} {precision} (setup {setup:.1f} s)", flush=True)
+        if runtime == "openvino" and args.other_mode:  # the other PERFORMANCE_HINT, network only
+            other = "latency" if ovr.MODE == "throughput" else "throughput"
+            exo, _ = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size)
+            exo.model_ = ovr.OpenVinoBackbone(exo.model_.source_model, precision, mode=other)
+            fns[runtime, precision, f"network {other}"] = network_fn(exo, x, bs)
+        for nw in args.workers:  # decoding in worker processes instead of the prefetch thread
+            if precision in ("fp32", "bf16") and runtime in ("onnx", "openvino"):
+                exw, _ = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size, nw)
+                fns[runtime, precision, f"end to end w{nw}"] = lambda ex=exw: ex.transform(paths)
+    outs = {key: np.asarray(f(), np.float32) for key, f in fns.items()}  # warm-up, and the features
+    times = {key: [] for key in fns}
+    for r in range(args.repeats):
+        for key, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[key].append(time.perf_counter() - t)
+        roof_samples.append(matmul_gflops(reps=5))
+        print(f"[{name}] repeat {r + 1}/{args.repeats} done", flush=True)
+    ips = {key: n / statistics.median(ts) for key, ts in times.items()}
+    roof = statistics.median(roof_samples) / gflop
+    rows = []
+    for runtime, precision in MODES:
+        if (runtime, precision) in skipped:
+            rows.append([name, runtime, precision, f"skipped: {skipped[runtime, precision]}", "", "", "", "", "",
+                         ""])
+            continue
+        net, e2e = ips[runtime, precision, "network"], ips[runtime, precision, "end to end"]
+        cos = cosine(outs[runtime, precision, "end to end"], outs[REF + ("end to end",)])
+        rows.append([name, runtime, precision, f"{net:.1f}", f"{net / ips[REF + ('network',)]:.2f}",
+                     f"{e2e:.1f}", f"{e2e / ips[REF + ('end to end',)]:.2f}", f"{e2e / roof:.2f}",
+                     f"{cos.mean():.4f} / {cos.min():.4f}", f"{once[runtime, precision]:.1f}"])
+        other = "latency" if ovr.MODE == "throughput" else "throughput"
+        if (runtime, precision, f"network {other}") in ips:
+            v = ips[runtime, precision, f"network {other}"]
+            rows.append([name, runtime, f"{precision}, PERFORMANCE_HINT {other.upper()}", f"{v:.1f}",
+                         f"{v / ips[REF + ('network',)]:.2f}", "", "", "", "", ""])
+        for nw in args.workers:
+            if (runtime, precision, f"end to end w{nw}") in ips:
+                v = ips[runtime, precision, f"end to end w{nw}"]
+                rows.append([name, runtime, f"{precision}, {nw} decoding worker process(es)", "", "", f"{v:.1f}",
+                             f"{v / ips[REF + ('end to end',)]:.2f}", f"{v / roof:.2f}", "", ""])
+    info = {"gflop": gflop, "roof": roof, "costs": costs, "n": n}
+    return rows, info
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/brain_tumor_4class_dev")
-    ap.add_argument("--n", type=int, default=64, help="number of images (first N sorted files)")
+    ap.add_argument("--n", type=int, default=160, help="images (spread over the sorted files)")
+    ap.add_argument("--n-large", type=int, default=64, help="images for inception_v3 (slow in fp32)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", default="0", help="comma-separated DataLoader worker counts")
-    ap.add_argument("--bf16", action="store_true", help="also time the opt-in torch bf16 extractor")
-    ap.add_argument("--backbones", default=",".join(network_backbones()),
-                    help="comma-separated CNN backbones to time (default: %(default)s)")
+    ap.add_argument("--calibration-size", type=int, default=quantize.CALIBRATION_SIZE)
+    ap.add_argument("--backbones", default="efficientnet_lite0,inception_v3")
+    ap.add_argument("--modes", default="", help="comma-separated RUNTIME-PRECISION to time (default: all); "
+                                                "onnx-fp32 always runs (the reference)")
+    ap.add_argument("--workers", default="", help="comma-separated DataLoader worker counts to time as well "
+                                                  "(end to end, onnx/openvino fp32/bf16); default: none")
+    ap.add_argument("--other-mode", action="store_true",
+                    help="also time OpenVINO's other PERFORMANCE_HINT (network only)")
     ap.add_argument("--out", default="benchmarks/results/extract.md")
     args = ap.parse_args(argv)
+    args.workers = [int(v) for v in args.workers.split(",") if v.strip() and int(v) > 0]
     logging.getLogger("brainclust").setLevel(logging.ERROR)
-
+    torch.set_num_threads(ovr.available_cores())
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
-    paths, source = image_paths(Path(args.data), args.n, tmp)
-    n, bs = len(paths), args.batch_size
-    mm = {"fp32": [matmul_gflops()], "bf16": [matmul_gflops(torch.bfloat16)] if args.bf16 else [float("nan")]}
-    load0 = os.getloadavg()
-    print(f"images: {source}; matmul fp32 {mm['fp32'][0]:.0f} GFLOP/s; load {load0}", flush=True)
-    rows, notes, results, gflop = [], [], [], {}
+    load0 = os.getloadavg()[0]
+    roof_samples = [matmul_gflops()]
+    flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f in
+                    ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")}) \
+        if Path("/proc/cpuinfo").exists() else []
+    rows, notes = [], []
     for name in args.backbones.split(","):
-        spec, w = backbones.resolve(name, weights_for(name))
-        t = time.perf_counter()
-        x = in_memory_batch(spec, paths)
-        print(f"[{name}] decode+preprocess in memory: {n / (time.perf_counter() - t):.1f} img/s", flush=True)
-        plain = backbones.build(spec, w)
-        gflop[name] = gflop_per_image(plain, spec)
-        modes = {"plain fp32 loop (network)": plain_loop(plain, x, bs),
-                 "plain fp32 loop (files)": plain_files_loop(plain, spec, paths, bs)}
-        for nw in (int(v) for v in args.workers.split(",")):
-            runs = [("torch", "fp32", True), ("onnx", "fp32", True), ("onnx", "fp32", False)]
-            for rt_name, prec, pf in runs + ([("torch", "bf16", True)] if args.bf16 else []):
-                ex, fn = extractor_run(name, prec, rt_name, nw, bs, paths, pf)
-                label = f"extractor {ex.runtime_} {ex.precision_} w{nw}{'' if pf else ' no-prefetch'}"
-                modes[label] = fn
-        outs = {}
-        for label, fn in modes.items():  # warm-up; keep outputs for the error check
-            outs[label] = fn()
-            print(f"[{name}] warmed up: {label}", flush=True)
-        times = {label: [] for label in modes}
-        for r in range(args.repeats):
-            for label, fn in modes.items():
-                t = time.perf_counter()
-                fn()
-                times[label].append(time.perf_counter() - t)
-            mm["fp32"].append(matmul_gflops(reps=5))  # the roof is re-measured each round: noisy machine
-            if args.bf16:  # slow on CPUs without native bf16
-                mm["bf16"].append(matmul_gflops(torch.bfloat16, reps=5))
-            print(f"[{name}] repeat {r + 1}/{args.repeats} done", flush=True)
-        for label in modes:
-            results.append((name, label, n / statistics.median(times[label]),
-                            " ".join(f"{n / s:.1f}" for s in times[label])))
-            print(f"[{name}] {label}: {results[-1][2]:.2f} img/s", flush=True)
-        ref = outs["plain fp32 loop (network)"]
-        for label in (k for k in outs if k.startswith("extractor")):
-            if w.path is None:
-                continue  # random weights: every build is another network (tests/test_runtime.py compares them)
-            rel, cos = feature_error(np.asarray(outs[label], np.float32), ref)
-            notes.append(f"{name} features, {label} vs plain fp32 loop: mean relative error {rel:.2e}, "
-                         f"mean cosine similarity {cos:.6f}")
-        del plain, modes, outs
-    gf32, gf16 = statistics.median(mm["fp32"]), statistics.median(mm["bf16"])
-    for name, label, ips, runs in results:
-        base = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop (files)")
-        net = next(r[2] for r in results if r[0] == name and r[1] == "plain fp32 loop (network)")
-        roof = gf32 / gflop[name]
-        rows.append(f"| {name} | {label} | {ips:.2f} | {ips / base:.2f} | {ips / net:.2f} | {ips / roof:.2f} "
-                    f"| {runs} |")
-    notes += [f"{b}: {g:.2f} GFLOP/image (counted) -> fp32 roof {gf32 / g:.1f} img/s (bf16-matmul roof "
-              f"{gf16 / g:.1f}){'; RANDOM weights' if weights_for(b) else ''}" for b, g in gflop.items()]
-    head = [f"images: {source}; batch {bs}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"native bf16: {bf16_supported()}; load average at start {load0[0]:.1f}, at end "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)",
-            f"1024x1024 matmul, median of {len(mm['fp32'])} measurements spread over the run: fp32 {gf32:.0f} "
-            f"GFLOP/s (range {min(mm['fp32']):.0f}-{max(mm['fp32']):.0f}), bf16 {gf16:.0f} GFLOP/s "
-            "(roof column uses fp32)",
-            f"img/s: median of {args.repeats} round-robin repeats after 1 warm-up per mode", ""]
-    table = ["| backbone | mode | img/s (median) | vs plain loop (files) | vs plain loop (network) | vs compute roof "
-             "| img/s (each run) |", "|---|---|---:|---:|---:|---:|---|", *rows]
+        paths, source = image_paths(Path(args.data), args.n_large if name == "inception_v3" else args.n, tmp)
+        r, info = bench_backbone(name, paths, args, roof_samples)
+        rows += r
+        c = info["costs"]
+        notes.append(f"{name}: {source}; {info['gflop']:.2f} GFLOP/image -> fp32 roof {info['roof']:.1f} img/s; "
+                     f"per image, single thread: decode {c['decode']:.2f} ms, pre-process {c['preprocess']:.2f} "
+                     f"ms, model input {c['model input']:.2f} ms "
+                     f"({1e3 / sum(c.values()):.0f} img/s for the three)"
+                     + ("; RANDOM weights" if name == "inception_v3" else ""))
+    head = [f"CPU flags: {' '.join(flags) or 'unknown'}; OpenVINO capabilities: "
+            f"{','.join(ovr.cpu_capabilities()) or 'n/a'}; {ovr.available_cores()} cores; torch "
+            f"{torch.__version__}; batch {args.batch_size}; int8 calibration {args.calibration_size} images; "
+            f"OpenVINO mode {ovr.MODE}",
+            f"load average at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} (shared machine); fp32 matmul "
+            f"{statistics.median(roof_samples):.0f} GFLOP/s (median of {len(roof_samples)}, range "
+            f"{min(roof_samples):.0f}-{max(roof_samples):.0f})",
+            f"img/s: median of {args.repeats} round-robin repeats after a warm-up; ratios against ONNX Runtime fp32 "
+            "in the same run; cosine: features vs ONNX Runtime fp32 (mean / min); setup: export + convert + "
+            "calibrate + compile, once per cache folder", ""]
+    table = ["| backbone | runtime | precision | network img/s | vs onnx fp32 | end to end img/s | vs onnx fp32 "
+             "| vs fp32 roof | cosine to fp32 | setup s |", "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+             *("| " + " | ".join(r) + " |" for r in rows)]
     text = "\n".join([*head, *table, "", *(f"- {s}" for s in notes)]) + "\n"
     print("\n" + text)
     out = Path(args.out)

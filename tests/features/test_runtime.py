@@ -159,7 +159,10 @@ def test_precision_auto_is_fp32_on_cpu_even_with_native_bf16(monkeypatch):
     demo = RunConfig(backbone="efficientnet_lite0").extractor().fit()  # the demo's settings
     assert demo.precision_ == "fp32"
     bf16 = FeatureExtractor(backbone="efficientnet_lite0", precision="bf16").fit()
-    assert bf16.precision_ == "bf16" and bf16.runtime_ == "torch"  # ORT has no bf16 autocast: torch runs
+    from brainclust.features import openvino_runtime as ovr
+
+    native = ovr.openvino_available() and ovr.native_bf16()  # OpenVINO runs bf16 natively, else torch autocast
+    assert bf16.precision_ == "bf16" and bf16.runtime_ == ("openvino" if native else "torch")
     with pytest.raises(ParameterError, match="--runtime onnx: would be ignored with --precision bf16"):
         FeatureExtractor(backbone="efficientnet_lite0", precision="bf16", runtime="onnx").fit()
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when a change to the code alters the features of unchanged settings.
 FEATURE_VERSION = 1
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = rt.PRECISIONS  # auto, fp32, bf16, int8
 
 
 def bf16_supported(device: str = "cpu") -> bool:
@@ -102,13 +102,15 @@ class FeatureExtractor(TransformerMixin, Step):
     weights : str or None, default None
         Local state-dict file; ``None`` uses the backbone's pre-trained weights;
         ``"random"`` builds random weights (tests and speed benchmarks only).
-    precision : {"auto", "fp32", "bf16"}, default "auto"
+    precision : {"auto", "fp32", "bf16", "int8"}, default "auto"
         ``auto`` is fp32 on CPU and bf16 on CUDA GPUs that support it. ``bf16``
-        on CPU is opt-in (it changes hierarchical clusters: ARI 0.68 vs fp32).
-    runtime : {"auto", "onnx", "torch"}, default "auto"
-        Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``torch`` =
-        PyTorch eager; ``auto`` = ONNX Runtime on CPU in fp32, else torch.
-        With bf16, torch (bf16 autocast) runs. Ignored by array backbones.
+        and ``int8`` on CPU are opt-in (they move the clusters a little; see
+        ``docs/performance.md``). int8 is calibrated on a seeded sample of the
+        images given to :meth:`fit` (or to the first :meth:`transform`).
+    runtime : {"auto", "onnx", "openvino", "torch"}, default "auto"
+        Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``openvino`` =
+        OpenVINO (CPU), ``torch`` = PyTorch eager; ``auto`` follows
+        :func:`brainclust.features.runtime.resolve_runtime`. Ignored by array backbones.
     batch_size : int, default 32
     num_workers : int or None, default None
         DataLoader decoding processes; ``None`` picks :func:`default_workers`,
@@ -130,6 +132,11 @@ class FeatureExtractor(TransformerMixin, Step):
         Seed of the view's randomness (mixed with each image's content key).
     progress : bool or None, default None
         Progress bar: ``None`` shows it only on a terminal.
+    calibration_size : int, default 128
+        int8 only: number of calibration images (:mod:`brainclust.features.quantize`).
+    calibration : dict or None, default None
+        int8 only: the ``calibration_`` of an earlier fit, to reuse its quantised
+        model from the cache (``predict``) instead of drawing a sample.
 
     Attributes
     ----------
@@ -138,9 +145,12 @@ class FeatureExtractor(TransformerMixin, Step):
     weights_ : ResolvedWeights
         Weights file and its SHA-256.
     precision_ : str
-        ``fp32`` or ``bf16``.
+        ``fp32``, ``bf16`` or ``int8``.
     runtime_ : str
-        ``onnx``, ``torch``, or ``none`` for array backbones.
+        ``onnx``, ``openvino``, ``torch``, or ``none`` for array backbones.
+    calibration_ : dict or None
+        int8 only: the identity of the calibration sample (part of the cache key);
+        ``calibration_records_`` holds its images (``None`` when the calibration was given).
     device_ : str
     preprocess_ : PreprocessConfig
 
@@ -152,7 +162,11 @@ class FeatureExtractor(TransformerMixin, Step):
     """
 
     _parameter_constraints = {"backbone": param(TEXT, option="--backbone"),
-                              "weights": param(NONE, TEXT, option="--weights"), **SHARED_CONSTRAINTS}
+                              "weights": param(NONE, TEXT, option="--weights"),
+                              "calibration_size": param(Integer(1), option="--calibration-size"),
+                              "calibration": param(NONE, Kind((dict,), "the calibration_ of an int8 fit"),
+                                                   option="calibration"),
+                              **SHARED_CONSTRAINTS}
     _fitted_attribute = "spec_"
 
     def __init__(self, backbone: str = "auto", weights: str | None = None, precision: str = "auto",
@@ -160,7 +174,8 @@ class FeatureExtractor(TransformerMixin, Step):
                  clip_percentiles: tuple[float, float] | None = (0.5, 99.5),
                  cache_dir: str | None | bool = None, device: str = "cpu", progress: bool | None = None,
                  view: str | None = None, view_seed: int = 0,
-                 intensity_window: tuple[float, float] | None = None, runtime: str = "auto"):
+                 intensity_window: tuple[float, float] | None = None, runtime: str = "auto",
+                 calibration_size: int = 128, calibration: dict | None = None):
         self.backbone = backbone
         self.weights = weights
         self.precision = precision
@@ -174,6 +189,8 @@ class FeatureExtractor(TransformerMixin, Step):
         self.view_seed = view_seed
         self.intensity_window = intensity_window
         self.runtime = runtime
+        self.calibration_size = calibration_size
+        self.calibration = calibration
 
     # -- fitting: choose backbone, weights and precision ----------------------
     def check_params(self):
@@ -186,10 +203,12 @@ class FeatureExtractor(TransformerMixin, Step):
         check_preprocessing(self.clip_percentiles, self.intensity_window)
         if self.view is not None:
             augment.check(self.view)
+        rt.check_calibration(self.calibration_size, self.calibration)
         return self
 
     def fit(self, X=None, y=None):
-        """Resolve the backbone, its weights and the precision. ``X`` is ignored (nothing is learned from images)."""
+        """Resolve the backbone, its weights and the precision; with int8, draw the calibration sample
+        from the images ``X`` (nothing else is learned from images)."""
         self.check_params()
         import torch
 
@@ -212,13 +231,15 @@ class FeatureExtractor(TransformerMixin, Step):
         self.precision_ = prec
         self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
         self._net = None
+        self.calibration_, self.calibration_records_ = rt.plan_calibration(
+            prec, self.calibration, self.calibration_size, None if X is None else as_records(X), lambda r: r)
         return self
 
     def fit_extract(self, X: Sequence, prefill: Callable | None = None) -> Extraction:
         """:meth:`fit`, then :meth:`extract`; ``prefill(self, records)`` (an engine filling the feature
         store elsewhere, e.g. on Ray) runs in between."""
-        self.fit()
         records = as_records(X)
+        self.fit(records)
         if prefill is not None:
             prefill(self, records)
         return self.extract(records)
@@ -232,6 +253,7 @@ class FeatureExtractor(TransformerMixin, Step):
             settings["backbone_params"] = dict(self.spec_.params)
         if self.view is not None:
             settings.update(view=self.view, view_seed=self.view_seed)
+        settings.update(rt.feature_key(self.runtime_, self.precision_, getattr(self, "calibration_", None)))
         return settings
 
     def describe(self) -> dict:
@@ -241,16 +263,15 @@ class FeatureExtractor(TransformerMixin, Step):
         return {"name": self.spec_.name, "requested": self.backbone, "dim": self.spec_.dim,
                 "input_size": self.spec_.input_size, "weights_path": self.weights_.path,
                 "weights_sha256": self.weights_.sha256, "precision": self.precision_, "device": self.device_,
-                "runtime": net[0] if net is not None else self.runtime_}
+                "runtime": net[0] if net is not None else self.runtime_,
+                **({"calibration": self.calibration_} if self.calibration_ else {})}
 
     def _onnx_model(self):
         """The ONNX Runtime session; under ``runtime="auto"`` an export failure falls back to torch."""
         settings = rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size)
-        folder = None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
-        if self.weights_.sha256 == backbones.RANDOM_WEIGHTS:
-            folder = rt.temp_folder(fresh=True)  # every build draws new weights: never reuse an export
         try:
-            return rt.load_onnx_backbone(lambda: backbones.build(self.spec_, self.weights_), folder, settings)
+            return rt.load_onnx_backbone(lambda: backbones.build(self.spec_, self.weights_), self._model_folder(),
+                                         settings)
         except (ParameterError, ImageReadError):
             raise
         except Exception as exc:  # noqa: BLE001 - exporter and runtime fail in many ways
@@ -261,6 +282,12 @@ class FeatureExtractor(TransformerMixin, Step):
                         self.spec_.name, type(exc).__name__, exc)
             return None
 
+    def _model_folder(self):
+        """Where exported / converted networks are cached (``None``: a temporary folder)."""
+        if self.weights_.sha256 == backbones.RANDOM_WEIGHTS:
+            return rt.temp_folder(fresh=True)  # every build draws new weights: never reuse an export
+        return None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
+
     def _model(self):
         """The network, loaded on first use into a private cache: ``(runtime that runs it, model)``."""
         import torch
@@ -269,6 +296,12 @@ class FeatureExtractor(TransformerMixin, Step):
             model = self._onnx_model() if self.runtime_ == "onnx" else None
             if model is not None:
                 self._net = ("onnx", model)
+            elif self.runtime_ == "openvino":
+                self._net = ("openvino", rt.load_openvino_backbone(
+                    lambda: backbones.build(self.spec_, self.weights_), self._model_folder(),
+                    rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size),
+                    self.precision_, self.calibration_,
+                    rt.calibration_inputs(self.calibration_records_, self.preprocess_, self.spec_)))
             else:
                 model = backbones.build(self.spec_, self.weights_).to(self.device_)
                 if self.device_ == "cpu":
@@ -280,7 +313,7 @@ class FeatureExtractor(TransformerMixin, Step):
         import torch
 
         runtime, model = self._model()
-        if runtime == "onnx":
+        if runtime in ("onnx", "openvino"):
             return model(x.numpy())
         x = x.to(self.device_, non_blocking=True)
         if self.device_ == "cpu":
@@ -298,6 +331,9 @@ class FeatureExtractor(TransformerMixin, Step):
     def extract(self, X: Sequence[str | os.PathLike | ImageRecord]) -> Extraction:
         """Features of each image and what happened to each (see :class:`Extraction`)."""
         self.check_is_fitted()
+        if self.precision_ == "int8" and self.calibration_ is None:
+            raise ParameterError("--precision int8: the extractor was fitted without images to calibrate on; "
+                                 "call fit(images) first")
         records = as_records(X)
         keys = [r.key for r in records]
         n, dim = len(records), self.spec_.dim
@@ -369,7 +405,8 @@ class FeatureExtractor(TransformerMixin, Step):
         self.check_is_fitted()
         entry = self.entry()
         entry["params"].update(backbone=self.spec_.name, weights=self.weights_.path
-                               if self.weights_.sha256 != backbones.RANDOM_WEIGHTS else backbones.RANDOM_WEIGHTS)
+                               if self.weights_.sha256 != backbones.RANDOM_WEIGHTS else backbones.RANDOM_WEIGHTS,
+                               calibration=self.calibration_)  # int8: predict uses the same calibrated network
         return {**entry, "state": self.describe(), "files": []}
 
     @classmethod

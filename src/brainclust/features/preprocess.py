@@ -102,6 +102,8 @@ def resize_keep_aspect(img: np.ndarray, size: int) -> np.ndarray:
 def pad_to_square(img: np.ndarray, size: int, value: float) -> np.ndarray:
     """Centre ``img`` (at most ``size`` on each side) on a ``size`` x ``size`` canvas."""
     h, w = img.shape
+    if (h, w) == (size, size):
+        return np.array(img, dtype=np.float32, copy=True)
     out = np.full((size, size), value, dtype=np.float32)
     top, left = (size - h) // 2, (size - w) // 2
     out[top:top + h, left:left + w] = img
@@ -122,12 +124,16 @@ def rescale(img: np.ndarray, new_min: float = 0.0, new_max: float = 1.0,
     if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
         return np.full_like(img, new_min, dtype=np.float32)
     out = (np.clip(img, lo, hi) - lo) / (hi - lo)
+    if new_min == 0.0 and new_max == 1.0:  # x * 1 + 0 is x in float32 (the result is never -0.0): skip two passes
+        return out.astype(np.float32, copy=False)
     return (out * (new_max - new_min) + new_min).astype(np.float32)
 
 
 def preprocess(img: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Apply eqs 1-4 to a 2-D grayscale image; return ``size`` x ``size`` float32."""
-    img = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    img = np.asarray(img, dtype=np.float32)
+    if not np.isfinite(img).all():  # the check is a fraction of the cost of always replacing
+        img = np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0)
     img = resize_keep_aspect(img, config.size)
     lo = hi = None
     if config.intensity_window is not None:
@@ -140,7 +146,19 @@ def preprocess(img: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 
 def to_model_input(img: np.ndarray, mean: tuple[float, float, float],
                    std: tuple[float, float, float]) -> np.ndarray:
-    """Repeat a [0, 1] grey image to 3 channels and normalise per channel: (3, H, W)."""
+    """Repeat a [0, 1] grey image to 3 channels and normalise per channel: (3, H, W).
+
+    When the three channels share their mean and std (every backbone here), the grey image is
+    normalised once and copied to the other two channels (the same values, a third of the arithmetic).
+    """
+    if len(set(mean)) == 1 and len(set(std)) == 1:
+        img = np.asarray(img)
+        out = np.empty((3, *img.shape), dtype=np.result_type(img, np.float32))
+        np.subtract(img, np.float32(mean[0]), out=out[0])
+        np.divide(out[0], np.float32(std[0]), out=out[0])
+        out[1] = out[0]
+        out[2] = out[0]
+        return out
     m = np.asarray(mean, dtype=np.float32)[:, None, None]
     s = np.asarray(std, dtype=np.float32)[:, None, None]
     return (np.broadcast_to(img, (3, *img.shape)) - m) / s

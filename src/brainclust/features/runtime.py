@@ -1,4 +1,4 @@
-"""Where the network of a backbone runs: ONNX Runtime on CPU, or PyTorch.
+"""Where the network of a backbone runs: ONNX Runtime, OpenVINO (CPU), or PyTorch.
 
 ``runtime="onnx"`` exports the backbone's whole feature module (pooling and,
 for ``efficientnet_lite0_multi``, the per-layer normalisation and concat
@@ -9,15 +9,25 @@ The file is written atomically (temporary file, then ``os.replace``) next to
 a sidecar JSON that records its SHA-256 and the export settings; both are
 checked on load, and a damaged or stale file is re-exported.
 
+``runtime="openvino"`` converts that ONNX export once into an OpenVINO IR and
+runs it on the CPU in fp32, bf16 (CPUs with native bf16 only) or int8 (NNCF,
+calibrated on the run's images): :mod:`brainclust.features.openvino_runtime`
+and :mod:`brainclust.features.quantize`.
+
 ``runtime="torch"`` is the eager PyTorch path (GPUs, bf16 autocast, and the
 backbone fine-tuning of ``--ssl-mode finetune``, which trains the network).
-``runtime="auto"`` is ONNX Runtime on CPU in fp32 and torch on CUDA or with
-bf16 (ONNX Runtime's CPU provider has no bf16 autocast).
 
-The runtime is **not** part of the feature-cache key: ``tests/test_runtime.py``
-checks that ONNX Runtime and torch fp32 features agree to 1e-5 relative max
-error (efficientnet_lite0 with its packaged weights, inception_v3 with random
-weights), so caches written by either runtime stay valid for the other.
+``runtime="auto"`` (:func:`resolve_runtime`): in fp32 on the CPU, the fastest
+fp32 runtime measured for CPUs of this kind (ONNX Runtime, see :data:`AUTO_FP32`
+and ``docs/performance.md``), else torch; bf16 on the CPU runs
+with OpenVINO where it is installed and the CPU has native bf16, else with torch
+autocast; int8 runs with OpenVINO; CUDA runs torch.
+
+The runtime of an fp32 run is **not** part of the feature-cache key:
+ONNX Runtime, OpenVINO (with ``INFERENCE_PRECISION_HINT=f32``) and torch fp32
+features agree to about 1e-5 relative error (``tests/test_runtime.py``,
+``tests/features/test_openvino_runtime.py``). bf16 and int8 features depend on
+the runtime (and int8 on its calibration): :func:`feature_key` adds them to the key.
 """
 
 from __future__ import annotations
@@ -39,7 +49,10 @@ from brainclust.io.atomic import atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "onnx", "openvino", "torch")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: The fp32 CPU runtime ``auto`` prefers when it is installed (measured: docs/performance.md, "Choosing the runtime").
+AUTO_FP32 = "onnx"
 #: Bump when the export recipe changes (invalidates exported files, not features).
 EXPORT_VERSION = 1
 OPSET = 17
@@ -60,38 +73,126 @@ def check_runtime(runtime: str) -> None:
 
 
 def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool) -> str:
-    """The runtime actually used: ``"onnx"``, ``"torch"`` or ``"none"`` (array backbones).
+    """The runtime actually used: ``"onnx"``, ``"openvino"``, ``"torch"`` or ``"none"`` (array backbones).
+
+    ``precision`` is the resolved one (``fp32``, ``bf16`` or ``int8``). The rules:
+
+    ========  =====================================  ==========================================
+    runtime   fp32 on CPU                            bf16 on CPU / int8 on CPU
+    ========  =====================================  ==========================================
+    auto      :data:`AUTO_FP32` (onnx) if installed,  openvino (native bf16) else torch autocast /
+              else onnx, else torch                   openvino (refused without openvino + nncf)
+    onnx      onnx                                   torch autocast, with a warning / refused
+    openvino  openvino                               openvino, refused without native bf16 / openvino
+    torch     torch                                  torch autocast / refused
+    ========  =====================================  ==========================================
+
+    On CUDA only torch runs (``onnx``, ``openvino`` and int8 are refused).
 
     Raises
     ------
     ParameterError
-        ``runtime="onnx"`` where onnxruntime cannot be imported, or on CUDA; a runtime named for a
-        backbone that runs no network, or ``onnx`` with bf16 (settings that would be ignored).
+        A runtime that cannot be imported, that does not run on the device, or
+        a precision the runtime cannot run here; a runtime named for a backbone
+        that runs no network, or ``onnx`` with bf16 (settings that would be
+        ignored); one line naming the option.
     """
+    from brainclust.features import openvino_runtime as ovr, quantize
+
     check_runtime(runtime)
+    if precision not in PRECISIONS:
+        raise ParameterError(f"--precision: must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if not has_network:
         if runtime != "auto":
             raise ParameterError(f"--runtime: would be ignored (got '{runtime}'); the backbone runs no network "
                                  "(pixels, hog): leave it at auto")
         return "none"
+    cuda = device.startswith("cuda")
+    if precision == "int8":
+        if cuda:
+            raise ParameterError("--precision int8: runs on the CPU (OpenVINO); use fp32 or bf16 on CUDA")
+        if runtime in ("onnx", "torch"):
+            raise ParameterError(f"--precision int8: runs with --runtime openvino (or auto), got '{runtime}'")
+        quantize.check_available()
+        return "openvino"
     if runtime == "torch":
         return "torch"
+    if runtime in ("onnx", "openvino") and cuda:
+        raise ParameterError(f"--runtime {runtime}: runs on the CPU only; use --runtime torch (or auto) on CUDA")
     if runtime == "onnx":
-        if device.startswith("cuda"):
-            raise ParameterError("--runtime onnx: runs on the CPU only; use --runtime torch (or auto) on CUDA")
         if not onnx_available():
             raise ParameterError("--runtime onnx: package 'onnxruntime' cannot be imported; "
                                  "pip install onnxruntime, or use --runtime torch")
         if precision == "bf16":
             raise ParameterError("--runtime onnx: would be ignored with --precision bf16 (ONNX Runtime has no "
-                                 "bf16 autocast: torch runs); use --runtime torch or auto")
+                                 "bf16 autocast: torch runs); use --runtime openvino (native bf16), torch or auto")
         return "onnx"
-    if device.startswith("cuda") or precision == "bf16":
+    if runtime == "openvino":
+        if not ovr.openvino_available():
+            raise ParameterError("--runtime openvino: package 'openvino' cannot be imported; "
+                                 "pip install 'brainclust[openvino]', or use --runtime onnx")
+        if precision == "bf16":
+            ovr.check_bf16()
+        return "openvino"
+    if cuda:
         return "torch"
-    if not onnx_available():
-        log.warning("--runtime auto: onnxruntime cannot be imported; running the network with torch")
-        return "torch"
-    return "onnx"
+    if precision == "bf16":
+        return "openvino" if ovr.openvino_available() and ovr.native_bf16() else "torch"
+    installed = {"onnx": onnx_available, "openvino": ovr.openvino_available}
+    if installed[AUTO_FP32]():
+        return AUTO_FP32
+    if installed["onnx"]():  # the portable fp32 path (a core dependency)
+        return "onnx"
+    log.warning("--runtime auto: onnxruntime cannot be imported; running the network with torch"
+                "%s", " (--runtime openvino is installed)" if installed["openvino"]() else "")
+    return "torch"
+
+
+def feature_key(runtime: str, precision: str, calibration: dict | None = None) -> dict:
+    """Fields of the feature-cache key beyond the precision: none for fp32 and torch bf16 (the keys of
+    earlier versions), the runtime for OpenVINO bf16, the runtime and the calibration for int8."""
+    if precision == "fp32" or runtime in ("torch", "none"):
+        return {}
+    key = {"runtime": runtime}
+    if precision == "int8":
+        from brainclust.features import openvino_runtime as ovr
+
+        key["calibration"] = dict(calibration or {})
+        key["float_layers"] = ovr.rest_precision("int8")  # bf16 on CPUs with native bf16, else f32
+    return key
+
+
+def check_calibration(size, calibration) -> None:
+    """The int8 calibration parameters: a positive size; a given calibration is a dict with a ``sha256``."""
+    from brainclust.features import quantize
+
+    quantize.check_size(size)
+    if calibration is not None and not (isinstance(calibration, dict) and isinstance(calibration.get("sha256"), str)):
+        raise ParameterError(f"calibration: must be the calibration_ dict of an int8 fit, got {calibration!r}")
+
+
+def plan_calibration(precision: str, given: dict | None, size: int, items, to_record) -> tuple[dict | None, list | None]:
+    """``(calibration_, calibration_records_)`` of an extractor: ``(None, None)`` unless int8; ``given`` as is
+    (its images are not at hand); else the seeded sample of ``items`` (records, or what ``to_record`` turns
+    into one); ``(None, None)`` without items: the first ``transform`` calibrates on its images."""
+    from brainclust.features import quantize
+
+    if precision != "int8":
+        return None, None
+    if given is not None:
+        return dict(given), None
+    if items is None:
+        return None, None
+    return quantize.plan([to_record(x) for x in items], size)
+
+
+def calibration_inputs(records, config, spec):
+    """A callable giving the model inputs of the calibration records, or ``None`` without records."""
+    from brainclust.features import quantize
+
+    if not records:
+        return None
+    return lambda: quantize.decode_inputs(records, config, spec)
 
 
 def export_settings(name: str, weights_sha256: str, input_size: int) -> dict:
@@ -170,8 +271,8 @@ def _default_threads() -> int:
     return torch.get_num_threads() or os.cpu_count() or 1
 
 
-def load_onnx_backbone(build_model, folder: str | os.PathLike | None, settings: dict) -> OnnxBackbone:
-    """Load (exporting first if missing, damaged or stale) the backbone's ONNX file.
+def ensure_onnx_export(build_model, folder: str | os.PathLike | None, settings: dict) -> Path:
+    """The path of the backbone's checked ONNX file, exporting it first if missing, damaged or stale.
 
     ``build_model`` is called only when an export is needed. ``folder=None``
     exports into a temporary folder that lives as long as the process.
@@ -183,7 +284,59 @@ def load_onnx_backbone(build_model, folder: str | os.PathLike | None, settings: 
         if path.exists():
             log.warning("%s: exported ONNX file is damaged or stale; exporting again", path)
         export(build_model(), path, settings)
-    return OnnxBackbone(path)
+    return path
+
+
+def load_onnx_backbone(build_model, folder: str | os.PathLike | None, settings: dict) -> OnnxBackbone:
+    """Load (exporting first if missing, damaged or stale) the backbone's ONNX file."""
+    return OnnxBackbone(ensure_onnx_export(build_model, folder, settings))
+
+
+def load_openvino_backbone(build_model, folder: str | os.PathLike | None, settings: dict, precision: str,
+                           calibration: dict | None = None, calibration_inputs=None):
+    """An :class:`~brainclust.features.openvino_runtime.OpenVinoBackbone` of the backbone at ``precision``.
+
+    The fp32 IR is converted from the ONNX export (:func:`ensure_onnx_export`) and cached; for int8 the
+    quantised IR of ``calibration`` is cached too, made from the fp32 IR and ``calibration_inputs()``
+    (``(n, 3, S, S)`` float32; ``None`` when the calibration images are not at hand, e.g. in ``predict``).
+
+    Raises
+    ------
+    ModelFileError
+        int8 whose quantised model is not in the cache and cannot be made (no calibration images).
+    """
+    from brainclust.errors import BrainclustError, ModelFileError
+    from brainclust.features import openvino_runtime as ovr, quantize
+
+    if folder is None:
+        folder = temp_folder()
+    fp32_settings = ovr.ir_settings(settings, "fp32")
+    fp32 = {}
+
+    def fp32_model():
+        if "model" not in fp32:
+            fp32["model"] = ovr.load_ir(folder, fp32_settings,
+                                        lambda: ovr.convert(ensure_onnx_export(build_model, folder, settings)))[0]
+        return fp32["model"]
+
+    def int8_model():
+        if calibration_inputs is None:
+            raise ModelFileError(f"--precision int8: the model quantised for calibration "
+                                 f"{calibration.get('sha256', '?')[:12]} is not in the cache folder '{folder}' "
+                                 "and its calibration images are not at hand; run with --precision fp32, or "
+                                 "use the cache folder of the run that made it")
+        return quantize.quantize(fp32_model(), calibration_inputs())
+
+    try:
+        if precision != "int8":
+            return ovr.OpenVinoBackbone(fp32_model(), precision)
+        int8_settings = ovr.ir_settings(settings, "int8", calibration)
+        return ovr.OpenVinoBackbone(ovr.load_ir(folder, int8_settings, int8_model)[0], "int8")
+    except BrainclustError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - converter, quantiser and plugin fail in many ways
+        raise ModelFileError(f"--runtime openvino: cannot convert, quantise or compile {settings['backbone']} "
+                             f"({type(exc).__name__}: {exc}); use --runtime onnx") from None
 
 
 _TEMP: list[tempfile.TemporaryDirectory] = []

@@ -1,0 +1,149 @@
+"""A run from image files at scale: generate N distinct PNGs, run ``brainclust.run`` on them, time every stage.
+
+Inputs (``make``): N small grey PNGs made from the 4-class dev set's 1000 real slices, each
+downscaled to ``--size`` px and made distinct by writing its index (32 bits) into the first row
+of pixels, in folders of 1000 (``<dir>/dNNNN/iNNNNNNN.png``). Distinct contents matter: the
+feature store keys images by their SHA-256, so hard links or copies of the same image would be
+extracted once. About 3-4 KB per file at 64 px (plus a file-system block each): ~4-8 GB at 10^6.
+Without the dev set, demo images are used as the sources.
+
+Run (``run``): ``brainclust.run(dir, out, ...)`` in this process (scan -> feature store ->
+checks -> PCA -> clustering -> outputs -> report), with a thread sampling the process's RSS
+every 0.2 s; each stage's wall time comes from the run's ``timings_s`` and its peak RSS from the
+samples inside the stage's time window (so it is approximate to a sample).
+
+    python benchmarks/bench_million.py make /tmp/million --n 20000
+    python benchmarks/bench_million.py run /tmp/million --out /tmp/million_out --runtime openvino --precision bf16
+    rm -rf /tmp/million /tmp/million_out    # do not leave them on a shared disk
+
+The figures at 10^6 in docs/performance.md are extrapolated from a measured N where marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def sources(data: Path, size: int) -> list[np.ndarray]:
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) if data.is_dir() else []
+    if not files:
+        from brainclust.data.demo import make_demo_dataset
+
+        demo = make_demo_dataset(Path(tempfile.mkdtemp(prefix="million_src_")) / "demo")
+        files = sorted(Path(demo).rglob("*.png"))
+    out = []
+    for p in files:
+        with Image.open(p) as im:
+            out.append(np.asarray(im.convert("L").resize((size, size), Image.BILINEAR), dtype=np.uint8))
+    return out
+
+
+def make(folder: Path, n: int, size: int, data: Path) -> None:
+    src = sources(data, size)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for i in range(n):
+        img = src[i % len(src)].copy()
+        img[0, :32] = [((i >> b) & 1) * 255 for b in range(32)]  # the index: every file is distinct
+        sub = folder / f"d{i // 1000:04d}"
+        if i % 1000 == 0:
+            sub.mkdir(exist_ok=True)
+        Image.fromarray(img).save(sub / f"i{i:07d}.png", optimize=False, compress_level=1)
+        if (i + 1) % 50000 == 0:
+            print(f"{i + 1} files, {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"made {n} PNGs ({size} px) in {time.perf_counter() - t0:.1f} s under {folder}")
+
+
+#: The order in which ``brainclust.run`` goes through the stages of its ``timings_s``.
+STAGE_ORDER = ("scan", "extract", "ssl", "reduce", "cluster", "outliers", "evaluate", "write")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run(folder: Path, out: Path, kwargs: dict, report: bool) -> dict:
+    import brainclust
+    from brainclust.report.build import build_report
+
+    report_s = {}
+
+    def finish(folder_out):
+        t = time.perf_counter()
+        build_report(folder_out)
+        report_s["report"] = time.perf_counter() - t
+
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append((time.perf_counter(), rss_bytes()))
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        brainclust.run(str(folder), str(out), progress=False, finish=finish if report else None, **kwargs)
+    finally:
+        stop.set()
+        thread.join()
+    wall = time.perf_counter() - t0
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages, start = [], t0
+    timings = manifest["timings_s"]
+    order = [k for k in STAGE_ORDER if k in timings] + [k for k in timings if k not in STAGE_ORDER]
+    for name, sec in [*((k, timings[k]) for k in order), *report_s.items()]:
+        if not isinstance(sec, (int, float)):
+            continue
+        peak = max((r for t, r in samples if start <= t <= start + sec + 0.2), default=0)
+        stages.append({"stage": name, "s": round(sec, 2), "peak_rss_gb": round(peak / 1e9, 2)})
+        start += sec
+    return {"n_images": manifest.get("n_images"), "wall_s": round(wall, 1), "stages": stages,
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
+            "settings": kwargs}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("folder")
+    m.add_argument("--n", type=int, default=1_000_000)
+    m.add_argument("--size", type=int, default=64)
+    m.add_argument("--data", default="../shared/data/brain_tumor_4class_dev")
+    r = sub.add_parser("run")
+    r.add_argument("folder")
+    r.add_argument("--out", required=True)
+    r.add_argument("--backbone", default="efficientnet_lite0")
+    r.add_argument("--runtime", default="auto")
+    r.add_argument("--precision", default="fp32")
+    r.add_argument("--k", type=int, default=4)
+    r.add_argument("--cache-dir", default=None)
+    r.add_argument("--no-report", action="store_true")
+    args = ap.parse_args(argv)
+    if args.cmd == "make":
+        make(Path(args.folder), args.n, args.size, Path(args.data))
+        return 0
+    kwargs = {"backbone": args.backbone, "runtime": args.runtime, "precision": args.precision, "k": args.k,
+              "cache_dir": args.cache_dir or tempfile.mkdtemp(prefix="million_cache_")}
+    res = run(Path(args.folder), Path(args.out), kwargs, not args.no_report)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
