@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import traceback
@@ -23,6 +24,29 @@ EXTRACTION = ("backbone", "weights", "precision", "runtime", "batch_size", "work
 VOLUMES = ("slices", "volume_index")
 CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
+#: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
+NEGATIVE_VALUE_OPTIONS = ("--clip", "--intensity-window")
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")
+
+
+def negative_values(argv: list[str]) -> list[str]:
+    """``--clip -5,50`` (or an unambiguous prefix such as ``--intensity -1000,3000``) rewritten as
+    ``--clip=-5,50``, which argparse reads as the option's value; nothing after ``--`` is touched."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return out + list(argv[i:])
+        takes = a.startswith("--") and "=" not in a and len(a) > 3 and any(o.startswith(a)
+                                                                             for o in NEGATIVE_VALUE_OPTIONS)
+        if takes and i + 1 < len(argv) and _NEGATIVE_VALUE.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def arg_type(parse):
@@ -108,9 +132,12 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("--out", required=True,
                    help="output folder, outside DATA and MODEL_DIR; new, empty or a previous output folder "
                         "(it is replaced as a whole)")
-    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", *VOLUMES],
-                       defaults={"batch_size": None, "slices": None, "volume_index": None},
-                       helps={"batch_size": "images per forward pass (default: the run's)"})
+    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", *VOLUMES],
+                       defaults={"batch_size": None, "slices": None, "volume_index": None, "device": "auto"},
+                       helps={"batch_size": "images per forward pass (default: the run's)",
+                              "device": "where the features are computed, whatever device the run used: auto (a "
+                                        "CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N "
+                                        "(default auto)"})
 
     p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[common])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
@@ -225,29 +252,33 @@ def _auto_line(result) -> str | None:
     return f"--auto: chose backbone {chosen['backbone']}, --reduce {chosen['reduce']} (criteria in auto.csv)"
 
 
-def _report_line(out, command: str, max_points: int = 2000) -> str:
+def _report_text(info) -> str:
     from brainclust.io.outputs import escape_name
+
+    return (f"report: {escape_name(str(info.path))} ({info.size_bytes / 1e6:.1f} MB; "
+            f"figures in {escape_name(str(info.path.parent / 'figures'))})")
+
+
+def _report_finish(lines: list[str], out, command: str):
+    """``finish`` of a run: the report built in the staged folder (published with it as ``out``)."""
     from brainclust.report.build import build_report
 
-    info = build_report(out, max_map_points=max_points, command=command)
-    return (f"report: {escape_name(str(info.path))} ({info.size_bytes / 1e6:.1f} MB; "
-            f"figures in {escape_name(str(Path(out) / 'figures'))})")
+    return lambda staging: lines.append(_report_text(build_report(staging, command=command, final_dir=out)))
 
 
 def _cmd_run(args) -> None:
     from brainclust.pipeline import run
 
     lines: list[str] = []
-    finish = None if args.no_report else (lambda out: lines.append(_report_line(out, "brainclust run")))
+    finish = None if args.no_report else _report_finish(lines, args.out, "brainclust run")
     result = run(args.data, args.out, config_from_args(args), finish=finish)
     print("\n".join(x for x in (_auto_line(result), _summary(result), *lines) if x))
 
 
 def _cmd_report(args) -> None:
-    from brainclust.io.atomic import folder_lock
+    from brainclust.report.rebuild import rebuild_report
 
-    with folder_lock(args.out_dir):  # not while a run is replacing the folder
-        print(_report_line(args.out_dir, "brainclust report", args.max_points))
+    print(_report_text(rebuild_report(args.out_dir, max_map_points=args.max_points)))
 
 
 def _cmd_view(args) -> None:
@@ -271,21 +302,25 @@ def _cmd_predict(args) -> None:
 
     result = predict(args.model_dir, args.data, args.out, labels_from_folders=args.labels_from_folders,
                      cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
-                     slices=args.slices, volume_index=args.volume_index)
+                     slices=args.slices, volume_index=args.volume_index, device=args.device)
     print(_summary(result))
 
 
 def _cmd_demo(args) -> None:
     from brainclust.data.demo import make_demo_dataset
+    from brainclust.features.limits import check_cache_location
+    from brainclust.io.publish import prepare_out
     from brainclust.pipeline import run
 
     out = Path(args.out)
     cfg = config_from_args(args, labels_from_folders=True)
     cfg.validate()  # bad settings fail before the images are generated
+    check_cache_location(cfg.cache_dir, out / "results")
+    prepare_out(out / "results", data=out / "data")
     data = make_demo_dataset(out / "data", n_per_class=args.n_per_class, random_state=args.seed)
     logging.getLogger("brainclust").info("demo data: %s (MNI152 T1 slices; labels = axial/coronal/sagittal)", data)
     lines: list[str] = []
-    result = run(data, out / "results", cfg, finish=lambda o: lines.append(_report_line(o, "brainclust demo")))
+    result = run(data, out / "results", cfg, finish=_report_finish(lines, out / "results", "brainclust demo"))
     print("\n".join([_summary(result), *lines]))
     print(json.dumps({k: result.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")}))
 
@@ -346,7 +381,7 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(negative_values(sys.argv[1:] if argv is None else list(argv)))
     _configure_logging(args.quiet, args.debug)
     from brainclust.errors import BrainclustError
 

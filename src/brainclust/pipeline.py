@@ -6,8 +6,10 @@ A run reads as **scan -> fit -> score -> publish**::
 
 The model (:class:`~brainclust.model.composite.BrainClusterModel`, or the ``--auto`` /
 ``--consensus`` meta-estimators of :mod:`brainclust.model.auto`) holds every step; the run
-folder's files and the one ``publish`` are :mod:`brainclust.io.outputs`'. :func:`predict` loads a
-finished run's model (:mod:`brainclust.model.persist`) and assigns new images the same way.
+folder's files are :mod:`brainclust.io.outputs`' and the one ``publish`` :mod:`brainclust.io.publish`'s.
+:func:`predict` loads a finished run's model (:mod:`brainclust.model.persist`) and assigns new images
+the same way. Every check that needs no data (settings, ``--out``, ``--cache-dir``, the Ray cluster's
+address) runs before the scan.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from brainclust.cluster.scores import score
 from brainclust.engines import EngineHooks
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
+from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
-from brainclust.io.outputs import (RunFolder, assignment_rows, check_out, meta_columns, publish, read_model_manifest,
-                                   write_manifest, write_run_files)
+from brainclust.io.outputs import (RunFolder, assignment_rows, meta_columns, read_model_manifest, write_manifest,
+                                   write_run_files)
+from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
@@ -94,8 +98,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     config : RunConfig, optional
         Settings; keyword arguments override its fields (e.g. ``k=4``).
     finish : callable, optional
-        ``finish(out)`` runs once the run folder is in place, while it is still locked
-        (``brainclust run`` builds the report here).
+        ``finish(folder)`` runs on the staged run folder, all its files written, before it replaces
+        ``out`` (``brainclust run`` builds the report here): if it fails, ``out`` is left as it was.
     model : optional
         The (unfitted) model to fit instead of ``build_model(config)`` (e.g. ``--auto`` over
         another portfolio).
@@ -107,7 +111,10 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     """
     cfg = replace(config or RunConfig(), **settings).normalized()
     cfg.validate()
-    check_out(out, data=data)
+    check_cache_location(cfg.cache_dir, out)
+    prepare_out(out, data=data)
+    engine = EngineHooks(cfg.engine, cfg.ray_address)
+    engine.check()  # a --ray-address nobody answers on is one line here, before the scan
     t: dict = {}
     t0 = time.perf_counter()
     scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress)
@@ -116,7 +123,6 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
                              f"{len(scanned.records)} readable images")
     t["scan"] = time.perf_counter() - t0
     model = model if model is not None else build_model(cfg)
-    engine = EngineHooks(cfg.engine, cfg.ray_address)
     labels = [r.label for r in scanned.records] if cfg.labels_from_folders else None
     model.fit(scanned.records, labels, source=f"input folder '{data}'", prefill=engine.prefill,
               assign_all=engine.assign_all)
@@ -140,9 +146,9 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
     """Publish the run (or prediction) folder ``out``: the model (a run's), ``assignments.csv``,
     ``embeddings.parquet``, ``metrics.json``, then ``manifest.json``.
 
-    Through :func:`brainclust.io.outputs.publish`: staged, then swapped in whole, so ``out``
-    never mixes two runs' files; ``finish(out)`` (the report) runs after the swap while the folder
-    is still locked.
+    Through :func:`brainclust.io.publish.publish`: staged, then swapped in whole, so ``out``
+    never mixes two runs' files; ``finish(staging)`` (the report) completes the staged folder before
+    the swap, so a failed or killed report leaves the previous ``out`` as it was.
     """
     t0 = time.perf_counter()
     data = data if data is not None else result.manifest.get("input")
@@ -166,30 +172,35 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
 
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
             batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
-            slices: str | None = None, volume_index: int | None = None) -> RunResult:
+            slices: str | None = None, volume_index: int | None = None, device: str = "auto") -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and pre-processing are used, then
     the saved reduction and clustering. ``slices`` and ``volume_index`` (NIfTI) default to the run's own.
+    ``device`` (``--device``) is where the features are computed, whatever device the run used:
+    ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
+    check_device(device)
+    check_cache_location(cache_dir, out)
     info, _ = read_model_manifest(model_dir)
     if info["settings"].get("consensus"):
         raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine several backbones' "
                              "partitions and have no single model to place new images; run "
                              "'brainclust run --consensus' on the old and new images together")
     model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers,
-                                               "cache_dir": cache_dir, "progress": progress})
+                                               "cache_dir": cache_dir, "progress": progress, "device": device})
     info = model.manifest_
     s = info["settings"]
     slices = slices if slices is not None else s.get("slices", "axial:mid")
     volume_index = volume_index if volume_index is not None else s.get("volume_index", 0)
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
-    check_out(out, data=data, model_dir=model_dir)
+    prepare_out(out, data=data, model_dir=model_dir)
     scanned = scan_nonempty(data, labels_from_folders, slices, volume_index, progress)
     got = model.predict(scanned.records, source=f"input folder '{data}'")
     metrics = score(got.embedding, got.labels, [r.label for r in got.records] if labels_from_folders else None)
     manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings)
+    manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_}  # where it ran
     cfg = replace(config_of(s), labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index)
     result = RunResult(cfg, got.records, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_,

@@ -226,7 +226,7 @@ def test_rerun_replaces_the_whole_folder(small_data, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(small_data), "--out", str(out), "--k", "3", *RUN]) == 0
     (out / "figures").mkdir()  # as a report would have left them
-    (out / "figures" / "old.png").write_bytes(b"old")
+    (out / "figures" / "dendrogram.png").write_bytes(b"old")
     (out / "report.html").write_text("old report")
     (out / "model" / "ssl_head.json").write_text("{}")  # a file only the first run's settings wrote
     assert main(["run", str(small_data), "--out", str(out), "--k", "2", *RUN]) == 0
@@ -255,20 +255,22 @@ def test_failed_write_leaves_the_previous_run_untouched(small_data, tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
 
 
-def test_report_failure_after_the_swap_leaves_no_stale_report(small_data, tmp_path):
+def test_report_failure_leaves_the_previous_run_as_it_was(small_data, tmp_path):
+    """The report is built in the staged folder before the swap (issue 21): a failing report publishes nothing."""
     import brainclust.pipeline as P
 
     out = tmp_path / "out"
     P.run(small_data, out, backbone="pixels@32", pca=5, k=3, workers=0)
-    (out / "report.html").write_text("stale")
+    (out / "report.html").write_text("previous report")
+    before = _entries(out)
 
     def broken_report(o):
         raise RuntimeError("report failed")
 
     with pytest.raises(RuntimeError):
         P.run(small_data, out, backbone="pixels@32", pca=5, k=2, workers=0, finish=broken_report)
-    assert not (out / "report.html").exists()
-    assert json.loads((out / "manifest.json").read_text())["settings"]["k"] == 2
+    assert _entries(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
 
 
 def _slow_writer(data: str, out: str, k: int, delay: float, started) -> None:

@@ -62,6 +62,8 @@ def tampered_run(tmp: Path) -> tuple[Path, dict]:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    manifest = json.loads((out / "manifest.json").read_text())  # a consistent tamper: the count follows
+    (out / "manifest.json").write_text(json.dumps({**manifest, "n_images": len(rows)}))
     rng = np.random.default_rng(1)
     save_map(out, np.vstack([np.load(out / "map.npy"), rng.normal(size=(len(extra), 2))]))
     return out, index

@@ -82,6 +82,17 @@ class EngineHooks:
 
             self.assign_all = functools.partial(ray_data.nearest_on_ray, address=address)
 
+    def check(self) -> None:
+        """Before any work: Ray is installed and, with ``--ray-address``, a cluster answers there
+        (:func:`~brainclust.engines.ray_data.check_reachable`: one line within a bounded time)."""
+        if self.engine != "ray":
+            return
+        from brainclust.engines import ray_data
+
+        ray_data.import_ray()
+        if self.address is not None:
+            ray_data.check_reachable(self.address)
+
     def _prefill(self, extractor, records) -> None:
         from brainclust.engines import ray_data
 

@@ -112,8 +112,13 @@ _PROBE = ("import sys, ray\n"
           "print(int(ray.cluster_resources().get('CPU', 0)))\n")
 
 
+#: Addresses this process has joined a cluster at (checked once per process).
+_REACHABLE: set[str] = set()
+
+
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail with one line, within ``timeout_s``, unless a Ray cluster at ``address`` can be joined.
+    """Fail with one line, within ``timeout_s``, unless a Ray cluster at ``address`` can be joined
+    (an address that passed once in this process is not probed again).
 
     ``HOST:PORT`` and ``ray://HOST:PORT`` are first checked with a TCP connection (refused, unknown
     host, no answer); then a short-lived process joins the cluster and leaves. Ray itself would retry
@@ -126,6 +131,8 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     EngineError
         Nothing to join there (the reason in one line).
     """
+    if address in _REACHABLE:
+        return
     start = time.monotonic()
     parsed = parse_address(address)
     if parsed is not None:
@@ -149,6 +156,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     if probe.returncode != 0:
         raise EngineError(f"--ray-address {address}: cannot join the Ray cluster "
                           f"({_first_line(probe.stderr) or f'exit status {probe.returncode}'})")
+    _REACHABLE.add(address)
 
 
 def connect(address: str | None = None):

@@ -20,12 +20,24 @@ is versioned: version 2 lists the steps (``{"name", "class", "params", "files"}`
 ``settings`` and the fitted ``backbone``; a file without ``version`` was written before the list
 existed (version 1) and its steps follow from ``settings`` (:mod:`brainclust.model.persist`).
 
-:func:`publish` writes a whole folder (a run, a prediction, an export): under a lock, into a
-staging folder that then replaces the target. :func:`check_out` is its rule of which folders
-may be replaced. The writers (:mod:`brainclust.pipeline`, :mod:`brainclust.report.export`),
-:mod:`brainclust.report` and ``predict`` all go through :class:`RunFolder` and the readers here.
-A new output is a new entry of :data:`RUN_ENTRIES` (and a property of :class:`RunFolder`);
-a new per-image column comes with the records (``ImageRecord.meta``).
+:func:`brainclust.io.publish.publish` writes a whole folder (a run, a prediction, an export): under
+a lock, into a staging folder that then replaces the target; :func:`brainclust.io.publish.check_out`
+is its rule of which folders may be replaced (every entry, at every depth, one of
+:data:`RUN_ENTRIES` / :data:`RUN_NESTED`). The writers (:mod:`brainclust.pipeline`,
+:mod:`brainclust.report.export`), :mod:`brainclust.report` and ``predict`` all go through
+:class:`RunFolder` and the readers here. A new output is a new entry of :data:`RUN_ENTRIES` or
+:data:`RUN_NESTED` (and a property of :class:`RunFolder`); a new per-image column comes with the
+records (``ImageRecord.meta``).
+
+Reading a run folder back
+-------------------------
+A run folder is untrusted input (it may have been edited, truncated or damaged). :func:`read_run`
+is the one reader of its tables for ``report``, ``export`` and ``view``: ``manifest.json`` must be
+a JSON object whose ``input`` is an absolute folder, ``assignments.csv`` UTF-8 with every column of
+:data:`ASSIGNMENT_COLUMNS`, each row as many fields as the header, an integer ``cluster`` and a
+non-empty ``path``, and as many rows as ``manifest.json``'s ``n_images``. Anything else is a
+one-line :class:`~brainclust.errors.ModelFileError`. The ``path`` of a row is then only opened
+through :func:`brainclust.io.atomic.safe_join` under that ``input`` folder.
 
 File names in the outputs
 -------------------------
@@ -38,11 +50,11 @@ backslash is written ``\\``; everything else is kept, so ordinary names are
 unchanged. :func:`unescape_name` is the exact inverse; readers unescape a name
 before they open its file.
 
-A run folder is written whole: into a temporary sibling folder, which then
+A run folder is written whole, its report included: into a temporary sibling folder, which then
 replaces ``OUT`` (see :func:`brainclust.io.atomic.swap_folder`), under a lock
 (:func:`brainclust.io.atomic.folder_lock`) so two writers never mix their files.
-:data:`RUN_ENTRIES` are the names a run folder may hold; an existing ``--out``
-holding anything else is refused rather than replaced.
+:data:`RUN_ENTRIES` and :data:`RUN_NESTED` are the names a run folder may hold; an existing
+``--out`` holding anything else, at any depth, is refused rather than replaced.
 """
 
 from __future__ import annotations
@@ -53,14 +65,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.io.atomic import (atomic_write_bytes, atomic_write_csv, atomic_write_json, folder_lock, remove_tree,
-                                  sibling_temp_dir, swap_folder)
+from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +84,15 @@ LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
 RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json", "manifest.json", "model",
-                         "report.html", "figures", "auto.csv"})
+                         "report.html", "figures", "auto.csv", "map.npy", "associations.csv"})
 #: The files of ``model/``, by role (a step's ``save_step`` writes its own).
 MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz"}
+#: The figures the report writes to ``figures/`` (each as ``.png`` and ``.svg``).
+FIGURE_NAMES = ("tsne_clusters", "tsne_labels", "dendrogram", "silhouette", "montages", "k_selection", "confusion")
+#: The folders of :data:`RUN_ENTRIES` and the names (``fnmatch`` patterns) a run writes inside them; nothing
+#: else is ever written deeper, so anything else found there is a user's and the folder is not replaced.
+RUN_NESTED = {"model": (*MODEL_FILES.values(), "ssl_*.json", "ssl_*.safetensors"),
+              "figures": tuple(f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg"))}
 #: ``format`` and current ``version`` of the model manifest (``model/config.json``).
 MODEL_FORMAT = "brainclust-model"
 MODEL_VERSION = 2
@@ -179,15 +197,106 @@ def write_assignments(path, rows: Iterable[Mapping], with_levels: bool, extra_co
 
 
 def read_assignments(path, folder=None) -> list[dict]:
-    """Read ``assignments.csv`` back as a list of dict rows (strings)."""
+    """Read ``assignments.csv`` (or any table the outputs write) back as a list of dict rows (strings).
+
+    A row with more or fewer fields than the header (a truncated or edited file) is a ModelFileError.
+    """
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ModelFileError(f"'{path}' is damaged (line {reader.line_num} does not have the "
+                                         f"{len(reader.fieldnames or ())} fields of the header): truncated or "
+                                         "edited")
+                rows.append(row)
+            return rows
     except FileNotFoundError:
         raise ModelFileError(f"'{folder or Path(path).parent}' is not a finished brainclust run: "
                              f"{Path(path).name} is missing") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, csv.Error) as exc:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
+
+
+def read_manifest(folder: "RunFolder") -> dict:
+    """``manifest.json`` of a run folder, which must hold a JSON object (ModelFileError otherwise)."""
+    m = read_json(folder.manifest, folder.root)
+    if not isinstance(m, dict):
+        raise ModelFileError(f"'{folder.manifest}' is damaged: expected a JSON object, got {type(m).__name__}")
+    return m
+
+
+def input_root(folder: "RunFolder", manifest: Mapping, required: bool = True) -> Path | None:
+    """The input folder ``manifest.json`` records (``input``): an absolute path; ``None`` when absent and not
+    ``required``. Only the name is checked here (the folder may be gone)."""
+    inp = manifest.get("input")
+    if inp is None and not required:
+        return None
+    if not isinstance(inp, str) or not inp or "\x00" in inp:
+        raise ModelFileError(f"'{folder.manifest}': field 'input' must name the input folder, got {inp!r:.60}")
+    root = Path(unescape_name(inp))
+    if not root.is_absolute():
+        raise ModelFileError(f"'{folder.manifest}': field 'input' must be an absolute path, got '{inp:.200}'")
+    return root
+
+
+def check_assignment_columns(header: Sequence[str] | None, path) -> None:
+    """The header of ``assignments.csv`` must hold every column of :data:`ASSIGNMENT_COLUMNS`, each name once."""
+    header = list(header or ())
+    missing = [c for c in ASSIGNMENT_COLUMNS if c not in header]
+    if missing or len(set(header)) != len(header):
+        what = f"lacks the column(s) {', '.join(missing)}" if missing else "repeats a column name"
+        raise ModelFileError(f"'{path}' {what}: not an assignments file written by brainclust, or edited")
+
+
+def check_row_count(n_rows: int, manifest: Mapping, path) -> None:
+    """``assignments.csv`` must have the ``n_images`` rows ``manifest.json`` records (when it records them)."""
+    n = manifest.get("n_images")
+    if isinstance(n, int) and not isinstance(n, bool) and n != n_rows:
+        raise ModelFileError(f"'{path}' has {n_rows} rows but manifest.json records {n} images: the file is "
+                             "truncated or edited, or the outputs come from different runs")
+
+
+@dataclass
+class RunTables:
+    """What :func:`read_run` read and checked: ``manifest.json``, the rows of ``assignments.csv`` (text;
+    ``cluster`` holds an integer) and the input folder (``None`` when not required and not recorded)."""
+
+    folder: "RunFolder"
+    manifest: dict
+    rows: list[dict]
+    input_root: Path | None
+
+
+def read_run(out_dir, *, need_input: bool = True) -> RunTables:
+    """``manifest.json`` and ``assignments.csv`` of a finished run (or prediction) folder, read as untrusted
+    input (the rules are in the module docstring); any breach is a one-line ModelFileError."""
+    folder = RunFolder(out_dir)
+    if not folder.root.is_dir():
+        raise ModelFileError(f"'{folder.root}' is not a finished brainclust run: it is not a folder")
+    manifest = read_manifest(folder)
+    root = input_root(folder, manifest, required=need_input)
+    path = folder.assignments
+    rows = read_assignments(path, folder.root)
+    if rows:
+        check_assignment_columns(list(rows[0]), path)
+    else:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            check_assignment_columns(next(csv.reader(fh), None), path)
+    check_row_count(len(rows), manifest, path)
+    seen: set[str] = set()
+    for i, r in enumerate(rows, start=1):
+        if r["path"] in seen:
+            raise ModelFileError(f"'{path}' row {i}: the path {r['path']!r:.200} is listed twice")
+        seen.add(r["path"])
+        try:
+            int(r["cluster"])
+        except ValueError:
+            raise ModelFileError(f"'{path}' row {i}: 'cluster' must be an integer, got {r['cluster']!r:.40}") from None
+        if not r["path"]:
+            raise ModelFileError(f"'{path}' row {i}: the 'path' is empty")
+    return RunTables(folder, manifest, rows, root)
 
 
 def meta_columns(records: Sequence) -> list[str]:
@@ -334,74 +443,3 @@ def read_model_manifest(model_dir) -> tuple[dict, int]:
     return info, check_model_config(info, folder.model_config)
 
 
-# -- publishing a folder ----------------------------------------------------------------------
-def _inside(a: Path, b: Path) -> bool:
-    """Whether folder ``a`` is ``b`` or lies inside it (both resolved)."""
-    return a == b or b in a.parents
-
-
-def check_out(out, *, option: str = "--out", data=None, data_name: str = "the input folder", model_dir=None,
-              allowed: frozenset = RUN_ENTRIES) -> None:
-    """Fail before any work when ``out`` cannot become the published folder (nothing is created).
-
-    Refused: a file; a folder that cannot be created or written; ``out`` equal to, inside or
-    around ``data`` (a rerun would cluster the outputs, or the swap would delete the images) or
-    ``model_dir``; an existing folder holding an entry not in ``allowed`` (what a rerun may
-    replace: a run's outputs, or nothing for an export), which the swap would otherwise delete.
-    """
-    if out is None:
-        return
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise ParameterError(f"{option}: '{out}' exists and is not a folder")
-    for other, what in ((data, data_name), (model_dir, "the model folder")):
-        if other is None:
-            continue
-        o, r = Path(other).resolve(), p.resolve()
-        if _inside(r, o) or _inside(o, r):
-            raise ParameterError(f"{option}: '{out}' must be outside {what} '{escape_name(str(other))}' (and not "
-                                 "contain it); choose another folder")
-    if p.is_dir():
-        foreign = sorted(e.name for e in p.iterdir() if e.name not in allowed)
-        if foreign and not allowed:
-            raise ParameterError(f"{option}: '{out}' exists and is not an empty folder (it holds "
-                                 f"'{escape_name(foreign[0])}'); choose a new folder")
-        if foreign:
-            raise ParameterError(f"{option}: '{out}' holds '{escape_name(foreign[0])}', which is not a brainclust "
-                                 "output; a run replaces its whole --out folder: choose a new or empty folder "
-                                 "(or a previous run's)")
-    anc = p
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    if not anc.is_dir():
-        raise ParameterError(f"{option}: '{out}' cannot be created: '{anc}' is not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise ParameterError(f"{option}: '{out}' is not writable (no write permission on '{anc}')")
-
-
-def publish(out, fill: Callable[[Path], None], *, check: Callable[[], None] | None = None,
-            finish: Callable[[Path], None] | None = None, option: str = "--out") -> Path:
-    """Write a whole folder: ``fill(staging)`` in a sibling folder, then swap it in as ``out``.
-
-    Under :func:`~brainclust.io.atomic.folder_lock` (a second writer of ``out`` waits),
-    ``check()`` runs again first (the folder may have changed while the work ran). ``finish(out)``
-    (e.g. the report) runs after the swap, still locked. On any failure the staging folder is
-    removed and ``out`` is left as it was.
-    """
-    out = Path(out)
-    with folder_lock(out, on_wait=lambda: log.info("waiting for another brainclust process writing '%s'", out)):
-        if check is not None:
-            check()
-        try:
-            staging = sibling_temp_dir(out)
-        except OSError as exc:
-            raise ParameterError(f"{option}: cannot create folder '{out}': {exc.strerror or exc}") from None
-        try:
-            fill(staging)
-            swap_folder(staging, out)
-        except BaseException:
-            remove_tree(staging)
-            raise
-        if finish is not None:
-            finish(out)
-    return out

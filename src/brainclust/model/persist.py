@@ -31,8 +31,9 @@ from brainclust.selfsup.stage import SelfSupervisedStep
 #: Every class a model manifest may name (nothing else is ever built from a file).
 STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, SelfSupervisedStep, PCAReducer,
                                         UMAPManifold, OutlierRule, AutoK, *CLUSTERERS.values())}
-#: Extractor parameters a ``predict`` call may change: how features are computed, never what they are.
-RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress")
+#: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
+#: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
+RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress", "device")
 
 
 def save_steps(steps: list, folder, settings: dict) -> None:
@@ -136,18 +137,21 @@ def _check_fit_together(folder: RunFolder, info: dict, steps: dict) -> None:
 
 
 def _check_settings(folder: RunFolder, info: dict) -> None:
-    """The recorded settings must be settings a run accepts (what the files were made with)."""
+    """The recorded settings must be settings a run accepts (what the files were made with). The recorded
+    device is checked for its form only: where features are computed now is ``predict``'s choice."""
+    from brainclust.features.limits import check_device
     from brainclust.model.config import RunConfig
 
     s, bb = info["settings"], info["backbone"]
     try:
+        check_device(bb["device"], available=False)
         RunConfig(pca=s["pca"], method=s["method"], k=s["k"], seed=s["seed"], batch_size=s["batch_size"],
                   clip_percentiles=tuple(s["clip_percentiles"]) if s["clip_percentiles"] else None,
                   intensity_window=tuple(s["intensity_window"]) if s.get("intensity_window") else None,
                   slices=s.get("slices", "axial:mid"), volume_index=s.get("volume_index", 0),
                   ssl=tuple(s.get("ssl") or ()), ssl_mode=s.get("ssl_mode", "head"),
                   ssl_epochs=s.get("ssl_epochs"), backbone=bb["name"], precision=bb["precision"],
-                  device=bb["device"]).validate(strict=False)
+                  device="cpu").validate(strict=False)
     except ParameterError as exc:
         raise ModelFileError(f"model config '{folder.model_config}': {exc}") from None
 

@@ -44,13 +44,8 @@ from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
 from brainclust.report.columns import describe_rows
 from brainclust.report.explorer import ExplorerData, explorer_data, label_colours
-from brainclust.report.geometry import (
-    silhouette_per_image,
-    stratified_sample,
-    tsne_2d,
-    tsne_perplexity,
-    typical_atypical,
-)
+from brainclust.report.geometry import (silhouette_per_image, stratified_sample, tsne_2d, tsne_perplexity,
+                                        typical_atypical)
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
 from brainclust.report.associations import read_associations
 from brainclust.report.tables import Confusion, confusion, purity_rows
@@ -90,6 +85,7 @@ class ReportInfo:
     figures: list[str] = field(default_factory=list)
     n_map_points: int = 0
     n_missing_images: int = 0
+    n_refused: int = 0  # paths of assignments.csv leading outside the input folder: never opened
     timings_s: dict = field(default_factory=dict)
 
 
@@ -163,15 +159,17 @@ def _settings_rows(manifest: dict) -> list[tuple[str, str]]:
 
 
 # -- the sections: each returns its part of the template context ---------------------------
-def summary_section(run: RunOutputs, command: str) -> dict:
-    """Data, skipped files, backbone, settings, seed, versions and time per stage."""
+def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None) -> dict:
+    """Data, skipped files, backbone, settings, seed, versions and time per stage (``shown_dir``: the run
+    folder's name to show, when the report is built in a staging folder)."""
     m = run.manifest
     n = len(run.rows)
     skipped = m.get("skipped", [])
+    out_dir = shown_dir if shown_dir is not None else run.out_dir
     return {
-        "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else run.out_dir.name),
+        "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else out_dir.name),
         "input": escape_name(str(run.input_root)) if run.input_root else "(unknown)",
-        "out_dir": escape_name(str(run.out_dir)), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
+        "out_dir": escape_name(str(out_dir)), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
         "skipped": skipped[:500], "n_skipped": len(skipped),
         "backbone": m.get("backbone", {}), "settings": _settings_rows(m), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
@@ -319,7 +317,7 @@ def _check_sizes(budget_mb, **sizes) -> None:
 
 def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, thumb_px: int = 64,
                  montage_px: int = 96, write_figures: bool = True, command: str = "brainclust report",
-                 size_budget_mb: float = 15.0, thumb_px_max: int = 160) -> ReportInfo:
+                 size_budget_mb: float = 15.0, thumb_px_max: int = 160, final_dir=None) -> ReportInfo:
     """Build ``report.html`` (and ``figures/``) from a finished run's outputs.
 
     Nothing is extracted: the inputs are the files listed in the module
@@ -345,6 +343,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         Recorded in the manifest (what built the report).
     size_budget_mb : float, default 15
         Size of ``report.html`` not to exceed (10^6 bytes); the explorer gets what the rest leaves.
+    final_dir : path-like, optional
+        The folder ``out_dir`` becomes when it is a publish's staging folder (shown, and in ``ReportInfo.path``).
 
     Returns
     -------
@@ -367,9 +367,10 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         thumbs = Thumbnails(run.input_root, run.rows)
         colours = cluster_colours(run.clusters)
         columns = describe_rows(run.rows)
-    log.info("report: reading %s (%d images); no features are extracted", run.out_dir, len(run.rows))
+    shown = Path(final_dir) if final_dir is not None else None
+    log.info("report: reading %s (%d images); no features are extracted", shown or run.out_dir, len(run.rows))
     figs = FigureSink(folder.figures if write_figures else None, folder.root)
-    ctx = {**summary_section(run, command), **scores_section(run), **labels_section(run, colours)}
+    ctx = {**summary_section(run, command, shown), **scores_section(run), **labels_section(run, colours)}
     label_colours(columns, colours.of_label)
     with _timed(t, "dendrogram"):
         ctx.update(dendrogram_section(run, colours, figs))
@@ -392,8 +393,9 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     with _timed(t, "render"):
         html = _render(ctx)
         path = atomic_write_text(folder.report, html)
-    info = ReportInfo(path=path, size_bytes=len(html.encode("utf-8")), figures=figs.files,
-                      n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing,
+    info = ReportInfo(path=shown / path.name if shown is not None else path, size_bytes=len(html.encode("utf-8")),
+                      figures=figs.files,
+                      n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing, n_refused=thumbs.n_refused,
                       timings_s={**t, "total": time.perf_counter() - t_all})
     _record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
@@ -405,9 +407,12 @@ _EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []},
 
 def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: dict, budget_mb: float) -> None:
     """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted)."""
-    if info.n_missing_images:
+    if info.n_refused:
+        log.warning("report: %d path(s) of assignments.csv lead outside the input folder %s (absolute, '..' or "
+                    "a link out of it); refused, drawn as placeholders", info.n_refused, run.input_root)
+    if info.n_missing_images > info.n_refused:
         log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
-                    info.n_missing_images, run.input_root)
+                    info.n_missing_images - info.n_refused, run.input_root)
     if info.size_bytes > budget_mb * 1e6:
         log.warning("report: %s is %.1f MB, above the %.1f MB budget", info.path, info.size_bytes / 1e6, budget_mb)
     log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
@@ -422,7 +427,8 @@ def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: di
                    "n_map_points": info.n_map_points, "thumbnail_px": ctx["map_px"],
                    "map": {"source": ctx["map_source"], "tsne_images": ctx["n_tsne"]},
                    "tsne": {"perplexity": ctx["tsne_perplexity"], "metric": "cosine", "random_state": run.seed},
-                   "n_missing_images": info.n_missing_images, "figures": info.figures,
+                   "n_missing_images": info.n_missing_images, "n_refused_paths": info.n_refused,
+                   "figures": info.figures,
                    "timings_s": info.timings_s}
     atomic_write_json(folder.manifest, m)
 

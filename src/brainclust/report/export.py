@@ -1,7 +1,8 @@
 """Export a finished run as one folder per cluster.
 
 ``export_clusters(out_dir, to)`` reads ``assignments.csv`` and the data root
-from ``manifest.json`` and puts every image in exactly one folder:
+from ``manifest.json`` (:func:`brainclust.io.outputs.read_run`, which checks them)
+and puts every image in exactly one folder:
 ``cluster_0/``, ``cluster_1/``, ... and ``noise/`` for DBSCAN noise (``-1``).
 Images are copied (default) or symbolically linked.
 
@@ -16,10 +17,19 @@ slice or DICOM frame, ``path`` = ``FILE#FRAME``) cannot be copied or linked
 on its own; it is written as an 8-bit PNG of that slice (min-max scaled), in
 both modes.
 
+The run folder is untrusted input: every ``path`` is joined to the data root with
+:func:`brainclust.io.atomic.safe_join` (relative, no ``..``, and its real location, links
+followed, inside the root), and every file placed must be a regular file holding an image
+brainclust reads (found from its content, as the scan does). A row that breaks either rule
+refuses the whole export with one line naming the row; nothing is written and nothing outside
+the data root is read. So a tampered ``assignments.csv`` (``../../etc/passwd``, an absolute path,
+a link out of the root) or a tampered ``input`` in ``manifest.json`` cannot copy other files.
+
 The export is all-or-nothing: it is published like a run folder
-(:func:`brainclust.io.outputs.publish`: built in a temporary sibling folder of ``to`` under a
+(:func:`brainclust.io.publish.publish`: built in a temporary sibling folder of ``to`` under a
 lock, then swapped in; removed on any failure), and ``to`` follows the same rule as a run's
-``--out`` (:func:`brainclust.io.outputs.check_out`), except that it must be new or empty. File
+``--out`` (:func:`brainclust.io.publish.check_out`: outside the data root and any run folder),
+except that it must be new or empty. File
 names are the images' own (``assignments.csv`` holds them escaped, see
 :func:`brainclust.io.outputs.escape_name`; ``export.csv`` too); a name that
 would exceed 255 bytes with its tag is shortened before the tag.
@@ -34,9 +44,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from brainclust.errors import InputError, ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_csv
-from brainclust.io.outputs import RunFolder, check_out, escape_name, publish, read_assignments, read_json, unescape_name
+from brainclust.errors import ImageReadError, InputError, ParameterError, UnsafePathError
+from brainclust.io.atomic import atomic_write_csv, safe_join
+from brainclust.io.outputs import RunFolder, escape_name, read_run, unescape_name
+from brainclust.io.publish import check_out, prepare_out, publish
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +69,48 @@ class ExportResult:
         return sum(self.counts.values())
 
 
+def _file_named(root: Path, text: str) -> Path | None:
+    """``root / text`` checked by :func:`safe_join` when it is a file, else ``None``."""
+    try:
+        p = safe_join(root, text)
+    except UnsafePathError:
+        return None
+    return p if p.is_file() else None
+
+
 def record_of_row(root: Path, row: dict):
     """The :class:`~brainclust.io.scan.ImageRecord` an ``assignments.csv`` row stands for.
 
     A plain image's ``path`` is its file. A 2-D image inside a multi-image file
     (NIfTI slice, DICOM frame) is ``FILE#FRAME``: ``FILE#axial=45`` (NIfTI,
-    the frame id itself) or ``FILE#frame=N`` (DICOM, 1-based).
+    the frame id itself) or ``FILE#frame=N`` (DICOM, 1-based). The file is
+    :func:`~brainclust.io.atomic.safe_join` ed to ``root`` (``abspath`` is its
+    real path).
+
+    Raises
+    ------
+    UnsafePathError
+        The path is absolute, holds ``..``, or its real location is outside ``root``.
     """
     from brainclust.io.scan import ImageRecord
 
     path = row["path"]  # escaped text (see brainclust.io.outputs.escape_name)
-    rel, sep, suffix = path.partition("#")
+    text = unescape_name(path)
+    rel, sep, suffix = text.partition("#")
     frame = ""
-    if sep and not (root / unescape_name(path)).is_file():
+    whole = _file_named(root, text) if sep else None
+    if sep and whole is None:
         frame = suffix
         if row.get("type") == "dicom" and suffix.startswith("frame="):
             from brainclust.io.formats import dicom
 
-            frame = dicom.frame_id(int(suffix.split("=", 1)[1]) - 1)
+            try:
+                frame = dicom.frame_id(int(suffix.split("=", 1)[1]) - 1)
+            except ValueError:
+                frame = suffix  # decoding says it is not a frame number
+        abspath = safe_join(root, rel)
     else:
-        rel = path
+        abspath = whole if whole is not None else safe_join(root, text)
 
     def num(key: str) -> int:
         try:
@@ -85,7 +118,7 @@ def record_of_row(root: Path, row: dict):
         except ValueError:
             return 0
 
-    return ImageRecord(path=path, abspath=str(root / unescape_name(rel)), name=unescape_name(row.get("name", "")),
+    return ImageRecord(path=path, abspath=str(abspath), name=unescape_name(row.get("name", "")),
                        type=row.get("type", ""), size=num("size"), width=num("width"), height=num("height"),
                        sha256="", label=unescape_name(row.get("label", "") or ""), frame=frame)
 
@@ -148,13 +181,53 @@ def destination_names(paths: list[str]) -> dict[str, str]:
     return out
 
 
-def _read_run(folder: RunFolder) -> tuple[list[dict], Path]:
-    """The rows of ``assignments.csv`` and the data root named in ``manifest.json``."""
-    manifest = read_json(folder.manifest, folder.root)
-    rows = read_assignments(folder.assignments, folder.root)
-    if not manifest.get("input"):
-        raise ModelFileError(f"'{folder.manifest}' does not name the input folder")
-    return rows, Path(unescape_name(manifest["input"]))
+def image_file_problem(path: Path) -> str | None:
+    """Why the file ``path`` is not one an export may place (``None`` when it is): it must be a
+    regular file holding an image brainclust reads, told from its content as the scan does."""
+    from brainclust.io import formats
+    from brainclust.io.content import check_regular
+    from brainclust.io.formats import dicom
+    from brainclust.io.scan import probe
+
+    try:
+        check_regular(path)
+        if formats.detect(path) in ("dicom", "nifti"):
+            return None
+        try:
+            probe(path)
+        except ImageReadError:
+            if not dicom.may_be_headerless(path):
+                raise
+            dicom.probe(path, force=True)
+    except ImageReadError as exc:
+        return exc.reason
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _plan_records(folder: RunFolder, rows: list[dict], root: Path) -> dict:
+    """path -> record of every row, each file checked (:func:`record_of_row`, :func:`image_file_problem`);
+    the first row that breaks a rule refuses the export (one line)."""
+    records, missing = {}, []
+    for i, r in enumerate(rows, start=1):
+        where = f"export: row {i} of '{folder.assignments}'"
+        try:
+            rec = record_of_row(root, r)
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"{where}: {exc}; nothing was exported") from None
+        if not Path(rec.abspath).is_file():
+            missing.append(r["path"])
+            continue
+        problem = None if rec.frame else image_file_problem(Path(rec.abspath))
+        if problem is not None:
+            raise InputError(f"{where}: '{r['path']}' is not an image file brainclust reads ({problem}); "
+                             "nothing was exported")
+        records[r["path"]] = rec
+    if missing:
+        raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
+                         f"e.g. '{missing[0]}'; nothing was exported")
+    return records
 
 
 def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
@@ -178,34 +251,27 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     ParameterError
         Unknown ``mode``, a non-empty target folder, or one inside the run's input folder.
     ModelFileError
-        The run's outputs are missing or damaged.
+        The run's outputs are missing or damaged (:func:`brainclust.io.outputs.read_run`).
+    UnsafePathError
+        A ``path`` of ``assignments.csv`` leads outside the data root; nothing is written.
     InputError
-        An image listed in ``assignments.csv`` no longer exists; nothing is written.
+        An image listed in ``assignments.csv`` no longer exists, or its file is not an image
+        brainclust reads; nothing is written.
     """
     if mode not in MODES:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
-    folder, to = RunFolder(out_dir), Path(to)
-    rows, root = _read_run(folder)
-
-    def check() -> None:  # a later run would cluster copies inside the input folder
-        check_out(to, option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
-
-    check()
-    try:
-        items = [(r["path"], int(r["cluster"])) for r in rows]
-    except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"'{folder.assignments}' has a bad 'path' or 'cluster' column ({exc})") from None
-    records = {r["path"]: record_of_row(root, r) for r in rows}
-    missing = [p for p, _ in items if not Path(records[p].abspath).is_file()]
-    if missing:
-        raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
-                         f"e.g. '{missing[0]}'; nothing was exported")
+    run = read_run(out_dir)
+    folder, to, root = run.folder, Path(to), run.input_root
+    check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
+    prepare_out(to, **check)  # not inside the input folder (a later run would cluster the copies) nor a run
+    items = [(r["path"], int(r["cluster"])) for r in run.rows]
+    records = _plan_records(folder, run.rows, root)
     plan: dict[int, list[str]] = {}
     for p, c in items:
         plan.setdefault(c, []).append(p)
     counts: dict[str, int] = {}
-    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode)), check=check,
-            option="--to")
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode)),
+            check=lambda: check_out(to, **check), option="--to")
     log.info("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     return ExportResult(to=to, counts=counts, mode=mode)
 

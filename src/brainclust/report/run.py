@@ -1,7 +1,8 @@
 """A finished run read back for the report: :func:`load_outputs` and :class:`RunOutputs`.
 
-Only the written outputs are read (the files of :class:`~brainclust.io.outputs.RunFolder`):
-``assignments.csv``, ``metrics.json``, ``manifest.json`` and ``model/cluster.npz``, the latter
+Only the written outputs are read (the files of :class:`~brainclust.io.outputs.RunFolder`), as
+untrusted input: ``assignments.csv`` and ``manifest.json`` through the one checking reader
+(:func:`brainclust.io.outputs.read_run`), ``metrics.json`` and ``model/cluster.npz``, the latter
 through the one reader of saved clusterings (:func:`brainclust.cluster.methods.load_clusterer`:
 ``X_fit`` = the embedding the clustering used, ``labels``, ``levels`` and, for hierarchical
 clustering, the scipy linkage ``tree`` and the flat cluster of each of its leaves).
@@ -17,7 +18,7 @@ import numpy as np
 from brainclust.cluster.hierarchical import tree_leaf_labels
 from brainclust.cluster.methods import load_clusterer
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import RunFolder, read_assignments, read_json, unescape_name
+from brainclust.io.outputs import RunFolder, read_json, read_run
 
 #: Cluster id of the images DBSCAN leaves unclustered.
 NOISE = -1
@@ -94,6 +95,34 @@ def _check_same_run(folder: RunFolder, rows: list[dict], X: np.ndarray, labels: 
                              "the outputs come from different runs")
 
 
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+_OBJ, _NUM = (dict, type(None)), (int, float, type(None))
+#: Fields of ``manifest.json`` and ``metrics.json`` the report and ``view`` read, and their JSON types.
+MANIFEST_FIELDS = {**{k: (dict,) for k in ("settings", "clustering", "backbone", "timings_s", "versions", "cache")},
+                   **{k: _OBJ for k in ("pca", "ssl", "auto", "outliers", "report")},
+                   "skipped": (list,), "n_files_scanned": (int,), "kind": (str,)}
+METRICS_FIELDS = {"k_selection": _OBJ, "n_labelled": _NUM, **{k: _NUM for k in ("silhouette", "ari", "nmi", "fmi", "acc")}}
+
+
+def check_fields(path, info: dict, types: dict) -> None:
+    """The fields of a run's JSON file that the report reads must have their JSON types (ModelFileError)."""
+    for name, allowed in types.items():
+        v = info.get(name)
+        if name in info and (isinstance(v, bool) or not isinstance(v, allowed)):
+            raise ModelFileError(f"'{path}' is damaged: field '{name}' has the wrong type ({type(v).__name__})")
+    bad_skip = [s for s in info.get("skipped") or () if not isinstance(s, dict)]
+    bad_time = [t for t in (info.get("timings_s") or {}).values()
+                if isinstance(t, bool) or not isinstance(t, (int, float, type(None)))]
+    ksel = info.get("k_selection")
+    if bad_skip or bad_time or (ksel and not (isinstance(ksel.get("ks"), list) and isinstance(ksel.get("indices"), dict)
+                                              and isinstance(ksel.get("chosen_k"), int))):
+        what = "skipped" if bad_skip else "timings_s" if bad_time else "k_selection"
+        raise ModelFileError(f"'{path}' is damaged: field '{what}' has the wrong form")
+
+
 def load_outputs(out_dir) -> RunOutputs:
     """Read ``assignments.csv``, ``metrics.json``, ``manifest.json`` and ``model/cluster.npz``.
 
@@ -102,15 +131,16 @@ def load_outputs(out_dir) -> RunOutputs:
     ModelFileError
         If a file is missing or damaged, or the files disagree with each other.
     """
-    folder = RunFolder(out_dir)
-    manifest = read_json(folder.manifest, folder.root)
+    tables = read_run(out_dir, need_input=False)
+    folder, manifest, rows = tables.folder, tables.manifest, tables.rows
     metrics = read_json(folder.metrics, folder.root)
-    rows = read_assignments(folder.assignments, folder.root)
+    if not isinstance(metrics, dict):
+        raise ModelFileError(f"'{folder.metrics}' is damaged: expected a JSON object, got {type(metrics).__name__}")
+    check_fields(folder.manifest, manifest, MANIFEST_FIELDS)
+    check_fields(folder.metrics, metrics, METRICS_FIELDS)
     X, labels, levels, tree, params, leaves = _read_cluster_model(folder)
     _check_same_run(folder, rows, X, labels)
-    settings = manifest.get("settings", {})
-    clustering = manifest.get("clustering", {})
-    inp = manifest.get("input")
+    settings, clustering = manifest.get("settings") or {}, manifest.get("clustering") or {}
     try:  # the k the run used ("auto" in the settings is resolved in manifest["clustering"])
         k = int(clustering.get("k", params.get("n_clusters", settings.get("k"))))
     except (TypeError, ValueError):
@@ -119,5 +149,5 @@ def load_outputs(out_dir) -> RunOutputs:
                       levels=levels, tree=tree,
                       method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
                       k=k,
-                      seed=int(settings.get("seed", 0) or 0), input_root=Path(unescape_name(inp)) if inp else None,
+                      seed=_int(settings.get("seed")), input_root=tables.input_root,
                       leaf_clusters=leaves)

@@ -27,6 +27,7 @@ import errno
 import ipaddress
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -255,10 +256,15 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
     ModelFileError
         If ``run_dir`` is not a finished run.
     ParameterError
-        If the port is taken or out of range, or the host cannot be listened on.
+        If the port is taken or out of range, the host cannot be listened on, or the cache folder
+        lies inside the run folder.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ParameterError(f"--port: must be an integer in 0..65535, got {port!r}")
+    cache, run = os.path.realpath(view_cache_dir(cache_dir)), os.path.realpath(run_dir)
+    if os.path.commonpath([cache, run]) == run:
+        raise ParameterError(f"--cache-dir: '{cache_dir or cache}' lies inside the run folder '{run_dir}'; "
+                             "'brainclust view' never writes the run folder: choose a cache folder outside it")
     ex = Explorer(run_dir, cache_dir=cache_dir, point_limit=point_limit)
     cls = _Server6 if ":" in host else _Server
     try:

@@ -1,9 +1,10 @@
 """Small grayscale thumbnails of a run's images, read from ``manifest["input"] / path``.
 
 A run folder is untrusted input: :func:`image_record` refuses a ``path`` that is
-absolute or climbs out of the data folder (``..``), whatever the CSV says, and
-with ``confine_links=True`` (what ``brainclust view`` uses) also a file whose
-real location (symbolic links followed) is outside the data folder.
+absolute, climbs out of the data folder (``..``) or whose real location (symbolic
+links followed) is outside it, whatever the CSV says
+(:func:`brainclust.io.atomic.safe_join`); the report and ``brainclust view``
+draw such a row as a placeholder and never open its file.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from brainclust.errors import UnsafePathError
 from brainclust.io.outputs import unescape_name
 
 log = logging.getLogger(__name__)
@@ -33,33 +34,23 @@ def is_safe_relpath(path: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts
 
 
-def inside(root: Path, target: str) -> bool:
-    """Whether ``target``'s real path (links followed) lies under ``root``'s real path."""
-    try:
-        real_root = os.path.realpath(root)
-        real = os.path.realpath(target)
-        return os.path.commonpath([real_root, real]) == real_root
-    except (OSError, ValueError):
-        return False
-
-
-def image_record(root: Path, row: dict, confine_links: bool = False):
+def image_record(root: Path, row: dict, confine_links: bool = True):
     """The :class:`~brainclust.io.scan.ImageRecord` of an ``assignments.csv`` row, or ``None`` if refused.
 
-    Refused: a ``path`` that is absolute, holds ``..`` or a NUL byte; with
-    ``confine_links``, a file whose real path is outside ``root``.
+    Refused: a ``path`` that is absolute, holds ``..`` or a NUL byte, or whose file's real path
+    (links followed) is outside ``root``. ``confine_links`` is kept for callers; links are always confined.
     """
     from brainclust.report.export import record_of_row
 
     path = str(row.get("path", ""))
     if not is_safe_relpath(unescape_name(path)):
-        log.warning("refused image path outside the data folder: %r", path)
+        log.debug("refused image path outside the data folder: %r", path)
         return None
-    rec = record_of_row(root, row)
-    if confine_links and not inside(root, rec.abspath):
-        log.warning("refused image whose real location is outside the data folder: %r", path)
+    try:
+        return record_of_row(root, row)
+    except UnsafePathError:
+        log.debug("refused image whose real location is outside the data folder: %r", path)
         return None
-    return rec
 
 
 def to_uint8(a: np.ndarray) -> np.ndarray:
@@ -106,14 +97,18 @@ def jpeg_bytes(arr: np.ndarray, quality: int = 70) -> bytes:
     return buf.getvalue()
 
 
-def load_image(root: Path | None, row: dict, confine_links: bool = False) -> np.ndarray | None:
-    """A row's image as uint8 2-D array, or ``None`` when it is refused or cannot be read."""
+def load_image(root: Path | None, row: dict, confine_links: bool = True, refused: set | None = None,
+               key=None) -> np.ndarray | None:
+    """A row's image as uint8 2-D array, or ``None`` when it is refused (``key`` is then added to
+    ``refused``) or cannot be read."""
     from brainclust.io.scan import load_record
 
     if root is None:
         return None
     rec = image_record(root, row, confine_links)
     if rec is None:
+        if refused is not None:
+            refused.add(key)
         return None
     try:
         return to_uint8(load_record(rec))
@@ -128,7 +123,8 @@ class Thumbnails:
     The decoded images are kept in memory shrunk to :data:`BASE_PX` and at most
     ``memo`` of them (least recently used dropped), so memory stays bounded on
     large runs. An image that cannot be read (or is refused, see
-    :func:`image_record`) becomes a placeholder and is counted in ``n_missing``.
+    :func:`image_record`) becomes a placeholder and is counted in ``n_missing``
+    (a refused one also in ``n_refused``).
 
     Parameters
     ----------
@@ -139,7 +135,7 @@ class Thumbnails:
     """
 
     def __init__(self, root: Path | None, rows, quality: int = 70, memo: int = 1024,
-                 confine_links: bool = False):
+                 confine_links: bool = True):
         self.root = root
         self.rows = rows
         self.quality = quality
@@ -147,17 +143,23 @@ class Thumbnails:
         self.confine_links = confine_links
         self._arrays: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._missing: set[int] = set()
+        self._refused: set[int] = set()
 
     @property
     def n_missing(self) -> int:
         return len(self._missing)
+
+    @property
+    def n_refused(self) -> int:
+        """Images whose ``path`` leads outside the data folder (never opened)."""
+        return len(self._refused)
 
     def array(self, i: int) -> np.ndarray | None:
         """The image as uint8 2-D array, longer side at most :data:`BASE_PX` (``None`` when unreadable)."""
         if i in self._arrays:
             self._arrays.move_to_end(i)
             return self._arrays[i]
-        arr = load_image(self.root, self.rows[i], self.confine_links)
+        arr = load_image(self.root, self.rows[i], self.confine_links, self._refused, i)
         if arr is None:
             self._missing.add(i)
         elif max(arr.shape) > BASE_PX:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import RunFolder, escape_name, read_json, unescape_name
+from brainclust.io.outputs import (RunFolder, check_assignment_columns, check_row_count, escape_name, input_root,
+                                   read_json, read_manifest)
 from brainclust.report.columns import (
     MAX_CATEGORIES,
     OTHER,
@@ -107,8 +108,7 @@ def _read_table(path: Path, folder: Path):
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), None)
-        if not header or "path" not in header or len(set(header)) != len(header):
-            raise ModelFileError(f"'{path}' has no header with a 'path' column and unique column names")
+        check_assignment_columns(header, path)
         return pcsv.read_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 24),
                              convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
                                                                  strings_can_be_null=False))
@@ -189,18 +189,24 @@ class ViewData:
         if not folder.root.is_dir():
             raise ModelFileError(f"'{folder.root}' is not a folder; 'brainclust view' needs the --out folder "
                                  "of a 'brainclust run'")
+        from brainclust.report.run import MANIFEST_FIELDS, METRICS_FIELDS, check_fields
+
         self.folder = folder
-        self.manifest = read_json(folder.manifest, folder.root)
+        self.manifest = read_manifest(folder)
+        check_fields(folder.manifest, self.manifest, MANIFEST_FIELDS)
         try:
             self.metrics = read_json(folder.metrics, folder.root)
+            check_fields(folder.metrics, self.metrics if isinstance(self.metrics, dict) else {}, METRICS_FIELDS)
         except ModelFileError:
             self.metrics = {}
-        inp = self.manifest.get("input")
-        self.root = Path(unescape_name(inp)) if isinstance(inp, str) and inp else None
+        if not isinstance(self.metrics, dict):
+            self.metrics = {}
+        self.root = input_root(folder, self.manifest, required=False)
         table = _read_table(folder.assignments, folder.root)
         self.n = table.num_rows
         if self.n == 0:
             raise ModelFileError(f"'{folder.assignments}' lists no image")
+        check_row_count(self.n, self.manifest, folder.assignments)
         self.columns: list[ViewColumn] = []
         arrays = {}
         for name in table.column_names:
@@ -243,7 +249,8 @@ class ViewData:
         if len(X) != self.n:
             raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match model/cluster.npz "
                                  f"({len(X)} images): the outputs come from different runs")
-        seed = int((self.manifest.get("settings") or {}).get("seed", 0) or 0)
+        seed = (self.manifest.get("settings") or {}).get("seed")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
         log.info("view: the run has no map.npy; computing the map of %d images once (seed %d)", self.n, seed)
         coords = compute_map(X, seed, clusters=self.by_name_codes("cluster"))
         self.map_source = "computed by brainclust view"
