@@ -216,10 +216,13 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path) -> dict:
             rec = record_of_row(root, r)
         except UnsafePathError as exc:
             raise UnsafePathError(f"{where}: {exc}; nothing was exported") from None
-        if not Path(rec.abspath).is_file():
+        if not Path(rec.abspath).exists():
             missing.append(r["path"])
             continue
-        problem = None if rec.frame else image_file_problem(Path(rec.abspath))
+        # a frame row names a multi-frame file already probed at scan time; anything not a regular file is
+        # probed (and refused) whatever the row says
+        regular = Path(rec.abspath).is_file()
+        problem = None if rec.frame and regular else image_file_problem(Path(rec.abspath))
         if problem is not None:
             raise InputError(f"{where}: '{r['path']}' is not an image file brainclust reads ({problem}); "
                              "nothing was exported")

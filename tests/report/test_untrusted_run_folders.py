@@ -1,0 +1,241 @@
+"""export, report and view treat a run folder as untrusted input (issue 21).
+
+A tampered ``assignments.csv`` (``../../etc/passwd``, an absolute path, a link out of the data
+folder, a NUL byte, a FIFO) never makes ``export`` copy or link a file from outside the input
+folder recorded in ``manifest.json``: the whole export is refused with one line and nothing is
+written; ``report`` and ``view`` draw such rows as placeholders without opening their files. A
+damaged run folder (``manifest.json`` holding ``[]``, a truncated or edited ``assignments.csv``,
+missing columns, bytes that are not UTF-8...) is exit 2 with one line in each command.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.cli import main
+
+ARGS = ["--backbone", "pixels@16", "--pca", "3", "--workers", "0", "-q"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A finished run (with report) over ``data/``, an ``outside/`` folder with a secret image and text,
+    and, added to ``data/`` after the run, a link out of it and a FIFO."""
+    tmp = tmp_path_factory.mktemp("untrusted")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        a = (rng.integers(0, 50, (20, 20)) + 150 * (i % 2)).astype(np.uint8)
+        (tmp / "data" / f"g{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(tmp / "data" / f"g{i % 2}" / f"i{i}.png")
+    assert main(["run", str(tmp / "data"), "--out", str(tmp / "run"), "--k", "2", "--cache-dir",
+                 str(tmp / "cache"), *ARGS]) == 0
+    (tmp / "outside").mkdir()
+    Image.fromarray(np.full((20, 20), 99, np.uint8)).save(tmp / "outside" / "secret.png")
+    (tmp / "outside" / "secret.txt").write_text("root:x:0:0:secret\n")
+    os.symlink(tmp / "outside" / "secret.png", tmp / "data" / "g0" / "link_out.png")
+    os.mkfifo(tmp / "data" / "g0" / "fifo.png")
+    return tmp
+
+
+@pytest.fixture
+def run(base, tmp_path):
+    shutil.copytree(base / "run", tmp_path / "run")
+    return tmp_path / "run"
+
+
+def rows_of(run: Path) -> list[dict]:
+    with open(run / "assignments.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_rows(run: Path, rows: list[dict], header=None) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=header or list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    (run / "assignments.csv").write_text(buf.getvalue(), encoding="utf-8")
+
+
+def tamper(run: Path, *paths: str) -> None:
+    rows = rows_of(run)
+    for i, p in enumerate(paths):
+        rows[i] = {**rows[i], "path": p}
+    write_rows(run, rows)
+
+
+def edit_manifest(run: Path, **fields) -> None:
+    m = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**m, **fields}))
+
+
+def one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("brainclust: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def tampered_paths(base: Path) -> dict[str, str]:
+    return {"dotdot": "../outside/secret.png", "etc": "../../../../../../../../etc/passwd",
+            "absolute": str(base / "outside" / "secret.png"), "abs_etc": "/etc/passwd",
+            "middle": "g0/../../outside/secret.png", "link_out": "g0/link_out.png",
+            "frame": "../outside/vol.nii#axial=3", "nul": "g0/i0.png\\x00.txt"}
+
+
+# -- export ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["copy", "symlink"])
+@pytest.mark.parametrize("kind", ["dotdot", "etc", "absolute", "abs_etc", "middle", "link_out", "frame", "nul"])
+def test_export_refuses_a_path_out_of_the_input_folder(run, base, tmp_path, capsys, kind, mode):
+    tamper(run, tampered_paths(base)[kind])
+    capsys.readouterr()
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp"), "--mode", mode]) == 2
+    line = one_error(capsys)
+    assert "row 1" in line and "refused" in line and "nothing was exported" in line
+    assert not (tmp_path / "exp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder either
+
+
+def test_export_refuses_a_file_that_is_not_an_image_under_a_tampered_input(run, base, tmp_path, capsys):
+    """Even when manifest.json's input is changed to another folder, only image files are ever placed."""
+    edit_manifest(run, input=str(base / "outside"))
+    tamper(run, "secret.txt")
+    capsys.readouterr()
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+    assert "not an image file brainclust reads" in one_error(capsys)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_export_refuses_a_fifo_without_opening_it(run, tmp_path, capsys):
+    tamper(run, "g0/fifo.png")  # opening it would block forever
+    capsys.readouterr()
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+    assert "not a regular file" in one_error(capsys)
+
+
+def test_an_untampered_export_still_works(run, tmp_path):
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 0
+    assert sum(1 for p in (tmp_path / "exp").rglob("*.png")) == 8
+
+
+# -- report and view ------------------------------------------------------------------------------------
+def test_report_draws_tampered_rows_as_placeholders_and_never_opens_them(run, base, monkeypatch):
+    import brainclust.io.scan as S
+
+    opened: list[str] = []
+    real = S.read_record
+
+    def spy(record):
+        opened.append(os.path.realpath(record.abspath))
+        return real(record)
+
+    monkeypatch.setattr(S, "read_record", spy)
+    kinds = tampered_paths(base)
+    tamper(run, kinds["dotdot"], kinds["absolute"], kinds["link_out"], kinds["etc"])
+    assert main(["-q", "report", str(run)]) == 0
+    root = os.path.realpath(base / "data")
+    assert opened and all(p.startswith(root + os.sep) for p in opened), opened
+    assert json.loads((run / "manifest.json").read_text())["report"]["n_refused_paths"] == 4
+
+
+def test_view_serves_no_tampered_row(run, base):
+    from brainclust.report.viewdata import ViewData
+    from brainclust.report.thumbcache import ThumbCache
+
+    kinds = tampered_paths(base)
+    tamper(run, kinds["dotdot"], kinds["absolute"], kinds["link_out"])
+    data = ViewData(run, cache_dir=run.parent / "viewcache")
+    thumbs = ThumbCache(data, run.parent / "viewcache")
+    try:
+        assert [thumbs.get(i, 64)[1] for i in range(4)] == ["refused", "refused", "refused", "ok"]
+    finally:
+        thumbs.close()
+
+
+def test_view_refuses_a_cache_folder_inside_the_run(run, capsys):
+    capsys.readouterr()
+    assert main(["-q", "view", str(run), "--port", "0", "--cache-dir", str(run / "cache")]) == 2
+    assert "--cache-dir" in one_error(capsys)
+    assert not (run / "cache").exists()
+
+
+# -- damaged run folders: one line, exit 2, in every command ---------------------------------------------
+def _damage(run: Path, kind: str) -> str:
+    """Damage ``run``; return the name of the file the message must name."""
+    text = (run / "assignments.csv").read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    rows = rows_of(run)
+    if kind == "manifest_list":
+        (run / "manifest.json").write_text("[]")
+    elif kind == "manifest_garbage":
+        (run / "manifest.json").write_text("{not json")
+    elif kind == "manifest_missing":
+        (run / "manifest.json").unlink()
+    elif kind == "input_number":
+        edit_manifest(run, input=5)
+    elif kind == "input_relative":
+        edit_manifest(run, input="data")
+    elif kind == "settings_list":
+        edit_manifest(run, settings=[1, 2])
+    elif kind == "truncated_mid_row":
+        (run / "assignments.csv").write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2], encoding="utf-8")
+    elif kind == "truncated_at_a_line":
+        (run / "assignments.csv").write_text("".join(lines[:4]), encoding="utf-8")
+    elif kind == "missing_columns":
+        write_rows(run, [{k: v for k, v in r.items() if k != "cluster"} for r in rows])
+    elif kind == "not_utf8":
+        (run / "assignments.csv").write_bytes(text.encode("utf-8").replace(b"i1.png", b"i1\xff\xfe.png"))
+    elif kind == "empty":
+        (run / "assignments.csv").write_bytes(b"")
+    elif kind == "cluster_text":
+        rows[2]["cluster"] = "abc"
+        write_rows(run, rows)
+    elif kind == "extra_field":
+        (run / "assignments.csv").write_text(text.replace("\n", ",surplus\n", 3).replace(",surplus", "", 1),
+                                             encoding="utf-8")
+    elif kind == "duplicate_path":
+        rows[1]["path"] = rows[0]["path"]
+        write_rows(run, rows)
+    elif kind == "metrics_list":
+        (run / "metrics.json").write_text("[]")
+        return "metrics.json"
+    return "manifest.json" if kind.startswith(("manifest", "input", "settings")) else "assignments.csv"
+
+
+DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
+           "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
+           "extra_field", "duplicate_path", "metrics_list"]
+#: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
+#: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
+SKIP = {"export": {"settings_list", "metrics_list"}, "view": {"cluster_text", "duplicate_path", "metrics_list"}}
+
+
+@pytest.mark.parametrize("command, kind", [(c, k) for c in ("report", "export", "view") for k in DAMAGES
+                                           if k not in SKIP.get(c, ())])
+def test_a_damaged_run_folder_is_one_line_and_exit_2(run, tmp_path, capsys, monkeypatch, command, kind):
+    import brainclust.report.server as srv
+
+    def stop(self, poll_interval=0.5):  # a view that starts would serve forever: end it at once (exit 0)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(srv._Server, "serve_forever", stop)
+    named = _damage(run, kind)
+    before = {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    argv = {"report": ["report", str(run)], "export": ["export", str(run), "--to", str(tmp_path / "exp")],
+            "view": ["view", str(run), "--port", "0", "--cache-dir", str(tmp_path / "viewcache")]}[command]
+    capsys.readouterr()
+    assert main(["-q", *argv]) == 2
+    line = one_error(capsys)
+    assert named in line
+    assert {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "exp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
