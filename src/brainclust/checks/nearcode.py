@@ -83,8 +83,11 @@ def codes(thumbs: np.ndarray, flip: int = 0, crop: float = 0.0, chunk: int = 409
         c = np.ascontiguousarray(u.reshape(SIDE, m, SIDE).transpose(1, 0, 2)).reshape(m, -1)
         c -= c.mean(1, keepdims=True)
         norm = np.linalg.norm(c, axis=1, keepdims=True)
-        np.divide(c, norm, out=c, where=norm > 1e-6)
-        c[(norm <= 1e-6)[:, 0]] = 0.0
+        # a flat picture leaves only rounding residue: it has no code (relative tolerance)
+        tol = 1e-4 * SIDE * (np.abs(t).reshape(m, -1).mean(1, keepdims=True) + 1e-6)
+        flat = norm <= tol
+        np.divide(c, norm, out=c, where=~flat)
+        c[flat[:, 0]] = 0.0
         out[s:s + chunk] = c
     return out
 

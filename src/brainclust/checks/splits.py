@@ -41,7 +41,7 @@ def split_of(path: str) -> tuple[str, str]:
         if hit:
             return hit, "folder"
     tokens = [t.lower() for t in _TOKENS.split(parts[-1]) if t]
-    if len(tokens) > 1:  # the last token is the extension or a number
+    if len(tokens) > 2:  # a marker is followed by more of the name than its extension
         first = tokens[0]
         hit = SPLIT_WORDS.get(first) or PREFIX_ABBREVIATIONS.get(first)
         if hit:

@@ -121,8 +121,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     masks = pixel_flags(desc.vectors, t)
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
-    # near duplicates among distinct, decodable contents that have a picture (not blank)
-    rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"])[0]
+    # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny)
+    rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
     pairs, sims = near_pairs(desc.thumbs, rows, t, backend, random_state, progress)
     groups = group(desc.pixel_sha256, pairs, sims)
     if features is None:
@@ -143,7 +143,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
                 f.add("duplicate")
             elif groups.near[i]:
                 f.add("near_duplicate")
-            if outlier[i] and not (f & {"blank", "noise", "tiny"}):
+            if outlier[i] and not (f & {"blank", "noise", "tiny", "not_mri"}):
                 f.add("outlier")
         if reasons[i]:
             f.add("non_image_dicom")
