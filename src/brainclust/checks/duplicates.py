@@ -118,7 +118,8 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     floor = thresholds.near_similarity - SEARCH_MARGIN
     k = min(SEARCH_K, len(rows))
     cand = []
-    variants = [(f, c) for f in nearcode.FLIPS for c in nearcode.SEARCH_CROPS]
+    crops = nearcode.SEARCH_CROPS if searcher.exact else nearcode.SEARCH_CROPS_LARGE
+    variants = [(f, c) for f in nearcode.FLIPS for c in crops]
     pbar = bar(len(variants), "near-duplicate search", progress, unit="pass")
     for flip, crop in variants:
         q = base if (flip, crop) == (0, 0.0) else _project(thumbs, rows, flip, crop, proj, chunk)

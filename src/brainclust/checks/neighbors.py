@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "exact", "faiss")
 #: Lists searched per query by the faiss index.
-NPROBE = 16
+NPROBE = 8
 
 
 def _check(base: np.ndarray, queries: np.ndarray, k: int, backend: str) -> None:
@@ -34,9 +34,13 @@ def _check(base: np.ndarray, queries: np.ndarray, k: int, backend: str) -> None:
         raise ParameterError(f"nearest neighbours: k must be an integer >= 1, got {k!r}")
 
 
-def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` inner products of each query over ``base``: ``(sims, idx)``, each (n_queries, k), best first."""
+def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` inner products of each query over ``base``: ``(sims, idx)``, each (n_queries, k), best first.
+
+    Queries go in blocks whose product matrix stays under 256 MB.
+    """
     base = np.ascontiguousarray(base, np.float32)
+    block = block or max(1, min(2048, (1 << 26) // max(len(base), 1)))
     k_eff = min(k, len(base))
     sims = np.full((len(queries), k), -np.inf, np.float32)
     idx = np.full((len(queries), k), -1, np.int64)
