@@ -31,8 +31,9 @@ from brainclust.progress import bar
 
 log = logging.getLogger(__name__)
 
-#: Dimensions of the projected codes the search runs on.
+#: Dimensions of the projected codes the search runs on (up to / above the exact-search size).
 SEARCH_DIM = 128
+SEARCH_DIM_LARGE = 64
 #: Neighbours returned per query.
 SEARCH_K = 8
 #: A candidate is verified when its projected similarity reaches ``near_similarity - SEARCH_MARGIN``.
@@ -81,7 +82,8 @@ def _find(parent: np.ndarray, i: int) -> int:
     return root
 
 
-def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int, chunk: int) -> np.ndarray | None:
+def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int, chunk: int,
+                dim: int = SEARCH_DIM) -> np.ndarray | None:
     """(1024, d) principal axes of the codes of a seeded sample of ``rows``; None to search the full codes."""
     if len(rows) <= 2000:
         return None
@@ -90,7 +92,7 @@ def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int, chunk: 
     c = nearcode.codes(thumbs[sample], chunk=chunk)
     # uncentred: the codes are already mean-free per image, and inner products must survive the projection
     _, _, vt = np.linalg.svd(c, full_matrices=False)
-    return np.ascontiguousarray(vt[:SEARCH_DIM].T)
+    return np.ascontiguousarray(vt[:dim].T)
 
 
 def _project(thumbs, rows, flip, crop, proj, chunk) -> np.ndarray:
@@ -112,7 +114,8 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     rows = np.asarray(rows, np.int64)
     if len(rows) < 2:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
-    proj = _projection(thumbs, rows, random_state, chunk)
+    large = backend == "faiss" or (backend == "auto" and len(rows) > thresholds.exact_max)
+    proj = _projection(thumbs, rows, random_state, chunk, SEARCH_DIM_LARGE if large else SEARCH_DIM)
     base = _project(thumbs, rows, 0, 0.0, proj, chunk)
     searcher = Searcher(base, backend, thresholds.exact_max, random_state)
     floor = thresholds.near_similarity - SEARCH_MARGIN
