@@ -57,6 +57,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (robust to other jobs on a shared machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def case_exact(n: int) -> dict:
     from brainclust.checks.duplicates import first_of_hash
 
@@ -77,7 +83,7 @@ def case_near(n: int, backend: str) -> dict:
 
     x, planted = vectors(n)
     rng = np.random.default_rng(1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     searcher = Searcher(x, backend=backend, exact_max=20000)
     t_build = time.perf_counter() - t0
     found = set()
@@ -100,7 +106,8 @@ def case_near(n: int, backend: str) -> dict:
     planted_set = {(int(min(a, b)), int(max(a, b))) for a, b in planted}
     return {"case": f"near-duplicate search ({searcher.__class__.__name__}, "
                     f"{'exact' if searcher.exact else 'faiss IVF-Flat'})", "n": n, "seconds": t,
-            "build_seconds": t_build, "peak_rss_mb": peak_rss_mb(), "candidates": len(found),
+            "build_seconds": t_build, "cpu_seconds": cpu_seconds() - cpu0, "peak_rss_mb": peak_rss_mb(),
+            "candidates": len(found),
             "planted_recall": len(planted_set & found) / max(len(planted_set), 1)}
 
 
@@ -174,6 +181,7 @@ def main(argv=None) -> int:
             rows.append(run_child(["near", str(n), "auto"]))
         for r in rows[-2:]:
             print(json.dumps(r), flush=True)
+    print(f"\nload average: {os.getloadavg()[0]:.1f}")
     print("\n| case | n | seconds | peak RSS (MB) | recall |\n| --- | --- | --- | --- | --- |")
     for r in rows:
         rec = r.get("planted_recall", r.get("recall_at_8", ""))
