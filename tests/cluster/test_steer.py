@@ -146,3 +146,15 @@ def test_fit_needs_strata_of_the_right_length():
         FactorRemover().fit(X)
     with pytest.raises(ParameterError, match="--remove rule"):
         FactorRemover("subtract").fit(X, planes)
+
+
+def test_within_levels_are_global_and_nested_per_stratum():
+    X, planes, groups = planted()
+    w = StratifiedClusterer(n_clusters=2, pca=20, random_state=0).fit(X, planes)
+    assert w.levels_.shape == (len(X), 10)
+    assert len(set(w.levels_[:, 0].tolist())) == 3  # level 1: one cluster per stratum
+    np.testing.assert_array_equal(w.levels_[:, 1], w.labels_)  # level 2 = the 2-cluster cut of every stratum
+    for L in range(1, 10):  # each level refines the one above, never across strata
+        for c in set(w.levels_[:, L].tolist()):
+            assert len(set(w.levels_[w.levels_[:, L] == c, L - 1].tolist())) == 1
+            assert len(set(planes[w.levels_[:, L] == c].tolist())) == 1

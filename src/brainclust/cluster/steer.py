@@ -207,6 +207,9 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         The stratum of each global id.
     k_selection_ : dict
         ``n_clusters="auto"``: stratum -> :meth:`StableK.as_dict`.
+    levels_ : ndarray of shape (n_samples, 10) or None
+        Hierarchical only: column ``L - 1`` cuts every stratum's own tree into (at most) ``L``
+        clusters, numbered globally stratum after stratum (the run's ``level_L`` columns).
     n_clusters_ : int
     """
 
@@ -272,7 +275,21 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             offset += n_local
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]
+        self.levels_ = self._global_levels(s) if self.method == "hierarchical" else None
         return self
+
+    def _global_levels(self, s: np.ndarray) -> np.ndarray:
+        levels = np.zeros((len(s), N_LEVELS), dtype=np.int64)
+        for L in range(N_LEVELS):
+            offset = 0
+            for v in self.strata_:
+                rows = np.flatnonzero(s == v)
+                model = self.models_[v][1]
+                local = np.zeros(len(rows), dtype=np.int64) if model is None or model.levels_ is None \
+                    else model.levels_[:, L]
+                levels[rows, L] = offset + local
+                offset += int(local.max()) + 1
+        return levels
 
     def predict_strata(self, X) -> np.ndarray:
         """The stratum of each row: the nearest stratum centroid (cosine)."""
