@@ -58,10 +58,12 @@ def test_factors_are_ranked_and_a_dominant_one_is_suggested_not_applied():
     assert rank_factors(dec.labels, {"constant": ["a"] * len(y)}) == []
 
 
-def test_k_auto_uses_prediction_strength_and_records_it():
+def test_k_auto_uses_the_vote_and_records_prediction_strength_beside_it():
     X, _ = blobs(4, k=4, n=200)
     dec = decide({DEFAULT: X}, "auto", seed=0)
-    assert dec.k == 4 and dec.k_selection["selector"] == "prediction_strength"
+    assert dec.k == 4 == dec.k_selection["chosen_k"] == dec.k_selection["vote"]["chosen_k"]
+    ps = dec.k_selection["prediction_strength"]
+    assert ps["selector"] == "prediction_strength" and ps["chosen_k"] == 4 and ps["passed"]
     with pytest.raises(ParameterError, match="--k"):
         decide({DEFAULT: X}, 1, seed=0)
     with pytest.raises(ParameterError, match="default backbone"):
