@@ -9,7 +9,8 @@ detected factor (a metadata column, an estimated plane, ``level_N`` of a first p
     axial slices, within my coronal slices...?". Each stratum is reduced by its own PCA
     (``pca``; its own main axes, not those of the whole set, which the factor dominates) and
     clustered with the run's method into its own ``k`` (an int, a mapping stratum -> k, or
-    ``"auto"``: :class:`~brainclust.cluster.kchoice.StableK` within the stratum). Every
+    ``"auto"``: the ``--k auto`` vote, :class:`~brainclust.cluster.kselect.KSelector`, within
+    the stratum). Every
     image gets one **global** cluster id (the strata's clusters numbered one stratum after
     the other, in sorted stratum order) and keeps its stratum.
 
@@ -43,7 +44,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from brainclust.cluster.kchoice import StableK
+from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import METHODS, Clusterer
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.twostage import unit_rows
@@ -206,7 +207,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
     cluster_stratum_ : list of str
         The stratum of each global id.
     k_selection_ : dict
-        ``n_clusters="auto"``: stratum -> :meth:`StableK.as_dict`.
+        ``n_clusters="auto"``: stratum -> :meth:`KSelector.as_dict` (its curves and votes).
     levels_ : ndarray of shape (n_samples, 10) or None
         Hierarchical only: column ``L - 1`` cuts every stratum's own tree into (at most) ``L``
         clusters, numbered globally stratum after stratum (the run's ``level_L`` columns).
@@ -260,7 +261,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                     reducer = PCAReducer(self.pca, random_state=self.random_state).fit(Z)
                     Z = reducer.transform(Z)
                 if k == "auto":
-                    sel = StableK(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
+                    sel = KSelector(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
                     k = sel.k_ if sel is not None else 1
                     self.k_selection_[v] = sel.as_dict() if sel is not None else {"chosen_k": 1, "reason": "too few"}
                 model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows))),
