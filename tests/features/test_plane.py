@@ -59,7 +59,31 @@ def test_nifti_slices_take_the_plane_from_their_frame(tmp_path, estimator, monke
     vol[4:16, 4:20, 3:13] = 1.0
     nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
     recs = scan(tmp_path, slices="axial:2,sagittal:1").records
-    monkeypatch.setattr(plane_mod, "fitted_estimator", lambda random_state=0: estimator)
+    monkeypatch.setattr(plane_mod, "fitted_estimator", lambda *args, **kwargs: estimator)
     plane, source, conf = estimate_planes(recs)
     assert list(plane) == ["axial", "axial", "sagittal"] and set(source) == {"header"} and (conf == 1).all()
     assert set(PLANES) == {"axial", "coronal", "sagittal"}
+
+
+def test_save_load_round_trip_and_cache(estimator, tmp_path, monkeypatch):
+    from brainclust.errors import ModelFileError
+    from brainclust.features import plane as plane_mod
+
+    estimator.save(tmp_path / "p.npz")
+    back = PlaneEstimator.load(tmp_path / "p.npz")
+    imgs = [np.pad(np.ones((40, 30)), 10), np.pad(np.ones((30, 40)), 10)]
+    np.testing.assert_array_equal(back.coef_, estimator.coef_)  # stored arrays: exact
+    np.testing.assert_allclose(back.predict_proba(imgs), estimator.predict_proba(imgs), rtol=1e-12)
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(ModelFileError, match="plane estimator"):
+        PlaneEstimator.load(tmp_path / "bad.npz")
+    calls = []
+    monkeypatch.setattr(plane_mod.PlaneEstimator, "fit", lambda self: calls.append(1) or estimator)
+    plane_mod.fitted_estimator.cache_clear()
+    first = plane_mod.fitted_estimator(0, str(tmp_path))  # fits once and stores the model
+    assert calls == [1] and (tmp_path / f"plane_estimator_{plane_mod.VERSION}_0.npz").is_file()
+    plane_mod.fitted_estimator.cache_clear()
+    again = plane_mod.fitted_estimator(0, str(tmp_path))  # a new process would read it back
+    assert calls == [1]
+    np.testing.assert_array_equal(again.coef_, first.coef_)
+    plane_mod.fitted_estimator.cache_clear()

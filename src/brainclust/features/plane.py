@@ -46,6 +46,8 @@ from brainclust.errors import InputError, ParameterError
 log = logging.getLogger(__name__)
 
 PLANES = ("axial", "coronal", "sagittal")
+#: Changes whenever the descriptor or the training slices change (stored models of another version are refitted).
+VERSION = "2"
 TEMPLATE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 #: Side of the mask thumbnail in the descriptor, and bins of its width profiles.
 THUMB = 12
@@ -223,13 +225,60 @@ class PlaneEstimator(BaseEstimator):
         return np.asarray(PLANES, dtype=object)[np.argmax(self.predict_proba(images), axis=1)]
 
 
-@functools.lru_cache(maxsize=2)
-def fitted_estimator(random_state: int = 0) -> PlaneEstimator:
-    """One fitted :class:`PlaneEstimator` per process and seed (fitting takes a few seconds)."""
-    return PlaneEstimator(random_state=random_state).fit()
+    # -- persistence (npz, no pickle) ----------------------------------------------
+    _ARRAYS = ("mean_", "scale_", "coef_", "intercept_")
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (``.npz``, read back with ``allow_pickle=False``)."""
+        from brainclust.io.atomic import atomic_write_npz
+
+        atomic_write_npz(path, version=np.asarray(VERSION), n_per_plane=np.asarray(self.n_per_plane),
+                         C=np.asarray(self.C), random_state=np.asarray(self.random_state),
+                         train_accuracy=np.asarray(self.train_accuracy_),
+                         **{a.rstrip("_"): getattr(self, a) for a in self._ARRAYS})
+
+    @classmethod
+    def load(cls, path) -> "PlaneEstimator":
+        """Read what :meth:`save` wrote; a missing, damaged or older file raises :class:`ModelFileError`."""
+        from brainclust.errors import ModelFileError
+        from brainclust.io.atomic import read_npz
+
+        d = read_npz(path, "plane estimator")
+        if str(d.get("version", "")) != VERSION or any(a.rstrip("_") not in d for a in cls._ARRAYS):
+            raise ModelFileError(f"plane estimator '{path}' is from another version (want {VERSION})")
+        self = cls(n_per_plane=int(d["n_per_plane"]), C=float(d["C"]), random_state=int(d["random_state"]))
+        for a in cls._ARRAYS:
+            setattr(self, a, d[a.rstrip("_")])
+        self.train_accuracy_ = float(d["train_accuracy"])
+        return self
 
 
-def estimate_planes(records, random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=4)
+def fitted_estimator(random_state: int = 0, cache_dir: str | None = None) -> PlaneEstimator:
+    """One fitted :class:`PlaneEstimator` per process, seed and cache folder.
+
+    Fitting takes 20-70 s on a busy 2-core machine; with ``cache_dir`` (e.g. the feature
+    cache folder) the fitted model is stored there as ``plane_estimator_<VERSION>_<seed>.npz``
+    and reused by later runs (a damaged or older file is refitted and replaced).
+    """
+    from brainclust.errors import ModelFileError
+
+    path = Path(cache_dir) / f"plane_estimator_{VERSION}_{random_state}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            return PlaneEstimator.load(path)
+        except ModelFileError as exc:
+            log.warning("%s; refitting", exc)
+    est = PlaneEstimator(random_state=random_state).fit()
+    if path is not None:
+        try:
+            est.save(path)
+        except OSError as exc:
+            log.warning("plane estimate: cannot store the fitted model in '%s' (%s)", cache_dir, exc)
+    return est
+
+
+def estimate_planes(records, random_state: int = 0, cache_dir=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(plane, source, confidence)`` for each :class:`~brainclust.io.scan.ImageRecord`.
 
     ``source`` is ``"header"`` where the record is a NIfTI slice (its frame names the plane;
@@ -254,7 +303,7 @@ def estimate_planes(records, random_state: int = 0) -> tuple[np.ndarray, np.ndar
             log.warning("plane estimate: %s", exc)
             plane[i], source[i], conf[i] = "", "unreadable", 0.0
     if todo:
-        proba = fitted_estimator(random_state).predict_proba(images)
+        proba = fitted_estimator(random_state, None if cache_dir is None else str(cache_dir)).predict_proba(images)
         for j, i in enumerate(todo):
             plane[i], source[i], conf[i] = PLANES[int(np.argmax(proba[j]))], "estimate", float(proba[j].max())
     return plane, source, conf
