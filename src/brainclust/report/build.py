@@ -43,7 +43,7 @@ from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
 from brainclust.report.columns import describe_rows
-from brainclust.report.explorer import ExplorerData, explorer_data, label_colours
+from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (
     silhouette_per_image,
     stratified_sample,
@@ -52,7 +52,8 @@ from brainclust.report.geometry import (
     typical_atypical,
 )
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
-from brainclust.report.associations import read_associations
+from brainclust.report.associations import read_associations, read_summary
+from brainclust.report.strips import UnitThumbnails, read_slices
 from brainclust.report.tables import Confusion, confusion, purity_rows
 from brainclust.report.thumbnails import Thumbnails
 
@@ -179,6 +180,7 @@ def summary_section(run: RunOutputs, command: str) -> dict:
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
+        "unit": (m.get("units") or {}).get("unit", "slice"), "n_slice_images": m.get("n_images", n),
     }
 
 
@@ -191,7 +193,9 @@ def scores_section(run: RunOutputs) -> dict:
             v = run.metrics.get(key)
             scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
-    return {"scores": scores, "associations": read_associations(run.out_dir / "associations.csv")}
+    summary = read_summary(run.folder.associations)
+    return {"scores": scores, "associations": read_associations(run.folder.associations),
+            "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
 
 def labels_section(run: RunOutputs, colours: Colours) -> dict:
@@ -212,8 +216,10 @@ def labels_section(run: RunOutputs, colours: Colours) -> dict:
     return {"conf": conf, "purity": purity_rows(ytrue, run.clusters), "has_labels": True, "label_legend": legend}
 
 
-def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink) -> dict:
-    """The explorer's data (see :mod:`brainclust.report.explorer`) and the map figures by cluster and label."""
+def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink,
+                     color_by: str | None = None, strip: bool = False) -> dict:
+    """The explorer's data (:mod:`brainclust.report.explorer`) and the map figures by cluster and label;
+    ``color_by``: the map's first colouring (else the run's setting); ``strip``: units' strips of slices."""
     clusters, ytrue, idx = run.clusters, run.labels_true, ex.sample.tolist()
     figs.emit(F.map_figure(ex.coords, [cluster_name(c) for c in clusters[ex.sample].tolist()],
                            {cluster_name(c): col for c, col in colours.of_id.items()},
@@ -221,7 +227,9 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
     if colours.of_label:
         figs.emit(F.map_figure(ex.coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
                                "t-SNE map, coloured by label"), "tsne_labels")
-    payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "")
+    payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "",
+                   strip=strip)
+    payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"))
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
             "map_source": ex.map_source, "n_tsne": ex.n_tsne,
             "tsne_perplexity": tsne_perplexity(ex.n_tsne or len(idx))}
@@ -319,7 +327,7 @@ def _check_sizes(budget_mb, **sizes) -> None:
 
 def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, thumb_px: int = 64,
                  montage_px: int = 96, write_figures: bool = True, command: str = "brainclust report",
-                 size_budget_mb: float = 15.0, thumb_px_max: int = 160) -> ReportInfo:
+                 size_budget_mb: float = 15.0, thumb_px_max: int = 160, color_by: str | None = None) -> ReportInfo:
     """Build ``report.html`` (and ``figures/``) from a finished run's outputs.
 
     Nothing is extracted: the inputs are the files listed in the module
@@ -345,6 +353,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         Recorded in the manifest (what built the report).
     size_budget_mb : float, default 15
         Size of ``report.html`` not to exceed (10^6 bytes); the explorer gets what the rest leaves.
+    color_by : str or None
+        The column the map is coloured by at first (default: the run's ``--color-by``, else ``cluster``).
 
     Returns
     -------
@@ -364,7 +374,9 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     with _timed(t, "load"):
         run = load_outputs(out_dir)
         folder = run.folder
-        thumbs = Thumbnails(run.input_root, run.rows)
+        slices = read_slices(folder.slices) if run.rows and "unit" in run.rows[0] else None
+        thumbs = Thumbnails(run.input_root, run.rows) if slices is None else UnitThumbnails(run.input_root, run.rows,
+                                                                                             slices)
         colours = cluster_colours(run.clusters)
         columns = describe_rows(run.rows)
     log.info("report: reading %s (%d images); no features are extracted", run.out_dir, len(run.rows))
@@ -388,7 +400,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         ex = explorer_data(run, columns, thumbs, int(size_budget_mb * 1e6) - rest - 2048,
                            required=ctx["montage_rows"], min_px=thumb_px, max_px=max(thumb_px, thumb_px_max),
                            max_map_points=max_map_points)
-        ctx.update(explorer_section(run, ex, colours, figs), missing=thumbs.n_missing)
+        ctx.update(explorer_section(run, ex, colours, figs, color_by,
+                                    isinstance(thumbs, UnitThumbnails)), missing=thumbs.n_missing)
     with _timed(t, "render"):
         html = _render(ctx)
         path = atomic_write_text(folder.report, html)
