@@ -228,7 +228,7 @@ def _summary(result) -> str:
     failed = cache.get("failed", 0)
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
                  + (f" ({failed} image(s) could not be decoded)" if failed else ""))
-    if result.associations:
+    if getattr(result, "associations", None):
         from brainclust.cluster.associations import headline
 
         lines.append(headline(result.associations) + " (associations.csv)")

@@ -28,9 +28,10 @@ from brainclust.features.extractor import FeatureExtractor
 from brainclust.io.formats import nifti
 from brainclust.features.unitpool import slice_rows
 from brainclust.io.metadata import record_columns, typed_columns
-from brainclust.io.outputs import (SLICE_COLUMNS, RunFolder, assignment_rows, check_out, meta_columns, publish,
+from brainclust.io.outputs import (RunFolder, assignment_rows, check_out, meta_columns, publish,
                                    read_assignments, read_model_manifest, write_manifest, write_run_files, write_table)
 from brainclust.io.scan import ImageRecord, ScanResult, scan
+from brainclust.io.slicefile import SLICE_COLUMNS
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
 from brainclust.model.composite import BrainClusterModel

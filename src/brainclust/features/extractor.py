@@ -360,8 +360,7 @@ class FeatureExtractor(TransformerMixin, Step):
                 out[i] = out[todo[k]]
         if cache is not None:
             cache.close()
-        # every row is a hit, a miss (computed now) or failed: hits + misses = the images that decoded
-        hits = int(hit.sum())
+        hits = int(hit.sum())  # each row is a hit, a miss (computed now) or failed: hits + misses = decoded
         return Extraction(out, failed, hits, n - hits - len(failed), seconds)
 
     def _compute(self, records, keys, todo: dict[str, int], out: np.ndarray, cache) -> dict[str, str]:

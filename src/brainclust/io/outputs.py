@@ -75,8 +75,6 @@ UNIT_COLUMNS = ["unit", "n_slices"]
 RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS +
                      ["sha256", "frame", "embedding", "features", "abspath"])
 META_PREFIX = "meta_"
-#: Columns of ``slices.csv`` (unit runs): every slice of every unit, in the order of the scan.
-SLICE_COLUMNS = ["unit", "path", "name", "type", "width", "height"]
 
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
@@ -168,7 +166,7 @@ class RunFolder:
     figures = property(lambda self: self.root / "figures")
     #: every metadata column ranked by its association with the clusters (analysis.associations)
     associations = property(lambda self: self.root / "associations.csv")
-    #: unit runs only: the slices of every unit (:data:`SLICE_COLUMNS`)
+    #: unit runs only: the slices of every unit (:mod:`brainclust.io.slicefile`)
     slices = property(lambda self: self.root / "slices.csv")
 
 
@@ -279,8 +277,8 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
                      features: np.ndarray | None = None, typed: Mapping[str, tuple[str, list]] | None = None) -> Path:
     """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images.
 
-    Unit runs add ``unit`` (string) and ``n_slices`` (int32); ``typed`` adds the metadata columns after the
-    others (``float64`` or ``string``, missing values null), named as in ``assignments.csv``.
+    Unit runs add ``unit`` (string) and ``n_slices`` (int32); ``typed`` adds the metadata columns after them
+    (``float64`` or ``string``, missing values null), named as in ``assignments.csv``; ``features`` comes last.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -298,12 +296,14 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
     if rows and "n_slices" in rows[0]:
         cols["unit"] = pa.array([str(r["unit"]) for r in rows], type=pa.string())
         cols["n_slices"] = pa.array([int(r["n_slices"]) for r in rows], type=pa.int32())
-    if features is not None:
-        cols["features"] = _vectors(pa, np.asarray(features).reshape(len(rows), -1))
     for name, (kind, values) in (typed or {}).items():
         if len(values) != len(rows):
             raise ParameterError(f"embeddings: metadata column '{name}' has {len(values)} values for {len(rows)} rows")
+        if kind != "float64":  # the same escaped text as assignments.csv
+            values = [None if v is None else escape_name(str(v)) for v in values]
         cols.setdefault(column_name(name), pa.array(values, type=pa.float64() if kind == "float64" else pa.string()))
+    if features is not None:
+        cols["features"] = _vectors(pa, np.asarray(features).reshape(len(rows), -1))
     buf = io.BytesIO()
     pq.write_table(pa.table(cols), buf)
     return atomic_write_bytes(path, buf.getvalue())

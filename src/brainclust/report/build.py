@@ -53,7 +53,7 @@ from brainclust.report.geometry import (
 )
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
 from brainclust.report.associations import read_associations, read_summary
-from brainclust.report.strips import UnitThumbnails, read_slices
+from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import Confusion, confusion, purity_rows
 from brainclust.report.thumbnails import Thumbnails
 
@@ -217,9 +217,9 @@ def labels_section(run: RunOutputs, colours: Colours) -> dict:
 
 
 def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink,
-                     color_by: str | None = None, strip: bool = False) -> dict:
+                     color_by: str | None = None, thumbs: Thumbnails | None = None) -> dict:
     """The explorer's data (:mod:`brainclust.report.explorer`) and the map figures by cluster and label;
-    ``color_by``: the map's first colouring (else the run's setting); ``strip``: units' strips of slices."""
+    ``color_by``: the map's first colouring (else the run's setting); ``thumbs``: units' strips or images."""
     clusters, ytrue, idx = run.clusters, run.labels_true, ex.sample.tolist()
     figs.emit(F.map_figure(ex.coords, [cluster_name(c) for c in clusters[ex.sample].tolist()],
                            {cluster_name(c): col for c, col in colours.of_id.items()},
@@ -228,7 +228,7 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
         figs.emit(F.map_figure(ex.coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
                                "t-SNE map, coloured by label"), "tsne_labels")
     payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "",
-                   strip=strip)
+                   strip=isinstance(thumbs, UnitThumbnails))
     payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"))
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
             "map_source": ex.map_source, "n_tsne": ex.n_tsne,
@@ -354,7 +354,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     size_budget_mb : float, default 15
         Size of ``report.html`` not to exceed (10^6 bytes); the explorer gets what the rest leaves.
     color_by : str or None
-        The column the map is coloured by at first (default: the run's ``--color-by``, else ``cluster``).
+        The map's first colouring (default: the run's ``--color-by``, else ``cluster``).
 
     Returns
     -------
@@ -369,18 +369,14 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     """
     _check_sizes(size_budget_mb, **{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
                                     "thumb_px": thumb_px, "montage_px": montage_px, "thumb_px_max": thumb_px_max})
-    t_all = time.perf_counter()
-    t: dict[str, float] = {}
+    t_all, t = time.perf_counter(), {}
     with _timed(t, "load"):
         run = load_outputs(out_dir)
-        folder = run.folder
-        slices = read_slices(folder.slices) if run.rows and "unit" in run.rows[0] else None
-        thumbs = Thumbnails(run.input_root, run.rows) if slices is None else UnitThumbnails(run.input_root, run.rows,
-                                                                                             slices)
+        thumbs = run_thumbnails(run)
         colours = cluster_colours(run.clusters)
         columns = describe_rows(run.rows)
     log.info("report: reading %s (%d images); no features are extracted", run.out_dir, len(run.rows))
-    figs = FigureSink(folder.figures if write_figures else None, folder.root)
+    figs = FigureSink(run.folder.figures if write_figures else None, run.folder.root)
     ctx = {**summary_section(run, command), **scores_section(run), **labels_section(run, colours)}
     label_colours(columns, colours.of_label)
     with _timed(t, "dendrogram"):
@@ -400,11 +396,10 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         ex = explorer_data(run, columns, thumbs, int(size_budget_mb * 1e6) - rest - 2048,
                            required=ctx["montage_rows"], min_px=thumb_px, max_px=max(thumb_px, thumb_px_max),
                            max_map_points=max_map_points)
-        ctx.update(explorer_section(run, ex, colours, figs, color_by,
-                                    isinstance(thumbs, UnitThumbnails)), missing=thumbs.n_missing)
+        ctx.update(explorer_section(run, ex, colours, figs, color_by, thumbs), missing=thumbs.n_missing)
     with _timed(t, "render"):
         html = _render(ctx)
-        path = atomic_write_text(folder.report, html)
+        path = atomic_write_text(run.folder.report, html)
     info = ReportInfo(path=path, size_bytes=len(html.encode("utf-8")), figures=figs.files,
                       n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing,
                       timings_s={**t, "total": time.perf_counter() - t_all})
@@ -427,7 +422,7 @@ def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: di
              info.path, info.size_bytes / 1e6, info.timings_s["total"])
     folder, m = run.folder, run.manifest
     sources = [folder.assignments, folder.metrics, folder.manifest, folder.cluster]
-    sources += [p for p in (folder.root / "map.npy", folder.root / "associations.csv")
+    sources += [p for p in (folder.root / "map.npy", folder.associations, folder.slices)
                 if p.is_file() and (p.name != "map.npy" or ctx["map_source"] == "map.npy")]
     m["report"] = {"file": relpath(folder, folder.report), "built_by": command, "features_extracted": 0,
                    "sources": [relpath(folder, p) for p in sources],

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_csv
 from brainclust.io.outputs import RunFolder, check_out, escape_name, publish, read_assignments, read_json, unescape_name
+from brainclust.io.slicefile import read_slices
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,13 @@ def destination_names(paths: list[str]) -> dict[str, str]:
 
 
 def _read_run(folder: RunFolder) -> tuple[list[dict], Path]:
-    """The rows of ``assignments.csv`` and the data root named in ``manifest.json``."""
+    """The rows of ``assignments.csv`` (a unit run's: the slices of each unit, from ``slices.csv``) and the
+    data root named in ``manifest.json``."""
     manifest = read_json(folder.manifest, folder.root)
     rows = read_assignments(folder.assignments, folder.root)
+    if rows and "unit" in rows[0] and folder.slices.is_file():  # a unit run: every slice, in its unit's cluster
+        slices = read_slices(folder.slices) or {}
+        rows = [{**s, "cluster": r.get("cluster", "")} for r in rows for s in slices.get(r.get("unit") or "", [])]
     if not manifest.get("input"):
         raise ModelFileError(f"'{folder.manifest}' does not name the input folder")
     return rows, Path(unescape_name(manifest["input"]))

@@ -16,41 +16,15 @@ strips or a sample, as with single images.
 from __future__ import annotations
 
 import base64
-import csv
-import logging
 from pathlib import Path
 
 import numpy as np
 
+from brainclust.io.slicefile import read_slices
 from brainclust.report.thumbnails import Thumbnails, jpeg_bytes, placeholder
-
-log = logging.getLogger(__name__)
 
 #: Slices shown per unit in the explorer.
 STRIP_SLICES = 8
-#: Rows of slices.csv read at most.
-MAX_SLICE_ROWS = 5_000_000
-
-
-def read_slices(path) -> dict[str, list[dict]] | None:
-    """``slices.csv`` as unit id -> its slice rows (in file order), or ``None`` when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    out: dict[str, list[dict]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            for i, row in enumerate(csv.DictReader(fh)):
-                if i >= MAX_SLICE_ROWS:
-                    log.warning("report: '%s' has more than %d rows; the rest is not shown", path, MAX_SLICE_ROWS)
-                    break
-                out.setdefault(str(row.get("unit") or ""), []).append(
-                    {"path": str(row.get("path") or ""), "type": str(row.get("type") or ""),
-                     "name": str(row.get("name") or "")})
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        log.warning("report: '%s' cannot be read (%s); units are shown without their slices", path, exc)
-        return None
-    return out
 
 
 def strip_members(n: int, k: int = STRIP_SLICES) -> list[int]:
@@ -79,7 +53,7 @@ class UnitThumbnails(Thumbnails):
     rows : list of dict
         ``assignments.csv`` rows (``unit`` names the unit).
     slices : dict
-        :func:`read_slices` of the run.
+        :func:`brainclust.io.slicefile.read_slices` of the run.
     """
 
     def __init__(self, root: Path | None, rows, slices: dict[str, list[dict]], quality: int = 70, memo: int = 1024):
@@ -109,3 +83,11 @@ class UnitThumbnails(Thumbnails):
 
     def explorer_uri(self, i: int, px: int) -> str:
         return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(self.strip(i, px), self.quality)).decode("ascii")
+
+
+
+def run_thumbnails(run) -> Thumbnails:
+    """The thumbnails of a run read back (:class:`brainclust.report.run.RunOutputs`): a unit run with its
+    ``slices.csv`` gets :class:`UnitThumbnails`, any other run plain :class:`Thumbnails`."""
+    slices = read_slices(run.folder.slices) if run.rows and "unit" in run.rows[0] else None
+    return Thumbnails(run.input_root, run.rows) if slices is None else UnitThumbnails(run.input_root, run.rows, slices)
