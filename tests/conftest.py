@@ -100,3 +100,15 @@ def _isolated_cache(tmp_path_factory):
     mp.setenv("BRAINCLUST_CACHE", str(tmp_path_factory.mktemp("brainclust-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _restore_brainclust_logger():
+    """A test that calls ``cli.main`` in-process configures the ``brainclust`` logger (its own handler on the
+    then-current stderr, no propagation); put it back so later tests' ``caplog`` sees the records."""
+    import logging
+
+    logger = logging.getLogger("brainclust")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]

@@ -110,9 +110,9 @@ def _add_run_parsers(sub, common) -> None:
                    help="output folder, outside DATA; it is replaced as a whole, so it must be new, empty or "
                         "a previous run's (a folder holding other files is refused); a second run writing the "
                         "same --out at the same time waits for the first")
-    add_config_options(p, ["labels_from_folders", *EXTRACTION, *VOLUMES, *INPUTS, *METADATA, *CLUSTERING, *SSL,
-                           "engine", "ray_address", "embeddings_features", "reduce", "outliers", "auto", "consensus",
-                           "ssl_gate"])
+    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", *VOLUMES, *INPUTS, *METADATA,
+                           *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
+                           "auto", "consensus", "ssl_gate"])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[common])
@@ -147,6 +147,14 @@ def _add_run_parsers(sub, common) -> None:
                                           "embeddings.parquet and associations.csv are rewritten (default none)",
                               "color_by": "colour the map by this column at first (default: the run's "
                                           "--color-by, else cluster)"})
+
+    p = sub.add_parser("view", help="explore every image of a finished run in the browser (a local server)",
+                       parents=[common])
+    p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--cache-dir", metavar="DIR", help="thumbnail cache (default $BRAINCLUST_CACHE/view)")
 
     p = sub.add_parser("export", help="write one folder per cluster with its images", parents=[common])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
@@ -285,6 +293,14 @@ def _cmd_report(args) -> None:
         print(_report_line(args.out_dir, "brainclust report", args.max_points, args.color_by))
 
 
+def _cmd_view(args) -> None:
+    from brainclust.report.server import serve
+
+    serve(args.out_dir, args.host, args.port, cache_dir=args.cache_dir,
+          on_ready=lambda url: print(f"brainclust view: {url} (Ctrl-C stops)", flush=True))
+    print("brainclust view: stopped", flush=True)
+
+
 def _cmd_export(args) -> None:
     from brainclust.report.export import export_clusters
 
@@ -361,7 +377,7 @@ def _cmd_sensitivity(args) -> None:
 
 
 COMMANDS = {"run": _cmd_run, "predict": _cmd_predict, "demo": _cmd_demo, "report": _cmd_report,
-            "export": _cmd_export, "ablation": _cmd_ablation, "benchmark": _cmd_benchmark,
+            "export": _cmd_export, "view": _cmd_view, "ablation": _cmd_ablation, "benchmark": _cmd_benchmark,
             "sensitivity": _cmd_sensitivity}
 
 

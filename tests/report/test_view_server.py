@@ -250,7 +250,9 @@ def test_bad_parameters_are_400(running, query):
 def test_not_a_run_and_port_taken(tmp_path, capsys):
     with pytest.raises(ModelFileError, match="not a finished brainclust run"):
         ViewData(tmp_path)
-    assert srv.main([str(tmp_path / "nowhere"), "--port", "0", "--cache-dir", str(tmp_path / "c")]) == 2
+    from brainclust import cli
+
+    assert cli.main(["view", str(tmp_path / "nowhere"), "--port", "0", "--cache-dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("brainclust: error: ")
     out = make_run(tmp_path / "r", n_per=4, with_map=True)
@@ -292,7 +294,7 @@ def test_map_is_computed_once_when_the_run_has_none(tmp_path):
 def test_ctrl_c_stops_cleanly(tmp_path):
     out = make_run(tmp_path, n_per=4, with_map=True)
     env = dict(os.environ, PYTHONPATH=str(Path(srv.__file__).parents[2]))
-    proc = subprocess.Popen([sys.executable, "-m", "brainclust.report.server", str(out), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "brainclust", "view", str(out), "--port", "0",
                              "--cache-dir", str(tmp_path / "c")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:

@@ -125,13 +125,18 @@ class RunConfig:
                         "locally, else efficientnet_lite0 with a warning)", EXTRACTION)
     weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
     precision: str = opt("auto", "--precision", "auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default "
-                         "auto). bf16 on CPU is opt-in: faster on CPUs with native bf16, but it moves the clusters "
-                         "(fp32 vs bf16 on the 4-class set: ARI 0.68 hierarchical, 0.995 kmeans; "
-                         "docs/performance.md)", EXTRACTION, choices=PRECISIONS)
+                         "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters (docs/performance.md): "
+                         "bf16 runs with OpenVINO where the CPU has native bf16 (AMX, AVX512-BF16), else torch autocast; "
+                         "int8 = OpenVINO with NNCF post-training quantisation calibrated on --calibration-size of the "
+                         "run's own images (pip install 'brainclust[openvino]')", EXTRACTION, choices=PRECISIONS)
     runtime: str = opt("auto", "--runtime", "where the network runs: onnx = ONNX Runtime on CPU (exported once "
-                       "into the cache folder), torch = PyTorch; auto = onnx on CPU in fp32, torch on CUDA or with "
-                       "bf16 (default auto; same features to 1e-5, so caches are shared)", EXTRACTION,
-                       choices=RUNTIMES)
+                       "into the cache folder), openvino = OpenVINO on CPU (converted once, cached; needs "
+                       "brainclust[openvino]), torch = PyTorch; auto = onnx on CPU in fp32, OpenVINO for bf16 on CPUs "
+                       "with native bf16 and for int8, torch on CUDA (default auto; fp32 runtimes give the same "
+                       "features to 1e-5, so caches are shared)", EXTRACTION, choices=RUNTIMES)
+    #: ``--calibration-size``: images of the run the int8 network is calibrated on (seeded by content hash).
+    calibration_size: int = opt(128, "--calibration-size", "with --precision int8: images of the run the "
+                                "quantisation is calibrated on (default {default})", EXTRACTION, parse=parse_int)
     batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
     workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores)", EXTRACTION,
                               parse=parse_int)
@@ -319,6 +324,8 @@ class RunConfig:
                  ("ssl_mode", "--ssl-mode", not comps and self.ssl_mode != default.ssl_mode, "--self-supervised"),
                  ("ssl_epochs", "--ssl-epochs", not comps and self.ssl_epochs is not None, "--self-supervised"),
                  ("ssl_views", "--ssl-views", not comps and self.ssl_views is not None, "--self-supervised"),
+                 ("calibration_size", "--calibration-size",
+                  self.precision != "int8" and self.calibration_size != default.calibration_size, "--precision int8"),
                  ("fusion_norm", "--fusion-norm", not is_fused(self.backbone) and self.fusion_norm != default.fusion_norm,
                   "a fused --backbone (A+B)"),
                  ("pca", "--pca", self.reduce == "umap" and self.pca != default.pca,
@@ -343,7 +350,7 @@ class RunConfig:
                       cache_dir=self.cache_dir, device=self.device, progress=self.progress, runtime=self.runtime)
         if is_fused(self.backbone):  # fusion of several backbones (brainclust.features.fusion)
             return FusedExtractor(**kwargs, norm=self.fusion_norm)
-        return FeatureExtractor(**kwargs)
+        return FeatureExtractor(**kwargs, calibration_size=self.calibration_size)
 
 
 def options() -> dict[str, Option]:

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from brainclust.errors import BrainclustError, ParameterError
+from brainclust.errors import ParameterError
 from brainclust.io.outputs import escape_name
 from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
 from brainclust.report.viewdata import ViewData
@@ -315,29 +315,3 @@ def serve(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_
     finally:
         server.server_close()
         ex.close()
-
-
-def main(argv=None) -> int:
-    """``python -m brainclust.report.server RUN [--port N] [--host ADDR]``: what ``brainclust view`` runs."""
-    import argparse
-    import sys
-
-    ap = argparse.ArgumentParser(prog="brainclust view", description="explore every image of a run in the browser")
-    ap.add_argument("run_dir", help="the --out folder of a finished 'brainclust run'")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
-    ap.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1: this computer only)")
-    ap.add_argument("--cache-dir", default=None, help="thumbnail cache (default $BRAINCLUST_CACHE/view)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        serve(args.run_dir, args.host, args.port, cache_dir=args.cache_dir,
-              on_ready=lambda url: print(f"brainclust view: {url} (Ctrl-C stops)", flush=True))
-    except BrainclustError as exc:
-        print(f"brainclust: error: {exc}", file=sys.stderr)
-        return 2
-    print("brainclust view: stopped", flush=True)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,0 +1,339 @@
+"""Precision and recall of the data checks on a planted folder built from the real data.
+
+Builds, in a temporary folder, real MRI slices (a sample of brain_tumor_4class_dev and
+brain_tumor_yes_no, slices cut from the NIfTI volumes, demo slices) plus planted cases:
+photographs, generated documents and screenshots (not_mri), constant and almost-empty images
+(blank), noise, tiny images, exact copies (byte copies and lossless re-saves) and near copies
+(resized, recompressed, cropped, flipped, intensity-changed). Runs the checks and prints, per
+flag, precision and recall, and how many flagged images were duplicates already present in the
+real data ("natural": measured by checking the real images alone first).
+
+Two plantings:
+  --planting dev       seed 0, scikit-image's photographs: the one the rules were looked at on;
+  --planting heldout   seed 1, other photographs (scikit-learn's, matplotlib's, scikit-image's
+                       motorcycle pair), other MRI samples and transforms: the one reported.
+
+    PYTHONPATH=src python benchmarks/checks_planted.py --planting heldout
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data")
+
+DEV_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "text", "page", "moon", "coins", "clock",
+              "brick", "cell", "immunohistochemistry", "retina"]
+TRANSFORMS = ["resize", "jpeg", "crop_centre", "crop_sides", "hflip", "vflip", "linear_intensity", "gamma"]
+
+
+def heldout_photos() -> dict[str, np.ndarray]:
+    import matplotlib
+    import skimage.data as skd
+    from sklearn.datasets import load_sample_images
+
+    out = {}
+    imgs = load_sample_images()
+    for name, arr in zip(("china", "flower"), imgs.images):
+        out[name] = arr
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    out["grace_hopper"] = np.asarray(Image.open(mpl / "grace_hopper.jpg").convert("RGB"))
+    out["present"] = np.asarray(Image.open(mpl / "Minduka_Present_Blue_Pack.png").convert("RGB"))
+    out["motorcycle_left"] = skd.stereo_motorcycle()[0]
+    out["motorcycle_right"] = skd.stereo_motorcycle()[1]
+    return out
+
+
+def dev_photos() -> dict[str, np.ndarray]:
+    import skimage.data as skd
+
+    out = {}
+    for n in DEV_PHOTOS:
+        a = getattr(skd, n)()
+        if a.ndim == 3 and a.shape[-1] == 4:
+            a = a[..., :3]
+        out[n] = a
+    return out
+
+
+def document(rng, w=620, h=820) -> Image.Image:
+    im = Image.new("L" if rng.random() < 0.5 else "RGB", (w, h), "white")
+    d = ImageDraw.Draw(im)
+    y = int(rng.integers(30, 80))
+    words = ["patient", "report", "findings", "the", "of", "MRI", "brain", "normal", "signal", "lesion", "and",
+             "contrast", "impression", "study", "axial", "no", "evidence"]
+    while y < h - 40:
+        x = int(rng.integers(30, 60))
+        line = " ".join(rng.choice(words, int(rng.integers(4, 12))))
+        d.text((x, y), line, fill="black")
+        y += int(rng.integers(14, 30))
+        if rng.random() < 0.1:
+            d.rectangle([x, y, w - 40, y + int(rng.integers(40, 120))], outline="black")
+            y += 130
+    return im
+
+
+def screenshot(rng, w=800, h=520) -> Image.Image:
+    dark = rng.random() < 0.3
+    bg = (30, 30, 34) if dark else (236, 236, 240)
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    bar = tuple(int(v) for v in rng.integers(40, 200, 3))
+    d.rectangle([0, 0, w, 36], fill=bar)
+    d.text((12, 12), "Viewer - settings", fill="white")
+    for _ in range(int(rng.integers(4, 9))):
+        x0, y0 = int(rng.integers(10, w - 200)), int(rng.integers(50, h - 80))
+        col = tuple(int(v) for v in rng.integers(60, 250, 3))
+        d.rectangle([x0, y0, x0 + int(rng.integers(80, 190)), y0 + int(rng.integers(24, 70))], fill=col,
+                    outline=(0, 0, 0))
+        d.text((x0 + 6, y0 + 6), "button", fill=(255, 255, 255) if dark else (0, 0, 0))
+    for k in range(int(rng.integers(5, 15))):
+        d.text((20, 60 + 22 * k), f"option {k}: value {int(rng.integers(0, 999))}",
+               fill=(220, 220, 220) if dark else (20, 20, 20))
+    return im
+
+
+def crops(arr: np.ndarray, rng, n: int) -> list[np.ndarray]:
+    h, w = arr.shape[:2]
+    out = []
+    for _ in range(n):
+        f = rng.uniform(0.45, 0.8)
+        ch, cw = int(h * f), int(w * f)
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        out.append(arr[y:y + ch, x:x + cw])
+    return out
+
+
+def near_copy(im: Image.Image, kind: str, rng) -> Image.Image:
+    w, h = im.size
+    if kind == "resize":
+        f = rng.uniform(0.5, 0.9)
+        return im.resize((max(8, int(w * f)), max(8, int(h * f))), Image.BILINEAR if rng.random() < .5 else Image.BICUBIC)
+    if kind == "jpeg":
+        buf = io.BytesIO()
+        im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode).save(buf, "JPEG", quality=int(rng.integers(40, 86)))
+        return Image.open(io.BytesIO(buf.getvalue()))
+    if kind == "crop_centre":
+        c = rng.uniform(0.01, 0.05)
+        return im.crop((int(c * w), int(c * h), w - int(c * w), h - int(c * h)))
+    if kind == "crop_sides":
+        c = rng.uniform(0.0, 0.03, 4)
+        return im.crop((int(c[0] * w), int(c[1] * h), w - int(c[2] * w), h - int(c[3] * h)))
+    if kind == "hflip":
+        return ImageOps.mirror(im)
+    if kind == "vflip":
+        return ImageOps.flip(im)
+    a = np.asarray(im.convert("L"), np.float32)
+    if kind == "linear_intensity":
+        a = a * rng.uniform(0.7, 1.3) + rng.uniform(-20, 20)
+    else:  # gamma
+        top = max(a.max(), 1.0)
+        a = top * (a / top) ** rng.uniform(0.8, 1.25)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
+def nifti_slices(rng, n: int) -> list[tuple[str, np.ndarray]]:
+    import nibabel as nib
+
+    vols = sorted((DATA / "brain_mri_volumes_dev").glob("sub-*/anat/*.nii.gz"))
+    out = []
+    for _ in range(n):
+        f = vols[int(rng.integers(len(vols)))]
+        vol = np.asanyarray(nib.as_closest_canonical(nib.load(f)).dataobj).astype(np.float32)
+        ax = int(rng.integers(3))
+        k = int(vol.shape[ax] * rng.uniform(0.3, 0.7))
+        sl = np.rot90(np.take(vol, k, axis=ax))
+        lo, hi = np.percentile(sl, [0.5, 99.5])
+        arr = (np.clip((sl - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+        out.append((f"{f.name.split('.')[0]}_{ax}_{k}.png", arr))
+    return out
+
+
+def build(root: Path, planting: str) -> dict:
+    """Write the planted folder; return the truth: {flag: set(paths)}, copies [(src, copy, kind)], mri set."""
+    from brainclust.data.demo import make_demo_dataset
+
+    seed = 0 if planting == "dev" else 1
+    rng = np.random.default_rng(seed)
+    mri: list[str] = []
+
+    def save(rel: str, im: Image.Image | np.ndarray, **kw) -> str:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        (im if isinstance(im, Image.Image) else Image.fromarray(im)).save(p, **kw)
+        return rel
+
+    for name, k in (("brain_tumor_4class_dev", 300), ("brain_tumor_yes_no", 100)):
+        files = sorted(p for p in (DATA / name).rglob("*") if p.is_file())
+        for p in rng.choice(files, k, replace=False):
+            rel = f"mri/{name}/{p.relative_to(DATA / name).as_posix()}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, root / rel)
+            mri.append(rel)
+    for fname, arr in nifti_slices(rng, 60):
+        mri.append(save(f"mri/volumes/{fname}", arr))
+    demo = Path(tempfile.mkdtemp())
+    make_demo_dataset(demo, random_state=seed)
+    demo_files = sorted(p for p in demo.rglob("*.png"))
+    for p in rng.choice(demo_files, 40, replace=False):
+        rel = f"mri/demo/{p.relative_to(demo).as_posix()}"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, root / rel)
+        mri.append(rel)
+    shutil.rmtree(demo, ignore_errors=True)
+    mri = sorted(set(mri))
+    truth: dict[str, set] = {f: set() for f in ("not_mri", "blank", "noise", "tiny", "duplicate", "near_duplicate")}
+    # not MRI: photographs (and crops of them), documents, screenshots
+    photos = dev_photos() if planting == "dev" else heldout_photos()
+    k = 0
+    for name, arr in photos.items():
+        for j, a in enumerate([arr] + crops(arr, rng, 2)):
+            if a.ndim == 3 and rng.random() < 0.25:
+                a = np.asarray(Image.fromarray(a).convert("L"))  # some grey photographs
+            ext = "jpg" if rng.random() < 0.6 else "png"
+            truth["not_mri"].add(save(f"planted/photos/{name}_{j}.{ext}", a))
+            k += 1
+    for j in range(8):
+        truth["not_mri"].add(save(f"planted/documents/doc_{seed}_{j}.png", document(rng)))
+        truth["not_mri"].add(save(f"planted/screens/screen_{seed}_{j}.png", screenshot(rng)))
+    # blank: constant images and almost-empty ones
+    for j in range(15):
+        w, h = int(rng.integers(64, 400)), int(rng.integers(64, 400))
+        a = np.full((h, w), int(rng.choice([0, 0, 255, int(rng.integers(1, 255))])), np.uint8)
+        if j % 3 == 1:  # a speck or a short mark on black
+            a[:] = 0
+            y, x = int(rng.integers(0, h - 4)), int(rng.integers(0, w - 4))
+            a[y:y + 3, x:x + 3] = 255
+        if j % 3 == 2 and rng.random() < 0.5:
+            a = np.dstack([a, a, a])
+        truth["blank"].add(save(f"planted/blank/blank_{j}.{'png' if j % 2 else 'jpg'}", a))
+    # noise
+    for j in range(15):
+        w, h = int(rng.integers(64, 400)), int(rng.integers(64, 400))
+        kind = j % 3
+        if kind == 0:
+            a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        elif kind == 1:
+            a = np.clip(rng.normal(128, 40, (h, w)), 0, 255).astype(np.uint8)
+        else:
+            a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        truth["noise"].add(save(f"planted/noise/noise_{j}.{'png' if j % 2 else 'jpg'}", a, **({"quality": 90} if j % 2 == 0 else {})))
+    # tiny
+    for j in range(10):
+        src = Image.open(root / mri[int(rng.integers(len(mri)))])
+        s = int(rng.integers(8, 28))
+        truth["tiny"].add(save(f"planted/tiny/tiny_{j}.png", src.convert("L").resize((s, s))))
+    # exact copies: byte copies and lossless re-saves; near copies: one transform each
+    copies = []
+    pool = list(rng.choice(mri, 30 + 8 * 12, replace=False))
+    for j in range(30):
+        src = pool.pop()
+        if j % 2 == 0:
+            rel = f"planted/copies/exact_{j}_{Path(src).name}"
+            shutil.copyfile(root / src, root / rel) if (root / rel).parent.exists() else \
+                ((root / rel).parent.mkdir(parents=True), shutil.copyfile(root / src, root / rel))
+        else:
+            im = Image.open(root / src)
+            im.load()
+            rel = save(f"planted/copies/resaved_{j}_{Path(src).stem}.png", im)
+        copies.append((src, rel, "exact"))
+    for j in range(8 * 12):
+        src = pool.pop()
+        kind = TRANSFORMS[j % len(TRANSFORMS)]
+        im = Image.open(root / src)
+        im.load()
+        out = near_copy(ImageOps.exif_transpose(im), kind, rng)
+        rel = save(f"planted/copies/near_{kind}_{j}_{Path(src).stem}.png", out)
+        copies.append((src, rel, kind))
+    return {"truth": truth, "copies": copies, "mri": set(mri)}
+
+
+def evaluate(root: Path, built: dict, workers: int) -> str:
+    from brainclust.checks.stage import check_folder
+
+    truth, copies, mri = built["truth"], built["copies"], built["mri"]
+    # natural duplicates: the real images checked alone
+    only = Path(tempfile.mkdtemp())
+    for rel in mri:
+        (only / rel).parent.mkdir(parents=True, exist_ok=True)
+        (only / rel).symlink_to(root / rel)
+    natural_res = check_folder(only, progress=False, workers=workers)
+    natural = {f: {p for p, fl in zip(natural_res.paths, natural_res.flags) if f in fl} for f in truth}
+    shutil.rmtree(only, ignore_errors=True)
+    t0 = time.perf_counter()
+    res = check_folder(root, progress=False, workers=workers)
+    elapsed = time.perf_counter() - t0
+    flagged = {f: {p for p, fl in zip(res.paths, res.flags) if f in fl} for f in truth}
+    index = {p: i for i, p in enumerate(res.paths)}
+    rep = res.duplicates.representative
+    expected = {"duplicate": set(), "near_duplicate": set()}
+    found_kind: Counter = Counter()
+    total_kind: Counter = Counter()
+    for src, cp, kind in copies:
+        later = max(src, cp, key=lambda p: index[p])
+        flag = "duplicate" if kind == "exact" else "near_duplicate"
+        expected[flag].add(later)
+        total_kind[kind] += 1
+        if rep[index[src]] == rep[index[cp]] and flag in res.flags[index[later]]:
+            found_kind[kind] += 1
+    truth = {**truth, **expected}
+    lines = [f"planted folder: {len(res.paths)} images ({len(mri)} real MRI slices); checks took {elapsed:.1f} s",
+             "", "natural: flagged when the real images are checked alone (duplicates and blank slices already in the data)",
+             "", "| flag | planted | flagged | true | natural | other | precision | precision (natural excluded) | recall |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for f in truth:
+        tp = len(flagged[f] & truth[f])
+        nat = len((flagged[f] - truth[f]) & natural[f])
+        other = len(flagged[f]) - tp - nat
+        prec = tp / len(flagged[f]) if flagged[f] else float("nan")
+        prec_x = tp / (tp + other) if tp + other else float("nan")
+        rec = tp / len(truth[f]) if truth[f] else float("nan")
+        lines.append(f"| {f} | {len(truth[f])} | {len(flagged[f])} | {tp} | {nat} | {other} | {prec:.3f} | "
+                     f"{prec_x:.3f} | {rec:.3f} |")
+    lines += ["", "near copies found per transform: " +
+              ", ".join(f"{k} {found_kind[k]}/{total_kind[k]}" for k in total_kind)]
+    mri_not = sorted(p for p in flagged["not_mri"] if p in mri)
+    lines.append(f"real MRI slices flagged not_mri: {len(mri_not)} {mri_not[:10]}")
+    missed = sorted(truth["not_mri"] - flagged["not_mri"])
+    lines.append(f"not_mri missed: {missed}")
+    others = {f: sorted(p for p in flagged[f] - truth[f] if p not in natural[f])[:8] for f in truth}
+    lines.append(f"flagged, not planted, not natural (first 8 per flag): {others}")
+    lines.append(f"summary: {res.summary()}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--planting", choices=("dev", "heldout"), default="heldout")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"real data not found at {DATA}", file=sys.stderr)
+        return 2
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="checks_planted_"))
+    try:
+        built = build(root, args.planting)
+        print(f"## planting: {args.planting}\n")
+        print(evaluate(root, built, args.workers))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

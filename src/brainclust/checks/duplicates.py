@@ -1,0 +1,173 @@
+"""Exact and near duplicates: groups, representatives and the pairs behind them.
+
+- **Exact** (``duplicate``): images with the same content hash of their decoded
+  pixels; every image after the first of its hash (in scan order) is a duplicate.
+- **Near** (``near_duplicate``): among distinct contents, pairs whose near-duplicate
+  codes (:mod:`brainclust.checks.nearcode`) reach ``Thresholds.near_similarity``
+  over the flips of one image and centred crops of either. Candidates come from a
+  nearest-neighbour search (:mod:`brainclust.checks.neighbors`) on the codes
+  projected to 128 principal components, queried with every flip and the
+  centred crops of :data:`~brainclust.checks.nearcode.SEARCH_CROPS`; each candidate is
+  then verified on the full codes.
+- **Groups**: exact groups and verified pairs are joined (union-find); a group's
+  *representative* is its first image in scan order, and ``duplicate_of`` of every
+  other member is the representative's path.
+
+Memory is bounded by chunks: codes are made and projected ``chunk`` images at a
+time, so the search holds ``n x 128`` float32 plus the index.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from brainclust.checks import nearcode
+from brainclust.checks.flags import Thresholds
+from brainclust.checks.neighbors import Searcher
+from brainclust.progress import bar
+
+log = logging.getLogger(__name__)
+
+#: Dimensions of the projected codes the search runs on (up to / above the exact-search size).
+SEARCH_DIM = 128
+SEARCH_DIM_LARGE = 64
+#: Neighbours returned per query.
+SEARCH_K = 8
+#: A candidate is verified when its projected similarity reaches ``near_similarity - SEARCH_MARGIN``.
+SEARCH_MARGIN = 0.06
+
+
+@dataclass
+class DuplicateGroups:
+    """Per image (row = scan order): ``representative`` (own index when alone), the flags
+    ``exact`` and ``near``, and ``similarity`` (the best verified similarity to another member of
+    its group; NaN when none). ``pairs`` is (m, 2) int and ``pair_similarity`` (m,) of the verified
+    near pairs."""
+
+    representative: np.ndarray
+    exact: np.ndarray
+    near: np.ndarray
+    similarity: np.ndarray
+    pairs: np.ndarray
+    pair_similarity: np.ndarray
+
+    def groups(self) -> list[list[int]]:
+        """Groups of two or more images, each in scan order, ordered by their representative."""
+        out: dict[int, list[int]] = {}
+        for i, r in enumerate(self.representative):
+            if r != i or np.any(self.representative == i):
+                out.setdefault(int(r), []).append(i)
+        return [g for _, g in sorted(out.items()) if len(g) > 1]
+
+
+def first_of_hash(hashes: list[str]) -> np.ndarray:
+    """Index of the first image with the same hash (own index when first); empty hashes stay alone."""
+    seen: dict[str, int] = {}
+    out = np.arange(len(hashes))
+    for i, h in enumerate(hashes):
+        if h:
+            out[i] = seen.setdefault(h, i)
+    return out
+
+
+def _find(parent: np.ndarray, i: int) -> int:
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:
+        parent[i], i = root, parent[i]
+    return root
+
+
+def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int, chunk: int,
+                dim: int = SEARCH_DIM) -> np.ndarray | None:
+    """(1024, d) principal axes of the codes of a seeded sample of ``rows``; None to search the full codes."""
+    if len(rows) <= 2000:
+        return None
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(rows, min(len(rows), 20000), replace=False))
+    c = nearcode.codes(thumbs[sample], chunk=chunk)
+    # uncentred: the codes are already mean-free per image, and inner products must survive the projection
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    return np.ascontiguousarray(vt[:dim].T)
+
+
+def _project(thumbs, rows, flip, crop, proj, chunk) -> np.ndarray:
+    dim = nearcode.SIDE ** 2 if proj is None else proj.shape[1]
+    out = np.empty((len(rows), dim), np.float32)
+    for s in range(0, len(rows), chunk):
+        c = nearcode.codes(thumbs[rows[s:s + chunk]], flip, crop, chunk=chunk)
+        out[s:s + chunk] = c if proj is None else c @ proj
+    return out
+
+
+def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, backend: str = "auto",
+               random_state: int = 0, progress: bool | None = None,
+               chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Verified near-duplicate pairs among ``rows`` (indices into ``thumbs``): ``(pairs (m, 2), sims (m,))``.
+
+    Each pair is ordered ``(earlier, later)`` in scan order.
+    """
+    rows = np.asarray(rows, np.int64)
+    if len(rows) < 2:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    large = backend == "faiss" or (backend == "auto" and len(rows) > thresholds.exact_max)
+    proj = _projection(thumbs, rows, random_state, chunk, SEARCH_DIM_LARGE if large else SEARCH_DIM)
+    base = _project(thumbs, rows, 0, 0.0, proj, chunk)
+    searcher = Searcher(base, backend, thresholds.exact_max, random_state)
+    floor = thresholds.near_similarity - SEARCH_MARGIN
+    k = min(SEARCH_K, len(rows))
+    cand = []
+    crops = nearcode.SEARCH_CROPS if searcher.exact else nearcode.SEARCH_CROPS_LARGE
+    variants = [(f, c) for f in nearcode.FLIPS for c in crops]
+    pbar = bar(len(variants), "near-duplicate search", progress, unit="pass")
+    for flip, crop in variants:
+        q = base if (flip, crop) == (0, 0.0) else _project(thumbs, rows, flip, crop, proj, chunk)
+        sims, idx = searcher.search(q, k)
+        a, b = np.nonzero((sims >= floor) & (idx >= 0))
+        other = idx[a, b]
+        keep = other != a
+        if keep.any():
+            pa, pb = rows[a[keep]], rows[other[keep]]
+            cand.append(np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], 1))
+        pbar.update(1)
+    pbar.close()
+    if not cand:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    cand = np.unique(np.concatenate(cand), axis=0)
+    sims = np.concatenate([nearcode.pair_similarity(thumbs, cand[s:s + chunk, 0], cand[s:s + chunk, 1])[0]
+                           for s in range(0, len(cand), chunk)])
+    ok = sims >= thresholds.near_similarity
+    log.info("near-duplicate search: %d candidate pairs, %d verified", len(cand), int(ok.sum()))
+    return cand[ok], sims[ok]
+
+
+def group(hashes: list[str], pairs: np.ndarray, pair_sims: np.ndarray) -> DuplicateGroups:
+    """Join exact groups (same non-empty hash) and near pairs into groups; flag their members."""
+    n = len(hashes)
+    first = first_of_hash(hashes)
+    parent = np.arange(n)
+    for i in range(n):
+        if first[i] != i:
+            parent[_find(parent, i)] = _find(parent, int(first[i]))
+    for a, b in pairs:
+        ra, rb = _find(parent, int(a)), _find(parent, int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([_find(parent, i) for i in range(n)], np.int64)
+    rep = np.full(n, n, np.int64)
+    np.minimum.at(rep, roots, np.arange(n))
+    representative = rep[roots]
+    exact = first != np.arange(n)
+    near = (representative != np.arange(n)) & ~exact
+    similarity = np.full(n, np.nan, np.float32)
+    for (a, b), s in zip(pairs, pair_sims):
+        for m in (a, b):
+            if not similarity[m] >= s:
+                similarity[m] = s
+    similarity[exact] = 1.0
+    return DuplicateGroups(representative, exact, near, similarity, np.asarray(pairs, np.int64).reshape(-1, 2),
+                           np.asarray(pair_sims, np.float32))

@@ -1,0 +1,137 @@
+"""The flag vocabulary of the data checks and their thresholds, declared once.
+
+Every flag is label-free: it reads only the pixels, the size, a few DICOM
+header fields (Modality, SOP Class UID, ImageType) and, for ``outlier``, the
+run's features. ``docs/checks.md`` gives each rule, its threshold and why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from brainclust.errors import ParameterError
+
+#: The fixed vocabulary, in the order flags are written in ``quality.csv``'s ``flags`` column.
+FLAGS = ("duplicate", "near_duplicate", "not_mri", "blank", "noise", "tiny", "non_image_dicom", "outlier")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds of the flag rules (``docs/checks.md`` says why each value).
+
+    Parameters
+    ----------
+    min_side : int, default 32
+        ``tiny``: an image whose shorter side has fewer pixels.
+    blank_mode_fraction : float, default 0.99
+        ``blank``: at least this fraction of the pixels hold the image's most frequent level
+        (1/64 of its range wide).
+    blank_foreground_fraction : float, default 0.005
+        ``blank``: fewer pixels than this fraction differ from that level by 10 % of the range.
+    noise_structure : float, default 0.15
+        ``noise``: the share of the variance that survives an 8x8 block average is below this...
+    noise_correlation : float, default 0.6
+        ... and the correlation of neighbouring pixels is below this.
+    colourfulness : float, default 12.0
+        ``not_mri``: Hasler-Suesstrunk colourfulness (0-255 RGB units) at or above this...
+    colour_fraction : float, default 0.05
+        ... with at least this fraction of pixels of chroma above 0.15.
+    border_level : float, default 0.5
+        ``not_mri``: the median of the image's outer ring, on its own 0.5-99.5 percentile scale,
+        at or above this (an MRI slice is surrounded by dark air).
+    dark_fraction : float, default 0.04
+        ``not_mri``: fewer pixels than this fraction are dark (below 0.1 of that scale).
+    near_similarity : float, default 0.985
+        ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
+    outlier_z : float, default 6.0
+        ``outlier``: the robust z-score (median/MAD) of the log distance to the k-th neighbour above this.
+    outlier_k : int, default 5
+        ``outlier``: the neighbour whose distance is scored.
+    exact_max : int, default 20000
+        Near-neighbour search is exact (blocked matrix products) up to this many images, approximate above.
+    """
+
+    min_side: int = 32
+    blank_mode_fraction: float = 0.99
+    blank_foreground_fraction: float = 0.005
+    noise_structure: float = 0.15
+    noise_correlation: float = 0.6
+    colourfulness: float = 12.0
+    colour_fraction: float = 0.05
+    border_level: float = 0.5
+    dark_fraction: float = 0.04
+    near_similarity: float = 0.985
+    outlier_z: float = 6.0
+    outlier_k: int = 5
+    exact_max: int = 20000
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ParameterError` naming the threshold, its rule and its value."""
+        unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "colour_fraction",
+                "border_level", "dark_fraction")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int", int):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ParameterError(f"check threshold {f.name}: must be an integer >= 1, got {v!r}")
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ParameterError(f"check threshold {f.name}: must be a finite number, got {v!r}")
+            if f.name in unit and not 0.0 <= v <= 1.0:
+                raise ParameterError(f"check threshold {f.name}: must be in [0, 1], got {v!r}")
+        if not -1.0 <= self.noise_correlation <= 1.0:
+            raise ParameterError(f"check threshold noise_correlation: must be in [-1, 1], got {self.noise_correlation!r}")
+        if not 0.0 < self.near_similarity <= 1.0:
+            raise ParameterError(f"check threshold near_similarity: must be in (0, 1], got {self.near_similarity!r}")
+        if self.colourfulness < 0 or self.outlier_z <= 0:
+            raise ParameterError("check thresholds colourfulness and outlier_z: must be >= 0 and > 0, got "
+                                 f"{self.colourfulness!r} and {self.outlier_z!r}")
+
+    @classmethod
+    def from_text(cls, text: str) -> Thresholds:
+        """Parse ``"name=value,name=value"`` (a ``--check-thresholds`` option) over the defaults."""
+        names = {f.name: f.type for f in fields(cls)}
+        values: dict[str, float | int] = {}
+        for item in filter(None, (s.strip() for s in (text or "").split(","))):
+            name, sep, raw = item.partition("=")
+            name = name.strip()
+            if not sep or name not in names:
+                raise ParameterError(f"--check-thresholds: '{item}' is not NAME=VALUE with NAME one of "
+                                     f"{', '.join(names)}")
+            try:
+                values[name] = int(raw) if names[name] in ("int", int) else float(raw)
+            except ValueError:
+                raise ParameterError(f"--check-thresholds: {name} must be a number, got '{raw.strip()}'") from None
+        return cls(**values)
+
+
+def parse_flags(text: str | None, option: str = "--exclude") -> frozenset[str]:
+    """``"duplicate,not_mri"`` -> ``frozenset({"duplicate", "not_mri"})``; empty/None/``none`` -> empty.
+
+    Raises
+    ------
+    ParameterError
+        A name outside :data:`FLAGS`.
+    """
+    if text is None or text.strip().lower() in ("", "none"):
+        return frozenset()
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in FLAGS]
+    if bad:
+        raise ParameterError(f"{option}: unknown flag '{bad[0]}'; the flags are {', '.join(FLAGS)}")
+    return frozenset(names)
+
+
+def join_flags(flags) -> str:
+    """The ``flags`` cell: the given flags in vocabulary order, ``;``-joined (empty when clean)."""
+    have = set(flags)
+    return ";".join(f for f in FLAGS if f in have)
+
+
+def split_flags(cell: str) -> frozenset[str]:
+    """Inverse of :func:`join_flags`."""
+    return frozenset(s for s in (cell or "").split(";") if s)

@@ -1,0 +1,115 @@
+"""Nearest neighbours by inner product, exact below a size threshold, faiss above it.
+
+Exact: blocked matrix products in float32 (memory ``block x n``), the top ``k`` per
+row by ``argpartition``. Approximate: a faiss inverted-file index (``IndexIVFFlat``,
+inner product) with ``nlist = 2 sqrt(n)`` lists (balancing the coarse search over the lists against the scan of ``nprobe`` of them) trained on a seeded sample and
+``nprobe = 4`` lists searched per query; its memory is the vectors themselves plus
+the list ids. faiss-cpu was chosen over usearch's HNSW by measurement
+(``benchmarks/bench_checks_scale.py``, ``docs/ARCHITECTURE.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from brainclust.errors import ParameterError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "exact", "faiss")
+#: Lists searched per query by the faiss index.
+NPROBE = 4
+
+
+def _check(base: np.ndarray, queries: np.ndarray, k: int, backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ParameterError(f"nearest-neighbour backend: must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    if base.ndim != 2 or queries.ndim != 2 or base.shape[1] != queries.shape[1]:
+        raise ParameterError(f"nearest neighbours: base {base.shape} and queries {queries.shape} must be 2-D "
+                             "with the same number of columns")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ParameterError(f"nearest neighbours: k must be an integer >= 1, got {k!r}")
+
+
+def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` inner products of each query over ``base``: ``(sims, idx)``, each (n_queries, k), best first.
+
+    Queries go in blocks whose product matrix stays under 256 MB.
+    """
+    base = np.ascontiguousarray(base, np.float32)
+    block = block or max(1, min(2048, (1 << 26) // max(len(base), 1)))
+    k_eff = min(k, len(base))
+    sims = np.full((len(queries), k), -np.inf, np.float32)
+    idx = np.full((len(queries), k), -1, np.int64)
+    for s in range(0, len(queries), block):
+        q = np.ascontiguousarray(queries[s:s + block], np.float32)
+        prod = q @ base.T
+        part = np.argpartition(-prod, k_eff - 1, axis=1)[:, :k_eff] if k_eff < len(base) else \
+            np.tile(np.arange(len(base)), (len(q), 1))
+        vals = np.take_along_axis(prod, part, 1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        sims[s:s + len(q), :k_eff] = np.take_along_axis(vals, order, 1)
+        idx[s:s + len(q), :k_eff] = np.take_along_axis(part, order, 1)
+    return sims, idx
+
+
+class FaissIndex:
+    """An IVF-Flat inner-product index over ``base`` (k-means: 10 iterations on a seeded sample of 16 vectors per list)."""
+
+    def __init__(self, base: np.ndarray, random_state: int = 0, nprobe: int = NPROBE):
+        import faiss
+
+        base = np.ascontiguousarray(base, np.float32)
+        n, d = base.shape
+        nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))
+        quant = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(random_state)
+        sample = base[np.sort(rng.choice(n, min(n, 16 * nlist), replace=False))]
+        index.cp.seed = int(random_state)
+        index.cp.niter = 10
+        index.cp.min_points_per_centroid = 1
+        index.train(sample)
+        index.add(base)
+        index.nprobe = min(nprobe, nlist)
+        self.index = index
+
+    def search(self, queries: np.ndarray, k: int, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        sims = np.empty((len(queries), k), np.float32)
+        idx = np.empty((len(queries), k), np.int64)
+        for s in range(0, len(queries), block):
+            d, i = self.index.search(np.ascontiguousarray(queries[s:s + block], np.float32), k)
+            sims[s:s + block], idx[s:s + block] = d, i
+        return sims, idx
+
+
+def knn(base: np.ndarray, queries: np.ndarray, k: int, backend: str = "auto", exact_max: int = 20000,
+        random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` neighbours by inner product: exact up to ``exact_max`` base rows (or ``backend="exact"``),
+    else faiss. Missing neighbours have index -1 and similarity -inf."""
+    _check(base, queries, k, backend)
+    if backend == "exact" or (backend == "auto" and len(base) <= exact_max):
+        return exact_knn(base, queries, k)
+    sims, idx = FaissIndex(base, random_state).search(queries, k)
+    sims[idx < 0] = -np.inf
+    return sims, idx
+
+
+class Searcher:
+    """One index over ``base`` searched many times (exact or faiss, as :func:`knn` decides)."""
+
+    def __init__(self, base: np.ndarray, backend: str = "auto", exact_max: int = 20000, random_state: int = 0):
+        _check(base, base[:1], 1, backend)
+        self.base = np.ascontiguousarray(base, np.float32)
+        self.exact = backend == "exact" or (backend == "auto" and len(base) <= exact_max)
+        self.index = None if self.exact else FaissIndex(self.base, random_state)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.exact:
+            return exact_knn(self.base, queries, k)
+        sims, idx = self.index.search(queries, k)
+        sims[idx < 0] = -np.inf
+        return sims, idx

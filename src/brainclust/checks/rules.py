@@ -1,0 +1,87 @@
+"""The per-image flag rules: each a function of the descriptor vector or of a few DICOM header fields.
+
+Rules and why (``docs/checks.md`` has the measurements behind each threshold):
+
+- ``tiny``: shorter side < ``min_side``. Too few pixels to carry anatomy (a 10x10 dose grid).
+- ``blank``: constant or almost empty: ``mode_fraction >= blank_mode_fraction`` or
+  ``foreground_fraction < blank_foreground_fraction``. Both are on the image's own range, so a
+  faint but structured slice (some public sets hold 8-bit slices with three grey levels) is
+  not blank, and an empty slice of any scale is.
+- ``noise``: not blank, ``structure < noise_structure`` and ``neighbour_correlation <
+  noise_correlation``: neighbouring pixels of an anatomical image are strongly correlated and most
+  of its variance survives an 8x8 block average; independent noise keeps ~1/64 of it.
+- ``not_mri`` (only when neither blank, noise nor tiny, which explain the image better):
+  a colour image (``colourfulness >= colourfulness`` and ``colour_fraction >= colour_fraction``),
+  or an image with no dark background at all (``dark_fraction < dark_fraction``: MRI slices are
+  surrounded by air, which is dark in every sequence), or a bright frame around a mostly bright
+  image (``border_level >= border_level`` with ``dark_fraction < 2 * dark_fraction``).
+  Grey photographs with dark regions are not caught: the rule errs towards never flagging an MRI.
+- ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from brainclust.checks.descriptors import slot
+from brainclust.checks.flags import Thresholds
+
+#: Modalities whose objects are not anatomical images (DICOM PS3.3 C.7.3.1.1.1).
+NON_IMAGE_MODALITIES = frozenset({"RTDOSE", "RTSTRUCT", "RTPLAN", "RTRECORD", "SEG", "SR", "KO", "PR", "REG",
+                                  "DOC", "PLAN", "RWV", "FID", "REGISTRATION", "AU", "ECG", "HD"})
+#: SOP classes that are not anatomical images (prefix match on the UID).
+NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RT Plan",
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.5": "Surface Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.1": "Spatial Registration",
+    "1.2.840.10008.5.1.4.1.1.66.3": "Deformable Spatial Registration",
+    "1.2.840.10008.5.1.4.1.1.88.": "Structured Report",
+    "1.2.840.10008.5.1.4.1.1.104.": "Encapsulated Document",
+    "1.2.840.10008.5.1.4.1.1.11.": "Presentation State",
+    "1.2.840.10008.5.1.4.1.1.66": "Raw Data",
+}
+#: ImageType values that mark a screen capture, a report or a dose page rather than anatomy.
+NON_IMAGE_TYPES = frozenset({"SCREEN SAVE", "SCREENSHOT", "SCREEN SHOT", "CSA REPORT", "DOSE REPORT", "DOSE INFO",
+                             "REPORT", "DOSE"})
+
+
+def non_image_dicom(header: Mapping[str, object]) -> str:
+    """Why a DICOM object is not an anatomical image (``""`` when it may be one).
+
+    ``header`` holds any of ``Modality`` (str), ``SOPClassUID`` (str) and ``ImageType``
+    (a sequence of str or one ``\\``-joined str); missing fields give no evidence.
+    """
+    modality = str(header.get("Modality") or "").strip().upper()
+    if modality in NON_IMAGE_MODALITIES:
+        return f"Modality {modality}"
+    uid = str(header.get("SOPClassUID") or "").strip()
+    for prefix, name in NON_IMAGE_SOP_CLASSES.items():
+        if uid == prefix or (prefix.endswith(".") and uid.startswith(prefix)):
+            return f"SOP class {name}"
+    itype = header.get("ImageType") or ()
+    if isinstance(itype, str):
+        itype = itype.split("\\")
+    values = {str(v).strip().upper() for v in itype}
+    hit = sorted(values & NON_IMAGE_TYPES)
+    if hit:
+        return f"ImageType {hit[0]}"
+    return ""
+
+
+def pixel_flags(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:
+    """Boolean masks ``tiny``, ``blank``, ``noise`` and ``not_mri`` for descriptor rows (n, len(names))."""
+    v = np.atleast_2d(vectors)
+    col = lambda name: v[:, slot(name)]  # noqa: E731
+    tiny = np.minimum(col("width"), col("height")) < t.min_side
+    blank = (col("mode_fraction") >= t.blank_mode_fraction) | (col("foreground_fraction") < t.blank_foreground_fraction)
+    noise = ~blank & (col("structure") < t.noise_structure) & (col("neighbour_correlation") < t.noise_correlation)
+    colour = (col("colourfulness") >= t.colourfulness) & (col("colour_fraction") >= t.colour_fraction)
+    no_background = col("dark_fraction") < t.dark_fraction
+    frame = (col("border_level") >= t.border_level) & (col("dark_fraction") < 2 * t.dark_fraction)
+    not_mri = ~(blank | noise | tiny) & (colour | no_background | frame)
+    return {"tiny": tiny, "blank": blank, "noise": noise, "not_mri": not_mri}

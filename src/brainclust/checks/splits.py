@@ -1,0 +1,96 @@
+"""Split markers (train / test / validation) and the leakage they reveal.
+
+Detection is conservative; a split is read from, in this order:
+
+1. a metadata table given by the caller (``{path: split}``), when present;
+2. a **folder**: the first folder of the image's relative path whose whole name is a split
+   word (``train``, ``training``, ``test``, ``testing``, ``val``, ``valid``, ``validation``,
+   ``holdout``; any case);
+3. a **file-name token**: the file name split at ``-``, ``_``, ``.`` and spaces; its first token may be a
+   split word or one of the abbreviations ``tr``, ``te``, ``ts``, ``va`` (``Tr-gl_0010.jpg``);
+   a later token only a whole split word (``scan_train_01.png``).
+
+A data set has splits only when at least two different splits are found, and at least half of
+its images carry a marker (so one ``test.png`` among many unmarked files marks nothing). Images
+without a marker get the empty split and never count as crossing.
+
+Names are normalised to ``train``, ``test`` and ``val``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
+               "valid": "val", "validation": "val", "holdout": "test"}
+PREFIX_ABBREVIATIONS = {"tr": "train", "te": "test", "ts": "test", "va": "val"}
+#: Share of images that must carry a marker for the data set to count as split.
+MIN_MARKED = 0.5
+_TOKENS = re.compile(r"[-_. ]+")
+
+
+def split_of(path: str) -> tuple[str, str]:
+    """``(split, source)`` of one relative path from its folders or file name; ``("", "")`` when unmarked.
+
+    ``source`` is ``folder`` or ``file name``.
+    """
+    parts = path.split("#", 1)[0].split("/")
+    for folder in parts[:-1]:
+        hit = SPLIT_WORDS.get(folder.lower())
+        if hit:
+            return hit, "folder"
+    tokens = [t.lower() for t in _TOKENS.split(parts[-1]) if t]
+    if len(tokens) > 2:  # a marker is followed by more of the name than its extension
+        first = tokens[0]
+        hit = SPLIT_WORDS.get(first) or PREFIX_ABBREVIATIONS.get(first)
+        if hit:
+            return hit, "file name"
+        for tok in tokens[1:-1]:
+            if tok in SPLIT_WORDS:
+                return SPLIT_WORDS[tok], "file name"
+    return "", ""
+
+
+def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+    """The split of every path and how it was found (``metadata``, ``folder``, ``file name`` or ``""``).
+
+    Returns empty splits and ``""`` when the data set is not split (see the module's rules).
+    """
+    n = len(paths)
+    if table:
+        found = [str(table.get(p, "") or "").strip() for p in paths]
+        splits = [SPLIT_WORDS.get(s.lower(), s.lower()) for s in found]
+        source = "metadata"
+    else:
+        pairs = [split_of(p) for p in paths]
+        splits = [s for s, _ in pairs]
+        sources = sorted({src for _, src in pairs if src})
+        source = " and ".join(sources)
+    marked = sum(1 for s in splits if s)
+    if n == 0 or len({s for s in splits if s}) < 2 or marked < MIN_MARKED * n:
+        return [""] * n, ""
+    return splits, source
+
+
+def leakage_rows(paths: Sequence[str], splits: Sequence[str], representative, exact, near) -> list[dict]:
+    """Rows of ``leakage.csv``: every member of each duplicate group whose members span two or more splits.
+
+    ``representative[i]`` is the index of image ``i``'s group representative; ``exact``/``near``
+    its flags. Columns: ``group`` (the representative's path), ``splits`` (``;``-joined, sorted),
+    ``path``, ``split``, ``relation`` (``representative``, ``duplicate`` or ``near_duplicate``).
+    """
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(representative):
+        members.setdefault(int(r), []).append(i)
+    rows = []
+    for rep in sorted(members):
+        group = members[rep]
+        spl = sorted({splits[i] for i in group if splits[i]})
+        if len(group) < 2 or len(spl) < 2:
+            continue
+        for i in group:
+            relation = "representative" if i == rep else ("duplicate" if exact[i] else "near_duplicate")
+            rows.append({"group": paths[rep], "splits": ";".join(spl), "path": paths[i], "split": splits[i],
+                         "relation": relation})
+    return rows

@@ -1,0 +1,202 @@
+"""The data-check stage: descriptors -> flags, duplicate groups, leakage; and ``brainclust check``.
+
+:func:`run_checks` is what a run calls (after the scan; with the run's features when it has them);
+:func:`check_folder` scans a folder, runs the checks and writes ``quality.csv`` and
+``leakage.csv`` (the standalone command). Nothing here changes which images are clustered:
+the policy helpers of :mod:`brainclust.checks.tables` do that, on request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.checks import nearcode
+from brainclust.checks.decode import dicom_header
+from brainclust.checks.descriptors import Descriptors, describe_records
+from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group, near_pairs
+from brainclust.checks.flags import Thresholds
+from brainclust.checks.outliers import outlier_scores
+from brainclust.checks.rules import non_image_dicom, pixel_flags
+from brainclust.checks.splits import detect_splits, leakage_rows
+from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
+                                      write_leakage, write_quality)
+from brainclust.errors import ParameterError
+from brainclust.io.scan import ImageRecord, ScanResult, scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckResult:
+    """What the checks found, one entry per record (scan order).
+
+    ``flags`` are frozensets of :data:`~brainclust.checks.flags.FLAGS`; ``duplicate_of`` the
+    representative's path for ``duplicate``/``near_duplicate`` images (else ``""``);
+    ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
+    ``leakage`` the rows of ``leakage.csv`` (unescaped paths).
+    """
+
+    paths: list[str]
+    flags: list[frozenset]
+    duplicate_of: list[str]
+    duplicates: DuplicateGroups
+    descriptors: Descriptors
+    outlier_z: np.ndarray
+    dicom_reasons: list[str]
+    splits: list[str]
+    split_source: str
+    leakage: list[dict] = field(default_factory=list)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def summary(self) -> str:
+        return summary_line(self)
+
+    def quality_rows(self) -> list[dict]:
+        return quality_rows(self)
+
+    def counts(self) -> dict[str, int]:
+        from brainclust.checks.flags import FLAGS
+
+        return {f: sum(1 for fl in self.flags if f in fl) for f in FLAGS}
+
+
+def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping] | None) -> list[str]:
+    cache: dict[str, str] = {}
+    out = []
+    for r in records:
+        if r.type != "dicom":
+            out.append("")
+            continue
+        if r.abspath not in cache:
+            header = headers.get(r.abspath) if headers is not None and r.abspath in headers else dicom_header(r.abspath)
+            cache[r.abspath] = non_image_dicom(header or {})
+        out.append(cache[r.abspath])
+    return out
+
+
+def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None = None,
+               features: np.ndarray | None = None, thresholds: Thresholds | None = None,
+               split_table: Mapping[str, str] | None = None, dicom_headers: Mapping[str, Mapping] | None = None,
+               workers: int = 0, backend: str = "auto", random_state: int = 0,
+               progress: bool | None = None) -> CheckResult:
+    """Flag every record; group duplicates; list split leakage.
+
+    Parameters
+    ----------
+    records : list of ImageRecord
+        The scanned images, in scan order.
+    descriptors : Descriptors or None
+        Precomputed (e.g. in the run's decode); ``None`` decodes every record once here.
+    features : (n, d) array or None
+        The run's features (rows = records) for ``outlier``; ``None`` uses the near-duplicate
+        codes (the picture's layout) instead.
+    thresholds : Thresholds or None
+        ``None`` = the defaults.
+    split_table : mapping of path -> split, or None
+        A metadata column naming each image's split; ``None`` reads folders and file names.
+    dicom_headers : mapping of absolute path -> header dict, or None
+        Header fields already read (``Modality``, ``SOPClassUID``, ``ImageType``); ``None`` reads them.
+    workers : int
+        Decoding processes when ``descriptors`` is None (0 = this process).
+    backend : {"auto", "exact", "faiss"}
+        Nearest-neighbour search (``auto``: exact up to ``thresholds.exact_max`` images).
+    random_state : int
+        Seeds the sample the search's projection and index are trained on.
+    """
+    t = thresholds or Thresholds()
+    t.validate()
+    records = list(records)
+    n = len(records)
+    if features is not None and len(features) != n:
+        raise ParameterError(f"checks: features have {len(features)} rows for {n} images")
+    desc = descriptors if descriptors is not None else describe_records(records, workers, progress)
+    ok = np.ones(n, bool)
+    ok[list(desc.failed)] = False
+    masks = pixel_flags(desc.vectors, t)
+    reasons = _dicom_reasons(records, dicom_headers)
+    first = first_of_hash(desc.pixel_sha256)
+    # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny)
+    rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
+    pairs, sims = near_pairs(desc.thumbs, rows, t, backend, random_state, progress)
+    groups = group(desc.pixel_sha256, pairs, sims)
+    if features is None:
+        feats = np.zeros((n, nearcode.SIDE ** 2), np.float32)
+        feats[rows] = nearcode.codes(desc.thumbs[rows])
+        valid = np.zeros(n, bool)
+        valid[rows] = True
+    else:
+        feats, valid = np.asarray(features, np.float32), ok
+    z, outlier = outlier_scores(feats, t, first, valid, backend, random_state)
+    paths = [r.path for r in records]
+    flags, dup_of = [], []
+    for i in range(n):
+        f = set()
+        if ok[i]:
+            f.update(name for name, m in masks.items() if m[i])
+            if groups.exact[i]:
+                f.add("duplicate")
+            elif groups.near[i]:
+                f.add("near_duplicate")
+            if outlier[i] and not (f & {"blank", "noise", "tiny", "not_mri"}):
+                f.add("outlier")
+        if reasons[i]:
+            f.add("non_image_dicom")
+        flags.append(frozenset(f))
+        rep = int(groups.representative[i])
+        dup_of.append(paths[rep] if rep != i else "")
+    splits, source = detect_splits(paths, split_table)
+    leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
+    return CheckResult(paths, flags, dup_of, groups, desc, z, reasons, splits, source, leak, t)
+
+
+def read_split_table(path: str | os.PathLike, column: str = "split", path_column: str = "path") -> dict[str, str]:
+    """``{path: split}`` from a CSV/TSV metadata table with a ``path`` column and a split column.
+
+    Raises
+    ------
+    ParameterError
+        The file cannot be read or lacks a column.
+    """
+    import csv
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"split table '{p}': cannot be read ({exc})") from None
+    dialect = "excel-tab" if p.suffix.lower() == ".tsv" else "excel"
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    names = reader.fieldnames or []
+    for c in (column, path_column):
+        if c not in names:
+            raise ParameterError(f"split table '{p}': has no column '{c}' (columns: {', '.join(names)})")
+    return {row[path_column]: row[column] for row in reader}
+
+
+def write_outputs(result: CheckResult, out: str | os.PathLike) -> dict[str, Path]:
+    """Write ``quality.csv`` and ``leakage.csv`` (header only when nothing leaks) into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return {"quality": write_quality(out / QUALITY_FILE, result.quality_rows()),
+            "leakage": write_leakage(out / LEAKAGE_FILE, leakage_table(result))}
+
+
+def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
+                 thresholds: Thresholds | None = None, workers: int = 0, progress: bool | None = None,
+                 split_table: Mapping[str, str] | None = None, backend: str = "auto",
+                 scan_result: ScanResult | None = None, **scan_kwargs) -> CheckResult:
+    """Scan ``data`` (``brainclust.io.scan.scan``; ``scan_kwargs`` e.g. ``slices``), check it, and
+    write ``quality.csv``/``leakage.csv`` into ``out`` when given."""
+    found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
+    result = run_checks(found.records, thresholds=thresholds, split_table=split_table, workers=workers,
+                        backend=backend, progress=progress)
+    if out is not None:
+        write_outputs(result, out)
+    log.info("%s", result.summary())
+    return result

@@ -1,0 +1,132 @@
+"""The outputs of the checks, defined once: ``quality.csv``, ``leakage.csv``, the summary line,
+the report's galleries, and the policy helpers (``--exclude``, scores over distinct images).
+
+``quality.csv``: one row per input image (scan order), columns :data:`QUALITY_COLUMNS`:
+``path``; ``flags`` (``;``-joined, vocabulary order, empty when clean); ``duplicate_of`` (for
+``duplicate`` and ``near_duplicate``: the path of the group's first image in scan order);
+``split`` (``train``/``test``/``val`` or empty); the scores behind the flags
+(``near_similarity``: best verified code similarity within its group; ``outlier_z``;
+``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the
+decoded pixels); ``error`` (why the image could not be described; it then has no flag).
+
+``leakage.csv``: :data:`LEAKAGE_COLUMNS`, one row per member of every duplicate or
+near-duplicate group whose members come from two or more splits.
+
+Paths are written as escaped text (:func:`brainclust.io.outputs.escape_name`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from brainclust.checks.descriptors import slot
+from brainclust.checks.flags import FLAGS, join_flags
+from brainclust.io.atomic import atomic_write_csv
+from brainclust.io.outputs import escape_name
+
+QUALITY_FILE = "quality.csv"
+LEAKAGE_FILE = "leakage.csv"
+#: Descriptor slots written to quality.csv (the scores of the pixel rules).
+SCORE_COLUMNS = ["width", "height", "colourfulness", "colour_fraction", "dark_fraction", "border_level",
+                 "mode_fraction", "foreground_fraction", "structure", "neighbour_correlation"]
+QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", "outlier_z", "non_image_dicom",
+                   *SCORE_COLUMNS, "content_sha256", "error"]
+LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
+#: How the summary line names each flag.
+SUMMARY_NAMES = {"duplicate": "duplicates", "near_duplicate": "near duplicates", "not_mri": "not MRI",
+                 "blank": "blank", "noise": "noise", "tiny": "tiny", "non_image_dicom": "non-image DICOM",
+                 "outlier": "outliers"}
+
+
+def _num(x: float, digits: int = 4) -> str:
+    return "" if x is None or not np.isfinite(x) else f"{float(x):.{digits}g}"
+
+
+def write_quality(path, rows: Iterable[dict]) -> Path:
+    """Write ``quality.csv`` rows (dicts keyed by :data:`QUALITY_COLUMNS`)."""
+    return atomic_write_csv(path, QUALITY_COLUMNS, rows)
+
+
+def write_leakage(path, rows: Iterable[dict]) -> Path:
+    """Write ``leakage.csv`` rows (dicts keyed by :data:`LEAKAGE_COLUMNS`)."""
+    return atomic_write_csv(path, LEAKAGE_COLUMNS, rows)
+
+
+def quality_rows(result) -> list[dict]:
+    """``quality.csv`` rows of a :class:`~brainclust.checks.stage.CheckResult`."""
+    rows = []
+    vec = result.descriptors.vectors
+    for i, p in enumerate(result.paths):
+        failed = i in result.descriptors.failed
+        row = {"path": escape_name(p), "flags": join_flags(result.flags[i]),
+               "duplicate_of": escape_name(result.duplicate_of[i]), "split": result.splits[i],
+               "near_similarity": _num(result.duplicates.similarity[i]),
+               "outlier_z": _num(result.outlier_z[i], 3), "non_image_dicom": result.dicom_reasons[i],
+               "content_sha256": result.descriptors.pixel_sha256[i],
+               "error": result.descriptors.failed.get(i, "")}
+        for c in SCORE_COLUMNS:
+            row[c] = "" if failed else _num(vec[i, slot(c)])
+        rows.append(row)
+    return rows
+
+
+def leakage_table(result) -> list[dict]:
+    """``leakage.csv`` rows with escaped paths."""
+    return [{**r, "group": escape_name(r["group"]), "path": escape_name(r["path"])} for r in result.leakage]
+
+
+def summary_line(result) -> str:
+    """One line for the terminal, e.g. ``checks: 10 duplicates (5 across test/train), 24 not MRI, 3 blank``."""
+    counts = {f: sum(1 for fl in result.flags if f in fl) for f in FLAGS}
+    parts = []
+    crossing = {r["path"] for r in result.leakage if r["relation"] != "representative"}
+    split_names = "/".join(sorted({s for r in result.leakage for s in r["splits"].split(";")}))
+    for f in FLAGS:
+        if not counts[f]:
+            continue
+        text = f"{counts[f]} {SUMMARY_NAMES[f]}"
+        if f in ("duplicate", "near_duplicate"):
+            across = sum(1 for i, fl in enumerate(result.flags) if f in fl and result.paths[i] in crossing)
+            if across:
+                text += f" ({across} across {split_names})"
+        parts.append(text)
+    if result.descriptors.failed:
+        parts.append(f"{len(result.descriptors.failed)} not checked (unreadable)")
+    if not parts:
+        return f"checks: {len(result.paths)} images, nothing flagged"
+    return "checks: " + ", ".join(parts)
+
+
+def galleries(result, limit: int = 48) -> dict[str, list]:
+    """The report's galleries: per flag, at most ``limit`` paths in scan order; for ``duplicate`` and
+    ``near_duplicate``, at most ``limit`` groups, each a list of paths (representative first)."""
+    out: dict[str, list] = {}
+    groups = result.duplicates.groups()
+    for f in FLAGS:
+        if f in ("duplicate", "near_duplicate"):
+            chosen = [g for g in groups if any(f in result.flags[i] for i in g)][:limit]
+            out[f] = [[result.paths[i] for i in g] for g in chosen]
+        else:
+            out[f] = [p for p, fl in zip(result.paths, result.flags) if f in fl][:limit]
+    return out
+
+
+def exclude_mask(flags: list[frozenset[str]], exclude: Iterable[str]) -> np.ndarray:
+    """Boolean mask, True for images that carry any of the ``exclude`` flags (``--exclude``)."""
+    ex = frozenset(exclude)
+    return np.array([bool(fl & ex) for fl in flags], bool)
+
+
+def distinct_index(representative: np.ndarray, exact: np.ndarray, include_near: bool = False) -> np.ndarray:
+    """Indices of one image per duplicate group (scores over distinct images).
+
+    By default only exact duplicates are dropped (every ``duplicate``); with ``include_near``
+    every member of a group but its representative is dropped.
+    """
+    representative = np.asarray(representative)
+    n = len(representative)
+    keep = (representative == np.arange(n)) if include_near else ~np.asarray(exact, bool)
+    return np.nonzero(keep)[0]

@@ -1,0 +1,77 @@
+"""Non-image DICOM objects made with pydicom: an RT dose grid, a segmentation, a structured report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclust.checks.decode import dicom_header
+from brainclust.checks.stage import check_folder
+from brainclust.io.scan import scan
+
+from checks_planting import head_slice
+
+
+def _dataset(path, sop_class, modality, frames, rows, cols, pixels=True, image_type=None):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientName = "Test^Hostile<img src=x>"
+    if image_type:
+        ds.ImageType = image_type
+    if pixels:
+        rng = np.random.default_rng(0)
+        arr = head_slice(0, rows)[:rows, :cols] if frames == 1 else rng.integers(0, 4000, (frames, rows, cols))
+        arr = np.asarray(arr, np.uint16)
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        if frames > 1:
+            ds.NumberOfFrames = frames
+        ds.PixelData = arr.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def dicom_folder(tmp_path):
+    root = tmp_path / "dcm"
+    root.mkdir()
+    _dataset(root / "dose.dcm", "1.2.840.10008.5.1.4.1.1.481.2", "RTDOSE", 15, 10, 10)
+    _dataset(root / "seg.dcm", "1.2.840.10008.5.1.4.1.1.66.4", "SEG", 2, 64, 64)
+    _dataset(root / "sr.dcm", "1.2.840.10008.5.1.4.1.1.88.22", "SR", 0, 0, 0, pixels=False)
+    _dataset(root / "mr.dcm", "1.2.840.10008.5.1.4.1.1.4", "MR", 1, 160, 160, image_type=["ORIGINAL", "PRIMARY"])
+    return root
+
+
+def test_rtdose_frames_and_segmentations_are_non_image_dicom(dicom_folder):
+    res = check_folder(dicom_folder, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    dose = [p for p in res.paths if p.startswith("dose.dcm")]
+    assert len(dose) == 15
+    assert all({"non_image_dicom", "tiny"} <= flags[p] for p in dose)
+    assert all("non_image_dicom" in flags[p] for p in res.paths if p.startswith("seg.dcm"))
+    assert flags["mr.dcm"] == frozenset()
+    reasons = dict(zip(res.paths, res.dicom_reasons))
+    assert reasons["dose.dcm#frame=1"] == "Modality RTDOSE" and reasons["mr.dcm"] == ""
+
+
+def test_a_structured_report_has_no_pixels_so_the_scan_skips_it_and_the_rule_names_it(dicom_folder):
+    found = scan(dicom_folder, progress=False)
+    assert [s["path"] for s in found.skipped] == ["sr.dcm"]
+    header = dicom_header(dicom_folder / "sr.dcm")
+    assert header == {"Modality": "SR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.88.22"}  # no patient field read
+
+
+def test_quality_csv_never_holds_header_values_other_than_the_reason(dicom_folder, tmp_path):
+    check_folder(dicom_folder, tmp_path / "out", progress=False)
+    text = (tmp_path / "out" / "quality.csv").read_text()
+    assert "Hostile" not in text and "Test^" not in text

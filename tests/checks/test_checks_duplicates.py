@@ -1,0 +1,101 @@
+"""Exact and near duplicates on planted folders: groups, representatives, duplicate_of."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from brainclust.checks import nearcode
+from brainclust.checks.duplicates import group
+from brainclust.checks.neighbors import exact_knn, knn
+from brainclust.checks.stage import check_folder
+
+from checks_planting import head_slice, jpeg_roundtrip, save
+
+
+def by_path(result):
+    return {p: (fl, d) for p, fl, d in zip(result.paths, result.flags, result.duplicate_of)}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dups")
+    for i in range(12):
+        save(root / "a" / f"s{i:02d}.png", head_slice(i))
+    src = Image.open(root / "a" / "s00.png")
+    shutil.copyfile(root / "a" / "s01.png", root / "b" / "copy_s01.png") if (root / "b").exists() else \
+        ((root / "b").mkdir(), shutil.copyfile(root / "a" / "s01.png", root / "b" / "copy_s01.png"))
+    save(root / "b" / "rgb_s02.png", np.dstack([np.asarray(Image.open(root / "a" / "s02.png"))] * 3))  # same pixels
+    save(root / "b" / "s03.jpg", Image.open(root / "a" / "s03.png"), quality=95)
+    save(root / "b" / "s03_resaved.png", Image.open(root / "b" / "s03.jpg"))  # lossless re-save of the JPEG
+    s4 = Image.open(root / "a" / "s04.png")
+    save(root / "c" / "resized_s04.png", s4.resize((100, 100), Image.BILINEAR))
+    save(root / "c" / "recompressed_s05.png", jpeg_roundtrip(Image.open(root / "a" / "s05.png"), 50))
+    save(root / "c" / "hflip_s06.png", ImageOps.mirror(Image.open(root / "a" / "s06.png")))
+    save(root / "c" / "vflip_s07.png", ImageOps.flip(Image.open(root / "a" / "s07.png")))
+    a8 = np.asarray(Image.open(root / "a" / "s08.png"), np.float32)
+    save(root / "c" / "brighter_s08.png", np.clip(a8 * 1.2 + 10, 0, 255).astype(np.uint8))
+    s9 = Image.open(root / "a" / "s09.png")
+    save(root / "c" / "crop_s09.png", s9.crop((5, 5, 155, 155)))
+    del src
+    return root
+
+
+def test_exact_copies_and_lossless_resaves_are_duplicates_of_the_first(planted):
+    r = by_path(check_folder(planted, progress=False))
+    assert r["b/copy_s01.png"] == (frozenset({"duplicate"}), "a/s01.png")
+    assert r["b/rgb_s02.png"] == (frozenset({"duplicate"}), "a/s02.png")  # RGB with equal channels = its grey file
+    assert r["b/s03_resaved.png"][0] == {"duplicate"} and r["b/s03_resaved.png"][1] in ("a/s03.png",)
+    assert r["a/s01.png"] == (frozenset(), "")  # the representative is never flagged
+
+
+@pytest.mark.parametrize("name, source", [("c/resized_s04.png", "a/s04.png"), ("c/recompressed_s05.png", "a/s05.png"),
+                                          ("c/hflip_s06.png", "a/s06.png"), ("c/vflip_s07.png", "a/s07.png"),
+                                          ("c/brighter_s08.png", "a/s08.png"), ("c/crop_s09.png", "a/s09.png")])
+def test_near_copies_are_near_duplicates_of_their_source(planted, name, source):
+    r = by_path(check_folder(planted, progress=False))
+    assert r[name] == (frozenset({"near_duplicate"}), source)
+
+
+def test_distinct_slices_are_not_grouped(planted):
+    res = check_folder(planted, progress=False)
+    r = by_path(res)
+    for i in (10, 11):
+        assert r[f"a/s{i:02d}.png"] == (frozenset(), "")
+    assert all(not fl & {"duplicate", "near_duplicate"} for p, (fl, _) in r.items() if p.startswith("a/"))
+    groups = res.duplicates.groups()
+    assert all(g == sorted(g) for g in groups) and len(groups) == 9
+
+
+def test_group_joins_exact_and_near_pairs_with_the_first_as_representative():
+    hashes = ["h0", "h1", "h0", "h2", "h3", ""]
+    pairs = np.array([[1, 3], [3, 4]])
+    g = group(hashes, pairs, np.array([0.99, 0.995], np.float32))
+    assert g.representative.tolist() == [0, 1, 0, 1, 1, 5]
+    assert g.exact.tolist() == [False, False, True, False, False, False]
+    assert g.near.tolist() == [False, False, False, True, True, False]
+    assert g.groups() == [[0, 2], [1, 3, 4]]
+
+
+def test_codes_ignore_a_linear_intensity_change_and_follow_flips():
+    t = head_slice(3)[::2, ::2][:64, :64].astype(np.float32)
+    c = nearcode.codes(t[None])
+    assert np.allclose(np.linalg.norm(c), 1, atol=1e-5)
+    assert np.allclose(nearcode.codes((t * 0.5 + 30)[None]), c, atol=1e-4)
+    assert np.allclose(nearcode.codes(t[None, :, ::-1].copy(), flip=1), c, atol=1e-5)
+    assert not np.any(nearcode.codes(np.full((1, 64, 64), 7.0)))
+
+
+def test_faiss_and_exact_search_find_the_same_near_neighbours():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x[1500:1600] = x[:100] + 0.01 * rng.normal(size=(100, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    s_exact, i_exact = exact_knn(x, x, 2)
+    s_ann, i_ann = knn(x, x, 2, backend="faiss")
+    assert np.array_equal(i_exact[1500:1600, 1], np.arange(100))
+    assert np.array_equal(i_ann[1500:1600, 1], np.arange(100))
+    assert np.allclose(s_ann[:, 0], s_exact[:, 0], atol=1e-4)

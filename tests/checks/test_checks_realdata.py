@@ -1,0 +1,85 @@
+"""The checks on the real data in ../shared/data (skipped when it is missing)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainclust.checks.stage import check_folder
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+FOUR = DATA / "brain_tumor_4class_dev"
+YESNO = DATA / "brain_tumor_yes_no"
+VOLUMES = DATA / "brain_mri_volumes_dev"
+need = pytest.mark.skipif(not FOUR.is_dir(), reason=f"real data not found at {DATA}")
+
+
+@pytest.fixture(scope="module")
+def four_class():
+    return check_folder(FOUR, progress=False)
+
+
+@need
+def test_no_slice_of_the_4class_set_is_flagged_not_mri(four_class):
+    assert [p for p, f in zip(four_class.paths, four_class.flags) if "not_mri" in f] == []
+
+
+@need
+def test_every_byte_identical_group_of_the_4class_set_is_found_exactly(four_class):
+    groups = defaultdict(list)
+    for p in four_class.paths:
+        groups[hashlib.sha256((FOUR / p).read_bytes()).hexdigest()].append(p)
+    byte_groups = [sorted(g) for g in groups.values() if len(g) > 1]
+    assert len(byte_groups) >= 5
+    index = {p: i for i, p in enumerate(four_class.paths)}
+    rep = four_class.duplicates.representative
+    for g in byte_groups:
+        first = g[0]
+        for p in g[1:]:
+            assert "duplicate" in four_class.flags[index[p]]
+            assert four_class.duplicate_of[index[p]] == four_class.duplicate_of[index[first]] or \
+                four_class.duplicate_of[index[p]] == first
+        assert len({int(rep[index[p]]) for p in g}) == 1
+    # and nothing else is an exact duplicate
+    exact = {p for p, f in zip(four_class.paths, four_class.flags) if "duplicate" in f}
+    assert exact == {p for g in byte_groups for p in g[1:]}
+
+
+@need
+def test_the_4class_tr_te_crossings_are_listed_in_leakage(four_class):
+    assert four_class.split_source == "file name"
+    crossing = set()
+    groups = defaultdict(list)
+    for p in four_class.paths:
+        groups[hashlib.sha256((FOUR / p).read_bytes()).hexdigest()].append(p)
+    for g in groups.values():
+        splits = {Path(p).name[:2] for p in g}
+        if len(g) > 1 and splits == {"Tr", "Te"}:
+            crossing.update(g)
+    assert len(crossing) >= 10
+    listed = {r["path"] for r in four_class.leakage}
+    assert crossing <= listed
+    assert all(len(r["splits"].split(";")) >= 2 for r in four_class.leakage)
+
+
+@need
+def test_no_slice_of_the_yes_no_set_is_flagged_not_mri():
+    res = check_folder(YESNO, progress=False)
+    assert [p for p, f in zip(res.paths, res.flags) if "not_mri" in f] == []
+
+
+@need
+def test_no_nifti_slice_nor_demo_slice_is_flagged_not_mri(tmp_path):
+    res = check_folder(VOLUMES, progress=False, slices="all-planes:5")
+    assert len(res.paths) >= 20 * 15
+    assert [p for p, f in zip(res.paths, res.flags) if f & {"not_mri", "noise"}] == []
+    from brainclust.data.demo import make_demo_dataset
+
+    demo = make_demo_dataset(tmp_path / "demo")
+    res = check_folder(demo, progress=False)
+    assert len(res.paths) == 120
+    assert [p for p, f in zip(res.paths, res.flags) if f & {"not_mri", "noise", "blank"}] == []

@@ -1,0 +1,109 @@
+"""Pixel rules (blank, noise, tiny, not_mri) on planted images, and the non-image DICOM rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.checks.decode import decode
+from brainclust.checks.descriptors import describe, slot
+from brainclust.checks.flags import Thresholds
+from brainclust.checks.rules import non_image_dicom, pixel_flags
+from brainclust.io.scan import ImageRecord
+
+from checks_planting import document, head_slice, save, screenshot
+
+
+def flags_of(path) -> set[str]:
+    p = str(path)
+    vec, _ = describe(decode(ImageRecord(p, p, "x", "", 0, 0, 0, "")))
+    masks = pixel_flags(vec, Thresholds())
+    return {k for k, m in masks.items() if m[0]}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_synthetic_head_slices_are_clean(tmp_path, seed):
+    assert flags_of(save(tmp_path / "h.png", head_slice(seed))) == set()
+
+
+@pytest.mark.parametrize("value", [0, 255, 97])
+def test_constant_images_are_blank(tmp_path, value):
+    assert flags_of(save(tmp_path / "c.png", np.full((80, 120), value, np.uint8))) == {"blank"}
+    assert flags_of(save(tmp_path / "c.jpg", np.full((80, 120, 3), value, np.uint8))) == {"blank"}
+
+
+def test_an_almost_empty_image_is_blank(tmp_path):
+    a = np.zeros((200, 200), np.uint8)
+    a[50:53, 60:63] = 255
+    assert flags_of(save(tmp_path / "speck.png", a)) == {"blank"}
+
+
+def test_a_faint_structured_slice_is_not_blank(tmp_path):
+    # three grey levels only (as in some public sets): the rules read the image's own range
+    a = (head_slice(1).astype(np.float32) / 255 * 2.99).astype(np.uint8)
+    assert flags_of(save(tmp_path / "faint.png", a)) == set()
+
+
+@pytest.mark.parametrize("kind", ["uniform", "gaussian", "colour", "jpeg"])
+def test_noise_images_are_noise_and_nothing_else(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    if kind == "colour":
+        a = rng.integers(0, 256, (150, 180, 3), dtype=np.uint8)
+    elif kind == "gaussian":
+        a = np.clip(rng.normal(128, 40, (150, 180)), 0, 255).astype(np.uint8)
+    else:
+        a = rng.integers(0, 256, (150, 180), dtype=np.uint8)
+    p = save(tmp_path / ("n.jpg" if kind == "jpeg" else "n.png"), a, **({"quality": 85} if kind == "jpeg" else {}))
+    assert flags_of(p) == {"noise"}
+
+
+def test_tiny_images_are_tiny_and_not_called_not_mri(tmp_path):
+    rng = np.random.default_rng(0)
+    assert "tiny" in flags_of(save(tmp_path / "t.png", rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)))
+    assert flags_of(save(tmp_path / "t2.png", head_slice(0, 160).copy()[::8, ::8])) == {"tiny"}
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket", "page", "text", "moon"])
+def test_skimage_photographs_and_documents_are_not_mri(tmp_path, name):
+    import skimage.data as skd
+
+    a = getattr(skd, name)()
+    assert flags_of(save(tmp_path / f"{name}.png", a)) == {"not_mri"}
+
+
+def test_generated_documents_and_screenshots_are_not_mri(tmp_path):
+    for seed in range(3):
+        assert flags_of(save(tmp_path / f"d{seed}.png", document(seed))) == {"not_mri"}
+        assert flags_of(save(tmp_path / f"s{seed}.png", screenshot(seed))) == {"not_mri"}
+
+
+def test_colour_is_measured_before_the_grey_conversion(tmp_path):
+    a = np.asarray(Image.open(save(tmp_path / "c.png", np.dstack([head_slice(2)] * 3))))
+    p = str(tmp_path / "c.png")
+    vec, _ = describe(decode(ImageRecord(p, p, "x", "", 0, 0, 0, "")))
+    assert vec[slot("colourfulness")] == 0.0  # grey stored as RGB has no colour
+    tinted = a.astype(np.int16)
+    tinted[..., 0] = np.clip(tinted[..., 0] + 90, 0, 255)
+    p2 = save(tmp_path / "tint.png", tinted.astype(np.uint8))
+    vec2, _ = describe(decode(ImageRecord(str(p2), str(p2), "x", "", 0, 0, 0, "")))
+    assert vec2[slot("colourfulness")] > Thresholds().colourfulness
+
+
+@pytest.mark.parametrize("header, expected", [
+    ({"Modality": "RTDOSE"}, "Modality RTDOSE"),
+    ({"Modality": "seg"}, "Modality SEG"),
+    ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.88.22"}, "SOP class Structured Report"),
+    ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.481.2"}, "SOP class RT Dose"),
+    ({"Modality": "OT", "ImageType": "DERIVED\\SECONDARY\\SCREEN SAVE"}, "ImageType SCREEN SAVE"),
+    ({"Modality": "MR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.4", "ImageType": ("ORIGINAL", "PRIMARY", "M")}, ""),
+    ({"Modality": "MR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.66"}, "SOP class Raw Data"),
+    ({}, ""),
+])
+def test_non_image_dicom_rule_reads_modality_sop_class_and_image_type(header, expected):
+    assert non_image_dicom(header) == expected
+
+
+def test_enhanced_mr_is_not_confused_with_raw_data():
+    assert non_image_dicom({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.4.1"}) == ""
+    assert non_image_dicom({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.66.4"}) == "SOP class Segmentation"

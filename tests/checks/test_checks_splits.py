@@ -1,0 +1,63 @@
+"""Split detection (folders, file-name tokens, a metadata table) and the leakage table."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from brainclust.checks.splits import detect_splits, split_of
+from brainclust.checks.stage import check_folder, read_split_table, write_outputs
+from brainclust.errors import ParameterError
+
+from checks_planting import head_slice, save
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("Training/glioma/Tr-gl_0010.jpg", ("train", "folder")),
+    ("glioma/Te-meTr_0003.jpg", ("test", "file name")),
+    ("glioma/Tr-gl_0010.jpg", ("train", "file name")),
+    ("x/scan_val_01.png", ("val", "file name")),
+    ("data/validation/a.png", ("val", "folder")),
+    ("vol.nii.gz#axial=4", ("", "")),
+    ("tree/trunk.png", ("", "")),       # 'tr' only as a whole first token
+    ("te.png", ("", "")),               # a bare word with its extension is not a marker
+    ("latest/test_tube.png", ("test", "file name")),
+])
+def test_split_of_one_path(path, expected):
+    assert split_of(path) == expected
+
+
+def test_a_data_set_needs_two_splits_and_half_of_its_images_marked():
+    assert detect_splits(["a/test.x.png", "a/b.png", "a/c.png"])[1] == ""
+    assert detect_splits(["train/a.png", "train/b.png"])[1] == ""
+    splits, source = detect_splits(["train/a.png", "test/b.png", "c.png"])
+    assert splits == ["train", "test", ""] and source == "folder"
+    splits, source = detect_splits(["a.png", "b.png"], {"a.png": "Training", "b.png": "valid"})
+    assert splits == ["train", "val"] and source == "metadata"
+
+
+def test_copies_across_train_and_test_folders_are_listed_in_leakage(tmp_path):
+    root = tmp_path / "data"
+    for i in range(4):
+        save(root / "train" / f"t{i}.png", head_slice(i))
+        save(root / "test" / f"e{i}.png", head_slice(10 + i))
+    shutil.copyfile(root / "train" / "t1.png", root / "test" / "leak.png")
+    save(root / "train" / "t1_again.png", head_slice(1))  # same pixels, same split: not leakage
+    res = check_folder(root, tmp_path / "out", progress=False)
+    rows = res.leakage
+    assert {(r["path"], r["split"], r["relation"]) for r in rows} == {
+        ("test/leak.png", "test", "representative"), ("train/t1.png", "train", "duplicate"),
+        ("train/t1_again.png", "train", "duplicate")}
+    assert all(r["group"] == "test/leak.png" for r in rows)  # 'test/...' sorts first: it is the representative
+    assert "across test/train" in res.summary()
+    text = (tmp_path / "out" / "leakage.csv").read_text()
+    assert text.splitlines()[0] == "group,splits,path,split,relation" and "test;train" in text
+
+
+def test_split_table_is_read_and_checked(tmp_path):
+    p = tmp_path / "meta.csv"
+    p.write_text("path,split\na.png,train\nb.png,test\n")
+    assert read_split_table(p) == {"a.png": "train", "b.png": "test"}
+    with pytest.raises(ParameterError, match="no column 'fold'"):
+        read_split_table(p, column="fold")
