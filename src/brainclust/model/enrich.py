@@ -53,7 +53,7 @@ def enrich(records: list, cfg, table: MetadataTable | None = None) -> tuple[list
     info: dict = {}
     if cfg.descriptors == "on":
         desc, info["descriptors"] = describe_cached(records, cfg.cache_dir, cfg.progress)
-        cols.update(desc)
+        cols = merge_columns(cols, desc, source="descriptors")
     if table is not None:
         j = join_table(table, record_rows(records, unit_ids(records, cfg.unit)), cfg.metadata_key)
         cols = merge_columns(cols, j.columns)
