@@ -103,7 +103,9 @@ def _quiet_ray_data() -> None:
     stack) would flood the command's output, and the engine reports failures itself in one line.
     Its log file in the Ray session folder (``logs/ray-data``) keeps everything."""
     for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+        ours = type(handler).__module__.startswith("ray.")  # never another library's handler (pytest's, the app's)
+        if ours and isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
+                and "File" not in type(handler).__name__:
             handler.setLevel(logging.CRITICAL + 1)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, param
-from brainclust.errors import ImageReadError, ModelFileError, ParameterError
+from brainclust.errors import ParameterError
 from brainclust.features import augment, backbones, limits, runtime as rt
 from brainclust.features.cache import FeatureCache, default_cache_dir
 from brainclust.features.extraction import (Extraction, ImageDataset, as_records, check_finite, check_fitted_as_saved,
@@ -266,47 +266,17 @@ class FeatureExtractor(TransformerMixin, Step):
                 "runtime": net[0] if net is not None else self.runtime_,
                 **({"calibration": self.calibration_} if self.calibration_ else {})}
 
-    def _onnx_model(self):
-        """The ONNX Runtime session; under ``runtime="auto"`` an export failure falls back to torch."""
-        settings = rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size)
-        try:
-            return rt.load_onnx_backbone(lambda: backbones.build(self.spec_, self.weights_), self._model_folder(),
-                                         settings)
-        except (ParameterError, ImageReadError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - exporter and runtime fail in many ways
-            if self.runtime != "auto":
-                raise ModelFileError(f"--runtime onnx: cannot export or load {self.spec_.name} for ONNX Runtime "
-                                     f"({type(exc).__name__}: {exc}); use --runtime torch") from None
-            log.warning("%s: ONNX export failed (%s: %s); running the network with torch",
-                        self.spec_.name, type(exc).__name__, exc)
-            return None
-
-    def _model_folder(self):
-        """Where exported / converted networks are cached (``None``: a temporary folder)."""
-        if self.weights_.sha256 == backbones.RANDOM_WEIGHTS:
-            return rt.temp_folder(fresh=True)  # every build draws new weights: never reuse an export
-        return None if self.cache_dir is False else (self.cache_dir or default_cache_dir())
-
     def _model(self):
         """The network, loaded on first use into a private cache: ``(runtime that runs it, model)``."""
-        import torch
-
         if getattr(self, "_net", None) is None:
-            model = self._onnx_model() if self.runtime_ == "onnx" else None
-            if model is not None:
-                self._net = ("onnx", model)
-            elif self.runtime_ == "openvino":
-                self._net = ("openvino", rt.load_openvino_backbone(
-                    lambda: backbones.build(self.spec_, self.weights_), self._model_folder(),
-                    rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size),
-                    self.precision_, self.calibration_,
-                    rt.calibration_inputs(self.calibration_records_, self.preprocess_, self.spec_)))
-            else:
-                model = backbones.build(self.spec_, self.weights_).to(self.device_)
-                if self.device_ == "cpu":
-                    model = model.to(memory_format=torch.channels_last)
-                self._net = ("torch" if self.runtime_ != "none" else "none", model)
+            folder = (rt.temp_folder(fresh=True) if self.weights_.sha256 == backbones.RANDOM_WEIGHTS  # new weights
+                      else None if self.cache_dir is False else (self.cache_dir or default_cache_dir()))
+            self._net = rt.load_network(
+                lambda: backbones.build(self.spec_, self.weights_), self.spec_.name,
+                rt.export_settings(self.spec_.name, self.weights_.sha256, self.spec_.input_size),
+                runtime=self.runtime_, requested=self.runtime, device=self.device_, precision=self.precision_,
+                folder=folder, calibration=self.calibration_,
+                calibration_inputs=rt.calibration_inputs(self.calibration_records_, self.preprocess_, self.spec_))
         return self._net
 
     def _forward(self, x):

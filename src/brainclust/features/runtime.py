@@ -342,6 +342,38 @@ def load_openvino_backbone(build_model, folder: str | os.PathLike | None, settin
 _TEMP: list[tempfile.TemporaryDirectory] = []
 
 
+def load_network(build_model, name: str, settings: dict, *, runtime: str, requested: str, device: str,
+                 precision: str, folder, calibration=None, calibration_inputs=None) -> tuple[str, object]:
+    """``(runtime that runs it, model)`` for a resolved ``runtime`` (see :func:`resolve_runtime`).
+
+    ``build_model()`` builds the torch network; exports and conversions are cached in ``folder``
+    (``None``: a temporary folder). Under ``requested="auto"`` an ONNX export that fails falls back
+    to torch with a warning; a runtime asked for by name fails with one line.
+    """
+    from brainclust.errors import ImageReadError, ModelFileError
+
+    if runtime == "onnx":
+        try:
+            return "onnx", load_onnx_backbone(build_model, folder, settings)
+        except (ParameterError, ImageReadError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - exporter and runtime fail in many ways
+            if requested != "auto":
+                raise ModelFileError(f"--runtime onnx: cannot export or load {name} for ONNX Runtime "
+                                     f"({type(exc).__name__}: {exc}); use --runtime torch") from None
+            log.warning("%s: ONNX export failed (%s: %s); running the network with torch",
+                        name, type(exc).__name__, exc)
+    if runtime == "openvino":
+        return "openvino", load_openvino_backbone(build_model, folder, settings, precision, calibration,
+                                                  calibration_inputs)
+    import torch
+
+    model = build_model().to(device)
+    if device == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return ("torch" if runtime != "none" else "none"), model
+
+
 def temp_folder(fresh: bool = False) -> Path:
     """A temporary export folder removed at exit: one per process, or a new one with ``fresh=True``.
 

@@ -56,6 +56,8 @@ from brainclust.core.arrays import seeded_sample, unit_rows
 from brainclust.selfsup.common import FORMAT_VERSION, cosine_neighbors, input_pca, seed_for, torch_determinism
 
 STEM = "ssl_temi"
+#: Smallest cluster prior used in the loss (an empty cluster's EMA prior decays towards 0).
+PRIOR_FLOOR = 1e-30
 
 
 class TEMIHead:
@@ -175,18 +177,33 @@ class TEMIHead:
         Z = (U - self.input_mean_) @ self.input_components_.T
         return F.normalize(torch.from_numpy(Z.astype(np.float32)), dim=1)
 
-    def _pmi(self, ps, pt, prior):
-        return (((ps * pt) ** self.beta) / prior.unsqueeze(1)).sum(-1).clamp_min(1e-30).log()
+    def _pmi(self, log_ps, log_pt, log_prior):
+        """``log sum_c (q_s q_t)**beta / pi`` from log-probabilities ``(H, B, C)`` and ``log pi`` ``(H, C)``.
+
+        Computed as a log-sum-exp of ``beta * (log q_s + log q_t) - log pi``: the same value as the
+        product form wherever that is finite, but without its two failure modes. In float32 a
+        confident teacher (``tau_t`` 0.04: a logit gap of about 4 is a probability below 1e-45)
+        makes ``q_s * q_t`` exactly 0, where the gradient of ``x ** beta`` is infinite and the
+        chain rule gives ``0 * inf = NaN``; and the prior of an empty cluster decays (EMA) to 0,
+        a division by zero. Either turned every weight, then the embedding, into NaN after a few
+        thousand steps on a 6,000-image set (issue 24: the gate then failed on "PCA: features must
+        be a finite 2-D array").
+        """
+        import torch
+
+        return torch.logsumexp(self.beta * (log_ps + log_pt) - log_prior.unsqueeze(1), dim=-1)
 
     def _step(self, student, teacher, prior, xa, xb):
         """Loss of one batch (anchors ``xa``, their sampled neighbours ``xb``) and the batch teacher marginal."""
         import torch
 
-        sa, sb = (torch.softmax(self._logits(student, x) / self.student_temperature, -1) for x in (xa, xb))
+        la, lb = (torch.log_softmax(self._logits(student, x) / self.student_temperature, -1) for x in (xa, xb))
         with torch.no_grad():
-            ta, tb = (torch.softmax(self._logits(teacher, x) / self.teacher_temperature, -1) for x in (xa, xb))
+            lta, ltb = (torch.log_softmax(self._logits(teacher, x) / self.teacher_temperature, -1) for x in (xa, xb))
+            ta, tb = lta.exp(), ltb.exp()
             weight = (ta * tb).sum(-1).mean(0)  # (B,), the heads' agreement that the pair shares a cluster
-        pmi = self._pmi(sa, tb, prior) + self._pmi(sb, ta, prior)  # (H, B)
+            log_prior = prior.clamp_min(PRIOR_FLOOR).log()
+        pmi = self._pmi(la, ltb, log_prior) + self._pmi(lb, lta, log_prior)  # (H, B)
         loss = -0.5 * (weight.unsqueeze(0) * pmi).mean()
         return loss, torch.cat([ta, tb], dim=1).mean(1)
 
@@ -238,6 +255,9 @@ class TEMIHead:
                 curve.append(round(total / seen, 5))
                 if steps >= self.max_steps:
                     break
+            if not all(bool(torch.isfinite(w).all()) for w in teacher):
+                raise ParameterError(f"temi: training diverged (non-finite weights after {steps} steps, seed "
+                                     f"{self.random_state}); try fewer --ssl-epochs or another --seed")
             self.teacher_ = teacher
             self.embedding_ = self._embed(Z if len(rows) == len(X) else self._map(X))
         self.head_agreement_ = head_agreement(self.embedding_[rows], self.n_heads, C)

@@ -1,0 +1,320 @@
+"""``--within COLUMN`` and ``--remove COLUMN``: clusters that answer the user's question.
+
+Frozen features group brain MRI by whatever dominates the picture (the slice plane, the
+source), not by what a researcher asks. Two ways to steer the clustering by a known or
+detected factor (a metadata column, an estimated plane, ``level_N`` of a first pass):
+
+:class:`StratifiedClusterer` (``--within``)
+    One clustering per value of the column (a *stratum*): "which groups exist within my
+    axial slices, within my coronal slices...?". Each stratum is reduced by its own PCA
+    (``pca``; its own main axes, not those of the whole set, which the factor dominates) and
+    clustered with the run's method into its own ``k`` (an int, a mapping stratum -> k, or
+    ``"auto"``: the ``--k auto`` vote, :class:`~brainclust.cluster.kselect.KSelector`, within
+    the stratum). Every
+    image gets one **global** cluster id (the strata's clusters numbered one stratum after
+    the other, in sorted stratum order) and keeps its stratum.
+
+:class:`FactorRemover` (``--remove``)
+    Factor the column out of the features, then cluster the residual as usual: "what is
+    left once plane and scanner are accounted for?". Rows are L2-normalised first (the
+    geometry the cosine clustering sees). Two rules:
+
+    * ``"center"``: subtract each stratum's mean (of the unit rows) and add back the grand
+      mean: every stratum gets the same centre, its internal structure is untouched.
+    * ``"project"``: remove the *directions* that separate the strata: the span of the
+      strata's mean deviations from the grand mean (at most ``S - 1`` directions,
+      orthonormalised) is projected out of every row. It needs no stratum at predict time,
+      but also removes the within-stratum variance along those directions.
+
+Predicting new images: a stratum must be known or predicted. ``predict(X, strata)`` /
+``transform(X, strata)`` take the new images' strata (metadata, a plane estimate, the
+first pass's ``predict``); with ``strata=None`` each image gets the stratum whose mean
+unit row is nearest (cosine), as :meth:`predict_strata` does (``"project"`` needs none).
+
+:func:`resolve_column` turns a column name into the strata, from a table of available
+columns, and refuses a name that is not there with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+
+from brainclust.cluster.kselect import KSelector
+from brainclust.cluster.methods import METHODS, Clusterer
+from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.twostage import unit_rows
+from brainclust.errors import ParameterError
+from brainclust.io.outputs import N_LEVELS
+
+log = logging.getLogger(__name__)
+
+REMOVE_RULES = ("center", "project")
+#: The stratum of an image whose column value is missing (empty, None or NaN).
+MISSING = "(missing)"
+#: Strata smaller than this are not clustered: their images form one cluster.
+MIN_STRATUM = 4
+
+
+def level_columns(levels: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"level_1": ..., "level_10": ...}`` from a fitted hierarchical ``Clusterer.levels_`` (n, 10)."""
+    levels = np.asarray(levels)
+    return {f"level_{i + 1}": levels[:, i] for i in range(min(levels.shape[1], N_LEVELS))}
+
+
+def as_strata(values: Sequence) -> np.ndarray:
+    """Column values as strings; empty, None and NaN become :data:`MISSING`."""
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip()):
+            out.append(MISSING)
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return np.asarray(out, dtype=object)
+
+
+def resolve_column(option: str, name: str, table: Mapping[str, Sequence], n: int) -> np.ndarray:
+    """The strata of column ``name`` of ``table`` (column -> one value per image).
+
+    Raises
+    ------
+    ParameterError
+        ``name`` is not a column of ``table`` (the message lists the columns), or the column
+        has another length than the ``n`` images.
+    """
+    if name not in table:
+        cols = ", ".join(sorted(map(str, table))) or "none"
+        raise ParameterError(f"{option}: no column '{name}' in this run (available: {cols})")
+    values = table[name]
+    if len(values) != n:
+        raise ParameterError(f"{option}: column '{name}' has {len(values)} values for {n} images")
+    return as_strata(values)
+
+
+def _check_strata(strata, n: int, option: str) -> np.ndarray:
+    if strata is None:
+        raise ParameterError(f"{option}: fit needs the strata (one value per image)")
+    s = as_strata(strata)
+    if len(s) != n:
+        raise ParameterError(f"{option}: {len(s)} strata for {n} images")
+    return s
+
+
+def _nearest_stratum(U: np.ndarray, means: np.ndarray, names: np.ndarray) -> np.ndarray:
+    M = unit_rows(means)
+    return names[np.argmax(U @ M.T, axis=1)]
+
+
+class FactorRemover(TransformerMixin, BaseEstimator):
+    """Factor a nuisance column out of the features (``--remove``); see the module docstring.
+
+    Parameters
+    ----------
+    rule : {"center", "project"}, default "center"
+
+    Attributes
+    ----------
+    strata_ : ndarray of str
+        The strata seen in ``fit`` (sorted).
+    means_ : ndarray of shape (n_strata, n_features)
+        Mean unit row of each stratum.
+    grand_mean_ : ndarray of shape (n_features,)
+    directions_ : ndarray of shape (n_directions, n_features)
+        ``"project"``: the orthonormal directions removed.
+    """
+
+    def __init__(self, rule: str = "center"):
+        self.rule = rule
+
+    def fit(self, X, strata=None) -> "FactorRemover":
+        if self.rule not in REMOVE_RULES:
+            raise ParameterError(f"--remove rule: must be one of {', '.join(REMOVE_RULES)}, got {self.rule!r}")
+        U = unit_rows(X)
+        if U.ndim != 2 or not np.all(np.isfinite(U)):
+            raise ParameterError("--remove: features must be a finite 2-D array")
+        s = _check_strata(strata, len(U), "--remove")
+        self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
+        self.means_ = np.stack([U[s == v].mean(0) for v in self.strata_])
+        self.grand_mean_ = U.mean(0)
+        D = self.means_ - self.grand_mean_
+        _, sv, Vt = np.linalg.svd(D, full_matrices=False)
+        keep = sv > 1e-9 * max(1.0, float(sv.max()) if sv.size else 1.0)
+        self.directions_ = Vt[keep]
+        self.n_features_in_ = U.shape[1]
+        return self
+
+    def predict_strata(self, X) -> np.ndarray:
+        """The stratum of each row: the nearest stratum mean (cosine)."""
+        return _nearest_stratum(unit_rows(X), self.means_, self.strata_)
+
+    def transform(self, X, strata=None) -> np.ndarray:
+        U = unit_rows(X)
+        if U.ndim != 2 or U.shape[1] != self.n_features_in_:
+            raise ParameterError(f"--remove: features have shape {U.shape}; fitted on {self.n_features_in_} dimensions")
+        if self.rule == "project":
+            C = U - self.grand_mean_
+            return U - C @ self.directions_.T @ self.directions_
+        s = self.predict_strata(U) if strata is None else as_strata(strata)
+        if len(s) != len(U):
+            raise ParameterError(f"--remove: {len(s)} strata for {len(U)} images")
+        unseen = sorted(set(s.tolist()) - set(self.strata_.tolist()))
+        if unseen:
+            log.warning("--remove: %d image(s) of stratum/strata %s unseen in fit; using the nearest stratum mean",
+                        int(np.isin(s, unseen).sum()), unseen[:3])
+            s = s.copy()
+            miss = np.isin(s, unseen)
+            s[miss] = self.predict_strata(U[miss])
+        index = {v: i for i, v in enumerate(self.strata_.tolist())}
+        return U - self.means_[[index[v] for v in s]] + self.grand_mean_
+
+    def fit_transform(self, X, strata=None, **_) -> np.ndarray:
+        return self.fit(X, strata).transform(X, strata)
+
+
+class StratifiedClusterer(ClusterMixin, BaseEstimator):
+    """One clustering per stratum, one global id per image (``--within``); see the module docstring.
+
+    Parameters
+    ----------
+    method : str, default "hierarchical"
+    n_clusters : int, "auto" or mapping stratum -> int, default 4
+        Clusters per stratum (capped at the stratum's size).
+    pca : int, float or None, default 50
+        Each stratum's own PCA (a :class:`~brainclust.cluster.reduce.PCAReducer` argument);
+        ``None`` clusters the rows as given.
+    random_state : int or None, default 0
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Global cluster ids, ``0..n_clusters_ - 1``.
+    strata_ : ndarray of str
+        The strata, sorted.
+    stratum_ : ndarray of str of shape (n_samples,)
+        Each image's stratum.
+    local_labels_ : ndarray of shape (n_samples,)
+        The cluster within its stratum.
+    k_ : dict
+        Stratum -> clusters formed there.
+    offsets_ : dict
+        Stratum -> its first global id.
+    cluster_stratum_ : list of str
+        The stratum of each global id.
+    k_selection_ : dict
+        ``n_clusters="auto"``: stratum -> :meth:`KSelector.as_dict` (its curves and votes).
+    levels_ : ndarray of shape (n_samples, 10) or None
+        Hierarchical only: column ``L - 1`` cuts every stratum's own tree into (at most) ``L``
+        clusters, numbered globally stratum after stratum (the run's ``level_L`` columns).
+    n_clusters_ : int
+    """
+
+    def __init__(self, method: str = "hierarchical", n_clusters=4, pca=50, random_state: int | None = 0):
+        self.method = method
+        self.n_clusters = n_clusters
+        self.pca = pca
+        self.random_state = random_state
+
+    def _k_for(self, stratum: str):
+        k = self.n_clusters
+        if isinstance(k, Mapping):
+            if stratum not in k:
+                raise ParameterError(f"--within: no k given for stratum '{stratum}' (given: {', '.join(map(str, k))})")
+            k = k[stratum]
+        if k == "auto":
+            return k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ParameterError(f"--k: must be a positive integer or 'auto', got {k!r} (stratum '{stratum}')")
+        return int(k)
+
+    def fit(self, X, strata=None) -> "StratifiedClusterer":
+        if self.method not in METHODS or self.method == "dbscan":
+            raise ParameterError(f"--within: needs a method with a k, got '{self.method}'")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise ParameterError("--within: features must be a finite 2-D array")
+        s = _check_strata(strata, len(X), "--within")
+        self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
+        self.stratum_ = s
+        self.labels_ = np.zeros(len(X), dtype=np.int64)
+        self.local_labels_ = np.zeros(len(X), dtype=np.int64)
+        self.models_, self.k_, self.offsets_, self.k_selection_ = {}, {}, {}, {}
+        self.cluster_stratum_: list[str] = []
+        U = unit_rows(X)
+        self.centroids_ = np.stack([U[s == v].mean(0) for v in self.strata_])
+        offset = 0
+        for v in self.strata_:
+            rows = np.flatnonzero(s == v)
+            k = self._k_for(v)
+            reducer = None
+            Z = X[rows]
+            if len(rows) < MIN_STRATUM:
+                local, model = np.zeros(len(rows), dtype=np.int64), None
+                log.warning("--within: stratum '%s' has %d image(s); it is one cluster", v, len(rows))
+            else:
+                if self.pca is not None:
+                    reducer = PCAReducer(self.pca, random_state=self.random_state).fit(Z)
+                    Z = reducer.transform(Z)
+                if k == "auto":
+                    sel = KSelector(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
+                    k = sel.k_ if sel is not None else 1
+                    self.k_selection_[v] = sel.as_dict() if sel is not None else {"chosen_k": 1, "reason": "too few"}
+                model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows))),
+                                  random_state=self.random_state).fit(Z)
+                local = model.labels_
+            n_local = int(local.max()) + 1
+            self.models_[v] = (reducer, model)
+            self.k_[v], self.offsets_[v] = n_local, offset
+            self.local_labels_[rows] = local
+            self.labels_[rows] = offset + local
+            self.cluster_stratum_ += [v] * n_local
+            offset += n_local
+        self.n_clusters_ = offset
+        self.n_features_in_ = X.shape[1]
+        self.levels_ = self._global_levels(s) if self.method == "hierarchical" else None
+        return self
+
+    def _global_levels(self, s: np.ndarray) -> np.ndarray:
+        levels = np.zeros((len(s), N_LEVELS), dtype=np.int64)
+        for L in range(N_LEVELS):
+            offset = 0
+            for v in self.strata_:
+                rows = np.flatnonzero(s == v)
+                model = self.models_[v][1]
+                local = np.zeros(len(rows), dtype=np.int64) if model is None or model.levels_ is None \
+                    else model.levels_[:, L]
+                levels[rows, L] = offset + local
+                offset += int(local.max()) + 1
+        return levels
+
+    def predict_strata(self, X) -> np.ndarray:
+        """The stratum of each row: the nearest stratum centroid (cosine)."""
+        return _nearest_stratum(unit_rows(X), self.centroids_, self.strata_)
+
+    def predict(self, X, strata=None) -> np.ndarray:
+        """Global cluster ids of new rows; ``strata`` known or (``None``) predicted by :meth:`predict_strata`."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ParameterError(f"--within: features have shape {X.shape}; fitted on {self.n_features_in_} dimensions")
+        s = self.predict_strata(X) if strata is None else as_strata(strata)
+        if len(s) != len(X):
+            raise ParameterError(f"--within: {len(s)} strata for {len(X)} images")
+        unseen = sorted(set(s.tolist()) - set(self.strata_.tolist()))
+        if unseen:
+            raise ParameterError(f"--within: stratum '{unseen[0]}' was not in the fitted images "
+                                 f"(known: {', '.join(self.strata_.tolist())})")
+        out = np.empty(len(X), dtype=np.int64)
+        for v in set(s.tolist()):
+            rows = np.flatnonzero(s == v)
+            reducer, model = self.models_[v]
+            if model is None:
+                out[rows] = self.offsets_[v]
+                continue
+            Z = X[rows] if reducer is None else reducer.transform(X[rows])
+            out[rows] = self.offsets_[v] + model.predict(Z)
+        return out

@@ -1,0 +1,160 @@
+"""--within and --remove (brainclust.cluster.steer) on planted data: a dominant nuisance hides the structure."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from brainclust.cluster.methods import Clusterer
+from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.steer import (MISSING, FactorRemover, StratifiedClusterer, as_strata, level_columns,
+                                      resolve_column)
+from brainclust.errors import ParameterError
+
+
+def planted(seed=0, n_per=40, d=60, nuisance=8.0, signal=2.0, noise=0.4):
+    """Images = nuisance (3 'planes', strong) + structure (2 groups, weaker, the same in every plane) + noise.
+
+    The two factors are crossed: every (plane, group) cell holds ``n_per`` images. Features are
+    positive-ish offsets from a common mean, as pooled CNN features are.
+    """
+    rng = np.random.default_rng(seed)
+    planes = rng.normal(size=(3, d)) * nuisance / np.sqrt(d)
+    groups = rng.normal(size=(2, d)) * signal / np.sqrt(d)
+    base = np.full(d, 3.0)
+    X, p, g = [], [], []
+    for i in range(3):
+        for j in range(2):
+            X.append(base + planes[i] + groups[j] + rng.normal(size=(n_per, d)) * noise / np.sqrt(d))
+            p += [f"plane{i}"] * n_per
+            g += [j] * n_per
+    return np.vstack(X), np.asarray(p, dtype=object), np.asarray(g)
+
+
+def cluster(X, k, seed=0):
+    return Clusterer(n_clusters=k, random_state=seed).fit(PCAReducer(20, random_state=seed).fit_transform(X)).labels_
+
+
+def test_the_nuisance_dominates_a_plain_clustering():
+    X, planes, groups = planted()
+    lab = cluster(X, 3)
+    assert adjusted_rand_score(planes, lab) > 0.9
+    assert adjusted_rand_score(groups, cluster(X, 2)) < 0.2
+
+
+@pytest.mark.parametrize("rule", ["center", "project"])
+def test_removing_the_nuisance_recovers_the_structure(rule):
+    X, planes, groups = planted()
+    R = FactorRemover(rule).fit_transform(X, planes)
+    assert adjusted_rand_score(groups, cluster(R, 2)) > 0.9
+    assert adjusted_rand_score(planes, cluster(R, 3)) < 0.1
+
+
+def test_center_gives_every_stratum_the_same_mean_and_keeps_within_stratum_differences():
+    X, planes, _ = planted()
+    m = FactorRemover("center").fit(X, planes)
+    R = m.transform(X, planes)
+    means = np.stack([R[planes == v].mean(0) for v in m.strata_])
+    np.testing.assert_allclose(means, np.repeat(m.grand_mean_[None], 3, axis=0), atol=1e-12)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    a, b = np.flatnonzero(planes == "plane0")[:2]
+    np.testing.assert_allclose(R[a] - R[b], U[a] - U[b], atol=1e-12)
+
+
+def test_project_removes_exactly_the_stratum_mean_directions():
+    X, planes, _ = planted()
+    m = FactorRemover("project").fit(X, planes)
+    assert m.directions_.shape[0] == 2  # 3 strata span 2 directions
+    np.testing.assert_allclose(m.directions_ @ m.directions_.T, np.eye(2), atol=1e-10)
+    R = m.transform(X)
+    np.testing.assert_allclose((R - m.grand_mean_) @ m.directions_.T, 0.0, atol=1e-10)
+
+
+def test_remover_predicts_the_stratum_of_new_images():
+    X, planes, groups = planted(seed=0)
+    Xn, planes_n, _ = planted(seed=0, n_per=5)  # same planes and groups (same seed), new noise
+    m = FactorRemover("center").fit(X, planes)
+    assert (m.predict_strata(Xn) == planes_n).all()
+    np.testing.assert_allclose(m.transform(Xn), m.transform(Xn, planes_n))
+
+
+def test_within_gives_unique_global_ids_and_finds_the_groups_in_every_stratum():
+    X, planes, groups = planted()
+    w = StratifiedClusterer(n_clusters=2, pca=20, random_state=0).fit(X, planes)
+    assert w.n_clusters_ == 6 and sorted(set(w.labels_.tolist())) == list(range(6))
+    assert w.cluster_stratum_ == ["plane0", "plane0", "plane1", "plane1", "plane2", "plane2"]
+    for v in w.strata_:
+        rows = planes == v
+        assert set(w.labels_[rows].tolist()) == {w.offsets_[v], w.offsets_[v] + 1}  # ids never shared across strata
+        assert adjusted_rand_score(groups[rows], w.local_labels_[rows]) > 0.9
+    assert (w.stratum_ == planes).all()
+
+
+def test_within_predict_on_new_images_known_or_predicted_strata():
+    X, planes, groups = planted(seed=0)
+    Xn, planes_n, groups_n = planted(seed=0, n_per=6)
+    w = StratifiedClusterer(n_clusters=2, pca=20, random_state=0).fit(X, planes)
+    known, guessed = w.predict(Xn, planes_n), w.predict(Xn)
+    assert (known == guessed).all()
+    for v in w.strata_:  # each new image lands in its own stratum's clusters, in the right group
+        rows = planes_n == v
+        assert set(known[rows].tolist()) <= {w.offsets_[v], w.offsets_[v] + 1}
+        assert adjusted_rand_score(groups_n[rows], known[rows]) > 0.9
+    own = w.predict(X, planes)
+    assert adjusted_rand_score(own, w.labels_) > 0.9
+    with pytest.raises(ParameterError, match="stratum 'plane9' was not in the fitted images"):
+        w.predict(Xn[:1], ["plane9"])
+
+
+def test_within_k_per_stratum_mapping_and_auto():
+    X, planes, _ = planted()
+    w = StratifiedClusterer(n_clusters={"plane0": 1, "plane1": 2, "plane2": 3}, pca=20).fit(X, planes)
+    assert w.k_ == {"plane0": 1, "plane1": 2, "plane2": 3} and w.n_clusters_ == 6
+    a = StratifiedClusterer(n_clusters="auto", pca=20).fit(X, planes)
+    assert a.k_ == {"plane0": 2, "plane1": 2, "plane2": 2}
+    assert set(a.k_selection_) == {"plane0", "plane1", "plane2"}
+    with pytest.raises(ParameterError, match="no k given for stratum 'plane1'"):
+        StratifiedClusterer(n_clusters={"plane0": 2}).fit(X, planes)
+
+
+def test_a_column_that_does_not_exist_is_refused_with_one_line():
+    table = {"plane": ["a", "b"], "level_2": [0, 1]}
+    with pytest.raises(ParameterError) as err:
+        resolve_column("--within", "scanner", table, 2)
+    msg = str(err.value)
+    assert "\n" not in msg and "'scanner'" in msg and "--within" in msg and "level_2, plane" in msg
+    with pytest.raises(ParameterError, match="--remove: column 'plane' has 2 values for 3 images"):
+        resolve_column("--remove", "plane", table, 3)
+
+
+def test_columns_from_metadata_and_tree_levels():
+    X, planes, _ = planted()
+    cl = Clusterer(n_clusters=3, random_state=0).fit(PCAReducer(20, random_state=0).fit_transform(X))
+    table = {"sequence": ["T1"] * (len(X) - 2) + ["", None], **level_columns(cl.levels_)}
+    assert sorted(table) == sorted(["sequence"] + [f"level_{i}" for i in range(1, 11)])
+    seq = resolve_column("--within", "sequence", table, len(X))
+    assert seq[-1] == MISSING and seq[-2] == MISSING and seq[0] == "T1"
+    lvl = resolve_column("--remove", "level_3", table, len(X))
+    assert adjusted_rand_score(planes, lvl) > 0.9  # the first pass's top level is the nuisance
+    assert list(as_strata([1.0, 2, "x", float("nan")])) == ["1", "2", "x", MISSING]
+
+
+def test_fit_needs_strata_of_the_right_length():
+    X, planes, _ = planted()
+    with pytest.raises(ParameterError, match="--within: 3 strata for 240 images"):
+        StratifiedClusterer().fit(X, planes[:3])
+    with pytest.raises(ParameterError, match="--remove: fit needs the strata"):
+        FactorRemover().fit(X)
+    with pytest.raises(ParameterError, match="--remove rule"):
+        FactorRemover("subtract").fit(X, planes)
+
+
+def test_within_levels_are_global_and_nested_per_stratum():
+    X, planes, groups = planted()
+    w = StratifiedClusterer(n_clusters=2, pca=20, random_state=0).fit(X, planes)
+    assert w.levels_.shape == (len(X), 10)
+    assert len(set(w.levels_[:, 0].tolist())) == 3  # level 1: one cluster per stratum
+    np.testing.assert_array_equal(w.levels_[:, 1], w.labels_)  # level 2 = the 2-cluster cut of every stratum
+    for L in range(1, 10):  # each level refines the one above, never across strata
+        for c in set(w.levels_[:, L].tolist()):
+            assert len(set(w.levels_[w.levels_[:, L] == c, L - 1].tolist())) == 1
+            assert len(set(planes[w.levels_[:, L] == c].tolist())) == 1
