@@ -22,6 +22,9 @@ DEMO_DEFAULT_K = 3
 EXTRACTION = ("backbone", "weights", "precision", "runtime", "batch_size", "workers", "clip_percentiles",
               "fusion_norm", "intensity_window", "cache_dir", "device")
 VOLUMES = ("slices", "volume_index")
+#: Which files are read, what a row is, and the metadata (docs/units-metadata.md).
+INPUTS = ("include", "exclude_files", "bids_filter")
+METADATA = ("unit", "metadata", "metadata_key", "labels", "color_by", "descriptors", "permutations")
 CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
 #: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
@@ -84,6 +87,9 @@ def add_config_options(p: argparse.ArgumentParser, names, defaults: dict | None 
         text = (helps or {}).get(name, o.help).format(default=shown)
         if o.switch:
             group.add_argument(o.flag, dest=name, action="store_true", help=text)
+        elif o.repeat:  # None = not given (the field's default, or the run's for predict)
+            group.add_argument(o.flag, dest=name, action="append", default=None,
+                               type=arg_type(o.parse) if o.parse else None, metavar=o.metavar, help=text)
         else:
             group.add_argument(o.flag, dest=name, default=default, type=arg_type(o.parse) if o.parse else None,
                                choices=o.choices, metavar=o.metavar, help=text)
@@ -91,9 +97,16 @@ def add_config_options(p: argparse.ArgumentParser, names, defaults: dict | None 
 
 def config_from_args(args, **more):
     """The RunConfig of the parsed options (every option that is a RunConfig field) and ``more``."""
+    from dataclasses import fields
+
     from brainclust.model.config import RunConfig, options
 
-    return RunConfig(**{**{n: getattr(args, n) for n in options() if hasattr(args, n)}, **more}).normalized()
+    declared, default = options(), {f.name: f.default for f in fields(RunConfig)}
+    values = {n: getattr(args, n) for n in declared if hasattr(args, n)}
+    for n, o in declared.items():
+        if o.repeat and n in values:
+            values[n] = tuple(values[n]) if values[n] is not None else default[n]
+    return RunConfig(**{**values, **more}).normalized()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,9 +134,9 @@ def _add_run_parsers(sub, common) -> None:
                    help="output folder, outside DATA; it is replaced as a whole, so it must be new, empty or "
                         "a previous run's (a folder holding other files is refused); a second run writing the "
                         "same --out at the same time waits for the first")
-    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", *VOLUMES, *CLUSTERING, *SSL,
-                           "engine", "ray_address", "embeddings_features", "reduce", "outliers", "auto", "consensus",
-                           "ssl_gate"])
+    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", *VOLUMES, *INPUTS, *METADATA,
+                           *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
+                           "auto", "consensus", "ssl_gate"])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[common])
@@ -132,12 +145,16 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("--out", required=True,
                    help="output folder, outside DATA and MODEL_DIR; new, empty or a previous output folder "
                         "(it is replaced as a whole)")
-    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", *VOLUMES],
+    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", *VOLUMES, *INPUTS,
+                           "metadata", "metadata_key", "labels"],
                        defaults={"batch_size": None, "slices": None, "volume_index": None, "device": "auto"},
                        helps={"batch_size": "images per forward pass (default: the run's)",
                               "device": "where the features are computed, whatever device the run used: auto (a "
                                         "CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N "
-                                        "(default auto)"})
+                                        "(default auto)",
+                              "include": "read only the files matching GLOB (repeatable) (default: the run's)",
+                              "exclude_files": "leave out the files matching GLOB (repeatable) (default: the run's)",
+                              "bids_filter": "BIDS entity filter (default: the run's)"})
 
     p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[common])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
@@ -151,6 +168,12 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--max-points", type=int, default=2000,
                    help="images on the t-SNE map; more are sampled by cluster (default 2000)")
+    add_config_options(p, ["metadata", "metadata_key", "color_by"],
+                       helps={"metadata": "CSV or TSV table whose columns are added to the finished run's rows "
+                                          "(joined on a path, unit, file name or subject column); assignments.csv, "
+                                          "embeddings.parquet and associations.csv are rewritten (default none)",
+                              "color_by": "colour the map by this column at first (default: the run's "
+                                          "--color-by, else cluster)"})
 
     p = sub.add_parser("view", help="explore every image of a finished run in the browser (a local server)",
                        parents=[common])
@@ -223,7 +246,10 @@ def _summary(result) -> str:
     from brainclust.io.outputs import escape_name
 
     m = result.metrics
-    parts = [f"{m['n_images']} images", f"{m['n_clusters']} clusters",
+    units = result.manifest.get("units") or {}
+    rows = (f"{m['n_images']} {units['unit']}s from {units.get('n_images')} images" if units.get("unit", "slice")
+            != "slice" else f"{m['n_images']} images")
+    parts = [rows, f"{m['n_clusters']} clusters",
              f"silhouette={m['silhouette']:.3f}" if m.get("silhouette") is not None else "silhouette=n/a"]
     parts += [f"{key.upper()}={m[key]:.3f}" for key in ("ari", "nmi", "fmi", "acc") if key in m]
     lines = [", ".join(parts)]
@@ -234,10 +260,16 @@ def _summary(result) -> str:
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
     cache = result.manifest.get("cache", {})
-    lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses")
+    failed = cache.get("failed", 0)
+    lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
+                 + (f" ({failed} image(s) could not be decoded)" if failed else ""))
+    if getattr(result, "associations", None):
+        from brainclust.cluster.associations import headline
+
+        lines.append(headline(result.associations) + " (associations.csv)")
     if result.out_dir is not None:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
-                     "manifest.json")
+                     "associations.csv, manifest.json")
     return "\n".join(lines)
 
 
@@ -278,7 +310,26 @@ def _cmd_run(args) -> None:
 def _cmd_report(args) -> None:
     from brainclust.report.rebuild import rebuild_report
 
-    print(_report_text(rebuild_report(args.out_dir, max_map_points=args.max_points)))
+    if args.metadata_key is not None and args.metadata is None:
+        from brainclust.errors import ParameterError
+
+        raise ParameterError("--metadata-key: would be ignored; it needs --metadata FILE")
+    added: dict = {}
+
+    def add(staging) -> None:  # in the staged copy of the run: published with the report, or not at all
+        from brainclust.report.addmeta import add_metadata
+
+        added["metadata"] = add_metadata(staging, args.metadata, args.metadata_key)
+
+    info = rebuild_report(args.out_dir, max_map_points=args.max_points, color_by=args.color_by,
+                          prepare=add if args.metadata is not None else None)
+    if added:
+        from brainclust.cluster.associations import headline
+
+        a = added["metadata"]
+        print(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "
+              f"matched on '{a.key}'); {headline(a.associations)}")
+    print(_report_text(info))
 
 
 def _cmd_view(args) -> None:
@@ -302,7 +353,9 @@ def _cmd_predict(args) -> None:
 
     result = predict(args.model_dir, args.data, args.out, labels_from_folders=args.labels_from_folders,
                      cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
-                     slices=args.slices, volume_index=args.volume_index, device=args.device)
+                     slices=args.slices, volume_index=args.volume_index, device=args.device, include=args.include,
+                     exclude_files=args.exclude_files, bids_filter=args.bids_filter, metadata=args.metadata,
+                     metadata_key=args.metadata_key, labels=args.labels)
     print(_summary(result))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.cluster.associations import from_assignments, write_associations
 from brainclust.cluster.kselect import resolve_k
 from brainclust.cluster.scores import score
 from brainclust.engines import EngineHooks
@@ -28,14 +29,18 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
-from brainclust.io.outputs import (RunFolder, assignment_rows, meta_columns, read_model_manifest, write_manifest,
-                                   write_run_files)
+from brainclust.features.unitpool import slice_rows
+from brainclust.io.metadata import record_columns, typed_columns
+from brainclust.io.outputs import (RunFolder, assignment_rows, meta_columns, read_assignments, read_model_manifest,
+                                   write_manifest, write_run_files, write_table)
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
+from brainclust.io.slicefile import SLICE_COLUMNS
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
 from brainclust.model.composite import BrainClusterModel
-from brainclust.model.record import config_of, effective_config, predict_manifest, run_manifest, versions
+from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
+from brainclust.model.record import config_of, data_record, effective_config, predict_manifest, run_manifest, versions
 
 __all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
            "write_outputs"]
@@ -64,6 +69,8 @@ class RunResult:
     ssl_model: object | None = None
     #: the fitted model (``None`` for a prediction: see ``model_dir``)
     model: object | None = None
+    #: the rows of ``associations.csv`` (set when the outputs are written)
+    associations: list = field(default_factory=list)
 
     def rows(self) -> list[dict]:
         """One dict per image with the columns of ``assignments.csv``."""
@@ -76,9 +83,11 @@ def backbone_info(ex) -> dict:
 
 
 def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
-                  volume_index: int = 0, progress: bool | None = None) -> ScanResult:
+                  volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
+                  bids_filter=None) -> ScanResult:
+    """:func:`brainclust.io.scan.scan` with the run's file choice; an InputError when it finds no image."""
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
-                   progress=progress)
+                   progress=progress, include=include, exclude=exclude, bids_filter=bids_filter)
     if not scanned.records:
         raise InputError(f"input folder '{data}' contains no readable image "
                          f"({len(scanned.skipped)} file(s) skipped)")
@@ -115,26 +124,35 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     prepare_out(out, data=data)
     engine = EngineHooks(cfg.engine, cfg.ray_address)
     engine.check()  # a --ray-address nobody answers on is one line here, before the scan
+    table = read_metadata(cfg.metadata)
     t: dict = {}
     t0 = time.perf_counter()
-    scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress)
+    scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress,
+                            include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter)
     if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
                              f"{len(scanned.records)} readable images")
     t["scan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    records, info = enrich(scanned.records, cfg, table)
+    t["metadata"] = time.perf_counter() - t0
     model = model if model is not None else build_model(cfg)
-    labels = [r.label for r in scanned.records] if cfg.labels_from_folders else None
-    model.fit(scanned.records, labels, source=f"input folder '{data}'", prefill=engine.prefill,
+    # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
+    labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))
+              if cfg.auto or cfg.consensus else None)
+    model.fit(records, labels, source=f"input folder '{data}'", prefill=engine.prefill,
               assign_all=engine.assign_all)
     t.update(model.timings_)
+    rows = with_labels(model.records_, label_column(cfg))
     t0 = time.perf_counter()
-    metrics = model.scores([r.label for r in model.records_] if cfg.labels_from_folders else None)
+    metrics = model.scores(scoring_labels(rows, label_column(cfg)))
     t["evaluate"] = time.perf_counter() - t0
     cfg = effective_config(cfg, model)
     skipped = sorted(scanned.skipped + model.skipped_, key=lambda s: s["path"])
     manifest = run_manifest(cfg, model, data, scanned, skipped, engine.info(), t)
+    manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
     ssl = model.step("ssl")
-    result = RunResult(cfg, model.records_, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
+    result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,
                        ssl_model=ssl.model_ if ssl is not None else None, model=model)
     if out is not None:
@@ -144,7 +162,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
 
 def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=None) -> Path:
     """Publish the run (or prediction) folder ``out``: the model (a run's), ``assignments.csv``,
-    ``embeddings.parquet``, ``metrics.json``, then ``manifest.json``.
+    ``embeddings.parquet``, ``metrics.json``, ``slices.csv`` (unit rows), ``associations.csv`` (ranked from
+    ``assignments.csv`` as written), then ``manifest.json``.
 
     Through :func:`brainclust.io.publish.publish`: staged, then swapped in whole, so ``out``
     never mixes two runs' files; ``finish(staging)`` (the report) completes the staged folder before
@@ -161,8 +180,16 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
                 result.model.write_extras(staging)
         features = result.features if result.config.embeddings_features and result.model is not None else None
         write_run_files(folder, result.rows(), result.levels is not None, result.metrics, result.records,
-                        result.embedding, features, meta_columns(result.records))
+                        result.embedding, features, meta_columns(result.records),
+                        typed_columns(record_columns(result.records)))
+        if result.records and hasattr(result.records[0], "members"):
+            write_table(folder.slices, SLICE_COLUMNS, slice_rows(result.records))
         result.timings["write"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        result.associations = from_assignments(read_assignments(folder.assignments), result.config.permutations,
+                                               result.config.seed)
+        write_associations(folder.associations, result.associations)
+        result.timings["associations"] = time.perf_counter() - t1
         write_manifest(folder.manifest, result.manifest)
 
     result.out_dir = publish(out, fill, finish=finish,
@@ -172,11 +199,15 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
 
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
             batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
-            slices: str | None = None, volume_index: int | None = None, device: str = "auto") -> RunResult:
+            slices: str | None = None, volume_index: int | None = None, device: str = "auto", *, include=None,
+            exclude_files=None, bids_filter=None, metadata=None, metadata_key=None, labels=None) -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and pre-processing are used, then
-    the saved reduction and clustering. ``slices`` and ``volume_index`` (NIfTI) default to the run's own.
+    the saved unit pooling, reduction and clustering (a ``--unit volume`` run assigns new volumes).
+    ``slices``, ``volume_index``, ``include``, ``exclude_files`` and ``bids_filter`` default to the
+    run's own; ``metadata`` (``metadata_key``) joins a table to the new rows; ``labels`` scores
+    against a column (``labels_from_folders``: the column ``folder``).
     ``device`` (``--device``) is where the features are computed, whatever device the run used:
     ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
@@ -191,18 +222,29 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
                                                "cache_dir": cache_dir, "progress": progress, "device": device})
     info = model.manifest_
     s = info["settings"]
-    slices = slices if slices is not None else s.get("slices", "axial:mid")
-    volume_index = volume_index if volume_index is not None else s.get("volume_index", 0)
-    nifti.parse_slices(slices)
-    nifti.check_volume_index(volume_index)
+    given = {"slices": slices, "volume_index": volume_index, "include": include, "exclude_files": exclude_files,
+             "bids_filter": bids_filter}
+    cfg = replace(config_of(s), labels_from_folders=labels_from_folders, labels=labels, metadata=metadata,
+                  metadata_key=metadata_key, cache_dir=cache_dir, progress=progress,
+                  **{k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None})
+    nifti.parse_slices(cfg.slices)
+    nifti.check_volume_index(cfg.volume_index)
+    cfg.check_inputs()
     prepare_out(out, data=data, model_dir=model_dir)
-    scanned = scan_nonempty(data, labels_from_folders, slices, volume_index, progress)
-    got = model.predict(scanned.records, source=f"input folder '{data}'")
-    metrics = score(got.embedding, got.labels, [r.label for r in got.records] if labels_from_folders else None)
+    table = read_metadata(cfg.metadata)
+    scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress, include=cfg.include,
+                            exclude=cfg.exclude_files, bids_filter=cfg.bids_filter)
+    t0 = time.perf_counter()
+    records, extra = enrich(scanned.records, cfg, table)
+    t_meta = time.perf_counter() - t0
+    got = model.predict(records, source=f"input folder '{data}'")
+    rows = with_labels(got.records, label_column(cfg))
+    metrics = score(got.embedding, got.labels, scoring_labels(rows, label_column(cfg)))
+    got.timings["metadata"] = t_meta
     manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings)
     manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_}  # where it ran
-    cfg = replace(config_of(s), labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index)
-    result = RunResult(cfg, got.records, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
+    manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], extra, label_column(cfg)))
+    result = RunResult(cfg, rows, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_,
                        timings=got.timings)
     if out is not None:

@@ -33,7 +33,10 @@ def test_embeddings_parquet_matches_assignments_row_for_row(tmp_path, image_fold
     table = pq.read_table(folder.embeddings)
     rows = _csv(folder.assignments)
     levels = LEVEL_COLUMNS if method == "hierarchical" else []
-    assert table.column_names == ["path", "sha256", "frame", "embedding", "cluster", *levels]
+    fixed = ["path", "sha256", "frame", "embedding", "cluster", *levels]
+    assert table.column_names[:len(fixed)] == fixed
+    # then the metadata columns of assignments.csv, in its order (issue 23)
+    assert table.column_names[len(fixed):] == list(rows[0])[list(rows[0]).index("cluster") + 1 + len(levels):]
     assert table.num_rows == len(rows) == len(res.records) == 8
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), res.embedding.shape[1])
     assert table.schema.field("cluster").type == pa.int32()

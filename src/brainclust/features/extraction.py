@@ -35,7 +35,8 @@ class Extraction:
     failed : dict of int to str
         Row index -> reason, for images that could not be decoded or pre-processed.
     cache_hits, cache_misses : int
-        Per image.
+        Per image: features read from the store, features computed now. Failed images are neither
+        (``hits + misses + len(failed) == n``).
     seconds : float
         Time spent computing (not reading the cache).
     """
@@ -58,7 +59,10 @@ class Extraction:
         return [records[i] for i in ok], self.features[ok], skipped
 
     def cache_info(self) -> dict:
-        return {"hits": self.cache_hits, "misses": self.cache_misses}
+        """``{"hits", "misses"}`` per image (``hits + misses`` = the images that decoded), and ``failed`` when
+        some image could not be decoded."""
+        return {"hits": self.cache_hits, "misses": self.cache_misses,
+                **({"failed": len(self.failed)} if self.failed else {})}
 
 
 class ImageDataset:

@@ -317,7 +317,6 @@ class FeatureExtractor(TransformerMixin, Step):
         for i, k in enumerate(keys):
             if not hit[i] and k not in todo:
                 todo[k] = i
-        misses = sum(1 for k in keys if k in todo)
         t0 = time.perf_counter()
         failed_keys = self._compute(records, keys, todo, out, cache) if todo else {}
         seconds = time.perf_counter() - t0
@@ -331,7 +330,8 @@ class FeatureExtractor(TransformerMixin, Step):
                 out[i] = out[todo[k]]
         if cache is not None:
             cache.close()
-        return Extraction(out, failed, n - misses, misses, seconds)
+        hits = int(hit.sum())  # each row is a hit, a miss (computed now) or failed: hits + misses = decoded
+        return Extraction(out, failed, hits, n - hits - len(failed), seconds)
 
     def _compute(self, records, keys, todo: dict[str, int], out: np.ndarray, cache) -> dict[str, str]:
         """Decode and embed the first record of every key in ``todo`` into ``out`` (and the cache);

@@ -7,15 +7,19 @@ headers (all through :mod:`brainclust.io.privacy`). :func:`record_columns` turns
 a list of records into a table (column -> one value per record, ``None`` when a
 record has no value) for ``assignments.csv`` and ``embeddings.parquet``.
 
-Column names
-------------
+Column names, order and text (one rule, :mod:`brainclust.io.outputs`)
+--------------------------------------------------------------------
 Metadata never overwrites a column of the run itself (:data:`RESERVED`: the
 columns of ``assignments.csv`` -- ``path``, ``name``, ``type``, ``size``,
-``width``, ``height``, ``label``, ``cluster``, ``level_1`` ... ``level_10`` --
-and ``unit``, ``n_slices``, ``sha256``, ``frame``, ``embedding``,
-``features``): such a metadata column is renamed with the prefix ``meta_``
-(``meta_label``), with one warning. Between metadata sources, the explicit
-``--metadata`` table wins over what the scan found (warning naming the column).
+``width``, ``height``, ``label``, ``cluster``, ``level_1`` ... ``level_10``,
+``unit``, ``n_slices`` -- and ``sha256``, ``frame``, ``embedding``,
+``features``, ``abspath``): such a metadata column is renamed with the prefix
+``meta_`` (``meta_label``; :func:`brainclust.io.outputs.column_name`), with one
+warning. Metadata columns follow the run's own columns in order of first
+appearance over the rows; a missing value is an empty cell, any other value its
+text escaped like a file name (:func:`brainclust.io.outputs.meta_text`).
+Between metadata sources, the explicit ``--metadata`` table wins over what the
+scan found (warning naming the column).
 
 The metadata table (``--metadata FILE``)
 ----------------------------------------
@@ -60,7 +64,7 @@ from pathlib import Path
 
 from brainclust.errors import InputError, ParameterError
 from brainclust.io import privacy
-from brainclust.io.outputs import ASSIGNMENT_COLUMNS, LEVEL_COLUMNS, escape_name
+from brainclust.io.outputs import META_PREFIX, RESERVED, column_name, escape_name, meta_text
 from brainclust.io.pathfilter import folder_of
 
 __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
@@ -69,24 +73,14 @@ __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "recor
 
 log = logging.getLogger(__name__)
 
-#: Columns of the run itself: metadata with one of these names gets :data:`PREFIX`.
-RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS +
-                     ["unit", "n_slices", "sha256", "frame", "embedding", "features", "abspath"])
-PREFIX = "meta_"
+#: Metadata with a name of :data:`RESERVED` (the run's own columns, :mod:`brainclust.io.outputs`) gets this prefix.
+PREFIX = META_PREFIX
 #: Key column names of each kind (lower case), in the order ties are broken.
 KEY_NAMES = {"path": ("path", "relative_path", "filepath"), "unit": ("unit", "unit_id"),
              "name": ("name", "file", "filename", "file_name"),
              "subject": ("subject", "participant_id", "participant", "sub")}
 #: Largest metadata table read (bytes).
 MAX_TABLE_BYTES = 256 << 20
-
-
-def column_name(name: str) -> str:
-    """``name`` as a metadata column: reserved names get the prefix ``meta_``."""
-    out = str(name).strip()
-    while out in RESERVED:
-        out = PREFIX + out
-    return out
 
 
 def record_columns(records: Sequence) -> dict[str, list]:
@@ -127,8 +121,7 @@ def typed_columns(columns: Mapping[str, Sequence]) -> dict[str, tuple[str, list]
 
 def text_columns(columns: Mapping[str, Sequence]) -> dict[str, list[str]]:
     """Each column as the text ``assignments.csv`` holds (missing -> ``""``; numbers as ``str``)."""
-    return {name: ["" if privacy.is_missing(v) else escape_name(str(v)) for v in values]
-            for name, values in columns.items()}
+    return {name: [meta_text(v) for v in values] for name, values in columns.items()}
 
 
 def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str = "--metadata") -> dict[str, list]:

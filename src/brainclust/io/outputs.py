@@ -63,7 +63,6 @@ import csv
 import io
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
+from brainclust.io.privacy import is_missing
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,17 @@ log = logging.getLogger(__name__)
 N_LEVELS = 10
 ASSIGNMENT_COLUMNS = ["path", "name", "type", "size", "width", "height", "label", "cluster"]
 LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
+#: Columns of a run whose rows are units (``--unit volume|series|subject``): after the levels.
+UNIT_COLUMNS = ["unit", "n_slices"]
+#: Columns of the run itself: a metadata column with one of these names gets :data:`META_PREFIX`.
+RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS +
+                     ["sha256", "frame", "embedding", "features", "abspath"])
+META_PREFIX = "meta_"
 
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
 RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json", "manifest.json", "model",
-                         "report.html", "figures", "auto.csv", "map.npy", "associations.csv"})
+                         "report.html", "figures", "auto.csv", "map.npy", "associations.csv", "slices.csv"})
 #: The files of ``model/``, by role (a step's ``save_step`` writes its own).
 MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz"}
 #: The figures the report writes to ``figures/`` (each as ``.png`` and ``.svg``).
@@ -175,6 +181,10 @@ class RunFolder:
     auto = property(lambda self: self.root / "auto.csv")
     report = property(lambda self: self.root / "report.html")
     figures = property(lambda self: self.root / "figures")
+    #: every metadata column ranked by its association with the clusters (analysis.associations)
+    associations = property(lambda self: self.root / "associations.csv")
+    #: unit runs only: the slices of every unit (:mod:`brainclust.io.slicefile`)
+    slices = property(lambda self: self.root / "slices.csv")
 
 
 def read_json(path, folder=None) -> dict:
@@ -189,11 +199,12 @@ def read_json(path, folder=None) -> dict:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
 
 
-def write_assignments(path, rows: Iterable[Mapping], with_levels: bool, extra_columns: Sequence[str] = ()) -> Path:
+def write_assignments(path, rows: Iterable[Mapping], with_levels: bool, extra_columns: Sequence[str] = (),
+                      units: bool = False) -> Path:
     """Write ``assignments.csv``: :data:`ASSIGNMENT_COLUMNS`, then the levels when ``with_levels``, then
-    ``extra_columns`` (the records' metadata)."""
-    header = ASSIGNMENT_COLUMNS + (LEVEL_COLUMNS if with_levels else []) + list(extra_columns)
-    return atomic_write_csv(path, header, rows)
+    :data:`UNIT_COLUMNS` when ``units``, then ``extra_columns`` (the records' metadata, :func:`meta_columns`)."""
+    header = ASSIGNMENT_COLUMNS + (LEVEL_COLUMNS if with_levels else []) + (UNIT_COLUMNS if units else [])
+    return atomic_write_csv(path, header + [c for c in extra_columns if c not in header], rows)
 
 
 def read_assignments(path, folder=None) -> list[dict]:
@@ -299,20 +310,36 @@ def read_run(out_dir, *, need_input: bool = True) -> RunTables:
     return RunTables(folder, manifest, rows, root)
 
 
+def column_name(name) -> str:
+    """The column a metadata field is written as: its name, with :data:`META_PREFIX` while it is reserved."""
+    out = str(name).strip()
+    while out in RESERVED:
+        out = META_PREFIX + out
+    return out
+
+
 def meta_columns(records: Sequence) -> list[str]:
-    """The metadata columns the records carry (``ImageRecord.meta``), in order of first appearance."""
+    """The metadata columns the records carry (``ImageRecord.meta``), as written: in order of first
+    appearance, each through :func:`column_name` (the one rule, also :mod:`brainclust.io.metadata`'s)."""
     seen: dict[str, None] = {}
     for r in records:
         for key in getattr(r, "meta", None) or {}:
-            seen.setdefault(key, None)
-    return [c for c in seen if c not in ASSIGNMENT_COLUMNS and c not in LEVEL_COLUMNS]
+            seen.setdefault(column_name(key), None)
+    return list(seen)
+
+
+def meta_text(value) -> str:
+    """A metadata value as ``assignments.csv`` holds it: missing (:func:`brainclust.io.privacy.is_missing`:
+    ``None``, NaN, ``""``, ``n/a``, ``nan``) -> ``""``, else its text, escaped like a file name."""
+    return "" if is_missing(value) else escape_name(str(value))
 
 
 def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
-    """One dict per image with the columns of ``assignments.csv`` (``records`` are ImageRecords).
+    """One dict per row with the columns of ``assignments.csv`` (``records``: ImageRecords or unit records).
 
-    Metadata a record carries (``meta``: column -> value) is added after the fixed
-    columns, escaped like the names.
+    A unit record (``n_slices`` attribute) adds ``unit`` and ``n_slices``; metadata a record
+    carries (``meta``: column -> value) follows, named by :func:`column_name` and written by
+    :func:`meta_text`.
     """
     rows = []
     for i, r in enumerate(records):
@@ -321,17 +348,22 @@ def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
                "cluster": int(labels[i])}
         if levels is not None:
             row.update({c: int(levels[i, j]) for j, c in enumerate(LEVEL_COLUMNS)})
+        if getattr(r, "n_slices", None) is not None:
+            row.update(unit=escape_name(r.unit), n_slices=int(r.n_slices))
         for key, value in (getattr(r, "meta", None) or {}).items():
-            row.setdefault(key, "" if value is None else escape_name(str(value)))
+            row[column_name(key)] = meta_text(value)
         rows.append(row)
     return rows
 
 
 def write_run_files(folder: "RunFolder", rows: list[dict], with_levels: bool, metrics: dict, records: Sequence,
-                    embedding, features=None, extra_columns: Sequence[str] = ()) -> None:
-    """``assignments.csv``, ``embeddings.parquet`` and ``metrics.json`` of a run or a prediction."""
-    write_assignments(folder.assignments, rows, with_levels, extra_columns)
-    write_embeddings(folder.embeddings, rows, records, embedding, features)
+                    embedding, features=None, extra_columns: Sequence[str] = (),
+                    typed: Mapping[str, tuple[str, list]] | None = None) -> None:
+    """``assignments.csv``, ``embeddings.parquet`` and ``metrics.json`` of a run or a prediction
+    (``typed``: the metadata columns for the Parquet file, name -> (``float64`` | ``string``, values))."""
+    units = bool(records) and getattr(records[0], "n_slices", None) is not None
+    write_assignments(folder.assignments, rows, with_levels, extra_columns, units=units)
+    write_embeddings(folder.embeddings, rows, records, embedding, features, typed)
     atomic_write_json(folder.metrics, metrics)
 
 
@@ -350,8 +382,12 @@ def _vectors(pa, matrix: np.ndarray):
 
 
 def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding: np.ndarray,
-                     features: np.ndarray | None = None) -> Path:
-    """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images."""
+                     features: np.ndarray | None = None, typed: Mapping[str, tuple[str, list]] | None = None) -> Path:
+    """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images.
+
+    Unit runs add ``unit`` (string) and ``n_slices`` (int32); ``typed`` adds the metadata columns after them
+    (``float64`` or ``string``, missing values null), named as in ``assignments.csv``; ``features`` comes last.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -365,6 +401,15 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
     if rows and LEVEL_COLUMNS[0] in rows[0]:
         for c in LEVEL_COLUMNS:
             cols[c] = pa.array([int(r[c]) for r in rows], type=pa.int32())
+    if rows and "n_slices" in rows[0]:
+        cols["unit"] = pa.array([str(r["unit"]) for r in rows], type=pa.string())
+        cols["n_slices"] = pa.array([int(r["n_slices"]) for r in rows], type=pa.int32())
+    for name, (kind, values) in (typed or {}).items():
+        if len(values) != len(rows):
+            raise ParameterError(f"embeddings: metadata column '{name}' has {len(values)} values for {len(rows)} rows")
+        if kind != "float64":  # the same escaped text as assignments.csv
+            values = [None if v is None else escape_name(str(v)) for v in values]
+        cols.setdefault(column_name(name), pa.array(values, type=pa.float64() if kind == "float64" else pa.string()))
     if features is not None:
         cols["features"] = _vectors(pa, np.asarray(features).reshape(len(rows), -1))
     buf = io.BytesIO()
@@ -379,7 +424,9 @@ SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, typ
                   "method": ((str,), False), "k": ((int, str), False), "seed": ((int,), False),
                   "slices": ((str,), True), "volume_index": ((int,), True),
                   "ssl": ((list, type(None)), True), "ssl_mode": ((str,), True),
-                  "ssl_epochs": ((int, type(None)), True)}
+                  "ssl_epochs": ((int, type(None)), True), "include": ((list,), True),
+                  "exclude_files": ((list,), True), "bids_filter": ((str, type(None)), True),
+                  "unit": ((str,), True), "descriptors": ((str,), True)}
 #: backbone field -> (allowed types, may be missing)
 BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), False),
                   "weights_sha256": ((str,), False), "precision": ((str,), False), "device": ((str,), False),
@@ -408,6 +455,9 @@ def check_model_config(info, path) -> int:
             v = sec[name]
             if isinstance(v, bool) or not isinstance(v, types):
                 raise _bad(path, f"field '{section}.{name}' has the wrong type ({type(v).__name__}: {v!r:.60})")
+    for name in ("include", "exclude_files"):
+        if not all(isinstance(x, str) for x in info["settings"].get(name) or ()):
+            raise _bad(path, f"field 'settings.{name}' must be a list of strings")
     for name in ("clip_percentiles", "intensity_window"):
         v = info["settings"].get(name)
         if v is not None and (len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -80,6 +80,8 @@ class Assignment:
     levels: np.ndarray | None
     cache: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    #: the images that decoded (``records`` are units when the model pools slices; else the same list)
+    slices: list | None = None
 
 
 def requested_k(clusterer) -> int | None:
@@ -105,12 +107,14 @@ class BrainClusterModel(Step):
     ----------
     steps_ : list of (str, step)
         The fitted steps (clones of ``steps``; absent ones left out).
-    records_ : list of ImageRecord
-        The images that decoded, in input order (the rows of everything below).
+    records_ : list of ImageRecord or UnitRecord
+        The rows of everything below: the images that decoded, in input order, or the units a
+        ``units`` step made of them (``slice_records_``: the images that decoded, always).
     skipped_ : list of dict
         ``{"path", "reason"}`` of the images that did not decode.
     features_ : ndarray (n, d)
-        The extractor's features; ``embedding_``: the clustering's input.
+        The extractor's features of the rows (a ``units`` step's pooled features for unit rows);
+        ``embedding_``: the clustering's input.
     labels_, levels_ : the clustering of the rows
     cache_ : dict
         Feature-cache hits and misses of the fit.
@@ -179,11 +183,18 @@ class BrainClusterModel(Step):
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
         batch = Batch(kept, feats, extractor)
+        rows_feats = feats
         for name, step in steps[1:-1]:
             t0 = time.perf_counter()
+            before = batch.records
             batch = step.fit_batch(batch)
             key = TIMING_KEYS.get(name, name)
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
+            if batch.records is not before:  # the step made new rows (units): their features
+                rows_feats = batch.X
+                if k is not None and k > len(batch.records):
+                    raise ParameterError(f"--k: {k} clusters requested but the {len(kept)} images make only "
+                                         f"{len(batch.records)} {name} rows; use --k {len(batch.records)} or fewer")
             distinct = getattr(step, "n_distinct_", None)
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "
@@ -192,10 +203,12 @@ class BrainClusterModel(Step):
         fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
         clusterer.fit(batch.X, **fit_params)
         t["cluster"] = time.perf_counter() - t0
-        self.steps_, self.records_, self.skipped_, self.features_ = steps, kept, skipped, feats
+        self.steps_, self.records_, self.skipped_, self.features_ = steps, batch.records, skipped, rows_feats
+        self.slice_records_ = kept
         self.embedding_, self.labels_, self.levels_ = batch.X, clusterer.labels_, clusterer.levels_
         self.cache_, self.timings_ = got.cache_info(), t
-        log.info("%d images: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(kept),
+        log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(batch.records),
+                 "images" if batch.records is kept else f"units from {len(kept)} images",
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
                  t.get("reduce", 0.0), clusterer.method, clusterer.n_clusters_, t["cluster"])
         return self
@@ -213,14 +226,17 @@ class BrainClusterModel(Step):
         batch = Batch(kept, feats, self.extractor_)
         for name, step in self.middle_:
             t0 = time.perf_counter()
+            before = batch.records
             batch = step.transform_batch(batch)
             key = TIMING_KEYS.get(name, name)
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
+            if batch.records is not before:  # new rows (units): their features
+                feats = batch.X
         t0 = time.perf_counter()
         labels = self.clusterer_.predict(batch.X)
         levels = self.clusterer_.predict_levels(batch.X)
         t["assign"] = time.perf_counter() - t0
-        return Assignment(kept, skipped, feats, batch.X, labels, levels, got.cache_info(), t)
+        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept)
 
     def scores(self, labels_true=None) -> dict:
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and

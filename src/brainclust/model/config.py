@@ -24,6 +24,11 @@ from brainclust.errors import ParameterError
 from brainclust.features.extractor import PRECISIONS, FeatureExtractor
 from brainclust.features.fusion import NORMS, FusedExtractor, is_fused
 from brainclust.features.runtime import RUNTIMES
+from brainclust.features.unitpool import UnitPool
+from brainclust.features.units import UNITS, check_unit
+from brainclust.io import bids
+from brainclust.io.metadata import check_key
+from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
 from brainclust.selfsup.common import parse_components
 from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
@@ -92,6 +97,7 @@ class Option:
     choices: tuple | None = None
     metavar: str | None = None
     switch: bool = False  #: a flag without a value (store_true)
+    repeat: bool = False  #: may be given several times (a tuple of values; default: none)
     #: the default as the help shows it and as the CLI passes it to ``parse`` (when not the field's)
     shown: str | None = None
 
@@ -99,6 +105,9 @@ class Option:
 EXTRACTION, VOLUMES, CLUSTERING, SSL, QUALITY, RUN = ("feature extraction", "NIfTI volumes", "reduction and clustering",
                                                       "self-supervised strategy", "quality options (docs/results.md)",
                                                       "run")
+INPUT, METADATA = "choosing files (docs/units-metadata.md)", "units and metadata (docs/units-metadata.md)"
+#: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
+DESCRIPTOR_MODES = ("on", "off")
 
 
 def opt(default, *args, **kwargs):
@@ -152,7 +161,7 @@ class RunConfig:
                        "Davies-Bouldin and gap over k = 2..15) (default {default})", CLUSTERING, parse=parse_k)
     seed: int = opt(0, "--seed", "seed of all randomness (default 0)", CLUSTERING, parse=parse_int)
     labels_from_folders: bool = opt(False, "--labels-from-folders", "first sub-folder = label, used only for "
-                                    "scoring (ARI, NMI, FMI, ACC)", RUN, switch=True)
+                                    "scoring (ARI, NMI, FMI, ACC); the same as --labels folder", RUN, switch=True)
     cache_dir: str | None = opt(None, "--cache-dir", "feature cache (default $BRAINCLUST_CACHE or "
                                 "~/.cache/brainclust); if it cannot be used (a file, read-only...) the run warns once "
                                 "and continues uncached", EXTRACTION, metavar="DIR")
@@ -202,6 +211,42 @@ class RunConfig:
     engine: str = opt("local", "--engine", "who extracts the features: local = this process (default); ray = a Ray "
                       "cluster (pip install 'brainclust[ray]'; docs/ray.md); the outputs are the same", RUN,
                       choices=ENGINES)
+    #: ``--include`` / ``--exclude-files``: globs over paths relative to DATA (:mod:`brainclust.io.pathfilter`).
+    include: tuple[str, ...] = opt((), "--include", "read only the files whose path relative to DATA matches GLOB "
+                                   "(* within a name, ** any folders; a pattern without / matches file names; "
+                                   "repeatable) (default: every file)", INPUT, metavar="GLOB", repeat=True,
+                                   shown="none")
+    exclude_files: tuple[str, ...] = opt((), "--exclude-files", "leave out the files matching GLOB (repeatable) "
+                                         "(default none)", INPUT, metavar="GLOB", repeat=True, shown="none")
+    #: ``--bids-filter``: entity filter of a BIDS data set (:func:`brainclust.io.bids.parse_filter`).
+    bids_filter: str | None = opt(None, "--bids-filter", "BIDS data sets: KEY=VALUE[|VALUE...][,KEY=VALUE...] over "
+                                  "entities, suffix, datatype, extension, e.g. suffix=T1w|FLAIR,datatype=anat "
+                                  "(default: every anatomical image)", INPUT, metavar="FILTER", shown="none")
+    #: ``--unit``: what one row of the results is (:mod:`brainclust.features.units`).
+    unit: str = opt("slice", "--unit", "one row per slice (image), or per volume (NIfTI volume, DICOM series), "
+                    "series (NIfTI file, DICOM series) or subject (BIDS subject, else first-level folder); a unit's "
+                    "features are the mean of its slices' L2-normalised features (default slice)", METADATA,
+                    choices=UNITS)
+    #: ``--metadata``: a CSV/TSV table joined to the rows (:mod:`brainclust.io.metadata`).
+    metadata: str | None = opt(None, "--metadata", "CSV or TSV table whose columns are added to every row, "
+                               "joined on a path, unit, file name or subject column (default none)", METADATA,
+                               metavar="FILE")
+    metadata_key: str | None = opt(None, "--metadata-key", "the --metadata column to join on (default: the "
+                                   "path/unit/name/subject column that matches most rows)", METADATA,
+                                   metavar="COLUMN", shown="auto")
+    #: ``--labels``: the metadata column the clusters are scored against (ARI, NMI, FMI, ACC).
+    labels: str | None = opt(None, "--labels", "score the clusters (ARI, NMI, FMI, ACC) against this metadata "
+                             "column, e.g. sequence, plane, site or a --metadata column; never used as a feature "
+                             "(default none)", METADATA, metavar="COLUMN")
+    #: ``--color-by``: the column the report's map is coloured by at first.
+    color_by: str | None = opt(None, "--color-by", "colour the report's map by this column at first (the page "
+                               "switches to any column) (default cluster)", METADATA, metavar="COLUMN",
+                               shown="cluster")
+    descriptors: str = opt("on", "--descriptors", "intensity descriptors of every image (mean, std, percentiles, "
+                           "foreground fraction) as metadata columns: one more decode per image, kept in the "
+                           "feature cache (default on)", METADATA, choices=DESCRIPTOR_MODES)
+    permutations: int = opt(199, "--permutations", "permutations of the p-values of associations.csv, 0 = none "
+                            "(default 199)", METADATA, parse=parse_int, metavar="N")
     ray_address: str | None = opt(None, "--ray-address", "with --engine ray: 'auto' or HOST:6379 joins a running "
                                   "cluster (ray start --head); default: start a local Ray on this machine's cores",
                                   RUN, metavar="ADDR")
@@ -223,6 +268,7 @@ class RunConfig:
         PCAReducer(self.pca).check_params()
         check_outlier_method(self.outliers, self.method)
         comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
+        self.check_inputs()
         for _, step in build_steps(self):
             step.check_params()
         if comps and self.k == "auto":
@@ -233,6 +279,28 @@ class RunConfig:
         self._check_portfolio()
         if strict:
             self._refuse_ignored(comps)
+
+    def check_inputs(self) -> None:
+        """``--include``/``--exclude-files``, ``--bids-filter``, ``--unit`` and the metadata options."""
+        PathFilter(self.include, self.exclude_files)
+        bids.parse_filter(self.bids_filter)
+        check_unit(self.unit)
+        check_key(self.metadata_key)
+        for flag, value in (("--labels", self.labels), ("--color-by", self.color_by), ("--metadata", self.metadata)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ParameterError(f"{flag}: expected a column name{' or file' if flag == '--metadata' else ''}, "
+                                     f"got {value!r}")
+        if self.descriptors not in DESCRIPTOR_MODES:
+            raise ParameterError(f"--descriptors: must be one of {', '.join(DESCRIPTOR_MODES)}, "
+                                 f"got {self.descriptors!r}")
+        if isinstance(self.permutations, bool) or not isinstance(self.permutations, int) or self.permutations < 0:
+            raise ParameterError(f"--permutations: must be an integer >= 0, got {self.permutations!r}")
+        if self.labels is not None and self.labels_from_folders:
+            raise ParameterError("--labels and --labels-from-folders: choose one (--labels-from-folders is "
+                                 "--labels folder)")
+        if self.unit != "slice" and (self.auto or self.consensus):
+            raise ParameterError(f"--unit {self.unit}: not available with --auto or --consensus (their portfolio "
+                                 "is scored on slices); choose the backbone first, then run with --unit")
 
     def _check_portfolio(self) -> None:
         """``--auto`` / ``--consensus``: one of them, on the default backbone and reduction, without SSL."""
@@ -263,7 +331,9 @@ class RunConfig:
                  ("pca", "--pca", self.reduce == "umap" and self.pca != default.pca,
                   "--reduce pca or pca+umap (--reduce umap chooses its own PCA)"),
                  ("clip_percentiles", "--clip", self.intensity_window is not None and self.clip_percentiles
-                  not in (None, default.clip_percentiles), "no --intensity-window (which replaces it)")]
+                  not in (None, default.clip_percentiles), "no --intensity-window (which replaces it)"),
+                 ("metadata_key", "--metadata-key", self.metadata is None and self.metadata_key is not None,
+                  "--metadata FILE")]
         for name, flag, ignored, wanted in needs:
             if ignored:
                 raise ParameterError(f"{flag}: would be ignored (got {getattr(self, name)!r}); it needs {wanted}")
@@ -289,7 +359,8 @@ def options() -> dict[str, Option]:
 
 
 def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
-    """The (unfitted) steps of the model of ``cfg``, in order: extractor, [ssl], reducer, [manifold], clusterer.
+    """The (unfitted) steps of the model of ``cfg``, in order: extractor, [ssl], [units], reducer, [manifold],
+    clusterer (``units``: :class:`~brainclust.features.unitpool.UnitPool` when ``--unit`` is not ``slice``).
 
     ``--outliers auto`` wraps the clustering in an :class:`~brainclust.cluster.outliers.OutlierRule`,
     ``--k auto`` in an :class:`~brainclust.cluster.kselect.AutoK` (outside the rule: k is chosen on every image).
@@ -302,6 +373,8 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
                                                 views=cfg.ssl_views, n_clusters=k, gate=cfg.ssl_gate,
                                                 gate_pca=cfg.pca, random_state=cfg.seed,
                                                 clip_percentiles=cfg.clip_percentiles, batch_size=cfg.batch_size)))
+    if cfg.unit != "slice":
+        steps.append(("units", UnitPool(unit=cfg.unit)))
     steps.append(("reducer", pre_pca_reducer(cfg.reduce, cfg.pca, cfg.seed)))
     if cfg.reduce != "pca":
         steps.append(("manifold", UMAPManifold(random_state=cfg.seed)))

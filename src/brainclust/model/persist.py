@@ -25,11 +25,12 @@ from brainclust.errors import ModelFileError, ParameterError
 from brainclust.features.backbones import RANDOM_WEIGHTS
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.fusion import FusedExtractor, is_fused
+from brainclust.features.unitpool import UnitPool
 from brainclust.io.outputs import MODEL_FILES, RunFolder, read_model_manifest, write_model_manifest
 from brainclust.selfsup.stage import SelfSupervisedStep
 
 #: Every class a model manifest may name (nothing else is ever built from a file).
-STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, SelfSupervisedStep, PCAReducer,
+STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, SelfSupervisedStep, UnitPool, PCAReducer,
                                         UMAPManifold, OutlierRule, AutoK, *CLUSTERERS.values())}
 #: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
 #: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
@@ -131,6 +132,9 @@ def _check_fit_together(folder: RunFolder, info: dict, steps: dict) -> None:
     if width != clusterer.X_fit_.shape[1]:
         raise ModelFileError(f"cluster model '{folder.cluster}': field 'X_fit' has {clusterer.X_fit_.shape[1]} "
                              f"dimensions but the reduction ({folder.pca}) gives {width}")
+    if "units" in steps and "ssl" not in steps and steps["units"].n_features_in_ != bb["dim"]:
+        raise ModelFileError(f"model config '{folder.model_config}': step 'units' has n_features_in = "
+                             f"{steps['units'].n_features_in_} but backbone.dim = {bb['dim']}")
     if "ssl" not in steps and reducer.n_features_in_ != bb["dim"]:
         raise ModelFileError(f"PCA file '{folder.pca}': field 'n_features_in' is {reducer.n_features_in_} but "
                              f"{folder.model_config} says backbone.dim = {bb['dim']}")
@@ -151,7 +155,9 @@ def _check_settings(folder: RunFolder, info: dict) -> None:
                   slices=s.get("slices", "axial:mid"), volume_index=s.get("volume_index", 0),
                   ssl=tuple(s.get("ssl") or ()), ssl_mode=s.get("ssl_mode", "head"),
                   ssl_epochs=s.get("ssl_epochs"), backbone=bb["name"], precision=bb["precision"],
-                  device="cpu").validate(strict=False)
+                  device="cpu", unit=s.get("unit", "slice"), include=tuple(s.get("include") or ()),
+                  exclude_files=tuple(s.get("exclude_files") or ()),
+                  bids_filter=s.get("bids_filter")).validate(strict=False)
     except ParameterError as exc:
         raise ModelFileError(f"model config '{folder.model_config}': {exc}") from None
 

@@ -62,7 +62,8 @@ def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: di
         "settings": {**asdict(cfg), "preprocess": ex.preprocess_.as_dict()},
         "backbone": ex.describe(), "pca": pca, "clustering": clustering_record(cfg, model),
         "cache": {"dir": None if ex.cache_dir is False else str(ex.cache_dir or default_cache_dir()), **model.cache_},
-        "engine": engine, "n_files_scanned": scanned.n_files, "n_images": len(model.records_), "skipped": skipped,
+        "engine": engine, "n_files_scanned": scanned.n_files,
+        "n_images": len(getattr(model, "slice_records_", None) or model.records_), "skipped": skipped,
         "timings_s": timings,
         **({"ssl": ssl.info_} if ssl is not None else {}),
         **({"reduce": reduce} if reduce is not None else {}),
@@ -75,7 +76,8 @@ def predict_manifest(info: dict, model_dir, data, scanned, got, timings: dict) -
     """The ``manifest.json`` of a prediction: the model's recorded settings and backbone, what was assigned."""
     return {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()),
             "model_dir": str(Path(model_dir).resolve()), "settings": info["settings"], "backbone": info["backbone"],
-            "cache": dict(got.cache), "n_files_scanned": scanned.n_files, "n_images": len(got.records),
+            "cache": dict(got.cache), "n_files_scanned": scanned.n_files,
+            "n_images": len(got.slices if got.slices is not None else got.records),
             "skipped": sorted(scanned.skipped + got.skipped, key=lambda s: s["path"]), "timings_s": timings}
 
 
@@ -84,3 +86,14 @@ def config_of(settings: dict) -> RunConfig:
     names = {f.name for f in fields(RunConfig)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names}
     return RunConfig(**values)
+
+
+def data_record(cfg: RunConfig, scanned, rows: list, n_images: int, info: dict, labels: str | None) -> dict:
+    """``manifest.json``'s ``scan`` (filters, the scan's summary and counts), ``units`` (what a row is),
+    ``descriptors`` / ``metadata`` (what :func:`brainclust.model.enrich.enrich` did) and ``labels`` (the
+    column scored against)."""
+    return {"scan": {"bids": scanned.bids, "summary": scanned.summary, "metadata_files": scanned.metadata_files,
+                     "left_out": dict(scanned.excluded), "include": list(cfg.include),
+                     "exclude_files": list(cfg.exclude_files), "bids_filter": cfg.bids_filter},
+            "units": {"unit": cfg.unit, "n_rows": len(rows), "n_images": n_images},
+            **info, "labels": labels}

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 #: Rows of the ranking shown.
 MAX_ROWS = 40
 COLUMNS = ("column", "level", "score", "p_value")
+#: What the headline needs (the columns :mod:`brainclust.cluster.associations` writes).
+HEADLINE_COLUMNS = ("column", "level", "score", "p_value", "statistic", "same_as")
+#: Rows of associations.csv read for the headline at most (one per column and level).
+MAX_READ = 100_000
 
 
 def _num(text) -> float | None:
@@ -32,7 +36,8 @@ def _num(text) -> float | None:
 
 
 def read_associations(path) -> list[dict] | None:
-    """The ranking (score descending, at most :data:`MAX_ROWS` rows), or ``None`` when there is no such file.
+    """The ranking (the ``cluster`` level first, then score descending; at most :data:`MAX_ROWS` rows), or
+    ``None`` when there is no such file.
 
     Each row: ``column`` and ``level`` (text), ``score`` and ``p_value``
     (float or ``None``). A file without the expected columns gives ``[]`` and a warning.
@@ -51,5 +56,31 @@ def read_associations(path) -> list[dict] | None:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); not shown", path, exc)
         return []
-    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["column"], r["level"]))
+    # the clusters' ranking first, then the tree levels' strongest associations
+    rows.sort(key=lambda r: (r["score"] is None, r["level"] != "cluster", -(r["score"] or 0.0), r["column"], r["level"]))
     return rows[:MAX_ROWS]
+
+
+def read_summary(path) -> tuple[str, list[str]] | None:
+    """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.associations.headline`,
+    :func:`~brainclust.cluster.associations.tree_summary`), or ``None`` when there is no such file or it
+    lacks the columns they need. The text goes to the page through autoescaping only."""
+    from brainclust.cluster.associations import headline, tree_summary
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not set(HEADLINE_COLUMNS) <= set(reader.fieldnames or ()):
+                return None
+            rows = []
+            for i, r in enumerate(reader):
+                if i >= MAX_READ:
+                    break
+                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS})
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        log.warning("report: '%s' cannot be read (%s); no headline", path, exc)
+        return None
+    return headline(rows), tree_summary(rows)

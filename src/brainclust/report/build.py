@@ -43,11 +43,12 @@ from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
 from brainclust.report.columns import describe_rows
-from brainclust.report.explorer import ExplorerData, explorer_data, label_colours
+from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (silhouette_per_image, stratified_sample, tsne_2d, tsne_perplexity,
                                         typical_atypical)
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
-from brainclust.report.associations import read_associations
+from brainclust.report.associations import read_associations, read_summary
+from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import Confusion, confusion, purity_rows
 from brainclust.report.thumbnails import Thumbnails
 
@@ -177,6 +178,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
+        "unit": (m.get("units") or {}).get("unit", "slice"), "n_slice_images": m.get("n_images", n),
     }
 
 
@@ -189,7 +191,9 @@ def scores_section(run: RunOutputs) -> dict:
             v = run.metrics.get(key)
             scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
-    return {"scores": scores, "associations": read_associations(run.out_dir / "associations.csv")}
+    summary = read_summary(run.folder.associations)
+    return {"scores": scores, "associations": read_associations(run.folder.associations),
+            "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
 
 def labels_section(run: RunOutputs, colours: Colours) -> dict:
@@ -210,8 +214,10 @@ def labels_section(run: RunOutputs, colours: Colours) -> dict:
     return {"conf": conf, "purity": purity_rows(ytrue, run.clusters), "has_labels": True, "label_legend": legend}
 
 
-def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink) -> dict:
-    """The explorer's data (see :mod:`brainclust.report.explorer`) and the map figures by cluster and label."""
+def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink,
+                     color_by: str | None = None, thumbs: Thumbnails | None = None) -> dict:
+    """The explorer's data (:mod:`brainclust.report.explorer`) and the map figures by cluster and label;
+    ``color_by``: the map's first colouring (else the run's setting); ``thumbs``: units' strips or images."""
     clusters, ytrue, idx = run.clusters, run.labels_true, ex.sample.tolist()
     figs.emit(F.map_figure(ex.coords, [cluster_name(c) for c in clusters[ex.sample].tolist()],
                            {cluster_name(c): col for c, col in colours.of_id.items()},
@@ -219,7 +225,9 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
     if colours.of_label:
         figs.emit(F.map_figure(ex.coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
                                "t-SNE map, coloured by label"), "tsne_labels")
-    payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "")
+    payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "",
+                   strip=isinstance(thumbs, UnitThumbnails))
+    payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"))
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
             "map_source": ex.map_source, "n_tsne": ex.n_tsne,
             "tsne_perplexity": tsne_perplexity(ex.n_tsne or len(idx))}
@@ -317,7 +325,8 @@ def _check_sizes(budget_mb, **sizes) -> None:
 
 def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, thumb_px: int = 64,
                  montage_px: int = 96, write_figures: bool = True, command: str = "brainclust report",
-                 size_budget_mb: float = 15.0, thumb_px_max: int = 160, final_dir=None) -> ReportInfo:
+                 size_budget_mb: float = 15.0, thumb_px_max: int = 160, color_by: str | None = None,
+                 final_dir=None) -> ReportInfo:
     """Build ``report.html`` (and ``figures/``) from a finished run's outputs.
 
     Nothing is extracted: the inputs are the files listed in the module
@@ -345,6 +354,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         Size of ``report.html`` not to exceed (10^6 bytes); the explorer gets what the rest leaves.
     final_dir : path-like, optional
         The folder ``out_dir`` becomes when it is a publish's staging folder (shown, and in ``ReportInfo.path``).
+    color_by : str or None
+        The map's first colouring (default: the run's ``--color-by``, else ``cluster``).
 
     Returns
     -------
@@ -359,17 +370,15 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     """
     _check_sizes(size_budget_mb, **{"max_map_points (--max-points)": max_map_points, "montage_size": montage_size,
                                     "thumb_px": thumb_px, "montage_px": montage_px, "thumb_px_max": thumb_px_max})
-    t_all = time.perf_counter()
-    t: dict[str, float] = {}
+    t_all, t = time.perf_counter(), {}
     with _timed(t, "load"):
         run = load_outputs(out_dir)
-        folder = run.folder
-        thumbs = Thumbnails(run.input_root, run.rows)
+        thumbs = run_thumbnails(run)
         colours = cluster_colours(run.clusters)
         columns = describe_rows(run.rows)
     shown = Path(final_dir) if final_dir is not None else None
     log.info("report: reading %s (%d images); no features are extracted", shown or run.out_dir, len(run.rows))
-    figs = FigureSink(folder.figures if write_figures else None, folder.root)
+    figs = FigureSink(run.folder.figures if write_figures else None, run.folder.root)
     ctx = {**summary_section(run, command, shown), **scores_section(run), **labels_section(run, colours)}
     label_colours(columns, colours.of_label)
     with _timed(t, "dendrogram"):
@@ -389,10 +398,10 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         ex = explorer_data(run, columns, thumbs, int(size_budget_mb * 1e6) - rest - 2048,
                            required=ctx["montage_rows"], min_px=thumb_px, max_px=max(thumb_px, thumb_px_max),
                            max_map_points=max_map_points)
-        ctx.update(explorer_section(run, ex, colours, figs), missing=thumbs.n_missing)
+        ctx.update(explorer_section(run, ex, colours, figs, color_by, thumbs), missing=thumbs.n_missing)
     with _timed(t, "render"):
         html = _render(ctx)
-        path = atomic_write_text(folder.report, html)
+        path = atomic_write_text(run.folder.report, html)
     info = ReportInfo(path=shown / path.name if shown is not None else path, size_bytes=len(html.encode("utf-8")),
                       figures=figs.files,
                       n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing, n_refused=thumbs.n_refused,
@@ -419,7 +428,7 @@ def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: di
              info.path, info.size_bytes / 1e6, info.timings_s["total"])
     folder, m = run.folder, run.manifest
     sources = [folder.assignments, folder.metrics, folder.manifest, folder.cluster]
-    sources += [p for p in (folder.root / "map.npy", folder.root / "associations.csv")
+    sources += [p for p in (folder.root / "map.npy", folder.associations, folder.slices)
                 if p.is_file() and (p.name != "map.npy" or ctx["map_source"] == "map.npy")]
     m["report"] = {"file": relpath(folder, folder.report), "built_by": command, "features_extracted": 0,
                    "sources": [relpath(folder, p) for p in sources],

@@ -55,7 +55,7 @@ class ExplorerData:
 
 def thumb_costs(thumbs: Thumbnails, probe: np.ndarray, sizes) -> dict[int, float]:
     """Mean length of the ``data:`` URI of the probe images at each size."""
-    return {px: float(np.mean([len(thumbs.data_uri(int(i), px)) for i in probe])) for px in sizes}
+    return {px: float(np.mean([len(thumbs.explorer_uri(int(i), px)) for i in probe])) for px in sizes}
 
 
 def row_cost(columns: list[Column], probe: np.ndarray) -> float:
@@ -110,7 +110,7 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
     for _ in range(4):
         for i in sample.tolist():
             if i not in uris:
-                uris[i] = thumbs.data_uri(i, px)
+                uris[i] = thumbs.explorer_uri(i, px)
         used = sum(len(uris[i]) for i in sample.tolist()) + per_row * len(sample)
         if used <= budget_bytes or len(sample) <= len(required) + 1:
             break
@@ -128,6 +128,18 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
         "has_labels": run.labels_true is not None, "thumbs": [uris[i] for i in sample.tolist()],
     }
     return ExplorerData(payload, sample, coords, px, source, n_tsne, int(budget_bytes), int(used))
+
+
+def initial_colour(payload: dict, wanted: str | None) -> str:
+    """The column the map is coloured by at first: ``wanted`` (``--color-by``) when the page can colour by it,
+    else ``cluster`` (with a warning when ``wanted`` was given)."""
+    if not wanted:
+        return payload.get("colour", "cluster")
+    if wanted in {c["name"] for c in payload["columns"] if c.get("kind") != "text"}:
+        return wanted
+    log.warning("report: --color-by %s: no such column to colour the map by (or one without values); colouring "
+                "by cluster", json.dumps(str(wanted))[:80])
+    return payload.get("colour", "cluster")
 
 
 def label_colours(columns: list[Column], of_label: dict[str, str]) -> None:

@@ -48,6 +48,7 @@ from brainclust.errors import ImageReadError, InputError, ParameterError, Unsafe
 from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.outputs import RunFolder, escape_name, read_run, unescape_name
 from brainclust.io.publish import check_out, prepare_out, publish
+from brainclust.io.slicefile import read_slices
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,15 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path) -> dict:
     return records
 
 
+def unit_slices(folder: RunFolder, rows: list[dict]) -> list[dict]:
+    """A unit run's rows as the slices of each unit (from ``slices.csv``), each in its unit's cluster;
+    any other run's rows unchanged."""
+    if not (rows and "unit" in rows[0] and folder.slices.is_file()):
+        return rows
+    slices = read_slices(folder.slices) or {}
+    return [{**s, "cluster": r.get("cluster", "")} for r in rows for s in slices.get(r.get("unit") or "", [])]
+
+
 def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     """Write one folder per cluster under ``to`` holding every image of ``assignments.csv`` once.
 
@@ -267,8 +277,9 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     folder, to, root = run.folder, Path(to), run.input_root
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
     prepare_out(to, **check)  # not inside the input folder (a later run would cluster the copies) nor a run
-    items = [(r["path"], int(r["cluster"])) for r in run.rows]
-    records = _plan_records(folder, run.rows, root)
+    rows = unit_slices(folder, run.rows)
+    items = [(r["path"], int(r["cluster"])) for r in rows]
+    records = _plan_records(folder, rows, root)
     plan: dict[int, list[str]] = {}
     for p, c in items:
         plan.setdefault(c, []).append(p)

@@ -51,10 +51,13 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-def rebuild_report(out_dir, *, command: str = "brainclust report", **options) -> ReportInfo:
+def rebuild_report(out_dir, *, command: str = "brainclust report", prepare=None, **options) -> ReportInfo:
     """Rebuild ``report.html`` and ``figures/`` of the run folder ``out_dir`` and publish them atomically.
 
     ``options`` are :func:`~brainclust.report.build.build_report`'s (``max_map_points``...).
+    ``prepare(staging)``, when given, changes the staged copy before the report is built (``report
+    --metadata`` adds its columns there): published with the report, or not at all. It must replace
+    files, never write into them (they are hard links to the run folder's).
     Returns its :class:`~brainclust.report.build.ReportInfo` (``path`` names the published report).
 
     Raises
@@ -73,6 +76,8 @@ def rebuild_report(out_dir, *, command: str = "brainclust report", **options) ->
 
     def fill(staging: Path) -> None:
         stage_copy(out, staging, skip=REBUILT)
+        if prepare is not None:
+            prepare(staging)
         got["info"] = build_report(staging, command=command, final_dir=out, **options)
 
     publish(out, fill, check=lambda: check_rebuildable(out), option="report")

@@ -182,3 +182,8 @@ class Thumbnails:
     def data_uri(self, i: int, px: int) -> str:
         """The thumbnail as a JPEG ``data:`` URI."""
         return "data:image/jpeg;base64," + base64.b64encode(self.jpeg(i, px)).decode("ascii")
+
+    def explorer_uri(self, i: int, px: int) -> str:
+        """What the explorer shows for row ``i`` (map preview, galleries, detail): the thumbnail here; a unit's
+        strip of slices in :class:`brainclust.report.strips.UnitThumbnails`."""
+        return self.data_uri(i, px)

@@ -11,6 +11,7 @@
   var svg = $("map-clusters"), layer = $("map-layer"), pointsG = $("points"), selShape = $("sel-shape");
   if (!svg) { return; }
   var NS = svg.namespaceURI;
+  if (D.strip && $("explorer")) { $("explorer").classList.add("units"); }  // unit runs: strips of slices
   var preview = $("map-preview"), pImg = preview.querySelector("img"), pCap = preview.querySelector(".cap");
   var statusEl = $("map-status"), legendEl = $("legend"), colourSel = $("colour-by");
   var PAGE = 48, R = 3.2;

@@ -1,0 +1,324 @@
+"""What do these clusters follow? Every metadata column ranked by its association with each partition.
+
+Works from the text of ``assignments.csv`` alone (:func:`from_assignments`), so
+``brainclust report RUN --metadata FILE`` can rank columns added to a finished
+run. One row of ``associations.csv`` per (partition, column):
+
+``level``
+    ``cluster`` (the run's clusters) or ``level_1`` ... ``level_10`` (the
+    hierarchical tree cut into 1 ... 10 groups). Partitions with a single group
+    (``level_1``) are not scored.
+``column``, ``kind``, ``statistic``, ``score``
+    A column is **numeric** when every present value is a finite number and it
+    has more than :data:`MAX_CATEGORIES` (10) distinct values; otherwise it is
+    **categorical** (its values compared as text, so ``site`` codes such as
+    ``2013`` or a field strength of 1.5/3 T are categories).
+
+    - categorical: ``AMI``, the adjusted mutual information between the column
+      and the partition exactly as ``sklearn.metrics.adjusted_mutual_info_score
+      (column, partition)`` computes it by default (arithmetic normalisation);
+    - numeric: ``epsilon2``, epsilon squared of the one-way analysis of variance
+      of the column by group (Kelley 1935):
+      ``(SS_between - (g - 1) * SS_within / (n - g)) / SS_total`` with ``g``
+      groups and ``n`` rows. Like the AMI it is about 0 when the column does not
+      depend on the groups (it can be slightly negative) and 1 when the groups
+      determine it; unlike eta squared it does not grow with the number of groups.
+
+    Both are 1 for a column that reproduces the partition.
+``p_value``
+    Permutation test of independence: the column's values are shuffled over
+    the rows ``permutations`` times (seeded by ``random_state``) and ``p = (1 +
+    #{shuffled >= observed}) / (1 + permutations)``, comparing the mutual
+    information (categorical) or the between-group sum of squares (numeric),
+    which order permutations exactly as the AMI and epsilon squared do (their
+    other terms do not change under a shuffle). With more than
+    :data:`PERMUTATION_ROWS` rows the test runs on a seeded random sample of
+    that many rows (``perm_rows`` says how many were used); the score is always
+    computed on every row. The smallest possible p-value is ``1 / (1 +
+    permutations)`` (0.005 with the default 199).
+``n``, ``n_values``, ``same_as``, ``rank``
+    Rows with a value, distinct values, the first column with exactly the same
+    partition of the rows (e.g. ``subject`` and ``folder`` in a BIDS set), and
+    the rank within the level (1 = strongest).
+
+Missing values (``""``, ``n/a``, ``nan``; any case): each score uses the rows where the
+column has a value. Columns are not ranked when fewer than 3 rows have a value,
+when they have a single value, or when categorical with a different value in
+every row (identifiers such as file names: their AMI is 0 by construction).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from brainclust.errors import ParameterError
+from brainclust.io import privacy
+from brainclust.io.atomic import atomic_write_csv
+from brainclust.io.outputs import LEVEL_COLUMNS
+
+#: Partitions scored, in output order.
+LEVELS = ("cluster", *LEVEL_COLUMNS)
+#: A numeric column with at most this many distinct values is treated as categorical.
+MAX_CATEGORIES = 10
+#: Rows used by the permutation test at most (a seeded sample above).
+PERMUTATION_ROWS = 10_000
+#: Columns of ``associations.csv``.
+ASSOCIATION_COLUMNS = ["level", "rank", "column", "kind", "statistic", "score", "p_value", "n", "n_values",
+                       "same_as", "permutations", "perm_rows"]
+#: Columns of assignments.csv that are never ranked (identifiers and the partitions themselves).
+NOT_RANKED = frozenset({"path", "name", "unit", "sha256", "frame", *LEVELS})
+MIN_ROWS = 3
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column prepared for scoring: the rows with a value and its codes or numbers."""
+
+    name: str
+    kind: str  # "categorical" | "numeric"
+    rows: np.ndarray  # indices of rows with a value
+    codes: np.ndarray | None  # categorical: 0..n_values-1 per row in ``rows``
+    values: np.ndarray | None  # numeric: float per row in ``rows``
+    n_values: int
+
+
+def _text(values: Sequence) -> np.ndarray:
+    """Values as a stripped text array; missing values (``None``, NaN, ``""``, ``n/a``, ``nan``) become ``""``."""
+    arr = np.asarray(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+                     if not isinstance(values, np.ndarray) else values)
+    arr = np.char.strip(arr.astype(str))
+    if arr.size:
+        arr[np.isin(np.char.lower(arr), list(privacy.MISSING))] = ""
+    return arr
+
+
+def prepare(name: str, values: Sequence) -> Column | None:
+    """Classify and encode a column (module docstring); ``None`` when it is not ranked."""
+    text = _text(values)
+    rows = np.flatnonzero(text != "").astype(np.int64)
+    present = text[rows]
+    distinct, codes = np.unique(present, return_inverse=True)
+    if len(rows) < MIN_ROWS or len(distinct) < 2:
+        return None
+    if len(distinct) > MAX_CATEGORIES:
+        try:
+            v = present.astype(np.float64)
+        except ValueError:
+            v = None
+        if v is not None and np.all(np.isfinite(v)):
+            if np.ptp(v) == 0:
+                return None
+            return Column(name, "numeric", rows, None, v, len(distinct))
+    if len(distinct) == len(rows):
+        return None
+    return Column(name, "categorical", rows, codes.astype(np.int64), None, len(distinct))
+
+
+def _codes(labels: Sequence) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iu":
+        arr = np.char.strip(arr.astype(str))
+    return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _mi(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
+    """Mutual information (nats) of two code vectors."""
+    n = len(a)
+    table = np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb).astype(np.float64)
+    nz = table > 0
+    pi, pj = table.sum(1, keepdims=True), table.sum(0, keepdims=True)
+    return float(np.sum(table[nz] / n * np.log(table[nz] * n / (pi @ pj)[nz])))
+
+
+def _ss_between(values: np.ndarray, groups: np.ndarray, ng: int) -> float:
+    sums = np.bincount(groups, weights=values, minlength=ng)
+    counts = np.bincount(groups, minlength=ng)
+    ok = counts > 0
+    return float(np.sum(sums[ok] ** 2 / counts[ok]) - values.sum() ** 2 / len(values))
+
+
+def _eps2(v: np.ndarray, g: np.ndarray) -> float:
+    """Epsilon squared of ``v`` by group codes ``g`` (codes need not be contiguous)."""
+    ng = int(g.max()) + 1
+    k, n = int(np.count_nonzero(np.bincount(g, minlength=ng))), len(v)
+    ss_total = float(np.sum((v - v.mean()) ** 2))
+    if k < 2 or n <= k or ss_total <= 0:
+        return float("nan")
+    ss_b = _ss_between(v, g, ng)
+    ss_w = ss_total - ss_b
+    return (ss_b - (k - 1) * ss_w / (n - k)) / ss_total
+
+
+def epsilon_squared(values: Sequence[float], groups: Sequence) -> float:
+    """Epsilon squared of a one-way ANOVA of ``values`` by ``groups`` (module docstring)."""
+    return _eps2(np.asarray(values, dtype=np.float64), _codes(groups))
+
+
+def _score(col: Column, groups: np.ndarray) -> float:
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    g = groups[col.rows]
+    if np.count_nonzero(np.bincount(g)) < 2:
+        return float("nan")
+    if col.kind == "categorical":
+        return float(adjusted_mutual_info_score(col.codes, g))
+    return _eps2(col.values, g)
+
+
+def _perm_stat(col: Column, x: np.ndarray, g: np.ndarray, ng: int) -> float:
+    if col.kind == "categorical":
+        return _mi(x, g, col.n_values, ng)
+    return _ss_between(x, g, ng)
+
+
+def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequence],
+                      permutations: int = 199, random_state: int | None = 0,
+                      exclude: Iterable[str] = ()) -> list[dict]:
+    """Score every column of ``table`` against every partition of ``levels`` (module docstring).
+
+    Parameters
+    ----------
+    table : mapping of column name -> values (text as in assignments.csv; one per row)
+    levels : mapping of partition name (``cluster``, ``level_2``...) -> group label per row
+    permutations : int, default 199
+    random_state : int or None, default 0
+    exclude : column names not ranked (besides :data:`NOT_RANKED`)
+
+    Returns
+    -------
+    list of dict
+        The rows of ``associations.csv`` (:data:`ASSOCIATION_COLUMNS`), by level then rank.
+    """
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0:
+        raise ParameterError(f"associations: permutations must be an integer >= 0, got {permutations!r}")
+    n = len(next(iter(levels.values()))) if levels else 0
+    for name, labels in list(levels.items()) + list(table.items()):
+        if len(labels) != n:
+            raise ParameterError(f"associations: column '{name}' has {len(labels)} values for {n} rows")
+    skip = NOT_RANKED | set(exclude)
+    cols = [c for c in (prepare(k, v) for k, v in table.items() if k not in skip) if c is not None]
+    same = _same_partitions(cols, n)
+    rng = np.random.default_rng(random_state)
+    out: list[dict] = []
+    for level in [lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]:
+        groups = _codes(levels[level])
+        if len(np.unique(groups)) < 2:
+            continue
+        rows = []
+        for col in cols:
+            score = _score(col, groups)
+            if not math.isfinite(score):
+                continue
+            p, used = _p_value(col, groups, permutations, rng)
+            rows.append({"level": level, "column": col.name, "kind": col.kind,
+                         "statistic": "AMI" if col.kind == "categorical" else "epsilon2",
+                         "score": score, "p_value": p, "n": len(col.rows), "n_values": col.n_values,
+                         "same_as": same.get(col.name, ""), "permutations": permutations, "perm_rows": used})
+        rows.sort(key=lambda r: (-r["score"], r["p_value"], r["column"]))
+        for i, r in enumerate(rows):
+            out.append({"rank": i + 1, **r})
+    return [{k: r[k] for k in ASSOCIATION_COLUMNS} for r in out]
+
+
+def _p_value(col: Column, groups: np.ndarray, permutations: int, rng) -> tuple[float, int]:
+    if permutations == 0:
+        return float("nan"), 0
+    m = len(col.rows)
+    pick = np.sort(rng.choice(m, PERMUTATION_ROWS, replace=False)) if m > PERMUTATION_ROWS else np.arange(m)
+    x = col.codes[pick] if col.kind == "categorical" else col.values[pick]
+    g = _codes(groups[col.rows][pick])
+    ng = int(g.max()) + 1
+    observed = _perm_stat(col, x, g, ng)
+    tol = 1e-9 * max(1.0, abs(observed))
+    hits = sum(_perm_stat(col, x[rng.permutation(len(x))], g, ng) >= observed - tol for _ in range(permutations))
+    return (1 + hits) / (1 + permutations), len(x)
+
+
+def _same_partitions(cols: list[Column], n: int) -> dict[str, str]:
+    """Column -> the first earlier column that partitions the rows the same way (missing rows included)."""
+    seen: dict[bytes, str] = {}
+    out: dict[str, str] = {}
+    for col in cols:
+        if col.kind != "categorical":
+            continue
+        full = np.full(n, -1, np.int64)
+        full[col.rows] = col.codes
+        _, first, inv = np.unique(full, return_index=True, return_inverse=True)
+        key = np.argsort(np.argsort(first))[inv].astype(np.int64).tobytes()  # labels by first occurrence
+        if key in seen:
+            out[col.name] = seen[key]
+        else:
+            seen[key] = col.name
+    return out
+
+
+def from_assignments(rows: Sequence[Mapping[str, str]], permutations: int = 199, random_state: int | None = 0,
+                     exclude: Iterable[str] = ()) -> list[dict]:
+    """:func:`rank_associations` on the rows of ``assignments.csv`` (dicts of text, as read back).
+
+    Partitions: ``cluster`` and every ``level_L`` column present; every other
+    column except :data:`NOT_RANKED` and ``exclude`` is ranked.
+    """
+    if not rows:
+        return []
+    names = list(rows[0].keys())
+    levels = {c: [r.get(c, "") for r in rows] for c in names if c in LEVELS}
+    table = {c: [r.get(c, "") for r in rows] for c in names if c not in LEVELS}
+    return rank_associations(table, levels, permutations, random_state, exclude)
+
+
+def write_associations(path, rows: Sequence[Mapping]) -> object:
+    """Write ``associations.csv`` atomically (scores with 10 significant digits)."""
+    def fmt(v):
+        return f"{v:.10g}" if isinstance(v, float) else v
+
+    return atomic_write_csv(path, ASSOCIATION_COLUMNS, [{k: fmt(r[k]) for k in ASSOCIATION_COLUMNS} for r in rows])
+
+
+def _label(r: Mapping) -> str:
+    stat = "AMI" if r["statistic"] == "AMI" else "\u03b5\u00b2"
+    return f"{r['column']} ({stat} {float(r['score']):.2f})"
+
+
+def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = 0.05) -> str:
+    """One sentence for the report: ``clusters follow: plane (AMI 0.91), then scanner (AMI 0.40)``.
+
+    Lists up to ``top`` columns of ``level`` with ``p_value <= alpha`` by score,
+    one per distinct partition (``same_as`` duplicates are left out); says so
+    plainly when no column qualifies.
+    """
+    mine = [r for r in rows if r["level"] == level]
+    what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
+    if not mine:
+        return f"{what}: no metadata column to compare with"
+    good = [r for r in mine if not r.get("same_as") and not _num(r["p_value"]) > alpha and _num(r["score"]) > 0]
+    if not good:
+        best = max(mine, key=lambda r: _num(r["score"]))
+        return (f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, "
+                f"p = {_num(best['p_value']):.2g})")
+    return f"{what} follow: " + ", then ".join(_label(r) for r in good[:top])
+
+
+def tree_summary(rows: Sequence[Mapping], alpha: float = 0.05) -> list[str]:
+    """For each tree level, which column it splits on most (``level 2: plane (AMI 0.80)``)."""
+    out = []
+    for level in LEVEL_COLUMNS:
+        mine = [r for r in rows if r["level"] == level and not r.get("same_as")]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: _num(r["score"]))
+        sig = "" if not _num(best["p_value"]) > alpha else f" (p = {_num(best['p_value']):.2g})"
+        out.append(f"level {level.split('_')[1]}: {_label(best)}{sig}")
+    return out
+
+
+def _num(v) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return x

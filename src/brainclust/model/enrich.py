@@ -1,0 +1,97 @@
+"""The metadata of a run's rows, before and after the fit: descriptors, the ``--metadata`` table, the labels.
+
+``run`` and ``predict`` call, in this order::
+
+    scan -> enrich(records) -> model.fit / predict -> with_labels(rows) -> publish
+
+* :func:`enrich` adds to every image record's ``meta`` the intensity descriptors
+  (``--descriptors on``, from the feature store when known:
+  :func:`brainclust.features.descstore.describe_cached`) and the columns of the
+  ``--metadata`` table (:func:`brainclust.io.metadata.join_table`, joined per image
+  against its path, file name, subject and unit id, so a table keyed by volume or
+  subject fills every slice of it). The unit step then aggregates the slices' metadata
+  (:func:`brainclust.features.units.unit_columns`).
+* :func:`with_labels` puts the column the clusters are scored against
+  (``--labels COLUMN``; ``--labels-from-folders`` is the column ``folder``) into
+  each row's ``label`` (the ``label`` column of ``assignments.csv``).
+
+Column names, order and text follow one rule (:mod:`brainclust.io.outputs`: run columns first,
+then metadata in order of first appearance, reserved names prefixed ``meta_``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from brainclust.errors import InputError
+from brainclust.features.descstore import describe_cached
+from brainclust.features.units import unit_ids
+from brainclust.io.metadata import MetadataTable, join_table, merge_columns, read_table, record_columns, record_rows
+from brainclust.io.outputs import column_name, escape_name
+from brainclust.io.privacy import is_missing
+
+__all__ = ["enrich", "label_column", "read_metadata", "scoring_labels", "with_labels"]
+
+log = logging.getLogger(__name__)
+
+
+def read_metadata(path) -> MetadataTable | None:
+    """The ``--metadata`` table (read before any work, so a bad file fails first), or ``None``."""
+    return read_table(path) if path is not None else None
+
+
+def enrich(records: list, cfg, table: MetadataTable | None = None) -> tuple[list, dict]:
+    """``records`` with their ``meta`` completed (module docstring) and what was done (for the manifest).
+
+    ``cfg`` gives ``unit``, ``descriptors``, ``metadata_key``, ``cache_dir`` and ``progress``.
+    """
+    if not records:
+        return records, {}
+    cols = record_columns(records)
+    info: dict = {}
+    if cfg.descriptors == "on":
+        desc, info["descriptors"] = describe_cached(records, cfg.cache_dir, cfg.progress)
+        cols = merge_columns(cols, desc, source="descriptors")
+    if table is not None:
+        j = join_table(table, record_rows(records, unit_ids(records, cfg.unit)), cfg.metadata_key)
+        cols = merge_columns(cols, j.columns)
+        info["metadata"] = {"file": escape_name(Path(table.path).name), "key": j.key, "kind": j.kind,
+                            "rows_matched": j.n_matched, "rows": j.n_rows, "table_rows_unused": j.n_unused,
+                            "columns": list(j.columns), "dropped": j.dropped}
+    out = [replace(r, meta={k: v[i] for k, v in cols.items() if not is_missing(v[i])}) for i, r in enumerate(records)]
+    return out, info
+
+
+def label_column(cfg) -> str | None:
+    """The column the clusters are scored against: ``--labels``, ``folder`` for ``--labels-from-folders``."""
+    return "folder" if getattr(cfg, "labels_from_folders", False) else getattr(cfg, "labels", None)
+
+
+def _lookup(meta: dict, column: str):
+    if column in meta:
+        return meta[column]
+    return meta.get(column_name(column))
+
+
+def with_labels(rows: list, column: str | None) -> list:
+    """The rows (records or unit records) with ``label`` = their value of ``column`` (``""`` when missing).
+
+    Raises
+    ------
+    InputError
+        No row has a value in ``column`` (the message lists the columns there are).
+    """
+    if column is None:
+        return rows
+    if column != "folder" and not any(not is_missing(_lookup(r.meta, column)) for r in rows):
+        names = sorted({k for r in rows for k in r.meta})
+        raise InputError(f"--labels: no row has a value in column '{column}'; metadata columns: "
+                         f"{', '.join(names[:40]) or '(none)'}")
+    return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) else str(v)) for r in rows]
+
+
+def scoring_labels(rows: list, column: str | None) -> list[str] | None:
+    """The labels to score against (the rows' ``label``), or ``None`` without a label column."""
+    return None if column is None else [r.label or "" for r in rows]

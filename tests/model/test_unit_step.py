@@ -1,0 +1,136 @@
+"""The unit step (``--unit``) inside the model, its persistence, and the new run settings (no backbone)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainclust.cli import build_parser, config_from_args
+from brainclust.errors import ModelFileError, NotFittedError, ParameterError
+from brainclust.features.unitpool import UnitPool, UnitRecord, slice_rows, unit_records
+from brainclust.io.outputs import assignment_rows, column_name, meta_columns
+from brainclust.io.scan import ImageRecord
+from brainclust.model.composite import Batch
+from brainclust.model.config import RunConfig, build_steps
+from brainclust.model.enrich import with_labels
+from brainclust.model.persist import STEP_CLASSES
+
+
+def slice_rec(vol: str, z: int, *, subject: str, seq: str, width: int = 8, label: str = "") -> ImageRecord:
+    return ImageRecord(path=f"{vol}#axial={z}", abspath=f"/d/{vol}", name=vol.rsplit("/", 1)[-1], type="nifti",
+                       size=100, width=width, height=8, sha256=f"{vol}-hash", label=label, frame=f"axial={z}",
+                       meta={"subject": subject, "sequence": seq, "slice_index": z, "intensity_mean": float(z),
+                             "label": "reserved"})
+
+
+@pytest.fixture
+def slices():
+    recs, rows = [], []
+    rng = np.random.default_rng(0)
+    for s in ("sub-01", "sub-02"):
+        for q in ("T1w", "FLAIR"):
+            for z in (3, 5, 7):
+                recs.append(slice_rec(f"{s}/anat/{s}_{q}.nii.gz", z, subject=s, seq=q))
+                rows.append(rng.normal(size=6))
+    return recs, np.asarray(rows, dtype=np.float32)
+
+
+def unit_norm(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_volume_step_pools_rows_by_the_documented_rule(slices):
+    recs, X = slices
+    step = UnitPool(unit="volume")
+    out = step.fit_batch(Batch(recs, X))
+    assert [u.path for u in out.records] == ["sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_FLAIR.nii.gz",
+                                             "sub-02/anat/sub-02_T1w.nii.gz", "sub-02/anat/sub-02_FLAIR.nii.gz"]
+    expected = unit_norm(np.stack([unit_norm(X[i:i + 3]).mean(0) for i in range(0, 12, 3)]))
+    np.testing.assert_allclose(out.X, expected, rtol=1e-5, atol=1e-6)
+    u = out.records[0]
+    assert (u.unit, u.kind, u.n_slices, len(u.members)) == (u.path, "volume", 3, 3)
+    assert u.meta["sequence"] == "T1w" and u.meta["subject"] == "sub-01"
+    assert "slice_index" not in u.meta and u.meta["intensity_mean"] == pytest.approx(5.0)  # mean of 3, 5, 7
+    # predict: the same rule on new rows, and the fitted width is enforced
+    again = step.transform_batch(Batch(recs[:3], X[:3]))
+    np.testing.assert_allclose(again.X, expected[:1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ParameterError, match="--unit volume: 5 features per slice"):
+        step.transform_batch(Batch(recs[:3], X[:3, :5]))
+
+
+def test_subject_units_and_rows_of_the_outputs(slices):
+    recs, X = slices
+    units = unit_records(recs, ["sub-01"] * 6 + ["sub-02"] * 6, "subject")
+    assert [(u.path, u.n_slices, u.meta["sequence"], u.type) for u in units] == [
+        ("sub-01", 6, "mixed", "nifti"), ("sub-02", 6, "mixed", "nifti")]
+    assert units[0].size == 200  # two distinct files of 100 bytes
+    rows = assignment_rows(units, np.array([0, 1]), None)
+    assert list(rows[0])[:10] == ["path", "name", "type", "size", "width", "height", "label", "cluster", "unit",
+                                  "n_slices"]
+    assert rows[0]["unit"] == "sub-01" and rows[0]["n_slices"] == 6
+    # a metadata column named like a run column is written with the prefix, in both places
+    assert "meta_label" in rows[0] and column_name("label") == "meta_label" and "meta_label" in meta_columns(units)
+    assert [r["path"] for r in slice_rows(units)][:2] == [recs[0].path, recs[1].path]
+    assert {r["unit"] for r in slice_rows(units)} == {"sub-01", "sub-02"}
+
+
+def test_labels_come_from_any_column_and_a_missing_one_is_an_error(slices):
+    recs, _ = slices
+    got = with_labels(recs, "sequence")
+    assert [r.label for r in got[:4]] == ["T1w", "T1w", "T1w", "FLAIR"]
+    with pytest.raises(Exception, match="--labels: no row has a value in column 'site'"):
+        with_labels(recs, "site")
+
+
+def test_the_step_saves_and_loads_and_refuses_an_unfitted_use(tmp_path, slices):
+    recs, X = slices
+    with pytest.raises(NotFittedError):
+        UnitPool().transform_batch(Batch(recs, X))
+    step = UnitPool(unit="subject")
+    step.fit_batch(Batch(recs, X))
+    entry = step.save_step(tmp_path)
+    assert entry["class"] == "UnitPool" and entry["params"] == {"unit": "subject"} and entry["n_features_in"] == 6
+    assert STEP_CLASSES["UnitPool"] is UnitPool
+    back = UnitPool.load_step(tmp_path, entry)
+    np.testing.assert_allclose(back.transform_batch(Batch(recs, X)).X, step.transform_batch(Batch(recs, X)).X)
+    with pytest.raises(ModelFileError, match="n_features_in"):
+        UnitPool.load_step(tmp_path, {**entry, "n_features_in": "6"})
+    with pytest.raises(ModelFileError, match="--unit"):
+        UnitPool.load_step(tmp_path, {**entry, "params": {"unit": "patient"}})
+
+
+def test_build_steps_puts_the_unit_step_before_the_reducer():
+    assert [n for n, _ in build_steps(RunConfig(unit="volume"))] == ["extractor", "units", "reducer", "clusterer"]
+    assert [n for n, _ in build_steps(RunConfig())] == ["extractor", "reducer", "clusterer"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"unit": "patient"}, "--unit: must be one of slice, volume, series, subject"),
+    ({"metadata_key": "path"}, "--metadata-key: would be ignored"),
+    ({"labels": "site", "labels_from_folders": True}, "--labels and --labels-from-folders: choose one"),
+    ({"include": ("[ab",)}, "--include"),
+    ({"bids_filter": "suffix"}, "--bids-filter"),
+    ({"permutations": -1}, "--permutations: must be an integer >= 0"),
+    ({"descriptors": "maybe"}, "--descriptors: must be one of on, off"),
+    ({"unit": "volume", "auto": True}, "--unit volume: not available with --auto"),
+])
+def test_new_settings_are_checked_by_the_library(settings, message):
+    with pytest.raises(ParameterError) as err:
+        RunConfig(**settings).validate()
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_repeatable_options_parse_into_tuples():
+    run = next(a for a in build_parser()._actions if a.dest == "command").choices["run"]
+    cfg = config_from_args(run.parse_args(["d", "--out", "o", "--include", "**/anat/*", "--include", "*.dcm",
+                                           "--exclude-files", "localizer/", "--unit", "subject", "--labels",
+                                           "site", "--metadata", "m.csv", "--metadata-key", "participant_id"]))
+    assert cfg.include == ("**/anat/*", "*.dcm") and cfg.exclude_files == ("localizer/",)
+    assert (cfg.unit, cfg.labels, cfg.metadata, cfg.metadata_key) == ("subject", "site", "m.csv", "participant_id")
+    assert config_from_args(run.parse_args(["d", "--out", "o"])).include == ()
+
+
+def test_unit_record_is_what_the_outputs_need():
+    u = UnitRecord(path="sub-01", abspath="/d/x", name="sub-01", type="nifti", size=1, width=2, height=3,
+                   sha256="ab", unit="sub-01", kind="subject", n_slices=4)
+    assert u.key == "ab" and assignment_rows([u], [0], None)[0]["n_slices"] == 4
