@@ -25,11 +25,13 @@ from brainclust.engines import EngineHooks
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.io.formats import nifti
-from brainclust.io.outputs import (RunFolder, assignment_rows, check_out, meta_columns, publish, read_model_manifest,
-                                   write_manifest, write_run_files)
+from brainclust.checks.tables import leakage_table, write_leakage, write_quality
+from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, check_out, meta_columns, publish,
+                                   read_model_manifest, write_manifest, write_run_files)
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
+from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.record import config_of, effective_config, predict_manifest, run_manifest, versions
 
@@ -60,10 +62,16 @@ class RunResult:
     ssl_model: object | None = None
     #: the fitted model (``None`` for a prediction: see ``model_dir``)
     model: object | None = None
+    #: what the data checks found (:class:`brainclust.checks.stage.CheckResult`; ``None``: ``--checks off``, predict)
+    checks: object | None = None
 
     def rows(self) -> list[dict]:
-        """One dict per image with the columns of ``assignments.csv``."""
-        return assignment_rows(self.records, self.labels, self.levels)
+        """One dict per image with the columns of ``assignments.csv`` (``flags`` when the run checked its data)."""
+        rows = assignment_rows(self.records, self.labels, self.levels)
+        if self.checks is not None:
+            for row, cell in zip(rows, flag_cells(self.checks, self.records)):
+                row[FLAGS_COLUMN] = cell
+        return rows
 
 
 def backbone_info(ex) -> dict:
@@ -122,15 +130,21 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
               assign_all=engine.assign_all)
     t.update(model.timings_)
     t0 = time.perf_counter()
-    metrics = model.scores([r.label for r in model.records_] if cfg.labels_from_folders else None)
+    y = [r.label for r in model.records_] if cfg.labels_from_folders else None
+    metrics = model.scores(y)
+    checked = check_result(model)
+    if checked is not None:
+        metrics["distinct"] = distinct_scores(model, checked, y)
     t["evaluate"] = time.perf_counter() - t0
     cfg = effective_config(cfg, model)
     skipped = sorted(scanned.skipped + model.skipped_, key=lambda s: s["path"])
     manifest = run_manifest(cfg, model, data, scanned, skipped, engine.info(), t)
+    if checked is not None:
+        manifest["checks"] = model.step("checks").info_
     ssl = model.step("ssl")
     result = RunResult(cfg, model.records_, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,
-                       ssl_model=ssl.model_ if ssl is not None else None, model=model)
+                       ssl_model=ssl.model_ if ssl is not None else None, model=model, checks=checked)
     if out is not None:
         write_outputs(result, out, finish, data=data)
     return result
@@ -138,7 +152,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
 
 def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=None) -> Path:
     """Publish the run (or prediction) folder ``out``: the model (a run's), ``assignments.csv``,
-    ``embeddings.parquet``, ``metrics.json``, then ``manifest.json``.
+    ``embeddings.parquet``, ``metrics.json``, the checks' ``quality.csv`` and ``leakage.csv`` (a checked
+    run's), then ``manifest.json``.
 
     Through :func:`brainclust.io.outputs.publish`: staged, then swapped in whole, so ``out``
     never mixes two runs' files; ``finish(out)`` (the report) runs after the swap while the folder
@@ -154,8 +169,12 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
             if hasattr(result.model, "write_extras"):
                 result.model.write_extras(staging)
         features = result.features if result.config.embeddings_features and result.model is not None else None
+        meta = [c for c in meta_columns(result.records) if c != FLAGS_COLUMN]
         write_run_files(folder, result.rows(), result.levels is not None, result.metrics, result.records,
-                        result.embedding, features, meta_columns(result.records))
+                        result.embedding, features, ([FLAGS_COLUMN] if result.checks is not None else []) + meta)
+        if result.checks is not None:
+            write_quality(folder.quality, quality_table(result.checks, result.model.skipped_))
+            write_leakage(folder.leakage, leakage_table(result.checks))
         result.timings["write"] = time.perf_counter() - t0
         write_manifest(folder.manifest, result.manifest)
 

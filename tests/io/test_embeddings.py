@@ -25,6 +25,11 @@ def _csv(path):
         return list(csv.DictReader(fh))
 
 
+def data_flags_match(table, rows) -> bool:
+    """The data checks' ``flags`` column (a default run checks its data) equals assignments.csv's."""
+    return table.column("flags").to_pylist() == [r["flags"] for r in rows]
+
+
 @pytest.mark.parametrize("method", ["hierarchical", "kmeans"])
 def test_embeddings_parquet_matches_assignments_row_for_row(tmp_path, image_folder, method):
     res = run(image_folder, tmp_path / "out", _cfg(tmp_path, method=method))
@@ -33,7 +38,8 @@ def test_embeddings_parquet_matches_assignments_row_for_row(tmp_path, image_fold
     table = pq.read_table(folder.embeddings)
     rows = _csv(folder.assignments)
     levels = LEVEL_COLUMNS if method == "hierarchical" else []
-    assert table.column_names == ["path", "sha256", "frame", "embedding", "cluster", *levels]
+    assert table.column_names == ["path", "sha256", "frame", "embedding", "cluster", *levels, "flags"]
+    assert data_flags_match(table, rows)
     assert table.num_rows == len(rows) == len(res.records) == 8
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), res.embedding.shape[1])
     assert table.schema.field("cluster").type == pa.int32()

@@ -13,6 +13,8 @@ A finished ``brainclust run --out OUT`` folder holds::
     OUT/model/cluster.npz   the fitted clustering (and the embedding it saw, for the report)
     OUT/model/umap.npz      --reduce umap|pca+umap only; ssl_*.json/.safetensors: --self-supervised only
     OUT/auto.csv            --auto / --consensus only: every candidate's criteria
+    OUT/quality.csv         the data checks (unless --checks off): one row per image, QUALITY_COLUMNS
+    OUT/leakage.csv         duplicate groups that cross train/test/val splits: LEAKAGE_COLUMNS
     OUT/report.html         the report (and OUT/figures/), unless --no-report
 
 The model manifest (``model/config.json``, :func:`write_model_manifest`, :func:`read_model_manifest`)
@@ -72,7 +74,21 @@ LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
 RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json", "manifest.json", "model",
-                         "report.html", "figures", "auto.csv"})
+                         "report.html", "figures", "auto.csv", "quality.csv", "leakage.csv"})
+#: The entries of a ``brainclust check --out`` folder (the checks alone).
+CHECK_ENTRIES = frozenset({"quality.csv", "leakage.csv", "manifest.json"})
+
+#: The data checks' files (writers: brainclust.checks.tables) and the ``flags`` column (``;``-joined, empty =
+#: clean) that ``assignments.csv`` and ``embeddings.parquet`` get after the levels when the run checked its data.
+FLAGS_COLUMN, QUALITY_FILE, LEAKAGE_FILE = "flags", "quality.csv", "leakage.csv"
+#: Descriptor slots written to ``quality.csv`` (the scores behind the pixel rules).
+QUALITY_SCORE_COLUMNS = ["width", "height", "colourfulness", "colour_fraction", "dark_fraction", "border_level",
+                         "mode_fraction", "foreground_fraction", "structure", "neighbour_correlation"]
+#: ``quality.csv``: one row per image the checks saw (scan order); see :mod:`brainclust.checks.tables`.
+QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", "outlier_z", "non_image_dicom",
+                   *QUALITY_SCORE_COLUMNS, "content_sha256", "error"]
+#: ``leakage.csv``: one row per member of every duplicate group whose members come from two or more splits.
+LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
 #: The files of ``model/``, by role (a step's ``save_step`` writes its own).
 MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz"}
 #: ``format`` and current ``version`` of the model manifest (``model/config.json``).
@@ -157,6 +173,9 @@ class RunFolder:
     auto = property(lambda self: self.root / "auto.csv")
     report = property(lambda self: self.root / "report.html")
     figures = property(lambda self: self.root / "figures")
+    #: the data checks (unless ``--checks off``)
+    quality = property(lambda self: self.root / QUALITY_FILE)
+    leakage = property(lambda self: self.root / LEAKAGE_FILE)
 
 
 def read_json(path, folder=None) -> dict:
@@ -242,7 +261,8 @@ def _vectors(pa, matrix: np.ndarray):
 
 def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding: np.ndarray,
                      features: np.ndarray | None = None) -> Path:
-    """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images."""
+    """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images
+    (the rows' :data:`FLAGS_COLUMN`, when present, becomes a string column)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -256,6 +276,8 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
     if rows and LEVEL_COLUMNS[0] in rows[0]:
         for c in LEVEL_COLUMNS:
             cols[c] = pa.array([int(r[c]) for r in rows], type=pa.int32())
+    if rows and FLAGS_COLUMN in rows[0]:
+        cols[FLAGS_COLUMN] = pa.array([str(r[FLAGS_COLUMN]) for r in rows], type=pa.string())
     if features is not None:
         cols["features"] = _vectors(pa, np.asarray(features).reshape(len(rows), -1))
     buf = io.BytesIO()

@@ -37,6 +37,7 @@ from sklearn.base import clone
 
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
+from brainclust.cluster.setaside import SetAside
 from brainclust.core.params import Step
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extraction import as_records
@@ -80,6 +81,62 @@ class Assignment:
     levels: np.ndarray | None
     cache: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class AsideRows:
+    """The rows a middle step set aside during a fit (``aside_`` of the step: indices into its input batch).
+
+    Later steps are fitted without them; the rows follow through those steps' ``transform_batch`` (their
+    embedding), and :meth:`merge` puts them back among the others in input order.
+    """
+
+    pos: np.ndarray  #: the input row behind each row of the current batch
+    batch: Batch | None = None  #: the rows set aside so far, as far as the fit has gone
+    at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  #: their input rows
+
+    @classmethod
+    def start(cls, n: int) -> "AsideRows":
+        return cls(np.arange(n))
+
+    @property
+    def rows(self) -> int:
+        return len(self.at)
+
+    def follow(self, step, before: Batch) -> None:
+        """After ``step.fit_batch(before)``: every row set aside so far, and the rows this step set aside
+        (taken from its input), move through the fitted step."""
+        out = getattr(step, "aside_", None)
+        out = np.zeros(0, np.int64) if out is None else np.asarray(out, np.int64)
+        if self.batch is not None:
+            self.batch = step.transform_batch(self.batch)
+        if not len(out):
+            return
+        part = step.transform_batch(Batch([before.records[i] for i in out], np.asarray(before.X)[out],
+                                          before.extractor))
+        if self.batch is not None:
+            part = Batch(self.batch.records + part.records, np.concatenate([self.batch.X, part.X]), part.extractor)
+        self.batch, self.at = part, np.concatenate([self.at, self.pos[out]])
+        self.pos = np.delete(self.pos, out)
+
+    def check_left(self, n_left: int, k: int | None, name: str) -> None:
+        if n_left < 2:
+            raise InputError(f"--exclude: the {name} step set {self.rows} image(s) aside and left {n_left}; "
+                             "clustering needs 2")
+        if k is not None and k > n_left:
+            raise ParameterError(f"--k: {k} clusters requested but only {n_left} images are left after the "
+                                 f"{name} step set {self.rows} aside (--exclude); use --k {n_left} or fewer")
+
+    def mask(self) -> np.ndarray:
+        out = np.zeros(len(self.pos) + self.rows, bool)
+        out[self.at] = True
+        return out
+
+    def merge(self, X: np.ndarray) -> np.ndarray:
+        """The rows kept (``X``) and the rows set aside, in input order."""
+        out = np.empty((len(X) + self.rows, X.shape[1]), np.result_type(X.dtype, self.batch.X.dtype))
+        out[self.pos], out[self.at] = X, self.batch.X
+        return out
 
 
 def requested_k(clusterer) -> int | None:
@@ -179,11 +236,16 @@ class BrainClusterModel(Step):
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
         batch = Batch(kept, feats, extractor)
+        aside = AsideRows.start(len(kept))
         for name, step in steps[1:-1]:
             t0 = time.perf_counter()
+            before = batch
             batch = step.fit_batch(batch)
+            aside.follow(step, before)
             key = TIMING_KEYS.get(name, name)
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
+            if aside.rows:
+                aside.check_left(len(batch.records), k, name)
             distinct = getattr(step, "n_distinct_", None)
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "
@@ -191,9 +253,15 @@ class BrainClusterModel(Step):
         t0 = time.perf_counter()
         fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
         clusterer.fit(batch.X, **fit_params)
+        embedding = batch.X
+        if aside.rows:  # one label per image: the rows set aside get -1 (cluster.setaside)
+            embedding = aside.merge(batch.X)
+            steps[-1] = ("clusterer", SetAside.fitted(clusterer, aside.mask(), embedding))
+            clusterer = steps[-1][1]
         t["cluster"] = time.perf_counter() - t0
         self.steps_, self.records_, self.skipped_, self.features_ = steps, kept, skipped, feats
-        self.embedding_, self.labels_, self.levels_ = batch.X, clusterer.labels_, clusterer.levels_
+        self.embedding_, self.labels_, self.levels_ = embedding, clusterer.labels_, clusterer.levels_
+        self.aside_ = aside.mask() if aside.rows else None
         self.cache_, self.timings_ = got.cache_info(), t
         log.info("%d images: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(kept),
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
@@ -226,7 +294,14 @@ class BrainClusterModel(Step):
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and
         ``outliers`` when the clustering recorded them."""
         self.check_is_fitted()
-        metrics = score(self.embedding_, self.labels_, labels_true)
+        aside = getattr(self, "aside_", None)
+        if aside is None:
+            metrics = score(self.embedding_, self.labels_, labels_true)
+        else:  # the images set aside were not clustered: the scores are the clustered images'
+            keep = ~aside
+            metrics = score(self.embedding_[keep], self.labels_[keep],
+                            None if labels_true is None else [y for y, k in zip(labels_true, keep) if k])
+            metrics["n_set_aside"] = int(aside.sum())
         extra = self.clustering_extras()
         metrics.update({k: extra[k] for k in ("k_selection", "outliers") if extra.get(k) is not None})
         return metrics
@@ -235,6 +310,8 @@ class BrainClusterModel(Step):
         """``k_selection`` (``--k auto``), ``outliers`` (``--outliers auto``) of the fitted clustering."""
         out: dict = {}
         c = self.clusterer_
+        if isinstance(c, SetAside):
+            c = c.estimator_
         if hasattr(c, "selection"):
             out["k_selection"] = c.selection()
             c = c.estimator_
