@@ -4,6 +4,10 @@ A run reads as **scan -> fit -> score -> publish**::
 
     scan the folder -> build_model(config).fit(records) -> model.scores(labels) -> publish the run folder
 
+The data checks are a step of the model (:mod:`brainclust.checks.step`); :mod:`brainclust.model.checked`
+turns what they found into the run's outputs (``quality.csv``, ``leakage.csv``, the ``flags`` column,
+``metrics.json["distinct"]``, ``manifest.json["checks"]``).
+
 The model (:class:`~brainclust.model.composite.BrainClusterModel`, or the ``--auto`` /
 ``--consensus`` meta-estimators of :mod:`brainclust.model.auto`) holds every step; the run
 folder's files and the one ``publish`` are :mod:`brainclust.io.outputs`'. :func:`predict` loads a

@@ -78,3 +78,35 @@ def test_a_damaged_row_is_dropped_and_recomputed(records, tmp_path):
 def test_the_store_is_keyed_by_the_code_that_computes_the_descriptors():
     s = store_settings()
     assert s["kind"] == "check-descriptors" and len(s["code"]) == 16 and s["thumb"] == 64
+
+
+def test_the_verified_near_pairs_are_read_back_for_the_same_contents(tmp_path):
+    from PIL import Image, ImageOps
+
+    from brainclust.checks.flags import Thresholds
+    from brainclust.checks.stage import run_checks
+    from brainclust.checks.store import cached_near_pairs
+
+    for i in range(6):
+        save(tmp_path / "d" / f"s{i}.png", head_slice(i))
+    save(tmp_path / "d" / "s9_flip.png", ImageOps.mirror(Image.open(tmp_path / "d" / "s2.png")))
+    recs = scan(tmp_path / "d").records
+    desc = describe_records(recs, 0, progress=False)
+    rows = np.arange(len(recs))
+    first = cached_near_pairs(str(tmp_path / "c"), desc, rows, Thresholds(), progress=False)
+    again = cached_near_pairs(str(tmp_path / "c"), desc, rows, Thresholds(), progress=False)
+    assert (first[2], again[2]) == (False, True) and len(first[0]) >= 1
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    other = cached_near_pairs(str(tmp_path / "c"), desc, rows, Thresholds(near_similarity=0.99), progress=False)
+    assert other[2] is False  # other thresholds: searched again
+    shifted = cached_near_pairs(str(tmp_path / "c"), desc, rows[1:], Thresholds(), progress=False)
+    assert shifted[2] is False  # other contents searched: searched again
+    for f in (tmp_path / "c" / "check-pairs").iterdir():
+        f.write_bytes(b"damaged")
+    redo = cached_near_pairs(str(tmp_path / "c"), desc, rows, Thresholds(), progress=False)
+    assert redo[2] is False
+    np.testing.assert_array_equal(redo[0], first[0])
+    a = run_checks(recs, descriptors=desc, progress=False, cache_dir=str(tmp_path / "c"))
+    b = run_checks(recs, descriptors=desc, progress=False)
+    assert a.flags == b.flags and a.duplicate_of == b.duplicate_of

@@ -20,12 +20,12 @@ import numpy as np
 from brainclust.checks import nearcode
 from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
-from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group, near_pairs
+from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows
-from brainclust.checks.store import cached_descriptors
+from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import ParameterError
@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 class CheckResult:
     """What the checks found, one entry per record (scan order).
 
-    ``flags`` are frozensets of :data:`~brainclust.checks.flags.FLAGS`; ``duplicate_of`` the
-    representative's path for ``duplicate``/``near_duplicate`` images (else ``""``);
+    ``flags`` are frozensets of :data:`~brainclust.checks.flags.FLAGS`; ``duplicate_of``: for a
+    ``duplicate``, the path of the first image (scan order) with the same decoded content; for a
+    ``near_duplicate``, its group's first image (the representative); else ``""``;
     ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
     ``leakage`` the rows of ``leakage.csv`` (unescaped paths).
     """
@@ -87,7 +88,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
                features: np.ndarray | None = None, thresholds: Thresholds | None = None,
                split_table: Mapping[str, str] | None = None, dicom_headers: Mapping[str, Mapping] | None = None,
                workers: int = 0, backend: str = "auto", random_state: int = 0,
-               progress: bool | None = None) -> CheckResult:
+               progress: bool | None = None, cache_dir=False) -> CheckResult:
     """Flag every record; group duplicates; list split leakage.
 
     Parameters
@@ -111,6 +112,9 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         Nearest-neighbour search (``auto``: exact up to ``thresholds.exact_max`` images).
     random_state : int
         Seeds the sample the search's projection and index are trained on.
+    cache_dir : path, None or False
+        Where the verified near-duplicate pairs are cached (:func:`~brainclust.checks.store.cached_near_pairs`;
+        ``None``: the default cache folder; ``False``: not cached).
     """
     t = thresholds or Thresholds()
     t.validate()
@@ -126,7 +130,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny)
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
-    pairs, sims = near_pairs(desc.thumbs, rows, t, backend, random_state, progress)
+    pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows, t, backend, random_state, progress)
     groups = group(desc.pixel_sha256, pairs, sims)
     if features is None:
         feats = np.zeros((n, nearcode.SIDE ** 2), np.float32)
@@ -151,7 +155,9 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         if reasons[i]:
             f.add("non_image_dicom")
         flags.append(frozenset(f))
-        rep = int(groups.representative[i])
+        # a duplicate points to the first image of the same decoded content (its copy, byte for byte when the
+        # files are); anything else in a group to the group's first image
+        rep = int(first[i]) if groups.exact[i] else int(groups.representative[i])
         dup_of.append(paths[rep] if rep != i else "")
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
@@ -232,7 +238,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t_scan = time.perf_counter() - t0
     desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
-                        progress=progress)
+                        progress=progress, cache_dir=cache_dir)
     timings = {"scan": t_scan, "total": time.perf_counter() - t0}
     if out is not None:
         from brainclust import __version__

@@ -137,7 +137,8 @@ class DataChecks(Step):
         X = np.asarray(batch.X)
         res = run_checks(records, descriptors=desc, features=self._space(X),
                          thresholds=Thresholds.from_text(self.thresholds or ""),
-                         split_table=split, random_state=self.random_state, progress=self.progress)
+                         split_table=split, random_state=self.random_state, progress=self.progress,
+                         cache_dir=self.cache_dir)
         res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
         aside = exclude_mask(res.flags, self.exclude)
         self.result_, self.keep_, self.aside_ = res, ~aside, np.flatnonzero(aside)

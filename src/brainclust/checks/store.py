@@ -8,6 +8,11 @@ thumbnail and the content hash of the decoded pixels, in the feature store
 checked on reading) under the image's cache key (SHA-256 of the file's bytes, plus the frame), so
 a rerun on the same images (another ``--k``, ``--method``, ``--exclude``...) reads them back.
 
+The verified near-duplicate pairs are cached too (:func:`cached_near_pairs`): they depend only on
+the contents searched, their order, the thresholds, the search settings and the code, so a rerun on
+the same images with the same thresholds skips the search and its verification (the costliest part
+of the checks). One small ``.npz`` per (data set, settings) under ``<cache>/check-pairs/``.
+
 The configuration is :func:`store_settings`: the slot names, the thumbnail size and a hash of the
 source of the modules that compute them (:mod:`~brainclust.checks.decode`,
 :mod:`~brainclust.checks.descriptors`), so a change of the rules' code never reads stale values.
@@ -29,8 +34,15 @@ import numpy as np
 
 from brainclust.checks import decode as decode_module
 from brainclust.checks import descriptors as descriptors_module
+from brainclust.checks import duplicates as duplicates_module
+from brainclust.checks import nearcode as nearcode_module
+from brainclust.checks import neighbors as neighbors_module
 from brainclust.checks.descriptors import DESCRIPTOR_NAMES, THUMB, Descriptors, describe_records
+from brainclust.checks.duplicates import near_pairs
+from brainclust.checks.flags import Thresholds
+from brainclust.errors import ModelFileError
 from brainclust.features.cache import FeatureCache, default_cache_dir
+from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.scan import ImageRecord
 
 log = logging.getLogger(__name__)
@@ -43,9 +55,9 @@ _HASH_VALUES = 11  # 32 bytes, padded to 33
 ROW = _N + _THUMB_VALUES + _HASH_VALUES
 
 
-def _source_hash() -> str:
+def _source_hash(modules=(decode_module, descriptors_module)) -> str:
     h = hashlib.sha256()
-    for mod in (decode_module, descriptors_module):
+    for mod in modules:
         try:
             h.update(Path(mod.__file__).read_bytes())
         except (OSError, TypeError):  # no source (frozen install): the slot names and sizes still key it
@@ -91,11 +103,61 @@ def unpack(row: np.ndarray) -> tuple[np.ndarray, np.ndarray, str] | None:
             digest.hex())
 
 
+def _root(cache_dir) -> Path | None:
+    return None if cache_dir is False else (Path(cache_dir) if cache_dir else default_cache_dir())
+
+
 def open_store(cache_dir) -> FeatureCache | None:
     """The descriptor store under ``cache_dir`` (``None``: the default cache folder; ``False``: no store)."""
-    if cache_dir is False:
-        return None
-    return FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), store_settings())
+    root = _root(cache_dir)
+    return None if root is None else FeatureCache(root, store_settings())
+
+
+def pairs_key(hashes: Sequence[str], rows: np.ndarray, thresholds: Thresholds, backend: str, random_state: int) -> str:
+    """What the verified near pairs depend on: the searched contents in order, the settings, the code."""
+    h = hashlib.sha256()
+    h.update(repr((thresholds.near_similarity, thresholds.exact_max, backend, random_state,
+                   _source_hash((duplicates_module, nearcode_module, neighbors_module, descriptors_module,
+                                 decode_module)))).encode())
+    for i in np.asarray(rows, np.int64):
+        h.update(hashes[i].encode() + b"\n")
+    return h.hexdigest()[:32]
+
+
+def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thresholds: Thresholds,
+                      backend: str = "auto", random_state: int = 0,
+                      progress: bool | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`~brainclust.checks.duplicates.near_pairs` of ``rows``, read back when the same contents were
+    searched with the same settings before; ``(pairs, similarities, from_cache)``.
+
+    Pairs are stored as positions among ``rows`` (not image indices), so the entry holds whatever the rows'
+    indices are in another run of the same contents. A damaged entry is recomputed and replaced.
+    """
+    rows = np.asarray(rows, np.int64)
+    root = _root(cache_dir)
+    path = None
+    if root is not None and len(rows) >= 2:
+        path = root / "check-pairs" / f"{pairs_key(descriptors.pixel_sha256, rows, thresholds, backend, random_state)}.npz"
+        try:
+            if path.is_file():
+                got = read_npz(path, "near-duplicate pairs")
+                pos, sims = got["pairs"], got["similarity"]
+                if (pos.ndim == 2 and pos.shape[1] == 2 and len(sims) == len(pos) and pos.dtype.kind == "i"
+                        and (pos.size == 0 or (pos.min() >= 0 and pos.max() < len(rows)))):
+                    return rows[pos].reshape(-1, 2), sims.astype(np.float32), True
+                log.warning("near-duplicate pairs %s are damaged; searching again", path)
+        except (ModelFileError, KeyError, OSError) as exc:
+            log.warning("near-duplicate pairs %s are unreadable (%s); searching again", path, exc)
+    pairs, sims = near_pairs(descriptors.thumbs, rows, thresholds, backend, random_state, progress)
+    if path is not None:
+        at = np.full(int(rows.max()) + 1 if len(rows) else 0, -1, np.int64)
+        at[rows] = np.arange(len(rows))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_npz(path, pairs=at[pairs].reshape(-1, 2), similarity=np.asarray(sims, np.float32))
+        except OSError as exc:
+            log.warning("cannot cache near-duplicate pairs under %s (%s)", path.parent, exc)
+    return pairs, sims, False
 
 
 def cached_descriptors(records: Sequence[ImageRecord], cache_dir=None, workers: int = 0,

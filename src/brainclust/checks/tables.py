@@ -2,8 +2,9 @@
 the report's galleries, and the policy helpers (``--exclude``, scores over distinct images).
 
 ``quality.csv``: one row per input image (scan order), columns :data:`QUALITY_COLUMNS`:
-``path``; ``flags`` (``;``-joined, vocabulary order, empty when clean); ``duplicate_of`` (for
-``duplicate`` and ``near_duplicate``: the path of the group's first image in scan order);
+``path``; ``flags`` (``;``-joined, vocabulary order, empty when clean); ``duplicate_of`` (for a
+``duplicate``: the first image in scan order with the same decoded content; for a ``near_duplicate``:
+the first image of its group);
 ``split`` (``train``/``test``/``val`` or empty); the scores behind the flags
 (``near_similarity``: best verified code similarity within its group; ``outlier_z``;
 ``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the

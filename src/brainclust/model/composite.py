@@ -12,7 +12,9 @@
   (:class:`~brainclust.cluster.manifold.UMAPManifold`). A middle step takes a :class:`Batch`
   (the records and their current matrix ``X``) and returns one (``fit_batch`` /
   ``transform_batch``), so new kinds of step (pooling slices into volumes, projecting out a
-  nuisance factor, checks that set images aside) go into the list without changing this class;
+  nuisance factor, checks that set images aside) go into the list without changing this class. A step
+  may set rows aside (fewer rows out, their indices in its ``aside_``): :class:`AsideRows` fits the
+  later steps without them and :class:`~brainclust.cluster.setaside.SetAside` gives them label ``-1``;
 * ``clusterer`` (last): a clustering estimator of :mod:`brainclust.cluster.methods`, possibly
   inside :class:`~brainclust.cluster.outliers.OutlierRule` (``--outliers auto``) and
   :class:`~brainclust.cluster.kselect.AutoK` (``--k auto``).
@@ -168,7 +170,9 @@ class BrainClusterModel(Step):
         ``{"path", "reason"}`` of the images that did not decode.
     features_ : ndarray (n, d)
         The extractor's features; ``embedding_``: the clustering's input.
-    labels_, levels_ : the clustering of the rows
+    labels_, levels_ : the clustering of the rows (``-1`` for rows a step set aside)
+    aside_ : ndarray of bool or None
+        The rows a step set aside (``--exclude``), left out of every later fit; ``None`` when none.
     cache_ : dict
         Feature-cache hits and misses of the fit.
     timings_ : dict
