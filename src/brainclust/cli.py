@@ -27,6 +27,7 @@ INPUTS = ("include", "exclude_files", "bids_filter")
 METADATA = ("unit", "metadata", "metadata_key", "labels", "color_by", "descriptors", "permutations")
 CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
+CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column")
 #: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
 NEGATIVE_VALUE_OPTIONS = ("--clip", "--intensity-window")
 _NEGATIVE_VALUE = re.compile(r"-\.?\d")
@@ -136,8 +137,18 @@ def _add_run_parsers(sub, common) -> None:
                         "same --out at the same time waits for the first")
     add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", *VOLUMES, *INPUTS, *METADATA,
                            *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
-                           "auto", "consensus", "ssl_gate"])
+                           "auto", "consensus", "ssl_gate", *CHECKS])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
+
+    p = sub.add_parser("check", help="check a folder of images without clustering it: duplicates, leakage, "
+                                     "non-MRI, blank, noise, tiny, non-image DICOM (quality.csv, leakage.csv)",
+                       parents=[common])
+    p.add_argument("data", help="folder of images (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder, outside DATA: new, empty or an earlier check's "
+                                                "(replaced as a whole)")
+    add_config_options(p, ["check_thresholds", "split_table", "split_column", "workers", "cache_dir", *VOLUMES],
+                       helps={"cache_dir": "where the checks' descriptors are cached (default $BRAINCLUST_CACHE or "
+                                           "~/.cache/brainclust)"})
 
     p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[common])
     p.add_argument("model_dir", help="the --out folder of a finished 'brainclust run'")
@@ -259,6 +270,12 @@ def _summary(result) -> str:
         lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
+    if getattr(result, "checks", None) is not None:
+        lines.append(result.checks.summary() + " (quality.csv, leakage.csv)")
+        n_aside = m.get("n_set_aside")
+        if n_aside:
+            lines.append(f"--exclude {','.join(result.config.exclude)}: {n_aside} image(s) left out of the "
+                         "clustering (cluster -1; scores over the others)")
     cache = result.manifest.get("cache", {})
     failed = cache.get("failed", 0)
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
@@ -305,6 +322,18 @@ def _cmd_run(args) -> None:
     finish = None if args.no_report else _report_finish(lines, args.out, "brainclust run")
     result = run(args.data, args.out, config_from_args(args), finish=finish)
     print("\n".join(x for x in (_auto_line(result), _summary(result), *lines) if x))
+
+
+def _cmd_check(args) -> None:
+    from brainclust.checks.stage import check_data
+    from brainclust.io.outputs import escape_name
+
+    res = check_data(args.data, args.out, check_thresholds=args.check_thresholds, split_table=args.split_table,
+                     split_column=args.split_column, workers=args.workers, cache_dir=args.cache_dir,
+                     slices=args.slices, volume_index=args.volume_index)
+    print(f"{len(res.paths)} images checked")
+    print(res.summary())
+    print(f"outputs: {escape_name(str(args.out))}/quality.csv, leakage.csv, manifest.json")
 
 
 def _cmd_report(args) -> None:
@@ -419,7 +448,7 @@ def _cmd_sensitivity(args) -> None:
     print(f"outputs: {res.out_dir}/sensitivity.md, sensitivity.csv, plots/")
 
 
-COMMANDS = {"run": _cmd_run, "predict": _cmd_predict, "demo": _cmd_demo, "report": _cmd_report,
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "predict": _cmd_predict, "demo": _cmd_demo, "report": _cmd_report,
             "export": _cmd_export, "view": _cmd_view, "ablation": _cmd_ablation, "benchmark": _cmd_benchmark,
             "sensitivity": _cmd_sensitivity}
 

@@ -4,6 +4,10 @@ A run reads as **scan -> fit -> score -> publish**::
 
     scan the folder -> build_model(config).fit(records) -> model.scores(labels) -> publish the run folder
 
+The data checks are a step of the model (:mod:`brainclust.checks.step`); :mod:`brainclust.model.checked`
+turns what they found into the run's outputs (``quality.csv``, ``leakage.csv``, the ``flags`` column,
+``metrics.json["distinct"]``, ``manifest.json["checks"]``).
+
 The model (:class:`~brainclust.model.composite.BrainClusterModel`, or the ``--auto`` /
 ``--consensus`` meta-estimators of :mod:`brainclust.model.auto`) holds every step; the run
 folder's files are :mod:`brainclust.io.outputs`' and the one ``publish`` :mod:`brainclust.io.publish`'s.
@@ -29,15 +33,17 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
+from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
 from brainclust.io.metadata import record_columns, typed_columns
-from brainclust.io.outputs import (RunFolder, assignment_rows, meta_columns, read_assignments, read_model_manifest,
-                                   write_manifest, write_run_files, write_table)
+from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, meta_columns, read_assignments,
+                                   read_model_manifest, write_manifest, write_run_files, write_table)
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.io.slicefile import SLICE_COLUMNS
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
+from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.record import config_of, data_record, effective_config, predict_manifest, run_manifest, versions
@@ -71,10 +77,16 @@ class RunResult:
     model: object | None = None
     #: the rows of ``associations.csv`` (set when the outputs are written)
     associations: list = field(default_factory=list)
+    #: what the data checks found (:class:`brainclust.checks.stage.CheckResult`; ``None``: ``--checks off``, predict)
+    checks: object | None = None
 
     def rows(self) -> list[dict]:
-        """One dict per image with the columns of ``assignments.csv``."""
-        return assignment_rows(self.records, self.labels, self.levels)
+        """One dict per image with the columns of ``assignments.csv`` (``flags`` when the run checked its data)."""
+        rows = assignment_rows(self.records, self.labels, self.levels)
+        if self.checks is not None:
+            for row, cell in zip(rows, flag_cells(self.checks, self.records)):
+                row[FLAGS_COLUMN] = cell
+        return rows
 
 
 def backbone_info(ex) -> dict:
@@ -145,16 +157,23 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t.update(model.timings_)
     rows = with_labels(model.records_, label_column(cfg))
     t0 = time.perf_counter()
-    metrics = model.scores(scoring_labels(rows, label_column(cfg)))
+    y = scoring_labels(rows, label_column(cfg))
+    metrics = model.scores(y)
+    checked = check_result(model)
+    distinct = distinct_scores(model, checked, y) if checked is not None else None
+    if distinct is not None:
+        metrics["distinct"] = distinct
     t["evaluate"] = time.perf_counter() - t0
     cfg = effective_config(cfg, model)
     skipped = sorted(scanned.skipped + model.skipped_, key=lambda s: s["path"])
     manifest = run_manifest(cfg, model, data, scanned, skipped, engine.info(), t)
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
+    if checked is not None:
+        manifest["checks"] = model.step("checks").info_
     ssl = model.step("ssl")
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,
-                       ssl_model=ssl.model_ if ssl is not None else None, model=model)
+                       ssl_model=ssl.model_ if ssl is not None else None, model=model, checks=checked)
     if out is not None:
         write_outputs(result, out, finish, data=data)
     return result
@@ -162,8 +181,9 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
 
 def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=None) -> Path:
     """Publish the run (or prediction) folder ``out``: the model (a run's), ``assignments.csv``,
-    ``embeddings.parquet``, ``metrics.json``, ``slices.csv`` (unit rows), ``associations.csv`` (ranked from
-    ``assignments.csv`` as written), then ``manifest.json``.
+    ``embeddings.parquet``, ``metrics.json``, the checks' ``quality.csv`` and ``leakage.csv`` (a checked
+    run's), ``slices.csv`` (unit rows), ``associations.csv`` (ranked from ``assignments.csv`` as written),
+    then ``manifest.json``.
 
     Through :func:`brainclust.io.publish.publish`: staged, then swapped in whole, so ``out``
     never mixes two runs' files; ``finish(staging)`` (the report) completes the staged folder before
@@ -179,9 +199,13 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
             if hasattr(result.model, "write_extras"):
                 result.model.write_extras(staging)
         features = result.features if result.config.embeddings_features and result.model is not None else None
+        meta = meta_columns(result.records)  # a metadata column named "flags" is written as meta_flags
         write_run_files(folder, result.rows(), result.levels is not None, result.metrics, result.records,
-                        result.embedding, features, meta_columns(result.records),
+                        result.embedding, features, ([FLAGS_COLUMN] if result.checks is not None else []) + meta,
                         typed_columns(record_columns(result.records)))
+        if result.checks is not None:
+            write_quality(folder.quality, quality_table(result.checks, result.model.skipped_))
+            write_leakage(folder.leakage, leakage_table(result.checks))
         if result.records and hasattr(result.records[0], "members"):
             write_table(folder.slices, SLICE_COLUMNS, slice_rows(result.records))
         result.timings["write"] = time.perf_counter() - t0

@@ -25,6 +25,11 @@ def _csv(path):
         return list(csv.DictReader(fh))
 
 
+def data_flags_match(table, rows) -> bool:
+    """The data checks' ``flags`` column (a default run checks its data) equals assignments.csv's."""
+    return table.column("flags").to_pylist() == [r["flags"] for r in rows]
+
+
 @pytest.mark.parametrize("method", ["hierarchical", "kmeans"])
 def test_embeddings_parquet_matches_assignments_row_for_row(tmp_path, image_folder, method):
     res = run(image_folder, tmp_path / "out", _cfg(tmp_path, method=method))
@@ -33,10 +38,11 @@ def test_embeddings_parquet_matches_assignments_row_for_row(tmp_path, image_fold
     table = pq.read_table(folder.embeddings)
     rows = _csv(folder.assignments)
     levels = LEVEL_COLUMNS if method == "hierarchical" else []
-    fixed = ["path", "sha256", "frame", "embedding", "cluster", *levels]
+    fixed = ["path", "sha256", "frame", "embedding", "cluster", *levels, "flags"]
     assert table.column_names[:len(fixed)] == fixed
+    assert data_flags_match(table, rows)
     # then the metadata columns of assignments.csv, in its order (issue 23)
-    assert table.column_names[len(fixed):] == list(rows[0])[list(rows[0]).index("cluster") + 1 + len(levels):]
+    assert table.column_names[len(fixed):] == list(rows[0])[list(rows[0]).index("flags") + 1:]
     assert table.num_rows == len(rows) == len(res.records) == 8
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), res.embedding.shape[1])
     assert table.schema.field("cluster").type == pa.int32()

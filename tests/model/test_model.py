@@ -32,7 +32,7 @@ def _model(tmp_path, **settings):
 @pytest.mark.parametrize("settings", [{}, {"method": "kmeans", "outliers": "auto"}, {"k": "auto"}])
 def test_fit_predict_save_load(records, tmp_path, settings):
     model = _model(tmp_path, **settings).fit(records)
-    assert [n for n, _ in model.steps_] == ["extractor", "reducer", "clusterer"]
+    assert [n for n, _ in model.steps_] == ["extractor", "checks", "reducer", "clusterer"]
     assert model.embedding_.shape == (12, 5) and len(model.records_) == 12 and model.skipped_ == []
     assert len(set(model.labels_.tolist()) - {-1}) == 2
     scores = model.scores([r.path for r in model.records_])
@@ -42,7 +42,7 @@ def test_fit_predict_save_load(records, tmp_path, settings):
     model.save(tmp_path / "run")
     info = json.loads((RunFolder(tmp_path / "run").model_config).read_text())
     assert (info["format"], info["version"]) == (MODEL_FORMAT, MODEL_VERSION)
-    assert [e["name"] for e in info["steps"]] == ["extractor", "reducer", "clusterer"]
+    assert [e["name"] for e in info["steps"]] == ["extractor", "checks", "reducer", "clusterer"]
     assert info["steps"][0]["class"] == "FeatureExtractor" and info["steps"][0]["params"]["backbone"] == "pixels@16"
     back = BrainClusterModel.load(tmp_path / "run")
     assert [type(s).__name__ for _, s in back.steps_] == [type(s).__name__ for _, s in model.steps_]
@@ -78,7 +78,7 @@ class Centre(TransformerMixin, ArrayStep):
 def test_the_step_list_is_open_to_new_middle_steps(records, tmp_path):
     steps = build_steps(RunConfig(backbone="pixels@16", k=2, pca=5, workers=0, cache_dir=str(tmp_path / "c")))
     model = BrainClusterModel([*steps[:-1], ("centre", Centre()), steps[-1]]).fit(records)
-    assert [n for n, _ in model.steps_] == ["extractor", "reducer", "centre", "clusterer"]
+    assert [n for n, _ in model.steps_] == ["extractor", "checks", "reducer", "centre", "clusterer"]
     np.testing.assert_allclose(model.embedding_.mean(axis=0), 0.0, atol=1e-9)
     assert "centre" in model.timings_
     np.testing.assert_allclose(model.predict(records).embedding.mean(axis=0), 0.0, atol=1e-9)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,16 @@ import numpy as np
 from brainclust.checks import nearcode
 from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
-from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group, near_pairs
+from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows
+from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import ParameterError
+from brainclust.io.outputs import CHECK_ENTRIES, check_out, publish, write_manifest
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,9 @@ log = logging.getLogger(__name__)
 class CheckResult:
     """What the checks found, one entry per record (scan order).
 
-    ``flags`` are frozensets of :data:`~brainclust.checks.flags.FLAGS`; ``duplicate_of`` the
-    representative's path for ``duplicate``/``near_duplicate`` images (else ``""``);
+    ``flags`` are frozensets of :data:`~brainclust.checks.flags.FLAGS`; ``duplicate_of``: for a
+    ``duplicate``, the path of the first image (scan order) with the same decoded content; for a
+    ``near_duplicate``, its group's first image (the representative); else ``""``;
     ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
     ``leakage`` the rows of ``leakage.csv`` (unescaped paths).
     """
@@ -84,7 +88,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
                features: np.ndarray | None = None, thresholds: Thresholds | None = None,
                split_table: Mapping[str, str] | None = None, dicom_headers: Mapping[str, Mapping] | None = None,
                workers: int = 0, backend: str = "auto", random_state: int = 0,
-               progress: bool | None = None) -> CheckResult:
+               progress: bool | None = None, cache_dir=False) -> CheckResult:
     """Flag every record; group duplicates; list split leakage.
 
     Parameters
@@ -108,6 +112,9 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         Nearest-neighbour search (``auto``: exact up to ``thresholds.exact_max`` images).
     random_state : int
         Seeds the sample the search's projection and index are trained on.
+    cache_dir : path, None or False
+        Where the verified near-duplicate pairs are cached (:func:`~brainclust.checks.store.cached_near_pairs`;
+        ``None``: the default cache folder; ``False``: not cached).
     """
     t = thresholds or Thresholds()
     t.validate()
@@ -123,7 +130,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny)
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
-    pairs, sims = near_pairs(desc.thumbs, rows, t, backend, random_state, progress)
+    pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows, t, backend, random_state, progress)
     groups = group(desc.pixel_sha256, pairs, sims)
     if features is None:
         feats = np.zeros((n, nearcode.SIDE ** 2), np.float32)
@@ -148,7 +155,9 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         if reasons[i]:
             f.add("non_image_dicom")
         flags.append(frozenset(f))
-        rep = int(groups.representative[i])
+        # a duplicate points to the first image of the same decoded content (its copy, byte for byte when the
+        # files are); anything else in a group to the group's first image
+        rep = int(first[i]) if groups.exact[i] else int(groups.representative[i])
         dup_of.append(paths[rep] if rep != i else "")
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
@@ -179,24 +188,91 @@ def read_split_table(path: str | os.PathLike, column: str = "split", path_column
     return {row[path_column]: row[column] for row in reader}
 
 
-def write_outputs(result: CheckResult, out: str | os.PathLike) -> dict[str, Path]:
-    """Write ``quality.csv`` and ``leakage.csv`` (header only when nothing leaks) into ``out``."""
+def write_outputs(result: CheckResult, out: str | os.PathLike, manifest: Mapping | None = None) -> dict[str, Path]:
+    """Write ``quality.csv`` and ``leakage.csv`` (header only when nothing leaks) into ``out``, then
+    ``manifest`` as ``manifest.json`` when given."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return {"quality": write_quality(out / QUALITY_FILE, result.quality_rows()),
-            "leakage": write_leakage(out / LEAKAGE_FILE, leakage_table(result))}
+    written = {"quality": write_quality(out / QUALITY_FILE, result.quality_rows()),
+               "leakage": write_leakage(out / LEAKAGE_FILE, leakage_table(result))}
+    if manifest is not None:
+        written["manifest"] = write_manifest(out / "manifest.json", manifest)
+    return written
+
+
+def checks_record(result: CheckResult, exclude=(), n_excluded: int = 0, split_table=None, cache: dict | None = None,
+                  timings: dict | None = None) -> dict:
+    """What a manifest records of the checks: thresholds, the split source, counts per flag, what was excluded."""
+    return {"thresholds": asdict(result.thresholds), "split_source": result.split_source or None,
+            "split_table": None if split_table is None else str(split_table), "n_checked": len(result.paths),
+            "counts": result.counts(), "n_flagged": sum(1 for f in result.flags if f),
+            "n_duplicate_groups": len(result.duplicates.groups()), "n_leakage_rows": len(result.leakage),
+            "n_not_checked": len(result.descriptors.failed), "exclude": list(exclude), "n_excluded": n_excluded,
+            "descriptor_cache": cache or {}, "summary": result.summary(), "timings_s": timings or {}}
 
 
 def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                  thresholds: Thresholds | None = None, workers: int = 0, progress: bool | None = None,
                  split_table: Mapping[str, str] | None = None, backend: str = "auto",
-                 scan_result: ScanResult | None = None, **scan_kwargs) -> CheckResult:
-    """Scan ``data`` (``brainclust.io.scan.scan``; ``scan_kwargs`` e.g. ``slices``), check it, and
-    write ``quality.csv``/``leakage.csv`` into ``out`` when given."""
-    found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
-    result = run_checks(found.records, thresholds=thresholds, split_table=split_table, workers=workers,
-                        backend=backend, progress=progress)
+                 scan_result: ScanResult | None = None, cache_dir=False, split_source: str | None = None,
+                 **scan_kwargs) -> CheckResult:
+    """Scan ``data`` (``brainclust.io.scan.scan``; ``scan_kwargs`` e.g. ``slices``), check it, and, when
+    ``out`` is given, publish ``quality.csv``, ``leakage.csv`` and ``manifest.json`` there (``brainclust check``).
+
+    ``out`` is written like a run folder (:func:`brainclust.io.outputs.publish`: staged, then swapped in
+    whole, under a lock); it must be outside ``data`` and new, empty or an earlier check's folder.
+    ``cache_dir``: the descriptor store (:mod:`brainclust.checks.store`; ``False`` = none, ``None`` = the
+    default folder). ``split_source`` names the split table in the manifest.
+
+    Raises
+    ------
+    ParameterError
+        ``out`` cannot be used; bad thresholds or workers.
+    """
+    t = thresholds or Thresholds()
+    t.validate()
     if out is not None:
-        write_outputs(result, out)
-    log.info("%s", result.summary())
+        check_out(out, data=data, allowed=CHECK_ENTRIES)
+    t0 = time.perf_counter()
+    found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
+    t_scan = time.perf_counter() - t0
+    desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
+    result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
+                        progress=progress, cache_dir=cache_dir)
+    timings = {"scan": t_scan, "total": time.perf_counter() - t0}
+    if out is not None:
+        from brainclust import __version__
+
+        manifest = {"kind": "check", "brainclust": __version__, "input": str(Path(data).resolve()),
+                    "settings": {"scan": {k: v for k, v in scan_kwargs.items() if isinstance(v, (str, int, bool))}},
+                    "n_files_scanned": found.n_files, "n_images": len(found.records),
+                    "skipped": sorted(found.skipped, key=lambda s: s["path"]),
+                    "checks": checks_record(result, split_table=split_source, cache=cache, timings=timings)}
+        publish(out, lambda staging: write_outputs(result, staging, manifest),
+                check=lambda: check_out(out, data=data, allowed=CHECK_ENTRIES))
+    log.debug("%s", result.summary())
     return result
+
+
+def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *, check_thresholds: str | None = None,
+               split_table: str | os.PathLike | None = None, split_column: str = "split", workers: int | None = None,
+               cache_dir=None, slices: str = "axial:mid", volume_index: int = 0,
+               progress: bool | None = None) -> CheckResult:
+    """``brainclust check``: :func:`check_folder` from the command's settings (the text of
+    ``--check-thresholds``, a split table's path and column, ``--workers`` (``None``: half the cores), the
+    descriptor cache folder, the NIfTI slicing). Every setting is checked before the scan.
+    """
+    from brainclust.checks.store import default_workers
+    from brainclust.io.formats import nifti
+
+    nifti.parse_slices(slices)
+    nifti.check_volume_index(volume_index)
+    if split_table is None and split_column != "split":
+        raise ParameterError(f"--split-column: would be ignored (got {split_column!r}); it needs --split-table")
+    thresholds = Thresholds.from_text(check_thresholds or "")
+    if isinstance(workers, bool) or not (workers is None or (isinstance(workers, int) and workers >= 0)):
+        raise ParameterError(f"--workers: must be an integer >= 0, got {workers!r}")
+    table = read_split_table(split_table, split_column) if split_table is not None else None
+    return check_folder(data, out, thresholds, workers=default_workers(workers), progress=progress,
+                        split_table=table, cache_dir=cache_dir, split_source=split_table, slices=slices,
+                        volume_index=volume_index)

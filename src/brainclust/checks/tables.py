@@ -2,8 +2,9 @@
 the report's galleries, and the policy helpers (``--exclude``, scores over distinct images).
 
 ``quality.csv``: one row per input image (scan order), columns :data:`QUALITY_COLUMNS`:
-``path``; ``flags`` (``;``-joined, vocabulary order, empty when clean); ``duplicate_of`` (for
-``duplicate`` and ``near_duplicate``: the path of the group's first image in scan order);
+``path``; ``flags`` (``;``-joined, vocabulary order, empty when clean); ``duplicate_of`` (for a
+``duplicate``: the first image in scan order with the same decoded content; for a ``near_duplicate``:
+the first image of its group);
 ``split`` (``train``/``test``/``val`` or empty); the scores behind the flags
 (``near_similarity``: best verified code similarity within its group; ``outlier_z``;
 ``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the
@@ -12,7 +13,8 @@ decoded pixels); ``error`` (why the image could not be described; it then has no
 ``leakage.csv``: :data:`LEAKAGE_COLUMNS`, one row per member of every duplicate or
 near-duplicate group whose members come from two or more splits.
 
-Paths are written as escaped text (:func:`brainclust.io.outputs.escape_name`).
+Paths are written as escaped text (:func:`brainclust.io.outputs.escape_name`). The column lists and
+file names are :mod:`brainclust.io.outputs`' (every file schema in one place); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,16 +27,12 @@ import numpy as np
 from brainclust.checks.descriptors import slot
 from brainclust.checks.flags import FLAGS, join_flags
 from brainclust.io.atomic import atomic_write_csv
-from brainclust.io.outputs import escape_name
+from brainclust.io.outputs import LEAKAGE_COLUMNS, LEAKAGE_FILE, QUALITY_COLUMNS, QUALITY_FILE, escape_name
+from brainclust.io.outputs import QUALITY_SCORE_COLUMNS as SCORE_COLUMNS
 
-QUALITY_FILE = "quality.csv"
-LEAKAGE_FILE = "leakage.csv"
-#: Descriptor slots written to quality.csv (the scores of the pixel rules).
-SCORE_COLUMNS = ["width", "height", "colourfulness", "colour_fraction", "dark_fraction", "border_level",
-                 "mode_fraction", "foreground_fraction", "structure", "neighbour_correlation"]
-QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", "outlier_z", "non_image_dicom",
-                   *SCORE_COLUMNS, "content_sha256", "error"]
-LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
+__all__ = ["LEAKAGE_COLUMNS", "LEAKAGE_FILE", "QUALITY_COLUMNS", "QUALITY_FILE", "SCORE_COLUMNS", "SUMMARY_NAMES",
+           "distinct_index", "exclude_mask", "galleries", "leakage_table", "quality_rows", "summary_line",
+           "write_leakage", "write_quality"]
 #: How the summary line names each flag.
 SUMMARY_NAMES = {"duplicate": "duplicates", "near_duplicate": "near duplicates", "not_mri": "not MRI",
                  "blank": "blank", "noise": "noise", "tiny": "tiny", "non_image_dicom": "non-image DICOM",

@@ -29,6 +29,7 @@ class GMMClusterer(BaseClusterer):
     """
 
     method = "gmm"
+    allows_minus_one = True  # images set aside before the clustering (--exclude: cluster.setaside)
     _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": SEED,
                               "exact_max": param(Integer(1), option="exact_max")}
 

@@ -27,6 +27,7 @@ class SpectralClusterer(BaseClusterer):
     """
 
     method = "spectral"
+    allows_minus_one = True  # images set aside before the clustering (--exclude: cluster.setaside)
     _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": SEED,
                               "n_neighbors": param(Integer(1), option="n_neighbors"),
                               "exact_max": param(Integer(1), option="exact_max")}

@@ -13,6 +13,8 @@ A finished ``brainclust run --out OUT`` folder holds::
     OUT/model/cluster.npz   the fitted clustering (and the embedding it saw, for the report)
     OUT/model/umap.npz      --reduce umap|pca+umap only; ssl_*.json/.safetensors: --self-supervised only
     OUT/auto.csv            --auto / --consensus only: every candidate's criteria
+    OUT/quality.csv         the data checks (unless --checks off): one row per image, QUALITY_COLUMNS
+    OUT/leakage.csv         duplicate groups that cross train/test/val splits: LEAKAGE_COLUMNS
     OUT/report.html         the report (and OUT/figures/), unless --no-report
 
 The model manifest (``model/config.json``, :func:`write_model_manifest`, :func:`read_model_manifest`)
@@ -82,15 +84,32 @@ ASSIGNMENT_COLUMNS = ["path", "name", "type", "size", "width", "height", "label"
 LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
 #: Columns of a run whose rows are units (``--unit volume|series|subject``): after the levels.
 UNIT_COLUMNS = ["unit", "n_slices"]
+#: The data checks' column (``;``-joined flags, empty = clean), after the levels (and the unit columns).
+FLAGS_COLUMN = "flags"
 #: Columns of the run itself: a metadata column with one of these names gets :data:`META_PREFIX`.
 RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS +
-                     ["sha256", "frame", "embedding", "features", "abspath"])
+                     [FLAGS_COLUMN, "sha256", "frame", "embedding", "features", "abspath"])
 META_PREFIX = "meta_"
 
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
 RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json", "manifest.json", "model",
-                         "report.html", "figures", "auto.csv", "map.npy", "associations.csv", "slices.csv"})
+                         "report.html", "figures", "auto.csv", "map.npy", "associations.csv", "slices.csv",
+                         "quality.csv", "leakage.csv"})
+#: The entries of a ``brainclust check --out`` folder (the checks alone).
+CHECK_ENTRIES = frozenset({"quality.csv", "leakage.csv", "manifest.json"})
+
+#: The data checks' files (writers: brainclust.checks.tables); the :data:`FLAGS_COLUMN` (``;``-joined, empty =
+#: clean) that ``assignments.csv`` and ``embeddings.parquet`` get after the levels when the run checked its data.
+QUALITY_FILE, LEAKAGE_FILE = "quality.csv", "leakage.csv"
+#: Descriptor slots written to ``quality.csv`` (the scores behind the pixel rules).
+QUALITY_SCORE_COLUMNS = ["width", "height", "colourfulness", "colour_fraction", "dark_fraction", "border_level",
+                         "mode_fraction", "foreground_fraction", "structure", "neighbour_correlation"]
+#: ``quality.csv``: one row per image the checks saw (scan order); see :mod:`brainclust.checks.tables`.
+QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", "outlier_z", "non_image_dicom",
+                   *QUALITY_SCORE_COLUMNS, "content_sha256", "error"]
+#: ``leakage.csv``: one row per member of every duplicate group whose members come from two or more splits.
+LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
 #: The files of ``model/``, by role (a step's ``save_step`` writes its own).
 MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz"}
 #: The figures the report writes to ``figures/`` (each as ``.png`` and ``.svg``).
@@ -185,6 +204,9 @@ class RunFolder:
     associations = property(lambda self: self.root / "associations.csv")
     #: unit runs only: the slices of every unit (:mod:`brainclust.io.slicefile`)
     slices = property(lambda self: self.root / "slices.csv")
+    #: the data checks (unless ``--checks off``)
+    quality = property(lambda self: self.root / QUALITY_FILE)
+    leakage = property(lambda self: self.root / LEAKAGE_FILE)
 
 
 def read_json(path, folder=None) -> dict:
@@ -385,8 +407,9 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
                      features: np.ndarray | None = None, typed: Mapping[str, tuple[str, list]] | None = None) -> Path:
     """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images.
 
-    Unit runs add ``unit`` (string) and ``n_slices`` (int32); ``typed`` adds the metadata columns after them
-    (``float64`` or ``string``, missing values null), named as in ``assignments.csv``; ``features`` comes last.
+    Unit runs add ``unit`` (string) and ``n_slices`` (int32); the rows' :data:`FLAGS_COLUMN`, when present,
+    follows as a string column; ``typed`` adds the metadata columns after them (``float64`` or ``string``, missing values
+    null), named as in ``assignments.csv``; ``features`` comes last.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -404,6 +427,8 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
     if rows and "n_slices" in rows[0]:
         cols["unit"] = pa.array([str(r["unit"]) for r in rows], type=pa.string())
         cols["n_slices"] = pa.array([int(r["n_slices"]) for r in rows], type=pa.int32())
+    if rows and FLAGS_COLUMN in rows[0]:
+        cols[FLAGS_COLUMN] = pa.array([str(r[FLAGS_COLUMN]) for r in rows], type=pa.string())
     for name, (kind, values) in (typed or {}).items():
         if len(values) != len(rows):
             raise ParameterError(f"embeddings: metadata column '{name}' has {len(values)} values for {len(rows)} rows")

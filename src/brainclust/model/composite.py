@@ -12,7 +12,9 @@
   (:class:`~brainclust.cluster.manifold.UMAPManifold`). A middle step takes a :class:`Batch`
   (the records and their current matrix ``X``) and returns one (``fit_batch`` /
   ``transform_batch``), so new kinds of step (pooling slices into volumes, projecting out a
-  nuisance factor, checks that set images aside) go into the list without changing this class;
+  nuisance factor, checks that set images aside) go into the list without changing this class. A step
+  may set rows aside (fewer rows out, their indices in its ``aside_``): :class:`AsideRows` fits the
+  later steps without them and :class:`~brainclust.cluster.setaside.SetAside` gives them label ``-1``;
 * ``clusterer`` (last): a clustering estimator of :mod:`brainclust.cluster.methods`, possibly
   inside :class:`~brainclust.cluster.outliers.OutlierRule` (``--outliers auto``) and
   :class:`~brainclust.cluster.kselect.AutoK` (``--k auto``).
@@ -37,6 +39,7 @@ from sklearn.base import clone
 
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
+from brainclust.cluster.setaside import SetAside
 from brainclust.core.params import Step
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extraction import as_records
@@ -84,6 +87,62 @@ class Assignment:
     slices: list | None = None
 
 
+@dataclass
+class AsideRows:
+    """The rows a middle step set aside during a fit (``aside_`` of the step: indices into its input batch).
+
+    Later steps are fitted without them; the rows follow through those steps' ``transform_batch`` (their
+    embedding), and :meth:`merge` puts them back among the others in input order.
+    """
+
+    pos: np.ndarray  #: the input row behind each row of the current batch
+    batch: Batch | None = None  #: the rows set aside so far, as far as the fit has gone
+    at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  #: their input rows
+
+    @classmethod
+    def start(cls, n: int) -> "AsideRows":
+        return cls(np.arange(n))
+
+    @property
+    def rows(self) -> int:
+        return len(self.at)
+
+    def follow(self, step, before: Batch) -> None:
+        """After ``step.fit_batch(before)``: every row set aside so far, and the rows this step set aside
+        (taken from its input), move through the fitted step."""
+        out = getattr(step, "aside_", None)
+        out = np.zeros(0, np.int64) if out is None else np.asarray(out, np.int64)
+        if self.batch is not None:
+            self.batch = step.transform_batch(self.batch)
+        if not len(out):
+            return
+        part = step.transform_batch(Batch([before.records[i] for i in out], np.asarray(before.X)[out],
+                                          before.extractor))
+        if self.batch is not None:
+            part = Batch(self.batch.records + part.records, np.concatenate([self.batch.X, part.X]), part.extractor)
+        self.batch, self.at = part, np.concatenate([self.at, self.pos[out]])
+        self.pos = np.delete(self.pos, out)
+
+    def check_left(self, n_left: int, k: int | None, name: str) -> None:
+        if n_left < 2:
+            raise InputError(f"--exclude: the {name} step set {self.rows} image(s) aside and left {n_left}; "
+                             "clustering needs 2")
+        if k is not None and k > n_left:
+            raise ParameterError(f"--k: {k} clusters requested but only {n_left} images are left after the "
+                                 f"{name} step set {self.rows} aside (--exclude); use --k {n_left} or fewer")
+
+    def mask(self) -> np.ndarray:
+        out = np.zeros(len(self.pos) + self.rows, bool)
+        out[self.at] = True
+        return out
+
+    def merge(self, X: np.ndarray) -> np.ndarray:
+        """The rows kept (``X``) and the rows set aside, in input order."""
+        out = np.empty((len(X) + self.rows, X.shape[1]), np.result_type(X.dtype, self.batch.X.dtype))
+        out[self.pos], out[self.at] = X, self.batch.X
+        return out
+
+
 def requested_k(clusterer) -> int | None:
     """The fixed k of a clustering step (through an outlier rule), or ``None`` (``--k auto``, DBSCAN)."""
     if isinstance(clusterer, AutoK):
@@ -115,7 +174,9 @@ class BrainClusterModel(Step):
     features_ : ndarray (n, d)
         The extractor's features of the rows (a ``units`` step's pooled features for unit rows);
         ``embedding_``: the clustering's input.
-    labels_, levels_ : the clustering of the rows
+    labels_, levels_ : the clustering of the rows (``-1`` for rows a step set aside)
+    aside_ : ndarray of bool or None
+        The rows a step set aside (``--exclude``), left out of every later fit; ``None`` when none.
     cache_ : dict
         Feature-cache hits and misses of the fit.
     timings_ : dict
@@ -183,18 +244,22 @@ class BrainClusterModel(Step):
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
         batch = Batch(kept, feats, extractor)
-        rows_feats = feats
+        aside = AsideRows.start(len(kept))
+        rows, rows_feats = kept, feats
         for name, step in steps[1:-1]:
             t0 = time.perf_counter()
-            before = batch.records
+            before = batch
             batch = step.fit_batch(batch)
+            aside.follow(step, before)
             key = TIMING_KEYS.get(name, name)
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
-            if batch.records is not before:  # the step made new rows (units): their features
-                rows_feats = batch.X
-                if k is not None and k > len(batch.records):
+            if aside.rows:
+                aside.check_left(len(batch.records), k, name)
+            if name == "units" and batch.records is not before.records:  # the step made new rows: their features
+                rows, rows_feats = batch.records, batch.X
+                if k is not None and k > len(rows):
                     raise ParameterError(f"--k: {k} clusters requested but the {len(kept)} images make only "
-                                         f"{len(batch.records)} {name} rows; use --k {len(batch.records)} or fewer")
+                                         f"{len(rows)} {name} rows; use --k {len(rows)} or fewer")
             distinct = getattr(step, "n_distinct_", None)
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "
@@ -202,10 +267,16 @@ class BrainClusterModel(Step):
         t0 = time.perf_counter()
         fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
         clusterer.fit(batch.X, **fit_params)
+        embedding = batch.X
+        if aside.rows:  # one label per image: the rows set aside get -1 (cluster.setaside)
+            embedding = aside.merge(batch.X)
+            steps[-1] = ("clusterer", SetAside.fitted(clusterer, aside.mask(), embedding))
+            clusterer = steps[-1][1]
         t["cluster"] = time.perf_counter() - t0
-        self.steps_, self.records_, self.skipped_, self.features_ = steps, batch.records, skipped, rows_feats
+        self.steps_, self.records_, self.skipped_, self.features_ = steps, rows, skipped, rows_feats
         self.slice_records_ = kept
-        self.embedding_, self.labels_, self.levels_ = batch.X, clusterer.labels_, clusterer.levels_
+        self.embedding_, self.labels_, self.levels_ = embedding, clusterer.labels_, clusterer.levels_
+        self.aside_ = aside.mask() if aside.rows else None
         self.cache_, self.timings_ = got.cache_info(), t
         log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(batch.records),
                  "images" if batch.records is kept else f"units from {len(kept)} images",
@@ -242,7 +313,14 @@ class BrainClusterModel(Step):
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and
         ``outliers`` when the clustering recorded them."""
         self.check_is_fitted()
-        metrics = score(self.embedding_, self.labels_, labels_true)
+        aside = getattr(self, "aside_", None)
+        if aside is None:
+            metrics = score(self.embedding_, self.labels_, labels_true)
+        else:  # the images set aside were not clustered: the scores are the clustered images'
+            keep = ~aside
+            metrics = score(self.embedding_[keep], self.labels_[keep],
+                            None if labels_true is None else [y for y, k in zip(labels_true, keep) if k])
+            metrics["n_set_aside"] = int(aside.sum())
         extra = self.clustering_extras()
         metrics.update({k: extra[k] for k in ("k_selection", "outliers") if extra.get(k) is not None})
         return metrics
@@ -251,6 +329,8 @@ class BrainClusterModel(Step):
         """``k_selection`` (``--k auto``), ``outliers`` (``--outliers auto``) of the fitted clustering."""
         out: dict = {}
         c = self.clusterer_
+        if isinstance(c, SetAside):
+            c = c.estimator_
         if hasattr(c, "selection"):
             out["k_selection"] = c.selection()
             c = c.estimator_

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
+from brainclust.checks.step import DataChecks, parse_exclude
 from brainclust.cluster.base import check_seed
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, pre_pca_reducer
@@ -108,6 +109,7 @@ EXTRACTION, VOLUMES, CLUSTERING, SSL, QUALITY, RUN = ("feature extraction", "NIf
 INPUT, METADATA = "choosing files (docs/units-metadata.md)", "units and metadata (docs/units-metadata.md)"
 #: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
 DESCRIPTOR_MODES = ("on", "off")
+CHECKS = "data checks (docs/checks.md)"
 
 
 def opt(default, *args, **kwargs):
@@ -250,6 +252,25 @@ class RunConfig:
     ray_address: str | None = opt(None, "--ray-address", "with --engine ray: 'auto' or HOST:6379 joins a running "
                                   "cluster (ray start --head); default: start a local Ray on this machine's cores",
                                   RUN, metavar="ADDR")
+    #: ``--checks``: the data checks (:mod:`brainclust.checks`): flags in quality.csv and assignments.csv.
+    checks: str = opt("on", "--checks", "flag duplicates, near duplicates, non-MRI, blank, noise and tiny images, "
+                      "non-image DICOM and outliers (quality.csv, leakage.csv, a 'flags' column); off skips them "
+                      "(default on)", CHECKS, choices=("on", "off"))
+    #: ``--exclude``: flags whose images are left out of the reduction and the clustering (cluster -1).
+    exclude: tuple[str, ...] = opt((), "--exclude", "comma-separated flags whose images are left out of the "
+                                   "reduction and the clustering (they stay in assignments.csv with cluster -1), "
+                                   "e.g. duplicate,not_mri,blank (default none)", CHECKS, parse=parse_exclude,
+                                   metavar="FLAGS", shown="none")
+    #: ``--check-thresholds``: ``NAME=VALUE,...`` over the checks' defaults (:class:`brainclust.checks.flags.Thresholds`).
+    check_thresholds: str | None = opt(None, "--check-thresholds", "NAME=VALUE,... changes a check's threshold, "
+                                       "e.g. near_similarity=0.99,min_side=24 (docs/checks.md lists them)", CHECKS,
+                                       metavar="NAME=V,...")
+    #: ``--split-table``: a CSV/TSV naming each image's split (``path`` + ``--split-column``).
+    split_table: str | None = opt(None, "--split-table", "CSV/TSV with a 'path' column (relative to DATA) and a "
+                                  "split column: duplicates across its splits go to leakage.csv (default: splits "
+                                  "read from train/test/val folder and file names)", CHECKS, metavar="CSV")
+    split_column: str = opt("split", "--split-column", "the split column of --split-table (default {default})",
+                            CHECKS, metavar="NAME")
 
     # -- checks ------------------------------------------------------------------------
     def validate(self, strict: bool = True) -> None:
@@ -277,6 +298,14 @@ class RunConfig:
         if comps and self.ssl_mode == "finetune" and self.intensity_window is not None:
             raise ParameterError("--intensity-window: not supported with --ssl-mode finetune; use --ssl-mode head")
         self._check_portfolio()
+        if self.exclude and (self.auto or self.consensus):
+            raise ParameterError(f"--exclude: not supported with {'--auto' if self.auto else '--consensus'} (its "
+                                 "portfolio scores every image); run 'brainclust check' and leave the images out, "
+                                 "or drop --exclude")
+        if self.exclude and self.unit != "slice":
+            raise ParameterError(f"--exclude: not supported with --unit {self.unit} (the flags are per slice, the rows "
+                                 "per unit); run 'brainclust check' and leave the slices out with --exclude-files, "
+                                 "or drop --exclude")
         if strict:
             self._refuse_ignored(comps)
 
@@ -333,7 +362,12 @@ class RunConfig:
                  ("clip_percentiles", "--clip", self.intensity_window is not None and self.clip_percentiles
                   not in (None, default.clip_percentiles), "no --intensity-window (which replaces it)"),
                  ("metadata_key", "--metadata-key", self.metadata is None and self.metadata_key is not None,
-                  "--metadata FILE")]
+                  "--metadata FILE"),
+                 ("split_column", "--split-column", self.split_table is None and self.split_column != "split",
+                  "--split-table")]
+        needs += [(name, flag, self.checks == "off" and getattr(self, name) not in (None, ()), "--checks on")
+                  for name, flag in (("exclude", "--exclude"), ("check_thresholds", "--check-thresholds"),
+                                     ("split_table", "--split-table"))]
         for name, flag, ignored, wanted in needs:
             if ignored:
                 raise ParameterError(f"{flag}: would be ignored (got {getattr(self, name)!r}); it needs {wanted}")
@@ -359,14 +393,22 @@ def options() -> dict[str, Option]:
 
 
 def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
-    """The (unfitted) steps of the model of ``cfg``, in order: extractor, [ssl], [units], reducer, [manifold],
-    clusterer (``units``: :class:`~brainclust.features.unitpool.UnitPool` when ``--unit`` is not ``slice``).
+    """The (unfitted) steps of the model of ``cfg``, in order: extractor, [checks], [ssl], [units], reducer,
+    [manifold], clusterer (``checks`` unless ``--checks off``: it may set images aside, see
+    :mod:`brainclust.checks.step`; ``units``: :class:`~brainclust.features.unitpool.UnitPool` when ``--unit``
+    is not ``slice``).
 
     ``--outliers auto`` wraps the clustering in an :class:`~brainclust.cluster.outliers.OutlierRule`,
     ``--k auto`` in an :class:`~brainclust.cluster.kselect.AutoK` (outside the rule: k is chosen on every image).
     """
     k = cfg.k if cfg.k != "auto" else 4
     steps: list[tuple[str, object]] = [("extractor", cfg.extractor())]
+    if cfg.checks != "off":
+        steps.append(("checks", DataChecks(exclude=tuple(cfg.exclude), thresholds=cfg.check_thresholds,
+                                           split_table=cfg.split_table, split_column=cfg.split_column,
+                                           n_components=cfg.pca if cfg.reduce != "umap" else 50,
+                                           random_state=cfg.seed, workers=cfg.workers, cache_dir=cfg.cache_dir,
+                                           progress=cfg.progress)))
     comps = parse_components(cfg.ssl)
     if comps:
         steps.append(("ssl", SelfSupervisedStep(components=comps, mode=cfg.ssl_mode, epochs=cfg.ssl_epochs,

@@ -15,11 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from brainclust import __version__
+from brainclust.checks.step import DataChecks
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.manifold import UMAPManifold
 from brainclust.cluster.methods import CLUSTERERS, load_clusterer
 from brainclust.cluster.outliers import OutlierRule
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.setaside import SetAside
 from brainclust.core.params import from_json
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.features.backbones import RANDOM_WEIGHTS
@@ -30,8 +32,8 @@ from brainclust.io.outputs import MODEL_FILES, RunFolder, read_model_manifest, w
 from brainclust.selfsup.stage import SelfSupervisedStep
 
 #: Every class a model manifest may name (nothing else is ever built from a file).
-STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, SelfSupervisedStep, UnitPool, PCAReducer,
-                                        UMAPManifold, OutlierRule, AutoK, *CLUSTERERS.values())}
+STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, DataChecks, SelfSupervisedStep, UnitPool,
+                                        PCAReducer, UMAPManifold, OutlierRule, AutoK, SetAside, *CLUSTERERS.values())}
 #: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
 #: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
 RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress", "device")
@@ -88,17 +90,26 @@ def legacy_entries(info: dict) -> list[dict]:
     return entries
 
 
-def _load_clusterer(folder: Path, entry: dict):
-    """The clustering step: the method's estimator from ``cluster.npz``, inside its rule if any."""
-    est = load_clusterer(folder / MODEL_FILES["cluster"])
-    if entry["class"] == "OutlierRule":
+def load_clustering(folder: Path, entry: dict):
+    """The clustering step: the method's estimator from ``cluster.npz``, inside its rules if any (a
+    ``SetAside`` outermost: the estimator is then read from the rows not set aside)."""
+    path = folder / MODEL_FILES["cluster"]
+    if entry["class"] == "SetAside":
+        est, whole = SetAside.read(path)
+        inner = _rules_around(est, folder, entry.get("estimator") or {})
+        return SetAside.restored(inner, whole["set_aside"], whole["X_fit"], whole["labels"], whole["levels"])
+    return _rules_around(load_clusterer(path), folder, entry)
+
+
+def _rules_around(est, folder: Path, entry: dict):
+    if entry.get("class") == "OutlierRule":
         return OutlierRule.from_saved(est, **_params(OutlierRule, entry, drop=("estimator",)))
-    if entry["class"] == "AutoK":
+    if entry.get("class") == "AutoK":
         inner = entry.get("estimator") or {}
         if inner.get("class") == "OutlierRule":
             est = OutlierRule.from_saved(est, **_params(OutlierRule, inner, drop=("estimator",)))
         return AutoK.fitted(est, **_params(AutoK, entry, drop=("estimator",)))
-    if entry["class"] in STEP_CLASSES and entry["class"] != type(est).__name__:
+    if entry.get("class") in STEP_CLASSES and entry["class"] != type(est).__name__:
         raise ModelFileError(f"cluster model '{folder / MODEL_FILES['cluster']}': field 'params.method' is "
                              f"'{est.method}' but {folder / MODEL_FILES['config']} names {entry['class']}")
     return est
@@ -112,7 +123,7 @@ def _params(cls, entry: dict, drop=()) -> dict:
 def _load_entry(folder: Path, entry: dict, runtime: dict):
     cls_name = entry["class"]
     if entry["name"] == "clusterer":
-        return _load_clusterer(folder, entry)
+        return load_clustering(folder, entry)
     cls = STEP_CLASSES.get(cls_name)
     if cls is None:
         raise ModelFileError(f"model config '{folder / MODEL_FILES['config']}': step '{entry['name']}' names an "

@@ -42,6 +42,7 @@ from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
+from brainclust.report.checks import checks_section
 from brainclust.report.columns import describe_rows
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (silhouette_per_image, stratified_sample, tsne_2d, tsne_perplexity,
@@ -389,7 +390,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     with _timed(t, "montages"):
         ctx.update(montage_section(run, sil, colours, thumbs, figs, montage_size, montage_px))
     ctx.update(kselect_section(run, figs))
-    ctx.update(quality_section(run, thumbs, montage_px))
+    ctx.update(quality_section(run, thumbs, montage_px), **checks_section(run, thumbs, thumb_px))
     with _timed(t, "confusion"):
         ctx.update(confusion_section(ctx["conf"], figs))
     ctx.update(figs=figs.uris)

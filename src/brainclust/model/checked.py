@@ -1,0 +1,74 @@
+"""What a run does with its data checks once the model is fitted (one place for ``pipeline.run``).
+
+The checks are a step of the model (:class:`brainclust.checks.step.DataChecks`, rows = the images
+that decoded, ``model.records_``). Here: the ``flags`` cell of each row of ``assignments.csv``, the
+rows of ``quality.csv`` (the images the extractor could not decode are added with their reason)
+and ``leakage.csv``, and the scores over distinct images (``metrics.json["distinct"]``: one image
+per group of byte-identical contents, among the images clustered), so duplicates cannot inflate
+the scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from brainclust.checks.flags import join_flags
+from brainclust.checks.stage import CheckResult
+from brainclust.checks.tables import distinct_index, quality_rows
+from brainclust.cluster.scores import score
+from brainclust.io.outputs import QUALITY_COLUMNS, escape_name
+
+
+def check_result(model) -> CheckResult | None:
+    """The fitted checks of a run's model (``None`` with ``--checks off`` or for a loaded model)."""
+    step = model.step("checks")
+    return getattr(step, "result_", None) if step is not None else None
+
+
+def flag_cells(result: CheckResult, records: Sequence) -> list[str]:
+    """The ``flags`` cell of each record (``;``-joined, empty when clean); a unit's (``--unit``): every flag
+    of any of its slices."""
+    at = {p: i for i, p in enumerate(result.paths)}
+
+    def flags(r) -> frozenset:
+        members = getattr(r, "members", None)
+        if members:
+            return frozenset().union(*(flags(m) for m in members))
+        return result.flags[at[r.path]] if r.path in at else frozenset()
+
+    return [join_flags(flags(r)) for r in records]
+
+
+def quality_table(result: CheckResult, skipped: Sequence[dict] = ()) -> list[dict]:
+    """``quality.csv``: the checked images in scan order, then the images that did not decode (``error``)."""
+    rows = quality_rows(result)
+    for s in skipped:
+        rows.append({**{c: "" for c in QUALITY_COLUMNS}, "path": escape_name(s["path"]), "error": s["reason"]})
+    return rows
+
+
+def distinct_scores(model, result: CheckResult, labels_true=None) -> dict:
+    """The scores over distinct images (``metrics.json["distinct"]``): of every group of identical decoded
+    contents only its first image in scan order, among the images clustered.
+
+    ``n_images`` is the number of those images; the rest is :func:`brainclust.cluster.scores.score`'s.
+    ``None`` for a unit run (``--unit``: its rows are not images).
+    """
+    if model.records_ and getattr(model.records_[0], "members", None) is not None:
+        return None
+    at = {p: i for i, p in enumerate(result.paths)}
+    rows = np.array([at[r.path] for r in model.records_])
+    keep = np.zeros(len(result.paths), bool)
+    keep[distinct_index(result.duplicates.representative, result.duplicates.exact)] = True
+    use = keep[rows]
+    aside = getattr(model, "aside_", None)
+    if aside is not None:
+        use &= ~aside
+    idx = np.flatnonzero(use)
+    y = None if labels_true is None else [labels_true[i] for i in idx]
+    out = score(np.asarray(model.embedding_)[idx], np.asarray(model.labels_)[idx], y)
+    out.pop("cluster_sizes", None)
+    out["rule"] = "one image per group of identical decoded contents (duplicates dropped), clustered images only"
+    return out

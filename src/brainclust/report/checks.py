@@ -1,0 +1,85 @@
+"""The report's data-check section, from the run folder's ``quality.csv`` and ``leakage.csv``.
+
+Per flag a gallery of the flagged images (scan order, at most ``cap``), and the duplicate and
+near-duplicate groups side by side (representative first; a group that crosses train/test/val
+splits is marked). Everything is read from the written files (:data:`brainclust.io.outputs.QUALITY_COLUMNS`);
+thumbnails come from the report's :class:`~brainclust.report.thumbnails.Thumbnails` (rows of
+``assignments.csv``, so an image the run could not decode has none and is only counted).
+"""
+
+from __future__ import annotations
+
+import csv
+
+from brainclust.checks.flags import FLAGS, split_flags
+from brainclust.errors import ModelFileError
+from brainclust.report.run import RunOutputs
+
+#: What each flag means, in one line (docs/checks.md has the rules and thresholds).
+FLAG_MEANINGS = {
+    "duplicate": "same decoded pixels as an earlier image (scan order)",
+    "near_duplicate": "the same picture after resizing, recompression, a small crop, a flip or an intensity change",
+    "not_mri": "unlike a grey medical slice: colour, no dark background, or a bright frame",
+    "blank": "constant or almost empty",
+    "noise": "no structure",
+    "tiny": "below the size floor",
+    "non_image_dicom": "a DICOM object whose pixels are not an anatomical image (dose grid, segmentation, report...)",
+    "outlier": "far from every other image in the run's feature space",
+}
+
+
+def _read(path) -> list[dict] | None:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"'{path}' is damaged ({exc})") from None
+
+
+def checks_section(run: RunOutputs, thumbs, px: int, cap: int = 16, max_groups: int = 8,
+                   group_size: int = 4) -> dict:
+    """The template context of the section (``checks`` is ``None`` when the run has no ``quality.csv``)."""
+    quality = _read(run.folder.quality)
+    if quality is None:
+        return {"checks": None}
+    leakage = _read(run.folder.leakage) or []
+    row_of = {r.get("path", ""): i for i, r in enumerate(run.rows)}
+    flags = [split_flags(q.get("flags", "")) for q in quality]
+
+    def tile(path: str) -> dict:
+        i = row_of.get(path)
+        return {"name": path, "row": i, "src": thumbs.data_uri(i, px) if i is not None else None}
+
+    galleries = []
+    for f in FLAGS:
+        members = [q["path"] for q, fl in zip(quality, flags) if f in fl]
+        if members and f not in ("duplicate", "near_duplicate"):
+            galleries.append({"flag": f, "n": len(members), "meaning": FLAG_MEANINGS[f],
+                              "tiles": [tile(p) for p in members[:cap]]})
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(quality):
+        if q.get("duplicate_of"):
+            groups.setdefault(q["duplicate_of"], []).append(i)
+    crossing = {r.get("group", "") for r in leakage}
+    group_views = []
+    for f in ("duplicate", "near_duplicate"):
+        chosen = [(rep, m) for rep, m in groups.items() if any(f in flags[i] for i in m)]
+        n_images = sum(1 for fl in flags if f in fl)
+        if not n_images:
+            continue
+        shown = []
+        for rep, m in chosen[:max_groups]:
+            paths = [rep] + [quality[i]["path"] for i in m]
+            shown.append({"rep": rep, "size": len(paths), "crosses": rep in crossing,
+                          "tiles": [tile(p) for p in paths[:group_size]]})
+        group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
+                            "groups": shown})
+    info = run.manifest.get("checks") or {}
+    return {"checks": {"summary": info.get("summary", ""), "n": len(quality),
+                       "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries, "groups": group_views,
+                       "n_leakage": len(leakage), "leak_splits": sorted({s for r in leakage
+                                                                         for s in r.get("splits", "").split(";") if s}),
+                       "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
+                       "split_source": info.get("split_source"), "cap": cap, "max_groups": max_groups}}
