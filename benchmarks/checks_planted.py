@@ -238,7 +238,7 @@ def build(root: Path, planting: str) -> dict:
         truth["tiny"].add(save(f"planted/tiny/tiny_{j}.png", src.convert("L").resize((s, s))))
     # exact copies: byte copies and lossless re-saves; near copies: one transform each
     copies = []
-    pool = list(rng.choice(mri, 30 + 8 * 12, replace=False))
+    pool = list(rng.choice(mri, 30 + 8 * 12 + 40, replace=False))
     for j in range(30):
         src = pool.pop()
         if j % 2 == 0:
@@ -251,11 +251,16 @@ def build(root: Path, planting: str) -> dict:
             rel = save(f"planted/copies/resaved_{j}_{Path(src).stem}.png", im)
         copies.append((src, rel, "exact"))
     for j in range(8 * 12):
-        src = pool.pop()
         kind = TRANSFORMS[j % len(TRANSFORMS)]
-        im = Image.open(root / src)
-        im.load()
-        out = near_copy(ImageOps.exif_transpose(im), kind, rng)
+        while True:  # a copy must still be a picture and differ from its source
+            src = pool.pop()
+            im = Image.open(root / src)
+            im.load()
+            out = near_copy(ImageOps.exif_transpose(im), kind, rng)
+            a = np.asarray(out.convert("L"))
+            if a.max() > a.min() and (a.shape != np.asarray(im.convert("L")).shape
+                                      or not np.array_equal(a, np.asarray(im.convert("L")))):
+                break
         rel = save(f"planted/copies/near_{kind}_{j}_{Path(src).stem}.png", out)
         copies.append((src, rel, kind))
     return {"truth": truth, "copies": copies, "mri": set(mri)}
@@ -303,6 +308,16 @@ def evaluate(root: Path, built: dict, workers: int) -> str:
         rec = tp / len(truth[f]) if truth[f] else float("nan")
         lines.append(f"| {f} | {len(truth[f])} | {len(flagged[f])} | {tp} | {nat} | {other} | {prec:.3f} | "
                      f"{prec_x:.3f} | {rec:.3f} |")
+    from brainclust.checks.nearcode import pair_similarity
+
+    missed_copies = [(src, cp, kind) for src, cp, kind in copies
+                     if not (rep[index[src]] == rep[index[cp]])]
+    if missed_copies:
+        ii = np.array([index[s] for s, _, _ in missed_copies])
+        jj = np.array([index[c] for _, c, _ in missed_copies])
+        best, _ = pair_similarity(res.descriptors.thumbs, ii, jj)
+        lines += ["", "near copies missed (kind, copy, best code similarity): " +
+                  "; ".join(f"{k} {Path(c).name} {b:.3f}" for (_, c, k), b in zip(missed_copies, best))]
     lines += ["", "near copies found per transform: " +
               ", ".join(f"{k} {found_kind[k]}/{total_kind[k]}" for k in total_kind)]
     mri_not = sorted(p for p in flagged["not_mri"] if p in mri)

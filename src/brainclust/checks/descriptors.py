@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from brainclust.checks.decode import Decoded, decode
+from brainclust.checks.shape import CUE_NAMES, shape_cues
 from brainclust.errors import ImageReadError, ParameterError
 from brainclust.io.scan import ImageRecord
 from brainclust.progress import bar
@@ -47,6 +48,13 @@ DESCRIPTOR_NAMES = (
     "neighbour_correlation",      # correlation of horizontally/vertically adjacent pixels
     "entropy",                    # of a 64-bin histogram on that scale, bits
     "amplitude",                  # standard deviation / nominal full scale
+    "foreground_colour_fraction",  # colour_fraction among the pixels that are not dark (max(RGB) > 0.1 of full scale)
+    "air_border",                 # shape cues of checks.shape: the frame's ring that is border-connected dark air
+    "object_touch",               # ... the ring's share covered by the largest non-air object
+    "gap_ratio",                  # ... pixels in [0.08, 0.2) over pixels below 0.05 (no air spike: large)
+    "extreme_fraction",           # ... pixels below 0.02 or above 0.98 (two-level graphics: ~1)
+    "two_level",                  # ... the smaller of those two fractions (0 below a quarter of full scale)
+    "symmetry",                   # ... best correlation with the left-right mirror (64x64, shifts up to 6 px)
 )
 #: Side of the stored thumbnail.
 THUMB = 64
@@ -73,9 +81,10 @@ def _work(gray: np.ndarray) -> np.ndarray:
     return _resize(gray, max(1, round(w * s)), max(1, round(h * s)))
 
 
-def _colour(rgb: np.ndarray | None) -> tuple[float, float]:
+def _colour(rgb: np.ndarray | None) -> tuple[float, float, float]:
+    """(Hasler-Suesstrunk colourfulness, colour fraction, colour fraction among the non-dark pixels)."""
     if rgb is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     h, w = rgb.shape[:2]
     s = WORK / max(h, w)
     if s < 1:
@@ -84,8 +93,11 @@ def _colour(rgb: np.ndarray | None) -> tuple[float, float]:
     rg = x[:, 0] - x[:, 1]
     yb = 0.5 * (x[:, 0] + x[:, 1]) - x[:, 2]
     m = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-    chroma = (x.max(1) - x.min(1)) / 255.0
-    return m, float((chroma > 0.15).mean())
+    top = x.max(1)
+    chroma = (top - x.min(1)) / 255.0
+    coloured = chroma > 0.15
+    lit = top > 0.1 * 255.0
+    return m, float(coloured.mean()), float(coloured[lit].mean()) if lit.any() else 0.0
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,7 +142,8 @@ def describe(img: Decoded) -> tuple[np.ndarray, np.ndarray]:
     x = _work(gray).astype(np.float64)
     out = np.zeros(len(DESCRIPTOR_NAMES), np.float32)
     out[_IDX["width"]], out[_IDX["height"]] = w, h
-    out[_IDX["colourfulness"]], out[_IDX["colour_fraction"]] = _colour(img.rgb)
+    (out[_IDX["colourfulness"]], out[_IDX["colour_fraction"]],
+     out[_IDX["foreground_colour_fraction"]]) = _colour(img.rgb)
     lo_abs, hi_abs = float(x.min()), float(x.max())
     out[_IDX["amplitude"]] = float(gray.std()) / max(float(img.full_scale), 1e-12)
     if not hi_abs > lo_abs:  # constant
@@ -157,6 +170,8 @@ def describe(img: Decoded) -> tuple[np.ndarray, np.ndarray]:
     p = p[p > 0]
     out[_IDX["entropy"]] = float(-(p * np.log2(p)).sum())
     out[_IDX["structure"]], out[_IDX["neighbour_correlation"]] = _structure(s)
+    for name, value in zip(CUE_NAMES, shape_cues(x, float(img.full_scale))):
+        out[_IDX[name]] = value
     full = np.clip((gray.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return out, thumbnail(full)
 

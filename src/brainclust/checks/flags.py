@@ -42,6 +42,23 @@ class Thresholds:
         at or above this (an MRI slice is surrounded by dark air).
     dark_fraction : float, default 0.04
         ``not_mri``: fewer pixels than this fraction are dark (below 0.1 of that scale).
+    foreground_colour_fraction : float, default 0.10
+        ``not_mri``: at least this fraction of the non-dark pixels are coloured (chroma above 0.15)...
+    foreground_colourfulness : float, default 8.0
+        ... with at least this colourfulness (a colour picture on a dark background).
+    graphic_extreme : float, default 0.8
+        ``not_mri``: at least this fraction of the pixels sit at the two ends of the image's scale...
+    graphic_balance : float, default 0.1
+        ... with at least this fraction at each end (a two-level graphic: silhouette, mask, pattern).
+    scene_air_border : float, default 0.25
+        ``not_mri`` (a scene without air): less of the frame's ring than this is border-connected dark air...
+    scene_object_touch : float, default 0.6
+        ... more of it than this is covered by the largest object...
+    scene_gap_ratio : float, default 2.0
+        ... the dark-grey band [0.08, 0.2) holds more than this many times the pixels below 0.05 (no air
+        spike)...
+    scene_symmetry : float, default 0.6
+        ... and the picture is less left-right symmetric than this.
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     outlier_z : float, default 6.0
@@ -61,6 +78,14 @@ class Thresholds:
     colour_fraction: float = 0.05
     border_level: float = 0.5
     dark_fraction: float = 0.04
+    foreground_colour_fraction: float = 0.10
+    foreground_colourfulness: float = 8.0
+    graphic_extreme: float = 0.8
+    graphic_balance: float = 0.1
+    scene_air_border: float = 0.25
+    scene_object_touch: float = 0.6
+    scene_gap_ratio: float = 2.0
+    scene_symmetry: float = 0.6
     near_similarity: float = 0.985
     outlier_z: float = 6.0
     outlier_k: int = 5
@@ -72,7 +97,8 @@ class Thresholds:
     def validate(self) -> None:
         """Raise :class:`ParameterError` naming the threshold, its rule and its value."""
         unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "colour_fraction",
-                "border_level", "dark_fraction")
+                "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
+                "scene_air_border", "scene_object_touch")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):
@@ -83,13 +109,16 @@ class Thresholds:
                 raise ParameterError(f"check threshold {f.name}: must be a finite number, got {v!r}")
             if f.name in unit and not 0.0 <= v <= 1.0:
                 raise ParameterError(f"check threshold {f.name}: must be in [0, 1], got {v!r}")
-        if not -1.0 <= self.noise_correlation <= 1.0:
-            raise ParameterError(f"check threshold noise_correlation: must be in [-1, 1], got {self.noise_correlation!r}")
+        for name in ("noise_correlation", "scene_symmetry"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ParameterError(f"check threshold {name}: must be in [-1, 1], got {getattr(self, name)!r}")
         if not 0.0 < self.near_similarity <= 1.0:
             raise ParameterError(f"check threshold near_similarity: must be in (0, 1], got {self.near_similarity!r}")
-        if self.colourfulness < 0 or self.outlier_z <= 0:
-            raise ParameterError("check thresholds colourfulness and outlier_z: must be >= 0 and > 0, got "
-                                 f"{self.colourfulness!r} and {self.outlier_z!r}")
+        for name in ("colourfulness", "foreground_colourfulness", "scene_gap_ratio"):
+            if getattr(self, name) < 0:
+                raise ParameterError(f"check threshold {name}: must be >= 0, got {getattr(self, name)!r}")
+        if self.outlier_z <= 0:
+            raise ParameterError(f"check threshold outlier_z: must be > 0, got {self.outlier_z!r}")
 
     @classmethod
     def from_text(cls, text: str) -> Thresholds:

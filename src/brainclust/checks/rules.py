@@ -10,12 +10,25 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
 - ``noise``: not blank, ``structure < noise_structure`` and ``neighbour_correlation <
   noise_correlation``: neighbouring pixels of an anatomical image are strongly correlated and most
   of its variance survives an 8x8 block average; independent noise keeps ~1/64 of it.
-- ``not_mri`` (only when neither blank, noise nor tiny, which explain the image better):
-  a colour image (``colourfulness >= colourfulness`` and ``colour_fraction >= colour_fraction``),
-  or an image with no dark background at all (``dark_fraction < dark_fraction``: MRI slices are
-  surrounded by air, which is dark in every sequence), or a bright frame around a mostly bright
-  image (``border_level >= border_level`` with ``dark_fraction < 2 * dark_fraction``).
-  Grey photographs with dark regions are not caught: the rule errs towards never flagging an MRI.
+- ``not_mri`` (only when neither blank, noise nor tiny, which explain the image better), any of
+  (:func:`not_mri_reasons` names which):
+
+  - ``colour``: a colour image (``colourfulness >= colourfulness`` and ``colour_fraction >=
+    colour_fraction``), or a colour picture on a dark background (``foreground_colour_fraction >=
+    foreground_colour_fraction`` and ``colourfulness >= foreground_colourfulness``);
+  - ``no_air``: no dark background at all (``dark_fraction < dark_fraction``: MRI slices are
+    surrounded by air, which is dark in every sequence), or a bright frame around a mostly bright
+    image (``border_level >= border_level`` with ``dark_fraction < 2 * dark_fraction``);
+  - ``graphic``: a two-level picture (``extreme_fraction >= graphic_extreme`` and ``two_level >=
+    graphic_balance``): silhouettes, masks, patterns, line art;
+  - ``scene``: a grey scene without air (``air_border < scene_air_border``, ``object_touch >
+    scene_object_touch``, ``gap_ratio > scene_gap_ratio`` and ``symmetry < scene_symmetry``):
+    the frame is covered by content, the dark pixels are the tail of a continuous histogram
+    rather than a spike of air at the floor, and the picture is not mirror-symmetric as axial
+    and coronal slices are (:mod:`brainclust.checks.shape`).
+
+  Grey photographs of one object on a dark background (a portrait against a dark backdrop,
+  coins on black) are still not caught: the rules err towards never flagging an MRI.
 - ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
 """
 
@@ -73,6 +86,25 @@ def non_image_dicom(header: Mapping[str, object]) -> str:
     return ""
 
 
+#: The reasons behind ``not_mri``, in the order :func:`not_mri_reasons` reports them.
+NOT_MRI_REASONS = ("colour", "no_air", "graphic", "scene")
+
+
+def not_mri_reasons(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:
+    """Boolean mask per :data:`NOT_MRI_REASONS` for descriptor rows (before the blank/noise/tiny precedence)."""
+    v = np.atleast_2d(vectors)
+    col = lambda name: v[:, slot(name)]  # noqa: E731
+    colour = ((col("colourfulness") >= t.colourfulness) & (col("colour_fraction") >= t.colour_fraction)) | \
+        ((col("foreground_colour_fraction") >= t.foreground_colour_fraction)
+         & (col("colourfulness") >= t.foreground_colourfulness))
+    no_air = (col("dark_fraction") < t.dark_fraction) | \
+        ((col("border_level") >= t.border_level) & (col("dark_fraction") < 2 * t.dark_fraction))
+    graphic = (col("extreme_fraction") >= t.graphic_extreme) & (col("two_level") >= t.graphic_balance)
+    scene = (col("air_border") < t.scene_air_border) & (col("object_touch") > t.scene_object_touch) & \
+        (col("gap_ratio") > t.scene_gap_ratio) & (col("symmetry") < t.scene_symmetry)
+    return {"colour": colour, "no_air": no_air, "graphic": graphic, "scene": scene}
+
+
 def pixel_flags(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:
     """Boolean masks ``tiny``, ``blank``, ``noise`` and ``not_mri`` for descriptor rows (n, len(names))."""
     v = np.atleast_2d(vectors)
@@ -80,8 +112,6 @@ def pixel_flags(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:
     tiny = np.minimum(col("width"), col("height")) < t.min_side
     blank = (col("mode_fraction") >= t.blank_mode_fraction) | (col("foreground_fraction") < t.blank_foreground_fraction)
     noise = ~blank & (col("structure") < t.noise_structure) & (col("neighbour_correlation") < t.noise_correlation)
-    colour = (col("colourfulness") >= t.colourfulness) & (col("colour_fraction") >= t.colour_fraction)
-    no_background = col("dark_fraction") < t.dark_fraction
-    frame = (col("border_level") >= t.border_level) & (col("dark_fraction") < 2 * t.dark_fraction)
-    not_mri = ~(blank | noise | tiny) & (colour | no_background | frame)
+    reasons = not_mri_reasons(v, t)
+    not_mri = ~(blank | noise | tiny) & np.logical_or.reduce(list(reasons.values()))
     return {"tiny": tiny, "blank": blank, "noise": noise, "not_mri": not_mri}
