@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import traceback
 from pathlib import Path
+
+from brainclust.cliopts import add_config_options, arg_type, config_from_args, negative_values
+
+__all__ = ["build_parser", "config_from_args", "main"]
 
 DEMO_DEFAULT_K = 3
 #: The settings of feature extraction every extracting command takes.
@@ -28,86 +31,6 @@ METADATA = ("unit", "metadata", "metadata_key", "labels", "color_by", "descripto
 CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
 CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column")
-#: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
-NEGATIVE_VALUE_OPTIONS = ("--clip", "--intensity-window")
-_NEGATIVE_VALUE = re.compile(r"-\.?\d")
-
-
-def negative_values(argv: list[str]) -> list[str]:
-    """``--clip -5,50`` (or an unambiguous prefix such as ``--intensity -1000,3000``) rewritten as
-    ``--clip=-5,50``, which argparse reads as the option's value; nothing after ``--`` is touched."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            return out + list(argv[i:])
-        takes = a.startswith("--") and "=" not in a and len(a) > 3 and any(o.startswith(a)
-                                                                             for o in NEGATIVE_VALUE_OPTIONS)
-        if takes and i + 1 < len(argv) and _NEGATIVE_VALUE.match(argv[i + 1]):
-            out.append(f"{a}={argv[i + 1]}")
-            i += 2
-            continue
-        out.append(a)
-        i += 1
-    return out
-
-
-def arg_type(parse):
-    """An argparse ``type`` from a library parser: its ParameterError becomes argparse's one-line error."""
-    from brainclust.errors import ParameterError
-
-    def convert(text):
-        try:
-            return parse(text)
-        except ParameterError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
-
-
-def add_config_options(p: argparse.ArgumentParser, names, defaults: dict | None = None,
-                       helps: dict | None = None) -> None:
-    """Options for the :class:`RunConfig` fields ``names``, from their declaration (dest = field name).
-
-    ``defaults`` / ``helps`` override a field's default or help text for this command; a help text's
-    ``{default}`` shows the default.
-    """
-    from dataclasses import fields
-
-    from brainclust.model.config import RUN, RunConfig, options
-
-    declared, field_default = options(), {f.name: f.default for f in fields(RunConfig)}
-    groups: dict[str, object] = {}
-    for name in names:
-        o = declared[name]
-        default = (defaults or {}).get(name, field_default[name])
-        group = p if o.group == RUN else groups.setdefault(o.group, p.add_argument_group(o.group))
-        shown = o.shown if o.shown is not None else ("the run's" if default is None else default)
-        text = (helps or {}).get(name, o.help).format(default=shown)
-        if o.switch:
-            group.add_argument(o.flag, dest=name, action="store_true", help=text)
-        elif o.repeat:  # None = not given (the field's default, or the run's for predict)
-            group.add_argument(o.flag, dest=name, action="append", default=None,
-                               type=arg_type(o.parse) if o.parse else None, metavar=o.metavar, help=text)
-        else:
-            group.add_argument(o.flag, dest=name, default=default, type=arg_type(o.parse) if o.parse else None,
-                               choices=o.choices, metavar=o.metavar, help=text)
-
-
-def config_from_args(args, **more):
-    """The RunConfig of the parsed options (every option that is a RunConfig field) and ``more``."""
-    from dataclasses import fields
-
-    from brainclust.model.config import RunConfig, options
-
-    declared, default = options(), {f.name: f.default for f in fields(RunConfig)}
-    values = {n: getattr(args, n) for n in declared if hasattr(args, n)}
-    for n, o in declared.items():
-        if o.repeat and n in values:
-            values[n] = tuple(values[n]) if values[n] is not None else default[n]
-    return RunConfig(**{**values, **more}).normalized()
 
 
 def build_parser() -> argparse.ArgumentParser:

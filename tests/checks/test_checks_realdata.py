@@ -6,7 +6,6 @@ import hashlib
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from brainclust.checks.stage import check_folder

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from brainclust.checks.splits import detect_splits, split_of
-from brainclust.checks.stage import check_folder, read_split_table, write_outputs
+from brainclust.checks.stage import check_folder, read_split_table
 from brainclust.errors import ParameterError
 
 from checks_planting import head_slice, save

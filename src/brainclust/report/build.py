@@ -28,7 +28,6 @@ stratified by cluster (the page says so).
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import time
@@ -42,6 +41,7 @@ from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
 from brainclust.io.outputs import escape_name
 from brainclust.report import figures as F
+from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
 from brainclust.report.columns import describe_rows
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
@@ -111,23 +111,6 @@ def cluster_colours(clusters: np.ndarray) -> Colours:
     cluster_ids = sorted(set(clusters.tolist()) - {NOISE})
     cpal = dict(zip(cluster_ids, F.palette(len(cluster_ids))))
     return Colours(cluster_ids, cpal, {**cpal, NOISE: F.NOISE_COLOUR})
-
-
-class FigureSink:
-    """Collects the figures: a PNG ``data:`` URI per name for the page, and the files written under ``figdir``."""
-
-    def __init__(self, figdir: Path | None, root: Path) -> None:
-        self.figdir = figdir
-        self.root = root
-        self.uris: dict[str, str] = {}
-        self.files: list[str] = []
-
-    def emit(self, fig, name: str) -> None:
-        png = F.save_figure(fig, self.figdir, name)
-        self.uris[name] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        if self.figdir is not None:
-            self.files.extend([(self.figdir / f"{name}.{ext}").relative_to(self.root).as_posix()
-                               for ext in ("png", "svg")])
 
 
 @contextmanager
@@ -382,18 +365,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     figs = FigureSink(run.folder.figures if write_figures else None, run.folder.root)
     ctx = {**summary_section(run, command, shown), **scores_section(run), **labels_section(run, colours)}
     label_colours(columns, colours.of_label)
-    with _timed(t, "dendrogram"):
-        ctx.update(dendrogram_section(run, colours, figs))
-    with _timed(t, "silhouette"):
-        sil_ctx, sil = silhouette_section(run, colours, figs)
-        ctx.update(sil_ctx)
-    with _timed(t, "montages"):
-        ctx.update(montage_section(run, sil, colours, thumbs, figs, montage_size, montage_px))
-    ctx.update(kselect_section(run, figs))
-    ctx.update(quality_section(run, thumbs, montage_px), **checks_section(run, thumbs, thumb_px))
-    with _timed(t, "confusion"):
-        ctx.update(confusion_section(ctx["conf"], figs))
-    ctx.update(figs=figs.uris)
+    ctx.update(_figure_sections(run, ctx["conf"], colours, thumbs, figs, t, montage_size, montage_px, thumb_px))
     with _timed(t, "map"):  # the explorer gets the bytes the rest of the page leaves
         rest = len(_render({**ctx, **_EMPTY_MAP, "missing": thumbs.n_missing}).encode("utf-8"))
         ex = explorer_data(run, columns, thumbs, int(size_budget_mb * 1e6) - rest - 2048,
@@ -409,6 +381,25 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
                       timings_s={**t, "total": time.perf_counter() - t_all})
     _record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
+
+
+def _figure_sections(run, conf, colours, thumbs, figs, t: dict, montage_size: int, montage_px: int,
+                     thumb_px: int) -> dict:
+    """The page's figures and galleries (dendrogram, silhouette, montages, k choice, quality and checks,
+    confusion), each timed in ``t``."""
+    ctx: dict = {}
+    with _timed(t, "dendrogram"):
+        ctx.update(dendrogram_section(run, colours, figs))
+    with _timed(t, "silhouette"):
+        sil_ctx, sil = silhouette_section(run, colours, figs)
+        ctx.update(sil_ctx)
+    with _timed(t, "montages"):
+        ctx.update(montage_section(run, sil, colours, thumbs, figs, montage_size, montage_px))
+    ctx.update(kselect_section(run, figs))
+    ctx.update(quality_section(run, thumbs, montage_px), **checks_section(run, thumbs, thumb_px))
+    with _timed(t, "confusion"):
+        ctx.update(confusion_section(conf, figs))
+    return {**ctx, "figs": figs.uris}
 
 
 _EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []}, "n_map": 0, "map_sampled": False,

@@ -1,7 +1,7 @@
 """Export a finished run as one folder per cluster.
 
 ``export_clusters(out_dir, to)`` reads ``assignments.csv`` and the data root
-from ``manifest.json`` (:func:`brainclust.io.outputs.read_run`, which checks them)
+from ``manifest.json`` (:func:`brainclust.io.runfolder.read_run`, which checks them)
 and puts every image in exactly one folder:
 ``cluster_0/``, ``cluster_1/``, ... and ``noise/`` for DBSCAN noise (``-1``).
 Images are copied (default) or symbolically linked.
@@ -46,7 +46,8 @@ from pathlib import Path, PurePosixPath
 
 from brainclust.errors import ImageReadError, InputError, ParameterError, UnsafePathError
 from brainclust.io.atomic import atomic_write_csv, safe_join
-from brainclust.io.outputs import RunFolder, escape_name, read_run, unescape_name
+from brainclust.io.outputs import RunFolder, escape_name, unescape_name
+from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
 
@@ -264,7 +265,7 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     ParameterError
         Unknown ``mode``, a non-empty target folder, or one inside the run's input folder.
     ModelFileError
-        The run's outputs are missing or damaged (:func:`brainclust.io.outputs.read_run`).
+        The run's outputs are missing or damaged (:func:`brainclust.io.runfolder.read_run`).
     UnsafePathError
         A ``path`` of ``assignments.csv`` leads outside the data root; nothing is written.
     InputError

@@ -8,6 +8,7 @@ that importing :mod:`brainclust` stays cheap.
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,3 +255,20 @@ def montage_figure(rows: Sequence[tuple[str, list[np.ndarray], list[np.ndarray]]
     axes[0, n_cols + 1].set_title("least typical →", fontsize=8, loc="left")
     fig.subplots_adjust(wspace=0.05, hspace=0.1, left=0.12)
     return fig
+
+
+class FigureSink:
+    """Collects the figures: a PNG ``data:`` URI per name for the page, and the files written under ``figdir``."""
+
+    def __init__(self, figdir: Path | None, root: Path) -> None:
+        self.figdir = figdir
+        self.root = root
+        self.uris: dict[str, str] = {}
+        self.files: list[str] = []
+
+    def emit(self, fig, name: str) -> None:
+        png = save_figure(fig, self.figdir, name)
+        self.uris[name] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        if self.figdir is not None:
+            self.files.extend([(self.figdir / f"{name}.{ext}").relative_to(self.root).as_posix()
+                               for ext in ("png", "svg")])

@@ -2,7 +2,7 @@
 
 Only the written outputs are read (the files of :class:`~brainclust.io.outputs.RunFolder`), as
 untrusted input: ``assignments.csv`` and ``manifest.json`` through the one checking reader
-(:func:`brainclust.io.outputs.read_run`), ``metrics.json`` and ``model/cluster.npz``, the latter
+(:func:`brainclust.io.runfolder.read_run`), ``metrics.json`` and ``model/cluster.npz``, the latter
 through the one reader of saved clusterings (:func:`brainclust.cluster.methods.load_clusterer`:
 ``X_fit`` = the embedding the clustering used, ``labels``, ``levels`` and, for hierarchical
 clustering, the scipy linkage ``tree`` and the flat cluster of each of its leaves).
@@ -18,7 +18,8 @@ import numpy as np
 from brainclust.cluster.hierarchical import tree_leaf_labels
 from brainclust.cluster.methods import load_clusterer
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import RunFolder, read_json, read_run
+from brainclust.io.outputs import RunFolder, read_json
+from brainclust.io.runfolder import read_run
 
 #: Cluster id of the images DBSCAN leaves unclustered.
 NOISE = -1

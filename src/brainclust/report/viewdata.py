@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import (RunFolder, check_assignment_columns, check_row_count, escape_name, input_root,
-                                   read_json, read_manifest)
+from brainclust.io.outputs import RunFolder, escape_name, read_json
+from brainclust.io.runfolder import check_assignment_columns, check_row_count, input_root, read_manifest
 from brainclust.report.columns import (
     MAX_CATEGORIES,
     OTHER,

@@ -1,0 +1,101 @@
+"""A finished run folder read back as untrusted input: ``manifest.json`` and ``assignments.csv`` checked.
+
+``export``, ``report`` and ``view`` read a run folder that anyone may have edited. :func:`read_run`
+reads both files and checks what every reader relies on: the manifest is a JSON object naming an
+absolute input folder; ``assignments.csv`` holds every fixed column once, as many rows as the
+manifest records, each path once and not empty, each ``cluster`` an integer. Any breach is one
+:class:`~brainclust.errors.ModelFileError` line naming the file. Whether a row's path stays inside
+the input folder is checked where it is opened (:func:`brainclust.io.atomic.safe_join`).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from brainclust.errors import ModelFileError
+from brainclust.io.outputs import ASSIGNMENT_COLUMNS, RunFolder, read_assignments, read_json, unescape_name
+
+__all__ = ["RunTables", "check_assignment_columns", "check_row_count", "input_root", "read_manifest", "read_run"]
+
+
+def read_manifest(folder: RunFolder) -> dict:
+    """``manifest.json`` of a run folder, which must hold a JSON object (ModelFileError otherwise)."""
+    m = read_json(folder.manifest, folder.root)
+    if not isinstance(m, dict):
+        raise ModelFileError(f"'{folder.manifest}' is damaged: expected a JSON object, got {type(m).__name__}")
+    return m
+
+
+def input_root(folder: RunFolder, manifest: Mapping, required: bool = True) -> Path | None:
+    """The input folder ``manifest.json`` records (``input``): an absolute path; ``None`` when absent and not
+    ``required``. Only the name is checked here (the folder may be gone)."""
+    inp = manifest.get("input")
+    if inp is None and not required:
+        return None
+    if not isinstance(inp, str) or not inp or "\x00" in inp:
+        raise ModelFileError(f"'{folder.manifest}': field 'input' must name the input folder, got {inp!r:.60}")
+    root = Path(unescape_name(inp))
+    if not root.is_absolute():
+        raise ModelFileError(f"'{folder.manifest}': field 'input' must be an absolute path, got '{inp:.200}'")
+    return root
+
+
+def check_assignment_columns(header: Sequence[str] | None, path) -> None:
+    """The header of ``assignments.csv`` must hold every column of :data:`ASSIGNMENT_COLUMNS`, each name once."""
+    header = list(header or ())
+    missing = [c for c in ASSIGNMENT_COLUMNS if c not in header]
+    if missing or len(set(header)) != len(header):
+        what = f"lacks the column(s) {', '.join(missing)}" if missing else "repeats a column name"
+        raise ModelFileError(f"'{path}' {what}: not an assignments file written by brainclust, or edited")
+
+
+def check_row_count(n_rows: int, manifest: Mapping, path) -> None:
+    """``assignments.csv`` must have the ``n_images`` rows ``manifest.json`` records (when it records them)."""
+    n = manifest.get("n_images")
+    if isinstance(n, int) and not isinstance(n, bool) and n != n_rows:
+        raise ModelFileError(f"'{path}' has {n_rows} rows but manifest.json records {n} images: the file is "
+                             "truncated or edited, or the outputs come from different runs")
+
+
+@dataclass
+class RunTables:
+    """What :func:`read_run` read and checked: ``manifest.json``, the rows of ``assignments.csv`` (text;
+    ``cluster`` holds an integer) and the input folder (``None`` when not required and not recorded)."""
+
+    folder: RunFolder
+    manifest: dict
+    rows: list[dict]
+    input_root: Path | None
+
+
+def read_run(out_dir, *, need_input: bool = True) -> RunTables:
+    """``manifest.json`` and ``assignments.csv`` of a finished run (or prediction) folder, read as untrusted
+    input (the rules are in the module docstring); any breach is a one-line ModelFileError."""
+    folder = RunFolder(out_dir)
+    if not folder.root.is_dir():
+        raise ModelFileError(f"'{folder.root}' is not a finished brainclust run: it is not a folder")
+    manifest = read_manifest(folder)
+    root = input_root(folder, manifest, required=need_input)
+    path = folder.assignments
+    rows = read_assignments(path, folder.root)
+    if rows:
+        check_assignment_columns(list(rows[0]), path)
+    else:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            check_assignment_columns(next(csv.reader(fh), None), path)
+    check_row_count(len(rows), manifest, path)
+    seen: set[str] = set()
+    for i, r in enumerate(rows, start=1):
+        if r["path"] in seen:
+            raise ModelFileError(f"'{path}' row {i}: the path {r['path']!r:.200} is listed twice")
+        seen.add(r["path"])
+        try:
+            int(r["cluster"])
+        except ValueError:
+            raise ModelFileError(f"'{path}' row {i}: 'cluster' must be an integer, got {r['cluster']!r:.40}") from None
+        if not r["path"]:
+            raise ModelFileError(f"'{path}' row {i}: the 'path' is empty")
+    return RunTables(folder, manifest, rows, root)
