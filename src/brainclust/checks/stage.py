@@ -29,7 +29,8 @@ from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import ParameterError
-from brainclust.io.outputs import CHECK_ENTRIES, check_out, publish, write_manifest
+from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
+from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t = thresholds or Thresholds()
     t.validate()
     if out is not None:
-        check_out(out, data=data, allowed=CHECK_ENTRIES)
+        prepare_out(out, data=data, allowed=CHECK_ENTRIES)
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
     t_scan = time.perf_counter() - t0
