@@ -82,3 +82,12 @@ def test_no_nifti_slice_nor_demo_slice_is_flagged_not_mri(tmp_path):
     res = check_folder(demo, progress=False)
     assert len(res.paths) == 120
     assert [p for p, f in zip(res.paths, res.flags) if f & {"not_mri", "noise", "blank"}] == []
+
+
+@need
+def test_slices_of_coregistered_volumes_are_not_near_duplicates():
+    """Found on the BraTS volumes: every head's T1w, T1w+gadolinium, T2w and FLAIR slices at one height (and
+    similar skull-stripped heads) verified as near copies. Slices of volumes are compared exactly only."""
+    res = check_folder(VOLUMES, progress=False, slices="axial:8")
+    assert len(res.paths) == 20 * 8
+    assert [p for p, f in zip(res.paths, res.flags) if f & {"near_duplicate", "duplicate"}] == []

@@ -35,6 +35,9 @@ from brainclust.io.scan import ImageRecord, ScanResult, scan
 
 log = logging.getLogger(__name__)
 
+#: Record types whose images are slices of a volume or series: never searched for near duplicates.
+VOLUME_TYPES = frozenset({"nifti", "dicom"})
+
 
 @dataclass
 class CheckResult:
@@ -129,9 +132,12 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     masks = pixel_flags(desc.vectors, t)
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
-    # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny)
+    # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny), in
+    # 2-D image files only: slices of a volume or series (NIfTI, DICOM) are compared exactly, because
+    # neighbouring slices and co-registered sequences of one head look alike by design and are not copies
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
-    pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows, t, backend, random_state, progress)
+    sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
+    pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress)
     groups = group(desc.pixel_sha256, pairs, sims)
     if features is None:
         feats = np.zeros((n, nearcode.SIDE ** 2), np.float32)

@@ -53,10 +53,12 @@ def check_assignment_columns(header: Sequence[str] | None, path) -> None:
 
 
 def check_row_count(n_rows: int, manifest: Mapping, path) -> None:
-    """``assignments.csv`` must have the ``n_images`` rows ``manifest.json`` records (when it records them)."""
-    n = manifest.get("n_images")
+    """``assignments.csv`` must have the rows ``manifest.json`` records (when it records them): ``n_images``,
+    or for a unit run (``--unit``) ``units.n_rows``."""
+    units = manifest.get("units")
+    n, what = (units.get("n_rows"), "rows") if isinstance(units, Mapping) else (manifest.get("n_images"), "images")
     if isinstance(n, int) and not isinstance(n, bool) and n != n_rows:
-        raise ModelFileError(f"'{path}' has {n_rows} rows but manifest.json records {n} images: the file is "
+        raise ModelFileError(f"'{path}' has {n_rows} rows but manifest.json records {n} {what}: the file is "
                              "truncated or edited, or the outputs come from different runs")
 
 
