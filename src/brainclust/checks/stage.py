@@ -29,7 +29,8 @@ from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import ParameterError
-from brainclust.io.outputs import CHECK_ENTRIES, check_out, publish, write_manifest
+from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
+from brainclust.io.publish import check_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 
 log = logging.getLogger(__name__)
