@@ -20,6 +20,7 @@ from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, 
 from brainclust.cluster.methods import METHODS, make_clusterer
 from brainclust.cluster.outliers import OUTLIER_MODES, OutlierRule, check_outlier_method
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.steer import REMOVE_RULES
 from brainclust.engines import ENGINES, check_engine
 from brainclust.errors import ParameterError
 from brainclust.features.extractor import PRECISIONS, FeatureExtractor
@@ -31,6 +32,7 @@ from brainclust.io import bids
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
+from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.selfsup.common import parse_components
 from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
 
@@ -110,6 +112,7 @@ INPUT, METADATA = "choosing files (docs/units-metadata.md)", "units and metadata
 #: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
 DESCRIPTOR_MODES = ("on", "off")
 CHECKS = "data checks (docs/checks.md)"
+STEERING = "steering (docs/steering.md)"
 
 
 def opt(default, *args, **kwargs):
@@ -271,6 +274,16 @@ class RunConfig:
                                   "read from train/test/val folder and file names)", CHECKS, metavar="CSV")
     split_column: str = opt("split", "--split-column", "the split column of --split-table (default {default})",
                             CHECKS, metavar="NAME")
+    #: ``--within`` / ``--remove``: steer the clustering by a column (:mod:`brainclust.model.steering`).
+    within: str | None = opt(None, "--within", "cluster separately within each value of COLUMN: a metadata "
+                             "column, plane (read from NIfTI, else estimated) or level_N of a first pass; every "
+                             "image keeps one global cluster id, its stratum and cluster_in_stratum (default none)",
+                             STEERING, metavar="COLUMN")
+    remove: str | None = opt(None, "--remove", "factor COLUMN (as for --within) out of the features before the "
+                             "reduction and the clustering (default none)", STEERING, metavar="COLUMN")
+    remove_rule: str = opt("center", "--remove-rule", "center = subtract each stratum's mean (add back the grand "
+                           "mean); project = project out the directions that separate the strata (default center)",
+                           STEERING, choices=REMOVE_RULES)
 
     # -- checks ------------------------------------------------------------------------
     def validate(self, strict: bool = True) -> None:
@@ -306,8 +319,38 @@ class RunConfig:
             raise ParameterError(f"--exclude: not supported with --unit {self.unit} (the flags are per slice, the rows "
                                  "per unit); run 'brainclust check' and leave the slices out with --exclude-files, "
                                  "or drop --exclude")
+        self._check_steering(comps)
         if strict:
             self._refuse_ignored(comps)
+
+    def _check_steering(self, comps) -> None:
+        """``--within`` / ``--remove``: a column name, and only with settings they combine with (one line each)."""
+        for flag, value in (("--within", self.within), ("--remove", self.remove)):
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise ParameterError(f"{flag}: expected a column name, got {value!r}")
+            if self.auto or self.consensus:
+                raise ParameterError(f"{flag}: not supported with {'--auto' if self.auto else '--consensus'} (its "
+                                     "portfolio clusters every image together); --auto's factor record suggests it")
+            if self.exclude:
+                raise ParameterError(f"{flag}: not supported with --exclude; leave the images out with "
+                                     "--exclude-files, or drop --exclude")
+        if self.remove_rule not in REMOVE_RULES:
+            raise ParameterError(f"--remove-rule: must be one of {', '.join(REMOVE_RULES)}, got {self.remove_rule!r}")
+        if self.remove is not None and comps:
+            raise ParameterError("--remove: not supported with --self-supervised (the SSL head is trained on the "
+                                 "features before the factor is removed); drop one")
+        if self.within is None:
+            return
+        if self.method == "dbscan":
+            raise ParameterError("--within: needs a method with a k (hierarchical, kmeans, gmm, spectral), got "
+                                 "'dbscan'")
+        if self.reduce != "pca":
+            raise ParameterError(f"--within: each stratum has its own PCA; --reduce {self.reduce} is not supported "
+                                 "with it (use --reduce pca)")
+        if self.outliers != "off":
+            raise ParameterError("--within: not supported with --outliers auto; drop one")
 
     def check_inputs(self) -> None:
         """``--include``/``--exclude-files``, ``--bids-filter``, ``--unit`` and the metadata options."""
@@ -364,7 +407,9 @@ class RunConfig:
                  ("metadata_key", "--metadata-key", self.metadata is None and self.metadata_key is not None,
                   "--metadata FILE"),
                  ("split_column", "--split-column", self.split_table is None and self.split_column != "split",
-                  "--split-table")]
+                  "--split-table"),
+                 ("remove_rule", "--remove-rule", self.remove is None and self.remove_rule != default.remove_rule,
+                  "--remove COLUMN")]
         needs += [(name, flag, self.checks == "off" and getattr(self, name) not in (None, ()), "--checks on")
                   for name, flag in (("exclude", "--exclude"), ("check_thresholds", "--check-thresholds"),
                                      ("split_table", "--split-table"))]
@@ -417,6 +462,13 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
                                                 clip_percentiles=cfg.clip_percentiles, batch_size=cfg.batch_size)))
     if cfg.unit != "slice":
         steps.append(("units", UnitPool(unit=cfg.unit)))
+    if cfg.remove is not None:
+        steps.append(("remove", RemoveStep(column=cfg.remove, rule=cfg.remove_rule, n_components=cfg.pca,
+                                           n_clusters=k, random_state=cfg.seed, cache_dir=cfg.cache_dir)))
+    if cfg.within is not None:  # one PCA and clustering per stratum (model.steering.WithinStep)
+        steps.append(("clusterer", WithinStep(column=cfg.within, method=cfg.method, k=cfg.k, pca=cfg.pca,
+                                              random_state=cfg.seed, cache_dir=cfg.cache_dir)))
+        return steps
     steps.append(("reducer", pre_pca_reducer(cfg.reduce, cfg.pca, cfg.seed)))
     if cfg.reduce != "pca":
         steps.append(("manifold", UMAPManifold(random_state=cfg.seed)))
