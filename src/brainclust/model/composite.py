@@ -285,7 +285,7 @@ class BrainClusterModel(Step):
         self.aside_ = aside.mask() if aside.rows else None
         self.cache_, self.timings_ = got.cache_info(), t
         log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(batch.records),
-                 "images" if batch.records is kept else f"units from {len(kept)} images",
+                 "images" if "units" not in dict(steps) else f"units from {len(kept)} images",
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
                  t.get("reduce", 0.0), clusterer.method, clusterer.n_clusters_, t["cluster"])
         return self

@@ -28,6 +28,7 @@ mean); ``plane`` is read or estimated again; ``level_N`` strata are the nearest 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import replace
 
@@ -37,6 +38,7 @@ from brainclust.cluster.methods import make_clusterer, load_clusterer
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.steer import FactorRemover, StratifiedClusterer, as_strata, level_columns
 from brainclust.core.params import Step, from_json
+from brainclust.features.cache import default_cache_dir
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.outputs import N_LEVELS
@@ -91,7 +93,10 @@ def plane_columns(records, random_state: int = 0, cache_dir=None) -> dict[str, l
         else:
             todo.append(j)
     if todo:
-        p, s, c = estimate_planes([flat[j] for j in todo], random_state, cache_dir)
+        t0 = time.perf_counter()
+        where = str(cache_dir if cache_dir is not None else default_cache_dir())  # the fitted estimator is kept there
+        p, s, c = estimate_planes([flat[j] for j in todo], random_state, where)
+        log.info("plane estimated for %d image(s) in %.1f s", len(todo), time.perf_counter() - t0)
         plane[todo], source[todo], conf[todo] = p, s, c
     out: dict[str, list] = {c: [] for c in PLANE_COLUMNS}
     owner = np.asarray(owner)
@@ -145,7 +150,7 @@ def predict_strata(source: str, column: str, records, random_state=0, cache_dir=
 def with_columns(records, cols: dict[str, list]) -> list:
     """The rows with ``cols`` (name -> one value per row) added to their ``meta``."""
     if not cols:
-        return list(records)
+        return records
     return [replace(r, meta={**(r.meta or {}), **{c: v[i] for c, v in cols.items()}}) for i, r in enumerate(records)]
 
 
