@@ -422,3 +422,33 @@ def steer_record(model) -> dict:
     if isinstance(steps.get("clusterer"), WithinStep):
         out["within"] = steps["clusterer"].info()
     return out
+
+
+#: A column is a factor of the record when it has this many distinct values at most (and 2 at least).
+FACTOR_MAX_VALUES = 50
+
+
+def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plane: bool = True) -> dict:
+    """``manifest.json["auto"]["factors"]``: which known or detected factor the clusters follow.
+
+    Every metadata column of the rows with 2..:data:`FACTOR_MAX_VALUES` distinct values, and the plane
+    (read from NIfTI, else estimated when ``with_plane``), ranked by adjusted mutual information with the
+    clusters (:func:`brainclust.analysis.autoselect.rank_factors`); ``suggestion`` names ``--remove`` /
+    ``--within`` when the first factor's AMI reaches the threshold. Never applied automatically.
+    """
+    from brainclust.analysis.autoselect import DOMINANT_AMI, rank_factors, suggestion_for
+
+    labels = np.asarray(labels)
+    cols: dict[str, list] = {}
+    for name in sorted({k for r in rows for k in (getattr(r, "meta", None) or {})}):
+        values = _meta_values(rows, name)
+        distinct = set(as_strata(values).tolist())
+        if 2 <= len(distinct) <= FACTOR_MAX_VALUES:
+            cols[name] = values
+    if with_plane and PLANE not in cols:
+        cols[PLANE] = plane_columns(rows, random_state, cache_dir)[PLANE]
+    keep = labels >= 0
+    ranked = rank_factors(labels[keep], {k: [v for v, ok in zip(vals, keep) if ok] for k, vals in cols.items()})
+    return {"factors": ranked[:10], "suggestion": suggestion_for(ranked), "threshold_ami": DOMINANT_AMI,
+            "rule": "metadata columns with 2-50 values and the plane, ranked by AMI with the clusters; a "
+                    f"suggestion when the first reaches AMI {DOMINANT_AMI}; never applied automatically"}
