@@ -179,7 +179,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     if checked is not None:
         manifest["checks"] = model.step("checks").info_
     if cfg.auto and "auto" in manifest:  # which factor the clusters follow; a suggestion, never applied
-        manifest["auto"]["factors"] = factor_record(rows, model.labels_, cfg.seed, cfg.cache_dir)
+        manifest["auto"]["factors"] = factor_record(rows, model.labels_, cfg.seed, cfg.cache_dir,
+                                                  exclude=(label_column(cfg),))
         if manifest["auto"]["factors"]["suggestion"]:
             log.warning("--auto: %s", manifest["auto"]["factors"]["suggestion"])
     steer = steer_record(model)

@@ -187,3 +187,17 @@ def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_pat
     assert rc == 2
     assert "--within: no column 'nosuchcolumn'" in err[-1] and "level_2" in err[-1]
     assert not (tmp_path / "o" / "assignments.csv").exists()
+
+
+def test_factor_record_ranks_columns_and_never_uses_the_label_column():
+    from brainclust.model.steering import factor_record
+
+    X, site, group = two_sites()
+    recs = [r.__class__(**{**r.__dict__, "meta": {"site": "AB"[site[i]], "folder": str(group[i])}})
+            for i, r in enumerate(records(len(X), lambda i: "A"))]
+    rec = factor_record(recs, site, with_plane=False, exclude=("folder",))
+    assert [f["column"] for f in rec["factors"]] == ["site"]
+    assert rec["factors"][0]["ami"] == pytest.approx(1.0)
+    assert "--remove site" in rec["suggestion"] and "--within site" in rec["suggestion"]
+    weak = factor_record(recs, group, with_plane=False, exclude=("folder",))
+    assert weak["suggestion"] is None and weak["factors"][0]["ami"] < 0.5

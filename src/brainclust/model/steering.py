@@ -428,13 +428,15 @@ def steer_record(model) -> dict:
 FACTOR_MAX_VALUES = 50
 
 
-def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plane: bool = True) -> dict:
+def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plane: bool = True,
+                  exclude=()) -> dict:
     """``manifest.json["auto"]["factors"]``: which known or detected factor the clusters follow.
 
     Every metadata column of the rows with 2..:data:`FACTOR_MAX_VALUES` distinct values, and the plane
     (read from NIfTI, else estimated when ``with_plane``), ranked by adjusted mutual information with the
     clusters (:func:`brainclust.analysis.autoselect.rank_factors`); ``suggestion`` names ``--remove`` /
     ``--within`` when the first factor's AMI reaches the threshold. Never applied automatically.
+    ``exclude``: the label column (``--labels``, ``folder`` for ``--labels-from-folders``): labels only score.
     """
     from brainclust.analysis.autoselect import DOMINANT_AMI, rank_factors, suggestion_for
 
@@ -443,7 +445,7 @@ def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plan
     for name in sorted({k for r in rows for k in (getattr(r, "meta", None) or {})}):
         values = _meta_values(rows, name)
         distinct = set(as_strata(values).tolist())
-        if 2 <= len(distinct) <= FACTOR_MAX_VALUES:
+        if name not in exclude and 2 <= len(distinct) <= FACTOR_MAX_VALUES:
             cols[name] = values
     if with_plane and PLANE not in cols:
         cols[PLANE] = plane_columns(rows, random_state, cache_dir)[PLANE]
