@@ -46,8 +46,8 @@ from brainclust.model.config import RunConfig
 from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
-from brainclust.model.kevidence import prediction_strength
-from brainclust.model.steering import check_column, factor_record, steer_record
+from brainclust.model.steering import check_column
+from brainclust.model.steerrecord import record_steering
 from brainclust.model.record import config_of, data_record, effective_config, predict_manifest, run_manifest, versions
 
 __all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
@@ -164,9 +164,6 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t0 = time.perf_counter()
     y = scoring_labels(rows, label_column(cfg))
     metrics = model.scores(y)
-    if isinstance(metrics.get("k_selection"), dict) and cfg.method != "dbscan":  # the evidence beside the vote
-        metrics["k_selection"]["prediction_strength"] = prediction_strength(model.embedding_, model.labels_,
-                                                                             cfg.method, cfg.seed)
     checked = check_result(model)
     distinct = distinct_scores(model, checked, y) if checked is not None else None
     if distinct is not None:
@@ -178,18 +175,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
     if checked is not None:
         manifest["checks"] = model.step("checks").info_
-    if cfg.auto and "auto" in manifest:  # which factor the clusters follow; a suggestion, never applied
-        manifest["auto"]["factors"] = factor_record(rows, model.labels_, cfg.seed, cfg.cache_dir,
-                                                  exclude=(label_column(cfg),))
-        if manifest["auto"]["factors"]["suggestion"]:
-            log.warning("--auto: %s", manifest["auto"]["factors"]["suggestion"])
-    steer = steer_record(model)
-    if steer:
-        manifest["steer"] = steer
-        if "within" in steer:
-            metrics["within"] = {"k": steer["within"]["k"], "strata": steer["within"]["strata"],
-                                 **({"k_selection": steer["within"]["k_selection"]}
-                                    if "k_selection" in steer["within"] else {})}
+    record_steering(cfg, model, rows, metrics, manifest, label_column(cfg))
     ssl = model.step("ssl")
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,

@@ -190,7 +190,7 @@ def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_pat
 
 
 def test_factor_record_ranks_columns_and_never_uses_the_label_column():
-    from brainclust.model.steering import factor_record
+    from brainclust.model.steerrecord import factor_record
 
     X, site, group = two_sites()
     recs = [r.__class__(**{**r.__dict__, "meta": {"site": "AB"[site[i]], "folder": str(group[i])}})

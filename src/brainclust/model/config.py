@@ -20,7 +20,6 @@ from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, 
 from brainclust.cluster.methods import METHODS, make_clusterer
 from brainclust.cluster.outliers import OUTLIER_MODES, OutlierRule, check_outlier_method
 from brainclust.cluster.reduce import PCAReducer
-from brainclust.cluster.steer import REMOVE_RULES
 from brainclust.engines import ENGINES, check_engine
 from brainclust.errors import ParameterError
 from brainclust.features.extractor import PRECISIONS, FeatureExtractor
@@ -33,6 +32,8 @@ from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
 from brainclust.model.steering import RemoveStep, WithinStep
+from brainclust.model.steerrecord import check_steering
+from brainclust.cluster.steer import REMOVE_RULES
 from brainclust.selfsup.common import parse_components
 from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
 
@@ -319,38 +320,9 @@ class RunConfig:
             raise ParameterError(f"--exclude: not supported with --unit {self.unit} (the flags are per slice, the rows "
                                  "per unit); run 'brainclust check' and leave the slices out with --exclude-files, "
                                  "or drop --exclude")
-        self._check_steering(comps)
+        check_steering(self, comps)
         if strict:
             self._refuse_ignored(comps)
-
-    def _check_steering(self, comps) -> None:
-        """``--within`` / ``--remove``: a column name, and only with settings they combine with (one line each)."""
-        for flag, value in (("--within", self.within), ("--remove", self.remove)):
-            if value is None:
-                continue
-            if not isinstance(value, str) or not value.strip():
-                raise ParameterError(f"{flag}: expected a column name, got {value!r}")
-            if self.auto or self.consensus:
-                raise ParameterError(f"{flag}: not supported with {'--auto' if self.auto else '--consensus'} (its "
-                                     "portfolio clusters every image together); --auto's factor record suggests it")
-            if self.exclude:
-                raise ParameterError(f"{flag}: not supported with --exclude; leave the images out with "
-                                     "--exclude-files, or drop --exclude")
-        if self.remove_rule not in REMOVE_RULES:
-            raise ParameterError(f"--remove-rule: must be one of {', '.join(REMOVE_RULES)}, got {self.remove_rule!r}")
-        if self.remove is not None and comps:
-            raise ParameterError("--remove: not supported with --self-supervised (the SSL head is trained on the "
-                                 "features before the factor is removed); drop one")
-        if self.within is None:
-            return
-        if self.method == "dbscan":
-            raise ParameterError("--within: needs a method with a k (hierarchical, kmeans, gmm, spectral), got "
-                                 "'dbscan'")
-        if self.reduce != "pca":
-            raise ParameterError(f"--within: each stratum has its own PCA; --reduce {self.reduce} is not supported "
-                                 "with it (use --reduce pca)")
-        if self.outliers != "off":
-            raise ParameterError("--within: not supported with --outliers auto; drop one")
 
     def check_inputs(self) -> None:
         """``--include``/``--exclude-files``, ``--bids-filter``, ``--unit`` and the metadata options."""

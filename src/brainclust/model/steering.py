@@ -45,8 +45,8 @@ from brainclust.io.outputs import N_LEVELS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "PLANE", "RemoveStep", "WithinStep", "available_columns", "check_column", "plane_columns", "steer_record",
-           "strata_for"]
+__all__ = ["LEVELS", "PLANE", "RemoveStep", "WithinStep", "available_columns", "check_column", "meta_values",
+           "plane_columns", "strata_for"]
 
 PLANE = "plane"
 LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
@@ -117,7 +117,7 @@ def first_pass_levels(X, pca, k: int, random_state) -> dict[str, np.ndarray]:
     return level_columns(tree.levels_)
 
 
-def _meta_values(records, column: str) -> list:
+def meta_values(records, column: str) -> list:
     return [(getattr(r, "meta", None) or {}).get(column) for r in records]
 
 
@@ -127,11 +127,11 @@ def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, c
     ``source`` is ``metadata``, ``plane`` or ``levels``."""
     check_column(option, column, records)
     has_meta = any(column in (getattr(r, "meta", None) or {}) for r in records)
-    if column == PLANE and not (has_meta and all(_meta_values(records, PLANE))):
+    if column == PLANE and not (has_meta and all(meta_values(records, PLANE))):
         cols = plane_columns(records, random_state, cache_dir)
         return as_strata(cols[PLANE]), cols, "plane"
     if has_meta:
-        return as_strata(_meta_values(records, column)), {}, "metadata"
+        return as_strata(meta_values(records, column)), {}, "metadata"
     levels = first_pass_levels(X, pca, k, random_state)
     return as_strata(levels[column]), {}, "levels"
 
@@ -143,7 +143,7 @@ def predict_strata(source: str, column: str, records, random_state=0, cache_dir=
         cols = plane_columns(records, random_state, cache_dir)
         return as_strata(cols[PLANE]), cols
     if source == "metadata":
-        return as_strata(_meta_values(records, column)), {}
+        return as_strata(meta_values(records, column)), {}
     return None, {}
 
 
@@ -412,45 +412,3 @@ class WithinStep(Step):
         step.n_features_in_ = m.n_features_in_
         return step
 
-
-def steer_record(model) -> dict:
-    """``manifest.json["steer"]`` of a fitted model: ``remove`` and ``within`` (column, source, rule, strata)."""
-    steps = dict(getattr(model, "steps_", None) or [])
-    out = {}
-    if isinstance(steps.get("remove"), RemoveStep):
-        out["remove"] = steps["remove"].info()
-    if isinstance(steps.get("clusterer"), WithinStep):
-        out["within"] = steps["clusterer"].info()
-    return out
-
-
-#: A column is a factor of the record when it has this many distinct values at most (and 2 at least).
-FACTOR_MAX_VALUES = 50
-
-
-def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plane: bool = True,
-                  exclude=()) -> dict:
-    """``manifest.json["auto"]["factors"]``: which known or detected factor the clusters follow.
-
-    Every metadata column of the rows with 2..:data:`FACTOR_MAX_VALUES` distinct values, and the plane
-    (read from NIfTI, else estimated when ``with_plane``), ranked by adjusted mutual information with the
-    clusters (:func:`brainclust.analysis.autoselect.rank_factors`); ``suggestion`` names ``--remove`` /
-    ``--within`` when the first factor's AMI reaches the threshold. Never applied automatically.
-    ``exclude``: the label column (``--labels``, ``folder`` for ``--labels-from-folders``): labels only score.
-    """
-    from brainclust.analysis.autoselect import DOMINANT_AMI, rank_factors, suggestion_for
-
-    labels = np.asarray(labels)
-    cols: dict[str, list] = {}
-    for name in sorted({k for r in rows for k in (getattr(r, "meta", None) or {})}):
-        values = _meta_values(rows, name)
-        distinct = set(as_strata(values).tolist())
-        if name not in exclude and 2 <= len(distinct) <= FACTOR_MAX_VALUES:
-            cols[name] = values
-    if with_plane and PLANE not in cols:
-        cols[PLANE] = plane_columns(rows, random_state, cache_dir)[PLANE]
-    keep = labels >= 0
-    ranked = rank_factors(labels[keep], {k: [v for v, ok in zip(vals, keep) if ok] for k, vals in cols.items()})
-    return {"factors": ranked[:10], "suggestion": suggestion_for(ranked), "threshold_ami": DOMINANT_AMI,
-            "rule": "metadata columns with 2-50 values and the plane, ranked by AMI with the clusters; a "
-                    f"suggestion when the first reaches AMI {DOMINANT_AMI}; never applied automatically"}
