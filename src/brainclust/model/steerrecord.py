@@ -106,3 +106,4 @@ def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_colum
         within = steer.get("within")
         if within:
             metrics["within"] = {k: within[k] for k in ("k", "strata", "k_selection") if k in within}
+            within.pop("k_selection", None)  # the curves are metrics.json's; the manifest keeps the k
