@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from brainclust.cluster.steer import REMOVE_RULES, as_strata
+from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
 from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
 from brainclust.model.steering import PLANE, RemoveStep, WithinStep, meta_values, plane_columns
@@ -72,8 +72,6 @@ def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plan
     ``--within`` when the first factor's AMI reaches the threshold. Never applied automatically.
     ``exclude``: the label column (``--labels``, ``folder`` for ``--labels-from-folders``): labels only score.
     """
-    from brainclust.analysis.autoselect import DOMINANT_AMI, rank_factors, suggestion_for
-
     labels = np.asarray(labels)
     cols: dict[str, list] = {}
     for name in sorted({k for r in rows for k in (getattr(r, "meta", None) or {})}):
