@@ -31,6 +31,7 @@ METADATA = ("unit", "metadata", "metadata_key", "labels", "color_by", "descripto
 CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
 CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column")
+STEERING = ("within", "remove", "remove_rule")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def _add_run_parsers(sub, common) -> None:
                         "same --out at the same time waits for the first")
     add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", *VOLUMES, *INPUTS, *METADATA,
                            *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
-                           "auto", "consensus", "ssl_gate", *CHECKS])
+                           "auto", "consensus", "ssl_gate", *CHECKS, *STEERING])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("check", help="check a folder of images without clustering it: duplicates, leakage, "

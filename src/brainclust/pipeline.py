@@ -46,6 +46,8 @@ from brainclust.model.config import RunConfig
 from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
+from brainclust.model.steering import check_column
+from brainclust.model.steerrecord import record_steering
 from brainclust.model.record import config_of, data_record, effective_config, predict_manifest, run_manifest, versions
 
 __all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
@@ -148,6 +150,9 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table)
     t["metadata"] = time.perf_counter() - t0
+    for flag, column in (("--remove", cfg.remove), ("--within", cfg.within)):
+        if column is not None:  # a column that is not there: one line now, before the features are extracted
+            check_column(flag, column, records)
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))
@@ -170,6 +175,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
     if checked is not None:
         manifest["checks"] = model.step("checks").info_
+    record_steering(cfg, model, rows, metrics, manifest, label_column(cfg))
     ssl = model.step("ssl")
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,

@@ -56,14 +56,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score,
+from sklearn.metrics import (adjusted_rand_score, normalized_mutual_info_score,
                              silhouette_score)
 
 from brainclust.cluster.kchoice import StableK, mean_distance_assign, pair_share
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import cut_levels, hierarchical_tree
 from brainclust.cluster.reduce import PCAReducer
-from brainclust.cluster.steer import as_strata
+from brainclust.cluster.steer import DOMINANT_AMI, rank_factors, suggestion_for  # noqa: F401 (re-exported)
 from brainclust.cluster.twostage import unit_rows
 from brainclust.errors import ParameterError
 from brainclust.selfsup.gate import reference_labels, stability, subsample_clusterings
@@ -75,8 +75,6 @@ CRITERIA = tuple(MARGINS)
 COLUMNS = ["backbone", "reduce", "stability", "xsil", "agreement", "strength", "chosen", "nmi", "wall_s"]
 RULE = ("keep the default (efficientnet_lite0, pca) unless a candidate beats it by xsil >= +0.02, agreement >= 0, "
         "stability >= 0 and prediction strength at k >= 0; then the largest sum of gains; labels never used")
-#: AMI above which a factor "explains" the clusters and a steering option is suggested.
-DOMINANT_AMI = 0.5
 SIL_SAMPLE = 3000
 STRENGTH_SPLITS = 5
 
@@ -164,27 +162,6 @@ def choose(rows: list[dict], default: str = DEFAULT) -> str:
     for r in rows:
         r["chosen"] = r["backbone"] == pick
     return pick
-
-
-def rank_factors(labels: np.ndarray, columns: Mapping[str, object]) -> list[dict]:
-    """Every factor column ranked by its adjusted mutual information with ``labels`` (missing values skipped)."""
-    out = []
-    for name, values in columns.items():
-        s = as_strata(values)
-        ok = s != "(missing)"
-        if ok.sum() < 2 or len(set(s[ok].tolist())) < 2:
-            continue
-        out.append({"column": name, "ami": float(adjusted_mutual_info_score(s[ok], labels[ok])),
-                    "n_values": int(len(set(s[ok].tolist())))})
-    return sorted(out, key=lambda r: -r["ami"])
-
-
-def suggestion_for(factors: list[dict]) -> str | None:
-    if not factors or factors[0]["ami"] < DOMINANT_AMI:
-        return None
-    c = factors[0]
-    return (f"the clusters follow '{c['column']}' (AMI {c['ami']:.2f}); to look past it, rerun with "
-            f"--remove {c['column']} (factor it out) or --within {c['column']} (cluster inside each value)")
 
 
 def decide(features: Mapping[str, np.ndarray], k, seed: int | None = 0, *, pca=50,

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.metrics import adjusted_mutual_info_score
 
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import METHODS, Clusterer
@@ -58,6 +59,8 @@ REMOVE_RULES = ("center", "project")
 MISSING = "(missing)"
 #: Strata smaller than this are not clustered: their images form one cluster.
 MIN_STRATUM = 4
+#: AMI above which a factor "explains" the clusters and a steering option is suggested.
+DOMINANT_AMI = 0.5
 
 
 def level_columns(levels: np.ndarray) -> dict[str, np.ndarray]:
@@ -318,3 +321,24 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             Z = X[rows] if reducer is None else reducer.transform(X[rows])
             out[rows] = self.offsets_[v] + model.predict(Z)
         return out
+
+
+def rank_factors(labels: np.ndarray, columns: Mapping[str, object]) -> list[dict]:
+    """Every factor column ranked by its adjusted mutual information with ``labels`` (missing values skipped)."""
+    out = []
+    for name, values in columns.items():
+        s = as_strata(values)
+        ok = s != MISSING
+        if ok.sum() < 2 or len(set(s[ok].tolist())) < 2:
+            continue
+        out.append({"column": name, "ami": float(adjusted_mutual_info_score(s[ok], labels[ok])),
+                    "n_values": int(len(set(s[ok].tolist())))})
+    return sorted(out, key=lambda r: -r["ami"])
+
+
+def suggestion_for(factors: list[dict]) -> str | None:
+    if not factors or factors[0]["ami"] < DOMINANT_AMI:
+        return None
+    c = factors[0]
+    return (f"the clusters follow '{c['column']}' (AMI {c['ami']:.2f}); to look past it, rerun with "
+            f"--remove {c['column']} (factor it out) or --within {c['column']} (cluster inside each value)")

@@ -110,12 +110,14 @@ QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", 
 #: ``leakage.csv``: one row per member of every duplicate group whose members come from two or more splits.
 LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
 #: The files of ``model/``, by role (a step's ``save_step`` writes its own).
-MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz"}
+MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz",
+               "remove": "remove.npz", "within": "within.npz"}
 #: The figures the report writes to ``figures/`` (each as ``.png`` and ``.svg``).
 FIGURE_NAMES = ("tsne_clusters", "tsne_labels", "dendrogram", "silhouette", "montages", "k_selection", "confusion")
 #: The folders of :data:`RUN_ENTRIES` and the names (``fnmatch`` patterns) a run writes inside them; nothing
 #: else is ever written deeper, so anything else found there is a user's and the folder is not replaced.
-RUN_NESTED = {"model": (*MODEL_FILES.values(), "ssl_*.json", "ssl_*.safetensors"),
+RUN_NESTED = {"model": (*MODEL_FILES.values(), "ssl_*.json", "ssl_*.safetensors", "within_*_pca.npz",
+                        "within_*_cluster.npz"),
               "figures": tuple(f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg"))}
 #: ``format`` and current ``version`` of the model manifest (``model/config.json``).
 MODEL_FORMAT = "brainclust-model"

@@ -255,6 +255,9 @@ class BrainClusterModel(Step):
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
             if aside.rows:
                 aside.check_left(len(batch.records), k, name)
+            if name != "units" and batch.records is not before.records and len(batch.records) == len(rows) \
+                    and not aside.rows:  # the same rows with new columns (--within/--remove: plane)
+                rows = batch.records
             if name == "units" and batch.records is not before.records:  # the step made new rows: their features
                 rows, rows_feats = batch.records, batch.X
                 if k is not None and k > len(rows):
@@ -266,7 +269,10 @@ class BrainClusterModel(Step):
                                      f"have distinct features (duplicates share one); use --k {distinct} or fewer")
         t0 = time.perf_counter()
         fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
-        clusterer.fit(batch.X, **fit_params)
+        if hasattr(clusterer, "fit_batch"):  # a clustering that reads the rows (--within: their strata)
+            rows = clusterer.fit_batch(batch).records
+        else:
+            clusterer.fit(batch.X, **fit_params)
         embedding = batch.X
         if aside.rows:  # one label per image: the rows set aside get -1 (cluster.setaside)
             embedding = aside.merge(batch.X)
@@ -279,7 +285,7 @@ class BrainClusterModel(Step):
         self.aside_ = aside.mask() if aside.rows else None
         self.cache_, self.timings_ = got.cache_info(), t
         log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(batch.records),
-                 "images" if batch.records is kept else f"units from {len(kept)} images",
+                 "images" if "units" not in dict(steps) else f"units from {len(kept)} images",
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
                  t.get("reduce", 0.0), clusterer.method, clusterer.n_clusters_, t["cluster"])
         return self
@@ -301,11 +307,14 @@ class BrainClusterModel(Step):
             batch = step.transform_batch(batch)
             key = TIMING_KEYS.get(name, name)
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
-            if batch.records is not before:  # new rows (units): their features
+            if name == "units" and batch.records is not before:  # new rows (units): their features
                 feats = batch.X
         t0 = time.perf_counter()
-        labels = self.clusterer_.predict(batch.X)
-        levels = self.clusterer_.predict_levels(batch.X)
+        if hasattr(self.clusterer_, "predict_batch"):  # a clustering that reads the rows (--within)
+            batch, labels, levels = self.clusterer_.predict_batch(batch)
+        else:
+            labels = self.clusterer_.predict(batch.X)
+            levels = self.clusterer_.predict_levels(batch.X)
         t["assign"] = time.perf_counter() - t0
         return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept)
 

@@ -31,6 +31,9 @@ from brainclust.io import bids
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
+from brainclust.model.steering import RemoveStep, WithinStep
+from brainclust.model.steerrecord import check_steering
+from brainclust.cluster.steer import REMOVE_RULES
 from brainclust.selfsup.common import parse_components
 from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
 
@@ -110,6 +113,7 @@ INPUT, METADATA = "choosing files (docs/units-metadata.md)", "units and metadata
 #: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
 DESCRIPTOR_MODES = ("on", "off")
 CHECKS = "data checks (docs/checks.md)"
+STEERING = "steering (docs/steering.md)"
 
 
 def opt(default, *args, **kwargs):
@@ -271,6 +275,16 @@ class RunConfig:
                                   "read from train/test/val folder and file names)", CHECKS, metavar="CSV")
     split_column: str = opt("split", "--split-column", "the split column of --split-table (default {default})",
                             CHECKS, metavar="NAME")
+    #: ``--within`` / ``--remove``: steer the clustering by a column (:mod:`brainclust.model.steering`).
+    within: str | None = opt(None, "--within", "cluster separately within each value of COLUMN: a metadata "
+                             "column, plane (read from NIfTI, else estimated) or level_N of a first pass; every "
+                             "image keeps one global cluster id, its stratum and cluster_in_stratum (default none)",
+                             STEERING, metavar="COLUMN")
+    remove: str | None = opt(None, "--remove", "factor COLUMN (as for --within) out of the features before the "
+                             "reduction and the clustering (default none)", STEERING, metavar="COLUMN")
+    remove_rule: str = opt("center", "--remove-rule", "center = subtract each stratum's mean (add back the grand "
+                           "mean); project = project out the directions that separate the strata (default center)",
+                           STEERING, choices=REMOVE_RULES)
 
     # -- checks ------------------------------------------------------------------------
     def validate(self, strict: bool = True) -> None:
@@ -306,6 +320,7 @@ class RunConfig:
             raise ParameterError(f"--exclude: not supported with --unit {self.unit} (the flags are per slice, the rows "
                                  "per unit); run 'brainclust check' and leave the slices out with --exclude-files, "
                                  "or drop --exclude")
+        check_steering(self, comps)
         if strict:
             self._refuse_ignored(comps)
 
@@ -364,7 +379,9 @@ class RunConfig:
                  ("metadata_key", "--metadata-key", self.metadata is None and self.metadata_key is not None,
                   "--metadata FILE"),
                  ("split_column", "--split-column", self.split_table is None and self.split_column != "split",
-                  "--split-table")]
+                  "--split-table"),
+                 ("remove_rule", "--remove-rule", self.remove is None and self.remove_rule != default.remove_rule,
+                  "--remove COLUMN")]
         needs += [(name, flag, self.checks == "off" and getattr(self, name) not in (None, ()), "--checks on")
                   for name, flag in (("exclude", "--exclude"), ("check_thresholds", "--check-thresholds"),
                                      ("split_table", "--split-table"))]
@@ -417,6 +434,13 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
                                                 clip_percentiles=cfg.clip_percentiles, batch_size=cfg.batch_size)))
     if cfg.unit != "slice":
         steps.append(("units", UnitPool(unit=cfg.unit)))
+    if cfg.remove is not None:
+        steps.append(("remove", RemoveStep(column=cfg.remove, rule=cfg.remove_rule, n_components=cfg.pca,
+                                           n_clusters=k, random_state=cfg.seed, cache_dir=cfg.cache_dir)))
+    if cfg.within is not None:  # one PCA and clustering per stratum (model.steering.WithinStep)
+        steps.append(("clusterer", WithinStep(column=cfg.within, method=cfg.method, k=cfg.k, pca=cfg.pca,
+                                              random_state=cfg.seed, cache_dir=cfg.cache_dir)))
+        return steps
     steps.append(("reducer", pre_pca_reducer(cfg.reduce, cfg.pca, cfg.seed)))
     if cfg.reduce != "pca":
         steps.append(("manifold", UMAPManifold(random_state=cfg.seed)))

@@ -29,11 +29,12 @@ from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.fusion import FusedExtractor, is_fused
 from brainclust.features.unitpool import UnitPool
 from brainclust.io.outputs import MODEL_FILES, RunFolder, read_model_manifest, write_model_manifest
+from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.selfsup.stage import SelfSupervisedStep
 
 #: Every class a model manifest may name (nothing else is ever built from a file).
 STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, DataChecks, SelfSupervisedStep, UnitPool,
-                                        PCAReducer, UMAPManifold, OutlierRule, AutoK, SetAside, *CLUSTERERS.values())}
+                                        RemoveStep, WithinStep, PCAReducer, UMAPManifold, OutlierRule, AutoK, SetAside, *CLUSTERERS.values())}
 #: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
 #: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
 RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress", "device")
@@ -123,6 +124,8 @@ def _params(cls, entry: dict, drop=()) -> dict:
 def _load_entry(folder: Path, entry: dict, runtime: dict):
     cls_name = entry["class"]
     if entry["name"] == "clusterer":
+        if cls_name == "WithinStep":  # --within: one clustering per stratum (model.steering)
+            return WithinStep.load_step(folder, entry)
         return load_clustering(folder, entry)
     cls = STEP_CLASSES.get(cls_name)
     if cls is None:
@@ -135,10 +138,17 @@ def _load_entry(folder: Path, entry: dict, runtime: dict):
 
 def _check_fit_together(folder: RunFolder, info: dict, steps: dict) -> None:
     s, bb = info["settings"], info["backbone"]
-    clusterer, reducer = steps["clusterer"], steps["reducer"]
+    clusterer, reducer = steps["clusterer"], steps.get("reducer")
     if clusterer.method != s["method"]:
         raise ModelFileError(f"cluster model '{folder.cluster}': field 'params.method' is "
                              f"'{clusterer.method}' but {folder.model_config} says '{s['method']}'")
+    if isinstance(clusterer, WithinStep):  # --within: no reducer; each stratum's own PCA reads the features
+        dim = steps["units"].n_features_in_ if "units" in steps else bb["dim"]
+        if "ssl" not in steps and (reducer is not None or clusterer.n_features_in_ != dim):
+            raise ModelFileError(f"within model '{folder.model / 'within.npz'}': field 'centroids' has "
+                                 f"{clusterer.n_features_in_} dimensions but {folder.model_config} says backbone.dim "
+                                 f"= {dim} (and a --within model has no reducer step)")
+        return
     width = (steps["manifold"].n_components if "manifold" in steps else reducer.n_components_)
     if width != clusterer.X_fit_.shape[1]:
         raise ModelFileError(f"cluster model '{folder.cluster}': field 'X_fit' has {clusterer.X_fit_.shape[1]} "

@@ -53,7 +53,10 @@ def clustering_record(cfg: RunConfig, model) -> dict:
 def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: dict, timings: dict) -> dict:
     """The whole ``manifest.json`` of a run (the settings are :func:`effective_config`)."""
     ex = model.extractor_
-    pca, reduce = reduction_record(model.step("reducer"), model.step("manifold"))
+    reducer = model.step("reducer")
+    pca, reduce = (reduction_record(reducer, model.step("manifold")) if reducer is not None else  # --within
+                   ({"n_components": cfg.pca, "solver": "per stratum (--within)", "fit_rows": None,
+                     "explained_variance": None}, None))
     ssl = model.step("ssl")
     outliers = model.clustering_extras().get("outliers")
     auto = model.auto_record() if hasattr(model, "auto_record") else None

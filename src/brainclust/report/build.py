@@ -287,7 +287,13 @@ def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
     """With ``--k auto``: the curves of the internal indices (a figure only; the page shows it in the scores)."""
     ksel = run.metrics.get("k_selection")
     if ksel:
-        figs.emit(F.kselect_figure(ksel["ks"], ksel["indices"], ksel["chosen_k"]), "k_selection")
+        indices, ps = dict(ksel["indices"]), ksel.get("prediction_strength")
+        if isinstance(ps, dict) and isinstance(ps.get("ks"), list) and isinstance(ps.get("strength"), list):
+            by_k = dict(zip(ps["ks"], ps["strength"]))  # its own panel: the finest level that reproduces
+            indices["prediction_strength"] = {"curve": [by_k.get(k) for k in ksel["ks"]],
+                                              "best": f">= {ps.get('threshold')}",
+                                              "vote": ps.get("finest_reproducible_k") or "none"}
+        figs.emit(F.kselect_figure(ksel["ks"], indices, ksel["chosen_k"]), "k_selection")
     return {}
 
 

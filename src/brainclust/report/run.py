@@ -74,6 +74,9 @@ class RunOutputs:
 
 def _read_cluster_model(folder: RunFolder):
     """``X_fit``, ``labels``, ``levels``, ``tree``, ``params`` and the tree's leaf clusters of ``model/cluster.npz``."""
+    within = folder.model / "within.npz"
+    if not folder.cluster.is_file() and within.is_file():  # --within: one clustering per stratum
+        return within_model(within)
     if not folder.cluster.is_file():
         raise ModelFileError(f"'{folder.root}' has no {relpath(folder, folder.cluster)}; 'brainclust report' "
                              "needs the --out folder of a 'brainclust run'")
@@ -82,6 +85,22 @@ def _read_cluster_model(folder: RunFolder):
     leaves = tree_leaf_labels(labels, model.micro_of_) if model.tree_ is not None else None
     return (np.asarray(model.X_fit_, dtype=np.float64), labels, model.levels_, model.tree_,
             {"method": model.method, **model.get_params()}, leaves)
+
+
+def within_model(path):
+    """What :func:`_read_cluster_model` gives, from a ``--within`` run's ``model/within.npz`` (no single tree)."""
+    from brainclust.io.atomic import read_npz
+
+    d = read_npz(path, "within model")
+    try:
+        X, labels = np.asarray(d["X_fit"], dtype=np.float64), np.asarray(d["labels"], dtype=np.int64)
+        levels = np.asarray(d["levels"], dtype=np.int64) if "levels" in d else None
+        method = str(d["method"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"within model '{path}' is damaged ({exc})") from None
+    if X.ndim != 2 or labels.shape != (len(X),) or (levels is not None and len(levels) != len(X)):
+        raise ModelFileError(f"within model '{path}': fields 'X_fit', 'labels', 'levels' do not fit together")
+    return X, labels, levels, None, {"method": method}, None
 
 
 def _check_same_run(folder: RunFolder, rows: list[dict], X: np.ndarray, labels: np.ndarray) -> None:

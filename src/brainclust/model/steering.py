@@ -1,0 +1,414 @@
+"""``--within COLUMN`` and ``--remove COLUMN`` as steps of a run's model (see ``docs/steering.md``).
+
+::
+
+    records -extractor-> features -[checks]-> -[ssl]-> -[units]-> -[remove]-> -reducer-> ... -clusterer->
+                                                                  RemoveStep                 WithinStep
+                                                                  (FactorRemover)            (StratifiedClusterer,
+                                                                                              no reducer before it)
+
+The strata come from one column of the rows (:func:`strata_for`):
+
+* a **metadata column**: the rows' ``meta`` (BIDS entities, participants.tsv, DICOM header fields, the
+  ``--metadata`` table, the intensity descriptors; a unit's shared value or ``mixed``);
+* ``plane``: the ``plane`` a NIfTI slice records in its ``meta``, else the label-free estimate of
+  :func:`brainclust.features.plane.estimate_planes` (columns ``plane``, ``plane_source``,
+  ``plane_confidence`` are added to the rows);
+* ``level_N`` (N = 1..10): level N of a first pass over the step's input: PCA (the run's ``--pca``) and
+  average-linkage cosine tree (the default method, so the levels are those a default run writes), cut into
+  the run's ``--k`` leaves (:func:`brainclust.cluster.steer.level_columns`).
+
+A column that is none of these is refused with one line that lists the available ones
+(:func:`check_column`, called by ``pipeline.run`` after the scan, before the features are extracted).
+
+``predict``: metadata strata are read from the new rows (a missing or unseen value: the nearest stratum
+mean); ``plane`` is read or estimated again; ``level_N`` strata are the nearest stratum mean (cosine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+
+from brainclust.cluster.methods import make_clusterer, load_clusterer
+from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.steer import FactorRemover, StratifiedClusterer, as_strata, level_columns
+from brainclust.core.params import Step, from_json
+from brainclust.features.cache import default_cache_dir
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.io.atomic import atomic_write_npz, read_npz
+from brainclust.io.outputs import N_LEVELS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LEVELS", "PLANE", "RemoveStep", "WithinStep", "available_columns", "check_column", "meta_values",
+           "plane_columns", "strata_for"]
+
+PLANE = "plane"
+LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
+PLANE_COLUMNS = ("plane", "plane_source", "plane_confidence")
+REMOVE_FILE, WITHIN_FILE = "remove.npz", "within.npz"
+
+
+def available_columns(records) -> list[str]:
+    """The columns ``--within`` / ``--remove`` accept for these rows: metadata, ``plane``, ``level_1..10``."""
+    meta = sorted({k for r in records for k in (getattr(r, "meta", None) or {})})
+    return [*meta, *([PLANE] if PLANE not in meta else []), *LEVELS]
+
+
+def check_column(option: str, name: str, records) -> None:
+    """One line (ParameterError) when ``name`` is not a column the rows have (the message lists them)."""
+    cols = available_columns(records)
+    if name not in cols:
+        shown = ", ".join(cols[:40]) + (", ..." if len(cols) > 40 else "")
+        raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown})")
+
+
+def _members(r) -> tuple:
+    return getattr(r, "members", None) or (r,)
+
+
+def plane_columns(records, random_state: int = 0, cache_dir=None) -> dict[str, list]:
+    """``plane``, ``plane_source`` (``header`` | ``estimate`` | ``unreadable``) and ``plane_confidence`` of each
+    row; a unit's plane is its slices' shared plane, else ``mixed`` (confidence: their mean)."""
+    from brainclust.features.plane import estimate_planes
+
+    flat, owner = [], []
+    for i, r in enumerate(records):
+        for m in _members(r):
+            flat.append(m)
+            owner.append(i)
+    plane = np.empty(len(flat), dtype=object)
+    source = np.empty(len(flat), dtype=object)
+    conf = np.ones(len(flat))
+    todo = []
+    for j, m in enumerate(flat):
+        known = (getattr(m, "meta", None) or {}).get(PLANE)
+        if known:
+            plane[j], source[j] = str(known), "header"
+        else:
+            todo.append(j)
+    if todo:
+        t0 = time.perf_counter()
+        where = str(cache_dir if cache_dir is not None else default_cache_dir())  # the fitted estimator is kept there
+        p, s, c = estimate_planes([flat[j] for j in todo], random_state, where)
+        log.info("plane estimated for %d image(s) in %.1f s", len(todo), time.perf_counter() - t0)
+        plane[todo], source[todo], conf[todo] = p, s, c
+    out: dict[str, list] = {c: [] for c in PLANE_COLUMNS}
+    owner = np.asarray(owner)
+    for i in range(len(records)):
+        rows = np.flatnonzero(owner == i)
+        ps, ss = set(plane[rows].tolist()), set(source[rows].tolist())
+        out["plane"].append(ps.pop() if len(ps) == 1 else "mixed")
+        out["plane_source"].append(ss.pop() if len(ss) == 1 else "mixed")
+        out["plane_confidence"].append(round(float(conf[rows].mean()), 4))
+    return out
+
+
+def first_pass_levels(X, pca, k: int, random_state) -> dict[str, np.ndarray]:
+    """``level_1..10`` of the default tree (PCA ``pca``, average-linkage cosine, ``k`` leaves) over ``X``."""
+    X = np.asarray(X, dtype=np.float64)
+    Z = PCAReducer(pca, random_state=random_state).fit_transform(X) if pca else X
+    tree = make_clusterer("hierarchical", n_clusters=int(min(k, len(Z))), random_state=random_state).fit(Z)
+    return level_columns(tree.levels_)
+
+
+def meta_values(records, column: str) -> list:
+    return [(getattr(r, "meta", None) or {}).get(column) for r in records]
+
+
+def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, cache_dir=None,
+               option: str = "--within") -> tuple[np.ndarray, dict[str, list], str]:
+    """``(strata, columns to add to the rows, source)`` of ``column`` for a fit (see the module docstring);
+    ``source`` is ``metadata``, ``plane`` or ``levels``."""
+    check_column(option, column, records)
+    has_meta = any(column in (getattr(r, "meta", None) or {}) for r in records)
+    if column == PLANE and not (has_meta and all(meta_values(records, PLANE))):
+        cols = plane_columns(records, random_state, cache_dir)
+        return as_strata(cols[PLANE]), cols, "plane"
+    if has_meta:
+        return as_strata(meta_values(records, column)), {}, "metadata"
+    levels = first_pass_levels(X, pca, k, random_state)
+    return as_strata(levels[column]), {}, "levels"
+
+
+def predict_strata(source: str, column: str, records, random_state=0, cache_dir=None):
+    """``(strata or None, columns)`` of new rows: metadata read, plane read or estimated, levels ``None``
+    (the step then takes the nearest stratum mean)."""
+    if source == "plane":
+        cols = plane_columns(records, random_state, cache_dir)
+        return as_strata(cols[PLANE]), cols
+    if source == "metadata":
+        return as_strata(meta_values(records, column)), {}
+    return None, {}
+
+
+def with_columns(records, cols: dict[str, list]) -> list:
+    """The rows with ``cols`` (name -> one value per row) added to their ``meta``."""
+    if not cols:
+        return records
+    return [replace(r, meta={**(r.meta or {}), **{c: v[i] for c, v in cols.items()}}) for i, r in enumerate(records)]
+
+
+def _known_or_nearest(strata, known: np.ndarray, nearest, option: str):
+    """Strata of new rows: values not seen in the fit (or missing) become the nearest stratum (``nearest()``)."""
+    if strata is None:
+        return nearest()
+    s = np.asarray(strata, dtype=object).copy()
+    seen = set(np.asarray(known).tolist())
+    bad = np.asarray([v not in seen for v in s.tolist()], dtype=bool)
+    if bad.any():
+        log.warning("%s: %d new row(s) have a stratum not seen in the fit; each gets the nearest stratum",
+                    option, int(bad.sum()))
+        s[bad] = nearest()[bad]
+    return s
+
+
+def entry_params(cls, entry) -> dict:
+    """The step's parameters recorded in its manifest entry (unknown names ignored)."""
+    names = set(cls._get_param_names())
+    return {k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names}
+
+
+def _text(a) -> np.ndarray:
+    return np.asarray([str(v) for v in a], dtype=str)
+
+
+class RemoveStep(Step):
+    """``--remove COLUMN``: :class:`~brainclust.cluster.steer.FactorRemover` as a middle step (before PCA).
+
+    Parameters
+    ----------
+    column : str
+    rule : {"center", "project"}
+    n_components, n_clusters : the first pass's PCA and leaves (``level_N`` columns only)
+    random_state : int
+    cache_dir : str or None
+        Where the fitted plane estimator is kept (``plane`` only).
+
+    Attributes
+    ----------
+    remover_ : FactorRemover
+    source_ : str  (``metadata``, ``plane`` or ``levels``)
+    counts_ : dict  stratum -> rows of the fit
+    """
+
+    _fitted_attribute = "remover_"
+
+    def __init__(self, column: str = PLANE, rule: str = "center", n_components=50, n_clusters: int = 4,
+                 random_state: int = 0, cache_dir: str | None = None):
+        self.column = column
+        self.rule = rule
+        self.n_components = n_components
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+
+    def fit_batch(self, batch):
+        strata, cols, self.source_ = strata_for(self.column, batch.records, batch.X, pca=self.n_components,
+                                                k=self.n_clusters, random_state=self.random_state,
+                                                cache_dir=self.cache_dir, option="--remove")
+        self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
+        self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
+        log.info("--remove %s (%s, rule %s): %d strata %s", self.column, self.source_, self.rule,
+                 len(self.counts_), self.counts_)
+        return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
+
+    def transform_batch(self, batch):
+        self.check_is_fitted()
+        strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state, self.cache_dir)
+        rm = self.remover_
+        if self.rule == "center":
+            strata = _known_or_nearest(strata, rm.strata_, lambda: rm.predict_strata(batch.X), "--remove")
+        return replace(batch, records=with_columns(batch.records, cols), X=rm.transform(batch.X, strata))
+
+    def info(self) -> dict:
+        return {"option": "--remove", "column": self.column, "source": self.source_, "rule": self.rule,
+                "strata": {str(k): int(v) for k, v in self.counts_.items()}}
+
+    def save_step(self, folder) -> dict:
+        self.check_is_fitted()
+        rm = self.remover_
+        atomic_write_npz(folder / REMOVE_FILE, strata=_text(rm.strata_), means=rm.means_, grand_mean=rm.grand_mean_,
+                         directions=rm.directions_, source=np.asarray(self.source_),
+                         counts=np.asarray([self.counts_[s] for s in rm.strata_], np.int64))
+        return {**self.entry(), "files": [REMOVE_FILE]}
+
+    @classmethod
+    def load_step(cls, folder, entry) -> "RemoveStep":
+        path = folder / REMOVE_FILE
+        d = read_npz(path, "remove model")
+        step = cls(**entry_params(cls, entry))
+        try:
+            rm = FactorRemover(step.rule)
+            rm.strata_ = np.asarray(d["strata"].tolist(), dtype=object)
+            rm.means_, rm.grand_mean_, rm.directions_ = (np.asarray(d[k], np.float64)
+                                                         for k in ("means", "grand_mean", "directions"))
+            rm.n_features_in_ = int(rm.means_.shape[1])
+            ok = (rm.means_.ndim == 2 and len(rm.means_) == len(rm.strata_) and rm.grand_mean_.shape ==
+                  (rm.n_features_in_,) and rm.directions_.ndim == 2 and rm.directions_.shape[1] == rm.n_features_in_
+                  and str(d["source"]) in ("metadata", "plane", "levels") and len(d["counts"]) == len(rm.strata_))
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            raise ModelFileError(f"remove model '{path}' is damaged ({exc})") from None
+        if not ok:
+            raise ModelFileError(f"remove model '{path}': fields 'means', 'grand_mean', 'directions', 'strata' do "
+                                 "not fit together")
+        step.remover_, step.source_ = rm, str(d["source"])
+        step.counts_ = {s: int(c) for s, c in zip(rm.strata_.tolist(), d["counts"])}
+        return step
+
+
+class WithinStep(Step):
+    """``--within COLUMN``: :class:`~brainclust.cluster.steer.StratifiedClusterer` as the clustering step.
+
+    It replaces PCA + clusterer (each stratum has its own PCA), so no reducer step comes before it.
+    ``fit_batch`` / ``predict_batch`` see the rows (the strata come from them); the rows gain the columns
+    ``stratum`` and ``cluster_in_stratum`` (and the plane's, for ``plane``).
+
+    Attributes
+    ----------
+    model_ : StratifiedClusterer
+    labels_, levels_, n_clusters_, n_features_in_
+    X_fit_ : ndarray (n, <= 50)
+        The rows through one global PCA (``--pca``): what the report maps; the clustering never sees it.
+    source_ : str
+    level_offsets_ : ndarray (n_strata, 10) or None
+        The global id of each stratum's first cluster at each tree level (hierarchical).
+    """
+
+    _fitted_attribute = "model_"
+    eps_ = tree_ = None  #: what the run's records read of any clustering (no DBSCAN radius, no single tree)
+
+    def __init__(self, column: str = PLANE, method: str = "hierarchical", k=4, pca=50, random_state: int = 0,
+                 cache_dir: str | None = None):
+        self.column = column
+        self.method = method
+        self.k = k
+        self.pca = pca
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+
+    def _first_k(self) -> int:
+        return self.k if isinstance(self.k, int) else 4
+
+    def fit_batch(self, batch):
+        strata, cols, self.source_ = strata_for(self.column, batch.records, batch.X, pca=self.pca,
+                                                k=self._first_k(), random_state=self.random_state,
+                                                cache_dir=self.cache_dir, option="--within")
+        m = StratifiedClusterer(self.method, self.k, self.pca or None, self.random_state).fit(batch.X, strata)
+        self.model_, self.labels_, self.levels_, self.n_clusters_ = m, m.labels_, m.levels_, m.n_clusters_
+        # what the report maps (model/within.npz's X_fit): the rows through one global PCA
+        self.X_fit_ = PCAReducer(self.pca or 50, random_state=self.random_state).fit_transform(batch.X)
+        self.n_features_in_ = m.n_features_in_
+        self.level_offsets_ = None
+        if m.levels_ is not None:
+            self.level_offsets_ = np.stack([m.levels_[m.stratum_ == v].min(0) for v in m.strata_])
+        log.info("--within %s (%s): %s", self.column, self.source_, {str(k): v for k, v in m.k_.items()})
+        cols = {**cols, "stratum": m.stratum_.tolist(), "cluster_in_stratum": m.local_labels_.tolist()}
+        return replace(batch, records=with_columns(batch.records, cols))
+
+    def _strata(self, batch):
+        strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state, self.cache_dir)
+        m = self.model_
+        return _known_or_nearest(strata, m.strata_, lambda: m.predict_strata(batch.X), "--within"), cols
+
+    def predict_batch(self, batch):
+        """``(rows with their columns, labels, levels)`` of new rows."""
+        self.check_is_fitted()
+        X = np.asarray(batch.X, dtype=np.float64)
+        strata, cols = self._strata(batch)
+        m = self.model_
+        labels = m.predict(X, strata)
+        local = labels - np.asarray([m.offsets_[s] for s in strata], np.int64)
+        levels = None
+        if self.level_offsets_ is not None:
+            levels = np.zeros((len(X), N_LEVELS), np.int64)
+            index = {v: i for i, v in enumerate(m.strata_.tolist())}
+            for v in set(strata.tolist()):
+                rows = np.flatnonzero(strata == v)
+                reducer, model = m.models_[v]
+                part = np.zeros((len(rows), N_LEVELS), np.int64)
+                if model is not None:
+                    Z = X[rows] if reducer is None else reducer.transform(X[rows])
+                    part = model.predict_levels(Z)
+                levels[rows] = self.level_offsets_[index[v]] + part
+        cols = {**cols, "stratum": strata.tolist(), "cluster_in_stratum": local.tolist()}
+        return replace(batch, records=with_columns(batch.records, cols)), labels, levels
+
+    def info(self) -> dict:
+        m = self.model_
+        out = {"option": "--within", "column": self.column, "source": self.source_,
+               "strata": {str(v): int((m.stratum_ == v).sum()) for v in m.strata_} if hasattr(m, "stratum_") else {},
+               "k": {str(k): int(v) for k, v in m.k_.items()}}
+        if getattr(m, "k_selection_", None):
+            out["k_selection"] = {str(k): v for k, v in m.k_selection_.items()}
+        return out
+
+    # -- persistence: within.npz + each stratum's within_<i>_pca.npz / within_<i>_cluster.npz -------------
+    def save_step(self, folder) -> dict:
+        self.check_is_fitted()
+        m = self.model_
+        files = [WITHIN_FILE]
+        has = np.zeros((len(m.strata_), 2), bool)
+        for i, v in enumerate(m.strata_):
+            reducer, model = m.models_[v]
+            if reducer is not None:
+                reducer.save(folder / f"within_{i}_pca.npz")
+                files.append(f"within_{i}_pca.npz")
+                has[i, 0] = True
+            if model is not None:
+                model.save(folder / f"within_{i}_cluster.npz")
+                files.append(f"within_{i}_cluster.npz")
+                has[i, 1] = True
+        arrays = dict(strata=_text(m.strata_), offsets=np.asarray([m.offsets_[v] for v in m.strata_], np.int64),
+                      k=np.asarray([m.k_[v] for v in m.strata_], np.int64), centroids=m.centroids_, has=has,
+                      counts=np.asarray([int((m.stratum_ == v).sum()) for v in m.strata_], np.int64),
+                      source=np.asarray(self.source_), labels=self.labels_,
+                      X_fit=np.asarray(self.X_fit_, np.float32), method=np.asarray(self.method))
+        if self.level_offsets_ is not None:
+            arrays.update(level_offsets=self.level_offsets_, levels=self.levels_)
+        atomic_write_npz(folder / WITHIN_FILE, **arrays)
+        return {**self.entry(), "files": files}
+
+    @classmethod
+    def load_step(cls, folder, entry) -> "WithinStep":
+        path = folder / WITHIN_FILE
+        d = read_npz(path, "within model")
+        step = cls(**entry_params(cls, entry))
+        try:
+            strata = d["strata"].tolist()
+            S = len(strata)
+            offsets, k, has, counts = d["offsets"], d["k"], d["has"], d["counts"]
+            m = StratifiedClusterer(step.method, step.k, step.pca or None, step.random_state)
+            m.strata_ = np.asarray(strata, dtype=object)
+            m.centroids_ = np.asarray(d["centroids"], np.float64)
+            ok = (offsets.shape == (S,) and k.shape == (S,) and has.shape == (S, 2) and counts.shape == (S,)
+                  and m.centroids_.ndim == 2 and len(m.centroids_) == S and str(d["source"]) in
+                  ("metadata", "plane", "levels"))
+            if not ok:
+                raise ValueError("fields 'offsets', 'k', 'has', 'centroids', 'strata' do not fit together")
+            m.n_features_in_ = int(m.centroids_.shape[1])
+            m.offsets_ = {v: int(o) for v, o in zip(strata, offsets)}
+            m.k_ = {v: int(n) for v, n in zip(strata, k)}
+            m.stratum_ = np.repeat(m.strata_, counts)
+            m.models_ = {}
+            for i, v in enumerate(strata):
+                reducer = PCAReducer.load(folder / f"within_{i}_pca.npz") if has[i, 0] else None
+                model = load_clusterer(folder / f"within_{i}_cluster.npz") if has[i, 1] else None
+                if model is not None and (model.method != step.method or model.X_fit_.shape[1] !=
+                                          (reducer.n_components_ if reducer is not None else m.n_features_in_)):
+                    raise ValueError(f"stratum {i}'s clustering does not fit its reduction or the method")
+                m.models_[v] = (reducer, model)
+            step.X_fit_, step.labels_ = np.asarray(d["X_fit"], np.float64), np.asarray(d["labels"])
+            step.level_offsets_ = np.asarray(d["level_offsets"]) if "level_offsets" in d else None
+            step.levels_ = np.asarray(d["levels"]) if "levels" in d else None
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            raise ModelFileError(f"within model '{path}' is damaged ({exc})") from None
+        step.model_, step.source_, step.n_clusters_ = m, str(d["source"]), int(sum(m.k_.values()))
+        step.n_features_in_ = m.n_features_in_
+        return step
+

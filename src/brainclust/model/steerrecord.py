@@ -1,0 +1,107 @@
+"""What a steered run checks and records: the settings (:func:`check_steering`), ``manifest.json["steer"]``
+(:func:`steer_record`), ``metrics.json["within"]``, ``--auto``'s factor record (:func:`factor_record`) and
+``--k auto``'s prediction strength (:func:`record_steering`, called by ``pipeline.run``). See docs/steering.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
+from brainclust.errors import ParameterError
+from brainclust.model.kevidence import prediction_strength
+from brainclust.model.steering import PLANE, RemoveStep, WithinStep, meta_values, plane_columns
+
+log = logging.getLogger(__name__)
+
+__all__ = ["check_steering", "factor_record", "record_steering", "steer_record"]
+
+
+def check_steering(cfg, comps) -> None:
+    """``--within`` / ``--remove``: a column name, and only with settings they combine with (one line each)."""
+    for flag, value in (("--within", cfg.within), ("--remove", cfg.remove)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ParameterError(f"{flag}: expected a column name, got {value!r}")
+        if cfg.auto or cfg.consensus:
+            raise ParameterError(f"{flag}: not supported with {'--auto' if cfg.auto else '--consensus'} (its "
+                                 "portfolio clusters every image together); --auto's factor record suggests it")
+        if cfg.exclude:
+            raise ParameterError(f"{flag}: not supported with --exclude; leave the images out with "
+                                 "--exclude-files, or drop --exclude")
+    if cfg.remove_rule not in REMOVE_RULES:
+        raise ParameterError(f"--remove-rule: must be one of {', '.join(REMOVE_RULES)}, got {cfg.remove_rule!r}")
+    if cfg.remove is not None and comps:
+        raise ParameterError("--remove: not supported with --self-supervised (the SSL head is trained on the "
+                             "features before the factor is removed); drop one")
+    if cfg.within is None:
+        return
+    if cfg.method == "dbscan":
+        raise ParameterError("--within: needs a method with a k (hierarchical, kmeans, gmm, spectral), got "
+                             "'dbscan'")
+    if cfg.reduce != "pca":
+        raise ParameterError(f"--within: each stratum has its own PCA; --reduce {cfg.reduce} is not supported "
+                             "with it (use --reduce pca)")
+    if cfg.outliers != "off":
+        raise ParameterError("--within: not supported with --outliers auto; drop one")
+def steer_record(model) -> dict:
+    """``manifest.json["steer"]`` of a fitted model: ``remove`` and ``within`` (column, source, rule, strata)."""
+    steps = dict(getattr(model, "steps_", None) or [])
+    out = {}
+    if isinstance(steps.get("remove"), RemoveStep):
+        out["remove"] = steps["remove"].info()
+    if isinstance(steps.get("clusterer"), WithinStep):
+        out["within"] = steps["clusterer"].info()
+    return out
+
+
+#: A column is a factor of the record when it has this many distinct values at most (and 2 at least).
+FACTOR_MAX_VALUES = 50
+
+
+def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plane: bool = True,
+                  exclude=()) -> dict:
+    """``manifest.json["auto"]["factors"]``: which known or detected factor the clusters follow.
+
+    Every metadata column of the rows with 2..:data:`FACTOR_MAX_VALUES` distinct values, and the plane
+    (read from NIfTI, else estimated when ``with_plane``), ranked by adjusted mutual information with the
+    clusters (:func:`brainclust.analysis.autoselect.rank_factors`); ``suggestion`` names ``--remove`` /
+    ``--within`` when the first factor's AMI reaches the threshold. Never applied automatically.
+    ``exclude``: the label column (``--labels``, ``folder`` for ``--labels-from-folders``): labels only score.
+    """
+    labels = np.asarray(labels)
+    cols: dict[str, list] = {}
+    for name in sorted({k for r in rows for k in (getattr(r, "meta", None) or {})}):
+        values = meta_values(rows, name)
+        distinct = set(as_strata(values).tolist())
+        if name not in exclude and 2 <= len(distinct) <= FACTOR_MAX_VALUES:
+            cols[name] = values
+    if with_plane and PLANE not in cols:
+        cols[PLANE] = plane_columns(rows, random_state, cache_dir)[PLANE]
+    keep = labels >= 0
+    ranked = rank_factors(labels[keep], {k: [v for v, ok in zip(vals, keep) if ok] for k, vals in cols.items()})
+    return {"factors": ranked[:10], "suggestion": suggestion_for(ranked), "threshold_ami": DOMINANT_AMI,
+            "rule": "metadata columns with 2-50 values and the plane, ranked by AMI with the clusters; a "
+                    f"suggestion when the first reaches AMI {DOMINANT_AMI}; never applied automatically"}
+
+
+def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_column=None) -> None:
+    """Add to a run's metrics and manifest what steering, ``--auto`` and ``--k auto`` record (module docstring)."""
+    if isinstance(metrics.get("k_selection"), dict) and cfg.method != "dbscan":  # the evidence beside the vote
+        metrics["k_selection"]["prediction_strength"] = prediction_strength(model.embedding_, model.labels_,
+                                                                             cfg.method, cfg.seed)
+    if cfg.auto and "auto" in manifest:  # which factor the clusters follow; a suggestion, never applied
+        manifest["auto"]["factors"] = factor_record(rows, model.labels_, cfg.seed, cfg.cache_dir,
+                                                    exclude=(label_column,))
+        if manifest["auto"]["factors"]["suggestion"]:
+            log.warning("--auto: %s", manifest["auto"]["factors"]["suggestion"])
+    steer = steer_record(model)
+    if steer:
+        manifest["steer"] = steer
+        within = steer.get("within")
+        if within:
+            metrics["within"] = {k: within[k] for k in ("k", "strata", "k_selection") if k in within}
+            within.pop("k_selection", None)  # the curves are metrics.json's; the manifest keeps the k

@@ -1,0 +1,203 @@
+"""--within / --remove wired into the model: steps, refusals, save/load, predict, and whole runs (slow)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from brainclust.errors import ParameterError
+from brainclust.model.composite import Batch
+from brainclust.model.config import RunConfig
+from brainclust.model.steering import RemoveStep, WithinStep, available_columns, check_column, with_columns
+from brainclust.io.scan import ImageRecord
+
+
+def records(n: int, site_of) -> list:
+    return [ImageRecord(path=f"img{i:03d}.png", abspath=f"/nowhere/img{i:03d}.png", name=f"img{i:03d}.png",
+                        type="png", size=1, width=8, height=8, sha256=f"{i:064x}", meta={"site": site_of(i)})
+            for i in range(n)]
+
+
+def two_sites(n=60, d=20, seed=0):
+    """Two sites far apart (the nuisance), and inside each two groups (the structure)."""
+    rng = np.random.default_rng(seed)
+    site = np.arange(n) % 2
+    group = (np.arange(n) // 2) % 2
+    X = rng.normal(0, 0.05, (n, d)) + 1.0
+    X[:, 0] += 3.0 * site
+    X[:, 1] += 0.8 * group
+    return X, site, group
+
+
+def test_within_metadata_column_fits_each_stratum_and_round_trips(tmp_path):
+    X, site, group = two_sites()
+    recs = records(len(X), lambda i: "AB"[site[i]])
+    step = WithinStep(column="site", method="hierarchical", k=2, pca=5, random_state=0)
+    out = step.fit_batch(Batch(recs, X))
+    assert step.source_ == "metadata"
+    assert step.n_clusters_ == 4
+    strata = np.asarray([r.meta["stratum"] for r in out.records])
+    assert list(strata) == ["AB"[s] for s in site]
+    # every global cluster lies in one stratum, and inside a stratum the groups are found
+    for c in np.unique(step.labels_):
+        assert len(set(strata[step.labels_ == c])) == 1
+    for s in (0, 1):
+        rows = site == s
+        local = np.asarray([r.meta["cluster_in_stratum"] for r in out.records])[rows]
+        assert abs(np.corrcoef(local, group[rows])[0, 1]) > 0.99
+    step.save_step(tmp_path)
+    loaded = WithinStep.load_step(tmp_path, step.save_step(tmp_path))
+    got, labels, levels = loaded.predict_batch(Batch(recs, X))
+    np.testing.assert_array_equal(labels, step.model_.predict(X, strata))
+    assert levels is not None and levels.shape == (len(X), 10)
+    assert [r.meta["stratum"] for r in got.records] == list(strata)
+
+
+def test_within_unseen_value_gets_the_nearest_stratum():
+    X, site, _ = two_sites()
+    step = WithinStep(column="site", k=2, pca=5)
+    step.fit_batch(Batch(records(len(X), lambda i: "AB"[site[i]]), X))
+    new = records(4, lambda i: "Z")  # a site the fit never saw: the nearest stratum mean decides
+    _, labels, _ = step.predict_batch(Batch(new, X[:4]))
+    assert [step.model_.cluster_stratum_[c] for c in labels] == ["AB"[s] for s in site[:4]]
+
+
+def test_remove_center_takes_the_site_out_and_round_trips(tmp_path):
+    X, site, group = two_sites()
+    recs = records(len(X), lambda i: "AB"[site[i]])
+    step = RemoveStep(column="site", rule="center", n_components=5)
+    out = step.fit_batch(Batch(recs, X))
+    R = out.X
+    gap_before = abs(X[site == 0, 0].mean() - X[site == 1, 0].mean())
+    gap_after = abs(R[site == 0].mean(0) - R[site == 1].mean(0)).max()
+    assert gap_before > 2 and gap_after < 1e-9
+    loaded = RemoveStep.load_step(tmp_path, step.save_step(tmp_path))
+    np.testing.assert_allclose(loaded.transform_batch(Batch(recs, X)).X, R, atol=1e-12)
+    assert loaded.info()["strata"] == {"A": 30, "B": 30}
+
+
+def test_level_column_comes_from_a_first_pass():
+    X, site, _ = two_sites()
+    recs = records(len(X), lambda i: "AB"[site[i]])
+    step = WithinStep(column="level_2", k=2, pca=5)
+    step.fit_batch(Batch(recs, X))
+    assert step.source_ == "levels"
+    # level 2 of the default tree is the dominant split: the two sites
+    strata = step.model_.stratum_
+    assert len(set(strata)) == 2
+    assert all(len(set(site[strata == v])) == 1 for v in set(strata))
+
+
+def test_missing_column_is_one_line_listing_the_columns():
+    recs = records(4, lambda i: "A")
+    assert {"site", "plane", "level_1", "level_10"} <= set(available_columns(recs))
+    with pytest.raises(ParameterError, match=r"--within: no column 'nosuch' in this run \(available: .*site"):
+        check_column("--within", "nosuch", recs)
+    check_column("--remove", "level_3", recs)
+
+
+def test_with_columns_keeps_the_rows_when_nothing_is_added():
+    recs = records(3, lambda i: "A")
+    assert with_columns(recs, {}) is recs
+    assert [r.meta["x"] for r in with_columns(recs, {"x": [1, 2, 3]})] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(within="site", auto=True), "--within: not supported with --auto"),
+    (dict(remove="site", consensus=True), "--remove: not supported with --consensus"),
+    (dict(within="site", method="dbscan"), "--within: needs a method with a k"),
+    (dict(remove="site", ssl=("rotation",), k=3), "--remove: not supported with --self-supervised"),
+    (dict(remove_rule="project"), "--remove-rule: would be ignored"),
+    (dict(within="site", exclude=("duplicate",)), "--within: not supported with --exclude"),
+    (dict(within="site", reduce="umap"), "--within: each stratum has its own PCA"),
+    (dict(within=" "), "--within: expected a column name"),
+])
+def test_refusals_are_one_line(settings, message):
+    with pytest.raises(ParameterError, match=message) as err:
+        RunConfig(**settings).validate()
+    assert "\n" not in str(err.value)
+
+
+def test_steps_of_within_and_remove():
+    from brainclust.model.config import build_steps
+
+    names = [n for n, _ in build_steps(RunConfig(within="plane", remove="site", remove_rule="project"))]
+    assert names == ["extractor", "checks", "remove", "clusterer"]
+    names = [n for n, _ in build_steps(RunConfig(remove="site"))]
+    assert names == ["extractor", "checks", "remove", "reducer", "clusterer"]
+
+
+# -- whole runs ------------------------------------------------------------------------------------------
+def read_rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def two_site_folder(tmp_path_factory):
+    """Synthetic PNGs in two sites (a --metadata table) with two groups each."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sites") / "data"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    rows = ["path,site"]
+    for i in range(24):
+        a = rng.integers(0, 40, (24, 24)).astype(np.uint8) + (150 if i % 2 else 0)
+        a[:, : 6 if (i // 2) % 2 else 18] += 60
+        Image.fromarray(a).save(root / f"img{i:02d}.png")
+        rows.append(f"img{i:02d}.png,{'AB'[i % 2]}")
+    table = root.parent / "sites.csv"
+    table.write_text("\n".join(rows) + "\n")
+    return root, table
+
+
+@pytest.mark.slow
+def test_run_within_and_remove_then_predict(two_site_folder, tmp_path):
+    from brainclust.cli import main
+
+    root, table = two_site_folder
+    fast = ["--backbone", "pixels@16", "--workers", "0", "--no-report", "--metadata", str(table), "--k", "2"]
+    out = tmp_path / "within"
+    assert main(["run", str(root), "--out", str(out), "--within", "site", "--remove", "level_2", *fast]) == 0
+    rows = read_rows(out / "assignments.csv")
+    assert {"stratum", "cluster_in_stratum", "level_3"} <= set(rows[0])
+    assert all(r["stratum"] == r["site"] for r in rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["steer"]["within"]["strata"] == {"A": 12, "B": 12}
+    assert manifest["steer"]["remove"]["source"] == "levels"
+    assert json.loads((out / "metrics.json").read_text())["within"]["k"] == {"A": 2, "B": 2}
+    pred = tmp_path / "pred"
+    assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
+    prows = read_rows(pred / "assignments.csv")
+    assert [r["stratum"] for r in prows] == [r["stratum"] for r in rows]
+
+
+@pytest.mark.slow
+def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_path, capsys):
+    from brainclust.cli import main
+
+    root, _ = two_site_folder
+    rc = main(["run", str(root), "--out", str(tmp_path / "o"), "--within", "nosuchcolumn", "--backbone",
+               "pixels@16", "--workers", "0", "--no-report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert "--within: no column 'nosuchcolumn'" in err[-1] and "level_2" in err[-1]
+    assert not (tmp_path / "o" / "assignments.csv").exists()
+
+
+def test_factor_record_ranks_columns_and_never_uses_the_label_column():
+    from brainclust.model.steerrecord import factor_record
+
+    X, site, group = two_sites()
+    recs = [r.__class__(**{**r.__dict__, "meta": {"site": "AB"[site[i]], "folder": str(group[i])}})
+            for i, r in enumerate(records(len(X), lambda i: "A"))]
+    rec = factor_record(recs, site, with_plane=False, exclude=("folder",))
+    assert [f["column"] for f in rec["factors"]] == ["site"]
+    assert rec["factors"][0]["ami"] == pytest.approx(1.0)
+    assert "--remove site" in rec["suggestion"] and "--within site" in rec["suggestion"]
+    weak = factor_record(recs, group, with_plane=False, exclude=("folder",))
+    assert weak["suggestion"] is None and weak["factors"][0]["ami"] < 0.5
