@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from brainclust.checks.descriptors import describe_records
+from brainclust.checks.descriptors import DESCRIPTOR_NAMES, describe_records
 from brainclust.checks.store import ROW, cached_descriptors, open_store, pack, store_settings, unpack
 from brainclust.io.scan import scan
 
@@ -27,7 +27,7 @@ def records(tmp_path_factory):
 
 def test_pack_and_unpack_are_exact():
     rng = np.random.default_rng(0)
-    vec = rng.normal(size=14).astype(np.float32)
+    vec = rng.normal(size=len(DESCRIPTOR_NAMES)).astype(np.float32)
     thumb = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     digest = "0f" * 32
     row = pack(vec, thumb, digest)
@@ -37,7 +37,7 @@ def test_pack_and_unpack_are_exact():
     np.testing.assert_array_equal(back[1], thumb)
     assert back[2] == digest
     bad = row.copy()
-    bad[20] = 0.5  # not an integer: not a packed value
+    bad[len(DESCRIPTOR_NAMES) + 3] = 0.5  # a thumbnail value that is not an integer: not a packed value
     assert unpack(bad) is None
 
 
@@ -59,7 +59,7 @@ def test_no_store_when_the_cache_is_off(records, tmp_path, monkeypatch):
     monkeypatch.setenv("BRAINCLUST_CACHE", str(tmp_path / "default"))
     got, info = cached_descriptors(records, False, 0, progress=False)
     assert info["hits"] == 0 and not (tmp_path / "default").exists() and open_store(False) is None
-    assert got.vectors.shape == (len(records), 14)
+    assert got.vectors.shape == (len(records), len(DESCRIPTOR_NAMES))
 
 
 def test_a_damaged_row_is_dropped_and_recomputed(records, tmp_path):

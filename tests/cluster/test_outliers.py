@@ -81,7 +81,7 @@ def test_demo_outputs_with_outliers_off_match_the_plain_flow_byte_for_byte(tmp_p
     data = tmp_path / "demo"
     make_demo_dataset(data, n_per_class=10, random_state=0)
     r = run(data, tmp_path / "out", backbone="pixels", cache_dir=str(tmp_path / "cache"), k=3,
-            labels_from_folders=True, progress=False, outliers="off")
+            labels_from_folders=True, progress=False, outliers="off", checks="off")
     emb = PCAReducer(50, random_state=0).fit(r.features).transform(r.features)
     base = Clusterer(method="hierarchical", n_clusters=3, random_state=0).fit(emb)
     base_metrics = score(emb, base.labels_, [rec.label for rec in r.records])

@@ -100,8 +100,11 @@ def test_the_step_saves_and_loads_and_refuses_an_unfitted_use(tmp_path, slices):
 
 
 def test_build_steps_puts_the_unit_step_before_the_reducer():
-    assert [n for n, _ in build_steps(RunConfig(unit="volume"))] == ["extractor", "units", "reducer", "clusterer"]
-    assert [n for n, _ in build_steps(RunConfig())] == ["extractor", "reducer", "clusterer"]
+    assert [n for n, _ in build_steps(RunConfig(unit="volume"))] == ["extractor", "checks", "units", "reducer",
+                                                                     "clusterer"]
+    assert [n for n, _ in build_steps(RunConfig())] == ["extractor", "checks", "reducer", "clusterer"]
+    assert [n for n, _ in build_steps(RunConfig(unit="volume", checks="off"))] == ["extractor", "units", "reducer",
+                                                                                   "clusterer"]
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -132,9 +132,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     masks = pixel_flags(desc.vectors, t)
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
-    # near duplicates among distinct, decodable contents with a picture to compare (not blank, not tiny), in
-    # 2-D image files only: slices of a volume or series (NIfTI, DICOM) are compared exactly, because
-    # neighbouring slices and co-registered sequences of one head look alike by design and are not copies
+    # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
+    # files only (VOLUME_TYPES: neighbouring slices and co-registered sequences look alike by design)
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
     sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress)
