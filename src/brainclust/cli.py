@@ -59,7 +59,7 @@ def _add_run_parsers(sub, common) -> None:
                    help="output folder, outside DATA; it is replaced as a whole, so it must be new, empty or "
                         "a previous run's (a folder holding other files is refused); a second run writing the "
                         "same --out at the same time waits for the first")
-    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", *VOLUMES, *INPUTS, *METADATA,
+    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", "agreement", *VOLUMES, *INPUTS, *METADATA,
                            *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
                            "auto", "consensus", "ssl_gate", *CHECKS, *STEERING])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
@@ -192,6 +192,10 @@ def _summary(result) -> str:
         sel = m["k_selection"]
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
         lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
+    if "agreement" in m:
+        a = m["agreement"]
+        lines.append(f"agreement with fp32: feature cosine {a['cosine_mean']:.4f} (min {a['cosine_min']:.4f}), "
+                     f"clusters ARI {a['ari']:.3f} (metrics.json)")
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
     if getattr(result, "checks", None) is not None:

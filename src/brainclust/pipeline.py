@@ -41,6 +41,7 @@ from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, met
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.io.slicefile import SLICE_COLUMNS
+from brainclust.model.agreement import fp32_agreement
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
 from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
@@ -169,6 +170,10 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     if distinct is not None:
         metrics["distinct"] = distinct
     t["evaluate"] = time.perf_counter() - t0
+    if cfg.agreement:  # a second fit on fp32 features, as a second run would be (model.agreement)
+        t0 = time.perf_counter()
+        metrics["agreement"] = fp32_agreement(model, cfg, records, build_model, f"input folder '{data}'")
+        t["agreement"] = time.perf_counter() - t0
     cfg = effective_config(cfg, model)
     skipped = sorted(scanned.skipped + model.skipped_, key=lambda s: s["path"])
     manifest = run_manifest(cfg, model, data, scanned, skipped, engine.info(), t)

@@ -15,21 +15,11 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from brainclust.cluster.reduce import PCAReducer
+from brainclust.core.arrays import row_cosine
 from brainclust.errors import ParameterError
 
 #: Methods compared by default: the run's default and k-means.
 METHODS = ("hierarchical", "kmeans")
-
-
-def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of ``a`` with the same row of ``b`` (``(n,)``; 1.0 for two zero rows)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    dot = (a * b).sum(1)
-    out = np.ones(len(a))
-    ok = (na > 0) & (nb > 0)
-    out[ok] = dot[ok] / (na[ok] * nb[ok])
-    return out
 
 
 def agreement(features_a: np.ndarray, features_b: np.ndarray, k: int, seed: int = 0,

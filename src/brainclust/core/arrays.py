@@ -71,6 +71,17 @@ def cosine_pdist(X) -> np.ndarray:
     return squareform(D, checks=False)
 
 
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (``(n,)``; 1.0 for two zero rows)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    dot = (a * b).sum(1)
+    out = np.ones(len(a))
+    ok = (na > 0) & (nb > 0)
+    out[ok] = dot[ok] / (na[ok] * nb[ok])
+    return out
+
+
 def cosine_cdist(A, B) -> np.ndarray:
     """``(len(A), len(B))`` cosine distances (scipy's ``cdist``); a zero row is at distance 1 from every row."""
     from scipy.spatial.distance import cdist

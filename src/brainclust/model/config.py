@@ -32,6 +32,7 @@ from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
 from brainclust.model.steering import RemoveStep, WithinStep
+from brainclust.model.agreement import check_agreement
 from brainclust.model.steerrecord import check_steering
 from brainclust.cluster.steer import REMOVE_RULES
 from brainclust.selfsup.common import parse_components
@@ -143,6 +144,9 @@ class RunConfig:
     #: ``--calibration-size``: images of the run the int8 network is calibrated on (seeded by content hash).
     calibration_size: int = opt(128, "--calibration-size", "with --precision int8: images of the run the "
                                 "quantisation is calibrated on (default {default})", EXTRACTION, parse=parse_int)
+    agreement: bool = opt(False, "--agreement", "with --precision bf16|int8 or another --runtime: fit again on fp32 "
+                          "features and report the feature cosine and the clusters' ARI against them in "
+                          "metrics.json (a second extraction)", EXTRACTION, switch=True)
     batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
     workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores)", EXTRACTION,
                               parse=parse_int)
@@ -321,6 +325,7 @@ class RunConfig:
                                  "per unit); run 'brainclust check' and leave the slices out with --exclude-files, "
                                  "or drop --exclude")
         check_steering(self, comps)
+        check_agreement(self)
         if strict:
             self._refuse_ignored(comps)
 

@@ -1,0 +1,48 @@
+"""``--agreement``: how far a run's faster path moved its features and clusters from fp32.
+
+A run with ``--precision bf16|int8`` (or ``--runtime`` other than the default) is fitted a second
+time on the same images with fp32 features of the default runtime (ONNX Runtime on CPU), every
+other setting the same, as a second run would be. ``metrics.json["agreement"]`` then holds the
+cosine similarity of each row's two feature vectors (mean and minimum) and the adjusted Rand index
+between the two runs' clusters (and between their 10 tree levels' finest cut, for a hierarchical
+run). No label is used. It costs a second extraction (cached like any other: a rerun reads it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from brainclust.core.arrays import row_cosine
+from brainclust.errors import ParameterError
+
+#: The reference: fp32 on the default runtime.
+REFERENCE = {"precision": "fp32", "runtime": "auto"}
+
+
+def check_agreement(cfg) -> None:
+    """``--agreement`` needs a path other than the fp32 default, and one model (not --auto/--consensus)."""
+    if not cfg.agreement:
+        return
+    if cfg.precision in ("auto", "fp32") and cfg.runtime in ("auto", "onnx"):
+        raise ParameterError("--agreement: would compare fp32 with itself; it needs --precision bf16|int8 or "
+                             "--runtime openvino|torch")
+    if cfg.auto or cfg.consensus:
+        raise ParameterError("--agreement: not with --auto or --consensus (their portfolio runs fp32)")
+
+
+def fp32_agreement(model, cfg, records, build_model, source: str) -> dict:
+    """Fit the run's model again with fp32 features (:data:`REFERENCE`) on ``records``; compare with ``model``."""
+    ref_cfg = replace(cfg, **REFERENCE, calibration_size=type(cfg)().calibration_size, agreement=False)
+    ref = build_model(ref_cfg).fit(records, None, source=source)
+    a, b = np.asarray(model.features_, np.float64), np.asarray(ref.features_, np.float64)
+    if a.shape != b.shape:  # another row count: the same images did not decode in both (never expected)
+        raise ParameterError(f"--agreement: the fp32 run has {len(b)} rows, this run {len(a)}")
+    cos = row_cosine(a, b)
+    out = {"reference": "fp32, --runtime auto", "n": int(len(a)), "cosine_mean": float(cos.mean()),
+           "cosine_min": float(cos.min()), "ari": float(adjusted_rand_score(model.labels_, ref.labels_))}
+    if model.levels_ is not None and ref.levels_ is not None:
+        out["ari_level_10"] = float(adjusted_rand_score(model.levels_[:, -1], ref.levels_[:, -1]))
+    return out

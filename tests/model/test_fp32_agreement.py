@@ -1,0 +1,60 @@
+"""``--agreement``: a run on another path is fitted again on fp32 features and compared (issue 26)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.cli import main
+from brainclust.errors import ParameterError
+from brainclust.model.config import RunConfig
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two planted groups: bright discs and dark squares, each with its own noise."""
+    root = tmp_path_factory.mktemp("agree") / "data"
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    for i in range(12):
+        if i % 2:
+            a = np.where((yy - 24) ** 2 + (xx - 24) ** 2 < 15 ** 2, 200, 20)
+        else:
+            a = np.where((abs(yy - 24) < 10) & (abs(xx - 24) < 10), 90, 230)
+        a = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8)
+        (root / f"g{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(root / f"g{i % 2}" / f"im{i}.png")
+    return root
+
+
+def test_a_torch_run_reports_its_agreement_with_onnx_fp32(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", str(data), "--out", str(out), "--k", "2", "--backbone", "efficientnet_lite0", "--runtime",
+                 "torch", "--agreement", "--workers", "0", "--pca", "4", "--no-report", "--cache-dir",
+                 str(tmp_path / "cache")])
+    assert code == 0
+    a = json.loads((out / "metrics.json").read_text())["agreement"]
+    assert a["n"] == 12 and a["reference"].startswith("fp32")
+    assert a["cosine_min"] > 0.9999 and a["cosine_mean"] >= a["cosine_min"]  # fp32 runtimes agree to 1e-5
+    assert a["ari"] == 1.0 and a["ari_level_10"] == 1.0
+    assert "agreement with fp32: feature cosine" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["agreement"] is True and "agreement" in manifest["timings_s"]
+
+
+@pytest.mark.parametrize("settings, match", [({"agreement": True}, "fp32 with itself"),
+                                             ({"agreement": True, "runtime": "onnx", "precision": "fp32"},
+                                              "fp32 with itself"),
+                                             ({"agreement": True, "precision": "bf16", "auto": True}, "--auto")])
+def test_agreement_is_refused_where_it_would_compare_nothing(settings, match):
+    with pytest.raises(ParameterError, match=match):
+        RunConfig(**settings).validate()
+
+
+def test_the_cli_refuses_it_in_one_line(data, tmp_path, capsys):
+    assert main(["run", str(data), "--out", str(tmp_path / "o"), "--agreement"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--agreement" in err[0]
