@@ -65,7 +65,8 @@ def test_json_parameters_round_trip_and_nest_steps():
 def _unfitted_calls(step):
     """The calls that need a fitted step (the ones the class has)."""
     calls = []
-    for name in ("transform", "transform_batch", "predict", "predict_levels", "extract", "describe", "leaf_labels"):
+    for name in ("transform", "transform_batch", "predict", "predict_batch", "predict_levels", "extract", "describe",
+                 "leaf_labels"):
         if callable(getattr(type(step), name, None)):
             calls.append(name)
     return calls
