@@ -47,6 +47,8 @@ def check_steering(cfg, comps) -> None:
                              "with it (use --reduce pca)")
     if cfg.outliers != "off":
         raise ParameterError("--within: not supported with --outliers auto; drop one")
+
+
 def steer_record(model) -> dict:
     """``manifest.json["steer"]`` of a fitted model: ``remove`` and ``within`` (column, source, rule, strata)."""
     steps = dict(getattr(model, "steps_", None) or [])
