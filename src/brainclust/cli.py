@@ -406,13 +406,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"brainclust: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("brainclust: interrupted; rerun the same command to resume from the feature cache", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("brainclust: terminated (SIGTERM); rerun the same command to resume from the feature cache",
-              file=sys.stderr)
-        return 143
+    except (KeyboardInterrupt, Terminated) as exc:
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+        resume = "" if args.command == "view" else "; rerun the same command to resume from the feature cache"
+        print(f"brainclust: {what}{resume}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()

@@ -158,3 +158,16 @@ def test_within_levels_are_global_and_nested_per_stratum():
         for c in set(w.levels_[:, L].tolist()):
             assert len(set(w.levels_[w.levels_[:, L] == c, L - 1].tolist())) == 1
             assert len(set(planes[w.levels_[:, L] == c].tolist())) == 1
+
+
+def test_within_refuses_a_measurement_and_warns_once_for_small_strata(caplog):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 6))
+    with pytest.raises(ParameterError, match="choose a column of categories"):
+        StratifiedClusterer("hierarchical", 2, None, 0).fit(X, [f"{v:.3f}" for v in X[:, 0]])  # 24 values
+    strata = ["a"] * 20 + ["b", "c", "d", "d"]  # three strata below 4 images
+    with caplog.at_level("WARNING", logger="brainclust"):
+        m = StratifiedClusterer("hierarchical", 5, None, 0).fit(X, strata)
+    small = [r for r in caplog.records if "fewer than 4 images" in r.getMessage()]
+    assert len(small) == 1 and "b, c, d" in small[0].getMessage()
+    assert m.k_ == {"a": 5, "b": 1, "c": 1, "d": 1}

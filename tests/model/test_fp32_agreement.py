@@ -48,7 +48,9 @@ def test_a_torch_run_reports_its_agreement_with_onnx_fp32(data, tmp_path, capsys
 @pytest.mark.parametrize("settings, match", [({"agreement": True}, "fp32 with itself"),
                                              ({"agreement": True, "runtime": "onnx", "precision": "fp32"},
                                               "fp32 with itself"),
-                                             ({"agreement": True, "precision": "bf16", "auto": True}, "--auto")])
+                                             ({"agreement": True, "precision": "bf16", "auto": True}, "--auto"),
+                                             ({"agreement": True, "precision": "int8", "backbone": "pixels@32"},
+                                              "runs no network")])
 def test_agreement_is_refused_where_it_would_compare_nothing(settings, match):
     with pytest.raises(ParameterError, match=match):
         RunConfig(**settings).validate()

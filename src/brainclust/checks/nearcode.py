@@ -106,7 +106,10 @@ def pair_similarity(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[n
     arg = np.zeros(len(i), np.int32)
     if len(i) == 0:
         return best, arg
-    ti, tj = thumbs[i], thumbs[j]
+    # each image's codes once (candidate pairs share images), then the pairs' rows of them
+    ui, at_i = np.unique(i, return_inverse=True)
+    uj, at_j = np.unique(j, return_inverse=True)
+    ti, tj = thumbs[ui], thumbs[uj]
     whole_j = codes(tj)
     crops_j = {c: codes(tj, 0, c) for c in VERIFY_CROPS if c > 0}
     for flip in FLIPS:
@@ -117,7 +120,7 @@ def pair_similarity(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[n
                 pct = int(round(c * 100))
                 trials += [(codes(ti, flip, c), whole_j, pct), (whole_i, crops_j[c], -pct)]
         for a, b, pct in trials:
-            s = np.einsum("nd,nd->n", a, b)
+            s = np.einsum("nd,nd->n", a[at_i], b[at_j])
             better = s > best
             best[better] = s[better]
             arg[better] = flip * 100 + pct

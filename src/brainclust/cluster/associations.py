@@ -70,7 +70,7 @@ PERMUTATION_ROWS = 10_000
 ASSOCIATION_COLUMNS = ["level", "rank", "column", "kind", "statistic", "score", "p_value", "n", "n_values",
                        "same_as", "permutations", "perm_rows"]
 #: Columns of assignments.csv that are never ranked (identifiers and the partitions themselves).
-NOT_RANKED = frozenset({"path", "name", "unit", "sha256", "frame", "flags", *LEVELS})
+NOT_RANKED = frozenset({"path", "name", "unit", "sha256", "frame", "flags", "stratum", "cluster_in_stratum", *LEVELS})
 MIN_ROWS = 3
 
 

@@ -156,7 +156,8 @@ class StableK(BaseEstimator):
         self.strength_sd_ = [float(s) for s in table.std(0)]
         self.passed_ = bool(ok)
         self.k_ = max(ok) if ok else ks[int(np.argmax(strength))]
-        log.info("--k auto (prediction strength): %s -> k = %d%s", dict(zip(ks, np.round(strength, 3))), self.k_,
+        log.info("prediction strength per k: %s; finest reproducible k = %d%s",
+                 ", ".join(f"{k}: {s:.3f}" for k, s in zip(ks, strength)), self.k_,
                  "" if ok else " (no k reached the threshold)")
         return self
 

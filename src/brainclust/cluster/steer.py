@@ -59,6 +59,16 @@ REMOVE_RULES = ("center", "project")
 MISSING = "(missing)"
 #: Strata smaller than this are not clustered: their images form one cluster.
 MIN_STRATUM = 4
+
+
+def _warn_small(small: list[str], capped: int) -> None:
+    """One warning for all strata below :data:`MIN_STRATUM` images, one for those below k."""
+    if small:
+        log.warning("--within: %d stratum/strata with fewer than %d images, each one cluster: %s", len(small),
+                    MIN_STRATUM, ", ".join(small[:10]) + (" ..." if len(small) > 10 else ""))
+    if capped:
+        log.warning("--within: --k is more than the images of %d stratum/strata; each such image is its own "
+                    "cluster there", capped)
 #: AMI above which a factor "explains" the clusters and a steering option is suggested.
 DOMINANT_AMI = 0.5
 
@@ -243,6 +253,10 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             raise ParameterError("--within: features must be a finite 2-D array")
         s = _check_strata(strata, len(X), "--within")
         self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
+        if len(self.strata_) > max(1, len(X) // MIN_STRATUM):
+            raise ParameterError(f"--within: {len(self.strata_)} values for {len(X)} rows (fewer than {MIN_STRATUM} "
+                                 "rows per stratum on average): choose a column of categories (a site, a plane, a "
+                                 "sequence, level_N), not a measurement or an identifier")
         self.stratum_ = s
         self.labels_ = np.zeros(len(X), dtype=np.int64)
         self.local_labels_ = np.zeros(len(X), dtype=np.int64)
@@ -250,7 +264,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         self.cluster_stratum_: list[str] = []
         U = unit_rows(X)
         self.centroids_ = np.stack([U[s == v].mean(0) for v in self.strata_])
-        offset = 0
+        offset, small, capped = 0, [], 0
         for v in self.strata_:
             rows = np.flatnonzero(s == v)
             k = self._k_for(v)
@@ -258,7 +272,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             Z = X[rows]
             if len(rows) < MIN_STRATUM:
                 local, model = np.zeros(len(rows), dtype=np.int64), None
-                log.warning("--within: stratum '%s' has %d image(s); it is one cluster", v, len(rows))
+                small.append(str(v))
             else:
                 if self.pca is not None:
                     reducer = PCAReducer(self.pca, random_state=self.random_state).fit(Z)
@@ -267,6 +281,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                     sel = KSelector(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
                     k = sel.k_ if sel is not None else 1
                     self.k_selection_[v] = sel.as_dict() if sel is not None else {"chosen_k": 1, "reason": "too few"}
+                capped += int(k) > len(rows)
                 model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows))),
                                   random_state=self.random_state).fit(Z)
                 local = model.labels_
@@ -277,6 +292,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             self.labels_[rows] = offset + local
             self.cluster_stratum_ += [v] * n_local
             offset += n_local
+        _warn_small(small, capped)
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]
         self.levels_ = self._global_levels(s) if self.method == "hierarchical" else None

@@ -174,7 +174,10 @@ def publish(out, fill: Callable[[Path], None], *, check: Callable[[], None] | No
     ``out`` is left as it was; a full or read-only disk is an OutputError naming ``out``.
     """
     out = Path(out)
-    with folder_lock(out, on_wait=lambda: log.info("waiting for another brainclust process writing '%s'", out)):
+    def waiting() -> None:  # the lock is the parent folder's: a sibling being published holds it too
+        log.info("waiting for another brainclust process publishing a folder in '%s'", out.absolute().parent)
+
+    with folder_lock(out, on_wait=waiting):
         recover_leftovers(out)
         if check is not None:
             check()

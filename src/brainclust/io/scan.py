@@ -132,6 +132,14 @@ def _walk(root: Path) -> tuple[list[Path], list[Path]]:
     return found, linked_dirs
 
 
+def _warn_links_out(files: list[Path], root: Path) -> None:
+    """Links to files outside ``root`` are read here, but export, the report and view never follow them."""
+    n = sum(1 for p in files if p.is_symlink() and root not in p.resolve().parents)
+    if n:
+        log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
+                    "the report's thumbnails and view do not follow links out of the input folder", n, root)
+
+
 _IMAGE_ERRORS = (Exception, Image.DecompressionBombWarning)  # Pillow plugins raise many types on bad data
 
 
@@ -300,6 +308,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         raise InputError(f"input folder '{root}' does not exist or is not a folder")
     rootp = rootp.resolve()
     files, linked_dirs = _walk(rootp)
+    _warn_links_out(files, rootp)
     rels = [p.relative_to(rootp).as_posix() for p in files]
     select = scanmeta.FileSelector(rootp, rels, include, exclude, bids_filter, bids, str(root))
     result = ScanResult(root=str(rootp), bids=select.bids, n_files=len(files) + len(linked_dirs),

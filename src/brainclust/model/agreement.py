@@ -1,8 +1,8 @@
 """``--agreement``: how far a run's faster path moved its features and clusters from fp32.
 
 A run with ``--precision bf16|int8`` (or ``--runtime`` other than the default) is fitted a second
-time on the same images with fp32 features of the default runtime (ONNX Runtime on CPU), every
-other setting the same, as a second run would be. ``metrics.json["agreement"]`` then holds the
+time on the same images with fp32 features of the default runtime on the run's device (ONNX Runtime
+on a CPU, torch on CUDA), every other setting the same, as a second run would be. ``metrics.json["agreement"]`` then holds the
 cosine similarity of each row's two feature vectors (mean and minimum) and the adjusted Rand index
 between the two runs' clusters (and between their 10 tree levels' finest cut, for a hierarchical
 run). No label is used. It costs a second extraction (cached like any other: a rerun reads it).
@@ -18,6 +18,8 @@ from sklearn.metrics import adjusted_rand_score
 from brainclust.core.arrays import row_cosine
 from brainclust.errors import ParameterError
 
+#: Backbones without a network (their features do not depend on a precision or runtime).
+NO_NETWORK = frozenset({"pixels", "hog"})
 #: The reference: fp32 on the default runtime.
 REFERENCE = {"precision": "fp32", "runtime": "auto"}
 
@@ -26,7 +28,10 @@ def check_agreement(cfg) -> None:
     """``--agreement`` needs a path other than the fp32 default, and one model (not --auto/--consensus)."""
     if not cfg.agreement:
         return
-    if cfg.precision in ("auto", "fp32") and cfg.runtime in ("auto", "onnx"):
+    if all(part.split("@")[0] in NO_NETWORK for part in str(cfg.backbone).split("+")):
+        raise ParameterError(f"--agreement: --backbone {cfg.backbone} runs no network, so no precision or runtime "
+                             "changes its features")
+    if cfg.precision in ("auto", "fp32") and cfg.runtime in ("auto", "onnx") and cfg.device == "cpu":
         raise ParameterError("--agreement: would compare fp32 with itself; it needs --precision bf16|int8 or "
                              "--runtime openvino|torch")
     if cfg.auto or cfg.consensus:

@@ -262,7 +262,7 @@ class BrainClusterModel(Step):
                 rows, rows_feats = batch.records, batch.X
                 if k is not None and k > len(rows):
                     raise ParameterError(f"--k: {k} clusters requested but the {len(kept)} images make only "
-                                         f"{len(rows)} {name} rows; use --k {len(rows)} or fewer")
+                                         f"{len(rows)} rows of --unit {step.unit}; use --k {len(rows)} or fewer")
             distinct = getattr(step, "n_distinct_", None)
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "

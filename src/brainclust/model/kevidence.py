@@ -35,4 +35,6 @@ def prediction_strength(embedding, labels, method: str, seed: int) -> dict | Non
                     "strength >= %.2f%s); the finer clusters may not be stable", record["threshold"],
                     "" if finest is None else f" only at k = {finest}")
     record["finest_reproducible_k"] = finest
+    log.info("--k auto: the four-index vote chose k; prediction strength is recorded beside it as evidence "
+             "(metrics.json k_selection.prediction_strength, the report's k panel)")
     return record

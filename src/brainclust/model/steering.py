@@ -214,8 +214,9 @@ class RemoveStep(Step):
                                                 cache_dir=self.cache_dir, option="--remove")
         self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
-        log.info("--remove %s (%s, rule %s): %d strata %s", self.column, self.source_, self.rule,
-                 len(self.counts_), self.counts_)
+        log.info("--remove %s (%s, rule %s): %d strata, images per stratum %s", self.column, self.source_,
+                 self.rule, len(self.counts_), self.counts_)
+        one_stratum(self.counts_, "--remove", self.column)
         return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
 
     def transform_batch(self, batch):
@@ -260,6 +261,13 @@ class RemoveStep(Step):
         step.remover_, step.source_ = rm, str(d["source"])
         step.counts_ = {s: int(c) for s, c in zip(rm.strata_.tolist(), d["counts"])}
         return step
+
+
+def one_stratum(strata, flag: str, column: str) -> None:
+    """Warn when every row has the same value of the column: the option then changes nothing."""
+    if len(strata) == 1:
+        log.warning("%s %s: every row has the same value (%s); one stratum, as without %s", flag, column,
+                    next(iter(strata)), flag)
 
 
 class WithinStep(Step):
@@ -307,7 +315,9 @@ class WithinStep(Step):
         self.level_offsets_ = None
         if m.levels_ is not None:
             self.level_offsets_ = np.stack([m.levels_[m.stratum_ == v].min(0) for v in m.strata_])
-        log.info("--within %s (%s): %s", self.column, self.source_, {str(k): v for k, v in m.k_.items()})
+        log.info("--within %s (%s): clusters per stratum %s", self.column, self.source_,
+                 {str(k): v for k, v in m.k_.items()})
+        one_stratum(m.k_, "--within", self.column)
         cols = {**cols, "stratum": m.stratum_.tolist(), "cluster_in_stratum": m.local_labels_.tolist()}
         return replace(batch, records=with_columns(batch.records, cols))
 

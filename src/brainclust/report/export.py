@@ -287,7 +287,7 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     counts: dict[str, int] = {}
     publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode)),
             check=lambda: check_out(to, **check), option="--to")
-    log.info("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
+    log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     return ExportResult(to=to, counts=counts, mode=mode)
 
 

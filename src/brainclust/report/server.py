@@ -311,7 +311,7 @@ def serve(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_
     """
     server, ex = make_server(run_dir, host, port, cache_dir=cache_dir, point_limit=point_limit)
     url = url_of(server)
-    log.info("view: %d images of %s at %s (Ctrl-C stops)", ex.data.n, run_dir, url)
+    log.debug("view: %d images of %s at %s (Ctrl-C stops)", ex.data.n, run_dir, url)
     try:
         if on_ready is not None:
             on_ready(url)
