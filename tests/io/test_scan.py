@@ -277,3 +277,18 @@ def test_exif_orientation_applied(tmp_path):
     im.save(p, format="JPEG", exif=exif, quality=95)
     out = load_gray(p)
     assert out.shape == (20, 10)
+
+
+def test_links_to_files_outside_the_folder_are_read_and_warned_once(tmp_path, make_image, caplog):
+    """The scan follows a file link out of DATA; export, report and view will not, so it says so once."""
+    make_image(tmp_path / "elsewhere" / "a.png")
+    make_image(tmp_path / "elsewhere" / "b.png", seed=1)
+    make_image(tmp_path / "data" / "inside.png", seed=2)
+    for name in ("a.png", "b.png"):
+        os.symlink(tmp_path / "elsewhere" / name, tmp_path / "data" / name)
+    os.symlink(tmp_path / "data" / "inside.png", tmp_path / "data" / "again.png")  # a link inside: no warning
+    with caplog.at_level("WARNING", logger="brainclust"):
+        found = scan(tmp_path / "data", progress=False)
+    assert sorted(r.path for r in found.records) == ["a.png", "again.png", "b.png", "inside.png"]
+    warned = [r.getMessage() for r in caplog.records if "symbolic links to files outside" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("scan: 2 file(s)")
