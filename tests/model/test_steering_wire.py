@@ -201,3 +201,10 @@ def test_factor_record_ranks_columns_and_never_uses_the_label_column():
     assert "--remove site" in rec["suggestion"] and "--within site" in rec["suggestion"]
     weak = factor_record(recs, group, with_plane=False, exclude=("folder",))
     assert weak["suggestion"] is None and weak["factors"][0]["ami"] < 0.5
+
+
+def test_remove_refuses_a_column_with_one_row_per_value():
+    X, _, _ = two_sites()
+    recs = records(len(X), lambda i: f"s{i}")  # a value per row: centring would leave nothing
+    with pytest.raises(ParameterError, match="--remove site: every value of the column holds one row"):
+        RemoveStep(column="site", rule="center", n_components=5).fit_batch(Batch(recs, X))

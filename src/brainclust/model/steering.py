@@ -212,8 +212,11 @@ class RemoveStep(Step):
         strata, cols, self.source_ = strata_for(self.column, batch.records, batch.X, pca=self.n_components,
                                                 k=self.n_clusters, random_state=self.random_state,
                                                 cache_dir=self.cache_dir, option="--remove")
-        self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
+        if max(self.counts_.values()) < 2:
+            raise ParameterError(f"--remove {self.column}: every value of the column holds one row, so removing it "
+                                 "leaves nothing to cluster; choose a column whose values each cover several rows")
+        self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
         log.info("--remove %s (%s, rule %s): %d strata, images per stratum %s", self.column, self.source_,
                  self.rule, len(self.counts_), self.counts_)
         one_stratum(self.counts_, "--remove", self.column)

@@ -12,9 +12,10 @@ same name is replaced, with a warning). Then, each file rewritten atomically, in
    ``--permutations`` and ``--seed``;
 4. ``manifest.json``: ``metadata_added`` lists each table joined (file name, key, counts, columns).
 
-Nothing else changes (no feature is extracted, no clustering is refitted). An interrupted call leaves
-every file whole; running it again completes it. Call it while holding the run folder's lock
-(:func:`brainclust.io.atomic.folder_lock`), as ``brainclust report`` does.
+Nothing else changes (no feature is extracted, no clustering is refitted). ``brainclust report
+--metadata`` calls it on the staged copy of the run folder inside the all-or-nothing rebuild
+(:func:`brainclust.report.rebuild.rebuild_report`'s ``prepare``): the columns are published with the
+new report, or not at all.
 """
 
 from __future__ import annotations
