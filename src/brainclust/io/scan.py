@@ -134,7 +134,13 @@ def _walk(root: Path) -> tuple[list[Path], list[Path]]:
 
 def _warn_links_out(files: list[Path], root: Path) -> None:
     """Links to files outside ``root`` are read here, but export, the report and view never follow them."""
-    n = sum(1 for p in files if p.is_symlink() and root not in p.resolve().parents)
+    def outside(p: Path) -> bool:
+        try:
+            return p.is_symlink() and root not in p.resolve().parents
+        except (OSError, RuntimeError):  # a link loop: skipped by the scan with its reason
+            return False
+
+    n = sum(1 for p in files if outside(p))
     if n:
         log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
                     "the report's thumbnails and view do not follow links out of the input folder", n, root)
