@@ -70,7 +70,8 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("data", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder, outside DATA: new, empty or an earlier check's "
                                                 "(replaced as a whole)")
-    add_config_options(p, ["check_thresholds", "split_table", "split_column", "workers", "cache_dir", *VOLUMES],
+    add_config_options(p, ["check_thresholds", "split_table", "split_column", "workers", "cache_dir", *VOLUMES,
+                           *INPUTS],
                        helps={"cache_dir": "where the checks' descriptors are cached (default $BRAINCLUST_CACHE or "
                                            "~/.cache/brainclust)"})
 
@@ -258,7 +259,8 @@ def _cmd_check(args) -> None:
 
     res = check_data(args.data, args.out, check_thresholds=args.check_thresholds, split_table=args.split_table,
                      split_column=args.split_column, workers=args.workers, cache_dir=args.cache_dir,
-                     slices=args.slices, volume_index=args.volume_index)
+                     slices=args.slices, volume_index=args.volume_index, include=args.include or (),
+                     exclude_files=args.exclude_files or (), bids_filter=args.bids_filter)
     print(f"{len(res.paths)} images checked")
     print(res.summary())
     print(f"outputs: {escape_name(str(args.out))}/quality.csv, leakage.csv, manifest.json")

@@ -191,3 +191,15 @@ def test_a_split_table_names_the_splits(tmp_path):
     assert res.checks.split_source == "metadata"
     assert {r["path"] for r in res.checks.leakage} == {"s1.png", "s1_copy.png"}
     assert res.manifest["checks"]["split_table"] == str(table)
+
+
+def test_brainclust_check_takes_the_file_filters_of_a_run(data, tmp_path, capsys):
+    from brainclust.cli import main
+
+    out = tmp_path / "chk"
+    assert main(["-q", "check", str(data), "--out", str(out), "--include", "a/*", "--exclude-files", "*s01*",
+                 "--workers", "0", "--cache-dir", str(tmp_path / "c")]) == 0
+    paths = [r["path"] for r in _rows(out / "quality.csv")]
+    assert paths and all(p.startswith("a/") and "s01" not in p for p in paths)
+    assert main(["-q", "check", str(data), "--out", str(tmp_path / "chk2"), "--include", "["]) == 2
+    assert "--include" in capsys.readouterr().err
