@@ -208,3 +208,15 @@ def test_remove_refuses_a_column_with_one_row_per_value():
     recs = records(len(X), lambda i: f"s{i}")  # a value per row: centring would leave nothing
     with pytest.raises(ParameterError, match="--remove site: every value of the column holds one row"):
         RemoveStep(column="site", rule="center", n_components=5).fit_batch(Batch(recs, X))
+
+
+def test_run_made_columns_and_metadata_of_the_same_name_both_survive():
+    from brainclust.io.metadata import column_name
+    from brainclust.io.outputs import assignment_rows
+
+    recs = [r.__class__(**{**r.__dict__, "meta": {"stratum": "theirs", "site": "A"}}) for r in records(3, lambda i: "A")]
+    out = with_columns(recs, {"stratum": ["x", "y", "x"], "cluster_in_stratum": [0, 0, 1]})
+    rows = assignment_rows(out, np.array([0, 1, 0]), None)
+    assert [(r["stratum"], r["meta_stratum"], r["cluster_in_stratum"]) for r in rows] == [
+        ("x", "theirs", "0"), ("y", "theirs", "0"), ("x", "theirs", "1")]
+    assert column_name("stratum") == "meta_stratum"  # a --metadata table's column never replaces the run's

@@ -64,7 +64,7 @@ from pathlib import Path
 
 from brainclust.errors import InputError, ParameterError
 from brainclust.io import privacy
-from brainclust.io.outputs import META_PREFIX, RESERVED, column_name, escape_name, meta_text
+from brainclust.io.outputs import META_PREFIX, RESERVED, column_name, escape_name, meta_text, output_name
 from brainclust.io.pathfilter import folder_of
 
 __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
@@ -94,7 +94,7 @@ def record_columns(records: Sequence) -> dict[str, list]:
     for r in records:
         for k in (getattr(r, "meta", None) or {}):
             if k not in order:
-                order[k] = column_name(k)
+                order[k] = output_name(k)
                 if order[k] != k:
                     renamed.add(k)
     for k in sorted(renamed):

@@ -85,8 +85,11 @@ LEVEL_COLUMNS = [f"level_{L}" for L in range(1, N_LEVELS + 1)]
 UNIT_COLUMNS = ["unit", "n_slices"]
 #: The data checks' column (``;``-joined flags, empty = clean), after the levels (and the unit columns).
 FLAGS_COLUMN = "flags"
+#: Columns a steered run adds to its rows (``--within``, ``--remove``; :mod:`brainclust.model.steering`). They
+#: travel in the rows' metadata, so :func:`output_name` writes them as they are.
+RUN_MADE = frozenset({"stratum", "cluster_in_stratum", "plane_source", "plane_confidence"})
 #: Columns of the run itself: a metadata column with one of these names gets :data:`META_PREFIX`.
-RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS +
+RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS + sorted(RUN_MADE) +
                      [FLAGS_COLUMN, "sha256", "frame", "embedding", "features", "abspath"])
 META_PREFIX = "meta_"
 
@@ -261,13 +264,19 @@ def column_name(name) -> str:
     return out
 
 
+def output_name(key) -> str:
+    """The column a key of a row's ``meta`` is written as: a run-made column (:data:`RUN_MADE`) as it is,
+    anything else by :func:`column_name`."""
+    return key if key in RUN_MADE else column_name(key)
+
+
 def meta_columns(records: Sequence) -> list[str]:
     """The metadata columns the records carry (``ImageRecord.meta``), as written: in order of first
-    appearance, each through :func:`column_name` (the one rule, also :mod:`brainclust.io.metadata`'s)."""
+    appearance, each through :func:`output_name` (the one rule, also :mod:`brainclust.io.metadata`'s)."""
     seen: dict[str, None] = {}
     for r in records:
         for key in getattr(r, "meta", None) or {}:
-            seen.setdefault(column_name(key), None)
+            seen.setdefault(output_name(key), None)
     return list(seen)
 
 
@@ -281,7 +290,7 @@ def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
     """One dict per row with the columns of ``assignments.csv`` (``records``: ImageRecords or unit records).
 
     A unit record (``n_slices`` attribute) adds ``unit`` and ``n_slices``; metadata a record
-    carries (``meta``: column -> value) follows, named by :func:`column_name` and written by
+    carries (``meta``: column -> value) follows, named by :func:`output_name` and written by
     :func:`meta_text`.
     """
     rows = []
@@ -294,7 +303,7 @@ def assignment_rows(records: Sequence, labels, levels) -> list[dict]:
         if getattr(r, "n_slices", None) is not None:
             row.update(unit=escape_name(r.unit), n_slices=int(r.n_slices))
         for key, value in (getattr(r, "meta", None) or {}).items():
-            row[column_name(key)] = meta_text(value)
+            row[output_name(key)] = meta_text(value)
         rows.append(row)
     return rows
 
@@ -355,7 +364,7 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
             raise ParameterError(f"embeddings: metadata column '{name}' has {len(values)} values for {len(rows)} rows")
         if kind != "float64":  # the same escaped text as assignments.csv
             values = [None if v is None else escape_name(str(v)) for v in values]
-        cols.setdefault(column_name(name), pa.array(values, type=pa.float64() if kind == "float64" else pa.string()))
+        cols.setdefault(output_name(name), pa.array(values, type=pa.float64() if kind == "float64" else pa.string()))
     if features is not None:
         cols["features"] = _vectors(pa, np.asarray(features).reshape(len(rows), -1))
     buf = io.BytesIO()

@@ -41,7 +41,7 @@ from brainclust.core.params import Step, from_json
 from brainclust.features.cache import default_cache_dir
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
-from brainclust.io.outputs import N_LEVELS
+from brainclust.io.outputs import META_PREFIX, N_LEVELS, RUN_MADE
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,20 @@ def predict_strata(source: str, column: str, records, random_state=0, cache_dir=
 
 
 def with_columns(records, cols: dict[str, list]) -> list:
-    """The rows with ``cols`` (name -> one value per row) added to their ``meta``."""
+    """The rows with ``cols`` (name -> one value per row) added to their ``meta``. A run-made column
+    (:data:`~brainclust.io.outputs.RUN_MADE`) that the rows' metadata already holds (a BIDS or header
+    field of that name) moves to its ``meta_`` name first, so neither overwrites the other."""
     if not cols:
         return records
-    return [replace(r, meta={**(r.meta or {}), **{c: v[i] for c, v in cols.items()}}) for i, r in enumerate(records)]
+    clash = sorted(c for c in cols if c in RUN_MADE and any(c in (r.meta or {}) for r in records))
+    for c in clash:
+        log.warning("metadata column '%s' is written as '%s%s': the run writes its own '%s'", c, META_PREFIX, c, c)
+
+    def meta(r, i):
+        m = {(META_PREFIX + k if k in clash else k): v for k, v in (r.meta or {}).items()}
+        return {**m, **{c: v[i] for c, v in cols.items()}}
+
+    return [replace(r, meta=meta(r, i)) for i, r in enumerate(records)]
 
 
 def _known_or_nearest(strata, known: np.ndarray, nearest, option: str):
