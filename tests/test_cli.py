@@ -112,3 +112,17 @@ def test_ignored_settings_are_refused_on_the_command_line(capsys, small, tmp_pat
     assert code == 2 and "--ssl-gate: would be ignored" in err
     code, _, err = run_cli(capsys, "run", small, "--out", tmp_path / "o", "--fusion-norm", "block")
     assert code == 2 and "--fusion-norm: would be ignored" in err
+
+
+@pytest.mark.parametrize("args, match", [(["--permutations", "99999999999"], "--permutations"),
+                                         (["--metadata", "/dev/zero"], "not a regular file"),
+                                         (["--split-table", "/dev/zero"], "not a regular file")])
+def test_unbounded_inputs_are_refused_in_one_line(tmp_path, capsys, args, match):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("L", (16, 16), 40 * i).save(tmp_path / f"i{i}.png")
+    assert main(["-q", "run", str(tmp_path), "--out", str(tmp_path.parent / (tmp_path.name + "_o")), "--k", "2",
+                 "--backbone", "pixels@16", "--workers", "0", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]

@@ -113,7 +113,7 @@ def test_build_steps_puts_the_unit_step_before_the_reducer():
     ({"labels": "site", "labels_from_folders": True}, "--labels and --labels-from-folders: choose one"),
     ({"include": ("[ab",)}, "--include"),
     ({"bids_filter": "suffix"}, "--bids-filter"),
-    ({"permutations": -1}, "--permutations: must be an integer >= 0"),
+    ({"permutations": -1}, "--permutations: must be an integer from 0 to 100000"),
     ({"descriptors": "maybe"}, "--descriptors: must be one of on, off"),
     ({"unit": "volume", "auto": True}, "--unit volume: not available with --auto"),
 ])

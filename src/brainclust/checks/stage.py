@@ -181,6 +181,8 @@ def read_split_table(path: str | os.PathLike, column: str = "split", path_column
     import csv
 
     p = Path(path)
+    if p.exists() and not p.is_file():  # /dev/zero, a FIFO: never read (it would not end)
+        raise ParameterError(f"split table '{p}': not a regular file")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

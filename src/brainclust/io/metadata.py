@@ -154,6 +154,8 @@ def read_table(path: str | Path) -> MetadataTable:
     """
     p = Path(path)
     try:
+        if p.exists() and not p.is_file():  # /dev/zero, a FIFO: never read (it would not end)
+            raise InputError(f"--metadata '{path}': not a regular file")
         if p.stat().st_size > MAX_TABLE_BYTES:
             raise InputError(f"--metadata '{path}': larger than {MAX_TABLE_BYTES >> 20} MiB")
         text = p.read_text(encoding="utf-8-sig")

@@ -342,8 +342,9 @@ class RunConfig:
         if self.descriptors not in DESCRIPTOR_MODES:
             raise ParameterError(f"--descriptors: must be one of {', '.join(DESCRIPTOR_MODES)}, "
                                  f"got {self.descriptors!r}")
-        if isinstance(self.permutations, bool) or not isinstance(self.permutations, int) or self.permutations < 0:
-            raise ParameterError(f"--permutations: must be an integer >= 0, got {self.permutations!r}")
+        if isinstance(self.permutations, bool) or not isinstance(self.permutations, int) or \
+                not 0 <= self.permutations <= 100_000:
+            raise ParameterError(f"--permutations: must be an integer from 0 to 100000, got {self.permutations!r}")
         if self.labels is not None and self.labels_from_folders:
             raise ParameterError("--labels and --labels-from-folders: choose one (--labels-from-folders is "
                                  "--labels folder)")
