@@ -10,14 +10,20 @@ from brainclust.checks.decode import decode
 from brainclust.checks.descriptors import describe, slot
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.rules import non_image_dicom, pixel_flags
+from brainclust.io.atomic import file_sha256
 from brainclust.io.scan import ImageRecord
 
 from checks_planting import document, head_slice, save, screenshot
 
 
-def flags_of(path) -> set[str]:
+def record(path) -> ImageRecord:
+    """A record of ``path`` as the scan makes it (the decoders refuse bytes the scan did not hash)."""
     p = str(path)
-    vec, _ = describe(decode(ImageRecord(p, p, "x", "", 0, 0, 0, "")))
+    return ImageRecord(p, p, "x", "", 0, 0, 0, file_sha256(p))
+
+
+def flags_of(path) -> set[str]:
+    vec, _ = describe(decode(record(path)))
     masks = pixel_flags(vec, Thresholds())
     return {k for k, m in masks.items() if m[0]}
 
@@ -80,13 +86,12 @@ def test_generated_documents_and_screenshots_are_not_mri(tmp_path):
 
 def test_colour_is_measured_before_the_grey_conversion(tmp_path):
     a = np.asarray(Image.open(save(tmp_path / "c.png", np.dstack([head_slice(2)] * 3))))
-    p = str(tmp_path / "c.png")
-    vec, _ = describe(decode(ImageRecord(p, p, "x", "", 0, 0, 0, "")))
+    vec, _ = describe(decode(record(tmp_path / "c.png")))
     assert vec[slot("colourfulness")] == 0.0  # grey stored as RGB has no colour
     tinted = a.astype(np.int16)
     tinted[..., 0] = np.clip(tinted[..., 0] + 90, 0, 255)
     p2 = save(tmp_path / "tint.png", tinted.astype(np.uint8))
-    vec2, _ = describe(decode(ImageRecord(str(p2), str(p2), "x", "", 0, 0, 0, "")))
+    vec2, _ = describe(decode(record(p2)))
     assert vec2[slot("colourfulness")] > Thresholds().colourfulness
 
 

@@ -124,3 +124,61 @@ def test_a_run_whose_file_changes_mid_run_reports_it(tmp_path, monkeypatch):
     assert [s["path"] for s in result.skipped] == ["img1.png"]
     assert "changed after the scan" in result.skipped[0]["reason"]
     assert "img1.png" not in [r.path for r in result.records]
+
+
+def test_check_descriptors_of_a_file_changed_after_the_scan_are_not_stored(tmp_path):
+    """The data checks keep their own store under the scan's hash: the same rule holds there."""
+    from brainclust.checks.store import cached_descriptors, open_store
+
+    root = _png_folder(tmp_path / "data")
+    found = scan(root)
+    victim = next(i for i, r in enumerate(found.records) if r.name == "img0.png")
+    original = (root / "img0.png").read_bytes()
+    (root / "img0.png").write_bytes((root / "img2.png").read_bytes())
+    desc, info = cached_descriptors(found.records, tmp_path / "cache", progress=False)
+    assert desc.failed == {victim: CHANGED_REASON} and info["misses"] == 3
+    store = open_store(tmp_path / "cache")
+    try:
+        with pytest.raises(KeyError):
+            store.get(found.records[victim].key)
+    finally:
+        store.close()
+    (root / "img0.png").write_bytes(original)  # the original content is described afresh, not from a poisoned row
+    again, _ = cached_descriptors(scan(root).records, tmp_path / "cache", progress=False)
+    fresh, _ = cached_descriptors(scan(root).records, False, progress=False)
+    assert not again.failed
+    np.testing.assert_array_equal(again.vectors, fresh.vectors)
+    assert again.pixel_sha256 == fresh.pixel_sha256
+
+
+@pytest.mark.parametrize("kind", ["png", "nifti"])
+def test_intensity_descriptors_of_a_file_changed_after_the_scan_are_not_stored(tmp_path, kind):
+    from brainclust.features.descstore import SETTINGS, describe_cached
+
+    if kind == "png":
+        root = _png_folder(tmp_path / "data")
+        found = scan(root)
+        target, donor = root / "img0.png", (root / "img2.png").read_bytes()
+    else:
+        pytest.importorskip("nibabel")
+        target = write_nifti(tmp_path / "data" / "t1.nii.gz", brain_volume(seed=0))
+        found = scan(tmp_path / "data", slices="axial:2")
+        write_nifti(tmp_path / "other.nii.gz", brain_volume(seed=1))
+        donor = (tmp_path / "other.nii.gz").read_bytes()
+    original = target.read_bytes()
+    target.write_bytes(donor)
+    cols, info = describe_cached(found.records, tmp_path / "cache", progress=False)
+    changed = [i for i, r in enumerate(found.records) if r.abspath == str(target)]
+    assert changed and info["failed"] == len(changed)
+    assert all(cols["intensity_mean"][i] is None for i in changed)
+    store = FeatureCache(str(tmp_path / "cache"), SETTINGS)
+    try:
+        for i in changed:
+            with pytest.raises(KeyError):
+                store.get(found.records[i].key)
+    finally:
+        store.close()
+    target.write_bytes(original)
+    again, info2 = describe_cached(found.records, tmp_path / "cache", progress=False)
+    fresh, _ = describe_cached(found.records, False, progress=False)
+    assert again == fresh and info2["failed"] == 0

@@ -4,7 +4,9 @@
 that an image is not an MRI slice, so raster files are read here once more with
 the same orientation rules (EXIF transposed; palette and alpha composited on
 black, as ``load_gray`` does). DICOM frames and NIfTI slices come from
-:func:`brainclust.io.scan.load_record` (grey already).
+:func:`brainclust.io.scan.load_checked` (grey already). Every image is decoded from
+the bytes whose SHA-256 the scan recorded, or refused: the check store is keyed by
+that hash.
 
 The *content hash* (``pixel_sha256``) is the SHA-256 of the decoded pixels
 (their dtype, shape and bytes), not of the file: a PNG and its lossless re-save
@@ -22,7 +24,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from brainclust.errors import ImageReadError
-from brainclust.io.scan import ImageRecord, load_record
+from brainclust.io.content import read_content, require_scanned, verify_unchanged
+from brainclust.io.scan import ImageRecord, load_checked
 
 #: DICOM header fields the checks read (none is patient data).
 DICOM_FIELDS = ("Modality", "SOPClassUID", "ImageType")
@@ -52,12 +55,12 @@ def content_hash(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _raster(path: str) -> Decoded:
+def _raster(source) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 mode = im.mode
@@ -93,14 +96,18 @@ def decode(record: ImageRecord) -> Decoded:
     Raises
     ------
     ImageReadError
-        If it cannot be decoded (the message names the file).
+        If it cannot be decoded, or its bytes are no longer those the scan hashed
+        (the message names the file).
     """
     if record.type in ("dicom", "nifti") or record.frame:
-        gray = np.asarray(load_record(record), np.float32)
+        gray = np.asarray(load_checked(record), np.float32)
         scale = 1.0 if record.type == "dicom" else float(max(np.abs(gray).max(), 1e-12))
         return Decoded(gray, None, scale, content_hash(gray))
     try:
-        out = _raster(record.abspath)
+        content = read_content(record.abspath)  # decoded from the bytes hashed, as the extractor does
+        require_scanned(record.path, record.sha256, content.sha256)
+        out = _raster(content.source())
+        verify_unchanged(content)
     except ImageReadError as exc:
         exc.path = exc.path or record.abspath
         raise

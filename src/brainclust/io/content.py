@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import stat
 from dataclasses import dataclass
 
 from brainclust.errors import ImageReadError
+from brainclust.io.outputs import escape_name
+
+log = logging.getLogger(__name__)
 
 #: Files up to this many bytes are read into memory once and decoded from there.
 SINGLE_READ_MAX = 256 * 2**20
@@ -31,6 +35,24 @@ _CHUNK = 1 << 20
 #: Why a record is refused when its file's bytes are no longer those the scan hashed.
 CHANGED_REASON = ("the file changed after the scan (its SHA-256 is no longer the scanned one); "
                   "not used in this run, rerun to include its new content")
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def require_scanned(path: str, scanned: str, digest: str) -> None:
+    """ImageReadError (:data:`CHANGED_REASON`) unless ``digest``, the hash of the bytes just
+    decoded, is ``scanned``, the hash the scan recorded; warns once per file and content.
+
+    Whatever is stored under a record's key (features, descriptors, check vectors) passes
+    here first, so no store ever holds one content's values under another's hash.
+    """
+    if digest == scanned:
+        return
+    if (path, scanned) not in _warned:
+        _warned.add((path, scanned))
+        log.warning("%s: %s", escape_name(path), CHANGED_REASON)
+    raise ImageReadError(CHANGED_REASON)
 
 
 def _kind_of(mode: int) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from brainclust.errors import ImageReadError
-from brainclust.io.scan import load_record
+from brainclust.io.scan import load_checked
 from brainclust.progress import bar
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def describe_records(records: Sequence, progress: bool | None = None) -> dict[st
     for r in records:
         pbar.update(1)
         try:
-            stats = intensity_stats(load_record(r))
+            stats = intensity_stats(load_checked(r))
         except ImageReadError:
             failed += 1
             stats = dict.fromkeys(INTENSITY_COLUMNS)

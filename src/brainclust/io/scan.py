@@ -44,7 +44,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from brainclust.io import formats, scanmeta
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
-from brainclust.io.content import CHANGED_REASON, check_regular, read_content, verify_unchanged
+from brainclust.io.content import check_regular, read_content, require_scanned, verify_unchanged
 from brainclust.io.formats import dicom, nifti
 from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
@@ -450,11 +450,9 @@ def load_checked(record: ImageRecord) -> np.ndarray:
     """:func:`load_record`, refused unless the bytes decoded are those the scan hashed (``record.sha256``).
 
     What the feature extractor calls before it stores features under ``record.key``: a file
-    rewritten between the scan and the extraction is an ImageReadError (:data:`CHANGED_REASON`,
+    rewritten between the scan and the extraction is an ImageReadError (:data:`~brainclust.io.content.CHANGED_REASON`,
     with one warning), so the store never holds one content's features under another's hash.
     """
     digest, image = read_record(record)
-    if digest != record.sha256:
-        log.warning("%s: %s", escape_name(record.path), CHANGED_REASON)
-        raise ImageReadError(CHANGED_REASON)
+    require_scanned(record.path, record.sha256, digest)
     return image
