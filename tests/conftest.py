@@ -59,6 +59,26 @@ def two_group_images(folder, n=12, seed=0) -> pathlib.Path:
     return pathlib.Path(folder)
 
 
+def record_hashes(out, data) -> pathlib.Path:
+    """Write the ``path`` and ``sha256`` columns of ``embeddings.parquet`` for a hand-made run folder
+    (the report, ``view`` and ``export`` open an input file only when its bytes hash to these)."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from brainclust.io.atomic import file_sha256
+    from brainclust.io.outputs import unescape_name
+
+    out, data = pathlib.Path(out), pathlib.Path(data)
+    with open(out / "assignments.csv", newline="", encoding="utf-8") as fh:
+        paths = [r["path"] for r in csv.DictReader(fh)]
+    files = [data / unescape_name(p).split("#", 1)[0] for p in paths]
+    hashes = [file_sha256(f) if f.is_file() else "" for f in files]
+    pq.write_table(pa.table({"path": paths, "sha256": hashes}), out / "embeddings.parquet")
+    return out / "embeddings.parquet"
+
+
 @pytest.fixture(name="make_image")
 def make_image_fixture():
     """The :func:`make_image` helper as a fixture."""

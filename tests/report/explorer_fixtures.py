@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from conftest import record_hashes
 
 from brainclust.cluster.methods import Clusterer
 from brainclust.cluster.scores import score
@@ -80,6 +81,7 @@ def make_run(tmp: Path, n_per: int = 12, k: int = 3, seed: int = 0, hostile: boo
         from brainclust.report.mapcoords import compute_map, save_map
 
         save_map(out, compute_map(X, seed))
+    record_hashes(out, data)
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import record_hashes
 
 from brainclust.cli import main
 from brainclust.cluster.methods import Clusterer
@@ -89,6 +90,7 @@ def fake_run(tmp: Path, n_per: int = 10, k: int = 3, method: str = "hierarchical
                 "n_images": len(paths), "skipped": [{"path": "broken.png", "reason": "not a recognised image file"}],
                 "timings_s": {"scan": 0.01, "extract": 1.5, "reduce": 0.02, "cluster": 0.01}}
     atomic_write_json(out / "manifest.json", manifest)
+    record_hashes(out, data)
     return out
 
 

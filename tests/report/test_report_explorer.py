@@ -10,6 +10,8 @@ import pytest
 from explorer_fixtures import make_run, read_rows
 from PIL import Image
 
+from brainclust.io.atomic import file_sha256
+from brainclust.io.runfolder import read_run
 from brainclust.report.associations import MAX_ROWS, read_associations
 from brainclust.report.build import build_report
 from brainclust.report.columns import MAX_CATEGORIES, NONE, OTHER, describe, describe_rows
@@ -146,8 +148,10 @@ def test_report_never_reads_outside_the_data_folder(tmp_path):
     secret = tmp_path / "outside.png"
     Image.fromarray(np.full((20, 20), 255, np.uint8)).save(secret)
     rows = read_rows(out)
+    hashes = [file_sha256(secret)] * 2 + [read_run(out).hashes[0]]
     thumbs = Thumbnails(tmp_path / "data", [{"path": "../outside.png", "type": "png"},
-                                            {"path": str(secret), "type": "png"}, rows[0]])
+                                            {"path": str(secret), "type": "png"}, rows[0]], hashes)
     assert thumbs.array(0) is None and thumbs.array(1) is None and thumbs.array(2) is not None
-    assert thumbs.n_missing == 2
+    assert thumbs.n_missing == 2 and thumbs.n_refused == 2
+    assert Thumbnails(tmp_path / "data", [rows[0]], None).array(0) is None  # no recorded hash: never opened
     assert not is_safe_relpath("a/../../b") and not is_safe_relpath("/etc/passwd") and is_safe_relpath("a/b#c=1")

@@ -122,6 +122,49 @@ def test_export_refuses_a_fifo_without_opening_it(run, tmp_path, capsys):
     assert "not a regular file" in one_error(capsys)
 
 
+def test_an_edited_input_folder_shows_and_exports_no_file_the_run_did_not_cluster(run, base, tmp_path, capsys,
+                                                                                monkeypatch):
+    """manifest.json's ``input`` moved up to a folder that holds other images: the paths stay inside it, but
+    no file's bytes hash to what the run recorded, so none reaches a report, the explorer or an export."""
+    import brainclust.io.scan as S
+    from brainclust.report.thumbcache import ThumbCache
+    from brainclust.report.viewdata import ViewData
+
+    edit_manifest(run, input=str(base))
+    tamper(run, "outside/secret.png", "data/g1/i1.png")
+    capsys.readouterr()
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+    line = one_error(capsys)
+    assert "row 1" in line and "not the file the run clustered" in line and not (tmp_path / "exp").exists()
+    opened: list[str] = []
+    real = S.read_record
+    monkeypatch.setattr(S, "read_record", lambda rec: opened.append(rec.abspath) or real(rec))
+    assert main(["-q", "report", str(run)]) == 0
+    # the edited rows have no recorded hash (never opened); the others' paths name no file under the new input
+    assert opened and not [p for p in opened if os.path.exists(p)]
+    assert json.loads((run / "manifest.json").read_text())["report"]["n_refused_paths"] == 2
+    data = ViewData(run, cache_dir=run.parent / "viewcache")
+    thumbs = ThumbCache(data, run.parent / "viewcache")
+    try:
+        assert {thumbs.get(i, 64)[1] for i in range(2)} == {"refused"}
+    finally:
+        thumbs.close()
+
+
+def test_a_file_changed_after_the_run_is_not_shown_or_exported(run, base, tmp_path, capsys):
+    rows = rows_of(run)
+    victim = base / "data" / rows[0]["path"]
+    original = victim.read_bytes()
+    try:
+        Image.fromarray(np.full((20, 20), 7, np.uint8)).save(victim)
+        assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+        assert "not the file the run clustered" in one_error(capsys)
+        assert main(["-q", "report", str(run)]) == 0
+        assert json.loads((run / "manifest.json").read_text())["report"]["n_refused_paths"] == 1
+    finally:
+        victim.write_bytes(original)
+
+
 def test_an_untampered_export_still_works(run, tmp_path):
     assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 0
     assert sum(1 for p in (tmp_path / "exp").rglob("*.png")) == 8

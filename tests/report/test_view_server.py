@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import record_hashes
 from explorer_fixtures import make_run, read_rows
 from PIL import Image
 
@@ -64,6 +65,7 @@ def tampered_run(tmp: Path) -> tuple[Path, dict]:
         w.writerows(rows)
     manifest = json.loads((out / "manifest.json").read_text())  # a consistent tamper: the count follows
     (out / "manifest.json").write_text(json.dumps({**manifest, "n_images": len(rows)}))
+    record_hashes(out, data)  # even with every hash right, a path out of the data folder is refused
     rng = np.random.default_rng(1)
     save_map(out, np.vstack([np.load(out / "map.npy"), rng.normal(size=(len(extra), 2))]))
     return out, index

@@ -98,7 +98,7 @@ def unit_records(records: Sequence, ids: Sequence[str], unit: str) -> list[UnitR
 def slice_rows(units: Sequence[UnitRecord]) -> list[dict]:
     """The rows of ``slices.csv``: every slice of every unit (:data:`brainclust.io.slicefile.SLICE_COLUMNS`)."""
     return [{"unit": escape_name(u.path), "path": escape_name(r.path), "name": escape_name(r.name), "type": r.type,
-             "width": r.width, "height": r.height} for u in units for r in u.members]
+             "width": r.width, "height": r.height, "sha256": r.sha256} for u in units for r in u.members]
 
 
 class UnitPool(Step):

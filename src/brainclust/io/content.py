@@ -40,7 +40,7 @@ CHANGED_REASON = ("the file changed after the scan (its SHA-256 is no longer the
 _warned: set[tuple[str, str]] = set()
 
 
-def require_scanned(path: str, scanned: str, digest: str) -> None:
+def require_scanned(path: str, scanned: str, digest: str, warn: bool = True) -> None:
     """ImageReadError (:data:`CHANGED_REASON`) unless ``digest``, the hash of the bytes just
     decoded, is ``scanned``, the hash the scan recorded; warns once per file and content.
 
@@ -49,7 +49,7 @@ def require_scanned(path: str, scanned: str, digest: str) -> None:
     """
     if digest == scanned:
         return
-    if (path, scanned) not in _warned:
+    if warn and (path, scanned) not in _warned:
         _warned.add((path, scanned))
         log.warning("%s: %s", escape_name(path), CHANGED_REASON)
     raise ImageReadError(CHANGED_REASON)
@@ -100,6 +100,7 @@ def read_content(path: str | os.PathLike) -> Content:
     ImageReadError
         Not a regular file, or unreadable.
     """
+    check_regular(path)  # a device node is never opened (opening some has effects); fstat below closes the race
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:

@@ -6,19 +6,31 @@ absolute input folder; ``assignments.csv`` holds every fixed column once, as man
 manifest records, each path once and not empty, each ``cluster`` an integer. Any breach is one
 :class:`~brainclust.errors.ModelFileError` line naming the file. Whether a row's path stays inside
 the input folder is checked where it is opened (:func:`brainclust.io.atomic.safe_join`).
+
+The ``input`` folder is untrusted too: edited to ``/``, it would let any readable image reach a
+report or an export. So an input file is only ever used when its bytes hash to the SHA-256 the run
+recorded for the row (:func:`recorded_hashes`, from ``embeddings.parquet``; ``slices.csv`` for the
+slices of a unit run): whoever edits a run folder can only show files whose exact content they
+already know.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from brainclust.errors import ModelFileError
 from brainclust.io.outputs import ASSIGNMENT_COLUMNS, RunFolder, read_assignments, read_json, unescape_name
 
-__all__ = ["RunTables", "check_assignment_columns", "check_row_count", "input_root", "read_manifest", "read_run"]
+__all__ = ["RunTables", "check_assignment_columns", "check_row_count", "input_root", "read_manifest", "read_run",
+           "recorded_hashes"]
+
+log = logging.getLogger(__name__)
 
 
 def read_manifest(folder: RunFolder) -> dict:
@@ -71,11 +83,38 @@ class RunTables:
     manifest: dict
     rows: list[dict]
     input_root: Path | None
+    #: the SHA-256 of each row's file (:func:`recorded_hashes`); ``None``: no input file may be opened
+    hashes: np.ndarray | None = None
+
+
+def recorded_hashes(folder: RunFolder, paths: Sequence[str]) -> np.ndarray | None:
+    """The SHA-256 the run recorded for each row's file (``embeddings.parquet``, column ``sha256``), as
+    ``S64`` bytes aligned with ``paths`` (the rows of ``assignments.csv``); empty for a row whose path is
+    not the one at its place in ``embeddings.parquet`` (edited). ``None``, with a warning, when the file
+    is missing or damaged or has other rows: then no input file is opened."""
+    import pyarrow.parquet as pq
+
+    why = "" if folder.embeddings.is_file() else "it is missing or not a regular file"
+    try:
+        table = None if why else pq.read_table(folder.embeddings, columns=["path", "sha256"])
+        if table is not None and table.num_rows != len(paths):
+            why = f"it has {table.num_rows} rows for the {len(paths)} of assignments.csv"
+    except Exception as exc:  # noqa: BLE001 - a damaged parquet file raises many types
+        why = f"it cannot be read ({type(exc).__name__})"
+    if why:
+        log.warning("'%s': %s, so the images' content cannot be checked against the run; none is shown or "
+                    "exported", folder.embeddings, why)
+        return None
+    same = np.array([a == b for a, b in zip(table.column("path").to_pylist(), paths)], dtype=bool)
+    hashes = np.array([h or "" for h in table.column("sha256").to_pylist()], dtype="S64")
+    hashes[~same] = b""
+    return hashes
 
 
 def read_run(out_dir, *, need_input: bool = True) -> RunTables:
     """``manifest.json`` and ``assignments.csv`` of a finished run (or prediction) folder, read as untrusted
-    input (the rules are in the module docstring); any breach is a one-line ModelFileError."""
+    input (the rules are in the module docstring), and the files' recorded hashes when an input folder is
+    recorded; any breach is a one-line ModelFileError."""
     folder = RunFolder(out_dir)
     if not folder.root.is_dir():
         raise ModelFileError(f"'{folder.root}' is not a finished brainclust run: it is not a folder")
@@ -100,4 +139,5 @@ def read_run(out_dir, *, need_input: bool = True) -> RunTables:
             raise ModelFileError(f"'{path}' row {i}: 'cluster' must be an integer, got {r['cluster']!r:.40}") from None
         if not r["path"]:
             raise ModelFileError(f"'{path}' row {i}: the 'path' is empty")
-    return RunTables(folder, manifest, rows, root)
+    hashes = recorded_hashes(folder, [r["path"] for r in rows]) if root is not None else None
+    return RunTables(folder, manifest, rows, root, hashes)

@@ -446,13 +446,14 @@ def read_record(record: ImageRecord) -> tuple[str, np.ndarray]:
 
 
 @names_file(lambda record: record.abspath)
-def load_checked(record: ImageRecord) -> np.ndarray:
+def load_checked(record: ImageRecord, warn: bool = True) -> np.ndarray:
     """:func:`load_record`, refused unless the bytes decoded are those the scan hashed (``record.sha256``).
 
     What the feature extractor calls before it stores features under ``record.key``: a file
     rewritten between the scan and the extraction is an ImageReadError (:data:`~brainclust.io.content.CHANGED_REASON`,
-    with one warning), so the store never holds one content's features under another's hash.
+    with one warning unless ``warn`` is false), so the store never holds one content's features under
+    another's hash.
     """
     digest, image = read_record(record)
-    require_scanned(record.path, record.sha256, digest)
+    require_scanned(record.path, record.sha256, digest, warn)
     return image

@@ -15,11 +15,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 #: Columns of ``slices.csv``: the unit id, then the slice as ``assignments.csv`` would name it.
-SLICE_COLUMNS = ["unit", "path", "name", "type", "width", "height"]
+SLICE_COLUMNS = ["unit", "path", "name", "type", "width", "height", "sha256"]
 
 
 def read_slices(path, max_rows: int = 5_000_000) -> dict[str, list[dict]] | None:
-    """``slices.csv`` (unit runs) as unit id -> its slice rows (``path``, ``name``, ``type``; text, in file
+    """``slices.csv`` (unit runs) as unit id -> its slice rows (``path``, ``name``, ``type``, ``sha256``; text, in file
     order), or ``None`` when there is none or it cannot be read (a warning). Untrusted input: the paths are
     checked by whoever opens them."""
     path = Path(path)
@@ -33,7 +33,7 @@ def read_slices(path, max_rows: int = 5_000_000) -> dict[str, list[dict]] | None
                     log.warning("'%s' has more than %d rows; the rest is not read", path, max_rows)
                     break
                 out.setdefault(str(row.get("unit") or ""), []).append(
-                    {k: str(row.get(k) or "") for k in ("path", "name", "type")})
+                    {k: str(row.get(k) or "") for k in ("path", "name", "type", "sha256")})
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("'%s' cannot be read (%s); the units' slices are not used", path, exc)
         return None

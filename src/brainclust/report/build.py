@@ -415,8 +415,9 @@ _EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []},
 def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: dict, budget_mb: float) -> None:
     """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted)."""
     if info.n_refused:
-        log.warning("report: %d path(s) of assignments.csv lead outside the input folder %s (absolute, '..' or "
-                    "a link out of it); refused, drawn as placeholders", info.n_refused, run.input_root)
+        log.warning("report: %d image(s) of assignments.csv refused under the input folder %s (a path leading out of "
+                    "it, or a file whose bytes are not those the run clustered); drawn as placeholders",
+                    info.n_refused, run.input_root)
     if info.n_missing_images > info.n_refused:
         log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
                     info.n_missing_images - info.n_refused, run.input_root)

@@ -44,8 +44,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from brainclust.errors import ImageReadError, InputError, ParameterError, UnsafePathError
-from brainclust.io.atomic import atomic_write_csv, safe_join
+from brainclust.errors import ImageReadError, InputError, ModelFileError, ParameterError, UnsafePathError
+from brainclust.io.atomic import atomic_write_csv, file_sha256, safe_join
 from brainclust.io.outputs import RunFolder, escape_name, unescape_name
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
@@ -80,8 +80,9 @@ def _file_named(root: Path, text: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def record_of_row(root: Path, row: dict):
-    """The :class:`~brainclust.io.scan.ImageRecord` an ``assignments.csv`` row stands for.
+def record_of_row(root: Path, row: dict, sha256: str | bytes):
+    """The :class:`~brainclust.io.scan.ImageRecord` an ``assignments.csv`` row stands for, its ``sha256`` the
+    hash the run recorded for the row's file (:func:`brainclust.io.runfolder.recorded_hashes`).
 
     A plain image's ``path`` is its file. A 2-D image inside a multi-image file
     (NIfTI slice, DICOM frame) is ``FILE#FRAME``: ``FILE#axial=45`` (NIfTI,
@@ -96,7 +97,8 @@ def record_of_row(root: Path, row: dict):
     """
     from brainclust.io.scan import ImageRecord
 
-    path = row["path"]  # escaped text (see brainclust.io.outputs.escape_name)
+    path = row["path"]
+    sha256 = sha256.decode("ascii", "replace") if isinstance(sha256, bytes) else str(sha256 or "")  # escaped text (see brainclust.io.outputs.escape_name)
     text = unescape_name(path)
     rel, sep, suffix = text.partition("#")
     frame = ""
@@ -122,7 +124,7 @@ def record_of_row(root: Path, row: dict):
 
     return ImageRecord(path=path, abspath=str(abspath), name=unescape_name(row.get("name", "")),
                        type=row.get("type", ""), size=num("size"), width=num("width"), height=num("height"),
-                       sha256="", label=unescape_name(row.get("label", "") or ""), frame=frame)
+                       sha256=sha256, label=unescape_name(row.get("label", "") or ""), frame=frame)
 
 
 def folder_name(cluster: int) -> str:
@@ -208,14 +210,15 @@ def image_file_problem(path: Path) -> str | None:
     return None
 
 
-def _plan_records(folder: RunFolder, rows: list[dict], root: Path) -> dict:
-    """path -> record of every row, each file checked (:func:`record_of_row`, :func:`image_file_problem`);
-    the first row that breaks a rule refuses the export (one line)."""
-    records, missing = {}, []
+def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> dict:
+    """path -> record of every row, each file checked (:func:`record_of_row`, :func:`image_file_problem`,
+    and its bytes against the SHA-256 in ``hashes``); the first row that breaks a rule refuses the export
+    (one line)."""
+    records, missing, digests = {}, [], {}
     for i, r in enumerate(rows, start=1):
         where = f"export: row {i} of '{folder.assignments}'"
         try:
-            rec = record_of_row(root, r)
+            rec = record_of_row(root, r, hashes[i - 1])
         except UnsafePathError as exc:
             raise UnsafePathError(f"{where}: {exc}; nothing was exported") from None
         if not Path(rec.abspath).exists():
@@ -228,6 +231,15 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path) -> dict:
         if problem is not None:
             raise InputError(f"{where}: '{r['path']}' is not an image file brainclust reads ({problem}); "
                              "nothing was exported")
+        if rec.abspath not in digests:
+            try:
+                digests[rec.abspath] = file_sha256(rec.abspath)
+            except OSError as exc:
+                raise InputError(f"{where}: '{r['path']}' cannot be read ({exc.strerror or exc}); "
+                                 "nothing was exported") from None
+        if digests[rec.abspath] != rec.sha256:
+            raise InputError(f"{where}: '{r['path']}' is not the file the run clustered (its SHA-256 is not the "
+                             "one the run recorded: changed since, or the run folder was edited); nothing was exported")
         records[r["path"]] = rec
     if missing:
         raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
@@ -279,8 +291,12 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
     prepare_out(to, **check)  # not inside the input folder (a later run would cluster the copies) nor a run
     rows = unit_slices(folder, run.rows)
+    hashes = run.hashes if rows is run.rows else [s.get("sha256", "") for s in rows]
+    if hashes is None:
+        raise ModelFileError(f"export: '{folder.embeddings}' is missing or damaged, so the images cannot be checked "
+                             "against the run; nothing was exported")
     items = [(r["path"], int(r["cluster"])) for r in rows]
-    records = _plan_records(folder, rows, root)
+    records = _plan_records(folder, rows, root, hashes)
     plan: dict[int, list[str]] = {}
     for p, c in items:
         plan.setdefault(c, []).append(p)

@@ -56,6 +56,8 @@ class RunOutputs:
     input_root: Path | None
     #: the flat cluster of each leaf of ``tree`` (images, the inliers, or micro-clusters)
     leaf_clusters: np.ndarray | None = None
+    #: the SHA-256 recorded for each row's file (:func:`brainclust.io.runfolder.recorded_hashes`)
+    hashes: np.ndarray | None = None
 
     @property
     def folder(self) -> RunFolder:
@@ -170,4 +172,4 @@ def load_outputs(out_dir) -> RunOutputs:
                       method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
                       k=k,
                       seed=_int(settings.get("seed")), input_root=tables.input_root,
-                      leaf_clusters=leaves)
+                      leaf_clusters=leaves, hashes=tables.hashes)

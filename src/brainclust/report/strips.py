@@ -57,14 +57,14 @@ class UnitThumbnails(Thumbnails):
     """
 
     def __init__(self, root: Path | None, rows, slices: dict[str, list[dict]], quality: int = 70, memo: int = 1024):
-        super().__init__(root, rows, quality, memo)
+        super().__init__(root, rows, None, quality, memo)
         flat: list[dict] = []
         self.members: list[list[int]] = []
         for r in rows:
             mine = slices.get(str(r.get("unit") or r.get("path") or ""), [])
             self.members.append(list(range(len(flat), len(flat) + len(mine))))
             flat.extend(mine)
-        self.slices = Thumbnails(root, flat, quality, memo)
+        self.slices = Thumbnails(root, flat, [s.get("sha256", "") for s in flat], quality, memo)
 
     @property
     def n_missing(self) -> int:
@@ -94,4 +94,6 @@ def run_thumbnails(run) -> Thumbnails:
     """The thumbnails of a run read back (:class:`brainclust.report.run.RunOutputs`): a unit run with its
     ``slices.csv`` gets :class:`UnitThumbnails`, any other run plain :class:`Thumbnails`."""
     slices = read_slices(run.folder.slices) if run.rows and "unit" in run.rows[0] else None
-    return Thumbnails(run.input_root, run.rows) if slices is None else UnitThumbnails(run.input_root, run.rows, slices)
+    if slices is None:
+        return Thumbnails(run.input_root, run.rows, run.hashes)
+    return UnitThumbnails(run.input_root, run.rows, slices)

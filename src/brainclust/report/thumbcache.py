@@ -23,8 +23,7 @@ import threading
 from pathlib import Path
 
 from brainclust.io.atomic import atomic_write_bytes
-from brainclust.io.scan import load_record
-from brainclust.report.thumbnails import image_record, jpeg_bytes, placeholder, resize, to_uint8
+from brainclust.report.thumbnails import jpeg_bytes, load_image, placeholder, resize
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +104,13 @@ class ThumbCache:
             return path.read_bytes(), "ok"
         except OSError:
             pass
-        row = self.data.row(i)
-        rec = image_record(self.data.root, row, confine_links=True) if self.data.root is not None else None
-        if rec is None:
-            return None, "refused"
+        row, sha256 = self.data.image_of(i)
+        refused: set[int] = set()
         with self._decode:
-            try:
-                arr = to_uint8(load_record(rec))
-            except Exception as exc:  # noqa: BLE001 - any unreadable image becomes a placeholder
-                log.debug("view: no thumbnail for row %d (%s)", i, exc)
+            arr = load_image(self.data.root, row, sha256, refused, i)
+            if refused:
+                return None, "refused"
+            if arr is None:
                 return jpeg_bytes(placeholder(min(px, 128))), "missing"
             data = jpeg_bytes(resize(arr, min(px, max(arr.shape))), quality=80)
         try:

@@ -3,8 +3,11 @@
 A run folder is untrusted input: :func:`image_record` refuses a ``path`` that is
 absolute, climbs out of the data folder (``..``) or whose real location (symbolic
 links followed) is outside it, whatever the CSV says
-(:func:`brainclust.io.atomic.safe_join`); the report and ``brainclust view``
-draw such a row as a placeholder and never open its file.
+(:func:`brainclust.io.atomic.safe_join`), or for which the run recorded no content
+hash; the report and ``brainclust view`` draw such a row as a placeholder and never
+open its file. An image is shown only when its bytes hash to the recorded SHA-256
+(:func:`brainclust.io.scan.load_checked`), so an edited ``input`` folder in the
+manifest cannot bring other files into a report.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from brainclust.errors import UnsafePathError
+from brainclust.errors import ImageReadError, UnsafePathError
 from brainclust.io.outputs import unescape_name
 
 log = logging.getLogger(__name__)
@@ -34,11 +37,11 @@ def is_safe_relpath(path: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts
 
 
-def image_record(root: Path, row: dict, confine_links: bool = True):
+def image_record(root: Path, row: dict, sha256):
     """The :class:`~brainclust.io.scan.ImageRecord` of an ``assignments.csv`` row, or ``None`` if refused.
 
     Refused: a ``path`` that is absolute, holds ``..`` or a NUL byte, or whose file's real path
-    (links followed) is outside ``root``. ``confine_links`` is kept for callers; links are always confined.
+    (links followed) is outside ``root``. ``sha256`` is the hash the run recorded for the file.
     """
     from brainclust.report.export import record_of_row
 
@@ -47,9 +50,9 @@ def image_record(root: Path, row: dict, confine_links: bool = True):
         log.debug("refused image path outside the data folder: %r", path)
         return None
     try:
-        return record_of_row(root, row)
-    except UnsafePathError:
-        log.debug("refused image whose real location is outside the data folder: %r", path)
+        return record_of_row(root, row, sha256)
+    except UnsafePathError as exc:
+        log.debug("refused image: %s", exc)
         return None
 
 
@@ -97,24 +100,28 @@ def jpeg_bytes(arr: np.ndarray, quality: int = 70) -> bytes:
     return buf.getvalue()
 
 
-def load_image(root: Path | None, row: dict, confine_links: bool = True, refused: set | None = None,
-               key=None) -> np.ndarray | None:
+def load_image(root: Path | None, row: dict, sha256, refused: set | None = None, key=None) -> np.ndarray | None:
     """A row's image as uint8 2-D array, or ``None`` when it is refused (``key`` is then added to
-    ``refused``) or cannot be read."""
-    from brainclust.io.scan import load_record
+    ``refused``: see :func:`image_record`, or its bytes do not hash to ``sha256``) or cannot be read."""
+    from brainclust.io.content import CHANGED_REASON
+    from brainclust.io.scan import load_checked
 
     if root is None:
         return None
-    rec = image_record(root, row, confine_links)
-    if rec is None:
-        if refused is not None:
-            refused.add(key)
-        return None
+    rec = image_record(root, row, sha256)
     try:
-        return to_uint8(load_record(rec))
+        if rec is not None and rec.sha256:  # no recorded hash: refused unopened
+            return to_uint8(load_checked(rec, warn=False))
+    except ImageReadError as exc:
+        log.debug("no thumbnail for %s (%s)", row.get("path"), exc.reason)
+        if exc.reason != CHANGED_REASON:
+            return None
     except Exception as exc:  # noqa: BLE001 - any unreadable image becomes a placeholder
         log.debug("no thumbnail for %s (%s)", row.get("path"), exc)
         return None
+    if refused is not None:
+        refused.add(key)
+    return None
 
 
 class Thumbnails:
@@ -132,15 +139,17 @@ class Thumbnails:
         The data folder (``manifest["input"]``).
     rows : sequence of dict
         ``assignments.csv`` rows (``path`` and ``type`` are used).
+    hashes : sequence or None
+        The SHA-256 the run recorded for each row's file
+        (:func:`brainclust.io.runfolder.recorded_hashes`); ``None``: every image is refused.
     """
 
-    def __init__(self, root: Path | None, rows, quality: int = 70, memo: int = 1024,
-                 confine_links: bool = True):
+    def __init__(self, root: Path | None, rows, hashes=None, quality: int = 70, memo: int = 1024):
         self.root = root
         self.rows = rows
+        self.hashes = hashes
         self.quality = quality
         self.memo = memo
-        self.confine_links = confine_links
         self._arrays: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._missing: set[int] = set()
         self._refused: set[int] = set()
@@ -151,7 +160,8 @@ class Thumbnails:
 
     @property
     def n_refused(self) -> int:
-        """Images whose ``path`` leads outside the data folder (never opened)."""
+        """Images refused: a ``path`` leading outside the data folder, or bytes that are not those the run
+        recorded (see :func:`load_image`)."""
         return len(self._refused)
 
     def array(self, i: int) -> np.ndarray | None:
@@ -159,7 +169,7 @@ class Thumbnails:
         if i in self._arrays:
             self._arrays.move_to_end(i)
             return self._arrays[i]
-        arr = load_image(self.root, self.rows[i], self.confine_links, self._refused, i)
+        arr = load_image(self.root, self.rows[i], None if self.hashes is None else self.hashes[i], self._refused, i)
         if arr is None:
             self._missing.add(i)
         elif max(arr.shape) > BASE_PX:

@@ -29,7 +29,10 @@ import numpy as np
 
 from brainclust.errors import ModelFileError
 from brainclust.io.outputs import RunFolder, escape_name, read_json
-from brainclust.io.runfolder import check_assignment_columns, check_row_count, input_root, read_manifest
+from brainclust.io.runfolder import (
+    check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
+)
+from brainclust.io.slicefile import read_slices
 from brainclust.report.columns import (
     MAX_CATEGORIES,
     OTHER,
@@ -219,6 +222,7 @@ class ViewData:
         self.table = pa.table(arrays)
         del table
         self.key = run_key(folder)
+        self._images = self._image_sources() if self.root is not None else None
         self.xy = normalise(self._coordinates(cache_dir))
         self.x = np.ascontiguousarray(self.xy[:, 0])
         self.y = np.ascontiguousarray(self.xy[:, 1])
@@ -284,6 +288,24 @@ class ViewData:
             name, cid = conf.row_names[r], conf.col_ids[r]
             if name in lab.categories and 0 <= cid < len(clu.colours):
                 lab.colours[lab.categories.index(name)] = clu.colours[cid]
+
+    def _image_sources(self):
+        """What each row shows: ``(hashes, None)`` (its own file and recorded hash), or for a unit run
+        ``(None, slices)`` (its middle slice, from ``slices.csv``)."""
+        if "unit" in self.table.column_names:
+            slices = read_slices(self.folder.slices) or {}
+            units = [str(u) for u in self.table.column("unit").to_pylist()]
+            return None, [(m[len(m) // 2] if m else {}) for m in (slices.get(u, []) for u in units)]
+        return recorded_hashes(self.folder, [str(p) for p in self.paths.to_pylist()]), None
+
+    def image_of(self, i: int) -> tuple[dict, object]:
+        """The row whose file shows row ``i`` and the SHA-256 the run recorded for it (``None``: none)."""
+        if self._images is None:
+            return self.row(i), None
+        hashes, middle = self._images
+        if middle is not None:
+            return middle[i], middle[i].get("sha256")
+        return self.row(i), None if hashes is None else hashes[i]
 
     # -- rows --------------------------------------------------------------------------
     def row(self, i: int) -> dict:
