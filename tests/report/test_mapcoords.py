@@ -111,3 +111,13 @@ def test_normalise_fits_the_unit_square_keeping_the_aspect():
     assert np.ptp(xy[:, 0]) == pytest.approx(1.0) and np.ptp(xy[:, 1]) == pytest.approx(0.5)
     assert xy[0, 1] > xy[3, 1]                                          # y points down
     assert normalise(np.zeros((3, 2))).shape == (3, 2)
+
+
+def test_one_feature_is_drawn_along_x():
+    """``--pca 1``: every cosine between 1-D vectors is +-1, so t-SNE would be meaningless (and PCA init fails)."""
+    x = np.random.default_rng(0).normal(size=(40, 1))
+    xy = tsne_2d(x)
+    assert xy.shape == (40, 2)
+    np.testing.assert_array_equal(xy[:, 0], x[:, 0])
+    assert not xy[:, 1].any()
+    assert compute_map(x, 0).shape == (40, 2)

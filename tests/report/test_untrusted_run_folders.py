@@ -204,6 +204,30 @@ def test_view_serves_no_tampered_row(run, base):
         thumbs.close()
 
 
+@pytest.mark.parametrize("value", [str(2**70), "-5", "abc"])
+def test_view_draws_a_run_with_an_odd_cluster_value(run, value):
+    from brainclust.report.viewdata import ViewData
+
+    rows = rows_of(run)
+    rows[2]["cluster"] = value
+    write_rows(run, rows)
+    data = ViewData(run, cache_dir=run.parent / "viewcache")
+    assert data.n == len(rows) and value in data.by_name["cluster"].categories
+
+
+def test_a_run_with_one_pca_component_has_its_report_and_view(base, tmp_path):
+    from brainclust.report.viewdata import ViewData
+
+    args = [a if a != "3" else "1" for a in ARGS]
+    assert main(["run", str(base / "data"), "--out", str(tmp_path / "r"), "--k", "2", "--cache-dir",
+                 str(base / "cache"), *args]) == 0
+    assert (tmp_path / "r" / "report.html").is_file()
+    (tmp_path / "r" / "map.npy").unlink(missing_ok=True)  # view computes its map from the 1-D features
+    assert main(["-q", "report", str(tmp_path / "r")]) == 0
+    data = ViewData(tmp_path / "r", cache_dir=tmp_path / "vc")
+    assert data.n >= 8 and data.xy.shape == (data.n, 2)
+
+
 def test_view_refuses_a_cache_folder_inside_the_run(run, capsys):
     capsys.readouterr()
     assert main(["-q", "view", str(run), "--port", "0", "--cache-dir", str(run / "cache")]) == 2
@@ -239,8 +263,8 @@ def _damage(run: Path, kind: str) -> str:
         (run / "assignments.csv").write_bytes(text.encode("utf-8").replace(b"i1.png", b"i1\xff\xfe.png"))
     elif kind == "empty":
         (run / "assignments.csv").write_bytes(b"")
-    elif kind == "cluster_text":
-        rows[2]["cluster"] = "abc"
+    elif kind in ("cluster_text", "cluster_huge", "cluster_negative"):
+        rows[2]["cluster"] = {"cluster_text": "abc", "cluster_huge": str(2**70), "cluster_negative": "-5"}[kind]
         write_rows(run, rows)
     elif kind == "extra_field":
         (run / "assignments.csv").write_text(text.replace("\n", ",surplus\n", 3).replace(",surplus", "", 1),
@@ -256,10 +280,11 @@ def _damage(run: Path, kind: str) -> str:
 
 DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
-           "extra_field", "duplicate_path", "metrics_list"]
+           "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
-SKIP = {"export": {"settings_list", "metrics_list"}, "view": {"cluster_text", "duplicate_path", "metrics_list"}}
+SKIP = {"export": {"settings_list", "metrics_list"}, "view": {"cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
+                                                               "metrics_list"}}
 
 
 @pytest.mark.parametrize("command, kind", [(c, k) for c in ("report", "export", "view") for k in DAMAGES

@@ -3,7 +3,7 @@
 ``export``, ``report`` and ``view`` read a run folder that anyone may have edited. :func:`read_run`
 reads both files and checks what every reader relies on: the manifest is a JSON object naming an
 absolute input folder; ``assignments.csv`` holds every fixed column once, as many rows as the
-manifest records, each path once and not empty, each ``cluster`` an integer. Any breach is one
+manifest records, each path once and not empty, each ``cluster`` -1 or an int32 id >= 0. Any breach is one
 :class:`~brainclust.errors.ModelFileError` line naming the file. Whether a row's path stays inside
 the input folder is checked where it is opened (:func:`brainclust.io.atomic.safe_join`).
 
@@ -134,9 +134,12 @@ def read_run(out_dir, *, need_input: bool = True) -> RunTables:
             raise ModelFileError(f"'{path}' row {i}: the path {r['path']!r:.200} is listed twice")
         seen.add(r["path"])
         try:
-            int(r["cluster"])
+            cluster = int(r["cluster"])
         except ValueError:
-            raise ModelFileError(f"'{path}' row {i}: 'cluster' must be an integer, got {r['cluster']!r:.40}") from None
+            cluster = None
+        if cluster is None or not -1 <= cluster < 2**31 - 1:
+            raise ModelFileError(f"'{path}' row {i}: 'cluster' must be -1 (noise) or a cluster id >= 0, "
+                                 f"got {r['cluster']!r:.40}")
         if not r["path"]:
             raise ModelFileError(f"'{path}' row {i}: the 'path' is empty")
     hashes = recorded_hashes(folder, [r["path"] for r in rows]) if root is not None else None
