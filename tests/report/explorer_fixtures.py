@@ -124,6 +124,18 @@ class DevTools:
             self.ws.send(json.dumps({"id": 10**6 + len(self.events), "method": "Page.handleJavaScriptDialog",
                                      "params": {"accept": True}}))
 
+    def wait_for(self, method: str, timeout: float = 30) -> None:
+        """Until an event ``method`` has been seen."""
+        deadline = time.monotonic() + timeout
+        while not any(e["method"] == method for e in self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {method} within {timeout} s")
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            self._event(json.loads(self.ws.recv()))
+
+    def close(self) -> None:
+        self.ws.close()
+
     def drain(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         self.ws.settimeout(0.1)

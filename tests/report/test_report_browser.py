@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from explorer_fixtures import DevTools
 from test_report import IMG_NAME, SCRIPT_PATH, fake_run
 
 from brainclust.report.build import build_report
@@ -34,62 +35,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
          "--window-size=1280,900", "--remote-debugging-port=0", "--remote-allow-origins=*"]
 SECTIONS = ["summary", "scores", "map", "dendrogram", "montages", "silhouette", "confusion", "purity"]
-
-
-class DevTools:
-    """A minimal Chrome DevTools Protocol client: commands plus the events seen so far."""
-
-    def __init__(self, ws_url: str):
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
-        self.next_id = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, **params) -> dict:
-        self.next_id += 1
-        my_id = self.next_id
-        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params}))
-        self.ws.settimeout(30)
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == my_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self._event(msg)
-
-    def _event(self, msg: dict) -> None:
-        if "method" not in msg:
-            return
-        self.events.append(msg)
-        if msg["method"] == "Page.javascriptDialogOpening":  # never block on an alert()
-            self.ws.send(json.dumps({"id": 10**6 + len(self.events), "method": "Page.handleJavaScriptDialog",
-                                     "params": {"accept": True}}))
-
-    def wait_for(self, method: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(e["method"] == method for e in self.events):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {method} within {timeout} s")
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            self._event(json.loads(self.ws.recv()))
-
-    def drain(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        self.ws.settimeout(0.2)
-        while time.monotonic() < end:
-            try:
-                self._event(json.loads(self.ws.recv()))
-            except websocket.WebSocketTimeoutException:
-                pass
-
-    def js(self, expression: str):
-        res = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in res:
-            raise RuntimeError(f"JS error in {expression!r}: {res['exceptionDetails']}")
-        return res["result"].get("value")
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 @pytest.fixture(scope="module")

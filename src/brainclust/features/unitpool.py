@@ -39,25 +39,16 @@ from brainclust.errors import ModelFileError, ParameterError
 from brainclust.features.units import MIXED, UNITS, aggregate, group, unit_columns, unit_ids
 from brainclust.io.metadata import record_columns
 from brainclust.io.outputs import escape_name
+from brainclust.io.scan import ImageRecord
 
 __all__ = ["UnitPool", "UnitRecord", "slice_rows", "unit_records"]
 
 
 @dataclass(frozen=True)
-class UnitRecord:
-    """One unit (volume, series or subject) as a row of the outputs; see the module docstring."""
+class UnitRecord(ImageRecord):
+    """One unit (volume, series or subject) as a row of the outputs; see the module docstring. Its
+    ``key`` is its ``sha256`` (of the slices' keys): a unit has no frame."""
 
-    path: str
-    abspath: str
-    name: str
-    type: str
-    size: int
-    width: int
-    height: int
-    sha256: str
-    label: str = ""
-    frame: str = ""
-    meta: dict = field(default_factory=dict, compare=False)
     unit: str = ""  #: the unit id (the same as ``path``: the ``unit`` column, which --metadata keys match)
     kind: str = ""  #: volume, series or subject
     n_slices: int = 0

@@ -22,7 +22,6 @@ import csv
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from brainclust.io.runfolder import (
 from brainclust.io.slicefile import read_slices
 from brainclust.report.columns import (
     MAX_CATEGORIES,
+    Column,
     OTHER,
     RAMP,
     category_colours,
@@ -61,29 +61,9 @@ def ramp_lut(steps: int = 256) -> np.ndarray:
     return np.round(stops[j] + f * (stops[j + 1] - stops[j])).astype(np.uint8)
 
 
-@dataclass
-class ViewColumn:
-    """A colourable column: ``codes`` (int16, into ``categories``, shown names; ``raw``: as written) or
-    ``values`` (float32, NaN = empty)."""
-
-    name: str
-    kind: str
-    categories: list[str]
-    colours: list[str]
-    counts: list[int]
-    raw: list[str] | None = None
-    codes: np.ndarray | None = None
-    values: np.ndarray | None = None
-    lo: float | None = None
-    hi: float | None = None
-
-    def meta(self) -> dict:
-        m = {"name": self.name, "kind": self.kind}
-        if self.kind == "cat":
-            m.update(cats=self.categories, colours=self.colours, counts=self.counts)
-        else:
-            m.update(lo=self.lo, hi=self.hi, ramp=RAMP)
-        return m
+class ViewColumn(Column):
+    """A colourable column of the explorer (:class:`brainclust.report.columns.Column`, ``cat`` or ``num``):
+    ``codes`` int16 into ``categories`` (shown names; ``raw``: as written), or ``values`` float32 (NaN = empty)."""
 
     def rgb(self, idx: np.ndarray) -> np.ndarray:
         """uint8 colours (m, 3) of rows ``idx``; empty numeric values are grey."""
@@ -148,7 +128,7 @@ def _encode(name: str, arr, n: int) -> tuple[ViewColumn | None, object]:
         lut = np.array([np.nan if v == "" else (nums or {}).get(v, np.nan) for v in values], dtype=np.float32)
         vals = lut[codes] if len(lut) else np.zeros(n, np.float32)
         fin = vals[np.isfinite(vals)]
-        col = ViewColumn(name, "num", [], [], [], values=vals,
+        col = ViewColumn(name, "num", values=vals,
                          lo=float(fin.min()) if len(fin) else None, hi=float(fin.max()) if len(fin) else None)
         return col, enc
     counts = {v: int(c) for v, c in zip(values, counts_d)}
@@ -158,8 +138,8 @@ def _encode(name: str, arr, n: int) -> tuple[ViewColumn | None, object]:
     lut = np.array([pos.get(v, pos.get(OTHER, 0)) for v in values], dtype=np.int16)
     cat_codes = lut[codes] if len(lut) else np.zeros(n, np.int16)
     cnt = np.bincount(cat_codes, minlength=len(shown)).tolist()
-    col = ViewColumn(name, "cat", [display_name(name, v) if v != OTHER else OTHER for v in shown],
-                     category_colours(name, shown), cnt, raw=shown, codes=cat_codes)
+    col = ViewColumn(name, "cat", [display_name(name, v) if v != OTHER else OTHER for v in shown], raw=shown,
+                     colours=category_colours(name, shown), counts=cnt, codes=cat_codes)
     return col, enc
 
 
