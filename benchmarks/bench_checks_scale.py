@@ -105,7 +105,7 @@ def case_near(n: int, backend: str) -> dict:
     t = time.perf_counter() - t0
     planted_set = {(int(min(a, b)), int(max(a, b))) for a, b in planted}
     return {"case": f"near-duplicate search ({searcher.__class__.__name__}, "
-                    f"{'exact' if searcher.exact else 'faiss IVF-Flat'})", "n": n, "seconds": t,
+                    f"{'exact' if searcher.exact else 'faiss IVF-SQ8, exact re-score'})", "n": n, "seconds": t,
             "build_seconds": t_build, "cpu_seconds": cpu_seconds() - cpu0, "peak_rss_mb": peak_rss_mb(),
             "candidates": len(found),
             "planted_recall": len(planted_set & found) / max(len(planted_set), 1)}

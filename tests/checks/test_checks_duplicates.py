@@ -102,3 +102,20 @@ def test_faiss_and_exact_search_find_the_same_near_neighbours():
     assert np.array_equal(i_exact[1500:1600, 1], np.arange(100))
     assert np.array_equal(i_ann[1500:1600, 1], np.arange(100))
     assert np.allclose(s_ann[:, 0], s_exact[:, 0], atol=1e-4)
+
+
+def test_faiss_similarities_are_exact_inner_products_of_the_ids_returned():
+    """The lists hold 8-bit codes; the similarities returned are re-scored on the float vectors."""
+    from brainclust.checks.neighbors import FaissIndex
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims, idx = FaissIndex(x).search(x[:500], 5)
+    ok = idx >= 0
+    assert ok[:, 0].all() and (idx[:, 0] == np.arange(500)).mean() > 0.99
+    want = np.einsum("ij,ikj->ik", x[:500], x[np.maximum(idx, 0)])
+    np.testing.assert_allclose(sims[ok], want[ok], rtol=0, atol=1e-5)
+    assert (np.diff(np.where(ok, sims, -np.inf), axis=1) <= 1e-6).all()  # best first
+    tiny_s, tiny_i = FaissIndex(x[:100]).search(x[:3], 150)  # more asked than the lists can hold
+    assert tiny_i.shape == (3, 150) and (tiny_i[:, 100:] == -1).all() and np.isneginf(tiny_s[:, 100:]).all()
