@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -42,17 +43,33 @@ def view_cache_dir(cache_dir=None) -> Path:
     return Path(cache_dir) if cache_dir is not None else default_cache_dir() / "view"
 
 
+_THUMB_NAME = re.compile(r"[0-9]+-[0-9]+\.jpg")
+
+
 def prune(folder: Path, max_bytes: int) -> int:
-    """Delete the oldest files under ``folder`` until it holds at most ``max_bytes``; return bytes freed."""
+    """Delete the oldest thumbnails under ``folder`` until they take at most ``max_bytes``; return bytes freed.
+
+    Only what ``view`` writes is counted and deleted: regular files named ``ROW-PX.jpg`` directly in a
+    ``thumbs-*`` folder of ``folder``. Anything else there (a user's files, when ``--cache-dir`` names a
+    folder in use) is left alone, and links are never followed.
+    """
     files = []
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            p = os.path.join(dirpath, name)
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue
-            files.append((st.st_mtime, st.st_size, p))
+    try:
+        subs = [e for e in os.scandir(folder) if e.name.startswith("thumbs-") and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return 0
+    for sub in subs:
+        try:
+            entries = list(os.scandir(sub.path))
+        except OSError:
+            continue
+        for e in entries:
+            if _THUMB_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                files.append((st.st_mtime, st.st_size, e.path))
     total = sum(f[1] for f in files)
     freed = 0
     for _, size, p in sorted(files):
