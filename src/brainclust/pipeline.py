@@ -36,8 +36,9 @@ from brainclust.io.formats import nifti
 from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
 from brainclust.io.metadata import record_columns, typed_columns
+from brainclust.io.modelconfig import read_model_manifest
 from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, meta_columns, read_assignments,
-                                   read_model_manifest, write_manifest, write_run_files, write_table)
+                                   write_manifest, write_run_files, write_table)
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.io.slicefile import SLICE_COLUMNS

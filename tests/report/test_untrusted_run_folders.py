@@ -272,6 +272,18 @@ def _damage(run: Path, kind: str) -> str:
     elif kind == "duplicate_path":
         rows[1]["path"] = rows[0]["path"]
         write_rows(run, rows)
+    elif kind in ("manifest_fifo", "assignments_fifo", "metrics_fifo"):  # reading one would block forever
+        name = kind.split("_")[0] + (".csv" if kind.startswith("assignments") else ".json")
+        (run / name).unlink()
+        os.mkfifo(run / name)
+        return name
+    elif kind == "manifest_devzero":  # reading it would never end
+        (run / "manifest.json").unlink()
+        os.symlink("/dev/zero", run / "manifest.json")
+    elif kind == "manifest_deep":
+        (run / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    elif kind == "huge_field":
+        (run / "assignments.csv").write_text("x" * 200_000 + "\n", encoding="utf-8")
     elif kind == "metrics_list":
         (run / "metrics.json").write_text("[]")
         return "metrics.json"
@@ -280,10 +292,11 @@ def _damage(run: Path, kind: str) -> str:
 
 DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
-           "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list"]
+           "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
+           "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
-SKIP = {"export": {"settings_list", "metrics_list"}, "view": {"cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
+SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
                                                                "metrics_list"}}
 
 

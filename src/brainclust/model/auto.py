@@ -29,7 +29,8 @@ from brainclust.core.arrays import seeded_sample
 from brainclust.core.params import Step
 from brainclust.errors import InputError
 from brainclust.io.atomic import atomic_write_npz
-from brainclust.io.outputs import MODEL_FILES, RunFolder, write_model_manifest, write_table
+from brainclust.io.modelconfig import write_model_manifest
+from brainclust.io.outputs import MODEL_FILES, RunFolder, write_table
 from brainclust.model import criteria
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.config import RunConfig, build_steps

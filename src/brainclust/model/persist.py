@@ -2,7 +2,7 @@
 
 :func:`save_steps` asks each step for its files and manifest entry
 (:meth:`~brainclust.core.params.Step.save_step`) and writes the versioned manifest
-(:func:`brainclust.io.outputs.write_model_manifest`). :func:`load_steps` reads it back like
+(:func:`brainclust.io.modelconfig.write_model_manifest`). :func:`load_steps` reads it back like
 untrusted input: every class must be one of :data:`STEP_CLASSES`, every file and field is checked
 by the step that reads it, and the steps must fit together (the clustering's width is the
 reduction's output, the reduction's input is the backbone's dimension). A manifest without a
@@ -28,7 +28,8 @@ from brainclust.features.backbones import RANDOM_WEIGHTS
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.fusion import FusedExtractor, is_fused
 from brainclust.features.unitpool import UnitPool
-from brainclust.io.outputs import MODEL_FILES, RunFolder, read_model_manifest, write_model_manifest
+from brainclust.io.modelconfig import read_model_manifest, write_model_manifest
+from brainclust.io.outputs import MODEL_FILES, RunFolder
 from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.selfsup.stage import SelfSupervisedStep
 

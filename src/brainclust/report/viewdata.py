@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import RunFolder, escape_name, read_json
+from brainclust.io.outputs import RunFolder, check_run_file, escape_name, read_json
 from brainclust.io.runfolder import (
     check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
 )
@@ -88,6 +88,7 @@ def _read_table(path: Path, folder: Path):
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    check_run_file(path, folder)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), None)
@@ -97,8 +98,8 @@ def _read_table(path: Path, folder: Path):
                                                                  strings_can_be_null=False))
     except FileNotFoundError:
         raise ModelFileError(f"'{folder}' is not a finished brainclust run: assignments.csv is missing") from None
-    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
-        raise ModelFileError(f"'{path}' is damaged ({exc})") from None
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowInvalid) as exc:
+        raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
 
 
 def _encode(name: str, arr, n: int) -> tuple[ViewColumn | None, object]:

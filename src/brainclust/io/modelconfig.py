@@ -1,0 +1,89 @@
+"""``model/config.json``, the model manifest of a run folder: written by :func:`write_model_manifest`, read
+back like untrusted input by :func:`read_model_manifest` (:func:`check_model_config` names the file and the
+field of anything wrong). The other files of a run folder are in :mod:`brainclust.io.outputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from brainclust.errors import ModelFileError
+from brainclust.io.atomic import atomic_write_json
+from brainclust.io.outputs import MODEL_FILES, MODEL_FORMAT, MODEL_VERSION, RunFolder, read_json
+
+#: settings field -> (allowed types, may be missing). ``None`` in a tuple allows null.
+SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, type(None)), False),
+                  "intensity_window": ((list, type(None)), True), "pca": ((int, float), False),
+                  "method": ((str,), False), "k": ((int, str), False), "seed": ((int,), False),
+                  "slices": ((str,), True), "volume_index": ((int,), True),
+                  "ssl": ((list, type(None)), True), "ssl_mode": ((str,), True),
+                  "ssl_epochs": ((int, type(None)), True), "include": ((list,), True),
+                  "exclude_files": ((list,), True), "bids_filter": ((str, type(None)), True),
+                  "unit": ((str,), True), "descriptors": ((str,), True)}
+#: backbone field -> (allowed types, may be missing)
+BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), False),
+                  "weights_sha256": ((str,), False), "precision": ((str,), False), "device": ((str,), False),
+                  "dim": ((int,), False), "block_scales": ((list, type(None)), True),
+                  "fusion_norm": ((str,), True)}
+
+
+def _bad(path, what: str) -> ModelFileError:
+    return ModelFileError(f"model config '{path}': {what}")
+
+
+def check_model_config(info, path) -> int:
+    """``model/config.json`` read like untrusted input (ModelFileError naming the file and the field);
+    returns its version (1: written before the versioned manifest)."""
+    if not isinstance(info, dict):
+        raise _bad(path, f"must be a JSON object, got {type(info).__name__}")
+    for section, table in (("settings", SETTINGS_TYPES), ("backbone", BACKBONE_TYPES)):
+        sec = info.get(section)
+        if not isinstance(sec, dict):
+            raise _bad(path, f"field '{section}' is missing or not a JSON object")
+        for name, (types, optional) in table.items():
+            if name not in sec:
+                if optional:
+                    continue
+                raise _bad(path, f"field '{section}.{name}' is missing")
+            v = sec[name]
+            if isinstance(v, bool) or not isinstance(v, types):
+                raise _bad(path, f"field '{section}.{name}' has the wrong type ({type(v).__name__}: {v!r:.60})")
+    for name in ("include", "exclude_files"):
+        if not all(isinstance(x, str) for x in info["settings"].get(name) or ()):
+            raise _bad(path, f"field 'settings.{name}' must be a list of strings")
+    for name in ("clip_percentiles", "intensity_window"):
+        v = info["settings"].get(name)
+        if v is not None and (len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                     for x in v)):
+            raise _bad(path, f"field 'settings.{name}' must be null or two numbers")
+    if "version" not in info and "format" not in info:
+        return 1
+    if info.get("format") != MODEL_FORMAT or info.get("version") not in range(2, MODEL_VERSION + 1):
+        raise _bad(path, f"fields 'format'/'version' must be '{MODEL_FORMAT}' and 2..{MODEL_VERSION}, got "
+                         f"{info.get('format')!r:.40}/{info.get('version')!r:.20} (written by a newer brainclust?)")
+    steps = info.get("steps")
+    if not isinstance(steps, list) or not steps or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("class"), str)
+            and isinstance(e.get("params"), dict) for e in steps):
+        raise _bad(path, "field 'steps' must be a non-empty list of {name, class, params} objects")
+    return int(info["version"])
+
+
+def write_model_manifest(folder, settings: Mapping, backbone: Mapping, steps: Sequence[Mapping],
+                         version: str) -> Path:
+    """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps)."""
+    return atomic_write_json(Path(folder) / MODEL_FILES["config"],
+                             {"format": MODEL_FORMAT, "version": MODEL_VERSION, "brainclust": version,
+                              "settings": dict(settings), "backbone": dict(backbone), "steps": list(steps)})
+
+
+def read_model_manifest(model_dir) -> tuple[dict, int]:
+    """``(manifest, version)`` of the run folder ``model_dir``'s ``model/config.json``, checked."""
+    folder = RunFolder(model_dir)
+    if not folder.model_config.is_file():
+        raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
+    info = read_json(folder.model_config)
+    return info, check_model_config(info, folder.model_config)
+
+
