@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from brainclust.cli import main
+from conftest import record_hashes
 
 ARGS = ["--backbone", "pixels@16", "--pca", "3", "--workers", "0", "-q"]
 
@@ -109,14 +110,26 @@ def test_export_refuses_a_file_that_is_not_an_image_under_a_tampered_input(run, 
     """Even when manifest.json's input is changed to another folder, only image files are ever placed."""
     edit_manifest(run, input=str(base / "outside"))
     tamper(run, "secret.txt")
+    record_hashes(run, base / "outside")  # even with its hash recorded (its content known), a text file is refused
     capsys.readouterr()
     assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
     assert "not an image file brainclust reads" in one_error(capsys)
     assert not (tmp_path / "exp").exists()
 
 
+def set_hash(run: Path, row: int, sha256: str) -> None:
+    """Record ``sha256`` for ``row`` in embeddings.parquet, its path following assignments.csv (a consistent tamper)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(run / "embeddings.parquet", columns=["path", "sha256"]).to_pydict()
+    t["path"][row], t["sha256"][row] = rows_of(run)[row]["path"], sha256
+    pq.write_table(pa.table(t), run / "embeddings.parquet")
+
+
 def test_export_refuses_a_fifo_without_opening_it(run, tmp_path, capsys):
     tamper(run, "g0/fifo.png")  # opening it would block forever
+    set_hash(run, 0, "ab" * 32)
     capsys.readouterr()
     assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
     assert "not a regular file" in one_error(capsys)
@@ -135,13 +148,17 @@ def test_an_edited_input_folder_shows_and_exports_no_file_the_run_did_not_cluste
     capsys.readouterr()
     assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
     line = one_error(capsys)
-    assert "row 1" in line and "not the file the run clustered" in line and not (tmp_path / "exp").exists()
+    assert "row 1" in line and "no content hash" in line and not (tmp_path / "exp").exists()
+    set_hash(run, 0, "ab" * 32)  # a hash recorded, but not that of the file found there
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+    assert "not the file the run clustered" in one_error(capsys)
     opened: list[str] = []
     real = S.read_record
     monkeypatch.setattr(S, "read_record", lambda rec: opened.append(rec.abspath) or real(rec))
     assert main(["-q", "report", str(run)]) == 0
-    # the edited rows have no recorded hash (never opened); the others' paths name no file under the new input
-    assert opened and not [p for p in opened if os.path.exists(p)]
+    # no decoder touches a file: row 1's bytes are not those recorded, row 2 has no recorded hash, and the
+    # others' paths name no file under the new input
+    assert opened == []
     assert json.loads((run / "manifest.json").read_text())["report"]["n_refused_paths"] == 2
     data = ViewData(run, cache_dir=run.parent / "viewcache")
     thumbs = ThumbCache(data, run.parent / "viewcache")

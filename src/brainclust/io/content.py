@@ -92,14 +92,10 @@ class Content:
         return io.BytesIO(self.data) if self.data is not None else self.path
 
 
-def read_content(path: str | os.PathLike) -> Content:
-    """Open ``path`` once (never blocking), refuse anything but a regular file, read and hash it.
-
-    Raises
-    ------
-    ImageReadError
-        Not a regular file, or unreadable.
-    """
+def _read(path, keep_max: int) -> tuple[str, int, bytes | None]:
+    """``(SHA-256, size, bytes or None)`` of one read of ``path``: only a regular file is opened (never
+    blocking), its bytes are kept when there are at most ``keep_max``, and reading stops, refused, past the
+    size the file had when opened (a growing file, or a ``/proc`` file whose size says 0)."""
     check_regular(path)  # a device node is never opened (opening some has effects); fstat below closes the race
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -110,10 +106,14 @@ def read_content(path: str | os.PathLike) -> Content:
         if not stat.S_ISREG(st.st_mode):
             raise ImageReadError(f"not a regular file ({_kind_of(st.st_mode)}); not read")
         h = hashlib.sha256()
-        keep = st.st_size <= SINGLE_READ_MAX
-        parts = []
+        keep = st.st_size <= keep_max
+        parts, total = [], 0
         with os.fdopen(fd, "rb", closefd=False) as fh:
             for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                total += len(chunk)
+                if total > st.st_size:
+                    raise ImageReadError("the file holds more than its size says (it grew while being read, "
+                                         "or is not an ordinary file); not used")
                 h.update(chunk)
                 if keep:
                     parts.append(chunk)
@@ -121,11 +121,26 @@ def read_content(path: str | os.PathLike) -> Content:
         raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    data = b"".join(parts) if keep else None
-    if data is not None and len(data) > SINGLE_READ_MAX:  # grew while being read: treat it as large
-        data = None
-    size = len(data) if data is not None else st.st_size
-    return Content(path=os.fsdecode(path), sha256=h.hexdigest(), size=size, data=data)
+    return h.hexdigest(), total, b"".join(parts) if keep else None
+
+
+def read_content(path: str | os.PathLike) -> Content:
+    """Open ``path`` once (never blocking), refuse anything but a regular file, read and hash it.
+
+    Raises
+    ------
+    ImageReadError
+        Not a regular file, unreadable, or longer than its size.
+    """
+    digest, size, data = _read(path, SINGLE_READ_MAX)
+    return Content(path=os.fsdecode(path), sha256=digest, size=size, data=data)
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a regular file's bytes, streamed under the same rules as :func:`read_content`
+    (ImageReadError otherwise): what a file from untrusted input is checked against before any decoder
+    parses it."""
+    return _read(path, -1)[0]
 
 
 def verify_unchanged(content: Content) -> None:

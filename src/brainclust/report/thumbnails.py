@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -100,6 +102,26 @@ def jpeg_bytes(arr: np.ndarray, quality: int = 70) -> bytes:
     return buf.getvalue()
 
 
+def _is_recorded(path: str, sha256: str) -> bool:
+    """Whether the file at ``path`` now holds the bytes whose SHA-256 is ``sha256`` (streamed, remembered
+    per path, size and modification time, so the slices of one volume hash it once)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _hash_matches(path, sha256, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _hash_matches(path: str, sha256: str, size: int, mtime_ns: int) -> bool:
+    from brainclust.io.content import content_sha256
+
+    try:
+        return content_sha256(path) == sha256
+    except ImageReadError:
+        return False
+
+
 def load_image(root: Path | None, row: dict, sha256, refused: set | None = None, key=None) -> np.ndarray | None:
     """A row's image as uint8 2-D array, or ``None`` when it is refused (``key`` is then added to
     ``refused``: see :func:`image_record`, or its bytes do not hash to ``sha256``) or cannot be read."""
@@ -109,16 +131,19 @@ def load_image(root: Path | None, row: dict, sha256, refused: set | None = None,
     if root is None:
         return None
     rec = image_record(root, row, sha256)
-    try:
-        if rec is not None and rec.sha256:  # no recorded hash: refused unopened
+    if rec is not None and not os.path.lexists(rec.abspath):
+        return None  # gone: missing, not refused
+    # no recorded hash: refused unopened; else the bytes are checked before any decoder parses them
+    if rec is not None and rec.sha256 and _is_recorded(rec.abspath, rec.sha256):
+        try:
             return to_uint8(load_checked(rec, warn=False))
-    except ImageReadError as exc:
-        log.debug("no thumbnail for %s (%s)", row.get("path"), exc.reason)
-        if exc.reason != CHANGED_REASON:
+        except ImageReadError as exc:
+            log.debug("no thumbnail for %s (%s)", row.get("path"), exc.reason)
+            if exc.reason != CHANGED_REASON:
+                return None
+        except Exception as exc:  # noqa: BLE001 - any unreadable image becomes a placeholder
+            log.debug("no thumbnail for %s (%s)", row.get("path"), exc)
             return None
-    except Exception as exc:  # noqa: BLE001 - any unreadable image becomes a placeholder
-        log.debug("no thumbnail for %s (%s)", row.get("path"), exc)
-        return None
     if refused is not None:
         refused.add(key)
     return None
