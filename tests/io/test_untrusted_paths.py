@@ -66,3 +66,27 @@ def test_a_model_file_linked_to_a_text_file_is_refused_in_our_words(tmp_path):
     assert "allow_pickle" not in str(err.value)
     with pytest.raises(ModelFileError, match="not a regular file"):
         read_npz(tmp_path, "cluster model")
+
+
+def test_an_npz_declaring_more_than_it_holds_or_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from brainclust.errors import ModelFileError
+    from brainclust.io import atomic
+
+    bomb = tmp_path / "bomb.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 50)})
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("X_fit.npy", header.getvalue() + bytes(4096))
+    with pytest.raises(ModelFileError, match="declares 400000000000 bytes but holds"):
+        atomic.read_npz(bomb, "cluster model")
+    fine = tmp_path / "fine.npz"
+    np.savez(fine, X_fit=np.zeros((1000, 50)))
+    assert atomic.read_npz(fine, "cluster model")["X_fit"].shape == (1000, 50)
+    monkeypatch.setattr(atomic.os, "sysconf", lambda name: 1000 if name == "SC_PHYS_PAGES" else 64)  # 64 kB
+    with pytest.raises(ModelFileError, match="more than half of this machine's memory"):
+        atomic.read_npz(fine, "cluster model")

@@ -365,6 +365,32 @@ def atomic_write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _check_npz_sizes(path, what: str) -> None:
+    """ModelFileError when the arrays an ``.npz`` declares (read from each member's ``.npy`` header, before
+    anything is loaded) do not fit its members, or together take more than half this machine's memory
+    (a small archive can declare an array of many GiB)."""
+    try:
+        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        budget = 8 * 2**30
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = header(fh)
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise ModelFileError(f"{what} '{path}' is damaged (member '{info.filename}' declares {nbytes} "
+                                     f"bytes but holds {info.file_size})")
+            total += nbytes
+    if total > budget:
+        raise ModelFileError(f"{what} '{path}' declares {total / 2**30:.1f} GiB of arrays, more than half of "
+                             "this machine's memory: damaged, or not written by brainclust")
+
+
 def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file (``allow_pickle=False``); a missing or damaged file is a
     :class:`~brainclust.errors.ModelFileError` that names ``what`` and the path.
@@ -382,6 +408,7 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     try:
         if not zipfile.is_zipfile(path):
             raise ModelFileError(f"{what} '{path}' is not an .npz archive written by brainclust")
+        _check_npz_sizes(path, what)
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ModelFileError:

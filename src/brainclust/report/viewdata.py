@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError
+from brainclust.io.atomic import read_npz
 from brainclust.io.outputs import RunFolder, check_run_file, escape_name, read_json
 from brainclust.io.runfolder import (
     check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
@@ -223,13 +224,13 @@ class ViewData:
         if cached is not None:
             self.map_source = "computed earlier (view cache)"
             return cached
-        try:
-            with np.load(self.folder.cluster, allow_pickle=False) as z:
-                X = np.asarray(z["X_fit"], dtype=np.float32)
-        except FileNotFoundError:
+        if not os.path.lexists(self.folder.cluster):
             raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz: "
-                                 "no map can be drawn") from None
-        except (OSError, KeyError, ValueError) as exc:
+                                 "no map can be drawn")
+        arrays = read_npz(self.folder.cluster, "cluster model")
+        try:
+            X = np.asarray(arrays["X_fit"], dtype=np.float32).reshape(len(arrays["X_fit"]), -1)
+        except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"cluster model '{self.folder.cluster}' is damaged ({exc})") from None
         if len(X) != self.n:
             raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match model/cluster.npz "
