@@ -73,3 +73,14 @@ def test_the_command_prints_the_summary_and_maps_errors_to_exit_2(data, tmp_path
     assert main(["check", str(data), "--out", str(tmp_path / "o2"), "--check-thresholds", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("brainclust: error: --check-thresholds") and "\n" not in err
+
+
+def test_check_refuses_a_cache_inside_out_before_any_work(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        save(data / f"a{i}.png", head_slice(i))
+    capsys.readouterr()
+    assert main(["-q", "check", str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "o" / "c")]) == 2
+    assert "--cache-dir" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "c").exists()

@@ -29,6 +29,7 @@ from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import ParameterError
+from brainclust.features.limits import check_cache_location
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
@@ -241,6 +242,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t.validate()
     if out is not None:
         prepare_out(out, data=data, allowed=CHECK_ENTRIES)
+        check_cache_location(cache_dir, out)  # before any work: a store inside --out would be refused after it
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
     t_scan = time.perf_counter() - t0
