@@ -126,3 +126,13 @@ def test_unbounded_inputs_are_refused_in_one_line(tmp_path, capsys, args, match)
                  "--backbone", "pixels@16", "--workers", "0", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "d", "--out", "o", "--k", "abc"], ["run", "d", "--out", "o",
+                                  "--method", "nope"], ["run", "d", "--out", "o", "--batch-size", "x"], ["bogus"],
+                                  ["run", "d", "--out"]])
+def test_a_bad_command_line_is_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and " error: " in err[0] and "--help" in err[0]

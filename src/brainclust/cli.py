@@ -34,10 +34,17 @@ CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column"
 STEERING = ("within", "remove", "remove_rule")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the rule and the value, then where help is), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from brainclust import __version__
 
-    parser = argparse.ArgumentParser(prog="brainclust",
+    parser = OneLineParser(prog="brainclust",
                                      description="Unsupervised clustering of brain MRI images with CNN features.")
     parser.add_argument("--version", action="version", version=f"brainclust {__version__}")
     # -q and --debug are accepted after the sub-command too (SUPPRESS: a sub-command without it keeps the global)
