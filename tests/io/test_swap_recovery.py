@@ -259,3 +259,14 @@ def test_a_run_killed_in_its_swap_is_recovered_by_the_next_run(tmp_path, image_f
     assert again.returncode == 0, again.stderr
     assert _hidden(tmp_path) == [], "leftovers of the killed run were not cleaned up"
     assert (out / "assignments.csv").read_bytes() == before
+
+
+def test_a_planted_link_is_never_restored_as_the_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    os.symlink(elsewhere, tmp_path / ".run.old-999999996-x")  # --out missing, a dead writer's "old folder" a link
+    with atomic.folder_lock(tmp_path / "run"):
+        done = atomic.recover_leftovers(tmp_path / "run")
+    assert done["restored"] is None and not (tmp_path / "run").exists()
+    assert (elsewhere / "keep.txt").read_text() == "mine" and not (tmp_path / ".run.old-999999996-x").exists()

@@ -238,7 +238,8 @@ def recover_leftovers(dest: str | os.PathLike, keep: Sequence[str | os.PathLike]
         return done
     with output_errors(dest, "cannot clean up an interrupted run beside"):
         if not (dest.exists() or dest.is_symlink()):
-            olds = sorted((p for p, kind in stale if kind == "old"), key=lambda p: p.stat().st_mtime_ns)
+            olds = sorted((p for p, kind in stale if kind == "old" and p.is_dir() and not p.is_symlink()),
+                          key=lambda p: p.stat().st_mtime_ns)  # a planted link is never made the folder
             if olds:
                 os.rename(olds[-1], dest)
                 done["restored"] = olds[-1]
