@@ -112,9 +112,9 @@ def _check_same_run(folder: RunFolder, rows: list[dict], X: np.ndarray, labels: 
     except (KeyError, ValueError) as exc:
         raise ModelFileError(f"'{folder.assignments}' has a bad 'cluster' column ({exc})") from None
     if len(rows) != len(X) or not np.array_equal(csv_clusters, labels):
-        raise ModelFileError(f"'{folder.assignments}' ({len(rows)} rows) does not match "
-                             f"{relpath(folder, folder.cluster)} ({len(X)} images): "
-                             "the outputs come from different runs")
+        what = f"({len(rows)} rows) does not match" if len(rows) != len(X) else "has other clusters than"
+        raise ModelFileError(f"'{folder.assignments}' {what} {relpath(folder, folder.cluster)} ({len(X)} images): "
+                             "the outputs were edited or come from different runs")
 
 
 def _int(value) -> int:
