@@ -98,8 +98,8 @@ def record_of_row(root: Path, row: dict, sha256: str | bytes):
     """
     from brainclust.io.scan import ImageRecord
 
-    path = row["path"]
-    sha256 = sha256.decode("ascii", "replace") if isinstance(sha256, bytes) else str(sha256 or "")  # escaped text (see brainclust.io.outputs.escape_name)
+    path = row["path"]  # escaped text (see brainclust.io.outputs.escape_name)
+    sha256 = sha256.decode("ascii", "replace") if isinstance(sha256, bytes) else str(sha256 or "")
     text = unescape_name(path)
     rel, sep, suffix = text.partition("#")
     frame = ""
