@@ -87,6 +87,18 @@ class RunTables:
     hashes: np.ndarray | None = None
 
 
+def _column_bytes(meta, names) -> int:
+    """Uncompressed bytes the parquet metadata ``meta`` declares for the columns ``names``."""
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            if col.path_in_schema in names:
+                total += max(int(col.total_uncompressed_size), 0)
+    return total
+
+
 def recorded_hashes(folder: RunFolder, paths: Sequence[str]) -> np.ndarray | None:
     """The SHA-256 the run recorded for each row's file (``embeddings.parquet``, column ``sha256``), as
     ``S64`` bytes aligned with ``paths`` (the rows of ``assignments.csv``); empty for a row whose path is
@@ -95,10 +107,15 @@ def recorded_hashes(folder: RunFolder, paths: Sequence[str]) -> np.ndarray | Non
     import pyarrow.parquet as pq
 
     why = "" if folder.embeddings.is_file() else "it is missing or not a regular file"
+    table = None
     try:
-        table = None if why else pq.read_table(folder.embeddings, columns=["path", "sha256"])
-        if table is not None and table.num_rows != len(paths):
-            why = f"it has {table.num_rows} rows for the {len(paths)} of assignments.csv"
+        meta = None if why else pq.ParquetFile(folder.embeddings).metadata  # sized before anything is read
+        if meta is not None and meta.num_rows != len(paths):
+            why = f"it has {meta.num_rows} rows for the {len(paths)} of assignments.csv"
+        elif meta is not None and _column_bytes(meta, ("path", "sha256")) > 4096 * (len(paths) + 1):
+            why = "its path and sha256 columns declare far more bytes than such rows hold"
+        elif meta is not None:
+            table = pq.read_table(folder.embeddings, columns=["path", "sha256"])
     except Exception as exc:  # noqa: BLE001 - a damaged parquet file raises many types
         why = f"it cannot be read ({type(exc).__name__})"
     if why:
@@ -106,7 +123,8 @@ def recorded_hashes(folder: RunFolder, paths: Sequence[str]) -> np.ndarray | Non
                     "exported", folder.embeddings, why)
         return None
     same = np.array([a == b for a, b in zip(table.column("path").to_pylist(), paths)], dtype=bool)
-    hashes = np.array([h or "" for h in table.column("sha256").to_pylist()], dtype="S64")
+    hashes = np.array([h if isinstance(h, str) and len(h) == 64 else "" for h in table.column("sha256").to_pylist()],
+                      dtype="S64")
     hashes[~same] = b""
     return hashes
 
