@@ -119,3 +119,17 @@ def test_faiss_similarities_are_exact_inner_products_of_the_ids_returned():
     assert (np.diff(np.where(ok, sims, -np.inf), axis=1) <= 1e-6).all()  # best first
     tiny_s, tiny_i = FaissIndex(x[:100]).search(x[:3], 150)  # more asked than the lists can hold
     assert tiny_i.shape == (3, 150) and (tiny_i[:, 100:] == -1).all() and np.isneginf(tiny_s[:, 100:]).all()
+
+
+def test_faiss_search_of_identical_vectors_finds_them_and_refuses_nan():
+    """All-identical vectors tie every list: the rows the index leaves short are searched exactly."""
+    from brainclust.checks.neighbors import Searcher
+    from brainclust.errors import ParameterError
+
+    x = np.full((2000, 16), 0.25, np.float32)
+    sims, idx = knn(x, x[:50], 8, exact_max=100)
+    assert (idx >= 0).all() and np.allclose(sims, 1.0, atol=1e-5)
+    assert (Searcher(x, exact_max=100).search(x[:5], 3000)[1][:, :2000] >= 0).all()  # k above n: all n found
+    x[7, 3] = np.nan
+    with pytest.raises(ParameterError, match="finite"):
+        knn(x, x[:5], 8, exact_max=100)

@@ -90,3 +90,33 @@ def test_an_npz_declaring_more_than_it_holds_or_than_memory_is_refused_before_lo
     monkeypatch.setattr(atomic.os, "sysconf", lambda name: 1000 if name == "SC_PHYS_PAGES" else 64)  # 64 kB
     with pytest.raises(ModelFileError, match="more than half of this machine's memory"):
         atomic.read_npz(fine, "cluster model")
+
+
+def test_a_compressed_npz_bomb_and_an_encrypted_member_are_damaged(tmp_path):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from brainclust.errors import ModelFileError
+    from brainclust.io.atomic import read_npz
+
+    bomb = tmp_path / "bomb.npz"
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((64, 1024, 1024), np.uint8))  # 64 MiB of zeros, a few kB compressed
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("components.npy", buf.getvalue())
+    with pytest.raises(ModelFileError, match="compressed"):
+        read_npz(bomb, "PCA model")
+    locked = tmp_path / "locked.npz"
+    np.savez(locked, a=np.arange(3))
+    raw = bytearray(locked.read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # set the 'encrypted' bit in every header
+        at = raw.find(sig)
+        while at >= 0:
+            flag = at + (6 if sig == b"PK\x03\x04" else 8)
+            raw[flag] |= 1
+            at = raw.find(sig, at + 4)
+    locked.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="damaged"):
+        read_npz(locked, "PCA model")

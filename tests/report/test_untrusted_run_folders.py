@@ -127,6 +127,18 @@ def set_hash(run: Path, row: int, sha256: str) -> None:
     pq.write_table(pa.table(t), run / "embeddings.parquet")
 
 
+@pytest.mark.parametrize("value", ["\u00e9" * 64, "ab" * 32 + "zz", None])
+def test_odd_recorded_hashes_are_no_hash(run, capsys, value):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(run / "embeddings.parquet", columns=["path", "sha256"]).to_pydict()
+    t["sha256"][0] = value
+    pq.write_table(pa.table(t), run / "embeddings.parquet")
+    assert main(["-q", "report", str(run)]) == 0
+    assert json.loads((run / "manifest.json").read_text())["report"]["n_refused_paths"] == 1
+
+
 def test_export_refuses_a_fifo_without_opening_it(run, tmp_path, capsys):
     tamper(run, "g0/fifo.png")  # opening it would block forever
     set_hash(run, 0, "ab" * 32)
@@ -297,6 +309,8 @@ def _damage(run: Path, kind: str) -> str:
     elif kind == "manifest_devzero":  # reading it would never end
         (run / "manifest.json").unlink()
         os.symlink("/dev/zero", run / "manifest.json")
+    elif kind == "manifest_nan":  # not JSON a run writes; writing it back would fail after the report
+        (run / "manifest.json").write_text((run / "manifest.json").read_text().replace('"kind"', '"x": NaN, "kind"', 1))
     elif kind == "manifest_deep":
         (run / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
     elif kind == "huge_field":
@@ -310,7 +324,8 @@ def _damage(run: Path, kind: str) -> str:
 DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
            "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
-           "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field"]
+           "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
+           "manifest_nan"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
 SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",

@@ -34,6 +34,8 @@ def _check(base: np.ndarray, queries: np.ndarray, k: int, backend: str) -> None:
                              "with the same number of columns")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ParameterError(f"nearest neighbours: k must be an integer >= 1, got {k!r}")
+    if not (np.isfinite(base).all() and np.isfinite(queries).all()):
+        raise ParameterError("nearest neighbours: the vectors must be finite (no NaN or infinity)")
 
 
 def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +112,17 @@ def knn(base: np.ndarray, queries: np.ndarray, k: int, backend: str = "auto", ex
     if backend == "exact" or (backend == "auto" and len(base) <= exact_max):
         return exact_knn(base, queries, k)
     sims, idx = FaissIndex(base, random_state).search(queries, k)
+    return _fill_short_rows(np.ascontiguousarray(base, np.float32), queries, sims, idx, k)
+
+
+def _fill_short_rows(base, queries, sims, idx, k):
+    """Rows for which the index found fewer than ``min(k, n)`` neighbours (ties: identical vectors put in one
+    list while the probed lists are others; or k above what ``nprobe`` lists hold) are searched exactly."""
+    short = np.flatnonzero((idx >= 0).sum(axis=1) < min(k, len(base)))
+    if len(short):
+        log.debug("nearest neighbours: %d of %d queries searched exactly (the index found too few)",
+                  len(short), len(queries))
+        sims[short], idx[short] = exact_knn(base, np.asarray(queries)[short], k)
     sims[idx < 0] = -np.inf
     return sims, idx
 
@@ -127,5 +140,4 @@ class Searcher:
         if self.exact:
             return exact_knn(self.base, queries, k)
         sims, idx = self.index.search(queries, k)
-        sims[idx < 0] = -np.inf
-        return sims, idx
+        return _fill_short_rows(self.base, queries, sims, idx, k)

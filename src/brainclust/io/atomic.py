@@ -369,7 +369,8 @@ def atomic_write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
 def _check_npz_sizes(path, what: str) -> None:
     """ModelFileError when the arrays an ``.npz`` declares (read from each member's ``.npy`` header, before
     anything is loaded) do not fit its members, or together take more than half this machine's memory
-    (a small archive can declare an array of many GiB)."""
+    (a small archive can declare an array of many GiB). brainclust writes members uncompressed; a member
+    compressed more than 100 times is a bomb, not data."""
     try:
         budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
@@ -383,9 +384,9 @@ def _check_npz_sizes(path, what: str) -> None:
                     np.lib.format.read_array_header_2_0
                 shape, _, dtype = header(fh)
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-            if nbytes > info.file_size:
+            if nbytes > info.file_size or (nbytes > 2**20 and nbytes > 100 * info.compress_size):
                 raise ModelFileError(f"{what} '{path}' is damaged (member '{info.filename}' declares {nbytes} "
-                                     f"bytes but holds {info.file_size})")
+                                     f"bytes but holds {info.compress_size} compressed, {info.file_size} claimed)")
             total += nbytes
     if total > budget:
         raise ModelFileError(f"{what} '{path}' declares {total / 2**30:.1f} GiB of arrays, more than half of "
@@ -417,7 +418,8 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     except ValueError as exc:
         why = "it holds Python objects, which are never loaded" if "pickle" in str(exc) else f"{exc}"
         raise ModelFileError(f"{what} '{path}' is damaged ({why})") from None
-    except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError,
+            MemoryError) as exc:  # unsupported or encrypted members, or too large after all
         raise ModelFileError(f"{what} '{path}' is missing or damaged ({type(exc).__name__}: {exc})") from None
 
 

@@ -234,18 +234,28 @@ def check_run_file(path, folder=None) -> int:
     return st.st_size
 
 
+#: The largest JSON file of a run folder that is read (a manifest lists skipped files: 1M of them ~ 200 MB).
+JSON_MAX = 1 << 30
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON that brainclust writes")
+
+
 def read_json(path, folder=None) -> dict:
     """Read a JSON file of a run folder; a missing or damaged file (:func:`check_run_file`) is a
     :class:`ModelFileError`."""
     path = Path(path)
     size = check_run_file(path, folder)
     try:
+        if size > JSON_MAX:
+            raise ValueError(f"{size} bytes, above the {JSON_MAX} a run writes")
         with open(path, "rb") as fh:
             raw = fh.read(size + 1)
         if len(raw) > size:
             raise ValueError("it grew while being read")
-        return json.loads(raw.decode("utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError, MemoryError) as exc:
         raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
 
 
@@ -277,7 +287,7 @@ def read_assignments(path, folder=None) -> list[dict]:
     except FileNotFoundError:
         raise ModelFileError(f"'{folder or Path(path).parent}' is not a finished brainclust run: "
                              f"{Path(path).name} is missing") from None
-    except (OSError, ValueError, csv.Error) as exc:
+    except (OSError, ValueError, csv.Error, MemoryError) as exc:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
 
 

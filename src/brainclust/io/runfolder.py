@@ -99,7 +99,7 @@ def _column_bytes(meta, names) -> int:
     return total
 
 
-def recorded_hashes(folder: RunFolder, paths: Sequence[str]) -> np.ndarray | None:
+def recorded_hashes(folder: RunFolder, paths: Sequence[str], warn: bool = True) -> np.ndarray | None:
     """The SHA-256 the run recorded for each row's file (``embeddings.parquet``, column ``sha256``), as
     ``S64`` bytes aligned with ``paths`` (the rows of ``assignments.csv``); empty for a row whose path is
     not the one at its place in ``embeddings.parquet`` (edited). ``None``, with a warning, when the file
@@ -116,20 +116,20 @@ def recorded_hashes(folder: RunFolder, paths: Sequence[str]) -> np.ndarray | Non
             why = "its path and sha256 columns declare far more bytes than such rows hold"
         elif meta is not None:
             table = pq.read_table(folder.embeddings, columns=["path", "sha256"])
-    except Exception as exc:  # noqa: BLE001 - a damaged parquet file raises many types
+    except Exception as exc:  # noqa: BLE001 - a damaged parquet file raises many types (MemoryError too)
         why = f"it cannot be read ({type(exc).__name__})"
     if why:
-        log.warning("'%s': %s, so the images' content cannot be checked against the run; none is shown or "
-                    "exported", folder.embeddings, why)
+        log.log(logging.WARNING if warn else logging.DEBUG, "'%s': %s, so the images' content cannot be checked "
+                "against the run; none is shown or exported", folder.embeddings, why)
         return None
     same = np.array([a == b for a, b in zip(table.column("path").to_pylist(), paths)], dtype=bool)
-    hashes = np.array([h if isinstance(h, str) and len(h) == 64 else "" for h in table.column("sha256").to_pylist()],
-                      dtype="S64")
+    hashes = np.array([h if isinstance(h, str) and len(h) == 64 and h.isascii() else ""
+                       for h in table.column("sha256").to_pylist()], dtype="S64")
     hashes[~same] = b""
     return hashes
 
 
-def read_run(out_dir, *, need_input: bool = True) -> RunTables:
+def read_run(out_dir, *, need_input: bool = True, warn: bool = True) -> RunTables:
     """``manifest.json`` and ``assignments.csv`` of a finished run (or prediction) folder, read as untrusted
     input (the rules are in the module docstring), and the files' recorded hashes when an input folder is
     recorded; any breach is a one-line ModelFileError."""
@@ -160,5 +160,5 @@ def read_run(out_dir, *, need_input: bool = True) -> RunTables:
                                  f"got {r['cluster']!r:.40}")
         if not r["path"]:
             raise ModelFileError(f"'{path}' row {i}: the 'path' is empty")
-    hashes = recorded_hashes(folder, [r["path"] for r in rows]) if root is not None else None
+    hashes = recorded_hashes(folder, [r["path"] for r in rows], warn) if root is not None else None
     return RunTables(folder, manifest, rows, root, hashes)

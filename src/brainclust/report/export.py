@@ -288,15 +288,15 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     """
     if mode not in MODES:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
-    run = read_run(out_dir)
+    run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
     prepare_out(to, **check)  # not inside the input folder (a later run would cluster the copies) nor a run
     rows = unit_slices(folder, run.rows)
     hashes = run.hashes if rows is run.rows else [s.get("sha256", "") for s in rows]
     if hashes is None:
-        raise ModelFileError(f"export: '{folder.embeddings}' is missing or damaged, so the images cannot be checked "
-                             "against the run; nothing was exported")
+        raise ModelFileError(f"export: '{folder.embeddings}' is missing, damaged or lists other rows, so the images "
+                             "cannot be checked against the run; nothing was exported")
     items = [(r["path"], int(r["cluster"])) for r in rows]
     records = _plan_records(folder, rows, root, hashes)
     plan: dict[int, list[str]] = {}

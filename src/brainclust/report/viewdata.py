@@ -99,7 +99,7 @@ def _read_table(path: Path, folder: Path):
                                                                  strings_can_be_null=False))
     except FileNotFoundError:
         raise ModelFileError(f"'{folder}' is not a finished brainclust run: assignments.csv is missing") from None
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowInvalid) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowInvalid, MemoryError) as exc:
         raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
 
 
