@@ -417,10 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
-        resume = {"run": "; rerun the same command to resume from the feature cache",
-                  "predict": "; rerun the same command to resume from the feature cache",
-                  "check": "; rerun the same command to resume from the store of the checks"}.get(
-            args.command, "; nothing was changed" if args.command in ("report", "export") else "")
+        features, unchanged = "; rerun the same command to resume from the feature cache", "; nothing was changed"
+        resume = {"run": features, "predict": features, "report": unchanged, "export": unchanged,
+                  "check": "; rerun the same command to resume from the store of the checks"}.get(args.command, "")
         print(f"brainclust: {what}{resume}", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug

@@ -111,8 +111,9 @@ def knn(base: np.ndarray, queries: np.ndarray, k: int, backend: str = "auto", ex
     _check(base, queries, k, backend)
     if backend == "exact" or (backend == "auto" and len(base) <= exact_max):
         return exact_knn(base, queries, k)
-    sims, idx = FaissIndex(base, random_state).search(queries, k)
-    return _fill_short_rows(np.ascontiguousarray(base, np.float32), queries, sims, idx, k)
+    index = FaissIndex(base, random_state)
+    sims, idx = index.search(queries, k)
+    return _fill_short_rows(index.base, queries, sims, idx, k)
 
 
 def _fill_short_rows(base, queries, sims, idx, k):
