@@ -40,10 +40,27 @@ def test_usage_errors_exit_2_with_one_line(capsys, small, tmp_path, extra, messa
     assert not out.exists()
 
 
-def test_empty_folder_exits_2(capsys, tmp_path):
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_folder_without_a_readable_image_exits_2_and_writes_nothing(capsys, tmp_path, command):
     (tmp_path / "in").mkdir()
-    code, _, err = run_cli(capsys, "run", tmp_path / "in", "--out", tmp_path / "out")
-    assert code == 2 and "contains no readable image" in err
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    code, _, err = run_cli(capsys, command, tmp_path / "in", "--out", tmp_path / "out")
+    assert code == 2 and "contains no readable image (1 file(s) skipped)" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_control_characters_in_names_reach_the_terminal_escaped(capsys, tmp_path):
+    data = tmp_path / "in\x1b[31m"
+    data.mkdir()
+    (data / "bad\x1b[2J.png").write_bytes(b"zz")
+    code, out, err = run_cli(capsys, "check", data, "--out", tmp_path / "out")  # a warning, then the error
+    code2, out2, err2 = run_cli(capsys, "run", tmp_path / "missing\x07", "--out", tmp_path / "o2")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(data), "--k", "x\x1b[1m"])
+    err3 = capsys.readouterr().err
+    assert (code, code2, exc.value.code) == (2, 2, 2)
+    assert "bad\\x1b[2J.png" in err and "in\\x1b[31m" in err and "missing\\x07" in err2 and "x\\x1b[1m" in err3
+    assert not any(c in text for text in (out, err, out2, err2, err3) for c in "\x1b\x07")
 
 
 def test_argparse_errors_exit_2(capsys):

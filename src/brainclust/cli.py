@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import traceback
@@ -34,11 +35,27 @@ CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column"
 STEERING = ("within", "remove", "remove_rule")
 
 
+#: What a terminal could act on: C0 and C1 control characters, DEL, and undecodable bytes (surrogate escapes).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with every character of :data:`_CONTROL` as ``\\xNN``, so a file name cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (the rule and the value, then where help is), exit 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, terminal_text(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
+
+
+class TerminalFormatter(logging.Formatter):
+    """Log lines as ``brainclust: MESSAGE`` with :func:`terminal_text` applied (tracebacks stay as they are)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return terminal_text(super().formatMessage(record))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +195,7 @@ def _add_study_parsers(sub, common) -> None:
 
 def _configure_logging(quiet: bool, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("brainclust: %(message)s"))
+    handler.setFormatter(TerminalFormatter("brainclust: %(message)s"))
     root = logging.getLogger("brainclust")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
@@ -413,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrainclustError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"brainclust: error: {exc}", file=sys.stderr)
+        print(terminal_text(f"brainclust: error: {exc}"), file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
@@ -425,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()
-        print(f"brainclust: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(terminal_text(f"brainclust: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                            "traceback)"), file=sys.stderr)
         return 1
     finally:
         if previous is not None:

@@ -18,6 +18,11 @@ class BrainclustError(Exception):
 class InputError(BrainclustError):
     """The input data cannot be used (missing folder, no readable image...)."""
 
+    @classmethod
+    def no_images(cls, data, n_skipped: int) -> "InputError":
+        """The error of a scan that found no readable image (``run``, ``predict``, ``check``)."""
+        return cls(f"input folder '{data}' contains no readable image ({n_skipped} file(s) skipped)")
+
 
 class ParameterError(BrainclustError, ValueError):
     """A parameter has a value outside its allowed range or set."""

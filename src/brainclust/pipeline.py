@@ -105,8 +105,7 @@ def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
                    progress=progress, include=include, exclude=exclude, bids_filter=bids_filter)
     if not scanned.records:
-        raise InputError(f"input folder '{data}' contains no readable image "
-                         f"({len(scanned.skipped)} file(s) skipped)")
+        raise InputError.no_images(data, len(scanned.skipped))
     return scanned
 
 

@@ -28,7 +28,7 @@ from brainclust.checks.splits import detect_splits, leakage_rows
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
-from brainclust.errors import ParameterError
+from brainclust.errors import InputError, ParameterError
 from brainclust.features.limits import check_cache_location
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish
@@ -237,6 +237,8 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     ------
     ParameterError
         ``out`` cannot be used; bad thresholds or workers.
+    InputError
+        ``data`` holds no readable image (nothing is written).
     """
     t = thresholds or Thresholds()
     t.validate()
@@ -245,6 +247,8 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
         check_cache_location(cache_dir, out)  # before any work: a store inside --out would be refused after it
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
+    if not found.records:
+        raise InputError.no_images(data, len(found.skipped))
     t_scan = time.perf_counter() - t0
     desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
