@@ -7,8 +7,8 @@ No images are decoded: the inputs are generated the way a run stores them.
 - near duplicates: n stored search vectors (64 float32: the projected near-duplicate codes),
   drawn around 2,000 centres so that unrelated images are similar (as MRI slices are), with 1 %
   planted near copies (cosine ~0.99 to their source). The search is the one of
-  :func:`brainclust.checks.duplicates.near_pairs`: one index, 12 query passes below 20,000 images
-  (4 flips x 3 crops; exact) and 8 above (4 flips x 2 crops; faiss); here each pass perturbs the queries slightly, the top 8 neighbours per query, candidates
+  :func:`brainclust.checks.duplicates.near_pairs`: one index, 16 query passes below 20,000 images
+  (4 flips x 4 crops; exact) and 8 above (4 flips x 2 crops; faiss); here each pass perturbs the queries slightly, the top 8 neighbours per query, candidates
   kept above the verification floor (0.925). Reported: time, peak RSS of the process, and the
   recall of the planted pairs.
 - the library choice: faiss IVF-Flat vs usearch HNSW vs exact, one pass of n queries, recall@8
@@ -88,7 +88,10 @@ def case_near(n: int, backend: str) -> dict:
     t_build = time.perf_counter() - t0
     found = set()
     chunk = 100_000
-    passes = 12 if searcher.exact else 8  # 4 flips x 3 crops (exact) or x 2 crops (faiss)
+    from brainclust.checks import nearcode
+
+    crops = nearcode.SEARCH_CROPS if searcher.exact else nearcode.SEARCH_CROPS_LARGE
+    passes = len(nearcode.FLIPS) * len(crops)  # 4 flips x 4 crops (exact) or x 2 crops (faiss)
     for p in range(passes):
         for s in range(0, n, chunk):
             q = x[s:s + chunk]

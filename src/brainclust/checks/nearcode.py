@@ -24,8 +24,8 @@ SIGMA = 1.0
 #: Flip variants: 0 none, 1 left-right, 2 up-down, 3 both.
 FLIPS = (0, 1, 2, 3)
 #: Centred crops (fraction removed on every side) that the search queries with.
-SEARCH_CROPS = (0.0, 0.03, 0.06)
-#: The crops searched with above the exact-search size (fewer passes: 8 instead of 12).
+SEARCH_CROPS = (0.0, 0.02, 0.04, 0.06)
+#: The crops searched with above the exact-search size (fewer passes: 8 instead of 16).
 SEARCH_CROPS_LARGE = (0.0, 0.04)
 #: Centred crops that a candidate pair is verified with (the best one counts).
 VERIFY_CROPS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07)
