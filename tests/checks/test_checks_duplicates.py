@@ -133,3 +133,12 @@ def test_faiss_search_of_identical_vectors_finds_them_and_refuses_nan():
     x[7, 3] = np.nan
     with pytest.raises(ParameterError, match="finite"):
         knn(x, x[:5], 8, exact_max=100)
+
+
+def test_the_summary_says_when_near_duplicate_groups_are_chains(planted, tmp_path):
+    base = head_slice(7).astype(np.float32)
+    for k in range(6):  # one picture six times, each a little brighter: one group of six
+        save(tmp_path / f"v{k}.png", np.clip(base * (1 + 0.04 * k) + 2 * k, 0, 255).astype(np.uint8))
+    chain = check_folder(tmp_path, progress=False).summary()
+    assert "5 near duplicates (groups of up to 6: neighbouring slices of one head match too)" in chain
+    assert "groups of up to" not in check_folder(planted, progress=False).summary()  # pairs and one triple

@@ -33,6 +33,9 @@ from brainclust.io.outputs import QUALITY_SCORE_COLUMNS as SCORE_COLUMNS
 __all__ = ["LEAKAGE_COLUMNS", "LEAKAGE_FILE", "QUALITY_COLUMNS", "QUALITY_FILE", "SCORE_COLUMNS", "SUMMARY_NAMES",
            "distinct_index", "exclude_mask", "galleries", "leakage_table", "quality_rows", "summary_line",
            "write_leakage", "write_quality"]
+#: A group of near duplicates this large is more likely neighbouring slices of one head than copies
+#: (docs/checks.md, "Known limit"): the summary line says so.
+NEAR_CHAIN = 5
 #: How the summary line names each flag.
 SUMMARY_NAMES = {"duplicate": "duplicates", "near_duplicate": "near duplicates", "not_mri": "not MRI",
                  "blank": "blank", "noise": "noise", "tiny": "tiny", "non_image_dicom": "non-image DICOM",
@@ -86,11 +89,17 @@ def summary_line(result) -> str:
         if not counts[f]:
             continue
         text = f"{counts[f]} {SUMMARY_NAMES[f]}"
+        notes = []
         if f in ("duplicate", "near_duplicate"):
             across = sum(1 for i, fl in enumerate(result.flags) if f in fl and result.paths[i] in crossing)
             if across:
-                text += f" ({across} across {split_names})"
-        parts.append(text)
+                notes.append(f"{across} across {split_names}")
+        if f == "near_duplicate":
+            largest = max((len(g) for g in result.duplicates.groups() if any(f in result.flags[i] for i in g)),
+                          default=0)
+            if largest >= NEAR_CHAIN:
+                notes.append(f"groups of up to {largest}: neighbouring slices of one head match too")
+        parts.append(text + (f" ({'; '.join(notes)})" if notes else ""))
     if result.descriptors.failed:
         parts.append(f"{len(result.descriptors.failed)} not checked (unreadable)")
     if not parts:
