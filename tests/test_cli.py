@@ -49,6 +49,13 @@ def test_a_folder_without_a_readable_image_exits_2_and_writes_nothing(capsys, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_command_output_keeps_its_lines_and_escapes_everything_else(capsys):
+    from brainclust.cli import say
+
+    say("exported into out\x1b]0;title\x07", "two\nlines\r", "bytes \udcff")
+    assert capsys.readouterr().out == "exported into out\\x1b]0;title\\x07\ntwo\nlines\\x0d\nbytes \\xff\n"
+
+
 def test_control_characters_in_names_reach_the_terminal_escaped(capsys, tmp_path):
     data = tmp_path / "in\x1b[31m"
     data.mkdir()

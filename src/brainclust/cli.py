@@ -44,6 +44,11 @@ def terminal_text(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
 
 
+def say(*texts: str, flush: bool = False) -> None:
+    """Print ``texts`` on stdout, one per line, each line through :func:`terminal_text`."""
+    print("\n".join(terminal_text(line) for text in texts for line in str(text).split("\n")), flush=flush)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (the rule and the value, then where help is), exit 2."""
 
@@ -274,7 +279,7 @@ def _cmd_run(args) -> None:
     lines: list[str] = []
     finish = None if args.no_report else _report_finish(lines, args.out, "brainclust run")
     result = run(args.data, args.out, config_from_args(args), finish=finish)
-    print("\n".join(x for x in (_auto_line(result), _summary(result), *lines) if x))
+    say(*(x for x in (_auto_line(result), _summary(result), *lines) if x))
 
 
 def _cmd_check(args) -> None:
@@ -285,9 +290,9 @@ def _cmd_check(args) -> None:
                      split_column=args.split_column, workers=args.workers, cache_dir=args.cache_dir,
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
                      exclude_files=args.exclude_files or (), bids_filter=args.bids_filter)
-    print(f"{len(res.paths)} images checked")
-    print(res.summary())
-    print(f"outputs: {escape_name(str(args.out))}/quality.csv, leakage.csv, manifest.json")
+    say(f"{len(res.paths)} images checked")
+    say(res.summary())
+    say(f"outputs: {escape_name(str(args.out))}/quality.csv, leakage.csv, manifest.json")
 
 
 def _cmd_report(args) -> None:
@@ -310,24 +315,24 @@ def _cmd_report(args) -> None:
         from brainclust.cluster.associations import headline
 
         a = added["metadata"]
-        print(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "
+        say(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "
               f"matched on '{a.key}'); {headline(a.associations)}")
-    print(_report_text(info))
+    say(_report_text(info))
 
 
 def _cmd_view(args) -> None:
     from brainclust.report.server import serve
 
     serve(args.out_dir, args.host, args.port, cache_dir=args.cache_dir,
-          on_ready=lambda url: print(f"brainclust view: {url} (Ctrl-C stops)", flush=True))
-    print("brainclust view: stopped", flush=True)
+          on_ready=lambda url: say(f"brainclust view: {url} (Ctrl-C stops)", flush=True))
+    say("brainclust view: stopped", flush=True)
 
 
 def _cmd_export(args) -> None:
     from brainclust.report.export import export_clusters
 
     res = export_clusters(args.out_dir, args.to, mode=args.mode)
-    print(f"exported {res.n_files} images ({args.mode}) into {len(res.counts)} folders under {res.to}: "
+    say(f"exported {res.n_files} images ({args.mode}) into {len(res.counts)} folders under {res.to}: "
           + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
 
 
@@ -339,7 +344,7 @@ def _cmd_predict(args) -> None:
                      slices=args.slices, volume_index=args.volume_index, device=args.device, include=args.include,
                      exclude_files=args.exclude_files, bids_filter=args.bids_filter, metadata=args.metadata,
                      metadata_key=args.metadata_key, labels=args.labels)
-    print(_summary(result))
+    say(_summary(result))
 
 
 def _cmd_demo(args) -> None:
@@ -357,8 +362,8 @@ def _cmd_demo(args) -> None:
     logging.getLogger("brainclust").info("demo data: %s (MNI152 T1 slices; labels = axial/coronal/sagittal)", data)
     lines: list[str] = []
     result = run(data, out / "results", cfg, finish=_report_finish(lines, out / "results", "brainclust demo"))
-    print("\n".join([_summary(result), *lines]))
-    print(json.dumps({k: result.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")}))
+    say(_summary(result), *lines)
+    say(json.dumps({k: result.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")}))
 
 
 def _cmd_ablation(args) -> None:
@@ -373,7 +378,7 @@ def _cmd_ablation(args) -> None:
     run_ablation(sets, out, seeds=tuple(range(args.seeds)),
                  methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
                  epochs=args.ssl_epochs, cache_dir=args.cache_dir)
-    print(f"ablation: {out / 'ablation.md'} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    say(f"ablation: {out / 'ablation.md'} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 
 def _cmd_benchmark(args) -> None:
@@ -385,9 +390,9 @@ def _cmd_benchmark(args) -> None:
     res = benchmark(args.data, args.out, cfg, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
                     seeds=tuple(range(max(args.seeds, 0))), k=args.study_k, ssl=parse_components(args.ssl))
     t = res.info["timings_s"]
-    print(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
+    say(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
           f"clustering and scoring {t['grid']:.1f} s)")
-    print(f"outputs: {res.out_dir}/tables.md, results.csv, benchmark.json")
+    say(f"outputs: {res.out_dir}/tables.md, results.csv, benchmark.json")
 
 
 def _cmd_sensitivity(args) -> None:
@@ -397,9 +402,9 @@ def _cmd_sensitivity(args) -> None:
                       seeds=tuple(range(max(args.seeds, 0))), subsample=args.subsample,
                       settings=tuple(s.strip() for s in args.settings.split(",") if s.strip()))
     for note in res.notes:
-        print(f"note: {note}")
-    print(f"sensitivity: {len(res.rows)} runs in {res.info['timings_s']['total']:.1f} s")
-    print(f"outputs: {res.out_dir}/sensitivity.md, sensitivity.csv, plots/")
+        say(f"note: {note}")
+    say(f"sensitivity: {len(res.rows)} runs in {res.info['timings_s']['total']:.1f} s")
+    say(f"outputs: {res.out_dir}/sensitivity.md, sensitivity.csv, plots/")
 
 
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "predict": _cmd_predict, "demo": _cmd_demo, "report": _cmd_report,
