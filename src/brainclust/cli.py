@@ -316,7 +316,7 @@ def _cmd_report(args) -> None:
 
         a = added["metadata"]
         say(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "
-              f"matched on '{a.key}'); {headline(a.associations)}")
+            f"matched on '{a.key}'); {headline(a.associations)}")
     say(_report_text(info))
 
 
@@ -333,7 +333,7 @@ def _cmd_export(args) -> None:
 
     res = export_clusters(args.out_dir, args.to, mode=args.mode)
     say(f"exported {res.n_files} images ({args.mode}) into {len(res.counts)} folders under {res.to}: "
-          + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
+        + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
 
 
 def _cmd_predict(args) -> None:
@@ -391,7 +391,7 @@ def _cmd_benchmark(args) -> None:
                     seeds=tuple(range(max(args.seeds, 0))), k=args.study_k, ssl=parse_components(args.ssl))
     t = res.info["timings_s"]
     say(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
-          f"clustering and scoring {t['grid']:.1f} s)")
+        f"clustering and scoring {t['grid']:.1f} s)")
     say(f"outputs: {res.out_dir}/tables.md, results.csv, benchmark.json")
 
 
