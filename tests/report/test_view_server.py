@@ -298,9 +298,11 @@ def test_map_is_computed_once_when_the_run_has_none(tmp_path):
 def test_ctrl_c_stops_cleanly(tmp_path):
     out = make_run(tmp_path, n_per=4, with_map=True)
     env = dict(os.environ, PYTHONPATH=str(Path(srv.__file__).parents[2]))
+    # SIGINT as at a terminal: a suite started in the background (`cmd &` in a script) hands its children an
+    # ignored SIGINT, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-m", "brainclust", "view", str(out), "--port", "0",
                              "--cache-dir", str(tmp_path / "c")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert line.startswith("brainclust view: http://127.0.0.1:")
