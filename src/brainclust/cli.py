@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import traceback
 from pathlib import Path
 
 from brainclust.cliopts import add_config_options, arg_type, config_from_args, negative_values
+from brainclust.terminal import TerminalFormatter, say, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -35,32 +35,11 @@ CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column"
 STEERING = ("within", "remove", "remove_rule")
 
 
-#: What a terminal could act on: C0 and C1 control characters, DEL, and undecodable bytes (surrogate escapes).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def terminal_text(text: str) -> str:
-    """``text`` with every character of :data:`_CONTROL` as ``\\xNN``, so a file name cannot drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
-
-
-def say(*texts: str, flush: bool = False) -> None:
-    """Print ``texts`` on stdout, one per line, each line through :func:`terminal_text`."""
-    print("\n".join(terminal_text(line) for text in texts for line in str(text).split("\n")), flush=flush)
-
-
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (the rule and the value, then where help is), exit 2."""
 
     def error(self, message: str):
         self.exit(2, terminal_text(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
-
-
-class TerminalFormatter(logging.Formatter):
-    """Log lines as ``brainclust: MESSAGE`` with :func:`terminal_text` applied (tracebacks stay as they are)."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return terminal_text(super().formatMessage(record))
 
 
 def build_parser() -> argparse.ArgumentParser:
