@@ -105,8 +105,9 @@ class FeatureExtractor(TransformerMixin, Step):
     precision : {"auto", "fp32", "bf16", "int8"}, default "auto"
         ``auto`` is fp32 on CPU and bf16 on CUDA GPUs that support it. ``bf16``
         and ``int8`` on CPU are opt-in (they move the clusters a little; see
-        ``docs/performance.md``). int8 is calibrated on a seeded sample of the
-        images given to :meth:`fit` (or to the first :meth:`transform`).
+        ``docs/performance.md``); bf16 is refused on a CPU without native bf16.
+        int8 is calibrated on a seeded sample of the images given to :meth:`fit`
+        (or to the first :meth:`transform`).
     runtime : {"auto", "onnx", "openvino", "torch"}, default "auto"
         Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``openvino`` =
         OpenVINO (CPU), ``torch`` = PyTorch eager; ``auto`` follows
@@ -230,6 +231,11 @@ class FeatureExtractor(TransformerMixin, Step):
             prec = "bf16" if device.startswith("cuda") and bf16_supported(device) else "fp32"
         self.precision_ = prec
         self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
+        on_cpu = not device.startswith("cuda")
+        if self.runtime_ == "torch" and prec == "bf16" and on_cpu and not bf16_supported(device):
+            raise ParameterError("--precision bf16: this CPU has no native bf16 (needs AMX or AVX512-BF16) and torch "
+                                 "would emulate it at a fraction of fp32's speed (0.09x on an AVX2 CPU); "
+                                 "use --precision fp32")
         self._net = None
         self.calibration_, self.calibration_records_ = rt.plan_calibration(
             prec, self.calibration, self.calibration_size, None if X is None else as_records(X), lambda r: r)

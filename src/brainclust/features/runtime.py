@@ -21,7 +21,7 @@ backbone fine-tuning of ``--ssl-mode finetune``, which trains the network).
 fp32 runtime measured for CPUs of this kind (ONNX Runtime, see :data:`AUTO_FP32`
 and ``docs/performance.md``), else torch; bf16 on the CPU runs
 with OpenVINO where it is installed and the CPU has native bf16, else with torch
-autocast; int8 runs with OpenVINO; CUDA runs torch.
+autocast where torch has native bf16 (refused otherwise); int8 runs with OpenVINO; CUDA runs torch.
 
 The runtime of an fp32 run is **not** part of the feature-cache key:
 ONNX Runtime, OpenVINO (with ``INFERENCE_PRECISION_HINT=f32``) and torch fp32
@@ -80,14 +80,15 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     ========  =====================================  ==========================================
     runtime   fp32 on CPU                            bf16 on CPU / int8 on CPU
     ========  =====================================  ==========================================
-    auto      :data:`AUTO_FP32` (onnx) if installed,  openvino (native bf16) else torch autocast /
+    auto      :data:`AUTO_FP32` (onnx) if installed,  openvino (native bf16) else torch autocast* /
               else onnx, else torch                   openvino (refused without openvino + nncf)
-    onnx      onnx                                   torch autocast, with a warning / refused
+    onnx      onnx                                   refused / refused
     openvino  openvino                               openvino, refused without native bf16 / openvino
-    torch     torch                                  torch autocast / refused
+    torch     torch                                  torch autocast* / refused
     ========  =====================================  ==========================================
 
-    On CUDA only torch runs (``onnx``, ``openvino`` and int8 are refused).
+    \* The extractor refuses torch autocast on a CPU where torch has no native bf16 (emulated: 0.09x
+    of torch fp32 on an AVX2 CPU). On CUDA only torch runs (``onnx``, ``openvino`` and int8 are refused).
 
     Raises
     ------
