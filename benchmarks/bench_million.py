@@ -13,6 +13,7 @@ every 0.2 s; each stage's wall time comes from the run's ``timings_s`` and its p
 samples inside the stage's time window (so it is approximate to a sample).
 
     python benchmarks/bench_million.py make /tmp/million --n 20000
+    # in parallel on two cores: make /tmp/million --n 500000 & make /tmp/million --start 500000 --n 1000000
     python benchmarks/bench_million.py run /tmp/million --out /tmp/million_out --runtime openvino --precision bf16
     rm -rf /tmp/million /tmp/million_out    # do not leave them on a shared disk
 
@@ -49,11 +50,11 @@ def sources(data: Path, size: int) -> list[np.ndarray]:
     return out
 
 
-def make(folder: Path, n: int, size: int, data: Path) -> None:
+def make(folder: Path, n: int, size: int, data: Path, start: int = 0) -> None:
     src = sources(data, size)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    for i in range(n):
+    for i in range(start, n):
         img = src[i % len(src)].copy()
         img[0, :32] = [((i >> b) & 1) * 255 for b in range(32)]  # the index: every file is distinct
         sub = folder / f"d{i // 1000:04d}"
@@ -62,11 +63,7 @@ def make(folder: Path, n: int, size: int, data: Path) -> None:
         Image.fromarray(img).save(sub / f"i{i:07d}.png", optimize=False, compress_level=1)
         if (i + 1) % 50000 == 0:
             print(f"{i + 1} files, {time.perf_counter() - t0:.0f} s", flush=True)
-    print(f"made {n} PNGs ({size} px) in {time.perf_counter() - t0:.1f} s under {folder}")
-
-
-#: The order in which ``brainclust.run`` goes through the stages of its ``timings_s``.
-STAGE_ORDER = ("scan", "extract", "ssl", "reduce", "cluster", "outliers", "evaluate", "write")
+    print(f"made {n - start} PNGs ({size} px) in {time.perf_counter() - t0:.1f} s under {folder}")
 
 
 def rss_bytes() -> int:
@@ -74,7 +71,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run(folder: Path, out: Path, kwargs: dict, report: bool) -> dict:
+def run(folder: Path, out: Path, kwargs: dict, report: bool, progress: bool = False) -> dict:
     import brainclust
     from brainclust.report.build import build_report
 
@@ -97,22 +94,23 @@ def run(folder: Path, out: Path, kwargs: dict, report: bool) -> dict:
     t0 = time.perf_counter()
     thread.start()
     try:
-        brainclust.run(str(folder), str(out), progress=False, finish=finish if report else None, **kwargs)
+        result = brainclust.run(str(folder), str(out), progress=progress, finish=finish if report else None,
+                                **kwargs)
     finally:
         stop.set()
         thread.join()
     wall = time.perf_counter() - t0
     manifest = json.loads((out / "manifest.json").read_text())
     stages, start = [], t0
-    timings = manifest["timings_s"]
-    order = [k for k in STAGE_ORDER if k in timings] + [k for k in timings if k not in STAGE_ORDER]
-    for name, sec in [*((k, timings[k]) for k in order), *report_s.items()]:
+    # the run's own timings keep the order the stages ran in (manifest.json's keys are sorted)
+    for name, sec in [*result.timings.items(), *report_s.items()]:
         if not isinstance(sec, (int, float)):
             continue
         peak = max((r for t, r in samples if start <= t <= start + sec + 0.2), default=0)
         stages.append({"stage": name, "s": round(sec, 2), "peak_rss_gb": round(peak / 1e9, 2)})
         start += sec
     return {"n_images": manifest.get("n_images"), "wall_s": round(wall, 1), "stages": stages,
+            "checks": {k: manifest.get("checks", {}).get(k) for k in ("timings_s", "summary")},
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
             "settings": kwargs}
 
@@ -123,6 +121,8 @@ def main(argv=None) -> int:
     m = sub.add_parser("make")
     m.add_argument("folder")
     m.add_argument("--n", type=int, default=1_000_000)
+    m.add_argument("--start", type=int, default=0,
+                   help="first index (a multiple of 1000), so that processes can make parts in parallel")
     m.add_argument("--size", type=int, default=64)
     m.add_argument("--data", default="../shared/data/brain_tumor_4class_dev")
     r = sub.add_parser("run")
@@ -134,13 +134,16 @@ def main(argv=None) -> int:
     r.add_argument("--k", type=int, default=4)
     r.add_argument("--cache-dir", default=None)
     r.add_argument("--no-report", action="store_true")
+    r.add_argument("--progress", action="store_true", help="progress bars on stderr (long runs)")
     args = ap.parse_args(argv)
     if args.cmd == "make":
-        make(Path(args.folder), args.n, args.size, Path(args.data))
+        if args.start % 1000:
+            ap.error("--start must be a multiple of 1000")
+        make(Path(args.folder), args.n, args.size, Path(args.data), args.start)
         return 0
     kwargs = {"backbone": args.backbone, "runtime": args.runtime, "precision": args.precision, "k": args.k,
               "cache_dir": args.cache_dir or tempfile.mkdtemp(prefix="million_cache_")}
-    res = run(Path(args.folder), Path(args.out), kwargs, not args.no_report)
+    res = run(Path(args.folder), Path(args.out), kwargs, not args.no_report, args.progress)
     print(json.dumps(res, indent=1))
     return 0
 
