@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainclust.features import extractor as extractor_mod
+from brainclust.features import runtime as rt
 from brainclust.features.extractor import FeatureExtractor
 
 
@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     files = sorted(str(p) for p in Path(args.data).rglob("*.jpg"))
     files = files[:: max(1, len(files) // args.n)][: args.n]
-    native = extractor_mod.bf16_supported()
-    extractor_mod.bf16_supported = lambda device="cpu": True  # let torch emulate it where it is not native
+    native = rt.bf16_supported()
+    rt.bf16_supported = lambda device="cpu": True  # let torch emulate it where it is not native
     ex = {p: FeatureExtractor(backbone="efficientnet_lite0", runtime="torch", precision=p, cache_dir=False).fit()
           for p in ("fp32", "bf16")}
     times: dict[str, list[float]] = {p: [] for p in ex}

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from brainclust.features import backbones, openvino_runtime as ovr, quantize, runtime as rt
-from brainclust.features.extractor import FeatureExtractor, bf16_supported
+from brainclust.features.extractor import FeatureExtractor
+from brainclust.features.runtime import bf16_supported
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.io.scan import load_gray
 

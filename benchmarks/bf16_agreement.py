@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         print(f"SKIP: data folder '{args.data}' not found (expected the shared real MRI set)")
         return 0
     import brainclust
-    from brainclust.features.extractor import bf16_supported
+    from brainclust.features.runtime import bf16_supported
 
     cache = args.cache_dir or tempfile.mkdtemp(prefix="bf16_agreement_cache_")
     precs, methods = args.precisions.split(","), args.methods.split(",")

@@ -50,7 +50,7 @@ def test_a_folder_without_a_readable_image_exits_2_and_writes_nothing(capsys, tm
 
 
 def test_command_output_keeps_its_lines_and_escapes_everything_else(capsys):
-    from brainclust.terminal import say
+    from brainclust.cli import say
 
     say("exported into out\x1b]0;title\x07", "two\nlines\r", "bytes \udcff")
     assert capsys.readouterr().out == "exported into out\\x1b]0;title\\x07\ntwo\nlines\\x0d\nbytes \\xff\n"

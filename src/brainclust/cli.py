@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from brainclust.cliopts import add_config_options, arg_type, config_from_args, negative_values
-from brainclust.terminal import TerminalFormatter, say, terminal_text
+from brainclust.terminal import TerminalFormatter, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -33,6 +33,11 @@ CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
 CHECKS = ("checks", "exclude", "check_thresholds", "split_table", "split_column")
 STEERING = ("within", "remove", "remove_rule")
+
+
+def say(*texts: str, flush: bool = False) -> None:
+    """Print ``texts`` on stdout, one per line, each line through :func:`terminal_text` (command output)."""
+    print("\n".join(terminal_text(line) for text in texts for line in str(text).split("\n")), flush=flush)
 
 
 class OneLineParser(argparse.ArgumentParser):

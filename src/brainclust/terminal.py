@@ -1,7 +1,7 @@
 """Text on the terminal: names are untrusted, so no control character of theirs reaches it raw.
 
 Every line the CLI writes goes through :func:`terminal_text`: error lines, the argument parser's,
-the log formatter's (:class:`TerminalFormatter`) and each command's output (:func:`say`).
+the log formatter's (:class:`TerminalFormatter`) and each command's output (``cli.say``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,6 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 def terminal_text(text: str) -> str:
     """``text`` with every character of :data:`CONTROL` as ``\\xNN``, so a file name cannot drive the terminal."""
     return CONTROL.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
-
-
-def say(*texts: str, flush: bool = False) -> None:
-    """Print ``texts`` on stdout, one per line, each line through :func:`terminal_text`."""
-    print("\n".join(terminal_text(line) for text in texts for line in str(text).split("\n")), flush=flush)
 
 
 class TerminalFormatter(logging.Formatter):

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from brainclust.errors import NotFittedError, ParameterError
+from brainclust.features import runtime as rt
 from brainclust.features.extraction import as_records
-from brainclust.features import extractor as extractor_mod
 from brainclust.features.extractor import FeatureExtractor
 
 
@@ -81,7 +81,7 @@ def test_transform_and_extract_need_fit(six_images, tmp_path):
 
 @pytest.mark.slow
 def test_bf16_features_stay_close_to_fp32(six_images, tmp_path, monkeypatch):
-    monkeypatch.setattr(extractor_mod, "bf16_supported", lambda device="cpu": True)  # emulated where not native
+    monkeypatch.setattr(rt, "bf16_supported", lambda device="cpu": True)  # emulated where not native
     f32 = make(tmp_path, precision="fp32").transform(six_images)
     bf16 = make(tmp_path, precision="bf16", runtime="torch").transform(six_images)
     cos = (f32 * bf16).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(bf16, axis=1)
@@ -89,7 +89,7 @@ def test_bf16_features_stay_close_to_fp32(six_images, tmp_path, monkeypatch):
 
 
 def test_bf16_is_refused_in_one_line_where_torch_would_emulate_it(monkeypatch):
-    monkeypatch.setattr(extractor_mod, "bf16_supported", lambda device="cpu": False)
+    monkeypatch.setattr(rt, "bf16_supported", lambda device="cpu": False)
     for runtime in ("torch", "auto"):
         try:
             fe = FeatureExtractor(backbone="efficientnet_lite0", precision="bf16", runtime=runtime).fit()

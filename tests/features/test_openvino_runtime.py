@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'brainclust[openvino]'")
 
 from brainclust.errors import ModelFileError, ParameterError  # noqa: E402
-from brainclust.features import extractor as extractor_mod  # noqa: E402
 from brainclust.features import openvino_runtime as ovr  # noqa: E402
 from brainclust.features import quantize  # noqa: E402
 from brainclust.features import runtime as rt  # noqa: E402
@@ -113,10 +112,10 @@ def test_bf16_refused_with_one_line_without_native_bf16(monkeypatch):
     msg = str(info.value)
     assert "\n" not in msg and "--precision bf16" in msg and "native bf16" in msg and "FP32,INT8" in msg
     # auto keeps the earlier behaviour there where torch has native bf16: autocast (features keyed as before)
-    monkeypatch.setattr(extractor_mod, "bf16_supported", lambda device="cpu": True)
+    monkeypatch.setattr(rt, "bf16_supported", lambda device="cpu": True)
     auto = FeatureExtractor(backbone="efficientnet_lite0", runtime="auto", precision="bf16").fit()
     assert auto.runtime_ == "torch" and "runtime" not in auto.cache_settings_
-    monkeypatch.setattr(extractor_mod, "bf16_supported", lambda device="cpu": False)  # and refuses it elsewhere
+    monkeypatch.setattr(rt, "bf16_supported", lambda device="cpu": False)  # and refuses it elsewhere
     with pytest.raises(ParameterError, match="no native bf16.*use --precision fp32"):
         FeatureExtractor(backbone="efficientnet_lite0", runtime="auto", precision="bf16").fit()
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.features import extractor as extractor_mod
 from brainclust.features import runtime as rt
 from brainclust.features.extractor import FeatureExtractor
 
@@ -153,7 +152,7 @@ def test_bad_runtime_and_array_backbones():
 def test_precision_auto_is_fp32_on_cpu_even_with_native_bf16(monkeypatch):
     from brainclust.pipeline import RunConfig
 
-    monkeypatch.setattr(extractor_mod, "bf16_supported", lambda device="cpu": True)
+    monkeypatch.setattr(rt, "bf16_supported", lambda device="cpu": True)
     ex = FeatureExtractor(backbone="efficientnet_lite0", precision="auto", device="cpu").fit()
     assert ex.precision_ == "fp32" and ex.runtime_ == "onnx"
     demo = RunConfig(backbone="efficientnet_lite0").extractor().fit()  # the demo's settings

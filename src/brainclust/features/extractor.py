@@ -44,18 +44,6 @@ FEATURE_VERSION = 1
 PRECISIONS = rt.PRECISIONS  # auto, fp32, bf16, int8
 
 
-def bf16_supported(device: str = "cpu") -> bool:
-    """Whether bf16 autocast is fast on this device."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def default_workers() -> int:
     """Decoding workers: half the cores (at most 4), none on machines with 2 cores or fewer.
 
@@ -228,14 +216,9 @@ class FeatureExtractor(TransformerMixin, Step):
                                      "runs no network: leave it at auto")
             prec = "fp32"  # array backbones do not run a network
         elif prec == "auto":  # bf16 on CPU moves the clusters: opt-in only
-            prec = "bf16" if device.startswith("cuda") and bf16_supported(device) else "fp32"
+            prec = "bf16" if device.startswith("cuda") and rt.bf16_supported(device) else "fp32"
         self.precision_ = prec
         self.runtime_ = rt.resolve_runtime(self.runtime, device, prec, self.spec_.array_fn is None)
-        on_cpu = not device.startswith("cuda")
-        if self.runtime_ == "torch" and prec == "bf16" and on_cpu and not bf16_supported(device):
-            raise ParameterError("--precision bf16: this CPU has no native bf16 (needs AMX or AVX512-BF16) and torch "
-                                 "would emulate it at a fraction of fp32's speed (0.09x on an AVX2 CPU); "
-                                 "use --precision fp32")
         self._net = None
         self.calibration_, self.calibration_records_ = rt.plan_calibration(
             prec, self.calibration, self.calibration_size, None if X is None else as_records(X), lambda r: r)

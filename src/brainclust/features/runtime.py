@@ -72,6 +72,27 @@ def check_runtime(runtime: str) -> None:
         raise ParameterError(f"--runtime: must be one of {', '.join(RUNTIMES)}, got '{runtime}'")
 
 
+def bf16_supported(device: str = "cpu") -> bool:
+    """Whether torch runs bf16 natively on this device (autocast is fast there)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_torch_bf16() -> None:
+    """Raise a one-line :class:`ParameterError` unless torch runs bf16 natively on this CPU (emulated bf16 ran at
+    0.09x of torch fp32 on an AVX2 CPU: ``benchmarks/bench_bf16_emulated.py``)."""
+    if not bf16_supported("cpu"):
+        raise ParameterError("--precision bf16: this CPU has no native bf16 (needs AMX or AVX512-BF16) and torch "
+                             "would emulate it at a fraction of fp32's speed (0.09x on an AVX2 CPU); "
+                             "use --precision fp32")
+
+
 def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool) -> str:
     """The runtime actually used: ``"onnx"``, ``"openvino"``, ``"torch"`` or ``"none"`` (array backbones).
 
@@ -87,8 +108,8 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     torch     torch                                  torch autocast* / refused
     ========  =====================================  ==========================================
 
-    \* The extractor refuses torch autocast on a CPU where torch has no native bf16 (emulated: 0.09x
-    of torch fp32 on an AVX2 CPU). On CUDA only torch runs (``onnx``, ``openvino`` and int8 are refused).
+    \* Refused on a CPU where torch has no native bf16 (:func:`check_torch_bf16`).
+    On CUDA only torch runs (``onnx``, ``openvino`` and int8 are refused).
 
     Raises
     ------
@@ -117,6 +138,8 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
         quantize.check_available()
         return "openvino"
     if runtime == "torch":
+        if precision == "bf16" and not cuda:
+            check_torch_bf16()
         return "torch"
     if runtime in ("onnx", "openvino") and cuda:
         raise ParameterError(f"--runtime {runtime}: runs on the CPU only; use --runtime torch (or auto) on CUDA")
@@ -138,7 +161,10 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     if cuda:
         return "torch"
     if precision == "bf16":
-        return "openvino" if ovr.openvino_available() and ovr.native_bf16() else "torch"
+        if ovr.openvino_available() and ovr.native_bf16():
+            return "openvino"
+        check_torch_bf16()
+        return "torch"
     installed = {"onnx": onnx_available, "openvino": ovr.openvino_available}
     if installed[AUTO_FP32]():
         return AUTO_FP32
