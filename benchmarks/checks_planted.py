@@ -8,10 +8,17 @@ photographs, generated documents and screenshots (not_mri), constant and almost-
 flag, precision and recall, and how many flagged images were duplicates already present in the
 real data ("natural": measured by checking the real images alone first).
 
-Two plantings:
+Three plantings:
   --planting dev       seed 0, scikit-image's photographs: the one the rules were looked at on;
   --planting heldout   seed 1, other photographs (scikit-learn's, matplotlib's, scikit-image's
-                       motorcycle pair), other MRI samples and transforms: the one reported.
+                       motorcycle pair), other MRI samples and transforms: the one reported
+                       (its two missed grey photographs were looked at when the likeness rule of
+                       brainclust.checks.likeness was added);
+  --planting grey      seed 2, the pictures the other two do not use (scikit-image's textures,
+                       Hubble field, colour wheel, silhouettes, logos; matplotlib's logo), every
+                       one and its crops turned grey: the hard case, never looked at before
+                       the rule was fixed. A real MRI slice (matplotlib's s1045) and the
+                       Shepp-Logan phantom are added as MRI.
 
     PYTHONPATH=src python benchmarks/checks_planted.py --planting heldout
 """
@@ -55,6 +62,33 @@ def heldout_photos() -> dict[str, np.ndarray]:
     out["motorcycle_left"] = skd.stereo_motorcycle()[0]
     out["motorcycle_right"] = skd.stereo_motorcycle()[1]
     return out
+
+
+def grey_photos() -> dict[str, np.ndarray]:
+    import matplotlib
+    import skimage.data as skd
+
+    out = {n: getattr(skd, n)() for n in ("grass", "gravel", "hubble_deep_field", "microaneurysms", "colorwheel",
+                                           "checkerboard")}
+    out["horse"] = (~skd.horse()).astype(np.uint8) * 255
+    out["blobs"] = skd.binary_blobs().astype(np.uint8) * 255
+    out["logo"] = skd.logo()[..., :3]
+    mpl = Path(matplotlib.get_data_path()) / "sample_data"
+    out["mpl_logo"] = np.asarray(Image.open(mpl / "logo2.png").convert("RGB"))
+    return out
+
+
+def extra_mri() -> list[tuple[str, np.ndarray]]:
+    """matplotlib's MRI slice (256x256, 16 bits) and scikit-image's Shepp-Logan phantom, as 8-bit PNGs."""
+    import gzip
+
+    import matplotlib
+    import skimage.data as skd
+
+    raw = np.frombuffer(gzip.open(Path(matplotlib.get_data_path()) / "sample_data" / "s1045.ima.gz").read(),
+                        np.uint16).reshape(256, 256).astype(np.float64)
+    phantom = skd.shepp_logan_phantom()
+    return [(name, (255 * a / a.max()).astype(np.uint8)) for name, a in (("s1045.png", raw), ("shepp_logan.png", phantom))]
 
 
 def dev_photos() -> dict[str, np.ndarray]:
@@ -166,7 +200,7 @@ def build(root: Path, planting: str) -> dict:
     """Write the planted folder; return the truth: {flag: set(paths)}, copies [(src, copy, kind)], mri set."""
     from brainclust.data.demo import make_demo_dataset
 
-    seed = 0 if planting == "dev" else 1
+    seed = {"dev": 0, "heldout": 1, "grey": 2}[planting]
     rng = np.random.default_rng(seed)
     mri: list[str] = []
 
@@ -194,14 +228,16 @@ def build(root: Path, planting: str) -> dict:
         shutil.copyfile(p, root / rel)
         mri.append(rel)
     shutil.rmtree(demo, ignore_errors=True)
+    if planting == "grey":
+        mri += [save(f"mri/other/{name}", arr) for name, arr in extra_mri()]
     mri = sorted(set(mri))
     truth: dict[str, set] = {f: set() for f in ("not_mri", "blank", "noise", "tiny", "duplicate", "near_duplicate")}
     # not MRI: photographs (and crops of them), documents, screenshots
-    photos = dev_photos() if planting == "dev" else heldout_photos()
+    photos = {"dev": dev_photos, "heldout": heldout_photos, "grey": grey_photos}[planting]()
     k = 0
     for name, arr in photos.items():
         for j, a in enumerate([arr] + crops(arr, rng, 2)):
-            if a.ndim == 3 and rng.random() < 0.25:
+            if a.ndim == 3 and (planting == "grey" or rng.random() < 0.25):
                 a = np.asarray(Image.fromarray(a).convert("L"))  # some grey photographs
             ext = "jpg" if rng.random() < 0.6 else "png"
             truth["not_mri"].add(save(f"planted/photos/{name}_{j}.{ext}", a))
@@ -266,8 +302,11 @@ def build(root: Path, planting: str) -> dict:
     return {"truth": truth, "copies": copies, "mri": set(mri)}
 
 
-def evaluate(root: Path, built: dict, workers: int) -> str:
+def evaluate(root: Path, built: dict, workers: int, thresholds: str = "") -> str:
+    from brainclust.checks.flags import Thresholds
     from brainclust.checks.stage import check_folder
+
+    t = Thresholds.from_text(thresholds)
 
     truth, copies, mri = built["truth"], built["copies"], built["mri"]
     # natural duplicates: the real images checked alone
@@ -275,11 +314,11 @@ def evaluate(root: Path, built: dict, workers: int) -> str:
     for rel in mri:
         (only / rel).parent.mkdir(parents=True, exist_ok=True)
         (only / rel).symlink_to(root / rel)
-    natural_res = check_folder(only, progress=False, workers=workers)
+    natural_res = check_folder(only, thresholds=t, progress=False, workers=workers)
     natural = {f: {p for p, fl in zip(natural_res.paths, natural_res.flags) if f in fl} for f in truth}
     shutil.rmtree(only, ignore_errors=True)
     t0 = time.perf_counter()
-    res = check_folder(root, progress=False, workers=workers)
+    res = check_folder(root, thresholds=t, progress=False, workers=workers)
     elapsed = time.perf_counter() - t0
     flagged = {f: {p for p, fl in zip(res.paths, res.flags) if f in fl} for f in truth}
     index = {p: i for i, p in enumerate(res.paths)}
@@ -332,9 +371,11 @@ def evaluate(root: Path, built: dict, workers: int) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--planting", choices=("dev", "heldout"), default="heldout")
+    ap.add_argument("--planting", choices=("dev", "heldout", "grey"), default="heldout")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
+    ap.add_argument("--thresholds", default="", help="NAME=VALUE,... as brainclust's --check-thresholds "
+                    "(likeness_z=1e9: without the likeness rule)")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"real data not found at {DATA}", file=sys.stderr)
@@ -343,7 +384,7 @@ def main(argv=None) -> int:
     try:
         built = build(root, args.planting)
         print(f"## planting: {args.planting}\n")
-        print(evaluate(root, built, args.workers))
+        print(evaluate(root, built, args.workers, args.thresholds))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Every flag is label-free: it reads only the pixels, the size, a few DICOM
 header fields (Modality, SOP Class UID, ImageType) and, for ``outlier``, the
-run's features. ``docs/checks.md`` gives each rule, its threshold and why.
+run's features; ``not_mri`` also compares CNN features within the folder
+(:mod:`brainclust.checks.likeness`). ``docs/checks.md`` gives each rule, its threshold and why.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class Thresholds:
         spike)...
     scene_symmetry : float, default 0.6
         ... and the picture is less left-right symmetric than this.
+    likeness_air_border : float, default 0.5
+        ``not_mri`` by likeness (:mod:`brainclust.checks.likeness`): an image no pixel rule flags is a
+        reference when at least this much of its frame's ring is border-connected dark air, else a candidate...
+    likeness_z : float, default 7.0
+        ... and a candidate is ``not_mri`` when its CNN features' similarity to the references is more than
+        this many robust standard deviations below theirs.
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     outlier_z : float, default 6.0
@@ -86,6 +93,8 @@ class Thresholds:
     scene_object_touch: float = 0.6
     scene_gap_ratio: float = 2.0
     scene_symmetry: float = 0.6
+    likeness_air_border: float = 0.5
+    likeness_z: float = 7.0
     near_similarity: float = 0.985
     outlier_z: float = 6.0
     outlier_k: int = 5
@@ -98,7 +107,7 @@ class Thresholds:
         """Raise :class:`ParameterError` naming the threshold, its rule and its value."""
         unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "colour_fraction",
                 "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
-                "scene_air_border", "scene_object_touch")
+                "scene_air_border", "scene_object_touch", "likeness_air_border")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):
@@ -117,8 +126,9 @@ class Thresholds:
         for name in ("colourfulness", "foreground_colourfulness", "scene_gap_ratio"):
             if getattr(self, name) < 0:
                 raise ParameterError(f"check threshold {name}: must be >= 0, got {getattr(self, name)!r}")
-        if self.outlier_z <= 0:
-            raise ParameterError(f"check threshold outlier_z: must be > 0, got {self.outlier_z!r}")
+        for name in ("outlier_z", "likeness_z"):
+            if getattr(self, name) <= 0:
+                raise ParameterError(f"check threshold {name}: must be > 0, got {getattr(self, name)!r}")
 
     @classmethod
     def from_text(cls, text: str) -> Thresholds:

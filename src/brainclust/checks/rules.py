@@ -27,8 +27,9 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
     rather than a spike of air at the floor, and the picture is not mirror-symmetric as axial
     and coronal slices are (:mod:`brainclust.checks.shape`).
 
-  Grey photographs of one object on a dark background (a portrait against a dark backdrop,
-  coins on black) are still not caught: the rules err towards never flagging an MRI.
+  The rules err towards never flagging an MRI: a grey photograph of one object can pass them all.
+  Those without an air ring are left to :mod:`brainclust.checks.likeness` (CNN features compared
+  with the folder's own slices); grey pictures on a dark ground (a logo on black) still pass.
 - ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
 """
 

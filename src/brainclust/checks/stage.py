@@ -22,6 +22,7 @@ from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import Thresholds
+from brainclust.checks.likeness import likeness_scores, unlike
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows
@@ -48,7 +49,8 @@ class CheckResult:
     ``duplicate``, the path of the first image (scan order) with the same decoded content; for a
     ``near_duplicate``, its group's first image (the representative); else ``""``;
     ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
-    ``leakage`` the rows of ``leakage.csv`` (unescaped paths).
+    ``leakage`` the rows of ``leakage.csv`` (unescaped paths); ``outlier_z`` and ``likeness_z`` the
+    scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored).
     """
 
     paths: list[str]
@@ -57,6 +59,7 @@ class CheckResult:
     duplicates: DuplicateGroups
     descriptors: Descriptors
     outlier_z: np.ndarray
+    likeness_z: np.ndarray
     dicom_reasons: list[str]
     splits: list[str]
     split_source: str
@@ -89,6 +92,17 @@ def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping
     return out
 
 
+def _image_masks(records, desc: Descriptors, ok: np.ndarray, sliced: np.ndarray, t: Thresholds, random_state: int,
+                 cache_dir, progress) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The per-image flags ``tiny``, ``blank``, ``noise`` and ``not_mri`` (pixel rules, then likeness) and the
+    likeness z-scores."""
+    masks = pixel_flags(desc.vectors, t)
+    unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
+    likeness = likeness_scores(records, desc.vectors, unflagged, sliced, t, random_state, cache_dir, progress)
+    masks["not_mri"] = masks["not_mri"] | unlike(likeness, t)
+    return masks, likeness
+
+
 def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None = None,
                features: np.ndarray | None = None, thresholds: Thresholds | None = None,
                split_table: Mapping[str, str] | None = None, dicom_headers: Mapping[str, Mapping] | None = None,
@@ -118,8 +132,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     random_state : int
         Seeds the sample the search's projection and index are trained on.
     cache_dir : path, None or False
-        Where the verified near-duplicate pairs are cached (:func:`~brainclust.checks.store.cached_near_pairs`;
-        ``None``: the default cache folder; ``False``: not cached).
+        Where near-duplicate pairs and likeness features are cached (``None``: the default; ``False``: not).
     """
     t = thresholds or Thresholds()
     t.validate()
@@ -130,13 +143,13 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     desc = descriptors if descriptors is not None else describe_records(records, workers, progress)
     ok = np.ones(n, bool)
     ok[list(desc.failed)] = False
-    masks = pixel_flags(desc.vectors, t)
+    sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
+    masks, likeness = _image_masks(records, desc, ok, sliced, t, random_state, cache_dir, progress)
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
     # files only (VOLUME_TYPES: neighbouring slices and co-registered sequences look alike by design)
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
-    sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress)
     groups = group(desc.pixel_sha256, pairs, sims)
     if features is None:
@@ -168,7 +181,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         dup_of.append(paths[rep] if rep != i else "")
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
-    return CheckResult(paths, flags, dup_of, groups, desc, z, reasons, splits, source, leak, t)
+    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t)
 
 
 def read_split_table(path: str | os.PathLike, column: str = "split", path_column: str = "path") -> dict[str, str]:

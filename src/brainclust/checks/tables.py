@@ -6,7 +6,8 @@ the report's galleries, and the policy helpers (``--exclude``, scores over disti
 ``duplicate``: the first image in scan order with the same decoded content; for a ``near_duplicate``:
 the first image of its group);
 ``split`` (``train``/``test``/``val`` or empty); the scores behind the flags
-(``near_similarity``: best verified code similarity within its group; ``outlier_z``;
+(``near_similarity``: best verified code similarity within its group; ``outlier_z``; ``likeness_z``
+(for the images :mod:`brainclust.checks.likeness` scores; ``not_mri`` below ``-likeness_z``);
 ``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the
 decoded pixels); ``error`` (why the image could not be described; it then has no flag).
 
@@ -65,7 +66,8 @@ def quality_rows(result) -> list[dict]:
         row = {"path": escape_name(p), "flags": join_flags(result.flags[i]),
                "duplicate_of": escape_name(result.duplicate_of[i]), "split": result.splits[i],
                "near_similarity": _num(result.duplicates.similarity[i]),
-               "outlier_z": _num(result.outlier_z[i], 3), "non_image_dicom": result.dicom_reasons[i],
+               "outlier_z": _num(result.outlier_z[i], 3), "likeness_z": _num(result.likeness_z[i], 3),
+               "non_image_dicom": result.dicom_reasons[i],
                "content_sha256": result.descriptors.pixel_sha256[i],
                "error": result.descriptors.failed.get(i, "")}
         for c in SCORE_COLUMNS:

@@ -101,14 +101,14 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     ========  =====================================  ==========================================
     runtime   fp32 on CPU                            bf16 on CPU / int8 on CPU
     ========  =====================================  ==========================================
-    auto      :data:`AUTO_FP32` (onnx) if installed,  openvino (native bf16) else torch autocast* /
+    auto      :data:`AUTO_FP32` (onnx) if installed,  openvino (native bf16) else torch autocast (*) /
               else onnx, else torch                   openvino (refused without openvino + nncf)
     onnx      onnx                                   refused / refused
     openvino  openvino                               openvino, refused without native bf16 / openvino
-    torch     torch                                  torch autocast* / refused
+    torch     torch                                  torch autocast (*) / refused
     ========  =====================================  ==========================================
 
-    \* Refused on a CPU where torch has no native bf16 (:func:`check_torch_bf16`).
+    (*) Refused on a CPU where torch has no native bf16 (:func:`check_torch_bf16`).
     On CUDA only torch runs (``onnx``, ``openvino`` and int8 are refused).
 
     Raises

@@ -1,0 +1,105 @@
+"""``not_mri`` by likeness: a grey picture no pixel rule explains, unlike the folder's own MRI slices.
+
+The pixel rules (:mod:`brainclust.checks.rules`) err towards never flagging an MRI, so a grey
+photograph of one object (a portrait, coins, a product shot on a white ground) passes them. The
+features of a CNN trained on ImageNet tell such a picture from a slice. The rule is label-free and
+relative to the folder being checked:
+
+1. *references*: the images no pixel rule flags whose frame is mostly border-connected dark air
+   (``air_border >= Thresholds.likeness_air_border``), the slices that look like MRI on pixels alone;
+   a seeded sample of at most :data:`REFERENCE_MAX` of them;
+2. *candidates*: the images no rule flags whose frame is not, in 2-D image files (slices of NIfTI
+   volumes and DICOM series are never candidates);
+3. every reference and candidate is scored by the mean cosine similarity of its features to its
+   :data:`TOP` most similar references (a reference not counting itself), as a robust z-score over
+   the references' own scores (median and 1.4826 x MAD);
+4. a candidate whose z-score is below ``-Thresholds.likeness_z`` is ``not_mri``.
+
+Nothing is computed when there is no candidate or fewer than :data:`REFERENCE_MIN` references. The
+features are EfficientNet-Lite0's whatever the run's backbone (:data:`BACKBONE`: its weights ship
+with the package, so the rule works offline, and its threshold was measured on them), read through
+the feature store, so a run with that backbone already has them. ``docs/checks.md`` gives the
+measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from brainclust.checks.descriptors import slot
+from brainclust.checks.flags import Thresholds
+from brainclust.errors import WeightsUnavailableError
+from brainclust.io.scan import ImageRecord
+
+log = logging.getLogger(__name__)
+
+#: The backbone whose features the rule compares.
+BACKBONE = "efficientnet_lite0"
+#: At most this many references (a seeded sample) and no rule below this many.
+REFERENCE_MAX = 1000
+REFERENCE_MIN = 20
+#: Each image is scored against this many of its most similar references.
+TOP = 5
+
+
+def _features(records: Sequence[ImageRecord], cache_dir, progress) -> np.ndarray:
+    from brainclust.features.extractor import FeatureExtractor
+
+    ex = FeatureExtractor(backbone=BACKBONE, precision="fp32", cache_dir=cache_dir, progress=progress).fit()
+    x = np.asarray(ex.transform(list(records)), np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.full_like(x, np.nan), where=norm > 0)
+
+
+def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagged: np.ndarray,
+                    sliced: np.ndarray, thresholds: Thresholds, random_state: int = 0, cache_dir=False,
+                    progress: bool | None = None) -> np.ndarray:
+    """The robust z-score of every candidate row (see the module docstring); NaN for the other rows.
+
+    ``vectors``: the descriptor rows; ``unflagged``: rows that decoded and no pixel rule flags;
+    ``sliced``: rows that are slices of a volume or series (never candidates).
+    """
+    n = len(records)
+    z = np.full(n, np.nan, np.float32)
+    airy = np.asarray(vectors)[:, slot("air_border")] >= thresholds.likeness_air_border
+    refs = np.flatnonzero(unflagged & airy)
+    cands = np.flatnonzero(unflagged & ~airy & ~sliced)
+    if len(cands) == 0 or len(refs) < REFERENCE_MIN:
+        return z
+    if len(refs) > REFERENCE_MAX:
+        refs = np.sort(np.random.default_rng(random_state).choice(refs, REFERENCE_MAX, replace=False))
+    rows = np.concatenate([refs, cands])
+    try:
+        x = _features([records[i] for i in rows], cache_dir, progress)
+    except WeightsUnavailableError as exc:
+        log.warning("checks: not_mri by likeness skipped (%s)", exc)
+        return z
+    ok = np.isfinite(x).all(axis=1)
+    base = np.where(ok[:len(refs)][:, None], x[:len(refs)], 0.0).astype(np.float32)
+    top = min(TOP, len(refs) - 1)
+    score = np.full(len(rows), np.nan, np.float32)
+    for s in range(0, len(rows), 4096):
+        sims = np.nan_to_num(x[s:s + 4096]) @ base.T
+        own = np.arange(s, min(s + 4096, len(rows)))
+        mine = own < len(refs)
+        sims[mine, own[mine]] = -np.inf  # a reference is not its own neighbour
+        sims[:, ~ok[:len(refs)]] = -np.inf
+        score[s:s + 4096] = np.sort(sims, axis=1)[:, -top:].mean(axis=1)
+    score[~ok] = np.nan
+    ref_scores = score[:len(refs)][np.isfinite(score[:len(refs)])]
+    if len(ref_scores) < REFERENCE_MIN:
+        return z
+    med = float(np.median(ref_scores))
+    mad = 1.4826 * float(np.median(np.abs(ref_scores - med)))
+    if mad <= 0:
+        return z
+    z[cands] = (score[len(refs):] - med) / mad
+    return z
+
+
+def unlike(z: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Rows whose likeness z-score is below ``-thresholds.likeness_z`` (NaN: never)."""
+    return np.nan_to_num(np.asarray(z, np.float32), nan=np.inf) < -thresholds.likeness_z

@@ -1,0 +1,105 @@
+"""``not_mri`` by likeness (brainclust.checks.likeness): a grey picture without air, unlike the folder's slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brainclust.checks.descriptors import DESCRIPTOR_NAMES, slot
+from brainclust.checks.flags import Thresholds
+from brainclust.checks.likeness import REFERENCE_MIN, likeness_scores, unlike
+from brainclust.checks.stage import check_folder
+from brainclust.errors import ParameterError
+from checks_planting import head_slice
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+FOUR = DATA / "brain_tumor_4class_dev"
+
+
+def grey_photo(name: str, crop: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Image.Image:
+    import skimage.data as skd
+
+    a = getattr(skd, name)()
+    h, w = a.shape[:2]
+    a = a[int(crop[1] * h):int(crop[3] * h), int(crop[0] * w):int(crop[2] * w)]
+    return Image.fromarray(a).convert("L")
+
+
+def test_grey_photographs_without_air_are_not_mri_among_synthetic_slices(tmp_path):
+    for i in range(30):
+        Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
+    grey_photo("astronaut").save(tmp_path / "astronaut.png")
+    grey_photo("coins", (0.1, 0.1, 0.7, 0.8)).save(tmp_path / "coins_crop.jpg")
+    res = check_folder(tmp_path, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    z = dict(zip(res.paths, res.likeness_z))
+    for photo in ("astronaut.png", "coins_crop.jpg"):
+        assert "not_mri" in flags[photo], (photo, z[photo])
+        assert z[photo] < -Thresholds().likeness_z
+    slices = [p for p in res.paths if p.startswith("slice_")]
+    assert [p for p in slices if "not_mri" in flags[p]] == []
+    assert all(np.isnan(z[p]) for p in slices)  # references: compared against, never scored
+
+
+def test_the_rule_is_a_threshold_that_can_be_moved(tmp_path):
+    for i in range(30):
+        Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
+    grey_photo("astronaut").save(tmp_path / "astronaut.png")
+    res = check_folder(tmp_path, progress=False, thresholds=Thresholds(likeness_z=1e6))
+    flags = dict(zip(res.paths, res.flags))
+    assert np.isfinite(res.likeness_z[res.paths.index("astronaut.png")])
+    assert "not_mri" not in flags["astronaut.png"]
+
+
+def test_nothing_is_scored_with_too_few_references(tmp_path):
+    for i in range(REFERENCE_MIN - 1):
+        Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
+    grey_photo("astronaut").save(tmp_path / "astronaut.png")
+    res = check_folder(tmp_path, progress=False)
+    assert np.isnan(res.likeness_z).all()
+
+
+def test_no_candidate_means_no_features(monkeypatch, tmp_path):
+    from brainclust.features import extractor
+
+    def fail(*a, **k):
+        raise AssertionError("features computed without a candidate")
+
+    monkeypatch.setattr(extractor.FeatureExtractor, "transform", fail)
+    vectors = np.zeros((30, len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:, slot("air_border")] = 0.9  # every image has air: all references, no candidate
+    z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), Thresholds())
+    assert np.isnan(z).all()
+
+
+def test_unlike_reads_the_threshold_and_never_flags_nan():
+    t = Thresholds(likeness_z=7.0)
+    assert unlike(np.array([-7.5, -6.9, np.nan, 3.0]), t).tolist() == [True, False, False, False]
+
+
+@pytest.mark.parametrize("text", ["likeness_z=0", "likeness_z=-1", "likeness_air_border=1.5"])
+def test_bad_likeness_thresholds_are_refused(text):
+    with pytest.raises(ParameterError, match=text.split("=")[0]):
+        Thresholds.from_text(text)
+
+
+@pytest.mark.skipif(not FOUR.is_dir(), reason=f"real data not found at {DATA}")
+def test_a_grey_product_shot_among_real_slices_is_not_mri(tmp_path):
+    """matplotlib's gift-box picture, grey: missed by every pixel rule (its white ground and shadow look like
+    neither air nor a scene); the held-out planting of benchmarks/checks_planted.py missed it (2026-12-05)."""
+    import shutil
+
+    import matplotlib
+
+    files = sorted(FOUR.rglob("*.jpg"))[::10]
+    for p in files:
+        shutil.copyfile(p, tmp_path / p.name)
+    box = Path(matplotlib.get_data_path()) / "sample_data" / "Minduka_Present_Blue_Pack.png"
+    Image.open(box).convert("RGB").convert("L").save(tmp_path / "present.png")
+    res = check_folder(tmp_path, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    assert "not_mri" in flags["present.png"]
+    assert [p for p in res.paths if p != "present.png" and "not_mri" in flags[p]] == []
