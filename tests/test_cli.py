@@ -40,6 +40,25 @@ def test_usage_errors_exit_2_with_one_line(capsys, small, tmp_path, extra, messa
     assert not out.exists()
 
 
+def test_bf16_without_native_support_is_refused_before_the_scan(capsys, small, tmp_path, monkeypatch):
+    from brainclust import pipeline
+    from brainclust.features import openvino_runtime, runtime
+
+    monkeypatch.setattr(runtime, "bf16_supported", lambda device="cpu": False)
+    monkeypatch.setattr(openvino_runtime, "native_bf16", lambda: False)
+
+    def no_scan(*a, **k):
+        raise AssertionError("the folder was scanned")
+
+    monkeypatch.setattr(pipeline, "scan", no_scan)
+    for runtime_name in ("auto", "torch", "openvino"):
+        out = tmp_path / f"out_{runtime_name}"
+        code, _, err = run_cli(capsys, "run", small, "--out", out, "--precision", "bf16", "--runtime", runtime_name)
+        lines = [ln for ln in err.splitlines() if ln.startswith("brainclust: error:")]
+        assert code == 2 and len(lines) == 1 and "--precision bf16" in lines[0], err
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_a_folder_without_a_readable_image_exits_2_and_writes_nothing(capsys, tmp_path, command):
     (tmp_path / "in").mkdir()

@@ -103,3 +103,30 @@ def test_a_grey_product_shot_among_real_slices_is_not_mri(tmp_path):
     flags = dict(zip(res.paths, res.flags))
     assert "not_mri" in flags["present.png"]
     assert [p for p in res.paths if p != "present.png" and "not_mri" in flags[p]] == []
+
+
+
+def test_identical_references_do_not_make_an_ordinary_candidate_unlike_them(monkeypatch):
+    """25 identical references leave their scores no spread: the MAD floor keeps a candidate at cosine 0.85
+    (an ordinary slice-to-slice similarity) from being called unlike them; one at 0.3 still is."""
+    from brainclust.checks.likeness import MAD_FLOOR
+    from brainclust.features import extractor
+
+    n_ref = 25
+    ref = np.zeros(8, np.float32)
+    ref[0] = 1.0
+
+    def at_cosine(c):
+        v = np.zeros(8, np.float32)
+        v[0], v[1] = c, np.sqrt(1 - c * c)
+        return v
+
+    feats = np.vstack([np.tile(ref, (n_ref, 1)), at_cosine(0.85), at_cosine(0.3)])
+    monkeypatch.setattr(extractor.FeatureExtractor, "transform", lambda self, records: feats[:len(records)])
+    vectors = np.zeros((n_ref + 2, len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:n_ref, slot("air_border")] = 0.9
+    z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), np.zeros(n_ref + 2, bool),
+                        Thresholds())
+    assert np.isnan(z[:n_ref]).all()
+    assert z[n_ref] == pytest.approx(-0.15 / MAD_FLOOR, rel=1e-3)
+    assert unlike(z, Thresholds()).tolist() == [False] * n_ref + [False, True]

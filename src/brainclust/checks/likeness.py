@@ -12,7 +12,7 @@ relative to the folder being checked:
    volumes and DICOM series are never candidates);
 3. every reference and candidate is scored by the mean cosine similarity of its features to its
    :data:`TOP` most similar references (a reference not counting itself), as a robust z-score over
-   the references' own scores (median and 1.4826 x MAD);
+   the references' own scores (median and 1.4826 x MAD, at least :data:`MAD_FLOOR`);
 4. a candidate whose z-score is below ``-Thresholds.likeness_z`` is ``not_mri``.
 
 Nothing is computed when there is no candidate or fewer than :data:`REFERENCE_MIN` references. The
@@ -43,6 +43,9 @@ REFERENCE_MAX = 1000
 REFERENCE_MIN = 20
 #: Each image is scored against this many of its most similar references.
 TOP = 5
+#: The spread of the references' scores is taken as at least this (cosine similarity): a folder of
+#: near-identical slices must not make every other slice unlike them. Real sets: 0.032-0.048.
+MAD_FLOOR = 0.03
 
 
 def _features(records: Sequence[ImageRecord], cache_dir, progress) -> np.ndarray:
@@ -93,9 +96,7 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     if len(ref_scores) < REFERENCE_MIN:
         return z
     med = float(np.median(ref_scores))
-    mad = 1.4826 * float(np.median(np.abs(ref_scores - med)))
-    if mad <= 0:
-        return z
+    mad = max(1.4826 * float(np.median(np.abs(ref_scores - med))), MAD_FLOOR)
     z[cands] = (score[len(refs):] - med) / mad
     return z
 

@@ -193,6 +193,8 @@ class FeatureExtractor(TransformerMixin, Step):
         if self.view is not None:
             augment.check(self.view)
         rt.check_calibration(self.calibration_size, self.calibration)
+        if self.precision in ("bf16", "int8") and self.device == "cpu" and backbones.runs_network(self.backbone):
+            rt.resolve_runtime(self.runtime, "cpu", self.precision, True)  # refused here, before any image is read
         return self
 
     def fit(self, X=None, y=None):
