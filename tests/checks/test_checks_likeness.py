@@ -10,7 +10,7 @@ from PIL import Image
 
 from brainclust.checks.descriptors import DESCRIPTOR_NAMES, slot
 from brainclust.checks.flags import Thresholds
-from brainclust.checks.likeness import REFERENCE_MIN, likeness_scores, unlike
+from brainclust.checks.likeness import REFERENCE_MIN, likeness_scores, revise_not_mri, unlike
 from brainclust.checks.stage import check_folder
 from brainclust.errors import ParameterError
 from checks_planting import head_slice
@@ -38,7 +38,7 @@ def test_grey_photographs_without_air_are_not_mri_among_synthetic_slices(tmp_pat
     z = dict(zip(res.paths, res.likeness_z))
     for photo in ("astronaut.png", "coins_crop.jpg"):
         assert "not_mri" in flags[photo], (photo, z[photo])
-        assert z[photo] < -Thresholds().likeness_z
+        assert z[photo] < Thresholds().likeness_unlike_below
     slices = [p for p in res.paths if p.startswith("slice_")]
     assert [p for p in slices if "not_mri" in flags[p]] == []
     assert all(np.isnan(z[p]) for p in slices)  # references: compared against, never scored
@@ -48,7 +48,7 @@ def test_the_rule_is_a_threshold_that_can_be_moved(tmp_path):
     for i in range(30):
         Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
     grey_photo("astronaut").save(tmp_path / "astronaut.png")
-    res = check_folder(tmp_path, progress=False, thresholds=Thresholds(likeness_z=1e6))
+    res = check_folder(tmp_path, progress=False, thresholds=Thresholds(likeness_unlike_below=-1e6))
     flags = dict(zip(res.paths, res.flags))
     assert np.isfinite(res.likeness_z[res.paths.index("astronaut.png")])
     assert "not_mri" not in flags["astronaut.png"]
@@ -71,18 +71,27 @@ def test_no_candidate_means_no_features(monkeypatch, tmp_path):
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", fail)
     vectors = np.zeros((30, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:, slot("air_border")] = 0.9  # every image has air: all references, no candidate
-    z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), Thresholds())
+    z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), np.zeros(30, bool),
+                        Thresholds())
     assert np.isnan(z).all()
 
 
-def test_unlike_reads_the_threshold_and_never_flags_nan():
-    t = Thresholds(likeness_z=7.0)
-    assert unlike(np.array([-7.5, -6.9, np.nan, 3.0]), t).tolist() == [True, False, False, False]
+def test_the_verdicts_read_their_thresholds_and_never_act_on_nan():
+    t = Thresholds(likeness_unlike_below=-7.0, likeness_alike_above=-4.0)
+    z = np.array([-7.5, -6.9, np.nan, 3.0, -7.5, -5.0, -3.0, np.nan])
+    assert unlike(z, t).tolist() == [True, False, False, False, True, False, False, False]
+    pixel = np.array([False] * 4 + [True] * 4)  # the last four: suspected by the pixel rules (no air, scene)
+    revised = revise_not_mri(pixel, z, pixel, t)
+    assert revised.tolist() == [True, False, False, False, True, True, False, True]
+    off = Thresholds(likeness_unlike_below=-1e9, likeness_alike_above=1e9)
+    assert revise_not_mri(pixel, z, pixel, off).tolist() == pixel.tolist()
 
 
-@pytest.mark.parametrize("text", ["likeness_z=0", "likeness_z=-1", "likeness_air_border=1.5"])
-def test_bad_likeness_thresholds_are_refused(text):
-    with pytest.raises(ParameterError, match=text.split("=")[0]):
+@pytest.mark.parametrize("text, name", [("likeness_alike_above=-8", "likeness_alike_above"),
+                                        ("likeness_unlike_below=nan", "likeness_unlike_below"),
+                                        ("likeness_air_border=1.5", "likeness_air_border")])
+def test_bad_likeness_thresholds_are_refused(text, name):
+    with pytest.raises(ParameterError, match=name):
         Thresholds.from_text(text)
 
 
@@ -125,8 +134,49 @@ def test_identical_references_do_not_make_an_ordinary_candidate_unlike_them(monk
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", lambda self, records: feats[:len(records)])
     vectors = np.zeros((n_ref + 2, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
-    z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), np.zeros(n_ref + 2, bool),
-                        Thresholds())
+    none = np.zeros(n_ref + 2, bool)
+    z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), none, none, Thresholds())
     assert np.isnan(z[:n_ref]).all()
     assert z[n_ref] == pytest.approx(-0.15 / MAD_FLOOR, rel=1e-3)
     assert unlike(z, Thresholds()).tolist() == [False] * n_ref + [False, True]
+
+
+def tight_crop(a: np.ndarray) -> np.ndarray:
+    """Crop to the head (pixels above a tenth of the maximum), then 5 % further in on every side."""
+    ys, xs = np.nonzero(a > 0.1 * a.max())
+    y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
+    dy, dx = int(0.05 * (y1 - y0)), int(0.05 * (x1 - x0))
+    return a[y0 + dy:y1 - dy + 1, x0 + dx:x1 - dx + 1]
+
+
+@pytest.mark.skipif(not FOUR.is_dir(), reason=f"real data not found at {DATA}")
+def test_slices_cropped_tight_to_the_head_are_cleared_and_documents_are_not(tmp_path):
+    """Cropped inside the skull, these 4-class slices are ``no_air`` or a ``scene`` to the pixel rules (found by
+    cropping every other slice of the set, 2026-12-05); among the set's other slices their CNN features clear
+    them. Text pages, also ``no_air``, stay ``not_mri``."""
+    import shutil
+
+    from checks_planting import document
+
+    from brainclust.checks.descriptors import describe_records
+    from brainclust.checks.rules import certain_not_mri, pixel_flags
+    from brainclust.io.scan import scan
+
+    for p in sorted(FOUR.rglob("*.jpg"))[::10]:
+        shutil.copyfile(p, tmp_path / p.name)
+    cropped = ["meningioma/Tr-me_0251", "meningioma/Tr-me_0673", "notumor/Te-no_0074", "pituitary/Tr-pi_0110"]
+    for name in cropped:
+        a = np.asarray(Image.open(FOUR / f"{name}.jpg").convert("L"))
+        Image.fromarray(tight_crop(a)).save(tmp_path / f"tight_{Path(name).name}.png")
+    for j in range(3):
+        document(j).save(tmp_path / f"page_{j}.png")
+    records = scan(tmp_path).records
+    vectors = describe_records(records).vectors
+    t = Thresholds()
+    suspected = pixel_flags(vectors, t)["not_mri"] & ~certain_not_mri(vectors, t)
+    named = {r.path for r, s in zip(records, suspected) if s}
+    assert {f"tight_{Path(n).name}.png" for n in cropped} | {f"page_{j}.png" for j in range(3)} <= named
+    res = check_folder(tmp_path, progress=False)
+    flagged = {p for p, f in zip(res.paths, res.flags) if "not_mri" in f}
+    assert flagged == {f"page_{j}.png" for j in range(3)}
+

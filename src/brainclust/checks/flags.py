@@ -63,9 +63,13 @@ class Thresholds:
     likeness_air_border : float, default 0.5
         ``not_mri`` by likeness (:mod:`brainclust.checks.likeness`): an image no pixel rule flags is a
         reference when at least this much of its frame's ring is border-connected dark air, else a candidate...
-    likeness_z : float, default 7.0
-        ... and a candidate is ``not_mri`` when its CNN features' similarity to the references is more than
-        this many robust standard deviations below theirs.
+    likeness_unlike_below : float, default -7.0
+        ... and a candidate is ``not_mri`` when the likeness z-score of its CNN features (their similarity to
+        the references, in robust standard deviations of the references' own) is below this.
+    likeness_alike_above : float, default -4.0
+        An image the pixel rules call ``not_mri`` only for ``no_air`` or ``scene`` is not, when its likeness
+        z-score is above this (a slice cropped tight to the head). ``likeness_unlike_below=-1e9,
+        likeness_alike_above=1e9`` turns the likeness rule off.
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     outlier_z : float, default 6.0
@@ -94,7 +98,8 @@ class Thresholds:
     scene_gap_ratio: float = 2.0
     scene_symmetry: float = 0.6
     likeness_air_border: float = 0.5
-    likeness_z: float = 7.0
+    likeness_unlike_below: float = -7.0
+    likeness_alike_above: float = -4.0
     near_similarity: float = 0.985
     outlier_z: float = 6.0
     outlier_k: int = 5
@@ -126,9 +131,11 @@ class Thresholds:
         for name in ("colourfulness", "foreground_colourfulness", "scene_gap_ratio"):
             if getattr(self, name) < 0:
                 raise ParameterError(f"check threshold {name}: must be >= 0, got {getattr(self, name)!r}")
-        for name in ("outlier_z", "likeness_z"):
-            if getattr(self, name) <= 0:
-                raise ParameterError(f"check threshold {name}: must be > 0, got {getattr(self, name)!r}")
+        if self.outlier_z <= 0:
+            raise ParameterError(f"check threshold outlier_z: must be > 0, got {self.outlier_z!r}")
+        if self.likeness_alike_above < self.likeness_unlike_below:
+            raise ParameterError("check threshold likeness_alike_above: must be >= likeness_unlike_below "
+                                 f"({self.likeness_unlike_below!r}), got {self.likeness_alike_above!r}")
 
     @classmethod
     def from_text(cls, text: str) -> Thresholds:

@@ -1,25 +1,29 @@
-"""``not_mri`` by likeness: a grey picture no pixel rule explains, unlike the folder's own MRI slices.
+"""``not_mri`` by likeness: CNN features decide the grey pictures the pixel rules cannot.
 
 The pixel rules (:mod:`brainclust.checks.rules`) err towards never flagging an MRI, so a grey
-photograph of one object (a portrait, coins, a product shot on a white ground) passes them. The
-features of a CNN trained on ImageNet tell such a picture from a slice. The rule is label-free and
-relative to the folder being checked:
+photograph of one object (a portrait, coins, a product shot on a white ground) passes them; and
+their ``no_air`` and ``scene`` reasons also catch a slice cropped tight to the head. The features
+of a CNN trained on ImageNet tell such pictures from slices. The rule is label-free and relative
+to the folder being checked:
 
 1. *references*: the images no pixel rule flags whose frame is mostly border-connected dark air
    (``air_border >= Thresholds.likeness_air_border``), the slices that look like MRI on pixels alone;
    a seeded sample of at most :data:`REFERENCE_MAX` of them;
-2. *candidates*: the images no rule flags whose frame is not, in 2-D image files (slices of NIfTI
-   volumes and DICOM series are never candidates);
+2. *candidates*, in 2-D image files only (slices of NIfTI volumes and DICOM series never are): the
+   images no rule flags whose frame is not mostly air, and the *suspected* ones, flagged ``not_mri``
+   by the pixel rules only for ``no_air`` or ``scene`` (not for colour, nor as a two-level graphic);
 3. every reference and candidate is scored by the mean cosine similarity of its features to its
    :data:`TOP` most similar references (a reference not counting itself), as a robust z-score over
    the references' own scores (median and 1.4826 x MAD, at least :data:`MAD_FLOOR`);
-4. a candidate whose z-score is below ``-Thresholds.likeness_z`` is ``not_mri``.
+4. a candidate whose z-score is below ``Thresholds.likeness_unlike_below`` (-7) is ``not_mri``; a
+   suspected one whose z-score is above ``Thresholds.likeness_alike_above`` (-4) is not (it is about
+   as close to the folder's slices as they are to each other).
 
-Nothing is computed when there is no candidate or fewer than :data:`REFERENCE_MIN` references. The
-features are EfficientNet-Lite0's whatever the run's backbone (:data:`BACKBONE`: its weights ship
-with the package, so the rule works offline, and its threshold was measured on them), read through
-the feature store, so a run with that backbone already has them. ``docs/checks.md`` gives the
-measurements.
+Nothing is computed when there is no candidate or fewer than :data:`REFERENCE_MIN` references (the
+pixel verdicts then stand). The features are EfficientNet-Lite0's whatever the run's backbone
+(:data:`BACKBONE`: its weights ship with the package, so the rule works offline, and its
+thresholds were measured on them), read through the feature store, so a run with that backbone
+already has them. ``docs/checks.md`` gives the measurements.
 """
 
 from __future__ import annotations
@@ -58,18 +62,19 @@ def _features(records: Sequence[ImageRecord], cache_dir, progress) -> np.ndarray
 
 
 def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagged: np.ndarray,
-                    sliced: np.ndarray, thresholds: Thresholds, random_state: int = 0, cache_dir=False,
-                    progress: bool | None = None) -> np.ndarray:
+                    suspected: np.ndarray, sliced: np.ndarray, thresholds: Thresholds, random_state: int = 0,
+                    cache_dir=False, progress: bool | None = None) -> np.ndarray:
     """The robust z-score of every candidate row (see the module docstring); NaN for the other rows.
 
     ``vectors``: the descriptor rows; ``unflagged``: rows that decoded and no pixel rule flags;
+    ``suspected``: rows flagged ``not_mri`` by the pixel rules only for ``no_air`` or ``scene``;
     ``sliced``: rows that are slices of a volume or series (never candidates).
     """
     n = len(records)
     z = np.full(n, np.nan, np.float32)
     airy = np.asarray(vectors)[:, slot("air_border")] >= thresholds.likeness_air_border
     refs = np.flatnonzero(unflagged & airy)
-    cands = np.flatnonzero(unflagged & ~airy & ~sliced)
+    cands = np.flatnonzero(((unflagged & ~airy) | suspected) & ~sliced)
     if len(cands) == 0 or len(refs) < REFERENCE_MIN:
         return z
     if len(refs) > REFERENCE_MAX:
@@ -102,5 +107,11 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
 
 
 def unlike(z: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    """Rows whose likeness z-score is below ``-thresholds.likeness_z`` (NaN: never)."""
-    return np.nan_to_num(np.asarray(z, np.float32), nan=np.inf) < -thresholds.likeness_z
+    """Rows whose likeness z-score is below ``thresholds.likeness_unlike_below`` (NaN: never)."""
+    return np.nan_to_num(np.asarray(z, np.float32), nan=np.inf) < thresholds.likeness_unlike_below
+
+
+def revise_not_mri(not_mri: np.ndarray, z: np.ndarray, suspected: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """The pixel rules' ``not_mri`` after the likeness verdicts (step 4 of the module docstring)."""
+    cleared = suspected & (np.nan_to_num(np.asarray(z, np.float32), nan=-np.inf) > thresholds.likeness_alike_above)
+    return (not_mri | unlike(z, thresholds)) & ~cleared

@@ -27,9 +27,10 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
     rather than a spike of air at the floor, and the picture is not mirror-symmetric as axial
     and coronal slices are (:mod:`brainclust.checks.shape`).
 
-  The rules err towards never flagging an MRI: a grey photograph of one object can pass them all.
-  Those without an air ring are left to :mod:`brainclust.checks.likeness` (CNN features compared
-  with the folder's own slices); grey pictures on a dark ground (a logo on black) still pass.
+  The rules err towards never flagging an MRI: a grey photograph of one object can pass them all,
+  and a slice cropped tight to the head can look like ``no_air`` or a ``scene``. Both are decided
+  again by :mod:`brainclust.checks.likeness` (CNN features compared with the folder's own slices);
+  grey pictures on a dark ground (a logo on black) still pass.
 - ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
 """
 
@@ -104,6 +105,17 @@ def not_mri_reasons(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]
     scene = (col("air_border") < t.scene_air_border) & (col("object_touch") > t.scene_object_touch) & \
         (col("gap_ratio") > t.scene_gap_ratio) & (col("symmetry") < t.scene_symmetry)
     return {"colour": colour, "no_air": no_air, "graphic": graphic, "scene": scene}
+
+
+#: The ``not_mri`` reasons :mod:`brainclust.checks.likeness` may overrule: a slice cropped tight to the head has
+#: no air ring and can look like a scene; colour and two-level graphics are never slices.
+UNCERTAIN_REASONS = ("no_air", "scene")
+
+
+def certain_not_mri(vectors: np.ndarray, t: Thresholds) -> np.ndarray:
+    """Rows with a ``not_mri`` reason outside :data:`UNCERTAIN_REASONS` (before the blank/noise/tiny precedence)."""
+    reasons = not_mri_reasons(vectors, t)
+    return np.logical_or.reduce([m for name, m in reasons.items() if name not in UNCERTAIN_REASONS])
 
 
 def pixel_flags(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:

@@ -22,9 +22,9 @@ from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import Thresholds
-from brainclust.checks.likeness import likeness_scores, unlike
+from brainclust.checks.likeness import likeness_scores, revise_not_mri
 from brainclust.checks.outliers import outlier_scores
-from brainclust.checks.rules import non_image_dicom, pixel_flags
+from brainclust.checks.rules import non_image_dicom, pixel_flags, certain_not_mri
 from brainclust.checks.splits import detect_splits, leakage_rows
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
@@ -98,8 +98,10 @@ def _image_masks(records, desc: Descriptors, ok: np.ndarray, sliced: np.ndarray,
     likeness z-scores."""
     masks = pixel_flags(desc.vectors, t)
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
-    likeness = likeness_scores(records, desc.vectors, unflagged, sliced, t, random_state, cache_dir, progress)
-    masks["not_mri"] = masks["not_mri"] | unlike(likeness, t)
+    suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t)
+    likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
+                               progress)
+    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t)
     return masks, likeness
 
 
