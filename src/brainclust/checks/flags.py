@@ -69,7 +69,7 @@ class Thresholds:
     likeness_alike_above : float, default -4.0
         An image the pixel rules call ``not_mri`` only for ``no_air`` or ``scene`` is not, when its likeness
         z-score is above this (a slice cropped tight to the head). ``likeness_unlike_below=-1e9,
-        likeness_alike_above=1e9`` turns the likeness rule off.
+        likeness_alike_above=1e9`` turns the likeness verdicts off (the features are still computed).
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     outlier_z : float, default 6.0

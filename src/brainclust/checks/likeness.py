@@ -35,6 +35,7 @@ import numpy as np
 
 from brainclust.checks.descriptors import slot
 from brainclust.checks.flags import Thresholds
+from brainclust.checks.neighbors import exact_knn
 from brainclust.errors import WeightsUnavailableError
 from brainclust.io.scan import ImageRecord
 
@@ -86,23 +87,17 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
         log.warning("checks: not_mri by likeness skipped (%s)", exc)
         return z
     ok = np.isfinite(x).all(axis=1)
-    base = np.where(ok[:len(refs)][:, None], x[:len(refs)], 0.0).astype(np.float32)
-    top = min(TOP, len(refs) - 1)
-    score = np.full(len(rows), np.nan, np.float32)
-    for s in range(0, len(rows), 4096):
-        sims = np.nan_to_num(x[s:s + 4096]) @ base.T
-        own = np.arange(s, min(s + 4096, len(rows)))
-        mine = own < len(refs)
-        sims[mine, own[mine]] = -np.inf  # a reference is not its own neighbour
-        sims[:, ~ok[:len(refs)]] = -np.inf
-        score[s:s + 4096] = np.sort(sims, axis=1)[:, -top:].mean(axis=1)
-    score[~ok] = np.nan
-    ref_scores = score[:len(refs)][np.isfinite(score[:len(refs)])]
-    if len(ref_scores) < REFERENCE_MIN:
+    base = x[:len(refs)][ok[:len(refs)]]
+    if len(base) < REFERENCE_MIN:
         return z
+    top = min(TOP, len(base) - 1)
+    ref_sims, _ = exact_knn(base, base, top + 1)
+    ref_scores = ref_sims[:, 1:].mean(axis=1)  # column 0: the reference itself (or an identical copy)
+    scored = ok[len(refs):]
+    cand_sims, _ = exact_knn(base, x[len(refs):][scored], top)
     med = float(np.median(ref_scores))
     mad = max(1.4826 * float(np.median(np.abs(ref_scores - med))), MAD_FLOOR)
-    z[cands] = (score[len(refs):] - med) / mad
+    z[cands[scored]] = (cand_sims.mean(axis=1) - med) / mad
     return z
 
 

@@ -24,7 +24,7 @@ from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.likeness import likeness_scores, revise_not_mri
 from brainclust.checks.outliers import outlier_scores
-from brainclust.checks.rules import non_image_dicom, pixel_flags, certain_not_mri
+from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
