@@ -78,6 +78,11 @@ def test_a_damaged_row_is_dropped_and_recomputed(records, tmp_path):
 def test_the_store_is_keyed_by_the_code_that_computes_the_descriptors():
     s = store_settings()
     assert s["kind"] == "check-descriptors" and len(s["code"]) == 16 and s["thumb"] == 64
+    # the shape cues are part of every descriptor: their code keys the store too
+    from brainclust.checks import decode, descriptors, shape
+    from brainclust.checks.store import DESCRIBING_MODULES
+
+    assert {decode, descriptors, shape} <= set(DESCRIBING_MODULES)
 
 
 def test_the_verified_near_pairs_are_read_back_for_the_same_contents(tmp_path):

