@@ -115,3 +115,21 @@ def test_the_verified_near_pairs_are_read_back_for_the_same_contents(tmp_path):
     a = run_checks(recs, descriptors=desc, progress=False, cache_dir=str(tmp_path / "c"))
     b = run_checks(recs, descriptors=desc, progress=False)
     assert a.flags == b.flags and a.duplicate_of == b.duplicate_of
+
+
+def test_describing_processes_default_to_every_core_and_give_the_same_descriptors(records, monkeypatch):
+    from brainclust.checks import store
+
+    monkeypatch.setattr(store, "usable_cores", lambda: 2)
+    assert store.default_workers(None) == 2  # the checks describe alone: the whole machine
+    monkeypatch.setattr(store, "usable_cores", lambda: 1)
+    assert store.default_workers(None) == 0  # one core: in this process, no pool of one
+    monkeypatch.setattr(store, "usable_cores", lambda: 64)
+    assert store.default_workers(None) == store.MAX_WORKERS
+    assert store.default_workers(1) == 0 and store.default_workers(3) == 3
+    many = list(records) * 6  # enough rows for the pool (at least two chunks of 16)
+    alone = describe_records(many, 0, progress=False)
+    pooled = describe_records(many, 2, progress=False)
+    np.testing.assert_array_equal(pooled.vectors, alone.vectors)
+    np.testing.assert_array_equal(pooled.thumbs, alone.thumbs)
+    assert pooled.pixel_sha256 == alone.pixel_sha256 and pooled.failed == alone.failed and len(alone.failed) == 6

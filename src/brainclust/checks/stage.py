@@ -288,7 +288,7 @@ def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *,
                cache_dir=None, slices: str = "axial:mid", volume_index: int = 0,
                progress: bool | None = None, include=(), exclude_files=(), bids_filter=None) -> CheckResult:
     """``brainclust check``: :func:`check_folder` from the command's settings (the text of
-    ``--check-thresholds``, a split table's path and column, ``--workers`` (``None``: half the cores), the
+    ``--check-thresholds``, a split table's path and column, ``--workers`` (``None``: every core), the
     descriptor cache folder, the NIfTI slicing, the file filters of a run: ``--include``,
     ``--exclude-files``, ``--bids-filter``). Every setting is checked before the scan.
     """

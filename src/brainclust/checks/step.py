@@ -61,7 +61,7 @@ class DataChecks(Step):
         PCA of the features in which ``outlier`` is scored (the run's ``--pca``; 0 = the features).
     random_state : int, default 0
     workers : int or None
-        Decoding processes for the descriptors (``None``: half the cores).
+        Decoding processes for the descriptors (``None``: every core, see ``checks.store.default_workers``).
     cache_dir : str, None or False
         Feature-store folder the descriptors are cached in (``None``: the default; ``False``: none).
     progress : bool or None

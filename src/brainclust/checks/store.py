@@ -52,6 +52,8 @@ _N = len(DESCRIPTOR_NAMES)
 _THUMB_BYTES = THUMB * THUMB
 _THUMB_VALUES = -(-_THUMB_BYTES // 3)
 _HASH_VALUES = 11  # 32 bytes, padded to 33
+#: Most describing processes by default (each holds a decoded image and a 256-pixel working copy).
+MAX_WORKERS = 16
 #: Length of one stored row.
 ROW = _N + _THUMB_VALUES + _HASH_VALUES
 
@@ -211,8 +213,18 @@ def cached_descriptors(records: Sequence[ImageRecord], cache_dir=None, workers: 
     return Descriptors(vecs, thumbs, hashes, failed), {"hits": int(hit.sum()), "misses": int(len(miss))}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS gives it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers(workers: int | None) -> int:
-    """Decoding processes for the descriptors: ``workers`` (``None``: half the cores); 1 runs in this process
-    (a pool of one is slower than none)."""
-    w = max(1, (os.cpu_count() or 2) // 2) if workers is None else int(workers)
+    """Processes that decode and describe: ``workers``, or (``None``) every usable core, at most
+    :data:`MAX_WORKERS`: nothing else runs while the checks describe (the network is done), so
+    unlike extraction they take the whole machine (1.85x on 2 cores, 1,000 dev images); 1 runs in this
+    process (a pool of one is slower than none)."""
+    w = min(usable_cores(), MAX_WORKERS) if workers is None else int(workers)
     return 0 if w <= 1 else w

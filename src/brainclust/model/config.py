@@ -148,7 +148,8 @@ class RunConfig:
                           "features and report the feature cosine and the clusters' ARI against them in "
                           "metrics.json (a second extraction)", EXTRACTION, switch=True)
     batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
-    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores)", EXTRACTION,
+    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores when extracting, "
+                              "every core for the data checks)", EXTRACTION,
                               parse=parse_int)
     clip_percentiles: tuple[float, float] | None = opt(
         (0.5, 99.5), "--clip", "percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)",
