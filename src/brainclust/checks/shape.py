@@ -28,8 +28,9 @@ Uniform padding (edge rows or columns of one level above the image's dark level,
 grey frame added around a slice) is stripped first, and the percentile scale is taken on what is
 left: padding is not content. These cues are cheap: the binary morphology (closing, opening, hole
 filling with the 3x3 cross) is done with shifted boolean operations on at most 256x256 pixels, the
-same masks as scipy's ``binary_closing``/``binary_opening``/``binary_fill_holes`` at a fifteenth of
-their time on such small images (``tests/checks/test_checks_shape.py`` compares them).
+same masks as scipy's ``binary_closing``/``binary_opening``/``binary_fill_holes`` in a fraction of
+their time on such small images (closing: 0.24 ms against 3.5 ms on 240x256;
+``tests/checks/test_checks_shape.py`` compares them).
 """
 
 from __future__ import annotations
@@ -82,22 +83,21 @@ def _step(mask: np.ndarray, border: bool, grow: bool) -> np.ndarray:
     return out
 
 
-def closing(mask: np.ndarray, iterations: int) -> np.ndarray:
-    """``ndimage.binary_closing(mask, iterations=iterations, border_value=1)``."""
-    for _ in range(iterations):
-        mask = _step(mask, True, True)
-    for _ in range(iterations):
-        mask = _step(mask, True, False)
+def _steps(mask: np.ndarray, iterations: int, border: bool, grow_first: bool) -> np.ndarray:
+    for grow in (grow_first, not grow_first):
+        for _ in range(iterations):
+            mask = _step(mask, border, grow)
     return mask
+
+
+def closing(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_closing(mask, iterations=iterations, border_value=1)``: dilations, then erosions."""
+    return _steps(mask, iterations, True, True)
 
 
 def opening(mask: np.ndarray, iterations: int) -> np.ndarray:
-    """``ndimage.binary_opening(mask, iterations=iterations)`` (border 0)."""
-    for _ in range(iterations):
-        mask = _step(mask, False, False)
-    for _ in range(iterations):
-        mask = _step(mask, False, True)
-    return mask
+    """``ndimage.binary_opening(mask, iterations=iterations)`` (border 0): erosions, then dilations."""
+    return _steps(mask, iterations, False, False)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ _N = len(DESCRIPTOR_NAMES)
 _THUMB_BYTES = THUMB * THUMB
 _THUMB_VALUES = -(-_THUMB_BYTES // 3)
 _HASH_VALUES = 11  # 32 bytes, padded to 33
-#: Most describing processes by default (each holds a decoded image and a 256-pixel working copy).
+#: Most describing processes by default: a bound for large machines (measured on 2 cores only).
 MAX_WORKERS = 16
 #: Length of one stored row.
 ROW = _N + _THUMB_VALUES + _HASH_VALUES
