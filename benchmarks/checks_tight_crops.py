@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     from brainclust.checks.stage import check_folder
 
     root = Path(tempfile.mkdtemp(prefix="tight_crops_"))
-    for k, p in enumerate(sorted(args.data.rglob("*.jpg"))):
+    files = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    for k, p in enumerate(files):
         a = np.asarray(Image.open(p).convert("L"))
         q = root / p.relative_to(args.data).with_suffix(".png")
         q.parent.mkdir(parents=True, exist_ok=True)
