@@ -180,3 +180,110 @@ def test_slices_cropped_tight_to_the_head_are_cleared_and_documents_are_not(tmp_
     flagged = {p for p, f in zip(res.paths, res.flags) if "not_mri" in f}
     assert flagged == {f"page_{j}.png" for j in range(3)}
 
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _fake_features(monkeypatch, whole, crops, calls):
+    """Features by view: ``whole`` for the records' own pictures, ``crops`` (one row per reference) for the
+    ``tight_crop`` view; ``calls`` records which views were asked for."""
+    from brainclust.features import extractor
+
+    def transform(self, records):
+        calls.append(self.view)
+        if self.view is None:
+            return whole[[r for r in records]]
+        assert self.view == "tight_crop"
+        return crops[[r for r in records]]
+
+    monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
+
+
+def _references(n, rng, axis):
+    """``n`` unit vectors scattered about the basis ``axis`` (cosine to it ~0.9)."""
+    v = np.zeros((n, 16), np.float32)
+    v[:, axis] = 1.0
+    return _unit(v + 0.25 * rng.standard_normal((n, 16)).astype(np.float32))
+
+
+def test_a_tight_crop_is_cleared_by_the_references_crops_and_a_photograph_is_not(monkeypatch):
+    """The references' own features point along axis 0 and their crops' along axis 1. A candidate along axis
+    1 (a slice cropped tight) is unlike the whole slices but like their crops; one along axis 2 (a photograph)
+    is unlike both. One atypical reference (axis 3: a picture the pixel rules let through) lends no crop: a
+    candidate like its crop (axis 4) stays unlike. The crops are computed only because a verdict is at stake."""
+    rng = np.random.default_rng(0)
+    n_ref = 41
+    e = np.eye(16, dtype=np.float32)
+    whole = np.vstack([_references(n_ref - 1, rng, 0), e[3], _unit(e[1] + 0.05), _unit(e[2] + 0.05), e[4]])
+    crops = np.vstack([_references(n_ref - 1, rng, 1), e[4], np.zeros((3, 16), np.float32)])
+    calls = []
+    _fake_features(monkeypatch, whole, crops, calls)
+    n = n_ref + 3
+    vectors = np.zeros((n, len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:n_ref, slot("air_border")] = 0.9
+    t = Thresholds()
+    none = np.zeros(n, bool)
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
+    assert calls == [None, "tight_crop"]
+    assert np.isnan(z[:n_ref]).all()
+    assert z[n_ref] > t.likeness_alike_above  # the tight crop: as close to the crops as slices to each other
+    assert z[n_ref + 1] < t.likeness_unlike_below  # the photograph
+    assert unlike(z, t).tolist() == [False] * (n_ref + 1) + [True, True]
+
+
+def test_the_references_are_not_cropped_when_no_verdict_is_at_stake(monkeypatch):
+    rng = np.random.default_rng(1)
+    n_ref = 40
+    refs = _references(n_ref, rng, 0)
+    whole = np.vstack([refs, _unit(refs[:3].mean(axis=0))])  # an ordinary candidate, like the references
+    calls = []
+    _fake_features(monkeypatch, whole, np.zeros_like(whole), calls)
+    vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:n_ref, slot("air_border")] = 0.9
+    none = np.zeros(n_ref + 1, bool)
+    z = likeness_scores(list(range(n_ref + 1)), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
+    assert calls == [None]
+    assert z[n_ref] > Thresholds().likeness_alike_above
+
+
+VOLUMES = DATA / "brain_mri_volumes_dev"
+
+
+@pytest.mark.skipif(not VOLUMES.is_dir(), reason=f"real data not found at {DATA}")
+def test_skull_stripped_slices_cropped_tight_are_not_mri_only_without_the_crops_step(monkeypatch, tmp_path):
+    """BraTS slices (skull-stripped) exported as PNG, and tight crops of the eleven that the stress test of
+    ``benchmarks/checks_tight_crops.py`` on the cut ``plane`` set flagged before step 5 (2026-12-05): brain
+    tissue filling the frame, no air, no skull. With the references' crops none is ``not_mri``; without
+    them some are. A grey photograph stays ``not_mri`` either way."""
+    from brainclust.checks import likeness
+    from brainclust.io.formats import nifti
+
+    seqs = {"T1": "T1w", "T1C": "ce-gadolinium_T1w", "T2": "T2w", "FLAIR": "FLAIR"}
+    crop = {("sub-01", "T1", "coronal", 68), ("sub-01", "T1", "coronal", 78), ("sub-01", "T1", "coronal", 89),
+            ("sub-01", "FLAIR", "coronal", 57), ("sub-01", "FLAIR", "coronal", 78), ("sub-01", "T2", "coronal", 68),
+            ("sub-01", "T1", "axial", 79), ("sub-03", "T1C", "axial", 115), ("sub-03", "T2", "axial", 115),
+            ("sub-04", "T1", "axial", 83), ("sub-04", "T1", "axial", 92)}
+    for sub in ("sub-01", "sub-03", "sub-04"):
+        for short, seq in seqs.items():
+            vol = nifti.load_volume(VOLUMES / sub / "anat" / f"{sub}_{seq}.nii.gz")
+            top = float(np.percentile(vol[vol > 0], 99.5))
+            for plane in ("axial", "coronal"):
+                first, last = nifti.brain_range(vol, plane)
+                wanted = {int(v) for v in np.linspace(first + 0.1 * (last - first), last - 0.1 * (last - first), 6)}
+                for idx in sorted(wanted | {i for s, q, p, i in crop if (s, q, p) == (sub, short, plane)}):
+                    a = np.round(np.clip(nifti.cut(vol, plane, idx) / top, 0, 1) * 255).astype(np.uint8)
+                    tight = (sub, short, plane, idx) in crop
+                    name = f"{'tight_' if tight else ''}{sub}_{short}_{plane}_{idx:03d}.png"
+                    Image.fromarray(tight_crop(a) if tight else a).save(tmp_path / name)
+    grey_photo("astronaut").save(tmp_path / "astronaut.png")
+    res = check_folder(tmp_path, progress=False)
+    flagged = {p for p, f in zip(res.paths, res.flags) if "not_mri" in f}
+    assert sum(p.startswith("tight_") for p in res.paths) == len(crop)
+    assert flagged == {"astronaut.png"}
+    monkeypatch.setattr(likeness, "_crops", lambda *args: np.zeros((0, 0), np.float32))
+    res = check_folder(tmp_path, progress=False)
+    flagged = {p for p, f in zip(res.paths, res.flags) if "not_mri" in f}
+    assert "astronaut.png" in flagged and any(p.startswith("tight_") for p in flagged)
+

@@ -8,7 +8,7 @@ import pytest
 from brainclust.features import augment
 from brainclust.errors import ParameterError
 
-RANDOM_VIEWS = ["crop", "affine", "gamma", "contrast", "bias", "noise", "intensity", "strong"]
+RANDOM_VIEWS = ["crop", "affine", "gamma", "contrast", "bias", "noise", "intensity", "strong", "tight_crop"]
 
 
 @pytest.fixture
@@ -66,3 +66,18 @@ def test_gamma_is_monotone_and_bias_is_smooth(img):
 def test_unknown_view_is_a_parameter_error(img):
     with pytest.raises(ParameterError, match="unknown augmentation 'blur'"):
         augment.apply("blur", img, "k")
+
+
+def test_tight_crop_removes_the_air_and_keeps_the_aspect():
+    """A 20 x 10 object on black fills the frame's width after the crop (no air column left); its height
+    stays about half the width (0-10 % cut per side); an image without content comes back unchanged."""
+    img = np.zeros((40, 40), np.float32)
+    img[12:22, 5:25] = np.linspace(0.3, 0.9, 20, dtype=np.float32)
+    out = augment.apply("tight_crop", img, "k")
+    cols = np.flatnonzero(out.max(axis=0) > 0.1)
+    rows = np.flatnonzero(out.max(axis=1) > 0.1)
+    assert cols[0] == 0 and cols[-1] == 39
+    assert 0.4 <= len(rows) / len(cols) <= 0.65
+    assert out.max() <= 0.9 + 1e-6 and out[rows[0]:rows[-1] + 1].min() >= 0.25
+    empty = np.full((40, 40), 0.05, np.float32)
+    assert np.array_equal(augment.apply("tight_crop", empty, "k"), empty)

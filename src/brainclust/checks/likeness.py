@@ -17,7 +17,15 @@ to the folder being checked:
    the references' own scores (median and 1.4826 x MAD, at least :data:`MAD_FLOOR`);
 4. a candidate whose z-score is below ``Thresholds.likeness_unlike_below`` (-7) is ``not_mri``; a
    suspected one whose z-score is above ``Thresholds.likeness_alike_above`` (-4) is not (it is about
-   as close to the folder's slices as they are to each other).
+   as close to the folder's slices as they are to each other);
+5. when step 4 would flag a candidate or keep a suspected image flagged, the candidates are scored
+   again against the references joined by the *tight crops* of the typical ones, those whose own
+   z-score is above ``likeness_alike_above`` (the ``tight_crop`` view of
+   :mod:`brainclust.features.augment`: cut to the head and up to 10 % further in; at most
+   :data:`CROP_MAX`, a seeded sample), on the same scale (the references' own scores): a slice
+   cropped tight to the head is then compared with slices cropped alike, a photograph still with
+   slices. The crops can only raise a score: they clear, they never flag. An atypical reference (a
+   photograph on a dark ground that the pixel rules let through) lends no crop.
 
 Nothing is computed when there is no candidate or fewer than :data:`REFERENCE_MIN` references (the
 pixel verdicts then stand). The features are EfficientNet-Lite0's whatever the run's backbone
@@ -51,15 +59,33 @@ TOP = 5
 #: The spread of the references' scores is taken as at least this (cosine similarity): a folder of
 #: near-identical slices must not make every other slice unlike them. Real sets: 0.032-0.048.
 MAD_FLOOR = 0.03
+#: At most this many references (a seeded sample) are cropped for step 5, and the view that crops them.
+CROP_MAX = 500
+CROP_VIEW = "tight_crop"
 
 
-def _features(records: Sequence[ImageRecord], cache_dir, progress) -> np.ndarray:
+def _features(records: Sequence[ImageRecord], cache_dir, progress, view: str | None = None) -> np.ndarray:
     from brainclust.features.extractor import FeatureExtractor
 
-    ex = FeatureExtractor(backbone=BACKBONE, precision="fp32", cache_dir=cache_dir, progress=progress).fit()
+    ex = FeatureExtractor(backbone=BACKBONE, precision="fp32", view=view, cache_dir=cache_dir,
+                          progress=progress).fit()
     x = np.asarray(ex.transform(list(records)), np.float32)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norm, out=np.full_like(x, np.nan), where=norm > 0)
+
+
+def _reference_scale(base: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Median and robust SD (at least :data:`MAD_FLOOR`) of the references' own scores, and their z-scores."""
+    sims, _ = exact_knn(base, base, min(TOP, len(base) - 1) + 1)
+    own = sims[:, 1:].mean(axis=1)  # column 0: the reference itself (or an identical copy)
+    med = float(np.median(own))
+    mad = max(1.4826 * float(np.median(np.abs(own - med))), MAD_FLOOR)
+    return med, mad, (own - med) / mad
+
+
+def _similarity(base: np.ndarray, queries: np.ndarray, top: int) -> np.ndarray:
+    """Mean cosine similarity of each query to its ``top`` most similar rows of ``base``."""
+    return exact_knn(base, queries, top)[0].mean(axis=1)
 
 
 def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagged: np.ndarray,
@@ -78,8 +104,9 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     cands = np.flatnonzero(((unflagged & ~airy) | suspected) & ~sliced)
     if len(cands) == 0 or len(refs) < REFERENCE_MIN:
         return z
+    rng = np.random.default_rng(random_state)
     if len(refs) > REFERENCE_MAX:
-        refs = np.sort(np.random.default_rng(random_state).choice(refs, REFERENCE_MAX, replace=False))
+        refs = np.sort(rng.choice(refs, REFERENCE_MAX, replace=False))
     rows = np.concatenate([refs, cands])
     try:
         x = _features([records[i] for i in rows], cache_dir, progress)
@@ -87,18 +114,35 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
         log.warning("checks: not_mri by likeness skipped (%s)", exc)
         return z
     ok = np.isfinite(x).all(axis=1)
-    base = x[:len(refs)][ok[:len(refs)]]
+    ref_ok, scored = ok[:len(refs)], ok[len(refs):]
+    base = x[:len(refs)][ref_ok]
     if len(base) < REFERENCE_MIN:
         return z
+    queries = x[len(refs):][scored]
+    med, mad, ref_z = _reference_scale(base)
     top = min(TOP, len(base) - 1)
-    ref_sims, _ = exact_knn(base, base, top + 1)
-    ref_scores = ref_sims[:, 1:].mean(axis=1)  # column 0: the reference itself (or an identical copy)
-    scored = ok[len(refs):]
-    cand_sims, _ = exact_knn(base, x[len(refs):][scored], top)
-    med = float(np.median(ref_scores))
-    mad = max(1.4826 * float(np.median(np.abs(ref_scores - med))), MAD_FLOOR)
-    z[cands[scored]] = (cand_sims.mean(axis=1) - med) / mad
+    cz = (_similarity(base, queries, top) - med) / mad
+    at_stake = np.where(suspected[cands[scored]], cz <= thresholds.likeness_alike_above,
+                        cz < thresholds.likeness_unlike_below)
+    if at_stake.any():
+        crops = _crops(records, refs[ref_ok][ref_z > thresholds.likeness_alike_above], rng, cache_dir, progress)
+        if len(crops):
+            cz = (_similarity(np.vstack([base, crops]), queries, top) - med) / mad
+    z[cands[scored]] = cz
     return z
+
+
+def _crops(records, typical: np.ndarray, rng, cache_dir, progress) -> np.ndarray:
+    """Step 5: features of the tight crops of (a sample of) the ``typical`` references (none without weights)."""
+    if len(typical) > CROP_MAX:
+        typical = np.sort(rng.choice(typical, CROP_MAX, replace=False))
+    if len(typical) == 0:
+        return np.zeros((0, 0), np.float32)
+    try:
+        x = _features([records[i] for i in typical], cache_dir, progress, view=CROP_VIEW)
+    except WeightsUnavailableError:
+        return np.zeros((0, 0), np.float32)
+    return x[np.isfinite(x).all(axis=1)]
 
 
 def unlike(z: np.ndarray, thresholds: Thresholds) -> np.ndarray:

@@ -16,7 +16,10 @@ Views suited to MRI slices:
   the mean), ``bias`` (a smooth multiplicative bias field, as produced by coil
   inhomogeneity), ``noise`` (Rician noise), and ``intensity`` = all four;
 * ``strong``: random horizontal flip, ``affine``, ``crop`` and ``intensity``
-  together: the SimCLR-style view used for the contrastive loss.
+  together: the SimCLR-style view used for the contrastive loss;
+* ``tight_crop``: the slice cropped to its content (the air around the head
+  removed) and 0-10 % further in on each side, as some public sets store
+  slices; the data checks' likeness rule compares pictures without air to it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from brainclust.errors import ParameterError
+from brainclust.features.preprocess import pad_to_square, resize_keep_aspect
 
 ViewFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -116,6 +120,20 @@ def strong(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return intensity(img, rng)
 
 
+def tight_crop(img: np.ndarray, rng: np.random.Generator, content: float = 0.1, inset: float = 0.1) -> np.ndarray:
+    """The bounding box of the pixels above ``content``, cut a random 0-``inset`` further in on each side,
+    enlarged to fill the frame with its aspect kept (0 pads), as a file holding only that box would be
+    pre-processed. An image without content is returned unchanged."""
+    ys, xs = np.nonzero(img > content)
+    if len(ys) == 0:
+        return img
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    h, w = y1 - y0, x1 - x0
+    cut = rng.uniform(0.0, inset, 4)
+    patch = img[y0 + int(cut[0] * h):y1 - int(cut[1] * h), x0 + int(cut[2] * w):x1 - int(cut[3] * w)]
+    return np.clip(pad_to_square(resize_keep_aspect(patch, img.shape[0]), img.shape[0], 0.0), 0.0, 1.0)
+
+
 VIEWS: dict[str, ViewFn] = {
     "identity": lambda img, rng: img,
     "hflip": lambda img, rng: img[:, ::-1].copy(),
@@ -131,6 +149,7 @@ VIEWS: dict[str, ViewFn] = {
     "noise": noise,
     "intensity": intensity,
     "strong": strong,
+    "tight_crop": tight_crop,
 }
 
 
