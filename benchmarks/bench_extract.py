@@ -62,7 +62,7 @@ def image_paths(data: Path, n: int, tmp: Path) -> tuple[list[str], str]:
         if files:
             step = max(1, len(files) // n)
             files = files[::step][:n]
-            return [str(p) for p in files], f"{data} ({len(files)} images, every {step}th sorted file)"
+            return [str(p) for p in files], f"{data} ({len(files)} images, one sorted file in {step})"
     print(f"NOTE: data folder '{data}' is missing or empty; generating demo images instead", file=sys.stderr)
     from brainclust.data.demo import make_demo_dataset
 
