@@ -11,7 +11,7 @@ from PIL import Image
 from brainclust.checks.descriptors import DESCRIPTOR_NAMES, slot
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.likeness import REFERENCE_MIN, likeness_scores, revise_not_mri, unlike
-from brainclust.checks.stage import check_folder
+from brainclust.checks.stage import check_folder, run_checks
 from brainclust.errors import ParameterError
 from checks_planting import head_slice
 
@@ -246,6 +246,69 @@ def test_the_references_are_not_cropped_when_no_verdict_is_at_stake(monkeypatch)
     z = likeness_scores(list(range(n_ref + 1)), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
     assert calls == [None]
     assert z[n_ref] > Thresholds().likeness_alike_above
+
+
+def test_the_features_have_the_precision_and_runtime_asked_for(monkeypatch):
+    """A bf16 run's checks ask for bf16 on the run's runtime (its features, shared through the store), for the
+    references' crops too; the extraction itself is faked, so this runs on any CPU."""
+    from brainclust.features import extractor
+
+    rng = np.random.default_rng(2)
+    n_ref = 40
+    whole = np.vstack([_references(n_ref, rng, 0), _unit(np.eye(16, dtype=np.float32)[2] + 0.05)])
+    seen = []
+
+    def transform(self, records):
+        seen.append((self.view, self.precision, self.runtime))
+        return whole[list(records)]
+
+    monkeypatch.setattr(extractor.FeatureExtractor, "fit", lambda self, *args, **kwargs: self)
+    monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
+    vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:n_ref, slot("air_border")] = 0.9
+    suspected = np.arange(n_ref + 1) == n_ref  # flagged by the pixel rules, unlike the references: at stake
+    none = np.zeros(n_ref + 1, bool)
+    args = (list(range(n_ref + 1)), vectors, ~suspected, suspected, none, Thresholds())
+    z = likeness_scores(*args, precision="bf16", runtime="openvino")
+    assert seen == [(None, "bf16", "openvino"), ("tight_crop", "bf16", "openvino")]
+    assert z[n_ref] < Thresholds().likeness_alike_above
+    seen.clear()
+    likeness_scores(*args)
+    assert seen == [(None, "fp32", "auto"), ("tight_crop", "fp32", "auto")]
+
+
+def test_int8_likeness_features_are_refused():
+    n = 30
+    with pytest.raises(ParameterError, match="precision must be one of fp32, bf16, got 'int8'"):
+        likeness_scores([object()] * n, np.zeros((n, len(DESCRIPTOR_NAMES)), np.float32), np.ones(n, bool),
+                        np.zeros(n, bool), np.zeros(n, bool), Thresholds(), precision="int8")
+
+
+def _native_bf16() -> bool:
+    from brainclust.features import openvino_runtime as ovr
+
+    return ovr.openvino_available() and ovr.native_bf16()
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bf16 (AMX or AVX512-BF16) for OpenVINO")
+def test_bf16_likeness_features_give_the_fp32_verdicts(tmp_path):
+    """On a CPU with native bf16: the same folder checked with the likeness features in bf16 (as a bf16 run
+    does) gets the same flags as in fp32, and the scores move by much less than the thresholds' margins."""
+    for i in range(30):
+        Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
+    grey_photo("astronaut").save(tmp_path / "astronaut.png")
+    grey_photo("coffee", (0.2, 0.1, 0.8, 0.9)).save(tmp_path / "coffee.png")
+    data = sorted(tmp_path.iterdir())
+    from brainclust.io.scan import scan
+
+    records = scan(tmp_path, progress=False).records
+    fp32 = run_checks(records, progress=False)
+    bf16 = run_checks(records, progress=False, likeness_precision="bf16", likeness_runtime="openvino")
+    assert fp32.flags == bf16.flags and len(data) == len(records)
+    assert "not_mri" in fp32.flags[fp32.paths.index("astronaut.png")]
+    scored = np.isfinite(fp32.likeness_z)
+    assert scored.any() and np.isfinite(bf16.likeness_z[scored]).all()
+    assert np.abs(fp32.likeness_z[scored] - bf16.likeness_z[scored]).max() < 1.0
 
 
 VOLUMES = DATA / "brain_mri_volumes_dev"

@@ -93,3 +93,15 @@ def test_study_rules_live_in_the_library(tmp_path):
     with pytest.raises(ParameterError, match="--datasets"):
         ablation_datasets(tmp_path, ["nope"], tmp_path / "demo")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({}, ("fp32", "auto")),
+    ({"precision": "bf16"}, ("bf16", "auto")),
+    ({"precision": "bf16", "runtime": "torch"}, ("bf16", "torch")),
+    ({"precision": "int8"}, ("fp32", "auto")),  # int8 moves the likeness scores more than its margins
+    ({"precision": "bf16", "device": "cuda"}, ("fp32", "auto")),  # the checks extract on the CPU
+])
+def test_the_checks_likeness_features_follow_a_bf16_run_on_the_cpu(settings, expected):
+    checks = dict(build_steps(RunConfig(**settings)))["checks"]
+    assert (checks.likeness_precision, checks.likeness_runtime) == expected

@@ -93,23 +93,37 @@ def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping
 
 
 def _image_masks(records, desc: Descriptors, ok: np.ndarray, sliced: np.ndarray, t: Thresholds, random_state: int,
-                 cache_dir, progress) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 cache_dir, progress, extraction: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The per-image flags ``tiny``, ``blank``, ``noise`` and ``not_mri`` (pixel rules, then likeness) and the
-    likeness z-scores."""
+    likeness z-scores (``extraction``: the likeness features' ``precision`` and ``runtime``)."""
     masks = pixel_flags(desc.vectors, t)
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
     suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t)
     likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
-                               progress)
+                               progress, **extraction)
     masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t)
     return masks, likeness
+
+
+def _outliers(features, desc: Descriptors, rows: np.ndarray, ok: np.ndarray, first: np.ndarray, t: Thresholds,
+              backend: str, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """``outlier`` z-scores and flags: in the run's ``features`` over the decoded rows, or (``None``) in the
+    near-duplicate codes of ``rows`` (distinct pictures)."""
+    if features is not None:
+        return outlier_scores(np.asarray(features, np.float32), t, first, ok, backend, random_state)
+    feats = np.zeros((len(ok), nearcode.SIDE ** 2), np.float32)
+    feats[rows] = nearcode.codes(desc.thumbs[rows])
+    valid = np.zeros(len(ok), bool)
+    valid[rows] = True
+    return outlier_scores(feats, t, first, valid, backend, random_state)
 
 
 def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None = None,
                features: np.ndarray | None = None, thresholds: Thresholds | None = None,
                split_table: Mapping[str, str] | None = None, dicom_headers: Mapping[str, Mapping] | None = None,
                workers: int = 0, backend: str = "auto", random_state: int = 0,
-               progress: bool | None = None, cache_dir=False) -> CheckResult:
+               progress: bool | None = None, cache_dir=False, likeness_precision: str = "fp32",
+               likeness_runtime: str = "auto") -> CheckResult:
     """Flag every record; group duplicates; list split leakage.
 
     Parameters
@@ -135,6 +149,9 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         Seeds the sample the search's projection and index are trained on.
     cache_dir : path, None or False
         Where near-duplicate pairs and likeness features are cached (``None``: the default; ``False``: not).
+    likeness_precision, likeness_runtime : str
+        How the likeness rule's features are extracted (:mod:`brainclust.checks.likeness`): ``fp32`` on
+        ``auto``, or ``bf16`` (a bf16 run's, on its runtime).
     """
     t = thresholds or Thresholds()
     t.validate()
@@ -146,7 +163,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     ok = np.ones(n, bool)
     ok[list(desc.failed)] = False
     sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
-    masks, likeness = _image_masks(records, desc, ok, sliced, t, random_state, cache_dir, progress)
+    masks, likeness = _image_masks(records, desc, ok, sliced, t, random_state, cache_dir, progress,
+                                   dict(precision=likeness_precision, runtime=likeness_runtime))
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
@@ -154,14 +172,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress)
     groups = group(desc.pixel_sha256, pairs, sims)
-    if features is None:
-        feats = np.zeros((n, nearcode.SIDE ** 2), np.float32)
-        feats[rows] = nearcode.codes(desc.thumbs[rows])
-        valid = np.zeros(n, bool)
-        valid[rows] = True
-    else:
-        feats, valid = np.asarray(features, np.float32), ok
-    z, outlier = outlier_scores(feats, t, first, valid, backend, random_state)
+    z, outlier = _outliers(features, desc, rows, ok, first, t, backend, random_state)
     paths = [r.path for r in records]
     flags, dup_of = [], []
     for i in range(n):

@@ -29,11 +29,13 @@ from dataclasses import replace
 import numpy as np
 
 from brainclust.checks.flags import FLAGS, Thresholds, parse_flags
+from brainclust.checks.likeness import PRECISIONS as LIKENESS_PRECISIONS
 from brainclust.checks.stage import checks_record, read_split_table, run_checks
 from brainclust.checks.store import cached_descriptors, default_workers
 from brainclust.checks.tables import exclude_mask
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, from_json, param
+from brainclust.features.runtime import RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,11 @@ class DataChecks(Step):
     cache_dir : str, None or False
         Feature-store folder the descriptors are cached in (``None``: the default; ``False``: none).
     progress : bool or None
+    likeness_precision : {"fp32", "bf16"}, default "fp32"
+    likeness_runtime : str, default "auto"
+        How the ``not_mri`` likeness rule extracts its EfficientNet-Lite0 features
+        (:mod:`brainclust.checks.likeness`): a run with ``--precision bf16`` on the CPU passes its own
+        precision and runtime, so that the checks share its features.
 
     Attributes
     ----------
@@ -86,12 +93,15 @@ class DataChecks(Step):
         "workers": param(NONE, Integer(0), option="--workers"),
         "cache_dir": param(NONE, OneOf((False,)), Kind((str, os.PathLike), "a folder"), option="--cache-dir"),
         "progress": param(NONE, BOOL, option="progress"),
+        "likeness_precision": param(OneOf(LIKENESS_PRECISIONS), option="--precision"),
+        "likeness_runtime": param(OneOf(RUNTIMES), option="--runtime"),
     }
     _fitted_attribute = "keep_"
 
     def __init__(self, exclude=(), thresholds: str | None = None, split_table: str | None = None,
                  split_column: str = "split", n_components: int | float = 50, random_state: int = 0,
-                 workers: int | None = None, cache_dir=None, progress: bool | None = None):
+                 workers: int | None = None, cache_dir=None, progress: bool | None = None,
+                 likeness_precision: str = "fp32", likeness_runtime: str = "auto"):
         self.exclude = exclude
         self.thresholds = thresholds
         self.split_table = split_table
@@ -101,6 +111,8 @@ class DataChecks(Step):
         self.workers = workers
         self.cache_dir = cache_dir
         self.progress = progress
+        self.likeness_precision = likeness_precision
+        self.likeness_runtime = likeness_runtime
 
     def check_params(self):
         """The declared rules, the flags of ``exclude``, the thresholds' text and the split table's columns."""
@@ -138,7 +150,8 @@ class DataChecks(Step):
         res = run_checks(records, descriptors=desc, features=self._space(X),
                          thresholds=Thresholds.from_text(self.thresholds or ""),
                          split_table=split, random_state=self.random_state, progress=self.progress,
-                         cache_dir=self.cache_dir)
+                         cache_dir=self.cache_dir, likeness_precision=self.likeness_precision,
+                         likeness_runtime=self.likeness_runtime)
         res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
         aside = exclude_mask(res.flags, self.exclude)
         self.result_, self.keep_, self.aside_ = res, ~aside, np.flatnonzero(aside)

@@ -416,6 +416,15 @@ def options() -> dict[str, Option]:
     return {f.name: f.metadata["option"] for f in fields(RunConfig) if "option" in f.metadata}
 
 
+def _likeness_extraction(cfg: RunConfig) -> dict:
+    """The checks' likeness features follow a bf16 run on the CPU (shared with the run's own when its backbone
+    is EfficientNet-Lite0, instead of a second extraction in fp32); fp32 otherwise, int8 included
+    (:mod:`brainclust.checks.likeness`)."""
+    if cfg.precision == "bf16" and cfg.device == "cpu":
+        return {"likeness_precision": "bf16", "likeness_runtime": cfg.runtime}
+    return {}
+
+
 def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
     """The (unfitted) steps of the model of ``cfg``, in order: extractor, [checks], [ssl], [units], reducer,
     [manifold], clusterer (``checks`` unless ``--checks off``: it may set images aside, see
@@ -432,7 +441,7 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
                                            split_table=cfg.split_table, split_column=cfg.split_column,
                                            n_components=cfg.pca if cfg.reduce != "umap" else 50,
                                            random_state=cfg.seed, workers=cfg.workers, cache_dir=cfg.cache_dir,
-                                           progress=cfg.progress)))
+                                           progress=cfg.progress, **_likeness_extraction(cfg))))
     comps = parse_components(cfg.ssl)
     if comps:
         steps.append(("ssl", SelfSupervisedStep(components=comps, mode=cfg.ssl_mode, epochs=cfg.ssl_epochs,
