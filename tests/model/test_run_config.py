@@ -99,9 +99,19 @@ def test_study_rules_live_in_the_library(tmp_path):
     ({}, ("fp32", "auto")),
     ({"precision": "bf16"}, ("bf16", "auto")),
     ({"precision": "bf16", "runtime": "torch"}, ("bf16", "torch")),
-    ({"precision": "int8"}, ("fp32", "auto")),  # int8 moves the likeness scores more than its margins
     ({"precision": "bf16", "device": "cuda"}, ("fp32", "auto")),  # the checks extract on the CPU
 ])
 def test_the_checks_likeness_features_follow_a_bf16_run_on_the_cpu(settings, expected):
     checks = dict(build_steps(RunConfig(**settings)))["checks"]
     assert (checks.likeness_precision, checks.likeness_runtime) == expected
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_int8_runs_likeness_features_are_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native):
+    """int8 features move the likeness scores more than the thresholds' margins: never int8."""
+    from brainclust.features import openvino_runtime as ovr
+
+    monkeypatch.setattr(ovr, "openvino_available", lambda: True)
+    monkeypatch.setattr(ovr, "native_bf16", lambda: native)
+    checks = dict(build_steps(RunConfig(precision="int8")))["checks"]
+    assert (checks.likeness_precision, checks.likeness_runtime) == (("bf16", "openvino") if native else ("fp32", "auto"))

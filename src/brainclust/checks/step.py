@@ -71,7 +71,7 @@ class DataChecks(Step):
     likeness_runtime : str, default "auto"
         How the ``not_mri`` likeness rule extracts its EfficientNet-Lite0 features
         (:mod:`brainclust.checks.likeness`): a run with ``--precision bf16`` on the CPU passes its own
-        precision and runtime, so that the checks share its features.
+        precision and runtime, so that the checks share its features (``model.config`` sets them).
 
     Attributes
     ----------

@@ -417,11 +417,19 @@ def options() -> dict[str, Option]:
 
 
 def _likeness_extraction(cfg: RunConfig) -> dict:
-    """The checks' likeness features follow a bf16 run on the CPU (shared with the run's own when its backbone
-    is EfficientNet-Lite0, instead of a second extraction in fp32); fp32 otherwise, int8 included
-    (:mod:`brainclust.checks.likeness`)."""
-    if cfg.precision == "bf16" and cfg.device == "cpu":
+    """The checks' likeness features (:mod:`brainclust.checks.likeness`) follow a bf16 run on the CPU (shared
+    with the run's own when its backbone is EfficientNet-Lite0, instead of a second extraction in fp32). An
+    int8 run's are bf16 where the CPU runs bf16 natively (int8 features move the scores too much; bf16 is the
+    fastest close path); fp32 otherwise."""
+    if cfg.device != "cpu":
+        return {}
+    if cfg.precision == "bf16":
         return {"likeness_precision": "bf16", "likeness_runtime": cfg.runtime}
+    if cfg.precision == "int8":
+        from brainclust.features import openvino_runtime as ovr
+
+        if ovr.openvino_available() and ovr.native_bf16():
+            return {"likeness_precision": "bf16", "likeness_runtime": "openvino"}
     return {}
 
 
