@@ -35,7 +35,7 @@ already has them. They are fp32 unless the run asks for bf16 on the CPU (:data:`
 run then shares them instead of extracting most of its images a second time in fp32 (bf16 moved the
 z-scores by at most 0.65 and no planted verdict; int8 moved them by up to 1.8, more than the
 margins, so they are never int8: an int8 run's are bf16 where the CPU runs it natively,
-``model.config._likeness_extraction``). ``docs/checks.md`` gives the measurements.
+see :func:`brainclust.checks.step.likeness_extraction`). ``docs/checks.md`` gives the measurements.
 """
 
 from __future__ import annotations

@@ -46,6 +46,24 @@ def parse_exclude(text: str) -> tuple[str, ...]:
     return tuple(f for f in FLAGS if f in chosen)
 
 
+def likeness_extraction(run) -> dict:
+    """``DataChecks``' ``likeness_precision`` and ``likeness_runtime`` for a run's ``precision``, ``runtime`` and
+    ``device`` (the likeness rule's features, :mod:`brainclust.checks.likeness`): a bf16 run on the CPU gives
+    its own precision and runtime (a Lite0 run then shares its features through the store instead of
+    extracting them again in fp32); an int8 run gets bf16 where the CPU runs it natively (int8 features move
+    the scores too much); anything else fp32 (``{}``: the defaults)."""
+    if run.device != "cpu":
+        return {}
+    if run.precision == "bf16":
+        return {"likeness_precision": "bf16", "likeness_runtime": run.runtime}
+    if run.precision == "int8":
+        from brainclust.features import openvino_runtime as ovr
+
+        if ovr.openvino_available() and ovr.native_bf16():
+            return {"likeness_precision": "bf16", "likeness_runtime": "openvino"}
+    return {}
+
+
 class DataChecks(Step):
     """Flag every image of a run; optionally set the flagged ones aside (see the module docstring).
 

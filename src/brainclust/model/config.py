@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
-from brainclust.checks.step import DataChecks, parse_exclude
+from brainclust.checks.step import DataChecks, likeness_extraction, parse_exclude
 from brainclust.cluster.base import check_seed
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, pre_pca_reducer
@@ -416,23 +416,6 @@ def options() -> dict[str, Option]:
     return {f.name: f.metadata["option"] for f in fields(RunConfig) if "option" in f.metadata}
 
 
-def _likeness_extraction(cfg: RunConfig) -> dict:
-    """The checks' likeness features (:mod:`brainclust.checks.likeness`) follow a bf16 run on the CPU (shared
-    with the run's own when its backbone is EfficientNet-Lite0, instead of a second extraction in fp32). An
-    int8 run's are bf16 where the CPU runs bf16 natively (int8 features move the scores too much; bf16 is the
-    fastest close path); fp32 otherwise."""
-    if cfg.device != "cpu":
-        return {}
-    if cfg.precision == "bf16":
-        return {"likeness_precision": "bf16", "likeness_runtime": cfg.runtime}
-    if cfg.precision == "int8":
-        from brainclust.features import openvino_runtime as ovr
-
-        if ovr.openvino_available() and ovr.native_bf16():
-            return {"likeness_precision": "bf16", "likeness_runtime": "openvino"}
-    return {}
-
-
 def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
     """The (unfitted) steps of the model of ``cfg``, in order: extractor, [checks], [ssl], [units], reducer,
     [manifold], clusterer (``checks`` unless ``--checks off``: it may set images aside, see
@@ -444,12 +427,12 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
     """
     k = cfg.k if cfg.k != "auto" else 4
     steps: list[tuple[str, object]] = [("extractor", cfg.extractor())]
-    if cfg.checks != "off":
+    if cfg.checks != "off":  # the likeness rule's features follow the run's precision (its one rule)
         steps.append(("checks", DataChecks(exclude=tuple(cfg.exclude), thresholds=cfg.check_thresholds,
                                            split_table=cfg.split_table, split_column=cfg.split_column,
                                            n_components=cfg.pca if cfg.reduce != "umap" else 50,
                                            random_state=cfg.seed, workers=cfg.workers, cache_dir=cfg.cache_dir,
-                                           progress=cfg.progress, **_likeness_extraction(cfg))))
+                                           progress=cfg.progress, **likeness_extraction(cfg))))
     comps = parse_components(cfg.ssl)
     if comps:
         steps.append(("ssl", SelfSupervisedStep(components=comps, mode=cfg.ssl_mode, epochs=cfg.ssl_epochs,
