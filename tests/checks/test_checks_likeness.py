@@ -277,6 +277,19 @@ def test_the_features_have_the_precision_and_runtime_asked_for(monkeypatch):
     assert seen == [(None, "fp32", "auto"), ("tight_crop", "fp32", "auto")]
 
 
+def test_the_manifest_says_how_the_likeness_features_were_extracted(tmp_path):
+    from brainclust.checks.stage import checks_record
+    from brainclust.io.scan import scan
+
+    for i in range(3):  # too few references: nothing is extracted, on any CPU
+        Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i}.png")
+    records = scan(tmp_path, progress=False).records
+    assert checks_record(run_checks(records, progress=False))["likeness_features"] == {
+        "backbone": "efficientnet_lite0", "precision": "fp32", "runtime": "auto"}
+    bf16 = run_checks(records, progress=False, likeness_precision="bf16", likeness_runtime="torch")
+    assert checks_record(bf16)["likeness_features"]["precision"] == "bf16"
+
+
 def test_int8_likeness_features_are_refused():
     n = 30
     with pytest.raises(ParameterError, match="precision must be one of fp32, bf16, got 'int8'"):

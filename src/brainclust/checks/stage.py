@@ -22,7 +22,7 @@ from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import Thresholds
-from brainclust.checks.likeness import likeness_scores, revise_not_mri
+from brainclust.checks.likeness import BACKBONE as LIKENESS_BACKBONE, likeness_scores, revise_not_mri
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows
@@ -50,7 +50,8 @@ class CheckResult:
     ``near_duplicate``, its group's first image (the representative); else ``""``;
     ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
     ``leakage`` the rows of ``leakage.csv`` (unescaped paths); ``outlier_z`` and ``likeness_z`` the
-    scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored).
+    scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored);
+    ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime).
     """
 
     paths: list[str]
@@ -65,6 +66,7 @@ class CheckResult:
     split_source: str
     leakage: list[dict] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    likeness_features: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         return summary_line(self)
@@ -163,8 +165,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     ok = np.ones(n, bool)
     ok[list(desc.failed)] = False
     sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
-    masks, likeness = _image_masks(records, desc, ok, sliced, t, random_state, cache_dir, progress,
-                                   dict(precision=likeness_precision, runtime=likeness_runtime))
+    extraction = dict(precision=likeness_precision, runtime=likeness_runtime)
+    masks, likeness = _image_masks(records, desc, ok, sliced, t, random_state, cache_dir, progress, extraction)
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
@@ -194,7 +196,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         dup_of.append(paths[rep] if rep != i else "")
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
-    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t)
+    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
+                       {"backbone": LIKENESS_BACKBONE, **extraction})
 
 
 def read_split_table(path: str | os.PathLike, column: str = "split", path_column: str = "path") -> dict[str, str]:
@@ -243,7 +246,8 @@ def checks_record(result: CheckResult, exclude=(), n_excluded: int = 0, split_ta
             "counts": result.counts(), "n_flagged": sum(1 for f in result.flags if f),
             "n_duplicate_groups": len(result.duplicates.groups()), "n_leakage_rows": len(result.leakage),
             "n_not_checked": len(result.descriptors.failed), "exclude": list(exclude), "n_excluded": n_excluded,
-            "descriptor_cache": cache or {}, "summary": result.summary(), "timings_s": timings or {}}
+            "descriptor_cache": cache or {}, "likeness_features": result.likeness_features,
+            "summary": result.summary(), "timings_s": timings or {}}
 
 
 def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
