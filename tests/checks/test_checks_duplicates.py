@@ -142,3 +142,17 @@ def test_the_summary_says_when_near_duplicate_groups_are_chains(planted, tmp_pat
     chain = check_folder(tmp_path, progress=False).summary()
     assert "5 near duplicates (groups of up to 6: neighbouring slices of one head match too)" in chain
     assert "groups of up to" not in check_folder(planted, progress=False).summary()  # pairs and one triple
+
+
+def test_verifying_pairs_component_by_component_gives_each_pair_its_own_similarity():
+    """``_verify`` reorders the candidate pairs into chunks of few images; each pair keeps its own score."""
+    from brainclust.checks.duplicates import _verify
+
+    rng = np.random.default_rng(0)
+    thumbs = rng.integers(0, 256, (60, 64, 64), dtype=np.uint8)
+    thumbs[30:] = thumbs[:30] // 2 + rng.integers(0, 8, (30, 64, 64), dtype=np.uint8)  # near copies
+    a = rng.integers(0, 60, 200)
+    b = (a + rng.integers(1, 60, 200)) % 60
+    cand = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], 1), axis=0)
+    expected = nearcode.pair_similarity(thumbs, cand[:, 0], cand[:, 1])[0]
+    np.testing.assert_allclose(_verify(thumbs, cand, chunk=7), expected, rtol=0, atol=1e-6)

@@ -138,11 +138,29 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     if not cand:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
     cand = np.unique(np.concatenate(cand), axis=0)
-    sims = np.concatenate([nearcode.pair_similarity(thumbs, cand[s:s + chunk, 0], cand[s:s + chunk, 1])[0]
-                           for s in range(0, len(cand), chunk)])
+    sims = _verify(thumbs, cand, chunk)
     ok = sims >= thresholds.near_similarity
     log.info("near-duplicate search: %d candidate pairs, %d verified", len(cand), int(ok.sum()))
     return cand[ok], sims[ok]
+
+
+def _verify(thumbs: np.ndarray, cand: np.ndarray, chunk: int) -> np.ndarray:
+    """The code similarity of each candidate pair, verified ``chunk`` pairs at a time. The pairs are taken
+    component by component of the candidate graph, so that a chunk holds few distinct images: each chunk
+    computes its images' codes (every flip and crop) once, and copies of one picture come in groups."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, flat = np.unique(cand, return_inverse=True)
+    ends = flat.reshape(cand.shape)
+    graph = coo_matrix((np.ones(len(cand)), (ends[:, 0], ends[:, 1])), shape=(len(nodes),) * 2)
+    label = connected_components(graph, directed=False)[1]
+    order = np.lexsort((cand[:, 1], cand[:, 0], label[ends[:, 0]]))
+    sims = np.empty(len(cand), np.float32)
+    for s in range(0, len(cand), chunk):
+        rows = order[s:s + chunk]
+        sims[rows] = nearcode.pair_similarity(thumbs, cand[rows, 0], cand[rows, 1])[0]
+    return sims
 
 
 def group(hashes: list[str], pairs: np.ndarray, pair_sims: np.ndarray) -> DuplicateGroups:
