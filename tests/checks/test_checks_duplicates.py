@@ -88,7 +88,10 @@ def test_codes_ignore_a_linear_intensity_change_and_follow_flips():
     c = nearcode.codes(t[None])
     assert np.allclose(np.linalg.norm(c), 1, atol=1e-5)
     assert np.allclose(nearcode.codes((t * 0.5 + 30)[None]), c, atol=1e-4)
-    assert np.allclose(nearcode.codes(t[None, :, ::-1].copy(), flip=1), c, atol=1e-5)
+    for flip, seen in ((1, t[:, ::-1]), (2, t[::-1]), (3, t[::-1, ::-1])):  # a flip is a permutation of the code
+        assert np.allclose(nearcode.flipped(c, flip), nearcode.codes(seen[None].copy()), atol=1e-6)
+        assert np.allclose(nearcode.flipped(nearcode.codes(t[None], 0.04), flip),
+                           nearcode.codes(seen[None].copy(), 0.04), atol=1e-6)
     assert not np.any(nearcode.codes(np.full((1, 64, 64), 7.0)))
 
 
@@ -144,8 +147,32 @@ def test_the_summary_says_when_near_duplicate_groups_are_chains(planted, tmp_pat
     assert "groups of up to" not in check_folder(planted, progress=False).summary()  # pairs and one triple
 
 
-def test_verifying_pairs_component_by_component_gives_each_pair_its_own_similarity():
-    """``_verify`` reorders the candidate pairs into chunks of few images; each pair keeps its own score."""
+def test_pair_similarity_is_the_best_over_every_flip_of_one_and_crop_of_either():
+    """The stored-code scoring (flips as permutations, one image's codes shared by its pairs) against
+    the definition, computed from flipped and cropped thumbnails one trial at a time."""
+    rng = np.random.default_rng(3)
+    base = head_slice(3)[::2, ::2][:64, :64].astype(np.float32)
+    thumbs = np.stack([np.roll(base, (rng.integers(-3, 4), rng.integers(-3, 4)), (0, 1)) * rng.uniform(0.7, 1.2)
+                       + rng.normal(0, 4, base.shape) for _ in range(8)])
+    thumbs[4:] = thumbs[4:, ::-1]  # some pairs match best through a flip
+    i, j = np.triu_indices(len(thumbs), 1)
+    best, variant = nearcode.pair_similarity(thumbs, i, j)
+    views = {0: lambda t: t, 1: lambda t: t[:, ::-1], 2: lambda t: t[::-1], 3: lambda t: t[::-1, ::-1]}
+    for p, (a, b) in enumerate(zip(i, j)):
+        trials = {}
+        for flip, view in views.items():
+            fa = view(thumbs[a]).copy()[None]
+            for crop in nearcode.VERIFY_CROPS:
+                pct = int(round(crop * 100))
+                trials[flip * 100 + pct] = float(nearcode.codes(fa, crop)[0] @ nearcode.codes(thumbs[b][None])[0])
+                trials[flip * 100 - pct] = float(nearcode.codes(fa)[0] @ nearcode.codes(thumbs[b][None], crop)[0])
+        assert abs(best[p] - max(trials.values())) < 1e-5
+        assert trials[int(variant[p])] > max(trials.values()) - 1e-5
+    assert (variant // 100 > 0).any() and (variant % 100 != 0).any()  # flips and crops both won somewhere
+
+
+def test_verifying_pairs_block_by_block_gives_each_pair_its_own_similarity():
+    """``_verify`` reorders the images into blocks and the pairs by block pair; each pair keeps its own score."""
     from brainclust.checks.duplicates import _verify
 
     rng = np.random.default_rng(0)
@@ -155,4 +182,4 @@ def test_verifying_pairs_component_by_component_gives_each_pair_its_own_similari
     b = (a + rng.integers(1, 60, 200)) % 60
     cand = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], 1), axis=0)
     expected = nearcode.pair_similarity(thumbs, cand[:, 0], cand[:, 1])[0]
-    np.testing.assert_allclose(_verify(thumbs, cand, chunk=7), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_verify(thumbs, cand, block=7), expected, rtol=0, atol=1e-6)

@@ -38,6 +38,8 @@ SEARCH_DIM_LARGE = 64
 SEARCH_K = 8
 #: A candidate is verified when its projected similarity reaches ``near_similarity - SEARCH_MARGIN``.
 SEARCH_MARGIN = 0.06
+#: Images whose verification codes are held at once (twice: two blocks; 44 KB each).
+VERIFY_BLOCK = 8192
 
 
 @dataclass
@@ -95,11 +97,12 @@ def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int, chunk: 
     return np.ascontiguousarray(vt[:dim].T)
 
 
-def _project(thumbs, rows, flip, crop, proj, chunk) -> np.ndarray:
+def _project(thumbs, rows, proj, chunk) -> np.ndarray:
+    """The whole, unflipped codes of ``rows``, projected (the index's vectors)."""
     dim = nearcode.SIDE ** 2 if proj is None else proj.shape[1]
     out = np.empty((len(rows), dim), np.float32)
     for s in range(0, len(rows), chunk):
-        c = nearcode.codes(thumbs[rows[s:s + chunk]], flip, crop, chunk=chunk)
+        c = nearcode.codes(thumbs[rows[s:s + chunk]], chunk=chunk)
         out[s:s + chunk] = c if proj is None else c @ proj
     return out
 
@@ -116,50 +119,66 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
     large = backend == "faiss" or (backend == "auto" and len(rows) > thresholds.exact_max)
     proj = _projection(thumbs, rows, random_state, chunk, SEARCH_DIM_LARGE if large else SEARCH_DIM)
-    base = _project(thumbs, rows, 0, 0.0, proj, chunk)
+    base = _project(thumbs, rows, proj, chunk)
     searcher = Searcher(base, backend, thresholds.exact_max, random_state)
     floor = thresholds.near_similarity - SEARCH_MARGIN
     k = min(SEARCH_K, len(rows))
     cand = []
     crops = nearcode.SEARCH_CROPS if searcher.exact else nearcode.SEARCH_CROPS_LARGE
-    variants = [(f, c) for f in nearcode.FLIPS for c in crops]
-    pbar = bar(len(variants), "near-duplicate search", progress, unit="pass")
-    for flip, crop in variants:
-        q = base if (flip, crop) == (0, 0.0) else _project(thumbs, rows, flip, crop, proj, chunk)
-        sims, idx = searcher.search(q, k)
-        a, b = np.nonzero((sims >= floor) & (idx >= 0))
-        other = idx[a, b]
-        keep = other != a
-        if keep.any():
-            pa, pb = rows[a[keep]], rows[other[keep]]
-            cand.append(np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], 1))
-        pbar.update(1)
+    pbar = bar(len(crops) * len(rows), "near-duplicate search", progress)
+    for crop in crops:  # each chunk's codes once per crop; its flips are permutations of them
+        for s in range(0, len(rows), chunk):
+            c = nearcode.codes(thumbs[rows[s:s + chunk]], crop, chunk=chunk)
+            for flip in nearcode.FLIPS:
+                q = nearcode.flipped(c, flip)
+                sims, idx = searcher.search(q if proj is None else q @ proj, k)
+                a, b = np.nonzero((sims >= floor) & (idx >= 0))
+                other = idx[a, b]
+                keep = other != a + s
+                if keep.any():
+                    pa, pb = rows[a[keep] + s], rows[other[keep]]
+                    cand.append(np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], 1))
+            pbar.update(len(c))
     pbar.close()
     if not cand:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
     cand = np.unique(np.concatenate(cand), axis=0)
-    sims = _verify(thumbs, cand, chunk)
+    sims = _verify(thumbs, cand, progress=progress)
     ok = sims >= thresholds.near_similarity
     log.info("near-duplicate search: %d candidate pairs, %d verified", len(cand), int(ok.sum()))
     return cand[ok], sims[ok]
 
 
-def _verify(thumbs: np.ndarray, cand: np.ndarray, chunk: int) -> np.ndarray:
-    """The code similarity of each candidate pair, verified ``chunk`` pairs at a time. The pairs are taken
-    component by component of the candidate graph, so that a chunk holds few distinct images: each chunk
-    computes its images' codes (every flip and crop) once, and copies of one picture come in groups."""
+def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
+            progress: bool | None = None) -> np.ndarray:
+    """The code similarity of each candidate pair. Each image's codes (:func:`nearcode.variant_codes`)
+    are made once per block of ``block`` images, not once per pair: the images are put in reverse
+    Cuthill-McKee order of the candidate graph (copies of one picture, and the neighbours of one
+    image, land in the same or nearby blocks), and the pairs are scored block pair by block pair."""
     from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
 
     nodes, flat = np.unique(cand, return_inverse=True)
     ends = flat.reshape(cand.shape)
-    graph = coo_matrix((np.ones(len(cand)), (ends[:, 0], ends[:, 1])), shape=(len(nodes),) * 2)
-    label = connected_components(graph, directed=False)[1]
-    order = np.lexsort((cand[:, 1], cand[:, 0], label[ends[:, 0]]))
+    graph = coo_matrix((np.ones(len(cand), np.int8), (ends[:, 0], ends[:, 1])), shape=(len(nodes),) * 2).tocsr()
+    order = nodes[reverse_cuthill_mckee(graph, symmetric_mode=False)]  # image of each position
+    rank = np.empty(len(thumbs), np.int64)
+    rank[order] = np.arange(len(order))
+    pos = np.sort(rank[cand], axis=1)  # the pair's two positions, earlier first (the score is symmetric)
+    first, second = pos[:, 0] // block, pos[:, 1] // block
     sims = np.empty(len(cand), np.float32)
-    for s in range(0, len(cand), chunk):
-        rows = order[s:s + chunk]
-        sims[rows] = nearcode.pair_similarity(thumbs, cand[rows, 0], cand[rows, 1])[0]
+    todo = np.lexsort((second, first))
+    bounds = np.flatnonzero(np.diff(first[todo] * (len(order) // block + 1) + second[todo])) + 1
+    pbar = bar(len(cand), "near-duplicate verification", progress, unit="pair")
+    held = (-1, None)
+    for rows in np.split(todo, bounds):
+        a, b = int(first[rows[0]]), int(second[rows[0]])
+        if held[0] != a:
+            held = (a, nearcode.variant_codes(thumbs[order[a * block:(a + 1) * block]]))
+        other = held[1] if b == a else nearcode.variant_codes(thumbs[order[b * block:(b + 1) * block]])
+        sims[rows] = nearcode.variant_similarity(held[1], other, pos[rows, 0] - a * block, pos[rows, 1] - b * block)[0]
+        pbar.update(len(rows))
+    pbar.close()
     return sims
 
 

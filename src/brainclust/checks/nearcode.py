@@ -1,8 +1,7 @@
 """Near-duplicate codes: the thumbnail seen through a flip and a centred crop, as a unit vector.
 
 A *code* is made from the 64x64 thumbnail of :mod:`brainclust.checks.descriptors`
-(the whole frame on the image's own percentile scale): optionally flipped
-(``flip`` 0 none, 1 left-right, 2 up-down, 3 both), optionally cropped by a
+(the whole frame on the image's own percentile scale): optionally cropped by a
 fraction ``crop`` on every side, Gaussian-blurred (sigma 1 pixel of the 64-pixel
 thumbnail) and resampled to 32x32, then mean-centred and scaled to unit length.
 The dot product of two codes is the Pearson correlation of the two blurred
@@ -10,7 +9,9 @@ thumbnails, so it ignores a linear change of intensity; the percentile scale and
 blur absorb resizing and recompression.
 
 Blur and resampling are one 32x64 matrix per axis (``R @ T @ R.T`` per image), so
-codes of many thumbnails are two large matrix products.
+codes of many thumbnails are two large matrix products. ``R`` is mirror-symmetric, so
+the code of a flipped thumbnail (``flip`` 0 none, 1 left-right, 2 up-down, 3 both)
+is the code flipped (:func:`flipped`).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def _matrix(n_in: int, crop: float) -> np.ndarray:
     return _CACHE[key]
 
 
-def codes(thumbs: np.ndarray, flip: int = 0, crop: float = 0.0, chunk: int = 4096) -> np.ndarray:
-    """Unit codes (n, SIDE**2) float32 of thumbnails (n, T, T) uint8 or float.
+def codes(thumbs: np.ndarray, crop: float = 0.0, chunk: int = 4096) -> np.ndarray:
+    """Unit codes (n, SIDE**2) float32 of thumbnails (n, T, T) uint8 or float, cropped by ``crop``
+    (flips: :func:`flipped`).
 
     A constant thumbnail gives the zero vector (it matches nothing).
     """
@@ -72,10 +74,6 @@ def codes(thumbs: np.ndarray, flip: int = 0, crop: float = 0.0, chunk: int = 409
         thumbs = thumbs[None]
     n, h, w = thumbs.shape
     ry, rx = _matrix(h, crop), _matrix(w, crop)
-    if flip in (2, 3):
-        ry = ry[:, ::-1]
-    if flip in (1, 3):
-        rx = rx[:, ::-1]
     out = np.empty((n, SIDE * SIDE), np.float32)
     for s in range(0, n, chunk):
         t = thumbs[s:s + chunk].astype(np.float32)
@@ -94,34 +92,69 @@ def codes(thumbs: np.ndarray, flip: int = 0, crop: float = 0.0, chunk: int = 409
     return out
 
 
+def flipped(c: np.ndarray, flip: int) -> np.ndarray:
+    """Codes (m, SIDE**2) of the flipped thumbnails, from their unflipped codes. The resampling matrices
+    are mirror-symmetric, so the code of a flipped thumbnail is the flipped code (to float rounding):
+    a flip costs a permutation, not a resampling."""
+    if not flip:
+        return c
+    g = c.reshape(-1, SIDE, SIDE)[:, ::-1 if flip in (2, 3) else 1, ::-1 if flip in (1, 3) else 1]
+    return g.reshape(len(c), -1)
+
+
+def variant_codes(thumbs: np.ndarray) -> np.ndarray:
+    """(n, len(VERIFY_CROPS) + 3, SIDE**2): each thumbnail's unflipped code at every verification crop,
+    then its whole code through flips 1, 2 and 3 (:func:`flipped`)."""
+    crops = [codes(thumbs, c) for c in VERIFY_CROPS]
+    return np.stack(crops + [flipped(crops[0], f) for f in FLIPS[1:]], axis=1)
+
+
+def _trial_order() -> tuple[np.ndarray, np.ndarray]:
+    """Column of each (flip, crop) trial in ``[i crops x j flips (8 x 4), i flips x j crops (4 x 7)]``,
+    in the order :func:`pair_similarity` prefers on ties, and its ``variant`` code."""
+    n = len(VERIFY_CROPS)
+    cols, variants = [], []
+    for f in range(len(FLIPS)):
+        cols.append(f)  # i crop 0 (whole) against j whole through flip f
+        variants.append(f * 100)
+        for k in range(1, n):
+            pct = int(round(VERIFY_CROPS[k] * 100))
+            cols += [k * len(FLIPS) + f, n * len(FLIPS) + f * (n - 1) + k - 1]
+            variants += [f * 100 + pct, f * 100 - pct]
+    return np.array(cols), np.array(variants, np.int32)
+
+
+def variant_similarity(ci: np.ndarray, cj: np.ndarray, at_i: np.ndarray, at_j: np.ndarray,
+                       chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Best similarity of pairs (``ci[at_i[p]]``, ``cj[at_j[p]]``) of :func:`variant_codes` over flips
+    of the first and crops of either, as :func:`pair_similarity` returns it. Flipping the first image
+    against a crop of the second is flipping the second (flips are involutions and commute with
+    centred crops), so every trial is a product of stored codes."""
+    n = len(VERIFY_CROPS)
+    whole = [0, *range(n, n + len(FLIPS) - 1)]  # the whole code through flips 0..3
+    cols, variants = _trial_order()
+    best = np.empty(len(at_i), np.float32)
+    arg = np.empty(len(at_i), np.int32)
+    for s in range(0, len(at_i), chunk):
+        gi, gj = ci[at_i[s:s + chunk]], cj[at_j[s:s + chunk]]
+        crops_i = np.matmul(gi[:, :n], gj[:, whole].transpose(0, 2, 1))        # (m, n, 4)
+        crops_j = np.matmul(gi[:, whole], gj[:, 1:n].transpose(0, 2, 1))       # (m, 4, n - 1)
+        trials = np.concatenate([crops_i.reshape(len(gi), -1), crops_j.reshape(len(gi), -1)], axis=1)[:, cols]
+        pick = trials.argmax(1)  # the first best in trial order
+        best[s:s + chunk] = trials[np.arange(len(gi)), pick]
+        arg[s:s + chunk] = variants[pick]
+    return best, arg
+
+
 def pair_similarity(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best code similarity of pairs (i, j) over flips of ``i`` and centred crops of either image.
 
     Returns ``(similarity, variant)`` with ``variant = flip * 100 + crop percent`` (a negative crop
-    percent: ``j`` was the one cropped). Centred crops commute with flips, so cropping ``j`` needs
-    no flip of its own.
+    percent: ``j`` was the one cropped). Each image's codes are made once, whether it is an ``i`` or a ``j``.
     """
     i, j = np.asarray(i, int), np.asarray(j, int)
-    best = np.full(len(i), -1.0, np.float32)
-    arg = np.zeros(len(i), np.int32)
     if len(i) == 0:
-        return best, arg
-    # each image's codes once (candidate pairs share images), then the pairs' rows of them
-    ui, at_i = np.unique(i, return_inverse=True)
-    uj, at_j = np.unique(j, return_inverse=True)
-    ti, tj = thumbs[ui], thumbs[uj]
-    whole_j = codes(tj)
-    crops_j = {c: codes(tj, 0, c) for c in VERIFY_CROPS if c > 0}
-    for flip in FLIPS:
-        whole_i = codes(ti, flip)
-        trials = [(whole_i, whole_j, 0)]
-        for c in VERIFY_CROPS:
-            if c > 0:
-                pct = int(round(c * 100))
-                trials += [(codes(ti, flip, c), whole_j, pct), (whole_i, crops_j[c], -pct)]
-        for a, b, pct in trials:
-            s = np.einsum("nd,nd->n", a[at_i], b[at_j])
-            better = s > best
-            best[better] = s[better]
-            arg[better] = flip * 100 + pct
-    return best, arg
+        return np.zeros(0, np.float32), np.zeros(0, np.int32)
+    both, at = np.unique(np.concatenate([i, j]), return_inverse=True)
+    c = variant_codes(thumbs[both])
+    return variant_similarity(c, c, at[:len(i)], at[len(i):])
