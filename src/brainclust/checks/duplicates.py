@@ -91,7 +91,7 @@ def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int, chunk: 
         return None
     rng = np.random.default_rng(random_state)
     sample = np.sort(rng.choice(rows, min(len(rows), 20000), replace=False))
-    c = nearcode.codes(thumbs[sample], chunk=chunk)
+    c = nearcode.codes(thumbs[sample])
     # uncentred: the codes are already mean-free per image, and inner products must survive the projection
     _, _, vt = np.linalg.svd(c, full_matrices=False)
     return np.ascontiguousarray(vt[:dim].T)
@@ -102,7 +102,7 @@ def _project(thumbs, rows, proj, chunk) -> np.ndarray:
     dim = nearcode.SIDE ** 2 if proj is None else proj.shape[1]
     out = np.empty((len(rows), dim), np.float32)
     for s in range(0, len(rows), chunk):
-        c = nearcode.codes(thumbs[rows[s:s + chunk]], chunk=chunk)
+        c = nearcode.codes(thumbs[rows[s:s + chunk]])
         out[s:s + chunk] = c if proj is None else c @ proj
     return out
 
@@ -128,7 +128,7 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     pbar = bar(len(crops) * len(rows), "near-duplicate search", progress)
     for crop in crops:  # each chunk's codes once per crop; its flips are permutations of them
         for s in range(0, len(rows), chunk):
-            c = nearcode.codes(thumbs[rows[s:s + chunk]], crop, chunk=chunk)
+            c = nearcode.codes(thumbs[rows[s:s + chunk]], crop)
             for flip in nearcode.FLIPS:
                 q = nearcode.flipped(c, flip)
                 sims, idx = searcher.search(q if proj is None else q @ proj, k)
