@@ -4,9 +4,10 @@ Exact: a faiss flat index (every inner product, the top ``k`` per row kept in a 
 Approximate: a faiss inverted-file index (inner product, lists of 8-bit scalar-quantised
 vectors, ``IndexIVFScalarQuantizer``) with ``nlist = 2 sqrt(n)`` lists (balancing the coarse
 search over the lists against the scan of ``nprobe`` of them) trained on a seeded sample and
-``nprobe = 4`` lists searched per query, its candidates re-scored exactly (:class:`FaissIndex`); its memory is the float vectors, a quarter of
-that for the codes, and the list ids. faiss-cpu was chosen over usearch's HNSW by measurement
-(``benchmarks/bench_checks_scale.py``, ``docs/ARCHITECTURE.md``).
+``nprobe = 4`` lists searched per query, its candidates re-scored exactly (:class:`FaissIndex`);
+its memory is the float vectors, a quarter of that for the codes, and the list ids. faiss-cpu was
+chosen over usearch's HNSW by measurement (``benchmarks/bench_checks_scale.py``,
+``docs/ARCHITECTURE.md``).
 """
 
 from __future__ import annotations
