@@ -151,10 +151,11 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
 
 def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
             progress: bool | None = None) -> np.ndarray:
-    """The code similarity of each candidate pair. Each image's codes (:func:`nearcode.variant_codes`)
-    are made once per block of ``block`` images, not once per pair: the images are put in reverse
-    Cuthill-McKee order of the candidate graph (copies of one picture, and the neighbours of one
-    image, land in the same or nearby blocks), and the pairs are scored block pair by block pair."""
+    """The code similarity of each candidate pair. The images are put in reverse Cuthill-McKee order
+    of the candidate graph (copies of one picture, and the neighbours of one image, tend to land in
+    the same or nearby blocks of ``block`` images) and the pairs are scored block pair by block
+    pair: the nearer block's codes (:func:`nearcode.variant_codes`) are made once for all its pairs,
+    the farther block's for the images its pairs need."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
@@ -175,8 +176,12 @@ def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
         a, b = int(first[rows[0]]), int(second[rows[0]])
         if held[0] != a:
             held = (a, nearcode.variant_codes(thumbs[order[a * block:(a + 1) * block]]))
-        other = held[1] if b == a else nearcode.variant_codes(thumbs[order[b * block:(b + 1) * block]])
-        sims[rows] = nearcode.variant_similarity(held[1], other, pos[rows, 0] - a * block, pos[rows, 1] - b * block)[0]
+        if b == a:
+            other, at = held[1], pos[rows, 1] - a * block
+        else:  # of a farther block, only the images these pairs need
+            need, at = np.unique(pos[rows, 1], return_inverse=True)
+            other = nearcode.variant_codes(thumbs[order[need]])
+        sims[rows] = nearcode.variant_similarity(held[1], other, pos[rows, 0] - a * block, at)[0]
         pbar.update(len(rows))
     pbar.close()
     return sims
