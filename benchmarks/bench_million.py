@@ -99,21 +99,19 @@ def oblique(vols, i: int, size: int) -> np.ndarray:
     return np.round(np.clip(img / top, 0, 1) * 255).astype(np.uint8)
 
 
-def make(folder: Path, n: int, size: int, data: Path, start: int = 0, source: str = "copies") -> None:
-    if source == "oblique":
-        vols = volumes(data)
-        picture = lambda i: oblique(vols, i, size)  # noqa: E731
-    else:
-        src = sources(data, size)
+def indexed_copy(src: list[np.ndarray], i: int, size: int) -> np.ndarray:
+    """Image i: source slice i mod len(src) (already ``size`` px) with i written into its first row."""
+    img = src[i % len(src)].copy()
+    img[0, :32] = [((i >> b) & 1) * 255 for b in range(32)]  # the index: every file is distinct
+    return img
 
-        def picture(i):
-            img = src[i % len(src)].copy()
-            img[0, :32] = [((i >> b) & 1) * 255 for b in range(32)]  # the index: every file is distinct
-            return img
+
+def make(folder: Path, n: int, size: int, data: Path, start: int = 0, source: str = "copies") -> None:
+    pool, picture = (volumes(data), oblique) if source == "oblique" else (sources(data, size), indexed_copy)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for i in range(start, n):
-        img = picture(i)
+        img = picture(pool, i, size)
         sub = folder / f"d{i // 1000:04d}"
         if i % 1000 == 0:
             sub.mkdir(exist_ok=True)
