@@ -83,6 +83,20 @@ def test_group_joins_exact_and_near_pairs_with_the_first_as_representative():
     assert g.groups() == [[0, 2], [1, 3, 4]]
 
 
+def test_groups_are_every_representative_with_its_members_in_scan_order():
+    rng = np.random.default_rng(0)
+    n = 300
+    hashes = [f"h{rng.integers(250)}" for _ in range(n)]
+    pairs = np.sort(rng.integers(0, n, (60, 2)), axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    g = group(hashes, pairs, np.full(len(pairs), 0.99, np.float32))
+    expected: dict[int, list[int]] = {}
+    for i, r in enumerate(g.representative):
+        expected.setdefault(int(r), []).append(i)
+    assert g.groups() == [m for _, m in sorted(expected.items()) if len(m) > 1]
+    assert len(g.groups()) > 10
+
+
 def test_codes_ignore_a_linear_intensity_change_and_follow_flips():
     t = head_slice(3)[::2, ::2][:64, :64].astype(np.float32)
     c = nearcode.codes(t[None])

@@ -41,3 +41,15 @@ def test_distinct_rows_and_constant_check_in_blocks():
     check_not_constant(X)  # varied: no error
     with pytest.raises(InputError, match="identical features"):
         check_not_constant(np.repeat(X[:1], 40, axis=0))
+
+
+def test_take_rows_copies_into_a_memory_map_above_the_limit(monkeypatch):
+    X = np.arange(70000 * 3, dtype=np.float32).reshape(70000, 3)
+    keep = np.ones(70000, bool)
+    keep[::7] = False
+    assert not isinstance(ex_mod.take_rows(X, keep), np.memmap)  # small: a plain copy
+    monkeypatch.setattr(ex_mod, "MEMMAP_VALUES", 10)
+    for rows in (keep, np.flatnonzero(keep)):
+        out = ex_mod.take_rows(X, rows)
+        assert isinstance(out, np.memmap)
+        np.testing.assert_array_equal(np.asarray(out), X[keep])

@@ -220,3 +220,19 @@ def test_run_made_columns_and_metadata_of_the_same_name_both_survive():
     assert [(r["stratum"], r["meta_stratum"], r["cluster_in_stratum"]) for r in rows] == [
         ("x", "theirs", "0"), ("y", "theirs", "0"), ("x", "theirs", "1")]
     assert column_name("stratum") == "meta_stratum"  # a --metadata table's column never replaces the run's
+
+
+def test_plane_columns_give_each_unit_its_slices_shared_plane():
+    from types import SimpleNamespace
+
+    from brainclust.model.steering import plane_columns
+
+    def sl(plane):
+        return SimpleNamespace(meta={"plane": plane})
+
+    units = [SimpleNamespace(members=(sl("axial"), sl("axial"))),
+             SimpleNamespace(members=(sl("axial"), sl("coronal"))),
+             sl("sagittal"), SimpleNamespace(members=(sl("coronal"),) * 3)]
+    cols = plane_columns(units)
+    assert cols["plane"] == ["axial", "mixed", "sagittal", "coronal"]
+    assert cols["plane_source"] == ["header"] * 4 and cols["plane_confidence"] == [1.0] * 4

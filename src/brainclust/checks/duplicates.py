@@ -58,11 +58,12 @@ class DuplicateGroups:
 
     def groups(self) -> list[list[int]]:
         """Groups of two or more images, each in scan order, ordered by their representative."""
-        out: dict[int, list[int]] = {}
-        for i, r in enumerate(self.representative):
-            if r != i or np.any(self.representative == i):
-                out.setdefault(int(r), []).append(i)
-        return [g for _, g in sorted(out.items()) if len(g) > 1]
+        rep = np.asarray(self.representative, np.int64)
+        members = np.flatnonzero(np.bincount(rep, minlength=len(rep))[rep] > 1)
+        if not len(members):
+            return []
+        members = members[np.argsort(rep[members], kind="stable")]
+        return [g.tolist() for g in np.split(members, np.flatnonzero(np.diff(rep[members])) + 1)]
 
 
 def first_of_hash(hashes: list[str]) -> np.ndarray:

@@ -35,6 +35,7 @@ from brainclust.checks.store import cached_descriptors, default_workers
 from brainclust.checks.tables import exclude_mask
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, from_json, param
+from brainclust.features.extraction import take_rows
 from brainclust.features.runtime import RUNTIMES
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class DataChecks(Step):
         if aside.any():
             log.info("--exclude %s: %d of %d images set aside (cluster -1)", ",".join(self.exclude),
                      int(aside.sum()), len(records))
-            return replace(batch, records=[r for r, k in zip(records, self.keep_) if k], X=X[self.keep_])
+            return replace(batch, records=[r for r, k in zip(records, self.keep_) if k], X=take_rows(X, self.keep_))
         return batch
 
     def transform_batch(self, batch):

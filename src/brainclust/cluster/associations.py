@@ -170,8 +170,10 @@ def _score(col: Column, groups: np.ndarray) -> float:
 
 
 def _perm_stat(col: Column, x: np.ndarray, g: np.ndarray, ng: int) -> float:
+    """The permutation test's statistic; categorical ``x`` are the sample's own codes (``_codes``), so the
+    contingency table grows with the sample, not with the whole column's values."""
     if col.kind == "categorical":
-        return _mi(x, g, col.n_values, ng)
+        return _mi(x, g, int(x.max()) + 1, ng)
     return _ss_between(x, g, ng)
 
 
@@ -229,9 +231,9 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng) -> tuple[f
         return float("nan"), 0
     m = len(col.rows)
     pick = np.sort(rng.choice(m, PERMUTATION_ROWS, replace=False)) if m > PERMUTATION_ROWS else np.arange(m)
-    x = col.codes[pick] if col.kind == "categorical" else col.values[pick]
     g = _codes(groups[col.rows][pick])
     ng = int(g.max()) + 1
+    x = _codes(col.codes[pick]) if col.kind == "categorical" else col.values[pick]
     observed = _perm_stat(col, x, g, ng)
     tol = 1e-9 * max(1.0, abs(observed))
     hits = sum(_perm_stat(col, x[rng.permutation(len(x))], g, ng) >= observed - tol for _ in range(permutations))

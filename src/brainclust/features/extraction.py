@@ -56,7 +56,7 @@ class Extraction:
         if not self.failed:
             return list(records), self.features, skipped
         ok = [i for i in range(len(records)) if i not in self.failed]
-        return [records[i] for i in ok], self.features[ok], skipped
+        return [records[i] for i in ok], take_rows(self.features, ok), skipped
 
     def cache_info(self) -> dict:
         """``{"hits", "misses"}`` per image (``hits + misses`` = the images that decoded), and ``failed`` when
@@ -127,6 +127,19 @@ def result_array(n: int, dim: int) -> np.ndarray:
     for s in range(0, n, 65536):
         arr[s:s + 65536] = np.nan
     return arr
+
+
+def take_rows(X: np.ndarray, rows) -> np.ndarray:
+    """``X[rows]`` (rows: indices or a boolean mask) as a :func:`result_array`: above its size threshold a
+    memory-mapped file, filled a block at a time, so a million-image matrix is not copied into RAM."""
+    rows = np.asarray(rows)
+    rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64, copy=False)
+    if len(rows) * X.shape[1] <= MEMMAP_VALUES:
+        return X[rows]
+    out = result_array(len(rows), X.shape[1])
+    for s in range(0, len(rows), 65536):
+        out[s:s + 65536] = X[rows[s:s + 65536]]
+    return out
 
 
 def as_records(X: Sequence) -> list[ImageRecord]:

@@ -99,9 +99,9 @@ def plane_columns(records, random_state: int = 0, cache_dir=None) -> dict[str, l
         log.info("plane estimated for %d image(s) in %.1f s", len(todo), time.perf_counter() - t0)
         plane[todo], source[todo], conf[todo] = p, s, c
     out: dict[str, list] = {c: [] for c in PLANE_COLUMNS}
-    owner = np.asarray(owner)
-    for i in range(len(records)):
-        rows = np.flatnonzero(owner == i)
+    ids = np.arange(len(records))
+    for lo, hi in zip(np.searchsorted(owner, ids), np.searchsorted(owner, ids, "right")):  # owner ascends
+        rows = slice(lo, hi)
         ps, ss = set(plane[rows].tolist()), set(source[rows].tolist())
         out["plane"].append(ps.pop() if len(ps) == 1 else "mixed")
         out["plane_source"].append(ss.pop() if len(ss) == 1 else "mixed")

@@ -274,7 +274,7 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
 
     info = run.metrics.get("outliers")
     idx = np.flatnonzero(run.clusters == NOISE)[:cap] if info else []
-    gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": run.names[int(i)]} for i in idx]
+    gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": run.rows[int(i)]["path"]} for i in idx]
     auto = None
     if run.folder.auto.is_file():
         with open(run.folder.auto, newline="", encoding="utf-8") as fh:
