@@ -67,9 +67,10 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
     X = np.asarray(X, dtype=np.float64)
     pred = np.asarray(labels_pred)
     keep = pred != -1
-    found = len(set(pred[keep].tolist()))
+    found = len(np.unique(pred[keep]))
+    ids, sizes = np.unique(pred, return_counts=True)  # one pass, however many clusters (DBSCAN)
     out: dict = {"n_images": int(len(pred)), "n_clusters": int(found), "n_noise": int((~keep).sum()),
-                 "cluster_sizes": {str(c): int((pred == c).sum()) for c in sorted(set(pred.tolist()))}}
+                 "cluster_sizes": {str(c): int(m) for c, m in zip(ids.tolist(), sizes)}}
     sil, sample = mean_silhouette(X, pred, int(silhouette_max), random_state)
     if sample is not None:
         out["silhouette_sample"] = sample

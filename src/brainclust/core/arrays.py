@@ -122,7 +122,8 @@ def stratified_sample(clusters: np.ndarray, cap: int, random_state: int | None =
     order = np.argsort(-(share - np.floor(share)), kind="stable")
     for i in order[:max(0, cap - int(quota.sum()))]:
         quota[i] = min(quota[i] + 1, sizes[i])
-    picked = [rng.choice(np.flatnonzero(clusters == c), size=q, replace=False) for c, q in zip(ids, quota)]
+    by_cluster = np.split(np.argsort(clusters, kind="stable"), np.cumsum(sizes)[:-1])  # members, ascending
+    picked = [rng.choice(members, size=q, replace=False) for members, q in zip(by_cluster, quota)]
     return np.sort(np.concatenate(picked))
 
 
