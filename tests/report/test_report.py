@@ -290,6 +290,34 @@ def test_noise_gets_its_own_montage(tmp_path):
     assert tables_of(page)["confusion-table"][0][-2] == "noise"
 
 
+def test_montages_show_the_largest_clusters_above_the_cap(tmp_path, monkeypatch):
+    import brainclust.report.build as build_module
+
+    override = [0] * 2 + [1] * 5 + [2] * 3 + [3] * 4 + [-1] * 2       # sizes 2, 5, 3, 4 and noise
+    out = fake_run(tmp_path, n_per=4, k=4, method="kmeans", clusters_override=override)
+    monkeypatch.setattr(build_module, "MONTAGE_CLUSTERS", 2)
+    page = build_report(out).path.read_text()
+    shown = re.findall(r'<div class="montage" id="cluster-(\w+)"', page)
+    assert shown == ["1", "3", "noise"]                                    # the two largest, by id, then noise
+    assert "Only the 2 largest of the 4 clusters are shown" in page
+    with Image.open(out / "figures" / "montages.png") as im:               # three rows drawn, not five
+        three = im.size[1]
+    monkeypatch.setattr(build_module, "MONTAGE_CLUSTERS", 40)
+    page = build_report(out).path.read_text()
+    assert "largest of the" not in page and len(re.findall(r'<div class="montage" id=', page)) == 5
+    with Image.open(out / "figures" / "montages.png") as im:
+        assert im.size[1] > three
+
+
+def test_typical_atypical_only_the_clusters_asked():
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    clusters = np.repeat([2, 0, 1], 10)
+    every = typical_atypical(X, clusters, 3)
+    some = typical_atypical(X, clusters, 3, only=[1, 2])
+    assert set(every) == {0, 1, 2} and set(some) == {1, 2} and some[2] == every[2]
+    assert set(every[0][0] + every[0][1]) <= set(range(10, 20))
+
+
 def test_missing_images_become_placeholders(tmp_path):
     out = fake_run(tmp_path, n_per=6, k=2)
     import shutil

@@ -45,8 +45,8 @@ from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
 from brainclust.report.columns import describe_rows
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
-from brainclust.report.geometry import (silhouette_per_image, stratified_sample, tsne_2d, tsne_perplexity,
-                                        typical_atypical)
+from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
+                                        tsne_perplexity, typical_atypical)
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
@@ -60,6 +60,7 @@ __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confus
 log = logging.getLogger(__name__)
 
 DENDROGRAM_DEPTH = 10
+MONTAGE_CLUSTERS = 40  # the most clusters the montages draw (the largest; noise besides); all stay in the explorer
 NO_LABEL = "(no label)"
 
 #: One-line plain-language meaning of each score, shown next to it.
@@ -243,19 +244,18 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
 
 def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, thumbs: Thumbnails,
                     figs: FigureSink, montage_size: int, montage_px: int) -> dict:
-    """Per cluster (noise last) its most and least typical images, on the page and as one figure."""
-    clusters, names, ytrue = run.clusters, run.names, run.labels_true
-    n = len(run.rows)
+    """Per cluster (noise last; the :data:`MONTAGE_CLUSTERS` largest) its most and least typical images."""
+    clusters, names, ytrue, n = run.clusters, run.names, run.labels_true, len(run.rows)
+    shown_ids, size_of = largest_clusters(clusters, MONTAGE_CLUSTERS)
 
     def tiles(indices):
         return [{"src": thumbs.data_uri(i, montage_px), "name": names[i], "row": i,
                  "label": ytrue[i] if ytrue is not None else ""} for i in indices]
 
-    picks = typical_atypical(run.X, clusters, montage_size)
+    picks = typical_atypical(run.X, clusters, montage_size, only=shown_ids)
     montages, fig_rows = [], []
-    for cid in sorted(picks, key=lambda v: (v == NOISE, v)):
-        typ, aty = picks[cid]
-        size = int((clusters == cid).sum())
+    for cid in shown_ids:
+        (typ, aty), size = picks[cid], size_of[cid]
         montages.append({
             "id": cluster_name(cid), "size": size, "colour": colours.of_id[cid], "share": size / n if n else 0.0,
             "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
@@ -265,7 +265,8 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
                          [thumbs.small(i, montage_px) for i in aty]))
     figs.emit(F.montage_figure(fig_rows, montage_size), "montages")
     shown = sorted({i for typ, aty in picks.values() for i in typ + aty})
-    return {"montages": montages, "montage_size": montage_size, "montage_rows": shown}
+    return {"montages": montages, "montage_size": montage_size, "montage_rows": shown,
+            "montage_clusters": len(set(size_of) - {NOISE}), "montage_shown": len(set(shown_ids) - {NOISE})}
 
 
 def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: int = 60) -> dict:

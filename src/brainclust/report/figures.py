@@ -23,6 +23,8 @@ _TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 #: Dots of the t-SNE scatter, in points² (matplotlib) for a given number of points.
 _DOT_MAX, _DOT_MIN = 36.0, 4.0
+#: The most groups a map's legend names (the largest); the rest are counted in one entry.
+LEGEND_MAX = 20
 
 
 def palette(n: int) -> list[str]:
@@ -93,11 +95,17 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], colours: dict[str, str
     n = len(coords)
     size = float(np.clip(3000.0 / max(n, 1), _DOT_MIN, _DOT_MAX))
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    for g, col in colours.items():
-        sel = groups == g
-        if sel.any():
-            ax.scatter(coords[sel, 0], coords[sel, 1], s=size, c=col, label=f"{g} ({int(sel.sum())})",
-                       linewidths=0, alpha=0.85)
+    names, codes, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    code_of = {g: i for i, g in enumerate(names.tolist())}
+    count_of = dict(zip(names.tolist(), counts.tolist()))
+    present = [g for g in colours if g in code_of]
+    legend = set(sorted(present, key=lambda g: -count_of[g])[:LEGEND_MAX])
+    for g in present:
+        sel = codes == code_of[g]
+        ax.scatter(coords[sel, 0], coords[sel, 1], s=size, c=colours[g], linewidths=0, alpha=0.85,
+                   label=f"{g} ({count_of[g]})" if g in legend else None)
+    if len(present) > LEGEND_MAX:
+        ax.scatter([], [], s=0, label=f"+{len(present) - LEGEND_MAX} smaller groups")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel("t-SNE 1")
@@ -228,6 +236,9 @@ def confusion_figure(counts: np.ndarray, row_names: Sequence[str], col_names: Se
 def montage_figure(rows: Sequence[tuple[str, list[np.ndarray], list[np.ndarray]]], n_cols: int):
     """Grid of thumbnails: one row per cluster, typical images left, atypical right.
 
+    The tiles are pasted into one picture (one axes, whatever the number of rows), each centred in
+    a square cell.
+
     Parameters
     ----------
     rows : sequence of (title, typical, atypical)
@@ -238,22 +249,22 @@ def montage_figure(rows: Sequence[tuple[str, list[np.ndarray], list[np.ndarray]]
     plt = _plt()
     nr = max(len(rows), 1)
     total = 2 * n_cols + 1
-    fig, axes = plt.subplots(nr, total, figsize=(0.75 * total, 0.85 * nr + 0.5), squeeze=False)
-    for r, (title, typical, atypical) in enumerate(rows):
-        for j in range(total):
-            ax = axes[r, j]
-            ax.set_axis_off()
-            img = None
-            if j < n_cols and j < len(typical):
-                img = typical[j]
-            elif j > n_cols and j - n_cols - 1 < len(atypical):
-                img = atypical[j - n_cols - 1]
-            if img is not None:
-                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-        axes[r, 0].text(-0.15, 0.5, title, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
-    axes[0, 0].set_title("most typical →", fontsize=8, loc="left")
-    axes[0, n_cols + 1].set_title("least typical →", fontsize=8, loc="left")
-    fig.subplots_adjust(wspace=0.05, hspace=0.1, left=0.12)
+    px = max((max(t.shape) for _, typ, aty in rows for t in (*typ, *aty)), default=1)
+    cell = px + max(2, px // 16)
+    canvas = np.full((nr * cell, total * cell), 255, np.uint8)
+    for r, (_, typical, atypical) in enumerate(rows):
+        placed = [*enumerate(typical[:n_cols]), *((n_cols + 1 + j, t) for j, t in enumerate(atypical[:n_cols]))]
+        for col, tile in placed:
+            h, w = tile.shape
+            y, x = r * cell + (cell - h) // 2, col * cell + (cell - w) // 2
+            canvas[y:y + h, x:x + w] = tile
+    fig, ax = plt.subplots(figsize=(0.75 * total, 0.85 * nr + 0.5))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest", extent=(0, total, nr, 0))
+    ax.set_axis_off()
+    for r, (title, _, _) in enumerate(rows):
+        ax.text(-0.15, r + 0.5, title, ha="right", va="center", fontsize=8)
+    ax.text(0, -0.08, "most typical →", fontsize=8, ha="left", va="bottom")
+    ax.text(n_cols + 1, -0.08, "least typical →", fontsize=8, ha="left", va="bottom")
     return fig
 
 

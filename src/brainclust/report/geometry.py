@@ -3,26 +3,43 @@ SVG coordinates, and the per-image silhouette. All distances are cosine, like th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from brainclust.core.arrays import SILHOUETTE_BUDGET, silhouette_values, stratified_sample, unit_rows
 from brainclust.report.run import NOISE
 
-__all__ = ["SILHOUETTE_MAX", "map_svg_points", "silhouette_per_image", "stratified_sample", "tsne_2d",
+__all__ = ["SILHOUETTE_MAX", "largest_clusters", "map_svg_points", "silhouette_per_image", "stratified_sample", "tsne_2d",
            "tsne_perplexity", "typical_atypical"]
 
 
-def typical_atypical(X: np.ndarray, clusters: np.ndarray, n: int) -> dict[int, tuple[list[int], list[int]]]:
-    """Per cluster, the ``n`` images closest to its centre and the ``n`` farthest (cosine).
+def largest_clusters(clusters: np.ndarray, cap: int) -> tuple[list[int], dict[int, int]]:
+    """The ``cap`` largest clusters (ties by id) in id order, then noise if any; and every cluster's size."""
+    ids, sizes = np.unique(clusters, return_counts=True)
+    size_of = dict(zip(ids.tolist(), sizes.tolist()))
+    largest = sorted((c for c in size_of if c != NOISE), key=lambda c: (-size_of[c], c))[:cap]
+    return sorted(largest) + ([NOISE] if NOISE in size_of else []), size_of
+
+
+def typical_atypical(X: np.ndarray, clusters: np.ndarray, n: int,
+                     only: Iterable[int] | None = None) -> dict[int, tuple[list[int], list[int]]]:
+    """Per cluster (or per cluster of ``only``), the ``n`` images closest to its centre and the ``n``
+    farthest (cosine).
 
     The centre is the mean of the cluster's unit vectors. A cluster with fewer
     than ``2n`` images shows each image once (typical first). Noise gets its
-    first ``n`` images and no atypical list.
+    first ``n`` images and no atypical list. One stable sort groups the images,
+    so the cost does not grow with the number of clusters.
     """
     U = unit_rows(np.asarray(X, dtype=np.float64))
+    ids, counts = np.unique(clusters, return_counts=True)
+    members = np.split(np.argsort(clusters, kind="stable"), np.cumsum(counts)[:-1])
+    wanted = set(ids.tolist()) if only is None else set(only)
     out = {}
-    for cid in sorted(set(clusters.tolist())):
-        idx = np.flatnonzero(clusters == cid)
+    for cid, idx in zip(ids.tolist(), members):
+        if cid not in wanted:
+            continue
         if cid == NOISE:
             out[cid] = (idx[:n].tolist(), [])
             continue
