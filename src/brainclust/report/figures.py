@@ -23,7 +23,7 @@ _TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 #: Dots of the t-SNE scatter, in points² (matplotlib) for a given number of points.
 _DOT_MAX, _DOT_MIN = 36.0, 4.0
-#: The most groups a map's legend names (the largest); the rest are counted in one entry.
+#: The most groups a legend or an axis names (the largest); a map counts the rest in one entry.
 LEGEND_MAX = 20
 
 
@@ -96,14 +96,16 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], colours: dict[str, str
     size = float(np.clip(3000.0 / max(n, 1), _DOT_MIN, _DOT_MAX))
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     names, codes, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    code_of = {g: i for i, g in enumerate(names.tolist())}
     count_of = dict(zip(names.tolist(), counts.tolist()))
-    present = [g for g in colours if g in code_of]
-    legend = set(sorted(present, key=lambda g: -count_of[g])[:LEGEND_MAX])
-    for g in present:
-        sel = codes == code_of[g]
-        ax.scatter(coords[sel, 0], coords[sel, 1], s=size, c=colours[g], linewidths=0, alpha=0.85,
-                   label=f"{g} ({count_of[g]})" if g in legend else None)
+    present = [g for g in colours if g in count_of]  # one scatter, drawn group after group in the legend's order
+    rank_of = {g: r for r, g in enumerate(present)}
+    rank = np.array([rank_of.get(g, -1) for g in names.tolist()])[codes]
+    order = np.flatnonzero(rank >= 0)[np.argsort(rank[rank >= 0], kind="stable")]
+    ax.scatter(coords[order, 0], coords[order, 1], s=size, c=[colours[present[r]] for r in rank[order]],
+               linewidths=0, alpha=0.85)
+    named = set(sorted(present, key=lambda g: -count_of[g])[:LEGEND_MAX])
+    for g in (g for g in present if g in named):  # the legend: the largest groups, in the colours' order
+        ax.scatter([], [], s=size, c=colours[g], linewidths=0, alpha=0.85, label=f"{g} ({count_of[g]})")
     if len(present) > LEGEND_MAX:
         ax.scatter([], [], s=0, label=f"+{len(present) - LEGEND_MAX} smaller groups")
     ax.set_xticks([])
@@ -159,17 +161,21 @@ def dendrogram_figure(tree: np.ndarray, clusters: np.ndarray, k: int, colours: d
 
 
 def silhouette_figure(sil: np.ndarray, clusters: np.ndarray, colours: dict[int, str], mean: float | None):
-    """Classic silhouette plot: one horizontal bar per image, sorted within each cluster."""
+    """Classic silhouette plot: one horizontal bar per image, sorted within each cluster; the
+    :data:`LEGEND_MAX` largest clusters are named."""
     plt = _plt()
-    ids = sorted(set(clusters.tolist()))
+    ids, sizes = np.unique(clusters, return_counts=True)
+    named = set(ids[np.lexsort((ids, -sizes))[:LEGEND_MAX]].tolist())
     fig, ax = plt.subplots(figsize=(6.4, max(3.2, min(8.0, 1.2 + 0.45 * len(ids)))))
     y0, gap = 0, max(2, len(sil) // 60)
     ticks = []
-    for c in ids:
-        vals = np.sort(sil[clusters == c])
+    members = np.split(np.argsort(clusters, kind="stable"), np.cumsum(sizes)[:-1])
+    for c, idx in zip(ids.tolist(), members):
+        vals = np.sort(sil[idx])
         y = np.arange(y0, y0 + len(vals))
         ax.fill_betweenx(y, 0, vals, color=colours.get(c, NOISE_COLOUR), linewidth=0, step=None)
-        ticks.append((y0 + len(vals) / 2, f"{c} (n={len(vals)})"))
+        if c in named:
+            ticks.append((y0 + len(vals) / 2, f"{c} (n={len(vals)})"))
         y0 += len(vals) + gap
     if mean is not None:
         ax.axvline(mean, color="#d62728", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")

@@ -67,19 +67,28 @@ def confusion(labels_true, clusters) -> Confusion:
 
 
 def purity_rows(labels_true, clusters) -> list[dict]:
-    """Per cluster: size, labelled images, majority label, its count and the purity (majority / labelled)."""
+    """Per cluster: size, labelled images, majority label, its count and the purity (majority / labelled).
+
+    One sparse cluster x label table, so the cost does not grow with the number of clusters.
+    """
+    from scipy.sparse import csr_matrix
+
     y = np.asarray(["" if v is None else str(v) for v in labels_true], dtype=object)
-    c = np.asarray(clusters, dtype=np.int64)
+    ids, ci, sizes = np.unique(np.asarray(clusters, dtype=np.int64), return_inverse=True, return_counts=True)
+    keep = y != ""
+    names, li = np.unique(y[keep].astype(str), return_inverse=True)
+    table = csr_matrix((np.ones(len(li), np.int64), (ci[keep], li)), shape=(len(ids), len(names)))
+    table.sum_duplicates()
     out = []
-    for cid in sorted(set(c.tolist()), key=lambda v: (v == NOISE, v)):
-        sel = c == cid
-        lab = y[sel & (y != "")]
-        vals, cnt = np.unique(lab.astype(str), return_counts=True) if len(lab) else (np.array([]), np.array([]))
+    for r in sorted(range(len(ids)), key=lambda r: (ids[r] == NOISE, ids[r])):
+        part = slice(table.indptr[r], table.indptr[r + 1])
+        vals, cnt = names[table.indices[part]], table.data[part]
         order = np.lexsort((vals, -cnt)) if len(cnt) else []
         top = [(str(vals[i]), int(cnt[i])) for i in order]
-        out.append({"cluster": cluster_name(cid), "size": int(sel.sum()),
-                    "n_labelled": int(len(lab)), "majority": top[0][0] if top else "",
+        n_lab = int(cnt.sum())
+        out.append({"cluster": cluster_name(int(ids[r])), "size": int(sizes[r]),
+                    "n_labelled": n_lab, "majority": top[0][0] if top else "",
                     "majority_count": top[0][1] if top else 0,
-                    "purity": (top[0][1] / len(lab)) if top else None,
+                    "purity": (top[0][1] / n_lab) if top else None,
                     "breakdown": ", ".join(f"{n}: {k}" for n, k in top)})
     return out
