@@ -101,7 +101,8 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
     clusters = run.clusters
     required = np.asarray(sorted(set(int(i) for i in required)), dtype=np.int64)
     sizes = [px for px in PX_CHOICES if min_px <= px <= max_px] or [min_px]
-    probe = stratified_sample(clusters, 48, run.seed)
+    probe = stratified_sample(clusters, 48, run.seed)  # one per cluster at least: a random 48 of many clusters
+    probe = np.sort(np.random.default_rng(run.seed).choice(probe, 48, replace=False)) if len(probe) > 48 else probe
     costs = thumb_costs(thumbs, probe, sizes)
     per_row = row_cost(columns, probe)
     px, n_keep = choose_size(n, max(budget_bytes, 0), costs, per_row)
