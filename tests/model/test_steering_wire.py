@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from brainclust.errors import ParameterError
+from brainclust.errors import InputError, ParameterError
 from brainclust.model.composite import Batch
 from brainclust.model.config import RunConfig
-from brainclust.model.steering import RemoveStep, WithinStep, available_columns, check_column, with_columns
+from brainclust.model.steering import (RemoveStep, WithinStep, available_columns, check_column, check_label_column,
+                                       with_columns)
 from brainclust.io.scan import ImageRecord
 
 
@@ -187,6 +188,26 @@ def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_pat
     assert rc == 2
     assert "--within: no column 'nosuchcolumn'" in err[-1] and "level_2" in err[-1]
     assert not (tmp_path / "o" / "assignments.csv").exists()
+
+
+def test_missing_label_column_is_refused_before_extraction(two_site_folder, tmp_path, capsys, monkeypatch):
+    from brainclust.cli import main
+    from brainclust.features.extractor import FeatureExtractor
+
+    root, _ = two_site_folder
+    monkeypatch.setattr(FeatureExtractor, "fit_extract", lambda *a, **k: pytest.fail("features were extracted"))
+    rc = main(["run", str(root), "--out", str(tmp_path / "o"), "--labels", "nosuch", "--backbone", "pixels@16",
+               "--workers", "0", "--no-report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "--labels: no row has a value in column 'nosuch'" in err[-1] and "intensity_mean" in err[-1]
+
+
+def test_label_columns_the_run_makes_are_checked_after_it():
+    recs = records(4, lambda i: "A")
+    for column in (None, "folder", "plane", "level_3", "stratum", "site"):
+        check_label_column(column, recs)
+    with pytest.raises(InputError, match="--labels: no row has a value in column 'nosuch'"):
+        check_label_column("nosuch", recs)
 
 
 def test_factor_record_ranks_columns_and_never_uses_the_label_column():

@@ -65,7 +65,7 @@ class _Portfolio(Step):
         sample = [records[i] for i in rows]
         feats, keep = {}, None
         for b in self.portfolio:
-            ok, X, _ = replace(cfg, backbone=b).extractor().fit_extract(sample).split(sample)
+            ok, X, _ = replace(cfg, backbone=b).extractor().fit_extract(sample).split(sample, warn=False)
             feats[b] = dict(zip((r.path for r in ok), X))
             keep = {r.path for r in ok} if keep is None else keep & {r.path for r in ok}
         kept = [r for r in sample if r.path in keep]
@@ -206,7 +206,7 @@ class ConsensusModel(_Portfolio):
         for b, X in feats.items():
             part = self.result_.labels[(b, "pca")]
             pca = PCAReducer(cfg.pca, random_state=cfg.seed).fit(X)
-            ok, F, _ = replace(cfg, backbone=b).extractor().fit_extract(records).split(records)
+            ok, F, _ = replace(cfg, backbone=b).extractor().fit_extract(records).split(records, warn=False)
             if len(ok) != len(records):
                 raise InputError(f"--consensus: {len(records) - len(ok)} image(s) could not be read by {b}; remove "
                                  "them or use --auto")

@@ -68,6 +68,15 @@ def check_column(option: str, name: str, records) -> None:
         raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown})")
 
 
+def check_label_column(column: str | None, records) -> None:
+    """``--labels COLUMN`` before the features are extracted: one line (InputError) when no row has a value
+    there. ``folder``, ``plane``, the tree levels and the other columns the run makes are checked after it."""
+    from brainclust.model.enrich import with_labels
+
+    if column not in (None, "folder", PLANE, *LEVELS, *RUN_MADE):
+        with_labels(records, column)
+
+
 def _members(r) -> tuple:
     return getattr(r, "members", None) or (r,)
 
