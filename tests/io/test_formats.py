@@ -212,6 +212,27 @@ def test_four_d_volume_index_nans_and_constant_volumes(tmp_path):
     assert "nan.nii" not in skipped  # the option is about 4-D files
 
 
+def test_nifti_under_another_name_and_a_2d_nifti_are_read(tmp_path):
+    import shutil
+
+    vol = brain_volume()
+    write_nifti(tmp_path / "src" / "v.nii.gz", vol)
+    write_nifti(tmp_path / "src" / "raw.nii", vol)
+    (tmp_path / "d").mkdir()
+    shutil.copy(tmp_path / "src" / "v.nii.gz", tmp_path / "d" / "vol.jpg")      # gzipped, a wrong extension
+    shutil.copy(tmp_path / "src" / "raw.nii", tmp_path / "d" / "vol_noext")     # uncompressed, no extension
+    write_nifti(tmp_path / "d" / "slice2d.nii.gz", vol[:, :, 8])                # a 2-D image
+    got = scan(tmp_path / "d")
+    assert got.skipped == []
+    want = load_record(only(scan(tmp_path / "src"), "v.nii.gz#axial=8"))
+    for name in ("vol.jpg#axial=8", "vol_noext#axial=8"):
+        np.testing.assert_array_equal(load_record(only(got, name)), want)
+    flat = only(got, "slice2d.nii.gz#axial=0")
+    np.testing.assert_array_equal(load_record(flat), want)                       # the same slice, one thick
+    assert nifti.header_fields(tmp_path / "d" / "vol_noext")["shape"] == nifti.header_fields(
+        tmp_path / "src" / "raw.nii")["shape"]
+
+
 @pytest.mark.parametrize("bad", ["", "axial", "axial:0", "top:3", "axial:-1", "axial:mid;coronal:1"])
 def test_bad_slice_strategies_are_parameter_errors(tmp_path, bad):
     with pytest.raises(ParameterError, match="^--slices: "):

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import os
 import re
 import struct
@@ -147,11 +148,16 @@ def is_nifti(path: str | os.PathLike) -> bool:
 
 
 def _open(source):
-    """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not)."""
+    """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not). nibabel picks the
+    format by the file name, so a NIfTI file under another name is read from its bytes (the scan found it
+    by its content). A 2-D image becomes a volume one slice thick."""
     import nibabel as nib
 
     if not hasattr(source, "read"):
-        return nib.load(source)
+        if str(source).lower().endswith((".nii", ".nii.gz")):
+            return _as_volume(nib.load(source))
+        with open(source, "rb") as fh:
+            source = io.BytesIO(fh.read())
     head = source.read(2)
     source.seek(0)
     if head == b"\x1f\x8b":
@@ -159,7 +165,13 @@ def _open(source):
     magic = source.read(8)
     source.seek(0)
     klass = nib.Nifti2Image if magic[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
-    return klass.from_stream(source)
+    return _as_volume(klass.from_stream(source))
+
+
+def _as_volume(img):
+    if len(img.shape) != 2:
+        return img
+    return type(img)(np.asanyarray(img.dataobj)[:, :, None], img.affine, img.header)
 
 
 def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
@@ -344,7 +356,7 @@ def header_fields(path: str | os.PathLike) -> dict[str, object]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = nib.load(str(path))
+            img = _open(os.fspath(path))
             shape = tuple(int(s) for s in img.shape)
             zooms = [float(z) for z in img.header.get_zooms()[:3]]
             if len(shape) < 3 or len(zooms) < 3:
