@@ -472,3 +472,13 @@ def test_folder_lock_serialises_two_writers(tmp_path):
     b.join(120)
     assert (a.exitcode, b.exitcode) == (0, 0)
     assert (tmp_path / "order.txt").read_text().split() == ["A-in", "A-out", "B-in", "B-out"]
+
+
+def test_degenerate_warning_says_when_every_image_is_noise(caplog):
+    from brainclust.cluster.methods import Clusterer
+
+    X = np.random.default_rng(0).normal(size=(3, 4))  # fewer images than min_samples: all noise
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        c = Clusterer(method="dbscan", random_state=0).fit(X)
+    assert c.n_clusters_ == 0 and (c.labels_ == -1).all()
+    assert "dbscan found no cluster (every image is noise) for 3 images" in caplog.text

@@ -138,7 +138,8 @@ class BaseClusterer(ClusterMixin, Step):
         if self.n_clusters_ <= 1:
             if getattr(self, "n_clusters", None) == 1:  # one cluster was asked for
                 return
-            log.warning("%s found a single cluster for %d images: the features do not separate", self.method, n)
+            found = "no cluster (every image is noise)" if self.n_clusters_ == 0 else "a single cluster"
+            log.warning("%s found %s for %d images: the features do not separate", self.method, found, n)
             return
         biggest = np.bincount(lab[lab >= 0]).max()
         if biggest > 0.9 * n:
