@@ -191,10 +191,34 @@ TAMPERINGS = [
 
 
 def _tampered(runs, tmp_path, method, name, tamper):
+    """A copy of a run with one model file changed and its SHA-256 in ``config.json`` recorded again, so that the
+    check the tampering targets is reached (a folder changed without it is refused by the hash first)."""
+    from brainclust.io.atomic import file_sha256
+
     model = tmp_path / "run"
     shutil.copytree(runs[method], model)
     tamper(model / "model" / name)
+    config = model / "model" / CONFIG
+    try:
+        info = json.loads(config.read_text())
+    except (OSError, ValueError):  # the tampering was of config.json itself
+        return model
+    if isinstance(info, dict) and isinstance(info.get("files"), dict):
+        info["files"] = {k: file_sha256(model / "model" / k) for k in info["files"]
+                         if (model / "model" / k).is_file()}
+        config.write_text(json.dumps(info))
     return model
+
+
+def test_a_model_file_from_another_run_is_refused(runs, tmp_path):
+    model = tmp_path / "mixed"
+    shutil.copytree(runs["hierarchical"], model)
+    shutil.copy(runs["kmeans"] / "model" / CLUSTER, model / "model" / CLUSTER)
+    with pytest.raises(ModelFileError, match=f"model file '.*{CLUSTER}' is not the one this model was saved with"):
+        pipeline.predict(model, runs["data"], cache_dir=str(tmp_path / "cache"))
+    (model / "model" / CLUSTER).unlink()
+    with pytest.raises(ModelFileError, match=f"model file '.*{CLUSTER}' is missing"):
+        pipeline.predict(model, runs["data"], cache_dir=str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("case", TAMPERINGS, ids=[t[0] for t in TAMPERINGS])

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from brainclust.errors import ModelFileError
-from brainclust.io.atomic import atomic_write_json
+from brainclust.io.atomic import atomic_write_json, file_sha256
 from brainclust.io.outputs import MODEL_FILES, MODEL_FORMAT, MODEL_VERSION, RunFolder, read_json
 
 #: settings field -> (allowed types, may be missing). ``None`` in a tuple allows null.
@@ -72,10 +72,35 @@ def check_model_config(info, path) -> int:
 
 def write_model_manifest(folder, settings: Mapping, backbone: Mapping, steps: Sequence[Mapping],
                          version: str) -> Path:
-    """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps)."""
-    return atomic_write_json(Path(folder) / MODEL_FILES["config"],
+    """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps, and the
+    SHA-256 of every other file of the folder, ``files``: :func:`check_model_files` reads them back)."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != MODEL_FILES["config"]}
+    return atomic_write_json(folder / MODEL_FILES["config"],
                              {"format": MODEL_FORMAT, "version": MODEL_VERSION, "brainclust": version,
-                              "settings": dict(settings), "backbone": dict(backbone), "steps": list(steps)})
+                              "settings": dict(settings), "backbone": dict(backbone), "steps": list(steps),
+                              "files": files})
+
+
+def check_model_files(info: Mapping, folder) -> None:
+    """Each file ``config.json`` lists (``files``; models saved before it have none) is there with the bytes it
+    was saved with: a model folder that mixes two runs' files is one line naming the file (ModelFileError)."""
+    files, folder = info.get("files"), Path(folder)
+    if files is None:
+        return
+    config = folder / MODEL_FILES["config"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise _bad(config, "field 'files' must map file names to SHA-256 digests")
+    for name, digest in files.items():
+        path = folder / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise _bad(config, f"field 'files' names a path outside the model folder: {name!r:.80}")
+        if not path.is_file():
+            raise ModelFileError(f"model file '{path}' is missing (listed in {config})")
+        if file_sha256(path) != digest:
+            raise ModelFileError(f"model file '{path}' is not the one this model was saved with (its SHA-256 "
+                                 f"differs from {config}): the folder mixes files of two runs; rerun the run")
 
 
 def read_model_manifest(model_dir) -> tuple[dict, int]:

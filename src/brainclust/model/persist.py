@@ -28,7 +28,7 @@ from brainclust.features.backbones import RANDOM_WEIGHTS
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.fusion import FusedExtractor, is_fused
 from brainclust.features.unitpool import UnitPool
-from brainclust.io.modelconfig import read_model_manifest, write_model_manifest
+from brainclust.io.modelconfig import check_model_files, read_model_manifest, write_model_manifest
 from brainclust.io.outputs import MODEL_FILES, RunFolder
 from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.selfsup.stage import SelfSupervisedStep
@@ -191,6 +191,7 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     """
     folder = RunFolder(model_dir)
     info, version = read_model_manifest(model_dir)
+    check_model_files(info, folder.model)
     _check_settings(folder, info)
     entries = info["steps"] if version >= 2 else legacy_entries(info)
     if entries[0].get("name") != "extractor" or entries[-1].get("name") != "clusterer":
