@@ -295,6 +295,19 @@ def test_map_is_computed_once_when_the_run_has_none(tmp_path):
     assert not (out / "map.npy").exists()                               # the run folder is never written
 
 
+def test_a_within_run_without_cluster_npz_is_viewed(tmp_path):
+    out = make_run(tmp_path, n_per=6)
+    with np.load(out / "model" / "cluster.npz") as d:
+        X, labels, levels = d["X_fit"], d["labels"], d["levels"]
+    np.savez(out / "model" / "within.npz", X_fit=X, labels=labels, levels=levels, method="hierarchical")
+    (out / "model" / "cluster.npz").unlink()                           # as --within writes its model
+    view = ViewData(out, cache_dir=tmp_path / "cache")
+    assert view.map_source == "computed by brainclust view" and view.xy.shape == (len(X), 2)
+    (out / "model" / "within.npz").unlink()
+    with pytest.raises(ModelFileError, match="neither map.npy nor model/cluster.npz"):
+        ViewData(out, cache_dir=tmp_path / "cache2")
+
+
 def test_ctrl_c_stops_cleanly(tmp_path):
     out = make_run(tmp_path, n_per=4, with_map=True)
     env = dict(os.environ, PYTHONPATH=str(Path(srv.__file__).parents[2]))

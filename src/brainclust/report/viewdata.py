@@ -28,7 +28,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError
 from brainclust.io.atomic import read_npz
-from brainclust.io.outputs import RunFolder, check_run_file, escape_name, read_json
+from brainclust.io.outputs import MODEL_FILES, RunFolder, check_run_file, escape_name, read_json
 from brainclust.io.runfolder import (
     check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
 )
@@ -224,14 +224,20 @@ class ViewData:
         if cached is not None:
             self.map_source = "computed earlier (view cache)"
             return cached
-        if not os.path.lexists(self.folder.cluster):
-            raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz: "
-                                 "no map can be drawn")
-        arrays = read_npz(self.folder.cluster, "cluster model")
-        try:
-            X = np.asarray(arrays["X_fit"], dtype=np.float32).reshape(len(arrays["X_fit"]), -1)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"cluster model '{self.folder.cluster}' is damaged ({exc})") from None
+        within = self.folder.model / MODEL_FILES["within"]
+        if os.path.lexists(self.folder.cluster):
+            arrays = read_npz(self.folder.cluster, "cluster model")
+            try:
+                X = np.asarray(arrays["X_fit"], dtype=np.float32).reshape(len(arrays["X_fit"]), -1)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelFileError(f"cluster model '{self.folder.cluster}' is damaged ({exc})") from None
+        elif os.path.lexists(within):  # --within: the strata's embeddings, one row per image
+            from brainclust.report.run import within_model
+
+            X = within_model(within)[0].astype(np.float32)
+        else:
+            raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz (or "
+                                 "model/within.npz): no map can be drawn")
         if len(X) != self.n:
             raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match model/cluster.npz "
                                  f"({len(X)} images): the outputs come from different runs")
