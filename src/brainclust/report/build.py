@@ -124,10 +124,8 @@ def _timed(timings: dict[str, float], key: str):
 
 
 def _fmt_seconds(s) -> str:
-    if s is None:
-        return ""
-    s = float(s)
-    return f"{s * 1000:.0f} ms" if s < 1 else (f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min")
+    s = None if s is None else float(s)
+    return "" if s is None else f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def _settings_rows(manifest: dict) -> list[tuple[str, str]]:
@@ -163,6 +161,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
+        "label_column": m["labels"] if isinstance(m.get("labels"), str) and m["labels"] != "folder" else None,
         "unit": (m.get("units") or {}).get("unit", "slice"), "n_slice_images": m.get("n_images", n),
     }
 
