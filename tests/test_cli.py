@@ -179,3 +179,20 @@ def test_a_bad_command_line_is_one_line_and_exit_2(argv, capsys):
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and " error: " in err[0] and "--help" in err[0]
+
+
+def test_summary_says_how_many_images_the_label_scores_cover():
+    from types import SimpleNamespace
+
+    from brainclust.cli import _summary
+
+    def line(**metrics):
+        m = {"n_images": 20, "n_clusters": 2, "silhouette": 0.5, **metrics}
+        res = SimpleNamespace(metrics=m, manifest={}, skipped=[], checks=None, associations=None, out_dir=None)
+        return _summary(res).splitlines()[0]
+
+    scores = {"ari": 1.0, "nmi": 1.0, "fmi": 0.0, "acc": 1.0}
+    assert line(n_labelled=2, **scores).endswith("label scores over the 2 labelled of 20 (too few to mean much)")
+    assert line(n_labelled=15, **scores).endswith("ACC=1.000, label scores over the 15 labelled of 20")
+    assert line(n_labelled=20, **scores).endswith("ACC=1.000")                    # every image labelled
+    assert line().endswith("silhouette=0.500")                                     # no labels

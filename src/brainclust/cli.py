@@ -201,6 +201,10 @@ def _summary(result) -> str:
     parts = [rows, f"{m['n_clusters']} clusters",
              f"silhouette={m['silhouette']:.3f}" if m.get("silhouette") is not None else "silhouette=n/a"]
     parts += [f"{key.upper()}={m[key]:.3f}" for key in ("ari", "nmi", "fmi", "acc") if key in m]
+    n_lab = m.get("n_labelled")
+    if "ari" in m and isinstance(n_lab, int) and n_lab < m["n_images"]:  # scores over a part only: say how small
+        parts.append(f"label scores over the {n_lab} labelled of {m['n_images']}"
+                     + (" (too few to mean much)" if n_lab < 10 else ""))
     lines = [", ".join(parts)]
     if "k_selection" in m:
         sel = m["k_selection"]
