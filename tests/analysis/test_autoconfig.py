@@ -226,3 +226,24 @@ def test_cli_refuses_auto_with_consensus(tmp_path):
     from brainclust.cli import main
 
     assert main(["run", str(tmp_path), "--out", str(tmp_path / "o"), "--auto", "--consensus"]) == 2
+
+
+def test_without_umap_the_umap_candidates_are_left_out_with_one_warning(monkeypatch, caplog):
+    import logging
+
+    from brainclust.errors import ParameterError
+    from brainclust.model import criteria
+
+    assert criteria.installed_reductions(("pca", "pca+umap")) == ("pca", "pca+umap")   # umap is a dev extra
+
+    def no_umap(value):
+        if value != "pca":
+            raise ParameterError(f"--reduce {value}: needs the optional package umap-learn")
+        return value
+
+    monkeypatch.setattr(criteria, "check_reduce", no_umap)
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        assert criteria.installed_reductions() == ("pca",)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--auto: umap-learn is not installed, so the pca+umap candidates are left out "
+        "(pip install 'brainclust[umap]' to include them)"]

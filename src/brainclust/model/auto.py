@@ -87,7 +87,8 @@ class _Portfolio(Step):
             by_path = dict(zip((r.path for r in records), y))
             labels = [by_path[r.path] or "" for r in kept]
         res = criteria.select(feats, k, self._cfg().seed, labels_true=labels, pca=self._cfg().pca,
-                              with_consensus=consensus, **({"reductions": ("pca",)} if consensus else {}))
+                              with_consensus=consensus,
+                              reductions=("pca",) if consensus else criteria.installed_reductions())
         self.result_, self.k_, self.sample_ = res, k, kept
         self.sampled_ = len(records) > criteria.AUTO_MAX
         self.seconds_ = time.perf_counter() - t0

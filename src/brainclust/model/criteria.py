@@ -44,6 +44,7 @@ Above :data:`AUTO_MAX` images the criteria are computed on a seeded sample of th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,15 +52,30 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from brainclust.cluster.manifold import build_reducer
+from brainclust.cluster.manifold import build_reducer, check_reduce
 from brainclust.cluster.methods import make_clusterer
 from brainclust.cluster.reduce import EXACT_MAX_COST, check_not_constant
 from brainclust.core.arrays import mean_silhouette
 from brainclust.errors import ParameterError
 from brainclust.selfsup.gate import reference_labels, stability, subsample_clusterings
 
+log = logging.getLogger(__name__)
+
 PORTFOLIO = ("efficientnet_lite0", "efficientnet_lite0_multi", "pixels", "hog", "efficientnet_lite0+pixels")
 AUTO_REDUCTIONS = ("pca", "pca+umap")
+
+
+def installed_reductions(reductions: Sequence[str] = AUTO_REDUCTIONS) -> tuple[str, ...]:
+    """The ``reductions`` this installation can run: without the optional umap-learn the UMAP candidates are
+    left out, with one warning (``--auto`` then chooses among the PCA candidates)."""
+    out = []
+    for r in reductions:
+        try:
+            out.append(check_reduce(r))
+        except ParameterError:
+            log.warning("--auto: umap-learn is not installed, so the %s candidates are left out "
+                        "(pip install 'brainclust[umap]' to include them)", r)
+    return tuple(out)
 DEFAULT = ("efficientnet_lite0", "pca")
 MARGINS = {"stability": 0.0, "xsil": 0.02, "agreement": 0.0}
 COLUMNS = ["backbone", "reduce", "stability", "xsil", "agreement", "chosen", "nmi", "wall_s"]
