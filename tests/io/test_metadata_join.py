@@ -92,6 +92,7 @@ def test_reserved_run_columns_get_the_prefix_and_the_table_replaces_scan_columns
     merged = metadata.merge_columns(cols, {"site": ["B", "C"], "level_2": ["p", "q"]})
     assert merged["site"] == ["B", "C"] and merged["meta_level_2"] == ["p", "q"]
     assert "replaces" in caplog.text and "written as 'meta_label'" in caplog.text
+    assert "--metadata: column 'level_2' is written as 'meta_level_2'" in caplog.text   # a table's column too
     assert metadata.folder_of("sub-01/anat/x.nii#axial=3") == "sub-01" and metadata.folder_of("x.png") == ""
 
 

@@ -129,6 +129,8 @@ def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str
     out = dict(base)
     for k, v in new.items():
         name = column_name(k)
+        if name != str(k).strip():
+            log.warning("%s: column '%s' is written as '%s': the run writes its own '%s'", source, k, name, k)
         if name in out:
             log.warning("%s: column '%s' replaces the column of the same name found by the scan", source, name)
         out[name] = list(v)
