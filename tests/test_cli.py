@@ -196,3 +196,13 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert line(n_labelled=15, **scores).endswith("ACC=1.000, label scores over the 15 labelled of 20")
     assert line(n_labelled=20, **scores).endswith("ACC=1.000")                    # every image labelled
     assert line().endswith("silhouette=0.500")                                     # no labels
+
+
+def test_an_option_is_named_once_in_argparse_errors(capsys, tmp_path):
+    from brainclust.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(tmp_path), "--out", str(tmp_path / "o"), "--exclude", "duplicates"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --exclude: unknown flag 'duplicates'" in err and err.count("--exclude") == 1

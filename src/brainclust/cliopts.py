@@ -43,8 +43,8 @@ def arg_type(parse):
     def convert(text):
         try:
             return parse(text)
-        except ParameterError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+        except ParameterError as exc:  # argparse names the option itself: the library's own "--opt: " goes
+            raise argparse.ArgumentTypeError(re.sub(r"^--[\w-]+: ", "", str(exc))) from None
 
     convert.__name__ = parse.__name__
     return convert
