@@ -171,3 +171,14 @@ def test_within_refuses_a_measurement_and_warns_once_for_small_strata(caplog):
     small = [r for r in caplog.records if "fewer than 4 images" in r.getMessage()]
     assert len(small) == 1 and "b, c, d" in small[0].getMessage()
     assert m.k_ == {"a": 5, "b": 1, "c": 1, "d": 1}
+
+
+def test_within_says_once_that_the_pca_is_capped_in_small_strata(caplog):
+    X = np.random.default_rng(1).normal(size=(40, 30))
+    strata = ["a"] * 12 + ["b"] * 8 + ["c"] * 20
+    with caplog.at_level("WARNING", logger="brainclust"):
+        m = StratifiedClusterer("hierarchical", 2, 15, 0).fit(X, strata)
+    said = [r.getMessage() for r in caplog.records if "--pca" in r.getMessage()]
+    assert said == ["--within: --pca 15 is more than 2 stratum/strata allow (min(n_images, n_features)); "
+                    "using 8-12 there"]
+    assert {v: m.models_[v][0].n_components_ for v in "abc"} == {"a": 12, "b": 8, "c": 15}

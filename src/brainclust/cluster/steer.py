@@ -264,7 +264,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         self.cluster_stratum_: list[str] = []
         U = unit_rows(X)
         self.centroids_ = np.stack([U[s == v].mean(0) for v in self.strata_])
-        offset, small, capped = 0, [], 0
+        offset, small, capped, pca_capped = 0, [], 0, []
         for v in self.strata_:
             rows = np.flatnonzero(s == v)
             k = self._k_for(v)
@@ -275,7 +275,10 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                 small.append(str(v))
             else:
                 if self.pca is not None:
-                    reducer = PCAReducer(self.pca, random_state=self.random_state).fit(Z)
+                    n_pca = self.pca
+                    if isinstance(n_pca, int) and n_pca > min(Z.shape):  # said once for all strata, below
+                        n_pca, pca_capped = min(Z.shape), pca_capped + [min(Z.shape)]
+                    reducer = PCAReducer(n_pca, random_state=self.random_state).fit(Z)
                     Z = reducer.transform(Z)
                 if k == "auto":
                     sel = KSelector(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
@@ -293,6 +296,9 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             self.cluster_stratum_ += [v] * n_local
             offset += n_local
         _warn_small(small, capped)
+        if pca_capped:
+            log.warning("--within: --pca %d is more than %d stratum/strata allow (min(n_images, n_features)); "
+                        "using %d-%d there", self.pca, len(pca_capped), min(pca_capped), max(pca_capped))
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]
         self.levels_ = self._global_levels(s) if self.method == "hierarchical" else None
