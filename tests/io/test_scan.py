@@ -292,3 +292,21 @@ def test_links_to_files_outside_the_folder_are_read_and_warned_once(tmp_path, ma
     assert sorted(r.path for r in found.records) == ["a.png", "again.png", "b.png", "inside.png"]
     warned = [r.getMessage() for r in caplog.records if "symbolic links to files outside" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("scan: 2 file(s)")
+
+
+def test_a_multipage_tiff_is_named_by_its_path_under_the_folder(tmp_path, caplog):
+    import logging
+
+    from PIL import Image
+
+    from brainclust.io.scan import scan
+
+    pages = [Image.fromarray(np.full((8, 8), 40 * i, np.uint8)) for i in range(3)]
+    (tmp_path / "sub").mkdir()
+    pages[0].save(tmp_path / "sub" / "multi.tif", save_all=True, append_images=pages[1:])
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        got = scan(tmp_path)
+    assert [r.path for r in got.records] == ["sub/multi.tif"]
+    said = [m for m in caplog.messages if "pages" in m]
+    assert said == ["sub/multi.tif: a TIFF of 3 pages; only its first page is used"]
+    assert str(tmp_path) not in caplog.text

@@ -166,8 +166,9 @@ def _pages(im: Image.Image) -> int:
 
 
 @names_file()
-def probe(path: str | os.PathLike) -> tuple[str, int, int]:
-    """Return ``(format, width, height)`` of a 2-D image file from its header.
+def probe(path: str | os.PathLike, shown: str | None = None) -> tuple[str, int, int]:
+    """Return ``(format, width, height)`` of a 2-D image file from its header; a warning about the file names
+    it as ``shown`` (its path under the input folder; the file name when ``None``), never the absolute path.
 
     Width and height are those of the image as displayed (after EXIF rotation).
     Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) holds: a
@@ -202,7 +203,7 @@ def probe(path: str | os.PathLike) -> tuple[str, int, int]:
     if w < 1 or h < 1:
         raise ImageReadError(f"invalid dimensions {w}x{h}")
     if pages > 1:
-        log.warning("%s: a %s of %d pages; only its first page is used", escape_name(os.fsdecode(path)), fmt, pages)
+        log.warning("%s: a %s of %d pages; only its first page is used", escape_name(shown or path.name), fmt, pages)
     return fmt, w, h
 
 
@@ -245,7 +246,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
         info = dicom.probe(p)
     else:
         try:
-            fmt, w, h = probe(p)
+            fmt, w, h = probe(p, rel)
         except ImageReadError:
             if not dicom.may_be_headerless(p):
                 raise
