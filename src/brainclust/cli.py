@@ -320,7 +320,9 @@ def _cmd_export(args) -> None:
     from brainclust.report.export import export_clusters
 
     res = export_clusters(args.out_dir, args.to, mode=args.mode)
-    say(f"exported {res.n_files} images ({args.mode}) into {len(res.counts)} folders under {res.to}: "
+    how = args.mode if not res.n_png else "PNG files" if res.n_png == res.n_files else \
+        f"{args.mode}; {res.n_png} frames or slices as PNG files"
+    say(f"exported {res.n_files} images ({how}) into {len(res.counts)} folders under {res.to}: "
         + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
 
 

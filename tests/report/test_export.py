@@ -97,3 +97,24 @@ def test_cli_export(run_with_clashes, tmp_path, capsys):
     assert main(["export", str(out), "--to", str(tmp_path / "e")]) == 2
     assert "not an empty folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere"), "--to", str(tmp_path / "e3")]) == 2
+
+
+def test_symlink_export_says_which_images_became_png_files(tmp_path, capsys, make_image):
+    from corpus import brain_volume, write_nifti
+
+    from brainclust.pipeline import run
+
+    data = tmp_path / "data"
+    write_nifti(data / "vol.nii.gz", brain_volume())
+    for i in range(4):
+        make_image(data / f"img{i}.png", seed=i)
+    run(data, tmp_path / "out", backbone="pixels@16", k=2, pca=3, slices="all-planes:2", workers=0,
+        cache_dir=str(tmp_path / "cache"), checks="off")
+    n_slices = sum("#" in r["path"] for r in rows_of(tmp_path / "out"))
+    assert n_slices >= 4
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e"), "--mode", "symlink"]) == 0
+    said = capsys.readouterr().out
+    assert f"exported {n_slices + 4} images (symlink; {n_slices} frames or slices as PNG files)" in said
+    files = exported_files(tmp_path / "e")
+    assert sum(p.is_symlink() for p in files) == 4 and sum(p.suffix == ".png" and not p.is_symlink()
+                                                          for p in files) == n_slices

@@ -66,6 +66,7 @@ class ExportResult:
     to: Path
     counts: dict[str, int]
     mode: str
+    n_png: int = 0  # DICOM frames and NIfTI slices: written as PNG files whatever the mode
 
     @property
     def n_files(self) -> int:
@@ -306,7 +307,7 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode)),
             check=lambda: check_out(to, **check), option="--to")
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
-    return ExportResult(to=to, counts=counts, mode=mode)
+    return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items))
 
 
 def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str) -> dict[str, int]:
