@@ -318,12 +318,14 @@ def test_typical_atypical_only_the_clusters_asked():
     assert set(every[0][0] + every[0][1]) <= set(range(10, 20))
 
 
-def test_the_label_source_is_the_runs(tmp_path):
+def test_the_label_source_and_the_metadata_files_are_the_runs(tmp_path):
     out = fake_run(tmp_path, n_per=4, k=2)
     assert "Labels (the first sub-folder of each image)" in build_report(out, write_figures=False).path.read_text()
     manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "labels": "sequence"}))
-    assert "Labels (the column 'sequence')" in build_report(out, write_figures=False).path.read_text()
+    (out / "manifest.json").write_text(json.dumps({**manifest, "labels": "sequence", "scan": {"metadata_files": 2}}))
+    page = build_report(out, write_figures=False).path.read_text()
+    assert "Labels (the column 'sequence')" in page
+    assert f"from {manifest['n_files_scanned']} files (2 of them metadata, 1 skipped)" in page
 
 
 def test_missing_images_become_placeholders(tmp_path):

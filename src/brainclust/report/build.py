@@ -154,6 +154,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else out_dir.name),
         "input": escape_name(str(run.input_root)) if run.input_root else "(unknown)",
         "out_dir": escape_name(str(out_dir)), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
+        "n_metadata_files": (m.get("scan") or {}).get("metadata_files") or 0,
         "skipped": skipped[:500], "n_skipped": len(skipped),
         "backbone": m.get("backbone", {}), "settings": _settings_rows(m), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
