@@ -135,3 +135,16 @@ def test_five_units_a_column_reproducing_the_clusters_still_ranks_first():
                                {"cluster": clusters}, permutations=999)  # exact p: 6 / 60 = 0.1
     assert [r["column"] for r in rows] == ["grp"] and rows[0]["score"] == pytest.approx(1.0)
     assert rows[0]["p_value"] > 0.05 and "none of the 1 metadata columns clearly" in A.headline(rows)
+
+
+def test_equal_columns_get_equal_p_values_whatever_comes_before_them():
+    rng = np.random.default_rng(3)
+    clusters = rng.integers(0, 3, 120)
+    site = [f"s{v}" for v in rng.integers(0, 4, 120)]          # unrelated to the clusters: a p-value far from 0
+    noise = [f"n{v}" for v in rng.integers(0, 5, 120)]
+    both = A.rank_associations({"noise": noise, "site": site, "site_copy": list(site)}, {"cluster": clusters},
+                               permutations=99)
+    p = {r["column"]: r["p_value"] for r in both}
+    assert p["site"] == p["site_copy"] and p["site"] > 0.05
+    alone = A.rank_associations({"site": site}, {"cluster": clusters}, permutations=99)
+    assert alone[0]["p_value"] == p["site"]                     # no other column changes its draws

@@ -204,9 +204,8 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     skip = NOT_RANKED | set(exclude)
     cols = [c for c in (prepare(k, v) for k, v in table.items() if k not in skip) if c is not None]
     same = _same_partitions(cols, n)
-    rng = np.random.default_rng(random_state)
     out: list[dict] = []
-    for level in [lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]:
+    for li, level in enumerate([lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]):
         groups = _codes(levels[level])
         if len(np.unique(groups)) < 2:
             continue
@@ -215,6 +214,9 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
             score = _score(col, groups)
             if not math.isfinite(score):
                 continue
+            # every column of a level draws the same permutations: equal columns get equal p-values, and a
+            # column's p-value does not depend on which columns come before it
+            rng = np.random.default_rng(None if random_state is None else [random_state, li])
             p, used = _p_value(col, groups, permutations, rng)
             rows.append({"level": level, "column": col.name, "kind": col.kind,
                          "statistic": "AMI" if col.kind == "categorical" else "epsilon2",
