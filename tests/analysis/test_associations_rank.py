@@ -113,7 +113,10 @@ def test_headline_says_plainly_when_nothing_is_followed_and_tree_summary():
     g = rng.integers(0, 3, 90)
     rows = A.rank_associations({"noise": [str(x) for x in rng.integers(0, 2, 90)]},
                                {"cluster": g, "level_2": g % 2}, permutations=99)
-    assert "follow none of the 1 metadata columns clearly" in A.headline(rows)
+    assert "do not follow the one metadata column clearly (noise (AMI" in A.headline(rows)
+    two = A.rank_associations({"noise": [str(x) for x in rng.integers(0, 2, 90)],
+                               "more": [str(x) for x in rng.integers(0, 3, 90)]}, {"cluster": g}, permutations=99)
+    assert "follow none of the 2 metadata columns clearly (highest: " in A.headline(two)
     assert A.tree_summary(rows)[0].startswith("level 2: noise (AMI")
     assert A.headline([], "cluster") == "clusters: no metadata column to compare with"
 
@@ -134,7 +137,7 @@ def test_five_units_a_column_reproducing_the_clusters_still_ranks_first():
     rows = A.rank_associations({"grp": ["a", "b", "c", "d", "d"], "site": ["s1", "s2", "s3", "s4", "s5"]},
                                {"cluster": clusters}, permutations=999)  # exact p: 6 / 60 = 0.1
     assert [r["column"] for r in rows] == ["grp"] and rows[0]["score"] == pytest.approx(1.0)
-    assert rows[0]["p_value"] > 0.05 and "none of the 1 metadata columns clearly" in A.headline(rows)
+    assert rows[0]["p_value"] > 0.05 and "do not follow the one metadata column clearly" in A.headline(rows)
 
 
 def test_equal_columns_get_equal_p_values_whatever_comes_before_them():

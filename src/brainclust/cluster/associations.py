@@ -302,8 +302,10 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     good = [r for r in mine if not r.get("same_as") and not _num(r["p_value"]) > alpha and _num(r["score"]) > 0]
     if not good:
         best = max(mine, key=lambda r: _num(r["score"]))
-        return (f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, "
-                f"p = {_num(best['p_value']):.2g})")
+        p = f"p = {_num(best['p_value']):.2g}"
+        if len(mine) == 1:
+            return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
+        return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, {p})"
     return f"{what} follow: " + ", then ".join(_label(r) for r in good[:top])
 
 
