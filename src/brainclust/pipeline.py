@@ -135,7 +135,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     """
     cfg = replace(config or RunConfig(), **settings).normalized()
     cfg.validate()
-    check_cache_location(cfg.cache_dir, out)
+    check_cache_location(cfg.cache_dir, out, data)
     prepare_out(out, data=data)
     engine = EngineHooks(cfg.engine, cfg.ray_address)
     engine.check()  # a --ray-address nobody answers on is one line here, before the scan
@@ -248,7 +248,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
     check_device(device)
-    check_cache_location(cache_dir, out)
+    check_cache_location(cache_dir, out, data)
     info, _ = read_model_manifest(model_dir)
     if info["settings"].get("consensus"):
         raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine several backbones' "

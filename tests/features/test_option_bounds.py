@@ -112,3 +112,17 @@ def test_cache_inside_out_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("BRAINCLUST_CACHE", str(out / "store"))
     with pytest.raises(ParameterError, match="lies inside --out"):
         limits.check_cache_location(None, str(out))
+
+
+def test_cache_inside_the_input_folder_is_refused(tmp_path, make_image):
+    data = tmp_path / "data"
+    make_image(data / "a.png", seed=0)
+    make_image(data / "b.png", seed=1)
+    with pytest.raises(ParameterError, match="--cache-dir: .* lies inside the input folder .* next scan"):
+        limits.check_cache_location(str(data / "cache"), None, str(data))
+    limits.check_cache_location(str(tmp_path / "cache"), None, str(data))
+    limits.check_cache_location(str(data / ".cache" / "brainclust"), None, str(data))   # hidden: never scanned
+    from brainclust.cli import main
+
+    assert main(["check", str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(data / "c")]) == 2
+    assert not (data / "c").exists()

@@ -274,7 +274,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t.validate()
     if out is not None:
         prepare_out(out, data=data, allowed=CHECK_ENTRIES)
-        check_cache_location(cache_dir, out)  # before any work: a store inside --out would be refused after it
+    check_cache_location(cache_dir, out, data)  # before any work: a store inside --out would be refused after it
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
     if not found.records:

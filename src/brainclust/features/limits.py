@@ -89,18 +89,26 @@ def check_batch_memory(backbone: str, batch_size: int) -> None:
                              "--batch-size")
 
 
-def check_cache_location(cache_dir, out) -> None:
-    """``--cache-dir`` must not be ``--out`` or lie inside it: a run replaces its whole ``--out`` folder.
+def check_cache_location(cache_dir, out, data=None) -> None:
+    """``--cache-dir`` must not be ``--out`` or lie inside it (a run replaces its whole ``--out`` folder), nor
+    lie inside the input folder ``data`` (the next scan of it would read the store's files as inputs).
 
     ``cache_dir=None`` is the default store (:func:`~brainclust.features.cache.default_cache_dir`).
-    Both paths are compared resolved (symbolic links followed, missing parts kept as written).
+    The paths are compared resolved (symbolic links followed, missing parts kept as written).
     """
-    if out is None or cache_dir is False:
+    if cache_dir is False or (out is None and data is None):
         return
     from brainclust.features.cache import default_cache_dir
 
     cache = Path(os.path.realpath(cache_dir if cache_dir is not None else default_cache_dir()))
-    target = Path(os.path.realpath(out))
-    if cache == target or target in cache.parents:
-        raise ParameterError(f"--cache-dir: '{cache_dir if cache_dir is not None else cache}' lies inside --out "
-                             f"'{out}', which every run replaces whole; put the feature store elsewhere")
+    shown = cache_dir if cache_dir is not None else cache
+    for folder, what, why, scanned in ((out, "--out", "which every run replaces whole", False),
+                                       (data, "the input folder", "whose next scan would read the store's files "
+                                        "as images", True)):
+        target = None if folder is None else Path(os.path.realpath(folder))
+        inside = target is not None and (cache == target or target in cache.parents)
+        if inside and scanned and any(part.startswith(".") for part in cache.relative_to(target).parts):
+            continue  # the scan skips hidden folders
+        if inside:
+            raise ParameterError(f"--cache-dir: '{shown}' lies inside {what} '{folder}', {why}; put the feature "
+                                 "store elsewhere")
