@@ -352,3 +352,11 @@ def test_a_damaged_run_folder_is_one_line_and_exit_2(run, tmp_path, capsys, monk
     assert {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "exp").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_damaged_embeddings_file_is_named_as_the_runs_not_by_the_staged_copy(run, capsys):
+    (run / "embeddings.parquet").write_bytes(b"garbage")
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "the run's embeddings.parquet: it cannot be read" in err and ".tmp-" not in err

@@ -119,8 +119,9 @@ def recorded_hashes(folder: RunFolder, paths: Sequence[str], warn: bool = True) 
     except Exception as exc:  # noqa: BLE001 - a damaged parquet file raises many types (MemoryError too)
         why = f"it cannot be read ({type(exc).__name__})"
     if why:
-        log.log(logging.WARNING if warn else logging.DEBUG, "'%s': %s, so the images' content cannot be checked "
-                "against the run; none is shown or exported", folder.embeddings, why)
+        log.log(logging.WARNING if warn else logging.DEBUG, "the run's %s: %s, so the images' content cannot be "
+                "checked against the run; none is shown or exported", folder.embeddings.name, why)  # not the path
+        # of the staged copy a report rebuild reads
         return None
     same = np.array([a == b for a, b in zip(table.column("path").to_pylist(), paths)], dtype=bool)
     hashes = np.array([h if isinstance(h, str) and len(h) == 64 and h.isascii() else ""
