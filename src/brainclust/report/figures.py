@@ -113,7 +113,8 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], colours: dict[str, str
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_title(title)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=max(1.0, 20 / size))
+    if present:  # no group to name: no legend (matplotlib would warn)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=max(1.0, 20 / size))
     return fig
 
 
