@@ -146,3 +146,24 @@ def test_shared_4class_dev_end_to_end(tmp_path, cache):
     assert all(r["level_4"] == r["cluster"] for r in rows)
     # frozen ImageNet features carry some signal on tumour type, far from perfect (README reference ~0.25)
     assert 0.1 < m["nmi"] < 0.6
+
+
+def test_each_image_that_fails_to_decode_is_named_once(tmp_path, caplog, make_image):
+    import logging
+
+    from brainclust.pipeline import predict, run
+
+    data = tmp_path / "data"
+    for i in range(6):
+        make_image(data / f"img{i}.png", seed=i)
+    whole = (data / "img5.png").read_bytes()
+    (data / "img5.png").write_bytes(whole[: len(whole) // 2])          # the header scans, the pixels do not decode
+    settings = dict(backbone="pixels@16", k=2, pca=3, workers=0, cache_dir=str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        res = run(data, tmp_path / "out", checks="off", **settings)
+    said = [m for m in caplog.messages if m.startswith("skipped img5.png: cannot decode image")]
+    assert len(said) == 1 and [s["path"] for s in res.skipped] == ["img5.png"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        predict(tmp_path / "out", data, tmp_path / "pred", cache_dir=str(tmp_path / "cache"), workers=0)
+    assert len([m for m in caplog.messages if m.startswith("skipped img5.png: cannot decode image")]) == 1

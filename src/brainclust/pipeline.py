@@ -37,8 +37,8 @@ from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
 from brainclust.io.metadata import record_columns, typed_columns
 from brainclust.io.modelconfig import read_model_manifest
-from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, meta_columns, read_assignments,
-                                   write_manifest, write_run_files, write_table)
+from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, escape_name, meta_columns,
+                                   read_assignments, write_manifest, write_run_files, write_table)
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.io.slicefile import SLICE_COLUMNS
@@ -109,6 +109,13 @@ def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
     return scanned
 
 
+def warn_failed(skipped: list[dict]) -> list[dict]:
+    """One line per image that failed to decode in the extraction, as the scan names the files it skips."""
+    for s in skipped:
+        log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])
+    return skipped
+
+
 def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=None, **settings) -> RunResult:
     """Cluster the images under ``data``; write the outputs to ``out`` when given.
 
@@ -176,7 +183,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
         metrics["agreement"] = fp32_agreement(model, cfg, records, build_model, f"input folder '{data}'")
         t["agreement"] = time.perf_counter() - t0
     cfg = effective_config(cfg, model)
-    skipped = sorted(scanned.skipped + model.skipped_, key=lambda s: s["path"])
+    skipped = sorted(scanned.skipped + warn_failed(model.skipped_), key=lambda s: s["path"])
     manifest = run_manifest(cfg, model, data, scanned, skipped, engine.info(), t)
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
     if checked is not None:
@@ -275,6 +282,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     t_meta = time.perf_counter() - t0
     check_label_column(label_column(cfg), records)
     got = model.predict(records, source=f"input folder '{data}'")
+    warn_failed(got.skipped)
     rows = with_labels(got.records, label_column(cfg))
     metrics = score(got.embedding, got.labels, scoring_labels(rows, label_column(cfg)))
     got.timings["metadata"] = t_meta

@@ -53,20 +53,3 @@ def test_take_rows_copies_into_a_memory_map_above_the_limit(monkeypatch):
         out = ex_mod.take_rows(X, rows)
         assert isinstance(out, np.memmap)
         np.testing.assert_array_equal(np.asarray(out), X[keep])
-
-
-def test_split_names_each_image_that_failed(tmp_path, caplog):
-    import logging
-
-    recs = ex_mod.as_records([tmp_path / n for n in ("a.png", "b <x>.png", "c.png")])
-    got = ex_mod.Extraction(np.zeros((3, 2), np.float32), failed={1: "cannot decode image: truncated"})
-    with caplog.at_level(logging.WARNING, logger="brainclust.features.extraction"):
-        kept, X, skipped = got.split(recs)
-    assert [r.name for r in kept] == ["a.png", "c.png"] and X.shape == (2, 2)
-    assert skipped == [{"path": recs[1].path, "reason": "cannot decode image: truncated"}]
-    assert [m for m in caplog.messages if m.startswith("skipped")] == [
-        f"skipped {recs[1].path}: cannot decode image: truncated"]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="brainclust.features.extraction"):
-        got.split(recs, warn=False)
-    assert caplog.messages == []

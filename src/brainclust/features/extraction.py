@@ -9,7 +9,6 @@ cache hits and misses and the time spent. Nothing of it is kept on the extractor
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -22,10 +21,7 @@ from brainclust.errors import ImageReadError, ModelFileError, NumericalError
 from brainclust.features import augment
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.io.atomic import file_sha256
-from brainclust.io.outputs import escape_name
 from brainclust.io.scan import ImageRecord, load_checked
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,16 +47,12 @@ class Extraction:
     cache_misses: int = 0
     seconds: float = 0.0
 
-    def split(self, records: Sequence[ImageRecord], warn: bool = True) -> tuple[list[ImageRecord], np.ndarray,
-                                                                               list[dict]]:
-        """``(records that decoded, their features, skipped)``; ``skipped`` = ``[{"path", "reason"}]``, each
-        named in a warning as the scan names the files it skips (unless ``warn`` is false).
+    def split(self, records: Sequence[ImageRecord]) -> tuple[list[ImageRecord], np.ndarray, list[dict]]:
+        """``(records that decoded, their features, skipped)``; ``skipped`` = ``[{"path", "reason"}]``.
 
         The feature matrix is not copied when nothing failed (it may be memory-mapped).
         """
         skipped = [{"path": records[i].path, "reason": reason} for i, reason in sorted(self.failed.items())]
-        for s in skipped if warn else ():
-            log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])
         if not self.failed:
             return list(records), self.features, skipped
         ok = [i for i in range(len(records)) if i not in self.failed]

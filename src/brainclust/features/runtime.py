@@ -48,8 +48,7 @@ from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
-# The TorchScript exporter's constant-folding chatter, filtered for good: the ``catch_warnings`` around the
-# export is not enough, as a decoding thread leaving its own ``catch_warnings`` restores the filters mid-export.
+# torch.onnx's constant-folding chatter, for good (a decoding thread's catch_warnings may restore filters mid-export)
 warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded", category=UserWarning)
 
 RUNTIMES = ("auto", "onnx", "openvino", "torch")

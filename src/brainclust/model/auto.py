@@ -30,7 +30,7 @@ from brainclust.core.params import Step
 from brainclust.errors import InputError
 from brainclust.io.atomic import atomic_write_npz
 from brainclust.io.modelconfig import write_model_manifest
-from brainclust.io.outputs import MODEL_FILES, RunFolder, write_table
+from brainclust.io.outputs import MODEL_FILES, RunFolder, escape_name, write_table
 from brainclust.model import criteria
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.config import RunConfig, build_steps
@@ -65,7 +65,7 @@ class _Portfolio(Step):
         sample = [records[i] for i in rows]
         feats, keep = {}, None
         for b in self.portfolio:
-            ok, X, _ = replace(cfg, backbone=b).extractor().fit_extract(sample).split(sample, warn=False)
+            ok, X, _ = replace(cfg, backbone=b).extractor().fit_extract(sample).split(sample)
             feats[b] = dict(zip((r.path for r in ok), X))
             keep = {r.path for r in ok} if keep is None else keep & {r.path for r in ok}
         kept = [r for r in sample if r.path in keep]
@@ -207,10 +207,10 @@ class ConsensusModel(_Portfolio):
         for b, X in feats.items():
             part = self.result_.labels[(b, "pca")]
             pca = PCAReducer(cfg.pca, random_state=cfg.seed).fit(X)
-            ok, F, _ = replace(cfg, backbone=b).extractor().fit_extract(records).split(records, warn=False)
-            if len(ok) != len(records):
-                raise InputError(f"--consensus: {len(records) - len(ok)} image(s) could not be read by {b}; remove "
-                                 "them or use --auto")
+            ok, F, failed = replace(cfg, backbone=b).extractor().fit_extract(records).split(records)
+            if failed:
+                raise InputError(f"--consensus: {len(failed)} image(s) could not be read by {b} (first: "
+                                 f"{escape_name(failed[0]['path'])}: {failed[0]['reason']}); remove them or use --auto")
             members.append(mean_distance_assign(pca.transform(F), pca.transform(X), part, "cosine"))
             sizes.append(int(part.max()) + 1)
         H = criteria.coassociation_rows(members, sizes)
