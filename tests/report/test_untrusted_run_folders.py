@@ -282,6 +282,8 @@ def _damage(run: Path, kind: str) -> str:
         edit_manifest(run, input="data")
     elif kind == "settings_list":
         edit_manifest(run, settings=[1, 2])
+    elif kind in ("scan_text", "units_text"):
+        edit_manifest(run, **{kind.split("_")[0]: "x"})
     elif kind == "truncated_mid_row":
         (run / "assignments.csv").write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2], encoding="utf-8")
     elif kind == "truncated_at_a_line":
@@ -318,17 +320,17 @@ def _damage(run: Path, kind: str) -> str:
     elif kind == "metrics_list":
         (run / "metrics.json").write_text("[]")
         return "metrics.json"
-    return "manifest.json" if kind.startswith(("manifest", "input", "settings")) else "assignments.csv"
+    return "manifest.json" if kind.startswith(("manifest", "input", "settings", "scan", "units")) else "assignments.csv"
 
 
 DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
            "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
            "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
-           "manifest_nan"]
+           "manifest_nan", "scan_text", "units_text"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
-SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
+SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
                                                                "metrics_list"}}
 
 

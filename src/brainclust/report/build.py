@@ -47,7 +47,7 @@ from brainclust.report.columns import describe_rows
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
-from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, relpath
+from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs, relpath
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import Confusion, confusion, purity_rows
@@ -146,15 +146,13 @@ def _settings_rows(manifest: dict) -> list[tuple[str, str]]:
 def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None) -> dict:
     """Data, skipped files, backbone, settings, seed, versions and time per stage (``shown_dir``: the run
     folder's name to show, when the report is built in a staging folder)."""
-    m = run.manifest
-    n = len(run.rows)
-    skipped = m.get("skipped", [])
+    m, n, skipped = run.manifest, len(run.rows), run.manifest.get("skipped", [])
     out_dir = shown_dir if shown_dir is not None else run.out_dir
     return {
         "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else out_dir.name),
         "input": escape_name(str(run.input_root)) if run.input_root else "(unknown)",
         "out_dir": escape_name(str(out_dir)), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
-        "n_metadata_files": (m.get("scan") or {}).get("metadata_files") or 0,
+        "n_metadata_files": int_or_zero((m.get("scan") or {}).get("metadata_files")),
         "skipped": skipped[:500], "n_skipped": len(skipped),
         "backbone": m.get("backbone", {}), "settings": _settings_rows(m), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
@@ -163,7 +161,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
         "label_column": m["labels"] if isinstance(m.get("labels"), str) and m["labels"] != "folder" else None,
-        "unit": (m.get("units") or {}).get("unit", "slice"), "n_slice_images": m.get("n_images", n),
+        "unit": str((m.get("units") or {}).get("unit", "slice")), "n_slice_images": m.get("n_images", n),
     }
 
 

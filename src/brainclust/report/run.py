@@ -117,14 +117,15 @@ def _check_same_run(folder: RunFolder, rows: list[dict], X: np.ndarray, labels: 
                              "the outputs were edited or come from different runs")
 
 
-def _int(value) -> int:
+def int_or_zero(value) -> int:
+    """An integer field of a run's JSON read as untrusted: itself, or 0 when it is not an integer."""
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 _OBJ, _NUM = (dict, type(None)), (int, float, type(None))
 #: Fields of ``manifest.json`` and ``metrics.json`` the report and ``view`` read, and their JSON types.
 MANIFEST_FIELDS = {**{k: (dict,) for k in ("settings", "clustering", "backbone", "timings_s", "versions", "cache")},
-                   **{k: _OBJ for k in ("pca", "ssl", "auto", "outliers", "report")},
+                   **{k: _OBJ for k in ("pca", "ssl", "auto", "outliers", "report", "scan", "units")},
                    "skipped": (list,), "n_files_scanned": (int,), "kind": (str,)}
 METRICS_FIELDS = {"k_selection": _OBJ, "n_labelled": _NUM, **{k: _NUM for k in ("silhouette", "ari", "nmi", "fmi", "acc")}}
 
@@ -171,5 +172,5 @@ def load_outputs(out_dir) -> RunOutputs:
                       levels=levels, tree=tree,
                       method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
                       k=k,
-                      seed=_int(settings.get("seed")), input_root=tables.input_root,
+                      seed=int_or_zero(settings.get("seed")), input_root=tables.input_root,
                       leaf_clusters=leaves, hashes=tables.hashes)
