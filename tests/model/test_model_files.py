@@ -203,9 +203,9 @@ def _tampered(runs, tmp_path, method, name, tamper):
         info = json.loads(config.read_text())
     except (OSError, ValueError):  # the tampering was of config.json itself
         return model
-    if isinstance(info, dict) and isinstance(info.get("files"), dict):
-        info["files"] = {k: file_sha256(model / "model" / k) for k in info["files"]
-                         if (model / "model" / k).is_file()}
+    if isinstance(info, dict) and isinstance(info.get("sha256"), dict):
+        info["sha256"] = {k: file_sha256(model / "model" / k) for k in info["sha256"]
+                          if (model / "model" / k).is_file()}
         config.write_text(json.dumps(info))
     return model
 
@@ -213,6 +213,8 @@ def _tampered(runs, tmp_path, method, name, tamper):
 def test_a_model_file_from_another_run_is_refused(runs, tmp_path):
     model = tmp_path / "mixed"
     shutil.copytree(runs["hierarchical"], model)
+    (model / "model" / ".DS_Store").write_bytes(b"a file no step wrote")       # not hashed: no refusal
+    assert len(pipeline.predict(model, runs["data"], cache_dir=str(tmp_path / "cache")).labels) == 12
     shutil.copy(runs["kmeans"] / "model" / CLUSTER, model / "model" / CLUSTER)
     with pytest.raises(ModelFileError, match=f"model file '.*{CLUSTER}' is not the one this model was saved with"):
         pipeline.predict(model, runs["data"], cache_dir=str(tmp_path / "cache"))

@@ -72,30 +72,29 @@ def check_model_config(info, path) -> int:
 
 def write_model_manifest(folder, settings: Mapping, backbone: Mapping, steps: Sequence[Mapping],
                          version: str) -> Path:
-    """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps, and the
-    SHA-256 of every other file of the folder, ``files``: :func:`check_model_files` reads them back)."""
+    """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps, and
+    ``sha256``: the SHA-256 of each file the steps wrote, which :func:`check_model_files` reads back)."""
     folder = Path(folder)
-    files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != MODEL_FILES["config"]}
+    names = sorted({f for e in steps for f in e.get("files") or () if (folder / f).is_file()})
     return atomic_write_json(folder / MODEL_FILES["config"],
                              {"format": MODEL_FORMAT, "version": MODEL_VERSION, "brainclust": version,
                               "settings": dict(settings), "backbone": dict(backbone), "steps": list(steps),
-                              "files": files})
+                              "sha256": {f: file_sha256(folder / f) for f in names}})
 
 
 def check_model_files(info: Mapping, folder) -> None:
-    """Each file ``config.json`` lists (``files``; models saved before it have none) is there with the bytes it
+    """Each file ``config.json`` hashes (``sha256``; models saved before it have none) is there with the bytes it
     was saved with: a model folder that mixes two runs' files is one line naming the file (ModelFileError)."""
-    files, folder = info.get("files"), Path(folder)
+    files, folder = info.get("sha256"), Path(folder)
     if files is None:
         return
     config = folder / MODEL_FILES["config"]
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise _bad(config, "field 'files' must map file names to SHA-256 digests")
+        raise _bad(config, "field 'sha256' must map file names to SHA-256 digests")
     for name, digest in files.items():
         path = folder / name
         if ".." in Path(name).parts or Path(name).is_absolute():
-            raise _bad(config, f"field 'files' names a path outside the model folder: {name!r:.80}")
+            raise _bad(config, f"field 'sha256' names a path outside the model folder: {name!r:.80}")
         if not path.is_file():
             raise ModelFileError(f"model file '{path}' is missing (listed in {config})")
         if file_sha256(path) != digest:
