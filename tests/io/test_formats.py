@@ -231,6 +231,13 @@ def test_nifti_under_another_name_and_a_2d_nifti_are_read(tmp_path):
     np.testing.assert_array_equal(load_record(flat), want)                       # the same slice, one thick
     assert nifti.header_fields(tmp_path / "d" / "vol_noext")["shape"] == nifti.header_fields(
         tmp_path / "src" / "raw.nii")["shape"]
+    turned = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])  # thickness axis -> anterior
+    write_nifti(tmp_path / "e" / "cor2d.nii.gz", vol[:, :, 8], affine=turned)
+    write_nifti(tmp_path / "e" / "thin.nii.gz", vol[:, :, 8:9])                       # 3-D, one voxel thick
+    got = scan(tmp_path / "e", slices="all-planes:mid")
+    assert sorted(r.path for r in got.records) == ["cor2d.nii.gz#axial=0", "thin.nii.gz#axial=0"]
+    for r in got.records:                                                              # never a one-pixel line
+        np.testing.assert_array_equal(load_record(r), want)
 
 
 @pytest.mark.parametrize("bad", ["", "axial", "axial:0", "top:3", "axial:-1", "axial:mid;coronal:1"])

@@ -169,9 +169,12 @@ def _open(source):
 
 
 def _as_volume(img):
+    """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
+    a thickness axis turned another way by it, the slice would be cut across, as a line)."""
     if len(img.shape) != 2:
         return img
-    return type(img)(np.asanyarray(img.dataobj)[:, :, None], img.affine, img.header)
+    zooms = [float(z) for z in img.header.get_zooms()[:2]]
+    return type(img)(np.asanyarray(img.dataobj)[:, :, None], np.diag([*zooms, 1.0, 1.0]))
 
 
 def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
@@ -309,7 +312,8 @@ def parse_frame(frame: str) -> tuple[str, int, int]:
 
 @names_file()
 def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: int = 0) -> list[SliceInfo]:
-    """The slices a strategy picks from a NIfTI file, in strategy order.
+    """The slices a strategy picks from a NIfTI file, in strategy order (none of a plane whose slices are a
+    line: those across a volume one voxel thick).
 
     Raises
     ------
@@ -324,9 +328,11 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
     counts = None if all(how == "mid" for _, how in strategy) else slice_counts(vol)  # mid needs no mask
     out: list[SliceInfo] = []
     for plane, how in strategy:
+        h, w = cut_shape(vol.shape, plane)
+        if min(h, w) < 2:  # across a volume one voxel thick: a line, not an image
+            continue
         first, last = brain_range(vol, plane, counts) if counts is not None else (None, None)
         for index in pick(vol, plane, how, counts):
-            h, w = cut_shape(vol.shape, plane)
             pos = float("nan") if first is None else position(index, first, last)
             info = SliceInfo(frame_id(plane, index, volume_index if is_4d else None), plane, index, w, h, pos)
             if info not in out:
