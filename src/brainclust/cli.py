@@ -346,7 +346,7 @@ def _cmd_demo(args) -> None:
     out = Path(args.out)
     cfg = config_from_args(args, labels_from_folders=True)
     cfg.validate()  # bad settings fail before the images are generated
-    check_cache_location(cfg.cache_dir, out / "results")
+    check_cache_location(cfg.cache_dir, out / "results", out / "data")
     prepare_out(out / "results", data=out / "data")
     data = make_demo_dataset(out / "data", n_per_class=args.n_per_class, random_state=args.seed)
     logging.getLogger("brainclust").info("demo data: %s (MNI152 T1 slices; labels = axial/coronal/sagittal)", data)

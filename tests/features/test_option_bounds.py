@@ -114,7 +114,7 @@ def test_cache_inside_out_is_refused(tmp_path, monkeypatch):
         limits.check_cache_location(None, str(out))
 
 
-def test_cache_inside_the_input_folder_is_refused(tmp_path, make_image):
+def test_cache_inside_the_input_folder_is_refused(tmp_path, make_image, monkeypatch):
     data = tmp_path / "data"
     make_image(data / "a.png", seed=0)
     make_image(data / "b.png", seed=1)
@@ -122,7 +122,12 @@ def test_cache_inside_the_input_folder_is_refused(tmp_path, make_image):
         limits.check_cache_location(str(data / "cache"), None, str(data))
     limits.check_cache_location(str(tmp_path / "cache"), None, str(data))
     limits.check_cache_location(str(data / ".cache" / "brainclust"), None, str(data))   # hidden: never scanned
+    monkeypatch.setenv("BRAINCLUST_CACHE", str(data / "store"))                           # the default store
+    with pytest.raises(ParameterError, match="^the default feature store .* lies inside the input folder"):
+        limits.check_cache_location(None, None, str(data))
+    monkeypatch.delenv("BRAINCLUST_CACHE")
     from brainclust.cli import main
 
-    assert main(["check", str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(data / "c")]) == 2
-    assert not (data / "c").exists()
+    for command in ("check", "run"):
+        assert main([command, str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(data / "c")]) == 2
+    assert not (data / "c").exists() and not (tmp_path / "o").exists()

@@ -101,7 +101,7 @@ def check_cache_location(cache_dir, out, data=None) -> None:
     from brainclust.features.cache import default_cache_dir
 
     cache = Path(os.path.realpath(cache_dir if cache_dir is not None else default_cache_dir()))
-    shown = cache_dir if cache_dir is not None else cache
+    shown = f"--cache-dir: '{cache_dir}'" if cache_dir is not None else f"the default feature store '{cache}'"
     for folder, what, why, scanned in ((out, "--out", "which every run replaces whole", False),
                                        (data, "the input folder", "whose next scan would read the store's files "
                                         "as images", True)):
@@ -110,5 +110,5 @@ def check_cache_location(cache_dir, out, data=None) -> None:
         if inside and scanned and any(part.startswith(".") for part in cache.relative_to(target).parts):
             continue  # the scan skips hidden folders
         if inside:
-            raise ParameterError(f"--cache-dir: '{shown}' lies inside {what} '{folder}', {why}; put the feature "
-                                 "store elsewhere")
+            raise ParameterError(f"{shown} lies inside {what} '{folder}', {why}; put the feature store elsewhere "
+                                 "(--cache-dir)")
