@@ -50,6 +50,7 @@ every row (identifiers such as file names: their AMI is 0 by construction).
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -205,7 +206,7 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     cols = [c for c in (prepare(k, v) for k, v in table.items() if k not in skip) if c is not None]
     same = _same_partitions(cols, n)
     out: list[dict] = []
-    for li, level in enumerate([lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]):
+    for level in [lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]:
         groups = _codes(levels[level])
         if len(np.unique(groups)) < 2:
             continue
@@ -214,9 +215,9 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
             score = _score(col, groups)
             if not math.isfinite(score):
                 continue
-            # every column of a level draws the same permutations: equal columns get equal p-values, and a
-            # column's p-value does not depend on which columns come before it
-            rng = np.random.default_rng(None if random_state is None else [random_state, li])
+            # every column of a level draws the same permutations (seeded by the seed and the level's name):
+            # equal columns get equal p-values, whatever other columns and levels there are
+            rng = np.random.default_rng(None if random_state is None else [random_state, zlib.crc32(str(level).encode())])
             p, used = _p_value(col, groups, permutations, rng)
             rows.append({"level": level, "column": col.name, "kind": col.kind,
                          "statistic": "AMI" if col.kind == "categorical" else "epsilon2",
