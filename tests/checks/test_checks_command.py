@@ -48,8 +48,8 @@ def test_check_refuses_an_out_inside_the_data_or_holding_other_files(data, tmp_p
     run_like = tmp_path / "a_run"
     run_like.mkdir()
     (run_like / "assignments.csv").write_text("path,cluster\n")
-    with pytest.raises(ParameterError, match="holds 'assignments.csv': it is another brainclust command's output "
-                                             "folder, which this command does not replace"):
+    with pytest.raises(ParameterError, match="holds 'assignments.csv', which a brainclust run writes: a run's "
+                                             "folder is not replaced by this command"):
         check_data(data, run_like, progress=False)
     assert (run_like / "assignments.csv").is_file()
     (run_like / "assignments.csv").unlink()

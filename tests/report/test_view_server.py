@@ -304,7 +304,7 @@ def test_a_within_run_without_cluster_npz_is_viewed(tmp_path):
     view = ViewData(out, cache_dir=tmp_path / "cache")
     assert view.map_source == "computed by brainclust view" and view.xy.shape == (len(X), 2)
     (out / "model" / "within.npz").unlink()
-    with pytest.raises(ModelFileError, match="neither map.npy nor model/cluster.npz"):
+    with pytest.raises(ModelFileError, match=r"neither map.npy nor model/cluster.npz \(nor model/within.npz\)"):
         ViewData(out, cache_dir=tmp_path / "cache2")
 
 

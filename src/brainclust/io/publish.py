@@ -128,9 +128,9 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
         else:
             foreign = foreign_entry(p, allowed, nested)
             if foreign in RUN_ENTRIES - allowed:  # a run's file where a check writes: another command's folder
-                raise ParameterError(f"{option}: '{escape_name(str(out))}' holds '{escape_name(foreign)}': it is "
-                                     "another brainclust command's output folder, which this command does not "
-                                     "replace; choose a new or empty folder")
+                raise ParameterError(f"{option}: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which a "
+                                     "brainclust run writes: a run's folder is not replaced by this command; choose "
+                                     "a new or empty folder")
             if foreign is not None:
                 raise ParameterError(f"{option}: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which "
                                      "is not a brainclust output; a run replaces its whole folder: move it out, or "

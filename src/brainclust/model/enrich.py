@@ -32,7 +32,7 @@ from brainclust.io.metadata import MetadataTable, join_table, merge_columns, rea
 from brainclust.io.outputs import column_name, escape_name
 from brainclust.io.privacy import is_missing
 
-__all__ = ["enrich", "label_column", "read_metadata", "scoring_labels", "with_labels"]
+__all__ = ["enrich", "label_column", "read_metadata", "require_label_column", "scoring_labels", "with_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,16 @@ def with_labels(rows: list, column: str | None) -> list:
     """
     if column is None:
         return rows
+    require_label_column(rows, column)
+    return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) else str(v)) for r in rows]
+
+
+def require_label_column(rows: list, column: str) -> None:
+    """InputError (listing the columns there are) when no row has a value in ``column`` (``folder``: always one)."""
     if column != "folder" and not any(not is_missing(_lookup(r.meta, column)) for r in rows):
         names = sorted({k for r in rows for k in r.meta})
         raise InputError(f"--labels: no row has a value in column '{column}'; metadata columns: "
                          f"{', '.join(names[:40]) or '(none)'}")
-    return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) else str(v)) for r in rows]
 
 
 def scoring_labels(rows: list, column: str | None) -> list[str] | None:

@@ -71,10 +71,10 @@ def check_column(option: str, name: str, records) -> None:
 def check_label_column(column: str | None, records) -> None:
     """``--labels COLUMN`` before the features are extracted: one line (InputError) when no row has a value
     there. ``folder``, ``plane``, the tree levels and the other columns the run makes are checked after it."""
-    from brainclust.model.enrich import with_labels
+    from brainclust.model.enrich import require_label_column
 
     if column not in (None, "folder", PLANE, *LEVELS, *RUN_MADE):
-        with_labels(records, column)
+        require_label_column(records, column)
 
 
 def _members(r) -> tuple:

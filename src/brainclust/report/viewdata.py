@@ -225,7 +225,8 @@ class ViewData:
             self.map_source = "computed earlier (view cache)"
             return cached
         within = self.folder.model / MODEL_FILES["within"]
-        if os.path.lexists(self.folder.cluster):
+        model_file = self.folder.cluster if os.path.lexists(self.folder.cluster) else within
+        if model_file is self.folder.cluster:
             arrays = read_npz(self.folder.cluster, "cluster model")
             try:
                 X = np.asarray(arrays["X_fit"], dtype=np.float32).reshape(len(arrays["X_fit"]), -1)
@@ -236,11 +237,11 @@ class ViewData:
 
             X = within_model(within)[0].astype(np.float32)
         else:
-            raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz (or "
+            raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz (nor "
                                  "model/within.npz): no map can be drawn")
         if len(X) != self.n:
-            raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match model/cluster.npz "
-                                 f"({len(X)} images): the outputs come from different runs")
+            raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match model/"
+                                 f"{model_file.name} ({len(X)} images): the outputs come from different runs")
         seed = (self.manifest.get("settings") or {}).get("seed")
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
         log.info("view: the run has no map.npy; computing the map of %d images once (seed %d)", self.n, seed)
