@@ -48,8 +48,7 @@ from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
-# torch.onnx's constant-folding chatter, for good (a decoding thread's catch_warnings may restore filters mid-export)
-warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded", category=UserWarning)
+warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)  # torch.onnx's, from any thread
 
 RUNTIMES = ("auto", "onnx", "openvino", "torch")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -282,6 +281,7 @@ class OnnxBackbone:
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import onnxruntime as ort
 
+        ort.disable_telemetry_events()  # as brainclust.TELEMETRY_OFF, should onnxruntime have loaded before brainclust
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = int(threads or _default_threads())
