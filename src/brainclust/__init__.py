@@ -18,9 +18,10 @@ import os
 __version__ = "0.1.0"
 
 #: Third-party usage telemetry, turned off in brainclust's process before those libraries load (nothing is ever
-#: uploaded): ONNX Runtime (from 1.29 it queues usage events for upload on Linux too, under ~/.cache/Microsoft)
-#: and NNCF (the int8 calibration; it reports to Google Analytics). A value the user set stays as it is.
-TELEMETRY_OFF = {"ORT_DISABLE_TELEMETRY": "1", "NNCF_CI": "1"}
+#: uploaded): ONNX Runtime (from 1.29 it queues usage events for upload on Linux too, under ~/.cache/Microsoft),
+#: NNCF (the int8 calibration; it reports to Google Analytics) and Ray (``--engine ray``: usage stats to
+#: Anyscale). A value the user set stays as it is.
+TELEMETRY_OFF = {"ORT_DISABLE_TELEMETRY": "1", "NNCF_CI": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 for _name, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_name, _value)
 

@@ -1,5 +1,5 @@
 """brainclust turns the usage telemetry of its runtimes off: ONNX Runtime (1.29+ queues events for upload on Linux
-under ~/.cache/Microsoft) and NNCF (the int8 calibration reports to Google Analytics). Each check runs in a fresh
+under ~/.cache/Microsoft), NNCF (the int8 calibration reports to Google Analytics) and Ray (usage stats). Each check runs in a fresh
 interpreter with its own HOME, without pytest loaded (NNCF turns its telemetry off by itself under pytest)."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).
 
 
 def _fresh(code: str, home, **env) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "NNCF_CI", "XDG_CACHE_HOME")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("ORT_DISABLE_TELEMETRY", "NNCF_CI", "RAY_USAGE_STATS_ENABLED", "XDG_CACHE_HOME")}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**clean, "HOME": str(home), **env},
                           capture_output=True, text=True, timeout=120, check=True)
 
@@ -47,4 +48,12 @@ def test_importing_brainclust_turns_nncf_telemetry_off(tmp_path):
     (tmp_path / "home").mkdir()
     probe = "import nncf.telemetry.wrapper as w; print(isinstance(w.telemetry, w.NNCFTelemetry))"
     assert _fresh(probe, tmp_path / "home").stdout.strip().splitlines()[-1] == "True"     # NNCF's default: on
+    assert _fresh("import brainclust; " + probe, tmp_path / "home").stdout.strip().splitlines()[-1] == "False"
+
+
+def test_importing_brainclust_turns_ray_usage_stats_off(tmp_path):
+    pytest.importorskip("ray._common.usage.usage_lib")  # where Ray 2.60 keeps it
+    (tmp_path / "home").mkdir()
+    probe = "from ray._common.usage import usage_lib; print(usage_lib.usage_stats_enabled())"
+    assert _fresh(probe, tmp_path / "home").stdout.strip().splitlines()[-1] == "True"      # Ray's default: on
     assert _fresh("import brainclust; " + probe, tmp_path / "home").stdout.strip().splitlines()[-1] == "False"
