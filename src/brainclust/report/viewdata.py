@@ -225,8 +225,9 @@ class ViewData:
             self.map_source = "computed earlier (view cache)"
             return cached
         within = self.folder.model / MODEL_FILES["within"]
-        model_file = self.folder.cluster if os.path.lexists(self.folder.cluster) else within
-        if model_file is self.folder.cluster:
+        has_cluster = os.path.lexists(self.folder.cluster)
+        model_file = self.folder.cluster if has_cluster else within
+        if has_cluster:
             arrays = read_npz(self.folder.cluster, "cluster model")
             try:
                 X = np.asarray(arrays["X_fit"], dtype=np.float32).reshape(len(arrays["X_fit"]), -1)
