@@ -202,3 +202,27 @@ def test_bad_settings_give_one_line_exit_2_and_no_output(tmp_path, capsys, make_
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert "Traceback" not in err
     assert not out.is_dir() and not (tmp_path / "c").exists()
+
+
+def test_decompression_bomb_limit_holds_whatever_the_warning_filters(tmp_path, monkeypatch):
+    """Another thread may have reset the warning filters (``catch_warnings`` is process-wide): the limit holds."""
+    import warnings
+
+    from corpus import bomb_png
+
+    from brainclust.checks.decode import decode
+    from brainclust.io.atomic import file_sha256
+    from brainclust.io.scan import ImageRecord, load_gray
+
+    p = tmp_path / "bomb.png"
+    p.write_bytes(bomb_png(10000, 10000))                      # above the limit, below twice it: Pillow only warns
+    monkeypatch.setattr(warnings, "simplefilter", lambda *a, **k: None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        for read in (probe, load_gray):
+            with pytest.raises(ImageReadError, match="decompression-bomb"):
+                read(p)
+        rec = ImageRecord(path="bomb.png", abspath=str(p), name="bomb.png", type="png", size=p.stat().st_size,
+                          width=10000, height=10000, sha256=file_sha256(p))
+        with pytest.raises(ImageReadError, match="decompression-bomb"):   # the checks' own colour-aware decode
+            decode(rec)

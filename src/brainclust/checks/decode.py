@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from brainclust.errors import ImageReadError
-from brainclust.io.content import read_content, require_scanned, verify_unchanged
+from brainclust.io.content import guard_pixels, read_content, require_scanned, verify_unchanged
 from brainclust.io.scan import ImageRecord, load_checked
 
 #: DICOM header fields the checks read (none is patient data).
@@ -59,8 +59,8 @@ def _raster(source) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as im:
+                guard_pixels(im)
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 mode = im.mode

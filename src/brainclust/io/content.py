@@ -156,3 +156,14 @@ def verify_unchanged(content: Content) -> None:
         raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
     if h.hexdigest() != content.sha256:
         raise ImageReadError("the file changed while it was being read; not used in this run")
+
+
+def guard_pixels(im) -> None:
+    """Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) as an error, checked on the header whatever
+    the warning filters are (Pillow only warns below twice the limit, and turning that warning into an error with
+    ``catch_warnings`` changes process-wide filters that a decoding thread may restore meanwhile)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels is more than the limit of {limit}")

@@ -44,7 +44,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from brainclust.io import formats, scanmeta
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
-from brainclust.io.content import check_regular, read_content, require_scanned, verify_unchanged
+from brainclust.io.content import check_regular, guard_pixels, read_content, require_scanned, verify_unchanged
 from brainclust.io.formats import dicom, nifti
 from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
@@ -186,8 +186,8 @@ def probe(path: str | os.PathLike, shown: str | None = None) -> tuple[str, int, 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata; the reason is in the error
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                guard_pixels(im)
                 fmt, (w, h) = im.format, im.size
                 pages = _pages(im)
                 if _exif_transposed(im):
@@ -373,8 +373,8 @@ def gray_from(source) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata; the reason is in the error
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as im:
+                guard_pixels(im)
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 mode = im.mode
