@@ -230,7 +230,7 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
         result.timings["write"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         result.associations = from_assignments(read_assignments(folder.assignments), result.config.permutations,
-                                               result.config.seed)
+                                               result.config.seed, aside_flags=result.config.exclude)
         write_associations(folder.associations, result.associations)
         result.timings["associations"] = time.perf_counter() - t1
         write_manifest(folder.manifest, result.manifest)

@@ -151,3 +151,15 @@ def test_equal_columns_get_equal_p_values_whatever_comes_before_them():
     assert p["site"] == p["site_copy"] and p["site"] > 0.05
     alone = A.rank_associations({"site": site}, {"cluster": clusters}, permutations=99)
     assert alone[0]["p_value"] == p["site"]                     # no other column changes its draws
+
+
+def test_rows_set_aside_by_exclude_are_not_a_cluster():
+    rng = np.random.default_rng(5)
+    rows = [{"path": f"{i}.png", "cluster": str(i % 2), "flags": "", "site": "ab"[i % 2]} for i in range(40)]
+    rows += [{"path": f"d{i}.png", "cluster": "-1", "flags": "duplicate", "site": "c"} for i in range(10)]
+    rows += [{"path": f"n{i}.png", "cluster": "-1", "flags": "", "site": "ab"[int(rng.integers(2))]} for i in range(5)]
+    every = A.from_assignments(rows, permutations=9)
+    kept = A.from_assignments(rows, permutations=9, aside_flags=["duplicate", "blank"])
+    n = {r["column"]: r["n"] for r in kept if r["level"] == "cluster"}
+    assert n["site"] == 45                                            # the 10 set aside left out, noise (-1) kept
+    assert {r["column"]: r["n"] for r in every if r["level"] == "cluster"}["site"] == 55

@@ -59,7 +59,7 @@ import numpy as np
 from brainclust.errors import ParameterError
 from brainclust.io import privacy
 from brainclust.io.atomic import atomic_write_csv
-from brainclust.io.outputs import LEVEL_COLUMNS
+from brainclust.io.outputs import FLAGS_COLUMN, LEVEL_COLUMNS
 
 #: Partitions scored, in output order.
 LEVELS = ("cluster", *LEVEL_COLUMNS)
@@ -262,12 +262,18 @@ def _same_partitions(cols: list[Column], n: int) -> dict[str, str]:
 
 
 def from_assignments(rows: Sequence[Mapping[str, str]], permutations: int = 199, random_state: int | None = 0,
-                     exclude: Iterable[str] = ()) -> list[dict]:
+                     exclude: Iterable[str] = (), aside_flags: Iterable[str] = ()) -> list[dict]:
     """:func:`rank_associations` on the rows of ``assignments.csv`` (dicts of text, as read back).
 
     Partitions: ``cluster`` and every ``level_L`` column present; every other
-    column except :data:`NOT_RANKED` and ``exclude`` is ranked.
+    column except :data:`NOT_RANKED` and ``exclude`` is ranked. Rows set aside
+    by ``--exclude`` (cluster ``-1`` with one of ``aside_flags``) are not
+    clustered and are left out, as the scores leave them out.
     """
+    aside = set(aside_flags)
+    if aside:
+        rows = [r for r in rows if not (str(r.get("cluster")) == "-1" and aside & set(
+            str(r.get(FLAGS_COLUMN) or "").split(";")))]
     if not rows:
         return []
     names = list(rows[0].keys())

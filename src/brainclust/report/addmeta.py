@@ -108,7 +108,9 @@ def add_metadata(out_dir, table_path, key: str | None = None) -> AddedMetadata:
     perms, seed = settings.get("permutations", 199), settings.get("seed", 0)
     perms = perms if isinstance(perms, int) and not isinstance(perms, bool) and perms >= 0 else 199
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-    ranked = from_assignments(read_assignments(folder.assignments, folder.root), perms, seed)
+    aside = (manifest.get("checks") or {}).get("exclude") if isinstance(manifest.get("checks"), dict) else None
+    ranked = from_assignments(read_assignments(folder.assignments, folder.root), perms, seed,
+                              aside_flags=[f for f in aside or () if isinstance(f, str)])
     write_associations(folder.associations, ranked)
     manifest.setdefault("metadata_added", []).append(
         {"file": escape_name(Path(table.path).name), "key": j.key, "kind": j.kind, "rows_matched": j.n_matched,
