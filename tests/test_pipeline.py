@@ -167,3 +167,28 @@ def test_each_image_that_fails_to_decode_is_named_once(tmp_path, caplog, make_im
     with caplog.at_level(logging.WARNING, logger="brainclust"):
         predict(tmp_path / "out", data, tmp_path / "pred", cache_dir=str(tmp_path / "cache"), workers=0)
     assert len([m for m in caplog.messages if m.startswith("skipped img5.png: cannot decode image")]) == 1
+
+
+def test_predict_records_its_inputs_and_warns_when_units_are_cut_otherwise(tmp_path, caplog):
+    import logging
+
+    from corpus import brain_volume, write_nifti
+
+    from brainclust.pipeline import predict, run
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_nifti(tmp_path / "data" / f"v{i}.nii.gz", brain_volume() * (1 + i) + rng.normal(size=brain_volume().shape))
+    settings = dict(cache_dir=str(tmp_path / "cache"), workers=0)
+    run(tmp_path / "data", tmp_path / "run", backbone="pixels@16", k=2, pca=2, slices="all-planes:2", unit="volume",
+        checks="off", **settings)
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        same = predict(tmp_path / "run", tmp_path / "data", tmp_path / "p1", **settings)
+    assert not [m for m in caplog.messages if "is not the run's" in m] and same.manifest["inputs"] == {}
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        other = predict(tmp_path / "run", tmp_path / "data", tmp_path / "p2", slices="axial:mid", **settings)
+    assert [m for m in caplog.messages if "is not the run's" in m] == [
+        "predict: --slices axial:mid is not the run's all-planes:2: each volume is pooled from other slices than "
+        "the run's volumes were"]
+    assert other.manifest["inputs"] == {"slices": "axial:mid"}
+    assert json.loads((tmp_path / "p2" / "manifest.json").read_text())["inputs"] == {"slices": "axial:mid"}

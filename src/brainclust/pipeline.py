@@ -50,7 +50,8 @@ from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.steering import check_column, check_label_column
 from brainclust.model.steerrecord import record_steering
-from brainclust.model.record import config_of, data_record, effective_config, predict_manifest, run_manifest, versions
+from brainclust.model.record import (config_of, data_record, effective_config, predict_inputs, predict_manifest,
+                                    run_manifest, versions)
 
 __all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
            "write_outputs"]
@@ -273,6 +274,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     nifti.parse_slices(cfg.slices)
     nifti.check_volume_index(cfg.volume_index)
     cfg.check_inputs()
+    inputs = predict_inputs(s, given)
     prepare_out(out, data=data, model_dir=model_dir)
     table = read_metadata(cfg.metadata)
     scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress, include=cfg.include,
@@ -286,7 +288,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     rows = with_labels(got.records, label_column(cfg))
     metrics = score(got.embedding, got.labels, scoring_labels(rows, label_column(cfg)))
     got.timings["metadata"] = t_meta
-    manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings)
+    manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings, inputs)
     manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_}  # where it ran
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], extra, label_column(cfg)))
     result = RunResult(cfg, rows, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import asdict, fields, replace
 from importlib import metadata
@@ -12,6 +13,7 @@ from brainclust.cluster.manifold import reduction_record
 from brainclust.features.cache import default_cache_dir
 from brainclust.model.config import RunConfig
 
+log = logging.getLogger(__name__)
 
 def versions() -> dict:
     out = {"brainclust": __version__, "python": platform.python_version()}
@@ -75,9 +77,21 @@ def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: di
     }
 
 
-def predict_manifest(info: dict, model_dir, data, scanned, got, timings: dict) -> dict:
-    """The ``manifest.json`` of a prediction: the model's recorded settings and backbone, what was assigned."""
-    return {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()),
+def predict_inputs(settings: dict, given: dict) -> dict:
+    """The input options a prediction was given (``--slices``, ``--include``...; recorded in its manifest as
+    ``inputs``), with one warning when a unit run's slices are cut otherwise than those it was fitted on."""
+    given = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
+    unit = settings.get("unit", "slice")
+    if unit != "slice" and given.get("slices", settings.get("slices")) != settings.get("slices"):
+        log.warning("predict: --slices %s is not the run's %s: each %s is pooled from other slices than the run's "
+                    "%ss were", given["slices"], settings.get("slices"), unit, unit)
+    return given
+
+
+def predict_manifest(info: dict, model_dir, data, scanned, got, timings: dict, inputs: dict | None = None) -> dict:
+    """The ``manifest.json`` of a prediction: the model's recorded settings and backbone, the input options it
+    was given (``inputs``), what was assigned."""
+    return {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()), "inputs": inputs or {},
             "model_dir": str(Path(model_dir).resolve()), "settings": info["settings"], "backbone": info["backbone"],
             "cache": dict(got.cache), "n_files_scanned": scanned.n_files,
             "n_images": len(got.slices if got.slices is not None else got.records),
