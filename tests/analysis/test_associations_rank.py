@@ -163,3 +163,16 @@ def test_rows_set_aside_by_exclude_are_not_a_cluster():
     n = {r["column"]: r["n"] for r in kept if r["level"] == "cluster"}
     assert n["site"] == 45                                            # the 10 set aside left out, noise (-1) kept
     assert {r["column"]: r["n"] for r in every if r["level"] == "cluster"}["site"] == 55
+
+
+def test_without_permutations_nothing_is_claimed_and_no_nan_is_written(tmp_path):
+    g = np.repeat([0, 1, 2], 20)
+    rows = A.rank_associations({"site": [str(v) for v in g], "noise": [str(v % 2) for v in range(60)]},
+                               {"cluster": g}, permutations=0)
+    line = A.headline(rows)
+    assert line.startswith("clusters, strongest columns (untested: --permutations 0): site (AMI 1.00)")
+    A.write_associations(tmp_path / "a.csv", rows)
+    with open(tmp_path / "a.csv", newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert {r["p_value"] for r in written} == {""} and "nan" not in (tmp_path / "a.csv").read_text().lower()
+    assert A.headline(written) == line                                    # the same when read back

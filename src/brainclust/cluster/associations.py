@@ -284,8 +284,8 @@ def from_assignments(rows: Sequence[Mapping[str, str]], permutations: int = 199,
 
 def write_associations(path, rows: Sequence[Mapping]) -> object:
     """Write ``associations.csv`` atomically (scores with 10 significant digits)."""
-    def fmt(v):
-        return f"{v:.10g}" if isinstance(v, float) else v
+    def fmt(v):  # a p-value with no permutation test is an empty cell, never "nan"
+        return ("" if math.isnan(v) else f"{v:.10g}") if isinstance(v, float) else v
 
     return atomic_write_csv(path, ASSOCIATION_COLUMNS, [{k: fmt(r[k]) for k in ASSOCIATION_COLUMNS} for r in rows])
 
@@ -306,7 +306,10 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
     if not mine:
         return f"{what}: no metadata column to compare with"
-    good = [r for r in mine if not r.get("same_as") and not _num(r["p_value"]) > alpha and _num(r["score"]) > 0]
+    if all(math.isnan(_num(r["p_value"])) for r in mine):  # --permutations 0: nothing is tested
+        ranked = [r for r in mine if not r.get("same_as")][:top]
+        return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(_label(r) for r in ranked)
+    good = [r for r in mine if not r.get("same_as") and _num(r["p_value"]) <= alpha and _num(r["score"]) > 0]
     if not good:
         best = max(mine, key=lambda r: _num(r["score"]))
         p = f"p = {_num(best['p_value']):.2g}"
