@@ -137,3 +137,15 @@ def test_unit_record_is_what_the_outputs_need():
     u = UnitRecord(path="sub-01", abspath="/d/x", name="sub-01", type="nifti", size=1, width=2, height=3,
                    sha256="ab", unit="sub-01", kind="subject", n_slices=4)
     assert u.key == "ab" and assignment_rows([u], [0], None)[0]["n_slices"] == 4
+
+
+def test_a_unit_whose_slices_disagree_or_are_partly_labelled_has_no_label(slices):
+    from dataclasses import replace
+
+    recs, X = slices
+    recs = [replace(r, meta={**r.meta, "grade": ("HGG" if r.meta["subject"] == "sub-01" else
+                                                  ("LGG" if r.meta["slice_index"] == 3 else None))}) for r in recs]
+    units = UnitPool(unit="subject").fit_batch(Batch(recs, X)).records
+    assert [u.meta["grade"] for u in units] == ["HGG", "mixed"]          # sub-02: one slice of three labelled
+    assert [u.label for u in with_labels(units, "grade")] == ["HGG", ""]
+    assert [r.label for r in with_labels(recs, "grade")][:4] == ["HGG"] * 4   # slices keep their own values

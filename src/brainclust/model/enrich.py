@@ -27,7 +27,7 @@ from pathlib import Path
 
 from brainclust.errors import InputError
 from brainclust.features.descstore import describe_cached
-from brainclust.features.units import unit_ids
+from brainclust.features.units import MIXED, unit_ids
 from brainclust.io.metadata import MetadataTable, join_table, merge_columns, read_table, record_columns, record_rows
 from brainclust.io.outputs import column_name, escape_name
 from brainclust.io.privacy import is_missing
@@ -86,7 +86,9 @@ def with_labels(rows: list, column: str | None) -> list:
     if column is None:
         return rows
     require_label_column(rows, column)
-    return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) else str(v)) for r in rows]
+    # a unit whose slices disagree (or are only partly labelled) has no label: "mixed" is not a class
+    return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
+                    else str(v)) for r in rows]
 
 
 def require_label_column(rows: list, column: str) -> None:
