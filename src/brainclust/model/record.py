@@ -15,6 +15,7 @@ from brainclust.model.config import RunConfig
 
 log = logging.getLogger(__name__)
 
+
 def versions() -> dict:
     out = {"brainclust": __version__, "python": platform.python_version()}
     for pkg in ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pillow"):
