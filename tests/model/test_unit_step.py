@@ -78,8 +78,10 @@ def test_labels_come_from_any_column_and_a_missing_one_is_an_error(slices):
     recs, _ = slices
     got = with_labels(recs, "sequence")
     assert [r.label for r in got[:4]] == ["T1w", "T1w", "T1w", "FLAIR"]
-    with pytest.raises(Exception, match="--labels: no row has a value in column 'site'"):
+    with pytest.raises(Exception, match="--labels: no row has a value in column 'site'; metadata columns"):
         with_labels(recs, "site")
+    with pytest.raises(Exception, match="column 'PatientName' \\(a column whose name marks patient data is never "):
+        with_labels(recs, "PatientName")
 
 
 def test_the_step_saves_and_loads_and_refuses_an_unfitted_use(tmp_path, slices):

@@ -198,7 +198,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
         if isinstance(n, int):
             cap = min(X.shape)
             if n > cap:
-                log.warning("--pca %d is more than the data allow (min(n_images, n_features) = %d); using %d",
+                log.warning("--pca %d is more than the data allow (min(rows, features) = %d); using %d",
                             n, cap, cap)
                 n = cap
         self.solver_ = _pick_solver(self.svd_solver, X.shape)

@@ -297,7 +297,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             offset += n_local
         _warn_small(small, capped)
         if pca_capped:
-            log.warning("--within: --pca %d is more than %d stratum/strata allow (min(n_images, n_features)); "
+            log.warning("--within: --pca %d is more than %d stratum/strata allow (min(rows, features)); "
                         "using %d-%d there", self.pca, len(pca_capped), min(pca_capped), max(pca_capped))
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]

@@ -30,7 +30,7 @@ from brainclust.features.descstore import describe_cached
 from brainclust.features.units import MIXED, unit_ids
 from brainclust.io.metadata import MetadataTable, join_table, merge_columns, read_table, record_columns, record_rows
 from brainclust.io.outputs import column_name, escape_name
-from brainclust.io.privacy import is_missing
+from brainclust.io.privacy import is_missing, phi_reason
 
 __all__ = ["enrich", "label_column", "read_metadata", "require_label_column", "scoring_labels", "with_labels"]
 
@@ -95,7 +95,8 @@ def require_label_column(rows: list, column: str) -> None:
     """InputError (listing the columns there are) when no row has a value in ``column`` (``folder``: always one)."""
     if column != "folder" and not any(not is_missing(_lookup(r.meta, column)) for r in rows):
         names = sorted({k for r in rows for k in r.meta})
-        raise InputError(f"--labels: no row has a value in column '{column}'; metadata columns: "
+        why = " (a column whose name marks patient data is never read)" if phi_reason(column, ()) else ""
+        raise InputError(f"--labels: no row has a value in column '{column}'{why}; metadata columns: "
                          f"{', '.join(names[:40]) or '(none)'}")
 
 
