@@ -226,7 +226,7 @@ def _summary(result) -> str:
     failed = cache.get("failed", 0)
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
                  + (f" ({failed} image(s) could not be decoded)" if failed else ""))
-    if getattr(result, "associations", None):
+    if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
         from brainclust.cluster.associations import headline
 
         lines.append(headline(result.associations) + " (associations.csv)")

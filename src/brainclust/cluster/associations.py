@@ -305,7 +305,8 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     mine = [r for r in rows if r["level"] == level]
     what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
     if not mine:
-        return f"{what}: no metadata column to compare with"
+        return (f"{what}: no metadata column could be ranked (each is constant, different in every row, or has "
+                f"fewer than {MIN_ROWS} values)")
     if all(math.isnan(_num(r["p_value"])) for r in mine):  # --permutations 0: nothing is tested
         ranked = [r for r in mine if not r.get("same_as")][:top]
         return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(_label(r) for r in ranked)
