@@ -177,3 +177,11 @@ def test_without_permutations_nothing_is_claimed_and_no_nan_is_written(tmp_path)
         written = list(csv.DictReader(fh))
     assert {r["p_value"] for r in written} == {""} and "nan" not in (tmp_path / "a.csv").read_text().lower()
     assert A.headline(written) == line                                    # the same when read back
+
+
+def test_the_labels_column_is_named_rather_than_its_copy_label():
+    g = np.repeat([0, 1], 30)
+    grade = ["HGG" if v else "LGG" for v in g]
+    rows = A.rank_associations({"label": grade, "grade": list(grade)}, {"cluster": g}, permutations=19)
+    same = {r["column"]: r["same_as"] for r in rows}
+    assert same == {"grade": "", "label": "grade"} and A.headline(rows).startswith("clusters follow: grade (AMI")

@@ -244,10 +244,11 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng) -> tuple[f
 
 
 def _same_partitions(cols: list[Column], n: int) -> dict[str, str]:
-    """Column -> the first earlier column that partitions the rows the same way (missing rows included)."""
+    """Column -> the first earlier column that partitions the rows the same way (missing rows included). ``label``
+    comes last: it is a copy of the column ``--labels`` names, which is the one to show."""
     seen: dict[bytes, str] = {}
     out: dict[str, str] = {}
-    for col in cols:
+    for col in sorted(cols, key=lambda c: c.name == "label"):
         if col.kind != "categorical":
             continue
         full = np.full(n, -1, np.int64)
