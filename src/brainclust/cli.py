@@ -70,8 +70,8 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("data", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True,
                    help="output folder, outside DATA; it is replaced as a whole, so it must be new, empty or "
-                        "a previous run's or check's (a folder holding other files is refused); a second run writing the "
-                        "same --out at the same time waits for the first")
+                        "a previous run's or check's (a folder holding other files is refused); a second run "
+                        "writing the same --out at the same time waits for the first")
     add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", "agreement", *VOLUMES, *INPUTS, *METADATA,
                            *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
                            "auto", "consensus", "ssl_gate", *CHECKS, *STEERING])

@@ -217,7 +217,8 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
                 continue
             # every column of a level draws the same permutations (seeded by the seed and the level's name):
             # equal columns get equal p-values, whatever other columns and levels there are
-            rng = np.random.default_rng(None if random_state is None else [random_state, zlib.crc32(str(level).encode())])
+            seed = None if random_state is None else [random_state, zlib.crc32(str(level).encode())]
+            rng = np.random.default_rng(seed)
             p, used = _p_value(col, groups, permutations, rng)
             rows.append({"level": level, "column": col.name, "kind": col.kind,
                          "statistic": "AMI" if col.kind == "categorical" else "epsilon2",

@@ -10,8 +10,8 @@ import numpy as np
 from brainclust.core.arrays import SILHOUETTE_BUDGET, silhouette_values, stratified_sample, unit_rows
 from brainclust.report.run import NOISE
 
-__all__ = ["SILHOUETTE_MAX", "largest_clusters", "map_svg_points", "silhouette_per_image", "stratified_sample", "tsne_2d",
-           "tsne_perplexity", "typical_atypical"]
+__all__ = ["SILHOUETTE_MAX", "largest_clusters", "map_svg_points", "silhouette_per_image", "stratified_sample",
+           "tsne_2d", "tsne_perplexity", "typical_atypical"]
 
 
 def largest_clusters(clusters: np.ndarray, cap: int) -> tuple[list[int], dict[int, int]]:
