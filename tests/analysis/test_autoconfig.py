@@ -247,3 +247,24 @@ def test_without_umap_the_umap_candidates_are_left_out_with_one_warning(monkeypa
     assert [r.getMessage() for r in caplog.records] == [
         "--auto: umap-learn is not installed, so the pca+umap candidates are left out "
         "(pip install 'brainclust[umap]' to include them)"]
+
+
+def test_auto_asks_for_the_installed_reductions_only(monkeypatch):
+    from brainclust.model import auto, criteria
+    from brainclust.model.config import RunConfig
+
+    feats = {"efficientnet_lite0": np.random.default_rng(0).normal(size=(30, 8))}
+    asked = {}
+
+    def fake_select(features, k, seed, **kwargs):
+        asked.update(kwargs)
+        raise RuntimeError("stop")
+
+    model = auto.AutoSelect(RunConfig(k=2))
+    monkeypatch.setattr(model, "_features", lambda records: (feats, list(records)))
+    monkeypatch.setattr(model, "_k", lambda f: 2)
+    monkeypatch.setattr(criteria, "installed_reductions", lambda reductions=criteria.AUTO_REDUCTIONS: ("pca",))
+    monkeypatch.setattr(criteria, "select", fake_select)
+    with pytest.raises(RuntimeError, match="stop"):
+        model._select(list(range(30)), None, consensus=False)
+    assert asked["reductions"] == ("pca",) and asked["with_consensus"] is False
