@@ -103,6 +103,13 @@ def seeded_sample(n: int, size: int, rng) -> np.ndarray:
     return np.sort(np.random.default_rng(rng).choice(n, size, replace=False))
 
 
+def group_members(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``(ids, sizes, members)``: the distinct labels (sorted), their counts and each one's row indices in
+    ascending order, from one stable sort (the cost does not grow with the number of labels)."""
+    ids, sizes = np.unique(labels, return_counts=True)
+    return ids, sizes, np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
+
+
 def stratified_sample(clusters: np.ndarray, cap: int, random_state: int | None = 0) -> np.ndarray:
     """``cap`` sorted indices (or all when there are not more), drawn per cluster in proportion to its size
     with at least one image each, so that small clusters stay visible.
@@ -116,13 +123,12 @@ def stratified_sample(clusters: np.ndarray, cap: int, random_state: int | None =
     if n <= cap:
         return np.arange(n)
     rng = np.random.default_rng(random_state)
-    ids, sizes = np.unique(clusters, return_counts=True)
+    _, sizes, by_cluster = group_members(clusters)
     share = sizes * cap / n
     quota = np.minimum(np.maximum(1, np.floor(share)).astype(int), sizes)
     order = np.argsort(-(share - np.floor(share)), kind="stable")
     for i in order[:max(0, cap - int(quota.sum()))]:
         quota[i] = min(quota[i] + 1, sizes[i])
-    by_cluster = np.split(np.argsort(clusters, kind="stable"), np.cumsum(sizes)[:-1])  # members, ascending
     picked = [rng.choice(members, size=q, replace=False) for members, q in zip(by_cluster, quota)]
     return np.sort(np.concatenate(picked))
 

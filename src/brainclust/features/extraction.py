@@ -110,22 +110,25 @@ def collate(items):
 
 #: Above this many values (1 GiB of float32) the feature matrix is a memory-mapped temporary file.
 MEMMAP_VALUES = 2**28
+#: Rows a memory-mapped result is written at a time.
+BLOCK_ROWS = 65536
 
 
-def result_array(n: int, dim: int) -> np.ndarray:
-    """``(n, dim)`` float32 filled with NaN: in memory, or above :data:`MEMMAP_VALUES` values a
-    memory-mapped file in the temporary folder, unlinked at once (the space is freed with the array),
-    so a million-image run pages its features instead of holding them all in RAM."""
+def result_array(n: int, dim: int, fill: bool = True) -> np.ndarray:
+    """``(n, dim)`` float32 filled with NaN (left unfilled when ``fill`` is false: the caller writes every row):
+    in memory, or above :data:`MEMMAP_VALUES` values a memory-mapped file in the temporary folder, unlinked at
+    once (the space is freed with the array), so a million-image run pages its features instead of holding
+    them all in RAM. A memory map is written :data:`BLOCK_ROWS` rows at a time."""
     if n * dim <= MEMMAP_VALUES:
-        return np.full((n, dim), np.nan, dtype=np.float32)
+        return np.full((n, dim), np.nan, dtype=np.float32) if fill else np.empty((n, dim), np.float32)
     fd, path = tempfile.mkstemp(prefix="brainclust-features-", suffix=".npy")
     os.close(fd)
     try:
         arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     finally:
         os.unlink(path)
-    for s in range(0, n, 65536):
-        arr[s:s + 65536] = np.nan
+    for s in range(0, n, BLOCK_ROWS) if fill else ():
+        arr[s:s + BLOCK_ROWS] = np.nan
     return arr
 
 
@@ -136,9 +139,9 @@ def take_rows(X: np.ndarray, rows) -> np.ndarray:
     rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64, copy=False)
     if len(rows) * X.shape[1] <= MEMMAP_VALUES:
         return X[rows]
-    out = result_array(len(rows), X.shape[1])
-    for s in range(0, len(rows), 65536):
-        out[s:s + 65536] = X[rows[s:s + 65536]]
+    out = result_array(len(rows), X.shape[1], fill=False)
+    for s in range(0, len(rows), BLOCK_ROWS):
+        out[s:s + BLOCK_ROWS] = X[rows[s:s + BLOCK_ROWS]]
     return out
 
 

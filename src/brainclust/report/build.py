@@ -124,8 +124,10 @@ def _timed(timings: dict[str, float], key: str):
 
 
 def _fmt_seconds(s) -> str:
-    s = None if s is None else float(s)
-    return "" if s is None else f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+    if s is None:
+        return ""
+    s = float(s)
+    return f"{s * 1000:.0f} ms" if s < 1 else (f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min")
 
 
 def _settings_rows(manifest: dict) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.core.arrays import group_members
 from brainclust.io.atomic import atomic_write_bytes
 
 #: Colour of DBSCAN noise (cluster ``-1``) and of points without a label.
@@ -165,12 +166,11 @@ def silhouette_figure(sil: np.ndarray, clusters: np.ndarray, colours: dict[int, 
     """Classic silhouette plot: one horizontal bar per image, sorted within each cluster; the
     :data:`LEGEND_MAX` largest clusters are named."""
     plt = _plt()
-    ids, sizes = np.unique(clusters, return_counts=True)
+    ids, sizes, members = group_members(clusters)
     named = set(ids[np.lexsort((ids, -sizes))[:LEGEND_MAX]].tolist())
     fig, ax = plt.subplots(figsize=(6.4, max(3.2, min(8.0, 1.2 + 0.45 * len(ids)))))
     y0, gap = 0, max(2, len(sil) // 60)
     ticks = []
-    members = np.split(np.argsort(clusters, kind="stable"), np.cumsum(sizes)[:-1])
     for c, idx in zip(ids.tolist(), members):
         vals = np.sort(sil[idx])
         y = np.arange(y0, y0 + len(vals))

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from brainclust.core.arrays import SILHOUETTE_BUDGET, silhouette_values, stratified_sample, unit_rows
+from brainclust.core.arrays import (SILHOUETTE_BUDGET, group_members, silhouette_values, stratified_sample,
+                                    unit_rows)
 from brainclust.report.run import NOISE
 
 __all__ = ["SILHOUETTE_MAX", "largest_clusters", "map_svg_points", "silhouette_per_image", "stratified_sample",
@@ -29,12 +30,11 @@ def typical_atypical(X: np.ndarray, clusters: np.ndarray, n: int,
 
     The centre is the mean of the cluster's unit vectors. A cluster with fewer
     than ``2n`` images shows each image once (typical first). Noise gets its
-    first ``n`` images and no atypical list. One stable sort groups the images,
-    so the cost does not grow with the number of clusters.
+    first ``n`` images and no atypical list. The images are grouped by
+    :func:`~brainclust.core.arrays.group_members` (one sort, whatever the number of clusters).
     """
     U = unit_rows(np.asarray(X, dtype=np.float64))
-    ids, counts = np.unique(clusters, return_counts=True)
-    members = np.split(np.argsort(clusters, kind="stable"), np.cumsum(counts)[:-1])
+    ids, _, members = group_members(clusters)
     wanted = set(ids.tolist()) if only is None else set(only)
     out = {}
     for cid, idx in zip(ids.tolist(), members):
