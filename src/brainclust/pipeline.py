@@ -48,7 +48,7 @@ from brainclust.model.config import RunConfig
 from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
-from brainclust.model.steering import check_column, check_label_column
+from brainclust.model.steering import check_label_column, check_run_columns
 from brainclust.model.steerrecord import record_steering
 from brainclust.model.record import (config_of, data_record, effective_config, predict_inputs, predict_manifest,
                                     run_manifest, versions)
@@ -159,10 +159,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table)
     t["metadata"] = time.perf_counter() - t0
-    for flag, column in (("--remove", cfg.remove), ("--within", cfg.within)):
-        if column is not None:  # a column that is not there: one line now, before the features are extracted
-            check_column(flag, column, records)
-    check_label_column(label_column(cfg), records)
+    check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
+                      color_by=cfg.color_by)  # a column that is not there: one line now, before the extraction
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))

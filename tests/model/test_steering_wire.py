@@ -12,7 +12,7 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.model.composite import Batch
 from brainclust.model.config import RunConfig
 from brainclust.model.steering import (RemoveStep, WithinStep, available_columns, check_column, check_label_column,
-                                       with_columns)
+                                       check_run_columns, with_columns)
 from brainclust.io.scan import ImageRecord
 
 
@@ -200,6 +200,26 @@ def test_missing_label_column_is_refused_before_extraction(two_site_folder, tmp_
                "--workers", "0", "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "--labels: no row has a value in column 'nosuch'" in err[-1] and "intensity_mean" in err[-1]
+
+
+def test_missing_colour_column_is_refused_before_extraction(two_site_folder, tmp_path, capsys, monkeypatch):
+    from brainclust.cli import main
+    from brainclust.features.extractor import FeatureExtractor
+
+    root, _ = two_site_folder
+    monkeypatch.setattr(FeatureExtractor, "fit_extract", lambda *a, **k: pytest.fail("features were extracted"))
+    rc = main(["run", str(root), "--out", str(tmp_path / "o"), "--color-by", "colour", "--backbone", "pixels@16",
+               "--workers", "0", "--no-report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "--color-by: no column 'colour'" in err[-1] and "intensity_mean" in err[-1]
+
+
+def test_colour_columns_may_be_what_the_run_writes():
+    recs = records(4, lambda i: "A")
+    for column in (None, "cluster", "level_3", "flags", "label", "plane", "plane_confidence", "site", "meta_site"):
+        check_run_columns(recs, color_by=column)
+    with pytest.raises(ParameterError, match="--color-by: no column 'nosuch'.*site"):
+        check_run_columns(recs, color_by="nosuch")
 
 
 def test_label_columns_the_run_makes_are_checked_after_it():

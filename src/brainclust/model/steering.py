@@ -41,12 +41,12 @@ from brainclust.core.params import Step, from_json
 from brainclust.features.cache import default_cache_dir
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
-from brainclust.io.outputs import META_PREFIX, N_LEVELS, RUN_MADE
+from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "PLANE", "RemoveStep", "WithinStep", "available_columns", "check_column", "meta_values",
-           "plane_columns", "strata_for"]
+__all__ = ["LEVELS", "PLANE", "RemoveStep", "WithinStep", "available_columns", "check_column", "check_run_columns",
+           "meta_values", "plane_columns", "strata_for"]
 
 PLANE = "plane"
 LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
@@ -66,6 +66,20 @@ def check_column(option: str, name: str, records) -> None:
     if name not in cols:
         shown = ", ".join(cols[:40]) + (", ..." if len(cols) > 40 else "")
         raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown})")
+
+
+def check_run_columns(records, *, remove=None, within=None, labels=None, color_by=None) -> None:
+    """The columns a run is asked to use, before its features are extracted: ``--remove``/``--within``
+    (:func:`check_column`), ``--labels`` (:func:`check_label_column`) and ``--color-by``: also a column the
+    run writes (``cluster``, ``level_3``, ``flags``...) or a metadata column as written (``meta_NAME``)."""
+    for flag, column in (("--remove", remove), ("--within", within)):
+        if column is not None:
+            check_column(flag, column, records)
+    check_label_column(labels, records)
+    meta = [c for c in available_columns(records) if c not in LEVELS]
+    if color_by not in (None, *RESERVED, *PLANE_COLUMNS, *meta) and color_by.removeprefix(META_PREFIX) not in meta:
+        raise ParameterError(f"--color-by: no column '{color_by}' in this run (cluster, label, level_N, flags, or "
+                             f"a metadata column: {', '.join(meta[:30])}{', ...' if len(meta) > 30 else ''})")
 
 
 def check_label_column(column: str | None, records) -> None:
