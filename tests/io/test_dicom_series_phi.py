@@ -153,6 +153,52 @@ def test_sanitiser_rules():
     assert cols == {"repetition_time_ms": 2000.0, "contrast_agent": "no"} and held == ["echo_time_ms"]
 
 
+@pytest.mark.parametrize("text", ["COR T2 19700101", "T1 SAG MRN12345", "T1 PID12345", "T1 AX 03/04/1970",
+                                  "T1 AX 1970-01-01", "T1 AX 03.04.70", "T1 12:30", "T1 #12345", "T1 DOE2", "T1 2019"])
+def test_descriptions_with_dates_times_or_identifiers_are_withheld(text):
+    """A digit once made any word safe: dates, times of day and record numbers reached every output."""
+    assert privacy.safe_text(text) is None
+
+
+@pytest.mark.parametrize("text", ["AX T2 FLAIR 5mm", "DTI 64 dirs b1000", "t2_tse_tra_512", "MPRAGE 1.0mm iso",
+                                  "ep2d_diff_mddw_30", "T1 3D 1mm", "ep2d_bold_moco"])
+def test_protocol_names_with_numbers_are_kept(text):
+    assert privacy.safe_text(text) == text
+
+
+def test_coded_fields_and_the_manufacturer_hold_only_known_terms():
+    assert privacy.convert("DOE JANE", "code:body_part") is None and privacy.convert("HEAD", "code:body_part") == "HEAD"
+    assert privacy.convert("DOE", "code:modality") is None and privacy.convert("MR", "code:modality") == "MR"
+    assert privacy.convert(["SE", "IR"], "code:sequence") == "SE/IR" and privacy.convert("JD", "code:sequence") is None
+    assert privacy.convert("Jane Doe Imaging", "vendor") is None
+    assert privacy.convert("GE MEDICAL SYSTEMS", "vendor") == "GE MEDICAL SYSTEMS"
+    fields, withheld = dicom.header_fields(_ds(Modality="MR", BodyPartExamined="DOE JANE", Manufacturer="Jane Doe",
+                                               SeriesDescription="T1 AX 1970-01-01"))
+    assert fields == {"modality": "MR", "contrast_agent": "no"}
+    assert set(withheld) == {"body_part", "manufacturer", "series_description"}
+
+
+@pytest.mark.parametrize("name", ["PATIENTNAME", "patientname", "accessionnumber", "fullname", "MRNumber", "firstname",
+                                  "lastname", "birthday", "dateofbirth", "studydate", "examdate", "phonenumber",
+                                  "emailaddress", "zipcode", "acc_no", "StudyInstanceUID", "patient", "pid", "referrer",
+                                  "radiologist", "StudyDescr", "filename", "PatientName", "scan_date", "MRN", "dob"])
+def test_table_columns_named_for_phi_are_dropped_however_written(name):
+    assert privacy.phi_reason(name, ["x"]) is not None
+
+
+@pytest.mark.parametrize("name", ["participant_id", "age", "sex", "group", "handedness", "diagnosis", "grade", "site",
+                                  "candidate_group", "patient_age", "validated", "echo_time", "volume_mm3", "subject",
+                                  "session", "lipid", "accuracy", "time_point", "updated_label"])
+def test_ordinary_table_columns_are_kept(name):
+    assert privacy.phi_reason(name, ["a", "b", "12", "sub-01234"]) is None
+
+
+def test_table_columns_holding_identifiers_are_dropped():
+    assert "identifiers" in privacy.phi_reason("code", ["ACC98765", "x"])
+    assert "identifiers" in privacy.phi_reason("code", ["PID-12345"])
+    assert privacy.phi_reason("volume", ["1234567", "7654321"]) is None
+
+
 def _ds(**attrs):
     from pydicom import config
     from pydicom.dataset import Dataset

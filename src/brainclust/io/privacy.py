@@ -12,20 +12,24 @@ a conservative filter for tables:
   presence of ``ContrastBolusAgent`` (``ContrastBolusIngredient`` in a
   sidecar), never its text.
 - **Free text that the issue asks for** (``SeriesDescription``,
-  ``ProtocolName``) is typed at the scanner and can hold a name. It is kept only
-  when every word is a known MRI term (:data:`SAFE_WORDS`), holds a digit, or
-  has at most two letters, and the whole text is at most 64 characters of
-  letters, digits, spaces and ``_-+.()/:,#*``; otherwise it is *withheld*
-  (the column is empty) and counted in one log line. Coded strings (``Modality``,
-  ``BodyPartExamined``, ``ScanningSequence``: DICOM code strings) must be
-  upper-case codes of at most 16 characters; the model and manufacturer at most
-  64 characters of letters, digits, spaces and ``_-+./()``.
+  ``ProtocolName``) is typed at the scanner and can hold a name, a date or a
+  record number. It is kept only when every run of letters in it is a known MRI
+  term (:data:`SAFE_WORDS`) or at most two letters, every run of digits at most
+  four, no date, time of day or year appears, and the whole text is at most 64
+  characters of letters, digits, spaces and ``_-+.()/:,#*`` (:func:`safe_text`);
+  otherwise it is *withheld* (the column is empty) and counted in one log line.
+  Coded strings (``Modality``, ``BodyPartExamined``, ``ScanningSequence``,
+  ``MRAcquisitionType``) must be one of their field's defined terms
+  (:data:`CODE_TERMS`); the manufacturer must begin with a known vendor
+  (:data:`VENDORS`); the model name at most 64 characters of letters, digits,
+  spaces and ``_-+./()``.
 - **Tables** (``participants.tsv``, ``sessions.tsv``, ``--metadata FILE``): a
   column is dropped, with a warning naming the column (never a value), when its
   name says it may hold PHI (:data:`PHI_COLUMN`, on the name in snake case:
   names, dates, times, IDs of records, contact details, institutions,
-  physicians, comments), when any of its values looks like a date or a time of
-  day or holds a ``^`` (DICOM person names), or when any value is free text
+  physicians, comments; :data:`PHI_STEMS` in its letters run together), when any
+  of its values looks like a date or a time of day, holds a ``^`` (DICOM person
+  names) or is an identifier (``ACC98765``), or when any value is free text
   (more than 64 characters or more than six words). Ages above 89 are written as
   90 (HIPAA safe harbour: "90 or older").
 """
@@ -42,28 +46,28 @@ MISSING = frozenset({"", "n/a", "nan"})
 #: DICOM keyword -> (column, kind). kinds: "code" (DICOM CS), "model", "text" (sanitised free text),
 #: "number" (first value as float), "presence" (yes/no), "plane" (from ImageOrientationPatient).
 DICOM_FIELDS: dict[str, tuple[str, str]] = {
-    "Modality": ("modality", "code"),
+    "Modality": ("modality", "code:modality"),
     "SeriesDescription": ("series_description", "text"),
     "ProtocolName": ("protocol_name", "text"),
-    "Manufacturer": ("manufacturer", "model"),
+    "Manufacturer": ("manufacturer", "vendor"),
     "ManufacturerModelName": ("manufacturer_model", "model"),
     "MagneticFieldStrength": ("field_strength_t", "number"),
     "SliceThickness": ("slice_thickness_mm", "number"),
     "RepetitionTime": ("repetition_time_ms", "number"),
     "EchoTime": ("echo_time_ms", "number"),
     "InversionTime": ("inversion_time_ms", "number"),
-    "ScanningSequence": ("scanning_sequence", "code"),
+    "ScanningSequence": ("scanning_sequence", "code:sequence"),
     "ContrastBolusAgent": ("contrast_agent", "presence"),
-    "BodyPartExamined": ("body_part", "code"),
+    "BodyPartExamined": ("body_part", "code:body_part"),
     "ImageOrientationPatient": ("plane", "plane"),
 }
 
 #: BIDS sidecar key -> (column, kind, factor to the column's unit). BIDS times are in seconds.
 SIDECAR_FIELDS: dict[str, tuple[str, str, float]] = {
-    "Modality": ("modality", "code", 1.0),
+    "Modality": ("modality", "code:modality", 1.0),
     "SeriesDescription": ("series_description", "text", 1.0),
     "ProtocolName": ("protocol_name", "text", 1.0),
-    "Manufacturer": ("manufacturer", "model", 1.0),
+    "Manufacturer": ("manufacturer", "vendor", 1.0),
     "ManufacturersModelName": ("manufacturer_model", "model", 1.0),
     "MagneticFieldStrength": ("field_strength_t", "number", 1.0),
     "SliceThickness": ("slice_thickness_mm", "number", 1.0),
@@ -71,10 +75,10 @@ SIDECAR_FIELDS: dict[str, tuple[str, str, float]] = {
     "EchoTime": ("echo_time_ms", "number", 1000.0),
     "InversionTime": ("inversion_time_ms", "number", 1000.0),
     "FlipAngle": ("flip_angle_deg", "number", 1.0),
-    "MRAcquisitionType": ("mr_acquisition_type", "code", 1.0),
-    "ScanningSequence": ("scanning_sequence", "code", 1.0),
+    "MRAcquisitionType": ("mr_acquisition_type", "code:acquisition", 1.0),
+    "ScanningSequence": ("scanning_sequence", "code:sequence", 1.0),
     "ContrastBolusIngredient": ("contrast_agent", "presence", 1.0),
-    "BodyPartExamined": ("body_part", "code", 1.0),
+    "BodyPartExamined": ("body_part", "code:body_part", 1.0),
 }
 
 #: Words of MRI protocol names and series descriptions that are kept (lower case).
@@ -94,6 +98,29 @@ mde vibe lava flash fl tfl hemo cine nd dis dis2d dis3d mosaic raw dual volume v
 normalize
 """.split())
 
+#: Words kept in protocol names that are not in :data:`SAFE_WORDS` elsewhere (diffusion, averages).
+SAFE_WORDS = SAFE_WORDS | frozenset("diff dir dirs directions avg ave nex mddw".split())
+
+#: The DICOM defined terms a coded field may hold (PS3.3 C.7.3.1 Modality, C.8.3.1 Scanning Sequence,
+#: PS3.16 Annex L Body Part Examined, as far as a brain, head and neck or body MRI names them); any other
+#: value (a name typed into the field) is withheld.
+CODE_TERMS: dict[str, frozenset] = {
+    "modality": frozenset("""AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DOC DX ECG EPS ES FID GM HC HD IO IOL IVOCT
+        IVUS KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN PR PT PX REG RESP RF RG
+        RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SM SMR SR SRF STAIN TEXTUREMAP TG
+        US VA XA XC""".split()),
+    "sequence": frozenset("SE IR GR EP RM".split()),
+    "acquisition": frozenset("2D 3D".split()),
+    "body_part": frozenset("""HEAD BRAIN SKULL HEADNECK NECK FACE ORBIT EYE EAR IAC SELLA PITUITARY JAW TMJ SINUS NOSE
+        MOUTH LARYNX THYROID CSPINE TSPINE LSPINE SSPINE COCCYX SPINE WHOLESPINE CTSPINE TLSPINE LSSPINE
+        CIRCLEOFWILLIS CAROTID CHEST THORAX BREAST HEART ABDOMEN PELVIS ABDOMENPELVIS CHESTABDOMEN CHESTABDPELVIS
+        WHOLEBODY EXTREMITY SHOULDER ELBOW WRIST HAND HIP KNEE ANKLE FOOT LEG ARM""".split()),
+}
+#: Manufacturers of MRI scanners: a ``Manufacturer`` value is kept when its first word is one of these
+#: (lower case; ``GE MEDICAL SYSTEMS``, ``Philips Healthcare``...), else withheld.
+VENDORS = frozenset("""siemens ge philips toshiba canon hitachi fonar esaote uih united bruker neusoft fujifilm agilent
+    varian hyperfine aspect paramed imris synaptive mindray anke xingaoyi marconi picker elscint""".split())
+
 #: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
 PHI_COLUMN = re.compile(
     r"(^|[^a-z])(names?|surname|initials|mrn|ssn|social|address|street|city|zip|postcode|postal|phone|"
@@ -101,11 +128,27 @@ PHI_COLUMN = re.compile(
     r"institution|institution_?name|hospital|clinic|physician|doctor|referring|operator|accession|comments?|"
     r"notes?|remarks?|patient_?id|patientid|medical_?record|record_?number|insurance|ip|url|serial|"
     r"device_?serial_?number|station)($|[^a-z])", re.IGNORECASE)
+#: The same words run together (``PATIENTNAME``, ``dateofbirth``, ``MRNumber``, ``StudyInstanceUID``): stems
+#: searched in the name with everything but letters removed, and the words that hold one innocently.
+PHI_STEMS = ("name", "birth", "address", "phone", "email", "street", "postcode", "zipcode", "accession", "accno",
+             "institution", "hospital", "physician", "doctor", "referr", "radiolog", "operator", "comment",
+             "remark", "insurance", "medicalrecord", "recordnumber", "patientid", "instanceuid", "seriesuid",
+             "studyuid", "descr", "date", "timestamp", "mrn", "ssn")
+PHI_STEM_WORDS = ("candidate", "validat", "update", "mandate", "consolidat", "accommodat")
+#: Words of a name that mark PHI when the name begins with them (``pid``, ``pid2``) or is one (``patient``).
+PHI_PREFIXES, PHI_NAMES = ("pid", "dob"), frozenset({"patient", "patients", "subjectname", "desc"})
+#: A value that is an identifier: a few letters, then five digits or more (``ACC98765``, ``PID-12345``), not a
+#: BIDS label (``sub-01234``).
+_ID_VALUE = re.compile(r"^(?!sub-|ses-)[A-Za-z]{1,5}[-_#: ]?\d{5,}$", re.IGNORECASE)
 _AGE_COLUMN = re.compile(r"(^|[^a-z])age($|[^a-z])", re.IGNORECASE)
 _DATE_VALUE = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|(19|20)\d{2}(0[1-9]|1[0-2])"
     r"(0[1-9]|[12]\d|3[01])|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)([ T]\S*)?\s*$")
 _TEXT_CHARS = re.compile(r"^[A-Za-z0-9 _\-+.()/:,#*]{1,64}$")
+#: A date (``1970-01-01``, ``03/04/70``) or a time of day (``12:30``) anywhere in a free text.
+_DATE_IN_TEXT = re.compile(r"\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}|\d{1,2}:\d{2}")
+#: Longest run of digits kept in a free text (longer: an identifier or a date) and the years it must not be.
+MAX_TEXT_DIGITS = 4
 _MODEL_CHARS = re.compile(r"^[A-Za-z0-9 _\-+./()]{1,64}$")
 _CODE_CHARS = re.compile(r"^[A-Z0-9 _]{1,16}$")
 _WORDS = re.compile(r"[A-Za-z0-9]+")
@@ -116,32 +159,47 @@ MAX_TEXT_CHARS, MAX_TEXT_WORDS = 64, 6
 
 
 def safe_text(value: str) -> str | None:
-    """A series description / protocol name if it passes the conservative pattern, else ``None`` (withheld)."""
+    """A series description / protocol name if it passes the conservative pattern, else ``None`` (withheld).
+
+    Each word is cut into runs of letters and of digits (``t1w`` -> ``t``, ``1``, ``w``): every run of letters
+    must be an MRI term (:data:`SAFE_WORDS`) or at most two letters, every run of digits at most
+    :data:`MAX_TEXT_DIGITS` long, and a word of four digits alone must not be a year (1900-2099); no date or
+    time of day anywhere (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``12:30`` are withheld)."""
     text = " ".join(str(value).split())
-    if not text or not _TEXT_CHARS.match(text):
+    if not text or not _TEXT_CHARS.match(text) or _DATE_IN_TEXT.search(text):
         return None
     for word in _WORDS.findall(text):
-        low = word.lower()
-        letters = sum(c.isalpha() for c in low)
-        if not (low in SAFE_WORDS or any(c.isdigit() for c in low) or letters <= 2):
+        if len(word) == 4 and word.isdigit() and 1900 <= int(word) <= 2099:
             return None
+        for run in re.findall(r"[a-z]+|[0-9]+", word.lower()):
+            if run.isdigit() and len(run) > MAX_TEXT_DIGITS or run.isalpha() and len(run) > 2 and \
+                    run not in SAFE_WORDS:
+                return None
     return text
 
 
-def safe_code(value) -> str | None:
-    """A DICOM code string (one or several values joined by ``/``) if every value is an upper-case code."""
+def safe_code(value, terms: frozenset | None = None) -> str | None:
+    """A DICOM code string (one or several values joined by ``/``) if every value is an upper-case code (one
+    of ``terms``, the field's defined terms, when given)."""
     values = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else
                                       str(value).split("\\"))]
     values = [v for v in values if v]
-    if not values or not all(_CODE_CHARS.match(v) for v in values):
+    if not values or not all(_CODE_CHARS.match(v) and (terms is None or v in terms) for v in values):
         return None
     return "/".join(values)
 
 
 def safe_model(value) -> str | None:
-    """A manufacturer or model name (letters, digits, spaces, ``_-+./()``, at most 64 characters)."""
+    """A scanner model name (letters, digits, spaces, ``_-+./()``, at most 64 characters)."""
     text = " ".join(str(value).split())
     return text if _MODEL_CHARS.match(text) else None
+
+
+def safe_vendor(value) -> str | None:
+    """A manufacturer: a model-like text whose first word is a known MRI vendor (:data:`VENDORS`)."""
+    text = safe_model(value)
+    words = _WORDS.findall(text or "")
+    return text if words and words[0].lower() in VENDORS else None
 
 
 def number(value) -> float | None:
@@ -193,10 +251,12 @@ def convert(value, kind: str, factor: float = 1.0):
         return None if x is None else round(x * factor, 6)
     if kind == "plane":
         return plane_from_orientation(value)
-    if kind == "code":
-        return safe_code(value)
+    if kind.startswith("code"):
+        return safe_code(value, CODE_TERMS.get(kind.partition(":")[2]))
     if kind == "model":
         return safe_model(value)
+    if kind == "vendor":
+        return safe_vendor(value)
     return safe_text(value)
 
 
@@ -234,9 +294,22 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).replace("-", "_").replace(" ", "_")
 
 
+def _phi_name(name: str) -> bool:
+    """Whether a column's name says it may hold PHI: :data:`PHI_COLUMN` on its words, :data:`PHI_STEMS` in its
+    letters run together, :data:`PHI_PREFIXES` / :data:`PHI_NAMES`."""
+    if PHI_COLUMN.search(_snake(name)):
+        return True
+    letters = re.sub(r"[^a-z]", "", str(name).lower())
+    masked = letters
+    for word in PHI_STEM_WORDS:
+        masked = masked.replace(word, "-")
+    return (any(stem in masked for stem in PHI_STEMS) or letters in PHI_NAMES
+            or any(w.startswith(PHI_PREFIXES) for w in re.findall(r"[a-z]+", _snake(name).lower())))
+
+
 def phi_reason(name: str, values: Sequence) -> str | None:
     """Why a table column must be dropped (a short reason that names no value), or ``None`` to keep it."""
-    if PHI_COLUMN.search(_snake(name)):
+    if _phi_name(name):
         return "its name says it may hold names, dates, identifiers, contact details or comments"
     for v in values:
         if is_missing(v):
@@ -246,6 +319,8 @@ def phi_reason(name: str, values: Sequence) -> str | None:
             return "it holds dates or times of day"
         if "^" in text:
             return "it holds person names (DICOM name format)"
+        if _ID_VALUE.match(text.strip()):
+            return "it holds identifiers (letters and five digits or more)"
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"
     return None
