@@ -206,3 +206,15 @@ def test_an_option_is_named_once_in_argparse_errors(capsys, tmp_path):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "argument --exclude: unknown flag 'duplicates'" in err and err.count("--exclude") == 1
+
+
+def test_quiet_hides_the_progress_bars_too(tmp_path):
+    """The README: ``-q`` silences the log, progress bars included (they showed on a terminal)."""
+    from brainclust import progress
+    from brainclust.cli import main
+
+    assert main(["-q", "run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert progress.SHOW_BY_DEFAULT is False and progress.bar(3, "x").disable
+    assert not progress.bar(3, "x", enabled=True).disable  # a bar asked for still shows
+    assert main(["run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert progress.SHOW_BY_DEFAULT is None

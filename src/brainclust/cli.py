@@ -16,8 +16,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from brainclust import progress
 from brainclust.cliopts import add_config_options, arg_type, config_from_args, negative_values
-from brainclust.terminal import TerminalFormatter, terminal_text
+from brainclust.terminal import TerminalFormatter, count_text, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -95,9 +96,13 @@ def _add_run_parsers(sub, common) -> None:
                    help="output folder, outside DATA and MODEL_DIR; new, empty or a previous output folder "
                         "(it is replaced as a whole)")
     add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", *VOLUMES, *INPUTS,
-                           "metadata", "metadata_key", "labels"],
-                       defaults={"batch_size": None, "slices": None, "volume_index": None, "device": "auto"},
+                           "metadata", "metadata_key", "labels", "checks"],
+                       defaults={"batch_size": None, "slices": None, "volume_index": None, "device": "auto",
+                                 "checks": None},
                        helps={"batch_size": "images per forward pass (default: the run's)",
+                              "checks": "check the new images (flags in quality.csv and assignments.csv; copies "
+                                        "of the run's images are duplicates of them, listed in leakage.csv); off "
+                                        "skips it (default: the run's --checks)",
                               "device": "where the features are computed, whatever device the run used: auto (a "
                                         "CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N "
                                         "(default auto)",
@@ -116,7 +121,8 @@ def _add_run_parsers(sub, common) -> None:
                        parents=[common])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--max-points", type=int, default=2000,
-                   help="images on the t-SNE map; more are sampled by cluster (default 2000)")
+                   help="images the exact t-SNE places when the run has no stored map (the others are placed by "
+                        "their neighbours) (default 2000)")
     add_config_options(p, ["metadata", "metadata_key", "color_by"],
                        helps={"metadata": "CSV or TSV table whose columns are added to the finished run's rows "
                                           "(joined on a path, unit, file name or subject column); assignments.csv, "
@@ -189,6 +195,7 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     root.propagate = False
+    progress.SHOW_BY_DEFAULT = False if quiet else None  # -q hides the progress bars too
 
 
 def _summary(result) -> str:
@@ -196,9 +203,10 @@ def _summary(result) -> str:
 
     m = result.metrics
     units = result.manifest.get("units") or {}
-    rows = (f"{m['n_images']} {units['unit']}s from {units.get('n_images')} images" if units.get("unit", "slice")
-            != "slice" else f"{m['n_images']} images")
-    parts = [rows, f"{m['n_clusters']} clusters",
+    unit = units.get("unit", "slice")
+    rows = (f"{count_text(m['n_images'], unit)} from {units.get('n_images')} images" if unit != "slice"
+            else f"{m['n_images']} images")
+    parts = [rows, count_text(m["n_clusters"], "cluster"),
              f"silhouette={m['silhouette']:.3f}" if m.get("silhouette") is not None else "silhouette=n/a"]
     parts += [f"{key.upper()}={m[key]:.3f}" for key in ("ari", "nmi", "fmi", "acc") if key in m]
     n_lab = m.get("n_labelled")
@@ -229,7 +237,9 @@ def _summary(result) -> str:
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
         from brainclust.cluster.associations import headline
 
-        lines.append(headline(result.associations) + " (associations.csv)")
+        within = result.config.within  # not ranked: every cluster lies inside one of its values
+        lines.append(headline(result.associations) + " (associations.csv" + (
+            f"; {within} not ranked: --within puts each cluster inside one of its values)" if within else ")"))
     if result.out_dir is not None:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "associations.csv, manifest.json")
@@ -333,7 +343,7 @@ def _cmd_predict(args) -> None:
                      cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
                      slices=args.slices, volume_index=args.volume_index, device=args.device, include=args.include,
                      exclude_files=args.exclude_files, bids_filter=args.bids_filter, metadata=args.metadata,
-                     metadata_key=args.metadata_key, labels=args.labels)
+                     metadata_key=args.metadata_key, labels=args.labels, checks=args.checks)
     say(_summary(result))
 
 

@@ -19,9 +19,11 @@ class InputError(BrainclustError):
     """The input data cannot be used (missing folder, no readable image...)."""
 
     @classmethod
-    def no_images(cls, data, n_skipped: int) -> "InputError":
-        """The error of a scan that found no readable image (``run``, ``predict``, ``check``)."""
-        return cls(f"input folder '{data}' contains no readable image ({n_skipped} file(s) skipped)")
+    def no_images(cls, data, n_skipped: int, excluded=None) -> "InputError":
+        """The error of a scan that found no readable image (``run``, ``predict``, ``check``); ``excluded``: the
+        scan's files left out on purpose, by reason (``--include``/``--exclude-files``...)."""
+        left = "".join(f"; {n} file(s) left out: {why}" for why, n in sorted((excluded or {}).items()))
+        return cls(f"input folder '{data}' contains no readable image ({n_skipped} file(s) skipped{left})")
 
 
 class ParameterError(BrainclustError, ValueError):

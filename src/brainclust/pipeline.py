@@ -45,13 +45,13 @@ from brainclust.io.slicefile import SLICE_COLUMNS
 from brainclust.model.agreement import fp32_agreement
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
-from brainclust.model.checked import check_result, distinct_scores, flag_cells, quality_table
+from brainclust.model.checked import check_result, distinct_scores, flag_cells, predict_checks, quality_table
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.steering import check_label_column, check_run_columns
 from brainclust.model.steerrecord import record_steering
 from brainclust.model.record import (config_of, data_record, effective_config, predict_inputs, predict_manifest,
-                                    run_manifest, versions)
+                                    run_config, run_manifest, versions)
 
 __all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
            "write_outputs"]
@@ -82,8 +82,10 @@ class RunResult:
     model: object | None = None
     #: the rows of ``associations.csv`` (set when the outputs are written)
     associations: list = field(default_factory=list)
-    #: what the data checks found (:class:`brainclust.checks.stage.CheckResult`; ``None``: ``--checks off``, predict)
+    #: what the data checks found (:class:`brainclust.checks.stage.CheckResult`; ``None``: ``--checks off``)
     checks: object | None = None
+    #: the images that did not decode in the extraction (``quality.csv`` lists them with their reason)
+    failed: list = field(default_factory=list)
 
     def rows(self) -> list[dict]:
         """One dict per image with the columns of ``assignments.csv`` (``flags`` when the run checked its data)."""
@@ -106,7 +108,7 @@ def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
                    progress=progress, include=include, exclude=exclude, bids_filter=bids_filter)
     if not scanned.records:
-        raise InputError.no_images(data, len(scanned.skipped))
+        raise InputError.no_images(data, len(scanned.skipped), scanned.excluded)
     return scanned
 
 
@@ -141,8 +143,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     InputError, ParameterError, WeightsUnavailableError
         Bad input or settings; raised before any output is written.
     """
-    cfg = replace(config or RunConfig(), **settings).normalized()
-    cfg.validate()
+    cfg = run_config(config, settings)
     check_cache_location(cfg.cache_dir, out, data)
     prepare_out(out, data=data)
     engine = EngineHooks(cfg.engine, cfg.ray_address)
@@ -191,7 +192,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     ssl = model.step("ssl")
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,
-                       ssl_model=ssl.model_ if ssl is not None else None, model=model, checks=checked)
+                       ssl_model=ssl.model_ if ssl is not None else None, model=model, checks=checked,
+                       failed=model.skipped_)
     if out is not None:
         write_outputs(result, out, finish, data=data)
     return result
@@ -199,9 +201,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
 
 def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=None) -> Path:
     """Publish the run (or prediction) folder ``out``: the model (a run's), ``assignments.csv``,
-    ``embeddings.parquet``, ``metrics.json``, the checks' ``quality.csv`` and ``leakage.csv`` (a checked
-    run's), ``slices.csv`` (unit rows), ``associations.csv`` (ranked from ``assignments.csv`` as written),
-    then ``manifest.json``.
+    ``embeddings.parquet``, ``metrics.json``, the checks' ``quality.csv`` and ``leakage.csv``, ``slices.csv``
+    (unit rows), ``associations.csv`` (ranked from ``assignments.csv`` as written), then ``manifest.json``.
 
     Through :func:`brainclust.io.publish.publish`: staged, then swapped in whole, so ``out``
     never mixes two runs' files; ``finish(staging)`` (the report) completes the staged folder before
@@ -222,14 +223,15 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
                         result.embedding, features, ([FLAGS_COLUMN] if result.checks is not None else []) + meta,
                         typed_columns(record_columns(result.records)))
         if result.checks is not None:
-            write_quality(folder.quality, quality_table(result.checks, result.model.skipped_))
+            write_quality(folder.quality, quality_table(result.checks, result.failed))
             write_leakage(folder.leakage, leakage_table(result.checks))
         if result.records and hasattr(result.records[0], "members"):
             write_table(folder.slices, SLICE_COLUMNS, slice_rows(result.records))
         result.timings["write"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         result.associations = from_assignments(read_assignments(folder.assignments), result.config.permutations,
-                                               result.config.seed, aside_flags=result.config.exclude)
+                                               result.config.seed, exclude=[result.config.within or ""],
+                                               aside_flags=result.config.exclude)
         write_associations(folder.associations, result.associations)
         result.timings["associations"] = time.perf_counter() - t1
         write_manifest(folder.manifest, result.manifest)
@@ -242,14 +244,15 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
             batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
             slices: str | None = None, volume_index: int | None = None, device: str = "auto", *, include=None,
-            exclude_files=None, bids_filter=None, metadata=None, metadata_key=None, labels=None) -> RunResult:
+            exclude_files=None, bids_filter=None, metadata=None, metadata_key=None, labels=None,
+            checks=None) -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and pre-processing are used, then
     the saved unit pooling, reduction and clustering (a ``--unit volume`` run assigns new volumes).
     ``slices``, ``volume_index``, ``include``, ``exclude_files`` and ``bids_filter`` default to the
     run's own; ``metadata`` (``metadata_key``) joins a table to the new rows; ``labels`` scores
-    against a column (``labels_from_folders``: the column ``folder``).
+    against a column (``labels_from_folders``: the column ``folder``); ``checks``: ``on``/``off`` (as the run).
     ``device`` (``--device``) is where the features are computed, whatever device the run used:
     ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
@@ -281,7 +284,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     records, extra = enrich(scanned.records, cfg, table)
     t_meta = time.perf_counter() - t0
     check_label_column(label_column(cfg), records)
-    got = model.predict(records, source=f"input folder '{data}'")
+    got = model.predict(records, source=f"input folder '{data}'", checks=predict_checks(model, checks))
     warn_failed(got.skipped)
     rows = with_labels(got.records, label_column(cfg))
     metrics = score(got.embedding, got.labels, scoring_labels(rows, label_column(cfg)))
@@ -291,7 +294,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], extra, label_column(cfg)))
     result = RunResult(cfg, rows, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_,
-                       timings=got.timings)
+                       timings=got.timings, checks=got.checks, failed=got.skipped)
     if out is not None:
         write_outputs(result, out, data=data, model_dir=model_dir)
     return result

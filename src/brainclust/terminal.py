@@ -23,3 +23,8 @@ class TerminalFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return terminal_text(super().formatMessage(record))
+
+
+def count_text(n: int, noun: str) -> str:
+    """``1 cluster``, ``2 clusters``, ``3 series`` (a count and its noun)."""
+    return f"{n} {noun}" if n == 1 or noun.endswith("s") else f"{n} {noun}s"

@@ -40,7 +40,7 @@ def test_quality_csv_has_one_row_per_image_in_scan_order(tmp_path):
 def test_summary_galleries_and_policy(tmp_path):
     res = check_folder(_folder(tmp_path / "d"), progress=False)
     line = res.summary()
-    assert line.startswith("checks: ") and "1 duplicates" in line and "1 not MRI" in line and "2 blank" in line
+    assert line.startswith("checks: ") and "1 duplicate," in line and "1 not MRI" in line and "2 blank" in line
     g = galleries(res)
     assert g["duplicate"] == [["mri/s2.png", "mri/zcopy.png"]] and g["not_mri"] == ["odd/doc.png"]
     mask = exclude_mask(res.flags, {"duplicate", "blank"})

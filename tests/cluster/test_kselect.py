@@ -108,3 +108,18 @@ def test_cli_rejects_a_bad_k(capsys):
     with pytest.raises(SystemExit):
         main(["run", "x", "--out", "y", "--k", "many"])
     assert "positive integer or 'auto'" in capsys.readouterr().err
+
+
+def test_a_choice_at_the_largest_k_tried_is_warned(caplog):
+    """Eight separated blobs searched over 2..5: the indices keep improving up to the edge of the range."""
+    import logging
+
+    X, _ = make_blobs(n_samples=160, centers=8, n_features=8, cluster_std=0.5, center_box=(-20, 20), random_state=0)
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        sel = KSelector(method="kmeans", random_state=0, k_max=5, n_references=3).fit(X)
+    assert sel.k_ == 5 and "k = 5 is the largest k tried (2..5)" in caplog.text
+    caplog.clear()
+    X, _ = make_blobs(n_samples=90, centers=3, n_features=8, cluster_std=1.0, center_box=(-10, 10), random_state=0)
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        assert KSelector(method="kmeans", random_state=0, k_max=6, n_references=3).fit(X).k_ == 3
+    assert "largest k tried" not in caplog.text

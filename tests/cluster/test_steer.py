@@ -179,6 +179,6 @@ def test_within_says_once_that_the_pca_is_capped_in_small_strata(caplog):
     with caplog.at_level("WARNING", logger="brainclust"):
         m = StratifiedClusterer("hierarchical", 2, 15, 0).fit(X, strata)
     said = [r.getMessage() for r in caplog.records if "--pca" in r.getMessage()]
-    assert said == ["--within: --pca 15 is more than 2 stratum/strata allow (min(rows, features)); "
-                    "using 8-12 there"]
+    assert said == ["--within: --pca 15 is more than the images of 2 strata allow (at most "
+                    "min(images, features) components); using 8 to 12 there"]
     assert {v: m.models_[v][0].n_components_ for v in "abc"} == {"a": 12, "b": 8, "c": 15}

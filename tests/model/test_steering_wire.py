@@ -171,6 +171,13 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path):
     assert manifest["steer"]["within"]["strata"] == {"A": 12, "B": 12}
     assert manifest["steer"]["remove"]["source"] == "levels"
     assert json.loads((out / "metrics.json").read_text())["within"]["k"] == {"A": 2, "B": 2}
+    ranked = {r["column"] for r in read_rows(out / "associations.csv")}  # site holds the clusters by construction
+    assert "site" not in ranked and "intensity_mean" in ranked
+    from brainclust.report.build import build_report
+
+    html = build_report(out, write_figures=False).path.read_text(encoding="utf-8")
+    assert "level_2 factored out (center); within each site" in html and "model/within.npz" in html
+    assert "Not drawn: a --within site run builds one tree per stratum" in html and "k = 2 per stratum" in html
     pred = tmp_path / "pred"
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
     prows = read_rows(pred / "assignments.csv")

@@ -414,3 +414,12 @@ def test_k_auto_curves_are_plotted_only_when_present(tmp_path):
     info = build_report(out)
     assert 'id="k-selection"' in info.path.read_text()
     assert "figures/k_selection.png" in info.figures and (out / "figures" / "k_selection.svg").is_file()
+
+
+def test_the_page_holds_no_absolute_path(built):
+    """The report is meant to be mailed: a data folder under /mnt/export/DOE_JANE/ would name the patient. The
+    page names the data folder and the weights file by their own names (the full paths stay in manifest.json)."""
+    out, _, page = built
+    data = Path(json.loads((out / "manifest.json").read_text(encoding="utf-8"))["input"])
+    assert str(data) not in page and str(data.parent) not in page and "/w/lite0.pth" not in page
+    assert data.name in page and "lite0.pth" in page

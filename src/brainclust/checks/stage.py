@@ -278,7 +278,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
     if not found.records:
-        raise InputError.no_images(data, len(found.skipped))
+        raise InputError.no_images(data, len(found.skipped), found.excluded)
     t_scan = time.perf_counter() - t0
     desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,

@@ -15,8 +15,10 @@ them through the fitted steps for their embedding and gives them cluster ``-1``
 (:class:`brainclust.cluster.setaside.SetAside`). With no ``exclude`` (the default) nothing changes
 downstream: the clusters are those of a run without checks.
 
-``transform_batch`` (``predict``) passes new images through unchecked: a model's checks describe the
-data it was fitted on. The step saves no file; its entry records its parameters.
+``transform_batch`` (``predict``) passes new images through, none set aside. :meth:`DataChecks.check_new`
+checks them (``predict`` calls it: the new folder's own flags, and copies of the fitted images from
+:class:`~brainclust.checks.fitted.FittedContents`, the one thing the step keeps from its fit, saved as
+``model/checks.npz``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from brainclust.checks.fitted import FILE as CONTENTS_FILE, FittedContents, mark_fitted_copies
 from brainclust.checks.flags import FLAGS, Thresholds, parse_flags
 from brainclust.checks.likeness import PRECISIONS as LIKENESS_PRECISIONS
 from brainclust.checks.stage import checks_record, read_split_table, run_checks
@@ -101,6 +104,8 @@ class DataChecks(Step):
         Rows passed on; ``aside_``: indices of the rows set aside.
     info_ : dict
         What ``manifest.json`` records under ``checks``.
+    contents_ : FittedContents or None
+        The distinct decoded contents of the fit (``None`` for a model saved before they were kept).
     """
 
     _parameter_constraints = {
@@ -174,6 +179,7 @@ class DataChecks(Step):
         res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
         aside = exclude_mask(res.flags, self.exclude)
         self.result_, self.keep_, self.aside_ = res, ~aside, np.flatnonzero(aside)
+        self.contents_ = FittedContents.of(res.paths, res.descriptors.pixel_sha256, res.descriptors.failed)
         self.info_ = checks_record(res, self.exclude, int(aside.sum()), self.split_table, cache,
                                    {"describe": t_desc, "total": time.perf_counter() - t0})
         log.debug("%s", res.summary())
@@ -184,14 +190,37 @@ class DataChecks(Step):
         return batch
 
     def transform_batch(self, batch):
-        """New images pass unchecked (``predict``)."""
+        """New images pass through, none set aside (``predict``; :meth:`check_new` flags them)."""
         self.check_is_fitted()
         return batch
 
-    # -- persistence: parameters only ----------------------------------------------------------
+    def check_new(self, batch):
+        """The checks of new images (``predict``): their folder's own flags, as ``brainclust check`` would give
+        them (``outlier`` among the new images), and each copy of an image of the fit flagged ``duplicate``
+        of it (:func:`~brainclust.checks.fitted.mark_fitted_copies`). Returns a ``CheckResult``."""
+        self.check_is_fitted()
+        records = list(batch.records)
+        desc, _ = cached_descriptors(records, self.cache_dir, default_workers(self.workers), self.progress)
+        res = run_checks(records, descriptors=desc, features=self._space(np.asarray(batch.X)),
+                         thresholds=Thresholds.from_text(self.thresholds or ""), random_state=self.random_state,
+                         progress=self.progress, cache_dir=self.cache_dir,
+                         likeness_precision=self.likeness_precision, likeness_runtime=self.likeness_runtime)
+        res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
+        return mark_fitted_copies(res, getattr(self, "contents_", None))
+
+    # -- persistence: parameters and the fit's contents ----------------------------------------
+    def save_step(self, folder) -> dict:
+        self.check_is_fitted()
+        if getattr(self, "contents_", None) is None:
+            return super().save_step(folder)
+        self.contents_.save(folder / CONTENTS_FILE)
+        return {**self.entry(), "files": [CONTENTS_FILE]}
+
     @classmethod
     def load_step(cls, folder, entry) -> "DataChecks":
         names = set(cls._get_param_names())
         step = cls(**{k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names})
         step.keep_, step.aside_, step.result_, step.info_ = np.ones(0, bool), np.zeros(0, int), None, None
+        step.contents_ = (FittedContents.load(folder / CONTENTS_FILE)
+                          if CONTENTS_FILE in (entry.get("files") or []) else None)
         return step

@@ -90,7 +90,7 @@ def summary_line(result) -> str:
     for f in FLAGS:
         if not counts[f]:
             continue
-        text = f"{counts[f]} {SUMMARY_NAMES[f]}"
+        text = f"{counts[f]} {SUMMARY_NAMES[f].removesuffix('s') if counts[f] == 1 else SUMMARY_NAMES[f]}"
         notes = []
         if f in ("duplicate", "near_duplicate"):
             across = sum(1 for i, fl in enumerate(result.flags) if f in fl and result.paths[i] in crossing)

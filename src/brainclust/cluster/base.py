@@ -152,8 +152,12 @@ class BaseClusterer(ClusterMixin, Step):
         self.check_is_fitted()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.X_fit_.shape[1]:
-            raise ParameterError(f"features have {X.shape[-1]} dimensions; the model was fitted on "
-                                 f"{self.X_fit_.shape[1]}")
+            raise ParameterError(f"features have {X.shape[-1] if X.ndim else 0} dimensions ({X.ndim}-D); the model "
+                                 f"was fitted on {self.X_fit_.shape[1]} (expected shape (n, {self.X_fit_.shape[1]}))")
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():
+            raise ParameterError(f"features of {int(bad.sum())} of {len(X)} rows are not finite (NaN or infinite; "
+                                 f"first: row {int(np.argmax(bad))}): an image that failed to decode?")
         return X
 
     def predict(self, X) -> np.ndarray:

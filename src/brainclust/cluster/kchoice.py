@@ -156,9 +156,9 @@ class StableK(BaseEstimator):
         self.strength_sd_ = [float(s) for s in table.std(0)]
         self.passed_ = bool(ok)
         self.k_ = max(ok) if ok else ks[int(np.argmax(strength))]
-        log.info("prediction strength per k: %s; finest reproducible k = %d%s",
-                 ", ".join(f"{k}: {s:.3f}" for k, s in zip(ks, strength)), self.k_,
-                 "" if ok else " (no k reached the threshold)")
+        log.info("prediction strength per k: %s; %s", ", ".join(f"{k}: {s:.3f}" for k, s in zip(ks, strength)),
+                 f"finest reproducible k = {self.k_}" if ok else
+                 f"no k reached {self.threshold:.2f}: the most stable is k = {self.k_}")
         return self
 
     def as_dict(self) -> dict:

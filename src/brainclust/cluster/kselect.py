@@ -245,6 +245,10 @@ class KSelector(BaseEstimator):
         self.labels_ = parts
         self.k_ = vote(ks, votes, curves["silhouette"])
         log.info("--k auto (%s): votes %s -> k = %d", self.method, votes, self.k_)
+        if self.k_ == ks[-1] and len(ks) > 2:
+            log.warning("--k auto: k = %d is the largest k tried (%d..%d): the indices may still improve beyond it; "
+                        "look at their curves (metrics.json k_selection, the report) and give --k if you know more",
+                        self.k_, ks[0], ks[-1])
         return self
 
     def as_dict(self) -> dict:

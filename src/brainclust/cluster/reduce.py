@@ -182,6 +182,8 @@ class PCAReducer(TransformerMixin, ArrayStep):
         X = np.asarray(X)
         if X.ndim != 2 or not np.all(np.isfinite(X)):
             raise ParameterError("PCA: features must be a finite 2-D array")
+        if len(X) < 2:
+            raise ParameterError(f"PCA: needs at least 2 rows to fit, got {len(X)}")
         check_not_constant(X)
         self.n_features_in_ = X.shape[1]
         self.n_distinct_ = distinct_rows(X)
@@ -219,15 +221,23 @@ class PCAReducer(TransformerMixin, ArrayStep):
     def transform(self, X):
         self.check_is_fitted()
         X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+        if X.ndim != 2:
+            raise ParameterError(f"PCA: expected features of shape (n, {self.n_features_in_}), got {X.shape}")
+        if X.shape[1] != self.n_features_in_:
             raise ParameterError(f"features have {X.shape[-1]} dimensions; the PCA was fitted on {self.n_features_in_}")
         if self.components_ is None:
-            return np.asarray(X, dtype=np.float64)
-        if X.size <= CHUNK_ROWS * 8192:
-            return (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
-        out = np.empty((len(X), self.components_.shape[0]))
-        for s in range(0, len(X), CHUNK_ROWS):
-            out[s:s + CHUNK_ROWS] = (np.asarray(X[s:s + CHUNK_ROWS], dtype=np.float64) - self.mean_) @ self.components_.T
+            out = np.asarray(X, dtype=np.float64)
+        elif X.size <= CHUNK_ROWS * 8192:
+            out = (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+        else:
+            out = np.empty((len(X), self.components_.shape[0]))
+            for s in range(0, len(X), CHUNK_ROWS):
+                out[s:s + CHUNK_ROWS] = (np.asarray(X[s:s + CHUNK_ROWS], dtype=np.float64) - self.mean_) \
+                    @ self.components_.T
+        bad = ~np.isfinite(out).all(axis=1)  # a NaN or infinite feature spreads to its row's projection
+        if bad.any():
+            raise ParameterError(f"PCA: the features of {int(bad.sum())} of {len(X)} rows are not finite (NaN or "
+                                 f"infinite; first: row {int(np.argmax(bad))}): an image that failed to decode?")
         return out
 
     def save(self, path) -> None:

@@ -24,6 +24,7 @@ from sklearn import metrics
 from sklearn.metrics.cluster import contingency_matrix
 
 from brainclust.core.arrays import SILHOUETTE_BUDGET, mean_silhouette
+from brainclust.errors import ParameterError
 
 
 def clustering_accuracy(labels_true, labels_pred) -> float:
@@ -66,6 +67,11 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
     """
     X = np.asarray(X, dtype=np.float64)
     pred = np.asarray(labels_pred)
+    n_true = None if labels_true is None else len(labels_true)
+    if X.ndim != 2 or pred.ndim != 1 or len(X) != len(pred) or n_true not in (None, len(pred)):
+        raise ParameterError(f"score: X {X.shape}, labels_pred {pred.shape}"
+                             + ("" if n_true is None else f" and labels_true ({n_true},)")
+                             + ": expected (n, d), (n,) and (n,) for the same n")
     keep = pred != -1
     found = len(np.unique(pred[keep]))
     ids, sizes = np.unique(pred, return_counts=True)  # one pass, however many clusters (DBSCAN)

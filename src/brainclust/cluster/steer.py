@@ -297,8 +297,11 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             offset += n_local
         _warn_small(small, capped)
         if pca_capped:
-            log.warning("--within: --pca %d is more than %d stratum/strata allow (min(rows, features)); "
-                        "using %d-%d there", self.pca, len(pca_capped), min(pca_capped), max(pca_capped))
+            lo, hi = min(pca_capped), max(pca_capped)
+            log.warning("--within: --pca %d is more than the images of %d %s allow (at most min(images, "
+                        "features) components); %s there", self.pca, len(pca_capped),
+                        "stratum" if len(pca_capped) == 1 else "strata",
+                        f"using {lo}" if lo == hi else f"using {lo} to {hi}")
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]
         self.levels_ = self._global_levels(s) if self.method == "hierarchical" else None

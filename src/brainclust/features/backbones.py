@@ -25,7 +25,9 @@ Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +103,10 @@ def _inception_download() -> Path:
     """Download the ImageNet weights into the torch hub cache (needs network)."""
     from torchvision.models import Inception_V3_Weights
 
-    try:
-        Inception_V3_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    log.info("inception_v3: downloading the ImageNet weights (about 104 MB) into the torch cache")
+    try:  # torch prints "Downloading: ..." on stdout, where the command's summary goes: to stderr with the log
+        with contextlib.redirect_stdout(sys.stderr):
+            Inception_V3_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise WeightsUnavailableError(
             "inception_v3: ImageNet weights are not in the torch cache and could not be downloaded "

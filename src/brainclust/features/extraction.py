@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainclust.errors import ImageReadError, ModelFileError, NumericalError
+from brainclust.errors import ImageReadError, ModelFileError, NumericalError, ParameterError
 from brainclust.features import augment
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.io.atomic import file_sha256
@@ -146,8 +146,20 @@ def take_rows(X: np.ndarray, rows) -> np.ndarray:
 
 
 def as_records(X: Sequence) -> list[ImageRecord]:
-    """``X`` as ImageRecords: records stay, bare paths get :func:`record_of`."""
-    return [item if isinstance(item, ImageRecord) else record_of(item) for item in X]
+    """``X`` as ImageRecords: records stay, bare paths get :func:`record_of`. One path (a string: it would be
+    read a character at a time) or an array of pixels is one line (ParameterError) that says what to pass."""
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise ParameterError(f"expected a list of image paths or ImageRecords, got the single path {str(X)!r:.80}: "
+                             "pass [path], or scan('FOLDER').records (brainclust.io.scan) for a folder")
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "USO":
+        raise ParameterError(f"expected a list of image paths or ImageRecords, got an array of {X.dtype} "
+                             f"{X.shape}: brainclust reads the images from their files")
+    out = []
+    for item in X:
+        if not isinstance(item, (ImageRecord, str, os.PathLike)):
+            raise ParameterError(f"expected image paths or ImageRecords, got an item of type {type(item).__name__}")
+        out.append(item if isinstance(item, ImageRecord) else record_of(item))
+    return out
 
 
 def record_of(path: str | os.PathLike) -> ImageRecord:

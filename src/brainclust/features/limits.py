@@ -94,8 +94,13 @@ def check_cache_location(cache_dir, out, data=None) -> None:
     lie inside the input folder ``data`` (the next scan of it would read the store's files as inputs).
 
     ``cache_dir=None`` is the default store (:func:`~brainclust.features.cache.default_cache_dir`).
-    The paths are compared resolved (symbolic links followed, missing parts kept as written).
+    The paths are compared resolved (symbolic links followed, missing parts kept as written). A ``data``, ``out``
+    or ``cache_dir`` that is not a path (a list of files) is one line, before anything reads it.
     """
+    for what, value in (("data", data), ("out", out), ("cache_dir", cache_dir)):
+        if value not in (None, False) and not isinstance(value, (str, os.PathLike)):
+            raise ParameterError(f"{what}: expected a folder path, got {type(value).__name__}"
+                                 + (" (a list of files: put them in a folder)" if what == "data" else ""))
     if cache_dir is False or (out is None and data is None):
         return
     from brainclust.features.cache import default_cache_dir

@@ -12,6 +12,7 @@ A finished ``brainclust run --out OUT`` folder holds::
     OUT/model/pca.npz       the fitted PCA            (MODEL_FILES: the steps' files)
     OUT/model/cluster.npz   the fitted clustering (and the embedding it saw, for the report)
     OUT/model/umap.npz      --reduce umap|pca+umap only; ssl_*.json/.safetensors: --self-supervised only
+    OUT/model/checks.npz    the content hashes of the images the checks saw (predict names copies of them)
     OUT/auto.csv            --auto / --consensus only: every candidate's criteria
     OUT/quality.csv         the data checks (unless --checks off): one row per image, QUALITY_COLUMNS
     OUT/leakage.csv         duplicate groups that cross train/test/val splits: LEAKAGE_COLUMNS
@@ -116,7 +117,7 @@ QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", 
 LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
 #: The files of ``model/``, by role (a step's ``save_step`` writes its own).
 MODEL_FILES = {"config": "config.json", "pca": "pca.npz", "cluster": "cluster.npz", "umap": "umap.npz",
-               "remove": "remove.npz", "within": "within.npz"}
+               "remove": "remove.npz", "within": "within.npz", "checks": "checks.npz"}
 #: The figures the report writes to ``figures/`` (each as ``.png`` and ``.svg``).
 FIGURE_NAMES = ("tsne_clusters", "tsne_labels", "dendrogram", "silhouette", "montages", "k_selection", "confusion")
 #: The folders of :data:`RUN_ENTRIES` and the names (``fnmatch`` patterns) a run writes inside them; nothing

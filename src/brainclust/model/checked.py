@@ -6,10 +6,14 @@ rows of ``quality.csv`` (the images the extractor could not decode are added wit
 and ``leakage.csv``, and the scores over distinct images (``metrics.json["distinct"]``: one image
 per group of byte-identical contents, among the images clustered), so duplicates cannot inflate
 the scores.
+
+``predict``: the new images are checked when the model has a checks step (:func:`predict_checks`), and
+``model.record.predict_manifest`` records how many are copies of the run's own images.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +22,10 @@ from brainclust.checks.flags import join_flags
 from brainclust.checks.stage import CheckResult
 from brainclust.checks.tables import distinct_index, quality_rows
 from brainclust.cluster.scores import score
+from brainclust.errors import ParameterError
 from brainclust.io.outputs import QUALITY_COLUMNS, escape_name
+
+log = logging.getLogger(__name__)
 
 
 def check_result(model) -> CheckResult | None:
@@ -72,3 +79,16 @@ def distinct_scores(model, result: CheckResult, labels_true=None) -> dict:
     out.pop("cluster_sizes", None)
     out["rule"] = "one image per group of identical decoded contents (duplicates dropped), clustered images only"
     return out
+
+
+def predict_checks(model, checks: str | None) -> bool:
+    """Whether ``predict`` checks the new images: ``checks`` (``on``/``off``; ``None``: the run's setting)
+    where the run's model has a checks step (a run with ``--checks off`` has none: a warning for ``on``)."""
+    if checks not in (None, "on", "off"):
+        raise ParameterError(f"--checks: must be on or off, got {checks!r}")
+    has = model.step("checks") is not None
+    if checks == "on" and not has:
+        log.warning("--checks on: the run was made with --checks off; its model has no checks, so the new images "
+                    "are not checked (run 'brainclust check' on their folder)")
+    return has and checks != "off"
+

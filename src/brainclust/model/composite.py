@@ -43,7 +43,7 @@ from brainclust.cluster.setaside import SetAside
 from brainclust.core.params import Step
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extraction import as_records
-from brainclust.io.outputs import RunFolder
+from brainclust.io.outputs import RunFolder, escape_name
 from brainclust.model.persist import default_settings, load_steps, save_steps
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ TIMING_KEYS = {"extractor": "extract", "ssl": "ssl", "reducer": "reduce", "manif
                "clusterer": "cluster"}
 #: How the log names the reduction steps (as ``--reduce`` does).
 LOG_NAMES = {"reducer": "pca", "manifold": "umap"}
+
+
+def why_not(skipped: list[dict]) -> str:
+    """The first image that failed to decode and why (`` (a.png: truncated; and 3 more)``), for an error."""
+    if not skipped:
+        return ""
+    more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    return f" ({escape_name(skipped[0]['path'])}: {skipped[0]['reason']}{more})"
 
 
 @dataclass
@@ -85,6 +93,8 @@ class Assignment:
     timings: dict = field(default_factory=dict)
     #: the images that decoded (``records`` are units when the model pools slices; else the same list)
     slices: list | None = None
+    #: the new images' data checks (``CheckResult`` over ``slices``; ``None``: the model has no checks step)
+    checks: object | None = None
 
 
 @dataclass
@@ -239,7 +249,7 @@ class BrainClusterModel(Step):
         kept, feats, skipped = got.split(records)
         t["extract"] = time.perf_counter() - t0
         if len(kept) < 2:
-            raise InputError(f"{source} has {len(kept)} decodable image(s); clustering needs 2")
+            raise InputError(f"{source} has {len(kept)} decodable image(s); clustering needs 2{why_not(skipped)}")
         k = requested_k(clusterer)
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
@@ -290,8 +300,9 @@ class BrainClusterModel(Step):
                  t.get("reduce", 0.0), clusterer.method, clusterer.n_clusters_, t["cluster"])
         return self
 
-    def predict(self, records, *, source: str = "the input") -> Assignment:
-        """Assign new images to the fitted clusters (each step's own rule; see :mod:`brainclust.cluster.methods`)."""
+    def predict(self, records, *, source: str = "the input", checks: bool = True) -> Assignment:
+        """Assign new images to the fitted clusters (each step's own rule; see :mod:`brainclust.cluster.methods`);
+        ``checks``: the data checks of a model that has them flag the new images (``Assignment.checks``)."""
         self.check_is_fitted()
         records = as_records(records)
         t0 = time.perf_counter()
@@ -299,11 +310,14 @@ class BrainClusterModel(Step):
         kept, feats, skipped = got.split(records)
         t = {"extract": time.perf_counter() - t0}
         if not kept:
-            raise InputError(f"{source} has no decodable image")
+            raise InputError(f"{source} has no decodable image{why_not(skipped)}")
         batch = Batch(kept, feats, self.extractor_)
+        found = None
         for name, step in self.middle_:
             t0 = time.perf_counter()
             before = batch.records
+            if name == "checks" and checks:
+                found = step.check_new(batch)
             batch = step.transform_batch(batch)
             key = TIMING_KEYS.get(name, name)
             t[key] = t.get(key, 0.0) + time.perf_counter() - t0
@@ -316,7 +330,7 @@ class BrainClusterModel(Step):
             labels = self.clusterer_.predict(batch.X)
             levels = self.clusterer_.predict_levels(batch.X)
         t["assign"] = time.perf_counter() - t0
-        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept)
+        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept, found)
 
     def scores(self, labels_true=None) -> dict:
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and

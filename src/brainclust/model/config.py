@@ -133,8 +133,8 @@ class RunConfig:
     weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
     precision: str = opt("auto", "--precision", "auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default "
                          "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters (docs/performance.md): "
-                         "bf16 runs with OpenVINO where the CPU has native bf16 (AMX, AVX512-BF16), else torch autocast; "
-                         "int8 = OpenVINO with NNCF post-training quantisation calibrated on --calibration-size of the "
+                         "bf16 needs native bf16 (AMX, AVX512-BF16; refused elsewhere) and runs with OpenVINO (torch "
+                         "autocast without OpenVINO); int8 = OpenVINO with NNCF post-training quantisation calibrated on --calibration-size of the "
                          "run's own images (pip install 'brainclust[openvino]')", EXTRACTION, choices=PRECISIONS)
     runtime: str = opt("auto", "--runtime", "where the network runs: onnx = ONNX Runtime on CPU (exported once "
                        "into the cache folder), openvino = OpenVINO on CPU (converted once, cached; needs "
@@ -148,8 +148,8 @@ class RunConfig:
                           "features and report the feature cosine and the clusters' ARI against them in "
                           "metrics.json (a second extraction)", EXTRACTION, switch=True)
     batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
-    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores when extracting, "
-                              "every core for the data checks)", EXTRACTION,
+    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores, at most 4, none on "
+                              "2 cores or fewer, when extracting; every core for the data checks)", EXTRACTION,
                               parse=parse_int)
     clip_percentiles: tuple[float, float] | None = opt(
         (0.5, 99.5), "--clip", "percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)",
@@ -177,7 +177,7 @@ class RunConfig:
                                 "~/.cache/brainclust); if it cannot be used (a file, read-only...) the run warns once "
                                 "and continues uncached", EXTRACTION, metavar="DIR")
     device: str = opt("cpu", "--device", "cpu | cuda | auto (default cpu)", EXTRACTION)
-    #: progress bars: None = only on a terminal (no option: the CLI's -q hides the log, not the bars)
+    #: progress bars: None = only on a terminal (no option: the CLI's -q hides them with the log)
     progress: bool | None = None
     slices: str = opt("axial:mid", "--slices", "2-D slices cut from each NIfTI volume: PLANE:mid, PLANE:N (N evenly "
                       "spaced through the slices with brain) or PLANE:all, PLANE = axial|coronal|sagittal|all-planes; "

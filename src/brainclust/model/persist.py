@@ -200,6 +200,9 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     runtime = {k: v for k, v in (runtime or {}).items() if k in RUNTIME_PARAMS and v is not None}
     steps = {e["name"]: _load_entry(folder.model, e, runtime) for e in entries}
     _check_fit_together(folder, info, steps)
+    if steps.get("checks") is not None:  # predict's checks decode and cache as its extraction does
+        steps["checks"].set_params(**{p: runtime[k] for k, p in (("cache_dir", "cache_dir"), ("progress", "progress"),
+                                                                 ("num_workers", "workers")) if k in runtime})
     ex_entry = entries[0]
     cls = STEP_CLASSES.get(ex_entry["class"])
     if cls not in (FeatureExtractor, FusedExtractor):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import platform
 from dataclasses import asdict, fields, replace
@@ -9,6 +10,9 @@ from importlib import metadata
 from pathlib import Path
 
 from brainclust import __version__
+from brainclust.checks.fitted import FITTED_PREFIX
+from brainclust.checks.stage import checks_record
+from brainclust.errors import ParameterError
 from brainclust.cluster.manifold import reduction_record
 from brainclust.features.cache import default_cache_dir
 from brainclust.model.config import RunConfig
@@ -82,6 +86,10 @@ def predict_inputs(settings: dict, given: dict) -> dict:
     """The input options a prediction was given (``--slices``, ``--include``...; recorded in its manifest as
     ``inputs``), with one warning when a unit run's slices are cut otherwise than those it was fitted on."""
     given = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
+    for key, flag in (("include", "--include"), ("exclude_files", "--exclude-files"), ("bids_filter", "--bids-filter")):
+        if settings.get(key) and key not in given:  # the run's file filters apply to the new folder too: say so
+            log.info("predict: the run's %s %s applies to the new images (give %s to choose others)", flag,
+                     " ".join(map(str, settings[key])) if isinstance(settings[key], list) else settings[key], flag)
     unit = settings.get("unit", "slice")
     if unit != "slice" and given.get("slices", settings.get("slices")) != settings.get("slices"):
         log.warning("predict: --slices %s is not the run's %s: each %s is pooled from other slices than the run's "
@@ -91,12 +99,30 @@ def predict_inputs(settings: dict, given: dict) -> dict:
 
 def predict_manifest(info: dict, model_dir, data, scanned, got, timings: dict, inputs: dict | None = None) -> dict:
     """The ``manifest.json`` of a prediction: the model's recorded settings and backbone, the input options it
-    was given (``inputs``), what was assigned."""
-    return {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()), "inputs": inputs or {},
-            "model_dir": str(Path(model_dir).resolve()), "settings": info["settings"], "backbone": info["backbone"],
-            "cache": dict(got.cache), "n_files_scanned": scanned.n_files,
-            "n_images": len(got.slices if got.slices is not None else got.records),
-            "skipped": sorted(scanned.skipped + got.skipped, key=lambda s: s["path"]), "timings_s": timings}
+    was given (``inputs``), what was assigned, what the checks of the new images found (``checks``, with
+    ``n_copies_of_fit``: the images whose decoded content the model was fitted on)."""
+    out = {"kind": "predict", "versions": versions(), "input": str(Path(data).resolve()), "inputs": inputs or {},
+           "model_dir": str(Path(model_dir).resolve()), "settings": info["settings"], "backbone": info["backbone"],
+           "cache": dict(got.cache), "n_files_scanned": scanned.n_files,
+           "n_images": len(got.slices if got.slices is not None else got.records),
+           "skipped": sorted(scanned.skipped + got.skipped, key=lambda s: s["path"]), "timings_s": timings}
+    if got.checks is not None:
+        out["checks"] = {**checks_record(got.checks, timings={"total": timings.get("checks", 0.0)}),
+                         "n_copies_of_fit": sum(1 for d in got.checks.duplicate_of if d.startswith(FITTED_PREFIX))}
+    return out
+
+
+def run_config(config: RunConfig | None, settings: dict) -> RunConfig:
+    """``config`` (default: the defaults) with ``settings`` over it, normalised and validated (``brainclust.run``'s
+    keyword arguments); a setting that is not a field is one line naming the closest (``kk`` -> ``k``)."""
+    names = [f.name for f in fields(RunConfig)]
+    for name in settings:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            raise ParameterError(f"unknown setting {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    cfg = replace(config or RunConfig(), **settings).normalized()
+    cfg.validate()
+    return cfg
 
 
 def config_of(settings: dict) -> RunConfig:

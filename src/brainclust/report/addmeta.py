@@ -109,7 +109,9 @@ def add_metadata(out_dir, table_path, key: str | None = None) -> AddedMetadata:
     perms = perms if isinstance(perms, int) and not isinstance(perms, bool) and perms >= 0 else 199
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
     aside = (manifest.get("checks") or {}).get("exclude") if isinstance(manifest.get("checks"), dict) else None
+    within = settings.get("within")  # --within: the clusters lie inside its values by construction, not ranked
     ranked = from_assignments(read_assignments(folder.assignments, folder.root), perms, seed,
+                              exclude=[within] if isinstance(within, str) else [],
                               aside_flags=[f for f in aside or () if isinstance(f, str)])
     write_associations(folder.associations, ranked)
     manifest.setdefault("metadata_added", []).append(

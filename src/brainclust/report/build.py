@@ -50,7 +50,7 @@ from brainclust.report.geometry import (largest_clusters, silhouette_per_image, 
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs, relpath
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
-from brainclust.report.tables import Confusion, confusion, purity_rows
+from brainclust.report.tables import Confusion, confusion, purity_rows, settings_rows, steering_text
 from brainclust.report.thumbnails import Thumbnails
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
@@ -130,20 +130,6 @@ def _fmt_seconds(s) -> str:
     return f"{s * 1000:.0f} ms" if s < 1 else (f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min")
 
 
-def _settings_rows(manifest: dict) -> list[tuple[str, str]]:
-    """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts)."""
-    rows = []
-    for key, val in sorted(manifest.get("settings", {}).items()):
-        if isinstance(val, dict):
-            val = ", ".join(f"{k}={v}" for k, v in sorted(val.items()))
-        elif isinstance(val, (list, tuple)):
-            val = ",".join(str(v) for v in val)
-        text = "" if val is None else str(val)
-        if text.strip():
-            rows.append((key, text))
-    return rows
-
-
 # -- the sections: each returns its part of the template context ---------------------------
 def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None) -> dict:
     """Data, skipped files, backbone, settings, seed, versions and time per stage (``shown_dir``: the run
@@ -152,11 +138,13 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
     out_dir = shown_dir if shown_dir is not None else run.out_dir
     return {
         "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else out_dir.name),
-        "input": escape_name(str(run.input_root)) if run.input_root else "(unknown)",
-        "out_dir": escape_name(str(out_dir)), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
+        "input": escape_name(run.input_root.name) if run.input_root else "(unknown)",  # the page can be mailed:
+        "weights_file": escape_name(Path(str(m.get("backbone", {}).get("weights_path") or "")).name),  # no full paths
+        "out_dir": escape_name(Path(out_dir).name), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
         "n_metadata_files": int_or_zero((m.get("scan") or {}).get("metadata_files")),
         "skipped": skipped[:500], "n_skipped": len(skipped),
-        "backbone": m.get("backbone", {}), "settings": _settings_rows(m), "seed": run.seed, "method": run.method,
+        "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
+        "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
         "n_noise": int((run.clusters == NOISE).sum()), "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
@@ -210,7 +198,7 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
     if colours.of_label:
         figs.emit(F.map_figure(ex.coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
                                "t-SNE map, coloured by label"), "tsne_labels")
-    payload = dict(ex.payload, input=escape_name(str(run.input_root)) if run.input_root else "",
+    payload = dict(ex.payload, input=escape_name(run.input_root.name) if run.input_root else "",
                    strip=isinstance(thumbs, UnitThumbnails))
     payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"))
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
@@ -224,9 +212,11 @@ def dendrogram_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> d
         leaves = run.leaf_clusters if run.leaf_clusters is not None else run.clusters
         figs.emit(F.dendrogram_figure(run.tree, leaves, run.k, colours.of_cluster, DENDROGRAM_DEPTH), "dendrogram")
         return {"dendro_note": None, "depth": DENDROGRAM_DEPTH}
-    return {"depth": DENDROGRAM_DEPTH,
-            "dendro_note": f"Not applicable: the clustering method is '{run.method}'. Only hierarchical "
-                           "clustering (--method hierarchical) builds a tree."}
+    within = (run.manifest.get("settings") or {}).get("within")
+    return {"depth": DENDROGRAM_DEPTH, "dendro_note": (
+        f"Not drawn: a --within {escape_name(str(within))} run builds one tree per stratum, none for all images."
+        if within else f"Not applicable: the clustering method is '{run.method}'. Only hierarchical clustering "
+                       "(--method hierarchical) builds a tree.")}
 
 
 def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> tuple[dict, np.ndarray | None]:
@@ -293,7 +283,7 @@ def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
             by_k = dict(zip(ps["ks"], ps["strength"]))  # its own panel: the finest level that reproduces
             indices["prediction_strength"] = {"curve": [by_k.get(k) for k in ksel["ks"]],
                                               "best": f">= {ps.get('threshold')}",
-                                              "vote": ps.get("finest_reproducible_k") or "none"}
+                                              "vote": ps.get("finest_reproducible_k")}
         figs.emit(F.kselect_figure(ksel["ks"], indices, ksel["chosen_k"]), "k_selection")
     return {}
 
@@ -368,7 +358,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         colours = cluster_colours(run.clusters)
         columns = describe_rows(run.rows)
     shown = Path(final_dir) if final_dir is not None else None
-    log.info("report: reading %s (%d images); no features are extracted", shown or run.out_dir, len(run.rows))
+    log.info("report: reading %s (%d %s); no features are extracted", shown or run.out_dir, len(run.rows),
+             "images" if (run.manifest.get("units") or {}).get("unit", "slice") == "slice" else "rows")
     figs = FigureSink(run.folder.figures if write_figures else None, run.folder.root)
     ctx = {**summary_section(run, command, shown), **scores_section(run), **labels_section(run, colours)}
     label_colours(columns, colours.of_label)

@@ -1,4 +1,5 @@
-"""The report's tables: the label × cluster confusion matrix (Hungarian order) and the purity table."""
+"""The report's tables: the label × cluster confusion matrix (Hungarian order), the purity table, and the run's
+settings as the summary shows them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brainclust.io.outputs import escape_name
 from brainclust.report.run import NOISE, cluster_name
 
 
@@ -92,3 +94,29 @@ def purity_rows(labels_true, clusters) -> list[dict]:
                     "purity": (top[0][1] / n_lab) if top else None,
                     "breakdown": ", ".join(f"{n}: {k}" for n, k in top)})
     return out
+
+
+def settings_rows(manifest: dict) -> list[tuple[str, str]]:
+    """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts)."""
+    rows = []
+    for key, val in sorted((manifest.get("settings") or {}).items()):
+        if isinstance(val, dict):
+            val = ", ".join(f"{k}={v}" for k, v in sorted(val.items()))
+        elif isinstance(val, (list, tuple)):
+            val = ",".join(str(v) for v in val)
+        text = "" if val is None else str(val)
+        if text.strip():
+            rows.append((key, text))
+    return rows
+
+
+def steering_text(manifest: dict) -> str:
+    """How a steered run was clustered, for the summary (``within each plane; level_2 factored out
+    (center)``), or ``""``."""
+    s = manifest.get("settings") or {}
+    parts = []
+    if isinstance(s.get("remove"), str) and s["remove"]:
+        parts.append(f"{s['remove']} factored out ({s.get('remove_rule') or 'center'})")
+    if isinstance(s.get("within"), str) and s["within"]:
+        parts.append(f"within each {s['within']} (k per stratum; cluster ids numbered across the strata)")
+    return escape_name("; ".join(parts))

@@ -1,0 +1,134 @@
+"""``predict`` checks the new images: their own flags, and the copies of the images the model was fitted on
+(``model/checks.npz``, :mod:`brainclust.checks.fitted`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from brainclust.checks.fitted import FITTED_PREFIX, FittedContents
+from brainclust.errors import ModelFileError, ParameterError
+from brainclust.io.outputs import LEAKAGE_COLUMNS, QUALITY_COLUMNS, RunFolder
+from brainclust.pipeline import predict, run
+
+from checks_planting import head_slice, save, screenshot
+
+FAST = {"backbone": "pixels@16", "k": 2, "pca": 5, "workers": 0, "progress": False}
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A run on 10 synthetic head slices (one of them twice), and a folder of new images: two copies of fitted
+    slices (one of them twice), a screenshot, a blank image and two new slices."""
+    base = tmp_path_factory.mktemp("fitted")
+    data, new = base / "data", base / "new"
+    for i in range(10):
+        save(data / ("a" if i % 2 else "b") / f"s{i:02d}.png", head_slice(i))
+    shutil.copyfile(data / "a" / "s03.png", data / "b" / "s03_again.png")
+    new.mkdir()
+    shutil.copyfile(data / "a" / "s03.png", new / "copy3.png")
+    shutil.copyfile(data / "a" / "s03.png", new / "copy3_twice.png")
+    shutil.copyfile(data / "b" / "s04.png", new / "copy4.png")
+    save(new / "screenshot.png", screenshot(0))
+    save(new / "blank.png", np.zeros((160, 160), np.uint8))
+    for i in (50, 51):
+        save(new / f"fresh{i}.png", head_slice(i))
+    cache = base / "cache"
+    run(data, base / "run", cache_dir=str(cache), **FAST)
+    return base / "run", new, cache
+
+
+def test_copies_of_fitted_images_are_duplicates_of_them_and_listed_as_leakage(fitted, tmp_path):
+    out, new, cache = fitted
+    res = predict(out, new, tmp_path / "pred", cache_dir=str(cache), progress=False)
+    folder = RunFolder(tmp_path / "pred")
+    quality = {r["path"]: r for r in _rows(folder.quality)}
+    assert list(next(iter(quality.values()))) == QUALITY_COLUMNS and len(quality) == 7
+    # the scan order of the fit puts a/s03.png before b/s03_again.png: copies point to the first
+    for path, of in (("copy3.png", "a/s03.png"), ("copy3_twice.png", "a/s03.png"), ("copy4.png", "b/s04.png")):
+        assert quality[path]["flags"].split(";") == ["duplicate"], quality[path]
+        assert quality[path]["duplicate_of"] == FITTED_PREFIX + of
+    assert "not_mri" in quality["screenshot.png"]["flags"] and "blank" in quality["blank.png"]["flags"]
+    assert quality["fresh50.png"]["flags"] == quality["fresh51.png"]["flags"] == ""
+    leak = _rows(folder.leakage)
+    assert list(leak[0]) == LEAKAGE_COLUMNS
+    assert {(r["path"], r["split"], r["relation"]) for r in leak} == {
+        ("model:a/s03.png", "fit", "representative"), ("copy3.png", "predict", "duplicate"),
+        ("copy3_twice.png", "predict", "duplicate"), ("model:b/s04.png", "fit", "representative"),
+        ("copy4.png", "predict", "duplicate")}
+    flags = {r["path"]: r["flags"] for r in _rows(folder.assignments)}
+    assert flags["copy4.png"] == "duplicate" and flags["fresh50.png"] == ""
+    manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
+    assert manifest["checks"]["n_copies_of_fit"] == 3 and manifest["checks"]["counts"]["duplicate"] == 3
+    assert "3 duplicates (3 across fit/predict)" in res.checks.summary()
+
+
+def test_predict_checks_off_and_a_run_without_checks(fitted, tmp_path, caplog):
+    out, new, cache = fitted
+    res = predict(out, new, tmp_path / "off", cache_dir=str(cache), progress=False, checks="off")
+    assert res.checks is None and not RunFolder(tmp_path / "off").quality.exists()
+    assert "flags" not in _rows(RunFolder(tmp_path / "off").assignments)[0]
+    with pytest.raises(ParameterError, match="--checks: must be on or off"):
+        predict(out, new, None, cache_dir=str(cache), progress=False, checks="yes")
+    bare = run(new, tmp_path / "bare", cache_dir=str(cache), checks="off", **FAST)
+    assert "checks" not in dict(bare.model.steps_)
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        got = predict(tmp_path / "bare", new, None, cache_dir=str(cache), progress=False, checks="on")
+    assert got.checks is None and "the run was made with --checks off" in caplog.text
+
+
+def test_a_model_without_kept_contents_still_checks_the_new_images(fitted, tmp_path):
+    """A model saved before ``checks.npz`` existed: the new images are checked, copies of the fit not found."""
+    out, new, cache = fitted
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    config = RunFolder(old).model_config
+    info = json.loads(config.read_text(encoding="utf-8"))
+    entry = next(e for e in info["steps"] if e["name"] == "checks")
+    entry["files"] = []
+    info["sha256"].pop("checks.npz")
+    (RunFolder(old).model / "checks.npz").unlink()
+    config.write_text(json.dumps(info), encoding="utf-8")
+    res = predict(old, new, None, cache_dir=str(cache), progress=False)
+    flags = dict(zip(res.checks.paths, res.checks.flags))
+    assert flags["copy3_twice.png"] == {"duplicate"} and flags["copy3.png"] == frozenset()  # among the new only
+    assert not any(d.startswith(FITTED_PREFIX) for d in res.checks.duplicate_of)
+
+
+def test_fitted_contents_round_trip_and_lookup(tmp_path):
+    paths = ["a/x.png", "b/é ü.png", "c/\udcff.png", "d/dup.png"]
+    hexes = [f"{i:064x}" for i in (5, 1, 9)] + [f"{1:064x}"]
+    got = FittedContents.of(paths, hexes, failed={})
+    assert len(got) == 3  # one per distinct content, the first path of each
+    got.save(tmp_path / "c.npz")
+    back = FittedContents.load(tmp_path / "c.npz")
+    assert back.paths == got.paths and bytes(back.digests.tobytes()) == bytes(got.digests.tobytes())
+    assert back.lookup([f"{1:064x}", f"{9:064x}", f"{7:064x}", "", f"{99:064x}"]) == \
+        ["b/é ü.png", "c/\udcff.png", None, None, None]
+    assert FittedContents.of(paths, hexes, failed={1: "bad"}).lookup([f"{1:064x}"]) == ["d/dup.png"]
+    assert FittedContents.of([], [], {}).lookup([f"{1:064x}"]) == [None]
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"digests": np.zeros((2, 32), np.uint8), "paths": np.zeros(4, np.uint8),
+      "offsets": np.array([0, 2, 4])}, "not sorted and distinct"),
+    ({"digests": np.zeros((1, 32), np.uint8), "paths": np.zeros(4, np.uint8),
+      "offsets": np.array([0, 5])}, "do not fit together"),
+    ({"digests": np.zeros((1, 16), np.uint8), "paths": np.zeros(4, np.uint8),
+      "offsets": np.array([0, 4])}, "do not fit together"),
+    ({"digests": np.zeros((1, 32), np.uint8)}, "no array 'paths'"),
+])
+def test_damaged_fitted_contents_are_one_line(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelFileError, match=message):
+        FittedContents.load(tmp_path / "bad.npz")
