@@ -185,3 +185,12 @@ def test_the_labels_column_is_named_rather_than_its_copy_label():
     rows = A.rank_associations({"label": grade, "grade": list(grade)}, {"cluster": g}, permutations=19)
     same = {r["column"]: r["same_as"] for r in rows}
     assert same == {"grade": "", "label": "grade"} and A.headline(rows).startswith("clusters follow: grade (AMI")
+
+
+def test_the_headline_says_whose_height_and_size():
+    """``height`` is the image's, in pixels; ``size`` the file's bytes (a reader took them for the patient's)."""
+    g = np.repeat([0, 1, 2], 20)
+    rows = A.rank_associations({"height": [str(155 + 85 * (x == 0)) for x in g],
+                                "size": [str(1000 * x + i) for i, x in enumerate(g)]}, {"cluster": g}, permutations=19)
+    line = A.headline(rows)
+    assert "height (image, px) (AMI" in line and "size (file, bytes) (\u03b5\u00b2" in line

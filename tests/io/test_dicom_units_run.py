@@ -76,3 +76,25 @@ def test_dicom_series_become_volumes_without_patient_data(dicom_folder, tmp_path
     text += json.dumps(pq.read_table(out / "embeddings.parquet").to_pydict(), default=str)
     for secret in [*PHI.values(), "Smithers", UID]:
         assert secret not in text and secret not in cap.out + cap.err, secret
+
+
+def test_a_series_slices_follow_their_instance_numbers(tmp_path):
+    """Files named by UID come in no useful order: a series' strip and slices.csv follow InstanceNumber."""
+    from brainclust.features.unitpool import in_slice_order
+    from brainclust.io.scan import scan
+
+    rng = np.random.default_rng(0)
+    for sid in ("5", "6"):
+        for name, number in (("1.2.9", 1), ("1.2.10", 3), ("1.2.8", 2)):  # name order: 1.2.10, 1.2.8, 1.2.9
+            write_dicom(tmp_path / "s" / sid / name, rng.integers(0, 3000, (24, 20), dtype=np.uint16),
+                        uid=number + 10 * int(sid), SeriesInstanceUID=UID + sid, InstanceNumber=number)
+    recs = scan(tmp_path / "s").records
+    assert [r.path for r in recs[:3]] == ["5/1.2.10", "5/1.2.8", "5/1.2.9"]
+    assert [r.meta["instance_number"] for r in in_slice_order(recs[:3])] == [1, 2, 3]
+    twice = [recs[0], recs[0]]  # one number twice (the frames of one object): the scan's order is kept
+    assert in_slice_order(twice) == twice
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s"), "--out", str(out), "--unit", "series", "--k", "2", "--backbone",
+                 "pixels@16", "--workers", "0", "--no-report", "--cache-dir", str(tmp_path / "c")]) == 0
+    order = [r["path"] for r in rows_of(out / "slices.csv")]
+    assert order == ["5/1.2.9", "5/1.2.8", "5/1.2.10", "6/1.2.9", "6/1.2.8", "6/1.2.10"]

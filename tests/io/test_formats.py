@@ -111,12 +111,14 @@ def test_non_image_and_undecodable_objects_are_skipped_with_reasons(tmp_path):
 
     write_dicom(tmp_path / "sr.dcm", None, sop_class="1.2.840.10008.5.1.4.1.1.88.11")  # Basic Text SR
     write_dicom(tmp_path / "pr.dcm", None, uid=2, sop_class="1.2.840.10008.5.1.4.1.1.11.1")  # presentation state
+    write_dicom(tmp_path / "mr_cut.dcm", None, uid=4, sop_class="1.2.840.10008.5.1.4.1.1.4")  # MR, pixels cut off
     write_dicom(tmp_path / "jls.dcm", PIX, uid=3, transfer_syntax=JPEGLSLossless,
                 pixel_bytes=encapsulate([b"\xff\xd8\xff\xd9"]))
     found = scan(tmp_path)
     reasons = {s["path"]: s["reason"] for s in found.skipped}
     assert "no pixel data (Basic Text SR Storage)" in reasons["sr.dcm"]
     assert "no pixel data (Grayscale Softcopy Presentation State Storage)" in reasons["pr.dcm"]
+    assert reasons["mr_cut.dcm"].endswith("no pixel data (MR Image Storage): the file is truncated or damaged")
     if get_decoder(JPEGLSLossless).is_available:
         rec = only(found, "jls.dcm")  # the extra is installed: garbage data fails at decoding
         with pytest.raises(ImageReadError, match="cannot decode DICOM pixel data"):

@@ -28,7 +28,7 @@ from brainclust.io.content import guard_pixels, read_content, require_scanned, v
 from brainclust.io.scan import ImageRecord, load_checked
 
 #: DICOM header fields the checks read (none is patient data).
-DICOM_FIELDS = ("Modality", "SOPClassUID", "ImageType")
+DICOM_FIELDS = ("Modality", "SOPClassUID", "ImageType", "BurnedInAnnotation")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,17 @@ def non_image_dicom(header: Mapping[str, object]) -> str:
     return ""
 
 
+def burned_in_text(header: Mapping[str, object]) -> bool:
+    """Whether a DICOM image may show patient text in its pixels: ``BurnedInAnnotation`` is ``YES``, or its
+    ImageType is a screen save or a report (:data:`NON_IMAGE_TYPES`). The report and ``view`` draw no thumbnail
+    of such an image (a placeholder instead)."""
+    if str(header.get("BurnedInAnnotation") or "").strip().upper() == "YES":
+        return True
+    itype = header.get("ImageType") or ()
+    values = itype.split("\\") if isinstance(itype, str) else itype
+    return bool({str(v).strip().upper() for v in values} & NON_IMAGE_TYPES)
+
+
 #: The reasons behind ``not_mri``, in the order :func:`not_mri_reasons` reports them.
 NOT_MRI_REASONS = ("colour", "no_air", "graphic", "scene")
 

@@ -292,9 +292,15 @@ def write_associations(path, rows: Sequence[Mapping]) -> object:
     return atomic_write_csv(path, ASSOCIATION_COLUMNS, [{k: fmt(r[k]) for k in ASSOCIATION_COLUMNS} for r in rows])
 
 
+#: How the headline names the file's own columns, whose names read as something else (``height``: the image's,
+#: in pixels, not the patient's; ``size``: the file's bytes).
+SHOWN_AS = {"width": "width (image, px)", "height": "height (image, px)", "size": "size (file, bytes)",
+            "type": "type (file format)"}
+
+
 def _label(r: Mapping) -> str:
     stat = "AMI" if r["statistic"] == "AMI" else "\u03b5\u00b2"
-    return f"{r['column']} ({stat} {float(r['score']):.2f})"
+    return f"{SHOWN_AS.get(r['column'], r['column'])} ({stat} {float(r['score']):.2f})"
 
 
 def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = 0.05) -> str:

@@ -64,6 +64,15 @@ def _shared(values, mixed: str = MIXED):
     return first if all(v == first for v in values) else mixed
 
 
+def in_slice_order(recs: list) -> list:
+    """A unit's slices in acquisition order when each is a DICOM slice with its own ``instance_number`` (files
+    named by UID come in no useful order); else as scanned (NIfTI slices already are)."""
+    nums = [(r.meta or {}).get("instance_number") for r in recs]
+    if len(recs) > 1 and all(isinstance(n, int) for n in nums) and len(set(nums)) == len(nums):
+        return [r for _, r in sorted(zip(nums, recs), key=lambda t: t[0])]
+    return recs
+
+
 def unit_records(records: Sequence, ids: Sequence[str], unit: str) -> list[UnitRecord]:
     """One :class:`UnitRecord` per unit of ``ids`` (one id per record), in order of first appearance."""
     idx = group([str(u) for u in ids])
@@ -74,7 +83,7 @@ def unit_records(records: Sequence, ids: Sequence[str], unit: str) -> list[UnitR
         members[u].append(i)
     out = []
     for u, (uid, rows) in enumerate(zip(idx.ids, members)):
-        recs = [records[i] for i in rows]
+        recs = in_slice_order([records[i] for i in rows])
         sizes = {r.abspath: r.size for r in recs}
         digest = hashlib.sha256("\n".join(r.key for r in recs).encode()).hexdigest()
         m = {k: v[u] for k, v in meta.items() if v[u] is not None}

@@ -99,7 +99,8 @@ normalize
 """.split())
 
 #: Words kept in protocol names that are not in :data:`SAFE_WORDS` elsewhere (diffusion, averages).
-SAFE_WORDS = SAFE_WORDS | frozenset("diff dir dirs directions avg ave nex mddw".split())
+SAFE_WORDS = SAFE_WORDS | frozenset("diff dir dirs directions avg ave nex mddw slab slabs dixon prep wip view eswan "
+                                     "aahead shc smartbrain".split())
 
 #: The DICOM defined terms a coded field may hold (PS3.3 C.7.3.1 Modality, C.8.3.1 Scanning Sequence,
 #: PS3.16 Annex L Body Part Examined, as far as a brain, head and neck or body MRI names them); any other

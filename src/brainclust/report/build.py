@@ -377,6 +377,9 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
                       figures=figs.files,
                       n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing, n_refused=thumbs.n_refused,
                       timings_s={**t, "total": time.perf_counter() - t_all})
+    if thumbs.n_withheld:
+        log.info("report: %d DICOM image(s) that may show patient text (BurnedInAnnotation YES, a screen save or a "
+                 "report) drawn as placeholders", thumbs.n_withheld)
     _record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
 

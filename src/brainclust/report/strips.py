@@ -74,6 +74,10 @@ class UnitThumbnails(Thumbnails):
     def n_refused(self) -> int:
         return self.slices.n_refused
 
+    @property
+    def n_withheld(self) -> int:
+        return self.slices.n_withheld
+
     def array(self, i: int) -> np.ndarray | None:
         """The unit's middle slice (``None`` when it has none or it cannot be read)."""
         m = self.members[i]

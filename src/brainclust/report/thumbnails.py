@@ -122,9 +122,14 @@ def _hash_matches(path: str, sha256: str, size: int, mtime_ns: int) -> bool:
         return False
 
 
-def load_image(root: Path | None, row: dict, sha256, refused: set | None = None, key=None) -> np.ndarray | None:
+def load_image(root: Path | None, row: dict, sha256, refused: set | None = None, key=None,
+               withheld: set | None = None) -> np.ndarray | None:
     """A row's image as uint8 2-D array, or ``None`` when it is refused (``key`` is then added to
-    ``refused``: see :func:`image_record`, or its bytes do not hash to ``sha256``) or cannot be read."""
+    ``refused``: see :func:`image_record`, or its bytes do not hash to ``sha256``), withheld (a DICOM image that
+    may show patient text: :func:`brainclust.checks.rules.burned_in_text`; ``key`` added to ``withheld``) or
+    cannot be read."""
+    from brainclust.checks.decode import dicom_header
+    from brainclust.checks.rules import burned_in_text
     from brainclust.io.content import CHANGED_REASON
     from brainclust.io.scan import load_checked
 
@@ -133,6 +138,10 @@ def load_image(root: Path | None, row: dict, sha256, refused: set | None = None,
     rec = image_record(root, row, sha256)
     if rec is not None and not os.path.lexists(rec.abspath):
         return None  # gone: missing, not refused
+    if rec is not None and rec.type == "dicom" and burned_in_text(dicom_header(rec.abspath)):
+        if withheld is not None:
+            withheld.add(key)
+        return None
     # no recorded hash: refused unopened; else the bytes are checked before any decoder parses them
     if rec is not None and rec.sha256 and _is_recorded(rec.abspath, rec.sha256):
         try:
@@ -178,10 +187,16 @@ class Thumbnails:
         self._arrays: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._missing: set[int] = set()
         self._refused: set[int] = set()
+        self._withheld: set[int] = set()
 
     @property
     def n_missing(self) -> int:
         return len(self._missing)
+
+    @property
+    def n_withheld(self) -> int:
+        """DICOM images drawn as placeholders because they may show patient text (see :func:`load_image`)."""
+        return len(self._withheld)
 
     @property
     def n_refused(self) -> int:
@@ -194,9 +209,11 @@ class Thumbnails:
         if i in self._arrays:
             self._arrays.move_to_end(i)
             return self._arrays[i]
-        arr = load_image(self.root, self.rows[i], None if self.hashes is None else self.hashes[i], self._refused, i)
+        arr = load_image(self.root, self.rows[i], None if self.hashes is None else self.hashes[i], self._refused, i,
+                         self._withheld)
         if arr is None:
-            self._missing.add(i)
+            if i not in self._withheld:
+                self._missing.add(i)
         elif max(arr.shape) > BASE_PX:
             arr = resize(arr, BASE_PX)
         if self.memo > 0:

@@ -145,7 +145,11 @@ def _check(ds) -> DicomInfo:
     from pydicom.pixels import get_decoder
 
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        raise ImageReadError(f"DICOM object has no pixel data ({_sop_name(ds)}); not an image")
+        sop = _sop_name(ds)
+        if sop.endswith("Image Storage") or sop == "unknown SOP class":  # an image class without pixels: cut short
+            raise ImageReadError(f"DICOM {'image ' if sop != 'unknown SOP class' else ''}object has no pixel data "
+                                 f"({sop}): the file is truncated or damaged")
+        raise ImageReadError(f"DICOM object has no pixel data ({sop}); not an image")
     rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
     if not rows or not cols or rows < 1 or cols < 1:
         raise ImageReadError(f"DICOM image has invalid dimensions Rows={rows} Columns={cols}")
@@ -182,9 +186,11 @@ def _check(ds) -> DicomInfo:
                 raise ImageReadError(f"DICOM pixel data is truncated or inconsistent ({have} bytes, "
                                      f"{need} expected for {frames}x{rows}x{cols}, {bits} bits)")
     fields, withheld = header_fields(ds)
+    number = _int(ds, "InstanceNumber")
+    if number is not None:  # orders a series' slices in a unit (features.unitpool); a count, never PHI
+        fields["instance_number"] = number
     return DicomInfo(width=cols, height=rows, n_frames=frames, series_number=_int(ds, "SeriesNumber"),
-                     instance_number=_int(ds, "InstanceNumber"), series_key=series_key(ds), fields=fields,
-                     withheld=tuple(withheld))
+                     instance_number=number, series_key=series_key(ds), fields=fields, withheld=tuple(withheld))
 
 
 def series_key(ds) -> str:

@@ -1,0 +1,34 @@
+"""DICOM images that may show patient text in their pixels (BurnedInAnnotation YES, a screen save) get no
+thumbnail in the report or ``view``: a placeholder is drawn instead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from corpus import write_dicom
+
+from brainclust.checks.rules import burned_in_text
+from brainclust.io.content import content_sha256
+from brainclust.report.thumbnails import Thumbnails
+
+pytest.importorskip("pydicom")
+
+
+def test_burned_in_text_rule():
+    assert burned_in_text({"BurnedInAnnotation": "YES"}) and burned_in_text({"BurnedInAnnotation": " yes "})
+    assert burned_in_text({"ImageType": ("DERIVED", "SECONDARY", "SCREEN SAVE")})
+    assert burned_in_text({"ImageType": "DERIVED\\SECONDARY\\SCREEN SAVE"})
+    assert not burned_in_text({"BurnedInAnnotation": "NO", "ImageType": ("ORIGINAL", "PRIMARY")})
+    assert not burned_in_text({})
+
+
+def test_thumbnails_withhold_them_and_show_the_others(tmp_path):
+    pix = np.random.default_rng(0).integers(0, 3000, (32, 32), dtype=np.uint16)
+    write_dicom(tmp_path / "plain.dcm", pix, uid=1, BurnedInAnnotation="NO")
+    write_dicom(tmp_path / "burned.dcm", pix, uid=2, BurnedInAnnotation="YES")
+    write_dicom(tmp_path / "screen.dcm", pix, uid=3, ImageType=["DERIVED", "SECONDARY", "SCREEN SAVE"])
+    rows = [{"path": name, "type": "dicom"} for name in ("plain.dcm", "burned.dcm", "screen.dcm")]
+    thumbs = Thumbnails(tmp_path, rows, [content_sha256(tmp_path / r["path"]) for r in rows])
+    assert thumbs.array(0) is not None and thumbs.array(1) is None and thumbs.array(2) is None
+    assert thumbs.n_withheld == 2 and thumbs.n_missing == 0 and thumbs.n_refused == 0
+    assert thumbs.small(1, 32).shape == (32, 32)  # the placeholder
