@@ -423,3 +423,10 @@ def test_the_page_holds_no_absolute_path(built):
     data = Path(json.loads((out / "manifest.json").read_text(encoding="utf-8"))["input"])
     assert str(data) not in page and str(data.parent) not in page and "/w/lite0.pth" not in page
     assert data.name in page and "lite0.pth" in page
+
+
+def test_numbers_of_auto_csv_are_shown_short():
+    from brainclust.report.tables import short_number
+
+    assert short_number("0.24512345678901") == "0.2451" and short_number("-0.000123456") == "-0.0001235"
+    assert short_number("12") == "12" and short_number("kmeans") == "kmeans" and short_number("") == ""

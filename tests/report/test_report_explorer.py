@@ -75,8 +75,8 @@ def test_associations_sorted_bad_numbers_blank_and_capped(tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = make_run(tmp_path_factory.mktemp("rx"), n_per=20)
-    (out / "associations.csv").write_text("column,level,score,p_value\n<b>site</b>,level_2,0.31,0.002\n"
-                                          "plane,level_3,0.74,1e-12\n", encoding="utf-8")
+    (out / "associations.csv").write_text("column,level,statistic,score,p_value\n<b>site</b>,level_2,AMI,0.31,0.002\n"
+                                          "plane,level_3,epsilon2,0.74,1e-12\n", encoding="utf-8")
     info = build_report(out, write_figures=False)
     return out, info, info.path.read_text(encoding="utf-8")
 
@@ -111,6 +111,7 @@ def test_associations_ranked_and_escaped(built):
     table = re.search(r'<table id="associations-table">(.*?)</table>', page, re.S).group(1)
     assert table.index("plane") < table.index("site") and "<b>site" not in table
     assert "&lt;b&gt;site&lt;/b&gt;" in table
+    assert "<th>statistic</th>" in table and "<td>AMI</td>" in table and "<td>\u03b5\u00b2</td>" in table
 
 
 def test_the_budget_holds_and_a_sample_keeps_every_cluster_and_the_montages(tmp_path):

@@ -50,7 +50,8 @@ from brainclust.report.geometry import (largest_clusters, silhouette_per_image, 
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs, relpath
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
-from brainclust.report.tables import Confusion, confusion, purity_rows, settings_rows, steering_text
+from brainclust.report.tables import (Confusion, confusion, purity_rows, settings_rows, short_number,
+                                      steering_text)
 from brainclust.report.thumbnails import Thumbnails
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
@@ -268,8 +269,8 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
     gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": run.rows[int(i)]["path"]} for i in idx]
     auto = None
     if run.folder.auto.is_file():
-        with open(run.folder.auto, newline="", encoding="utf-8") as fh:
-            auto = list(csv.DictReader(fh))
+        with open(run.folder.auto, newline="", encoding="utf-8") as fh:  # the page shows 4 significant digits
+            auto = [{k: short_number(v) for k, v in r.items()} for r in csv.DictReader(fh)]
     return {"outlier_info": info, "outlier_gallery": gallery, "auto_rows": auto,
             "auto_info": run.manifest.get("auto"), "ssl_gate": (run.manifest.get("ssl") or {}).get("gate")}
 

@@ -120,3 +120,13 @@ def steering_text(manifest: dict) -> str:
     if isinstance(s.get("within"), str) and s["within"]:
         parts.append(f"within each {s['within']} (k per stratum; cluster ids numbered across the strata)")
     return escape_name("; ".join(parts))
+
+
+def short_number(text):
+    """A number written in full (``auto.csv``) as the page shows it: ``0.2451`` for ``0.24512345678901``;
+    integers and text as they are."""
+    try:
+        x = float(text)
+    except (TypeError, ValueError):
+        return text
+    return text if x.is_integer() or not np.isfinite(x) else f"{x:.4g}"
