@@ -218,3 +218,28 @@ def test_quiet_hides_the_progress_bars_too(tmp_path):
     assert not progress.bar(3, "x", enabled=True).disable  # a bar asked for still shows
     assert main(["run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert progress.SHOW_BY_DEFAULT is None
+
+
+def test_without_a_terminal_long_work_logs_progress_lines(monkeypatch, caplog):
+    """A batch job's log (stderr a file) showed nothing until the end of a long extraction."""
+    import logging
+
+    from brainclust import progress
+
+    monkeypatch.setattr(progress, "LOG_WITHOUT_TERMINAL", True)
+    monkeypatch.setattr(progress, "SHOW_BY_DEFAULT", None)
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        b = progress.bar(2000, "features (pixels, fp32)")
+        b.update(500)
+        b.close()
+    assert isinstance(b, progress.LogProgress)
+    assert "features (pixels, fp32): 500 of 2,000 img (25 %) after" in caplog.text
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 3600.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        short = progress.bar(10, "scan", unit="file")
+        short.update(10)
+        short.close()
+    assert caplog.text == ""  # short work logs nothing

@@ -195,7 +195,7 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     root.propagate = False
-    progress.SHOW_BY_DEFAULT = False if quiet else None  # -q hides the progress bars too
+    progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = (False, False) if quiet else (None, True)  # progress.py
 
 
 def _summary(result) -> str:
