@@ -265,7 +265,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
                              "'brainclust run --consensus' on the old and new images together")
     model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers,
                                                "cache_dir": cache_dir, "progress": progress, "device": device})
-    info = model.manifest_
+    info, do_checks = model.manifest_, predict_checks(model, checks)  # a bad --checks: one line before any work
     s = info["settings"]
     given = {"slices": slices, "volume_index": volume_index, "include": include, "exclude_files": exclude_files,
              "bids_filter": bids_filter}
@@ -284,7 +284,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     records, extra = enrich(scanned.records, cfg, table)
     t_meta = time.perf_counter() - t0
     check_label_column(label_column(cfg), records)
-    got = model.predict(records, source=f"input folder '{data}'", checks=predict_checks(model, checks))
+    got = model.predict(records, source=f"input folder '{data}'", checks=do_checks)
     warn_failed(got.skipped)
     rows = with_labels(got.records, label_column(cfg))
     metrics = score(got.embedding, got.labels, scoring_labels(rows, label_column(cfg)))

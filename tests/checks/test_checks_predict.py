@@ -132,3 +132,34 @@ def test_damaged_fitted_contents_are_one_line(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ModelFileError, match=message):
         FittedContents.load(tmp_path / "bad.npz")
+
+
+def test_a_damaged_files_field_of_the_checks_step_is_one_line(fitted, tmp_path):
+    out, new, cache = fitted
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    config = RunFolder(bad).model_config
+    info = json.loads(config.read_text(encoding="utf-8"))
+    next(e for e in info["steps"] if e["name"] == "checks")["files"] = 5
+    config.write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(ModelFileError, match="step 'checks': field 'files' must be a list"):
+        predict(bad, new, None, cache_dir=str(cache), progress=False)
+
+
+def test_a_unit_run_predicts_with_checks(tmp_path):
+    """``--unit``: the new slices are checked, each unit gets its slices' flags; a copy of a fitted slice is
+    found through the unit."""
+    from brainclust.io.outputs import RunFolder as Folder
+
+    data, new = tmp_path / "data", tmp_path / "new"
+    for s in ("sub-01", "sub-02", "sub-03"):
+        for i in range(3):
+            save(data / s / f"s{i}.png", head_slice(10 * int(s[-1]) + i))
+    (new / "sub-09").mkdir(parents=True)
+    shutil.copyfile(data / "sub-01" / "s0.png", new / "sub-09" / "s0.png")
+    save(new / "sub-09" / "blank.png", np.zeros((160, 160), np.uint8))
+    run(data, tmp_path / "run", cache_dir=str(tmp_path / "c"), unit="subject", **{**FAST, "pca": 2})
+    res = predict(tmp_path / "run", new, tmp_path / "pred", cache_dir=str(tmp_path / "c"), progress=False)
+    rows = _rows(Folder(tmp_path / "pred").assignments)
+    assert len(rows) == 1 and set(rows[0]["flags"].split(";")) == {"duplicate", "blank"}
+    assert "instance_number" not in rows[0] and res.manifest["checks"]["n_copies_of_fit"] == 1

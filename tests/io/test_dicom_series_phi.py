@@ -154,14 +154,17 @@ def test_sanitiser_rules():
 
 
 @pytest.mark.parametrize("text", ["COR T2 19700101", "T1 SAG MRN12345", "T1 PID12345", "T1 AX 03/04/1970",
-                                  "T1 AX 1970-01-01", "T1 AX 03.04.70", "T1 12:30", "T1 #12345", "T1 DOE2", "T1 2019"])
+                                  "T1 AX 1970-01-01", "T1 AX 03.04.70", "T1 12:30", "T1 #12345", "T1 DOE2",
+                                  "T2 01 02 70", "T1 AB 12 34 56 78", "T1 3.4.1970"])
 def test_descriptions_with_dates_times_or_identifiers_are_withheld(text):
     """A digit once made any word safe: dates, times of day and record numbers reached every output."""
     assert privacy.safe_text(text) is None
 
 
 @pytest.mark.parametrize("text", ["AX T2 FLAIR 5mm", "DTI 64 dirs b1000", "t2_tse_tra_512", "MPRAGE 1.0mm iso",
-                                  "ep2d_diff_mddw_30", "T1 3D 1mm", "ep2d_bold_moco"])
+                                  "ep2d_diff_mddw_30", "T1 3D 1mm", "ep2d_bold_moco", "DWI_2000", "Ax DWI b 2000",
+                                  "DWI 2000 3000", "TR 2000", "SE 2000/80", "ME 2.5/5.0/7.5", "AX T2 5-1.5",
+                                  "t1 1.0-1.0-1.0", "PD/T2 2200/20/80", "t2_space_dark-fluid_sag_p2_ns-t2prep"])
 def test_protocol_names_with_numbers_are_kept(text):
     assert privacy.safe_text(text) == text
 
@@ -171,7 +174,11 @@ def test_coded_fields_and_the_manufacturer_hold_only_known_terms():
     assert privacy.convert("DOE", "code:modality") is None and privacy.convert("MR", "code:modality") == "MR"
     assert privacy.convert(["SE", "IR"], "code:sequence") == "SE/IR" and privacy.convert("JD", "code:sequence") is None
     assert privacy.convert("Jane Doe Imaging", "vendor") is None
+    assert privacy.convert("SIEMENS JANE DOE", "vendor") is None
     assert privacy.convert("GE MEDICAL SYSTEMS", "vendor") == "GE MEDICAL SYSTEMS"
+    assert privacy.convert("TOSHIBA_MEC", "vendor") == "TOSHIBA_MEC"
+    assert privacy.convert("GR_IR", "code:sequence") == "GR/IR"  # a dcm2niix sidecar joins values with "_"
+    assert privacy.sidecar_fields({"ScanningSequence": "GR_IR"}) == ({"scanning_sequence": "GR/IR"}, [])
     fields, withheld = dicom.header_fields(_ds(Modality="MR", BodyPartExamined="DOE JANE", Manufacturer="Jane Doe",
                                                SeriesDescription="T1 AX 1970-01-01"))
     assert fields == {"modality": "MR", "contrast_agent": "no"}
@@ -188,7 +195,9 @@ def test_table_columns_named_for_phi_are_dropped_however_written(name):
 
 @pytest.mark.parametrize("name", ["participant_id", "age", "sex", "group", "handedness", "diagnosis", "grade", "site",
                                   "candidate_group", "patient_age", "validated", "echo_time", "volume_mm3", "subject",
-                                  "session", "lipid", "accuracy", "time_point", "updated_label"])
+                                  "session", "lipid", "accuracy", "time_point", "updated_label", "thickness_norm",
+                                  "ThicknessNorm", "class_number", "ClassNum", "sessnum", "mass_norm",
+                                  "preferred_hand", "sedated", "outdated", "mrna_level"])
 def test_ordinary_table_columns_are_kept(name):
     assert privacy.phi_reason(name, ["a", "b", "12", "sub-01234"]) is None
 
@@ -197,6 +206,8 @@ def test_table_columns_holding_identifiers_are_dropped():
     assert "identifiers" in privacy.phi_reason("code", ["ACC98765", "x"])
     assert "identifiers" in privacy.phi_reason("code", ["PID-12345"])
     assert privacy.phi_reason("volume", ["1234567", "7654321"]) is None
+    assert privacy.phi_reason("subject", ["OAS30001", "OAS30002"]) is None  # research pseudonyms in a key column
+    assert privacy.phi_reason("participant_id", ["sub01234"]) is None
 
 
 def _ds(**attrs):

@@ -32,3 +32,20 @@ def test_thumbnails_withhold_them_and_show_the_others(tmp_path):
     assert thumbs.array(0) is not None and thumbs.array(1) is None and thumbs.array(2) is None
     assert thumbs.n_withheld == 2 and thumbs.n_missing == 0 and thumbs.n_refused == 0
     assert thumbs.small(1, 32).shape == (32, 32)  # the placeholder
+
+
+def test_the_header_is_read_only_from_the_files_the_run_clustered(tmp_path):
+    """The burned-in rule reads a DICOM header: never of a row without a recorded hash, of a file whose bytes
+    changed, or of a FIFO (a report or view blocked on one)."""
+    import os
+
+    from brainclust.report.thumbnails import load_image
+
+    pix = np.random.default_rng(1).integers(0, 3000, (32, 32), dtype=np.uint16)
+    write_dicom(tmp_path / "burned.dcm", pix, uid=2, BurnedInAnnotation="YES")
+    os.mkfifo(tmp_path / "pipe.dcm")
+    for row, sha in (({"path": "pipe.dcm", "type": "dicom"}, "0" * 64), ({"path": "burned.dcm", "type": "dicom"}, None),
+                     ({"path": "burned.dcm", "type": "dicom"}, "1" * 64)):
+        refused, withheld = set(), set()
+        assert load_image(tmp_path, row, sha, refused, 0, withheld) is None
+        assert refused == {0} and withheld == set()  # refused unread, not withheld after a read

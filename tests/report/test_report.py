@@ -416,6 +416,14 @@ def test_k_auto_curves_are_plotted_only_when_present(tmp_path):
     assert "figures/k_selection.png" in info.figures and (out / "figures" / "k_selection.svg").is_file()
 
 
+def test_settings_that_are_paths_show_their_last_part():
+    from brainclust.report.tables import settings_rows
+
+    rows = dict(settings_rows({"settings": {"cache_dir": "/mnt/export/DOE_JANE/cache", "metadata": "/x/y/meta.csv",
+                                            "k": 4, "labels": "folder"}}))
+    assert rows == {"cache_dir": ".../cache", "metadata": ".../meta.csv", "k": "4", "labels": "folder"}
+
+
 def test_the_page_holds_no_absolute_path(built):
     """The report is meant to be mailed: a data folder under /mnt/export/DOE_JANE/ would name the patient. The
     page names the data folder and the weights file by their own names (the full paths stay in manifest.json)."""

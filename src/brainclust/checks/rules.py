@@ -78,11 +78,7 @@ def non_image_dicom(header: Mapping[str, object]) -> str:
     for prefix, name in NON_IMAGE_SOP_CLASSES.items():
         if uid == prefix or (prefix.endswith(".") and uid.startswith(prefix)):
             return f"SOP class {name}"
-    itype = header.get("ImageType") or ()
-    if isinstance(itype, str):
-        itype = itype.split("\\")
-    values = {str(v).strip().upper() for v in itype}
-    hit = sorted(values & NON_IMAGE_TYPES)
+    hit = sorted(_image_types(header) & NON_IMAGE_TYPES)
     if hit:
         return f"ImageType {hit[0]}"
     return ""
@@ -94,9 +90,13 @@ def burned_in_text(header: Mapping[str, object]) -> bool:
     of such an image (a placeholder instead)."""
     if str(header.get("BurnedInAnnotation") or "").strip().upper() == "YES":
         return True
+    return bool(_image_types(header) & NON_IMAGE_TYPES)
+
+
+def _image_types(header: Mapping[str, object]) -> set[str]:
+    """The values of ``ImageType`` (a sequence of str or one ``\\``-joined str), upper case."""
     itype = header.get("ImageType") or ()
-    values = itype.split("\\") if isinstance(itype, str) else itype
-    return bool({str(v).strip().upper() for v in values} & NON_IMAGE_TYPES)
+    return {str(v).strip().upper() for v in (itype.split("\\") if isinstance(itype, str) else itype)}
 
 
 #: The reasons behind ``not_mri``, in the order :func:`not_mri_reasons` reports them.

@@ -38,6 +38,7 @@ from brainclust.checks.store import cached_descriptors, default_workers
 from brainclust.checks.tables import exclude_mask
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, from_json, param
+from brainclust.errors import ModelFileError
 from brainclust.features.extraction import take_rows
 from brainclust.features.runtime import RUNTIMES
 
@@ -221,6 +222,9 @@ class DataChecks(Step):
         names = set(cls._get_param_names())
         step = cls(**{k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names})
         step.keep_, step.aside_, step.result_, step.info_ = np.ones(0, bool), np.zeros(0, int), None, None
-        step.contents_ = (FittedContents.load(folder / CONTENTS_FILE)
-                          if CONTENTS_FILE in (entry.get("files") or []) else None)
+        files = entry.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise ModelFileError(f"model config '{folder / 'config.json'}': step 'checks': field 'files' must be a "
+                                 "list of file names")
+        step.contents_ = FittedContents.load(folder / CONTENTS_FILE) if CONTENTS_FILE in files else None
         return step

@@ -98,7 +98,7 @@ def check_cache_location(cache_dir, out, data=None) -> None:
     or ``cache_dir`` that is not a path (a list of files) is one line, before anything reads it.
     """
     for what, value in (("data", data), ("out", out), ("cache_dir", cache_dir)):
-        if value not in (None, False) and not isinstance(value, (str, os.PathLike)):
+        if value is not None and value is not False and not isinstance(value, (str, os.PathLike)):
             raise ParameterError(f"{what}: expected a folder path, got {type(value).__name__}"
                                  + (" (a list of files: put them in a folder)" if what == "data" else ""))
     if cache_dir is False or (out is None and data is None):

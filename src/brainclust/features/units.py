@@ -45,7 +45,7 @@ from brainclust.errors import ParameterError
 
 UNITS = ("slice", "volume", "series", "subject")
 #: Metadata columns that describe one slice and mean nothing for a unit.
-SLICE_ONLY = frozenset({"slice_index", "slice_position"})
+SLICE_ONLY = frozenset({"slice_index", "slice_position", "instance_number"})
 #: The text value of a unit whose slices disagree on a text column.
 MIXED = "mixed"
 #: Rows aggregated per block (bounds the memory of the normalised copy).

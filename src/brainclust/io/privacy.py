@@ -121,6 +121,11 @@ CODE_TERMS: dict[str, frozenset] = {
 #: (lower case; ``GE MEDICAL SYSTEMS``, ``Philips Healthcare``...), else withheld.
 VENDORS = frozenset("""siemens ge philips toshiba canon hitachi fonar esaote uih united bruker neusoft fujifilm agilent
     varian hyperfine aspect paramed imris synaptive mindray anke xingaoyi marconi picker elscint""".split())
+#: The words a manufacturer may hold after its vendor (``GE MEDICAL SYSTEMS``, ``TOSHIBA_MEC``); any other word
+#: (a name typed there) withholds it.
+VENDOR_WORDS = VENDORS | frozenset("""medical systems system healthcare health care corporation corp inc ltd
+    gmbh ag co company mec mr imaging technologies technology international solutions electric electronics
+    america usa europe japan shanghai beijing""".split())
 
 #: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
 PHI_COLUMN = re.compile(
@@ -135,20 +140,28 @@ PHI_STEMS = ("name", "birth", "address", "phone", "email", "street", "postcode",
              "institution", "hospital", "physician", "doctor", "referr", "radiolog", "operator", "comment",
              "remark", "insurance", "medicalrecord", "recordnumber", "patientid", "instanceuid", "seriesuid",
              "studyuid", "descr", "date", "timestamp", "mrn", "ssn")
-PHI_STEM_WORDS = ("candidate", "validat", "update", "mandate", "consolidat", "accommodat")
+PHI_STEM_WORDS = ("candidate", "validat", "update", "mandate", "consolidat", "accommodat", "sedat", "outdat",
+                  "preferr", "thickness", "class", "session", "sessn", "massn", "mrna", "namespace")
 #: Words of a name that mark PHI when the name begins with them (``pid``, ``pid2``) or is one (``patient``).
 PHI_PREFIXES, PHI_NAMES = ("pid", "dob"), frozenset({"patient", "patients", "subjectname", "desc"})
 #: A value that is an identifier: a few letters, then five digits or more (``ACC98765``, ``PID-12345``), not a
 #: BIDS label (``sub-01234``).
 _ID_VALUE = re.compile(r"^(?!sub-|ses-)[A-Za-z]{1,5}[-_#: ]?\d{5,}$", re.IGNORECASE)
+#: Columns of research pseudonyms (``subject``: ``OAS30001``; ``participant_id``), where such values are keys.
+_RESEARCH_KEY = re.compile(r"(^|[^a-z])(sub|subject|participant|session|ses|scan|case|run)(_?id)?($|[^a-z])",
+                           re.IGNORECASE)
 _AGE_COLUMN = re.compile(r"(^|[^a-z])age($|[^a-z])", re.IGNORECASE)
 _DATE_VALUE = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|(19|20)\d{2}(0[1-9]|1[0-2])"
     r"(0[1-9]|[12]\d|3[01])|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)([ T]\S*)?\s*$")
 _TEXT_CHARS = re.compile(r"^[A-Za-z0-9 _\-+.()/:,#*]{1,64}$")
-#: A date (``1970-01-01``, ``03/04/70``) or a time of day (``12:30``) anywhere in a free text.
-_DATE_IN_TEXT = re.compile(r"\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}|\d{1,2}:\d{2}")
-#: Longest run of digits kept in a free text (longer: an identifier or a date) and the years it must not be.
+#: A date anywhere in a free text: ``1970-01-01``, ``03/04/70``, ``3.4.1970`` (day and month checked by
+#: :func:`_has_date`; lists such as ``2.5/5.0/7.5`` or ``2200/20/80`` are not dates), or a time (``12:30``).
+_DATE_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,4})([/.\-])(\d{1,2})\2(\d{1,4})(?![\d.])")
+_TIME_IN_TEXT = re.compile(r"(?<!\d)([01]?\d|2[0-3]):[0-5]\d(?!\d)")
+#: Numbers alone in a row: more than this many is a date or an identifier written with spaces (``01 02 70``).
+MAX_NUMBER_WORDS = 2
+#: Longest run of digits kept in a free text (longer: an identifier or a date).
 MAX_TEXT_DIGITS = 4
 _MODEL_CHARS = re.compile(r"^[A-Za-z0-9 _\-+./()]{1,64}$")
 _CODE_CHARS = re.compile(r"^[A-Z0-9 _]{1,16}$")
@@ -164,19 +177,35 @@ def safe_text(value: str) -> str | None:
 
     Each word is cut into runs of letters and of digits (``t1w`` -> ``t``, ``1``, ``w``): every run of letters
     must be an MRI term (:data:`SAFE_WORDS`) or at most two letters, every run of digits at most
-    :data:`MAX_TEXT_DIGITS` long, and a word of four digits alone must not be a year (1900-2099); no date or
-    time of day anywhere (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``12:30`` are withheld)."""
+    :data:`MAX_TEXT_DIGITS` long, at most :data:`MAX_NUMBER_WORDS` numbers in a row; no date or time of day
+    anywhere (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``01 02 70``, ``12:30`` are withheld; a year
+    alone is not a date: ``DWI b 2000`` is kept)."""
     text = " ".join(str(value).split())
-    if not text or not _TEXT_CHARS.match(text) or _DATE_IN_TEXT.search(text):
+    if not text or not _TEXT_CHARS.match(text) or _has_date(text) or _TIME_IN_TEXT.search(text):
         return None
-    for word in _WORDS.findall(text):
-        if len(word) == 4 and word.isdigit() and 1900 <= int(word) <= 2099:
+    in_a_row = 0
+    for token in text.split():  # numbers written apart: 01 02 70, 12 34 56 78
+        in_a_row = in_a_row + 1 if token.isdigit() else 0
+        if in_a_row > MAX_NUMBER_WORDS:
             return None
+    for word in _WORDS.findall(text):
         for run in re.findall(r"[a-z]+|[0-9]+", word.lower()):
             if run.isdigit() and len(run) > MAX_TEXT_DIGITS or run.isalpha() and len(run) > 2 and \
                     run not in SAFE_WORDS:
                 return None
     return text
+
+
+def _has_date(text: str) -> bool:
+    """Whether ``text`` holds a calendar date: year-month-day, or day and month (either order) then a year."""
+    for m in _DATE_IN_TEXT.finditer(text):
+        a, _, b, c = m.groups()
+        if len(a) == 4 and 1 <= int(b) <= 12 and 1 <= int(c) <= 31:
+            return True
+        if len(a) <= 2 and len(c) in (2, 4) and ((1 <= int(a) <= 31 and 1 <= int(b) <= 12) or
+                                                 (1 <= int(a) <= 12 and 1 <= int(b) <= 31)):
+            return True
+    return False
 
 
 def safe_code(value, terms: frozenset | None = None) -> str | None:
@@ -185,6 +214,8 @@ def safe_code(value, terms: frozenset | None = None) -> str | None:
     values = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else
                                       str(value).split("\\"))]
     values = [v for v in values if v]
+    if terms is not None:  # dcm2niix sidecars join the values with "_" (GR_IR)
+        values = [part for v in values for part in v.split("_") if part]
     if not values or not all(_CODE_CHARS.match(v) and (terms is None or v in terms) for v in values):
         return None
     return "/".join(values)
@@ -199,8 +230,8 @@ def safe_model(value) -> str | None:
 def safe_vendor(value) -> str | None:
     """A manufacturer: a model-like text whose first word is a known MRI vendor (:data:`VENDORS`)."""
     text = safe_model(value)
-    words = _WORDS.findall(text or "")
-    return text if words and words[0].lower() in VENDORS else None
+    words = [w.lower() for w in _WORDS.findall(text or "")]
+    return text if words and words[0] in VENDORS and all(w in VENDOR_WORDS for w in words) else None
 
 
 def number(value) -> float | None:
@@ -320,7 +351,7 @@ def phi_reason(name: str, values: Sequence) -> str | None:
             return "it holds dates or times of day"
         if "^" in text:
             return "it holds person names (DICOM name format)"
-        if _ID_VALUE.match(text.strip()):
+        if _ID_VALUE.match(text.strip()) and not _RESEARCH_KEY.search(_snake(name)):
             return "it holds identifiers (letters and five digits or more)"
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"

@@ -3,6 +3,7 @@ settings as the summary shows them."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,7 +98,9 @@ def purity_rows(labels_true, clusters) -> list[dict]:
 
 
 def settings_rows(manifest: dict) -> list[tuple[str, str]]:
-    """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts)."""
+    """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts). A path
+    setting (``--cache-dir``, ``--metadata``, ``--weights``...) shows its last part only: the page can be mailed,
+    and a folder above it may be named after a patient (the full path stays in ``manifest.json``)."""
     rows = []
     for key, val in sorted((manifest.get("settings") or {}).items()):
         if isinstance(val, dict):
@@ -105,6 +108,8 @@ def settings_rows(manifest: dict) -> list[tuple[str, str]]:
         elif isinstance(val, (list, tuple)):
             val = ",".join(str(v) for v in val)
         text = "" if val is None else str(val)
+        if os.path.isabs(text) or text.startswith("~"):
+            text = ".../" + os.path.basename(text.rstrip("/\\"))
         if text.strip():
             rows.append((key, text))
     return rows

@@ -112,6 +112,25 @@ def _is_recorded(path: str, sha256: str) -> bool:
     return _hash_matches(path, sha256, st.st_size, st.st_mtime_ns)
 
 
+def _shows_text(path: str) -> bool:
+    """Whether the DICOM file at ``path`` may show patient text in its pixels
+    (:func:`brainclust.checks.rules.burned_in_text`), remembered per path, size and modification time (the
+    frames of one file are read once)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _burned_in(path, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _burned_in(path: str, size: int, mtime_ns: int) -> bool:
+    from brainclust.checks.decode import dicom_header
+    from brainclust.checks.rules import burned_in_text
+
+    return burned_in_text(dicom_header(path))
+
+
 @lru_cache(maxsize=4096)
 def _hash_matches(path: str, sha256: str, size: int, mtime_ns: int) -> bool:
     from brainclust.io.content import content_sha256
@@ -128,8 +147,6 @@ def load_image(root: Path | None, row: dict, sha256, refused: set | None = None,
     ``refused``: see :func:`image_record`, or its bytes do not hash to ``sha256``), withheld (a DICOM image that
     may show patient text: :func:`brainclust.checks.rules.burned_in_text`; ``key`` added to ``withheld``) or
     cannot be read."""
-    from brainclust.checks.decode import dicom_header
-    from brainclust.checks.rules import burned_in_text
     from brainclust.io.content import CHANGED_REASON
     from brainclust.io.scan import load_checked
 
@@ -138,12 +155,12 @@ def load_image(root: Path | None, row: dict, sha256, refused: set | None = None,
     rec = image_record(root, row, sha256)
     if rec is not None and not os.path.lexists(rec.abspath):
         return None  # gone: missing, not refused
-    if rec is not None and rec.type == "dicom" and burned_in_text(dicom_header(rec.abspath)):
-        if withheld is not None:
-            withheld.add(key)
-        return None
     # no recorded hash: refused unopened; else the bytes are checked before any decoder parses them
     if rec is not None and rec.sha256 and _is_recorded(rec.abspath, rec.sha256):
+        if rec.type == "dicom" and _shows_text(rec.abspath):  # read only once its bytes are the run's
+            if withheld is not None:
+                withheld.add(key)
+            return None
         try:
             return to_uint8(load_checked(rec, warn=False))
         except ImageReadError as exc:
