@@ -87,18 +87,23 @@ def test_predict_checks_off_and_a_run_without_checks(fitted, tmp_path, caplog):
     assert got.checks is None and "the run was made with --checks off" in caplog.text
 
 
+def _copy_with_checks_entry(out, dest, files):
+    """A copy of the run folder ``out`` whose checks step lists ``files`` (``[]``: no ``checks.npz``)."""
+    shutil.copytree(out, dest)
+    config = RunFolder(dest).model_config
+    info = json.loads(config.read_text(encoding="utf-8"))
+    next(e for e in info["steps"] if e["name"] == "checks")["files"] = files
+    if files == []:
+        info["sha256"].pop("checks.npz")
+        (RunFolder(dest).model / "checks.npz").unlink()
+    config.write_text(json.dumps(info), encoding="utf-8")
+    return dest
+
+
 def test_a_model_without_kept_contents_still_checks_the_new_images(fitted, tmp_path):
     """A model saved before ``checks.npz`` existed: the new images are checked, copies of the fit not found."""
     out, new, cache = fitted
-    old = tmp_path / "old"
-    shutil.copytree(out, old)
-    config = RunFolder(old).model_config
-    info = json.loads(config.read_text(encoding="utf-8"))
-    entry = next(e for e in info["steps"] if e["name"] == "checks")
-    entry["files"] = []
-    info["sha256"].pop("checks.npz")
-    (RunFolder(old).model / "checks.npz").unlink()
-    config.write_text(json.dumps(info), encoding="utf-8")
+    old = _copy_with_checks_entry(out, tmp_path / "old", [])
     res = predict(old, new, None, cache_dir=str(cache), progress=False)
     flags = dict(zip(res.checks.paths, res.checks.flags))
     assert flags["copy3_twice.png"] == {"duplicate"} and flags["copy3.png"] == frozenset()  # among the new only
@@ -136,12 +141,7 @@ def test_damaged_fitted_contents_are_one_line(tmp_path, arrays, message):
 
 def test_a_damaged_files_field_of_the_checks_step_is_one_line(fitted, tmp_path):
     out, new, cache = fitted
-    bad = tmp_path / "bad"
-    shutil.copytree(out, bad)
-    config = RunFolder(bad).model_config
-    info = json.loads(config.read_text(encoding="utf-8"))
-    next(e for e in info["steps"] if e["name"] == "checks")["files"] = 5
-    config.write_text(json.dumps(info), encoding="utf-8")
+    bad = _copy_with_checks_entry(out, tmp_path / "bad", 5)
     with pytest.raises(ModelFileError, match="step 'checks': field 'files' must be a list"):
         predict(bad, new, None, cache_dir=str(cache), progress=False)
 

@@ -197,28 +197,19 @@ def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_pat
     assert not (tmp_path / "o" / "assignments.csv").exists()
 
 
-def test_missing_label_column_is_refused_before_extraction(two_site_folder, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("option, message", [("--labels", "--labels: no row has a value in column 'nosuch'"),
+                                             ("--color-by", "--color-by: no column 'nosuch'")])
+def test_a_missing_label_or_colour_column_is_refused_before_extraction(two_site_folder, tmp_path, capsys,
+                                                                        monkeypatch, option, message):
     from brainclust.cli import main
     from brainclust.features.extractor import FeatureExtractor
 
     root, _ = two_site_folder
     monkeypatch.setattr(FeatureExtractor, "fit_extract", lambda *a, **k: pytest.fail("features were extracted"))
-    rc = main(["run", str(root), "--out", str(tmp_path / "o"), "--labels", "nosuch", "--backbone", "pixels@16",
+    rc = main(["run", str(root), "--out", str(tmp_path / "o"), option, "nosuch", "--backbone", "pixels@16",
                "--workers", "0", "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and "--labels: no row has a value in column 'nosuch'" in err[-1] and "intensity_mean" in err[-1]
-
-
-def test_missing_colour_column_is_refused_before_extraction(two_site_folder, tmp_path, capsys, monkeypatch):
-    from brainclust.cli import main
-    from brainclust.features.extractor import FeatureExtractor
-
-    root, _ = two_site_folder
-    monkeypatch.setattr(FeatureExtractor, "fit_extract", lambda *a, **k: pytest.fail("features were extracted"))
-    rc = main(["run", str(root), "--out", str(tmp_path / "o"), "--color-by", "colour", "--backbone", "pixels@16",
-               "--workers", "0", "--no-report"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and "--color-by: no column 'colour'" in err[-1] and "intensity_mean" in err[-1]
+    assert rc == 2 and message in err[-1] and "intensity_mean" in err[-1]
 
 
 def test_colour_columns_may_be_what_the_run_writes():
