@@ -91,4 +91,3 @@ def predict_checks(model, checks: str | None) -> bool:
         log.warning("--checks on: the run was made with --checks off; its model has no checks, so the new images "
                     "are not checked (run 'brainclust check' on their folder)")
     return has and checks != "off"
-

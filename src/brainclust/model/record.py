@@ -12,8 +12,8 @@ from pathlib import Path
 from brainclust import __version__
 from brainclust.checks.fitted import FITTED_PREFIX
 from brainclust.checks.stage import checks_record
-from brainclust.errors import ParameterError
 from brainclust.cluster.manifold import reduction_record
+from brainclust.errors import ParameterError
 from brainclust.features.cache import default_cache_dir
 from brainclust.model.config import RunConfig
 
