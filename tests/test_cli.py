@@ -233,9 +233,11 @@ def test_without_a_terminal_long_work_logs_progress_lines(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="brainclust"):
         b = progress.bar(2000, "features (pixels, fp32)")
         b.update(500)
+        b.update(1500)
         b.close()
     assert isinstance(b, progress.LogProgress)
     assert "features (pixels, fp32): 500 of 2,000 img (25 %) after" in caplog.text
+    assert caplog.text.count("2,000 of 2,000 img (100 %)") == 1  # the last count once, not again at close
     monkeypatch.setattr(progress, "LOG_EVERY_S", 3600.0)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="brainclust"):
@@ -243,3 +245,16 @@ def test_without_a_terminal_long_work_logs_progress_lines(monkeypatch, caplog):
         short.update(10)
         short.close()
     assert caplog.text == ""  # short work logs nothing
+
+
+@pytest.mark.parametrize("argv", [["check", "DATA", "--out", "O", "--exclude", "duplicate"],
+                                  ["predict", "RUN", "DATA", "--out", "O", "--exclude", "duplicate"],
+                                  ["run", "DATA", "--out", "O", "--intensity", "0,255"]])
+def test_an_abbreviated_option_is_refused(argv, capsys):
+    """``predict --exclude duplicate`` ran as ``--exclude-files duplicate`` (argparse's prefix matching)."""
+    from brainclust.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "unrecognized arguments" in err and err.count("\n") == 1

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from brainclust import progress
-from brainclust.cliopts import add_config_options, arg_type, config_from_args, negative_values
+from brainclust.cliopts import OneLineParser, add_config_options, arg_type, config_from_args, negative_values
 from brainclust.terminal import TerminalFormatter, count_text, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -39,13 +39,6 @@ STEERING = ("within", "remove", "remove_rule")
 def say(*texts: str, flush: bool = False) -> None:
     """Print ``texts`` on stdout, one per line, each line through :func:`terminal_text` (command output)."""
     print("\n".join(terminal_text(line) for text in texts for line in str(text).split("\n")), flush=flush)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (the rule and the value, then where help is), exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, terminal_text(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

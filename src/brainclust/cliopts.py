@@ -11,22 +11,23 @@ from __future__ import annotations
 import argparse
 import re
 
+from brainclust.terminal import terminal_text
+
 #: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
 NEGATIVE_VALUE_OPTIONS = ("--clip", "--intensity-window")
 _NEGATIVE_VALUE = re.compile(r"-\.?\d")
 
 
 def negative_values(argv: list[str]) -> list[str]:
-    """``--clip -5,50`` (or an unambiguous prefix such as ``--intensity -1000,3000``) rewritten as
-    ``--clip=-5,50``, which argparse reads as the option's value; nothing after ``--`` is touched."""
+    """``--clip -5,50`` rewritten as ``--clip=-5,50``, which argparse reads as the option's value; nothing after
+    ``--`` is touched."""
     out: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
             return out + list(argv[i:])
-        takes = a.startswith("--") and "=" not in a and len(a) > 3 and any(o.startswith(a)
-                                                                             for o in NEGATIVE_VALUE_OPTIONS)
+        takes = "=" not in a and a in NEGATIVE_VALUE_OPTIONS  # options are never abbreviated (OneLineParser)
         if takes and i + 1 < len(argv) and _NEGATIVE_VALUE.match(argv[i + 1]):
             out.append(f"{a}={argv[i + 1]}")
             i += 2
@@ -91,3 +92,15 @@ def config_from_args(args, **more):
         if o.repeat and n in values:
             values[n] = tuple(values[n]) if values[n] is not None else default[n]
     return RunConfig(**{**values, **more}).normalized()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the rule and the value, then where help is), exit 2, and
+    that takes no abbreviated option (``predict --exclude duplicate`` was read as ``--exclude-files``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, terminal_text(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")

@@ -27,7 +27,6 @@ import numpy as np
 
 from brainclust.cluster.associations import from_assignments, write_associations
 from brainclust.cluster.kselect import resolve_k
-from brainclust.cluster.scores import score
 from brainclust.engines import EngineHooks
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
@@ -45,7 +44,8 @@ from brainclust.io.slicefile import SLICE_COLUMNS
 from brainclust.model.agreement import fp32_agreement
 from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
-from brainclust.model.checked import check_result, distinct_scores, flag_cells, predict_checks, quality_table
+from brainclust.model.checked import (check_result, distinct_scores, flag_cells, predict_checks, predicted_scores,
+                                      quality_table)
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.steering import check_label_column, check_run_columns
@@ -287,7 +287,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     got = model.predict(records, source=f"input folder '{data}'", checks=do_checks)
     warn_failed(got.skipped)
     rows = with_labels(got.records, label_column(cfg))
-    metrics = score(got.embedding, got.labels, scoring_labels(rows, label_column(cfg)))
+    metrics = predicted_scores(got, scoring_labels(rows, label_column(cfg)))
     got.timings["metadata"] = t_meta
     manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings, inputs)
     manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_}  # where it ran

@@ -27,18 +27,19 @@ LOG_EVERY_S = 60.0
 
 class LogProgress:
     """``update``/``close`` like a tqdm bar, written as log lines: one at most every :data:`LOG_EVERY_S`
-    seconds, and a last one at ``close`` when an earlier one was written (short work logs nothing)."""
+    seconds, and at ``close`` the final count when an earlier line was written and did not show it (short work
+    logs nothing)."""
 
     def __init__(self, total: int, desc: str, unit: str):
         self.total, self.desc, self.unit, self.n = int(total), desc, unit, 0
         self.start = self.last = time.monotonic()
-        self.lines = 0
+        self.lines, self.logged = 0, 0
 
     def _line(self, now: float) -> None:
         share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
         log.info("%s: %s of %s %s%s after %.1f min", self.desc, f"{self.n:,}", f"{self.total:,}", self.unit, share,
                  (now - self.start) / 60)
-        self.last, self.lines = now, self.lines + 1
+        self.last, self.lines, self.logged = now, self.lines + 1, self.n
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -47,7 +48,7 @@ class LogProgress:
             self._line(now)
 
     def close(self) -> None:
-        if self.lines:
+        if self.lines and self.logged != self.n:  # the last count, once
             self._line(time.monotonic())
 
 

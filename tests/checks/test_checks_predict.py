@@ -70,7 +70,9 @@ def test_copies_of_fitted_images_are_duplicates_of_them_and_listed_as_leakage(fi
     assert flags["copy4.png"] == "duplicate" and flags["fresh50.png"] == ""
     manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
     assert manifest["checks"]["n_copies_of_fit"] == 3 and manifest["checks"]["counts"]["duplicate"] == 3
-    assert "3 duplicates (3 across fit/predict)" in res.checks.summary()
+    line = res.checks.summary()
+    assert "3 duplicates (3 exact copies of images the model was fitted on; near copies of those are not " \
+           "searched" in line and "across" not in line
 
 
 def test_predict_checks_off_and_a_run_without_checks(fitted, tmp_path, caplog):
@@ -163,3 +165,14 @@ def test_a_unit_run_predicts_with_checks(tmp_path):
     rows = _rows(Folder(tmp_path / "pred").assignments)
     assert len(rows) == 1 and set(rows[0]["flags"].split(";")) == {"duplicate", "blank"}
     assert "instance_number" not in rows[0] and res.manifest["checks"]["n_copies_of_fit"] == 1
+
+
+def test_predict_scores_over_the_new_images_apart(fitted, tmp_path):
+    """metrics.json's ``distinct`` of a prediction leaves out the copies of the fit (not new) and repeats."""
+    out, new, cache = fitted
+    res = predict(out, new, None, cache_dir=str(cache), progress=False)
+    assert res.metrics["n_images"] == 7
+    # copy3, copy3_twice and copy4 are the fit's images again: 4 are new (blank, screenshot, two fresh slices)
+    assert res.metrics["distinct"]["n_images"] == 4 and "none that is a copy" in res.metrics["distinct"]["rule"]
+    off = predict(out, new, None, cache_dir=str(cache), progress=False, checks="off")
+    assert "distinct" not in off.metrics

@@ -23,11 +23,13 @@ from brainclust.errors import ModelFileError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.outputs import MODEL_FILES
 
-__all__ = ["FILE", "FITTED_PREFIX", "FittedContents", "mark_fitted_copies"]
+__all__ = ["FILE", "FIT_SPLITS", "FITTED_PREFIX", "FittedContents", "mark_fitted_copies"]
 
 FILE = MODEL_FILES["checks"]
 #: How ``duplicate_of`` and ``leakage.csv`` name an image of the fit in a prediction's outputs.
 FITTED_PREFIX = "model:"
+#: ``leakage.csv``'s ``splits`` of a new image and the image of the fit it copies.
+FIT_SPLITS = "fit;predict"
 
 
 @dataclass(frozen=True)
@@ -94,15 +96,15 @@ def mark_fitted_copies(result, fitted: FittedContents | None):
         return result
     flags, dup_of, members = list(result.flags), list(result.duplicate_of), {}
     for i, p in enumerate(found):
-        if p is not None and i not in result.descriptors.failed:
-            flags[i] = flags[i] | {"duplicate"}
+        if p is not None and i not in result.descriptors.failed:  # exact before near, as in a run
+            flags[i] = (flags[i] - {"near_duplicate"}) | {"duplicate"}
             dup_of[i] = FITTED_PREFIX + p
             members.setdefault(p, []).append(i)
     leak = list(result.leakage)
     for p, rows in members.items():
         group = FITTED_PREFIX + p
-        leak.append({"group": group, "splits": "fit;predict", "path": group, "split": "fit",
+        leak.append({"group": group, "splits": FIT_SPLITS, "path": group, "split": "fit",
                      "relation": "representative"})
-        leak += [{"group": group, "splits": "fit;predict", "path": result.paths[i], "split": "predict",
+        leak += [{"group": group, "splits": FIT_SPLITS, "path": result.paths[i], "split": "predict",
                   "relation": "duplicate"} for i in rows]
     return replace(result, flags=flags, duplicate_of=dup_of, leakage=leak)

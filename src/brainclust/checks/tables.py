@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.checks.descriptors import slot
+from brainclust.checks.fitted import FIT_SPLITS, FITTED_PREFIX
 from brainclust.checks.flags import FLAGS, join_flags
 from brainclust.io.atomic import atomic_write_csv
 from brainclust.io.outputs import LEAKAGE_COLUMNS, LEAKAGE_FILE, QUALITY_COLUMNS, QUALITY_FILE, escape_name
@@ -85,8 +86,10 @@ def summary_line(result) -> str:
     """One line for the terminal, e.g. ``checks: 10 duplicates (5 across test/train), 24 not MRI, 3 blank``."""
     counts = {f: sum(1 for fl in result.flags if f in fl) for f in FLAGS}
     parts = []
-    crossing = {r["path"] for r in result.leakage if r["relation"] != "representative"}
-    split_names = "/".join(sorted({s for r in result.leakage for s in r["splits"].split(";")}))
+    own = [r for r in result.leakage if r["splits"] != FIT_SPLITS]  # the folder's splits; the fit's: below
+    crossing = {r["path"] for r in own if r["relation"] != "representative"}
+    split_names = "/".join(sorted({s for r in own for s in r["splits"].split(";")}))
+    of_fit = sum(1 for d in result.duplicate_of if d.startswith(FITTED_PREFIX))
     for f in FLAGS:
         if not counts[f]:
             continue
@@ -96,6 +99,9 @@ def summary_line(result) -> str:
             across = sum(1 for i, fl in enumerate(result.flags) if f in fl and result.paths[i] in crossing)
             if across:
                 notes.append(f"{across} across {split_names}")
+        if f == "duplicate" and of_fit:  # predict: exact copies of the images the model was fitted on
+            notes.append(f"{of_fit} exact copies of images the model was fitted on; near copies of those are not "
+                         "searched: 'brainclust check' on both folders finds them")
         if f == "near_duplicate":
             largest = max((len(g) for g in result.duplicates.groups() if any(f in result.flags[i] for i in g)),
                           default=0)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brainclust.checks.fitted import FITTED_PREFIX
 from brainclust.checks.flags import join_flags
 from brainclust.checks.stage import CheckResult
 from brainclust.checks.tables import distinct_index, quality_rows
@@ -63,21 +64,46 @@ def distinct_scores(model, result: CheckResult, labels_true=None) -> dict:
     ``n_images`` is the number of those images; the rest is :func:`brainclust.cluster.scores.score`'s.
     ``None`` for a unit run (``--unit``: its rows are not images).
     """
-    if model.records_ and getattr(model.records_[0], "members", None) is not None:
+    aside = getattr(model, "aside_", None)
+    return _scores_over(result, model.records_, model.embedding_, model.labels_, labels_true, aside,
+                        "one image per group of identical decoded contents (duplicates dropped), clustered images only")
+
+
+def predicted_scores(got, labels_true=None) -> dict:
+    """A prediction's ``metrics.json``: the scores of every new image, and, when the new images were checked,
+    ``distinct``: the scores over those that are new, one per group of identical decoded contents and none
+    that is a copy of an image of the fit (it is not new: its cluster is the fit's)."""
+    metrics = score(got.embedding, got.labels, labels_true)
+    if got.checks is not None:
+        fit_copy = np.array([d.startswith(FITTED_PREFIX) for d in got.checks.duplicate_of], bool)
+        distinct = _scores_over(got.checks, got.records, got.embedding, got.labels, labels_true, None,
+                                "new images only: one per group of identical decoded contents, none that is a copy "
+                                "of an image of the fit", drop=fit_copy)
+        if distinct is not None:
+            metrics["distinct"] = distinct
+    return metrics
+
+
+def _scores_over(result: CheckResult, records, embedding, labels, labels_true, aside, rule: str,
+                 drop: np.ndarray | None = None) -> dict | None:
+    """:func:`~brainclust.cluster.scores.score` over the first image of each exact-duplicate group among
+    ``records`` (not ``aside``, not ``drop``: masks over the rows and the checked images); ``None`` for units."""
+    if records and getattr(records[0], "members", None) is not None:
         return None
     at = {p: i for i, p in enumerate(result.paths)}
-    rows = np.array([at[r.path] for r in model.records_])
+    rows = np.array([at[r.path] for r in records], dtype=np.int64)
     keep = np.zeros(len(result.paths), bool)
     keep[distinct_index(result.duplicates.representative, result.duplicates.exact)] = True
+    if drop is not None:
+        keep &= ~drop
     use = keep[rows]
-    aside = getattr(model, "aside_", None)
     if aside is not None:
         use &= ~aside
     idx = np.flatnonzero(use)
     y = None if labels_true is None else [labels_true[i] for i in idx]
-    out = score(np.asarray(model.embedding_)[idx], np.asarray(model.labels_)[idx], y)
+    out = score(np.asarray(embedding)[idx], np.asarray(labels)[idx], y)
     out.pop("cluster_sizes", None)
-    out["rule"] = "one image per group of identical decoded contents (duplicates dropped), clustered images only"
+    out["rule"] = rule
     return out
 
 
