@@ -155,7 +155,8 @@ def test_sanitiser_rules():
 
 @pytest.mark.parametrize("text", ["COR T2 19700101", "T1 SAG MRN12345", "T1 PID12345", "T1 AX 03/04/1970",
                                   "T1 AX 1970-01-01", "T1 AX 03.04.70", "T1 12:30", "T1 #12345", "T1 DOE2",
-                                  "T2 01 02 70", "T1 AB 12 34 56 78", "T1 3.4.1970"])
+                                  "T2 01 02 70", "T1 AB 12 34 56 78", "T1 3.4.1970", "T1_12_03_2021",
+                                  "T1 123-45-6789", "AX T2 617-555-0123", "T1 1234-5678"])
 def test_descriptions_with_dates_times_or_identifiers_are_withheld(text):
     """A digit once made any word safe: dates, times of day and record numbers reached every output."""
     assert privacy.safe_text(text) is None
@@ -164,7 +165,8 @@ def test_descriptions_with_dates_times_or_identifiers_are_withheld(text):
 @pytest.mark.parametrize("text", ["AX T2 FLAIR 5mm", "DTI 64 dirs b1000", "t2_tse_tra_512", "MPRAGE 1.0mm iso",
                                   "ep2d_diff_mddw_30", "T1 3D 1mm", "ep2d_bold_moco", "DWI_2000", "Ax DWI b 2000",
                                   "DWI 2000 3000", "TR 2000", "SE 2000/80", "ME 2.5/5.0/7.5", "AX T2 5-1.5",
-                                  "t1 1.0-1.0-1.0", "PD/T2 2200/20/80", "t2_space_dark-fluid_sag_p2_ns-t2prep"])
+                                  "t1 1.0-1.0-1.0", "PD/T2 2200/20/80", "t2_space_dark-fluid_sag_p2_ns-t2prep",
+                                  "T1 3D MP2RAGE", "t2star", "MoCoSeries", "rfMRI_REST_AP", "T2w_SPC", "BOLD run 2"])
 def test_protocol_names_with_numbers_are_kept(text):
     assert privacy.safe_text(text) == text
 
@@ -202,6 +204,36 @@ def test_ordinary_table_columns_are_kept(name):
     assert privacy.phi_reason(name, ["a", "b", "12", "sub-01234"]) is None
 
 
+@pytest.mark.parametrize("name", ["Nom", "Apellido", "Cognome", "geburtsdatum", "fecha_nacimiento", "Telefon", "Handy",
+                                  "courriel", "Kontakt", "PatID", "pat_id", "Fallnummer", "hosp_no", "NHS_number",
+                                  "exam_dt", "StudyTime", "Untersuchungsdatum", "yob", "PLZ", "Anschrift", "Arzt",
+                                  "Befund"])
+def test_phi_columns_named_in_other_languages_or_short_forms_are_dropped(name):
+    assert privacy.phi_reason(name, ["x"]) is not None
+
+
+@pytest.mark.parametrize("value", ["jane.doe@example.com", "617-555-0123", "(617) 555-0123", "+49 30 1234567",
+                                   "123-45-6789", "01FEB1970", "01-Feb-1970", "1 Feb 1970", "Feb 1, 1970", "Mar 2021",
+                                   "1970.02.01", "1970-02", "02/1970"])
+def test_columns_holding_dates_mails_or_phone_numbers_are_dropped(value):
+    assert privacy.phi_reason("info", ["glioma", value]) is not None
+
+
+def test_ordinary_values_and_research_names_are_kept():
+    for value in ("1.5", "10-20", "2013", "Maryland", "May", "1p19q", "IDH-mutant", "grade 4", "1234567", "-1000"):
+        assert privacy.phi_reason("info", [value]) is None, value
+    for name in ("sequence_name", "series_name", "timepoint_name", "cell_count", "image_id"):
+        assert privacy.phi_reason(name, ["a", "I123456"] if name == "image_id" else ["a"]) is None, name
+
+
+def test_ages_over_89_are_capped_in_years_only():
+    assert privacy.clean_column("age", ["95", "89", "n/a", "095Y", "92 years", "92,5", "88.5"]) == \
+        ["90", "89", "n/a", "90", "90", "90", "88.5"]
+    assert privacy.clean_column("PatientAge", ["095Y"]) == ["90"] and privacy.clean_column("Alter", ["96"]) == ["90"]
+    assert privacy.clean_column("age_months", ["600"]) == ["600"]  # 600 months is a 50-year-old, not a 600-year-old
+    assert privacy.clean_column("age_days", ["20000"]) == ["20000"]
+
+
 def test_table_columns_holding_identifiers_are_dropped():
     assert "identifiers" in privacy.phi_reason("code", ["ACC98765", "x"])
     assert "identifiers" in privacy.phi_reason("code", ["PID-12345"])
@@ -220,3 +252,16 @@ def _ds(**attrs):
         for k, v in attrs.items():
             setattr(ds, k, v)
     return ds
+
+
+def test_a_metadata_table_without_its_header_line_is_refused_without_showing_it(tmp_path):
+    """Its first row became the column names: a name and a record number reached the outputs and the error."""
+    from brainclust.errors import InputError
+    from brainclust.io.metadata import read_table
+
+    table = tmp_path / "t.csv"
+    table.write_text("pat0,DUPONT JEAN,1234567,AD\npat1,ROE RICHARD,7654321,CN\n", encoding="utf-8")
+    with pytest.raises(InputError, match="first line reads as data") as exc:
+        read_table(table)
+    assert "DUPONT" not in str(exc.value) and "1234567" not in str(exc.value)
+    assert privacy.value_like("1970-01-01") and privacy.value_like("1234567") and not privacy.value_like("Tumor Grade")

@@ -419,9 +419,11 @@ def test_k_auto_curves_are_plotted_only_when_present(tmp_path):
 def test_settings_that_are_paths_show_their_last_part():
     from brainclust.report.tables import settings_rows
 
-    rows = dict(settings_rows({"settings": {"cache_dir": "/mnt/export/DOE_JANE/cache", "metadata": "/x/y/meta.csv",
-                                            "k": 4, "labels": "folder"}}))
-    assert rows == {"cache_dir": ".../cache", "metadata": ".../meta.csv", "k": "4", "labels": "folder"}
+    rows = dict(settings_rows({"settings": {"cache_dir": "/mnt/export/DOE_JANE/cache", "metadata": "DOE_JANE/meta.csv",
+                                            "split_table": "C:\\Users\\x\\DOE_JANE\\split.csv", "k": 4,
+                                            "labels": "folder", "include": ["**/Tr-*"]}}))
+    assert rows == {"cache_dir": ".../cache", "metadata": ".../meta.csv", "split_table": ".../split.csv", "k": "4",
+                    "labels": "folder", "include": "**/Tr-*"}
 
 
 def test_the_page_holds_no_absolute_path(built):

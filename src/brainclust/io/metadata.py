@@ -177,6 +177,9 @@ def read_table(path: str | Path) -> MetadataTable:
     if not lines or not any(h.strip() for h in lines[0]):
         raise InputError(f"--metadata '{path}': empty; expected a header line and one row per key")
     header = [h.strip() for h in lines[0]]
+    if any(privacy.value_like(h) for h in header):  # the first row of a table without a header: never shown
+        raise InputError(f"--metadata '{path}': its first line reads as data (a date, a long number or an "
+                         "identifier where a column name belongs); add a header line of column names")
     dupes = sorted({h for h in header if h and header.count(h) > 1})
     if dupes:
         raise InputError(f"--metadata '{path}': column name '{dupes[0]}' appears more than once in the header")

@@ -99,8 +99,11 @@ normalize
 """.split())
 
 #: Words kept in protocol names that are not in :data:`SAFE_WORDS` elsewhere (diffusion, averages).
-SAFE_WORDS = SAFE_WORDS | frozenset("diff dir dirs directions avg ave nex mddw slab slabs dixon prep wip view eswan "
-                                     "aahead shc smartbrain".split())
+SAFE_WORDS = SAFE_WORDS | frozenset("""diff dir dirs directions avg ave nex mddw slab slabs dixon prep wip view eswan
+    aahead shc smartbrain spc pace fid basic mapping resolve tgse pld caipi cmrr mbep haste twist press memprage rms
+    minip source frfse plane cow ffe clear swip vwip flow opp fase rfmri tfmri dmri rsfmri distortion abcd vnav run
+    repeat research non apparent coefficient values longtr uni inv series phoenix zip report del rec col rel
+    cbf cbv fa adc mri""".split())
 
 #: The DICOM defined terms a coded field may hold (PS3.3 C.7.3.1 Modality, C.8.3.1 Scanning Sequence,
 #: PS3.16 Annex L Body Part Examined, as far as a brain, head and neck or body MRI names them); any other
@@ -114,7 +117,7 @@ CODE_TERMS: dict[str, frozenset] = {
     "acquisition": frozenset("2D 3D".split()),
     "body_part": frozenset("""HEAD BRAIN SKULL HEADNECK NECK FACE ORBIT EYE EAR IAC SELLA PITUITARY JAW TMJ SINUS NOSE
         MOUTH LARYNX THYROID CSPINE TSPINE LSPINE SSPINE COCCYX SPINE WHOLESPINE CTSPINE TLSPINE LSSPINE
-        CIRCLEOFWILLIS CAROTID CHEST THORAX BREAST HEART ABDOMEN PELVIS ABDOMENPELVIS CHESTABDOMEN CHESTABDPELVIS
+        CIRCLEOFWILLIS CAROTID BRAINSTEM CHEST THORAX BREAST HEART ABDOMEN PELVIS ABDOMENPELVIS CHESTABDOMEN CHESTABDPELVIS
         WHOLEBODY EXTREMITY SHOULDER ELBOW WRIST HAND HIP KNEE ANKLE FOOT LEG ARM""".split()),
 }
 #: Manufacturers of MRI scanners: a ``Manufacturer`` value is kept when its first word is one of these
@@ -124,8 +127,8 @@ VENDORS = frozenset("""siemens ge philips toshiba canon hitachi fonar esaote uih
 #: The words a manufacturer may hold after its vendor (``GE MEDICAL SYSTEMS``, ``TOSHIBA_MEC``); any other word
 #: (a name typed there) withholds it.
 VENDOR_WORDS = VENDORS | frozenset("""medical systems system healthcare health care corporation corp inc ltd
-    gmbh ag co company mec mr imaging technologies technology international solutions electric electronics
-    america usa europe japan shanghai beijing""".split())
+    gmbh ag co company mec mr mri imaging technologies technology international solutions electric electronics
+    america usa europe japan shanghai beijing healthineers biospin s p a spa""".split())
 
 #: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
 PHI_COLUMN = re.compile(
@@ -139,25 +142,57 @@ PHI_COLUMN = re.compile(
 PHI_STEMS = ("name", "birth", "address", "phone", "email", "street", "postcode", "zipcode", "accession", "accno",
              "institution", "hospital", "physician", "doctor", "referr", "radiolog", "operator", "comment",
              "remark", "insurance", "medicalrecord", "recordnumber", "patientid", "instanceuid", "seriesuid",
-             "studyuid", "descr", "date", "timestamp", "mrn", "ssn")
+             "studyuid", "descr", "date", "timestamp", "mrn", "ssn",
+             # other languages and short forms (French, Spanish, German, Italian, Dutch; clinical exports)
+             "prenom", "apellido", "cognome", "geburt", "nacimiento", "telefon", "courriel", "correo", "kontakt",
+             "contact", "patid", "patienten", "fallnummer", "personnummer", "versicherten", "codicefiscale",
+             "socsec", "datum", "postleitzahl", "adresse", "anschrift", "direccion", "strasse", "arzt", "medecin",
+             "surgeon", "bemerkung", "kommentar", "befund", "klinik", "krankenhaus", "website", "studytime",
+             "examtime", "visittime", "hospno", "hospnum", "chartno", "chartnum", "nhsn")
+#: Words that hold a stem innocently.
 PHI_STEM_WORDS = ("candidate", "validat", "update", "mandate", "consolidat", "accommodat", "sedat", "outdat",
                   "preferr", "thickness", "class", "session", "sessn", "massn", "mrna", "namespace")
-#: Words of a name that mark PHI when the name begins with them (``pid``, ``pid2``) or is one (``patient``).
-PHI_PREFIXES, PHI_NAMES = ("pid", "dob"), frozenset({"patient", "patients", "subjectname", "desc"})
+#: Columns named for a research thing's name (``sequence_name``), letters only: kept whatever the rules above say.
+RESEARCH_NAMES = frozenset("""sequencename seriesname contrastname classname timepointname taskname protocolname
+    scanname sesname sessionname labelname regionname roiname structurename tissuename conditionname groupname
+    sitename scannername""".split())
+#: Names that mark PHI when a word of the name begins with them (``pid``, ``pid2``), when the whole name is one
+#: (``patient``, ``MR#``), or when a word is one (``nom``, ``tel``, ``dt`` of ``exam_dt``).
+PHI_PREFIXES = ("pid", "dob")
+PHI_NAMES = frozenset({"patient", "patients", "subjectname", "desc", "mr"})
+PHI_WORDS = frozenset({"nom", "nombre", "naam", "tel", "handy", "mobile", "fax", "dni", "ipp", "bsn", "nhs", "kvnr",
+                       "plz", "dod", "yob", "dt", "dos", "stadt", "town", "county", "ward", "room", "bed", "ipaddr",
+                       "account", "chart"})
 #: A value that is an identifier: a few letters, then five digits or more (``ACC98765``, ``PID-12345``), not a
 #: BIDS label (``sub-01234``).
 _ID_VALUE = re.compile(r"^(?!sub-|ses-)[A-Za-z]{1,5}[-_#: ]?\d{5,}$", re.IGNORECASE)
 #: Columns of research pseudonyms (``subject``: ``OAS30001``; ``participant_id``), where such values are keys.
-_RESEARCH_KEY = re.compile(r"(^|[^a-z])(sub|subject|participant|session|ses|scan|case|run)(_?id)?($|[^a-z])",
-                           re.IGNORECASE)
-_AGE_COLUMN = re.compile(r"(^|[^a-z])age($|[^a-z])", re.IGNORECASE)
+_RESEARCH_KEY = re.compile(r"(^|[^a-z])(sub|subject|participant|session|ses|scan|case|run|image|img)(_?id)?"
+                           r"($|[^a-z])", re.IGNORECASE)
+_AGE_COLUMN = re.compile(r"(^|[^a-z])(age|alter|edad|idade|eta|leeftijd|ageyears|age_?yrs)($|[^a-z])",
+                         re.IGNORECASE)
+#: An age column in another unit (``age_months``, ``age_days``): not capped (its 100 is not 100 years).
+_AGE_OTHER_UNIT = re.compile(r"(month|mon|mo|week|wk|day|hour)s?($|[^a-z])", re.IGNORECASE)
+#: A DICOM age string (``095Y``; D, W, M ages are young) or an age with its unit (``92 years``, ``92y``).
+_AGE_TEXT = re.compile(r"^\s*(\d{1,3})(\.\d+|,\d+)?\s*(y|yr|yrs|years?|jahre|ans|anos|años)?\s*$", re.IGNORECASE)
 _DATE_VALUE = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|(19|20)\d{2}(0[1-9]|1[0-2])"
     r"(0[1-9]|[12]\d|3[01])|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)([ T]\S*)?\s*$")
+#: Dates a clinical export writes otherwise: with a month's name (``01FEB1970``, ``1 Feb 1970``, ``Feb 1, 1970``,
+#: ``Mar 2021``), ``1970.02.01``, or month and year (``1970-02``, ``02/1970``).
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATE_WORDS = re.compile(rf"(\b|\d)\d{{0,1}}[\s\-/]?{_MONTH}[\s\-/,]*\d{{2,4}}\b|\b{_MONTH}\s+\d{{1,2}}(st|nd|rd|th)?,?"
+                         rf"\s+\d{{2,4}}\b|^\s*\d{{4}}\.\d{{1,2}}\.\d{{1,2}}\s*$|^\s*(\d{{4}}-\d{{1,2}}|\d{{1,2}}/\d{{4}})\s*$",
+                         re.IGNORECASE)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
+#: A phone or social security number: digits with spaces, dashes, brackets or a plus, seven digits or more.
+_PHONE = re.compile(r"^\s*\+?[\d\s()\-]*\d[\d\s()\-]*$")
 _TEXT_CHARS = re.compile(r"^[A-Za-z0-9 _\-+.()/:,#*]{1,64}$")
 #: A date anywhere in a free text: ``1970-01-01``, ``03/04/70``, ``3.4.1970`` (day and month checked by
 #: :func:`_has_date`; lists such as ``2.5/5.0/7.5`` or ``2200/20/80`` are not dates), or a time (``12:30``).
-_DATE_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,4})([/.\-])(\d{1,2})\2(\d{1,4})(?![\d.])")
+_DATE_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,4})([/.\-_])(\d{1,2})\2(\d{1,4})(?![\d.])")
+#: Digit groups joined by dashes or spaces with 7 digits or more: a phone or social security number.
+_DIGIT_GROUPS = re.compile(r"(?<![\d.])\d+(?:[- ]\d+)+(?![\d.])")
 _TIME_IN_TEXT = re.compile(r"(?<!\d)([01]?\d|2[0-3]):[0-5]\d(?!\d)")
 #: Numbers alone in a row: more than this many is a date or an identifier written with spaces (``01 02 70``).
 MAX_NUMBER_WORDS = 2
@@ -181,14 +216,17 @@ def safe_text(value: str) -> str | None:
     anywhere (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``01 02 70``, ``12:30`` are withheld; a year
     alone is not a date: ``DWI b 2000`` is kept)."""
     text = " ".join(str(value).split())
-    if not text or not _TEXT_CHARS.match(text) or _has_date(text) or _TIME_IN_TEXT.search(text):
+    if not text or not _TEXT_CHARS.match(text) or _has_date(text) or _TIME_IN_TEXT.search(text) or any(
+            sum(c.isdigit() for c in m.group(0)) >= 7 and "-" in m.group(0) for m in _DIGIT_GROUPS.finditer(text)):
         return None
     in_a_row = 0
     for token in text.split():  # numbers written apart: 01 02 70, 12 34 56 78
         in_a_row = in_a_row + 1 if token.isdigit() else 0
         if in_a_row > MAX_NUMBER_WORDS:
             return None
-    for word in _WORDS.findall(text):
+    for word in _WORDS.findall(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)):  # MoCoSeries: Mo, Co, Series
+        if word.lower() in SAFE_WORDS:  # terms holding digits (mp2rage, t2star) are whole words
+            continue
         for run in re.findall(r"[a-z]+|[0-9]+", word.lower()):
             if run.isdigit() and len(run) > MAX_TEXT_DIGITS or run.isalpha() and len(run) > 2 and \
                     run not in SAFE_WORDS:
@@ -214,8 +252,8 @@ def safe_code(value, terms: frozenset | None = None) -> str | None:
     values = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else
                                       str(value).split("\\"))]
     values = [v for v in values if v]
-    if terms is not None:  # dcm2niix sidecars join the values with "_" (GR_IR)
-        values = [part for v in values for part in v.split("_") if part]
+    if terms is not None:  # dcm2niix sidecars join the values with "_" (GR_IR) and may write them in any case
+        values = [part.upper() for v in values for part in v.split("_") if part]
     if not values or not all(_CODE_CHARS.match(v) and (terms is None or v in terms) for v in values):
         return None
     return "/".join(values)
@@ -329,41 +367,68 @@ def _snake(name: str) -> str:
 def _phi_name(name: str) -> bool:
     """Whether a column's name says it may hold PHI: :data:`PHI_COLUMN` on its words, :data:`PHI_STEMS` in its
     letters run together, :data:`PHI_PREFIXES` / :data:`PHI_NAMES`."""
+    letters = re.sub(r"[^a-z]", "", str(name).lower())
+    if letters in RESEARCH_NAMES:
+        return False
     if PHI_COLUMN.search(_snake(name)):
         return True
-    letters = re.sub(r"[^a-z]", "", str(name).lower())
     masked = letters
     for word in PHI_STEM_WORDS:
         masked = masked.replace(word, "-")
+    words = re.findall(r"[a-z]+", _snake(name).lower())
     return (any(stem in masked for stem in PHI_STEMS) or letters in PHI_NAMES
-            or any(w.startswith(PHI_PREFIXES) for w in re.findall(r"[a-z]+", _snake(name).lower())))
+            or any(w.startswith(PHI_PREFIXES) or w in PHI_WORDS for w in words))
+
+
+def _value_reason(text: str) -> str | None:
+    """Why one table value marks its column as PHI (the kinds below), or ``None``; free text is judged apart."""
+    if _DATE_VALUE.match(text) or _DATE_WORDS.search(text):
+        return "it holds dates or times of day"
+    if "^" in text:
+        return "it holds person names (DICOM name format)"
+    if _EMAIL.search(text):
+        return "it holds e-mail addresses"
+    if _PHONE.match(text) and re.search(r"[\s()+\-]", text.strip()) and sum(c.isdigit() for c in text) >= 7:
+        return "it holds phone or social security numbers"
+    if _ID_VALUE.match(text.strip()):
+        return "it holds identifiers (letters and five digits or more)"
+    return None
+
+
+def value_like(name: str) -> bool:
+    """Whether a column name reads as a value that may be PHI (a table without its header line: the first row's
+    ``DUPONT JEAN``, ``1234567``, ``1970-01-01``); such a name is never written or shown."""
+    text = str(name).strip()
+    return bool(text) and (_value_reason(text) is not None or (text.isdigit() and len(text) >= 5))
 
 
 def phi_reason(name: str, values: Sequence) -> str | None:
     """Why a table column must be dropped (a short reason that names no value), or ``None`` to keep it."""
     if _phi_name(name):
         return "its name says it may hold names, dates, identifiers, contact details or comments"
+    if value_like(name):
+        return "its name reads as a value (a table without its header line?)"
+    research_key = _RESEARCH_KEY.search(_snake(name))
     for v in values:
         if is_missing(v):
             continue
         text = str(v)
-        if _DATE_VALUE.match(text):
-            return "it holds dates or times of day"
-        if "^" in text:
-            return "it holds person names (DICOM name format)"
-        if _ID_VALUE.match(text.strip()) and not _RESEARCH_KEY.search(_snake(name)):
-            return "it holds identifiers (letters and five digits or more)"
+        why = _value_reason(text)
+        if why is not None and not (research_key and why.startswith("it holds identifiers")):
+            return why
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"
     return None
 
 
 def clean_column(name: str, values: list) -> list:
-    """The values written for a kept table column: ages above :data:`MAX_AGE` become ``MAX_AGE + 1``."""
-    if not _AGE_COLUMN.search(_snake(name)):
+    """The values written for a kept table column: ages in years above :data:`MAX_AGE` become ``MAX_AGE + 1``
+    (``95``, ``095Y``, ``92 years``, ``92,5``; a column named for another unit, ``age_months``, is left)."""
+    snake = _snake(name)
+    if not _AGE_COLUMN.search(snake) or _AGE_OTHER_UNIT.search(snake):
         return values
     out = []
     for v in values:
-        x = None if is_missing(v) else number(v)
-        out.append(str(MAX_AGE + 1) if x is not None and x > MAX_AGE else v)
+        m = None if is_missing(v) else _AGE_TEXT.match(str(v))
+        out.append(str(MAX_AGE + 1) if m is not None and int(m.group(1)) > MAX_AGE else v)
     return out

@@ -4,6 +4,7 @@ settings as the summary shows them."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,10 @@ def purity_rows(labels_true, clusters) -> list[dict]:
     return out
 
 
+#: Settings that name a file or folder: shown by their last part, relative or absolute, POSIX or Windows.
+PATH_SETTINGS = frozenset({"cache_dir", "metadata", "split_table", "weights"})
+
+
 def settings_rows(manifest: dict) -> list[tuple[str, str]]:
     """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts). A path
     setting (``--cache-dir``, ``--metadata``, ``--weights``...) shows its last part only: the page can be mailed,
@@ -108,8 +113,8 @@ def settings_rows(manifest: dict) -> list[tuple[str, str]]:
         elif isinstance(val, (list, tuple)):
             val = ",".join(str(v) for v in val)
         text = "" if val is None else str(val)
-        if os.path.isabs(text) or text.startswith("~"):
-            text = ".../" + os.path.basename(text.rstrip("/\\"))
+        if text and (key in PATH_SETTINGS or os.path.isabs(text) or text.startswith("~")):
+            text = ".../" + re.split(r"[/\\]", text.rstrip("/\\"))[-1]
         if text.strip():
             rows.append((key, text))
     return rows
