@@ -110,6 +110,24 @@ def test_sessions_tsv_is_joined_by_session(tmp_path):
     assert all("acq_time" not in r.meta for r in recs)
 
 
+def test_session_labels_that_are_dates_are_warned_once_without_the_date(tmp_path, caplog):
+    root = tmp_path / "ds"
+    put_json(root / "dataset_description.json", {"Name": "s", "BIDSVersion": "1.9.0"})
+    for ses in ("20190315", "20200412"):
+        put_nifti(root / "sub-01" / f"ses-{ses}" / "anat" / f"sub-01_ses-{ses}_T2w.nii.gz", head())
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        scan(root)
+    said = [r.getMessage() for r in caplog.records if "session labels are calendar dates" in r.getMessage()]
+    assert len(said) == 1 and "2019" not in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        for ses in ("pre", "post"):
+            put_nifti(tmp_path / "p" / "sub-01" / f"ses-{ses}" / "anat" / f"sub-01_ses-{ses}_T2w.nii.gz", head())
+        put_json(tmp_path / "p" / "dataset_description.json", {"Name": "s", "BIDSVersion": "1.9.0"})
+        scan(tmp_path / "p")
+    assert "calendar dates" not in caplog.text
+
+
 def test_filters_select_and_a_filter_matching_nothing_is_an_error(bids_tree):
     ce = scan(bids_tree, bids_filter="ce=gd")
     assert {r.meta["sequence"] for r in ce.records} == {"ce-gd_T1w"}

@@ -337,6 +337,7 @@ class BidsIndex:
         self._loaded: dict[str, dict | None] = {}
         self._participants: dict[str, dict[str, str]] | None = None
         self._sessions: dict[str, dict[str, dict[str, str]]] = {}
+        self._dated_sessions = False
         self.stats = SidecarStats()
 
     def _sidecar(self, rel: str) -> dict:
@@ -382,6 +383,10 @@ class BidsIndex:
     def columns(self, bf: BidsFile) -> dict[str, object]:
         """Every metadata column of a data file: name, sidecars, participants.tsv, sessions.tsv."""
         out: dict[str, object] = dict(name_columns(bf))
+        if bf.session and not self._dated_sessions and privacy.is_date(bf.session.removeprefix("ses-")):
+            self._dated_sessions = True  # a date is PHI: said once, the label itself never printed
+            log.warning("BIDS: session labels are calendar dates; they are written in every output (paths, the "
+                        "'session' column): rename the sessions (ses-01, ses-02...) before sharing the outputs")
         out.update(self.sidecar_columns(bf))
         for col, value in self.participants().get(bf.subject, {}).items():
             out.setdefault(col, value)

@@ -380,9 +380,14 @@ def _phi_name(name: str) -> bool:
             or any(w.startswith(PHI_PREFIXES) or w in PHI_WORDS for w in words))
 
 
+def is_date(text: str) -> bool:
+    """Whether ``text`` is or holds a calendar date or a time of day (``20190315``, ``1970-02-01``, ``01FEB1970``)."""
+    return bool(_DATE_VALUE.match(text) or _DATE_WORDS.search(text))
+
+
 def _value_reason(text: str) -> str | None:
     """Why one table value marks its column as PHI (the kinds below), or ``None``; free text is judged apart."""
-    if _DATE_VALUE.match(text) or _DATE_WORDS.search(text):
+    if is_date(text):
         return "it holds dates or times of day"
     if "^" in text:
         return "it holds person names (DICOM name format)"
