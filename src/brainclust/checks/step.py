@@ -167,17 +167,9 @@ class DataChecks(Step):
         """Check every row of ``batch``; return the rows not set aside (see the module docstring)."""
         self.check_params()
         t0 = time.perf_counter()
-        records = list(batch.records)
-        desc, cache = cached_descriptors(records, self.cache_dir, default_workers(self.workers), self.progress)
-        t_desc = time.perf_counter() - t0
+        records, X = list(batch.records), np.asarray(batch.X)
         split = read_split_table(self.split_table, self.split_column) if self.split_table is not None else None
-        X = np.asarray(batch.X)
-        res = run_checks(records, descriptors=desc, features=self._space(X),
-                         thresholds=Thresholds.from_text(self.thresholds or ""),
-                         split_table=split, random_state=self.random_state, progress=self.progress,
-                         cache_dir=self.cache_dir, likeness_precision=self.likeness_precision,
-                         likeness_runtime=self.likeness_runtime)
-        res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
+        res, cache, t_desc = self._check(records, X, split)
         aside = exclude_mask(res.flags, self.exclude)
         self.result_, self.keep_, self.aside_ = res, ~aside, np.flatnonzero(aside)
         self.contents_ = FittedContents.of(res.paths, res.descriptors.pixel_sha256, res.descriptors.failed)
@@ -200,14 +192,21 @@ class DataChecks(Step):
         them (``outlier`` among the new images), and each copy of an image of the fit flagged ``duplicate``
         of it (:func:`~brainclust.checks.fitted.mark_fitted_copies`). Returns a ``CheckResult``."""
         self.check_is_fitted()
-        records = list(batch.records)
-        desc, _ = cached_descriptors(records, self.cache_dir, default_workers(self.workers), self.progress)
-        res = run_checks(records, descriptors=desc, features=self._space(np.asarray(batch.X)),
-                         thresholds=Thresholds.from_text(self.thresholds or ""), random_state=self.random_state,
-                         progress=self.progress, cache_dir=self.cache_dir,
+        res, _, _ = self._check(list(batch.records), np.asarray(batch.X), None)
+        return mark_fitted_copies(res, getattr(self, "contents_", None))
+
+    def _check(self, records: list, X: np.ndarray, split) -> tuple:
+        """``(CheckResult, descriptor-cache counts, seconds describing)`` of ``records`` with features ``X``; the
+        thumbnails are dropped after the checks (memory)."""
+        t0 = time.perf_counter()
+        desc, cache = cached_descriptors(records, self.cache_dir, default_workers(self.workers), self.progress)
+        t_desc = time.perf_counter() - t0
+        res = run_checks(records, descriptors=desc, features=self._space(X),
+                         thresholds=Thresholds.from_text(self.thresholds or ""), split_table=split,
+                         random_state=self.random_state, progress=self.progress, cache_dir=self.cache_dir,
                          likeness_precision=self.likeness_precision, likeness_runtime=self.likeness_runtime)
         res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
-        return mark_fitted_copies(res, getattr(self, "contents_", None))
+        return res, cache, t_desc
 
     # -- persistence: parameters and the fit's contents ----------------------------------------
     def save_step(self, folder) -> dict:
