@@ -187,6 +187,18 @@ def test_coded_fields_and_the_manufacturer_hold_only_known_terms():
     assert set(withheld) == {"body_part", "manufacturer", "series_description"}
 
 
+@pytest.mark.parametrize("model", ["Avanto", "SIGNA Premier", "Achieva dStream", "DISCOVERY MR750", "Prisma_fit",
+                                   "Biograph_mMR", "Signa HDxt 3.0T", "Optima MR450w", "uMR 780", "Ingenia CX"])
+def test_scanner_model_names_are_kept(model):
+    assert privacy.convert(model, "model") == model
+
+
+@pytest.mark.parametrize("model", ["DOE JANE 1970", "Jane", "Skyra 1970-01-01", "Avanto 12345678", "Smithers"])
+def test_names_dates_and_numbers_typed_as_a_model_are_withheld(model):
+    assert privacy.convert(model, "model") is None
+    assert privacy.sidecar_fields({"ManufacturersModelName": model})[1] == ["manufacturer_model"]
+
+
 @pytest.mark.parametrize("name", ["PATIENTNAME", "patientname", "accessionnumber", "fullname", "MRNumber", "firstname",
                                   "lastname", "birthday", "dateofbirth", "studydate", "examdate", "phonenumber",
                                   "emailaddress", "zipcode", "acc_no", "StudyInstanceUID", "patient", "pid", "referrer",

@@ -130,6 +130,16 @@ VENDOR_WORDS = VENDORS | frozenset("""medical systems system healthcare health c
     gmbh ag co company mec mr mri imaging technologies technology international solutions electric electronics
     america usa europe japan shanghai beijing healthineers biospin s p a spa""".split())
 
+#: Words of MRI scanner model names (lower case; ``Avanto``, ``SIGNA Premier``, ``Achieva dStream``, ``MR750w``):
+#: a ``ManufacturerModelName`` is kept when each run of letters is one of these, a vendor word or at most two
+#: letters, and each run of digits at most four digits long; anything else (a name typed there) withholds it.
+MODEL_WORDS = frozenset("""magnetom avanto skyra prisma trio triotim tim verio aera vida sola espree symphony sonata
+    harmony essenza allegra biograph mmr amira altea lumina spectra concerto impact vision expert open fit dot cima
+    terra free max viato signa discovery optima genesis excite hdxt hdx hde premier architect pioneer creator
+    explorer artist voyager horizon echospeed twinspeed infinity sigma hero ultra performance achieva ingenia
+    intera gyroscan panorama multiva elition evolution ambition prodiva dstream release ingenuity elite blueseal
+    omega vantage titan galan orian elan atlas excelart flexart ogenio hyper echelon oval airis aperto lucent
+    altaire smart eterna scan swoop umr biospec pharmascan clinscan avance neo plus nova quasar pulsar gyro edge""".split())
 #: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
 PHI_COLUMN = re.compile(
     r"(^|[^a-z])(names?|surname|initials|mrn|ssn|social|address|street|city|zip|postcode|postal|phone|"
@@ -259,15 +269,24 @@ def safe_code(value, terms: frozenset | None = None) -> str | None:
     return "/".join(values)
 
 
-def safe_model(value) -> str | None:
-    """A scanner model name (letters, digits, spaces, ``_-+./()``, at most 64 characters)."""
+def _model_like(value) -> str | None:
+    """Letters, digits, spaces and ``_-+./()``, at most 64 characters, no date; else ``None``."""
     text = " ".join(str(value).split())
-    return text if _MODEL_CHARS.match(text) else None
+    return text if _MODEL_CHARS.match(text) and not _has_date(text) else None
+
+
+def safe_model(value) -> str | None:
+    """A scanner model name whose words are model terms (:data:`MODEL_WORDS`), else ``None`` (withheld)."""
+    text = _model_like(value)
+    runs = re.findall(r"[a-z]+|[0-9]+", (text or "").lower())
+    ok = all(len(run) <= MAX_TEXT_DIGITS if run.isdigit() else len(run) <= 2 or run in MODEL_WORDS or
+             run in VENDOR_WORDS for run in runs)
+    return text if runs and ok else None
 
 
 def safe_vendor(value) -> str | None:
     """A manufacturer: a model-like text whose first word is a known MRI vendor (:data:`VENDORS`)."""
-    text = safe_model(value)
+    text = _model_like(value)
     words = [w.lower() for w in _WORDS.findall(text or "")]
     return text if words and words[0] in VENDORS and all(w in VENDOR_WORDS for w in words) else None
 
