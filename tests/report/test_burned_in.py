@@ -20,6 +20,10 @@ def test_burned_in_text_rule():
     assert burned_in_text({"ImageType": "DERIVED\\SECONDARY\\SCREEN SAVE"})
     assert not burned_in_text({"BurnedInAnnotation": "NO", "ImageType": ("ORIGINAL", "PRIMARY")})
     assert not burned_in_text({})
+    sc, mr = "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.4"  # Secondary Capture; MR Image
+    assert burned_in_text({"SOPClassUID": sc}) and burned_in_text({"SOPClassUID": sc + ".4"})
+    assert not burned_in_text({"SOPClassUID": sc, "BurnedInAnnotation": "NO"})
+    assert not burned_in_text({"SOPClassUID": mr}) and not burned_in_text({"SOPClassUID": sc + "0"})
 
 
 def test_thumbnails_withhold_them_and_show_the_others(tmp_path):

@@ -84,11 +84,18 @@ def non_image_dicom(header: Mapping[str, object]) -> str:
     return ""
 
 
+#: Secondary Capture SOP classes (single- and multi-frame): screen grabs and scanned pages as often as images.
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
 def burned_in_text(header: Mapping[str, object]) -> bool:
-    """Whether a DICOM image may show patient text in its pixels: ``BurnedInAnnotation`` is ``YES``, or its
-    ImageType is a screen save or a report (:data:`NON_IMAGE_TYPES`). The report and ``view`` draw no thumbnail
-    of such an image (a placeholder instead)."""
-    if str(header.get("BurnedInAnnotation") or "").strip().upper() == "YES":
+    """Whether a DICOM image may show patient text in its pixels: ``BurnedInAnnotation`` is ``YES``; its
+    ImageType is a screen save or a report (:data:`NON_IMAGE_TYPES`); or it is a Secondary Capture that does
+    not say ``BurnedInAnnotation`` ``NO``. The report and ``view`` draw no thumbnail of such an image (a
+    placeholder instead)."""
+    burned = str(header.get("BurnedInAnnotation") or "").strip().upper()
+    uid = str(header.get("SOPClassUID") or "").strip()
+    if burned == "YES" or (burned != "NO" and (uid == SECONDARY_CAPTURE or uid.startswith(SECONDARY_CAPTURE + "."))):
         return True
     return bool(_image_types(header) & NON_IMAGE_TYPES)
 
