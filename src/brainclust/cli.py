@@ -232,7 +232,7 @@ def _summary(result) -> str:
 
         within = result.config.within  # not ranked: every cluster lies inside one of its values
         lines.append(headline(result.associations) + " (associations.csv" + (
-            f"; {within} not ranked: --within puts each cluster inside one of its values)" if within else ")"))
+            f"; within each {within}, which is not ranked)" if within else ")"))
     if result.out_dir is not None:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "associations.csv, manifest.json")

@@ -194,3 +194,35 @@ def test_the_headline_says_whose_height_and_size():
                                 "size": [str(1000 * x + i) for i, x in enumerate(g)]}, {"cluster": g}, permutations=19)
     line = A.headline(rows)
     assert "height (image, px) (AMI" in line and "size (file, bytes) (\u03b5\u00b2" in line
+
+
+def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_factor_is_found():
+    """--within plane: the image height is fixed inside each plane, so it must not be ranked as what the
+    clusters follow; the sequence that splits each plane is; a random split of each plane ranks nothing."""
+    rng = np.random.default_rng(3)
+    plane = np.repeat(["axial", "coronal", "sagittal"], 120)
+    seq = rng.choice(["T1", "T2"], len(plane))
+    table = {"height": np.where(plane == "axial", "240", "155").tolist(), "sequence": seq.tolist(),
+             "suffix": np.where(plane == "axial", "a", "b").tolist()}
+    clusters = [f"{p}-{q}" for p, q in zip(plane, seq)]
+    plain = {r["column"]: r for r in A.rank_associations(table, {"cluster": clusters}, permutations=99)}
+    assert plain["height"]["score"] > 0.3 and plain["height"]["p_value"] <= 0.02  # what the old ranking said
+    rows = {r["column"]: r for r in A.rank_associations(table, {"cluster": clusters}, permutations=99,
+                                                        strata=plane.tolist())}
+    assert rows["sequence"]["rank"] == 1 and rows["sequence"]["score"] == pytest.approx(1.0)
+    for col in ("height", "suffix"):
+        assert rows[col]["score"] == 0.0 and rows[col]["p_value"] == 1.0
+    split = [f"{p}-{rng.integers(2)}" for p in plane]
+    rand = {r["column"]: r for r in A.rank_associations(table, {"cluster": split}, permutations=99,
+                                                        strata=plane.tolist())}
+    assert abs(rand["sequence"]["score"]) < 0.05 and rand["sequence"]["p_value"] > 0.05
+    # assignments.csv of a --within run: its stratum column makes the scores within strata
+    recs = [{"path": f"{i}.png", "cluster": c, "stratum": p, **{k: v[i] for k, v in table.items()}}
+            for i, (c, p) in enumerate(zip(clusters, plane))]
+    read_back = {r["column"]: r["score"] for r in A.from_assignments(recs, permutations=0)}
+    assert read_back == {k: rows[k]["score"] for k in read_back}
+
+
+def test_strata_of_the_wrong_length_are_refused():
+    with pytest.raises(ParameterError, match="strata"):
+        A.rank_associations({"x": ["a", "b"] * 6}, {"cluster": [0, 1] * 6}, strata=["s"] * 5)

@@ -41,6 +41,13 @@ run. One row of ``associations.csv`` per (partition, column):
     partition of the rows (e.g. ``subject`` and ``folder`` in a BIDS set), and
     the rank within the level (1 = strongest).
 
+**Within strata** (a ``--within`` run: ``assignments.csv`` has a ``stratum`` column): each score is the
+mean of the column's scores inside each stratum, weighted by the stratum's rows with a value (a column that
+is constant inside a stratum scores 0 there; a stratum with one group at a level is left out of that level),
+and the permutation test shuffles the values inside each stratum. So a column that the stratum determines
+(the image height within planes, a coarser copy of the stratum) scores about 0, as a random split of each
+stratum does: what is ranked is what the clusters follow *within* the strata.
+
 Missing values (``""``, ``n/a``, ``nan``; any case): each score uses the rows where the
 column has a value. Columns are not ranked when fewer than 3 rows have a value,
 when they have a single value, or when categorical with a different value in
@@ -159,10 +166,21 @@ def epsilon_squared(values: Sequence[float], groups: Sequence) -> float:
     return _eps2(np.asarray(values, dtype=np.float64), _codes(groups))
 
 
-def _score(col: Column, groups: np.ndarray) -> float:
+def _score(col: Column, groups: np.ndarray, strata: np.ndarray | None = None) -> float:
+    """The column's score against ``groups``; with ``strata``, the row-weighted mean of its scores inside each
+    stratum (module docstring)."""
     from sklearn.metrics import adjusted_mutual_info_score
 
     g = groups[col.rows]
+    if strata is not None:
+        s = strata[col.rows]
+        parts = [(np.flatnonzero(s == v), v) for v in np.unique(s)]
+        scored = [(len(i), 0.0 if len(np.unique(col.codes[i] if col.kind == "categorical" else col.values[i])) < 2
+                   else _score(Column(col.name, col.kind, i, None if col.codes is None else col.codes[i],
+                                      None if col.values is None else col.values[i], col.n_values), groups[col.rows]))
+                  for i, _ in parts if len(np.unique(g[i])) >= 2]
+        scored = [(w, v) for w, v in scored if math.isfinite(v)]
+        return sum(w * v for w, v in scored) / sum(w for w, _ in scored) if scored else float("nan")
     if np.count_nonzero(np.bincount(g)) < 2:
         return float("nan")
     if col.kind == "categorical":
@@ -180,7 +198,7 @@ def _perm_stat(col: Column, x: np.ndarray, g: np.ndarray, ng: int) -> float:
 
 def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequence],
                       permutations: int = 199, random_state: int | None = 0,
-                      exclude: Iterable[str] = ()) -> list[dict]:
+                      exclude: Iterable[str] = (), strata: Sequence | None = None) -> list[dict]:
     """Score every column of ``table`` against every partition of ``levels`` (module docstring).
 
     Parameters
@@ -190,6 +208,7 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     permutations : int, default 199
     random_state : int or None, default 0
     exclude : column names not ranked (besides :data:`NOT_RANKED`)
+    strata : one stratum label per row, or None; given, every score is within strata (module docstring)
 
     Returns
     -------
@@ -202,6 +221,9 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     for name, labels in list(levels.items()) + list(table.items()):
         if len(labels) != n:
             raise ParameterError(f"associations: column '{name}' has {len(labels)} values for {n} rows")
+    strata = None if strata is None else _codes(strata)
+    if strata is not None and len(strata) != n:
+        raise ParameterError(f"associations: 'strata' has {len(strata)} values for {n} rows")
     skip = NOT_RANKED | set(exclude)
     cols = [c for c in (prepare(k, v) for k, v in table.items() if k not in skip) if c is not None]
     same = _same_partitions(cols, n)
@@ -212,14 +234,14 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
             continue
         rows = []
         for col in cols:
-            score = _score(col, groups)
+            score = _score(col, groups, strata)
             if not math.isfinite(score):
                 continue
             # every column of a level draws the same permutations (seeded by the seed and the level's name):
             # equal columns get equal p-values, whatever other columns and levels there are
             seed = None if random_state is None else [random_state, zlib.crc32(str(level).encode())]
             rng = np.random.default_rng(seed)
-            p, used = _p_value(col, groups, permutations, rng)
+            p, used = _p_value(col, groups, permutations, rng, strata)
             rows.append({"level": level, "column": col.name, "kind": col.kind,
                          "statistic": "AMI" if col.kind == "categorical" else "epsilon2",
                          "score": score, "p_value": p, "n": len(col.rows), "n_values": col.n_values,
@@ -230,7 +252,10 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     return [{k: r[k] for k in ASSOCIATION_COLUMNS} for r in out]
 
 
-def _p_value(col: Column, groups: np.ndarray, permutations: int, rng) -> tuple[float, int]:
+def _p_value(col: Column, groups: np.ndarray, permutations: int, rng,
+             strata: np.ndarray | None = None) -> tuple[float, int]:
+    """With ``strata`` the values are shuffled inside each stratum: the part of the statistic that lies
+    between strata is then the same in every shuffle, so the test compares what lies within them."""
     if permutations == 0:
         return float("nan"), 0
     m = len(col.rows)
@@ -240,7 +265,16 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng) -> tuple[f
     x = _codes(col.codes[pick]) if col.kind == "categorical" else col.values[pick]
     observed = _perm_stat(col, x, g, ng)
     tol = 1e-9 * max(1.0, abs(observed))
-    hits = sum(_perm_stat(col, x[rng.permutation(len(x))], g, ng) >= observed - tol for _ in range(permutations))
+    s = None if strata is None else strata[col.rows][pick]
+    by_stratum = None if s is None else np.argsort(s, kind="stable")
+
+    def shuffled():  # inside each stratum: a random order of each stratum's rows, block by block
+        if s is None:
+            return x[rng.permutation(len(x))]
+        out = np.empty(len(x), np.int64)
+        out[by_stratum] = np.lexsort((rng.random(len(x)), s))
+        return x[out]
+    hits = sum(_perm_stat(col, shuffled(), g, ng) >= observed - tol for _ in range(permutations))
     return (1 + hits) / (1 + permutations), len(x)
 
 
@@ -270,7 +304,8 @@ def from_assignments(rows: Sequence[Mapping[str, str]], permutations: int = 199,
     Partitions: ``cluster`` and every ``level_L`` column present; every other
     column except :data:`NOT_RANKED` and ``exclude`` is ranked. Rows set aside
     by ``--exclude`` (cluster ``-1`` with one of ``aside_flags``) are not
-    clustered and are left out, as the scores leave them out.
+    clustered and are left out, as the scores leave them out. A ``stratum`` column (a ``--within`` run) makes
+    every score within strata.
     """
     aside = set(aside_flags)
     if aside:
@@ -281,7 +316,8 @@ def from_assignments(rows: Sequence[Mapping[str, str]], permutations: int = 199,
     names = list(rows[0].keys())
     levels = {c: [r.get(c, "") for r in rows] for c in names if c in LEVELS}
     table = {c: [r.get(c, "") for r in rows] for c in names if c not in LEVELS}
-    return rank_associations(table, levels, permutations, random_state, exclude)
+    strata = [r.get("stratum", "") for r in rows] if "stratum" in names else None
+    return rank_associations(table, levels, permutations, random_state, exclude, strata)
 
 
 def write_associations(path, rows: Sequence[Mapping]) -> object:
