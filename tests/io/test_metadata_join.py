@@ -96,6 +96,16 @@ def test_reserved_run_columns_get_the_prefix_and_the_table_replaces_scan_columns
     assert metadata.folder_of("sub-01/anat/x.nii#axial=3") == "sub-01" and metadata.folder_of("x.png") == ""
 
 
+def test_a_table_that_lists_some_rows_keeps_the_scans_values_in_the_others(caplog):
+    """A --metadata table covering sub-01..03 must not blank the BIDS subject of sub-04 and sub-05."""
+    caplog.set_level(logging.WARNING)
+    merged = metadata.merge_columns({"subject": ["01", "02", "04", "05"], "sequence": ["T1", "T2", "T1", "T2"]},
+                                    {"subject": ["01", "2", None, ""], "group": ["a", "b", None, None]})
+    assert merged["subject"] == ["01", "2", "04", "05"] and merged["sequence"] == ["T1", "T2", "T1", "T2"]
+    assert merged["group"] == ["a", "b", None, None]
+    assert "its own value kept in 2 row(s) the table gives none" in caplog.text
+
+
 def test_record_rows_give_the_join_keys():
     recs = [ImageRecord("d/a\n.png", "/x", "a\n.png", "png", 1, 2, 2, "h", meta={"subject": "sub-01"})]
     assert metadata.record_rows(recs, ["u1"]) == [{"path": "d/a\\x0a.png", "subject": "sub-01", "unit": "u1"}]

@@ -68,7 +68,7 @@ from brainclust.io.outputs import META_PREFIX, RESERVED, column_name, escape_nam
 from brainclust.io.pathfilter import folder_of
 
 __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
-           "text_columns", "merge_columns", "MetadataTable", "read_table", "JoinResult", "join_table",
+           "text_columns", "overlay", "merge_columns", "MetadataTable", "read_table", "JoinResult", "join_table",
            "record_rows", "check_key"]
 
 log = logging.getLogger(__name__)
@@ -124,16 +124,25 @@ def text_columns(columns: Mapping[str, Sequence]) -> dict[str, list[str]]:
     return {name: [meta_text(v) for v in values] for name, values in columns.items()}
 
 
+def overlay(old: Sequence, new: Sequence, source: str, name: str) -> list:
+    """A column of a table laid over the run's column of the same name: the table's value where it has one,
+    the run's where it has none (a row the table does not list, or an empty cell); says how many of each."""
+    out = [o if privacy.is_missing(n) else n for o, n in zip(old, new)]
+    kept = sum(privacy.is_missing(n) and not privacy.is_missing(o) for o, n in zip(old, new))
+    log.warning("%s: column '%s' replaces the column of the same name found by the scan%s", source, name,
+                f" (its own value kept in {kept} row(s) the table gives none)" if kept else "")
+    return out
+
+
 def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str = "--metadata") -> dict[str, list]:
-    """``base`` with the columns of ``new`` added; a column of ``new`` with a name in ``base`` replaces it."""
+    """``base`` with the columns of ``new`` added; a column of ``new`` with a name in ``base`` is laid over it
+    (:func:`overlay`)."""
     out = dict(base)
     for k, v in new.items():
         name = column_name(k)
         if name != str(k).strip():
             log.warning("%s: column '%s' is written as '%s': the run writes its own '%s'", source, k, name, k)
-        if name in out:
-            log.warning("%s: column '%s' replaces the column of the same name found by the scan", source, name)
-        out[name] = list(v)
+        out[name] = overlay(out[name], v, source, name) if name in out else list(v)
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from brainclust.cluster.associations import from_assignments, write_associations
 from brainclust.errors import ModelFileError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
-from brainclust.io.metadata import check_key, join_table, read_table
+from brainclust.io.metadata import check_key, join_table, overlay, read_table
 from brainclust.io.outputs import (RESERVED, RunFolder, column_name, escape_name, meta_text, read_assignments,
                                    read_json)
 
@@ -96,9 +96,9 @@ def add_metadata(out_dir, table_path, key: str | None = None) -> AddedMetadata:
         if col != name.strip():
             log.warning("--metadata '%s': column '%s' has the name of a run column; written as '%s'",
                         table.path, name, col)
-        if col in header and col not in RESERVED:
-            log.warning("--metadata '%s': column '%s' replaces the column of the same name", table.path, col)
         added[col] = [meta_text(v) for v in values]
+        if col in header and col not in RESERVED:
+            added[col] = overlay([r.get(col, "") for r in rows], added[col], f"--metadata '{table.path}'", col)
     for i, r in enumerate(rows):
         for col, values in added.items():
             r[col] = values[i]
