@@ -47,6 +47,8 @@ class AddedMetadata:
     n_matched: int
     n_rows: int
     associations: list[dict]
+    #: the run's ``--within`` column: the associations are scored within its strata
+    within: str | None = None
 
 
 def _update_embeddings(path: Path, new: dict[str, list[str]]) -> None:
@@ -120,4 +122,5 @@ def add_metadata(out_dir, table_path, key: str | None = None) -> AddedMetadata:
     atomic_write_json(folder.manifest, manifest)  # as read: its names are escaped already
     log.info("report: added %d column(s) from '%s' (key '%s', %d of %d rows matched); associations.csv ranked "
              "again", len(added), escape_name(str(table.path)), j.key, j.n_matched, j.n_rows)
-    return AddedMetadata(list(added), j.key, j.kind, j.n_matched, j.n_rows, ranked)
+    return AddedMetadata(list(added), j.key, j.kind, j.n_matched, j.n_rows, ranked,
+                         within if isinstance(within, str) else None)
