@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,6 +65,17 @@ def test_within_unseen_value_gets_the_nearest_stratum():
     new = records(4, lambda i: "Z")  # a site the fit never saw: the nearest stratum mean decides
     _, labels, _ = step.predict_batch(Batch(new, X[:4]))
     assert [step.model_.cluster_stratum_[c] for c in labels] == ["AB"[s] for s in site[:4]]
+
+
+def test_new_images_without_the_metadata_column_are_refused_not_guessed():
+    """predict without the --metadata table the fit's column came from: one line, never a silent nearest guess."""
+    X, site, _ = two_sites()
+    for step in (WithinStep(column="site", k=2, pca=5), RemoveStep(column="site", n_components=5)):
+        step.fit_batch(Batch(records(len(X), lambda i: "AB"[site[i]]), X))
+        bare = [replace(r, meta={}) for r in records(4, lambda i: "A")]
+        with pytest.raises(InputError, match="'site'.*--metadata FILE"):
+            step.predict_batch(Batch(bare, X[:4])) if isinstance(step, WithinStep) else step.transform_batch(
+                Batch(bare, X[:4]))
 
 
 def test_remove_center_takes_the_site_out_and_round_trips(tmp_path):

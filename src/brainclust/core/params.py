@@ -195,6 +195,12 @@ def from_json(value):
     return value
 
 
+def entry_params(cls, entry: Mapping) -> dict:
+    """The parameters of ``cls`` recorded in a manifest entry (``entry["params"]``; unknown names ignored)."""
+    names = set(cls._get_param_names())
+    return {k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names}
+
+
 class Step(BaseEstimator):
     """Base class of every estimator of a model (see the module docstring)."""
 

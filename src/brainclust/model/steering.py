@@ -37,9 +37,9 @@ import numpy as np
 from brainclust.cluster.methods import make_clusterer, load_clusterer
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.steer import FactorRemover, StratifiedClusterer, as_strata, level_columns
-from brainclust.core.params import Step, from_json
+from brainclust.core.params import Step, entry_params
 from brainclust.features.cache import default_cache_dir
-from brainclust.errors import ModelFileError, ParameterError
+from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
 
@@ -166,6 +166,9 @@ def predict_strata(source: str, column: str, records, random_state=0, cache_dir=
         cols = plane_columns(records, random_state, cache_dir)
         return as_strata(cols[PLANE]), cols
     if source == "metadata":
+        if records and not any(column in (getattr(r, "meta", None) or {}) for r in records):
+            raise InputError(f"'{column}': the model's --within/--remove column is in none of the new images' "
+                             "metadata; pass the table it came from with --metadata FILE")
         return as_strata(meta_values(records, column)), {}
     return None, {}
 
@@ -199,12 +202,6 @@ def _known_or_nearest(strata, known: np.ndarray, nearest, option: str):
                     option, int(bad.sum()))
         s[bad] = nearest()[bad]
     return s
-
-
-def entry_params(cls, entry) -> dict:
-    """The step's parameters recorded in its manifest entry (unknown names ignored)."""
-    names = set(cls._get_param_names())
-    return {k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names}
 
 
 def _text(a) -> np.ndarray:
