@@ -98,8 +98,10 @@ def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_colum
     if cfg.auto and "auto" in manifest:  # which factor the clusters follow; a suggestion, never applied
         manifest["auto"]["factors"] = factor_record(rows, model.labels_, cfg.seed, cfg.cache_dir,
                                                     exclude=(label_column,))
-        if manifest["auto"]["factors"]["suggestion"]:
-            log.warning("--auto: %s", manifest["auto"]["factors"]["suggestion"])
+        if manifest["auto"]["factors"]["suggestion"]:  # steering is refused with --auto: say what to pin instead
+            chosen = (manifest["auto"].get("chosen") or {}).get("backbone", "")
+            log.warning("--auto: %s, without --auto%s", manifest["auto"]["factors"]["suggestion"],
+                        f" and with --backbone {chosen}, the backbone it chose" if chosen else "")
     steer = steer_record(model)
     if steer:
         manifest["steer"] = steer
