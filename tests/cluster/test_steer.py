@@ -173,6 +173,17 @@ def test_within_refuses_a_measurement_and_warns_once_for_small_strata(caplog):
     assert m.k_ == {"a": 5, "b": 1, "c": 1, "d": 1}
 
 
+def test_within_names_the_strata_where_k_makes_every_image_its_own_cluster(caplog):
+    X = np.random.default_rng(2).normal(size=(20, 6))
+    strata = ["a"] * 4 + ["b"] * 4 + ["c"] * 12  # k = 4: a and b become one image per cluster, c does not
+    with caplog.at_level("WARNING", logger="brainclust"):
+        m = StratifiedClusterer("hierarchical", 4, None, 0).fit(X, strata)
+    said = [r.getMessage() for r in caplog.records if "its own cluster" in r.getMessage()]
+    assert said == ["--within: --k is at least the number of images of 2 stratum/strata, so each of their images "
+                    "is its own cluster: a, b"]
+    assert m.k_ == {"a": 4, "b": 4, "c": 4}
+
+
 def test_within_says_once_that_the_pca_is_capped_in_small_strata(caplog):
     X = np.random.default_rng(1).normal(size=(40, 30))
     strata = ["a"] * 12 + ["b"] * 8 + ["c"] * 20

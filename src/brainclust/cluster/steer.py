@@ -61,14 +61,18 @@ MISSING = "(missing)"
 MIN_STRATUM = 4
 
 
-def _warn_small(small: list[str], capped: int) -> None:
-    """One warning for all strata below :data:`MIN_STRATUM` images, one for those below k."""
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+
+
+def _warn_small(small: list[str], capped: list[str]) -> None:
+    """One warning for all strata below :data:`MIN_STRATUM` images, one for those with no more images than k."""
     if small:
         log.warning("--within: %d stratum/strata with fewer than %d images, each one cluster: %s", len(small),
-                    MIN_STRATUM, ", ".join(small[:10]) + (" ..." if len(small) > 10 else ""))
+                    MIN_STRATUM, _listed(small))
     if capped:
-        log.warning("--within: --k is more than the images of %d stratum/strata; each such image is its own "
-                    "cluster there", capped)
+        log.warning("--within: --k is at least the number of images of %d stratum/strata, so each of their "
+                    "images is its own cluster: %s", len(capped), _listed(capped))
 #: AMI above which a factor "explains" the clusters and a steering option is suggested.
 DOMINANT_AMI = 0.5
 
@@ -264,7 +268,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         self.cluster_stratum_: list[str] = []
         U = unit_rows(X)
         self.centroids_ = np.stack([U[s == v].mean(0) for v in self.strata_])
-        offset, small, capped, pca_capped = 0, [], 0, []
+        offset, small, capped, pca_capped = 0, [], [], []
         for v in self.strata_:
             rows = np.flatnonzero(s == v)
             k = self._k_for(v)
@@ -284,7 +288,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                     sel = KSelector(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
                     k = sel.k_ if sel is not None else 1
                     self.k_selection_[v] = sel.as_dict() if sel is not None else {"chosen_k": 1, "reason": "too few"}
-                capped += int(k) > len(rows)
+                capped += [str(v)] if int(k) >= len(rows) else []
                 model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows))),
                                   random_state=self.random_state).fit(Z)
                 local = model.labels_

@@ -30,10 +30,12 @@ def prediction_strength(embedding, labels, method: str, seed: int) -> dict | Non
         log.info("--k auto: no prediction strength (%s)", exc)
         return None
     finest = max([k for k, s in zip(record["ks"], record["strength"]) if s >= record["threshold"]], default=None)
-    if finest is None or finest <= 2:
+    if finest is None:
+        log.warning("--k auto: no number of clusters reproduces across random halves, not even 2 (prediction "
+                    "strength < %.2f at every k); the clusters may not be stable", record["threshold"])
+    elif finest <= 2:
         log.warning("--k auto: no level finer than 2 clusters reproduces across random halves (prediction "
-                    "strength >= %.2f%s); the finer clusters may not be stable", record["threshold"],
-                    "" if finest is None else f" only at k = {finest}")
+                    "strength >= %.2f only at k = 2); the finer clusters may not be stable", record["threshold"])
     record["finest_reproducible_k"] = finest
     log.info("--k auto: the four-index vote chose k; prediction strength is recorded beside it as evidence "
              "(metrics.json k_selection.prediction_strength, the report's k panel)")
