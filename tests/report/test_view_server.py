@@ -31,6 +31,7 @@ from PIL import Image
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.report import server as srv
 from brainclust.report.mapcoords import normalise, save_map
+from brainclust.report.thumbnails import jpeg_bytes, placeholder
 from brainclust.report.viewdata import ViewData
 
 SECRET = b"TOP-SECRET-BYTES"
@@ -163,8 +164,30 @@ def test_paths_outside_the_routes_are_refused(running, path):
 @pytest.mark.parametrize("key", ["up", "abs", "link_out", "dotdot_mid"])
 def test_tampered_rows_are_never_read(running, key):
     server, _, _, index, _ = running
-    status, _, body = get(server, f"/thumb/{index[key]}?px=128")
-    assert status == 403 and SECRET not in body and not body.startswith(b"\xff\xd8")
+    status, headers, body = get(server, f"/thumb/{index[key]}?px=128")
+    assert status == 403 and SECRET not in body and body == jpeg_bytes(placeholder(128))  # a grey cross, no image
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_a_cached_thumbnail_is_not_served_once_its_file_changes_or_is_deleted(tmp_path):
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache", point_limit=20)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rows = read_rows(out)
+        first = get(server, "/thumb/0?px=64")
+        assert first[0] == 200 and first[2] != jpeg_bytes(placeholder(64))
+        assert list((tmp_path / "cache").rglob("0-64.jpg")) and get(server, "/thumb/0?px=64")[2] == first[2]
+        src = tmp_path / "data" / rows[0]["path"]
+        _png(src, 7)  # other bytes: the cached picture of the old ones must not be shown
+        status, _, body = get(server, "/thumb/0?px=64")
+        assert status == 403 and body == jpeg_bytes(placeholder(64))
+        src.unlink()
+        assert get(server, "/thumb/0?px=64")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+        ex.close()
 
 
 def test_a_link_inside_the_data_folder_is_served(running):

@@ -209,9 +209,9 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         if px not in SIZES:
             raise ParameterError(f"px: one of {', '.join(map(str, SIZES))}, got {px}")
         body, status = self.ex.thumbs.get(i, px)
-        if status == "refused":
-            return self._error(403, "this image's path leaves the data folder; not served")
-        self._send(200 if status == "ok" else 404, body, "image/jpeg", "private, max-age=3600")
+        # refused (a path out of the data folder, or bytes that are not the run's): a placeholder with 403
+        self._send({"ok": 200, "missing": 404}.get(status, 403), body, "image/jpeg",
+                   "private, max-age=3600" if status == "ok" else "no-store")
 
     def _row(self, i: int):
         if self._index(i) is None:

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from brainclust.io.atomic import atomic_write_bytes
-from brainclust.report.thumbnails import jpeg_bytes, load_image, placeholder, resize
+from brainclust.report.thumbnails import jpeg_bytes, load_image, placeholder, resize, still_shown
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +115,20 @@ class ThumbCache:
 
     def get(self, i: int, px: int) -> tuple[bytes | None, str]:
         """``(jpeg, status)`` of row ``i`` at ``px``: status ``"ok"``; ``"missing"`` (unreadable: the JPEG is a
-        placeholder); or ``"refused"`` (its path leaves the data folder: no bytes)."""
+        placeholder); or ``"refused"`` (its path leaves the data folder, or its bytes are not the run's: the JPEG
+        is a placeholder). A cached thumbnail is served only while its file holds the run's bytes."""
         path = self.dir / f"{i}-{px}.jpg"
-        try:
-            return path.read_bytes(), "ok"
-        except OSError:
-            pass
         row, sha256 = self.data.image_of(i)
+        if still_shown(self.data.root, row, sha256):
+            try:
+                return path.read_bytes(), "ok"
+            except OSError:
+                pass
         refused: set[int] = set()
         with self._decode:
             arr = load_image(self.data.root, row, sha256, refused, i)
             if refused:
-                return None, "refused"
+                return jpeg_bytes(placeholder(min(px, 128))), "refused"
             if arr is None:
                 return jpeg_bytes(placeholder(min(px, 128))), "missing"
             data = jpeg_bytes(resize(arr, min(px, max(arr.shape))), quality=80)

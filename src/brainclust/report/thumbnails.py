@@ -112,6 +112,14 @@ def _is_recorded(path: str, sha256: str) -> bool:
     return _hash_matches(path, sha256, st.st_size, st.st_mtime_ns)
 
 
+def still_shown(root: Path | None, row: dict, sha256) -> bool:
+    """Whether a row's file still holds the run's bytes and may be shown: what serving a thumbnail made of it
+    earlier (a disk cache) needs, so a changed, deleted or withheld image is never shown from the cache."""
+    rec = None if root is None else image_record(root, row, sha256)
+    return rec is not None and bool(rec.sha256) and _is_recorded(rec.abspath, rec.sha256) and not (
+        rec.type == "dicom" and _shows_text(rec.abspath))
+
+
 def _shows_text(path: str) -> bool:
     """Whether the DICOM file at ``path`` may show patient text in its pixels
     (:func:`brainclust.checks.rules.burned_in_text`), remembered per path, size and modification time (the
