@@ -311,6 +311,14 @@ def _damage(run: Path, kind: str) -> str:
     elif kind == "manifest_devzero":  # reading it would never end
         (run / "manifest.json").unlink()
         os.symlink("/dev/zero", run / "manifest.json")
+    elif kind == "assignments_link":  # a link to a file out of the run: never read, so never quoted
+        secret = run.parent / f"{run.name}-secret.csv"
+        secret.write_text("root:x:0:0:root:/root:/bin/bash,SECRET-CONTENT\n", encoding="utf-8")
+        (run / "assignments.csv").unlink()
+        os.symlink(secret, run / "assignments.csv")
+    elif kind == "secret_row":  # a row that does not parse: the message names the file, never the row
+        (run / "assignments.csv").write_text(text + "root:x:0:0:root:/root:/bin/bash,SECRET-CONTENT\n",
+                                             encoding="utf-8")
     elif kind == "manifest_nan":  # not JSON a run writes; writing it back would fail after the report
         (run / "manifest.json").write_text((run / "manifest.json").read_text().replace('"kind"', '"x": NaN, "kind"', 1))
     elif kind == "manifest_deep":
@@ -327,7 +335,7 @@ DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_numbe
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
            "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
            "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
-           "manifest_nan", "scan_text", "units_text"]
+           "manifest_nan", "scan_text", "units_text", "assignments_link", "secret_row"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
 SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
@@ -350,7 +358,7 @@ def test_a_damaged_run_folder_is_one_line_and_exit_2(run, tmp_path, capsys, monk
     capsys.readouterr()
     assert main(["-q", *argv]) == 2
     line = one_error(capsys)
-    assert named in line
+    assert named in line and "SECRET-CONTENT" not in line
     assert {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "exp").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -169,6 +169,12 @@ def test_tampered_rows_are_never_read(running, key):
     assert headers["Cache-Control"] == "no-store"
 
 
+def test_too_many_query_parameters_are_a_bad_request(running):
+    server = running[0]
+    status, _, body = get(server, "/api/meta?" + "&".join(f"a{i}=1" for i in range(30)))
+    assert status == 400 and b"too many query parameters" in body
+
+
 def test_a_cached_thumbnail_is_not_served_once_its_file_changes_or_is_deleted(tmp_path):
     out = make_run(tmp_path, n_per=4, with_map=True)
     server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache", point_limit=20)

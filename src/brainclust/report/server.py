@@ -178,7 +178,10 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             return self._error(414, "request too long")
         url = urlsplit(self.path)
         path = url.path
-        params = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=24))
+        try:
+            params = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=24))
+        except ValueError:  # more fields than any route takes
+            return self._error(400, "too many query parameters (at most 24)")
         if path == "/":
             return self._send(200, self.ex.page, "text/html; charset=utf-8")
         if path in self.ex.assets:

@@ -100,7 +100,8 @@ def _read_table(path: Path, folder: Path):
     except FileNotFoundError:
         raise ModelFileError(f"'{folder}' is not a finished brainclust run: assignments.csv is missing") from None
     except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowInvalid, MemoryError) as exc:
-        raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
+        reason = ":".join(str(exc).split(":")[:2])  # Arrow quotes the bad row after a second colon: never shown
+        raise ModelFileError(f"'{path}' is damaged ({reason[:200]})") from None
 
 
 def _encode(name: str, arr, n: int) -> tuple[ViewColumn | None, object]:
