@@ -297,6 +297,31 @@ def test_not_a_run_and_port_taken(tmp_path, capsys):
             srv.make_server(out, port=port, cache_dir=tmp_path / "c")
 
 
+def test_a_taken_port_is_said_before_the_run_is_read(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        with pytest.raises(ParameterError, match="already in use"):  # not "is not a finished brainclust run"
+            srv.make_server(tmp_path / "no_run_here", port=port, cache_dir=tmp_path / "cache")
+
+
+def test_a_page_served_to_the_network_says_so_and_names_no_full_path(tmp_path):
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    server, ex = srv.make_server(out, host="0.0.0.0", port=0, cache_dir=tmp_path / "cache")
+    try:
+        page = ex.page.decode()
+        assert "Served to the network" in page and "on this computer only" not in page
+        assert str(tmp_path) not in page and f"<code>{out.name}</code>" in page
+    finally:
+        server.server_close()
+        ex.close()
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
+    assert "Served on this computer only" in ex.page.decode() and str(out.resolve()) in ex.page.decode()
+    server.server_close()
+    ex.close()
+
+
 def test_unwritable_cache_falls_back_to_a_temporary_folder(tmp_path):
     out = make_run(tmp_path, n_per=4, with_map=True)
     blocker = tmp_path / "not-a-folder"

@@ -80,7 +80,7 @@ class _Server6(_Server):
 class Explorer:
     """The state one server shares between requests: the run, its queries, thumbnails and page."""
 
-    def __init__(self, run_dir, cache_dir=None, point_limit: int = POINT_LIMIT):
+    def __init__(self, run_dir, cache_dir=None, point_limit: int = POINT_LIMIT, local: bool = True):
         folder = view_cache_dir(cache_dir)
         self.data = ViewData(run_dir, cache_dir=folder)
         self.queries = Queries(self.data, point_limit)
@@ -90,13 +90,17 @@ class Explorer:
         self.assets = {"/explorer.js": ((TEMPLATES / "explorer.js").read_bytes(), "text/javascript; charset=utf-8"),
                        "/explorer.css": ((TEMPLATES / "explorer.css").read_bytes(), "text/css; charset=utf-8"),
                        "/view.css": (VIEW_CSS, "text/css; charset=utf-8")}
-        self.page = self._page(run_dir).encode("utf-8")
+        self.page = self._page(run_dir, local).encode("utf-8")
 
-    def _page(self, run_dir) -> str:
+    def _page(self, run_dir, local: bool) -> str:
+        """The page; served beyond this computer (``local`` false), it names folders without their paths."""
         from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
         env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                           autoescape=select_autoescape(default=True, default_for_string=True))
+
+        def shown(path) -> str:
+            return escape_name(str(path) if local else Path(str(path)).name)
         meta = self.data.meta()
         names = {"silhouette": "Silhouette", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
         clusters = self.data.by_name.get("cluster")
@@ -104,8 +108,8 @@ class Explorer:
             title=meta["title"], meta=meta, n_total=f"{self.data.n:,}",
             scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()],
             n_clusters=len([c for c in clusters.categories if c != "noise"]) if clusters else 0,
-            run_dir=escape_name(str(Path(run_dir).resolve())), input=escape_name(str(self.data.root or "")),
-            cache=escape_name(str(self.thumbs.dir)), map_source=self.data.map_source)
+            run_dir=shown(Path(run_dir).resolve()), input=shown(self.data.root or ""),
+            cache=shown(self.thumbs.dir), map_source=self.data.map_source, local=local)
 
     def close(self) -> None:
         self.thumbs.close()
@@ -245,7 +249,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk.encode("utf-8"))
 
 
-def make_handler(ex: Explorer):
+def make_handler(ex: Explorer | None):
     """The request handler class bound to one :class:`Explorer`."""
     return type("Handler", (ExplorerHandler,), {"ex": ex})
 
@@ -268,16 +272,20 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
     if os.path.commonpath([cache, run]) == run:
         raise ParameterError(f"--cache-dir: '{cache_dir or cache}' lies inside the run folder '{run_dir}'; "
                              "'brainclust view' never writes the run folder: choose a cache folder outside it")
-    ex = Explorer(run_dir, cache_dir=cache_dir, point_limit=point_limit)
-    cls = _Server6 if ":" in host else _Server
-    try:
-        server = cls((host, port), make_handler(ex))
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # --host [::1]
+    cls, handler = (_Server6 if ":" in host else _Server), make_handler(None)
+    try:  # bound before the run is read: a taken port is said at once, not after the map
+        server = cls((host, port), handler)
     except OSError as exc:
-        ex.close()
         if exc.errno == errno.EADDRINUSE:
             raise ParameterError(f"--port {port}: {host}:{port} is already in use (another program or another "
                                  "'brainclust view'); choose another with --port") from None
         raise ParameterError(f"--host {host}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    try:
+        handler.ex = ex = Explorer(run_dir, cache_dir=cache_dir, point_limit=point_limit, local=is_loopback(host))
+    except BaseException:
+        server.server_close()
+        raise
     bound = server.server_address[1]
     if is_loopback(host):
         names = {host, "127.0.0.1", "localhost", "[::1]"} | ({f"[{host}]"} if ":" in host else set())
