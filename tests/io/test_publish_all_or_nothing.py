@@ -297,3 +297,20 @@ def test_a_disk_filling_up_during_the_report_keeps_the_previous_run(setup, tmpfs
     assert len(err) == 1 and "ENOSPC" in err[0] and ".tmp-" not in err[0], err
     assert snapshot(run) == before
     assert sorted(p.name for p in tmpfs.iterdir()) == ["filler", "run"]
+
+
+def test_a_linked_or_mounted_target_is_refused_before_any_work(tmp_path, monkeypatch):
+    """The published folder is swapped in whole: a link would become a plain folder beside its (empty)
+    target, and a mount point cannot be swapped at all (EBUSY after all the work)."""
+    from brainclust.errors import ParameterError
+    from brainclust.io.publish import check_out
+
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    with pytest.raises(ParameterError, match="--to: '.*link' is a symbolic link"):
+        check_out(tmp_path / "link", option="--to", allowed=frozenset())
+    (tmp_path / "usb").mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p).name == "usb")
+    with pytest.raises(ParameterError, match="is a mount point.*new folder inside it"):
+        check_out(tmp_path / "usb", option="--to", allowed=frozenset())
+    check_out(tmp_path / "usb" / "export", option="--to", allowed=frozenset())  # inside it is fine

@@ -60,6 +60,35 @@ def test_every_image_exactly_once(run_with_clashes, tmp_path, mode):
     assert (tmp_path / "by_cluster" / mapping[IMG_NAME]["file"]).name == IMG_NAME
 
 
+@pytest.mark.parametrize("swap", ["link", "bytes"])
+def test_a_file_swapped_after_its_check_is_not_exported(run_with_clashes, tmp_path, monkeypatch, swap):
+    """The bytes are checked, then copied much later: a file replaced in between (by a link to a secret, or by
+    other bytes) must refuse the export rather than copy what took its place."""
+    import brainclust.report.export as ex
+
+    out, data = run_with_clashes
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET-BYTES")
+    victim = data / rows_of(out)[1]["path"]
+    checked = ex._plan_records
+
+    def check_then_swap(*args):
+        records = checked(*args)
+        victim.unlink()
+        if swap == "link":
+            os.symlink(secret, victim)
+        else:
+            victim.write_bytes(b"\x89PNG other bytes")
+        return records
+
+    monkeypatch.setattr(ex, "_plan_records", check_then_swap)
+    with pytest.raises(InputError, match="nothing was exported"):
+        export_clusters(out, tmp_path / "by_cluster", mode="copy")
+    assert not (tmp_path / "by_cluster").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and p != secret
+                and p.read_bytes() == b"SECRET-BYTES"]
+
+
 def test_name_clashes_are_resolved_deterministically():
     paths = ["a/x.png", "b/X.png", "c/y.png"]
     names = destination_names(paths)

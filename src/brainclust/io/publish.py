@@ -96,7 +96,8 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
               allowed: frozenset = RUN_ENTRIES, nested: Mapping[str, Collection[str]] = RUN_NESTED) -> None:
     """Fail before any work when ``out`` cannot become the published folder (nothing is created).
 
-    Refused: a file; a folder that cannot be created or written; ``out`` equal to, inside or
+    Refused: a file; a symbolic link or a mount point (neither can be swapped); a folder that cannot be
+    created or written; ``out`` equal to, inside or
     around ``data`` (a rerun would cluster the outputs, or the swap would delete the images) or
     ``model_dir``; ``out`` inside a brainclust run folder (the next run there replaces that folder
     whole); an existing folder holding an entry, at any depth, that is not one a run writes
@@ -106,8 +107,14 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
     if out is None:
         return
     p = Path(out)
+    if p.is_symlink():  # the folder is replaced whole: the link would become a plain folder beside its target
+        raise ParameterError(f"{option}: '{escape_name(str(out))}' is a symbolic link; give the folder it points "
+                             "to, or a new folder")
     if p.exists() and not p.is_dir():
         raise ParameterError(f"{option}: '{escape_name(str(out))}' exists and is not a folder")
+    if os.path.ismount(p):  # cannot be swapped for the staged folder (EBUSY after all the work)
+        raise ParameterError(f"{option}: '{escape_name(str(out))}' is a mount point, which cannot be replaced; "
+                             "choose a new folder inside it")
     for other, what in ((data, data_name), (model_dir, "the model folder")):
         if other is None:
             continue

@@ -324,7 +324,7 @@ def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str
             if rec.frame:
                 _write_frame_png(rec, dest)
             else:
-                _place(Path(rec.abspath), dest, mode)
+                _place(rec, dest, mode)
             mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{escape_name(dest.name)}"})
         counts[folder_name(c)] = len(plan[c])
     atomic_write_csv(root / "export.csv", ["path", "cluster", "file"], sorted(mapping, key=lambda m: m["path"]))
@@ -357,9 +357,26 @@ def _write_frame_png(rec, dest: Path) -> None:
     atomic_write_bytes(dest, buf.getvalue())
 
 
-def _place(src: Path, dest: Path, mode: str) -> None:
-    """Copy or link ``src`` to ``dest`` (inside the export's temporary folder, so no temporary name)."""
-    if mode == "copy":
-        shutil.copy2(src, dest)
-    else:
-        os.symlink(src.resolve(), dest)
+def _place(rec, dest: Path, mode: str) -> None:
+    """Copy or link the file of ``rec`` to ``dest`` (inside the export's temporary folder, so no temporary name).
+
+    ``rec.abspath`` is the real path checked by :func:`_plan_records`: it is linked as it is (not resolved
+    again), and copied without following a link that took its place since, hashing the bytes as they are
+    written: bytes other than the run's refuse the export (nothing is published)."""
+    if mode != "copy":
+        os.symlink(rec.abspath, dest)
+        return
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(rec.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as src, open(dest, "xb") as out:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        shutil.copystat(rec.abspath, dest, follow_symlinks=False)
+    except OSError as exc:
+        raise InputError(f"export: '{rec.path}' cannot be copied ({exc.strerror or exc}); nothing was "
+                         "exported") from None
+    if digest.hexdigest() != rec.sha256:
+        raise InputError(f"export: '{rec.path}' changed while it was exported (its bytes are not the run's); "
+                         "nothing was exported")
