@@ -314,3 +314,15 @@ def test_a_linked_or_mounted_target_is_refused_before_any_work(tmp_path, monkeyp
     with pytest.raises(ParameterError, match="is a mount point.*new folder inside it"):
         check_out(tmp_path / "usb", option="--to", allowed=frozenset())
     check_out(tmp_path / "usb" / "export", option="--to", allowed=frozenset())  # inside it is fine
+
+
+def test_an_empty_name_or_the_working_folder_is_refused(tmp_path, monkeypatch):
+    from brainclust.errors import ParameterError
+    from brainclust.io.publish import check_out
+
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for out in (".", "", str(tmp_path / "here"), ".."):
+        with pytest.raises(ParameterError, match="empty|working folder"):
+            check_out(out)
+    check_out("new_run")  # a folder inside it is fine

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import subprocess
 import sys
@@ -379,6 +380,10 @@ def test_cli_run_writes_report_and_report_rebuilds_it(tmp_path, capsys, image_fo
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").read_text() == page.replace("brainclust run</code>", "brainclust report</code>")
+    (out / "report.html").unlink()
+    os.symlink(out, tmp_path / "latest")  # a link to the run: the run is rebuilt, the link stays a link
+    assert main(["report", str(tmp_path / "latest")]) == 0
+    assert (tmp_path / "latest").is_symlink() and (out / "report.html").is_file()
 
 
 @pytest.mark.parametrize("flag", [[], ["--no-report"]])

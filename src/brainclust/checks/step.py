@@ -40,6 +40,7 @@ from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, from_json, param
 from brainclust.errors import ModelFileError
 from brainclust.features.extraction import take_rows
+from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.features.runtime import RUNTIMES
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class DataChecks(Step):
         "split_table": param(NONE, TEXT, option="--split-table"),
         "split_column": param(TEXT, option="--split-column"),
         "random_state": param(Integer(0), option="--seed"),
-        "workers": param(NONE, Integer(0), option="--workers"),
+        "workers": WORKERS_PARAM,
         "cache_dir": param(NONE, OneOf((False,)), Kind((str, os.PathLike), "a folder"), option="--cache-dir"),
         "progress": param(NONE, BOOL, option="progress"),
         "likeness_precision": param(OneOf(LIKENESS_PRECISIONS), option="--precision"),

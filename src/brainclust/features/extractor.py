@@ -55,11 +55,16 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(4, cores // 2)
 
 
+#: ``--workers``: decoding processes, for the extraction and the data checks alike (declared once). Bounded:
+#: 500 workers on 2 cores spawned 250 processes for 4 images.
+MAX_WORKERS = 64
+WORKERS_PARAM = param(NONE, Integer(0, MAX_WORKERS), option="--workers")
+
 #: The parameters every extractor shares (``FusedExtractor`` too), declared once.
 SHARED_CONSTRAINTS = {
     "precision": param(OneOf(PRECISIONS), option="--precision"),
     "batch_size": param(Integer(1), option="--batch-size"),
-    "num_workers": param(NONE, Integer(0), option="--workers"),
+    "num_workers": WORKERS_PARAM,
     "cache_dir": param(NONE, OneOf((False,)), Kind((str, os.PathLike), "a folder"), option="--cache-dir"),
     "device": param(TEXT, option="--device"),
     "progress": param(NONE, BOOL, option="progress"),

@@ -96,7 +96,8 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
               allowed: frozenset = RUN_ENTRIES, nested: Mapping[str, Collection[str]] = RUN_NESTED) -> None:
     """Fail before any work when ``out`` cannot become the published folder (nothing is created).
 
-    Refused: a file; a symbolic link or a mount point (neither can be swapped); a folder that cannot be
+    Refused: an empty name; the working folder or one holding it; a file; a symbolic link or a mount point
+    (neither can be swapped); a folder that cannot be
     created or written; ``out`` equal to, inside or
     around ``data`` (a rerun would cluster the outputs, or the swap would delete the images) or
     ``model_dir``; ``out`` inside a brainclust run folder (the next run there replaces that folder
@@ -106,7 +107,12 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
     """
     if out is None:
         return
+    if not str(out).strip():
+        raise ParameterError(f"{option}: empty; name a folder")
     p = Path(out)
+    if _inside(Path.cwd().resolve(), p.resolve()):  # the swap would pull the working folder from under the shell
+        raise ParameterError(f"{option}: '{escape_name(str(out))}' is or holds the working folder, which cannot be "
+                             "replaced; name a new folder inside it")
     if p.is_symlink():  # the folder is replaced whole: the link would become a plain folder beside its target
         raise ParameterError(f"{option}: '{escape_name(str(out))}' is a symbolic link; give the folder it points "
                              "to, or a new folder")

@@ -70,6 +70,8 @@ def rebuild_report(out_dir, *, command: str = "brainclust report", prepare=None,
         The folder or the disk cannot be written (read-only, full, no permission).
     """
     out = Path(out_dir)
+    if out.is_symlink():  # a link to a run (e.g. 'latest'): the run it points to is rebuilt, the link stays
+        out = Path(os.path.realpath(out))
     recover_out(out)
     check_rebuildable(out)
     got: dict = {}
