@@ -37,6 +37,21 @@ def test_a_data_set_needs_two_splits_and_half_of_its_images_marked():
     assert splits == ["train", "val"] and source == "metadata"
 
 
+def test_a_split_table_is_used_however_few_images_it_names_and_may_name_them_absolutely(caplog):
+    """The user's table is their word: no half-marked rule, absolute paths match, one that names nothing is
+    refused, and one split only finds no leakage (said)."""
+    paths = ["a.png", "b.png", "c.png", "d.png", "v.nii.gz#axial=3"]
+    absp = [f"/data/{p.split('#')[0]}" for p in paths]
+    splits, source = detect_splits(paths, {"a.png": "train", "/data/b.png": "test"}, absp)
+    assert splits == ["train", "test", "", "", ""] and source == "metadata"
+    assert "3 of 5 images have no split" in caplog.text
+    assert detect_splits(paths, {"v.nii.gz": "test", "a.png": "train"}, absp)[0][4] == "test"  # a slice's file
+    with pytest.raises(ParameterError, match="none of its 1 paths names an image"):
+        detect_splits(paths, {"/elsewhere/a.png": "train"}, absp)
+    assert detect_splits(paths, {"a.png": "train", "b.png": "training"}, absp) == ([""] * 5, "")
+    assert "all in one split (train)" in caplog.text
+
+
 def test_copies_across_train_and_test_folders_are_listed_in_leakage(tmp_path):
     root = tmp_path / "data"
     for i in range(4):

@@ -10,17 +10,26 @@ Detection is conservative; a split is read from, in this order:
    split word or one of the abbreviations ``tr``, ``te``, ``ts``, ``va`` (``Tr-gl_0010.jpg``);
    a later token only a whole split word (``scan_train_01.png``).
 
-A data set has splits only when at least two different splits are found, and at least half of
-its images carry a marker (so one ``test.png`` among many unmarked files marks nothing). Images
-without a marker get the empty split and never count as crossing.
+A data set has splits only when at least two different splits are found, and (from folders and file
+names) at least half of its images carry a marker (so one ``test.png`` among many unmarked files marks
+nothing). Images without a marker get the empty split and never count as crossing. A table is the
+user's word: it is used however few images it covers (a warning says how many it leaves without a
+split); its paths are matched relative to the data folder (``a/x.png``, or the file of a slice
+``v.nii.gz#axial=3``) or absolute, and a table that names no image of the run is refused.
 
 Names are normalised to ``train``, ``test`` and ``val``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
+
+from brainclust.errors import ParameterError
+
+log = logging.getLogger(__name__)
 
 SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
                "valid": "val", "validation": "val", "holdout": "test"}
@@ -52,22 +61,51 @@ def split_of(path: str) -> tuple[str, str]:
     return "", ""
 
 
-def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+def _table_splits(paths: Sequence[str], table: Mapping[str, str], abspaths: Sequence[str] | None) -> list[str]:
+    """The table's split of every path, matched on the relative path, its file (a slice's), the absolute path
+    or the real path (module docstring)."""
+    def norm(key) -> str:
+        key = str(key).strip().replace("\\", "/")
+        return os.path.normpath(key) if os.path.isabs(key) else key
+    by = {norm(k): str(v or "").strip() for k, v in table.items()}
+    found = []
+    for i, p in enumerate(paths):
+        keys = [p, p.split("#", 1)[0]]
+        if abspaths is not None:
+            keys += [os.path.normpath(abspaths[i]), os.path.realpath(abspaths[i])]
+        key = next((k for k in keys if k in by), None)
+        found.append(by[key] if key is not None else "")
+    n_found = sum(1 for f in found if f)
+    if n_found == 0:
+        raise ParameterError(f"--split-table: none of its {len(by)} paths names an image of this run; write them "
+                             "relative to DATA (as quality.csv does) or absolute")
+    if n_found < len(paths):
+        log.warning("--split-table: %d of %d images have no split in the table; they never count as crossing",
+                    len(paths) - n_found, len(paths))
+    return found
+
+
+def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None,
+                  abspaths: Sequence[str] | None = None) -> tuple[list[str], str]:
     """The split of every path and how it was found (``metadata``, ``folder``, ``file name`` or ``""``).
 
-    Returns empty splits and ``""`` when the data set is not split (see the module's rules).
+    Returns empty splits and ``""`` when the data set is not split (see the module's rules). ``abspaths``
+    (one per path) lets a table name the images by absolute path.
     """
     n = len(paths)
     if table:
-        found = [str(table.get(p, "") or "").strip() for p in paths]
-        splits = [SPLIT_WORDS.get(s.lower(), s.lower()) for s in found]
-        source = "metadata"
+        splits = [SPLIT_WORDS.get(s.lower(), s.lower()) for s in _table_splits(paths, table, abspaths)]
+        if len({s for s in splits if s}) < 2:
+            log.warning("--split-table: the images it names are all in one split (%s): no leakage can be found",
+                        next(s for s in splits if s))
+            return [""] * n, ""
+        return splits, "metadata"
     else:
         pairs = [split_of(p) for p in paths]
         splits = [s for s, _ in pairs]
         sources = sorted({src for _, src in pairs if src})
         source = " and ".join(sources)
-    marked = sum(1 for s in splits if s)
+    marked = sum(1 for s in splits if s)  # folders and file names only: a table returned above
     if n == 0 or len({s for s in splits if s}) < 2 or marked < MIN_MARKED * n:
         return [""] * n, ""
     return splits, source
