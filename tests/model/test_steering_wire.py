@@ -287,3 +287,17 @@ def test_plane_columns_give_each_unit_its_slices_shared_plane():
     cols = plane_columns(units)
     assert cols["plane"] == ["axial", "mixed", "sagittal", "coronal"]
     assert cols["plane_source"] == ["header"] * 4 and cols["plane_confidence"] == [1.0] * 4
+
+
+def test_labels_from_folders_warns_when_the_folders_are_splits_or_absent(caplog):
+    from brainclust.model.steering import check_label_column
+
+    def recs(folders):
+        return [replace(r, meta={"folder": f}) for r, f in zip(records(len(folders), str), folders)]
+    with caplog.at_level("WARNING", logger="brainclust"):
+        check_label_column("folder", recs(["Training", "Testing", "Training"]))
+        check_label_column("folder", recs(["", ""]))
+        check_label_column("folder", recs(["glioma", "notumor"]))  # classes: nothing to say
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and "folders (Testing, Training) are splits, not classes" in said[0]
+    assert "no image is in a sub-folder" in said[1]

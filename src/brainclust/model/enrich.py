@@ -25,6 +25,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from brainclust.checks.splits import SPLIT_WORDS
 from brainclust.errors import InputError
 from brainclust.features.descstore import describe_cached
 from brainclust.features.units import MIXED, unit_ids
@@ -89,6 +90,19 @@ def with_labels(rows: list, column: str | None) -> list:
     # a unit whose slices disagree (or are only partly labelled) has no label: "mixed" is not a class
     return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
                     else str(v)) for r in rows]
+
+
+def warn_folder_labels(rows: list) -> None:
+    """``--labels-from-folders``: a warning when the first-level folders give nothing to score against (a flat
+    folder) or are splits (``Training/``, ``Testing/`` above the class folders), not classes."""
+    folders = {str(_lookup(r.meta, "folder") or "") for r in rows} - {""}
+    if not folders:
+        log.warning("--labels-from-folders: no image is in a sub-folder of DATA, so there are no labels; no label "
+                    "score is computed")
+    elif all(f.lower() in SPLIT_WORDS for f in folders):
+        log.warning("--labels-from-folders: the first-level folders (%s) are splits, not classes: the scores "
+                    "compare the clusters with the split; run on one split's folder, or give --labels with a "
+                    "class column (--metadata)", ", ".join(sorted(folders)))
 
 
 def require_label_column(rows: list, column: str) -> None:

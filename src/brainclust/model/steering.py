@@ -85,9 +85,11 @@ def check_run_columns(records, *, remove=None, within=None, labels=None, color_b
 def check_label_column(column: str | None, records) -> None:
     """``--labels COLUMN`` before the features are extracted: one line (InputError) when no row has a value
     there. ``folder``, ``plane``, the tree levels and the other columns the run makes are checked after it."""
-    from brainclust.model.enrich import require_label_column
+    from brainclust.model.enrich import require_label_column, warn_folder_labels
 
-    if column not in (None, "folder", PLANE, *LEVELS, *RUN_MADE):
+    if column == "folder":
+        warn_folder_labels(records)
+    elif column not in (None, PLANE, *LEVELS, *RUN_MADE):
         require_label_column(records, column)
 
 
