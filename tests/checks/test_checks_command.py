@@ -61,7 +61,8 @@ def test_check_refuses_an_out_inside_the_data_or_holding_other_files(data, tmp_p
 @pytest.mark.parametrize("settings, message", [
     ({"check_thresholds": "min_side=zero"}, "--check-thresholds: min_side must be a number"),
     ({"split_column": "fold"}, "--split-column: would be ignored"),
-    ({"workers": -1}, "--workers: must be an integer >= 0"),
+    ({"workers": -1}, "--workers: must be None or an integer from 0 to 64"),
+    ({"workers": 500}, "--workers: must be None or an integer from 0 to 64"),
     ({"slices": "sideways:mid"}, "sideways"),
 ])
 def test_check_refuses_bad_settings_before_the_scan(data, tmp_path, settings, message):
@@ -89,3 +90,16 @@ def test_check_refuses_a_cache_inside_out_before_any_work(tmp_path, capsys):
     assert main(["-q", "check", str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "o" / "c")]) == 2
     assert "--cache-dir" in capsys.readouterr().err
     assert not (tmp_path / "o" / "c").exists()
+
+
+def test_a_folder_where_no_image_decodes_is_an_error_not_a_clean_check(tmp_path):
+    from brainclust.errors import InputError
+
+    data = tmp_path / "truncated"
+    save(data / "a.png", head_slice(0))
+    save(data / "b.png", head_slice(1))
+    for p in data.iterdir():
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(InputError, match="none of its 2 image.s. could be decoded .*nothing was checked"):
+        check_data(data, tmp_path / "o", progress=False, cache_dir=False)
+    assert not (tmp_path / "o").exists()

@@ -27,6 +27,7 @@ from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
+from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import InputError, ParameterError
@@ -281,6 +282,10 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
         raise InputError.no_images(data, len(found.skipped), found.excluded)
     t_scan = time.perf_counter() - t0
     desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
+    if desc.failed and len(desc.failed) == len(found.records):
+        i, why = next(iter(desc.failed.items()))
+        raise InputError(f"input folder '{data}': none of its {len(found.records)} image(s) could be decoded "
+                         f"(e.g. '{found.records[i].path}': {why}); nothing was checked")
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
                         progress=progress, cache_dir=cache_dir)
     timings = {"scan": t_scan, "total": time.perf_counter() - t0}
@@ -315,8 +320,7 @@ def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *,
     if split_table is None and split_column != "split":
         raise ParameterError(f"--split-column: would be ignored (got {split_column!r}); it needs --split-table")
     thresholds = Thresholds.from_text(check_thresholds or "")
-    if isinstance(workers, bool) or not (workers is None or (isinstance(workers, int) and workers >= 0)):
-        raise ParameterError(f"--workers: must be an integer >= 0, got {workers!r}")
+    WORKERS_PARAM.check("workers", workers)
     table = read_split_table(split_table, split_column) if split_table is not None else None
     return check_folder(data, out, thresholds, workers=default_workers(workers), progress=progress,
                         split_table=table, cache_dir=cache_dir, split_source=split_table, slices=slices,
