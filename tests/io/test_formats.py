@@ -300,3 +300,20 @@ def test_mixed_folder_end_to_end_leaks_no_patient_data(tmp_path, caplog, capfd, 
     for value in PHI.values():
         for variant in {value, value.replace("^", " "), value.split("^")[0]}:
             assert all(variant not in t for t in texts), variant
+
+
+def test_a_gzipped_nifti_whose_checksum_fails_is_refused_not_read_as_garbage(tmp_path):
+    """nibabel stops once it has the voxels, so a damaged stream whose checksum fails was read and clustered."""
+    good = write_nifti(tmp_path / "good.nii.gz", brain_volume())
+    raw = bytearray(good.read_bytes())
+    raw[-8:-4] = bytes(b ^ 0xFF for b in raw[-8:-4])  # the CRC32 of the trailer: every voxel still decodes
+    bad = tmp_path / "data" / "bad.nii.gz"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(raw))
+    assert nifti.load_volume(good).shape == (20, 24, 16)
+    with pytest.raises(ImageReadError, match="damaged gzip stream"):
+        nifti.load_volume(bad)
+    write_nifti(tmp_path / "data" / "other.nii.gz", brain_volume(seed=1))
+    found = scan(tmp_path / "data")
+    assert {r.path.split("#")[0] for r in found.records} == {"other.nii.gz"}
+    assert any("damaged gzip stream" in s["reason"] for s in found.skipped if s["path"].startswith("bad"))

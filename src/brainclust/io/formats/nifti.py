@@ -68,6 +68,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +169,38 @@ def _open(source):
     return _as_volume(klass.from_stream(source))
 
 
+#: Largest decompressed gzipped file read whole into memory (and so checked); larger ones are streamed unchecked.
+GZIP_WHOLE_MAX = 1 << 30
+
+
+def _whole(source):
+    """A gzipped file (path or buffer) as a buffer of its decompressed bytes, read once to the end so that its
+    checksum is compared: nibabel stops once it has the voxels the header asks for, so a stream damaged in the
+    middle decoded as garbage. Anything else, or more than :data:`GZIP_WHOLE_MAX` bytes, is returned as it is."""
+    buffer = hasattr(source, "read")
+    fh = source if buffer else open(source, "rb")
+    try:
+        fh.seek(0)
+        if fh.read(2) != b"\x1f\x8b":
+            return source
+        fh.seek(0)
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+            while chunk := gz.read(1 << 22):
+                if out.tell() + len(chunk) > GZIP_WHOLE_MAX:
+                    return source
+                out.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise ImageReadError(f"damaged gzip stream ({str(exc)[:120] or type(exc).__name__})") from None
+    finally:
+        if buffer:
+            fh.seek(0)
+        else:
+            fh.close()
+    out.seek(0)
+    return out
+
+
 def _as_volume(img):
     """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
     a thickness axis turned another way by it, the slice would be cut across, as a line)."""
@@ -183,7 +216,7 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = _open(path)
+            img = _open(_whole(path))
             shape = tuple(int(s) for s in img.shape)
             if len(shape) < 3 or any(s < 1 for s in shape[:3]):
                 raise ImageReadError(f"NIfTI image has shape {shape}; a 3-D or 4-D volume is needed")
