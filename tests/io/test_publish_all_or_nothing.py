@@ -326,3 +326,5 @@ def test_an_empty_name_or_the_working_folder_is_refused(tmp_path, monkeypatch):
         with pytest.raises(ParameterError, match="empty|working folder"):
             check_out(out)
     check_out("new_run")  # a folder inside it is fine
+    with pytest.raises(ParameterError, match="not valid UTF-8"):  # pyarrow and the report need its name as text
+        check_out(os.fsdecode(b"o5_\xe9"))

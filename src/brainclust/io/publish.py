@@ -109,6 +109,11 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
         return
     if not str(out).strip():
         raise ParameterError(f"{option}: empty; name a folder")
+    try:  # the outputs name their folder to pyarrow and the report as text
+        os.path.abspath(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParameterError(f"{option}: '{escape_name(str(out))}' (or a folder above it) has a name that is not "
+                             "valid UTF-8; choose a folder whose path is") from None
     p = Path(out)
     if _inside(Path.cwd().resolve(), p.resolve()):  # the swap would pull the working folder from under the shell
         raise ParameterError(f"{option}: '{escape_name(str(out))}' is or holds the working folder, which cannot be "
