@@ -25,6 +25,8 @@ from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, sibling_t
 from brainclust.io.outputs import escape_name, read_assignments, unescape_name
 
 CONTROL = list(range(1, 32)) + [0x7F]
+#: Unicode bidirectional controls: they reorder the text around them.
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 RUN = ["--backbone", "pixels@32", "--pca", "5", "--workers", "0", "--no-report", "-q"]
 
 # -- the representation ---------------------------------------------------------------------------
@@ -48,9 +50,15 @@ def test_escape_is_invertible_on_any_text(name):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\\")))
+@given(st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\\" + BIDI)))
 def test_ordinary_names_are_unchanged(name):
     assert escape_name(name) == name == unescape_name(name)
+
+
+def test_bidirectional_controls_are_escaped_so_a_name_shows_as_it_is():
+    name = "\u202egnp.exe"  # shown as "exe.png" where the control is honoured
+    assert escape_name(name) == "\\u202egnp.exe" and unescape_name(escape_name(name)) == name
+    assert not set(escape_name("a" + BIDI + "b")) & set(BIDI)
 
 
 @pytest.mark.parametrize("code", CONTROL)

@@ -136,19 +136,20 @@ def _escape_char(c: str) -> str:
         return "\\\\"
     if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte (os.fsdecode's surrogate escape)
         return f"\\x{o - 0xDC00:02x}"
-    if 0xD800 <= o <= 0xDFFF:  # any other lone surrogate (not from a file name): keep it encodable
+    if o > 0xFF:  # a lone surrogate (keep it encodable) or a bidirectional control (it would reorder the text)
         return f"\\u{o:04x}"
     return f"\\x{o:02x}"  # a control character
 
 
-_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f\ud800-\udfff]")
+_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _ESCAPED = re.compile(r"\\(?:\\|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))")
 
 
 def escape_name(name: str) -> str:
     """A file name or path (``str``, as ``os.fsdecode`` gives it) as the printable UTF-8 text of the outputs.
 
-    Undecodable bytes and control characters become ``\\xNN``, a backslash
+    Undecodable bytes and control characters become ``\\xNN``, bidirectional controls (``U+202E`` shows
+    ``gnp.exe`` as ``exe.png``) ``\\uNNNN``, a backslash
     ``\\\\``; any other text is unchanged. :func:`unescape_name` inverts it exactly.
     """
     return _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), name)
