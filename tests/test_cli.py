@@ -258,3 +258,21 @@ def test_an_abbreviated_option_is_refused(argv, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "unrecognized arguments" in err and err.count("\n") == 1
+
+
+def test_predict_exclude_files_empty_clears_the_runs_filter(monkeypatch):
+    """A run fitted with --exclude-files 'sub-05/**' (a held-out subject) applied it to predict's new folder too,
+    and nothing could clear it: '' now means none."""
+    import brainclust.pipeline as pipeline
+    from brainclust.cli import main
+
+    seen = []
+
+    def recorded(*args, **kwargs):  # what the CLI passes on; no run is needed
+        seen.append(kwargs)
+        raise SystemExit(0)
+    monkeypatch.setattr(pipeline, "predict", recorded)
+    for given, expected in (([], None), (["--exclude-files", ""], []), (["--exclude-files", "x/*"], ["x/*"])):
+        with pytest.raises(SystemExit):
+            main(["predict", "RUN", "NEW", "--out", "O", *given])
+        assert seen[-1]["exclude_files"] == expected

@@ -100,7 +100,8 @@ def _add_run_parsers(sub, common) -> None:
                                         "CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N "
                                         "(default auto)",
                               "include": "read only the files matching GLOB (repeatable) (default: the run's)",
-                              "exclude_files": "leave out the files matching GLOB (repeatable) (default: the run's)",
+                              "exclude_files": "leave out the files matching GLOB (repeatable) (default: the run's; "
+                                               "'' for none)",
                               "bids_filter": "BIDS entity filter (default: the run's)"})
 
     p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[common])
@@ -335,7 +336,8 @@ def _cmd_predict(args) -> None:
     result = predict(args.model_dir, args.data, args.out, labels_from_folders=args.labels_from_folders,
                      cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
                      slices=args.slices, volume_index=args.volume_index, device=args.device, include=args.include,
-                     exclude_files=args.exclude_files, bids_filter=args.bids_filter, metadata=args.metadata,
+                     exclude_files=[] if args.exclude_files == [""] else args.exclude_files,  # '': none of the run's
+                     bids_filter=args.bids_filter, metadata=args.metadata,
                      metadata_key=args.metadata_key, labels=args.labels, checks=args.checks)
     say(_summary(result))
 

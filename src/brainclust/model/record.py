@@ -88,8 +88,9 @@ def predict_inputs(settings: dict, given: dict) -> dict:
     given = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
     for key, flag in (("include", "--include"), ("exclude_files", "--exclude-files"), ("bids_filter", "--bids-filter")):
         if settings.get(key) and key not in given:  # the run's file filters choose the new files too: a warning
-            log.warning("predict: the run's %s %s chooses the new files too (give %s yourself to replace it)", flag,
-                        " ".join(map(str, settings[key])) if isinstance(settings[key], list) else settings[key], flag)
+            log.warning("predict: the run's %s %s chooses the new files too (give %s yourself to replace it%s)",
+                        flag, " ".join(map(str, settings[key])) if isinstance(settings[key], list) else settings[key],
+                        flag, ", or --exclude-files '' for none" if key == "exclude_files" else "")
     unit = settings.get("unit", "slice")
     if unit != "slice" and given.get("slices", settings.get("slices")) != settings.get("slices"):
         log.warning("predict: --slices %s is not the run's %s: each %s is pooled from other slices than the run's "
