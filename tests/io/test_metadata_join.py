@@ -60,6 +60,8 @@ def test_explicit_key_of_any_name_and_unit_rows(tmp_path):
     ("path,b\nnothing/here.png,1\n", None, "no row of the run matches key column 'path'"),
     ("", None, "empty"),
     ("path,path\nx,y\n", None, "'path' appears more than once"),
+    ('path,age\n"png/a b.png,50\nsub-01,60\n', None, "not a valid CSV file (unexpected end of data)"),
+    ("path,age\npng/a b.png,50,EXTRA\n", None, "line 2 has 3 fields and the header 2"),
 ])
 def test_errors_are_one_line_and_name_the_file(tmp_path, text, key, message):
     with pytest.raises(InputError) as exc:
@@ -118,3 +120,16 @@ def test_typed_and_text_columns_for_the_outputs():
                      "mixed": ("string", ["1", "x", None])}
     assert metadata.text_columns(cols) == {"n": ["1", "2.5", ""], "s": ["a", "", "b\\x0a"],
                                            "mixed": ["1", "x", ""]}
+
+
+def test_a_file_name_key_that_names_files_in_several_folders_is_warned(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    rows = [{"path": "a/x.png"}, {"path": "b/x.png"}, {"path": "a/y.png"}, {"path": "v.nii.gz#axial=1"},
+            {"path": "v.nii.gz#axial=2"}]
+    j = metadata.join_table(table(tmp_path, "filename,grade\nx.png,high\ny.png,low\nv.nii.gz,mid\n"), rows)
+    assert j.columns["grade"] == ["high", "high", "low", "mid", "mid"]
+    assert "1 value(s) of key column 'filename' name files in more than one folder (e.g. 'x.png')" in caplog.text
+
+
+def test_trailing_empty_fields_lose_no_value_and_are_read(tmp_path):
+    assert table(tmp_path, "path,age\na/x.png,50,,\n").rows == [{"path": "a/x.png", "age": "50"}]

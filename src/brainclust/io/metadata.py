@@ -179,7 +179,7 @@ def read_table(path: str | Path) -> MetadataTable:
     first = text.split("\n", 1)[0]
     tab = p.name.lower().endswith((".tsv", ".tab", ".tsv.txt")) or "\t" in first
     try:
-        reader = csv.reader(text.splitlines(), delimiter="\t" if tab else ",")
+        reader = csv.reader(text.splitlines(), delimiter="\t" if tab else ",", strict=True)  # an unclosed quote
         lines = [row for row in reader]
     except csv.Error as exc:
         raise InputError(f"--metadata '{path}': not a valid {'TSV' if tab else 'CSV'} file ({exc})") from None
@@ -193,9 +193,12 @@ def read_table(path: str | Path) -> MetadataTable:
     if dupes:
         raise InputError(f"--metadata '{path}': column name '{dupes[0]}' appears more than once in the header")
     rows = []
-    for line in lines[1:]:
+    for n, line in enumerate(lines[1:], start=2):
         if not any(c.strip() for c in line):
             continue
+        if any(c.strip() for c in line[len(header):]):  # a value would be lost (trailing empty fields are not)
+            raise InputError(f"--metadata '{path}': line {n} has {len(line)} fields and the header {len(header)} "
+                             "(a value holding the delimiter needs quotes)")
         rows.append({h: (line[i].strip() if i < len(line) else "") for i, h in enumerate(header) if h})
     return MetadataTable(str(path), [h for h in header if h], rows)
 
@@ -315,6 +318,16 @@ def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = 
     if n == 0:
         raise InputError(f"--metadata '{table.path}': no row of the run matches key column '{col}' "
                          f"(compared as {_describe(kind)})")
+    if kind == "name":  # a file name in several folders: every one of those files gets the row
+        files: dict[int, set[str]] = {}
+        for r, j in zip(rows, hit):
+            if j is not None:
+                files.setdefault(j, set()).add(str(r.get("path") or "").split("#", 1)[0])
+        shared = sorted(table.rows[j].get(col, "") for j, f in files.items() if len(f) > 1)
+        if shared:
+            log.warning("--metadata '%s': %d value(s) of key column '%s' name files in more than one folder "
+                        "(e.g. '%s'); each of those files gets the same row: key on the path to tell them apart",
+                        table.path, len(shared), col, escape_name(shared[0]))
     columns: dict[str, list[str]] = {}
     dropped: list[str] = []
     for h in table.header:
