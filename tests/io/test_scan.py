@@ -310,3 +310,15 @@ def test_a_multipage_tiff_is_named_by_its_path_under_the_folder(tmp_path, caplog
     said = [m for m in caplog.messages if "pages" in m]
     assert said == ["sub/multi.tif: a TIFF of 3 pages; only its first page is used"]
     assert str(tmp_path) not in caplog.text
+
+
+def test_hidden_entries_are_counted_as_left_out_not_lost(tmp_path):
+    """Every file gives a row or is accounted for: '.name' files and hidden folders are left out and counted."""
+    for rel in ("a.png", ".hidden.png", ".cache/b.png", ".cache/c.png", "sub/.d.png", "sub/e.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(len(rel)).integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / rel)
+    res = scan(tmp_path)
+    assert sorted(r.path for r in res.records) == ["a.png", "sub/e.png"]
+    hidden = {k: v for k, v in res.excluded.items() if k.startswith("hidden")}
+    assert list(hidden.values()) == [3]  # .hidden.png, the .cache folder (once), sub/.d.png
+    assert res.n_files == len(res.records) + len(res.skipped) + res.metadata_files + sum(res.excluded.values())

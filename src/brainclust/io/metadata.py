@@ -263,6 +263,19 @@ def _match(table: MetadataTable, key: str, kind: str, rows: Sequence[Mapping]) -
     return hit, len(used)
 
 
+def _warn_shared_names(table: MetadataTable, col: str, rows: Sequence[Mapping], hit: list) -> None:
+    """A file-name key that names files in several folders: every one of those files gets the row (said once)."""
+    files: dict[int, set[str]] = {}
+    for r, j in zip(rows, hit):
+        if j is not None:
+            files.setdefault(j, set()).add(str(r.get("path") or "").split("#", 1)[0])
+    shared = sorted(table.rows[j].get(col, "") for j, f in files.items() if len(f) > 1)
+    if shared:
+        log.warning("--metadata '%s': %d value(s) of key column '%s' name files in more than one folder (e.g. "
+                    "'%s'); each of those files gets the same row: key on the path to tell them apart",
+                    table.path, len(shared), col, escape_name(shared[0]))
+
+
 def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = None) -> JoinResult:
     """Join a metadata table onto the run's rows (dicts with ``path`` and, when present, ``unit``, ``subject``).
 
@@ -318,16 +331,8 @@ def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = 
     if n == 0:
         raise InputError(f"--metadata '{table.path}': no row of the run matches key column '{col}' "
                          f"(compared as {_describe(kind)})")
-    if kind == "name":  # a file name in several folders: every one of those files gets the row
-        files: dict[int, set[str]] = {}
-        for r, j in zip(rows, hit):
-            if j is not None:
-                files.setdefault(j, set()).add(str(r.get("path") or "").split("#", 1)[0])
-        shared = sorted(table.rows[j].get(col, "") for j, f in files.items() if len(f) > 1)
-        if shared:
-            log.warning("--metadata '%s': %d value(s) of key column '%s' name files in more than one folder "
-                        "(e.g. '%s'); each of those files gets the same row: key on the path to tell them apart",
-                        table.path, len(shared), col, escape_name(shared[0]))
+    if kind == "name":
+        _warn_shared_names(table, col, rows, hit)
     columns: dict[str, list[str]] = {}
     dropped: list[str] = []
     for h in table.header:

@@ -7,7 +7,7 @@ skipped files with a reason; one bad file never ends a run. Accounting is per
 file: every file found either contributes at least one record, is skipped, is a
 metadata file (JSON/TSV sidecars and tables: read as metadata, never listed as
 skipped images) or is left out (``--include``/``--exclude-files``, a BIDS filter,
-a BIDS non-data folder): ``len(files_with_records) + len(skipped) +
+a BIDS non-data folder, a hidden name: a hidden folder counts as one entry): ``len(files_with_records) + len(skipped) +
 metadata_files + sum(excluded.values()) == n_files``. One summary line (INFO)
 gives the metadata and left-out counts.
 
@@ -114,36 +114,21 @@ class ScanResult:
         return [r.label for r in self.records]
 
 
-def _walk(root: Path) -> tuple[list[Path], list[Path]]:
-    """Non-hidden files under ``root`` and symbolic links to folders (not followed: they may loop).
-
-    Both lists are sorted by relative POSIX path.
-    """
+def _walk(root: Path) -> tuple[list[Path], list[Path], int]:
+    """Non-hidden files under ``root``, symbolic links to folders (not followed: they may loop), and the number
+    of hidden entries (``.git``, ``._x.jpg``: names starting with ``.``, not entered). Lists sorted by relative
+    POSIX path."""
     found: list[Path] = []
     linked_dirs: list[Path] = []
+    hidden = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        hidden += sum(n.startswith(".") for n in dirnames) + sum(n.startswith(".") for n in filenames)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         linked_dirs.extend(Path(dirpath) / d for d in dirnames if (Path(dirpath) / d).is_symlink())
-        for fn in filenames:
-            if not fn.startswith("."):
-                found.append(Path(dirpath) / fn)
+        found.extend(Path(dirpath) / fn for fn in filenames if not fn.startswith("."))
     found.sort(key=lambda p: p.relative_to(root).as_posix())
     linked_dirs.sort(key=lambda p: p.relative_to(root).as_posix())
-    return found, linked_dirs
-
-
-def _warn_links_out(files: list[Path], root: Path) -> None:
-    """Links to files outside ``root`` are read here, but export, the report and view never follow them."""
-    def outside(p: Path) -> bool:
-        try:
-            return p.is_symlink() and root not in p.resolve().parents
-        except (OSError, RuntimeError):  # a link loop: skipped by the scan with its reason
-            return False
-
-    n = sum(1 for p in files if outside(p))
-    if n:
-        log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
-                    "the report's thumbnails and view do not follow links out of the input folder", n, root)
+    return found, linked_dirs, hidden
 
 
 _IMAGE_ERRORS = (Exception, Image.DecompressionBombWarning)  # Pillow plugins raise many types on bad data
@@ -314,11 +299,11 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     if not rootp.is_dir():
         raise InputError(f"input folder '{root}' does not exist or is not a folder")
     rootp = rootp.resolve()
-    files, linked_dirs = _walk(rootp)
-    _warn_links_out(files, rootp)
+    files, linked_dirs, hidden = _walk(rootp)
+    scanmeta.warn_links_out(files, rootp)
     rels = [p.relative_to(rootp).as_posix() for p in files]
-    select = scanmeta.FileSelector(rootp, rels, include, exclude, bids_filter, bids, str(root))
-    result = ScanResult(root=str(rootp), bids=select.bids, n_files=len(files) + len(linked_dirs),
+    select = scanmeta.FileSelector(rootp, rels, include, exclude, bids_filter, bids, str(root), hidden)
+    result = ScanResult(root=str(rootp), bids=select.bids, n_files=len(files) + len(linked_dirs) + hidden,
                         skipped=[{"path": d.relative_to(rootp).as_posix(), "reason": LINKED_FOLDER}
                                  for d in linked_dirs])
     series_keys: dict[str, str] = {}

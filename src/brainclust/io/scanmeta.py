@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bids import read_json
 from brainclust.io.pathfilter import PathFilter, folder_of
+
+log = logging.getLogger(__name__)
 
 #: Image file endings whose same-stem ``.json`` is their sidecar (dcm2niix writes ``x.nii.gz`` + ``x.json``).
 STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -95,6 +98,10 @@ def assign_series_ids(records: Sequence, keys: Mapping[str, str]) -> None:
         r.meta["series_id"] = names[key]
 
 
+#: Why hidden entries (names starting with ``.``: ``.git``, macOS ``._`` files) are left out.
+HIDDEN = "hidden (name starts with '.'; a hidden folder counts once)"
+
+
 def summary_line(bids: bool, metadata_files: int, excluded: Mapping[str, int], withheld: Mapping[str, int],
                  unreadable: int) -> str:
     """The scan's one summary line (``""`` when there is nothing to say)."""
@@ -112,6 +119,20 @@ def summary_line(bids: bool, metadata_files: int, excluded: Mapping[str, int], w
     return "; ".join(parts)
 
 
+def warn_links_out(files: list[Path], root: Path) -> None:
+    """Links to files outside ``root`` are read here, but export, the report and view never follow them."""
+    def outside(p: Path) -> bool:
+        try:
+            return p.is_symlink() and root not in p.resolve().parents
+        except (OSError, RuntimeError):  # a link loop: skipped by the scan with its reason
+            return False
+
+    n = sum(1 for p in files if outside(p))
+    if n:
+        log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
+                    "the report's thumbnails and view do not follow links out of the input folder", n, root)
+
+
 class FileSelector:
     """Which files a scan reads as images, with what metadata; counts what it leaves out.
 
@@ -122,7 +143,7 @@ class FileSelector:
     """
 
     def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: bool | None,
-                 shown_root: str) -> None:
+                 shown_root: str, hidden: int = 0) -> None:
         self.pfilter = PathFilter(include, exclude)
         self.bfilter = bids_mod.parse_filter(bids_filter)
         self.bids_filter_text = bids_filter
@@ -134,7 +155,7 @@ class FileSelector:
         self.index = bids_mod.BidsIndex(root, rels) if self.bids else None
         self.sidecars = StemSidecars(root, rels)
         self.metadata_files = 0
-        self.excluded: dict[str, int] = {}
+        self.excluded: dict[str, int] = {HIDDEN: hidden} if hidden else {}
         self.withheld: dict[str, int] = {}
         self.n_bids_data = self.n_bids_used = 0
         self.summary = ""
