@@ -209,6 +209,10 @@ def test_host_header_and_methods(running):
     assert get(server, "/", host=f"evil.example:{port}")[0] == 403
     assert get(server, "/", host=f"localhost:{port}")[0] == 200
     assert get(server, "/api/meta", method="POST")[0] == 405
+    for method in ("POST", "TRACE", "CONNECT", "BREW"):  # the library's own 501 page carried no CSP
+        status, headers, body = get(server, "/api/meta", method=method)
+        assert status in (405, 501) and headers["Content-Security-Policy"] and b"<html" not in body.lower()
+        assert headers.get("Allow") == "GET, HEAD" or status == 501
     assert get(server, "/", method="HEAD")[2] == b""
 
 

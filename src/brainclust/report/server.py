@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -171,9 +172,16 @@ class ExplorerHandler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def _refuse_method(self):
-        self._error(405, "only GET and HEAD")
+        self._send(405, b'{"error": "only GET and HEAD"}', "application/json; charset=utf-8",
+                   extra=[("Allow", "GET, HEAD")])
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
+
+    def send_error(self, code, message=None, explain=None):
+        """The library's own errors (a malformed request line, an unknown method, a request too long) in the
+        server's form, with its headers (CSP, nosniff...), never its default HTML page."""
+        self.close_connection = True
+        self._error(int(code), str(message or HTTPStatus(int(code)).phrase)[:200])
 
     def _route(self):
         if not self._host_ok():
