@@ -344,8 +344,9 @@ class WithinStep(Step):
                                                 cache_dir=self.cache_dir, option="--within")
         m = StratifiedClusterer(self.method, self.k, self.pca or None, self.random_state).fit(batch.X, strata)
         self.model_, self.labels_, self.levels_, self.n_clusters_ = m, m.labels_, m.levels_, m.n_clusters_
-        # what the report maps (model/within.npz's X_fit): the rows through one global PCA
-        self.X_fit_ = PCAReducer(self.pca or 50, random_state=self.random_state).fit_transform(batch.X)
+        # the report's map (model/within.npz X_fit): one global PCA, capped quietly (the strata's PCA warned)
+        n_map = min(self.pca or 50, *batch.X.shape) if isinstance(self.pca or 50, int) else self.pca
+        self.X_fit_ = PCAReducer(n_map, random_state=self.random_state).fit_transform(batch.X)
         self.n_features_in_ = m.n_features_in_
         self.level_offsets_ = None
         if m.levels_ is not None:
