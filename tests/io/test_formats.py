@@ -317,3 +317,23 @@ def test_a_gzipped_nifti_whose_checksum_fails_is_refused_not_read_as_garbage(tmp
     found = scan(tmp_path / "data")
     assert {r.path.split("#")[0] for r in found.records} == {"other.nii.gz"}
     assert any("damaged gzip stream" in s["reason"] for s in found.skipped if s["path"].startswith("bad"))
+
+
+def test_the_checksum_read_keeps_the_bomb_guard_and_leaves_4d_series_and_trailing_bytes_alone(tmp_path):
+    """The whole-file read happens only for one volume within MAX_VOXELS, after its header is read."""
+    import gzip
+
+    import nibabel as nib
+
+    bomb = tmp_path / "bomb.nii.gz"  # a few MB declaring 1000^3 voxels: refused before anything is unpacked
+    nib.save(nib.Nifti1Image(np.zeros((1000, 1000, 1000), np.uint8), np.eye(4)), bomb)
+    assert nifti._whole(str(bomb)) == str(bomb)
+    with pytest.raises(ImageReadError, match="exceeds the limit"):
+        nifti.load_volume(bomb)
+    series = write_nifti(tmp_path / "bold.nii.gz", np.stack([brain_volume(seed=s) for s in range(3)], -1))
+    assert nifti._whole(str(series)) == str(series)  # 4-D: streamed by nibabel up to the volume asked for
+    one = write_nifti(tmp_path / "one.nii.gz", brain_volume())
+    assert nifti._whole(str(one)).getvalue() == gzip.decompress(one.read_bytes())
+    junk = tmp_path / "junk.nii.gz"  # bytes after a whole member whose checksum passed: read, as gzip reads them
+    junk.write_bytes(one.read_bytes() + b"JUNK")
+    np.testing.assert_array_equal(nifti.load_volume(junk), nifti.load_volume(one))
