@@ -311,7 +311,7 @@ def _damage(run: Path, kind: str) -> str:
     elif kind == "manifest_devzero":  # reading it would never end
         (run / "manifest.json").unlink()
         os.symlink("/dev/zero", run / "manifest.json")
-    elif kind == "assignments_link":  # a link to a file out of the run: never read, so never quoted
+    elif kind == "assignments_link":  # a link to a file out of the run (git-annex keeps links): never quoted
         secret = run.parent / f"{run.name}-secret.csv"
         secret.write_text("root:x:0:0:root:/root:/bin/bash,SECRET-CONTENT\n", encoding="utf-8")
         (run / "assignments.csv").unlink()
@@ -370,3 +370,16 @@ def test_a_damaged_embeddings_file_is_named_as_the_runs_not_by_the_staged_copy(r
     assert main(["report", str(run)]) == 0
     err = capsys.readouterr().err
     assert "the run's embeddings.parquet: it cannot be read" in err and ".tmp-" not in err
+
+
+def test_run_files_kept_as_links_to_regular_files_are_read(tmp_path):
+    """DataLad and git-annex keep a folder's files as links into .git/annex: such a run folder stays readable."""
+    from brainclust.io.outputs import check_run_file, read_json
+
+    annex = tmp_path / ".git" / "annex" / "objects" / "manifest"
+    annex.parent.mkdir(parents=True)
+    annex.write_text('{"kind": "run"}', encoding="utf-8")
+    (tmp_path / "run").mkdir()
+    os.symlink(annex, tmp_path / "run" / "manifest.json")
+    assert check_run_file(tmp_path / "run" / "manifest.json") == annex.stat().st_size
+    assert read_json(tmp_path / "run" / "manifest.json") == {"kind": "run"}

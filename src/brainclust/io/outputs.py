@@ -218,14 +218,12 @@ class RunFolder:
 
 
 def check_run_file(path, folder=None) -> int:
-    """The size of a file of a run folder about to be read, refused (ModelFileError) unless it is a regular
-    file, not a symbolic link, not empty: a FIFO would block the reader, a link to ``/dev/zero`` or a ``/proc``
-    file never end, and a run writes no links (one planted there could make an error message quote any file)."""
+    """The size of a file of a run folder about to be read, refused (ModelFileError) unless it is (or links to:
+    DataLad and git-annex keep files as links) a regular file, not empty: a FIFO would block the reader, a link
+    to ``/dev/zero`` or a ``/proc`` file never end. No error message quotes what such a file holds."""
     import stat as stat_module
 
     path = Path(path)
-    if path.is_symlink():
-        raise ModelFileError(f"'{path}' is a symbolic link; a run writes none, so it is not read")
     try:
         st = os.stat(path)
     except FileNotFoundError:
