@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -366,14 +365,21 @@ def _place(rec, dest: Path, mode: str) -> None:
     if mode != "copy":
         os.symlink(rec.abspath, dest)
         return
+    import stat
+
     digest = hashlib.sha256()
-    try:
-        fd = os.open(rec.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as src, open(dest, "xb") as out:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        shutil.copystat(rec.abspath, dest, follow_symlinks=False)
+    try:  # no link followed, no FIFO waited on (O_NONBLOCK), the mode and times of the very file read
+        fd = os.open(rec.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as src:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"export: '{rec.path}' is no longer a regular file; nothing was exported")
+            with open(dest, "xb") as out:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        os.chmod(dest, stat.S_IMODE(st.st_mode))
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:
         raise InputError(f"export: '{rec.path}' cannot be copied ({exc.strerror or exc}); nothing was "
                          "exported") from None
