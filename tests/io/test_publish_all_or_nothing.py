@@ -328,3 +328,7 @@ def test_an_empty_name_or_the_working_folder_is_refused(tmp_path, monkeypatch):
     check_out("new_run")  # a folder inside it is fine
     with pytest.raises(ParameterError, match="not valid UTF-8"):  # pyarrow and the report need its name as text
         check_out(os.fsdecode(b"o5_\xe9"))
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()  # a deleted working folder: an absolute --out still works
+    check_out(str(tmp_path / "elsewhere"))

@@ -115,7 +115,11 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
         raise ParameterError(f"{option}: '{escape_name(str(out))}' (or a folder above it) has a name that is not "
                              "valid UTF-8; choose a folder whose path is") from None
     p = Path(out)
-    if _inside(Path.cwd().resolve(), p.resolve()):  # the swap would pull the working folder from under the shell
+    try:
+        cwd = Path.cwd().resolve()
+    except FileNotFoundError:  # the working folder was deleted: nothing to pull from under anyone
+        cwd = None
+    if cwd is not None and _inside(cwd, p.resolve()):  # the swap would pull the working folder from under the shell
         raise ParameterError(f"{option}: '{escape_name(str(out))}' is or holds the working folder, which cannot be "
                              "replaced; name a new folder inside it")
     if p.is_symlink():  # the folder is replaced whole: the link would become a plain folder beside its target
