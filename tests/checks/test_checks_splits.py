@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 
-from brainclust.checks.splits import detect_splits, split_of
+from brainclust.checks.splits import detect_splits, match_table, split_of
 from brainclust.checks.stage import check_folder, read_split_table
 from brainclust.errors import ParameterError
 
@@ -37,18 +38,23 @@ def test_a_data_set_needs_two_splits_and_half_of_its_images_marked():
     assert splits == ["train", "val"] and source == "metadata"
 
 
-def test_a_split_table_is_used_however_few_images_it_names_and_may_name_them_absolutely(caplog):
-    """The user's table is their word: no half-marked rule, absolute paths match, one that names nothing is
-    refused, and one split only finds no leakage (said)."""
+def test_a_split_table_is_used_however_few_images_it_names_and_may_name_them_absolutely(tmp_path, caplog):
+    """The user's table is their word: no half-marked rule, absolute paths match (through a linked folder too),
+    one that names nothing or gives no split is refused, and one split only finds no leakage (said)."""
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
     paths = ["a.png", "b.png", "c.png", "d.png", "v.nii.gz#axial=3"]
-    absp = [f"/data/{p.split('#')[0]}" for p in paths]
-    splits, source = detect_splits(paths, {"a.png": "train", "/data/b.png": "test"}, absp)
-    assert splits == ["train", "test", "", "", ""] and source == "metadata"
+    absp = [str(tmp_path / "real" / p.split("#")[0]) for p in paths]  # the scan resolves the root
+    table = match_table(paths, absp, {"a.png": "train", str(tmp_path / "link" / "b.png"): "test"})
+    assert table == {"a.png": "train", "b.png": "test"}
     assert "3 of 5 images have no split" in caplog.text
-    assert detect_splits(paths, {"v.nii.gz": "test", "a.png": "train"}, absp)[0][4] == "test"  # a slice's file
+    assert detect_splits(paths, table) == (["train", "test", "", "", ""], "metadata")
+    assert match_table(paths, absp, {"v.nii.gz": "test", "a.png": "train"})["v.nii.gz#axial=3"] == "test"
     with pytest.raises(ParameterError, match="none of its 1 paths names an image"):
-        detect_splits(paths, {"/elsewhere/a.png": "train"}, absp)
-    assert detect_splits(paths, {"a.png": "train", "b.png": "training"}, absp) == ([""] * 5, "")
+        match_table(paths, absp, {"/elsewhere/a.png": "train"})
+    with pytest.raises(ParameterError, match="split column is empty for all 2 images it names"):
+        match_table(paths, absp, {"a.png": "", "b.png": " "})
+    assert detect_splits(paths, {"a.png": "train", "b.png": "training"}) == ([""] * 5, "")
     assert "all in one split (train)" in caplog.text
 
 

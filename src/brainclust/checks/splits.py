@@ -61,40 +61,47 @@ def split_of(path: str) -> tuple[str, str]:
     return "", ""
 
 
-def _table_splits(paths: Sequence[str], table: Mapping[str, str], abspaths: Sequence[str] | None) -> list[str]:
-    """The table's split of every path, matched on the relative path, its file (a slice's), the absolute path
-    or the real path (module docstring)."""
-    def norm(key) -> str:
-        key = str(key).strip().replace("\\", "/")
-        return os.path.normpath(key) if os.path.isabs(key) else key
-    by = {norm(k): str(v or "").strip() for k, v in table.items()}
-    found = []
-    for i, p in enumerate(paths):
-        keys = [p, p.split("#", 1)[0]]
-        if abspaths is not None:
-            keys += [os.path.normpath(abspaths[i]), os.path.realpath(abspaths[i])]
-        key = next((k for k in keys if k in by), None)
-        found.append(by[key] if key is not None else "")
-    n_found = sum(1 for f in found if f)
-    if n_found == 0:
-        raise ParameterError(f"--split-table: none of its {len(by)} paths names an image of this run; write them "
-                             "relative to DATA (as quality.csv does) or absolute")
-    if n_found < len(paths):
+def match_table(paths: Sequence[str], abspaths: Sequence[str], table: Mapping[str, str]) -> dict[str, str]:
+    """A split table keyed by the run's own paths: each image is looked up by its relative path, its file (a
+    slice's), its absolute path or its real path, against the table's paths as written and, for absolute ones,
+    resolved (a folder reached through a link). Warns how many images it leaves without a split.
+
+    Raises
+    ------
+    ParameterError
+        The table names no image of the run, or gives none of those it names a split.
+    """
+    by: dict[str, str] = {}
+    for k, v in table.items():
+        key = str(k).strip().replace("\\", "/")
+        forms = [os.path.normpath(key), os.path.realpath(key)] if os.path.isabs(key) else [key]
+        by.update({f: str(v or "").strip() for f in forms})
+    out, named = {}, 0
+    for p, a in zip(paths, abspaths):
+        key = next((k for k in (p, p.split("#", 1)[0], os.path.normpath(a), os.path.realpath(a)) if k in by), None)
+        named += key is not None
+        if key is not None and by[key]:
+            out[p] = by[key]
+    if not named:
+        raise ParameterError(f"--split-table: none of its {len(table)} paths names an image of this run; write "
+                             "them relative to DATA (as quality.csv does) or absolute")
+    if not out:
+        raise ParameterError(f"--split-table: its split column is empty for all {named} images it names")
+    if len(out) < len(paths):
         log.warning("--split-table: %d of %d images have no split in the table; they never count as crossing",
-                    len(paths) - n_found, len(paths))
-    return found
+                    len(paths) - len(out), len(paths))
+    return out
 
 
-def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None,
-                  abspaths: Sequence[str] | None = None) -> tuple[list[str], str]:
+def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) -> tuple[list[str], str]:
     """The split of every path and how it was found (``metadata``, ``folder``, ``file name`` or ``""``).
 
-    Returns empty splits and ``""`` when the data set is not split (see the module's rules). ``abspaths``
-    (one per path) lets a table name the images by absolute path.
+    Returns empty splits and ``""`` when the data set is not split (see the module's rules). ``table`` is
+    looked up by path as it is (:func:`match_table` keys a user's table by the run's paths).
     """
     n = len(paths)
     if table:
-        splits = [SPLIT_WORDS.get(s.lower(), s.lower()) for s in _table_splits(paths, table, abspaths)]
+        splits = [SPLIT_WORDS.get(s.lower(), s.lower()) for s in (str(table.get(p, "") or "").strip() for p in paths)]
         if len({s for s in splits if s}) < 2:
             log.warning("--split-table: the images it names are all in one split (%s): no leakage can be found",
                         next(s for s in splits if s))

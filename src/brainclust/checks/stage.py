@@ -25,7 +25,7 @@ from brainclust.checks.flags import Thresholds
 from brainclust.checks.likeness import BACKBONE as LIKENESS_BACKBONE, likeness_scores, revise_not_mri
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
-from brainclust.checks.splits import detect_splits, leakage_rows
+from brainclust.checks.splits import detect_splits, leakage_rows, match_table
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
@@ -141,7 +141,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     thresholds : Thresholds or None
         ``None`` = the defaults.
     split_table : mapping of path -> split, or None
-        A metadata column naming each image's split; ``None`` reads folders and file names.
+        Each image's split keyed by the records' own paths (:func:`~brainclust.checks.splits.match_table`
+        keys a user's table so); ``None`` reads folders and file names.
     dicom_headers : mapping of absolute path -> header dict, or None
         Header fields already read (``Modality``, ``SOPClassUID``, ``ImageType``); ``None`` reads them.
     workers : int
@@ -195,7 +196,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         # files are); anything else in a group to the group's first image
         rep = int(first[i]) if groups.exact[i] else int(groups.representative[i])
         dup_of.append(paths[rep] if rep != i else "")
-    splits, source = detect_splits(paths, split_table, [r.abspath for r in records])
+    splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
     return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
                        {"backbone": LIKENESS_BACKBONE, **extraction})
@@ -280,6 +281,8 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
     if not found.records:
         raise InputError.no_images(data, len(found.skipped), found.excluded)
+    if split_table:  # matched before any image is decoded: a table that names nothing is refused at once
+        split_table = match_table([r.path for r in found.records], [r.abspath for r in found.records], split_table)
     t_scan = time.perf_counter() - t0
     desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
     if desc.failed and len(desc.failed) == len(found.records):

@@ -33,6 +33,7 @@ import numpy as np
 from brainclust.checks.fitted import FILE as CONTENTS_FILE, FittedContents, mark_fitted_copies
 from brainclust.checks.flags import FLAGS, Thresholds, parse_flags
 from brainclust.checks.likeness import PRECISIONS as LIKENESS_PRECISIONS
+from brainclust.checks.splits import match_table
 from brainclust.checks.stage import checks_record, read_split_table, run_checks
 from brainclust.checks.store import cached_descriptors, default_workers
 from brainclust.checks.tables import exclude_mask
@@ -202,6 +203,8 @@ class DataChecks(Step):
         t0 = time.perf_counter()
         desc, cache = cached_descriptors(records, self.cache_dir, default_workers(self.workers), self.progress)
         t_desc = time.perf_counter() - t0
+        if split:  # a user's table, keyed by the run's own paths
+            split = match_table([r.path for r in records], [r.abspath for r in records], split)
         res = run_checks(records, descriptors=desc, features=self._space(X),
                          thresholds=Thresholds.from_text(self.thresholds or ""), split_table=split,
                          random_state=self.random_state, progress=self.progress, cache_dir=self.cache_dir,
