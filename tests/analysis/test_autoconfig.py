@@ -166,6 +166,10 @@ def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["nmi"] == pytest.approx(res.rows[-1]["nmi"])
     with pytest.raises(ParameterError, match="--consensus run"):
         predict(tmp_path / "out", data)
+    from brainclust.report.rebuild import rebuild_report
+
+    rebuild_report(tmp_path / "out")  # its manifest has no factor record: the report failed on it
+    assert "--consensus: label-free choice" in (tmp_path / "out" / "report.html").read_text()
     from brainclust.model.auto import ConsensusModel
 
     again = run(data, None, cfg, model=ConsensusModel(cfg, ("efficientnet_lite0", "pixels", "hog")))
