@@ -62,7 +62,10 @@ def test_ray_engine_equals_local_engine(local_ray, demo_set, tmp_path, backbone,
     eng = manifest["engine"]
     assert eng["engine"] == "ray" and eng["nodes"] >= 1 and eng["cpus"] >= 1 and eng["actors"] >= 1
     assert eng["computed"] == len(local.records)
-    assert manifest["cache"]["misses"] == 0  # the local pass read every feature the Ray pass stored
+    # the Ray pass computed every feature (the local pass then read them back): the run's misses, as locally
+    assert (manifest["cache"]["hits"], manifest["cache"]["misses"]) == (0, eng["computed"])
+    assert manifest["cache"]["misses"] == json.loads((tmp_path / "local" / "manifest.json").read_text())["cache"][
+        "misses"]
 
 
 def test_rerun_computes_nothing_new(local_ray, demo_set, tmp_path):
@@ -70,7 +73,7 @@ def test_rerun_computes_nothing_new(local_ray, demo_set, tmp_path):
     run(demo_set, None, cfg, engine="ray")
     again = run(demo_set, None, cfg, engine="ray")
     assert again.manifest["engine"]["computed"] == 0
-    assert again.manifest["cache"]["misses"] == 0
+    assert again.manifest["cache"]["misses"] == 0 and again.manifest["cache"]["hits"] == len(again.records)
 
 
 def test_names_that_are_not_utf8_travel_through_ray():

@@ -67,11 +67,15 @@ def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: di
     ssl = model.step("ssl")
     outliers = model.clustering_extras().get("outliers")
     auto = model.auto_record() if hasattr(model, "auto_record") else None
+    cache = dict(model.cache_)
+    moved = min(int(engine.get("computed") or 0), int(cache.get("hits") or 0))
+    if moved:  # what the Ray pass computed, the local pass then read from the store: misses of the run, not hits
+        cache.update(hits=cache["hits"] - moved, misses=int(cache.get("misses") or 0) + moved)
     return {
         "kind": "run", "versions": versions(), "input": str(Path(data).resolve()),
         "settings": {**asdict(cfg), "preprocess": ex.preprocess_.as_dict()},
         "backbone": ex.describe(), "pca": pca, "clustering": clustering_record(cfg, model),
-        "cache": {"dir": None if ex.cache_dir is False else str(ex.cache_dir or default_cache_dir()), **model.cache_},
+        "cache": {"dir": None if ex.cache_dir is False else str(ex.cache_dir or default_cache_dir()), **cache},
         "engine": engine, "n_files_scanned": scanned.n_files,
         "n_images": len(getattr(model, "slice_records_", None) or model.records_), "skipped": skipped,
         "timings_s": timings,
