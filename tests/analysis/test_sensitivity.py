@@ -8,7 +8,7 @@ from brainclust.analysis.benchmark import read_results_csv
 from brainclust.cli import main
 from brainclust.cluster.methods import Clusterer
 from brainclust.data.demo import make_demo_dataset
-from brainclust.errors import ParameterError, WeightsUnavailableError
+from brainclust.errors import ParameterError
 from brainclust.pipeline import RunConfig
 
 SCORES = ["silhouette", "ari", "nmi", "fmi", "acc", "n_clusters_found"]
@@ -20,10 +20,10 @@ def result(tmp_path_factory):
     data = make_demo_dataset(tmp / "data", n_per_class=5, size=64)
     mp = pytest.MonkeyPatch()
 
-    def no_download():
-        raise WeightsUnavailableError("inception_v3: offline in this test")
+    def no_download():  # an analysis never downloads weights (104 MB for inception_v3): it skips the backbone
+        raise AssertionError("sensitivity tried to download weights")
 
-    # two CNN backbones: one works offline, the other's weights are unavailable (no 30 s network attempt)
+    # two CNN backbones: one works offline, the other's weights are not on the machine (no network attempt)
     mp.setattr(backbones, "available", lambda: ["auto", "efficientnet_lite0", "inception_v3"])
     mp.setattr(backbones, "_inception_cached", lambda: None)
     mp.setattr(backbones, "_inception_download", no_download)

@@ -208,6 +208,10 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     if "backbone" in settings:
         for name in [b for b in backbones.available() if b != "auto"]:
             key = ("backbone", name)
+            if key not in features and not backbones.weights_local(name):  # an analysis never downloads 100 MB
+                notes.append(f"backbone {name}: skipped, its weights are not on this machine (a run with "
+                             f"--backbone {name} downloads them once when online)")
+                continue
             if key not in features:
                 try:
                     features[key] = load_dataset(data, replace(config, backbone=name, weights=None))

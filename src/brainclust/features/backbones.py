@@ -99,6 +99,12 @@ def _inception_cached() -> Path | None:
     return p if p.is_file() else None
 
 
+def weights_local(name: str) -> bool:
+    """Whether backbone ``name``'s default weights are on this machine (no download needed): only Inception V3's
+    come from the network (into the torch hub cache); the others are bundled or need none."""
+    return name != "inception_v3" or _inception_cached() is not None
+
+
 def _inception_download() -> Path:
     """Download the ImageNet weights into the torch hub cache (needs network)."""
     from torchvision.models import Inception_V3_Weights
