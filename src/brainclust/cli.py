@@ -143,8 +143,8 @@ def _add_study_parsers(sub, common) -> None:
 
     p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[common])
     p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
-    p.add_argument("--data-root", required=True,
-                   help="folder holding the labelled sets brain_tumor_4class_dev/ and brain_tumor_yes_no/")
+    p.add_argument("--data-root", default=None, help="folder holding the labelled sets brain_tumor_4class_dev/ and "
+                   "brain_tumor_yes_no/ (not needed for --datasets demo)")
     p.add_argument("--datasets", default="brain_tumor_4class_dev,brain_tumor_yes_no,demo",
                    help="comma-separated subset of the default three")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")

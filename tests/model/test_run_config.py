@@ -92,7 +92,10 @@ def test_study_rules_live_in_the_library(tmp_path):
         run_ablation({"x": tmp_path}, tmp_path / "out", seeds=())
     with pytest.raises(ParameterError, match="--datasets"):
         ablation_datasets(tmp_path, ["nope"], tmp_path / "demo")
+    with pytest.raises(ParameterError, match="--data-root: needed for brain_tumor_yes_no"):
+        ablation_datasets(None, ["demo", "brain_tumor_yes_no"], tmp_path / "demo")
     assert not (tmp_path / "out").exists()
+    assert list(ablation_datasets(None, ["demo"], tmp_path / "demo")) == ["demo"]  # the demo set needs no folder
 
 
 @pytest.mark.parametrize("settings, expected", [

@@ -69,6 +69,11 @@ def ablation_datasets(data_root, wanted, demo_dir) -> dict[str, Path]:
     if bad or not wanted:
         raise ParameterError(f"--datasets: unknown data set '{bad[0] if bad else ''}'; choose from "
                              f"{', '.join(DATASETS)}")
+    real = [d for d in wanted if d != "demo"]
+    if data_root is None and real:  # the generated demo set needs no folder
+        raise ParameterError(f"--data-root: needed for {', '.join(real)} (the folder that holds them)")
+    if data_root is None:
+        return {"demo": Path(make_demo_dataset(demo_dir, n_per_class=40, random_state=0))}
     sets = default_datasets(data_root, demo_dir) if "demo" in wanted else {n: Path(data_root) / n for n in wanted}
     sets = {n: p for n, p in sets.items() if n in wanted}
     for n, p in sets.items():
