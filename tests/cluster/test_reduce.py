@@ -152,3 +152,14 @@ def test_load_missing_or_damaged_raises_model_file_error(tmp_path):
     np.savez(incomplete, components=np.zeros((2, 3)))
     with pytest.raises(ModelFileError):
         PCAReducer.load(incomplete)
+
+
+def test_the_default_pca_is_capped_quietly_and_a_given_one_with_a_warning(caplog):
+    """A small set (a TEMI head's 40 rows, 20 volumes) is no mistake of the user's: the default 50 is capped with an
+    info line; a value the user chose above what the data allow is capped with a warning."""
+    X = np.random.default_rng(0).normal(size=(20, 30))
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        assert PCAReducer(50).fit(X).n_components_ == 20
+        assert PCAReducer(60).fit(X).n_components_ == 20
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "more than the data allow" in r.getMessage()]
+    assert [lv for lv, _ in said] == ["INFO", "WARNING"] and said[1][1].startswith("--pca 60")

@@ -47,6 +47,9 @@ POWER_ITERATIONS = 7
 #: Rows per chunk of :meth:`PCAReducer.transform` on inputs above ``CHUNK_ROWS * 8192`` values.
 CHUNK_ROWS = 2048
 SOLVERS = ("auto", "full", "randomized")
+#: ``--pca``'s default. Capped to what the data allow with an info line (a small set is no mistake of the user's);
+#: any other value given above it is capped with a warning.
+DEFAULT_COMPONENTS = 50
 
 
 def distinct_rows(X, chunk: int = 4096) -> int:
@@ -200,8 +203,8 @@ class PCAReducer(TransformerMixin, ArrayStep):
         if isinstance(n, int):
             cap = min(X.shape)
             if n > cap:
-                log.warning("--pca %d is more than the data allow (min(rows, features) = %d); using %d",
-                            n, cap, cap)
+                (log.info if n == DEFAULT_COMPONENTS else log.warning)(
+                    "--pca %d is more than the data allow (min(rows, features) = %d); using %d", n, cap, cap)
                 n = cap
         self.solver_ = _pick_solver(self.svd_solver, X.shape)
         if self.solver_ == "full" or min(X.shape) < 3:

@@ -19,7 +19,7 @@ from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, pre_pca_reducer
 from brainclust.cluster.methods import METHODS, make_clusterer
 from brainclust.cluster.outliers import OUTLIER_MODES, OutlierRule, check_outlier_method
-from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.reduce import DEFAULT_COMPONENTS, PCAReducer
 from brainclust.engines import ENGINES, check_engine
 from brainclust.errors import ParameterError
 from brainclust.features.extractor import PRECISIONS, FeatureExtractor
@@ -162,7 +162,7 @@ class RunConfig:
     fusion_norm: str = opt("image", "--fusion-norm", "fused backbones (A+B): 'image' L2-normalises each block per "
                            "image before balancing the blocks' variance; 'block' only balances (keeps e.g. the "
                            "brightness in the pixels block) (default image)", EXTRACTION, choices=NORMS)
-    pca: int | float = opt(50, "--pca", "PCA components (an integer; 1 = one component), variance fraction strictly "
+    pca: int | float = opt(DEFAULT_COMPONENTS, "--pca", "PCA components (an integer; 1 = one component), variance fraction strictly "
                            "below 1 (e.g. 0.95), or 0 for off; 1.0 is refused as ambiguous (default 50)", CLUSTERING,
                            parse=parse_pca)
     method: str = opt("hierarchical", "--method", "hierarchical = average linkage, cosine distance (default)",
