@@ -164,6 +164,26 @@ def _points(plan, base, base_ds, features, subsample, method, rows, pbar) -> Non
         pbar.close()
 
 
+def _backbone_features(data, config, features: dict, notes: list) -> list[str]:
+    """The backbones the ``backbone`` setting compares, their features added to ``features``: every one whose
+    weights are on this machine (an analysis never downloads 100 MB); the others are noted as skipped."""
+    names = []
+    for name in [b for b in backbones.available() if b != "auto"]:
+        key = ("backbone", name)
+        if key not in features and not backbones.weights_local(name):
+            notes.append(f"backbone {name}: skipped, its weights are not on this machine (a run with "
+                         f"--backbone {name} downloads them once when online)")
+            continue
+        if key not in features:
+            try:
+                features[key] = load_dataset(data, replace(config, backbone=name, weights=None))
+            except WeightsUnavailableError as exc:
+                notes.append(f"backbone {name}: skipped, weights unavailable ({exc})")
+                continue
+        names.append(name)
+    return names
+
+
 def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequence[int] = (0, 1, 2, 3, 4),
                 subsample: float = 0.8, settings: Sequence[str] = SETTINGS) -> SensitivityResult:
     """Vary one setting at a time around ``config``; write the table, CSV and plots to ``out``.
@@ -204,21 +224,7 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     base = {"pca": config.pca, "k": int(k) if k is not None else base_ds.n_labels, "linkage": "average",
             "metric": "cosine", "backbone": base_ds.info["backbone"]["name"], "clip": config.clip_percentiles}
     features = {("backbone", base["backbone"]): base_ds, ("clip", base["clip"]): base_ds}
-    backbone_names = []
-    if "backbone" in settings:
-        for name in [b for b in backbones.available() if b != "auto"]:
-            key = ("backbone", name)
-            if key not in features and not backbones.weights_local(name):  # an analysis never downloads 100 MB
-                notes.append(f"backbone {name}: skipped, its weights are not on this machine (a run with "
-                             f"--backbone {name} downloads them once when online)")
-                continue
-            if key not in features:
-                try:
-                    features[key] = load_dataset(data, replace(config, backbone=name, weights=None))
-                except WeightsUnavailableError as exc:
-                    notes.append(f"backbone {name}: skipped, weights unavailable ({exc})")
-                    continue
-            backbone_names.append(name)
+    backbone_names = _backbone_features(data, config, features, notes) if "backbone" in settings else []
     clip_values = ordered([base["clip"], (0.5, 99.5), None]) if "clip" in settings else []
     for c in clip_values:
         if ("clip", c) not in features:

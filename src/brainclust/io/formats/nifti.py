@@ -68,7 +68,6 @@ import os
 import re
 import struct
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +75,7 @@ import numpy as np
 
 from brainclust.errors import ImageReadError, ParameterError, names_file
 from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
+from brainclust.io.formats.gzwhole import read_whole
 from brainclust.io.content import check_regular, read_content, verify_unchanged
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -169,67 +169,6 @@ def _open(source):
     return _as_volume(klass.from_stream(source))
 
 
-#: Bytes read past the end of the voxels a header declares before a gzipped file is left to nibabel's stream.
-GZIP_SLACK = 1 << 20
-
-
-def _data_end(head: bytes) -> int | None:
-    """Where the voxels of a NIfTI header (the first 540 decompressed bytes) end, for a single volume within
-    :data:`MAX_VOXELS`; ``None`` for anything else (a 4-D series, too large, unreadable)."""
-    import nibabel as nib
-
-    klass = nib.Nifti2Header if head[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Header
-    try:
-        hdr = klass.from_fileobj(io.BytesIO(head))
-        shape = [int(v) for v in hdr.get_data_shape()]
-        n = int(np.prod(shape, dtype=np.int64))
-        if len(shape) < 2 or any(v > 1 for v in shape[3:]) or not 0 < n <= MAX_VOXELS:
-            return None
-        return int(hdr.get_data_offset()) + n * hdr.get_data_dtype().itemsize
-    except Exception:  # noqa: BLE001 - nibabel raises many types; its own reader says why
-        return None
-
-
-def _whole(source):
-    """A gzipped single volume (path or buffer) as a buffer of its decompressed bytes, read once to the end so
-    that its checksum is compared: nibabel stops once it has the voxels the header asks for, so a stream
-    damaged in the middle decoded as garbage. The header is read first: a 4-D series, a volume above
-    :data:`MAX_VOXELS` or an unreadable header is returned as it is (nibabel streams it, or refuses it), as is
-    a file that goes on :data:`GZIP_SLACK` bytes past its voxels, and anything not gzipped."""
-    buffer = hasattr(source, "read")
-    fh = source if buffer else open(source, "rb")
-    try:
-        fh.seek(0)
-        if fh.read(2) != b"\x1f\x8b":
-            return source
-        fh.seek(0)
-        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-            out = io.BytesIO(gz.read(540))
-            end = _data_end(out.getvalue())
-            if end is None:
-                return source
-            out.seek(0, io.SEEK_END)
-            while out.tell() < end and (chunk := gz.read(min(1 << 22, end - out.tell()))):
-                out.write(chunk)
-            try:  # on to the end of the stream: its checksum is compared there
-                while chunk := gz.read(1 << 20):
-                    out.write(chunk)
-                    if out.tell() > end + GZIP_SLACK:
-                        return source
-            except gzip.BadGzipFile as exc:  # bytes after a whole member whose checksum passed: as gzip reads it
-                if out.tell() < end or "Not a gzipped file" not in str(exc):
-                    raise
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise ImageReadError(f"damaged gzip stream ({str(exc)[:120] or type(exc).__name__})") from None
-    finally:
-        if buffer:
-            fh.seek(0)
-        else:
-            fh.close()
-    out.seek(0)
-    return out
-
-
 def _as_volume(img):
     """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
     a thickness axis turned another way by it, the slice would be cut across, as a line)."""
@@ -245,7 +184,7 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = _open(_whole(path))
+            img = _open(read_whole(path, MAX_VOXELS))
             shape = tuple(int(s) for s in img.shape)
             if len(shape) < 3 or any(s < 1 for s in shape[:3]):
                 raise ImageReadError(f"NIfTI image has shape {shape}; a 3-D or 4-D volume is needed")
