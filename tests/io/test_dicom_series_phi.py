@@ -188,7 +188,9 @@ def test_coded_fields_and_the_manufacturer_hold_only_known_terms():
 
 
 @pytest.mark.parametrize("model", ["Avanto", "SIGNA Premier", "Achieva dStream", "DISCOVERY MR750", "Prisma_fit",
-                                   "Biograph_mMR", "Signa HDxt 3.0T", "Optima MR450w", "uMR 780", "Ingenia CX"])
+                                   "Biograph_mMR", "Signa HDxt 3.0T", "Optima MR450w", "uMR 780", "Ingenia CX",
+                                   "MAGNETOM Connectom", "SIGNA PET/MR", "Brivo MR355", "Panorama HFO", "SIGNA UHP",
+                                   "Investigational_Device_7T", "Vantage Centurian"])
 def test_scanner_model_names_are_kept(model):
     assert privacy.convert(model, "model") == model
 
