@@ -73,7 +73,7 @@ def test_new_images_without_the_metadata_column_are_refused_not_guessed():
     for step in (WithinStep(column="site", k=2, pca=5), RemoveStep(column="site", n_components=5)):
         step.fit_batch(Batch(records(len(X), lambda i: "AB"[site[i]]), X))
         bare = [replace(r, meta={}) for r in records(4, lambda i: "A")]
-        with pytest.raises(InputError, match="'site'.*--metadata FILE"):
+        with pytest.raises(InputError, match="'site'.*pass it again with --metadata FILE"):
             step.predict_batch(Batch(bare, X[:4])) if isinstance(step, WithinStep) else step.transform_batch(
                 Batch(bare, X[:4]))
 

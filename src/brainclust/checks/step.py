@@ -38,7 +38,7 @@ from brainclust.checks.stage import checks_record, read_split_table, run_checks
 from brainclust.checks.store import cached_descriptors, default_workers
 from brainclust.checks.tables import exclude_mask
 from brainclust.cluster.reduce import PCAReducer
-from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, from_json, param
+from brainclust.core.params import BOOL, NONE, TEXT, Integer, Kind, OneOf, Step, entry_params, param
 from brainclust.errors import ModelFileError
 from brainclust.features.extraction import take_rows
 from brainclust.features.extractor import WORKERS_PARAM
@@ -222,8 +222,7 @@ class DataChecks(Step):
 
     @classmethod
     def load_step(cls, folder, entry) -> "DataChecks":
-        names = set(cls._get_param_names())
-        step = cls(**{k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names})
+        step = cls(**entry_params(cls, entry))
         step.keep_, step.aside_, step.result_, step.info_ = np.ones(0, bool), np.zeros(0, int), None, None
         files = entry.get("files") or []
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):

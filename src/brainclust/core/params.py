@@ -195,9 +195,10 @@ def from_json(value):
     return value
 
 
-def entry_params(cls, entry: Mapping) -> dict:
-    """The parameters of ``cls`` recorded in a manifest entry (``entry["params"]``; unknown names ignored)."""
-    names = set(cls._get_param_names())
+def entry_params(cls, entry: Mapping, drop=()) -> dict:
+    """The parameters of ``cls`` recorded in a manifest entry (``entry["params"]``; unknown names and ``drop``
+    ignored)."""
+    names = set(cls._get_param_names()) - set(drop)
     return {k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names}
 
 

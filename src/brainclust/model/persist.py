@@ -22,7 +22,7 @@ from brainclust.cluster.methods import CLUSTERERS, load_clusterer
 from brainclust.cluster.outliers import OutlierRule
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.setaside import SetAside
-from brainclust.core.params import from_json
+from brainclust.core.params import entry_params
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.features.backbones import RANDOM_WEIGHTS
 from brainclust.features.extractor import FeatureExtractor
@@ -105,21 +105,16 @@ def load_clustering(folder: Path, entry: dict):
 
 def _rules_around(est, folder: Path, entry: dict):
     if entry.get("class") == "OutlierRule":
-        return OutlierRule.from_saved(est, **_params(OutlierRule, entry, drop=("estimator",)))
+        return OutlierRule.from_saved(est, **entry_params(OutlierRule, entry, drop=("estimator",)))
     if entry.get("class") == "AutoK":
         inner = entry.get("estimator") or {}
         if inner.get("class") == "OutlierRule":
-            est = OutlierRule.from_saved(est, **_params(OutlierRule, inner, drop=("estimator",)))
-        return AutoK.fitted(est, **_params(AutoK, entry, drop=("estimator",)))
+            est = OutlierRule.from_saved(est, **entry_params(OutlierRule, inner, drop=("estimator",)))
+        return AutoK.fitted(est, **entry_params(AutoK, entry, drop=("estimator",)))
     if entry.get("class") in STEP_CLASSES and entry["class"] != type(est).__name__:
         raise ModelFileError(f"cluster model '{folder / MODEL_FILES['cluster']}': field 'params.method' is "
                              f"'{est.method}' but {folder / MODEL_FILES['config']} names {entry['class']}")
     return est
-
-
-def _params(cls, entry: dict, drop=()) -> dict:
-    names = set(cls._get_param_names()) - set(drop)
-    return {k: from_json(v) for k, v in (entry.get("params") or {}).items() if k in names}
 
 
 def _load_entry(folder: Path, entry: dict, runtime: dict):
@@ -208,7 +203,7 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     if cls not in (FeatureExtractor, FusedExtractor):
         raise ModelFileError(f"model config '{folder.model_config}': the first step must be an extractor, "
                              f"got '{ex_entry['class']}'")
-    params = _params(cls, ex_entry)
+    params = entry_params(cls, ex_entry)
     if params.get("backbone") != info["backbone"]["name"]:
         raise ModelFileError(f"model config '{folder.model_config}': field 'backbone.name' is "
                              f"'{info['backbone']['name']}' but the extractor step says '{params.get('backbone')}'")

@@ -170,7 +170,7 @@ def predict_strata(source: str, column: str, records, random_state=0, cache_dir=
     if source == "metadata":
         if records and not any(column in (getattr(r, "meta", None) or {}) for r in records):
             raise InputError(f"'{column}': the model's --within/--remove column is in none of the new images' "
-                             "metadata; pass the table it came from with --metadata FILE")
+                             "metadata (if it came from a table, pass it again with --metadata FILE)")
         return as_strata(meta_values(records, column)), {}
     return None, {}
 
