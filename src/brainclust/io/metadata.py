@@ -129,7 +129,7 @@ def overlay(old: Sequence, new: Sequence, source: str, name: str) -> list:
     the run's where it has none (a row the table does not list, or an empty cell); says how many of each."""
     out = [o if privacy.is_missing(n) else n for o, n in zip(old, new)]
     kept = sum(privacy.is_missing(n) and not privacy.is_missing(o) for o, n in zip(old, new))
-    log.warning("%s: column '%s' replaces the column of the same name found by the scan%s", source, name,
+    log.warning("%s: column '%s' replaces the run's column of the same name%s", source, name,
                 f" (its own value kept in {kept} row(s) the table gives none)" if kept else "")
     return out
 
