@@ -27,3 +27,26 @@ def test_prune_deletes_only_old_thumbnails(tmp_path):
     assert [p.exists() for p in old] == [False, False, False, True] and new.exists()
     assert thesis.exists() and backup.exists() and note.exists() and deep.exists()
     assert prune(tmp_path / "missing", 0) == 0
+
+
+def test_a_passing_read_error_does_not_hide_an_image_until_it_changes(tmp_path, monkeypatch):
+    """The hash of a file is remembered per version of it; a read error is not (EACCES, a network disk)."""
+    from brainclust.errors import ImageReadError
+    from brainclust.io import content
+    from brainclust.report import thumbnails
+
+    f = tmp_path / "a.png"
+    f.write_bytes(b"the run's bytes")
+    real, calls = content.content_sha256, []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise ImageReadError("cannot read file: Permission denied")
+        return real(path)
+    monkeypatch.setattr(content, "content_sha256", flaky)
+    thumbnails._file_sha256.cache_clear()
+    want = real(f)
+    assert not thumbnails._is_recorded(str(f), want)  # the error: not shown this time
+    assert thumbnails._is_recorded(str(f), want)  # read again, not the remembered error
+    assert thumbnails._is_recorded(str(f), want) and len(calls) == 2  # a success is remembered

@@ -119,11 +119,14 @@ class ThumbCache:
         is a placeholder). A cached thumbnail is served only while its file holds the run's bytes."""
         path = self.dir / f"{i}-{px}.jpg"
         row, sha256 = self.data.image_of(i)
-        if still_shown(self.data.root, row, sha256):
-            try:
-                return path.read_bytes(), "ok"
-            except OSError:
-                pass
+        if path.exists():
+            with self._decode:  # the check hashes the file (once per version of it): as many at once as decoders
+                shown = still_shown(self.data.root, row, sha256)
+            if shown:
+                try:
+                    return path.read_bytes(), "ok"
+                except OSError:
+                    pass
         refused: set[int] = set()
         with self._decode:
             arr = load_image(self.data.root, row, sha256, refused, i)

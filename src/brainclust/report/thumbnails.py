@@ -140,11 +140,17 @@ def _burned_in(path: str, size: int, mtime_ns: int) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _hash_matches(path: str, sha256: str, size: int, mtime_ns: int) -> bool:
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The SHA-256 of a file's bytes, remembered per path, size and modification time; a read error is raised,
+    not remembered (a passing one must not hide the file until it changes)."""
     from brainclust.io.content import content_sha256
 
+    return content_sha256(path)
+
+
+def _hash_matches(path: str, sha256: str, size: int, mtime_ns: int) -> bool:
     try:
-        return content_sha256(path) == sha256
+        return _file_sha256(path, size, mtime_ns) == sha256
     except ImageReadError:
         return False
 
