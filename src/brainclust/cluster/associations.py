@@ -15,8 +15,9 @@ run. One row of ``associations.csv`` per (partition, column):
     ``2013`` or a field strength of 1.5/3 T are categories).
 
     - categorical: ``AMI``, the adjusted mutual information between the column
-      and the partition exactly as ``sklearn.metrics.adjusted_mutual_info_score
-      (column, partition)`` computes it by default (arithmetic normalisation);
+      and the partition as ``sklearn.metrics.adjusted_mutual_info_score
+      (column, partition)`` computes it by default (arithmetic normalisation; computed
+      here without its per-call checks, equal to 1e-12: :func:`_ami`);
     - numeric: ``epsilon2``, epsilon squared of the one-way analysis of variance
       of the column by group (Kelley 1935):
       ``(SS_between - (g - 1) * SS_within / (n - g)) / SS_total`` with ``g``
@@ -142,6 +143,46 @@ def _mi(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
     return float(np.sum(table[nz] / n * np.log(table[nz] * n / (pi @ pj)[nz])))
 
 
+#: Largest (values x groups x cell count) grid the expected mutual information is summed over here; above it
+#: scikit-learn computes it.
+EMI_GRID_MAX = 4_000_000
+
+
+def _ami(a: np.ndarray, b: np.ndarray) -> float:
+    """``sklearn.metrics.adjusted_mutual_info_score(a, b)`` (arithmetic normalisation) without its per-call input
+    checks, for the many small tables of a within-strata ranking; the expected mutual information is the sum of
+    Vinh, Epps and Bailey (2010) over the hypergeometric cell counts."""
+    from scipy.special import gammaln
+
+    a, b = _codes(a), _codes(b)
+    n, na, nb = len(a), int(a.max()) + 1, int(b.max()) + 1
+    if na == nb == 1:
+        return 1.0
+    if na == 1 or nb == 1:
+        return 0.0
+    ai = np.bincount(a, minlength=na).astype(np.float64)
+    bj = np.bincount(b, minlength=nb).astype(np.float64)
+    top = int(min(ai.max(), bj.max()))
+    if na * nb * top > EMI_GRID_MAX:
+        from sklearn.metrics import adjusted_mutual_info_score
+
+        return float(adjusted_mutual_info_score(a, b))
+    A, B = ai[:, None, None], bj[None, :, None]
+    k = np.arange(1, top + 1, dtype=np.float64)[None, None, :]
+    valid = (k >= np.maximum(1, A + B - n)) & (k <= np.minimum(A, B))
+    lg = gammaln(A + 1) + gammaln(B + 1) + gammaln(n - A + 1) + gammaln(n - B + 1) - gammaln(n + 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lg = lg - gammaln(k + 1) - gammaln(A - k + 1) - gammaln(B - k + 1) - gammaln(n - A - B + k + 1)
+        term = k / n * (np.log(n * k) - np.log(A * B)) * np.exp(lg)
+    emi = float(np.sum(np.where(valid, term, 0.0)))
+    h = [float(-np.sum((c / n)[c > 0] * np.log((c / n)[c > 0]))) for c in (ai, bj)]
+    denom = (h[0] + h[1]) / 2 - emi
+    eps = np.finfo(np.float64).eps
+    num = _mi(a, b, na, nb) - emi  # both kept away from 0 with their sign, as scikit-learn does
+    denom = min(denom, -eps) if denom < 0 else max(denom, eps)
+    return (min(num, -eps) if num < 0 else max(num, eps)) / denom
+
+
 def _ss_between(values: np.ndarray, groups: np.ndarray, ng: int) -> float:
     sums = np.bincount(groups, weights=values, minlength=ng)
     counts = np.bincount(groups, minlength=ng)
@@ -169,22 +210,21 @@ def epsilon_squared(values: Sequence[float], groups: Sequence) -> float:
 def _score(col: Column, groups: np.ndarray, strata: np.ndarray | None = None) -> float:
     """The column's score against ``groups``; with ``strata``, the row-weighted mean of its scores inside each
     stratum (module docstring)."""
-    from sklearn.metrics import adjusted_mutual_info_score
-
     g = groups[col.rows]
     if strata is not None:
         s = strata[col.rows]
-        parts = [(np.flatnonzero(s == v), v) for v in np.unique(s)]
+        order = np.argsort(s, kind="stable")  # the rows of each stratum, in one pass
+        parts = np.split(order, np.flatnonzero(np.diff(s[order])) + 1)
         scored = [(len(i), 0.0 if len(np.unique(col.codes[i] if col.kind == "categorical" else col.values[i])) < 2
                    else _score(Column(col.name, col.kind, i, None if col.codes is None else col.codes[i],
                                       None if col.values is None else col.values[i], col.n_values), groups[col.rows]))
-                  for i, _ in parts if len(np.unique(g[i])) >= 2]
+                  for i in parts if len(np.unique(g[i])) >= 2]
         scored = [(w, v) for w, v in scored if math.isfinite(v)]
         return sum(w * v for w, v in scored) / sum(w for w, _ in scored) if scored else float("nan")
     if np.count_nonzero(np.bincount(g)) < 2:
         return float("nan")
     if col.kind == "categorical":
-        return float(adjusted_mutual_info_score(col.codes, g))
+        return _ami(col.codes, g)
     return _eps2(col.values, g)
 
 
@@ -272,7 +312,7 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng,
         if s is None:
             return x[rng.permutation(len(x))]
         out = np.empty(len(x), np.int64)
-        out[by_stratum] = np.lexsort((rng.random(len(x)), s))
+        out[by_stratum] = np.argsort(s + rng.random(len(x)))  # by stratum (integer codes), at random inside
         return x[out]
     hits = sum(_perm_stat(col, shuffled(), g, ng) >= observed - tol for _ in range(permutations))
     return (1 + hits) / (1 + permutations), len(x)
