@@ -226,3 +226,13 @@ def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_fa
 def test_strata_of_the_wrong_length_are_refused():
     with pytest.raises(ParameterError, match="strata"):
         A.rank_associations({"x": ["a", "b"] * 6}, {"cluster": [0, 1] * 6}, strata=["s"] * 5)
+
+
+def test_the_ami_equals_scikit_learns_on_random_tables():
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(2, 200))
+        a, b = rng.integers(0, int(rng.integers(1, 12)), n), rng.integers(0, int(rng.integers(1, 12)), n)
+        if rng.random() < 0.3:
+            b = (a + rng.integers(0, 2, n)) % 5
+        assert A._ami(a, b) == pytest.approx(adjusted_mutual_info_score(a, b), abs=1e-10)
