@@ -196,6 +196,8 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert line(n_labelled=15, **scores).endswith("ACC=1.000, label scores over the 15 labelled of 20")
     assert line(n_labelled=20, **scores).endswith("ACC=1.000")                    # every image labelled
     assert line().endswith("silhouette=0.500")                                     # no labels
+    assert line(n_noise=3).startswith("20 images, 2 clusters (+ 3 noise images as cluster -1), ")  # dbscan
+    assert "(+ 1 outlier as cluster -1)" in line(n_noise=1, outliers={"n": 1})     # --outliers auto
 
 
 def test_an_option_is_named_once_in_argparse_errors(capsys, tmp_path):

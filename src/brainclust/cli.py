@@ -200,7 +200,9 @@ def _summary(result) -> str:
     unit = units.get("unit", "slice")
     rows = (f"{count_text(m['n_images'], unit)} from {units.get('n_images')} images" if unit != "slice"
             else f"{m['n_images']} images")
-    parts = [rows, count_text(m["n_clusters"], "cluster"),
+    noise = m.get("n_noise") or 0  # --outliers auto or dbscan: cluster -1
+    aside = count_text(noise, "outlier" if "outliers" in m else "noise image")
+    parts = [rows, count_text(m["n_clusters"], "cluster") + (f" (+ {aside} as cluster -1)" if noise else ""),
              f"silhouette={m['silhouette']:.3f}" if m.get("silhouette") is not None else "silhouette=n/a"]
     parts += [f"{key.upper()}={m[key]:.3f}" for key in ("ari", "nmi", "fmi", "acc") if key in m]
     n_lab = m.get("n_labelled")
