@@ -445,3 +445,12 @@ def test_numbers_of_auto_csv_are_shown_short():
 
     assert short_number("0.24512345678901") == "0.2451" and short_number("-0.000123456") == "-0.0001235"
     assert short_number("12") == "12" and short_number("kmeans") == "kmeans" and short_number("") == ""
+
+
+def test_report_on_the_demos_folder_points_at_its_run(tmp_path, capsys):
+    (tmp_path / "demo_out" / "results").mkdir(parents=True)
+    (tmp_path / "demo_out" / "results" / "manifest.json").write_text("{}")
+    assert main(["report", str(tmp_path / "demo_out")]) == 2
+    err = capsys.readouterr().err
+    assert "not a finished brainclust run" in err
+    assert f"writes its run into '{tmp_path / 'demo_out' / 'results'}': give that folder" in err

@@ -30,8 +30,11 @@ def check_rebuildable(out: Path) -> None:
     """Before any work: ``out`` is a run folder holding only a run's entries, and it can be replaced."""
     folder = RunFolder(out)
     if not out.is_dir() or not folder.manifest.is_file():
+        results = escape_name(str(out / "results"))
+        demo = (f" ('brainclust demo' writes its run into '{results}': give that folder)"
+                if (out / "results" / "manifest.json").is_file() else "")
         raise ModelFileError(f"'{escape_name(str(out))}' is not a finished brainclust run (no manifest.json); "
-                             "'brainclust report' needs the --out folder of a 'brainclust run'")
+                             f"'brainclust report' needs the --out folder of a 'brainclust run'{demo}")
     foreign = foreign_entry(out)
     if foreign is not None:
         raise ParameterError(f"report: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which is not a "
