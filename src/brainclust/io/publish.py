@@ -96,11 +96,10 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
               allowed: frozenset = RUN_ENTRIES, nested: Mapping[str, Collection[str]] = RUN_NESTED) -> None:
     """Fail before any work when ``out`` cannot become the published folder (nothing is created).
 
-    Refused: an empty name; the working folder or one holding it; a file; a symbolic link or a mount point
-    (neither can be swapped); a folder that cannot be
-    created or written; ``out`` equal to, inside or
-    around ``data`` (a rerun would cluster the outputs, or the swap would delete the images) or
-    ``model_dir``; ``out`` inside a brainclust run folder (the next run there replaces that folder
+    Refused: an empty name; a path that is not valid UTF-8; the working folder or one holding it; a file; a
+    symbolic link or a mount point (neither can be swapped); a folder that cannot be created or written;
+    ``out`` equal to, inside or around ``data`` (a rerun would cluster the outputs, or the swap would delete the
+    images) or ``model_dir``; ``out`` inside a brainclust run folder (the next run there replaces that folder
     whole); an existing folder holding an entry, at any depth, that is not one a run writes
     (``allowed`` at the top, ``nested`` below; an empty ``allowed``: the folder must be empty),
     which the swap would otherwise delete. Each refusal is one line naming ``option``.
