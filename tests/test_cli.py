@@ -198,6 +198,9 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert line().endswith("silhouette=0.500")                                     # no labels
     assert line(n_noise=3).startswith("20 images, 2 clusters (+ 3 noise images as cluster -1), ")  # dbscan
     assert "(+ 1 outlier as cluster -1)" in line(n_noise=1, outliers={"n": 1})     # --outliers auto
+    res = SimpleNamespace(metrics={"n_images": 20, "n_clusters": 2}, manifest={"ssl": {"gate": {"kept": False}}},
+                          skipped=[], checks=None, associations=None, out_dir=None)
+    assert "--ssl-gate: set the self-supervised embedding aside: the frozen features are clustered" in _summary(res)
 
 
 def test_an_option_is_named_once_in_argparse_errors(capsys, tmp_path):

@@ -214,6 +214,9 @@ def _summary(result) -> str:
         sel = m["k_selection"]
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
         lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
+    if isinstance(gate := (result.manifest.get("ssl") or {}).get("gate"), dict) and "kept" in gate:
+        lines.append("--ssl-gate: " + ("kept the self-supervised embedding" if gate["kept"] else "set the self-"
+                     "supervised embedding aside: the frozen features are clustered") + " (manifest.json ssl.gate)")
     if "agreement" in m:
         a = m["agreement"]
         lines.append(f"agreement with fp32: feature cosine {a['cosine_mean']:.4f} (min {a['cosine_min']:.4f}), "
