@@ -158,7 +158,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
                              f"{len(scanned.records)} readable images")
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    records, info = enrich(scanned.records, cfg, table)
+    records, info = enrich(scanned.records, cfg, table, splits=True)
     t["metadata"] = time.perf_counter() - t0
     check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
                       color_by=cfg.color_by)  # a column that is not there: one line now, before the extraction

@@ -203,3 +203,17 @@ def test_brainclust_check_takes_the_file_filters_of_a_run(data, tmp_path, capsys
     assert paths and all(p.startswith("a/") and "s01" not in p for p in paths)
     assert main(["-q", "check", str(data), "--out", str(tmp_path / "chk2"), "--include", "["]) == 2
     assert "--include" in capsys.readouterr().err
+
+
+def test_a_split_table_naming_no_image_is_refused_before_any_feature_is_extracted(data, tmp_path, monkeypatch):
+    from brainclust.features.extractor import FeatureExtractor
+
+    table = tmp_path / "splits.csv"
+    table.write_text("path,split\nelsewhere/x.png,train\nelsewhere/y.png,test\n", encoding="utf-8")
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were extracted before the table was checked")
+    monkeypatch.setattr(FeatureExtractor, "fit_extract", no_extraction)
+    with pytest.raises(ParameterError, match="--split-table: none of its 2 paths names an image"):
+        run(data, tmp_path / "out", cache_dir=str(tmp_path / "cache"), split_table=str(table), **FAST)
+    assert not (tmp_path / "out").exists()

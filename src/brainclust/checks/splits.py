@@ -61,10 +61,11 @@ def split_of(path: str) -> tuple[str, str]:
     return "", ""
 
 
-def match_table(paths: Sequence[str], abspaths: Sequence[str], table: Mapping[str, str]) -> dict[str, str]:
+def match_table(paths: Sequence[str], abspaths: Sequence[str], table: Mapping[str, str],
+                warn: bool = True) -> dict[str, str]:
     """A split table keyed by the run's own paths: each image is looked up by its relative path, its file (a
     slice's), its absolute path or its real path, against the table's paths as written and, for absolute ones,
-    resolved (a folder reached through a link). Warns how many images it leaves without a split.
+    resolved (a folder reached through a link). Warns (``warn``) how many images it leaves without a split.
 
     Raises
     ------
@@ -87,7 +88,7 @@ def match_table(paths: Sequence[str], abspaths: Sequence[str], table: Mapping[st
                              "them relative to DATA (as quality.csv does) or absolute")
     if not out:
         raise ParameterError(f"--split-table: its split column is empty for all {named} images it names")
-    if len(out) < len(paths):
+    if warn and len(out) < len(paths):
         log.warning("--split-table: %d of %d images have no split in the table; they never count as crossing",
                     len(paths) - len(out), len(paths))
     return out

@@ -228,6 +228,12 @@ def read_split_table(path: str | os.PathLike, column: str = "split", path_column
     return {row[path_column]: row[column] for row in reader}
 
 
+def check_split_table(records: Sequence[ImageRecord], path, column: str = "split") -> None:
+    """A run's ``--split-table`` against its scanned images, before any feature is extracted: one line when the
+    table names none of them or gives them no split (the checks match it again, and warn, later)."""
+    match_table([r.path for r in records], [r.abspath for r in records], read_split_table(path, column), warn=False)
+
+
 def write_outputs(result: CheckResult, out: str | os.PathLike, manifest: Mapping | None = None) -> dict[str, Path]:
     """Write ``quality.csv`` and ``leakage.csv`` (header only when nothing leaks) into ``out``, then
     ``manifest`` as ``manifest.json`` when given."""

@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from brainclust.checks.splits import SPLIT_WORDS
+from brainclust.checks.stage import check_split_table
 from brainclust.errors import InputError
 from brainclust.features.descstore import describe_cached
 from brainclust.features.units import MIXED, unit_ids
@@ -43,13 +44,17 @@ def read_metadata(path) -> MetadataTable | None:
     return read_table(path) if path is not None else None
 
 
-def enrich(records: list, cfg, table: MetadataTable | None = None) -> tuple[list, dict]:
+def enrich(records: list, cfg, table: MetadataTable | None = None, splits: bool = False) -> tuple[list, dict]:
     """``records`` with their ``meta`` completed (module docstring) and what was done (for the manifest).
 
-    ``cfg`` gives ``unit``, ``descriptors``, ``metadata_key``, ``cache_dir`` and ``progress``.
+    ``cfg`` gives ``unit``, ``descriptors``, ``metadata_key``, ``cache_dir`` and ``progress``; with ``splits``
+    (a run) its ``--split-table`` is matched against the records first, so a table naming none of them is one
+    line before any image is decoded.
     """
     if not records:
         return records, {}
+    if splits and cfg.split_table is not None and cfg.checks != "off":
+        check_split_table(records, cfg.split_table, cfg.split_column)
     cols = record_columns(records)
     info: dict = {}
     if cfg.descriptors == "on":
