@@ -139,7 +139,8 @@ MODEL_WORDS = frozenset("""magnetom avanto skyra prisma trio triotim tim verio a
     explorer artist voyager horizon echospeed twinspeed infinity sigma hero ultra performance achieva ingenia
     intera gyroscan panorama multiva elition evolution ambition prodiva dstream release ingenuity elite blueseal
     omega vantage titan galan orian elan atlas excelart flexart ogenio hyper echelon oval airis aperto lucent
-    altaire smart eterna scan swoop umr connectom sempra investigational device pet brivo hdi hfo uhp centurian biospec pharmascan clinscan avance neo plus nova quasar pulsar gyro edge""".split())
+    altaire smart eterna scan swoop umr connectom sempra investigational device pet brivo hdi hfo uhp centurian
+    biospec pharmascan clinscan avance neo plus nova quasar pulsar gyro edge""".split())
 #: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
 PHI_COLUMN = re.compile(
     r"(^|[^a-z])(names?|surname|initials|mrn|ssn|social|address|street|city|zip|postcode|postal|phone|"

@@ -162,9 +162,9 @@ class RunConfig:
     fusion_norm: str = opt("image", "--fusion-norm", "fused backbones (A+B): 'image' L2-normalises each block per "
                            "image before balancing the blocks' variance; 'block' only balances (keeps e.g. the "
                            "brightness in the pixels block) (default image)", EXTRACTION, choices=NORMS)
-    pca: int | float = opt(DEFAULT_COMPONENTS, "--pca", "PCA components (an integer; 1 = one component), variance fraction strictly "
-                           "below 1 (e.g. 0.95), or 0 for off; 1.0 is refused as ambiguous (default 50)", CLUSTERING,
-                           parse=parse_pca)
+    pca: int | float = opt(DEFAULT_COMPONENTS, "--pca", "PCA components (an integer; 1 = one component), "
+                           "variance fraction strictly below 1 (e.g. 0.95), or 0 for off; 1.0 is refused as "
+                           "ambiguous (default 50)", CLUSTERING, parse=parse_pca)
     method: str = opt("hierarchical", "--method", "hierarchical = average linkage, cosine distance (default)",
                       CLUSTERING, choices=METHODS)
     #: number of clusters, or "auto" (chosen by :class:`~brainclust.cluster.kselect.KSelector`)

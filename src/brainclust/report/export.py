@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -365,8 +366,6 @@ def _place(rec, dest: Path, mode: str) -> None:
     if mode != "copy":
         os.symlink(rec.abspath, dest)
         return
-    import stat
-
     digest = hashlib.sha256()
     try:  # no link followed, no FIFO waited on (O_NONBLOCK), the mode and times of the very file read
         fd = os.open(rec.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
