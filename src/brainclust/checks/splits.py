@@ -77,9 +77,11 @@ def match_table(paths: Sequence[str], abspaths: Sequence[str], table: Mapping[st
         key = str(k).strip().replace("\\", "/")
         forms = [os.path.normpath(key), os.path.realpath(key)] if os.path.isabs(key) else [key]
         by.update({f: str(v or "").strip() for f in forms})
+    absolute = any(os.path.isabs(k) for k in by)  # else no image's path is resolved (a syscall per image)
     out, named = {}, 0
     for p, a in zip(paths, abspaths):
-        key = next((k for k in (p, p.split("#", 1)[0], os.path.normpath(a), os.path.realpath(a)) if k in by), None)
+        keys = (p, p.split("#", 1)[0]) + ((os.path.normpath(a), os.path.realpath(a)) if absolute else ())
+        key = next((k for k in keys if k in by), None)
         named += key is not None
         if key is not None and by[key]:
             out[p] = by[key]

@@ -27,10 +27,10 @@ from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
-from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
 from brainclust.errors import InputError, ParameterError
+from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.features.limits import check_cache_location
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish

@@ -35,7 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from brainclust.cluster.methods import make_clusterer, load_clusterer
-from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.reduce import DEFAULT_COMPONENTS, PCAReducer
 from brainclust.cluster.steer import FactorRemover, StratifiedClusterer, as_strata, level_columns
 from brainclust.core.params import Step, entry_params
 from brainclust.features.cache import default_cache_dir
@@ -344,9 +344,9 @@ class WithinStep(Step):
                                                 cache_dir=self.cache_dir, option="--within")
         m = StratifiedClusterer(self.method, self.k, self.pca or None, self.random_state).fit(batch.X, strata)
         self.model_, self.labels_, self.levels_, self.n_clusters_ = m, m.labels_, m.levels_, m.n_clusters_
-        # the report's map (model/within.npz X_fit): one global PCA, capped quietly (the strata's PCA warned)
-        n_map = min(self.pca or 50, *batch.X.shape) if isinstance(self.pca or 50, int) else self.pca
-        self.X_fit_ = PCAReducer(n_map, random_state=self.random_state).fit_transform(batch.X)
+        n_map = self.pca or DEFAULT_COMPONENTS  # the report's map (within.npz X_fit): capped quietly, strata warned
+        self.X_fit_ = PCAReducer(min(n_map, *batch.X.shape) if isinstance(n_map, int) else n_map,
+                                 random_state=self.random_state).fit_transform(batch.X)
         self.n_features_in_ = m.n_features_in_
         self.level_offsets_ = None
         if m.levels_ is not None:

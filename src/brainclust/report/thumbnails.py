@@ -109,7 +109,10 @@ def _is_recorded(path: str, sha256: str) -> bool:
         st = os.stat(path)
     except OSError:
         return False
-    return _hash_matches(path, sha256, st.st_size, st.st_mtime_ns)
+    try:
+        return _file_sha256(path, st.st_size, st.st_mtime_ns) == sha256
+    except ImageReadError:
+        return False
 
 
 def still_shown(root: Path | None, row: dict, sha256) -> bool:
@@ -146,13 +149,6 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     from brainclust.io.content import content_sha256
 
     return content_sha256(path)
-
-
-def _hash_matches(path: str, sha256: str, size: int, mtime_ns: int) -> bool:
-    try:
-        return _file_sha256(path, size, mtime_ns) == sha256
-    except ImageReadError:
-        return False
 
 
 def load_image(root: Path | None, row: dict, sha256, refused: set | None = None, key=None,
