@@ -292,12 +292,17 @@ def test_plane_columns_give_each_unit_its_slices_shared_plane():
 def test_labels_from_folders_warns_when_the_folders_are_splits_or_absent(caplog):
     from brainclust.model.steering import check_label_column
 
-    def recs(folders):
-        return [replace(r, meta={"folder": f}) for r, f in zip(records(len(folders), str), folders)]
-    with caplog.at_level("WARNING", logger="brainclust"):
+    def recs(folders, below=None):
+        return [replace(r, meta={"folder": f, **({"class_folder": b} if b else {})})
+                for r, f, b in zip(records(len(folders), str), folders, below or [None] * len(folders))]
+    with caplog.at_level("INFO", logger="brainclust"):
         check_label_column("folder", recs(["Training", "Testing", "Training"]))
         check_label_column("folder", recs(["", ""]))
         check_label_column("folder", recs(["glioma", "notumor"]))  # classes: nothing to say
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 2 and "folders (Testing, Training) are splits, not classes" in said[0]
+        check_label_column("folder", recs(["Training", "Testing"], ["glioma", "notumor"]))  # classes below: info
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 2 and "folders (Testing, Training) are splits with no class folder below" in said[0]
     assert "no image is in a sub-folder" in said[1]
+    info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert info == ["--labels-from-folders: the labels are the folders below the split folder(s) Testing, "
+                    "Training (glioma, notumor)"]

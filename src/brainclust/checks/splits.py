@@ -28,11 +28,10 @@ import re
 from collections.abc import Mapping, Sequence
 
 from brainclust.errors import ParameterError
+from brainclust.io.pathfilter import SPLIT_WORDS
 
 log = logging.getLogger(__name__)
 
-SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
-               "valid": "val", "validation": "val", "holdout": "test"}
 PREFIX_ABBREVIATIONS = {"tr": "train", "te": "test", "ts": "test", "va": "val"}
 #: Share of images that must carry a marker for the data set to count as split.
 MIN_MARKED = 0.5

@@ -83,10 +83,29 @@ def compile_glob(pattern: str, option: str = "--include") -> re.Pattern:
     return re.compile("^" + rx + ("/.*" if under else "") + "$")
 
 
+#: Folder names (lower case) that mark a split of a data set, and the split each names.
+SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
+               "valid": "val", "validation": "val", "holdout": "test"}
+
+
 def folder_of(rel: str) -> str:
     """The first-level folder of a relative path (``""`` for a file directly in the root)."""
     parts = rel.split("#", 1)[0].split("/")
     return parts[0] if len(parts) > 1 else ""
+
+
+def class_folder_of(rel: str) -> str:
+    """The folder below a first-level split folder (``Training/glioma/x.jpg`` -> ``glioma``); ``""`` when the
+    first-level folder is not a split (:data:`SPLIT_WORDS`) or the file lies directly in it."""
+    parts = rel.split("#", 1)[0].split("/")
+    return parts[1] if len(parts) > 2 and parts[0].lower() in SPLIT_WORDS else ""
+
+
+def label_folder_of(rel: str) -> str:
+    """``--labels-from-folders``' label: the first-level folder, or the class folder below it when it is a split
+    folder (:func:`class_folder_of`; ``""`` for a file directly in a split folder or in the root)."""
+    first = folder_of(rel)
+    return class_folder_of(rel) if first.lower() in SPLIT_WORDS else first
 
 
 class PathFilter:

@@ -48,6 +48,7 @@ from brainclust.io.content import check_regular, guard_pixels, read_content, req
 from brainclust.io.formats import dicom, nifti
 from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
+from brainclust.io.pathfilter import label_folder_of
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ImageRecord:
     ``name``, ``type``, ``size``, ``width`` and ``height`` are the five
     meta-attributes of the method. ``sha256`` is the hash of the file's bytes,
     which keys the feature cache. ``label`` is the first sub-folder under the
-    root when labels are read from folders, else ``""``. ``frame`` names one
+    root (the one below it when that is a split folder) when labels are read from folders, else ``""``. ``frame`` names one
     2-D image inside a multi-image file (a slice or a frame); ``""`` for plain
     2-D images. ``meta`` maps metadata column names to values (see the module
     docstring and :func:`brainclust.io.metadata.record_columns`); it takes no
@@ -264,8 +265,9 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     root : path-like
         Folder to scan.
     labels_from_folders : bool, default False
-        Take each image's first sub-folder under ``root`` as its label. Images
-        directly in ``root`` then get the empty label and are not scored.
+        Take each image's first sub-folder under ``root`` as its label, or the folder below it when that one is
+        a split (``Training/glioma/``: ``glioma``). Images directly in ``root`` (or in a split folder) then get
+        the empty label and are not scored.
     slices : str, default "axial:mid"
         Which 2-D slices of each NIfTI volume become images
         (see :mod:`brainclust.io.formats.nifti`), e.g. ``"axial:5"`` or ``"all-planes:3"``.
@@ -313,7 +315,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         meta = select(p, rel)
         if meta is None:
             continue
-        label = rel.split("/")[0] if labels_from_folders and "/" in rel else ""
+        label = label_folder_of(rel) if labels_from_folders else ""
         try:
             found, series_keys[rel], held = _file_records(p, rel, label, slices, volume_index, meta)
             result.records.extend(found)

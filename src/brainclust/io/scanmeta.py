@@ -10,7 +10,7 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bids import read_json
-from brainclust.io.pathfilter import PathFilter, folder_of
+from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,8 @@ class FileSelector:
         else:
             meta.update(self.sidecars.columns(rel))
         meta["folder"] = folder_of(rel)  # after the BIDS columns: 'subject' comes first when they coincide
+        if cls := class_folder_of(rel):  # Training/glioma/...: the class below the split
+            meta["class_folder"] = cls
         return meta
 
     def count_withheld(self, columns: Iterable[str]) -> None:

@@ -25,13 +25,13 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from brainclust.checks.splits import SPLIT_WORDS
 from brainclust.checks.stage import check_split_table
 from brainclust.errors import InputError
 from brainclust.features.descstore import describe_cached
 from brainclust.features.units import MIXED, unit_ids
 from brainclust.io.metadata import MetadataTable, join_table, merge_columns, read_table, record_columns, record_rows
 from brainclust.io.outputs import column_name, escape_name
+from brainclust.io.pathfilter import SPLIT_WORDS
 from brainclust.io.privacy import is_missing, phi_reason
 
 __all__ = ["enrich", "label_column", "read_metadata", "require_label_column", "scoring_labels", "with_labels"]
@@ -81,6 +81,15 @@ def _lookup(meta: dict, column: str):
     return meta.get(column_name(column))
 
 
+def _value(meta: dict, column: str):
+    """The row's value of ``column``; for ``folder`` (``--labels-from-folders``) below a split folder, the class
+    folder under it (``Training/glioma/`` -> ``glioma``; none for a file directly in the split folder)."""
+    v = _lookup(meta, column)
+    if column == "folder" and str(v or "").lower() in SPLIT_WORDS:
+        return meta.get("class_folder", "")
+    return v
+
+
 def with_labels(rows: list, column: str | None) -> list:
     """The rows (records or unit records) with ``label`` = their value of ``column`` (``""`` when missing).
 
@@ -93,21 +102,26 @@ def with_labels(rows: list, column: str | None) -> list:
         return rows
     require_label_column(rows, column)
     # a unit whose slices disagree (or are only partly labelled) has no label: "mixed" is not a class
-    return [replace(r, label="" if is_missing(v := _lookup(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
+    return [replace(r, label="" if is_missing(v := _value(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
                     else str(v)) for r in rows]
 
 
 def warn_folder_labels(rows: list) -> None:
-    """``--labels-from-folders``: a warning when the first-level folders give nothing to score against (a flat
-    folder) or are splits (``Training/``, ``Testing/`` above the class folders), not classes."""
+    """``--labels-from-folders``: a warning when the folders give nothing to score against (a flat folder, or split
+    folders such as ``Training/`` with no class folder below them); says so when the labels come from the class
+    folders below split folders."""
     folders = {str(_lookup(r.meta, "folder") or "") for r in rows} - {""}
-    if not folders:
-        log.warning("--labels-from-folders: no image is in a sub-folder of DATA, so there are no labels; no label "
-                    "score is computed")
-    elif all(f.lower() in SPLIT_WORDS for f in folders):
-        log.warning("--labels-from-folders: the first-level folders (%s) are splits, not classes: the scores "
-                    "compare the clusters with the split; run on one split's folder, or give --labels with a "
-                    "class column (--metadata)", ", ".join(sorted(folders)))
+    splits = sorted(f for f in folders if f.lower() in SPLIT_WORDS)
+    classes = sorted({str(v) for r in rows if not is_missing(v := _value(r.meta, "folder"))})
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+    if not classes:
+        why = (f"the first-level folders ({', '.join(splits)}) are splits with no class folder below them"
+               if splits else "no image is in a sub-folder of DATA")
+        log.warning("--labels-from-folders: %s, so there are no labels; no label score is computed (give --labels "
+                    "with a class column of --metadata)", why)
+    elif splits:
+        log.info("--labels-from-folders: the labels are the folders below the split folder(s) %s (%s)",
+                 ", ".join(splits), shown)
 
 
 def require_label_column(rows: list, column: str) -> None:
