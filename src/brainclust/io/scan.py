@@ -265,9 +265,8 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     root : path-like
         Folder to scan.
     labels_from_folders : bool, default False
-        Take each image's first sub-folder under ``root`` as its label, or the folder below it when that one is
-        a split (``Training/glioma/``: ``glioma``). Images directly in ``root`` (or in a split folder) then get
-        the empty label and are not scored.
+        Each image's label: its first sub-folder under ``root``, the one below it under a split folder
+        (``Training/glioma/``: ``glioma``); ``""`` (not scored) directly in ``root`` or a split folder.
     slices : str, default "axial:mid"
         Which 2-D slices of each NIfTI volume become images
         (see :mod:`brainclust.io.formats.nifti`), e.g. ``"axial:5"`` or ``"all-planes:3"``.
