@@ -49,6 +49,9 @@ def test_one_row_per_value_and_seed(result):
     assert sum(1 for r in rows if r["setting"] == "seed") == 2
     assert sum(1 for r in rows if r["setting"] == "k") == 7 * 2
     assert all(r["n_images"] == 12 for r in rows)  # 80 % of 15
+    # 'pca' is what was used: 25 .. 200 components are capped at the 12 images
+    assert {r["value"]: r["pca"] for r in rows if r["setting"] == "pca"} == {
+        "10": "10", "25": "12", "50": "12", "100": "12", "200": "12", "off": "off"}
     assert any("inception_v3: skipped" in n for n in result.notes)
 
 

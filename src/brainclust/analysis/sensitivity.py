@@ -28,7 +28,8 @@ through the feature cache.
 
 The silhouette is always the cosine one of :func:`brainclust.cluster.scores.score`.
 
-Outputs: ``sensitivity.csv`` (one row per setting x value x seed),
+Outputs: ``sensitivity.csv`` (one row per setting x value x seed; its ``value`` is the setting asked for,
+its ``pca`` the components used: capped at the images and dimensions there are),
 ``sensitivity.md`` (one table per setting, mean ± std over seeds, built from
 the CSV rows by :func:`build_tables`) and ``plots/sensitivity_<setting>.png``
 (each score against the setting's values, error bars = std over seeds).
@@ -103,9 +104,11 @@ def _cell(ds: Dataset, seed: int, subsample: float, method: str, pca, k: int, li
     y = [ds.labels[i] for i in idx]
     key = (id(ds), seed, pca)  # points that share features, seed and PCA share the (deterministic) PCA fit
     if key not in memo:
-        memo[key] = PCAReducer(pca, random_state=seed).fit_transform(ds.features[idx])
-    _, m = cluster_and_score(memo[key], y, method, int(k), seed, linkage=linkage, metric=metric)
-    return {"n_images": len(idx), "n_clusters_found": m["n_clusters"], "n_noise": m["n_noise"],
+        reducer = PCAReducer(pca, random_state=seed)
+        memo[key] = reducer.fit_transform(ds.features[idx]), reducer.n_components_ if pca else 0
+    x, used = memo[key]
+    _, m = cluster_and_score(x, y, method, int(k), seed, linkage=linkage, metric=metric)
+    return {"pca": _pca_text(used), "n_images": len(idx), "n_clusters_found": m["n_clusters"], "n_noise": m["n_noise"],
             **{s: m.get(s) for s in SCORES}, "wall_s": m["wall_s"]}
 
 
@@ -156,7 +159,7 @@ def _points(plan, base, base_ds, features, subsample, method, rows, pbar) -> Non
                 cell = _cell(ds, int(seed), subsample, method, p["pca"], p["k"], p["linkage"], p["metric"],
                              memo)
                 rows.append({"setting": setting, "value": text, "is_default": int(is_default), "seed": int(seed),
-                             "backbone": ds.info["backbone"]["name"], "pca": _pca_text(p["pca"]), "k": p["k"],
+                             "backbone": ds.info["backbone"]["name"], "k": p["k"],
                              "linkage": p["linkage"], "metric": p["metric"], "clip": _clip_text(p["clip"]),
                              **cell})
                 pbar.update(1)
