@@ -105,12 +105,15 @@ def test_within_predict_on_new_images_known_or_predicted_strata():
         w.predict(Xn[:1], ["plane9"])
 
 
-def test_within_k_per_stratum_mapping_and_auto():
+def test_within_k_per_stratum_mapping_and_auto(caplog):
     X, planes, _ = planted()
     w = StratifiedClusterer(n_clusters={"plane0": 1, "plane1": 2, "plane2": 3}, pca=20).fit(X, planes)
     assert w.k_ == {"plane0": 1, "plane1": 2, "plane2": 3} and w.n_clusters_ == 6
-    a = StratifiedClusterer(n_clusters="auto", pca=20).fit(X, planes)
+    with caplog.at_level("INFO", logger="brainclust"):
+        a = StratifiedClusterer(n_clusters="auto", pca=20).fit(X, planes)
     assert a.k_ == {"plane0": 2, "plane1": 2, "plane2": 2}
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--k auto")]
+    assert [m.split(":")[0] for m in said] == [f"--k auto (hierarchical, stratum plane{i})" for i in range(3)]
     assert set(a.k_selection_) == {"plane0", "plane1", "plane2"}
     with pytest.raises(ParameterError, match="no k given for stratum 'plane1'"):
         StratifiedClusterer(n_clusters={"plane0": 2}).fit(X, planes)

@@ -133,6 +133,8 @@ class KSelector(BaseEstimator):
         Passed to :class:`~brainclust.cluster.methods.Clusterer` (hierarchical only).
     sample_max : int, default 10000
         Above this many images, select ``k`` on a seeded sample of this size.
+    context : str, default ""
+        Named in the log lines (``--within``: the stratum).
 
     Attributes
     ----------
@@ -154,7 +156,7 @@ class KSelector(BaseEstimator):
 
     def __init__(self, method: str = "hierarchical", k_min: int = 2, k_max: int = 15, n_references: int = 10,
                  random_state: int | None = None, linkage: str = "average", metric: str = "cosine",
-                 sample_max: int = 10000):
+                 sample_max: int = 10000, context: str = ""):
         self.method = method
         self.k_min = k_min
         self.k_max = k_max
@@ -163,6 +165,7 @@ class KSelector(BaseEstimator):
         self.linkage = linkage
         self.metric = metric
         self.sample_max = sample_max
+        self.context = context
 
     def _check(self, n: int) -> list[int]:
         if self.method not in METHODS or self.method == "dbscan":
@@ -244,11 +247,12 @@ class KSelector(BaseEstimator):
         self.ks_, self.curves_, self.gap_sd_, self.votes_ = ks, curves, [float(s) for s in sd], votes
         self.labels_ = parts
         self.k_ = vote(ks, votes, curves["silhouette"])
-        log.info("--k auto (%s): votes %s -> k = %d", self.method, votes, self.k_)
+        where = f", {self.context}" if self.context else ""
+        log.info("--k auto (%s%s): votes %s -> k = %d", self.method, where, votes, self.k_)
         if self.k_ == ks[-1] and len(ks) > 2:
-            log.warning("--k auto: k = %d is the largest k tried (%d..%d): the indices may still improve beyond it; "
-                        "look at their curves (metrics.json k_selection, the report) and give --k if you know more",
-                        self.k_, ks[0], ks[-1])
+            log.warning("--k auto%s: k = %d is the largest k tried (%d..%d): the indices may still improve beyond "
+                        "it; look at their curves (metrics.json k_selection, the report) and give --k if you know more",
+                        where, self.k_, ks[0], ks[-1])
         return self
 
     def as_dict(self) -> dict:

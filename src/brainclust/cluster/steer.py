@@ -285,7 +285,8 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                     reducer = PCAReducer(n_pca, random_state=self.random_state).fit(Z)
                     Z = reducer.transform(Z)
                 if k == "auto":
-                    sel = KSelector(method=self.method, random_state=self.random_state).fit(Z) if len(rows) >= 8 else None
+                    sel = (KSelector(method=self.method, random_state=self.random_state, context=f"stratum {v}")
+                           .fit(Z) if len(rows) >= 8 else None)
                     k = sel.k_ if sel is not None else 1
                     self.k_selection_[v] = sel.as_dict() if sel is not None else {"chosen_k": 1, "reason": "too few"}
                 capped += [str(v)] if int(k) >= len(rows) else []
