@@ -77,6 +77,17 @@ def foreign_entry(folder: str | os.PathLike, entries: Collection[str] = RUN_ENTR
     return None
 
 
+def foreign_refusal(head: str, out, foreign: str, advice: str) -> ParameterError:
+    """The one-line refusal of a folder that holds ``foreign`` (:func:`foreign_entry`), which a whole-folder swap
+    would lose; a run's file kept as a symbolic link (a git-annex or DVC checkout) is named as such."""
+    shown, what = escape_name(str(out)), escape_name(foreign)
+    if Path(out, foreign).is_symlink() and Path(foreign).parts[0] in RUN_ENTRIES:
+        return ParameterError(f"{head}: '{shown}' holds '{what}' as a symbolic link (a git-annex or DVC checkout?), "
+                              "which replacing the folder whole would not keep: copy it to a plain folder first "
+                              "(cp -rL) and use the copy")
+    return ParameterError(f"{head}: '{shown}' holds '{what}', which is not a brainclust output; {advice}")
+
+
 def enclosing_run(path: str | os.PathLike) -> Path | None:
     """The brainclust run folder (a folder holding ``manifest.json`` and ``assignments.csv``) that ``path``
     lies inside, if any (``path`` resolved, links followed; ``path`` itself does not count)."""
@@ -153,9 +164,8 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
                                      "brainclust run writes: a run's folder is not replaced by this command; choose "
                                      "a new or empty folder")
             if foreign is not None:
-                raise ParameterError(f"{option}: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which "
-                                     "is not a brainclust output; a run replaces its whole folder: move it out, or "
-                                     "choose a new or empty folder (or a previous run's)")
+                raise foreign_refusal(option, out, foreign, "a run replaces its whole folder: move it out, or "
+                                      "choose a new or empty folder (or a previous run's)")
     anc = p
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent

@@ -16,10 +16,10 @@ import errno
 import os
 from pathlib import Path
 
-from brainclust.errors import ModelFileError, OutputError, ParameterError
+from brainclust.errors import ModelFileError, OutputError
 from brainclust.io.atomic import DISK_ERRORS
 from brainclust.io.outputs import RunFolder, escape_name
-from brainclust.io.publish import foreign_entry, publish, recover_out, stage_copy
+from brainclust.io.publish import foreign_entry, foreign_refusal, publish, recover_out, stage_copy
 from brainclust.report.build import ReportInfo, build_report
 
 #: What a rebuild makes anew; every other entry of the run folder is carried over unchanged.
@@ -37,9 +37,8 @@ def check_rebuildable(out: Path) -> None:
                              f"'brainclust report' needs the --out folder of a 'brainclust run'{demo}")
     foreign = foreign_entry(out)
     if foreign is not None:
-        raise ParameterError(f"report: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which is not a "
-                             "brainclust output; rebuilding the report replaces the run folder whole: move it out "
-                             "first")
+        raise foreign_refusal("report", out, foreign, "rebuilding the report replaces the run folder whole: move "
+                              "it out first")
     for path in (out, out.absolute().parent):
         if not os.access(path, os.W_OK | os.X_OK):
             code = errno.EROFS if _read_only_fs(path) else errno.EACCES
