@@ -16,6 +16,8 @@ import logging
 import math
 from pathlib import Path
 
+from brainclust.cluster.associations import STATISTIC_SHOWN
+
 log = logging.getLogger(__name__)
 
 #: Rows of the ranking shown.
@@ -39,7 +41,7 @@ def read_associations(path) -> list[dict] | None:
     """The ranking (the ``cluster`` level first, then score descending; at most :data:`MAX_ROWS` rows), or
     ``None`` when there is no such file.
 
-    Each row: ``column``, ``level`` and ``statistic`` (``AMI`` or ``ε²``; text), ``score`` and ``p_value``
+    Each row: ``column``, ``level`` and ``statistic`` (``AMI``, ``AMI, quintiles``, or ``ε²`` in older runs; text), ``score`` and ``p_value``
     (float or ``None``). A file without the expected columns gives ``[]`` and a warning.
     """
     path = Path(path)
@@ -52,7 +54,7 @@ def read_associations(path) -> list[dict] | None:
                 log.warning("report: '%s' lacks the columns %s; not shown", path, ", ".join(COLUMNS))
                 return []
             rows = [{"column": str(r.get("column") or ""), "level": str(r.get("level") or ""),
-                     "statistic": {"AMI": "AMI", "epsilon2": "\u03b5\u00b2"}.get(str(r.get("statistic")), ""),
+                     "statistic": "".join(STATISTIC_SHOWN.get(str(r.get("statistic")), ("", ""))),
                      "score": _num(r.get("score")), "p_value": _num(r.get("p_value"))} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); not shown", path, exc)
