@@ -63,7 +63,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -140,10 +140,11 @@ def _codes(labels: Sequence) -> np.ndarray:
 def _mi(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
     """Mutual information (nats) of two code vectors."""
     n = len(a)
-    table = np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb).astype(np.float64)
-    nz = table > 0
-    pi, pj = table.sum(1, keepdims=True), table.sum(0, keepdims=True)
-    return float(np.sum(table[nz] / n * np.log(table[nz] * n / (pi @ pj)[nz])))
+    counts = np.bincount(a * nb + b)
+    cells = np.flatnonzero(counts)  # the occupied cells only: a table of many values is mostly empty
+    c = counts[cells].astype(np.float64)
+    pi, pj = np.bincount(a, minlength=na).astype(np.float64), np.bincount(b, minlength=nb).astype(np.float64)
+    return float(np.sum(c / n * np.log(c * n / (pi[cells // nb] * pj[cells % nb]))))
 
 
 #: Largest (values x groups x cell count) grid the expected mutual information is summed over here; above it
@@ -151,13 +152,13 @@ def _mi(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
 EMI_GRID_MAX = 4_000_000
 
 
-def _ami(a: np.ndarray, b: np.ndarray) -> float:
+def _ami(a: np.ndarray, b: np.ndarray, b_coded: bool = False) -> float:
     """``sklearn.metrics.adjusted_mutual_info_score(a, b)`` (arithmetic normalisation) without its per-call input
     checks, for the many small tables of a within-strata ranking; the expected mutual information is the sum of
     Vinh, Epps and Bailey (2010) over the hypergeometric cell counts."""
     from scipy.special import gammaln
 
-    a, b = _codes(a), _codes(b)
+    a, b = _codes(a), (b if b_coded else _codes(b))
     n, na, nb = len(a), int(a.max()) + 1, int(b.max()) + 1
     if na == nb == 1:
         return 1.0
@@ -223,10 +224,12 @@ def _score(col: Column, groups: np.ndarray, strata: np.ndarray | None = None) ->
     """The column's score against ``groups``; with ``strata``, the row-weighted mean of its scores inside each
     stratum (module docstring)."""
     g = groups[col.rows]
-    if strata is not None:
-        codes = _binned_within(col, strata[col.rows])
-        scored = [(len(i), 0.0 if len(np.unique(codes[i])) < 2 else _ami(codes[i], g[i]))
-                  for i in _strata_parts(strata[col.rows]) if len(np.unique(g[i])) >= 2]
+    if strata is not None:  # numeric columns come binned inside each stratum (rank_associations)
+        scored = []
+        for i in _strata_parts(strata[col.rows]):
+            gi = _codes(g[i])
+            if gi.max() >= 1:  # a stratum with one group says nothing; a constant column there scores 0
+                scored.append((len(i), _ami(col.codes[i], gi, b_coded=True)))
         return sum(w * v for w, v in scored) / sum(w for w, _ in scored) if scored else float("nan")
     if np.count_nonzero(np.bincount(g)) < 2:
         return float("nan")
@@ -263,6 +266,8 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
         raise ParameterError(f"associations: 'strata' has {len(strata)} values for {n} rows")
     skip = NOT_RANKED | set(exclude)
     cols = [c for c in (prepare(k, v) for k, v in table.items() if k not in skip) if c is not None]
+    if strata is not None:  # a numeric column is binned inside each stratum, once for every level
+        cols = [replace(c, codes=_binned_within(c, strata[c.rows])) for c in cols]
     same = _same_partitions(cols, n)
     out: list[dict] = []
     for level in [lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]:
@@ -299,8 +304,7 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng,
     pick = np.sort(rng.choice(m, PERMUTATION_ROWS, replace=False)) if m > PERMUTATION_ROWS else np.arange(m)
     g = _codes(groups[col.rows][pick])
     ng = int(g.max()) + 1
-    codes = col.codes if strata is None else _binned_within(col, strata[col.rows])
-    x = _codes(codes[pick])  # the sample's own codes: the contingency table grows with the sample
+    x = _codes(col.codes[pick])  # the sample's own codes: the contingency table grows with the sample
     nx = int(x.max()) + 1
     observed = _mi(x, g, nx, ng)
     tol = 1e-9 * max(1.0, abs(observed))
