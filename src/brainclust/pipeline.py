@@ -36,8 +36,9 @@ from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
 from brainclust.io.metadata import record_columns, typed_columns
 from brainclust.io.modelconfig import read_model_manifest
-from brainclust.io.outputs import (FLAGS_COLUMN, RunFolder, assignment_rows, escape_name, meta_columns,
-                                   read_assignments, write_manifest, write_run_files, write_table)
+from brainclust.io.outputs import (FLAGS_COLUMN, PREDICT_ENTRIES, RUN_ENTRIES, RunFolder, assignment_rows,
+                                   escape_name, meta_columns, read_assignments, write_manifest, write_run_files,
+                                   write_table)
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.io.slicefile import SLICE_COLUMNS
@@ -50,8 +51,8 @@ from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.steering import check_label_column, check_run_columns
 from brainclust.model.steerrecord import record_steering
-from brainclust.model.record import (config_of, data_record, effective_config, predict_inputs, predict_manifest,
-                                    run_config, run_manifest, versions)
+from brainclust.model.record import (check_predictable, config_of, data_record, effective_config, predict_inputs,
+                                    predict_manifest, run_config, run_manifest, versions)
 
 __all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
            "write_outputs"]
@@ -236,8 +237,9 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
         result.timings["associations"] = time.perf_counter() - t1
         write_manifest(folder.manifest, result.manifest)
 
-    result.out_dir = publish(out, fill, finish=finish,
-                             check=lambda: check_out(out, data=data, model_dir=model_dir))
+    allowed = RUN_ENTRIES if result.model is not None else PREDICT_ENTRIES  # a prediction replaces no run
+    result.out_dir = publish(out, fill, finish=finish, check=lambda: check_out(out, data=data, model_dir=model_dir,
+                                                                               allowed=allowed))
     return result.out_dir
 
 
@@ -258,11 +260,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     """
     check_device(device)
     check_cache_location(cache_dir, out, data)
-    info, _ = read_model_manifest(model_dir)
-    if info["settings"].get("consensus"):
-        raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine several backbones' "
-                             "partitions and have no single model to place new images; run "
-                             "'brainclust run --consensus' on the old and new images together")
+    check_predictable(read_model_manifest(model_dir)[0], model_dir)
     model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers,
                                                "cache_dir": cache_dir, "progress": progress, "device": device})
     info, do_checks = model.manifest_, predict_checks(model, checks)  # a bad --checks: one line before any work
@@ -276,7 +274,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     nifti.check_volume_index(cfg.volume_index)
     cfg.check_inputs()
     inputs = predict_inputs(s, given)
-    prepare_out(out, data=data, model_dir=model_dir)
+    prepare_out(out, data=data, model_dir=model_dir, allowed=PREDICT_ENTRIES)
     table = read_metadata(cfg.metadata)
     scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress, include=cfg.include,
                             exclude=cfg.exclude_files, bids_filter=cfg.bids_filter)

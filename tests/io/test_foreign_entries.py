@@ -140,6 +140,21 @@ def test_run_and_predict_inside_a_run_folder_are_refused(run, base, capsys):
     assert not (run / "sub").exists() and not (run / "pred").exists()
 
 
+def test_predict_never_replaces_a_run_folder_but_replaces_its_own(run, base, tmp_path, capsys):
+    """A prediction's folder has no model, report or map: --out on another run's folder would delete them."""
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    before = sorted(p.name for p in other.iterdir())
+    capsys.readouterr()
+    args = [str(run), str(base / "data"), "--cache-dir", str(base / "cache")]
+    assert main(["-q", "predict", *args, "--out", str(other)]) == 2
+    assert "which a brainclust run writes: a run's folder is not replaced" in one_error(capsys)
+    assert sorted(p.name for p in other.iterdir()) == before and (other / "model" / "config.json").is_file()
+    assert main(["-q", "predict", *args, "--out", str(tmp_path / "pred")]) == 0
+    assert main(["-q", "predict", *args, "--out", str(tmp_path / "pred")]) == 0  # its own folder: replaced
+    assert not (tmp_path / "pred" / "model").exists()
+
+
 def test_run_wrote_rules():
     from brainclust.io.outputs import FIGURE_NAMES, MODEL_FILES, RUN_NESTED
 

@@ -100,6 +100,9 @@ META_PREFIX = "meta_"
 RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json", "manifest.json", "model",
                          "report.html", "figures", "auto.csv", "map.npy", "associations.csv", "slices.csv",
                          "quality.csv", "leakage.csv"})
+#: The entries of a ``brainclust predict --out`` folder: a run's without its model, report and map, so a
+#: prediction never replaces a run's folder.
+PREDICT_ENTRIES = RUN_ENTRIES - {"model", "report.html", "figures", "auto.csv", "map.npy"}
 #: The entries of a ``brainclust check --out`` folder (the checks alone).
 CHECK_ENTRIES = frozenset({"quality.csv", "leakage.csv", "manifest.json"})
 

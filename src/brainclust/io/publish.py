@@ -56,6 +56,7 @@ def run_wrote(folder: str | os.PathLike, rel: str, entries: Collection[str] = RU
     write of one of these counts as one. Nothing deeper, no links, no other kinds of file.
     """
     parts = rel.split("/")
+    nested = {k: v for k, v in nested.items() if k in entries}  # a folder counts only where it is an entry
     try:
         mode = os.lstat(Path(folder) / rel).st_mode
     except OSError:

@@ -86,6 +86,14 @@ def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: di
     }
 
 
+def check_predictable(info: dict, model_dir) -> None:
+    """ParameterError for a run whose clusters no model can extend to new images (``--consensus``)."""
+    if info["settings"].get("consensus"):
+        raise ParameterError(f"'{model_dir}' is a --consensus run: its clusters combine several backbones' "
+                             "partitions and have no single model to place new images; run "
+                             "'brainclust run --consensus' on the old and new images together")
+
+
 def predict_inputs(settings: dict, given: dict) -> dict:
     """The input options a prediction was given (``--slices``, ``--include``...; recorded in its manifest as
     ``inputs``), with one warning when a unit run's slices are cut otherwise than those it was fitted on."""
