@@ -100,6 +100,8 @@ TAMPERINGS = [
     ("config-empty", "hierarchical", CONFIG, lambda p: p.write_text("{}"), CONFIG),
     ("config-not-json", "hierarchical", CONFIG, lambda p: p.write_text("{not json"), CONFIG),
     ("no-settings", "hierarchical", CONFIG, lambda p: _edit_json(p, _drop("settings")), CONFIG),
+    ("no-reducer-step", "kmeans", CONFIG,
+     lambda p: _edit_json(p, lambda i: {**i, "steps": [e for e in i["steps"] if e["name"] != "reducer"]}), CONFIG),
     ("settings-list", "hierarchical", CONFIG, lambda p: _edit_json(p, lambda i: {**i, "settings": []}), CONFIG),
     ("no-backbone", "hierarchical", CONFIG, lambda p: _edit_json(p, _drop("backbone")), CONFIG),
     ("no-method", "hierarchical", CONFIG, lambda p: _edit_json(p, _drop("settings", "method")), CONFIG),
@@ -340,3 +342,28 @@ def test_cli_identical_images_exit_2_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "identical features" in proc.stderr
+
+
+def test_where_to_cache_and_how_many_workers_come_from_this_machine_never_from_the_folder(runs, tmp_path,
+                                                                                          monkeypatch):
+    """A model folder from elsewhere (or crafted) must not choose the cache folder (here: inside the input) or
+    start 64 processes: ``predict`` uses what it is given, else the defaults."""
+    from brainclust.model.composite import BrainClusterModel
+
+    planted = runs["data"] / ".planted_cache"
+
+    def plant(info):
+        for step in info["steps"]:
+            if step["name"] == "extractor":
+                step["params"].update(cache_dir=str(planted), num_workers=64, batch_size=3, device="cuda")
+            if step["name"] == "checks":
+                step["params"].update(cache_dir=str(planted), workers=64)
+        return info
+    model = _tampered(runs, tmp_path, "hierarchical", CONFIG, lambda p: _edit_json(p, plant))
+    monkeypatch.setenv("BRAINCLUST_CACHE", str(tmp_path / "env_cache"))
+    loaded = BrainClusterModel.load(model)
+    ex, checks = loaded.extractor_, loaded.step("checks")
+    assert (ex.cache_dir, ex.num_workers, ex.batch_size, ex.device) == (None, None, 32, "cpu")
+    assert (checks.cache_dir, checks.workers) == (None, None)
+    res = pipeline.predict(model, runs["data"], tmp_path / "pred", workers=0)
+    assert len(res.labels) == 12 and not planted.exists() and (tmp_path / "env_cache").is_dir()

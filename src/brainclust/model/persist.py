@@ -145,6 +145,9 @@ def _check_fit_together(folder: RunFolder, info: dict, steps: dict) -> None:
                                  f"{clusterer.n_features_in_} dimensions but {folder.model_config} says backbone.dim "
                                  f"= {dim} (and a --within model has no reducer step)")
         return
+    if reducer is None:
+        raise ModelFileError(f"model config '{folder.model_config}': field 'steps' has no 'reducer' step (a run "
+                             "saves one, PCA off included)")
     width = (steps["manifold"].n_components if "manifold" in steps else reducer.n_components_)
     if width != clusterer.X_fit_.shape[1]:
         raise ModelFileError(f"cluster model '{folder.cluster}': field 'X_fit' has {clusterer.X_fit_.shape[1]} "
@@ -182,7 +185,8 @@ def _check_settings(folder: RunFolder, info: dict) -> None:
 def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     """``(fitted steps, manifest)`` of the run folder ``model_dir`` (its ``model/``); see the module docstring.
 
-    ``runtime``: extractor parameters of :data:`RUNTIME_PARAMS` for this use (``None`` values are ignored).
+    ``runtime``: extractor parameters of :data:`RUNTIME_PARAMS` for this use (``None``: the default); the
+    values saved in the folder are never used.
     """
     folder = RunFolder(model_dir)
     info, version = read_model_manifest(model_dir)
@@ -196,14 +200,16 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     steps = {e["name"]: _load_entry(folder.model, e, runtime) for e in entries}
     _check_fit_together(folder, info, steps)
     if steps.get("checks") is not None:  # predict's checks decode and cache as its extraction does
-        steps["checks"].set_params(**{p: runtime[k] for k, p in (("cache_dir", "cache_dir"), ("progress", "progress"),
-                                                                 ("num_workers", "workers")) if k in runtime})
+        steps["checks"].set_params(cache_dir=runtime.get("cache_dir"), progress=runtime.get("progress"),
+                                   workers=runtime.get("num_workers"))
     ex_entry = entries[0]
     cls = STEP_CLASSES.get(ex_entry["class"])
     if cls not in (FeatureExtractor, FusedExtractor):
         raise ModelFileError(f"model config '{folder.model_config}': the first step must be an extractor, "
                              f"got '{ex_entry['class']}'")
-    params = entry_params(cls, ex_entry)
+    # where to cache, how many processes, which device: this machine's (``runtime`` or the defaults), never
+    # the model folder's, which may come from another machine or be crafted
+    params = {k: v for k, v in entry_params(cls, ex_entry).items() if k not in RUNTIME_PARAMS}
     if params.get("backbone") != info["backbone"]["name"]:
         raise ModelFileError(f"model config '{folder.model_config}': field 'backbone.name' is "
                              f"'{info['backbone']['name']}' but the extractor step says '{params.get('backbone')}'")
