@@ -1,6 +1,7 @@
 """Backbone registry: resolution rules, weights files, offline errors."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,8 +91,27 @@ def test_missing_and_wrong_weights_files(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
     spec, weights = backbones.resolve("efficientnet_lite0", str(junk))
-    with pytest.raises(WeightsUnavailableError, match="cannot load"):
+    with pytest.raises(WeightsUnavailableError, match="cannot load|not a PyTorch state dict"):
         backbones.build(spec, weights)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_weights_file_that_would_run_code_is_never_unpickled(tmp_path):
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv.weight": _RunsCode(tmp_path / "ran")}, evil)
+    spec, weights = backbones.resolve("efficientnet_lite0", str(evil))
+    with pytest.raises(WeightsUnavailableError) as err:
+        backbones.build(spec, weights)
+    msg = str(err.value)
+    assert "never unpickles" in msg and "weights_only" not in msg and "\n" not in msg
+    assert not (tmp_path / "ran").exists()
 
 
 def test_lite0_ships_real_weights_and_gives_1280_features():

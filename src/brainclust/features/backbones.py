@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,13 +78,22 @@ def _load_state_dict(path: str, backbone: str) -> dict:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # not a checkpoint at all (torch says "operand ...")
+            raise WeightsUnavailableError(f"weights file '{path}': not a PyTorch state dict (.pth/.pt) of "
+                                          f"{backbone}") from None
+        # torch's own text advises weights_only=False: never here
         raise WeightsUnavailableError(
-            f"--weights '{path}': cannot load a {backbone} state dict ({type(exc).__name__}: {exc})") from None
+            f"weights file '{path}': holds Python objects other than tensors, which brainclust never unpickles (they "
+            f"could run code); save a plain {backbone} state dict (torch.save(model.state_dict(), PATH))") from None
+    except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise WeightsUnavailableError(
+            f"weights file '{path}': cannot load a {backbone} state dict ({type(exc).__name__}: {why})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"--weights '{path}': file holds a {type(state).__name__}, not a state dict")
+        raise WeightsUnavailableError(f"weights file '{path}': holds a {type(state).__name__}, not a state dict")
     return state
 
 

@@ -379,12 +379,12 @@ def load_network(build_model, name: str, settings: dict, *, runtime: str, reques
     (``None``: a temporary folder). Under ``requested="auto"`` an ONNX export that fails falls back
     to torch with a warning; a runtime asked for by name fails with one line.
     """
-    from brainclust.errors import ImageReadError, ModelFileError
+    from brainclust.errors import ImageReadError, ModelFileError, WeightsUnavailableError
 
     if runtime == "onnx":
         try:
             return "onnx", load_onnx_backbone(build_model, folder, settings)
-        except (ParameterError, ImageReadError):
+        except (ParameterError, ImageReadError, WeightsUnavailableError):  # torch would fail the same way
             raise
         except Exception as exc:  # noqa: BLE001 - exporter and runtime fail in many ways
             if requested != "auto":
