@@ -281,3 +281,19 @@ def test_predict_exclude_files_empty_clears_the_runs_filter(monkeypatch):
         with pytest.raises(SystemExit):
             main(["predict", "RUN", "NEW", "--out", "O", *given])
         assert seen[-1]["exclude_files"] == expected
+
+
+@pytest.mark.parametrize("where", ["parsing", "command"])
+def test_ctrl_c_at_any_moment_gives_one_line_and_status_130(monkeypatch, capsys, where):
+    """Building the parser takes a second or two (the backbones' registry): Ctrl-C there is no traceback either."""
+    import brainclust.cli as cli
+
+    def interrupt(*_a, **_k):
+        raise KeyboardInterrupt
+    if where == "parsing":
+        monkeypatch.setattr(cli, "build_parser", interrupt)
+    else:
+        monkeypatch.setitem(cli.COMMANDS, "report", interrupt)
+    assert cli.main(["report", "somewhere"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["brainclust: interrupted" + ("; nothing was changed" if where == "command" else "")]

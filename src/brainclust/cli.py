@@ -18,7 +18,7 @@ from pathlib import Path
 
 from brainclust import progress
 from brainclust.cliopts import OneLineParser, add_config_options, arg_type, config_from_args, negative_values
-from brainclust.terminal import TerminalFormatter, count_text, terminal_text
+from brainclust.terminal import Terminated, TerminalFormatter, count_text, on_sigterm, stopped, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -412,22 +412,16 @@ COMMANDS = {"run": _cmd_run, "check": _cmd_check, "predict": _cmd_predict, "demo
             "sensitivity": _cmd_sensitivity}
 
 
-class Terminated(BaseException):
-    """Raised in the main thread by SIGTERM (so ``finally`` blocks and temporary folders are cleaned up)."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(negative_values(sys.argv[1:] if argv is None else list(argv)))
+    try:  # building the parser imports the backbones' registry: a second or two in which Ctrl-C may come
+        args = build_parser().parse_args(negative_values(sys.argv[1:] if argv is None else list(argv)))
+    except KeyboardInterrupt as exc:
+        return stopped(exc, None)
     _configure_logging(args.quiet, args.debug)
     from brainclust.errors import BrainclustError
 
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     except ValueError:  # not the main thread: leave SIGTERM alone
         previous = None
     try:
@@ -438,12 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         print(terminal_text(f"brainclust: error: {exc}"), file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as exc:
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
-        features, unchanged = "; rerun the same command to resume from the feature cache", "; nothing was changed"
-        resume = {"run": features, "predict": features, "report": unchanged, "export": unchanged,
-                  "check": "; rerun the same command to resume from the store of the checks"}.get(args.command, "")
-        print(f"brainclust: {what}{resume}", file=sys.stderr)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+        return stopped(exc, args.command)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
 #: What a terminal could act on: C0 and C1 control characters, DEL, and undecodable bytes (surrogate escapes).
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -28,3 +29,25 @@ class TerminalFormatter(logging.Formatter):
 def count_text(n: int, noun: str) -> str:
     """``1 cluster``, ``2 clusters``, ``3 series`` (a count and its noun)."""
     return f"{n} {noun}" if n == 1 or noun.endswith("s") else f"{n} {noun}s"
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM (so ``finally`` blocks and temporary folders are cleaned up)."""
+
+
+def on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+#: What rerunning a command after an interrupt does (said in the interrupt's line).
+RESUME = {"run": "; rerun the same command to resume from the feature cache",
+          "predict": "; rerun the same command to resume from the feature cache",
+          "report": "; nothing was changed", "export": "; nothing was changed",
+          "check": "; rerun the same command to resume from the store of the checks"}
+
+
+def stopped(exc: BaseException, command: str | None) -> int:
+    """Say, in one line, that ``command`` was interrupted (Ctrl-C) or terminated (SIGTERM); the exit status."""
+    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+    print(f"brainclust: {what}{RESUME.get(command or '', '')}", file=sys.stderr)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 143
