@@ -250,6 +250,12 @@ def test_without_a_terminal_long_work_logs_progress_lines(monkeypatch, caplog):
         short.update(10)
         short.close()
     assert caplog.text == ""  # short work logs nothing
+    monkeypatch.setattr(progress, "LOG_DONE_AFTER_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        done = progress.bar(10, "scan", unit="file")
+        done.update(10)
+        done.close()
+    assert "scan: 10 of 10 file (100 %) after" in caplog.text  # work past LOG_DONE_AFTER_S says it is done
 
 
 @pytest.mark.parametrize("argv", [["check", "DATA", "--out", "O", "--exclude", "duplicate"],

@@ -23,12 +23,14 @@ SHOW_BY_DEFAULT: bool | None = None
 LOG_WITHOUT_TERMINAL = False
 #: Seconds between two progress lines of :class:`LogProgress`.
 LOG_EVERY_S = 60.0
+#: Work that took at least this many seconds logs its final count at ``close`` even when no line was due.
+LOG_DONE_AFTER_S = 10.0
 
 
 class LogProgress:
     """``update``/``close`` like a tqdm bar, written as log lines: one at most every :data:`LOG_EVERY_S`
-    seconds, and at ``close`` the final count when an earlier line was written and did not show it (short work
-    logs nothing)."""
+    seconds, and at ``close`` the final count when an earlier line did not show it and either a line was written
+    or the work took :data:`LOG_DONE_AFTER_S` or more (short work logs nothing)."""
 
     def __init__(self, total: int, desc: str, unit: str):
         self.total, self.desc, self.unit, self.n = int(total), desc, unit, 0
@@ -48,8 +50,9 @@ class LogProgress:
             self._line(now)
 
     def close(self) -> None:
-        if self.lines and self.logged != self.n:  # the last count, once
-            self._line(time.monotonic())
+        now = time.monotonic()
+        if self.logged != self.n and (self.lines or now - self.start >= LOG_DONE_AFTER_S):  # the last count, once
+            self._line(now)
 
 
 def bar(total: int, desc: str, enabled: bool | None = None, unit: str = "img"):
