@@ -68,8 +68,9 @@ def test_a_version_1_model_folder_predicts_what_it_predicted(name, demo, tmp_pat
     before = _clusters(FIXTURES / f"legacy_{name}" / "predicted.csv")
     now = _clusters(tmp_path / "pred" / "assignments.csv")
     assert list(now) == list(before)
-    agree = np.mean([now[p] == before[p] for p in before])
-    # pixels are computed exactly alike on any CPU; a network's features differ in the last bits between
-    # CPUs, which may move an image whose mean distances to two clusters tie within that noise
-    assert agree == 1.0 if name != "hierarchical" else agree >= 0.97
+    moved = sum(now[p] != before[p] for p in before)
+    # predicted.csv was made on another CPU: a network's features, and the BLAS products of the PCA and the
+    # distances, differ in the last bits between CPUs, which may move an image whose distances to two clusters
+    # tie within that noise. Pixels move nothing here but are allowed one such image.
+    assert moved <= (1 if name != "hierarchical" else 0.03 * len(before)), moved
     assert set(res.labels.tolist()) <= {0, 1, 2}  # new images go to the inliers' clusters, never -1
