@@ -233,3 +233,27 @@ def test_the_ami_equals_scikit_learns_on_random_tables():
         if rng.random() < 0.3:
             b = (a + rng.integers(0, 2, n)) % 5
         assert A._ami(a, b) == pytest.approx(adjusted_mutual_info_score(a, b), abs=1e-10)
+
+
+def test_quintiles_give_ties_at_either_end_a_bin_of_their_own():
+    from brainclust.cluster.associations import quintiles
+
+    mid = np.arange(1, 71, dtype=float)
+    assert np.bincount(quintiles(np.r_[np.zeros(30), mid])).tolist() == [30, 10, 20, 20, 20]  # many zeros
+    assert np.bincount(quintiles(np.r_[mid, np.full(30, 99.0)])).tolist() == [20, 20, 20, 10, 30]
+    assert np.bincount(quintiles(np.r_[np.zeros(85), np.arange(1, 16)])).tolist() == [85, 15]
+    plain = np.random.default_rng(0).normal(size=200)  # no ties: pandas' quintiles exactly
+    assert (quintiles(plain) == pd.qcut(plain, 5, labels=False)).all()
+    with pytest.raises(ParameterError, match="finite"):
+        quintiles([1.0, np.nan, 2.0])
+
+
+def test_strata_too_small_to_say_anything_are_left_out():
+    """Two rows in two groups score AMI 1 whatever the column: 30 such strata ranked pure noise first."""
+    rng = np.random.default_rng(0)
+    strata, g = np.repeat(np.arange(30), 2), np.tile([0, 1], 30)
+    table = {"noise": [f"{x:.5f}" for x in rng.normal(size=60)], "c": [str(x) for x in rng.integers(0, 3, 60)]}
+    assert A.rank_associations(table, {"cluster": g}, permutations=19, strata=strata) == []
+    big = np.repeat(np.arange(3), 20)  # strata of 20 rows still rank, and noise stays near 0 there
+    rows = A.rank_associations(table, {"cluster": rng.integers(0, 2, 60)}, permutations=19, strata=big)
+    assert {r["column"] for r in rows} == {"noise", "c"} and all(abs(r["score"]) < 0.2 for r in rows)

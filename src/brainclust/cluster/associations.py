@@ -19,8 +19,8 @@ run. One row of ``associations.csv`` per (partition, column):
       (column, partition)`` computes it by default (arithmetic normalisation; computed
       here without its per-call checks, equal to 1e-12: :func:`_ami`);
     - numeric: ``AMI_quintiles``, the same AMI between the column's quintile bins and the partition
-      (:func:`quintiles`: the intervals of ``pandas.qcut(values, 5, duplicates="drop")``; when 80 % or
-      more of the values tie at the maximum, two bins: the maximum and below).
+      (:func:`quintiles`: the intervals of ``pandas.qcut(values, 5, duplicates="drop")``, except that
+      values tied at the minimum or the maximum get a bin of their own when they fill a fifth of the rows).
 
     One statistic on one scale for every column, so the ranking compares like with like: about 0 when
     the column does not depend on the groups (it can be slightly negative) and 1 when the column's
@@ -47,7 +47,8 @@ run. One row of ``associations.csv`` per (partition, column):
 **Within strata** (a ``--within`` run: ``assignments.csv`` has a ``stratum`` column): each score is the
 mean of the column's scores inside each stratum, weighted by the stratum's rows with a value (a numeric
 column is binned inside each stratum; a column that is constant inside a stratum scores 0 there; a stratum
-with one group at a level is left out of that level),
+with one group at a level, fewer than 3 rows, or a different value (bin) in every row is left out of that
+level, as such a column is left out of a whole ranking: two rows in two groups always score AMI 1),
 and the permutation test shuffles the values inside each stratum. So a column that the stratum determines
 (the image height within planes, a coarser copy of the stratum) scores about 0, as a random split of each
 stratum does: what is ranked is what the clusters follow *within* the strata.
@@ -192,14 +193,17 @@ BINS = 5
 
 
 def quintiles(values: Sequence[float]) -> np.ndarray:
-    """Bin codes of numeric ``values``: the quintile intervals of ``pandas.qcut(values, 5, duplicates="drop")``
-    (right-closed, the lowest value in the first); when 80 % or more of the values tie at the maximum (every
-    inner edge is the maximum), two bins: the maximum and below."""
+    """Bin codes of finite numeric ``values``: the quintile intervals ``(q_i-1, q_i]`` (the lowest value in the
+    first; equal edges merged, as ``pandas.qcut(values, 5, duplicates="drop")``), except that the values tied at
+    the minimum, or at the maximum, form a bin of their own when they fill a fifth of the rows or more (many
+    zeros: zero against the rest)."""
     v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise ParameterError("associations: quintiles need finite values")
     inner = np.unique(np.quantile(v, np.arange(1, BINS) / BINS))
-    codes = np.searchsorted(inner, v, side="left")
-    if np.all(codes == codes[0]):
-        codes = (v >= v.max()).astype(np.int64)
+    codes = np.searchsorted(inner, v, side="left")  # v <= q_1: 0, so ties at the minimum filling q_1 are alone
+    if inner[-1] >= v.max():  # ties at the maximum fill the last quintile: a bin of their own
+        codes[v >= v.max()] = len(inner)
     return _codes(codes)
 
 
@@ -227,9 +231,11 @@ def _score(col: Column, groups: np.ndarray, strata: np.ndarray | None = None) ->
     if strata is not None:  # numeric columns come binned inside each stratum (rank_associations)
         scored = []
         for i in _strata_parts(strata[col.rows]):
-            gi = _codes(g[i])
-            if gi.max() >= 1:  # a stratum with one group says nothing; a constant column there scores 0
-                scored.append((len(i), _ami(col.codes[i], gi, b_coded=True)))
+            gi, ci = _codes(g[i]), _codes(col.codes[i])
+            # left out, as for a whole column: a stratum with one group, fewer than MIN_ROWS rows, or a value (bin)
+            # per row, like an identifier (two rows in two groups always score AMI 1); a constant column scores 0
+            if gi.max() >= 1 and len(i) >= MIN_ROWS and ci.max() + 1 < len(i):
+                scored.append((len(i), _ami(ci, gi, b_coded=True)))
         return sum(w * v for w, v in scored) / sum(w for w, _ in scored) if scored else float("nan")
     if np.count_nonzero(np.bincount(g)) < 2:
         return float("nan")
