@@ -327,14 +327,17 @@ def test_hidden_entries_are_counted_as_left_out_not_lost(tmp_path):
 def test_labels_from_folders_take_the_class_below_a_split_folder(tmp_path, make_image):
     from brainclust.model.enrich import with_labels
 
-    for rel in ["Training/glioma/a.png", "Testing/notumor/b.png", "Testing/c.png", "healthy/d.png"]:
+    for rel in ["Training/glioma/a.png", "Testing/notumor/b.png", "Testing/c.png", "healthy/d.png",
+                "Training/glio#ma/e.png", "test/sub-01/anat/f.png"]:
         make_image(tmp_path / rel, "L")
     res = scan(tmp_path, labels_from_folders=True)
     want = {"Training/glioma/a.png": "glioma", "Testing/notumor/b.png": "notumor", "Testing/c.png": "",
-            "healthy/d.png": "healthy"}
+            "healthy/d.png": "healthy", "Training/glio#ma/e.png": "glio#ma",
+            "test/sub-01/anat/f.png": ""}  # a subject below a split is not a class
     assert {r.path: r.label for r in res.records} == want
     # the run's label column ('folder') reads the same classes; 'folder' itself stays the split
     assert {r.path: r.label for r in with_labels(res.records, "folder")} == want
     assert {r.path: (r.meta["folder"], r.meta.get("class_folder")) for r in res.records} == {
         "Training/glioma/a.png": ("Training", "glioma"), "Testing/notumor/b.png": ("Testing", "notumor"),
-        "Testing/c.png": ("Testing", None), "healthy/d.png": ("healthy", None)}
+        "Testing/c.png": ("Testing", None), "healthy/d.png": ("healthy", None),
+        "Training/glio#ma/e.png": ("Training", "glio#ma"), "test/sub-01/anat/f.png": ("test", None)}

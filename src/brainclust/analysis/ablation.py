@@ -91,7 +91,7 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
     Parameters
     ----------
     datasets : dict of str to path
-        Name -> labelled image folder (labels from the first sub-folder).
+        Name -> labelled image folder (labels from the first sub-folder, or the one below a split folder).
     out : path-like
         Output folder.
     seeds : sequence of int

@@ -79,7 +79,8 @@ def _load_state_dict(path: str, backbone: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "unsupported global" not in str(exc).lower():  # not a checkpoint at all (torch says "operand ...")
+        said = str(exc).lower()  # torch >= 2.4 names an "unsupported global", older ones an "unsupported class"
+        if "unsupported global" not in said and "unsupported class" not in said:  # not a checkpoint at all
             raise WeightsUnavailableError(f"weights file '{path}': not a PyTorch state dict (.pth/.pt) of "
                                           f"{backbone}") from None
         # torch's own text advises weights_only=False: never here
@@ -87,9 +88,10 @@ def _load_state_dict(path: str, backbone: str) -> dict:
             f"weights file '{path}': holds Python objects other than tensors, which brainclust never unpickles (they "
             f"could run code); save a plain {backbone} state dict (torch.save(model.state_dict(), PATH))") from None
     except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
-        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        why = (str(exc).strip().splitlines() or [""])[0]
+        why = f": {why[:200]}{'...' if len(why) > 200 else ''}" if why else ""
         raise WeightsUnavailableError(
-            f"weights file '{path}': cannot load a {backbone} state dict ({type(exc).__name__}: {why})") from None
+            f"weights file '{path}': cannot load a {backbone} state dict ({type(exc).__name__}{why})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -147,8 +149,9 @@ def _build_inception(weights: str | None) -> "nn.Module":
         missing = [k for k in missing if not k.startswith("AuxLogits.")]
         if missing or unexpected:
             raise WeightsUnavailableError(
-                f"--weights '{weights}': not an inception_v3 state dict "
-                f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+                f"weights file '{weights}': not an inception_v3 state dict "
+                f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, "
+                f"e.g. {unexpected[:2]})")
     model.AuxLogits = None
     model.aux_logits = False
     model.fc = nn.Identity()  # forward() now returns the 2048-d pooled Mixed_7c features

@@ -89,16 +89,19 @@ SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing":
 
 
 def folder_of(rel: str) -> str:
-    """The first-level folder of a relative path (``""`` for a file directly in the root)."""
-    parts = rel.split("#", 1)[0].split("/")
+    """The first-level folder of a relative path (``""`` for a file directly in the root; a ``#frame`` suffix
+    names a frame of the last part only, and a folder may hold ``#``)."""
+    parts = rel.split("/")
     return parts[0] if len(parts) > 1 else ""
 
 
 def class_folder_of(rel: str) -> str:
     """The folder below a first-level split folder (``Training/glioma/x.jpg`` -> ``glioma``); ``""`` when the
-    first-level folder is not a split (:data:`SPLIT_WORDS`) or the file lies directly in it."""
-    parts = rel.split("#", 1)[0].split("/")
-    return parts[1] if len(parts) > 2 and parts[0].lower() in SPLIT_WORDS else ""
+    first-level folder is not a split (:data:`SPLIT_WORDS`), the file lies directly in it, or the folder below
+    is a BIDS subject (``test/sub-01/anat/...``: a subject is not a class)."""
+    parts = rel.split("/")
+    below = parts[1] if len(parts) > 2 and parts[0].lower() in SPLIT_WORDS else ""
+    return "" if below.startswith("sub-") else below
 
 
 def label_folder_of(rel: str) -> str:

@@ -65,8 +65,8 @@ class ImageRecord:
     ``path`` is relative to the scanned root (POSIX), ``abspath`` is absolute.
     ``name``, ``type``, ``size``, ``width`` and ``height`` are the five
     meta-attributes of the method. ``sha256`` is the hash of the file's bytes,
-    which keys the feature cache. ``label`` is the first sub-folder under the
-    root (the one below it when that is a split folder) when labels are read from folders, else ``""``. ``frame`` names one
+    which keys the feature cache. ``label`` is the first sub-folder under the root (the one below it when
+    that is a split folder) when labels are read from folders, else ``""``. ``frame`` names one
     2-D image inside a multi-image file (a slice or a frame); ``""`` for plain
     2-D images. ``meta`` maps metadata column names to values (see the module
     docstring and :func:`brainclust.io.metadata.record_columns`); it takes no

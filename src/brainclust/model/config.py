@@ -171,8 +171,8 @@ class RunConfig:
     k: int | str = opt(4, "--k", "number of clusters, or 'auto' (majority vote of silhouette, Calinski-Harabasz, "
                        "Davies-Bouldin and gap over k = 2..15) (default {default})", CLUSTERING, parse=parse_k)
     seed: int = opt(0, "--seed", "seed of all randomness (default 0)", CLUSTERING, parse=parse_int)
-    labels_from_folders: bool = opt(False, "--labels-from-folders", "first sub-folder = label (the one below it "
-                                    "under Training/, Testing/...), only for scoring (ARI, NMI, FMI, ACC)", RUN, switch=True)
+    labels_from_folders: bool = opt(False, "--labels-from-folders", "first sub-folder = label (the one below "
+                                    "it under Training/...), only for scoring (ARI, NMI, FMI, ACC)", RUN, switch=True)
     cache_dir: str | None = opt(None, "--cache-dir", "feature cache (default $BRAINCLUST_CACHE or "
                                 "~/.cache/brainclust); if it cannot be used (a file, read-only...) the run warns once "
                                 "and continues uncached", EXTRACTION, metavar="DIR")

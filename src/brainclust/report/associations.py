@@ -41,7 +41,8 @@ def read_associations(path) -> list[dict] | None:
     """The ranking (the ``cluster`` level first, then score descending; at most :data:`MAX_ROWS` rows), or
     ``None`` when there is no such file.
 
-    Each row: ``column``, ``level`` and ``statistic`` (``AMI``, ``AMI, quintiles``, or ``ε²`` in older runs; text), ``score`` and ``p_value``
+    Each row: ``column``, ``level`` and ``statistic`` (``AMI``, ``AMI, quintiles``, or ``ε²`` in older runs;
+    text), ``score`` and ``p_value``
     (float or ``None``). A file without the expected columns gives ``[]`` and a warning.
     """
     path = Path(path)
