@@ -257,3 +257,22 @@ def test_strata_too_small_to_say_anything_are_left_out():
     big = np.repeat(np.arange(3), 20)  # strata of 20 rows still rank, and noise stays near 0 there
     rows = A.rank_associations(table, {"cluster": rng.integers(0, 2, 60)}, permutations=19, strata=big)
     assert {r["column"] for r in rows} == {"noise", "c"} and all(abs(r["score"]) < 0.2 for r in rows)
+
+
+def test_a_coarser_copy_of_a_listed_column_is_not_listed_again():
+    """cluster = plane: the image height (one per plane, two planes share it) is a coarser copy of the plane and
+    said nothing more; the headline named it second (the same for the BIDS suffix after the sequence)."""
+    rng = np.random.default_rng(0)
+    plane = np.repeat(["axial", "coronal", "sagittal"], 30)
+    table = {"plane": list(plane), "height": ["240" if p == "axial" else "155" for p in plane],
+             "scanner": [str(x) for x in rng.integers(0, 2, 90)]}
+    rows = A.rank_associations(table, {"cluster": plane}, permutations=99)
+    by = {r["column"]: r for r in rows}
+    assert by["height"]["coarser_of"] == "plane" and by["plane"]["coarser_of"] == ""
+    assert by["height"]["score"] > 0.5 and by["height"]["p_value"] <= 0.05  # still ranked and significant
+    line = A.headline(rows)
+    assert line.startswith("clusters follow: plane (AMI 1.00)") and "height" not in line
+    # ranked above the finer column, a coarser copy is listed (it is what the clusters follow first)
+    two = np.where(plane == "axial", 0, 1)
+    assert A.headline(A.rank_associations(table, {"cluster": two}, permutations=99)).startswith(
+        "clusters follow: height (image, px) (AMI 1.00), then plane")

@@ -39,9 +39,12 @@ run. One row of ``associations.csv`` per (partition, column):
     that many rows (``perm_rows`` says how many were used); the score is always
     computed on every row. The smallest possible p-value is ``1 / (1 +
     permutations)`` (0.005 with the default 199).
-``n``, ``n_values``, ``same_as``, ``rank``
+``n``, ``n_values``, ``same_as``, ``coarser_of``, ``rank``
     Rows with a value, distinct values, the first column with exactly the same
-    partition of the rows (e.g. ``subject`` and ``folder`` in a BIDS set), and
+    partition of the rows (e.g. ``subject`` and ``folder`` in a BIDS set), the
+    categorical columns this one is a coarser copy of (``;``-joined: each of their
+    values goes with one value of this column, as the image height with the plane or
+    the BIDS suffix with the sequence; the headline does not list it after them), and
     the rank within the level (1 = strongest).
 
 **Within strata** (a ``--within`` run: ``assignments.csv`` has a ``stratum`` column): each score is the
@@ -81,7 +84,7 @@ MAX_CATEGORIES = 10
 PERMUTATION_ROWS = 10_000
 #: Columns of ``associations.csv``.
 ASSOCIATION_COLUMNS = ["level", "rank", "column", "kind", "statistic", "score", "p_value", "n", "n_values",
-                       "same_as", "permutations", "perm_rows"]
+                       "same_as", "coarser_of", "permutations", "perm_rows"]
 #: Columns of assignments.csv that are never ranked (identifiers and the partitions themselves).
 NOT_RANKED = frozenset({"path", "name", "unit", "sha256", "frame", "flags", "stratum", "cluster_in_stratum", *LEVELS})
 MIN_ROWS = 3
@@ -275,6 +278,7 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     if strata is not None:  # a numeric column is binned inside each stratum, once for every level
         cols = [replace(c, codes=_binned_within(c, strata[c.rows])) for c in cols]
     same = _same_partitions(cols, n)
+    coarser = _coarser_copies([c for c in cols if c.name not in same], n)
     out: list[dict] = []
     for level in [lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]:
         groups = _codes(levels[level])
@@ -293,7 +297,8 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
             rows.append({"level": level, "column": col.name, "kind": col.kind,
                          "statistic": "AMI" if col.kind == "categorical" else "AMI_quintiles",
                          "score": score, "p_value": p, "n": len(col.rows), "n_values": col.n_values,
-                         "same_as": same.get(col.name, ""), "permutations": permutations, "perm_rows": used})
+                         "same_as": same.get(col.name, ""), "coarser_of": coarser.get(col.name, ""),
+                         "permutations": permutations, "perm_rows": used})
         rows.sort(key=lambda r: (-r["score"], r["p_value"], r["column"]))
         for i, r in enumerate(rows):
             out.append({"rank": i + 1, **r})
@@ -325,6 +330,32 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng,
         return x[out]
     hits = sum(_mi(shuffled(), g, nx, ng) >= observed - tol for _ in range(permutations))
     return (1 + hits) / (1 + permutations), len(x)
+
+
+def _coarser_copies(cols: list[Column], n: int) -> dict[str, str]:
+    """Categorical column -> the categorical columns (``;``-joined) it is a coarser copy of: on the rows where
+    both have a value, each value of the finer column goes with a single value of this one."""
+    cat = [c for c in cols if c.kind == "categorical"]
+    full = {}
+    for c in cat:
+        full[c.name] = np.full(n, -1, np.int64)
+        full[c.name][c.rows] = c.codes
+
+    def distinct(codes: np.ndarray, size: int) -> int:  # a count array while it stays small, else a sort
+        return int(np.count_nonzero(np.bincount(codes, minlength=size))) if size <= 4 * n else len(np.unique(codes))
+    out: dict[str, list[str]] = {}
+    for fine in cat:
+        for coarse in cat:
+            if coarse.n_values >= fine.n_values:
+                continue
+            a, b = full[fine.name], full[coarse.name]
+            both = (a >= 0) & (b >= 0)
+            if np.count_nonzero(both) < MIN_ROWS:
+                continue
+            a, b = a[both], b[both]
+            if distinct(a * coarse.n_values + b, fine.n_values * coarse.n_values) == distinct(a, fine.n_values):
+                out.setdefault(coarse.name, []).append(fine.name)
+    return {k: ";".join(v) for k, v in out.items()}
 
 
 def _same_partitions(cols: list[Column], n: int) -> dict[str, str]:
@@ -397,8 +428,8 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     """One sentence for the report: ``clusters follow: plane (AMI 0.91), then scanner (AMI 0.40)``.
 
     Lists up to ``top`` columns of ``level`` with ``p_value <= alpha`` by score,
-    one per distinct partition (``same_as`` duplicates are left out); says so
-    plainly when no column qualifies.
+    one per distinct partition (``same_as`` duplicates are left out, and so is a coarser copy of a column
+    listed before it: ``coarser_of``); says so plainly when no column qualifies.
     """
     mine = [r for r in rows if r["level"] == level]
     what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
@@ -415,7 +446,12 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
         if len(mine) == 1:
             return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
         return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, {p})"
-    return f"{what} follow: " + ", then ".join(_label(r) for r in good[:top])
+    listed: list[Mapping] = []
+    for r in good:
+        finer = set(str(r.get("coarser_of") or "").split(";")) - {""}
+        if len(listed) < top and not finer & {str(x["column"]) for x in listed}:
+            listed.append(r)
+    return f"{what} follow: " + ", then ".join(_label(r) for r in listed)
 
 
 def tree_summary(rows: Sequence[Mapping], alpha: float = 0.05) -> list[str]:
