@@ -17,9 +17,9 @@ run. One row of ``associations.csv`` per (partition, column):
     - categorical: ``AMI``, the adjusted mutual information between the column
       and the partition as ``sklearn.metrics.adjusted_mutual_info_score
       (column, partition)`` computes it by default (arithmetic normalisation; computed
-      here without its per-call checks, equal to 1e-12: :func:`_ami`);
+      here without its per-call checks, equal to 1e-12: :func:`~brainclust.cluster.mutualinfo.ami`);
     - numeric: ``AMI_quintiles``, the same AMI between the column's quintile bins and the partition
-      (:func:`quintiles`: the intervals of ``pandas.qcut(values, 5, duplicates="drop")``, except that
+      (:func:`~brainclust.cluster.mutualinfo.quintiles`: the intervals of ``pandas.qcut(values, 5, duplicates="drop")``, except that
       values tied at the minimum or the maximum get a bin of their own when they fill a fifth of the rows).
 
     One statistic on one scale for every column, so the ranking compares like with like: about 0 when
@@ -74,6 +74,7 @@ import numpy as np
 from brainclust.errors import ParameterError
 from brainclust.io import privacy
 from brainclust.io.atomic import atomic_write_csv
+from brainclust.cluster.mutualinfo import BINS, ami, label_codes, mutual_info, quintiles
 from brainclust.io.outputs import FLAGS_COLUMN, LEVEL_COLUMNS
 
 #: Partitions scored, in output order.
@@ -134,82 +135,6 @@ def prepare(name: str, values: Sequence) -> Column | None:
     return Column(name, "categorical", rows, codes.astype(np.int64), None, len(distinct))
 
 
-def _codes(labels: Sequence) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.dtype.kind not in "iu":
-        arr = np.char.strip(arr.astype(str))
-    return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(-1)
-
-
-def _mi(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
-    """Mutual information (nats) of two code vectors."""
-    n = len(a)
-    counts = np.bincount(a * nb + b)
-    cells = np.flatnonzero(counts)  # the occupied cells only: a table of many values is mostly empty
-    c = counts[cells].astype(np.float64)
-    pi, pj = np.bincount(a, minlength=na).astype(np.float64), np.bincount(b, minlength=nb).astype(np.float64)
-    return float(np.sum(c / n * np.log(c * n / (pi[cells // nb] * pj[cells % nb]))))
-
-
-#: Largest (values x groups x cell count) grid the expected mutual information is summed over here; above it
-#: scikit-learn computes it.
-EMI_GRID_MAX = 4_000_000
-
-
-def _ami(a: np.ndarray, b: np.ndarray, b_coded: bool = False) -> float:
-    """``sklearn.metrics.adjusted_mutual_info_score(a, b)`` (arithmetic normalisation) without its per-call input
-    checks, for the many small tables of a within-strata ranking; the expected mutual information is the sum of
-    Vinh, Epps and Bailey (2010) over the hypergeometric cell counts."""
-    from scipy.special import gammaln
-
-    a, b = _codes(a), (b if b_coded else _codes(b))
-    n, na, nb = len(a), int(a.max()) + 1, int(b.max()) + 1
-    if na == nb == 1:
-        return 1.0
-    if na == 1 or nb == 1:
-        return 0.0
-    ai = np.bincount(a, minlength=na).astype(np.float64)
-    bj = np.bincount(b, minlength=nb).astype(np.float64)
-    top = int(min(ai.max(), bj.max()))
-    if na * nb * top > EMI_GRID_MAX:
-        from sklearn.metrics import adjusted_mutual_info_score
-
-        return float(adjusted_mutual_info_score(a, b))
-    A, B = ai[:, None, None], bj[None, :, None]
-    k = np.arange(1, top + 1, dtype=np.float64)[None, None, :]
-    valid = (k >= np.maximum(1, A + B - n)) & (k <= np.minimum(A, B))
-    lg = gammaln(A + 1) + gammaln(B + 1) + gammaln(n - A + 1) + gammaln(n - B + 1) - gammaln(n + 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lg = lg - gammaln(k + 1) - gammaln(A - k + 1) - gammaln(B - k + 1) - gammaln(n - A - B + k + 1)
-        term = k / n * (np.log(n * k) - np.log(A * B)) * np.exp(lg)
-    emi = float(np.sum(np.where(valid, term, 0.0)))
-    h = [float(-np.sum((c / n)[c > 0] * np.log((c / n)[c > 0]))) for c in (ai, bj)]
-    denom = (h[0] + h[1]) / 2 - emi
-    eps = np.finfo(np.float64).eps
-    num = _mi(a, b, na, nb) - emi  # both kept away from 0 with their sign, as scikit-learn does
-    denom = min(denom, -eps) if denom < 0 else max(denom, eps)
-    return (min(num, -eps) if num < 0 else max(num, eps)) / denom
-
-
-#: Bins of a numeric column (quintiles).
-BINS = 5
-
-
-def quintiles(values: Sequence[float]) -> np.ndarray:
-    """Bin codes of finite numeric ``values``: the quintile intervals ``(q_i-1, q_i]`` (the lowest value in the
-    first; equal edges merged, as ``pandas.qcut(values, 5, duplicates="drop")``), except that the values tied at
-    the minimum, or at the maximum, form a bin of their own when they fill a fifth of the rows or more (many
-    zeros: zero against the rest)."""
-    v = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(v)):
-        raise ParameterError("associations: quintiles need finite values")
-    inner = np.unique(np.quantile(v, np.arange(1, BINS) / BINS))
-    codes = np.searchsorted(inner, v, side="left")  # v <= q_1: 0, so ties at the minimum filling q_1 are alone
-    if inner[-1] >= v.max():  # ties at the maximum fill the last quintile: a bin of their own
-        codes[v >= v.max()] = len(inner)
-    return _codes(codes)
-
-
 def _strata_parts(s: np.ndarray) -> list[np.ndarray]:
     """The positions of each stratum's rows (``s``: stratum codes), in one pass."""
     order = np.argsort(s, kind="stable")
@@ -224,7 +149,7 @@ def _binned_within(col: Column, s: np.ndarray) -> np.ndarray:
     out = np.empty(len(s), np.int64)
     for i in _strata_parts(s):
         out[i] = s[i[0]] * BINS + (quintiles(col.values[i]) if np.ptp(col.values[i]) > 0 else 0)
-    return _codes(out)
+    return label_codes(out)
 
 
 def _score(col: Column, groups: np.ndarray, strata: np.ndarray | None = None) -> float:
@@ -234,15 +159,15 @@ def _score(col: Column, groups: np.ndarray, strata: np.ndarray | None = None) ->
     if strata is not None:  # numeric columns come binned inside each stratum (rank_associations)
         scored = []
         for i in _strata_parts(strata[col.rows]):
-            gi, ci = _codes(g[i]), _codes(col.codes[i])
+            gi, ci = label_codes(g[i]), label_codes(col.codes[i])
             # left out, as for a whole column: a stratum with one group, fewer than MIN_ROWS rows, or a value (bin)
             # per row, like an identifier (two rows in two groups always score AMI 1); a constant column scores 0
             if gi.max() >= 1 and len(i) >= MIN_ROWS and ci.max() + 1 < len(i):
-                scored.append((len(i), _ami(ci, gi, b_coded=True)))
+                scored.append((len(i), ami(ci, gi, b_coded=True)))
         return sum(w * v for w, v in scored) / sum(w for w, _ in scored) if scored else float("nan")
     if np.count_nonzero(np.bincount(g)) < 2:
         return float("nan")
-    return _ami(col.codes, g)
+    return ami(col.codes, g)
 
 
 def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequence],
@@ -270,7 +195,7 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     for name, labels in list(levels.items()) + list(table.items()):
         if len(labels) != n:
             raise ParameterError(f"associations: column '{name}' has {len(labels)} values for {n} rows")
-    strata = None if strata is None else _codes(strata)
+    strata = None if strata is None else label_codes(strata)
     if strata is not None and len(strata) != n:
         raise ParameterError(f"associations: 'strata' has {len(strata)} values for {n} rows")
     skip = NOT_RANKED | set(exclude)
@@ -281,7 +206,7 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     coarser = _coarser_copies([c for c in cols if c.name not in same], n)
     out: list[dict] = []
     for level in [lv for lv in LEVELS if lv in levels] + [lv for lv in levels if lv not in LEVELS]:
-        groups = _codes(levels[level])
+        groups = label_codes(levels[level])
         if len(np.unique(groups)) < 2:
             continue
         rows = []
@@ -313,11 +238,11 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng,
         return float("nan"), 0
     m = len(col.rows)
     pick = np.sort(rng.choice(m, PERMUTATION_ROWS, replace=False)) if m > PERMUTATION_ROWS else np.arange(m)
-    g = _codes(groups[col.rows][pick])
+    g = label_codes(groups[col.rows][pick])
     ng = int(g.max()) + 1
-    x = _codes(col.codes[pick])  # the sample's own codes: the contingency table grows with the sample
+    x = label_codes(col.codes[pick])  # the sample's own codes: the contingency table grows with the sample
     nx = int(x.max()) + 1
-    observed = _mi(x, g, nx, ng)
+    observed = mutual_info(x, g, nx, ng)
     tol = 1e-9 * max(1.0, abs(observed))
     s = None if strata is None else strata[col.rows][pick]
     by_stratum = None if s is None else np.argsort(s, kind="stable")
@@ -328,7 +253,7 @@ def _p_value(col: Column, groups: np.ndarray, permutations: int, rng,
         out = np.empty(len(x), np.int64)
         out[by_stratum] = np.argsort(s + rng.random(len(x)))  # by stratum (integer codes), at random inside
         return x[out]
-    hits = sum(_mi(shuffled(), g, nx, ng) >= observed - tol for _ in range(permutations))
+    hits = sum(mutual_info(shuffled(), g, nx, ng) >= observed - tol for _ in range(permutations))
     return (1 + hits) / (1 + permutations), len(x)
 
 
