@@ -19,8 +19,9 @@ run. One row of ``associations.csv`` per (partition, column):
       (column, partition)`` computes it by default (arithmetic normalisation; computed
       here without its per-call checks, equal to 1e-12: :func:`~brainclust.cluster.mutualinfo.ami`);
     - numeric: ``AMI_quintiles``, the same AMI between the column's quintile bins and the partition
-      (:func:`~brainclust.cluster.mutualinfo.quintiles`: the intervals of ``pandas.qcut(values, 5, duplicates="drop")``, except that
-      values tied at the minimum or the maximum get a bin of their own when they fill a fifth of the rows).
+      (:func:`~brainclust.cluster.mutualinfo.quintiles`: the intervals of ``pandas.qcut(values, 5,
+      duplicates="drop")``, except that values tied at the minimum or the maximum get a bin of their own
+      when they fill a fifth of the rows).
 
     One statistic on one scale for every column, so the ranking compares like with like: about 0 when
     the column does not depend on the groups (it can be slightly negative) and 1 when the column's
@@ -71,10 +72,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from brainclust.cluster.mutualinfo import BINS, ami, label_codes, mutual_info, quintiles
 from brainclust.errors import ParameterError
 from brainclust.io import privacy
 from brainclust.io.atomic import atomic_write_csv
-from brainclust.cluster.mutualinfo import BINS, ami, label_codes, mutual_info, quintiles
 from brainclust.io.outputs import FLAGS_COLUMN, LEVEL_COLUMNS
 
 #: Partitions scored, in output order.
