@@ -115,6 +115,10 @@ def test_headline_says_plainly_when_nothing_is_followed_and_tree_summary():
     two = A.rank_associations({"noise": [str(x) for x in rng.integers(0, 2, 90)],
                                "more": [str(x) for x in rng.integers(0, 3, 90)]}, {"cluster": g}, permutations=99)
     assert "follow none of the 2 metadata columns clearly (highest: " in A.headline(two)
+    site = [str(x) for x in rng.integers(0, 3, 90)]  # 'folder' is the same partition as 'subject': name one
+    same = A.rank_associations({"subject": site, "folder": list(site)}, {"cluster": g}, permutations=99)
+    assert {r["column"]: r["same_as"] for r in same} == {"subject": "", "folder": "subject"}
+    assert "(highest: subject (AMI" in A.headline(same)
     assert A.tree_summary(rows)[0].startswith("level 2: noise (AMI")
     assert A.headline([], "cluster") == ("clusters: no metadata column could be ranked (each is constant, different "
                                          "in every row, or has fewer than 3 values)")

@@ -367,7 +367,7 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
         return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(_label(r) for r in ranked)
     good = [r for r in mine if not r.get("same_as") and _num(r["p_value"]) <= alpha and _num(r["score"]) > 0]
     if not good:
-        best = max(mine, key=lambda r: _num(r["score"]))
+        best = max([r for r in mine if not r.get("same_as")] or mine, key=lambda r: _num(r["score"]))
         p = f"p = {_num(best['p_value']):.2g}"
         if len(mine) == 1:
             return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
