@@ -412,11 +412,17 @@ COMMANDS = {"run": _cmd_run, "check": _cmd_check, "predict": _cmd_predict, "demo
             "sensitivity": _cmd_sensitivity}
 
 
+def _say_stopped(exc: BaseException, command: str | None) -> int:
+    line, status = stopped(exc, command)
+    print(line, file=sys.stderr)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # building the parser imports the backbones' registry: a second or two in which Ctrl-C may come
         args = build_parser().parse_args(negative_values(sys.argv[1:] if argv is None else list(argv)))
     except KeyboardInterrupt as exc:
-        return stopped(exc, None)
+        return _say_stopped(exc, None)
     _configure_logging(args.quiet, args.debug)
     from brainclust.errors import BrainclustError
 
@@ -432,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         print(terminal_text(f"brainclust: error: {exc}"), file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as exc:
-        return stopped(exc, args.command)
+        return _say_stopped(exc, args.command)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 
 #: What a terminal could act on: C0 and C1 control characters, DEL, and undecodable bytes (surrogate escapes).
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -46,8 +45,7 @@ RESUME = {"run": "; rerun the same command to resume from the feature cache",
           "check": "; rerun the same command to resume from the store of the checks"}
 
 
-def stopped(exc: BaseException, command: str | None) -> int:
-    """Say, in one line, that ``command`` was interrupted (Ctrl-C) or terminated (SIGTERM); the exit status."""
+def stopped(exc: BaseException, command: str | None) -> tuple[str, int]:
+    """``(line, exit status)`` saying that ``command`` was interrupted (Ctrl-C) or terminated (SIGTERM)."""
     what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
-    print(f"brainclust: {what}{RESUME.get(command or '', '')}", file=sys.stderr)
-    return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    return f"brainclust: {what}{RESUME.get(command or '', '')}", 130 if isinstance(exc, KeyboardInterrupt) else 143
