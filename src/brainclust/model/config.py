@@ -164,7 +164,7 @@ class RunConfig:
                            "brightness in the pixels block) (default image)", EXTRACTION, choices=NORMS)
     pca: int | float = opt(DEFAULT_COMPONENTS, "--pca", "PCA components (an integer; 1 = one component), "
                            "variance fraction strictly below 1 (e.g. 0.95), or 0 for off; 1.0 is refused as "
-                           "ambiguous (default 50)", CLUSTERING, parse=parse_pca)
+                           "ambiguous (default {default})", CLUSTERING, parse=parse_pca)
     method: str = opt("hierarchical", "--method", "hierarchical = average linkage, cosine distance (default)",
                       CLUSTERING, choices=METHODS)
     #: number of clusters, or "auto" (chosen by :class:`~brainclust.cluster.kselect.KSelector`)
