@@ -52,6 +52,7 @@ def test_escape_is_invertible_on_any_text(name):
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\\" + BIDI)))
 def test_ordinary_names_are_unchanged(name):
+    name = "n" + name  # a first = + - @ is escaped (tests/io/test_formula_cells.py)
     assert escape_name(name) == name == unescape_name(name)
 
 

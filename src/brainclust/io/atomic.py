@@ -92,8 +92,8 @@ def output_errors(path: str | os.PathLike, what: str = "cannot write") -> Iterat
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
-        raise OutputError(f"{what} '{os.fsdecode(path)}': {DISK_ERRORS[exc.errno]}; the previous outputs "
-                          "are unchanged", exc.errno, path) from None
+        raise OutputError(f"{what} '{os.fsdecode(path)}': {DISK_ERRORS[exc.errno]}; nothing already "
+                          "there was changed", exc.errno, path) from None
 
 
 def sibling_temp_dir(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -343,9 +343,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
+#: First characters that make a spreadsheet read a cell as a formula (tab and CR, also on OWASP's list of
+#: CSV injection, are control characters, which the outputs escape anyway).
+FORMULA_START = frozenset("=+-@")
+
+
+def formula_safe(text):
+    """``text`` as a CSV cell no spreadsheet evaluates: a first character of :data:`FORMULA_START` (in text
+    that is not a number, ``-3.5``, nor the character alone, ``-``) is written ``\\xNN``, which
+    :func:`brainclust.io.outputs.unescape_name` reverses. Anything but text is returned as it is."""
+    if not (isinstance(text, str) and len(text) > 1 and text[0] in FORMULA_START):
+        return text
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return f"\\x{ord(text[0]):02x}{text[1:]}"
+
+
 def atomic_write_csv(path: str | os.PathLike, header: Sequence[str],
                      rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write dict rows as CSV with a fixed column order."""
+    """Write dict rows as CSV with a fixed column order; every text cell through :func:`formula_safe`."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(header), lineterminator="\n")
     # with lineterminator "\n" a field holding a bare "\r" would not be quoted and a reader would split
@@ -353,7 +371,7 @@ def atomic_write_csv(path: str | os.PathLike, header: Sequence[str],
     quoted = csv.DictWriter(buf, fieldnames=list(header), lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
     for row in rows:
-        values = {k: row.get(k, "") for k in header}
+        values = {k: formula_safe(row.get(k, "")) for k in header}
         cr = any("\r" in v for v in values.values() if isinstance(v, str))
         (quoted if cr else writer).writerow(values)
     return atomic_write_text(path, buf.getvalue())

@@ -64,7 +64,8 @@ from pathlib import Path
 
 from brainclust.errors import InputError, ParameterError
 from brainclust.io import privacy
-from brainclust.io.outputs import META_PREFIX, RESERVED, column_name, escape_name, meta_text, output_name
+from brainclust.io.outputs import (META_PREFIX, RESERVED, column_name, escape_name, meta_text, output_name,
+                                   unescape_name)
 from brainclust.io.pathfilter import folder_of
 
 __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
@@ -218,8 +219,8 @@ def _row_keys(row: Mapping, kind: str) -> list[str]:
         return [k for k in (path, path.split("#", 1)[0], unit) if k]
     if kind == "unit":
         return [unit] if unit else []
-    if kind == "name":
-        base = path.split("#", 1)[0].rsplit("/", 1)[-1]
+    if kind == "name":  # the file name escaped on its own (a path's first character may be escaped, see escape_name)
+        base = escape_name(unescape_name(path.split("#", 1)[0]).rsplit("/", 1)[-1])
         return [base] if base else []
     subject = str(row.get("subject") or "")
     return [k for k in (subject, unit) if k]
@@ -231,6 +232,8 @@ def _table_key(value: str, kind: str) -> list[str]:
     if kind == "subject":
         v = value.strip()
         return [v, f"sub-{v}"] if not v.startswith("sub-") else [v]
+    if kind == "name":
+        return [escape_name(value.strip())]
     return [value.strip()]
 
 

@@ -49,8 +49,13 @@ Every output (``assignments.csv``'s ``path``, ``name`` and ``label``, the
 report) holds a path as *escaped text* (:func:`escape_name`): a byte that is
 not valid UTF-8 (``os.fsdecode`` gives ``\udcNN``) and a control character
 (0x01-0x1f, 0x7f) are written ``\xNN`` (two lower-case hex digits), a
-backslash is written ``\\``; everything else is kept, so ordinary names are
-unchanged. :func:`unescape_name` is the exact inverse; readers unescape a name
+backslash is written ``\\``, and so is a first character that would make a
+spreadsheet read the cell as a formula (``=``, ``+``, ``-``, ``@``: a file named
+``=HYPERLINK(...).png`` is written ``\x3dHYPERLINK(...).png``; numbers such as
+``-3.5`` stay); everything else is kept, so ordinary names are unchanged. Every
+CSV the outputs write passes its text cells through the same first-character
+rule (:func:`brainclust.io.atomic.formula_safe`), and a metadata column whose
+name starts so gets :data:`META_PREFIX`. :func:`unescape_name` is the exact inverse; readers unescape a name
 before they open its file.
 
 A run folder is written whole, its report included: into a temporary sibling folder, which then
@@ -74,7 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
+from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json, formula_safe
 from brainclust.io.privacy import is_missing
 
 log = logging.getLogger(__name__)
@@ -153,9 +158,11 @@ def escape_name(name: str) -> str:
 
     Undecodable bytes and control characters become ``\\xNN``, bidirectional controls (``U+202E`` shows
     ``gnp.exe`` as ``exe.png``) ``\\uNNNN``, a backslash
-    ``\\\\``; any other text is unchanged. :func:`unescape_name` inverts it exactly.
+    ``\\\\``, and a first character that would make a spreadsheet evaluate the cell (``=``, ``+``, ``-``,
+    ``@``; :func:`~brainclust.io.atomic.formula_safe`) ``\\xNN``; any other text is unchanged.
+    :func:`unescape_name` inverts it exactly.
     """
-    return _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), name)
+    return formula_safe(_NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), name))
 
 
 def _unescape_match(m: re.Match) -> str:
@@ -299,9 +306,10 @@ def read_assignments(path, folder=None) -> list[dict]:
 
 
 def column_name(name) -> str:
-    """The column a metadata field is written as: its name, with :data:`META_PREFIX` while it is reserved."""
+    """The column a metadata field is written as: its name, with :data:`META_PREFIX` while it is reserved
+    or when a spreadsheet would read it as a formula (``=x`` -> ``meta_=x``)."""
     out = str(name).strip()
-    while out in RESERVED:
+    while out in RESERVED or formula_safe(out) != out:
         out = META_PREFIX + out
     return out
 

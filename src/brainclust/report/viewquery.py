@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainclust.errors import ParameterError
+from brainclust.io.atomic import formula_safe
 from brainclust.report.viewdata import ViewData
 
 #: Most images drawn as points; more in view are drawn as density.
@@ -254,13 +255,13 @@ class Queries:
         names = d.table.column_names
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\r\n")
-        w.writerow(["row", *names])
+        w.writerow(["row", *map(formula_safe, names)])  # the run folder is untrusted: no cell a spreadsheet runs
         rows = self.members(focus)
         for s in range(0, len(rows), block):
             part = rows[s: s + block]
             cols = [d.table.column(c).take(part).to_pylist() for c in names]
             for j, i in enumerate(part.tolist()):
-                w.writerow([i + 1, *("" if c[j] is None else c[j] for c in cols)])
+                w.writerow([i + 1, *("" if c[j] is None else formula_safe(c[j]) for c in cols)])
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()

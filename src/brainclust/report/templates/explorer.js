@@ -136,6 +136,10 @@
   }
   function csvCell(v) {
     v = v === null || v === undefined ? "" : String(v);
+    // a first = + - @ would make a spreadsheet run the cell (numbers stay): written \xNN, as the outputs do
+    if (v.length > 1 && "=+-@".indexOf(v.charAt(0)) >= 0 && isNaN(Number(v))) {
+      v = "\\x" + v.charCodeAt(0).toString(16) + v.slice(1);
+    }
     return /[",\r\n]/.test(v) ? "\"" + v.replace(/"/g, "\"\"") + "\"" : v;
   }
   function clickLink(url, name) {
