@@ -135,6 +135,31 @@ def test_no_phi_reaches_any_record_field(tmp_path, caplog):
     assert meta["contrast_agent"] == "yes"
 
 
+def test_header_text_in_a_uid_never_reaches_a_skip_reason(tmp_path, caplog):
+    """A crafted transfer syntax or SOP class "UID" holding a name is not quoted in the reason a file is skipped."""
+    import pydicom
+    from pydicom import config
+    from pydicom.uid import UID
+
+    d = tmp_path / "data"
+    with warnings.catch_warnings(), config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(write(d / "a.dcm", "1", phi=False))
+        ds.file_meta.TransferSyntaxUID = UID("1.2.3.DOE^JOHN.44")
+        ds.save_as(d / "a.dcm", implicit_vr=False, little_endian=True)
+        ds = pydicom.dcmread(write(d / "b.dcm", "1", phi=False))
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("9.9.SMITH^ANN.1")
+        del ds.PixelData  # an object without pixels is named by its SOP class
+        ds.save_as(d / "b.dcm")
+    caplog.set_level("DEBUG")
+    caplog.clear()
+    found = scan(d)
+    text = repr(found.skipped) + found.summary + caplog.text
+    assert {"a.dcm", "b.dcm"} <= {s["path"] for s in found.skipped} and "not a valid UID" in text
+    for secret in ("DOE", "JOHN", "SMITH", "ANN"):
+        assert secret not in text, secret
+
+
 def test_sanitiser_rules():
     assert privacy.safe_text("AX T2 FLAIR 5mm") == "AX T2 FLAIR 5mm"
     assert privacy.safe_text("t1_mprage_sag_p2_iso") == "t1_mprage_sag_p2_iso"

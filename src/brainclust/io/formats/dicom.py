@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,9 @@ def _int(ds, keyword: str) -> int | None:
 def _sop_name(ds) -> str:
     try:
         uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
-        return str(uid.name) if uid is not None else "unknown SOP class"
+        if uid is None or not (uid.name != str(uid) or _is_uid(str(uid))):
+            return "unknown SOP class"
+        return str(uid.name)  # a registered name, or the UID itself
     except Exception:  # noqa: BLE001
         return "unknown SOP class"
 
@@ -137,6 +140,19 @@ def _transfer_syntax(ds):
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     return ts or ImplicitVRLittleEndian
+
+
+def _uid_text(uid) -> str:
+    """A UID as a message may show it: its registered name, or the UID when it is one (digits and dots);
+    header text that is not a UID (it may hold anything, a name included) is never repeated."""
+    text = str(uid)
+    if uid.name != text:
+        return f"{uid.name} ({text})"
+    return text if _is_uid(text) else "(not a valid UID)"
+
+
+def _is_uid(text: str) -> bool:
+    return re.fullmatch(r"[0-9.]{1,64}", text) is not None
 
 
 def _check(ds) -> DicomInfo:
@@ -165,7 +181,7 @@ def _check(ds) -> DicomInfo:
         try:
             decoder = get_decoder(ts)
         except NotImplementedError:
-            raise ImageReadError(f"DICOM transfer syntax {ts.name} ({ts}) has no pixel decoder") from None
+            raise ImageReadError(f"DICOM transfer syntax {_uid_text(ts)} has no pixel decoder") from None
         if not decoder.is_available:
             raise ImageReadError(f"compressed DICOM ({ts.name}) needs a decoder that is not installed: "
                                  f"pip install 'brainclust[{CODECS_EXTRA}]'")
