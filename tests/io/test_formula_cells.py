@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from brainclust.cli import main
-from brainclust.io.atomic import FORMULA_START, atomic_write_csv, formula_safe
+from brainclust.io.atomic import atomic_write_csv
+from brainclust.io.csvcell import FORMULA_START, formula_safe
 from brainclust.io.outputs import column_name, escape_name, read_assignments, unescape_name
 from brainclust.report.viewdata import ViewData
 from brainclust.report.viewquery import Focus, Queries

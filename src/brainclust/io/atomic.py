@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from brainclust.errors import ModelFileError, OutputError, UnsafePathError
+from brainclust.io.csvcell import formula_safe
 
 log = logging.getLogger(__name__)
 
@@ -341,24 +342,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON (stable bytes for equal input)."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=json_default, allow_nan=False)
     return atomic_write_text(path, text + "\n")
-
-
-#: First characters that make a spreadsheet read a cell as a formula (tab and CR, also on OWASP's list of
-#: CSV injection, are control characters, which the outputs escape anyway).
-FORMULA_START = frozenset("=+-@")
-
-
-def formula_safe(text):
-    """``text`` as a CSV cell no spreadsheet evaluates: a first character of :data:`FORMULA_START` (in text
-    that is not a number, ``-3.5``, nor the character alone, ``-``) is written ``\\xNN``, which
-    :func:`brainclust.io.outputs.unescape_name` reverses. Anything but text is returned as it is."""
-    if not (isinstance(text, str) and len(text) > 1 and text[0] in FORMULA_START):
-        return text
-    try:
-        float(text)
-        return text
-    except ValueError:
-        return f"\\x{ord(text[0]):02x}{text[1:]}"
 
 
 def atomic_write_csv(path: str | os.PathLike, header: Sequence[str],

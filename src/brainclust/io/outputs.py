@@ -54,7 +54,7 @@ spreadsheet read the cell as a formula (``=``, ``+``, ``-``, ``@``: a file named
 ``=HYPERLINK(...).png`` is written ``\x3dHYPERLINK(...).png``; numbers such as
 ``-3.5`` stay); everything else is kept, so ordinary names are unchanged. Every
 CSV the outputs write passes its text cells through the same first-character
-rule (:func:`brainclust.io.atomic.formula_safe`), and a metadata column whose
+rule (:func:`brainclust.io.csvcell.formula_safe`), and a metadata column whose
 name starts so gets :data:`META_PREFIX`. :func:`unescape_name` is the exact inverse; readers unescape a name
 before they open its file.
 
@@ -79,7 +79,8 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
-from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json, formula_safe
+from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
+from brainclust.io.csvcell import formula_safe
 from brainclust.io.privacy import is_missing
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def escape_name(name: str) -> str:
     Undecodable bytes and control characters become ``\\xNN``, bidirectional controls (``U+202E`` shows
     ``gnp.exe`` as ``exe.png``) ``\\uNNNN``, a backslash
     ``\\\\``, and a first character that would make a spreadsheet evaluate the cell (``=``, ``+``, ``-``,
-    ``@``; :func:`~brainclust.io.atomic.formula_safe`) ``\\xNN``; any other text is unchanged.
+    ``@``; :func:`~brainclust.io.csvcell.formula_safe`) ``\\xNN``; any other text is unchanged.
     :func:`unescape_name` inverts it exactly.
     """
     return formula_safe(_NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), name))

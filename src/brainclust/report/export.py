@@ -4,7 +4,9 @@
 from ``manifest.json`` (:func:`brainclust.io.runfolder.read_run`, which checks them)
 and puts every image in exactly one folder:
 ``cluster_0/``, ``cluster_1/``, ... and ``noise/`` for DBSCAN noise (``-1``).
-Images are copied (default) or symbolically linked.
+Images are copied (default) or symbolically linked. A copied DICOM file is de-identified
+(:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
+unless ``dicom_headers="keep"``; a link points at the file as it is.
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -47,6 +49,7 @@ from pathlib import Path, PurePosixPath
 from brainclust.errors import ImageReadError, InputError, ModelFileError, ParameterError, UnsafePathError
 from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.content import content_sha256
+from brainclust.io.deidentify import deidentified_dicom
 from brainclust.io.outputs import RunFolder, escape_name, unescape_name
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
@@ -55,6 +58,8 @@ from brainclust.io.slicefile import read_slices
 log = logging.getLogger(__name__)
 
 MODES = ("copy", "symlink")
+#: What a copy does with a DICOM file's header: de-identify it (default) or keep it whole.
+DICOM_HEADERS = ("strip", "keep")
 #: Longest file name (bytes) most Linux file systems accept.
 NAME_MAX = 255
 
@@ -67,6 +72,7 @@ class ExportResult:
     counts: dict[str, int]
     mode: str
     n_png: int = 0  # DICOM frames and NIfTI slices: written as PNG files whatever the mode
+    n_deidentified: int = 0  # DICOM files copied with their headers stripped
 
     @property
     def n_files(self) -> int:
@@ -259,7 +265,7 @@ def unit_slices(folder: RunFolder, rows: list[dict]) -> list[dict]:
     return [{**s, "cluster": r.get("cluster", "")} for r in rows for s in slices.get(r.get("unit") or "", [])]
 
 
-def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
+def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip") -> ExportResult:
     """Write one folder per cluster under ``to`` holding every image of ``assignments.csv`` once.
 
     Parameters
@@ -270,6 +276,9 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
         Target folder; must not exist yet or be empty.
     mode : {"copy", "symlink"}, default "copy"
         Copy the files, or create symbolic links to their absolute paths.
+    dicom_headers : {"strip", "keep"}, default "strip"
+        A copied DICOM file is de-identified (``strip``: :mod:`brainclust.io.deidentify`) or copied as it is,
+        patient data included (``keep``).
 
     Returns
     -------
@@ -289,6 +298,9 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     """
     if mode not in MODES:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
+    if dicom_headers not in DICOM_HEADERS:
+        raise ParameterError(f"--dicom-headers: must be one of {', '.join(DICOM_HEADERS)}, got '{dicom_headers}'")
+    strip = mode == "copy" and dicom_headers == "strip"
     run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
@@ -304,13 +316,19 @@ def export_clusters(out_dir, to, mode: str = "copy") -> ExportResult:
     for p, c in items:
         plan.setdefault(c, []).append(p)
     counts: dict[str, int] = {}
-    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode)),
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, strip)),
             check=lambda: check_out(to, **check), option="--to")
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
-    return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items))
+    return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
+                        n_deidentified=sum(strip and _stripped(records[p]) for p, _ in items))
 
 
-def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str) -> dict[str, int]:
+def _stripped(rec) -> bool:
+    """Whether a copy of ``rec`` is de-identified (a DICOM file copied whole; a frame is a PNG)."""
+    return rec.type == "dicom" and not rec.frame
+
+
+def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str, strip: bool) -> dict[str, int]:
     """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
@@ -324,7 +342,7 @@ def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str
             if rec.frame:
                 _write_frame_png(rec, dest)
             else:
-                _place(rec, dest, mode)
+                _place(rec, dest, mode, strip and _stripped(rec))
             mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{escape_name(dest.name)}"})
         counts[folder_name(c)] = len(plan[c])
     atomic_write_csv(root / "export.csv", ["path", "cluster", "file"], sorted(mapping, key=lambda m: m["path"]))
@@ -357,8 +375,9 @@ def _write_frame_png(rec, dest: Path) -> None:
     atomic_write_bytes(dest, buf.getvalue())
 
 
-def _place(rec, dest: Path, mode: str) -> None:
-    """Copy or link the file of ``rec`` to ``dest`` (inside the export's temporary folder, so no temporary name).
+def _place(rec, dest: Path, mode: str, strip: bool = False) -> None:
+    """Copy or link the file of ``rec`` to ``dest`` (inside the export's temporary folder, so no temporary name);
+    ``strip``: write the copy de-identified (:func:`~brainclust.io.deidentify.deidentified_dicom`).
 
     ``rec.abspath`` is the real path checked by :func:`_plan_records`: it is linked as it is (not resolved
     again), and copied without following a link that took its place since, hashing the bytes as they are
@@ -367,6 +386,7 @@ def _place(rec, dest: Path, mode: str) -> None:
         os.symlink(rec.abspath, dest)
         return
     digest = hashlib.sha256()
+    held: list[bytes] = []
     try:  # no link followed, no FIFO waited on (O_NONBLOCK), the mode and times of the very file read
         fd = os.open(rec.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as src:
@@ -376,7 +396,12 @@ def _place(rec, dest: Path, mode: str) -> None:
             with open(dest, "xb") as out:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     digest.update(chunk)
-                    out.write(chunk)
+                    if strip:
+                        held.append(chunk)
+                    else:
+                        out.write(chunk)
+                if strip and digest.hexdigest() == rec.sha256:  # only the run's bytes are read as DICOM
+                    out.write(deidentified_dicom(b"".join(held), rec.path))
         os.chmod(dest, stat.S_IMODE(st.st_mode))
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:

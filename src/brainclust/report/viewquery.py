@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainclust.errors import ParameterError
-from brainclust.io.atomic import formula_safe
+from brainclust.io.csvcell import formula_safe
 from brainclust.report.viewdata import ViewData
 
 #: Most images drawn as points; more in view are drawn as density.

@@ -1,0 +1,89 @@
+"""``export`` copies DICOM files de-identified by default: no patient data reaches the export's files."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import numpy as np
+import pytest
+from corpus import PHI, write_dicom
+
+from brainclust.cli import main
+from brainclust.io.deidentify import METHOD, deidentified_dicom
+
+pydicom = pytest.importorskip("pydicom")
+RUN = ["--backbone", "pixels@16", "--pca", "2", "--k", "2", "--workers", "0", "--no-report", "-q"]
+#: More than PHI: what else a scanner writes, a private tag and free text naming the patient.
+EXTRA = {"ReferringPhysicianName": "Doc^Hidden", "StudyDate": "20200102", "StudyDescription": "HEAD for SECRET",
+         "ImageComments": "call SECRET at home", "StationName": "SECRETSTATION", "DeviceSerialNumber": "SN-SECRET-1",
+         "SeriesDescription": "AX T1 SECRET NAME", "ProtocolName": "t1_mprage_sag", "Manufacturer": "SIEMENS",
+         "ImageType": ["ORIGINAL", "PRIMARY"], "PixelSpacing": [0.9, 0.9], "RepetitionTime": 2300.0}
+SECRETS = [*PHI.values(), "SECRET", "Hidden", "20200102", "SN-SECRET"]
+
+
+def read(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path)
+
+
+@pytest.fixture(scope="module")
+def dicom_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("dcm")
+    data, out = base / "data", base / "out"
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        pix = (rng.integers(0, 300, (16, 16)) + (i % 2) * 2000).astype(np.uint16)
+        p = write_dicom(data / f"s{i}.dcm", pix, uid=i + 1, **EXTRA)
+        ds = read(p)
+        ds.add_new(0x00091010, "LO", "private SECRET")  # a private tag
+        ds.save_as(p)
+    assert main(["run", str(data), "--out", str(out), *RUN]) == 0
+    return data, out
+
+
+def test_copies_hold_no_patient_data_and_the_same_pixels(dicom_run, tmp_path, capsys):
+    data, out = dicom_run
+    assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
+    assert "8 DICOM files de-identified" in capsys.readouterr().out
+    files = sorted((tmp_path / "exp").glob("cluster_*/*.dcm"))
+    assert len(files) == 8
+    series = set()
+    for f in files:
+        raw = f.read_bytes()
+        for secret in SECRETS:
+            assert secret.encode() not in raw, (f.name, secret)
+        ds, orig = read(f), read(data / f.name)
+        assert np.array_equal(ds.pixel_array, orig.pixel_array)
+        assert ds.PatientIdentityRemoved == "YES" and ds.DeidentificationMethod == METHOD
+        assert ds.SOPInstanceUID != orig.SOPInstanceUID and ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.ProtocolName == "t1_mprage_sag" and "SeriesDescription" not in ds  # safe text only
+        assert list(ds.PixelSpacing) == [0.9, 0.9] and float(ds.RepetitionTime) == 2300.0
+        assert not any(e.tag.is_private for e in ds)
+        old_uids = {str(e.value) for e in orig if e.VR == "UI"} - {str(orig.SOPClassUID)}
+        assert not old_uids & ({str(e.value) for e in ds if e.VR == "UI"} | {ds.file_meta.MediaStorageSOPInstanceUID})
+        series.add(ds.SeriesInstanceUID)
+    assert len(series) == 1  # one series stays one series
+
+
+def test_exported_copies_run_like_the_originals(dicom_run, tmp_path):
+    _, out = dicom_run
+    assert main(["export", str(out), "--to", str(tmp_path / "exp"), "-q"]) == 0
+    assert main(["run", str(tmp_path / "exp"), "--out", str(tmp_path / "again"), *RUN]) == 0
+    assert (tmp_path / "again" / "assignments.csv").read_text().count("\n") == 9
+
+
+def test_keep_copies_the_files_as_they_are(dicom_run, tmp_path):
+    data, out = dicom_run
+    assert main(["export", str(out), "--to", str(tmp_path / "exp"), "--dicom-headers", "keep", "-q"]) == 0
+    for f in (tmp_path / "exp").glob("cluster_*/*.dcm"):
+        assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256((data / f.name).read_bytes()).digest()
+
+
+def test_a_file_that_is_not_dicom_is_one_line_naming_it():
+    from brainclust.errors import InputError
+
+    with pytest.raises(InputError, match="'x/a.dcm' cannot be de-identified") as err:
+        deidentified_dicom(b"\x00" * 10, "x/a.dcm")
+    assert "\n" not in str(err.value)
