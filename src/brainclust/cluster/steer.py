@@ -61,18 +61,29 @@ MISSING = "(missing)"
 MIN_STRATUM = 4
 
 
-def _listed(names: list[str]) -> str:
+def listed(names: list[str]) -> str:
+    """The first 10 of ``names``, comma-separated (``...`` when there are more)."""
     return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+
+
+def check_categories(n_strata: int, n_rows: int, option: str, column: str = "") -> None:
+    """Refuse a stratum column with fewer than :data:`MIN_STRATUM` rows per value on average: a measurement or
+    an identifier, whose strata (one or two rows each) hold nothing to cluster (``--within``) or would be
+    centred onto their own mean, a point, (``--remove``)."""
+    if n_strata > max(1, n_rows // MIN_STRATUM):
+        raise ParameterError(f"{option}{' ' + column if column else ''}: {n_strata} values for {n_rows} rows "
+                             f"(fewer than {MIN_STRATUM} rows per value on average): choose a column of categories "
+                             "(a site, a plane, a sequence, level_N), not a measurement or an identifier")
 
 
 def _warn_small(small: list[str], capped: list[str]) -> None:
     """One warning for all strata below :data:`MIN_STRATUM` images, one for those with no more images than k."""
     if small:
         log.warning("--within: %d stratum/strata with fewer than %d images, each one cluster: %s", len(small),
-                    MIN_STRATUM, _listed(small))
+                    MIN_STRATUM, listed(small))
     if capped:
         log.warning("--within: --k is at least the number of images of %d stratum/strata, so each of their "
-                    "images is its own cluster: %s", len(capped), _listed(capped))
+                    "images is its own cluster: %s", len(capped), listed(capped))
 #: AMI above which a factor "explains" the clusters and a steering option is suggested.
 DOMINANT_AMI = 0.5
 
@@ -157,6 +168,7 @@ class FactorRemover(TransformerMixin, BaseEstimator):
             raise ParameterError("--remove: features must be a finite 2-D array")
         s = _check_strata(strata, len(U), "--remove")
         self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
+        check_categories(len(self.strata_), len(U), "--remove")
         self.means_ = np.stack([U[s == v].mean(0) for v in self.strata_])
         self.grand_mean_ = U.mean(0)
         D = self.means_ - self.grand_mean_
@@ -257,10 +269,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             raise ParameterError("--within: features must be a finite 2-D array")
         s = _check_strata(strata, len(X), "--within")
         self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
-        if len(self.strata_) > max(1, len(X) // MIN_STRATUM):
-            raise ParameterError(f"--within: {len(self.strata_)} values for {len(X)} rows (fewer than {MIN_STRATUM} "
-                                 "rows per stratum on average): choose a column of categories (a site, a plane, a "
-                                 "sequence, level_N), not a measurement or an identifier")
+        check_categories(len(self.strata_), len(X), "--within")
         self.stratum_ = s
         self.labels_ = np.zeros(len(X), dtype=np.int64)
         self.local_labels_ = np.zeros(len(X), dtype=np.int64)

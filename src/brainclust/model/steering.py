@@ -36,7 +36,8 @@ import numpy as np
 
 from brainclust.cluster.methods import make_clusterer, load_clusterer
 from brainclust.cluster.reduce import DEFAULT_COMPONENTS, PCAReducer
-from brainclust.cluster.steer import FactorRemover, StratifiedClusterer, as_strata, level_columns
+from brainclust.cluster.steer import (FactorRemover, StratifiedClusterer, as_strata, check_categories, level_columns,
+                                      listed)
 from brainclust.core.params import Step, entry_params
 from brainclust.features.cache import default_cache_dir
 from brainclust.errors import InputError, ModelFileError, ParameterError
@@ -245,12 +246,10 @@ class RemoveStep(Step):
                                                 k=self.n_clusters, random_state=self.random_state,
                                                 cache_dir=self.cache_dir, option="--remove")
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
-        if max(self.counts_.values()) < 2:
-            raise ParameterError(f"--remove {self.column}: every value of the column holds one row, so removing it "
-                                 "leaves nothing to cluster; choose a column whose values each cover several rows")
+        check_categories(len(self.counts_), len(strata), "--remove", self.column)
         self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
         log.info("--remove %s (%s, rule %s): %d strata, images per stratum %s", self.column, self.source_,
-                 self.rule, len(self.counts_), self.counts_)
+                 self.rule, len(self.counts_), listed([f"{k}: {v}" for k, v in self.counts_.items()]))
         one_stratum(self.counts_, "--remove", self.column)
         return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
 
