@@ -124,6 +124,20 @@ def test_headline_says_plainly_when_nothing_is_followed_and_tree_summary():
                                          "in every row, or has fewer than 3 values)")
 
 
+def test_a_significant_but_weak_column_is_not_named():
+    """p <= 0.05 is easy with many rows; a score below MIN_NAMED (0.05) is not named (the yes/no set's headline
+    was 'clusters follow: intensity_mean (AMI 0.04, quintiles)')."""
+    def row(column, score, p):
+        return {"level": "cluster", "column": column, "statistic": "AMI", "score": score, "p_value": p,
+                "same_as": "", "coarser_of": ""}
+
+    weak = [row("intensity_mean", 0.04, 0.005), row("site", 0.01, 0.3)]
+    assert A.headline(weak) == ("clusters follow none of the 2 metadata columns clearly (highest: intensity_mean "
+                                "(AMI 0.04), p = 0.005; below 0.05: too weak to name)")
+    assert A.headline([row("site", 0.06, 0.005)] + weak) == "clusters follow: site (AMI 0.06)"
+    assert A.headline(weak, min_score=0.0) == "clusters follow: intensity_mean (AMI 0.04)"
+
+
 def test_inputs_are_validated():
     with pytest.raises(ParameterError, match="permutations must be an integer >= 0"):
         A.rank_associations({"a": ["x"]}, {"cluster": [0]}, permutations=-1)

@@ -350,10 +350,17 @@ def _label(r: Mapping) -> str:
     return f"{SHOWN_AS.get(r['column'], r['column'])} ({name} {float(r['score']):.2f}{note})"
 
 
-def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = 0.05) -> str:
+#: The smallest score the headline names: significant columns of random partitions score up to 0.02 (254
+#: rows) and 0.005 (1,000 rows), docs/units-metadata.md; a score of a few hundredths says nothing to a reader.
+MIN_NAMED = 0.05
+
+
+def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = 0.05,
+             min_score: float = MIN_NAMED) -> str:
     """One sentence for the report: ``clusters follow: plane (AMI 0.91), then scanner (AMI 0.40)``.
 
-    Lists up to ``top`` columns of ``level`` with ``p_value <= alpha`` by score,
+    Lists up to ``top`` columns of ``level`` with ``p_value <= alpha`` and a score of at least ``min_score``,
+    by score,
     one per distinct partition (``same_as`` duplicates are left out, and so is a coarser copy of a column
     listed before it: ``coarser_of``); says so plainly when no column qualifies.
     """
@@ -365,10 +372,12 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     if all(math.isnan(_num(r["p_value"])) for r in mine):  # --permutations 0: nothing is tested
         ranked = [r for r in mine if not r.get("same_as")][:top]
         return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(_label(r) for r in ranked)
-    good = [r for r in mine if not r.get("same_as") and _num(r["p_value"]) <= alpha and _num(r["score"]) > 0]
+    good = [r for r in mine if not r.get("same_as") and _num(r["p_value"]) <= alpha and _num(r["score"]) >= min_score]
     if not good:
         best = max([r for r in mine if not r.get("same_as")] or mine, key=lambda r: _num(r["score"]))
         p = f"p = {_num(best['p_value']):.2g}"
+        if _num(best["p_value"]) <= alpha:
+            p += f"; below {min_score:g}: too weak to name"
         if len(mine) == 1:
             return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
         return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, {p})"
