@@ -293,7 +293,7 @@ def test_plane_columns_give_each_unit_its_slices_shared_plane():
     assert cols["plane_source"] == ["header"] * 4 and cols["plane_confidence"] == [1.0] * 4
 
 
-def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_planes(monkeypatch, tmp_path):
+def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_planes(monkeypatch, tmp_path, caplog):
     """A --within plane model fitted on NIfTI slices (every plane from the header: source 'metadata') still
     estimates the plane of new 2-D images, as steering.md says; another column missing is one line."""
     from types import SimpleNamespace
@@ -306,8 +306,10 @@ def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_p
 
     monkeypatch.setattr(plane_mod, "estimate_planes", fake)
     recs = [SimpleNamespace(meta={"site": "A"}) for _ in range(3)]
-    strata, cols = predict_strata("metadata", "plane", recs, cache_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="brainclust"):
+        strata, cols = predict_strata("metadata", "plane", recs, cache_dir=tmp_path)
     assert list(strata) == ["coronal"] * 3 and cols["plane_source"] == ["estimate"] * 3
+    assert "plane_confidence is not an accuracy" in caplog.text  # an estimate is never passed off as sure
     strata, cols = predict_strata("metadata", "plane", [SimpleNamespace(meta={"plane": "axial"})])
     assert list(strata) == ["axial"] and cols == {}  # read where the new images have it
     with pytest.raises(InputError, match="'site2': the model's --within/--remove column is in none"):

@@ -122,7 +122,8 @@ def plane_columns(records, random_state: int = 0, cache_dir=None) -> dict[str, l
         t0 = time.perf_counter()
         where = str(cache_dir if cache_dir is not None else default_cache_dir())  # the fitted estimator is kept there
         p, s, c = estimate_planes([flat[j] for j in todo], random_state, where)
-        log.info("plane estimated for %d image(s) in %.1f s", len(todo), time.perf_counter() - t0)
+        log.warning("plane estimated for %d image(s) in %.1f s from the MNI template: often wrong on full-head "
+                    "slices; plane_confidence is not an accuracy", len(todo), time.perf_counter() - t0)
         plane[todo], source[todo], conf[todo] = p, s, c
     out: dict[str, list] = {c: [] for c in PLANE_COLUMNS}
     ids = np.arange(len(records))
