@@ -17,6 +17,7 @@ and the consensus are extended to every image by their own ``predict``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -64,8 +65,11 @@ class _Portfolio(Step):
                 else np.arange(len(records)))
         sample = [records[i] for i in rows]
         feats, keep = {}, None
+        self.portfolio_cache_: Counter = Counter()  # every backbone's hits and misses, so the run reports them
         for b in self.portfolio:
-            ok, X, _ = replace(cfg, backbone=b).extractor().fit_extract(sample).split(sample)
+            got = replace(cfg, backbone=b).extractor().fit_extract(sample)
+            self.portfolio_cache_.update(got.cache_info())
+            ok, X, _ = got.split(sample)
             feats[b] = dict(zip((r.path for r in ok), X))
             keep = {r.path for r in ok} if keep is None else keep & {r.path for r in ok}
         kept = [r for r in sample if r.path in keep]
@@ -100,6 +104,10 @@ class _Portfolio(Step):
         self.check_is_fitted()
         return {**self.result_.as_dict(), "wall_s": self.seconds_,
                 **({"sample_size": len(self.sample_)} if self.sampled_ else {})}
+
+    def _cache_with(self, final: dict) -> dict:
+        """The run's feature-cache counts: the portfolio's extractions and the final model's, summed."""
+        return dict(self.portfolio_cache_ + Counter(final))
 
     def write_extras(self, folder) -> None:
         """``auto.csv``: every candidate's criteria."""
@@ -143,7 +151,7 @@ class AutoSelect(_Portfolio):
     embedding_ = property(lambda self: self._best().embedding_)
     labels_ = property(lambda self: self._best().labels_)
     levels_ = property(lambda self: self._best().levels_)
-    cache_ = property(lambda self: self._best().cache_)
+    cache_ = property(lambda self: self._cache_with(self._best().cache_))
     steps_ = property(lambda self: self._best().steps_)
     extractor_ = property(lambda self: self._best().extractor_)
     clusterer_ = property(lambda self: self._best().clusterer_)
@@ -207,7 +215,9 @@ class ConsensusModel(_Portfolio):
         for b, X in feats.items():
             part = self.result_.labels[(b, "pca")]
             pca = PCAReducer(cfg.pca, random_state=cfg.seed).fit(X)
-            ok, F, failed = replace(cfg, backbone=b).extractor().fit_extract(records).split(records)
+            got = replace(cfg, backbone=b).extractor().fit_extract(records)
+            self.portfolio_cache_.update(got.cache_info())
+            ok, F, failed = got.split(records)
             if failed:
                 raise InputError(f"--consensus: {len(failed)} image(s) could not be read by {b} (first: "
                                  f"{escape_name(failed[0]['path'])}: {failed[0]['reason']}); remove them or use --auto")
@@ -226,7 +236,7 @@ class ConsensusModel(_Portfolio):
     skipped_ = property(lambda self: self.default_.skipped_)
     features_ = property(lambda self: self.default_.features_)
     embedding_ = property(lambda self: self.default_.embedding_)
-    cache_ = property(lambda self: self.default_.cache_)
+    cache_ = property(lambda self: self._cache_with(self.default_.cache_))
     extractor_ = property(lambda self: self.default_.extractor_)
     steps_ = property(lambda self: self.default_.steps_)
 
