@@ -297,8 +297,8 @@ class BrainClusterModel(Step):
         log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(batch.records),
                  "images" if "units" not in dict(steps) else f"units from {len(kept)} images",
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
-                 t.get("reduce", 0.0), clusterer.method + (" within each stratum" if hasattr(clusterer, "fit_batch")
-                                                          else ""),
+                 sum(v for key, v in t.items() if key not in ("extract", "cluster")),
+                 clusterer.method + (" within each stratum" if hasattr(clusterer, "fit_batch") else ""),
                  clusterer.n_clusters_, t["cluster"])
         return self
 
