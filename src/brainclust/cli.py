@@ -289,7 +289,7 @@ def _cmd_check(args) -> None:
                      split_column=args.split_column, workers=args.workers, cache_dir=args.cache_dir,
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
                      exclude_files=args.exclude_files or (), bids_filter=args.bids_filter)
-    say(f"{len(res.paths)} images checked")
+    say(f"{len(res.paths)} image(s) checked")
     say(res.summary())
     say(f"outputs: {escape_name(str(args.out))}/quality.csv, leakage.csv, manifest.json")
 

@@ -156,7 +156,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
                             include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter)
     if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
-                             f"{len(scanned.records)} readable images")
+                             f"{len(scanned.records)} readable image(s)")
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table, splits=True)
