@@ -341,3 +341,20 @@ def test_labels_from_folders_take_the_class_below_a_split_folder(tmp_path, make_
         "Training/glioma/a.png": ("Training", "glioma"), "Testing/notumor/b.png": ("Testing", "notumor"),
         "Testing/c.png": ("Testing", None), "healthy/d.png": ("healthy", None),
         "Training/glio#ma/e.png": ("Training", "glio#ma"), "test/sub-01/anat/f.png": ("test", None)}
+
+
+@pytest.mark.parametrize("names, warned", [
+    (["Doe^John/a.png", "Doe^John/b.png", "x/p_19700101.png"], 2),  # a DICOM person name; a date in a name
+    (["glioma/Tr-gl_0010.png", "1.2.840.113619.2.55.3.604688119.969.1268071029.320.png", "2019/x.png"], 0),
+])
+def test_names_that_look_like_patient_data_are_warned_once_without_showing_them(tmp_path, make_image, caplog, names,
+                                                                                  warned):
+    for n in names:
+        make_image(tmp_path / n, "L")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        scan(tmp_path, labels_from_folders=True)
+    lines = [r.getMessage() for r in caplog.records if "look like" in r.getMessage() or "looks like" in r.getMessage()]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert lines[0].startswith(f"scan: {warned} file or folder name(s) hold what looks like a person's name")
+        assert "Doe" not in lines[0] and "1970" not in lines[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -131,6 +132,23 @@ def warn_links_out(files: list[Path], root: Path) -> None:
     if n:
         log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
                     "the report's thumbnails and view do not follow links out of the input folder", n, root)
+
+
+#: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a
+#: calendar date (``19700101``, ``1970-01-01``, ``1970_01_01``).
+PHI_IN_NAME = re.compile(r"\^|(?<!\d)(19|20)\d{2}([-_.]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)")
+
+
+def warn_phi_names(paths: Iterable[str]) -> int:
+    """One warning when file or folder names of the images look like patient data (:data:`PHI_IN_NAME`): names
+    reach every output as they are, so the user renames them; no name is shown. Returns how many."""
+    names = {part for p in paths for part in p.split("#", 1)[0].split("/")}
+    n = sum(1 for name in names if PHI_IN_NAME.search(name))
+    if n:
+        log.warning("scan: %d file or folder name(s) hold what looks like a person's name (DICOM's '^') or a date; "
+                    "names are written as they are to assignments.csv, the report and every output: rename them "
+                    "before sharing the outputs", n)
+    return n
 
 
 class FileSelector:
