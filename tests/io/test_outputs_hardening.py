@@ -363,11 +363,11 @@ def test_failed_export_leaves_nothing_and_a_rerun_works(long_name_run, tmp_path,
 
     real, calls = E._place, []
 
-    def flaky(src, dest, mode):
+    def flaky(src, dest, mode, strip=False):
         calls.append(dest)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
-        return real(src, dest, mode)
+        return real(src, dest, mode, strip)
 
     monkeypatch.setattr(E, "_place", flaky)
     to = tmp_path / "exp"
