@@ -208,6 +208,8 @@ def test_host_header_and_methods(running):
     assert get(server, "/", host="evil.example")[0] == 403
     assert get(server, "/", host=f"evil.example:{port}")[0] == 403
     assert get(server, "/", host=f"localhost:{port}")[0] == 200
+    assert get(server, "/", host=f"[::1]:{port}")[0] == 200  # an address is never a rebound name
+    assert get(server, "/", host=f"127.0.0.1:{port + 1}")[0] == 403
     assert get(server, "/api/meta", method="POST")[0] == 405
     for method in ("POST", "TRACE", "CONNECT", "BREW"):  # the library's own 501 page carried no CSP
         status, headers, body = get(server, "/api/meta", method=method)
@@ -308,6 +310,28 @@ def test_a_taken_port_is_said_before_the_run_is_read(tmp_path):
         port = s.getsockname()[1]
         with pytest.raises(ParameterError, match="already in use"):  # not "is not a finished brainclust run"
             srv.make_server(tmp_path / "no_run_here", port=port, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("host, local", [("0.0.0.0", False), ("127.1", True)])
+def test_a_name_other_than_this_computers_is_refused_on_any_bind(tmp_path, host, local, caplog):
+    """DNS rebinding (a page whose name now points here sends its own name) is refused whatever --host is;
+    127.1 is this computer, served as such (it was taken for a network address, with the check off)."""
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    with caplog.at_level("WARNING", logger="brainclust"):
+        server, ex = srv.make_server(out, host=host, port=0, cache_dir=tmp_path / "cache")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert ("anyone who can reach this computer" in caplog.text) is not local
+        assert get(server, "/", host=f"evil.example:{port}")[0] == 403
+        assert get(server, "/", host=f"127.0.0.1:{port}")[0] == 200
+        if not local:
+            assert get(server, "/", host=f"10.1.2.3:{port}")[0] == 200  # the machine's address on a network
+            assert get(server, "/", host=f"{socket.gethostname()}:{port}")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        ex.close()
 
 
 def test_a_page_served_to_the_network_says_so_and_names_no_full_path(tmp_path):

@@ -60,6 +60,14 @@ ROUTE_THUMB = re.compile(r"/thumb/(\d{1,10})")
 ROUTE_ROW = re.compile(r"/api/row/(\d{1,10})")
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text[1:-1] if text.startswith("[") and text.endswith("]") else text)
+        return True
+    except ValueError:
+        return False
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -154,9 +162,13 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         self._json({"error": message}, code)
 
     def _host_ok(self) -> bool:
+        """The Host header names this server (DNS rebinding: a page of another site whose name now points here
+        sends its own name): one of :attr:`Explorer.allowed_hosts`, or an IP address with the server's port."""
         if self.ex.allowed_hosts is None:
             return True
-        return (self.headers.get("Host") or "").lower() in self.ex.allowed_hosts
+        host = (self.headers.get("Host") or "").lower()
+        name, _, port = host.rpartition(":")
+        return host in self.ex.allowed_hosts or (port == str(self.server.server_address[1]) and _is_ip(name))
 
     def do_GET(self):
         try:
@@ -290,15 +302,17 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
                                  "'brainclust view'); choose another with --port") from None
         raise ParameterError(f"--host {host}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     try:
-        handler.ex = ex = Explorer(run_dir, cache_dir=cache_dir, point_limit=point_limit, local=is_loopback(host))
+        local = is_loopback(host) or is_loopback(server.server_address[0])  # 127.1 is 127.0.0.1
+        handler.ex = ex = Explorer(run_dir, cache_dir=cache_dir, point_limit=point_limit, local=local)
     except BaseException:
         server.server_close()
         raise
     bound = server.server_address[1]
-    if is_loopback(host):
-        names = {host, "127.0.0.1", "localhost", "[::1]"} | ({f"[{host}]"} if ":" in host else set())
-        ex.allowed_hosts = {f"{h}:{bound}".lower() for h in names}
-    else:
+    names = {host, "localhost"} | ({f"[{host}]"} if ":" in host else set())
+    if not local:  # reached by this computer's names too (an IP address is always accepted: _host_ok)
+        names |= {socket.gethostname(), socket.getfqdn()}
+    ex.allowed_hosts = {f"{h}:{bound}".lower() for h in names}
+    if not local:
         log.warning("view: listening on %s:%d: anyone who can reach this computer on that address can see the "
                     "images and their names; use the default --host 127.0.0.1 unless you mean it", host, bound)
     return server, ex
