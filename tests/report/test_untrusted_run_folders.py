@@ -294,8 +294,9 @@ def _damage(run: Path, kind: str) -> str:
         (run / "assignments.csv").write_bytes(text.encode("utf-8").replace(b"i1.png", b"i1\xff\xfe.png"))
     elif kind == "empty":
         (run / "assignments.csv").write_bytes(b"")
-    elif kind in ("cluster_text", "cluster_huge", "cluster_negative"):
-        rows[2]["cluster"] = {"cluster_text": "abc", "cluster_huge": str(2**70), "cluster_negative": "-5"}[kind]
+    elif kind in ("cluster_text", "cluster_huge", "cluster_negative", "cluster_fullwidth"):
+        rows[2]["cluster"] = {"cluster_text": "abc", "cluster_huge": str(2**70), "cluster_negative": "-5",
+                              "cluster_fullwidth": "\uff11"}[kind]  # int() reads a full-width 1 as 1
         write_rows(run, rows)
     elif kind == "extra_field":
         (run / "assignments.csv").write_text(text.replace("\n", ",surplus\n", 3).replace(",surplus", "", 1),
@@ -333,12 +334,12 @@ def _damage(run: Path, kind: str) -> str:
 
 DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
-           "cluster_huge", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
+           "cluster_huge", "cluster_fullwidth", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
            "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
            "manifest_nan", "scan_text", "units_text", "assignments_link", "secret_row"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
-SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "duplicate_path",
+SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "cluster_fullwidth", "duplicate_path",
                                                                "metrics_list"}}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,10 +153,8 @@ def read_run(out_dir, *, need_input: bool = True, warn: bool = True) -> RunTable
         if r["path"] in seen:
             raise ModelFileError(f"'{path}' row {i}: the path {r['path']!r:.200} is listed twice")
         seen.add(r["path"])
-        try:
-            cluster = int(r["cluster"])
-        except ValueError:
-            cluster = None
+        text = r["cluster"]  # ASCII digits only: int() also takes " 1", "1_0" and a full-width "１"
+        cluster = int(text) if re.fullmatch(r"-?[0-9]{1,10}", text) else None
         if cluster is None or not -1 <= cluster < 2**31 - 1:
             raise ModelFileError(f"'{path}' row {i}: 'cluster' must be -1 (noise) or a cluster id >= 0, "
                                  f"got {r['cluster']!r:.40}")
