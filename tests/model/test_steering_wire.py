@@ -194,6 +194,9 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path):
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
     prows = read_rows(pred / "assignments.csv")
     assert [r["stratum"] for r in prows] == [r["stratum"] for r in rows]
+    assert main(["export", str(out), "--to", str(tmp_path / "exp"), "-q"]) == 0  # the stratum beside each file
+    exported = {r["path"]: r for r in read_rows(tmp_path / "exp" / "export.csv")}
+    assert {p: r["stratum"] for p, r in exported.items()} == {r["path"]: r["stratum"] for r in rows}
 
 
 @pytest.mark.slow

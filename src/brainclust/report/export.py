@@ -262,7 +262,8 @@ def unit_slices(folder: RunFolder, rows: list[dict]) -> list[dict]:
     if not (rows and "unit" in rows[0] and folder.slices.is_file()):
         return rows
     slices = read_slices(folder.slices) or {}
-    return [{**s, "cluster": r.get("cluster", "")} for r in rows for s in slices.get(r.get("unit") or "", [])]
+    return [{**s, "cluster": r.get("cluster", ""), **({"stratum": r["stratum"]} if "stratum" in r else {})}
+            for r in rows for s in slices.get(r.get("unit") or "", [])]
 
 
 def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip") -> ExportResult:
@@ -316,7 +317,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     for p, c in items:
         plan.setdefault(c, []).append(p)
     counts: dict[str, int] = {}
-    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, strip)),
+    strata = {r["path"]: r["stratum"] for r in rows if "stratum" in r}  # a --within run: each image's stratum
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, strip, strata)),
             check=lambda: check_out(to, **check), option="--to")
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
@@ -328,7 +330,8 @@ def _stripped(rec) -> bool:
     return rec.type == "dicom" and not rec.frame
 
 
-def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str, strip: bool) -> dict[str, int]:
+def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str, strip: bool,
+                strata: dict[str, str]) -> dict[str, int]:
     """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
@@ -343,9 +346,11 @@ def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str
                 _write_frame_png(rec, dest)
             else:
                 _place(rec, dest, mode, strip and _stripped(rec))
-            mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{escape_name(dest.name)}"})
+            mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{escape_name(dest.name)}",
+                            "stratum": strata.get(p, "")})
         counts[folder_name(c)] = len(plan[c])
-    atomic_write_csv(root / "export.csv", ["path", "cluster", "file"], sorted(mapping, key=lambda m: m["path"]))
+    atomic_write_csv(root / "export.csv", ["path", "cluster", "file"] + (["stratum"] if strata else []),
+                     sorted(mapping, key=lambda m: m["path"]))
     return counts
 
 
