@@ -303,3 +303,13 @@ def test_ctrl_c_at_any_moment_gives_one_line_and_status_130(monkeypatch, capsys,
     assert cli.main(["report", "somewhere"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["brainclust: interrupted" + ("; nothing was changed" if where == "command" else "")]
+
+
+def test_a_mistyped_option_gets_the_closest_one(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "data", "--out", "o", "--labels-from-folder"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "did you mean --labels-from-folders?" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["run", "data", "--out", "o", "--qqq"])
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess

@@ -9,6 +9,7 @@ an option's value start with a minus sign (``--clip -5,50``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 
 from brainclust.terminal import terminal_text
@@ -103,4 +104,18 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, terminal_text(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
+        self.exit(2, terminal_text(f"{self.prog}: error: {message}{self._did_you_mean(message)} "
+                                   f"(see '{self.prog} --help')") + "\n")
+
+    def _did_you_mean(self, message: str) -> str:
+        """``; did you mean --x?`` for an unrecognised option close to one of this parser's."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        parsers = [self] + [sub for a in self._actions if isinstance(a.choices, dict)  # and the sub-commands'
+                            for sub in a.choices.values() if isinstance(sub, argparse.ArgumentParser)]
+        known = sorted({o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")})
+        for word in message.split(": ", 1)[1].split():
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.75)
+            if word.startswith("--") and close:
+                return f"; did you mean {close[0]}?"
+        return ""

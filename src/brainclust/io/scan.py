@@ -284,8 +284,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     Returns
     -------
     ScanResult
-        Readable images (``records``: one per 2-D image, so one per DICOM frame
-        and NIfTI slice), skipped files with reasons, and counts.
+        Readable images (``records``: one per 2-D image, DICOM frame, NIfTI slice), skipped files, counts.
 
     Raises
     ------
