@@ -358,3 +358,12 @@ def test_names_that_look_like_patient_data_are_warned_once_without_showing_them(
     if warned:
         assert lines[0].startswith(f"scan: {warned} file or folder name(s) hold what looks like a person's name")
         assert "Doe" not in lines[0] and "1970" not in lines[0]
+
+
+def test_slices_for_a_folder_without_nifti_is_said_to_change_nothing(tmp_path, make_image, caplog):
+    make_image(tmp_path / "a.png", "L")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        scan(tmp_path)
+        assert "changes nothing" not in caplog.text  # the default: nothing to say
+        scan(tmp_path, slices="coronal:3")
+    assert "--slices coronal:3: no NIfTI volume was found, so it changes nothing" in caplog.text

@@ -139,6 +139,14 @@ def warn_links_out(files: list[Path], root: Path) -> None:
 PHI_IN_NAME = re.compile(r"\^|(?<!\d)(19|20)\d{2}([-_.]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)")
 
 
+def warn_found(records: Sequence, slices: str, default_slices: str) -> int:
+    """The scan's warnings on what it found: ``--slices`` given for a folder without a NIfTI volume (it changes
+    nothing), and :func:`warn_phi_names`; returns the latter's count."""
+    if slices != default_slices and records and not any(r.type == "nifti" for r in records):
+        log.warning("--slices %s: no NIfTI volume was found, so it changes nothing", slices)
+    return warn_phi_names(r.path for r in records)
+
+
 def warn_phi_names(paths: Iterable[str]) -> int:
     """One warning when file or folder names of the images look like patient data (:data:`PHI_IN_NAME`): names
     reach every output as they are, so the user renames them; no name is shown. Returns how many."""
