@@ -74,13 +74,32 @@ def test_distinct_slices_are_not_grouped(planted):
 
 
 def test_group_joins_exact_and_near_pairs_with_the_first_as_representative():
-    hashes = ["h0", "h1", "h0", "h2", "h3", ""]
-    pairs = np.array([[1, 3], [3, 4]])
-    g = group(hashes, pairs, np.array([0.99, 0.995], np.float32))
-    assert g.representative.tolist() == [0, 1, 0, 1, 1, 5]
-    assert g.exact.tolist() == [False, False, True, False, False, False]
-    assert g.near.tolist() == [False, False, False, True, True, False]
-    assert g.groups() == [[0, 2], [1, 3, 4]]
+    hashes = ["h0", "h1", "h0", "h2", "h3", "h4", "h4"]
+    pairs = np.array([[1, 3], [3, 4], [4, 5]])
+    g = group(hashes, pairs, np.array([0.99, 0.995, 0.99], np.float32))
+    # 3 is a copy of head 1; 4 of 3 (a copy of a direct copy: still 1's group); 5 only of 4, three pairs away
+    # from 1: it heads its own group (with its exact copy 6) rather than chain on
+    assert g.representative.tolist() == [0, 1, 0, 1, 1, 5, 5]
+    assert g.exact.tolist() == [False, False, True, False, False, False, True]
+    assert g.near.tolist() == [False, False, False, True, True, False, False]
+    assert g.groups() == [[0, 2], [1, 3, 4], [5, 6]]
+
+
+def test_a_run_of_slices_each_like_the_next_makes_small_groups_not_one_chain():
+    n = 40
+    pairs = np.array([[i, i + 1] for i in range(n - 1)] + [[i, i + 2] for i in range(n - 2)])
+    sims = np.array([0.995] * (n - 1) + [0.99] * (n - 2), np.float32)
+    g = group([f"h{i}" for i in range(n)], pairs, sims)
+    assert [len(m) for m in g.groups()] == [5] * 8  # union-find made one group of 40
+    linked = {tuple(p) for p in pairs.tolist()}
+    for i in np.flatnonzero(g.near):  # every member is at most two verified pairs from its head
+        h = int(g.representative[i])
+        assert (h, i) in linked or any((h, j) in linked and (j, i) in linked for j in range(h + 1, i))
+
+
+def test_an_image_like_two_heads_joins_the_more_similar():
+    g = group(["a", "b", "c"], np.array([[0, 2], [1, 2]]), np.array([0.99, 0.997], np.float32))
+    assert g.representative.tolist() == [0, 1, 1]
 
 
 def test_groups_are_every_representative_with_its_members_in_scan_order():

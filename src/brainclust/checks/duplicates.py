@@ -9,9 +9,11 @@
   projected to 128 principal components, queried with every flip and the
   centred crops of :data:`~brainclust.checks.nearcode.SEARCH_CROPS`; each candidate is
   then verified on the full codes.
-- **Groups**: exact groups and verified pairs are joined (union-find); a group's
-  *representative* is its first image in scan order, and ``duplicate_of`` of every
-  other member is the representative's path.
+- **Groups**: in scan order, an image with a verified pair to an earlier group head
+  joins that head (the most similar one), else the group of a direct member it pairs with,
+  else heads a group (:func:`group`); exact copies join their first copy's group. A group's
+  *representative* is its head, its first image in scan order, and ``duplicate_of`` of every
+  other member is the head's path: at most two verified pairs away, never a long chain.
 
 Memory is bounded by chunks: codes are made and projected ``chunk`` images at a
 time, so the search holds ``n x 128`` float32 plus the index.
@@ -74,15 +76,6 @@ def first_of_hash(hashes: list[str]) -> np.ndarray:
         if h:
             out[i] = seen.setdefault(h, i)
     return out
-
-
-def _find(parent: np.ndarray, i: int) -> int:
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:
-        parent[i], i = root, parent[i]
-    return root
 
 
 def _projection(thumbs: np.ndarray, rows: np.ndarray, random_state: int,
@@ -189,21 +182,30 @@ def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
 
 
 def group(hashes: list[str], pairs: np.ndarray, pair_sims: np.ndarray) -> DuplicateGroups:
-    """Join exact groups (same non-empty hash) and near pairs into groups; flag their members."""
+    """Groups of exact copies (same non-empty hash) and near pairs; flag their members (module docstring).
+
+    In scan order, a distinct image with a verified pair to an earlier group head joins the head it is most
+    similar to; failing that, one with a pair to a direct member of a group joins that group (so a copy of an
+    image that is itself a near copy of an earlier one is still found); otherwise it heads a group of its own.
+    So every member is a near copy of its head or of a direct copy of it (``duplicate_of`` names the head),
+    and a run of slices each like the next makes groups of a few, not one group of all (union-find's chains).
+    Exact copies join the group of their first copy.
+    """
     n = len(hashes)
     first = first_of_hash(hashes)
-    parent = np.arange(n)
-    for i in range(n):
-        if first[i] != i:
-            parent[_find(parent, i)] = _find(parent, int(first[i]))
-    for a, b in pairs:
-        ra, rb = _find(parent, int(a)), _find(parent, int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([_find(parent, i) for i in range(n)], np.int64)
-    rep = np.full(n, n, np.int64)
-    np.minimum.at(rep, roots, np.arange(n))
-    representative = rep[roots]
+    earlier: dict[int, list[tuple[float, int]]] = {}
+    for (a, b), sim in zip(np.asarray(pairs, np.int64).reshape(-1, 2), pair_sims):
+        a, b = int(first[a]), int(first[b])
+        if a != b:
+            earlier.setdefault(max(a, b), []).append((float(sim), -min(a, b)))
+    head, depth = np.arange(n), np.zeros(n, np.int8)
+    for i in sorted(earlier):  # every earlier image's group is settled before i
+        for d in (0, 1):  # a head first, else a member that is a direct copy of its head
+            near = [(sim, j) for sim, j in earlier[i] if depth[-j] == d]
+            if near:
+                head[i], depth[i] = head[-max(near)[1]], d + 1  # the most similar; the earliest on a tie
+                break
+    representative = head[first]
     exact = first != np.arange(n)
     near = (representative != np.arange(n)) & ~exact
     similarity = np.full(n, np.nan, np.float32)
