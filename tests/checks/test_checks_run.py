@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,7 +148,8 @@ def test_predict_report_and_export_cope_with_the_images_set_aside(excluded_run, 
     html = info.path.read_text(encoding="utf-8")
     assert 'id="checks"' in html and "z/screenshot.png" in html and "--exclude duplicate,not_mri,blank" in html
     exp = export_clusters(out, tmp_path / "exp")
-    assert exp.n_files == 17 and exp.counts.get("noise") == 3
+    assert exp.n_files == 17 and exp.counts.get("set_aside") == 3 and "noise" not in exp.counts  # not DBSCAN's
+    assert {p.name for p in (tmp_path / "exp" / "set_aside").iterdir()} == {Path(p).name for p in PLANTED}
 
 
 def test_a_leakage_across_split_folders_is_listed(tmp_path):

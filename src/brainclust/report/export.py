@@ -50,7 +50,7 @@ from brainclust.errors import ImageReadError, InputError, ModelFileError, Parame
 from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.content import content_sha256
 from brainclust.io.deidentify import deidentified_dicom
-from brainclust.io.outputs import RunFolder, escape_name, unescape_name
+from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, unescape_name
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
@@ -133,6 +133,10 @@ def record_of_row(root: Path, row: dict, sha256: str | bytes):
     return ImageRecord(path=path, abspath=str(abspath), name=unescape_name(row.get("name", "")),
                        type=row.get("type", ""), size=num("size"), width=num("width"), height=num("height"),
                        sha256=sha256, label=unescape_name(row.get("label", "") or ""), frame=frame)
+
+
+#: The folder of the images ``--exclude`` left out of the clustering.
+SET_ASIDE = "set_aside"
 
 
 def folder_name(cluster: int) -> str:
@@ -313,12 +317,14 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
                              "cannot be checked against the run; nothing was exported")
     items = [(r["path"], int(r["cluster"])) for r in rows]
     records = _plan_records(folder, rows, root, hashes)
-    plan: dict[int, list[str]] = {}
-    for p, c in items:
-        plan.setdefault(c, []).append(p)
+    aside = set((run.manifest.get("settings") or {}).get("exclude") or ())  # --exclude FLAGS
+    plan: dict[str, list[str]] = {}
+    for r in rows:
+        plan.setdefault(export_folder(r, aside), []).append(r["path"])
     counts: dict[str, int] = {}
     strata = {r["path"]: r["stratum"] for r in rows if "stratum" in r}  # a --within run: each image's stratum
-    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, strip, strata)),
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, strip, dict(items),
+                                                          strata)),
             check=lambda: check_out(to, **check), option="--to")
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
@@ -330,25 +336,34 @@ def _stripped(rec) -> bool:
     return rec.type == "dicom" and not rec.frame
 
 
-def _write_plan(root: Path, plan: dict[int, list[str]], records: dict, mode: str, strip: bool,
-                strata: dict[str, str]) -> dict[str, int]:
+def export_folder(row: dict, aside: set[str]) -> str:
+    """The folder a row is exported to: ``cluster_<id>``; ``set_aside`` for an image left out of the clustering
+    by ``--exclude`` (cluster -1 with one of the ``aside`` flags); ``noise`` for DBSCAN's or ``--outliers``'."""
+    c = int(row["cluster"])
+    if c == -1 and aside & set(str(row.get(FLAGS_COLUMN) or "").split(";")):
+        return SET_ASIDE
+    return folder_name(c)
+
+
+def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str, strip: bool,
+                clusters: dict[str, int], strata: dict[str, str]) -> dict[str, int]:
     """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
-    for c in sorted(plan, key=lambda v: (v == -1, v)):
-        folder = root / folder_name(c)
+    for name in sorted(plan, key=lambda f: (f in ("noise", SET_ASIDE), f == SET_ASIDE, len(f), f)):
+        folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
-        names = destination_names([_export_path(records[p]) for p in plan[c]])
-        for p in plan[c]:
+        names = destination_names([_export_path(records[p]) for p in plan[name]])
+        for p in plan[name]:
             rec = records[p]
             dest = folder / names[_export_path(rec)]
             if rec.frame:
                 _write_frame_png(rec, dest)
             else:
                 _place(rec, dest, mode, strip and _stripped(rec))
-            mapping.append({"path": p, "cluster": c, "file": f"{folder_name(c)}/{escape_name(dest.name)}",
+            mapping.append({"path": p, "cluster": clusters[p], "file": f"{name}/{escape_name(dest.name)}",
                             "stratum": strata.get(p, "")})
-        counts[folder_name(c)] = len(plan[c])
+        counts[name] = len(plan[name])
     atomic_write_csv(root / "export.csv", ["path", "cluster", "file"] + (["stratum"] if strata else []),
                      sorted(mapping, key=lambda m: m["path"]))
     return counts
