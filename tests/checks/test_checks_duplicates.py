@@ -216,3 +216,15 @@ def test_verifying_pairs_block_by_block_gives_each_pair_its_own_similarity():
     cand = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], 1), axis=0)
     expected = nearcode.pair_similarity(thumbs, cand[:, 0], cand[:, 1])[0]
     np.testing.assert_allclose(_verify(thumbs, cand, block=7), expected, rtol=0, atol=1e-6)
+
+
+def test_leakage_follows_every_verified_pair_across_splits_even_through_a_chain():
+    """Groups are bounded (a member at most two pairs from its head), but leakage is about links: a chain
+    train a-b-c, test d-e splits into two groups, yet the pair c-d crosses the splits and is listed."""
+    from brainclust.checks.splits import leakage_rows
+
+    g = group(list("abcde"), np.array([[0, 1], [1, 2], [2, 3], [3, 4]]), np.full(4, 0.99, np.float32))
+    assert g.groups() == [[0, 1, 2], [3, 4]] and g.linked.tolist() == [0] * 5
+    paths = ["train/a", "train/b", "train/c", "test/d", "test/e"]
+    rows = leakage_rows(paths, ["train"] * 3 + ["test"] * 2, g.linked, g.exact, g.near)
+    assert {r["path"] for r in rows} == set(paths) and {r["group"] for r in rows} == {"train/a"}

@@ -46,10 +46,11 @@ VERIFY_BLOCK = 8192
 
 @dataclass
 class DuplicateGroups:
-    """Per image (row = scan order): ``representative`` (own index when alone), the flags
-    ``exact`` and ``near``, and ``similarity`` (the best verified similarity to another member of
-    its group; NaN when none). ``pairs`` is (m, 2) int and ``pair_similarity`` (m,) of the verified
-    near pairs."""
+    """Per image (row = scan order): ``representative`` (its group's head; own index when alone), the flags
+    ``exact`` and ``near``, ``similarity`` (the best verified similarity of any pair it is in, its group's or
+    not; NaN when none) and ``linked`` (the first image of everything it is joined to by exact copies and
+    verified pairs, however long the chain: what ``leakage.csv`` groups by, so that no pair across splits is
+    missed). ``pairs`` is (m, 2) int and ``pair_similarity`` (m,) of the verified near pairs."""
 
     representative: np.ndarray
     exact: np.ndarray
@@ -57,6 +58,7 @@ class DuplicateGroups:
     similarity: np.ndarray
     pairs: np.ndarray
     pair_similarity: np.ndarray
+    linked: np.ndarray
 
     def groups(self) -> list[list[int]]:
         """Groups of two or more images, each in scan order, ordered by their representative."""
@@ -214,5 +216,22 @@ def group(hashes: list[str], pairs: np.ndarray, pair_sims: np.ndarray) -> Duplic
             if not similarity[m] >= s:
                 similarity[m] = s
     similarity[exact] = 1.0
-    return DuplicateGroups(representative, exact, near, similarity, np.asarray(pairs, np.int64).reshape(-1, 2),
-                           np.asarray(pair_sims, np.float32))
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    return DuplicateGroups(representative, exact, near, similarity, pairs, np.asarray(pair_sims, np.float32),
+                           linked_first(first, pairs))
+
+
+def linked_first(first: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Per image, the first image (scan order) of its connected component under exact copies (``first``) and
+    verified ``pairs`` (scipy's ``connected_components``)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(first)
+    rows = np.concatenate([np.arange(n), pairs[:, 0]])
+    cols = np.concatenate([first, pairs[:, 1]])
+    _, comp = connected_components(coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n)),
+                                   directed=False)
+    low = np.full(comp.max() + 1 if n else 0, n, np.int64)
+    np.minimum.at(low, comp, np.arange(n))
+    return low[comp]

@@ -121,11 +121,13 @@ def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) 
 
 
 def leakage_rows(paths: Sequence[str], splits: Sequence[str], representative, exact, near) -> list[dict]:
-    """Rows of ``leakage.csv``: every member of each duplicate group whose members span two or more splits.
+    """Rows of ``leakage.csv``: every member of each linked group whose members span two or more splits.
 
-    ``representative[i]`` is the index of image ``i``'s group representative; ``exact``/``near``
+    ``representative[i]`` is the index of the first image that image ``i`` is linked to (``DuplicateGroups.linked``:
+    exact copies and verified pairs, chains included, so no pair across splits is missed); ``exact``/``near``
     its flags. Columns: ``group`` (the representative's path), ``splits`` (``;``-joined, sorted),
-    ``path``, ``split``, ``relation`` (``representative``, ``duplicate`` or ``near_duplicate``).
+    ``path``, ``split``, ``relation`` (``representative``, ``duplicate`` or ``near_duplicate``: a near copy
+    of some member, flagged or not).
     """
     members: dict[int, list[int]] = {}
     for i, r in enumerate(representative):

@@ -197,7 +197,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         rep = int(first[i]) if groups.exact[i] else int(groups.representative[i])
         dup_of.append(paths[rep] if rep != i else "")
     splits, source = detect_splits(paths, split_table)
-    leak = leakage_rows(paths, splits, groups.representative, groups.exact, groups.near) if source else []
+    leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
     return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
                        {"backbone": LIKENESS_BACKBONE, **extraction})
 
