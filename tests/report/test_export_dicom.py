@@ -85,5 +85,55 @@ def test_a_file_that_is_not_dicom_is_one_line_naming_it():
     from brainclust.errors import InputError
 
     with pytest.raises(InputError, match="'x/a.dcm' cannot be de-identified") as err:
-        deidentified_dicom(b"\x00" * 10, "x/a.dcm")
+        deidentified_dicom(b"\x00" * 10, "x/a.dcm", "salt")
     assert "\n" not in str(err.value)
+
+
+def test_names_in_fields_meant_for_numbers_or_codes_and_after_the_pixels_are_dropped(tmp_path):
+    """A crafted file: text in a number field, a code field holding a name, a number field declared as text,
+    bytes after the last frame, a named contrast agent. None of it reaches the copy; the pixels do."""
+    from pydicom import config
+    from pydicom.dataelem import DataElement
+
+    pix = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    p = write_dicom(tmp_path / "a.dcm", pix, ImageType=["ORIGINAL", "SMITH JOHN"], BodyPartExamined="JOHN DOE",
+                    PatientPosition="JD 19700101", ContrastBolusAgent="Gadovist for SMITH", WindowCenter="40")
+    with warnings.catch_warnings(), config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        ds = read(p)
+        ds["WindowWidth"] = DataElement(0x00281051, "DS", "9999999999")  # text in a number field, patched below
+        ds["InstanceNumber"] = DataElement(0x00200013, "LO", "DOE^JOHN")  # a number field declared as text
+        ds.PixelData = ds.PixelData + b"DOE^JOHN MRN-7777"
+        ds.save_as(p)
+    p.write_bytes(p.read_bytes().replace(b"9999999999", b"SMITH^JOHN"))
+    out = deidentified_dicom(p.read_bytes(), "a.dcm", "salt")
+    for secret in (b"SMITH", b"JOHN", b"DOE", b"JD", b"1970", b"7777", *[v.encode() for v in PHI.values()]):
+        assert secret not in out, secret
+    copy = read(__import__("io").BytesIO(out))
+    assert np.array_equal(copy.pixel_array, pix) and copy.ImageType == "ORIGINAL"  # "SMITH JOHN" left out
+    assert copy.ContrastBolusAgent == "REMOVED" and float(copy.WindowCenter) == 40.0  # presence and numbers kept
+    assert "BodyPartExamined" not in copy and "InstanceNumber" not in copy and "WindowWidth" not in copy
+
+
+def test_the_type_column_of_a_run_folder_does_not_decide(dicom_run, tmp_path):
+    """The run folder is untrusted: DICOM rows relabelled 'png' are still de-identified (told from the bytes)."""
+    import shutil
+
+    _, out = dicom_run
+    edited = tmp_path / "run"
+    shutil.copytree(out, edited)
+    text = (edited / "assignments.csv").read_text()
+    (edited / "assignments.csv").write_text(text.replace(",dicom,", ",png,"))
+    assert ",png," in (edited / "assignments.csv").read_text()
+    assert main(["export", str(edited), "--to", str(tmp_path / "exp"), "-q"]) == 0
+    for f in (tmp_path / "exp").glob("cluster_*/*.dcm"):
+        assert b"SECRET" not in f.read_bytes()
+
+
+def test_two_exports_give_other_uids_and_one_series_each(dicom_run, tmp_path):
+    _, out = dicom_run
+    uids = []
+    for name in ("a", "b"):
+        assert main(["export", str(out), "--to", str(tmp_path / name), "-q"]) == 0
+        uids.append({str(read(f).SeriesInstanceUID) for f in (tmp_path / name).glob("cluster_*/*.dcm")})
+    assert len(uids[0]) == len(uids[1]) == 1 and uids[0] != uids[1]  # salted: a guessed UID cannot be checked

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -323,17 +324,31 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
         plan.setdefault(export_folder(r, aside), []).append(r["path"])
     counts: dict[str, int] = {}
     strata = {r["path"]: r["stratum"] for r in rows if "stratum" in r}  # a --within run: each image's stratum
-    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, strip, dict(items),
-                                                          strata)),
+    salt = secrets.token_hex(16) if strip else None  # new UIDs: one series stays one, no guess is checkable
+    stripped: list[str] = []  # the files written de-identified (told from their bytes, not the run folder's rows)
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, salt, stripped,
+                                                          dict(items), strata)),
             check=lambda: check_out(to, **check), option="--to")
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
-                        n_deidentified=sum(strip and _stripped(records[p]) for p, _ in items))
+                        n_deidentified=len(stripped))
 
 
-def _stripped(rec) -> bool:
-    """Whether a copy of ``rec`` is de-identified (a DICOM file copied whole; a frame is a PNG)."""
-    return rec.type == "dicom" and not rec.frame
+def _dicom_bytes(data: bytes) -> bool:
+    """Whether checked bytes of an image file are DICOM, told from them as the scan tells it (the run folder's
+    ``type`` column is not trusted): the ``DICM`` marker, or bytes Pillow cannot open (the plan accepted the
+    file as a DICOM without a preamble)."""
+    import io
+
+    from PIL import Image
+
+    if data[128:132] == b"DICM":
+        return True
+    try:
+        with Image.open(io.BytesIO(data)):
+            return False
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds for bytes it does not read
+        return True
 
 
 def export_folder(row: dict, aside: set[str]) -> str:
@@ -345,8 +360,8 @@ def export_folder(row: dict, aside: set[str]) -> str:
     return folder_name(c)
 
 
-def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str, strip: bool,
-                clusters: dict[str, int], strata: dict[str, str]) -> dict[str, int]:
+def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str, salt: str | None,
+                stripped: list[str], clusters: dict[str, int], strata: dict[str, str]) -> dict[str, int]:
     """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
@@ -360,7 +375,8 @@ def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str
             if rec.frame:
                 _write_frame_png(rec, dest)
             else:
-                _place(rec, dest, mode, strip and _stripped(rec))
+                if _place(rec, dest, mode, salt):
+                    stripped.append(p)
             mapping.append({"path": p, "cluster": clusters[p], "file": f"{name}/{escape_name(dest.name)}",
                             "stratum": strata.get(p, "")})
         counts[name] = len(plan[name])
@@ -395,16 +411,17 @@ def _write_frame_png(rec, dest: Path) -> None:
     atomic_write_bytes(dest, buf.getvalue())
 
 
-def _place(rec, dest: Path, mode: str, strip: bool = False) -> None:
+def _place(rec, dest: Path, mode: str, strip: str | None = None) -> bool:
     """Copy or link the file of ``rec`` to ``dest`` (inside the export's temporary folder, so no temporary name);
-    ``strip``: write the copy de-identified (:func:`~brainclust.io.deidentify.deidentified_dicom`).
+    ``strip`` (the export's salt): a DICOM file's copy is de-identified
+    (:func:`~brainclust.io.deidentify.deidentified_dicom`). Returns whether it was.
 
     ``rec.abspath`` is the real path checked by :func:`_plan_records`: it is linked as it is (not resolved
     again), and copied without following a link that took its place since, hashing the bytes as they are
     written: bytes other than the run's refuse the export (nothing is published)."""
     if mode != "copy":
         os.symlink(rec.abspath, dest)
-        return
+        return False
     digest = hashlib.sha256()
     held: list[bytes] = []
     try:  # no link followed, no FIFO waited on (O_NONBLOCK), the mode and times of the very file read
@@ -420,8 +437,10 @@ def _place(rec, dest: Path, mode: str, strip: bool = False) -> None:
                         held.append(chunk)
                     else:
                         out.write(chunk)
-                if strip and digest.hexdigest() == rec.sha256:  # only the run's bytes are read as DICOM
-                    out.write(deidentified_dicom(b"".join(held), rec.path))
+                if held and digest.hexdigest() == rec.sha256:  # only the run's own bytes are read and written
+                    data = b"".join(held)
+                    strip = strip if _dicom_bytes(data) else None
+                    out.write(deidentified_dicom(data, rec.path, strip) if strip else data)
         os.chmod(dest, stat.S_IMODE(st.st_mode))
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:
@@ -430,3 +449,4 @@ def _place(rec, dest: Path, mode: str, strip: bool = False) -> None:
     if digest.hexdigest() != rec.sha256:
         raise InputError(f"export: '{rec.path}' changed while it was exported (its bytes are not the run's); "
                          "nothing was exported")
+    return bool(strip)
