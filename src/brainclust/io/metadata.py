@@ -213,8 +213,8 @@ def _norm_path(text: str) -> str:
 
 def _row_keys(row: Mapping, kind: str) -> list[str]:
     """The values of a run row a key of ``kind`` may equal (first match wins)."""
-    path = str(row.get("path") or "")
-    unit = str(row.get("unit") or "")
+    path = escape_name(unescape_name(str(row.get("path") or "")))  # as escaped now, in a run folder of any age
+    unit = escape_name(unescape_name(str(row.get("unit") or "")))
     if kind == "path":
         return [k for k in (path, path.split("#", 1)[0], unit) if k]
     if kind == "unit":
@@ -232,7 +232,7 @@ def _table_key(value: str, kind: str) -> list[str]:
     if kind == "subject":
         v = value.strip()
         return [v, f"sub-{v}"] if not v.startswith("sub-") else [v]
-    if kind == "name":
+    if kind in ("name", "unit"):
         return [escape_name(value.strip())]
     return [value.strip()]
 

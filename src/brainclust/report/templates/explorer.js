@@ -136,9 +136,14 @@
   }
   function csvCell(v) {
     v = v === null || v === undefined ? "" : String(v);
-    // a first = + - @ would make a spreadsheet run the cell (numbers stay): written \xNN, as the outputs do
-    if (v.length > 1 && "=+-@".indexOf(v.charAt(0)) >= 0 && isNaN(Number(v))) {
-      v = "\\x" + v.charCodeAt(0).toString(16) + v.slice(1);
+    // = + - @ (or full-width) after any blanks would make a spreadsheet run the cell (numbers stay): its first
+    // character is written \xNN / \uNNNN, as the outputs do (io/csvcell.py)
+    var lead = v.match(/^[\s\ufeff\u200b\u200c\u200d\u2060]*/)[0].length;
+    if (v.length - lead > 1 && "=+-@\uff1d\uff0b\uff0d\uff20".indexOf(v.charAt(lead)) >= 0 &&
+        !/^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/.test(v)) {
+      var c = v.charCodeAt(0);
+      v = (c < 0x80 ? "\\x" + ("0" + c.toString(16)).slice(-2) : "\\u" + ("000" + c.toString(16)).slice(-4)) +
+        v.slice(1);
     }
     return /[",\r\n]/.test(v) ? "\"" + v.replace(/"/g, "\"\"") + "\"" : v;
   }
