@@ -97,6 +97,7 @@ def test_run_auto_writes_auto_csv_and_manifest(tmp_path):
     assert man["backbone"]["name"] == res.chosen[0] and man["settings"]["reduce"] == res.chosen[1]
     # the feature cache counts every extraction: two portfolio backbones and the chosen one's, 24 images each
     assert man["cache"]["hits"] + man["cache"]["misses"] == 3 * 24 and man["cache"]["misses"] >= 2 * 24
+    assert set(man["cache"]) >= {"hits", "misses"}
 
 
 def test_pca_space_of_wide_features_equals_the_reducer_up_to_signs():

@@ -257,15 +257,29 @@ def test_factor_record_ranks_columns_and_never_uses_the_label_column():
     assert weak["suggestion"] is None and weak["factors"][0]["ami"] < 0.5
 
 
-@pytest.mark.parametrize("value", [lambda i: f"s{i}", lambda i: f"s{i // 2}"])  # one or two rows per value
+@pytest.mark.parametrize("value", [lambda i: f"s{i}", lambda i: f"s{i}" if i < 14 else ""])  # mostly missing too
 def test_remove_refuses_a_measurement_or_an_identifier(value):
     """Centring strata of one or two rows puts their images on one point (the probe's `--remove aspect`: 138
     images made identical, silhouette 0.58 instead of 0.26); refused as --within refuses it."""
     X, _, _ = two_sites()
     recs = records(len(X), value)
-    with pytest.raises(ParameterError, match=r"--remove site: \d+ values for 60 rows \(fewer than 4 rows per value "
-                                             r"on average\): choose a column of"):
+    with pytest.raises(ParameterError, match=r"--remove site: \d+ values for \d+ rows with a value \(fewer than 2 "
+                                             r"rows per value on average\): choose a column of"):
         RemoveStep(column="site", rule="center", n_components=5).fit_batch(Batch(recs, X))
+
+
+def test_remove_takes_a_subject_of_three_slices_and_names_values_of_one_image(caplog):
+    """Three slices per subject is a factor worth removing (refused at the --within floor of 4 for a while);
+    values of a single image are said, as centring puts those images at the origin."""
+    X, _, _ = two_sites()
+    with caplog.at_level("WARNING", logger="brainclust"):
+        RemoveStep(column="site", rule="center", n_components=5).fit_batch(
+            Batch(records(len(X), lambda i: f"s{i // 3}"), X))
+    assert "value(s) hold a single image" not in caplog.text
+    with caplog.at_level("WARNING", logger="brainclust"):
+        RemoveStep(column="site", rule="center", n_components=5).fit_batch(
+            Batch(records(len(X), lambda i: "odd" if i == 0 else f"s{i // 3}"), X))
+    assert "--remove site: 1 value(s) hold a single image" in caplog.text and "odd" in caplog.text
 
 
 def test_run_made_columns_and_metadata_of_the_same_name_both_survive():
@@ -315,6 +329,8 @@ def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_p
     assert "plane_confidence is not an accuracy" in caplog.text  # an estimate is never passed off as sure
     strata, cols = predict_strata("metadata", "plane", [SimpleNamespace(meta={"plane": "axial"})])
     assert list(strata) == ["axial"] and cols == {}  # read where the new images have it
+    strata, cols = predict_strata("metadata", "plane", [SimpleNamespace(meta={"plane": "axial"}), recs[0]])
+    assert list(strata) == ["axial", "coronal"] and cols["plane_source"] == ["header", "estimate"]  # a mix
     with pytest.raises(InputError, match="'site2': the model's --within/--remove column is in none"):
         predict_strata("metadata", "site2", recs)
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -66,14 +67,22 @@ def listed(names: list[str]) -> str:
     return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
 
 
-def check_categories(n_strata: int, n_rows: int, option: str, column: str = "") -> None:
-    """Refuse a stratum column with fewer than :data:`MIN_STRATUM` rows per value on average: a measurement or
-    an identifier, whose strata (one or two rows each) hold nothing to cluster (``--within``) or would be
-    centred onto their own mean, a point, (``--remove``)."""
-    if n_strata > max(1, n_rows // MIN_STRATUM):
-        raise ParameterError(f"{option}{' ' + column if column else ''}: {n_strata} values for {n_rows} rows "
-                             f"(fewer than {MIN_STRATUM} rows per value on average): choose a column of categories "
-                             "(a site, a plane, a sequence, level_N), not a measurement or an identifier")
+def check_categories(strata, option: str, column: str = "", min_rows: int = MIN_STRATUM, warn: bool = True) -> None:
+    """Refuse a stratum column with fewer than ``min_rows`` rows per value on average (rows with no value, the
+    :data:`MISSING` stratum, left out of the count): a measurement or an identifier, whose strata of one or two
+    rows hold nothing to cluster (``--within``, 4) or are centred onto their own mean, a point (``--remove``,
+    2); ``--remove`` also warns when some values hold a single row."""
+    values = [v for v in np.asarray(strata, dtype=object).tolist() if v != MISSING]
+    counts = Counter(values)
+    name = f"{option}{' ' + column if column else ''}"
+    if len(counts) > max(1, len(values) // min_rows):
+        raise ParameterError(f"{name}: {len(counts)} values for {len(values)} rows with a value (fewer than "
+                             f"{min_rows} rows per value on average): choose a column of categories (a site, a plane, "
+                             "a sequence, level_N), not a measurement or an identifier")
+    single = sorted(str(v) for v, n in counts.items() if n == 1)
+    if warn and min_rows < MIN_STRATUM and single:
+        log.warning("%s: %d value(s) hold a single image, which centring puts at the origin (those images then "
+                    "cluster together): %s", name, len(single), listed(single))
 
 
 def _warn_small(small: list[str], capped: list[str]) -> None:
@@ -168,7 +177,7 @@ class FactorRemover(TransformerMixin, BaseEstimator):
             raise ParameterError("--remove: features must be a finite 2-D array")
         s = _check_strata(strata, len(U), "--remove")
         self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
-        check_categories(len(self.strata_), len(U), "--remove")
+        check_categories(s, "--remove", min_rows=2, warn=False)  # model.steering warns, naming the column
         self.means_ = np.stack([U[s == v].mean(0) for v in self.strata_])
         self.grand_mean_ = U.mean(0)
         D = self.means_ - self.grand_mean_
@@ -269,7 +278,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             raise ParameterError("--within: features must be a finite 2-D array")
         s = _check_strata(strata, len(X), "--within")
         self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
-        check_categories(len(self.strata_), len(X), "--within")
+        check_categories(s, "--within")
         self.stratum_ = s
         self.labels_ = np.zeros(len(X), dtype=np.int64)
         self.local_labels_ = np.zeros(len(X), dtype=np.int64)

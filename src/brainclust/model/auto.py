@@ -107,7 +107,8 @@ class _Portfolio(Step):
 
     def _cache_with(self, final: dict) -> dict:
         """The run's feature-cache counts: the portfolio's extractions and the final model's, summed."""
-        return dict(self.portfolio_cache_ + Counter(final))
+        keys = {"hits", "misses", *self.portfolio_cache_, *final}  # a zero count stays a key (Counter drops it)
+        return {k: self.portfolio_cache_.get(k, 0) + final.get(k, 0) for k in sorted(keys)}
 
     def write_extras(self, folder) -> None:
         """``auto.csv``: every candidate's criteria."""

@@ -166,8 +166,8 @@ def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, c
 def predict_strata(source: str, column: str, records, random_state=0, cache_dir=None):
     """``(strata or None, columns)`` of new rows: metadata read, plane read or estimated, levels ``None``
     (the step then takes the nearest stratum mean)."""
-    if source == "plane" or (column == PLANE and not any(meta_values(records, PLANE))):  # header planes at fit,
-        cols = plane_columns(records, random_state, cache_dir)  # 2-D images now: estimated
+    if source == "plane" or (column == PLANE and not all(meta_values(records, PLANE))):  # header planes at fit,
+        cols = plane_columns(records, random_state, cache_dir)  # 2-D images now: estimated, as strata_for does
         return as_strata(cols[PLANE]), cols
     if source == "metadata":
         if records and not any(column in (getattr(r, "meta", None) or {}) for r in records):
@@ -247,7 +247,7 @@ class RemoveStep(Step):
                                                 k=self.n_clusters, random_state=self.random_state,
                                                 cache_dir=self.cache_dir, option="--remove")
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
-        check_categories(len(self.counts_), len(strata), "--remove", self.column)
+        check_categories(strata, "--remove", self.column, min_rows=2)
         self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
         log.info("--remove %s (%s, rule %s): %d strata, images per stratum %s", self.column, self.source_,
                  self.rule, len(self.counts_), listed([f"{k}: {v}" for k, v in self.counts_.items()]))
