@@ -313,3 +313,6 @@ def test_a_mistyped_option_gets_the_closest_one(capsys):
     with pytest.raises(SystemExit):
         main(["run", "data", "--out", "o", "--qqq"])
     assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
+    with pytest.raises(SystemExit):
+        main(["check", "data", "--out", "o", "--labels-from-folder"])
+    assert "did you mean" not in capsys.readouterr().err  # 'check' has no --labels-from-folders: no guess

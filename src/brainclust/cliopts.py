@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+import sys
 
 from brainclust.terminal import terminal_text
 
@@ -103,6 +104,10 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self.given_ = list(sys.argv[1:] if args is None else args)  # for _did_you_mean
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         self.exit(2, terminal_text(f"{self.prog}: error: {message}{self._did_you_mean(message)} "
                                    f"(see '{self.prog} --help')") + "\n")
@@ -111,8 +116,10 @@ class OneLineParser(argparse.ArgumentParser):
         """``; did you mean --x?`` for an unrecognised option close to one of this parser's."""
         if not message.startswith("unrecognized arguments: "):
             return ""
-        parsers = [self] + [sub for a in self._actions if isinstance(a.choices, dict)  # and the sub-commands'
-                            for sub in a.choices.values() if isinstance(sub, argparse.ArgumentParser)]
+        subs = {name: sub for a in self._actions if isinstance(a.choices, dict) for name, sub in a.choices.items()
+                if isinstance(sub, argparse.ArgumentParser)}
+        command = next((w for w in getattr(self, "given_", ()) if w in subs), None)  # the sub-command's own
+        parsers = [self] + ([subs[command]] if command else [])
         known = sorted({o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")})
         for word in message.split(": ", 1)[1].split():
             close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.75)

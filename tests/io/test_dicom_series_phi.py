@@ -158,6 +158,12 @@ def test_header_text_in_a_uid_never_reaches_a_skip_reason(tmp_path, caplog):
     assert {"a.dcm", "b.dcm"} <= {s["path"] for s in found.skipped} and "not a valid UID" in text
     for secret in ("DOE", "JOHN", "SMITH", "ANN"):
         assert secret not in text, secret
+    ds = pydicom.dcmread(d / "a.dcm")
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.99999.19700101")  # digits and dots may still be a birth date
+    ds.save_as(d / "a.dcm", implicit_vr=False, little_endian=True)
+    caplog.clear()
+    text = repr(scan(d).skipped) + caplog.text
+    assert "19700101" not in text and "an unregistered UID" in text
 
 
 def test_sanitiser_rules():

@@ -22,6 +22,7 @@ from brainclust.cluster.methods import BaseClusterer, make_clusterer
 from brainclust.cluster.scores import score
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
+from brainclust.io.csvcell import formula_safe
 from brainclust.io.outputs import write_table
 from brainclust.pipeline import scan_nonempty
 
@@ -146,6 +147,6 @@ def read_back(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
+        w.writerow({c: ("" if r.get(c) is None else formula_safe(r.get(c))) for c in columns})  # as written
     buf.seek(0)
     return list(csv.DictReader(buf))

@@ -127,9 +127,9 @@ def _int(ds, keyword: str) -> int | None:
 def _sop_name(ds) -> str:
     try:
         uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
-        if uid is None or not (uid.name != str(uid) or _is_uid(str(uid))):
+        if uid is None or uid.name == str(uid):  # not registered: never repeated (see _uid_text)
             return "unknown SOP class"
-        return str(uid.name)  # a registered name, or the UID itself
+        return str(uid.name)
     except Exception:  # noqa: BLE001
         return "unknown SOP class"
 
@@ -143,12 +143,12 @@ def _transfer_syntax(ds):
 
 
 def _uid_text(uid) -> str:
-    """A UID as a message may show it: its registered name, or the UID when it is one (digits and dots);
-    header text that is not a UID (it may hold anything, a name included) is never repeated."""
+    """A UID as a message may show it: a registered one with its name; any other is never repeated (header
+    text posing as a UID may hold a name, and digits and dots a date or a record number)."""
     text = str(uid)
     if uid.name != text:
         return f"{uid.name} ({text})"
-    return text if _is_uid(text) else "(not a valid UID)"
+    return "(an unregistered UID)" if _is_uid(text) else "(not a valid UID)"
 
 
 def _is_uid(text: str) -> bool:
