@@ -195,28 +195,33 @@ def group(hashes: list[str], pairs: np.ndarray, pair_sims: np.ndarray) -> Duplic
     """
     n = len(hashes)
     first = first_of_hash(hashes)
-    earlier: dict[int, list[tuple[float, int]]] = {}
-    for (a, b), sim in zip(np.asarray(pairs, np.int64).reshape(-1, 2), pair_sims):
-        a, b = int(first[a]), int(first[b])
-        if a != b:
-            earlier.setdefault(max(a, b), []).append((float(sim), -min(a, b)))
-    head, depth = np.arange(n), np.zeros(n, np.int8)
-    for i in sorted(earlier):  # every earlier image's group is settled before i
-        for d in (0, 1):  # a head first, else a member that is a direct copy of its head
-            near = [(sim, j) for sim, j in earlier[i] if depth[-j] == d]
-            if near:
-                head[i], depth[i] = head[-max(near)[1]], d + 1  # the most similar; the earliest on a tie
-                break
-    representative = head[first]
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    a, b = first[pairs[:, 0]], first[pairs[:, 1]]
+    keep = a != b
+    lo, hi, sim = np.minimum(a, b)[keep], np.maximum(a, b)[keep], np.asarray(pair_sims, np.float64)[keep]
+    order = np.lexsort((lo, -sim, hi))  # by the later image; the most similar first; the earliest on a tie
+    lo, hi = lo[order].tolist(), hi[order].tolist()  # plain lists: a loop over millions of pairs stays fast
+    head, depth = list(range(n)), [0] * n
+    k = 0
+    while k < len(hi):  # in scan order of the later image: every earlier group is settled
+        i, to_head, to_member = hi[k], -1, -1
+        while k < len(hi) and hi[k] == i:  # the first of each kind is the most similar (the earliest on a tie)
+            j = lo[k]
+            if to_head < 0 and depth[j] == 0:
+                to_head = j
+            elif to_member < 0 and depth[j] == 1:  # a member that is a direct copy of its head
+                to_member = j
+            k += 1
+        if to_head >= 0 or to_member >= 0:
+            j = to_head if to_head >= 0 else to_member
+            head[i], depth[i] = head[j], depth[j] + 1
+    representative = np.asarray(head, np.int64)[first]
     exact = first != np.arange(n)
     near = (representative != np.arange(n)) & ~exact
-    similarity = np.full(n, np.nan, np.float32)
-    for (a, b), s in zip(pairs, pair_sims):
-        for m in (a, b):
-            if not similarity[m] >= s:
-                similarity[m] = s
+    similarity = np.full(n, -np.inf, np.float32)
+    np.maximum.at(similarity, pairs.ravel(), np.repeat(np.asarray(pair_sims, np.float32), 2))
+    similarity[np.isneginf(similarity)] = np.nan
     similarity[exact] = 1.0
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     return DuplicateGroups(representative, exact, near, similarity, pairs, np.asarray(pair_sims, np.float32),
                            linked_first(first, pairs))
 
