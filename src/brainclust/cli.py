@@ -333,7 +333,8 @@ def _cmd_export(args) -> None:
     res = export_clusters(args.out_dir, args.to, mode=args.mode, dicom_headers=args.dicom_headers)
     how = args.mode if not res.n_png else "PNG files" if res.n_png == res.n_files else \
         f"{args.mode}; {res.n_png} frames or slices as PNG files"
-    how += f"; {res.n_deidentified} DICOM files de-identified" if res.n_deidentified else ""
+    how += f"; {res.n_deidentified} DICOM files de-identified" if res.n_deidentified else \
+        ("; DICOM headers kept, patient data included" if args.dicom_headers == "keep" and args.mode == "copy" else "")
     say(f"exported {res.n_files} images ({how}) into {len(res.counts)} folders under {res.to}: "
         + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
 

@@ -50,7 +50,7 @@ def test_escape_is_invertible_on_any_text(name):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\\" + BIDI)))
+@given(st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cf"), blacklist_characters="\\" + BIDI)))
 def test_ordinary_names_are_unchanged(name):
     name = "n" + name  # a first = + - @ is escaped (tests/io/test_formula_cells.py)
     assert escape_name(name) == name == unescape_name(name)
@@ -60,6 +60,9 @@ def test_bidirectional_controls_are_escaped_so_a_name_shows_as_it_is():
     name = "\u202egnp.exe"  # shown as "exe.png" where the control is honoured
     assert escape_name(name) == "\\u202egnp.exe" and unescape_name(escape_name(name)) == name
     assert not set(escape_name("a" + BIDI + "b")) & set(BIDI)
+    hidden = "\u200b\u200c\u200d\u2060\ufeff"  # invisible: 'ad\u200bmin.png' would show as 'admin.png'
+    assert escape_name("ad" + hidden) == "ad\\u200b\\u200c\\u200d\\u2060\\ufeff"
+    assert unescape_name(escape_name("ad" + hidden)) == "ad" + hidden
 
 
 @pytest.mark.parametrize("code", CONTROL)

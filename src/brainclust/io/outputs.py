@@ -150,7 +150,7 @@ def _escape_char(c: str) -> str:
     return f"\\x{o:02x}"  # a control character
 
 
-_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f\ud800-\udfff\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 _ESCAPED = re.compile(r"\\(?:\\|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))")
 
 
@@ -158,7 +158,8 @@ def escape_name(name: str) -> str:
     """A file name or path (``str``, as ``os.fsdecode`` gives it) as the printable UTF-8 text of the outputs.
 
     Undecodable bytes and control characters become ``\\xNN``, bidirectional controls (``U+202E`` shows
-    ``gnp.exe`` as ``exe.png``) ``\\uNNNN``, a backslash
+    ``gnp.exe`` as ``exe.png``) and invisible characters (zero-width spaces and joiners, the byte-order mark)
+    ``\\uNNNN``, a backslash
     ``\\\\``, and a first character that would make a spreadsheet evaluate the cell (``=``, ``+``, ``-``,
     ``@``; :func:`~brainclust.io.csvcell.formula_safe`) ``\\xNN``; any other text is unchanged.
     :func:`unescape_name` inverts it exactly.
