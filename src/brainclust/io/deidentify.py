@@ -40,7 +40,8 @@ RescaleSlope WindowCenter WindowWidth LossyImageCompressionRatio PixelSpacing Im
 ImagePositionPatient SliceThickness SpacingBetweenSlices SliceLocation InstanceNumber SeriesNumber AcquisitionNumber
 MagneticFieldStrength RepetitionTime EchoTime InversionTime FlipAngle EchoTrainLength NumberOfAverages""".split())
 #: Attributes copied as bytes.
-BINARY = frozenset("PixelData FloatPixelData DoubleFloatPixelData ExtendedOffsetTable ExtendedOffsetTableLengths".split())
+BINARY = frozenset("PixelData FloatPixelData DoubleFloatPixelData ExtendedOffsetTable "
+                   "ExtendedOffsetTableLengths".split())
 #: Code strings and the values each may hold.
 CODES: dict[str, frozenset] = {
     "PhotometricInterpretation": frozenset("MONOCHROME1 MONOCHROME2 RGB YBR_FULL YBR_FULL_422 YBR_PARTIAL_420 "

@@ -160,8 +160,8 @@ def escape_name(name: str) -> str:
     Undecodable bytes and control characters become ``\\xNN``, bidirectional controls (``U+202E`` shows
     ``gnp.exe`` as ``exe.png``) and invisible characters (zero-width spaces and joiners, the byte-order mark)
     ``\\uNNNN``, a backslash
-    ``\\\\``, and a first character that would make a spreadsheet evaluate the cell (``=``, ``+``, ``-``,
-    ``@``; :func:`~brainclust.io.csvcell.formula_safe`) ``\\xNN``; any other text is unchanged.
+    ``\\\\``, and the first character of a name a spreadsheet would evaluate (``=``, ``+``, ``-``, ``@``
+    after any blanks; :func:`~brainclust.io.csvcell.formula_safe`) ``\\xNN``; any other text is unchanged.
     :func:`unescape_name` inverts it exactly.
     """
     return formula_safe(_NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), name))

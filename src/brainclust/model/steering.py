@@ -166,8 +166,8 @@ def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, c
 def predict_strata(source: str, column: str, records, random_state=0, cache_dir=None):
     """``(strata or None, columns)`` of new rows: metadata read, plane read or estimated, levels ``None``
     (the step then takes the nearest stratum mean)."""
-    if source == "plane" or (column == PLANE and not all(meta_values(records, PLANE))):  # header planes at fit,
-        cols = plane_columns(records, random_state, cache_dir)  # 2-D images now: estimated, as strata_for does
+    if source == "plane" or (column == PLANE and not all(meta_values(records, PLANE))):  # as strata_for: the
+        cols = plane_columns(records, random_state, cache_dir)  # header's plane where known, else estimated
         return as_strata(cols[PLANE]), cols
     if source == "metadata":
         if records and not any(column in (getattr(r, "meta", None) or {}) for r in records):

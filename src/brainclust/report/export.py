@@ -3,7 +3,8 @@
 ``export_clusters(out_dir, to)`` reads ``assignments.csv`` and the data root
 from ``manifest.json`` (:func:`brainclust.io.runfolder.read_run`, which checks them)
 and puts every image in exactly one folder:
-``cluster_0/``, ``cluster_1/``, ... and ``noise/`` for DBSCAN noise (``-1``).
+``cluster_0/``, ``cluster_1/``, ..., ``noise/`` for DBSCAN's or ``--outliers``' noise (``-1``) and
+``set_aside/`` for the images ``--exclude`` left out (``-1`` with an excluded flag).
 Images are copied (default) or symbolically linked. A copied DICOM file is de-identified
 (:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
 unless ``dicom_headers="keep"``; a link points at the file as it is.
@@ -342,7 +343,9 @@ def _dicom_bytes(data: bytes) -> bool:
 
     from PIL import Image
 
-    if data[128:132] == b"DICM":
+    from brainclust.io.formats.dicom import marked
+
+    if marked(data):
         return True
     try:
         with Image.open(io.BytesIO(data)):
@@ -365,7 +368,7 @@ def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str
     """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
-    for name in sorted(plan, key=lambda f: (f in ("noise", SET_ASIDE), f == SET_ASIDE, len(f), f)):
+    for name in sorted(plan, key=lambda f: (f in (folder_name(-1), SET_ASIDE), f == SET_ASIDE, len(f), f)):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         names = destination_names([_export_path(records[p]) for p in plan[name]])

@@ -308,13 +308,12 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
         server.server_close()
         raise
     bound = server.server_address[1]
-    names = {host, "localhost"} | ({f"[{host}]"} if ":" in host else set())
-    if not local:  # reached by this computer's names too (an IP address is always accepted: _host_ok)
+    names = {host, "localhost"} | ({f"[{host}]"} if ":" in host else set())  # an IP address always passes
+    if not local:  # reached by this computer's names too
         names |= {socket.gethostname(), socket.getfqdn()}
-    ex.allowed_hosts = {f"{h}:{bound}".lower() for h in names}
-    if not local:
         log.warning("view: listening on %s:%d: anyone who can reach this computer on that address can see the "
                     "images and their names; use the default --host 127.0.0.1 unless you mean it", host, bound)
+    ex.allowed_hosts = {f"{h}:{bound}".lower() for h in names}
     return server, ex
 
 

@@ -77,12 +77,16 @@ class DicomInfo:
     withheld: tuple[str, ...] = field(default=(), compare=False)
 
 
+def marked(head: bytes) -> bool:
+    """Whether bytes from a file's start carry the DICOM Part 10 marker ``DICM`` at byte 128."""
+    return head[128:132] == b"DICM"
+
+
 def has_preamble(path: str | os.PathLike) -> bool:
-    """Whether the file carries the DICOM Part 10 marker ``DICM`` at byte 128."""
+    """Whether the file carries the DICOM Part 10 marker (:func:`marked`)."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
+            return marked(fh.read(132))
     except OSError:
         return False
 
@@ -374,7 +378,7 @@ def read_frame(path: str | os.PathLike, frame: int = 0, force: bool = False) -> 
     See :mod:`brainclust.io.content`: the hash and the pixels come from the same bytes.
     """
     content = read_content(path)
-    preamble = content.data[128:132] == b"DICM" if content.data is not None else has_preamble(path)
+    preamble = marked(content.data) if content.data is not None else has_preamble(path)
     image = _frame(_read(content.source(), force=force or not preamble), frame)
     verify_unchanged(content)
     return content.sha256, image
