@@ -107,3 +107,26 @@ def test_a_centred_crop_between_the_search_crops_is_found(tmp_path):
     im.crop((int(c * w), int(c * h), w - int(c * w), h - int(c * h))).save(tmp_path / "crop.png")
     res = check_folder(tmp_path, progress=False)
     assert dict(zip(res.paths, res.duplicate_of))["crop.png"] == "Tr-no_0976.jpg"
+
+
+@need
+def test_a_one_sided_crop_of_a_real_slice_is_found_as_a_pixel_window(tmp_path):
+    """Tr-me_0584 cut 2% on the left and 3% at the bottom: its codes verify at about 0.94, below
+    near_similarity (one-sided crops were the weak transform until 2026-12-06); its pixels are a window
+    of the original's."""
+    import numpy as np
+    from PIL import Image
+
+    from brainclust.checks import nearcode
+    from brainclust.checks.flags import Thresholds
+
+    src = FOUR / "meningioma" / "Tr-me_0584.jpg"
+    im = Image.open(src)
+    w, h = im.size
+    (tmp_path / "Tr-me_0584.jpg").write_bytes(src.read_bytes())
+    im.crop((int(0.02 * w), 0, w, h - int(0.03 * h))).save(tmp_path / "crop.png")
+    res = check_folder(tmp_path, progress=False)
+    codes = nearcode.pair_similarity(res.descriptors.thumbs, np.array([0]), np.array([1]))[0][0]
+    assert codes < Thresholds().near_similarity
+    assert dict(zip(res.paths, res.duplicate_of))["crop.png"] == "Tr-me_0584.jpg"
+    assert "near_duplicate" in dict(zip(res.paths, res.flags))["crop.png"]

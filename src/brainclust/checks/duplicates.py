@@ -8,7 +8,10 @@
   nearest-neighbour search (:mod:`brainclust.checks.neighbors`) on the codes
   projected to 128 principal components, queried with every flip and the
   centred crops of :data:`~brainclust.checks.nearcode.SEARCH_CROPS`; each candidate is
-  then verified on the full codes.
+  then verified on the full codes. A candidate that falls short but whose sizes allow one
+  image to be a pixel window of the other (a one-sided crop) is given to ``windows``
+  (:func:`brainclust.checks.windows.window_similarity`), and kept at
+  ``Thresholds.window_similarity``.
 - **Groups**: in scan order, an image with a verified pair to an earlier group head
   joins that head (the most similar one), else the group of a direct member it pairs with,
   else heads a group (:func:`group`); exact copies join their first copy's group. A group's
@@ -22,6 +25,7 @@ time, so the search holds ``n x 128`` float32 plus the index.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,10 +109,13 @@ def _project(thumbs, rows, proj, chunk) -> np.ndarray:
 
 def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, backend: str = "auto",
                random_state: int = 0, progress: bool | None = None,
-               chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+               chunk: int = 8192,
+               windows: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Verified near-duplicate pairs among ``rows`` (indices into ``thumbs``): ``(pairs (m, 2), sims (m,))``.
 
-    Each pair is ordered ``(earlier, later)`` in scan order.
+    Each pair is ordered ``(earlier, later)`` in scan order. ``windows`` maps candidate pairs that fall short
+    of ``near_similarity`` to their window similarity (NaN: not compared); a pair kept by it carries that
+    similarity.
     """
     rows = np.asarray(rows, np.int64)
     if len(rows) < 2:
@@ -141,7 +148,15 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     cand = np.unique(np.concatenate(cand), axis=0)
     sims = _verify(thumbs, cand, progress=progress)
     ok = sims >= thresholds.near_similarity
-    log.info("near-duplicate search: %d candidate pairs, %d verified", len(cand), int(ok.sum()))
+    n_codes = int(ok.sum())
+    if windows is not None and not ok.all():
+        short = np.flatnonzero(~ok)
+        score = windows(cand[short])
+        up = score >= thresholds.window_similarity  # NaN: False
+        sims[short[up]] = score[up]
+        ok[short[up]] = True
+    log.info("near-duplicate search: %d candidate pairs, %d verified (%d by their codes, %d as pixel windows)",
+             len(cand), int(ok.sum()), n_codes, int(ok.sum()) - n_codes)
     return cand[ok], sims[ok]
 
 

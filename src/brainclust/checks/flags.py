@@ -72,6 +72,10 @@ class Thresholds:
         likeness_alike_above=1e9`` turns the likeness verdicts off (the features are still computed).
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
+    window_similarity : float, default 0.99
+        ``near_duplicate``, for a pair the codes miss: the normalised cross-correlation of the smaller image
+        at its best offset inside the larger (a one-sided crop; :mod:`brainclust.checks.windows`) at or
+        above this.
     outlier_z : float, default 6.0
         ``outlier``: the robust z-score (median/MAD) of the log distance to the k-th neighbour above this.
     outlier_k : int, default 5
@@ -101,6 +105,7 @@ class Thresholds:
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0
     near_similarity: float = 0.985
+    window_similarity: float = 0.99
     outlier_z: float = 6.0
     outlier_k: int = 5
     exact_max: int = 20000
@@ -126,8 +131,9 @@ class Thresholds:
         for name in ("noise_correlation", "scene_symmetry"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ParameterError(f"check threshold {name}: must be in [-1, 1], got {getattr(self, name)!r}")
-        if not 0.0 < self.near_similarity <= 1.0:
-            raise ParameterError(f"check threshold near_similarity: must be in (0, 1], got {self.near_similarity!r}")
+        for name in ("near_similarity", "window_similarity"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ParameterError(f"check threshold {name}: must be in (0, 1], got {getattr(self, name)!r}")
         for name in ("colourfulness", "foreground_colourfulness", "scene_gap_ratio"):
             if getattr(self, name) < 0:
                 raise ParameterError(f"check threshold {name}: must be >= 0, got {getattr(self, name)!r}")

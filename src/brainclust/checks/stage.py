@@ -174,7 +174,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
     # files only (VOLUME_TYPES: neighbouring slices and co-registered sequences look alike by design)
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
-    pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress)
+    pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress,
+                                       records)
     groups = group(desc.pixel_sha256, pairs, sims)
     z, outlier = _outliers(features, desc, rows, ok, first, t, backend, random_state)
     paths = [r.path for r in records]

@@ -9,7 +9,9 @@ checked on reading) under the image's cache key (SHA-256 of the file's bytes, pl
 a rerun on the same images (another ``--k``, ``--method``, ``--exclude``...) reads them back.
 
 The verified near-duplicate pairs are cached too (:func:`cached_near_pairs`): they depend only on
-the contents searched, their order, the thresholds, the search settings and the code, so a rerun on
+the contents searched, their order, the thresholds, the search settings and the code (and, when
+the pairs the codes miss are compared as pixel windows, :mod:`~brainclust.checks.windows`: its
+result too depends on the decoded pixels only), so a rerun on
 the same images with the same thresholds skips the search and its verification (the costliest part
 of the checks). One small ``.npz`` per (data set, settings) under ``<cache>/check-pairs/``.
 
@@ -28,6 +30,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,7 @@ from brainclust.checks import duplicates as duplicates_module
 from brainclust.checks import nearcode as nearcode_module
 from brainclust.checks import neighbors as neighbors_module
 from brainclust.checks import shape as shape_module
+from brainclust.checks import windows as windows_module
 from brainclust.checks.descriptors import DESCRIPTOR_NAMES, THUMB, Descriptors, describe_records
 from brainclust.checks.duplicates import near_pairs
 from brainclust.checks.flags import Thresholds
@@ -120,12 +124,14 @@ def open_store(cache_dir) -> FeatureCache | None:
     return None if root is None else FeatureCache(root, store_settings())
 
 
-def pairs_key(hashes: Sequence[str], rows: np.ndarray, thresholds: Thresholds, backend: str, random_state: int) -> str:
+def pairs_key(hashes: Sequence[str], rows: np.ndarray, thresholds: Thresholds, backend: str, random_state: int,
+              windows: bool = False) -> str:
     """What the verified near pairs depend on: the searched contents in order, the settings, the code."""
     h = hashlib.sha256()
     h.update(repr((thresholds.near_similarity, thresholds.exact_max, backend, random_state,
+                   thresholds.window_similarity if windows else None,
                    _source_hash((duplicates_module, nearcode_module, neighbors_module, descriptors_module,
-                                 decode_module)))).encode())
+                                 decode_module, windows_module)))).encode())
     for i in np.asarray(rows, np.int64):
         h.update(hashes[i].encode() + b"\n")
     return h.hexdigest()[:32]
@@ -133,9 +139,12 @@ def pairs_key(hashes: Sequence[str], rows: np.ndarray, thresholds: Thresholds, b
 
 def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thresholds: Thresholds,
                       backend: str = "auto", random_state: int = 0,
-                      progress: bool | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+                      progress: bool | None = None,
+                      records: Sequence[ImageRecord] | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """:func:`~brainclust.checks.duplicates.near_pairs` of ``rows``, read back when the same contents were
-    searched with the same settings before; ``(pairs, similarities, from_cache)``.
+    searched with the same settings before; ``(pairs, similarities, from_cache)``. With ``records`` (the
+    descriptors' images), the candidates the codes miss are compared as pixel windows
+    (:func:`~brainclust.checks.windows.window_similarity`).
 
     Pairs are stored as positions among ``rows`` (not image indices), so the entry holds whatever the rows'
     indices are in another run of the same contents. A damaged entry is recomputed and replaced.
@@ -144,7 +153,8 @@ def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thr
     root = _root(cache_dir)
     path = None
     if root is not None and len(rows) >= 2:
-        path = root / "check-pairs" / f"{pairs_key(descriptors.pixel_sha256, rows, thresholds, backend, random_state)}.npz"
+        key = pairs_key(descriptors.pixel_sha256, rows, thresholds, backend, random_state, records is not None)
+        path = root / "check-pairs" / f"{key}.npz"
         try:
             if path.is_file():
                 got = read_npz(path, "near-duplicate pairs")
@@ -155,7 +165,12 @@ def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thr
                 log.warning("near-duplicate pairs %s are damaged; searching again", path)
         except (ModelFileError, KeyError, OSError) as exc:
             log.warning("near-duplicate pairs %s are unreadable (%s); searching again", path, exc)
-    pairs, sims = near_pairs(descriptors.thumbs, rows, thresholds, backend, random_state, progress)
+    windows = None
+    if records is not None:
+        sizes = descriptors.vectors[:, [DESCRIPTOR_NAMES.index("width"), DESCRIPTOR_NAMES.index("height")]]
+        windows = partial(windows_module.window_similarity, records, sizes, progress=progress)
+    pairs, sims = near_pairs(descriptors.thumbs, rows, thresholds, backend, random_state, progress,
+                             windows=windows)
     if path is not None:
         at = np.full(int(rows.max()) + 1 if len(rows) else 0, -1, np.int64)
         at[rows] = np.arange(len(rows))

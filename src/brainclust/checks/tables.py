@@ -6,7 +6,8 @@ the report's galleries, and the policy helpers (``--exclude``, scores over disti
 ``duplicate``: the first image in scan order with the same decoded content; for a ``near_duplicate``:
 the first image of its group);
 ``split`` (``train``/``test``/``val`` or empty); the scores behind the flags
-(``near_similarity``: best verified code similarity within its group; ``outlier_z``; ``likeness_z``
+(``near_similarity``: best verified similarity within its group, of the codes or, for a pair confirmed
+as a pixel window, the window similarity; ``outlier_z``; ``likeness_z``
 (for the images :mod:`brainclust.checks.likeness` scores);
 ``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the
 decoded pixels); ``error`` (why the image could not be described; it then has no flag).

@@ -1,0 +1,59 @@
+"""One-sided crops confirmed as pixel windows (brainclust.checks.windows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from checks_planting import head_slice, save
+
+from brainclust.checks import nearcode
+from brainclust.checks.flags import Thresholds
+from brainclust.checks.stage import check_folder
+from brainclust.checks.windows import MAX_SIDE, fits, match
+from brainclust.errors import ParameterError
+
+
+def test_sizes_allow_a_window_only_when_one_image_fits_inside_the_other():
+    sizes = np.array([[200, 200], [188, 200], [200, 200], [150, 200], [210, 190], [188, 190]])
+    pairs = np.array([[0, 1], [1, 0], [0, 2], [0, 3], [0, 4], [0, 5]])
+    # a smaller one; either order; the same size; too much cut; larger on one side; smaller on both
+    assert fits(pairs, sizes).tolist() == [True, True, False, False, False, True]
+
+
+def test_a_window_and_its_flips_match_the_original_and_another_head_does_not():
+    a = head_slice(3, 200)
+    window = a[5:197, 12:200]
+    assert match(a, window) > 0.999
+    assert match(a, window[:, ::-1]) > 0.999  # a flipped crop
+    assert match(head_slice(4, 200), window) < 0.9
+
+
+def test_large_images_are_matched_at_a_common_reduced_scale():
+    a = np.kron(head_slice(5, 300), np.ones((4, 4), np.uint8))  # 1,200 px: reduced by 3
+    window = a[30:1170, 0:1140]
+    assert match(a, window) > 0.99
+    assert max(a.shape) > MAX_SIDE
+
+
+@pytest.mark.parametrize("box", [(6, 0, 0, 0), (0, 8, 0, 0)])
+def test_a_one_sided_crop_the_codes_miss_is_a_near_duplicate_of_its_original(tmp_path, box):
+    a = head_slice(3, 200)
+    left, top, right, bottom = box
+    crop = a[top:200 - bottom, left:200 - right]
+    save(tmp_path / "a.png", a)
+    save(tmp_path / "crop.png", crop)
+    save(tmp_path / "other.png", head_slice(4, 200)[0:190, 6:200])
+    res = check_folder(tmp_path, progress=False)
+    codes = nearcode.pair_similarity(res.descriptors.thumbs, np.array([0]), np.array([1]))[0][0]
+    assert codes < Thresholds().near_similarity  # the codes alone miss it
+    flags = dict(zip(res.paths, res.flags))
+    assert "near_duplicate" in flags["crop.png"]
+    assert dict(zip(res.paths, res.duplicate_of))["crop.png"] == "a.png"
+    assert "near_duplicate" not in flags["other.png"]
+    assert res.duplicates.similarity[res.paths.index("crop.png")] >= Thresholds().window_similarity
+
+
+def test_the_window_threshold_is_validated():
+    with pytest.raises(ParameterError, match="window_similarity"):
+        Thresholds(window_similarity=1.5)
+    assert Thresholds.from_text("window_similarity=0.995").window_similarity == 0.995
