@@ -57,3 +57,18 @@ def test_the_window_threshold_is_validated():
     with pytest.raises(ParameterError, match="window_similarity"):
         Thresholds(window_similarity=1.5)
     assert Thresholds.from_text("window_similarity=0.995").window_similarity == 0.995
+
+
+def test_an_image_that_cannot_be_read_again_is_not_compared(tmp_path):
+    from brainclust.checks.windows import window_similarity
+    from brainclust.io.scan import scan
+
+    a = head_slice(3, 200)
+    save(tmp_path / "a.png", a)
+    save(tmp_path / "crop.png", a[0:200, 6:200])
+    records = scan(tmp_path).records
+    sizes = np.array([[200, 200], [194, 200]])
+    pairs = np.array([[0, 1]])
+    assert window_similarity(records, sizes, pairs, progress=False)[0] > 0.999
+    save(tmp_path / "crop.png", head_slice(4, 200)[0:200, 6:200])  # changed since the scan
+    assert np.isnan(window_similarity(records, sizes, pairs, progress=False)[0])

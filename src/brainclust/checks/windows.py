@@ -41,8 +41,8 @@ MAX_SIDE = 512
 COARSE = 64
 #: ... and the best is refined to :data:`MAX_SIDE` when its correlation there reaches this.
 COARSE_FLOOR = 0.93
-#: Decoded images held while the pairs (in image order) are matched.
-HELD = 32
+#: Pixels of the decoded images held while the pairs (in image order) are matched (256 MB of float32).
+HELD_PIXELS = 2 ** 26
 
 
 def fits(pairs: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -66,8 +66,8 @@ def _best(big: np.ndarray, small: np.ndarray) -> tuple[int, int, float]:
     """Offset (row, column) and score of the best normalised cross-correlation of ``small`` inside ``big``."""
     from skimage.feature import match_template
 
-    res = match_template(big, small)
-    at = np.unravel_index(int(np.nanargmax(res)), res.shape)
+    res = np.nan_to_num(match_template(big, small), nan=-1.0)
+    at = np.unravel_index(int(np.argmax(res)), res.shape)
     return int(at[0]), int(at[1]), float(res[at])
 
 
@@ -157,8 +157,9 @@ def window_similarity(records: Sequence[ImageRecord], sizes: np.ndarray, pairs: 
                 held[i] = decode(records[i]).gray
             except ImageReadError:
                 held[i] = None
-            if len(held) > HELD:
+            while len(held) > 2 and sum(g.size for g in held.values() if g is not None) > HELD_PIXELS:
                 held.popitem(last=False)
+        held.move_to_end(i)
         return held[i]
 
     todo = todo[np.lexsort((pairs[todo, 1], pairs[todo, 0]))]
