@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import re
 import sys
 
 from brainclust.terminal import terminal_text
+
+log = logging.getLogger(__name__)
 
 #: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
 NEGATIVE_VALUE_OPTIONS = ("--clip", "--intensity-window")
@@ -93,7 +96,10 @@ def config_from_args(args, **more):
     for n, o in declared.items():
         if o.repeat and n in values:
             values[n] = tuple(values[n]) if values[n] is not None else default[n]
-    return RunConfig(**{**values, **more}).normalized()
+    cfg = RunConfig(**{**values, **more}).normalized()
+    if cfg.method == "dbscan" and "k" in values and "--k" in getattr(args, "given_options_", ()):
+        log.warning("--k %s is not used: --method dbscan finds its own number of clusters (from its eps)", cfg.k)
+    return cfg
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -106,7 +112,10 @@ class OneLineParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         self.given_ = list(sys.argv[1:] if args is None else args)  # for _did_you_mean
-        return super().parse_known_args(args, namespace)
+        ns, rest = super().parse_known_args(args, namespace)
+        # the options on the command line (config_from_args warns about a given option the run does not use)
+        ns.given_options_ = frozenset(w.split("=", 1)[0] for w in self.given_ if w.startswith("--"))
+        return ns, rest
 
     def error(self, message: str):
         self.exit(2, terminal_text(f"{self.prog}: error: {message}{self._did_you_mean(message)} "

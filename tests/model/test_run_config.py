@@ -118,3 +118,15 @@ def test_an_int8_runs_likeness_features_are_bf16_only_where_the_cpu_runs_it_nati
     monkeypatch.setattr(ovr, "native_bf16", lambda: native)
     checks = dict(build_steps(RunConfig(precision="int8")))["checks"]
     assert (checks.likeness_precision, checks.likeness_runtime) == (("bf16", "openvino") if native else ("fp32", "auto"))
+
+
+@pytest.mark.parametrize("argv, warned", [
+    (["d", "--out", "o", "--method", "dbscan", "--k", "6"], True),
+    (["d", "--out", "o", "--method", "dbscan", "--k=6"], True),
+    (["d", "--out", "o", "--method", "dbscan"], False),  # the default k is not the user's
+    (["d", "--out", "o", "--k", "6"], False),
+])
+def test_a_k_given_with_dbscan_is_said_to_be_unused(caplog, argv, warned):
+    with caplog.at_level("WARNING", logger="brainclust"):
+        config_from_args(build_parser().parse_args(["run", *argv]))
+    assert ("--k 6 is not used" in caplog.text) == warned
