@@ -415,3 +415,25 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     with pytest.raises(OSError) as exc:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert exc.value.errno in (errno.ECONNREFUSED, None) or isinstance(exc.value, ConnectionRefusedError)
+
+
+def test_a_network_bind_looks_up_its_full_name_on_first_need_not_at_start_up(tmp_path, monkeypatch):
+    """socket.getfqdn() is a reverse DNS lookup: on a dead resolver it waited before the server started."""
+    calls = []
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: calls.append(a) or "box.lab.example")
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    server, ex = srv.make_server(out, host="0.0.0.0", port=0, cache_dir=tmp_path / "cache")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert calls == []
+        assert get(server, "/", host=f"127.0.0.1:{port}")[0] == 200
+        assert calls == []  # an address needs no name
+        assert get(server, "/", host=f"box.lab.example:{port}")[0] == 200
+        assert get(server, "/", host=f"evil.example:{port}")[0] == 403
+        assert get(server, "/", host=f"box.lab.example:{port + 1}")[0] == 403
+        assert len(calls) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        ex.close()

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import socket
+import socketserver
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +82,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
 
+    def server_bind(self):
+        """Bind without ``HTTPServer``'s ``socket.getfqdn`` of the address: a reverse DNS lookup that can wait long
+        on a dead resolver before anything is served (``server_name`` is used for CGI only)."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -96,6 +103,7 @@ class Explorer:
         self.thumbs = ThumbCache(self.data, folder)
         self.heavy = threading.BoundedSemaphore(2)
         self.allowed_hosts: set[str] | None = None
+        self.fqdn_added = local  #: a network bind adds its fully qualified name when first needed (_host_ok)
         self.assets = {"/explorer.js": ((TEMPLATES / "explorer.js").read_bytes(), "text/javascript; charset=utf-8"),
                        "/explorer.css": ((TEMPLATES / "explorer.css").read_bytes(), "text/css; charset=utf-8"),
                        "/view.css": (VIEW_CSS, "text/css; charset=utf-8")}
@@ -168,7 +176,14 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             return True
         host = (self.headers.get("Host") or "").lower()
         name, _, port = host.rpartition(":")
-        return host in self.ex.allowed_hosts or (port == str(self.server.server_address[1]) and _is_ip(name))
+        if port != str(self.server.server_address[1]):
+            return False
+        if host in self.ex.allowed_hosts or _is_ip(name):
+            return True
+        if not self.ex.fqdn_added:  # looked up on the first request that needs it, not at start-up: a reverse
+            self.ex.fqdn_added = True  # DNS lookup can wait long on a dead resolver
+            self.ex.allowed_hosts.add(f"{socket.getfqdn()}:{port}".lower())
+        return host in self.ex.allowed_hosts
 
     def do_GET(self):
         try:
@@ -310,7 +325,7 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
     bound = server.server_address[1]
     names = {host, "localhost"} | ({f"[{host}]"} if ":" in host else set())  # an IP address always passes
     if not local:  # reached by this computer's names too
-        names |= {socket.gethostname(), socket.getfqdn()}
+        names.add(socket.gethostname())  # and its fully qualified name, looked up when first needed (_host_ok)
         log.warning("view: listening on %s:%d: anyone who can reach this computer on that address can see the "
                     "images and their names; use the default --host 127.0.0.1 unless you mean it", host, bound)
     ex.allowed_hosts = {f"{h}:{bound}".lower() for h in names}
