@@ -156,3 +156,21 @@ def test_report_never_reads_outside_the_data_folder(tmp_path):
     assert thumbs.n_missing == 2 and thumbs.n_refused == 2
     assert Thumbnails(tmp_path / "data", [rows[0]], None).array(0) is None  # no recorded hash: never opened
     assert not is_safe_relpath("a/../../b") and not is_safe_relpath("/etc/passwd") and is_safe_relpath("a/b#c=1")
+
+
+def test_a_color_by_column_the_run_lacks_is_refused_when_given_and_a_run_setting_falls_back(tmp_path, caplog):
+    """`report --color-by sitee` warned and coloured by cluster while `run` refused the same typo."""
+    from brainclust.errors import ParameterError
+
+    out = make_run(tmp_path, n_per=6)
+    with pytest.raises(ParameterError, match="--color-by: no column \"sitee\".*did you mean site"):
+        build_report(out, write_figures=False, color_by="sitee")
+    info = build_report(out, write_figures=False, color_by="site")
+    assert '"colour": "site"' in info.path.read_text(encoding="utf-8")
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest.setdefault("settings", {})["color_by"] = "gone_column"  # the run's own setting: its column may have gone
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        info = build_report(out, write_figures=False)
+    assert "no such column to colour the map by" in caplog.text
+    assert '"colour": "cluster"' in info.path.read_text(encoding="utf-8")

@@ -201,7 +201,8 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
                                "t-SNE map, coloured by label"), "tsne_labels")
     payload = dict(ex.payload, input=escape_name(run.input_root.name) if run.input_root else "",
                    strip=isinstance(thumbs, UnitThumbnails))
-    payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"))
+    payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"),
+                                       given=color_by is not None)
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
             "map_source": ex.map_source, "n_tsne": ex.n_tsne,
             "tsne_perplexity": tsne_perplexity(ex.n_tsne or len(idx))}

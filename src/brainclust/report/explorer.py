@@ -20,12 +20,14 @@ at most ``max_map_points`` images, the others placed by their neighbours).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 
+from brainclust.errors import ParameterError
 from brainclust.report.columns import Column
 from brainclust.report.geometry import stratified_sample
 from brainclust.report.mapcoords import compute_map, normalise, read_map
@@ -131,13 +133,22 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
     return ExplorerData(payload, sample, coords, px, source, n_tsne, int(budget_bytes), int(used))
 
 
-def initial_colour(payload: dict, wanted: str | None) -> str:
+def initial_colour(payload: dict, wanted: str | None, given: bool = False) -> str:
     """The column the map is coloured by at first: ``wanted`` (``--color-by``) when the page can colour by it,
-    else ``cluster`` (with a warning when ``wanted`` was given)."""
+    else ``cluster`` with a warning (the run's own setting, whose column may have gone), or a
+    :class:`ParameterError` when ``given`` (``brainclust report --color-by``: a typo is refused as ``run``
+    refuses it)."""
     if not wanted:
         return payload.get("colour", "cluster")
-    if wanted in {c["name"] for c in payload["columns"] if c.get("kind") != "text"}:
+    names = [c["name"] for c in payload["columns"] if c.get("kind") != "text"]
+    if wanted in names:
         return wanted
+    if given:
+        close = difflib.get_close_matches(str(wanted), names, n=1)
+        shown = [n for n in names if not n.startswith("level_")]
+        raise ParameterError(f"--color-by: no column {json.dumps(str(wanted))[:80]} to colour the map by in this run"
+                             + (f" (did you mean {close[0]}?)" if close else "") + f"; it has level_N and "
+                             f"{', '.join(shown[:15])}{' ...' if len(shown) > 15 else ''}")
     log.warning("report: --color-by %s: no such column to colour the map by (or one without values); colouring "
                 "by cluster", json.dumps(str(wanted))[:80])
     return payload.get("colour", "cluster")
