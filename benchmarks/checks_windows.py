@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from brainclust.checks import windows
+from brainclust.checks.descriptors import DESCRIPTOR_NAMES
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.stage import check_folder
 
@@ -48,8 +49,10 @@ def main(argv=None) -> int:
     scores = np.concatenate([s for _, s in seen]) if seen else np.zeros(0)
     compared = ~np.isnan(scores)
     thr = Thresholds().window_similarity
+    sizes = res.descriptors.vectors[:, [DESCRIPTOR_NAMES.index("width"), DESCRIPTOR_NAMES.index("height")]]
     print(f"{args.folder}: {len(res.paths)} images; {len(pairs)} candidate pairs short of near_similarity, "
-          f"{int(compared.sum())} compared as windows")
+          f"{int(windows.fits(pairs, sizes).sum())} of sizes that allow a window, {int(compared.sum())} of them "
+          f"past the coarse scale")
     order = np.argsort(-np.where(compared, scores, -np.inf))
     shown_below = 0
     for k in order[:int(compared.sum())]:

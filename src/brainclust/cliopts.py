@@ -97,7 +97,8 @@ def config_from_args(args, **more):
         if o.repeat and n in values:
             values[n] = tuple(values[n]) if values[n] is not None else default[n]
     cfg = RunConfig(**{**values, **more}).normalized()
-    if cfg.method == "dbscan" and "k" in values and "--k" in getattr(args, "given_options_", ()):
+    k_used = cfg.ssl or any(str(c or "").startswith("level_") for c in (cfg.within, cfg.remove))  # a first tree's leaves
+    if cfg.method == "dbscan" and "k" in values and "--k" in getattr(args, "given_options_", ()) and not k_used:
         log.warning("--k %s is not used: --method dbscan finds its own number of clusters (from its eps)", cfg.k)
     return cfg
 

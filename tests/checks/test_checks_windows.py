@@ -9,7 +9,7 @@ from checks_planting import head_slice, save
 from brainclust.checks import nearcode
 from brainclust.checks.flags import Thresholds
 from brainclust.checks.stage import check_folder
-from brainclust.checks.windows import MAX_SIDE, fits, match
+from brainclust.checks.windows import COARSE, fits, match
 from brainclust.errors import ParameterError
 
 
@@ -25,14 +25,26 @@ def test_a_window_and_its_flips_match_the_original_and_another_head_does_not():
     window = a[5:197, 12:200]
     assert match(a, window) > 0.999
     assert match(a, window[:, ::-1]) > 0.999  # a flipped crop
-    assert match(head_slice(4, 200), window) < 0.9
+    assert not match(head_slice(4, 200), window) >= 0.9  # NaN: dropped at the coarse scale
 
 
-def test_large_images_are_matched_at_a_common_reduced_scale():
-    a = np.kron(head_slice(5, 300), np.ones((4, 4), np.uint8))  # 1,200 px: reduced by 3
-    window = a[30:1170, 0:1140]
-    assert match(a, window) > 0.99
-    assert max(a.shape) > MAX_SIDE
+@pytest.mark.parametrize("top, left", [(31, 0), (0, 163), (7, 5)])
+def test_a_window_of_a_large_image_at_any_offset_scores_1(top, left):
+    """The final score is taken at full resolution: a window at an offset that is not a multiple of the
+    coarse scale's factor (here 19) scored 0.93-0.99 when the last level was block-averaged."""
+    from scipy.ndimage import zoom
+
+    a = zoom(head_slice(5, 300).astype(float), 4, order=3)  # 1,200 px of smooth upscaled anatomy
+    window = a[top:1200 - 40 + top, left:1200 - 170 + left]
+    assert max(a.shape) > 16 * COARSE
+    assert match(a, window) > 0.999
+
+
+def test_intensities_far_from_zero_keep_the_score_within_one():
+    a, b = 1e7 + head_slice(3, 60).astype(float), 1e7 + head_slice(4, 60).astype(float)
+    assert not match(a, b[:, 5:]) >= 0.9  # two heads (was 24.06 in float32)
+    c = 60000 + 2 * head_slice(3, 60).astype(float)  # 16-bit values
+    assert 0.999 < match(c, c[:, 5:]) <= 1.0
 
 
 @pytest.mark.parametrize("box", [(6, 0, 0, 0), (0, 8, 0, 0)])

@@ -125,6 +125,10 @@ def test_an_int8_runs_likeness_features_are_bf16_only_where_the_cpu_runs_it_nati
     (["d", "--out", "o", "--method", "dbscan", "--k=6"], True),
     (["d", "--out", "o", "--method", "dbscan"], False),  # the default k is not the user's
     (["d", "--out", "o", "--k", "6"], False),
+    # --k still cuts the first pass's tree for a level_N column, and sets the heads of self-supervision
+    (["d", "--out", "o", "--method", "dbscan", "--k", "6", "--within", "level_2"], False),
+    (["d", "--out", "o", "--method", "dbscan", "--k", "6", "--remove", "level_3"], False),
+    (["d", "--out", "o", "--method", "dbscan", "--k", "6", "--self-supervised", "rotation"], False),
 ])
 def test_a_k_given_with_dbscan_is_said_to_be_unused(caplog, argv, warned):
     with caplog.at_level("WARNING", logger="brainclust"):

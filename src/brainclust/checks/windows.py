@@ -4,27 +4,38 @@ A crop of one side moves the whole picture within the frame, so the near-duplica
 (:mod:`brainclust.checks.nearcode`, centred crops only) of an image and its one-sided crop can
 fall short of ``near_similarity``. The crop's pixels, though, are unchanged: they are a window
 of the original's. So a candidate pair that the search found (its code similarity within the
-search margin) and whose sizes allow it is looked at in pixels: the smaller image is slid over
-every offset inside the larger (:func:`skimage.feature.match_template`, the normalised
-cross-correlation), through its 4 flips, on the decoded grey pixels. The best correlation is the
-pair's *window similarity*; at ``Thresholds.window_similarity`` or above the pair is a near
-duplicate.
+search margin) and whose sizes allow it is looked at in pixels, on the decoded grey images, for
+each of the smaller image's 4 flips:
+
+1. *where*: the smaller image is slid over every offset inside the larger
+   (:func:`skimage.feature.match_template`, the normalised cross-correlation) at a scale where the
+   larger side is at most :data:`COARSE` pixels (block means, blurred by one pixel, the smaller
+   image's blurred border left out); below :data:`COARSE_FLOOR` the flip is dropped. The offset
+   found is followed a level at a time, each twice the resolution, over the offsets next to it,
+   down to the full resolution (:func:`_refine`);
+2. *how alike*: at that offset, the correlation of the two images' *detail* (each minus its
+   Gaussian blur of :data:`DETAIL_SIGMA` pixels, the border left out). Pixels copied unchanged
+   give 1, a JPEG re-save of the crop 0.94-0.99; two neighbouring slices of one volume, whose
+   outlines correlate at 0.97-0.998, differ in their detail (noise, small structures: 0.94 at most).
+
+The best over the flips is the pair's *window similarity* (NaN when no flip reaches the coarse floor); at
+``Thresholds.window_similarity`` or above the pair is a near duplicate.
 
 Sizes that allow it: the smaller image is no larger than the larger one on either side, smaller
 on at least one, and keeps at least :data:`MIN_FRACTION` of each side (a crop of up to 8 % of
 both ends). Images of one size (slices of one scanner, of one exported set) are never compared
 so, and neither are pictures resized after the crop: those rest on the codes.
 
-Images with a side above :data:`MAX_SIDE` are compared at a common reduced scale (both block-averaged
-by the same integer factor); a window offset that is not a multiple of the factor then scores
-a little below 1.
+Both images are taken in float64 and centred first, so that 16-bit or offset intensities keep the
+correlations within [-1, 1]. A pair whose image cannot be read again gets NaN, cached with the pairs
+under the contents' hashes like any result.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -35,12 +46,14 @@ from brainclust.progress import bar
 
 #: The smaller image keeps at least this fraction of each side of the larger.
 MIN_FRACTION = 0.84
-#: Above this side (pixels), both images are block-averaged by the same factor before matching.
-MAX_SIDE = 512
 #: Every offset and flip is tried at a scale whose larger side is at most this (pixels)...
 COARSE = 64
-#: ... and the best is refined to :data:`MAX_SIDE` when its correlation there reaches this.
-COARSE_FLOOR = 0.93
+#: ... and followed to the full resolution when its correlation there reaches this.
+COARSE_FLOOR = 0.94
+#: Pixels of a blurred level left out at each side of the smaller image (its blur reflects at its border).
+TRIM = 2
+#: The detail compared at the full resolution: the image minus its Gaussian blur of this sigma (pixels).
+DETAIL_SIGMA = 1.5
 #: Pixels of the decoded images held while the pairs (in image order) are matched (256 MB of float32).
 HELD_PIXELS = 2 ** 26
 
@@ -49,8 +62,8 @@ def fits(pairs: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Mask of ``pairs`` (m, 2) whose sizes ``sizes`` (n, 2: width, height) allow one image to be a window
     of the other (module docstring)."""
     a, b = sizes[pairs[:, 0]], sizes[pairs[:, 1]]
-    big = np.where((a.prod(1) >= b.prod(1))[:, None], a, b)
-    small = np.where((a.prod(1) >= b.prod(1))[:, None], b, a)
+    first_big = (a.prod(1) >= b.prod(1))[:, None]
+    big, small = np.where(first_big, a, b), np.where(first_big, b, a)
     return ((small <= big).all(1) & (small < big).any(1) & (small >= MIN_FRACTION * big).all(1)
             & (small > 0).all(1))
 
@@ -62,79 +75,117 @@ def _reduce(img: np.ndarray, factor: int) -> np.ndarray:
     return img[:h, :w].reshape(h // factor, factor, w // factor, factor).mean((1, 3))
 
 
+def _level(img: np.ndarray, factor: int) -> np.ndarray:
+    """``img`` at ``1 / factor`` scale (block means), blurred by one of its pixels when reduced, so that a window
+    whose offset is not a multiple of ``factor`` still scores close to 1."""
+    if factor == 1:
+        return img
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(_reduce(img, factor), 1.0)
+
+
+def _trimmed(small: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
+    """The smaller image's level at ``factor`` without its blurred border (when it is large enough), and the
+    pixels left out on each side."""
+    s = _level(small, factor)
+    t = TRIM if factor > 1 and min(s.shape) > 4 * TRIM + 2 else 0
+    return (s[t:s.shape[0] - t, t:s.shape[1] - t] if t else s), t
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return min(1.0, max(-1.0, float((a * b).sum()) / den)) if den > 0 else float("nan")
+
+
 def _best(big: np.ndarray, small: np.ndarray) -> tuple[int, int, float]:
     """Offset (row, column) and score of the best normalised cross-correlation of ``small`` inside ``big``."""
     from skimage.feature import match_template
 
     res = np.nan_to_num(match_template(big, small), nan=-1.0)
     at = np.unravel_index(int(np.argmax(res)), res.shape)
-    return int(at[0]), int(at[1]), float(res[at])
-
-
-def _level(img: np.ndarray, factor: int, final: bool) -> np.ndarray:
-    """``img`` at ``1 / factor`` scale (block means); then, unless it is the scale scored, blurred by one of its
-    pixels, so that a window whose offset is not a multiple of ``factor`` still scores close to 1."""
-    img = _reduce(img, factor)
-    if final or factor == 1:
-        return img
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(img, 1.0)
+    return int(at[0]), int(at[1]), min(1.0, float(res[at]))
 
 
 def _near(big: np.ndarray, small: np.ndarray, cy: int, cx: int, r: int) -> tuple[int, int, float]:
     """Like :func:`_best`, over the offsets within ``r`` of ``(cy, cx)`` only: a few dot products instead of a
-    transform of the whole image (the refinement's last step, at full resolution)."""
+    transform of the whole image."""
     h, w = small.shape
-    s = small.astype(np.float64) - small.mean()
-    s_norm = float(np.sqrt((s * s).sum()))
+    cy, cx = min(max(cy, 0), big.shape[0] - h), min(max(cx, 0), big.shape[1] - w)
+    s = small - small.mean()
+    s_sq = float((s * s).sum())
     best = (cy, cx, float("nan"))
     for y in range(max(0, cy - r), min(big.shape[0] - h, cy + r) + 1):
         for x in range(max(0, cx - r), min(big.shape[1] - w, cx + r) + 1):
-            win = big[y:y + h, x:x + w].astype(np.float64)
-            den = float(np.sqrt(((win - win.mean()) ** 2).sum())) * s_norm
-            score = float((win * s).sum()) / den if den > 0 else float("nan")
+            win = big[y:y + h, x:x + w]
+            total = float(win.sum())
+            den = math.sqrt(max(0.0, float((win * win).sum()) - total * total / win.size) * s_sq)
+            score = min(1.0, float((win * s).sum()) / den) if den > 0 else float("nan")
             if score == score and not best[2] >= score:
                 best = (y, x, score)
     return best
 
 
-def _refine(big: np.ndarray, small: np.ndarray, factor: int, fine: int, oy: int, ox: int) -> float:
-    """Follow the offset ``(oy, ox)`` found at ``factor`` down to ``fine``, a level (twice the resolution) at a
-    time, trying the offsets next to it; the correlation at ``fine``."""
-    score = float("nan")
-    while factor > fine:
-        finer = max(fine, math.ceil(factor / 2))
-        b, s = _level(big, finer, finer == fine), _level(small, finer, finer == fine)
+def _refine(big_at: Callable[[int], np.ndarray], small: np.ndarray, factor: int, oy: int,
+            ox: int) -> tuple[int, int] | None:
+    """Follow the offset ``(oy, ox)`` of ``small`` found at ``factor`` to the full resolution, a level (twice the
+    resolution) at a time, over the offsets within a step of it; the offset at full resolution, or ``None`` when
+    a reduced level on the way scores below :data:`COARSE_FLOOR`."""
+    while factor > 1:
+        finer = math.ceil(factor / 2)
+        s, t = _trimmed(small, finer)
         step = factor / finer
-        oy, ox, score = _near(b, s, round(oy * step), round(ox * step), math.ceil(step))
-        factor = finer
-    return score
+        # from a blurred level the offset is known to a pixel of it; from the last one (unblurred, factor 2) to
+        # half of one, so the full resolution needs only the offsets next to it
+        r = 1 if finer == 1 and factor == 2 else math.ceil(step)
+        y, x, score = _near(big_at(finer), s, round(oy * step) + t, round(ox * step) + t, r)
+        if finer > 1 and not score >= COARSE_FLOOR:
+            return None
+        oy, ox, factor = y - t, x - t, finer
+    return oy, ox
+
+
+def _detail(big: np.ndarray, small: np.ndarray, y: int, x: int) -> float:
+    """Correlation of the detail of ``small`` and of the window of ``big`` at ``(y, x)``, their borders left out."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = small.shape
+    m = math.ceil(3 * DETAIL_SIGMA)
+    y0, x0 = max(0, y - m), max(0, x - m)
+    region = big[y0:y + h + m, x0:x + w + m]
+    window = (region - gaussian_filter(region, DETAIL_SIGMA))[y - y0:y - y0 + h, x - x0:x - x0 + w]
+    own = small - gaussian_filter(small, DETAIL_SIGMA)
+    inner = (slice(m, h - m), slice(m, w - m)) if min(h, w) > 4 * m else (slice(None), slice(None))
+    return _ncc(window[inner], own[inner])
 
 
 def match(big: np.ndarray, small: np.ndarray) -> float:
-    """Best normalised cross-correlation of ``small`` (or a flip of it) at any offset inside ``big``, both 2-D
-    grey arrays with ``small`` no larger on either side.
+    """The window similarity of ``small`` (or a flip of it) inside ``big``, both 2-D grey arrays with ``small`` no
+    larger on either side (module docstring)."""
+    big, small = np.asarray(big, np.float64), np.asarray(small, np.float64)
+    if small.shape[0] > big.shape[0] or small.shape[1] > big.shape[1] or min(small.shape) < 2:
+        return float("nan")
+    big, small = big - big.mean(), small - small.mean()
+    factor = max(1, math.ceil(max(big.shape) / COARSE))
+    levels: dict[int, np.ndarray] = {}
 
-    Coarse to fine: every offset of each flip at a scale where the larger side is at most :data:`COARSE`
-    pixels (both blurred, then block-averaged); each flip whose best reaches :data:`COARSE_FLOOR` there
-    is refined (:func:`_refine`) to the scale scored (:data:`MAX_SIDE`). When none does, the best coarse
-    score is returned.
-    """
-    big, small = np.asarray(big, np.float32), np.asarray(small, np.float32)
-    top = max(big.shape)
-    fine = max(1, math.ceil(top / MAX_SIDE))
-    factor = max(fine, math.ceil(top / COARSE))
-    b = _level(big, factor, factor == fine)
+    def big_at(f: int) -> np.ndarray:
+        if f not in levels:
+            levels[f] = _level(big, f)
+        return levels[f]
+
     best = float("nan")
     for fy, fx in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
         flip = np.ascontiguousarray(small[::fy, ::fx])
-        s = _level(flip, factor, factor == fine)
-        if s.shape[0] > b.shape[0] or s.shape[1] > b.shape[1] or min(s.shape) < 2:
-            return float("nan")
-        oy, ox, score = _best(b, s)
-        if score >= COARSE_FLOOR and factor > fine:
-            score = _refine(big, flip, factor, fine, oy, ox)
+        s, t = _trimmed(flip, factor)
+        oy, ox, coarse = _best(big_at(factor), s)
+        if coarse < COARSE_FLOOR:
+            continue
+        found = _refine(big_at, flip, factor, oy - t, ox - t)
+        if found is None:
+            continue
+        score = _detail(big, flip, *found)
         if score == score and not best >= score:  # NaN: not compared
             best = score
     return float(best)

@@ -181,8 +181,8 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         if host in self.ex.allowed_hosts or _is_ip(name):
             return True
         if not self.ex.fqdn_added:  # looked up on the first request that needs it, not at start-up: a reverse
-            self.ex.fqdn_added = True  # DNS lookup can wait long on a dead resolver
-            self.ex.allowed_hosts.add(f"{socket.getfqdn()}:{port}".lower())
+            self.ex.allowed_hosts.add(f"{socket.getfqdn()}:{port}".lower())  # DNS lookup can wait long on a dead
+            self.ex.fqdn_added = True  # resolver (two requests at once may both look it up: no harm)
         return host in self.ex.allowed_hosts
 
     def do_GET(self):
