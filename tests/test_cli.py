@@ -198,6 +198,16 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert line().endswith("silhouette=0.500")                                     # no labels
     assert line(n_noise=3).startswith("20 images, 2 clusters (+ 3 noise images as cluster -1), ")  # dbscan
     assert "(+ 1 outlier as cluster -1)" in line(n_noise=1, outliers={"n": 1})     # --outliers auto
+    def summary(manifest):
+        res = SimpleNamespace(metrics={"n_images": 20, "n_clusters": 2, "silhouette": 0.87}, manifest=manifest,
+                              skipped=[], checks=None, associations=None, out_dir=None)
+        return _summary(res)
+
+    # --reduce umap, or --auto choosing it: the silhouette is on the UMAP embedding (0.87 with NMI 0.001 on yes/no)
+    for manifest in ({"settings": {"reduce": "umap"}},
+                     {"settings": {"reduce": "pca"}, "auto": {"chosen": {"reduce": "pca+umap"}}}):
+        assert "silhouette on the UMAP embedding" in summary(manifest).splitlines()[1]
+    assert "UMAP" not in summary({"settings": {"reduce": "pca"}})
     res = SimpleNamespace(metrics={"n_images": 20, "n_clusters": 2}, manifest={"ssl": {"gate": {"kept": False}}},
                           skipped=[], checks=None, associations=None, out_dir=None)
     assert "--ssl-gate: set the self-supervised embedding aside: the frozen features are clustered" in _summary(res)

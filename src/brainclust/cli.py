@@ -212,6 +212,8 @@ def _summary(result) -> str:
         parts.append(f"label scores over the {n_lab} labelled of {m['n_images']}"
                      + (" (too few to mean much)" if n_lab < 10 else ""))
     lines = [", ".join(parts)]
+    if "umap" in str(((result.manifest.get("auto") or {}).get("chosen") or result.manifest.get("settings") or {}).get("reduce")):
+        lines.append("silhouette on the UMAP embedding, whose clumps raise it: not comparable with a PCA run's")
     if "k_selection" in m:
         sel = m["k_selection"]
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
@@ -232,9 +234,8 @@ def _summary(result) -> str:
             lines.append(f"--exclude {','.join(result.config.exclude)}: {n_aside} image(s) left out of the "
                          "clustering (cluster -1; scores over the others)")
     cache = result.manifest.get("cache", {})
-    failed = cache.get("failed", 0)
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
-                 + (f" ({failed} image(s) could not be decoded)" if failed else ""))
+                 + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else ""))
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
         from brainclust.cluster.associations import headline
 
