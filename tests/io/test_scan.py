@@ -346,6 +346,9 @@ def test_labels_from_folders_take_the_class_below_a_split_folder(tmp_path, make_
 @pytest.mark.parametrize("names, warned", [
     (["Doe^John/a.png", "Doe^John/b.png", "x/p_19700101.png"], 2),  # a DICOM person name; a date in a name
     (["glioma/Tr-gl_0010.png", "1.2.840.113619.2.55.3.604688119.969.1268071029.320.png", "2019/x.png"], 0),
+    (["DOE_JANE_MRN123456.png", "scan_01JAN1970.png", "p_3-mar-71.png", "dob_x.png", "x.png"], 4),
+    (["t1_mprage_sag.png", "sub-01_run-1_T1w.png", "axial10may.png", "adobe_logo.png", "Y158.JPG",
+      "no 98.jpg", "dec_1.png", "slice_12.png"], 0),  # month-like words without a day, 'dob' inside a word
 ])
 def test_names_that_look_like_patient_data_are_warned_once_without_showing_them(tmp_path, make_image, caplog, names,
                                                                                   warned):

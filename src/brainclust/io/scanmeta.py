@@ -136,7 +136,11 @@ def warn_links_out(files: list[Path], root: Path) -> None:
 
 #: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a
 #: calendar date (``19700101``, ``1970-01-01``, ``1970_01_01``).
-PHI_IN_NAME = re.compile(r"\^|(?<!\d)(19|20)\d{2}([-_.]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)")
+PHI_IN_NAME = re.compile(r"\^"  # a DICOM person name (Family^Given)
+                         r"|(?<!\d)(19|20)\d{2}([-_.]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)"  # 19700101, 1970-01-01
+                         r"|(?<![a-z0-9])(0?[1-9]|[12]\d|3[01])[-_ .]?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+                         r"[a-z]*[-_ .]?((19|20)\d{2}|\d{2})(?!\d)"  # 01JAN1970, 1-Jan-70
+                         r"|(?<![a-z])(mrn|dob)(?![a-z])", re.IGNORECASE)  # a record number or a birth date named
 
 
 def warn_found(records: Sequence, slices: str, default_slices: str) -> int:
@@ -153,7 +157,8 @@ def warn_phi_names(paths: Iterable[str]) -> int:
     names = {part for p in paths for part in p.split("#", 1)[0].split("/")}
     n = sum(1 for name in names if PHI_IN_NAME.search(name))
     if n:
-        log.warning("scan: %d file or folder name(s) hold what looks like a person's name (DICOM's '^') or a date; "
+        log.warning("scan: %d file or folder name(s) hold what looks like a person's name (DICOM's '^'), a date or a "
+                    "record number (MRN, DOB); "
                     "names are written as they are to assignments.csv, the report and every output: rename them "
                     "before sharing the outputs", n)
     return n
