@@ -84,3 +84,13 @@ def test_an_image_that_cannot_be_read_again_is_not_compared(tmp_path):
     assert window_similarity(records, sizes, pairs, progress=False)[0] > 0.999
     save(tmp_path / "crop.png", head_slice(4, 200)[0:200, 6:200])  # changed since the scan
     assert np.isnan(window_similarity(records, sizes, pairs, progress=False)[0])
+
+
+def test_a_strip_and_nan_pixels_are_compared_without_error():
+    """A 33 x 2,200 strip: its coarse scale had no rows and match_template raised, stopping the whole check."""
+    rng = np.random.default_rng(0)
+    strip = np.repeat(head_slice(7, 66)[::2], 34, axis=1)[:, :2200].astype(float) + rng.normal(0, 1, (33, 2200))
+    assert match(strip, strip[2:32, 30:2180]) > 0.999
+    with_nan = head_slice(3, 120).astype(float)
+    with_nan[5, 5] = np.nan
+    assert match(with_nan, with_nan[:, 6:]) > 0.99
