@@ -72,7 +72,7 @@ class Thresholds:
         likeness_alike_above=1e9`` turns the likeness verdicts off (the features are still computed).
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
-    window_similarity : float, default 0.96
+    window_similarity : float, default 0.965
         ``near_duplicate``, for a pair the codes miss: the correlation of the smaller image's detail with that of
         the larger image's window at the best offset (a one-sided crop; :mod:`brainclust.checks.windows`) at or
         above this.
@@ -105,7 +105,7 @@ class Thresholds:
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0
     near_similarity: float = 0.985
-    window_similarity: float = 0.96
+    window_similarity: float = 0.965
     outlier_z: float = 6.0
     outlier_k: int = 5
     exact_max: int = 20000

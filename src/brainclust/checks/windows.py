@@ -17,7 +17,7 @@ each of the smaller image's 4 flips:
    Gaussian blur of :data:`DETAIL_SIGMA` pixels, the border left out). Pixels copied unchanged
    give 1, a JPEG re-save of the crop 0.97 or more at quality 90 (0.89-0.99 at 75); two
    neighbouring slices of one volume, whose outlines correlate at 0.97-0.998, differ in their detail
-   (noise, small structures: 0.95 at most over 960 pairs 1 voxel apart).
+   (noise, small structures: 0.958 at most over 660 pairs 1 voxel apart).
 
 The best over the flips is the pair's *window similarity* (NaN when no flip gets to the full resolution);
 at ``Thresholds.window_similarity`` or above the pair is a near duplicate.
