@@ -32,6 +32,7 @@ import warnings
 
 from brainclust.errors import InputError
 from brainclust.io import privacy
+from brainclust.io.csvcell import NUMBER
 
 #: Attributes whose values are numbers (``DS``/``IS`` parsed; binary VRs are numbers by nature).
 NUMBERS = frozenset("""Rows Columns SamplesPerPixel BitsAllocated BitsStored HighBit PixelRepresentation
@@ -68,7 +69,6 @@ TEXT = {"SeriesDescription": privacy.safe_text, "ProtocolName": privacy.safe_tex
 UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 #: ``DeidentificationMethod`` of every copy.
 METHOD = "brainclust export: attributes kept by a whitelist of names and values, UIDs replaced"
-_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _UID = re.compile(r"[0-9.]{1,64}")
 
 
@@ -94,7 +94,7 @@ def _kept(elem):
     if key in CODES:
         good = [str(v).strip() for v in _values(elem) if str(v).strip() in CODES[key]]
         return DataElement(elem.tag, elem.VR, good if len(good) > 1 else good[0]) if good else None
-    if elem.VR in ("DS", "IS") and not all(_NUMBER.fullmatch(str(v).strip()) for v in _values(elem)):
+    if elem.VR in ("DS", "IS") and not all(NUMBER.fullmatch(str(v).strip()) for v in _values(elem)):
         return None
     return elem
 
