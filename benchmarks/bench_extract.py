@@ -168,7 +168,7 @@ def bench_backbone(name: str, paths: list[str], args, roof_samples: list[float])
         if runtime == "openvino" and args.other_mode:  # the other PERFORMANCE_HINT, network only
             other = "latency" if ovr.MODE == "throughput" else "throughput"
             exo, _ = make_extractor(name, weights, runtime, precision, bs, paths, args.calibration_size)
-            exo.model_ = ovr.OpenVinoBackbone(exo.model_.source_model, precision, mode=other)
+            exo.model_ = ovr.OpenVinoBackbone(exo.model_.source(), precision, mode=other)
             fns[runtime, precision, f"network {other}"] = network_fn(exo, x, bs)
         for nw in args.workers:  # decoding in worker processes instead of the prefetch thread
             if precision in ("fp32", "bf16") and runtime in ("onnx", "openvino"):

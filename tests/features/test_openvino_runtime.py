@@ -105,6 +105,44 @@ def test_converted_model_is_reused_and_a_damaged_one_rebuilt(images, model_cache
     assert ovr.read_checked(xml, {**ir, "convert_version": -1}) is None  # other settings: stale
 
 
+
+def test_compiled_model_is_cached_checked_and_keyed_by_cpu(model_cache, monkeypatch, caplog):
+    onnx = next((model_cache / "onnx").glob("efficientnet_lite0-*.onnx"))  # the export of the first test
+    xml = model_cache / "compiletest" / "lite0-test.xml"
+    made = []
+
+    def make():
+        made.append(1)
+        return ovr.convert(onnx)
+
+    cfg = ovr.compile_config("fp32", threads=1)
+    first = ovr.compile_cached(make, cfg, xml)
+    blobs = list((xml.parent / "compiled").glob("*.blob"))
+    assert len(made) == 1 and len(blobs) == 1
+    again = ovr.compile_cached(make, cfg, xml)
+    assert len(made) == 1  # imported from the checked blob: the model was not even read
+    x = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    np.testing.assert_array_equal(again({0: x})[0], first({0: x})[0])
+    raw = bytearray(blobs[0].read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    blobs[0].write_bytes(bytes(raw))
+    ovr.compile_cached(make, cfg, xml)
+    assert len(made) == 2  # damaged: compiled again and rewritten
+    assert ovr.read_blob(blobs[0], json.loads(blobs[0].with_suffix(".json").read_text())["settings"]) is not None
+    other = dict(ovr.cpu_identity(), flags="another cpu")
+    monkeypatch.setattr(ovr, "cpu_identity", lambda: other)
+    ovr.compile_cached(make, cfg, xml)
+    assert len(made) == 3 and len(list((xml.parent / "compiled").glob("*.blob"))) == 2  # another CPU: its own blob
+
+    def refuse(path, data):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(ovr, "atomic_write_bytes", refuse)
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        fresh = ovr.compile_cached(make, cfg, model_cache / "readonly" / "lite0-test.xml")
+    assert len(made) == 4 and "not cached" in caplog.text  # a cache that cannot be written costs the compile only
+    np.testing.assert_array_equal(fresh({0: x})[0], first({0: x})[0])
+
 def test_bf16_refused_with_one_line_without_native_bf16(monkeypatch):
     monkeypatch.setattr(ovr, "cpu_capabilities", lambda: ("FP32", "INT8"))
     with pytest.raises(ParameterError) as info:

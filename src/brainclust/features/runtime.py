@@ -32,6 +32,7 @@ the runtime (and int8 on its calibration): :func:`feature_key` adds them to the 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -340,13 +341,11 @@ def load_openvino_backbone(build_model, folder: str | os.PathLike | None, settin
     if folder is None:
         folder = temp_folder()
     fp32_settings = ovr.ir_settings(settings, "fp32")
-    fp32 = {}
 
+    @functools.cache
     def fp32_model():
-        if "model" not in fp32:
-            fp32["model"] = ovr.load_ir(folder, fp32_settings,
-                                        lambda: ovr.convert(ensure_onnx_export(build_model, folder, settings)))[0]
-        return fp32["model"]
+        return ovr.load_ir(folder, fp32_settings, lambda: ovr.convert(ensure_onnx_export(build_model, folder,
+                                                                                          settings)))[0]
 
     def int8_model():
         if calibration_inputs is None:
@@ -358,9 +357,10 @@ def load_openvino_backbone(build_model, folder: str | os.PathLike | None, settin
 
     try:
         if precision != "int8":
-            return ovr.OpenVinoBackbone(fp32_model(), precision)
+            return ovr.OpenVinoBackbone(fp32_model, precision, cache_xml=ovr.ir_path(folder, fp32_settings))
         int8_settings = ovr.ir_settings(settings, "int8", calibration)
-        return ovr.OpenVinoBackbone(ovr.load_ir(folder, int8_settings, int8_model)[0], "int8")
+        return ovr.OpenVinoBackbone(lambda: ovr.load_ir(folder, int8_settings, int8_model)[0], "int8",
+                                    cache_xml=ovr.ir_path(folder, int8_settings))
     except BrainclustError:
         raise
     except Exception as exc:  # noqa: BLE001 - converter, quantiser and plugin fail in many ways
