@@ -94,3 +94,24 @@ def test_a_strip_and_nan_pixels_are_compared_without_error():
     with_nan = head_slice(3, 120).astype(float)
     with_nan[5, 5] = np.nan
     assert match(with_nan, with_nan[:, 6:]) > 0.99
+
+
+def test_pairs_are_not_cached_while_an_image_cannot_be_read_again(tmp_path):
+    """A passing read error (here: a file changed since the scan) must not be remembered with the pairs."""
+    from brainclust.checks import store
+    from brainclust.io.scan import scan
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    data.mkdir()
+    a = head_slice(3, 200)
+    save(data / "a.png", a)
+    save(data / "crop.png", a[0:200, 6:200])
+    descriptors = check_folder(data, progress=False).descriptors
+    records = scan(data).records
+    save(data / "crop.png", head_slice(4, 200)[0:200, 6:200])
+    pairs, _, cached = store.cached_near_pairs(cache, descriptors, np.arange(2), Thresholds(), records=records)
+    assert len(pairs) == 0 and not cached and not list(cache.rglob("*.npz"))
+    save(data / "crop.png", a[0:200, 6:200])  # readable again: compared, and now stored
+    pairs, sims, cached = store.cached_near_pairs(cache, descriptors, np.arange(2), Thresholds(), records=records)
+    assert pairs.tolist() == [[0, 1]] and sims[0] > 0.999 and not cached and len(list(cache.rglob("*.npz"))) == 1
+    assert store.cached_near_pairs(cache, descriptors, np.arange(2), Thresholds(), records=records)[2]

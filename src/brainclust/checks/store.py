@@ -129,7 +129,7 @@ def pairs_key(hashes: Sequence[str], rows: np.ndarray, thresholds: Thresholds, b
     """What the verified near pairs depend on: the searched contents in order, the settings, the code."""
     h = hashlib.sha256()
     h.update(repr((thresholds.near_similarity, thresholds.exact_max, backend, random_state,
-                   thresholds.window_similarity if windows else None,
+                   (thresholds.window_similarity, windows_module.skimage_version()) if windows else None,
                    _source_hash((duplicates_module, nearcode_module, neighbors_module, descriptors_module,
                                  decode_module, windows_module)))).encode())
     for i in np.asarray(rows, np.int64):
@@ -165,13 +165,15 @@ def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thr
                 log.warning("near-duplicate pairs %s are damaged; searching again", path)
         except (ModelFileError, KeyError, OSError) as exc:
             log.warning("near-duplicate pairs %s are unreadable (%s); searching again", path, exc)
-    windows = None
+    windows, unread = None, set()
     if records is not None:
         sizes = descriptors.vectors[:, [DESCRIPTOR_NAMES.index("width"), DESCRIPTOR_NAMES.index("height")]]
-        windows = partial(windows_module.window_similarity, records, sizes, progress=progress)
+        windows = partial(windows_module.window_similarity, records, sizes, progress=progress, unread=unread)
     pairs, sims = near_pairs(descriptors.thumbs, rows, thresholds, backend, random_state, progress,
                              windows=windows)
-    if path is not None:
+    if unread:  # a passing read error must not be remembered until the contents change
+        log.info("near-duplicate pairs not cached: %d image(s) could not be read again", len(unread))
+    elif path is not None:
         at = np.full(int(rows.max()) + 1 if len(rows) else 0, -1, np.int64)
         at[rows] = np.arange(len(rows))
         try:

@@ -28,8 +28,8 @@ both ends). Images of one size (slices of one scanner, of one exported set) are 
 so, and neither are pictures resized after the crop: those rest on the codes.
 
 Both images are taken in float64 and centred first, so that 16-bit or offset intensities keep the
-correlations within [-1, 1]. A pair whose image cannot be read again gets NaN, cached with the pairs
-under the contents' hashes like any result.
+correlations within [-1, 1]. A pair whose image cannot be read again gets NaN, and its index is
+added to the caller's ``unread`` set, so that a passing read error is not stored with the pairs.
 """
 
 from __future__ import annotations
@@ -195,10 +195,20 @@ def match(big: np.ndarray, small: np.ndarray) -> float:
     return float(best)
 
 
+def skimage_version() -> str:
+    """The versions of the libraries that compute a window similarity (part of the cached pairs' key)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"scikit-image {version('scikit-image')}, scipy {version('scipy')}"
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def window_similarity(records: Sequence[ImageRecord], sizes: np.ndarray, pairs: np.ndarray,
-                      progress: bool | None = None) -> np.ndarray:
+                      progress: bool | None = None, unread: set | None = None) -> np.ndarray:
     """The window similarity of each pair of image indices (``records`` and ``sizes`` rows); NaN where the
-    sizes do not allow a window or an image can no longer be decoded."""
+    sizes do not allow a window or an image can no longer be decoded (its index then goes into ``unread``)."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.full(len(pairs), np.nan, np.float32)
     todo = np.nonzero(fits(pairs, np.asarray(sizes)))[0]
@@ -212,6 +222,8 @@ def window_similarity(records: Sequence[ImageRecord], sizes: np.ndarray, pairs: 
                 held[i] = decode(records[i]).gray
             except ImageReadError:
                 held[i] = None
+                if unread is not None:
+                    unread.add(i)
             while len(held) > 2 and sum(g.size for g in held.values() if g is not None) > HELD_PIXELS:
                 held.popitem(last=False)
         held.move_to_end(i)
