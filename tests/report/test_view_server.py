@@ -15,6 +15,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -386,8 +387,39 @@ def test_a_within_run_without_cluster_npz_is_viewed(tmp_path):
     view = ViewData(out, cache_dir=tmp_path / "cache")
     assert view.map_source == "computed by brainclust view" and view.xy.shape == (len(X), 2)
     (out / "model" / "within.npz").unlink()
-    with pytest.raises(ModelFileError, match=r"neither map.npy nor model/cluster.npz \(nor model/within.npz\)"):
+    with pytest.raises(ModelFileError, match=r"neither map.npy nor model/cluster.npz \(nor model/within.npz, nor "):
         ViewData(out, cache_dir=tmp_path / "cache2")
+
+
+def test_a_predict_folder_is_viewed_from_its_embeddings(tmp_path):
+    """A 'brainclust predict' folder has no model: its map comes from embeddings.parquet's embedding."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = make_run(tmp_path, n_per=6)
+    with np.load(out / "model" / "cluster.npz") as d:
+        X = d["X_fit"].astype(np.float32)
+    shutil.rmtree(out / "model")
+
+    def embeddings(values, dim):
+        col = pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), dim)
+        pq.write_table(pa.table({"path": [f"p{i}" for i in range(len(col))], "embedding": col}),
+                       out / "embeddings.parquet")
+
+    embeddings(X.ravel(), X.shape[1])
+    view = ViewData(out, cache_dir=tmp_path / "cache")
+    assert view.map_source == "computed by brainclust view" and view.xy.shape == (len(X), 2)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    embeddings(bad.ravel(), X.shape[1])
+    with pytest.raises(ModelFileError, match="embeddings.parquet' is damaged: its embedding is empty or not finite"):
+        ViewData(out, cache_dir=tmp_path / "cache2")
+    embeddings(X[:-1].ravel(), X.shape[1])
+    with pytest.raises(ModelFileError, match=r"does not match embeddings.parquet \(%d images\)" % (len(X) - 1)):
+        ViewData(out, cache_dir=tmp_path / "cache3")
+    (out / "embeddings.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(ModelFileError, match="embeddings.parquet' is damaged"):
+        ViewData(out, cache_dir=tmp_path / "cache4")
 
 
 def test_ctrl_c_stops_cleanly(tmp_path):

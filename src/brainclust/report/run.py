@@ -81,7 +81,8 @@ def _read_cluster_model(folder: RunFolder):
         return within_model(within)
     if not folder.cluster.is_file():
         raise ModelFileError(f"'{folder.root}' has no {relpath(folder, folder.cluster)}; 'brainclust report' "
-                             "needs the --out folder of a 'brainclust run'")
+                             "needs the --out folder of a 'brainclust run' ('brainclust view' shows a predict "
+                             "folder too)")
     model = load_clusterer(folder.cluster)
     labels = np.asarray(model.labels_, dtype=np.int64)
     leaves = tree_leaf_labels(labels, model.micro_of_) if model.tree_ is not None else None

@@ -104,6 +104,29 @@ def _read_table(path: Path, folder: Path):
         raise ModelFileError(f"'{path}' is damaged ({reason[:200]})") from None
 
 
+def _embedding_column(path: Path, folder: Path) -> np.ndarray | None:
+    """The ``embedding`` column of ``embeddings.parquet`` as a finite float32 ``(n, d)`` array; ``None`` when the
+    file or the column is absent."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not os.path.lexists(path):
+        return None
+    check_run_file(path, folder)
+    try:
+        if "embedding" not in pq.read_schema(path).names:
+            return None
+        col = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
+        if not pa.types.is_fixed_size_list(col.type) or col.null_count:
+            raise ValueError(f"column 'embedding' is {col.type}, not vectors of one length")
+        X = np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(col), -1)
+    except (OSError, KeyError, ValueError, pa.ArrowException, MemoryError) as exc:
+        raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
+    if X.shape[1] == 0 or not np.isfinite(X).all():
+        raise ModelFileError(f"'{path}' is damaged: its embedding is empty or not finite")
+    return X
+
+
 def _encode(name: str, arr, n: int) -> tuple[ViewColumn | None, object]:
     """One column: its :class:`ViewColumn` (``None`` for text) and the array the table keeps."""
     import pyarrow as pa
@@ -238,12 +261,15 @@ class ViewData:
             from brainclust.report.run import within_model
 
             X = within_model(within)[0].astype(np.float32)
+        elif (X := _embedding_column(self.folder.embeddings, self.folder.root)) is not None:  # a predict folder
+            model_file = self.folder.embeddings
         else:
             raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz (nor "
-                                 "model/within.npz): no map can be drawn")
+                                 "model/within.npz, nor embeddings.parquet): no map can be drawn")
         if len(X) != self.n:
-            raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match model/"
-                                 f"{model_file.name} ({len(X)} images): the outputs come from different runs")
+            raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match "
+                                 f"{model_file.relative_to(self.folder.root)} ({len(X)} images): the outputs "
+                                 "come from different runs")
         seed = (self.manifest.get("settings") or {}).get("seed")
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
         log.info("view: the run has no map.npy; computing the map of %d images once (seed %d)", self.n, seed)
