@@ -129,7 +129,7 @@ def pairs_key(hashes: Sequence[str], rows: np.ndarray, thresholds: Thresholds, b
     """What the verified near pairs depend on: the searched contents in order, the settings, the code."""
     h = hashlib.sha256()
     h.update(repr((thresholds.near_similarity, thresholds.exact_max, backend, random_state,
-                   (thresholds.window_similarity, windows_module.skimage_version()) if windows else None,
+                   (thresholds.window_similarity, windows_module.library_versions()) if windows else None,
                    _source_hash((duplicates_module, nearcode_module, neighbors_module, descriptors_module,
                                  decode_module, windows_module)))).encode())
     for i in np.asarray(rows, np.int64):

@@ -195,7 +195,7 @@ def match(big: np.ndarray, small: np.ndarray) -> float:
     return float(best)
 
 
-def skimage_version() -> str:
+def library_versions() -> str:
     """The versions of the libraries that compute a window similarity (part of the cached pairs' key)."""
     from importlib.metadata import PackageNotFoundError, version
 
