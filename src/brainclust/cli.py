@@ -137,7 +137,8 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("--to", required=True, help="target folder (new or empty)")
     p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
     p.add_argument("--dicom-headers", default="strip", choices=["strip", "keep"],
-                   help="a copied DICOM file: de-identified (default strip) or as it is, patient data included")
+                   help="a copied DICOM file de-identified, a PNG/JPEG without its metadata (default strip), "
+                   "or every file as it is, patient data included")
 
 
 def _add_study_parsers(sub, common) -> None:
@@ -331,13 +332,7 @@ def _cmd_view(args) -> None:
 def _cmd_export(args) -> None:
     from brainclust.report.export import export_clusters
 
-    res = export_clusters(args.out_dir, args.to, mode=args.mode, dicom_headers=args.dicom_headers)
-    how = args.mode if not res.n_png else "PNG files" if res.n_png == res.n_files else \
-        f"{args.mode}; {res.n_png} frames or slices as PNG files"
-    how += f"; {res.n_deidentified} DICOM files de-identified" if res.n_deidentified else \
-        ("; DICOM headers kept, patient data included" if args.dicom_headers == "keep" and args.mode == "copy" else "")
-    say(f"exported {res.n_files} images ({how}) into {len(res.counts)} folders under {res.to}: "
-        + ", ".join(f"{k} ({v})" for k, v in res.counts.items()))
+    say(export_clusters(args.out_dir, args.to, mode=args.mode, dicom_headers=args.dicom_headers).summary())
 
 
 def _cmd_predict(args) -> None:

@@ -77,7 +77,7 @@ def test_exported_copies_run_like_the_originals(dicom_run, tmp_path):
 def test_keep_copies_the_files_as_they_are(dicom_run, tmp_path, capsys):
     data, out = dicom_run
     assert main(["export", str(out), "--to", str(tmp_path / "exp"), "--dicom-headers", "keep"]) == 0
-    assert "DICOM headers kept, patient data included" in capsys.readouterr().out
+    assert "headers and metadata kept, patient data included" in capsys.readouterr().out
     for f in (tmp_path / "exp").glob("cluster_*/*.dcm"):
         assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256((data / f.name).read_bytes()).digest()
 

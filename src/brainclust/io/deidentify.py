@@ -21,6 +21,9 @@ number or a code, can pass:
 
 Not removed: text burned into the pixels (``BurnedInAnnotation`` is kept, so a reader can tell), and marker
 segments (comments, EXIF) inside compressed frames.
+
+:func:`deidentified_copy` is what ``export`` calls for any copied file: DICOM as above, PNG and JPEG without
+their metadata (:mod:`brainclust.io.rastermeta`), other formats as they are.
 """
 
 from __future__ import annotations
@@ -160,3 +163,36 @@ def deidentified_dicom(data: bytes, source: str, salt: str) -> bytes:
         raise InputError(f"export: '{source}' cannot be de-identified ({type(exc).__name__}); nothing was "
                          "exported (--dicom-headers keep copies DICOM files as they are)") from None
     return buf.getvalue()
+
+
+def is_dicom(data: bytes) -> bool:
+    """Whether checked bytes of an image file are DICOM, told from them as the scan tells it (the run folder's
+    ``type`` column is not trusted): the ``DICM`` marker, or bytes Pillow cannot open (the plan accepted the
+    file as a DICOM without a preamble)."""
+    from PIL import Image
+
+    from brainclust.io.formats.dicom import marked
+
+    if marked(data):
+        return True
+    try:
+        with Image.open(io.BytesIO(data)):
+            return False
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds for bytes it does not read
+        return True
+
+
+def deidentified_copy(data: bytes, source: str, salt: str | None) -> tuple[bytes, str]:
+    """``(bytes to write, what was done)`` for a copy of an image file: ``"dicom"`` (:func:`deidentified_dicom`),
+    ``"raster"`` (a PNG or JPEG without its metadata), ``"kept"`` (a TIFF, or a PNG or JPEG whose metadata could
+    not be removed: copied as it is) or ``""`` (a BMP, or ``salt`` ``None``: ``--dicom-headers keep``)."""
+    from brainclust.io.rastermeta import stripped
+
+    if salt is None:
+        return data, ""
+    if is_dicom(data):
+        return deidentified_dicom(data, source, salt), "dicom"
+    kind, copy = stripped(data)
+    if copy is not None:
+        return copy, "raster"
+    return data, "kept" if kind or data[:4] in (b"II*\0", b"MM\0*") else ""

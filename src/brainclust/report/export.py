@@ -7,7 +7,9 @@ and puts every image in exactly one folder:
 ``set_aside/`` for the images ``--exclude`` left out (``-1`` with an excluded flag).
 Images are copied (default) or symbolically linked. A copied DICOM file is de-identified
 (:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
-unless ``dicom_headers="keep"``; a link points at the file as it is.
+and a copied PNG or JPEG loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
+comments) unless ``dicom_headers="keep"``; a TIFF is copied as it is (counted in ``kept``, with a
+warning); a link points at the file as it is.
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -45,13 +47,13 @@ import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from brainclust.errors import ImageReadError, InputError, ModelFileError, ParameterError, UnsafePathError
 from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.content import content_sha256
-from brainclust.io.deidentify import deidentified_dicom
+from brainclust.io.deidentify import deidentified_copy
 from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, unescape_name
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
@@ -75,10 +77,26 @@ class ExportResult:
     mode: str
     n_png: int = 0  # DICOM frames and NIfTI slices: written as PNG files whatever the mode
     n_deidentified: int = 0  # DICOM files copied with their headers stripped
+    n_stripped: int = 0  # PNG and JPEG files copied without their metadata
+    kept: list[str] = field(default_factory=list)  # copies whose metadata could not be removed (TIFF...)
+
+    dicom_headers: str = "strip"
 
     @property
     def n_files(self) -> int:
         return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """The one line ``brainclust export`` prints."""
+        how = self.mode if not self.n_png else "PNG files" if self.n_png == self.n_files else \
+            f"{self.mode}; {self.n_png} frames or slices as PNG files"
+        done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG files without "
+                                                                          "their metadata"))
+        how += "".join(f"; {n} {what}" for n, what in done if n)  # the files kept as they are: a warning
+        if self.dicom_headers == "keep" and self.mode == "copy":
+            how += "; headers and metadata kept, patient data included"
+        return (f"exported {self.n_files} images ({how}) into {len(self.counts)} folders under {self.to}: "
+                + ", ".join(f"{k} ({v})" for k, v in self.counts.items()))
 
 
 def _file_named(root: Path, text: str) -> Path | None:
@@ -326,32 +344,18 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     counts: dict[str, int] = {}
     strata = {r["path"]: r["stratum"] for r in rows if "stratum" in r}  # a --within run: each image's stratum
     salt = secrets.token_hex(16) if strip else None  # new UIDs: one series stays one, no guess is checkable
-    stripped: list[str] = []  # the files written de-identified (told from their bytes, not the run folder's rows)
-    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, salt, stripped,
+    done: dict[str, list[str]] = {}  # what each copy's bytes were (told from them, not the run folder's rows)
+    publish(to, lambda staging: counts.update(_write_plan(staging, plan, records, mode, salt, done,
                                                           dict(items), strata)),
             check=lambda: check_out(to, **check), option="--to")
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
+    kept = sorted(done.get("kept", []))
+    if kept:
+        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (TIFF tags, or a "
+                    "structure not followed), first '%s'", len(kept), kept[0])
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
-                        n_deidentified=len(stripped))
-
-
-def _dicom_bytes(data: bytes) -> bool:
-    """Whether checked bytes of an image file are DICOM, told from them as the scan tells it (the run folder's
-    ``type`` column is not trusted): the ``DICM`` marker, or bytes Pillow cannot open (the plan accepted the
-    file as a DICOM without a preamble)."""
-    import io
-
-    from PIL import Image
-
-    from brainclust.io.formats.dicom import marked
-
-    if marked(data):
-        return True
-    try:
-        with Image.open(io.BytesIO(data)):
-            return False
-    except Exception:  # noqa: BLE001 - Pillow raises many kinds for bytes it does not read
-        return True
+                        n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
+                        kept=kept, dicom_headers=dicom_headers)
 
 
 def export_folder(row: dict, aside: set[str]) -> str:
@@ -364,7 +368,7 @@ def export_folder(row: dict, aside: set[str]) -> str:
 
 
 def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str, salt: str | None,
-                stripped: list[str], clusters: dict[str, int], strata: dict[str, str]) -> dict[str, int]:
+                done: dict[str, list[str]], clusters: dict[str, int], strata: dict[str, str]) -> dict[str, int]:
     """Write every cluster folder and ``export.csv`` under ``root``; files per cluster folder."""
     mapping = []
     counts = {}
@@ -378,8 +382,7 @@ def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str
             if rec.frame:
                 _write_frame_png(rec, dest)
             else:
-                if _place(rec, dest, mode, salt):
-                    stripped.append(p)
+                done.setdefault(_place(rec, dest, mode, salt), []).append(p)
             mapping.append({"path": p, "cluster": clusters[p], "file": f"{name}/{escape_name(dest.name)}",
                             "stratum": strata.get(p, "")})
         counts[name] = len(plan[name])
@@ -414,17 +417,18 @@ def _write_frame_png(rec, dest: Path) -> None:
     atomic_write_bytes(dest, buf.getvalue())
 
 
-def _place(rec, dest: Path, mode: str, strip: str | None = None) -> bool:
+def _place(rec, dest: Path, mode: str, strip: str | None = None) -> str:
     """Copy or link the file of ``rec`` to ``dest`` (inside the export's temporary folder, so no temporary name);
-    ``strip`` (the export's salt): a DICOM file's copy is de-identified
-    (:func:`~brainclust.io.deidentify.deidentified_dicom`). Returns whether it was.
+    ``strip`` (the export's salt): the copy is de-identified (:func:`~brainclust.io.deidentify.deidentified_copy`).
+    Returns what was done: ``"dicom"``, ``"raster"``, ``"kept"`` (metadata that could not be removed) or ``""``.
 
     ``rec.abspath`` is the real path checked by :func:`_plan_records`: it is linked as it is (not resolved
     again), and copied without following a link that took its place since, hashing the bytes as they are
     written: bytes other than the run's refuse the export (nothing is published)."""
     if mode != "copy":
         os.symlink(rec.abspath, dest)
-        return False
+        return ""
+    kind = ""
     digest = hashlib.sha256()
     held: list[bytes] = []
     try:  # no link followed, no FIFO waited on (O_NONBLOCK), the mode and times of the very file read
@@ -441,9 +445,8 @@ def _place(rec, dest: Path, mode: str, strip: str | None = None) -> bool:
                     else:
                         out.write(chunk)
                 if held and digest.hexdigest() == rec.sha256:  # only the run's own bytes are read and written
-                    data = b"".join(held)
-                    strip = strip if _dicom_bytes(data) else None
-                    out.write(deidentified_dicom(data, rec.path, strip) if strip else data)
+                    data, kind = deidentified_copy(b"".join(held), rec.path, strip)
+                    out.write(data)
         os.chmod(dest, stat.S_IMODE(st.st_mode))
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:
@@ -452,4 +455,4 @@ def _place(rec, dest: Path, mode: str, strip: str | None = None) -> bool:
     if digest.hexdigest() != rec.sha256:
         raise InputError(f"export: '{rec.path}' changed while it was exported (its bytes are not the run's); "
                          "nothing was exported")
-    return bool(strip)
+    return kind

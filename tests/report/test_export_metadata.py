@@ -1,0 +1,132 @@
+"""``export`` copies PNG and JPEG files without their metadata: text chunks, EXIF, XMP and comments go."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps, PngImagePlugin
+
+from brainclust.cli import main
+from brainclust.io.rastermeta import stripped, stripped_jpeg, stripped_png
+
+SECRET = "John SECRET Doe 19700101"
+RUN = ["--backbone", "pixels@16", "--pca", "2", "--k", "2", "--workers", "0", "--no-report", "-q"]
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "brain_tumor_4class_dev"
+
+
+def head(seed: int, size=(48, 40)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size[0], :size[1]]
+    disc = ((y - size[0] / 2) / (size[0] / 2.4)) ** 2 + ((x - size[1] / 2) / (size[1] / 2.4)) ** 2 < 1
+    return (disc * (120 + rng.integers(0, 100, size))).astype(np.uint8)
+
+
+def chunk(kind: bytes, payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+
+def png_with_text(pixels: np.ndarray) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", SECRET)
+    info.add_text("Author", SECRET, zip=True)
+    info.add_itxt("Description", SECRET)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", pnginfo=info)
+    data = buf.getvalue()
+    at = data.index(b"IDAT") - 4  # private and dated chunks before the image data, bytes after IEND
+    extra = chunk(b"prVt", SECRET.encode()) + chunk(b"tIME", b"\x07\xb2\x01\x01\x00\x00\x00")
+    return data[:at] + extra + data[at:] + SECRET.encode()
+
+
+def jpeg_with_text(pixels: np.ndarray, orientation: int = 6, **save) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x013B] = SECRET  # Artist
+    exif[0x010E] = SECRET  # ImageDescription
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90, exif=exif.tobytes(), comment=SECRET.encode(),
+                                 **save)
+    data = buf.getvalue()
+    xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>" + SECRET.encode() + b"</x:xmpmeta>"
+    app13 = b"Photoshop 3.0\0" + SECRET.encode()
+    segs = b"".join(b"\xff" + m + (len(p) + 2).to_bytes(2, "big") + p for m, p in ((b"\xe1", xmp), (b"\xed", app13)))
+    return data[:2] + segs + data[2:] + SECRET.encode()
+
+
+def decoded(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(ImageOps.exif_transpose(im))
+
+
+def test_a_png_copy_keeps_its_pixels_and_loses_every_text_chunk():
+    data = png_with_text(head(0))
+    assert data.count(SECRET.encode()) >= 4
+    kind, copy = stripped(data)
+    assert kind == "png" and copy is not None
+    assert SECRET.encode() not in copy and b"tIME" not in copy and b"prVt" not in copy
+    assert b"zTXt" not in copy and b"iTXt" not in copy and copy.endswith(chunk(b"IEND", b""))
+    assert np.array_equal(decoded(copy), decoded(data))
+
+
+@pytest.mark.parametrize("save", [{}, {"progressive": True}, {"restart_marker_blocks": 1}])
+def test_a_jpeg_copy_keeps_its_pixels_and_orientation_and_loses_exif_xmp_and_comments(save):
+    data = jpeg_with_text(head(1, (40, 56)), **save)
+    kind, copy = stripped(data)
+    assert kind == "jpeg" and copy is not None
+    assert SECRET.encode() not in copy and b"Photoshop" not in copy and b"xmpmeta" not in copy
+    with Image.open(io.BytesIO(copy)) as im:
+        assert dict(im.getexif()) == {0x0112: 6}  # the orientation the scan applies, alone
+        assert im.size == (56, 40)
+    assert decoded(copy).shape == (56, 40)  # rotated as the scan reads it
+    assert np.array_equal(decoded(copy), decoded(data))
+    assert stripped_jpeg(data, None).count(b"Exif") == 0  # without an orientation no EXIF block is written
+
+
+def test_files_whose_structure_is_not_followed_are_left_to_the_caller():
+    png = png_with_text(head(2))
+    cut = png[:png.index(b"IEND") - 4]  # no IEND
+    with pytest.raises(ValueError):
+        stripped_png(cut)
+    assert stripped(cut) == ("png", None)
+    jpg = jpeg_with_text(head(3))
+    with pytest.raises(ValueError):
+        stripped_jpeg(jpg[:len(jpg) // 2])
+    assert stripped(b"BM" + b"\0" * 60) == ("", None)  # not PNG or JPEG: nothing done
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="the shared data folder (brain_tumor_4class_dev) is not beside the "
+                    "repository")
+def test_real_slices_copy_to_the_same_pixels():
+    files = [p for d in sorted(REAL.iterdir()) if d.is_dir() for p in sorted(d.glob("*.jpg"))[:5]]
+    for f in files:
+        data = f.read_bytes()
+        kind, copy = stripped(data)
+        assert kind == "jpeg" and copy is not None, f.name
+        assert np.array_equal(decoded(copy), decoded(data)) and len(copy) <= len(data)
+
+
+def test_export_writes_no_metadata_and_keeps_it_only_when_asked(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    for i in range(4):
+        (data / f"g{i % 2}").mkdir(parents=True, exist_ok=True)
+        (data / f"g{i % 2}" / f"p{i}.png").write_bytes(png_with_text(head(i) + 60 * (i % 2)))
+        (data / f"g{i % 2}" / f"j{i}.jpg").write_bytes(jpeg_with_text(head(10 + i) + 60 * (i % 2), orientation=1))
+    Image.fromarray(head(20)).save(data / "g0" / "t.tif", tiffinfo={270: SECRET})  # ImageDescription
+    assert main(["run", str(data), "--out", str(out), *RUN]) == 0
+    capsys.readouterr()
+    assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
+    said = capsys.readouterr()
+    assert "8 PNG/JPEG files without their metadata" in said.out
+    assert "1 copied file(s) keep their metadata" in said.err and "t.tif" in said.err
+    copies = sorted(p for p in (tmp_path / "exp").rglob("*") if p.suffix in (".png", ".jpg"))
+    assert len(copies) == 8
+    for p in copies:
+        assert SECRET.encode() not in p.read_bytes(), p.name
+        assert np.array_equal(decoded(p.read_bytes()), decoded(next(data.rglob(p.name)).read_bytes()))
+    assert main(["export", str(out), "--to", str(tmp_path / "kept"), "--dicom-headers", "keep"]) == 0
+    assert "headers and metadata kept, patient data included" in capsys.readouterr().out
+    assert all(SECRET.encode() in p.read_bytes() for p in (tmp_path / "kept").rglob("*.png"))
