@@ -177,3 +177,23 @@ def test_prefetch_keeps_order_and_reraises():
     assert next(it) == 1
     with pytest.raises(ValueError, match="bad batch"):
         next(it)
+
+
+def test_native_bf16_is_told_from_the_cpu_flags_not_from_torchs_probe(monkeypatch):
+    """torch's probe answers yes on AVX-512 CPUs without AVX512-BF16 (oneDNN emulates bf16 there): on x86 the
+    kernel's flags decide, so such a CPU refuses --precision bf16 as the docs say."""
+    from brainclust.features import cpu
+
+    flags = cpu.cpu_flags.__wrapped__()
+    if flags is not None:
+        assert "fpu" in flags or not cpu.platform.machine().lower().startswith("x86")  # the real file is read
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni"}))
+    assert cpu.x86_native_bf16() is False and rt.bf16_supported("cpu") is False
+    with pytest.raises(ParameterError, match="no native bf16"):
+        rt.check_torch_bf16()
+    for native in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(cpu, "cpu_flags", lambda native=native: frozenset({"avx512f", native}))
+        assert rt.bf16_supported("cpu") is True
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "arm64")  # elsewhere torch's own probe answers
+    assert cpu.x86_native_bf16() is None and isinstance(rt.bf16_supported("cpu"), bool)

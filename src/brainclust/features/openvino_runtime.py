@@ -285,12 +285,9 @@ class OpenVinoBackbone:
 
 def cpu_identity() -> dict:
     """What a compiled model depends on in the CPU: its name, OpenVINO's capabilities, the kernel's CPU flags."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            flags = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("flags")), "")
-    except OSError:
-        pass
+    from brainclust.features.cpu import cpu_flags
+
+    flags = " ".join(sorted(cpu_flags() or ()))
     try:
         name = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
     except Exception:  # noqa: BLE001 - a plugin that cannot answer

@@ -3,11 +3,9 @@
 ``runtime="onnx"`` exports the backbone's whole feature module (pooling and,
 for ``efficientnet_lite0_multi``, the per-layer normalisation and concat
 included) once per backbone + weights hash + input size to an ``.onnx`` file
-in the cache folder, and runs it with ONNX Runtime's CPU execution provider
-(``ORT_ENABLE_ALL``, ``intra_op_num_threads`` = ``torch.get_num_threads()``).
-The file is written atomically (temporary file, then ``os.replace``) next to
-a sidecar JSON that records its SHA-256 and the export settings; both are
-checked on load, and a damaged or stale file is re-exported.
+in the cache folder (atomically, beside a sidecar JSON of its SHA-256 and export settings,
+both checked on load; a damaged or stale file is re-exported), and runs it with ONNX
+Runtime's CPU execution provider (``ORT_ENABLE_ALL``, ``torch.get_num_threads()`` threads).
 
 ``runtime="openvino"`` converts that ONNX export once into an OpenVINO IR and
 runs it on the CPU in fp32, bf16 (CPUs with native bf16 only) or int8 (NNCF,
@@ -17,11 +15,10 @@ and :mod:`brainclust.features.quantize`.
 ``runtime="torch"`` is the eager PyTorch path (GPUs, bf16 autocast, and the
 backbone fine-tuning of ``--ssl-mode finetune``, which trains the network).
 
-``runtime="auto"`` (:func:`resolve_runtime`): in fp32 on the CPU, the fastest
-fp32 runtime measured for CPUs of this kind (ONNX Runtime, see :data:`AUTO_FP32`
-and ``docs/performance.md``), else torch; bf16 on the CPU runs
-with OpenVINO where it is installed and the CPU has native bf16, else with torch
-autocast where torch has native bf16 (refused otherwise); int8 runs with OpenVINO; CUDA runs torch.
+``runtime="auto"`` (:func:`resolve_runtime`): in fp32 on the CPU, the fastest fp32 runtime measured
+(ONNX Runtime, :data:`AUTO_FP32`, ``docs/performance.md``), else torch; bf16 on the CPU runs with
+OpenVINO where installed, else torch autocast, on CPUs with native bf16 only (:mod:`.cpu`); int8
+runs with OpenVINO; CUDA runs torch.
 
 The runtime of an fp32 run is **not** part of the feature-cache key:
 ONNX Runtime, OpenVINO (with ``INFERENCE_PRECISION_HINT=f32``) and torch fp32
@@ -46,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ParameterError
+from brainclust.features.cpu import x86_native_bf16
 from brainclust.io.atomic import atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
@@ -80,6 +78,8 @@ def bf16_supported(device: str = "cpu") -> bool:
 
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if (native := x86_native_bf16()) is not None:  # torch's probe below also says yes where AVX-512 emulates bf16
+        return native
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
