@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
@@ -29,11 +30,24 @@ def test_split_of_one_path(path, expected):
     assert split_of(path) == expected
 
 
-def test_a_data_set_needs_two_splits_and_half_of_its_images_marked():
+def test_a_data_set_needs_two_splits_and_half_of_its_images_marked_or_two_split_folders(caplog):
     assert detect_splits(["a/test.x.png", "a/b.png", "a/c.png"])[1] == ""
     assert detect_splits(["train/a.png", "train/b.png"])[1] == ""
     splits, source = detect_splits(["train/a.png", "test/b.png", "c.png"])
     assert splits == ["train", "test", ""] and source == "folder"
+    # train/ and test/ beside a larger unmarked folder: the folders are the data set's word (a new user's probe:
+    # a copy across them went unreported once more unmarked images were added)
+    paths = ["train/a.png", "test/b.png"] + [f"other/o{i}.png" for i in range(8)]
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        splits, source = detect_splits(paths)
+    assert splits[:2] == ["train", "test"] and set(splits[2:]) == {""} and source == "folder"
+    assert "2 of 10 images are in test/train; the other 8 have none" in caplog.text
+    # file-name markers on a minority are set aside, with a warning that says how to use them
+    caplog.clear()
+    paths = ["x_train_1.png", "x_test_2.png"] + [f"o{i}.png" for i in range(8)]
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        assert detect_splits(paths) == ([""] * 10, "")
+    assert "file name of 2 of 10 images read as test/train" in caplog.text and "--split-table" in caplog.text
     splits, source = detect_splits(["a.png", "b.png"], {"a.png": "Training", "b.png": "valid"})
     assert splits == ["train", "val"] and source == "metadata"
 

@@ -10,9 +10,12 @@ Detection is conservative; a split is read from, in this order:
    split word or one of the abbreviations ``tr``, ``te``, ``ts``, ``va`` (``Tr-gl_0010.jpg``);
    a later token only a whole split word (``scan_train_01.png``).
 
-A data set has splits only when at least two different splits are found, and (from folders and file
-names) at least half of its images carry a marker (so one ``test.png`` among many unmarked files marks
-nothing). Images without a marker get the empty split and never count as crossing. A table is the
+A data set has splits only when at least two different splits are found, and either two different
+split *folders* are among them (``train/`` and ``test/`` beside an unmarked ``extra/``: a folder so
+named is the data set's own word) or at least half of its images carry a marker (so one ``test.png``
+among many unmarked files marks nothing). Markers that fail the rule are set aside with a warning
+that names their count and the way to use them (``--split-table``). Images without a marker get the
+empty split and never count as crossing. A table is the
 user's word: it is used however few images it covers (a warning says how many it leaves without a
 split); its paths are matched relative to the data folder (``a/x.png``, or the file of a slice
 ``v.nii.gz#axial=3``) or absolute, and a table that names no image of the run is refused.
@@ -115,8 +118,18 @@ def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) 
         sources = sorted({src for _, src in pairs if src})
         source = " and ".join(sources)
     marked = sum(1 for s in splits if s)  # folders and file names only: a table returned above
-    if n == 0 or len({s for s in splits if s}) < 2 or marked < MIN_MARKED * n:
+    found = sorted({s for s in splits if s})
+    folders = {s for s, src in pairs if src == "folder"}
+    if n == 0 or len(found) < 2:
         return [""] * n, ""
+    if len(folders) < 2 and marked < MIN_MARKED * n:
+        log.warning("splits: the %s of %d of %d images read as %s, fewer than half and not two split folders: not "
+                    "used, so no leakage is looked for; --split-table names the splits", source or "names", marked,
+                    n, "/".join(found))
+        return [""] * n, ""
+    if marked < n:
+        log.info("splits (%s): %d of %d images are in %s; the other %d have none and never count as crossing",
+                 source, marked, n, "/".join(found), n - marked)
     return splits, source
 
 
