@@ -199,6 +199,27 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path):
     assert {p: r["stratum"] for p, r in exported.items()} == {r["path"]: r["stratum"] for r in rows}
 
 
+
+@pytest.mark.slow
+def test_a_column_with_one_value_runs_as_without_within_or_remove(two_site_folder, tmp_path):
+    """The log says "one stratum, as without --remove": the clusters and the silhouette must be those of the run
+    without it (a new user's probe: --remove level_1 moved 59 of 180 clusters through the unit-length scaling,
+    --within level_1 kept the clusters but reported another silhouette, taken on the raw features)."""
+    from brainclust.cli import main
+
+    root, table = two_site_folder
+    fast = ["--backbone", "pixels@16", "--workers", "0", "--no-report", "-q", "--k", "3", "--cache-dir",
+            str(tmp_path / "cache")]
+    outs = {}
+    for name, extra in (("plain", []), ("remove", ["--remove", "level_1"]), ("within", ["--within", "level_1"])):
+        outs[name] = tmp_path / name
+        assert main(["run", str(root), "--out", str(outs[name]), *extra, *fast]) == 0
+    plain = [r["cluster"] for r in read_rows(outs["plain"] / "assignments.csv")]
+    sil = json.loads((outs["plain"] / "metrics.json").read_text())["silhouette"]
+    for name in ("remove", "within"):
+        assert [r["cluster"] for r in read_rows(outs[name] / "assignments.csv")] == plain, name
+        assert json.loads((outs[name] / "metrics.json").read_text())["silhouette"] == pytest.approx(sil, abs=1e-6)
+
 @pytest.mark.slow
 def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_path, capsys):
     from brainclust.cli import main

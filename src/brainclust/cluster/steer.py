@@ -195,6 +195,8 @@ class FactorRemover(TransformerMixin, BaseEstimator):
         U = unit_rows(X)
         if U.ndim != 2 or U.shape[1] != self.n_features_in_:
             raise ParameterError(f"--remove: features have shape {U.shape}; fitted on {self.n_features_in_} dimensions")
+        if len(self.strata_) < 2:  # one stratum: nothing to remove, the features pass as they are (not rescaled)
+            return np.asarray(X)
         if self.rule == "project":
             C = U - self.grand_mean_
             return U - C @ self.directions_.T @ self.directions_

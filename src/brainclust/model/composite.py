@@ -339,11 +339,15 @@ class BrainClusterModel(Step):
         ``outliers`` when the clustering recorded them."""
         self.check_is_fitted()
         aside = getattr(self, "aside_", None)
+        c = self.clusterer_.estimator_ if isinstance(self.clusterer_, SetAside) else self.clusterer_
+        # --within clusters each stratum in its own space: its silhouette is taken in the run's PCA space (the
+        # map's), as without --within, not on the raw features
+        space = c.X_fit_ if hasattr(c, "fit_batch") else None
         if aside is None:
-            metrics = score(self.embedding_, self.labels_, labels_true)
+            metrics = score(self.embedding_ if space is None else space, self.labels_, labels_true)
         else:  # the images set aside were not clustered: the scores are the clustered images'
             keep = ~aside
-            metrics = score(self.embedding_[keep], self.labels_[keep],
+            metrics = score(self.embedding_[keep] if space is None else space, self.labels_[keep],
                             None if labels_true is None else [y for y, k in zip(labels_true, keep) if k])
             metrics["n_set_aside"] = int(aside.sum())
         extra = self.clustering_extras()
