@@ -151,3 +151,19 @@ def test_a_unit_whose_slices_disagree_or_are_partly_labelled_has_no_label(slices
     assert [u.meta["grade"] for u in units] == ["HGG", "mixed"]          # sub-02: one slice of three labelled
     assert [u.label for u in with_labels(units, "grade")] == ["HGG", ""]
     assert [r.label for r in with_labels(recs, "grade")][:4] == ["HGG"] * 4   # slices keep their own values
+
+
+def test_a_label_column_that_varies_within_every_unit_is_said_to_give_no_score(slices, caplog):
+    """--unit subject --labels sequence: every subject mixes sequences, so no unit has a label; a new user's probe
+    got no score and no word about why."""
+    import logging
+
+    recs, X = slices
+    units = UnitPool(unit="subject").fit_batch(Batch(recs, X)).records
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        assert [u.label for u in with_labels(units, "sequence")] == ["", ""]
+    assert "--labels sequence: no unit has one value of it" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        with_labels(units, "subject")
+    assert "no unit has one value" not in caplog.text

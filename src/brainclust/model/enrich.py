@@ -102,8 +102,12 @@ def with_labels(rows: list, column: str | None) -> list:
         return rows
     require_label_column(rows, column)
     # a unit whose slices disagree (or are only partly labelled) has no label: "mixed" is not a class
-    return [replace(r, label="" if is_missing(v := _value(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
-                    else str(v)) for r in rows]
+    out = [replace(r, label="" if is_missing(v := _value(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
+                   else str(v)) for r in rows]
+    if out and not any(r.label for r in out):
+        log.warning("--labels %s: no %s has one value of it (each mixes several: it varies within the units); no "
+                    "label score is computed", column, "unit" if hasattr(out[0], "members") else "row")
+    return out
 
 
 def warn_folder_labels(rows: list) -> None:
