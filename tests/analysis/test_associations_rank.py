@@ -133,7 +133,7 @@ def test_a_significant_but_weak_column_is_not_named():
 
     weak = [row("intensity_mean", 0.04, 0.005), row("site", 0.01, 0.3)]
     assert A.headline(weak) == ("clusters follow none of the 2 metadata columns clearly (highest: intensity_mean "
-                                "(AMI 0.04), p = 0.005; below 0.05: too weak to name)")
+                                "(AMI 0.04), p = 0.005; a score below 0.05: too weak to name)")
     assert A.headline([row("site", 0.06, 0.005)] + weak) == "clusters follow: site (AMI 0.06)"
     assert A.headline(weak, min_score=0.0) == "clusters follow: intensity_mean (AMI 0.04)"
 

@@ -158,3 +158,16 @@ def test_explorer_selection_csv_cell_follows_the_rule():
     script = body + f"console.log(JSON.stringify({json.dumps(cases)}.map(csvCell)));"
     got = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout.strip()
     assert json.loads(got) == [formula_safe(c) for c in cases]  # the one rule, in both languages
+
+
+def test_a_renamed_metadata_column_says_why(caplog):
+    """'=cmd' is renamed because a spreadsheet would run it, not because the run writes such a column."""
+    import logging
+
+    from brainclust.io.metadata import merge_columns
+
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        out = merge_columns({}, {"=cmd": [1], "cluster": [2]})
+    assert set(out) == {"meta_=cmd", "meta_cluster"}
+    assert "'=cmd' is written as 'meta_=cmd': a spreadsheet would run the name as a formula" in caplog.text
+    assert "'cluster' is written as 'meta_cluster': the run writes its own 'cluster'" in caplog.text

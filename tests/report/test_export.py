@@ -149,3 +149,26 @@ def test_symlink_export_says_which_images_became_png_files(tmp_path, capsys, mak
     files = exported_files(tmp_path / "e")
     assert sum(p.is_symlink() for p in files) == 4 and sum(p.suffix == ".png" and not p.is_symlink()
                                                           for p in files) == n_slices
+
+
+def test_a_run_on_links_out_of_its_folder_is_refused_with_the_way_out(tmp_path, capsys):
+    """A subset made of links (a natural way to try a few images) clusters, but export follows no link out of the
+    input folder: the scan and the refusal both say what to do instead."""
+    import numpy as np
+    from PIL import Image
+
+    real, subset = tmp_path / "real", tmp_path / "subset"
+    real.mkdir()
+    subset.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(real / f"i{i}.png")
+        os.symlink(real / f"i{i}.png", subset / f"i{i}.png")
+    out = tmp_path / "out"
+    assert main(["run", str(subset), "--out", str(out), "--backbone", "pixels@16", "--pca", "2", "--k", "2",
+                 "--workers", "0", "--no-report", "--checks", "off"]) == 0
+    assert "run on the folder the links point into, or on copies of the files" in capsys.readouterr().err
+    assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err
+    assert "through a symbolic link" in err and "run on the folder the links point into" in err
+    assert not (tmp_path / "exp").exists()

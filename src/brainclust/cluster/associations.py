@@ -377,7 +377,7 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
         best = max([r for r in mine if not r.get("same_as")] or mine, key=lambda r: _num(r["score"]))
         p = f"p = {_num(best['p_value']):.2g}"
         if _num(best["p_value"]) <= alpha:
-            p += f"; below {min_score:g}: too weak to name"
+            p += f"; a score below {min_score:g}: too weak to name"
         if len(mine) == 1:
             return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
         return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, {p})"

@@ -142,7 +142,9 @@ def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str
     for k, v in new.items():
         name = column_name(k)
         if name != str(k).strip():
-            log.warning("%s: column '%s' is written as '%s': the run writes its own '%s'", source, k, name, k)
+            why = (f"the run writes its own '{k}'" if str(k).strip() in RESERVED else
+                   "a spreadsheet would run the name as a formula")
+            log.warning("%s: column '%s' is written as '%s': %s", source, k, name, why)
         out[name] = overlay(out[name], v, source, name) if name in out else list(v)
     return out
 

@@ -131,7 +131,8 @@ def warn_links_out(files: list[Path], root: Path) -> None:
     n = sum(1 for p in files if outside(p))
     if n:
         log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
-                    "the report's thumbnails and view do not follow links out of the input folder", n, root)
+                    "the report's thumbnails and view do not follow links out of the input folder (to have them, "
+                    "run on the folder the links point into, or on copies of the files)", n, root)
 
 
 #: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a
