@@ -241,3 +241,22 @@ def test_read_only_database_still_serves_hits(tmp_path, images, caplog, monkeypa
     assert more_got.cache_hits == 10 and more_got.cache_misses == 10
     msgs = _warnings(caplog)
     assert len(msgs) == 1 and "cannot write" in msgs[0], msgs
+
+
+def test_a_whole_run_warns_once_about_an_unusable_cache_folder(tmp_path, capsys):
+    """Features, check descriptors, likeness features and near-duplicate pairs each have a store in the folder;
+    a new user's probe got four warnings for one read-only folder, where the help says it warns once."""
+    from PIL import Image
+
+    from brainclust.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(data / f"i{i}.png")
+    (tmp_path / "file").write_text("x")
+    assert main(["run", str(data), "--out", str(tmp_path / "out"), "--backbone", "pixels@16", "--pca", "2",
+                 "--k", "2", "--workers", "0", "--no-report", "--cache-dir", str(tmp_path / "file" / "c")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("is unusable") == 1 and "cache folder" in err and "cannot cache" not in err, err

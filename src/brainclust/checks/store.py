@@ -179,8 +179,8 @@ def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thr
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_npz(path, pairs=at[pairs].reshape(-1, 2), similarity=np.asarray(sims, np.float32))
-        except OSError as exc:
-            log.warning("cannot cache near-duplicate pairs under %s (%s)", path.parent, exc)
+        except OSError as exc:  # said once per folder, with the feature store's own warning
+            log.debug("cannot cache near-duplicate pairs under %s (%s)", path.parent, exc)
     return pairs, sims, False
 
 

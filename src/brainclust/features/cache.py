@@ -166,8 +166,8 @@ class FeatureCache:
     def _unusable(self, exc: Exception) -> None:
         self.usable = False
         self._db = None
-        _warn_once("unusable", self.dir, "feature cache %s is unusable (%s); running without a feature cache",
-                   self.dir, exc)
+        _warn_once("unusable", self.dir.parent, "cache folder %s is unusable (%s); running without a feature cache",
+                   self.dir.parent, exc)  # once per folder, not per store in it (features, descriptors...)
 
     def _failed(self, exc: sqlite3.Error) -> None:
         """A read or write failed: damage -> start afresh; anything else -> stop using the store."""
