@@ -42,6 +42,11 @@ def test_a_data_set_needs_two_splits_and_half_of_its_images_marked_or_two_split_
         splits, source = detect_splits(paths)
     assert splits[:2] == ["train", "test"] and set(splits[2:]) == {""} and source == "folder"
     assert "2 of 10 images are in test/train; the other 8 have none" in caplog.text
+    # split folders that are not side by side are not a data set's splits (a review: qa/test/ and
+    # teaching/training/ among 30 unmarked images reported leakage)
+    paths = ["qa/test/q1.png", "teaching/training/c1.png"] + [f"cohort/o{i}.png" for i in range(8)]
+    assert detect_splits(paths) == ([""] * 10, "")
+    assert detect_splits(["site1/train/a.png", "site1/test/b.png"] + [f"x/o{i}.png" for i in range(8)])[1] == "folder"
     # file-name markers on a minority are set aside, with a warning that says how to use them
     caplog.clear()
     paths = ["x_train_1.png", "x_test_2.png"] + [f"o{i}.png" for i in range(8)]

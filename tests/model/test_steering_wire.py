@@ -210,15 +210,35 @@ def test_a_column_with_one_value_runs_as_without_within_or_remove(two_site_folde
     root, table = two_site_folder
     fast = ["--backbone", "pixels@16", "--workers", "0", "--no-report", "-q", "--k", "3", "--cache-dir",
             str(tmp_path / "cache")]
-    outs = {}
-    for name, extra in (("plain", []), ("remove", ["--remove", "level_1"]), ("within", ["--within", "level_1"])):
-        outs[name] = tmp_path / name
-        assert main(["run", str(root), "--out", str(outs[name]), *extra, *fast]) == 0
-    plain = [r["cluster"] for r in read_rows(outs["plain"] / "assignments.csv")]
-    sil = json.loads((outs["plain"] / "metrics.json").read_text())["silhouette"]
-    for name in ("remove", "within"):
-        assert [r["cluster"] for r in read_rows(outs[name] / "assignments.csv")] == plain, name
-        assert json.loads((outs[name] / "metrics.json").read_text())["silhouette"] == pytest.approx(sil, abs=1e-6)
+    for pca in (["--pca", "50"], ["--pca", "0"]):  # --pca 0: each clusters the features themselves
+        outs = {}
+        for name, extra in (("plain", []), ("remove", ["--remove", "level_1"]), ("within", ["--within", "level_1"])):
+            outs[name] = tmp_path / f"{name}{pca[1]}"
+            assert main(["run", str(root), "--out", str(outs[name]), *extra, *pca, *fast]) == 0
+        plain = [r["cluster"] for r in read_rows(outs["plain"] / "assignments.csv")]
+        sil = json.loads((outs["plain"] / "metrics.json").read_text())["silhouette"]
+        for name in ("remove", "within"):
+            assert [r["cluster"] for r in read_rows(outs[name] / "assignments.csv")] == plain, (name, pca)
+            got = json.loads((outs[name] / "metrics.json").read_text())["silhouette"]
+            assert got == pytest.approx(sil, abs=1e-6), (name, pca)
+
+
+def test_a_one_stratum_remove_model_saved_before_the_passthrough_keeps_rescaling(tmp_path):
+    """Models saved before 2026-12-06 fitted their PCA on unit-length rows: loaded, they must go on rescaling."""
+    from brainclust.io.atomic import atomic_write_npz, read_npz
+    from brainclust.model.steering import REMOVE_FILE
+
+    X, _, _ = two_sites()
+    recs = records(len(X), lambda i: "A")
+    step = RemoveStep(column="site")
+    out = step.fit_batch(Batch(recs, X))
+    np.testing.assert_array_equal(out.X, X)  # one stratum: unchanged
+    entry = step.save_step(tmp_path)
+    np.testing.assert_array_equal(RemoveStep.load_step(tmp_path, entry).transform_batch(Batch(recs, X)).X, X)
+    old = {k: v for k, v in read_npz(tmp_path / REMOVE_FILE, "remove model").items() if k != "passthrough"}
+    atomic_write_npz(tmp_path / REMOVE_FILE, **old)
+    again = RemoveStep.load_step(tmp_path, entry).transform_batch(Batch(recs, X)).X
+    np.testing.assert_allclose(again, X / np.linalg.norm(X, axis=1, keepdims=True), rtol=1e-6)
 
 @pytest.mark.slow
 def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_path, capsys):

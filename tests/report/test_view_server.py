@@ -412,7 +412,7 @@ def test_a_predict_folder_is_viewed_from_its_embeddings(tmp_path):
     bad = X.copy()
     bad[3, 1] = np.nan
     embeddings(bad.ravel(), X.shape[1])
-    with pytest.raises(ModelFileError, match="embeddings.parquet' is damaged: its embedding is empty or not finite"):
+    with pytest.raises(ModelFileError, match="embeddings.parquet' is damaged: its embedding is not finite"):
         ViewData(out, cache_dir=tmp_path / "cache2")
     embeddings(X[:-1].ravel(), X.shape[1])
     with pytest.raises(ModelFileError, match=r"does not match embeddings.parquet \(%d images\)" % (len(X) - 1)):
@@ -420,6 +420,19 @@ def test_a_predict_folder_is_viewed_from_its_embeddings(tmp_path):
     (out / "embeddings.parquet").write_bytes(b"PAR1 not parquet")
     with pytest.raises(ModelFileError, match="embeddings.parquet' is damaged"):
         ViewData(out, cache_dir=tmp_path / "cache4")
+    # a review's crafted files: text vectors, and a 50 KB file declaring 10 million rows (read before refusing)
+    texts = pa.FixedSizeListArray.from_arrays(pa.array(["1.5"] * X.size), X.shape[1])
+    pq.write_table(pa.table({"embedding": texts}), out / "embeddings.parquet")
+    with pytest.raises(ModelFileError, match="not vectors of numbers"):
+        ViewData(out, cache_dir=tmp_path / "cache5")
+    big = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(10_000_000 * 4, np.float32)), 4)
+    pq.write_table(pa.table({"embedding": big}), out / "embeddings.parquet", compression="zstd")
+    with pytest.raises(ModelFileError, match=r"does not match embeddings.parquet \(10000000 images\)"):
+        ViewData(out, cache_dir=tmp_path / "cache6")
+    # identical rows (a predict run over copies of one image): scikit-learn's t-SNE crashed the process on them
+    embeddings(np.full(X.size, 0.25, np.float32), X.shape[1])
+    same = ViewData(out, cache_dir=tmp_path / "cache7")
+    assert np.isfinite(same.xy).all() and len(np.unique(same.xy, axis=0)) == 1
 
 
 def test_ctrl_c_stops_cleanly(tmp_path):

@@ -11,8 +11,9 @@ Detection is conservative; a split is read from, in this order:
    a later token only a whole split word (``scan_train_01.png``).
 
 A data set has splits only when at least two different splits are found, and either two different
-split *folders* are among them (``train/`` and ``test/`` beside an unmarked ``extra/``: a folder so
-named is the data set's own word) or at least half of its images carry a marker (so one ``test.png``
+split *folders* side by side are among them (``train/`` and ``test/`` beside an unmarked ``extra/``:
+folders so named are the data set's own word; ``qa/test/`` and ``teaching/training/`` are not side by
+side) or at least half of its images carry a marker (so one ``test.png``
 among many unmarked files marks nothing). Markers that fail the rule are set aside with a warning
 that names their count and the way to use them (``--split-table``). Images without a marker get the
 empty split and never count as crossing. A table is the
@@ -41,16 +42,24 @@ MIN_MARKED = 0.5
 _TOKENS = re.compile(r"[-_. ]+")
 
 
+def _split_folder(parts: Sequence[str]) -> tuple[str, str] | None:
+    """``(the folders above it, split)`` of the first folder of a path's ``parts`` named as a split."""
+    for i, folder in enumerate(parts[:-1]):
+        hit = SPLIT_WORDS.get(folder.lower())
+        if hit:
+            return "/".join(parts[:i]), hit
+    return None
+
+
 def split_of(path: str) -> tuple[str, str]:
     """``(split, source)`` of one relative path from its folders or file name; ``("", "")`` when unmarked.
 
     ``source`` is ``folder`` or ``file name``.
     """
     parts = path.split("#", 1)[0].split("/")
-    for folder in parts[:-1]:
-        hit = SPLIT_WORDS.get(folder.lower())
-        if hit:
-            return hit, "folder"
+    folder = _split_folder(parts)
+    if folder:
+        return folder[1], "folder"
     tokens = [t.lower() for t in _TOKENS.split(parts[-1]) if t]
     if len(tokens) > 2:  # a marker is followed by more of the name than its extension
         first = tokens[0]
@@ -119,13 +128,17 @@ def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) 
         source = " and ".join(sources)
     marked = sum(1 for s in splits if s)  # folders and file names only: a table returned above
     found = sorted({s for s in splits if s})
-    folders = {s for s, src in pairs if src == "folder"}
     if n == 0 or len(found) < 2:
         return [""] * n, ""
-    if len(folders) < 2 and marked < MIN_MARKED * n:
-        log.warning("splits: the %s of %d of %d images read as %s, fewer than half and not two split folders: not "
-                    "used, so no leakage is looked for; --split-table names the splits", source or "names", marked,
-                    n, "/".join(found))
+    siblings: dict[str, set] = {}  # split folders side by side (train/ and test/ in one folder)
+    for p, (_, src) in zip(paths, pairs):
+        if src == "folder":
+            above, split = _split_folder(p.split("#", 1)[0].split("/"))
+            siblings.setdefault(above, set()).add(split)
+    if max(map(len, siblings.values()), default=0) < 2 and marked < MIN_MARKED * n:
+        log.warning("splits: the %s of %d of %d images read as %s, fewer than half and not two split folders side "
+                    "by side: not used, so no leakage is looked for; --split-table names the splits",
+                    source or "names", marked, n, "/".join(found))
         return [""] * n, ""
     if marked < n:
         log.info("splits (%s): %d of %d images are in %s; the other %d have none and never count as crossing",

@@ -164,6 +164,8 @@ class FactorRemover(TransformerMixin, BaseEstimator):
     grand_mean_ : ndarray of shape (n_features,)
     directions_ : ndarray of shape (n_directions, n_features)
         ``"project"``: the orthonormal directions removed.
+    passthrough_ : bool
+        One stratum: nothing to remove, ``transform`` returns the features unchanged (not scaled to unit length).
     """
 
     def __init__(self, rule: str = "center"):
@@ -185,6 +187,7 @@ class FactorRemover(TransformerMixin, BaseEstimator):
         keep = sv > 1e-9 * max(1.0, float(sv.max()) if sv.size else 1.0)
         self.directions_ = Vt[keep]
         self.n_features_in_ = U.shape[1]
+        self.passthrough_ = len(self.strata_) < 2  # (a model saved before 2026-12-06 has none: rows were rescaled)
         return self
 
     def predict_strata(self, X) -> np.ndarray:
@@ -195,7 +198,7 @@ class FactorRemover(TransformerMixin, BaseEstimator):
         U = unit_rows(X)
         if U.ndim != 2 or U.shape[1] != self.n_features_in_:
             raise ParameterError(f"--remove: features have shape {U.shape}; fitted on {self.n_features_in_} dimensions")
-        if len(self.strata_) < 2:  # one stratum: nothing to remove, the features pass as they are (not rescaled)
+        if getattr(self, "passthrough_", False):  # one stratum: nothing to remove, the features pass as they are
             return np.asarray(X)
         if self.rule == "project":
             C = U - self.grand_mean_

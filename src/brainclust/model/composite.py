@@ -342,7 +342,7 @@ class BrainClusterModel(Step):
         c = self.clusterer_.estimator_ if isinstance(self.clusterer_, SetAside) else self.clusterer_
         # --within clusters each stratum in its own space: its silhouette is taken in the run's PCA space (the
         # map's), as without --within, not on the raw features
-        space = c.X_fit_ if hasattr(c, "fit_batch") else None
+        space = c.X_fit_ if hasattr(c, "fit_batch") and c.pca else None  # --pca 0: the features, as without
         if aside is None:
             metrics = score(self.embedding_ if space is None else space, self.labels_, labels_true)
         else:  # the images set aside were not clustered: the scores are the clustered images'

@@ -18,11 +18,9 @@ The strata come from one column of the rows (:func:`strata_for`):
   average-linkage cosine tree (the default method, so the levels are those a default run writes), cut into
   the run's ``--k`` leaves (:func:`brainclust.cluster.steer.level_columns`).
 
-A column that is none of these is refused with one line that lists the available ones
-(:func:`check_column`, called by ``pipeline.run`` after the scan, before the features are extracted).
-
-``predict``: metadata strata are read from the new rows (a missing or unseen value: the nearest stratum
-mean); ``plane`` is read or estimated again; ``level_N`` strata are the nearest stratum mean (cosine).
+A column that is none of these is refused with one line listing the others (:func:`check_column`, before
+extraction). ``predict``: metadata strata are read from the new rows (a missing or unseen value: the nearest
+stratum mean); ``plane`` is read or estimated again; ``level_N`` strata are the nearest stratum mean (cosine).
 """
 
 from __future__ import annotations
@@ -270,7 +268,7 @@ class RemoveStep(Step):
         self.check_is_fitted()
         rm = self.remover_
         atomic_write_npz(folder / REMOVE_FILE, strata=_text(rm.strata_), means=rm.means_, grand_mean=rm.grand_mean_,
-                         directions=rm.directions_, source=np.asarray(self.source_),
+                         directions=rm.directions_, source=np.asarray(self.source_), passthrough=rm.passthrough_,
                          counts=np.asarray([self.counts_[s] for s in rm.strata_], np.int64))
         return {**self.entry(), "files": [REMOVE_FILE]}
 
@@ -294,6 +292,7 @@ class RemoveStep(Step):
             raise ModelFileError(f"remove model '{path}': fields 'means', 'grand_mean', 'directions', 'strata' do "
                                  "not fit together")
         step.remover_, step.source_ = rm, str(d["source"])
+        rm.passthrough_ = bool(d["passthrough"]) if "passthrough" in d else False  # older models rescaled the rows
         step.counts_ = {s: int(c) for s, c in zip(rm.strata_.tolist(), d["counts"])}
         return step
 

@@ -60,12 +60,13 @@ def tsne_perplexity(n: int) -> float:
 
 def tsne_2d(X: np.ndarray, random_state: int = 0) -> np.ndarray:
     """2-D t-SNE (cosine, PCA init, perplexity ``min(30, (n-1)/3)``); tiny inputs fall back to PCA, and
-    one feature (``--pca 1``, where every cosine is +-1) is drawn as it is, along x."""
+    so do rows a cosine cannot compare (a zero row) or that are all the same (scikit-learn's t-SNE crashed the
+    process on those); one feature (``--pca 1``, where every cosine is +-1) is drawn as it is, along x."""
     X = np.asarray(X, dtype=np.float64)
     n = len(X)
     if X.ndim == 2 and X.shape[1] == 1:
         return np.column_stack([X[:, 0], np.zeros(n)])
-    if n < 5:
+    if n < 5 or not (np.linalg.norm(X, axis=1) > 0).all() or np.ptp(X, axis=0).max() == 0:
         Z = X - X.mean(axis=0)
         if Z.shape[1] >= 2 and n >= 2:
             _, _, vt = np.linalg.svd(Z, full_matrices=False)

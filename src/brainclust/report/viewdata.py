@@ -84,6 +84,10 @@ class ViewColumn(Column):
 RAMP_LUT = ramp_lut()
 
 
+#: The most dimensions an ``embeddings.parquet`` embedding may declare for ``view`` to read it.
+EMBEDDING_MAX_DIM = 1 << 16
+
+
 def _read_table(path: Path, folder: Path):
     """``assignments.csv`` as a pyarrow table whose every column is text."""
     import pyarrow as pa
@@ -104,9 +108,10 @@ def _read_table(path: Path, folder: Path):
         raise ModelFileError(f"'{path}' is damaged ({reason[:200]})") from None
 
 
-def _embedding_column(path: Path, folder: Path) -> np.ndarray | None:
+def _embedding_column(path: Path, folder: Path, n: int) -> np.ndarray | None:
     """The ``embedding`` column of ``embeddings.parquet`` as a finite float32 ``(n, d)`` array; ``None`` when the
-    file or the column is absent."""
+    file or the column is absent. Its type and row count are checked from the file's footer before any data is
+    read (a small file can declare millions of rows), and no message quotes what the file holds."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -114,16 +119,28 @@ def _embedding_column(path: Path, folder: Path) -> np.ndarray | None:
         return None
     check_run_file(path, folder)
     try:
-        if "embedding" not in pq.read_schema(path).names:
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+        if "embedding" not in schema.names:
             return None
+        typ = schema.field("embedding").type
+        if not (pa.types.is_fixed_size_list(typ) and 0 < typ.list_size <= EMBEDDING_MAX_DIM
+                and (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type))):
+            raise ModelFileError(f"'{path}' is damaged: column 'embedding' is {typ}, not vectors of numbers of one "
+                                 f"length (at most {EMBEDDING_MAX_DIM})")
+        if meta.num_rows != n:
+            raise ModelFileError(f"'{folder / 'assignments.csv'}' ({n} rows) does not match embeddings.parquet "
+                                 f"({meta.num_rows} images): the outputs come from different runs")
         col = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
-        if not pa.types.is_fixed_size_list(col.type) or col.null_count:
-            raise ValueError(f"column 'embedding' is {col.type}, not vectors of one length")
-        X = np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(col), -1)
-    except (OSError, KeyError, ValueError, pa.ArrowException, MemoryError) as exc:
-        raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
-    if X.shape[1] == 0 or not np.isfinite(X).all():
-        raise ModelFileError(f"'{path}' is damaged: its embedding is empty or not finite")
+        if col.null_count or len(col) != n:
+            raise ModelFileError(f"'{path}' is damaged: its embedding has missing rows")
+        X = np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(n, -1)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException, MemoryError) as exc:
+        raise ModelFileError(f"'{path}' is damaged ({type(exc).__name__})") from None
+    if not np.isfinite(X).all():
+        raise ModelFileError(f"'{path}' is damaged: its embedding is not finite")
     return X
 
 
@@ -261,7 +278,7 @@ class ViewData:
             from brainclust.report.run import within_model
 
             X = within_model(within)[0].astype(np.float32)
-        elif (X := _embedding_column(self.folder.embeddings, self.folder.root)) is not None:  # a predict folder
+        elif (X := _embedding_column(self.folder.embeddings, self.folder.root, self.n)) is not None:  # predict
             model_file = self.folder.embeddings
         else:
             raise ModelFileError(f"'{self.folder.root}' has neither map.npy nor model/cluster.npz (nor "
