@@ -129,10 +129,16 @@ def test_compiled_model_is_cached_checked_and_keyed_by_cpu(model_cache, monkeypa
     ovr.compile_cached(make, cfg, xml)
     assert len(made) == 2  # damaged: compiled again and rewritten
     assert ovr.read_blob(blobs[0], json.loads(blobs[0].with_suffix(".json").read_text())["settings"]) is not None
+    xml.with_suffix(".json").write_text(json.dumps({"xml_sha256": "a" * 64, "bin_sha256": "b" * 64}))
+    ovr.compile_cached(make, cfg, xml)
+    assert len(made) == 3  # another IR content (its sidecar's digests): another blob
+    xml.with_suffix(".json").write_text("[" * 200_000)  # a crafted sidecar: unreadable, not a RecursionError
+    ovr.compile_cached(make, cfg, xml)
+    assert len(made) == 3  # read as no digests: the first blob again
     other = dict(ovr.cpu_identity(), flags="another cpu")
     monkeypatch.setattr(ovr, "cpu_identity", lambda: other)
     ovr.compile_cached(make, cfg, xml)
-    assert len(made) == 3 and len(list((xml.parent / "compiled").glob("*.blob"))) == 2  # another CPU: its own blob
+    assert len(made) == 4 and len(list((xml.parent / "compiled").glob("*.blob"))) == 3  # another CPU: its own
 
     def refuse(path, data):
         raise OSError(30, "Read-only file system")
@@ -140,7 +146,7 @@ def test_compiled_model_is_cached_checked_and_keyed_by_cpu(model_cache, monkeypa
     monkeypatch.setattr(ovr, "atomic_write_bytes", refuse)
     with caplog.at_level(logging.INFO, logger="brainclust"):
         fresh = ovr.compile_cached(make, cfg, model_cache / "readonly" / "lite0-test.xml")
-    assert len(made) == 4 and "not cached" in caplog.text  # a cache that cannot be written costs the compile only
+    assert len(made) == 5 and "not cached" in caplog.text  # a cache that cannot be written costs the compile only
     np.testing.assert_array_equal(fresh({0: x})[0], first({0: x})[0])
 
 def test_bf16_refused_with_one_line_without_native_bf16(monkeypatch):

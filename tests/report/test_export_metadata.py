@@ -86,6 +86,40 @@ def test_a_jpeg_copy_keeps_its_pixels_and_orientation_and_loses_exif_xmp_and_com
     assert stripped_jpeg(data, None).count(b"Exif") == 0  # without an orientation no EXIF block is written
 
 
+
+def test_text_hidden_in_kept_chunks_and_segments_does_not_pass():
+    """A review's cases: bytes after a kept chunk's defined length, a palette on an RGB image, bytes after the
+    compressed stream or in an extra IDAT, a PNG orientation; a JFIF thumbnail, an Adobe segment's tail, DNL."""
+    png = png_with_text(head(4))
+    chunks = []
+    pos = 8
+    while pos < len(png) and png[pos + 4:pos + 8] != b"IEND":
+        n = int.from_bytes(png[pos:pos + 4], "big")
+        chunks.append((png[pos + 4:pos + 8], png[pos + 8:pos + 8 + n]))
+        pos += 12 + n
+    ihdr = next(c for c in chunks if c[0] == b"IHDR")
+    idat = b"".join(c[1] for c in chunks if c[0] == b"IDAT")
+    s = SECRET.encode()
+    crafted = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr[1] + s) + chunk(b"gAMA", b"\0\0\xb1\x8f" + s)
+               + chunk(b"PLTE", s[:21]) + chunk(b"IDAT", idat + s) + chunk(b"IDAT", s) + chunk(b"IEND", s))
+    kind, copy = stripped(crafted)
+    assert kind == "png" and copy is not None and s not in copy
+    assert np.array_equal(decoded(copy), decoded(png))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010E] = SECRET
+    buf = io.BytesIO()
+    Image.fromarray(head(5, (30, 50))).save(buf, format="PNG", exif=exif.tobytes())
+    kind, copy = stripped(buf.getvalue())  # the orientation is kept alone, so the copy is still turned
+    assert copy is not None and s not in copy and decoded(copy).shape == (50, 30)
+    thumb = b"JFIF\0\x01\x02\x00\x00\x01\x00\x01\x02\x02" + s[:12]  # a 2 x 2 RGB thumbnail
+    adobe = b"Adobe\0\x64\0\0\0\0\x01" + s
+    jpg = jpeg_with_text(head(6), orientation=1)
+    jpg = (jpg[:2] + b"\xff\xe0" + (len(thumb) + 2).to_bytes(2, "big") + thumb
+           + b"\xff\xee" + (len(adobe) + 2).to_bytes(2, "big") + adobe + jpg[2:])
+    kind, copy = stripped(jpg)
+    assert kind == "jpeg" and copy is not None and s[:12] not in copy and s not in copy
+
 def test_files_whose_structure_is_not_followed_are_left_to_the_caller():
     png = png_with_text(head(2))
     cut = png[:png.index(b"IEND") - 4]  # no IEND

@@ -153,7 +153,7 @@ def read_checked(xml: Path, settings: dict) -> tuple[bytes, bytes] | None:
         if meta.get("settings") != settings:
             return None
         xml_bytes, bin_bytes = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     if (hashlib.sha256(xml_bytes).hexdigest() != meta.get("xml_sha256")
             or hashlib.sha256(bin_bytes).hexdigest() != meta.get("bin_sha256")):
@@ -315,8 +315,12 @@ def compile_cached(model, config: dict, xml: Path | None):
     get = model if callable(model) else (lambda: model)
     if xml is None:
         return core().compile_model(get(), "CPU", config)
-    settings = {"ir": Path(xml).name, **compiled_settings(config)}
-    blob = Path(xml).parent / "compiled" / f"{Path(xml).stem}-{config_key(settings)}.blob"
+
+    def where() -> tuple[Path, dict]:  # keyed by the IR's content too (its sidecar's digests), not its name only
+        settings = {"ir": Path(xml).name, "ir_sha256": _ir_digests(Path(xml)), **compiled_settings(config)}
+        return Path(xml).parent / "compiled" / f"{Path(xml).stem}-{config_key(settings)}.blob", settings
+
+    blob, settings = where()
     data = read_blob(blob, settings)
     if data is not None:
         try:
@@ -324,6 +328,7 @@ def compile_cached(model, config: dict, xml: Path | None):
         except Exception as exc:  # noqa: BLE001 - a blob OpenVINO refuses is compiled again
             log.warning("%s: cached compiled model cannot be imported (%s); compiling again", blob, exc)
     compiled = core().compile_model(get(), "CPU", config)
+    blob, settings = where()  # get() may have written the IR just now
     try:
         import io
 
@@ -338,6 +343,15 @@ def compile_cached(model, config: dict, xml: Path | None):
     return compiled
 
 
+def _ir_digests(xml: Path) -> list | None:
+    """The SHA-256 of an IR's two files as its sidecar records them (``None`` without a readable sidecar)."""
+    try:
+        meta = json.loads(sidecar_of(xml).read_text())
+        return [str(meta["xml_sha256"]), str(meta["bin_sha256"])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+
+
 def read_blob(blob: Path, settings: dict) -> bytes | None:
     """The compiled model's bytes when they match the sidecar written with these settings; else ``None``."""
     try:
@@ -345,7 +359,7 @@ def read_blob(blob: Path, settings: dict) -> bytes | None:
         if meta.get("settings") != json.loads(json.dumps(settings)):
             return None
         data = blob.read_bytes()
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: a sidecar of 10^5 '['
         return None
     return data if hashlib.sha256(data).hexdigest() == meta.get("sha256") else None
 

@@ -5,65 +5,121 @@ XMP, JPEG comments and application segments; viewers and converters write patien
 accession numbers there. A copy keeps only what the pixels need, by a whitelist, without decoding
 them again (the compressed data is copied byte for byte):
 
-- PNG (:func:`stripped_png`): the chunks of :data:`PNG_KEEP` (image header, palette, image data,
-  transparency, gamma and colour space, physical size, the frames of an animated PNG), up to ``IEND``;
-- JPEG (:func:`stripped_jpeg`): every marker segment but the application segments ``APP0``-``APP15``
-  and comments, except a JFIF ``APP0`` and an Adobe ``APP14`` (they tell how the colours are coded);
-  an EXIF orientation, which brainclust applies when it reads the file, is written back as a new EXIF
-  block holding that one tag. Bytes after the end of the image go.
+- PNG (:func:`stripped_png`): the chunks of :data:`PNG_KEEP` (image header, palette of a palette image,
+  image data, transparency, gamma and colour space, physical size), each cut to the length its kind
+  has for the image's colour type (:func:`_png_size`), and the image data as one ``IDAT`` chunk that
+  ends where its compressed stream ends. An animated PNG becomes its still image;
+- JPEG (:func:`stripped_jpeg`): every marker segment but the application segments ``APP0``-``APP15``,
+  comments and ``DNL``, except a JFIF ``APP0`` (rewritten to its 14 bytes: no thumbnail, which is a
+  picture of its own) and an Adobe ``APP14`` (its 12 bytes), which tell how the colours are coded;
+- both: an EXIF orientation (or XMP's), which brainclust applies when it reads the file, is written
+  back as a new EXIF block holding that one tag. Bytes after the end of the image go.
 
 A copy is kept only when it decodes to the same pixels as the file (Pillow, EXIF orientation applied,
 as the scan reads it); otherwise, or when the file's structure cannot be followed, :func:`stripped`
-returns ``None`` and the caller copies the file as it is and says so. TIFF and BMP files are not
-handled here (TIFF tags can hold text too: they are copied as they are, and the export says so).
+returns ``None`` and the caller copies the file as it is and says so. Not found: bytes hidden inside a
+JPEG's entropy-coded data, which a decoder skips (telling them apart needs the Huffman decoding). TIFF
+and BMP files are not handled here (TIFF tags can hold text too: they are copied as they are, and the
+export says so).
 """
 
 from __future__ import annotations
 
 import io
+import warnings
+import zlib
 
-#: PNG chunks a copy keeps.
+#: PNG chunks a copy keeps (``PLTE`` in palette images only; ``IDAT`` rewritten as one chunk).
 PNG_KEEP = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"bKGD",
-                      b"pHYs", b"acTL", b"fcTL", b"fdAT"})
+                      b"pHYs"})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: JPEG markers: start and end of image, start of scan, comment, EXIF orientation tag.
-SOI, EOI, SOS, COM, ORIENTATION = 0xD8, 0xD9, 0xDA, 0xFE, 0x0112
+#: Bytes of the PNG chunks of one size, and of those whose size depends on the colour type (0 grey, 2 RGB,
+#: 3 palette, 4 grey + alpha, 6 RGB + alpha; absent: not allowed for that type).
+PNG_FIXED = {b"IHDR": 13, b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9, b"IEND": 0}
+PNG_BY_COLOUR = {b"sBIT": {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}, b"bKGD": {0: 2, 2: 6, 3: 1, 4: 2, 6: 6},
+                 b"tRNS": {0: 2, 2: 6, 3: 256}}
+#: JPEG markers: start and end of image, start of scan, define number of lines, comment; EXIF orientation tag.
+SOI, EOI, SOS, DNL, COM, ORIENTATION = 0xD8, 0xD9, 0xDA, 0xDC, 0xFE, 0x0112
+#: JPEG application segments kept, cut to their defined bytes: JFIF without its thumbnail, Adobe.
+JPEG_APP_KEEP = {0xE0: (b"JFIF\0", 14), 0xEE: (b"Adobe", 12)}
 
 
-def stripped_png(data: bytes) -> bytes:
-    """The PNG file ``data`` with the chunks of :data:`PNG_KEEP` only; ``ValueError`` if its chunks cannot be
-    followed to ``IEND``."""
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+
+def _png_size(kind: bytes, colour: int, size: int, palette: int) -> int | None:
+    """The bytes a kept chunk keeps (at most ``size``), or ``None`` to leave it out."""
+    if kind in PNG_FIXED:
+        return PNG_FIXED[kind] if size >= PNG_FIXED[kind] else None
+    if kind == b"PLTE":
+        return size - size % 3 if colour == 3 else None
+    want = PNG_BY_COLOUR.get(kind, {}).get(colour)
+    if want is None:
+        return None
+    if kind == b"tRNS" and colour == 3:
+        return min(size, palette)  # one alpha per palette entry, at most
+    return want if size >= want else None
+
+
+def _exif_payload(orientation: int) -> bytes:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    return exif.tobytes()  # b"Exif\0\0" + a TIFF block holding the one tag
+
+
+def stripped_png(data: bytes, orientation: int | None = None) -> bytes:
+    """The PNG file ``data`` with the chunks of :data:`PNG_KEEP` only, each cut to its length, the image data
+    one ``IDAT`` chunk up to the end of its compressed stream, and an ``eXIf`` chunk holding ``orientation``
+    when it is given and not 1; ``ValueError`` if its chunks cannot be followed to ``IEND``."""
     if not data.startswith(PNG_SIGNATURE):
         raise ValueError("not a PNG file")
-    out, pos = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    out, pos, colour, palette, idat = [PNG_SIGNATURE], len(PNG_SIGNATURE), -1, 0, []
     while pos + 12 <= len(data):
         size, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
         end = pos + 12 + size
         if end > len(data):
             raise ValueError("a chunk runs past the end of the file")
-        if kind in PNG_KEEP:
-            out.append(data[pos:end])
-        if kind == b"IEND":
+        payload = data[pos + 8:pos + 8 + size]
+        if kind == b"IHDR" and size >= 13:
+            colour = payload[9]
+        if kind == b"PLTE":
+            palette = size // 3
+        if kind == b"IDAT":
+            idat.append(payload)
+        elif idat and kind != b"IEND":
+            pass  # chunks after the image data carry nothing the pixels need
+        elif kind == b"IEND":
+            stream = zlib.decompressobj()
+            whole = b"".join(idat)
+            stream.decompress(whole)
+            if not stream.eof:
+                raise ValueError("the image data does not end")
+            if orientation not in (None, 1):
+                out.append(_chunk(b"eXIf", _exif_payload(int(orientation))[6:]))
+            out += [_chunk(b"IDAT", whole[:len(whole) - len(stream.unused_data)]), _chunk(b"IEND", b"")]
             return b"".join(out)
+        elif kind in PNG_KEEP and (keep := _png_size(kind, colour, size, palette)) is not None:
+            out.append(_chunk(kind, payload[:keep]))
         pos = end
     raise ValueError("no IEND chunk")
 
 
 def _exif_segment(orientation: int) -> bytes:
-    from PIL import Image
-
-    exif = Image.Exif()
-    exif[ORIENTATION] = orientation
-    payload = exif.tobytes()  # b"Exif\0\0" + a TIFF block holding the one tag
+    payload = _exif_payload(orientation)
     return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
 
 
-def _keeps(marker: int, payload: bytes) -> bool:
-    if marker == 0xE0:
-        return payload.startswith(b"JFIF\0")
-    if marker == 0xEE:
-        return payload.startswith(b"Adobe")
-    return not (0xE0 <= marker <= 0xEF or marker == COM)
+def _kept_segment(marker: int, payload: bytes) -> bytes | None:
+    """The payload a copy keeps of a JPEG segment, or ``None``."""
+    if marker in JPEG_APP_KEEP:
+        name, size = JPEG_APP_KEEP[marker]
+        if not payload.startswith(name) or len(payload) < size:
+            return None
+        return payload[:12] + b"\0\0" if marker == 0xE0 else payload[:size]  # JFIF: thumbnail 0 x 0
+    return None if 0xE0 <= marker <= 0xEF or marker in (COM, DNL) else payload
 
 
 def _scan_end(data: bytes, pos: int) -> int:
@@ -107,8 +163,9 @@ def stripped_jpeg(data: bytes, orientation: int | None = None) -> bytes:
         if exif and marker != 0xE0:  # the orientation goes right after SOI and a JFIF APP0
             out.append(_exif_segment(int(orientation)))
             exif = False
-        if _keeps(marker, data[pos + 2:pos + size]):
-            out.append(bytes((0xFF, marker)) + data[pos:pos + size])
+        kept = _kept_segment(marker, data[pos + 2:pos + size])
+        if kept is not None:
+            out.append(bytes((0xFF, marker)) + (len(kept) + 2).to_bytes(2, "big") + kept)
         pos += size
         if marker == SOS:
             end = _scan_end(data, pos)
@@ -135,13 +192,13 @@ def stripped(data: bytes) -> tuple[str, bytes | None]:
     if not kind:
         return "", None
     try:
-        if kind == "png":
-            copy = stripped_png(data)
-        else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings about odd EXIF blocks are not for the terminal
             with Image.open(io.BytesIO(data)) as im:
-                orientation = im.getexif().get(ORIENTATION)
-            copy = stripped_jpeg(data, orientation if isinstance(orientation, int) else None)
-        (mode_a, a), (mode_b, b) = _pixels(data), _pixels(copy)
+                orientation = im.getexif().get(ORIENTATION)  # EXIF's, else XMP's
+            orientation = orientation if isinstance(orientation, int) else None
+            copy = stripped_png(data, orientation) if kind == "png" else stripped_jpeg(data, orientation)
+            (mode_a, a), (mode_b, b) = _pixels(data), _pixels(copy)
     except Exception:  # noqa: BLE001 - a structure not followed, or bytes Pillow refuses: the caller copies as is
         return kind, None
     return kind, (copy if mode_a == mode_b and np.array_equal(a, b) else None)

@@ -354,7 +354,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     kept = sorted(done.get("kept", []))
     if kept:
         log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (TIFF tags, or a "
-                    "structure not followed), first '%s'", len(kept), kept[0])
+                    "PNG/JPEG whose stripped copy would not decode to the same pixels), first '%s'", len(kept), kept[0])
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)
