@@ -92,9 +92,11 @@ def stripped_png(data: bytes, orientation: int | None = None) -> bytes:
         elif idat and kind != b"IEND":
             pass  # chunks after the image data carry nothing the pixels need
         elif kind == b"IEND":
-            stream = zlib.decompressobj()
-            whole = b"".join(idat)
-            stream.decompress(whole)
+            stream, whole = zlib.decompressobj(), b"".join(idat)
+            rest = whole
+            while rest and not stream.eof:  # a megabyte of pixels at a time: only where the stream ends matters
+                stream.decompress(rest, 1 << 20)
+                rest = stream.unconsumed_tail
             if not stream.eof:
                 raise ValueError("the image data does not end")
             if orientation not in (None, 1):
@@ -137,9 +139,9 @@ def _scan_end(data: bytes, pos: int) -> int:
 
 
 def stripped_jpeg(data: bytes, orientation: int | None = None) -> bytes:
-    """The JPEG file ``data`` without application segments (but JFIF and Adobe) and comments, with a new EXIF
-    block holding ``orientation`` when it is given and not 1; ``ValueError`` if its segments cannot be
-    followed to the end of the image."""
+    """The JPEG file ``data`` without application segments (but JFIF and Adobe, cut), comments and ``DNL``, with
+    a new EXIF block holding ``orientation`` when it is given and not 1; ``ValueError`` if its segments cannot
+    be followed to the end of the image."""
     if data[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG file")
     out, pos, exif = [data[:2]], 2, orientation not in (None, 1)
