@@ -137,7 +137,7 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("--to", required=True, help="target folder (new or empty)")
     p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
     p.add_argument("--dicom-headers", default="strip", choices=["strip", "keep"],
-                   help="a copied DICOM file de-identified, a PNG/JPEG without its metadata (default strip), "
+                   help="a copied DICOM file de-identified, a PNG/JPEG/TIFF without its metadata (default strip), "
                    "or every file as it is, patient data included")
 
 

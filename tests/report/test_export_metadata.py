@@ -120,6 +120,21 @@ def test_text_hidden_in_kept_chunks_and_segments_does_not_pass():
     kind, copy = stripped(jpg)
     assert kind == "jpeg" and copy is not None and s[:12] not in copy and s not in copy
 
+@pytest.mark.parametrize("compression", ["raw", "tiff_lzw", "jpeg"])
+def test_a_tiff_copy_is_written_from_its_pixels_without_its_tags(compression):
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x0112], tags[0x013B], tags[0x010E] = 8, SECRET, SECRET  # orientation, Artist, ImageDescription
+    buf = io.BytesIO()
+    Image.fromarray(head(7, (30, 44))).save(buf, format="TIFF", compression=compression, tiffinfo=tags)
+    data = buf.getvalue()
+    assert SECRET.encode() in data
+    kind, copy = stripped(data)
+    assert kind == "tiff" and copy is not None and SECRET.encode() not in copy
+    assert np.array_equal(decoded(copy), decoded(data)) and decoded(copy).shape == (44, 30)  # orientation 8 kept
+
+
 def test_files_whose_structure_is_not_followed_are_left_to_the_caller():
     png = png_with_text(head(2))
     cut = png[:png.index(b"IEND") - 4]  # no IEND
@@ -150,14 +165,17 @@ def test_export_writes_no_metadata_and_keeps_it_only_when_asked(tmp_path, capsys
         (data / f"g{i % 2}" / f"p{i}.png").write_bytes(png_with_text(head(i) + 60 * (i % 2)))
         (data / f"g{i % 2}" / f"j{i}.jpg").write_bytes(jpeg_with_text(head(10 + i) + 60 * (i % 2), orientation=1))
     Image.fromarray(head(20)).save(data / "g0" / "t.tif", tiffinfo={270: SECRET})  # ImageDescription
+    pages = [Image.fromarray(head(21 + i)) for i in range(2)]
+    pages[0].save(data / "g1" / "pages.tif", save_all=True, append_images=pages[1:], tiffinfo={270: SECRET})
     assert main(["run", str(data), "--out", str(out), *RUN]) == 0
     capsys.readouterr()
     assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
     said = capsys.readouterr()
-    assert "8 PNG/JPEG files without their metadata" in said.out
-    assert "1 copied file(s) keep their metadata" in said.err and "t.tif" in said.err
-    copies = sorted(p for p in (tmp_path / "exp").rglob("*") if p.suffix in (".png", ".jpg"))
-    assert len(copies) == 8
+    assert "9 PNG/JPEG/TIFF files without their metadata" in said.out
+    assert "1 copied file(s) keep their metadata" in said.err and "pages.tif" in said.err  # a TIFF of pages
+    copies = sorted(p for p in (tmp_path / "exp").rglob("*") if p.suffix in (".png", ".jpg", ".tif"))
+    copies = [p for p in copies if p.name != "pages.tif"]
+    assert len(copies) == 9
     for p in copies:
         assert SECRET.encode() not in p.read_bytes(), p.name
         assert np.array_equal(decoded(p.read_bytes()), decoded(next(data.rglob(p.name)).read_bytes()))

@@ -22,8 +22,8 @@ number or a code, can pass:
 Not removed: text burned into the pixels (``BurnedInAnnotation`` is kept, so a reader can tell), and marker
 segments (comments, EXIF) inside compressed frames.
 
-:func:`deidentified_copy` is what ``export`` calls for any copied file: DICOM as above, PNG and JPEG without
-their metadata (:mod:`brainclust.io.rastermeta`), other formats as they are.
+:func:`deidentified_copy` is what ``export`` calls for any copied file: DICOM as above, PNG, JPEG and TIFF
+without their metadata (:mod:`brainclust.io.rastermeta`), BMP as it is.
 """
 
 from __future__ import annotations
@@ -184,8 +184,8 @@ def is_dicom(data: bytes) -> bool:
 
 def deidentified_copy(data: bytes, source: str, salt: str | None) -> tuple[bytes, str]:
     """``(bytes to write, what was done)`` for a copy of an image file: ``"dicom"`` (:func:`deidentified_dicom`),
-    ``"raster"`` (a PNG or JPEG without its metadata), ``"kept"`` (a TIFF, or a PNG or JPEG whose metadata could
-    not be removed: copied as it is) or ``""`` (a BMP, or ``salt`` ``None``: ``--dicom-headers keep``)."""
+    ``"raster"`` (a PNG, JPEG or TIFF without its metadata), ``"kept"`` (one whose metadata could not be removed:
+    copied as it is) or ``""`` (a BMP, or ``salt`` ``None``: ``--dicom-headers keep``)."""
     from brainclust.io.rastermeta import stripped
 
     if salt is None:
@@ -195,4 +195,4 @@ def deidentified_copy(data: bytes, source: str, salt: str | None) -> tuple[bytes
     kind, copy = stripped(data)
     if copy is not None:
         return copy, "raster"
-    return data, "kept" if kind or data[:4] in (b"II*\0", b"MM\0*") else ""
+    return data, "kept" if kind else ""

@@ -1,4 +1,4 @@
-"""PNG and JPEG copies without their metadata (``brainclust export``, copy mode).
+"""PNG, JPEG and TIFF copies without their metadata (``brainclust export``, copy mode).
 
 A PNG or JPEG file can carry text that is not pixels: PNG ``tEXt``/``zTXt``/``iTXt`` chunks, EXIF and
 XMP, JPEG comments and application segments; viewers and converters write patient names, dates and
@@ -18,9 +18,12 @@ them again (the compressed data is copied byte for byte):
 A copy is kept only when it decodes to the same pixels as the file (Pillow, EXIF orientation applied,
 as the scan reads it); otherwise, or when the file's structure cannot be followed, :func:`stripped`
 returns ``None`` and the caller copies the file as it is and says so. Not found: bytes hidden inside a
-JPEG's entropy-coded data, which a decoder skips (telling them apart needs the Huffman decoding). TIFF
-and BMP files are not handled here (TIFF tags can hold text too: they are copied as they are, and the
-export says so).
+JPEG's entropy-coded data, which a decoder skips (telling them apart needs the Huffman decoding).
+
+A TIFF (:func:`stripped_tiff`), whose tags (``ImageDescription``, ``Artist``, IPTC, XMP...) can hold text
+anywhere in the file, is written anew by Pillow from its decoded pixels as shown (the orientation
+applied): one page, its own compression when lossless (else LZW), no tag but the image's own. A TIFF of
+several pages is copied as it is. BMP files hold no text and are not handled here.
 """
 
 from __future__ import annotations
@@ -175,6 +178,27 @@ def stripped_jpeg(data: bytes, orientation: int | None = None) -> bytes:
             pos = end
 
 
+#: TIFF compressions written again as they are (lossless); any other becomes LZW.
+TIFF_LOSSLESS = frozenset({"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"})
+
+
+def stripped_tiff(data: bytes, orientation: int | None = None) -> bytes:
+    """The one-page TIFF file ``data`` written again from its pixels as the scan shows them (turned by their
+    orientation, so none is written: ``orientation`` is not needed), with no tag but the image's own;
+    ``ValueError`` for a TIFF of several pages."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        if getattr(im, "n_frames", 1) != 1:
+            raise ValueError("a TIFF of several pages")
+        compression = im.info.get("compression", "raw")
+        copy = ImageOps.exif_transpose(im)  # the pixels as shown, a new image without the file's tags
+    copy.info = {}  # nor its ICC profile, resolution or description
+    out = io.BytesIO()
+    copy.save(out, format="TIFF", compression=compression if compression in TIFF_LOSSLESS else "tiff_lzw")
+    return out.getvalue()
+
+
 def _pixels(data: bytes):
     import numpy as np
     from PIL import Image, ImageOps
@@ -185,21 +209,24 @@ def _pixels(data: bytes):
 
 
 def stripped(data: bytes) -> tuple[str, bytes | None]:
-    """``(format, copy)``: ``format`` ``"png"``, ``"jpeg"`` or ``""`` (another format: nothing done); ``copy``
-    the file without its metadata, or ``None`` when it cannot be made or does not decode to the same pixels."""
+    """``(format, copy)``: ``format`` ``"png"``, ``"jpeg"``, ``"tiff"`` or ``""`` (another format: nothing done);
+    ``copy`` the file without its metadata, or ``None`` when it cannot be made or does not decode to the same
+    pixels."""
     import numpy as np
     from PIL import Image
 
-    kind = "png" if data.startswith(PNG_SIGNATURE) else "jpeg" if data[:3] == b"\xff\xd8\xff" else ""
+    kind = ("png" if data.startswith(PNG_SIGNATURE) else "jpeg" if data[:3] == b"\xff\xd8\xff" else
+            "tiff" if data[:4] in (b"II*\0", b"MM\0*") else "")
     if not kind:
         return "", None
+    strip = {"png": stripped_png, "jpeg": stripped_jpeg, "tiff": stripped_tiff}[kind]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's warnings about odd EXIF blocks are not for the terminal
             with Image.open(io.BytesIO(data)) as im:
                 orientation = im.getexif().get(ORIENTATION)  # EXIF's, else XMP's
             orientation = orientation if isinstance(orientation, int) else None
-            copy = stripped_png(data, orientation) if kind == "png" else stripped_jpeg(data, orientation)
+            copy = strip(data, orientation)
             (mode_a, a), (mode_b, b) = _pixels(data), _pixels(copy)
     except Exception:  # noqa: BLE001 - a structure not followed, or bytes Pillow refuses: the caller copies as is
         return kind, None

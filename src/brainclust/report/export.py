@@ -7,9 +7,9 @@ and puts every image in exactly one folder:
 ``set_aside/`` for the images ``--exclude`` left out (``-1`` with an excluded flag).
 Images are copied (default) or symbolically linked. A copied DICOM file is de-identified
 (:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
-and a copied PNG or JPEG loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
-comments) unless ``dicom_headers="keep"``; a TIFF is copied as it is (counted in ``kept``, with a
-warning); a link points at the file as it is.
+and a copied PNG, JPEG or TIFF loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
+comments, tags) unless ``dicom_headers="keep"``; one that cannot be (a TIFF of several pages) is copied
+as it is, counted in ``kept``, with a warning; a link points at the file as it is.
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -78,7 +78,7 @@ class ExportResult:
     n_png: int = 0  # DICOM frames and NIfTI slices: written as PNG files whatever the mode
     n_deidentified: int = 0  # DICOM files copied with their headers stripped
     n_stripped: int = 0  # PNG and JPEG files copied without their metadata
-    kept: list[str] = field(default_factory=list)  # copies whose metadata could not be removed (TIFF...)
+    kept: list[str] = field(default_factory=list)  # copies whose metadata could not be removed
 
     dicom_headers: str = "strip"
 
@@ -90,8 +90,8 @@ class ExportResult:
         """The one line ``brainclust export`` prints."""
         how = self.mode if not self.n_png else "PNG files" if self.n_png == self.n_files else \
             f"{self.mode}; {self.n_png} frames or slices as PNG files"
-        done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG files without "
-                                                                          "their metadata"))
+        done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG/TIFF files "
+                                                                          "without their metadata"))
         how += "".join(f"; {n} {what}" for n, what in done if n)  # the files kept as they are: a warning
         if self.dicom_headers == "keep" and self.mode == "copy":
             how += "; headers and metadata kept, patient data included"
@@ -353,8 +353,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     kept = sorted(done.get("kept", []))
     if kept:
-        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (TIFF tags, or a "
-                    "PNG/JPEG whose stripped copy would not decode to the same pixels), first '%s'", len(kept), kept[0])
+        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a TIFF of pages, or a "
+                    "stripped copy that would not decode to the same pixels), first '%s'", len(kept), kept[0])
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)
