@@ -275,3 +275,22 @@ def test_auto_asks_for_the_installed_reductions_only(monkeypatch):
     with pytest.raises(RuntimeError, match="stop"):
         model._select(list(range(30)), None, consensus=False)
     assert asked["reductions"] == ("pca",) and asked["with_consensus"] is False
+
+
+@pytest.mark.slow
+def test_a_fused_candidate_says_its_block_scales_once(tmp_path, caplog):
+    """The portfolio's fit of a fusion is an evaluation: only the chosen model's own fit logs its block scales
+    (the line was printed twice when the fusion was chosen)."""
+    import logging
+
+    from brainclust.analysis.autoconfig import run_auto
+    from brainclust.data.demo import make_demo_dataset
+    from brainclust.pipeline import RunConfig
+
+    data = tmp_path / "demo"
+    make_demo_dataset(data, n_per_class=8, random_state=0)
+    cfg = RunConfig(backbone="auto", cache_dir=str(tmp_path / "cache"), k=3, pca=10, progress=False)
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        _, res = run_auto(data, tmp_path / "out", cfg, backbones=("pixels+hog", "hog"))
+    said = caplog.text.count("block scales")
+    assert said == (1 if res.chosen[0] == "pixels+hog" else 0), (res.chosen, said)

@@ -16,6 +16,7 @@ and the consensus are extended to every image by their own ``predict``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import replace
@@ -66,12 +67,18 @@ class _Portfolio(Step):
         sample = [records[i] for i in rows]
         feats, keep = {}, None
         self.portfolio_cache_: Counter = Counter()  # every backbone's hits and misses, so the run reports them
-        for b in self.portfolio:
-            got = replace(cfg, backbone=b).extractor().fit_extract(sample)
-            self.portfolio_cache_.update(got.cache_info())
-            ok, X, _ = got.split(sample)
-            feats[b] = dict(zip((r.path for r in ok), X))
-            keep = {r.path for r in ok} if keep is None else keep & {r.path for r in ok}
+        quiet = logging.getLogger("brainclust.features.fusion")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)  # the block scales are said once, by the chosen model's own fit
+        try:
+            for b in self.portfolio:
+                got = replace(cfg, backbone=b).extractor().fit_extract(sample)
+                self.portfolio_cache_.update(got.cache_info())
+                ok, X, _ = got.split(sample)
+                feats[b] = dict(zip((r.path for r in ok), X))
+                keep = {r.path for r in ok} if keep is None else keep & {r.path for r in ok}
+        finally:
+            quiet.setLevel(level)
         kept = [r for r in sample if r.path in keep]
         return {b: np.stack([f[r.path] for r in kept]) for b, f in feats.items()}, kept
 
