@@ -77,9 +77,8 @@ class ExportResult:
     mode: str
     n_png: int = 0  # DICOM frames and NIfTI slices: written as PNG files whatever the mode
     n_deidentified: int = 0  # DICOM files copied with their headers stripped
-    n_stripped: int = 0  # PNG and JPEG files copied without their metadata
+    n_stripped: int = 0  # PNG, JPEG and TIFF files copied without their metadata
     kept: list[str] = field(default_factory=list)  # copies whose metadata could not be removed
-
     dicom_headers: str = "strip"
 
     @property
@@ -353,8 +352,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     kept = sorted(done.get("kept", []))
     if kept:
-        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a TIFF of pages, or a "
-                    "stripped copy that would not decode to the same pixels), first '%s'", len(kept), kept[0])
+        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a multi-page TIFF, or "
+                    "a stripped copy that would not decode to the same pixels), first '%s'", len(kept), kept[0])
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)
