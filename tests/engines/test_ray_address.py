@@ -78,7 +78,9 @@ def test_a_refused_port_is_one_line(small_set, tmp_path):
 def test_auto_without_a_cluster_is_one_line(small_set, tmp_path):
     pytest.importorskip("ray")
     line = _one_error_line(_cli(_run_args(small_set, tmp_path, "auto"), tmp_path))
-    assert "auto" in line and "cannot join" in line
+    # the probe fails to join, or, on a loaded machine where importing Ray alone takes longer, its bound expires
+    # (seen in a fresh-clone CI run): both are the one-line refusal naming the address
+    assert "--ray-address auto:" in line and ("cannot join" in line or "no Ray cluster answered within" in line)
 
 
 def test_garbage_through_the_cli_is_one_line(small_set, tmp_path):
