@@ -213,7 +213,8 @@ def _summary(result) -> str:
         parts.append(f"label scores over the {n_lab} labelled of {m['n_images']}"
                      + (" (too few to mean much)" if n_lab < 10 else ""))
     lines = [", ".join(parts)]
-    if "umap" in str(((result.manifest.get("auto") or {}).get("chosen") or result.manifest.get("settings") or {}).get("reduce")):
+    reduce = ((result.manifest.get("auto") or {}).get("chosen") or result.manifest.get("settings") or {}).get("reduce")
+    if "umap" in str(reduce):  # the reduction used: --auto's choice, else the setting
         lines.append("silhouette on the UMAP embedding, whose clumps raise it: not comparable with a PCA run's")
     if "k_selection" in m:
         sel = m["k_selection"]

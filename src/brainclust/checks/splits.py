@@ -42,13 +42,23 @@ MIN_MARKED = 0.5
 _TOKENS = re.compile(r"[-_. ]+")
 
 
-def _split_folder(parts: Sequence[str]) -> tuple[str, str] | None:
-    """``(the folders above it, split)`` of the first folder of a path's ``parts`` named as a split."""
+def _marker(path: str) -> tuple[str, str, str]:
+    """``(split, source, the folders above a split folder)`` of one relative path (see :func:`split_of`)."""
+    parts = path.split("#", 1)[0].split("/")
     for i, folder in enumerate(parts[:-1]):
         hit = SPLIT_WORDS.get(folder.lower())
         if hit:
-            return "/".join(parts[:i]), hit
-    return None
+            return hit, "folder", "/".join(parts[:i])
+    tokens = [t.lower() for t in _TOKENS.split(parts[-1]) if t]
+    if len(tokens) > 2:  # a marker is followed by more of the name than its extension
+        first = tokens[0]
+        hit = SPLIT_WORDS.get(first) or PREFIX_ABBREVIATIONS.get(first)
+        if hit:
+            return hit, "file name", ""
+        for tok in tokens[1:-1]:
+            if tok in SPLIT_WORDS:
+                return SPLIT_WORDS[tok], "file name", ""
+    return "", "", ""
 
 
 def split_of(path: str) -> tuple[str, str]:
@@ -56,20 +66,7 @@ def split_of(path: str) -> tuple[str, str]:
 
     ``source`` is ``folder`` or ``file name``.
     """
-    parts = path.split("#", 1)[0].split("/")
-    folder = _split_folder(parts)
-    if folder:
-        return folder[1], "folder"
-    tokens = [t.lower() for t in _TOKENS.split(parts[-1]) if t]
-    if len(tokens) > 2:  # a marker is followed by more of the name than its extension
-        first = tokens[0]
-        hit = SPLIT_WORDS.get(first) or PREFIX_ABBREVIATIONS.get(first)
-        if hit:
-            return hit, "file name"
-        for tok in tokens[1:-1]:
-            if tok in SPLIT_WORDS:
-                return SPLIT_WORDS[tok], "file name"
-    return "", ""
+    return _marker(path)[:2]
 
 
 def match_table(paths: Sequence[str], abspaths: Sequence[str], table: Mapping[str, str],
@@ -122,18 +119,16 @@ def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) 
             return [""] * n, ""
         return splits, "metadata"
     else:
-        pairs = [split_of(p) for p in paths]
-        splits = [s for s, _ in pairs]
-        sources = sorted({src for _, src in pairs if src})
-        source = " and ".join(sources)
+        marks = [_marker(p) for p in paths]
+        splits = [s for s, _, _ in marks]
+        source = " and ".join(sorted({src for _, src, _ in marks if src}))
     marked = sum(1 for s in splits if s)  # folders and file names only: a table returned above
     found = sorted({s for s in splits if s})
     if n == 0 or len(found) < 2:
         return [""] * n, ""
     siblings: dict[str, set] = {}  # split folders side by side (train/ and test/ in one folder)
-    for p, (_, src) in zip(paths, pairs):
+    for split, src, above in marks:
         if src == "folder":
-            above, split = _split_folder(p.split("#", 1)[0].split("/"))
             siblings.setdefault(above, set()).add(split)
     if max(map(len, siblings.values()), default=0) < 2 and marked < MIN_MARKED * n:
         log.warning("splits: the %s of %d of %d images read as %s, fewer than half and not two split folders side "
