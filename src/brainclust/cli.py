@@ -72,7 +72,7 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("check", help="check a folder of images without clustering it: duplicates, leakage, "
-                                     "non-MRI, blank, noise, tiny, non-image DICOM (quality.csv, leakage.csv)",
+                                     "non-MRI, blank, noise, tiny, non-image DICOM (checks.html, quality.csv, leakage.csv)",
                        parents=[common])
     p.add_argument("data", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder, outside DATA: new, empty or an earlier check's "
@@ -287,14 +287,17 @@ def _cmd_run(args) -> None:
 def _cmd_check(args) -> None:
     from brainclust.checks.stage import check_data
     from brainclust.io.outputs import escape_name
+    from brainclust.report.checkpage import write_check_page
 
     res = check_data(args.data, args.out, check_thresholds=args.check_thresholds, split_table=args.split_table,
                      split_column=args.split_column, workers=args.workers, cache_dir=args.cache_dir,
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
-                     exclude_files=args.exclude_files or (), bids_filter=args.bids_filter)
+                     exclude_files=args.exclude_files or (), bids_filter=args.bids_filter,
+                     finish=lambda staging, records: write_check_page(staging, args.data, records))
     say(f"{len(res.paths)} image(s) checked")
     say(res.summary())
-    say(f"outputs: {escape_name(str(args.out))}/quality.csv, leakage.csv, manifest.json")
+    say(f"outputs: {escape_name(str(args.out))}/checks.html (a gallery per flag), quality.csv, leakage.csv, "
+        "manifest.json")
 
 
 def _cmd_report(args) -> None:

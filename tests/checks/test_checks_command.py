@@ -103,3 +103,52 @@ def test_a_folder_where_no_image_decodes_is_an_error_not_a_clean_check(tmp_path)
     with pytest.raises(InputError, match="none of its 2 image.s. could be decoded .*nothing was checked"):
         check_data(data, tmp_path / "o", progress=False, cache_dir=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
+    import re
+
+    bad = tmp_path / "data"
+    shutil.copytree(data, bad)
+    truncated = bad / "train" / "s2.png"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    out = tmp_path / "o"
+    assert main(["-q", "check", str(bad), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checks.html", "leakage.csv", "manifest.json", "quality.csv"]
+    page = out.joinpath("checks.html").read_text(encoding="utf-8")
+    assert "<script" not in page and "default-src 'none'" in page and "Nothing was clustered" in page
+    assert "duplicate: 1 images in 1 groups" in page and "across splits (leakage.csv)" in page
+    for flag in ("not_mri", "blank", "tiny"):
+        assert re.search(rf"<h3>{flag}: 1 images</h3>", page)
+    assert "not checked: 1 images" in page and "train/s2.png" in page
+    # the copy's group (2), the photograph, the tiny constant image (blank and tiny); none for the truncated file
+    assert len(re.findall(r'<img src="data:image/jpeg;base64,', page)) == 5
+    # the page is replaced with the folder: a second check of a clean folder says nothing is flagged
+    clean = tmp_path / "clean"
+    for i in range(4):
+        save(clean / f"s{i}.png", head_slice(i))
+    assert main(["-q", "check", str(clean), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    page = out.joinpath("checks.html").read_text(encoding="utf-8")
+    assert "No image is flagged." in page and "<h3>" not in page
+
+
+def test_the_page_shows_no_file_that_changed_since_the_scan(data, tmp_path):
+    from brainclust.io.scan import scan
+    from brainclust.report.checkpage import write_check_page
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    out = tmp_path / "o"
+    check_data(copy, out, cache_dir=False, progress=False)
+    records = scan(copy, progress=False).records
+    save(copy / "test" / "photo.png", head_slice(9))  # replaced after the check: not shown
+    page = write_check_page(out, copy, records).read_text(encoding="utf-8")
+    import base64
+
+    from brainclust.report.thumbnails import jpeg_bytes, placeholder
+
+    assert "1 image(s) could not be shown" in page
+    cross = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(placeholder(96))).decode("ascii")
+    assert page.count(cross) == 1  # the photograph's tile: a placeholder, not the new picture
+    with pytest.raises(Exception, match="does not list the images checked"):
+        write_check_page(out, copy, records[:-1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -263,14 +263,15 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                  thresholds: Thresholds | None = None, workers: int = 0, progress: bool | None = None,
                  split_table: Mapping[str, str] | None = None, backend: str = "auto",
                  scan_result: ScanResult | None = None, cache_dir=False, split_source: str | None = None,
-                 **scan_kwargs) -> CheckResult:
+                 finish: Callable[[Path, Sequence[ImageRecord]], None] | None = None, **scan_kwargs) -> CheckResult:
     """Scan ``data`` (``brainclust.io.scan.scan``; ``scan_kwargs`` e.g. ``slices``), check it, and, when
     ``out`` is given, publish ``quality.csv``, ``leakage.csv`` and ``manifest.json`` there (``brainclust check``).
 
     ``out`` is written like a run folder (:func:`brainclust.io.outputs.publish`: staged, then swapped in
     whole, under a lock); it must be outside ``data`` and new, empty or an earlier check's folder.
     ``cache_dir``: the descriptor store (:mod:`brainclust.checks.store`; ``False`` = none, ``None`` = the
-    default folder). ``split_source`` names the split table in the manifest.
+    default folder). ``split_source`` names the split table in the manifest. ``finish(staging, records)``
+    completes the staged folder before it is published (``brainclust check``'s page).
 
     Raises
     ------
@@ -308,7 +309,8 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                     "skipped": sorted(found.skipped, key=lambda s: s["path"]),
                     "checks": checks_record(result, split_table=split_source, cache=cache, timings=timings)}
         publish(out, lambda staging: write_outputs(result, staging, manifest),
-                check=lambda: check_out(out, data=data, allowed=CHECK_ENTRIES))
+                check=lambda: check_out(out, data=data, allowed=CHECK_ENTRIES),
+                finish=None if finish is None else lambda staging: finish(staging, found.records))
     log.debug("%s", result.summary())
     return result
 
@@ -316,11 +318,13 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
 def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *, check_thresholds: str | None = None,
                split_table: str | os.PathLike | None = None, split_column: str = "split", workers: int | None = None,
                cache_dir=None, slices: str = "axial:mid", volume_index: int = 0,
-               progress: bool | None = None, include=(), exclude_files=(), bids_filter=None) -> CheckResult:
+               progress: bool | None = None, include=(), exclude_files=(), bids_filter=None,
+               finish=None) -> CheckResult:
     """``brainclust check``: :func:`check_folder` from the command's settings (the text of
     ``--check-thresholds``, a split table's path and column, ``--workers`` (``None``: every core), the
     descriptor cache folder, the NIfTI slicing, the file filters of a run: ``--include``,
-    ``--exclude-files``, ``--bids-filter``). Every setting is checked before the scan.
+    ``--exclude-files``, ``--bids-filter``; ``finish``: see :func:`check_folder`). Every setting is checked
+    before the scan.
     """
     from brainclust.checks.store import default_workers
     from brainclust.io.formats import nifti
@@ -335,4 +339,4 @@ def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *,
     return check_folder(data, out, thresholds, workers=default_workers(workers), progress=progress,
                         split_table=table, cache_dir=cache_dir, split_source=split_table, slices=slices,
                         volume_index=volume_index, include=tuple(include or ()), exclude=tuple(exclude_files or ()),
-                        bids_filter=bids_filter)
+                        bids_filter=bids_filter, finish=finish)

@@ -109,8 +109,10 @@ RUN_ENTRIES = frozenset({"assignments.csv", "embeddings.parquet", "metrics.json"
 #: The entries of a ``brainclust predict --out`` folder: a run's without its model, report and map, so a
 #: prediction never replaces a run's folder.
 PREDICT_ENTRIES = RUN_ENTRIES - {"model", "report.html", "figures", "auto.csv", "map.npy"}
+#: ``brainclust check``'s page (a gallery per flag; :mod:`brainclust.report.checkpage`).
+CHECK_PAGE = "checks.html"
 #: The entries of a ``brainclust check --out`` folder (the checks alone).
-CHECK_ENTRIES = frozenset({"quality.csv", "leakage.csv", "manifest.json"})
+CHECK_ENTRIES = frozenset({"quality.csv", "leakage.csv", "manifest.json", CHECK_PAGE})
 
 #: The data checks' files (writers: brainclust.checks.tables); the :data:`FLAGS_COLUMN` (``;``-joined, empty =
 #: clean) that ``assignments.csv`` and ``embeddings.parquet`` get after the levels when the run checked its data.

@@ -29,7 +29,6 @@ stratified by cluster (the page says so).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from brainclust.report.columns import describe_rows
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
+from brainclust.report.render import TEMPLATES, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs, relpath
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
@@ -439,18 +439,10 @@ def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: di
 
 
 def _render(ctx: dict) -> str:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                      autoescape=select_autoescape(default=True, default_for_string=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
-    env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
     from markupsafe import Markup
 
-    here = Path(__file__).parent / "templates"
-    js = (here / "explorer.js").read_text(encoding="utf-8")
+    js = (TEMPLATES / "explorer.js").read_text(encoding="utf-8")
     if "</script" in js.lower() or "<!--" in js:
         raise RuntimeError("explorer.js must not hold '</script' or '<!--' (it is inlined in the report)")
-    ctx = {**ctx, "explorer_js": Markup(js), "explorer_css": Markup((here / "explorer.css").read_text(encoding="utf-8"))}
-    return env.get_template("report.html.j2").render(**ctx)
+    css = (TEMPLATES / "explorer.css").read_text(encoding="utf-8")
+    return render("report.html.j2", {**ctx, "explorer_js": Markup(js), "explorer_css": Markup(css)})

@@ -1,15 +1,17 @@
-"""The report's data-check section, from the run folder's ``quality.csv`` and ``leakage.csv``.
+"""The data-check section of a run's report and of ``brainclust check``'s page (:mod:`~brainclust.report.checkpage`),
+from the folder's ``quality.csv`` and ``leakage.csv``.
 
 Per flag a gallery of the flagged images (scan order, at most ``cap``), and the duplicate and
 near-duplicate groups side by side (representative first; a group that crosses train/test/val
 splits is marked). Everything is read from the written files (:data:`brainclust.io.outputs.QUALITY_COLUMNS`);
 thumbnails come from the report's :class:`~brainclust.report.thumbnails.Thumbnails` (rows of
-``assignments.csv``, so an image the run could not decode has none and is only counted).
+``assignments.csv``, so an image the run could not decode has none and is listed by name).
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 
 from brainclust.checks.flags import FLAGS, split_flags
 from brainclust.errors import ModelFileError
@@ -24,34 +26,49 @@ FLAG_MEANINGS = {
     "noise": "no structure",
     "tiny": "below the size floor",
     "non_image_dicom": "a DICOM object whose pixels are not an anatomical image (dose grid, segmentation, report...)",
-    "outlier": "far from every other image in the run's feature space",
+    "outlier": "far from every other image (in the run's features; in the pixel codes for brainclust check)",
 }
 
 
-def _read(path) -> list[dict] | None:
+#: The ``quality.csv`` columns the section reads (the others are dropped as the file is read).
+_QUALITY_KEPT = ("path", "flags", "duplicate_of", "error")
+
+
+def read_table(path, keep: tuple[str, ...] | None = None) -> list[dict] | None:
+    """The rows of a CSV file of a run or check folder (only the ``keep`` columns), ``None`` when it is absent."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+            if keep is None:
+                return list(csv.DictReader(fh))
+            return [{k: r.get(k) or "" for k in keep} for r in csv.DictReader(fh)]
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
 
 
-def checks_section(run: RunOutputs, thumbs, px: int, cap: int = 16, max_groups: int = 8,
-                   group_size: int = 4) -> dict:
-    """The template context of the section (``checks`` is ``None`` when the run has no ``quality.csv``)."""
-    quality = _read(run.folder.quality)
+def checks_section(run: RunOutputs, thumbs, px: int, **limits) -> dict:
+    """The template context of a run report's section (``checks`` is ``None`` when the run has no
+    ``quality.csv``); thumbnails of ``assignments.csv``'s rows."""
+    quality = read_table(run.folder.quality, _QUALITY_KEPT)
     if quality is None:
         return {"checks": None}
-    leakage = _read(run.folder.leakage) or []
     row_of = {r.get("path", ""): i for i, r in enumerate(run.rows)}
-    flags = [split_flags(q.get("flags", "")) for q in quality]
 
     def tile(path: str) -> dict:
         i = row_of.get(path)
         return {"name": path, "row": i, "src": thumbs.data_uri(i, px) if i is not None else None}
 
+    return {"checks": checks_context(quality, read_table(run.folder.leakage) or [], run.manifest.get("checks") or {},
+                                     tile, clustered=True, **limits)}
+
+
+def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: Callable[[str], dict], *,
+                   clustered: bool, cap: int = 16, max_groups: int = 8, group_size: int = 4) -> dict:
+    """What the section shows, from the rows of ``quality.csv`` and ``leakage.csv`` and the manifest's
+    ``checks`` record; ``tile(path)`` gives an image's ``name``, ``row`` and ``src`` (thumbnail URI or
+    ``None``); ``clustered``: the images were clustered (a run, not ``brainclust check``)."""
+    flags = [split_flags(q.get("flags", "")) for q in quality]
     galleries = []
     for f in FLAGS:
         members = [q["path"] for q, fl in zip(quality, flags) if f in fl]
@@ -76,10 +93,11 @@ def checks_section(run: RunOutputs, thumbs, px: int, cap: int = 16, max_groups: 
                           "tiles": [tile(p) for p in paths[:group_size]]})
         group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
                             "groups": shown})
-    info = run.manifest.get("checks") or {}
-    return {"checks": {"summary": info.get("summary", ""), "n": len(quality),
-                       "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries, "groups": group_views,
-                       "n_leakage": len(leakage), "leak_splits": sorted({s for r in leakage
-                                                                         for s in r.get("splits", "").split(";") if s}),
-                       "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
-                       "split_source": info.get("split_source"), "cap": cap, "max_groups": max_groups}}
+    failed = [{"name": q["path"], "error": q.get("error", "")} for q in quality if q.get("error")]
+    return {"summary": info.get("summary", ""), "n": len(quality), "clustered": clustered,
+            "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries, "groups": group_views,
+            "n_leakage": len(leakage), "leak_splits": sorted({s for r in leakage
+                                                              for s in r.get("splits", "").split(";") if s}),
+            "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
+            "split_source": info.get("split_source"), "cap": cap, "max_groups": max_groups,
+            "not_checked": failed[:cap], "n_not_checked": len(failed)}

@@ -1,0 +1,27 @@
+"""The report's Jinja environment: autoescaped HTML, undefined names refused, the report's filters."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+#: Where the templates (and the CSS and JavaScript they inline) live.
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+    env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
+    return env
+
+
+def render(template: str, ctx: dict) -> str:
+    """``template`` (a file of :data:`TEMPLATES`) rendered with ``ctx``."""
+    return environment().get_template(template).render(**ctx)
