@@ -72,7 +72,7 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("check", help="check a folder of images without clustering it: duplicates, leakage, "
-                                     "non-MRI, blank, noise, tiny, non-image DICOM (checks.html, quality.csv, leakage.csv)",
+                                     "non-MRI, blank, noise, tiny, non-image DICOM (checks.html, quality.csv)",
                        parents=[common])
     p.add_argument("data", help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder, outside DATA: new, empty or an earlier check's "

@@ -172,3 +172,13 @@ def test_a_run_on_links_out_of_its_folder_is_refused_with_the_way_out(tmp_path, 
     err = capsys.readouterr().err
     assert "through a symbolic link" in err and "run on the folder the links point into" in err
     assert not (tmp_path / "exp").exists()
+
+
+def test_messages_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path):
+    """'-2.png' is written '\\x2d2.png' in assignments.csv (no cell a spreadsheet runs); a refusal names '-2.png'."""
+    out = fake_run(tmp_path, n_per=3, k=2, method="kmeans", extra_paths=("-2.png",))
+    assert "\\x2d2.png" in [r["path"] for r in rows_of(out)]
+    (tmp_path / "data" / "-2.png").unlink()
+    with pytest.raises(InputError) as err:
+        export_clusters(out, tmp_path / "by_cluster")
+    assert "e.g. '-2.png'" in str(err.value) and "x2d" not in str(err.value)

@@ -185,6 +185,12 @@ def unescape_name(text: str) -> str:
     return _ESCAPED.sub(_unescape_match, text)
 
 
+def shown_name(text: str) -> str:
+    """A path of an output (:func:`escape_name`'s text) as a message shows it: the spreadsheet guard on its
+    first character undone (``\\x2d2.jpg`` is ``-2.jpg``), every other escape kept."""
+    return _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), unescape_name(text))
+
+
 def write_manifest(path, manifest: Mapping) -> Path:
     """``manifest.json``, its file names escaped (:func:`escaped_manifest`); written last, when all else is in place."""
     return atomic_write_json(path, escaped_manifest(manifest))

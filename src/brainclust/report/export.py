@@ -54,7 +54,7 @@ from brainclust.errors import ImageReadError, InputError, ModelFileError, Parame
 from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.content import content_sha256
 from brainclust.io.deidentify import deidentified_copy
-from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, unescape_name
+from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_name, unescape_name
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
@@ -258,26 +258,27 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> di
             missing.append(r["path"])
             continue
         if not rec.sha256:
-            raise InputError(f"{where}: '{r['path']}': the run records no content hash for it (embeddings.parquet "
-                             "edited); refused, nothing was exported")
+            raise InputError(f"{where}: '{shown_name(r['path'])}': the run records no content hash for it "
+                             "(embeddings.parquet edited); refused, nothing was exported")
         if rec.abspath not in digests:  # the bytes are checked against the run before any decoder reads them
             try:
                 digests[rec.abspath] = content_sha256(rec.abspath)
             except ImageReadError as exc:
-                raise InputError(f"{where}: '{r['path']}' cannot be read ({exc.reason}); "
+                raise InputError(f"{where}: '{shown_name(r['path'])}' cannot be read ({exc.reason}); "
                                  "nothing was exported") from None
         if digests[rec.abspath] != rec.sha256:
-            raise InputError(f"{where}: '{r['path']}' is not the file the run clustered (its SHA-256 is not the "
-                             "one the run recorded: changed since, or the run folder was edited); nothing was exported")
+            raise InputError(f"{where}: '{shown_name(r['path'])}' is not the file the run clustered (its SHA-256 is "
+                             "not the one the run recorded: changed since, or the run folder was edited); nothing was "
+                             "exported")
         # a frame row names a multi-frame file already probed at scan time
         problem = None if rec.frame else image_file_problem(Path(rec.abspath))
         if problem is not None:
-            raise InputError(f"{where}: '{r['path']}' is not an image file brainclust reads ({problem}); "
+            raise InputError(f"{where}: '{shown_name(r['path'])}' is not an image file brainclust reads ({problem}); "
                              "nothing was exported")
         records[r["path"]] = rec
     if missing:
         raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
-                         f"e.g. '{missing[0]}'; nothing was exported")
+                         f"e.g. '{shown_name(missing[0])}'; nothing was exported")
     return records
 
 
