@@ -197,3 +197,18 @@ def test_native_bf16_is_told_from_the_cpu_flags_not_from_torchs_probe(monkeypatc
         assert rt.bf16_supported("cpu") is True
     monkeypatch.setattr(cpu.platform, "machine", lambda: "arm64")  # elsewhere torch's own probe answers
     assert cpu.x86_native_bf16() is None and isinstance(rt.bf16_supported("cpu"), bool)
+
+
+def test_without_the_kernels_flags_an_x86_cpu_asks_openvino_never_torch(monkeypatch):
+    """Windows and macOS have no /proc/cpuinfo: OpenVINO's own probe decides (False where it is not installed),
+    since torch's answers yes where AVX-512 only emulates bf16."""
+    import torch
+
+    from brainclust.features import cpu, openvino_runtime as ovr
+
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "AMD64")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: None)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for caps, native in ((("FP32", "INT8"), False), (("FP32", "BF16", "INT8"), True), ((), False)):
+        monkeypatch.setattr(ovr, "cpu_capabilities", lambda caps=caps: caps)
+        assert cpu.x86_native_bf16() is None and rt.bf16_supported("cpu") is native

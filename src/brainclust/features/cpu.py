@@ -25,9 +25,12 @@ def cpu_flags() -> frozenset | None:
     return None if line is None else frozenset(line.split(":", 1)[1].split())
 
 
+def is_x86() -> bool:
+    """Whether this is an x86 CPU (the only kind whose bf16 flags are read here)."""
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
 def x86_native_bf16() -> bool | None:
     """Whether an x86 CPU has native bf16 (:data:`BF16_FLAGS`); ``None`` on other CPUs or without the flags."""
     flags = cpu_flags()
-    if flags is None or platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return None
-    return bool(BF16_FLAGS & flags)
+    return None if flags is None or not is_x86() else bool(BF16_FLAGS & flags)

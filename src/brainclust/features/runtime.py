@@ -7,23 +7,19 @@ in the cache folder (atomically, beside a sidecar JSON of its SHA-256 and export
 both checked on load; a damaged or stale file is re-exported), and runs it with ONNX
 Runtime's CPU execution provider (``ORT_ENABLE_ALL``, ``torch.get_num_threads()`` threads).
 
-``runtime="openvino"`` converts that ONNX export once into an OpenVINO IR and
-runs it on the CPU in fp32, bf16 (CPUs with native bf16 only) or int8 (NNCF,
-calibrated on the run's images): :mod:`brainclust.features.openvino_runtime`
-and :mod:`brainclust.features.quantize`.
+``runtime="openvino"`` converts that ONNX export once into an OpenVINO IR and runs it on the CPU in fp32,
+bf16 (native bf16 only) or int8 (NNCF, calibrated on the run's images): :mod:`.openvino_runtime`, :mod:`.quantize`.
 
-``runtime="torch"`` is the eager PyTorch path (GPUs, bf16 autocast, and the
-backbone fine-tuning of ``--ssl-mode finetune``, which trains the network).
+``runtime="torch"``: eager PyTorch (GPUs, bf16 autocast, the network trained by ``--ssl-mode finetune``).
 
 ``runtime="auto"`` (:func:`resolve_runtime`): in fp32 on the CPU, the fastest fp32 runtime measured
 (ONNX Runtime, :data:`AUTO_FP32`, ``docs/performance.md``), else torch; bf16 on the CPU runs with
 OpenVINO where installed, else torch autocast, on CPUs with native bf16 only (:mod:`.cpu`); int8
 runs with OpenVINO; CUDA runs torch.
 
-The runtime of an fp32 run is **not** part of the feature-cache key:
-ONNX Runtime, OpenVINO (with ``INFERENCE_PRECISION_HINT=f32``) and torch fp32
-features agree to about 1e-5 relative error (``tests/test_runtime.py``,
-``tests/features/test_openvino_runtime.py``). bf16 and int8 features depend on
+The runtime of an fp32 run is **not** part of the feature-cache key: ONNX Runtime, OpenVINO (with
+``INFERENCE_PRECISION_HINT=f32``) and torch fp32 features agree to about 1e-5 relative error
+(``tests/features/test_runtime.py``, ``test_openvino_runtime.py``). bf16 and int8 features depend on
 the runtime (and int8 on its calibration): :func:`feature_key` adds them to the key.
 """
 
@@ -43,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ParameterError
-from brainclust.features.cpu import x86_native_bf16
+from brainclust.features.cpu import is_x86, x86_native_bf16
 from brainclust.io.atomic import atomic_write_json, file_sha256
 
 log = logging.getLogger(__name__)
@@ -80,6 +76,10 @@ def bf16_supported(device: str = "cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if (native := x86_native_bf16()) is not None:  # torch's probe below also says yes where AVX-512 emulates bf16
         return native
+    if is_x86():  # no flags to read (Windows, macOS): OpenVINO's probe where installed (False without), not torch's
+        from brainclust.features.openvino_runtime import native_bf16
+
+        return native_bf16()
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
