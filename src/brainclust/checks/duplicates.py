@@ -126,10 +126,12 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     searcher = Searcher(base, backend, thresholds.exact_max, random_state)
     floor = thresholds.near_similarity - SEARCH_MARGIN
     k = min(SEARCH_K, len(rows))
-    cand = []
+    n_all = len(thumbs)
+    keys = np.zeros(0, np.int64)  # a pair (i < j) is the key i * n_all + j: one int64, sorted like the pairs
     crops = nearcode.SEARCH_CROPS if searcher.exact else nearcode.SEARCH_CROPS_LARGE
     pbar = bar(len(crops) * len(rows), "near-duplicate search", progress)
     for crop in crops:  # each chunk's codes once per crop; its flips are permutations of them
+        found = [keys]
         for s in range(0, len(rows), chunk):
             c = nearcode.codes(thumbs[rows[s:s + chunk]], crop)
             for flip in nearcode.FLIPS:
@@ -140,12 +142,15 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
                 keep = other != a + s
                 if keep.any():
                     pa, pb = rows[a[keep] + s], rows[other[keep]]
-                    cand.append(np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], 1))
+                    found.append(np.minimum(pa, pb) * n_all + np.maximum(pa, pb))
             pbar.update(len(c))
+        keys = np.unique(np.concatenate(found))  # a pass's repeats (flips, both ends) dropped as it ends
+        del found
     pbar.close()
-    if not cand:
+    if not len(keys):
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
-    cand = np.unique(np.concatenate(cand), axis=0)
+    cand = np.stack(np.divmod(keys, n_all), 1)
+    del keys
     sims = _verify(thumbs, cand, progress=progress)
     ok = sims >= thresholds.near_similarity
     n_codes = int(ok.sum())
@@ -170,12 +175,16 @@ def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-    nodes, flat = np.unique(cand, return_inverse=True)
-    ends = flat.reshape(cand.shape)
+    nodes = np.unique(cand)  # int32 indices below: at 10^6 images tens of millions of pairs are held
+    index = np.empty(len(thumbs), np.int32)
+    index[nodes] = np.arange(len(nodes), dtype=np.int32)
+    ends = index[cand]
     graph = coo_matrix((np.ones(len(cand), np.int8), (ends[:, 0], ends[:, 1])), shape=(len(nodes),) * 2).tocsr()
+    del ends
     order = nodes[reverse_cuthill_mckee(graph, symmetric_mode=False)]  # image of each position
-    rank = np.empty(len(thumbs), np.int64)
-    rank[order] = np.arange(len(order))
+    del graph
+    rank = index  # reused: the position of each image in that order
+    rank[order] = np.arange(len(order), dtype=np.int32)
     pos = np.sort(rank[cand], axis=1)  # the pair's two positions, earlier first (the score is symmetric)
     first, second = pos[:, 0] // block, pos[:, 1] // block
     sims = np.empty(len(cand), np.float32)
