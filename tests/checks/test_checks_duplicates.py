@@ -228,3 +228,48 @@ def test_leakage_follows_every_verified_pair_across_splits_even_through_a_chain(
     paths = ["train/a", "train/b", "train/c", "test/d", "test/e"]
     rows = leakage_rows(paths, ["train"] * 3 + ["test"] * 2, g.linked, g.exact, g.near)
     assert {r["path"] for r in rows} == set(paths) and {r["group"] for r in rows} == {"train/a"}
+
+
+def _slices_and_copies(n: int = 40, seed: int = 5) -> np.ndarray:
+    """64-px thumbnails: distinct head slices, and shifted, flipped, rescaled, noisy copies of some of them."""
+    rng = np.random.default_rng(seed)
+    heads = [head_slice(i)[::2, ::2][:64, :64].astype(np.float32) for i in range(n // 2)]
+    copies = [np.roll(h, (rng.integers(-1, 2), rng.integers(-1, 2)), (0, 1))[:, ::-1 if k % 2 else 1]
+              * rng.uniform(0.8, 1.2) + rng.normal(0, 1 + k % 3, h.shape) for k, h in enumerate(heads)]
+    return np.clip(np.stack(heads + copies), 0, 255).astype(np.uint8)
+
+
+def test_the_bounds_are_never_below_the_verified_similarity():
+    """The filter may only drop pairs the verification would drop: the bound (float16 projections) plus its
+    rounding room is at least the similarity, with the fitted basis and with any orthonormal one; and it is
+    tight enough to drop most pairs of distinct slices."""
+    from brainclust.checks import duplicates as D
+
+    thumbs = _slices_and_copies()
+    i, j = np.triu_indices(len(thumbs), 1)
+    cand = np.stack([i, j], 1)
+    true = nearcode.pair_similarity(thumbs, i, j)[0]
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(nearcode.SIDE ** 2, 16)))
+    for basis in (D._bound_basis(thumbs, cand, 0), q.astype(np.float32)):
+        bound = D.upper_bounds(thumbs, cand, basis)
+        assert (bound + D.BOUND_SLACK >= true).all()
+    bound = D.upper_bounds(thumbs, cand, D._bound_basis(thumbs, cand, 0))
+    copies = (j - i == len(thumbs) // 2)
+    assert (true[copies] >= 0.95).mean() > 0.5  # the copies are near ones
+    assert (bound[~copies] < 0.985 - D.BOUND_SLACK).mean() > 0.5
+
+
+def test_near_pairs_find_the_same_pairs_with_and_without_the_bound_filter(monkeypatch):
+    from brainclust.checks import duplicates as D
+    from brainclust.checks.flags import Thresholds
+
+    thumbs = _slices_and_copies()
+    rows = np.arange(len(thumbs))
+    t = Thresholds(near_similarity=0.95)
+    found = {}
+    for on, per_image in (("off", 10 ** 9), ("on", 0)):
+        monkeypatch.setattr(D, "BOUND_MIN_PAIRS_PER_IMAGE", per_image)
+        found[on] = D.near_pairs(thumbs, rows, t, backend="exact", progress=False)
+    assert len(found["on"][0]) >= 5
+    np.testing.assert_array_equal(found["on"][0], found["off"][0])
+    np.testing.assert_allclose(found["on"][1], found["off"][1], rtol=0, atol=1e-6)

@@ -156,14 +156,17 @@ def variant_similarity(ci: np.ndarray, cj: np.ndarray, at_i: np.ndarray, at_j: n
     """Best similarity of pairs (``ci[at_i[p]]``, ``cj[at_j[p]]``) of :func:`variant_codes` over flips
     of the first and crops of either, as :func:`pair_similarity` returns it. Flipping the first image
     against a crop of the second is flipping the second (flips are involutions and commute with
-    centred crops), so every trial is a product of stored codes."""
+    centred crops), so every trial is a product of stored codes. Codes of any length and float type are
+    taken (products in float32): the bound of :func:`brainclust.checks.duplicates.upper_bounds` is this
+    on shorter vectors."""
     n = len(VERIFY_CROPS)
     whole = [0, *range(n, n + len(FLIPS) - 1)]  # the whole code through flips 0..3
     cols, variants = _trial_order()
     best = np.empty(len(at_i), np.float32)
     arg = np.empty(len(at_i), np.int32)
     for s in range(0, len(at_i), chunk):
-        gi, gj = ci[at_i[s:s + chunk]], cj[at_j[s:s + chunk]]
+        gi = ci[at_i[s:s + chunk]].astype(np.float32, copy=False)
+        gj = cj[at_j[s:s + chunk]].astype(np.float32, copy=False)
         crops_i = np.matmul(gi[:, :n], gj[:, whole].transpose(0, 2, 1))        # (m, n, 4)
         crops_j = np.matmul(gi[:, whole], gj[:, 1:n].transpose(0, 2, 1))       # (m, 4, n - 1)
         trials = np.concatenate([crops_i.reshape(len(gi), -1), crops_j.reshape(len(gi), -1)], axis=1)[:, cols]
