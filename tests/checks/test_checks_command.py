@@ -112,6 +112,7 @@ def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
     shutil.copytree(data, bad)
     truncated = bad / "train" / "s2.png"
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    (bad / "test" / "photo.png").rename(bad / "-photo.png")  # written '\x2dphoto.png' in quality.csv
     out = tmp_path / "o"
     assert main(["-q", "check", str(bad), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["checks.html", "leakage.csv", "manifest.json", "quality.csv"]
@@ -121,6 +122,7 @@ def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
     for flag in ("not_mri", "blank", "tiny"):
         assert re.search(rf"<h3>{flag}: 1 images</h3>", page)
     assert "not checked: 1 images" in page and "train/s2.png" in page
+    assert ">-photo.png</figcaption>" in page and "x2d" not in page  # named as it is called
     # the copy's group (2), the photograph, the tiny constant image (blank and tiny); none for the truncated file
     assert len(re.findall(r'<img src="data:image/jpeg;base64,', page)) == 5
     # the page is replaced with the folder: a second check of a clean folder says nothing is flagged
@@ -147,7 +149,7 @@ def test_the_page_shows_no_file_that_changed_since_the_scan(data, tmp_path):
 
     from brainclust.report.thumbnails import jpeg_bytes, placeholder
 
-    assert "1 image(s) could not be shown" in page
+    assert "1 image(s) are not shown: their file is not the one checked" in page and "could not be shown" not in page
     cross = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(placeholder(96))).decode("ascii")
     assert page.count(cross) == 1  # the photograph's tile: a placeholder, not the new picture
     with pytest.raises(Exception, match="does not list the images checked"):

@@ -250,10 +250,12 @@ def test_the_bounds_are_never_below_the_verified_similarity():
     cand = np.stack([i, j], 1)
     true = nearcode.pair_similarity(thumbs, i, j)[0]
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(nearcode.SIDE ** 2, 16)))
-    for basis in (D._bound_basis(thumbs, cand, 0), q.astype(np.float32)):
+    for basis in (None, q.astype(np.float32)):
         bound = D.upper_bounds(thumbs, cand, basis)
         assert (bound + D.BOUND_SLACK >= true).all()
-    bound = D.upper_bounds(thumbs, cand, D._bound_basis(thumbs, cand, 0))
+    with pytest.raises(ValueError, match="orthonormal"):
+        D.upper_bounds(thumbs, cand, 0.5 * q.astype(np.float32))
+    bound = D.upper_bounds(thumbs, cand)
     copies = (j - i == len(thumbs) // 2)
     assert (true[copies] >= 0.95).mean() > 0.5  # the copies are near ones
     assert (bound[~copies] < 0.985 - D.BOUND_SLACK).mean() > 0.5
@@ -273,3 +275,7 @@ def test_near_pairs_find_the_same_pairs_with_and_without_the_bound_filter(monkey
     assert len(found["on"][0]) >= 5
     np.testing.assert_array_equal(found["on"][0], found["off"][0])
     np.testing.assert_allclose(found["on"][1], found["off"][1], rtol=0, atol=1e-6)
+    # a threshold no candidate's bound reaches: nothing is verified, and nothing breaks
+    pairs, sims = D.near_pairs(thumbs[:20], rows[:20], Thresholds(near_similarity=0.9999), backend="exact",
+                               progress=False)
+    assert pairs.shape == (0, 2) and sims.shape == (0,)

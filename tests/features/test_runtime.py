@@ -212,3 +212,5 @@ def test_without_the_kernels_flags_an_x86_cpu_asks_openvino_never_torch(monkeypa
     for caps, native in ((("FP32", "INT8"), False), (("FP32", "BF16", "INT8"), True), ((), False)):
         monkeypatch.setattr(ovr, "cpu_capabilities", lambda caps=caps: caps)
         assert cpu.x86_native_bf16() is None and rt.bf16_supported("cpu") is native
+    with pytest.raises(ParameterError, match="none that could be confirmed .*pip install 'brainclust.openvino.'"):
+        rt.check_torch_bf16()

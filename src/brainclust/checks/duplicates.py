@@ -163,11 +163,11 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     del keys
     sims = np.full(len(cand), np.nan, np.float32)  # NaN: its bound falls short, not verified
     live = np.ones(len(cand), bool)
-    if len(cand) >= BOUND_MIN_PAIRS_PER_IMAGE * len(np.unique(cand)):
-        bound = upper_bounds(thumbs, cand, _bound_basis(thumbs, cand, random_state), progress=progress)
-        live = bound >= thresholds.near_similarity - BOUND_SLACK
-        del bound
-    sims[live] = _verify(thumbs, cand[live], progress=progress)
+    if len(cand) >= BOUND_MIN_PAIRS_PER_IMAGE * len(_nodes(cand, n_all)):
+        live = upper_bounds(thumbs, cand, random_state=random_state, progress=progress) >= (
+            thresholds.near_similarity - BOUND_SLACK)
+    if live.any():
+        sims[live] = _verify(thumbs, cand[live], progress=progress)
     ok = sims >= thresholds.near_similarity
     n_codes = int(ok.sum())
     if windows is not None and not ok.all():
@@ -191,7 +191,9 @@ def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-    nodes = np.unique(cand)  # int32 indices below: at 10^6 images tens of millions of pairs are held
+    if not len(cand):
+        return np.zeros(0, np.float32)
+    nodes = _nodes(cand, len(thumbs))  # int32 indices below: at 10^6 images tens of millions of pairs are held
     index = np.empty(len(thumbs), np.int32)
     index[nodes] = np.arange(len(nodes), dtype=np.int32)
     ends = index[cand]
@@ -223,25 +225,41 @@ def _verify(thumbs: np.ndarray, cand: np.ndarray, block: int = VERIFY_BLOCK,
     return sims
 
 
-def _bound_basis(thumbs: np.ndarray, cand: np.ndarray, random_state: int, dim: int = BOUND_DIM) -> np.ndarray:
-    """(1024, dim) orthonormal principal axes (uncentred) of the variant codes of a seeded sample of the
-    candidates' images. Any orthonormal basis gives a true bound; these make it tight."""
-    nodes = np.unique(cand)
+def _nodes(cand: np.ndarray, n: int) -> np.ndarray:
+    """The images of the pairs ``cand`` (indices below ``n``), sorted: a mask, not a sort of every pair."""
+    seen = np.zeros(n, bool)
+    seen[cand.ravel()] = True
+    return np.flatnonzero(seen)
+
+
+def _bound_basis(thumbs: np.ndarray, nodes: np.ndarray, random_state: int, dim: int = BOUND_DIM) -> np.ndarray:
+    """(1024, dim) orthonormal principal axes (uncentred) of the variant codes of a seeded sample of ``nodes``.
+    Any orthonormal basis gives a true bound; these make it tight."""
     sample = np.sort(np.random.default_rng(random_state).choice(nodes, min(len(nodes), 500), replace=False))
     c = nearcode.variant_codes(thumbs[sample]).reshape(-1, nearcode.SIDE ** 2).astype(np.float64)
     _, _, vt = np.linalg.svd(c, full_matrices=False)
     return np.ascontiguousarray(vt[:dim].T, dtype=np.float32)
 
 
-def upper_bounds(thumbs: np.ndarray, cand: np.ndarray, basis: np.ndarray, chunk: int = 1024,
-                 progress: bool | None = None) -> np.ndarray:
+def upper_bounds(thumbs: np.ndarray, cand: np.ndarray, basis: np.ndarray | None = None, random_state: int = 0,
+                 chunk: int = 1024, progress: bool | None = None) -> np.ndarray:
     """An upper bound of each candidate pair's similarity as :func:`_verify` scores it. For unit codes ``u``,
-    ``v`` and an orthonormal basis ``V`` (``basis``), ``u.v = (V'u).(V'v) + r_u.r_v <= (V'u).(V'v) + |r_u| |r_v|``
-    (Cauchy-Schwarz on the parts ``r`` outside the basis): the product of the short codes ``(V'u, |r_u|)``.
-    They are scored over the 60 trials like the codes (:func:`nearcode.variant_similarity`), so the best bound
-    is at least the best similarity. Each image's codes are made once; the short codes are held in float16
-    (:data:`BOUND_SLACK`)."""
-    nodes = np.unique(cand)
+    ``v`` and an orthonormal basis ``V`` (``basis``; default: :func:`_bound_basis` of a seeded sample),
+    ``u.v = (V'u).(V'v) + r_u.r_v <= (V'u).(V'v) + |r_u| |r_v|`` (Cauchy-Schwarz on the parts ``r`` outside
+    the basis): the product of the short codes ``(V'u, |r_u|)``. They are scored over the 60 trials like the
+    codes (:func:`nearcode.variant_similarity`), so the best bound is at least the best similarity. Each
+    image's codes are made once; the short codes are held in float16 (:data:`BOUND_SLACK`).
+
+    Raises
+    ------
+    ValueError
+        ``basis`` does not have orthonormal columns (the bound would not hold).
+    """
+    nodes = _nodes(cand, len(thumbs))
+    if basis is None:
+        basis = _bound_basis(thumbs, nodes, random_state)
+    elif not np.allclose(basis.T @ basis, np.eye(basis.shape[1]), rtol=0, atol=1e-5):
+        raise ValueError("upper_bounds: the basis must have orthonormal columns")
     index = np.empty(len(thumbs), np.int32)
     index[nodes] = np.arange(len(nodes), dtype=np.int32)
     n_var = len(nearcode.VERIFY_CROPS) + len(nearcode.FLIPS) - 1

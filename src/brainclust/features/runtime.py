@@ -90,9 +90,9 @@ def check_torch_bf16() -> None:
     """Raise a one-line :class:`ParameterError` unless torch runs bf16 natively on this CPU (emulated bf16 ran at
     0.09x of torch fp32 on an AVX2 CPU: ``benchmarks/bench_bf16_emulated.py``)."""
     if not bf16_supported("cpu"):
-        raise ParameterError("--precision bf16: this CPU has no native bf16 (needs AMX or AVX512-BF16) and torch "
-                             "would emulate it at a fraction of fp32's speed (0.09x on an AVX2 CPU); "
-                             "use --precision fp32")
+        raise ParameterError("--precision bf16: this CPU has no native bf16, or none that could be confirmed (needs "
+                             "AMX or AVX512-BF16; without /proc/cpuinfo, OpenVINO's probe: pip install 'brainclust"
+                             "[openvino]'); torch would emulate it at 0.09x of fp32; use --precision fp32")
 
 
 def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool) -> str:

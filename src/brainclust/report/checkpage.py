@@ -18,7 +18,7 @@ from pathlib import Path
 from brainclust.errors import ModelFileError
 from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import CHECK_PAGE, LEAKAGE_FILE, QUALITY_FILE, escape_name
-from brainclust.report.checks import checks_context, read_table
+from brainclust.report.checks import QUALITY_KEPT, checks_context, read_table, tile_maker
 from brainclust.report.render import render
 from brainclust.report.thumbnails import Thumbnails
 
@@ -26,33 +26,41 @@ from brainclust.report.thumbnails import Thumbnails
 THUMB_PX = 96
 
 
+class _Rows:
+    """The rows :class:`Thumbnails` reads (``path``, ``type``), made on demand: no copy per image of a large check."""
+
+    def __init__(self, quality: list[dict], records: Sequence):
+        self.quality, self.records = quality, records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"path": self.quality[i]["path"], "type": self.records[i].type}
+
+
 def write_check_page(folder: str | os.PathLike, data: str | os.PathLike, records: Sequence,
                      px: int = THUMB_PX) -> Path:
     """Write ``checks.html`` in the check folder ``folder`` (its ``quality.csv`` holds one row per record of
     ``records``, the scan of ``data``, in order); returns its path."""
     folder = Path(folder)
-    quality = read_table(folder / QUALITY_FILE, ("path", "flags", "duplicate_of", "error"))
+    quality = read_table(folder / QUALITY_FILE, QUALITY_KEPT)
     if quality is None:
         raise ModelFileError(f"'{folder / QUALITY_FILE}' is missing: not a check folder")
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"'{folder / 'manifest.json'}' cannot be read ({exc})") from None
-    rows = [{"path": escape_name(r.path), "type": r.type} for r in records]
-    if [r["path"] for r in rows] != [q["path"] for q in quality]:
+    if len(quality) != len(records) or any(q["path"] != escape_name(r.path) for q, r in zip(quality, records)):
         raise ModelFileError(f"'{folder / QUALITY_FILE}' does not list the images checked")
-    thumbs = Thumbnails(Path(data).resolve(), rows, [r.sha256 for r in records], memo=256)
-    row_of = {r["path"]: i for i, r in enumerate(rows)}
-
-    def tile(path: str) -> dict:
-        i = row_of.get(path)
-        return {"name": path, "row": None, "src": thumbs.data_uri(i, px) if i is not None else None}
-
+    thumbs = Thumbnails(Path(data).resolve(), _Rows(quality, records), [r.sha256 for r in records], memo=256)
+    tile = tile_maker({q["path"]: i for i, q in enumerate(quality)}, thumbs, px, rows=False)
     checks = checks_context(quality, read_table(folder / LEAKAGE_FILE) or [], manifest.get("checks") or {}, tile,
                             clustered=False)
     html = render("check.html.j2", {"checks": checks, "n_files": manifest.get("n_files_scanned"),
                                     "n_skipped": len(manifest.get("skipped") or []),
-                                    "n_withheld": thumbs.n_withheld, "n_missing": thumbs.n_missing,
+                                    "n_withheld": thumbs.n_withheld, "n_refused": thumbs.n_refused,
+                                    "n_missing": thumbs.n_missing - thumbs.n_refused,
                                     "version": manifest.get("brainclust", "")})
     path = folder / CHECK_PAGE
     atomic_write_text(path, html)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from brainclust.checks.flags import FLAGS, split_flags
 from brainclust.errors import ModelFileError
+from brainclust.io.outputs import shown_name
 from brainclust.report.run import RunOutputs
 
 #: What each flag means, in one line (docs/checks.md has the rules and thresholds).
@@ -31,7 +32,7 @@ FLAG_MEANINGS = {
 
 
 #: The ``quality.csv`` columns the section reads (the others are dropped as the file is read).
-_QUALITY_KEPT = ("path", "flags", "duplicate_of", "error")
+QUALITY_KEPT = ("path", "flags", "duplicate_of", "error")
 
 
 def read_table(path, keep: tuple[str, ...] | None = None) -> list[dict] | None:
@@ -50,17 +51,23 @@ def read_table(path, keep: tuple[str, ...] | None = None) -> list[dict] | None:
 def checks_section(run: RunOutputs, thumbs, px: int, **limits) -> dict:
     """The template context of a run report's section (``checks`` is ``None`` when the run has no
     ``quality.csv``); thumbnails of ``assignments.csv``'s rows."""
-    quality = read_table(run.folder.quality, _QUALITY_KEPT)
+    quality = read_table(run.folder.quality, QUALITY_KEPT)
     if quality is None:
         return {"checks": None}
-    row_of = {r.get("path", ""): i for i, r in enumerate(run.rows)}
-
-    def tile(path: str) -> dict:
-        i = row_of.get(path)
-        return {"name": path, "row": i, "src": thumbs.data_uri(i, px) if i is not None else None}
-
+    tile = tile_maker({r.get("path", ""): i for i, r in enumerate(run.rows)}, thumbs, px, rows=True)
     return {"checks": checks_context(quality, read_table(run.folder.leakage) or [], run.manifest.get("checks") or {},
                                      tile, clustered=True, **limits)}
+
+
+def tile_maker(row_of: dict[str, int], thumbs, px: int, rows: bool) -> Callable[[str], dict]:
+    """``tile(path)`` of :func:`checks_context`: the image's name as a message shows it, its thumbnail (``None``
+    when ``path`` has no row in ``row_of``) and, with ``rows``, its row (the report's explorer links to it)."""
+    def tile(path: str) -> dict:
+        i = row_of.get(path)
+        return {"name": shown_name(path), "row": i if rows else None,
+                "src": thumbs.data_uri(i, px) if i is not None else None}
+
+    return tile
 
 
 def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: Callable[[str], dict], *,
@@ -93,11 +100,10 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
                           "tiles": [tile(p) for p in paths[:group_size]]})
         group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
                             "groups": shown})
-    failed = [{"name": q["path"], "error": q.get("error", "")} for q in quality if q.get("error")]
+    failed = [{"name": shown_name(q["path"]), "error": q.get("error", "")} for q in quality if q.get("error")]
     return {"summary": info.get("summary", ""), "n": len(quality), "clustered": clustered,
             "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries, "groups": group_views,
             "n_leakage": len(leakage), "leak_splits": sorted({s for r in leakage
                                                               for s in r.get("splits", "").split(";") if s}),
             "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
-            "split_source": info.get("split_source"), "cap": cap, "max_groups": max_groups,
-            "not_checked": failed[:cap], "n_not_checked": len(failed)}
+            "split_source": info.get("split_source"), "not_checked": failed[:cap], "n_not_checked": len(failed)}
