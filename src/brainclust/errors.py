@@ -100,6 +100,9 @@ class OutputError(BrainclustError, OSError):
 class UnsafePathError(InputError):
     """A path read from untrusted input (a run folder's table, a manifest) leaves the folder it must stay in."""
 
+    #: What to do about symbolic links out of the input folder (said by the refusal and by the scan's warning).
+    LINKS_OUT_HINT = "run on the folder the links point into, or on copies of the files"
+
 
 class EngineError(BrainclustError):
     """An execution engine cannot be used: a Ray cluster that cannot be reached or fails during a run."""

@@ -442,10 +442,9 @@ def walk_entries(folder: str | os.PathLike) -> list[str]:
 def safe_join(root: str | os.PathLike, relative: str) -> Path:
     """``root / relative`` resolved, or :class:`~brainclust.errors.UnsafePathError` when it leaves ``root``.
 
-    ``relative`` comes from untrusted input (a run folder's ``path`` column): it must be a
-    non-empty relative path without NUL characters or ``..`` parts, and the resolved path
-    (symbolic links followed) must lie inside the resolved ``root``. The resolved path is
-    returned, so the caller opens what was checked.
+    ``relative`` comes from untrusted input (a run folder's ``path`` column): it must be a non-empty relative
+    path without NUL characters or ``..`` parts, and the resolved path (symbolic links followed) must lie
+    inside the resolved ``root``. The resolved path is returned, so the caller opens what was checked.
     """
     text = os.fsdecode(relative) if isinstance(relative, bytes) else relative
     if not isinstance(text, str) or not text or "\x00" in text:
@@ -456,5 +455,6 @@ def safe_join(root: str | os.PathLike, relative: str) -> Path:
     base = Path(root).resolve()
     target = (base / rel).resolve()
     if target != base and base not in target.parents:
-        raise UnsafePathError(f"path '{text}' leads outside '{root}' (through a symbolic link); refused")
+        raise UnsafePathError(f"path '{text}' leads outside '{root}' (through a symbolic link); refused: no link "
+                              f"out of the input folder is followed ({UnsafePathError.LINKS_OUT_HINT})")
     return target

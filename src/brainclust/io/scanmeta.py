@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from brainclust.errors import InputError, ParameterError
+from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bids import read_json
@@ -132,7 +132,7 @@ def warn_links_out(files: list[Path], root: Path) -> None:
     if n:
         log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
                     "the report's thumbnails and view do not follow links out of the input folder (to have them, "
-                    "run on the folder the links point into, or on copies of the files)", n, root)
+                    "%s)", n, root, UnsafePathError.LINKS_OUT_HINT)
 
 
 #: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a

@@ -48,7 +48,7 @@ def read_table(path, keep: tuple[str, ...] | None = None) -> list[dict] | None:
         raise ModelFileError(f"'{path}' is damaged ({exc})") from None
 
 
-def checks_section(run: RunOutputs, thumbs, px: int, **limits) -> dict:
+def checks_section(run: RunOutputs, thumbs, px: int) -> dict:
     """The template context of a run report's section (``checks`` is ``None`` when the run has no
     ``quality.csv``); thumbnails of ``assignments.csv``'s rows."""
     quality = read_table(run.folder.quality, QUALITY_KEPT)
@@ -56,7 +56,7 @@ def checks_section(run: RunOutputs, thumbs, px: int, **limits) -> dict:
         return {"checks": None}
     tile = tile_maker({r.get("path", ""): i for i, r in enumerate(run.rows)}, thumbs, px, rows=True)
     return {"checks": checks_context(quality, read_table(run.folder.leakage) or [], run.manifest.get("checks") or {},
-                                     tile, clustered=True, **limits)}
+                                     tile, clustered=True)}
 
 
 def tile_maker(row_of: dict[str, int], thumbs, px: int, rows: bool) -> Callable[[str], dict]:

@@ -251,9 +251,7 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> di
         try:
             rec = record_of_row(root, r, hashes[i - 1])
         except UnsafePathError as exc:
-            hint = (" (no link out of the run's input folder is followed: run on the folder the links point into, "
-                    "or on copies of the files)") if "symbolic link" in str(exc) else ""
-            raise UnsafePathError(f"{where}: {exc}; nothing was exported{hint}") from None
+            raise UnsafePathError(f"{where}: {exc}; nothing was exported") from None
         if not Path(rec.abspath).exists():
             missing.append(r["path"])
             continue
