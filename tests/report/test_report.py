@@ -455,3 +455,23 @@ def test_report_on_the_demos_folder_points_at_its_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a finished brainclust run" in err
     assert f"writes its run into '{tmp_path / 'demo_out' / 'results'}': give that folder" in err
+
+
+def test_captions_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path):
+    """'-2.png' is '\\x2d2.png' in assignments.csv; the montages, the explorer and the viewer show '-2.png'."""
+    from explorer_fixtures import read_rows
+
+    from brainclust.report.viewdata import ViewData
+    from brainclust.report.viewquery import Focus, Queries
+
+    out = fake_run(tmp_path, n_per=3, k=2, method="kmeans", extra_paths=("-2.png",))
+    page = build_report(out, write_figures=False, montage_size=8).path.read_text()
+    assert "<figcaption>-2.png</figcaption>" in page and "x2d2.png</figcaption>" not in page
+    data = json.loads(re.search(r'<script type="application/json" id="map-data">(.*?)</script>', page, re.S).group(1))
+    j = data["names"].index("\\x2d2.png")                       # the data keeps the guarded form (its CSV too)
+    assert data["shown"] == {str(j): "-2.png"}                  # only the names shown otherwise
+    view = ViewData(out, cache_dir=tmp_path / "vc")
+    i = [r["path"] for r in read_rows(out)].index("\\x2d2.png")
+    assert view.caption(i).startswith("-2.png | cluster ")
+    items = Queries(view).page(Focus(), 0, 100)["items"]
+    assert {it["name"] for it in items if it["i"] == i} == {"-2.png"}

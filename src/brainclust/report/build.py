@@ -38,7 +38,7 @@ import numpy as np
 
 from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
-from brainclust.io.outputs import escape_name
+from brainclust.io.outputs import escape_name, shown_name
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
@@ -241,7 +241,7 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     shown_ids, size_of = largest_clusters(clusters, MONTAGE_CLUSTERS)
 
     def tiles(indices):
-        return [{"src": thumbs.data_uri(i, montage_px), "name": names[i], "row": i,
+        return [{"src": thumbs.data_uri(i, montage_px), "name": shown_name(names[i]), "row": i,
                  "label": ytrue[i] if ytrue is not None else ""} for i in indices]
 
     picks = typical_atypical(run.X, clusters, montage_size, only=shown_ids)
@@ -267,7 +267,7 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
 
     info = run.metrics.get("outliers")
     idx = np.flatnonzero(run.clusters == NOISE)[:cap] if info else []
-    gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": run.rows[int(i)]["path"]} for i in idx]
+    gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": shown_name(run.rows[int(i)]["path"])} for i in idx]
     auto = None
     if run.folder.auto.is_file():
         with open(run.folder.auto, newline="", encoding="utf-8") as fh:  # the page shows 4 significant digits

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainclust.errors import ParameterError
+from brainclust.io.outputs import shown_name
 from brainclust.report.columns import Column
 from brainclust.report.geometry import stratified_sample
 from brainclust.report.mapcoords import compute_map, normalise, read_map
@@ -123,9 +124,10 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
         log.info("report: the thumbnails took more room than estimated; %d images kept", len(sample))
     coords, source, n_tsne = _coordinates(run, sample, max_map_points)
     xy = normalise(coords)
+    names = [run.rows[i]["path"] for i in sample.tolist()]
     payload = {
         "mode": "file", "n": int(len(sample)), "n_total": n, "sampled": bool(len(sample) < n), "px": px,
-        "rows": sample.tolist(), "names": [run.rows[i]["path"] for i in sample.tolist()],
+        "rows": sample.tolist(), "names": names, "shown": _shown_names(names),
         "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
         "columns": [_column_payload(c, sample) for c in columns], "colour": "cluster",
         "has_labels": run.labels_true is not None, "thumbs": [uris[i] for i in sample.tolist()],
@@ -159,6 +161,11 @@ def label_colours(columns: list[Column], of_label: dict[str, str]) -> None:
     for col in columns:
         if col.name == "label" and col.kind == "cat" and of_label:
             col.colours = [of_label.get(raw, col.colours[j]) for j, raw in enumerate(col.raw)]
+
+
+def _shown_names(names: list[str]) -> dict[str, str]:
+    """The names a caption shows otherwise than ``assignments.csv`` holds them (:func:`shown_name`), by position."""
+    return {str(j): shown for j, name in enumerate(names) if (shown := shown_name(name)) != name}
 
 
 def _column_payload(col: Column, sample: np.ndarray) -> dict:

@@ -272,7 +272,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             i = q.nearest(as_float(params.get("x"), "x"), as_float(params.get("y"), "y"),
                           as_float(params.get("r"), "r"), focus)
             return self._json({"i": i, "caption": d.caption(i) if i is not None else None,
-                               "name": d.path(i) if i is not None else None})
+                               "name": d.shown_path(i) if i is not None else None})
         if path == "/api/list":
             offset = as_int(params.get("offset", "0"), "offset", 0, d.n)
             limit = as_int(params.get("limit", "48"), "limit", 1, 500)

@@ -28,7 +28,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError
 from brainclust.io.atomic import read_npz
-from brainclust.io.outputs import MODEL_FILES, RunFolder, check_run_file, escape_name, read_json
+from brainclust.io.outputs import MODEL_FILES, RunFolder, check_run_file, escape_name, read_json, shown_name
 from brainclust.io.runfolder import (
     check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
 )
@@ -349,9 +349,13 @@ class ViewData:
     def path(self, i: int) -> str:
         return str(self.paths[i].as_py())
 
+    def shown_path(self, i: int) -> str:
+        """Row ``i``'s path as the page shows it (:func:`~brainclust.io.outputs.shown_name`)."""
+        return shown_name(self.path(i))
+
     def caption(self, i: int) -> str:
-        """``path | cluster C | label L`` (as the report's preview)."""
-        text = self.path(i)
+        """``path | cluster C | label L`` (as the report's preview), the path as a message shows it."""
+        text = self.shown_path(i)
         for name in ("cluster", "label"):
             col = self.by_name.get(name)
             if col is not None and col.kind == "cat" and (name != "label" or self.has_labels):

@@ -247,7 +247,7 @@ class Queries:
         part = rows[offset: offset + min(limit, MAX_PAGE)].tolist()
         d = self.data
         return {"total": int(len(rows)), "offset": offset,
-                "items": [{"i": i, "name": d.path(i), "caption": d.caption(i)} for i in part]}
+                "items": [{"i": i, "name": d.shown_path(i), "caption": d.caption(i)} for i in part]}
 
     def csv_chunks(self, focus: Focus, block: int = 20000):
         """The focus's rows as CSV text blocks: ``row`` (1-based line in assignments.csv) and every column."""

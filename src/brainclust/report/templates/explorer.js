@@ -41,6 +41,7 @@
   // ---------------------------------------------------------------- data: the file's own sample
   function fileApi() {
     var n = D.n, lower = null, pathCol = null;
+    function shownName(i) { var s = D.shown ? D.shown[String(i)] : undefined; return s !== undefined ? s : D.names[i]; }
     function lowerNames() { if (!lower) { lower = D.names.map(function (s) { return s.toLowerCase(); }); } return lower; }
     function value(col, i) {
       if (col.kind === "cat") {
@@ -81,13 +82,13 @@
       thumb: function (i) { return D.thumbs[i]; },
       big: function (i) { return D.thumbs[i]; },
       caption: function (i) {
-        var text = D.names[i];
+        var text = shownName(i);
         var cl = colByName.cluster, lb = colByName.label;
         if (cl && cl.kind === "cat") { text += " | cluster " + cl.cats[cl.codes[i]]; }
         if (lb && lb.kind === "cat" && D.has_labels) { text += " | label " + lb.cats[lb.codes[i]]; }
         return text;
       },
-      name: function (i) { return D.names[i]; },
+      name: shownName,
       draw: function () {
         var colour = colourCol(), focus = anyFilter() ? current() : null, on = null;
         if (focus) { on = new Uint8Array(n); focus.forEach(function (i) { on[i] = 1; }); }
