@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import shutil
 import subprocess
@@ -148,6 +149,25 @@ def test_compiled_model_is_cached_checked_and_keyed_by_cpu(model_cache, monkeypa
         fresh = ovr.compile_cached(make, cfg, model_cache / "readonly" / "lite0-test.xml")
     assert len(made) == 5 and "not cached" in caplog.text  # a cache that cannot be written costs the compile only
     np.testing.assert_array_equal(fresh({0: x})[0], first({0: x})[0])
+
+def test_only_the_most_recently_used_compiled_forms_of_an_ir_are_kept(tmp_path):
+    folder = tmp_path / "compiled"
+    folder.mkdir()
+    names = [f"lite0-aaaa-{i:016x}.blob" for i in range(7)]
+    for age, name in enumerate(names):  # names[0] the newest
+        for f in (folder / name, (folder / name).with_suffix(".json")):
+            f.write_bytes(b"x")
+            os.utime(f, (1e9 - 60 * age, 1e9 - 60 * age))
+    (folder / "lite0-aaaa-bbbb-0000000000000000.blob").write_bytes(b"x")  # another IR's stem, never touched
+    (folder / "lite0-aa-0000000000000000.blob").write_bytes(b"x")
+    just = folder / names[-1]  # the oldest file, just written: always kept
+    gone = ovr.prune_blobs(just, keep=3)
+    assert sorted(p.name for p in gone) == sorted(names[2:-1])
+    left = {p.name for p in folder.iterdir()}
+    assert {names[0], names[1], names[-1]} <= left and not left & {n for n in names[2:-1]}
+    assert not any(n.replace(".blob", ".json") in left for n in names[2:-1])
+    assert {"lite0-aaaa-bbbb-0000000000000000.blob", "lite0-aa-0000000000000000.blob"} <= left
+
 
 def test_bf16_refused_with_one_line_without_native_bf16(monkeypatch):
     monkeypatch.setattr(ovr, "cpu_capabilities", lambda: ("FP32", "INT8"))

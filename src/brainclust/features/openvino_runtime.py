@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when the conversion recipe changes (invalidates converted files, not features).
 CONVERT_VERSION = 1
+#: The compiled forms kept per IR (other OpenVINO versions, configurations, CPUs of a shared cache), most recently used.
+KEEP_BLOBS = 4
 #: OpenVINO's name of each precision's ``INFERENCE_PRECISION_HINT``.
 INFERENCE_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
@@ -324,7 +326,9 @@ def compile_cached(model, config: dict, xml: Path | None):
     data = read_blob(blob, settings)
     if data is not None:
         try:
-            return core().import_model(data, "CPU", config)
+            compiled = core().import_model(data, "CPU", config)
+            _touch(blob)
+            return compiled
         except Exception as exc:  # noqa: BLE001 - a blob OpenVINO refuses is compiled again
             log.warning("%s: cached compiled model cannot be imported (%s); compiling again", blob, exc)
     compiled = core().compile_model(get(), "CPU", config)
@@ -338,9 +342,43 @@ def compile_cached(model, config: dict, xml: Path | None):
         atomic_write_bytes(blob, data)
         atomic_write_json(blob.with_suffix(".json"), {"settings": settings,
                                                       "sha256": hashlib.sha256(data).hexdigest()})
+        prune_blobs(blob)
     except Exception as exc:  # noqa: BLE001 - the cache is an optimisation; the compiled model is good
         log.info("%s: compiled model not cached (%s)", blob, exc)
     return compiled
+
+
+def _touch(path: Path) -> None:
+    """Mark a blob as used now (:func:`prune_blobs` keeps the most recently used); best effort."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def prune_blobs(blob: Path, keep: int = KEEP_BLOBS) -> list[Path]:
+    """Delete all but the ``keep`` most recently used compiled forms of ``blob``'s IR (another OpenVINO version,
+    configuration or CPU made the others), with their sidecars; ``blob`` itself is always kept. Returns the
+    blobs deleted. A blob another process is reading at that moment fails its check there and is compiled again.
+    """
+    stem = blob.name[: blob.name.rfind("-")]
+    others = []
+    for p in blob.parent.glob(f"{stem}-*.blob"):
+        try:
+            if p != blob and p.name.rfind("-") == len(stem) and p.is_file():
+                others.append((p.stat().st_mtime, p))
+        except OSError:
+            continue
+    gone = [p for _, p in sorted(others, reverse=True)[max(keep - 1, 0):]]
+    for p in gone:
+        for f in (p, p.with_suffix(".json")):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+    if gone:
+        log.info("%s: %d older compiled form(s) of this model removed", blob.parent, len(gone))
+    return gone
 
 
 def _ir_digests(xml: Path) -> list | None:
