@@ -28,6 +28,18 @@ def read(path):
         return pydicom.dcmread(path)
 
 
+def strictly_valid(path) -> bool:
+    """Every element of the file is valid for its VR (length, characters): pydicom raises otherwise."""
+    mode = pydicom.config.settings.reading_validation_mode
+    pydicom.config.settings.reading_validation_mode = pydicom.config.RAISE
+    try:
+        for elem in pydicom.dcmread(path):
+            _ = elem.value  # validated as it is read
+        return True
+    finally:
+        pydicom.config.settings.reading_validation_mode = mode
+
+
 @pytest.fixture(scope="module")
 def dicom_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("dcm")
@@ -57,6 +69,7 @@ def test_copies_hold_no_patient_data_and_the_same_pixels(dicom_run, tmp_path, ca
         ds, orig = read(f), read(data / f.name)
         assert np.array_equal(ds.pixel_array, orig.pixel_array)
         assert ds.PatientIdentityRemoved == "YES" and ds.DeidentificationMethod == METHOD
+        assert strictly_valid(f)
         assert ds.SOPInstanceUID != orig.SOPInstanceUID and ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert ds.ProtocolName == "t1_mprage_sag" and "SeriesDescription" not in ds  # safe text only
         assert list(ds.PixelSpacing) == [0.9, 0.9] and float(ds.RepetitionTime) == 2300.0

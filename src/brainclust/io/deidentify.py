@@ -71,7 +71,7 @@ TEXT = {"SeriesDescription": privacy.safe_text, "ProtocolName": privacy.safe_tex
 #: UIDs replaced by derived ones.
 UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 #: ``DeidentificationMethod`` of every copy.
-METHOD = "brainclust export: attributes kept by a whitelist of names and values, UIDs replaced"
+METHOD = "brainclust export: whitelisted attributes, UIDs replaced"  # LO: at most 64 characters
 _UID = re.compile(r"[0-9.]{1,64}")
 
 
