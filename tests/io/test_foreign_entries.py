@@ -64,7 +64,7 @@ def test_everything_a_run_writes_is_its_own(run, base):
 
 
 @pytest.mark.parametrize("entry", ["figures/notes.txt", "figures/my_plot.png", "model/mine.npz", "model/sub/x.json",
-                                   "figures/extra/dendrogram.png", "notes.txt", ".hidden"])
+                                   "figures/extra/dendrogram.png", "notes.txt", ".hidden", "-notes.txt"])
 def test_a_user_file_at_any_depth_refuses_the_run_and_is_kept(run, base, capsys, entry):
     path = run / entry
     path.parent.mkdir(parents=True, exist_ok=True)

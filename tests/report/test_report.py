@@ -475,3 +475,5 @@ def test_captions_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path)
     assert view.caption(i).startswith("-2.png | cluster ")
     items = Queries(view).page(Focus(), 0, 100)["items"]
     assert {it["name"] for it in items if it["i"] == i} == {"-2.png"}
+    for q in ("-2.png", "x2d2", "-2"):  # found by its name and by its guarded form
+        assert [it["i"] for it in Queries(view).page(Focus(q=q), 0, 100)["items"]] == [i], q

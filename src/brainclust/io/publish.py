@@ -33,7 +33,7 @@ from pathlib import Path
 from brainclust.errors import BrainclustError, OutputError, ParameterError
 from brainclust.io.atomic import (folder_lock, output_errors, recover_leftovers, remove_tree, sibling_temp_dir,
                                   swap_folder, walk_entries)
-from brainclust.io.outputs import RUN_ENTRIES, RUN_NESTED, RunFolder, escape_name
+from brainclust.io.outputs import RUN_ENTRIES, RUN_NESTED, RunFolder, escape_name, shown_name
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def foreign_entry(folder: str | os.PathLike, entries: Collection[str] = RUN_ENTR
 def foreign_refusal(head: str, out, foreign: str, advice: str) -> ParameterError:
     """The one-line refusal of a folder that holds ``foreign`` (:func:`foreign_entry`), which a whole-folder swap
     would lose; a run's file kept as a symbolic link (a git-annex or DVC checkout) is named as such."""
-    shown, what = escape_name(str(out)), escape_name(foreign)
+    shown, what = shown_name(escape_name(str(out))), shown_name(escape_name(foreign))
     if Path(out, foreign).is_symlink() and Path(foreign).parts[0] in RUN_ENTRIES:
         return ParameterError(f"{head}: '{shown}' holds '{what}' as a symbolic link (a git-annex or DVC checkout?), "
                               "which replacing the folder whole would not keep: copy it to a plain folder first "

@@ -134,8 +134,14 @@ class Queries:
         if focus.q:
             import pyarrow.compute as pc
 
-            hit = pc.match_substring(d.paths, focus.q, ignore_case=True)
-            m &= np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+            def matches(text: str) -> np.ndarray:
+                found = pc.match_substring(d.paths, text, ignore_case=True)
+                return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+            hit = matches(focus.q)  # as assignments.csv holds the name; the few with an escape also as it is shown
+            for j in np.flatnonzero(matches("\\") & ~hit):
+                hit[j] = focus.q in d.shown_path(int(j)).lower()
+            m &= hit
         with self._lock:
             self._masks[focus] = m
             while len(self._masks) > 8:
