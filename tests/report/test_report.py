@@ -477,3 +477,14 @@ def test_captions_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path)
     assert {it["name"] for it in items if it["i"] == i} == {"-2.png"}
     for q in ("-2.png", "x2d2", "-2"):  # found by its name and by its guarded form
         assert [it["i"] for it in Queries(view).page(Focus(q=q), 0, 100)["items"]] == [i], q
+
+
+def test_view_gives_labels_without_a_cluster_colours_no_cluster_has(tmp_path):
+    """4 labels, 2 clusters: the 2 matched labels take their clusters' colours, the other 2 their own (as the report)."""
+    from brainclust.report.viewdata import ViewData
+
+    out = fake_run(tmp_path, n_per=4, k=4, method="kmeans", clusters_override=[0] * 8 + [1] * 8)
+    view = ViewData(out, cache_dir=tmp_path / "vc")
+    lab, clu = view.by_name["label"], view.by_name["cluster"]
+    assert len(lab.categories) == 4 and len(set(lab.colours)) == 4
+    assert len(set(lab.colours) & set(clu.colours)) == 2

@@ -44,6 +44,7 @@ from brainclust.report.columns import (
     display_name,
     is_level,
 )
+from brainclust.report.figures import palette
 from brainclust.report.mapcoords import compute_map, normalise, read_map
 
 log = logging.getLogger(__name__)
@@ -318,10 +319,13 @@ class ViewData:
         ytrue = [lab.categories[c] if lab.categories[c] not in ("(none)", OTHER) else "" for c in lab.codes.tolist()]
         ids = [-1 if clu.categories[c] == "noise" else c for c in clu.codes.tolist()]
         conf = confusion(ytrue, ids)
-        for r in range(conf.n_matched):
-            name, cid = conf.row_names[r], conf.col_ids[r]
-            if name in lab.categories and 0 <= cid < len(clu.colours):
-                lab.colours[lab.categories.index(name)] = clu.colours[cid]
+        n_ids = sum(1 for c in clu.categories if c != "noise")
+        extra = iter(palette(n_ids + len(conf.row_names))[n_ids:])  # unmatched labels: colours no cluster has
+        for r, name in enumerate(conf.row_names):
+            cid = conf.col_ids[r] if r < conf.n_matched else -1
+            colour = clu.colours[cid] if 0 <= cid < len(clu.colours) else next(extra)
+            if name in lab.categories:
+                lab.colours[lab.categories.index(name)] = colour
 
     def _image_sources(self):
         """What each row shows: ``(hashes, None)`` (its own file and recorded hash), or for a unit run
