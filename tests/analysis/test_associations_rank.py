@@ -278,7 +278,7 @@ def test_strata_too_small_to_say_anything_are_left_out():
     assert {r["column"] for r in rows} == {"noise", "c"} and all(abs(r["score"]) < 0.2 for r in rows)
 
 
-def test_a_coarser_copy_of_a_listed_column_is_not_listed_again():
+def test_a_coarser_copy_of_a_listed_column_is_not_listed_again(tmp_path):
     """cluster = plane: the image height (one per plane, two planes share it) is a coarser copy of the plane and
     said nothing more; the headline named it second (the same for the BIDS suffix after the sequence)."""
     rng = np.random.default_rng(0)
@@ -291,6 +291,10 @@ def test_a_coarser_copy_of_a_listed_column_is_not_listed_again():
     assert by["height"]["score"] > 0.5 and by["height"]["p_value"] <= 0.05  # still ranked and significant
     line = A.headline(rows)
     assert line.startswith("clusters follow: plane (AMI 1.00)") and "height" not in line
+    from brainclust.report.associations import read_summary  # the report reads the same line back from the file
+
+    A.write_associations(tmp_path / "associations.csv", rows)
+    assert read_summary(tmp_path / "associations.csv")[0] == line
     # ranked above the finer column, a coarser copy is listed (it is what the clusters follow first)
     two = np.where(plane == "axial", 0, 1)
     assert A.headline(A.rank_associations(table, {"cluster": two}, permutations=99)).startswith(

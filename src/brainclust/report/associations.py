@@ -83,7 +83,7 @@ def read_summary(path) -> tuple[str, list[str]] | None:
             for i, r in enumerate(reader):
                 if i >= MAX_READ:
                     break
-                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS})
+                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS + ("coarser_of",)})  # that: newer runs
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); no headline", path, exc)
         return None
