@@ -299,3 +299,8 @@ def test_a_coarser_copy_of_a_listed_column_is_not_listed_again(tmp_path):
     two = np.where(plane == "axial", 0, 1)
     assert A.headline(A.rank_associations(table, {"cluster": two}, permutations=99)).startswith(
         "clusters follow: height (image, px) (AMI 1.00), then plane")
+
+
+def test_one_cluster_is_named_as_the_reason_nothing_is_ranked():
+    assert A.headline([], groups=1) == "clusters: only one, so no metadata column can be ranked against them"
+    assert "constant, different in every row" in A.headline([], groups=3)  # with clusters, the columns are why

@@ -356,16 +356,19 @@ MIN_NAMED = 0.05
 
 
 def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = 0.05,
-             min_score: float = MIN_NAMED) -> str:
+             min_score: float = MIN_NAMED, groups: int | None = None) -> str:
     """One sentence for the report: ``clusters follow: plane (AMI 0.91), then scanner (AMI 0.40)``.
 
     Lists up to ``top`` columns of ``level`` with ``p_value <= alpha`` and a score of at least ``min_score``,
     by score,
     one per distinct partition (``same_as`` duplicates are left out, and so is a coarser copy of a column
-    listed before it: ``coarser_of``); says so plainly when no column qualifies.
+    listed before it: ``coarser_of``); says so plainly when no column qualifies. ``groups``: the number of
+    clusters (noise apart), when known: with one, nothing can be ranked, whatever the columns.
     """
     mine = [r for r in rows if r["level"] == level]
     what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
+    if not mine and groups is not None and groups < 2:
+        return f"{what}: only one, so no metadata column can be ranked against them"
     if not mine:
         return (f"{what}: no metadata column could be ranked (each is constant, different in every row, or has "
                 f"fewer than {MIN_ROWS} values)")

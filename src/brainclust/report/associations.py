@@ -65,10 +65,11 @@ def read_associations(path) -> list[dict] | None:
     return rows[:MAX_ROWS]
 
 
-def read_summary(path) -> tuple[str, list[str]] | None:
+def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | None:
     """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.associations.headline`,
     :func:`~brainclust.cluster.associations.tree_summary`), or ``None`` when there is no such file or it
-    lacks the columns they need. The text goes to the page through autoescaping only."""
+    lacks the columns they need; ``groups``: the number of clusters (see ``headline``). The text goes to the
+    page through autoescaping only."""
     from brainclust.cluster.associations import headline, tree_summary
 
     path = Path(path)
@@ -87,4 +88,4 @@ def read_summary(path) -> tuple[str, list[str]] | None:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); no headline", path, exc)
         return None
-    return headline(rows), tree_summary(rows)
+    return headline(rows, groups=groups), tree_summary(rows)

@@ -165,7 +165,7 @@ def scores_section(run: RunOutputs) -> dict:
             v = run.metrics.get(key)
             scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
-    summary = read_summary(run.folder.associations)
+    summary = read_summary(run.folder.associations, groups=len(set(np.asarray(run.clusters).tolist()) - {NOISE}))
     return {"scores": scores, "associations": read_associations(run.folder.associations),
             "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
