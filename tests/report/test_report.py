@@ -488,3 +488,13 @@ def test_view_gives_labels_without_a_cluster_colours_no_cluster_has(tmp_path):
     lab, clu = view.by_name["label"], view.by_name["cluster"]
     assert len(lab.categories) == 4 and len(set(lab.colours)) == 4
     assert len(set(lab.colours) & set(clu.colours)) == 2
+
+
+def test_images_set_aside_by_exclude_are_not_called_noise(tmp_path):
+    override = [0] * 8 + [1] * 6 + [-1] * 2
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=override)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "n_set_aside": 2}))
+    page = build_report(out, write_figures=False).path.read_text()
+    assert ", 2 set aside</span>" in page and "2 images set aside by --exclude" in page
+    assert "<h3>Set aside by --exclude: 2 images" in page and ", 2 noise" not in page

@@ -147,7 +147,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
-        "n_noise": int((run.clusters == NOISE).sum()), "pca": m.get("pca", {}),
+        **unclustered_counts(run), "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
@@ -232,6 +232,15 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
     figs.emit(F.silhouette_figure(sil[keep], clusters[keep], colours.of_cluster, float(np.mean(sil[keep]))),
               "silhouette")
     return {"sil_note": None}, sil
+
+
+def unclustered_counts(run: RunOutputs) -> dict:
+    """Cluster -1 split into ``n_noise`` (DBSCAN's noise, ``--outliers``) and ``n_set_aside`` (``--exclude``), and
+    ``noise_title``: what the report calls the group."""
+    aside = int_or_zero(run.metrics.get("n_set_aside"))
+    noise = max(int((run.clusters == NOISE).sum()) - aside, 0)
+    title = "Noise and set aside" if noise and aside else "Set aside by --exclude" if aside else "Noise"
+    return {"n_noise": noise, "n_set_aside": aside, "noise_title": title}
 
 
 def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, thumbs: Thumbnails,
