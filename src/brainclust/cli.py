@@ -294,7 +294,8 @@ def _cmd_check(args) -> None:
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
                      exclude_files=args.exclude_files or (), bids_filter=args.bids_filter,
                      finish=lambda staging, records: write_check_page(staging, args.data, records))
-    say(f"{len(res.paths)} image(s) checked")
+    skipped = f"; {res.n_skipped} file(s) skipped (see manifest.json)" if res.n_skipped else ""
+    say(f"{len(res.paths)} image(s) checked{skipped}")
     say(res.summary())
     say(f"outputs: {escape_name(str(args.out))}/checks.html (a gallery per flag), quality.csv, leakage.csv, "
         "manifest.json")

@@ -52,7 +52,8 @@ class CheckResult:
     ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
     ``leakage`` the rows of ``leakage.csv`` (unescaped paths); ``outlier_z`` and ``likeness_z`` the
     scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored);
-    ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime).
+    ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``n_skipped``
+    the files the scan could not read.
     """
 
     paths: list[str]
@@ -68,6 +69,7 @@ class CheckResult:
     leakage: list[dict] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)
     likeness_features: dict = field(default_factory=dict)
+    n_skipped: int = 0  # files of the folder the scan could not read (their reasons: the manifest's ``skipped``)
 
     def summary(self) -> str:
         return summary_line(self)
@@ -299,6 +301,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                          f"(e.g. '{found.records[i].path}': {why}); nothing was checked")
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
                         progress=progress, cache_dir=cache_dir)
+    result.n_skipped = len(found.skipped)
     timings = {"scan": t_scan, "total": time.perf_counter() - t0}
     if out is not None:
         from brainclust import __version__
