@@ -294,7 +294,7 @@ def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
             by_k = dict(zip(ps["ks"], ps["strength"]))  # its own panel: the finest level that reproduces
             indices["prediction_strength"] = {"curve": [by_k.get(k) for k in ksel["ks"]],
                                               "best": f">= {ps.get('threshold')}",
-                                              "vote": ps.get("finest_reproducible_k")}
+                                              "vote": ps.get("finest_reproducible_k"), "says": "evidence only:"}
         figs.emit(F.kselect_figure(ksel["ks"], indices, ksel["chosen_k"]), "k_selection")
     return {}
 

@@ -204,7 +204,7 @@ def kselect_figure(ks: Sequence[int], indices: dict, chosen: int):
         ax.plot(ks, y, marker="o", markersize=3, color="#1f77b4")
         ax.axvline(chosen, color="#d62728", linestyle="--", linewidth=1)
         ax.set_xlim(min(ks) - 0.5, max(ks) + 0.5)  # every panel over the same k, the chosen one inside
-        vote = "no k passes" if idx["vote"] is None else f"votes k={idx['vote']}"
+        vote = "no k passes" if idx["vote"] is None else f"{idx.get('says', 'votes')} k={idx['vote']}"
         ax.set_title(f"{name.replace('_', ' ')} ({idx['best']}; {vote})", fontsize=9)
         ax.set_xlabel("k")
         for side in ("top", "right"):
