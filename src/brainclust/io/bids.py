@@ -13,8 +13,10 @@ least one ``sub-<label>`` folder. Inside it, a *data file* is
 ``sub-<label>/[ses-<label>/]<datatype>/<name>`` whose name is
 ``sub-<label>[_<entity>-<label>...]_<suffix><extension>`` with entities from
 :data:`ENTITIES` in any order, labels of letters and digits, and the ``sub`` /
-``ses`` of the name equal to its folders. Names that do not parse are not BIDS
-data files (they are scanned as ordinary files).
+``ses`` of the name equal to its folders; ``<datatype>`` is a folder name of
+lower-case letters (``anat``, ``func``, ``dwi``...), so a session folder is never
+taken for one. Names that do not parse are not BIDS data files (they are
+scanned as ordinary files).
 
 Default: **anatomical images only**. Without a ``datatype`` filter, data files of
 other datatypes (``func``, ``dwi``, ``fmap``, ``perf``...: often 4-D series whose
@@ -85,6 +87,7 @@ MAX_SIDECAR_BYTES = 1 << 20
 MAX_TABLE_BYTES = 64 << 20
 
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
+_DATATYPE = re.compile(r"^[a-z]+$")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
 _NAME = re.compile(r"^(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_([A-Za-z0-9]+)(\.[A-Za-z0-9.]+)$")
 _FILTER_KEYS = frozenset(ENTITIES) | {"suffix", "datatype", "extension"}
 
@@ -148,6 +151,8 @@ def parse_path(rel: str) -> BidsFile | None:
     if len(parts) == 4 and parts[1] != f"ses-{ent.get('ses', '')}":
         return None
     if len(parts) == 3 and "ses" in ent:
+        return None
+    if not _DATATYPE.match(parts[-2]):
         return None
     return BidsFile(rel, name, parts[-2])
 
