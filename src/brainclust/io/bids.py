@@ -15,8 +15,12 @@ least one ``sub-<label>`` folder. Inside it, a *data file* is
 :data:`ENTITIES` in any order, labels of letters and digits, and the ``sub`` /
 ``ses`` of the name equal to its folders; ``<datatype>`` is a folder name of
 lower-case letters (``anat``, ``func``, ``dwi``...), so a session folder is never
-taken for one. Names that do not parse are not BIDS data files (they are
-scanned as ordinary files).
+taken for one. A file under a ``sub-<label>`` folder that is not a data file
+(``sub-01/func/rest_run1.nii.gz``, ``sub-01/anat/sub-02_T1w.nii.gz``) is not part
+of the data set, as for the specification and pybids: the scan leaves it out
+(counted, one warning) when the data set has data files at all; a tree of
+``sub-<label>`` folders none of whose files has a BIDS name is scanned as
+ordinary folders, and so are files outside ``sub-<label>`` folders.
 
 Default: **anatomical images only**. Without a ``datatype`` filter, data files of
 other datatypes (``func``, ``dwi``, ``fmap``, ``perf``...: often 4-D series whose
@@ -155,6 +159,12 @@ def parse_path(rel: str) -> BidsFile | None:
     if not _DATATYPE.match(parts[-2]):
         return None
     return BidsFile(rel, name, parts[-2])
+
+
+def in_subject_folder(rel: str) -> bool:
+    """Whether a path relative to the data set's root lies under a ``sub-<label>`` folder."""
+    first, sep, _ = rel.partition("/")
+    return bool(sep) and first.startswith("sub-") and bool(_LABEL.match(first[4:]))
 
 
 def is_bids_root(root: str | Path) -> bool:
