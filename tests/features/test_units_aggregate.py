@@ -84,3 +84,20 @@ def test_unit_columns_shared_mean_mixed_and_slice_only_dropped():
     assert out == {"n_slices": [2, 2, 1], "plane": ["axial", "mixed", None], "mean": [2.0, 2.0, None],
                    "ce": ["mixed", None, None]}
     assert idx.first_row.tolist() == [0, 2, 4]
+
+
+def test_a_series_unit_of_a_4d_nifti_holds_the_one_volume_the_scan_reads(tmp_path):
+    """units-metadata.md: a 4-D file contributes volume --volume-index only, so its series unit and its volume
+    unit hold the same slices (they differ in their id)."""
+    nib = pytest.importorskip("nibabel")
+    from brainclust.io.scan import scan
+
+    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in (12, 14, 10)], indexing="ij")
+    ball = (sum(g ** 2 for g in grid) < 0.6).astype(np.float32)
+    rng = np.random.default_rng(0)
+    series = np.stack([ball * (100 + 10 * t) + rng.normal(0, 1, ball.shape) for t in range(3)], axis=-1)
+    nib.save(nib.Nifti1Image(series.astype(np.float32), np.eye(4)), str(tmp_path / "bold.nii.gz"))
+    recs = scan(tmp_path, slices="axial:2", volume_index=1).records
+    assert len(recs) == 2 and all(r.frame.endswith("&t=1") for r in recs)
+    assert units.unit_ids(recs, "series") == ["bold.nii.gz"] * 2
+    assert units.unit_ids(recs, "volume") == ["bold.nii.gz#t=1"] * 2

@@ -67,3 +67,9 @@ def test_matches_applies_the_default_datatype_and_numeric_runs():
     assert bids.matches(anat, bids.parse_filter("run=1"))                  # run-01 == 1
     assert not bids.matches(anat, bids.parse_filter("acq=fast"))           # no acq entity: no match
     assert not bids.matches(anat, bids.parse_filter("suffix=FLAIR"))
+
+
+def test_parse_path_never_takes_a_session_or_other_non_datatype_folder_as_the_datatype():
+    assert bids.parse_path("sub-01/ses-a/sub-01_T1w.nii.gz") is None   # ses folder, no datatype folder
+    assert bids.parse_path("sub-01/anat_old/sub-01_T1w.nii.gz") is None  # not a datatype (lower-case letters)
+    assert bids.parse_path("sub-01/dwi/sub-01_dwi.nii.gz").datatype == "dwi"

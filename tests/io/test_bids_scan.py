@@ -152,3 +152,61 @@ def test_table_of_columns_from_records_is_rectangular(bids_tree):
     assert {"folder", "subject", "sequence", "site", "plane", "slice_index", "voxel_z_mm"} <= set(cols)
     assert set(cols["voxel_z_mm"]) == {2.0}  # the affine's z spacing, in canonical axis order
     assert set(cols["ce"]) == {None, "gd"}
+
+
+#: Files under sub-<label>/ that are not BIDS data files: no BIDS name, a name whose subject is not its folder's,
+#: no datatype folder (the probe's cases and one more).
+NOT_BIDS = ("sub-01/func/rest_run1.nii.gz", "sub-02/anat/extra_scan.nii.gz", "sub-01/anat/sub-02_T2w.nii.gz",
+            "sub-02/sub-02_T1w.nii.gz")
+
+
+@pytest.fixture
+def misnamed_tree(bids_tree) -> Path:
+    for rel in NOT_BIDS:
+        data = np.stack([head(seed=3)] * 3, axis=-1) if "/func/" in rel else head(seed=4)
+        put_nifti(bids_tree / rel, data)
+    put_nifti(bids_tree / "extra.nii.gz", head(seed=6))  # outside any sub-<label>/ folder: read as before
+    return bids_tree
+
+
+def test_files_under_subject_folders_without_a_bids_name_are_left_out_counted_and_warned_once(misnamed_tree,
+                                                                                              caplog):
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        found = scan(misnamed_tree, slices="axial:2")
+    files = {r.path.split("#")[0] for r in found.records}
+    assert files == {"extra.nii.gz", "sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_ce-gd_T1w.nii.gz",
+                     "sub-02/anat/sub-02_T1w.nii.gz", "sub-02/anat/sub-02_ce-gd_T1w.nii.gz"}
+    reason = next(k for k in found.excluded if k.startswith("name not BIDS"))
+    assert found.excluded[reason] == len(NOT_BIDS) and found.skipped == []
+    assert len(files) + found.metadata_files + sum(found.excluded.values()) == found.n_files
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "not BIDS" in r.getMessage()]
+    assert len(said) == 1 and f"{len(NOT_BIDS)} file(s)" in said[0] and any(rel in said[0] for rel in NOT_BIDS)
+    assert f"{len(NOT_BIDS)} file(s) left out: name not BIDS" in found.summary
+
+
+def test_a_bids_filter_does_not_let_files_without_a_bids_name_through(misnamed_tree):
+    func = scan(misnamed_tree, bids_filter="datatype=func")
+    assert {r.path.split("#")[0] for r in func.records} - {"extra.nii.gz"} == {
+        "sub-01/func/sub-01_task-rest_bold.nii.gz", "sub-02/func/sub-02_task-rest_bold.nii.gz"}
+    anat = scan(misnamed_tree, bids_filter="suffix=T2w|T1w")
+    assert not any(r.path.startswith(NOT_BIDS) for r in anat.records)
+
+
+def test_subject_units_keep_their_subject_and_participants_columns(misnamed_tree):
+    from brainclust.features.units import group, unit_columns, unit_ids
+
+    recs = [r for r in scan(misnamed_tree, slices="axial:2").records if r.path.startswith("sub-")]
+    idx = group(unit_ids(recs, "subject"))
+    cols = unit_columns({c: [r.meta.get(c) for r in recs] for c in ("subject", "site", "age")}, idx)
+    assert idx.ids == ["sub-01", "sub-02"]
+    assert (cols["subject"], cols["site"], cols["age"]) == (["sub-01", "sub-02"], ["A", "B"], ["34", "90"])
+
+
+def test_subject_folders_without_any_bids_named_file_are_read_as_ordinary_folders(tmp_path, caplog):
+    root = tmp_path / "subjects"  # detected as BIDS (sub-<label> folders), but no file has a BIDS name
+    put_nifti(root / "sub-01" / "t1.nii.gz", head())
+    put_nifti(root / "sub-02" / "anat" / "t1.nii.gz", head(seed=1))
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        found = scan(root)
+    assert {r.path.split("#")[0] for r in found.records} == {"sub-01/t1.nii.gz", "sub-02/anat/t1.nii.gz"}
+    assert found.excluded == {} and "not BIDS" not in caplog.text

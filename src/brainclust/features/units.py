@@ -11,7 +11,8 @@ unit        id
 ``volume``  NIfTI: the file's path, plus ``#t=N`` for volume ``N`` of a 4-D file;
             DICOM: the series (``meta['series_id']``, a series is a volume);
             a 2-D image file: its path (it is its own volume)
-``series``  DICOM: the series; NIfTI: the file (all volumes of a 4-D file);
+``series``  DICOM: the series; NIfTI: the file (the scan reads one volume of a
+            4-D file, ``--volume-index``: the slices of its volume unit);
             a 2-D image file: its path
 ``subject`` BIDS: ``sub-<label>`` (``meta['subject']``); otherwise the first-level
             folder under the data folder; a file directly in the data folder is

@@ -13,8 +13,14 @@ least one ``sub-<label>`` folder. Inside it, a *data file* is
 ``sub-<label>/[ses-<label>/]<datatype>/<name>`` whose name is
 ``sub-<label>[_<entity>-<label>...]_<suffix><extension>`` with entities from
 :data:`ENTITIES` in any order, labels of letters and digits, and the ``sub`` /
-``ses`` of the name equal to its folders. Names that do not parse are not BIDS
-data files (they are scanned as ordinary files).
+``ses`` of the name equal to its folders; ``<datatype>`` is a folder name of
+lower-case letters (``anat``, ``func``, ``dwi``...), so a session folder is never
+taken for one. A file under a ``sub-<label>`` folder that is not a data file
+(``sub-01/func/rest_run1.nii.gz``, ``sub-01/anat/sub-02_T1w.nii.gz``) is not part
+of the data set, as for the specification and pybids: the scan leaves it out
+(counted, one warning) when the data set has data files at all; a tree of
+``sub-<label>`` folders none of whose files has a BIDS name is scanned as
+ordinary folders, and so are files outside ``sub-<label>`` folders.
 
 Default: **anatomical images only**. Without a ``datatype`` filter, data files of
 other datatypes (``func``, ``dwi``, ``fmap``, ``perf``...: often 4-D series whose
@@ -85,6 +91,7 @@ MAX_SIDECAR_BYTES = 1 << 20
 MAX_TABLE_BYTES = 64 << 20
 
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
+_DATATYPE = re.compile(r"^[a-z]+$")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
 _NAME = re.compile(r"^(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_([A-Za-z0-9]+)(\.[A-Za-z0-9.]+)$")
 _FILTER_KEYS = frozenset(ENTITIES) | {"suffix", "datatype", "extension"}
 
@@ -149,7 +156,15 @@ def parse_path(rel: str) -> BidsFile | None:
         return None
     if len(parts) == 3 and "ses" in ent:
         return None
+    if not _DATATYPE.match(parts[-2]):
+        return None
     return BidsFile(rel, name, parts[-2])
+
+
+def in_subject_folder(rel: str) -> bool:
+    """Whether a path relative to the data set's root lies under a ``sub-<label>`` folder."""
+    first, sep, _ = rel.partition("/")
+    return bool(sep) and first.startswith("sub-") and bool(_LABEL.match(first[4:]))
 
 
 def is_bids_root(root: str | Path) -> bool:

@@ -7,7 +7,8 @@ skipped files with a reason; one bad file never ends a run. Accounting is per
 file: every file found either contributes at least one record, is skipped, is a
 metadata file (JSON/TSV sidecars and tables: read as metadata, never listed as
 skipped images) or is left out (``--include``/``--exclude-files``, a BIDS filter,
-a BIDS non-data folder, a hidden name: a hidden folder counts as one entry): ``len(files_with_records) + len(skipped) +
+a BIDS non-data folder, a file under ``sub-<label>/`` without a BIDS name, a hidden
+name: a hidden folder counts as one entry): ``len(files_with_records) + len(skipped) +
 metadata_files + sum(excluded.values()) == n_files``. One summary line (INFO)
 gives the metadata and left-out counts.
 

@@ -11,6 +11,7 @@ from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bids import read_json
+from brainclust.io.outputs import escape_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def assign_series_ids(records: Sequence, keys: Mapping[str, str]) -> None:
         r.meta["series_id"] = names[key]
 
 
+#: Why a file under ``sub-<label>/`` of a BIDS data set that is not a BIDS data file is left out.
+NOT_BIDS = "name not BIDS (under sub-<label>/, not <datatype>/sub-<label>_..._<suffix> with its folders' sub and ses)"
 #: Why hidden entries (names starting with ``.``: ``.git``, macOS ``._`` files) are left out.
 HIDDEN = "hidden (name starts with '.'; a hidden folder counts once)"
 
@@ -171,7 +174,8 @@ class FileSelector:
     Called once per file (sorted order): returns the file's metadata columns, or
     ``None`` when the file is left out (``--include``/``--exclude-files``, a BIDS
     non-data folder, a BIDS data file the filter or the default datatype rule does
-    not select) or is a metadata file.
+    not select, a file under ``sub-<label>/`` that is not a BIDS data file: see
+    :mod:`brainclust.io.bids`) or is a metadata file.
     """
 
     def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: bool | None,
@@ -185,6 +189,10 @@ class FileSelector:
                                  "dataset_description.json and no sub-<label> folder)")
         self.shown_root = shown_root
         self.index = bids_mod.BidsIndex(root, rels) if self.bids else None
+        # with data files, the other files under sub-<label>/ are not part of the data set (a tree of sub-<label>
+        # folders holding no BIDS name at all is read as ordinary folders)
+        self.strict = self.bids and any(bids_mod.parse_path(r) is not None for r in rels)
+        self.not_bids_example = ""
         self.sidecars = StemSidecars(root, rels)
         self.metadata_files = 0
         self.excluded: dict[str, int] = {HIDDEN: hidden} if hidden else {}
@@ -208,6 +216,10 @@ class FileSelector:
             return None
         meta: dict = {}
         bf = bids_mod.parse_path(rel) if self.bids else None
+        if bf is None and self.strict and bids_mod.in_subject_folder(rel):
+            self._leave_out(NOT_BIDS)  # its subject, session and datatype are unknown: never guessed from its name
+            self.not_bids_example = self.not_bids_example or rel
+            return None
         if bf is not None:  # a BIDS data file (images, and e.g. EEG files: left out unless selected)
             self.n_bids_data += 1
             if not bids_mod.matches(bf, self.bfilter):
@@ -231,13 +243,19 @@ class FileSelector:
             self.withheld[c] = self.withheld.get(c, 0) + 1
 
     def finish(self) -> None:
-        """Merge the sidecar counts into the summary line; raise when BIDS data files exist but none is used.
+        """Warn once about the files under ``sub-<label>/`` that are not BIDS data files (their count and one of
+        them); merge the sidecar counts into the summary line; raise when BIDS data files exist but none is used.
 
         Raises
         ------
         InputError
             A BIDS filter (or the default datatype rule) selected none of the data set's data files.
         """
+        if self.not_bids_example:
+            log.warning("BIDS: %d file(s) under sub-<label>/ folders are not BIDS data files and are left out (e.g. "
+                        "'%s'; BIDS tools ignore them too): name them sub-<label>/[ses-<label>/]<datatype>/"
+                        "sub-<label>[_ses-<label>]..._<suffix>.nii.gz to have them read", self.excluded[NOT_BIDS],
+                        escape_name(self.not_bids_example))
         if self.bids and self.n_bids_data and not self.n_bids_used:
             what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else
                     "the default (anatomical images only; --bids-filter datatype=... takes others)")
