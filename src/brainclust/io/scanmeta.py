@@ -11,7 +11,7 @@ from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bids import read_json
-from brainclust.io.outputs import escape_name
+from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class FileSelector:
             log.warning("BIDS: %d file(s) under sub-<label>/ folders are not BIDS data files and are left out (e.g. "
                         "'%s'; BIDS tools ignore them too): name them sub-<label>/[ses-<label>/]<datatype>/"
                         "sub-<label>[_ses-<label>]..._<suffix>.nii.gz to have them read", self.excluded[NOT_BIDS],
-                        escape_name(self.not_bids_example))
+                        shown_name(escape_name(self.not_bids_example)))
         if self.bids and self.n_bids_data and not self.n_bids_used:
             what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else
                     "the default (anatomical images only; --bids-filter datatype=... takes others)")
