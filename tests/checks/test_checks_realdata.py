@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from brainclust.checks.stage import check_folder
@@ -172,3 +174,21 @@ def test_a_crop_whose_mirror_image_scores_higher_at_the_coarse_scale_is_found():
     a = np.asarray(Image.open(FOUR / "pituitary" / "Tr-pi_0524.jpg").convert("L"), np.float64)
     h, w = a.shape
     assert match(a, a[6:h - 17, 2:w - 8]) >= Thresholds().window_similarity
+
+
+@need
+def test_a_segmentation_cut_from_a_real_volume_is_not_mri_and_the_volume_is_not(tmp_path):
+    """A label map (0, 1, 2, 4 inside the brain, as a BraTS *_seg.nii.gz) beside its real volume."""
+    import nibabel as nib
+
+    src = VOLUMES / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    img = nib.load(src)
+    vol = np.asarray(img.dataobj, np.float64)
+    cuts = np.percentile(vol[vol > 0], [60, 85, 95])
+    seg = np.select([vol >= cuts[2], vol >= cuts[1], vol >= cuts[0]], [4, 2, 1], 0).astype(np.uint8)
+    shutil.copy(src, tmp_path / "sub-01_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(seg, img.affine), tmp_path / "sub-01_seg.nii.gz")
+    res = check_folder(tmp_path, progress=False, slices="all-planes:5")
+    seg_flags = [f for p, f in zip(res.paths, res.flags) if p.startswith("sub-01_seg") and "blank" not in f]
+    assert len(seg_flags) >= 10 and all("not_mri" in f for f in seg_flags)
+    assert not any(f & {"not_mri", "noise"} for p, f in zip(res.paths, res.flags) if p.startswith("sub-01_T1w"))

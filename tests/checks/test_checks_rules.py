@@ -9,7 +9,7 @@ from PIL import Image
 from brainclust.checks.decode import decode
 from brainclust.checks.descriptors import describe, slot
 from brainclust.checks.flags import Thresholds
-from brainclust.checks.rules import non_image_dicom, pixel_flags
+from brainclust.checks.rules import non_image_dicom, not_mri_reasons, pixel_flags
 from brainclust.io.atomic import file_sha256
 from brainclust.io.scan import ImageRecord
 
@@ -112,3 +112,42 @@ def test_non_image_dicom_rule_reads_modality_sop_class_and_image_type(header, ex
 def test_enhanced_mr_is_not_confused_with_raw_data():
     assert non_image_dicom({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.4.1"}) == ""
     assert non_image_dicom({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.66.4"}) == "SOP class Segmentation"
+
+
+def test_grey_levels_counts_a_label_in_a_few_pixels_and_stops_at_the_cap():
+    from brainclust.checks.descriptors import LEVELS_CAP, grey_levels
+
+    labels = np.zeros((512, 512), np.float32)
+    labels[100:300, 100:300], labels[150:200, 150:200] = 1, 2
+    labels[401, 403] = 4  # one pixel: missed by the strided sample, counted on every pixel
+    assert grey_levels(labels) == 4
+    assert grey_levels(np.random.default_rng(0).random((512, 512), dtype=np.float32)) == LEVELS_CAP
+
+
+def test_a_segmentation_volume_beside_the_images_is_not_mri_and_the_images_are_not(tmp_path):
+    """A BraTS folder holds *_seg.nii.gz (labels 0, 1, 2, 4) beside the sequences; its slices are not images."""
+    nib = pytest.importorskip("nibabel")
+    from scipy.ndimage import gaussian_filter
+
+    from brainclust.checks.stage import check_folder
+
+    rng = np.random.default_rng(0)
+    z, y, x = np.mgrid[-1:1:48j, -1:1:64j, -1:1:64j]
+    head = (x ** 2 + y ** 2 + 1.3 * z ** 2) < 0.7
+    tissue = gaussian_filter(rng.normal(size=head.shape), 2) * 300 + 800
+    image = np.where(head, tissue, 0).astype(np.float32).transpose(2, 1, 0)  # (x, y, z)
+    seg = np.zeros(head.shape, np.uint8)
+    seg[((x - 0.2) ** 2 + y ** 2 + z ** 2) < 0.15], seg[((x - 0.2) ** 2 + y ** 2 + z ** 2) < 0.06] = 2, 4
+    seg[((x - 0.2) ** 2 + y ** 2 + z ** 2) < 0.02] = 1
+    for name, vol in (("case_t1.nii.gz", image), ("case_seg.nii.gz", seg.transpose(2, 1, 0))):
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / name)
+    res = check_folder(tmp_path, progress=False, slices="axial:5")
+    flags = {p: f for p, f in zip(res.paths, res.flags)}
+    assert sum(1 for p in flags if p.startswith("case_seg")) == 5
+    assert all("not_mri" in f for p, f in flags.items() if p.startswith("case_seg") and "blank" not in f)
+    assert any("not_mri" in f for p, f in flags.items() if p.startswith("case_seg"))
+    assert not any("not_mri" in f for p, f in flags.items() if p.startswith("case_t1"))
+    seg_rows = [i for i, p in enumerate(res.paths) if p.startswith("case_seg") and "blank" not in res.flags[i]]
+    reasons = not_mri_reasons(res.descriptors.vectors[seg_rows], Thresholds(), np.ones(len(seg_rows), bool))
+    assert reasons["labels"].all() and not np.logical_or.reduce(  # no other rule sees them
+        [m for k, m in reasons.items() if k != "labels"]).any()

@@ -18,6 +18,7 @@ decode as the backbone input and cache them by content hash
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -55,7 +56,11 @@ DESCRIPTOR_NAMES = (
     "extreme_fraction",           # ... pixels below 0.02 or above 0.98 (two-level graphics: ~1)
     "two_level",                  # ... the smaller of those two fractions (0 below a quarter of full scale)
     "symmetry",                   # ... best correlation with the left-right mirror (64x64, shifts up to 6 px)
+    "grey_levels",                # distinct values of the decoded grey image, counted up to LEVELS_CAP (label maps: few)
 )
+#: ``grey_levels`` counts up to this many distinct values; a sample of at most LEVELS_SAMPLE pixels is counted first.
+LEVELS_CAP = 64
+LEVELS_SAMPLE = 16384
 #: Side of the stored thumbnail.
 THUMB = 64
 #: Longer side of the working copy the statistics are computed on.
@@ -139,6 +144,16 @@ def thumbnail(scaled: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(_resize(scaled, THUMB, THUMB) * 255.0), 0, 255).astype(np.uint8)
 
 
+def grey_levels(gray: np.ndarray) -> int:
+    """The number of distinct values of ``gray``, at most :data:`LEVELS_CAP`: counted on a strided sample of at
+    most :data:`LEVELS_SAMPLE` pixels first (an anatomical image or a photograph exceeds the cap there), on every
+    pixel only when the sample has few (so a label present in a few pixels is counted)."""
+    step = max(1, math.ceil(math.sqrt(gray.size / LEVELS_SAMPLE)))
+    if len(np.unique(gray[::step, ::step])) > LEVELS_CAP:
+        return LEVELS_CAP
+    return min(len(np.unique(gray)), LEVELS_CAP)
+
+
 def describe(img: Decoded) -> tuple[np.ndarray, np.ndarray]:
     """Descriptor vector (:data:`DESCRIPTOR_NAMES`) and 64x64 uint8 thumbnail of one decoded image."""
     gray = img.gray
@@ -153,6 +168,7 @@ def describe(img: Decoded) -> tuple[np.ndarray, np.ndarray]:
      out[_IDX["foreground_colour_fraction"]]) = _colour(img.rgb)
     lo_abs, hi_abs = float(x.min()), float(x.max())
     out[_IDX["amplitude"]] = float(gray.std()) / max(float(img.full_scale), 1e-12)
+    out[_IDX["grey_levels"]] = grey_levels(gray)
     if not hi_abs > lo_abs:  # constant
         out[_IDX["mode_fraction"]] = 1.0
         out[_IDX["structure"]] = out[_IDX["neighbour_correlation"]] = 1.0

@@ -60,6 +60,9 @@ class Thresholds:
         spike)...
     scene_symmetry : float, default 0.6
         ... and the picture is less left-right symmetric than this.
+    label_levels : int, default 5
+        ``not_mri`` (a label map: a segmentation or mask volume): a slice of a NIfTI volume or a DICOM frame, not
+        blank, with at most this many distinct grey values (real slices: 11 and more).
     likeness_air_border : float, default 0.5
         ``not_mri`` by likeness (:mod:`brainclust.checks.likeness`): an image no pixel rule flags is a
         reference when at least this much of its frame's ring is border-connected dark air, else a candidate...
@@ -101,6 +104,7 @@ class Thresholds:
     scene_object_touch: float = 0.6
     scene_gap_ratio: float = 2.0
     scene_symmetry: float = 0.6
+    label_levels: int = 5
     likeness_air_border: float = 0.5
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0

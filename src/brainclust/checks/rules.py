@@ -21,6 +21,9 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
     image (``border_level >= border_level`` with ``dark_fraction < 2 * dark_fraction``);
   - ``graphic``: a two-level picture (``extreme_fraction >= graphic_extreme`` and ``two_level >=
     graphic_balance``): silhouettes, masks, patterns, line art;
+  - ``labels``: a slice of a volume or a DICOM frame (``sliced``) with at most ``label_levels`` distinct grey
+    values (``grey_levels``): a segmentation or a mask stored beside the images (a BraTS ``*_seg.nii.gz``).
+    Only for volumes: real 8-bit image files can hold as few levels (a public set of three-level slices);
   - ``scene``: a grey scene without air (``air_border < scene_air_border``, ``object_touch >
     scene_object_touch``, ``gap_ratio > scene_gap_ratio`` and ``symmetry < scene_symmetry``):
     the frame is covered by content, the dark pixels are the tail of a continuous histogram
@@ -107,11 +110,12 @@ def _image_types(header: Mapping[str, object]) -> set[str]:
 
 
 #: The reasons behind ``not_mri``, in the order :func:`not_mri_reasons` reports them.
-NOT_MRI_REASONS = ("colour", "no_air", "graphic", "scene")
+NOT_MRI_REASONS = ("colour", "no_air", "graphic", "labels", "scene")
 
 
-def not_mri_reasons(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:
-    """Boolean mask per :data:`NOT_MRI_REASONS` for descriptor rows (before the blank/noise/tiny precedence)."""
+def not_mri_reasons(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Boolean mask per :data:`NOT_MRI_REASONS` for descriptor rows (before the blank/noise/tiny precedence);
+    ``sliced``: the rows that are slices of a volume or DICOM frames (``None``: none)."""
     v = np.atleast_2d(vectors)
     col = lambda name: v[:, slot(name)]  # noqa: E731
     colour = ((col("colourfulness") >= t.colourfulness) & (col("colour_fraction") >= t.colour_fraction)) | \
@@ -122,7 +126,9 @@ def not_mri_reasons(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]
     graphic = (col("extreme_fraction") >= t.graphic_extreme) & (col("two_level") >= t.graphic_balance)
     scene = (col("air_border") < t.scene_air_border) & (col("object_touch") > t.scene_object_touch) & \
         (col("gap_ratio") > t.scene_gap_ratio) & (col("symmetry") < t.scene_symmetry)
-    return {"colour": colour, "no_air": no_air, "graphic": graphic, "scene": scene}
+    labels = np.zeros(len(v), bool) if sliced is None else np.asarray(sliced, bool) & (
+        col("grey_levels") <= t.label_levels)
+    return {"colour": colour, "no_air": no_air, "graphic": graphic, "labels": labels, "scene": scene}
 
 
 #: The ``not_mri`` reasons :mod:`brainclust.checks.likeness` may overrule: a slice cropped tight to the head has
@@ -130,19 +136,20 @@ def not_mri_reasons(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]
 UNCERTAIN_REASONS = ("no_air", "scene")
 
 
-def certain_not_mri(vectors: np.ndarray, t: Thresholds) -> np.ndarray:
+def certain_not_mri(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = None) -> np.ndarray:
     """Rows with a ``not_mri`` reason outside :data:`UNCERTAIN_REASONS` (before the blank/noise/tiny precedence)."""
-    reasons = not_mri_reasons(vectors, t)
+    reasons = not_mri_reasons(vectors, t, sliced)
     return np.logical_or.reduce([m for name, m in reasons.items() if name not in UNCERTAIN_REASONS])
 
 
-def pixel_flags(vectors: np.ndarray, t: Thresholds) -> dict[str, np.ndarray]:
-    """Boolean masks ``tiny``, ``blank``, ``noise`` and ``not_mri`` for descriptor rows (n, len(names))."""
+def pixel_flags(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks ``tiny``, ``blank``, ``noise`` and ``not_mri`` for descriptor rows (n, len(names));
+    ``sliced``: see :func:`not_mri_reasons`."""
     v = np.atleast_2d(vectors)
     col = lambda name: v[:, slot(name)]  # noqa: E731
     tiny = np.minimum(col("width"), col("height")) < t.min_side
     blank = (col("mode_fraction") >= t.blank_mode_fraction) | (col("foreground_fraction") < t.blank_foreground_fraction)
     noise = ~blank & (col("structure") < t.noise_structure) & (col("neighbour_correlation") < t.noise_correlation)
-    reasons = not_mri_reasons(v, t)
+    reasons = not_mri_reasons(v, t, sliced)
     not_mri = ~(blank | noise | tiny) & np.logical_or.reduce(list(reasons.values()))
     return {"tiny": tiny, "blank": blank, "noise": noise, "not_mri": not_mri}

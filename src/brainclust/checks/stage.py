@@ -101,9 +101,9 @@ def _image_masks(records, desc: Descriptors, ok: np.ndarray, sliced: np.ndarray,
                  cache_dir, progress, extraction: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The per-image flags ``tiny``, ``blank``, ``noise`` and ``not_mri`` (pixel rules, then likeness) and the
     likeness z-scores (``extraction``: the likeness features' ``precision`` and ``runtime``)."""
-    masks = pixel_flags(desc.vectors, t)
+    masks = pixel_flags(desc.vectors, t, sliced)
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
-    suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t)
+    suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced)
     likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
                                progress, **extraction)
     masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t)
