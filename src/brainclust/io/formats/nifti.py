@@ -62,12 +62,8 @@ file).
 from __future__ import annotations
 
 import functools
-import gzip
-import io
 import os
 import re
-import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +72,7 @@ import numpy as np
 from brainclust.errors import ImageReadError, ParameterError, names_file
 from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
 from brainclust.io.formats.gzwhole import read_whole
+from brainclust.io.formats.niftiread import open_image, quiet
 from brainclust.io.content import check_regular, read_content, verify_unchanged
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -132,59 +129,12 @@ def check_volume_index(volume_index) -> int:
     return volume_index
 
 
-def is_nifti(path: str | os.PathLike) -> bool:
-    """Whether the file's content is a NIfTI-1/2 single-file image (``n+1``/``n+2``), gzipped or not."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(548)
-        if head[:2] == b"\x1f\x8b":
-            with gzip.open(path, "rb") as gz:
-                head = gz.read(548)
-    except (OSError, EOFError, ValueError):
-        return False
-    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
-        return True
-    return len(head) >= 12 and head[4:8] in (b"n+2\x00", b"ni2\x00") and \
-        540 in (struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0])
-
-
-def _open(source):
-    """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not). nibabel picks the
-    format by the file name, so a NIfTI file under another name is read from its bytes (the scan found it
-    by its content). A 2-D image becomes a volume one slice thick."""
-    import nibabel as nib
-
-    if not hasattr(source, "read"):
-        if str(source).lower().endswith((".nii", ".nii.gz")):
-            return _as_volume(nib.load(source))
-        with open(source, "rb") as fh:
-            source = io.BytesIO(fh.read())
-    head = source.read(2)
-    source.seek(0)
-    if head == b"\x1f\x8b":
-        source = gzip.GzipFile(fileobj=source)
-    magic = source.read(8)
-    source.seek(0)
-    klass = nib.Nifti2Image if magic[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
-    return _as_volume(klass.from_stream(source))
-
-
-def _as_volume(img):
-    """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
-    a thickness axis turned another way by it, the slice would be cut across, as a line)."""
-    if len(img.shape) != 2:
-        return img
-    zooms = [float(z) for z in img.header.get_zooms()[:2]]
-    return type(img)(np.asanyarray(img.dataobj)[:, :, None], np.diag([*zooms, 1.0, 1.0]))
-
-
 def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
     import nibabel as nib
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _open(read_whole(path, MAX_VOXELS))
+        with quiet():
+            img = open_image(read_whole(path, MAX_VOXELS))
             shape = tuple(int(s) for s in img.shape)
             if len(shape) < 3 or any(s < 1 for s in shape[:3]):
                 raise ImageReadError(f"NIfTI image has shape {shape}; a 3-D or 4-D volume is needed")
@@ -361,9 +311,8 @@ def header_fields(path: str | os.PathLike) -> dict[str, object]:
     import nibabel as nib
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _open(os.fspath(path))
+        with quiet():
+            img = open_image(os.fspath(path))
             shape = tuple(int(s) for s in img.shape)
             zooms = [float(z) for z in img.header.get_zooms()[:3]]
             if len(shape) < 3 or len(zooms) < 3:

@@ -1,0 +1,80 @@
+"""One NIfTI file read with nibabel: its kind from the header magic, and the image.
+
+- :func:`is_nifti`: a NIfTI-1/2 header, gzipped or not, whatever the file's name.
+- :func:`open_image`: the nibabel image of a path or of a buffer of the file's bytes; a 2-D image becomes
+  a volume one voxel thick (:func:`as_volume`).
+- :func:`quiet`: nibabel's warnings are silenced while it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import struct
+import warnings
+
+import numpy as np
+
+_HEADER_CHARS = 548
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence warnings while nibabel reads a file (brainclust says what matters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def header_bytes(path: str | os.PathLike) -> bytes:
+    """The first 548 bytes of a file, decompressed when gzipped; ``b""`` when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER_CHARS)
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(_HEADER_CHARS)
+    except (OSError, EOFError, ValueError):
+        return b""
+    return head
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    """Whether the file's content is a NIfTI-1/2 single-file image (``n+1``/``n+2``), gzipped or not."""
+    head = header_bytes(path)
+    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return True
+    return len(head) >= 12 and head[4:8] in (b"n+2\x00", b"ni2\x00") and \
+        540 in (struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0])
+
+
+def open_image(source):
+    """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not). nibabel picks the
+    format by the file name, so a NIfTI file under another name is read from its bytes (the scan found it
+    by its content). A 2-D image becomes a volume one slice thick (:func:`as_volume`)."""
+    import nibabel as nib
+
+    if not hasattr(source, "read"):
+        if str(source).lower().endswith((".nii", ".nii.gz")):
+            return as_volume(nib.load(source))
+        with open(source, "rb") as fh:
+            source = io.BytesIO(fh.read())
+    head = source.read(2)
+    source.seek(0)
+    if head == b"\x1f\x8b":
+        source = gzip.GzipFile(fileobj=source)
+    magic = source.read(8)
+    source.seek(0)
+    klass = nib.Nifti2Image if magic[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
+    return as_volume(klass.from_stream(source))
+
+
+def as_volume(img):
+    """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
+    a thickness axis turned another way by it, the slice would be cut across, as a line)."""
+    if len(img.shape) != 2:
+        return img
+    zooms = [float(z) for z in img.header.get_zooms()[:2]]
+    return type(img)(np.asanyarray(img.dataobj)[:, :, None], np.diag([*zooms, 1.0, 1.0]))
