@@ -3,7 +3,8 @@
 - :func:`is_nifti`: a NIfTI-1/2 header, gzipped or not, whatever the file's name.
 - :func:`open_image`: the nibabel image of a path or of a buffer of the file's bytes; a 2-D image becomes
   a volume one voxel thick (:func:`as_volume`).
-- :func:`quiet`: nibabel's warnings are silenced while it reads.
+- :func:`quiet`: nibabel's warnings and its own log lines (``pixdim[1,2,3] should be non-zero; setting
+  0 dims to 1``, written raw to stderr by a handler nibabel installs) are silenced while it reads.
 """
 
 from __future__ import annotations
@@ -11,19 +12,51 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import logging
 import os
 import struct
+import threading
 import warnings
 
 import numpy as np
 
+#: The logger nibabel reports header problems to, through a stream handler of its own.
+NIBABEL_LOGGER = "nibabel.global"
 _HEADER_CHARS = 548
+
+
+class _LoggerOff:
+    """Turns a logger off while at least one thread is inside (counted: the first in turns it off, the last
+    out restores it as it was)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.was_disabled = False
+
+    def __enter__(self) -> None:
+        with self.lock:
+            logger = logging.getLogger(self.name)
+            if self.depth == 0:
+                self.was_disabled = logger.disabled
+            logger.disabled = True
+            self.depth += 1
+
+    def __exit__(self, *exc) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                logging.getLogger(self.name).disabled = self.was_disabled
+
+
+_NIBABEL_OFF = _LoggerOff(NIBABEL_LOGGER)
 
 
 @contextlib.contextmanager
 def quiet():
-    """Silence warnings while nibabel reads a file (brainclust says what matters)."""
-    with warnings.catch_warnings():
+    """Silence warnings and nibabel's log lines while nibabel reads a file (brainclust says what matters)."""
+    with _NIBABEL_OFF, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 
