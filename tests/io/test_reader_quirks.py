@@ -30,3 +30,44 @@ def test_nibabel_log_lines_never_reach_the_terminal(tmp_path, caplog, capfd):
     assert "pixdim" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.name.startswith("nibabel")]
     assert not logging.getLogger("nibabel.global").disabled  # turned off only while nibabel reads
+
+
+def lps(z_mm: float) -> np.ndarray:
+    aff = np.diag([-0.9, -0.8, z_mm, 1.0])
+    aff[:3, 3] = [12.0, 20.0, -30.0]
+    return aff
+
+
+def test_a_2d_nifti_keeps_its_affine_like_the_same_slice_stored_one_voxel_thick(tmp_path):
+    v = brain_volume()[:, :, 8]
+    write_nifti(tmp_path / "flat2d.nii.gz", v, lps(3.0))
+    write_nifti(tmp_path / "flat3d.nii.gz", v[:, :, None], lps(3.0))
+    found = scan(tmp_path)
+    assert not found.skipped
+    two, three = (next(r for r in found.records if r.name == n) for n in ("flat2d.nii.gz", "flat3d.nii.gz"))
+    assert two.frame == three.frame == "axial=0"
+    np.testing.assert_array_equal(nifti.load_slice(two.abspath, two.frame), nifti.load_slice(three.abspath, "axial=0"))
+    # L->R and P->A flipped to RAS: the first stored voxel (patient's right, posterior) is shown bottom right
+    shown = nifti.load_slice(two.abspath, two.frame)
+    np.testing.assert_array_equal(shown, np.flipud(v[::-1, ::-1].T))
+    fields = nifti.header_fields(two.abspath)
+    assert fields == nifti.header_fields(three.abspath)
+    assert fields["orientation"] == "LPS" and fields["voxel_z_mm"] == 3.0 and fields["shape"] == "20x24x1"
+    assert {k: two.meta[k] for k in fields} == fields
+
+
+def test_a_one_voxel_thick_coronal_file_gives_its_slice_whatever_the_strategy(tmp_path):
+    v = brain_volume()[:, :, 8]
+    turned = np.array([[1.0, 0, 0, 0], [0, 0, 2.5, 0], [0, 1, 0, 0], [0, 0, 0, 1]])  # stored y -> S, z -> A
+    write_nifti(tmp_path / "cor2d.nii.gz", v, turned)
+    write_nifti(tmp_path / "cor3d.nii.gz", v[:, :, None], turned)
+    write_nifti(tmp_path / "line.nii", np.arange(20, dtype=np.float32).reshape(20, 1, 1))
+    for strategy in ("axial:mid", "sagittal:3", "all-planes:mid"):
+        found = scan(tmp_path, slices=strategy)
+        assert [r.path for r in found.records] == ["cor2d.nii.gz#coronal=0", "cor3d.nii.gz#coronal=0"]
+        assert [s["path"] for s in found.skipped] == ["line.nii"]  # every file accounted for
+        assert "holds no 2-D slice" in found.skipped[0]["reason"]
+        a, b = (nifti.load_slice(r.abspath, r.frame) for r in found.records)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, np.flipud(v.T))  # superior up, the patient's left on the left
+        assert found.records[0].meta["voxel_y_mm"] == 2.5 and found.records[0].meta["orientation"] == "RSA"

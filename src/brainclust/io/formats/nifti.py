@@ -2,7 +2,8 @@
 
 How a volume becomes images
 ---------------------------
-1. A 4-D volume contributes one 3-D volume, ``volume_index`` (default 0).
+1. A 4-D volume contributes one 3-D volume, ``volume_index`` (default 0). A 2-D image is read as
+   the same image stored ``(x, y, 1)``, with its own affine (:mod:`brainclust.io.formats.niftiread`).
 2. The volume is reoriented to the closest canonical orientation, RAS+
    (:func:`nibabel.as_closest_canonical`): the array's axes are then
    left->Right, posterior->Anterior, inferior->Superior, whatever the scanner's
@@ -264,18 +265,32 @@ def parse_frame(frame: str) -> tuple[str, int, int]:
 @names_file()
 def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: int = 0) -> list[SliceInfo]:
     """The slices a strategy picks from a NIfTI file, in strategy order (none of a plane whose slices are a
-    line: those across a volume one voxel thick).
+    line: those across a volume one voxel thick). A volume one voxel thick (a 2-D file, or ``(x, y, 1)``)
+    whose thin axis the strategy does not name gives its one slice all the same (``coronal=0`` for a
+    coronal one under ``axial:mid``), so that no file disappears.
 
     Raises
     ------
     ImageReadError
-        If the volume cannot be read, is constant or all NaN, or lacks ``volume_index``.
+        If the volume cannot be read, is constant or all NaN, lacks ``volume_index``, or holds no 2-D slice.
     ParameterError
         If ``slices`` or ``volume_index`` is invalid.
     """
     strategy = parse_slices(slices)
     vol, n_vol = _volume(path, volume_index)
-    is_4d = n_vol > 1
+    t = volume_index if n_vol > 1 else None
+    out = _picked(vol, strategy, t)
+    thin = [p for p in PLANES if vol.shape[_AXIS[p]] == 1]
+    if not out and len(thin) == 1:
+        out = _picked(vol, ((thin[0], "mid"),), t)
+    if not out:
+        raise ImageReadError(f"NIfTI volume of {'x'.join(map(str, vol.shape))} voxels holds no 2-D slice "
+                             "(it is a line)")
+    return out
+
+
+def _picked(vol: np.ndarray, strategy, t: int | None) -> list[SliceInfo]:
+    """The slices of ``strategy`` (``((plane, how), ...)``) in a volume; ``t``: the volume index of a 4-D file."""
     counts = None if all(how == "mid" for _, how in strategy) else slice_counts(vol)  # mid needs no mask
     out: list[SliceInfo] = []
     for plane, how in strategy:
@@ -285,7 +300,7 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
         first, last = brain_range(vol, plane, counts) if counts is not None else (None, None)
         for index in pick(vol, plane, how, counts):
             pos = float("nan") if first is None else position(index, first, last)
-            info = SliceInfo(frame_id(plane, index, volume_index if is_4d else None), plane, index, w, h, pos)
+            info = SliceInfo(frame_id(plane, index, t), plane, index, w, h, pos)
             if info not in out:
                 out.append(info)
     return out

@@ -1,8 +1,10 @@
 """One NIfTI file read with nibabel: its kind from the header magic, and the image.
 
 - :func:`is_nifti`: a NIfTI-1/2 header, gzipped or not, whatever the file's name.
-- :func:`open_image`: the nibabel image of a path or of a buffer of the file's bytes; a 2-D image becomes
-  a volume one voxel thick (:func:`as_volume`).
+- :func:`open_image`: the nibabel image of a path or of a buffer of the file's bytes. A 2-D image
+  (shape ``(x, y)``) becomes a volume one voxel thick with the file's own affine and header
+  (:func:`as_volume`), so it gives the same slice, orientation and voxel size as the same image stored
+  as ``(x, y, 1)``.
 - :func:`quiet`: nibabel's warnings and its own log lines (``pixdim[1,2,3] should be non-zero; setting
   0 dims to 1``, written raw to stderr by a handler nibabel installs) are silenced while it reads.
 """
@@ -86,7 +88,7 @@ def is_nifti(path: str | os.PathLike) -> bool:
 def open_image(source):
     """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not). nibabel picks the
     format by the file name, so a NIfTI file under another name is read from its bytes (the scan found it
-    by its content). A 2-D image becomes a volume one slice thick (:func:`as_volume`)."""
+    by its content). A 2-D image becomes a volume one voxel thick (:func:`as_volume`)."""
     import nibabel as nib
 
     if not hasattr(source, "read"):
@@ -105,9 +107,10 @@ def open_image(source):
 
 
 def as_volume(img):
-    """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
-    a thickness axis turned another way by it, the slice would be cut across, as a line)."""
+    """A 2-D image as a volume one voxel thick with the file's own affine and header (``pixdim[3]`` included),
+    so it reads as the same image stored ``(x, y, 1)`` reads: same slice, orientation and voxel size."""
     if len(img.shape) != 2:
         return img
-    zooms = [float(z) for z in img.header.get_zooms()[:2]]
-    return type(img)(np.asanyarray(img.dataobj)[:, :, None], np.diag([*zooms, 1.0, 1.0]))
+    header = img.header.copy()
+    header.set_data_shape((*img.shape, 1))
+    return type(img)(np.asanyarray(img.dataobj)[:, :, None], img.affine, header)
