@@ -71,3 +71,17 @@ def test_a_one_voxel_thick_coronal_file_gives_its_slice_whatever_the_strategy(tm
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, np.flipud(v.T))  # superior up, the patient's left on the left
         assert found.records[0].meta["voxel_y_mm"] == 2.5 and found.records[0].meta["orientation"] == "RSA"
+
+
+def test_a_complex_volume_gives_its_magnitude_with_one_warning_naming_the_file(tmp_path, caplog):
+    mag = brain_volume()
+    phase = np.linspace(0, 3, mag.shape[0])[:, None, None]  # the real part alone changes sign along x
+    write_nifti(tmp_path / "sub" / "complex.nii.gz", (mag * np.exp(1j * phase)).astype(np.complex64))
+    write_nifti(tmp_path / "sub" / "magnitude.nii.gz", mag)
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        found = scan(tmp_path)
+    assert [r.path for r in found.records] == ["sub/complex.nii.gz#axial=8", "sub/magnitude.nii.gz#axial=8"]
+    got, want = (nifti.load_slice(r.abspath, r.frame) for r in found.records)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    said = [r.getMessage() for r in caplog.records if "complex" in r.getMessage()]
+    assert said == ["sub/complex.nii.gz: complex values: their magnitude is used"]

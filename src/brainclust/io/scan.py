@@ -215,7 +215,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
                            width=w, height=h, sha256=digest, label=label, frame=frame, meta=m)
 
     if kind == "nifti":
-        found = nifti.probe(p, strategy, volume_index)
+        found = nifti.probe(p, strategy, volume_index, shown=rel)
         try:
             base.update(nifti.header_fields(p))
         except ImageReadError:

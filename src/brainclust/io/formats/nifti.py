@@ -63,6 +63,7 @@ file).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -73,8 +74,11 @@ import numpy as np
 from brainclust.errors import ImageReadError, ParameterError, names_file
 from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
 from brainclust.io.formats.gzwhole import read_whole
-from brainclust.io.formats.niftiread import open_image, quiet
+from brainclust.io.formats.niftiread import COMPLEX_NOTE, open_image, quiet, voxels
 from brainclust.io.content import check_regular, read_content, verify_unchanged
+from brainclust.io.outputs import escape_name
+
+log = logging.getLogger(__name__)
 
 PLANES = ("axial", "coronal", "sagittal")
 DEFAULT_SLICES = "axial:mid"
@@ -130,7 +134,8 @@ def check_volume_index(volume_index) -> int:
     return volume_index
 
 
-def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
+def _load(path, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
+    """``(canonical float32 volume, volumes in the file, notes for a warning)``."""
     import nibabel as nib
 
     try:
@@ -155,7 +160,7 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
             if len(shape) > 3:
                 img = img.slicer[(slice(None),) * 3 + (volume_index,) + (0,) * (len(shape) - 4)]
             canon = nib.as_closest_canonical(img)
-            vol = np.asarray(canon.get_fdata(dtype=np.float32))
+            vol, is_complex = voxels(canon)
     except ImageReadError:
         raise
     except MemoryError:
@@ -172,14 +177,14 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
         vol = np.where(finite, vol, vol[finite].min()).astype(np.float32)
     if vol.min() == vol.max():
         raise ImageReadError(f"NIfTI volume is constant (every voxel = {float(vol.min()):g}); no image content")
-    return vol, n_vol
+    return vol, n_vol, (COMPLEX_NOTE,) if is_complex else ()
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(path: str, mtime_ns: int, size: int, volume_index: int) -> tuple[np.ndarray, int]:
-    vol, n_vol = _load(path, volume_index)
-    vol.setflags(write=False)
-    return vol, n_vol
+def _cached(path: str, mtime_ns: int, size: int, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
+    loaded = _load(path, volume_index)
+    loaded[0].setflags(write=False)
+    return loaded
 
 
 @names_file()
@@ -193,7 +198,7 @@ def load_volume(path: str | os.PathLike, volume_index: int = 0) -> np.ndarray:
     return _volume(path, volume_index)[0]
 
 
-def _volume(path, volume_index: int) -> tuple[np.ndarray, int]:
+def _volume(path, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
     p = Path(path)
     try:
         st = p.stat()
@@ -263,11 +268,14 @@ def parse_frame(frame: str) -> tuple[str, int, int]:
 
 
 @names_file()
-def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: int = 0) -> list[SliceInfo]:
+def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: int = 0,
+          shown: str | None = None) -> list[SliceInfo]:
     """The slices a strategy picks from a NIfTI file, in strategy order (none of a plane whose slices are a
     line: those across a volume one voxel thick). A volume one voxel thick (a 2-D file, or ``(x, y, 1)``)
     whose thin axis the strategy does not name gives its one slice all the same (``coronal=0`` for a
-    coronal one under ``axial:mid``), so that no file disappears.
+    coronal one under ``axial:mid``), so that no file disappears. What the reader changed (the magnitude of
+    complex values) is one warning naming the file as ``shown`` (its path under the input folder; the file
+    name when ``None``).
 
     Raises
     ------
@@ -277,7 +285,7 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
         If ``slices`` or ``volume_index`` is invalid.
     """
     strategy = parse_slices(slices)
-    vol, n_vol = _volume(path, volume_index)
+    vol, n_vol, notes = _volume(path, volume_index)
     t = volume_index if n_vol > 1 else None
     out = _picked(vol, strategy, t)
     thin = [p for p in PLANES if vol.shape[_AXIS[p]] == 1]
@@ -286,6 +294,8 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
     if not out:
         raise ImageReadError(f"NIfTI volume of {'x'.join(map(str, vol.shape))} voxels holds no 2-D slice "
                              "(it is a line)")
+    for note in notes:
+        log.warning("%s: %s", escape_name(shown or Path(path).name), note)
     return out
 
 
@@ -379,7 +389,7 @@ def read_slice(path: str | os.PathLike, frame: str) -> tuple[str, np.ndarray]:
     hit = _HASHED.get(key)
     if hit is None:
         content = read_content(path)
-        vol, _ = _load(content.source(), volume_index)
+        vol = _load(content.source(), volume_index)[0]
         verify_unchanged(content)
         vol.setflags(write=False)
         while len(_HASHED) >= 2:

@@ -5,6 +5,7 @@
   (shape ``(x, y)``) becomes a volume one voxel thick with the file's own affine and header
   (:func:`as_volume`), so it gives the same slice, orientation and voxel size as the same image stored
   as ``(x, y, 1)``.
+- :func:`voxels`: the float32 voxels; complex values give their magnitude (:data:`COMPLEX_NOTE`).
 - :func:`quiet`: nibabel's warnings and its own log lines (``pixdim[1,2,3] should be non-zero; setting
   0 dims to 1``, written raw to stderr by a handler nibabel installs) are silenced while it reads.
 """
@@ -22,6 +23,8 @@ import warnings
 
 import numpy as np
 
+#: What a warning says of a complex-valued volume.
+COMPLEX_NOTE = "complex values: their magnitude is used"
 #: The logger nibabel reports header problems to, through a stream handler of its own.
 NIBABEL_LOGGER = "nibabel.global"
 _HEADER_CHARS = 548
@@ -114,3 +117,11 @@ def as_volume(img):
     header = img.header.copy()
     header.set_data_shape((*img.shape, 1))
     return type(img)(np.asanyarray(img.dataobj)[:, :, None], img.affine, header)
+
+
+def voxels(img) -> tuple[np.ndarray, bool]:
+    """The float32 voxels of an image, ``scl_slope``/``scl_inter``-scaled, and whether they are the magnitude
+    of complex values (their real part alone, what a cast keeps, would fold the phase into the intensities)."""
+    if np.dtype(img.get_data_dtype()).kind == "c":
+        return np.abs(np.asanyarray(img.dataobj)).astype(np.float32), True
+    return np.asarray(img.get_fdata(dtype=np.float32)), False
