@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 
+from brainclust.errors import ImageReadError
 from brainclust.io.formats import nifti
 from brainclust.io.scan import scan
 
@@ -85,3 +86,17 @@ def test_a_complex_volume_gives_its_magnitude_with_one_warning_naming_the_file(t
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     said = [r.getMessage() for r in caplog.records if "complex" in r.getMessage()]
     assert said == ["sub/complex.nii.gz: complex values: their magnitude is used"]
+
+
+def test_values_beyond_float32_are_named_as_such_not_called_constant(tmp_path):
+    vol = brain_volume().astype(np.float64)
+    write_nifti(tmp_path / "big.nii.gz", vol * 1e300)
+    inf = vol.copy()
+    inf[0, 0, 0] = np.inf                                   # a true infinity stays background, as documented
+    write_nifti(tmp_path / "inf.nii.gz", inf)
+    found = scan(tmp_path)
+    assert [r.path for r in found.records] == ["inf.nii.gz#axial=8"]
+    reason = {s["path"]: s["reason"] for s in found.skipped}["big.nii.gz"]
+    assert "beyond the float32 range" in reason and "constant" not in reason
+    with pytest.raises(ImageReadError, match=r"big\.nii\.gz.*beyond the float32 range"):
+        nifti.load_volume(tmp_path / "big.nii.gz")

@@ -9,10 +9,11 @@ How a volume becomes images
    left->Right, posterior->Anterior, inferior->Superior, whatever the scanner's
    storage order. Two files holding the same anatomy with different affines give
    the same slices.
-3. Values are ``scl_slope``/``scl_inter``-scaled floats; NaN and infinite voxels
-   are set to the volume's smallest finite value (background). A volume with no
-   finite voxel, or with one value everywhere, is skipped with a reason (there is
-   nothing to cluster in it).
+3. Values are ``scl_slope``/``scl_inter``-scaled floats (the magnitude of complex
+   values, with a warning); NaN and infinite voxels are set to the volume's
+   smallest finite value (background). A volume with no finite voxel, or with
+   one value everywhere, is skipped with a reason (there is nothing to cluster in
+   it), as is one with values beyond the float32 range.
 4. Slices are cut as a radiologist views them, in the neurological convention
    (patient's left on the image's left): axial (``vol[:, :, k]``, anterior up),
    coronal (``vol[:, k, :]``, superior up), sagittal (``vol[k, :, :]``,

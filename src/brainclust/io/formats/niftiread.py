@@ -5,7 +5,8 @@
   (shape ``(x, y)``) becomes a volume one voxel thick with the file's own affine and header
   (:func:`as_volume`), so it gives the same slice, orientation and voxel size as the same image stored
   as ``(x, y, 1)``.
-- :func:`voxels`: the float32 voxels; complex values give their magnitude (:data:`COMPLEX_NOTE`).
+- :func:`voxels`: the float32 voxels; complex values give their magnitude (:data:`COMPLEX_NOTE`), and values
+  beyond the float32 range are refused (as float32 they would be infinite, then background).
 - :func:`quiet`: nibabel's warnings and its own log lines (``pixdim[1,2,3] should be non-zero; setting
   0 dims to 1``, written raw to stderr by a handler nibabel installs) are silenced while it reads.
 """
@@ -22,6 +23,8 @@ import threading
 import warnings
 
 import numpy as np
+
+from brainclust.errors import ImageReadError
 
 #: What a warning says of a complex-valued volume.
 COMPLEX_NOTE = "complex values: their magnitude is used"
@@ -121,7 +124,25 @@ def as_volume(img):
 
 def voxels(img) -> tuple[np.ndarray, bool]:
     """The float32 voxels of an image, ``scl_slope``/``scl_inter``-scaled, and whether they are the magnitude
-    of complex values (their real part alone, what a cast keeps, would fold the phase into the intensities)."""
-    if np.dtype(img.get_data_dtype()).kind == "c":
-        return np.abs(np.asanyarray(img.dataobj)).astype(np.float32), True
-    return np.asarray(img.get_fdata(dtype=np.float32)), False
+    of complex values (their real part alone, what a cast keeps, would fold the phase into the intensities).
+
+    Raises
+    ------
+    ImageReadError
+        When values exceed the float32 range: as float32 they would be infinite, then read as background
+        (a volume of them as "constant").
+    """
+    is_complex = np.dtype(img.get_data_dtype()).kind == "c"
+    if is_complex:
+        wide = np.abs(np.asanyarray(img.dataobj))
+        vol = wide.astype(np.float32)
+    else:
+        vol = np.asarray(img.get_fdata(dtype=np.float32))
+    beyond = np.isinf(vol)
+    if beyond.any():  # infinite in the file, or too large for float32? (read again, wide, only then)
+        wide = wide if is_complex else np.asanyarray(img.dataobj)
+        beyond &= np.isfinite(wide)
+        if beyond.any():
+            raise ImageReadError(f"NIfTI volume has values beyond the float32 range (up to "
+                                 f"{float(np.abs(wide[beyond]).max()):.3g}); rescale the volume to read it")
+    return vol, is_complex
