@@ -100,3 +100,21 @@ def test_values_beyond_float32_are_named_as_such_not_called_constant(tmp_path):
     assert "beyond the float32 range" in reason and "constant" not in reason
     with pytest.raises(ImageReadError, match=r"big\.nii\.gz.*beyond the float32 range"):
         nifti.load_volume(tmp_path / "big.nii.gz")
+
+
+@pytest.mark.parametrize("name", ["pair.img", "pair.img.gz"])
+def test_a_nifti_pair_is_skipped_with_one_reason_that_says_how_to_convert_it(tmp_path, name):
+    nib.save(nib.Nifti1Pair(brain_volume(), np.eye(4)), str(tmp_path / name))  # pair.hdr[.gz] + pair.img[.gz]
+    (tmp_path / "other.img").write_bytes(b"\x00\x01" * 500)                     # no header beside it
+    write_nifti(tmp_path / "ok.nii", brain_volume())
+    found = scan(tmp_path)
+    hdr = name.replace(".img", ".hdr")
+    assert [r.path for r in found.records] == ["ok.nii#axial=8"]
+    reasons = {s["path"]: s["reason"] for s in found.skipped}
+    assert sorted(reasons) == sorted([hdr, name, "other.img"])
+    assert reasons[hdr].startswith("a NIfTI pair (.hdr/.img) is not supported; convert it to .nii")
+    assert "Expected" not in reasons[hdr]
+    assert reasons[name].startswith(f"the voxel data of the NIfTI pair '{hdr}'")
+    assert reasons["other.img"] == "not a recognised image file"
+    with pytest.raises(ImageReadError, match=r"pair\.hdr.*: a NIfTI pair \(\.hdr/\.img\) is not supported"):
+        nifti.load_volume(tmp_path / hdr)

@@ -4,7 +4,9 @@
 - :func:`open_image`: the nibabel image of a path or of a buffer of the file's bytes. A 2-D image
   (shape ``(x, y)``) becomes a volume one voxel thick with the file's own affine and header
   (:func:`as_volume`), so it gives the same slice, orientation and voxel size as the same image stored
-  as ``(x, y, 1)``.
+  as ``(x, y, 1)``. The header of a NIfTI pair (``.hdr`` + ``.img``, magic ``ni1``/``ni2``) is refused with
+  :data:`PAIR_REASON`: the reader takes single files (``.nii``, ``.nii.gz``); :func:`pair_data_reason` is
+  the reason of a pair's ``.img``, which names the pair.
 - :func:`voxels`: the float32 voxels; complex values give their magnitude (:data:`COMPLEX_NOTE`), and values
   beyond the float32 range are refused (as float32 they would be infinite, then background).
 - :func:`quiet`: nibabel's warnings and its own log lines (``pixdim[1,2,3] should be non-zero; setting
@@ -21,16 +23,22 @@ import os
 import struct
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from brainclust.errors import ImageReadError
+from brainclust.io.outputs import escape_name
 
+#: Why the header of a NIfTI pair is skipped.
+PAIR_REASON = ("a NIfTI pair (.hdr/.img) is not supported; convert it to .nii "
+               "(e.g. nibabel.save(nibabel.load('x.hdr'), 'x.nii'))")
 #: What a warning says of a complex-valued volume.
 COMPLEX_NOTE = "complex values: their magnitude is used"
 #: The logger nibabel reports header problems to, through a stream handler of its own.
 NIBABEL_LOGGER = "nibabel.global"
 _HEADER_CHARS = 548
+_PAIR_HEADERS = (".hdr", ".HDR", ".hdr.gz", ".HDR.GZ")
 
 
 class _LoggerOff:
@@ -82,8 +90,32 @@ def header_bytes(path: str | os.PathLike) -> bytes:
     return head
 
 
+def is_pair_header(head: bytes) -> bool:
+    """Whether a header's first bytes carry the magic of a NIfTI pair's ``.hdr`` (``ni1``, ``ni2``)."""
+    if head[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return head[4:8] == b"ni2\x00"
+    return head[344:348] == b"ni1\x00"
+
+
+def pair_data_reason(path: str | os.PathLike) -> str | None:
+    """The skip reason of ``x.img`` (``x.img.gz``) when it holds the voxels of a NIfTI pair whose ``x.hdr``
+    lies beside it, naming that header; ``None`` for any other file."""
+    p = Path(path)
+    suffix = next((s for s in (".img.gz", ".img") if p.name.lower().endswith(s)), None)
+    if suffix is None:
+        return None
+    stem = p.name[: len(p.name) - len(suffix)]
+    for ending in _PAIR_HEADERS:
+        header = p.with_name(stem + ending)
+        if header.is_file() and is_pair_header(header_bytes(header)):
+            return (f"the voxel data of the NIfTI pair '{escape_name(header.name)}', skipped with its header "
+                    "(a NIfTI pair is not supported; convert it to .nii)")
+    return None
+
+
 def is_nifti(path: str | os.PathLike) -> bool:
-    """Whether the file's content is a NIfTI-1/2 single-file image (``n+1``/``n+2``), gzipped or not."""
+    """Whether the file's content is a NIfTI-1/2 header (single file ``n+1``/``n+2``, or a pair's ``.hdr``),
+    gzipped or not."""
     head = header_bytes(path)
     if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
         return True
@@ -94,7 +126,13 @@ def is_nifti(path: str | os.PathLike) -> bool:
 def open_image(source):
     """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not). nibabel picks the
     format by the file name, so a NIfTI file under another name is read from its bytes (the scan found it
-    by its content). A 2-D image becomes a volume one voxel thick (:func:`as_volume`)."""
+    by its content). A 2-D image becomes a volume one voxel thick (:func:`as_volume`).
+
+    Raises
+    ------
+    ImageReadError
+        For the header of a NIfTI pair (:data:`PAIR_REASON`).
+    """
     import nibabel as nib
 
     if not hasattr(source, "read"):
@@ -106,9 +144,11 @@ def open_image(source):
     source.seek(0)
     if head == b"\x1f\x8b":
         source = gzip.GzipFile(fileobj=source)
-    magic = source.read(8)
+    head = source.read(_HEADER_CHARS)
     source.seek(0)
-    klass = nib.Nifti2Image if magic[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
+    if is_pair_header(head):
+        raise ImageReadError(PAIR_REASON)
+    klass = nib.Nifti2Image if head[4:8] == b"n+2\x00" else nib.Nifti1Image
     return as_volume(klass.from_stream(source))
 
 
