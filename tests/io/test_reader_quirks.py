@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from brainclust.errors import ImageReadError
-from brainclust.io.formats import nifti
+from brainclust.io.formats import dicom, nifti
 from brainclust.io.scan import scan
 
-from corpus import brain_volume, write_nifti
+from corpus import brain_volume, write_dicom, write_nifti
 
 pytest.importorskip("pydicom")
 nib = pytest.importorskip("nibabel")
@@ -118,3 +118,46 @@ def test_a_nifti_pair_is_skipped_with_one_reason_that_says_how_to_convert_it(tmp
     assert reasons["other.img"] == "not a recognised image file"
     with pytest.raises(ImageReadError, match=r"pair\.hdr.*: a NIfTI pair \(\.hdr/\.img\) is not supported"):
         nifti.load_volume(tmp_path / hdr)
+
+
+def palette(red, green, blue) -> dict:
+    """The PALETTE COLOR attributes of three 256-entry, 16-bit lookup tables."""
+    out = {}
+    for colour, lut in (("Red", red), ("Green", green), ("Blue", blue)):
+        out[f"{colour}PaletteColorLookupTableDescriptor"] = [256, 0, 16]
+        out[f"{colour}PaletteColorLookupTableData"] = np.asarray(lut, "<u2").tobytes()
+    return out
+
+
+def test_palette_color_dicom_is_shown_through_its_lookup_table_as_luminance(tmp_path):
+    idx = np.random.default_rng(0).integers(0, 256, (12, 10)).astype(np.uint8)
+    ramp = np.arange(256) * 256
+    red, green, blue = ramp, ramp[::-1], np.full(256, 128 * 256)      # luminance falls as the index rises
+    write_dicom(tmp_path / "pal.dcm", idx, photometric="PALETTE COLOR", **palette(red, green, blue))
+    found = scan(tmp_path)
+    assert [r.path for r in found.records] == ["pal.dcm"] and not found.skipped
+    got = dicom.load_frame(tmp_path / "pal.dcm")
+    lum = 0.299 * red[idx] + 0.587 * green[idx] + 0.114 * blue[idx]   # naive reference: look up, then weigh
+    lo, hi = np.percentile(lum, [0.5, 99.5])
+    np.testing.assert_allclose(got, np.clip((lum - lo) / (hi - lo), 0, 1), atol=1e-5)
+    assert np.corrcoef(got.ravel(), idx.ravel())[0, 1] < -0.99          # not the stored indices
+
+
+def test_palette_color_dicom_without_its_lookup_table_is_skipped_with_a_reason(tmp_path):
+    idx = np.arange(120, dtype=np.uint8).reshape(12, 10)
+    attrs = palette(*[np.arange(256) * 256] * 3)
+    del attrs["RedPaletteColorLookupTableDescriptor"]
+    write_dicom(tmp_path / "nolut.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    write_dicom(tmp_path / "ok.dcm", idx.astype(np.uint16), uid=2)
+    found = scan(tmp_path)
+    assert [r.path for r in found.records] == ["ok.dcm"]
+    assert [s["path"] for s in found.skipped] == ["nolut.dcm"]
+    reason = found.skipped[0]["reason"]
+    assert "PALETTE COLOR" in reason and "RedPaletteColorLookupTableDescriptor" in reason and "\n" not in reason
+    with pytest.raises(ImageReadError, match=r"nolut\.dcm.*PALETTE COLOR"):
+        dicom.load_frame(tmp_path / "nolut.dcm")
+    attrs = palette(*[np.arange(256) * 256] * 3)
+    attrs["RedPaletteColorLookupTableData"] = attrs["RedPaletteColorLookupTableData"][:384]  # 12 bits an entry
+    write_dicom(tmp_path / "bad" / "odd.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    with pytest.raises(ImageReadError, match=r"odd\.dcm.*cannot apply the DICOM PALETTE COLOR lookup table"):
+        dicom.load_frame(tmp_path / "bad" / "odd.dcm")

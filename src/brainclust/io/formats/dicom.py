@@ -10,7 +10,9 @@ How a frame becomes an image
    percentile window: the 0.5th and 99.5th percentiles of the frame's
    rescaled values map to 0 and 1 (a constant frame maps to 0).
 3. **MONOCHROME1** (white = low values) is inverted: ``1 - value``. Colour
-   objects (RGB, YBR) are converted to luminance before step 2.
+   objects (RGB, YBR) are converted to luminance before step 2; PALETTE COLOR
+   ones through their colour lookup table first (one without its tables is
+   skipped with a reason: its stored values are indices, not intensities).
 
 Multi-frame objects give one image per frame; frames are numbered from 1 as in
 the DICOM standard (``img.dcm#frame=3`` is the third frame). Objects without
@@ -46,7 +48,7 @@ from brainclust.errors import ImageReadError, names_file
 from brainclust.io import privacy
 from brainclust.io.content import read_content, verify_unchanged
 from brainclust.io.formats.dicomdisplay import (  # noqa: F401 - the display steps are this module's API too
-    FALLBACK_PERCENTILES, frame_item, percentile_window, to_display, window)
+    FALLBACK_PERCENTILES, frame_item, palette_missing, percentile_window, to_display, window)
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,9 @@ def _check(ds) -> DicomInfo:
     rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
     if not rows or not cols or rows < 1 or cols < 1:
         raise ImageReadError(f"DICOM image has invalid dimensions Rows={rows} Columns={cols}")
+    if missing := palette_missing(ds):
+        raise ImageReadError(f"DICOM PALETTE COLOR image lacks its colour lookup table ({', '.join(missing)}): "
+                             "its stored values are indices, not intensities")
     frames = _int(ds, "NumberOfFrames") or 1
     if frames < 1:
         raise ImageReadError(f"DICOM image has invalid NumberOfFrames={frames}")

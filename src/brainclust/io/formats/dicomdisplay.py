@@ -1,5 +1,7 @@
 """How one decoded DICOM frame becomes a float32 image in [0, 1]: rescale, window, MONOCHROME1 inversion,
-colour to luminance (the steps :mod:`brainclust.io.formats.dicom` lists).
+colour to luminance (the steps :mod:`brainclust.io.formats.dicom` lists). A PALETTE COLOR frame holds indices
+into colour lookup tables: the colours they stand for are looked up first (:func:`palette_rgb`), then taken to
+luminance as for an RGB frame.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from brainclust.errors import ImageReadError
 
 #: Percentiles of the fallback window when the header has none.
 FALLBACK_PERCENTILES = (0.5, 99.5)
+#: The lookup-table attributes of a PALETTE COLOR image (PS3.3 C.7.6.3.1.5-6); the data may be segmented.
+PALETTE_ATTRIBUTES = tuple(f"{c}PaletteColorLookupTable{part}" for c in ("Red", "Green", "Blue")
+                           for part in ("Descriptor", "Data"))
 
 
 def frame_item(ds, frame: int, sequence: str):
@@ -68,9 +73,12 @@ def percentile_window(values: np.ndarray, percentiles: tuple[float, float] = FAL
 
 
 def to_display(raw: np.ndarray, ds, frame: int = 0) -> np.ndarray:
-    """Rescale, window and (for MONOCHROME1) invert one decoded frame; float32 in [0, 1]."""
+    """Rescale, window and (for MONOCHROME1) invert one decoded frame; float32 in [0, 1]. Colour (RGB, YBR,
+    PALETTE COLOR through its lookup table) is taken to luminance first."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     arr = np.asarray(raw)
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        arr = palette_rgb(arr, ds)
     if arr.ndim == 3:  # colour: pydicom returns RGB (YBR is converted by default)
         arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     arr = arr.astype(np.float64, copy=False)
@@ -87,3 +95,22 @@ def to_display(raw: np.ndarray, ds, frame: int = 0) -> np.ndarray:
     if photometric == "MONOCHROME1":
         out = 1.0 - out
     return out.astype(np.float32)
+
+
+def palette_missing(ds) -> list[str]:
+    """The lookup-table attributes a PALETTE COLOR image lacks (``[]`` for a complete one or any other image):
+    without them its stored values are indices, not intensities."""
+    if str(ds.get("PhotometricInterpretation", "")).upper() != "PALETTE COLOR":
+        return []
+    return [k for k in PALETTE_ATTRIBUTES if k not in ds and not (k.endswith("Data") and f"Segmented{k}" in ds)]
+
+
+def palette_rgb(indices: np.ndarray, ds) -> np.ndarray:
+    """The colours (RGB, or RGBA) that the indices of a PALETTE COLOR frame stand for (pydicom's
+    ``apply_color_lut``); ImageReadError when the tables cannot be applied (their message is not passed on)."""
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        return apply_color_lut(indices, ds)
+    except Exception as exc:  # noqa: BLE001 - a malformed table of any kind makes the file a skip
+        raise ImageReadError(f"cannot apply the DICOM PALETTE COLOR lookup table ({type(exc).__name__})") from None
