@@ -238,7 +238,7 @@ def test_nifti_under_another_name_and_a_2d_nifti_are_read(tmp_path):
     write_nifti(tmp_path / "e" / "cor2d.nii.gz", vol[:, :, 8], affine=turned)
     write_nifti(tmp_path / "e" / "thin.nii.gz", vol[:, :, 8:9])                       # 3-D, one voxel thick
     got = scan(tmp_path / "e", slices="all-planes:mid")
-    assert sorted(r.path for r in got.records) == ["cor2d.nii.gz#axial=0", "thin.nii.gz#axial=0"]
+    assert sorted(r.path for r in got.records) == ["cor2d.nii.gz#coronal=0", "thin.nii.gz#axial=0"]  # its affine
     for r in got.records:                                                              # never a one-pixel line
         np.testing.assert_array_equal(load_record(r), want)
 

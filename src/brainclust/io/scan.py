@@ -46,7 +46,7 @@ from brainclust.io import formats, scanmeta
 from brainclust.errors import ImageReadError, InputError, names_file
 from brainclust.io.atomic import file_sha256
 from brainclust.io.content import check_regular, guard_pixels, read_content, require_scanned, verify_unchanged
-from brainclust.io.formats import dicom, nifti
+from brainclust.io.formats import dicom, nifti, niftiread
 from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
 from brainclust.io.pathfilter import label_folder_of
@@ -216,7 +216,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
                            width=w, height=h, sha256=digest, label=label, frame=frame, meta=m)
 
     if kind == "nifti":
-        found = nifti.probe(p, strategy, volume_index)
+        found = nifti.probe(p, strategy, volume_index, shown=rel)
         try:
             base.update(nifti.header_fields(p))
         except ImageReadError:
@@ -235,6 +235,8 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
         try:
             fmt, w, h = probe(p, rel)
         except ImageReadError:
+            if (pair := niftiread.pair_data_reason(p)) is not None:  # x.img beside the x.hdr of a NIfTI pair
+                raise ImageReadError(pair) from None
             if not dicom.may_be_headerless(p):
                 raise
             try:  # an old DICOM export without the preamble; accepted only if it has an image's attributes

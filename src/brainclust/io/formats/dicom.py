@@ -10,7 +10,9 @@ How a frame becomes an image
    percentile window: the 0.5th and 99.5th percentiles of the frame's
    rescaled values map to 0 and 1 (a constant frame maps to 0).
 3. **MONOCHROME1** (white = low values) is inverted: ``1 - value``. Colour
-   objects (RGB, YBR) are converted to luminance before step 2.
+   objects (RGB, YBR) are converted to luminance before step 2; PALETTE COLOR
+   ones through their colour lookup table first (one without its tables is
+   skipped with a reason: its stored values are indices, not intensities).
 
 Multi-frame objects give one image per frame; frames are numbered from 1 as in
 the DICOM standard (``img.dcm#frame=3`` is the third frame). Objects without
@@ -45,6 +47,8 @@ import numpy as np
 from brainclust.errors import ImageReadError, names_file
 from brainclust.io import privacy
 from brainclust.io.content import read_content, verify_unchanged
+from brainclust.io.formats.dicomdisplay import (  # noqa: F401 - the display steps are this module's API too
+    FALLBACK_PERCENTILES, frame_item, palette_missing, percentile_window, to_display, window)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,6 @@ log = logging.getLogger(__name__)
 CODECS_EXTRA = "dicom-codecs"
 #: Suffixes of files that may be DICOM without the 'DICM' preamble (old exports).
 FORCE_SUFFIXES = (".dcm", ".dicom", ".ima", "")
-#: Percentiles of the fallback window when the header has none.
-FALLBACK_PERCENTILES = (0.5, 99.5)
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -173,6 +175,9 @@ def _check(ds) -> DicomInfo:
     rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
     if not rows or not cols or rows < 1 or cols < 1:
         raise ImageReadError(f"DICOM image has invalid dimensions Rows={rows} Columns={cols}")
+    if missing := palette_missing(ds):
+        raise ImageReadError(f"DICOM PALETTE COLOR image lacks its colour lookup table ({', '.join(missing)}): "
+                             "its stored values are indices, not intensities")
     frames = _int(ds, "NumberOfFrames") or 1
     if frames < 1:
         raise ImageReadError(f"DICOM image has invalid NumberOfFrames={frames}")
@@ -241,7 +246,7 @@ def header_fields(ds) -> tuple[dict[str, object], list[str]]:
                     continue
                 raw = ds.get(keyword)
                 if raw is None and keyword == "ImageOrientationPatient":
-                    item = _frame_item(ds, 0, "PlaneOrientationSequence")
+                    item = frame_item(ds, 0, "PlaneOrientationSequence")
                     raw = item.get(keyword) if item is not None else None
                 if raw is None or raw == "":
                     continue
@@ -281,82 +286,6 @@ def probe(path: str | os.PathLike, force: bool = False) -> DicomInfo:
             raise
         except Exception as exc:  # noqa: BLE001 - odd header values
             raise ImageReadError(f"cannot read DICOM header ({type(exc).__name__})") from None
-
-
-def _frame_item(ds, frame: int, sequence: str):
-    """Item ``sequence[0]`` of a frame's per-frame, else shared, functional group."""
-    for group, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
-        seq = ds.get(group)
-        if seq and len(seq) > index:
-            inner = seq[index].get(sequence)
-            if inner:
-                return inner[0]
-    return None
-
-
-def _first(value) -> float | None:
-    try:
-        if value is None or value == "":
-            return None
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            value = value[0]
-        return float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """Map values to [0, 1] with a DICOM VOI window (PS3.3 C.11.2.1.2).
-
-    ``LINEAR``: values at or below ``c - 0.5 - (w - 1) / 2`` map to 0, values
-    above ``c - 0.5 + (w - 1) / 2`` to 1, linearly in between
-    (``(x - (c - 0.5)) / (w - 1) + 0.5``). ``LINEAR_EXACT``: ``(x - c) / w + 0.5``
-    clipped to [0, 1]. ``SIGMOID``: ``1 / (1 + exp(-4 (x - c) / w))``.
-    """
-    x = values.astype(np.float64, copy=False)
-    function = (function or "LINEAR").upper()
-    if function == "SIGMOID":
-        out = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
-    elif function == "LINEAR_EXACT":
-        out = np.clip((x - center) / width + 0.5, 0.0, 1.0)
-    else:
-        if width < 1:
-            raise ImageReadError(f"DICOM WindowWidth must be >= 1 for a LINEAR window, got {width}")
-        if width == 1:
-            out = (x > center - 0.5).astype(np.float64)
-        else:
-            out = np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
-    return out.astype(np.float32)
-
-
-def percentile_window(values: np.ndarray, percentiles: tuple[float, float] = FALLBACK_PERCENTILES) -> np.ndarray:
-    """Map the given percentiles of ``values`` to 0 and 1, clipping outside; constant -> 0."""
-    lo, hi = np.percentile(values, percentiles)
-    if not hi > lo:
-        return np.zeros(values.shape, np.float32)
-    return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
-def to_display(raw: np.ndarray, ds, frame: int = 0) -> np.ndarray:
-    """Rescale, window and (for MONOCHROME1) invert one decoded frame; float32 in [0, 1]."""
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    arr = np.asarray(raw)
-    if arr.ndim == 3:  # colour: pydicom returns RGB (YBR is converted by default)
-        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    arr = arr.astype(np.float64, copy=False)
-    item = _frame_item(ds, frame, "PixelValueTransformationSequence") or ds
-    slope, intercept = _first(item.get("RescaleSlope")), _first(item.get("RescaleIntercept"))
-    if slope is not None or intercept is not None:
-        arr = arr * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
-    voi = _frame_item(ds, frame, "FrameVOILUTSequence") or ds
-    center, width = _first(voi.get("WindowCenter")), _first(voi.get("WindowWidth"))
-    if photometric.startswith("MONOCHROME") and center is not None and width is not None and width > 0:
-        out = window(arr, center, width, str(voi.get("VOILUTFunction", "LINEAR")))
-    else:
-        out = percentile_window(arr)
-    if photometric == "MONOCHROME1":
-        out = 1.0 - out
-    return out.astype(np.float32)
 
 
 @names_file()

@@ -2,16 +2,18 @@
 
 How a volume becomes images
 ---------------------------
-1. A 4-D volume contributes one 3-D volume, ``volume_index`` (default 0).
+1. A 4-D volume contributes one 3-D volume, ``volume_index`` (default 0). A 2-D image is read as
+   the same image stored ``(x, y, 1)``, with its own affine (:mod:`brainclust.io.formats.niftiread`).
 2. The volume is reoriented to the closest canonical orientation, RAS+
    (:func:`nibabel.as_closest_canonical`): the array's axes are then
    left->Right, posterior->Anterior, inferior->Superior, whatever the scanner's
    storage order. Two files holding the same anatomy with different affines give
    the same slices.
-3. Values are ``scl_slope``/``scl_inter``-scaled floats; NaN and infinite voxels
-   are set to the volume's smallest finite value (background). A volume with no
-   finite voxel, or with one value everywhere, is skipped with a reason (there is
-   nothing to cluster in it).
+3. Values are ``scl_slope``/``scl_inter``-scaled floats (the magnitude of complex
+   values, with a warning); NaN and infinite voxels are set to the volume's
+   smallest finite value (background). A volume with no finite voxel, or with
+   one value everywhere, is skipped with a reason (there is nothing to cluster in
+   it), as is one with values beyond the float32 range.
 4. Slices are cut as a radiologist views them, in the neurological convention
    (patient's left on the image's left): axial (``vol[:, :, k]``, anterior up),
    coronal (``vol[:, k, :]``, superior up), sagittal (``vol[k, :, :]``,
@@ -62,12 +64,9 @@ file).
 from __future__ import annotations
 
 import functools
-import gzip
-import io
+import logging
 import os
 import re
-import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +75,11 @@ import numpy as np
 from brainclust.errors import ImageReadError, ParameterError, names_file
 from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
 from brainclust.io.formats.gzwhole import read_whole
+from brainclust.io.formats.niftiread import COMPLEX_NOTE, open_image, quiet, voxels
 from brainclust.io.content import check_regular, read_content, verify_unchanged
+from brainclust.io.outputs import escape_name
+
+log = logging.getLogger(__name__)
 
 PLANES = ("axial", "coronal", "sagittal")
 DEFAULT_SLICES = "axial:mid"
@@ -132,59 +135,13 @@ def check_volume_index(volume_index) -> int:
     return volume_index
 
 
-def is_nifti(path: str | os.PathLike) -> bool:
-    """Whether the file's content is a NIfTI-1/2 single-file image (``n+1``/``n+2``), gzipped or not."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(548)
-        if head[:2] == b"\x1f\x8b":
-            with gzip.open(path, "rb") as gz:
-                head = gz.read(548)
-    except (OSError, EOFError, ValueError):
-        return False
-    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
-        return True
-    return len(head) >= 12 and head[4:8] in (b"n+2\x00", b"ni2\x00") and \
-        540 in (struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0])
-
-
-def _open(source):
-    """A nibabel image of a path, or of a buffer holding a file's bytes (gzipped or not). nibabel picks the
-    format by the file name, so a NIfTI file under another name is read from its bytes (the scan found it
-    by its content). A 2-D image becomes a volume one slice thick."""
-    import nibabel as nib
-
-    if not hasattr(source, "read"):
-        if str(source).lower().endswith((".nii", ".nii.gz")):
-            return _as_volume(nib.load(source))
-        with open(source, "rb") as fh:
-            source = io.BytesIO(fh.read())
-    head = source.read(2)
-    source.seek(0)
-    if head == b"\x1f\x8b":
-        source = gzip.GzipFile(fileobj=source)
-    magic = source.read(8)
-    source.seek(0)
-    klass = nib.Nifti2Image if magic[4:8] in (b"n+2\x00", b"ni2\x00") else nib.Nifti1Image
-    return _as_volume(klass.from_stream(source))
-
-
-def _as_volume(img):
-    """A 2-D image as a volume one voxel thick, read as one axial slice as stored: its affine is not used (with
-    a thickness axis turned another way by it, the slice would be cut across, as a line)."""
-    if len(img.shape) != 2:
-        return img
-    zooms = [float(z) for z in img.header.get_zooms()[:2]]
-    return type(img)(np.asanyarray(img.dataobj)[:, :, None], np.diag([*zooms, 1.0, 1.0]))
-
-
-def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
+def _load(path, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
+    """``(canonical float32 volume, volumes in the file, notes for a warning)``."""
     import nibabel as nib
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _open(read_whole(path, MAX_VOXELS))
+        with quiet():
+            img = open_image(read_whole(path, MAX_VOXELS))
             shape = tuple(int(s) for s in img.shape)
             if len(shape) < 3 or any(s < 1 for s in shape[:3]):
                 raise ImageReadError(f"NIfTI image has shape {shape}; a 3-D or 4-D volume is needed")
@@ -204,7 +161,7 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
             if len(shape) > 3:
                 img = img.slicer[(slice(None),) * 3 + (volume_index,) + (0,) * (len(shape) - 4)]
             canon = nib.as_closest_canonical(img)
-            vol = np.asarray(canon.get_fdata(dtype=np.float32))
+            vol, is_complex = voxels(canon)
     except ImageReadError:
         raise
     except MemoryError:
@@ -221,14 +178,14 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int]:
         vol = np.where(finite, vol, vol[finite].min()).astype(np.float32)
     if vol.min() == vol.max():
         raise ImageReadError(f"NIfTI volume is constant (every voxel = {float(vol.min()):g}); no image content")
-    return vol, n_vol
+    return vol, n_vol, (COMPLEX_NOTE,) if is_complex else ()
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(path: str, mtime_ns: int, size: int, volume_index: int) -> tuple[np.ndarray, int]:
-    vol, n_vol = _load(path, volume_index)
-    vol.setflags(write=False)
-    return vol, n_vol
+def _cached(path: str, mtime_ns: int, size: int, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
+    loaded = _load(path, volume_index)
+    loaded[0].setflags(write=False)
+    return loaded
 
 
 @names_file()
@@ -242,7 +199,7 @@ def load_volume(path: str | os.PathLike, volume_index: int = 0) -> np.ndarray:
     return _volume(path, volume_index)[0]
 
 
-def _volume(path, volume_index: int) -> tuple[np.ndarray, int]:
+def _volume(path, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
     p = Path(path)
     try:
         st = p.stat()
@@ -312,20 +269,39 @@ def parse_frame(frame: str) -> tuple[str, int, int]:
 
 
 @names_file()
-def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: int = 0) -> list[SliceInfo]:
+def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: int = 0,
+          shown: str | None = None) -> list[SliceInfo]:
     """The slices a strategy picks from a NIfTI file, in strategy order (none of a plane whose slices are a
-    line: those across a volume one voxel thick).
+    line: those across a volume one voxel thick). A volume one voxel thick (a 2-D file, or ``(x, y, 1)``)
+    whose thin axis the strategy does not name gives its one slice all the same (``coronal=0`` for a
+    coronal one under ``axial:mid``), so that no file disappears. What the reader changed (the magnitude of
+    complex values) is one warning naming the file as ``shown`` (its path under the input folder; the file
+    name when ``None``).
 
     Raises
     ------
     ImageReadError
-        If the volume cannot be read, is constant or all NaN, or lacks ``volume_index``.
+        If the volume cannot be read, is constant or all NaN, lacks ``volume_index``, or holds no 2-D slice.
     ParameterError
         If ``slices`` or ``volume_index`` is invalid.
     """
     strategy = parse_slices(slices)
-    vol, n_vol = _volume(path, volume_index)
-    is_4d = n_vol > 1
+    vol, n_vol, notes = _volume(path, volume_index)
+    t = volume_index if n_vol > 1 else None
+    out = _picked(vol, strategy, t)
+    thin = [p for p in PLANES if vol.shape[_AXIS[p]] == 1]
+    if not out and len(thin) == 1:
+        out = _picked(vol, ((thin[0], "mid"),), t)
+    if not out:
+        raise ImageReadError(f"NIfTI volume of {'x'.join(map(str, vol.shape))} voxels holds no 2-D slice "
+                             "(it is a line)")
+    for note in notes:
+        log.warning("%s: %s", escape_name(shown or Path(path).name), note)
+    return out
+
+
+def _picked(vol: np.ndarray, strategy, t: int | None) -> list[SliceInfo]:
+    """The slices of ``strategy`` (``((plane, how), ...)``) in a volume; ``t``: the volume index of a 4-D file."""
     counts = None if all(how == "mid" for _, how in strategy) else slice_counts(vol)  # mid needs no mask
     out: list[SliceInfo] = []
     for plane, how in strategy:
@@ -335,7 +311,7 @@ def probe(path: str | os.PathLike, slices: str = DEFAULT_SLICES, volume_index: i
         first, last = brain_range(vol, plane, counts) if counts is not None else (None, None)
         for index in pick(vol, plane, how, counts):
             pos = float("nan") if first is None else position(index, first, last)
-            info = SliceInfo(frame_id(plane, index, volume_index if is_4d else None), plane, index, w, h, pos)
+            info = SliceInfo(frame_id(plane, index, t), plane, index, w, h, pos)
             if info not in out:
                 out.append(info)
     return out
@@ -361,9 +337,8 @@ def header_fields(path: str | os.PathLike) -> dict[str, object]:
     import nibabel as nib
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = _open(os.fspath(path))
+        with quiet():
+            img = open_image(os.fspath(path))
             shape = tuple(int(s) for s in img.shape)
             zooms = [float(z) for z in img.header.get_zooms()[:3]]
             if len(shape) < 3 or len(zooms) < 3:
@@ -415,7 +390,7 @@ def read_slice(path: str | os.PathLike, frame: str) -> tuple[str, np.ndarray]:
     hit = _HASHED.get(key)
     if hit is None:
         content = read_content(path)
-        vol, _ = _load(content.source(), volume_index)
+        vol = _load(content.source(), volume_index)[0]
         verify_unchanged(content)
         vol.setflags(write=False)
         while len(_HASHED) >= 2:
