@@ -161,3 +161,16 @@ def test_palette_color_dicom_without_its_lookup_table_is_skipped_with_a_reason(t
     write_dicom(tmp_path / "bad" / "odd.dcm", idx, photometric="PALETTE COLOR", **attrs)
     with pytest.raises(ImageReadError, match=r"odd\.dcm.*cannot apply the DICOM PALETTE COLOR lookup table"):
         dicom.load_frame(tmp_path / "bad" / "odd.dcm")
+
+
+def test_a_de_identified_copy_of_a_palette_color_image_keeps_its_lookup_table(tmp_path):
+    from brainclust.io.deidentify import deidentified_dicom
+
+    idx = np.random.default_rng(1).integers(0, 256, (12, 10)).astype(np.uint8)
+    ramp = np.arange(256) * 256
+    write_dicom(tmp_path / "pal.dcm", idx, photometric="PALETTE COLOR", **palette(ramp, ramp[::-1], ramp))
+    copy = tmp_path / "copy" / "pal.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(deidentified_dicom((tmp_path / "pal.dcm").read_bytes(), "pal.dcm", "salt"))
+    assert [r.path for r in scan(copy.parent).records] == ["pal.dcm"]  # not skipped for want of its table
+    np.testing.assert_array_equal(dicom.load_frame(copy), dicom.load_frame(tmp_path / "pal.dcm"))

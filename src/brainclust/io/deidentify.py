@@ -42,10 +42,14 @@ NUMBERS = frozenset("""Rows Columns SamplesPerPixel BitsAllocated BitsStored Hig
 PlanarConfiguration PixelAspectRatio NumberOfFrames SmallestImagePixelValue LargestImagePixelValue RescaleIntercept
 RescaleSlope WindowCenter WindowWidth LossyImageCompressionRatio PixelSpacing ImageOrientationPatient
 ImagePositionPatient SliceThickness SpacingBetweenSlices SliceLocation InstanceNumber SeriesNumber AcquisitionNumber
-MagneticFieldStrength RepetitionTime EchoTime InversionTime FlipAngle EchoTrainLength NumberOfAverages""".split())
-#: Attributes copied as bytes.
-BINARY = frozenset("PixelData FloatPixelData DoubleFloatPixelData ExtendedOffsetTable "
-                   "ExtendedOffsetTableLengths".split())
+MagneticFieldStrength RepetitionTime EchoTime InversionTime FlipAngle EchoTrainLength NumberOfAverages
+RedPaletteColorLookupTableDescriptor GreenPaletteColorLookupTableDescriptor
+BluePaletteColorLookupTableDescriptor""".split())
+#: Attributes copied as bytes (a PALETTE COLOR image's lookup tables are part of its pixels).
+BINARY = frozenset("PixelData FloatPixelData DoubleFloatPixelData ExtendedOffsetTable ExtendedOffsetTableLengths "
+                   "RedPaletteColorLookupTableData GreenPaletteColorLookupTableData BluePaletteColorLookupTableData "
+                   "SegmentedRedPaletteColorLookupTableData SegmentedGreenPaletteColorLookupTableData "
+                   "SegmentedBluePaletteColorLookupTableData".split())
 #: Code strings and the values each may hold.
 CODES: dict[str, frozenset] = {
     "PhotometricInterpretation": frozenset("MONOCHROME1 MONOCHROME2 RGB YBR_FULL YBR_FULL_422 YBR_PARTIAL_420 "
@@ -88,7 +92,8 @@ def _kept(elem):
     if not (key in NUMBERS or key in BINARY or key in CODES or key == "SOPClassUID"):
         return None
     try:
-        if elem.VR not in dictionary_VR(elem.tag).split(" or "):
+        vr = dictionary_VR(elem.tag)
+        if elem.VR not in vr.split(" or ") and elem.VR != vr:  # "US or SS": as read from an implicit-VR file
             return None  # a number or a code declared as text
     except KeyError:
         return None
