@@ -167,3 +167,22 @@ def test_a_label_column_that_varies_within_every_unit_is_said_to_give_no_score(s
     with caplog.at_level(logging.WARNING, logger="brainclust"):
         with_labels(units, "subject")
     assert "no unit has one value" not in caplog.text
+
+
+def test_a_dicom_series_of_several_planes_is_one_unit_with_one_warning(caplog):
+    """A localizer holds axial, coronal and sagittal slices under one SeriesInstanceUID."""
+    def rec(series: str, i: int, plane: str) -> ImageRecord:
+        return ImageRecord(path=f"{series}/im{i}.dcm", abspath=f"/d/{series}/im{i}.dcm", name=f"im{i}.dcm",
+                           type="dicom", size=10, width=8, height=8, sha256=f"{series}{i}", meta={"plane": plane})
+
+    recs = [rec("loc", i, p) for i, p in enumerate(["axial", "coronal", "sagittal"])]
+    recs += [rec("t1", i, "axial") for i in range(3)]
+    with caplog.at_level("WARNING", logger="brainclust"):
+        units = unit_records(recs, ["loc"] * 3 + ["t1"] * 3, "series")
+    assert [(u.path, u.meta["plane"]) for u in units] == [("loc", "mixed"), ("t1", "axial")]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "1 DICOM series hold slices of more than one plane" in warned[0] and "'loc'" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="brainclust"):
+        unit_records(recs, ["s"] * 6, "subject")  # a subject's series may differ in plane: nothing to say
+    assert not caplog.records

@@ -31,6 +31,7 @@ outputs read, plus ``unit``, ``n_slices`` and its ``members`` (the slice records
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -38,8 +39,10 @@ from brainclust.core.params import OneOf, Step, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.features.units import MIXED, UNITS, aggregate, group, unit_columns, unit_ids
 from brainclust.io.metadata import record_columns
-from brainclust.io.outputs import escape_name
+from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.scan import ImageRecord
+
+log = logging.getLogger(__name__)
 
 __all__ = ["UnitPool", "UnitRecord", "slice_rows", "unit_records"]
 
@@ -92,7 +95,20 @@ def unit_records(records: Sequence, ids: Sequence[str], unit: str) -> list[UnitR
                               width=recs[0].width, height=recs[0].height, sha256=digest,
                               label=_shared([r.label or "" for r in recs]), meta=m, unit=uid, kind=unit,
                               n_slices=len(recs), members=tuple(recs)))
+    _warn_mixed_planes(out, unit)
     return out
+
+
+def _warn_mixed_planes(units: Sequence[UnitRecord], unit: str) -> None:
+    """One warning when DICOM series units hold slices of several planes (a localizer: axial, coronal and
+    sagittal under one SeriesInstanceUID): such a unit's features average its planes."""
+    if unit not in ("volume", "series"):
+        return
+    mixed = [u.path for u in units if u.type == "dicom" and u.meta.get("plane") == MIXED]
+    if mixed:
+        log.warning("--unit %s: %d DICOM series hold slices of more than one plane (a localizer?), e.g. '%s'; "
+                    "each is one unit whose features average its planes (its plane column: %s)", unit, len(mixed),
+                    shown_name(escape_name(mixed[0])), MIXED)
 
 
 def slice_rows(units: Sequence[UnitRecord]) -> list[dict]:
