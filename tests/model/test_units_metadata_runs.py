@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import logging
 import shutil
 from pathlib import Path
@@ -211,6 +212,7 @@ def test_no_planted_phi_reaches_any_output_or_the_terminal(data, tmp_path, capsy
                  "--metadata", str(data["table"]), "--backbone", "pixels@16", "--workers", "0",
                  "--cache-dir", data["cache"], "--embeddings-features", "--color-by", "site"])
     assert code == 0 and (out / "report.html").is_file()
+    assert re.search(r"<h3>Cluster \d+: \d+ volumes \(", (out / "report.html").read_text())  # counted as units
     later = write_table(tmp_path / "later.csv", ["subject", "PatientName", "diagnosis_date", "arm"],
                         [[s, "Waylon Smithers", "2019-03-04", "x" if i % 2 else "y"] for i, s in enumerate(SUBJECTS)])
     assert main(["report", str(out), "--metadata", str(later)]) == 0
