@@ -84,7 +84,7 @@ def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | Non
             for i, r in enumerate(reader):
                 if i >= MAX_READ:
                     break
-                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS + ("coarser_of",)})  # that: newer runs
+                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS + ("coarser_of",)})  # older runs lack it
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); no headline", path, exc)
         return None
