@@ -497,4 +497,13 @@ def test_images_set_aside_by_exclude_are_not_called_noise(tmp_path):
     (out / "metrics.json").write_text(json.dumps({**metrics, "n_set_aside": 2}))
     page = build_report(out, write_figures=False).path.read_text()
     assert ", 2 set aside</span>" in page and "2 images set aside by --exclude" in page
-    assert "<h3>Set aside by --exclude: 2 images" in page and ", 2 noise" not in page
+    assert "<h3>Set aside: 2 images" in page and ", 2 noise" not in page
+    data = json.loads(re.search(r'<script type="application/json" id="map-data">(.*?)</script>', page, re.S).group(1))
+    cluster = next(c for c in data["columns"] if c["name"] == "cluster")
+    assert data["unclustered"] == "set aside" and "set aside" in cluster["cats"] and "noise" not in cluster["cats"]
+    from brainclust.report.viewdata import ViewData
+
+    view = ViewData(out, cache_dir=tmp_path / "vc")
+    assert view.meta()["unclustered"] == "set aside" and "set aside" in view.by_name["cluster"].categories
+    (out / "metrics.json").write_text(json.dumps(metrics))  # without --exclude, -1 is DBSCAN's noise
+    assert "noise" in ViewData(out, cache_dir=tmp_path / "vc2").by_name["cluster"].categories

@@ -42,7 +42,7 @@ from brainclust.io.outputs import escape_name, shown_name
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
-from brainclust.report.columns import describe_rows
+from brainclust.report.columns import describe_rows, name_unclustered, unclustered_name
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
@@ -200,7 +200,7 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
         figs.emit(F.map_figure(ex.coords, [ytrue[i] or NO_LABEL for i in idx], colours.of_label,
                                "t-SNE map, coloured by label"), "tsne_labels")
     payload = dict(ex.payload, input=escape_name(run.input_root.name) if run.input_root else "",
-                   strip=isinstance(thumbs, UnitThumbnails))
+                   strip=isinstance(thumbs, UnitThumbnails), unclustered=unclustered_counts(run)["unclustered"])
     payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"),
                                        given=color_by is not None)
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
@@ -236,11 +236,11 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
 
 def unclustered_counts(run: RunOutputs) -> dict:
     """Cluster -1 split into ``n_noise`` (DBSCAN's noise, ``--outliers``) and ``n_set_aside`` (``--exclude``), and
-    ``noise_title``: what the report calls the group."""
+    ``noise_title``: what the report calls the group (:func:`~brainclust.report.columns.unclustered_name`)."""
     aside = int_or_zero(run.metrics.get("n_set_aside"))
     noise = max(int((run.clusters == NOISE).sum()) - aside, 0)
-    title = "Noise and set aside" if noise and aside else "Set aside by --exclude" if aside else "Noise"
-    return {"n_noise": noise, "n_set_aside": aside, "noise_title": title}
+    name = unclustered_name(noise, aside)
+    return {"n_noise": noise, "n_set_aside": aside, "unclustered": name, "noise_title": name.capitalize()}
 
 
 def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, thumbs: Thumbnails,
@@ -368,6 +368,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         thumbs = run_thumbnails(run)
         colours = cluster_colours(run.clusters)
         columns = describe_rows(run.rows)
+        name_unclustered(columns, unclustered_counts(run)["unclustered"])
     shown = Path(final_dir) if final_dir is not None else None
     log.info("report: reading %s (%d %s); no features are extracted", shown or run.out_dir, len(run.rows),
              "images" if (run.manifest.get("units") or {}).get("unit", "slice") == "slice" else "rows")

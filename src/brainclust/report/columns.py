@@ -147,12 +147,28 @@ def category_colours(name: str, shown: Sequence[str]) -> list[str]:
 
 
 def display_name(name: str, value: str) -> str:
-    """A category as shown: ``(none)`` for empty, ``noise`` for cluster/level ``-1``."""
+    """A category as shown: ``(none)`` for empty, ``noise`` for cluster/level ``-1`` (see :func:`name_unclustered`)."""
     if value == "":
         return NONE
     if _is_id_column(name) and value == "-1":
-        return "noise"
+        return NOISE
     return value
+
+
+NOISE = "noise"
+
+
+def unclustered_name(n_noise: int, n_set_aside: int) -> str:
+    """What cluster ``-1`` holds: DBSCAN's or ``--outliers``' ``noise``, images ``set aside`` by ``--exclude``,
+    or both."""
+    return "noise or set aside" if n_noise and n_set_aside else "set aside" if n_set_aside else NOISE
+
+
+def name_unclustered(columns: Sequence[Column], name: str) -> None:
+    """Show cluster/level ``-1`` as ``name`` (:func:`unclustered_name`) in the legends of ``columns``."""
+    for c in columns:
+        if c.kind == "cat" and _is_id_column(c.name):
+            c.categories = [name if raw == "-1" else cat for cat, raw in zip(c.categories, c.raw)]
 
 
 def categorical(name: str, values: Sequence[str], counts: Counter | None = None) -> Column:

@@ -124,7 +124,7 @@ class Explorer:
         return env.get_template("view.html.j2").render(
             title=meta["title"], meta=meta, n_total=f"{self.data.n:,}",
             scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()],
-            n_clusters=len([c for c in clusters.categories if c != "noise"]) if clusters else 0,
+            n_clusters=len([c for c in clusters.raw if c != "-1"]) if clusters else 0,
             run_dir=shown(Path(run_dir).resolve()), input=shown(self.data.root or ""),
             cache=shown(self.thumbs.dir), map_source=self.data.map_source, local=local)
 

@@ -35,6 +35,7 @@ from brainclust.io.runfolder import (
 from brainclust.io.slicefile import read_slices
 from brainclust.report.columns import (
     MAX_CATEGORIES,
+    NOISE,
     Column,
     OTHER,
     RAMP,
@@ -43,6 +44,8 @@ from brainclust.report.columns import (
     classify,
     display_name,
     is_level,
+    name_unclustered,
+    unclustered_name,
 )
 from brainclust.report.figures import palette
 from brainclust.report.mapcoords import compute_map, normalise, read_map
@@ -252,6 +255,8 @@ class ViewData:
         self.y = np.ascontiguousarray(self.xy[:, 1])
         self.by_name = {c.name: c for c in self.columns}
         self._label_colours()
+        self.unclustered = self._unclustered()
+        name_unclustered(self.columns, self.unclustered)
 
     @property
     def paths(self):
@@ -309,6 +314,16 @@ class ViewData:
                 return c.codes
         return None
 
+    def _unclustered(self) -> str:
+        """What cluster -1 holds (:func:`~brainclust.report.columns.unclustered_name`), from metrics.json's
+        ``n_set_aside``."""
+        clu = self.by_name.get("cluster")
+        if clu is None or clu.kind != "cat" or "-1" not in clu.raw:
+            return NOISE
+        aside = self.metrics.get("n_set_aside")
+        aside = aside if isinstance(aside, int) and not isinstance(aside, bool) and aside > 0 else 0
+        return unclustered_name(max(clu.counts[clu.raw.index("-1")] - aside, 0), aside)
+
     def _label_colours(self) -> None:
         """Labels take their Hungarian-matched cluster's colour, as in the report."""
         lab, clu = self.by_name.get("label"), self.by_name.get("cluster")
@@ -317,9 +332,9 @@ class ViewData:
         from brainclust.report.tables import confusion
 
         ytrue = [lab.categories[c] if lab.categories[c] not in ("(none)", OTHER) else "" for c in lab.codes.tolist()]
-        ids = [-1 if clu.categories[c] == "noise" else c for c in clu.codes.tolist()]
+        ids = [-1 if clu.raw[c] == "-1" else c for c in clu.codes.tolist()]
         conf = confusion(ytrue, ids)
-        n_ids = sum(1 for c in clu.categories if c != "noise")
+        n_ids = sum(1 for c in clu.raw if c != "-1")
         extra = iter(palette(n_ids + len(conf.row_names))[n_ids:])  # unmatched labels: colours no cluster has
         for r, name in enumerate(conf.row_names):
             cid = conf.col_ids[r] if r < conf.n_matched else -1
@@ -380,4 +395,5 @@ class ViewData:
         return {"mode": "server", "n_total": self.n, "columns": [c.meta() for c in self.columns],
                 "colour": "cluster" if "cluster" in self.by_name else (self.columns[0].name if self.columns else None),
                 "has_labels": self.has_labels, "title": escape_name(title), "scores": scores,
-                "map_source": self.map_source, "levels": [c.name for c in self.columns if is_level(c.name)]}
+                "map_source": self.map_source, "levels": [c.name for c in self.columns if is_level(c.name)],
+                "unclustered": self.unclustered}

@@ -491,7 +491,7 @@
       var sw = document.createElement("span");
       sw.className = "sw"; sw.style.background = col.colours[k];
       var label = document.createElement("span");
-      label.textContent = (col.name === "cluster" || levels.indexOf(col.name) >= 0) && name !== "noise" ? col.name.replace("level_", "level ") + " " + name : name;
+      label.textContent = (col.name === "cluster" || levels.indexOf(col.name) >= 0) && name !== (D.unclustered || "noise") ? col.name.replace("level_", "level ") + " " + name : name;
       var cnt = document.createElement("span");
       cnt.className = "cnt"; cnt.textContent = fmtCount(counts[k] || 0);
       item.appendChild(sw); item.appendChild(label); item.appendChild(cnt);
