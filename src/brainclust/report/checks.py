@@ -22,7 +22,8 @@ from brainclust.report.run import RunOutputs
 FLAG_MEANINGS = {
     "duplicate": "same decoded pixels as an earlier image (scan order)",
     "near_duplicate": "the same picture after resizing, recompression, a small crop, a flip or an intensity change",
-    "not_mri": "unlike a grey medical slice: colour, no dark background, or a bright frame",
+    "not_mri": "not a grey anatomical slice: colour, no dark background or a bright frame, a two-level graphic, a "
+               "scene, a label map (a segmentation volume), or unlike the folder's slices to a CNN",
     "blank": "constant or almost empty",
     "noise": "no structure",
     "tiny": "below the size floor",
