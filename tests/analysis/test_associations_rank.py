@@ -304,3 +304,4 @@ def test_a_coarser_copy_of_a_listed_column_is_not_listed_again(tmp_path):
 def test_one_cluster_is_named_as_the_reason_nothing_is_ranked():
     assert A.headline([], groups=1) == "clusters: only one, so no metadata column can be ranked against them"
     assert "constant, different in every row" in A.headline([], groups=3)  # with clusters, the columns are why
+    assert A.headline([], groups=0).startswith("clusters: none (every image is noise or set aside)")

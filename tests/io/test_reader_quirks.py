@@ -57,6 +57,25 @@ def test_a_2d_nifti_keeps_its_affine_like_the_same_slice_stored_one_voxel_thick(
     assert {k: two.meta[k] for k in fields} == fields
 
 
+def test_a_2d_nifti_whose_affine_has_no_third_axis_is_read(tmp_path):
+    """Some writers leave a 2-D file's third affine column zero; no orientation could be read from it."""
+    v = brain_volume()[:, :, 8]
+    aff = lps(3.0)
+    aff[:3, 2] = 0
+    hdr = nib.Nifti1Header()  # the sform as written, no qform (nibabel cannot make one of a singular affine)
+    hdr.set_data_shape(v.shape)
+    hdr.set_data_dtype(v.dtype)
+    hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = aff[:3]
+    hdr["sform_code"], hdr["qform_code"] = 1, 0
+    hdr["pixdim"][1:4] = [0.9, 0.8, 0]
+    nib.save(nib.Nifti1Image(v, None, hdr), tmp_path / "flat.nii.gz")
+    write_nifti(tmp_path / "ref.nii.gz", v[:, :, None], lps(1.0))  # the same plane, a thickness axis given
+    found = scan(tmp_path)
+    assert not found.skipped and {r.frame for r in found.records} == {"axial=0"}
+    two, ref = (next(r for r in found.records if r.name == n) for n in ("flat.nii.gz", "ref.nii.gz"))
+    np.testing.assert_array_equal(nifti.load_slice(two.abspath, two.frame), nifti.load_slice(ref.abspath, "axial=0"))
+
+
 def test_a_one_voxel_thick_coronal_file_gives_its_slice_whatever_the_strategy(tmp_path):
     v = brain_volume()[:, :, 8]
     turned = np.array([[1.0, 0, 0, 0], [0, 0, 2.5, 0], [0, 1, 0, 0], [0, 0, 0, 1]])  # stored y -> S, z -> A

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from conftest import record_hashes
+from explorer_fixtures import read_rows
 
 from brainclust.cli import main
 from brainclust.cluster.methods import Clusterer
@@ -459,8 +460,6 @@ def test_report_on_the_demos_folder_points_at_its_run(tmp_path, capsys):
 
 def test_captions_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path):
     """'-2.png' is '\\x2d2.png' in assignments.csv; the montages, the explorer and the viewer show '-2.png'."""
-    from explorer_fixtures import read_rows
-
     from brainclust.report.viewdata import ViewData
     from brainclust.report.viewquery import Focus, Queries
 
@@ -493,11 +492,11 @@ def test_view_gives_labels_without_a_cluster_colours_no_cluster_has(tmp_path):
 def test_images_set_aside_by_exclude_are_not_called_noise(tmp_path):
     override = [0] * 8 + [1] * 6 + [-1] * 2
     out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=override)
-    metrics = json.loads((out / "metrics.json").read_text())
-    (out / "metrics.json").write_text(json.dumps({**metrics, "n_set_aside": 2}))
+    mark_set_aside(out, 2)
     page = build_report(out, write_figures=False).path.read_text()
     assert ", 2 set aside</span>" in page and "2 images set aside by --exclude" in page
     assert "<h3>Set aside: 2 images" in page and ", 2 noise" not in page
+    assert 'data-browse-value="set aside" data-browse-label="set aside"' in page  # the legend's own name
     data = json.loads(re.search(r'<script type="application/json" id="map-data">(.*?)</script>', page, re.S).group(1))
     cluster = next(c for c in data["columns"] if c["name"] == "cluster")
     assert data["unclustered"] == "set aside" and "set aside" in cluster["cats"] and "noise" not in cluster["cats"]
@@ -505,5 +504,35 @@ def test_images_set_aside_by_exclude_are_not_called_noise(tmp_path):
 
     view = ViewData(out, cache_dir=tmp_path / "vc")
     assert view.meta()["unclustered"] == "set aside" and "set aside" in view.by_name["cluster"].categories
-    (out / "metrics.json").write_text(json.dumps(metrics))  # without --exclude, -1 is DBSCAN's noise
-    assert "noise" in ViewData(out, cache_dir=tmp_path / "vc2").by_name["cluster"].categories
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "settings": {**manifest["settings"], "exclude": []}}))
+    assert "noise" in ViewData(out, cache_dir=tmp_path / "vc2").by_name["cluster"].categories  # DBSCAN's, then
+    assert "<h3>Noise: 2 images" in build_report(out, write_figures=False).path.read_text()
+
+
+def mark_set_aside(out: Path, n: int) -> None:
+    """Make the last ``n`` rows (cluster -1) rows an ``--exclude duplicate`` left out: their flag and the setting."""
+    rows = read_rows(out)
+    for r in rows[-n:]:
+        r["flags"] = "duplicate"
+    atomic_write_csv(out / "assignments.csv", list(rows[0]) + ["flags"] * ("flags" not in rows[0]), rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["settings"]["exclude"] = ["duplicate"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_outlier_gallery_holds_outliers_not_images_set_aside(tmp_path):
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=[0] * 7 + [1] * 6 + [-1] * 3)
+    mark_set_aside(out, 2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "outliers": {"n": 1, "tiny": 0, "far": 1, "rule": "r", "scored_as": "s"}}))
+    page = build_report(out, write_figures=False).path.read_text()
+    gallery = page.split('id="outliers"')[1].split("</section>")[0] if 'id="outliers"' in page else ""
+    assert gallery.count("<figure>") == 1
+
+
+def test_units_are_counted_in_the_plural():
+    from brainclust.report.render import environment
+
+    plural = environment().filters["units"]
+    assert [plural(u) for u in ("slice", "volume", "series", "subject")] == ["images", "volumes", "series", "subjects"]

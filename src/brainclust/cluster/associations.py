@@ -368,7 +368,8 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     mine = [r for r in rows if r["level"] == level]
     what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
     if not mine and groups is not None and groups < 2:
-        return f"{what}: only one, so no metadata column can be ranked against them"
+        return f"{what}: {'only one' if groups else 'none (every image is noise or set aside)'}, so no metadata " \
+               "column can be ranked against them"
     if not mine:
         return (f"{what}: no metadata column could be ranked (each is constant, different in every row, or has "
                 f"fewer than {MIN_ROWS} values)")

@@ -237,8 +237,8 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
 def unclustered_counts(run: RunOutputs) -> dict:
     """Cluster -1 split into ``n_noise`` (DBSCAN's noise, ``--outliers``) and ``n_set_aside`` (``--exclude``), and
     ``noise_title``: what the report calls the group (:func:`~brainclust.report.columns.unclustered_name`)."""
-    aside = int_or_zero(run.metrics.get("n_set_aside"))
-    noise = max(int((run.clusters == NOISE).sum()) - aside, 0)
+    aside = int(run.set_aside().sum())
+    noise = int((run.clusters == NOISE).sum()) - aside
     name = unclustered_name(noise, aside)
     return {"n_noise": noise, "n_set_aside": aside, "unclustered": name, "noise_title": name.capitalize()}
 
@@ -248,6 +248,7 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     """Per cluster (noise last; the :data:`MONTAGE_CLUSTERS` largest) its most and least typical images."""
     clusters, names, ytrue, n = run.clusters, run.names, run.labels_true, len(run.rows)
     shown_ids, size_of = largest_clusters(clusters, MONTAGE_CLUSTERS)
+    unclustered = unclustered_counts(run)["unclustered"]
 
     def tiles(indices):
         return [{"src": thumbs.data_uri(i, montage_px), "name": shown_name(names[i]), "row": i,
@@ -258,10 +259,11 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     for cid in shown_ids:
         (typ, aty), size = picks[cid], size_of[cid]
         montages.append({
-            "id": cluster_name(cid), "size": size, "colour": colours.of_id[cid], "share": size / n if n else 0.0,
+            "id": cluster_name(cid), "browse": unclustered if cid == NOISE else cluster_name(cid), "size": size,
+            "colour": colours.of_id[cid], "share": size / n if n else 0.0,
             "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
             "typical": tiles(typ), "atypical": tiles(aty)})
-        title = f"{'noise' if cid == NOISE else 'cluster ' + str(cid)}\nn={size}"
+        title = f"{unclustered if cid == NOISE else 'cluster ' + str(cid)}\nn={size}"
         fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
                          [thumbs.small(i, montage_px) for i in aty]))
     figs.emit(F.montage_figure(fig_rows, montage_size), "montages")
@@ -275,7 +277,7 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
     import csv
 
     info = run.metrics.get("outliers")
-    idx = np.flatnonzero(run.clusters == NOISE)[:cap] if info else []
+    idx = np.flatnonzero((run.clusters == NOISE) & ~run.set_aside())[:cap] if info else []  # not --exclude's
     gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": shown_name(run.rows[int(i)]["path"])} for i in idx]
     auto = None
     if run.folder.auto.is_file():

@@ -58,6 +58,7 @@ from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_na
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
+from brainclust.report.run import is_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -361,10 +362,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
 def export_folder(row: dict, aside: set[str]) -> str:
     """The folder a row is exported to: ``cluster_<id>``; ``set_aside`` for an image left out of the clustering
     by ``--exclude`` (cluster -1 with one of the ``aside`` flags); ``noise`` for DBSCAN's or ``--outliers``'."""
-    c = int(row["cluster"])
-    if c == -1 and aside & set(str(row.get(FLAGS_COLUMN) or "").split(";")):
-        return SET_ASIDE
-    return folder_name(c)
+    set_aside = is_set_aside(row["cluster"], row.get(FLAGS_COLUMN), aside)
+    return SET_ASIDE if set_aside else folder_name(int(row["cluster"]))
 
 
 def _write_plan(root: Path, plan: dict[str, list[str]], records: dict, mode: str, salt: str | None,

@@ -19,6 +19,7 @@ def environment():
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
     env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
+    env.filters["units"] = lambda unit: "images" if unit == "slice" else unit if unit.endswith("s") else unit + "s"
     return env
 
 

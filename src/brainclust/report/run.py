@@ -18,11 +18,17 @@ import numpy as np
 from brainclust.cluster.hierarchical import tree_leaf_labels
 from brainclust.cluster.methods import load_clusterer
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import RunFolder, read_json
+from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, read_json
 from brainclust.io.runfolder import read_run
 
 #: Cluster id of the images DBSCAN leaves unclustered.
 NOISE = -1
+
+
+def is_set_aside(cluster, flags, exclude) -> bool:
+    """Whether a row was left out of the clustering by ``--exclude FLAGS`` (``exclude``, the manifest's
+    ``settings.exclude``): cluster -1 with one of those flags. Other -1 rows are DBSCAN's or ``--outliers``'."""
+    return str(cluster).strip() == str(NOISE) and bool(set(exclude or ()) & set(str(flags or "").split(";")))
 
 
 def cluster_name(cid: int) -> str:
@@ -62,6 +68,13 @@ class RunOutputs:
     @property
     def folder(self) -> RunFolder:
         return RunFolder(self.out_dir)
+
+    def set_aside(self) -> np.ndarray:
+        """Rows left out of the clustering by ``--exclude`` (:func:`is_set_aside`)."""
+        exclude = (self.manifest.get("settings") or {}).get("exclude") or ()
+        exclude = exclude if isinstance(exclude, list) else ()
+        return np.array([is_set_aside(c, r.get(FLAGS_COLUMN), exclude) for c, r in zip(self.clusters.tolist(),
+                                                                                      self.rows)], bool)
 
     @property
     def names(self) -> list[str]:

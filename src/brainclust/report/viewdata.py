@@ -28,7 +28,8 @@ import numpy as np
 
 from brainclust.errors import ModelFileError
 from brainclust.io.atomic import read_npz
-from brainclust.io.outputs import MODEL_FILES, RunFolder, check_run_file, escape_name, read_json, shown_name
+from brainclust.io.outputs import (FLAGS_COLUMN, MODEL_FILES, RunFolder, check_run_file, escape_name, read_json,
+                                   shown_name)
 from brainclust.io.runfolder import (
     check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
 )
@@ -315,14 +316,19 @@ class ViewData:
         return None
 
     def _unclustered(self) -> str:
-        """What cluster -1 holds (:func:`~brainclust.report.columns.unclustered_name`), from metrics.json's
-        ``n_set_aside``."""
+        """What cluster -1 holds (:func:`~brainclust.report.columns.unclustered_name`): its rows with a flag of the
+        manifest's ``--exclude`` were set aside (:func:`~brainclust.report.run.is_set_aside`), the others are noise."""
+        from brainclust.report.run import is_set_aside
+
         clu = self.by_name.get("cluster")
         if clu is None or clu.kind != "cat" or "-1" not in clu.raw:
             return NOISE
-        aside = self.metrics.get("n_set_aside")
-        aside = aside if isinstance(aside, int) and not isinstance(aside, bool) and aside > 0 else 0
-        return unclustered_name(max(clu.counts[clu.raw.index("-1")] - aside, 0), aside)
+        exclude = (self.manifest.get("settings") or {}).get("exclude")
+        rows = np.flatnonzero(clu.codes == clu.raw.index("-1"))
+        flags = self.table.column(FLAGS_COLUMN) if FLAGS_COLUMN in self.table.column_names else None
+        aside = 0 if flags is None or not isinstance(exclude, list) else sum(
+            is_set_aside(-1, flags[int(i)].as_py(), exclude) for i in rows)
+        return unclustered_name(len(rows) - aside, aside)
 
     def _label_colours(self) -> None:
         """Labels take their Hungarian-matched cluster's colour, as in the report."""

@@ -159,7 +159,24 @@ def as_volume(img):
         return img
     header = img.header.copy()
     header.set_data_shape((*img.shape, 1))
-    return type(img)(np.asanyarray(img.dataobj)[:, :, None], img.affine, header)
+    return type(img)(np.asanyarray(img.dataobj)[:, :, None], _with_thickness(img.affine, header), header)
+
+
+def _with_thickness(affine, header) -> np.ndarray:
+    """A 2-D file's affine with a third axis: some writers leave it zero (meaningless for one slice), which no
+    orientation can be read from. It becomes the in-plane axes' normal, ``pixdim[3]`` long (1 when unset); with
+    no in-plane axes either, the image is placed as stored."""
+    out = np.array(affine, dtype=np.float64)
+    if np.linalg.matrix_rank(out[:3, :3]) == 3:
+        return out
+    thick = float(header["pixdim"][3])
+    thick = thick if np.isfinite(thick) and thick > 0 else 1.0
+    normal = np.cross(out[:3, 0], out[:3, 1])
+    if not np.linalg.norm(normal) > 0:
+        zooms = [float(z) for z in header.get_zooms()[:2]]
+        return np.diag([*zooms, thick, 1.0])
+    out[:3, 2] = normal / np.linalg.norm(normal) * thick
+    return out
 
 
 def voxels(img) -> tuple[np.ndarray, bool]:

@@ -42,7 +42,7 @@
   function fileApi() {
     var n = D.n, lower = null, pathCol = null;
     function shownName(i) { var s = D.shown ? D.shown[String(i)] : undefined; return s !== undefined ? s : D.names[i]; }
-    function lowerNames() { if (!lower) { lower = D.names.map(function (s, i) { return shownName(i).toLowerCase(); }); } return lower; }
+    function lowerNames() { if (!lower) { lower = D.names.map(function (s, i) { var sh = shownName(i); return (sh === s ? s : s + "\u0000" + sh).toLowerCase(); }); } return lower; }
     function value(col, i) {
       if (col.kind === "cat") {
         var code = col.codes[i];
