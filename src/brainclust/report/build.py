@@ -179,10 +179,7 @@ def labels_section(run: RunOutputs, colours: Colours) -> dict:
     if ytrue is None or not any(ytrue):
         return {"conf": None, "purity": None, "has_labels": False, "label_legend": []}
     conf = confusion(ytrue, run.clusters)
-    n_ids = len(colours.cluster_ids)
-    extra = iter(F.palette(n_ids + len(conf.row_names))[n_ids:])
-    for i, name in enumerate(conf.row_names):
-        colours.of_label[name] = colours.of_cluster[conf.col_ids[i]] if i < conf.n_matched else next(extra)
+    colours.of_label.update(conf.label_colours(colours.of_cluster.get, len(colours.cluster_ids)))
     colours.of_label[NO_LABEL] = F.NOISE_COLOUR
     legend = [(k, v) for k, v in colours.of_label.items() if k != NO_LABEL or "" in ytrue]
     return {"conf": conf, "purity": purity_rows(ytrue, run.clusters), "has_labels": True, "label_legend": legend}

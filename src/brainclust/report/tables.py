@@ -33,6 +33,18 @@ class Confusion:
     def col_names(self) -> list[str]:
         return [cluster_name(c) for c in self.col_ids]
 
+    def label_colours(self, cluster_colour, n_clusters: int) -> dict[str, str]:
+        """Each label's colour: its matched cluster's (``cluster_colour(id)``, ``None`` when it has none), else one
+        no cluster has (the palette after the ``n_clusters`` clusters' colours). The report and ``view`` agree."""
+        from brainclust.report.figures import palette
+
+        extra = iter(palette(n_clusters + len(self.row_names))[n_clusters:])
+        out = {}
+        for r, name in enumerate(self.row_names):
+            colour = cluster_colour(self.col_ids[r]) if r < self.n_matched else None
+            out[name] = colour if colour is not None else next(extra)
+        return out
+
     @property
     def matched_accuracy(self) -> float:
         """Diagonal sum over all labelled images: the ACC of :mod:`brainclust.cluster.scores`."""

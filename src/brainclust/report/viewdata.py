@@ -48,7 +48,6 @@ from brainclust.report.columns import (
     name_unclustered,
     unclustered_name,
 )
-from brainclust.report.figures import palette
 from brainclust.report.mapcoords import compute_map, normalise, read_map
 
 log = logging.getLogger(__name__)
@@ -340,11 +339,9 @@ class ViewData:
         ytrue = [lab.categories[c] if lab.categories[c] not in ("(none)", OTHER) else "" for c in lab.codes.tolist()]
         ids = [-1 if clu.raw[c] == "-1" else c for c in clu.codes.tolist()]
         conf = confusion(ytrue, ids)
-        n_ids = sum(1 for c in clu.raw if c != "-1")
-        extra = iter(palette(n_ids + len(conf.row_names))[n_ids:])  # unmatched labels: colours no cluster has
-        for r, name in enumerate(conf.row_names):
-            cid = conf.col_ids[r] if r < conf.n_matched else -1
-            colour = clu.colours[cid] if 0 <= cid < len(clu.colours) else next(extra)
+        by_label = conf.label_colours(lambda cid: clu.colours[cid] if 0 <= cid < len(clu.colours) else None,
+                                      sum(1 for c in clu.raw if c != "-1"))
+        for name, colour in by_label.items():
             if name in lab.categories:
                 lab.colours[lab.categories.index(name)] = colour
 
