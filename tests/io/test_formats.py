@@ -11,7 +11,7 @@ import pytest
 
 import brainclust
 from brainclust.errors import ImageReadError, ParameterError
-from brainclust.io.formats import detect, dicom, nifti
+from brainclust.io.formats import detect, dicom, dicomdisplay, nifti
 from brainclust.io.formats.gzwhole import read_whole
 from brainclust.io.scan import ImageRecord, load_record, scan
 
@@ -44,12 +44,12 @@ def test_rescale_then_linear_window_hand_computed(tmp_path):
 
 def test_window_functions_match_the_standard():
     x = np.array([90.0, 100.0, 110.0])
-    np.testing.assert_allclose(dicom.window(x, 100, 20, "LINEAR_EXACT"), [0.0, 0.5, 1.0], atol=1e-6)
-    np.testing.assert_allclose(dicom.window(x, 100, 20, "SIGMOID"),
+    np.testing.assert_allclose(dicomdisplay.window(x, 100, 20, "LINEAR_EXACT"), [0.0, 0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(dicomdisplay.window(x, 100, 20, "SIGMOID"),
                                1 / (1 + np.exp(-4 * (x - 100) / 20)), atol=1e-6)
     # (x - 99.5) / 20 + 0.5 -> 0.025, 0.525, 1.025 clipped to 1
-    np.testing.assert_allclose(dicom.window(x, 100, 21), [0.025, 0.525, 1.0], atol=1e-6)
-    assert dicom.window(np.array([89.5]), 100, 21)[0] == 0.0
+    np.testing.assert_allclose(dicomdisplay.window(x, 100, 21), [0.025, 0.525, 1.0], atol=1e-6)
+    assert dicomdisplay.window(np.array([89.5]), 100, 21)[0] == 0.0
 
 
 def test_percentile_window_without_header_window_and_monochrome1_inverted(tmp_path):
@@ -72,7 +72,7 @@ def test_multiframe_is_split_into_frames_with_their_own_keys(tmp_path):
     assert [r.frame for r in found.records] == ["f0001", "f0002", "f0003"]
     assert len({r.key for r in found.records}) == 3 and all(r.name == "mf.dcm" for r in found.records)
     for rec, raw in zip(found.records, frames):
-        np.testing.assert_allclose(load_record(rec), dicom.window(raw.astype(float), 600, 1201), atol=1e-6)
+        np.testing.assert_allclose(load_record(rec), dicomdisplay.window(raw.astype(float), 600, 1201), atol=1e-6)
 
 
 def test_enhanced_multiframe_uses_per_frame_rescale(tmp_path):
@@ -87,8 +87,8 @@ def test_enhanced_multiframe_uses_per_frame_rescale(tmp_path):
     write_dicom(tmp_path / "enh.dcm", np.stack([PIX, PIX]), center=300, width=601,
                 PerFrameFunctionalGroupsSequence=groups)
     a, b = (load_record(r) for r in scan(tmp_path).records)
-    np.testing.assert_allclose(a, dicom.window(PIX.astype(float), 300, 601), atol=1e-6)
-    np.testing.assert_allclose(b, dicom.window(2.0 * PIX, 300, 601), atol=1e-6)
+    np.testing.assert_allclose(a, dicomdisplay.window(PIX.astype(float), 300, 601), atol=1e-6)
+    np.testing.assert_allclose(b, dicomdisplay.window(2.0 * PIX, 300, 601), atol=1e-6)
 
 
 def test_series_folder_without_extensions_and_headerless_files(tmp_path):
@@ -101,7 +101,7 @@ def test_series_folder_without_extensions_and_headerless_files(tmp_path):
     assert [r.path for r in found.records] == ["old.dcm", "series/IM0000", "series/IM0001", "series/IM0002"]
     assert all(r.type == "dicom" for r in found.records)
     assert detect(tmp_path / "series" / "IM0000") == "dicom" and detect(tmp_path / "old.dcm") == "image"
-    np.testing.assert_allclose(load_record(found.records[0]), dicom.window(PIX.astype(float), 200, 401), atol=1e-6)
+    np.testing.assert_allclose(load_record(found.records[0]), dicomdisplay.window(PIX.astype(float), 200, 401), atol=1e-6)
     assert [s["path"] for s in found.skipped] == ["IM_text"]
 
 

@@ -234,7 +234,7 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
 def unclustered_counts(run: RunOutputs) -> dict:
     """Cluster -1 split into ``n_noise`` (DBSCAN's noise, ``--outliers``) and ``n_set_aside`` (``--exclude``), and
     ``noise_title``: what the report calls the group (:func:`~brainclust.report.columns.unclustered_name`)."""
-    aside = int(run.set_aside().sum())
+    aside = int(run.set_aside.sum())
     noise = int((run.clusters == NOISE).sum()) - aside
     name = unclustered_name(noise, aside)
     return {"n_noise": noise, "n_set_aside": aside, "unclustered": name, "noise_title": name.capitalize()}
@@ -274,7 +274,7 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
     import csv
 
     info = run.metrics.get("outliers")
-    idx = np.flatnonzero((run.clusters == NOISE) & ~run.set_aside())[:cap] if info else []  # not --exclude's
+    idx = np.flatnonzero((run.clusters == NOISE) & ~run.set_aside)[:cap] if info else []  # not --exclude's
     gallery = [{"src": thumbs.data_uri(int(i), montage_px), "name": shown_name(run.rows[int(i)]["path"])} for i in idx]
     auto = None
     if run.folder.auto.is_file():

@@ -146,22 +146,23 @@ def category_colours(name: str, shown: Sequence[str]) -> list[str]:
     return [pal.get(v, NOISE_COLOUR) for v in shown]
 
 
+#: How the legends call cluster -1 of DBSCAN or ``--outliers`` (the id itself is ``report.run.NOISE``).
+NOISE_NAME = "noise"
+
+
 def display_name(name: str, value: str) -> str:
     """A category as shown: ``(none)`` for empty, ``noise`` for cluster/level ``-1`` (see :func:`name_unclustered`)."""
     if value == "":
         return NONE
     if _is_id_column(name) and value == "-1":
-        return NOISE
+        return NOISE_NAME
     return value
-
-
-NOISE = "noise"
 
 
 def unclustered_name(n_noise: int, n_set_aside: int) -> str:
     """What cluster ``-1`` holds: DBSCAN's or ``--outliers``' ``noise``, images ``set aside`` by ``--exclude``,
     or both."""
-    return "noise or set aside" if n_noise and n_set_aside else "set aside" if n_set_aside else NOISE
+    return "noise or set aside" if n_noise and n_set_aside else "set aside" if n_set_aside else NOISE_NAME
 
 
 def name_unclustered(columns: Sequence[Column], name: str) -> None:

@@ -58,7 +58,7 @@ from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_na
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
-from brainclust.report.run import is_set_aside
+from brainclust.report.run import excluded_flags, is_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
                              "cannot be checked against the run; nothing was exported")
     items = [(r["path"], int(r["cluster"])) for r in rows]
     records = _plan_records(folder, rows, root, hashes)
-    aside = set((run.manifest.get("settings") or {}).get("exclude") or ())  # --exclude FLAGS
+    aside = excluded_flags(run.manifest)  # --exclude FLAGS
     plan: dict[str, list[str]] = {}
     for r in rows:
         plan.setdefault(export_folder(r, aside), []).append(r["path"])
@@ -359,7 +359,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
                         kept=kept, dicom_headers=dicom_headers)
 
 
-def export_folder(row: dict, aside: set[str]) -> str:
+def export_folder(row: dict, aside: list[str]) -> str:
     """The folder a row is exported to: ``cluster_<id>``; ``set_aside`` for an image left out of the clustering
     by ``--exclude`` (cluster -1 with one of the ``aside`` flags); ``noise`` for DBSCAN's or ``--outliers``'."""
     set_aside = is_set_aside(row["cluster"], row.get(FLAGS_COLUMN), aside)

@@ -10,6 +10,7 @@ clustering, the scipy linkage ``tree`` and the flat cluster of each of its leave
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def is_set_aside(cluster, flags, exclude) -> bool:
     """Whether a row was left out of the clustering by ``--exclude FLAGS`` (``exclude``, the manifest's
     ``settings.exclude``): cluster -1 with one of those flags. Other -1 rows are DBSCAN's or ``--outliers``'."""
     return str(cluster).strip() == str(NOISE) and bool(set(exclude or ()) & set(str(flags or "").split(";")))
+
+
+def excluded_flags(manifest: dict) -> list:
+    """The flags of the run's ``--exclude`` (the manifest's ``settings.exclude``; ``[]`` when none or malformed)."""
+    exclude = (manifest.get("settings") or {}).get("exclude")
+    return exclude if isinstance(exclude, list) else []
 
 
 def cluster_name(cid: int) -> str:
@@ -69,10 +76,10 @@ class RunOutputs:
     def folder(self) -> RunFolder:
         return RunFolder(self.out_dir)
 
+    @functools.cached_property
     def set_aside(self) -> np.ndarray:
-        """Rows left out of the clustering by ``--exclude`` (:func:`is_set_aside`)."""
-        exclude = (self.manifest.get("settings") or {}).get("exclude") or ()
-        exclude = exclude if isinstance(exclude, list) else ()
+        """Rows left out of the clustering by ``--exclude`` (:func:`is_set_aside`); computed once."""
+        exclude = excluded_flags(self.manifest)
         return np.array([is_set_aside(c, r.get(FLAGS_COLUMN), exclude) for c, r in zip(self.clusters.tolist(),
                                                                                       self.rows)], bool)
 

@@ -36,7 +36,7 @@ from brainclust.io.runfolder import (
 from brainclust.io.slicefile import read_slices
 from brainclust.report.columns import (
     MAX_CATEGORIES,
-    NOISE,
+    NOISE_NAME,
     Column,
     OTHER,
     RAMP,
@@ -317,16 +317,15 @@ class ViewData:
     def _unclustered(self) -> str:
         """What cluster -1 holds (:func:`~brainclust.report.columns.unclustered_name`): its rows with a flag of the
         manifest's ``--exclude`` were set aside (:func:`~brainclust.report.run.is_set_aside`), the others are noise."""
-        from brainclust.report.run import is_set_aside
+        from brainclust.report.run import excluded_flags, is_set_aside
 
         clu = self.by_name.get("cluster")
         if clu is None or clu.kind != "cat" or "-1" not in clu.raw:
-            return NOISE
-        exclude = (self.manifest.get("settings") or {}).get("exclude")
+            return NOISE_NAME
+        exclude = excluded_flags(self.manifest)
         rows = np.flatnonzero(clu.codes == clu.raw.index("-1"))
         flags = self.table.column(FLAGS_COLUMN) if FLAGS_COLUMN in self.table.column_names else None
-        aside = 0 if flags is None or not isinstance(exclude, list) else sum(
-            is_set_aside(-1, flags[int(i)].as_py(), exclude) for i in rows)
+        aside = 0 if flags is None else sum(is_set_aside(-1, f, exclude) for f in flags.take(rows).to_pylist())
         return unclustered_name(len(rows) - aside, aside)
 
     def _label_colours(self) -> None:

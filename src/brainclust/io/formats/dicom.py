@@ -47,8 +47,7 @@ import numpy as np
 from brainclust.errors import ImageReadError, names_file
 from brainclust.io import privacy
 from brainclust.io.content import read_content, verify_unchanged
-from brainclust.io.formats.dicomdisplay import (  # noqa: F401 - the display steps are this module's API too
-    FALLBACK_PERCENTILES, frame_item, palette_missing, percentile_window, to_display, window)
+from brainclust.io.formats.dicomdisplay import frame_item, palette_missing, to_display
 
 log = logging.getLogger(__name__)
 
