@@ -182,6 +182,41 @@ def test_palette_color_dicom_without_its_lookup_table_is_skipped_with_a_reason(t
         dicom.load_frame(tmp_path / "bad" / "odd.dcm")
 
 
+@pytest.mark.parametrize("colour", ["Green", "Blue"])
+def test_a_palette_color_dicom_without_a_green_or_blue_descriptor_is_shown_as_pydicom_shows_it(tmp_path, colour):
+    idx = np.random.default_rng(2).integers(0, 256, (12, 10)).astype(np.uint8)
+    ramp = np.arange(256) * 256
+    attrs = palette(ramp, ramp[::-1], np.full(256, 128 * 256))
+    write_dicom(tmp_path / "full" / "pal.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    del attrs[f"{colour}PaletteColorLookupTableDescriptor"]  # the standard makes it the red one: pydicom reads that
+    write_dicom(tmp_path / "part" / "pal.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    found = scan(tmp_path / "part")
+    assert [r.path for r in found.records] == ["pal.dcm"] and not found.skipped
+    np.testing.assert_array_equal(dicom.load_frame(tmp_path / "part" / "pal.dcm"),
+                                  dicom.load_frame(tmp_path / "full" / "pal.dcm"))
+    del attrs[f"{colour}PaletteColorLookupTableData"]  # its table itself: nothing to look the indices up in
+    write_dicom(tmp_path / "nodata" / "pal.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    reason = scan(tmp_path / "nodata").skipped[0]["reason"]
+    assert f"lacks {colour}PaletteColorLookupTableData of its colour lookup table" in reason and "\n" not in reason
+
+
+def test_segmented_palette_tables_are_looked_up_and_a_mix_of_kinds_names_what_pydicom_would_miss(tmp_path):
+    idx = np.random.default_rng(3).integers(0, 256, (12, 10)).astype(np.uint8)
+    ramp = np.arange(256) * 256
+    attrs = palette(ramp, ramp[::-1], ramp)
+    write_dicom(tmp_path / "plain" / "pal.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    for colour, lut in (("Red", ramp), ("Green", ramp[::-1]), ("Blue", ramp)):  # one discrete segment each
+        del attrs[f"{colour}PaletteColorLookupTableData"]
+        attrs[f"Segmented{colour}PaletteColorLookupTableData"] = np.asarray([0, 256, *lut], "<u2").tobytes()
+    write_dicom(tmp_path / "seg" / "pal.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    np.testing.assert_array_equal(dicom.load_frame(tmp_path / "seg" / "pal.dcm"),
+                                  dicom.load_frame(tmp_path / "plain" / "pal.dcm"))
+    attrs["RedPaletteColorLookupTableData"] = np.asarray(ramp, "<u2").tobytes()  # plain red: pydicom reads plain
+    write_dicom(tmp_path / "mix" / "pal.dcm", idx, photometric="PALETTE COLOR", **attrs)
+    reason = scan(tmp_path / "mix").skipped[0]["reason"]
+    assert "lacks GreenPaletteColorLookupTableData, BluePaletteColorLookupTableData of its colour" in reason
+
+
 def test_a_de_identified_copy_of_a_palette_color_image_keeps_its_lookup_table(tmp_path):
     from brainclust.io.deidentify import deidentified_dicom
 

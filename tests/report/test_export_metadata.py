@@ -1,4 +1,4 @@
-"""``export`` copies PNG and JPEG files without their metadata: text chunks, EXIF, XMP and comments go."""
+"""``export`` copies PNG, JPEG and TIFF files without their metadata: text chunks, EXIF, XMP, comments and tags go."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageOps, ImageSequence, PngImagePlugin
 
 from brainclust.cli import main
-from brainclust.io.rastermeta import stripped, stripped_jpeg, stripped_png
+from brainclust.io.rastermeta import stripped, stripped_jpeg, stripped_png, stripped_tiff
 
 SECRET = "John SECRET Doe 19700101"
 RUN = ["--backbone", "pixels@16", "--pca", "2", "--k", "2", "--workers", "0", "--no-report", "-q"]
@@ -135,6 +135,78 @@ def test_a_tiff_copy_is_written_from_its_pixels_without_its_tags(compression):
     assert np.array_equal(decoded(copy), decoded(data)) and decoded(copy).shape == (44, 30)  # orientation 8 kept
 
 
+TIFF_TEXT = (0x010E, 0x013B, 700, 33723)  # ImageDescription, Artist, XMP, IPTC
+
+
+def tiff_pages_with_tags(pages: list, compressions: list) -> bytes:
+    """A TIFF of ``pages`` (each with its compression and an orientation of its own, 8, 6, 1...) and a name in
+    ``TIFF_TEXT`` on every page."""
+    from PIL import TiffImagePlugin
+
+    for page, compression, orientation in zip(pages, compressions, (8, 6, 1, 3)):
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[0x0112], tags[0x013B], tags[0x010E] = orientation, SECRET, SECRET
+        tags[700], tags[33723] = f"<x:xmpmeta>{SECRET}</x:xmpmeta>".encode(), SECRET.encode()
+        page.encoderinfo = {"tiffinfo": tags, "compression": compression}
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    return buf.getvalue()
+
+
+def tiff_pages(data: bytes) -> list:
+    """``(mode, pixels as shown, tags)`` of every page of a TIFF."""
+    with Image.open(io.BytesIO(data)) as im:
+        return [(page.mode, np.asarray(ImageOps.exif_transpose(page)), dict(page.tag_v2))
+                for page in ImageSequence.Iterator(im)]
+
+
+def test_a_tiff_of_several_pages_is_written_again_page_by_page_without_its_tags():
+    rng = np.random.default_rng(5)
+    pages = [Image.fromarray(head(8, (30, 44))), Image.fromarray(rng.integers(0, 65535, (20, 10), dtype=np.uint16)),
+             Image.fromarray(rng.integers(0, 255, (12, 14, 3), dtype=np.uint8))]
+    data = tiff_pages_with_tags(pages, ["tiff_lzw", "raw", "packbits"])
+    before = tiff_pages(data)
+    assert all(key in tags for *_, tags in before for key in TIFF_TEXT)  # a name on every page
+    kind, copy = stripped(data)
+    assert kind == "tiff" and copy is not None and SECRET.encode() not in copy
+    after = tiff_pages(copy)
+    assert [mode for mode, *_ in after] == ["L", "I;16", "RGB"] == [mode for mode, *_ in before]
+    assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(after, before))
+    assert [a.shape for _, a, _ in after] == [(44, 30), (10, 20), (12, 14, 3)]  # each page's orientation applied
+    assert not any(key in tags for *_, tags in after for key in (*TIFF_TEXT, 0x0112, 0x0131, 0x0132))
+    assert np.array_equal(decoded(copy), decoded(data))  # the first page, which the scan reads
+
+
+def test_a_page_whose_mode_a_compression_would_change_is_written_uncompressed():
+    rng = np.random.default_rng(6)
+    ycc = Image.fromarray(rng.integers(0, 255, (12, 14, 3), dtype=np.uint8)).convert("YCbCr")
+    data = tiff_pages_with_tags([ycc, Image.fromarray(head(9, (12, 14)))], ["raw", "tiff_lzw"])
+    assert [mode for mode, *_ in tiff_pages(stripped_tiff(data))] == ["RGB", "L"]  # LZW: YCbCr read back as RGB
+    kind, copy = stripped(data)
+    assert kind == "tiff" and copy is not None and SECRET.encode() not in copy
+    assert [(m, a.tobytes()) for m, a, _ in tiff_pages(copy)] == [(m, a.tobytes()) for m, a, _ in tiff_pages(data)]
+
+
+def test_a_tiff_with_a_page_that_does_not_decode_is_left_to_the_caller():
+    pages = [Image.fromarray(head(10 + i)) for i in range(2)]
+    data = tiff_pages_with_tags(pages, ["raw", "raw"])
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(1)
+        start, size = im.tag_v2[273][0], im.tag_v2[279][0]  # the second page's pixels
+    cut = data[:start + size // 2]
+    with pytest.raises(OSError):
+        stripped_tiff(cut)
+    assert stripped(cut) == ("tiff", None)
+
+
+def test_a_later_page_above_the_pixel_limit_is_not_decoded(monkeypatch):
+    data = tiff_pages_with_tags([Image.fromarray(head(11, (8, 8))), Image.fromarray(head(12))], ["raw", "raw"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the first page's 64 pixels pass, the second's 1,920 not
+    with pytest.raises(Image.DecompressionBombError):
+        stripped_tiff(data)
+    assert stripped(data) == ("tiff", None)
+
+
 def test_files_whose_structure_is_not_followed_are_left_to_the_caller():
     png = png_with_text(head(2))
     cut = png[:png.index(b"IEND") - 4]  # no IEND
@@ -171,14 +243,15 @@ def test_export_writes_no_metadata_and_keeps_it_only_when_asked(tmp_path, capsys
     capsys.readouterr()
     assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
     said = capsys.readouterr()
-    assert "9 PNG/JPEG/TIFF files without their metadata" in said.out
-    assert "1 copied file(s) keep their metadata" in said.err and "pages.tif" in said.err  # a TIFF of pages
+    assert "10 PNG/JPEG/TIFF files without their metadata" in said.out
+    assert "keep their metadata" not in said.err  # the TIFF of pages too
     copies = sorted(p for p in (tmp_path / "exp").rglob("*") if p.suffix in (".png", ".jpg", ".tif"))
-    copies = [p for p in copies if p.name != "pages.tif"]
-    assert len(copies) == 9
+    assert len(copies) == 10
     for p in copies:
         assert SECRET.encode() not in p.read_bytes(), p.name
         assert np.array_equal(decoded(p.read_bytes()), decoded(next(data.rglob(p.name)).read_bytes()))
+    paged = [(m, a.tobytes()) for m, a, _ in tiff_pages(next((tmp_path / "exp").rglob("pages.tif")).read_bytes())]
+    assert paged == [(m, a.tobytes()) for m, a, _ in tiff_pages((data / "g1" / "pages.tif").read_bytes())]
     assert main(["export", str(out), "--to", str(tmp_path / "kept"), "--dicom-headers", "keep"]) == 0
     assert "headers and metadata kept, patient data included" in capsys.readouterr().out
     assert all(SECRET.encode() in p.read_bytes() for p in (tmp_path / "kept").rglob("*.png"))

@@ -16,14 +16,19 @@ them again (the compressed data is copied byte for byte):
   back as a new EXIF block holding that one tag. Bytes after the end of the image go.
 
 A copy is kept only when it decodes to the same pixels as the file (Pillow, EXIF orientation applied,
-as the scan reads it); otherwise, or when the file's structure cannot be followed, :func:`stripped`
-returns ``None`` and the caller copies the file as it is and says so. Not found: bytes hidden inside a
-JPEG's entropy-coded data, which a decoder skips (telling them apart needs the Huffman decoding).
+as the scan reads it; a TIFF: every page); otherwise, or when the file's structure cannot be followed,
+:func:`stripped` returns ``None`` and the caller copies the file as it is and says so. Not found: bytes
+hidden inside a JPEG's entropy-coded data, which a decoder skips (telling them apart needs the Huffman
+decoding).
 
 A TIFF (:func:`stripped_tiff`), whose tags (``ImageDescription``, ``Artist``, IPTC, XMP...) can hold text
-anywhere in the file, is written anew by Pillow from its decoded pixels as shown (the orientation
-applied): one page, its own compression when lossless (else LZW), no tag but the image's own. A TIFF of
-several pages is copied as it is. BMP files hold no text and are not handled here.
+anywhere in the file, is written anew by Pillow from its decoded pixels as shown, page by page: each page in
+its own mode, turned by its own orientation, with no tag but its own image tags; the compression the pages
+share when it is lossless (else LZW), and none when that would change a page's mode (Pillow reads a
+compressed ``YCbCr`` or big-endian 16-bit page back as ``RGB`` or ``I;16``). The scan reads the first page; the
+copy is kept only when every page decodes to the same mode and pixels, so a TIFF with a page Pillow cannot
+decode or write (a damaged page, a mode it does not save) is left to the caller. BMP files hold no text and
+are not handled here.
 """
 
 from __future__ import annotations
@@ -182,37 +187,52 @@ def stripped_jpeg(data: bytes, orientation: int | None = None) -> bytes:
 TIFF_LOSSLESS = frozenset({"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"})
 
 
-def stripped_tiff(data: bytes, orientation: int | None = None) -> bytes:
-    """The one-page TIFF file ``data`` written again from its pixels as the scan shows them (turned by their
-    orientation, so none is written: ``orientation`` is not needed), with no tag but the image's own;
-    ``ValueError`` for a TIFF of several pages."""
-    from PIL import Image, ImageOps
+def stripped_tiff(data: bytes, orientation: int | None = None, compression: str | None = None) -> bytes:
+    """The TIFF file ``data`` written again page by page from its pixels as the scan shows them (each page turned by
+    its own orientation, so none is written: ``orientation`` is not needed), each page in its own mode, with no tag
+    but each page's own image tags. ``compression``: the one of every page (Pillow's name), by default the one the
+    pages share when it is lossless, else LZW. Pillow's errors (a damaged page, a mode it cannot write, a page
+    above its decompression-bomb limit) pass."""
+    from PIL import Image, ImageOps, ImageSequence
 
+    from brainclust.io.content import guard_pixels
+
+    pages, kinds = [], set()
     with Image.open(io.BytesIO(data)) as im:
-        if getattr(im, "n_frames", 1) != 1:
-            raise ValueError("a TIFF of several pages")
-        compression = im.info.get("compression", "raw")
-        copy = ImageOps.exif_transpose(im)  # the pixels as shown, a new image without the file's tags
-    copy.info = {}  # nor its ICC profile, resolution or description
+        for page in ImageSequence.Iterator(im):
+            guard_pixels(page)  # Pillow checks the first page's size only
+            kinds.add(page.info.get("compression", "raw"))
+            copy = ImageOps.exif_transpose(page)  # the pixels as shown, a new image without the file's tags
+            copy.info = {}  # nor its ICC profile, resolution, description or XMP
+            pages.append(copy)
+    if compression is None:
+        compression = kinds.pop() if len(kinds) == 1 and kinds <= TIFF_LOSSLESS else "tiff_lzw"
     out = io.BytesIO()
-    copy.save(out, format="TIFF", compression=compression if compression in TIFF_LOSSLESS else "tiff_lzw")
+    more = {"save_all": True, "append_images": pages[1:]} if len(pages) > 1 else {}
+    pages[0].save(out, format="TIFF", compression=compression, **more)
     return out.getvalue()
 
 
-def _pixels(data: bytes):
+def _pixels(data: bytes, every: bool = False) -> list:
+    """``(mode, pixels)`` of the image as the scan shows it: its first page, or every page when ``every``."""
     import numpy as np
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps, ImageSequence
 
     with Image.open(io.BytesIO(data)) as im:
-        im = ImageOps.exif_transpose(im)
-        return im.mode, np.asarray(im)
+        pages = ImageSequence.Iterator(im) if every else [im]
+        return [(shown.mode, np.asarray(shown)) for shown in map(ImageOps.exif_transpose, pages)]
+
+
+def _same(a: list, b: list) -> bool:
+    import numpy as np
+
+    return len(a) == len(b) and all(ma == mb and np.array_equal(pa, pb) for (ma, pa), (mb, pb) in zip(a, b))
 
 
 def stripped(data: bytes) -> tuple[str, bytes | None]:
     """``(format, copy)``: ``format`` ``"png"``, ``"jpeg"``, ``"tiff"`` or ``""`` (another format: nothing done);
     ``copy`` the file without its metadata, or ``None`` when it cannot be made or does not decode to the same
     pixels."""
-    import numpy as np
     from PIL import Image
 
     kind = ("png" if data.startswith(PNG_SIGNATURE) else "jpeg" if data[:3] == b"\xff\xd8\xff" else
@@ -226,8 +246,12 @@ def stripped(data: bytes) -> tuple[str, bytes | None]:
             with Image.open(io.BytesIO(data)) as im:
                 orientation = im.getexif().get(ORIENTATION)  # EXIF's, else XMP's
             orientation = orientation if isinstance(orientation, int) else None
-            copy = strip(data, orientation)
-            (mode_a, a), (mode_b, b) = _pixels(data), _pixels(copy)
+            every = kind == "tiff"  # a TIFF: every page (an animated PNG becomes its still image)
+            shown, copy = _pixels(data, every), strip(data, orientation)
+            same = _same(shown, _pixels(copy, every))
+            if every and not same:  # a compression that changes a page's mode (I;16B, YCbCr): none
+                copy = stripped_tiff(data, compression="raw")
+                same = _same(shown, _pixels(copy, every))
     except Exception:  # noqa: BLE001 - a structure not followed, or bytes Pillow refuses: the caller copies as is
         return kind, None
-    return kind, (copy if mode_a == mode_b and np.array_equal(a, b) else None)
+    return kind, (copy if same else None)

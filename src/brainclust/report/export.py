@@ -8,8 +8,8 @@ and puts every image in exactly one folder:
 Images are copied (default) or symbolically linked. A copied DICOM file is de-identified
 (:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
 and a copied PNG, JPEG or TIFF loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
-comments, tags) unless ``dicom_headers="keep"``; one that cannot be (a TIFF of several pages) is copied
-as it is, counted in ``kept``, with a warning; a link points at the file as it is.
+comments, tags; a TIFF of several pages page by page) unless ``dicom_headers="keep"``; one that cannot be (a damaged
+page) is copied as it is, counted in ``kept``, with a warning; a link points at the file as it is.
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -352,8 +352,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     kept = sorted(done.get("kept", []))
     if kept:
-        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a multi-page TIFF, or "
-                    "a stripped copy that would not decode to the same pixels), first '%s'", len(kept), kept[0])
+        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a file Pillow cannot "
+                    "write again, or a copy not decoding to the same pixels), first '%s'", len(kept), kept[0])
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)

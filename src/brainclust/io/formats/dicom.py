@@ -11,8 +11,9 @@ How a frame becomes an image
    rescaled values map to 0 and 1 (a constant frame maps to 0).
 3. **MONOCHROME1** (white = low values) is inverted: ``1 - value``. Colour
    objects (RGB, YBR) are converted to luminance before step 2; PALETTE COLOR
-   ones through their colour lookup table first (one without its tables is
-   skipped with a reason: its stored values are indices, not intensities).
+   ones through their colour lookup table first (one without the red
+   descriptor or a colour's table data is skipped with a reason that names it:
+   its stored values are indices, not intensities).
 
 Multi-frame objects give one image per frame; frames are numbered from 1 as in
 the DICOM standard (``img.dcm#frame=3`` is the third frame). Objects without
@@ -175,7 +176,7 @@ def _check(ds) -> DicomInfo:
     if not rows or not cols or rows < 1 or cols < 1:
         raise ImageReadError(f"DICOM image has invalid dimensions Rows={rows} Columns={cols}")
     if missing := palette_missing(ds):
-        raise ImageReadError(f"DICOM PALETTE COLOR image lacks its colour lookup table ({', '.join(missing)}): "
+        raise ImageReadError(f"DICOM PALETTE COLOR image lacks {', '.join(missing)} of its colour lookup table: "
                              "its stored values are indices, not intensities")
     frames = _int(ds, "NumberOfFrames") or 1
     if frames < 1:

@@ -2,6 +2,12 @@
 colour to luminance (the steps :mod:`brainclust.io.formats.dicom` lists). A PALETTE COLOR frame holds indices
 into colour lookup tables: the colours they stand for are looked up first (:func:`palette_rgb`), then taken to
 luminance as for an RGB frame.
+
+A PALETTE COLOR image is shown when pydicom's ``apply_color_lut`` has what it reads (:data:`PALETTE_NEEDED`): the
+red table's descriptor and the three tables' data, all plain or all segmented as the red one. A missing green
+or blue descriptor does not stop it: PS3.3 C.7.6.3.1.5 makes every descriptor's values those of the red one,
+which is the one pydicom reads (the table lengths it checks). An image without one of those is skipped with a
+reason that names what it lacks (:func:`palette_missing`).
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from brainclust.errors import ImageReadError
 
 #: Percentiles of the fallback window when the header has none.
 FALLBACK_PERCENTILES = (0.5, 99.5)
-#: The lookup-table attributes of a PALETTE COLOR image (PS3.3 C.7.6.3.1.5-6); the data may be segmented.
-PALETTE_ATTRIBUTES = tuple(f"{c}PaletteColorLookupTable{part}" for c in ("Red", "Green", "Blue")
-                           for part in ("Descriptor", "Data"))
+#: The lookup-table attributes of a PALETTE COLOR image that pydicom reads (PS3.3 C.7.6.3.1.5-6): the red
+#: descriptor and each colour's data (``Segmented`` before each data keyword for segmented tables).
+PALETTE_NEEDED = ("RedPaletteColorLookupTableDescriptor", *(f"{c}PaletteColorLookupTableData"
+                                                           for c in ("Red", "Green", "Blue")))
 
 
 def frame_item(ds, frame: int, sequence: str):
@@ -98,11 +105,14 @@ def to_display(raw: np.ndarray, ds, frame: int = 0) -> np.ndarray:
 
 
 def palette_missing(ds) -> list[str]:
-    """The lookup-table attributes a PALETTE COLOR image lacks (``[]`` for a complete one or any other image):
-    without them its stored values are indices, not intensities."""
+    """The lookup-table attributes of :data:`PALETTE_NEEDED` a PALETTE COLOR image lacks (``[]`` for one pydicom
+    can look up, or any other image): the data of all three colours plain, or all segmented when the red one is
+    segmented only. Without them its stored values are indices, not intensities."""
     if str(ds.get("PhotometricInterpretation", "")).upper() != "PALETTE COLOR":
         return []
-    return [k for k in PALETTE_ATTRIBUTES if k not in ds and not (k.endswith("Data") and f"Segmented{k}" in ds)]
+    segmented = "SegmentedRedPaletteColorLookupTableData" in ds and "RedPaletteColorLookupTableData" not in ds
+    need = [k if k.endswith("Descriptor") or not segmented else f"Segmented{k}" for k in PALETTE_NEEDED]
+    return [k for k in need if k not in ds]
 
 
 def palette_rgb(indices: np.ndarray, ds) -> np.ndarray:
