@@ -45,6 +45,7 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.features.extraction import as_records
 from brainclust.io.outputs import RunFolder, escape_name
 from brainclust.model.persist import default_settings, load_steps, save_steps
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -294,12 +295,12 @@ class BrainClusterModel(Step):
         self.embedding_, self.labels_, self.levels_ = embedding, clusterer.labels_, clusterer.levels_
         self.aside_ = aside.mask() if aside.rows else None
         self.cache_, self.timings_ = got.cache_info(), t
-        log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %d clusters in %.1f s", len(batch.records),
+        log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %s in %.1f s", len(batch.records),
                  "images" if "units" not in dict(steps) else f"units from {len(kept)} images",
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
                  sum(v for key, v in t.items() if key not in ("extract", "cluster")),
                  clusterer.method + (" within each stratum" if hasattr(clusterer, "fit_batch") else ""),
-                 clusterer.n_clusters_, t["cluster"])
+                 count_text(clusterer.n_clusters_, "cluster"), t["cluster"])
         return self
 
     def predict(self, records, *, source: str = "the input", checks: bool = True) -> Assignment:
