@@ -20,11 +20,13 @@ def _checkerboard(side: int = 64) -> np.ndarray:
 
 def test_registry_lists_the_traditional_backbones():
     names = backbones.available()
-    assert {"pixels", "hog", "efficientnet_lite0_multi"} <= set(names)
+    assert {"pixels", "hog", "histogram", "efficientnet_lite0_multi"} <= set(names)
+    assert not any(backbones.runs_network(n) for n in ("pixels@64", "hog", "histogram@32"))
 
 
 @pytest.mark.parametrize("name, size, dim", [("pixels", 128, 128 * 128), ("pixels@64", 64, 4096),
-                                             ("hog", 128, 1764), ("hog@64", 64, 1764)])
+                                             ("hog", 128, 1764), ("hog@64", 64, 1764),
+                                             ("histogram", 128, 32), ("histogram@64", 64, 32)])
 def test_array_backbones_resolve_without_weights(name, size, dim):
     spec, weights = backbones.resolve(name)
     assert spec.name == name  # the name round-trips (predict rebuilds the backbone from it)
@@ -93,6 +95,40 @@ def test_hog_ignores_intensity_scale_but_pixels_do_not():
     assert not np.allclose(backbones.pixel_features(img), backbones.pixel_features(0.5 * img))
 
 
+def _two_tissue_slice(bright_inside: bool, shift: int = 0) -> np.ndarray:
+    """A dark frame around a disc (the head) holding a smaller disc: two tissues, the inner one the brighter
+    or the darker; ``shift`` moves the whole head."""
+    yy, xx = np.mgrid[:96, :96]
+    head = (yy - 48 - shift) ** 2 + (xx - 48) ** 2 < 36 ** 2
+    inner = (yy - 48 - shift) ** 2 + (xx - 48) ** 2 < 20 ** 2
+    img = np.zeros((96, 96), np.float32)
+    img[head] = 0.4
+    img[inner] = 0.9 if bright_inside else 0.1
+    return img
+
+
+def test_histogram_counts_the_foregrounds_grey_levels_not_where_they_are():
+    t1_like, t2_like = _two_tissue_slice(True), _two_tissue_slice(False)
+    h1 = backbones.histogram_features(t1_like)
+    assert h1.shape == (backbones.HIST_BINS,) and h1.dtype == np.float32
+    np.testing.assert_allclose(h1.sum(), 1.0, rtol=1e-6)  # the frame's zeros (air) are not counted
+    # moved in the frame, brighter overall: the same histogram (the stretch and the floor are relative)
+    np.testing.assert_allclose(backbones.histogram_features(1.7 * _two_tissue_slice(True, shift=6)), h1, atol=1e-6)
+    # the other contrast of the same anatomy: the two tissues' shares swap bins
+    h2 = backbones.histogram_features(t2_like)
+    np.testing.assert_allclose(h2[[0, -1]], h1[[-1, 0]], rtol=1e-6)
+    assert np.abs(h1 - h2).sum() > 0.5
+    # two tissues, two occupied bins: the brighter one's share is the inner disc's area over the head's
+    occupied = np.flatnonzero(h1)
+    assert len(occupied) == 2 and occupied[-1] == backbones.HIST_BINS - 1
+    np.testing.assert_allclose(h1[-1], (t1_like == 0.9).sum() / (t1_like > 0).sum(), rtol=1e-6)
+
+
+def test_histogram_of_a_constant_image_is_zero():
+    assert not backbones.histogram_features(np.full((32, 32), 0.3, np.float32)).any()
+    assert not backbones.histogram_features(np.zeros((32, 32), np.float32)).any()
+
+
 def test_feature_extractor_runs_array_backbones_and_caches_them(tmp_path, make_image):
     paths = [make_image(tmp_path / "img" / "board.png", _checkerboard(32)),
              make_image(tmp_path / "img" / "noise.png", "L", size=(40, 24), seed=3)]
@@ -113,6 +149,11 @@ def test_feature_extractor_runs_array_backbones_and_caches_them(tmp_path, make_i
     hog = FeatureExtractor(backbone="hog@32", cache_dir=str(cache), num_workers=0, progress=False).fit()
     H = hog.transform(paths)
     assert H.shape == (2, 1764) and np.all(np.isfinite(H)) and hog.precision_ == "fp32"
+    hist = FeatureExtractor(backbone="histogram@32", cache_dir=str(cache), num_workers=0, progress=False).fit()
+    got = hist.transform(paths)
+    # the board's foreground is one grey level (zeros, as a constant image); the noise spreads over the bins
+    assert got.shape == (2, backbones.HIST_BINS) and not got[0].any() and np.isclose(got[1].sum(), 1.0, atol=1e-5)
+    assert hist.cache_settings_["backbone_params"]["bins"] == backbones.HIST_BINS
 
 
 def test_multi_layer_lite0_concatenates_unit_norm_layers():

@@ -13,9 +13,11 @@ cache and the manifest can record the SHA-256 of the exact weights file.
 * ``efficientnet_lite0_multi``: the same network; average-pooled outputs of
   blocks 4, 10 and 15 and of the head (40 + 112 + 320 + 1280 = 1752-d), each
   L2-normalised so every layer weighs the same.
-* ``pixels`` and ``hog``: traditional, non-network baselines computed from the
+* ``pixels``, ``hog`` and ``histogram``: traditional, non-network baselines computed from the
   pre-processed image (128 px by default, ``pixels@64`` for another size):
-  the grey levels themselves, or a histogram of oriented gradients.
+  the grey levels themselves, a histogram of oriented gradients, or the histogram of the
+  foreground's grey levels (the contrast, without the anatomy: for a question about the
+  sequence, ``docs/steering.md``).
 * ``auto``: ``inception_v3`` when its weights are given or already cached,
   otherwise ``efficientnet_lite0`` with a warning.
 
@@ -245,6 +247,11 @@ ARRAY_MAX_SIZE = 1024
 HOG_ORIENTATIONS = 9
 HOG_CELLS = 8
 HOG_BLOCK = 2
+#: Histogram settings: bins, the foreground's floor (a fraction of the image's maximum), the percentiles
+#: stretched to 0-1.
+HIST_BINS = 32
+HIST_FLOOR = 0.02
+HIST_PERCENTILES = (1.0, 99.5)
 
 
 def pixel_features(img: "np.ndarray") -> "np.ndarray":
@@ -273,6 +280,29 @@ def hog_features(img: "np.ndarray") -> "np.ndarray":
                feature_vector=True).astype(np.float32)
 
 
+def histogram_features(img: "np.ndarray") -> "np.ndarray":
+    """The grey-level histogram of the image's foreground: ``(HIST_BINS,)`` float32 summing to 1.
+
+    Foreground: pixels above ``HIST_FLOOR`` of the image's maximum (air and padding left out). Its
+    grey levels are stretched from their ``HIST_PERCENTILES`` to 0-1 (clipped) and counted in
+    ``HIST_BINS`` equal bins. Where a pixel is does not count, so the slice's plane and height weigh
+    little; what the tissues' grey levels are relative to one another (the sequence's contrast) does.
+    A constant image (or a foreground of one grey level) gives all zeros.
+    """
+    import numpy as np
+
+    img = np.asarray(img, dtype=np.float32)
+    top = float(img.max())
+    fg = img[img > HIST_FLOOR * top] if top > 0 else img.reshape(-1)
+    if fg.size < HIST_BINS:
+        fg = img.reshape(-1)
+    lo, hi = np.percentile(fg, HIST_PERCENTILES)
+    if not hi > lo:
+        return np.zeros(HIST_BINS, dtype=np.float32)
+    counts, _ = np.histogram(np.clip((fg - lo) / (hi - lo), 0.0, 1.0), bins=HIST_BINS, range=(0.0, 1.0))
+    return (counts / fg.size).astype(np.float32)
+
+
 def _hog_dim() -> int:
     return (HOG_CELLS - HOG_BLOCK + 1) ** 2 * HOG_BLOCK ** 2 * HOG_ORIENTATIONS
 
@@ -282,7 +312,7 @@ def _no_weights() -> None:
 
 
 def array_spec(base: str, size: int = ARRAY_DEFAULT_SIZE) -> BackboneSpec:
-    """The spec of array backbone ``base`` (``pixels`` or ``hog``) on ``size`` x ``size`` images."""
+    """The spec of array backbone ``base`` (one of :data:`ARRAY_BACKBONES`) on ``size`` x ``size`` images."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 8:
         raise ParameterError(f"--backbone: image size of '{base}' must be an integer >= 8, got {size!r}")
     if size > ARRAY_MAX_SIZE:  # pixels@100000 would be 10^10 values (37 GiB) per image
@@ -299,15 +329,20 @@ def array_spec(base: str, size: int = ARRAY_DEFAULT_SIZE) -> BackboneSpec:
                             array_fn=hog_features,
                             params=(("size", size), ("orientations", HOG_ORIENTATIONS), ("cells", HOG_CELLS),
                                     ("block", HOG_BLOCK), ("block_norm", "L2-Hys")))
+    if base == "histogram":
+        return BackboneSpec(name, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), HIST_BINS, None, _no_weights,
+                            array_fn=histogram_features,
+                            params=(("size", size), ("bins", HIST_BINS), ("floor", HIST_FLOOR),
+                                    ("percentiles", HIST_PERCENTILES)))
     raise ParameterError(f"--backbone: '{base}' is not an array backbone; choose one of {', '.join(ARRAY_BACKBONES)}")
 
 
 #: Non-network backbones; ``NAME@SIZE`` sets the image size.
-ARRAY_BACKBONES = ("pixels", "hog")
+ARRAY_BACKBONES = ("pixels", "hog", "histogram")
 
 
 def _parse_array_name(name: str) -> BackboneSpec | None:
-    """``pixels``, ``hog``, ``pixels@64`` ... -> spec; ``None`` for other names."""
+    """``pixels``, ``hog``, ``histogram``, ``pixels@64`` ... -> spec; ``None`` for other names."""
     base, sep, size = name.partition("@")
     if base not in ARRAY_BACKBONES:
         return None
@@ -329,6 +364,7 @@ REGISTRY: dict[str, BackboneSpec] = {
                                              40 + 112 + 320 + 1280, _build_lite0_multi, _lite0_file),
     "pixels": array_spec("pixels"),
     "hog": array_spec("hog"),
+    "histogram": array_spec("histogram"),
 }
 
 
@@ -338,7 +374,7 @@ def available() -> list[str]:
 
 
 def runs_network(name: str) -> bool:
-    """Whether backbone ``name`` runs a network (False for ``pixels``, ``hog``), without resolving weights."""
+    """Whether backbone ``name`` runs a network (False for :data:`ARRAY_BACKBONES`), without resolving weights."""
     spec = REGISTRY.get(name) or _parse_array_name(name)
     return spec is None or spec.array_fn is None
 

@@ -17,9 +17,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from brainclust.core.arrays import row_cosine
 from brainclust.errors import ParameterError
+from brainclust.features.backbones import runs_network
 
-#: Backbones without a network (their features do not depend on a precision or runtime).
-NO_NETWORK = frozenset({"pixels", "hog"})
 #: The reference: fp32 on the default runtime.
 REFERENCE = {"precision": "fp32", "runtime": "auto"}
 
@@ -29,7 +28,7 @@ def check_agreement(cfg) -> None:
     one cache entry: an fp32 OpenVINO run compared with the entry it had just written), and one model."""
     if not cfg.agreement:
         return
-    if all(part.split("@")[0] in NO_NETWORK for part in str(cfg.backbone).split("+")):
+    if not any(runs_network(part) for part in str(cfg.backbone).split("+")):
         raise ParameterError(f"--agreement: --backbone {cfg.backbone} runs no network, so no precision or runtime "
                              "changes its features")
     if cfg.precision == "fp32" or (cfg.precision == "auto" and cfg.device == "cpu"):

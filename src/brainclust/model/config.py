@@ -127,7 +127,7 @@ class RunConfig:
     """Every setting of a run (recorded in ``manifest.json``). See ``brainclust run --help``."""
 
     backbone: str = opt("auto", "--backbone", "auto | inception_v3 | efficientnet_lite0 | efficientnet_lite0_multi | "
-                        "pixels | hog (pixels@SIZE, hog@SIZE: image side, default 128); fuse with '+', e.g. "
+                        "pixels | hog | histogram (NAME@SIZE: image side, default 128); fuse with '+', e.g. "
                         "efficientnet_lite0+pixels (default auto: inception_v3 when its weights are available "
                         "locally, else efficientnet_lite0 with a warning)", EXTRACTION)
     weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
