@@ -15,12 +15,18 @@ least one ``sub-<label>`` folder. Inside it, a *data file* is
 :data:`ENTITIES` in any order, labels of letters and digits, and the ``sub`` /
 ``ses`` of the name equal to its folders; ``<datatype>`` is a folder name of
 lower-case letters (``anat``, ``func``, ``dwi``...), so a session folder is never
-taken for one. A file under a ``sub-<label>`` folder that is not a data file
-(``sub-01/func/rest_run1.nii.gz``, ``sub-01/anat/sub-02_T1w.nii.gz``) is not part
-of the data set, as for the specification and pybids: the scan leaves it out
-(counted, one warning) when the data set has data files at all; a tree of
-``sub-<label>`` folders none of whose files has a BIDS name is scanned as
-ordinary folders, and so are files outside ``sub-<label>`` folders.
+taken for one. A ``sub-<label>`` folder's label is letters and digits only:
+``sub-01 copy/`` or ``sub-01_old/`` is not a subject folder (:func:`is_subject_folder`,
+the one test of detection and of the scan). A file that is not a data file is
+not part of the data set, as for the specification and pybids, wherever it lies:
+under a subject folder (``sub-01/func/rest_run1.nii.gz``,
+``sub-01/anat/sub-02_T1w.nii.gz``) or outside one (``scan.nii.gz`` at the top,
+``extra/x.png``, ``sub-01_old/anat/sub-01_T1w.nii.gz``). When the data set has
+data files at all, the scan leaves such a file out (counted, one warning naming
+how many and one of them), so it never passes ``--bids-filter`` either; metadata
+files (sidecars, tables, ``README``...) are read as metadata, and the non-data
+folders below are left out with their own reason. A tree of ``sub-<label>``
+folders none of whose files has a BIDS name is scanned as ordinary folders.
 
 Default: **anatomical images only**. Without a ``datatype`` filter, data files of
 other datatypes (``func``, ``dwi``, ``fmap``, ``perf``...: often 4-D series whose
@@ -90,9 +96,9 @@ MAX_SIDECAR_BYTES = 1 << 20
 #: Largest participants/sessions table read (bytes).
 MAX_TABLE_BYTES = 64 << 20
 
-_LABEL = re.compile(r"^[A-Za-z0-9]+$")
-_DATATYPE = re.compile(r"^[a-z]+$")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
-_NAME = re.compile(r"^(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_([A-Za-z0-9]+)(\.[A-Za-z0-9.]+)$")
+_LABEL = re.compile(r"[A-Za-z0-9]+")  # fullmatch: '$' would accept a trailing newline
+_DATATYPE = re.compile(r"[a-z]+")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
+_NAME = re.compile(r"(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_([A-Za-z0-9]+)(\.[A-Za-z0-9.]+)")
 _FILTER_KEYS = frozenset(ENTITIES) | {"suffix", "datatype", "extension"}
 
 
@@ -129,13 +135,13 @@ class BidsFile:
 
 def parse_name(filename: str) -> BidsName | None:
     """The entities, suffix and extension of a BIDS file name, or ``None`` if it is not one."""
-    m = _NAME.match(filename)
+    m = _NAME.fullmatch(filename)
     if not m:
         return None
     pairs = []
     for part in m.group(1).split("_"):
         key, _, label = part.partition("-")
-        if key not in ENTITIES or not _LABEL.match(label) or key in dict(pairs):
+        if key not in ENTITIES or not _LABEL.fullmatch(label) or key in dict(pairs):
             return None
         pairs.append((key, label))
     return BidsName(tuple(pairs), m.group(2), m.group(3))
@@ -156,15 +162,15 @@ def parse_path(rel: str) -> BidsFile | None:
         return None
     if len(parts) == 3 and "ses" in ent:
         return None
-    if not _DATATYPE.match(parts[-2]):
+    if not _DATATYPE.fullmatch(parts[-2]):
         return None
     return BidsFile(rel, name, parts[-2])
 
 
-def in_subject_folder(rel: str) -> bool:
-    """Whether a path relative to the data set's root lies under a ``sub-<label>`` folder."""
-    first, sep, _ = rel.partition("/")
-    return bool(sep) and first.startswith("sub-") and bool(_LABEL.match(first[4:]))
+def is_subject_folder(name: str) -> bool:
+    """Whether a folder name is ``sub-<label>``, the label letters and digits only (not ``sub-01 copy``,
+    ``sub-01_old``, ``sub-``)."""
+    return name.startswith("sub-") and bool(_LABEL.fullmatch(name[4:]))
 
 
 def is_bids_root(root: str | Path) -> bool:
@@ -173,8 +179,7 @@ def is_bids_root(root: str | Path) -> bool:
     if (root / "dataset_description.json").is_file():
         return True
     try:
-        return any(p.is_dir() and p.name.startswith("sub-") and _LABEL.match(p.name[4:] or "-")
-                   for p in root.iterdir())
+        return any(is_subject_folder(p.name) and p.is_dir() for p in root.iterdir())
     except OSError:
         return False
 
@@ -420,9 +425,9 @@ def _top_sidecar(fname: str) -> BidsName | None:
     pairs = []
     for part in parts[:-1]:
         key, _, label = part.partition("-")
-        if key not in ENTITIES or key == "sub" or not _LABEL.match(label):
+        if key not in ENTITIES or key == "sub" or not _LABEL.fullmatch(label):
             return None
         pairs.append((key, label))
-    if not parts or not re.match(r"^[A-Za-z0-9]+$", parts[-1]):
+    if not parts or not _LABEL.fullmatch(parts[-1]):
         return None
     return BidsName(tuple(pairs), parts[-1], ".json")
