@@ -142,7 +142,7 @@ def _add_run_parsers(sub, common) -> None:
 
 
 def _add_study_parsers(sub, common) -> None:
-    from brainclust.model.config import parse_k, parse_pca
+    from brainclust.model.optionspec import parse_k, parse_pca
 
     p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[common])
     p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
