@@ -10,7 +10,7 @@ from pathlib import Path
 from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
-from brainclust.io.bids import read_json
+from brainclust.io.bidstables import read_json
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
 
