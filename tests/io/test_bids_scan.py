@@ -226,3 +226,28 @@ def test_subject_folders_without_any_bids_named_file_are_read_as_ordinary_folder
         found = scan(root)
     assert {r.path.split("#")[0] for r in found.records} == {"sub-01/t1.nii.gz", "sub-02/anat/t1.nii.gz"}
     assert found.excluded == {} and "not BIDS" not in caplog.text
+
+
+def test_bids_off_reads_a_bids_data_set_as_ordinary_folders(misnamed_tree):
+    found = scan(misnamed_tree, slices="axial:2", bids="off")
+    files = files_of(found)
+    assert not found.bids and "BIDS" not in found.summary and found.excluded == {}
+    # every image: the anatomical ones, func, derivatives, and the files that are not BIDS data files
+    assert ANAT | set(NOT_BIDS) | set(OUTSIDE) <= files
+    assert {"sub-01/func/sub-01_task-rest_bold.nii.gz",
+            "derivatives/masks/sub-01/anat/sub-01_desc-brain_mask.nii.gz"} <= files
+    assert not any("subject" in r.meta or "suffix" in r.meta or "site" in r.meta for r in found.records)
+    t1 = next(r for r in found.records if r.path.startswith("sub-01/anat/sub-01_T1w.nii.gz"))
+    assert t1.meta["echo_time_ms"] == pytest.approx(3.0)  # its same-stem sidecar, as for any folder
+    assert "field_strength_t" not in t1.meta  # the data set's T1w.json is not inherited outside BIDS
+    assert files_of(scan(misnamed_tree, slices="axial:2", bids="auto")) == ANAT
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bids": "off", "bids_filter": "suffix=T1w"}, "--bids-filter: would be ignored with --bids off"),
+    ({"bids": "maybe"}, "--bids: must be one of auto, off"),
+])
+def test_bids_mode_errors_are_one_line(bids_tree, kwargs, message):
+    with pytest.raises(ParameterError, match=message) as err:
+        scan(bids_tree, **kwargs)
+    assert "\n" not in str(err.value)

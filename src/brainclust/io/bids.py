@@ -27,6 +27,9 @@ how many and one of them), so it never passes ``--bids-filter`` either; metadata
 files (sidecars, tables, ``README``...) are read as metadata, and the non-data
 folders below are left out with their own reason. A tree of ``sub-<label>``
 folders none of whose files has a BIDS name is scanned as ordinary folders.
+Detection can be turned off (``--bids off``, :data:`BIDS_MODES`, :func:`detect`):
+the tree is then scanned as ordinary folders, every image read, no BIDS column
+or rule applied.
 
 Default: **anatomical images only**. Without a ``datatype`` filter, data files of
 other datatypes (``func``, ``dwi``, ``fmap``, ``perf``...: often 4-D series whose
@@ -90,6 +93,8 @@ NOT_SEQUENCE = frozenset({"sub", "ses", "run", "chunk", "split"})
 DEFAULT_DATATYPES = frozenset({"anat"})
 #: Top-level folders of a BIDS data set that hold no raw data.
 NON_DATA_FOLDERS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype", "log", "logs"})
+#: ``--bids``: ``auto`` detects a BIDS data set (:func:`is_bids_root`), ``off`` reads every tree as ordinary folders.
+BIDS_MODES = ("auto", "off")
 
 _LABEL = re.compile(r"[A-Za-z0-9]+")  # fullmatch: '$' would accept a trailing newline
 _DATATYPE = re.compile(r"[a-z]+")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
@@ -177,6 +182,31 @@ def is_bids_root(root: str | Path) -> bool:
         return any(is_subject_folder(p.name) and p.is_dir() for p in root.iterdir())
     except OSError:
         return False
+
+
+def check_mode(mode, bids_filter=None) -> None:
+    """``--bids``: one of :data:`BIDS_MODES`; ``off`` with a ``--bids-filter`` is refused (it would be ignored).
+
+    Raises
+    ------
+    ParameterError
+        Another mode, or ``off`` with a filter (a bad filter: see :func:`parse_filter`).
+    """
+    if mode not in BIDS_MODES:
+        raise ParameterError(f"--bids: must be one of {', '.join(BIDS_MODES)}, got {mode!r}")
+    if mode == "off" and parse_filter(bids_filter):
+        raise ParameterError(f"--bids-filter: would be ignored with --bids off (got {bids_filter!r}); it needs "
+                             "--bids auto")
+
+
+def detect(root: str | Path, mode="auto", bids_filter=None) -> bool:
+    """Whether the scan reads ``root`` as a BIDS data set: ``mode`` ``auto`` (or ``None``) detects it
+    (:func:`is_bids_root`), ``off`` (or ``False``) never; ``True`` always. Checked by :func:`check_mode`."""
+    if isinstance(mode, bool):
+        return mode
+    mode = "auto" if mode is None else mode
+    check_mode(mode, bids_filter)
+    return mode == "auto" and is_bids_root(root)
 
 
 def _index_value(text: str) -> str:

@@ -178,15 +178,16 @@ class FileSelector:
     non-data folder, a BIDS data file the filter or the default datatype rule does
     not select, a file of a BIDS data set that is not a BIDS data file, under a
     ``sub-<label>/`` folder or outside one: see :mod:`brainclust.io.bids`) or is a
-    metadata file.
+    metadata file. ``bids``: ``--bids`` (``auto``/``None`` detects a BIDS data set, ``off``/``False`` never:
+    :func:`brainclust.io.bids.detect`).
     """
 
-    def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: bool | None,
+    def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: str | bool | None,
                  shown_root: str, hidden: int = 0) -> None:
         self.pfilter = PathFilter(include, exclude)
         self.bfilter = bids_mod.parse_filter(bids_filter)
         self.bids_filter_text = bids_filter
-        self.bids = bids_mod.is_bids_root(root) if bids is None else bool(bids)
+        self.bids = bids_mod.detect(root, bids, bids_filter)
         if self.bfilter and not self.bids:
             raise ParameterError(f"--bids-filter: '{shown_root}' is not a BIDS data set (no "
                                  "dataset_description.json and no sub-<label> folder)")
@@ -257,7 +258,8 @@ class FileSelector:
         if self.not_bids_example:
             log.warning("BIDS: %d file(s) are not BIDS data files and are left out (e.g. '%s'; BIDS tools ignore "
                         "them too): name them sub-<label>/[ses-<label>/]<datatype>/sub-<label>[_ses-<label>]..."
-                        "_<suffix>.nii.gz to have them read", self.excluded[NOT_BIDS],
+                        "_<suffix>.nii.gz to have them read as BIDS, or read the tree as ordinary folders with "
+                        "--bids off", self.excluded[NOT_BIDS],
                         shown_name(escape_name(self.not_bids_example)))
         if self.bids and self.n_bids_data and not self.n_bids_used:
             what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else

@@ -26,7 +26,7 @@ from brainclust.features.fusion import NORMS, FusedExtractor, is_fused
 from brainclust.features.runtime import RUNTIMES
 from brainclust.features.unitpool import UnitPool
 from brainclust.features.units import UNITS, check_unit
-from brainclust.io import bids
+from brainclust.io import bids as bids_io  # not "bids": a field of RunConfig is named so
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
@@ -156,6 +156,10 @@ class RunConfig:
     bids_filter: str | None = opt(None, "--bids-filter", "BIDS data sets: KEY=VALUE[|VALUE...][,KEY=VALUE...] over "
                                   "entities, suffix, datatype, extension, e.g. suffix=T1w|FLAIR,datatype=anat "
                                   "(default: every anatomical image)", INPUT, metavar="FILTER", shown="none")
+    #: ``--bids``: ``auto`` detects a BIDS data set, ``off`` reads it as ordinary folders (:mod:`brainclust.io.bids`).
+    bids: str = opt("auto", "--bids", "auto: a folder with dataset_description.json or a sub-<label> folder is read "
+                    "as a BIDS data set (its rules, columns and --bids-filter); off: read it as ordinary folders, "
+                    "every image (default {default})", INPUT, choices=bids_io.BIDS_MODES)
     #: ``--unit``: what one row of the results is (:mod:`brainclust.features.units`).
     unit: str = opt("slice", "--unit", "one row per slice (image), or per volume (NIfTI volume, DICOM series), "
                     "series (NIfTI file, DICOM series) or subject (BIDS subject, else first-level folder); a unit's "
@@ -254,9 +258,10 @@ class RunConfig:
             self._refuse_ignored(comps)
 
     def check_inputs(self) -> None:
-        """``--include``/``--exclude-files``, ``--bids-filter``, ``--unit`` and the metadata options."""
+        """``--include``/``--exclude-files``, ``--bids-filter``, ``--bids``, ``--unit`` and the metadata options."""
         PathFilter(self.include, self.exclude_files)
-        bids.parse_filter(self.bids_filter)
+        bids_io.parse_filter(self.bids_filter)
+        bids_io.check_mode(self.bids, self.bids_filter)
         check_unit(self.unit)
         check_key(self.metadata_key)
         for flag, value in (("--labels", self.labels), ("--color-by", self.color_by), ("--metadata", self.metadata)):
