@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     from brainclust.analysis.benchmark import load_dataset, run_grid
-    from brainclust.model.config import parse_clip as clip_arg, parse_views as views_arg, parse_window as window_arg
+    from brainclust.model.optionspec import parse_clip as clip_arg, parse_views as views_arg, parse_window as window_arg
     from brainclust.data.demo import make_demo_dataset
     from brainclust.errors import WeightsUnavailableError
     from brainclust.pipeline import RunConfig

@@ -28,7 +28,7 @@ EXTRACTION = ("backbone", "weights", "precision", "runtime", "batch_size", "work
               "fusion_norm", "intensity_window", "cache_dir", "device")
 VOLUMES = ("slices", "volume_index")
 #: Which files are read, what a row is, and the metadata (docs/units-metadata.md).
-INPUTS = ("include", "exclude_files", "bids_filter")
+INPUTS = ("include", "exclude_files", "bids_filter", "bids")
 METADATA = ("unit", "metadata", "metadata_key", "labels", "color_by", "descriptors", "permutations")
 CLUSTERING = ("pca", "method", "k", "seed")
 SSL = ("ssl", "ssl_mode", "ssl_epochs", "ssl_views")
@@ -91,7 +91,7 @@ def _add_run_parsers(sub, common) -> None:
     add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", *VOLUMES, *INPUTS,
                            "metadata", "metadata_key", "labels", "checks"],
                        defaults={"batch_size": None, "slices": None, "volume_index": None, "device": "auto",
-                                 "checks": None},
+                                 "checks": None, "bids": None},
                        helps={"batch_size": "images per forward pass (default: the run's)",
                               "checks": "check the new images (flags in quality.csv and assignments.csv; copies "
                                         "of the run's images are duplicates of them, listed in leakage.csv); off "
@@ -142,7 +142,7 @@ def _add_run_parsers(sub, common) -> None:
 
 
 def _add_study_parsers(sub, common) -> None:
-    from brainclust.model.config import parse_k, parse_pca
+    from brainclust.model.optionspec import parse_k, parse_pca
 
     p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[common])
     p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
@@ -292,7 +292,7 @@ def _cmd_check(args) -> None:
     res = check_data(args.data, args.out, check_thresholds=args.check_thresholds, split_table=args.split_table,
                      split_column=args.split_column, workers=args.workers, cache_dir=args.cache_dir,
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
-                     exclude_files=args.exclude_files or (), bids_filter=args.bids_filter,
+                     exclude_files=args.exclude_files or (), bids_filter=args.bids_filter, bids=args.bids,
                      finish=lambda staging, records: write_check_page(staging, args.data, records))
     skipped = f"; {res.n_skipped} file(s) skipped (see manifest.json)" if res.n_skipped else ""
     say(f"{len(res.paths)} image(s) checked{skipped}")
@@ -347,7 +347,7 @@ def _cmd_predict(args) -> None:
                      cache_dir=args.cache_dir, batch_size=args.batch_size, workers=args.workers,
                      slices=args.slices, volume_index=args.volume_index, device=args.device, include=args.include,
                      exclude_files=[] if args.exclude_files == [""] else args.exclude_files,  # '': none of the run's
-                     bids_filter=args.bids_filter, metadata=args.metadata,
+                     bids_filter=args.bids_filter, bids=args.bids, metadata=args.metadata,
                      metadata_key=args.metadata_key, labels=args.labels, checks=args.checks)
     say(_summary(result))
 

@@ -65,7 +65,8 @@ def add_config_options(p: argparse.ArgumentParser, names, defaults: dict | None 
     """
     from dataclasses import fields
 
-    from brainclust.model.config import RUN, RunConfig, options
+    from brainclust.model.config import RunConfig, options
+    from brainclust.model.optionspec import RUN
 
     declared, field_default = options(), {f.name: f.default for f in fields(RunConfig)}
     groups: dict[str, object] = {}

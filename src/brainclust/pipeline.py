@@ -104,10 +104,10 @@ def backbone_info(ex) -> dict:
 
 def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
                   volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
-                  bids_filter=None) -> ScanResult:
+                  bids_filter=None, bids="auto") -> ScanResult:
     """:func:`brainclust.io.scan.scan` with the run's file choice; an InputError when it finds no image."""
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
-                   progress=progress, include=include, exclude=exclude, bids_filter=bids_filter)
+                   progress=progress, include=include, exclude=exclude, bids_filter=bids_filter, bids=bids)
     if not scanned.records:
         raise InputError.no_images(data, len(scanned.skipped), scanned.excluded)
     return scanned
@@ -153,7 +153,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t: dict = {}
     t0 = time.perf_counter()
     scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress,
-                            include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter)
+                            include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids)
     if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
         raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
                              f"{len(scanned.records)} readable image(s)")
@@ -246,13 +246,13 @@ def write_outputs(result: RunResult, out, finish=None, *, data=None, model_dir=N
 def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_dir=None,
             batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
             slices: str | None = None, volume_index: int | None = None, device: str = "auto", *, include=None,
-            exclude_files=None, bids_filter=None, metadata=None, metadata_key=None, labels=None,
+            exclude_files=None, bids_filter=None, bids=None, metadata=None, metadata_key=None, labels=None,
             checks=None) -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and pre-processing are used, then
     the saved unit pooling, reduction and clustering (a ``--unit volume`` run assigns new volumes).
-    ``slices``, ``volume_index``, ``include``, ``exclude_files`` and ``bids_filter`` default to the
+    ``slices``, ``volume_index``, ``include``, ``exclude_files``, ``bids_filter`` and ``bids`` default to the
     run's own; ``metadata`` (``metadata_key``) joins a table to the new rows; ``labels`` scores
     against a column (``labels_from_folders``: the column ``folder``); ``checks``: ``on``/``off`` (as the run).
     ``device`` (``--device``) is where the features are computed, whatever device the run used:
@@ -266,7 +266,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     info, do_checks = model.manifest_, predict_checks(model, checks)  # a bad --checks: one line before any work
     s = info["settings"]
     given = {"slices": slices, "volume_index": volume_index, "include": include, "exclude_files": exclude_files,
-             "bids_filter": bids_filter}
+             "bids_filter": bids_filter, "bids": bids}
     cfg = replace(config_of(s), labels_from_folders=labels_from_folders, labels=labels, metadata=metadata,
                   metadata_key=metadata_key, cache_dir=cache_dir, progress=progress,
                   **{k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None})
@@ -277,7 +277,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     prepare_out(out, data=data, model_dir=model_dir, allowed=PREDICT_ENTRIES)
     table = read_metadata(cfg.metadata)
     scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress, include=cfg.include,
-                            exclude=cfg.exclude_files, bids_filter=cfg.bids_filter)
+                            exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids)
     t0 = time.perf_counter()
     records, extra = enrich(scanned.records, cfg, table)
     t_meta = time.perf_counter() - t0

@@ -21,6 +21,7 @@ def test_parse_name_reads_entities_suffix_and_extension():
     "sub-01_acq-a_b_T1w.nii.gz",           # a label with '_' inside
     "sub-01_acq-x_acq-y_T1w.nii.gz",       # repeated entity
     "sub-0.1_T1w.nii.gz",                  # label with a dot
+    "sub-01_T1w.nii.gz\n",                 # a trailing newline ('$' of a regular expression accepts it)
 ])
 def test_parse_name_refuses_what_is_not_a_bids_name(bad):
     assert bids.parse_name(bad) is None
@@ -73,3 +74,20 @@ def test_parse_path_never_takes_a_session_or_other_non_datatype_folder_as_the_da
     assert bids.parse_path("sub-01/ses-a/sub-01_T1w.nii.gz") is None   # ses folder, no datatype folder
     assert bids.parse_path("sub-01/anat_old/sub-01_T1w.nii.gz") is None  # not a datatype (lower-case letters)
     assert bids.parse_path("sub-01/dwi/sub-01_dwi.nii.gz").datatype == "dwi"
+
+
+@pytest.mark.parametrize("name, expected", [("sub-01", True), ("sub-A2b", True), ("sub-01 copy", False),
+                                            ("sub-01_old", False), ("sub-", False), ("sub-01\n", False),
+                                            ("Sub-01", False), ("sub-01-02", False)])
+def test_a_subject_folder_label_is_letters_and_digits_only(name, expected):
+    assert bids.is_subject_folder(name) is expected
+
+
+def test_folders_named_almost_like_subjects_do_not_make_a_bids_data_set(tmp_path):
+    for name in ("sub-01 copy", "sub-01_old", "sub-", "sub-01\n"):  # a newline: "$" of a regex accepts it
+        (tmp_path / name).mkdir()
+    assert not bids.is_bids_root(tmp_path)
+    (tmp_path / "sub-01").write_text("a file, not a folder")
+    assert not bids.is_bids_root(tmp_path)
+    (tmp_path / "sub-02").mkdir()
+    assert bids.is_bids_root(tmp_path)

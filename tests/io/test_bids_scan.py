@@ -158,38 +158,54 @@ def test_table_of_columns_from_records_is_rectangular(bids_tree):
 #: no datatype folder (the probe's cases and one more).
 NOT_BIDS = ("sub-01/func/rest_run1.nii.gz", "sub-02/anat/extra_scan.nii.gz", "sub-01/anat/sub-02_T2w.nii.gz",
             "sub-02/sub-02_T1w.nii.gz")
+#: Images outside any sub-<label>/ folder: at the top, in another folder, in folders named almost like subjects
+#: (a label is letters and digits only). Not BIDS data files either: the same rule.
+OUTSIDE = ("extra.nii.gz", "extra/x.nii.gz", "sub-01 copy/anat/sub-01_T1w.nii.gz",
+           "sub-01_old/anat/sub-01_T1w.nii.gz")
+ANAT = {"sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_ce-gd_T1w.nii.gz", "sub-02/anat/sub-02_T1w.nii.gz",
+        "sub-02/anat/sub-02_ce-gd_T1w.nii.gz"}
 
 
 @pytest.fixture
 def misnamed_tree(bids_tree) -> Path:
-    for rel in NOT_BIDS:
-        data = np.stack([head(seed=3)] * 3, axis=-1) if "/func/" in rel else head(seed=4)
+    for rel in NOT_BIDS + OUTSIDE:
+        data = np.stack([head(seed=3)] * 3, axis=-1) if "/func/" in rel else head(seed=4 + len(rel))
         put_nifti(bids_tree / rel, data)
-    put_nifti(bids_tree / "extra.nii.gz", head(seed=6))  # outside any sub-<label>/ folder: read as before
     return bids_tree
 
 
-def test_files_under_subject_folders_without_a_bids_name_are_left_out_counted_and_warned_once(misnamed_tree,
-                                                                                              caplog):
+def files_of(found) -> set[str]:
+    return {r.path.split("#")[0] for r in found.records}
+
+
+def test_files_that_are_not_bids_data_files_are_left_out_counted_and_warned_once(misnamed_tree, caplog):
     with caplog.at_level(logging.INFO, logger="brainclust"):
         found = scan(misnamed_tree, slices="axial:2")
-    files = {r.path.split("#")[0] for r in found.records}
-    assert files == {"extra.nii.gz", "sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_ce-gd_T1w.nii.gz",
-                     "sub-02/anat/sub-02_T1w.nii.gz", "sub-02/anat/sub-02_ce-gd_T1w.nii.gz"}
+    assert files_of(found) == ANAT
     reason = next(k for k in found.excluded if k.startswith("name not BIDS"))
-    assert found.excluded[reason] == len(NOT_BIDS) and found.skipped == []
-    assert len(files) + found.metadata_files + sum(found.excluded.values()) == found.n_files
+    n = len(NOT_BIDS) + len(OUTSIDE)
+    assert found.excluded[reason] == n and found.skipped == []
+    assert len(ANAT) + found.metadata_files + sum(found.excluded.values()) == found.n_files
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "not BIDS" in r.getMessage()]
-    assert len(said) == 1 and f"{len(NOT_BIDS)} file(s)" in said[0] and any(rel in said[0] for rel in NOT_BIDS)
-    assert f"{len(NOT_BIDS)} file(s) left out: name not BIDS" in found.summary
+    assert len(said) == 1 and f"{n} file(s)" in said[0] and any(rel in said[0] for rel in NOT_BIDS + OUTSIDE)
+    assert f"{n} file(s) left out: name not BIDS" in found.summary
 
 
 def test_a_bids_filter_does_not_let_files_without_a_bids_name_through(misnamed_tree):
     func = scan(misnamed_tree, bids_filter="datatype=func")
-    assert {r.path.split("#")[0] for r in func.records} - {"extra.nii.gz"} == {
-        "sub-01/func/sub-01_task-rest_bold.nii.gz", "sub-02/func/sub-02_task-rest_bold.nii.gz"}
+    assert files_of(func) == {"sub-01/func/sub-01_task-rest_bold.nii.gz", "sub-02/func/sub-02_task-rest_bold.nii.gz"}
     anat = scan(misnamed_tree, bids_filter="suffix=T2w|T1w")
-    assert not any(r.path.startswith(NOT_BIDS) for r in anat.records)
+    assert files_of(anat) == ANAT
+
+
+def test_folders_named_almost_like_subjects_alone_are_ordinary_folders(tmp_path):
+    root = tmp_path / "copies"  # no dataset_description.json, no sub-<label> folder: not a BIDS data set
+    for rel in OUTSIDE[2:]:
+        put_nifti(root / rel, head())
+    found = scan(root)
+    assert not found.bids and found.excluded == {}
+    assert files_of(found) == set(OUTSIDE[2:])
+    assert {r.meta.get("subject") for r in found.records} == {None}  # no BIDS column is guessed
 
 
 def test_subject_units_keep_their_subject_and_participants_columns(misnamed_tree):
@@ -210,3 +226,28 @@ def test_subject_folders_without_any_bids_named_file_are_read_as_ordinary_folder
         found = scan(root)
     assert {r.path.split("#")[0] for r in found.records} == {"sub-01/t1.nii.gz", "sub-02/anat/t1.nii.gz"}
     assert found.excluded == {} and "not BIDS" not in caplog.text
+
+
+def test_bids_off_reads_a_bids_data_set_as_ordinary_folders(misnamed_tree):
+    found = scan(misnamed_tree, slices="axial:2", bids="off")
+    files = files_of(found)
+    assert not found.bids and "BIDS" not in found.summary and found.excluded == {}
+    # every image: the anatomical ones, func, derivatives, and the files that are not BIDS data files
+    assert ANAT | set(NOT_BIDS) | set(OUTSIDE) <= files
+    assert {"sub-01/func/sub-01_task-rest_bold.nii.gz",
+            "derivatives/masks/sub-01/anat/sub-01_desc-brain_mask.nii.gz"} <= files
+    assert not any("subject" in r.meta or "suffix" in r.meta or "site" in r.meta for r in found.records)
+    t1 = next(r for r in found.records if r.path.startswith("sub-01/anat/sub-01_T1w.nii.gz"))
+    assert t1.meta["echo_time_ms"] == pytest.approx(3.0)  # its same-stem sidecar, as for any folder
+    assert "field_strength_t" not in t1.meta  # the data set's T1w.json is not inherited outside BIDS
+    assert files_of(scan(misnamed_tree, slices="axial:2", bids="auto")) == ANAT
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bids": "off", "bids_filter": "suffix=T1w"}, "--bids-filter: would be ignored with --bids off"),
+    ({"bids": "maybe"}, "--bids: must be one of auto, off"),
+])
+def test_bids_mode_errors_are_one_line(bids_tree, kwargs, message):
+    with pytest.raises(ParameterError, match=message) as err:
+        scan(bids_tree, **kwargs)
+    assert "\n" not in str(err.value)

@@ -111,6 +111,8 @@ TAMPERINGS = [
     ("pca-str", "hierarchical", CONFIG, lambda p: _edit_json(p, _set("settings", "pca", "50")), CONFIG),
     ("pca-one-float", "hierarchical", CONFIG, lambda p: _edit_json(p, _set("settings", "pca", 1.0)), CONFIG),
     ("k-str", "kmeans", CONFIG, lambda p: _edit_json(p, _set("settings", "k", "four")), CONFIG),
+    ("bids-unknown", "hierarchical", CONFIG, lambda p: _edit_json(p, _set("settings", "bids", "maybe")), CONFIG),
+    ("bids-bool", "hierarchical", CONFIG, lambda p: _edit_json(p, _set("settings", "bids", False)), CONFIG),
     ("k-negative", "kmeans", CONFIG, lambda p: _edit_json(p, _set("settings", "k", -3)), CONFIG),
     ("seed-float", "hierarchical", CONFIG, lambda p: _edit_json(p, _set("settings", "seed", 0.5)), CONFIG),
     ("batch-bool", "hierarchical", CONFIG, lambda p: _edit_json(p, _set("settings", "batch_size", True)),

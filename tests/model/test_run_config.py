@@ -43,6 +43,15 @@ def test_options_parse_into_the_fields():
     assert cfg.ssl == ("contrastive", "rotation", "joint", "refine")
 
 
+def test_bids_detection_is_a_run_setting_with_its_option():
+    assert RunConfig().bids == "auto"
+    cfg = config_from_args(_run_parser().parse_args(["d", "--out", "o", "--bids", "off"]))
+    assert cfg.bids == "off"
+    cfg.validate()
+    with pytest.raises(SystemExit):  # argparse: only the declared choices
+        _run_parser().parse_args(["d", "--out", "o", "--bids", "on"])
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"ssl_gate": True}, "--ssl-gate: would be ignored"),
     ({"ssl_mode": "finetune"}, "--ssl-mode: would be ignored"),
@@ -55,6 +64,8 @@ def test_options_parse_into_the_fields():
     ({"auto": True, "consensus": True}, "--auto and --consensus: choose one"),
     ({"consensus": True, "method": "kmeans"}, "--consensus: clusters the co-association"),
     ({"auto": True, "backbone": "pixels"}, "--auto: chooses --backbone"),
+    ({"bids": "off", "bids_filter": "suffix=T1w"}, "--bids-filter: would be ignored with --bids off"),
+    ({"bids": "maybe"}, "--bids: must be one of auto, off"),
 ])
 def test_settings_that_would_be_ignored_or_conflict_are_refused_by_the_library(settings, message):
     if settings.get("reduce") == "umap":

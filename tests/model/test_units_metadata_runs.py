@@ -166,6 +166,25 @@ def test_predict_assigns_new_units_with_the_runs_rule(data, tmp_path):
     assert (tmp_path / "p2" / "slices.csv").is_file() and (tmp_path / "p2" / "associations.csv").is_file()
 
 
+def test_bids_off_is_recorded_and_predict_follows_the_run(data, tmp_path, capsys):
+    out = tmp_path / "plain"
+    res = brainclust.run(data["root"], out, slices="axial:2", k=2, bids="off", cache_dir=data["cache"], **FAST)
+    files = {r.path.split("#")[0] for r in res.records}
+    assert {f"{s}/func/{s}_task-rest_bold.nii.gz" for s in SUBJECTS} <= files  # no anatomical-only rule
+    assert "subject" not in rows_of(out / "assignments.csv")[0]  # no BIDS column
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["bids"] == "off" and manifest["scan"]["bids"] is False
+    got = brainclust.predict(out, data["root"], tmp_path / "p", cache_dir=data["cache"], workers=0)
+    assert {r.path.split("#")[0] for r in got.records} == files  # the run's --bids off
+    auto = brainclust.predict(out, data["root"], tmp_path / "p2", cache_dir=data["cache"], workers=0, bids="auto")
+    assert not any("/func/" in r.path for r in auto.records)
+    assert json.loads((tmp_path / "p2" / "manifest.json").read_text())["inputs"]["bids"] == "auto"
+    assert main(["check", str(data["root"]), "--out", str(tmp_path / "chk"), "--bids", "off", "--workers", "0",
+                 "--slices", "axial:2"]) == 0
+    assert "24 image(s) checked" in capsys.readouterr().out  # 4 subjects x 3 files (func too) x 2 slices
+    assert json.loads((tmp_path / "chk" / "manifest.json").read_text())["settings"]["scan"]["bids"] == "off"
+
+
 def test_a_column_added_afterwards_that_reproduces_the_clusters_ranks_first(data, tmp_path, capsys):
     out = tmp_path / "slices"
     brainclust.run(data["root"], out, slices="axial:8", k=3, cache_dir=data["cache"], descriptors="off", **FAST)

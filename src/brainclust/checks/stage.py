@@ -321,25 +321,27 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
 def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *, check_thresholds: str | None = None,
                split_table: str | os.PathLike | None = None, split_column: str = "split", workers: int | None = None,
                cache_dir=None, slices: str = "axial:mid", volume_index: int = 0,
-               progress: bool | None = None, include=(), exclude_files=(), bids_filter=None,
+               progress: bool | None = None, include=(), exclude_files=(), bids_filter=None, bids: str = "auto",
                finish=None) -> CheckResult:
     """``brainclust check``: :func:`check_folder` from the command's settings (the text of
     ``--check-thresholds``, a split table's path and column, ``--workers`` (``None``: every core), the
     descriptor cache folder, the NIfTI slicing, the file filters of a run: ``--include``,
-    ``--exclude-files``, ``--bids-filter``; ``finish``: see :func:`check_folder`). Every setting is checked
-    before the scan.
+    ``--exclude-files``, ``--bids-filter``, ``--bids``; ``finish``: see :func:`check_folder`). Every setting is
+    checked before the scan.
     """
     from brainclust.checks.store import default_workers
+    from brainclust.io import bids as bids_io
     from brainclust.io.formats import nifti
 
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
     if split_table is None and split_column != "split":
         raise ParameterError(f"--split-column: would be ignored (got {split_column!r}); it needs --split-table")
+    bids_io.check_mode(bids, bids_filter)
     thresholds = Thresholds.from_text(check_thresholds or "")
     WORKERS_PARAM.check("workers", workers)
     table = read_split_table(split_table, split_column) if split_table is not None else None
     return check_folder(data, out, thresholds, workers=default_workers(workers), progress=progress,
                         split_table=table, cache_dir=cache_dir, split_source=split_table, slices=slices,
                         volume_index=volume_index, include=tuple(include or ()), exclude=tuple(exclude_files or ()),
-                        bids_filter=bids_filter, finish=finish)
+                        bids_filter=bids_filter, bids=bids, finish=finish)

@@ -15,12 +15,21 @@ least one ``sub-<label>`` folder. Inside it, a *data file* is
 :data:`ENTITIES` in any order, labels of letters and digits, and the ``sub`` /
 ``ses`` of the name equal to its folders; ``<datatype>`` is a folder name of
 lower-case letters (``anat``, ``func``, ``dwi``...), so a session folder is never
-taken for one. A file under a ``sub-<label>`` folder that is not a data file
-(``sub-01/func/rest_run1.nii.gz``, ``sub-01/anat/sub-02_T1w.nii.gz``) is not part
-of the data set, as for the specification and pybids: the scan leaves it out
-(counted, one warning) when the data set has data files at all; a tree of
-``sub-<label>`` folders none of whose files has a BIDS name is scanned as
-ordinary folders, and so are files outside ``sub-<label>`` folders.
+taken for one. A ``sub-<label>`` folder's label is letters and digits only:
+``sub-01 copy/`` or ``sub-01_old/`` is not a subject folder (:func:`is_subject_folder`,
+the one test of detection and of the scan). A file that is not a data file is
+not part of the data set, as for the specification and pybids, wherever it lies:
+under a subject folder (``sub-01/func/rest_run1.nii.gz``,
+``sub-01/anat/sub-02_T1w.nii.gz``) or outside one (``scan.nii.gz`` at the top,
+``extra/x.png``, ``sub-01_old/anat/sub-01_T1w.nii.gz``). When the data set has
+data files at all, the scan leaves such a file out (counted, one warning naming
+how many and one of them), so it never passes ``--bids-filter`` either; metadata
+files (sidecars, tables, ``README``...) are read as metadata, and the non-data
+folders below are left out with their own reason. A tree of ``sub-<label>``
+folders none of whose files has a BIDS name is scanned as ordinary folders.
+Detection can be turned off (``--bids off``, :data:`BIDS_MODES`, :func:`detect`):
+the tree is then scanned as ordinary folders, every image read, no BIDS column
+or rule applied.
 
 Default: **anatomical images only**. Without a ``datatype`` filter, data files of
 other datatypes (``func``, ``dwi``, ``fmap``, ``perf``...: often 4-D series whose
@@ -54,8 +63,6 @@ columns of ``participants.tsv`` (row ``participant_id`` = ``sub-<label>``) and o
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -64,6 +71,7 @@ from pathlib import Path
 
 from brainclust.errors import ParameterError
 from brainclust.io import privacy
+from brainclust.io.bidstables import keyed_table, read_json
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +93,12 @@ NOT_SEQUENCE = frozenset({"sub", "ses", "run", "chunk", "split"})
 DEFAULT_DATATYPES = frozenset({"anat"})
 #: Top-level folders of a BIDS data set that hold no raw data.
 NON_DATA_FOLDERS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype", "log", "logs"})
-#: Largest sidecar read (bytes); larger ones are counted as unreadable.
-MAX_SIDECAR_BYTES = 1 << 20
-#: Largest participants/sessions table read (bytes).
-MAX_TABLE_BYTES = 64 << 20
+#: ``--bids``: ``auto`` detects a BIDS data set (:func:`is_bids_root`), ``off`` reads every tree as ordinary folders.
+BIDS_MODES = ("auto", "off")
 
-_LABEL = re.compile(r"^[A-Za-z0-9]+$")
-_DATATYPE = re.compile(r"^[a-z]+$")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
-_NAME = re.compile(r"^(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_([A-Za-z0-9]+)(\.[A-Za-z0-9.]+)$")
+_LABEL = re.compile(r"[A-Za-z0-9]+")  # fullmatch: '$' would accept a trailing newline
+_DATATYPE = re.compile(r"[a-z]+")  # anat, func, dwi, fmap, perf...: never a ses-<label> folder
+_NAME = re.compile(r"(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_([A-Za-z0-9]+)(\.[A-Za-z0-9.]+)")
 _FILTER_KEYS = frozenset(ENTITIES) | {"suffix", "datatype", "extension"}
 
 
@@ -129,13 +135,13 @@ class BidsFile:
 
 def parse_name(filename: str) -> BidsName | None:
     """The entities, suffix and extension of a BIDS file name, or ``None`` if it is not one."""
-    m = _NAME.match(filename)
+    m = _NAME.fullmatch(filename)
     if not m:
         return None
     pairs = []
     for part in m.group(1).split("_"):
         key, _, label = part.partition("-")
-        if key not in ENTITIES or not _LABEL.match(label) or key in dict(pairs):
+        if key not in ENTITIES or not _LABEL.fullmatch(label) or key in dict(pairs):
             return None
         pairs.append((key, label))
     return BidsName(tuple(pairs), m.group(2), m.group(3))
@@ -156,15 +162,15 @@ def parse_path(rel: str) -> BidsFile | None:
         return None
     if len(parts) == 3 and "ses" in ent:
         return None
-    if not _DATATYPE.match(parts[-2]):
+    if not _DATATYPE.fullmatch(parts[-2]):
         return None
     return BidsFile(rel, name, parts[-2])
 
 
-def in_subject_folder(rel: str) -> bool:
-    """Whether a path relative to the data set's root lies under a ``sub-<label>`` folder."""
-    first, sep, _ = rel.partition("/")
-    return bool(sep) and first.startswith("sub-") and bool(_LABEL.match(first[4:]))
+def is_subject_folder(name: str) -> bool:
+    """Whether a folder name is ``sub-<label>``, the label letters and digits only (not ``sub-01 copy``,
+    ``sub-01_old``, ``sub-``)."""
+    return name.startswith("sub-") and bool(_LABEL.fullmatch(name[4:]))
 
 
 def is_bids_root(root: str | Path) -> bool:
@@ -173,10 +179,34 @@ def is_bids_root(root: str | Path) -> bool:
     if (root / "dataset_description.json").is_file():
         return True
     try:
-        return any(p.is_dir() and p.name.startswith("sub-") and _LABEL.match(p.name[4:] or "-")
-                   for p in root.iterdir())
+        return any(is_subject_folder(p.name) and p.is_dir() for p in root.iterdir())
     except OSError:
         return False
+
+
+def check_mode(mode, bids_filter=None) -> None:
+    """``--bids``: one of :data:`BIDS_MODES`; ``off`` with a ``--bids-filter`` is refused (it would be ignored).
+
+    Raises
+    ------
+    ParameterError
+        Another mode, or ``off`` with a filter (a bad filter: see :func:`parse_filter`).
+    """
+    if mode not in BIDS_MODES:
+        raise ParameterError(f"--bids: must be one of {', '.join(BIDS_MODES)}, got {mode!r}")
+    if mode == "off" and parse_filter(bids_filter):
+        raise ParameterError(f"--bids-filter: would be ignored with --bids off (got {bids_filter!r}); it needs "
+                             "--bids auto")
+
+
+def detect(root: str | Path, mode="auto", bids_filter=None) -> bool:
+    """Whether the scan reads ``root`` as a BIDS data set: ``mode`` ``auto`` (or ``None``) detects it
+    (:func:`is_bids_root`), ``off`` (or ``False``) never; ``True`` always. Checked by :func:`check_mode`."""
+    if isinstance(mode, bool):
+        return mode
+    mode = "auto" if mode is None else mode
+    check_mode(mode, bids_filter)
+    return mode == "auto" and is_bids_root(root)
 
 
 def _index_value(text: str) -> str:
@@ -260,65 +290,6 @@ def name_columns(bf: BidsFile) -> dict[str, str]:
     out["datatype"] = bf.datatype
     seq = [f"{k}-{v}" for k, v in bf.name.entities if k not in NOT_SEQUENCE] + [bf.name.suffix]
     out["sequence"] = "_".join(seq)
-    return out
-
-
-def read_json(path: Path) -> dict | None:
-    """A sidecar's JSON object, or ``None`` when it is too large, unreadable or not an object."""
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]] | None:
-    """A TSV table (header, rows), or ``None`` when unreadable or too large."""
-    try:
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            return None
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, delimiter="\t")
-            rows = [dict(r) for r in reader]
-            return [h.strip() for h in (reader.fieldnames or [])], rows
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-
-
-def keyed_table(path: Path, key: str, what: str) -> dict[str, dict[str, str]]:
-    """Rows of a BIDS TSV by their ``key`` column, with only the columns the privacy rules keep."""
-    table = read_tsv(path)
-    if table is None:
-        if path.exists():
-            log.warning("BIDS: %s could not be read; its columns are not used", what)
-        return {}
-    header, rows = table
-    if key not in header:
-        log.warning("BIDS: %s has no '%s' column; its columns are not used", what, key)
-        return {}
-    keep = []
-    for col in header:
-        if col == key or not col:
-            continue
-        values = [(r.get(col) or "").strip() for r in rows]
-        reason = privacy.phi_reason(col, values)
-        if reason:
-            log.warning("BIDS: column '%s' of %s not used: %s", col, what, reason)
-        else:
-            keep.append(col)
-    out: dict[str, dict[str, str]] = {}
-    for col in keep:
-        values = privacy.clean_column(col, [(r.get(col) or "").strip() for r in rows])
-        for r, v in zip(rows, values):
-            k = (r.get(key) or "").strip()
-            if k:
-                out.setdefault(k, {})[col] = "" if privacy.is_missing(v) else v
-    for r in rows:
-        k = (r.get(key) or "").strip()
-        if k:
-            out.setdefault(k, {})
     return out
 
 
@@ -420,9 +391,9 @@ def _top_sidecar(fname: str) -> BidsName | None:
     pairs = []
     for part in parts[:-1]:
         key, _, label = part.partition("-")
-        if key not in ENTITIES or key == "sub" or not _LABEL.match(label):
+        if key not in ENTITIES or key == "sub" or not _LABEL.fullmatch(label):
             return None
         pairs.append((key, label))
-    if not parts or not re.match(r"^[A-Za-z0-9]+$", parts[-1]):
+    if not parts or not _LABEL.fullmatch(parts[-1]):
         return None
     return BidsName(tuple(pairs), parts[-1], ".json")

@@ -20,7 +20,7 @@ SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, typ
                   "ssl": ((list, type(None)), True), "ssl_mode": ((str,), True),
                   "ssl_epochs": ((int, type(None)), True), "include": ((list,), True),
                   "exclude_files": ((list,), True), "bids_filter": ((str, type(None)), True),
-                  "unit": ((str,), True), "descriptors": ((str,), True)}
+                  "unit": ((str,), True), "descriptors": ((str,), True), "bids": ((str,), True)}
 #: backbone field -> (allowed types, may be missing)
 BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), False),
                   "weights_sha256": ((str,), False), "precision": ((str,), False), "device": ((str,), False),

@@ -260,7 +260,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
 
 def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str = nifti.DEFAULT_SLICES,
          volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
-         bids_filter=None, bids: bool | None = None) -> ScanResult:
+         bids_filter=None, bids: str | bool | None = "auto") -> ScanResult:
     """Find the images under ``root`` (recursively, deterministic order).
 
     Parameters
@@ -281,8 +281,8 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         ``--include`` / ``--exclude-files`` globs over relative paths (:mod:`brainclust.io.pathfilter`).
     bids_filter : str or mapping or None
         ``--bids-filter`` (:func:`brainclust.io.bids.parse_filter`); needs a BIDS data set.
-    bids : bool or None, default None
-        Treat ``root`` as a BIDS data set: ``None`` detects it, ``False`` never.
+    bids : {"auto", "off"}, default "auto"
+        ``--bids``: ``auto`` detects a BIDS data set, ``off`` never (:func:`brainclust.io.bids.detect`).
 
     Returns
     -------
@@ -294,7 +294,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     InputError
         ``root`` is not a folder, or BIDS data files exist but none is selected.
     ParameterError
-        Invalid ``slices``, ``volume_index``, pattern or BIDS filter (or one for a non-BIDS folder).
+        Invalid ``slices``, ``volume_index``, pattern, ``bids`` or BIDS filter (or one that would be ignored).
     """
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)

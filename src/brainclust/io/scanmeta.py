@@ -10,7 +10,7 @@ from pathlib import Path
 from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
-from brainclust.io.bids import read_json
+from brainclust.io.bidstables import read_json
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
 
@@ -100,8 +100,10 @@ def assign_series_ids(records: Sequence, keys: Mapping[str, str]) -> None:
         r.meta["series_id"] = names[key]
 
 
-#: Why a file under ``sub-<label>/`` of a BIDS data set that is not a BIDS data file is left out.
-NOT_BIDS = "name not BIDS (under sub-<label>/, not <datatype>/sub-<label>_..._<suffix> with its folders' sub and ses)"
+#: Why a file of a BIDS data set that is not a BIDS data file (under a ``sub-<label>/`` folder or outside one) is
+#: left out.
+NOT_BIDS = ("name not BIDS (not sub-<label>/[ses-<label>/]<datatype>/sub-<label>_..._<suffix> with its folders' "
+            "sub and ses)")
 #: Why hidden entries (names starting with ``.``: ``.git``, macOS ``._`` files) are left out.
 HIDDEN = "hidden (name starts with '.'; a hidden folder counts once)"
 
@@ -174,23 +176,25 @@ class FileSelector:
     Called once per file (sorted order): returns the file's metadata columns, or
     ``None`` when the file is left out (``--include``/``--exclude-files``, a BIDS
     non-data folder, a BIDS data file the filter or the default datatype rule does
-    not select, a file under ``sub-<label>/`` that is not a BIDS data file: see
-    :mod:`brainclust.io.bids`) or is a metadata file.
+    not select, a file of a BIDS data set that is not a BIDS data file, under a
+    ``sub-<label>/`` folder or outside one: see :mod:`brainclust.io.bids`) or is a
+    metadata file. ``bids``: ``--bids`` (``auto``/``None`` detects a BIDS data set, ``off``/``False`` never:
+    :func:`brainclust.io.bids.detect`).
     """
 
-    def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: bool | None,
+    def __init__(self, root: Path, rels: Sequence[str], include, exclude, bids_filter, bids: str | bool | None,
                  shown_root: str, hidden: int = 0) -> None:
         self.pfilter = PathFilter(include, exclude)
         self.bfilter = bids_mod.parse_filter(bids_filter)
         self.bids_filter_text = bids_filter
-        self.bids = bids_mod.is_bids_root(root) if bids is None else bool(bids)
+        self.bids = bids_mod.detect(root, bids, bids_filter)
         if self.bfilter and not self.bids:
             raise ParameterError(f"--bids-filter: '{shown_root}' is not a BIDS data set (no "
                                  "dataset_description.json and no sub-<label> folder)")
         self.shown_root = shown_root
         self.index = bids_mod.BidsIndex(root, rels) if self.bids else None
-        # with data files, the other files under sub-<label>/ are not part of the data set (a tree of sub-<label>
-        # folders holding no BIDS name at all is read as ordinary folders)
+        # with data files, the other files (under sub-<label>/ or not) are not part of the data set (a tree of
+        # sub-<label> folders holding no BIDS name at all is read as ordinary folders)
         self.strict = self.bids and any(bids_mod.parse_path(r) is not None for r in rels)
         self.not_bids_example = ""
         self.sidecars = StemSidecars(root, rels)
@@ -216,7 +220,7 @@ class FileSelector:
             return None
         meta: dict = {}
         bf = bids_mod.parse_path(rel) if self.bids else None
-        if bf is None and self.strict and bids_mod.in_subject_folder(rel):
+        if bf is None and self.strict:
             self._leave_out(NOT_BIDS)  # its subject, session and datatype are unknown: never guessed from its name
             self.not_bids_example = self.not_bids_example or rel
             return None
@@ -243,7 +247,7 @@ class FileSelector:
             self.withheld[c] = self.withheld.get(c, 0) + 1
 
     def finish(self) -> None:
-        """Warn once about the files under ``sub-<label>/`` that are not BIDS data files (their count and one of
+        """Warn once about the files of a BIDS data set that are not BIDS data files (their count and one of
         them); merge the sidecar counts into the summary line; raise when BIDS data files exist but none is used.
 
         Raises
@@ -252,9 +256,10 @@ class FileSelector:
             A BIDS filter (or the default datatype rule) selected none of the data set's data files.
         """
         if self.not_bids_example:
-            log.warning("BIDS: %d file(s) under sub-<label>/ folders are not BIDS data files and are left out (e.g. "
-                        "'%s'; BIDS tools ignore them too): name them sub-<label>/[ses-<label>/]<datatype>/"
-                        "sub-<label>[_ses-<label>]..._<suffix>.nii.gz to have them read", self.excluded[NOT_BIDS],
+            log.warning("BIDS: %d file(s) are not BIDS data files and are left out (e.g. '%s'; BIDS tools ignore "
+                        "them too): name them sub-<label>/[ses-<label>/]<datatype>/sub-<label>[_ses-<label>]..."
+                        "_<suffix>.nii.gz to have them read as BIDS, or read the tree as ordinary folders with "
+                        "--bids off", self.excluded[NOT_BIDS],
                         shown_name(escape_name(self.not_bids_example)))
         if self.bids and self.n_bids_data and not self.n_bids_used:
             what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else

@@ -10,8 +10,7 @@ refusing a setting that would be ignored (one line each).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from brainclust.checks.step import DataChecks, likeness_extraction, parse_exclude
 from brainclust.cluster.base import check_seed
@@ -27,10 +26,13 @@ from brainclust.features.fusion import NORMS, FusedExtractor, is_fused
 from brainclust.features.runtime import RUNTIMES
 from brainclust.features.unitpool import UnitPool
 from brainclust.features.units import UNITS, check_unit
-from brainclust.io import bids
+from brainclust.io import bids as bids_io  # not "bids": a field of RunConfig is named so
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
+from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
+                                         VOLUMES, Option, opt, parse_clip, parse_int, parse_k, parse_pca, parse_views,
+                                         parse_window)
 from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.model.agreement import check_agreement
 from brainclust.model.steerrecord import check_steering
@@ -39,87 +41,8 @@ from brainclust.selfsup.common import parse_components
 from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
 
 
-# -- parsers of option text (ParameterError on bad text; the CLI shows the message) ---------------------
-def parse_pca(value: str) -> float | int:
-    """``--pca``: ``"1"`` is one component, ``"0.95"`` a variance fraction, ``"1.0"`` stays a float (refused)."""
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        v = float(value)
-    except ValueError:
-        raise ParameterError(f"must be 0, an integer >= 1 or a fraction in (0, 1), got '{value}'") from None
-    return int(v) if v.is_integer() and v != 1 else v
-
-
-def parse_k(value: str) -> int | str:
-    if value.lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise ParameterError(f"must be a positive integer or 'auto', got '{value}'") from None
-
-
-def parse_clip(value: str) -> tuple[float, float] | None:
-    if value.lower() in ("off", "none", "0"):
-        return None
-    try:
-        lo, hi = (float(x) for x in value.split(","))
-    except ValueError:
-        raise ParameterError(f"expected LOW,HIGH percentiles (e.g. 0.5,99.5) or 'off', got '{value}'") from None
-    return lo, hi
-
-
-def parse_window(value: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in value.split(","))
-    except ValueError:
-        raise ParameterError(f"expected LOW,HIGH intensities (e.g. 0,255), got '{value}'") from None
-    return lo, hi
-
-
-def parse_views(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def parse_int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ParameterError(f"must be an integer, got '{value}'") from None
-
-
-@dataclass(frozen=True)
-class Option:
-    """The command-line option of a :class:`RunConfig` field."""
-
-    flag: str
-    help: str
-    group: str
-    parse: Callable[[str], object] | None = None
-    choices: tuple | None = None
-    metavar: str | None = None
-    switch: bool = False  #: a flag without a value (store_true)
-    repeat: bool = False  #: may be given several times (a tuple of values; default: none)
-    #: the default as the help shows it and as the CLI passes it to ``parse`` (when not the field's)
-    shown: str | None = None
-
-
-EXTRACTION, VOLUMES, CLUSTERING, SSL, QUALITY, RUN = ("feature extraction", "NIfTI volumes", "reduction and clustering",
-                                                      "self-supervised strategy", "quality options (docs/results.md)",
-                                                      "run")
-INPUT, METADATA = "choosing files (docs/units-metadata.md)", "units and metadata (docs/units-metadata.md)"
 #: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
 DESCRIPTOR_MODES = ("on", "off")
-CHECKS = "data checks (docs/checks.md)"
-STEERING = "steering (docs/steering.md)"
-
-
-def opt(default, *args, **kwargs):
-    """A dataclass field whose metadata is its :class:`Option`."""
-    return field(default=default, metadata={"option": Option(*args, **kwargs)})
 
 
 @dataclass(frozen=True)
@@ -233,6 +156,10 @@ class RunConfig:
     bids_filter: str | None = opt(None, "--bids-filter", "BIDS data sets: KEY=VALUE[|VALUE...][,KEY=VALUE...] over "
                                   "entities, suffix, datatype, extension, e.g. suffix=T1w|FLAIR,datatype=anat "
                                   "(default: every anatomical image)", INPUT, metavar="FILTER", shown="none")
+    #: ``--bids``: ``auto`` detects a BIDS data set, ``off`` reads it as ordinary folders (:mod:`brainclust.io.bids`).
+    bids: str = opt("auto", "--bids", "auto: a folder with dataset_description.json or a sub-<label> folder is read "
+                    "as a BIDS data set (its rules, columns and --bids-filter); off: read it as ordinary folders, "
+                    "every image (default {default})", INPUT, choices=bids_io.BIDS_MODES)
     #: ``--unit``: what one row of the results is (:mod:`brainclust.features.units`).
     unit: str = opt("slice", "--unit", "one row per slice (image), or per volume (NIfTI volume, DICOM series), "
                     "series (NIfTI file, DICOM series) or subject (BIDS subject, else first-level folder); a unit's "
@@ -331,9 +258,10 @@ class RunConfig:
             self._refuse_ignored(comps)
 
     def check_inputs(self) -> None:
-        """``--include``/``--exclude-files``, ``--bids-filter``, ``--unit`` and the metadata options."""
+        """``--include``/``--exclude-files``, ``--bids-filter``, ``--bids``, ``--unit`` and the metadata options."""
         PathFilter(self.include, self.exclude_files)
-        bids.parse_filter(self.bids_filter)
+        bids_io.parse_filter(self.bids_filter)
+        bids_io.check_mode(self.bids, self.bids_filter)
         check_unit(self.unit)
         check_key(self.metadata_key)
         for flag, value in (("--labels", self.labels), ("--color-by", self.color_by), ("--metadata", self.metadata)):

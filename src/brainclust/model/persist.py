@@ -177,7 +177,7 @@ def _check_settings(folder: RunFolder, info: dict) -> None:
                   ssl_epochs=s.get("ssl_epochs"), backbone=bb["name"], precision=bb["precision"],
                   device="cpu", unit=s.get("unit", "slice"), include=tuple(s.get("include") or ()),
                   exclude_files=tuple(s.get("exclude_files") or ()),
-                  bids_filter=s.get("bids_filter")).validate(strict=False)
+                  bids_filter=s.get("bids_filter"), bids=s.get("bids", "auto")).validate(strict=False)
     except ParameterError as exc:
         raise ModelFileError(f"model config '{folder.model_config}': {exc}") from None
 
