@@ -49,7 +49,7 @@ from brainclust.model.checked import (check_result, distinct_scores, flag_cells,
                                       quality_table)
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
-from brainclust.model.steering import check_label_column, check_run_columns
+from brainclust.model.steercolumns import check_label_column, check_run_columns
 from brainclust.model.steerrecord import record_steering
 from brainclust.model.record import (check_predictable, config_of, data_record, effective_config, predict_inputs,
                                     predict_manifest, run_config, run_manifest, versions)

@@ -12,8 +12,8 @@ import pytest
 from brainclust.errors import InputError, ParameterError
 from brainclust.model.composite import Batch
 from brainclust.model.config import RunConfig
-from brainclust.model.steering import (RemoveStep, WithinStep, available_columns, check_column, check_label_column,
-                                       check_run_columns, with_columns)
+from brainclust.model.steercolumns import available_columns, check_column, check_label_column, check_run_columns
+from brainclust.model.steering import RemoveStep, WithinStep, with_columns
 from brainclust.io.scan import ImageRecord
 
 
@@ -67,13 +67,28 @@ def test_within_unseen_value_gets_the_nearest_stratum():
     assert [step.model_.cluster_stratum_[c] for c in labels] == ["AB"[s] for s in site[:4]]
 
 
+def test_empty_values_at_predict_join_the_fits_missing_stratum_else_the_nearest(caplog):
+    X, site, _ = two_sites()
+    fit_with_missing = WithinStep(column="site", k=2, pca=5)
+    fit_with_missing.fit_batch(Batch(records(len(X), lambda i: "A" if site[i] == 0 else ""), X))
+    caplog.clear()
+    _, labels, _ = fit_with_missing.predict_batch(Batch(records(4, lambda i: ""), X[:4]))
+    assert {fit_with_missing.model_.cluster_stratum_[c] for c in labels} == {"(missing)"}
+    assert "not seen in the fit" not in caplog.text
+    fit_without = WithinStep(column="site", k=2, pca=5)
+    fit_without.fit_batch(Batch(records(len(X), lambda i: "AB"[site[i]]), X))
+    fit_without.predict_batch(Batch(records(4, lambda i: "" if i < 3 else "Z"), X[:4]))
+    assert "4 new row(s) have a value not seen in the fit (3 of them empty)" in caplog.text
+
+
 def test_new_images_without_the_metadata_column_are_refused_not_guessed():
     """predict without the --metadata table the fit's column came from: one line, never a silent nearest guess."""
     X, site, _ = two_sites()
     for step in (WithinStep(column="site", k=2, pca=5), RemoveStep(column="site", n_components=5)):
         step.fit_batch(Batch(records(len(X), lambda i: "AB"[site[i]]), X))
         bare = [replace(r, meta={}) for r in records(4, lambda i: "A")]
-        with pytest.raises(InputError, match="'site'.*pass it again with --metadata FILE"):
+        with pytest.raises(InputError, match=r"'site'.*pass it again: --metadata FILE, or metadata=FILE in "
+                                             r"brainclust.predict"):
             step.predict_batch(Batch(bare, X[:4])) if isinstance(step, WithinStep) else step.transform_batch(
                 Batch(bare, X[:4]))
 
@@ -110,6 +125,18 @@ def test_missing_column_is_one_line_listing_the_columns():
     with pytest.raises(ParameterError, match=r"--within: no column 'nosuch' in this run \(available: .*site"):
         check_column("--within", "nosuch", recs)
     check_column("--remove", "level_3", recs)
+    with pytest.raises(ParameterError, match="no column 'level_11' .*; the tree's levels are level_1 to level_10$"):
+        check_column("--within", "level_11", recs)
+
+
+@pytest.mark.parametrize("flag, min_rows", [("within", 4), ("remove", 2)])
+def test_an_identifier_column_is_refused_from_its_values_before_extraction(flag, min_rows):
+    recs = records(12, lambda i: f"uid{i}")
+    with pytest.raises(ParameterError, match=rf"--{flag} site: 12 values for 12 rows with a value \(fewer than "
+                                             rf"{min_rows} rows per value"):
+        check_run_columns(recs, **{flag: "site"})
+    check_run_columns(records(12, lambda i: "AB"[i % 2]), **{flag: "site"})  # categories pass
+    check_run_columns(recs, **{flag: "level_2"})  # a level's values come from the features
 
 
 def test_with_columns_keeps_the_rows_when_nothing_is_added():
@@ -127,11 +154,27 @@ def test_with_columns_keeps_the_rows_when_nothing_is_added():
     (dict(within="site", exclude=("duplicate",)), "--within: not supported with --exclude"),
     (dict(within="site", reduce="umap"), "--within: each stratum has its own PCA"),
     (dict(within=" "), "--within: expected a column name"),
+    # labels only score: strata made from them would make every stratum pure by construction
+    (dict(within="folder", labels_from_folders=True), r"--within: 'folder' is the column the clusters are scored "
+                                                      r"against \(--labels-from-folders\)"),
+    (dict(remove="sequence", labels="sequence"), r"--remove: 'sequence' is .* \(--labels sequence\)"),
+    (dict(within="plane", remove="plane"), "--remove plane: the --within column too; .*use --within alone"),
 ])
 def test_refusals_are_one_line(settings, message):
     with pytest.raises(ParameterError, match=message) as err:
         RunConfig(**settings).validate()
     assert "\n" not in str(err.value)
+
+
+def test_consensus_refusal_names_consensus_only():
+    with pytest.raises(ParameterError) as err:
+        RunConfig(within="site", consensus=True).validate()
+    assert "--consensus" in str(err.value) and "--auto" not in str(err.value)
+
+
+def test_steering_by_another_column_than_the_labels_is_accepted():
+    RunConfig(within="site", labels="sequence").validate()
+    RunConfig(within="plane", remove="site", labels_from_folders=True).validate()
 
 
 def test_steps_of_within_and_remove():
@@ -377,7 +420,7 @@ def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_p
 
 
 def test_labels_from_folders_warns_when_the_folders_are_splits_or_absent(caplog):
-    from brainclust.model.steering import check_label_column
+    from brainclust.model.steercolumns import check_label_column
 
     def recs(folders, below=None):
         return [replace(r, meta={"folder": f, **({"class_folder": b} if b else {})})

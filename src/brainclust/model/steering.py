@@ -18,9 +18,10 @@ The strata come from one column of the rows (:func:`strata_for`):
   average-linkage cosine tree (the default method, so the levels are those a default run writes), cut into
   the run's ``--k`` leaves (:func:`brainclust.cluster.steer.level_columns`).
 
-A column that is none of these is refused with one line listing the others (:func:`check_column`, before
-extraction). ``predict``: metadata strata are read from the new rows (a missing or unseen value: the nearest
-stratum mean); ``plane`` is read or estimated again; ``level_N`` strata are the nearest stratum mean (cosine).
+A column that is none of these is refused with one line listing the others, before extraction
+(:mod:`brainclust.model.steercolumns`). ``predict``: metadata strata are read from the new rows (a missing or
+unseen value: the nearest stratum mean; a column none of them has: refused); ``plane`` is read or estimated
+again; ``level_N`` strata are the nearest stratum mean (cosine).
 """
 
 from __future__ import annotations
@@ -34,62 +35,20 @@ import numpy as np
 
 from brainclust.cluster.methods import make_clusterer, load_clusterer
 from brainclust.cluster.reduce import DEFAULT_COMPONENTS, PCAReducer
-from brainclust.cluster.steer import (FactorRemover, StratifiedClusterer, as_strata, check_categories, level_columns,
-                                      listed)
+from brainclust.cluster.steer import (MISSING, FactorRemover, StratifiedClusterer, as_strata, check_categories,
+                                      level_columns, listed)
 from brainclust.core.params import Step, entry_params
 from brainclust.features.cache import default_cache_dir
-from brainclust.errors import InputError, ModelFileError, ParameterError
+from brainclust.errors import InputError, ModelFileError
 from brainclust.io.atomic import atomic_write_npz, read_npz
-from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
+from brainclust.io.outputs import META_PREFIX, N_LEVELS, RUN_MADE
+from brainclust.model.steercolumns import PLANE, PLANE_COLUMNS, check_column, meta_values
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "PLANE", "RemoveStep", "WithinStep", "available_columns", "check_column", "check_run_columns",
-           "meta_values", "plane_columns", "strata_for"]
+__all__ = ["RemoveStep", "WithinStep", "plane_columns", "predict_strata", "strata_for"]
 
-PLANE = "plane"
-LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
-PLANE_COLUMNS = ("plane", "plane_source", "plane_confidence")
 REMOVE_FILE, WITHIN_FILE = "remove.npz", "within.npz"
-
-
-def available_columns(records) -> list[str]:
-    """The columns ``--within`` / ``--remove`` accept for these rows: metadata, ``plane``, ``level_1..10``."""
-    meta = sorted({k for r in records for k in (getattr(r, "meta", None) or {})})
-    return [*meta, *([PLANE] if PLANE not in meta else []), *LEVELS]
-
-
-def check_column(option: str, name: str, records) -> None:
-    """One line (ParameterError) when ``name`` is not a column the rows have (the message lists them)."""
-    cols = available_columns(records)
-    if name not in cols:
-        shown = ", ".join(cols[:40]) + (", ..." if len(cols) > 40 else "")
-        raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown})")
-
-
-def check_run_columns(records, *, remove=None, within=None, labels=None, color_by=None) -> None:
-    """The columns a run is asked to use, before its features are extracted: ``--remove``/``--within``
-    (:func:`check_column`), ``--labels`` (:func:`check_label_column`) and ``--color-by``: also a column the
-    run writes (``cluster``, ``level_3``, ``flags``...) or a metadata column as written (``meta_NAME``)."""
-    for flag, column in (("--remove", remove), ("--within", within)):
-        if column is not None:
-            check_column(flag, column, records)
-    check_label_column(labels, records)
-    meta = [c for c in available_columns(records) if c not in LEVELS]
-    if color_by not in (None, *RESERVED, *PLANE_COLUMNS, *meta) and color_by.removeprefix(META_PREFIX) not in meta:
-        raise ParameterError(f"--color-by: no column '{color_by}' in this run (cluster, label, level_N, flags, or "
-                             f"a metadata column: {', '.join(meta[:30])}{', ...' if len(meta) > 30 else ''})")
-
-
-def check_label_column(column: str | None, records) -> None:
-    """``--labels COLUMN`` before the features are extracted: one line (InputError) when no row has a value
-    there. ``folder``, ``plane``, the tree levels and the other columns the run makes are checked after it."""
-    from brainclust.model.enrich import require_label_column, warn_folder_labels
-
-    if column == "folder":
-        warn_folder_labels(records)
-    elif column not in (None, PLANE, *LEVELS, *RUN_MADE):
-        require_label_column(records, column)
 
 
 def _members(r) -> tuple:
@@ -142,10 +101,6 @@ def first_pass_levels(X, pca, k: int, random_state) -> dict[str, np.ndarray]:
     return level_columns(tree.levels_)
 
 
-def meta_values(records, column: str) -> list:
-    return [(getattr(r, "meta", None) or {}).get(column) for r in records]
-
-
 def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, cache_dir=None,
                option: str = "--within") -> tuple[np.ndarray, dict[str, list], str]:
     """``(strata, columns to add to the rows, source)`` of ``column`` for a fit (see the module docstring);
@@ -170,7 +125,8 @@ def predict_strata(source: str, column: str, records, random_state=0, cache_dir=
     if source == "metadata":
         if records and not any(column in (getattr(r, "meta", None) or {}) for r in records):
             raise InputError(f"'{column}': the model's --within/--remove column is in none of the new images' "
-                             "metadata (if it came from a table, pass it again with --metadata FILE)")
+                             "metadata (if it came from a table, pass it again: --metadata FILE, or metadata=FILE in "
+                             "brainclust.predict)")
         return as_strata(meta_values(records, column)), {}
     return None, {}
 
@@ -200,8 +156,9 @@ def _known_or_nearest(strata, known: np.ndarray, nearest, option: str):
     seen = set(np.asarray(known).tolist())
     bad = np.asarray([v not in seen for v in s.tolist()], dtype=bool)
     if bad.any():
-        log.warning("%s: %d new row(s) have a stratum not seen in the fit; each gets the nearest stratum",
-                    option, int(bad.sum()))
+        empty = int((s[bad] == MISSING).sum())
+        log.warning("%s: %d new row(s) have a value not seen in the fit (%d of them empty); each gets the nearest "
+                    "stratum", option, int(bad.sum()), empty)
         s[bad] = nearest()[bad]
     return s
 
@@ -247,8 +204,9 @@ class RemoveStep(Step):
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
         check_categories(strata, "--remove", self.column, min_rows=2)
         self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
-        log.info("--remove %s (%s, rule %s): %d strata, images per stratum %s", self.column, self.source_,
-                 self.rule, len(self.counts_), listed([f"{k}: {v}" for k, v in self.counts_.items()]))
+        n = len(self.counts_)
+        log.info("--remove %s (%s, rule %s): %d %s, images per stratum %s", self.column, self.source_, self.rule, n,
+                 "stratum" if n == 1 else "strata", listed([f"{k}: {v}" for k, v in self.counts_.items()]))
         one_stratum(self.counts_, "--remove", self.column)
         return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
 

@@ -12,7 +12,8 @@ import numpy as np
 from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
 from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
-from brainclust.model.steering import PLANE, RemoveStep, WithinStep, meta_values, plane_columns
+from brainclust.model.steercolumns import PLANE, meta_values
+from brainclust.model.steering import RemoveStep, WithinStep, plane_columns
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +21,32 @@ __all__ = ["check_steering", "factor_record", "record_steering", "steer_record"]
 
 
 def check_steering(cfg, comps) -> None:
-    """``--within`` / ``--remove``: a column name, and only with settings they combine with (one line each)."""
+    """``--within`` / ``--remove``: a column name, not the labels' (labels only score), not both the same, and
+    only with settings they combine with (one line each)."""
+    from brainclust.model.enrich import label_column
+
+    labels = label_column(cfg)
     for flag, value in (("--within", cfg.within), ("--remove", cfg.remove)):
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip():
             raise ParameterError(f"{flag}: expected a column name, got {value!r}")
-        if cfg.auto or cfg.consensus:
-            raise ParameterError(f"{flag}: not supported with {'--auto' if cfg.auto else '--consensus'} (its "
-                                 "portfolio clusters every image together); --auto's factor record suggests it")
+        if value == labels:
+            given = "--labels-from-folders" if labels == "folder" else f"--labels {labels}"
+            raise ParameterError(f"{flag}: '{value}' is the column the clusters are scored against ({given}); "
+                                 "labels only score, and strata made from them would make the scores measure "
+                                 "the strata: drop the labels or steer by another column")
+        if cfg.auto:
+            raise ParameterError(f"{flag}: not supported with --auto (its portfolio clusters every image "
+                                 "together); --auto's factor record suggests it")
+        if cfg.consensus:
+            raise ParameterError(f"{flag}: not supported with --consensus (it clusters every image together)")
         if cfg.exclude:
             raise ParameterError(f"{flag}: not supported with --exclude; leave the images out with "
                                  "--exclude-files, or drop --exclude")
+    if cfg.within is not None and cfg.within == cfg.remove:
+        raise ParameterError(f"--remove {cfg.remove}: the --within column too; each stratum is clustered on its own "
+                             "PCA, which centres it already: use --within alone")
     if cfg.remove_rule not in REMOVE_RULES:
         raise ParameterError(f"--remove-rule: must be one of {', '.join(REMOVE_RULES)}, got {cfg.remove_rule!r}")
     if cfg.remove is not None and comps:

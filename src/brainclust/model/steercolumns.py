@@ -1,0 +1,67 @@
+"""The columns a run may steer by, score against or colour by, checked before any feature is extracted
+(``--within``, ``--remove``, ``--labels``, ``--color-by``; see ``docs/steering.md``).
+
+A ``--within`` / ``--remove`` column is a metadata column of the rows, ``plane`` (read from a NIfTI frame,
+else estimated) or ``level_N`` of a first pass (:mod:`brainclust.model.steering`). A metadata column's values
+are known once the folder is scanned, so one that names a measurement or an identifier (too few rows per
+value) is refused here too, not after the extraction.
+"""
+
+from __future__ import annotations
+
+from brainclust.cluster.steer import MIN_STRATUM, as_strata, check_categories
+from brainclust.errors import ParameterError
+from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
+
+__all__ = ["LEVELS", "PLANE", "PLANE_COLUMNS", "available_columns", "check_column", "check_label_column",
+           "check_run_columns", "meta_values"]
+
+PLANE = "plane"
+LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
+PLANE_COLUMNS = ("plane", "plane_source", "plane_confidence")
+
+
+def available_columns(records) -> list[str]:
+    """The columns ``--within`` / ``--remove`` accept for these rows: metadata, ``plane``, ``level_1..10``."""
+    meta = sorted({k for r in records for k in (getattr(r, "meta", None) or {})})
+    return [*meta, *([PLANE] if PLANE not in meta else []), *LEVELS]
+
+
+def check_column(option: str, name: str, records) -> None:
+    """One line (ParameterError) when ``name`` is not a column the rows have (the message lists them)."""
+    cols = available_columns(records)
+    if name not in cols:
+        shown = ", ".join(cols[:40]) + (", ..." if len(cols) > 40 else "")
+        levels = f"; the tree's levels are {LEVELS[0]} to {LEVELS[-1]}" if name.startswith("level_") else ""
+        raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown}){levels}")
+
+
+def check_run_columns(records, *, remove=None, within=None, labels=None, color_by=None) -> None:
+    """The columns a run is asked to use, before its features are extracted: ``--remove``/``--within``
+    (:func:`check_column`), ``--labels`` (:func:`check_label_column`) and ``--color-by``: also a column the
+    run writes (``cluster``, ``level_3``, ``flags``...) or a metadata column as written (``meta_NAME``)."""
+    for flag, column, min_rows in (("--remove", remove, 2), ("--within", within, MIN_STRATUM)):
+        if column is not None:
+            check_column(flag, column, records)
+            if column not in (PLANE, *LEVELS):  # a metadata column: its values are known already
+                check_categories(as_strata(meta_values(records, column)), flag, column, min_rows, warn=False)
+    check_label_column(labels, records)
+    meta = [c for c in available_columns(records) if c not in LEVELS]
+    if color_by not in (None, *RESERVED, *PLANE_COLUMNS, *meta) and color_by.removeprefix(META_PREFIX) not in meta:
+        raise ParameterError(f"--color-by: no column '{color_by}' in this run (cluster, label, level_N, flags, or "
+                             f"a metadata column: {', '.join(meta[:30])}{', ...' if len(meta) > 30 else ''})")
+
+
+def check_label_column(column: str | None, records) -> None:
+    """``--labels COLUMN`` before the features are extracted: one line (InputError) when no row has a value
+    there. ``folder``, ``plane``, the tree levels and the other columns the run makes are checked after it."""
+    from brainclust.model.enrich import require_label_column, warn_folder_labels
+
+    if column == "folder":
+        warn_folder_labels(records)
+    elif column not in (None, PLANE, *LEVELS, *RUN_MADE):
+        require_label_column(records, column)
+
+
+def meta_values(records, column: str) -> list:
+    return [(getattr(r, "meta", None) or {}).get(column) for r in records]
