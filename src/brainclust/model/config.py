@@ -31,8 +31,8 @@ from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
 from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
-                                         VOLUMES, Option, opt, parse_clip, parse_int, parse_k, parse_pca, parse_views,
-                                         parse_window)
+                                         VOLUMES, Option, list_value, opt, parse_clip, parse_int, parse_k, parse_pca,
+                                         parse_views, parse_window)
 from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.model.agreement import check_agreement
 from brainclust.model.steerrecord import check_steering
@@ -217,6 +217,13 @@ class RunConfig:
     remove_rule: str = opt("center", "--remove-rule", "center = subtract each stratum's mean (add back the grand "
                            "mean); project = project out the directions that separate the strata (default center)",
                            STEERING, choices=REMOVE_RULES)
+
+    def __post_init__(self) -> None:
+        """A string given for a list setting is read as after its flag (:func:`list_value`): ``include="*.png"``
+        is one pattern, ``exclude="duplicate,blank"`` two flags, ``clip_percentiles="1,99"`` a pair."""
+        for f in fields(self):
+            if str(f.type).startswith("tuple[") and "option" in f.metadata:
+                object.__setattr__(self, f.name, list_value(f.metadata["option"], getattr(self, f.name)))
 
     # -- checks ------------------------------------------------------------------------
     def validate(self, strict: bool = True) -> None:
