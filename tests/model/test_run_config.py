@@ -174,3 +174,12 @@ def test_a_string_for_a_list_setting_is_read_as_after_its_flag(settings, expecte
 def test_a_bad_list_setting_is_one_line_naming_its_option(settings, message):
     with pytest.raises(ParameterError, match=message):
         RunConfig(**settings)
+
+
+@pytest.mark.parametrize("value", [False, "of"])
+def test_a_checks_setting_other_than_on_or_off_is_refused_not_read_as_on(value):
+    from brainclust.model.record import run_config
+
+    with pytest.raises(ParameterError, match=rf"^--checks: must be on or off, got {value!r}$"):
+        run_config(None, {"checks": value})
+    assert [n for n, _ in build_steps(run_config(None, {"checks": "off"}))] == ["extractor", "reducer", "clusterer"]

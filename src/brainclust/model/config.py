@@ -242,6 +242,8 @@ class RunConfig:
         PCAReducer(self.pca).check_params()
         check_outlier_method(self.outliers, self.method)
         comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
+        if self.checks not in ("on", "off"):  # not a bool: checks=False ran the checks ("off" is the setting)
+            raise ParameterError(f"--checks: must be on or off, got {self.checks!r}")
         self.check_inputs()
         for _, step in build_steps(self):
             step.check_params()
