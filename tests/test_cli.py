@@ -147,7 +147,8 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(capsys, t
     code, _, err = run_cli(capsys, "--debug", "run", tmp_path / "d", "--out", tmp_path / "o")
     assert code == 1 and "Traceback" in err and "something no rule foresaw" in err
     code, _, err = run_cli(capsys, "run", tmp_path / "d", "--out", tmp_path / "o", "--k", "0", "--debug")
-    assert code == 2 and "Traceback" in err and "--k: must be" in err  # --debug after the command, a usage error
+    # --debug after the command, a usage error
+    assert code == 2 and "Traceback" in err and "--k (n_clusters): must be" in err
 
 
 def test_ignored_settings_are_refused_on_the_command_line(capsys, small, tmp_path):

@@ -273,7 +273,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     nifti.parse_slices(cfg.slices)
     nifti.check_volume_index(cfg.volume_index)
     cfg.check_inputs()
-    inputs = predict_inputs(s, given)
+    inputs = predict_inputs(s, {k: getattr(cfg, k) for k, v in given.items() if v is not None})  # as read
     prepare_out(out, data=data, model_dir=model_dir, allowed=PREDICT_ENTRIES)
     table = read_metadata(cfg.metadata)
     scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress, include=cfg.include,

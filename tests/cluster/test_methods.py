@@ -315,3 +315,13 @@ def test_cut_levels_matches_scipy_cut_tree_and_replays_merges_in_order():
     Z = linkage(np.repeat(np.eye(2), 3, axis=0), "average")
     assert np.array_equal(cut_levels(Z, [2])[2], [0, 0, 0, 1, 1, 1])
     assert [len(set(cut_levels(Z, [k])[k].tolist())) for k in range(1, 7)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_clusterers_k_names_n_clusters_and_where_auto_works():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ParameterError, match=r"^--k \(n_clusters\): must be a positive integer, got 'auto'; "
+                                             r"'auto' chooses k only in brainclust\.run\(k='auto'\) / "
+                                             r"brainclust run --k auto$"):
+        Clusterer(method="hierarchical", n_clusters="auto").fit(X)
+    with pytest.raises(ParameterError, match=r"^--k \(n_clusters\): must be a positive integer, got 0$"):
+        Clusterer(method="kmeans", n_clusters=0).fit(X)

@@ -44,3 +44,17 @@ def test_include_and_exclude_in_a_scan_are_counted_not_skipped(tmp_path):
     assert found.skipped == [] and found.excluded == {"--include/--exclude-files": 3}
     assert "3 file(s) left out: --include/--exclude-files" in found.summary
     assert PathFilter()("anything") and not PathFilter()
+
+
+def test_a_string_is_one_pattern_not_its_characters(tmp_path):
+    px = np.zeros((8, 8), np.uint8)
+    px[2:6, 2:6] = 200
+    for rel in ("a/x.png", "a/x.jpg", "b/y.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(px).save(tmp_path / rel)
+    assert [r.path for r in scan(tmp_path, include="*.png").records] == ["a/x.png"]  # '*' alone matched all
+    assert [r.path for r in scan(tmp_path, include="a/*").records] == ["a/x.jpg", "a/x.png"]
+    assert [r.path for r in scan(tmp_path, exclude="a/*").records] == ["b/y.jpg"]
+    assert PathFilter("*.png", "b/").include == ("*.png",) and PathFilter(None, "b/").exclude == ("b/",)
+    with pytest.raises(ParameterError, match=r"^--include: expected a pattern or a list of patterns, got 3$"):
+        PathFilter(include=3)

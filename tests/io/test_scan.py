@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainclust.errors import ImageReadError, InputError
+from brainclust.errors import ImageReadError, InputError, ParameterError
 from brainclust.io.scan import load_gray, probe, scan
 
 FORMAT_TYPE = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "BMP": "bmp"}
@@ -370,3 +370,14 @@ def test_slices_for_a_folder_without_nifti_is_said_to_change_nothing(tmp_path, m
         assert "changes nothing" not in caplog.text  # the default: nothing to say
         scan(tmp_path, slices="coronal:3")
     assert "--slices coronal:3: no NIfTI volume was found, so it changes nothing" in caplog.text
+
+
+def test_a_root_that_is_a_list_or_a_file_is_one_line_saying_so(tmp_path):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(img)
+    with pytest.raises(ParameterError, match=r"^root: expected a folder path, got list \(several folders: scan "):
+        scan([tmp_path])
+    with pytest.raises(InputError, match=r"a\.png' is a file, not a folder: pass the folder that holds the images$"):
+        scan(img)
+    with pytest.raises(InputError, match="does not exist or is not a folder"):
+        scan(tmp_path / "nothing")

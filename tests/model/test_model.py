@@ -9,7 +9,7 @@ import pytest
 from sklearn.base import TransformerMixin
 
 from brainclust.core.params import ArrayStep
-from brainclust.errors import NotFittedError, ParameterError
+from brainclust.errors import ModelFileError, NotFittedError, ParameterError
 from brainclust.io.outputs import MODEL_FORMAT, MODEL_VERSION, RunFolder, meta_columns, write_run_files
 from brainclust.io.scan import ImageRecord, scan
 from brainclust.model.composite import BrainClusterModel
@@ -97,3 +97,16 @@ def test_records_carry_metadata_columns_into_assignments(tmp_path):
     write_run_files(folder, rows, False, {"n_images": 3}, recs, np.zeros((3, 2)), None, meta_columns(recs))
     header, first = folder.assignments.read_text().splitlines()[:2]
     assert header.endswith(",cluster,subject,site") and first.endswith(",0,s0,x\\x09y")  # escaped like names
+
+
+def test_a_scan_result_or_a_model_folder_is_one_line_naming_the_fix(records, tmp_path):
+    model = _model(tmp_path).fit(records)
+    model.save(tmp_path / "run")
+    scanned = scan(tmp_path / "run")  # any ScanResult: what scan(FOLDER) returns instead of its .records
+    with pytest.raises(ParameterError, match=r"got a ScanResult \('.*run'\): pass its \.records, as in scan\("):
+        model.predict(scanned)
+    with pytest.raises(ModelFileError, match=r"'.*run/model' looks like the model/ folder of a run: pass the run "
+                                             r"folder '.*run', not its model/ folder$"):
+        BrainClusterModel.load(tmp_path / "run" / "model")
+    with pytest.raises(ModelFileError, match="is not a finished brainclust run"):  # not a run at all
+        BrainClusterModel.load(tmp_path)

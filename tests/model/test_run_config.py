@@ -145,3 +145,41 @@ def test_a_k_given_with_dbscan_is_said_to_be_unused(caplog, argv, warned):
     with caplog.at_level("WARNING", logger="brainclust"):
         config_from_args(build_parser().parse_args(["run", *argv]))
     assert ("--k 6 is not used" in caplog.text) == warned
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"include": "glioma/*"}, {"include": ("glioma/*",)}),  # one pattern, not the characters 'g', ..., '/', '*'
+    ({"exclude_files": "glioma/*", "include": ["*.jpg", "*.png"]},
+     {"exclude_files": ("glioma/*",), "include": ("*.jpg", "*.png")}),
+    ({"exclude": "duplicate"}, {"exclude": ("duplicate",)}),  # a comma list, as --exclude duplicate,blank
+    ({"exclude": "blank, duplicate"}, {"exclude": ("duplicate", "blank")}),
+    ({"exclude": "none"}, {"exclude": ()}),
+    ({"ssl": "contrastive", "ssl_views": "hflip,intensity"}, {"ssl_views": ("hflip", "intensity")}),
+    ({"clip_percentiles": "1,99"}, {"clip_percentiles": (1.0, 99.0)}),
+    ({"clip_percentiles": "off"}, {"clip_percentiles": None}),
+    ({"intensity_window": "0,255"}, {"intensity_window": (0.0, 255.0)}),
+])
+def test_a_string_for_a_list_setting_is_read_as_after_its_flag(settings, expected):
+    from brainclust.model.record import run_config
+
+    cfg = run_config(None, settings)
+    assert {name: getattr(cfg, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"exclude": "duplicates"}, r"^--exclude: unknown flag 'duplicates'; the flags are duplicate, "),
+    ({"clip_percentiles": "1"}, r"^--clip: expected LOW,HIGH percentiles"),
+    ({"include": 5}, r"^--include: expected a list or a string, got 5$"),
+])
+def test_a_bad_list_setting_is_one_line_naming_its_option(settings, message):
+    with pytest.raises(ParameterError, match=message):
+        RunConfig(**settings)
+
+
+@pytest.mark.parametrize("value", [False, "of"])
+def test_a_checks_setting_other_than_on_or_off_is_refused_not_read_as_on(value):
+    from brainclust.model.record import run_config
+
+    with pytest.raises(ParameterError, match=rf"^--checks: must be on or off, got {value!r}$"):
+        run_config(None, {"checks": value})
+    assert [n for n, _ in build_steps(run_config(None, {"checks": "off"}))] == ["extractor", "reducer", "clusterer"]

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 #: ``random_state`` of every estimator (``--seed``): what NumPy and scikit-learn accept.
 SEED = param(NONE, Integer(0, 2**32 - 1), option="--seed")
-#: ``n_clusters`` (``--k``) of the methods that take one.
-N_CLUSTERS = param(Integer(1), option="--k")
+#: ``n_clusters`` (``--k``) of the methods that take one; ``auto`` is the run's (:mod:`brainclust.cluster.kselect`).
+N_CLUSTERS = param(Integer(1), option="--k (n_clusters)",
+                   hints=(("auto", "'auto' chooses k only in brainclust.run(k='auto') / brainclust run --k auto"),))
 #: Rows clustered exactly by the methods that do not scale (``exact_max``).
 EXACT_MAX = 20000
 

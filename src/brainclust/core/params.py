@@ -149,17 +149,20 @@ class Param:
 
     rules: tuple[Rule, ...]
     option: str | None = None
+    #: ``(text, why)``: a refused string value (any case) that a user may expect to work, and where it does
+    hints: tuple[tuple[str, str], ...] = ()
 
     def check(self, name: str, value) -> None:
         if any(r.accepts(value) for r in self.rules):
             return
+        why = next((w for text, w in self.hints if isinstance(value, str) and value.lower() == text), None)
         raise ParameterError(f"{self.option or name}: must be {' or '.join(r.describe() for r in self.rules)}, "
-                             f"got {value!r}")
+                             f"got {value!r}" + (f"; {why}" if why else ""))
 
 
-def param(*rules: Rule, option: str | None = None) -> Param:
-    """A :class:`Param`: ``param(Integer(1), OneOf(("auto",)), option="--k")``."""
-    return Param(tuple(rules), option)
+def param(*rules: Rule, option: str | None = None, hints: tuple[tuple[str, str], ...] = ()) -> Param:
+    """A :class:`Param`: ``param(Integer(1), OneOf(("auto",)), option="--k")``; ``hints``: see :class:`Param`."""
+    return Param(tuple(rules), option, hints)
 
 
 def check_params(obj, constraints: Mapping[str, Param]) -> None:

@@ -21,7 +21,7 @@ from brainclust.errors import ImageReadError, ModelFileError, NumericalError, Pa
 from brainclust.features import augment
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
 from brainclust.io.atomic import file_sha256
-from brainclust.io.scan import ImageRecord, load_checked
+from brainclust.io.scan import ImageRecord, ScanResult, load_checked
 
 
 @dataclass
@@ -147,10 +147,14 @@ def take_rows(X: np.ndarray, rows) -> np.ndarray:
 
 def as_records(X: Sequence) -> list[ImageRecord]:
     """``X`` as ImageRecords: records stay, bare paths get :func:`record_of`. One path (a string: it would be
-    read a character at a time) or an array of pixels is one line (ParameterError) that says what to pass."""
+    read a character at a time), a ScanResult (its ``.records`` are meant) or an array of pixels is one line
+    (ParameterError) that says what to pass."""
     if isinstance(X, (str, bytes, os.PathLike)):
         raise ParameterError(f"expected a list of image paths or ImageRecords, got the single path {str(X)!r:.80}: "
                              "pass [path], or scan('FOLDER').records (brainclust.io.scan) for a folder")
+    if isinstance(X, ScanResult):
+        raise ParameterError(f"expected a list of image paths or ImageRecords, got a ScanResult ('{X.root}'):"
+                             " pass its .records, as in scan('FOLDER').records")
     if isinstance(X, np.ndarray) and X.dtype.kind not in "USO":
         raise ParameterError(f"expected a list of image paths or ImageRecords, got an array of {X.dtype} "
                              f"{X.shape}: brainclust reads the images from their files")

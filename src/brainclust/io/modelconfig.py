@@ -106,6 +106,9 @@ def read_model_manifest(model_dir) -> tuple[dict, int]:
     """``(manifest, version)`` of the run folder ``model_dir``'s ``model/config.json``, checked."""
     folder = RunFolder(model_dir)
     if not folder.model_config.is_file():
+        if (folder.root / MODEL_FILES["config"]).is_file():  # the run's model/ folder itself
+            raise ModelFileError(f"'{model_dir}' looks like the model/ folder of a run: pass the run folder "
+                                 f"'{folder.root.parent}', not its model/ folder")
         raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
     info = read_json(folder.model_config)
     return info, check_model_config(info, folder.model_config)

@@ -111,12 +111,23 @@ def label_folder_of(rel: str) -> str:
     return class_folder_of(rel) if first.lower() in SPLIT_WORDS else first
 
 
+def glob_list(value, option: str) -> tuple[str, ...]:
+    """The patterns of ``--include``/``--exclude-files`` given from Python: a string is one pattern (as after the
+    flag: ``include="*.png"``), a list or tuple its patterns, ``None`` none."""
+    if isinstance(value, (str, bytes)):
+        return (value,)
+    try:
+        return tuple(value or ())
+    except TypeError:
+        raise ParameterError(f"{option}: expected a pattern or a list of patterns, got {value!r:.80}") from None
+
+
 class PathFilter:
     """Include / exclude patterns over relative POSIX paths (see the module docstring)."""
 
     def __init__(self, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
-        self.include = tuple(include or ())
-        self.exclude = tuple(exclude or ())
+        self.include = glob_list(include, "--include")
+        self.exclude = glob_list(exclude, "--exclude-files")
         self._inc = [compile_glob(p, "--include") for p in self.include]
         self._exc = [compile_glob(p, "--exclude-files") for p in self.exclude]
 

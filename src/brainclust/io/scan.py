@@ -292,16 +292,14 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     Raises
     ------
     InputError
-        ``root`` is not a folder, or BIDS data files exist but none is selected.
+        ``root`` is not a folder (one line: missing, or a file), or BIDS data files exist but none is selected.
     ParameterError
-        Invalid ``slices``, ``volume_index``, pattern, ``bids`` or BIDS filter (or one that would be ignored).
+        ``root`` is not a path (e.g. a list); invalid ``slices``, ``volume_index``, pattern, ``bids`` or BIDS
+        filter (or one that would be ignored).
     """
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
-    rootp = Path(root)
-    if not rootp.is_dir():
-        raise InputError(f"input folder '{root}' does not exist or is not a folder")
-    rootp = rootp.resolve()
+    rootp = scanmeta.check_root(root).resolve()
     files, linked_dirs, hidden = _walk(rootp)
     scanmeta.warn_links_out(files, rootp)
     rels = [p.relative_to(rootp).as_posix() for p in files]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -168,6 +169,20 @@ def warn_phi_names(paths: Iterable[str]) -> int:
                     "names are written as they are to assignments.csv, the report and every output: rename them "
                     "before sharing the outputs", n)
     return n
+
+
+def check_root(root) -> Path:
+    """The folder :func:`~brainclust.io.scan.scan` reads, or one line: ParameterError for what is not a path
+    (a list: one folder per scan), InputError for a file or a path that does not exist."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise ParameterError(f"root: expected a folder path, got {type(root).__name__} (several folders: scan "
+                             "each and join their .records)")
+    rootp = Path(root)
+    if rootp.is_file():
+        raise InputError(f"input folder '{root}' is a file, not a folder: pass the folder that holds the images")
+    if not rootp.is_dir():
+        raise InputError(f"input folder '{root}' does not exist or is not a folder")
+    return rootp
 
 
 class FileSelector:

@@ -31,8 +31,8 @@ from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
 from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
-                                         VOLUMES, Option, opt, parse_clip, parse_int, parse_k, parse_pca, parse_views,
-                                         parse_window)
+                                         VOLUMES, Option, list_value, opt, parse_clip, parse_int, parse_k, parse_pca,
+                                         parse_views, parse_window)
 from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.model.agreement import check_agreement
 from brainclust.model.steerrecord import check_steering
@@ -218,6 +218,13 @@ class RunConfig:
                            "mean); project = project out the directions that separate the strata (default center)",
                            STEERING, choices=REMOVE_RULES)
 
+    def __post_init__(self) -> None:
+        """A string given for a list setting is read as after its flag (:func:`list_value`): ``include="*.png"``
+        is one pattern, ``exclude="duplicate,blank"`` two flags, ``clip_percentiles="1,99"`` a pair."""
+        for f in fields(self):
+            if str(f.type).startswith("tuple[") and "option" in f.metadata:
+                object.__setattr__(self, f.name, list_value(f.metadata["option"], getattr(self, f.name)))
+
     # -- checks ------------------------------------------------------------------------
     def validate(self, strict: bool = True) -> None:
         """Check every setting without data, so bad settings fail before any work.
@@ -235,6 +242,8 @@ class RunConfig:
         PCAReducer(self.pca).check_params()
         check_outlier_method(self.outliers, self.method)
         comps = validate_ssl(self.ssl, self.ssl_mode, self.ssl_epochs, self.ssl_views)
+        if self.checks not in ("on", "off"):  # not a bool: checks=False ran the checks ("off" is the setting)
+            raise ParameterError(f"--checks: must be on or off, got {self.checks!r}")
         self.check_inputs()
         for _, step in build_steps(self):
             step.check_params()

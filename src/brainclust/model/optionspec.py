@@ -55,6 +55,26 @@ def parse_views(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def list_value(option: "Option", value):
+    """A list-valued setting (a tuple field) given from Python, read as on the command line: a string is what
+    follows the flag once, so one pattern for an option given once per value (``repeat``: ``include="*.png"``),
+    else the option's text (``exclude="duplicate,blank"``, ``clip_percentiles="1,99"``; a comma-separated list
+    when it has no parser); a list becomes a tuple; ``None`` stays."""
+    if isinstance(value, str):
+        if option.repeat:
+            return (value,)
+        try:
+            return option.parse(value) if option.parse else parse_views(value)
+        except ParameterError as exc:
+            raise ParameterError(str(exc) if str(exc).startswith("--") else f"{option.flag}: {exc}") from None
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ParameterError(f"{option.flag}: expected a list or a string, got {value!r:.80}") from None
+
+
 def parse_int(value: str) -> int:
     try:
         return int(value)
