@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ParameterError
-from brainclust.io.atomic import atomic_write_json, atomic_write_text
+from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
@@ -46,8 +46,9 @@ from brainclust.report.columns import describe_rows, name_unclustered, uncluster
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
+from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, render
-from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs, relpath
+from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, purity_rows, settings_rows, short_number,
@@ -391,7 +392,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     if thumbs.n_withheld:
         log.info("report: %d DICOM image(s) that may show patient text (BurnedInAnnotation YES, a screen save or a "
                  "report) drawn as placeholders", thumbs.n_withheld)
-    _record_in_manifest(run, info, command, ctx, size_budget_mb)
+    record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
 
 
@@ -416,35 +417,6 @@ def _figure_sections(run, conf, colours, thumbs, figs, t: dict, montage_size: in
 
 _EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []}, "n_map": 0, "map_sampled": False,
               "map_px": 0, "map_source": "", "n_tsne": 0, "tsne_perplexity": 0.0}
-
-
-def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: dict, budget_mb: float) -> None:
-    """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted)."""
-    if info.n_refused:
-        log.warning("report: %d image(s) of assignments.csv refused under the input folder %s (a path leading out of "
-                    "it, or a file whose bytes are not those the run clustered); drawn as placeholders",
-                    info.n_refused, run.input_root)
-    if info.n_missing_images > info.n_refused:
-        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
-                    info.n_missing_images - info.n_refused, run.input_root)
-    if info.size_bytes > budget_mb * 1e6:
-        log.warning("report: %s is %.1f MB, above the %.1f MB budget", info.path, info.size_bytes / 1e6, budget_mb)
-    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
-             info.path, info.size_bytes / 1e6, info.timings_s["total"])
-    folder, m = run.folder, run.manifest
-    sources = [folder.assignments, folder.metrics, folder.manifest, folder.cluster]
-    sources += [p for p in (folder.root / "map.npy", folder.associations, folder.slices)
-                if p.is_file() and (p.name != "map.npy" or ctx["map_source"] == "map.npy")]
-    m["report"] = {"file": relpath(folder, folder.report), "built_by": command, "features_extracted": 0,
-                   "sources": [relpath(folder, p) for p in sources],
-                   "size_bytes": info.size_bytes, "size_budget_bytes": int(budget_mb * 1e6),
-                   "n_map_points": info.n_map_points, "thumbnail_px": ctx["map_px"],
-                   "map": {"source": ctx["map_source"], "tsne_images": ctx["n_tsne"]},
-                   "tsne": {"perplexity": ctx["tsne_perplexity"], "metric": "cosine", "random_state": run.seed},
-                   "n_missing_images": info.n_missing_images, "n_refused_paths": info.n_refused,
-                   "figures": info.figures,
-                   "timings_s": info.timings_s}
-    atomic_write_json(folder.manifest, m)
 
 
 def _render(ctx: dict) -> str:
