@@ -51,8 +51,8 @@ from brainclust.report.render import TEMPLATES, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
-from brainclust.report.tables import (Confusion, confusion, purity_rows, settings_rows, short_number,
-                                      steering_text)
+from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
+                                      short_number, steering_text)
 from brainclust.report.thumbnails import Thumbnails
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
@@ -146,6 +146,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "n_metadata_files": int_or_zero((m.get("scan") or {}).get("metadata_files")),
         "skipped": skipped[:500], "n_skipped": len(skipped),
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
+        "estimated": estimated_strata(m, run.rows),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
         **unclustered_counts(run), "pca": m.get("pca", {}),
