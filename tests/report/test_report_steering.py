@@ -77,3 +77,26 @@ def test_partly_estimated_units_and_unreadable_images_are_counted(tmp_path):
     atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
     row = summary_row(page_of(out), "estimated-strata")
     assert "for 10 of the 18 images (and partly for 2 more); 1 could not be read" in row
+
+
+def montage_headings(page: str) -> list[str]:
+    return [re.sub(r":.*", "", h) for h in re.findall(r'<div class="montage"[^>]*>\s*<h3>(.*?)</h3>', page, re.S)]
+
+
+def test_a_within_run_names_each_clusters_stratum_in_its_montage_heading(tmp_path):
+    out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), stratum_of={0: "axial", 1: "<b>sag</b>"})
+    page = page_of(out)
+    assert montage_headings(page) == ["Cluster 0 · stratum axial", "Cluster 1 · stratum &lt;b&gt;sag&lt;/b&gt;",
+                                      "Cluster 2 · stratum coronal"]
+    assert "Each heading names the cluster's stratum (its value of plane" in page
+
+
+def test_without_within_the_headings_name_no_stratum(tmp_path):
+    """Not even when the rows have a ``stratum`` column of their own (a metadata column of that name)."""
+    out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), within=None, plane_source=None)
+    rows = read_rows(out)
+    for r in rows:
+        r["stratum"] = "A"
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    page = page_of(out)
+    assert montage_headings(page) == ["Cluster 0", "Cluster 1", "Cluster 2"] and "· stratum" not in page

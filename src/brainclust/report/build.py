@@ -148,6 +148,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
         "estimated": estimated_strata(m, run.rows),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
+        "within_column": str((m.get("settings") or {}).get("within") or ""),
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
         **unclustered_counts(run), "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
@@ -254,15 +255,16 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
                  "label": ytrue[i] if ytrue is not None else ""} for i in indices]
 
     picks = typical_atypical(run.X, clusters, montage_size, only=shown_ids)
-    montages, fig_rows = [], []
+    montages, fig_rows, stratum_of = [], [], run.stratum_of  # --within: each cluster's stratum in its heading
     for cid in shown_ids:
-        (typ, aty), size = picks[cid], size_of[cid]
+        (typ, aty), size, stratum = picks[cid], size_of[cid], stratum_of.get(cid)
         montages.append({
             "id": cluster_name(cid), "browse": unclustered if cid == NOISE else cluster_name(cid), "size": size,
-            "colour": colours.of_id[cid], "share": size / n if n else 0.0,
+            "colour": colours.of_id[cid], "share": size / n if n else 0.0, "stratum": stratum,
             "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
             "typical": tiles(typ), "atypical": tiles(aty)})
-        title = f"{unclustered if cid == NOISE else 'cluster ' + str(cid)}\nn={size}"
+        stratum_line = [f"stratum {stratum[:20]}" + ("..." if len(stratum) > 20 else "")] if stratum else []
+        title = "\n".join([unclustered if cid == NOISE else f"cluster {cid}", *stratum_line, f"n={size}"])
         fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
                          [thumbs.small(i, montage_px) for i in aty]))
     figs.emit(F.montage_figure(fig_rows, montage_size), "montages")
