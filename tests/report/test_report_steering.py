@@ -43,7 +43,7 @@ def page_of(out: Path) -> str:
 
 
 def summary_row(page: str, row_id: str) -> str | None:
-    m = re.search(rf'<tr id="{row_id}">(.*?)</tr>', page, re.S)
+    m = re.search(rf'<tr id="{row_id}"><th>[^<]*</th><td>(.*?)</td></tr>', page, re.S)
     return re.sub(r"<[^>]+>", "", m.group(1)) if m else None
 
 
@@ -100,3 +100,15 @@ def test_without_within_the_headings_name_no_stratum(tmp_path):
     atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
     page = page_of(out)
     assert montage_headings(page) == ["Cluster 0", "Cluster 1", "Cluster 2"] and "· stratum" not in page
+
+
+def test_a_within_runs_pca_is_per_stratum(tmp_path):
+    out = steer(fake_run(tmp_path, n_per=6))
+    pca_row = summary_row(page_of(out), "pca-row")
+    assert pca_row.startswith("8 components per stratum: each stratum has its own PCA and its own clustering; the map")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["steer"] = {"within": {"strata": {"axial": 12, "coronal": 6}}}  # 6 rows: at most 6 components
+    atomic_write_json(out / "manifest.json", manifest)
+    assert "(fewer in 1 of the 2 strata, which have fewer images)" in summary_row(page_of(out), "pca-row")
+    out = fake_run(tmp_path / "plain", n_per=6)
+    assert summary_row(page_of(out), "pca-row") == "8 components, 90.0% of the variance; seed 0"

@@ -52,7 +52,7 @@ from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, 
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
-                                      short_number, steering_text)
+                                      short_number, steering_text, within_pca_text)
 from brainclust.report.thumbnails import Thumbnails
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
@@ -148,7 +148,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
         "estimated": estimated_strata(m, run.rows),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
-        "within_column": str((m.get("settings") or {}).get("within") or ""),
+        "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
         **unclustered_counts(run), "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
