@@ -1,5 +1,6 @@
 """The report of a steered run (--within / --remove, docs/steering.md): an estimated plane is said so, the montages
-name their stratum, the PCA is per stratum. Fake finished runs (no CNN), as in test_report."""
+name their stratum, the PCA is per stratum; and "What the clusters follow" folds a column that is the same as
+another into its row. Fake finished runs (no CNN), as in test_report."""
 
 from __future__ import annotations
 
@@ -112,3 +113,15 @@ def test_a_within_runs_pca_is_per_stratum(tmp_path):
     assert "(fewer in 1 of the 2 strata, which have fewer images)" in summary_row(page_of(out), "pca-row")
     out = fake_run(tmp_path / "plain", n_per=6)
     assert summary_row(page_of(out), "pca-row") == "8 components, 90.0% of the variance; seed 0"
+
+
+def test_the_page_folds_label_into_folder_and_leaves_associations_csv_as_it_is(tmp_path):
+    out = fake_run(tmp_path, n_per=6)
+    text = ("level,rank,column,kind,statistic,score,p_value,n,n_values,same_as,coarser_of,permutations,perm_rows\n"
+            "cluster,1,folder,categorical,AMI,0.27,0.005,18,3,,,199,18\n"
+            "cluster,2,label,categorical,AMI,0.27,0.005,18,3,folder,,199,18\n")
+    (out / "associations.csv").write_text(text, encoding="utf-8")
+    page = page_of(out)
+    table = re.search(r'<table id="associations-table">(.*?)</table>', page, re.S).group(1)
+    assert re.findall(r"<tr><td>([^<]*)</td>", table) == ["folder (= label)"]
+    assert (out / "associations.csv").read_text(encoding="utf-8") == text
