@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -212,13 +213,15 @@ def two_site_folder(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_run_within_and_remove_then_predict(two_site_folder, tmp_path):
+def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     from brainclust.cli import main
 
     root, table = two_site_folder
     fast = ["--backbone", "pixels@16", "--workers", "0", "--no-report", "--metadata", str(table), "--k", "2"]
     out = tmp_path / "within"
     assert main(["run", str(root), "--out", str(out), "--within", "site", "--remove", "level_2", *fast]) == 0
+    log = capsys.readouterr().err  # the dims before the step do not show its reduction: the line names it
+    assert "hierarchical within each stratum (each its own PCA to at most 50 dims) -> 4 clusters" in log
     rows = read_rows(out / "assignments.csv")
     assert {"stratum", "cluster_in_stratum", "level_3"} <= set(rows[0])
     assert all(r["stratum"] == r["site"] for r in rows)
@@ -233,6 +236,8 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path):
     html = build_report(out, write_figures=False).path.read_text(encoding="utf-8")
     assert "level_2 factored out (center); within each site" in html and "model/within.npz" in html
     assert "Not drawn: a --within site run builds one tree per stratum" in html and "k = 2 per stratum" in html
+    assert "50 components per stratum: each stratum has its own PCA" in html  # not one PCA of 50 for all images
+    assert re.findall(r"<h3>Cluster (\d) · stratum (\w):", html) == [("0", "A"), ("1", "A"), ("2", "B"), ("3", "B")]
     pred = tmp_path / "pred"
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
     prows = read_rows(pred / "assignments.csv")

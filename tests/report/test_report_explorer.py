@@ -71,6 +71,24 @@ def test_associations_sorted_bad_numbers_blank_and_capped(tmp_path):
     assert read_associations(p) == []
 
 
+def test_columns_that_are_the_same_as_another_share_its_row(tmp_path):
+    """--labels-from-folders ranks folder and then an identical label at every level: one row each, read
+    ``folder (= label)``, folded before the cap; a same_as naming no row of its level stays a row."""
+    p = tmp_path / "associations.csv"
+    lines = ["level,column,score,p_value,same_as"]
+    for lv in ["cluster"] + [f"level_{L}" for L in range(2, 11)]:
+        lines += [f"{lv},folder,0.3,0.005,", f"{lv},label,0.3,0.005,folder", f"{lv},subject,0.3,0.005,folder",
+                  f"{lv},size,0.1,0.005,"] + [f"{lv},c{i},0.0{i},0.5," for i in range(3)]
+    lines.append("level_2,ghost,0.2,0.01,nosuchcolumn")
+    p.write_text("\n".join(lines) + "\n")
+    rows = read_associations(p)
+    assert len(rows) == MAX_ROWS and rows[0] == {"column": "folder (= label, subject)", "level": "cluster",
+                                                  "statistic": "", "score": 0.3, "p_value": 0.005}
+    assert not any(r["column"] in ("label", "subject") for r in rows)
+    assert sum(r["column"] == "folder (= label, subject)" for r in rows) == 10  # every level, despite the cap
+    assert {"column": "ghost", "level": "level_2", "statistic": "", "score": 0.2, "p_value": 0.01} in rows
+
+
 # -- the report ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):

@@ -56,6 +56,18 @@ TIMING_KEYS = {"extractor": "extract", "ssl": "ssl", "reducer": "reduce", "manif
 LOG_NAMES = {"reducer": "pca", "manifold": "umap"}
 
 
+def clustering_text(clusterer) -> str:
+    """The clustering step as the fit's log line names it; ``--within`` (a step that reads the rows) reduces each
+    stratum by its own PCA, which the dims before it do not show."""
+    if not hasattr(clusterer, "fit_batch"):
+        return clusterer.method
+    pca = getattr(clusterer, "pca", None)
+    if isinstance(pca, bool) or not isinstance(pca, (int, float)) or pca <= 0:
+        return f"{clusterer.method} within each stratum (no PCA)"
+    own = f"keeping {pca:g} of its variance" if isinstance(pca, float) and pca < 1 else f"to at most {int(pca)} dims"
+    return f"{clusterer.method} within each stratum (each its own PCA {own})"
+
+
 def why_not(skipped: list[dict]) -> str:
     """The first image that failed to decode and why (`` (a.png: truncated; and 3 more)``), for an error."""
     if not skipped:
@@ -299,7 +311,7 @@ class BrainClusterModel(Step):
                  "images" if "units" not in dict(steps) else f"units from {len(kept)} images",
                  "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
                  sum(v for key, v in t.items() if key not in ("extract", "cluster")),
-                 clusterer.method + (" within each stratum" if hasattr(clusterer, "fit_batch") else ""),
+                 clustering_text(clusterer),
                  count_text(clusterer.n_clusters_, "cluster"), t["cluster"])
         return self
 

@@ -43,7 +43,8 @@ def read_associations(path) -> list[dict] | None:
 
     Each row: ``column``, ``level`` and ``statistic`` (``AMI``, ``AMI, quintiles``, or ``ε²`` in older runs;
     text), ``score`` and ``p_value``
-    (float or ``None``). A file without the expected columns gives ``[]`` and a warning.
+    (float or ``None``); the columns that are the same as another are folded into its row (:func:`fold_same`),
+    before the cap. A file without the expected columns gives ``[]`` and a warning.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,13 +57,36 @@ def read_associations(path) -> list[dict] | None:
                 return []
             rows = [{"column": str(r.get("column") or ""), "level": str(r.get("level") or ""),
                      "statistic": "".join(STATISTIC_SHOWN.get(str(r.get("statistic")), ("", ""))),
-                     "score": _num(r.get("score")), "p_value": _num(r.get("p_value"))} for r in reader]
+                     "score": _num(r.get("score")), "p_value": _num(r.get("p_value")),
+                     "same_as": str(r.get("same_as") or "")} for r in reader]  # older files lack same_as
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); not shown", path, exc)
         return []
+    rows = fold_same(rows)
     # the clusters' ranking first, then the tree levels' strongest associations
     rows.sort(key=lambda r: (r["score"] is None, r["level"] != "cluster", -(r["score"] or 0.0), r["column"], r["level"]))
     return rows[:MAX_ROWS]
+
+
+def fold_same(rows: list[dict]) -> list[dict]:
+    """The rows of a column that partitions the rows exactly as another (``same_as``: ``label`` and ``folder``
+    with ``--labels-from-folders``, ``subject`` and ``folder`` in a BIDS set) folded into that column's row of
+    the same level, whose ``column`` then reads ``folder (= label)``: the scores are the same. A row whose
+    ``same_as`` names no row of its level stays as it is. The ``same_as`` key is dropped."""
+    first = {(r["column"], r["level"]): r for r in rows if not r["same_as"]}
+    folded: dict[int, list[str]] = {}
+    out = []
+    for r in rows:
+        target = first.get((r["same_as"], r["level"])) if r["same_as"] else None
+        if target is None:
+            out.append(r)
+        else:
+            folded.setdefault(id(target), []).append(r["column"])
+    for r in out:
+        del r["same_as"]
+        if id(r) in folded:
+            r["column"] = f"{r['column']} (= {', '.join(folded[id(r)])})"
+    return out
 
 
 def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | None:

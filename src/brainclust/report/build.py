@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ParameterError
-from brainclust.io.atomic import atomic_write_json, atomic_write_text
+from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
@@ -46,12 +46,13 @@ from brainclust.report.columns import describe_rows, name_unclustered, uncluster
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
+from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, render
-from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs, relpath
+from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
-from brainclust.report.tables import (Confusion, confusion, purity_rows, settings_rows, short_number,
-                                      steering_text)
+from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
+                                      short_number, steering_text, within_pca_text)
 from brainclust.report.thumbnails import Thumbnails
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
@@ -145,7 +146,9 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "n_metadata_files": int_or_zero((m.get("scan") or {}).get("metadata_files")),
         "skipped": skipped[:500], "n_skipped": len(skipped),
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
+        "estimated": estimated_strata(m, run.rows),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
+        "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
         **unclustered_counts(run), "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
@@ -252,15 +255,16 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
                  "label": ytrue[i] if ytrue is not None else ""} for i in indices]
 
     picks = typical_atypical(run.X, clusters, montage_size, only=shown_ids)
-    montages, fig_rows = [], []
+    montages, fig_rows, stratum_of = [], [], run.stratum_of  # --within: each cluster's stratum in its heading
     for cid in shown_ids:
-        (typ, aty), size = picks[cid], size_of[cid]
+        (typ, aty), size, stratum = picks[cid], size_of[cid], stratum_of.get(cid)
         montages.append({
             "id": cluster_name(cid), "browse": unclustered if cid == NOISE else cluster_name(cid), "size": size,
-            "colour": colours.of_id[cid], "share": size / n if n else 0.0,
+            "colour": colours.of_id[cid], "share": size / n if n else 0.0, "stratum": stratum,
             "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
             "typical": tiles(typ), "atypical": tiles(aty)})
-        title = f"{unclustered if cid == NOISE else 'cluster ' + str(cid)}\nn={size}"
+        stratum_line = [f"stratum {stratum[:20]}" + ("..." if len(stratum) > 20 else "")] if stratum else []
+        title = "\n".join([unclustered if cid == NOISE else f"cluster {cid}", *stratum_line, f"n={size}"])
         fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
                          [thumbs.small(i, montage_px) for i in aty]))
     figs.emit(F.montage_figure(fig_rows, montage_size), "montages")
@@ -391,7 +395,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     if thumbs.n_withheld:
         log.info("report: %d DICOM image(s) that may show patient text (BurnedInAnnotation YES, a screen save or a "
                  "report) drawn as placeholders", thumbs.n_withheld)
-    _record_in_manifest(run, info, command, ctx, size_budget_mb)
+    record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
 
 
@@ -416,35 +420,6 @@ def _figure_sections(run, conf, colours, thumbs, figs, t: dict, montage_size: in
 
 _EMPTY_MAP = {"map_data": {"mode": "file", "n": 0, "n_total": 0, "columns": []}, "n_map": 0, "map_sampled": False,
               "map_px": 0, "map_source": "", "n_tsne": 0, "tsne_perplexity": 0.0}
-
-
-def _record_in_manifest(run: RunOutputs, info: ReportInfo, command: str, ctx: dict, budget_mb: float) -> None:
-    """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted)."""
-    if info.n_refused:
-        log.warning("report: %d image(s) of assignments.csv refused under the input folder %s (a path leading out of "
-                    "it, or a file whose bytes are not those the run clustered); drawn as placeholders",
-                    info.n_refused, run.input_root)
-    if info.n_missing_images > info.n_refused:
-        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
-                    info.n_missing_images - info.n_refused, run.input_root)
-    if info.size_bytes > budget_mb * 1e6:
-        log.warning("report: %s is %.1f MB, above the %.1f MB budget", info.path, info.size_bytes / 1e6, budget_mb)
-    log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",
-             info.path, info.size_bytes / 1e6, info.timings_s["total"])
-    folder, m = run.folder, run.manifest
-    sources = [folder.assignments, folder.metrics, folder.manifest, folder.cluster]
-    sources += [p for p in (folder.root / "map.npy", folder.associations, folder.slices)
-                if p.is_file() and (p.name != "map.npy" or ctx["map_source"] == "map.npy")]
-    m["report"] = {"file": relpath(folder, folder.report), "built_by": command, "features_extracted": 0,
-                   "sources": [relpath(folder, p) for p in sources],
-                   "size_bytes": info.size_bytes, "size_budget_bytes": int(budget_mb * 1e6),
-                   "n_map_points": info.n_map_points, "thumbnail_px": ctx["map_px"],
-                   "map": {"source": ctx["map_source"], "tsne_images": ctx["n_tsne"]},
-                   "tsne": {"perplexity": ctx["tsne_perplexity"], "metric": "cosine", "random_state": run.seed},
-                   "n_missing_images": info.n_missing_images, "n_refused_paths": info.n_refused,
-                   "figures": info.figures,
-                   "timings_s": info.timings_s}
-    atomic_write_json(folder.manifest, m)
 
 
 def _render(ctx: dict) -> str:

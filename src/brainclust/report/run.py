@@ -88,6 +88,15 @@ class RunOutputs:
         return [r["path"] for r in self.rows]
 
     @property
+    def stratum_of(self) -> dict[int, str]:
+        """A ``--within`` run's stratum of each cluster id (the ``stratum`` column of ``assignments.csv``: every
+        cluster lies in one stratum), else ``{}``."""
+        if not (self.manifest.get("settings") or {}).get("within"):
+            return {}
+        return {c: str(r["stratum"]) for c, r in zip(self.clusters.tolist(), self.rows)
+                if c != NOISE and r.get("stratum") not in (None, "")}
+
+    @property
     def labels_true(self) -> list[str] | None:
         """Labels per image, or ``None`` when the run had no labels ("" = unlabelled image)."""
         has = bool(self.manifest.get("settings", {}).get("labels_from_folders")) or "ari" in self.metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,39 @@ def steering_text(manifest: dict) -> str:
     if isinstance(s.get("within"), str) and s["within"]:
         parts.append(f"within each {s['within']} (k per stratum; cluster ids numbered across the strata)")
     return escape_name("; ".join(parts))
+
+
+def within_pca_text(manifest: dict) -> str:
+    """A ``--within`` run's reduction, for the summary: each stratum's own PCA (``--pca``; capped at the images
+    of a smaller stratum), and the one PCA of all the rows that the map and the silhouette use."""
+    n = (manifest.get("pca") or {}).get("n_components")
+    strata = ((manifest.get("steer") or {}).get("within") or {}).get("strata") or {}
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n <= 0:
+        each = "none per stratum (--pca 0): each stratum's own clustering of its features"
+    elif isinstance(n, float) and n < 1:
+        each = f"per stratum: each stratum has its own PCA, keeping {n:g} of its variance, and its own clustering"
+    else:
+        small = [v for v in strata.values() if isinstance(v, int) and v < n]
+        each = (f"{int(n)} components per stratum: each stratum has its own PCA"
+                + (f" (fewer in {len(small)} of the {len(strata)} strata, which have fewer images)" if small else "")
+                + " and its own clustering")
+    return escape_name(f"{each}; the map and the silhouette use one PCA of all the images")
+
+
+def estimated_strata(manifest: dict, rows: list[dict]) -> dict | None:
+    """Where a steered run's column was estimated, not read: ``--within plane`` / ``--remove plane`` on images
+    without a plane in their header (``plane_source`` of assignments.csv: ``estimate``; ``mixed`` for a unit of
+    read and estimated slices; ``unreadable``), for the summary: ``options``, ``n`` rows and those counts; else
+    ``None`` (the plane read from every header, another column, or a run before ``plane_source``)."""
+    s = manifest.get("settings") or {}
+    options = [f"--{opt} plane" for opt in ("within", "remove") if s.get(opt) == "plane"]
+    if not options or not rows or "plane_source" not in rows[0]:
+        return None
+    count = Counter(str(r.get("plane_source") or "") for r in rows)
+    if not count["estimate"] + count["mixed"] + count["unreadable"]:
+        return None
+    return {"options": " and ".join(options), "n": len(rows), "estimated": count["estimate"],
+            "mixed": count["mixed"], "unreadable": count["unreadable"]}
 
 
 def short_number(text):

@@ -1,0 +1,127 @@
+"""The report of a steered run (--within / --remove, docs/steering.md): an estimated plane is said so, the montages
+name their stratum, the PCA is per stratum; and "What the clusters follow" folds a column that is the same as
+another into its row. Fake finished runs (no CNN), as in test_report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from explorer_fixtures import read_rows
+from test_report import fake_run
+
+from brainclust.io.atomic import atomic_write_csv, atomic_write_json
+from brainclust.report.build import build_report
+
+
+def steer(out: Path, *, within: str | None = "plane", remove: str | None = None, plane_source: str | None = "estimate",
+          stratum_of=None) -> Path:
+    """Make the fake run ``out`` one steered by the plane: each cluster one stratum (``stratum_of``: cluster id ->
+    plane; by default 0, 1 -> axial, the others coronal), and the plane columns a run writes when it estimates
+    the plane (``plane_source``; ``None``: not written, as when every header records the plane)."""
+    stratum_of = stratum_of or {0: "axial", 1: "axial"}
+    rows = read_rows(out)
+    for r in rows:
+        plane = stratum_of.get(int(r["cluster"]), "coronal")
+        if plane_source is not None:
+            r.update(plane=plane, plane_source=plane_source, plane_confidence="0.97")
+        if within:
+            r.update(stratum=plane)
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["settings"].update(within=within, remove=remove)
+    if within:
+        manifest["pca"] = {"n_components": 8, "explained_variance": None, "fit_rows": None,
+                           "solver": "per stratum (--within)"}
+    atomic_write_json(out / "manifest.json", manifest)
+    return out
+
+
+def page_of(out: Path) -> str:
+    return build_report(out, write_figures=False).path.read_text(encoding="utf-8")
+
+
+def summary_row(page: str, row_id: str) -> str | None:
+    m = re.search(rf'<tr id="{row_id}"><th>[^<]*</th><td>(.*?)</td></tr>', page, re.S)
+    return re.sub(r"<[^>]+>", "", m.group(1)) if m else None
+
+
+@pytest.mark.parametrize("option", ["within", "remove"])
+def test_an_estimated_plane_is_said_in_the_summary(tmp_path, option):
+    out = steer(fake_run(tmp_path, n_per=6), within="plane" if option == "within" else None,
+                remove="plane" if option == "remove" else None)
+    row = summary_row(page_of(out), "estimated-strata")
+    assert row is not None and "The plane was estimated, not read from a header, for 18 of the 18 images" in row
+    assert f"--{option} plane" in row and "plane_source" in row and "not an accuracy" in row
+    assert ("each montage below names its cluster's stratum" in row) == (option == "within")
+
+
+def test_the_line_needs_an_estimate_and_steering_by_the_plane(tmp_path):
+    """Not when every header records the plane (``plane_source`` all ``header``, or not written), nor when the
+    run steers by another column (--within site on images whose plane was estimated for --color-by plane)."""
+    out = steer(fake_run(tmp_path, n_per=6))
+    assert summary_row(page_of(out), "estimated-strata") is not None
+    for i, settings in enumerate((dict(plane_source="header"), dict(plane_source=None), dict(within="site"))):
+        out = steer(fake_run(tmp_path / str(i), n_per=6), **settings)
+        page = page_of(out)
+        assert summary_row(page, "estimated-strata") is None, settings
+        assert "The plane was estimated" not in page
+
+
+def test_partly_estimated_units_and_unreadable_images_are_counted(tmp_path):
+    out = steer(fake_run(tmp_path, n_per=6))
+    rows = read_rows(out)
+    for r, source in zip(rows, ["mixed"] * 2 + ["unreadable"] + ["header"] * 5):
+        r["plane_source"] = source
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    row = summary_row(page_of(out), "estimated-strata")
+    assert "for 10 of the 18 images (and partly for 2 more); 1 could not be read" in row
+
+
+def montage_headings(page: str) -> list[str]:
+    return [re.sub(r":.*", "", h) for h in re.findall(r'<div class="montage"[^>]*>\s*<h3>(.*?)</h3>', page, re.S)]
+
+
+def test_a_within_run_names_each_clusters_stratum_in_its_montage_heading(tmp_path):
+    out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), stratum_of={0: "axial", 1: "<b>sag</b>"})
+    page = page_of(out)
+    assert montage_headings(page) == ["Cluster 0 · stratum axial", "Cluster 1 · stratum &lt;b&gt;sag&lt;/b&gt;",
+                                      "Cluster 2 · stratum coronal"]
+    assert "Each heading names the cluster's stratum (its value of plane" in page
+
+
+def test_without_within_the_headings_name_no_stratum(tmp_path):
+    """Not even when the rows have a ``stratum`` column of their own (a metadata column of that name)."""
+    out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), within=None, plane_source=None)
+    rows = read_rows(out)
+    for r in rows:
+        r["stratum"] = "A"
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    page = page_of(out)
+    assert montage_headings(page) == ["Cluster 0", "Cluster 1", "Cluster 2"] and "· stratum" not in page
+
+
+def test_a_within_runs_pca_is_per_stratum(tmp_path):
+    out = steer(fake_run(tmp_path, n_per=6))
+    pca_row = summary_row(page_of(out), "pca-row")
+    assert pca_row.startswith("8 components per stratum: each stratum has its own PCA and its own clustering; the map")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["steer"] = {"within": {"strata": {"axial": 12, "coronal": 6}}}  # 6 rows: at most 6 components
+    atomic_write_json(out / "manifest.json", manifest)
+    assert "(fewer in 1 of the 2 strata, which have fewer images)" in summary_row(page_of(out), "pca-row")
+    out = fake_run(tmp_path / "plain", n_per=6)
+    assert summary_row(page_of(out), "pca-row") == "8 components, 90.0% of the variance; seed 0"
+
+
+def test_the_page_folds_label_into_folder_and_leaves_associations_csv_as_it_is(tmp_path):
+    out = fake_run(tmp_path, n_per=6)
+    text = ("level,rank,column,kind,statistic,score,p_value,n,n_values,same_as,coarser_of,permutations,perm_rows\n"
+            "cluster,1,folder,categorical,AMI,0.27,0.005,18,3,,,199,18\n"
+            "cluster,2,label,categorical,AMI,0.27,0.005,18,3,folder,,199,18\n")
+    (out / "associations.csv").write_text(text, encoding="utf-8")
+    page = page_of(out)
+    table = re.search(r'<table id="associations-table">(.*?)</table>', page, re.S).group(1)
+    assert re.findall(r"<tr><td>([^<]*)</td>", table) == ["folder (= label)"]
+    assert (out / "associations.csv").read_text(encoding="utf-8") == text
