@@ -71,6 +71,7 @@ def test_no_candidate_means_no_features(monkeypatch, tmp_path):
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", fail)
     vectors = np.zeros((30, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:, slot("air_border")] = 0.9  # every image has air: all references, no candidate
+    vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), np.zeros(30, bool),
                         Thresholds())
     assert np.isnan(z).all()
@@ -134,6 +135,7 @@ def test_identical_references_do_not_make_an_ordinary_candidate_unlike_them(monk
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", lambda self, records: feats[:len(records)])
     vectors = np.zeros((n_ref + 2, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
+    vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     none = np.zeros(n_ref + 2, bool)
     z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), none, none, Thresholds())
     assert np.isnan(z[:n_ref]).all()
@@ -223,6 +225,7 @@ def test_a_tight_crop_is_cleared_by_the_references_crops_and_a_photograph_is_not
     n = n_ref + 3
     vectors = np.zeros((n, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
+    vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     t = Thresholds()
     none = np.zeros(n, bool)
     z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
@@ -242,6 +245,7 @@ def test_the_references_are_not_cropped_when_no_verdict_is_at_stake(monkeypatch)
     _fake_features(monkeypatch, whole, np.zeros_like(whole), calls)
     vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
+    vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     none = np.zeros(n_ref + 1, bool)
     z = likeness_scores(list(range(n_ref + 1)), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
     assert calls == [None]
@@ -266,6 +270,7 @@ def test_the_features_have_the_precision_and_runtime_asked_for(monkeypatch):
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
     vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
+    vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     suspected = np.arange(n_ref + 1) == n_ref  # flagged by the pixel rules, unlike the references: at stake
     none = np.zeros(n_ref + 1, bool)
     args = (list(range(n_ref + 1)), vectors, ~suspected, suspected, none, Thresholds())
@@ -363,3 +368,48 @@ def test_skull_stripped_slices_cropped_tight_are_not_mri_only_without_the_crops_
     flagged = {p for p, f in zip(res.paths, res.flags) if "not_mri" in f}
     assert "astronaut.png" in flagged and any(p.startswith("tight_") for p in flagged)
 
+
+
+def test_a_fragmented_picture_with_air_is_a_candidate_not_a_reference(monkeypatch):
+    """Dark air all round but many objects (a star field): scored against the slices, not one of them."""
+    from brainclust.features import extractor
+
+    n_ref = 25
+    feats = np.zeros((n_ref + 1, 8), np.float32)
+    feats[:n_ref, 0] = 1.0
+    feats[n_ref, 1] = 1.0  # unlike every reference
+    monkeypatch.setattr(extractor.FeatureExtractor, "transform", lambda self, records: feats[:len(records)])
+    vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:, slot("air_border")] = 0.9
+    vectors[:, slot("main_object")] = 1.0
+    vectors[n_ref, slot("main_object")] = 0.1
+    none = np.zeros(n_ref + 1, bool)
+    z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
+    assert np.isnan(z[:n_ref]).all() and z[n_ref] < Thresholds().likeness_unlike_below
+    # at a share the threshold lets through, it is a reference again: nothing to score
+    loose = Thresholds(likeness_main_object=0.05)
+    assert np.isnan(likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none,
+                                    loose)).all()
+
+
+@pytest.mark.skipif(not (FOUR.is_dir() and (DATA / "brain_tumor_yes_no").is_dir()),
+                    reason=f"real data not found at {DATA}")
+def test_a_star_field_and_a_logo_on_black_among_real_slices_are_not_mri(tmp_path):
+    """Grey pictures on a dark ground have the air ring of a slice; their many objects (stars, letters) make
+    them candidates (the `grey` planting's misses, 2026-12-06). The yes/no slices, three-level masks many of
+    which are fragmented too, stay unflagged."""
+    import shutil
+
+    import matplotlib
+
+    files = sorted(FOUR.rglob("*.jpg"))[::10] + sorted((DATA / "brain_tumor_yes_no").rglob("*.[jJ]*"))[::4]
+    for i, p in enumerate(files):
+        shutil.copyfile(p, tmp_path / f"{i:03d}{p.suffix}")
+    grey_photo("hubble_deep_field").save(tmp_path / "stars.png")
+    logo = Path(matplotlib.get_data_path()) / "sample_data" / "logo2.png"
+    Image.open(logo).convert("RGB").convert("L").save(tmp_path / "logo.png")
+    res = check_folder(tmp_path, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    z = dict(zip(res.paths, res.likeness_z))
+    assert "not_mri" in flags["stars.png"] and "not_mri" in flags["logo.png"], (z["stars.png"], z["logo.png"])
+    assert [p for p in res.paths if p not in ("stars.png", "logo.png") and "not_mri" in flags[p]] == []

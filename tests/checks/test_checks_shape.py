@@ -90,3 +90,22 @@ def test_the_unit_histogram_equals_numpy_s():
     assert np.array_equal(unit_histogram(s), np.histogram(s, bins=64, range=(0.0, 1.0))[0])
     grid = s[:4900].reshape(-1, 7)  # a 2-D picture, as describe passes it
     assert np.array_equal(unit_histogram(grid), np.histogram(grid, bins=64, range=(0, 1))[0])
+
+
+def test_main_object_is_the_largest_objects_share_of_them_all():
+    """One disc on black (a head): 1. Sixteen equal squares on black (a star field, letters): 1/16. A disc
+    and a square of a quarter of its area: 0.8 (within the morphology's rounding)."""
+    main = shape.CUE_NAMES.index("main_object")
+    yy, xx = np.mgrid[:200, :200]
+    disc = ((yy - 100) ** 2 + (xx - 100) ** 2 < 60 ** 2).astype(float)
+    assert shape.shape_cues(disc, 1.0)[main] == pytest.approx(1.0)
+    stars = np.zeros((200, 200))
+    for y in range(30, 170, 40):
+        for x in range(30, 170, 40):
+            stars[y:y + 12, x:x + 12] = 1.0
+    assert shape.shape_cues(stars, 1.0)[main] == pytest.approx(1 / 16, rel=0.05)
+    pair = np.zeros((200, 200))
+    pair[40:120, 20:100] = 1.0  # 80 x 80
+    pair[60:100, 140:180] = 1.0  # 40 x 40: a quarter
+    assert shape.shape_cues(pair, 1.0)[main] == pytest.approx(0.8, abs=0.02)
+    assert shape.shape_cues(np.zeros((64, 64)), 1.0)[main] == 1.0  # nothing to split: neutral

@@ -66,6 +66,9 @@ class Thresholds:
     likeness_air_border : float, default 0.5
         ``not_mri`` by likeness (:mod:`brainclust.checks.likeness`): an image no pixel rule flags is a
         reference when at least this much of its frame's ring is border-connected dark air, else a candidate...
+    likeness_main_object : float, default 0.5
+        ... and when its largest non-air object holds at least this share of all of them (one head, not a
+        star field or the letters of a logo on a dark ground).
     likeness_unlike_below : float, default -7.0
         ... and a candidate is ``not_mri`` when the likeness z-score of its CNN features (their similarity to
         the references, in robust standard deviations of the references' own) is below this.
@@ -106,6 +109,7 @@ class Thresholds:
     scene_symmetry: float = 0.6
     label_levels: int = 5
     likeness_air_border: float = 0.5
+    likeness_main_object: float = 0.5
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0
     near_similarity: float = 0.985
@@ -121,7 +125,7 @@ class Thresholds:
         """Raise :class:`ParameterError` naming the threshold, its rule and its value."""
         unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "colour_fraction",
                 "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
-                "scene_air_border", "scene_object_touch", "likeness_air_border")
+                "scene_air_border", "scene_object_touch", "likeness_air_border", "likeness_main_object")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):

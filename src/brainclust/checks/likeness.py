@@ -7,10 +7,12 @@ of a CNN trained on ImageNet tell such pictures from slices. The rule is label-f
 to the folder being checked:
 
 1. *references*: the images no pixel rule flags whose frame is mostly border-connected dark air
-   (``air_border >= Thresholds.likeness_air_border``), the slices that look like MRI on pixels alone;
-   a seeded sample of at most :data:`REFERENCE_MAX` of them;
+   (``air_border >= Thresholds.likeness_air_border``) around one main object (the largest non-air
+   object holds ``main_object >= Thresholds.likeness_main_object`` of them all: not a star field, not
+   the letters of a logo), the slices that look like MRI on pixels alone; a seeded sample of at most
+   :data:`REFERENCE_MAX` of them;
 2. *candidates*, in 2-D image files only (slices of NIfTI volumes and DICOM series never are): the
-   images no rule flags whose frame is not mostly air, and the *suspected* ones, flagged ``not_mri``
+   images no rule flags that are not references, and the *suspected* ones, flagged ``not_mri``
    by the pixel rules only for ``no_air`` or ``scene`` (not for colour, nor as a two-level graphic);
 3. every reference and candidate is scored by the mean cosine similarity of its features to its
    :data:`TOP` most similar references (a reference not counting itself), as a robust z-score over
@@ -110,9 +112,11 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     extraction = dict(cache_dir=cache_dir, progress=progress, precision=precision, runtime=runtime)
     n = len(records)
     z = np.full(n, np.nan, np.float32)
-    airy = np.asarray(vectors)[:, slot("air_border")] >= thresholds.likeness_air_border
-    refs = np.flatnonzero(unflagged & airy)
-    cands = np.flatnonzero(((unflagged & ~airy) | suspected) & ~sliced)
+    v = np.asarray(vectors)
+    typical = (v[:, slot("air_border")] >= thresholds.likeness_air_border) & \
+        (v[:, slot("main_object")] >= thresholds.likeness_main_object)
+    refs = np.flatnonzero(unflagged & typical)
+    cands = np.flatnonzero(((unflagged & ~typical) | suspected) & ~sliced)
     if len(cands) == 0 or len(refs) < REFERENCE_MIN:
         return z
     rng = np.random.default_rng(random_state)

@@ -13,6 +13,8 @@ at most 256 pixels, values clipped to [0, 1] on the 0.5-99.5 percentile scale):
   marks such as text or ruler ticks in the air are closed over first);
 - ``object_touch``: the fraction of that ring covered by the largest non-air object (the head of a
   tightly cropped slice touches the frame; a scene covers almost all of it);
+- ``main_object``: the largest non-air object's share of all of them (area): close to 1 for a slice (one
+  head), small for many objects on a dark ground (a star field, letters of a logo);
 - ``gap_ratio``: pixels in the band [0.08, 0.2) over pixels below 0.05: small when the dark pixels
   form a spike at the floor (air), large when they are the tail of a continuous histogram;
 - ``extreme_fraction``: pixels below 0.02 or above 0.98: close to 1 for two-level graphics
@@ -39,7 +41,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 #: The names of :func:`shape_cues`, in order.
-CUE_NAMES = ("air_border", "object_touch", "gap_ratio", "extreme_fraction", "two_level", "symmetry")
+CUE_NAMES = ("air_border", "object_touch", "gap_ratio", "extreme_fraction", "two_level", "symmetry", "main_object")
 #: Side of the picture the symmetry is measured on, and the largest shift tried.
 SYM_SIDE = 64
 SYM_SHIFT = 6
@@ -168,7 +170,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     if not hi > lo:
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
-        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0
+        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0
     s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     low5 = float((s < 0.05).mean())
     gap = float(((s >= 0.08) & (s < 0.2)).mean())
@@ -180,7 +182,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     h, w = s.shape
     iy, ix = int(round(INSET * h)), int(round(INSET * w))
     if h - 2 * iy < 8 or w - 2 * ix < 8:
-        return 0.0, 1.0, gap_ratio, extreme, two_level, sym
+        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0
     s = s[iy:h - iy, ix:w - ix]
     h, w = s.shape
     dark = s < AIR_LEVEL
@@ -192,7 +194,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     if n:
         sizes = np.bincount(lab.ravel())[1:]
         main = lab == (int(sizes.argmax()) + 1)
-        touch = float(main[ring].mean())
+        touch, share = float(main[ring].mean()), float(sizes.max() / sizes.sum())
     else:
-        touch = 0.0
-    return air_border, touch, gap_ratio, extreme, two_level, sym
+        touch, share = 0.0, 1.0
+    return air_border, touch, gap_ratio, extreme, two_level, sym, share
