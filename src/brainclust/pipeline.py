@@ -189,7 +189,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
     if checked is not None:
         manifest["checks"] = model.step("checks").info_
-    record_steering(cfg, model, rows, metrics, manifest, label_column(cfg))
+    record_steering(cfg, model, rows, metrics, manifest, label_column(cfg), y)
     ssl = model.step("ssl")
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,

@@ -68,6 +68,19 @@ def test_within_unseen_value_gets_the_nearest_stratum():
     assert [step.model_.cluster_stratum_[c] for c in labels] == ["AB"[s] for s in site[:4]]
 
 
+def test_stratum_scores_score_the_clusters_inside_each_stratum():
+    from brainclust.model.steerrecord import stratum_scores
+
+    strata = np.array(["A"] * 4 + ["B"] * 4)
+    clusters = np.array([0, 0, 1, 1, 2, 2, 3, 3])  # global ids: two per stratum
+    labels = ["x", "x", "y", "y", "x", "y", "x", ""]  # A recovered exactly, B not at all (one row unlabelled)
+    got = stratum_scores(strata, clusters, labels)
+    assert got["per_stratum"]["A"] == {"n": 4, "nmi": pytest.approx(1.0), "ari": pytest.approx(1.0)}
+    assert got["per_stratum"]["B"]["n"] == 3 and got["per_stratum"]["B"]["nmi"] < 0.5
+    assert got["mean_nmi"] == pytest.approx((4 * 1.0 + 3 * got["per_stratum"]["B"]["nmi"]) / 7)
+    assert stratum_scores(strata, clusters, [""] * 8) == {"per_stratum": {}}
+
+
 def test_empty_values_at_predict_join_the_fits_missing_stratum_else_the_nearest(caplog):
     X, site, _ = two_sites()
     fit_with_missing = WithinStep(column="site", k=2, pca=5)
@@ -201,12 +214,12 @@ def two_site_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("sites") / "data"
     root.mkdir()
     rng = np.random.default_rng(0)
-    rows = ["path,site"]
+    rows = ["path,site,group"]
     for i in range(24):
         a = rng.integers(0, 40, (24, 24)).astype(np.uint8) + (150 if i % 2 else 0)
         a[:, : 6 if (i // 2) % 2 else 18] += 60
         Image.fromarray(a).save(root / f"img{i:02d}.png")
-        rows.append(f"img{i:02d}.png,{'AB'[i % 2]}")
+        rows.append(f"img{i:02d}.png,{'AB'[i % 2]},{'gh'[(i // 2) % 2]}")
     table = root.parent / "sites.csv"
     table.write_text("\n".join(rows) + "\n")
     return root, table
@@ -219,7 +232,8 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     root, table = two_site_folder
     fast = ["--backbone", "pixels@16", "--workers", "0", "--no-report", "--metadata", str(table), "--k", "2"]
     out = tmp_path / "within"
-    assert main(["run", str(root), "--out", str(out), "--within", "site", "--remove", "level_2", *fast]) == 0
+    assert main(["run", str(root), "--out", str(out), "--within", "site", "--remove", "level_2", "--labels", "group",
+                 *fast]) == 0
     log = capsys.readouterr().err  # the dims before the step do not show its reduction: the line names it
     assert "hierarchical within each stratum (each its own PCA to at most 50 dims) -> 4 clusters" in log
     rows = read_rows(out / "assignments.csv")
@@ -228,7 +242,9 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["steer"]["within"]["strata"] == {"A": 12, "B": 12}
     assert manifest["steer"]["remove"]["source"] == "levels"
-    assert json.loads((out / "metrics.json").read_text())["within"]["k"] == {"A": 2, "B": 2}
+    within = json.loads((out / "metrics.json").read_text())["within"]
+    assert within["k"] == {"A": 2, "B": 2} and set(within["scores"]["per_stratum"]) == {"A", "B"}
+    assert all(p["n"] == 12 for p in within["scores"]["per_stratum"].values())
     ranked = {r["column"] for r in read_rows(out / "associations.csv")}  # site holds the clusters by construction
     assert "site" not in ranked and "intensity_mean" in ranked
     from brainclust.report.build import build_report

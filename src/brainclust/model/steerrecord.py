@@ -17,7 +17,7 @@ from brainclust.model.steering import RemoveStep, WithinStep, plane_columns
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_steering", "factor_record", "record_steering", "steer_record"]
+__all__ = ["check_steering", "factor_record", "record_steering", "steer_record", "stratum_scores"]
 
 
 def check_steering(cfg, comps) -> None:
@@ -105,8 +105,28 @@ def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plan
                     f"suggestion when the first reaches AMI {DOMINANT_AMI}; never applied automatically"}
 
 
-def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_column=None) -> None:
-    """Add to a run's metrics and manifest what steering, ``--auto`` and ``--k auto`` record (module docstring)."""
+def stratum_scores(strata, clusters, labels) -> dict:
+    """``metrics.json["within"]["scores"]``: NMI and ARI of the clusters against the labels inside each stratum
+    (its rows with a label; ``n``), and their means weighted by those rows. The run's own scores are over the
+    global ids, about k x strata clusters: not comparable with a run at k; these are."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    strata, clusters, labels = np.asarray(strata), np.asarray(clusters), np.asarray(labels, dtype=object)
+    per = {}
+    for v in sorted(set(strata.tolist())):
+        rows = (strata == v) & (labels != "") & (clusters >= 0)
+        if rows.any():
+            y, c = labels[rows], clusters[rows]
+            per[str(v)] = {"n": int(rows.sum()), "nmi": float(normalized_mutual_info_score(y, c)),
+                           "ari": float(adjusted_rand_score(y, c))}
+    n = sum(p["n"] for p in per.values())
+    mean = {key: sum(p["n"] * p[key] for p in per.values()) / n for key in ("nmi", "ari")} if n else {}
+    return {"per_stratum": per, **{f"mean_{key}": value for key, value in mean.items()}}
+
+
+def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_column=None, y=None) -> None:
+    """Add to a run's metrics and manifest what steering, ``--auto`` and ``--k auto`` record (module docstring);
+    ``y``: the labels scored against (``None`` without)."""
     if isinstance(metrics.get("k_selection"), dict) and cfg.method != "dbscan":  # the evidence beside the vote
         metrics["k_selection"]["prediction_strength"] = prediction_strength(model.embedding_, model.labels_,
                                                                              cfg.method, cfg.seed)
@@ -123,4 +143,6 @@ def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_colum
         within = steer.get("within")
         if within:
             metrics["within"] = {k: within[k] for k in ("k", "strata", "k_selection") if k in within}
+            if y is not None:
+                metrics["within"]["scores"] = stratum_scores(model.clusterer_.model_.stratum_, model.labels_, y)
             within.pop("k_selection", None)  # the curves are metrics.json's; the manifest keeps the k
