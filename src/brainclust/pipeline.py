@@ -267,6 +267,8 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     s = info["settings"]
     given = {"slices": slices, "volume_index": volume_index, "include": include, "exclude_files": exclude_files,
              "bids_filter": bids_filter, "bids": bids}
+    if bids == "off" and bids_filter is None:  # the run's BIDS filter has nothing to select in plain folders
+        given["bids_filter"] = ""
     cfg = replace(config_of(s), labels_from_folders=labels_from_folders, labels=labels, metadata=metadata,
                   metadata_key=metadata_key, cache_dir=cache_dir, progress=progress,
                   **{k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None})

@@ -179,6 +179,11 @@ def test_bids_off_is_recorded_and_predict_follows_the_run(data, tmp_path, capsys
     auto = brainclust.predict(out, data["root"], tmp_path / "p2", cache_dir=data["cache"], workers=0, bids="auto")
     assert not any("/func/" in r.path for r in auto.records)
     assert json.loads((tmp_path / "p2" / "manifest.json").read_text())["inputs"]["bids"] == "auto"
+    filtered = tmp_path / "filtered"  # a run with a BIDS filter, predicted with --bids off: the filter is not kept
+    brainclust.run(data["root"], filtered, slices="axial:2", k=2, bids_filter="suffix=T1w", cache_dir=data["cache"],
+                   **FAST)
+    off = brainclust.predict(filtered, data["root"], tmp_path / "p3", cache_dir=data["cache"], workers=0, bids="off")
+    assert {r.path.split("#")[0] for r in off.records} == files
     assert main(["check", str(data["root"]), "--out", str(tmp_path / "chk"), "--bids", "off", "--workers", "0",
                  "--slices", "axial:2"]) == 0
     assert "24 image(s) checked" in capsys.readouterr().out  # 4 subjects x 3 files (func too) x 2 slices
