@@ -78,7 +78,11 @@ def test_stratum_scores_score_the_clusters_inside_each_stratum():
     assert got["per_stratum"]["A"] == {"n": 4, "nmi": pytest.approx(1.0), "ari": pytest.approx(1.0)}
     assert got["per_stratum"]["B"]["n"] == 3 and got["per_stratum"]["B"]["nmi"] < 0.5
     assert got["mean_nmi"] == pytest.approx((4 * 1.0 + 3 * got["per_stratum"]["B"]["nmi"]) / 7)
-    assert stratum_scores(strata, clusters, [""] * 8) == {"per_stratum": {}}
+    assert stratum_scores(strata, clusters, [""] * 8) == {"per_stratum": {}, "not_scored": {
+        "A": "0 labelled image(s) of 0 label(s)", "B": "0 labelled image(s) of 0 label(s)"}}
+    one_class = stratum_scores(strata, clusters, ["x"] * 4 + ["x", "y", "x", "y"])  # A holds one label: not scored
+    assert set(one_class["per_stratum"]) == {"B"} and one_class["mean_nmi"] == one_class["per_stratum"]["B"]["nmi"]
+    assert one_class["not_scored"] == {"A": "4 labelled image(s) of 1 label(s)"}
 
 
 def test_empty_values_at_predict_join_the_fits_missing_stratum_else_the_nearest(caplog):
@@ -168,10 +172,8 @@ def test_with_columns_keeps_the_rows_when_nothing_is_added():
     (dict(within="site", exclude=("duplicate",)), "--within: not supported with --exclude"),
     (dict(within="site", reduce="umap"), "--within: each stratum has its own PCA"),
     (dict(within=" "), "--within: expected a column name"),
-    # labels only score: strata made from them would make every stratum pure by construction
-    (dict(within="folder", labels_from_folders=True), r"--within: 'folder' is the column the clusters are scored "
-                                                      r"against \(--labels-from-folders\)"),
-    (dict(remove="sequence", labels="sequence"), r"--remove: 'sequence' is .* \(--labels sequence\)"),
+    # labels only score: a run-made column is refused by its name here (a metadata one by its values, below)
+    (dict(within="plane", labels="plane"), r"--within: 'plane' is the column the clusters are scored against"),
     (dict(within="plane", remove="plane"), "--remove plane: the --within column too; .*use --within alone"),
 ])
 def test_refusals_are_one_line(settings, message):
@@ -189,6 +191,36 @@ def test_consensus_refusal_names_consensus_only():
 def test_steering_by_another_column_than_the_labels_is_accepted():
     RunConfig(within="site", labels="sequence").validate()
     RunConfig(within="plane", remove="site", labels_from_folders=True).validate()
+    RunConfig(within="folder", labels_from_folders=True).validate()  # by the values: split folders are no labels
+
+
+def labelled(values: list[tuple[str, str, str]]) -> list:
+    """Records with metadata folder, class_folder, site (a Training/glioma/... tree across two sites)."""
+    return [r.__class__(**{**r.__dict__, "meta": {"folder": f, "class_folder": c, "site": s}})
+            for r, (f, c, s) in zip(records(len(values), lambda i: ""), values)]
+
+
+def test_a_metadata_column_that_holds_the_labels_is_refused_by_its_values():
+    """--labels-from-folders under split folders scores the class folders: steering by class_folder is the leak
+    (the review's 32 noise images scored NMI 1.0), steering by folder (the split) is not."""
+    recs = labelled([(split, cls, "AB"[i // 2 % 2]) for i, (split, cls) in
+                     enumerate([("Training", "glioma"), ("Training", "pituitary"), ("Testing", "glioma"),
+                                ("Testing", "pituitary")] * 3)])
+    for flag in ("within", "remove"):
+        with pytest.raises(ParameterError, match=rf"--{flag} class_folder: .*\(--labels-from-folders\)"):
+            check_run_columns(recs, labels="folder", **{flag: "class_folder"})
+        check_run_columns(recs, labels="folder", **{flag: "folder"})
+        check_run_columns(recs, labels="folder", **{flag: "site"})
+
+
+def test_within_a_column_that_determines_the_labels_is_refused_remove_only_the_labels_own_classes():
+    """Subjects each of one diagnosis: --within subject makes every stratum pure in the labels (refused);
+    --remove subject is a nuisance taken out, not the labels' classes (accepted)."""
+    recs = [r.__class__(**{**r.__dict__, "meta": {"subject": f"s{i % 4}", "diagnosis": "AB"[i % 4 // 2]}})
+            for i, r in enumerate(records(16, lambda i: ""))]
+    with pytest.raises(ParameterError, match="--within subject: each stratum's labelled images share one label"):
+        check_run_columns(recs, labels="diagnosis", within="subject")
+    check_run_columns(recs, labels="diagnosis", remove="subject")
 
 
 def test_steps_of_within_and_remove():
@@ -241,6 +273,7 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     assert all(r["stratum"] == r["site"] for r in rows)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["steer"]["within"]["strata"] == {"A": 12, "B": 12}
+    assert manifest["steer"]["within"]["pca"] == {"A": 12, "B": 12}  # --pca 50 on 12 images each: 12 kept
     assert manifest["steer"]["remove"]["source"] == "levels"
     within = json.loads((out / "metrics.json").read_text())["within"]
     assert within["k"] == {"A": 2, "B": 2} and set(within["scores"]["per_stratum"]) == {"A", "B"}
@@ -252,7 +285,7 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     html = build_report(out, write_figures=False).path.read_text(encoding="utf-8")
     assert "level_2 factored out (center); within each site" in html and "model/within.npz" in html
     assert "Not drawn: a --within site run builds one tree per stratum" in html and "k = 2 per stratum" in html
-    assert "50 components per stratum: each stratum has its own PCA" in html  # not one PCA of 50 for all images
+    assert "12 components per stratum: each stratum has its own PCA" in html  # what each kept, not one PCA of 50
     assert re.findall(r"<h3>Cluster (\d) · stratum (\w):", html) == [("0", "A"), ("1", "A"), ("2", "B"), ("3", "B")]
     pred = tmp_path / "pred"
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0

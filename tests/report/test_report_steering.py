@@ -111,6 +111,12 @@ def test_a_within_runs_pca_is_per_stratum(tmp_path):
     manifest["steer"] = {"within": {"strata": {"axial": 12, "coronal": 6}}}  # 6 rows: at most 6 components
     atomic_write_json(out / "manifest.json", manifest)
     assert "(fewer in 1 of the 2 strata, which have fewer images)" in summary_row(page_of(out), "pca-row")
+    # recorded by the fit: what each stratum's PCA kept (32-d histogram features under --pca 50: 32)
+    manifest["pca"]["n_components"] = 50
+    manifest["steer"]["within"]["pca"] = {"axial": 32, "coronal": 6}
+    atomic_write_json(out / "manifest.json", manifest)
+    assert summary_row(page_of(out), "pca-row").startswith("32 components per stratum: each stratum has its own "
+                                                           "PCA (fewer in 1 of the 2 strata) and its own")
     out = fake_run(tmp_path / "plain", n_per=6)
     assert summary_row(page_of(out), "pca-row") == "8 components, 90.0% of the variance; seed 0"
 
@@ -125,3 +131,16 @@ def test_the_page_folds_label_into_folder_and_leaves_associations_csv_as_it_is(t
     table = re.search(r'<table id="associations-table">(.*?)</table>', page, re.S).group(1)
     assert re.findall(r"<tr><td>([^<]*)</td>", table) == ["folder (= label)"]
     assert (out / "associations.csv").read_text(encoding="utf-8") == text
+
+
+def test_a_dollar_in_a_stratum_or_label_is_text_not_tex(tmp_path):
+    """A stratum '$a_$' in the montage figure's row titles and in the confusion figure's labels: matplotlib read
+    it as TeX and the report died at saving (the review of 2026-12-06); the figures are written."""
+    out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), stratum_of={0: "$a_$", 1: "$x^{"})
+    rows = read_rows(out)
+    for r in rows:
+        r["label"] = r["stratum"]
+    atomic_write_csv(out / "assignments.csv", list(rows[0]), rows)
+    report = build_report(out, write_figures=True)
+    assert "$a_$" in report.path.read_text(encoding="utf-8")
+    assert (out / "figures" / "montages.png").is_file()

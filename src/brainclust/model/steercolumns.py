@@ -9,12 +9,14 @@ value) is refused here too, not after the extraction.
 
 from __future__ import annotations
 
+import numpy as np
+
 from brainclust.cluster.steer import MIN_STRATUM, as_strata, check_categories
-from brainclust.errors import ParameterError
+from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
 
 __all__ = ["LEVELS", "PLANE", "PLANE_COLUMNS", "available_columns", "check_column", "check_label_column",
-           "check_run_columns", "meta_values"]
+           "check_run_columns", "check_steer_labels", "meta_values"]
 
 PLANE = "plane"
 LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
@@ -46,10 +48,44 @@ def check_run_columns(records, *, remove=None, within=None, labels=None, color_b
             if column not in (PLANE, *LEVELS):  # a metadata column: its values are known already
                 check_categories(as_strata(meta_values(records, column)), flag, column, min_rows, warn=False)
     check_label_column(labels, records)
+    check_steer_labels(records, labels, within=within, remove=remove)
     meta = [c for c in available_columns(records) if c not in LEVELS]
     if color_by not in (None, *RESERVED, *PLANE_COLUMNS, *meta) and color_by.removeprefix(META_PREFIX) not in meta:
         raise ParameterError(f"--color-by: no column '{color_by}' in this run (cluster, label, level_N, flags, or "
                              f"a metadata column: {', '.join(meta[:30])}{', ...' if len(meta) > 30 else ''})")
+
+
+def check_steer_labels(records, labels: str | None, *, within=None, remove=None) -> None:
+    """Labels only score. A ``--within`` metadata column each of whose strata holds one label (the run's scores
+    would measure the strata, not the clusters), or a ``--remove`` one whose strata are the label classes (the
+    labels would shape the features), is refused in one line. By the values, not the names: the labels of
+    ``--labels-from-folders`` under split folders are the class folders, not ``folder``. ``plane`` when it is
+    estimated and ``level_N`` are made by the run, after this check (``model.steerrecord`` warns then)."""
+    from brainclust.model.enrich import scoring_labels, with_labels
+
+    if labels is None or (within is None and remove is None):
+        return
+    try:
+        y = np.asarray(scoring_labels(with_labels(records, labels), labels), dtype=object)
+    except InputError:  # a label column the run makes (plane, level_N): known after the fit
+        return
+    has = y != ""
+    if len(set(y[has].tolist())) < 2:
+        return
+    given = "--labels-from-folders" if labels == "folder" else f"--labels {labels}"
+    for flag, column in (("--within", within), ("--remove", remove)):
+        if column is None or column in LEVELS or not any(column in (r.meta or {}) for r in records):
+            continue
+        s = as_strata(meta_values(records, column))[has]
+        pairs = set(zip(s.tolist(), y[has].tolist()))
+        one_label_each = len(pairs) == len(set(s.tolist()))
+        if flag == "--within" and one_label_each:
+            raise ParameterError(f"--within {column}: each stratum's labelled images share one label ({given}): the "
+                                 "scores would measure the strata, not the clusters; labels only score: drop the "
+                                 "labels or steer by another column")
+        if flag == "--remove" and one_label_each and len(pairs) == len(set(y[has].tolist())):
+            raise ParameterError(f"--remove {column}: its strata are the label classes ({given}); labels only "
+                                 "score, they must not shape the features: drop the labels or remove another column")
 
 
 def check_label_column(column: str | None, records) -> None:

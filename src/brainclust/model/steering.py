@@ -346,7 +346,8 @@ class WithinStep(Step):
         m = self.model_
         out = {"option": "--within", "column": self.column, "source": self.source_,
                "strata": {str(v): int((m.stratum_ == v).sum()) for v in m.strata_} if hasattr(m, "stratum_") else {},
-               "k": {str(k): int(v) for k, v in m.k_.items()}}
+               "k": {str(k): int(v) for k, v in m.k_.items()},
+               "pca": {str(v): (int(r.n_components_) if r is not None else None) for v, (r, _) in m.models_.items()}}
         if getattr(m, "k_selection_", None):
             out["k_selection"] = {str(k): v for k, v in m.k_selection_.items()}
         return out

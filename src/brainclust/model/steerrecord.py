@@ -12,7 +12,7 @@ import numpy as np
 from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
 from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
-from brainclust.model.steercolumns import PLANE, meta_values
+from brainclust.model.steercolumns import LEVELS, PLANE, meta_values
 from brainclust.model.steering import RemoveStep, WithinStep, plane_columns
 
 log = logging.getLogger(__name__)
@@ -21,8 +21,9 @@ __all__ = ["check_steering", "factor_record", "record_steering", "steer_record",
 
 
 def check_steering(cfg, comps) -> None:
-    """``--within`` / ``--remove``: a column name, not the labels' (labels only score), not both the same, and
-    only with settings they combine with (one line each)."""
+    """``--within`` / ``--remove``: a column name, not a run-made one that is also the labels' (labels only score;
+    a metadata column is checked against the labels by its values, :func:`~brainclust.model.steercolumns.
+    check_steer_labels`), not both the same, and only with settings they combine with (one line each)."""
     from brainclust.model.enrich import label_column
 
     labels = label_column(cfg)
@@ -31,11 +32,9 @@ def check_steering(cfg, comps) -> None:
             continue
         if not isinstance(value, str) or not value.strip():
             raise ParameterError(f"{flag}: expected a column name, got {value!r}")
-        if value == labels:
-            given = "--labels-from-folders" if labels == "folder" else f"--labels {labels}"
-            raise ParameterError(f"{flag}: '{value}' is the column the clusters are scored against ({given}); "
-                                 "labels only score, and strata made from them would make the scores measure "
-                                 "the strata: drop the labels or steer by another column")
+        if value == labels and value in (PLANE, *LEVELS):  # made by the run; a metadata column: by its values
+            raise ParameterError(f"{flag}: '{value}' is the column the clusters are scored against (--labels "
+                                 f"{labels}); labels only score: drop the labels or steer by another column")
         if cfg.auto:
             raise ParameterError(f"{flag}: not supported with --auto (its portfolio clusters every image "
                                  "together); --auto's factor record suggests it")
@@ -107,21 +106,25 @@ def factor_record(rows, labels, random_state: int = 0, cache_dir=None, with_plan
 
 def stratum_scores(strata, clusters, labels) -> dict:
     """``metrics.json["within"]["scores"]``: NMI and ARI of the clusters against the labels inside each stratum
-    (its rows with a label; ``n``), and their means weighted by those rows. The run's own scores are over the
-    global ids, about k x strata clusters: not comparable with a run at k; these are."""
+    (its rows with a label; ``n``), and their means weighted by those rows; a stratum whose labelled rows hold
+    fewer than two labels is ``not_scored`` (there is nothing to recover). The run's own scores are over the
+    global ids, about k x strata clusters; a stratum's compare with a run on that stratum's images alone."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     strata, clusters, labels = np.asarray(strata), np.asarray(clusters), np.asarray(labels, dtype=object)
-    per = {}
+    per, unscored = {}, {}
     for v in sorted(set(strata.tolist())):
         rows = (strata == v) & (labels != "") & (clusters >= 0)
-        if rows.any():
-            y, c = labels[rows], clusters[rows]
-            per[str(v)] = {"n": int(rows.sum()), "nmi": float(normalized_mutual_info_score(y, c)),
-                           "ari": float(adjusted_rand_score(y, c))}
+        y, c = labels[rows], clusters[rows]
+        if len(set(y.tolist())) < 2:  # nothing to recover: any split of one class scores 0
+            unscored[str(v)] = f"{int(rows.sum())} labelled image(s) of {len(set(y.tolist()))} label(s)"
+            continue
+        per[str(v)] = {"n": int(rows.sum()), "nmi": float(normalized_mutual_info_score(y, c)),
+                       "ari": float(adjusted_rand_score(y, c))}
     n = sum(p["n"] for p in per.values())
     mean = {key: sum(p["n"] * p[key] for p in per.values()) / n for key in ("nmi", "ari")} if n else {}
-    return {"per_stratum": per, **{f"mean_{key}": value for key, value in mean.items()}}
+    return {"per_stratum": per, **{f"mean_{key}": value for key, value in mean.items()},
+            **({"not_scored": unscored} if unscored else {})}
 
 
 def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_column=None, y=None) -> None:
@@ -144,5 +147,9 @@ def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_colum
         if within:
             metrics["within"] = {k: within[k] for k in ("k", "strata", "k_selection") if k in within}
             if y is not None:
-                metrics["within"]["scores"] = stratum_scores(model.clusterer_.model_.stratum_, model.labels_, y)
+                scores = metrics["within"]["scores"] = stratum_scores(model.clusterer_.model_.stratum_,
+                                                                      model.labels_, y)
+                if not scores["per_stratum"] and scores.get("not_scored"):  # plane or level_N: known only now
+                    log.warning("--within %s: each stratum's labelled images share one label: the run's scores "
+                                "measure the strata, not the clusters", within["column"])
             within.pop("k_selection", None)  # the curves are metrics.json's; the manifest keeps the k

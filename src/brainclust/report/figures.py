@@ -47,8 +47,9 @@ def _plt():
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    # text.parse_math off: labels, strata and file names are data; a '$' in one is not TeX (it raised at saving)
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "svg.hashsalt": "brainclust",
-                         "svg.fonttype": "none", "figure.dpi": 100})
+                         "svg.fonttype": "none", "figure.dpi": 100, "text.parse_math": False})
     return plt
 
 

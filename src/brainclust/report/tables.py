@@ -146,15 +146,22 @@ def steering_text(manifest: dict) -> str:
 
 
 def within_pca_text(manifest: dict) -> str:
-    """A ``--within`` run's reduction, for the summary: each stratum's own PCA (``--pca``; capped at the images
-    of a smaller stratum), and the one PCA of all the rows that the map and the silhouette use."""
+    """A ``--within`` run's reduction, for the summary: each stratum's own PCA (the components it kept, recorded
+    in ``steer.within.pca``; else ``--pca`` capped at the images of a smaller stratum), and the one PCA of all
+    the rows that the map and the silhouette use."""
     n = (manifest.get("pca") or {}).get("n_components")
-    strata = ((manifest.get("steer") or {}).get("within") or {}).get("strata") or {}
+    within = (manifest.get("steer") or {}).get("within") or {}
+    strata, fitted = within.get("strata") or {}, within.get("pca") or {}
+    kept = [v for v in fitted.values() if isinstance(v, int) and not isinstance(v, bool)]
     if isinstance(n, bool) or not isinstance(n, (int, float)) or n <= 0:
         each = "none per stratum (--pca 0): each stratum's own clustering of its features"
     elif isinstance(n, float) and n < 1:
         each = f"per stratum: each stratum has its own PCA, keeping {n:g} of its variance, and its own clustering"
-    else:
+    elif kept:  # what each stratum's PCA kept (capped by its images and by the features' dimensions)
+        fewer = sum(v < max(kept) for v in kept)
+        each = (f"{max(kept)} components per stratum: each stratum has its own PCA"
+                + (f" (fewer in {fewer} of the {len(kept)} strata)" if fewer else "") + " and its own clustering")
+    else:  # a run folder written before the fitted sizes were recorded: the setting, capped by the strata's images
         small = [v for v in strata.values() if isinstance(v, int) and v < n]
         each = (f"{int(n)} components per stratum: each stratum has its own PCA"
                 + (f" (fewer in {len(small)} of the {len(strata)} strata, which have fewer images)" if small else "")
