@@ -183,3 +183,8 @@ def test_a_checks_setting_other_than_on_or_off_is_refused_not_read_as_on(value):
     with pytest.raises(ParameterError, match=rf"^--checks: must be on or off, got {value!r}$"):
         run_config(None, {"checks": value})
     assert [n for n, _ in build_steps(run_config(None, {"checks": "off"}))] == ["extractor", "reducer", "clusterer"]
+
+
+def test_none_for_a_list_setting_whose_default_is_empty_is_empty():
+    assert RunConfig(exclude=None).exclude == () and RunConfig(exclude_files=None).exclude_files == ()
+    RunConfig(exclude=None).validate()  # a bare TypeError before (the review of 2026-12-06)

@@ -207,6 +207,14 @@ def test_a_later_page_above_the_pixel_limit_is_not_decoded(monkeypatch):
     assert stripped(data) == ("tiff", None)
 
 
+def test_pages_that_together_pass_the_pixel_limit_are_not_all_decoded(monkeypatch):
+    data = tiff_pages_with_tags([Image.fromarray(head(20 + i, (20, 20))) for i in range(3)], ["raw"] * 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 400 pixels a page: each passes, the three do not
+    with pytest.raises(Image.DecompressionBombError, match="the pages hold more than 1000 pixels"):
+        stripped_tiff(data)
+    assert stripped(data) == ("tiff", None)
+
+
 def test_files_whose_structure_is_not_followed_are_left_to_the_caller():
     png = png_with_text(head(2))
     cut = png[:png.index(b"IEND") - 4]  # no IEND

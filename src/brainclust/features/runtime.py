@@ -129,7 +129,7 @@ def resolve_runtime(runtime: str, device: str, precision: str, has_network: bool
     if not has_network:
         if runtime != "auto":
             raise ParameterError(f"--runtime: would be ignored (got '{runtime}'); the backbone runs no network "
-                                 "(pixels, hog, histogram): leave it at auto")
+                                 "(a traditional baseline): leave it at auto")
         return "none"
     cuda = device.startswith("cuda")
     if precision == "int8":

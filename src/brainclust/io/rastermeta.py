@@ -192,15 +192,18 @@ def stripped_tiff(data: bytes, orientation: int | None = None, compression: str 
     its own orientation, so none is written: ``orientation`` is not needed), each page in its own mode, with no tag
     but each page's own image tags. ``compression``: the one of every page (Pillow's name), by default the one the
     pages share when it is lossless, else LZW. Pillow's errors (a damaged page, a mode it cannot write, a page
-    above its decompression-bomb limit) pass."""
+    above its decompression-bomb limit, or all pages together above it) pass."""
     from PIL import Image, ImageOps, ImageSequence
 
     from brainclust.io.content import guard_pixels
 
-    pages, kinds = [], set()
+    pages, kinds, total = [], set(), 0
     with Image.open(io.BytesIO(data)) as im:
         for page in ImageSequence.Iterator(im):
             guard_pixels(page)  # Pillow checks the first page's size only
+            total += page.width * page.height  # every page is held decoded: the limit is on all of them together
+            if Image.MAX_IMAGE_PIXELS is not None and total > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"the pages hold more than {Image.MAX_IMAGE_PIXELS} pixels")
             kinds.add(page.info.get("compression", "raw"))
             copy = ImageOps.exif_transpose(page)  # the pixels as shown, a new image without the file's tags
             copy.info = {}  # nor its ICC profile, resolution, description or XMP
