@@ -258,6 +258,21 @@ def two_site_folder(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_within_a_first_pass_level_that_is_the_labels_warns_and_scores_no_stratum(two_site_folder, tmp_path, capsys):
+    """level_2 of a first pass splits the two groups apart; scored against them, each stratum holds one label:
+    known only after the fit, so a warning (a metadata column is refused before, by its values)."""
+    from brainclust.cli import main
+
+    root, table = two_site_folder
+    out = tmp_path / "o"
+    assert main(["run", str(root), "--out", str(out), "--within", "level_2", "--labels", "group", "--backbone",
+                 "pixels@16", "--workers", "0", "--no-report", "--metadata", str(table), "--k", "2"]) == 0
+    assert "--within level_2: each stratum's labelled images share one label" in capsys.readouterr().err
+    scores = json.loads((out / "metrics.json").read_text())["within"]["scores"]
+    assert scores["per_stratum"] == {} and len(scores["not_scored"]) == 2
+
+
+@pytest.mark.slow
 def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     from brainclust.cli import main
 

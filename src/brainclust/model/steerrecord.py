@@ -149,7 +149,7 @@ def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_colum
             if y is not None:
                 scores = metrics["within"]["scores"] = stratum_scores(model.clusterer_.model_.stratum_,
                                                                       model.labels_, y)
-                if not scores["per_stratum"] and scores.get("not_scored"):  # plane or level_N: known only now
+                if not scores["per_stratum"] and len(set(y) - {""}) > 1:  # plane or level_N: known only now
                     log.warning("--within %s: each stratum's labelled images share one label: the run's scores "
                                 "measure the strata, not the clusters", within["column"])
             within.pop("k_selection", None)  # the curves are metrics.json's; the manifest keeps the k
