@@ -6,8 +6,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from brainclust.cluster.methods import Clusterer
 from brainclust.cluster.reduce import PCAReducer
-from brainclust.cluster.steer import (MISSING, FactorRemover, StratifiedClusterer, as_strata, level_columns,
-                                      resolve_column)
+from brainclust.cluster.steer import MISSING, FactorRemover, StratifiedClusterer, as_strata, level_columns
 from brainclust.errors import ParameterError
 
 
@@ -119,24 +118,14 @@ def test_within_k_per_stratum_mapping_and_auto(caplog):
         StratifiedClusterer(n_clusters={"plane0": 2}).fit(X, planes)
 
 
-def test_a_column_that_does_not_exist_is_refused_with_one_line():
-    table = {"plane": ["a", "b"], "level_2": [0, 1]}
-    with pytest.raises(ParameterError) as err:
-        resolve_column("--within", "scanner", table, 2)
-    msg = str(err.value)
-    assert "\n" not in msg and "'scanner'" in msg and "--within" in msg and "level_2, plane" in msg
-    with pytest.raises(ParameterError, match="--remove: column 'plane' has 2 values for 3 images"):
-        resolve_column("--remove", "plane", table, 3)
-
-
 def test_columns_from_metadata_and_tree_levels():
     X, planes, _ = planted()
     cl = Clusterer(n_clusters=3, random_state=0).fit(PCAReducer(20, random_state=0).fit_transform(X))
     table = {"sequence": ["T1"] * (len(X) - 2) + ["", None], **level_columns(cl.levels_)}
     assert sorted(table) == sorted(["sequence"] + [f"level_{i}" for i in range(1, 11)])
-    seq = resolve_column("--within", "sequence", table, len(X))
+    seq = as_strata(table["sequence"])
     assert seq[-1] == MISSING and seq[-2] == MISSING and seq[0] == "T1"
-    lvl = resolve_column("--remove", "level_3", table, len(X))
+    lvl = as_strata(table["level_3"])
     assert adjusted_rand_score(planes, lvl) > 0.9  # the first pass's top level is the nuisance
     assert list(as_strata([1.0, 2, "x", float("nan")])) == ["1", "2", "x", MISSING]
 

@@ -31,8 +31,8 @@ Predicting new images: a stratum must be known or predicted. ``predict(X, strata
 first pass's ``predict``); with ``strata=None`` each image gets the stratum whose mean
 unit row is nearest (cosine), as :meth:`predict_strata` does (``"project"`` needs none).
 
-:func:`resolve_column` turns a column name into the strata, from a table of available
-columns, and refuses a name that is not there with one line.
+Where the strata come from (metadata, the plane, a first pass's levels) is
+:mod:`brainclust.model.steering`'s.
 """
 
 from __future__ import annotations
@@ -114,24 +114,6 @@ def as_strata(values: Sequence) -> np.ndarray:
         else:
             out.append(str(v))
     return np.asarray(out, dtype=object)
-
-
-def resolve_column(option: str, name: str, table: Mapping[str, Sequence], n: int) -> np.ndarray:
-    """The strata of column ``name`` of ``table`` (column -> one value per image).
-
-    Raises
-    ------
-    ParameterError
-        ``name`` is not a column of ``table`` (the message lists the columns), or the column
-        has another length than the ``n`` images.
-    """
-    if name not in table:
-        cols = ", ".join(sorted(map(str, table))) or "none"
-        raise ParameterError(f"{option}: no column '{name}' in this run (available: {cols})")
-    values = table[name]
-    if len(values) != n:
-        raise ParameterError(f"{option}: column '{name}' has {len(values)} values for {n} images")
-    return as_strata(values)
 
 
 def _check_strata(strata, n: int, option: str) -> np.ndarray:
