@@ -271,7 +271,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
         given["bids_filter"] = ""
     cfg = replace(config_of(s), labels_from_folders=labels_from_folders, labels=labels, metadata=metadata,
                   metadata_key=metadata_key, cache_dir=cache_dir, progress=progress,
-                  **{k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None})
+                  **{k: v for k, v in given.items() if v is not None})
     nifti.parse_slices(cfg.slices)
     nifti.check_volume_index(cfg.volume_index)
     cfg.check_inputs()

@@ -141,8 +141,7 @@ def run_config(config: RunConfig | None, settings: dict) -> RunConfig:
 def config_of(settings: dict) -> RunConfig:
     """A RunConfig of recorded settings (unknown or missing fields keep their defaults; not validated)."""
     names = {f.name for f in fields(RunConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names}
-    return RunConfig(**values)
+    return RunConfig(**{k: v for k, v in settings.items() if k in names})  # lists become tuples there
 
 
 def data_record(cfg: RunConfig, scanned, rows: list, n_images: int, info: dict, labels: str | None) -> dict:
