@@ -48,7 +48,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from brainclust.errors import ImageReadError, InputError, ModelFileError, ParameterError, UnsafePathError
 from brainclust.io.atomic import atomic_write_csv, safe_join
@@ -58,6 +58,7 @@ from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_na
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
+from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ log = logging.getLogger(__name__)
 MODES = ("copy", "symlink")
 #: What a copy does with a DICOM file's header: de-identify it (default) or keep it whole.
 DICOM_HEADERS = ("strip", "keep")
-#: Longest file name (bytes) most Linux file systems accept.
-NAME_MAX = 255
 
 
 @dataclass
@@ -162,59 +161,6 @@ SET_ASIDE = "set_aside"
 def folder_name(cluster: int) -> str:
     """``cluster_<id>``, or ``noise`` for ``-1``."""
     return "noise" if cluster == -1 else f"cluster_{cluster}"
-
-
-def _fits(name: str) -> bool:
-    return len(os.fsencode(name)) <= NAME_MAX
-
-
-def _tagged(path: str, digits: int) -> str:
-    p = PurePosixPath(path)
-    tag = hashlib.sha1(os.fsencode(path)).hexdigest()[:digits]
-    stem, suffix = (p.stem, p.suffix) if p.stem else (p.name, "")
-    if not _fits(f"-{tag}{suffix}"):
-        suffix = ""
-    while not _fits(f"{stem}-{tag}{suffix}"):  # too long for the file system: shorten the stem
-        stem = stem[:-1]
-    return f"{stem}-{tag}{suffix}"
-
-
-def destination_names(paths: list[str]) -> dict[str, str]:
-    """File name of each relative path inside one cluster folder, unique case-insensitively.
-
-    Parameters
-    ----------
-    paths : list of str
-        Relative POSIX paths of the images of one cluster.
-
-    Returns
-    -------
-    dict
-        path -> file name.
-    """
-    by_name: dict[str, list[str]] = {}
-    for p in paths:
-        by_name.setdefault(PurePosixPath(p).name.casefold(), []).append(p)
-    out = {}
-    for group in by_name.values():
-        if len(group) == 1 and _fits(PurePosixPath(group[0]).name):
-            out[group[0]] = PurePosixPath(group[0]).name
-        else:
-            for p in group:
-                out[p] = _tagged(p, 8)
-    # a tagged name can, in theory, equal another image's plain name: lengthen the tag until unique
-    digits = 8
-    while len({v.casefold() for v in out.values()}) < len(out):
-        digits += 4
-        seen: dict[str, str] = {}
-        for p in sorted(out):
-            key = out[p].casefold()
-            if key in seen:
-                out[p] = _tagged(p, digits)
-            seen.setdefault(out[p].casefold(), p)
-        if digits > 40:  # pragma: no cover - SHA-1 collision
-            raise InputError("export: cannot make file names unique")
-    return out
 
 
 def image_file_problem(path: Path) -> str | None:
