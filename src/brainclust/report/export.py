@@ -194,36 +194,38 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> di
     (one line)."""
     records, missing, digests = {}, [], {}
     for i, r in enumerate(rows, start=1):
-        where = f"export: row {i} of '{folder.assignments}'"
+        where, shown = f"export: row {i} of '{folder.assignments}'", shown_name(r["path"], clip=True)
         try:
             rec = record_of_row(root, r, hashes[i - 1])
+            if not Path(rec.abspath).exists():
+                missing.append(r["path"])
+                continue
         except UnsafePathError as exc:
             raise UnsafePathError(f"{where}: {exc}; nothing was exported") from None
-        if not Path(rec.abspath).exists():
-            missing.append(r["path"])
-            continue
+        except OSError as exc:  # a part over 255 bytes (a tampered row): ENAMETOOLONG, not False
+            raise InputError(f"{where}: '{shown}' cannot be read ({exc.strerror or type(exc).__name__}); "
+                             "nothing was exported") from None
         if not rec.sha256:
-            raise InputError(f"{where}: '{shown_name(r['path'])}': the run records no content hash for it "
+            raise InputError(f"{where}: '{shown}': the run records no content hash for it "
                              "(embeddings.parquet edited); refused, nothing was exported")
         if rec.abspath not in digests:  # the bytes are checked against the run before any decoder reads them
             try:
                 digests[rec.abspath] = content_sha256(rec.abspath)
             except ImageReadError as exc:
-                raise InputError(f"{where}: '{shown_name(r['path'])}' cannot be read ({exc.reason}); "
-                                 "nothing was exported") from None
+                raise InputError(f"{where}: '{shown}' cannot be read ({exc.reason}); nothing was exported") from None
         if digests[rec.abspath] != rec.sha256:
-            raise InputError(f"{where}: '{shown_name(r['path'])}' is not the file the run clustered (its SHA-256 is "
+            raise InputError(f"{where}: '{shown}' is not the file the run clustered (its SHA-256 is "
                              "not the one the run recorded: changed since, or the run folder was edited); nothing was "
                              "exported")
         # a frame row names a multi-frame file already probed at scan time
         problem = None if rec.frame else image_file_problem(Path(rec.abspath))
         if problem is not None:
-            raise InputError(f"{where}: '{shown_name(r['path'])}' is not an image file brainclust reads ({problem}); "
+            raise InputError(f"{where}: '{shown}' is not an image file brainclust reads ({problem}); "
                              "nothing was exported")
         records[r["path"]] = rec
     if missing:
         raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
-                         f"e.g. '{shown_name(missing[0])}'; nothing was exported")
+                         f"e.g. '{shown_name(missing[0], clip=True)}'; nothing was exported")
     return records
 
 
@@ -381,7 +383,8 @@ def _place(rec, dest: Path, mode: str, strip: str | None = None) -> str:
         with os.fdopen(fd, "rb") as src:
             st = os.fstat(src.fileno())
             if not stat.S_ISREG(st.st_mode):
-                raise InputError(f"export: '{rec.path}' is no longer a regular file; nothing was exported")
+                raise InputError(f"export: '{shown_name(rec.path, clip=True)}' is no longer a regular file; "
+                                 "nothing was exported")
             with open(dest, "xb") as out:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     digest.update(chunk)
@@ -395,9 +398,9 @@ def _place(rec, dest: Path, mode: str, strip: str | None = None) -> str:
         os.chmod(dest, stat.S_IMODE(st.st_mode))
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:
-        raise InputError(f"export: '{rec.path}' cannot be copied ({exc.strerror or exc}); nothing was "
-                         "exported") from None
+        raise InputError(f"export: '{shown_name(rec.path, clip=True)}' cannot be copied ({exc.strerror or exc}); "
+                         "nothing was exported") from None
     if digest.hexdigest() != rec.sha256:
-        raise InputError(f"export: '{rec.path}' changed while it was exported (its bytes are not the run's); "
-                         "nothing was exported")
+        raise InputError(f"export: '{shown_name(rec.path, clip=True)}' changed while it was exported (its bytes are "
+                         "not the run's); nothing was exported")
     return kind
