@@ -9,7 +9,8 @@ Images are copied (default) or symbolically linked. A copied DICOM file is de-id
 (:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
 and a copied PNG, JPEG or TIFF loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
 comments, tags; a TIFF of several pages page by page) unless ``dicom_headers="keep"``; one that cannot be (a damaged
-page) is copied as it is, counted in ``kept``, with a warning; a link points at the file as it is.
+page) is copied as it is, counted in ``kept``, with a warning. A link points at the file as it is, so ``symlink``
+is refused unless ``dicom_headers="keep"`` says so (no patient data reaches an output unasked).
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -92,7 +93,7 @@ class ExportResult:
         done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG/TIFF files "
                                                                           "without their metadata"))
         how += "".join(f"; {n} {what}" for n, what in done if n)  # the files kept as they are: a warning
-        if self.dicom_headers == "keep" and self.mode == "copy":
+        if self.dicom_headers == "keep":
             how += "; headers and metadata kept, patient data included"
         return (f"exported {self.n_files} images ({how}) into {len(self.counts)} folders under {self.to}: "
                 + ", ".join(f"{k} ({v})" for k, v in self.counts.items()))
@@ -239,7 +240,7 @@ def unit_slices(folder: RunFolder, rows: list[dict]) -> list[dict]:
             for r in rows for s in slices.get(r.get("unit") or "", [])]
 
 
-def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip") -> ExportResult:
+def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None = None) -> ExportResult:
     """Write one folder per cluster under ``to`` holding every image of ``assignments.csv`` once.
 
     Parameters
@@ -250,9 +251,10 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
         Target folder; must not exist yet or be empty.
     mode : {"copy", "symlink"}, default "copy"
         Copy the files, or create symbolic links to their absolute paths.
-    dicom_headers : {"strip", "keep"}, default "strip"
-        A copied DICOM file is de-identified (``strip``: :mod:`brainclust.io.deidentify`) or copied as it is,
-        patient data included (``keep``).
+    dicom_headers : {"strip", "keep"}, optional
+        A copied DICOM file is de-identified and a PNG/JPEG/TIFF loses its metadata (``strip``, the default of
+        ``copy``: :mod:`brainclust.io.deidentify`), or every file is copied as it is, patient data included
+        (``keep``). ``symlink`` needs ``keep``: a link points at the file with its headers.
 
     Returns
     -------
@@ -261,7 +263,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     Raises
     ------
     ParameterError
-        Unknown ``mode``, a non-empty target folder, or one inside the run's input folder.
+        Unknown ``mode``, ``symlink`` without ``dicom_headers="keep"``, a non-empty target folder, or one inside
+        the run's input folder.
     ModelFileError
         The run's outputs are missing or damaged (:func:`brainclust.io.runfolder.read_run`).
     UnsafePathError
@@ -272,8 +275,13 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     """
     if mode not in MODES:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
-    if dicom_headers not in DICOM_HEADERS:
+    if dicom_headers not in (None, *DICOM_HEADERS):
         raise ParameterError(f"--dicom-headers: must be one of {', '.join(DICOM_HEADERS)}, got '{dicom_headers}'")
+    if mode == "symlink" and dicom_headers != "keep":  # no patient data reaches an output unasked
+        raise ParameterError(f"--mode symlink{' --dicom-headers strip' if dicom_headers else ''}: a link points at "
+                             "the original file, its DICOM header and PNG/JPEG/TIFF metadata with it (patient data "
+                             "included); use --mode copy for de-identified copies, or add --dicom-headers keep")
+    dicom_headers = dicom_headers or "strip"
     strip = mode == "copy" and dicom_headers == "strip"
     run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
