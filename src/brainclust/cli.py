@@ -136,9 +136,9 @@ def _add_run_parsers(sub, common) -> None:
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--to", required=True, help="target folder (new or empty)")
     p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
-    p.add_argument("--dicom-headers", default="strip", choices=["strip", "keep"],
+    p.add_argument("--dicom-headers", default=None, choices=["strip", "keep"],
                    help="a copied DICOM file de-identified, a PNG/JPEG/TIFF without its metadata (default strip), "
-                   "or every file as it is, patient data included")
+                   "or every file as it is, patient data included (needed by --mode symlink: links carry it)")
 
 
 def _add_study_parsers(sub, common) -> None:

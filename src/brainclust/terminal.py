@@ -18,6 +18,15 @@ def terminal_text(text: str) -> str:
     return CONTROL.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
 
 
+#: The most characters of a name a message shows (a 5,000-character path from a tampered row would fill the screen).
+NAME_SHOWN = 200
+
+
+def clipped(text: str, most: int = NAME_SHOWN) -> str:
+    """``text``, or its first ``most`` characters and ``…`` when it is longer (a name in a message)."""
+    return text if len(text) <= most else text[:most] + "…"
+
+
 class TerminalFormatter(logging.Formatter):
     """Log lines with :func:`terminal_text` applied to the message (tracebacks stay as they are)."""
 

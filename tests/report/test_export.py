@@ -41,7 +41,7 @@ def run_with_clashes(tmp_path):
 @pytest.mark.parametrize("mode", ["copy", "symlink"])
 def test_every_image_exactly_once(run_with_clashes, tmp_path, mode):
     out, data = run_with_clashes
-    res = export_clusters(out, tmp_path / "by_cluster", mode=mode)
+    res = export_clusters(out, tmp_path / "by_cluster", mode=mode, dicom_headers="keep" if mode == "symlink" else None)
     rows = rows_of(out)
     files = exported_files(tmp_path / "by_cluster")
     assert len(files) == len(rows) == res.n_files
@@ -123,8 +123,9 @@ def test_refuses_non_empty_target_and_missing_images(run_with_clashes, tmp_path)
 
 def test_cli_export(run_with_clashes, tmp_path, capsys):
     out, _ = run_with_clashes
-    assert main(["export", str(out), "--to", str(tmp_path / "e"), "--mode", "symlink"]) == 0
-    assert "exported 16 images (symlink) into 3 folders" in capsys.readouterr().out
+    assert main(["export", str(out), "--to", str(tmp_path / "e"), "--mode", "symlink", "--dicom-headers", "keep"]) == 0
+    assert "exported 16 images (symlink; headers and metadata kept, patient data included) into 3 folders" in \
+        capsys.readouterr().out
     assert main(["export", str(out), "--to", str(tmp_path / "e")]) == 2
     assert "not an empty folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere"), "--to", str(tmp_path / "e3")]) == 2
@@ -143,9 +144,10 @@ def test_symlink_export_says_which_images_became_png_files(tmp_path, capsys, mak
         cache_dir=str(tmp_path / "cache"), checks="off")
     n_slices = sum("#" in r["path"] for r in rows_of(tmp_path / "out"))
     assert n_slices >= 4
-    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e"), "--mode", "symlink"]) == 0
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e"), "--mode", "symlink",
+                 "--dicom-headers", "keep"]) == 0
     said = capsys.readouterr().out
-    assert f"exported {n_slices + 4} images (symlink; {n_slices} frames or slices as PNG files)" in said
+    assert f"exported {n_slices + 4} images (symlink; {n_slices} frames or slices as PNG files" in said
     files = exported_files(tmp_path / "e")
     assert sum(p.is_symlink() for p in files) == 4 and sum(p.suffix == ".png" and not p.is_symlink()
                                                           for p in files) == n_slices

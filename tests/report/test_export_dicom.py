@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +95,23 @@ def test_keep_copies_the_files_as_they_are(dicom_run, tmp_path, capsys):
     assert "headers and metadata kept, patient data included" in capsys.readouterr().out
     for f in (tmp_path / "exp").glob("cluster_*/*.dcm"):
         assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256((data / f.name).read_bytes()).digest()
+
+
+@pytest.mark.parametrize("asked", [["--dicom-headers", "strip"], []])
+def test_symlink_is_refused_unless_the_headers_are_kept_on_purpose(dicom_run, tmp_path, capsys, asked):
+    """A link points at the original file, header and all: ``strip`` (asked for, or the default) cannot be done
+    by a link. It was done silently (links to files full of patient data); now one line, exit 2, nothing written."""
+    data, out = dicom_run
+    capsys.readouterr()
+    assert main(["export", str(out), "--to", str(tmp_path / "exp"), "--mode", "symlink", *asked]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("brainclust: error: --mode symlink") and "--dicom-headers keep" in err[0]
+    assert not (tmp_path / "exp").exists()
+    keep = ["--mode", "symlink", "--dicom-headers", "keep"]
+    assert main(["export", str(out), "--to", str(tmp_path / "exp"), *keep]) == 0
+    assert "patient data included" in capsys.readouterr().out
+    links = list((tmp_path / "exp").glob("cluster_*/*.dcm"))
+    assert links and all(p.is_symlink() and Path(os.readlink(p)).parent == data.resolve() for p in links)
 
 
 def test_a_file_that_is_not_dicom_is_one_line_naming_it():

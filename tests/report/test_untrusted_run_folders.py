@@ -99,7 +99,8 @@ def tampered_paths(base: Path) -> dict[str, str]:
 def test_export_refuses_a_path_out_of_the_input_folder(run, base, tmp_path, capsys, kind, mode):
     tamper(run, tampered_paths(base)[kind])
     capsys.readouterr()
-    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp"), "--mode", mode]) == 2
+    keep = ["--dicom-headers", "keep"] if mode == "symlink" else []  # a link carries the headers: asked for
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp"), "--mode", mode, *keep]) == 2
     line = one_error(capsys)
     assert "row 1" in line and "refused" in line and "nothing was exported" in line
     assert not (tmp_path / "exp").exists()
@@ -125,6 +126,28 @@ def set_hash(run: Path, row: int, sha256: str) -> None:
     t = pq.read_table(run / "embeddings.parquet", columns=["path", "sha256"]).to_pydict()
     t["path"][row], t["sha256"][row] = rows_of(run)[row]["path"], sha256
     pq.write_table(pa.table(t), run / "embeddings.parquet")
+
+
+@pytest.mark.parametrize("path", ["a" * 300 + ".png", "g0/" + "b" * 5000 + ".png", "c" * 300 + ".nii#axial=1"])
+def test_export_refuses_a_name_too_long_for_the_file_system_in_one_short_line(run, tmp_path, capsys, path):
+    """A part over 255 bytes makes ``exists()`` raise ENAMETOOLONG: it was an internal error (exit 1) printing the
+    whole path; now the row is refused like any other unusable row, the name cut in the message."""
+    tamper(run, path)
+    set_hash(run, 0, "0" * 64)  # a consistent tamper: embeddings.parquet names the same path
+    capsys.readouterr()
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+    line = one_error(capsys)
+    assert "row 1" in line and "File name too long" in line and "nothing was exported" in line
+    assert len(line) < 600 and "…" in line
+    assert not (tmp_path / "exp").exists()
+
+
+def test_a_long_path_out_of_the_input_folder_is_refused_in_a_short_line(run, tmp_path, capsys):
+    tamper(run, "../" + "d" * 5000 + ".png")
+    capsys.readouterr()
+    assert main(["-q", "export", str(run), "--to", str(tmp_path / "exp")]) == 2
+    line = one_error(capsys)
+    assert "refused" in line and len(line) < 600
 
 
 @pytest.mark.parametrize("value", ["\u00e9" * 64, "ab" * 32 + "zz", None])

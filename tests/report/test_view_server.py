@@ -14,6 +14,7 @@ import errno
 import http.client
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +88,10 @@ def running(tmp_path_factory):
     ex.close()
 
 
-def get(server, path: str, host: str | None = None, method: str = "GET"):
-    port = server.server_address[1]
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Host": host} if host else {}
+def get(server, path: str, host: str | None = None, method: str = "GET", headers: dict | None = None):
+    address, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(address if address.startswith("127.") else "127.0.0.1", port, timeout=30)
+    headers = ({"Host": host} if host else {}) | (headers or {})
     conn.putrequest(method, path, skip_host=bool(host), skip_accept_encoding=True)
     for k, v in headers.items():
         conn.putheader(k, v)
@@ -217,6 +219,84 @@ def test_host_header_and_methods(running):
         assert status in (405, 501) and headers["Content-Security-Policy"] and b"<html" not in body.lower()
         assert headers.get("Allow") == "GET, HEAD" or status == 501
     assert get(server, "/", method="HEAD")[2] == b""
+
+
+def test_a_host_without_a_port_is_port_80(tmp_path, running):
+    """Browsers and curl send ``Host: 127.0.0.1`` for ``http://127.0.0.1/``: on --port 80 every request was 403."""
+    assert get(running[0], "/", host="127.0.0.1")[0] == 403  # port 80 is not this server's
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    rng = np.random.default_rng()  # another program, or a closed server's TIME_WAIT, may hold an address's port 80
+    for address in ["127.0.0.1"] + [f"127.{rng.integers(1, 255)}.{rng.integers(1, 255)}.{rng.integers(2, 255)}"
+                                    for _ in range(6)]:
+        try:
+            server, ex = srv.make_server(out, host=address, port=80, cache_dir=tmp_path / "cache")
+            break
+        except ParameterError as exc:
+            why = exc
+    else:
+        pytest.skip(f"port 80 cannot be listened on here ({why})")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for host in ("127.0.0.1", "localhost", "127.0.0.1:80", "[::1]"):
+            assert get(server, "/api/meta", host=host)[0] == 200, host
+        own = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}  # a browser omits the port 80
+        assert get(server, "/api/meta", host="localhost", headers=own)[0] == 200
+        assert get(server, "/", host="evil.example")[0] == 403
+        assert get(server, "/", host="127.0.0.1:81")[0] == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+        ex.close()
+
+
+def test_the_port_of_a_host_header():
+    assert srv.host_and_port("127.0.0.1") == ("127.0.0.1", "80")
+    assert srv.host_and_port("LocalHost") == ("localhost", "80")
+    assert srv.host_and_port("[::1]") == ("[::1]", "80")
+    assert srv.host_and_port("[::1]:8765") == ("[::1]", "8765")
+
+
+TILE = "/api/tile?x0=0&y0=0&x1=1&y1=1&w=64&h=64"
+
+
+@pytest.mark.parametrize("path", [TILE, "/api/list.csv", "/api/list?q=img", "/thumb/0?px=64", "/api/meta", "/"])
+def test_requests_of_another_site_are_refused(running, path, caplog):
+    """Any page the user visits could make the server draw tiles or stream the CSV blind (and time name
+    searches); the page's own requests and a URL typed in pass."""
+    server = running[0]
+    port = server.server_address[1]
+    own = f"http://127.0.0.1:{port}"
+    refused = [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},  # another port of this computer
+               {"Origin": "https://evil.example"}, {"Origin": "null"}, {"Origin": f"http://localhost:{port}"},
+               {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}]
+    with caplog.at_level("DEBUG", logger="brainclust"):
+        for headers in refused:
+            status, got, body = get(server, path, headers=headers)
+            assert status == 403 and "another site" in json.loads(body)["error"], headers
+            assert got["Content-Security-Policy"]
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    for headers in ({}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"},
+                    {"Sec-Fetch-Site": "same-origin", "Origin": own}):
+        assert get(server, path, headers=headers)[0] == 200, headers
+    cross_link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert get(server, path, headers=cross_link)[0] == (200 if path == "/" else 403)  # a link to the page
+
+
+def test_a_half_sent_request_is_dropped_after_the_idle_timeout(running, monkeypatch):
+    """300 half-sent requests each held a server thread for ever (no timeout)."""
+    server = running[0]
+    port = server.server_address[1]
+    assert srv.ExplorerHandler.timeout is not None and 0 < srv.ExplorerHandler.timeout <= 60
+    monkeypatch.setattr(server.RequestHandlerClass, "timeout", 0.5)
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    t0 = time.monotonic()
+    for s in socks:
+        s.sendall(b"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)  # headers never finished
+    assert get(server, "/api/meta")[0] == 200  # others are answered meanwhile
+    for s in socks:
+        with s:
+            assert s.recv(100) == b""  # closed by the server, nothing answered
+    assert time.monotonic() - t0 < 8
 
 
 def _coords(out: Path) -> np.ndarray:

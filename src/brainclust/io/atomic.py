@@ -448,13 +448,13 @@ def safe_join(root: str | os.PathLike, relative: str) -> Path:
     """
     text = os.fsdecode(relative) if isinstance(relative, bytes) else relative
     if not isinstance(text, str) or not text or "\x00" in text:
-        raise UnsafePathError(f"path {text!r} is empty or holds a NUL character; refused")
+        raise UnsafePathError(f"path {text!r:.200} is empty or holds a NUL character; refused")
     rel = Path(text)
     if rel.is_absolute() or ".." in rel.parts:
-        raise UnsafePathError(f"path '{text}' must be relative to '{root}' without '..' parts; refused")
+        raise UnsafePathError(f"path '{text:.200}' must be relative to '{root}' without '..' parts; refused")
     base = Path(root).resolve()
     target = (base / rel).resolve()
     if target != base and base not in target.parents:
-        raise UnsafePathError(f"path '{text}' leads outside '{root}' (through a symbolic link); refused: no link "
+        raise UnsafePathError(f"path '{text:.200}' leads outside '{root}' (through a symbolic link); refused: no link "
                               f"out of the input folder is followed ({UnsafePathError.LINKS_OUT_HINT})")
     return target

@@ -82,6 +82,7 @@ from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
 from brainclust.io.csvcell import formula_safe
 from brainclust.io.privacy import is_missing
+from brainclust.terminal import clipped
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,12 @@ def unescape_name(text: str) -> str:
     return _ESCAPED.sub(_unescape_match, text)
 
 
-def shown_name(text: str) -> str:
+def shown_name(text: str, clip: bool = False) -> str:
     """A path of an output (:func:`escape_name`'s text) as a message shows it: the spreadsheet guard on its
-    first character undone (``\\x2d2.jpg`` is ``-2.jpg``), every other escape kept."""
-    return _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), unescape_name(text))
+    first character undone (``\\x2d2.jpg`` is ``-2.jpg``), every other escape kept; ``clip``: at most
+    :data:`~brainclust.terminal.NAME_SHOWN` characters (:func:`~brainclust.terminal.clipped`)."""
+    shown = _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), unescape_name(text))
+    return clipped(shown) if clip else shown
 
 
 def write_manifest(path, manifest: Mapping) -> Path:

@@ -9,7 +9,8 @@ Images are copied (default) or symbolically linked. A copied DICOM file is de-id
 (:func:`brainclust.io.deidentify.deidentified_dicom`: a whitelist of image attributes, UIDs replaced)
 and a copied PNG, JPEG or TIFF loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
 comments, tags; a TIFF of several pages page by page) unless ``dicom_headers="keep"``; one that cannot be (a damaged
-page) is copied as it is, counted in ``kept``, with a warning; a link points at the file as it is.
+page) is copied as it is, counted in ``kept``, with a warning. A link points at the file as it is, so ``symlink``
+is refused unless ``dicom_headers="keep"`` says so (no patient data reaches an output unasked).
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -48,7 +49,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from brainclust.errors import ImageReadError, InputError, ModelFileError, ParameterError, UnsafePathError
 from brainclust.io.atomic import atomic_write_csv, safe_join
@@ -58,6 +59,7 @@ from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_na
 from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
+from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,6 @@ log = logging.getLogger(__name__)
 MODES = ("copy", "symlink")
 #: What a copy does with a DICOM file's header: de-identify it (default) or keep it whole.
 DICOM_HEADERS = ("strip", "keep")
-#: Longest file name (bytes) most Linux file systems accept.
-NAME_MAX = 255
 
 
 @dataclass
@@ -93,7 +93,7 @@ class ExportResult:
         done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG/TIFF files "
                                                                           "without their metadata"))
         how += "".join(f"; {n} {what}" for n, what in done if n)  # the files kept as they are: a warning
-        if self.dicom_headers == "keep" and self.mode == "copy":
+        if self.dicom_headers == "keep":
             how += "; headers and metadata kept, patient data included"
         return (f"exported {self.n_files} images ({how}) into {len(self.counts)} folders under {self.to}: "
                 + ", ".join(f"{k} ({v})" for k, v in self.counts.items()))
@@ -164,59 +164,6 @@ def folder_name(cluster: int) -> str:
     return "noise" if cluster == -1 else f"cluster_{cluster}"
 
 
-def _fits(name: str) -> bool:
-    return len(os.fsencode(name)) <= NAME_MAX
-
-
-def _tagged(path: str, digits: int) -> str:
-    p = PurePosixPath(path)
-    tag = hashlib.sha1(os.fsencode(path)).hexdigest()[:digits]
-    stem, suffix = (p.stem, p.suffix) if p.stem else (p.name, "")
-    if not _fits(f"-{tag}{suffix}"):
-        suffix = ""
-    while not _fits(f"{stem}-{tag}{suffix}"):  # too long for the file system: shorten the stem
-        stem = stem[:-1]
-    return f"{stem}-{tag}{suffix}"
-
-
-def destination_names(paths: list[str]) -> dict[str, str]:
-    """File name of each relative path inside one cluster folder, unique case-insensitively.
-
-    Parameters
-    ----------
-    paths : list of str
-        Relative POSIX paths of the images of one cluster.
-
-    Returns
-    -------
-    dict
-        path -> file name.
-    """
-    by_name: dict[str, list[str]] = {}
-    for p in paths:
-        by_name.setdefault(PurePosixPath(p).name.casefold(), []).append(p)
-    out = {}
-    for group in by_name.values():
-        if len(group) == 1 and _fits(PurePosixPath(group[0]).name):
-            out[group[0]] = PurePosixPath(group[0]).name
-        else:
-            for p in group:
-                out[p] = _tagged(p, 8)
-    # a tagged name can, in theory, equal another image's plain name: lengthen the tag until unique
-    digits = 8
-    while len({v.casefold() for v in out.values()}) < len(out):
-        digits += 4
-        seen: dict[str, str] = {}
-        for p in sorted(out):
-            key = out[p].casefold()
-            if key in seen:
-                out[p] = _tagged(p, digits)
-            seen.setdefault(out[p].casefold(), p)
-        if digits > 40:  # pragma: no cover - SHA-1 collision
-            raise InputError("export: cannot make file names unique")
-    return out
-
-
 def image_file_problem(path: Path) -> str | None:
     """Why the file ``path`` is not one an export may place (``None`` when it is): it must be a
     regular file holding an image brainclust reads, told from its content as the scan does."""
@@ -248,36 +195,38 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> di
     (one line)."""
     records, missing, digests = {}, [], {}
     for i, r in enumerate(rows, start=1):
-        where = f"export: row {i} of '{folder.assignments}'"
+        where, shown = f"export: row {i} of '{folder.assignments}'", shown_name(r["path"], clip=True)
         try:
             rec = record_of_row(root, r, hashes[i - 1])
+            if not Path(rec.abspath).exists():
+                missing.append(r["path"])
+                continue
         except UnsafePathError as exc:
             raise UnsafePathError(f"{where}: {exc}; nothing was exported") from None
-        if not Path(rec.abspath).exists():
-            missing.append(r["path"])
-            continue
+        except OSError as exc:  # a part over 255 bytes (a tampered row): ENAMETOOLONG, not False
+            raise InputError(f"{where}: '{shown}' cannot be read ({exc.strerror or type(exc).__name__}); "
+                             "nothing was exported") from None
         if not rec.sha256:
-            raise InputError(f"{where}: '{shown_name(r['path'])}': the run records no content hash for it "
+            raise InputError(f"{where}: '{shown}': the run records no content hash for it "
                              "(embeddings.parquet edited); refused, nothing was exported")
         if rec.abspath not in digests:  # the bytes are checked against the run before any decoder reads them
             try:
                 digests[rec.abspath] = content_sha256(rec.abspath)
             except ImageReadError as exc:
-                raise InputError(f"{where}: '{shown_name(r['path'])}' cannot be read ({exc.reason}); "
-                                 "nothing was exported") from None
+                raise InputError(f"{where}: '{shown}' cannot be read ({exc.reason}); nothing was exported") from None
         if digests[rec.abspath] != rec.sha256:
-            raise InputError(f"{where}: '{shown_name(r['path'])}' is not the file the run clustered (its SHA-256 is "
+            raise InputError(f"{where}: '{shown}' is not the file the run clustered (its SHA-256 is "
                              "not the one the run recorded: changed since, or the run folder was edited); nothing was "
                              "exported")
         # a frame row names a multi-frame file already probed at scan time
         problem = None if rec.frame else image_file_problem(Path(rec.abspath))
         if problem is not None:
-            raise InputError(f"{where}: '{shown_name(r['path'])}' is not an image file brainclust reads ({problem}); "
+            raise InputError(f"{where}: '{shown}' is not an image file brainclust reads ({problem}); "
                              "nothing was exported")
         records[r["path"]] = rec
     if missing:
         raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
-                         f"e.g. '{shown_name(missing[0])}'; nothing was exported")
+                         f"e.g. '{shown_name(missing[0], clip=True)}'; nothing was exported")
     return records
 
 
@@ -291,7 +240,7 @@ def unit_slices(folder: RunFolder, rows: list[dict]) -> list[dict]:
             for r in rows for s in slices.get(r.get("unit") or "", [])]
 
 
-def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip") -> ExportResult:
+def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None = None) -> ExportResult:
     """Write one folder per cluster under ``to`` holding every image of ``assignments.csv`` once.
 
     Parameters
@@ -302,9 +251,10 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
         Target folder; must not exist yet or be empty.
     mode : {"copy", "symlink"}, default "copy"
         Copy the files, or create symbolic links to their absolute paths.
-    dicom_headers : {"strip", "keep"}, default "strip"
-        A copied DICOM file is de-identified (``strip``: :mod:`brainclust.io.deidentify`) or copied as it is,
-        patient data included (``keep``).
+    dicom_headers : {"strip", "keep"}, optional
+        A copied DICOM file is de-identified and a PNG/JPEG/TIFF loses its metadata (``strip``, the default of
+        ``copy``: :mod:`brainclust.io.deidentify`), or every file is copied as it is, patient data included
+        (``keep``). ``symlink`` needs ``keep``: a link points at the file with its headers.
 
     Returns
     -------
@@ -313,7 +263,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     Raises
     ------
     ParameterError
-        Unknown ``mode``, a non-empty target folder, or one inside the run's input folder.
+        Unknown ``mode``, ``symlink`` without ``dicom_headers="keep"``, a non-empty target folder, or one inside
+        the run's input folder.
     ModelFileError
         The run's outputs are missing or damaged (:func:`brainclust.io.runfolder.read_run`).
     UnsafePathError
@@ -324,8 +275,13 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str = "strip
     """
     if mode not in MODES:
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
-    if dicom_headers not in DICOM_HEADERS:
+    if dicom_headers not in (None, *DICOM_HEADERS):
         raise ParameterError(f"--dicom-headers: must be one of {', '.join(DICOM_HEADERS)}, got '{dicom_headers}'")
+    if mode == "symlink" and dicom_headers != "keep":  # no patient data reaches an output unasked
+        raise ParameterError(f"--mode symlink{' --dicom-headers strip' if dicom_headers else ''}: a link points at "
+                             "the original file, its DICOM header and PNG/JPEG/TIFF metadata with it (patient data "
+                             "included); use --mode copy for de-identified copies, or add --dicom-headers keep")
+    dicom_headers = dicom_headers or "strip"
     strip = mode == "copy" and dicom_headers == "strip"
     run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
@@ -435,7 +391,8 @@ def _place(rec, dest: Path, mode: str, strip: str | None = None) -> str:
         with os.fdopen(fd, "rb") as src:
             st = os.fstat(src.fileno())
             if not stat.S_ISREG(st.st_mode):
-                raise InputError(f"export: '{rec.path}' is no longer a regular file; nothing was exported")
+                raise InputError(f"export: '{shown_name(rec.path, clip=True)}' is no longer a regular file; "
+                                 "nothing was exported")
             with open(dest, "xb") as out:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     digest.update(chunk)
@@ -449,9 +406,9 @@ def _place(rec, dest: Path, mode: str, strip: str | None = None) -> str:
         os.chmod(dest, stat.S_IMODE(st.st_mode))
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:
-        raise InputError(f"export: '{rec.path}' cannot be copied ({exc.strerror or exc}); nothing was "
-                         "exported") from None
+        raise InputError(f"export: '{shown_name(rec.path, clip=True)}' cannot be copied ({exc.strerror or exc}); "
+                         "nothing was exported") from None
     if digest.hexdigest() != rec.sha256:
-        raise InputError(f"export: '{rec.path}' changed while it was exported (its bytes are not the run's); "
-                         "nothing was exported")
+        raise InputError(f"export: '{shown_name(rec.path, clip=True)}' changed while it was exported (its bytes are "
+                         "not the run's); nothing was exported")
     return kind

@@ -19,6 +19,12 @@ Security: the run folder is untrusted input and the data may be private.
   outside the data folder recorded in ``manifest.json``. Anything else is 404.
 * Only GET and HEAD; every answer carries a strict Content-Security-Policy,
   ``nosniff``, ``no-referrer`` and ``frame-ancestors 'none'``.
+* A request another site's page makes (``Sec-Fetch-Site`` other than
+  ``same-origin`` or ``none``, or an ``Origin`` other than the server's own) is
+  refused (403), so no page can make the server draw tiles or search names
+  blind; only a navigation to the page itself (``/``, a link followed) passes.
+* A connection that sends nothing for :data:`IDLE_TIMEOUT` seconds is closed,
+  so half-sent requests cannot hold the server's threads.
 """
 
 from __future__ import annotations
@@ -57,6 +63,10 @@ VIEW_CSS = (b"body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, s
             b"#headline { display: flex; flex-wrap: wrap; gap: 6px 10px; margin: 4px 0 6px; }\n"
             b"#headline .chip { background: #fff; border: 1px solid #ddd; border-radius: 14px; padding: 2px 11px; "
             b"font-size: 13px; }\n")
+#: Seconds a connection may wait between the bytes of a request (or of an answer to a client that reads none).
+IDLE_TIMEOUT = 30.0
+#: ``Sec-Fetch-Site`` of the page's own requests (``same-origin``) and of a URL typed or bookmarked (``none``).
+OWN_FETCH_SITES = ("same-origin", "none")
 ROUTE_THUMB = re.compile(r"/thumb/(\d{1,10})")
 ROUTE_ROW = re.compile(r"/api/row/(\d{1,10})")
 
@@ -67,6 +77,16 @@ def _is_ip(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def host_and_port(header: str) -> tuple[str, str]:
+    """The name and port of a ``Host`` header, lower case; without a port, http's 80 (what browsers send for
+    ``http://127.0.0.1/``): ``localhost`` is ``("localhost", "80")``, ``[::1]:8765`` is ``("[::1]", "8765")``."""
+    host = header.strip().lower()
+    if ":" not in host or host.endswith("]"):
+        return host, "80"
+    name, _, port = host.rpartition(":")
+    return name, port
 
 
 def is_loopback(host: str) -> bool:
@@ -138,6 +158,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
     ex: Explorer
     server_version = "brainclust-view"
     sys_version = ""
+    timeout = IDLE_TIMEOUT  # on the socket: a half-sent request is dropped (``handle_one_request``), never waited on
 
     def log_message(self, fmt, *args):  # the library never prints
         log.debug("view: %s %s", self.address_string(), fmt % args)
@@ -174,10 +195,10 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         sends its own name): one of :attr:`Explorer.allowed_hosts`, or an IP address with the server's port."""
         if self.ex.allowed_hosts is None:
             return True
-        host = (self.headers.get("Host") or "").lower()
-        name, _, port = host.rpartition(":")
+        name, port = host_and_port(self.headers.get("Host") or "")
         if port != str(self.server.server_address[1]):
             return False
+        host = f"{name}:{port}"
         if host in self.ex.allowed_hosts or _is_ip(name):
             return True
         if not self.ex.fqdn_added:  # looked up on the first request that needs it, not at start-up: a reverse
@@ -185,13 +206,23 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             self.ex.fqdn_added = True  # resolver (two requests at once may both look it up: no harm)
         return host in self.ex.allowed_hosts
 
+    def _own_request(self, path: str) -> bool:
+        """Not made by another site's page: ``Sec-Fetch-Site`` (sent by browsers) ``same-origin`` or ``none``, and
+        ``Origin``, when sent, this server's own; a navigation to the page itself (a link followed) from anywhere."""
+        site = (self.headers.get("Sec-Fetch-Site") or "none").strip().lower()
+        if path == "/" and (self.headers.get("Sec-Fetch-Mode") or "").strip().lower() == "navigate":
+            return True
+        origin, (name, port) = self.headers.get("Origin"), host_and_port(self.headers.get("Host") or "")
+        own = f"http://{name}" + ("" if port == "80" else f":{port}")  # as a browser writes it: no default port
+        return site in OWN_FETCH_SITES and (origin is None or origin.strip().lower() == own)
+
     def do_GET(self):
         try:
             self._route()
         except ParameterError as exc:
             self._error(400, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # a client gone, or reading nothing
+            self.close_connection = True
         except Exception:  # noqa: BLE001 - one failed request never stops the server
             log.exception("view: request %r failed", self.path[:200])
             self._error(500, "internal error; see the server's log")
@@ -217,6 +248,8 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             return self._error(414, "request too long")
         url = urlsplit(self.path)
         path = url.path
+        if not self._own_request(path):  # logged at debug level, as every request (log_message)
+            return self._error(403, "this server answers its own page only, not requests of another site")
         try:
             params = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=24))
         except ValueError:  # more fields than any route takes
