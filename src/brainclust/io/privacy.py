@@ -25,9 +25,9 @@ a conservative filter for tables:
   spaces and ``_-+./()``.
 - **Tables** (``participants.tsv``, ``sessions.tsv``, ``--metadata FILE``): a
   column is dropped, with a warning naming the column (never a value), when its
-  name says it may hold PHI (:data:`PHI_COLUMN`, on the name in snake case:
+  name says it may hold PHI (the rules of :mod:`brainclust.io.phinames`:
   names, dates, times, IDs of records, contact details, institutions,
-  physicians, comments; :data:`PHI_STEMS` in its letters run together), when any
+  physicians, comments), when any
   of its values looks like a date or a time of day, holds a ``^`` (DICOM person
   names) or is an identifier (``ACC98765``), or when any value is free text
   (more than 64 characters or more than six words). Ages above 89 are written as
@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+
+from brainclust.io.phinames import age_column, phi_name, research_key
 
 #: Values read as missing in tables and CSV files (BIDS writes ``n/a``; ``none``/``na`` are real values).
 MISSING = frozenset({"", "n/a", "nan"})
@@ -141,49 +143,9 @@ MODEL_WORDS = frozenset("""magnetom avanto skyra prisma trio triotim tim verio a
     omega vantage titan galan orian elan atlas excelart flexart ogenio hyper echelon oval airis aperto lucent
     altaire smart eterna scan swoop umr connectom sempra investigational device pet brivo hdi hfo uhp centurian
     biospec pharmascan clinscan avance neo plus nova quasar pulsar gyro edge""".split())
-#: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
-PHI_COLUMN = re.compile(
-    r"(^|[^a-z])(names?|surname|initials|mrn|ssn|social|address|street|city|zip|postcode|postal|phone|"
-    r"telephone|fax|e?mail|birth|birthdate|dob|dates?|datetime|times?tamp|acq_?time|acquisition_?time|"
-    r"institution|institution_?name|hospital|clinic|physician|doctor|referring|operator|accession|comments?|"
-    r"notes?|remarks?|patient_?id|patientid|medical_?record|record_?number|insurance|ip|url|serial|"
-    r"device_?serial_?number|station)($|[^a-z])", re.IGNORECASE)
-#: The same words run together (``PATIENTNAME``, ``dateofbirth``, ``MRNumber``, ``StudyInstanceUID``): stems
-#: searched in the name with everything but letters removed, and the words that hold one innocently.
-PHI_STEMS = ("name", "birth", "address", "phone", "email", "street", "postcode", "zipcode", "accession", "accno",
-             "institution", "hospital", "physician", "doctor", "referr", "radiolog", "operator", "comment",
-             "remark", "insurance", "medicalrecord", "recordnumber", "patientid", "instanceuid", "seriesuid",
-             "studyuid", "descr", "date", "timestamp", "mrn", "ssn",
-             # other languages and short forms (French, Spanish, German, Italian, Dutch; clinical exports)
-             "prenom", "apellido", "cognome", "geburt", "nacimiento", "telefon", "courriel", "correo", "kontakt",
-             "contact", "patid", "patienten", "fallnummer", "personnummer", "versicherten", "codicefiscale",
-             "socsec", "datum", "postleitzahl", "adresse", "anschrift", "direccion", "strasse", "arzt", "medecin",
-             "surgeon", "bemerkung", "kommentar", "befund", "klinik", "krankenhaus", "website", "studytime",
-             "examtime", "visittime", "hospno", "hospnum", "chartno", "chartnum", "nhsn")
-#: Words that hold a stem innocently.
-PHI_STEM_WORDS = ("candidate", "validat", "update", "mandate", "consolidat", "accommodat", "sedat", "outdat",
-                  "preferr", "thickness", "class", "session", "sessn", "massn", "mrna", "namespace")
-#: Columns named for a research thing's name (``sequence_name``), letters only: kept whatever the rules above say.
-RESEARCH_NAMES = frozenset("""sequencename seriesname contrastname classname timepointname taskname protocolname
-    scanname sesname sessionname labelname regionname roiname structurename tissuename conditionname groupname
-    sitename scannername""".split())
-#: Names that mark PHI when a word of the name begins with them (``pid``, ``pid2``), when the whole name is one
-#: (``patient``, ``MR#``), or when a word is one (``nom``, ``tel``, ``dt`` of ``exam_dt``).
-PHI_PREFIXES = ("pid", "dob")
-PHI_NAMES = frozenset({"patient", "patients", "subjectname", "desc", "mr"})
-PHI_WORDS = frozenset({"nom", "nombre", "naam", "tel", "handy", "mobile", "fax", "dni", "ipp", "bsn", "nhs", "kvnr",
-                       "plz", "dod", "yob", "dt", "dos", "stadt", "town", "county", "ward", "room", "bed", "ipaddr",
-                       "account", "chart"})
 #: A value that is an identifier: a few letters, then five digits or more (``ACC98765``, ``PID-12345``), not a
 #: BIDS label (``sub-01234``).
 _ID_VALUE = re.compile(r"^(?!sub-|ses-)[A-Za-z]{1,5}[-_#: ]?\d{5,}$", re.IGNORECASE)
-#: Columns of research pseudonyms (``subject``: ``OAS30001``; ``participant_id``), where such values are keys.
-_RESEARCH_KEY = re.compile(r"(^|[^a-z])(sub|subject|participant|session|ses|scan|case|run|image|img)(_?id)?"
-                           r"($|[^a-z])", re.IGNORECASE)
-_AGE_COLUMN = re.compile(r"(^|[^a-z])(age|alter|edad|idade|eta|leeftijd|ageyears|age_?yrs)($|[^a-z])",
-                         re.IGNORECASE)
-#: An age column in another unit (``age_months``, ``age_days``): not capped (its 100 is not 100 years).
-_AGE_OTHER_UNIT = re.compile(r"(month|mon|mo|week|wk|day|hour)s?($|[^a-z])", re.IGNORECASE)
 #: A DICOM age string (``095Y``; D, W, M ages are young) or an age with its unit (``92 years``, ``92y``).
 _AGE_TEXT = re.compile(r"^\s*(\d{1,3})(\.\d+|,\d+)?\s*(y|yr|yrs|years?|jahre|ans|anos|años)?\s*$", re.IGNORECASE)
 _DATE_VALUE = re.compile(
@@ -379,27 +341,6 @@ def is_missing(value) -> bool:
     return str(value).strip().lower() in MISSING
 
 
-def _snake(name: str) -> str:
-    """``PatientName`` / ``patient-name`` / ``patient name`` -> ``Patient_Name`` / ``patient_name``."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).replace("-", "_").replace(" ", "_")
-
-
-def _phi_name(name: str) -> bool:
-    """Whether a column's name says it may hold PHI: :data:`PHI_COLUMN` on its words, :data:`PHI_STEMS` in its
-    letters run together, :data:`PHI_PREFIXES` / :data:`PHI_NAMES`."""
-    letters = re.sub(r"[^a-z]", "", str(name).lower())
-    if letters in RESEARCH_NAMES:
-        return False
-    if PHI_COLUMN.search(_snake(name)):
-        return True
-    masked = letters
-    for word in PHI_STEM_WORDS:
-        masked = masked.replace(word, "-")
-    words = re.findall(r"[a-z]+", _snake(name).lower())
-    return (any(stem in masked for stem in PHI_STEMS) or letters in PHI_NAMES
-            or any(w.startswith(PHI_PREFIXES) or w in PHI_WORDS for w in words))
-
-
 def is_date(text: str) -> bool:
     """Whether ``text`` is or holds a calendar date or a time of day (``20190315``, ``1970-02-01``, ``01FEB1970``)."""
     return bool(_DATE_VALUE.match(text) or _DATE_WORDS.search(text))
@@ -429,17 +370,17 @@ def value_like(name: str) -> bool:
 
 def phi_reason(name: str, values: Sequence) -> str | None:
     """Why a table column must be dropped (a short reason that names no value), or ``None`` to keep it."""
-    if _phi_name(name):
+    if phi_name(name):
         return "its name says it may hold names, dates, identifiers, contact details or comments"
     if value_like(name):
         return "its name reads as a value (a table without its header line?)"
-    research_key = _RESEARCH_KEY.search(_snake(name))
+    key = research_key(name)
     for v in values:
         if is_missing(v):
             continue
         text = str(v)
         why = _value_reason(text)
-        if why is not None and not (research_key and why.startswith("it holds identifiers")):
+        if why is not None and not (key and why.startswith("it holds identifiers")):
             return why
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"
@@ -449,8 +390,7 @@ def phi_reason(name: str, values: Sequence) -> str | None:
 def clean_column(name: str, values: list) -> list:
     """The values written for a kept table column: ages in years above :data:`MAX_AGE` become ``MAX_AGE + 1``
     (``95``, ``095Y``, ``92 years``, ``92,5``; a column named for another unit, ``age_months``, is left)."""
-    snake = _snake(name)
-    if not _AGE_COLUMN.search(snake) or _AGE_OTHER_UNIT.search(snake):
+    if not age_column(name):
         return values
     out = []
     for v in values:
