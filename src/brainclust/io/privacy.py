@@ -13,9 +13,9 @@ a conservative filter for tables:
   sidecar), never its text.
 - **Free text that the issue asks for** (``SeriesDescription``,
   ``ProtocolName``) is typed at the scanner and can hold a name, a date or a
-  record number. It is kept only when every run of letters in it is a known MRI
-  term (:data:`SAFE_WORDS`) or at most two letters, every run of digits at most
-  four, no date, time of day or year appears, and the whole text is at most 64
+  record number. It is kept only when every run of two letters or more in it is a
+  known MRI term (:data:`SAFE_WORDS`), every run of digits at most four, no date,
+  time of day or seven digits in groups appear, and the whole text is at most 64
   characters of letters, digits, spaces and ``_-+.()/:,#*`` (:func:`safe_text`);
   otherwise it is *withheld* (the column is empty) and counted in one log line.
   Coded strings (``Modality``, ``BodyPartExamined``, ``ScanningSequence``,
@@ -25,13 +25,16 @@ a conservative filter for tables:
   spaces and ``_-+./()``.
 - **Tables** (``participants.tsv``, ``sessions.tsv``, ``--metadata FILE``): a
   column is dropped, with a warning naming the column (never a value), when its
-  name says it may hold PHI (:data:`PHI_COLUMN`, on the name in snake case:
+  name says it may hold PHI (the rules of :mod:`brainclust.io.phinames`:
   names, dates, times, IDs of records, contact details, institutions,
-  physicians, comments; :data:`PHI_STEMS` in its letters run together), when any
+  physicians, comments), when any
   of its values looks like a date or a time of day, holds a ``^`` (DICOM person
   names) or is an identifier (``ACC98765``), or when any value is free text
-  (more than 64 characters or more than six words). Ages above 89 are written as
-  90 (HIPAA safe harbour: "90 or older").
+  (more than 64 characters or more than six words), or when its name is not in
+  Latin letters. Ages of 90 years or more, once converted from the unit the
+  column's name or the value gives (``age_days``, ``1140M``), are written as 90
+  years (HIPAA safe harbour: "90 or older"); an age column with a unit it cannot
+  read is dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+
+from brainclust.io.phinames import AGE_UNITS, age_unit, fold, phi_name, readable, research_key
 
 #: Values read as missing in tables and CSV files (BIDS writes ``n/a``; ``none``/``na`` are real values).
 MISSING = frozenset({"", "n/a", "nan"})
@@ -104,6 +109,10 @@ SAFE_WORDS = SAFE_WORDS | frozenset("""diff dir dirs directions avg ave nex mddw
     minip source frfse plane cow ffe clear swip vwip flow opp fase rfmri tfmri dmri rsfmri distortion abcd vnav run
     repeat research non apparent coefficient values longtr uni inv series phoenix zip report del rec col rel
     cbf cbv fa adc mri""".split())
+#: Two-letter abbreviations of protocol names (phase directions, parameters, options); a run of two letters that
+#: is not one of these or of the words above withholds the text (``FLAIR Li Na``, ``T1 MPRAGE WU LI``).
+SAFE_WORDS = SAFE_WORDS | frozenset("""ap pa lr rl si is hf fh rf ns tr te ti ir me mb sb sw ip mt dw ep gr rm ss ad
+    md rd bw pf ps os pu sl wo nc fb fc mp mr ct qa qc hr wm gm bb oax osag ocor""".split())
 
 #: The DICOM defined terms a coded field may hold (PS3.3 C.7.3.1 Modality, C.8.3.1 Scanning Sequence,
 #: PS3.16 Annex L Body Part Examined, as far as a brain, head and neck or body MRI names them); any other
@@ -141,51 +150,11 @@ MODEL_WORDS = frozenset("""magnetom avanto skyra prisma trio triotim tim verio a
     omega vantage titan galan orian elan atlas excelart flexart ogenio hyper echelon oval airis aperto lucent
     altaire smart eterna scan swoop umr connectom sempra investigational device pet brivo hdi hfo uhp centurian
     biospec pharmascan clinscan avance neo plus nova quasar pulsar gyro edge""".split())
-#: Column names that may hold protected health information (names, dates, IDs, contacts, free text).
-PHI_COLUMN = re.compile(
-    r"(^|[^a-z])(names?|surname|initials|mrn|ssn|social|address|street|city|zip|postcode|postal|phone|"
-    r"telephone|fax|e?mail|birth|birthdate|dob|dates?|datetime|times?tamp|acq_?time|acquisition_?time|"
-    r"institution|institution_?name|hospital|clinic|physician|doctor|referring|operator|accession|comments?|"
-    r"notes?|remarks?|patient_?id|patientid|medical_?record|record_?number|insurance|ip|url|serial|"
-    r"device_?serial_?number|station)($|[^a-z])", re.IGNORECASE)
-#: The same words run together (``PATIENTNAME``, ``dateofbirth``, ``MRNumber``, ``StudyInstanceUID``): stems
-#: searched in the name with everything but letters removed, and the words that hold one innocently.
-PHI_STEMS = ("name", "birth", "address", "phone", "email", "street", "postcode", "zipcode", "accession", "accno",
-             "institution", "hospital", "physician", "doctor", "referr", "radiolog", "operator", "comment",
-             "remark", "insurance", "medicalrecord", "recordnumber", "patientid", "instanceuid", "seriesuid",
-             "studyuid", "descr", "date", "timestamp", "mrn", "ssn",
-             # other languages and short forms (French, Spanish, German, Italian, Dutch; clinical exports)
-             "prenom", "apellido", "cognome", "geburt", "nacimiento", "telefon", "courriel", "correo", "kontakt",
-             "contact", "patid", "patienten", "fallnummer", "personnummer", "versicherten", "codicefiscale",
-             "socsec", "datum", "postleitzahl", "adresse", "anschrift", "direccion", "strasse", "arzt", "medecin",
-             "surgeon", "bemerkung", "kommentar", "befund", "klinik", "krankenhaus", "website", "studytime",
-             "examtime", "visittime", "hospno", "hospnum", "chartno", "chartnum", "nhsn")
-#: Words that hold a stem innocently.
-PHI_STEM_WORDS = ("candidate", "validat", "update", "mandate", "consolidat", "accommodat", "sedat", "outdat",
-                  "preferr", "thickness", "class", "session", "sessn", "massn", "mrna", "namespace")
-#: Columns named for a research thing's name (``sequence_name``), letters only: kept whatever the rules above say.
-RESEARCH_NAMES = frozenset("""sequencename seriesname contrastname classname timepointname taskname protocolname
-    scanname sesname sessionname labelname regionname roiname structurename tissuename conditionname groupname
-    sitename scannername""".split())
-#: Names that mark PHI when a word of the name begins with them (``pid``, ``pid2``), when the whole name is one
-#: (``patient``, ``MR#``), or when a word is one (``nom``, ``tel``, ``dt`` of ``exam_dt``).
-PHI_PREFIXES = ("pid", "dob")
-PHI_NAMES = frozenset({"patient", "patients", "subjectname", "desc", "mr"})
-PHI_WORDS = frozenset({"nom", "nombre", "naam", "tel", "handy", "mobile", "fax", "dni", "ipp", "bsn", "nhs", "kvnr",
-                       "plz", "dod", "yob", "dt", "dos", "stadt", "town", "county", "ward", "room", "bed", "ipaddr",
-                       "account", "chart"})
 #: A value that is an identifier: a few letters, then five digits or more (``ACC98765``, ``PID-12345``), not a
 #: BIDS label (``sub-01234``).
 _ID_VALUE = re.compile(r"^(?!sub-|ses-)[A-Za-z]{1,5}[-_#: ]?\d{5,}$", re.IGNORECASE)
-#: Columns of research pseudonyms (``subject``: ``OAS30001``; ``participant_id``), where such values are keys.
-_RESEARCH_KEY = re.compile(r"(^|[^a-z])(sub|subject|participant|session|ses|scan|case|run|image|img)(_?id)?"
-                           r"($|[^a-z])", re.IGNORECASE)
-_AGE_COLUMN = re.compile(r"(^|[^a-z])(age|alter|edad|idade|eta|leeftijd|ageyears|age_?yrs)($|[^a-z])",
-                         re.IGNORECASE)
-#: An age column in another unit (``age_months``, ``age_days``): not capped (its 100 is not 100 years).
-_AGE_OTHER_UNIT = re.compile(r"(month|mon|mo|week|wk|day|hour)s?($|[^a-z])", re.IGNORECASE)
-#: A DICOM age string (``095Y``; D, W, M ages are young) or an age with its unit (``92 years``, ``92y``).
-_AGE_TEXT = re.compile(r"^\s*(\d{1,3})(\.\d+|,\d+)?\s*(y|yr|yrs|years?|jahre|ans|anos|años)?\s*$", re.IGNORECASE)
+#: An age: a number, then maybe its unit (``95``, ``095Y``, ``92 years``, ``92,5``, ``1140M``, ``35000 days``).
+_AGE_TEXT = re.compile(r"^\s*(\d{1,7}(?:[.,]\d+)?)(\s*)([^\W\d_]*)\.?\s*$")
 _DATE_VALUE = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|(19|20)\d{2}(0[1-9]|1[0-2])"
     r"(0[1-9]|[12]\d|3[01])|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)([ T]\S*)?\s*$")
@@ -202,8 +171,12 @@ _TEXT_CHARS = re.compile(r"^[A-Za-z0-9 _\-+.()/:,#*]{1,64}$")
 #: A date anywhere in a free text: ``1970-01-01``, ``03/04/70``, ``3.4.1970`` (day and month checked by
 #: :func:`_has_date`; lists such as ``2.5/5.0/7.5`` or ``2200/20/80`` are not dates), or a time (``12:30``).
 _DATE_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,4})([/.\-_])(\d{1,2})\2(\d{1,4})(?![\d.])")
-#: Digit groups joined by dashes or spaces with 7 digits or more: a phone or social security number.
-_DIGIT_GROUPS = re.compile(r"(?<![\d.])\d+(?:[- ]\d+)+(?![\d.])")
+#: Digit groups joined by dashes, underscores or spaces (``555 0123``, ``1951 0317``): with 7 digits or more, a
+#: phone, social security or record number or a date, unless each is a round value (``DWI 2000 3000``).
+_DIGIT_GROUPS = re.compile(r"(?<![\d.])\d+(?:[-_ ]\d+)+(?![\d.])")
+#: Where camel case is read as two words: before a capital that begins three lower-case letters or more or a run
+#: of capitals or digits (``MoCo|Series``, ``rel|CBF``, ``s|T1W``, ``ZIP|Report``); ``JoHnSmItH`` is one word.
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z](?:[a-z]{2}|[A-Z0-9]))|(?<=[A-Z])(?=[A-Z][a-z]{2})")
 _TIME_IN_TEXT = re.compile(r"(?<!\d)([01]?\d|2[0-3]):[0-5]\d(?!\d)")
 #: Numbers alone in a row: more than this many is a date or an identifier written with spaces (``01 02 70``).
 MAX_NUMBER_WORDS = 2
@@ -221,28 +194,45 @@ MAX_TEXT_CHARS, MAX_TEXT_WORDS = 64, 6
 def safe_text(value: str) -> str | None:
     """A series description / protocol name if it passes the conservative pattern, else ``None`` (withheld).
 
-    Each word is cut into runs of letters and of digits (``t1w`` -> ``t``, ``1``, ``w``): every run of letters
-    must be an MRI term (:data:`SAFE_WORDS`) or at most two letters, every run of digits at most
-    :data:`MAX_TEXT_DIGITS` long, at most :data:`MAX_NUMBER_WORDS` numbers in a row; no date or time of day
-    anywhere (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``01 02 70``, ``12:30`` are withheld; a year
-    alone is not a date: ``DWI b 2000`` is kept)."""
+    Each word is cut at camel case (where :data:`_CAMEL` marks a word boundary) and into runs of letters and of
+    digits (``t1w`` -> ``t``, ``1``, ``w``): a word that is an MRI term whole (:data:`SAFE_WORDS`: ``mp2rage``)
+    passes; else every run of two letters or more must be an MRI term (``Li Na``, ``JoHnSmItH`` are withheld),
+    every run of digits at most :data:`MAX_TEXT_DIGITS` long, at most :data:`MAX_NUMBER_WORDS` numbers in a row,
+    no digit groups of seven digits or more (:func:`_number_groups`); no date or time of day anywhere
+    (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``01 02 70``, ``12:30`` are withheld; a year alone is
+    not a date: ``DWI b 2000`` is kept)."""
     text = " ".join(str(value).split())
-    if not text or not _TEXT_CHARS.match(text) or _has_date(text) or _TIME_IN_TEXT.search(text) or any(
-            sum(c.isdigit() for c in m.group(0)) >= 7 and "-" in m.group(0) for m in _DIGIT_GROUPS.finditer(text)):
+    if not text or not _TEXT_CHARS.match(text) or _has_date(text) or _TIME_IN_TEXT.search(text) or \
+            _number_groups(text):
         return None
     in_a_row = 0
     for token in text.split():  # numbers written apart: 01 02 70, 12 34 56 78
         in_a_row = in_a_row + 1 if token.isdigit() else 0
         if in_a_row > MAX_NUMBER_WORDS:
             return None
-    for word in _WORDS.findall(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)):  # MoCoSeries: Mo, Co, Series
-        if word.lower() in SAFE_WORDS:  # terms holding digits (mp2rage, t2star) are whole words
+    for word in _WORDS.findall(text):
+        if word.lower() in SAFE_WORDS:  # terms holding digits (mp2rage, t2star) or capitals (mIP) are whole words
             continue
-        for run in re.findall(r"[a-z]+|[0-9]+", word.lower()):
-            if run.isdigit() and len(run) > MAX_TEXT_DIGITS or run.isalpha() and len(run) > 2 and \
-                    run not in SAFE_WORDS:
-                return None
+        for part in _CAMEL.sub(" ", word).lower().split():  # MoCoSeries: MoCo, Series
+            if part in SAFE_WORDS:
+                continue
+            for run in re.findall(r"[a-z]+|[0-9]+", part):
+                if run.isdigit() and len(run) > MAX_TEXT_DIGITS or run.isalpha() and len(run) > 1 and \
+                        run not in SAFE_WORDS:
+                    return None
     return text
+
+
+def _number_groups(text: str) -> bool:
+    """Whether ``text`` holds digit groups (:data:`_DIGIT_GROUPS`) of seven digits or more in all, other than round
+    values (each a multiple of 100 with no leading zero: b-values and times, ``DWI 2000 3000``; the first group may
+    be the end of a word, ``T2 2000 3000``)."""
+    for m in _DIGIT_GROUPS.finditer(text):
+        groups = re.findall(r"\d+", m.group(0))
+        rest = groups[1:] if m.start() and text[m.start() - 1].isalpha() else groups
+        if sum(map(len, groups)) >= 7 and not all(g[0] != "0" and int(g) % 100 == 0 for g in rest):
+            return True
+    return False
 
 
 def _has_date(text: str) -> bool:
@@ -379,27 +369,6 @@ def is_missing(value) -> bool:
     return str(value).strip().lower() in MISSING
 
 
-def _snake(name: str) -> str:
-    """``PatientName`` / ``patient-name`` / ``patient name`` -> ``Patient_Name`` / ``patient_name``."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).replace("-", "_").replace(" ", "_")
-
-
-def _phi_name(name: str) -> bool:
-    """Whether a column's name says it may hold PHI: :data:`PHI_COLUMN` on its words, :data:`PHI_STEMS` in its
-    letters run together, :data:`PHI_PREFIXES` / :data:`PHI_NAMES`."""
-    letters = re.sub(r"[^a-z]", "", str(name).lower())
-    if letters in RESEARCH_NAMES:
-        return False
-    if PHI_COLUMN.search(_snake(name)):
-        return True
-    masked = letters
-    for word in PHI_STEM_WORDS:
-        masked = masked.replace(word, "-")
-    words = re.findall(r"[a-z]+", _snake(name).lower())
-    return (any(stem in masked for stem in PHI_STEMS) or letters in PHI_NAMES
-            or any(w.startswith(PHI_PREFIXES) or w in PHI_WORDS for w in words))
-
-
 def is_date(text: str) -> bool:
     """Whether ``text`` is or holds a calendar date or a time of day (``20190315``, ``1970-02-01``, ``01FEB1970``)."""
     return bool(_DATE_VALUE.match(text) or _DATE_WORDS.search(text))
@@ -429,31 +398,54 @@ def value_like(name: str) -> bool:
 
 def phi_reason(name: str, values: Sequence) -> str | None:
     """Why a table column must be dropped (a short reason that names no value), or ``None`` to keep it."""
-    if _phi_name(name):
+    if phi_name(name):
         return "its name says it may hold names, dates, identifiers, contact details or comments"
+    if not readable(name):
+        return ("its name is not in Latin letters, which the privacy rules cannot read (rename the column, in Latin "
+                "letters, to keep it)")
     if value_like(name):
         return "its name reads as a value (a table without its header line?)"
-    research_key = _RESEARCH_KEY.search(_snake(name))
+    key, unit = research_key(name), age_unit(name)
     for v in values:
         if is_missing(v):
             continue
         text = str(v)
         why = _value_reason(text)
-        if why is not None and not (research_key and why.startswith("it holds identifiers")):
+        if why is not None and not (key and why.startswith("it holds identifiers")):
             return why
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"
+        if unit is not None and (age := _age(text, unit)) is not None and not age[1] and age[0] > MAX_AGE:
+            return "it holds ages in a unit the age rule cannot read (write years, or name the unit: age_months)"
     return None
 
 
+def _age(text: str, unit: float) -> tuple[float, float, str] | None:
+    """``(number, its unit in years, the unit as written)`` of an age (``1140M``: ``(1140.0, 1/12, "M")``;
+    ``unit`` when it names none; a unit of 0 when it names one not in :data:`AGE_UNITS`), or ``None`` when the
+    value is not a number with a unit."""
+    m = _AGE_TEXT.match(text)
+    if m is None:
+        return None
+    number, gap, suffix = float(m.group(1).replace(",", ".")), m.group(2), m.group(3)
+    return number, AGE_UNITS.get(fold(suffix), 0.0) if suffix else unit, gap + suffix
+
+
 def clean_column(name: str, values: list) -> list:
-    """The values written for a kept table column: ages in years above :data:`MAX_AGE` become ``MAX_AGE + 1``
-    (``95``, ``095Y``, ``92 years``, ``92,5``; a column named for another unit, ``age_months``, is left)."""
-    snake = _snake(name)
-    if not _AGE_COLUMN.search(snake) or _AGE_OTHER_UNIT.search(snake):
+    """The values written for a kept table column: in an age column (:func:`brainclust.io.phinames.age_unit`),
+    an age of 90 years or more (``95``, ``095Y``, ``92 years``, ``92,5``; ``1140M``, or ``35000`` in
+    ``age_days``, once converted) is written as 90 years: ``90`` in years (:data:`MAX_AGE` + 1), else the smallest
+    whole number of its unit that is 90 years (``1080M``, ``32873``)."""
+    unit = age_unit(name)
+    if unit is None:
         return values
     out = []
     for v in values:
-        m = None if is_missing(v) else _AGE_TEXT.match(str(v))
-        out.append(str(MAX_AGE + 1) if m is not None and int(m.group(1)) > MAX_AGE else v)
+        age = None if is_missing(v) else _age(str(v), unit)
+        if age is None or not age[1] or age[0] * age[1] < MAX_AGE + 1 - 1e-9:
+            out.append(v)
+        elif age[1] == 1.0:
+            out.append(str(MAX_AGE + 1))
+        else:
+            out.append(f"{math.ceil(round((MAX_AGE + 1) / age[1], 6))}{age[2]}")
     return out
