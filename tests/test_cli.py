@@ -185,7 +185,7 @@ def test_a_bad_command_line_is_one_line_and_exit_2(argv, capsys):
 def test_summary_says_how_many_images_the_label_scores_cover():
     from types import SimpleNamespace
 
-    from brainclust.cli import _summary
+    from brainclust.clisummary import run_summary as _summary
 
     def line(**metrics):
         m = {"n_images": 20, "n_clusters": 2, "silhouette": 0.5, **metrics}

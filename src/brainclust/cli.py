@@ -18,7 +18,8 @@ from pathlib import Path
 
 from brainclust import progress
 from brainclust.cliopts import OneLineParser, add_config_options, arg_type, config_from_args, negative_values
-from brainclust.terminal import Terminated, TerminalFormatter, count_text, on_sigterm, stopped, terminal_text
+from brainclust.clisummary import auto_line, run_summary
+from brainclust.terminal import Terminated, TerminalFormatter, on_sigterm, stopped, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -195,72 +196,6 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = (False, False) if quiet else (None, True)  # progress.py
 
 
-def _summary(result) -> str:
-    from brainclust.io.outputs import escape_name
-
-    m = result.metrics
-    units = result.manifest.get("units") or {}
-    unit = units.get("unit", "slice")
-    rows = (f"{count_text(m['n_images'], unit)} from {units.get('n_images')} images" if unit != "slice"
-            else f"{m['n_images']} images")
-    noise = m.get("n_noise") or 0  # --outliers auto or dbscan: cluster -1
-    aside = count_text(noise, "outlier" if "outliers" in m else "noise image")
-    parts = [rows, count_text(m["n_clusters"], "cluster") + (f" (+ {aside} as cluster -1)" if noise else ""),
-             f"silhouette={m['silhouette']:.3f}" if m.get("silhouette") is not None else "silhouette=n/a"]
-    parts += [f"{key.upper()}={m[key]:.3f}" for key in ("ari", "nmi", "fmi", "acc") if key in m]
-    n_lab = m.get("n_labelled")
-    if "ari" in m and isinstance(n_lab, int) and n_lab < m["n_images"]:  # scores over a part only: say how small
-        parts.append(f"label scores over the {n_lab} labelled of {m['n_images']}"
-                     + (" (too few to mean much)" if n_lab < 10 else ""))
-    lines = [", ".join(parts)]
-    reduce = ((result.manifest.get("auto") or {}).get("chosen") or result.manifest.get("settings") or {}).get("reduce")
-    if "umap" in str(reduce):  # the reduction used: --auto's choice, else the setting
-        lines.append("silhouette on the UMAP embedding, whose clumps raise it: not comparable with a PCA run's")
-    if "k_selection" in m:
-        sel = m["k_selection"]
-        votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
-        lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
-    if isinstance(gate := (result.manifest.get("ssl") or {}).get("gate"), dict) and "kept" in gate:
-        lines.append("--ssl-gate: " + ("kept the self-supervised embedding" if gate["kept"] else "set the self-"
-                     "supervised embedding aside: the frozen features are clustered") + " (manifest.json ssl.gate)")
-    if "agreement" in m:
-        a = m["agreement"]
-        lines.append(f"agreement with fp32: feature cosine {a['cosine_mean']:.4f} (min {a['cosine_min']:.4f}), "
-                     f"clusters ARI {a['ari']:.3f} (metrics.json)")
-    if result.skipped:
-        lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
-    if getattr(result, "checks", None) is not None:
-        lines.append(result.checks.summary() + " (quality.csv, leakage.csv)")
-        n_aside = m.get("n_set_aside")
-        if n_aside:
-            lines.append(f"--exclude {','.join(result.config.exclude)}: {n_aside} image(s) left out of the "
-                         "clustering (cluster -1; scores over the others)")
-    cache = result.manifest.get("cache", {})
-    lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
-                 + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else ""))
-    if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
-        from brainclust.cluster.associations import headline
-
-        within = result.config.within  # not ranked: every cluster lies inside one of its values
-        lines.append(headline(result.associations, groups=m["n_clusters"]) + " (associations.csv" + (
-            f"; within each {within}, which is not ranked)" if within else ")"))
-    if result.out_dir is not None:
-        lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
-                     "associations.csv, manifest.json")
-    return "\n".join(lines)
-
-
-def _auto_line(result) -> str | None:
-    auto = result.manifest.get("auto")
-    if auto is None:
-        return None
-    if result.config.consensus:
-        return ("--consensus: the consensus of " + ", ".join(result.manifest["clustering"]["consensus_of"])
-                + " (criteria in auto.csv)")
-    chosen = auto["chosen"]
-    return f"--auto: chose backbone {chosen['backbone']}, --reduce {chosen['reduce']} (criteria in auto.csv)"
-
-
 def _report_text(info) -> str:
     from brainclust.io.outputs import escape_name
 
@@ -281,7 +216,7 @@ def _cmd_run(args) -> None:
     lines: list[str] = []
     finish = None if args.no_report else _report_finish(lines, args.out, "brainclust run")
     result = run(args.data, args.out, config_from_args(args), finish=finish)
-    say(*(x for x in (_auto_line(result), _summary(result), *lines) if x))
+    say(*(x for x in (auto_line(result), run_summary(result), *lines) if x))
 
 
 def _cmd_check(args) -> None:
@@ -349,7 +284,7 @@ def _cmd_predict(args) -> None:
                      exclude_files=[] if args.exclude_files == [""] else args.exclude_files,  # '': none of the run's
                      bids_filter=args.bids_filter, bids=args.bids, metadata=args.metadata,
                      metadata_key=args.metadata_key, labels=args.labels, checks=args.checks)
-    say(_summary(result))
+    say(run_summary(result))
 
 
 def _cmd_demo(args) -> None:
@@ -367,7 +302,7 @@ def _cmd_demo(args) -> None:
     logging.getLogger("brainclust").info("demo data: %s (MNI152 T1 slices; labels = axial/coronal/sagittal)", data)
     lines: list[str] = []
     result = run(data, out / "results", cfg, finish=_report_finish(lines, out / "results", "brainclust demo"))
-    say(_summary(result), *lines)
+    say(run_summary(result), *lines)
     say(json.dumps({k: result.metrics.get(k) for k in ("silhouette", "ari", "nmi", "fmi", "acc")}))
 
 

@@ -281,7 +281,9 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     out = tmp_path / "within"
     assert main(["run", str(root), "--out", str(out), "--within", "site", "--remove", "level_2", "--labels", "group",
                  *fast]) == 0
-    log = capsys.readouterr().err  # the dims before the step do not show its reduction: the line names it
+    said = capsys.readouterr()
+    log = said.err  # the dims before the step do not show its reduction: the line names it
+    assert re.search(r"within the strata: NMI \d\.\d{3}, ARI -?\d\.\d{3} \(mean over 2 scored strata", said.out)
     assert "hierarchical within each stratum (each its own PCA to at most 50 dims) -> 4 clusters" in log
     rows = read_rows(out / "assignments.csv")
     assert {"stratum", "cluster_in_stratum", "level_3"} <= set(rows[0])
