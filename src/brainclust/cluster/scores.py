@@ -82,17 +82,24 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
         out["silhouette_sample"] = sample
     out["silhouette"] = sil
     if labels_true is not None:
-        y = np.asarray(labels_true, dtype=object)
-        lab = np.array([bool(v) for v in y])
-        out["n_labelled"] = int(lab.sum())
-        if lab.sum() >= 2:
-            yt, yp = y[lab].astype(str), pred[lab]
-            yp_s = _noise_as_singletons(yp)
-            out.update(ari=float(metrics.adjusted_rand_score(yt, yp_s)),
-                       nmi=float(metrics.normalized_mutual_info_score(yt, yp_s)),
-                       fmi=float(metrics.fowlkes_mallows_score(yt, yp_s)),
-                       acc=clustering_accuracy(yt, yp))
+        out.update(label_scores(pred, labels_true))
     return {k: finite_or_none(v) for k, v in out.items()}
+
+
+def label_scores(labels_pred, labels_true) -> dict:
+    """``n_labelled`` and, with two labelled rows at least, ``ari``, ``nmi``, ``fmi`` and ``acc`` of cluster ids
+    (``-1``: noise, each its own singleton, a miss in ACC) against labels (empty strings: unlabelled rows)."""
+    y, pred = np.asarray(labels_true, dtype=object), np.asarray(labels_pred)
+    lab = np.array([bool(v) for v in y], dtype=bool)
+    out: dict = {"n_labelled": int(lab.sum())}
+    if lab.sum() >= 2:
+        yt, yp = y[lab].astype(str), pred[lab]
+        yp_s = _noise_as_singletons(yp)
+        out.update(ari=float(metrics.adjusted_rand_score(yt, yp_s)),
+                   nmi=float(metrics.normalized_mutual_info_score(yt, yp_s)),
+                   fmi=float(metrics.fowlkes_mallows_score(yt, yp_s)),
+                   acc=clustering_accuracy(yt, yp))
+    return out
 
 
 def finite_or_none(value):

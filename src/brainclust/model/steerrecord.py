@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 
+from brainclust.cluster.scores import label_scores
 from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
 from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
@@ -109,18 +110,16 @@ def stratum_scores(strata, clusters, labels) -> dict:
     (its rows with a label; ``n``), and their means weighted by those rows; a stratum whose labelled rows hold
     fewer than two labels is ``not_scored`` (there is nothing to recover). The run's own scores are over the
     global ids, about k x strata clusters; a stratum's compare with a run on that stratum's images alone."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
     strata, clusters, labels = np.asarray(strata), np.asarray(clusters), np.asarray(labels, dtype=object)
     per, unscored = {}, {}
     for v in sorted(set(strata.tolist())):
-        rows = (strata == v) & (labels != "") & (clusters >= 0)
-        y, c = labels[rows], clusters[rows]
-        if len(set(y.tolist())) < 2:  # nothing to recover: any split of one class scores 0
-            unscored[str(v)] = f"{int(rows.sum())} labelled image(s) of {len(set(y.tolist()))} label(s)"
+        rows = strata == v
+        got = label_scores(clusters[rows], labels[rows])
+        kinds = len(set(labels[rows].tolist()) - {""})
+        if kinds < 2:  # nothing to recover: any split of one class scores 0
+            unscored[str(v)] = f"{got['n_labelled']} labelled image(s) of {kinds} label(s)"
             continue
-        per[str(v)] = {"n": int(rows.sum()), "nmi": float(normalized_mutual_info_score(y, c)),
-                       "ari": float(adjusted_rand_score(y, c))}
+        per[str(v)] = {"n": got["n_labelled"], "nmi": got["nmi"], "ari": got["ari"]}
     n = sum(p["n"] for p in per.values())
     mean = {key: sum(p["n"] * p[key] for p in per.values()) / n for key in ("nmi", "ari")} if n else {}
     return {"per_stratum": per, **{f"mean_{key}": value for key, value in mean.items()},
