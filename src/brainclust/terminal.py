@@ -34,9 +34,9 @@ class TerminalFormatter(logging.Formatter):
         return terminal_text(super().formatMessage(record))
 
 
-def count_text(n: int, noun: str) -> str:
-    """``1 cluster``, ``2 clusters``, ``3 series`` (a count and its noun)."""
-    return f"{n} {noun}" if n == 1 or noun.endswith("s") else f"{n} {noun}s"
+def count_text(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 cluster``, ``2 clusters``, ``3 series``, ``2 strata`` (``plural``: when not the noun and an s)."""
+    return f"{n} {noun}" if n == 1 or (plural is None and noun.endswith("s")) else f"{n} {plural or noun + 's'}"
 
 
 class Terminated(BaseException):

@@ -58,3 +58,16 @@ def test_a_string_is_one_pattern_not_its_characters(tmp_path):
     assert PathFilter("*.png", "b/").include == ("*.png",) and PathFilter(None, "b/").exclude == ("b/",)
     with pytest.raises(ParameterError, match=r"^--include: expected a pattern or a list of patterns, got 3$"):
         PathFilter(include=3)
+
+
+def test_check_data_reads_a_string_include_as_one_pattern(tmp_path):
+    """brainclust.checks.stage.check_data made a tuple of the string itself: '*' matched every file (review)."""
+    import numpy as np
+    from PIL import Image
+
+    from brainclust.checks.stage import check_data
+
+    (tmp_path / "a").mkdir()
+    for name in ("x.png", "y.jpg"):
+        Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype("uint8")).save(tmp_path / "a" / name)
+    assert check_data(tmp_path, None, include="*.png", progress=False).paths == ["a/x.png"]

@@ -169,7 +169,7 @@ def test_a_string_for_a_list_setting_is_read_as_after_its_flag(settings, expecte
 @pytest.mark.parametrize("settings, message", [
     ({"exclude": "duplicates"}, r"^--exclude: unknown flag 'duplicates'; the flags are duplicate, "),
     ({"clip_percentiles": "1"}, r"^--clip: expected LOW,HIGH percentiles"),
-    ({"include": 5}, r"^--include: expected a list or a string, got 5$"),
+    ({"include": 5}, r"^--include: expected a pattern or a list of patterns, got 5$"),  # the scan's rule
 ])
 def test_a_bad_list_setting_is_one_line_naming_its_option(settings, message):
     with pytest.raises(ParameterError, match=message):

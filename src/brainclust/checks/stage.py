@@ -343,5 +343,5 @@ def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *,
     table = read_split_table(split_table, split_column) if split_table is not None else None
     return check_folder(data, out, thresholds, workers=default_workers(workers), progress=progress,
                         split_table=table, cache_dir=cache_dir, split_source=split_table, slices=slices,
-                        volume_index=volume_index, include=tuple(include or ()), exclude=tuple(exclude_files or ()),
+                        volume_index=volume_index, include=include, exclude=exclude_files,
                         bids_filter=bids_filter, bids=bids, finish=finish)

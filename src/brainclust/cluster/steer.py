@@ -52,6 +52,7 @@ from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.twostage import unit_rows
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import N_LEVELS
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +309,8 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         _warn_small(small, capped)
         if pca_capped:
             lo, hi = min(pca_capped), max(pca_capped)
-            log.warning("--within: --pca %d is more than the images of %d %s allow (at most min(images, "
-                        "features) components); %s there", self.pca, len(pca_capped),
-                        "stratum" if len(pca_capped) == 1 else "strata",
+            log.warning("--within: --pca %d is more than the images of %s allow (at most min(images, "
+                        "features) components); %s there", self.pca, count_text(len(pca_capped), "stratum", "strata"),
                         f"using {lo}" if lo == hi else f"using {lo} to {hi}")
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]

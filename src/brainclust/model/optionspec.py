@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from brainclust.errors import ParameterError
+from brainclust.io.pathfilter import glob_list
 
 
 def parse_pca(value: str) -> float | int:
@@ -60,9 +61,9 @@ def list_value(option: "Option", value):
     follows the flag once, so one pattern for an option given once per value (``repeat``: ``include="*.png"``),
     else the option's text (``exclude="duplicate,blank"``, ``clip_percentiles="1,99"``; a comma-separated list
     when it has no parser); a list becomes a tuple; ``None`` stays."""
+    if option.repeat:  # one pattern per flag (--include, --exclude-files): the scan's own rule
+        return glob_list(value, option.flag)
     if isinstance(value, str):
-        if option.repeat:
-            return (value,)
         try:
             return option.parse(value) if option.parse else parse_views(value)
         except ParameterError as exc:

@@ -43,6 +43,7 @@ from brainclust.errors import InputError, ModelFileError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RUN_MADE
 from brainclust.model.steercolumns import PLANE, PLANE_COLUMNS, check_column, meta_values
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +205,9 @@ class RemoveStep(Step):
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
         check_categories(strata, "--remove", self.column, min_rows=2)
         self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
-        n = len(self.counts_)
-        log.info("--remove %s (%s, rule %s): %d %s, images per stratum %s", self.column, self.source_, self.rule, n,
-                 "stratum" if n == 1 else "strata", listed([f"{k}: {v}" for k, v in self.counts_.items()]))
+        log.info("--remove %s (%s, rule %s): %s, images per stratum %s", self.column, self.source_, self.rule,
+                 count_text(len(self.counts_), "stratum", "strata"),
+                 listed([f"{k}: {v}" for k, v in self.counts_.items()]))
         one_stratum(self.counts_, "--remove", self.column)
         return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
 

@@ -54,6 +54,7 @@ from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
                                       short_number, steering_text, within_pca_text)
 from brainclust.report.thumbnails import Thumbnails
+from brainclust.terminal import clipped
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
            "Thumbnails", "build_report", "confusion", "load_outputs", "purity_rows", "silhouette_per_image",
@@ -263,7 +264,7 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
             "colour": colours.of_id[cid], "share": size / n if n else 0.0, "stratum": stratum,
             "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
             "typical": tiles(typ), "atypical": tiles(aty)})
-        stratum_line = [f"stratum {stratum[:20]}" + ("..." if len(stratum) > 20 else "")] if stratum else []
+        stratum_line = [f"stratum {clipped(stratum, 20)}"] if stratum else []
         title = "\n".join([unclustered if cid == NOISE else f"cluster {cid}", *stratum_line, f"n={size}"])
         fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
                          [thumbs.small(i, montage_px) for i in aty]))

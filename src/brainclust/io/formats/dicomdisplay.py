@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from brainclust.errors import ImageReadError
+from brainclust.io.privacy import number
 
 #: Percentiles of the fallback window when the header has none.
 FALLBACK_PERCENTILES = (0.5, 99.5)
@@ -33,18 +34,6 @@ def frame_item(ds, frame: int, sequence: str):
             if inner:
                 return inner[0]
     return None
-
-
-def first_value(value) -> float | None:
-    """The first number of a DICOM value (a number, a string or a multi-value); ``None`` when there is none."""
-    try:
-        if value is None or value == "":
-            return None
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            value = value[0]
-        return float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -90,11 +79,11 @@ def to_display(raw: np.ndarray, ds, frame: int = 0) -> np.ndarray:
         arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     arr = arr.astype(np.float64, copy=False)
     item = frame_item(ds, frame, "PixelValueTransformationSequence") or ds
-    slope, intercept = first_value(item.get("RescaleSlope")), first_value(item.get("RescaleIntercept"))
+    slope, intercept = number(item.get("RescaleSlope")), number(item.get("RescaleIntercept"))
     if slope is not None or intercept is not None:
         arr = arr * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
     voi = frame_item(ds, frame, "FrameVOILUTSequence") or ds
-    center, width = first_value(voi.get("WindowCenter")), first_value(voi.get("WindowWidth"))
+    center, width = number(voi.get("WindowCenter")), number(voi.get("WindowWidth"))
     if photometric.startswith("MONOCHROME") and center is not None and width is not None and width > 0:
         out = window(arr, center, width, str(voi.get("VOILUTFunction", "LINEAR")))
     else:
