@@ -114,8 +114,10 @@ def label_folder_of(rel: str) -> str:
 def glob_list(value, option: str) -> tuple[str, ...]:
     """The patterns of ``--include``/``--exclude-files`` given from Python: a string is one pattern (as after the
     flag: ``include="*.png"``), a list or tuple its patterns, ``None`` none."""
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, str):
         return (value,)
+    if isinstance(value, (bytes, bytearray)):
+        raise ParameterError(f"{option}: expected a pattern or a list of patterns, got bytes {value!r:.80}")
     try:
         return tuple(value or ())
     except TypeError:
