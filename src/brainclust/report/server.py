@@ -23,13 +23,16 @@ Security: the run folder is untrusted input and the data may be private.
   ``same-origin`` or ``none``, or an ``Origin`` other than the server's own) is
   refused (403), so no page can make the server draw tiles or search names
   blind; only a navigation to the page itself (``/``, a link followed) passes.
-* A connection that sends nothing for :data:`IDLE_TIMEOUT` seconds is closed,
-  so half-sent requests cannot hold the server's threads.
+* A connection that sends nothing for :data:`IDLE_TIMEOUT` seconds is closed, and so is one whose request line
+  and headers take more than :data:`~brainclust.report.connlimits.HEADER_DEADLINE` seconds all together (a client
+  sending a byte now and then); at most :data:`~brainclust.report.connlimits.MAX_CONNECTIONS` connections are
+  served at once, more are answered 503 and closed without a thread (:mod:`brainclust.report.connlimits`).
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import ipaddress
 import json
 import logging
@@ -38,6 +41,7 @@ import re
 import socket
 import socketserver
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +49,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import escape_name
+from brainclust.report.connlimits import (HEADER_DEADLINE, MAX_CONNECTIONS, CappedThreadingMixIn, DeadlineReader,
+                                          busy_answer)
 from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
 from brainclust.report.viewdata import ViewData
 from brainclust.report.viewquery import POINT_LIMIT, Queries, as_float, as_int, parse_box, parse_focus
@@ -69,6 +75,10 @@ IDLE_TIMEOUT = 30.0
 OWN_FETCH_SITES = ("same-origin", "none")
 ROUTE_THUMB = re.compile(r"/thumb/(\d{1,10})")
 ROUTE_ROW = re.compile(r"/api/row/(\d{1,10})")
+#: Headers of every answer (``Cache-Control`` as each answer says).
+SAFE_HEADERS = [("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"),
+                ("Cross-Origin-Resource-Policy", "same-origin"), ("Cache-Control", "no-store")]
 
 
 def _is_ip(text: str) -> bool:
@@ -98,9 +108,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(CappedThreadingMixIn, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
+    busy = busy_answer(SAFE_HEADERS)
 
     def server_bind(self):
         """Bind without ``HTTPServer``'s ``socket.getfqdn`` of the address: a reverse DNS lookup that can wait long
@@ -159,6 +170,23 @@ class ExplorerHandler(BaseHTTPRequestHandler):
     server_version = "brainclust-view"
     sys_version = ""
     timeout = IDLE_TIMEOUT  # on the socket: a half-sent request is dropped (``handle_one_request``), never waited on
+    header_deadline = HEADER_DEADLINE  # for the request line and headers together: a slow drip is dropped too
+
+    def setup(self):
+        super().setup()
+        self.rfile.close()  # the socket's own reader, replaced by one that keeps the deadline
+        self.reader = DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self):
+        self.reader.until(time.monotonic() + self.header_deadline)  # lifted once the headers are read
+        super().handle_one_request()
+
+    def parse_request(self):
+        try:
+            return super().parse_request()
+        finally:
+            self.reader.until(None)
 
     def log_message(self, fmt, *args):  # the library never prints
         log.debug("view: %s %s", self.address_string(), fmt % args)
@@ -168,12 +196,8 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         if length is not None:
             self.send_header("Content-Length", str(length))
-        self.send_header("Content-Security-Policy", CSP)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.send_header("Cache-Control", cache)
+        for k, v in SAFE_HEADERS:
+            self.send_header(k, cache if k == "Cache-Control" else v)
         for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
@@ -323,16 +347,17 @@ def make_handler(ex: Explorer | None):
 
 
 def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_dir=None,
-                point_limit: int = POINT_LIMIT):
-    """Read the run and bind the server (not started). Returns ``(server, explorer)``.
+                point_limit: int = POINT_LIMIT, max_connections: int = MAX_CONNECTIONS):
+    """Read the run and bind the server (not started), serving at most ``max_connections`` at once.
+    Returns ``(server, explorer)``.
 
     Raises
     ------
     ModelFileError
         If ``run_dir`` is not a finished run.
     ParameterError
-        If the port is taken or out of range, the host cannot be listened on, or the cache folder
-        lies inside the run folder.
+        If the port is taken or out of range, the host cannot be listened on, the cache folder
+        lies inside the run folder, or ``max_connections`` is not a positive integer.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ParameterError(f"--port: must be an integer in 0..65535, got {port!r}")
@@ -343,7 +368,7 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # --host [::1]
     cls, handler = (_Server6 if ":" in host else _Server), make_handler(None)
     try:  # bound before the run is read: a taken port is said at once, not after the map
-        server = cls((host, port), handler)
+        server = cls((host, port), handler, max_connections=max_connections)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ParameterError(f"--port {port}: {host}:{port} is already in use (another program or another "
@@ -371,7 +396,7 @@ def url_of(server) -> str:
 
 
 def serve(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_dir=None,
-          point_limit: int = POINT_LIMIT, on_ready=None) -> None:
+          point_limit: int = POINT_LIMIT, on_ready=None, max_connections: int = MAX_CONNECTIONS) -> None:
     """Serve the explorer of ``run_dir`` until Ctrl-C (then return normally).
 
     Parameters
@@ -388,8 +413,11 @@ def serve(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_
         Most images drawn as points; more in view are drawn as density.
     on_ready : callable, optional
         Called with the page's URL once the server listens.
+    max_connections : int, default 32
+        Most connections served at once; more are answered 503 and closed.
     """
-    server, ex = make_server(run_dir, host, port, cache_dir=cache_dir, point_limit=point_limit)
+    server, ex = make_server(run_dir, host, port, cache_dir=cache_dir, point_limit=point_limit,
+                             max_connections=max_connections)
     url = url_of(server)
     log.debug("view: %d images of %s at %s (Ctrl-C stops)", ex.data.n, run_dir, url)
     try:
