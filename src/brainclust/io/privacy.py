@@ -14,10 +14,12 @@ a conservative filter for tables:
 - **Free text that the issue asks for** (``SeriesDescription``,
   ``ProtocolName``) is typed at the scanner and can hold a name, a date or a
   record number. It is kept only when every run of two letters or more in it is a
-  known MRI term (:data:`SAFE_WORDS`), every run of digits at most four, no date,
-  time of day or seven digits in groups appear, and the whole text is at most 64
-  characters of letters, digits, spaces and ``_-+.()/:,#*`` (:func:`safe_text`);
-  otherwise it is *withheld* (the column is empty) and counted in one log line.
+  known MRI term, every run of digits at most four, no date, time of day, seven
+  digits in groups, initial or name in parts (``J. S.``, ``Se Ti``) appear, and
+  the whole text is at most 64 characters of letters, digits, spaces and
+  ``_-+.()/:,#*`` (:func:`brainclust.io.phitext.safe_text`, whose rules live in
+  :mod:`brainclust.io.phitext`); otherwise it is *withheld* (the column is empty)
+  and counted in one log line.
   Coded strings (``Modality``, ``BodyPartExamined``, ``ScanningSequence``,
   ``MRAcquisitionType``) must be one of their field's defined terms
   (:data:`CODE_TERMS`); the manufacturer must begin with a known vendor
@@ -32,9 +34,10 @@ a conservative filter for tables:
   names) or is an identifier (``ACC98765``), or when any value is free text
   (more than 64 characters or more than six words), or when its name is not in
   Latin letters. Ages of 90 years or more, once converted from the unit the
-  column's name or the value gives (``age_days``, ``1140M``), are written as 90
-  years (HIPAA safe harbour: "90 or older"); an age column with a unit it cannot
-  read is dropped.
+  column's name or the value gives (``age_days``, ``1140M``, ``95y 3m``), are
+  written as 90 years (HIPAA safe harbour: "90 or older"); an age column with a
+  unit or a form it cannot read and an age that may be over 90 (``95 lat``,
+  ``95+``) is dropped.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from brainclust.io.phinames import AGE_UNITS, age_unit, fold, phi_name, readable, research_key
+from brainclust.io.phitext import MAX_TEXT_DIGITS, WORD, digit_groups, has_date, safe_text
 
 #: Values read as missing in tables and CSV files (BIDS writes ``n/a``; ``none``/``na`` are real values).
 MISSING = frozenset({"", "n/a", "nan"})
@@ -86,34 +90,6 @@ SIDECAR_FIELDS: dict[str, tuple[str, str, float]] = {
     "BodyPartExamined": ("body_part", "code:body_part", 1.0),
 }
 
-#: Words of MRI protocol names and series descriptions that are kept (lower case).
-SAFE_WORDS = frozenset("""
-t1 t2 t1w t2w t2star pd pdw flair stir tirm dark fluid mprage mp2rage spgr fspgr bravo tfe tse fse se gre epi
-dwi dti adc trace tracew fa swi swan tof mra mrv pc asl pcasl pasl bold fmri rest resting state task localizer
-localiser loc scout survey aahscout calibration cal ref reference field fieldmap map mag magnitude phase pha
-ax axi axial tra trans transverse sag sagittal cor coronal obl oblique iso isotropic pre post gd gad gado
-gadolinium contrast ce fs fatsat fat sat water mpr mip thin thick brain head neuro whole high low res hires
-highres lowres fast quick short long routine standard std sense asset grappa ipat cs bh nav moco motion
-corrected corr norm filtered orig original derived reformat reform recon dyn dynamic perfusion perf dsc dce
-cbf cbv mtt spectro mrs svs csi spine orbit orbits iac pituitary pit sella hippocampus hippo temporal lobe
-stroke tumor tumour ms epilepsy protocol sequence series scan image images slice slices mm ch channel coil
-body hd echo multi single shot turbo spin gradient inversion recovery weighted diffusion tensor
-susceptibility angio angiography venous arterial ssfp fiesta ciss space cube vista blade propeller multivane
-mde vibe lava flash fl tfl hemo cine nd dis dis2d dis3d mosaic raw dual volume vol bias biasfield prescan
-normalize
-""".split())
-
-#: Words kept in protocol names that are not in :data:`SAFE_WORDS` elsewhere (diffusion, averages).
-SAFE_WORDS = SAFE_WORDS | frozenset("""diff dir dirs directions avg ave nex mddw slab slabs dixon prep wip view eswan
-    aahead shc smartbrain spc pace fid basic mapping resolve tgse pld caipi cmrr mbep haste twist press memprage rms
-    minip source frfse plane cow ffe clear swip vwip flow opp fase rfmri tfmri dmri rsfmri distortion abcd vnav run
-    repeat research non apparent coefficient values longtr uni inv series phoenix zip report del rec col rel
-    cbf cbv fa adc mri""".split())
-#: Two-letter abbreviations of protocol names (phase directions, parameters, options); a run of two letters that
-#: is not one of these or of the words above withholds the text (``FLAIR Li Na``, ``T1 MPRAGE WU LI``).
-SAFE_WORDS = SAFE_WORDS | frozenset("""ap pa lr rl si is hf fh rf ns tr te ti ir me mb sb sw ip mt dw ep gr rm ss ad
-    md rd bw pf ps os pu sl wo nc fb fc mp mr ct qa qc hr wm gm bb oax osag ocor""".split())
-
 #: The DICOM defined terms a coded field may hold (PS3.3 C.7.3.1 Modality, C.8.3.1 Scanning Sequence,
 #: PS3.16 Annex L Body Part Examined, as far as a brain, head and neck or body MRI names them); any other
 #: value (a name typed into the field) is withheld.
@@ -126,8 +102,8 @@ CODE_TERMS: dict[str, frozenset] = {
     "acquisition": frozenset("2D 3D".split()),
     "body_part": frozenset("""HEAD BRAIN SKULL HEADNECK NECK FACE ORBIT EYE EAR IAC SELLA PITUITARY JAW TMJ SINUS NOSE
         MOUTH LARYNX THYROID CSPINE TSPINE LSPINE SSPINE COCCYX SPINE WHOLESPINE CTSPINE TLSPINE LSSPINE
-        CIRCLEOFWILLIS CAROTID BRAINSTEM CHEST THORAX BREAST HEART ABDOMEN PELVIS ABDOMENPELVIS CHESTABDOMEN CHESTABDPELVIS
-        WHOLEBODY EXTREMITY SHOULDER ELBOW WRIST HAND HIP KNEE ANKLE FOOT LEG ARM""".split()),
+        CIRCLEOFWILLIS CAROTID BRAINSTEM CHEST THORAX BREAST HEART ABDOMEN PELVIS ABDOMENPELVIS CHESTABDOMEN
+        CHESTABDPELVIS WHOLEBODY EXTREMITY SHOULDER ELBOW WRIST HAND HIP KNEE ANKLE FOOT LEG ARM""".split()),
 }
 #: Manufacturers of MRI scanners: a ``Manufacturer`` value is kept when its first word is one of these
 #: (lower case; ``GE MEDICAL SYSTEMS``, ``Philips Healthcare``...), else withheld.
@@ -153,8 +129,16 @@ MODEL_WORDS = frozenset("""magnetom avanto skyra prisma trio triotim tim verio a
 #: A value that is an identifier: a few letters, then five digits or more (``ACC98765``, ``PID-12345``), not a
 #: BIDS label (``sub-01234``).
 _ID_VALUE = re.compile(r"^(?!sub-|ses-)[A-Za-z]{1,5}[-_#: ]?\d{5,}$", re.IGNORECASE)
-#: An age: a number, then maybe its unit (``95``, ``095Y``, ``92 years``, ``92,5``, ``1140M``, ``35000 days``).
-_AGE_TEXT = re.compile(r"^\s*(\d{1,7}(?:[.,]\d+)?)(\s*)([^\W\d_]*)\.?\s*$")
+#: One part of an age: a number, then maybe its unit (``95``, ``095Y``, ``92 years``, ``92,5``, ``1140M``,
+#: ``35000 days``, ``3m``).
+_AGE_PART = re.compile(r"(\d{1,7}(?:[.,]\d+)?)(\s*)([^\W\d_]*)\.?")
+#: An age: one part, or parts that each name their unit after the first (``95y 3m``, ``95 years, 3 months``,
+#: ``95y3m``).
+_AGE_TEXT = re.compile(rf"^\s*{_AGE_PART.pattern}(?:[\s,]*\d{{1,7}}(?:[.,]\d+)?\s*[^\W\d_]+\.?)*\s*$")
+#: The numbers of an age the rule cannot read (``95+``, ``91-95``, ``95-year-old``, ``>95``).
+_AGE_NUMBERS = re.compile(r"\d+(?:[.,]\d+)?")
+#: An age the rule cannot read begins with its number, after signs at most (``95+``, ``~95``; not ``sub-0123``).
+_AGE_LEAD = re.compile(r"^[^\w]*\d")
 _DATE_VALUE = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|(19|20)\d{2}(0[1-9]|1[0-2])"
     r"(0[1-9]|[12]\d|3[01])|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)([ T]\S*)?\s*$")
@@ -162,89 +146,15 @@ _DATE_VALUE = re.compile(
 #: ``Mar 2021``), ``1970.02.01``, or month and year (``1970-02``, ``02/1970``).
 _MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _DATE_WORDS = re.compile(rf"(\b|\d)\d{{0,1}}[\s\-/]?{_MONTH}[\s\-/,]*\d{{2,4}}\b|\b{_MONTH}\s+\d{{1,2}}(st|nd|rd|th)?,?"
-                         rf"\s+\d{{2,4}}\b|^\s*\d{{4}}\.\d{{1,2}}\.\d{{1,2}}\s*$|^\s*(\d{{4}}-\d{{1,2}}|\d{{1,2}}/\d{{4}})\s*$",
-                         re.IGNORECASE)
+                         rf"\s+\d{{2,4}}\b|^\s*\d{{4}}\.\d{{1,2}}\.\d{{1,2}}\s*$"
+                         rf"|^\s*(\d{{4}}-\d{{1,2}}|\d{{1,2}}/\d{{4}})\s*$", re.IGNORECASE)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
-#: A phone or social security number: digits with spaces, dashes, brackets or a plus, seven digits or more.
-_PHONE = re.compile(r"^\s*\+?[\d\s()\-]*\d[\d\s()\-]*$")
-_TEXT_CHARS = re.compile(r"^[A-Za-z0-9 _\-+.()/:,#*]{1,64}$")
-#: A date anywhere in a free text: ``1970-01-01``, ``03/04/70``, ``3.4.1970`` (day and month checked by
-#: :func:`_has_date`; lists such as ``2.5/5.0/7.5`` or ``2200/20/80`` are not dates), or a time (``12:30``).
-_DATE_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,4})([/.\-_])(\d{1,2})\2(\d{1,4})(?![\d.])")
-#: Digit groups joined by dashes, underscores or spaces (``555 0123``, ``1951 0317``): with 7 digits or more, a
-#: phone, social security or record number or a date, unless each is a round value (``DWI 2000 3000``).
-_DIGIT_GROUPS = re.compile(r"(?<![\d.])\d+(?:[-_ ]\d+)+(?![\d.])")
-#: Where camel case is read as two words: before a capital that begins three lower-case letters or more or a run
-#: of capitals or digits (``MoCo|Series``, ``rel|CBF``, ``s|T1W``, ``ZIP|Report``); ``JoHnSmItH`` is one word.
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z](?:[a-z]{2}|[A-Z0-9]))|(?<=[A-Z])(?=[A-Z][a-z]{2})")
-_TIME_IN_TEXT = re.compile(r"(?<!\d)([01]?\d|2[0-3]):[0-5]\d(?!\d)")
-#: Numbers alone in a row: more than this many is a date or an identifier written with spaces (``01 02 70``).
-MAX_NUMBER_WORDS = 2
-#: Longest run of digits kept in a free text (longer: an identifier or a date).
-MAX_TEXT_DIGITS = 4
 _MODEL_CHARS = re.compile(r"^[A-Za-z0-9 _\-+./()]{1,64}$")
 _CODE_CHARS = re.compile(r"^[A-Z0-9 _]{1,16}$")
-_WORDS = re.compile(r"[A-Za-z0-9]+")
 #: Largest age written as it is (HIPAA safe harbour); older ages are written as this plus one.
 MAX_AGE = 89
 #: A table value with more characters or words is free text: its column is dropped.
 MAX_TEXT_CHARS, MAX_TEXT_WORDS = 64, 6
-
-
-def safe_text(value: str) -> str | None:
-    """A series description / protocol name if it passes the conservative pattern, else ``None`` (withheld).
-
-    Each word is cut at camel case (where :data:`_CAMEL` marks a word boundary) and into runs of letters and of
-    digits (``t1w`` -> ``t``, ``1``, ``w``): a word that is an MRI term whole (:data:`SAFE_WORDS`: ``mp2rage``)
-    passes; else every run of two letters or more must be an MRI term (``Li Na``, ``JoHnSmItH`` are withheld),
-    every run of digits at most :data:`MAX_TEXT_DIGITS` long, at most :data:`MAX_NUMBER_WORDS` numbers in a row,
-    no digit groups of seven digits or more (:func:`_number_groups`); no date or time of day anywhere
-    (``MRN12345``, ``DOE2``, ``19700101``, ``1970-01-01``, ``01 02 70``, ``12:30`` are withheld; a year alone is
-    not a date: ``DWI b 2000`` is kept)."""
-    text = " ".join(str(value).split())
-    if not text or not _TEXT_CHARS.match(text) or _has_date(text) or _TIME_IN_TEXT.search(text) or \
-            _number_groups(text):
-        return None
-    in_a_row = 0
-    for token in text.split():  # numbers written apart: 01 02 70, 12 34 56 78
-        in_a_row = in_a_row + 1 if token.isdigit() else 0
-        if in_a_row > MAX_NUMBER_WORDS:
-            return None
-    for word in _WORDS.findall(text):
-        if word.lower() in SAFE_WORDS:  # terms holding digits (mp2rage, t2star) or capitals (mIP) are whole words
-            continue
-        for part in _CAMEL.sub(" ", word).lower().split():  # MoCoSeries: MoCo, Series
-            if part in SAFE_WORDS:
-                continue
-            for run in re.findall(r"[a-z]+|[0-9]+", part):
-                if run.isdigit() and len(run) > MAX_TEXT_DIGITS or run.isalpha() and len(run) > 1 and \
-                        run not in SAFE_WORDS:
-                    return None
-    return text
-
-
-def _number_groups(text: str) -> bool:
-    """Whether ``text`` holds digit groups (:data:`_DIGIT_GROUPS`) of seven digits or more in all, other than round
-    values (each a multiple of 100 with no leading zero: b-values and times, ``DWI 2000 3000``; the first group may
-    be the end of a word, ``T2 2000 3000``)."""
-    for m in _DIGIT_GROUPS.finditer(text):
-        groups = re.findall(r"\d+", m.group(0))
-        rest = groups[1:] if m.start() and text[m.start() - 1].isalpha() else groups
-        if sum(map(len, groups)) >= 7 and not all(g[0] != "0" and int(g) % 100 == 0 for g in rest):
-            return True
-    return False
-
-
-def _has_date(text: str) -> bool:
-    """Whether ``text`` holds a calendar date: year-month-day, or day and month (either order) then a year."""
-    for m in _DATE_IN_TEXT.finditer(text):
-        a, _, b, c = m.groups()
-        if len(a) == 4 and 1 <= int(b) <= 12 and 1 <= int(c) <= 31:
-            return True
-        if len(a) <= 2 and len(c) in (2, 4) and ((1 <= int(a) <= 31 and 1 <= int(b) <= 12) or
-                                                 (1 <= int(a) <= 12 and 1 <= int(b) <= 31)):
-            return True
-    return False
 
 
 def safe_code(value, terms: frozenset | None = None) -> str | None:
@@ -263,7 +173,7 @@ def safe_code(value, terms: frozenset | None = None) -> str | None:
 def _model_like(value) -> str | None:
     """Letters, digits, spaces and ``_-+./()``, at most 64 characters, no date; else ``None``."""
     text = " ".join(str(value).split())
-    return text if _MODEL_CHARS.match(text) and not _has_date(text) else None
+    return text if _MODEL_CHARS.match(text) and not has_date(text) else None
 
 
 def safe_model(value) -> str | None:
@@ -278,7 +188,7 @@ def safe_model(value) -> str | None:
 def safe_vendor(value) -> str | None:
     """A manufacturer: a model-like text whose first word is a known MRI vendor (:data:`VENDORS`)."""
     text = _model_like(value)
-    words = [w.lower() for w in _WORDS.findall(text or "")]
+    words = [w.lower() for w in WORD.findall(text or "")]
     return text if words and words[0] in VENDORS and all(w in VENDOR_WORDS for w in words) else None
 
 
@@ -382,7 +292,7 @@ def _value_reason(text: str) -> str | None:
         return "it holds person names (DICOM name format)"
     if _EMAIL.search(text):
         return "it holds e-mail addresses"
-    if _PHONE.match(text) and re.search(r"[\s()+\-]", text.strip()) and sum(c.isdigit() for c in text) >= 7:
+    if digit_groups(text):
         return "it holds phone or social security numbers"
     if _ID_VALUE.match(text.strip()):
         return "it holds identifiers (letters and five digits or more)"
@@ -415,27 +325,48 @@ def phi_reason(name: str, values: Sequence) -> str | None:
             return why
         if len(text) > MAX_TEXT_CHARS or len(text.split()) > MAX_TEXT_WORDS:
             return "it holds free text"
-        if unit is not None and (age := _age(text, unit)) is not None and not age[1] and age[0] > MAX_AGE:
-            return "it holds ages in a unit the age rule cannot read (write years, or name the unit: age_months)"
+        if unit is not None and _uncapped_age(text, unit):
+            return ("it holds ages in a form or unit the age rule cannot read (write years, or name the unit: "
+                    "age_months)")
     return None
+
+
+def _uncapped_age(text: str, unit: float) -> bool:
+    """Whether an age value of a column in ``unit`` may be 90 or older and cannot be capped: in a unit not in
+    :data:`AGE_UNITS` with a number over :data:`MAX_AGE` (``95 lat``), or in a form :func:`_age` cannot read with a
+    number over 90 years in the column's unit that begins it (:data:`_AGE_LEAD`: ``95+``, ``91-95``,
+    ``95-year-old``, ``>95``; ``90+`` is the cap's own form)."""
+    age = _age(text, unit)
+    if age is not None:
+        return not age[1] and age[0] > MAX_AGE
+    numbers = [float(n.replace(",", ".")) for n in _AGE_NUMBERS.findall(text)]
+    return bool(_AGE_LEAD.match(text)) and any(n * unit > MAX_AGE + 1 for n in numbers)
 
 
 def _age(text: str, unit: float) -> tuple[float, float, str] | None:
     """``(number, its unit in years, the unit as written)`` of an age (``1140M``: ``(1140.0, 1/12, "M")``;
-    ``unit`` when it names none; a unit of 0 when it names one not in :data:`AGE_UNITS`), or ``None`` when the
-    value is not a number with a unit."""
-    m = _AGE_TEXT.match(text)
-    if m is None:
+    ``unit`` when it names none), or ``None`` when the value is not a number with a unit. An age in parts is added
+    up in the unit of its first (``95y 3m``: ``(95.25, 1.0, "y")``; ``1100 days 5 h``). A unit of 0 when a part
+    names one not in :data:`AGE_UNITS`, or one of several parts names none (``95 lat``, ``95 3m``): the number is
+    then the largest of the value's."""
+    if _AGE_TEXT.match(text) is None:
         return None
-    number, gap, suffix = float(m.group(1).replace(",", ".")), m.group(2), m.group(3)
-    return number, AGE_UNITS.get(fold(suffix), 0.0) if suffix else unit, gap + suffix
+    parts = _AGE_PART.findall(text)
+    numbers = [float(n.replace(",", ".")) for n, _, _ in parts]
+    units = [AGE_UNITS.get(fold(suffix), 0.0) if suffix else unit if len(parts) == 1 else 0.0
+             for _, _, suffix in parts]
+    if not all(units):
+        return max(numbers), 0.0, ""
+    rest = sum(n * u for n, u in zip(numbers[1:], units[1:]))
+    return numbers[0] + rest / units[0], units[0], parts[0][1] + parts[0][2]
 
 
 def clean_column(name: str, values: list) -> list:
     """The values written for a kept table column: in an age column (:func:`brainclust.io.phinames.age_unit`),
-    an age of 90 years or more (``95``, ``095Y``, ``92 years``, ``92,5``; ``1140M``, or ``35000`` in
-    ``age_days``, once converted) is written as 90 years: ``90`` in years (:data:`MAX_AGE` + 1), else the smallest
-    whole number of its unit that is 90 years (``1080M``, ``32873``)."""
+    an age of 90 years or more (``95``, ``095Y``, ``92 years``, ``92,5``, ``95 y``, ``95y 3m``; ``1140M``, or
+    ``35000`` in ``age_days``, once converted by :func:`_age`) is written as 90 years: ``90`` in years
+    (:data:`MAX_AGE` + 1), else the smallest whole number of its (first part's) unit that is 90 years (``1080M``,
+    ``32873``)."""
     unit = age_unit(name)
     if unit is None:
         return values
