@@ -18,7 +18,11 @@ Three plantings:
                        Hubble field, colour wheel, silhouettes, logos; matplotlib's logo), every
                        one and its crops turned grey: the hard case, never looked at before
                        the rule was fixed. A real MRI slice (matplotlib's s1045) and the
-                       Shepp-Logan phantom are added as MRI.
+                       Shepp-Logan phantom are added as MRI;
+  --planting render    seed 3, rendered pictures (benchmarks/planted_render.py): matplotlib charts, text in
+                       several fonts, diagrams, headless-chromium screenshots of HTML pages, four of
+                       them holding an MRI slice (still not_mri; never cropped); a third turned grey,
+                       crops of the others. No photographs, documents or screens of the other three.
 
     PYTHONPATH=src python benchmarks/checks_planted.py --planting heldout
 """
@@ -196,11 +200,29 @@ def nifti_slices(rng, n: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def render_planted(root: Path, rng, mri: set[str], truth: dict, save) -> None:
+    """The render planting's not_mri: each rendered picture and, unless it holds an MRI slice, one or two crops;
+    a third of them grey. The MRI slices drawn in come from 4-class files left out of the folder."""
+    from planted_render import render_pictures
+
+    name = "brain_tumor_4class_dev"
+    spare = [p for p in sorted(p for p in (DATA / name).rglob("*") if p.is_file())
+             if f"mri/{name}/{p.relative_to(DATA / name).as_posix()}" not in mri]
+    slices = [np.asarray(Image.open(p).convert("L")) for p in rng.choice(spare, 5, replace=False)]
+    pictures, holding_mri = render_pictures(rng, slices)
+    for name, arr in pictures.items():
+        for j, a in enumerate([arr] + ([] if name in holding_mri else crops(arr, rng, int(rng.integers(1, 3))))):
+            if rng.random() < 1 / 3:
+                a = np.asarray(Image.fromarray(a).convert("L"))
+            ext = "jpg" if rng.random() < 0.3 else "png"
+            truth["not_mri"].add(save(f"planted/render/{name}_{j}.{ext}", a))
+
+
 def build(root: Path, planting: str) -> dict:
     """Write the planted folder; return the truth: {flag: set(paths)}, copies [(src, copy, kind)], mri set."""
     from brainclust.data.demo import make_demo_dataset
 
-    seed = {"dev": 0, "heldout": 1, "grey": 2}[planting]
+    seed = {"dev": 0, "heldout": 1, "grey": 2, "render": 3}[planting]
     rng = np.random.default_rng(seed)
     mri: list[str] = []
 
@@ -232,17 +254,17 @@ def build(root: Path, planting: str) -> dict:
         mri += [save(f"mri/other/{name}", arr) for name, arr in extra_mri()]
     mri = sorted(set(mri))
     truth: dict[str, set] = {f: set() for f in ("not_mri", "blank", "noise", "tiny", "duplicate", "near_duplicate")}
-    # not MRI: photographs (and crops of them), documents, screenshots
-    photos = {"dev": dev_photos, "heldout": heldout_photos, "grey": grey_photos}[planting]()
-    k = 0
+    # not MRI: photographs (and crops of them), documents, screenshots; or rendered pictures
+    if planting == "render":
+        render_planted(root, rng, set(mri), truth, save)
+    photos = {"dev": dev_photos, "heldout": heldout_photos, "grey": grey_photos, "render": dict}[planting]()
     for name, arr in photos.items():
         for j, a in enumerate([arr] + crops(arr, rng, 2)):
             if a.ndim == 3 and (planting == "grey" or rng.random() < 0.25):
                 a = np.asarray(Image.fromarray(a).convert("L"))  # some grey photographs
             ext = "jpg" if rng.random() < 0.6 else "png"
             truth["not_mri"].add(save(f"planted/photos/{name}_{j}.{ext}", a))
-            k += 1
-    for j in range(8):
+    for j in range(8 if planting != "render" else 0):
         truth["not_mri"].add(save(f"planted/documents/doc_{seed}_{j}.png", document(rng)))
         truth["not_mri"].add(save(f"planted/screens/screen_{seed}_{j}.png", screenshot(rng)))
     # blank: constant images and almost-empty ones
@@ -359,10 +381,19 @@ def evaluate(root: Path, built: dict, workers: int, thresholds: str = "") -> str
                   "; ".join(f"{k} {Path(c).name} {b:.3f}" for (_, c, k), b in zip(missed_copies, best))]
     lines += ["", "near copies found per transform: " +
               ", ".join(f"{k} {found_kind[k]}/{total_kind[k]}" for k in total_kind)]
+    from brainclust.checks.rules import not_mri_reasons
+
+    reasons = not_mri_reasons(res.descriptors.vectors, t)
+
+    def scored(p: str) -> str:  # the likeness z (nan: not scored), the pixel reasons, the flags
+        i = index[p]
+        why = "+".join(r for r, m in reasons.items() if m[i]) or "-"
+        return f"{p} (likeness z {res.likeness_z[i]:.2f}, pixel reasons {why}, flags {','.join(sorted(res.flags[i]))})"
+
     mri_not = sorted(p for p in flagged["not_mri"] if p in mri)
-    lines.append(f"real MRI slices flagged not_mri: {len(mri_not)} {mri_not[:10]}")
+    lines.append(f"real MRI slices flagged not_mri: {len(mri_not)} {[scored(p) for p in mri_not[:10]]}")
     missed = sorted(truth["not_mri"] - flagged["not_mri"])
-    lines.append(f"not_mri missed: {missed}")
+    lines.append(f"not_mri missed: {len(missed)}" + "".join(f"\n  {scored(p)}" for p in missed))
     others = {f: sorted(p for p in flagged[f] - truth[f] if p not in natural[f])[:8] for f in truth}
     lines.append(f"flagged, not planted, not natural (first 8 per flag): {others}")
     lines.append(f"summary: {res.summary()}")
@@ -371,7 +402,7 @@ def evaluate(root: Path, built: dict, workers: int, thresholds: str = "") -> str
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--planting", choices=("dev", "heldout", "grey"), default="heldout")
+    ap.add_argument("--planting", choices=("dev", "heldout", "grey", "render"), default="heldout")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
     ap.add_argument("--thresholds", default="", help="NAME=VALUE,... as brainclust's --check-thresholds "
