@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -151,3 +153,48 @@ def test_a_segmentation_volume_beside_the_images_is_not_mri_and_the_images_are_n
     reasons = not_mri_reasons(res.descriptors.vectors[seg_rows], Thresholds(), np.ones(len(seg_rows), bool))
     assert reasons["labels"].all() and not np.logical_or.reduce(  # no other rule sees them
         [m for k, m in reasons.items() if k != "labels"]).any()
+
+
+def dense_page(width: int = 620, height: int = 820) -> Image.Image:
+    """A page filled with small text in a TrueType font: almost none of its variance survives an 8x8 block
+    average, its neighbours are loosely correlated (about 0.3), and a third of its pixels are the white ground."""
+    import matplotlib
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf"), 11)
+    im = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(im)
+    words = "of the cohort median signal in axial slices measured per scanner and protocol".split()
+    rng = np.random.default_rng(0)
+    for y in range(6, height - 12, 12):
+        draw.text((8, y), " ".join(rng.choice(words, 20)), fill=0, font=font)
+    return im
+
+
+def line_plot() -> Image.Image:
+    """A chart as matplotlib draws it: thin curves, axes, ticks and a legend on a white ground."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    t = np.linspace(0, 10, 400)
+    for k in range(4):
+        ax.plot(t, np.sin(t * (1 + k / 3)) + k / 4, linewidth=0.8, label=f"run {k}")
+    ax.legend()
+    fig.canvas.draw()
+    im = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).convert("L")
+    plt.close(fig)
+    return im
+
+
+@pytest.mark.parametrize("make", [dense_page, line_plot])
+def test_a_page_of_text_or_a_line_plot_is_not_mri_not_noise(tmp_path, make):
+    """Both keep little variance at 8x8 and have loosely correlated neighbours, as noise, but most of their pixels
+    are the white ground; noise has no dominant level (rule noise_mode_fraction, the render planting's finding)."""
+    p = save(tmp_path / "page.png", make())
+    vec, _ = describe(decode(record(p)))
+    before = pixel_flags(vec, Thresholds(noise_mode_fraction=1.0))  # the rule without the dominant level
+    assert before["noise"][0] and not before["not_mri"][0]
+    assert flags_of(p) == {"not_mri"}

@@ -33,7 +33,10 @@ class Thresholds:
     noise_structure : float, default 0.15
         ``noise``: the share of the variance that survives an 8x8 block average is below this...
     noise_correlation : float, default 0.6
-        ... and the correlation of neighbouring pixels is below this.
+        ... and the correlation of neighbouring pixels is below this...
+    noise_mode_fraction : float, default 0.2
+        ... and fewer pixels than this fraction hold the most frequent level: noise has no dominant grey
+        level, while a page of text, a chart or a drawing has its background.
     colourfulness : float, default 12.0
         ``not_mri``: Hasler-Suesstrunk colourfulness (0-255 RGB units) at or above this...
     colour_fraction : float, default 0.05
@@ -95,6 +98,7 @@ class Thresholds:
     blank_foreground_fraction: float = 0.005
     noise_structure: float = 0.15
     noise_correlation: float = 0.6
+    noise_mode_fraction: float = 0.2
     colourfulness: float = 12.0
     colour_fraction: float = 0.05
     border_level: float = 0.5
@@ -123,7 +127,8 @@ class Thresholds:
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` naming the threshold, its rule and its value."""
-        unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "colour_fraction",
+        unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "noise_mode_fraction",
+                "colour_fraction",
                 "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
                 "scene_air_border", "scene_object_touch", "likeness_air_border", "likeness_main_object")
         for f in fields(self):

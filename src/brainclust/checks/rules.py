@@ -7,9 +7,11 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   ``foreground_fraction < blank_foreground_fraction``. Both are on the image's own range, so a
   faint but structured slice (some public sets hold 8-bit slices with three grey levels) is
   not blank, and an empty slice of any scale is.
-- ``noise``: not blank, ``structure < noise_structure`` and ``neighbour_correlation <
-  noise_correlation``: neighbouring pixels of an anatomical image are strongly correlated and most
-  of its variance survives an 8x8 block average; independent noise keeps ~1/64 of it.
+- ``noise``: not blank, ``structure < noise_structure``, ``neighbour_correlation <
+  noise_correlation`` and ``mode_fraction < noise_mode_fraction``: neighbouring pixels of an anatomical
+  image are strongly correlated and most of its variance survives an 8x8 block average; independent
+  noise keeps ~1/64 of it, and no grey level dominates it. A page of text or a line plot keeps little
+  variance at 8x8 too, but most of its pixels are its background: not noise (``not_mri`` if a reason holds).
 - ``not_mri`` (only when neither blank, noise nor tiny, which explain the image better), any of
   (:func:`not_mri_reasons` names which):
 
@@ -149,7 +151,8 @@ def pixel_flags(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = 
     col = lambda name: v[:, slot(name)]  # noqa: E731
     tiny = np.minimum(col("width"), col("height")) < t.min_side
     blank = (col("mode_fraction") >= t.blank_mode_fraction) | (col("foreground_fraction") < t.blank_foreground_fraction)
-    noise = ~blank & (col("structure") < t.noise_structure) & (col("neighbour_correlation") < t.noise_correlation)
+    noise = ~blank & (col("structure") < t.noise_structure) & (col("neighbour_correlation") < t.noise_correlation) & (
+        col("mode_fraction") < t.noise_mode_fraction)
     reasons = not_mri_reasons(v, t, sliced)
     not_mri = ~(blank | noise | tiny) & np.logical_or.reduce(list(reasons.values()))
     return {"tiny": tiny, "blank": blank, "noise": noise, "not_mri": not_mri}
