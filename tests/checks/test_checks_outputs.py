@@ -50,6 +50,17 @@ def test_summary_galleries_and_policy(tmp_path):
     assert res.paths.index("mri/zcopy.png") not in keep and len(keep) == len(res.paths) - 1
 
 
+def test_the_summary_says_when_images_hold_few_grey_levels(tmp_path):
+    """A folder of three-level slices (as brain_tumor_yes_no: values 0, 1, 2) is said once, never flagged."""
+    assert "grey levels or fewer" not in check_folder(_folder(tmp_path / "d"), progress=False).summary()
+    for i in range(6):
+        save(tmp_path / "p" / f"p{i}.png", (head_slice(i).astype(np.float32) / 255 * 2.99).astype(np.uint8))
+    res = check_folder(tmp_path / "p", progress=False)
+    assert res.summary() == ("checks: 6 images, nothing flagged; 6 of 6 hold 5 grey levels or fewer (masks or "
+                             "posterised slices: not a flag; grey_levels in quality.csv)")
+    assert all(not fl for fl in res.flags)
+
+
 def test_defaults_only_flag(tmp_path):
     # the checks never drop an image: every scanned image has a row, flagged or not
     res = check_folder(_folder(tmp_path / "d"), progress=False)

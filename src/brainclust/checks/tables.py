@@ -111,9 +111,21 @@ def summary_line(result) -> str:
         parts.append(text + (f" ({'; '.join(notes)})" if notes else ""))
     if result.descriptors.failed:
         parts.append(f"{len(result.descriptors.failed)} not checked (unreadable)")
+    few = few_levels(result)
+    note = (f"; {few} of {len(result.paths)} hold {result.thresholds.label_levels} grey levels or fewer (masks or "
+            "posterised slices: not a flag; grey_levels in quality.csv)") if few else ""
     if not parts:
-        return f"checks: {len(result.paths)} images, nothing flagged"
-    return "checks: " + ", ".join(parts)
+        return f"checks: {len(result.paths)} images, nothing flagged{note}"
+    return "checks: " + ", ".join(parts) + note
+
+
+def few_levels(result) -> int:
+    """Images no flag explains that hold at most ``label_levels`` grey levels: a folder of masks or of
+    posterised slices (every score on them is a score on masks). Said in the summary, never a flag: real
+    8-bit files can hold so few levels (docs/checks.md)."""
+    levels = result.descriptors.vectors[:, slot("grey_levels")]
+    return sum(1 for i, fl in enumerate(result.flags) if i not in result.descriptors.failed and not fl & {
+        "blank", "tiny", "noise", "not_mri"} and levels[i] <= result.thresholds.label_levels)
 
 
 def galleries(result, limit: int = 48) -> dict[str, list]:
