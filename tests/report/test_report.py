@@ -578,3 +578,17 @@ def test_noise_shows_its_first_images_in_file_order_under_its_own_name(tmp_path,
         in group and "Most typical" not in group
     assert titles[-1] == "noise\nn=4\nfile order" and titles[0].startswith("cluster 0")
 
+
+def test_the_statistic_note_names_no_date_and_explains_epsilon_squared_only_where_the_run_has_it(tmp_path):
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans")
+    (out / "associations.csv").write_text("level,column,statistic,score,p_value\ncluster,label,AMI,0.9,0.005\n"
+                                          "cluster,width,AMI_quintiles,0.5,0.005\n", encoding="utf-8")
+    note = re.search(r"<p class=\"note\">From associations.csv:(.*?)</p>", build_report(
+        out, write_figures=False).path.read_text(), re.S).group(1)
+    assert not re.search(r"\b20\d\d\b", note) and "ε²" not in note and "of the quintiles for numeric columns" in note
+    (out / "associations.csv").write_text("level,column,statistic,score,p_value\ncluster,label,AMI,0.9,0.005\n"
+                                          "cluster,width,epsilon2,0.5,0.005\n", encoding="utf-8")
+    note = re.search(r"<p class=\"note\">From associations.csv:(.*?)</p>", build_report(
+        out, write_figures=False).path.read_text(), re.S).group(1)
+    assert not re.search(r"\b20\d\d\b", note)
+    assert "ε², epsilon squared of a one-way ANOVA, for numeric columns (statistic epsilon2:" in note
