@@ -305,3 +305,51 @@ def test_one_cluster_is_named_as_the_reason_nothing_is_ranked():
     assert A.headline([], groups=1) == "clusters: only one, so no metadata column can be ranked against them"
     assert "constant, different in every row" in A.headline([], groups=3)  # with clusters, the columns are why
     assert A.headline([], groups=0).startswith("clusters: none (every image is noise or set aside)")
+
+
+def test_a_slice_index_is_ranked_within_its_plane_not_as_a_copy_of_the_plane(tmp_path):
+    """A slice's index counts along its plane (index 100 of an axial and of a sagittal slice are different
+    places): the three planes' indices lie in different ranges, so quintiles taken over every row were mostly
+    the plane again, and a slice index that says nothing within a plane was named in the headline. It is now
+    binned and scored within each plane (``within``: plane); a copy of it under another name is not."""
+    rng = np.random.default_rng(5)
+    plane = np.repeat(["axial", "coronal", "sagittal"], 150)
+    index = np.select([plane == "axial", plane == "coronal"], [0, 80], 160) + rng.integers(0, 78, len(plane))
+    seq = rng.choice(["T1", "T2"], len(plane))
+    table = {"plane": list(plane), "slice_index": [str(v) for v in index], "index_copy": [str(v) for v in index],
+             "sequence": list(seq)}
+    rows = A.rank_associations(table, {"cluster": [f"{p}-{s}" for p, s in zip(plane, seq)]}, permutations=199)
+    by = {r["column"]: r for r in rows}
+    assert by["index_copy"]["score"] > 0.4 and by["index_copy"]["p_value"] <= 0.01  # the plane, read again
+    assert abs(by["slice_index"]["score"]) < 0.02 and by["slice_index"]["p_value"] > 0.05
+    assert by["index_copy"].get("within", "") == "" and by["slice_index"].get("within", "") == "plane"
+    assert "slice_index" not in A.headline(rows)
+    # clusters that follow the height within each plane: found, and named as scored
+    half = [f"{p}-{int(v - v0 >= 39)}" for p, v, v0 in zip(plane, index, np.select(
+        [plane == "axial", plane == "coronal"], [0, 80], 160))]
+    rows = A.rank_associations(table, {"cluster": half}, permutations=199)
+    by = {r["column"]: r for r in rows}
+    assert by["slice_index"]["score"] > 0.4 and by["slice_index"]["p_value"] <= 0.01
+    assert "slice_index (AMI 0.4" in A.headline(rows) and "quintiles within plane)" in A.headline(rows)
+    A.write_associations(tmp_path / "associations.csv", rows)  # the report reads the same back
+    from brainclust.report.associations import read_associations, read_summary
+
+    assert read_summary(tmp_path / "associations.csv")[0] == A.headline(rows)
+    shown = {r["column"]: r["statistic"] for r in read_associations(tmp_path / "associations.csv")}
+    assert shown["slice_index"] == "AMI, quintiles, within plane" and shown["index_copy"] == "AMI, quintiles"
+
+
+def test_a_slice_index_of_one_plane_or_inside_plane_strata_is_scored_as_any_column():
+    rng = np.random.default_rng(2)
+    index, groups = [str(v) for v in rng.integers(0, 150, 90)], rng.integers(0, 3, 90)
+    one = {"plane": ["axial"] * 90, "slice_index": index, "index_copy": index}
+    by = {r["column"]: r for r in A.rank_associations(one, {"cluster": groups}, permutations=19)}
+    assert by["slice_index"].get("within", "") == "" and by["slice_index"]["score"] == by["index_copy"]["score"]
+    plane = np.repeat(["axial", "coronal", "sagittal"], 30)  # --within plane: the strata are the planes already
+    three = {"plane": list(plane), "slice_index": index, "index_copy": index}
+    by = {r["column"]: r for r in A.rank_associations(three, {"cluster": groups}, permutations=19, strata=plane)}
+    assert by["slice_index"].get("within", "") == "" and by["slice_index"]["score"] == by["index_copy"]["score"]
+    assert by["slice_index"]["p_value"] == by["index_copy"]["p_value"]
+    by = {r["column"]: r for r in A.rank_associations(three, {"cluster": groups}, permutations=19,
+                                                      strata=np.tile(["a", "b"], 45))}  # other strata: both
+    assert by["slice_index"].get("within", "") == "plane" and by["slice_index"]["score"] != by["index_copy"]["score"]

@@ -536,3 +536,59 @@ def test_units_are_counted_in_the_plural():
 
     plural = environment().filters["units"]
     assert [plural(u) for u in ("slice", "volume", "series", "subject")] == ["images", "volumes", "series", "subjects"]
+
+
+def test_the_summary_counts_the_images_clustered_apart_from_those_set_aside(tmp_path):
+    """16 rows, 2 set aside by --exclude: the page says 14 clustered and 2 set aside (as the terminal and
+    metrics.json), not 16 clustered; the set-aside group's montage is not headed "Most typical"."""
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=[0] * 8 + [1] * 6 + [-1] * 2)
+    mark_set_aside(out, 2)
+    page = build_report(out, write_figures=False).path.read_text()
+    clustered = re.search(r"<tr><th>Images clustered</th><td>(.*?)</td></tr>", page, re.S).group(1)
+    assert clustered.startswith("14 images from ") and clustered.endswith("; 2 more images set aside by --exclude (not "
+                                                                       "clustered)")
+    assert '<span class="chip">14 images clustered</span>' in page  # the terminal's count
+    group = page.split('id="cluster-noise"')[1].split('<div class="montage"')[0].split("</section>")[0]
+    assert "Most typical" not in group and "typical" not in group.split("<h3>")[1].split("</h3>")[0]
+    assert "All 2 images, in file order (set aside: in no cluster, so none is more typical than another)" in group
+    clusters = page.split('id="cluster-0"')[1].split('id="cluster-noise"')[0]
+    assert "Most typical" in clusters  # the clusters keep theirs
+
+
+def test_a_run_without_images_set_aside_counts_every_image_as_clustered(tmp_path):
+    out = fake_run(tmp_path, n_per=4, k=2, method="kmeans")
+    page = build_report(out, write_figures=False).path.read_text()
+    assert "<tr><th>Images clustered</th><td>8 images from " in page and "set aside" not in page
+    assert '<span class="chip">8 images</span>' in page
+
+
+def test_noise_shows_its_first_images_in_file_order_under_its_own_name(tmp_path, monkeypatch):
+    """DBSCAN's noise (no --exclude): the group is named noise, its first images shown in file order; the
+    montage figure says so in the group's row title."""
+    from brainclust.report import figures
+
+    titles = []
+    real = figures.montage_figure
+    monkeypatch.setattr(figures, "montage_figure", lambda rows, size: titles.extend(t for t, _, _ in rows) or real(
+        rows, size))
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=[0] * 6 + [1] * 6 + [-1] * 4)
+    page = build_report(out, montage_size=3).path.read_text()
+    group = page.split('id="cluster-noise"')[1].split("</section>")[0]
+    assert "First 3 of the 4 images, in file order (noise: in no cluster, so none is more typical than another)" \
+        in group and "Most typical" not in group
+    assert titles[-1] == "noise\nn=4\nfile order" and titles[0].startswith("cluster 0")
+
+
+def test_the_statistic_note_names_no_date_and_explains_epsilon_squared_only_where_the_run_has_it(tmp_path):
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans")
+    (out / "associations.csv").write_text("level,column,statistic,score,p_value\ncluster,label,AMI,0.9,0.005\n"
+                                          "cluster,width,AMI_quintiles,0.5,0.005\n", encoding="utf-8")
+    note = re.search(r"<p class=\"note\">From associations.csv:(.*?)</p>", build_report(
+        out, write_figures=False).path.read_text(), re.S).group(1)
+    assert not re.search(r"\b20\d\d\b", note) and "ε²" not in note and "of the quintiles for numeric columns" in note
+    (out / "associations.csv").write_text("level,column,statistic,score,p_value\ncluster,label,AMI,0.9,0.005\n"
+                                          "cluster,width,epsilon2,0.5,0.005\n", encoding="utf-8")
+    note = re.search(r"<p class=\"note\">From associations.csv:(.*?)</p>", build_report(
+        out, write_figures=False).path.read_text(), re.S).group(1)
+    assert not re.search(r"\b20\d\d\b", note)
+    assert "ε², epsilon squared of a one-way ANOVA, for numeric columns (statistic epsilon2:" in note

@@ -40,13 +40,13 @@ run. One row of ``associations.csv`` per (partition, column):
     that many rows (``perm_rows`` says how many were used); the score is always
     computed on every row. The smallest possible p-value is ``1 / (1 +
     permutations)`` (0.005 with the default 199).
-``n``, ``n_values``, ``same_as``, ``coarser_of``, ``rank``
+``n``, ``n_values``, ``same_as``, ``coarser_of``, ``rank``, ``within``
     Rows with a value, distinct values, the first column with exactly the same
     partition of the rows (e.g. ``subject`` and ``folder`` in a BIDS set), the
     categorical columns this one is a coarser copy of (``;``-joined: each of their
     values goes with one value of this column, as the image height with the plane or
-    the BIDS suffix with the sequence; the headline does not list it after them), and
-    the rank within the level (1 = strongest).
+    the BIDS suffix with the sequence; the headline does not list it after them),
+    the rank within the level (1 = strongest), and the column the score was taken within (below; mostly empty).
 
 **Within strata** (a ``--within`` run: ``assignments.csv`` has a ``stratum`` column): each score is the
 mean of the column's scores inside each stratum, weighted by the stratum's rows with a value (a numeric
@@ -56,6 +56,11 @@ level, as such a column is left out of a whole ranking: two rows in two groups a
 and the permutation test shuffles the values inside each stratum. So a column that the stratum determines
 (the image height within planes, a coarser copy of the stratum) scores about 0, as a random split of each
 stratum does: what is ranked is what the clusters follow *within* the strata.
+
+**Along another column** (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's ``slice_index`` and
+``slice_position`` count along its ``plane``): such a column is scored within each value of that column, as
+within strata (and within both with a run's strata), when its rows hold more than one; ``within`` names the
+column. Over every row, quintiles of indices whose ranges differ between planes are part plane, part height.
 
 Missing values (``""``, ``n/a``, ``nan``; any case): each score uses the rows where the
 column has a value. Columns are not ranked when fewer than 3 rows have a value,
@@ -76,7 +81,7 @@ from brainclust.cluster.mutualinfo import BINS, ami, label_codes, mutual_info, q
 from brainclust.errors import ParameterError
 from brainclust.io import privacy
 from brainclust.io.atomic import atomic_write_csv
-from brainclust.io.outputs import FLAGS_COLUMN, LEVEL_COLUMNS
+from brainclust.io.outputs import COUNTS_ALONG, FLAGS_COLUMN, LEVEL_COLUMNS
 
 #: Partitions scored, in output order.
 LEVELS = ("cluster", *LEVEL_COLUMNS)
@@ -86,7 +91,7 @@ MAX_CATEGORIES = 10
 PERMUTATION_ROWS = 10_000
 #: Columns of ``associations.csv``.
 ASSOCIATION_COLUMNS = ["level", "rank", "column", "kind", "statistic", "score", "p_value", "n", "n_values",
-                       "same_as", "coarser_of", "permutations", "perm_rows"]
+                       "same_as", "coarser_of", "permutations", "perm_rows", "within"]
 #: Columns of assignments.csv that are never ranked (identifiers and the partitions themselves).
 NOT_RANKED = frozenset({"path", "name", "unit", "sha256", "frame", "flags", "stratum", "cluster_in_stratum", *LEVELS})
 MIN_ROWS = 3
@@ -102,6 +107,8 @@ class Column:
     codes: np.ndarray  # per row in ``rows``: categorical 0..n_values-1, numeric its quintile bin
     values: np.ndarray | None  # numeric: float per row in ``rows`` (binned again inside each stratum)
     n_values: int
+    strata: np.ndarray | None = None  # per row of the table: the strata the column is scored within, or None
+    within: str = ""  # the column whose values it is scored within (COUNTS_ALONG), besides a run's strata
 
 
 def _text(values: Sequence) -> np.ndarray:
@@ -140,6 +147,20 @@ def _strata_parts(s: np.ndarray) -> list[np.ndarray]:
     """The positions of each stratum's rows (``s``: stratum codes), in one pass."""
     order = np.argsort(s, kind="stable")
     return np.split(order, np.flatnonzero(np.diff(s[order])) + 1)
+
+
+def _along(col: Column, table: Mapping[str, Sequence], strata: np.ndarray | None) -> Column:
+    """The column with the strata it is scored within: the run's (``strata``, or None) and, for a column that
+    counts along the axis another names (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's index along its
+    plane), that column's values among its rows, when they are more than one (and more than the run's strata
+    tell). Its numeric values are then binned inside each, as a run's strata do (:func:`_binned_within`)."""
+    frame = COUNTS_ALONG.get(col.name)
+    if frame in table and len(np.unique(_text(table[frame])[col.rows])) > 1:
+        codes = label_codes(_text(table[frame]))
+        both = codes if strata is None else label_codes(strata * (int(codes.max()) + 1) + codes)
+        if strata is None or len(np.unique(both[col.rows])) > len(np.unique(strata[col.rows])):
+            return replace(col, strata=both, within=frame)
+    return replace(col, strata=strata)
 
 
 def _binned_within(col: Column, s: np.ndarray) -> np.ndarray:
@@ -200,9 +221,10 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     if strata is not None and len(strata) != n:
         raise ParameterError(f"associations: 'strata' has {len(strata)} values for {n} rows")
     skip = NOT_RANKED | set(exclude)
-    cols = [c for c in (prepare(k, v) for k, v in table.items() if k not in skip) if c is not None]
-    if strata is not None:  # a numeric column is binned inside each stratum, once for every level
-        cols = [replace(c, codes=_binned_within(c, strata[c.rows])) for c in cols]
+    cols = [_along(c, table, strata) for c in (prepare(k, v) for k, v in table.items() if k not in skip)
+            if c is not None]
+    # a numeric column is binned inside each of its strata, once for every level
+    cols = [c if c.strata is None else replace(c, codes=_binned_within(c, c.strata[c.rows])) for c in cols]
     same = _same_partitions(cols, n)
     coarser = _coarser_copies([c for c in cols if c.name not in same], n)
     out: list[dict] = []
@@ -212,19 +234,19 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
             continue
         rows = []
         for col in cols:
-            score = _score(col, groups, strata)
+            score = _score(col, groups, col.strata)
             if not math.isfinite(score):
                 continue
             # every column of a level draws the same permutations (seeded by the seed and the level's name):
             # equal columns get equal p-values, whatever other columns and levels there are
             seed = None if random_state is None else [random_state, zlib.crc32(str(level).encode())]
             rng = np.random.default_rng(seed)
-            p, used = _p_value(col, groups, permutations, rng, strata)
+            p, used = _p_value(col, groups, permutations, rng, col.strata)
             rows.append({"level": level, "column": col.name, "kind": col.kind,
                          "statistic": "AMI" if col.kind == "categorical" else "AMI_quintiles",
                          "score": score, "p_value": p, "n": len(col.rows), "n_values": col.n_values,
                          "same_as": same.get(col.name, ""), "coarser_of": coarser.get(col.name, ""),
-                         "permutations": permutations, "perm_rows": used})
+                         "permutations": permutations, "perm_rows": used, "within": col.within})
         rows.sort(key=lambda r: (-r["score"], r["p_value"], r["column"]))
         for i, r in enumerate(rows):
             out.append({"rank": i + 1, **r})
@@ -347,7 +369,8 @@ STATISTIC_SHOWN = {"AMI": ("AMI", ""), "AMI_quintiles": ("AMI", ", quintiles"), 
 
 def _label(r: Mapping) -> str:
     name, note = STATISTIC_SHOWN.get(str(r["statistic"]), (str(r["statistic"]), ""))
-    return f"{SHOWN_AS.get(r['column'], r['column'])} ({name} {float(r['score']):.2f}{note})"
+    within = f" within {r['within']}" if r.get("within") else ""  # older files lack it
+    return f"{SHOWN_AS.get(r['column'], r['column'])} ({name} {float(r['score']):.2f}{note}{within})"
 
 
 #: The smallest score the headline names: significant columns of random partitions score up to 0.02 (254

@@ -101,6 +101,10 @@ RUN_MADE = frozenset({"stratum", "cluster_in_stratum", "plane_source", "plane_co
 RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS + sorted(RUN_MADE) +
                      [FLAGS_COLUMN, "sha256", "frame", "embedding", "features", "abspath"])
 META_PREFIX = "meta_"
+#: Columns that count along the axis another column names: a NIfTI slice's ``slice_index`` and ``slice_position``
+#: (:mod:`brainclust.io.scan`) count along its ``plane``, so index 100 of an axial and of a sagittal slice are
+#: different places; ``associations.csv`` ranks them within each value of that column.
+COUNTS_ALONG = {"slice_index": "plane", "slice_position": "plane"}
 
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.

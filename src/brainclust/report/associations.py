@@ -56,7 +56,8 @@ def read_associations(path) -> list[dict] | None:
                 log.warning("report: '%s' lacks the columns %s; not shown", path, ", ".join(COLUMNS))
                 return []
             rows = [{"column": str(r.get("column") or ""), "level": str(r.get("level") or ""),
-                     "statistic": "".join(STATISTIC_SHOWN.get(str(r.get("statistic")), ("", ""))),
+                     "statistic": "".join(STATISTIC_SHOWN.get(str(r.get("statistic")), ("", ""))) + (
+                         f", within {r['within']}" if r.get("within") else ""),  # older files lack within
                      "score": _num(r.get("score")), "p_value": _num(r.get("p_value")),
                      "same_as": str(r.get("same_as") or "")} for r in reader]  # older files lack same_as
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -108,7 +109,8 @@ def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | Non
             for i, r in enumerate(reader):
                 if i >= MAX_READ:
                     break
-                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS + ("coarser_of",)})  # older runs lack it
+                # older runs lack coarser_of and within
+                rows.append({k: str(r.get(k) or "") for k in HEADLINE_COLUMNS + ("coarser_of", "within")})
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); no headline", path, exc)
         return None

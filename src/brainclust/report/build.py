@@ -42,12 +42,12 @@ from brainclust.io.outputs import escape_name, shown_name
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
-from brainclust.report.columns import describe_rows, name_unclustered, unclustered_name
+from brainclust.report.columns import describe_rows, name_unclustered, unclustered_name, unclustered_shown
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
 from brainclust.report.record import record_in_manifest
-from brainclust.report.render import TEMPLATES, render
+from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
@@ -237,11 +237,13 @@ def silhouette_section(run: RunOutputs, colours: Colours, figs: FigureSink) -> t
 
 def unclustered_counts(run: RunOutputs) -> dict:
     """Cluster -1 split into ``n_noise`` (DBSCAN's noise, ``--outliers``) and ``n_set_aside`` (``--exclude``), and
-    ``noise_title``: what the report calls the group (:func:`~brainclust.report.columns.unclustered_name`)."""
+    ``noise_title``: what the report calls the group (:func:`~brainclust.report.columns.unclustered_name`), and
+    ``n_clustered``: the rows clustered (every row but those set aside; noise is the clustering's own)."""
     aside = int(run.set_aside.sum())
     noise = int((run.clusters == NOISE).sum()) - aside
     name = unclustered_name(noise, aside)
-    return {"n_noise": noise, "n_set_aside": aside, "unclustered": name, "noise_title": name.capitalize()}
+    return {"n_noise": noise, "n_set_aside": aside, "unclustered": name, "noise_title": name.capitalize(),
+            "n_clustered": len(run.clusters) - aside}
 
 
 def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, thumbs: Thumbnails,
@@ -250,6 +252,7 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     clusters, names, ytrue, n = run.clusters, run.names, run.labels_true, len(run.rows)
     shown_ids, size_of = largest_clusters(clusters, MONTAGE_CLUSTERS)
     unclustered = unclustered_counts(run)["unclustered"]
+    noun = plural(str((run.manifest.get("units") or {}).get("unit", "slice")))
 
     def tiles(indices):
         return [{"src": thumbs.data_uri(i, montage_px), "name": shown_name(names[i]), "row": i,
@@ -263,9 +266,11 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
             "id": cluster_name(cid), "browse": unclustered if cid == NOISE else cluster_name(cid), "size": size,
             "colour": colours.of_id[cid], "share": size / n if n else 0.0, "stratum": stratum,
             "sil": float(np.nanmean(sil[clusters == cid])) if sil is not None and cid != NOISE else None,
-            "typical": tiles(typ), "atypical": tiles(aty)})
+            "typical": tiles(typ), "atypical": tiles(aty),  # cluster -1 has no centre: its first images are shown
+            "typical_title": unclustered_shown(unclustered, len(typ), size, noun) if cid == NOISE else "Most typical"})
         stratum_line = [f"stratum {clipped(stratum, 20)}"] if stratum else []
-        title = "\n".join([unclustered if cid == NOISE else f"cluster {cid}", *stratum_line, f"n={size}"])
+        title = "\n".join([unclustered if cid == NOISE else f"cluster {cid}", *stratum_line, f"n={size}",
+                           *(["file order"] if cid == NOISE else [])])
         fig_rows.append((title, [thumbs.small(i, montage_px) for i in typ],
                          [thumbs.small(i, montage_px) for i in aty]))
     figs.emit(F.montage_figure(fig_rows, montage_size), "montages")

@@ -165,6 +165,14 @@ def unclustered_name(n_noise: int, n_set_aside: int) -> str:
     return "noise or set aside" if n_noise and n_set_aside else "set aside" if n_set_aside else NOISE_NAME
 
 
+def unclustered_shown(name: str, shown: int, size: int, noun: str = "images") -> str:
+    """The heading of the images shown of cluster ``-1`` (``name``: :func:`unclustered_name`): they are in no
+    cluster, so none is more typical than another, and the first ``shown`` of the ``size`` are shown, in file
+    order."""
+    first = f"All {size}" if shown >= size else f"First {shown} of the {size}"
+    return f"{first} {noun}, in file order ({name}: in no cluster, so none is more typical than another)"
+
+
 def name_unclustered(columns: Sequence[Column], name: str) -> None:
     """Show cluster/level ``-1`` as ``name`` (:func:`unclustered_name`) in the legends of ``columns``."""
     for c in columns:

@@ -19,8 +19,13 @@ def environment():
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
     env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
-    env.filters["units"] = lambda unit: "images" if unit == "slice" else unit if unit.endswith("s") else unit + "s"
+    env.filters["units"] = plural
     return env
+
+
+def plural(unit: str) -> str:
+    """What the rows of a ``unit`` run are counted as: ``images`` (slices), ``volumes``, ``series``, ``subjects``."""
+    return "images" if unit == "slice" else unit if unit.endswith("s") else unit + "s"
 
 
 def render(template: str, ctx: dict) -> str:
