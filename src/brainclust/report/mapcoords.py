@@ -11,10 +11,10 @@ in :func:`place_by_neighbours`). Cost:
 the t-SNE of ``n_tsne`` images plus an ``n x n_tsne`` matrix product in
 chunks, so memory stays bounded (about ``chunk x n_tsne`` floats).
 
-The run stores the result as ``OUT/map.npy`` (float32, shape ``(n, 2)``, row
-``i`` = row ``i`` of ``assignments.csv``) with :func:`save_map`; the report and
-``brainclust view`` read it with :func:`read_map` and fall back to computing it
-when it is missing (older runs) or does not match the run.
+A run folder may hold the result as ``OUT/map.npy`` (float32, shape ``(n, 2)``, row
+``i`` = row ``i`` of ``assignments.csv``), written with :func:`save_map` (a run does not by default: minutes
+at a million images); the report and ``brainclust view`` read it with :func:`read_map` and compute it when
+it is missing or does not match the run (``view`` keeps what it computed in its cache).
 """
 
 from __future__ import annotations
