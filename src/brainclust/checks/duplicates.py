@@ -176,7 +176,7 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
         up = score >= thresholds.window_similarity  # NaN: False
         sims[short[up]] = score[up]
         ok[short[up]] = True
-    log.info("near-duplicate search: %d candidate pairs (%d past their bound), %d verified (%d by their codes, "
+    log.debug("near-duplicate search: %d candidate pairs (%d past their bound), %d verified (%d by their codes, "
              "%d as pixel windows)", len(cand), int(live.sum()), int(ok.sum()), n_codes, int(ok.sum()) - n_codes)
     return cand[ok], sims[ok]
 
