@@ -12,7 +12,7 @@ from brainclust.errors import ParameterError
 from brainclust.model.config import RunConfig, build_steps, options
 
 #: Settings a user of the CLI never sets (progress bars follow the terminal).
-NO_OPTION = {"progress"}
+NO_OPTION = {"progress", "pca_given"}
 
 
 def _run_parser():
