@@ -34,6 +34,14 @@ def test_the_run_options_defaults_are_the_config_defaults():
     assert config_from_args(args) == RunConfig()
 
 
+def test_a_pca_on_the_command_line_is_the_users_even_at_the_default_value():
+    """--pca 50 typed is the user's choice (a cap is then a warning); left out, it is not (capped quietly)."""
+    assert config_from_args(_run_parser().parse_args(["d", "--out", "o"])).pca_given is None
+    for argv in (["--pca", "50"], ["--pca=50"]):
+        cfg = config_from_args(_run_parser().parse_args(["d", "--out", "o", *argv]))
+        assert (cfg.pca, cfg.pca_given) == (50, True)
+
+
 def test_options_parse_into_the_fields():
     args = _run_parser().parse_args(["d", "--out", "o", "--k", "auto", "--pca", "0.9", "--clip", "off",
                                      "--self-supervised", "all", "--ssl-views", "hflip,strong", "--seed", "7"])
@@ -59,6 +67,7 @@ def test_bids_detection_is_a_run_setting_with_its_option():
     ({"ssl_views": ("hflip",)}, "--ssl-views: would be ignored"),
     ({"fusion_norm": "block"}, "--fusion-norm: would be ignored"),
     ({"reduce": "umap", "pca": 20}, "--pca: would be ignored"),
+    ({"reduce": "umap", "pca": 50, "pca_given": True}, "--pca: would be ignored"),  # --pca 50 on the command line
     ({"intensity_window": (0.0, 255.0), "clip_percentiles": (1.0, 99.0)}, "--clip: would be ignored"),
     ({"ray_address": "auto"}, "--ray-address: only with --engine ray"),
     ({"auto": True, "consensus": True}, "--auto and --consensus: choose one"),
