@@ -38,3 +38,18 @@ def test_the_default_pca_on_narrow_features_is_no_warning_and_a_given_one_names_
     prefix = "brainclust: --within: " if within else "brainclust: "
     assert code == 0 and said == [f"{prefix}--pca 50 is more than the 32 features allow; using 32"
                                   + (" in 2 strata" if within else "")], err
+
+
+@pytest.mark.parametrize("k, message", [("5", "--k: 5 clusters requested but"),
+                                        ("auto", "--k auto: needs at least 3 images to compare k = 2..15, but")])
+def test_a_k_that_two_images_cannot_give_is_refused_before_any_model_is_built(capsys, tmp_path, monkeypatch, k,
+                                                                              message):
+    """--k auto on two images was refused only after the scan, the extraction and a PCA warning; now, as --k 5,
+    in one line as soon as the scan has counted the images."""
+    from brainclust import pipeline
+
+    data = two_group_images(tmp_path / "two", n=2)
+    monkeypatch.setattr(pipeline, "build_model", lambda *a, **kw: pytest.fail("a model was built"))
+    code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", k, "--cache-dir", tmp_path / "c")
+    assert code == 2 and err.splitlines() == [f"brainclust: error: {message} '{data}' has only 2 readable image(s)"]
+    assert not (tmp_path / "o").exists()

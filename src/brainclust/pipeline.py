@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.cluster.associations import from_assignments, write_associations
-from brainclust.cluster.kselect import resolve_k
+from brainclust.cluster.kselect import check_k_fits, resolve_k
 from brainclust.engines import EngineHooks
-from brainclust.errors import InputError, ParameterError
+from brainclust.errors import InputError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
@@ -154,9 +154,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t0 = time.perf_counter()
     scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress,
                             include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids)
-    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
-        raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
-                             f"{len(scanned.records)} readable image(s)")
+    check_k_fits(cfg.k, cfg.method, len(scanned.records), f"'{data}'")  # --k 5 or --k auto: before any extraction
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table, splits=True)
