@@ -53,3 +53,17 @@ def test_a_k_that_two_images_cannot_give_is_refused_before_any_model_is_built(ca
     code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", k, "--cache-dir", tmp_path / "c")
     assert code == 2 and err.splitlines() == [f"brainclust: error: {message} '{data}' has only 2 readable image(s)"]
     assert not (tmp_path / "o").exists()
+
+
+def test_quiet_says_nothing_of_the_default_backbone_choice(capsys, tmp_path, monkeypatch):
+    """Offline, --backbone auto is efficientnet_lite0: the documented default, nothing to act on, so -q shows no
+    line about Inception V3 (it printed a warning on every run)."""
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no Inception V3 weights cached
+    data = two_group_images(tmp_path / "d", n=6)
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "2", "--checks", "off",
+                             "--no-report", "--descriptors", "off", "--permutations", "0", "--runtime", "torch",
+                             "--workers", "0", "--cache-dir", tmp_path / "c")
+    assert code == 0 and "6 images, 2 clusters" in out
+    assert err == "", err

@@ -52,7 +52,7 @@ class RunConfig:
     backbone: str = opt("auto", "--backbone", "auto | inception_v3 | efficientnet_lite0 | efficientnet_lite0_multi | "
                         "pixels | hog | histogram (NAME@SIZE: image side, default 128); fuse with '+', e.g. "
                         "efficientnet_lite0+pixels (default auto: inception_v3 when its weights are available "
-                        "locally, else efficientnet_lite0 with a warning)", EXTRACTION)
+                        "locally, else efficientnet_lite0, said in an info line)", EXTRACTION)
     weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
     precision: str = opt("auto", "--precision", "auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default "
                          "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters (docs/performance.md): "
