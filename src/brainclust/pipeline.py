@@ -245,7 +245,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
             batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
             slices: str | None = None, volume_index: int | None = None, device: str = "auto", *, include=None,
             exclude_files=None, bids_filter=None, bids=None, metadata=None, metadata_key=None, labels=None,
-            checks=None) -> RunResult:
+            checks=None, weights=None) -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and pre-processing are used, then
@@ -254,12 +254,13 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     run's own; ``metadata`` (``metadata_key``) joins a table to the new rows; ``labels`` scores
     against a column (``labels_from_folders``: the column ``folder``); ``checks``: ``on``/``off`` (as the run).
     ``device`` (``--device``) is where the features are computed, whatever device the run used:
-    ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``. ``weights``
+    (``--weights``): the weights file the model names, when this machine has it elsewhere (checked by SHA-256).
     """
     check_device(device)
     check_cache_location(cache_dir, out, data)
     check_predictable(read_model_manifest(model_dir)[0], model_dir)
-    model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers,
+    model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers, "weights": weights,
                                                "cache_dir": cache_dir, "progress": progress, "device": device})
     info, do_checks = model.manifest_, predict_checks(model, checks)  # a bad --checks: one line before any work
     s = info["settings"]
@@ -288,7 +289,8 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     metrics = predicted_scores(got, scoring_labels(rows, label_column(cfg)))
     got.timings["metadata"] = t_meta
     manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings, inputs)
-    manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_}  # where it ran
+    manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_,  # where it ran, with what
+                            "weights_path": getattr(model.extractor_.weights_, "path", None)}
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], extra, label_column(cfg)))
     result = RunResult(cfg, rows, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_,
