@@ -83,14 +83,19 @@ def _add_run_parsers(sub, common) -> None:
                        helps={"cache_dir": "where the checks' descriptors are cached (default $BRAINCLUST_CACHE or "
                                            "~/.cache/brainclust)"})
 
+    _add_predict_parser(sub, common)
+    _add_tool_parsers(sub, common)
+
+
+def _add_predict_parser(sub, common) -> None:
     p = sub.add_parser("predict", help="assign new images to the clusters of a finished run", parents=[common])
     p.add_argument("model_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("data", help="folder of new images")
     p.add_argument("--out", required=True,
                    help="output folder, outside DATA and MODEL_DIR; new, empty or a previous output folder "
                         "(it is replaced as a whole)")
-    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", *VOLUMES, *INPUTS,
-                           "metadata", "metadata_key", "labels", "checks"],
+    add_config_options(p, ["labels_from_folders", "batch_size", "workers", "cache_dir", "device", "weights", *VOLUMES,
+                           *INPUTS, "metadata", "metadata_key", "labels", "checks"],
                        defaults={"batch_size": None, "slices": None, "volume_index": None, "device": "auto",
                                  "checks": None, "bids": None},
                        helps={"batch_size": "images per forward pass (default: the run's)",
@@ -103,8 +108,13 @@ def _add_run_parsers(sub, common) -> None:
                               "include": "read only the files matching GLOB (repeatable) (default: the run's)",
                               "exclude_files": "leave out the files matching GLOB (repeatable) (default: the run's; "
                                                "'' for none)",
-                              "bids_filter": "BIDS entity filter (default: the run's)"})
+                              "bids_filter": "BIDS entity filter (default: the run's)",
+                              "weights": "the weights file the model names (its backbone.weights_file), when this "
+                                         "machine keeps it elsewhere than the torch cache (hub/checkpoints); "
+                                         "checked by SHA-256 (default: found by that name)"})
 
+
+def _add_tool_parsers(sub, common) -> None:
     p = sub.add_parser("demo", help="generate the built-in MNI152 demo set and cluster it", parents=[common])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--n-per-class", type=int, default=40, help="images per plane (default 40)")
@@ -283,7 +293,7 @@ def _cmd_predict(args) -> None:
                      slices=args.slices, volume_index=args.volume_index, device=args.device, include=args.include,
                      exclude_files=[] if args.exclude_files == [""] else args.exclude_files,  # '': none of the run's
                      bids_filter=args.bids_filter, bids=args.bids, metadata=args.metadata,
-                     metadata_key=args.metadata_key, labels=args.labels, checks=args.checks)
+                     metadata_key=args.metadata_key, labels=args.labels, checks=args.checks, weights=args.weights)
     say(run_summary(result))
 
 

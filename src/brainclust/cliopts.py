@@ -97,6 +97,8 @@ def config_from_args(args, **more):
     for n, o in declared.items():
         if o.repeat and n in values:
             values[n] = tuple(values[n]) if values[n] is not None else default[n]
+    if "pca" in values and "--pca" in getattr(args, "given_options_", ()):  # capped with a warning, not quietly
+        more = {"pca_given": True, **more}
     cfg = RunConfig(**{**values, **more}).normalized()
     k_used = cfg.ssl or any(str(c or "").startswith("level_") for c in (cfg.within, cfg.remove))  # a first tree's leaves
     if cfg.method == "dbscan" and "k" in values and "--k" in getattr(args, "given_options_", ()) and not k_used:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.cluster.associations import from_assignments, write_associations
-from brainclust.cluster.kselect import resolve_k
+from brainclust.cluster.kselect import check_k_fits, resolve_k
 from brainclust.engines import EngineHooks
-from brainclust.errors import InputError, ParameterError
+from brainclust.errors import InputError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
@@ -154,9 +154,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t0 = time.perf_counter()
     scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress,
                             include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids)
-    if cfg.method != "dbscan" and cfg.k != "auto" and cfg.k > len(scanned.records):
-        raise ParameterError(f"--k: {cfg.k} clusters requested but '{data}' has only "
-                             f"{len(scanned.records)} readable image(s)")
+    check_k_fits(cfg.k, cfg.method, len(scanned.records), f"'{data}'")  # --k 5 or --k auto: before any extraction
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table, splits=True)
@@ -247,7 +245,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
             batch_size: int | None = None, workers: int | None = None, progress: bool | None = None,
             slices: str | None = None, volume_index: int | None = None, device: str = "auto", *, include=None,
             exclude_files=None, bids_filter=None, bids=None, metadata=None, metadata_key=None, labels=None,
-            checks=None) -> RunResult:
+            checks=None, weights=None) -> RunResult:
     """Assign the images under ``data`` to the clusters of the run saved in ``model_dir``.
 
     The same backbone, weights (checked by SHA-256), precision and pre-processing are used, then
@@ -256,12 +254,13 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     run's own; ``metadata`` (``metadata_key``) joins a table to the new rows; ``labels`` scores
     against a column (``labels_from_folders``: the column ``folder``); ``checks``: ``on``/``off`` (as the run).
     ``device`` (``--device``) is where the features are computed, whatever device the run used:
-    ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    ``auto`` (a CUDA GPU when this machine has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``. ``weights``
+    (``--weights``): the weights file the model names, when this machine has it elsewhere (checked by SHA-256).
     """
     check_device(device)
     check_cache_location(cache_dir, out, data)
     check_predictable(read_model_manifest(model_dir)[0], model_dir)
-    model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers,
+    model = BrainClusterModel.load(model_dir, {"batch_size": batch_size, "num_workers": workers, "weights": weights,
                                                "cache_dir": cache_dir, "progress": progress, "device": device})
     info, do_checks = model.manifest_, predict_checks(model, checks)  # a bad --checks: one line before any work
     s = info["settings"]
@@ -290,7 +289,8 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     metrics = predicted_scores(got, scoring_labels(rows, label_column(cfg)))
     got.timings["metadata"] = t_meta
     manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings, inputs)
-    manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_}  # where it ran
+    manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_,  # where it ran, with what
+                            "weights_path": getattr(model.extractor_.weights_, "path", None)}
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], extra, label_column(cfg)))
     result = RunResult(cfg, rows, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_,

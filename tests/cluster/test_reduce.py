@@ -90,11 +90,11 @@ def test_zero_is_identity():
 
 def test_n_larger_than_data_is_capped(caplog):
     X = _data(n=6, d=5, seed=6)
-    with caplog.at_level(logging.INFO, logger="brainclust.cluster.reduce"):
+    with caplog.at_level(logging.DEBUG, logger="brainclust.cluster.reduce"):
         red = PCAReducer(n_components=50).fit(X)
     assert red.n_components_ == 5
     assert red.transform(X).shape == (6, 5)
-    assert any("50" in rec.getMessage() for rec in caplog.records)  # said (as info: the default, see below)
+    assert any("50" in rec.getMessage() for rec in caplog.records)  # said (as debug: the default, see below)
     # fewer samples than features: cap at n_samples
     X2 = _data(n=4, d=8, seed=7)
     red2 = PCAReducer(n_components=50).fit(X2)
@@ -155,11 +155,20 @@ def test_load_missing_or_damaged_raises_model_file_error(tmp_path):
 
 
 def test_the_default_pca_is_capped_quietly_and_a_given_one_with_a_warning(caplog):
-    """A small set (a TEMI head's 40 rows, 20 volumes) is no mistake of the user's: the default 50 is capped with an
-    info line; a value the user chose above what the data allow is capped with a warning."""
+    """A small set (a TEMI head's 40 rows, 20 volumes) or narrow features (--backbone histogram: 32) are no mistake
+    of the user's: the default 50 is capped with a debug line; a value the user chose above what the data allow is
+    capped with a warning; either names what limits it, the images or the features."""
     X = np.random.default_rng(0).normal(size=(20, 30))
-    with caplog.at_level(logging.INFO, logger="brainclust"):
+    wide = np.random.default_rng(1).normal(size=(100, 32))
+    with caplog.at_level(logging.DEBUG, logger="brainclust"):
         assert PCAReducer(50).fit(X).n_components_ == 20
         assert PCAReducer(60).fit(X).n_components_ == 20
-    said = [(r.levelname, r.getMessage()) for r in caplog.records if "more than the data allow" in r.getMessage()]
-    assert [lv for lv, _ in said] == ["INFO", "WARNING"] and said[1][1].startswith("--pca 60")
+        assert PCAReducer(50).fit(wide).n_components_ == 32
+        assert PCAReducer(50, warn_cap=True).fit(wide).n_components_ == 32  # --pca 50 given on the command line
+        assert PCAReducer(60, warn_cap=False).fit(wide).n_components_ == 32
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "more than" in r.getMessage()]
+    assert said == [("DEBUG", "--pca 50 is more than the 20 images allow; using 20"),
+                    ("WARNING", "--pca 60 is more than the 20 images allow; using 20"),
+                    ("DEBUG", "--pca 50 is more than the 32 features allow; using 32"),
+                    ("WARNING", "--pca 50 is more than the 32 features allow; using 32"),
+                    ("DEBUG", "--pca 60 is more than the 32 features allow; using 32")]

@@ -182,6 +182,30 @@ def test_within_says_once_that_the_pca_is_capped_in_small_strata(caplog):
     with caplog.at_level("WARNING", logger="brainclust"):
         m = StratifiedClusterer("hierarchical", 2, 15, 0).fit(X, strata)
     said = [r.getMessage() for r in caplog.records if "--pca" in r.getMessage()]
-    assert said == ["--within: --pca 15 is more than the images of 2 strata allow (at most "
-                    "min(images, features) components); using 8 to 12 there"]
+    assert said == ["--within: --pca 15 is more than the images of 2 strata (8 to 12 images) allow; "
+                    "using 8 to 12 in 2 strata"]
     assert {v: m.models_[v][0].n_components_ for v in "abc"} == {"a": 12, "b": 8, "c": 15}
+
+
+def _pca_lines(caplog):
+    return [(r.levelname, r.getMessage()) for r in caplog.records if "--pca" in r.getMessage()]
+
+
+def test_within_names_the_features_when_they_limit_the_pca_not_the_images(caplog):
+    """--backbone histogram gives 32 features: the strata of 60 images are limited by the features, and the
+    default --pca 50 (not the user's choice) is capped quietly (a debug line), a given one with a warning."""
+    X = np.random.default_rng(2).normal(size=(120, 32))
+    strata = ["a"] * 60 + ["b"] * 60
+    with caplog.at_level("DEBUG", logger="brainclust"):
+        m = StratifiedClusterer("hierarchical", 2, 50, 0).fit(X, strata)
+    assert _pca_lines(caplog) == [("DEBUG", "--within: --pca 50 is more than the 32 features allow; using 32 in "
+                                            "2 strata")]
+    assert {v: m.models_[v][0].n_components_ for v in "ab"} == {"a": 32, "b": 32}
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="brainclust"):
+        StratifiedClusterer("hierarchical", 2, 50, 0, warn_cap=True).fit(X, strata)
+        StratifiedClusterer("hierarchical", 2, 40, 0).fit(X[:70], strata[:70])  # a: 60 rows, b: 10 rows
+    assert _pca_lines(caplog) == [
+        ("WARNING", "--within: --pca 50 is more than the 32 features allow; using 32 in 2 strata"),
+        ("WARNING", "--within: --pca 40 is more than the 32 features (1 stratum) and the images of 1 stratum "
+                    "(10 images) allow; using 10 to 32 in 2 strata")]

@@ -35,12 +35,38 @@ def test_unknown_backbone_is_a_parameter_error():
         backbones.resolve("resnet9000")
 
 
-def test_auto_falls_back_to_lite0_with_a_warning(empty_torch_home, caplog):
-    with caplog.at_level(logging.WARNING, logger="brainclust"):
+def test_auto_falls_back_to_lite0_with_an_info_line_not_a_warning(empty_torch_home, caplog):
+    """The documented default, nothing to act on: said at info (every run without -q), never a warning (-q hid
+    nothing of it: it printed on every run of every offline machine)."""
+    with caplog.at_level(logging.INFO, logger="brainclust"):
         spec, weights = backbones.resolve("auto")
     assert spec.name == "efficientnet_lite0"
-    assert "falls back to efficientnet_lite0" in caplog.text
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "inception_v3" in r.getMessage()]
+    assert said == [("INFO", "--backbone auto: efficientnet_lite0 (inception_v3's weights are not on this machine: "
+                             "pass --weights PATH or put them in the torch cache to use it)")]
     assert weights.sha256 == backbones.file_sha256(weights.path)
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
+def test_the_inception_download_says_nothing_under_quiet(empty_torch_home, monkeypatch, capsys, level):
+    """torch's own "Downloading: URL to PATH" line and progress bar go to stderr with the log, and nowhere under -q
+    (the log at warnings); the error of a failed download is the caller's one line either way."""
+    from torchvision.models import Inception_V3_Weights
+
+    def fake_download(self, progress, check_hash):
+        print('Downloading: "https://download.pytorch.org/models/x.pth" to x.pth')
+        import sys
+        sys.stderr.write(f"progress={progress}\n")
+        raise OSError("offline")
+
+    monkeypatch.setattr(type(Inception_V3_Weights.IMAGENET1K_V1), "get_state_dict", fake_download)
+    logging.getLogger("brainclust").setLevel(level)  # as the command line sets it (-q: WARNING); conftest restores it
+    with pytest.raises(WeightsUnavailableError, match="could not be downloaded"):
+        backbones.resolve("inception_v3")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert (err == "") == (level == logging.WARNING), err
+    assert level == logging.WARNING or ("Downloading" in err and "progress=True" in err)
 
 
 def test_auto_uses_inception_when_its_weights_are_cached(empty_torch_home, inception_state):

@@ -12,7 +12,7 @@ from brainclust.errors import ParameterError
 from brainclust.model.config import RunConfig, build_steps, options
 
 #: Settings a user of the CLI never sets (progress bars follow the terminal).
-NO_OPTION = {"progress"}
+NO_OPTION = {"progress", "pca_given"}
 
 
 def _run_parser():
@@ -32,6 +32,14 @@ def test_every_field_has_one_option_and_every_run_option_is_a_field():
 def test_the_run_options_defaults_are_the_config_defaults():
     args = _run_parser().parse_args(["data", "--out", "o"])
     assert config_from_args(args) == RunConfig()
+
+
+def test_a_pca_on_the_command_line_is_the_users_even_at_the_default_value():
+    """--pca 50 typed is the user's choice (a cap is then a warning); left out, it is not (capped quietly)."""
+    assert config_from_args(_run_parser().parse_args(["d", "--out", "o"])).pca_given is None
+    for argv in (["--pca", "50"], ["--pca=50"]):
+        cfg = config_from_args(_run_parser().parse_args(["d", "--out", "o", *argv]))
+        assert (cfg.pca, cfg.pca_given) == (50, True)
 
 
 def test_options_parse_into_the_fields():
@@ -59,6 +67,7 @@ def test_bids_detection_is_a_run_setting_with_its_option():
     ({"ssl_views": ("hflip",)}, "--ssl-views: would be ignored"),
     ({"fusion_norm": "block"}, "--fusion-norm: would be ignored"),
     ({"reduce": "umap", "pca": 20}, "--pca: would be ignored"),
+    ({"reduce": "umap", "pca": 50, "pca_given": True}, "--pca: would be ignored"),  # --pca 50 on the command line
     ({"intensity_window": (0.0, 255.0), "clip_percentiles": (1.0, 99.0)}, "--clip: would be ignored"),
     ({"ray_address": "auto"}, "--ray-address: only with --engine ray"),
     ({"auto": True, "consensus": True}, "--auto and --consensus: choose one"),

@@ -267,6 +267,21 @@ class KSelector(BaseEstimator):
                 "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
 
 
+def check_k_fits(k: int | str, method: str, n_images: int, where: str) -> None:
+    """One line (ParameterError) as soon as the number of images is known, when ``k`` cannot be formed from
+    ``n_images`` images (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
+    :class:`KSelector` needs to compare k = 2..15 (3 images). ``dbscan`` has no k."""
+    if method == "dbscan":
+        return
+    if k == "auto":
+        sel = KSelector()
+        if n_images < sel.k_min + 1:
+            raise ParameterError(f"--k auto: needs at least {sel.k_min + 1} images to compare k = {sel.k_min}.."
+                                 f"{sel.k_max}, but {where} has only {n_images} readable image(s)")
+    elif k > n_images:
+        raise ParameterError(f"--k: {k} clusters requested but {where} has only {n_images} readable image(s)")
+
+
 def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
     """Shortcut for ``KSelector(method, random_state=..., **kwargs).fit(X)``."""
     return KSelector(method=method, random_state=random_state, **kwargs).fit(X)

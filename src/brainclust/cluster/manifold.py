@@ -73,13 +73,14 @@ def check_reduce(value) -> str:
     return value
 
 
-def pre_pca_reducer(reduce: str, pca, random_state: int | None) -> PCAReducer:
+def pre_pca_reducer(reduce: str, pca, random_state: int | None, pca_given: bool | None = None) -> PCAReducer:
     """The model's PCA step for ``--reduce``: ``--pca`` (pca, pca+umap), or 100 components for wider
-    features (umap: :data:`UMAP_PRE_PCA`; narrower ones pass unchanged)."""
+    features (umap: :data:`UMAP_PRE_PCA`; narrower ones pass unchanged, and a cap is never the user's).
+    ``pca_given``: whether the user set ``--pca`` (its cap is then a warning; see ``PCAReducer.warn_cap``)."""
     check_reduce(reduce)
     if reduce == "umap":
-        return PCAReducer(UMAP_PRE_PCA, random_state=random_state, only_if_wider=True)
-    return PCAReducer(pca, random_state=random_state)
+        return PCAReducer(UMAP_PRE_PCA, random_state=random_state, only_if_wider=True, warn_cap=False)
+    return PCAReducer(pca, random_state=random_state, warn_cap=pca_given)
 
 
 def build_reducer(reduce: str, pca, random_state: int | None):

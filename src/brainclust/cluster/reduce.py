@@ -31,7 +31,7 @@ from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
 from brainclust.core.arrays import seeded_sample
-from brainclust.core.params import BOOL, ArrayStep, OneOf, param
+from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, param
 from brainclust.cluster.base import SEED
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
@@ -47,9 +47,25 @@ POWER_ITERATIONS = 7
 #: Rows per chunk of :meth:`PCAReducer.transform` on inputs above ``CHUNK_ROWS * 8192`` values.
 CHUNK_ROWS = 2048
 SOLVERS = ("auto", "full", "randomized")
-#: ``--pca``'s default. Capped to what the data allow with an info line (a small set is no mistake of the user's);
-#: any other value given above it is capped with a warning.
+#: ``--pca``'s default. Capped to what the data allow with a debug line (a small set, or the 32 features of
+#: ``--backbone histogram``, is no mistake of the user's); a value the user chose is capped with a warning.
 DEFAULT_COMPONENTS = 50
+
+
+def limit_text(rows: int, features: int) -> str:
+    """What caps the components of a ``rows x features`` matrix, for a message: ``the 32 features`` (fewer
+    features than images), ``the 20 images`` (fewer images), or both when they are equal."""
+    if features < rows:
+        return f"the {features} features"
+    if rows < features:
+        return f"the {rows} images"
+    return f"the {rows} images and {features} features"
+
+
+def warns_on_cap(n_components, warn_cap: bool | None) -> bool:
+    """Whether capping ``n_components`` at what the data allow is a warning: ``warn_cap`` when set (the user
+    chose the number, or did not), else unless it is the default :data:`DEFAULT_COMPONENTS`."""
+    return bool(warn_cap) if warn_cap is not None else n_components != DEFAULT_COMPONENTS
 
 
 def distinct_rows(X, chunk: int = 4096) -> int:
@@ -127,7 +143,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
     ----------
     n_components : int or float, default 50
         An integer (``int >= 1``, including 1; an integer-valued float other than 1.0 counts too):
-        number of components (capped at ``min(n_samples, n_features)`` with a warning);
+        number of components (capped at ``min(n_samples, n_features)``, see ``warn_cap``);
         a float strictly in (0, 1): smallest number of components that explains this fraction of
         the variance; ``0``: no reduction (identity). ``1.0`` is refused as ambiguous.
     random_state : int or None, default None
@@ -137,6 +153,9 @@ class PCAReducer(TransformerMixin, ArrayStep):
     only_if_wider : bool, default False
         No reduction (the identity) when the input has at most ``n_components`` dimensions
         (``--reduce umap``: PCA to 100 only for wider features).
+    warn_cap : bool or None, default None
+        Whether capping ``n_components`` at ``min(n_samples, n_features)`` is a warning (``True``: the user
+        chose the number) or a debug line (``False``); ``None``: a warning unless it is the default 50.
 
     Attributes
     ----------
@@ -153,15 +172,17 @@ class PCAReducer(TransformerMixin, ArrayStep):
     """
 
     _parameter_constraints = {"random_state": SEED, "svd_solver": param(OneOf(SOLVERS), option="svd_solver"),
-                              "only_if_wider": param(BOOL, option="only_if_wider")}
+                              "only_if_wider": param(BOOL, option="only_if_wider"),
+                              "warn_cap": param(NONE, BOOL, option="warn_cap")}
     _fitted_attribute = "mean_"
 
     def __init__(self, n_components: int | float = 50, random_state: int | None = None,
-                 svd_solver: str = "auto", only_if_wider: bool = False):
+                 svd_solver: str = "auto", only_if_wider: bool = False, warn_cap: bool | None = None):
         self.n_components = n_components
         self.random_state = random_state
         self.svd_solver = svd_solver
         self.only_if_wider = only_if_wider
+        self.warn_cap = warn_cap
 
     def check_params(self):
         """The declared rules, then ``n_components`` (no data needed); returns it as an int or a fraction."""
@@ -203,8 +224,8 @@ class PCAReducer(TransformerMixin, ArrayStep):
         if isinstance(n, int):
             cap = min(X.shape)
             if n > cap:
-                (log.info if n == DEFAULT_COMPONENTS else log.warning)(
-                    "--pca %d is more than the data allow (min(rows, features) = %d); using %d", n, cap, cap)
+                (log.warning if warns_on_cap(n, self.warn_cap) else log.debug)(
+                    "--pca %d is more than %s allow; using %d", n, limit_text(*X.shape), cap)
                 n = cap
         self.solver_ = _pick_solver(self.svd_solver, X.shape)
         if self.solver_ == "full" or min(X.shape) < 3:

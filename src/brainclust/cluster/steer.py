@@ -48,7 +48,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import METHODS, Clusterer
-from brainclust.cluster.reduce import PCAReducer
+from brainclust.cluster.reduce import PCAReducer, warns_on_cap
 from brainclust.cluster.twostage import unit_rows
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import N_LEVELS
@@ -203,6 +203,24 @@ class FactorRemover(TransformerMixin, BaseEstimator):
         return self.fit(X, strata).transform(X, strata)
 
 
+def _say_pca_capped(pca: int, shapes: list[tuple[int, int]], warn: bool) -> None:
+    """One line for the strata whose ``(images, features)`` allow fewer than ``--pca`` components, naming what
+    limits each: the features (the same for every stratum) or the stratum's images."""
+    d = shapes[0][1]
+    few = sorted(n for n, _ in shapes if n < d)  # strata with fewer images than features
+    by_features = len(shapes) - len(few)
+    limits = []
+    if by_features:
+        limits.append(f"the {d} features" + (f" ({count_text(by_features, 'stratum', 'strata')})" if few else ""))
+    if few:
+        counts = str(few[0]) if few[0] == few[-1] else f"{few[0]} to {few[-1]}"
+        limits.append(f"the images of {count_text(len(few), 'stratum', 'strata')} ({counts} images)")
+    used = sorted(min(s) for s in shapes)
+    (log.warning if warn else log.debug)(
+        "--within: --pca %d is more than %s allow; using %s in %s", pca, " and ".join(limits),
+        used[0] if used[0] == used[-1] else f"{used[0]} to {used[-1]}", count_text(len(shapes), "stratum", "strata"))
+
+
 class StratifiedClusterer(ClusterMixin, BaseEstimator):
     """One clustering per stratum, one global id per image (``--within``); see the module docstring.
 
@@ -215,6 +233,9 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         Each stratum's own PCA (a :class:`~brainclust.cluster.reduce.PCAReducer` argument);
         ``None`` clusters the rows as given.
     random_state : int or None, default 0
+    warn_cap : bool or None, default None
+        Whether capping ``pca`` at what a stratum allows is a warning (the user chose it) or a debug line;
+        ``None``: a warning unless ``pca`` is the default 50 (``PCAReducer.warn_cap``).
 
     Attributes
     ----------
@@ -240,11 +261,13 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
     n_clusters_ : int
     """
 
-    def __init__(self, method: str = "hierarchical", n_clusters=4, pca=50, random_state: int | None = 0):
+    def __init__(self, method: str = "hierarchical", n_clusters=4, pca=50, random_state: int | None = 0,
+                 warn_cap: bool | None = None):
         self.method = method
         self.n_clusters = n_clusters
         self.pca = pca
         self.random_state = random_state
+        self.warn_cap = warn_cap
 
     def _k_for(self, stratum: str):
         k = self.n_clusters
@@ -287,7 +310,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                 if self.pca is not None:
                     n_pca = self.pca
                     if isinstance(n_pca, int) and n_pca > min(Z.shape):  # said once for all strata, below
-                        n_pca, pca_capped = min(Z.shape), pca_capped + [min(Z.shape)]
+                        n_pca, pca_capped = min(Z.shape), pca_capped + [Z.shape]
                     reducer = PCAReducer(n_pca, random_state=self.random_state).fit(Z)
                     Z = reducer.transform(Z)
                 if k == "auto":
@@ -308,10 +331,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             offset += n_local
         _warn_small(small, capped)
         if pca_capped:
-            lo, hi = min(pca_capped), max(pca_capped)
-            log.warning("--within: --pca %d is more than the images of %s allow (at most min(images, "
-                        "features) components); %s there", self.pca, count_text(len(pca_capped), "stratum", "strata"),
-                        f"using {lo}" if lo == hi else f"using {lo} to {hi}")
+            _say_pca_capped(self.pca, pca_capped, warns_on_cap(self.pca, self.warn_cap))
         self.n_clusters_ = offset
         self.n_features_in_ = X.shape[1]
         self.levels_ = self._global_levels(s) if self.method == "hierarchical" else None

@@ -19,7 +19,8 @@ cache and the manifest can record the SHA-256 of the exact weights file.
   foreground's grey levels (the contrast, without the anatomy: for a question about the
   sequence, ``docs/steering.md``).
 * ``auto``: ``inception_v3`` when its weights are given or already cached,
-  otherwise ``efficientnet_lite0`` with a warning.
+  otherwise ``efficientnet_lite0``, said in an info line (``-q`` hides it): nothing to act on, the
+  default works offline and the run records the backbone it used.
 
 Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
 :class:`brainclust.features.fusion.FusedExtractor`, not here.
@@ -28,6 +29,7 @@ Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import pickle
 import sys
@@ -124,9 +126,12 @@ def _inception_download() -> Path:
     from torchvision.models import Inception_V3_Weights
 
     log.info("inception_v3: downloading the ImageNet weights (about 104 MB) into the torch cache")
-    try:  # torch prints "Downloading: ..." on stdout, where the command's summary goes: to stderr with the log
-        with contextlib.redirect_stdout(sys.stderr):
-            Inception_V3_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    # torch writes "Downloading: ..." and a progress bar: to stderr with the log (stdout holds the command's
+    # summary), and nowhere when the log says no info (-q)
+    said = sys.stderr if log.isEnabledFor(logging.INFO) else io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            Inception_V3_Weights.IMAGENET1K_V1.get_state_dict(progress=said is sys.stderr, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise WeightsUnavailableError(
             "inception_v3: ImageNet weights are not in the torch cache and could not be downloaded "
@@ -402,8 +407,9 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
         if weights is not None or _inception_cached() is not None:
             name = "inception_v3"
         else:
-            log.warning("inception_v3 weights are not available locally (pass --weights PATH); "
-                        "--backbone auto falls back to efficientnet_lite0")
+            # info, not a warning: the documented default, nothing to act on (manifest.json names the backbone)
+            log.info("--backbone auto: efficientnet_lite0 (inception_v3's weights are not on this machine: pass "
+                     "--weights PATH or put them in the torch cache to use it)")
             name = "efficientnet_lite0"
     spec = REGISTRY.get(name) or _parse_array_name(name)
     if spec is None:

@@ -191,6 +191,6 @@ def check_fitted_as_saved(ex, state: dict, source: str) -> None:
                              f"dimensions but the model was saved with backbone.dim = {state['dim']}")
     sha = state.get("weights_sha256")
     if sha is not None and ex.weights_.sha256 != sha:
-        raise ModelFileError(f"the weights of backbone '{state.get('name')}' "
-                             f"('{ex.weights_.path or state.get('weights_path') or 'built-in'}') have changed since "
-                             f"the model was saved (SHA-256 {ex.weights_.sha256[:12]} != {sha[:12]})")
+        used = ex.weights_.path or state.get("weights_file") or state.get("weights_path") or "built-in"
+        raise ModelFileError(f"the weights of backbone '{state.get('name')}' ('{used}') have changed since the model "
+                             f"was saved (SHA-256 {ex.weights_.sha256[:12]} != {sha[:12]})")

@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import TransformerMixin
@@ -34,6 +33,7 @@ from brainclust.features.cache import FeatureCache, default_cache_dir
 from brainclust.features.extraction import (Extraction, ImageDataset, as_records, check_finite, check_fitted_as_saved,
                                             collate, result_array)
 from brainclust.features.preprocess import PreprocessConfig
+from brainclust.features.weightsfile import saved_weights, weights_to_load
 from brainclust.io.scan import ImageRecord
 from brainclust.progress import bar
 
@@ -367,11 +367,11 @@ class FeatureExtractor(TransformerMixin, Step):
 
     # -- the step protocol -----------------------------------------------------
     def save_step(self, folder) -> dict:
-        """The manifest entry: parameters with the backbone and weights as resolved, and :meth:`describe`."""
+        """The manifest entry: parameters with the backbone as resolved and the weights by name (never a path:
+        :func:`~brainclust.features.weightsfile.saved_weights`), and :meth:`describe`."""
         self.check_is_fitted()
         entry = self.entry()
-        entry["params"].update(backbone=self.spec_.name, weights=self.weights_.path
-                               if self.weights_.sha256 != backbones.RANDOM_WEIGHTS else backbones.RANDOM_WEIGHTS,
+        entry["params"].update(backbone=self.spec_.name, weights=saved_weights(self.weights, self.weights_),
                                calibration=self.calibration_)  # int8: predict uses the same calibrated network
         return {**entry, "state": self.describe(), "files": []}
 
@@ -379,16 +379,15 @@ class FeatureExtractor(TransformerMixin, Step):
     def load_step(cls, folder, entry, runtime: dict | None = None) -> "FeatureExtractor":
         """The fitted extractor of a saved model; ``runtime`` (batch size, workers, cache...) may change.
 
-        A weights file that is no longer at its recorded path (the model was moved to another
-        machine or environment) is replaced by the backbone's own weights when their SHA-256 is
-        the one recorded; any other difference is a ModelFileError.
+        The weights are found on this machine by name and SHA-256, or are ``entry["weights_given"]``
+        (``predict --weights``), by :func:`~brainclust.features.weightsfile.weights_to_load`; weights other
+        than those the model was saved with are one line (WeightsUnavailableError, ModelFileError).
         """
-        params = dict(entry["params"])
-        weights = params.get("weights")
-        if weights not in (None, backbones.RANDOM_WEIGHTS) and not Path(weights).is_file():
-            params["weights"] = None
+        params, source = dict(entry["params"]), entry.get("source", "model config")
+        params["weights"] = weights_to_load(params.get("weights"), entry.get("state") or {},
+                                            entry.get("weights_given"), source)
         ex = cls(**{**params, **(runtime or {})}).fit()
-        check_fitted_as_saved(ex, entry.get("state") or {}, entry.get("source", "model config"))
+        check_fitted_as_saved(ex, entry.get("state") or {}, source)
         return ex
 
     # -- the pieces of extract, for engines that run them elsewhere (brainclust.engines) ------

@@ -352,6 +352,7 @@ class FusedExtractor(TransformerMixin, Step):
 
     @classmethod
     def load_step(cls, folder, entry, runtime: dict | None = None) -> "FusedExtractor":
-        ex = cls(**{**entry["params"], **(runtime or {})}).fit()
+        given = {"weights": entry["weights_given"]} if entry.get("weights_given") is not None else {}  # refused
+        ex = cls(**{**entry["params"], **given, **(runtime or {})}).fit()
         check_fitted_as_saved(ex, entry.get("state") or {}, entry.get("source", "model config"))
         return ex

@@ -1,6 +1,11 @@
 """``model/config.json``, the model manifest of a run folder: written by :func:`write_model_manifest`, read
 back like untrusted input by :func:`read_model_manifest` (:func:`check_model_config` names the file and the
 field of anything wrong). The other files of a run folder are in :mod:`brainclust.io.outputs`.
+
+``model/`` is the folder a user shares for ``predict``, so its manifest holds no path of this machine
+(:func:`portable`): no cache folder (``predict`` uses its own), the files a run was given (``--weights``,
+``--metadata``, ``--split-table``) by name only; ``manifest.json`` keeps the paths. Models saved before version 3
+recorded ``backbone.weights_path``: still read, never written.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, typ
                   "exclude_files": ((list,), True), "bids_filter": ((str, type(None)), True),
                   "unit": ((str,), True), "descriptors": ((str,), True), "bids": ((str,), True)}
 #: backbone field -> (allowed types, may be missing)
-BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), False),
+BACKBONE_TYPES = {"name": ((str,), False), "weights_path": ((str, type(None)), True),
+                  "weights_file": ((str, type(None)), True),
                   "weights_sha256": ((str,), False), "precision": ((str,), False), "device": ((str,), False),
                   "dim": ((int,), False), "block_scales": ((list, type(None)), True),
                   "fusion_norm": ((str,), True)}
@@ -70,16 +76,46 @@ def check_model_config(info, path) -> int:
     return int(info["version"])
 
 
+#: Settings and step parameters that are this machine's: not recorded (``predict`` takes its own).
+LOCAL_FIELDS = ("cache_dir",)
+#: Settings and step parameters that name a file the run was given: recorded by the file's name.
+FILE_FIELDS = ("weights", "metadata", "split_table")
+
+
+def portable(values: Mapping) -> dict:
+    """``values`` (settings, a step's parameters) without this machine's paths: :data:`LOCAL_FIELDS` as ``None``
+    (``False``, no cache, stays), :data:`FILE_FIELDS` by their file name."""
+    out = dict(values)
+    for name in LOCAL_FIELDS:
+        if isinstance(out.get(name), str):
+            out[name] = None
+    for name in FILE_FIELDS:
+        if isinstance(out.get(name), str):
+            out[name] = Path(out[name]).name
+    return out
+
+
+def portable_backbone(backbone: Mapping) -> dict:
+    """The fitted backbone (``describe()``) with its weights file by name (``weights_file``), not by path."""
+    out = {k: v for k, v in backbone.items() if k != "weights_path"}
+    path = backbone.get("weights_path")
+    out["weights_file"] = Path(path).name if isinstance(path, str) and path else None
+    return out
+
+
 def write_model_manifest(folder, settings: Mapping, backbone: Mapping, steps: Sequence[Mapping],
                          version: str) -> Path:
     """``model/config.json``: the versioned manifest (format, version, settings, backbone, steps, and
-    ``sha256``: the SHA-256 of each file the steps wrote, which :func:`check_model_files` reads back)."""
+    ``sha256``: the SHA-256 of each file the steps wrote, which :func:`check_model_files` reads back), with no
+    path of this machine (:func:`portable`)."""
     folder = Path(folder)
     names = sorted({f for e in steps for f in e.get("files") or () if (folder / f).is_file()})
+    steps = [{**e, "params": portable(e["params"])} if isinstance(e.get("params"), Mapping) else dict(e)
+             for e in steps]
     return atomic_write_json(folder / MODEL_FILES["config"],
                              {"format": MODEL_FORMAT, "version": MODEL_VERSION, "brainclust": version,
-                              "settings": dict(settings), "backbone": dict(backbone), "steps": list(steps),
-                              "sha256": {f: file_sha256(folder / f) for f in names}})
+                              "settings": portable(settings), "backbone": portable_backbone(backbone),
+                              "steps": steps, "sha256": {f: file_sha256(folder / f) for f in names}})
 
 
 def check_model_files(info: Mapping, folder) -> None:

@@ -143,7 +143,7 @@ RUN_NESTED = {"model": (*MODEL_FILES.values(), "ssl_*.json", "ssl_*.safetensors"
               "figures": tuple(f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg"))}
 #: ``format`` and current ``version`` of the model manifest (``model/config.json``).
 MODEL_FORMAT = "brainclust-model"
-MODEL_VERSION = 2
+MODEL_VERSION = 3  # 3: no path of the machine that saved it (weights by file name and SHA-256)
 
 
 def _escape_char(c: str) -> str:

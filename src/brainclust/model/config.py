@@ -52,7 +52,7 @@ class RunConfig:
     backbone: str = opt("auto", "--backbone", "auto | inception_v3 | efficientnet_lite0 | efficientnet_lite0_multi | "
                         "pixels | hog | histogram (NAME@SIZE: image side, default 128); fuse with '+', e.g. "
                         "efficientnet_lite0+pixels (default auto: inception_v3 when its weights are available "
-                        "locally, else efficientnet_lite0 with a warning)", EXTRACTION)
+                        "locally, else efficientnet_lite0, said in an info line)", EXTRACTION)
     weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
     precision: str = opt("auto", "--precision", "auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default "
                          "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters (docs/performance.md): "
@@ -88,6 +88,9 @@ class RunConfig:
     pca: int | float = opt(DEFAULT_COMPONENTS, "--pca", "PCA components (an integer; 1 = one component), "
                            "variance fraction strictly below 1 (e.g. 0.95), or 0 for off; 1.0 is refused as "
                            "ambiguous (default {default})", CLUSTERING, parse=parse_pca)
+    #: whether the user set ``--pca`` (no option: the command line says so): a ``--pca`` above what the data allow
+    #: is then capped with a warning, the default quietly; ``None``: set unless it is the default.
+    pca_given: bool | None = None
     method: str = opt("hierarchical", "--method", "hierarchical = average linkage, cosine distance (default)",
                       CLUSTERING, choices=METHODS)
     #: number of clusters, or "auto" (chosen by :class:`~brainclust.cluster.kselect.KSelector`)
@@ -318,7 +321,7 @@ class RunConfig:
                   self.precision != "int8" and self.calibration_size != default.calibration_size, "--precision int8"),
                  ("fusion_norm", "--fusion-norm", not is_fused(self.backbone) and self.fusion_norm != default.fusion_norm,
                   "a fused --backbone (A+B)"),
-                 ("pca", "--pca", self.reduce == "umap" and self.pca != default.pca,
+                 ("pca", "--pca", self.reduce == "umap" and (self.pca != default.pca or bool(self.pca_given)),
                   "--reduce pca or pca+umap (--reduce umap chooses its own PCA)"),
                  ("clip_percentiles", "--clip", self.intensity_window is not None and self.clip_percentiles
                   not in (None, default.clip_percentiles), "no --intensity-window (which replaces it)"),
@@ -385,9 +388,10 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
                                            n_clusters=k, random_state=cfg.seed, cache_dir=cfg.cache_dir)))
     if cfg.within is not None:  # one PCA and clustering per stratum (model.steering.WithinStep)
         steps.append(("clusterer", WithinStep(column=cfg.within, method=cfg.method, k=cfg.k, pca=cfg.pca,
-                                              random_state=cfg.seed, cache_dir=cfg.cache_dir)))
+                                              random_state=cfg.seed, cache_dir=cfg.cache_dir,
+                                              pca_given=cfg.pca_given)))
         return steps
-    steps.append(("reducer", pre_pca_reducer(cfg.reduce, cfg.pca, cfg.seed)))
+    steps.append(("reducer", pre_pca_reducer(cfg.reduce, cfg.pca, cfg.seed, cfg.pca_given)))
     if cfg.reduce != "pca":
         steps.append(("manifold", UMAPManifold(random_state=cfg.seed)))
     clusterer = make_clusterer(cfg.method, n_clusters=k, random_state=cfg.seed)

@@ -39,6 +39,9 @@ STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, DataCh
 #: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
 #: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
 RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress", "device")
+#: What else ``runtime`` may say: ``weights``, where this machine keeps the weights file the model names (``predict
+#: --weights``; checked by SHA-256, so it never changes the features: :mod:`brainclust.features.weightsfile`).
+RUNTIME_FILES = ("weights",)
 
 
 def save_steps(steps: list, folder, settings: dict) -> None:
@@ -70,7 +73,7 @@ def legacy_entries(info: dict) -> list[dict]:
     """The step entries of a version-1 manifest (``settings`` and ``backbone`` of a run before version 2)."""
     s, bb = info["settings"], info["backbone"]
     ex = {"backbone": bb["name"], "weights": RANDOM_WEIGHTS if bb["weights_sha256"] == RANDOM_WEIGHTS
-          else bb["weights_path"], "precision": bb["precision"], "batch_size": s["batch_size"],
+          else bb.get("weights_path"), "precision": bb["precision"], "batch_size": s["batch_size"],
           "clip_percentiles": s["clip_percentiles"], "intensity_window": s.get("intensity_window"),
           "device": bb["device"]}
     if is_fused(bb["name"]):
@@ -186,7 +189,8 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     """``(fitted steps, manifest)`` of the run folder ``model_dir`` (its ``model/``); see the module docstring.
 
     ``runtime``: extractor parameters of :data:`RUNTIME_PARAMS` for this use (``None``: the default); the
-    values saved in the folder are never used.
+    values saved in the folder are never used; ``weights`` (:data:`RUNTIME_FILES`): the weights file the model
+    names, when it is elsewhere on this machine.
     """
     folder = RunFolder(model_dir)
     info, version = read_model_manifest(model_dir)
@@ -196,12 +200,16 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     if entries[0].get("name") != "extractor" or entries[-1].get("name") != "clusterer":
         raise ModelFileError(f"model config '{folder.model_config}': field 'steps' must start with the extractor "
                              "and end with the clusterer")
+    given = (runtime or {}).get("weights")
     runtime = {k: v for k, v in (runtime or {}).items() if k in RUNTIME_PARAMS and v is not None}
     steps = {e["name"]: _load_entry(folder.model, e, runtime) for e in entries}
     _check_fit_together(folder, info, steps)
     if steps.get("checks") is not None:  # predict's checks decode and cache as its extraction does
         steps["checks"].set_params(cache_dir=runtime.get("cache_dir"), progress=runtime.get("progress"),
                                    workers=runtime.get("num_workers"))
+    for name in ("remove", "clusterer"):  # --remove / --within plane: the estimated planes are cached here too
+        if "cache_dir" in getattr(steps.get(name), "get_params", dict)():
+            steps[name].set_params(cache_dir=runtime.get("cache_dir"))
     ex_entry = entries[0]
     cls = STEP_CLASSES.get(ex_entry["class"])
     if cls not in (FeatureExtractor, FusedExtractor):
@@ -214,5 +222,6 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
         raise ModelFileError(f"model config '{folder.model_config}': field 'backbone.name' is "
                              f"'{info['backbone']['name']}' but the extractor step says '{params.get('backbone')}'")
     steps["extractor"] = cls.load_step(folder.model, {"params": params, "state": info["backbone"],
-                                                      "source": f"model config '{folder.model_config}'"}, runtime)
+                                                      "source": f"model config '{folder.model_config}'",
+                                                      "weights_given": given}, runtime)
     return [(e["name"], steps[e["name"]]) for e in entries], info

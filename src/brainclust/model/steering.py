@@ -268,7 +268,8 @@ class WithinStep(Step):
 
     It replaces PCA + clusterer (each stratum has its own PCA), so no reducer step comes before it.
     ``fit_batch`` / ``predict_batch`` see the rows (the strata come from them); the rows gain the columns
-    ``stratum`` and ``cluster_in_stratum`` (and the plane's, for ``plane``).
+    ``stratum`` and ``cluster_in_stratum`` (and the plane's, for ``plane``). ``pca_given``: whether the user set
+    ``--pca`` (a stratum's cap is then a warning; ``StratifiedClusterer.warn_cap``).
 
     Attributes
     ----------
@@ -285,11 +286,12 @@ class WithinStep(Step):
     eps_ = tree_ = None  #: what the run's records read of any clustering (no DBSCAN radius, no single tree)
 
     def __init__(self, column: str = PLANE, method: str = "hierarchical", k=4, pca=50, random_state: int = 0,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, pca_given: bool | None = None):
         self.column = column
         self.method = method
         self.k = k
         self.pca = pca
+        self.pca_given = pca_given
         self.random_state = random_state
         self.cache_dir = cache_dir
 
@@ -300,7 +302,8 @@ class WithinStep(Step):
         strata, cols, self.source_ = strata_for(self.column, batch.records, batch.X, pca=self.pca,
                                                 k=self._first_k(), random_state=self.random_state,
                                                 cache_dir=self.cache_dir, option="--within")
-        m = StratifiedClusterer(self.method, self.k, self.pca or None, self.random_state).fit(batch.X, strata)
+        m = StratifiedClusterer(self.method, self.k, self.pca or None, self.random_state,
+                                self.pca_given).fit(batch.X, strata)
         self.model_, self.labels_, self.levels_, self.n_clusters_ = m, m.labels_, m.levels_, m.n_clusters_
         n_map = self.pca or DEFAULT_COMPONENTS  # the report's map (within.npz X_fit): capped quietly, strata warned
         self.X_fit_ = PCAReducer(min(n_map, *batch.X.shape) if isinstance(n_map, int) else n_map,

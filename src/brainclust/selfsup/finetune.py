@@ -153,14 +153,20 @@ class FinetuneSSL(SelfSupervisedHead):
         return np.stack([preprocess(load_record(r), cfg) for r in records]).astype(np.float32)
 
     def _prepare(self, state=None):
+        """The backbone: from its weights file, or (``state``, a saved model) from every tensor it had, so that a
+        saved model needs no weights file (the model's extractor checks that file by SHA-256)."""
         import torch
 
-        self.spec_, self.weights_res_ = backbones.resolve(self.backbone, self.weights)
+        if state is None:
+            self.spec_, self.weights_res_ = backbones.resolve(self.backbone, self.weights)
+        else:
+            self.spec_ = backbones.REGISTRY.get(self.backbone) or backbones.resolve(self.backbone)[0]
         if self.spec_.builder is None:
             raise InputError(f"--ssl-mode finetune: backbone '{self.spec_.name}' is not a network")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed_for(self.random_state, "backbone"))
-            bb = backbones.build(self.spec_, self.weights_res_)
+            bb = backbones.build(self.spec_, self.weights_res_ if state is None else
+                                 backbones.ResolvedWeights(None, backbones.RANDOM_WEIGHTS))
         if state is not None:
             bb.load_state_dict(state)
         bb = bb.to(self.device).eval()
@@ -236,7 +242,8 @@ class FinetuneSSL(SelfSupervisedHead):
         out = super().params()
         for k in ("n_heads", "tta", "appearance_views"):  # finetune draws its own views
             out.pop(k)
-        out.update(backbone=self.backbone, weights=self.weights, trainable_blocks=self.trainable_blocks,
+        weights = self.weights if self.weights in (None, backbones.RANDOM_WEIGHTS) else Path(self.weights).name
+        out.update(backbone=self.backbone, weights=weights, trainable_blocks=self.trainable_blocks,
                    device=self.device, clip_percentiles=list(self.clip_percentiles) if self.clip_percentiles else None)
         return out
 
@@ -265,7 +272,8 @@ class FinetuneSSL(SelfSupervisedHead):
             p = dict(info["params"])
             if p.get("clip_percentiles"):
                 p["clip_percentiles"] = tuple(p["clip_percentiles"])
-            self = cls(**p)
+            self = cls(**p)  # weights: the file's name (a path before), not read: the tensors are all saved
+            self.weights_res_ = backbones.ResolvedWeights(None, str(info["weights_sha256"]))
             self.components_, self.views_, self.d_in_ = parse_components(self.components), ["identity"], int(info["d_in"])
             self._set_whiten(tensors)
             self._prepare({k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")})
@@ -275,7 +283,5 @@ class FinetuneSSL(SelfSupervisedHead):
         except (OSError, KeyError, ValueError, RuntimeError, TypeError, SafetensorError) as exc:
             raise ModelFileError(f"fine-tuned model in '{folder}' is missing or damaged "
                                  f"({type(exc).__name__}: {exc})") from None
-        if self.weights_res_.sha256 != info.get("weights_sha256"):
-            raise ModelFileError(f"backbone weights have changed since the model in '{folder}' was saved")
         return self
 

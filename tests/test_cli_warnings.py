@@ -1,0 +1,69 @@
+"""What a run says on stderr: warnings only for what the user chose or must act on (``-q`` keeps only those),
+and refusals as early as what they depend on is known."""
+
+from __future__ import annotations
+
+import pytest
+
+from brainclust.cli import main
+from conftest import two_group_images
+
+
+def run_cli(capsys, *argv):
+    code = main(list(map(str, argv)))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def strata(tmp_path_factory):
+    """Two folders of 40 images each: more images per folder than the 32 features of --backbone histogram."""
+    root = tmp_path_factory.mktemp("strata") / "data"
+    two_group_images(root / "a", n=40, seed=1)
+    two_group_images(root / "b", n=40, seed=2)
+    return root
+
+
+@pytest.mark.parametrize("within", [[], ["--within", "folder"]])
+def test_the_default_pca_on_narrow_features_is_no_warning_and_a_given_one_names_the_features(capsys, strata,
+                                                                                             tmp_path, within):
+    """--backbone histogram has 32 features: the default --pca 50 is capped without a word under -q (the user never
+    set it); --pca 50 given is a warning that names the 32 features (not the images of the strata)."""
+    common = ["-q", "run", strata, "--k", "2", "--backbone", "histogram", "--checks", "off", "--no-report",
+              "--descriptors", "off", "--permutations", "0", "--cache-dir", tmp_path / "c", *within]
+    code, _, err = run_cli(capsys, *common, "--out", tmp_path / "default")
+    assert code == 0 and "--pca" not in err, err
+    code, _, err = run_cli(capsys, *common, "--out", tmp_path / "given", "--pca", "50")
+    said = [ln for ln in err.splitlines() if "--pca" in ln]
+    prefix = "brainclust: --within: " if within else "brainclust: "
+    assert code == 0 and said == [f"{prefix}--pca 50 is more than the 32 features allow; using 32"
+                                  + (" in 2 strata" if within else "")], err
+
+
+@pytest.mark.parametrize("k, message", [("5", "--k: 5 clusters requested but"),
+                                        ("auto", "--k auto: needs at least 3 images to compare k = 2..15, but")])
+def test_a_k_that_two_images_cannot_give_is_refused_before_any_model_is_built(capsys, tmp_path, monkeypatch, k,
+                                                                              message):
+    """--k auto on two images was refused only after the scan, the extraction and a PCA warning; now, as --k 5,
+    in one line as soon as the scan has counted the images."""
+    from brainclust import pipeline
+
+    data = two_group_images(tmp_path / "two", n=2)
+    monkeypatch.setattr(pipeline, "build_model", lambda *a, **kw: pytest.fail("a model was built"))
+    code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", k, "--cache-dir", tmp_path / "c")
+    assert code == 2 and err.splitlines() == [f"brainclust: error: {message} '{data}' has only 2 readable image(s)"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_quiet_says_nothing_of_the_default_backbone_choice(capsys, tmp_path, monkeypatch):
+    """Offline, --backbone auto is efficientnet_lite0: the documented default, nothing to act on, so -q shows no
+    line about Inception V3 (it printed a warning on every run)."""
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no Inception V3 weights cached
+    data = two_group_images(tmp_path / "d", n=6)
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "2", "--checks", "off",
+                             "--no-report", "--descriptors", "off", "--permutations", "0", "--runtime", "torch",
+                             "--workers", "0", "--cache-dir", tmp_path / "c")
+    assert code == 0 and "6 images, 2 clusters" in out
+    assert err == "", err
