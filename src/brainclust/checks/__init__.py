@@ -1,1 +1,2 @@
-"""Data checks: flag duplicates, near-duplicates, non-MRI, blank, noise, tiny and non-image DICOM inputs, and list split leakage."""
+"""Data checks: flag duplicates, near-duplicates, non-MRI, blank, noise, tiny and non-image DICOM inputs, and list
+split leakage."""

@@ -2,10 +2,10 @@
 
 A run with ``--precision bf16|int8`` (or ``--runtime`` other than the default) is fitted a second
 time on the same images with fp32 features of the default runtime on the run's device (ONNX Runtime
-on a CPU, torch on CUDA), every other setting the same, as a second run would be. ``metrics.json["agreement"]`` then holds the
-cosine similarity of each row's two feature vectors (mean and minimum) and the adjusted Rand index
-between the two runs' clusters (and between their 10 tree levels' finest cut, for a hierarchical
-run). No label is used. It costs a second extraction (cached like any other: a rerun reads it).
+on a CPU, torch on CUDA), every other setting the same, as a second run would be.
+``metrics.json["agreement"]`` then holds the cosine similarity of each row's two feature vectors (mean and
+minimum) and the adjusted Rand index between the two runs' clusters (and between their 10 tree levels' finest
+cut, for a hierarchical run). No label is used. It costs a second extraction (cached like any other: a rerun reads it).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ from brainclust.selfsup.stage import SelfSupervisedStep
 
 #: Every class a model manifest may name (nothing else is ever built from a file).
 STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, DataChecks, SelfSupervisedStep, UnitPool,
-                                        RemoveStep, WithinStep, PCAReducer, UMAPManifold, OutlierRule, AutoK, SetAside, *CLUSTERERS.values())}
+                                        RemoveStep, WithinStep, PCAReducer, UMAPManifold, OutlierRule, AutoK, SetAside,
+                                        *CLUSTERERS.values())}
 #: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
 #: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
 RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress", "device")
