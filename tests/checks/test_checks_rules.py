@@ -53,13 +53,17 @@ def test_a_faint_structured_slice_is_not_blank(tmp_path):
     assert flags_of(save(tmp_path / "faint.png", a)) == set()
 
 
-@pytest.mark.parametrize("kind", ["uniform", "gaussian", "colour", "jpeg"])
+@pytest.mark.parametrize("kind", ["uniform", "gaussian", "colour", "jpeg", "one_level_sd", "low_counts"])
 def test_noise_images_are_noise_and_nothing_else(tmp_path, kind):
     rng = np.random.default_rng(0)
     if kind == "colour":
         a = rng.integers(0, 256, (150, 180, 3), dtype=np.uint8)
     elif kind == "gaussian":
         a = np.clip(rng.normal(128, 40, (150, 180)), 0, 255).astype(np.uint8)
+    elif kind == "one_level_sd":  # a few levels, one of them dominant (mode_fraction ~0.4), independent pixels
+        a = np.clip(np.rint(128 + rng.normal(0, 1, (150, 180))), 0, 255).astype(np.uint8)
+    elif kind == "low_counts":  # Poisson counts of mean 0.5: most pixels 0
+        a = rng.poisson(0.5, (150, 180)).astype(np.uint8)
     else:
         a = rng.integers(0, 256, (150, 180), dtype=np.uint8)
     p = save(tmp_path / ("n.jpg" if kind == "jpeg" else "n.png"), a, **({"quality": 85} if kind == "jpeg" else {}))

@@ -72,7 +72,9 @@ def test_a_sidecar_withholds_the_initials_and_keeps_the_rest():
 
 
 @pytest.mark.parametrize("value", ["555.123.4567", "+1.555.123.4567", "555 123 4567", "06.12.34.56.78",
-                                   "192.168.1.10", "(617)5550123", "555. 123. 4567"])
+                                   "192.168.1.10", "(617)5550123", "555. 123. 4567",
+                                   # whole phone numbers without dots, round or not (a review found them kept)
+                                   "+15551234567", "+18002003000", "800 200 3000", "(800) 200-3000"])
 def test_table_columns_holding_phone_numbers_with_dots_are_dropped(value):
     assert privacy.phi_reason("info", ["glioma", value]) == "it holds phone or social security numbers"
 

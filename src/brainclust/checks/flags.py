@@ -34,9 +34,10 @@ class Thresholds:
         ``noise``: the share of the variance that survives an 8x8 block average is below this...
     noise_correlation : float, default 0.6
         ... and the correlation of neighbouring pixels is below this...
-    noise_mode_fraction : float, default 0.2
-        ... and fewer pixels than this fraction hold the most frequent level: noise has no dominant grey
-        level, while a page of text, a chart or a drawing has its background.
+    noise_mode_fraction, noise_ground_correlation : float, default 0.2 and 0.2
+        ... unless at least ``noise_mode_fraction`` of the pixels hold the most frequent level *and* the
+        neighbours correlate at ``noise_ground_correlation`` or more: a page of text, a chart or a drawing has
+        a ground and strokes; noise of few levels (low counts) has a dominant level but independent pixels.
     colourfulness : float, default 12.0
         ``not_mri``: Hasler-Suesstrunk colourfulness (0-255 RGB units) at or above this...
     colour_fraction : float, default 0.05
@@ -99,6 +100,7 @@ class Thresholds:
     noise_structure: float = 0.15
     noise_correlation: float = 0.6
     noise_mode_fraction: float = 0.2
+    noise_ground_correlation: float = 0.2
     colourfulness: float = 12.0
     colour_fraction: float = 0.05
     border_level: float = 0.5
@@ -141,7 +143,7 @@ class Thresholds:
                 raise ParameterError(f"check threshold {f.name}: must be a finite number, got {v!r}")
             if f.name in unit and not 0.0 <= v <= 1.0:
                 raise ParameterError(f"check threshold {f.name}: must be in [0, 1], got {v!r}")
-        for name in ("noise_correlation", "scene_symmetry"):
+        for name in ("noise_correlation", "noise_ground_correlation", "scene_symmetry"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ParameterError(f"check threshold {name}: must be in [-1, 1], got {getattr(self, name)!r}")
         for name in ("near_similarity", "window_similarity"):

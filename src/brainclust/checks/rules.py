@@ -7,11 +7,13 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   ``foreground_fraction < blank_foreground_fraction``. Both are on the image's own range, so a
   faint but structured slice (some public sets hold 8-bit slices with three grey levels) is
   not blank, and an empty slice of any scale is.
-- ``noise``: not blank, ``structure < noise_structure``, ``neighbour_correlation <
-  noise_correlation`` and ``mode_fraction < noise_mode_fraction``: neighbouring pixels of an anatomical
-  image are strongly correlated and most of its variance survives an 8x8 block average; independent
-  noise keeps ~1/64 of it, and no grey level dominates it. A page of text or a line plot keeps little
-  variance at 8x8 too, but most of its pixels are its background: not noise (``not_mri`` if a reason holds).
+- ``noise``: not blank, ``structure < noise_structure`` and ``neighbour_correlation <
+  noise_correlation``: neighbouring pixels of an anatomical image are strongly correlated and most
+  of its variance survives an 8x8 block average; independent noise keeps ~1/64 of it. Not a picture
+  with a ground: ``mode_fraction >= noise_mode_fraction`` *and* ``neighbour_correlation >=
+  noise_ground_correlation`` (a page of text or a line plot keeps little variance at 8x8 too, but most of
+  its pixels are its ground and its strokes are lines: ``not_mri`` if a reason holds); noise of few levels
+  (low counts, a floor at zero) has a dominant level too, but independent pixels, and stays ``noise``.
 - ``not_mri`` (only when neither blank, noise nor tiny, which explain the image better), any of
   (:func:`not_mri_reasons` names which):
 
@@ -151,8 +153,9 @@ def pixel_flags(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = 
     col = lambda name: v[:, slot(name)]  # noqa: E731
     tiny = np.minimum(col("width"), col("height")) < t.min_side
     blank = (col("mode_fraction") >= t.blank_mode_fraction) | (col("foreground_fraction") < t.blank_foreground_fraction)
-    noise = ~blank & (col("structure") < t.noise_structure) & (col("neighbour_correlation") < t.noise_correlation) & (
-        col("mode_fraction") < t.noise_mode_fraction)
+    corr = col("neighbour_correlation")
+    ground = (col("mode_fraction") >= t.noise_mode_fraction) & (corr >= t.noise_ground_correlation)
+    noise = ~blank & (col("structure") < t.noise_structure) & (corr < t.noise_correlation) & ~ground
     reasons = not_mri_reasons(v, t, sliced)
     not_mri = ~(blank | noise | tiny) & np.logical_or.reduce(list(reasons.values()))
     return {"tiny": tiny, "blank": blank, "noise": noise, "not_mri": not_mri}

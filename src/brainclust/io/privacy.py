@@ -149,6 +149,10 @@ _DATE_WORDS = re.compile(rf"(\b|\d)\d{{0,1}}[\s\-/]?{_MONTH}[\s\-/,]*\d{{2,4}}\b
                          rf"\s+\d{{2,4}}\b|^\s*\d{{4}}\.\d{{1,2}}\.\d{{1,2}}\s*$"
                          rf"|^\s*(\d{{4}}-\d{{1,2}}|\d{{1,2}}/\d{{4}})\s*$", re.IGNORECASE)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
+#: A table value that is a whole phone number: digits with spaces, brackets, dashes or a leading ``+``, seven
+#: digits or more (``+15551234567``, ``800 200 3000``, ``(800) 200-3000``); free text's digit groups
+#: (:func:`~brainclust.io.phitext.digit_groups`, dots too) are looked for as well.
+_PHONE_VALUE = re.compile(r"^\s*\+?[\d\s()\-]*\d[\d\s()\-]*$")
 _MODEL_CHARS = re.compile(r"^[A-Za-z0-9 _\-+./()]{1,64}$")
 _CODE_CHARS = re.compile(r"^[A-Z0-9 _]{1,16}$")
 #: Largest age written as it is (HIPAA safe harbour); older ages are written as this plus one.
@@ -292,7 +296,8 @@ def _value_reason(text: str) -> str | None:
         return "it holds person names (DICOM name format)"
     if _EMAIL.search(text):
         return "it holds e-mail addresses"
-    if digit_groups(text):
+    if digit_groups(text) or (_PHONE_VALUE.match(text) and re.search(r"[\s()+\-]", text.strip())
+                              and sum(c.isdigit() for c in text) >= 7):
         return "it holds phone or social security numbers"
     if _ID_VALUE.match(text.strip()):
         return "it holds identifiers (letters and five digits or more)"
