@@ -35,3 +35,11 @@ def test_a_row_near_but_not_at_a_fitted_row_follows_the_rule():
     cos = np.sum(Y * X[moved], 1) / np.linalg.norm(Y, axis=1) / np.linalg.norm(X[moved], axis=1)
     assert np.all(1 - cos > TWIN_DISTANCE)
     assert np.array_equal(h.predict(Y), rule(h, Y))
+
+
+def test_with_a_metric_that_sees_the_scale_a_twin_is_the_same_point_not_the_same_direction():
+    X = overlapping_blobs(0)
+    h = HierarchicalClusterer(n_clusters=3, linkage="average", metric="euclidean").fit(X)
+    assert np.array_equal(h.predict(X), h.labels_)
+    far = X * 3.0  # the same directions, other points
+    assert np.array_equal(h.predict(far), mean_distance_assign(far, h.X_fit_, h.labels_, "euclidean"))

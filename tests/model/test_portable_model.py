@@ -82,25 +82,37 @@ def test_no_file_of_the_run_folder_but_the_manifest_holds_a_path_of_this_machine
     assert str(setup["weights"]) in (out / "manifest.json").read_text()  # where the paths are kept
 
 
-def _predict(setup, tmp_path, **kw):
-    return pipeline.predict(setup["out"], setup["data"], tmp_path / "pred", cache_dir=str(setup["root"] / "cache"),
-                            workers=0, device="cpu", **kw)
+def _predict(setup, tmp_path, out=None, **kw):
+    return pipeline.predict(out or setup["out"], setup["data"], tmp_path / "pred",
+                            cache_dir=str(setup["root"] / "cache"), workers=0, device="cpu", **kw)
+
+
+def _elsewhere(out: Path, dest: Path) -> Path:
+    """The run folder as another machine gets it: its ``manifest.json`` names a weights path of the first."""
+    shutil.copytree(out, dest)
+    info = json.loads((dest / "manifest.json").read_text())
+    info["backbone"]["weights_path"] = "/elsewhere/venv/my-lite0.pth"
+    (dest / "manifest.json").write_text(json.dumps(info))
+    return dest
 
 
 def test_predict_finds_the_weights_by_name_or_refuses_in_one_line_naming_the_file(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty weights cache
+    res = _predict(setup, tmp_path)  # on the machine of the run: the path its manifest.json names, by SHA-256
+    np.testing.assert_array_equal(res.labels, setup["labels"])
+    moved = _elsewhere(setup["out"], tmp_path / "moved")
     with pytest.raises(WeightsUnavailableError) as err:  # the model folder does not say where the file was
-        _predict(setup, tmp_path)
+        _predict(setup, tmp_path, out=moved)
     said = str(err.value)
     assert "'my-lite0.pth'" in said and "--weights PATH" in said and "\n" not in said
     assert str(setup["weights"].parent) not in said
-    res = _predict(setup, tmp_path, weights=str(setup["weights"]))  # predict --weights
+    res = _predict(setup, tmp_path, out=moved, weights=str(setup["weights"]))  # predict --weights
     np.testing.assert_array_equal(res.labels, setup["labels"])
     with pytest.raises(WeightsUnavailableError, match="is not the weights file the model was saved with"):
-        _predict(setup, tmp_path, weights=str(_own_lite0()))
+        _predict(setup, tmp_path, out=moved, weights=str(_own_lite0()))
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)  # the torch cache, by name
     shutil.copy(setup["weights"], tmp_path / "hub" / "checkpoints" / "my-lite0.pth")
-    res = _predict(setup, tmp_path)
+    res = _predict(setup, tmp_path, out=moved)
     np.testing.assert_array_equal(res.labels, setup["labels"])
     assert res.manifest["backbone"]["weights_path"] == str(tmp_path / "hub" / "checkpoints" / "my-lite0.pth")
 
@@ -124,8 +136,7 @@ def _as_version_2(out: Path, weights_path: str) -> None:
 
 def test_a_version_2_model_folder_with_the_weights_path_still_loads(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    old = tmp_path / "old"
-    shutil.copytree(setup["out"], old)
+    old = _elsewhere(setup["out"], tmp_path / "old")
     _as_version_2(old, str(setup["weights"]))  # the file is still there
     assert BrainClusterModel.load(old).extractor_.weights_.path == str(setup["weights"])
     _as_version_2(old, "/elsewhere/venv/my-lite0.pth")  # moved: looked for by name in the torch cache
@@ -133,9 +144,33 @@ def test_a_version_2_model_folder_with_the_weights_path_still_loads(setup, tmp_p
     shutil.copy(setup["weights"], tmp_path / "hub" / "checkpoints" / "my-lite0.pth")
     assert BrainClusterModel.load(old).extractor_.weights_.path == str(tmp_path / "hub" / "checkpoints" /
                                                                         "my-lite0.pth")
-    (tmp_path / "hub" / "checkpoints" / "my-lite0.pth").unlink()  # nowhere: the backbone's own, by SHA-256
-    with pytest.raises(ModelFileError, match="have changed since the model was saved"):
+    (tmp_path / "hub" / "checkpoints" / "my-lite0.pth").unlink()  # nowhere (the backbone's own has another SHA)
+    with pytest.raises(WeightsUnavailableError, match=r"the weights file 'my-lite0.pth' .* pass --weights PATH"):
         BrainClusterModel.load(old)
+    _as_version_2(old, "C:\\Users\\me\\venv\\my-lite0.pth")  # saved on Windows: looked for by its name
+    shutil.copy(setup["weights"], tmp_path / "hub" / "checkpoints" / "my-lite0.pth")
+    assert BrainClusterModel.load(old).extractor_.weights_.path == str(tmp_path / "hub" / "checkpoints" /
+                                                                        "my-lite0.pth")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/proc/self/mem", "/dev/zero", "/nonexistent/x.pth"])
+def test_a_crafted_model_folder_cannot_make_predict_read_a_system_file(setup, tmp_path, monkeypatch, path):
+    """A version-3 folder names its weights file; a path there is refused before any file is opened, and a
+    version-2 folder's path is read only when it is a regular file outside /proc, /sys and /dev (and used only
+    with the recorded SHA-256)."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    bad = _elsewhere(setup["out"], tmp_path / "bad")
+    info = json.loads((bad / "model" / "config.json").read_text())
+    info["steps"][0]["params"]["weights"] = path
+    (bad / "model" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match="must be a file name"):
+        BrainClusterModel.load(bad)
+    _as_version_2(bad, path)
+    with pytest.raises(WeightsUnavailableError) as err:
+        BrainClusterModel.load(bad)
+    said = str(err.value)
+    assert "\n" not in said and "pass --weights PATH" in said
+    assert ("has another SHA-256" in said) == (path == "/etc/passwd")  # /proc, /dev: never opened
 
 
 def test_a_weights_field_that_is_a_path_is_refused_in_a_version_3_model(setup, tmp_path):

@@ -136,3 +136,19 @@ def test_a_slow_but_whole_request_within_the_deadline_is_answered(capped, monkey
         time.sleep(0.3)  # the answer is read late: the deadline was lifted once the headers came
         answer = read_all(s)
     assert answer.startswith(b"HTTP/1.0 200 ") and b'"title"' in answer
+
+
+def test_a_client_that_resets_mid_request_is_no_traceback(capped, capfd):
+    """The standard library printed a traceback on stderr for a connection reset while reading the request."""
+    import struct
+
+    port = capped.server_address[1]
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /api/meta HTTP/1.0\r\nHost: 127.0.0.1")  # half the headers
+        time.sleep(0.2)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        s.close()
+    time.sleep(0.5)
+    assert meta_status(port) == 200
+    assert "Traceback" not in capfd.readouterr().err

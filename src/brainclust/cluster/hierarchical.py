@@ -86,13 +86,24 @@ def mean_distance_assign(X: np.ndarray, X_fit: np.ndarray, labels: np.ndarray, m
 
             D = cdist(X[s:s + step], X_fit, metric=metric)
         out[s:s + step] = ids[np.argmin(np.stack([D[:, labels == c].mean(axis=1) for c in ids], axis=1), axis=1)]
-        if keep_fitted:  # the nearest fitted row (by the metric), a twin when their cosine distance is ~0
-            near = np.argmin(np.where(labels >= 0, D, np.inf), axis=1)
-            A, B = X[s:s + step], X_fit[near]
-            cos = (A * B).sum(axis=1) / np.maximum(np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1), 1e-300)
-            twin = 1.0 - cos <= TWIN_DISTANCE
-            out[s:s + step][twin] = labels[near[twin]]
+        if keep_fitted:
+            out[s:s + step] = _keep_fitted(out[s:s + step], D, X[s:s + step], X_fit, labels, metric)
     return out
+
+
+def _keep_fitted(assigned: np.ndarray, D: np.ndarray, X: np.ndarray, X_fit: np.ndarray, labels: np.ndarray,
+                 metric: str) -> np.ndarray:
+    """``assigned`` with each row that is a fitted row (its nearest clustered fitted row by ``D`` within cosine
+    distance :data:`TWIN_DISTANCE`, and, for a metric that sees the scale, of the same norm to 1e-6) given that
+    row's label. ``D`` is overwritten (the block is done with it)."""
+    D[:, labels < 0] = np.inf  # rows set apart are never assigned
+    near = np.argmin(D, axis=1)
+    B = X_fit[near]
+    na, nb = np.linalg.norm(X, axis=1), np.linalg.norm(B, axis=1)
+    twin = 1.0 - (X * B).sum(axis=1) / np.maximum(na * nb, 1e-300) <= TWIN_DISTANCE
+    if metric != "cosine":
+        twin &= np.abs(na - nb) <= 1e-6 * np.maximum(na, nb)
+    return np.where(twin, labels[near], assigned)
 
 
 def tree_leaf_labels(labels: np.ndarray, micro_of: np.ndarray | None = None) -> np.ndarray:

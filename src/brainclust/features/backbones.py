@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Pass as ``weights`` to build a backbone with random weights (tests, speed benchmarks).
 RANDOM_WEIGHTS = "random"
+#: The ``sha256`` of the weights of a backbone without any (pixels, HOG, histogram).
+NO_WEIGHTS = "none"
 
 
 @dataclass(frozen=True)
@@ -418,7 +420,7 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
     if spec.array_fn is not None:
         if weights is not None:
             raise ParameterError(f"--weights: backbone '{name}' has no weights, got '{weights}'")
-        return spec, ResolvedWeights(None, "none")
+        return spec, ResolvedWeights(None, NO_WEIGHTS)
     if weights == RANDOM_WEIGHTS:
         log.warning("%s: using RANDOM weights; features are not meaningful for clustering", name)
         return spec, ResolvedWeights(None, RANDOM_WEIGHTS)

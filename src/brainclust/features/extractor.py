@@ -385,7 +385,8 @@ class FeatureExtractor(TransformerMixin, Step):
         """
         params, source = dict(entry["params"]), entry.get("source", "model config")
         params["weights"] = weights_to_load(params.get("weights"), entry.get("state") or {},
-                                            entry.get("weights_given"), source)
+                                            entry.get("weights_given"), source, legacy=entry.get("legacy", False),
+                                            beside=entry.get("weights_beside"))
         ex = cls(**{**params, **(runtime or {})}).fit()
         check_fitted_as_saved(ex, entry.get("state") or {}, source)
         return ex

@@ -9,22 +9,24 @@ the run was given; the SHA-256 of the weights is in the manifest's ``backbone.we
 1. ``predict --weights PATH``: that file, which must have the recorded SHA-256;
 2. the backbone's own weights: resolved as at the run (bundled, or Inception V3's torch cache), and checked by
    SHA-256 once the extractor is fitted (:func:`brainclust.features.extraction.check_fitted_as_saved`);
-3. a file the run was given: the file of that name in the weights cache (:func:`weights_cache`, torch's
-   ``hub/checkpoints``, where torchvision keeps Inception V3's) or the backbone's own file, whichever has the
-   recorded SHA-256.
+3. a file the run was given: the first with the recorded SHA-256 of the path the run folder's ``manifest.json``
+   names (``predict`` on the machine of the run), the file of that name in the weights cache (:func:`weights_cache`,
+   torch's ``hub/checkpoints``, where torchvision keeps Inception V3's) and the backbone's own file.
 
 Otherwise one line names the file and what to pass (:class:`~brainclust.errors.WeightsUnavailableError`). A model
-saved before version 3 of the manifest recorded the absolute path: the file there is used when it still exists,
-else it is looked for as in 3, else the backbone's own weights are tried (checked by SHA-256), as those models did.
+saved before version 3 of the manifest recorded the path (of this system or of Windows): that path is looked at
+first, then as in 3. Only regular files outside ``/proc``, ``/sys`` and ``/dev`` are read (hashed), since the paths
+come from a folder that may be crafted, and only one with the recorded SHA-256 is loaded.
 """
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from brainclust.errors import ModelFileError, WeightsUnavailableError
-from brainclust.features.backbones import RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
+from brainclust.errors import ModelFileError, ParameterError, WeightsUnavailableError
+from brainclust.features.backbones import NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
 from brainclust.io.atomic import file_sha256
 
 
@@ -58,49 +60,73 @@ def _file_name(recorded, source: str) -> str:
     return recorded
 
 
+def _sha256_of(path: Path) -> str | None:
+    """The SHA-256 of a regular file outside ``/proc``, ``/sys`` and ``/dev`` (a path named by an untrusted folder
+    is never a device or a kernel file to read), ``None`` when it is not one or cannot be read."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode) or path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):
+            return None
+        return file_sha256(path)
+    except (OSError, RuntimeError):  # RuntimeError: a link loop
+        return None
+
+
 def _given(path: str, sha256: str, source: str) -> str:
     """``predict --weights PATH``: the file, when it has the SHA-256 the model was saved with."""
     p = Path(path)
-    if not p.is_file():
-        raise WeightsUnavailableError(f"--weights: file '{path}' " + (
-            "is not a regular file" if p.exists() else "does not exist"))
-    digest = file_sha256(p)
+    digest = _sha256_of(p)
+    if digest is None:
+        raise WeightsUnavailableError(f"--weights: '{path}' " + (
+            "is not a readable regular file" if p.exists() else "does not exist"))
     if digest != sha256:
         raise WeightsUnavailableError(f"--weights: '{path}' is not the weights file the model was saved with (its "
                                       f"SHA-256 {digest[:12]} is not {sha256[:12]}, recorded in {source})")
     return str(p.resolve())
 
 
-def _candidates(name: str, backbone: str) -> list[Path]:
-    found = [weights_cache() / name]
-    spec = REGISTRY.get(backbone)
-    own = spec.default_weights() if spec is not None else None  # never downloads: None when not on this machine
-    return found + ([Path(own)] if own is not None else [])
+def _legacy_name(recorded: str) -> str:
+    """The file name of a path a model saved before version 3 recorded (on this system or on Windows)."""
+    return (PureWindowsPath(recorded) if "\\" in recorded else PurePosixPath(recorded)).name
 
 
-def weights_to_load(recorded, state: Mapping, given: str | None, source: str) -> str | None:
+def weights_to_load(recorded, state: Mapping, given: str | None, source: str, *, legacy: bool = False,
+                    beside: str | None = None) -> str | None:
     """The ``weights`` to rebuild a saved extractor with (see the module docstring): ``recorded`` is the step's
     ``params.weights``, ``state`` the manifest's ``backbone`` (``name``, ``weights_sha256``), ``given`` the
-    ``--weights`` of ``predict`` (or ``None``), ``source`` names the manifest for the messages."""
+    ``--weights`` of ``predict`` (or ``None``), ``source`` names the manifest for the messages; ``legacy``: the
+    manifest is older than version 3 (``recorded`` may be a path); ``beside``: the weights path the run folder's
+    ``manifest.json`` names (the run's own machine), one more place to look. Every file found is used only with
+    the recorded SHA-256."""
     sha, backbone = state.get("weights_sha256"), str(state.get("name") or "")
-    if recorded == RANDOM_WEIGHTS or not _is_digest(sha):  # random or no weights: the extractor refuses a file
-        return given if given is not None else recorded
+    if recorded == RANDOM_WEIGHTS or sha in (RANDOM_WEIGHTS, NO_WEIGHTS):
+        if given is not None:
+            raise ParameterError(f"--weights: the model's backbone '{backbone}' " + (
+                "has no weights" if sha == NO_WEIGHTS else "has random weights (a test model)") +
+                "; it takes no weights file")
+        return recorded
+    if not _is_digest(sha):
+        raise ModelFileError(f"{source}: field 'backbone.weights_sha256' must be a SHA-256 (64 hex digits), got "
+                             f"{sha!r:.80}")
     if given is not None:
         return _given(given, sha, source)
     if recorded is None:
         return None
-    legacy = isinstance(recorded, str) and Path(recorded).is_absolute()  # saved before version 3: a path
-    if legacy and Path(recorded).is_file():
-        return recorded
-    name = Path(recorded).name if legacy else _file_name(recorded, source)
+    if legacy and isinstance(recorded, str) and recorded:
+        name, places = _legacy_name(recorded), [Path(recorded)] if Path(recorded).is_absolute() else []
+    else:
+        name, places = _file_name(recorded, source), []
+    places += [Path(beside)] if isinstance(beside, str) and Path(beside).is_absolute() else []
+    places.append(weights_cache() / name)
+    spec = REGISTRY.get(backbone)
+    own = spec.default_weights() if spec is not None else None  # never downloads: None when not on this machine
+    places += [Path(own)] if own is not None else []
     other = None
-    for path in _candidates(name, backbone):
-        if path.is_file():
-            if file_sha256(path) == sha:
-                return str(path)
-            other = other or (path if path.name == name else None)  # a file of that name, not these weights
-    if legacy:
-        return None  # as such models did: the backbone's own weights, checked by SHA-256 once fitted
+    for path in places:
+        digest = _sha256_of(path)
+        if digest == sha:
+            return str(path)
+        if digest is not None and path.name == name:
+            other = other or path  # a file of that name, not these weights
     why = f" ('{other}' has another SHA-256)" if other is not None else ""
     raise WeightsUnavailableError(
         f"{source}: the weights file '{name}' of backbone '{backbone}' (SHA-256 {sha[:12]}) is not on this "

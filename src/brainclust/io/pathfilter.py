@@ -116,12 +116,13 @@ def glob_list(value, option: str) -> tuple[str, ...]:
     flag: ``include="*.png"``), a list or tuple its patterns, ``None`` none."""
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, (bytes, bytearray)):
-        raise ParameterError(f"{option}: expected a pattern or a list of patterns, got bytes {value!r:.80}")
     try:
-        return tuple(value or ())
+        patterns = tuple(value or ())
     except TypeError:
         raise ParameterError(f"{option}: expected a pattern or a list of patterns, got {value!r:.80}") from None
+    if isinstance(value, (bytes, bytearray)) or any(isinstance(p, (bytes, bytearray)) for p in patterns):
+        raise ParameterError(f"{option}: expected a pattern or a list of patterns, got bytes {value!r:.80}")
+    return patterns
 
 
 class PathFilter:

@@ -63,7 +63,8 @@ def list_value(option: "Option", value):
     when it has no parser); a list becomes a tuple; ``None`` stays."""
     if option.repeat:  # one pattern per flag (--include, --exclude-files): the scan's own rule
         return glob_list(value, option.flag)
-    if isinstance(value, (bytes, bytearray)):
+    if isinstance(value, (bytes, bytearray)) or (isinstance(value, (list, tuple)) and any(
+            isinstance(v, (bytes, bytearray)) for v in value)):
         raise ParameterError(f"{option.flag}: expected a list or a string, got bytes {value!r:.80}")
     if isinstance(value, str):
         try:

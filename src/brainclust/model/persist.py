@@ -29,7 +29,7 @@ from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.fusion import FusedExtractor, is_fused
 from brainclust.features.unitpool import UnitPool
 from brainclust.io.modelconfig import check_model_files, read_model_manifest, write_model_manifest
-from brainclust.io.outputs import MODEL_FILES, RunFolder
+from brainclust.io.outputs import MODEL_FILES, RunFolder, read_json
 from brainclust.model.steering import RemoveStep, WithinStep
 from brainclust.selfsup.stage import SelfSupervisedStep
 
@@ -40,9 +40,6 @@ STEP_CLASSES = {c.__name__: c for c in (FeatureExtractor, FusedExtractor, DataCh
 #: Extractor parameters a ``predict`` call may change: how features are computed, never what they are
 #: (``device``: a model trained on a GPU is applied on a CPU-only machine, and the other way round).
 RUNTIME_PARAMS = ("batch_size", "num_workers", "cache_dir", "progress", "device")
-#: What else ``runtime`` may say: ``weights``, where this machine keeps the weights file the model names (``predict
-#: --weights``; checked by SHA-256, so it never changes the features: :mod:`brainclust.features.weightsfile`).
-RUNTIME_FILES = ("weights",)
 
 
 def save_steps(steps: list, folder, settings: dict) -> None:
@@ -190,8 +187,9 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     """``(fitted steps, manifest)`` of the run folder ``model_dir`` (its ``model/``); see the module docstring.
 
     ``runtime``: extractor parameters of :data:`RUNTIME_PARAMS` for this use (``None``: the default); the
-    values saved in the folder are never used; ``weights`` (:data:`RUNTIME_FILES`): the weights file the model
-    names, when it is elsewhere on this machine.
+    values saved in the folder are never used; ``weights``: where this machine keeps the weights file the model
+    names (``predict --weights``; checked by SHA-256, so it never changes the features:
+    :mod:`brainclust.features.weightsfile`).
     """
     folder = RunFolder(model_dir)
     info, version = read_model_manifest(model_dir)
@@ -224,5 +222,16 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
                              f"'{info['backbone']['name']}' but the extractor step says '{params.get('backbone')}'")
     steps["extractor"] = cls.load_step(folder.model, {"params": params, "state": info["backbone"],
                                                       "source": f"model config '{folder.model_config}'",
-                                                      "weights_given": given}, runtime)
+                                                      "weights_given": given, "legacy": version < 3,
+                                                      "weights_beside": run_weights_path(folder)}, runtime)
     return [(e["name"], steps[e["name"]]) for e in entries], info
+
+
+def run_weights_path(folder: RunFolder) -> str | None:
+    """The weights path the run folder's ``manifest.json`` names (the machine of the run; untrusted, used only
+    with the model's SHA-256), or ``None``."""
+    try:
+        path = (read_json(folder.manifest).get("backbone") or {}).get("weights_path")
+    except (ModelFileError, AttributeError):
+        return None
+    return path if isinstance(path, str) else None

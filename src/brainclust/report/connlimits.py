@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import sys
 import threading
 import time
 
@@ -61,6 +62,15 @@ class CappedThreadingMixIn:
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
+
+    def handle_error(self, request, client_address):
+        """A client that resets or drops its connection, or misses the deadline, is a debug line (not the
+        standard library's traceback on stderr); anything else is logged with its traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("view: %s: connection closed (%s)", client_address[0], type(exc).__name__)
+        else:
+            log.exception("view: error while serving %s", client_address[0])
 
     def refuse(self, request, client_address) -> None:
         """Answer :attr:`busy` without waiting on the client, then close (what it sent already is read first, so
