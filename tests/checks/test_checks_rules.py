@@ -72,7 +72,8 @@ def test_noise_images_are_noise_and_nothing_else(tmp_path, kind):
 
 def test_tiny_images_are_tiny_and_not_called_not_mri(tmp_path):
     rng = np.random.default_rng(0)
-    assert "tiny" in flags_of(save(tmp_path / "t.png", rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)))
+    assert flags_of(save(tmp_path / "t.png", rng.integers(0, 255, (10, 10, 3), dtype=np.uint8))) == {"tiny"}
+    assert flags_of(save(tmp_path / "t1.png", rng.integers(0, 255, (30, 24), dtype=np.uint8))) == {"tiny"}  # not noise
     assert flags_of(save(tmp_path / "t2.png", head_slice(0, 160).copy()[::8, ::8])) == {"tiny"}
 
 

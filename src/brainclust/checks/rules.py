@@ -7,7 +7,8 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   ``foreground_fraction < blank_foreground_fraction``. Both are on the image's own range, so a
   faint but structured slice (some public sets hold 8-bit slices with three grey levels) is
   not blank, and an empty slice of any scale is.
-- ``noise``: not blank, ``structure < noise_structure`` and ``neighbour_correlation <
+- ``noise``: not blank nor tiny (an 8x8 block average says little about a few blocks), ``structure <
+  noise_structure`` and ``neighbour_correlation <
   noise_correlation``: neighbouring pixels of an anatomical image are strongly correlated and most
   of its variance survives an 8x8 block average; independent noise keeps ~1/64 of it. Not a picture
   with a ground: ``mode_fraction >= noise_mode_fraction`` *and* ``neighbour_correlation >=
@@ -155,7 +156,7 @@ def pixel_flags(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = 
     blank = (col("mode_fraction") >= t.blank_mode_fraction) | (col("foreground_fraction") < t.blank_foreground_fraction)
     corr = col("neighbour_correlation")
     ground = (col("mode_fraction") >= t.noise_mode_fraction) & (corr >= t.noise_ground_correlation)
-    noise = ~blank & (col("structure") < t.noise_structure) & (corr < t.noise_correlation) & ~ground
+    noise = ~(blank | tiny) & (col("structure") < t.noise_structure) & (corr < t.noise_correlation) & ~ground
     reasons = not_mri_reasons(v, t, sliced)
     not_mri = ~(blank | noise | tiny) & np.logical_or.reduce(list(reasons.values()))
     return {"tiny": tiny, "blank": blank, "noise": noise, "not_mri": not_mri}
