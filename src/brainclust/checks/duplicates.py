@@ -9,8 +9,8 @@
   projected to 128 principal components, queried with every flip and the
   centred crops of :data:`~brainclust.checks.nearcode.SEARCH_CROPS`; each candidate that can reach the
   threshold (:func:`upper_bounds`, from the dense searches on) is then verified on the full codes. A
-  candidate that falls short but whose sizes allow one image to be a pixel window of the other (a one-sided crop) is given to ``windows``
-  (:func:`brainclust.checks.windows.window_similarity`), and kept at
+  candidate that falls short but whose sizes allow one image to be a pixel window of the other (a one-sided
+  crop) is given to ``windows`` (:func:`brainclust.checks.windows.window_similarity`), and kept at
   ``Thresholds.window_similarity``.
 - **Groups**: in scan order, an image with a verified pair to an earlier group head
   joins that head (the most similar one), else the group of a direct member it pairs with,
