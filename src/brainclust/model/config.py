@@ -58,7 +58,8 @@ class RunConfig:
                          "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters (docs/performance.md): "
                          "bf16 needs native bf16 (AMX, AVX512-BF16; refused elsewhere) and runs with OpenVINO (torch "
                          "autocast without OpenVINO); int8 = OpenVINO with NNCF post-training quantisation "
-                         "calibrated on --calibration-size of the run's own images (pip install 'brainclust[openvino]')", EXTRACTION, choices=PRECISIONS)
+                         "calibrated on --calibration-size of the run's own images (pip install "
+                         "'brainclust[openvino]')", EXTRACTION, choices=PRECISIONS)
     runtime: str = opt("auto", "--runtime", "where the network runs: onnx = ONNX Runtime on CPU (exported once "
                        "into the cache folder), openvino = OpenVINO on CPU (converted once, cached; needs "
                        "brainclust[openvino]), torch = PyTorch; auto = onnx on CPU in fp32, OpenVINO for bf16 on CPUs "
