@@ -16,7 +16,7 @@ import torch
 
 from brainclust import pipeline
 from brainclust.errors import ModelFileError, WeightsUnavailableError
-from brainclust.features import backbones
+from brainclust.features import backbones, weightsfile
 from brainclust.model.composite import BrainClusterModel
 
 from conftest import two_group_images
@@ -153,12 +153,19 @@ def test_a_version_2_model_folder_with_the_weights_path_still_loads(setup, tmp_p
                                                                         "my-lite0.pth")
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "/proc/self/mem", "/dev/zero", "/nonexistent/x.pth"])
+@pytest.mark.parametrize("path", ["/etc/passwd", "/proc/version", "/proc/self/mem", "/dev/zero", "/nonexistent/x.pth",
+                                  "link-to-proc"])
 def test_a_crafted_model_folder_cannot_make_predict_read_a_system_file(setup, tmp_path, monkeypatch, path):
     """A version-3 folder names its weights file; a path there is refused before any file is opened, and a
     version-2 folder's path is read only when it is a regular file outside /proc, /sys and /dev (and used only
     with the recorded SHA-256)."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    read = []
+    real = weightsfile.file_sha256
+    monkeypatch.setattr(weightsfile, "file_sha256", lambda p: read.append(str(p)) or real(p))
+    if path == "link-to-proc":  # a regular-looking path that leads into /proc
+        path = str(tmp_path / "my-lite0.pth")
+        Path(path).symlink_to("/proc/version")
     bad = _elsewhere(setup["out"], tmp_path / "bad")
     info = json.loads((bad / "model" / "config.json").read_text())
     info["steps"][0]["params"]["weights"] = path
@@ -170,7 +177,19 @@ def test_a_crafted_model_folder_cannot_make_predict_read_a_system_file(setup, tm
         BrainClusterModel.load(bad)
     said = str(err.value)
     assert "\n" not in said and "pass --weights PATH" in said
-    assert ("has another SHA-256" in said) == (path == "/etc/passwd")  # /proc, /dev: never opened
+    assert ("has another SHA-256" in said) == (path == "/etc/passwd")
+    others = [p for p in read if p != str(_own_lite0())]  # the backbone's own file is a candidate too
+    assert others == (["/etc/passwd"] if path == "/etc/passwd" else [])  # /proc, /dev, links into them: never read
+
+
+def test_a_nul_in_the_run_manifests_weights_path_is_ignored(setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    bad = _elsewhere(setup["out"], tmp_path / "bad")
+    info = json.loads((bad / "manifest.json").read_text())
+    info["backbone"]["weights_path"] = "/tmp/a\x00b"
+    (bad / "manifest.json").write_text(json.dumps(info))
+    with pytest.raises(WeightsUnavailableError, match="pass --weights PATH"):  # one line, not a ValueError
+        BrainClusterModel.load(bad)
 
 
 def test_a_weights_field_that_is_a_path_is_refused_in_a_version_3_model(setup, tmp_path):

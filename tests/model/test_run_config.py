@@ -179,10 +179,13 @@ def test_a_string_for_a_list_setting_is_read_as_after_its_flag(settings, expecte
     ({"exclude": "duplicates"}, r"^--exclude: unknown flag 'duplicates'; the flags are duplicate, "),
     ({"clip_percentiles": "1"}, r"^--clip: expected LOW,HIGH percentiles"),
     ({"include": 5}, r"^--include: expected a pattern or a list of patterns, got 5$"),  # the scan's rule
-    ({"exclude": b"duplicate"}, r"^--exclude: expected a list or a string, got bytes b'duplicate'$"),  # not its bytes
-    ({"exclude": [b"duplicate"]}, r"^--exclude: expected a list or a string, got bytes \[b'duplicate'\]$"),
-    ({"include": b"*.png"}, r"^--include: expected a pattern or a list of patterns, got bytes b'\*\.png'$"),
-    ({"include": [b"*.png"]}, r"^--include: expected a pattern or a list of patterns, got bytes \[b'\*\.png'\]$"),
+    ({"exclude": b"duplicate"}, r"^--exclude: expected a string or a list of values, got b'duplicate'$"),  # not bytes
+    ({"exclude": [b"duplicate"]}, r"^--exclude: expected a string or a list of values, got \[b'duplicate'\]$"),
+    ({"exclude": [["duplicate"]]}, r"^--exclude: expected a string or a list of values, got \[\['duplicate'\]\]$"),
+    ({"exclude": [None]}, r"^--exclude: expected a string or a list of values, got \[None\]$"),
+    ({"include": b"*.png"}, r"^--include: expected a pattern or a list of patterns \(strings\), got b'\*\.png'$"),
+    ({"include": [b"*.png"]}, r"^--include: expected a pattern or a list of patterns \(strings\), got \[b'"),
+    ({"include": [5]}, r"^--include: expected a pattern or a list of patterns \(strings\), got \[5\]$"),
 ])
 def test_a_bad_list_setting_is_one_line_naming_its_option(settings, message):
     with pytest.raises(ParameterError, match=message):

@@ -15,8 +15,10 @@ the run was given; the SHA-256 of the weights is in the manifest's ``backbone.we
 
 Otherwise one line names the file and what to pass (:class:`~brainclust.errors.WeightsUnavailableError`). A model
 saved before version 3 of the manifest recorded the path (of this system or of Windows): that path is looked at
-first, then as in 3. Only regular files outside ``/proc``, ``/sys`` and ``/dev`` are read (hashed), since the paths
-come from a folder that may be crafted, and only one with the recorded SHA-256 is loaded.
+first, then as in 3, and when the backbone's own weights are not on this machine they are fetched as at the run
+(Inception V3's download) and checked by SHA-256, as those models did. Only regular files of at most
+:data:`MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev`` are read (hashed), since the paths come from a
+folder that may be crafted, and only one with the recorded SHA-256 is loaded.
 """
 
 from __future__ import annotations
@@ -60,14 +62,21 @@ def _file_name(recorded, source: str) -> str:
     return recorded
 
 
+#: Largest weights file hashed (Inception V3's is 104 MB): a crafted folder may name a huge file.
+MAX_WEIGHTS_BYTES = 4 << 30
+
+
 def _sha256_of(path: Path) -> str | None:
-    """The SHA-256 of a regular file outside ``/proc``, ``/sys`` and ``/dev`` (a path named by an untrusted folder
-    is never a device or a kernel file to read), ``None`` when it is not one or cannot be read."""
+    """The SHA-256 of a regular file of at most :data:`MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev``
+    (a path named by an untrusted folder is never a device or a kernel file to read), ``None`` when it is not one
+    or cannot be read."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode) or path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        st = path.stat()
+        if (not stat.S_ISREG(st.st_mode) or st.st_size > MAX_WEIGHTS_BYTES
+                or path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",))):
             return None
         return file_sha256(path)
-    except (OSError, RuntimeError):  # RuntimeError: a link loop
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a link loop; ValueError: a NUL in the path
         return None
 
 
@@ -127,6 +136,8 @@ def weights_to_load(recorded, state: Mapping, given: str | None, source: str, *,
             return str(path)
         if digest is not None and path.name == name:
             other = other or path  # a file of that name, not these weights
+    if legacy and own is None:  # as those models did: the backbone's own weights, fetched as at the run (Inception
+        return None             # V3's download) and checked by SHA-256 once fitted
     why = f" ('{other}' has another SHA-256)" if other is not None else ""
     raise WeightsUnavailableError(
         f"{source}: the weights file '{name}' of backbone '{backbone}' (SHA-256 {sha[:12]}) is not on this "

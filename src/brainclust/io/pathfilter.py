@@ -120,8 +120,8 @@ def glob_list(value, option: str) -> tuple[str, ...]:
         patterns = tuple(value or ())
     except TypeError:
         raise ParameterError(f"{option}: expected a pattern or a list of patterns, got {value!r:.80}") from None
-    if isinstance(value, (bytes, bytearray)) or any(isinstance(p, (bytes, bytearray)) for p in patterns):
-        raise ParameterError(f"{option}: expected a pattern or a list of patterns, got bytes {value!r:.80}")
+    if isinstance(value, (bytes, bytearray, memoryview)) or not all(isinstance(p, str) for p in patterns):
+        raise ParameterError(f"{option}: expected a pattern or a list of patterns (strings), got {value!r:.80}")
     return patterns
 
 

@@ -63,9 +63,9 @@ def list_value(option: "Option", value):
     when it has no parser); a list becomes a tuple; ``None`` stays."""
     if option.repeat:  # one pattern per flag (--include, --exclude-files): the scan's own rule
         return glob_list(value, option.flag)
-    if isinstance(value, (bytes, bytearray)) or (isinstance(value, (list, tuple)) and any(
-            isinstance(v, (bytes, bytearray)) for v in value)):
-        raise ParameterError(f"{option.flag}: expected a list or a string, got bytes {value!r:.80}")
+    if isinstance(value, (bytes, bytearray, memoryview)) or (isinstance(value, (list, tuple)) and any(
+            v is None or isinstance(v, (bytes, bytearray, memoryview, list, tuple, dict, set)) for v in value)):
+        raise ParameterError(f"{option.flag}: expected a string or a list of values, got {value!r:.80}")
     if isinstance(value, str):
         try:
             return option.parse(value) if option.parse else parse_views(value)

@@ -234,4 +234,4 @@ def run_weights_path(folder: RunFolder) -> str | None:
         path = (read_json(folder.manifest).get("backbone") or {}).get("weights_path")
     except (ModelFileError, AttributeError):
         return None
-    return path if isinstance(path, str) else None
+    return path if isinstance(path, str) and "\x00" not in path else None
