@@ -8,7 +8,7 @@ photographs, generated documents and screenshots (not_mri), constant and almost-
 flag, precision and recall, and how many flagged images were duplicates already present in the
 real data ("natural": measured by checking the real images alone first).
 
-Three plantings:
+Four plantings:
   --planting dev       seed 0, scikit-image's photographs: the one the rules were looked at on;
   --planting heldout   seed 1, other photographs (scikit-learn's, matplotlib's, scikit-image's
                        motorcycle pair), other MRI samples and transforms: the one reported

@@ -15,6 +15,8 @@ from brainclust.errors import ParameterError
 
 #: The fixed vocabulary, in the order flags are written in ``quality.csv``'s ``flags`` column.
 FLAGS = ("duplicate", "near_duplicate", "not_mri", "blank", "noise", "tiny", "non_image_dicom", "outlier")
+#: The flags of the pixel rules: an image with one of them is explained (never also an ``outlier``).
+PIXEL_FLAGS = frozenset({"not_mri", "blank", "noise", "tiny"})
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from brainclust.checks import nearcode
 from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
-from brainclust.checks.flags import Thresholds
+from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
 from brainclust.checks.likeness import BACKBONE as LIKENESS_BACKBONE, likeness_scores, revise_not_mri
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
@@ -190,7 +190,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
                 f.add("duplicate")
             elif groups.near[i]:
                 f.add("near_duplicate")
-            if outlier[i] and not (f & {"blank", "noise", "tiny", "not_mri"}):
+            if outlier[i] and not f & PIXEL_FLAGS:
                 f.add("outlier")
         if reasons[i]:
             f.add("non_image_dicom")

@@ -28,7 +28,7 @@ import numpy as np
 
 from brainclust.checks.descriptors import slot
 from brainclust.checks.fitted import FIT_SPLITS, FITTED_PREFIX
-from brainclust.checks.flags import FLAGS, join_flags
+from brainclust.checks.flags import FLAGS, PIXEL_FLAGS, join_flags
 from brainclust.io.atomic import atomic_write_csv
 from brainclust.io.outputs import LEAKAGE_COLUMNS, LEAKAGE_FILE, QUALITY_COLUMNS, QUALITY_FILE, escape_name
 from brainclust.io.outputs import QUALITY_SCORE_COLUMNS as SCORE_COLUMNS
@@ -124,8 +124,8 @@ def few_levels(result) -> int:
     posterised slices (every score on them is a score on masks). Said in the summary, never a flag: real
     8-bit files can hold so few levels (docs/checks.md)."""
     levels = result.descriptors.vectors[:, slot("grey_levels")]
-    return sum(1 for i, fl in enumerate(result.flags) if i not in result.descriptors.failed and not fl & {
-        "blank", "tiny", "noise", "not_mri"} and levels[i] <= result.thresholds.label_levels)
+    return sum(1 for i, fl in enumerate(result.flags) if i not in result.descriptors.failed and not fl & PIXEL_FLAGS
+               and levels[i] <= result.thresholds.label_levels)
 
 
 def galleries(result, limit: int = 48) -> dict[str, list]:

@@ -98,11 +98,13 @@ def _keep_fitted(assigned: np.ndarray, D: np.ndarray, X: np.ndarray, X_fit: np.n
     row's label. ``D`` is overwritten (the block is done with it)."""
     D[:, labels < 0] = np.inf  # rows set apart are never assigned
     near = np.argmin(D, axis=1)
-    B = X_fit[near]
-    na, nb = np.linalg.norm(X, axis=1), np.linalg.norm(B, axis=1)
-    twin = 1.0 - (X * B).sum(axis=1) / np.maximum(na * nb, 1e-300) <= TWIN_DISTANCE
-    if metric != "cosine":
-        twin &= np.abs(na - nb) <= 1e-6 * np.maximum(na, nb)
+    if metric == "cosine":  # D is the cosine distance already
+        twin = D[np.arange(len(D)), near] <= TWIN_DISTANCE
+    else:
+        B = X_fit[near]
+        na, nb = np.linalg.norm(X, axis=1), np.linalg.norm(B, axis=1)
+        twin = (1.0 - (X * B).sum(axis=1) / np.maximum(na * nb, 1e-300) <= TWIN_DISTANCE) & (
+            np.abs(na - nb) <= 1e-6 * np.maximum(na, nb))
     return np.where(twin, labels[near], assigned)
 
 

@@ -160,7 +160,7 @@ class FinetuneSSL(SelfSupervisedHead):
         if state is None:
             self.spec_, self.weights_res_ = backbones.resolve(self.backbone, self.weights)
         else:
-            self.spec_ = backbones.REGISTRY.get(self.backbone) or backbones.resolve(self.backbone)[0]
+            self.spec_ = backbones.REGISTRY[self.backbone]  # a saved model names a registered backbone (load checks)
         if self.spec_.builder is None:
             raise InputError(f"--ssl-mode finetune: backbone '{self.spec_.name}' is not a network")
         with torch.random.fork_rng(devices=[]):
