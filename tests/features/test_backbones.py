@@ -1,6 +1,7 @@
 """Backbone registry: resolution rules, weights files, offline errors."""
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,33 @@ def test_missing_and_wrong_weights_files(tmp_path):
     junk.write_text("not a checkpoint")
     spec, weights = backbones.resolve("efficientnet_lite0", str(junk))
     with pytest.raises(WeightsUnavailableError, match="cannot load|not a PyTorch state dict"):
+        backbones.build(spec, weights)
+
+
+def test_the_weights_loaded_are_the_weights_hashed(tmp_path):
+    """A file replaced between resolve (which hashes it for the cache key and the manifest) and build is refused:
+    build loads the bytes it hashed again, never the path a second time."""
+    good = tmp_path / "w.pth"
+    torch.save(backbones.build(*backbones.resolve("efficientnet_lite0", backbones.RANDOM_WEIGHTS)).net.state_dict(),
+               good)
+    spec, weights = backbones.resolve("efficientnet_lite0", str(good))
+    assert backbones.build(spec, weights) is not None
+    torch.save({"other": torch.zeros(1)}, good)  # swapped after the check
+    with pytest.raises(WeightsUnavailableError, match="changed since it was checked"):
+        backbones.build(spec, weights)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_put_in_place_of_the_weights_is_refused_not_waited_on(tmp_path):
+    good = tmp_path / "w.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, good)
+    spec, weights = backbones.resolve("efficientnet_lite0", str(good))
+    good.unlink()
+    os.mkfifo(good)  # nobody writes to it: a blocking open would hang the run
+    with pytest.raises(WeightsUnavailableError, match="no longer a regular file"):
+        backbones.build(spec, weights)
+    good.unlink()
+    with pytest.raises(WeightsUnavailableError, match="cannot be read"):
         backbones.build(spec, weights)
 
 

@@ -29,9 +29,12 @@ Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
+import os
 import pickle
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +65,7 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     dim: int
-    builder: Callable[[str | None], "nn.Module"] | None
+    builder: Callable[["ResolvedWeights | None"], "nn.Module"] | None
     default_weights: Callable[[], Path | None]
     #: For backbones that are not networks (pixels, HOG): pre-processed 2-D image -> (dim,) vector,
     #: computed in the DataLoader workers. ``None`` for CNNs.
@@ -79,11 +82,41 @@ class ResolvedWeights:
     sha256: str
 
 
-def _load_state_dict(path: str, backbone: str) -> dict:
+#: Largest weights file read (Inception V3's is 104 MB): a crafted folder or a slip may name a huge file.
+MAX_WEIGHTS_BYTES = 4 << 30
+
+
+def _read_checked(weights: ResolvedWeights) -> io.BytesIO:
+    """The weights file's bytes, read once and checked against the SHA-256 :func:`resolve` recorded: the bytes
+    loaded are the bytes hashed. A file changed since, or a FIFO or device put in its place, is refused in one line,
+    never waited on (opened non-blocking, checked to be a regular file on the open descriptor)."""
+    path = weights.path
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = getattr(exc, "strerror", None) or exc
+        raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({why})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise WeightsUnavailableError(f"weights file '{path}': no longer a regular file")
+        if st.st_size > MAX_WEIGHTS_BYTES:
+            raise WeightsUnavailableError(f"weights file '{path}': {st.st_size / 2**30:.1f} GiB, larger than any "
+                                          f"weights file ({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
+        data = fh.read()
+    if hashlib.sha256(data).hexdigest() != weights.sha256:
+        raise WeightsUnavailableError(f"weights file '{path}': changed since it was checked (its SHA-256 is no "
+                                      f"longer {weights.sha256[:12]}); run again")
+    return io.BytesIO(data)
+
+
+def _load_state_dict(weights: ResolvedWeights, backbone: str) -> dict:
     import torch
 
+    path = weights.path
+    data = _read_checked(weights)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(data, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         said = str(exc).lower()  # torch >= 2.4 names an "unsupported global", older ones an "unsupported class"
         if "unsupported global" not in said and "unsupported class" not in said:  # not a checkpoint at all
@@ -145,7 +178,7 @@ def _inception_download() -> Path:
     return cached
 
 
-def _build_inception(weights: str | None) -> "nn.Module":
+def _build_inception(weights: ResolvedWeights | None) -> "nn.Module":
     import torch.nn as nn
     from torchvision.models import inception_v3
 
@@ -158,7 +191,7 @@ def _build_inception(weights: str | None) -> "nn.Module":
         missing = [k for k in missing if not k.startswith("AuxLogits.")]
         if missing or unexpected:
             raise WeightsUnavailableError(
-                f"weights file '{weights}': not an inception_v3 state dict "
+                f"weights file '{weights.path}': not an inception_v3 state dict "
                 f"({len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, "
                 f"e.g. {unexpected[:2]})")
     model.AuxLogits = None
@@ -178,7 +211,7 @@ def _lite0_file() -> Path | None:
     return p if p.is_file() else None
 
 
-def _build_lite0(weights: str | None) -> "nn.Module":
+def _build_lite0(weights: ResolvedWeights | None) -> "nn.Module":
     import torch.nn as nn
 
     try:
@@ -193,7 +226,7 @@ def _build_lite0(weights: str | None) -> "nn.Module":
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise WeightsUnavailableError(
-                f"weights '{weights}': not an efficientnet_lite0 state dict "
+                f"weights '{weights.path}': not an efficientnet_lite0 state dict "
                 f"({len(missing)} missing, {len(unexpected)} unexpected keys)")
 
     class Lite0Pooled(nn.Module):
@@ -212,7 +245,7 @@ def _build_lite0(weights: str | None) -> "nn.Module":
 LITE0_MULTI_BLOCKS = (4, 10, 15)
 
 
-def _build_lite0_multi(weights: str | None) -> "nn.Module":
+def _build_lite0_multi(weights: ResolvedWeights | None) -> "nn.Module":
     import torch
     import torch.nn as nn
 
@@ -443,5 +476,5 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
 
 def build(spec: BackboneSpec, weights: ResolvedWeights) -> "nn.Module":
     """Instantiate the network in eval mode with the resolved weights."""
-    model = spec.builder(weights.path)
+    model = spec.builder(weights if weights.path is not None else None)
     return model.eval()

@@ -17,8 +17,9 @@ Otherwise one line names the file and what to pass (:class:`~brainclust.errors.W
 saved before version 3 of the manifest recorded the path (of this system or of Windows): that path is looked at
 first, then as in 3, and when the backbone's own weights are not on this machine they are fetched as at the run
 (Inception V3's download) and checked by SHA-256, as those models did. Only regular files of at most
-:data:`MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev`` are read (hashed), since the paths come from a
-folder that may be crafted, and only one with the recorded SHA-256 is loaded.
+:data:`~brainclust.features.backbones.MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev`` are read
+(hashed), since the paths come from a folder that may be crafted, and only one with the recorded SHA-256 is loaded
+(the bytes loaded are those hashed again at load: see ``backbones``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from brainclust.errors import ModelFileError, ParameterError, WeightsUnavailableError
-from brainclust.features.backbones import NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
+from brainclust.features.backbones import MAX_WEIGHTS_BYTES, NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
 from brainclust.io.atomic import file_sha256
 
 
@@ -60,10 +61,6 @@ def _file_name(recorded, source: str) -> str:
         raise ModelFileError(f"{source}: field 'params.weights' of the extractor must be a file name, got "
                              f"{recorded!r:.80}")
     return recorded
-
-
-#: Largest weights file hashed (Inception V3's is 104 MB): a crafted folder may name a huge file.
-MAX_WEIGHTS_BYTES = 4 << 30
 
 
 def _sha256_of(path: Path) -> str | None:
