@@ -339,6 +339,28 @@ def test_a_slice_index_is_ranked_within_its_plane_not_as_a_copy_of_the_plane(tmp
     assert shown["slice_index"] == "AMI, quintiles, within plane" and shown["index_copy"] == "AMI, quintiles"
 
 
+def test_a_dicom_instance_number_is_ranked_within_its_series():
+    """A DICOM file's InstanceNumber counts along its series (1..N in each): over every row, series of different
+    lengths make high numbers a mark of the long series, so clusters that follow the series (and nothing along
+    it) gave the number a significant score. It is scored within ``series_id``, as a slice index within its
+    plane; clusters that follow each series' lower and upper half are still found."""
+    rng = np.random.default_rng(7)
+    series = np.repeat(["a#series=1", "a#series=2", "b#series=1"], [60, 120, 90])
+    number = np.concatenate([np.arange(1, 61), np.arange(1, 121), np.arange(1, 91)])
+    table = {"series_id": list(series), "instance_number": [str(v) for v in number],
+             "number_copy": [str(v) for v in number]}
+    seq = rng.choice(["T1", "T2"], len(series))
+    by = {r["column"]: r for r in A.rank_associations(table, {"cluster": [f"{s}-{q}" for s, q in zip(series, seq)]},
+                                                      permutations=99)}
+    assert by["instance_number"]["within"] == "series_id" and by["number_copy"].get("within", "") == ""
+    assert by["number_copy"]["p_value"] <= 0.01  # the series, read again from the numbers' range
+    assert abs(by["instance_number"]["score"]) < 0.02 and by["instance_number"]["p_value"] > 0.05
+    size = np.array([{"a#series=1": 60, "a#series=2": 120, "b#series=1": 90}[s] for s in series])
+    halves = [f"{s}-{int(v > n // 2)}" for s, v, n in zip(series, number, size)]
+    by = {r["column"]: r for r in A.rank_associations(table, {"cluster": halves}, permutations=99)}
+    assert by["instance_number"]["score"] > 0.4 and by["instance_number"]["p_value"] <= 0.01
+
+
 def test_a_slice_index_of_one_plane_or_inside_plane_strata_is_scored_as_any_column():
     rng = np.random.default_rng(2)
     index, groups = [str(v) for v in rng.integers(0, 150, 90)], rng.integers(0, 3, 90)

@@ -58,7 +58,7 @@ and the permutation test shuffles the values inside each stratum. So a column th
 stratum does: what is ranked is what the clusters follow *within* the strata.
 
 **Along another column** (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's ``slice_index`` and
-``slice_position`` count along its ``plane``): such a column is scored within each value of that column, as
+``slice_position`` count along its ``plane``, a DICOM file's ``instance_number`` along its ``series_id``): such a column is scored within each value of that column, as
 within strata (and within both with a run's strata), when its rows hold more than one; ``within`` names the
 column. Over every row, quintiles of indices whose ranges differ between planes are part plane, part height.
 

@@ -103,8 +103,9 @@ RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS + sorted(
 META_PREFIX = "meta_"
 #: Columns that count along the axis another column names: a NIfTI slice's ``slice_index`` and ``slice_position``
 #: (:mod:`brainclust.io.scan`) count along its ``plane``, so index 100 of an axial and of a sagittal slice are
-#: different places; ``associations.csv`` ranks them within each value of that column.
-COUNTS_ALONG = {"slice_index": "plane", "slice_position": "plane"}
+#: different places, and a DICOM file's ``instance_number`` counts along its ``series_id``;
+#: ``associations.csv`` ranks them within each value of that column.
+COUNTS_ALONG = {"slice_index": "plane", "slice_position": "plane", "instance_number": "series_id"}
 
 
 #: The entries of a finished run (or predict) folder; a folder with anything else is not replaced.
