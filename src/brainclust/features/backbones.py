@@ -143,10 +143,15 @@ def _load_state_dict(weights: ResolvedWeights, backbone: str) -> dict:
 _INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
 
 
-def _inception_cached() -> Path | None:
+def weights_cache() -> Path:
+    """The folder where weights files are looked for by name: torch's ``hub/checkpoints`` (``$TORCH_HOME``)."""
     import torch
 
-    p = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _inception_cached() -> Path | None:
+    p = weights_cache() / _INCEPTION_FILE
     return p if p.is_file() else None
 
 

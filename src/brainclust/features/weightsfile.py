@@ -29,15 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from brainclust.errors import ModelFileError, ParameterError, WeightsUnavailableError
-from brainclust.features.backbones import MAX_WEIGHTS_BYTES, NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
+from brainclust.features.backbones import (MAX_WEIGHTS_BYTES, NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights,
+                                          weights_cache)
 from brainclust.io.atomic import file_sha256
-
-
-def weights_cache() -> Path:
-    """The folder where weights files are looked for by name: torch's ``hub/checkpoints`` (``$TORCH_HOME``)."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def saved_weights(requested: str | None, resolved: ResolvedWeights) -> str | None:

@@ -158,12 +158,17 @@ def verify_unchanged(content: Content) -> None:
         raise ImageReadError("the file changed while it was being read; not used in this run")
 
 
-def guard_pixels(im) -> None:
+def guard_pixels(im, already: int = 0) -> int:
     """Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) as an error, checked on the header whatever
     the warning filters are (Pillow only warns below twice the limit, and turning that warning into an error with
-    ``catch_warnings`` changes process-wide filters that a decoding thread may restore meanwhile)."""
+    ``catch_warnings`` changes process-wide filters that a decoding thread may restore meanwhile). ``already``: the
+    pixels of the pages held before this one (each is held decoded: the limit is on all of them together, Pillow's
+    on the first page only); returns the pixels held with this page."""
     from PIL import Image
 
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and im.width * im.height > limit:
+    limit, pixels = Image.MAX_IMAGE_PIXELS, im.width * im.height
+    if limit is not None and pixels > limit:
         raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels is more than the limit of {limit}")
+    if limit is not None and already + pixels > limit:
+        raise Image.DecompressionBombError(f"the pages hold more than {limit} pixels")
+    return already + pixels

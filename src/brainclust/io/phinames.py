@@ -81,16 +81,20 @@ _LATIN = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d",
                         "ħ": "h", "ŋ": "n", "ſ": "s", "μ": "u"})
 
 
+def _strip_marks(text: str) -> str:
+    """``text`` decomposed (NFKD) without its combining marks (accents): ``Âge`` -> ``Age``."""
+    return "".join(c for c in unicodedata.normalize("NFKD", str(text)) if not unicodedata.combining(c))
+
+
 def fold(text: str) -> str:
     """``text`` without accents, in lower case, ``ß`` as ``ss`` (``Straße`` -> ``strasse``, ``Âge`` -> ``age``);
     the case of each letter is kept where :func:`snake` needs it (fold its result)."""
-    decomposed = unicodedata.normalize("NFKD", str(text))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().translate(_LATIN)
+    return _strip_marks(text).casefold().translate(_LATIN)
 
 
 def snake(name: str) -> str:
     """``PatientName`` / ``patient-name`` / ``patient name`` -> ``patient_name``, folded (:func:`fold`)."""
-    decomposed = "".join(c for c in unicodedata.normalize("NFKD", str(name)) if not unicodedata.combining(c))
+    decomposed = _strip_marks(name)
     return fold(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", decomposed).replace("-", "_").replace(" ", "_"))
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 
-#: Words of MRI protocol names and series descriptions that are kept (lower case).
-SAFE_WORDS = frozenset("""
+#: Words of MRI protocol names and series descriptions (lower case; read by :data:`SAFE_WORDS`).
+_SEQUENCE_WORDS = """
 t1 t2 t1w t2w t2star pd pdw flair stir tirm dark fluid mprage mp2rage spgr fspgr bravo tfe tse fse se gre epi
 dwi dti adc trace tracew fa swi swan tof mra mrv pc asl pcasl pasl bold fmri rest resting state task localizer
 localiser loc scout survey aahscout calibration cal ref reference field fieldmap map mag magnitude phase pha
@@ -31,18 +31,23 @@ body hd echo multi single shot turbo spin gradient inversion recovery weighted d
 susceptibility angio angiography venous arterial ssfp fiesta ciss space cube vista blade propeller multivane
 mde vibe lava flash fl tfl hemo cine nd dis dis2d dis3d mosaic raw dual volume vol bias biasfield prescan
 normalize
-""".split())
-
-#: Words kept in protocol names that are not in :data:`SAFE_WORDS` elsewhere (diffusion, averages).
-SAFE_WORDS = SAFE_WORDS | frozenset("""diff dir dirs directions avg ave nex mddw slab slabs dixon prep wip view eswan
-    aahead shc smartbrain spc pace fid basic mapping resolve tgse pld caipi cmrr mbep haste twist press memprage rms
-    minip source frfse plane cow ffe clear swip vwip flow opp fase rfmri tfmri dmri rsfmri distortion abcd vnav run
-    repeat research non apparent coefficient values longtr uni inv series phoenix zip report del rec col rel
-    cbf cbv fa adc mri""".split())
+"""
+#: Words of protocol names (diffusion, averages, vendors' options).
+_PROTOCOL_WORDS = """
+diff dir dirs directions avg ave nex mddw slab slabs dixon prep wip view eswan aahead shc smartbrain spc pace
+fid basic mapping resolve tgse pld caipi cmrr mbep haste twist press memprage rms minip source frfse plane cow
+ffe clear swip vwip flow opp fase rfmri tfmri dmri rsfmri distortion abcd vnav run repeat research non apparent
+coefficient values longtr uni inv phoenix zip report del rec col rel mri
+"""
 #: Two-letter abbreviations of protocol names (phase directions, parameters, options); a run of two letters that
 #: is not one of these or of the words above withholds the text (``FLAIR Li Na``, ``T1 MPRAGE WU LI``).
-SAFE_WORDS = SAFE_WORDS | frozenset("""ap pa lr rl si is hf fh rf ns tr te ti ir me mb sb sw ip mt dw ep gr rm ss ad
-    md rd bw pf ps os pu sl wo nc fb fc mp mr ct qa qc hr wm gm bb oax osag ocor""".split())
+_TWO_LETTER_WORDS = """
+ap pa lr rl si is hf fh rf ns tr te ti ir me mb sb sw ip mt dw ep gr rm ss ad md rd bw pf ps os pu sl wo nc fb fc
+mp mr ct qa qc hr wm gm bb oax osag ocor
+"""
+#: Words of MRI protocol names and series descriptions that are kept (lower case): the three blocks above.
+SAFE_WORDS = frozenset(word for block in (_SEQUENCE_WORDS, _PROTOCOL_WORDS, _TWO_LETTER_WORDS)
+                       for word in block.split())
 
 #: Two-letter terms that descriptions write in title case (GE's ``Ax T2 FLAIR``; ``T1 Post Gd``, the element): not
 #: read as a syllable of a name.

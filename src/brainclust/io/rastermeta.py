@@ -200,10 +200,7 @@ def stripped_tiff(data: bytes, orientation: int | None = None, compression: str 
     pages, kinds, total = [], set(), 0
     with Image.open(io.BytesIO(data)) as im:
         for page in ImageSequence.Iterator(im):
-            guard_pixels(page)  # Pillow checks the first page's size only
-            total += page.width * page.height  # every page is held decoded: the limit is on all of them together
-            if Image.MAX_IMAGE_PIXELS is not None and total > Image.MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError(f"the pages hold more than {Image.MAX_IMAGE_PIXELS} pixels")
+            total = guard_pixels(page, total)  # Pillow checks the first page's size only
             kinds.add(page.info.get("compression", "raw"))
             copy = ImageOps.exif_transpose(page)  # the pixels as shown, a new image without the file's tags
             copy.info = {}  # nor its ICC profile, resolution, description or XMP

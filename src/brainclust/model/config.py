@@ -227,9 +227,7 @@ class RunConfig:
         is one pattern, ``exclude="duplicate,blank"`` two flags, ``clip_percentiles="1,99"`` a pair."""
         for f in fields(self):
             if str(f.type).startswith("tuple[") and "option" in f.metadata:
-                value = getattr(self, f.name)  # None for a list whose default is empty: empty (exclude=None)
-                value = () if value is None and f.default == () else value
-                object.__setattr__(self, f.name, list_value(f.metadata["option"], value))
+                object.__setattr__(self, f.name, list_value(f.metadata["option"], getattr(self, f.name), f.default))
 
     # -- checks ------------------------------------------------------------------------
     def validate(self, strict: bool = True) -> None:

@@ -56,11 +56,12 @@ def parse_views(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def list_value(option: "Option", value):
+def list_value(option: "Option", value, default=None):
     """A list-valued setting (a tuple field) given from Python, read as on the command line: a string is what
     follows the flag once, so one pattern for an option given once per value (``repeat``: ``include="*.png"``),
     else the option's text (``exclude="duplicate,blank"``, ``clip_percentiles="1,99"``; a comma-separated list
-    when it has no parser); a list becomes a tuple; ``None`` stays."""
+    when it has no parser); a list becomes a tuple; ``None`` stays, or is empty when the field's ``default`` is
+    (``exclude=None``: none, as ``include=None``)."""
     if option.repeat:  # one pattern per flag (--include, --exclude-files): the scan's own rule
         return glob_list(value, option.flag)
     if isinstance(value, (bytes, bytearray, memoryview)) or (isinstance(value, (list, tuple)) and any(
@@ -71,7 +72,9 @@ def list_value(option: "Option", value):
             return option.parse(value) if option.parse else parse_views(value)
         except ParameterError as exc:
             raise ParameterError(str(exc) if str(exc).startswith("--") else f"{option.flag}: {exc}") from None
-    if value is None or isinstance(value, tuple):
+    if value is None:
+        return () if default == () else None
+    if isinstance(value, tuple):
         return value
     try:
         return tuple(value)

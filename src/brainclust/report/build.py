@@ -156,7 +156,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
         "label_column": m["labels"] if isinstance(m.get("labels"), str) and m["labels"] != "folder" else None,
-        "unit": str((m.get("units") or {}).get("unit", "slice")), "n_slice_images": m.get("n_images", n),
+        "unit": run.unit, "n_slice_images": m.get("n_images", n),
     }
 
 
@@ -252,7 +252,7 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
     clusters, names, ytrue, n = run.clusters, run.names, run.labels_true, len(run.rows)
     shown_ids, size_of = largest_clusters(clusters, MONTAGE_CLUSTERS)
     unclustered = unclustered_counts(run)["unclustered"]
-    noun = plural(str((run.manifest.get("units") or {}).get("unit", "slice")))
+    noun = plural(run.unit)
 
     def tiles(indices):
         return [{"src": thumbs.data_uri(i, montage_px), "name": shown_name(names[i]), "row": i,
@@ -380,7 +380,7 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
         name_unclustered(columns, unclustered_counts(run)["unclustered"])
     shown = Path(final_dir) if final_dir is not None else None
     log.info("report: reading %s (%d %s); no features are extracted", shown or run.out_dir, len(run.rows),
-             "images" if (run.manifest.get("units") or {}).get("unit", "slice") == "slice" else "rows")
+             "images" if run.unit == "slice" else "rows")
     figs = FigureSink(run.folder.figures if write_figures else None, run.folder.root)
     ctx = {**summary_section(run, command, shown), **scores_section(run), **labels_section(run, colours)}
     label_colours(columns, colours.of_label)

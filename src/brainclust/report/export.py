@@ -282,7 +282,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
                              "the original file, its DICOM header and PNG/JPEG/TIFF metadata with it (patient data "
                              "included); use --mode copy for de-identified copies, or add --dicom-headers keep")
     dicom_headers = dicom_headers or "strip"
-    strip = mode == "copy" and dicom_headers == "strip"
+    strip = dicom_headers == "strip"  # copies only: a symlink needs keep (refused above)
     run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())

@@ -84,6 +84,11 @@ class RunOutputs:
                                                                                       self.rows)], bool)
 
     @property
+    def unit(self) -> str:
+        """What a row is: the manifest's ``units.unit`` (``slice``, an image, unless the run clustered units)."""
+        return str((self.manifest.get("units") or {}).get("unit", "slice"))
+
+    @property
     def names(self) -> list[str]:
         return [r["path"] for r in self.rows]
 

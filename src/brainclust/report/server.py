@@ -75,10 +75,10 @@ IDLE_TIMEOUT = 30.0
 OWN_FETCH_SITES = ("same-origin", "none")
 ROUTE_THUMB = re.compile(r"/thumb/(\d{1,10})")
 ROUTE_ROW = re.compile(r"/api/row/(\d{1,10})")
-#: Headers of every answer (``Cache-Control`` as each answer says).
+#: Headers of every answer; ``Cache-Control`` follows them, as each answer says (``no-store`` by default).
 SAFE_HEADERS = [("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                 ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"),
-                ("Cross-Origin-Resource-Policy", "same-origin"), ("Cache-Control", "no-store")]
+                ("Cross-Origin-Resource-Policy", "same-origin")]
 
 
 def _is_ip(text: str) -> bool:
@@ -111,7 +111,7 @@ def is_loopback(host: str) -> bool:
 class _Server(CappedThreadingMixIn, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
-    busy = busy_answer(SAFE_HEADERS)
+    busy = busy_answer(SAFE_HEADERS + [("Cache-Control", "no-store")])
 
     def server_bind(self):
         """Bind without ``HTTPServer``'s ``socket.getfqdn`` of the address: a reverse DNS lookup that can wait long
@@ -197,7 +197,8 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         if length is not None:
             self.send_header("Content-Length", str(length))
         for k, v in SAFE_HEADERS:
-            self.send_header(k, cache if k == "Cache-Control" else v)
+            self.send_header(k, v)
+        self.send_header("Cache-Control", cache)
         for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
