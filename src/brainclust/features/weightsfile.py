@@ -17,9 +17,9 @@ Otherwise one line names the file and what to pass (:class:`~brainclust.errors.W
 saved before version 3 of the manifest recorded the path (of this system or of Windows): that path is looked at
 first, then as in 3, and when the backbone's own weights are not on this machine they are fetched as at the run
 (Inception V3's download) and checked by SHA-256, as those models did. Only regular files of at most
-:data:`~brainclust.features.backbones.MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev`` are read
+:data:`~brainclust.features.statedict.MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev`` are read
 (hashed), since the paths come from a folder that may be crafted, and only one with the recorded SHA-256 is loaded
-(the bytes loaded are those hashed again at load: see ``backbones``).
+(the bytes loaded are those hashed again at load: :mod:`brainclust.features.statedict`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from brainclust.errors import ModelFileError, ParameterError, WeightsUnavailableError
-from brainclust.features.backbones import (MAX_WEIGHTS_BYTES, NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights,
-                                          weights_cache)
+from brainclust.features.backbones import NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
+from brainclust.features.statedict import MAX_WEIGHTS_BYTES, weights_cache
 from brainclust.io.atomic import file_sha256
 
 

@@ -1,0 +1,83 @@
+"""Weights files on disk: where they are looked for by name, and how one is read and loaded.
+
+A weights file is named by the user (``--weights``), by a model folder (a crafted one may name anything) or found
+in torch's cache. It is hashed when its backbone is resolved (the SHA-256 keys the feature cache and is recorded in
+the manifest) and read again when the network is built: :func:`load_state_dict` loads the bytes it hashed that
+second time, so the weights used are the weights recorded, whatever happened to the path in between. Only tensors
+are unpickled (``weights_only``): a file that holds other Python objects is refused, never run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import stat
+from pathlib import Path
+
+from brainclust.errors import WeightsUnavailableError
+
+
+#: Largest weights file read (Inception V3's is 104 MB): a crafted folder or a slip may name a huge file.
+MAX_WEIGHTS_BYTES = 4 << 30
+
+
+def read_checked(path: str, sha256: str) -> io.BytesIO:
+    """The weights file's bytes, read once and checked against ``sha256`` (the one
+    :func:`~brainclust.features.backbones.resolve` recorded): the bytes loaded are the bytes hashed. A file changed
+    since, or a FIFO or device put in its place, is refused in one line, never waited on (opened non-blocking,
+    checked to be a regular file on the open descriptor)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = getattr(exc, "strerror", None) or exc
+        raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({why})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise WeightsUnavailableError(f"weights file '{path}': no longer a regular file")
+        if st.st_size > MAX_WEIGHTS_BYTES:
+            raise WeightsUnavailableError(f"weights file '{path}': {st.st_size / 2**30:.1f} GiB, larger than any "
+                                          f"weights file ({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
+        data = fh.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise WeightsUnavailableError(f"weights file '{path}': changed since it was checked (its SHA-256 is no "
+                                      f"longer {sha256[:12]}); run again")
+    return io.BytesIO(data)
+
+
+def load_state_dict(path: str, sha256: str, backbone: str) -> dict:
+    """The state dict of ``backbone`` in the weights file (:func:`read_checked`), tensors only; a file that is not
+    one is refused in one line that names it."""
+    import torch
+
+    data = read_checked(path, sha256)
+    try:
+        state = torch.load(data, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        said = str(exc).lower()  # torch >= 2.4 names an "unsupported global", older ones an "unsupported class"
+        if "unsupported global" not in said and "unsupported class" not in said:  # not a checkpoint at all
+            raise WeightsUnavailableError(f"weights file '{path}': not a PyTorch state dict (.pth/.pt) of "
+                                          f"{backbone}") from None
+        # torch's own text advises weights_only=False: never here
+        raise WeightsUnavailableError(
+            f"weights file '{path}': holds Python objects other than tensors, which brainclust never unpickles (they "
+            f"could run code); save a plain {backbone} state dict (torch.save(model.state_dict(), PATH))") from None
+    except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
+        why = (str(exc).strip().splitlines() or [""])[0]
+        why = f": {why[:200]}{'...' if len(why) > 200 else ''}" if why else ""
+        raise WeightsUnavailableError(
+            f"weights file '{path}': cannot load a {backbone} state dict ({type(exc).__name__}{why})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"weights file '{path}': holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def weights_cache() -> Path:
+    """The folder where weights files are looked for by name: torch's ``hub/checkpoints`` (``$TORCH_HOME``)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
