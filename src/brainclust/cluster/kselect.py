@@ -58,6 +58,7 @@ from brainclust.cluster.methods import METHODS, cut_levels, hierarchical_tree, m
 from brainclust.core.arrays import mean_silhouette, seeded_sample, unit_rows
 from brainclust.core.params import Integer, Step, param
 from brainclust.errors import ParameterError
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,12 @@ def _gap_choice(ks: list[int], gap: np.ndarray, sd: np.ndarray) -> int:
     return ks[int(np.nanargmax(gap))]
 
 
-def _too_few(n: int, k_min: int, k_max: int) -> str:
-    """The start of ``--k auto``'s refusal when ``n`` images cannot compare k = k_min..k_max (the range is capped
-    at ``n - 1``), else ``""``."""
+def _too_few(n: int, k_min: int, k_max: int, noun: str = "image") -> str:
+    """The start of ``--k auto``'s refusal when ``n`` rows (``noun``: images, or the units) cannot compare
+    k = k_min..k_max (the range is capped at ``n - 1``), else ``""``."""
     if min(int(k_max), n - 1) >= k_min:
         return ""
-    return f"--k auto: needs at least {k_min + 1} images to compare k = {k_min}..{k_max}"
+    return f"--k auto: needs at least {count_text(k_min + 1, noun)} to compare k = {k_min}..{k_max}"
 
 
 def vote(ks: list[int], votes: dict[str, int | None], silhouette: list[float | None]) -> int:
@@ -275,17 +276,20 @@ class KSelector(BaseEstimator):
                 "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
 
 
-def check_k_fits(k: int | str, method: str, n_images: int, where: str) -> None:
-    """One line (ParameterError) as soon as the number of images is known, when ``k`` cannot be formed from
-    ``n_images`` images (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
-    :class:`KSelector` needs to compare k = K_MIN..K_MAX (3 images). ``dbscan`` has no k."""
+def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "slice") -> None:
+    """One line (ParameterError) as soon as the number of rows clustered is known, when ``k`` cannot be formed
+    from ``n`` of them (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
+    :class:`KSelector` needs to compare k = K_MIN..K_MAX (3 rows). The rows are images, or the units of a
+    ``--unit`` other than ``slice`` (``n`` counts those). ``dbscan`` has no k."""
     if method == "dbscan":
         return
+    noun = "image" if unit == "slice" else unit
+    has = f"{n} readable image(s)" if unit == "slice" else f"{count_text(n, unit)} (--unit {unit})"
     if k == "auto":
-        if short := _too_few(n_images, K_MIN, K_MAX):
-            raise ParameterError(f"{short}, but {where} has only {n_images} readable image(s)")
-    elif k > n_images:
-        raise ParameterError(f"--k: {k} clusters requested but {where} has only {n_images} readable image(s)")
+        if short := _too_few(n, K_MIN, K_MAX, noun):
+            raise ParameterError(f"{short}, but {where} has only {has}")
+    elif k > n:
+        raise ParameterError(f"--k: {k} clusters requested but {where} has only {has}")
 
 
 def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
