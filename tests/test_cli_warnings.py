@@ -67,3 +67,27 @@ def test_quiet_says_nothing_of_the_default_backbone_choice(capsys, tmp_path, mon
                              "--workers", "0", "--cache-dir", tmp_path / "c")
     assert code == 0 and "6 images, 2 clusters" in out
     assert err == "", err
+
+
+@pytest.mark.parametrize("unit", ["volume", "subject"])
+@pytest.mark.parametrize("k, message", [("3", "--k: 3 clusters requested but"),
+                                        ("auto", "--k auto: needs at least 3 {unit}s to compare k = 2..15, but")])
+def test_a_k_that_two_units_cannot_give_is_refused_before_any_model_is_built(capsys, tmp_path, monkeypatch, unit, k,
+                                                                             message):
+    """--unit clusters the units: 2 subjects of one volume each, 8 slices, were let through by the early check (it
+    counted the slices) and refused after the extraction; now one line that counts the units."""
+    nib = pytest.importorskip("nibabel")
+    import numpy as np
+    from brainclust import pipeline
+
+    data = tmp_path / "two"
+    for i, subject in enumerate(("s1", "s2")):
+        (data / subject).mkdir(parents=True)
+        volume = np.random.default_rng(i).random((16, 16, 8)).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), str(data / subject / "t1.nii.gz"))
+    monkeypatch.setattr(pipeline, "build_model", lambda *a, **kw: pytest.fail("a model was built"))
+    code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", k, "--unit", unit, "--slices",
+                           "axial:4", "--descriptors", "off", "--cache-dir", tmp_path / "c")
+    assert code == 2 and err.splitlines() == [f"brainclust: error: {message.format(unit=unit)} '{data}' has only "
+                                              f"2 {unit}s (--unit {unit})"]
+    assert not (tmp_path / "o").exists()

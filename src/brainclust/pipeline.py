@@ -8,12 +8,11 @@ The data checks are a step of the model (:mod:`brainclust.checks.step`); :mod:`b
 turns what they found into the run's outputs (``quality.csv``, ``leakage.csv``, the ``flags`` column,
 ``metrics.json["distinct"]``, ``manifest.json["checks"]``).
 
-The model (:class:`~brainclust.model.composite.BrainClusterModel`, or the ``--auto`` /
-``--consensus`` meta-estimators of :mod:`brainclust.model.auto`) holds every step; the run
-folder's files are :mod:`brainclust.io.outputs`' and the one ``publish`` :mod:`brainclust.io.publish`'s.
-:func:`predict` loads a finished run's model (:mod:`brainclust.model.persist`) and assigns new images
-the same way. Every check that needs no data (settings, ``--out``, ``--cache-dir``, the Ray cluster's
-address) runs before the scan.
+The model (:class:`~brainclust.model.composite.BrainClusterModel`, or the ``--auto`` / ``--consensus``
+meta-estimators of :mod:`brainclust.model.auto`) holds every step; the run folder's files are
+:mod:`brainclust.io.outputs`' and the one ``publish`` :mod:`brainclust.io.publish`'s. :func:`predict` loads a
+finished run's model (:mod:`brainclust.model.persist`) and assigns new images the same way. Every check that
+needs no data (settings, ``--out``, ``--cache-dir``, the Ray cluster's address) runs before the scan.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
 from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
+from brainclust.features.units import count_units
 from brainclust.io.metadata import record_columns, typed_columns
 from brainclust.io.modelconfig import read_model_manifest
 from brainclust.io.outputs import (FLAGS_COLUMN, PREDICT_ENTRIES, RUN_ENTRIES, RunFolder, assignment_rows,
@@ -136,8 +136,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
         ``finish(folder)`` runs on the staged run folder, all its files written, before it replaces
         ``out`` (``brainclust run`` builds the report here): if it fails, ``out`` is left as it was.
     model : optional
-        The (unfitted) model to fit instead of ``build_model(config)`` (e.g. ``--auto`` over
-        another portfolio).
+        The (unfitted) model to fit instead of ``build_model(config)`` (e.g. ``--auto`` over another portfolio).
 
     Raises
     ------
@@ -161,6 +160,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t["metadata"] = time.perf_counter() - t0
     check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
                       color_by=cfg.color_by)  # a column that is not there: one line now, before the extraction
+    check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit)  # --unit: known now
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))

@@ -494,7 +494,9 @@ def test_images_set_aside_by_exclude_are_not_called_noise(tmp_path):
     out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=override)
     mark_set_aside(out, 2)
     page = build_report(out, write_figures=False).path.read_text()
-    assert ", 2 set aside</span>" in page and "2 images set aside by --exclude" in page
+    assert ", 2 set aside</span>" in page and "2 more images set aside by --exclude" in page
+    clustering = re.search(r"<tr><th>Clustering</th><td>(.*?)</td></tr>", page, re.S).group(1)
+    assert "set aside" not in clustering  # said once, in the row above
     assert "<h3>Set aside: 2 images" in page and ", 2 noise" not in page
     assert 'data-browse-value="set aside" data-browse-label="set aside"' in page  # the legend's own name
     data = json.loads(re.search(r'<script type="application/json" id="map-data">(.*?)</script>', page, re.S).group(1))

@@ -149,14 +149,15 @@ def _strata_parts(s: np.ndarray) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(s[order])) + 1)
 
 
-def _along(col: Column, table: Mapping[str, Sequence], strata: np.ndarray | None) -> Column:
+def _along(col: Column, frames: Mapping[str, np.ndarray], strata: np.ndarray | None) -> Column:
     """The column with the strata it is scored within: the run's (``strata``, or None) and, for a column that
     counts along the axis another names (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's index along its
     plane), that column's values among its rows, when they are more than one (and more than the run's strata
-    tell). Its numeric values are then binned inside each, as a run's strata do (:func:`_binned_within`)."""
+    tell). Its numeric values are then binned inside each, as a run's strata do (:func:`_binned_within`).
+    ``frames``: the codes of the table's columns that others count along, computed once."""
     frame = COUNTS_ALONG.get(col.name)
-    if frame in table and len(np.unique(_text(table[frame])[col.rows])) > 1:
-        codes = label_codes(_text(table[frame]))
+    codes = frames.get(frame)
+    if codes is not None and len(np.unique(codes[col.rows])) > 1:
         both = codes if strata is None else label_codes(strata * (int(codes.max()) + 1) + codes)
         if strata is None or len(np.unique(both[col.rows])) > len(np.unique(strata[col.rows])):
             return replace(col, strata=both, within=frame)
@@ -221,7 +222,8 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     if strata is not None and len(strata) != n:
         raise ParameterError(f"associations: 'strata' has {len(strata)} values for {n} rows")
     skip = NOT_RANKED | set(exclude)
-    cols = [_along(c, table, strata) for c in (prepare(k, v) for k, v in table.items() if k not in skip)
+    frames = {frame: label_codes(_text(table[frame])) for frame in set(COUNTS_ALONG.values()) & set(table)}
+    cols = [_along(c, frames, strata) for c in (prepare(k, v) for k, v in table.items() if k not in skip)
             if c is not None]
     # a numeric column is binned inside each of its strata, once for every level
     cols = [c if c.strata is None else replace(c, codes=_binned_within(c, c.strata[c.rows])) for c in cols]

@@ -58,6 +58,7 @@ from brainclust.cluster.methods import METHODS, cut_levels, hierarchical_tree, m
 from brainclust.core.arrays import mean_silhouette, seeded_sample, unit_rows
 from brainclust.core.params import Integer, Step, param
 from brainclust.errors import ParameterError
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ INDICES = ("silhouette", "calinski_harabasz", "davies_bouldin", "gap")
 #: Which extreme of each curve is best ("gap" uses the one-standard-error rule).
 BEST = {"silhouette": "max", "calinski_harabasz": "max", "davies_bouldin": "min", "gap": "1-SE rule"}
 TIE_BREAK = "most votes; ties -> highest cosine silhouette among the tied k, then the smallest k"
+#: The k ``--k auto`` compares (:class:`KSelector`'s defaults; the range is capped at one less than the rows).
+K_MIN, K_MAX = 2, 15
 
 
 @contextlib.contextmanager
@@ -103,6 +106,14 @@ def _gap_choice(ks: list[int], gap: np.ndarray, sd: np.ndarray) -> int:
         if gap[i] >= gap[i + 1] - sd[i + 1]:
             return ks[i]
     return ks[int(np.nanargmax(gap))]
+
+
+def _too_few(n: int, k_min: int, k_max: int, noun: str = "image") -> str:
+    """The start of ``--k auto``'s refusal when ``n`` rows (``noun``: images, or the units) cannot compare
+    k = k_min..k_max (the range is capped at ``n - 1``), else ``""``."""
+    if min(int(k_max), n - 1) >= k_min:
+        return ""
+    return f"--k auto: needs at least {count_text(k_min + 1, noun)} to compare k = {k_min}..{k_max}"
 
 
 def vote(ks: list[int], votes: dict[str, int | None], silhouette: list[float | None]) -> int:
@@ -154,9 +165,9 @@ class KSelector(BaseEstimator):
         The rows of ``X`` used when ``n > sample_max``.
     """
 
-    def __init__(self, method: str = "hierarchical", k_min: int = 2, k_max: int = 15, n_references: int = 10,
-                 random_state: int | None = None, linkage: str = "average", metric: str = "cosine",
-                 sample_max: int = 10000, context: str = ""):
+    def __init__(self, method: str = "hierarchical", k_min: int = K_MIN, k_max: int = K_MAX,
+                 n_references: int = 10, random_state: int | None = None, linkage: str = "average",
+                 metric: str = "cosine", sample_max: int = 10000, context: str = ""):
         self.method = method
         self.k_min = k_min
         self.k_max = k_max
@@ -177,11 +188,9 @@ class KSelector(BaseEstimator):
                 raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
         if self.k_min < 2:
             raise ParameterError(f"k_min: must be >= 2 (the indices need two clusters), got {self.k_min}")
-        k_max = min(int(self.k_max), n - 1)
-        if k_max < self.k_min:
-            raise ParameterError(f"--k auto: needs at least {self.k_min + 1} images to compare k = "
-                                 f"{self.k_min}..{self.k_max}, got {n}")
-        return list(range(int(self.k_min), k_max + 1))
+        if short := _too_few(n, self.k_min, self.k_max):
+            raise ParameterError(f"{short}, got {n}")
+        return list(range(int(self.k_min), min(int(self.k_max), n - 1) + 1))
 
     def _cosine_geometry(self) -> bool:
         return self.method == "spectral" or (self.method == "hierarchical" and self.metric == "cosine")
@@ -267,19 +276,20 @@ class KSelector(BaseEstimator):
                 "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
 
 
-def check_k_fits(k: int | str, method: str, n_images: int, where: str) -> None:
-    """One line (ParameterError) as soon as the number of images is known, when ``k`` cannot be formed from
-    ``n_images`` images (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
-    :class:`KSelector` needs to compare k = 2..15 (3 images). ``dbscan`` has no k."""
+def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "slice") -> None:
+    """One line (ParameterError) as soon as the number of rows clustered is known, when ``k`` cannot be formed
+    from ``n`` of them (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
+    :class:`KSelector` needs to compare k = K_MIN..K_MAX (3 rows). The rows are images, or the units of a
+    ``--unit`` other than ``slice`` (``n`` counts those). ``dbscan`` has no k."""
     if method == "dbscan":
         return
+    noun = "image" if unit == "slice" else unit
+    has = f"{n} readable image(s)" if unit == "slice" else f"{count_text(n, unit)} (--unit {unit})"
     if k == "auto":
-        sel = KSelector()
-        if n_images < sel.k_min + 1:
-            raise ParameterError(f"--k auto: needs at least {sel.k_min + 1} images to compare k = {sel.k_min}.."
-                                 f"{sel.k_max}, but {where} has only {n_images} readable image(s)")
-    elif k > n_images:
-        raise ParameterError(f"--k: {k} clusters requested but {where} has only {n_images} readable image(s)")
+        if short := _too_few(n, K_MIN, K_MAX, noun):
+            raise ParameterError(f"{short}, but {where} has only {has}")
+    elif k > n:
+        raise ParameterError(f"--k: {k} clusters requested but {where} has only {has}")
 
 
 def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
@@ -325,7 +335,7 @@ class AutoK(Step):
                               for name in ("k_min", "k_max", "n_references", "sample_max")}
     _fitted_attribute = "estimator_"
 
-    def __init__(self, estimator=None, k_min: int = 2, k_max: int = 15, n_references: int = 10,
+    def __init__(self, estimator=None, k_min: int = K_MIN, k_max: int = K_MAX, n_references: int = 10,
                  sample_max: int = 10000):
         self.estimator = estimator
         self.k_min = k_min

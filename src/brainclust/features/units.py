@@ -92,6 +92,11 @@ def unit_ids(records: Sequence, unit: str) -> list[str]:
     return [unit_id(r, unit) for r in records]
 
 
+def count_units(records: Sequence, unit: str) -> int:
+    """The rows a ``unit`` run clusters: one per record (``slice``), else one per distinct :func:`unit_id`."""
+    return len(records) if unit == "slice" else len(set(unit_ids(records, unit)))
+
+
 @dataclass(frozen=True)
 class UnitIndex:
     """Rows grouped into units: ``ids`` in order of first appearance, ``index[i]`` = unit of row ``i``."""

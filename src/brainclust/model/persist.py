@@ -203,12 +203,11 @@ def load_steps(model_dir, runtime: dict | None = None) -> tuple[list, dict]:
     runtime = {k: v for k, v in (runtime or {}).items() if k in RUNTIME_PARAMS and v is not None}
     steps = {e["name"]: _load_entry(folder.model, e, runtime) for e in entries}
     _check_fit_together(folder, info, steps)
-    if steps.get("checks") is not None:  # predict's checks decode and cache as its extraction does
-        steps["checks"].set_params(cache_dir=runtime.get("cache_dir"), progress=runtime.get("progress"),
-                                   workers=runtime.get("num_workers"))
-    for name in ("remove", "clusterer"):  # --remove / --within plane: the estimated planes are cached here too
-        if "cache_dir" in getattr(steps.get(name), "get_params", dict)():
-            steps[name].set_params(cache_dir=runtime.get("cache_dir"))
+    for step in steps.values():  # the model keeps no cache folder (modelconfig.portable): this machine's, for
+        if "cache_dir" in getattr(step, "get_params", dict)():  # the checks and the planes of --remove/--within
+            step.set_params(cache_dir=runtime.get("cache_dir"))
+    if steps.get("checks") is not None:  # predict's checks decode as its extraction does
+        steps["checks"].set_params(progress=runtime.get("progress"), workers=runtime.get("num_workers"))
     ex_entry = entries[0]
     cls = STEP_CLASSES.get(ex_entry["class"])
     if cls not in (FeatureExtractor, FusedExtractor):

@@ -16,7 +16,7 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
 
 __all__ = ["LEVELS", "PLANE", "PLANE_COLUMNS", "available_columns", "check_column", "check_label_column",
-           "check_run_columns", "check_steer_labels", "meta_values"]
+           "check_run_columns", "check_steer_labels", "is_meta_column", "meta_values"]
 
 PLANE = "plane"
 LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
@@ -45,7 +45,9 @@ def check_run_columns(records, *, remove=None, within=None, labels=None, color_b
     for flag, column, min_rows in (("--remove", remove, 2), ("--within", within, MIN_STRATUM)):
         if column is not None:
             check_column(flag, column, records)
-            if column not in (PLANE, *LEVELS):  # a metadata column: its values are known already
+            # a metadata column's values are known already; the plane is estimated by the fit for the rows
+            # without a header's, so its strata are counted there
+            if column != PLANE and is_meta_column(records, column):
                 check_categories(as_strata(meta_values(records, column)), flag, column, min_rows, warn=False)
     check_label_column(labels, records)
     check_steer_labels(records, labels, within=within, remove=remove)
@@ -74,7 +76,7 @@ def check_steer_labels(records, labels: str | None, *, within=None, remove=None)
         return
     given = "--labels-from-folders" if labels == "folder" else f"--labels {labels}"
     for flag, column in (("--within", within), ("--remove", remove)):
-        if column is None or column in LEVELS or not any(column in (r.meta or {}) for r in records):
+        if column is None or not is_meta_column(records, column):
             continue
         s = as_strata(meta_values(records, column))[has]
         pairs = set(zip(s.tolist(), y[has].tolist()))
@@ -97,6 +99,11 @@ def check_label_column(column: str | None, records) -> None:
         warn_folder_labels(records)
     elif column not in (None, PLANE, *LEVELS, *RUN_MADE):
         require_label_column(records, column)
+
+
+def is_meta_column(records, column: str) -> bool:
+    """Whether ``column`` is a metadata column of the rows (some row has it), not a first pass's ``level_N``."""
+    return column not in LEVELS and any(column in (getattr(r, "meta", None) or {}) for r in records)
 
 
 def meta_values(records, column: str) -> list:

@@ -114,11 +114,11 @@ def stratum_scores(strata, clusters, labels) -> dict:
     per, unscored = {}, {}
     for v in sorted(set(strata.tolist())):
         rows = strata == v
-        got = label_scores(clusters[rows], labels[rows])
         kinds = len(set(labels[rows].tolist()) - {""})
         if kinds < 2:  # nothing to recover: any split of one class scores 0
-            unscored[str(v)] = f"{got['n_labelled']} labelled image(s) of {kinds} label(s)"
+            unscored[str(v)] = f"{sum(map(bool, labels[rows]))} labelled image(s) of {kinds} label(s)"
             continue
+        got = label_scores(clusters[rows], labels[rows])
         per[str(v)] = {"n": got["n_labelled"], "nmi": got["nmi"], "ari": got["ari"]}
     n = sum(p["n"] for p in per.values())
     mean = {key: sum(p["n"] * p[key] for p in per.values()) / n for key in ("nmi", "ari")} if n else {}
