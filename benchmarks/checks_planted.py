@@ -23,6 +23,8 @@ Four plantings:
                        several fonts, diagrams, headless-chromium screenshots of HTML pages, four of
                        them holding an MRI slice (still not_mri; never cropped); a third turned grey,
                        crops of the others. No photographs, documents or screens of the other three.
+                       The pages' text is fixed in planted_render.py (since 2026-12-07; before, pages
+                       quoted README.md, docs/checks.md and this file), so editing them changes nothing.
 
     PYTHONPATH=src python benchmarks/checks_planted.py --planting heldout
 """
@@ -200,7 +202,7 @@ def nifti_slices(rng, n: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def render_planted(root: Path, rng, mri: set[str], truth: dict, save) -> None:
+def render_planted(rng, mri: set[str], truth: dict, save) -> None:
     """The render planting's not_mri: each rendered picture and, unless it holds an MRI slice, one or two crops;
     a third of them grey. The MRI slices drawn in come from 4-class files left out of the folder."""
     from planted_render import render_pictures
@@ -256,7 +258,7 @@ def build(root: Path, planting: str) -> dict:
     truth: dict[str, set] = {f: set() for f in ("not_mri", "blank", "noise", "tiny", "duplicate", "near_duplicate")}
     # not MRI: photographs (and crops of them), documents, screenshots; or rendered pictures
     if planting == "render":
-        render_planted(root, rng, set(mri), truth, save)
+        render_planted(rng, set(mri), truth, save)
     photos = {"dev": dev_photos, "heldout": heldout_photos, "grey": grey_photos, "render": dict}[planting]()
     for name, arr in photos.items():
         for j, a in enumerate([arr] + crops(arr, rng, 2)):
