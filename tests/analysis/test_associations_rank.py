@@ -359,6 +359,11 @@ def test_a_dicom_instance_number_is_ranked_within_its_series():
     halves = [f"{s}-{int(v > n // 2)}" for s, v, n in zip(series, number, size)]
     by = {r["column"]: r for r in A.rank_associations(table, {"cluster": halves}, permutations=99)}
     assert by["instance_number"]["score"] > 0.4 and by["instance_number"]["p_value"] <= 0.01
+    # files without a series UID are a series each: scored within them nothing would be left, so over every row
+    alone = {"series_id": [f"f{i}.dcm" for i in range(120)], "instance_number": [str(v % 60 + 1) for v in range(120)]}
+    low = [str(int(v % 60 < 30)) for v in range(120)]
+    by = {r["column"]: r for r in A.rank_associations(alone, {"cluster": low}, permutations=99)}
+    assert by["instance_number"].get("within", "") == "" and by["instance_number"]["score"] > 0.4
 
 
 def test_a_slice_index_of_one_plane_or_inside_plane_strata_is_scored_as_any_column():

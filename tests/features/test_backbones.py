@@ -10,6 +10,7 @@ import torch
 
 from brainclust.features import backbones
 from brainclust.errors import ParameterError, WeightsUnavailableError
+from brainclust.io.atomic import file_sha256
 
 
 @pytest.fixture
@@ -45,22 +46,20 @@ def test_auto_falls_back_to_lite0_with_an_info_line_not_a_warning(empty_torch_ho
     said = [(r.levelname, r.getMessage()) for r in caplog.records if "inception_v3" in r.getMessage()]
     assert said == [("INFO", "--backbone auto: efficientnet_lite0 (inception_v3's weights are not on this machine: "
                              "pass --weights PATH or put them in the torch cache to use it)")]
-    assert weights.sha256 == backbones.file_sha256(weights.path)
+    assert weights.sha256 == file_sha256(weights.path)
 
 
 @pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
 def test_the_inception_download_says_nothing_under_quiet(empty_torch_home, monkeypatch, capsys, level):
     """torch's own "Downloading: URL to PATH" line and progress bar go to stderr with the log, and nowhere under -q
     (the log at warnings); the error of a failed download is the caller's one line either way."""
-    from torchvision.models import Inception_V3_Weights
-
-    def fake_download(self, progress, check_hash):
+    def fake_download(url, dst, hash_prefix=None, progress=True):
         print('Downloading: "https://download.pytorch.org/models/x.pth" to x.pth')
         import sys
         sys.stderr.write(f"progress={progress}\n")
         raise OSError("offline")
 
-    monkeypatch.setattr(type(Inception_V3_Weights.IMAGENET1K_V1), "get_state_dict", fake_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
     logging.getLogger("brainclust").setLevel(level)  # as the command line sets it (-q: WARNING); conftest restores it
     with pytest.raises(WeightsUnavailableError, match="could not be downloaded"):
         backbones.resolve("inception_v3")
@@ -76,7 +75,7 @@ def test_auto_uses_inception_when_its_weights_are_cached(empty_torch_home, incep
     (ckpt / backbones._INCEPTION_FILE).write_bytes(inception_state[0].read_bytes())
     spec, weights = backbones.resolve("auto")
     assert spec.name == "inception_v3" and spec.dim == 2048 and spec.input_size == 299
-    assert weights.sha256 == backbones.file_sha256(inception_state[0])
+    assert weights.sha256 == file_sha256(inception_state[0])
 
 
 def test_explicit_inception_offline_gives_one_clear_error(empty_torch_home, monkeypatch):
@@ -96,7 +95,7 @@ def test_explicit_inception_offline_gives_one_clear_error(empty_torch_home, monk
 def test_inception_loads_a_local_state_dict(inception_state):
     path, reference = inception_state
     spec, weights = backbones.resolve("inception_v3", str(path))
-    assert weights.sha256 == backbones.file_sha256(path)
+    assert weights.sha256 == file_sha256(path)
     model = backbones.build(spec, weights)
     x = torch.randn(2, 3, 299, 299, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
@@ -142,11 +141,58 @@ def test_a_fifo_put_in_place_of_the_weights_is_refused_not_waited_on(tmp_path):
     spec, weights = backbones.resolve("efficientnet_lite0", str(good))
     good.unlink()
     os.mkfifo(good)  # nobody writes to it: a blocking open would hang the run
-    with pytest.raises(WeightsUnavailableError, match="no longer a regular file"):
+    with pytest.raises(WeightsUnavailableError, match="not a regular file"):
         backbones.build(spec, weights)
     good.unlink()
+    good.mkdir()  # a folder: refused on the open descriptor, which is closed again
+    with pytest.raises(WeightsUnavailableError, match="not a regular file"):
+        backbones.build(spec, weights)
+    good.rmdir()
     with pytest.raises(WeightsUnavailableError, match="cannot be read"):
         backbones.build(spec, weights)
+
+
+def test_a_weights_file_over_the_limit_is_refused_when_resolved_and_when_read(tmp_path, monkeypatch):
+    """The size limit holds when the file is hashed for the cache key (resolve), not only when it is loaded, and
+    bounds what is read whatever the file's size said (a file that grows, a kernel file that says 0)."""
+    from brainclust.features import statedict
+
+    big = tmp_path / "big.pth"
+    torch.save({"conv.weight": torch.zeros(4096)}, big)
+    monkeypatch.setattr(statedict, "MAX_WEIGHTS_BYTES", 1000)
+    with pytest.raises(WeightsUnavailableError, match="larger than any weights file"):
+        backbones.resolve("efficientnet_lite0", str(big))
+    fd = os.open(big, os.O_RDONLY)
+    try:  # the size said 0 (as /proc's files do): the read itself stops past the limit
+        with pytest.raises(WeightsUnavailableError, match="larger than any weights file"):
+            b"".join(statedict._chunks(fd, str(big)))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_the_inception_download_never_loads_what_lies_at_its_path(empty_torch_home, monkeypatch, inception_state):
+    """torchvision's get_state_dict unpickled (in full) a file already at the cache path and waited on a FIFO
+    there: the download now only writes the file (torch checks its hash prefix) and build loads it as any other."""
+    import threading
+
+    ckpt = empty_torch_home / "checkpoints"
+    ckpt.mkdir(parents=True)
+    os.mkfifo(ckpt / backbones._INCEPTION_FILE)  # nobody writes to it
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        assert url.endswith(backbones._INCEPTION_FILE) and hash_prefix == "0cc3c7bd"
+        tmp = f"{dst}.partial"
+        Path(tmp).write_bytes(inception_state[0].read_bytes())
+        os.replace(tmp, dst)  # as torch does: the whole file moved into place
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    got = {}
+    worker = threading.Thread(target=lambda: got.update(w=backbones.resolve("inception_v3")[1]), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "resolve waited on the FIFO"
+    assert got["w"].sha256 == file_sha256(inception_state[0])
 
 
 class _RunsCode:

@@ -153,15 +153,23 @@ def _along(col: Column, frames: Mapping[str, np.ndarray], strata: np.ndarray | N
     """The column with the strata it is scored within: the run's (``strata``, or None) and, for a column that
     counts along the axis another names (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's index along its
     plane), that column's values among its rows, when they are more than one (and more than the run's strata
-    tell). Its numeric values are then binned inside each, as a run's strata do (:func:`_binned_within`).
+    tell) and most rows lie in values of at least :data:`MIN_ROWS` rows (:func:`_mostly_scorable`). Its numeric values are then binned inside each, as a run's strata do (:func:`_binned_within`).
     ``frames``: the codes of the table's columns that others count along, computed once."""
     frame = COUNTS_ALONG.get(col.name)
     codes = frames.get(frame)
-    if codes is not None and len(np.unique(codes[col.rows])) > 1:
+    if codes is not None and len(np.unique(codes[col.rows])) > 1 and _mostly_scorable(codes[col.rows]):
         both = codes if strata is None else label_codes(strata * (int(codes.max()) + 1) + codes)
         if strata is None or len(np.unique(both[col.rows])) > len(np.unique(strata[col.rows])):
             return replace(col, strata=both, within=frame)
     return replace(col, strata=strata)
+
+
+def _mostly_scorable(frame_codes: np.ndarray) -> bool:
+    """Whether half the rows or more lie in values of the frame column that hold at least :data:`MIN_ROWS` of them:
+    scored within values of one or two rows (DICOM files without a series UID are a series each), a column would
+    keep too few rows to score, and is scored over every row instead."""
+    sizes = np.bincount(label_codes(frame_codes))
+    return 2 * int(sizes[sizes >= MIN_ROWS].sum()) >= len(frame_codes)
 
 
 def _binned_within(col: Column, s: np.ndarray) -> np.ndarray:

