@@ -161,8 +161,9 @@ def test_a_crafted_model_folder_cannot_make_predict_read_a_system_file(setup, tm
     with the recorded SHA-256)."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     read = []
-    real = weightsfile.file_sha256
-    monkeypatch.setattr(weightsfile, "file_sha256", lambda p: read.append(str(p)) or real(p))
+    real = weightsfile.weights_sha256
+    # what is opened: a path that does not exist is tried and fails to open
+    monkeypatch.setattr(weightsfile, "weights_sha256", lambda p: (Path(p).exists() and read.append(str(p))) or real(p))
     if path == "link-to-proc":  # a regular-looking path that leads into /proc
         path = str(tmp_path / "my-lite0.pth")
         Path(path).symlink_to("/proc/version")
