@@ -359,11 +359,16 @@ def test_a_dicom_instance_number_is_ranked_within_its_series():
     halves = [f"{s}-{int(v > n // 2)}" for s, v, n in zip(series, number, size)]
     by = {r["column"]: r for r in A.rank_associations(table, {"cluster": halves}, permutations=99)}
     assert by["instance_number"]["score"] > 0.4 and by["instance_number"]["p_value"] <= 0.01
-    # files without a series UID are a series each: scored within them nothing would be left, so over every row
-    alone = {"series_id": [f"f{i}.dcm" for i in range(120)], "instance_number": [str(v % 60 + 1) for v in range(120)]}
-    low = [str(int(v % 60 < 30)) for v in range(120)]
-    by = {r["column"]: r for r in A.rank_associations(alone, {"cluster": low}, permutations=99)}
-    assert by["instance_number"].get("within", "") == "" and by["instance_number"]["score"] > 0.4
+    # files without a series UID are a series each, and short series hold one number per file: scored within them
+    # nothing would be left (a value per row), so the numbers are scored over every row, as before
+    for per, number in ((1, lambda i: i % 60 + 1), (3, lambda i: i % 3 + 1), (5, lambda i: i % 5 + 1),
+                        (10, lambda i: i % 10 + 1)):
+        n = 120 // per * per
+        short = {"series_id": [f"s{i // per}" for i in range(n)], "instance_number": [str(number(i)) for i in range(n)]}
+        low = [str(int(number(i) <= (30 if per == 1 else per / 2))) for i in range(n)]
+        by = {r["column"]: r for r in A.rank_associations(short, {"cluster": low}, permutations=99)}
+        assert by["instance_number"].get("within", "") == "", per
+        assert by["instance_number"]["score"] > 0.4 and by["instance_number"]["p_value"] <= 0.01, per
 
 
 def test_a_slice_index_of_one_plane_or_inside_plane_strata_is_scored_as_any_column():

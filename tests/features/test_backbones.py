@@ -51,8 +51,8 @@ def test_auto_falls_back_to_lite0_with_an_info_line_not_a_warning(empty_torch_ho
 
 @pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
 def test_the_inception_download_says_nothing_under_quiet(empty_torch_home, monkeypatch, capsys, level):
-    """torch's own "Downloading: URL to PATH" line and progress bar go to stderr with the log, and nowhere under -q
-    (the log at warnings); the error of a failed download is the caller's one line either way."""
+    """What torch prints while it downloads (a progress bar; any line on stdout) goes to stderr with the log, and
+    nowhere under -q (the log at warnings); the error of a failed download is the caller's one line either way."""
     def fake_download(url, dst, hash_prefix=None, progress=True):
         print('Downloading: "https://download.pytorch.org/models/x.pth" to x.pth')
         import sys
@@ -79,12 +79,10 @@ def test_auto_uses_inception_when_its_weights_are_cached(empty_torch_home, incep
 
 
 def test_explicit_inception_offline_gives_one_clear_error(empty_torch_home, monkeypatch):
-    import torchvision.models._api as api
-
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(api, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(WeightsUnavailableError) as exc:
         backbones.resolve("inception_v3")
     msg = str(exc.value)
@@ -153,8 +151,9 @@ def test_a_fifo_put_in_place_of_the_weights_is_refused_not_waited_on(tmp_path):
 
 
 def test_a_weights_file_over_the_limit_is_refused_when_resolved_and_when_read(tmp_path, monkeypatch):
-    """The size limit holds when the file is hashed for the cache key (resolve), not only when it is loaded, and
-    bounds what is read whatever the file's size said (a file that grows, a kernel file that says 0)."""
+    """The size limit holds when the file is hashed for the cache key (resolve), not only when it is loaded; and
+    what is read is bounded by the size the file had when opened (a kernel file that says 0 bytes, or a file that
+    grows meanwhile, is refused, not read on)."""
     from brainclust.features import statedict
 
     big = tmp_path / "big.pth"
@@ -162,12 +161,23 @@ def test_a_weights_file_over_the_limit_is_refused_when_resolved_and_when_read(tm
     monkeypatch.setattr(statedict, "MAX_WEIGHTS_BYTES", 1000)
     with pytest.raises(WeightsUnavailableError, match="larger than any weights file"):
         backbones.resolve("efficientnet_lite0", str(big))
-    fd = os.open(big, os.O_RDONLY)
-    try:  # the size said 0 (as /proc's files do): the read itself stops past the limit
-        with pytest.raises(WeightsUnavailableError, match="larger than any weights file"):
-            b"".join(statedict._chunks(fd, str(big)))
-    finally:
-        os.close(fd)
+    monkeypatch.undo()
+    if Path("/proc/self/status").is_file():
+        with pytest.raises(WeightsUnavailableError, match="changed while it was read"):
+            statedict.weights_sha256("/proc/self/status")
+    grows = tmp_path / "grows.pth"
+    grows.write_bytes(b"x" * 10)
+    real_open = statedict._open_regular
+
+    def open_then_append(path):
+        opened = real_open(path)
+        with open(path, "ab") as fh:  # written to after it was opened and measured
+            fh.write(b"y" * 5)
+        return opened
+
+    monkeypatch.setattr(statedict, "_open_regular", open_then_append)
+    with pytest.raises(WeightsUnavailableError, match="changed while it was read"):
+        statedict.weights_sha256(grows)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")

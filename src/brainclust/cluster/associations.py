@@ -58,9 +58,11 @@ and the permutation test shuffles the values inside each stratum. So a column th
 stratum does: what is ranked is what the clusters follow *within* the strata.
 
 **Along another column** (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's ``slice_index`` and
-``slice_position`` count along its ``plane``, a DICOM file's ``instance_number`` along its ``series_id``): such a column is scored within each value of that column, as
-within strata (and within both with a run's strata), when its rows hold more than one; ``within`` names the
-column. Over every row, quintiles of indices whose ranges differ between planes are part plane, part height.
+``slice_position`` count along its ``plane``, a DICOM file's ``instance_number`` along its ``series_id``): such a
+column is scored within each value of that column, as within strata (and within both with a run's strata), when
+its rows hold more than one and most of its rows can be scored there (not in series of a file or a few, where each
+holds one number per file: then over every row); ``within`` names the column. Over every row, quintiles of
+indices whose ranges differ between planes are part plane, part height.
 
 Missing values (``""``, ``n/a``, ``nan``; any case): each score uses the rows where the
 column has a value. Columns are not ranked when fewer than 3 rows have a value,
@@ -153,23 +155,27 @@ def _along(col: Column, frames: Mapping[str, np.ndarray], strata: np.ndarray | N
     """The column with the strata it is scored within: the run's (``strata``, or None) and, for a column that
     counts along the axis another names (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's index along its
     plane), that column's values among its rows, when they are more than one (and more than the run's strata
-    tell) and most rows lie in values of at least :data:`MIN_ROWS` rows (:func:`_mostly_scorable`). Its numeric values are then binned inside each, as a run's strata do (:func:`_binned_within`).
-    ``frames``: the codes of the table's columns that others count along, computed once."""
+    tell) and :func:`_score` keeps most of its rows in them (:func:`_mostly_scorable`). Its numeric values are
+    then binned inside each, as a run's strata do (:func:`_binned_within`). ``frames``: the codes of the table's
+    columns that others count along, computed once."""
     frame = COUNTS_ALONG.get(col.name)
     codes = frames.get(frame)
-    if codes is not None and len(np.unique(codes[col.rows])) > 1 and _mostly_scorable(codes[col.rows]):
+    if codes is not None and len(np.unique(codes[col.rows])) > 1:
         both = codes if strata is None else label_codes(strata * (int(codes.max()) + 1) + codes)
-        if strata is None or len(np.unique(both[col.rows])) > len(np.unique(strata[col.rows])):
+        if ((strata is None or len(np.unique(both[col.rows])) > len(np.unique(strata[col.rows])))
+                and _mostly_scorable(col, both[col.rows])):
             return replace(col, strata=both, within=frame)
     return replace(col, strata=strata)
 
 
-def _mostly_scorable(frame_codes: np.ndarray) -> bool:
-    """Whether half the rows or more lie in values of the frame column that hold at least :data:`MIN_ROWS` of them:
-    scored within values of one or two rows (DICOM files without a series UID are a series each), a column would
-    keep too few rows to score, and is scored over every row instead."""
-    sizes = np.bincount(label_codes(frame_codes))
-    return 2 * int(sizes[sizes >= MIN_ROWS].sum()) >= len(frame_codes)
+def _mostly_scorable(col: Column, s: np.ndarray) -> bool:
+    """Whether half the column's rows or more lie in strata ``s`` (per row of ``col.rows``) that :func:`_score`
+    keeps: at least :data:`MIN_ROWS` rows, and not a value (bin) per row. Within the series of a DICOM folder of
+    short series (a file without a series UID is a series of its own) an instance number is a value per row:
+    nothing would be left to score, so it is scored over every row instead."""
+    binned = _binned_within(col, s)
+    kept = sum(len(i) for i in _strata_parts(s) if len(i) >= MIN_ROWS and len(np.unique(binned[i])) < len(i))
+    return 2 * kept >= len(s)
 
 
 def _binned_within(col: Column, s: np.ndarray) -> np.ndarray:

@@ -104,7 +104,7 @@ def _inception_download() -> Path:
 
     url = Inception_V3_Weights.IMAGENET1K_V1.url
     log.info("inception_v3: downloading the ImageNet weights (about 104 MB) into the torch cache")
-    # torch writes "Downloading: ..." and a progress bar: to stderr with the log (stdout holds the command's
+    # torch writes a progress bar (and may print): to stderr with the log (stdout holds the command's
     # summary), and nowhere when the log says no info (-q)
     said = sys.stderr if log.isEnabledFor(logging.INFO) else io.StringIO()
     try:

@@ -23,12 +23,16 @@ from brainclust.errors import WeightsUnavailableError
 MAX_WEIGHTS_BYTES = 4 << 30
 
 
-def _open_regular(path: str) -> int:
-    """A descriptor of the regular file at ``path`` of at most :data:`MAX_WEIGHTS_BYTES`, checked on the open
-    descriptor (opened non-blocking and without taking a terminal: a FIFO or a device at the path is refused, never
-    waited on); else one line that names the file."""
+def _open_regular(path: str) -> tuple[int, int]:
+    """A descriptor of the regular file at ``path`` of at most :data:`MAX_WEIGHTS_BYTES`, and its size; else one line
+    that names the file. Only a path that is a regular file is opened (a FIFO or a device is never opened: opening
+    one can have effects), and it is checked again on the open descriptor (opened non-blocking, without taking a
+    terminal, in binary mode: something put in its place meanwhile is refused, never waited on)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise WeightsUnavailableError(f"weights file '{path}': not a regular file")
+        fd = os.open(path, flags)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({_why(exc)})") from None
     try:
@@ -36,66 +40,60 @@ def _open_regular(path: str) -> int:
         if not stat.S_ISREG(st.st_mode):
             raise WeightsUnavailableError(f"weights file '{path}': not a regular file")
         if st.st_size > MAX_WEIGHTS_BYTES:
-            raise WeightsUnavailableError(_too_large(path, st.st_size))
+            raise WeightsUnavailableError(f"weights file '{path}': {st.st_size / 2**30:.1f} GiB, larger than any "
+                                          f"weights file ({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
-def _chunks(fd: int, path: str):
-    """The file's bytes in chunks, at most :data:`MAX_WEIGHTS_BYTES` in all whatever its size said (a file that
-    grows while it is read, or a kernel file that says 0)."""
-    total = 0
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 20)
-        except OSError as exc:
-            raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({_why(exc)})") from None
-        if not chunk:
-            return
-        total += len(chunk)
-        if total > MAX_WEIGHTS_BYTES:
-            raise WeightsUnavailableError(_too_large(path, total))
-        yield chunk
+def _read(path: str, *sinks) -> None:
+    """Feed the bytes of the weights file at ``path`` (:func:`_open_regular`) to each of ``sinks`` in chunks: exactly
+    the size it had when opened, so what is read is bounded whatever happens to the file; one that grows or shrinks
+    meanwhile (or a kernel file that says 0 bytes) is refused in one line."""
+    fd, left = _open_regular(path)
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, min(left, 1 << 20) if left else 1)  # past the end: one byte, to see it is the end
+            except OSError as exc:
+                raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({_why(exc)})") from None
+            if bool(chunk) != bool(left):
+                raise WeightsUnavailableError(f"weights file '{path}': changed while it was read")
+            if not chunk:
+                return
+            left -= len(chunk)
+            for sink in sinks:
+                sink(chunk)
+    finally:
+        os.close(fd)
 
 
 def _why(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def _too_large(path: str, size: int) -> str:
-    return (f"weights file '{path}': over {size / 2**30:.1f} GiB, larger than any weights file "
-            f"({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
-
-
 def weights_sha256(path) -> str:
     """The SHA-256 of a weights file, read as :func:`read_checked` reads it (a regular file of at most
     :data:`MAX_WEIGHTS_BYTES`; else one line that names it): the hash that keys the feature cache and that the
     manifest records."""
-    fd = _open_regular(str(path))
-    try:
-        h = hashlib.sha256()
-        for chunk in _chunks(fd, str(path)):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
+    h = hashlib.sha256()
+    _read(str(path), h.update)
+    return h.hexdigest()
 
 
 def read_checked(path: str, sha256: str) -> io.BytesIO:
     """The weights file's bytes, read once and checked against ``sha256`` (the one
     :func:`~brainclust.features.backbones.resolve` recorded with :func:`weights_sha256`): the bytes loaded are the
     bytes hashed. A file changed since, or a FIFO or device put in its place, is refused in one line."""
-    fd = _open_regular(path)
-    try:
-        data = b"".join(_chunks(fd, path))
-    finally:
-        os.close(fd)
-    if hashlib.sha256(data).hexdigest() != sha256:
+    h, data = hashlib.sha256(), io.BytesIO()
+    _read(path, h.update, data.write)
+    if h.hexdigest() != sha256:
         raise WeightsUnavailableError(f"weights file '{path}': changed since it was checked (its SHA-256 is no "
                                       f"longer {sha256[:12]}); run again")
-    return io.BytesIO(data)
+    data.seek(0)
+    return data
 
 
 def load_state_dict(path: str, sha256: str, backbone: str) -> dict:
