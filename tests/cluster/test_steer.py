@@ -118,6 +118,20 @@ def test_within_k_per_stratum_mapping_and_auto(caplog):
         StratifiedClusterer(n_clusters={"plane0": 2}).fit(X, planes)
 
 
+def test_within_k_auto_compares_k_in_small_strata_as_a_run_does():
+    """--within COL --k auto on strata of 4-7 rows (five volumes per site in a unit run) made every stratum one
+    cluster, said nowhere: the vote ran from 8 rows only, while a run without --within compares k = 2..n-1 from 3."""
+    rng = np.random.default_rng(0)
+    X, s = [], []
+    for v in range(5):  # 5 strata of 5 rows, each two clear groups (2 + 3)
+        base = rng.normal(size=32)
+        X += [base + (6 if j < 2 else -6) * np.eye(32)[v] + 0.1 * rng.normal(size=32) for j in range(5)]
+        s += [f"site{v}"] * 5
+    w = StratifiedClusterer(n_clusters="auto", pca=None, random_state=0).fit(np.array(X), np.array(s, dtype=object))
+    assert w.k_ == {f"site{v}": 2 for v in range(5)} and w.n_clusters_ == 10
+    assert all(sel["ks"] == [2, 3, 4] for sel in w.k_selection_.values())
+
+
 def test_columns_from_metadata_and_tree_levels():
     X, planes, _ = planted()
     cl = Clusterer(n_clusters=3, random_state=0).fit(PCAReducer(20, random_state=0).fit_transform(X))

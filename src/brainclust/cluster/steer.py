@@ -313,11 +313,9 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                         n_pca, pca_capped = min(Z.shape), pca_capped + [Z.shape]
                     reducer = PCAReducer(n_pca, random_state=self.random_state).fit(Z)
                     Z = reducer.transform(Z)
-                if k == "auto":
-                    sel = (KSelector(method=self.method, random_state=self.random_state, context=f"stratum {v}")
-                           .fit(Z) if len(rows) >= 8 else None)
-                    k = sel.k_ if sel is not None else 1
-                    self.k_selection_[v] = sel.as_dict() if sel is not None else {"chosen_k": 1, "reason": "too few"}
+                if k == "auto":  # as a run without --within: k = 2..rows-1 (strata of MIN_STRATUM rows or more)
+                    sel = KSelector(method=self.method, random_state=self.random_state, context=f"stratum {v}").fit(Z)
+                    k, self.k_selection_[v] = sel.k_, sel.as_dict()
                 capped += [str(v)] if int(k) >= len(rows) else []
                 model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows))),
                                   random_state=self.random_state).fit(Z)
