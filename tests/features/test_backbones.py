@@ -115,7 +115,7 @@ def test_missing_and_wrong_weights_files(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
     spec, weights = backbones.resolve("efficientnet_lite0", str(junk))
-    with pytest.raises(WeightsUnavailableError, match="cannot load|not a PyTorch state dict"):
+    with pytest.raises(WeightsUnavailableError, match="not a readable PyTorch state-dict file|not a PyTorch state dict"):
         backbones.build(spec, weights)
 
 
@@ -203,6 +203,21 @@ def test_the_inception_download_never_loads_what_lies_at_its_path(empty_torch_ho
     worker.join(120)
     assert not worker.is_alive(), "resolve waited on the FIFO"
     assert got["w"].sha256 == file_sha256(inception_state[0])
+
+
+def test_a_damaged_inception_copy_in_the_torch_cache_is_named_with_the_way_out(empty_torch_home):
+    """--backbone auto chooses Inception V3 when the torch cache holds its file: a partial copy there broke every
+    default run with a line about a KeyError; the line now says whose file it is and what to do."""
+    ckpt = empty_torch_home / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / backbones._INCEPTION_FILE).write_text("not a checkpoint")
+    spec, weights = backbones.resolve("auto")
+    assert spec.name == "inception_v3"
+    with pytest.raises(WeightsUnavailableError) as err:
+        backbones.build(spec, weights)
+    said = str(err.value)
+    assert "\n" not in said and "not a PyTorch state dict" in said
+    assert "torch cache's copy" in said and "--backbone efficientnet_lite0" in said
 
 
 class _RunsCode:

@@ -123,6 +123,20 @@ def _inception_download() -> Path:
     return cached
 
 
+def _inception_state(weights: ResolvedWeights) -> dict:
+    """The state dict; when the torch cache's copy of Inception V3's weights cannot be read (a partial copy: it makes
+    ``--backbone auto`` choose Inception V3), the line says so and how to get past it."""
+    try:
+        return load_state_dict(weights.path, weights.sha256, "inception_v3")
+    except WeightsUnavailableError as exc:
+        cached = weights_cache() / _INCEPTION_FILE
+        if Path(weights.path).resolve() != cached.resolve():
+            raise
+        raise WeightsUnavailableError(
+            f"{exc}; this is the torch cache's copy of inception_v3's weights (--backbone auto uses inception_v3 "
+            "when it is there): delete it to download it again, or pass --backbone efficientnet_lite0") from None
+
+
 def _build_inception(weights: ResolvedWeights | None) -> "nn.Module":
     import torch.nn as nn
     from torchvision.models import inception_v3
@@ -131,7 +145,7 @@ def _build_inception(weights: ResolvedWeights | None) -> "nn.Module":
     # torchvision's transform_input computes from ImageNet-normalised input.
     model = inception_v3(weights=None, aux_logits=True, init_weights=weights is None, transform_input=False)
     if weights is not None:
-        state = load_state_dict(weights.path, weights.sha256, "inception_v3")
+        state = _inception_state(weights)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("AuxLogits.")]
         if missing or unexpected:

@@ -116,8 +116,9 @@ def load_state_dict(path: str, sha256: str, backbone: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - any failure is a bad weights file
         why = (str(exc).strip().splitlines() or [""])[0]
         why = f": {why[:200]}{'...' if len(why) > 200 else ''}" if why else ""
-        raise WeightsUnavailableError(
-            f"weights file '{path}': cannot load a {backbone} state dict ({type(exc).__name__}{why})") from None
+        raise WeightsUnavailableError(  # a text file, a truncated copy, an archive of something else
+            f"weights file '{path}': not a readable PyTorch state-dict file, damaged or partly copied? "
+            f"({type(exc).__name__}{why})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
