@@ -78,8 +78,9 @@ def check_categories(strata, option: str, column: str = "", min_rows: int = MIN_
     name = f"{option}{' ' + column if column else ''}"
     if len(counts) > max(1, len(values) // min_rows):
         raise ParameterError(f"{name}: {len(counts)} values for {len(values)} rows with a value (fewer than "
-                             f"{min_rows} rows per value on average): choose a column of categories (a site, a plane, "
-                             "a sequence, level_N), not a measurement or an identifier")
+                             f"{min_rows} rows per value on average): choose a column of categories with fewer values "
+                             "(a site, a plane, a sequence, level_N), not a measurement or an identifier, or cluster "
+                             "more images or units")
     single = sorted(str(v) for v, n in counts.items() if n == 1)
     if warn and min_rows < MIN_STRATUM and single:
         log.warning("%s: %d value(s) hold a single image, which centring puts at the origin (those images then "
