@@ -74,6 +74,16 @@ def test_rejects_dbscan_and_too_few_points():
         KSelector(k_min=1).fit(X)
 
 
+def test_three_rows_leave_one_k_and_say_so(caplog):
+    """Three rows (three subjects of a unit run) allow k = 2 only: the vote had nothing to choose, said once."""
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with caplog.at_level("WARNING", logger="brainclust"):
+        assert KSelector(random_state=0, n_references=2).fit(X[:3]).k_ == 2
+        KSelector(random_state=0, n_references=2, k_max=2).fit(X)  # one k asked for: nothing to say
+    said = [r.getMessage() for r in caplog.records if "nothing was chosen" in r.getMessage()]
+    assert said == ["--k auto: only k = 2 is possible with 3 rows: nothing was chosen"]
+
+
 @pytest.mark.slow
 def test_cli_k_auto_finds_the_three_planes_of_the_demo_set(tmp_path, capsys):
     # the demo's default size (40 images per plane); at 15 per plane the vote is 2 (see README "Choosing k")

@@ -258,6 +258,8 @@ class KSelector(BaseEstimator):
         self.k_ = vote(ks, votes, curves["silhouette"])
         where = f", {self.context}" if self.context else ""
         log.info("--k auto (%s%s): votes %s -> k = %d", self.method, where, votes, self.k_)
+        if len(ks) == 1 and len(X) - 1 < int(self.k_max):  # 3 rows: a vote with nothing to choose between
+            log.warning("--k auto%s: only k = %d is possible with %d rows: nothing was chosen", where, ks[0], len(X))
         if self.k_ == ks[-1] and len(ks) > 2:
             log.warning("--k auto%s: k = %d is the largest k tried (%d..%d): the indices may still improve beyond "
                         "it; look at their curves (metrics.json k_selection, the report) and give --k if you know more",
