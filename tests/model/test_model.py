@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -108,5 +109,11 @@ def test_a_scan_result_or_a_model_folder_is_one_line_naming_the_fix(records, tmp
     with pytest.raises(ModelFileError, match=r"'.*run/model' looks like the model/ folder of a run: pass the run "
                                              r"folder '.*run', not its model/ folder$"):
         BrainClusterModel.load(tmp_path / "run" / "model")
+    shutil.copytree(tmp_path / "run" / "model", tmp_path / "model_only")  # a copy: its parent is no run
+    with pytest.raises(ModelFileError, match=r"looks like the model/ folder of a run: put it in a folder of its own "
+                                             r"under the name model/ \(DIR/model/config.json\) and pass DIR$"):
+        BrainClusterModel.load(tmp_path / "model_only")
+    shutil.copytree(tmp_path / "model_only", tmp_path / "DIR" / "model")  # as said: it loads
+    assert BrainClusterModel.load(tmp_path / "DIR") is not None
     with pytest.raises(ModelFileError, match="is not a finished brainclust run"):  # not a run at all
         BrainClusterModel.load(tmp_path)

@@ -142,9 +142,10 @@ def read_model_manifest(model_dir) -> tuple[dict, int]:
     """``(manifest, version)`` of the run folder ``model_dir``'s ``model/config.json``, checked."""
     folder = RunFolder(model_dir)
     if not folder.model_config.is_file():
-        if (folder.root / MODEL_FILES["config"]).is_file():  # the run's model/ folder itself
-            raise ModelFileError(f"'{model_dir}' looks like the model/ folder of a run: pass the run folder "
-                                 f"'{folder.root.parent}', not its model/ folder")
+        if (folder.root / MODEL_FILES["config"]).is_file():  # the run's model/ folder itself, or a copy of it
+            raise ModelFileError(f"'{model_dir}' looks like the model/ folder of a run: " + (
+                f"pass the run folder '{folder.root.parent}', not its model/ folder" if folder.root.name == "model"
+                else "put it in a folder of its own under the name model/ (DIR/model/config.json) and pass DIR"))
         raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
     info = read_json(folder.model_config)
     return info, check_model_config(info, folder.model_config)
