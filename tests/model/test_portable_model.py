@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,13 @@ def test_predict_finds_the_weights_by_name_or_refuses_in_one_line_naming_the_fil
     np.testing.assert_array_equal(res.labels, setup["labels"])
     with pytest.raises(WeightsUnavailableError, match="is not the weights file the model was saved with"):
         _predict(setup, tmp_path, out=moved, weights=str(_own_lite0()))
+    (tmp_path / "wdir").mkdir()  # a folder or a FIFO: the words of run's --weights
+    with pytest.raises(WeightsUnavailableError, match=r"^--weights: '.*wdir' is a folder, expected a state-dict file$"):
+        _predict(setup, tmp_path, out=moved, weights=str(tmp_path / "wdir"))
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(WeightsUnavailableError, match=r"^--weights: file '.*fifo' is not a regular file$"):
+            _predict(setup, tmp_path, out=moved, weights=str(tmp_path / "fifo"))
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)  # the torch cache, by name
     shutil.copy(setup["weights"], tmp_path / "hub" / "checkpoints" / "my-lite0.pth")
     res = _predict(setup, tmp_path, out=moved)

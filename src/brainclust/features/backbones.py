@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brainclust.errors import ParameterError, WeightsUnavailableError
-from brainclust.features.statedict import load_state_dict, weights_cache, weights_sha256
+from brainclust.features.statedict import given_file, load_state_dict, weights_cache, weights_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -417,12 +417,7 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
         log.warning("%s: using RANDOM weights; features are not meaningful for clustering", name)
         return spec, ResolvedWeights(None, RANDOM_WEIGHTS)
     if weights is not None:
-        p = Path(weights)
-        if p.is_dir():
-            raise WeightsUnavailableError(f"--weights: '{weights}' is a folder, expected a state-dict file")
-        if not p.is_file():
-            raise WeightsUnavailableError(f"--weights: file '{weights}' " + (
-                "is not a regular file" if p.exists() else "does not exist"))
+        p = given_file(weights)
         return spec, ResolvedWeights(str(p.resolve()), weights_sha256(p))
     default = spec.default_weights()
     if default is None and name == "inception_v3":

@@ -23,6 +23,17 @@ from brainclust.errors import WeightsUnavailableError
 MAX_WEIGHTS_BYTES = 4 << 30
 
 
+def given_file(weights: str) -> Path:
+    """``--weights PATH`` as the user gave it (``run`` or ``predict``): a regular file, else one line."""
+    p = Path(weights)
+    if p.is_dir():
+        raise WeightsUnavailableError(f"--weights: '{weights}' is a folder, expected a state-dict file")
+    if not p.is_file():
+        raise WeightsUnavailableError(f"--weights: file '{weights}' " + (
+            "is not a regular file" if p.exists() else "does not exist"))
+    return p
+
+
 def _open_regular(path: str) -> tuple[int, int]:
     """A descriptor of the regular file at ``path`` of at most :data:`MAX_WEIGHTS_BYTES`, and its size; else one line
     that names the file. Only a path that is a regular file is opened (a FIFO or a device is never opened: opening

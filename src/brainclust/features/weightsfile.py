@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from brainclust.errors import ModelFileError, ParameterError, WeightsUnavailableError
 from brainclust.features.backbones import NO_WEIGHTS, RANDOM_WEIGHTS, REGISTRY, ResolvedWeights
-from brainclust.features.statedict import weights_cache, weights_sha256
+from brainclust.features.statedict import given_file, weights_cache, weights_sha256
 
 
 def saved_weights(requested: str | None, resolved: ResolvedWeights) -> str | None:
@@ -69,11 +69,10 @@ def _sha256_of(path: Path) -> str | None:
 
 def _given(path: str, sha256: str, source: str) -> str:
     """``predict --weights PATH``: the file, when it has the SHA-256 the model was saved with."""
-    p = Path(path)
+    p = given_file(path)  # a folder, a FIFO, a missing file: the words of run's --weights
     digest = _sha256_of(p)
     if digest is None:
-        raise WeightsUnavailableError(f"--weights: '{path}' " + (
-            "is not a readable regular file" if p.exists() else "does not exist"))
+        raise WeightsUnavailableError(f"--weights: '{path}' is not a readable regular file")
     if digest != sha256:
         raise WeightsUnavailableError(f"--weights: '{path}' is not the weights file the model was saved with (its "
                                       f"SHA-256 {digest[:12]} is not {sha256[:12]}, recorded in {source})")
