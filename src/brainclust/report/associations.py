@@ -16,7 +16,7 @@ import logging
 import math
 from pathlib import Path
 
-from brainclust.cluster.associations import STATISTIC_SHOWN
+from brainclust.cluster.follows import STATISTIC_SHOWN
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,11 @@ def fold_same(rows: list[dict]) -> list[dict]:
 
 
 def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | None:
-    """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.associations.headline`,
-    :func:`~brainclust.cluster.associations.tree_summary`), or ``None`` when there is no such file or it
+    """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.follows.headline`,
+    :func:`~brainclust.cluster.follows.tree_summary`), or ``None`` when there is no such file or it
     lacks the columns they need; ``groups``: the number of clusters (see ``headline``). The text goes to the
     page through autoescaping only."""
-    from brainclust.cluster.associations import headline, tree_summary
+    from brainclust.cluster.follows import headline, tree_summary
 
     path = Path(path)
     if not path.is_file():
