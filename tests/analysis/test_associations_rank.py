@@ -239,6 +239,25 @@ def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_fa
     assert read_back == {k: rows[k]["score"] for k in read_back}
 
 
+def test_a_column_grouping_the_rows_as_the_strata_is_not_ranked_in_a_within_run():
+    """--within site where each subject has its own site: subject and folder are the site again (each constant
+    in its stratum: AMI 0, p = 1); they were ranked and led the headline ("highest: subject (AMI 0.00)", the
+    walk of 2026-12-07). A column with one value missing is not the same partition: it stays."""
+    rng = np.random.default_rng(5)
+    site = np.repeat(["s1", "s2", "s3", "s4", "s5"], 8)
+    subject = np.char.add("sub-", site)
+    seq = rng.choice(["T1", "T2", "FLAIR"], len(site))
+    part = np.where(np.arange(len(site)) == 0, "", subject)
+    table = {"subject": subject.tolist(), "folder": subject.tolist(), "sequence": seq.tolist(),
+             "part": part.tolist()}
+    clusters = [f"{s}-{q == 'T1'}" for s, q in zip(site, seq)]
+    rows = A.rank_associations(table, {"cluster": clusters}, permutations=19, strata=site.tolist())
+    assert {r["column"] for r in rows} == {"sequence", "part"}
+    assert A.headline(rows).startswith("clusters follow: sequence (AMI")
+    plain = A.rank_associations(table, {"cluster": clusters}, permutations=19)  # without strata: ranked
+    assert {r["column"] for r in plain} == {"subject", "folder", "sequence", "part"}
+
+
 def test_each_tree_level_names_a_column_only_when_the_headline_would():
     """Level lines read 'level 3: suffix (AMI 0.04) (p = 0.57)' down to level 10; now the headline's rule."""
     def row(level, column, score, p, same_as=""):

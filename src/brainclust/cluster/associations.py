@@ -55,7 +55,9 @@ with one group at a level, fewer than 3 rows, or a different value (bin) in ever
 level, as such a column is left out of a whole ranking: two rows in two groups always score AMI 1),
 and the permutation test shuffles the values inside each stratum. So a column that the stratum determines
 (the image height within planes, a coarser copy of the stratum) scores about 0, as a random split of each
-stratum does: what is ranked is what the clusters follow *within* the strata.
+stratum does: what is ranked is what the clusters follow *within* the strata. A categorical column that
+groups the rows exactly as the strata do (``subject`` and ``folder`` in a ``--within site`` run where each
+subject has its own site) is the stratum column again and is not ranked, as the ``--within`` column is not.
 
 **Along another column** (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's ``slice_index`` and
 ``slice_position`` count along its ``plane``, a DICOM file's ``instance_number`` along its ``series_id``): such a
@@ -240,6 +242,9 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     frames = {frame: label_codes(_text(table[frame])) for frame in set(COUNTS_ALONG.values()) & set(table)}
     cols = [_along(c, frames, strata) for c in (prepare(k, v) for k, v in table.items() if k not in skip)
             if c is not None]
+    if strata is not None:  # a column grouping the rows as the strata do is the stratum column again: not ranked
+        as_strata = _partition(strata)
+        cols = [c for c in cols if c.kind != "categorical" or _partition(_full(c, n)) != as_strata]
     # a numeric column is binned inside each of its strata, once for every level
     cols = [c if c.strata is None else replace(c, codes=_binned_within(c, c.strata[c.rows])) for c in cols]
     same = _same_partitions(cols, n)
