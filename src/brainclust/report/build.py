@@ -49,7 +49,7 @@ from brainclust.report.geometry import (largest_clusters, silhouette_per_image, 
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
-from brainclust.report.runtext import clustered_text, files_text
+from brainclust.report.runtext import clustered_text, files_text, within_scores
 from brainclust.report.associations import read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
@@ -163,16 +163,19 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
 
 
 def scores_section(run: RunOutputs) -> dict:
-    """The scores with a one-line meaning each (the silhouette always, label scores when computed), and
-    the "what the clusters follow" ranking of ``associations.csv`` when the run has one."""
+    """The scores with a one-line meaning each (the silhouette always, label scores when computed; a ``--within``
+    run's scores inside the strata), and the "what the clusters follow" ranking of ``associations.csv`` when the
+    run has one."""
     scores = []
     for key in ("silhouette", "ari", "nmi", "fmi", "acc"):
         if key in run.metrics or key == "silhouette":
             v = run.metrics.get(key)
             scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
-    summary = read_summary(run.folder.associations, groups=len(set(np.asarray(run.clusters).tolist()) - {NOISE}))
-    return {"scores": scores, "associations": read_associations(run.folder.associations),
+    groups = len(set(np.asarray(run.clusters).tolist()) - {NOISE})
+    summary = read_summary(run.folder.associations, groups=groups)
+    return {"scores": scores, "within_scores": within_scores(run.metrics, groups),
+            "associations": read_associations(run.folder.associations),
             "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
 

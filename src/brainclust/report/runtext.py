@@ -1,16 +1,18 @@
-"""Sentences of the report read from a run's ``manifest.json``: what was clustered out of the files found (the
-summary's first row).
+"""Sentences of the report read from a run's ``manifest.json`` and ``metrics.json``: what was clustered out of
+the files found (the summary's first row) and the scores inside the strata of a ``--within`` run (the scores).
 
-The file is untrusted input: a field of the wrong type is left out of the sentence (an older run folder
+Both files are untrusted input: a field of the wrong type is left out of the sentence (an older run folder
 lacks some: no clause), never an error. The text reaches the page through autoescaping.
 """
 
 from __future__ import annotations
 
+import math
+
 from brainclust.report.render import plural
 from brainclust.report.run import int_or_zero
 
-__all__ = ["FILTER_REASON", "clustered_text", "files_text"]
+__all__ = ["FILTER_REASON", "clustered_text", "files_text", "within_scores"]
 
 #: The scan's reason (``manifest["scan"]["left_out"]``) for the files ``--include``/``--exclude-files`` left out.
 FILTER_REASON = "--include/--exclude-files"
@@ -53,3 +55,33 @@ def clustered_text(unit: str, n_rows: int, n_set_aside: int, n_slice_images: int
              if n_set_aside else "")
     return f"{rows} from {files}{aside}"
 
+
+def _score(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def within_scores(metrics: dict, n_clusters: int) -> dict | None:
+    """A ``--within`` run with labels: the mean NMI and ARI inside the strata (``metrics.json``
+    ``within.scores``, :func:`brainclust.model.steerrecord.stratum_scores`) as the Scores section shows them
+    (``nmi``, ``ari``: text; ``meaning``), or ``None`` (no such run, or no scores recorded)."""
+    within = metrics.get("within")
+    scores = within.get("scores") if isinstance(within, dict) else None
+    if not isinstance(scores, dict):
+        return None
+    per = scores.get("per_stratum") if isinstance(scores.get("per_stratum"), dict) else {}
+    unscored = scores.get("not_scored") if isinstance(scores.get("not_scored"), dict) else {}
+    n_strata = len(per) + len(unscored)
+    nmi, ari = _score(scores.get("mean_nmi")), _score(scores.get("mean_ari"))
+    if nmi is None or ari is None:
+        if not unscored:
+            return None
+        return {"nmi": "n/a", "ari": "n/a", "meaning": f"No stratum could be scored: in each of the {n_strata} strata the "
+                "labelled images share one label, so the scores above measure the strata, not the clusters "
+                "(metrics.json within.scores)."}
+    not_scored = (f"; {len(unscored)} not scored, their labelled images sharing one label" if unscored else "")
+    return {"nmi": f"{nmi:.3f}", "ari": f"{ari:.3f}", "n_scored": len(per), "meaning": (
+        f"Mean NMI and ARI inside each stratum, weighted by its labelled images, over {len(per)} scored "
+        f"{'stratum' if len(per) == 1 else 'strata'} of {n_strata}{not_scored} (metrics.json within.scores). "
+        f"Compare these with a run at k: the ARI and NMI above score the {n_clusters} clusters of all strata "
+        "together, which a run at k does not have. NMI is not corrected for chance: with few images per stratum "
+        "any split scores high; ARI is corrected.")}
