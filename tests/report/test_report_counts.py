@@ -1,5 +1,6 @@
 """The summary's "Images clustered" row counts the files the scan left out (``--include``, ``--exclude-files``, a
-BIDS rule) and says ``--exclude``'s set-aside images once. Fake finished runs (no CNN), as in test_report; the sentences of report/runtext directly."""
+BIDS rule) and says ``--exclude``'s set-aside images once; the associations note names the run's own folded
+columns. Fake finished runs (no CNN), as in test_report; the sentences of report/runtext directly."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def test_exclude_says_clustered_and_set_aside_once(tmp_path):
     assert row == "16 images from 17 files (1 skipped): 14 clustered, 2 set aside by --exclude (not clustered)"
     assert clustered_text("volume", 20, 0, 160, "22 files (0 skipped)") == (
         "20 volumes (one row each: the mean of their slices' features) made of 160 images from 22 files (0 skipped)")
+
+
+def test_the_associations_note_names_the_runs_own_folded_columns(tmp_path):
+    """It always said 'folder (= label)', in runs labelled by another column and in runs with no labels."""
+    out = fake_run(tmp_path, n_per=6)
+    head = "level,rank,column,kind,statistic,score,p_value,n,n_values,same_as,coarser_of,permutations,perm_rows\n"
+    (out / "associations.csv").write_text(head + "cluster,1,subject,categorical,AMI,0.27,0.005,18,3,,,199,18\n"
+                                          "cluster,2,folder,categorical,AMI,0.27,0.005,18,3,subject,,199,18\n"
+                                          "level_2,1,subject,categorical,AMI,0.2,0.005,18,3,,,199,18\n"
+                                          "level_2,2,folder,categorical,AMI,0.2,0.005,18,3,subject,,199,18\n",
+                                          encoding="utf-8")
+    note = re.search(r'<p class="note">From associations.csv:(.*?)</p>', page_of(out), re.S).group(1)
+    assert note.endswith('named "column (= same column)": here subject (= folder).')
+    assert "folder (= label)" not in note
+    (out / "associations.csv").write_text(head + "cluster,1,site,categorical,AMI,0.27,0.005,18,3,,,199,18\n",
+                                          encoding="utf-8")
+    note = re.search(r'<p class="note">From associations.csv:(.*?)</p>', page_of(out), re.S).group(1)
+    assert note.endswith("(none here).") and " (= " not in note.replace("(= same column)", "")

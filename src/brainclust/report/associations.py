@@ -90,6 +90,12 @@ def fold_same(rows: list[dict]) -> list[dict]:
     return out
 
 
+def folded_rows(rows: list[dict] | None) -> list[str]:
+    """The distinct names of the rows of :func:`read_associations` that hold a folded column (``folder (= label)``,
+    :func:`fold_same`), in order."""
+    return list(dict.fromkeys(r["column"] for r in rows or () if r["column"].endswith(")") and " (= " in r["column"]))
+
+
 def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | None:
     """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.follows.headline`,
     :func:`~brainclust.cluster.follows.tree_summary`), or ``None`` when there is no such file or it

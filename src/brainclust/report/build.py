@@ -50,7 +50,7 @@ from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
 from brainclust.report.runtext import clustered_text, files_text, within_scores
-from brainclust.report.associations import read_associations, read_summary
+from brainclust.report.associations import folded_rows, read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
                                       short_number, steering_text, within_pca_text)
@@ -174,8 +174,9 @@ def scores_section(run: RunOutputs) -> dict:
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
     groups = len(set(np.asarray(run.clusters).tolist()) - {NOISE})
     summary = read_summary(run.folder.associations, groups=groups)
-    return {"scores": scores, "within_scores": within_scores(run.metrics, groups),
-            "associations": read_associations(run.folder.associations),
+    ranked = read_associations(run.folder.associations)
+    return {"scores": scores, "within_scores": within_scores(run.metrics, groups), "associations": ranked,
+            "same_rows": folded_rows(ranked),
             "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
 
