@@ -75,9 +75,9 @@ def within_scores(metrics: dict, n_clusters: int) -> dict | None:
     if nmi is None or ari is None:
         if not unscored:
             return None
-        return {"nmi": "n/a", "ari": "n/a", "meaning": f"No stratum could be scored: in each of the {n_strata} strata the "
-                "labelled images share one label, so the scores above measure the strata, not the clusters "
-                "(metrics.json within.scores)."}
+        return {"nmi": "n/a", "ari": "n/a", "meaning": "No stratum could be scored: in each of the "
+                f"{n_strata} strata the labelled images share one label, so the scores above measure the strata, "
+                "not the clusters (metrics.json within.scores)."}
     not_scored = (f"; {len(unscored)} not scored, their labelled images sharing one label" if unscored else "")
     return {"nmi": f"{nmi:.3f}", "ari": f"{ari:.3f}", "n_scored": len(per), "meaning": (
         f"Mean NMI and ARI inside each stratum, weighted by its labelled images, over {len(per)} scored "
