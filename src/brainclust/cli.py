@@ -263,7 +263,7 @@ def _cmd_report(args) -> None:
     info = rebuild_report(args.out_dir, max_map_points=args.max_points, color_by=args.color_by,
                           prepare=add if args.metadata is not None else None)
     if added:
-        from brainclust.cluster.associations import headline
+        from brainclust.cluster.follows import headline
 
         a = added["metadata"]
         say(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "

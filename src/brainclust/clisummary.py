@@ -58,7 +58,7 @@ def run_summary(result) -> str:
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
                  + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else ""))
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
-        from brainclust.cluster.associations import headline
+        from brainclust.cluster.follows import headline
 
         within = result.config.within  # not ranked: every cluster lies inside one of its values
         lines.append(headline(result.associations, groups=m["n_clusters"]) + " (associations.csv" + (

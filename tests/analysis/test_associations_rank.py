@@ -119,7 +119,7 @@ def test_headline_says_plainly_when_nothing_is_followed_and_tree_summary():
     same = A.rank_associations({"subject": site, "folder": list(site)}, {"cluster": g}, permutations=99)
     assert {r["column"]: r["same_as"] for r in same} == {"subject": "", "folder": "subject"}
     assert "(highest: subject (AMI" in A.headline(same)
-    assert A.tree_summary(rows)[0].startswith("level 2: noise (AMI")
+    assert A.tree_summary(rows) == ["level 2: nothing clearly"]  # the headline's rule: no column at p > 0.05
     assert A.headline([], "cluster") == ("clusters: no metadata column could be ranked (each is constant, different "
                                          "in every row, or has fewer than 3 values)")
 
@@ -237,6 +237,44 @@ def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_fa
             for i, (c, p) in enumerate(zip(clusters, plane))]
     read_back = {r["column"]: r["score"] for r in A.from_assignments(recs, permutations=0)}
     assert read_back == {k: rows[k]["score"] for k in read_back}
+
+
+def test_a_column_grouping_the_rows_as_the_strata_is_not_ranked_in_a_within_run():
+    """--within site where each subject has its own site: subject and folder are the site again (each constant
+    in its stratum: AMI 0, p = 1); they were ranked and led the headline ("highest: subject (AMI 0.00)", the
+    walk of 2026-12-07). A column with one value missing is not the same partition: it stays."""
+    rng = np.random.default_rng(5)
+    site = np.repeat(["s1", "s2", "s3", "s4", "s5"], 8)
+    subject = np.char.add("sub-", site)
+    seq = rng.choice(["T1", "T2", "FLAIR"], len(site))
+    part = np.where(np.arange(len(site)) == 0, "", subject)
+    table = {"subject": subject.tolist(), "folder": subject.tolist(), "sequence": seq.tolist(),
+             "part": part.tolist()}
+    clusters = [f"{s}-{q == 'T1'}" for s, q in zip(site, seq)]
+    rows = A.rank_associations(table, {"cluster": clusters}, permutations=19, strata=site.tolist())
+    assert {r["column"] for r in rows} == {"sequence", "part"}
+    assert A.headline(rows).startswith("clusters follow: sequence (AMI")
+    plain = A.rank_associations(table, {"cluster": clusters}, permutations=19)  # without strata: ranked
+    assert {r["column"] for r in plain} == {"subject", "folder", "sequence", "part"}
+
+
+def test_each_tree_level_names_a_column_only_when_the_headline_would():
+    """Level lines read 'level 3: suffix (AMI 0.04) (p = 0.57)' down to level 10; now the headline's rule."""
+    def row(level, column, score, p, same_as=""):
+        return {"level": level, "column": column, "statistic": "AMI", "score": score, "p_value": p,
+                "same_as": same_as, "coarser_of": ""}
+
+    rows = [row("level_2", "plane", 0.8, 0.005), row("level_2", "site", 0.9, 0.005, same_as="plane"),
+            row("level_3", "subject", 0.0, 1.0), row("level_3", "suffix", 0.04, 0.57),
+            row("level_4", "weak", 0.04, 0.005), row("level_4", "site", 0.02, 0.3),
+            row("level_5", "noise", 0.3, 0.2), row("level_5", "seq", 0.1, 0.01)]
+    assert A.tree_summary(rows) == ["level 2: plane (AMI 0.80)", "levels 3-4: nothing clearly",
+                                    "level 5: seq (AMI 0.10)"]  # consecutive levels that follow nothing: one line
+    gap = [r for r in rows if r["level"] != "level_4"] + [row("level_6", "subject", 0.0, 1.0)]
+    assert A.tree_summary(gap) == ["level 2: plane (AMI 0.80)", "level 3: nothing clearly",
+                                   "level 5: seq (AMI 0.10)", "level 6: nothing clearly"]
+    untested = [row("level_2", "plane", 0.8, ""), row("level_2", "site", 0.1, "")]  # --permutations 0
+    assert A.tree_summary(untested) == ["level 2: plane (AMI 0.80)"]
 
 
 def test_strata_of_the_wrong_length_are_refused():

@@ -494,7 +494,7 @@ def test_images_set_aside_by_exclude_are_not_called_noise(tmp_path):
     out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=override)
     mark_set_aside(out, 2)
     page = build_report(out, write_figures=False).path.read_text()
-    assert ", 2 set aside</span>" in page and "2 more images set aside by --exclude" in page
+    assert ", 2 set aside</span>" in page and "14 clustered, 2 set aside by --exclude" in page
     clustering = re.search(r"<tr><th>Clustering</th><td>(.*?)</td></tr>", page, re.S).group(1)
     assert "set aside" not in clustering  # said once, in the row above
     assert "<h3>Set aside: 2 images" in page and ", 2 noise" not in page
@@ -546,9 +546,11 @@ def test_the_summary_counts_the_images_clustered_apart_from_those_set_aside(tmp_
     out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=[0] * 8 + [1] * 6 + [-1] * 2)
     mark_set_aside(out, 2)
     page = build_report(out, write_figures=False).path.read_text()
-    clustered = re.search(r"<tr><th>Images clustered</th><td>(.*?)</td></tr>", page, re.S).group(1)
-    assert clustered.startswith("14 images from ") and clustered.endswith("; 2 more images set aside by --exclude (not "
-                                                                       "clustered)")
+    clustered = re.search(r"<tr id=\"images-row\"><th>Images clustered</th><td>(.*?)</td></tr>", page, re.S).group(1)
+    # all 16 come from the files; of those 14 were clustered (not "14 from 17 files", as if 2 files gave nothing)
+    assert clustered.startswith("16 images from ") and clustered.endswith(": 14 clustered, 2 set aside by --exclude "
+                                                                         "(not clustered)")
+    assert page.count("set aside by --exclude") == 1  # said once
     assert '<span class="chip">14 images clustered</span>' in page  # the terminal's count
     group = page.split('id="cluster-noise"')[1].split('<div class="montage"')[0].split("</section>")[0]
     assert "Most typical" not in group and "typical" not in group.split("<h3>")[1].split("</h3>")[0]
@@ -560,7 +562,7 @@ def test_the_summary_counts_the_images_clustered_apart_from_those_set_aside(tmp_
 def test_a_run_without_images_set_aside_counts_every_image_as_clustered(tmp_path):
     out = fake_run(tmp_path, n_per=4, k=2, method="kmeans")
     page = build_report(out, write_figures=False).path.read_text()
-    assert "<tr><th>Images clustered</th><td>8 images from " in page and "set aside" not in page
+    assert '<tr id="images-row"><th>Images clustered</th><td>8 images from ' in page and "set aside" not in page
     assert '<span class="chip">8 images</span>' in page
 
 

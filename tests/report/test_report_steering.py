@@ -144,3 +144,49 @@ def test_a_dollar_in_a_stratum_or_label_is_text_not_tex(tmp_path):
     report = build_report(out, write_figures=True)
     assert "$a_$" in report.path.read_text(encoding="utf-8")
     assert (out / "figures" / "montages.png").is_file()
+
+
+def with_within_scores(out: Path, scores: dict) -> Path:
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["within"] = {"k": {"axial": 2, "coronal": 1}, "strata": {"axial": 12, "coronal": 6}, "scores": scores}
+    atomic_write_json(out / "metrics.json", metrics)
+    return out
+
+
+def test_a_within_runs_scores_inside_the_strata_are_in_the_scores(tmp_path):
+    """The terminal printed 'within the strata: NMI 0.613, ARI 0.000 (...)'; the page showed only the global
+    scores, which a run at k cannot be compared with (the walk of 2026-12-07)."""
+    out = with_within_scores(steer(fake_run(tmp_path, n_per=6)), {
+        "per_stratum": {"axial": {"n": 12, "nmi": 0.7, "ari": 0.5}}, "mean_nmi": 0.7, "mean_ari": 0.5,
+        "not_scored": {"coronal": "6 labelled image(s) of 1 label(s)"}})
+    page = page_of(out)
+    nmi = re.search(r'<tr id="score-within-nmi"><th>NMI within the strata</th><td class="val">(.*?)</td>'
+                    r'<td rowspan="2">(.*?)</td>', page, re.S)
+    ari = re.search(r'<tr id="score-within-ari"><th>ARI within the strata</th><td class="val">(.*?)</td></tr>', page)
+    assert (nmi.group(1), ari.group(1)) == ("0.700", "0.500")
+    assert "over 1 scored stratum of 2; 1 not scored" in nmi.group(2) and "metrics.json within.scores" in nmi.group(2)
+    assert "the 3 clusters of all strata together" in nmi.group(2)
+    assert re.search(r'id="chip-within"[^>]*>Within the strata: NMI <b>0.700</b>, ARI <b>0.500</b>', page)
+    with_within_scores(out, {"per_stratum": {}, "not_scored": {"axial": "x", "coronal": "y"}})
+    assert "No stratum could be scored: in each of the 2 strata" in page_of(out)
+
+
+@pytest.mark.parametrize("scores", [None, "x", {"mean_nmi": "0.7", "mean_ari": 0.5, "per_stratum": {}}, {}])
+def test_no_within_scores_no_row(tmp_path, scores):
+    """A run without --within, without labels, or an older or damaged metrics.json: no row, no error."""
+    out = fake_run(tmp_path, n_per=6)
+    if scores is not None:
+        with_within_scores(out, scores)
+    page = page_of(out)
+    assert 'id="score-within' not in page and "within the strata" not in page.lower()
+
+
+def test_a_tree_level_that_follows_nothing_says_so(tmp_path):
+    """'level 2: subject (AMI 0.00) (p = 1)' named a column at every level of a --within run."""
+    out = steer(fake_run(tmp_path, n_per=6))
+    head = "level,rank,column,kind,statistic,score,p_value,n,n_values,same_as,coarser_of,permutations,perm_rows\n"
+    (out / "associations.csv").write_text(head + "level_2,1,subject,categorical,AMI,0,1,18,3,,,199,18\n"
+                                          "level_3,1,suffix,categorical,AMI,0.3,0.005,18,3,,,199,18\n",
+                                          encoding="utf-8")
+    items = re.findall(r"<li>(.*?)</li>", re.search(r'<ul id="tree-follows">(.*?)</ul>', page_of(out), re.S).group(1))
+    assert items == ["level 2: nothing clearly", "level 3: suffix (AMI 0.30)"]

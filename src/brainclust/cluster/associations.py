@@ -55,7 +55,9 @@ with one group at a level, fewer than 3 rows, or a different value (bin) in ever
 level, as such a column is left out of a whole ranking: two rows in two groups always score AMI 1),
 and the permutation test shuffles the values inside each stratum. So a column that the stratum determines
 (the image height within planes, a coarser copy of the stratum) scores about 0, as a random split of each
-stratum does: what is ranked is what the clusters follow *within* the strata.
+stratum does: what is ranked is what the clusters follow *within* the strata. A categorical column that
+groups the rows exactly as the strata do (``subject`` and ``folder`` in a ``--within site`` run where each
+subject has its own site) is the stratum column again and is not ranked, as the ``--within`` column is not.
 
 **Along another column** (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's ``slice_index`` and
 ``slice_position`` count along its ``plane``, a DICOM file's ``instance_number`` along its ``series_id``): such a
@@ -79,7 +81,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from brainclust.cluster.mutualinfo import BINS, ami, label_codes, mutual_info, quintiles
+# the headline's words moved to follows; these names stay importable from here
+from brainclust.cluster.follows import MIN_NAMED, SHOWN_AS, STATISTIC_SHOWN, headline, tree_summary  # noqa: F401
+from brainclust.cluster.mutualinfo import BINS, MIN_ROWS, ami, label_codes, mutual_info, quintiles
 from brainclust.errors import ParameterError
 from brainclust.io import privacy
 from brainclust.io.atomic import atomic_write_csv
@@ -96,7 +100,6 @@ ASSOCIATION_COLUMNS = ["level", "rank", "column", "kind", "statistic", "score", 
                        "same_as", "coarser_of", "permutations", "perm_rows", "within"]
 #: Columns of assignments.csv that are never ranked (identifiers and the partitions themselves).
 NOT_RANKED = frozenset({"path", "name", "unit", "sha256", "frame", "flags", "stratum", "cluster_in_stratum", *LEVELS})
-MIN_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,9 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     frames = {frame: label_codes(_text(table[frame])) for frame in set(COUNTS_ALONG.values()) & set(table)}
     cols = [_along(c, frames, strata) for c in (prepare(k, v) for k, v in table.items() if k not in skip)
             if c is not None]
+    if strata is not None:  # a column grouping the rows as the strata do is the stratum column again: not ranked
+        as_strata = _partition(strata)
+        cols = [c for c in cols if c.kind != "categorical" or _partition(_full(c, n)) != as_strata]
     # a numeric column is binned inside each of its strata, once for every level
     cols = [c if c.strata is None else replace(c, codes=_binned_within(c, c.strata[c.rows])) for c in cols]
     same = _same_partitions(cols, n)
@@ -300,10 +306,7 @@ def _coarser_copies(cols: list[Column], n: int) -> dict[str, str]:
     """Categorical column -> the categorical columns (``;``-joined) it is a coarser copy of: on the rows where
     both have a value, each value of the finer column goes with a single value of this one."""
     cat = [c for c in cols if c.kind == "categorical"]
-    full = {}
-    for c in cat:
-        full[c.name] = np.full(n, -1, np.int64)
-        full[c.name][c.rows] = c.codes
+    full = {c.name: _full(c, n) for c in cat}
 
     def distinct(codes: np.ndarray, size: int) -> int:  # a count array while it stays small, else a sort
         return int(np.count_nonzero(np.bincount(codes, minlength=size))) if size <= 4 * n else len(np.unique(codes))
@@ -322,6 +325,19 @@ def _coarser_copies(cols: list[Column], n: int) -> dict[str, str]:
     return {k: ";".join(v) for k, v in out.items()}
 
 
+def _full(col: Column, n: int) -> np.ndarray:
+    """The column's codes on all ``n`` rows, -1 where it has no value."""
+    full = np.full(n, -1, np.int64)
+    full[col.rows] = col.codes
+    return full
+
+
+def _partition(codes: np.ndarray) -> bytes:
+    """The partition of the rows that ``codes`` make, as bytes: equal for codes that group the rows alike."""
+    _, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inv].astype(np.int64).tobytes()  # labels by first occurrence
+
+
 def _same_partitions(cols: list[Column], n: int) -> dict[str, str]:
     """Column -> the first earlier column that partitions the rows the same way (missing rows included). ``label``
     comes last: it is a copy of the column ``--labels`` names, which is the one to show."""
@@ -330,10 +346,7 @@ def _same_partitions(cols: list[Column], n: int) -> dict[str, str]:
     for col in sorted(cols, key=lambda c: c.name == "label"):
         if col.kind != "categorical":
             continue
-        full = np.full(n, -1, np.int64)
-        full[col.rows] = col.codes
-        _, first, inv = np.unique(full, return_index=True, return_inverse=True)
-        key = np.argsort(np.argsort(first))[inv].astype(np.int64).tobytes()  # labels by first occurrence
+        key = _partition(_full(col, n))
         if key in seen:
             out[col.name] = seen[key]
         else:
@@ -370,84 +383,3 @@ def write_associations(path, rows: Sequence[Mapping]) -> object:
         return ("" if math.isnan(v) else f"{v:.10g}") if isinstance(v, float) else v
 
     return atomic_write_csv(path, ASSOCIATION_COLUMNS, [{k: fmt(r[k]) for k in ASSOCIATION_COLUMNS} for r in rows])
-
-
-#: How the headline names the file's own columns, whose names read as something else (``height``: the image's,
-#: in pixels, not the patient's; ``size``: the file's bytes).
-SHOWN_AS = {"width": "width (image, px)", "height": "height (image, px)", "size": "size (file, bytes)",
-            "type": "type (file format)"}
-
-
-#: How the headline and the report name each statistic: (name, note after the score); ``epsilon2``: the numeric
-#: statistic of runs made before 2026-12-06.
-STATISTIC_SHOWN = {"AMI": ("AMI", ""), "AMI_quintiles": ("AMI", ", quintiles"), "epsilon2": ("\u03b5\u00b2", "")}
-
-
-def _label(r: Mapping) -> str:
-    name, note = STATISTIC_SHOWN.get(str(r["statistic"]), (str(r["statistic"]), ""))
-    within = f" within {r['within']}" if r.get("within") else ""  # older files lack it
-    return f"{SHOWN_AS.get(r['column'], r['column'])} ({name} {float(r['score']):.2f}{note}{within})"
-
-
-#: The smallest score the headline names: significant columns of random partitions score up to 0.02 (254
-#: rows) and 0.005 (1,000 rows), docs/units-metadata.md; a score of a few hundredths says nothing to a reader.
-MIN_NAMED = 0.05
-
-
-def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = 0.05,
-             min_score: float = MIN_NAMED, groups: int | None = None) -> str:
-    """One sentence for the report: ``clusters follow: plane (AMI 0.91), then scanner (AMI 0.40)``.
-
-    Lists up to ``top`` columns of ``level`` with ``p_value <= alpha`` and a score of at least ``min_score``,
-    by score,
-    one per distinct partition (``same_as`` duplicates are left out, and so is a coarser copy of a column
-    listed before it: ``coarser_of``); says so plainly when no column qualifies. ``groups``: the number of
-    clusters (noise apart), when known: with one, nothing can be ranked, whatever the columns.
-    """
-    mine = [r for r in rows if r["level"] == level]
-    what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
-    if not mine and groups is not None and groups < 2:
-        return f"{what}: {'only one' if groups else 'none (every image is noise or set aside)'}, so no metadata " \
-               "column can be ranked against them"
-    if not mine:
-        return (f"{what}: no metadata column could be ranked (each is constant, different in every row, or has "
-                f"fewer than {MIN_ROWS} values)")
-    if all(math.isnan(_num(r["p_value"])) for r in mine):  # --permutations 0: nothing is tested
-        ranked = [r for r in mine if not r.get("same_as")][:top]
-        return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(_label(r) for r in ranked)
-    good = [r for r in mine if not r.get("same_as") and _num(r["p_value"]) <= alpha and _num(r["score"]) >= min_score]
-    if not good:
-        best = max([r for r in mine if not r.get("same_as")] or mine, key=lambda r: _num(r["score"]))
-        p = f"p = {_num(best['p_value']):.2g}"
-        if _num(best["p_value"]) <= alpha:
-            p += f"; a score below {min_score:g}: too weak to name"
-        if len(mine) == 1:
-            return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
-        return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, {p})"
-    listed: list[Mapping] = []
-    for r in good:
-        finer = set(str(r.get("coarser_of") or "").split(";")) - {""}
-        if len(listed) < top and not finer & {str(x["column"]) for x in listed}:
-            listed.append(r)
-    return f"{what} follow: " + ", then ".join(_label(r) for r in listed)
-
-
-def tree_summary(rows: Sequence[Mapping], alpha: float = 0.05) -> list[str]:
-    """For each tree level, which column it splits on most (``level 2: plane (AMI 0.80)``)."""
-    out = []
-    for level in LEVEL_COLUMNS:
-        mine = [r for r in rows if r["level"] == level and not r.get("same_as")]
-        if not mine:
-            continue
-        best = max(mine, key=lambda r: _num(r["score"]))
-        sig = "" if not _num(best["p_value"]) > alpha else f" (p = {_num(best['p_value']):.2g})"
-        out.append(f"level {level.split('_')[1]}: {_label(best)}{sig}")
-    return out
-
-
-def _num(v) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-    return x

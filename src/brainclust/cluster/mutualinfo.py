@@ -13,6 +13,9 @@ import numpy as np
 
 from brainclust.errors import ParameterError
 
+#: The fewest rows a column (or a stratum) is scored on: two rows in two groups always score AMI 1.
+MIN_ROWS = 3
+
 
 def label_codes(labels: Sequence) -> np.ndarray:
     """Codes 0..m-1 of the labels' distinct values, in sorted order (text compared stripped)."""

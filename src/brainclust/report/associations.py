@@ -16,7 +16,7 @@ import logging
 import math
 from pathlib import Path
 
-from brainclust.cluster.associations import STATISTIC_SHOWN
+from brainclust.cluster.follows import STATISTIC_SHOWN
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,18 @@ def fold_same(rows: list[dict]) -> list[dict]:
     return out
 
 
+def folded_rows(rows: list[dict] | None) -> list[str]:
+    """The distinct names of the rows of :func:`read_associations` that hold a folded column (``folder (= label)``,
+    :func:`fold_same`), in order."""
+    return list(dict.fromkeys(r["column"] for r in rows or () if r["column"].endswith(")") and " (= " in r["column"]))
+
+
 def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | None:
-    """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.associations.headline`,
-    :func:`~brainclust.cluster.associations.tree_summary`), or ``None`` when there is no such file or it
+    """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.follows.headline`,
+    :func:`~brainclust.cluster.follows.tree_summary`), or ``None`` when there is no such file or it
     lacks the columns they need; ``groups``: the number of clusters (see ``headline``). The text goes to the
     page through autoescaping only."""
-    from brainclust.cluster.associations import headline, tree_summary
+    from brainclust.cluster.follows import headline, tree_summary
 
     path = Path(path)
     if not path.is_file():

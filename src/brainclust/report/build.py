@@ -48,8 +48,9 @@ from brainclust.report.geometry import (largest_clusters, silhouette_per_image, 
                                         tsne_perplexity, typical_atypical)
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
-from brainclust.report.run import NOISE, RunOutputs, cluster_name, int_or_zero, load_outputs
-from brainclust.report.associations import read_associations, read_summary
+from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
+from brainclust.report.runtext import clustered_text, files_text, within_scores
+from brainclust.report.associations import folded_rows, read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
                                       short_number, steering_text, within_pca_text)
@@ -139,19 +140,20 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
     folder's name to show, when the report is built in a staging folder)."""
     m, n, skipped = run.manifest, len(run.rows), run.manifest.get("skipped", [])
     out_dir = shown_dir if shown_dir is not None else run.out_dir
+    counts = unclustered_counts(run)
     return {
         "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else out_dir.name),
         "input": escape_name(run.input_root.name) if run.input_root else "(unknown)",  # the page can be mailed:
         "weights_file": escape_name(Path(str(m.get("backbone", {}).get("weights_path") or "")).name),  # no full paths
-        "out_dir": escape_name(Path(out_dir).name), "n_images": n, "n_files_scanned": m.get("n_files_scanned", n),
-        "n_metadata_files": int_or_zero((m.get("scan") or {}).get("metadata_files")),
-        "skipped": skipped[:500], "n_skipped": len(skipped),
+        "out_dir": escape_name(Path(out_dir).name), "n_images": n, "skipped": skipped[:500], "n_skipped": len(skipped),
+        "clustered_text": clustered_text(run.unit, n, counts["n_set_aside"], m.get("n_images", n),
+                                         files_text({"n_files_scanned": n, **m}, len(skipped))),
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
         "estimated": estimated_strata(m, run.rows),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
-        **unclustered_counts(run), "pca": m.get("pca", {}),
+        **counts, "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
@@ -161,16 +163,20 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
 
 
 def scores_section(run: RunOutputs) -> dict:
-    """The scores with a one-line meaning each (the silhouette always, label scores when computed), and
-    the "what the clusters follow" ranking of ``associations.csv`` when the run has one."""
+    """The scores with a one-line meaning each (the silhouette always, label scores when computed; a ``--within``
+    run's scores inside the strata), and the "what the clusters follow" ranking of ``associations.csv`` when the
+    run has one."""
     scores = []
     for key in ("silhouette", "ari", "nmi", "fmi", "acc"):
         if key in run.metrics or key == "silhouette":
             v = run.metrics.get(key)
             scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
-    summary = read_summary(run.folder.associations, groups=len(set(np.asarray(run.clusters).tolist()) - {NOISE}))
-    return {"scores": scores, "associations": read_associations(run.folder.associations),
+    groups = len(set(np.asarray(run.clusters).tolist()) - {NOISE})
+    summary = read_summary(run.folder.associations, groups=groups)
+    ranked = read_associations(run.folder.associations)
+    return {"scores": scores, "within_scores": within_scores(run.metrics, groups), "associations": ranked,
+            "same_rows": folded_rows(ranked),
             "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
 

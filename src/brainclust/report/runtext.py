@@ -1,0 +1,87 @@
+"""Sentences of the report read from a run's ``manifest.json`` and ``metrics.json``: what was clustered out of
+the files found (the summary's first row) and the scores inside the strata of a ``--within`` run (the scores).
+
+Both files are untrusted input: a field of the wrong type is left out of the sentence (an older run folder
+lacks some: no clause), never an error. The text reaches the page through autoescaping.
+"""
+
+from __future__ import annotations
+
+import math
+
+from brainclust.report.render import plural
+from brainclust.report.run import int_or_zero
+
+__all__ = ["FILTER_REASON", "clustered_text", "files_text", "within_scores"]
+
+#: The scan's reason (``manifest["scan"]["left_out"]``) for the files ``--include``/``--exclude-files`` left out.
+FILTER_REASON = "--include/--exclude-files"
+
+
+def _left_out(scan: dict) -> list[tuple[str, int]]:
+    """``(reason, files)`` of the scan's left-out counts (older manifests: none)."""
+    left = scan.get("left_out")
+    if not isinstance(left, dict):
+        return []
+    return [(str(reason), int_or_zero(n)) for reason, n in left.items() if int_or_zero(n) > 0]
+
+
+def files_text(manifest: dict, n_skipped: int) -> str:
+    """``22 files (2 of them metadata, 0 skipped)``, or with files left out by the scan (``--include``,
+    ``--exclude-files``, a BIDS rule, hidden names) ``4 of 22 files (18 left out by --include/--exclude-files,
+    0 skipped)``: the files found, those read and why the others were not."""
+    scan = manifest.get("scan") if isinstance(manifest.get("scan"), dict) else {}
+    n_files, n_meta = int_or_zero(manifest.get("n_files_scanned")), int_or_zero(scan.get("metadata_files"))
+    left = _left_out(scan)
+    n_left = sum(n for _, n in left)
+    skipped = f"{n_skipped} skipped"
+    if not left or n_left > n_files:  # nothing left out (or counts that do not add up: the plain count)
+        return f"{n_files} files ({f'{n_meta} of them metadata, ' if n_meta else ''}{skipped})"
+    used = n_files - n_left
+    why = [f"{n} left out " + (f"by {reason}" if reason == FILTER_REASON else f"({reason.split(' (')[0]})")
+           for reason, n in sorted(left, key=lambda item: (item[0] != FILTER_REASON, item[0]))]
+    meta = [f"{n_meta} of the {used} metadata"] if n_meta else []
+    return f"{used} of {n_files} files ({', '.join(why + meta + [skipped])})"
+
+
+def clustered_text(unit: str, n_rows: int, n_set_aside: int, n_slice_images: int, files: str) -> str:
+    """The summary's "Images clustered" row: the rows, what a unit row is made of, the files they come from
+    (:func:`files_text`), and the rows ``--exclude`` set aside, said once (``200 images from 200 files (0
+    skipped): 188 clustered, 12 set aside by --exclude (not clustered)``)."""
+    rows = f"{n_rows} {plural(unit)}"
+    if unit != "slice":
+        rows += f" (one row each: the mean of their slices' features) made of {n_slice_images} images"
+    aside = (f": {n_rows - n_set_aside} clustered, {n_set_aside} set aside by --exclude (not clustered)"
+             if n_set_aside else "")
+    return f"{rows} from {files}{aside}"
+
+
+def _score(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def within_scores(metrics: dict, n_clusters: int) -> dict | None:
+    """A ``--within`` run with labels: the mean NMI and ARI inside the strata (``metrics.json``
+    ``within.scores``, :func:`brainclust.model.steerrecord.stratum_scores`) as the Scores section shows them
+    (``nmi``, ``ari``: text; ``meaning``), or ``None`` (no such run, or no scores recorded)."""
+    within = metrics.get("within")
+    scores = within.get("scores") if isinstance(within, dict) else None
+    if not isinstance(scores, dict):
+        return None
+    per = scores.get("per_stratum") if isinstance(scores.get("per_stratum"), dict) else {}
+    unscored = scores.get("not_scored") if isinstance(scores.get("not_scored"), dict) else {}
+    n_strata = len(per) + len(unscored)
+    nmi, ari = _score(scores.get("mean_nmi")), _score(scores.get("mean_ari"))
+    if nmi is None or ari is None:
+        if not unscored:
+            return None
+        return {"nmi": "n/a", "ari": "n/a", "meaning": "No stratum could be scored: in each of the "
+                f"{n_strata} strata the labelled images share one label, so the scores above measure the strata, "
+                "not the clusters (metrics.json within.scores)."}
+    not_scored = (f"; {len(unscored)} not scored, their labelled images sharing one label" if unscored else "")
+    return {"nmi": f"{nmi:.3f}", "ari": f"{ari:.3f}", "n_scored": len(per), "meaning": (
+        f"Mean NMI and ARI inside each stratum, weighted by its labelled images, over {len(per)} scored "
+        f"{'stratum' if len(per) == 1 else 'strata'} of {n_strata}{not_scored} (metrics.json within.scores). "
+        f"Compare these with a run at k: the ARI and NMI above score the {n_clusters} clusters of all strata "
+        "together, which a run at k does not have. NMI is not corrected for chance: with few images per stratum "
+        "any split scores high; ARI is corrected.")}

@@ -1,0 +1,85 @@
+"""The summary's "Images clustered" row counts the files the scan left out (``--include``, ``--exclude-files``, a
+BIDS rule) and says ``--exclude``'s set-aside images once; the associations note names the run's own folded
+columns. Fake finished runs (no CNN), as in test_report; the sentences of report/runtext directly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_report import fake_run, mark_set_aside
+
+from brainclust.report.build import build_report
+from brainclust.report.runtext import clustered_text, files_text
+
+
+def images_row(page: str) -> str:
+    return re.search(r'<tr id="images-row"><th>Images clustered</th><td>(.*?)</td></tr>', page, re.S).group(1)
+
+
+def with_scan(out: Path, **scan) -> Path:
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["scan"] = scan
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def page_of(out: Path) -> str:
+    return build_report(out, write_figures=False).path.read_text(encoding="utf-8")
+
+
+def test_files_left_out_by_include_are_counted(tmp_path):
+    """The walk of 2026-12-07: '50 images from 200 files (0 skipped)' when --include left 150 out."""
+    out = with_scan(fake_run(tmp_path, n_per=4, k=2), metadata_files=0,
+                    left_out={"--include/--exclude-files": 150})
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["n_files_scanned"] = 159
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert images_row(page_of(out)) == "8 images from 9 of 159 files (150 left out by --include/--exclude-files, " \
+                                       "1 skipped)"
+
+
+@pytest.mark.parametrize("manifest, expected", [
+    ({"n_files_scanned": 22, "scan": {"metadata_files": 2, "left_out": {}}},
+     "22 files (2 of them metadata, 0 skipped)"),
+    ({"n_files_scanned": 22, "scan": {"metadata_files": 0, "left_out": {"--include/--exclude-files": 18}}},
+     "4 of 22 files (18 left out by --include/--exclude-files, 0 skipped)"),
+    ({"n_files_scanned": 30, "scan": {"metadata_files": 2, "left_out": {
+        "hidden (name starts with '.'; a hidden folder counts once)": 1, "--include/--exclude-files": 7}}},
+     "22 of 30 files (7 left out by --include/--exclude-files, 1 left out (hidden), 2 of the 22 metadata, 0 skipped)"),
+    ({"n_files_scanned": 22}, "22 files (0 skipped)"),                               # older runs: no scan record
+    ({"n_files_scanned": 22, "scan": {"left_out": "x", "metadata_files": "2"}}, "22 files (0 skipped)"),  # damaged
+    ({"n_files_scanned": 5, "scan": {"left_out": {"--include/--exclude-files": 9}}}, "5 files (0 skipped)"),
+])
+def test_the_files_clause(manifest, expected):
+    assert files_text(manifest, 0) == expected
+
+
+def test_exclude_says_clustered_and_set_aside_once(tmp_path):
+    """'188 images from 200 files (0 skipped); 12 more images set aside' read as if 12 files gave nothing."""
+    out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=[0] * 8 + [1] * 6 + [-1] * 2)
+    mark_set_aside(out, 2)
+    row = images_row(page_of(out))
+    assert row == "16 images from 17 files (1 skipped): 14 clustered, 2 set aside by --exclude (not clustered)"
+    assert clustered_text("volume", 20, 0, 160, "22 files (0 skipped)") == (
+        "20 volumes (one row each: the mean of their slices' features) made of 160 images from 22 files (0 skipped)")
+
+
+def test_the_associations_note_names_the_runs_own_folded_columns(tmp_path):
+    """It always said 'folder (= label)', in runs labelled by another column and in runs with no labels."""
+    out = fake_run(tmp_path, n_per=6)
+    head = "level,rank,column,kind,statistic,score,p_value,n,n_values,same_as,coarser_of,permutations,perm_rows\n"
+    (out / "associations.csv").write_text(head + "cluster,1,subject,categorical,AMI,0.27,0.005,18,3,,,199,18\n"
+                                          "cluster,2,folder,categorical,AMI,0.27,0.005,18,3,subject,,199,18\n"
+                                          "level_2,1,subject,categorical,AMI,0.2,0.005,18,3,,,199,18\n"
+                                          "level_2,2,folder,categorical,AMI,0.2,0.005,18,3,subject,,199,18\n",
+                                          encoding="utf-8")
+    note = re.search(r'<p class="note">From associations.csv:(.*?)</p>', page_of(out), re.S).group(1)
+    assert note.endswith('named "column (= same column)": here subject (= folder).')
+    assert "folder (= label)" not in note
+    (out / "associations.csv").write_text(head + "cluster,1,site,categorical,AMI,0.27,0.005,18,3,,,199,18\n",
+                                          encoding="utf-8")
+    note = re.search(r'<p class="note">From associations.csv:(.*?)</p>', page_of(out), re.S).group(1)
+    assert note.endswith("(none here).") and " (= " not in note.replace("(= same column)", "")
