@@ -83,3 +83,12 @@ def test_the_associations_note_names_the_runs_own_folded_columns(tmp_path):
                                           encoding="utf-8")
     note = re.search(r'<p class="note">From associations.csv:(.*?)</p>', page_of(out), re.S).group(1)
     assert note.endswith("(none here).") and " (= " not in note.replace("(= same column)", "")
+
+
+def test_a_count_of_one_unit_is_singular():
+    """Montage headings of a unit run said "1 volumes (5.0%)"."""
+    from brainclust.report.render import counted
+
+    assert [counted(1, "volume"), counted(20, "volume"), counted(1, "slice"), counted(3, "slice")] == [
+        "1 volume", "20 volumes", "1 image", "3 images"]
+    assert counted(1, "series") == "1 series" and counted(2, "subject") == "2 subjects"

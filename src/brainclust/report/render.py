@@ -20,12 +20,18 @@ def environment():
     env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
     env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
     env.filters["units"] = plural
+    env.filters["counted"] = counted
     return env
 
 
 def plural(unit: str) -> str:
     """What the rows of a ``unit`` run are counted as: ``images`` (slices), ``volumes``, ``series``, ``subjects``."""
     return "images" if unit == "slice" else unit if unit.endswith("s") else unit + "s"
+
+
+def counted(n, unit: str) -> str:
+    """``n`` rows of a ``unit`` run in words: ``1 volume``, ``20 volumes``, ``1 image``."""
+    return f"{n} {('image' if unit == 'slice' else unit) if n == 1 else plural(unit)}"
 
 
 def render(template: str, ctx: dict) -> str:
