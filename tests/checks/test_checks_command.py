@@ -36,7 +36,7 @@ def test_check_publishes_quality_leakage_and_a_manifest(data, tmp_path):
     m = json.loads(out.joinpath("manifest.json").read_text())
     assert m["kind"] == "check" and m["n_images"] == 11 and m["checks"]["split_source"] == "folder"
     assert m["checks"]["counts"]["duplicate"] == 1 and m["checks"]["summary"] == res.summary()
-    assert "1 duplicate (1 across test/train)" in res.summary()
+    assert "1 duplicate (1 linked across test/train)" in res.summary()
     assert len(out.joinpath("leakage.csv").read_text().splitlines()) == 3
     again = check_data(data, out, cache_dir=str(tmp_path / "c"), progress=False)  # an earlier check's folder
     assert again.flags == res.flags
@@ -74,7 +74,7 @@ def test_check_refuses_bad_settings_before_the_scan(data, tmp_path, settings, me
 def test_the_command_prints_the_summary_and_maps_errors_to_exit_2(data, tmp_path, capsys):
     assert main(["check", str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) == 0
     printed = capsys.readouterr().out
-    assert "11 image(s) checked\n" in printed and "checks: 1 duplicate (1 across test/train)" in printed
+    assert "11 image(s) checked\n" in printed and "checks: 1 duplicate (1 linked across test/train)" in printed
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")  # what the scan skips is counted
     try:
         assert main(["check", str(data), "--out", str(tmp_path / "o3"), "--cache-dir", str(tmp_path / "c")]) == 0

@@ -84,7 +84,8 @@ def leakage_table(result) -> list[dict]:
 
 
 def summary_line(result) -> str:
-    """One line for the terminal, e.g. ``checks: 10 duplicates (5 across test/train), 24 not MRI, 3 blank``."""
+    """One line for the terminal, e.g. ``checks: 10 duplicates (6 linked across test/train), 24 not MRI, 3 blank``:
+    "linked across" counts the images whose group of copies and near copies (``leakage.csv``'s) spans splits."""
     counts = {f: sum(1 for fl in result.flags if f in fl) for f in FLAGS}
     parts = []
     own = [r for r in result.leakage if r["splits"] != FIT_SPLITS]  # the folder's splits; the fit's: below
@@ -99,7 +100,7 @@ def summary_line(result) -> str:
         if f in ("duplicate", "near_duplicate"):
             across = sum(1 for i, fl in enumerate(result.flags) if f in fl and result.paths[i] in crossing)
             if across:
-                notes.append(f"{across} across {split_names}")
+                notes.append(f"{across} linked across {split_names}")
         if f == "duplicate" and of_fit:  # predict: exact copies of the images the model was fitted on
             notes.append(f"{of_fit} exact copies of images the model was fitted on; near copies of those are not "
                          "searched: 'brainclust check' on both folders finds them")
