@@ -9,14 +9,12 @@ are unpickled (``weights_only``): a file that holds other Python objects is refu
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import pickle
-import stat
 from pathlib import Path
 
-from brainclust.errors import WeightsUnavailableError
+from brainclust.errors import ImageReadError, WeightsUnavailableError
+from brainclust.io.content import check_regular, read_hashed
 
 
 #: Largest weights file read (Inception V3's is 104 MB): a crafted folder or a slip may name a huge file.
@@ -34,77 +32,37 @@ def given_file(weights: str) -> Path:
     return p
 
 
-def _open_regular(path: str) -> tuple[int, int]:
-    """A descriptor of the regular file at ``path`` of at most :data:`MAX_WEIGHTS_BYTES`, and its size; else one line
-    that names the file. Only a path that is a regular file is opened (a FIFO or a device is never opened: opening
-    one can have effects), and it is checked again on the open descriptor (opened non-blocking, without taking a
-    terminal, in binary mode: something put in its place meanwhile is refused, never waited on)."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+def _read(path: str, keep: bool) -> tuple[str, bytes | None]:
+    """``(SHA-256, bytes when keep)`` of the weights file at ``path``, read once by :func:`io.content.read_hashed`
+    (only a regular file is opened, never blocking; reading stops, refused, past the size it had when opened), at
+    most :data:`MAX_WEIGHTS_BYTES`; else one line that names the file."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise WeightsUnavailableError(f"weights file '{path}': not a regular file")
-        fd = os.open(path, flags)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({_why(exc)})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise WeightsUnavailableError(f"weights file '{path}': not a regular file")
-        if st.st_size > MAX_WEIGHTS_BYTES:
-            raise WeightsUnavailableError(f"weights file '{path}': {st.st_size / 2**30:.1f} GiB, larger than any "
-                                          f"weights file ({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st.st_size
-
-
-def _read(path: str, *sinks) -> None:
-    """Feed the bytes of the weights file at ``path`` (:func:`_open_regular`) to each of ``sinks`` in chunks: exactly
-    the size it had when opened, so what is read is bounded whatever happens to the file; one that grows or shrinks
-    meanwhile (or a kernel file that says 0 bytes) is refused in one line."""
-    fd, left = _open_regular(path)
-    try:
-        while True:
-            try:
-                chunk = os.read(fd, min(left, 1 << 20) if left else 1)  # past the end: one byte, to see it is the end
-            except OSError as exc:
-                raise WeightsUnavailableError(f"weights file '{path}': cannot be read ({_why(exc)})") from None
-            if bool(chunk) != bool(left):
-                raise WeightsUnavailableError(f"weights file '{path}': changed while it was read")
-            if not chunk:
-                return
-            left -= len(chunk)
-            for sink in sinks:
-                sink(chunk)
-    finally:
-        os.close(fd)
-
-
-def _why(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc)
+        size = check_regular(path).st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise WeightsUnavailableError(f"weights file '{path}': {size / 2**30:.1f} GiB, larger than any weights "
+                                          f"file ({MAX_WEIGHTS_BYTES >> 30} GiB at most)")
+        digest, _, data = read_hashed(path, MAX_WEIGHTS_BYTES if keep else -1)
+    except ImageReadError as exc:
+        raise WeightsUnavailableError(f"weights file '{path}': {exc}") from None
+    return digest, data
 
 
 def weights_sha256(path) -> str:
     """The SHA-256 of a weights file, read as :func:`read_checked` reads it (a regular file of at most
     :data:`MAX_WEIGHTS_BYTES`; else one line that names it): the hash that keys the feature cache and that the
     manifest records."""
-    h = hashlib.sha256()
-    _read(str(path), h.update)
-    return h.hexdigest()
+    return _read(str(path), keep=False)[0]
 
 
 def read_checked(path: str, sha256: str) -> io.BytesIO:
     """The weights file's bytes, read once and checked against ``sha256`` (the one
     :func:`~brainclust.features.backbones.resolve` recorded with :func:`weights_sha256`): the bytes loaded are the
     bytes hashed. A file changed since, or a FIFO or device put in its place, is refused in one line."""
-    h, data = hashlib.sha256(), io.BytesIO()
-    _read(path, h.update, data.write)
-    if h.hexdigest() != sha256:
+    digest, data = _read(path, keep=True)
+    if data is None or digest != sha256:  # None: it grew past the limit since it was hashed
         raise WeightsUnavailableError(f"weights file '{path}': changed since it was checked (its SHA-256 is no "
                                       f"longer {sha256[:12]}); run again")
-    data.seek(0)
-    return data
+    return io.BytesIO(data)
 
 
 def load_state_dict(path: str, sha256: str, backbone: str) -> dict:

@@ -92,13 +92,14 @@ class Content:
         return io.BytesIO(self.data) if self.data is not None else self.path
 
 
-def _read(path, keep_max: int) -> tuple[str, int, bytes | None]:
+def read_hashed(path, keep_max: int) -> tuple[str, int, bytes | None]:
     """``(SHA-256, size, bytes or None)`` of one read of ``path``: only a regular file is opened (never
     blocking), its bytes are kept when there are at most ``keep_max``, and reading stops, refused, past the
     size the file had when opened (a growing file, or a ``/proc`` file whose size says 0)."""
     check_regular(path)  # a device node is never opened (opening some has effects); fstat below closes the race
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_BINARY", 0))  # Windows: no newline translation
     except OSError as exc:
         raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
     try:
@@ -132,7 +133,7 @@ def read_content(path: str | os.PathLike) -> Content:
     ImageReadError
         Not a regular file, unreadable, or longer than its size.
     """
-    digest, size, data = _read(path, SINGLE_READ_MAX)
+    digest, size, data = read_hashed(path, SINGLE_READ_MAX)
     return Content(path=os.fsdecode(path), sha256=digest, size=size, data=data)
 
 
@@ -140,7 +141,7 @@ def content_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a regular file's bytes, streamed under the same rules as :func:`read_content`
     (ImageReadError otherwise): what a file from untrusted input is checked against before any decoder
     parses it."""
-    return _read(path, -1)[0]
+    return read_hashed(path, -1)[0]
 
 
 def verify_unchanged(content: Content) -> None:
