@@ -69,7 +69,13 @@ def test_the_inception_download_says_nothing_under_quiet(empty_torch_home, monke
     assert level == logging.WARNING or ("Downloading" in err and "progress=True" in err)
 
 
-def test_auto_uses_inception_when_its_weights_are_cached(empty_torch_home, inception_state):
+def stand_in_for_inception(monkeypatch, path) -> None:
+    """Random Inception weights play the downloaded file: their SHA-256 starts as the cached file's name says."""
+    monkeypatch.setattr(backbones, "_INCEPTION_SHA_PREFIX", file_sha256(path)[:8])
+
+
+def test_auto_uses_inception_when_its_weights_are_cached(empty_torch_home, inception_state, monkeypatch):
+    stand_in_for_inception(monkeypatch, inception_state[0])
     ckpt = empty_torch_home / "checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / backbones._INCEPTION_FILE).write_bytes(inception_state[0].read_bytes())
@@ -173,12 +179,14 @@ def test_the_inception_download_never_loads_what_lies_at_its_path(empty_torch_ho
     there: the download now only writes the file (torch checks its hash prefix) and build loads it as any other."""
     import threading
 
+    assert backbones._INCEPTION_SHA_PREFIX == "0cc3c7bd"  # the prefix of the real file, which torch checks
+    stand_in_for_inception(monkeypatch, inception_state[0])
     ckpt = empty_torch_home / "checkpoints"
     ckpt.mkdir(parents=True)
     os.mkfifo(ckpt / backbones._INCEPTION_FILE)  # nobody writes to it
 
     def fake_download(url, dst, hash_prefix=None, progress=True):
-        assert url.endswith(backbones._INCEPTION_FILE) and hash_prefix == "0cc3c7bd"
+        assert url.endswith(backbones._INCEPTION_FILE) and hash_prefix == backbones._INCEPTION_SHA_PREFIX
         tmp = f"{dst}.partial"
         Path(tmp).write_bytes(inception_state[0].read_bytes())
         os.replace(tmp, dst)  # as torch does: the whole file moved into place
@@ -194,16 +202,15 @@ def test_the_inception_download_never_loads_what_lies_at_its_path(empty_torch_ho
 
 def test_a_damaged_inception_copy_in_the_torch_cache_is_named_with_the_way_out(empty_torch_home):
     """--backbone auto chooses Inception V3 when the torch cache holds its file: a partial copy there broke every
-    default run with a line about a KeyError; the line now says whose file it is and what to do."""
+    default run with a line about a KeyError; it is now refused when resolved, before its hash keys any cache (its
+    SHA-256 is not the one the file's name starts), in a line that says whose file it is and what to do."""
     ckpt = empty_torch_home / "checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / backbones._INCEPTION_FILE).write_text("not a checkpoint")
-    spec, weights = backbones.resolve("auto")
-    assert spec.name == "inception_v3"
     with pytest.raises(WeightsUnavailableError) as err:
-        backbones.build(spec, weights)
+        backbones.resolve("auto")
     said = str(err.value)
-    assert "\n" not in said and "not a PyTorch state dict" in said
+    assert "\n" not in said and "damaged or partly copied" in said
     assert "torch cache's copy" in said and "--backbone efficientnet_lite0" in said
 
 

@@ -81,6 +81,8 @@ class ResolvedWeights:
 # --- Inception V3 -------------------------------------------------------------
 
 _INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
+#: The start of its SHA-256, as torch names its files: a file of that name with another is a partial copy.
+_INCEPTION_SHA_PREFIX = "0cc3c7bd"
 
 
 def _inception_cached() -> Path | None:
@@ -111,7 +113,7 @@ def _inception_download() -> Path:
         weights_cache().mkdir(parents=True, exist_ok=True)
         with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
             torch.hub.download_url_to_file(url, str(weights_cache() / _INCEPTION_FILE), progress=said is sys.stderr,
-                                           hash_prefix=_INCEPTION_FILE.rsplit("-", 1)[1].split(".")[0])
+                                           hash_prefix=_INCEPTION_SHA_PREFIX)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise WeightsUnavailableError(
             "inception_v3: ImageNet weights are not in the torch cache and could not be downloaded "
@@ -123,20 +125,6 @@ def _inception_download() -> Path:
     return cached
 
 
-def _inception_state(weights: ResolvedWeights) -> dict:
-    """The state dict; when the torch cache's copy of Inception V3's weights cannot be read (a partial copy: it makes
-    ``--backbone auto`` choose Inception V3), the line says so and how to get past it."""
-    try:
-        return load_state_dict(weights.path, weights.sha256, "inception_v3")
-    except WeightsUnavailableError as exc:
-        cached = weights_cache() / _INCEPTION_FILE
-        if Path(weights.path).resolve() != cached.resolve():
-            raise
-        raise WeightsUnavailableError(
-            f"{exc}; this is the torch cache's copy of inception_v3's weights (--backbone auto uses inception_v3 "
-            "when it is there): delete it to download it again, or pass --backbone efficientnet_lite0") from None
-
-
 def _build_inception(weights: ResolvedWeights | None) -> "nn.Module":
     import torch.nn as nn
     from torchvision.models import inception_v3
@@ -145,7 +133,7 @@ def _build_inception(weights: ResolvedWeights | None) -> "nn.Module":
     # torchvision's transform_input computes from ImageNet-normalised input.
     model = inception_v3(weights=None, aux_logits=True, init_weights=weights is None, transform_input=False)
     if weights is not None:
-        state = _inception_state(weights)
+        state = load_state_dict(weights.path, weights.sha256, "inception_v3")
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("AuxLogits.")]
         if missing or unexpected:
@@ -425,7 +413,14 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
     if default is None:
         raise WeightsUnavailableError(
             f"{name}: default weights not found; reinstall the package that ships them or pass --weights PATH")
-    return spec, ResolvedWeights(str(default), weights_sha256(default))
+    digest = weights_sha256(default)
+    if name == "inception_v3" and not digest.startswith(_INCEPTION_SHA_PREFIX):  # before it keys any cache
+        raise WeightsUnavailableError(
+            f"weights file '{default}': not the whole of inception_v3's weights (its SHA-256 does not start with "
+            f"{_INCEPTION_SHA_PREFIX}, as its name says): the torch cache's copy, which --backbone auto uses when it "
+            "is there, is damaged or partly copied; delete it to download it again, or pass --backbone "
+            "efficientnet_lite0")
+    return spec, ResolvedWeights(str(default), digest)
 
 
 def build(spec: BackboneSpec, weights: ResolvedWeights) -> "nn.Module":

@@ -69,10 +69,8 @@ def _sha256_of(path: Path) -> str | None:
 
 def _given(path: str, sha256: str, source: str) -> str:
     """``predict --weights PATH``: the file, when it has the SHA-256 the model was saved with."""
-    p = given_file(path)  # a folder, a FIFO, a missing file: the words of run's --weights
-    digest = _sha256_of(p)
-    if digest is None:
-        raise WeightsUnavailableError(f"--weights: '{path}' is not a readable regular file")
+    p = given_file(path)  # a folder, a FIFO, a missing file, one too large: the words of run's --weights
+    digest = weights_sha256(p)
     if digest != sha256:
         raise WeightsUnavailableError(f"--weights: '{path}' is not the weights file the model was saved with (its "
                                       f"SHA-256 {digest[:12]} is not {sha256[:12]}, recorded in {source})")
