@@ -101,6 +101,8 @@ def assign_series_ids(records: Sequence, keys: Mapping[str, str]) -> None:
         r.meta["series_id"] = names[key]
 
 
+#: Why the scan leaves out a file that ``--include``/``--exclude-files`` filter out (``manifest["scan"]["left_out"]``).
+FILTER_REASON = "--include/--exclude-files"
 #: Why a file of a BIDS data set that is not a BIDS data file (under a ``sub-<label>/`` folder or outside one) is
 #: left out.
 NOT_BIDS = ("name not BIDS (not sub-<label>/[ses-<label>/]<datatype>/sub-<label>_..._<suffix> with its folders' "
@@ -224,7 +226,7 @@ class FileSelector:
 
     def __call__(self, p: Path, rel: str) -> dict | None:
         if self.pfilter and not self.pfilter(rel):
-            self._leave_out("--include/--exclude-files")
+            self._leave_out(FILTER_REASON)
             return None
         parts = rel.split("/")
         if self.bids and len(parts) > 1 and parts[0] in bids_mod.NON_DATA_FOLDERS:

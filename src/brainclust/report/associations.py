@@ -16,7 +16,7 @@ import logging
 import math
 from pathlib import Path
 
-from brainclust.cluster.follows import STATISTIC_SHOWN
+from brainclust.cluster.follows import STATISTIC_SHOWN, headline, tree_summary
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,6 @@ def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | Non
     :func:`~brainclust.cluster.follows.tree_summary`), or ``None`` when there is no such file or it
     lacks the columns they need; ``groups``: the number of clusters (see ``headline``). The text goes to the
     page through autoescaping only."""
-    from brainclust.cluster.follows import headline, tree_summary
-
     path = Path(path)
     if not path.is_file():
         return None

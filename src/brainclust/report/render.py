@@ -6,6 +6,8 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+from brainclust.terminal import count_text
+
 #: Where the templates (and the CSS and JavaScript they inline) live.
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -31,7 +33,7 @@ def plural(unit: str) -> str:
 
 def counted(n, unit: str) -> str:
     """``n`` rows of a ``unit`` run in words: ``1 volume``, ``20 volumes``, ``1 image``."""
-    return f"{n} {('image' if unit == 'slice' else unit) if n == 1 else plural(unit)}"
+    return count_text(n, "image" if unit == "slice" else unit)
 
 
 def render(template: str, ctx: dict) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 
-from brainclust.report.render import plural
+from brainclust.io.scanmeta import FILTER_REASON
+from brainclust.report.render import counted
+from brainclust.terminal import count_text
 from brainclust.report.run import int_or_zero
 
-__all__ = ["FILTER_REASON", "clustered_text", "files_text", "within_scores"]
+__all__ = ["clustered_text", "files_text", "within_scores"]
 
-#: The scan's reason (``manifest["scan"]["left_out"]``) for the files ``--include``/``--exclude-files`` left out.
-FILTER_REASON = "--include/--exclude-files"
 
 
 def _left_out(scan: dict) -> list[tuple[str, int]]:
@@ -48,9 +48,9 @@ def clustered_text(unit: str, n_rows: int, n_set_aside: int, n_slice_images: int
     """The summary's "Images clustered" row: the rows, what a unit row is made of, the files they come from
     (:func:`files_text`), and the rows ``--exclude`` set aside, said once (``200 images from 200 files (0
     skipped): 188 clustered, 12 set aside by --exclude (not clustered)``)."""
-    rows = f"{n_rows} {plural(unit)}"
+    rows = counted(n_rows, unit)
     if unit != "slice":
-        rows += f" (one row each: the mean of their slices' features) made of {n_slice_images} images"
+        rows += f" (one row each: the mean of their slices' features) made of {count_text(n_slice_images, 'image')}"
     aside = (f": {n_rows - n_set_aside} clustered, {n_set_aside} set aside by --exclude (not clustered)"
              if n_set_aside else "")
     return f"{rows} from {files}{aside}"
@@ -79,9 +79,10 @@ def within_scores(metrics: dict, n_clusters: int) -> dict | None:
                 f"{n_strata} strata the labelled images share one label, so the scores above measure the strata, "
                 "not the clusters (metrics.json within.scores)."}
     not_scored = (f"; {len(unscored)} not scored, their labelled images sharing one label" if unscored else "")
-    return {"nmi": f"{nmi:.3f}", "ari": f"{ari:.3f}", "n_scored": len(per), "meaning": (
-        f"Mean NMI and ARI inside each stratum, weighted by its labelled images, over {len(per)} scored "
-        f"{'stratum' if len(per) == 1 else 'strata'} of {n_strata}{not_scored} (metrics.json within.scores). "
+    return {"nmi": f"{nmi:.3f}", "ari": f"{ari:.3f}", "meaning": (
+        f"Mean NMI and ARI inside each stratum, weighted by its labelled images, over "
+        f"{count_text(len(per), 'scored stratum', 'scored strata')} of {n_strata}{not_scored} "
+        "(metrics.json within.scores). "
         f"Compare these with a run at k: the ARI and NMI above score the {n_clusters} clusters of all strata "
         "together, which a run at k does not have. NMI is not corrected for chance: with few images per stratum "
         "any split scores high; ARI is corrected.")}
