@@ -26,6 +26,8 @@ Four plantings:
                        The pages' text is fixed in planted_render.py (since 2026-12-07; before, pages
                        quoted README.md, docs/checks.md and this file), so editing them changes nothing.
 
+`--seed N` builds a planting with another seed (other samples, crops and transforms of the same kinds).
+
     PYTHONPATH=src python benchmarks/checks_planted.py --planting heldout
 """
 
@@ -220,11 +222,12 @@ def render_planted(rng, mri: set[str], truth: dict, save) -> None:
             truth["not_mri"].add(save(f"planted/render/{name}_{j}.{ext}", a))
 
 
-def build(root: Path, planting: str) -> dict:
-    """Write the planted folder; return the truth: {flag: set(paths)}, copies [(src, copy, kind)], mri set."""
+def build(root: Path, planting: str, seed: int | None = None) -> dict:
+    """Write the planted folder; return the truth: {flag: set(paths)}, copies [(src, copy, kind)], mri set.
+    ``seed``: the planting's own (dev 0, heldout 1, grey 2, render 3) unless given."""
     from brainclust.data.demo import make_demo_dataset
 
-    seed = {"dev": 0, "heldout": 1, "grey": 2, "render": 3}[planting]
+    seed = {"dev": 0, "heldout": 1, "grey": 2, "render": 3}[planting] if seed is None else seed
     rng = np.random.default_rng(seed)
     mri: list[str] = []
 
@@ -405,6 +408,7 @@ def evaluate(root: Path, built: dict, workers: int, thresholds: str = "") -> str
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--planting", choices=("dev", "heldout", "grey", "render"), default="heldout")
+    ap.add_argument("--seed", type=int, help="another seed for the planting (default: its own, above)")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
     ap.add_argument("--thresholds", default="", help="NAME=VALUE,... as brainclust's --check-thresholds "
@@ -415,8 +419,8 @@ def main(argv=None) -> int:
         return 2
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="checks_planted_"))
     try:
-        built = build(root, args.planting)
-        print(f"## planting: {args.planting}\n")
+        built = build(root, args.planting, args.seed)
+        print(f"## planting: {args.planting}" + ("" if args.seed is None else f", seed {args.seed}") + "\n")
         print(evaluate(root, built, args.workers, args.thresholds))
     finally:
         if not args.keep:

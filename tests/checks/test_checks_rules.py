@@ -203,3 +203,36 @@ def test_a_page_of_text_or_a_line_plot_is_not_mri_not_noise(tmp_path, make):
     before = pixel_flags(vec, Thresholds(noise_mode_fraction=1.0))  # the rule without the dominant level
     assert before["noise"][0] and not before["not_mri"][0]
     assert flags_of(p) == {"not_mri"}
+
+
+def on_black(im: Image.Image) -> Image.Image:
+    """The picture in negative: white strokes on a black ground (a terminal, a dark-theme chart)."""
+    from PIL import ImageOps
+
+    return ImageOps.invert(im.convert("L"))
+
+
+@pytest.mark.parametrize("make", [dense_page, line_plot])
+def test_text_or_a_line_plot_on_a_dark_ground_is_not_mri_for_its_strokes(tmp_path, make):
+    """On black they have the dark ground of a slice, so no_air does not hold; most of their non-air pixels lie in
+    strokes a few pixels wide, where a slice's head is solid (rule strokes_fraction; the render planting's misses)."""
+    p = save(tmp_path / "dark.png", on_black(make()))
+    vec, _ = describe(decode(record(p)))
+    reasons = not_mri_reasons(vec, Thresholds())
+    assert reasons["strokes"][0] and not reasons["no_air"][0]
+    assert flags_of(p) == {"not_mri"}
+    assert not pixel_flags(vec, Thresholds(strokes_fraction=1.0))["not_mri"][0]
+
+
+def test_a_faint_few_level_slice_is_not_strokes(tmp_path):
+    """A head outline stored at grey levels 0-2 (as brain_tumor_yes_no's slices) is thin specks once stretched; its
+    span is under a quarter of the full scale, so strokes does not apply; the same outline at full scale is
+    flagged."""
+    yy, xx = np.mgrid[:240, :240]
+    r = np.hypot(yy - 120, xx - 120)
+    outline = ((r > 90) & (r < 92)) | ((np.abs(yy - 120) < 1) & (r < 60))
+    faint = save(tmp_path / "faint.png", Image.fromarray((outline * 2).astype(np.uint8)))
+    full = save(tmp_path / "full.png", Image.fromarray((outline * 255).astype(np.uint8)))
+    assert "not_mri" not in flags_of(faint)
+    assert not not_mri_reasons(describe(decode(record(faint)))[0], Thresholds())["strokes"][0]
+    assert not_mri_reasons(describe(decode(record(full)))[0], Thresholds())["strokes"][0]

@@ -109,3 +109,23 @@ def test_main_object_is_the_largest_objects_share_of_them_all():
     pair[60:100, 140:180] = 1.0  # 40 x 40: a quarter
     assert shape.shape_cues(pair, 1.0)[main] == pytest.approx(0.8, abs=0.02)
     assert shape.shape_cues(np.zeros((64, 64)), 1.0)[main] == 1.0  # nothing to split: neutral
+
+
+def test_strokes_is_the_share_of_the_non_air_pixels_in_thin_parts():
+    """A solid disc on black (a head): 0. Lines two pixels wide on black (text strokes, plot lines): 1. A disc
+    with a line drawn out of it: the line's share of the pixels. The same lines at 2 of 255 (a slice stored with
+    three grey levels, stretched): 0, as ``two_level``."""
+    strokes = shape.CUE_NAMES.index("strokes")
+    yy, xx = np.mgrid[:200, :200]
+    disc = ((yy - 100) ** 2 + (xx - 100) ** 2 < 60 ** 2).astype(float)
+    assert shape.shape_cues(disc, 1.0)[strokes] < 0.01
+    lines = np.zeros((200, 200))
+    for y in range(20, 180, 12):
+        lines[y:y + 2, 20:180] = 1.0
+    assert shape.shape_cues(lines, 1.0)[strokes] == pytest.approx(1.0)
+    both = disc.copy()
+    both[20:22, 10:190] = 1.0  # 180 x 2 pixels outside the disc (the rows hold no disc)
+    expected = 360 / both.sum()
+    assert shape.shape_cues(both, 1.0)[strokes] == pytest.approx(expected, abs=0.01)
+    assert shape.shape_cues(lines * 2, 255.0)[strokes] == 0.0
+    assert shape.shape_cues(lines * 255, 255.0)[strokes] == pytest.approx(1.0)

@@ -66,6 +66,10 @@ class Thresholds:
         spike)...
     scene_symmetry : float, default 0.6
         ... and the picture is less left-right symmetric than this.
+    strokes_fraction : float, default 0.65
+        ``not_mri`` (text, a line plot or line art on a dark ground): at least this share of the non-air pixels lie in
+        parts thinner than about 5 pixels (``strokes``; real slices: 0.48 at most, rendered text and plots on black:
+        0.76 and more).
     label_levels : int, default 5
         ``not_mri`` (a label map: a segmentation or mask volume): a slice of a NIfTI volume or a DICOM frame, not
         blank, with at most this many distinct grey values (real slices: 11 and more).
@@ -115,6 +119,7 @@ class Thresholds:
     scene_object_touch: float = 0.6
     scene_gap_ratio: float = 2.0
     scene_symmetry: float = 0.6
+    strokes_fraction: float = 0.65
     label_levels: int = 5
     likeness_air_border: float = 0.5
     likeness_main_object: float = 0.5
@@ -134,7 +139,8 @@ class Thresholds:
         unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "noise_mode_fraction",
                 "colour_fraction",
                 "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
-                "scene_air_border", "scene_object_touch", "likeness_air_border", "likeness_main_object")
+                "scene_air_border", "scene_object_touch", "strokes_fraction", "likeness_air_border",
+                "likeness_main_object")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):

@@ -29,6 +29,9 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   - ``labels``: a slice of a volume or a DICOM frame (``sliced``) with at most ``label_levels`` distinct grey
     values (``grey_levels``): a segmentation or a mask stored beside the images (a BraTS ``*_seg.nii.gz``).
     Only for volumes: real 8-bit image files can hold as few levels (a public set of three-level slices);
+  - ``strokes``: text, a line plot or line art on a dark ground (``strokes >= strokes_fraction``: most of the
+    non-air pixels lie in parts thinner than about 5 pixels of the working copy, where a slice's head is
+    solid; :mod:`brainclust.checks.shape`);
   - ``scene``: a grey scene without air (``air_border < scene_air_border``, ``object_touch >
     scene_object_touch``, ``gap_ratio > scene_gap_ratio`` and ``symmetry < scene_symmetry``):
     the frame is covered by content, the dark pixels are the tail of a continuous histogram
@@ -115,7 +118,7 @@ def _image_types(header: Mapping[str, object]) -> set[str]:
 
 
 #: The reasons behind ``not_mri``, in the order :func:`not_mri_reasons` reports them.
-NOT_MRI_REASONS = ("colour", "no_air", "graphic", "labels", "scene")
+NOT_MRI_REASONS = ("colour", "no_air", "graphic", "labels", "strokes", "scene")
 
 
 def not_mri_reasons(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -133,11 +136,13 @@ def not_mri_reasons(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | Non
         (col("gap_ratio") > t.scene_gap_ratio) & (col("symmetry") < t.scene_symmetry)
     labels = np.zeros(len(v), bool) if sliced is None else np.asarray(sliced, bool) & (
         col("grey_levels") <= t.label_levels)
-    return {"colour": colour, "no_air": no_air, "graphic": graphic, "labels": labels, "scene": scene}
+    strokes = col("strokes") >= t.strokes_fraction
+    return {"colour": colour, "no_air": no_air, "graphic": graphic, "labels": labels, "strokes": strokes,
+            "scene": scene}
 
 
 #: The ``not_mri`` reasons :mod:`brainclust.checks.likeness` may overrule: a slice cropped tight to the head has
-#: no air ring and can look like a scene; colour and two-level graphics are never slices.
+#: no air ring and can look like a scene; colour, two-level graphics and strokes are never slices.
 UNCERTAIN_REASONS = ("no_air", "scene")
 
 

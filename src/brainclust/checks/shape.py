@@ -15,6 +15,11 @@ at most 256 pixels, values clipped to [0, 1] on the 0.5-99.5 percentile scale):
   tightly cropped slice touches the frame; a scene covers almost all of it);
 - ``main_object``: the largest non-air object's share of all of them (area): close to 1 for a slice (one
   head), small for many objects on a dark ground (a star field, letters of a logo);
+- ``strokes``: the share of the non-air pixels that an opening (two steps of the 3x3 cross) removes: the
+  parts thinner than about 5 pixels of the working copy. Close to 0 for a slice (the head is solid: 0.48
+  at most on the shared data's 9,871 images and volume slices), close to 1 for text, line plots and line art on a dark ground (0.76-1.0);
+  0, like ``two_level``, below a quarter of the nominal full scale (a slice stored with three grey levels
+  of 255, or a JPEG re-save of one, is scattered specks once stretched: up to 1.0);
 - ``gap_ratio``: pixels in the band [0.08, 0.2) over pixels below 0.05: small when the dark pixels
   form a spike at the floor (air), large when they are the tail of a continuous histogram;
 - ``extreme_fraction``: pixels below 0.02 or above 0.98: close to 1 for two-level graphics
@@ -41,7 +46,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 #: The names of :func:`shape_cues`, in order.
-CUE_NAMES = ("air_border", "object_touch", "gap_ratio", "extreme_fraction", "two_level", "symmetry", "main_object")
+CUE_NAMES = ("air_border", "object_touch", "gap_ratio", "extreme_fraction", "two_level", "symmetry", "main_object",
+             "strokes")
 #: Side of the picture the symmetry is measured on, and the largest shift tried.
 SYM_SIDE = 64
 SYM_SHIFT = 6
@@ -170,26 +176,30 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     if not hi > lo:
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
-        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0
+        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0
     s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     low5 = float((s < 0.05).mean())
     gap = float(((s >= 0.08) & (s < 0.2)).mean())
     gap_ratio = gap / max(low5, 1e-3)
     bottom, top = float((s < 0.02).mean()), float((s > 0.98).mean())
     extreme = bottom + top
-    two_level = min(bottom, top) if (hi - lo) >= 0.25 * full_scale else 0.0
+    wide = (hi - lo) >= 0.25 * full_scale
+    two_level = min(bottom, top) if wide else 0.0
     sym = symmetry(s)
     h, w = s.shape
     iy, ix = int(round(INSET * h)), int(round(INSET * w))
     if h - 2 * iy < 8 or w - 2 * ix < 8:
-        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0
+        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0, 0.0
     s = s[iy:h - iy, ix:w - ix]
     h, w = s.shape
     dark = s < AIR_LEVEL
     air = _touching(closing(dark, 2)) & dark
     ring = _ring(h, w)
     air_border = float(air[ring].mean())
-    obj = fill_holes(opening(~air, 2))
+    opened = opening(~air, 2)
+    n_objects = int((~air).sum())
+    strokes = 1.0 - int(opened.sum()) / n_objects if n_objects and wide else 0.0
+    obj = fill_holes(opened)
     lab, n = ndi.label(obj)
     if n:
         sizes = np.bincount(lab.ravel())[1:]
@@ -197,4 +207,4 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
         touch, share = float(main[ring].mean()), float(sizes.max() / sizes.sum())
     else:
         touch, share = 0.0, 1.0
-    return air_border, touch, gap_ratio, extreme, two_level, sym, share
+    return air_border, touch, gap_ratio, extreme, two_level, sym, share, strokes
