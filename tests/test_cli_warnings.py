@@ -45,7 +45,7 @@ def test_the_default_pca_on_narrow_features_is_no_warning_and_a_given_one_names_
 def test_a_k_that_two_images_cannot_give_is_refused_before_any_model_is_built(capsys, tmp_path, monkeypatch, k,
                                                                               message):
     """--k auto on two images was refused only after the scan, the extraction and a PCA warning; now, as --k 5,
-    in one line as soon as the scan has counted the images."""
+    in one line once the scan has counted the images, before any model is built."""
     from brainclust import pipeline
 
     data = two_group_images(tmp_path / "two", n=2)
@@ -53,6 +53,17 @@ def test_a_k_that_two_images_cannot_give_is_refused_before_any_model_is_built(ca
     code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", k, "--cache-dir", tmp_path / "c")
     assert code == 2 and err.splitlines() == [f"brainclust: error: {message} '{data}' has only 2 readable image(s)"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
+    """--k 4 on 4 images makes every image its own cluster: said once (it was said twice, then not at all)."""
+    data = two_group_images(tmp_path / "four", n=4)
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "4", "--checks", "off",
+                             "--no-report", "--descriptors", "off", "--permutations", "0", "--backbone", "histogram",
+                             "--cache-dir", tmp_path / "c")
+    assert code == 0 and "4 images, 4 clusters" in out
+    assert err.splitlines() == [f"brainclust: --k 4: '{data}' has 4 readable image(s): every image is a cluster of "
+                                "its own (no silhouette)"], err
 
 
 def test_quiet_says_nothing_of_the_default_backbone_choice(capsys, tmp_path, monkeypatch):

@@ -50,10 +50,11 @@ def run_summary(result) -> str:
         lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
     if getattr(result, "checks", None) is not None:
         lines.append(result.checks.summary() + " (quality.csv, leakage.csv)")
-        n_aside = m.get("n_set_aside")
-        if n_aside:
-            lines.append(f"--exclude {','.join(result.config.exclude)}: {n_aside} image(s) left out of the "
-                         "clustering (cluster -1; scores over the others)")
+        if result.config.exclude:
+            n_aside = m.get("n_set_aside")
+            lines.append(f"--exclude {','.join(result.config.exclude)}: " + (
+                f"{n_aside} image(s) left out of the clustering (cluster -1; scores over the others)" if n_aside
+                else "no image carries these flags; every image was clustered"))
     cache = result.manifest.get("cache", {})
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
                  + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else ""))

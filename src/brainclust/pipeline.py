@@ -153,14 +153,13 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t0 = time.perf_counter()
     scanned = scan_nonempty(data, cfg.labels_from_folders, cfg.slices, cfg.volume_index, cfg.progress,
                             include=cfg.include, exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids)
-    check_k_fits(cfg.k, cfg.method, len(scanned.records), f"'{data}'")  # --k 5 or --k auto: before any extraction
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table, splits=True)
     t["metadata"] = time.perf_counter() - t0
     check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
                       color_by=cfg.color_by)  # a column that is not there: one line now, before the extraction
-    check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit)  # --unit: known now
+    check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit)  # before any extraction
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))

@@ -119,6 +119,16 @@ def test_excluded_images_get_cluster_minus_one_and_keep_their_flags(excluded_run
     assert json.loads(RunFolder(out).manifest.read_text())["checks"]["n_excluded"] == 3
 
 
+def test_the_summary_says_how_many_were_set_aside_and_when_none_carries_the_flags(excluded_run, data, checked_run):
+    from brainclust.clisummary import run_summary
+
+    assert "--exclude duplicate,not_mri,blank: 3 image(s) left out of the clustering" in run_summary(excluded_run[0])
+    _, _, cache = checked_run
+    none = run(data, None, cache_dir=str(cache), exclude=("noise",), **FAST)
+    assert not any("noise" in f for f in none.checks.flags)
+    assert "--exclude noise: no image carries these flags; every image was clustered" in run_summary(none)
+
+
 def test_excluded_images_are_left_out_of_pca_and_clustering(excluded_run, data, checked_run, tmp_path):
     """The kept images cluster exactly as a run on the folder without the excluded files."""
     res, _ = excluded_run

@@ -292,6 +292,8 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
             raise ParameterError(f"{short}, but {where} has only {has}")
     elif k > n:
         raise ParameterError(f"--k: {k} clusters requested but {where} has only {has}")
+    elif k == n:
+        log.warning("--k %d: %s has %s: every %s is a cluster of its own (no silhouette)", k, where, has, noun)
 
 
 def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
