@@ -222,6 +222,19 @@ def test_text_or_a_line_plot_on_a_dark_ground_is_not_mri_for_its_strokes(tmp_pat
     assert reasons["strokes"][0] and not reasons["no_air"][0]
     assert flags_of(p) == {"not_mri"}
     assert not pixel_flags(vec, Thresholds(strokes_fraction=1.0))["not_mri"][0]
+    assert not not_mri_reasons(vec, Thresholds(), np.ones(1, bool))["strokes"][0]  # a volume slice is scanned
+
+
+def test_strokes_on_a_noisy_ground_are_not_text(tmp_path):
+    """A slice's air holds noise: thin bright specks over a ground that is not one level. The same page of text on
+    black with Gaussian noise in its ground keeps its strokes, but its air is no longer flat (rule strokes_flat_air;
+    a review found noisy slices of small heads and slices under a steep window with strokes 0.7-0.9)."""
+    page = np.asarray(on_black(dense_page()), np.float64)
+    noisy = np.clip(page + np.random.default_rng(0).normal(0, 12, page.shape), 0, 255).astype(np.uint8)
+    vec, _ = describe(decode(record(save(tmp_path / "noisy.png", Image.fromarray(noisy)))))
+    clean, _ = describe(decode(record(save(tmp_path / "clean.png", on_black(dense_page())))))
+    assert clean[slot("flat_air")] >= 0.9 > vec[slot("flat_air")]
+    assert not not_mri_reasons(vec, Thresholds())["strokes"][0] and not_mri_reasons(clean, Thresholds())["strokes"][0]
 
 
 def test_a_faint_few_level_slice_is_not_strokes(tmp_path):

@@ -67,9 +67,12 @@ class Thresholds:
     scene_symmetry : float, default 0.6
         ... and the picture is less left-right symmetric than this.
     strokes_fraction : float, default 0.65
-        ``not_mri`` (text, a line plot or line art on a dark ground): at least this share of the non-air pixels lie in
-        parts thinner than about 5 pixels (``strokes``; real slices: 0.48 at most, rendered text and plots on black:
-        0.76 and more).
+        ``not_mri`` (in 2-D image files, text, a line plot or line art on a dark ground): more than this share of the
+        non-air pixels lie in parts thinner than about 5 pixels (``strokes``; real slices: 0.48 at most, rendered text
+        and plots on black: 0.76 and more)...
+    strokes_flat_air : float, default 0.9
+        ... and at least this share of the air is one level (``flat_air``: a rendered ground 0.94 and more; noisy
+        air and the dark tissue a steep window puts among it less). The likeness rule may clear such an image.
     label_levels : int, default 5
         ``not_mri`` (a label map: a segmentation or mask volume): a slice of a NIfTI volume or a DICOM frame, not
         blank, with at most this many distinct grey values (real slices: 11 and more).
@@ -83,8 +86,8 @@ class Thresholds:
         ... and a candidate is ``not_mri`` when the likeness z-score of its CNN features (their similarity to
         the references, in robust standard deviations of the references' own) is below this.
     likeness_alike_above : float, default -4.0
-        An image the pixel rules call ``not_mri`` only for ``no_air`` or ``scene`` is not, when its likeness
-        z-score is above this (a slice cropped tight to the head). ``likeness_unlike_below=-1e9,
+        An image the pixel rules call ``not_mri`` only for ``no_air``, ``scene`` or ``strokes`` is not, when its
+        likeness z-score is above this (a slice cropped tight to the head). ``likeness_unlike_below=-1e9,
         likeness_alike_above=1e9`` turns the likeness verdicts off (the features are still computed).
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
@@ -120,6 +123,7 @@ class Thresholds:
     scene_gap_ratio: float = 2.0
     scene_symmetry: float = 0.6
     strokes_fraction: float = 0.65
+    strokes_flat_air: float = 0.9
     label_levels: int = 5
     likeness_air_border: float = 0.5
     likeness_main_object: float = 0.5
@@ -139,7 +143,7 @@ class Thresholds:
         unit = ("blank_mode_fraction", "blank_foreground_fraction", "noise_structure", "noise_mode_fraction",
                 "colour_fraction",
                 "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
-                "scene_air_border", "scene_object_touch", "strokes_fraction", "likeness_air_border",
+                "scene_air_border", "scene_object_touch", "strokes_fraction", "strokes_flat_air", "likeness_air_border",
                 "likeness_main_object")
         for f in fields(self):
             v = getattr(self, f.name)

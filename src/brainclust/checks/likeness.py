@@ -13,7 +13,7 @@ to the folder being checked:
    :data:`REFERENCE_MAX` of them;
 2. *candidates*, in 2-D image files only (slices of NIfTI volumes and DICOM series never are): the
    images no rule flags that are not references, and the *suspected* ones, flagged ``not_mri``
-   by the pixel rules only for ``no_air`` or ``scene`` (not for colour, nor as a two-level graphic);
+   by the pixel rules only for ``no_air``, ``scene`` or ``strokes`` (not for colour, nor as a two-level graphic);
 3. every reference and candidate is scored by the mean cosine similarity of its features to its
    :data:`TOP` most similar references (a reference not counting itself), as a robust z-score over
    the references' own scores (median and 1.4826 x MAD, at least :data:`MAD_FLOOR`);
@@ -103,7 +103,7 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     """The robust z-score of every candidate row (see the module docstring); NaN for the other rows.
 
     ``vectors``: the descriptor rows; ``unflagged``: rows that decoded and no pixel rule flags;
-    ``suspected``: rows flagged ``not_mri`` by the pixel rules only for ``no_air`` or ``scene``;
+    ``suspected``: rows flagged ``not_mri`` by the pixel rules only for ``no_air``, ``scene`` or ``strokes``;
     ``sliced``: rows that are slices of a volume or series (never candidates). ``precision`` and
     ``runtime``: of the features (see :data:`PRECISIONS`).
     """

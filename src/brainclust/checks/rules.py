@@ -29,9 +29,11 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   - ``labels``: a slice of a volume or a DICOM frame (``sliced``) with at most ``label_levels`` distinct grey
     values (``grey_levels``): a segmentation or a mask stored beside the images (a BraTS ``*_seg.nii.gz``).
     Only for volumes: real 8-bit image files can hold as few levels (a public set of three-level slices);
-  - ``strokes``: text, a line plot or line art on a dark ground (``strokes >= strokes_fraction``: most of the
-    non-air pixels lie in parts thinner than about 5 pixels of the working copy, where a slice's head is
-    solid; :mod:`brainclust.checks.shape`);
+  - ``strokes``: in 2-D image files, text, a line plot or line art on a flat dark ground (``strokes >
+    strokes_fraction``: most of the non-air pixels lie in parts thinner than about 5 pixels of the working copy,
+    where a slice's head is solid; and ``flat_air >= strokes_flat_air``: the ground is one level, where a slice's
+    air holds noise; :mod:`brainclust.checks.shape`). A slice under a steep window can meet both (its dark
+    tissue joins the flat air), so the likeness rule may clear it;
   - ``scene``: a grey scene without air (``air_border < scene_air_border``, ``object_touch >
     scene_object_touch``, ``gap_ratio > scene_gap_ratio`` and ``symmetry < scene_symmetry``):
     the frame is covered by content, the dark pixels are the tail of a continuous histogram
@@ -136,14 +138,17 @@ def not_mri_reasons(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | Non
         (col("gap_ratio") > t.scene_gap_ratio) & (col("symmetry") < t.scene_symmetry)
     labels = np.zeros(len(v), bool) if sliced is None else np.asarray(sliced, bool) & (
         col("grey_levels") <= t.label_levels)
-    strokes = col("strokes") >= t.strokes_fraction
+    strokes = (col("strokes") > t.strokes_fraction) & (col("flat_air") >= t.strokes_flat_air)
+    if sliced is not None:  # volume slices and DICOM frames are scanned, not rendered
+        strokes &= ~np.asarray(sliced, bool)
     return {"colour": colour, "no_air": no_air, "graphic": graphic, "labels": labels, "strokes": strokes,
             "scene": scene}
 
 
 #: The ``not_mri`` reasons :mod:`brainclust.checks.likeness` may overrule: a slice cropped tight to the head has
-#: no air ring and can look like a scene; colour, two-level graphics and strokes are never slices.
-UNCERTAIN_REASONS = ("no_air", "scene")
+#: no air ring and can look like a scene, one under a steep window like strokes; colour and two-level graphics are
+#: never slices.
+UNCERTAIN_REASONS = ("no_air", "scene", "strokes")
 
 
 def certain_not_mri(vectors: np.ndarray, t: Thresholds, sliced: np.ndarray | None = None) -> np.ndarray:

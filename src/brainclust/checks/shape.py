@@ -16,10 +16,13 @@ at most 256 pixels, values clipped to [0, 1] on the 0.5-99.5 percentile scale):
 - ``main_object``: the largest non-air object's share of all of them (area): close to 1 for a slice (one
   head), small for many objects on a dark ground (a star field, letters of a logo);
 - ``strokes``: the share of the non-air pixels that an opening (two steps of the 3x3 cross) removes: the
-  parts thinner than about 5 pixels of the working copy. Close to 0 for a slice (the head is solid: 0.48
-  at most on the shared data's 9,871 images and volume slices), close to 1 for text, line plots and line art on a dark ground (0.76-1.0);
-  0, like ``two_level``, below a quarter of the nominal full scale (a slice stored with three grey levels
-  of 255, or a JPEG re-save of one, is scattered specks once stretched: up to 1.0);
+  parts thinner than about 5 pixels of the working copy. Close to 0 for a slice (the head is solid: 0.48 at
+  most on the shared data's 9,871 images and volume slices), close to 1 for text, line plots and line art on
+  a dark ground (0.76-1.0); 0, like ``two_level``, below a quarter of the nominal full scale (a slice stored
+  with three grey levels of 255, or a JPEG re-save of one, is scattered specks once stretched: up to 1.0);
+- ``flat_air``: the share of the air's pixels within 0.02 of its median level: the ground of a rendered page or
+  chart is one level (0.94 and more), the air of a scanned slice holds noise, and where a steep window or noise
+  puts dark tissue or specks among the air, they are not flat either (so ``strokes`` there is no sign of text);
 - ``gap_ratio``: pixels in the band [0.08, 0.2) over pixels below 0.05: small when the dark pixels
   form a spike at the floor (air), large when they are the tail of a continuous histogram;
 - ``extreme_fraction``: pixels below 0.02 or above 0.98: close to 1 for two-level graphics
@@ -47,12 +50,14 @@ from scipy import ndimage as ndi
 
 #: The names of :func:`shape_cues`, in order.
 CUE_NAMES = ("air_border", "object_touch", "gap_ratio", "extreme_fraction", "two_level", "symmetry", "main_object",
-             "strokes")
+             "strokes", "flat_air")
 #: Side of the picture the symmetry is measured on, and the largest shift tried.
 SYM_SIDE = 64
 SYM_SHIFT = 6
 #: Dark level of air on the image's own scale.
 AIR_LEVEL = 0.1
+#: How far from the air's median level a pixel of flat air may be (``flat_air``).
+FLAT_TOLERANCE = 0.02
 #: Inset of the ring from the frame, and its width, as fractions of the shorter side.
 INSET = 0.03
 RING = 0.04
@@ -176,7 +181,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     if not hi > lo:
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
-        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0
+        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0
     s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     low5 = float((s < 0.05).mean())
     gap = float(((s >= 0.08) & (s < 0.2)).mean())
@@ -189,7 +194,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     h, w = s.shape
     iy, ix = int(round(INSET * h)), int(round(INSET * w))
     if h - 2 * iy < 8 or w - 2 * ix < 8:
-        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0, 0.0
+        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0, 0.0, 0.0
     s = s[iy:h - iy, ix:w - ix]
     h, w = s.shape
     dark = s < AIR_LEVEL
@@ -199,6 +204,8 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     opened = opening(~air, 2)
     n_objects = int((~air).sum())
     strokes = 1.0 - int(opened.sum()) / n_objects if n_objects and wide else 0.0
+    ground = s[air]
+    flat = float((np.abs(ground - np.median(ground)) <= FLAT_TOLERANCE).mean()) if ground.size else 0.0
     obj = fill_holes(opened)
     lab, n = ndi.label(obj)
     if n:
@@ -207,4 +214,4 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
         touch, share = float(main[ring].mean()), float(sizes.max() / sizes.sum())
     else:
         touch, share = 0.0, 1.0
-    return air_border, touch, gap_ratio, extreme, two_level, sym, share, strokes
+    return air_border, touch, gap_ratio, extreme, two_level, sym, share, strokes, flat

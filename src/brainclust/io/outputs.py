@@ -126,7 +126,7 @@ QUALITY_FILE, LEAKAGE_FILE = "quality.csv", "leakage.csv"
 #: Descriptor slots written to ``quality.csv`` (the scores behind the pixel rules).
 QUALITY_SCORE_COLUMNS = ["width", "height", "colourfulness", "colour_fraction", "dark_fraction", "border_level",
                          "mode_fraction", "foreground_fraction", "structure", "neighbour_correlation", "strokes",
-                         "grey_levels"]
+                         "flat_air", "grey_levels"]
 #: ``quality.csv``: one row per image the checks saw (scan order); see :mod:`brainclust.checks.tables`.
 QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", "outlier_z", "likeness_z",
                    "non_image_dicom",
