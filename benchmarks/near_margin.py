@@ -1,7 +1,7 @@
 """How far below its verified similarity does a true near-duplicate pair sit in the search?
 
 ``checks.duplicates.near_pairs`` verifies the candidates whose projected search similarity reaches
-``near_similarity - SEARCH_MARGIN``. This runs the same search with a wide floor (0.12 below), keeps
+``near_similarity`` minus ``SEARCH_MARGIN`` (exact path) or ``SEARCH_MARGIN_LARGE`` (large path). This runs the same search with a wide floor (0.12 below), keeps
 each candidate's best search similarity, verifies every candidate, and counts the candidates and the
 verified pairs each margin would keep, on both paths: exact (128-d codes, 4 crops; up to 20,000
 images) and large (faiss, 64-d, 2 crops). It reads the module's internals on purpose (a probe, not

@@ -66,6 +66,22 @@ def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
                                 "its own (no silhouette)"], err
 
 
+def test_a_k_equal_to_the_images_left_after_exclude_is_one_warning(capsys, tmp_path):
+    """With --exclude the images are counted again once the checks set some aside: --k 4 on 4 images and 2 blanks
+    warns there, and not before (it warned about the 6 images first, a review found)."""
+    import numpy as np
+    from PIL import Image
+
+    data = two_group_images(tmp_path / "six", n=4)
+    for i in range(2):
+        Image.fromarray(np.full((64, 64), 255 * i, np.uint8)).save(data / f"blank_{i}.png")
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "4", "--exclude", "blank",
+                             "--no-report", "--descriptors", "off", "--permutations", "0", "--backbone", "histogram",
+                             "--cache-dir", tmp_path / "c")
+    said = [ln for ln in err.splitlines() if "--k 4" in ln]
+    assert code == 0 and len(said) == 1 and "4 images are left after the" in said[0], err
+
+
 def test_quiet_says_nothing_of_the_default_backbone_choice(capsys, tmp_path, monkeypatch):
     """Offline, --backbone auto is efficientnet_lite0: the documented default, nothing to act on, so -q shows no
     line about Inception V3 (it printed a warning on every run)."""

@@ -134,6 +134,20 @@ def test_a_one_sided_crop_of_a_real_slice_is_found_as_a_pixel_window(tmp_path):
     assert "near_duplicate" in dict(zip(res.paths, res.flags))["crop.png"]
 
 
+@need
+def test_a_corner_crop_that_searches_below_the_old_margin_is_found(tmp_path):
+    """Tr-no_0386 cut 7 pixels at the top and on the right (a new user's planting): its codes search at about 0.92,
+    below the floor of the old margin (0.06 under near_similarity), so its pixel window (0.995) was never compared;
+    the exact path's margin is 0.10 since 2026-12-07 (benchmarks/checks_crop_battery.py)."""
+    from PIL import Image
+
+    im = Image.open(FOUR / "notumor" / "Tr-no_0386.jpg").convert("L")
+    im.save(tmp_path / "a.png")
+    im.crop((0, 7, im.width - 7, im.height)).save(tmp_path / "b.png")
+    res = check_folder(tmp_path, progress=False)
+    assert dict(zip(res.paths, res.duplicate_of))["b.png"] == "a.png"
+
+
 @pytest.mark.skipif(not VOLUMES.is_dir(), reason=f"real volumes not found at {VOLUMES}")
 def test_a_window_of_the_neighbouring_slice_is_not_a_copy_and_a_jpeg_crop_is():
     """Slices 1 mm apart correlate at 0.99 or more in their outline: the window similarity compares their

@@ -92,3 +92,18 @@ def test_a_count_of_one_unit_is_singular():
     assert [counted(1, "volume"), counted(20, "volume"), counted(1, "slice"), counted(3, "slice")] == [
         "1 volume", "20 volumes", "1 image", "3 images"]
     assert counted(1, "series") == "1 series" and counted(2, "subject") == "2 subjects"
+
+
+@pytest.mark.parametrize("level", [255.0, 200.0, 0.0, 4000.0, 0.5])
+def test_a_thumbnail_of_one_level_is_mid_grey(level):
+    """A white blank page was drawn black in the galleries (found by a new user's planted blanks): an image of one
+    level is mid-grey whatever its units (a review: 200 of a 16-bit file is near black); a real image is still
+    stretched."""
+    import numpy as np
+
+    from brainclust.report.thumbnails import to_uint8
+
+    assert np.all(to_uint8(np.full((20, 30), level)) == 128)
+    ramp = np.tile(np.linspace(10, 60, 30), (20, 1))
+    out = to_uint8(ramp)
+    assert out.min() == 0 and out.max() == 255

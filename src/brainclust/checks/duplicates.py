@@ -42,8 +42,11 @@ SEARCH_DIM = 128
 SEARCH_DIM_LARGE = 64
 #: Neighbours returned per query.
 SEARCH_K = 8
-#: A candidate is verified when its projected similarity reaches ``near_similarity - SEARCH_MARGIN``.
-SEARCH_MARGIN = 0.06
+#: A candidate is verified when its projected similarity reaches ``near_similarity`` minus this: on the exact path
+#: (up to ``Thresholds.exact_max`` images) wide enough for one-sided crops of 4-5 % that only a pixel window confirms;
+#: on the large path, where each candidate costs at 10^6 images, as tight as the plantings allow.
+SEARCH_MARGIN = 0.10
+SEARCH_MARGIN_LARGE = 0.06
 #: Images per block of the verification; two blocks' codes are held (2 x 8,192 x 44 KB: 720 MB).
 VERIFY_BLOCK = 8192
 #: The verification's first filter (:func:`upper_bounds`): every variant code projected on this many principal
@@ -134,11 +137,11 @@ def near_pairs(thumbs: np.ndarray, rows: np.ndarray, thresholds: Thresholds, bac
     proj = _projection(thumbs, rows, random_state, SEARCH_DIM_LARGE if large else SEARCH_DIM)
     base = _project(thumbs, rows, proj, chunk)
     searcher = Searcher(base, backend, thresholds.exact_max, random_state)
-    floor = thresholds.near_similarity - SEARCH_MARGIN
     k = min(SEARCH_K, len(rows))
     n_all = len(thumbs)
     keys = np.zeros(0, np.int64)  # a pair (i < j) is the key i * n_all + j: one int64, sorted like the pairs
     crops = nearcode.SEARCH_CROPS if searcher.exact else nearcode.SEARCH_CROPS_LARGE
+    floor = thresholds.near_similarity - (SEARCH_MARGIN if searcher.exact else SEARCH_MARGIN_LARGE)
     pbar = bar(len(crops) * len(rows), "near-duplicate search", progress)
     for crop in crops:  # each chunk's codes once per crop; its flips are permutations of them
         found = [keys]

@@ -71,8 +71,9 @@ class Thresholds:
         non-air pixels lie in parts thinner than about 5 pixels (``strokes``; real slices: 0.48 at most, rendered text
         and plots on black: 0.76 and more)...
     strokes_flat_air : float, default 0.9
-        ... and at least this share of the air is one level (``flat_air``: a rendered ground 0.94 and more; noisy
-        air and the dark tissue a steep window puts among it less). The likeness rule may clear such an image.
+        ... and at least this share of the air is one level (``flat_air``: a rendered ground 0.94 and more; the specks
+        of noisy air and the dark tissue a steep window puts among it less, though many slices' air is flat too). The
+        likeness rule may clear such an image.
     label_levels : int, default 5
         ``not_mri`` (a label map: a segmentation or mask volume): a slice of a NIfTI volume or a DICOM frame, not
         blank, with at most this many distinct grey values (real slices: 11 and more).

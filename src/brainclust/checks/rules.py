@@ -31,8 +31,8 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
     Only for volumes: real 8-bit image files can hold as few levels (a public set of three-level slices);
   - ``strokes``: in 2-D image files, text, a line plot or line art on a flat dark ground (``strokes >
     strokes_fraction``: most of the non-air pixels lie in parts thinner than about 5 pixels of the working copy,
-    where a slice's head is solid; and ``flat_air >= strokes_flat_air``: the ground is one level, where a slice's
-    air holds noise; :mod:`brainclust.checks.shape`). A slice under a steep window can meet both (its dark
+    where a slice's head is solid; and ``flat_air >= strokes_flat_air``: the ground is one level, not the specks of
+    noisy air; :mod:`brainclust.checks.shape`). A slice under a steep window can meet both (its dark
     tissue joins the flat air), so the likeness rule may clear it;
   - ``scene``: a grey scene without air (``air_border < scene_air_border``, ``object_touch >
     scene_object_touch``, ``gap_ratio > scene_gap_ratio`` and ``symmetry < scene_symmetry``):
@@ -41,9 +41,9 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
     and coronal slices are (:mod:`brainclust.checks.shape`).
 
   The rules err towards never flagging an MRI: a grey photograph of one object can pass them all,
-  and a slice cropped tight to the head can look like ``no_air`` or a ``scene``. Both are decided
-  again by :mod:`brainclust.checks.likeness` (CNN features compared with the folder's own slices);
-  grey pictures on a dark ground (a logo on black) still pass.
+  a slice cropped tight to the head can look like ``no_air`` or a ``scene``, and one under a steep window like
+  ``strokes``. Both are decided again by :mod:`brainclust.checks.likeness` (CNN features compared with the
+  folder's own slices); grey pictures on a dark ground around one object (a logo on black) still pass.
 - ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
 """
 

@@ -20,9 +20,10 @@ at most 256 pixels, values clipped to [0, 1] on the 0.5-99.5 percentile scale):
   most on the shared data's 9,871 images and volume slices), close to 1 for text, line plots and line art on
   a dark ground (0.76-1.0); 0, like ``two_level``, below a quarter of the nominal full scale (a slice stored
   with three grey levels of 255, or a JPEG re-save of one, is scattered specks once stretched: up to 1.0);
-- ``flat_air``: the share of the air's pixels within 0.02 of its median level: the ground of a rendered page or
-  chart is one level (0.94 and more), the air of a scanned slice holds noise, and where a steep window or noise
-  puts dark tissue or specks among the air, they are not flat either (so ``strokes`` there is no sign of text);
+- ``flat_air``: the share of the air's pixels within 0.02 of its median level (0 when there is no air): the
+  ground of a rendered page or chart is one level (0.94 and more). Many exported slices have flat air too (half
+  the 4-class slices reach 0.9), so it tells nothing alone; it keeps ``strokes`` from reading the specks of noisy
+  air, or the dark tissue a steep window puts among the air, as text (they are not one level);
 - ``gap_ratio``: pixels in the band [0.08, 0.2) over pixels below 0.05: small when the dark pixels
   form a spike at the floor (air), large when they are the tail of a continuous histogram;
 - ``extreme_fraction``: pixels below 0.02 or above 0.98: close to 1 for two-level graphics
@@ -181,7 +182,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     if not hi > lo:
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
-        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0
+        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0
     s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     low5 = float((s < 0.05).mean())
     gap = float(((s >= 0.08) & (s < 0.2)).mean())
@@ -202,8 +203,8 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     ring = _ring(h, w)
     air_border = float(air[ring].mean())
     opened = opening(~air, 2)
-    n_objects = int((~air).sum())
-    strokes = 1.0 - int(opened.sum()) / n_objects if n_objects and wide else 0.0
+    n_content = int((~air).sum())
+    strokes = 1.0 - int(opened.sum()) / n_content if n_content and wide else 0.0
     ground = s[air]
     flat = float((np.abs(ground - np.median(ground)) <= FLAT_TOLERANCE).mean()) if ground.size else 0.0
     obj = fill_holes(opened)

@@ -278,11 +278,12 @@ class KSelector(BaseEstimator):
                 "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
 
 
-def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "slice") -> None:
+def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "slice", final: bool = True) -> None:
     """One line (ParameterError) as soon as the number of rows clustered is known, when ``k`` cannot be formed
     from ``n`` of them (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
     :class:`KSelector` needs to compare k = K_MIN..K_MAX (3 rows). The rows are images, or the units of a
-    ``--unit`` other than ``slice`` (``n`` counts those). ``dbscan`` has no k."""
+    ``--unit`` other than ``slice`` (``n`` counts those). ``dbscan`` has no k. ``final``: no row will be set aside
+    (``--exclude``), so ``--k`` equal to ``n`` is a warning here (with ``--exclude``, once the rows left are known)."""
     if method == "dbscan":
         return
     noun = "image" if unit == "slice" else unit
@@ -292,7 +293,7 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
             raise ParameterError(f"{short}, but {where} has only {has}")
     elif k > n:
         raise ParameterError(f"--k: {k} clusters requested but {where} has only {has}")
-    elif k == n:
+    elif k == n and final:
         log.warning("--k %d: %s has %s: every %s is a cluster of its own (no silhouette)", k, where, has, noun)
 
 

@@ -121,6 +121,7 @@ class AsideRows:
     pos: np.ndarray  #: the input row behind each row of the current batch
     batch: Batch | None = None  #: the rows set aside so far, as far as the fit has gone
     at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  #: their input rows
+    said_k: int = -1  #: the rows left when ``--k`` equal to them was said (said once per count)
 
     @classmethod
     def start(cls, n: int) -> "AsideRows":
@@ -153,6 +154,10 @@ class AsideRows:
         if k is not None and k > n_left:
             raise ParameterError(f"--k: {k} clusters requested but only {n_left} images are left after the "
                                  f"{name} step set {self.rows} aside (--exclude); use --k {n_left} or fewer")
+        if k == n_left and self.said_k != n_left:
+            self.said_k = n_left
+            log.warning("--k %d: %d images are left after the %s step set %d aside (--exclude): every image is a "
+                        "cluster of its own (no silhouette)", k, n_left, name, self.rows)
 
     def mask(self) -> np.ndarray:
         out = np.zeros(len(self.pos) + self.rows, bool)

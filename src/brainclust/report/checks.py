@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 
+import numpy as np
+
 from brainclust.checks.flags import FLAGS, split_flags
 from brainclust.errors import ModelFileError
 from brainclust.io.outputs import shown_name
@@ -22,8 +24,9 @@ from brainclust.report.run import RunOutputs
 FLAG_MEANINGS = {
     "duplicate": "same decoded pixels as an earlier image (scan order)",
     "near_duplicate": "the same picture after resizing, recompression, a small crop, a flip or an intensity change",
-    "not_mri": "not a grey anatomical slice: colour, no dark background or a bright frame, a two-level graphic, a "
-               "scene, a label map (a segmentation volume), or unlike the folder's slices to a CNN",
+    "not_mri": "not a grey anatomical slice: colour, no dark background or a bright frame, a two-level graphic, "
+               "text or line art on a dark ground, a scene, a label map (a segmentation volume), or unlike the "
+               "folder's slices to a CNN",
     "blank": "constant or almost empty",
     "noise": "no structure",
     "tiny": "below the size floor",
@@ -71,18 +74,27 @@ def tile_maker(row_of: dict[str, int], thumbs, px: int, rows: bool) -> Callable[
     return tile
 
 
+def spread(items: list, n: int) -> list:
+    """At most ``n`` of ``items``, evenly spaced over them (the first and the last among them), in order."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
+
+
 def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: Callable[[str], dict], *,
                    clustered: bool, cap: int = 16, max_groups: int = 8, group_size: int = 4) -> dict:
     """What the section shows, from the rows of ``quality.csv`` and ``leakage.csv`` and the manifest's
     ``checks`` record; ``tile(path)`` gives an image's ``name``, ``row`` and ``src`` (thumbnail URI or
-    ``None``); ``clustered``: the images were clustered (a run, not ``brainclust check``)."""
+    ``None``); ``clustered``: the images were clustered (a run, not ``brainclust check``). A gallery shows ``cap``
+    images spread evenly over its flag's images in scan order (the first ``cap`` were often one folder); of the
+    duplicate groups, ``max_groups`` are shown: those across splits first, then the largest, then in scan order."""
     flags = [split_flags(q.get("flags", "")) for q in quality]
     galleries = []
     for f in FLAGS:
         members = [q["path"] for q, fl in zip(quality, flags) if f in fl]
         if members and f not in ("duplicate", "near_duplicate"):
             galleries.append({"flag": f, "n": len(members), "meaning": FLAG_MEANINGS[f],
-                              "tiles": [tile(p) for p in members[:cap]]})
+                              "tiles": [tile(p) for p in spread(members, cap)]})
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(quality):
         if q.get("duplicate_of"):
@@ -91,6 +103,7 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
     group_views = []
     for f in ("duplicate", "near_duplicate"):
         chosen = [(rep, m) for rep, m in groups.items() if any(f in flags[i] for i in m)]
+        chosen.sort(key=lambda g: (g[0] not in crossing, -len(g[1])))  # stable: scan order within ties
         n_images = sum(1 for fl in flags if f in fl)
         if not n_images:
             continue

@@ -59,7 +59,9 @@ def image_record(root: Path, row: dict, sha256):
 
 
 def to_uint8(a: np.ndarray) -> np.ndarray:
-    """Intensities clipped to the 0.5-99.5 percentiles (like the pre-processing) and scaled to uint8."""
+    """Intensities clipped to the 0.5-99.5 percentiles (like the pre-processing) and scaled to uint8. An image of
+    one level is mid-grey: its level alone cannot say white from black here (8-bit, 16-bit and float images come
+    in their own units), and black read as an image that is dark, not flat."""
     a = np.asarray(a, dtype=np.float64)
     if a.ndim == 3:  # colour decoded by a format reader: average the channels
         a = a.mean(axis=2)
@@ -68,7 +70,7 @@ def to_uint8(a: np.ndarray) -> np.ndarray:
         return np.zeros(a.shape, np.uint8)
     lo, hi = np.percentile(a[finite], [0.5, 99.5])
     if not hi > lo:
-        return np.zeros(a.shape, np.uint8)
+        return np.full(a.shape, 128, np.uint8)
     return (np.clip((np.where(finite, a, lo) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
