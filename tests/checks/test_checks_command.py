@@ -164,7 +164,8 @@ def test_the_page_shows_no_file_that_changed_since_the_scan(data, tmp_path):
 
 def test_galleries_spread_over_the_folder_and_groups_across_splits_come_first():
     """A gallery showed the first 16 images in scan order, often one folder (a new user's 92 not_mri images showed
-    only two folders); now 16 spread evenly. Of the duplicate groups, those across splits and the largest first."""
+    only two folders); now 16 spread evenly. Of the duplicate groups, those across splits and the largest first,
+    each copy captioned exact or near (a new user could not tell them apart)."""
     from brainclust.report.checks import checks_context, spread
 
     assert spread(list(range(100)), 4) == [0, 33, 66, 99] and spread([1, 2], 16) == [1, 2]
@@ -174,9 +175,11 @@ def test_galleries_spread_over_the_folder_and_groups_across_splits_come_first():
     quality += [{"path": "a2.png", "flags": "duplicate", "duplicate_of": "a.png"},
                 {"path": "b2.png", "flags": "duplicate", "duplicate_of": "b.png"},
                 {"path": "b3.png", "flags": "duplicate", "duplicate_of": "b.png"},
-                {"path": "c2.png", "flags": "duplicate", "duplicate_of": "c.png"}]
+                {"path": "c2.png", "flags": "duplicate", "duplicate_of": "c.png"},
+                {"path": "c3.png", "flags": "near_duplicate", "duplicate_of": "c.png"}]
     leakage = [{"group": "c.png", "splits": "test;train"}]
     ctx = checks_context(quality, leakage, {}, lambda p: {"name": p, "row": None, "src": None}, clustered=False,
                          cap=4, max_groups=2)
     assert [t["name"] for t in ctx["galleries"][0]["tiles"]] == ["f000.png", "f013.png", "f026.png", "f039.png"]
     assert [g["rep"] for g in ctx["groups"][0]["groups"]] == ["c.png", "b.png"]
+    assert [t["kind"] for t in ctx["groups"][0]["groups"][0]["tiles"]] == ["", "exact copy", "near copy"]

@@ -109,9 +109,10 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
             continue
         shown = []
         for rep, m in chosen[:max_groups]:
+            kinds = [""] + ["exact copy" if "duplicate" in flags[i] else "near copy" for i in m]
             paths = [rep] + [quality[i]["path"] for i in m]
             shown.append({"rep": rep, "size": len(paths), "crosses": rep in crossing,
-                          "tiles": [tile(p) for p in paths[:group_size]]})
+                          "tiles": [{**tile(p), "kind": k} for p, k in zip(paths[:group_size], kinds)]})
         group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
                             "groups": shown})
     failed = [{"name": shown_name(q["path"]), "error": q.get("error", "")} for q in quality if q.get("error")]
