@@ -11,11 +11,10 @@ import math
 
 from brainclust.io.scanmeta import FILTER_REASON
 from brainclust.report.render import counted
-from brainclust.terminal import count_text
 from brainclust.report.run import int_or_zero
+from brainclust.terminal import count_text
 
 __all__ = ["clustered_text", "files_text", "within_scores"]
-
 
 
 def _left_out(scan: dict) -> list[tuple[str, int]]:
