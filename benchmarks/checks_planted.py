@@ -412,7 +412,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
     ap.add_argument("--thresholds", default="", help="NAME=VALUE,... as brainclust's --check-thresholds "
-                    "(likeness_unlike_below=-1e9,likeness_alike_above=1e9: without the likeness rule)")
+                    "(likeness_unlike_below=-1e9,likeness_alike_above=1e9,likeness_reference_below=-1e9: without "
+                    "the likeness rule)")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"real data not found at {DATA}", file=sys.stderr)

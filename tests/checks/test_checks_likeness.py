@@ -41,7 +41,8 @@ def test_grey_photographs_without_air_are_not_mri_among_synthetic_slices(tmp_pat
         assert z[photo] < Thresholds().likeness_unlike_below
     slices = [p for p in res.paths if p.startswith("slice_")]
     assert [p for p in slices if "not_mri" in flags[p]] == []
-    assert all(np.isnan(z[p]) for p in slices)  # references: compared against, never scored
+    # references: scored too (leave-one-out), well above their own threshold
+    assert all(z[p] > Thresholds().likeness_reference_below for p in slices)
 
 
 def test_the_rule_is_a_threshold_that_can_be_moved(tmp_path):
@@ -62,17 +63,18 @@ def test_nothing_is_scored_with_too_few_references(tmp_path):
     assert np.isnan(res.likeness_z).all()
 
 
-def test_no_candidate_means_no_features(monkeypatch, tmp_path):
+def test_slices_of_volumes_alone_mean_no_features(monkeypatch, tmp_path):
+    """No candidate and every reference a slice of a volume or series (never judged): nothing to extract."""
     from brainclust.features import extractor
 
     def fail(*a, **k):
-        raise AssertionError("features computed without a candidate")
+        raise AssertionError("features computed with nothing to judge")
 
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", fail)
     vectors = np.zeros((30, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:, slot("air_border")] = 0.9  # every image has air: all references, no candidate
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
-    z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), np.zeros(30, bool),
+    z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), np.ones(30, bool),
                         Thresholds())
     assert np.isnan(z).all()
 
@@ -86,6 +88,13 @@ def test_the_verdicts_read_their_thresholds_and_never_act_on_nan():
     assert revised.tolist() == [True, False, False, False, True, True, False, True]
     off = Thresholds(likeness_unlike_below=-1e9, likeness_alike_above=1e9)
     assert revise_not_mri(pixel, z, pixel, off).tolist() == pixel.tolist()
+    # references (never suspected) answer to their own, lower threshold
+    ref_z = np.array([-9.6, -9.4, -7.5, np.nan])
+    reference = np.ones(4, bool)
+    assert unlike(ref_z, t, reference).tolist() == [True, False, False, False]
+    assert revise_not_mri(np.zeros(4, bool), ref_z, np.zeros(4, bool), t, reference).tolist() == \
+        [True, False, False, False]
+    assert not unlike(ref_z, Thresholds(likeness_reference_below=-1e9), reference).any()
 
 
 @pytest.mark.parametrize("text, name", [("likeness_alike_above=-8", "likeness_alike_above"),
@@ -138,7 +147,7 @@ def test_identical_references_do_not_make_an_ordinary_candidate_unlike_them(monk
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     none = np.zeros(n_ref + 2, bool)
     z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), none, none, Thresholds())
-    assert np.isnan(z[:n_ref]).all()
+    assert np.abs(z[:n_ref]).max() < 1e-3  # each as close to the others as they are to each other
     assert z[n_ref] == pytest.approx(-0.15 / MAD_FLOOR, rel=1e-3)
     assert unlike(z, Thresholds()).tolist() == [False] * n_ref + [False, True]
 
@@ -230,10 +239,12 @@ def test_a_tight_crop_is_cleared_by_the_references_crops_and_a_photograph_is_not
     none = np.zeros(n, bool)
     z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
     assert calls == [None, "tight_crop"]
-    assert np.isnan(z[:n_ref]).all()
+    assert (z[:n_ref - 1] > t.likeness_alike_above).all()
+    assert z[n_ref - 1] < t.likeness_alike_above  # the atypical reference is judged too (not unlike enough here)
     assert z[n_ref] > t.likeness_alike_above  # the tight crop: as close to the crops as slices to each other
     assert z[n_ref + 1] < t.likeness_unlike_below  # the photograph
-    assert unlike(z, t).tolist() == [False] * (n_ref + 1) + [True, True]
+    reference = np.arange(n) < n_ref
+    assert unlike(z, t, reference).tolist() == [False] * (n_ref + 1) + [True, True]
 
 
 def test_the_references_are_not_cropped_when_no_verdict_is_at_stake(monkeypatch):
@@ -385,11 +396,12 @@ def test_a_fragmented_picture_with_air_is_a_candidate_not_a_reference(monkeypatc
     vectors[n_ref, slot("main_object")] = 0.1
     none = np.zeros(n_ref + 1, bool)
     z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
-    assert np.isnan(z[:n_ref]).all() and z[n_ref] < Thresholds().likeness_unlike_below
-    # at a share the threshold lets through, it is a reference again: nothing to score
+    t = Thresholds()
+    assert (z[:n_ref] > t.likeness_alike_above).all() and z[n_ref] < t.likeness_unlike_below
+    # at a share the threshold lets through, it is a reference again: judged on the references' threshold
     loose = Thresholds(likeness_main_object=0.05)
-    assert np.isnan(likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none,
-                                    loose)).all()
+    z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, loose)
+    assert z[n_ref] < loose.likeness_reference_below
 
 
 @pytest.mark.skipif(not (FOUR.is_dir() and (DATA / "brain_tumor_yes_no").is_dir()),
@@ -413,3 +425,76 @@ def test_a_star_field_and_a_logo_on_black_among_real_slices_are_not_mri(tmp_path
     z = dict(zip(res.paths, res.likeness_z))
     assert "not_mri" in flags["stars.png"] and "not_mri" in flags["logo.png"], (z["stars.png"], z["logo.png"])
     assert [p for p in res.paths if p not in ("stars.png", "logo.png") and "not_mri" in flags[p]] == []
+
+
+def _references_with(monkeypatch, pictures: np.ndarray, n_ref: int = 40, seed: int = 3):
+    """Fake features: ``n_ref`` slice-like references (axis 0) followed by ``pictures``, all references by their
+    pixels; returns the descriptor vectors and the batches of rows the extractor was asked for."""
+    from brainclust.features import extractor
+
+    whole = np.vstack([_references(n_ref, np.random.default_rng(seed), 0), pictures])
+    batches = []
+
+    def transform(self, records):
+        batches.append(list(records))
+        return whole[list(records)]
+
+    monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
+    vectors = np.zeros((len(whole), len(DESCRIPTOR_NAMES)), np.float32)
+    vectors[:, slot("air_border")] = 0.9
+    vectors[:, slot("main_object")] = 1.0
+    return vectors, batches
+
+
+def test_a_copy_of_a_picture_does_not_vouch_for_it(monkeypatch):
+    """A picture taken for a reference (dark ground, one object) and its copy: each is the other's nearest
+    neighbour, but in one duplicate group, so neither counts for the other and both are ``not_mri``."""
+    e = np.eye(16, dtype=np.float32)
+    photo = _unit(e[2] - e[0])  # far from every reference (axis 0)
+    vectors, _ = _references_with(monkeypatch, np.vstack([photo, photo]))
+    n = len(vectors)
+    none, t = np.zeros(n, bool), Thresholds()
+    group = np.arange(n)
+    group[n - 1] = n - 2  # the copy's representative: the picture
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group)
+    assert (z[n - 2:] < t.likeness_reference_below).all()
+    assert (z[:n - 2] > t.likeness_alike_above).all()
+    alone = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)  # copies not known
+    assert (alone[n - 2:] > z[n - 2:]).all()
+
+
+def test_references_outside_the_sample_are_judged_in_chunks(monkeypatch):
+    """Above REFERENCE_MAX references, those outside the seeded sample are scored against it, a chunk at a
+    time; a picture among them is ``not_mri`` wherever the sample falls."""
+    from brainclust.checks import likeness
+
+    monkeypatch.setattr(likeness, "REFERENCE_MAX", 25)
+    monkeypatch.setattr(likeness, "JUDGE_CHUNK", 7)
+    e = np.eye(16, dtype=np.float32)
+    photo = _unit(e[2] - e[0])  # far from every reference (axis 0)
+    vectors, batches = _references_with(monkeypatch, photo[None])
+    n = len(vectors)
+    none, t = np.zeros(n, bool), Thresholds()
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
+    assert np.isfinite(z).all()
+    assert z[n - 1] < t.likeness_reference_below and (z[:n - 1] > t.likeness_reference_below).all()
+    assert [len(b) for b in batches] == [25, 7, 7, 2]  # the sample, then the other 16 in chunks
+    assert sorted(sum(batches, [])) == list(range(n))
+
+
+@pytest.mark.skipif(not FOUR.is_dir(), reason=f"real data not found at {DATA}")
+def test_a_grey_picture_that_passes_for_a_slice_among_real_slices_is_not_mri(tmp_path):
+    """scikit-image's colour wheel, grey: a disc on a dark ground, a reference by its pixels (the ``grey``
+    planting's miss, z -10.5 there); its features are unlike every real slice's. None of the real slices is
+    flagged."""
+    import shutil
+
+    for p in sorted(FOUR.rglob("*.jpg"))[::10]:
+        shutil.copyfile(p, tmp_path / p.name)
+    grey_photo("colorwheel").save(tmp_path / "wheel.png")
+    res = check_folder(tmp_path, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    z = dict(zip(res.paths, res.likeness_z))
+    assert "not_mri" in flags["wheel.png"], z["wheel.png"]
+    assert z["wheel.png"] < Thresholds().likeness_reference_below
+    assert [p for p in res.paths if p != "wheel.png" and "not_mri" in flags[p]] == []

@@ -89,7 +89,12 @@ class Thresholds:
     likeness_alike_above : float, default -4.0
         An image the pixel rules call ``not_mri`` only for ``no_air``, ``scene`` or ``strokes`` is not, when its
         likeness z-score is above this (a slice cropped tight to the head). ``likeness_unlike_below=-1e9,
-        likeness_alike_above=1e9`` turns the likeness verdicts off (the features are still computed).
+        likeness_alike_above=1e9,likeness_reference_below=-1e9`` turns the likeness verdicts off (the features
+        are still computed).
+    likeness_reference_below : float, default -9.5
+        A reference in a 2-D image file is ``not_mri`` when its own likeness z-score (its copies and near copies
+        left out) is below this: a grey picture on a dark ground that the pixel rules took for a slice (real
+        slices: -7.5 and above). ``-1e9`` turns this verdict off.
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     window_similarity : float, default 0.965
@@ -130,6 +135,7 @@ class Thresholds:
     likeness_main_object: float = 0.5
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0
+    likeness_reference_below: float = -9.5
     near_similarity: float = 0.985
     window_similarity: float = 0.965
     outlier_z: float = 6.0

@@ -14,9 +14,12 @@ to the folder being checked:
 2. *candidates*, in 2-D image files only (slices of NIfTI volumes and DICOM series never are): the
    images no rule flags that are not references, and the *suspected* ones, flagged ``not_mri``
    by the pixel rules only for ``no_air``, ``scene`` or ``strokes`` (not for colour, nor as a two-level graphic);
-3. every reference and candidate is scored by the mean cosine similarity of its features to its
-   :data:`TOP` most similar references (a reference not counting itself), as a robust z-score over
-   the references' own scores (median and 1.4826 x MAD, at least :data:`MAD_FLOOR`);
+3. every candidate is scored by the mean cosine similarity of its features to its :data:`TOP` most
+   similar references of the sample, as a robust z-score over the sample's own scores (each against the
+   others: median and 1.4826 x MAD, at least :data:`MAD_FLOOR`); every reference in a 2-D image file is
+   scored alike on the same scale, its own duplicate group left out (itself, its copies and near copies:
+   a copy is not a second opinion); references outside the sample are scored against it, in chunks of
+   :data:`JUDGE_CHUNK` (slices of volumes and series are compared against, never scored);
 4. a candidate whose z-score is below ``Thresholds.likeness_unlike_below`` (-7) is ``not_mri``; a
    suspected one whose z-score is above ``Thresholds.likeness_alike_above`` (-4) is not (it is about
    as close to the folder's slices as they are to each other);
@@ -27,10 +30,14 @@ to the folder being checked:
    :data:`CROP_MAX`, a seeded sample), on the same scale (the references' own scores): a slice
    cropped tight to the head is then compared with slices cropped alike, a photograph still with
    slices. The crops can only raise a score: they clear, they never flag. An atypical reference (a
-   photograph on a dark ground that the pixel rules let through) lends no crop.
+   photograph on a dark ground that the pixel rules let through) lends no crop;
+6. a reference in a 2-D image file whose z-score is below ``Thresholds.likeness_reference_below`` (-9.5)
+   is ``not_mri``: a grey picture on a dark ground around one object (a portrait, a slide, a colour wheel)
+   passes the pixel rules as a slice, but its features are far from every slice's (real references: -7.5
+   and above in every local set and planting, ``docs/checks.md``).
 
-Nothing is computed when there is no candidate or fewer than :data:`REFERENCE_MIN` references (the
-pixel verdicts then stand). The features are EfficientNet-Lite0's whatever the run's backbone
+Nothing is computed when there is neither a candidate nor a reference in a 2-D image file, or fewer than
+:data:`REFERENCE_MIN` references (the pixel verdicts then stand). The features are EfficientNet-Lite0's whatever the run's backbone
 (:data:`BACKBONE`: its weights ship with the package, so the rule works offline, and its
 thresholds were measured on them), read through the feature store, so a run with that backbone
 already has them. They are fp32 unless the run asks for bf16 on the CPU (:data:`PRECISIONS`): a bf16
@@ -69,6 +76,10 @@ MAD_FLOOR = 0.03
 #: At most this many references (a seeded sample) are cropped for step 5, and the view that crops them.
 CROP_MAX = 500
 CROP_VIEW = "tight_crop"
+#: A row's nearest references are searched this much deeper than :data:`TOP`, so that its own copies can be
+#: left out; references outside the sample are judged in chunks of :data:`JUDGE_CHUNK` (bounded memory).
+COPY_DEPTH = 16
+JUDGE_CHUNK = 20000
 
 
 def _features(records: Sequence[ImageRecord], extraction: dict, view: str | None = None) -> np.ndarray:
@@ -82,42 +93,55 @@ def _features(records: Sequence[ImageRecord], extraction: dict, view: str | None
     return np.divide(x, norm, out=np.full_like(x, np.nan), where=norm > 0)
 
 
-def _reference_scale(base: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Median and robust SD (at least :data:`MAD_FLOOR`) of the references' own scores, and their z-scores."""
-    sims, _ = exact_knn(base, base, min(TOP, len(base) - 1) + 1)
-    own = sims[:, 1:].mean(axis=1)  # column 0: the reference itself (or an identical copy)
-    med = float(np.median(own))
-    mad = max(1.4826 * float(np.median(np.abs(own - med))), MAD_FLOOR)
-    return med, mad, (own - med) / mad
+def reference_rows(vectors: np.ndarray, unflagged: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Step 1's references (a boolean mask): unflagged rows whose frame is mostly border-connected dark air
+    around one main object."""
+    v = np.asarray(vectors)
+    return unflagged & (v[:, slot("air_border")] >= thresholds.likeness_air_border) & \
+        (v[:, slot("main_object")] >= thresholds.likeness_main_object)
 
 
-def _similarity(base: np.ndarray, queries: np.ndarray, top: int) -> np.ndarray:
-    """Mean cosine similarity of each query to its ``top`` most similar rows of ``base``."""
-    return exact_knn(base, queries, top)[0].mean(axis=1)
+def _similarity(base: np.ndarray, queries: np.ndarray, top: int, base_group: np.ndarray | None = None,
+                query_group: np.ndarray | None = None) -> np.ndarray:
+    """Mean cosine similarity of each query to its ``top`` most similar rows of ``base``, those in its own group
+    left out when groups are given (itself; for a judged reference also its copies and near copies: a copy
+    is not a second opinion); NaN where none is left."""
+    if base_group is None:
+        return exact_knn(base, queries, top)[0].mean(axis=1)
+    sims, idx = exact_knn(base, queries, min(top + COPY_DEPTH, len(base)))
+    own = (idx < 0) | (base_group[np.maximum(idx, 0)] == query_group[:, None])
+    order = np.argsort(own, axis=1, kind="stable")[:, :top]  # the best ``top`` outside the group
+    picked = np.where(np.take_along_axis(own, order, 1), np.nan, np.take_along_axis(sims, order, 1))
+    out = np.full(len(queries), np.nan, np.float32)
+    some = np.isfinite(picked).any(axis=1)
+    out[some] = np.nanmean(picked[some], axis=1)
+    return out
 
 
 def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagged: np.ndarray,
                     suspected: np.ndarray, sliced: np.ndarray, thresholds: Thresholds, random_state: int = 0,
                     cache_dir=False, progress: bool | None = None, precision: str = "fp32",
-                    runtime: str = "auto") -> np.ndarray:
-    """The robust z-score of every candidate row (see the module docstring); NaN for the other rows.
+                    runtime: str = "auto", group: np.ndarray | None = None) -> np.ndarray:
+    """The robust z-score of every candidate row and of every reference in a 2-D image file (see the module
+    docstring); NaN for the other rows.
 
     ``vectors``: the descriptor rows; ``unflagged``: rows that decoded and no pixel rule flags;
     ``suspected``: rows flagged ``not_mri`` by the pixel rules only for ``no_air``, ``scene`` or ``strokes``;
-    ``sliced``: rows that are slices of a volume or series (never candidates). ``precision`` and
-    ``runtime``: of the features (see :data:`PRECISIONS`).
+    ``sliced``: rows that are slices of a volume or series (never scored); ``group``: each row's duplicate
+    group (its representative's row; ``None``: every row alone), whose other members a row is not compared
+    with. ``precision`` and ``runtime``: of the features (see :data:`PRECISIONS`).
     """
     if precision not in PRECISIONS:
         raise ParameterError(f"likeness features: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     extraction = dict(cache_dir=cache_dir, progress=progress, precision=precision, runtime=runtime)
     n = len(records)
     z = np.full(n, np.nan, np.float32)
-    v = np.asarray(vectors)
-    typical = (v[:, slot("air_border")] >= thresholds.likeness_air_border) & \
-        (v[:, slot("main_object")] >= thresholds.likeness_main_object)
-    refs = np.flatnonzero(unflagged & typical)
-    cands = np.flatnonzero(((unflagged & ~typical) | suspected) & ~sliced)
-    if len(cands) == 0 or len(refs) < REFERENCE_MIN:
+    group = np.arange(n) if group is None else np.asarray(group)
+    reference = reference_rows(vectors, unflagged, thresholds)
+    refs = np.flatnonzero(reference)
+    cands = np.flatnonzero(((unflagged & ~reference) | suspected) & ~sliced)
+    judged = reference & ~sliced  # slices of a volume or series are compared against, never judged
+    if len(refs) < REFERENCE_MIN or not (len(cands) or judged.any()):
         return z
     rng = np.random.default_rng(random_state)
     if len(refs) > REFERENCE_MAX:
@@ -128,23 +152,42 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     except WeightsUnavailableError as exc:
         log.warning("checks: not_mri by likeness skipped (%s)", exc)
         return z
-    ok = np.isfinite(x).all(axis=1)
-    ref_ok, scored = ok[:len(refs)], ok[len(refs):]
-    base = x[:len(refs)][ref_ok]
+    ok, nb = np.isfinite(x).all(axis=1), len(refs)
+    refs, base, queries = refs[ok[:nb]], x[:nb][ok[:nb]], x[nb:][ok[nb:]]
     if len(base) < REFERENCE_MIN:
         return z
-    queries = x[len(refs):][scored]
-    med, mad, ref_z = _reference_scale(base)
-    top = min(TOP, len(base) - 1)
-    cz = (_similarity(base, queries, top) - med) / mad
-    at_stake = np.where(suspected[cands[scored]], cz <= thresholds.likeness_alike_above,
-                        cz < thresholds.likeness_unlike_below)
-    if at_stake.any():
-        crops = _crops(records, refs[ref_ok][ref_z > thresholds.likeness_alike_above], rng, extraction)
-        if len(crops):
-            cz = (_similarity(np.vstack([base, crops]), queries, top) - med) / mad
-    z[cands[scored]] = cz
+    alone = np.arange(len(base))
+    own = _similarity(base, base, TOP, alone, alone)  # the scale: each reference against the others
+    med = float(np.median(own))
+    mad = max(1.4826 * float(np.median(np.abs(own - med))), MAD_FLOOR)
+    ref_z = (own - med) / mad
+    mine = judged[refs]  # the sample's own judged references, against the others outside their groups
+    z[refs[mine]] = (_similarity(base, base[mine], TOP, group[refs], group[refs][mine]) - med) / mad
+    scored = cands[ok[nb:]]
+    z[scored] = _candidates(records, base, refs, ref_z, queries, scored, suspected, thresholds, rng, extraction,
+                            med, mad)
+    others = np.setdiff1d(np.flatnonzero(judged), refs)
+    for start in range(0, len(others), JUDGE_CHUNK):  # references outside the sample, against it
+        chunk = others[start:start + JUDGE_CHUNK]
+        xc = _features([records[i] for i in chunk], extraction)
+        good = np.isfinite(xc).all(axis=1)
+        z[chunk[good]] = (_similarity(base, xc[good], TOP, group[refs], group[chunk[good]]) - med) / mad
     return z
+
+
+def _candidates(records, base, refs, ref_z, queries, rows, suspected, thresholds: Thresholds, rng, extraction: dict,
+                med: float, mad: float) -> np.ndarray:
+    """Steps 4 and 5: the candidates' z-scores, against the references joined by their typical ones' crops when
+    a verdict is at stake."""
+    if len(rows) == 0:
+        return np.zeros(0, np.float32)
+    cz = (_similarity(base, queries, TOP) - med) / mad
+    at_stake = np.where(suspected[rows], cz <= thresholds.likeness_alike_above, cz < thresholds.likeness_unlike_below)
+    if at_stake.any():
+        crops = _crops(records, refs[ref_z > thresholds.likeness_alike_above], rng, extraction)
+        if len(crops):
+            cz = (_similarity(np.vstack([base, crops]), queries, TOP) - med) / mad
+    return cz
 
 
 def _crops(records, typical: np.ndarray, rng, extraction: dict) -> np.ndarray:
@@ -160,12 +203,16 @@ def _crops(records, typical: np.ndarray, rng, extraction: dict) -> np.ndarray:
     return x[np.isfinite(x).all(axis=1)]
 
 
-def unlike(z: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    """Rows whose likeness z-score is below ``thresholds.likeness_unlike_below`` (NaN: never)."""
-    return np.nan_to_num(np.asarray(z, np.float32), nan=np.inf) < thresholds.likeness_unlike_below
+def unlike(z: np.ndarray, thresholds: Thresholds, reference: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose likeness z-score is below their threshold: ``thresholds.likeness_reference_below`` for the
+    ``reference`` rows (None: none), ``thresholds.likeness_unlike_below`` for the others (NaN: never)."""
+    z = np.nan_to_num(np.asarray(z, np.float32), nan=np.inf)
+    ref = np.zeros(len(z), bool) if reference is None else np.asarray(reference, bool)
+    return z < np.where(ref, thresholds.likeness_reference_below, thresholds.likeness_unlike_below)
 
 
-def revise_not_mri(not_mri: np.ndarray, z: np.ndarray, suspected: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    """The pixel rules' ``not_mri`` after the likeness verdicts (step 4 of the module docstring)."""
+def revise_not_mri(not_mri: np.ndarray, z: np.ndarray, suspected: np.ndarray, thresholds: Thresholds,
+                   reference: np.ndarray | None = None) -> np.ndarray:
+    """The pixel rules' ``not_mri`` after the likeness verdicts (steps 4 and 6 of the module docstring)."""
     cleared = suspected & (np.nan_to_num(np.asarray(z, np.float32), nan=-np.inf) > thresholds.likeness_alike_above)
-    return (not_mri | unlike(z, thresholds)) & ~cleared
+    return (not_mri | unlike(z, thresholds, reference)) & ~cleared

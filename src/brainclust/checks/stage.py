@@ -22,7 +22,8 @@ from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
-from brainclust.checks.likeness import BACKBONE as LIKENESS_BACKBONE, likeness_scores, revise_not_mri
+from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, likeness_scores, reference_rows,
+                                        revise_not_mri)
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
@@ -97,17 +98,17 @@ def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping
     return out
 
 
-def _image_masks(records, desc: Descriptors, ok: np.ndarray, sliced: np.ndarray, t: Thresholds, random_state: int,
-                 cache_dir, progress, extraction: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The per-image flags ``tiny``, ``blank``, ``noise`` and ``not_mri`` (pixel rules, then likeness) and the
-    likeness z-scores (``extraction``: the likeness features' ``precision`` and ``runtime``)."""
-    masks = pixel_flags(desc.vectors, t, sliced)
+def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.ndarray, sliced: np.ndarray,
+              group: np.ndarray, t: Thresholds, random_state: int, cache_dir, progress, extraction: dict) -> np.ndarray:
+    """The likeness z-scores; revises ``masks["not_mri"]`` (the pixel rules') with their verdicts
+    (``group``: each row's duplicate group; ``extraction``: the likeness features' ``precision`` and ``runtime``)."""
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
     suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced)
     likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
-                               progress, **extraction)
-    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t)
-    return masks, likeness
+                               progress, group=group, **extraction)
+    reference = reference_rows(desc.vectors, unflagged, t)
+    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t, reference)
+    return likeness
 
 
 def _outliers(features, desc: Descriptors, rows: np.ndarray, ok: np.ndarray, first: np.ndarray, t: Thresholds,
@@ -170,7 +171,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     ok[list(desc.failed)] = False
     sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
     extraction = dict(precision=likeness_precision, runtime=likeness_runtime)
-    masks, likeness = _image_masks(records, desc, ok, sliced, t, random_state, cache_dir, progress, extraction)
+    masks = pixel_flags(desc.vectors, t, sliced)
     reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
@@ -179,6 +180,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress,
                                        records)
     groups = group(desc.pixel_sha256, pairs, sims)
+    likeness = _likeness(records, desc, masks, ok, sliced, groups.representative, t, random_state, cache_dir,
+                         progress, extraction)
     z, outlier = _outliers(features, desc, rows, ok, first, t, backend, random_state)
     paths = [r.path for r in records]
     flags, dup_of = [], []
