@@ -498,3 +498,43 @@ def test_a_grey_picture_that_passes_for_a_slice_among_real_slices_is_not_mri(tmp
     assert "not_mri" in flags["wheel.png"], z["wheel.png"]
     assert z["wheel.png"] < Thresholds().likeness_reference_below
     assert [p for p in res.paths if p != "wheel.png" and "not_mri" in flags[p]] == []
+
+
+@pytest.mark.skipif(not FOUR.is_dir(), reason=f"real data not found at {DATA}")
+def test_a_grey_photograph_pasted_on_a_dark_canvas_is_a_candidate_and_not_mri(tmp_path):
+    """scikit-image's horse and brick pictures, grey, centred on a black canvas (a photograph on a dark slide):
+    air around one object, but the object is a rectangle (``box_edge`` ~1), so they are candidates, not
+    references, and unlike the real slices. None of the real slices is flagged."""
+    import shutil
+
+    for p in sorted(FOUR.rglob("*.jpg"))[::10]:
+        shutil.copyfile(p, tmp_path / p.name)
+    for name in ("horse", "brick"):
+        picture = grey_photo(name)
+        picture.thumbnail((150, 150))
+        canvas = Image.new("L", (256, 256), 8)
+        canvas.paste(picture, ((256 - picture.width) // 2, (256 - picture.height) // 2))
+        canvas.save(tmp_path / f"slide_{name}.png")
+    res = check_folder(tmp_path, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    box = res.descriptors.vectors[:, slot("box_edge")]
+    for name in ("slide_horse.png", "slide_brick.png"):
+        i = res.paths.index(name)
+        assert box[i] > Thresholds().likeness_box_edge and not res.likeness_reference[i]
+        assert "not_mri" in flags[name], res.likeness_z[i]
+    assert [p for p in res.paths if not p.startswith("slide_") and "not_mri" in flags[p]] == []
+
+
+def test_a_picture_with_more_copies_than_neighbours_is_still_judged(monkeypatch):
+    """25 copies of one picture in the sample (one duplicate group): every one of a picture's nearest references
+    is its own copy, yet it is scored against the slices outside its group, and all 25 are ``not_mri``."""
+    e = np.eye(16, dtype=np.float32)
+    photo = _unit(e[2] - e[0])
+    vectors, _ = _references_with(monkeypatch, np.tile(photo, (25, 1)), n_ref=300)  # copies: a few % of them
+    n = len(vectors)
+    group = np.arange(n)
+    group[n - 25:] = n - 25  # one group: the first copy is its head
+    none, t = np.zeros(n, bool), Thresholds()
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group)
+    assert np.isfinite(z).all()
+    assert (z[n - 25:] < t.likeness_reference_below).all() and (z[:n - 25] > t.likeness_reference_below).all()

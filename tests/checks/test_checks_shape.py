@@ -129,3 +129,21 @@ def test_strokes_is_the_share_of_the_non_air_pixels_in_thin_parts():
     assert shape.shape_cues(both, 1.0)[strokes] == pytest.approx(expected, abs=0.01)
     assert shape.shape_cues(lines * 2, 255.0)[strokes] == 0.0
     assert shape.shape_cues(lines * 255, 255.0)[strokes] == pytest.approx(1.0)
+
+
+def test_box_edge_is_the_share_of_the_bounding_box_outline_the_main_object_covers():
+    """A textured rectangle on black (a photograph pasted on a dark slide): 1. A disc (a head): the few pixels
+    where it touches its box. The rectangle at 2 of 255 (three grey levels, stretched): 0, as ``strokes``."""
+    box = shape.CUE_NAMES.index("box_edge")
+    rng = np.random.default_rng(0)
+    photo = np.zeros((200, 200))
+    photo[50:150, 30:170] = 0.3 + 0.7 * rng.random((100, 140))
+    assert shape.shape_cues(photo, 1.0)[box] == pytest.approx(1.0)  # its rounded corners left out
+    small = np.zeros((200, 200))
+    small[90:110, 80:110] = photo[50:70, 30:60]  # 20 x 30 pixels: the corners are a larger share
+    assert shape.shape_cues(small, 1.0)[box] == pytest.approx(1.0)
+    yy, xx = np.mgrid[:200, :200]
+    disc = ((yy - 100) ** 2 + (xx - 100) ** 2 < 60 ** 2).astype(float)
+    assert shape.shape_cues(disc, 1.0)[box] < 0.25
+    assert shape.shape_cues(np.round(photo * 2), 255.0)[box] == 0.0
+    assert shape.shape_cues(np.zeros((64, 64)), 1.0)[box] == 0.0

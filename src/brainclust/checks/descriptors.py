@@ -59,6 +59,7 @@ DESCRIPTOR_NAMES = (
     "main_object",                # ... the largest non-air object's share of the objects' area (a slice: ~1)
     "strokes",                    # ... the share of the non-air pixels in parts thinner than ~5 px (text, plot lines)
     "flat_air",                   # ... the share of the air within 0.02 of its median level (a rendered ground: ~1)
+    "box_edge",                   # ... the share of the main object's bounding-box outline it covers (a rectangle: ~1)
     "grey_levels",                # distinct values of the decoded grey image, up to LEVELS_CAP (label maps: few)
 )
 #: ``grey_levels`` counts up to this many distinct values; a sample of at most LEVELS_SAMPLE pixels is counted first.

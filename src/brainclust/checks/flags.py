@@ -82,7 +82,11 @@ class Thresholds:
         reference when at least this much of its frame's ring is border-connected dark air, else a candidate...
     likeness_main_object : float, default 0.5
         ... and when its largest non-air object holds at least this share of all of them (one head, not a
-        star field or the letters of a logo on a dark ground).
+        star field or the letters of a logo on a dark ground)...
+    likeness_box_edge : float, default 0.9
+        ... and when that object covers at most this share of its bounding box's outline (``box_edge``: a
+        photograph or a screen pasted on a dark ground is a rectangle, ~1; real slices with air around one object
+        0.39 at most). ``1`` turns this condition off.
     likeness_unlike_below : float, default -7.0
         ... and a candidate is ``not_mri`` when the likeness z-score of its CNN features (their similarity to
         the references, in robust standard deviations of the references' own) is below this.
@@ -133,6 +137,7 @@ class Thresholds:
     label_levels: int = 5
     likeness_air_border: float = 0.5
     likeness_main_object: float = 0.5
+    likeness_box_edge: float = 0.9
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0
     likeness_reference_below: float = -9.5
@@ -151,7 +156,7 @@ class Thresholds:
                 "colour_fraction",
                 "border_level", "dark_fraction", "foreground_colour_fraction", "graphic_extreme", "graphic_balance",
                 "scene_air_border", "scene_object_touch", "strokes_fraction", "strokes_flat_air", "likeness_air_border",
-                "likeness_main_object")
+                "likeness_main_object", "likeness_box_edge")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):

@@ -9,7 +9,8 @@ to the folder being checked:
 1. *references*: the images no pixel rule flags whose frame is mostly border-connected dark air
    (``air_border >= Thresholds.likeness_air_border``) around one main object (the largest non-air
    object holds ``main_object >= Thresholds.likeness_main_object`` of them all: not a star field, not
-   the letters of a logo), the slices that look like MRI on pixels alone; a seeded sample of at most
+   the letters of a logo; and it is no rectangle, ``box_edge <= Thresholds.likeness_box_edge``: not a
+   photograph pasted on a dark ground), the slices that look like MRI on pixels alone; a seeded sample of at most
    :data:`REFERENCE_MAX` of them;
 2. *candidates*, in 2-D image files only (slices of NIfTI volumes and DICOM series never are): the
    images no rule flags that are not references, and the *suspected* ones, flagged ``not_mri``
@@ -37,8 +38,8 @@ to the folder being checked:
    and above in every local set and planting, ``docs/checks.md``).
 
 Nothing is computed when there is neither a candidate nor a reference in a 2-D image file, or fewer than
-:data:`REFERENCE_MIN` references (the pixel verdicts then stand). The features are EfficientNet-Lite0's whatever the run's backbone
-(:data:`BACKBONE`: its weights ship with the package, so the rule works offline, and its
+:data:`REFERENCE_MIN` references (the pixel verdicts then stand). The features are EfficientNet-Lite0's
+whatever the run's backbone (:data:`BACKBONE`: its weights ship with the package, so the rule works offline, and its
 thresholds were measured on them), read through the feature store, so a run with that backbone
 already has them. They are fp32 unless the run asks for bf16 on the CPU (:data:`PRECISIONS`): a bf16
 run then shares them instead of extracting most of its images a second time in fp32 (bf16 moved the
@@ -76,9 +77,8 @@ MAD_FLOOR = 0.03
 #: At most this many references (a seeded sample) are cropped for step 5, and the view that crops them.
 CROP_MAX = 500
 CROP_VIEW = "tight_crop"
-#: A row's nearest references are searched this much deeper than :data:`TOP`, so that its own copies can be
-#: left out; references outside the sample are judged in chunks of :data:`JUDGE_CHUNK` (bounded memory).
-COPY_DEPTH = 16
+#: References outside the sample are judged in chunks of this many (bounded memory: a chunk's similarities to
+#: the sample are one JUDGE_CHUNK x REFERENCE_MAX matrix).
 JUDGE_CHUNK = 20000
 
 
@@ -95,10 +95,11 @@ def _features(records: Sequence[ImageRecord], extraction: dict, view: str | None
 
 def reference_rows(vectors: np.ndarray, unflagged: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """Step 1's references (a boolean mask): unflagged rows whose frame is mostly border-connected dark air
-    around one main object."""
+    around one main object that is no rectangle."""
     v = np.asarray(vectors)
     return unflagged & (v[:, slot("air_border")] >= thresholds.likeness_air_border) & \
-        (v[:, slot("main_object")] >= thresholds.likeness_main_object)
+        (v[:, slot("main_object")] >= thresholds.likeness_main_object) & \
+        (v[:, slot("box_edge")] <= thresholds.likeness_box_edge)
 
 
 def _similarity(base: np.ndarray, queries: np.ndarray, top: int, base_group: np.ndarray | None = None,
@@ -108,13 +109,14 @@ def _similarity(base: np.ndarray, queries: np.ndarray, top: int, base_group: np.
     is not a second opinion); NaN where none is left."""
     if base_group is None:
         return exact_knn(base, queries, top)[0].mean(axis=1)
-    sims, idx = exact_knn(base, queries, min(top + COPY_DEPTH, len(base)))
-    own = (idx < 0) | (base_group[np.maximum(idx, 0)] == query_group[:, None])
-    order = np.argsort(own, axis=1, kind="stable")[:, :top]  # the best ``top`` outside the group
-    picked = np.where(np.take_along_axis(own, order, 1), np.nan, np.take_along_axis(sims, order, 1))
+    sims = np.asarray(queries, np.float32) @ np.asarray(base, np.float32).T  # every pair: a group can be large
+    sims[np.asarray(query_group)[:, None] == np.asarray(base_group)[None, :]] = -np.inf
+    top = min(top, sims.shape[1])
+    best = -np.partition(-sims, top - 1, axis=1)[:, :top]
+    counted = np.isfinite(best)
     out = np.full(len(queries), np.nan, np.float32)
-    some = np.isfinite(picked).any(axis=1)
-    out[some] = np.nanmean(picked[some], axis=1)
+    some = counted.any(axis=1)
+    out[some] = np.where(counted, best, 0.0)[some].sum(axis=1) / counted[some].sum(axis=1)
     return out
 
 
@@ -152,7 +154,7 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     except WeightsUnavailableError as exc:
         log.warning("checks: not_mri by likeness skipped (%s)", exc)
         return z
-    ok, nb = np.isfinite(x).all(axis=1), len(refs)
+    ok, nb, sample = np.isfinite(x).all(axis=1), len(refs), refs
     refs, base, queries = refs[ok[:nb]], x[:nb][ok[:nb]], x[nb:][ok[nb:]]
     if len(base) < REFERENCE_MIN:
         return z
@@ -166,7 +168,7 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     scored = cands[ok[nb:]]
     z[scored] = _candidates(records, base, refs, ref_z, queries, scored, suspected, thresholds, rng, extraction,
                             med, mad)
-    others = np.setdiff1d(np.flatnonzero(judged), refs)
+    others = np.setdiff1d(np.flatnonzero(judged), sample)
     for start in range(0, len(others), JUDGE_CHUNK):  # references outside the sample, against it
         chunk = others[start:start + JUDGE_CHUNK]
         xc = _features([records[i] for i in chunk], extraction)

@@ -24,6 +24,11 @@ at most 256 pixels, values clipped to [0, 1] on the 0.5-99.5 percentile scale):
   ground of a rendered page or chart is one level (0.94 and more). Many exported slices have flat air too (half
   the 4-class slices reach 0.9), so it tells nothing alone; it keeps ``strokes`` from reading the specks of noisy
   air, or the dark tissue a steep window puts among the air, as text (they are not one level);
+- ``box_edge``: the share of the outline of the largest non-air object's bounding box that the object covers,
+  2 pixels at each end of every side left out (the opening rounds a rectangle's corners): close to 1 for a
+  rectangle (a photograph or a screen pasted on a dark ground), small for a head, which touches its box at a
+  few points (on the shared data's slices with air around one object: 0.39 at most on the 4-class set, 0.26
+  on slices cut from its volumes); 0, like ``strokes``, below a quarter of the nominal full scale;
 - ``gap_ratio``: pixels in the band [0.08, 0.2) over pixels below 0.05: small when the dark pixels
   form a spike at the floor (air), large when they are the tail of a continuous histogram;
 - ``extreme_fraction``: pixels below 0.02 or above 0.98: close to 1 for two-level graphics
@@ -51,7 +56,7 @@ from scipy import ndimage as ndi
 
 #: The names of :func:`shape_cues`, in order.
 CUE_NAMES = ("air_border", "object_touch", "gap_ratio", "extreme_fraction", "two_level", "symmetry", "main_object",
-             "strokes", "flat_air")
+             "strokes", "flat_air", "box_edge")
 #: Side of the picture the symmetry is measured on, and the largest shift tried.
 SYM_SIDE = 64
 SYM_SHIFT = 6
@@ -59,6 +64,8 @@ SYM_SHIFT = 6
 AIR_LEVEL = 0.1
 #: How far from the air's median level a pixel of flat air may be (``flat_air``).
 FLAT_TOLERANCE = 0.02
+#: Pixels left out at each end of every side of the bounding box (``box_edge``).
+CORNER = 2
 #: Inset of the ring from the frame, and its width, as fractions of the shorter side.
 INSET = 0.03
 RING = 0.04
@@ -182,7 +189,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     if not hi > lo:
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
-        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0
+        return 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0
     s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     low5 = float((s < 0.05).mean())
     gap = float(((s >= 0.08) & (s < 0.2)).mean())
@@ -195,7 +202,7 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
     h, w = s.shape
     iy, ix = int(round(INSET * h)), int(round(INSET * w))
     if h - 2 * iy < 8 or w - 2 * ix < 8:
-        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0, 0.0, 0.0
+        return 0.0, 1.0, gap_ratio, extreme, two_level, sym, 1.0, 0.0, 0.0, 0.0
     s = s[iy:h - iy, ix:w - ix]
     h, w = s.shape
     dark = s < AIR_LEVEL
@@ -213,6 +220,19 @@ def shape_cues(x: np.ndarray, full_scale: float, scale: tuple[float, float] | No
         sizes = np.bincount(lab.ravel())[1:]
         main = lab == (int(sizes.argmax()) + 1)
         touch, share = float(main[ring].mean()), float(sizes.max() / sizes.sum())
+        box = _box_edge(main) if wide else 0.0
     else:
-        touch, share = 0.0, 1.0
-    return air_border, touch, gap_ratio, extreme, two_level, sym, share, strokes, flat
+        touch, share, box = 0.0, 1.0, 0.0
+    return air_border, touch, gap_ratio, extreme, two_level, sym, share, strokes, flat, box
+
+
+def _box_edge(mask: np.ndarray) -> float:
+    """The share of the outline of ``mask``'s bounding box (its first and last rows and columns, less
+    :data:`CORNER` pixels at each end: the opening rounds corners) that lies in ``mask``."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    cy = CORNER if box.shape[0] > 4 * CORNER else 0
+    cx = CORNER if box.shape[1] > 4 * CORNER else 0
+    sides = [box[0, cx:box.shape[1] - cx], box[-1, cx:box.shape[1] - cx],
+             box[cy:box.shape[0] - cy, 0], box[cy:box.shape[0] - cy, -1]]
+    return float(np.concatenate(sides).mean())

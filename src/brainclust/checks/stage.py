@@ -53,6 +53,8 @@ class CheckResult:
     ``splits``/``split_source`` from :func:`~brainclust.checks.splits.detect_splits`;
     ``leakage`` the rows of ``leakage.csv`` (unescaped paths); ``outlier_z`` and ``likeness_z`` the
     scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored);
+    ``likeness_reference`` which rows were likeness references (their z-scores answer to
+    ``likeness_reference_below``; the other scored rows are candidates; ``None``: none);
     ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``n_skipped``
     the files the scan could not read.
     """
@@ -71,6 +73,7 @@ class CheckResult:
     thresholds: Thresholds = field(default_factory=Thresholds)
     likeness_features: dict = field(default_factory=dict)
     n_skipped: int = 0  # files of the folder the scan could not read (their reasons: the manifest's ``skipped``)
+    likeness_reference: np.ndarray | None = None
 
     def summary(self) -> str:
         return summary_line(self)
@@ -99,8 +102,9 @@ def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping
 
 
 def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.ndarray, sliced: np.ndarray,
-              group: np.ndarray, t: Thresholds, random_state: int, cache_dir, progress, extraction: dict) -> np.ndarray:
-    """The likeness z-scores; revises ``masks["not_mri"]`` (the pixel rules') with their verdicts
+              group: np.ndarray, t: Thresholds, random_state: int, cache_dir, progress,
+              extraction: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The likeness z-scores and references; revises ``masks["not_mri"]`` (the pixel rules') with their verdicts
     (``group``: each row's duplicate group; ``extraction``: the likeness features' ``precision`` and ``runtime``)."""
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
     suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced)
@@ -108,7 +112,7 @@ def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.n
                                progress, group=group, **extraction)
     reference = reference_rows(desc.vectors, unflagged, t)
     masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t, reference)
-    return likeness
+    return likeness, reference
 
 
 def _outliers(features, desc: Descriptors, rows: np.ndarray, ok: np.ndarray, first: np.ndarray, t: Thresholds,
@@ -180,12 +184,22 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress,
                                        records)
     groups = group(desc.pixel_sha256, pairs, sims)
-    likeness = _likeness(records, desc, masks, ok, sliced, groups.representative, t, random_state, cache_dir,
-                         progress, extraction)
+    likeness, reference = _likeness(records, desc, masks, ok, sliced, groups.representative, t, random_state,
+                                    cache_dir, progress, extraction)
     z, outlier = _outliers(features, desc, rows, ok, first, t, backend, random_state)
     paths = [r.path for r in records]
+    flags, dup_of = _flag_rows(paths, ok, masks, groups, first, outlier, reasons)
+    splits, source = detect_splits(paths, split_table)
+    leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
+    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
+                       {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=reference)
+
+
+def _flag_rows(paths: list[str], ok: np.ndarray, masks: dict[str, np.ndarray], groups: DuplicateGroups,
+               first: np.ndarray, outlier: np.ndarray, reasons: list[str]) -> tuple[list[frozenset], list[str]]:
+    """Each image's flags and ``duplicate_of``."""
     flags, dup_of = [], []
-    for i in range(n):
+    for i in range(len(paths)):
         f = set()
         if ok[i]:
             f.update(name for name, m in masks.items() if m[i])
@@ -202,10 +216,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
         # files are); anything else in a group to the group's first image
         rep = int(first[i]) if groups.exact[i] else int(groups.representative[i])
         dup_of.append(paths[rep] if rep != i else "")
-    splits, source = detect_splits(paths, split_table)
-    leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
-    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
-                       {"backbone": LIKENESS_BACKBONE, **extraction})
+    return flags, dup_of
 
 
 def read_split_table(path: str | os.PathLike, column: str = "split", path_column: str = "path") -> dict[str, str]:

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_exclude(text: str) -> tuple[str, ...]:
-    """``--exclude``: ``"duplicate,not_mri"`` -> ``("duplicate", "not_mri")`` in vocabulary order; ``none`` -> ``()``."""
+    """``--exclude``: ``"duplicate,not_mri"`` -> ``("duplicate", "not_mri")`` in vocabulary order;
+    ``none`` -> ``()``."""
     chosen = parse_flags(text)
     return tuple(f for f in FLAGS if f in chosen)
 

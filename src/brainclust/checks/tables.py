@@ -8,7 +8,8 @@ the first image of its group);
 ``split`` (``train``/``test``/``val`` or empty); the scores behind the flags
 (``near_similarity``: best verified similarity within its group, of the codes or, for a pair confirmed
 as a pixel window, the window similarity; ``outlier_z``; ``likeness_z``
-(for the images :mod:`brainclust.checks.likeness` scores);
+(for the images :mod:`brainclust.checks.likeness` scores) and ``likeness_role`` (``reference`` or
+``candidate``: which threshold the score answers to);
 ``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the
 decoded pixels); ``error`` (why the image could not be described; it then has no flag).
 
@@ -69,6 +70,7 @@ def quality_rows(result) -> list[dict]:
                "duplicate_of": escape_name(result.duplicate_of[i]), "split": result.splits[i],
                "near_similarity": _num(result.duplicates.similarity[i]),
                "outlier_z": _num(result.outlier_z[i], 3), "likeness_z": _num(result.likeness_z[i], 3),
+               "likeness_role": _role(result, i),
                "non_image_dicom": result.dicom_reasons[i],
                "content_sha256": result.descriptors.pixel_sha256[i],
                "error": result.descriptors.failed.get(i, "")}
@@ -76,6 +78,15 @@ def quality_rows(result) -> list[dict]:
             row[c] = "" if failed else _num(vec[i, slot(c)])
         rows.append(row)
     return rows
+
+
+def _role(result, i: int) -> str:
+    """``reference`` or ``candidate`` for an image with a likeness z-score (they answer to different thresholds:
+    ``likeness_reference_below``, ``likeness_unlike_below``), else ``""``."""
+    if not np.isfinite(result.likeness_z[i]):
+        return ""
+    ref = result.likeness_reference
+    return "reference" if ref is not None and ref[i] else "candidate"
 
 
 def leakage_table(result) -> list[dict]:
