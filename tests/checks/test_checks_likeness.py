@@ -538,3 +538,24 @@ def test_a_picture_with_more_copies_than_neighbours_is_still_judged(monkeypatch)
     z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group)
     assert np.isfinite(z).all()
     assert (z[n - 25:] < t.likeness_reference_below).all() and (z[:n - 25] > t.likeness_reference_below).all()
+
+
+def test_quality_csv_says_why_an_image_is_not_mri_and_which_threshold_its_score_answers_to(tmp_path):
+    """A colour photograph is ``not_mri`` for its colour, a grey photograph without air for ``no_air`` and its
+    likeness; the slices are references with no reason."""
+    import csv
+
+    for i in range(30):
+        Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
+    import skimage.data as skd
+
+    Image.fromarray(skd.coffee()).save(tmp_path / "coffee.png")
+    grey_photo("astronaut").save(tmp_path / "astronaut.png")
+    res = check_folder(tmp_path, progress=False, out=tmp_path.parent / "out")
+    rows = {r["path"]: r for r in csv.DictReader(open(tmp_path.parent / "out" / "quality.csv", newline=""))}
+    assert "colour" in rows["coffee.png"]["not_mri_reason"].split(";")
+    assert "likeness" in rows["astronaut.png"]["not_mri_reason"].split(";")
+    assert rows["astronaut.png"]["likeness_role"] == "candidate"
+    slices = [p for p in res.paths if p.startswith("slice_")]
+    assert {rows[p]["not_mri_reason"] for p in slices} == {""}
+    assert {rows[p]["likeness_role"] for p in slices} == {"reference"}

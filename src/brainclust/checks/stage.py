@@ -23,9 +23,9 @@ from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
 from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, likeness_scores, reference_rows,
-                                        revise_not_mri)
+                                        revise_not_mri, unlike)
 from brainclust.checks.outliers import outlier_scores
-from brainclust.checks.rules import certain_not_mri, non_image_dicom, pixel_flags
+from brainclust.checks.rules import certain_not_mri, non_image_dicom, not_mri_reasons, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
@@ -54,7 +54,9 @@ class CheckResult:
     ``leakage`` the rows of ``leakage.csv`` (unescaped paths); ``outlier_z`` and ``likeness_z`` the
     scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored);
     ``likeness_reference`` which rows were likeness references (their z-scores answer to
-    ``likeness_reference_below``; the other scored rows are candidates; ``None``: none);
+    ``likeness_reference_below``; the other scored rows are candidates; ``None``: none); ``not_mri_reason``
+    why each ``not_mri`` image is (``;``-joined :data:`~brainclust.checks.rules.NOT_MRI_REASONS` and
+    ``likeness``; ``""`` for the others; ``None``: not recorded);
     ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``n_skipped``
     the files the scan could not read.
     """
@@ -74,6 +76,7 @@ class CheckResult:
     likeness_features: dict = field(default_factory=dict)
     n_skipped: int = 0  # files of the folder the scan could not read (their reasons: the manifest's ``skipped``)
     likeness_reference: np.ndarray | None = None
+    not_mri_reason: list[str] | None = None
 
     def summary(self) -> str:
         return summary_line(self)
@@ -113,6 +116,16 @@ def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.n
     reference = reference_rows(desc.vectors, unflagged, t)
     masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t, reference)
     return likeness, reference
+
+
+def _reasons(desc: Descriptors, not_mri: np.ndarray, sliced: np.ndarray, likeness: np.ndarray,
+             reference: np.ndarray, t: Thresholds) -> list[str]:
+    """Why each ``not_mri`` row is: the pixel reasons that hold, and ``likeness`` when its z-score is below its
+    threshold (``""`` for the other rows)."""
+    pixel = not_mri_reasons(desc.vectors, t, sliced)
+    by_likeness = unlike(likeness, t, reference)
+    return [";".join([name for name, m in pixel.items() if m[i]] + (["likeness"] if by_likeness[i] else []))
+            if not_mri[i] else "" for i in range(len(not_mri))]
 
 
 def _outliers(features, desc: Descriptors, rows: np.ndarray, ok: np.ndarray, first: np.ndarray, t: Thresholds,
@@ -192,7 +205,8 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
     return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
-                       {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=reference)
+                       {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=reference,
+                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, reference, t))
 
 
 def _flag_rows(paths: list[str], ok: np.ndarray, masks: dict[str, np.ndarray], groups: DuplicateGroups,
