@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         for i in framed:
             print(f"  {res.paths[i]}: likeness z {res.likeness_z[i]:.2f}, box_edge {box[i]:.2f}, "
                   f"flags {','.join(sorted(res.flags[i])) or '-'}")
-        real = [i for i in range(len(res.paths)) if i not in set(framed)]
+        real = sorted(set(range(len(res.paths))) - set(framed))
         print(f"real slices flagged not_mri: {[res.paths[i] for i in real if 'not_mri' in res.flags[i]]}")
         z = np.array([res.likeness_z[i] for i in real])
         print(f"lowest real likeness z: {np.sort(z[np.isfinite(z)])[:3].round(2).tolist()}")
