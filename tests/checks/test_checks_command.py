@@ -124,10 +124,10 @@ def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checks.html", "leakage.csv", "manifest.json", "quality.csv"]
     page = out.joinpath("checks.html").read_text(encoding="utf-8")
     assert "<script" not in page and "default-src 'none'" in page and "Nothing was clustered" in page
-    assert "duplicate: 1 images in 1 groups" in page and "across splits (leakage.csv)" in page
+    assert "duplicate: 1 image in 1 group<" in page and "across splits (leakage.csv)" in page
     for flag in ("not_mri", "blank", "tiny"):
-        assert re.search(rf"<h3>{flag}: 1 images</h3>", page)
-    assert "not checked: 1 images" in page and "train/s2.png" in page
+        assert re.search(rf"<h3>{flag}: 1 image</h3>", page)
+    assert "not checked: 1 image<" in page and "train/s2.png" in page
     assert ">-photo.png</figcaption>" in page and "x2d" not in page  # named as it is called
     # the copy's group (2), the photograph, the tiny constant image (blank and tiny); none for the truncated file
     assert len(re.findall(r'<img src="data:image/jpeg;base64,', page)) == 5
