@@ -4,7 +4,8 @@ Builds, in a temporary folder, 240 slices of brain_tumor_4class_dev (a seeded sa
 pictures turned grey, each centred on a 256 x 256 canvas of one dark level (0-19) at 45, 60 or 75 % of its side.
 Such a picture has air all round one object, as a slice has, so the pixel rules let it through; the likeness
 rule (brainclust.checks.likeness) decides. Prints each picture's likeness z, ``box_edge`` and flags, and the
-real slices flagged ``not_mri`` (there should be none).
+real slices flagged ``not_mri`` (there should be none). The pictures are left out of the likeness rule's picture
+bank (they are among its pictures) unless ``--bank full``.
 
     PYTHONPATH=src python benchmarks/checks_framed.py [--keep DIR]
 """
@@ -45,12 +46,18 @@ def build(out: Path, seed: int = 50) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
+    ap.add_argument("--bank", choices=("leave-out", "full"), default="leave-out",
+                    help="leave the pictures out of the likeness rule's picture bank (default) or not")
     args = ap.parse_args(argv)
     if not FOUR.is_dir():
         print(f"real data not found at {FOUR}", file=sys.stderr)
         return 2
+    from brainclust.checks import likeness
     from brainclust.checks.descriptors import slot
     from brainclust.checks.stage import check_folder
+
+    if args.bank == "leave-out":
+        likeness.BANK_LEAVE_OUT = frozenset(PICTURES)
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="checks_framed_"))
     try:
@@ -62,7 +69,8 @@ def main(argv=None) -> int:
         caught = [i for i in framed if "not_mri" in res.flags[i]]
         print(f"framed pictures flagged not_mri: {len(caught)} of {len(framed)}")
         for i in framed:
-            print(f"  {res.paths[i]}: likeness z {res.likeness_z[i]:.2f}, box_edge {box[i]:.2f}, "
+            print(f"  {res.paths[i]}: likeness z {res.likeness_z[i]:.2f}, picture {res.picture_score[i]:.2f}, "
+                  f"box_edge {box[i]:.2f}, "
                   f"flags {','.join(sorted(res.flags[i])) or '-'}")
         real = sorted(set(range(len(res.paths))) - set(framed))
         print(f"real slices flagged not_mri: {[res.paths[i] for i in real if 'not_mri' in res.flags[i]]}")

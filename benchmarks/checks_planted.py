@@ -28,6 +28,11 @@ Four plantings:
 
 `--seed N` builds a planting with another seed (other samples, crops and transforms of the same kinds).
 
+The likeness rule's picture bank (brainclust/checks/pictures.npz, benchmarks/picture_bank.py) holds the same
+package pictures the plantings use. By default the planting's own pictures are left out of the bank
+(`--bank leave-out`), so its recall is measured on pictures the bank never held; `--bank full` keeps them (the
+figure a user whose pictures are in the bank would see).
+
     PYTHONPATH=src python benchmarks/checks_planted.py --planting heldout
 """
 
@@ -405,12 +410,27 @@ def evaluate(root: Path, built: dict, workers: int, thresholds: str = "") -> str
     return "\n".join(lines)
 
 
+def leave_out_planted(planting: str) -> None:
+    """Leave the planting's own pictures out of the likeness rule's picture bank."""
+    from brainclust.checks import likeness
+
+    with np.load(likeness.BANK_FILE) as bank:
+        names = set(bank["name"].tolist())
+    own = {"dev": lambda: set(DEV_PHOTOS), "heldout": lambda: set(heldout_photos()),
+           "grey": lambda: set(grey_photos()), "render": lambda: {n for n in names if n.startswith("render_")}}
+    likeness.BANK_LEAVE_OUT = frozenset(own[planting]() & names)
+    print(f"picture bank: {len(likeness.BANK_LEAVE_OUT)} of its {len(names)} pictures left out "
+          f"({', '.join(sorted(likeness.BANK_LEAVE_OUT))})", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--planting", choices=("dev", "heldout", "grey", "render"), default="heldout")
     ap.add_argument("--seed", type=int, help="another seed for the planting (default: its own, above)")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--keep", help="build the folder here and keep it (default: a temporary folder)")
+    ap.add_argument("--bank", choices=("leave-out", "full"), default="leave-out",
+                    help="leave the planting's own pictures out of the likeness rule's picture bank (default) or not")
     ap.add_argument("--thresholds", default="", help="NAME=VALUE,... as brainclust's --check-thresholds "
                     "(likeness_unlike_below=-1e9,likeness_alike_above=1e9,likeness_reference_below=-1e9: without "
                     "the likeness rule)")
@@ -418,6 +438,8 @@ def main(argv=None) -> int:
     if not DATA.is_dir():
         print(f"real data not found at {DATA}", file=sys.stderr)
         return 2
+    if args.bank == "leave-out":
+        leave_out_planted(args.planting)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="checks_planted_"))
     try:
         built = build(root, args.planting, args.seed)

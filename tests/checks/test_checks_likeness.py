@@ -19,6 +19,13 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FOUR = DATA / "brain_tumor_4class_dev"
 
 
+def no_picture_bank(monkeypatch) -> None:
+    """Synthetic features (a few dimensions, not Lite0's 1280) meet an empty picture bank: step 7 scores nothing."""
+    from brainclust.checks import likeness
+
+    monkeypatch.setattr(likeness, "picture_bank", lambda: np.zeros((0, 0), np.float32))
+
+
 def grey_photo(name: str, crop: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Image.Image:
     import skimage.data as skd
 
@@ -49,7 +56,8 @@ def test_the_rule_is_a_threshold_that_can_be_moved(tmp_path):
     for i in range(30):
         Image.fromarray(head_slice(i)).save(tmp_path / f"slice_{i:02d}.png")
     grey_photo("astronaut").save(tmp_path / "astronaut.png")
-    res = check_folder(tmp_path, progress=False, thresholds=Thresholds(likeness_unlike_below=-1e6))
+    res = check_folder(tmp_path, progress=False,
+                       thresholds=Thresholds(likeness_unlike_below=-1e6, likeness_picture_below=-1e9))
     flags = dict(zip(res.paths, res.flags))
     assert np.isfinite(res.likeness_z[res.paths.index("astronaut.png")])
     assert "not_mri" not in flags["astronaut.png"]
@@ -75,7 +83,7 @@ def test_slices_of_volumes_alone_mean_no_features(monkeypatch, tmp_path):
     vectors[:, slot("air_border")] = 0.9  # every image has air: all references, no candidate
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     z = likeness_scores([object()] * 30, vectors, np.ones(30, bool), np.zeros(30, bool), np.ones(30, bool),
-                        Thresholds())
+                        Thresholds()).z
     assert np.isnan(z).all()
 
 
@@ -142,11 +150,12 @@ def test_identical_references_do_not_make_an_ordinary_candidate_unlike_them(monk
 
     feats = np.vstack([np.tile(ref, (n_ref, 1)), at_cosine(0.85), at_cosine(0.3)])
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", lambda self, records: feats[:len(records)])
+    no_picture_bank(monkeypatch)
     vectors = np.zeros((n_ref + 2, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     none = np.zeros(n_ref + 2, bool)
-    z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), none, none, Thresholds())
+    z = likeness_scores([object()] * (n_ref + 2), vectors, np.ones(n_ref + 2, bool), none, none, Thresholds()).z
     assert np.abs(z[:n_ref]).max() < 1e-3  # each as close to the others as they are to each other
     assert z[n_ref] == pytest.approx(-0.15 / MAD_FLOOR, rel=1e-3)
     assert unlike(z, Thresholds()).tolist() == [False] * n_ref + [False, True]
@@ -210,6 +219,7 @@ def _fake_features(monkeypatch, whole, crops, calls):
         return crops[[r for r in records]]
 
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
+    no_picture_bank(monkeypatch)
 
 
 def _references(n, rng, axis):
@@ -237,7 +247,7 @@ def test_a_tight_crop_is_cleared_by_the_references_crops_and_a_photograph_is_not
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     t = Thresholds()
     none = np.zeros(n, bool)
-    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t).z
     assert calls == [None, "tight_crop"]
     assert (z[:n_ref - 1] > t.likeness_alike_above).all()
     assert z[n_ref - 1] < t.likeness_alike_above  # the atypical reference is judged too (not unlike enough here)
@@ -258,7 +268,7 @@ def test_the_references_are_not_cropped_when_no_verdict_is_at_stake(monkeypatch)
     vectors[:n_ref, slot("air_border")] = 0.9
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     none = np.zeros(n_ref + 1, bool)
-    z = likeness_scores(list(range(n_ref + 1)), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
+    z = likeness_scores(list(range(n_ref + 1)), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds()).z
     assert calls == [None]
     assert z[n_ref] > Thresholds().likeness_alike_above
 
@@ -279,13 +289,14 @@ def test_the_features_have_the_precision_and_runtime_asked_for(monkeypatch):
 
     monkeypatch.setattr(extractor.FeatureExtractor, "fit", lambda self, *args, **kwargs: self)
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
+    no_picture_bank(monkeypatch)
     vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:n_ref, slot("air_border")] = 0.9
     vectors[:, slot("main_object")] = 1.0  # one object each (a head)
     suspected = np.arange(n_ref + 1) == n_ref  # flagged by the pixel rules, unlike the references: at stake
     none = np.zeros(n_ref + 1, bool)
     args = (list(range(n_ref + 1)), vectors, ~suspected, suspected, none, Thresholds())
-    z = likeness_scores(*args, precision="bf16", runtime="openvino")
+    z = likeness_scores(*args, precision="bf16", runtime="openvino").z
     assert seen == [(None, "bf16", "openvino"), ("tight_crop", "bf16", "openvino")]
     assert z[n_ref] < Thresholds().likeness_alike_above
     seen.clear()
@@ -390,17 +401,18 @@ def test_a_fragmented_picture_with_air_is_a_candidate_not_a_reference(monkeypatc
     feats[:n_ref, 0] = 1.0
     feats[n_ref, 1] = 1.0  # unlike every reference
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", lambda self, records: feats[:len(records)])
+    no_picture_bank(monkeypatch)
     vectors = np.zeros((n_ref + 1, len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:, slot("air_border")] = 0.9
     vectors[:, slot("main_object")] = 1.0
     vectors[n_ref, slot("main_object")] = 0.1
     none = np.zeros(n_ref + 1, bool)
-    z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds())
+    z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, Thresholds()).z
     t = Thresholds()
     assert (z[:n_ref] > t.likeness_alike_above).all() and z[n_ref] < t.likeness_unlike_below
     # at a share the threshold lets through, it is a reference again: judged on the references' threshold
     loose = Thresholds(likeness_main_object=0.05)
-    z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, loose)
+    z = likeness_scores([object()] * (n_ref + 1), vectors, np.ones(n_ref + 1, bool), none, none, loose).z
     assert z[n_ref] < loose.likeness_reference_below
 
 
@@ -440,6 +452,7 @@ def _references_with(monkeypatch, pictures: np.ndarray, n_ref: int = 40, seed: i
         return whole[list(records)]
 
     monkeypatch.setattr(extractor.FeatureExtractor, "transform", transform)
+    no_picture_bank(monkeypatch)
     vectors = np.zeros((len(whole), len(DESCRIPTOR_NAMES)), np.float32)
     vectors[:, slot("air_border")] = 0.9
     vectors[:, slot("main_object")] = 1.0
@@ -456,10 +469,10 @@ def test_a_copy_of_a_picture_does_not_vouch_for_it(monkeypatch):
     none, t = np.zeros(n, bool), Thresholds()
     group = np.arange(n)
     group[n - 1] = n - 2  # the copy's representative: the picture
-    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group)
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group).z
     assert (z[n - 2:] < t.likeness_reference_below).all()
     assert (z[:n - 2] > t.likeness_alike_above).all()
-    alone = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)  # copies not known
+    alone = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t).z  # copies not known
     assert (alone[n - 2:] > z[n - 2:]).all()
 
 
@@ -475,7 +488,7 @@ def test_references_outside_the_sample_are_judged_in_chunks(monkeypatch):
     vectors, batches = _references_with(monkeypatch, photo[None])
     n = len(vectors)
     none, t = np.zeros(n, bool), Thresholds()
-    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t).z
     assert np.isfinite(z).all()
     assert z[n - 1] < t.likeness_reference_below and (z[:n - 1] > t.likeness_reference_below).all()
     assert [len(b) for b in batches] == [25, 7, 7, 2]  # the sample, then the other 16 in chunks
@@ -535,7 +548,7 @@ def test_a_picture_with_more_copies_than_neighbours_is_still_judged(monkeypatch)
     group = np.arange(n)
     group[n - 25:] = n - 25  # one group: the first copy is its head
     none, t = np.zeros(n, bool), Thresholds()
-    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group)
+    z = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t, group=group).z
     assert np.isfinite(z).all()
     assert (z[n - 25:] < t.likeness_reference_below).all() and (z[:n - 25] > t.likeness_reference_below).all()
 
@@ -559,3 +572,49 @@ def test_quality_csv_says_why_an_image_is_not_mri_and_which_threshold_its_score_
     slices = [p for p in res.paths if p.startswith("slice_")]
     assert {rows[p]["not_mri_reason"] for p in slices} == {""}
     assert {rows[p]["likeness_role"] for p in slices} == {"reference"}
+
+
+def test_step_7_calls_a_reference_near_the_picture_bank_a_picture_and_a_rare_slice_not(monkeypatch):
+    """Synthetic features: 40 slices about axis 0, a bank of pictures about axis 2. Two references unlike the
+    slices (z well below ``likeness_picture_z``): one between the slices and a direction no picture takes (axis 5:
+    a rare kind of slice), one towards the bank (a picture on a dark ground). Only the latter is a picture; the
+    picture score is computed for none of the typical slices, nor for an image of a few grey levels (a mask);
+    ``likeness_picture_below=-1e9`` turns it off. (The threshold is -1 here: with 16-d features and 30 pictures
+    the regularised scores stay small.)"""
+    from brainclust.checks import likeness
+
+    rng = np.random.default_rng(1)
+    e = np.eye(16, dtype=np.float32)
+    rare, picture = _unit(e[0] + 4.0 * e[5]), _unit(0.1 * e[0] + e[2])
+    vectors, _ = _references_with(monkeypatch, np.vstack([rare, picture]))
+    bank = _unit(np.vstack([e[2 + i % 2] + 0.2 * rng.standard_normal(16) for i in range(30)]))
+    monkeypatch.setattr(likeness, "picture_bank", lambda: bank)
+    vectors[:, slot("grey_levels")] = 64
+    n = len(vectors)
+    none, t = np.zeros(n, bool), Thresholds(likeness_picture_below=-1.0)
+    out = likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t)
+    assert (out.z[n - 2:] < t.likeness_picture_z).all()
+    assert np.isnan(out.picture[out.z >= t.likeness_picture_z]).all()
+    assert out.picture[n - 1] < t.likeness_picture_below < out.picture[n - 2]
+    assert likeness.pictured(out, t).tolist() == [False] * (n - 1) + [True]
+    revised = revise_not_mri(np.zeros(n, bool), out.z, none, t, np.ones(n, bool), out.picture)
+    assert revised[n - 1] and not revised[n - 2]
+    off = Thresholds(likeness_picture_below=-1e9, likeness_reference_below=-1e9)
+    assert not revise_not_mri(np.zeros(n, bool), out.z, none, off, np.ones(n, bool), out.picture).any()
+    vectors[n - 1, slot("grey_levels")] = t.label_levels
+    assert np.isnan(likeness_scores(list(range(n)), vectors, np.ones(n, bool), none, none, t).picture[n - 1])
+
+
+def test_the_picture_bank_ships_with_the_package_and_leaves_out_what_it_is_told():
+    from brainclust.checks import likeness
+
+    bank = likeness.picture_bank()
+    assert bank.shape[1] == 1280 and len(bank) >= 100
+    assert np.allclose(np.linalg.norm(bank, axis=1), 1.0, atol=1e-2)
+    with np.load(likeness.BANK_FILE) as f:
+        names = f["name"]
+    try:
+        likeness.BANK_LEAVE_OUT = frozenset({"astronaut", "moon"})
+        assert len(likeness.picture_bank()) == len(bank) - int(np.isin(names, ["astronaut", "moon"]).sum()) < len(bank)
+    finally:
+        likeness.BANK_LEAVE_OUT = frozenset()

@@ -99,6 +99,13 @@ class Thresholds:
         A reference in a 2-D image file is ``not_mri`` when its own likeness z-score (its copies and near copies
         left out) is below this: a grey picture on a dark ground that the pixel rules took for a slice (real
         slices: -7.5 and above). ``-1e9`` turns this verdict off.
+    likeness_picture_z : float, default -4.0
+        An image in a 2-D image file whose likeness z-score is below this gets a *picture score*: the decision
+        value of a linear classifier fitted to tell the folder's reference slices from a fixed bank of non-MRI
+        pictures that ships with the package (step 7 of :mod:`brainclust.checks.likeness`) ...
+    likeness_picture_below : float, default -3.5
+        ... and is ``not_mri`` when that score is below this (nearer the pictures; real slices: see
+        ``docs/checks.md``). ``-1e9`` turns this verdict off.
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     window_similarity : float, default 0.965
@@ -141,6 +148,8 @@ class Thresholds:
     likeness_unlike_below: float = -7.0
     likeness_alike_above: float = -4.0
     likeness_reference_below: float = -9.5
+    likeness_picture_z: float = -4.0
+    likeness_picture_below: float = -3.5
     near_similarity: float = 0.985
     window_similarity: float = 0.965
     outlier_z: float = 6.0

@@ -35,7 +35,23 @@ to the folder being checked:
 6. a reference in a 2-D image file whose z-score is below ``Thresholds.likeness_reference_below`` (-9.5)
    is ``not_mri``: a grey picture on a dark ground around one object (a portrait, a slide, a colour wheel)
    passes the pixel rules as a slice, but its features are far from every slice's (real references: -7.5
-   and above in every local set and planting, ``docs/checks.md``).
+   and above in every local set and planting, ``docs/checks.md``);
+7. *picture*: an image whose z-score is below ``Thresholds.likeness_picture_z`` (-4: less like the folder's
+   slices than they are to each other) and with more than ``Thresholds.label_levels`` grey levels (a
+   posterised slice or a mask, as the yes/no set holds, is far from both sides and was once called a
+   picture; a graphic of so few levels is the pixel rules' business) gets a *picture score*: the decision
+   value of a linear classifier (logistic regression on standardised features) fitted to tell the reference
+   sample (the folder's own slices) from a fixed
+   :func:`picture_bank` of non-MRI pictures that ship with the package (features of scikit-image's,
+   scikit-learn's and matplotlib's sample pictures and of rendered charts, text and diagrams, each grey,
+   on a dark canvas, in an oval crop and faded to a dark edge: ``benchmarks/picture_bank.py``; no MRI).
+   A reference of the sample is scored by classifiers fitted without its duplicate group's fold
+   (:data:`FOLDS`: a picture among the references does not vouch for itself). Below
+   ``Thresholds.likeness_picture_below`` (-3.5) it is ``not_mri``: nearer the pictures than the folder's
+   slices, where the folder-relative z-score alone (steps 4 and 6) cannot tell a picture on a dark ground
+   from a rare kind of slice. The classifier is fitted per folder because a fixed one does not carry to a
+   new source of MRI (fitted on two of our three real sources it called 4-70 % of the third's slices
+   pictures, ``docs/checks.md``).
 
 Nothing is computed when there is neither a candidate nor a reference in a 2-D image file, or fewer than
 :data:`REFERENCE_MIN` references (the pixel verdicts then stand). The features are EfficientNet-Lite0's
@@ -52,6 +68,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -80,6 +98,21 @@ CROP_VIEW = "tight_crop"
 #: References outside the sample are judged in chunks of this many (bounded memory: a chunk's similarities to
 #: the sample are one JUDGE_CHUNK x REFERENCE_MAX matrix).
 JUDGE_CHUNK = 20000
+#: Step 7's picture bank, and the names of pictures left out of it (for measurements only: a planting of
+#: the bank's own pictures leaves them out, so that its recall is measured on pictures the bank never held).
+BANK_FILE = Path(__file__).with_name("pictures.npz")
+BANK_LEAVE_OUT: frozenset[str] = frozenset()
+#: The sample's references are scored in this many folds (by duplicate group), each by a classifier fitted
+#: without it; the regularisation of that logistic regression.
+FOLDS = 5
+PICTURE_C = 0.1
+
+
+class Likeness(NamedTuple):
+    """Per row: ``z`` the likeness z-score, ``picture`` the picture score (step 7); NaN where not scored."""
+
+    z: np.ndarray
+    picture: np.ndarray
 
 
 def _features(records: Sequence[ImageRecord], extraction: dict, view: str | None = None) -> np.ndarray:
@@ -123,9 +156,10 @@ def _similarity(base: np.ndarray, queries: np.ndarray, top: int, base_group: np.
 def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagged: np.ndarray,
                     suspected: np.ndarray, sliced: np.ndarray, thresholds: Thresholds, random_state: int = 0,
                     cache_dir=False, progress: bool | None = None, precision: str = "fp32",
-                    runtime: str = "auto", group: np.ndarray | None = None) -> np.ndarray:
-    """The robust z-score of every candidate row and of every reference in a 2-D image file (see the module
-    docstring); NaN for the other rows.
+                    runtime: str = "auto", group: np.ndarray | None = None) -> Likeness:
+    """The robust z-score of every candidate row and of every reference in a 2-D image file, and the picture
+    score of those whose z-score is below ``thresholds.likeness_picture_z`` (see the module docstring); NaN for
+    the other rows.
 
     ``vectors``: the descriptor rows; ``unflagged``: rows that decoded and no pixel rule flags;
     ``suspected``: rows flagged ``not_mri`` by the pixel rules only for ``no_air``, ``scene`` or ``strokes``;
@@ -137,14 +171,15 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
         raise ParameterError(f"likeness features: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     extraction = dict(cache_dir=cache_dir, progress=progress, precision=precision, runtime=runtime)
     n = len(records)
-    z = np.full(n, np.nan, np.float32)
+    out = Likeness(np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
+    z = out.z
     group = np.arange(n) if group is None else np.asarray(group)
     reference = reference_rows(vectors, unflagged, thresholds)
     refs = np.flatnonzero(reference)
     cands = np.flatnonzero(((unflagged & ~reference) | suspected) & ~sliced)
     judged = reference & ~sliced  # slices of a volume or series are compared against, never judged
     if len(refs) < REFERENCE_MIN or not (len(cands) or judged.any()):
-        return z
+        return out
     rng = np.random.default_rng(random_state)
     if len(refs) > REFERENCE_MAX:
         refs = np.sort(rng.choice(refs, REFERENCE_MAX, replace=False))
@@ -153,11 +188,11 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
         x = _features([records[i] for i in rows], extraction)
     except WeightsUnavailableError as exc:
         log.warning("checks: not_mri by likeness skipped (%s)", exc)
-        return z
+        return out
     ok, nb, sample = np.isfinite(x).all(axis=1), len(refs), refs
     refs, base, queries = refs[ok[:nb]], x[:nb][ok[:nb]], x[nb:][ok[nb:]]
     if len(base) < REFERENCE_MIN:
-        return z
+        return out
     alone = np.arange(len(base))
     own = _similarity(base, base, TOP, alone, alone)  # the scale: each reference against the others
     med = float(np.median(own))
@@ -168,13 +203,63 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     scored = cands[ok[nb:]]
     z[scored] = _candidates(records, base, refs, ref_z, queries, scored, suspected, thresholds, rng, extraction,
                             med, mad)
+    graded = np.asarray(vectors)[:, slot("grey_levels")] > thresholds.label_levels
+
+    def pending(rows, x):  # step 7's rows outside the sample, with their features (only these are kept)
+        keep = graded[rows] & (z[rows] < thresholds.likeness_picture_z)
+        return rows[keep], x[keep]
+
+    low = [pending(scored, queries)]
     others = np.setdiff1d(np.flatnonzero(judged), sample)
     for start in range(0, len(others), JUDGE_CHUNK):  # references outside the sample, against it
         chunk = others[start:start + JUDGE_CHUNK]
         xc = _features([records[i] for i in chunk], extraction)
         good = np.isfinite(xc).all(axis=1)
         z[chunk[good]] = (_similarity(base, xc[good], TOP, group[refs], group[chunk[good]]) - med) / mad
-    return z
+        low.append(pending(chunk[good], xc[good]))
+    inside = np.flatnonzero(graded[refs] & (z[refs] < thresholds.likeness_picture_z))
+    _pictures(out.picture, base, refs, group[refs], inside, [(r, x) for r, x in low if len(r)])
+    return out
+
+
+def picture_bank() -> np.ndarray:
+    """Step 7's bank: unit rows of :data:`BACKBONE` features of non-MRI pictures (less those named in
+    :data:`BANK_LEAVE_OUT`)."""
+    with np.load(BANK_FILE) as bank:
+        return np.asarray(bank["features"][~np.isin(bank["name"], sorted(BANK_LEAVE_OUT))], np.float32)
+
+
+def _picture_model(slices: np.ndarray, bank: np.ndarray):
+    """A logistic regression on standardised features telling ``slices`` (class 1) from the ``bank`` (class 0),
+    the classes weighed alike."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.vstack([slices, bank])
+    y = np.r_[np.ones(len(slices)), np.zeros(len(bank))]
+    model = LogisticRegression(C=PICTURE_C, class_weight="balanced", max_iter=5000)
+    return make_pipeline(StandardScaler(), model).fit(x, y)
+
+
+def _pictures(picture: np.ndarray, base: np.ndarray, refs: np.ndarray, ref_group: np.ndarray, inside: np.ndarray,
+              outside: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Step 7: fills ``picture`` for the sample's references at ``inside`` (positions in ``refs``, features
+    ``base``), each by a classifier fitted without its duplicate group's fold, and for the ``outside`` rows (row
+    indices, features) by one fitted on the whole sample."""
+    if not len(inside) and not outside:
+        return
+    bank = picture_bank()
+    if not len(bank):  # every picture left out
+        return
+    fold = np.unique(ref_group, return_inverse=True)[1] % FOLDS
+    for f in np.unique(fold[inside]):
+        at = inside[fold[inside] == f]
+        picture[refs[at]] = _picture_model(base[fold != f], bank).decision_function(base[at])
+    if outside:
+        model = _picture_model(base, bank)
+        for rows, x in outside:
+            picture[rows] = model.decision_function(x)
 
 
 def _candidates(records, base, refs, ref_z, queries, rows, suspected, thresholds: Thresholds, rng, extraction: dict,
@@ -205,6 +290,13 @@ def _crops(records, typical: np.ndarray, rng, extraction: dict) -> np.ndarray:
     return x[np.isfinite(x).all(axis=1)]
 
 
+def pictured(likeness: Likeness, thresholds: Thresholds) -> np.ndarray:
+    """Rows that step 7 calls pictures: z-score below ``thresholds.likeness_picture_z`` and picture score below
+    ``thresholds.likeness_picture_below`` (NaN: never)."""
+    return (np.nan_to_num(np.asarray(likeness.z, np.float32), nan=np.inf) < thresholds.likeness_picture_z) & \
+        (np.nan_to_num(np.asarray(likeness.picture, np.float32), nan=np.inf) < thresholds.likeness_picture_below)
+
+
 def unlike(z: np.ndarray, thresholds: Thresholds, reference: np.ndarray | None = None) -> np.ndarray:
     """Rows whose likeness z-score is below their threshold: ``thresholds.likeness_reference_below`` for the
     ``reference`` rows (None: none), ``thresholds.likeness_unlike_below`` for the others (NaN: never)."""
@@ -214,7 +306,11 @@ def unlike(z: np.ndarray, thresholds: Thresholds, reference: np.ndarray | None =
 
 
 def revise_not_mri(not_mri: np.ndarray, z: np.ndarray, suspected: np.ndarray, thresholds: Thresholds,
-                   reference: np.ndarray | None = None) -> np.ndarray:
-    """The pixel rules' ``not_mri`` after the likeness verdicts (steps 4 and 6 of the module docstring)."""
+                   reference: np.ndarray | None = None, picture: np.ndarray | None = None) -> np.ndarray:
+    """The pixel rules' ``not_mri`` after the likeness verdicts (steps 4, 6 and 7 of the module docstring;
+    ``picture``: the picture scores, ``None``: none)."""
     cleared = suspected & (np.nan_to_num(np.asarray(z, np.float32), nan=-np.inf) > thresholds.likeness_alike_above)
-    return (not_mri | unlike(z, thresholds, reference)) & ~cleared
+    flagged = not_mri | unlike(z, thresholds, reference)
+    if picture is not None:
+        flagged |= pictured(Likeness(np.asarray(z), np.asarray(picture)), thresholds)
+    return flagged & ~cleared

@@ -22,8 +22,8 @@ from brainclust.checks.decode import dicom_header
 from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
-from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, likeness_scores, reference_rows,
-                                        revise_not_mri, unlike)
+from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, Likeness, likeness_scores, pictured,
+                                        reference_rows, revise_not_mri, unlike)
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, not_mri_reasons, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
@@ -55,8 +55,9 @@ class CheckResult:
     scores of :mod:`~brainclust.checks.outliers` and :mod:`~brainclust.checks.likeness` (NaN: not scored);
     ``likeness_reference`` which rows were likeness references (their z-scores answer to
     ``likeness_reference_below``; the other scored rows are candidates; ``None``: none); ``not_mri_reason``
-    why each ``not_mri`` image is (``;``-joined :data:`~brainclust.checks.rules.NOT_MRI_REASONS` and
-    ``likeness``; ``""`` for the others; ``None``: not recorded);
+    why each ``not_mri`` image is (``;``-joined :data:`~brainclust.checks.rules.NOT_MRI_REASONS`,
+    ``likeness`` and ``picture``; ``""`` for the others; ``None``: not recorded); ``picture_score`` the
+    likeness rule's picture scores (step 7; NaN: not scored; ``None``: not recorded);
     ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``n_skipped``
     the files the scan could not read.
     """
@@ -77,6 +78,7 @@ class CheckResult:
     n_skipped: int = 0  # files of the folder the scan could not read (their reasons: the manifest's ``skipped``)
     likeness_reference: np.ndarray | None = None
     not_mri_reason: list[str] | None = None
+    picture_score: np.ndarray | None = None
 
     def summary(self) -> str:
         return summary_line(self)
@@ -106,26 +108,26 @@ def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping
 
 def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.ndarray, sliced: np.ndarray,
               group: np.ndarray, t: Thresholds, random_state: int, cache_dir, progress,
-              extraction: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The likeness z-scores and references; revises ``masks["not_mri"]`` (the pixel rules') with their verdicts
-    (``group``: each row's duplicate group; ``extraction``: the likeness features' ``precision`` and ``runtime``)."""
+              extraction: dict) -> tuple[Likeness, np.ndarray]:
+    """The likeness z-scores and picture scores, and the references; revises ``masks["not_mri"]`` (the pixel
+    rules') with their verdicts (``group``: each row's duplicate group; ``extraction``: the likeness features'
+    ``precision`` and ``runtime``)."""
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
     suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced)
     likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
                                progress, group=group, **extraction)
     reference = reference_rows(desc.vectors, unflagged, t)
-    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness, suspected, t, reference)
+    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness.z, suspected, t, reference, likeness.picture)
     return likeness, reference
 
 
-def _reasons(desc: Descriptors, not_mri: np.ndarray, sliced: np.ndarray, likeness: np.ndarray,
+def _reasons(desc: Descriptors, not_mri: np.ndarray, sliced: np.ndarray, likeness: Likeness,
              reference: np.ndarray, t: Thresholds) -> list[str]:
-    """Why each ``not_mri`` row is: the pixel reasons that hold, and ``likeness`` when its z-score is below its
-    threshold (``""`` for the other rows)."""
-    pixel = not_mri_reasons(desc.vectors, t, sliced)
-    by_likeness = unlike(likeness, t, reference)
-    return [";".join([name for name, m in pixel.items() if m[i]] + (["likeness"] if by_likeness[i] else []))
-            if not_mri[i] else "" for i in range(len(not_mri))]
+    """Why each ``not_mri`` row is: the pixel reasons that hold, ``likeness`` when its z-score is below its
+    threshold and ``picture`` when step 7 calls it a picture (``""`` for the other rows)."""
+    reasons = {**not_mri_reasons(desc.vectors, t, sliced), "likeness": unlike(likeness.z, t, reference),
+               "picture": pictured(likeness, t)}
+    return [";".join(name for name, m in reasons.items() if m[i]) if not_mri[i] else "" for i in range(len(not_mri))]
 
 
 def _outliers(features, desc: Descriptors, rows: np.ndarray, ok: np.ndarray, first: np.ndarray, t: Thresholds,
@@ -204,9 +206,10 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     flags, dup_of = _flag_rows(paths, ok, masks, groups, first, outlier, reasons)
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
-    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness, reasons, splits, source, leak, t,
+    return CheckResult(paths, flags, dup_of, groups, desc, z, likeness.z, reasons, splits, source, leak, t,
                        {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=reference,
-                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, reference, t))
+                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, reference, t),
+                       picture_score=likeness.picture)
 
 
 def _flag_rows(paths: list[str], ok: np.ndarray, masks: dict[str, np.ndarray], groups: DuplicateGroups,

@@ -9,8 +9,9 @@ the first image of its group);
 (``near_similarity``: best verified similarity within its group, of the codes or, for a pair confirmed
 as a pixel window, the window similarity; ``outlier_z``; ``likeness_z``
 (for the images :mod:`brainclust.checks.likeness` scores) and ``likeness_role`` (``reference`` or
-``candidate``: which threshold the score answers to); ``not_mri_reason`` (why a ``not_mri`` image is: the
-pixel rules' reasons and ``likeness``);
+``candidate``: which threshold the score answers to); ``picture_score`` (for those whose z-score is below
+``likeness_picture_z``: below ``likeness_picture_below`` nearer the package's non-MRI pictures than the folder's
+slices); ``not_mri_reason`` (why a ``not_mri`` image is: the pixel rules' reasons, ``likeness`` and ``picture``);
 ``non_image_dicom``: the header reason; the descriptor slots); ``content_sha256`` (hash of the
 decoded pixels); ``error`` (why the image could not be described; it then has no flag).
 
@@ -72,6 +73,7 @@ def quality_rows(result) -> list[dict]:
                "near_similarity": _num(result.duplicates.similarity[i]),
                "outlier_z": _num(result.outlier_z[i], 3), "likeness_z": _num(result.likeness_z[i], 3),
                "likeness_role": _role(result, i),
+               "picture_score": "" if result.picture_score is None else _num(result.picture_score[i], 3),
                "not_mri_reason": result.not_mri_reason[i] if result.not_mri_reason else "",
                "non_image_dicom": result.dicom_reasons[i],
                "content_sha256": result.descriptors.pixel_sha256[i],

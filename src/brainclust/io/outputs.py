@@ -129,7 +129,7 @@ QUALITY_SCORE_COLUMNS = ["width", "height", "colourfulness", "colour_fraction", 
                          "flat_air", "box_edge", "grey_levels"]
 #: ``quality.csv``: one row per image the checks saw (scan order); see :mod:`brainclust.checks.tables`.
 QUALITY_COLUMNS = ["path", "flags", "duplicate_of", "split", "near_similarity", "outlier_z", "likeness_z",
-                   "likeness_role", "not_mri_reason", "non_image_dicom",
+                   "likeness_role", "picture_score", "not_mri_reason", "non_image_dicom",
                    *QUALITY_SCORE_COLUMNS, "content_sha256", "error"]
 #: ``leakage.csv``: one row per member of every duplicate group whose members come from two or more splits.
 LEAKAGE_COLUMNS = ["group", "splits", "path", "split", "relation"]
