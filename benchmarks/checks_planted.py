@@ -432,8 +432,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bank", choices=("leave-out", "full"), default="leave-out",
                     help="leave the planting's own pictures out of the likeness rule's picture bank (default) or not")
     ap.add_argument("--thresholds", default="", help="NAME=VALUE,... as brainclust's --check-thresholds "
-                    "(likeness_unlike_below=-1e9,likeness_alike_above=1e9,likeness_reference_below=-1e9: without "
-                    "the likeness rule)")
+                    "(likeness_unlike_below=-1e9,likeness_alike_above=1e9,likeness_reference_below=-1e9,"
+                    "likeness_picture_z=-1e9: without the likeness rule)")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"real data not found at {DATA}", file=sys.stderr)

@@ -3,8 +3,8 @@
 Every other image of brain_tumor_4class_dev is cropped to the head (pixels above a tenth of its
 maximum) and 5 % further in on every side, so that no air is left around it; the other half is
 kept whole. The folder is checked with the default thresholds and with the likeness rule off
-(``likeness_unlike_below=-1e9,likeness_alike_above=1e9,likeness_reference_below=-1e9``), and the images flagged ``not_mri`` are
-counted (every one is a real slice).
+(``likeness_unlike_below=-1e9,likeness_alike_above=1e9,likeness_reference_below=-1e9,likeness_picture_z=-1e9``),
+and the images flagged ``not_mri`` are counted (every one is a real slice).
 
     PYTHONPATH=src python benchmarks/checks_tight_crops.py
 """
@@ -46,7 +46,8 @@ def main(argv=None) -> int:
         q = root / p.relative_to(args.data).with_suffix(".png")
         q.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(tight_crop(a) if k % 2 and a.max() > 0 else a).save(q)
-    off = Thresholds(likeness_unlike_below=-1e9, likeness_alike_above=1e9, likeness_reference_below=-1e9)
+    off = Thresholds(likeness_unlike_below=-1e9, likeness_alike_above=1e9, likeness_reference_below=-1e9,
+                     likeness_picture_z=-1e9)
     for name, t in (("default", Thresholds()), ("likeness off", off)):
         res = check_folder(root, thresholds=t, progress=False)
         hit = [p for p, f in zip(res.paths, res.flags) if "not_mri" in f]

@@ -40,7 +40,7 @@ def package_pictures() -> dict[str, np.ndarray]:
 
     out = {}
     for name in SKIMAGE:
-        a = np.asarray(getattr(skd, name)())
+        a = np.asarray(skd.binary_blobs(rng=0) if name == "binary_blobs" else getattr(skd, name)())
         out[name] = a.astype(np.uint8) * 255 if a.dtype == bool else a[..., :3] if a.ndim == 3 else a
     out["chelsea"] = out.pop("cat")  # the planting's name for the same picture
     out["blobs"] = out.pop("binary_blobs")
@@ -110,7 +110,8 @@ def build(out: Path, seed: int = 0) -> None:
                        np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, features=x.astype(np.float16), name=np.array(names), view=np.array(kinds))
+    np.savez_compressed(out, features=x.astype(np.float16), name=np.array(names), view=np.array(kinds),
+                        backbone=np.array(BACKBONE))
     print(f"{len(pictures)} pictures, {len(names)} rows -> {out} ({out.stat().st_size / 1024:.0f} KiB)")
 
 

@@ -93,19 +93,21 @@ class Thresholds:
     likeness_alike_above : float, default -4.0
         An image the pixel rules call ``not_mri`` only for ``no_air``, ``scene`` or ``strokes`` is not, when its
         likeness z-score is above this (a slice cropped tight to the head). ``likeness_unlike_below=-1e9,
-        likeness_alike_above=1e9,likeness_reference_below=-1e9`` turns the likeness verdicts off (the features
-        are still computed).
+        likeness_alike_above=1e9,likeness_reference_below=-1e9,likeness_picture_z=-1e9`` turns the likeness
+        verdicts off (the features are still computed).
     likeness_reference_below : float, default -9.5
         A reference in a 2-D image file is ``not_mri`` when its own likeness z-score (its copies and near copies
         left out) is below this: a grey picture on a dark ground that the pixel rules took for a slice (real
         slices: -7.5 and above). ``-1e9`` turns this verdict off.
     likeness_picture_z : float, default -4.0
-        An image in a 2-D image file whose likeness z-score is below this gets a *picture score*: the decision
-        value of a linear classifier fitted to tell the folder's reference slices from a fixed bank of non-MRI
-        pictures that ships with the package (step 7 of :mod:`brainclust.checks.likeness`) ...
+        An image in a 2-D image file with more than ``label_levels`` grey levels whose likeness z-score is below
+        this (at most ``likeness_alike_above``) gets a *picture score*: the decision value of a linear classifier
+        fitted to tell the folder's reference slices (positive) from a fixed bank of non-MRI pictures that ships
+        with the package (negative; step 7 of :mod:`brainclust.checks.likeness`). ``-1e9`` turns step 7 off
+        (nothing is fitted) ...
     likeness_picture_below : float, default -3.5
-        ... and is ``not_mri`` when that score is below this (nearer the pictures; real slices: see
-        ``docs/checks.md``). ``-1e9`` turns this verdict off.
+        ... and is ``not_mri`` when that score is below this (well on the pictures' side; real slices: see
+        ``docs/checks.md``).
     near_similarity : float, default 0.985
         ``near_duplicate``: the cosine similarity of two images' near-duplicate codes at or above this.
     window_similarity : float, default 0.965
@@ -187,6 +189,9 @@ class Thresholds:
                 raise ParameterError(f"check threshold {name}: must be >= 0, got {getattr(self, name)!r}")
         if self.outlier_z <= 0:
             raise ParameterError(f"check threshold outlier_z: must be > 0, got {self.outlier_z!r}")
+        if self.likeness_picture_z > self.likeness_alike_above:
+            raise ParameterError("check threshold likeness_picture_z: must be <= likeness_alike_above "
+                                 f"({self.likeness_alike_above!r}), got {self.likeness_picture_z!r}")
         if self.likeness_alike_above < self.likeness_unlike_below:
             raise ParameterError("check threshold likeness_alike_above: must be >= likeness_unlike_below "
                                  f"({self.likeness_unlike_below!r}), got {self.likeness_alike_above!r}")

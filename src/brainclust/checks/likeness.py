@@ -47,9 +47,9 @@ to the folder being checked:
    on a dark canvas, in an oval crop and faded to a dark edge: ``benchmarks/picture_bank.py``; no MRI).
    A reference of the sample is scored by classifiers fitted without its duplicate group's fold
    (:data:`FOLDS`: a picture among the references does not vouch for itself). Below
-   ``Thresholds.likeness_picture_below`` (-3.5) it is ``not_mri``: nearer the pictures than the folder's
-   slices, where the folder-relative z-score alone (steps 4 and 6) cannot tell a picture on a dark ground
-   from a rare kind of slice. The classifier is fitted per folder because a fixed one does not carry to a
+   ``Thresholds.likeness_picture_below`` (-3.5) it is ``not_mri``: well on the pictures' side, where the
+   folder-relative z-score alone (steps 4 and 6) cannot tell a picture on a dark ground from a rare kind of
+   slice. The classifier is fitted per folder because a fixed one does not carry to a
    new source of MRI (fitted on two of our three real sources it called 4-70 % of the third's slices
    pictures, ``docs/checks.md``).
 
@@ -158,8 +158,8 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
                     cache_dir=False, progress: bool | None = None, precision: str = "fp32",
                     runtime: str = "auto", group: np.ndarray | None = None) -> Likeness:
     """The robust z-score of every candidate row and of every reference in a 2-D image file, and the picture
-    score of those whose z-score is below ``thresholds.likeness_picture_z`` (see the module docstring); NaN for
-    the other rows.
+    score of those whose z-score is below ``thresholds.likeness_picture_z`` and that hold more than
+    ``thresholds.label_levels`` grey levels (see the module docstring); NaN for the other rows.
 
     ``vectors``: the descriptor rows; ``unflagged``: rows that decoded and no pixel rule flags;
     ``suspected``: rows flagged ``not_mri`` by the pixel rules only for ``no_air``, ``scene`` or ``strokes``;
@@ -204,21 +204,21 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
     z[scored] = _candidates(records, base, refs, ref_z, queries, scored, suspected, thresholds, rng, extraction,
                             med, mad)
     graded = np.asarray(vectors)[:, slot("grey_levels")] > thresholds.label_levels
+    pictures = _PictureScorer(base, group[refs])
 
-    def pending(rows, x):  # step 7's rows outside the sample, with their features (only these are kept)
+    def score_pictures(rows, x):  # step 7, as each batch of rows is scored (no batch's features are kept)
         keep = graded[rows] & (z[rows] < thresholds.likeness_picture_z)
-        return rows[keep], x[keep]
+        out.picture[rows[keep]] = pictures.score(x[keep], group[rows[keep]])
 
-    low = [pending(scored, queries)]
+    score_pictures(refs, base)
+    score_pictures(scored, queries)
     others = np.setdiff1d(np.flatnonzero(judged), sample)
     for start in range(0, len(others), JUDGE_CHUNK):  # references outside the sample, against it
         chunk = others[start:start + JUDGE_CHUNK]
         xc = _features([records[i] for i in chunk], extraction)
         good = np.isfinite(xc).all(axis=1)
         z[chunk[good]] = (_similarity(base, xc[good], TOP, group[refs], group[chunk[good]]) - med) / mad
-        low.append(pending(chunk[good], xc[good]))
-    inside = np.flatnonzero(graded[refs] & (z[refs] < thresholds.likeness_picture_z))
-    _pictures(out.picture, base, refs, group[refs], inside, [(r, x) for r, x in low if len(r)])
+        score_pictures(chunk[good], xc[good])
     return out
 
 
@@ -226,6 +226,8 @@ def picture_bank() -> np.ndarray:
     """Step 7's bank: unit rows of :data:`BACKBONE` features of non-MRI pictures (less those named in
     :data:`BANK_LEAVE_OUT`)."""
     with np.load(BANK_FILE) as bank:
+        if str(bank["backbone"]) != BACKBONE:
+            raise ParameterError(f"{BANK_FILE}: a picture bank of {bank['backbone']} features, not {BACKBONE}'s")
         return np.asarray(bank["features"][~np.isin(bank["name"], sorted(BANK_LEAVE_OUT))], np.float32)
 
 
@@ -242,24 +244,40 @@ def _picture_model(slices: np.ndarray, bank: np.ndarray):
     return make_pipeline(StandardScaler(), model).fit(x, y)
 
 
-def _pictures(picture: np.ndarray, base: np.ndarray, refs: np.ndarray, ref_group: np.ndarray, inside: np.ndarray,
-              outside: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Step 7: fills ``picture`` for the sample's references at ``inside`` (positions in ``refs``, features
-    ``base``), each by a classifier fitted without its duplicate group's fold, and for the ``outside`` rows (row
-    indices, features) by one fitted on the whole sample."""
-    if not len(inside) and not outside:
-        return
-    bank = picture_bank()
-    if not len(bank):  # every picture left out
-        return
-    fold = np.unique(ref_group, return_inverse=True)[1] % FOLDS
-    for f in np.unique(fold[inside]):
-        at = inside[fold[inside] == f]
-        picture[refs[at]] = _picture_model(base[fold != f], bank).decision_function(base[at])
-    if outside:
-        model = _picture_model(base, bank)
-        for rows, x in outside:
-            picture[rows] = model.decision_function(x)
+class _PictureScorer:
+    """Step 7's classifiers, each fitted when first needed: per fold of the sample's duplicate groups (rows of a
+    group with a member in the sample, wherever they are: a picture or its copy among the references does not
+    vouch for itself) and on the whole sample (rows of the other groups)."""
+
+    def __init__(self, base: np.ndarray, ref_group: np.ndarray):
+        self.base = base
+        groups, index = np.unique(ref_group, return_inverse=True)
+        self.fold = index % FOLDS  # of each sample row
+        self.fold_of_group = dict(zip(groups.tolist(), (np.arange(len(groups)) % FOLDS).tolist()))
+        self.models: dict[int, object] = {}
+        self.bank: np.ndarray | None = None
+
+    def score(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Picture scores of the rows ``x`` of duplicate groups ``group`` (NaN when the bank is empty)."""
+        out = np.full(len(x), np.nan, np.float32)
+        if not len(x):
+            return out
+        if self.bank is None:
+            try:
+                self.bank = picture_bank()
+                if self.bank.shape[1] != self.base.shape[1]:
+                    raise ValueError(f"{self.bank.shape[1]}-d pictures, {self.base.shape[1]}-d features")
+            except (OSError, KeyError, ValueError, ParameterError) as exc:
+                log.warning("checks: not_mri by picture skipped (picture bank: %s)", exc)
+                self.bank = np.zeros((0, self.base.shape[1]), np.float32)
+        if not len(self.bank):  # every picture left out, or no bank
+            return out
+        key = np.array([self.fold_of_group.get(g, FOLDS) for g in np.asarray(group).tolist()])
+        for k in np.unique(key):
+            if k not in self.models:
+                self.models[k] = _picture_model(self.base[self.fold != k], self.bank)  # FOLDS: the whole sample
+            out[key == k] = self.models[k].decision_function(x[key == k])
+        return out
 
 
 def _candidates(records, base, refs, ref_z, queries, rows, suspected, thresholds: Thresholds, rng, extraction: dict,

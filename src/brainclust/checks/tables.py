@@ -73,7 +73,7 @@ def quality_rows(result) -> list[dict]:
                "near_similarity": _num(result.duplicates.similarity[i]),
                "outlier_z": _num(result.outlier_z[i], 3), "likeness_z": _num(result.likeness_z[i], 3),
                "likeness_role": _role(result, i),
-               "picture_score": "" if result.picture_score is None else _num(result.picture_score[i], 3),
+               "picture_score": "" if result.picture_score is None else _num(result.picture_score[i]),
                "not_mri_reason": result.not_mri_reason[i] if result.not_mri_reason else "",
                "non_image_dicom": result.dicom_reasons[i],
                "content_sha256": result.descriptors.pixel_sha256[i],

@@ -25,8 +25,8 @@ FLAG_MEANINGS = {
     "duplicate": "same decoded pixels as an earlier image (scan order)",
     "near_duplicate": "the same picture after resizing, recompression, a small crop, a flip or an intensity change",
     "not_mri": "not a grey anatomical slice: colour, no dark background or a bright frame, a two-level graphic, "
-               "text or line art on a dark ground, a scene, a label map (a segmentation volume), or unlike the "
-               "folder's slices to a CNN",
+               "text or line art on a dark ground, a scene, a label map (a segmentation volume), unlike the "
+               "folder's slices to a CNN, or nearer the package's non-MRI pictures than the folder's slices",
     "blank": "constant or almost empty",
     "noise": "no structure",
     "tiny": "below the size floor",
