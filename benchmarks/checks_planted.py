@@ -84,7 +84,7 @@ def grey_photos() -> dict[str, np.ndarray]:
     out = {n: getattr(skd, n)() for n in ("grass", "gravel", "hubble_deep_field", "microaneurysms", "colorwheel",
                                            "checkerboard")}
     out["horse"] = (~skd.horse()).astype(np.uint8) * 255
-    out["blobs"] = skd.binary_blobs().astype(np.uint8) * 255
+    out["blobs"] = skd.binary_blobs(rng=2).astype(np.uint8) * 255
     out["logo"] = skd.logo()[..., :3]
     mpl = Path(matplotlib.get_data_path()) / "sample_data"
     out["mpl_logo"] = np.asarray(Image.open(mpl / "logo2.png").convert("RGB"))
