@@ -109,10 +109,12 @@ PICTURE_C = 0.1
 
 
 class Likeness(NamedTuple):
-    """Per row: ``z`` the likeness z-score, ``picture`` the picture score (step 7); NaN where not scored."""
+    """Per row: ``z`` the likeness z-score, ``picture`` the picture score (step 7), NaN where not scored;
+    ``reference`` whether it is a reference (step 1)."""
 
     z: np.ndarray
     picture: np.ndarray
+    reference: np.ndarray
 
 
 def _features(records: Sequence[ImageRecord], extraction: dict, view: str | None = None) -> np.ndarray:
@@ -171,10 +173,10 @@ def likeness_scores(records: Sequence[ImageRecord], vectors: np.ndarray, unflagg
         raise ParameterError(f"likeness features: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     extraction = dict(cache_dir=cache_dir, progress=progress, precision=precision, runtime=runtime)
     n = len(records)
-    out = Likeness(np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
+    reference = reference_rows(vectors, unflagged, thresholds)
+    out = Likeness(np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), reference)
     z = out.z
     group = np.arange(n) if group is None else np.asarray(group)
-    reference = reference_rows(vectors, unflagged, thresholds)
     refs = np.flatnonzero(reference)
     cands = np.flatnonzero(((unflagged & ~reference) | suspected) & ~sliced)
     judged = reference & ~sliced  # slices of a volume or series are compared against, never judged
@@ -308,11 +310,11 @@ def _crops(records, typical: np.ndarray, rng, extraction: dict) -> np.ndarray:
     return x[np.isfinite(x).all(axis=1)]
 
 
-def pictured(likeness: Likeness, thresholds: Thresholds) -> np.ndarray:
+def pictured(z: np.ndarray, picture: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """Rows that step 7 calls pictures: z-score below ``thresholds.likeness_picture_z`` and picture score below
     ``thresholds.likeness_picture_below`` (NaN: never)."""
-    return (np.nan_to_num(np.asarray(likeness.z, np.float32), nan=np.inf) < thresholds.likeness_picture_z) & \
-        (np.nan_to_num(np.asarray(likeness.picture, np.float32), nan=np.inf) < thresholds.likeness_picture_below)
+    return (np.nan_to_num(np.asarray(z, np.float32), nan=np.inf) < thresholds.likeness_picture_z) & \
+        (np.nan_to_num(np.asarray(picture, np.float32), nan=np.inf) < thresholds.likeness_picture_below)
 
 
 def unlike(z: np.ndarray, thresholds: Thresholds, reference: np.ndarray | None = None) -> np.ndarray:
@@ -330,5 +332,5 @@ def revise_not_mri(not_mri: np.ndarray, z: np.ndarray, suspected: np.ndarray, th
     cleared = suspected & (np.nan_to_num(np.asarray(z, np.float32), nan=-np.inf) > thresholds.likeness_alike_above)
     flagged = not_mri | unlike(z, thresholds, reference)
     if picture is not None:
-        flagged |= pictured(Likeness(np.asarray(z), np.asarray(picture)), thresholds)
+        flagged |= pictured(z, picture, thresholds)
     return flagged & ~cleared

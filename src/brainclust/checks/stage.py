@@ -23,7 +23,7 @@ from brainclust.checks.descriptors import Descriptors, describe_records
 from brainclust.checks.duplicates import DuplicateGroups, first_of_hash, group
 from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
 from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, Likeness, likeness_scores, pictured,
-                                        reference_rows, revise_not_mri, unlike)
+                                        revise_not_mri, unlike)
 from brainclust.checks.outliers import outlier_scores
 from brainclust.checks.rules import certain_not_mri, non_image_dicom, not_mri_reasons, pixel_flags
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
@@ -108,25 +108,25 @@ def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping
 
 def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.ndarray, sliced: np.ndarray,
               group: np.ndarray, t: Thresholds, random_state: int, cache_dir, progress,
-              extraction: dict) -> tuple[Likeness, np.ndarray]:
-    """The likeness z-scores and picture scores, and the references; revises ``masks["not_mri"]`` (the pixel
+              extraction: dict) -> Likeness:
+    """The likeness z-scores, picture scores and references; revises ``masks["not_mri"]`` (the pixel
     rules') with their verdicts (``group``: each row's duplicate group; ``extraction``: the likeness features'
     ``precision`` and ``runtime``)."""
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
     suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced)
     likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
                                progress, group=group, **extraction)
-    reference = reference_rows(desc.vectors, unflagged, t)
-    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness.z, suspected, t, reference, likeness.picture)
-    return likeness, reference
+    masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness.z, suspected, t, likeness.reference,
+                                      likeness.picture)
+    return likeness
 
 
 def _reasons(desc: Descriptors, not_mri: np.ndarray, sliced: np.ndarray, likeness: Likeness,
-             reference: np.ndarray, t: Thresholds) -> list[str]:
+             t: Thresholds) -> list[str]:
     """Why each ``not_mri`` row is: the pixel reasons that hold, ``likeness`` when its z-score is below its
     threshold and ``picture`` when step 7 calls it a picture (``""`` for the other rows)."""
-    reasons = {**not_mri_reasons(desc.vectors, t, sliced), "likeness": unlike(likeness.z, t, reference),
-               "picture": pictured(likeness, t)}
+    reasons = {**not_mri_reasons(desc.vectors, t, sliced), "likeness": unlike(likeness.z, t, likeness.reference),
+               "picture": pictured(likeness.z, likeness.picture, t)}
     return [";".join(name for name, m in reasons.items() if m[i]) if not_mri[i] else "" for i in range(len(not_mri))]
 
 
@@ -199,16 +199,16 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress,
                                        records)
     groups = group(desc.pixel_sha256, pairs, sims)
-    likeness, reference = _likeness(records, desc, masks, ok, sliced, groups.representative, t, random_state,
-                                    cache_dir, progress, extraction)
+    likeness = _likeness(records, desc, masks, ok, sliced, groups.representative, t, random_state, cache_dir,
+                         progress, extraction)
     z, outlier = _outliers(features, desc, rows, ok, first, t, backend, random_state)
     paths = [r.path for r in records]
     flags, dup_of = _flag_rows(paths, ok, masks, groups, first, outlier, reasons)
     splits, source = detect_splits(paths, split_table)
     leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
     return CheckResult(paths, flags, dup_of, groups, desc, z, likeness.z, reasons, splits, source, leak, t,
-                       {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=reference,
-                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, reference, t),
+                       {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=likeness.reference,
+                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, t),
                        picture_score=likeness.picture)
 
 
