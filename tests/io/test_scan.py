@@ -381,3 +381,49 @@ def test_a_root_that_is_a_list_or_a_file_is_one_line_saying_so(tmp_path):
         scan(img)
     with pytest.raises(InputError, match="does not exist or is not a folder"):
         scan(tmp_path / "nothing")
+
+
+def test_a_file_named_like_a_slice_of_another_is_skipped_with_its_reason(tmp_path, make_image):
+    """A PNG literally named ``v.nii.gz#axial=N`` beside ``v.nii.gz`` would give two rows of one path (``check``
+    wrote both, ``run`` refused its own output after all the work): the scan skips the file and says why."""
+    from corpus import brain_volume, write_nifti
+
+    write_nifti(tmp_path / "v.nii.gz", brain_volume())
+    make_image(tmp_path / "a.png", seed=1)
+    first = scan(tmp_path, slices="axial:3").records
+    twin = next(r.path for r in first if r.path.startswith("v.nii.gz#"))
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / twin, format="PNG")
+    res = scan(tmp_path, slices="axial:3")
+    assert [r.path for r in res.records] == [r.path for r in first]
+    assert all(r.abspath != str(tmp_path / twin) for r in res.records)
+    assert res.skipped == [{"path": twin, "reason": f"its image '{twin}' has the same name as an image of "
+                            "'v.nii.gz' (a '#' in a file name names a frame or slice): rename it"}]
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped_not_lost(tmp_path, make_image, monkeypatch):
+    """``os.walk`` drops a folder it cannot list unless told; the scan lists it as skipped (as root, chmod 000
+    does not stop a listing, so the refusal is made by the walk here)."""
+    import brainclust.io.walk as walk_mod
+
+    make_image(tmp_path / "a.png", seed=1)
+    make_image(tmp_path / "locked" / "b.png", seed=2)
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):
+        for dirpath, dirnames, filenames in real_walk(top, onerror=onerror, **kw):
+            if "locked" in dirnames:
+                dirnames.remove("locked")
+                onerror(PermissionError(13, "Permission denied", os.path.join(dirpath, "locked")))
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr(walk_mod.os, "walk", walk)
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["a.png"]
+    assert res.skipped == [{"path": "locked", "reason": "cannot list folder: Permission denied; its files are not "
+                            "read"}]
+    assert res.n_files == 2
+
+
+def test_an_empty_folder_name_is_refused_not_read_as_the_working_folder():
+    with pytest.raises(InputError, match="input folder '': empty"):
+        scan("")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from brainclust.io.formats import dicom, nifti, niftiread
 from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
 from brainclust.io.pathfilter import label_folder_of
+from brainclust.io.walk import drop_colliding, walk_folder
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +118,12 @@ class ScanResult:
         return [r.label for r in self.records]
 
 
-def _walk(root: Path) -> tuple[list[Path], list[Path], int]:
-    """Non-hidden files under ``root``, symbolic links to folders (not followed: they may loop), and the number
-    of hidden entries (``.git``, ``._x.jpg``: names starting with ``.``, not entered). Lists sorted by relative
-    POSIX path."""
-    found: list[Path] = []
-    linked_dirs: list[Path] = []
-    hidden = 0
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        hidden += sum(n.startswith(".") for n in dirnames) + sum(n.startswith(".") for n in filenames)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        linked_dirs.extend(Path(dirpath) / d for d in dirnames if (Path(dirpath) / d).is_symlink())
-        found.extend(Path(dirpath) / fn for fn in filenames if not fn.startswith("."))
-    found.sort(key=lambda p: p.relative_to(root).as_posix())
-    linked_dirs.sort(key=lambda p: p.relative_to(root).as_posix())
-    return found, linked_dirs, hidden
+def _unreadable(exc: Exception) -> str:
+    """The skip reason of a file whose reading raised ``exc`` (not an :class:`ImageReadError`)."""
+    if isinstance(exc, (zlib.error, EOFError)):
+        return "cannot read file: corrupt or truncated compressed data"
+    return f"cannot read file: {exc.strerror or exc}" if isinstance(exc, OSError) else \
+        f"cannot read file ({type(exc).__name__})"
 
 
 _IMAGE_ERRORS = (Exception, Image.DecompressionBombWarning)  # Pillow plugins raise many types on bad data
@@ -183,8 +176,9 @@ def probe(path: str | os.PathLike, shown: str | None = None) -> tuple[str, int, 
         raise ImageReadError("not a recognised image file") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"image too large (decompression-bomb guard): {exc}") from None
-    except _IMAGE_ERRORS as exc:
-        raise ImageReadError(f"cannot read image header: {type(exc).__name__}: {exc}") from None
+    except _IMAGE_ERRORS as exc:  # a system error's reason alone: its text would hold the absolute path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        raise ImageReadError(f"cannot read image header: {why}") from None
     if fmt not in SUPPORTED_FORMATS:
         raise ImageReadError(f"unsupported image format {fmt}; supported: {', '.join(SUPPORTED_FORMATS)}")
     if w < 1 or h < 1:
@@ -300,13 +294,14 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
     rootp = scanmeta.check_root(root).resolve()
-    files, linked_dirs, hidden = _walk(rootp)
+    files, linked_dirs, hidden, unlisted = walk_folder(rootp)
     scanmeta.warn_links_out(files, rootp)
     rels = [p.relative_to(rootp).as_posix() for p in files]
     select = scanmeta.FileSelector(rootp, rels, include, exclude, bids_filter, bids, str(root), hidden)
-    result = ScanResult(root=str(rootp), bids=select.bids, n_files=len(files) + len(linked_dirs) + hidden,
+    result = ScanResult(root=str(rootp), bids=select.bids,
+                        n_files=len(files) + len(linked_dirs) + hidden + len(unlisted),
                         skipped=[{"path": d.relative_to(rootp).as_posix(), "reason": LINKED_FOLDER}
-                                 for d in linked_dirs])
+                                 for d in linked_dirs] + unlisted)
     series_keys: dict[str, str] = {}
     pbar = bar(len(files), "scan", progress, unit="file")
     for p, rel in zip(files, rels):
@@ -322,10 +317,9 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         except ImageReadError as exc:
             result.skipped.append({"path": rel, "reason": exc.reason})
         except Exception as exc:  # noqa: BLE001 - one odd file never ends a run
-            reason = (f"cannot read file: {exc.strerror or exc}" if isinstance(exc, OSError)
-                      else f"cannot read file ({type(exc).__name__})")
-            result.skipped.append({"path": rel, "reason": reason})
+            result.skipped.append({"path": rel, "reason": _unreadable(exc)})
     pbar.close()
+    drop_colliding(result)
     select.finish()  # raises when a BIDS filter selected nothing
     scanmeta.assign_series_ids(result.records, series_keys)
     result.metadata_files, result.excluded, result.summary = select.metadata_files, select.excluded, select.summary

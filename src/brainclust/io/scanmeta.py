@@ -138,9 +138,9 @@ def warn_links_out(files: list[Path], root: Path) -> None:
 
     n = sum(1 for p in files if outside(p))
     if n:
-        log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are clustered, but export, "
-                    "the report's thumbnails and view do not follow links out of the input folder (to have them, "
-                    "%s)", n, root, UnsafePathError.LINKS_OUT_HINT)
+        log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are read like the other "
+                    "files, but export, the report's thumbnails and view do not follow links out of the input "
+                    "folder (to have them, %s)", n, root, UnsafePathError.LINKS_OUT_HINT)
 
 
 #: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a
@@ -179,6 +179,8 @@ def check_root(root) -> Path:
     if not isinstance(root, (str, os.PathLike)):
         raise ParameterError(f"root: expected a folder path, got {type(root).__name__} (several folders: scan "
                              "each and join their .records)")
+    if not os.fspath(root):
+        raise InputError("input folder '': empty; name the folder that holds the images ('.' for this one)")
     rootp = Path(root)
     if rootp.is_file():
         raise InputError(f"input folder '{root}' is a file, not a folder: pass the folder that holds the images")

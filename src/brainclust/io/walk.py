@@ -1,0 +1,49 @@
+"""The files a scan reads: the folder walked (hidden names, links to folders, folders that cannot be listed),
+and the files whose images would repeat another's path (:func:`drop_colliding`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def walk_folder(root: Path) -> tuple[list[Path], list[Path], int, list[dict[str, str]]]:
+    """Non-hidden files under ``root``, symbolic links to folders (not followed: they may loop), the number
+    of hidden entries (``.git``, ``._x.jpg``: names starting with ``.``, not entered) and the folders that could
+    not be listed (``{"path", "reason"}``, as the scan's skipped files). Lists sorted by relative POSIX path."""
+    found: list[Path] = []
+    linked_dirs: list[Path] = []
+    unlisted: list[dict[str, str]] = []
+    hidden = 0
+
+    def cannot_list(exc: OSError) -> None:
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        unlisted.append({"path": rel, "reason": f"cannot list folder: {exc.strerror or exc}; its files are not read"})
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=cannot_list):
+        hidden += sum(n.startswith(".") for n in dirnames) + sum(n.startswith(".") for n in filenames)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        linked_dirs.extend(Path(dirpath) / d for d in dirnames if (Path(dirpath) / d).is_symlink())
+        found.extend(Path(dirpath) / fn for fn in filenames if not fn.startswith("."))
+    found.sort(key=lambda p: p.relative_to(root).as_posix())
+    linked_dirs.sort(key=lambda p: p.relative_to(root).as_posix())
+    return found, linked_dirs, hidden, unlisted
+
+
+def drop_colliding(result) -> None:
+    """Skip the files whose image paths repeat an earlier one: a file named like a frame or slice of another
+    (``m.dcm#frame=2`` beside a two-frame ``m.dcm``) would give two rows no output could tell apart.
+    ``result``: a :class:`~brainclust.io.scan.ScanResult` (its ``records`` and ``skipped`` are changed)."""
+    def file_of(r) -> str:
+        return Path(r.abspath).relative_to(result.root).as_posix()
+
+    seen: dict[str, str] = {}
+    clash: dict[str, str] = {}
+    for r in result.records:
+        if seen.setdefault(r.path, file_of(r)) != file_of(r):
+            clash.setdefault(file_of(r), r.path)
+    if clash:
+        result.records = [r for r in result.records if file_of(r) not in clash]
+        result.skipped.extend({"path": file, "reason": f"its image '{shown}' has the same name as an image of "
+                               f"'{seen[shown]}' (a '#' in a file name names a frame or slice): rename it"}
+                              for file, shown in clash.items())
