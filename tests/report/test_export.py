@@ -184,3 +184,21 @@ def test_messages_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path)
     with pytest.raises(InputError) as err:
         export_clusters(out, tmp_path / "by_cluster")
     assert "e.g. '-2.png'" in str(err.value) and "x2d" not in str(err.value)
+
+
+def test_a_volume_whose_name_nears_the_limit_is_exported(tmp_path, capsys, make_image):
+    """``NAME#axial=10`` of a 248-byte ``NAME.nii.gz`` is longer than a file name may be: checking whether such a
+    file exists raised (ENAMETOOLONG) and ended report, export and view with an internal error (a probe's find)."""
+    from corpus import brain_volume, write_nifti
+
+    from brainclust.pipeline import run
+
+    data = tmp_path / "data"
+    write_nifti(data / ("n" * 248 + ".nii.gz"), brain_volume())
+    for i in range(4):
+        make_image(data / f"img{i}.png", seed=i)
+    run(data, tmp_path / "out", backbone="pixels@16", k=2, pca=3, slices="axial:3", workers=0,
+        cache_dir=str(tmp_path / "cache"), checks="off")
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e")]) == 0
+    assert "exported 7 images (copy; 3 frames or slices as PNG files" in capsys.readouterr().out
+    assert len(exported_files(tmp_path / "e")) == 7

@@ -105,7 +105,10 @@ def _file_named(root: Path, text: str) -> Path | None:
         p = safe_join(root, text)
     except UnsafePathError:
         return None
-    return p if p.is_file() else None
+    try:
+        return p if p.is_file() else None
+    except OSError:  # e.g. a frame row of a file whose name is near the 255-byte limit: "NAME#frame=2" is too long
+        return None
 
 
 def record_of_row(root: Path, row: dict, sha256: str | bytes):
