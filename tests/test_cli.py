@@ -1,6 +1,7 @@
 """CLI: exit codes, one-line errors, no half-written output, instant --help."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -131,6 +132,21 @@ def test_demo_with_one_image_per_class_exits_2_with_one_line(capsys, tmp_path):
     lines = [ln for ln in err.splitlines() if ln.startswith("brainclust:")]
     assert code == 2 and len(lines) == 1 and "--n-per-class" in lines[0] and "Traceback" not in err
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_a_folder_holding_files_it_does_not_write(capsys, tmp_path):
+    """A user's image in DEMO/data/axial/ was clustered and scored as a demo image (a new user's walk)."""
+    mine = tmp_path / "demo" / "data" / "axial" / "my_patient_scan.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"not touched")
+    code, _, err = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--n-per-class", "2")
+    assert code == 2 and "holds 'data/axial/my_patient_scan.png', which 'brainclust demo' does not write" in err
+    assert mine.read_bytes() == b"not touched" and sorted(p.name for p in mine.parent.iterdir()) == [mine.name]
+    assert not (tmp_path / "demo" / "results").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "thesis.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "demo", "--out", tmp_path / "other", "--n-per-class", "2")
+    assert code == 2 and "holds 'thesis.txt'" in err and sorted(os.listdir(tmp_path / "other")) == ["thesis.txt"]
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(capsys, tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from pathlib import Path
 from brainclust import progress
 from brainclust.cliopts import OneLineParser, add_config_options, arg_type, config_from_args, negative_values
 from brainclust.clisummary import auto_line, run_summary
-from brainclust.terminal import Terminated, TerminalFormatter, on_sigterm, stopped, terminal_text
+from brainclust.terminal import Terminated, TerminalFormatter, count_text, on_sigterm, stopped, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -240,7 +240,7 @@ def _cmd_check(args) -> None:
                      exclude_files=args.exclude_files or (), bids_filter=args.bids_filter, bids=args.bids,
                      finish=lambda staging, records: write_check_page(staging, args.data, records))
     skipped = f"; {res.n_skipped} file(s) skipped (see manifest.json)" if res.n_skipped else ""
-    say(f"{len(res.paths)} image(s) checked{skipped}")
+    say(f"{count_text(len(res.paths), 'image')} checked{skipped}")
     say(res.summary())
     say(f"outputs: {escape_name(str(args.out))}/checks.html (a gallery per flag), quality.csv, leakage.csv, "
         "manifest.json")
@@ -298,8 +298,10 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from brainclust.data.demo import make_demo_dataset
+    from brainclust.data.demo import foreign_entry, make_demo_dataset
+    from brainclust.errors import ParameterError
     from brainclust.features.limits import check_cache_location
+    from brainclust.io.outputs import escape_name
     from brainclust.io.publish import prepare_out
     from brainclust.pipeline import run
 
@@ -308,6 +310,10 @@ def _cmd_demo(args) -> None:
     cfg.validate()  # bad settings fail before the images are generated
     check_cache_location(cfg.cache_dir, out / "results", out / "data")
     prepare_out(out / "results", data=out / "data")
+    if (foreign := foreign_entry(out)) is not None:
+        raise ParameterError(f"--out: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which 'brainclust "
+                             "demo' does not write (it writes data/ and results/, and clusters all of data/); "
+                             "choose a new or empty folder, or a previous demo's")
     data = make_demo_dataset(out / "data", n_per_class=args.n_per_class, random_state=args.seed)
     logging.getLogger("brainclust").info("demo data: %s (MNI152 T1 slices; labels = axial/coronal/sagittal)", data)
     lines: list[str] = []

@@ -41,7 +41,7 @@ from brainclust.data.slices import crop_box, crop_square, orient, resize, slice_
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes
 
-__all__ = ["PLANES", "make_demo_dataset"]
+__all__ = ["PLANES", "foreign_entry", "make_demo_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +262,34 @@ def _png_bytes(pixels: NDArray[np.uint8]) -> bytes:
     return buf.getvalue()
 
 
+def _name_pattern(plane: str) -> re.Pattern:
+    """The names of a plane's demo images: ``axial_0007.png``, ``axial_0012_lesion.png``."""
+    return re.compile(rf"{re.escape(plane)}_\d+(_lesion)?\.png")
+
+
+def foreign_entry(out_dir: str | os.PathLike[str]) -> str | None:
+    """The first entry of a ``brainclust demo --out`` folder that a demo does not write, as a relative POSIX
+    path, or ``None``: a demo writes ``data/`` (plane folders of demo images) and ``results/`` (a run folder,
+    which the run checks itself); names starting with ``.`` (a killed run's leftovers) are left to the run.
+    A user's image in ``data/`` would otherwise be clustered and scored as a demo image."""
+    root = pathlib.Path(out_dir)
+    if not root.is_dir():
+        return None
+    for top in sorted(os.listdir(root)):
+        if top.startswith(".") or top == "results":
+            continue
+        if top != "data" or not (root / top).is_dir():
+            return top
+        for plane in sorted(os.listdir(root / top)):
+            folder = root / top / plane
+            if plane not in PLANES or not folder.is_dir():
+                return f"{top}/{plane}"
+            name = next((n for n in sorted(os.listdir(folder)) if not _name_pattern(plane).fullmatch(n)), None)
+            if name is not None:
+                return f"{top}/{plane}/{name}"
+    return None
+
+
 def _write_plane(root: pathlib.Path, plane: str, volume: np.ndarray, brain3d: np.ndarray, n_per_class: int,
                  size: int, rng: np.random.Generator) -> None:
     """Write the ``n_per_class`` images of one plane and remove stale demo images of that plane."""
@@ -285,7 +313,7 @@ def _write_plane(root: pathlib.Path, plane: str, volume: np.ndarray, brain3d: np
         name = f"{plane}_{index:0{width}d}{'_lesion' if lesion else ''}.png"
         atomic_write_bytes(folder / name, _png_bytes(pixels))
         expected.add(name)
-    stale_pattern = re.compile(rf"{re.escape(plane)}_\d+(_lesion)?\.png")
+    stale_pattern = _name_pattern(plane)
     for path in folder.iterdir():
         if path.name not in expected and stale_pattern.fullmatch(path.name) and path.is_file():
             logger.debug("Removing stale demo image %s", path)
