@@ -138,6 +138,20 @@ def test_a_significant_but_weak_column_is_not_named():
     assert A.headline(weak, min_score=0.0) == "clusters follow: intensity_mean (AMI 0.04)"
 
 
+def test_a_column_known_for_some_images_says_for_how_many():
+    """A probe's mixed folder read "clusters follow: modality (AMI 1.00)" from its 10 DICOM rows of 69; the
+    headline now says so, against the most rows any column has (the file's own columns are never missing)."""
+    def row(column, score, n):
+        return {"level": "cluster", "column": column, "statistic": "AMI", "score": score, "p_value": 0.001,
+                "same_as": "", "coarser_of": "", "n": n}
+
+    rows = [row("modality", 1.0, 10), row("size", 0.3, 69)]
+    assert A.headline(rows) == ("clusters follow: modality (AMI 1.00, 10 of 69 images), then size (file, bytes) "
+                                "(AMI 0.30)")
+    as_read = [{k: str(v) for k, v in r.items()} for r in rows]  # associations.csv read back
+    assert A.headline(as_read) == A.headline(rows)
+
+
 def test_inputs_are_validated():
     with pytest.raises(ParameterError, match="permutations must be an integer >= 0"):
         A.rank_associations({"a": ["x"]}, {"cluster": [0]}, permutations=-1)

@@ -74,13 +74,13 @@ def test_check_refuses_bad_settings_before_the_scan(data, tmp_path, settings, me
 def test_the_command_prints_the_summary_and_maps_errors_to_exit_2(data, tmp_path, capsys):
     assert main(["check", str(data), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) == 0
     printed = capsys.readouterr().out
-    assert "11 image(s) checked\n" in printed and "checks: 1 duplicate (1 linked across test/train)" in printed
+    assert "11 images checked\n" in printed and "checks: 1 duplicate (1 linked across test/train)" in printed
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")  # what the scan skips is counted
     try:
         assert main(["check", str(data), "--out", str(tmp_path / "o3"), "--cache-dir", str(tmp_path / "c")]) == 0
     finally:
         (data / "broken.png").unlink()
-    assert "11 image(s) checked; 1 file(s) skipped (see manifest.json)" in capsys.readouterr().out
+    assert "11 images checked; 1 file(s) skipped (see manifest.json)" in capsys.readouterr().out
     assert "not MRI" in printed and "tiny" in printed
     assert main(["check", str(data), "--out", str(tmp_path / "o2"), "--check-thresholds", "bogus"]) == 2
     err = capsys.readouterr().err.strip()

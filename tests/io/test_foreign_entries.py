@@ -155,6 +155,23 @@ def test_predict_never_replaces_a_run_folder_but_replaces_its_own(run, base, tmp
     assert not (tmp_path / "pred" / "model").exists()
 
 
+def test_a_check_folder_is_named_as_such_and_a_predict_folder_is_no_model(base, tmp_path, capsys):
+    """A new user's walk: run/predict --out on a 'brainclust check' folder said "holds 'checks.html', which is not a
+    brainclust output", and predict from a predict folder "model/config.json is missing"."""
+    assert main(["-q", "check", str(base / "data"), "--out", str(tmp_path / "chk"), "--cache-dir",
+                 str(base / "cache")]) == 0
+    capsys.readouterr()
+    assert rerun(base, tmp_path / "chk") == 2
+    assert "holds 'checks.html': it is the folder of a 'brainclust check'" in one_error(capsys)
+    args = [str(base / "data"), "--cache-dir", str(base / "cache")]
+    assert main(["-q", "predict", str(base / "run"), *args, "--out", str(tmp_path / "pred")]) == 0
+    capsys.readouterr()
+    assert main(["-q", "predict", str(tmp_path / "pred"), *args, "--out", str(tmp_path / "pred2")]) == 2
+    assert "is the folder of a 'brainclust predict' (it has no model/ of its own)" in one_error(capsys)
+    assert sorted(p.name for p in (tmp_path / "chk").iterdir()) == ["checks.html", "leakage.csv", "manifest.json",
+                                                                     "quality.csv"]
+
+
 def test_run_wrote_rules():
     from brainclust.io.outputs import FIGURE_NAMES, MODEL_FILES, RUN_NESTED
 

@@ -186,7 +186,7 @@ def test_bids_off_is_recorded_and_predict_follows_the_run(data, tmp_path, capsys
     assert {r.path.split("#")[0] for r in off.records} == files
     assert main(["check", str(data["root"]), "--out", str(tmp_path / "chk"), "--bids", "off", "--workers", "0",
                  "--slices", "axial:2"]) == 0
-    assert "24 image(s) checked" in capsys.readouterr().out  # 4 subjects x 3 files (func too) x 2 slices
+    assert "24 images checked" in capsys.readouterr().out  # 4 subjects x 3 files (func too) x 2 slices
     assert json.loads((tmp_path / "chk" / "manifest.json").read_text())["settings"]["scan"]["bids"] == "off"
 
 

@@ -351,6 +351,16 @@ def test_outputs_that_disagree_are_rejected(tmp_path):
         build_report(tmp_path / "nowhere")
 
 
+def test_report_on_a_check_folder_says_what_it_is(tmp_path):
+    """It said "holds 'checks.html', which is not a brainclust output" (a probe's find)."""
+    from brainclust.report.rebuild import check_rebuildable
+
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "checks.html").write_text("<html></html>")
+    with pytest.raises(ModelFileError, match="is the folder of a 'brainclust check'"):
+        check_rebuildable(tmp_path)
+
+
 @pytest.mark.slow
 def test_report_command_extracts_nothing_and_imports_no_torch(tmp_path):
     out = fake_run(tmp_path, n_per=6, k=2)

@@ -136,8 +136,8 @@ def detect_splits(paths: Sequence[str], table: Mapping[str, str] | None = None) 
                     source or "names", marked, n, "/".join(found))
         return [""] * n, ""
     if marked < n:
-        log.info("splits (%s): %d of %d images are in %s; the other %d have none and never count as crossing",
-                 source, marked, n, "/".join(found), n - marked)
+        log.info("splits (%s): %d of %d images are in %s; the other %s never count as crossing", source, marked, n,
+                 "/".join(found), "one has none and" if n - marked == 1 else f"{n - marked} have none and")
     return splits, source
 
 

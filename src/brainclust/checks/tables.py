@@ -35,6 +35,7 @@ from brainclust.checks.flags import FLAGS, PIXEL_FLAGS, join_flags
 from brainclust.io.atomic import atomic_write_csv
 from brainclust.io.outputs import LEAKAGE_COLUMNS, LEAKAGE_FILE, QUALITY_COLUMNS, QUALITY_FILE, escape_name
 from brainclust.io.outputs import QUALITY_SCORE_COLUMNS as SCORE_COLUMNS
+from brainclust.terminal import count_text
 
 __all__ = ["LEAKAGE_COLUMNS", "LEAKAGE_FILE", "QUALITY_COLUMNS", "QUALITY_FILE", "SCORE_COLUMNS", "SUMMARY_NAMES",
            "distinct_index", "exclude_mask", "galleries", "leakage_table", "quality_rows", "summary_line",
@@ -131,7 +132,7 @@ def summary_line(result) -> str:
     note = (f"; {few} of {len(result.paths)} hold {result.thresholds.label_levels} grey levels or fewer (masks or "
             "posterised slices: not a flag; grey_levels in quality.csv)") if few else ""
     if not parts:
-        return f"checks: {len(result.paths)} images, nothing flagged{note}"
+        return f"checks: {count_text(len(result.paths), 'image')}, nothing flagged{note}"
     return "checks: " + ", ".join(parts) + note
 
 

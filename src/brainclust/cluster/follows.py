@@ -39,10 +39,15 @@ def follows_clearly(r: Mapping, alpha: float = ALPHA, min_score: float = MIN_NAM
     return _num(r["p_value"]) <= alpha and _num(r["score"]) >= min_score
 
 
-def _label(r: Mapping) -> str:
+def _label(r: Mapping, most: float = math.nan) -> str:
+    """``plane (AMI 0.91)``; ``modality (AMI 1.00, 10 of 69 images)`` when the column has a value in fewer rows
+    than ``most`` (the most rows any column of the level has: the clustered images, as the file's own columns
+    are never missing)."""
     name, note = STATISTIC_SHOWN.get(str(r["statistic"]), (str(r["statistic"]), ""))
     within = f" within {r['within']}" if r.get("within") else ""  # older files lack it
-    return f"{SHOWN_AS.get(r['column'], r['column'])} ({name} {float(r['score']):.2f}{note}{within})"
+    n = _num(r.get("n", math.nan))
+    some = f", {n:.0f} of {most:.0f} images" if n < most else ""
+    return f"{SHOWN_AS.get(r['column'], r['column'])} ({name} {float(r['score']):.2f}{note}{some}{within})"
 
 
 def _untested(rows: Sequence[Mapping]) -> bool:
@@ -60,6 +65,11 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     clusters (noise apart), when known: with one, nothing can be ranked, whatever the columns.
     """
     mine = [r for r in rows if r["level"] == level]
+    most = max((n for r in mine if (n := _num(r.get("n", math.nan))) == n), default=math.nan)
+
+    def label(r: Mapping) -> str:
+        return _label(r, most)
+
     what = "clusters" if level == "cluster" else f"{level.replace('_', ' ')} of the tree"
     if not mine and groups is not None and groups < 2:
         return f"{what}: {'only one' if groups else 'none (every image is noise or set aside)'}, so no metadata " \
@@ -69,7 +79,7 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
                 f"fewer than {MIN_ROWS} values)")
     if _untested(mine):  # --permutations 0: nothing is tested
         ranked = [r for r in mine if not r.get("same_as")][:top]
-        return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(_label(r) for r in ranked)
+        return f"{what}, strongest columns (untested: --permutations 0): " + ", ".join(label(r) for r in ranked)
     good = [r for r in mine if not r.get("same_as") and follows_clearly(r, alpha, min_score)]
     if not good:
         best = max([r for r in mine if not r.get("same_as")] or mine, key=lambda r: _num(r["score"]))
@@ -77,14 +87,14 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
         if _num(best["p_value"]) <= alpha:
             p += f"; a score below {min_score:g}: too weak to name"
         if len(mine) == 1:
-            return f"{what} do not follow the one metadata column clearly ({_label(best)}, {p})"
-        return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {_label(best)}, {p})"
+            return f"{what} do not follow the one metadata column clearly ({label(best)}, {p})"
+        return f"{what} follow none of the {len(mine)} metadata columns clearly (highest: {label(best)}, {p})"
     listed: list[Mapping] = []
     for r in good:
         finer = set(str(r.get("coarser_of") or "").split(";")) - {""}
         if len(listed) < top and not finer & {str(x["column"]) for x in listed}:
             listed.append(r)
-    return f"{what} follow: " + ", then ".join(_label(r) for r in listed)
+    return f"{what} follow: " + ", then ".join(label(r) for r in listed)
 
 
 def tree_summary(rows: Sequence[Mapping], alpha: float = ALPHA, min_score: float = MIN_NAMED) -> list[str]:

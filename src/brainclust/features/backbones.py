@@ -396,7 +396,7 @@ def resolve(name: str, weights: str | None = None) -> tuple[BackboneSpec, Resolv
     spec = REGISTRY.get(name) or _parse_array_name(name)
     if spec is None:
         raise ParameterError(f"--backbone: unknown backbone '{name}'; choose one of {', '.join(available())} "
-                             "(pixels and hog also as NAME@SIZE; fuse with '+')")
+                             "(pixels, hog and histogram also as NAME@SIZE; fuse with '+')")
     if spec.array_fn is not None:
         if weights is not None:
             raise ParameterError(f"--weights: backbone '{name}' has no weights, got '{weights}'")

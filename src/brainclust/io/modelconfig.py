@@ -138,6 +138,14 @@ def check_model_files(info: Mapping, folder) -> None:
                                  f"differs from {config}): the folder mixes files of two runs; rerun the run")
 
 
+def _predicted(folder: RunFolder) -> bool:
+    """Whether ``folder`` is a ``brainclust predict`` output (its manifest names the run it predicted with)."""
+    try:
+        return "model_dir" in read_json(folder.manifest)
+    except ModelFileError:
+        return False
+
+
 def read_model_manifest(model_dir) -> tuple[dict, int]:
     """``(manifest, version)`` of the run folder ``model_dir``'s ``model/config.json``, checked."""
     folder = RunFolder(model_dir)
@@ -146,6 +154,9 @@ def read_model_manifest(model_dir) -> tuple[dict, int]:
             raise ModelFileError(f"'{model_dir}' looks like the model/ folder of a run: " + (
                 f"pass the run folder '{folder.root.parent}', not its model/ folder" if folder.root.name == "model"
                 else "put it in a folder of its own under the name model/ (DIR/model/config.json) and pass DIR"))
+        if _predicted(folder):
+            raise ModelFileError(f"'{model_dir}' is the folder of a 'brainclust predict' (it has no model/ of its "
+                                 "own): give the folder of the 'brainclust run' it predicted with")
         raise ModelFileError(f"'{model_dir}' is not a finished brainclust run: {folder.model_config} is missing")
     info = read_json(folder.model_config)
     return info, check_model_config(info, folder.model_config)

@@ -33,7 +33,7 @@ from pathlib import Path
 from brainclust.errors import BrainclustError, OutputError, ParameterError
 from brainclust.io.atomic import (folder_lock, output_errors, recover_leftovers, remove_tree, sibling_temp_dir,
                                   swap_folder, walk_entries)
-from brainclust.io.outputs import RUN_ENTRIES, RUN_NESTED, RunFolder, escape_name, shown_name
+from brainclust.io.outputs import CHECK_PAGE, RUN_ENTRIES, RUN_NESTED, RunFolder, escape_name, shown_name
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ def foreign_refusal(head: str, out, foreign: str, advice: str) -> ParameterError
         return ParameterError(f"{head}: '{shown}' holds '{what}' as a symbolic link (a git-annex or DVC checkout?), "
                               "which replacing the folder whole would not keep: copy it to a plain folder first "
                               "(cp -rL) and use the copy")
+    if foreign == CHECK_PAGE:
+        return ParameterError(f"{head}: '{shown}' holds '{what}': it is the folder of a 'brainclust check', which "
+                              "this command does not replace; choose a new or empty folder")
     return ParameterError(f"{head}: '{shown}' holds '{what}', which is not a brainclust output; {advice}")
 
 

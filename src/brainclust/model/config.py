@@ -335,7 +335,9 @@ class RunConfig:
                                      ("split_table", "--split-table"))]
         for name, flag, ignored, wanted in needs:
             if ignored:
-                raise ParameterError(f"{flag}: would be ignored (got {getattr(self, name)!r}); it needs {wanted}")
+                got = getattr(self, name)
+                shown = ",".join(map(str, got)) if isinstance(got, (tuple, list)) else got
+                raise ParameterError(f"{flag}: would be ignored (got {shown!r}); it needs {wanted}")
 
     def normalized(self) -> "RunConfig":
         """The same settings with ``ssl`` parsed (``"all"`` -> the four components)."""

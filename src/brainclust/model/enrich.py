@@ -104,9 +104,9 @@ def with_labels(rows: list, column: str | None) -> list:
     # a unit whose slices disagree (or are only partly labelled) has no label: "mixed" is not a class
     out = [replace(r, label="" if is_missing(v := _value(r.meta, column)) or (v == MIXED and hasattr(r, "members"))
                    else str(v)) for r in rows]
-    if out and not any(r.label for r in out):
-        log.warning("--labels %s: no %s has one value of it (each mixes several: it varies within the units); no "
-                    "label score is computed", column, "unit" if hasattr(out[0], "members") else "row")
+    if out and hasattr(out[0], "members") and not any(r.label for r in out):  # rows without one: said before
+        log.warning("--labels %s: no unit has one value of it (each mixes several: it varies within the units); no "
+                    "label score is computed", column)
     return out
 
 

@@ -35,6 +35,10 @@ def check_rebuildable(out: Path) -> None:
                 if (out / "results" / "manifest.json").is_file() else "")
         raise ModelFileError(f"'{escape_name(str(out))}' is not a finished brainclust run (no manifest.json); "
                              f"'brainclust report' needs the --out folder of a 'brainclust run'{demo}")
+    if (out / "checks.html").is_file() and not (out / "assignments.csv").is_file():
+        raise ModelFileError(f"'{escape_name(str(out))}' is the folder of a 'brainclust check' (its report is "
+                             "checks.html, written with it); 'brainclust report' rebuilds the report of a "
+                             "'brainclust run'")
     foreign = foreign_entry(out)
     if foreign is not None:
         raise foreign_refusal("report", out, foreign, "rebuilding the report replaces the run folder whole: move "

@@ -426,7 +426,7 @@ def serve(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, cache_
             on_ready(url)
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
-        log.info("view: stopped")
+        log.debug("view: stopped")  # the command says so on stdout
     finally:
         server.server_close()
         ex.close()
