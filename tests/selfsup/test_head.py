@@ -172,3 +172,21 @@ def test_head_trains_on_the_chosen_appearance_views(tmp_path):
     back = SelfSupervisedHead.load(tmp_path)
     assert back.params()["appearance_views"] == ["identity", "hflip", "intensity"]
     np.testing.assert_allclose(back.transform(without_strong), head.transform(without_strong), atol=1e-6)
+
+
+def test_training_logs_its_progress_in_a_batch_jobs_log(monkeypatch, caplog):
+    """Training had no progress at all: a CPU fine-tune ran 10 minutes without a line (a new user's walk). Without
+    a terminal the CLI logs progress lines; here every update is due, and the last count is logged at the end."""
+    import logging
+
+    from brainclust import progress
+
+    monkeypatch.setattr(progress, "LOG_WITHOUT_TERMINAL", True)
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    views, _ = blob_views()
+    with caplog.at_level(logging.INFO, logger="brainclust.progress"):
+        SelfSupervisedHead(components=("contrastive",), n_clusters=3, random_state=0, **FAST).fit(views)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ssl training: ")]
+    total = FAST["epochs"] * 2  # 120 images in batches of 64
+    assert lines and all(f"of {total} batch" in ln for ln in lines)
+    assert f"ssl training: {total} of {total} batch (100 %)" in "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from brainclust.progress import bar
 from brainclust.selfsup.common import cosine_neighbors
 
 
@@ -88,6 +89,7 @@ def train_head(net, source, components: Sequence[str], epochs: int, gen, *, batc
     if joint and neighbors is None and not pretext:
         neighbors = cosine_neighbors(source.base(), k_nb)
     net.train()
+    pbar = bar(epochs * max(1, len(range(0, n, bs))), "ssl training", unit="batch")
     for epoch in range(epochs):
         if joint and neighbors is None and epoch == warmup:
             neighbors = cosine_neighbors(source.embed(net, tta), k_nb)
@@ -120,7 +122,9 @@ def train_head(net, source, components: Sequence[str], epochs: int, gen, *, batc
             for key, v in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(v.detach())
             sums["total"] = sums.get("total", 0.0) + float(loss.detach())
+            pbar.update(1)
         for key, v in sums.items():
             history.setdefault(key, []).append(v / len(starts))
+    pbar.close()
     net.eval()
     return history

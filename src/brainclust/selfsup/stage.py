@@ -100,6 +100,10 @@ def _train(step: "SelfSupervisedStep", extractor, records, feats) -> SSLOutcome:
     else:
         from brainclust.selfsup.finetune import FinetuneSSL
 
+        if str(extractor.device_) == "cpu":
+            log.warning("--ssl-mode finetune on the CPU: every epoch runs the backbone forward and backward over "
+                        "every image, so it takes minutes per epoch per thousand images (a GPU: --device cuda); "
+                        "--ssl-mode head trains on the extracted features in seconds")
         est = FinetuneSSL(components=comps, n_clusters=k, epochs=step.epochs or DEFAULT_EPOCHS["finetune"],
                           backbone=extractor.spec_.name, weights=extractor.weights_.path
                           if extractor.weights_.sha256 != "random" else "random",
