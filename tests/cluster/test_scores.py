@@ -9,6 +9,7 @@ import pytest
 from sklearn import metrics
 
 from brainclust.cluster.scores import clustering_accuracy, score
+from brainclust.errors import ParameterError
 
 
 @pytest.fixture
@@ -178,3 +179,33 @@ def test_silhouette_none_when_every_point_is_its_own_cluster():
     X = np.random.default_rng(1).normal(size=(5, 3))
     s = score(X, np.arange(5))
     assert s["silhouette"] is None
+
+
+def test_zero_and_false_are_labels_and_missing_values_are_not(example):
+    """A Python API user's integer labels lost class 0 (``bool(0)`` is False: 'unlabelled') and NaN was a class
+    of its own (a probe's find); ``""``, ``None``, NaN and ``pandas.NA`` are the unlabelled rows."""
+    import pandas as pd
+
+    X, pred, truth = example
+    codes = {t: i for i, t in enumerate(sorted(set(truth)))}
+    as_int = [codes[t] for t in truth]
+    assert 0 in as_int
+    by_int, by_str = score(X, pred, as_int), score(X, pred, list(truth))
+    assert by_int["n_labelled"] == len(truth) and by_int["ari"] == pytest.approx(by_str["ari"])
+    for missing in ("", None, float("nan"), np.nan, pd.NA):
+        labels = list(as_int)
+        labels[3] = missing
+        assert score(X, pred, labels)["n_labelled"] == len(truth) - 1, missing
+
+
+def test_score_refuses_what_it_cannot_score_in_one_line(example):
+    X, pred, truth = example
+    with pytest.raises(ParameterError, match="labels_true is one string"):
+        score(X, pred, "".join(truth))
+    with pytest.raises(ParameterError, match="labels_pred must be integer cluster ids"):
+        score(X, pred.astype(str), list(truth))
+    with pytest.raises(ParameterError, match="NaN or infinite"):
+        score(np.where(np.eye(*X.shape, dtype=bool), np.nan, X), pred)
+    with pytest.raises(ParameterError, match="silhouette_max must be an integer of at least 2"):
+        score(X, pred, silhouette_max=0)
+    assert score(X, pred.astype(float))["n_clusters"] == score(X, pred)["n_clusters"]  # whole floats are ids

@@ -65,8 +65,18 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
     random_state : int or None, default 0
         Seed of that sample.
     """
+    if isinstance(labels_true, (str, bytes)):
+        raise ParameterError("score: labels_true is one string; give one label per row (a list or an array)")
     X = np.asarray(X, dtype=np.float64)
     pred = np.asarray(labels_pred)
+    if pred.dtype.kind not in "iub" and not (pred.dtype.kind == "f" and np.all(np.isfinite(pred))
+                                              and np.array_equal(pred, np.round(pred))):
+        raise ParameterError(f"score: labels_pred must be integer cluster ids (-1: noise), got {pred.dtype} values")
+    pred = pred.astype(np.int64)
+    if not np.isfinite(X).all():
+        raise ParameterError("score: X holds NaN or infinite values")
+    if isinstance(silhouette_max, bool) or not isinstance(silhouette_max, (int, np.integer)) or silhouette_max < 2:
+        raise ParameterError(f"score: silhouette_max must be an integer of at least 2, got {silhouette_max!r}")
     n_true = None if labels_true is None else len(labels_true)
     if X.ndim != 2 or pred.ndim != 1 or len(X) != len(pred) or n_true not in (None, len(pred)):
         raise ParameterError(f"score: X {X.shape}, labels_pred {pred.shape}"
@@ -86,11 +96,22 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
     return {k: finite_or_none(v) for k, v in out.items()}
 
 
+def _labelled(v) -> bool:
+    """Whether a label is one: not ``None``, ``""`` or a missing value (NaN, ``pandas.NA``); ``0`` and ``False``
+    are labels (until 2026-12-07 they were taken for unlabelled rows, and NaN was a class of its own)."""
+    if v is None or (isinstance(v, str) and not v):
+        return False
+    try:
+        return not (v != v)  # NaN is the one value unequal to itself
+    except TypeError:  # pandas.NA: its truth value is undefined
+        return False
+
+
 def label_scores(labels_pred, labels_true) -> dict:
     """``n_labelled`` and, with two labelled rows at least, ``ari``, ``nmi``, ``fmi`` and ``acc`` of cluster ids
     (``-1``: noise, each its own singleton, a miss in ACC) against labels (empty strings: unlabelled rows)."""
     y, pred = np.asarray(labels_true, dtype=object), np.asarray(labels_pred)
-    lab = np.array([bool(v) for v in y], dtype=bool)
+    lab = np.array([_labelled(v) for v in y], dtype=bool)
     out: dict = {"n_labelled": int(lab.sum())}
     if lab.sum() >= 2:
         yt, yp = y[lab].astype(str), pred[lab]
