@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+import numpy as np
 import pytest
 
 from brainclust.cli import build_parser, config_from_args
@@ -204,3 +205,14 @@ def test_a_checks_setting_other_than_on_or_off_is_refused_not_read_as_on(value):
 def test_none_for_a_list_setting_whose_default_is_empty_is_empty():
     assert RunConfig(exclude=None).exclude == () and RunConfig(exclude_files=None).exclude_files == ()
     RunConfig(exclude=None).validate()  # a bare TypeError before (the review of 2026-12-06)
+
+
+@pytest.mark.parametrize("name, value", [("labels_from_folders", "no"), ("agreement", "no"),
+                                         ("embeddings_features", "false"), ("auto", 1), ("progress", "x")])
+def test_a_yes_no_setting_takes_only_true_or_false(name, value):
+    """``run(data, out, labels_from_folders="no")`` scored against the folders ("no" is a true value; a probe's
+    find). ``progress`` may also be None (the default: a bar when stderr is a terminal)."""
+    with pytest.raises(ParameterError, match="must be True or False, got"):
+        RunConfig(**{name: value}).validate()
+    RunConfig(**{name: False}).validate()
+    RunConfig(progress=None, labels_from_folders=np.bool_(True)).validate()

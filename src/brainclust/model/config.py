@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
+
 from brainclust.checks.step import DataChecks, likeness_extraction, parse_exclude
 from brainclust.cluster.base import check_seed
 from brainclust.cluster.kselect import AutoK
@@ -238,6 +240,12 @@ class RunConfig:
         settings that would be ignored (a saved model's recorded settings keep, e.g., ``ssl_gate``
         after the gate set the SSL stage aside).
         """
+        for f in fields(self):  # "no" or "false" is a true value: labels_from_folders="no" scored the folders
+            value = getattr(self, f.name)
+            if f.type.startswith("bool") and not (isinstance(value, (bool, np.bool_))
+                                                  or (value is None and "None" in f.type)):
+                flag = f.metadata["option"].flag if "option" in f.metadata else f.name
+                raise ParameterError(f"{flag}: must be True or False, got {value!r}")
         nifti.parse_slices(self.slices)
         nifti.check_volume_index(self.volume_index)
         check_seed(self.seed)
