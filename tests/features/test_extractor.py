@@ -105,3 +105,17 @@ def test_bad_parameters():
         FeatureExtractor(precision="fp8").fit()
     with pytest.raises(ParameterError, match="--batch-size"):
         FeatureExtractor(batch_size=0).fit()
+
+
+def test_transform_warns_naming_an_image_it_could_not_read(six_images, tmp_path, caplog):
+    """transform() returned NaN rows without a word (a probe's find: the PCA refused them later, naming nothing)."""
+    import logging
+
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(open(six_images[0], "rb").read()[:60])
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        out = make(tmp_path / "c").transform([six_images[0], str(bad), str(bad)])
+    assert np.isnan(out[1:]).all()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and said[0].startswith("2 of 3 images could not be read, their rows are NaN: '")
+    assert "truncated.png': cannot decode" in said[0] and "extract() gives every reason" in said[0]

@@ -214,3 +214,28 @@ def test_without_the_kernels_flags_an_x86_cpu_asks_openvino_never_torch(monkeypa
         assert cpu.x86_native_bf16() is None and rt.bf16_supported("cpu") is native
     with pytest.raises(ParameterError, match="none that could be confirmed .*pip install 'brainclust.openvino.'"):
         rt.check_torch_bf16()
+
+
+def test_two_exports_at_once_both_succeed(tmp_path):
+    """torch's exporter keeps global state: two runs in two threads of one process failed to export (and fell back
+    to torch) until exports took turns (a probe's find)."""
+    import threading
+
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    settings = {"backbone": "tiny", "weights_sha256": "abc", "input_size": 16}
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            for j in range(3):
+                rt.export(model, tmp_path / f"t{i}_{j}.onnx", settings)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(list(tmp_path.glob("t*.onnx"))) == 6

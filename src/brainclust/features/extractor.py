@@ -291,8 +291,16 @@ class FeatureExtractor(TransformerMixin, Step):
 
     # -- transforming ----------------------------------------------------------
     def transform(self, X: Sequence[str | os.PathLike | ImageRecord]) -> np.ndarray:
-        """Features of each image, ``(n_images, dim)`` float32; rows of failed images are NaN."""
-        return self.extract(X).features
+        """Features of each image, ``(n_images, dim)`` float32; rows of failed images are NaN (a warning names
+        the first; :meth:`extract` gives every reason)."""
+        records = as_records(X)
+        got = self.extract(records)
+        if got.failed:
+            i = min(got.failed)
+            log.warning("%d of %d images could not be read, their rows are NaN: '%s': %s%s", len(got.failed),
+                        len(records), records[i].path, got.failed[i], " (and others: extract() gives every reason)"
+                        if len(got.failed) > 1 else "")
+        return got.features
 
     def extract(self, X: Sequence[str | os.PathLike | ImageRecord]) -> Extraction:
         """Features of each image and what happened to each (see :class:`Extraction`)."""

@@ -252,6 +252,11 @@ def is_valid_export(path: Path, settings: dict) -> bool:
         return False
 
 
+#: torch's ONNX exporter keeps global state: two exports at once in one process (two runs in two threads) failed
+#: ("GLOBALS.in_onnx_export must be True") and fell back to torch; one export at a time.
+_EXPORTING = threading.Lock()
+
+
 def export(model, path: Path, settings: dict) -> Path:
     """Export ``model`` (a ``(B, 3, S, S) -> (B, D)`` module) to ``path`` atomically, with its sidecar."""
     import torch
@@ -262,7 +267,7 @@ def export(model, path: Path, settings: dict) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with _EXPORTING, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding chatter
             torch.onnx.export(model.float().eval(), x, tmp, opset_version=OPSET, input_names=["x"],
                               output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
