@@ -185,9 +185,27 @@ def test_within_names_the_strata_where_k_makes_every_image_its_own_cluster(caplo
     with caplog.at_level("WARNING", logger="brainclust"):
         m = StratifiedClusterer("hierarchical", 4, None, 0).fit(X, strata)
     said = [r.getMessage() for r in caplog.records if "its own cluster" in r.getMessage()]
-    assert said == ["--within: --k is at least the number of images of 2 stratum/strata, so each of their images "
-                    "is its own cluster: a, b"]
+    assert said == ["--within: --k is at least the number of (distinct) images of 2 stratum/strata, so each of "
+                    "their images is its own cluster: a, b"]
     assert m.k_ == {"a": 4, "b": 4, "c": 4}
+
+
+def test_a_stratum_of_copies_is_one_cluster_and_copies_are_never_split(caplog):
+    """Five copies of one image in a stratum ended the whole run ("all 5 images have identical features"; a probe's
+    find); now that stratum is one cluster, and a stratum of 3 distinct vectors gets at most 3 clusters."""
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(size=(12, 6)), np.repeat(rng.normal(size=(1, 6)), 5, 0),
+                   np.repeat(rng.normal(size=(3, 6)), 4, 0)])
+    strata = ["a"] * 12 + ["d"] * 5 + ["t"] * 12
+    with caplog.at_level("WARNING", logger="brainclust"):
+        m = StratifiedClusterer("hierarchical", 4, None, 0).fit(X, strata)
+    assert m.k_ == {"a": 4, "d": 1, "t": 3}
+    same = [r.getMessage() for r in caplog.records if "the same features" in r.getMessage()]
+    assert same == ["--within: in 1 stratum/strata every image has the same features (copies, or blank images), "
+                    "each one cluster: d"]
+    t = m.labels_[17:]
+    assert [len(set(t[i:i + 4])) for i in (0, 4, 8)] == [1, 1, 1] and len(set(t)) == 3  # copies stay together
+    np.testing.assert_array_equal(m.predict(X, strata), m.labels_)
 
 
 def test_within_says_once_that_the_pca_is_capped_in_small_strata(caplog):

@@ -146,3 +146,19 @@ def test_keys_whose_first_character_the_outputs_escape_still_join(tmp_path):
             assert j.columns == {"grade": ["II", ""]}, (rows, key)
         j = metadata.join_table(table(tmp_path, "file_name,grade\n@.png,IV\n"), rows, "file_name")
         assert j.kind == "name" and j.columns == {"grade": ["", "IV"]}
+
+
+def test_a_cell_holding_a_line_break_stays_in_its_row(tmp_path):
+    """str.splitlines broke rows at U+2028, form feeds and quoted newlines: 'A\\u2028B' became 'A' and a stray row
+    'B,g' (a probe's find); the csv module reads the records as csv, pandas and spreadsheets do."""
+    from brainclust.io.metadata import read_table
+
+    p = tmp_path / "m.csv"
+    p.write_text('path,site,grp\r\na.jpg,A\u2028B,g\r\nb.jpg,"B\nX",h\r\nc.jpg,C\x85D,i\n', encoding="utf-8",
+                 newline="")
+    t = read_table(p)
+    assert t.rows == [{"path": "a.jpg", "site": "A\u2028B", "grp": "g"}, {"path": "b.jpg", "site": "B\nX", "grp": "h"},
+                      {"path": "c.jpg", "site": "C\x85D", "grp": "i"}]
+    p.write_text('path,site\na.jpg,"two\nlines"\nb.jpg,B,extra\n', encoding="utf-8")
+    with pytest.raises(InputError, match="line 4 has 3 fields and the header 2"):
+        read_table(p)

@@ -507,3 +507,20 @@ def test_labels_from_folders_warns_when_the_folders_are_splits_or_absent(caplog)
     info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
     assert info == ["--labels-from-folders: the labels are the folders below the split folder(s) Testing, "
                     "Training (glioma, notumor)"]
+
+
+@pytest.mark.slow
+def test_a_projection_of_a_table_column_predicts_without_the_table(two_site_folder, tmp_path):
+    """--remove-rule project needs no stratum at predict time (docs/steering.md), yet predict refused new images
+    without the table (a probe's find); it predicts the same clusters with and without it."""
+    from brainclust.cli import main
+
+    root, table = two_site_folder
+    out = tmp_path / "proj"
+    assert main(["run", str(root), "--out", str(out), "--remove", "site", "--remove-rule", "project", "--backbone",
+                 "pixels@16", "--workers", "0", "--no-report", "--metadata", str(table), "--k", "2"]) == 0
+    assert main(["predict", str(out), str(root), "--out", str(tmp_path / "p1"), "-q"]) == 0
+    assert main(["predict", str(out), str(root), "--out", str(tmp_path / "p2"), "--metadata", str(table), "-q"]) == 0
+    fitted = [r["cluster"] for r in read_rows(out / "assignments.csv")]
+    assert [r["cluster"] for r in read_rows(tmp_path / "p1" / "assignments.csv")] == fitted
+    assert [r["cluster"] for r in read_rows(tmp_path / "p2" / "assignments.csv")] == fitted

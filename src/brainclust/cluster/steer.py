@@ -87,14 +87,25 @@ def check_categories(strata, option: str, column: str = "", min_rows: int = MIN_
                     "cluster together): %s", name, len(single), listed(single))
 
 
-def _warn_small(small: list[str], capped: list[str]) -> None:
-    """One warning for all strata below :data:`MIN_STRATUM` images, one for those with no more images than k."""
+def _distinct_rows(Z: np.ndarray) -> int:
+    """How many different rows ``Z`` has, from one seeded random projection (equal rows project equally; different
+    ones almost never do): O(rows x dims), where sorting whole rows would copy them."""
+    w = np.random.default_rng(0).standard_normal(Z.shape[1])
+    return len(np.unique(np.asarray(Z, np.float64) @ w))
+
+
+def _warn_small(small: list[str], capped: list[str], same: list[str]) -> None:
+    """One warning for all strata below :data:`MIN_STRATUM` images, one for those with no more images (or distinct
+    feature vectors) than k, one for those whose images all have the same features."""
     if small:
         log.warning("--within: %d stratum/strata with fewer than %d images, each one cluster: %s", len(small),
                     MIN_STRATUM, listed(small))
+    if same:
+        log.warning("--within: in %d stratum/strata every image has the same features (copies, or blank images), "
+                    "each one cluster: %s", len(same), listed(same))
     if capped:
-        log.warning("--within: --k is at least the number of images of %d stratum/strata, so each of their "
-                    "images is its own cluster: %s", len(capped), listed(capped))
+        log.warning("--within: --k is at least the number of (distinct) images of %d stratum/strata, so each of "
+                    "their images is its own cluster: %s", len(capped), listed(capped))
 #: AMI above which a factor "explains" the clusters and a steering option is suggested.
 DOMINANT_AMI = 0.5
 
@@ -298,15 +309,16 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
         self.cluster_stratum_: list[str] = []
         U = unit_rows(X)
         self.centroids_ = np.stack([U[s == v].mean(0) for v in self.strata_])
-        offset, small, capped, pca_capped = 0, [], [], []
+        offset, small, capped, pca_capped, same = 0, [], [], [], []
         for v in self.strata_:
             rows = np.flatnonzero(s == v)
             k = self._k_for(v)
             reducer = None
             Z = X[rows]
-            if len(rows) < MIN_STRATUM:
+            distinct = _distinct_rows(Z) if len(rows) >= MIN_STRATUM else 0
+            if len(rows) < MIN_STRATUM or distinct < 2:  # one stratum of copies must not end the whole run
                 local, model = np.zeros(len(rows), dtype=np.int64), None
-                small.append(str(v))
+                (small if len(rows) < MIN_STRATUM else same).append(str(v))
             else:
                 if self.pca is not None:
                     n_pca = self.pca
@@ -317,8 +329,8 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                 if k == "auto":  # as a run without --within: k = 2..rows-1 (strata of MIN_STRATUM rows or more)
                     sel = KSelector(method=self.method, random_state=self.random_state, context=f"stratum {v}").fit(Z)
                     k, self.k_selection_[v] = sel.k_, sel.as_dict()
-                capped += [str(v)] if int(k) >= len(rows) else []
-                model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows))),
+                capped += [str(v)] if int(k) >= distinct else []
+                model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows), distinct)),
                                   random_state=self.random_state).fit(Z)
                 local = model.labels_
             n_local = int(local.max()) + 1
@@ -328,7 +340,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             self.labels_[rows] = offset + local
             self.cluster_stratum_ += [v] * n_local
             offset += n_local
-        _warn_small(small, capped)
+        _warn_small(small, capped, same)
         if pca_capped:
             _say_pca_capped(self.pca, pca_capped, warns_on_cap(self.pca, self.warn_cap))
         self.n_clusters_ = offset

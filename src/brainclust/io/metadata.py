@@ -57,6 +57,7 @@ nothing.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -182,8 +183,11 @@ def read_table(path: str | Path) -> MetadataTable:
     first = text.split("\n", 1)[0]
     tab = p.name.lower().endswith((".tsv", ".tab", ".tsv.txt")) or "\t" in first
     try:
-        reader = csv.reader(text.splitlines(), delimiter="\t" if tab else ",", strict=True)  # an unclosed quote
-        lines = [row for row in reader]
+        # the csv module splits the records itself: a quoted newline stays in its cell, and U+2028, \x0c or \x85
+        # (line breaks to str.splitlines) are text (until 2026-12-07 they cut a row in two without a word)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tab else ",", strict=True)
+        numbered = [(reader.line_num, row) for row in reader]  # the line each record ends on
+        lines = [row for _, row in numbered]
     except csv.Error as exc:
         raise InputError(f"--metadata '{path}': not a valid {'TSV' if tab else 'CSV'} file ({exc})") from None
     if not lines or not any(h.strip() for h in lines[0]):
@@ -196,7 +200,7 @@ def read_table(path: str | Path) -> MetadataTable:
     if dupes:
         raise InputError(f"--metadata '{path}': column name '{dupes[0]}' appears more than once in the header")
     rows = []
-    for n, line in enumerate(lines[1:], start=2):
+    for n, line in numbered[1:]:
         if not any(c.strip() for c in line):
             continue
         if any(c.strip() for c in line[len(header):]):  # a value would be lost (trailing empty fields are not)

@@ -213,7 +213,11 @@ class RemoveStep(Step):
 
     def transform_batch(self, batch):
         self.check_is_fitted()
-        strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state, self.cache_dir)
+        if self.rule == "project" and self.source_ == "metadata":  # the projection needs no stratum (nor the table)
+            strata, cols = None, {}
+        else:
+            strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state,
+                                          self.cache_dir)
         rm = self.remover_
         if self.rule == "center":
             strata = _known_or_nearest(strata, rm.strata_, lambda: rm.predict_strata(batch.X), "--remove")
