@@ -133,3 +133,13 @@ def test_a_choice_at_the_largest_k_tried_is_warned(caplog):
     with caplog.at_level(logging.WARNING, logger="brainclust"):
         assert KSelector(method="kmeans", random_state=0, k_max=6, n_references=3).fit(X).k_ == 3
     assert "largest k tried" not in caplog.text
+
+
+def test_spectral_tries_only_the_k_it_can_fit():
+    """Spectral needs k + 2 rows: --k auto tried k up to rows - 1 and stopped the run on any set (or --within
+    stratum) of fewer than 17 images (a probe's find); it now tries k up to rows - 2."""
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    sel = KSelector(method="spectral", random_state=0, n_references=2).fit(X)
+    assert sel.ks_ == list(range(2, 9)) and 2 <= sel.k_ <= 8
+    with pytest.raises(ParameterError, match=r"spectral needs at least k \+ 2 = 4 images to try k = 2, got 3"):
+        KSelector(method="spectral").fit(X[:3])

@@ -190,7 +190,11 @@ class KSelector(BaseEstimator):
             raise ParameterError(f"k_min: must be >= 2 (the indices need two clusters), got {self.k_min}")
         if short := _too_few(n, self.k_min, self.k_max):
             raise ParameterError(f"{short}, got {n}")
-        return list(range(int(self.k_min), min(int(self.k_max), n - 1) + 1))
+        top = min(int(self.k_max), n - 2 if self.method == "spectral" else n - 1)  # spectral: k + 2 images at least
+        if top < self.k_min:
+            raise ParameterError(f"--k auto: --method spectral needs at least k + 2 = {self.k_min + 2} images to try "
+                                 f"k = {self.k_min}, got {n}")
+        return list(range(int(self.k_min), top + 1))
 
     def _cosine_geometry(self) -> bool:
         return self.method == "spectral" or (self.method == "hierarchical" and self.metric == "cosine")
