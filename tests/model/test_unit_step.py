@@ -84,6 +84,25 @@ def test_labels_come_from_any_column_and_a_missing_one_is_an_error(slices):
         with_labels(recs, "PatientName")
 
 
+def test_labels_that_cannot_be_scored_are_warned(caplog):
+    """--labels on an identifier (NMI 0.45 against a value per image) or a constant (FMI 0.58) was taken
+    silently (a probe's find); a column of classes is not warned."""
+    from brainclust.io.scan import ImageRecord
+
+    def recs(values):
+        return [ImageRecord(path=f"{i}.png", abspath=f"/d/{i}.png", name=f"{i}.png", type="png", size=1, width=8,
+                            height=8, sha256=str(i), meta={"c": v}) for i, v in enumerate(values)]
+
+    with caplog.at_level("WARNING", logger="brainclust"):
+        with_labels(recs([str(i) for i in range(10)]), "c")
+        with_labels(recs(["a"] * 10), "c")
+        with_labels(recs(["a", "b"] * 5), "c")
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["--labels c: 10 values for 10 labelled rows (an identifier or a continuous number?); the label "
+                    "scores say little: name a column of classes",
+                    "--labels c: one value in every labelled row; the label scores say nothing"]
+
+
 def test_the_step_saves_and_loads_and_refuses_an_unfitted_use(tmp_path, slices):
     recs, X = slices
     with pytest.raises(NotFittedError):

@@ -252,9 +252,7 @@ def is_valid_export(path: Path, settings: dict) -> bool:
         return False
 
 
-#: torch's ONNX exporter keeps global state: two exports at once in one process (two runs in two threads) failed
-#: ("GLOBALS.in_onnx_export must be True") and fell back to torch; one export at a time.
-_EXPORTING = threading.Lock()
+_EXPORTING = threading.Lock()  #: one ONNX export at a time: torch's exporter has global state (two threads failed)
 
 
 def export(model, path: Path, settings: dict) -> Path:
@@ -409,11 +407,8 @@ def load_network(build_model, name: str, settings: dict, *, runtime: str, reques
 
 
 def temp_folder(fresh: bool = False) -> Path:
-    """A temporary export folder removed at exit: one per process, or a new one with ``fresh=True``.
-
-    Random-weights backbones use a fresh folder: every build draws new weights,
-    so their export must not be reused by another extractor.
-    """
+    """A temporary export folder removed at exit: one per process, or a new one with ``fresh=True`` (random-weights
+    backbones: every build draws new weights, so their export must not be reused by another extractor)."""
     if fresh or not _TEMP:
         _TEMP.append(tempfile.TemporaryDirectory(prefix="brainclust-onnx-"))
     return Path(_TEMP[-1 if fresh else 0].name)

@@ -107,7 +107,19 @@ def with_labels(rows: list, column: str | None) -> list:
     if out and hasattr(out[0], "members") and not any(r.label for r in out):  # rows without one: said before
         log.warning("--labels %s: no unit has one value of it (each mixes several: it varies within the units); no "
                     "label score is computed", column)
+    _warn_unscorable([r.label for r in out if r.label], column)
     return out
+
+
+def _warn_unscorable(labels: list[str], column: str) -> None:
+    """A warning when the label scores against ``column`` cannot mean anything: one value (every score is that
+    of one class), or more values than half the labelled rows (an identifier or a continuous number)."""
+    values = len(set(labels))
+    if len(labels) >= 2 and values == 1:
+        log.warning("--labels %s: one value in every labelled row; the label scores say nothing", column)
+    elif len(labels) >= 4 and values > len(labels) / 2:
+        log.warning("--labels %s: %d values for %d labelled rows (an identifier or a continuous number?); the label "
+                    "scores say little: name a column of classes", column, values, len(labels))
 
 
 def warn_folder_labels(rows: list) -> None:
