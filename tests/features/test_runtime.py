@@ -216,6 +216,7 @@ def test_without_the_kernels_flags_an_x86_cpu_asks_openvino_never_torch(monkeypa
         rt.check_torch_bf16()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # the exporter's, from threads
 def test_two_exports_at_once_both_succeed(tmp_path):
     """torch's exporter keeps global state: two runs in two threads of one process failed to export (and fell back
     to torch) until exports took turns (a probe's find)."""
