@@ -584,7 +584,7 @@ def test_step_7_calls_a_reference_near_the_picture_bank_a_picture_and_a_rare_sli
     assert (out.z[n - 2:] < t.likeness_picture_z).all()
     assert np.isnan(out.picture[out.z >= t.likeness_picture_z]).all()
     assert out.picture[n - 1] < t.likeness_picture_below < out.picture[n - 2]
-    assert likeness.pictured(out.z, out.picture, t).tolist() == [False] * (n - 1) + [True]
+    assert likeness.pictured(out.picture, t).tolist() == [False] * (n - 1) + [True]
     revised = revise_not_mri(np.zeros(n, bool), out.z, none, t, np.ones(n, bool), out.picture)
     assert revised[n - 1] and not revised[n - 2]
     off = Thresholds(likeness_picture_below=-1e9, likeness_reference_below=-1e9)

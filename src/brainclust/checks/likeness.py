@@ -310,11 +310,10 @@ def _crops(records, typical: np.ndarray, rng, extraction: dict) -> np.ndarray:
     return x[np.isfinite(x).all(axis=1)]
 
 
-def pictured(z: np.ndarray, picture: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    """Rows that step 7 calls pictures: z-score below ``thresholds.likeness_picture_z`` and picture score below
-    ``thresholds.likeness_picture_below`` (NaN: never)."""
-    return (np.nan_to_num(np.asarray(z, np.float32), nan=np.inf) < thresholds.likeness_picture_z) & \
-        (np.nan_to_num(np.asarray(picture, np.float32), nan=np.inf) < thresholds.likeness_picture_below)
+def pictured(picture: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Rows that step 7 calls pictures: picture score below ``thresholds.likeness_picture_below`` (NaN, where
+    nothing was scored: the z-score was not below ``likeness_picture_z``, never)."""
+    return np.nan_to_num(np.asarray(picture, np.float32), nan=np.inf) < thresholds.likeness_picture_below
 
 
 def unlike(z: np.ndarray, thresholds: Thresholds, reference: np.ndarray | None = None) -> np.ndarray:
@@ -332,5 +331,5 @@ def revise_not_mri(not_mri: np.ndarray, z: np.ndarray, suspected: np.ndarray, th
     cleared = suspected & (np.nan_to_num(np.asarray(z, np.float32), nan=-np.inf) > thresholds.likeness_alike_above)
     flagged = not_mri | unlike(z, thresholds, reference)
     if picture is not None:
-        flagged |= pictured(z, picture, thresholds)
+        flagged |= pictured(picture, thresholds)
     return flagged & ~cleared

@@ -126,7 +126,7 @@ def _reasons(desc: Descriptors, not_mri: np.ndarray, sliced: np.ndarray, likenes
     """Why each ``not_mri`` row is: the pixel reasons that hold, ``likeness`` when its z-score is below its
     threshold and ``picture`` when step 7 calls it a picture (``""`` for the other rows)."""
     reasons = {**not_mri_reasons(desc.vectors, t, sliced), "likeness": unlike(likeness.z, t, likeness.reference),
-               "picture": pictured(likeness.z, likeness.picture, t)}
+               "picture": pictured(likeness.picture, t)}
     return [";".join(name for name, m in reasons.items() if m[i]) if not_mri[i] else "" for i in range(len(not_mri))]
 
 

@@ -284,7 +284,8 @@ def foreign_entry(out_dir: str | os.PathLike[str]) -> str | None:
             folder = root / top / plane
             if plane not in PLANES or not folder.is_dir():
                 return f"{top}/{plane}"
-            name = next((n for n in sorted(os.listdir(folder)) if not _name_pattern(plane).fullmatch(n)), None)
+            demo_name = _name_pattern(plane)
+            name = next((n for n in sorted(os.listdir(folder)) if not demo_name.fullmatch(n)), None)
             if name is not None:
                 return f"{top}/{plane}/{name}"
     return None
