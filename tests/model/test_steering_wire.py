@@ -308,10 +308,35 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
     prows = read_rows(pred / "assignments.csv")
     assert [r["stratum"] for r in prows] == [r["stratum"] for r in rows]
+    # the fit's own images, predicted: the run's silhouette, taken in the same map PCA (was: on the features)
+    fitted, predicted = (json.loads((d / "metrics.json").read_text())["silhouette"] for d in (out, pred))
+    assert predicted == pytest.approx(fitted, abs=1e-6)
     assert main(["export", str(out), "--to", str(tmp_path / "exp"), "-q"]) == 0  # the stratum beside each file
     exported = {r["path"]: r for r in read_rows(tmp_path / "exp" / "export.csv")}
     assert {p: r["stratum"] for p, r in exported.items()} == {r["path"]: r["stratum"] for r in rows}
 
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+def test_a_within_model_saved_without_its_map_predicts_and_scores_on_the_features(two_site_folder, tmp_path):
+    """Models saved before 2026-12-07 have no within_map_pca.npz: they load, and new rows' silhouette is then
+    taken on the features (as those models did)."""
+    from brainclust.cli import main
+    from brainclust.model.composite import BrainClusterModel
+
+    root, table = two_site_folder
+    out = tmp_path / "within"
+    assert main(["run", str(root), "--out", str(out), "--within", "site", "--backbone", "pixels@16", "--workers",
+                 "0", "--no-report", "--metadata", str(table), "--k", "2", "-q"]) == 0
+    assert BrainClusterModel.load(out).clusterer_.score_space(np.ones((2, 256))).shape == (2, 24)  # 24 images
+    config = out / "model" / "config.json"
+    info = json.loads(config.read_text())
+    info["sha256"].pop("within_map_pca.npz")
+    config.write_text(json.dumps(info))
+    (out / "model" / "within_map_pca.npz").unlink()
+    model = BrainClusterModel.load(out)
+    assert model.clusterer_.map_ is None and model.clusterer_.score_space(np.ones((2, 256))) is None
 
 
 @pytest.mark.slow
@@ -367,16 +392,18 @@ def test_run_refuses_a_missing_column_before_extraction(two_site_folder, tmp_pat
     assert not (tmp_path / "o" / "assignments.csv").exists()
 
 
-@pytest.mark.parametrize("option, message", [("--labels", "--labels: no row has a value in column 'nosuch'"),
-                                             ("--color-by", "--color-by: no column 'nosuch'")])
+@pytest.mark.parametrize("option, column, message", [
+    ("--labels", "nosuch", "--labels: no row has a value in column 'nosuch'"),
+    ("--labels", "plane", "--labels: no row has a value in column 'plane'"),
+    ("--color-by", "nosuch", "--color-by: no column 'nosuch'")])
 def test_a_missing_label_or_colour_column_is_refused_before_extraction(two_site_folder, tmp_path, capsys,
-                                                                        monkeypatch, option, message):
+                                                                        monkeypatch, option, column, message):
     from brainclust.cli import main
     from brainclust.features.extractor import FeatureExtractor
 
     root, _ = two_site_folder
     monkeypatch.setattr(FeatureExtractor, "fit_extract", lambda *a, **k: pytest.fail("features were extracted"))
-    rc = main(["run", str(root), "--out", str(tmp_path / "o"), option, "nosuch", "--backbone", "pixels@16",
+    rc = main(["run", str(root), "--out", str(tmp_path / "o"), option, column, "--backbone", "pixels@16",
                "--workers", "0", "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and message in err[-1] and "intensity_mean" in err[-1]
@@ -392,10 +419,20 @@ def test_colour_columns_may_be_what_the_run_writes():
 
 def test_label_columns_the_run_makes_are_checked_after_it():
     recs = records(4, lambda i: "A")
-    for column in (None, "folder", "plane", "level_3", "stratum", "site"):
+    for column in (None, "folder", "level_3", "stratum", "site"):
         check_label_column(column, recs)
     with pytest.raises(InputError, match="--labels: no row has a value in column 'nosuch'"):
         check_label_column("nosuch", recs)
+
+
+def test_labels_plane_waits_only_where_a_header_may_give_the_plane():
+    """An estimated plane never scores: 2-D files without a header are refused before the extraction; a volume's
+    slice has its plane at the scan; a DICOM file's plane is read with its pixels, so it waits."""
+    recs = records(4, lambda i: "A")
+    with pytest.raises(InputError, match="column 'plane' .*estimates for 2-D images never scores"):
+        check_label_column("plane", recs)
+    check_label_column("plane", [*recs, replace(recs[0], path="s.dcm", type="dicom")])
+    check_label_column("plane", [*recs, replace(recs[0], path="v.nii#axial=3", meta={"plane": "axial"})])
 
 
 def test_factor_record_ranks_columns_and_never_uses_the_label_column():

@@ -65,7 +65,7 @@ def distinct_scores(model, result: CheckResult, labels_true=None) -> dict:
     ``None`` for a unit run (``--unit``: its rows are not images).
     """
     aside = getattr(model, "aside_", None)
-    return _scores_over(result, model.records_, model.embedding_, model.labels_, labels_true, aside,
+    return _scores_over(result, model.records_, model.score_space(), model.labels_, labels_true, aside,
                         "one image per group of identical decoded contents (duplicates dropped), clustered images only")
 
 
@@ -73,10 +73,11 @@ def predicted_scores(got, labels_true=None) -> dict:
     """A prediction's ``metrics.json``: the scores of every new image, and, when the new images were checked,
     ``distinct``: the scores over those that are new, one per group of identical decoded contents and none
     that is a copy of an image of the fit (it is not new: its cluster is the fit's)."""
-    metrics = score(got.embedding, got.labels, labels_true)
+    space = got.embedding if got.space is None else got.space
+    metrics = score(space, got.labels, labels_true)
     if got.checks is not None:
         fit_copy = np.array([d.startswith(FITTED_PREFIX) for d in got.checks.duplicate_of], bool)
-        distinct = _scores_over(got.checks, got.records, got.embedding, got.labels, labels_true, None,
+        distinct = _scores_over(got.checks, got.records, space, got.labels, labels_true, None,
                                 "new images only: one per group of identical decoded contents, none that is a copy "
                                 "of an image of the fit", drop=fit_copy)
         if distinct is not None:

@@ -108,6 +108,8 @@ class Assignment:
     slices: list | None = None
     #: the new images' data checks (``CheckResult`` over ``slices``; ``None``: the model has no checks step)
     checks: object | None = None
+    #: the rows where their silhouette is taken, when not ``embedding`` (``--within``: the fit's map PCA)
+    space: np.ndarray | None = None
 
 
 @dataclass
@@ -344,33 +346,40 @@ class BrainClusterModel(Step):
             if name == "units" and batch.records is not before:  # new rows (units): their features
                 feats = batch.X
         t0 = time.perf_counter()
+        space = None
         if hasattr(self.clusterer_, "predict_batch"):  # a clustering that reads the rows (--within)
             batch, labels, levels = self.clusterer_.predict_batch(batch)
+            space = self.clusterer_.score_space(batch.X)
         else:
             labels = self.clusterer_.predict(batch.X)
             levels = self.clusterer_.predict_levels(batch.X)
         t["assign"] = time.perf_counter() - t0
-        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept, found)
+        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept, found,
+                          space)
 
     def scores(self, labels_true=None) -> dict:
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and
         ``outliers`` when the clustering recorded them."""
         self.check_is_fitted()
         aside = getattr(self, "aside_", None)
-        c = self.clusterer_.estimator_ if isinstance(self.clusterer_, SetAside) else self.clusterer_
-        # --within clusters each stratum in its own space: its silhouette is taken in the run's PCA space (the
-        # map's), as without --within, not on the raw features
-        space = c.X_fit_ if hasattr(c, "fit_batch") and c.pca else None  # --pca 0: the features, as without
         if aside is None:
-            metrics = score(self.embedding_ if space is None else space, self.labels_, labels_true)
+            metrics = score(self.score_space(), self.labels_, labels_true)
         else:  # the images set aside were not clustered: the scores are the clustered images'
             keep = ~aside
-            metrics = score(self.embedding_[keep] if space is None else space, self.labels_[keep],
+            metrics = score(self.score_space()[keep], self.labels_[keep],
                             None if labels_true is None else [y for y, k in zip(labels_true, keep) if k])
             metrics["n_set_aside"] = int(aside.sum())
         extra = self.clustering_extras()
         metrics.update({k: extra[k] for k in ("k_selection", "outliers") if extra.get(k) is not None})
         return metrics
+
+    def score_space(self) -> np.ndarray:
+        """The fit's rows where the silhouette is taken: ``embedding_``; with ``--within`` (each stratum clustered
+        in its own space, never with rows set aside) the map's PCA of them, as without ``--within`` (``--pca 0``:
+        the features)."""
+        self.check_is_fitted()
+        c = self.clusterer_
+        return c.X_fit_ if hasattr(c, "predict_batch") and c.pca else self.embedding_
 
     def clustering_extras(self) -> dict:
         """``k_selection`` (``--k auto``), ``outliers`` (``--outliers auto``) of the fitted clustering."""

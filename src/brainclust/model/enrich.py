@@ -144,7 +144,9 @@ def require_label_column(rows: list, column: str) -> None:
     """InputError (listing the columns there are) when no row has a value in ``column`` (``folder``: always one)."""
     if column != "folder" and not any(not is_missing(_lookup(r.meta, column)) for r in rows):
         names = sorted({k for r in rows for k in r.meta})
-        why = " (a column whose name marks patient data is never read)" if phi_reason(column, ()) else ""
+        why = (" (a column whose name marks patient data is never read)" if phi_reason(column, ()) else
+               " (only DICOM headers and volumes give it; the plane the run estimates for 2-D images never scores)"
+               if column == "plane" else "")
         raise InputError(f"--labels: no row has a value in column '{column}'{why}; metadata columns: "
                          f"{', '.join(names[:40]) or '(none)'}")
 

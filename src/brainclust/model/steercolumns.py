@@ -92,13 +92,20 @@ def check_steer_labels(records, labels: str | None, *, within=None, remove=None)
 
 def check_label_column(column: str | None, records) -> None:
     """``--labels COLUMN`` before the features are extracted: one line (InputError) when no row has a value
-    there. ``folder``, ``plane``, the tree levels and the other columns the run makes are checked after it."""
+    there. ``folder``, the tree levels, the other columns the run makes and ``plane`` where a DICOM header may
+    give it are checked after it."""
     from brainclust.model.enrich import require_label_column, warn_folder_labels
 
     if column == "folder":
         warn_folder_labels(records)
-    elif column not in (None, PLANE, *LEVELS, *RUN_MADE):
+    elif column not in (None, PLANE, *LEVELS, *RUN_MADE) or (column == PLANE and not _may_read_plane(records)):
         require_label_column(records, column)
+
+
+def _may_read_plane(records) -> bool:
+    """Whether some row has a header's plane or may get one from a DICOM header read with its pixels (an
+    estimated plane never scores: it is the run's own guess)."""
+    return any(r.type == "dicom" or PLANE in (getattr(r, "meta", None) or {}) for r in records)
 
 
 def is_meta_column(records, column: str) -> bool:

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RemoveStep", "WithinStep", "plane_columns", "predict_strata", "strata_for"]
 
-REMOVE_FILE, WITHIN_FILE = "remove.npz", "within.npz"
+REMOVE_FILE, WITHIN_FILE, WITHIN_MAP_FILE = "remove.npz", "within.npz", "within_map_pca.npz"
 
 
 def _members(r) -> tuple:
@@ -280,7 +280,10 @@ class WithinStep(Step):
     model_ : StratifiedClusterer
     labels_, levels_, n_clusters_, n_features_in_
     X_fit_ : ndarray (n, <= 50)
-        The rows through one global PCA (``--pca``): what the report maps; the clustering never sees it.
+        The rows through one global PCA (``--pca``): what the report maps and the silhouette is taken in; the
+        clustering never sees it.
+    map_ : PCAReducer or None
+        That PCA (``None``: a model saved before 2026-12-07), for new rows' silhouette (:meth:`score_space`).
     source_ : str
     level_offsets_ : ndarray (n_strata, 10) or None
         The global id of each stratum's first cluster at each tree level (hierarchical).
@@ -310,8 +313,9 @@ class WithinStep(Step):
                                 self.pca_given).fit(batch.X, strata)
         self.model_, self.labels_, self.levels_, self.n_clusters_ = m, m.labels_, m.levels_, m.n_clusters_
         n_map = self.pca or DEFAULT_COMPONENTS  # the report's map (within.npz X_fit): capped quietly, strata warned
-        self.X_fit_ = PCAReducer(min(n_map, *batch.X.shape) if isinstance(n_map, int) else n_map,
-                                 random_state=self.random_state).fit_transform(batch.X)
+        self.map_ = PCAReducer(min(n_map, *batch.X.shape) if isinstance(n_map, int) else n_map,
+                               random_state=self.random_state).fit(batch.X)
+        self.X_fit_ = self.map_.transform(batch.X)
         self.n_features_in_ = m.n_features_in_
         self.level_offsets_ = None
         if m.levels_ is not None:
@@ -326,6 +330,14 @@ class WithinStep(Step):
         strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state, self.cache_dir)
         m = self.model_
         return _known_or_nearest(strata, m.strata_, lambda: m.predict_strata(batch.X), "--within"), cols
+
+    def score_space(self, X) -> np.ndarray | None:
+        """Rows in the space the silhouette is taken in (the map's PCA, as without ``--within``); ``None`` with
+        ``--pca 0`` (the features themselves) or for a model saved without its map (before 2026-12-07)."""
+        self.check_is_fitted()
+        if not self.pca or getattr(self, "map_", None) is None:
+            return None
+        return self.map_.transform(np.asarray(X, np.float64))
 
     def predict_batch(self, batch):
         """``(rows with their columns, labels, levels)`` of new rows."""
@@ -376,6 +388,8 @@ class WithinStep(Step):
                 model.save(folder / f"within_{i}_cluster.npz")
                 files.append(f"within_{i}_cluster.npz")
                 has[i, 1] = True
+        self.map_.save(folder / WITHIN_MAP_FILE)
+        files.append(WITHIN_MAP_FILE)
         arrays = dict(strata=_text(m.strata_), offsets=np.asarray([m.offsets_[v] for v in m.strata_], np.int64),
                       k=np.asarray([m.k_[v] for v in m.strata_], np.int64), centroids=m.centroids_, has=has,
                       counts=np.asarray([int((m.stratum_ == v).sum()) for v in m.strata_], np.int64),
@@ -416,6 +430,9 @@ class WithinStep(Step):
                     raise ValueError(f"stratum {i}'s clustering does not fit its reduction or the method")
                 m.models_[v] = (reducer, model)
             step.X_fit_, step.labels_ = np.asarray(d["X_fit"], np.float64), np.asarray(d["labels"])
+            step.map_ = PCAReducer.load(folder / WITHIN_MAP_FILE) if (folder / WITHIN_MAP_FILE).exists() else None
+            if step.map_ is not None and step.map_.n_features_in_ != m.n_features_in_:
+                raise ValueError(f"'{WITHIN_MAP_FILE}' was fitted on {step.map_.n_features_in_} dimensions")
             step.level_offsets_ = np.asarray(d["level_offsets"]) if "level_offsets" in d else None
             step.levels_ = np.asarray(d["levels"]) if "levels" in d else None
         except (KeyError, ValueError, IndexError, TypeError) as exc:
