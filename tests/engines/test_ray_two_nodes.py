@@ -169,7 +169,9 @@ def _same_as_local(out: Path, cache: Path, local, local_out: Path) -> None:
     assert manifest["engine"]["engine"] == "ray"
     assert (out / "assignments.csv").read_bytes() == (local_out / "assignments.csv").read_bytes()
     keys = [r.key for r in local.records]
-    np.testing.assert_array_equal(_stored(cache, local.extractor.cache_settings_, keys), local.features)
+    # other processes, other batch splits: equal here, but a CPU's kernels need not promise bits (as test_ray_engine)
+    np.testing.assert_allclose(_stored(cache, local.extractor.cache_settings_, keys), local.features, rtol=1e-5,
+                               atol=1e-6)
     with open(out / "assignments.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(local.records)
 
