@@ -61,8 +61,8 @@ def test_check_refuses_an_out_inside_the_data_or_holding_other_files(data, tmp_p
 @pytest.mark.parametrize("settings, message", [
     ({"check_thresholds": "min_side=zero"}, "--check-thresholds: min_side must be a number"),
     ({"split_column": "fold"}, "--split-column: would be ignored"),
-    ({"workers": -1}, "--workers: must be None or an integer from 0 to 64"),
-    ({"workers": 500}, "--workers: must be None or an integer from 0 to 64"),
+    ({"workers": -1}, "--workers: must be an integer from 0 to 64 (or unset)"),
+    ({"workers": 500}, "--workers: must be an integer from 0 to 64 (or unset)"),
     ({"slices": "sideways:mid"}, "sideways"),
 ])
 def test_check_refuses_bad_settings_before_the_scan(data, tmp_path, settings, message):

@@ -25,7 +25,9 @@ def test_a_violation_is_one_line_naming_the_option_the_rule_and_the_value():
     p.check("n_clusters", None)
     with pytest.raises(ParameterError) as err:
         p.check("n_clusters", -3)
-    assert str(err.value) == "--k: must be None or a positive integer, got -3"
+    assert str(err.value) == "--k: must be a positive integer (or unset), got -3"  # a command line has no None
+    with pytest.raises(ParameterError, match=r"^n_clusters: must be None or a positive integer, got -3$"):
+        param(NONE, Integer(1)).check("n_clusters", -3)  # a parameter without an option: Python's words
 
 
 class Toy(Step):

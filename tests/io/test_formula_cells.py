@@ -171,3 +171,13 @@ def test_a_renamed_metadata_column_says_why(caplog):
     assert set(out) == {"meta_=cmd", "meta_cluster"}
     assert "'=cmd' is written as 'meta_=cmd': a spreadsheet would run the name as a formula" in caplog.text
     assert "'cluster' is written as 'meta_cluster': the run writes its own 'cluster'" in caplog.text
+
+
+def test_manifest_skip_reasons_read_as_written_and_their_paths_keep_the_guard():
+    """manifest.json is JSON, not a spreadsheet: a skip reason that starts with '-' is written as it is (a walk
+    found '\\x2d-volume-index 5 is out of range' in the manifest and the report); its path keeps the guard (it is
+    read back with unescape_name), and control characters are escaped in both."""
+    from brainclust.io.outputs import escaped_manifest
+
+    m = escaped_manifest({"skipped": [{"path": "-a.nii.gz", "reason": "--volume-index 5 is out of range\x1b"}]})
+    assert m["skipped"] == [{"path": "\\x2da.nii.gz", "reason": "--volume-index 5 is out of range\\x1b"}]

@@ -213,14 +213,20 @@ def test_a_metadata_column_that_holds_the_labels_is_refused_by_its_values():
         check_run_columns(recs, labels="folder", **{flag: "site"})
 
 
-def test_within_a_column_that_determines_the_labels_is_refused_remove_only_the_labels_own_classes():
+def test_within_a_column_that_determines_the_labels_is_refused_remove_only_the_labels_own_classes(caplog):
     """Subjects each of one diagnosis: --within subject makes every stratum pure in the labels (refused);
-    --remove subject is a nuisance taken out, not the labels' classes (accepted)."""
-    recs = [r.__class__(**{**r.__dict__, "meta": {"subject": f"s{i % 4}", "diagnosis": "AB"[i % 4 // 2]}})
+    --remove subject is a nuisance taken out, not the labels' classes (accepted), but it takes the diagnosis out
+    with it: a warning (a walk's --remove site, each site of one group, scored NMI 0.000 without a word)."""
+    recs = [r.__class__(**{**r.__dict__, "meta": {"subject": f"s{i % 4}", "diagnosis": "AB"[i % 4 // 2],
+                                                  "site": "PQ"[i % 2]}})
             for i, r in enumerate(records(16, lambda i: ""))]
     with pytest.raises(ParameterError, match="--within subject: each stratum's labelled images share one label"):
         check_run_columns(recs, labels="diagnosis", within="subject")
-    check_run_columns(recs, labels="diagnosis", remove="subject")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        check_run_columns(recs, labels="diagnosis", remove="site")  # both diagnoses at each site: no warning
+        assert caplog.text == ""
+        check_run_columns(recs, labels="diagnosis", remove="subject")
+    assert "--remove subject: each stratum's labelled images share one label (--labels diagnosis)" in caplog.text
 
 
 def test_steps_of_within_and_remove():

@@ -53,3 +53,25 @@ def test_the_header_is_read_only_from_the_files_the_run_clustered(tmp_path):
         refused, withheld = set(), set()
         assert load_image(tmp_path, row, sha, refused, 0, withheld) is None
         assert refused == {0} and withheld == set()  # refused unread, not withheld after a read
+
+
+@pytest.mark.slow
+def test_export_warns_of_the_images_that_may_show_text(tmp_path, capsys):
+    """The report and view draw a placeholder; export writes the pixels as the run read them (de-identifying
+    the header, not the pixels), so it says which images may show text (a walk's Secondary Capture was
+    exported without a word)."""
+    from brainclust.cli import main
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(2)
+    for i in range(6):
+        write_dicom(data / f"plain{i}.dcm", rng.integers(0, 3000, (32, 32), dtype=np.uint16), uid=10 + i,
+                    BurnedInAnnotation="NO")
+    write_dicom(data / "burned.dcm", rng.integers(0, 3000, (32, 32), dtype=np.uint16), uid=2, BurnedInAnnotation="YES")
+    assert main(["run", str(data), "--out", str(tmp_path / "run"), "--k", "2", "--backbone", "pixels@16",
+                 "--workers", "0", "--no-report", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "exp")]) == 0
+    err = capsys.readouterr().err
+    assert "export: 1 DICOM image(s) may show patient text burned into their pixels" in err
+    assert "first 'burned.dcm'" in err

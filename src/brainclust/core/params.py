@@ -156,7 +156,10 @@ class Param:
         if any(r.accepts(value) for r in self.rules):
             return
         why = next((w for text, w in self.hints if isinstance(value, str) and value.lower() == text), None)
-        raise ParameterError(f"{self.option or name}: must be {' or '.join(r.describe() for r in self.rules)}, "
+        # an option's None is its absence (a command line has no None): "(or unset)"
+        shown = [r.describe() for r in self.rules if not (self.option and r is NONE)] or ["None"]
+        unset = " (or unset)" if self.option and NONE in self.rules and len(self.rules) > 1 else ""
+        raise ParameterError(f"{self.option or name}: must be {' or '.join(shown)}{unset}, "
                              f"got {value!r}" + (f"; {why}" if why else ""))
 
 

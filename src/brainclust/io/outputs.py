@@ -173,7 +173,13 @@ def escape_name(name: str) -> str:
     after any blanks; :func:`~brainclust.io.csvcell.formula_safe`) ``\\xNN``; any other text is unchanged.
     :func:`unescape_name` inverts it exactly.
     """
-    return formula_safe(_NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), name))
+    return formula_safe(escape_text(name))
+
+
+def escape_text(text: str) -> str:
+    """:func:`escape_name` without the spreadsheet guard: for text of a JSON output that is no file name (a skip
+    reason), where a leading ``-`` (``--volume-index 5 is out of range``) must read as written."""
+    return _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), text)
 
 
 def _unescape_match(m: re.Match) -> str:
@@ -196,7 +202,7 @@ def shown_name(text: str, clip: bool = False) -> str:
     """A path of an output (:func:`escape_name`'s text) as a message shows it: the spreadsheet guard on its
     first character undone (``\\x2d2.jpg`` is ``-2.jpg``), every other escape kept; ``clip``: at most
     :data:`~brainclust.terminal.NAME_SHOWN` characters (:func:`~brainclust.terminal.clipped`)."""
-    shown = _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), unescape_name(text))
+    shown = escape_text(unescape_name(text))
     return clipped(shown) if clip else shown
 
 
@@ -212,8 +218,8 @@ def escaped_manifest(manifest: Mapping) -> dict:
         if isinstance(out.get(key), str):
             out[key] = escape_name(out[key])
     if "skipped" in out:
-        out["skipped"] = [{k: escape_name(v) if isinstance(v, str) else v for k, v in s.items()}
-                          for s in out["skipped"]]
+        out["skipped"] = [{k: (escape_name if k == "path" else escape_text)(v) if isinstance(v, str) else v
+                           for k, v in s.items()} for s in out["skipped"]]
     return out
 
 

@@ -325,7 +325,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     result.metadata_files, result.excluded, result.summary = select.metadata_files, select.excluded, select.summary
     if result.summary:
         log.info("scan: %s", result.summary)  # one line: sidecars and left-out files are never listed one by one
-    scanmeta.warn_found(result.records, slices, nifti.DEFAULT_SLICES)
+    scanmeta.warn_found(result.records, slices, nifti.DEFAULT_SLICES, volume_index)
     result.skipped.sort(key=lambda s: s["path"])
     for s in result.skipped:
         log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])  # as written in the outputs

@@ -152,11 +152,13 @@ PHI_IN_NAME = re.compile(r"\^"  # a DICOM person name (Family^Given)
                          r"|(?<![a-z])(mrn|dob)(?![a-z])", re.IGNORECASE)  # a record number or a birth date named
 
 
-def warn_found(records: Sequence, slices: str, default_slices: str) -> int:
-    """The scan's warnings on what it found: ``--slices`` given for a folder without a NIfTI volume (it changes
-    nothing), and :func:`warn_phi_names`; returns the latter's count."""
-    if slices != default_slices and records and not any(r.type == "nifti" for r in records):
-        log.warning("--slices %s: no NIfTI volume was found, so it changes nothing", slices)
+def warn_found(records: Sequence, slices: str, default_slices: str, volume_index: int = 0) -> int:
+    """The scan's warnings on what it found: ``--slices`` or ``--volume-index`` given for a folder without a NIfTI
+    volume (it changes nothing), and :func:`warn_phi_names`; returns the latter's count."""
+    if records and not any(r.type == "nifti" for r in records):
+        for flag, value in (("--slices", slices), ("--volume-index", volume_index)):
+            if value != (default_slices if flag == "--slices" else 0):
+                log.warning("%s %s: no NIfTI volume was found, so it changes nothing", flag, value)
     return warn_phi_names(r.path for r in records)
 
 

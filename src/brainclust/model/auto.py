@@ -173,6 +173,9 @@ class AutoSelect(_Portfolio):
     def scores(self, labels_true=None) -> dict:
         return self._best().scores(labels_true)
 
+    def score_space(self):
+        return self._best().score_space()
+
     def predict(self, records):
         return self._best().predict(records)
 
@@ -265,7 +268,10 @@ class ConsensusModel(_Portfolio):
     def scores(self, labels_true=None) -> dict:
         from brainclust.cluster.scores import score
 
-        return score(self.embedding_, self.labels_, labels_true)
+        return score(self.score_space(), self.labels_, labels_true)
+
+    def score_space(self):
+        return self.embedding_
 
     def predict(self, records):
         raise InputError("a --consensus model has no single model to place new images")

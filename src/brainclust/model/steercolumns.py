@@ -9,6 +9,8 @@ value) is refused here too, not after the extraction.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from brainclust.cluster.steer import MIN_STRATUM, as_strata, check_categories
@@ -17,6 +19,8 @@ from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
 
 __all__ = ["LEVELS", "PLANE", "PLANE_COLUMNS", "available_columns", "check_column", "check_label_column",
            "check_run_columns", "check_steer_labels", "is_meta_column", "meta_values"]
+
+log = logging.getLogger(__name__)
 
 PLANE = "plane"
 LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
@@ -88,6 +92,9 @@ def check_steer_labels(records, labels: str | None, *, within=None, remove=None)
         if flag == "--remove" and one_label_each and len(pairs) == len(set(y[has].tolist())):
             raise ParameterError(f"--remove {column}: its strata are the label classes ({given}); labels only "
                                  "score, they must not shape the features: drop the labels or remove another column")
+        if flag == "--remove" and one_label_each:
+            log.warning("--remove %s: each stratum's labelled images share one label (%s), so removing it takes "
+                        "out what the labels tell apart: expect label scores near 0", column, given)
 
 
 def check_label_column(column: str | None, records) -> None:

@@ -61,6 +61,7 @@ from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
 from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside
+from brainclust.report.thumbnails import shows_text
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,11 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
     if kept:
         log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a file Pillow cannot "
                     "write again, or a copy not decoding to the same pixels), first '%s'", len(kept), kept[0])
+    texted = sorted({p for p, _ in items if records[p].type == "dicom" and shows_text(records[p].abspath)})
+    if texted:  # the report and view draw a placeholder instead; export writes what the run read
+        log.warning("export: %d DICOM image(s) may show patient text burned into their pixels (BurnedInAnnotation "
+                    "YES, a screen save or a Secondary Capture), which export does not remove: look at them before "
+                    "sharing, first '%s'", len(texted), shown_name(texted[0], clip=True))
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)
