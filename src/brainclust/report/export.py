@@ -51,6 +51,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainclust.checks.decode import dicom_header
+from brainclust.checks.rules import burned_in_text
 from brainclust.errors import ImageReadError, InputError, ModelFileError, ParameterError, UnsafePathError
 from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.content import content_sha256
@@ -61,7 +63,6 @@ from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
 from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside
-from brainclust.report.thumbnails import shows_text
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
     if kept:
         log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a file Pillow cannot "
                     "write again, or a copy not decoding to the same pixels), first '%s'", len(kept), kept[0])
-    texted = sorted({p for p, _ in items if records[p].type == "dicom" and shows_text(records[p].abspath)})
+    texted = sorted(p for p, _ in items if records[p].type == "dicom" and os.path.isfile(records[p].abspath)
+                    and burned_in_text(dicom_header(records[p].abspath)))  # isfile: no FIFO waited on
     if texted:  # the report and view draw a placeholder instead; export writes what the run read
         log.warning("export: %d DICOM image(s) may show patient text burned into their pixels (BurnedInAnnotation "
                     "YES, a screen save or a Secondary Capture), which export does not remove: look at them before "

@@ -122,10 +122,10 @@ def still_shown(root: Path | None, row: dict, sha256) -> bool:
     earlier (a disk cache) needs, so a changed, deleted or withheld image is never shown from the cache."""
     rec = None if root is None else image_record(root, row, sha256)
     return rec is not None and bool(rec.sha256) and _is_recorded(rec.abspath, rec.sha256) and not (
-        rec.type == "dicom" and shows_text(rec.abspath))
+        rec.type == "dicom" and _shows_text(rec.abspath))
 
 
-def shows_text(path: str) -> bool:
+def _shows_text(path: str) -> bool:
     """Whether the DICOM file at ``path`` may show patient text in its pixels
     (:func:`brainclust.checks.rules.burned_in_text`), remembered per path, size and modification time (the
     frames of one file are read once)."""
@@ -169,7 +169,7 @@ def load_image(root: Path | None, row: dict, sha256, refused: set | None = None,
         return None  # gone: missing, not refused
     # no recorded hash: refused unopened; else the bytes are checked before any decoder parses them
     if rec is not None and rec.sha256 and _is_recorded(rec.abspath, rec.sha256):
-        if rec.type == "dicom" and shows_text(rec.abspath):  # read only once its bytes are the run's
+        if rec.type == "dicom" and _shows_text(rec.abspath):  # read only once its bytes are the run's
             if withheld is not None:
                 withheld.add(key)
             return None
