@@ -104,10 +104,11 @@ def backbone_info(ex) -> dict:
 
 def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
                   volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
-                  bids_filter=None, bids="auto") -> ScanResult:
+                  bids_filter=None, bids="auto", told=("slices", "volume_index")) -> ScanResult:
     """:func:`brainclust.io.scan.scan` with the run's file choice; an InputError when it finds no image."""
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
-                   progress=progress, include=include, exclude=exclude, bids_filter=bids_filter, bids=bids)
+                   progress=progress, include=include, exclude=exclude, bids_filter=bids_filter, bids=bids,
+                   told=told)
     if not scanned.records:
         raise InputError.no_images(data, len(scanned.skipped), scanned.excluded)
     return scanned
@@ -277,7 +278,8 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     prepare_out(out, data=data, model_dir=model_dir, allowed=PREDICT_ENTRIES)
     table = read_metadata(cfg.metadata)
     scanned = scan_nonempty(data, labels_from_folders, cfg.slices, cfg.volume_index, progress, include=cfg.include,
-                            exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids)
+                            exclude=cfg.exclude_files, bids_filter=cfg.bids_filter, bids=cfg.bids,
+                            told=[k for k in ("slices", "volume_index") if given[k] is not None])
     t0 = time.perf_counter()
     records, extra = enrich(scanned.records, cfg, table)
     t_meta = time.perf_counter() - t0

@@ -28,6 +28,8 @@ def test_a_violation_is_one_line_naming_the_option_the_rule_and_the_value():
     assert str(err.value) == "--k: must be a positive integer (or unset), got -3"  # a command line has no None
     with pytest.raises(ParameterError, match=r"^n_clusters: must be None or a positive integer, got -3$"):
         param(NONE, Integer(1)).check("n_clusters", -3)  # a parameter without an option: Python's words
+    with pytest.raises(ParameterError, match=r"^progress: must be None or True or False, got 'x'$"):
+        param(NONE, BOOL, option="progress").check("progress", "x")  # named, but no command-line option
 
 
 class Toy(Step):

@@ -370,8 +370,14 @@ def test_slices_for_a_folder_without_nifti_is_said_to_change_nothing(tmp_path, m
         assert "changes nothing" not in caplog.text  # the default: nothing to say
         scan(tmp_path, slices="coronal:3")
         scan(tmp_path, volume_index=2)  # a walk's find: it was accepted without a word
+        scan(tmp_path, volume_index=2, told=("slices",))  # predict: the run's setting, not the user's
     assert "--slices coronal:3: no NIfTI volume was found, so it changes nothing" in caplog.text
-    assert "--volume-index 2: no NIfTI volume was found, so it changes nothing" in caplog.text
+    assert caplog.text.count("--volume-index 2: no NIfTI volume was found, so it changes nothing") == 1
+    caplog.clear()
+    (tmp_path / "v.nii.gz").write_bytes(b"not a volume")  # found, but skipped: the options did not change nothing
+    with caplog.at_level("WARNING", logger="brainclust"):
+        scan(tmp_path, slices="coronal:3", volume_index=2)
+    assert "skipped v.nii.gz" in caplog.text and "changes nothing" not in caplog.text
 
 
 def test_a_root_that_is_a_list_or_a_file_is_one_line_saying_so(tmp_path):

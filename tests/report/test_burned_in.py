@@ -67,11 +67,12 @@ def test_export_warns_of_the_images_that_may_show_text(tmp_path, capsys):
     for i in range(6):
         write_dicom(data / f"plain{i}.dcm", rng.integers(0, 3000, (32, 32), dtype=np.uint16), uid=10 + i,
                     BurnedInAnnotation="NO")
-    write_dicom(data / "burned.dcm", rng.integers(0, 3000, (32, 32), dtype=np.uint16), uid=2, BurnedInAnnotation="YES")
+    write_dicom(data / "burned.dcm", rng.integers(0, 3000, (2, 32, 32), dtype=np.uint16), uid=2,  # two frames
+                BurnedInAnnotation="YES")
     assert main(["run", str(data), "--out", str(tmp_path / "run"), "--k", "2", "--backbone", "pixels@16",
                  "--workers", "0", "--no-report", "-q"]) == 0
     capsys.readouterr()
     assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "exp")]) == 0
     err = capsys.readouterr().err
-    assert "export: 1 DICOM image(s) may show patient text burned into their pixels" in err
+    assert "export: 1 DICOM file(s) may show patient text burned into their pixels" in err
     assert "first 'burned.dcm'" in err

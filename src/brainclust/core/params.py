@@ -156,10 +156,10 @@ class Param:
         if any(r.accepts(value) for r in self.rules):
             return
         why = next((w for text, w in self.hints if isinstance(value, str) and value.lower() == text), None)
-        # an option's None is its absence (a command line has no None): "(or unset)"
-        shown = [r.describe() for r in self.rules if not (self.option and r is NONE)] or ["None"]
-        unset = " (or unset)" if self.option and NONE in self.rules and len(self.rules) > 1 else ""
-        raise ParameterError(f"{self.option or name}: must be {' or '.join(shown)}{unset}, "
+        # a command-line option's None is its absence (a command line has no None): "(or unset)"
+        unset = (self.option or "").startswith("--") and NONE in self.rules and len(self.rules) > 1
+        shown = " or ".join(r.describe() for r in self.rules if not (unset and r == NONE))
+        raise ParameterError(f"{self.option or name}: must be {shown}{' (or unset)' if unset else ''}, "
                              f"got {value!r}" + (f"; {why}" if why else ""))
 
 

@@ -141,7 +141,7 @@ FIGURE_NAMES = ("tsne_clusters", "tsne_labels", "dendrogram", "silhouette", "mon
 #: The folders of :data:`RUN_ENTRIES` and the names (``fnmatch`` patterns) a run writes inside them; nothing
 #: else is ever written deeper, so anything else found there is a user's and the folder is not replaced.
 RUN_NESTED = {"model": (*MODEL_FILES.values(), "ssl_*.json", "ssl_*.safetensors", "within_*_pca.npz",
-                        "within_*_cluster.npz"),
+                        "within_*_cluster.npz", "within_map_pca.npz"),
               "figures": tuple(f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg"))}
 #: ``format`` and current ``version`` of the model manifest (``model/config.json``).
 MODEL_FORMAT = "brainclust-model"
@@ -212,7 +212,8 @@ def write_manifest(path, manifest: Mapping) -> Path:
 
 
 def escaped_manifest(manifest: Mapping) -> dict:
-    """A copy of ``manifest`` with its file names escaped (``input``, ``model_dir``, ``skipped``)."""
+    """A copy of ``manifest`` with its file names escaped (``input``, ``model_dir``, the paths of ``skipped``;
+    the skip reasons by :func:`escape_text`, without the spreadsheet guard: JSON is no spreadsheet)."""
     out = dict(manifest)
     for key in ("input", "model_dir"):
         if isinstance(out.get(key), str):

@@ -254,7 +254,7 @@ def _file_records(p: Path, rel: str, label: str, strategy: str, volume_index: in
 
 def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str = nifti.DEFAULT_SLICES,
          volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
-         bids_filter=None, bids: str | bool | None = "auto") -> ScanResult:
+         bids_filter=None, bids: str | bool | None = "auto", told=("slices", "volume_index")) -> ScanResult:
     """Find the images under ``root`` (recursively, deterministic order).
 
     Parameters
@@ -277,6 +277,8 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
         ``--bids-filter`` (:func:`brainclust.io.bids.parse_filter`); needs a BIDS data set.
     bids : {"auto", "off"}, default "auto"
         ``--bids``: ``auto`` detects a BIDS data set, ``off`` never (:func:`brainclust.io.bids.detect`).
+    told : collection of str, default ("slices", "volume_index")
+        Those of the two the user gave (``predict`` reads the others from the run): warned of without NIfTI files.
 
     Returns
     -------
@@ -288,8 +290,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     InputError
         ``root`` is not a folder (one line: missing, or a file), or BIDS data files exist but none is selected.
     ParameterError
-        ``root`` is not a path (e.g. a list); invalid ``slices``, ``volume_index``, pattern, ``bids`` or BIDS
-        filter (or one that would be ignored).
+        ``root`` is not a path (a list); an invalid or ignored ``slices``, ``volume_index``, pattern, ``bids``, filter.
     """
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
@@ -325,7 +326,8 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     result.metadata_files, result.excluded, result.summary = select.metadata_files, select.excluded, select.summary
     if result.summary:
         log.info("scan: %s", result.summary)  # one line: sidecars and left-out files are never listed one by one
-    scanmeta.warn_found(result.records, slices, nifti.DEFAULT_SLICES, volume_index)
+    scanmeta.warn_found(result.records, result.skipped,
+                        {"slices": (slices, nifti.DEFAULT_SLICES), "volume_index": (volume_index, 0)}, told)
     result.skipped.sort(key=lambda s: s["path"])
     for s in result.skipped:
         log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])  # as written in the outputs

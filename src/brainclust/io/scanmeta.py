@@ -152,13 +152,15 @@ PHI_IN_NAME = re.compile(r"\^"  # a DICOM person name (Family^Given)
                          r"|(?<![a-z])(mrn|dob)(?![a-z])", re.IGNORECASE)  # a record number or a birth date named
 
 
-def warn_found(records: Sequence, slices: str, default_slices: str, volume_index: int = 0) -> int:
-    """The scan's warnings on what it found: ``--slices`` or ``--volume-index`` given for a folder without a NIfTI
-    volume (it changes nothing), and :func:`warn_phi_names`; returns the latter's count."""
-    if records and not any(r.type == "nifti" for r in records):
-        for flag, value in (("--slices", slices), ("--volume-index", volume_index)):
-            if value != (default_slices if flag == "--slices" else 0):
-                log.warning("%s %s: no NIfTI volume was found, so it changes nothing", flag, value)
+def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=()) -> int:
+    """The scan's warnings on what it found: each of ``options`` (``{"slices": (value, default), ...}``) the user
+    gave (``told``) away from its default when the scan found images but no NIfTI file, kept or skipped (it
+    changes nothing), and :func:`warn_phi_names`; returns the latter's count."""
+    nifti_seen = any(r.type == "nifti" for r in records) or any(
+        s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)  # e.g. skipped for --volume-index
+    for name, (value, default) in options.items() if records and not nifti_seen else ():
+        if name in told and value != default:
+            log.warning("--%s %s: no NIfTI volume was found, so it changes nothing", name.replace("_", "-"), value)
     return warn_phi_names(r.path for r in records)
 
 

@@ -378,8 +378,8 @@ class BrainClusterModel(Step):
         in its own space, never with rows set aside) the map's PCA of them, as without ``--within`` (``--pca 0``:
         the features)."""
         self.check_is_fitted()
-        c = self.clusterer_
-        return c.X_fit_ if hasattr(c, "predict_batch") and c.pca else self.embedding_
+        space = self.clusterer_.score_space() if hasattr(self.clusterer_, "predict_batch") else None
+        return self.embedding_ if space is None else space
 
     def clustering_extras(self) -> dict:
         """``k_selection`` (``--k auto``), ``outliers`` (``--outliers auto``) of the fitted clustering."""

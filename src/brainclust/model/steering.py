@@ -331,13 +331,16 @@ class WithinStep(Step):
         m = self.model_
         return _known_or_nearest(strata, m.strata_, lambda: m.predict_strata(batch.X), "--within"), cols
 
-    def score_space(self, X) -> np.ndarray | None:
-        """Rows in the space the silhouette is taken in (the map's PCA, as without ``--within``); ``None`` with
-        ``--pca 0`` (the features themselves) or for a model saved without its map (before 2026-12-07)."""
+    def score_space(self, X=None) -> np.ndarray | None:
+        """Rows in the space the silhouette is taken in, the map's PCA (as without ``--within``): new rows ``X``,
+        else the fitted rows (``X_fit_``). ``None`` with ``--pca 0`` (the features themselves) and for new rows of
+        a model saved without its map (before 2026-12-07)."""
         self.check_is_fitted()
-        if not self.pca or getattr(self, "map_", None) is None:
+        if not self.pca:
             return None
-        return self.map_.transform(np.asarray(X, np.float64))
+        if X is None:
+            return self.X_fit_
+        return None if getattr(self, "map_", None) is None else self.map_.transform(X)
 
     def predict_batch(self, batch):
         """``(rows with their columns, labels, levels)`` of new rows."""
@@ -388,8 +391,9 @@ class WithinStep(Step):
                 model.save(folder / f"within_{i}_cluster.npz")
                 files.append(f"within_{i}_cluster.npz")
                 has[i, 1] = True
-        self.map_.save(folder / WITHIN_MAP_FILE)
-        files.append(WITHIN_MAP_FILE)
+        if self.map_ is not None:  # None: loaded from a model saved without it
+            self.map_.save(folder / WITHIN_MAP_FILE)
+            files.append(WITHIN_MAP_FILE)
         arrays = dict(strata=_text(m.strata_), offsets=np.asarray([m.offsets_[v] for v in m.strata_], np.int64),
                       k=np.asarray([m.k_[v] for v in m.strata_], np.int64), centroids=m.centroids_, has=has,
                       counts=np.asarray([int((m.stratum_ == v).sum()) for v in m.strata_], np.int64),
@@ -430,7 +434,8 @@ class WithinStep(Step):
                     raise ValueError(f"stratum {i}'s clustering does not fit its reduction or the method")
                 m.models_[v] = (reducer, model)
             step.X_fit_, step.labels_ = np.asarray(d["X_fit"], np.float64), np.asarray(d["labels"])
-            step.map_ = PCAReducer.load(folder / WITHIN_MAP_FILE) if (folder / WITHIN_MAP_FILE).exists() else None
+            listed = WITHIN_MAP_FILE in (entry.get("files") or ())  # by the step's list: a stray file is not its
+            step.map_ = PCAReducer.load(folder / WITHIN_MAP_FILE) if listed else None
             if step.map_ is not None and step.map_.n_features_in_ != m.n_features_in_:
                 raise ValueError(f"'{WITHIN_MAP_FILE}' was fitted on {step.map_.n_features_in_} dimensions")
             step.level_offsets_ = np.asarray(d["level_offsets"]) if "level_offsets" in d else None

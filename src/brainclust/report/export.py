@@ -315,15 +315,25 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
     if kept:
         log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a file Pillow cannot "
                     "write again, or a copy not decoding to the same pixels), first '%s'", len(kept), kept[0])
-    texted = sorted(p for p, _ in items if records[p].type == "dicom" and os.path.isfile(records[p].abspath)
-                    and burned_in_text(dicom_header(records[p].abspath)))  # isfile: no FIFO waited on
+    texted = _burned_in_files(records[p] for p, _ in items)
     if texted:  # the report and view draw a placeholder instead; export writes what the run read
-        log.warning("export: %d DICOM image(s) may show patient text burned into their pixels (BurnedInAnnotation "
+        log.warning("export: %d DICOM file(s) may show patient text burned into their pixels (BurnedInAnnotation "
                     "YES, a screen save or a Secondary Capture), which export does not remove: look at them before "
                     "sharing, first '%s'", len(texted), shown_name(texted[0], clip=True))
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)
+
+
+def _burned_in_files(recs) -> list[str]:
+    """The DICOM files (their paths, sorted) among ``recs`` that may show patient text in their pixels
+    (:func:`~brainclust.checks.rules.burned_in_text`): each file's header read once, and never of a FIFO."""
+    files: dict[str, bool] = {}
+    for rec in recs:
+        name = rec.path.split("#", 1)[0] if rec.frame else rec.path  # a frame's file
+        if rec.type == "dicom" and name not in files:
+            files[name] = os.path.isfile(rec.abspath) and burned_in_text(dicom_header(rec.abspath))
+    return sorted(name for name, shows in files.items() if shows)
 
 
 def export_folder(row: dict, aside: list[str]) -> str:
