@@ -343,3 +343,16 @@ def test_a_mistyped_option_gets_the_closest_one(capsys):
     with pytest.raises(SystemExit):
         main(["check", "data", "--out", "o", "--labels-from-folder"])
     assert "did you mean" not in capsys.readouterr().err  # 'check' has no --labels-from-folders: no guess
+
+
+def test_another_commands_option_is_named_as_such_with_the_commands_help(capsys):
+    """`check --exclude duplicate` suggested --include and the general help (a walk's find)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "data", "--out", "o", "--exclude", "duplicate"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert ("--exclude is an option of 'brainclust run', not of 'brainclust check' (see 'brainclust check --help')"
+            in err) and "did you mean" not in err
+    with pytest.raises(SystemExit):
+        main(["run", "data", "--out", "o", "--exclud", "duplicate"])
+    assert "did you mean --exclude? (see 'brainclust run --help')" in capsys.readouterr().err

@@ -122,20 +122,34 @@ class OneLineParser(argparse.ArgumentParser):
         return ns, rest
 
     def error(self, message: str):
+        command = self._command()
+        where = f"{self.prog} {command}" if command and message.startswith("unrecognized arguments: ") else self.prog
         self.exit(2, terminal_text(f"{self.prog}: error: {message}{self._did_you_mean(message)} "
-                                   f"(see '{self.prog} --help')") + "\n")
+                                   f"(see '{where} --help')") + "\n")
+
+    def _subcommands(self) -> dict:
+        return {name: sub for a in self._actions if isinstance(a.choices, dict) for name, sub in a.choices.items()
+                if isinstance(sub, argparse.ArgumentParser)}
+
+    def _command(self) -> str | None:
+        """The sub-command on the command line (its parser's own options are known), if any."""
+        return next((w for w in getattr(self, "given_", ()) if w in self._subcommands()), None)
 
     def _did_you_mean(self, message: str) -> str:
-        """``; did you mean --x?`` for an unrecognised option close to one of this parser's."""
+        """``; did you mean --x?`` for an unrecognised option close to one of this parser's; ``; --x is an option
+        of 'brainclust run'`` for one of another sub-command's (``check --exclude`` suggested ``--include``)."""
         if not message.startswith("unrecognized arguments: "):
             return ""
-        subs = {name: sub for a in self._actions if isinstance(a.choices, dict) for name, sub in a.choices.items()
-                if isinstance(sub, argparse.ArgumentParser)}
-        command = next((w for w in getattr(self, "given_", ()) if w in subs), None)  # the sub-command's own
+        subs, command = self._subcommands(), self._command()
         parsers = [self] + ([subs[command]] if command else [])
         known = sorted({o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")})
         for word in message.split(": ", 1)[1].split():
-            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.75)
+            option = word.split("=", 1)[0]
+            owners = [f"'{self.prog} {name}'" for name, sub in subs.items() if name != command and any(
+                option in a.option_strings for a in sub._actions)]
+            if command and word.startswith("--") and owners:
+                return f"; {option} is an option of {' and '.join(owners)}, not of '{self.prog} {command}'"
+            close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
             if word.startswith("--") and close:
                 return f"; did you mean {close[0]}?"
         return ""

@@ -51,12 +51,19 @@ def run_summary(result) -> str:
     if getattr(result, "checks", None) is not None:
         lines.append(result.checks.summary() + " (quality.csv, leakage.csv)")
         if result.config.exclude:
-            n_aside = m.get("n_set_aside")
-            lines.append(f"--exclude {','.join(result.config.exclude)}: " + (
-                f"{n_aside} image(s) left out of the clustering (cluster -1; scores over the others)" if n_aside
-                else "no image carries these flags; every image was clustered"))
+            n_aside, told = m.get("n_set_aside"), f"--exclude {','.join(result.config.exclude)}"
+            if "model_dir" in result.manifest:  # predict: the model's setting; new images are all assigned
+                if n := sum(bool(f & set(result.config.exclude)) for f in result.checks.flags):
+                    lines.append(f"{told} (the model's): predict sets no image aside; {n} new image(s) carry "
+                                 "these flags and were assigned a cluster (quality.csv)")
+            else:
+                lines.append(f"{told}: " + (f"{n_aside} image(s) left out of the clustering (cluster -1; scores "
+                             "over the others)" if n_aside else "no image carries these flags; every image was "
+                             "clustered"))
     cache = result.manifest.get("cache", {})
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
+                 + (f" (of which {copies} repeat an earlier image: computed once)" if (copies := cache.get("copies"))
+                    else "")
                  + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else ""))
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
         from brainclust.cluster.follows import headline

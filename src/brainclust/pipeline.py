@@ -103,12 +103,11 @@ def backbone_info(ex) -> dict:
 
 
 def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
-                  volume_index: int = 0, progress: bool | None = None, *, include=(), exclude=(),
-                  bids_filter=None, bids="auto", told=("slices", "volume_index")) -> ScanResult:
-    """:func:`brainclust.io.scan.scan` with the run's file choice; an InputError when it finds no image."""
+                  volume_index: int = 0, progress: bool | None = None, **choice) -> ScanResult:
+    """:func:`brainclust.io.scan.scan` with the run's file choice (``include``, ``exclude``, ``bids_filter``,
+    ``bids``, ``told``: scan's keywords); an InputError when it finds no image."""
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
-                   progress=progress, include=include, exclude=exclude, bids_filter=bids_filter, bids=bids,
-                   told=told)
+                   progress=progress, **choice)
     if not scanned.records:
         raise InputError.no_images(data, len(scanned.skipped), scanned.excluded)
     return scanned

@@ -46,8 +46,18 @@ def test_summary_galleries_and_policy(tmp_path):
     mask = exclude_mask(res.flags, {"duplicate", "blank"})
     assert [p for p, m in zip(res.paths, mask) if m] == ["mri/zcopy.png", "odd/blank.png",
                                                         "odd/x<img src=x onerror=alert(1)>.png"]
-    keep = distinct_index(res.duplicates.representative, res.duplicates.exact)
+    keep = distinct_index(res.paths, res.flags, res.duplicate_of)
     assert res.paths.index("mri/zcopy.png") not in keep and len(keep) == len(res.paths) - 1
+
+
+def test_distinct_images_are_the_first_of_each_content_among_those_used():
+    """A copy stands for its content when the first image of it is not used (a walk: --exclude near_duplicate
+    set aside Tr-no_0142, and its byte copy Tr-no_0143, clustered, was dropped from the distinct scores too)."""
+    paths, dup_of = ["a", "b", "c", "d"], ["", "a", "", "a"]
+    flags = [frozenset(), frozenset({"duplicate"}), frozenset({"near_duplicate"}), frozenset({"duplicate"})]
+    assert distinct_index(paths, flags, dup_of).tolist() == [0, 2]
+    assert distinct_index(paths, flags, dup_of, np.array([False, True, True, True])).tolist() == [1, 2]
+    assert distinct_index(paths, flags, dup_of, np.array([False, False, False, True])).tolist() == [3]
 
 
 def test_the_summary_says_when_images_hold_few_grey_levels(tmp_path):

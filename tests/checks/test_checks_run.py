@@ -129,6 +129,20 @@ def test_the_summary_says_how_many_were_set_aside_and_when_none_carries_the_flag
     assert "--exclude noise: no image carries these flags; every image was clustered" in run_summary(none)
 
 
+def test_predict_of_an_excluding_model_says_it_sets_nothing_aside(excluded_run, data, tmp_path):
+    """predict assigns every new image: the model's --exclude was read as "no image carries these flags" beside a
+    checks line counting them (a walk's find)."""
+    from brainclust import predict
+    from brainclust.clisummary import run_summary
+
+    got = predict(excluded_run[1], data, tmp_path / "pred", cache_dir=str(tmp_path / "c"), workers=0)
+    said = run_summary(got)
+    n = sum(bool(f & {"duplicate", "not_mri", "blank"}) for f in got.checks.flags)
+    assert n == 17  # copies of the fit's images, all of them
+    assert (f"--exclude duplicate,not_mri,blank (the model's): predict sets no image aside; {n} new image(s) carry "
+            "these flags and were assigned a cluster") in said and "no image carries" not in said
+
+
 def test_excluded_images_are_left_out_of_pca_and_clustering(excluded_run, data, checked_run, tmp_path):
     """The kept images cluster exactly as a run on the folder without the excluded files."""
     res, _ = excluded_run

@@ -260,3 +260,23 @@ def test_a_whole_run_warns_once_about_an_unusable_cache_folder(tmp_path, capsys)
                  "--k", "2", "--workers", "0", "--no-report", "--cache-dir", str(tmp_path / "file" / "c")]) == 0
     err = capsys.readouterr().err
     assert err.count("is unusable") == 1 and "cache folder" in err and "cannot cache" not in err, err
+
+
+def test_copies_are_counted_among_the_misses_and_said(tmp_path, images):
+    """A file and its byte copy are computed once: the progress bar counts what is computed (69), the cache
+    summary counted 70 misses without a word (a walk: "990 of 990 img" against "1000 misses")."""
+    import shutil
+
+    from brainclust.clisummary import run_summary
+
+    copy = tmp_path / "img" / "zcopy.png"
+    shutil.copy(images[0], copy)
+    got = _extractor(tmp_path / "cache").extract([*images, copy])
+    assert (got.cache_hits, got.cache_misses, got.copies) == (0, 71, 1)
+    assert got.cache_info() == {"hits": 0, "misses": 71, "copies": 1}
+    np.testing.assert_array_equal(got.features[-1], got.features[0])
+    again = _extractor(tmp_path / "cache").extract([*images, copy])
+    assert again.cache_info() == {"hits": 71, "misses": 0}
+    result = type("R", (), {"metrics": {"n_images": 71, "n_clusters": 2}, "manifest": {"cache": got.cache_info()},
+                            "skipped": [], "config": None, "out_dir": None})()
+    assert "feature cache: 0 hits, 71 misses (of which 1 repeat an earlier image: computed once)" in run_summary(result)

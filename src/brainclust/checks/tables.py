@@ -165,13 +165,17 @@ def exclude_mask(flags: list[frozenset[str]], exclude: Iterable[str]) -> np.ndar
     return np.array([bool(fl & ex) for fl in flags], bool)
 
 
-def distinct_index(representative: np.ndarray, exact: np.ndarray, include_near: bool = False) -> np.ndarray:
-    """Indices of one image per duplicate group (scores over distinct images).
-
-    By default only exact duplicates are dropped (every ``duplicate``); with ``include_near``
-    every member of a group but its representative is dropped.
+def distinct_index(paths: list[str], flags: list[frozenset], duplicate_of: list[str],
+                   use: np.ndarray | None = None) -> np.ndarray:
+    """Indices of one image per decoded content (scores over distinct images): in order, the first of each
+    content among ``use`` (a mask; default every image). A ``duplicate``'s content is its ``duplicate_of``'s, so
+    when the first image of a content is not used (set aside as a ``near_duplicate``), its next copy stands for it.
     """
-    representative = np.asarray(representative)
-    n = len(representative)
-    keep = (representative == np.arange(n)) if include_near else ~np.asarray(exact, bool)
-    return np.nonzero(keep)[0]
+    seen: set[str] = set()
+    out: list[int] = []
+    for i in range(len(paths)) if use is None else np.flatnonzero(use):
+        content = duplicate_of[i] if "duplicate" in flags[i] else paths[i]
+        if content not in seen:
+            seen.add(content)
+            out.append(int(i))
+    return np.asarray(out, dtype=np.int64)

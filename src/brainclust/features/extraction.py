@@ -37,6 +37,8 @@ class Extraction:
     cache_hits, cache_misses : int
         Per image: features read from the store, features computed now. Failed images are neither
         (``hits + misses + len(failed) == n``).
+    copies : int
+        Of the misses, the images whose content an earlier row holds too: computed once, at that row.
     seconds : float
         Time spent computing (not reading the cache).
     """
@@ -46,6 +48,7 @@ class Extraction:
     cache_hits: int = 0
     cache_misses: int = 0
     seconds: float = 0.0
+    copies: int = 0
 
     def split(self, records: Sequence[ImageRecord]) -> tuple[list[ImageRecord], np.ndarray, list[dict]]:
         """``(records that decoded, their features, skipped)``; ``skipped`` = ``[{"path", "reason"}]``.
@@ -59,10 +62,11 @@ class Extraction:
         return [records[i] for i in ok], take_rows(self.features, ok), skipped
 
     def cache_info(self) -> dict:
-        """``{"hits", "misses"}`` per image (``hits + misses`` = the images that decoded), and ``failed`` when
-        some image could not be decoded."""
+        """``{"hits", "misses"}`` per image (``hits + misses`` = the images that decoded), ``failed`` when some
+        image could not be decoded and ``copies`` when some misses were computed once for an earlier row."""
         return {"hits": self.cache_hits, "misses": self.cache_misses,
-                **({"failed": len(self.failed)} if self.failed else {})}
+                **({"failed": len(self.failed)} if self.failed else {}),
+                **({"copies": self.copies} if self.copies else {})}
 
 
 class ImageDataset:

@@ -325,6 +325,7 @@ class FeatureExtractor(TransformerMixin, Step):
         failed_keys = self._compute(records, keys, todo, out, cache) if todo else {}
         seconds = time.perf_counter() - t0
         failed: dict[int, str] = {}
+        copies = 0
         for i, k in enumerate(keys):
             if hit[i]:
                 continue
@@ -332,10 +333,11 @@ class FeatureExtractor(TransformerMixin, Step):
                 failed[i] = failed_keys[k]
             elif todo[k] != i:  # a repeated image: computed once, at its first row
                 out[i] = out[todo[k]]
+                copies += 1
         if cache is not None:
             cache.close()
         hits = int(hit.sum())  # each row is a hit, a miss (computed now) or failed: hits + misses = decoded
-        return Extraction(out, failed, hits, n - hits - len(failed), seconds)
+        return Extraction(out, failed, hits, n - hits - len(failed), seconds, copies)
 
     def _compute(self, records, keys, todo: dict[str, int], out: np.ndarray, cache) -> dict[str, str]:
         """Decode and embed the first record of every key in ``todo`` into ``out`` (and the cache);

@@ -317,7 +317,7 @@ class FusedExtractor(TransformerMixin, Step):
             for i, reason in p.failed.items():
                 failed.setdefault(i, reason)
         return Extraction(out, failed, sum(p.cache_hits for p in parts), sum(p.cache_misses for p in parts),
-                          sum(p.seconds for p in parts))
+                          sum(p.seconds for p in parts), sum(p.copies for p in parts))
 
     def extract(self, X) -> Extraction:
         """Fused features ``(n_images, sum of block dims)`` (NaN rows for failed images) and what happened."""

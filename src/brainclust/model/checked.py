@@ -87,20 +87,21 @@ def predicted_scores(got, labels_true=None) -> dict:
 
 def _scores_over(result: CheckResult, records, embedding, labels, labels_true, aside, rule: str,
                  drop: np.ndarray | None = None) -> dict | None:
-    """:func:`~brainclust.cluster.scores.score` over the first image of each exact-duplicate group among
-    ``records`` (not ``aside``, not ``drop``: masks over the rows and the checked images); ``None`` for units."""
+    """:func:`~brainclust.cluster.scores.score` over one image per decoded content among the ``records`` used
+    (not ``aside``, not ``drop``: masks over the rows and the checked images; :func:`distinct_index`); ``None``
+    for units."""
     if records and getattr(records[0], "members", None) is not None:
         return None
     at = {p: i for i, p in enumerate(result.paths)}
     rows = np.array([at[r.path] for r in records], dtype=np.int64)
-    keep = np.zeros(len(result.paths), bool)
-    keep[distinct_index(result.duplicates.representative, result.duplicates.exact)] = True
+    use = np.ones(len(rows), bool) if aside is None else ~np.asarray(aside, bool)
     if drop is not None:
-        keep &= ~drop
-    use = keep[rows]
-    if aside is not None:
-        use &= ~aside
-    idx = np.flatnonzero(use)
+        use &= ~drop[rows]
+    used = np.zeros(len(result.paths), bool)
+    used[rows[use]] = True
+    keep = np.zeros(len(result.paths), bool)
+    keep[distinct_index(result.paths, result.flags, result.duplicate_of, used)] = True
+    idx = np.flatnonzero(keep[rows])
     y = None if labels_true is None else [labels_true[i] for i in idx]
     out = score(np.asarray(embedding)[idx], np.asarray(labels)[idx], y)
     out.pop("cluster_sizes", None)
