@@ -31,7 +31,8 @@ def run_summary(result) -> str:
     if "mean_nmi" in within:  # the run's own scores are over about k x strata global ids: inside them compares
         lines.append(f"within the strata: NMI {within['mean_nmi']:.3f}, ARI {within['mean_ari']:.3f} (mean over "
                      f"{count_text(len(within['per_stratum']), 'scored stratum', 'scored strata')}, weighted by "
-                     "images; metrics.json within.scores)")
+                     f"{'images' if getattr(result.config, 'unit', 'slice') == 'slice' else 'units'}; metrics.json "
+                     "within.scores)")
     reduce = ((result.manifest.get("auto") or {}).get("chosen") or result.manifest.get("settings") or {}).get("reduce")
     if "umap" in str(reduce):  # the reduction used: --auto's choice, else the setting
         lines.append("silhouette on the UMAP embedding, whose clumps raise it: not comparable with a PCA run's")

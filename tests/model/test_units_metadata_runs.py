@@ -247,3 +247,12 @@ def test_no_planted_phi_reaches_any_output_or_the_terminal(data, tmp_path, capsy
         assert secret not in text, secret
         assert secret not in cap.out + cap.err + logs, secret
     assert "arm" in rows_of(out / "assignments.csv")[0]  # the harmless column of the same table is kept
+
+
+def test_a_unit_run_names_its_rows_units_when_it_steers(data, tmp_path, caplog):
+    """--unit volume --remove site counted "images per stratum" where they were volumes (a walk's find)."""
+    caplog.set_level(logging.INFO, logger="brainclust")
+    brainclust.run(data["root"], tmp_path / "rm", unit="volume", slices="axial:4", k=2, remove="site",
+                   cache_dir=data["cache"], **FAST)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--remove site")]
+    assert len(said) == 1 and "units per stratum A: 4, B: 4" in said[0], said

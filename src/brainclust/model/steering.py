@@ -205,8 +205,9 @@ class RemoveStep(Step):
         self.counts_ = dict(sorted(Counter(strata.tolist()).items()))
         check_categories(strata, "--remove", self.column, min_rows=2)
         self.remover_ = FactorRemover(self.rule).fit(batch.X, strata)
-        log.info("--remove %s (%s, rule %s): %s, images per stratum %s", self.column, self.source_, self.rule,
-                 count_text(len(self.counts_), "stratum", "strata"),
+        rows = "units" if getattr(batch.records[0], "members", None) is not None else "images"  # --unit: not slices
+        log.info("--remove %s (%s, rule %s): %s, %s per stratum %s", self.column, self.source_, self.rule,
+                 count_text(len(self.counts_), "stratum", "strata"), rows,
                  listed([f"{k}: {v}" for k, v in self.counts_.items()]))
         one_stratum(self.counts_, "--remove", self.column)
         return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
