@@ -137,6 +137,9 @@ def test_filters_select_and_a_filter_matching_nothing_is_an_error(bids_tree):
     assert func.records[0].meta["repetition_time_ms"] == pytest.approx(2000)
     with pytest.raises(InputError, match="selects none of its 6 BIDS data file"):
         scan(bids_tree, bids_filter="suffix=FLAIR")
+    # the values there, so that a wrong case or form is seen at once (a walk's suffix=t1w, sub=sub-01)
+    with pytest.raises(InputError, match=r"\(their values: suffix: T1w, bold; ce: \(none\), gd\)$"):
+        scan(bids_tree, bids_filter="suffix=t1w,ce=gd")
 
 
 def test_bids_filter_needs_a_bids_folder(tmp_path):

@@ -261,21 +261,21 @@ def matches(bf: BidsFile, filt: Mapping[str, frozenset[str]]) -> bool:
     """Whether a data file passes a parsed filter (and the default datatype rule when it names none)."""
     if "datatype" not in filt and bf.datatype not in DEFAULT_DATATYPES:
         return False
+    return all(filter_value(bf, key) in allowed for key, allowed in filt.items())
+
+
+def filter_value(bf: BidsFile, key: str) -> str | None:
+    """The value a data file has for a filter key (``None``: its name has no such entity)."""
     ent = bf.name.entity_map
-    for key, allowed in filt.items():
-        if key == "suffix":
-            value = bf.name.suffix
-        elif key == "datatype":
-            value = bf.datatype
-        elif key == "extension":
-            value = bf.name.extension
-        elif key in ent:
-            value = _index_value(ent[key]) if key in INDEX_ENTITIES else ent[key]
-        else:
-            return False
-        if value not in allowed:
-            return False
-    return True
+    if key == "suffix":
+        return bf.name.suffix
+    if key == "datatype":
+        return bf.datatype
+    if key == "extension":
+        return bf.name.extension
+    if key in ent:
+        return _index_value(ent[key]) if key in INDEX_ENTITIES else ent[key]
+    return None
 
 
 def name_columns(bf: BidsFile) -> dict[str, str]:

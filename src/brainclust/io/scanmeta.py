@@ -225,6 +225,7 @@ class FileSelector:
         self.excluded: dict[str, int] = {HIDDEN: hidden} if hidden else {}
         self.withheld: dict[str, int] = {}
         self.n_bids_data = self.n_bids_used = 0
+        self.found: dict[str, set[str]] = {key: set() for key in self.bfilter}  # each filter key's values there
         self.summary = ""
 
     def _leave_out(self, reason: str) -> None:
@@ -249,6 +250,8 @@ class FileSelector:
             return None
         if bf is not None:  # a BIDS data file (images, and e.g. EEG files: left out unless selected)
             self.n_bids_data += 1
+            for key, values in self.found.items():
+                values.add(bids_mod.filter_value(bf, key) or "(none)")
             if not bids_mod.matches(bf, self.bfilter):
                 if "datatype" not in self.bfilter and bf.datatype not in bids_mod.DEFAULT_DATATYPES:
                     self._leave_out(f"BIDS datatype {bf.datatype} (anatomical images only by default; "
@@ -287,8 +290,10 @@ class FileSelector:
         if self.bids and self.n_bids_data and not self.n_bids_used:
             what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else
                     "the default (anatomical images only; --bids-filter datatype=... takes others)")
+            found = "; ".join(f"{k}: {', '.join(sorted(v)[:8])}{', ...' if len(v) > 8 else ''}"
+                              for k, v in self.found.items())
             raise InputError(f"input folder '{self.shown_root}': {what} selects none of its "
-                             f"{self.n_bids_data} BIDS data file(s)")
+                             f"{self.n_bids_data} BIDS data file(s)" + (f" (their values: {found})" if found else ""))
         unreadable = self.sidecars.unreadable
         for stats in ([self.index.stats] if self.index is not None else []) + [self.sidecars]:
             for c, n in stats.withheld.items():
