@@ -48,7 +48,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import METHODS, Clusterer
-from brainclust.cluster.reduce import PCAReducer, warns_on_cap
+from brainclust.cluster.reduce import PCAReducer, distinct_rows, warns_on_cap
 from brainclust.cluster.twostage import unit_rows
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import N_LEVELS
@@ -85,13 +85,6 @@ def check_categories(strata, option: str, column: str = "", min_rows: int = MIN_
     if warn and min_rows < MIN_STRATUM and single:
         log.warning("%s: %d value(s) hold a single image, which centring puts at the origin (those images then "
                     "cluster together): %s", name, len(single), listed(single))
-
-
-def _distinct_rows(Z: np.ndarray) -> int:
-    """How many different rows ``Z`` has, from one seeded random projection (equal rows project equally; different
-    ones almost never do): O(rows x dims), where sorting whole rows would copy them."""
-    w = np.random.default_rng(0).standard_normal(Z.shape[1])
-    return len(np.unique(np.asarray(Z, np.float64) @ w))
 
 
 def _warn_small(small: list[str], capped: list[str], same: list[str]) -> None:
@@ -315,7 +308,7 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
             k = self._k_for(v)
             reducer = None
             Z = X[rows]
-            distinct = _distinct_rows(Z) if len(rows) >= MIN_STRATUM else 0
+            distinct = distinct_rows(Z) if len(rows) >= MIN_STRATUM else 0
             if len(rows) < MIN_STRATUM or distinct < 2:  # one stratum of copies must not end the whole run
                 local, model = np.zeros(len(rows), dtype=np.int64), None
                 (small if len(rows) < MIN_STRATUM else same).append(str(v))

@@ -34,7 +34,10 @@ def drop_colliding(result) -> None:
     """Skip the files whose image paths repeat an earlier one: a file named like a frame or slice of another
     (``m.dcm#frame=2`` beside a two-frame ``m.dcm``) would give two rows no output could tell apart.
     ``result``: a :class:`~brainclust.io.scan.ScanResult` (its ``records`` and ``skipped`` are changed)."""
-    def file_of(r) -> str:
+    if len({r.path for r in result.records}) == len(result.records):  # the usual case, O(n): no path twice
+        return
+
+    def file_of(r) -> str:  # ~10 us a call: only when some path repeats
         return Path(r.abspath).relative_to(result.root).as_posix()
 
     seen: dict[str, str] = {}

@@ -65,9 +65,10 @@ def check_steer_labels(records, labels: str | None, *, within=None, remove=None)
     """Labels only score. A ``--within`` metadata column each of whose strata holds one label (the run's scores
     would measure the strata, not the clusters), or a ``--remove`` one whose strata are the label classes (the
     labels would shape the features), is refused in one line; a ``--remove`` one each of whose strata holds one
-    label, not 1:1 (subjects of one diagnosis each), warns (it takes the labels' differences out too). By the values, not the names: the labels of
-    ``--labels-from-folders`` under split folders are the class folders, not ``folder``. ``plane`` when it is
-    estimated and ``level_N`` are made by the run, after this check (``model.steerrecord`` warns then)."""
+    label, not 1:1 (subjects of one diagnosis each), warns (it takes the labels' differences out too). By the
+    values, not the names: the labels of ``--labels-from-folders`` under split folders are the class folders, not
+    ``folder``. ``plane`` when it is estimated and ``level_N`` are made by the run, after this check
+    (``model.steerrecord`` warns then)."""
     from brainclust.model.enrich import scoring_labels, with_labels
 
     if labels is None or (within is None and remove is None):
