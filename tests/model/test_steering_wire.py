@@ -229,6 +229,58 @@ def test_within_a_column_that_determines_the_labels_is_refused_remove_only_the_l
     assert "--remove subject: each stratum's labelled images share one label (--labels diagnosis)" in caplog.text
 
 
+def sparse_subjects(labelled_of) -> list:
+    """40 images of 10 subjects (4 each), each subject of one diagnosis (A: s0-s4, B: s5-s9); only the images
+    ``labelled_of(i)`` carry it, the others have an empty value (sparse labels)."""
+    return [r.__class__(**{**r.__dict__, "meta": {"subject": f"s{i % 10}",
+                                                  "diagnosis": "AB"[i % 10 // 5] if labelled_of(i) else ""}})
+            for i, r in enumerate(records(40, lambda i: ""))]
+
+
+def test_sparse_labels_a_stratum_with_one_labelled_image_is_no_evidence_of_one_label(caplog):
+    """Most images unlabelled: a subject with a single labelled image holds one label by coincidence; only the
+    strata with 2+ labelled images tell (none here: neither a refusal nor a warning)."""
+    one_each = sparse_subjects(lambda i: i < 10)  # one labelled image per subject
+    with caplog.at_level("WARNING", logger="brainclust"):
+        check_run_columns(one_each, labels="diagnosis", within="subject")
+        check_run_columns(one_each, labels="diagnosis", remove="subject")
+    assert "share one label" not in caplog.text
+    # s0 and s5 have 2 labelled images each, one label each: the evidence; s1-s4 and s6-s9 hold the labels too,
+    # so the subjects are not the label classes (--remove warns, it is not refused)
+    two_in_some = sparse_subjects(lambda i: i < 10 or i in (10, 15))
+    with pytest.raises(ParameterError, match="--within subject: each stratum's labelled images share one label"):
+        check_run_columns(two_in_some, labels="diagnosis", within="subject")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        check_run_columns(two_in_some, labels="diagnosis", remove="subject")
+    assert "--remove subject: each stratum's labelled images share one label (--labels diagnosis)" in caplog.text
+    caplog.clear()
+    mixed = sparse_subjects(lambda i: i < 10 or i in (10, 20))  # s0 holds both diagnoses (image 20: B)
+    mixed[20].meta["diagnosis"] = "B"
+    with caplog.at_level("WARNING", logger="brainclust"):
+        check_run_columns(mixed, labels="diagnosis", within="subject")
+        check_run_columns(mixed, labels="diagnosis", remove="subject")
+    assert "share one label" not in caplog.text
+
+
+def test_within_a_run_made_column_with_sparse_labels_does_not_warn_of_one_label(caplog):
+    """After the fit (plane, level_N): strata with fewer than 2 labelled images score nothing, but they are not
+    evidence that each holds one label (the fully labelled case still warns)."""
+    from brainclust.model.steerrecord import record_steering
+
+    X, site, _ = two_sites(n=40)
+    recs = records(len(X), lambda i: "AB"[site[i]])
+    step = WithinStep(column="site", k=2, pca=5, random_state=0)
+    step.fit_batch(Batch(recs, X))
+    model = type("Fitted", (), {"steps_": [("clusterer", step)], "clusterer_": step, "labels_": step.labels_})()
+    for y, warned in ((["AB"[s] for s in site], True), (["x", "y"] + [""] * (len(X) - 2), False)):
+        caplog.clear()
+        metrics: dict = {}
+        with caplog.at_level("WARNING", logger="brainclust"):
+            record_steering(RunConfig(within="site"), model, recs, metrics, {}, "group", np.asarray(y, object))
+        assert metrics["within"]["scores"]["per_stratum"] == {}
+        assert ("--within site: each stratum's labelled images share one label" in caplog.text) is warned
+
+
 def test_steps_of_within_and_remove():
     from brainclust.model.config import build_steps
 

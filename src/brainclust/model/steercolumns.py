@@ -10,6 +10,7 @@ value) is refused here too, not after the extraction.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 
@@ -18,13 +19,14 @@ from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
 
 __all__ = ["LEVELS", "PLANE", "PLANE_COLUMNS", "available_columns", "check_column", "check_label_column",
-           "check_run_columns", "check_steer_labels", "is_meta_column", "meta_values"]
+           "check_run_columns", "check_steer_labels", "is_meta_column", "label_evidence", "meta_values"]
 
 log = logging.getLogger(__name__)
 
 PLANE = "plane"
 LEVELS = tuple(f"level_{i + 1}" for i in range(N_LEVELS))
 PLANE_COLUMNS = ("plane", "plane_source", "plane_confidence")
+MIN_EVIDENCE = 2  # labelled images a stratum needs before it tells whether it holds one label
 
 
 def available_columns(records) -> list[str]:
@@ -84,9 +86,10 @@ def check_steer_labels(records, labels: str | None, *, within=None, remove=None)
     for flag, column in (("--within", within), ("--remove", remove)):
         if column is None or not is_meta_column(records, column):
             continue
-        s = as_strata(meta_values(records, column))[has]
-        pairs = set(zip(s.tolist(), y[has].tolist()))
-        one_label_each = len(pairs) == len(set(s.tolist()))
+        evidence = label_evidence(meta_values(records, column), y)
+        one_label_each = bool(evidence) and len(evidence) == len({s for s, _ in evidence})
+        # each label in one stratum: any labelled image of it elsewhere says no, even a stratum's only one
+        pairs = set(zip(as_strata(meta_values(records, column))[has].tolist(), y[has].tolist()))
         if flag == "--within" and one_label_each:
             raise ParameterError(f"--within {column}: each stratum's labelled images share one label ({given}): the "
                                  "scores would measure the strata, not the clusters; labels only score: drop the "
@@ -97,6 +100,18 @@ def check_steer_labels(records, labels: str | None, *, within=None, remove=None)
         if flag == "--remove" and one_label_each:
             log.warning("--remove %s: each stratum's labelled images share one label (%s), so removing it takes "
                         "out what the labels tell apart: expect label scores near 0", column, given)
+
+
+def label_evidence(strata, labels) -> set[tuple[str, str]]:
+    """The (stratum, label) pairs of the labelled images (label not ``""``) in the strata with at least
+    :data:`MIN_EVIDENCE` of them: whether each stratum holds one label is read from these strata only. A stratum
+    with one labelled image holds one label by coincidence (sparse labels: most images unlabelled), so it is no
+    evidence either way; no pair at all: nothing to tell. With every image labelled, the strata of one image
+    only are left out, which changes the answer only when every stratum is of one image."""
+    s, y = as_strata(strata), np.asarray(labels, dtype=object)
+    has = y != ""
+    counts = Counter(s[has].tolist())
+    return {(v, label) for v, label in zip(s[has].tolist(), y[has].tolist()) if counts[v] >= MIN_EVIDENCE}
 
 
 def check_label_column(column: str | None, records) -> None:

@@ -13,7 +13,7 @@ from brainclust.cluster.scores import label_scores
 from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
 from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
-from brainclust.model.steercolumns import LEVELS, PLANE, meta_values
+from brainclust.model.steercolumns import LEVELS, PLANE, label_evidence, meta_values
 from brainclust.model.steering import RemoveStep, WithinStep, plane_columns
 
 log = logging.getLogger(__name__)
@@ -146,9 +146,10 @@ def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_colum
         if within:
             metrics["within"] = {k: within[k] for k in ("k", "strata", "k_selection") if k in within}
             if y is not None:
-                scores = metrics["within"]["scores"] = stratum_scores(model.clusterer_.model_.stratum_,
-                                                                      model.labels_, y)
-                if not scores["per_stratum"] and len(set(y) - {""}) > 1:  # plane or level_N: known only now
+                strata = model.clusterer_.model_.stratum_
+                scores = metrics["within"]["scores"] = stratum_scores(strata, model.labels_, y)
+                # plane or level_N: known only now; strata of fewer than 2 labelled images tell nothing
+                if not scores["per_stratum"] and len(set(y) - {""}) > 1 and label_evidence(strata, y):
                     log.warning("--within %s: each stratum's labelled images share one label: the run's scores "
                                 "measure the strata, not the clusters", within["column"])
             within.pop("k_selection", None)  # the curves are metrics.json's; the manifest keeps the k
