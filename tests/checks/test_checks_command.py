@@ -183,3 +183,23 @@ def test_galleries_spread_over_the_folder_and_groups_across_splits_come_first():
     assert [t["name"] for t in ctx["galleries"][0]["tiles"]] == ["f000.png", "f013.png", "f026.png", "f039.png"]
     assert [g["rep"] for g in ctx["groups"][0]["groups"]] == ["c.png", "b.png"]
     assert [t["kind"] for t in ctx["groups"][0]["groups"][0]["tiles"]] == ["", "exact copy", "near copy"]
+
+
+def test_a_near_duplicate_box_shows_the_exact_copies_of_its_members_as_the_summary_counts_them():
+    """The summary's "groups of up to N" counts a near group with the byte copies of its members (the 4-class
+    set: Te-no_0142's group of 11, whose box showed 10: Tr-no_0143, a copy of the member Tr-no_0142, was left
+    out); the box now shows them, each after its member; the duplicate boxes stay as they were."""
+    from brainclust.report.checks import checks_context
+
+    rows = [("r.png", "", ""), ("n1.png", "near_duplicate", "r.png"), ("rc.png", "duplicate", "r.png"),
+            ("n2.png", "near_duplicate", "r.png"), ("n1c.png", "duplicate", "n1.png")]
+    quality = [{"path": p, "flags": f, "duplicate_of": d} for p, f, d in rows]
+    ctx = checks_context(quality, [], {}, lambda p: {"name": p, "row": None, "src": None}, clustered=False,
+                         group_size=8)
+    dup, near = ctx["groups"]
+    assert near["flag"] == "near_duplicate" and near["n"] == 2 and near["n_groups"] == 1
+    box = near["groups"][0]
+    assert box["size"] == 5 and [(t["name"], t["kind"]) for t in box["tiles"]] == [
+        ("r.png", ""), ("n1.png", "near copy"), ("n1c.png", "exact copy of n1.png"), ("rc.png", "exact copy"),
+        ("n2.png", "near copy")]
+    assert [(g["rep"], g["size"]) for g in dup["groups"]] == [("r.png", 4), ("n1.png", 2)]

@@ -102,17 +102,15 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
     crossing = {r.get("group", "") for r in leakage}
     group_views = []
     for f in ("duplicate", "near_duplicate"):
-        chosen = [(rep, m) for rep, m in groups.items() if any(f in flags[i] for i in m)]
+        chosen = [(rep, box_items(rep, m, quality, flags, groups if f == "near_duplicate" else {}))
+                  for rep, m in groups.items() if any(f in flags[i] for i in m)]
         chosen.sort(key=lambda g: (g[0] not in crossing, -len(g[1])))  # stable: scan order within ties
         n_images = sum(1 for fl in flags if f in fl)
         if not n_images:
             continue
-        shown = []
-        for rep, m in chosen[:max_groups]:
-            kinds = [""] + ["exact copy" if "duplicate" in flags[i] else "near copy" for i in m]
-            paths = [rep] + [quality[i]["path"] for i in m]
-            shown.append({"rep": rep, "size": len(paths), "crosses": rep in crossing,
-                          "tiles": [{**tile(p), "kind": k} for p, k in zip(paths[:group_size], kinds)]})
+        shown = [{"rep": rep, "size": len(items), "crosses": rep in crossing,
+                  "tiles": [{**tile(p), "kind": k} for p, k in items[:group_size]]}
+                 for rep, items in chosen[:max_groups]]
         group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
                             "groups": shown})
     failed = [{"name": shown_name(q["path"]), "error": q.get("error", "")} for q in quality if q.get("error")]
@@ -122,3 +120,20 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
                                                               for s in r.get("splits", "").split(";") if s}),
             "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
             "split_source": info.get("split_source"), "not_checked": failed[:cap], "n_not_checked": len(failed)}
+
+
+def box_items(rep: str, members: list[int], quality: list[dict], flags: list[frozenset],
+              copies_of: dict[str, list[int]]) -> list[tuple[str, str]]:
+    """The ``(path, kind)`` of a group's box: its first image (kind ``""``), then its members in scan order
+    (``exact copy`` of the first image, or ``near copy``), each near copy followed by its own byte-identical
+    copies from ``copies_of`` (rows by ``duplicate_of``; ``exact copy of NAME``). A near-duplicate group then
+    shows every image the summary's "groups of up to N" counts; a duplicate box passes ``{}`` (a near copy's
+    copies have a box of their own there)."""
+    items = [(rep, "")]
+    for i in members:
+        path = quality[i]["path"]
+        items.append((path, "exact copy" if "duplicate" in flags[i] else "near copy"))
+        if "near_duplicate" in flags[i]:
+            items += [(quality[j]["path"], f"exact copy of {shown_name(path)}")
+                      for j in copies_of.get(path, []) if "duplicate" in flags[j]]
+    return items
