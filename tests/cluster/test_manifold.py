@@ -100,7 +100,11 @@ def test_embed_only_uses_exact_neighbours_and_keeps_the_structure():
     U = X / np.linalg.norm(X, axis=1, keepdims=True)
     D = 1 - U @ U.T
     np.fill_diagonal(D, np.inf)
-    np.testing.assert_array_equal(idx[:, 1], D.argmin(axis=1))  # the nearest other row
+    nearest = D.argmin(axis=1)  # the nearest other row; another CPU's kernels may only swap a near tie
+    rows = np.arange(len(X))
+    swapped = idx[:, 1] != nearest
+    assert swapped.mean() < 0.02
+    np.testing.assert_allclose(D[rows, idx[:, 1]][swapped], D[rows, nearest][swapped], rtol=0, atol=1e-5)
     assert np.all(np.diff(dist, axis=1) >= 0)
     a = UMAPReducer(pre_pca=20, random_state=3).embed_only(X)
     b = UMAPReducer(pre_pca=20, random_state=3).embed_only(X)
