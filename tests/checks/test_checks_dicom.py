@@ -75,3 +75,34 @@ def test_quality_csv_never_holds_header_values_other_than_the_reason(dicom_folde
     check_folder(dicom_folder, tmp_path / "out", progress=False)
     text = (tmp_path / "out" / "quality.csv").read_text()
     assert "Hostile" not in text and "Test^" not in text
+
+
+def test_a_secondary_capture_is_judged_as_a_picture_file_not_a_scanned_frame(tmp_path):
+    """A Secondary Capture's pixels were rendered or converted (a screen, a page): the rules for 2-D image files
+    apply to it. White text on black is ``not_mri`` for its strokes as a Secondary Capture, and not as an MR frame
+    (whose pixels are scanned); a head slice saved as a Secondary Capture stays unflagged."""
+    from test_checks_rules import dense_page, on_black
+
+    from brainclust.checks.rules import secondary_capture
+
+    root = tmp_path / "dcm"
+    root.mkdir()
+    text = np.asarray(on_black(dense_page(300, 300)), np.uint16) * 16
+    sc = "1.2.840.10008.5.1.4.1.1.7"
+    for name, sop, modality, pixels in (("sc_text.dcm", sc, "OT", text), ("mr_text.dcm", "1.2.840.10008.5.1.4.1.1.4",
+                                        "MR", text[::-1].copy()), ("sc_head.dcm", sc, "OT", None)):
+        _dataset(root / name, sop, modality, 1, 160 if pixels is None else 300, 160 if pixels is None else 300)
+        if pixels is not None:
+            import pydicom
+
+            ds = pydicom.dcmread(root / name)
+            ds.PixelData = pixels.tobytes()
+            ds.save_as(root / name)
+    res = check_folder(root, progress=False)
+    flags = dict(zip(res.paths, res.flags))
+    reason = dict(zip(res.paths, res.not_mri_reason))
+    assert flags["sc_text.dcm"] == {"not_mri"} and "strokes" in reason["sc_text.dcm"].split(";")
+    assert "strokes" not in reason["mr_text.dcm"].split(";")
+    assert "not_mri" not in flags["sc_head.dcm"]
+    assert secondary_capture({"SOPClassUID": sc}) and secondary_capture({"SOPClassUID": sc + ".1.1"})
+    assert not secondary_capture({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.4"}) and not secondary_capture({})

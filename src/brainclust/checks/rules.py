@@ -45,6 +45,8 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   ``strokes``. Both are decided again by :mod:`brainclust.checks.likeness` (CNN features compared with the
   folder's own slices); grey pictures on a dark ground around one object (a logo on black) still pass.
 - ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
+
+A DICOM Secondary Capture (:func:`secondary_capture`) is judged as a 2-D image file, not as a scanned frame.
 """
 
 from __future__ import annotations
@@ -101,14 +103,21 @@ def non_image_dicom(header: Mapping[str, object]) -> str:
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
+def secondary_capture(header: Mapping[str, object]) -> bool:
+    """Whether a DICOM object is a Secondary Capture: pixels rendered or scanned from elsewhere (a screen, a
+    page, a converted picture file), not a scanner's frame. The checks judge its pixels as those of a 2-D image
+    file."""
+    uid = str(header.get("SOPClassUID") or "").strip()
+    return uid == SECONDARY_CAPTURE or uid.startswith(SECONDARY_CAPTURE + ".")
+
+
 def burned_in_text(header: Mapping[str, object]) -> bool:
     """Whether a DICOM image may show patient text in its pixels: ``BurnedInAnnotation`` is ``YES``; its
     ImageType is a screen save or a report (:data:`NON_IMAGE_TYPES`); or it is a Secondary Capture that does
     not say ``BurnedInAnnotation`` ``NO``. The report and ``view`` draw no thumbnail of such an image (a
     placeholder instead)."""
     burned = str(header.get("BurnedInAnnotation") or "").strip().upper()
-    uid = str(header.get("SOPClassUID") or "").strip()
-    if burned == "YES" or (burned != "NO" and (uid == SECONDARY_CAPTURE or uid.startswith(SECONDARY_CAPTURE + "."))):
+    if burned == "YES" or (burned != "NO" and secondary_capture(header)):
         return True
     return bool(_image_types(header) & NON_IMAGE_TYPES)
 

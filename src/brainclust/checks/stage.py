@@ -25,7 +25,8 @@ from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
 from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, Likeness, likeness_scores, pictured,
                                         revise_not_mri, unlike)
 from brainclust.checks.outliers import outlier_scores
-from brainclust.checks.rules import certain_not_mri, non_image_dicom, not_mri_reasons, pixel_flags
+from brainclust.checks.rules import (certain_not_mri, non_image_dicom, not_mri_reasons, pixel_flags,
+                                    secondary_capture)
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
@@ -92,18 +93,22 @@ class CheckResult:
         return {f: sum(1 for fl in self.flags if f in fl) for f in FLAGS}
 
 
-def _dicom_reasons(records: Sequence[ImageRecord], headers: Mapping[str, Mapping] | None) -> list[str]:
-    cache: dict[str, str] = {}
-    out = []
-    for r in records:
+def _dicom_reasons(records: Sequence[ImageRecord],
+                   headers: Mapping[str, Mapping] | None) -> tuple[list[str], np.ndarray]:
+    """Each record's ``non_image_dicom`` reason (``""``: none) and whether it is a DICOM Secondary Capture (each
+    file's header read once)."""
+    cache: dict[str, tuple[str, bool]] = {}
+    out, capture = [], np.zeros(len(records), bool)
+    for i, r in enumerate(records):
         if r.type != "dicom":
             out.append("")
             continue
         if r.abspath not in cache:
             header = headers.get(r.abspath) if headers is not None and r.abspath in headers else dicom_header(r.abspath)
-            cache[r.abspath] = non_image_dicom(header or {})
-        out.append(cache[r.abspath])
-    return out
+            cache[r.abspath] = non_image_dicom(header or {}), secondary_capture(header or {})
+        out.append(cache[r.abspath][0])
+        capture[i] = cache[r.abspath][1]
+    return out, capture
 
 
 def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.ndarray, sliced: np.ndarray,
@@ -188,10 +193,11 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     desc = descriptors if descriptors is not None else describe_records(records, workers, progress)
     ok = np.ones(n, bool)
     ok[list(desc.failed)] = False
-    sliced = np.array([r.type in VOLUME_TYPES for r in records], bool)
+    reasons, capture = _dicom_reasons(records, dicom_headers)
+    # a Secondary Capture's pixels were rendered or converted, not scanned: judged as a 2-D image file's
+    sliced = np.array([r.type in VOLUME_TYPES for r in records], bool) & ~capture
     extraction = dict(precision=likeness_precision, runtime=likeness_runtime)
     masks = pixel_flags(desc.vectors, t, sliced)
-    reasons = _dicom_reasons(records, dicom_headers)
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
     # files only (VOLUME_TYPES: neighbouring slices and co-registered sequences look alike by design)
