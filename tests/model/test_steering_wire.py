@@ -624,3 +624,23 @@ def test_a_projection_of_a_table_column_predicts_without_the_table(two_site_fold
     fitted = [r["cluster"] for r in read_rows(out / "assignments.csv")]
     assert [r["cluster"] for r in read_rows(tmp_path / "p1" / "assignments.csv")] == fitted
     assert [r["cluster"] for r in read_rows(tmp_path / "p2" / "assignments.csv")] == fitted
+
+
+@pytest.mark.slow
+def test_the_reports_silhouette_of_a_within_run_is_the_metrics_one_with_and_without_pca(two_site_folder, tmp_path):
+    """The report's silhouette plot takes within.npz's X_fit: at --pca 0 that was a 50-component map while
+    metrics.json took the features (a review's case: 0.00126 against 0.00207); it is the features now."""
+    from brainclust.cli import main
+    from brainclust.report.geometry import silhouette_per_image
+    from brainclust.report.run import load_outputs
+
+    root, table = two_site_folder
+    for pca in ("50", "0"):
+        out = tmp_path / f"within{pca}"
+        assert main(["run", str(root), "--out", str(out), "--within", "level_1", "--pca", pca, "--k", "2",
+                     "--backbone", "pixels@16", "--workers", "0", "--no-report", "-q",
+                     "--cache-dir", str(tmp_path / "cache")]) == 0
+        run = load_outputs(out)
+        sil = silhouette_per_image(run.X, run.clusters)
+        metrics = json.loads((out / "metrics.json").read_text())["silhouette"]
+        assert float(np.nanmean(sil)) == pytest.approx(metrics, abs=1e-6), pca

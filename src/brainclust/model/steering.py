@@ -34,7 +34,7 @@ from dataclasses import replace
 import numpy as np
 
 from brainclust.cluster.methods import make_clusterer, load_clusterer
-from brainclust.cluster.reduce import DEFAULT_COMPONENTS, PCAReducer
+from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.steer import (MISSING, FactorRemover, StratifiedClusterer, as_strata, check_categories,
                                       level_columns, listed)
 from brainclust.core.params import Step, entry_params
@@ -281,10 +281,11 @@ class WithinStep(Step):
     model_ : StratifiedClusterer
     labels_, levels_, n_clusters_, n_features_in_
     X_fit_ : ndarray (n, <= 50)
-        The rows through one global PCA (``--pca``): what the report maps and the silhouette is taken in; the
-        clustering never sees it.
+        The rows through one global PCA (``--pca``; the features themselves with ``--pca 0``): what the report maps
+        and the silhouette is taken in; the clustering never sees it.
     map_ : PCAReducer or None
-        That PCA (``None``: a model saved before 2026-12-07), for new rows' silhouette (:meth:`score_space`).
+        That PCA (``None``: ``--pca 0``, or a model saved before 2026-12-07), for new rows' silhouette
+        (:meth:`score_space`).
     source_ : str
     level_offsets_ : ndarray (n_strata, 10) or None
         The global id of each stratum's first cluster at each tree level (hierarchical).
@@ -313,10 +314,11 @@ class WithinStep(Step):
         m = StratifiedClusterer(self.method, self.k, self.pca or None, self.random_state,
                                 self.pca_given).fit(batch.X, strata)
         self.model_, self.labels_, self.levels_, self.n_clusters_ = m, m.labels_, m.levels_, m.n_clusters_
-        n_map = self.pca or DEFAULT_COMPONENTS  # the report's map (within.npz X_fit): capped quietly, strata warned
-        self.map_ = PCAReducer(min(n_map, *batch.X.shape) if isinstance(n_map, int) else n_map,
-                               random_state=self.random_state).fit(batch.X)
-        self.X_fit_ = self.map_.transform(batch.X)
+        self.map_, self.X_fit_ = None, np.asarray(batch.X)  # --pca 0: the features themselves, as without --within
+        if self.pca:  # the report's map (within.npz X_fit): capped quietly (each stratum's cap is warned)
+            n_map = min(self.pca, *batch.X.shape) if isinstance(self.pca, int) else self.pca
+            self.map_ = PCAReducer(n_map, random_state=self.random_state).fit(batch.X)
+            self.X_fit_ = self.map_.transform(batch.X)
         self.n_features_in_ = m.n_features_in_
         self.level_offsets_ = None
         if m.levels_ is not None:

@@ -166,7 +166,8 @@ def within_pca_text(manifest: dict) -> str:
         each = (f"{int(n)} components per stratum: each stratum has its own PCA"
                 + (f" (fewer in {len(small)} of the {len(strata)} strata, which have fewer images)" if small else "")
                 + " and its own clustering")
-    return escape_name(f"{each}; the map and the silhouette use one PCA of all the images")
+    both = "the features themselves" if each.startswith("none") else "one PCA of all the images"
+    return escape_name(f"{each}; the map and the silhouette use {both}")
 
 
 def estimated_strata(manifest: dict, rows: list[dict]) -> dict | None:
