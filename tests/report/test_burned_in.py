@@ -76,3 +76,51 @@ def test_export_warns_of_the_images_that_may_show_text(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "export: 1 DICOM file(s) may show patient text burned into their pixels" in err
     assert "first 'burned.dcm'" in err
+
+
+def test_view_answers_a_withheld_image_403_and_a_missing_one_404(tmp_path):
+    """`view` answered a DICOM image withheld for its burned-in text 404, as if it did not exist: it exists but
+    is not shown, 403 (as a refused path is), with the placeholder; an image that is gone stays 404."""
+    import csv
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from conftest import record_hashes
+    from explorer_fixtures import make_run, read_rows
+
+    from brainclust.report import server as srv
+    from brainclust.report.thumbnails import jpeg_bytes, placeholder
+
+    out = make_run(tmp_path, n_per=4, with_map=True, hostile=False)
+    pix = np.random.default_rng(3).integers(0, 3000, (32, 32), dtype=np.uint16)
+    write_dicom(tmp_path / "data" / "class0" / "burned.dcm", pix, uid=2, BurnedInAnnotation="YES")
+    rows = read_rows(out)
+    rows[0].update(path="class0/burned.dcm", name="burned.dcm", type="dicom")
+    with open(out / "assignments.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    record_hashes(out, tmp_path / "data")
+    (tmp_path / "data" / rows[1]["path"]).unlink()  # gone after the run
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache", point_limit=20)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def get(i: int) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{server.server_address[1]}/thumb/{i}?px=64"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as res:
+                return res.status, res.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    try:
+        assert get(0) == (403, jpeg_bytes(placeholder(64)))
+        assert get(1) == (404, jpeg_bytes(placeholder(64)))
+        status, body = get(2)
+        assert status == 200 and body != jpeg_bytes(placeholder(64))
+        assert get(len(rows))[0] == 404  # no such row
+    finally:
+        server.shutdown()
+        server.server_close()
+        ex.close()

@@ -16,7 +16,9 @@ Security: the run folder is untrusted input and the data may be private.
   still percent-encoded path; an image is asked for by its row number in
   ``assignments.csv`` (``/thumb/123``), never by a path, and that row's path is
   refused (403) when it is absolute, holds ``..``, or resolves (links followed)
-  outside the data folder recorded in ``manifest.json``. Anything else is 404.
+  outside the data folder recorded in ``manifest.json``; a DICOM image that may
+  show patient text in its pixels is withheld (403, the placeholder picture). An
+  image that cannot be read is 404, and so is anything else.
 * Only GET and HEAD; every answer carries a strict Content-Security-Policy,
   ``nosniff``, ``no-referrer`` and ``frame-ancestors 'none'``.
 * A request another site's page makes (``Sec-Fetch-Site`` other than
@@ -309,7 +311,8 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         if px not in SIZES:
             raise ParameterError(f"px: one of {', '.join(map(str, SIZES))}, got {px}")
         body, status = self.ex.thumbs.get(i, px)
-        # refused (a path out of the data folder, or bytes that are not the run's): a placeholder with 403
+        # refused (a path out of the data folder, or bytes that are not the run's) or withheld (a DICOM image
+        # that may show patient text): it exists but is not shown, a placeholder with 403; unreadable: 404
         self._send({"ok": 200, "missing": 404}.get(status, 403), body, "image/jpeg",
                    "private, max-age=3600" if status == "ok" else "no-store")
 

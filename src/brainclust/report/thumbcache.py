@@ -115,7 +115,8 @@ class ThumbCache:
 
     def get(self, i: int, px: int) -> tuple[bytes | None, str]:
         """``(jpeg, status)`` of row ``i`` at ``px``: status ``"ok"``; ``"missing"`` (unreadable: the JPEG is a
-        placeholder); or ``"refused"`` (its path leaves the data folder, or its bytes are not the run's: the JPEG
+        placeholder); ``"refused"`` (its path leaves the data folder, or its bytes are not the run's: the JPEG
+        is a placeholder); or ``"withheld"`` (a DICOM image that may show patient text in its pixels: the JPEG
         is a placeholder). A cached thumbnail is served only while its file holds the run's bytes."""
         path = self.dir / f"{i}-{px}.jpg"
         row, sha256 = self.data.image_of(i)
@@ -128,10 +129,11 @@ class ThumbCache:
                 except OSError:
                     pass
         refused: set[int] = set()
+        withheld: set[int] = set()
         with self._decode:
-            arr = load_image(self.data.root, row, sha256, refused, i)
-            if refused:
-                return jpeg_bytes(placeholder(min(px, 128))), "refused"
+            arr = load_image(self.data.root, row, sha256, refused, i, withheld)
+            if refused or withheld:
+                return jpeg_bytes(placeholder(min(px, 128))), "refused" if refused else "withheld"
             if arr is None:
                 return jpeg_bytes(placeholder(min(px, 128))), "missing"
             data = jpeg_bytes(resize(arr, min(px, max(arr.shape))), quality=80)
