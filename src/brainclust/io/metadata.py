@@ -57,6 +57,7 @@ nothing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -152,11 +153,13 @@ def merge_columns(base: Mapping[str, list], new: Mapping[str, list], source: str
 
 @dataclass
 class MetadataTable:
-    """A metadata file read by :func:`read_table`: its header and rows (text)."""
+    """A metadata file read by :func:`read_table`: its header and rows (text), and the SHA-256 of the bytes
+    they were read from."""
 
     path: str
     header: list[str]
     rows: list[dict[str, str]]
+    sha256: str = ""
 
 
 def read_table(path: str | Path) -> MetadataTable:
@@ -173,7 +176,8 @@ def read_table(path: str | Path) -> MetadataTable:
             raise InputError(f"--metadata '{path}': not a regular file")
         if p.stat().st_size > MAX_TABLE_BYTES:
             raise InputError(f"--metadata '{path}': larger than {MAX_TABLE_BYTES >> 20} MiB")
-        text = p.read_text(encoding="utf-8-sig")
+        raw = p.read_bytes()
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"--metadata '{path}': file not found") from None
     except UnicodeDecodeError:
@@ -207,7 +211,7 @@ def read_table(path: str | Path) -> MetadataTable:
             raise InputError(f"--metadata '{path}': line {n} has {len(line)} fields and the header {len(header)} "
                              "(a value holding the delimiter needs quotes)")
         rows.append({h: (line[i].strip() if i < len(line) else "") for i, h in enumerate(header) if h})
-    return MetadataTable(str(path), [h for h in header if h], rows)
+    return MetadataTable(str(path), [h for h in header if h], rows, hashlib.sha256(raw).hexdigest())
 
 
 def _norm_path(text: str) -> str:

@@ -10,7 +10,8 @@ same name is replaced, with a warning). Then, each file rewritten atomically, in
 2. ``embeddings.parquet`` with the same columns (text);
 3. ``associations.csv``, ranked again from ``assignments.csv`` as written, with the run's
    ``--permutations`` and ``--seed``;
-4. ``manifest.json``: ``metadata_added`` lists each table joined (file name, key, counts, columns).
+4. ``manifest.json``: ``metadata_added`` lists each table joined (file name, SHA-256 of its bytes, key, counts,
+   columns); the table joined last, joined again unchanged with the same key, adds no second entry.
 
 Nothing else changes (no feature is extracted, no clustering is refitted). ``brainclust report
 --metadata`` calls it on the staged copy of the run folder inside the all-or-nothing rebuild
@@ -116,9 +117,15 @@ def add_metadata(out_dir, table_path, key: str | None = None) -> AddedMetadata:
                               exclude=[within] if isinstance(within, str) else [],
                               aside_flags=[f for f in aside or () if isinstance(f, str)])
     write_associations(folder.associations, ranked)
-    manifest.setdefault("metadata_added", []).append(
-        {"file": escape_name(Path(table.path).name), "key": j.key, "kind": j.kind, "rows_matched": j.n_matched,
-         "rows": j.n_rows, "table_rows_unused": j.n_unused, "columns": list(added), "dropped": j.dropped})
+    entry = {"file": escape_name(Path(table.path).name), "sha256": table.sha256, "key": j.key, "kind": j.kind,
+             "rows_matched": j.n_matched, "rows": j.n_rows, "table_rows_unused": j.n_unused, "columns": list(added),
+             "dropped": j.dropped}
+    entries = manifest.setdefault("metadata_added", [])
+    if entries and entries[-1] == entry:  # the same table (same bytes, same key) joined again: nothing new
+        log.info("report: '%s' was the last table joined to this run (same content, same key): metadata_added "
+                 "unchanged", escape_name(str(table.path)))
+    else:
+        entries.append(entry)
     atomic_write_json(folder.manifest, manifest)  # as read: its names are escaped already
     log.info("report: added %d column(s) from '%s' (key '%s', %d of %d rows matched); associations.csv ranked "
              "again", len(added), escape_name(str(table.path)), j.key, j.n_matched, j.n_rows)
