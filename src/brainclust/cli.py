@@ -132,8 +132,9 @@ def _add_tool_parsers(sub, common) -> None:
                        helps={"metadata": "CSV or TSV table whose columns are added to the finished run's rows "
                                           "(joined on a path, unit, file name or subject column); assignments.csv, "
                                           "embeddings.parquet and associations.csv are rewritten (default none)",
-                              "color_by": "colour the map by this column at first (default: the run's "
-                                          "--color-by, else cluster)"})
+                              "color_by": "colour the map by this column at first, kept for later reports "
+                                          "of the run ('' forgets it) (default: the last report's --color-by, "
+                                          "else the run's --color-by, else cluster)"})
 
     p = sub.add_parser("view", help="explore every image of a finished run in the browser (a local server)",
                        parents=[common])

@@ -187,6 +187,7 @@ def test_a_color_by_column_the_run_lacks_is_refused_when_given_and_a_run_setting
     assert '"colour": "site"' in info.path.read_text(encoding="utf-8")
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     manifest.setdefault("settings", {})["color_by"] = "gone_column"  # the run's own setting: its column may have gone
+    del manifest["report"]["color_by"]  # the --color-by site kept above would come first
     (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with caplog.at_level("WARNING", logger="brainclust"):
         info = build_report(out, write_figures=False)

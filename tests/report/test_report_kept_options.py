@@ -35,3 +35,20 @@ def test_the_same_metadata_table_joined_twice_is_one_entry(tmp_path, capsys):
     added = manifest_of(out)["metadata_added"]
     assert len(added) == 2 and added[0] == first[0] and added[1]["sha256"] != first[0]["sha256"]
     assert {r["arm"] for r in read_rows(out)} == {"A", "C"}
+
+
+def test_a_plain_report_keeps_the_colouring_the_last_report_was_given(tmp_path):
+    """`report RUN --color-by site`, then `report RUN`: the second page was coloured by cluster again."""
+    out = make_run(tmp_path, n_per=4, hostile=False)
+
+    def colour(*options: str) -> str:
+        assert main(["-q", "report", str(out), *options]) == 0
+        return json.loads((out / "report.html").read_text(encoding="utf-8").split(
+            '<script type="application/json" id="map-data">', 1)[1].split("</script>", 1)[0])["colour"]
+
+    assert colour("--color-by", "site") == "site"
+    assert colour() == "site" and colour() == "site"
+    assert manifest_of(out)["report"]["color_by"] == "site"
+    assert colour("--color-by", "flags") == "flags" and colour() == "flags"  # a new choice replaces it
+    assert colour("--color-by", "") == "cluster" and "color_by" not in manifest_of(out)["report"]  # '' forgets it
+    assert colour() == "cluster"

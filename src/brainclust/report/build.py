@@ -43,7 +43,7 @@ from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
 from brainclust.report.columns import describe_rows, name_unclustered, unclustered_name, unclustered_shown
-from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, label_colours
+from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, kept_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
 from brainclust.report.record import record_in_manifest
@@ -198,7 +198,8 @@ def labels_section(run: RunOutputs, colours: Colours) -> dict:
 def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: FigureSink,
                      color_by: str | None = None, thumbs: Thumbnails | None = None) -> dict:
     """The explorer's data (:mod:`brainclust.report.explorer`) and the map figures by cluster and label;
-    ``color_by``: the map's first colouring (else the run's setting); ``thumbs``: units' strips or images."""
+    ``color_by``: the map's first colouring (else an earlier report's, :func:`kept_colour`, else the run's
+    setting); ``thumbs``: units' strips or images. ``color_by`` in the result: the choice to keep, if any."""
     clusters, ytrue, idx = run.clusters, run.labels_true, ex.sample.tolist()
     figs.emit(F.map_figure(ex.coords, [cluster_name(c) for c in clusters[ex.sample].tolist()],
                            {cluster_name(c): col for c, col in colours.of_id.items()},
@@ -208,9 +209,11 @@ def explorer_section(run: RunOutputs, ex: ExplorerData, colours: Colours, figs: 
                                "t-SNE map, coloured by label"), "tsne_labels")
     payload = dict(ex.payload, input=escape_name(run.input_root.name) if run.input_root else "",
                    strip=isinstance(thumbs, UnitThumbnails), unclustered=unclustered_counts(run)["unclustered"])
-    payload["colour"] = initial_colour(payload, color_by or (run.manifest.get("settings") or {}).get("color_by"),
-                                       given=color_by is not None)
+    chosen = kept_colour(run.manifest, color_by)
+    payload["colour"] = initial_colour(payload, chosen or (run.manifest.get("settings") or {}).get("color_by"),
+                                       given=bool(color_by))
     return {"map_data": payload, "n_map": len(idx), "map_sampled": payload["sampled"], "map_px": ex.px,
+            "color_by": chosen if chosen == payload["colour"] else None,  # a column gone: warned once, forgotten
             "map_source": ex.map_source, "n_tsne": ex.n_tsne,
             "tsne_perplexity": tsne_perplexity(ex.n_tsne or len(idx))}
 
@@ -362,7 +365,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
     final_dir : path-like, optional
         The folder ``out_dir`` becomes when it is a publish's staging folder (shown, and in ``ReportInfo.path``).
     color_by : str or None
-        The map's first colouring (default: the run's ``--color-by``, else ``cluster``).
+        The map's first colouring, kept for later builds (``report.color_by``; ``""`` forgets it) (default:
+        the kept one, else the run's ``--color-by``, else ``cluster``).
 
     Returns
     -------

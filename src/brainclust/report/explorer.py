@@ -135,6 +135,15 @@ def explorer_data(run, columns: list[Column], thumbs: Thumbnails, budget_bytes: 
     return ExplorerData(payload, sample, coords, px, source, n_tsne, int(budget_bytes), int(used))
 
 
+def kept_colour(manifest: dict, color_by: str | None) -> str | None:
+    """The map's first colouring a user chose: ``color_by`` (``brainclust report --color-by``; ``""`` chooses
+    none), else the one an earlier ``report --color-by`` chose (``manifest.json``'s ``report.color_by``), else
+    ``None`` (the run's own ``--color-by`` applies)."""
+    if color_by is None:
+        color_by = (manifest.get("report") or {}).get("color_by")
+    return color_by if isinstance(color_by, str) and color_by else None
+
+
 def initial_colour(payload: dict, wanted: str | None, given: bool = False) -> str:
     """The column the map is coloured by at first: ``wanted`` (``--color-by``) when the page can colour by it,
     else ``cluster`` with a warning (the run's own setting, whose column may have gone), or a

@@ -1,5 +1,6 @@
 """What building a report logs and records: the ``report`` entry of the run's ``manifest.json`` (what built
-the page, from which files, 0 features extracted, its size, map and timings; :func:`record_in_manifest`)."""
+the page, from which files, 0 features extracted, its size, map and timings, and the map's first colouring a
+``report --color-by`` chose; :func:`record_in_manifest`)."""
 
 from __future__ import annotations
 
@@ -39,5 +40,7 @@ def record_in_manifest(run: RunOutputs, info, command: str, ctx: dict, budget_mb
                    "tsne": {"perplexity": ctx["tsne_perplexity"], "metric": "cosine", "random_state": run.seed},
                    "n_missing_images": info.n_missing_images, "n_refused_paths": info.n_refused,
                    "figures": info.figures,
-                   "timings_s": info.timings_s}
+                   "timings_s": info.timings_s,
+                   # `report --color-by`: the map's first colouring, kept for a later plain `report`
+                   **({"color_by": ctx["color_by"]} if ctx.get("color_by") else {})}
     atomic_write_json(folder.manifest, m)
