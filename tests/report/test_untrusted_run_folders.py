@@ -407,3 +407,25 @@ def test_run_files_kept_as_links_to_regular_files_are_read(tmp_path):
     os.symlink(annex, tmp_path / "run" / "manifest.json")
     assert check_run_file(tmp_path / "run" / "manifest.json") == annex.stat().st_size
     assert read_json(tmp_path / "run" / "manifest.json") == {"kind": "run"}
+
+
+def test_a_link_refused_in_a_run_folder_is_named_a_link(run, tmp_path, capsys):
+    """A link is read when it leads to a regular file (above); one that leads nowhere, or to a device or a folder,
+    is refused, and the message said 'missing' or 'not a regular file' where it is a link."""
+    from brainclust.errors import ModelFileError
+    from brainclust.io.outputs import check_run_file, read_json
+
+    (run / "assignments.csv").unlink()
+    os.symlink(tmp_path / "gone.csv", run / "assignments.csv")
+    capsys.readouterr()
+    assert main(["-q", "view", str(run), "--port", "0", "--cache-dir", str(tmp_path / "viewcache")]) == 2
+    assert "assignments.csv is a symbolic link to a file that does not exist" in one_error(capsys)
+    (run / "manifest.json").unlink()
+    for target in ("/dev/null", str(tmp_path)):
+        os.symlink(target, tmp_path / "link.json")
+        with pytest.raises(ModelFileError, match="is a symbolic link to something other than a regular file"):
+            read_json(tmp_path / "link.json")
+        (tmp_path / "link.json").unlink()
+    (tmp_path / "plain.json").mkdir()
+    with pytest.raises(ModelFileError, match="is not a regular file; not read"):  # not a link: as before
+        check_run_file(tmp_path / "plain.json")

@@ -256,19 +256,23 @@ class RunFolder:
 def check_run_file(path, folder=None) -> int:
     """The size of a file of a run folder about to be read, refused (ModelFileError) unless it is (or links to:
     DataLad and git-annex keep files as links) a regular file, not empty: a FIFO would block the reader, a link
-    to ``/dev/zero`` or a ``/proc`` file never end. No error message quotes what such a file holds."""
+    to ``/dev/zero`` or a ``/proc`` file never end. A link refused says it is one (its target is never named).
+    No error message quotes what such a file holds."""
     import stat as stat_module
 
     path = Path(path)
+    link = path.is_symlink()
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise ModelFileError(f"'{folder or path.parent}' is not a finished brainclust run: "
-                             f"{path.name} is missing") from None
+        raise ModelFileError(f"'{folder or path.parent}' is not a finished brainclust run: {path.name} is "
+                             + ("a symbolic link to a file that does not exist" if link else "missing")) from None
     except OSError as exc:
-        raise ModelFileError(f"'{path}' cannot be read ({exc.strerror or exc})") from None
+        raise ModelFileError(f"'{path}' cannot be read ({exc.strerror or exc})"
+                             + ("; it is a symbolic link" if link else "")) from None
     if not stat_module.S_ISREG(st.st_mode):
-        raise ModelFileError(f"'{path}' is not a regular file; not read")
+        raise ModelFileError(f"'{path}' is " + ("a symbolic link to something other than a regular file; refusing "
+                                                "to follow it" if link else "not a regular file; not read"))
     if st.st_size == 0:
         raise ModelFileError(f"'{path}' is damaged (empty)")
     return st.st_size
