@@ -162,3 +162,17 @@ def test_a_cell_holding_a_line_break_stays_in_its_row(tmp_path):
     p.write_text('path,site\na.jpg,"two\nlines"\nb.jpg,B,extra\n', encoding="utf-8")
     with pytest.raises(InputError, match="line 4 has 3 fields and the header 2"):
         read_table(p)
+
+
+def test_a_table_with_old_mac_line_ends_reads_as_lines_and_hashes_its_bytes(tmp_path):
+    """The table is read as bytes (report --metadata records their SHA-256) and then as text with universal line
+    ends, as before: a CR-only file is two rows, not one line whose tab makes it a TSV."""
+    import hashlib
+
+    from brainclust.io.metadata import read_table
+
+    raw = b"path,site\rimg1.png,A\tx\rimg2.png,B\r"
+    (tmp_path / "cr.csv").write_bytes(raw)
+    table = read_table(tmp_path / "cr.csv")
+    assert table.header == ["path", "site"] and [r["site"] for r in table.rows] == ["A\tx", "B"]
+    assert table.sha256 == hashlib.sha256(raw).hexdigest()

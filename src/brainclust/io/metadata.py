@@ -176,8 +176,8 @@ def read_table(path: str | Path) -> MetadataTable:
             raise InputError(f"--metadata '{path}': not a regular file")
         if p.stat().st_size > MAX_TABLE_BYTES:
             raise InputError(f"--metadata '{path}': larger than {MAX_TABLE_BYTES >> 20} MiB")
-        raw = p.read_bytes()
-        text = raw.decode("utf-8-sig")
+        raw = p.read_bytes()  # hashed (report --metadata records it), then read as read_text would
+        text = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise InputError(f"--metadata '{path}': file not found") from None
     except UnicodeDecodeError:
