@@ -53,7 +53,10 @@ def test_filter_parsing_long_names_alternatives_and_index_entities():
 
 
 @pytest.mark.parametrize("bad, words", [("colour=red", "unknown key 'colour'"), ("suffix", "KEY=VALUE"),
-                                        ("suffix=", "KEY=VALUE")])
+                                        ("suffix=", "key 'suffix' has an empty value in 'suffix='"),
+                                        ("suffix=T1w|", "key 'suffix' has an empty value"),
+                                        ("ce=", "--exclude-files '*_ce-*' leaves out the files that have the key"),
+                                        ("acquisition=,suffix=T1w", "(acq=VALUE); --exclude-files '*_acq-*'")])
 def test_filter_errors_name_the_option_and_the_value(bad, words):
     with pytest.raises(ParameterError, match="--bids-filter") as exc:
         bids.parse_filter(bad)

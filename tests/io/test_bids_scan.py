@@ -155,6 +155,23 @@ def test_table_of_columns_from_records_is_rectangular(bids_tree):
     assert {"folder", "subject", "sequence", "site", "plane", "slice_index", "voxel_z_mm"} <= set(cols)
     assert set(cols["voxel_z_mm"]) == {2.0}  # the affine's z spacing, in canonical axis order
     assert set(cols["ce"]) == {None, "gd"}
+    # ce, which only some files have, stays beside the name's other columns, not after every column the first
+    # file has (it came after the pixel descriptors in assignments.csv)
+    from brainclust.io.outputs import meta_columns
+
+    for order in (list(cols), meta_columns(found.records)):
+        assert order.index("subject") < order.index("ce") < order.index("suffix") < order.index("folder"), order
+
+
+def test_meta_keys_put_a_late_key_after_its_neighbour_in_its_own_record():
+    from types import SimpleNamespace
+
+    from brainclust.io.outputs import meta_keys
+
+    recs = [SimpleNamespace(meta={"subject": 1, "suffix": 2, "aspect": 3}), SimpleNamespace(meta=None),
+            SimpleNamespace(meta={"subject": 1, "ce": 2, "suffix": 3, "aspect": 4, "late": 5}),
+            SimpleNamespace(meta={"first": 0, "subject": 1})]
+    assert meta_keys(recs) == ["first", "subject", "ce", "suffix", "aspect", "late"]
 
 
 #: Files under sub-<label>/ that are not BIDS data files: no BIDS name, a name whose subject is not its folder's,

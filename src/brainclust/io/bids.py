@@ -236,7 +236,7 @@ def parse_filter(text: str | Mapping | None) -> dict[str, frozenset[str]]:
             if not part.strip():
                 continue
             key, eq, value = part.partition("=")
-            if not eq or not value.strip():
+            if not eq:
                 raise ParameterError(f"--bids-filter: '{part.strip()}' must be KEY=VALUE (e.g. suffix=T1w), "
                                      f"got {text!r}")
             for one in value.split("|"):
@@ -250,7 +250,9 @@ def parse_filter(text: str | Mapping | None) -> dict[str, frozenset[str]]:
             raise ParameterError(f"--bids-filter: unknown key '{key.strip()}'; use an entity "
                                  f"({', '.join(ENTITIES[:16])}...), suffix, datatype or extension")
         if not v:
-            raise ParameterError(f"--bids-filter: key '{key.strip()}' has an empty value in {text!r}")
+            hint = (f"; a filter keeps files by their values ({k}=VALUE); --exclude-files '*_{k}-*' leaves out "
+                    "the files that have the key" if k in ENTITIES and k != "sub" else "")
+            raise ParameterError(f"--bids-filter: key '{key.strip()}' has an empty value in {text!r}{hint}")
         if k == "extension" and not v.startswith("."):
             v = "." + v
         out.setdefault(k, set()).add(_index_value(v) if k in INDEX_ENTITIES else v)

@@ -66,8 +66,8 @@ from pathlib import Path
 
 from brainclust.errors import InputError, ParameterError
 from brainclust.io import privacy
-from brainclust.io.outputs import (META_PREFIX, RESERVED, column_name, escape_name, meta_text, output_name,
-                                   unescape_name)
+from brainclust.io.outputs import (META_PREFIX, RESERVED, column_name, escape_name, meta_keys, meta_text,
+                                   output_name, unescape_name)
 from brainclust.io.pathfilter import folder_of
 
 __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
@@ -89,17 +89,11 @@ MAX_TABLE_BYTES = 256 << 20
 def record_columns(records: Sequence) -> dict[str, list]:
     """The metadata of ``records`` as columns: name -> one value per record (``None`` when absent).
 
-    Columns appear in the order they are first met; reserved names are prefixed
+    Columns appear in the records' order (:func:`~brainclust.io.outputs.meta_keys`); reserved names are prefixed
     (:func:`column_name`). ``records`` are ImageRecords (anything with ``meta``).
     """
-    order: dict[str, str] = {}
-    renamed: set[str] = set()
-    for r in records:
-        for k in (getattr(r, "meta", None) or {}):
-            if k not in order:
-                order[k] = output_name(k)
-                if order[k] != k:
-                    renamed.add(k)
+    order = {k: output_name(k) for k in meta_keys(records)}
+    renamed = {k for k, new in order.items() if new != k}
     for k in sorted(renamed):
         log.warning("metadata column '%s' has the name of a run column; written as '%s'", k, order[k])
     return {new: [(getattr(r, "meta", None) or {}).get(old) for r in records] for old, new in order.items()}

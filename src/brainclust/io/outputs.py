@@ -350,14 +350,26 @@ def output_name(key) -> str:
     return key if key in RUN_MADE else column_name(key)
 
 
-def meta_columns(records: Sequence) -> list[str]:
-    """The metadata columns the records carry (``ImageRecord.meta``), as written: in order of first
-    appearance, each through :func:`output_name` (the one rule, also :mod:`brainclust.io.metadata`'s)."""
-    seen: dict[str, None] = {}
+def meta_keys(records: Sequence) -> list[str]:
+    """The keys of the records' metadata (``ImageRecord.meta``), each once, in the records' own order: a key
+    first met in a later record goes right after the key before it there (a BIDS ``ce`` that only some files
+    have stays beside ``subject``, not after every column the first file has)."""
+    order: list[str] = []
+    seen: set[str] = set()
     for r in records:
+        before = None
         for key in getattr(r, "meta", None) or {}:
-            seen.setdefault(output_name(key), None)
-    return list(seen)
+            if key not in seen:
+                seen.add(key)
+                order.insert(0 if before is None else order.index(before) + 1, key)
+            before = key
+    return order
+
+
+def meta_columns(records: Sequence) -> list[str]:
+    """The metadata columns the records carry, as written: :func:`meta_keys`, each through :func:`output_name`
+    (the one rule, also :mod:`brainclust.io.metadata`'s)."""
+    return list(dict.fromkeys(output_name(key) for key in meta_keys(records)))
 
 
 def meta_text(value) -> str:
