@@ -100,3 +100,13 @@ def test_two_stage_assignment_pass_on_ray_equals_local(local_ray, monkeypatch):
     np.testing.assert_array_equal(remote.micro_of_, local.micro_of_)
     np.testing.assert_array_equal(remote.labels_, local.labels_)
     np.testing.assert_array_equal(remote.levels_, local.levels_)
+
+
+def test_a_local_ray_keeps_token_authentication_without_rays_notice(local_ray):
+    """Ray's warning that a local cluster uses token authentication ("Set RAY_AUTH_MODE=disabled to opt out") is
+    advice to a cluster's operator: a local Ray that brainclust starts does not print it, even without -q."""
+    import logging
+    import os
+
+    assert os.environ.get("RAY_AUTH_MODE", "token") == "token"  # the default kept, not switched off
+    assert not logging.getLogger(ray_data.RAY_AUTH_LOGGER).isEnabledFor(logging.WARNING)

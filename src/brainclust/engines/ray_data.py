@@ -114,6 +114,9 @@ _PROBE = ("import sys, ray\n"
           "print(int(ray.cluster_resources().get('CPU', 0)))\n")
 
 
+#: The logger of Ray's notice that a local cluster starts with token authentication.
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
 #: Addresses this process has joined a cluster at (checked once per process).
 _REACHABLE: set[str] = set()
 
@@ -178,7 +181,11 @@ def connect(address: str | None = None):
             check_reachable(address)
         try:
             if address is None:
+                # a local Ray we start keeps Ray's default, token authentication; its notice of that (how to opt
+                # out) is Ray's advice to a cluster's operator, not to the user of one command: logged as ours
+                logging.getLogger(RAY_AUTH_LOGGER).setLevel(logging.ERROR)
                 ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+                log.info("ray engine: a local Ray on this machine (token authentication, Ray's default)")
             else:
                 ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
