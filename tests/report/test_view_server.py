@@ -562,3 +562,19 @@ def test_a_network_bind_looks_up_its_full_name_on_first_need_not_at_start_up(tmp
         server.shutdown()
         server.server_close()
         ex.close()
+
+
+def test_the_view_starts_coloured_as_the_report_is(tmp_path):
+    """The map's first colouring in `view` is the report's: the last `report --color-by` (manifest report.color_by),
+    else the run's --color-by, else cluster; a column the run no longer has falls back to cluster (it always
+    started by cluster)."""
+    import json
+
+    out = make_run(tmp_path, n_per=6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for settings, report, first in (("site", None, "site"), ("site", "age", "age"), (None, "gone", "cluster"),
+                                    (None, None, "cluster")):
+        manifest["settings"]["color_by"] = settings
+        manifest["report"] = {"color_by": report} if report else {}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        assert ViewData(out, cache_dir=tmp_path / "cache").meta()["colour"] == first, (settings, report)

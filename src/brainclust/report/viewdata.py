@@ -48,6 +48,7 @@ from brainclust.report.columns import (
     name_unclustered,
     unclustered_name,
 )
+from brainclust.report.explorer import kept_colour
 from brainclust.report.mapcoords import compute_map, normalise, read_map
 
 log = logging.getLogger(__name__)
@@ -389,13 +390,22 @@ class ViewData:
         col = self.by_name.get("label")
         return col is not None and col.kind == "cat" and any(v != "" for v in (col.raw or []))
 
+    def first_colour(self) -> str | None:
+        """The column the map is coloured by at first: the report's (the last ``report --color-by``, else the
+        run's ``--color-by``) when this run still has it, else ``cluster``."""
+        wanted = kept_colour(self.manifest, None) or (self.manifest.get("settings") or {}).get("color_by")
+        col = self.by_name.get(wanted) if isinstance(wanted, str) else None
+        if col is not None and col.kind != "text":
+            return wanted
+        return "cluster" if "cluster" in self.by_name else (self.columns[0].name if self.columns else None)
+
     def meta(self) -> dict:
         """What the page needs to start (no per-row data)."""
         title = self.root.name if self.root else self.folder.root.name
         scores = {k: float(v) for k, v in ((k, self.metrics.get(k)) for k in ("silhouette", "ari", "nmi", "fmi", "acc"))
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
         return {"mode": "server", "n_total": self.n, "columns": [c.meta() for c in self.columns],
-                "colour": "cluster" if "cluster" in self.by_name else (self.columns[0].name if self.columns else None),
+                "colour": self.first_colour(),
                 "has_labels": self.has_labels, "title": escape_name(title), "scores": scores,
                 "map_source": self.map_source, "levels": [c.name for c in self.columns if is_level(c.name)],
                 "unclustered": self.unclustered}
