@@ -190,3 +190,18 @@ def test_a_tree_level_that_follows_nothing_says_so(tmp_path):
                                           encoding="utf-8")
     items = re.findall(r"<li>(.*?)</li>", re.search(r'<ul id="tree-follows">(.*?)</ul>', page_of(out), re.S).group(1))
     assert items == ["level 2: nothing clearly", "level 3: suffix (AMI 0.30)"]
+
+
+def test_unscored_strata_of_sparse_labels_are_not_said_to_share_one_label():
+    """A stratum is not scored when its labelled images hold fewer than two labels: with sparse labels that is
+    mostly one labelled image or none, which the page called "sharing one label"."""
+    from brainclust.report.runtext import within_scores
+
+    sparse = {"within": {"scores": {"per_stratum": {}, "not_scored": {
+        "A": "1 labelled image(s) of 1 label(s)", "B": "0 labelled image(s) of 0 label(s)"}}}}
+    text = within_scores(sparse, 4)["meaning"]
+    assert "fewer than two labels" in text and "share one label" not in text
+    partial = {"within": {"scores": {"per_stratum": {"A": {"n": 4, "nmi": 0.5, "ari": 0.2}}, "mean_nmi": 0.5,
+                                     "mean_ari": 0.2, "not_scored": {"B": "0 labelled image(s) of 0 label(s)"}}}}
+    text = within_scores(partial, 4)["meaning"]
+    assert "1 not scored, their labelled images holding fewer than two labels" in text

@@ -75,9 +75,11 @@ def within_scores(metrics: dict, n_clusters: int) -> dict | None:
         if not unscored:
             return None
         return {"nmi": "n/a", "ari": "n/a", "meaning": "No stratum could be scored: in each of the "
-                f"{n_strata} strata the labelled images share one label, so the scores above measure the strata, "
-                "not the clusters (metrics.json within.scores)."}
-    not_scored = (f"; {len(unscored)} not scored, their labelled images sharing one label" if unscored else "")
+                f"{n_strata} strata the labelled images hold fewer than two labels (one label, or one labelled "
+                "image or none), so the scores above measure the strata, not the clusters (metrics.json "
+                "within.scores)."}
+    not_scored = (f"; {len(unscored)} not scored, their labelled images holding fewer than two labels"
+                  if unscored else "")
     return {"nmi": f"{nmi:.3f}", "ari": f"{ari:.3f}", "meaning": (
         f"Mean NMI and ARI inside each stratum, weighted by its labelled images, over "
         f"{count_text(len(per), 'scored stratum', 'scored strata')} of {n_strata}{not_scored} "
