@@ -566,7 +566,7 @@ def test_plane_columns_give_each_unit_its_slices_shared_plane():
 
 
 def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_planes(monkeypatch, tmp_path, caplog):
-    """A --within plane model fitted on NIfTI slices (every plane from the header: source 'metadata') still
+    """A --within plane model fitted on NIfTI slices (every plane from the header: source 'header') still
     estimates the plane of new 2-D images, as steering.md says; another column missing is one line."""
     from types import SimpleNamespace
 
@@ -579,12 +579,12 @@ def test_predict_estimates_the_plane_of_2d_images_for_a_model_fitted_on_header_p
     monkeypatch.setattr(plane_mod, "estimate_planes", fake)
     recs = [SimpleNamespace(meta={"site": "A"}) for _ in range(3)]
     with caplog.at_level("WARNING", logger="brainclust"):
-        strata, cols = predict_strata("metadata", "plane", recs, cache_dir=tmp_path)
+        strata, cols = predict_strata("header", "plane", recs, cache_dir=tmp_path)
     assert list(strata) == ["coronal"] * 3 and cols["plane_source"] == ["estimate"] * 3
     assert "plane_confidence is not an accuracy" in caplog.text  # an estimate is never passed off as sure
-    strata, cols = predict_strata("metadata", "plane", [SimpleNamespace(meta={"plane": "axial"})])
+    strata, cols = predict_strata("header", "plane", [SimpleNamespace(meta={"plane": "axial"})])
     assert list(strata) == ["axial"] and cols == {}  # read where the new images have it
-    strata, cols = predict_strata("metadata", "plane", [SimpleNamespace(meta={"plane": "axial"}), recs[0]])
+    strata, cols = predict_strata("header", "plane", [SimpleNamespace(meta={"plane": "axial"}), recs[0]])
     assert list(strata) == ["axial", "coronal"] and cols["plane_source"] == ["header", "estimate"]  # a mix
     with pytest.raises(InputError, match="'site2': the model's --within/--remove column is in none"):
         predict_strata("metadata", "site2", recs)
@@ -644,3 +644,25 @@ def test_the_reports_silhouette_of_a_within_run_is_the_metrics_one_with_and_with
         sil = silhouette_per_image(run.X, run.clusters)
         metrics = json.loads((out / "metrics.json").read_text())["silhouette"]
         assert float(np.nanmean(sil)) == pytest.approx(metrics, abs=1e-6), pca
+
+
+def test_a_plane_read_from_a_table_is_never_estimated_at_predict():
+    """A fit whose `plane` came from a --metadata table (source metadata) predicts with the table's plane: without
+    it, one line asks for the table again (it was estimated silently: the MNI-trained estimate split a walk's 900
+    slices otherwise and moved 12 % of the fit's own images to another cluster)."""
+    X, _, _ = two_sites()
+    planes = lambda i: ["axial", "coronal"][i % 2]  # noqa: E731
+    fitted = [replace(r, meta={"plane": planes(i)}) for i, r in enumerate(records(len(X), lambda i: "A"))]
+    bare = [replace(r, meta={}) for r in fitted]
+    for step in (WithinStep(column="plane", k=2, pca=4), RemoveStep(column="plane")):
+        step.fit_batch(Batch(fitted, X))
+        assert step.source_ == "metadata"
+        with pytest.raises(InputError, match="pass it again: --metadata FILE"):
+            (step.predict_batch if isinstance(step, WithinStep) else step.transform_batch)(Batch(bare, X))
+    out = WithinStep(column="plane", k=2, pca=4)
+    out.fit_batch(Batch(fitted, X))
+    rows, labels, _ = out.predict_batch(Batch(fitted, X))
+    np.testing.assert_array_equal(labels, out.labels_)  # the fit's own rows, the fit's strata: the fit's clusters
+    header = WithinStep(column="plane", k=2, pca=4)  # NIfTI slices: their planes are their headers'
+    header.fit_batch(Batch([replace(r, type="nifti") for r in fitted], X))
+    assert header.source_ == "header"

@@ -36,13 +36,9 @@ from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.features.limits import check_cache_location
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish
-from brainclust.io.scan import ImageRecord, ScanResult, scan
+from brainclust.io.scan import SCAN_TYPES, ImageRecord, ScanResult, scan
 
 log = logging.getLogger(__name__)
-
-#: Record types whose images are slices of a volume or series: never searched for near duplicates.
-VOLUME_TYPES = frozenset({"nifti", "dicom"})
-
 
 @dataclass
 class CheckResult:
@@ -195,12 +191,12 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     ok[list(desc.failed)] = False
     reasons, capture = _dicom_reasons(records, dicom_headers)
     # a Secondary Capture's pixels were rendered or converted, not scanned: judged as a 2-D image file's
-    sliced = np.array([r.type in VOLUME_TYPES for r in records], bool) & ~capture
+    sliced = np.array([r.type in SCAN_TYPES for r in records], bool) & ~capture
     extraction = dict(precision=likeness_precision, runtime=likeness_runtime)
     masks = pixel_flags(desc.vectors, t, sliced)
     first = first_of_hash(desc.pixel_sha256)
     # near duplicates among distinct, decodable contents with a picture (not blank, not tiny), in 2-D image
-    # files only (VOLUME_TYPES: neighbouring slices and co-registered sequences look alike by design)
+    # files only (SCAN_TYPES: neighbouring slices and co-registered sequences look alike by design)
     rows = np.nonzero(ok & (first == np.arange(n)) & ~masks["blank"] & ~masks["tiny"])[0]
     pairs, sims, _ = cached_near_pairs(cache_dir, desc, rows[~sliced[rows]], t, backend, random_state, progress,
                                        records)

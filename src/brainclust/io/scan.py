@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 LINKED_FOLDER = "symbolic link to a folder; not followed (it could loop)"
 #: Image formats brainclust decodes (Pillow format names), whatever the extension.
 SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+#: Record types that are slices or frames of a scan (a NIfTI volume, a DICOM object), with a header of their own;
+#: every other record is a 2-D image file.
+SCAN_TYPES = frozenset({"nifti", "dicom"})
 
 
 @dataclass(frozen=True)
@@ -404,7 +407,7 @@ def read_record(record: ImageRecord) -> tuple[str, np.ndarray]:
     (:mod:`brainclust.io.content`), so the hash always belongs to the pixels.
     """
     kind = record.type
-    if kind not in ("dicom", "nifti"):
+    if kind not in SCAN_TYPES:
         try:
             detected = formats.detect(record.abspath) if not kind else "image"
         except Exception:  # noqa: BLE001

@@ -42,6 +42,7 @@ from brainclust.features.cache import default_cache_dir
 from brainclust.errors import InputError, ModelFileError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RUN_MADE
+from brainclust.io.scan import SCAN_TYPES
 from brainclust.model.steercolumns import PLANE, PLANE_COLUMNS, check_column, meta_values
 from brainclust.terminal import count_text
 
@@ -102,17 +103,23 @@ def first_pass_levels(X, pca, k: int, random_state) -> dict[str, np.ndarray]:
     return level_columns(tree.levels_)
 
 
+#: Where a fit's strata came from: a metadata column (a table's, BIDS'...), the planes the slices' headers record
+#: (NIfTI or DICOM slices, every one), the planes read where known and else estimated, a first pass's levels.
+SOURCES = ("metadata", "header", "plane", "levels")
+
+
 def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, cache_dir=None,
                option: str = "--within") -> tuple[np.ndarray, dict[str, list], str]:
     """``(strata, columns to add to the rows, source)`` of ``column`` for a fit (see the module docstring);
-    ``source`` is ``metadata``, ``plane`` or ``levels``."""
+    ``source`` is one of :data:`SOURCES`."""
     check_column(option, column, records)
     has_meta = any(column in (getattr(r, "meta", None) or {}) for r in records)
     if column == PLANE and not (has_meta and all(meta_values(records, PLANE))):
         cols = plane_columns(records, random_state, cache_dir)
         return as_strata(cols[PLANE]), cols, "plane"
     if has_meta:
-        return as_strata(meta_values(records, column)), {}, "metadata"
+        header = column == PLANE and all(getattr(r, "type", "") in SCAN_TYPES for r in records)
+        return as_strata(meta_values(records, column)), {}, "header" if header else "metadata"
     levels = first_pass_levels(X, pca, k, random_state)
     return as_strata(levels[column]), {}, "levels"
 
@@ -120,10 +127,10 @@ def strata_for(column: str, records, X, *, pca=50, k: int = 4, random_state=0, c
 def predict_strata(source: str, column: str, records, random_state=0, cache_dir=None):
     """``(strata or None, columns)`` of new rows: metadata read, plane read or estimated, levels ``None``
     (the step then takes the nearest stratum mean)."""
-    if source == "plane" or (column == PLANE and not all(meta_values(records, PLANE))):  # as strata_for: the
-        cols = plane_columns(records, random_state, cache_dir)  # header's plane where known, else estimated
-        return as_strata(cols[PLANE]), cols
-    if source == "metadata":
+    if source == "plane" or (source == "header" and not all(meta_values(records, PLANE))):
+        cols = plane_columns(records, random_state, cache_dir)  # as strata_for: the header's where known, else
+        return as_strata(cols[PLANE]), cols  # estimated (a table's plane, source metadata, never is)
+    if source in ("metadata", "header"):
         if records and not any(column in (getattr(r, "meta", None) or {}) for r in records):
             raise InputError(f"'{column}': the model's --within/--remove column is in none of the new images' "
                              "metadata (if it came from a table, pass it again: --metadata FILE, or metadata=FILE in "
@@ -183,7 +190,7 @@ class RemoveStep(Step):
     Attributes
     ----------
     remover_ : FactorRemover
-    source_ : str  (``metadata``, ``plane`` or ``levels``)
+    source_ : str  (one of :data:`SOURCES`)
     counts_ : dict  stratum -> rows of the fit
     """
 
@@ -214,7 +221,7 @@ class RemoveStep(Step):
 
     def transform_batch(self, batch):
         self.check_is_fitted()
-        if self.rule == "project" and self.source_ == "metadata":  # the projection needs no stratum (nor the table)
+        if self.rule == "project" and self.source_ in ("metadata", "header"):  # the projection needs no stratum
             strata, cols = None, {}
         else:
             strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state,
@@ -249,7 +256,7 @@ class RemoveStep(Step):
             rm.n_features_in_ = int(rm.means_.shape[1])
             ok = (rm.means_.ndim == 2 and len(rm.means_) == len(rm.strata_) and rm.grand_mean_.shape ==
                   (rm.n_features_in_,) and rm.directions_.ndim == 2 and rm.directions_.shape[1] == rm.n_features_in_
-                  and str(d["source"]) in ("metadata", "plane", "levels") and len(d["counts"]) == len(rm.strata_))
+                  and str(d["source"]) in SOURCES and len(d["counts"]) == len(rm.strata_))
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise ModelFileError(f"remove model '{path}' is damaged ({exc})") from None
         if not ok:
@@ -420,8 +427,7 @@ class WithinStep(Step):
             m.strata_ = np.asarray(strata, dtype=object)
             m.centroids_ = np.asarray(d["centroids"], np.float64)
             ok = (offsets.shape == (S,) and k.shape == (S,) and has.shape == (S, 2) and counts.shape == (S,)
-                  and m.centroids_.ndim == 2 and len(m.centroids_) == S and str(d["source"]) in
-                  ("metadata", "plane", "levels"))
+                  and m.centroids_.ndim == 2 and len(m.centroids_) == S and str(d["source"]) in SOURCES)
             if not ok:
                 raise ValueError("fields 'offsets', 'k', 'has', 'centroids', 'strata' do not fit together")
             m.n_features_in_ = int(m.centroids_.shape[1])
