@@ -158,7 +158,7 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     records, info = enrich(scanned.records, cfg, table, splits=True)
     t["metadata"] = time.perf_counter() - t0
     check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
-                      color_by=cfg.color_by)  # a column that is not there: one line now, before the extraction
+                      color_by=cfg.color_by, table=table)  # a column that is not there: one line, before extraction
     check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit, final=not cfg.exclude)
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose

@@ -666,3 +666,23 @@ def test_a_plane_read_from_a_table_is_never_estimated_at_predict():
     header = WithinStep(column="plane", k=2, pca=4)  # NIfTI slices: their planes are their headers'
     header.fit_batch(Batch([replace(r, type="nifti") for r in fitted], X))
     assert header.source_ == "header"
+
+
+@pytest.mark.slow
+def test_an_empty_metadata_column_is_said_to_be_empty_not_missing(two_site_folder, tmp_path, capsys):
+    """A --metadata column with no value in any row is in none of the rows' metadata: it was refused as "no
+    column 'empty' in this run", with a list of columns that left it out, though the user's table has it."""
+    from brainclust.cli import main
+
+    root, table = two_site_folder
+    lines = table.read_text().splitlines()
+    empty = tmp_path / "sites_empty.csv"
+    empty.write_text("\n".join([lines[0] + ",empty"] + [ln + "," for ln in lines[1:]]) + "\n")
+    for option in ("--within", "--remove"):
+        rc = main(["run", str(root), "--out", str(tmp_path / "o"), "--metadata", str(empty), option, "empty",
+                   "--backbone", "pixels@16", "--workers", "0", "--no-report"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err[-1].endswith(f"{option}: column 'empty' of the --metadata table has no value in any "
+                                            "row of this run (empty, or no row matches)"), err
+    with pytest.raises(ParameterError, match="no column 'nosuch' in this run"):
+        check_column("--within", "nosuch", records(3, str), ["site", "empty"])

@@ -35,22 +35,27 @@ def available_columns(records) -> list[str]:
     return [*meta, *([PLANE] if PLANE not in meta else []), *LEVELS]
 
 
-def check_column(option: str, name: str, records) -> None:
-    """One line (ParameterError) when ``name`` is not a column the rows have (the message lists them)."""
+def check_column(option: str, name: str, records, table_columns=()) -> None:
+    """One line (ParameterError) when ``name`` is not a column the rows have (the message lists them);
+    ``table_columns``: the ``--metadata`` table's, whose empty ones the rows do not hold."""
     cols = available_columns(records)
     if name not in cols:
+        if name in table_columns:
+            raise ParameterError(f"{option}: column '{name}' of the --metadata table has no value in any row of "
+                                 "this run (empty, or no row matches)")
         shown = ", ".join(cols[:40]) + (", ..." if len(cols) > 40 else "")
         levels = f"; the tree's levels are {LEVELS[0]} to {LEVELS[-1]}" if name.startswith("level_") else ""
         raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown}){levels}")
 
 
-def check_run_columns(records, *, remove=None, within=None, labels=None, color_by=None) -> None:
+def check_run_columns(records, *, remove=None, within=None, labels=None, color_by=None, table=None) -> None:
     """The columns a run is asked to use, before its features are extracted: ``--remove``/``--within``
     (:func:`check_column`), ``--labels`` (:func:`check_label_column`) and ``--color-by``: also a column the
-    run writes (``cluster``, ``level_3``, ``flags``...) or a metadata column as written (``meta_NAME``)."""
+    run writes (``cluster``, ``level_3``, ``flags``...) or a metadata column as written (``meta_NAME``).
+    ``table``: the ``--metadata`` table (``MetadataTable``), if any."""
     for flag, column, min_rows in (("--remove", remove, 2), ("--within", within, MIN_STRATUM)):
         if column is not None:
-            check_column(flag, column, records)
+            check_column(flag, column, records, table.header if table is not None else ())
             # a metadata column's values are known already; the plane is estimated by the fit for the rows
             # without a header's, so its strata are counted there
             if column != PLANE and is_meta_column(records, column):
