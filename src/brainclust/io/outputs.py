@@ -254,10 +254,9 @@ class RunFolder:
 
 
 def check_run_file(path, folder=None) -> int:
-    """The size of a file of a run folder about to be read, refused (ModelFileError) unless it is (or links to:
-    DataLad and git-annex keep files as links) a regular file, not empty: a FIFO would block the reader, a link
-    to ``/dev/zero`` or a ``/proc`` file never end. A link refused says it is one (its target is never named).
-    No error message quotes what such a file holds."""
+    """The size of a file of a run folder about to be read, refused (ModelFileError) unless it is (or links to: DataLad
+    and git-annex keep files as links) a regular file, not empty: a FIFO would block the reader, a link to ``/dev/zero``
+    never end. A link refused says so (not its target); no error message quotes what such a file holds."""
     import stat as stat_module
 
     path = Path(path)
@@ -351,11 +350,9 @@ def output_name(key) -> str:
 
 
 def meta_keys(records: Sequence) -> list[str]:
-    """The keys of the records' metadata (``ImageRecord.meta``), each once, in the records' own order: a key
-    first met in a later record goes right after the key before it there (a BIDS ``ce`` that only some files
-    have stays beside ``subject``, not after every column the first file has)."""
-    order: list[str] = []
-    seen: set[str] = set()
+    """The keys of the records' metadata (``ImageRecord.meta``), each once, in the records' own order: a key first
+    met in a later record goes right after the key before it there (BIDS ``ce``, in some files, beside ``subject``)."""
+    order, seen = [], set()
     for r in records:
         before = None
         for key in getattr(r, "meta", None) or {}:
@@ -367,8 +364,7 @@ def meta_keys(records: Sequence) -> list[str]:
 
 
 def meta_columns(records: Sequence) -> list[str]:
-    """The metadata columns the records carry, as written: :func:`meta_keys`, each through :func:`output_name`
-    (the one rule, also :mod:`brainclust.io.metadata`'s)."""
+    """The metadata columns the records carry, as written: :func:`meta_keys` through :func:`output_name`."""
     return list(dict.fromkeys(output_name(key) for key in meta_keys(records)))
 
 
