@@ -243,3 +243,24 @@ def test_lite0_ships_real_weights_and_gives_1280_features():
     # pre-trained weights, not a fresh init: the first conv differs from a random build
     random_model = backbones.build(spec, backbones.ResolvedWeights(None, backbones.RANDOM_WEIGHTS))
     assert not torch.equal(model.net._conv_stem.weight, random_model.net._conv_stem.weight)
+
+
+def test_the_views_of_an_auto_run_resolve_its_backbone_once(empty_torch_home, tmp_path, caplog):
+    """Each augmented view of a self-supervised run is extracted by a copy of the run's extractor: with --backbone
+    auto each copy resolved it again and said so (6 times per run); the copies now take the resolved backbone."""
+    import numpy as np
+    from PIL import Image
+
+    import brainclust
+    from brainclust.features.extractor import FeatureExtractor
+    from brainclust.selfsup import views as views_mod
+
+    for i in range(3):
+        im = (np.random.default_rng(i).random((40, 36)) * 255).astype(np.uint8)
+        Image.fromarray(im).save(tmp_path / f"{i}.png")
+    records = brainclust.scan(tmp_path).records
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        ex = FeatureExtractor("auto", cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False).fit()
+        views = views_mod.extract(ex, records, ["rot90", "hflip"])
+    assert sorted(views) == ["hflip", "rot90"] and views["rot90"].shape == (3, ex.spec_.dim)
+    assert sum("--backbone auto" in r.getMessage() for r in caplog.records) == 1

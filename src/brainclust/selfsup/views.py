@@ -97,6 +97,8 @@ def extract(extractor, records, names: Sequence[str], identity: np.ndarray | Non
             out[name] = np.asarray(identity, np.float32)
             continue
         params = {"view": view, "view_seed": seed}
+        if getattr(extractor, "backbone", None) == "auto":  # resolved once (and said once) for the run's features
+            params["backbone"] = extractor.spec_.name
         if getattr(extractor, "block_scales_", None) is not None:  # a fusion keeps the plain images' scales
             params["block_scales"] = list(extractor.block_scales_)
         got = clone(extractor).set_params(**params).fit().extract(records)
