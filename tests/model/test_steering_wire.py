@@ -375,6 +375,30 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_run_within_k_auto_records_k_auto_and_each_strata_k(two_site_folder, tmp_path, capsys):
+    """--within COLUMN --k auto recorded manifest clustering.k 0 (DBSCAN's 'no k') and the report said
+    'k = 0 per stratum' (the walk of 2026-12-07): k is 'auto', as asked; each stratum's in steer.within.k."""
+    from brainclust.cli import main
+    from brainclust.report.build import build_report
+
+    root, table = two_site_folder
+    out = tmp_path / "o"
+    assert main(["run", str(root), "--out", str(out), "--within", "site", "--k", "auto", "--backbone", "pixels@16",
+                 "--workers", "0", "--no-report", "--metadata", str(table), "--labels", "group"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    per = manifest["steer"]["within"]["k"]
+    assert manifest["clustering"]["k"] == "auto" and manifest["clustering"]["k_requested"] == "auto"
+    assert manifest["clustering"]["n_clusters_found"] == sum(per.values()) and set(per) == {"A", "B"}
+    html = build_report(out, write_figures=False).path.read_text(encoding="utf-8")
+    named = f"k auto per stratum (A: {per['A']}, B: {per['B']})"
+    assert f"(hierarchical, {named})" in html and f"hierarchical, {named}: " in html and "k = 0" not in html
+    pred = tmp_path / "pred"  # the model loads and predicts as a run at a given k
+    assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
+    assert [r["cluster"] for r in read_rows(pred / "assignments.csv")] == [r["cluster"] for r in
+                                                                         read_rows(out / "assignments.csv")]
+
+
+@pytest.mark.slow
 def test_a_within_model_saved_without_its_map_predicts_and_scores_on_the_features(two_site_folder, tmp_path):
     """Models saved before 2026-12-07 have no within_map_pca.npz: they load, save again and predict, new rows'
     silhouette then taken on the features (as those models did). A stray map file beside such a model (not in

@@ -205,3 +205,33 @@ def test_unscored_strata_of_sparse_labels_are_not_said_to_share_one_label():
                                      "mean_ari": 0.2, "not_scored": {"B": "0 labelled image(s) of 0 label(s)"}}}}
     text = within_scores(partial, 4)["meaning"]
     assert "1 not scored, their labelled images holding fewer than two labels" in text
+
+
+def with_k_auto(out: Path, clustering_k="auto") -> Path:
+    """Make the steered fake run one of ``--k auto``: each stratum chose its own k (``steer.within.k``)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["settings"]["k"] = "auto"
+    manifest["clustering"].update(k=clustering_k, k_requested="auto")
+    manifest["steer"] = {"within": {"column": "plane", "k": {"axial": 2, "coronal": 1},
+                                    "strata": {"axial": 12, "coronal": 6}}}
+    atomic_write_json(out / "manifest.json", manifest)
+    return out
+
+
+@pytest.mark.parametrize("clustering_k", ["auto", 0])
+def test_a_within_k_auto_run_shows_each_strata_k_not_k_0(tmp_path, clustering_k):
+    """'35 clusters (hierarchical, k = 0 per stratum)' and 'hierarchical, k = 0: 35 clusters found' (the walk of
+    2026-12-07): with --k auto each stratum chose its own k, which the header and the summary now name. A run
+    folder written before (manifest clustering.k 0) reads so too."""
+    page = page_of(with_k_auto(steer(fake_run(tmp_path, n_per=6)), clustering_k))
+    assert "3 clusters (hierarchical, k auto per stratum (axial: 2, coronal: 1))" in page
+    assert "hierarchical, k auto per stratum (axial: 2, coronal: 1): 3 clusters found" in page
+    assert "k = 0 per stratum" not in page and "k = 0:" not in page and "k = auto" not in page
+    assert "3 clusters (hierarchical, k = 3 per stratum)" in page_of(steer(fake_run(tmp_path / "fixed", n_per=6)))
+    assert "3 clusters (hierarchical, k = 3)" in page_of(fake_run(tmp_path / "plain", n_per=6))
+    from brainclust.report.runtext import k_text  # many strata: the first 12 named, the others counted
+
+    many = {"settings": {"within": "subject", "k": "auto"},
+            "steer": {"within": {"k": {f"s{i:02d}": 2 for i in range(14)}}}}
+    assert k_text(many, 28) == ("k auto per stratum (" + ", ".join(f"s{i:02d}: 2" for i in range(12))
+                                + ", … 2 more in manifest.json steer.within.k)")

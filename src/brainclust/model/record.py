@@ -41,12 +41,15 @@ def effective_config(cfg: RunConfig, model) -> RunConfig:
 
 
 def clustering_record(cfg: RunConfig, model) -> dict:
-    """``manifest.json``'s ``clustering``: the method, the k used and asked for, the clusters found."""
+    """``manifest.json``'s ``clustering``: the method, the k used and asked for, the clusters found (``--k auto``:
+    the chosen k; with ``--within``, ``"auto"``: each stratum chose its own, ``steer.within.k``)."""
     clusterer = model.clusterer_
     if cfg.k != "auto":
         k = cfg.k
     elif hasattr(clusterer, "k_"):
         k = clusterer.k_
+    elif cfg.within is not None and cfg.method != "dbscan":  # --within: each stratum's own k (steer.within.k)
+        k = "auto"
     else:  # dbscan: no k
         k = 0
     out = {"method": cfg.method, "k": k, "k_requested": cfg.k, "n_clusters_found": int(clusterer.n_clusters_),

@@ -49,7 +49,7 @@ from brainclust.report.geometry import (largest_clusters, silhouette_per_image, 
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
-from brainclust.report.runtext import clustered_text, files_text, within_scores
+from brainclust.report.runtext import clustered_text, files_text, k_text, within_scores
 from brainclust.report.associations import folded_rows, read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
@@ -152,7 +152,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "estimated": estimated_strata(m, run.rows),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
-        "k": run.k, "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
+        "k": run.k, "k_text": k_text(m, run.k), "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
         **counts, "pca": m.get("pca", {}),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),

@@ -199,7 +199,9 @@ def load_outputs(out_dir) -> RunOutputs:
     X, labels, levels, tree, params, leaves = _read_cluster_model(folder)
     _check_same_run(folder, rows, X, labels)
     settings, clustering = manifest.get("settings") or {}, manifest.get("clustering") or {}
-    try:  # the k the run used ("auto" in the settings is resolved in manifest["clustering"])
+    # the k the run used ("auto" in the settings is resolved in manifest["clustering"], except with --within, where
+    # each stratum chose its own: the page names them, runtext.k_text; RunOutputs.k is then the clusters found)
+    try:
         k = int(clustering.get("k", params.get("n_clusters", settings.get("k"))))
     except (TypeError, ValueError):
         k = len(set(labels.tolist()) - {NOISE})

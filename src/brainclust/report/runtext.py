@@ -1,5 +1,6 @@
 """Sentences of the report read from a run's ``manifest.json`` and ``metrics.json``: what was clustered out of
-the files found (the summary's first row) and the scores inside the strata of a ``--within`` run (the scores).
+the files found (the summary's first row), the k of the clustering (the header and the summary) and the scores
+inside the strata of a ``--within`` run (the scores).
 
 Both files are untrusted input: a field of the wrong type is left out of the sentence (an older run folder
 lacks some: no clause), never an error. The text reaches the page through autoescaping.
@@ -14,7 +15,10 @@ from brainclust.report.render import counted
 from brainclust.report.run import int_or_zero
 from brainclust.terminal import count_text
 
-__all__ = ["clustered_text", "files_text", "within_scores"]
+__all__ = ["clustered_text", "files_text", "k_text", "within_scores"]
+
+#: The most strata whose k the header names (the others are counted; every one is in manifest.json steer.within.k).
+K_NAMED = 12
 
 
 def _left_out(scan: dict) -> list[tuple[str, int]]:
@@ -53,6 +57,23 @@ def clustered_text(unit: str, n_rows: int, n_set_aside: int, n_slice_images: int
     aside = (f": {n_rows - n_set_aside} clustered, {n_set_aside} set aside by --exclude (not clustered)"
              if n_set_aside else "")
     return f"{rows} from {files}{aside}"
+
+
+def k_text(manifest: dict, k: int) -> str:
+    """The k of the header and the summary: ``k = 4``, ``k = 4 per stratum`` (``--within``), and for ``--within``
+    with ``--k auto``, where each stratum chose its own, ``k auto per stratum (axial: 15, coronal: 15, sagittal: 5)``
+    (``manifest.json`` ``steer.within.k``; ``k``: the run's, unused then)."""
+    settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+    if not settings.get("within"):
+        return f"k = {k}"
+    if settings.get("k") != "auto" or settings.get("method") == "dbscan":
+        return f"k = {k} per stratum"
+    within = (manifest.get("steer") or {}).get("within") if isinstance(manifest.get("steer"), dict) else None
+    per = within.get("k") if isinstance(within, dict) and isinstance(within.get("k"), dict) else {}
+    named = [f"{name}: {n}" for name, n in per.items() if isinstance(n, int) and not isinstance(n, bool)]
+    if len(named) > K_NAMED:
+        named = named[:K_NAMED] + [f"… {len(named) - K_NAMED} more in manifest.json steer.within.k"]
+    return "k auto per stratum" + (f" ({', '.join(named)})" if named else "")
 
 
 def _score(v) -> float | None:
