@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from brainclust.terminal import count_text
 
-__all__ = ["auto_line", "run_summary"]
+__all__ = ["auto_line", "run_summary", "strata_k_line"]
 
 
 def run_summary(result) -> str:
@@ -40,6 +40,8 @@ def run_summary(result) -> str:
         sel = m["k_selection"]
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
         lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
+    if (m.get("within") or {}).get("k_selection"):  # --within: each stratum chose its own k
+        lines.append(strata_k_line(m["within"], getattr(result.config, "within", None) or "stratum"))
     if isinstance(gate := (result.manifest.get("ssl") or {}).get("gate"), dict) and "kept" in gate:
         lines.append("--ssl-gate: " + ("kept the self-supervised embedding" if gate["kept"] else "set the self-"
                      "supervised embedding aside: the frozen features are clustered") + " (manifest.json ssl.gate)")
@@ -76,6 +78,16 @@ def run_summary(result) -> str:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "associations.csv, manifest.json")
     return "\n".join(lines)
+
+
+def strata_k_line(within: dict, column: str, most: int = 12) -> str:
+    """``--k auto`` with ``--within``: each stratum's k, the first ``most`` named (``metrics.json`` ``within``)."""
+    voted = within["k_selection"]
+    named = [f"{name}: k = {k}" + ("" if name in voted else " (no vote: too few images or too alike)")
+             for name, k in (within.get("k") or {}).items()]
+    more = f", … {len(named) - most} more" if len(named) > most else ""
+    return (f"--k auto within each {column} ({', '.join(named[:most])}{more}; votes and curves in metrics.json "
+            "within.k_selection, the report)")
 
 
 def auto_line(result) -> str | None:

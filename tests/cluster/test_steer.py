@@ -132,6 +132,19 @@ def test_within_k_auto_compares_k_in_small_strata_as_a_run_does():
     assert all(sel["ks"] == [2, 3, 4] for sel in w.k_selection_.values())
 
 
+def test_within_k_auto_at_the_largest_k_points_to_within_k_selection(caplog):
+    """A stratum's k at the edge of the range warned 'look at their curves (metrics.json k_selection, the report)':
+    a --within run has no k_selection there, its curves are in within.k_selection (the walk of 2026-12-07)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16)) * 10  # 20 separated blobs in each stratum: more than k = 2..15
+    X = centres[np.arange(160) % 20] + 0.05 * rng.normal(size=(160, 16))
+    strata = np.array(["s0"] * 80 + ["s1"] * 80, dtype=object)
+    with caplog.at_level("WARNING", logger="brainclust"):
+        StratifiedClusterer(n_clusters="auto", pca=None, random_state=0).fit(X, strata)
+    said = [r.getMessage() for r in caplog.records if "largest k tried" in r.getMessage()]
+    assert said and all("(metrics.json within.k_selection, the report)" in m for m in said)
+
+
 def test_columns_from_metadata_and_tree_levels():
     X, planes, _ = planted()
     cl = Clusterer(n_clusters=3, random_state=0).fit(PCAReducer(20, random_state=0).fit_transform(X))

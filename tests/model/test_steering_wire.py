@@ -377,7 +377,8 @@ def test_run_within_and_remove_then_predict(two_site_folder, tmp_path, capsys):
 @pytest.mark.slow
 def test_run_within_k_auto_records_k_auto_and_each_strata_k(two_site_folder, tmp_path, capsys):
     """--within COLUMN --k auto recorded manifest clustering.k 0 (DBSCAN's 'no k') and the report said
-    'k = 0 per stratum' (the walk of 2026-12-07): k is 'auto', as asked; each stratum's in steer.within.k."""
+    'k = 0 per stratum' (the walk of 2026-12-07): k is 'auto', as asked; each stratum's in steer.within.k, and
+    the terminal and the report give each stratum's k and where its evidence is."""
     from brainclust.cli import main
     from brainclust.report.build import build_report
 
@@ -392,6 +393,10 @@ def test_run_within_k_auto_records_k_auto_and_each_strata_k(two_site_folder, tmp
     html = build_report(out, write_figures=False).path.read_text(encoding="utf-8")
     named = f"k auto per stratum (A: {per['A']}, B: {per['B']})"
     assert f"(hierarchical, {named})" in html and f"hierarchical, {named}: " in html and "k = 0" not in html
+    # the evidence: the terminal's line as a run without --within has, and the report's section
+    assert (f"--k auto within each site (A: k = {per['A']}, B: k = {per['B']}; votes and curves in metrics.json "
+            "within.k_selection, the report)") in capsys.readouterr().out
+    assert 'id="within-k-table"' in html and 'alt="k selection curves per stratum"' in html
     pred = tmp_path / "pred"  # the model loads and predicts as a run at a given k
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
     assert [r["cluster"] for r in read_rows(pred / "assignments.csv")] == [r["cluster"] for r in

@@ -235,3 +235,40 @@ def test_a_within_k_auto_run_shows_each_strata_k_not_k_0(tmp_path, clustering_k)
             "steer": {"within": {"k": {f"s{i:02d}": 2 for i in range(14)}}}}
     assert k_text(many, 28) == ("k auto per stratum (" + ", ".join(f"s{i:02d}: 2" for i in range(12))
                                 + ", … 2 more in manifest.json steer.within.k)")
+
+
+def selection(chosen: int, ks=(2, 3, 4)) -> dict:
+    """A k_selection record as KSelector.as_dict writes it (two of its indices)."""
+    return {"ks": list(ks), "chosen_k": chosen, "indices": {
+        "silhouette": {"curve": [0.2, 0.4, 0.3][:len(ks)], "best": "max", "vote": chosen},
+        "gap": {"curve": [0.1, None, 0.3][:len(ks)], "best": "1-SE rule", "vote": None}}}
+
+
+def test_a_within_k_auto_runs_evidence_for_each_k_is_in_the_report(tmp_path):
+    """A --k auto run has a 'Number of clusters' section with the curves; a --within --k auto run had none, while
+    the terminal said to look at the curves in 'the report' (the walk of 2026-12-07): each stratum's k and votes
+    now in a table, the curves one row per stratum; a stratum without a vote (too small) and a damaged record
+    are rows without votes, never an error."""
+    out = with_k_auto(steer(fake_run(tmp_path, n_per=6)))
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["within"] = {"k": {"axial": 2, "coronal": 1}, "strata": {"axial": 12, "coronal": 6},
+                         "k_selection": {"axial": selection(2)}}
+    atomic_write_json(out / "metrics.json", metrics)
+    page = page_of(out)
+    assert '<h3 id="k-selection-within">Number of clusters per stratum (--k auto)</h3>' in page
+    assert "metrics.json (within.k_selection) and below, one row per stratum" in page
+    assert "A stratum without votes had too few images" in page
+    table = re.search(r'<table id="within-k-table">(.*?)</table>', page, re.S).group(1)
+    cells = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+    assert cells == [["stratum", "images", "k", "gap", "silhouette"], ["axial", "12", "2", "none", "2"],
+                     ["coronal", "6", "1", "", ""]]
+    assert re.search(r'alt="k selection curves per stratum" src="data:image/png;base64,', page)
+    metrics["within"]["k_selection"]["coronal"] = {"ks": [2, 3], "chosen_k": 2, "indices": {"gap": {"curve": [1]}}}
+    atomic_write_json(out / "metrics.json", metrics)
+    assert "<td>coronal</td><td class=\"num\">6</td><td class=\"num\">1</td><td class=\"num\"></td>" in page_of(out)
+    from brainclust.report.kstrata import within_k_table  # fewer distinct images than the vote's k: both said
+
+    fewer = within_k_table({"within": {"k": {"a": 3}, "k_selection": {"a": selection(4)}}})
+    assert fewer["rows"][0]["k"] == "3 (vote: 4)"
+    plain = page_of(steer(fake_run(tmp_path / "fixed", n_per=6)))  # --within at a given k: no such section
+    assert "k-selection-within" not in plain and "within-k-table" not in plain

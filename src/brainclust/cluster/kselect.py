@@ -146,6 +146,8 @@ class KSelector(BaseEstimator):
         Above this many images, select ``k`` on a seeded sample of this size.
     context : str, default ""
         Named in the log lines (``--within``: the stratum).
+    record : str, default "k_selection"
+        Where ``metrics.json`` records the curves, named in the warning (``--within``: ``within.k_selection``).
 
     Attributes
     ----------
@@ -167,7 +169,7 @@ class KSelector(BaseEstimator):
 
     def __init__(self, method: str = "hierarchical", k_min: int = K_MIN, k_max: int = K_MAX,
                  n_references: int = 10, random_state: int | None = None, linkage: str = "average",
-                 metric: str = "cosine", sample_max: int = 10000, context: str = ""):
+                 metric: str = "cosine", sample_max: int = 10000, context: str = "", record: str = "k_selection"):
         self.method = method
         self.k_min = k_min
         self.k_max = k_max
@@ -177,6 +179,7 @@ class KSelector(BaseEstimator):
         self.metric = metric
         self.sample_max = sample_max
         self.context = context
+        self.record = record
 
     def _check(self, n: int) -> list[int]:
         if self.method not in METHODS or self.method == "dbscan":
@@ -266,8 +269,8 @@ class KSelector(BaseEstimator):
             log.warning("--k auto%s: only k = %d is possible with %d rows: nothing was chosen", where, ks[0], len(X))
         if self.k_ == ks[-1] and len(ks) > 2:
             log.warning("--k auto%s: k = %d is the largest k tried (%d..%d): the indices may still improve beyond "
-                        "it; look at their curves (metrics.json k_selection, the report) and give --k if you know more",
-                        where, self.k_, ks[0], ks[-1])
+                        "it; look at their curves (metrics.json %s, the report) and give --k if you know more",
+                        where, self.k_, ks[0], ks[-1], self.record)
         return self
 
     def as_dict(self) -> dict:

@@ -320,7 +320,8 @@ class StratifiedClusterer(ClusterMixin, BaseEstimator):
                     reducer = PCAReducer(n_pca, random_state=self.random_state).fit(Z)
                     Z = reducer.transform(Z)
                 if k == "auto":  # as a run without --within: k = 2..rows-1 (strata of MIN_STRATUM rows or more)
-                    sel = KSelector(method=self.method, random_state=self.random_state, context=f"stratum {v}").fit(Z)
+                    sel = KSelector(method=self.method, random_state=self.random_state, context=f"stratum {v}",
+                                    record="within.k_selection").fit(Z)
                     k, self.k_selection_[v] = sel.k_, sel.as_dict()
                 capped += [str(v)] if int(k) >= distinct else []
                 model = Clusterer(method=self.method, n_clusters=int(min(k, len(rows), distinct)),

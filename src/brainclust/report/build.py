@@ -46,6 +46,7 @@ from brainclust.report.columns import describe_rows, name_unclustered, uncluster
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, kept_colour, label_colours
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
+from brainclust.report.kstrata import within_k_table
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
@@ -304,7 +305,9 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
 
 
 def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
-    """With ``--k auto``: the curves of the internal indices (a figure only; the page shows it in the scores)."""
+    """With ``--k auto``: the curves of the internal indices (a figure; the page shows it in the scores); with
+    ``--within``, each stratum's k and votes (``within_k``, :func:`~brainclust.report.kstrata.within_k_table`)
+    and the curves of the first strata."""
     ksel = run.metrics.get("k_selection")
     if ksel:
         indices, ps = dict(ksel["indices"]), ksel.get("prediction_strength")
@@ -314,7 +317,10 @@ def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:
                                               "best": f">= {ps.get('threshold')}",
                                               "vote": ps.get("finest_reproducible_k"), "says": "evidence only:"}
         figs.emit(F.kselect_figure(ksel["ks"], indices, ksel["chosen_k"]), "k_selection")
-    return {}
+    within = within_k_table(run.metrics)
+    if within and within["curves"]:
+        figs.emit(F.kselect_strata_figure(within["curves"]), "k_selection_within")
+    return {"within_k": within}
 
 
 def confusion_section(conf: Confusion | None, figs: FigureSink) -> dict:

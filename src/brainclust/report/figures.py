@@ -17,6 +17,7 @@ import numpy as np
 
 from brainclust.core.arrays import group_members
 from brainclust.io.atomic import atomic_write_bytes
+from brainclust.terminal import clipped
 
 #: Colour of DBSCAN noise (cluster ``-1``) and of points without a label.
 NOISE_COLOUR = "#9e9e9e"
@@ -194,12 +195,9 @@ def silhouette_figure(sil: np.ndarray, clusters: np.ndarray, colours: dict[int, 
     return fig
 
 
-def kselect_figure(ks: Sequence[int], indices: dict, chosen: int):
-    """One small panel per internal index of ``--k auto``: its curve over k, its vote, the chosen k."""
-    plt = _plt()
-    names = list(indices)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), squeeze=False)
-    for ax, name in zip(axes[0], names):
+def _kselect_panels(axes, ks: Sequence[int], indices: dict, chosen: int) -> None:
+    """One small panel per internal index of ``--k auto`` on ``axes``: its curve over k, its vote, the chosen k."""
+    for ax, name in zip(axes, indices):
         idx = indices[name]
         y = [np.nan if v is None else v for v in idx["curve"]]
         ax.plot(ks, y, marker="o", markersize=3, color="#1f77b4")
@@ -210,7 +208,30 @@ def kselect_figure(ks: Sequence[int], indices: dict, chosen: int):
         ax.set_xlabel("k")
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
+
+
+def kselect_figure(ks: Sequence[int], indices: dict, chosen: int):
+    """One small panel per internal index of ``--k auto``: its curve over k, its vote, the chosen k."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(indices), figsize=(3.0 * len(indices), 2.8), squeeze=False)
+    _kselect_panels(axes[0], ks, indices, chosen)
     fig.suptitle(f"--k auto: chosen k = {chosen} (dashed)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def kselect_strata_figure(selections: dict):
+    """``--within`` with ``--k auto``: one row of :func:`kselect_figure`'s panels per stratum (``selections``:
+    stratum -> its ``k_selection`` record), the stratum and its chosen k left of its row."""
+    plt = _plt()
+    n_cols = max(len(sel["indices"]) for sel in selections.values())
+    fig, axes = plt.subplots(len(selections), n_cols, figsize=(3.0 * n_cols, 2.4 * len(selections)), squeeze=False)
+    for row, (name, sel) in zip(axes, selections.items()):
+        _kselect_panels(row, sel["ks"], sel["indices"], sel["chosen_k"])
+        row[0].set_ylabel(f"{clipped(str(name), 24)}: k = {sel['chosen_k']}", fontsize=9)
+        for ax in row[len(sel["indices"]):]:
+            ax.set_visible(False)
+    fig.suptitle("--k auto per stratum: one row per stratum, its chosen k dashed", fontsize=10)
     fig.tight_layout()
     return fig
 
