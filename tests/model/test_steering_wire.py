@@ -168,6 +168,7 @@ def test_with_columns_keeps_the_rows_when_nothing_is_added():
     (dict(remove="site", consensus=True), "--remove: not supported with --consensus"),
     (dict(within="site", method="dbscan"), "--within: needs a method with a k"),
     (dict(remove="site", ssl=("rotation",), k=3), "--remove: not supported with --self-supervised"),
+    (dict(within="site", ssl=("temi",), k=3), "--within: not supported with --self-supervised"),
     (dict(remove_rule="project"), "--remove-rule: would be ignored"),
     (dict(within="site", exclude=("duplicate",)), "--within: not supported with --exclude"),
     (dict(within="site", reduce="umap"), "--within: each stratum has its own PCA"),

@@ -54,6 +54,9 @@ def check_steering(cfg, comps) -> None:
                              "features before the factor is removed); drop one")
     if cfg.within is None:
         return
+    if comps:
+        raise ParameterError("--within: not supported with --self-supervised (the SSL head learns k clusters of "
+                             "every image together, not of each stratum); drop one")
     if cfg.method == "dbscan":
         raise ParameterError("--within: needs a method with a k (hierarchical, kmeans, gmm, spectral), got "
                              "'dbscan'")
