@@ -356,3 +356,27 @@ def test_another_commands_option_is_named_as_such_with_the_commands_help(capsys)
     with pytest.raises(SystemExit):
         main(["run", "data", "--out", "o", "--exclud", "duplicate"])
     assert "did you mean --exclude? (see 'brainclust run --help')" in capsys.readouterr().err
+
+
+def test_a_librarys_warning_is_one_line_of_the_log(tmp_path):
+    """scikit-learn's "Graph is not fully connected" (spectral) printed Python's file, line and source line
+    ("warnings.warn(") among the command's lines; the CLI logs it as one line of its own."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.new("L", (40, 40), 30).save(tmp_path / "a.png")
+    code = ("import sys, warnings\n"
+            "import brainclust.checks.stage as stage\n"
+            "def fake(*args, **kwargs):\n"
+            "    warnings.warn('Graph is not fully connected, spectral embedding may not work as expected.\\n"
+            "second line', UserWarning)\n"
+            "    sys.exit(0)\n"
+            "stage.check_data = fake\n"
+            "from brainclust.cli import main\n"
+            f"sys.exit(main(['check', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["brainclust: UserWarning: Graph is not fully connected, spectral embedding "
+                                        "may not work as expected."], proc.stderr

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from brainclust import progress
@@ -205,6 +206,14 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     root.propagate = False
     progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = (False, False) if quiet else (None, True)  # progress.py
+    warnings.showwarning = _warning_line
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (scikit-learn's "Graph is not fully connected", a ConvergenceWarning) as one line of
+    the command's log, without Python's file, line number and source line."""
+    text = str(message).strip().splitlines()
+    logging.getLogger("brainclust").warning("%s: %s", category.__name__, text[0] if text else "")
 
 
 def _report_text(info) -> str:
