@@ -30,6 +30,9 @@ def run_cli(capsys, *argv):
     (["--intensity-window", "255,0"], "--intensity-window: intensity window needs finite LOW < HIGH"),
     (["--intensity-window", "0,255", "--self-supervised", "all", "--ssl-mode", "finetune"], "--intensity-window: not"),
     (["--self-supervised", "contrastive", "--ssl-views", "hflip,rot90"], "--ssl-views: 'rot90' is a rotation"),
+    (["--self-supervised", "contrastive", "--ssl-views", ""], "besides identity (e.g. hflip,strong), got none"),
+    (["--self-supervised", "none,rotation"], "'none' means no self-supervised learning; it cannot be combined"),
+    (["--ssl-gate"], "--ssl-gate: would be ignored; it needs --self-supervised"),
     (["--self-supervised", "all", "--ssl-mode", "finetune", "--ssl-views", "hflip"], "--ssl-views: applies to"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, small, tmp_path, extra, message):

@@ -345,7 +345,8 @@ class RunConfig:
             if ignored:
                 got = getattr(self, name)
                 shown = ",".join(map(str, got)) if isinstance(got, (tuple, list)) else got
-                raise ParameterError(f"{flag}: would be ignored (got {shown!r}); it needs {wanted}")
+                given = "" if isinstance(got, bool) else f" (got {shown!r})"  # a switch: its name says it all
+                raise ParameterError(f"{flag}: would be ignored{given}; it needs {wanted}")
 
     def normalized(self) -> "RunConfig":
         """The same settings with ``ssl`` parsed (``"all"`` -> the four components)."""

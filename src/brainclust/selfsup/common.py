@@ -28,6 +28,9 @@ def parse_components(value: str | Sequence[str] | None) -> tuple[str, ...]:
         return COMPONENTS
     if items in ([], ["none"], ["off"]):
         return ()
+    if {"none", "off"} & set(items):
+        raise ParameterError(f"--self-supervised: '{next(v for v in items if v in ('none', 'off'))}' means no "
+                             "self-supervised learning; it cannot be combined with components")
     if TEMI in items:
         if len(set(items)) > 1:
             raise ParameterError("--self-supervised: temi is a method of its own; it cannot be combined "

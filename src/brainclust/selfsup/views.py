@@ -56,7 +56,8 @@ def appearance(names: Sequence[str] | str | None) -> tuple[str, ...]:
             raise ParameterError(f"--ssl-views: '{v}' is a rotation of the pretext task, not an appearance view")
     out = ["identity"] + [v for v in dict.fromkeys(items) if v != "identity"]
     if len(out) < 2:
-        raise ParameterError(f"--ssl-views: need at least one view besides identity, got '{names}'")
+        raise ParameterError("--ssl-views: need at least one view besides identity (e.g. hflip,strong), got "
+                             + (f"'{','.join(items)}'" if items else "none"))
     return tuple(out)
 
 
