@@ -319,6 +319,15 @@ def test_predict_exclude_files_empty_clears_the_runs_filter(monkeypatch):
         assert seen[-1]["exclude_files"] == expected
 
 
+def test_an_interrupted_run_promises_only_the_features_kept():
+    """A walk's run lost 4 minutes of fine-tuning to Ctrl-C after a line that said it would "resume"."""
+    from brainclust.terminal import stopped
+
+    line, status = stopped(KeyboardInterrupt(), "run")
+    assert status == 130 and line == ("brainclust: interrupted; rerun the same command: the features extracted so far "
+                                      "are kept (self-supervised training and clustering start again)")
+
+
 @pytest.mark.parametrize("where", ["parsing", "command"])
 def test_ctrl_c_at_any_moment_gives_one_line_and_status_130(monkeypatch, capsys, where):
     """Building the parser takes a second or two (the backbones' registry): Ctrl-C there is no traceback either."""

@@ -48,8 +48,9 @@ def on_sigterm(signum, frame) -> None:
 
 
 #: What rerunning a command after an interrupt does (said in the interrupt's line).
-RESUME = {"run": "; rerun the same command to resume from the feature cache",
-          "predict": "; rerun the same command to resume from the feature cache",
+RESUME = {"run": "; rerun the same command: the features extracted so far are kept (self-supervised training and "
+                 "clustering start again)",
+          "predict": "; rerun the same command: the features extracted so far are kept",
           "report": "; nothing was changed", "export": "; nothing was changed",
           "check": "; rerun the same command to resume from the store of the checks"}
 
