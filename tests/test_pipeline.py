@@ -53,6 +53,7 @@ def test_run_writes_the_three_files_with_consistent_levels(demo_data, cache, tmp
                          cache_dir=cache, workers=0)
     rows, m = check_scores_match_sklearn(out)
     assert len(rows) == 18 and m["n_clusters"] == 3
+    assert m["silhouette_space"] == {"space": "features", "on": "the PCA of the frozen backbone features", "note": None}
     assert list(rows[0])[:8] == ["path", "name", "type", "size", "width", "height", "label", "cluster"]
     assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)
     assert {r["label"] for r in rows} == {"axial", "coronal", "sagittal"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from brainclust.model.scorespace import gate_figures, silhouette_space
 from brainclust.terminal import count_text
 
 __all__ = ["auto_line", "run_summary", "strata_k_line"]
@@ -33,9 +34,8 @@ def run_summary(result) -> str:
                      f"{count_text(len(within['per_stratum']), 'scored stratum', 'scored strata')}, weighted by "
                      f"{'images' if getattr(result.config, 'unit', 'slice') == 'slice' else 'units'}; metrics.json "
                      "within.scores)")
-    reduce = ((result.manifest.get("auto") or {}).get("chosen") or result.manifest.get("settings") or {}).get("reduce")
-    if "umap" in str(reduce):  # the reduction used: --auto's choice, else the setting
-        lines.append("silhouette on the UMAP embedding, whose clumps raise it: not comparable with a PCA run's")
+    if note := silhouette_space(result.manifest)["note"]:  # UMAP or a kept SSL embedding (model.scorespace)
+        lines.append(note)
     if "k_selection" in m:
         sel = m["k_selection"]
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
@@ -43,8 +43,10 @@ def run_summary(result) -> str:
     if (m.get("within") or {}).get("k_selection"):  # --within: each stratum chose its own k
         lines.append(strata_k_line(m["within"], getattr(result.config, "within", None) or "stratum"))
     if isinstance(gate := (result.manifest.get("ssl") or {}).get("gate"), dict) and "kept" in gate:
+        figures = gate_figures(gate)
         lines.append("--ssl-gate: " + ("kept the self-supervised embedding" if gate["kept"] else "set the self-"
-                     "supervised embedding aside: the frozen features are clustered") + " (manifest.json ssl.gate)")
+                     "supervised embedding aside: the frozen features are clustered")
+                     + f" ({figures + '; ' if figures else ''}manifest.json ssl.gate)")
     if "agreement" in m:
         a = m["agreement"]
         lines.append(f"agreement with fp32: feature cosine {a['cosine_mean']:.4f} (min {a['cosine_min']:.4f}), "

@@ -51,6 +51,7 @@ from brainclust.model.composite import BrainClusterModel
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.steercolumns import check_label_column, check_run_columns
 from brainclust.model.steerrecord import record_steering
+from brainclust.model.scorespace import silhouette_space
 from brainclust.model.record import (check_predictable, config_of, data_record, effective_config, predict_inputs,
                                     predict_manifest, run_config, run_manifest, versions)
 
@@ -164,16 +165,14 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))
               if cfg.auto or cfg.consensus else None)
-    model.fit(records, labels, source=f"input folder '{data}'", prefill=engine.prefill,
-              assign_all=engine.assign_all)
+    model.fit(records, labels, source=f"input folder '{data}'", prefill=engine.prefill, assign_all=engine.assign_all)
     t.update(model.timings_)
     rows = with_labels(model.records_, label_column(cfg))
     t0 = time.perf_counter()
     y = scoring_labels(rows, label_column(cfg))
     metrics = model.scores(y)
     checked = check_result(model)
-    distinct = distinct_scores(model, checked, y) if checked is not None else None
-    if distinct is not None:
+    if checked is not None and (distinct := distinct_scores(model, checked, y)) is not None:
         metrics["distinct"] = distinct
     t["evaluate"] = time.perf_counter() - t0
     if cfg.agreement:  # a second fit on fp32 features, as a second run would be (model.agreement)
@@ -187,10 +186,10 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     if checked is not None:
         manifest["checks"] = model.step("checks").info_
     record_steering(cfg, model, rows, metrics, manifest, label_column(cfg), y)
-    ssl = model.step("ssl")
+    metrics["silhouette_space"] = silhouette_space(manifest)  # the UMAP or a kept SSL embedding says so
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,
-                       ssl_model=ssl.model_ if ssl is not None else None, model=model, checks=checked,
+                       ssl_model=getattr(model.step("ssl"), "model_", None), model=model, checks=checked,
                        failed=model.skipped_)
     if out is not None:
         write_outputs(result, out, finish, data=data)
@@ -292,6 +291,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_,  # where it ran, with what
                             "weights_path": getattr(model.extractor_.weights_, "path", None)}
     manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], extra, label_column(cfg)))
+    metrics["silhouette_space"] = silhouette_space(manifest)  # the model's space: a kept SSL embedding says so
     result = RunResult(cfg, rows, manifest["skipped"], got.features, got.embedding, got.labels, got.levels,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_,
                        timings=got.timings, checks=got.checks, failed=got.skipped)

@@ -56,6 +56,8 @@ def test_run_with_all_components_then_predict(demo_data, cache, tmp_path):
     assert ssl["refine_rounds"][0]["round"] == 0 and "stop" in ssl["refine_rounds"][-1]
     assert man["settings"]["ssl"] == ["contrastive", "rotation", "joint", "refine"]
     assert (out / "model" / "ssl_head.safetensors").is_file()
+    space = json.loads((out / "metrics.json").read_text())["silhouette_space"]  # measured in the embedding: said so
+    assert space["space"] == "ssl" and "not comparable" in space["note"] and space == res.metrics["silhouette_space"]
     assert res.embedding.shape[0] == 24 and np.all(np.isfinite(res.embedding))
     again = brainclust.run(demo_data, None, backbone="efficientnet_lite0", k=3, method="kmeans", cache_dir=cache,
                            workers=0, pca=8, ssl=("contrastive", "rotation", "joint", "refine"), ssl_epochs=6)
@@ -63,6 +65,7 @@ def test_run_with_all_components_then_predict(demo_data, cache, tmp_path):
     pred = brainclust.predict(out, demo_data, tmp_path / "pred", cache_dir=cache, workers=0)
     assert np.array_equal(pred.labels, res.labels)
     np.testing.assert_allclose(pred.embedding, res.embedding, atol=1e-5)
+    assert json.loads((tmp_path / "pred" / "metrics.json").read_text())["silhouette_space"]["space"] == "ssl"
 
 
 @pytest.mark.slow

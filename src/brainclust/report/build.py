@@ -39,6 +39,7 @@ import numpy as np
 from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import escape_name, shown_name
+from brainclust.model.scorespace import silhouette_space, ssl_comparison
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
@@ -50,7 +51,7 @@ from brainclust.report.kstrata import within_k_table
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
-from brainclust.report.runtext import clustered_text, files_text, k_text, within_scores
+from brainclust.report.runtext import clustered_text, files_text, k_text, ssl_text, within_scores
 from brainclust.report.associations import folded_rows, read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
@@ -82,6 +83,8 @@ SCORE_MEANINGS = {
            "(Hungarian), equals their label (0 to 1).",
 }
 SCORE_NAMES = {"silhouette": "Silhouette", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
+#: The silhouette's name where it is not comparable with a run's on the frozen features (model.scorespace).
+SPACE_NAMES = {"umap": " (UMAP)", "ssl": " (SSL embedding)", "ssl+umap": " (UMAP of the SSL embedding)"}
 
 
 @dataclass
@@ -167,17 +170,19 @@ def scores_section(run: RunOutputs) -> dict:
     """The scores with a one-line meaning each (the silhouette always, label scores when computed; a ``--within``
     run's scores inside the strata), and the "what the clusters follow" ranking of ``associations.csv`` when the
     run has one."""
-    scores = []
+    scores, space = [], silhouette_space(run.manifest)
     for key in ("silhouette", "ari", "nmi", "fmi", "acc"):
         if key in run.metrics or key == "silhouette":
-            v = run.metrics.get(key)
-            scores.append({"key": key, "name": SCORE_NAMES[key], "meaning": SCORE_MEANINGS[key],
+            v, sil = run.metrics.get(key), key == "silhouette"  # its space: named, a UMAP or kept SSL one apart
+            scores.append({"key": key, "name": SCORE_NAMES[key] + (SPACE_NAMES.get(space["space"], "") if sil else ""),
+                           "meaning": SCORE_MEANINGS[key] + (f" Taken on {space['on']}." if sil else ""),
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
     groups = len(set(np.asarray(run.clusters).tolist()) - {NOISE})
     summary = read_summary(run.folder.associations, groups=groups)
     ranked = read_associations(run.folder.associations)
     return {"scores": scores, "within_scores": within_scores(run.metrics, groups), "associations": ranked,
-            "same_rows": folded_rows(ranked),
+            "space_note": space["note"], "same_rows": folded_rows(ranked),
+            "ssl_compare": ssl_comparison(run.manifest) if "ssl" in space["space"] else None,
             "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
 
@@ -290,7 +295,8 @@ def montage_section(run: RunOutputs, sil: np.ndarray | None, colours: Colours, t
 
 
 def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: int = 60) -> dict:
-    """``--outliers auto``: a gallery of the images set apart; ``--auto``: auto.csv; ``--ssl-gate``: its decision."""
+    """``--outliers auto``: a gallery of the images set apart; ``--auto``: auto.csv; ``--self-supervised``: what
+    was trained, and ``--ssl-gate``'s decision."""
     import csv
 
     info = run.metrics.get("outliers")
@@ -301,7 +307,7 @@ def quality_section(run: RunOutputs, thumbs: Thumbnails, montage_px: int, cap: i
         with open(run.folder.auto, newline="", encoding="utf-8") as fh:  # the page shows 4 significant digits
             auto = [{k: short_number(v) for k, v in r.items()} for r in csv.DictReader(fh)]
     return {"outlier_info": info, "outlier_gallery": gallery, "auto_rows": auto,
-            "auto_info": run.manifest.get("auto"), "ssl_gate": (run.manifest.get("ssl") or {}).get("gate")}
+            "auto_info": run.manifest.get("auto"), "ssl": ssl_text(run.manifest)}
 
 
 def kselect_section(run: RunOutputs, figs: FigureSink) -> dict:

@@ -1,6 +1,6 @@
 """Sentences of the report read from a run's ``manifest.json`` and ``metrics.json``: what was clustered out of
-the files found (the summary's first row), the k of the clustering (the header and the summary) and the scores
-inside the strata of a ``--within`` run (the scores).
+the files found (the summary's first row), the k of the clustering (the header and the summary), the scores
+inside the strata of a ``--within`` run (the scores) and what a ``--self-supervised`` run trained (its section).
 
 Both files are untrusted input: a field of the wrong type is left out of the sentence (an older run folder
 lacks some: no clause), never an error. The text reaches the page through autoescaping.
@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 
 from brainclust.io.scanmeta import FILTER_REASON
+from brainclust.model.scorespace import silhouette_space, ssl_comparison
 from brainclust.report.render import counted
 from brainclust.report.run import int_or_zero
 from brainclust.terminal import count_text
 
-__all__ = ["clustered_text", "files_text", "k_text", "within_scores"]
+__all__ = ["clustered_text", "files_text", "k_text", "ssl_text", "within_scores"]
 
 #: The most strata whose k the header names (the others are counted; every one is in manifest.json steer.within.k).
 K_NAMED = 12
@@ -108,3 +109,25 @@ def within_scores(metrics: dict, n_clusters: int) -> dict | None:
         f"Compare these with a run at k: the ARI and NMI above score the {n_clusters} clusters of all strata "
         "together, which a run at k does not have. NMI is not corrected for chance: with few images per stratum "
         "any split scores high; ARI is corrected.")}
+
+
+def ssl_text(manifest: dict) -> dict | None:
+    """A ``--self-supervised`` run's section (``manifest.json`` ``ssl``): ``trained`` (what, in how long),
+    ``used`` (whether the run clustered the embedding: the gate may have set it aside), ``compare`` (what the record
+    compares, label-free, between the embedding and the frozen features) and the gate's ``rule``; ``None`` for
+    another run."""
+    ssl = manifest.get("ssl")
+    if not isinstance(ssl, dict):
+        return None
+    comps = ssl.get("components") if isinstance(ssl.get("components"), list) else []
+    times = ssl.get("timings_s") if isinstance(ssl.get("timings_s"), dict) else {}
+    seconds = sum(v for v in map(_score, times.values()) if v is not None)
+    gate = ssl.get("gate") if isinstance(ssl.get("gate"), dict) else {}
+    trained = f"--self-supervised {','.join(map(str, comps))}"
+    if isinstance(ssl.get("mode"), str):
+        trained += f" (--ssl-mode {ssl['mode']})"
+    if int_or_zero(dim := ssl.get("embedding_dim")):
+        trained += f": an embedding of {dim} dimensions"
+    trained += f"; the stage took {seconds:.{1 if seconds < 10 else 0}f} s." if seconds else "."
+    return {"trained": trained, "used": silhouette_space(manifest)["space"].startswith("ssl"),
+            "compare": ssl_comparison(manifest), "rule": gate["rule"] if isinstance(gate.get("rule"), str) else None}

@@ -1,0 +1,102 @@
+"""Which space a run's silhouette was taken in: one rule for the terminal summary, ``metrics.json``
+(``silhouette_space``) and the report's Scores section.
+
+The silhouette (:mod:`brainclust.cluster.scores`) is measured where the clustering ran. Two spaces raise it
+whatever the clusters follow, so their silhouette is not comparable with that of a run on the frozen features:
+
+* a UMAP embedding (``--reduce umap`` or ``pca+umap``, or ``--auto`` choosing one): its clumps raise it (0.87 with
+  NMI 0.001 on a yes/no set);
+* a self-supervised embedding that the run kept (``--self-supervised``): it is trained to separate the clusters
+  (``all`` on 200 test images of the 4-class set: 0.586 against 0.280 on the frozen features, while NMI fell from
+  0.259 to 0.245; ``temi``, whose embedding is cluster probabilities: 0.943).
+
+An embedding the ``--ssl-gate`` set aside is not used: the run records no components in its settings
+(:func:`brainclust.model.record.effective_config`), and its silhouette is the frozen features'. What the gate
+measured on both sides (label-free: stability and kNN agreement, :mod:`brainclust.selfsup.gate`) is shown with the
+caveat when ``manifest.json`` records it (:func:`gate_figures`); labels play no part in either.
+"""
+
+from __future__ import annotations
+
+__all__ = ["gate_figures", "silhouette_space", "ssl_comparison"]
+
+TEMI = "temi"  #: brainclust.selfsup.common.TEMI (not imported: a text rule need not load the selfsup package)
+
+
+def _settings(manifest: dict) -> dict:
+    """The settings the run clustered with: ``--auto``'s choice, else the recorded settings."""
+    chosen = (manifest.get("auto") or {}).get("chosen") if isinstance(manifest.get("auto"), dict) else None
+    settings = chosen if isinstance(chosen, dict) else manifest.get("settings")
+    return settings if isinstance(settings, dict) else {}
+
+
+def _ssl_components(manifest: dict) -> list[str]:
+    """The self-supervised components of the embedding the run clustered (none when the gate set it aside)."""
+    comps = (manifest.get("settings") or {}).get("ssl") if isinstance(manifest.get("settings"), dict) else None
+    return [str(c) for c in comps] if isinstance(comps, (list, tuple)) else []
+
+
+def silhouette_space(manifest: dict) -> dict:
+    """Where the silhouette of the run (or prediction) of ``manifest`` was taken.
+
+    Returns ``{"space", "on", "note"}``: ``space`` one of ``features``, ``umap``, ``ssl``, ``ssl+umap``; ``on``
+    the space in words; ``note`` the one line that says it is not comparable with a run on the frozen features'
+    PCA (``None`` for ``features``), as the terminal prints it.
+    """
+    settings = _settings(manifest)
+    umap = "umap" in str(settings.get("reduce") or "")
+    comps = _ssl_components(manifest)
+    if comps == [TEMI]:
+        ssl_on = "TEMI's embedding (cluster probabilities)"
+    else:
+        ssl_on = f"the self-supervised embedding ({','.join(comps)})" if comps else ""
+    if not (umap or comps):
+        on = "the frozen backbone features" if settings.get("pca") == 0 else "the PCA of the frozen backbone features"
+        return {"space": "features", "on": on, "note": None}
+    if not comps:
+        on, why, other = "the UMAP embedding", "whose clumps raise it", "a PCA run's"
+    elif not umap:
+        on, why, other = (ssl_on, "trained to separate the clusters, which raises it",
+                          "that of a run without --self-supervised")
+    else:
+        on, why, other = (f"the UMAP embedding of {ssl_on}", "whose training and clumps raise it",
+                          "that of a PCA run without --self-supervised")
+    return {"space": "ssl+umap" if comps and umap else ("ssl" if comps else "umap"), "on": on,
+            "note": f"silhouette on {on}, {why}: not comparable with {other}"}
+
+
+def _number(value) -> str | None:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def gate_figures(gate) -> str:
+    """The ``--ssl-gate`` record's criteria on both sides, briefly: ``"SSL vs frozen: stability 0.891 vs 0.965,
+    kNN agreement 0.941 vs 0.943"`` (the SSL stability of a several-headed model is the smaller of the subsample
+    stability and the heads' agreement: named first, the other given); ``""`` when the record has none."""
+    if not isinstance(gate, dict) or not isinstance(gate.get("ssl"), dict) or not isinstance(gate.get("frozen"), dict):
+        return ""
+    ssl, frozen, parts = gate["ssl"], gate["frozen"], []
+    for key, name in (("stability", "stability"), ("knn_agreement", "kNN agreement")):
+        a, b = _number(ssl.get(key)), _number(frozen.get(key))
+        if a is None or b is None:
+            continue
+        heads, sub = _number(ssl.get("head_agreement")), _number(ssl.get("subsample_stability"))
+        if key == "stability" and heads is not None and sub is not None:  # the smaller of the two, named
+            a += f" (heads' agreement; subsamples {sub})" if heads == a else f" (subsamples; heads' agreement {heads})"
+        parts.append(f"{name} {a} vs {b}")
+    return "SSL vs frozen: " + ", ".join(parts) if parts else ""
+
+
+def ssl_comparison(manifest: dict) -> str | None:
+    """What a run's record compares, label-free, between the frozen features and its self-supervised embedding
+    (the ``--ssl-gate`` figures), or that it compares nothing; ``None`` for a run without ``--self-supervised``."""
+    ssl = manifest.get("ssl")
+    gate = ssl.get("gate") if isinstance(ssl, dict) else None
+    if figures := gate_figures(gate):
+        did = "kept the embedding" if gate.get("kept") is True else "set it aside"
+        return (f"Label-free comparison with the frozen features (--ssl-gate, which {did}): {figures} "
+                "(manifest.json ssl.gate).")
+    if not (isinstance(ssl, dict) or _ssl_components(manifest)):
+        return None
+    return ("No label-free comparison with the frozen features is recorded: --ssl-gate measures one (the "
+            "stability and kNN agreement of both) and keeps the embedding only when it is at least as good.")

@@ -1,0 +1,77 @@
+"""The report of a --self-supervised (or UMAP) run says which space its silhouette was taken in, as the terminal and
+metrics.json do (brainclust.model.scorespace), and shows what the run recorded comparing the embedding with the frozen
+features, label-free (the --ssl-gate figures). Fake finished runs (no CNN), as in test_report."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+from test_report import fake_run
+
+from brainclust.io.atomic import atomic_write_json
+from brainclust.report.build import build_report
+
+ALL = ["contrastive", "rotation", "joint", "refine"]
+GATE = {"rule": "keep iff ssl >= frozen", "frozen": {"stability": 0.9649, "knn_agreement": 0.943},
+        "ssl": {"stability": 0.9706, "knn_agreement": 0.951}}
+
+
+def page_of(out: Path, settings: dict, ssl: dict | None = None) -> str:
+    """The report of the fake run ``out`` with ``settings`` over its manifest's (and ``ssl`` as its record)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["settings"].update(settings)
+    if ssl is not None:
+        manifest["ssl"] = {"mode": "head", "components": ALL, "embedding_dim": 96,
+                           "timings_s": {"views": 39.5, "train": 7.7}, **ssl}
+    atomic_write_json(out / "manifest.json", manifest)
+    return build_report(out, write_figures=False).path.read_text(encoding="utf-8")
+
+
+def text(page: str, pattern: str) -> str:
+    found = re.search(pattern, page, re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found.group(0))).split()) if found else ""
+
+
+def test_a_kept_ssl_embeddings_silhouette_is_named_and_said_not_comparable(tmp_path):
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), {"ssl": ALL}, {})
+    assert ">Silhouette (SSL embedding) <b>" in page                                  # the headline chip
+    note = text(page, r'<p class="note" id="silhouette-space">.*?</p>')
+    assert note.startswith("Silhouette on the self-supervised embedding (contrastive,rotation,joint,refine), trained "
+                           "to separate the clusters, which raises it: not comparable with that of a run without "
+                           "--self-supervised.")
+    assert "No label-free comparison with the frozen features is recorded: --ssl-gate measures one" in note
+    section = text(page, r'<section id="ssl">.*?</section>')
+    assert "--self-supervised contrastive,rotation,joint,refine (--ssl-mode head): an embedding of 96 dimensions; " \
+           "the stage took 47 s." in section and "The clustering, the map and the silhouette use this" in section
+
+
+def test_the_gates_figures_are_shown_with_the_caveat_when_it_kept_the_embedding(tmp_path):
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), {"ssl": ALL}, {"gate": {**GATE, "kept": True}})
+    figures = ("Label-free comparison with the frozen features (--ssl-gate, which kept the embedding): SSL vs frozen: "
+               "stability 0.971 vs 0.965, kNN agreement 0.951 vs 0.943 (manifest.json ssl.gate).")
+    assert figures in text(page, r'<p class="note" id="silhouette-space">.*?</p>')
+    assert figures in text(page, r'<section id="ssl">.*?</section>')
+
+
+def test_an_embedding_the_gate_set_aside_leaves_the_silhouette_as_it_is(tmp_path):
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), {"ssl": []}, {"gate": {**GATE, "kept": False}})
+    assert 'id="silhouette-space"' not in page and ">Silhouette <b>" in page
+    section = text(page, r'<section id="ssl">.*?</section>')
+    assert "Not used: --ssl-gate set it aside" in section
+    assert "(--ssl-gate, which set it aside): SSL vs frozen" in section
+
+
+def test_a_umap_runs_silhouette_is_said_not_comparable_in_the_report_too(tmp_path):
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), {"reduce": "umap"})
+    assert text(page, r'<p class="note" id="silhouette-space">.*?</p>').startswith(
+        "Silhouette on the UMAP embedding, whose clumps raise it: not comparable with a PCA run's.")
+    assert 'id="ssl"' not in page
+
+
+def test_a_run_on_the_frozen_features_has_no_caveat_and_names_its_space(tmp_path):
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), {"reduce": "pca"})
+    assert 'id="silhouette-space"' not in page and 'id="ssl"' not in page
+    assert "Taken on the PCA of the frozen backbone features." in text(page, r'<tr id="score-silhouette">.*?</tr>')
