@@ -46,6 +46,7 @@ from brainclust.analysis.common import markdown_table, mean_std_text  # noqa: E4
 from brainclust.cluster.methods import Clusterer  # noqa: E402
 from brainclust.cluster.reduce import PCAReducer  # noqa: E402
 from brainclust.cluster.steer import FactorRemover, StratifiedClusterer  # noqa: E402
+from brainclust.core.arrays import unit_rows  # noqa: E402
 from brainclust.selfsup.gate import reference_labels  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -147,6 +148,13 @@ def part_steer(s, c: Cell, cache: Path) -> None:
     for seed in SEEDS:
         emb = PCAReducer(50, random_state=seed).fit_transform(X)
         strata["level_K"] = Clusterer(n_clusters=s.k, random_state=seed).fit(emb).labels_.astype(str)
+        # the comparison on the same features: the default, and the default on unit rows (what the --remove rule's
+        # rescaling did before 2026-12-07)
+        for row, Z in (("default (steer part)", X), ("default on unit rows", unit_rows(X))):
+            if not c.done(row, s.name):
+                t0 = time.perf_counter()
+                c.add(row, s.name, seed, s.labels, reference_labels(PCAReducer(50, random_state=seed)
+                                                                    .fit_transform(Z), s.k, seed), t0)
         for what, st in strata.items():
             for rule in ("center", "project"):
                 row = f"--remove {what} ({rule})"
@@ -249,6 +257,8 @@ def main() -> None:
     ap.add_argument("--out", default="/work/wt/cache-quality/steer_table.json")
     ap.add_argument("--render", nargs="+", metavar="JSON")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--backbones", default=",".join(local_sets.PORTFOLIO),
+                    help="the backbones to load (the steer and plane parts need efficientnet_lite0 only)")
     a = ap.parse_args()
     SEEDS = tuple(range(a.seeds))
     if a.render:
@@ -263,7 +273,7 @@ def main() -> None:
     c = Cell(store, lambda: out.write_text(json.dumps(store, indent=1, default=float)))
     cache = Path(a.cache_dir)
     for name in a.sets.split(","):
-        s = local_sets.load(name, cache_dir=a.cache_dir, sets_root=a.sets_root)
+        s = local_sets.load(name, tuple(a.backbones.split(",")), cache_dir=a.cache_dir, sets_root=a.sets_root)
         for part in a.parts.split(","):
             t0 = time.perf_counter()
             {"basic": lambda: part_basic(s, c), "auto": lambda: part_auto(s, c, cache),

@@ -16,11 +16,13 @@ detected factor (a metadata column, an estimated plane, ``level_N`` of a first p
 
 :class:`FactorRemover` (``--remove``)
     Factor the column out of the features, then cluster the residual as usual: "what is
-    left once plane and scanner are accounted for?". Rows are L2-normalised first (the
-    geometry the cosine clustering sees). Two rules:
+    left once plane and scanner are accounted for?". The features stay as they are (until
+    2026-12-07 rows were L2-normalised first, which alone moved the clusters: a random
+    two-valued column changed a walk's NMI from 0.461 to 0.340; on the features a column
+    that says nothing changes almost nothing, and one stratum changes nothing). Two rules:
 
-    * ``"center"``: subtract each stratum's mean (of the unit rows) and add back the grand
-      mean: every stratum gets the same centre, its internal structure is untouched.
+    * ``"center"``: subtract each stratum's mean and add back the grand mean: every stratum
+      gets the same centre, its internal structure is untouched.
     * ``"project"``: remove the *directions* that separate the strata: the span of the
       strata's mean deviations from the grand mean (at most ``S - 1`` directions,
       orthonormalised) is projected out of every row. It needs no stratum at predict time,
@@ -29,7 +31,7 @@ detected factor (a metadata column, an estimated plane, ``level_N`` of a first p
 Predicting new images: a stratum must be known or predicted. ``predict(X, strata)`` /
 ``transform(X, strata)`` take the new images' strata (metadata, a plane estimate, the
 first pass's ``predict``); with ``strata=None`` each image gets the stratum whose mean
-unit row is nearest (cosine), as :meth:`predict_strata` does (``"project"`` needs none).
+is nearest (cosine), as :meth:`predict_strata` does (``"project"`` needs none).
 
 Where the strata come from (metadata, the plane, a first pass's levels) is
 :mod:`brainclust.model.steering`'s.
@@ -148,12 +150,14 @@ class FactorRemover(TransformerMixin, BaseEstimator):
     strata_ : ndarray of str
         The strata seen in ``fit`` (sorted).
     means_ : ndarray of shape (n_strata, n_features)
-        Mean unit row of each stratum.
+        Mean row of each stratum.
     grand_mean_ : ndarray of shape (n_features,)
     directions_ : ndarray of shape (n_directions, n_features)
         ``"project"``: the orthonormal directions removed.
     passthrough_ : bool
-        One stratum: nothing to remove, ``transform`` returns the features unchanged (not scaled to unit length).
+        One stratum: nothing to remove, ``transform`` returns the features unchanged.
+    space_ : {"features", "unit"}
+        What the means are of: the features (since 2026-12-07), or their unit rows (a model saved before).
     """
 
     def __init__(self, rule: str = "center"):
@@ -162,28 +166,33 @@ class FactorRemover(TransformerMixin, BaseEstimator):
     def fit(self, X, strata=None) -> "FactorRemover":
         if self.rule not in REMOVE_RULES:
             raise ParameterError(f"--remove rule: must be one of {', '.join(REMOVE_RULES)}, got {self.rule!r}")
-        U = unit_rows(X)
-        if U.ndim != 2 or not np.all(np.isfinite(U)):
+        Z = np.asarray(X, dtype=np.float64)
+        if Z.ndim != 2 or not np.all(np.isfinite(Z)):
             raise ParameterError("--remove: features must be a finite 2-D array")
-        s = _check_strata(strata, len(U), "--remove")
+        s = _check_strata(strata, len(Z), "--remove")
         self.strata_ = np.asarray(sorted(set(s.tolist())), dtype=object)
         check_categories(s, "--remove", min_rows=2, warn=False)  # model.steering warns, naming the column
-        self.means_ = np.stack([U[s == v].mean(0) for v in self.strata_])
-        self.grand_mean_ = U.mean(0)
+        self.space_ = "features"
+        self.means_ = np.stack([Z[s == v].mean(0) for v in self.strata_])
+        self.grand_mean_ = Z.mean(0)
         D = self.means_ - self.grand_mean_
         _, sv, Vt = np.linalg.svd(D, full_matrices=False)
         keep = sv > 1e-9 * max(1.0, float(sv.max()) if sv.size else 1.0)
         self.directions_ = Vt[keep]
-        self.n_features_in_ = U.shape[1]
+        self.n_features_in_ = Z.shape[1]
         self.passthrough_ = len(self.strata_) < 2  # (a model saved before 2026-12-06 has none: rows were rescaled)
         return self
+
+    def _rows(self, X) -> np.ndarray:
+        """The rows in the space the means are of (:attr:`space_`)."""
+        return unit_rows(X) if getattr(self, "space_", "unit") == "unit" else np.asarray(X, dtype=np.float64)
 
     def predict_strata(self, X) -> np.ndarray:
         """The stratum of each row: the nearest stratum mean (cosine)."""
         return _nearest_stratum(unit_rows(X), self.means_, self.strata_)
 
     def transform(self, X, strata=None) -> np.ndarray:
-        U = unit_rows(X)
+        U = self._rows(X)
         if U.ndim != 2 or U.shape[1] != self.n_features_in_:
             raise ParameterError(f"--remove: features have shape {U.shape}; fitted on {self.n_features_in_} dimensions")
         if getattr(self, "passthrough_", False):  # one stratum: nothing to remove, the features pass as they are

@@ -240,6 +240,7 @@ class RemoveStep(Step):
         rm = self.remover_
         atomic_write_npz(folder / REMOVE_FILE, strata=_text(rm.strata_), means=rm.means_, grand_mean=rm.grand_mean_,
                          directions=rm.directions_, source=np.asarray(self.source_), passthrough=rm.passthrough_,
+                         space=np.asarray(rm.space_),
                          counts=np.asarray([self.counts_[s] for s in rm.strata_], np.int64))
         return {**self.entry(), "files": [REMOVE_FILE]}
 
@@ -264,6 +265,9 @@ class RemoveStep(Step):
                                  "not fit together")
         step.remover_, step.source_ = rm, str(d["source"])
         rm.passthrough_ = bool(d["passthrough"]) if "passthrough" in d else False  # older models rescaled the rows
+        rm.space_ = str(d["space"]) if "space" in d else "unit"  # saved before 2026-12-07: means of unit rows
+        if rm.space_ not in ("features", "unit"):
+            raise ModelFileError(f"remove model '{path}': field 'space' is {rm.space_!r}")
         step.counts_ = {s: int(c) for s, c in zip(rm.strata_.tolist(), d["counts"])}
         return step
 
