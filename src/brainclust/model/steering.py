@@ -240,8 +240,7 @@ class RemoveStep(Step):
         rm = self.remover_
         atomic_write_npz(folder / REMOVE_FILE, strata=_text(rm.strata_), means=rm.means_, grand_mean=rm.grand_mean_,
                          directions=rm.directions_, source=np.asarray(self.source_), passthrough=rm.passthrough_,
-                         space=np.asarray(rm.space_),
-                         counts=np.asarray([self.counts_[s] for s in rm.strata_], np.int64))
+                         space=np.asarray(rm.space_), counts=np.asarray([self.counts_[s] for s in rm.strata_]))
         return {**self.entry(), "files": [REMOVE_FILE]}
 
     @classmethod
