@@ -158,7 +158,9 @@ def _add_study_parsers(sub, common) -> None:
     from brainclust.model.optionspec import parse_k, parse_pca
 
     p = sub.add_parser("ablation", help="multi-seed ablation of the self-supervised strategy", parents=[common])
-    p.add_argument("--out", default="ablation_out", help="output folder (default ablation_out)")
+    p.add_argument("--out", default="ablation_out", help="output folder, outside --data-root: new, empty or an earlier "
+                   "ablation's (replaced as a whole; the demo set is generated into its demo_data/) "
+                   "(default ablation_out)")
     p.add_argument("--data-root", default=None, help="folder holding the labelled sets brain_tumor_4class_dev/ and "
                    "brain_tumor_yes_no/ (not needed for --datasets demo)")
     p.add_argument("--datasets", default="brain_tumor_4class_dev,brain_tumor_yes_no,demo",
@@ -170,7 +172,8 @@ def _add_study_parsers(sub, common) -> None:
     p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)",
                        parents=[common])
     p.add_argument("data", nargs="+", help="data folders, each with one sub-folder per label (labels only score)")
-    p.add_argument("--out", required=True, help="output folder: results.csv, tables.md, benchmark.json")
+    p.add_argument("--out", required=True, help="output folder: results.csv, tables.md, benchmark.json; outside "
+                   "DATA, new, empty or an earlier benchmark's (replaced as a whole)")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--methods", default="kmeans,hierarchical,dbscan,spectral,gmm",
                    help="comma-separated clustering methods (default: all five)")
@@ -183,7 +186,8 @@ def _add_study_parsers(sub, common) -> None:
     p = sub.add_parser("sensitivity", help="vary one setting at a time around the defaults; table and plots",
                        parents=[common])
     p.add_argument("data", help="data folder with one sub-folder per label (labels only score)")
-    p.add_argument("--out", required=True, help="output folder: sensitivity.md, sensitivity.csv, plots/")
+    p.add_argument("--out", required=True, help="output folder: sensitivity.md, sensitivity.csv, plots/; outside "
+                   "DATA, new, empty or an earlier sensitivity's (replaced as a whole)")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--subsample", type=float, default=0.8,
                    help="fraction of the images each seed draws (spread over seeds for deterministic "
@@ -336,10 +340,13 @@ def _cmd_ablation(args) -> None:
     import time
 
     from brainclust.analysis.ablation import ablation_datasets, run_ablation
+    from brainclust.analysis.outfolder import ABLATION, prepare_study_out
 
     out = Path(args.out)
+    # --out checked before the demo set is generated into it, outside the folder of the real sets
+    prepare_study_out(out, ABLATION, [] if args.data_root is None else [args.data_root], args.cache_dir)
     sets = ablation_datasets(args.data_root, [d.strip() for d in args.datasets.split(",") if d.strip()],
-                             out / "demo_data")
+                             out / ABLATION.demo)
     t0 = time.perf_counter()
     run_ablation(sets, out, seeds=tuple(range(args.seeds)),
                  methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),

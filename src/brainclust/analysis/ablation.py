@@ -22,6 +22,7 @@ scoring only: no setting here was chosen by a label-based score.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -29,11 +30,13 @@ import numpy as np
 
 from brainclust.analysis import common
 from brainclust.analysis.common import Dataset, check_seeds, cluster_and_score, load_dataset
+from brainclust.analysis.outfolder import ABLATION, prepare_study_out, publish_study
 from brainclust.cluster.methods import clusterer_class
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.data.demo import make_demo_dataset
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
+from brainclust.io.publish import stage_copy
 from brainclust.pipeline import RunConfig
 from brainclust.selfsup import views as views_mod
 from brainclust.selfsup.stage import head_estimator
@@ -82,6 +85,12 @@ def ablation_datasets(data_root, wanted, demo_dir) -> dict[str, Path]:
     return sets
 
 
+def study_data(datasets: dict[str, Path], out) -> list[Path]:
+    """The data folders ``--out`` must stay outside: all but the demo set generated into ``out``'s ``demo_data``."""
+    demo = Path(out, ABLATION.demo).resolve()
+    return [Path(p) for p in datasets.values() if Path(p).resolve() != demo]
+
+
 def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=("hierarchical", "kmeans"),
                  configs=CONFIGS, pca: int | float = 50, epochs: int | None = None,
                  backbone: str = "efficientnet_lite0", cache_dir=None, workers: int | None = None,
@@ -93,7 +102,9 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
     datasets : dict of str to path
         Name -> labelled image folder (labels from the first sub-folder, or the one below a split folder).
     out : path-like
-        Output folder.
+        Output folder, published whole: new, empty or an earlier ablation's (its ``demo_data/`` kept when the demo
+        set was generated there), outside the data folders (:mod:`brainclust.analysis.outfolder`, checked before
+        any work).
     seeds : sequence of int
         ``random_state`` of the head, the PCA and the clustering.
     methods : sequence of str
@@ -110,6 +121,7 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
     t_start = time.perf_counter()
     config = RunConfig(backbone=backbone, cache_dir=cache_dir, workers=workers, progress=progress, pca=pca)
     config.validate()
+    prepare_study_out(out, ABLATION, study_data(datasets, out), cache_dir)
     rows, runs = [], []
     for ds_name, path in datasets.items():
         ds = load_dataset(path, config, ds_name)
@@ -131,10 +143,24 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
     wall = time.perf_counter() - t_start
     result = {"seeds": [int(s) for s in seeds], "methods": list(methods), "configs": [c for c, _ in configs],
               "pca": pca, "epochs": epochs, "backbone": backbone, "wall_seconds": wall, "rows": rows, "runs": runs}
-    out = Path(out)
-    atomic_write_json(out / "ablation.json", result)
-    atomic_write_text(out / "ablation.md", markdown_table(result))
+    _publish(out, result, datasets)
     return result
+
+
+def _publish(out, result: dict, datasets: dict[str, Path]) -> None:
+    """``ablation.json`` and ``ablation.md`` published as the folder ``out``, with the demo set generated into it
+    (linked into the staged folder) when this ablation used it."""
+    out = Path(out)
+    demo = out / ABLATION.demo
+    keep = demo.is_dir() and demo.resolve() in {Path(p).resolve() for p in datasets.values()}
+
+    def fill(staging: Path) -> None:
+        atomic_write_json(staging / "ablation.json", result)
+        atomic_write_text(staging / "ablation.md", markdown_table(result))
+        if keep:
+            stage_copy(out, staging, skip=[n for n in os.listdir(out) if n != ABLATION.demo])
+
+    publish_study(out, ABLATION, fill, study_data(datasets, out))
 
 
 def _one_seed(ds: Dataset, views: dict, comps: tuple[str, ...], seed: int, methods, pca, epochs,

@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, cluster_and_score,
                                         load_dataset, markdown_table, mean_std_text, ordered, read_back,
                                         read_rows_csv, to_float, write_rows_csv)
+from brainclust.analysis.outfolder import BENCHMARK, prepare_study_out, publish_study
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.errors import ParameterError
@@ -226,7 +227,8 @@ def benchmark(data: Sequence, out=None, config=None, methods: Sequence[str] = ME
     data : sequence of path-like
         Data folders, each with one sub-folder per label.
     out : path-like or None
-        Output folder; nothing is written when ``None``.
+        Output folder, published whole: new, empty or an earlier benchmark's, outside the data folders
+        (:mod:`brainclust.analysis.outfolder`, checked before any work); nothing is written when ``None``.
     config : RunConfig or None
         Extraction and PCA settings (``method``, ``k`` and ``seed`` of the
         config are ignored: the grid sets them).
@@ -239,6 +241,7 @@ def benchmark(data: Sequence, out=None, config=None, methods: Sequence[str] = ME
     config = config or RunConfig()
     _check(methods, seeds, k)
     replace(config, ssl=tuple(ssl)).validate()
+    prepare_study_out(out, BENCHMARK, data, config.cache_dir)
     t0 = time.perf_counter()
     if names is None:
         names, seen = [], {}
@@ -259,10 +262,13 @@ def benchmark(data: Sequence, out=None, config=None, methods: Sequence[str] = ME
     if out is None:
         result.tables = build_tables(read_back(rows, CSV_COLUMNS))
         return result
-    out = Path(out)
-    write_results_csv(out / "results.csv", rows)
-    result.tables = build_tables(read_results_csv(out / "results.csv"))
-    atomic_write_text(out / "tables.md", result.tables)
-    atomic_write_json(out / "benchmark.json", info)
-    result.out_dir = out
+
+    def fill(folder: Path) -> None:
+        write_results_csv(folder / "results.csv", rows)
+        result.tables = build_tables(read_results_csv(folder / "results.csv"))
+        atomic_write_text(folder / "tables.md", result.tables)
+        atomic_write_json(folder / "benchmark.json", info)
+
+    result.out_dir = publish_study(out, BENCHMARK, fill, data)
     return result
+

@@ -51,6 +51,7 @@ from threadpoolctl import threadpool_limits
 from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, cluster_and_score, load_dataset,
                                         markdown_table, mean_std_text, ordered, read_back, read_rows_csv, to_float,
                                         write_rows_csv)
+from brainclust.analysis.outfolder import SENSITIVITY, prepare_study_out, publish_study
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.arrays import seeded_sample
 from brainclust.errors import ParameterError, WeightsUnavailableError
@@ -196,7 +197,8 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     data : path-like
         Data folder with one sub-folder per label (labels only score).
     out : path-like or None
-        Output folder; nothing is written when ``None``.
+        Output folder, published whole: new, empty or an earlier sensitivity analysis's, outside ``data``
+        (:mod:`brainclust.analysis.outfolder`, checked before any work); nothing is written when ``None``.
     config : RunConfig or None
         The defaults: extraction settings, ``pca`` and ``method``
         (``hierarchical``, ``kmeans``, ``gmm`` or ``spectral``).
@@ -221,6 +223,7 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     bad = [s for s in settings if s not in SETTINGS]
     if bad or not settings:
         raise ParameterError(f"--settings: choose from {', '.join(SETTINGS)}, got {', '.join(settings) or 'none'}")
+    prepare_study_out(out, SENSITIVITY, [data], config.cache_dir)
     t0 = time.perf_counter()
     notes: list[str] = []
     base_ds = load_dataset(data, config)
@@ -248,14 +251,17 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     if out is None:
         result.tables = build_tables(read_back(rows, CSV_COLUMNS), info)
         return result
-    out = Path(out)
-    write_rows_csv(out / "sensitivity.csv", CSV_COLUMNS, rows)
-    csv_rows = read_rows_csv(out / "sensitivity.csv")
-    result.tables = build_tables(csv_rows, info)
-    atomic_write_text(out / "sensitivity.md", result.tables)
-    result.plots = write_plots(csv_rows, out / "plots")
-    atomic_write_json(out / "sensitivity.json", info)
-    result.out_dir = out
+
+    def fill(folder: Path) -> None:
+        write_rows_csv(folder / "sensitivity.csv", CSV_COLUMNS, rows)
+        csv_rows = read_rows_csv(folder / "sensitivity.csv")
+        result.tables = build_tables(csv_rows, info)
+        atomic_write_text(folder / "sensitivity.md", result.tables)
+        result.plots = [p.name for p in write_plots(csv_rows, folder / "plots")]
+        atomic_write_json(folder / "sensitivity.json", info)
+
+    result.out_dir = publish_study(out, SENSITIVITY, fill, [data])
+    result.plots = [result.out_dir / "plots" / name for name in result.plots]
     return result
 
 

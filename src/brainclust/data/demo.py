@@ -41,7 +41,7 @@ from brainclust.data.slices import crop_box, crop_square, orient, resize, slice_
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes
 
-__all__ = ["PLANES", "foreign_entry", "make_demo_dataset"]
+__all__ = ["PLANES", "foreign_demo_entry", "foreign_entry", "make_demo_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -280,14 +280,23 @@ def foreign_entry(out_dir: str | os.PathLike[str]) -> str | None:
             continue
         if top != "data" or not (root / top).is_dir():
             return top
-        for plane in sorted(os.listdir(root / top)):
-            folder = root / top / plane
-            if plane not in PLANES or not folder.is_dir():
-                return f"{top}/{plane}"
-            demo_name = _name_pattern(plane)
-            name = next((n for n in sorted(os.listdir(folder)) if not demo_name.fullmatch(n)), None)
-            if name is not None:
-                return f"{top}/{plane}/{name}"
+        if (inner := foreign_demo_entry(root / top)) is not None:
+            return f"{top}/{inner}"
+    return None
+
+
+def foreign_demo_entry(data_dir: str | os.PathLike[str]) -> str | None:
+    """The first entry of the folder ``data_dir`` that :func:`make_demo_dataset` does not write (only plane folders
+    of demo images), as a relative POSIX path, or ``None``."""
+    root = pathlib.Path(data_dir)
+    for plane in sorted(os.listdir(root)):
+        folder = root / plane
+        if plane not in PLANES or not folder.is_dir():
+            return plane
+        demo_name = _name_pattern(plane)
+        name = next((n for n in sorted(os.listdir(folder)) if not demo_name.fullmatch(n)), None)
+        if name is not None:
+            return f"{plane}/{name}"
     return None
 
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: The temporary file an atomic write leaves when killed: ``.NAME.<pid>-<random>.tmp``.
 _TEMP_FILE = re.compile(r"\.(?P<name>.+)\.\d+-[A-Za-z0-9_]+\.tmp\Z")
+#: How :func:`check_out` ends the refusal of a run folder holding a file a run does not write.
+RUN_ADVICE = "a run replaces its whole folder: move it out, or choose a new or empty folder (or a previous run's)"
 
 
 def _matches(name: str, patterns: Collection[str]) -> bool:
@@ -108,7 +110,8 @@ def _inside(a: Path, b: Path) -> bool:
 
 
 def check_out(out, *, option: str = "--out", data=None, data_name: str = "the input folder", model_dir=None,
-              allowed: frozenset = RUN_ENTRIES, nested: Mapping[str, Collection[str]] = RUN_NESTED) -> None:
+              allowed: frozenset = RUN_ENTRIES, nested: Mapping[str, Collection[str]] = RUN_NESTED,
+              foreign: Callable[[Path], str | None] | None = None, advice: str = RUN_ADVICE) -> None:
     """Fail before any work when ``out`` cannot become the published folder (nothing is created).
 
     Refused: an empty name; a path that is not valid UTF-8; the working folder or one holding it; a file; a
@@ -116,8 +119,9 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
     ``out`` equal to, inside or around ``data`` (a rerun would cluster the outputs, or the swap would delete the
     images) or ``model_dir``; ``out`` inside a brainclust run folder (the next run there replaces that folder
     whole); an existing folder holding an entry, at any depth, that is not one a run writes
-    (``allowed`` at the top, ``nested`` below; an empty ``allowed``: the folder must be empty),
-    which the swap would otherwise delete. Each refusal is one line naming ``option``.
+    (``allowed`` at the top, ``nested`` below; an empty ``allowed``: the folder must be empty; ``foreign``, when
+    given, finds that entry instead: a command whose folder holds deeper trees), which the swap would otherwise
+    delete. Each refusal is one line naming ``option``; ``advice`` ends the refusal of a foreign entry.
     """
     if out is None:
         return
@@ -156,20 +160,7 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
         raise ParameterError(f"{option}: '{escape_name(str(out))}' lies inside the brainclust run folder "
                              f"'{escape_name(str(run))}', which a run replaces whole; choose a folder outside it")
     if p.is_dir():
-        if not allowed:
-            first = next(iter(sorted(os.listdir(p))), None)
-            if first is not None:
-                raise ParameterError(f"{option}: '{escape_name(str(out))}' exists and is not an empty folder (it "
-                                     f"holds '{escape_name(first)}'); choose a new folder")
-        else:
-            foreign = foreign_entry(p, allowed, nested)
-            if foreign in RUN_ENTRIES - allowed:  # a run's file where a check writes: another command's folder
-                raise ParameterError(f"{option}: '{escape_name(str(out))}' holds '{escape_name(foreign)}', which a "
-                                     "brainclust run writes: a run's folder is not replaced by this command; choose "
-                                     "a new or empty folder")
-            if foreign is not None:
-                raise foreign_refusal(option, out, foreign, "a run replaces its whole folder: move it out, or "
-                                      "choose a new or empty folder (or a previous run's)")
+        _check_contents(out, option, allowed, foreign or (lambda f: foreign_entry(f, allowed, nested)), advice)
     anc = p
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
@@ -178,6 +169,23 @@ def check_out(out, *, option: str = "--out", data=None, data_name: str = "the in
     if not os.access(anc, os.W_OK | os.X_OK):
         raise ParameterError(f"{option}: '{escape_name(str(out))}' is not writable (no write permission on "
                              f"'{anc}')")
+
+
+def _check_contents(out, option: str, allowed: frozenset, foreign: Callable[[Path], str | None], advice: str) -> None:
+    """The folder rule of :func:`check_out` on the existing folder ``out``."""
+    if not allowed:
+        first = next(iter(sorted(os.listdir(out))), None)
+        if first is not None:
+            raise ParameterError(f"{option}: '{escape_name(str(out))}' exists and is not an empty folder (it "
+                                 f"holds '{escape_name(first)}'); choose a new folder")
+        return
+    entry = foreign(Path(out))
+    if entry in RUN_ENTRIES - allowed:  # a run's file where a check writes: another command's folder
+        raise ParameterError(f"{option}: '{escape_name(str(out))}' holds '{escape_name(entry)}', which a "
+                             "brainclust run writes: a run's folder is not replaced by this command; choose "
+                             "a new or empty folder")
+    if entry is not None:
+        raise foreign_refusal(option, out, entry, advice)
 
 
 def recover_out(out) -> None:

@@ -1,0 +1,91 @@
+"""benchmark, sensitivity and ablation: --out on a run's rules."""
+
+import pytest
+
+from brainclust.analysis import ablation as ab
+from brainclust.cli import main
+from brainclust.data.demo import make_demo_dataset
+
+PIXELS = ["--backbone", "pixels@16", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """12 demo images (3 planes x 4), in a folder of their own."""
+    return make_demo_dataset(tmp_path_factory.mktemp("study") / "data", n_per_class=4, size=64)
+
+
+def study(command, data, out, *more):
+    if command == "sensitivity":
+        return ["sensitivity", str(data), "--out", str(out), "--seeds", "1", "--settings", "pca", *PIXELS, *more]
+    return ["benchmark", str(data), "--out", str(out), "--seeds", "1", "--methods", "kmeans", *PIXELS, *more]
+
+
+def one_error_line(capsys, *parts):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("brainclust: error: "), err
+    for part in parts:
+        assert part in err, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["sensitivity", "benchmark"])
+def test_out_inside_the_data_folder_is_refused_before_any_work(command, demo, capsys):
+    out = demo / "study_out"
+    assert main(study(command, demo, out)) == 2
+    one_error_line(capsys, "--out:", "must be outside the data folder")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["sensitivity", "benchmark"])
+def test_out_holding_other_files_is_refused(command, demo, tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("hi")
+    assert main(study(command, demo, tmp_path / "x")) == 2
+    one_error_line(capsys, "--out:", "'notes.txt'", f"'brainclust {command}' replaces its whole --out folder")
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["notes.txt"]
+
+
+def test_ablation_out_holding_other_files_is_refused_before_the_demo_set_is_written(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("hi")
+    assert main(["ablation", "--out", str(tmp_path / "x"), "--datasets", "demo", "--seeds", "1"]) == 2
+    one_error_line(capsys, "--out:", "'notes.txt'", "'brainclust ablation'")
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["notes.txt"]
+
+
+def test_ablation_out_inside_the_data_root_is_refused(demo, tmp_path, capsys):
+    root = tmp_path / "root"
+    (root / "brain_tumor_yes_no").mkdir(parents=True)
+    out = root / "ablation_out"
+    assert main(["ablation", "--out", str(out), "--datasets", "brain_tumor_yes_no", "--data-root", str(root),
+                 "--seeds", "1"]) == 2
+    one_error_line(capsys, "--out:", "must be outside the data folder")
+    assert not out.exists()
+
+
+def test_an_earlier_output_is_replaced_whole_and_another_study_is_not(demo, tmp_path, capsys):
+    out = tmp_path / "sens"
+    assert main(["sensitivity", str(demo), "--out", str(out), "--seeds", "1", "--settings", "pca,clip", *PIXELS]) == 0
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["sensitivity_clip.png", "sensitivity_pca.png"]
+    assert main(study("sensitivity", demo, out)) == 0  # its own earlier output: replaced, no stale plot left
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["sensitivity_pca.png"]
+    capsys.readouterr()
+    assert main(study("benchmark", demo, out)) == 2
+    one_error_line(capsys, "'brainclust sensitivity' writes", "not replaced by 'brainclust benchmark'")
+    assert not (out / "results.csv").exists()
+
+
+def test_ablation_keeps_its_demo_set_and_refuses_a_foreign_file_in_it(tmp_path, capsys):
+    out = tmp_path / "ab"
+    run = dict(seeds=(0,), methods=("kmeans",), configs=(("no SSL", ()),), backbone="pixels@16", workers=0,
+               cache_dir=str(tmp_path / "cache"))
+    sets = ab.ablation_datasets(None, ["demo"], out / "demo_data")
+    ab.run_ablation(sets, out, **run)
+    assert sorted(p.name for p in out.iterdir()) == ["ablation.json", "ablation.md", "demo_data"]
+    n_images = len(list((out / "demo_data").rglob("*.png")))
+    ab.run_ablation(sets, out, **run)  # its own earlier output, the demo set kept
+    assert len(list((out / "demo_data").rglob("*.png"))) == n_images == 120
+    (out / "demo_data" / "axial" / "mine.png").write_bytes(b"")
+    assert main(["ablation", "--out", str(out), "--datasets", "demo", "--seeds", "1"]) == 2
+    one_error_line(capsys, "'demo_data/axial/mine.png'", "'brainclust ablation'")
