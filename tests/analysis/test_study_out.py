@@ -1,12 +1,17 @@
-"""benchmark, sensitivity and ablation: --out on a run's rules."""
+"""benchmark, sensitivity and ablation: --out on a run's rules, k against the images."""
 
 import pytest
 
 from brainclust.analysis import ablation as ab
 from brainclust.cli import main
 from brainclust.data.demo import make_demo_dataset
+from brainclust.features.extractor import FeatureExtractor
 
 PIXELS = ["--backbone", "pixels@16", "--workers", "0"]
+
+
+def no_extraction(self, records):
+    raise AssertionError("extracted features before refusing k")
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +94,17 @@ def test_ablation_keeps_its_demo_set_and_refuses_a_foreign_file_in_it(tmp_path, 
     (out / "demo_data" / "axial" / "mine.png").write_bytes(b"")
     assert main(["ablation", "--out", str(out), "--datasets", "demo", "--seeds", "1"]) == 2
     one_error_line(capsys, "'demo_data/axial/mine.png'", "'brainclust ablation'")
+
+
+def test_sensitivity_k_must_be_below_the_images_each_seed_clusters(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(FeatureExtractor, "fit_extract", no_extraction)
+    out = tmp_path / "s"
+    assert main(study("sensitivity", demo, out, "--k", "12", "--subsample", "1")) == 2  # 12 images, 12 clusters
+    one_error_line(capsys, "--k: 12 clusters requested", "only 12 images to cluster")
+    # 0.3 of 12 images = 4 per seed: k = 2..8 cannot all be formed
+    args = ["sensitivity", str(demo), "--out", str(out), "--seeds", "1", "--settings", "k", "--subsample", "0.3",
+            *PIXELS]
+    assert main(args) == 2
+    one_error_line(capsys, "--settings k", "8 clusters requested", "--subsample 0.3 of the 12 images",
+                   "only 4 images")
+    assert not out.exists()

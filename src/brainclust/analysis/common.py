@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from brainclust.cluster.kselect import resolve_k
+from brainclust.cluster.kselect import check_k_fits, resolve_k
 from brainclust.cluster.methods import BaseClusterer, make_clusterer
 from brainclust.cluster.scores import score
 from brainclust.errors import InputError, ParameterError
@@ -25,6 +25,7 @@ from brainclust.features.extractor import FeatureExtractor
 from brainclust.io.csvcell import formula_safe
 from brainclust.io.outputs import write_table
 from brainclust.pipeline import scan_nonempty
+from brainclust.terminal import count_text
 
 SCORES = ("silhouette", "ari", "nmi", "fmi", "acc")
 SCORE_LABELS = {"silhouette": "Silhouette (cosine)", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
@@ -47,7 +48,7 @@ class Dataset:
         return len({y for y in self.labels if y})
 
 
-def load_dataset(path, config, name: str | None = None) -> Dataset:
+def load_dataset(path, config, name: str | None = None, check: Callable[[list], None] | None = None) -> Dataset:
     """Scan ``path`` (labels from sub-folders) and extract its features through the cache.
 
     Parameters
@@ -58,12 +59,19 @@ def load_dataset(path, config, name: str | None = None) -> Dataset:
         Extraction settings (backbone, weights, precision, clip, cache...).
     name : str or None
         Column name in the tables (default: the folder name).
+    check : callable or None
+        ``check(records)`` (raising a one-line error) on the records scanned, before the extraction, and again
+        on those decoded (e.g. :func:`check_study_k`).
     """
     t0 = time.perf_counter()
     scanned = scan_nonempty(path, True, config.slices, config.volume_index)
+    if check is not None:
+        check(scanned.records)
     extractor = config.extractor()
     got = extractor.fit_extract(scanned.records)
     records, feats, skipped = got.split(scanned.records)
+    if check is not None and len(records) < len(scanned.records):
+        check(records)
     labels = [r.label or "" for r in records]
     if len(records) < 3:
         raise InputError(f"data set '{path}': {len(records)} decodable image(s); the analysis needs at least 3")
@@ -92,6 +100,33 @@ def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str
                         linkage=linkage, metric=metric).fit(emb)
     m = score(emb, cl.labels_, labels)
     return cl, {**m, "k": int(k_used), "wall_s": time.perf_counter() - t0}
+
+
+def n_labels(records: Sequence) -> int:
+    """The number of label folders among ``records`` (the default k of a study)."""
+    return len({r.label for r in records if r.label})
+
+
+def check_study_k(k, n: int, where: str, methods: Sequence[str], head: str = "--k",
+                  advice: str = "choose a smaller --k") -> None:
+    """One line (ParameterError) before the work when ``n`` images (``where`` says whose) cannot be clustered into
+    ``k`` groups by each of ``methods`` so that a score means something: ``k`` at least ``n`` (every image a
+    cluster of its own, or fewer images than clusters: the number found silently falls short), spectral
+    clustering without k + 2 images, ``auto`` below what :class:`~brainclust.cluster.kselect.KSelector` needs.
+    ``head`` starts the message (the option), ``advice`` ends it; ``dbscan`` has no k."""
+    with_k = [m for m in methods if m != "dbscan"]
+    if not with_k:
+        return
+    if k == "auto":
+        for method in with_k:
+            check_k_fits("auto", method, n, where)
+        return
+    if n <= k:
+        raise ParameterError(f"{head}: {k} clusters requested but {where} has only {count_text(n, 'image')} to "
+                             f"cluster (a score needs fewer clusters than images); {advice}")
+    if "spectral" in with_k and n < k + 2:
+        raise ParameterError(f"{head}: spectral clustering needs at least k + 2 = {k + 2} images for k = {k}, but "
+                             f"{where} has {n}; {advice}")
 
 
 def check_seeds(seeds: Sequence[int]) -> None:

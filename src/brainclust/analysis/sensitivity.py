@@ -48,9 +48,9 @@ import numpy as np
 
 from threadpoolctl import threadpool_limits
 
-from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, cluster_and_score, load_dataset,
-                                        markdown_table, mean_std_text, ordered, read_back, read_rows_csv, to_float,
-                                        write_rows_csv)
+from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, check_study_k, cluster_and_score,
+                                        load_dataset, markdown_table, mean_std_text, n_labels, ordered, read_back,
+                                        read_rows_csv, to_float, write_rows_csv)
 from brainclust.analysis.outfolder import SENSITIVITY, prepare_study_out, publish_study
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.arrays import seeded_sample
@@ -226,7 +226,7 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     prepare_study_out(out, SENSITIVITY, [data], config.cache_dir)
     t0 = time.perf_counter()
     notes: list[str] = []
-    base_ds = load_dataset(data, config)
+    base_ds = load_dataset(data, config, check=_k_check(data, k, subsample, config.method, "k" in settings))
     base = {"pca": config.pca, "k": int(k) if k is not None else base_ds.n_labels, "linkage": "average",
             "metric": "cosine", "backbone": base_ds.info["backbone"]["name"], "clip": config.clip_percentiles}
     features = {("backbone", base["backbone"]): base_ds, ("clip", base["clip"]): base_ds}
@@ -263,6 +263,28 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     result.out_dir = publish_study(out, SENSITIVITY, fill, [data])
     result.plots = [result.out_dir / "plots" / name for name in result.plots]
     return result
+
+
+def _k_check(data, k: int | None, subsample: float, method: str, varied: bool):
+    """``load_dataset``'s check: each seed's subsample of the images can be split into the default ``k``
+    (``None``: the number of label folders) and, when ``varied``, into every k of :data:`K_VALUES`
+    (:func:`~brainclust.analysis.common.check_study_k`)."""
+    def check(records) -> None:
+        n = len(_subsample(len(records), subsample, 0))  # the same size for every seed
+        where = f"'{data}'" if n == len(records) else (f"each seed's --subsample {subsample:g} of the "
+                                                        f"{len(records)} images of '{data}'")
+        k_base = n_labels(records) if k is None else int(k)
+
+        def more(top: int) -> str:  # all the images would do
+            return " or raise --subsample" if n < len(records) and top + (2 if method == "spectral" else 1) <= len(
+                records) else ""
+
+        head = "--k" if k is not None else f"--k (unset: the {k_base} label folders)"
+        check_study_k(k_base, n, where, [method], head=head, advice=f"choose a smaller --k{more(k_base)}")
+        if varied:
+            check_study_k(max(K_VALUES), n, where, [method], head=f"--settings k (k = {min(K_VALUES)}.."
+                          f"{max(K_VALUES)})", advice=f"leave k out of --settings{more(max(K_VALUES))}")
+    return check
 
 
 def summarise(rows: Sequence[dict]) -> dict[str, list[dict]]:
