@@ -108,3 +108,14 @@ def test_sensitivity_k_must_be_below_the_images_each_seed_clusters(demo, tmp_pat
     one_error_line(capsys, "--settings k", "8 clusters requested", "--subsample 0.3 of the 12 images",
                    "only 4 images")
     assert not out.exists()
+
+
+def test_benchmark_k_above_the_images_is_refused_up_front(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(FeatureExtractor, "fit_extract", no_extraction)
+    out = tmp_path / "b"
+    assert main(study("benchmark", demo, out, "--k", "500")) == 2
+    one_error_line(capsys, "--k: 500 clusters requested", "only 12 images")
+    assert main(["benchmark", str(demo), "--out", str(out), "--seeds", "1", "--methods", "spectral", "--k", "11",
+                 *PIXELS]) == 2
+    one_error_line(capsys, "--k: spectral clustering needs at least k + 2 = 13 images", "has 12")
+    assert not out.exists()

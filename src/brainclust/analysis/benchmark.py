@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, cluster_and_score,
-                                        load_dataset, markdown_table, mean_std_text, ordered, read_back,
-                                        read_rows_csv, to_float, write_rows_csv)
+from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, check_study_k,
+                                        cluster_and_score, load_dataset, markdown_table, mean_std_text, n_labels,
+                                        ordered, read_back, read_rows_csv, to_float, write_rows_csv)
 from brainclust.analysis.outfolder import BENCHMARK, prepare_study_out, publish_study
 from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.reduce import PCAReducer
@@ -249,7 +249,7 @@ def benchmark(data: Sequence, out=None, config=None, methods: Sequence[str] = ME
             base = Path(d).resolve().name
             seen[base] = seen.get(base, 0) + 1
             names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    datasets = [load_dataset(d, config, n) for d, n in zip(data, names)]
+    datasets = [load_dataset(d, config, n, check=_k_check(d, methods, k)) for d, n in zip(data, names)]
     t_extract = time.perf_counter() - t0
     t1 = time.perf_counter()
     rows = run_grid(datasets, config, methods, seeds, k, ssl, config.progress)
@@ -272,3 +272,12 @@ def benchmark(data: Sequence, out=None, config=None, methods: Sequence[str] = ME
     result.out_dir = publish_study(out, BENCHMARK, fill, data)
     return result
 
+
+def _k_check(path, methods: Sequence[str], k):
+    """``load_dataset``'s check of the data set ``path``: its images can be clustered into ``k`` (``None``: the
+    number of its label folders) groups by each of ``methods`` (:func:`check_study_k`)."""
+    def check(records) -> None:
+        k_ds = n_labels(records) if k is None else k
+        head = "--k" if k is not None else f"--k (unset: the {k_ds} label folders)"
+        check_study_k(k_ds, len(records), f"'{path}'", methods, head=head)
+    return check
