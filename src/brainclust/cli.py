@@ -339,18 +339,18 @@ def _cmd_demo(args) -> None:
 def _cmd_ablation(args) -> None:
     import time
 
-    from brainclust.analysis.ablation import ablation_datasets, run_ablation
+    from brainclust.analysis.ablation import ablation_datasets, check_datasets, check_options, run_ablation
     from brainclust.analysis.outfolder import ABLATION, prepare_study_out
 
     out = Path(args.out)
-    # --out checked before the demo set is generated into it, outside the folder of the real sets
-    prepare_study_out(out, ABLATION, [] if args.data_root is None else [args.data_root], args.cache_dir)
-    sets = ablation_datasets(args.data_root, [d.strip() for d in args.datasets.split(",") if d.strip()],
-                             out / ABLATION.demo)
+    wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    seeds, methods = tuple(range(args.seeds)), tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    check_options(seeds, methods)  # every option checked, and --out, before the demo set is written into it
+    real = [p for p in check_datasets(args.data_root, wanted).values() if p is not None]
+    prepare_study_out(out, ABLATION, [args.data_root] if real else [], args.cache_dir)  # outside the sets' folder
+    sets = ablation_datasets(args.data_root, wanted, out / ABLATION.demo)
     t0 = time.perf_counter()
-    run_ablation(sets, out, seeds=tuple(range(args.seeds)),
-                 methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-                 epochs=args.ssl_epochs, cache_dir=args.cache_dir)
+    run_ablation(sets, out, seeds=seeds, methods=methods, epochs=args.ssl_epochs, cache_dir=args.cache_dir)
     say(f"ablation: {out / 'ablation.md'} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 

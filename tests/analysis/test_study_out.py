@@ -1,10 +1,11 @@
-"""benchmark, sensitivity and ablation: --out on a run's rules, k against the images."""
+"""benchmark, sensitivity and ablation: --out on a run's rules, k against the images, options before any write."""
 
 import pytest
 
 from brainclust.analysis import ablation as ab
 from brainclust.cli import main
 from brainclust.data.demo import make_demo_dataset
+from brainclust.errors import InputError
 from brainclust.features.extractor import FeatureExtractor
 
 PIXELS = ["--backbone", "pixels@16", "--workers", "0"]
@@ -118,4 +119,20 @@ def test_benchmark_k_above_the_images_is_refused_up_front(demo, tmp_path, monkey
     assert main(["benchmark", str(demo), "--out", str(out), "--seeds", "1", "--methods", "spectral", "--k", "11",
                  *PIXELS]) == 2
     one_error_line(capsys, "--k: spectral clustering needs at least k + 2 = 13 images", "has 12")
+    assert not out.exists()
+
+
+def test_ablation_options_are_checked_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "a4"
+    assert main(["ablation", "--out", str(out), "--datasets", "demo", "--seeds", "0"]) == 2
+    one_error_line(capsys, "--seeds")
+    assert not out.exists()
+    assert main(["ablation", "--out", str(out), "--datasets", "demo", "--methods", "", "--seeds", "1"]) == 2
+    one_error_line(capsys, "--methods")
+    assert main(["ablation", "--out", str(out), "--datasets", "demo", "--data-root", str(tmp_path),
+                 "--seeds", "1"]) == 2
+    one_error_line(capsys, "--data-root:", "would be ignored")
+    assert not out.exists()
+    with pytest.raises(InputError, match="brain_tumor_yes_no"):  # a missing set: the demo set is not generated first
+        ab.ablation_datasets(tmp_path, ["demo", "brain_tumor_yes_no"], out / "demo_data")
     assert not out.exists()
