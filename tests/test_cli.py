@@ -233,6 +233,26 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert "--ssl-gate: set the self-supervised embedding aside: the frozen features are clustered" in _summary(res)
 
 
+def test_summary_gives_the_scores_over_distinct_images_when_copies_were_dropped():
+    """metrics.json's scores over distinct images were in no line a user reads, even with copies that inflate the
+    run's scores (a walk: 10 duplicates in the 4-class set)."""
+    from types import SimpleNamespace
+
+    from brainclust.clisummary import run_summary as _summary
+
+    def lines(distinct, **extra):
+        m = {"n_images": 200, "n_clusters": 4, "silhouette": 0.28, "ari": 0.21, "nmi": 0.26, "distinct": distinct,
+             **extra}
+        res = SimpleNamespace(metrics=m, manifest={}, skipped=[], checks=None, associations=None, out_dir=None)
+        return _summary(res).splitlines()
+
+    copies = {"n_images": 199, "silhouette": 0.2791, "ari": 0.2048, "nmi": 0.2428}
+    assert lines(copies)[1] == ("over the 199 distinct of 200 clustered images (exact copies dropped): silhouette "
+                                "0.279, ARI 0.205, NMI 0.243 (metrics.json distinct)")
+    assert not any("distinct" in ln for ln in lines({**copies, "n_images": 200}))  # every image distinct
+    assert not any("distinct" in ln for ln in lines({**copies, "n_images": 190}, n_set_aside=10))  # set aside only
+
+
 def test_summary_says_a_kept_ssl_embeddings_silhouette_is_not_comparable_and_gives_the_gates_figures():
     # a walk's --self-supervised all printed silhouette 0.586 (0.280 without it) with no caveat while NMI fell
     from types import SimpleNamespace

@@ -5,7 +5,7 @@ from __future__ import annotations
 from brainclust.model.scorespace import gate_figures, silhouette_space
 from brainclust.terminal import count_text
 
-__all__ = ["auto_line", "run_summary", "strata_k_line"]
+__all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line"]
 
 
 def run_summary(result) -> str:
@@ -28,6 +28,8 @@ def run_summary(result) -> str:
         parts.append(f"label scores over the {n_lab} labelled of {m['n_images']}"
                      + (" (too few to mean much)" if n_lab < 10 else ""))
     lines = [", ".join(parts)]
+    if line := distinct_line(m):
+        lines.append(line)
     within = (m.get("within") or {}).get("scores") or {}
     if "mean_nmi" in within:  # the run's own scores are over about k x strata global ids: inside them compares
         lines.append(f"within the strata: NMI {within['mean_nmi']:.3f}, ARI {within['mean_ari']:.3f} (mean over "
@@ -80,6 +82,19 @@ def run_summary(result) -> str:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "associations.csv, manifest.json")
     return "\n".join(lines)
+
+
+def distinct_line(m: dict) -> str | None:
+    """The scores over distinct images (``metrics.json`` ``distinct``) when exact copies were dropped from them,
+    so that copies cannot inflate the scores unseen; ``None`` when every clustered image is distinct."""
+    d = m.get("distinct")
+    clustered = m.get("n_images", 0) - (m.get("n_set_aside") or 0)
+    if not isinstance(d, dict) or not isinstance(d.get("n_images"), int) or d["n_images"] >= clustered:
+        return None
+    scores = [f"{key if key == 'silhouette' else key.upper()} {d[key]:.3f}" for key in ("silhouette", "ari", "nmi")
+              if isinstance(d.get(key), float)]
+    return (f"over the {d['n_images']} distinct of {clustered} clustered images (exact copies dropped): "
+            f"{', '.join(scores)} (metrics.json distinct)")
 
 
 def strata_k_line(within: dict, column: str, most: int = 12) -> str:
