@@ -85,6 +85,8 @@ def test_demo_outputs_with_outliers_off_match_the_plain_flow_byte_for_byte(tmp_p
     emb = PCAReducer(50, random_state=0).fit(r.features).transform(r.features)
     base = Clusterer(method="hierarchical", n_clusters=3, random_state=0).fit(emb)
     base_metrics = score(emb, base.labels_, [rec.label for rec in r.records])
+    base_metrics["silhouette_space"] = {"space": "features", "on": "the PCA of the frozen backbone features",
+                                        "note": None}  # what every run now records beside the scores
     atomic_write_json(tmp_path / "metrics.json", base_metrics)
     base.save(tmp_path / "cluster.npz")
     assert (tmp_path / "out" / "metrics.json").read_bytes() == (tmp_path / "metrics.json").read_bytes()
