@@ -33,6 +33,7 @@ def run_cli(capsys, *argv):
     (["--self-supervised", "contrastive", "--ssl-views", ""], "besides identity (e.g. hflip,strong), got none"),
     (["--self-supervised", "none,rotation"], "'none' means no self-supervised learning; it cannot be combined"),
     (["--ssl-gate"], "--ssl-gate: would be ignored; it needs --self-supervised"),
+    (["--self-supervised", "joint", "--k", "1"], "--k: 1 cannot be combined with --self-supervised"),
     (["--self-supervised", "all", "--ssl-mode", "finetune", "--ssl-views", "hflip"], "--ssl-views: applies to"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, small, tmp_path, extra, message):

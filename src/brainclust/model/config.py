@@ -262,6 +262,9 @@ class RunConfig:
         if comps and self.k == "auto":
             raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
                                  "for a given k); run with --k auto first, then pass the chosen k")
+        if comps and self.k == 1:
+            raise ParameterError("--k: 1 cannot be combined with --self-supervised (a head that learns one "
+                                 "cluster learns nothing); give k >= 2")
         if comps and self.ssl_mode == "finetune" and self.intensity_window is not None:
             raise ParameterError("--intensity-window: not supported with --ssl-mode finetune; use --ssl-mode head")
         self._check_portfolio()

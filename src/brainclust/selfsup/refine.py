@@ -88,4 +88,6 @@ def refine(head, source) -> list[dict]:
             break
     else:
         rounds[-1]["stop"] = f"max_rounds={head.max_rounds} reached"
+        log.warning("refinement stopped after %d rounds without converging (NMI to the previous round %.3f < "
+                    "%g): the clusters still moved between rounds", head.max_rounds, agreement, head.tol)
     return rounds
