@@ -578,3 +578,26 @@ def test_the_view_starts_coloured_as_the_report_is(tmp_path):
         manifest["report"] = {"color_by": report} if report else {}
         (out / "manifest.json").write_text(json.dumps(manifest))
         assert ViewData(out, cache_dir=tmp_path / "cache").meta()["colour"] == first, (settings, report)
+
+
+def test_the_view_names_the_space_of_a_silhouette_not_comparable_with_the_frozen_features(tmp_path):
+    """The report said so of a kept self-supervised or UMAP embedding's silhouette; the view's headline showed a
+    plain "Silhouette" (0.943 for TEMI) with no caveat."""
+    import json
+
+    out = make_run(tmp_path, n_per=6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for ssl, reduce, name in ((["temi"], "pca", "Silhouette (SSL embedding)"), ([], "umap", "Silhouette (UMAP)"),
+                              ([], "pca", None)):
+        manifest["settings"].update(ssl=ssl, reduce=reduce)
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
+        try:
+            page = ex.page.decode()
+        finally:
+            server.server_close()
+            ex.close()
+        if name is None:
+            assert "Silhouette <b>" in page and "not comparable" not in page
+        else:
+            assert f"{name} <b>" in page and "not comparable with" in page, name

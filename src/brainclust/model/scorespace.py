@@ -18,7 +18,10 @@ caveat when ``manifest.json`` records it (:func:`gate_figures`); labels play no 
 
 from __future__ import annotations
 
-__all__ = ["gate_figures", "silhouette_space", "ssl_comparison"]
+__all__ = ["SPACE_NAMES", "gate_figures", "silhouette_space", "ssl_comparison"]
+
+#: The silhouette's name where it is not comparable with a run's on the frozen features (report and view).
+SPACE_NAMES = {"umap": " (UMAP)", "ssl": " (SSL embedding)", "ssl+umap": " (UMAP of the SSL embedding)"}
 
 TEMI = "temi"  #: brainclust.selfsup.common.TEMI (not imported: a text rule need not load the selfsup package)
 

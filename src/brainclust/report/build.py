@@ -39,7 +39,7 @@ import numpy as np
 from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import escape_name, shown_name
-from brainclust.model.scorespace import silhouette_space, ssl_comparison
+from brainclust.model.scorespace import SPACE_NAMES, silhouette_space, ssl_comparison
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
@@ -83,8 +83,6 @@ SCORE_MEANINGS = {
            "(Hungarian), equals their label (0 to 1).",
 }
 SCORE_NAMES = {"silhouette": "Silhouette", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
-#: The silhouette's name where it is not comparable with a run's on the frozen features (model.scorespace).
-SPACE_NAMES = {"umap": " (UMAP)", "ssl": " (SSL embedding)", "ssl+umap": " (UMAP of the SSL embedding)"}
 
 
 @dataclass

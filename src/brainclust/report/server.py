@@ -51,6 +51,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import escape_name
+from brainclust.model.scorespace import SPACE_NAMES, silhouette_space
 from brainclust.report.connlimits import (HEADER_DEADLINE, MAX_CONNECTIONS, CappedThreadingMixIn, DeadlineReader,
                                           busy_answer)
 from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
@@ -152,11 +153,13 @@ class Explorer:
         def shown(path) -> str:
             return escape_name(str(path) if local else Path(str(path)).name)
         meta = self.data.meta()
-        names = {"silhouette": "Silhouette", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
+        space = silhouette_space(self.data.manifest)  # the UMAP or a kept SSL embedding: named, with its note
+        names = {"silhouette": "Silhouette" + SPACE_NAMES.get(space["space"], ""), "ari": "ARI", "nmi": "NMI",
+                 "fmi": "FMI", "acc": "ACC"}
         clusters = self.data.by_name.get("cluster")
         return env.get_template("view.html.j2").render(
             title=meta["title"], meta=meta, n_total=f"{self.data.n:,}",
-            scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()],
+            scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()], silhouette_note=space["note"],
             n_clusters=len([c for c in clusters.raw if c != "-1"]) if clusters else 0,
             run_dir=shown(Path(run_dir).resolve()), input=shown(self.data.root or ""),
             cache=shown(self.thumbs.dir), map_source=self.data.map_source, local=local)
