@@ -125,10 +125,19 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _restore_brainclust_logger():
     """A test that calls ``cli.main`` in-process configures the ``brainclust`` logger (its own handler on the
-    then-current stderr, no propagation); put it back so later tests' ``caplog`` sees the records."""
+    then-current stderr, no propagation), the progress module's defaults (``-q`` hides progress) and Python's
+    ``warnings.showwarning``; put them back so later tests' ``caplog`` and progress lines do not depend on the
+    order the tests ran in (``test_head``'s progress test failed after ``test_checks_command``'s ``-q`` runs)."""
     import logging
+    import warnings
+
+    from brainclust import progress
 
     logger = logging.getLogger("brainclust")
     saved = (list(logger.handlers), logger.propagate, logger.level)
+    flags = (progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL)
+    show = warnings.showwarning
     yield
     logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+    progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = flags
+    warnings.showwarning = show

@@ -54,8 +54,10 @@ def test_check_refuses_an_out_inside_the_data_or_holding_other_files(data, tmp_p
     assert (run_like / "assignments.csv").is_file()
     (run_like / "assignments.csv").unlink()
     (run_like / "notes.txt").write_text("mine")
-    with pytest.raises(ParameterError, match="holds 'notes.txt', which is not a brainclust output"):
+    with pytest.raises(ParameterError, match="holds 'notes.txt', which is not a brainclust output; 'brainclust "
+                                             "check' replaces its whole --out folder") as err:
         check_data(data, run_like, progress=False)
+    assert "a run replaces" not in str(err.value)  # it ended with the wording of a run's refusal
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -90,3 +90,21 @@ def test_cli_rejects_unknown_component(demo_data, tmp_path, capsys):
     assert code == 2
     assert "unknown component 'jigsaw'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_heads_k_is_said_and_too_few_images_per_cluster_are_warned(caplog):
+    """With --method dbscan the heads still learn --k clusters (k = 4 unless given), which nothing said; a walk
+    trained heads on 3 images without a word."""
+    import logging
+
+    from brainclust.model.composite import Batch
+    from brainclust.selfsup.stage import MIN_IMAGES_PER_CLUSTER, SelfSupervisedStep
+
+    step = SelfSupervisedStep(components=("rotation",), n_clusters=3)
+    step.train = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop after the lines"))  # no training here
+    for n, warned in ((3 * MIN_IMAGES_PER_CLUSTER - 1, True), (3 * MIN_IMAGES_PER_CLUSTER, False)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="brainclust"), pytest.raises(RuntimeError, match="stop after"):
+            step.fit_batch(Batch([None] * n, np.zeros((n, 4))))
+        assert f"self-supervised heads learn k = 3 clusters of {n} images (--k)" in caplog.text
+        assert ("fewer than 10 per cluster" in caplog.text) is warned

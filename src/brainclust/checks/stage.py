@@ -39,6 +39,9 @@ from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import SCAN_TYPES, ImageRecord, ScanResult, scan
 
 log = logging.getLogger(__name__)
+#: How the refusal of a --out holding a file a check does not write ends (publish.check_out's is a run's).
+CHECK_ADVICE = ("'brainclust check' replaces its whole --out folder: move it out, or choose a new or empty folder "
+                "(or an earlier check's)")
 
 @dataclass
 class CheckResult:
@@ -318,7 +321,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t = thresholds or Thresholds()
     t.validate()
     if out is not None:
-        prepare_out(out, data=data, allowed=CHECK_ENTRIES)
+        prepare_out(out, data=data, allowed=CHECK_ENTRIES, advice=CHECK_ADVICE)
     check_cache_location(cache_dir, out, data)  # before any work: a store inside --out would be refused after it
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
@@ -345,7 +348,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                     "skipped": sorted(found.skipped, key=lambda s: s["path"]),
                     "checks": checks_record(result, split_table=split_source, cache=cache, timings=timings)}
         publish(out, lambda staging: write_outputs(result, staging, manifest),
-                check=lambda: check_out(out, data=data, allowed=CHECK_ENTRIES),
+                check=lambda: check_out(out, data=data, allowed=CHECK_ENTRIES, advice=CHECK_ADVICE),
                 finish=None if finish is None else lambda staging: finish(staging, found.records))
     log.debug("%s", result.summary())
     return result

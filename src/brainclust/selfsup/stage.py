@@ -29,6 +29,8 @@ from brainclust.selfsup.temi import TEMIHead
 log = logging.getLogger(__name__)
 
 SSL_MODES = ("head", "finetune")
+#: Fewer images per cluster than this: too few for the heads to learn from (a warning; a walk trained on 3 images).
+MIN_IMAGES_PER_CLUSTER = 10
 #: Default epochs per mode (``--ssl-epochs``).
 DEFAULT_EPOCHS = {"head": 30, "finetune": 10, TEMI: 200}
 
@@ -210,6 +212,13 @@ class SelfSupervisedStep(Step):
 
     def fit_batch(self, batch):
         """Train, gate, and return the batch with the embedding (or the frozen features, gated out)."""
+        n, k = len(batch.X), self.n_clusters
+        # what the heads learn is a k-way clustering: said, since --method dbscan clusters without --k afterwards
+        log.info("self-supervised heads learn k = %d clusters of %d images (--k)", k, n)
+        if n < MIN_IMAGES_PER_CLUSTER * k:
+            log.warning("--self-supervised on %d images for k = %d: fewer than %d per cluster to learn from; the "
+                        "embedding may only memorise them (--ssl-gate compares it with the frozen features)", n, k,
+                        MIN_IMAGES_PER_CLUSTER)
         outcome = self.train(batch.extractor, batch.records, batch.X)
         self.model_, self.kept_, self.info_ = outcome.model, True, outcome.info
         if self.gate:
