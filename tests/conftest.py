@@ -122,6 +122,16 @@ def _isolated_cache(tmp_path_factory):
     mp.undo()
 
 
+def _progress_defaults() -> tuple:
+    from brainclust import progress
+
+    return progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL
+
+
+#: brainclust.progress's defaults as imported, before any test configured the CLI's logging.
+PROGRESS_DEFAULTS = _progress_defaults()
+
+
 @pytest.fixture(autouse=True)
 def _restore_brainclust_logger():
     """A test that calls ``cli.main`` in-process configures the ``brainclust`` logger (its own handler on the
@@ -135,9 +145,11 @@ def _restore_brainclust_logger():
 
     logger = logging.getLogger("brainclust")
     saved = (list(logger.handlers), logger.propagate, logger.level)
-    flags = (progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL)
     show = warnings.showwarning
+    # the progress defaults are the module's own at every test's start and end: a module-scoped fixture that ran
+    # the CLI with -q before this test must not hide its progress either
+    progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = PROGRESS_DEFAULTS
     yield
     logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
-    progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = flags
+    progress.SHOW_BY_DEFAULT, progress.LOG_WITHOUT_TERMINAL = PROGRESS_DEFAULTS
     warnings.showwarning = show

@@ -185,6 +185,7 @@ def test_training_logs_its_progress_in_a_batch_jobs_log(monkeypatch, caplog):
     from brainclust import progress
 
     monkeypatch.setattr(progress, "LOG_WITHOUT_TERMINAL", True)
+    monkeypatch.setattr(progress, "SHOW_BY_DEFAULT", None)  # as the CLI without -q sets it
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
     views, _ = blob_views()
     with caplog.at_level(logging.INFO, logger="brainclust.progress"):
