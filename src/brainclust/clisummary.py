@@ -108,12 +108,19 @@ def strata_k_line(within: dict, column: str, most: int = 12) -> str:
 
 
 def auto_line(result) -> str | None:
-    """``--auto``'s or ``--consensus``' choice, one line (``None`` for other runs)."""
+    """``--auto``'s or ``--consensus``' choice (``None`` for other runs): the rule's outcome (``manifest.json``
+    ``auto.outcome``; the choice alone in a run recorded before it) and every candidate's criteria, two lines."""
     auto = result.manifest.get("auto")
     if auto is None:
         return None
-    if result.config.consensus:
-        return ("--consensus: the consensus of " + ", ".join(result.manifest["clustering"]["consensus_of"])
-                + " (criteria in auto.csv)")
-    chosen = auto["chosen"]
-    return f"--auto: chose backbone {chosen['backbone']}, --reduce {chosen['reduce']} (criteria in auto.csv)"
+    flag = "--consensus" if result.config.consensus else "--auto"
+    if auto.get("outcome"):
+        first = f"{flag}: {auto['outcome']}"
+    elif result.config.consensus:
+        first = f"{flag}: the consensus of " + ", ".join(result.manifest["clustering"]["consensus_of"])
+    else:
+        first = f"{flag}: chose backbone {auto['chosen']['backbone']}, --reduce {auto['chosen']['reduce']}"
+    rows = [f"{r['backbone']}{'' if r['reduce'] == 'pca' else ' ' + r['reduce']} {r['stability']:.2f}/{r['xsil']:.3f}/"
+            f"{r['agreement']:.2f}" for r in auto.get("candidates") or ()]
+    return (first + "\n" + f"{flag} criteria (stability/xsil/agreement; PCA unless named): {', '.join(rows)} "
+            "(auto.csv, the report's section)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,35 @@ def test_choose_needs_every_margin():
     assert choose([dict(base), dict(almost), strong]) == ("y", "pca")
 
 
+def test_choose_marks_each_candidates_margins_and_the_outcome_says_them():
+    """--auto's decision was shown as 'chose ...' alone: the margins each candidate passed or fell short of go to
+    auto.csv, and one sentence gives the outcome with the deciding gains."""
+    from brainclust.model.criteria import outcome
+
+    base = {"backbone": "efficientnet_lite0", "reduce": "pca", "stability": 0.7, "xsil": 0.10, "agreement": 0.5}
+    almost = {"backbone": "x", "reduce": "pca", "stability": 0.9, "xsil": 0.11, "agreement": 0.4}
+    unstable = {"backbone": "z", "reduce": "pca", "stability": 0.6, "xsil": 0.20, "agreement": 0.6}
+    rows = [base, almost, unstable]
+    pick = choose(rows)
+    assert pick == ("efficientnet_lite0", "pca")
+    assert [r["margins"] for r in rows] == ["default", "short on xsil/agreement", "short on stability"]
+    kept = outcome(rows, pick)
+    assert kept.startswith("kept the default efficientnet_lite0, --reduce pca: none of the 2 other candidates "
+                           "passed every margin over it (stability >= +0.00 against the default backbone")
+    # the nearest: short of one margin only (z), though x's gains sum higher
+    assert kept.endswith("the nearest, z, --reduce pca: stability -0.100 (short of +0.00), xsil +0.100, "
+                         "agreement +0.100")
+    strong = {**almost, "backbone": "y", "xsil": 0.13, "agreement": 0.6}
+    rows = [dict(base), dict(almost), strong]
+    pick = choose(rows)
+    assert pick == ("y", "pca") and rows[2]["margins"] == "passed"
+    assert outcome(rows, pick).startswith("chose y, --reduce pca over the default efficientnet_lite0, --reduce pca: "
+                                          "stability +0.200, xsil +0.030, agreement +0.100; 1 of 2 candidates "
+                                          "passed every margin")
+    res = select({"efficientnet_lite0": planted()[0], "noise": noise()}, k=3, seed=0, reductions=("pca",), pca=10)
+    assert res.as_dict()["outcome"] == outcome(res.rows, res.chosen)  # recorded in manifest.json auto.outcome
+
+
 def test_cli_flags_and_run_accepts_auto(tmp_path):
     from brainclust.cli import build_parser
     from brainclust.errors import InputError
@@ -95,6 +126,19 @@ def test_run_auto_writes_auto_csv_and_manifest(tmp_path):
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert man["settings"]["auto"] is True and man["auto"]["chosen"]["backbone"] == res.chosen[0]
     assert man["backbone"]["name"] == res.chosen[0] and man["settings"]["reduce"] == res.chosen[1]
+    assert man["backbone"]["requested"] == "auto"  # was the chosen backbone's name: --auto chose it
+    assert rows[0].endswith(",margins") and man["auto"]["outcome"] == res.outcome
+    from brainclust.clisummary import auto_line
+    from brainclust.report.build import build_report
+
+    first, criteria_line = auto_line(result).split("\n")
+    assert first == f"--auto: {res.outcome}" and "margin" in first
+    assert all(f"{r['backbone']}{'' if r['reduce'] == 'pca' else ' ' + r['reduce']} {r['stability']:.2f}/"
+               f"{r['xsil']:.3f}/{r['agreement']:.2f}" in criteria_line for r in res.rows)
+    html = build_report(tmp_path / "out", write_figures=False).path.read_text(encoding="utf-8")
+    assert re.search(r'<nav>.*<a href="#auto">--auto</a>.*</nav>', html, re.S)
+    assert f"Outcome: {res.outcome}." in html.replace("&gt;", ">").replace("&#39;", "'")
+    assert f'{res.chosen[0]} (chosen by <a href="#auto">--auto</a>)' in html
     # the feature cache counts every extraction: two portfolio backbones and the chosen one's, 24 images each
     assert man["cache"]["hits"] + man["cache"]["misses"] == 3 * 24 and man["cache"]["misses"] >= 2 * 24
     assert set(man["cache"]) >= {"hits", "misses"}
@@ -147,8 +191,9 @@ def test_select_with_consensus_adds_the_chosen_consensus_row_and_is_deterministi
 
 
 @pytest.mark.slow
-def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
+def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path, caplog):
     import json
+    import logging
 
     from brainclust.analysis.autoconfig import run_auto
     from brainclust.data.demo import make_demo_dataset
@@ -159,7 +204,8 @@ def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
     make_demo_dataset(data, n_per_class=8, random_state=0)
     cfg = RunConfig(cache_dir=str(tmp_path / "cache"), k=3, pca=10, progress=False, labels_from_folders=True,
                     consensus=True)
-    result, res = run_auto(data, tmp_path / "out", cfg, backbones=("efficientnet_lite0", "pixels", "hog"))
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        result, res = run_auto(data, tmp_path / "out", cfg, backbones=("efficientnet_lite0", "pixels", "hog"))
     rows = (tmp_path / "out" / "auto.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[-1].startswith("consensus,pca,") and ",True," in rows[-1]
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -172,7 +218,17 @@ def test_run_consensus_writes_its_row_and_predict_refuses(tmp_path):
     from brainclust.report.rebuild import rebuild_report
 
     rebuild_report(tmp_path / "out")  # its manifest has no factor record: the report failed on it
-    assert "--consensus: label-free choice" in (tmp_path / "out" / "report.html").read_text()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "--consensus: label-free choice" in html
+    # the summary named efficientnet_lite0 alone: it names every member and how they were combined
+    row = re.search(r'<tr id="backbone-row">(.*?)</tr>', html, re.S).group(1)
+    assert ("the consensus of 3 backbones&#39; partitions (efficientnet_lite0, pixels, hog; each PCA, then "
+            "hierarchical into k = 3), combined by average linkage on 1 - their co-association") in row
+    assert "the features, the PCA map and the silhouette: efficientnet_lite0" in row
+    assert re.search(r'<nav>.*<a href="#auto">--consensus</a>.*</nav>', html, re.S)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--consensus:")]
+    assert said == [f"--consensus: the clusters are {res.outcome}; efficientnet_lite0 gives the features, the PCA "
+                    "map and the silhouette"] and "efficientnet_lite0, pixels, hog" in res.outcome
     from brainclust.model.auto import ConsensusModel
 
     again = run(data, None, cfg, model=ConsensusModel(cfg, ("efficientnet_lite0", "pixels", "hog")))

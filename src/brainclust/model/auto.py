@@ -37,6 +37,8 @@ from brainclust.model import criteria
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.config import RunConfig, build_steps
 
+log = logging.getLogger(__name__)
+
 
 def build_model(cfg: RunConfig, portfolio=criteria.PORTFOLIO):
     """The model of ``cfg``: a :class:`BrainClusterModel`, or :class:`AutoSelect` / :class:`ConsensusModel`."""
@@ -118,8 +120,10 @@ class _Portfolio(Step):
         return {k: self.portfolio_cache_.get(k, 0) + final.get(k, 0) for k in sorted(keys)}
 
     def write_extras(self, folder) -> None:
-        """``auto.csv``: every candidate's criteria."""
-        write_table(RunFolder(folder).auto, criteria.COLUMNS, self.result_.rows)
+        """``auto.csv``: every candidate's criteria (and ``--auto``'s margins: the consensus applies none)."""
+        consensus = self.result_.consensus is not None
+        write_table(RunFolder(folder).auto, [c for c in criteria.COLUMNS if not (consensus and c == "margins")],
+                    self.result_.rows)
 
 
 class AutoSelect(_Portfolio):
@@ -215,6 +219,8 @@ class ConsensusModel(_Portfolio):
         else:
             self.labels_, self.levels_ = self._extend(feats, kept)
         self.config_ = replace(cfg, consensus=True)
+        log.info("--consensus: the clusters are %s; %s gives the features, the PCA map and the silhouette",
+                 self.result_.outcome, criteria.DEFAULT[0])
         return self
 
     def _extend(self, feats: dict, kept: list) -> tuple[np.ndarray, np.ndarray]:

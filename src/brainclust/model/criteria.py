@@ -26,7 +26,8 @@ at least as stable as the default backbone *under the same reduction* (UMAP
 makes every clustering more stable, so stability is not comparable across
 reductions); among challengers that pass, the one with the largest sum of the
 three gains. Labels, when given, are only reported (``nmi`` column),
-never used to choose. Every candidate's criteria go to ``auto.csv`` in the run folder.
+never used to choose. Every candidate's criteria go to ``auto.csv`` in the run folder, with the margins
+it passed or fell short of (``margins``); :func:`outcome` says the decision in one sentence.
 
 ``--consensus`` (:func:`consensus`, :func:`consensus_row`): instead of one winner,
 the co-association consensus of the five PCA candidates (one partition per
@@ -78,7 +79,7 @@ def installed_reductions(reductions: Sequence[str] = AUTO_REDUCTIONS) -> tuple[s
     return tuple(out)
 DEFAULT = ("efficientnet_lite0", "pca")
 MARGINS = {"stability": 0.0, "xsil": 0.02, "agreement": 0.0}
-COLUMNS = ["backbone", "reduce", "stability", "xsil", "agreement", "chosen", "nmi", "wall_s"]
+COLUMNS = ["backbone", "reduce", "stability", "xsil", "agreement", "chosen", "nmi", "wall_s", "margins"]
 RULE = ("keep the default (efficientnet_lite0, pca) unless a candidate beats it by xsil >= +0.02 and "
         "agreement >= +0.0 and is at least as stable as the default backbone under the same reduction; "
         "then the largest sum of gains; labels never used")
@@ -100,13 +101,15 @@ class AutoResult:
     labels: dict
     #: ``--consensus``: the fitted consensus clustering (its ``labels_`` are the partition of the rows scored).
     consensus: object | None = None
+    #: The rule's outcome in one sentence (:func:`outcome`, :func:`consensus_outcome`): the run prints it.
+    outcome: str = ""
 
     def as_dict(self) -> dict:
         if self.consensus is not None:
             return {"chosen": {"backbone": self.chosen[0], "reduce": self.chosen[1]}, "rule": CONSENSUS_RULE,
-                    "candidates": self.rows}
+                    "outcome": self.outcome, "candidates": self.rows}
         return {"chosen": {"backbone": self.chosen[0], "reduce": self.chosen[1]}, "rule": RULE,
-                "margins": MARGINS, "candidates": self.rows}
+                "margins": MARGINS, "outcome": self.outcome, "candidates": self.rows}
 
 
 def _silhouette(space: np.ndarray, labels: np.ndarray, seed: int | None) -> float:
@@ -227,25 +230,74 @@ def consensus_row(spaces: Mapping[str, np.ndarray], members: Mapping[str, np.nda
     return row, fitted
 
 
-def choose(rows: list[dict], default: tuple[str, str] = DEFAULT) -> tuple[str, str]:
-    """The rule of the module docstring; marks ``chosen`` in ``rows`` and returns (backbone, reduce).
+def gains(rows: list[dict], default: tuple[str, str] = DEFAULT) -> dict:
+    """Each candidate's gains over the default, as :func:`choose` weighs them: ``(backbone, reduce)`` -> criterion
+    -> gain (``{}`` when the default is not among the rows).
 
     Stability is compared within a reduction only (UMAP makes every clustering more stable,
     so a UMAP candidate's stability is compared with the default backbone's under UMAP).
     """
     by_key = {(r["backbone"], r["reduce"]): r for r in rows}
     base = by_key.get(default)
-    pick = default if base is not None else (rows[0]["backbone"], rows[0]["reduce"])
+    if base is None:
+        return {}
+    return {key: {"stability": r["stability"] - by_key.get((default[0], r["reduce"]), base)["stability"],
+                  "xsil": r["xsil"] - base["xsil"], "agreement": r["agreement"] - base["agreement"]}
+            for key, r in by_key.items()}
+
+
+def _short_of(gain: dict) -> list[str]:
+    return [c for c in gain if gain[c] < MARGINS[c]]
+
+
+def choose(rows: list[dict], default: tuple[str, str] = DEFAULT) -> tuple[str, str]:
+    """The rule of the module docstring; marks ``chosen`` and ``margins`` (``default``, ``passed`` or the margins a
+    candidate falls short of) in ``rows`` and returns (backbone, reduce)."""
+    got = gains(rows, default)
+    pick = default if got else (rows[0]["backbone"], rows[0]["reduce"])
     best = 0.0
-    for r in rows if base is not None else ():
-        ref = by_key.get((default[0], r["reduce"]), base)
-        gains = {"stability": r["stability"] - ref["stability"], "xsil": r["xsil"] - base["xsil"],
-                 "agreement": r["agreement"] - base["agreement"]}
-        if r is not base and all(gains[c] >= m for c, m in MARGINS.items()) and sum(gains.values()) > best:
-            best, pick = sum(gains.values()), (r["backbone"], r["reduce"])
+    for key, gain in got.items():
+        if key != default and not _short_of(gain) and sum(gain.values()) > best:
+            best, pick = sum(gain.values()), key
     for r in rows:
-        r["chosen"] = (r["backbone"], r["reduce"]) == pick
+        key = (r["backbone"], r["reduce"])
+        r["chosen"] = key == pick
+        if key in got:
+            r["margins"] = ("default" if key == default else
+                            "short on " + "/".join(_short_of(got[key])) if _short_of(got[key]) else "passed")
     return pick
+
+
+def _gains_text(gain: dict) -> str:
+    return ", ".join(f"{c} {v:+.3f}" + ("" if v >= MARGINS[c] else f" (short of {MARGINS[c]:+.2f})")
+                     for c, v in gain.items())
+
+
+def outcome(rows: list[dict], pick: tuple[str, str], default: tuple[str, str] = DEFAULT) -> str:
+    """:func:`choose`'s decision in one sentence: the margins, and the gains of the chosen candidate, or when the
+    default is kept of the one nearest to passing (short of the fewest margins, then the largest sum of gains)."""
+    got = gains(rows, default)
+    if not got:
+        return f"chose {pick[0]}, --reduce {pick[1]} (the default was not among the candidates)"
+    others = [k for k in got if k != default]
+    passed = [k for k in others if not _short_of(got[k])]
+    margins = (f"stability >= {MARGINS['stability']:+.2f} against the default backbone under the same reduction, "
+               f"xsil >= {MARGINS['xsil']:+.2f}, agreement >= {MARGINS['agreement']:+.2f}")
+    if pick != default:
+        return (f"chose {pick[0]}, --reduce {pick[1]} over the default {default[0]}, --reduce {default[1]}: "
+                f"{_gains_text(got[pick])}; {len(passed)} of {len(others)} candidates passed every margin "
+                f"({margins}), the largest sum of gains chosen")
+    text = (f"kept the default {default[0]}, --reduce {default[1]}: none of the {len(others)} other candidates "
+            f"passed every margin over it ({margins})")
+    near = min(others, key=lambda k: (len(_short_of(got[k])), -sum(got[k].values())), default=None)
+    return text + (f"; the nearest, {near[0]}, --reduce {near[1]}: {_gains_text(got[near])}" if near else "")
+
+
+def consensus_outcome(members, k: int) -> str:
+    """What ``--consensus`` did, in one sentence (no margin: every member's partition counts)."""
+    return (f"the consensus of {len(members)} backbones' partitions ({', '.join(members)}; each PCA, then "
+            f"hierarchical into k = {k}), combined by average linkage on 1 - their co-association, cut into {k} "
+            "clusters")
 
 
 def select(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, labels_true=None,
@@ -259,13 +311,15 @@ def select(features: Mapping[str, np.ndarray], k: int, seed: int | None = 0, lab
         raise ParameterError("consensus: needs the 'pca' reduction among the candidates (its members)")
     keep: dict = {}
     rows = evaluate(features, k, seed, labels_true=labels_true, keep=keep, **kwargs)
-    pick = choose(rows, DEFAULT if DEFAULT[0] in features else (next(iter(features)), "pca"))
+    default = DEFAULT if DEFAULT[0] in features else (next(iter(features)), "pca")
+    pick = choose(rows, default)
     if not with_consensus:
-        return AutoResult(rows, pick, keep["labels"])
+        return AutoResult(rows, pick, keep["labels"], outcome=outcome(rows, pick, default))
     members = {b: keep["labels"][(b, "pca")] for b in features}
     row, fitted = consensus_row(keep["spaces"], members, {b: keep["subsamples"][(b, "pca")] for b in features},
                                 k, seed, labels_true)
     for r in rows:
         r["chosen"] = False
+        r.pop("margins", None)  # the consensus applies no margin
     rows.append({**row, "chosen": True})
-    return AutoResult(rows, (CONSENSUS, "pca"), keep["labels"], fitted)
+    return AutoResult(rows, (CONSENSUS, "pca"), keep["labels"], fitted, consensus_outcome(list(members), k))

@@ -77,7 +77,8 @@ def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: di
     return {
         "kind": "run", "versions": versions(), "input": str(Path(data).resolve()),
         "settings": {**asdict(cfg), "preprocess": ex.preprocess_.as_dict()},
-        "backbone": ex.describe(), "pca": pca, "clustering": clustering_record(cfg, model),
+        "backbone": {**ex.describe(), **({"requested": "auto"} if cfg.auto else {})},  # the choice: name, auto
+        "pca": pca, "clustering": clustering_record(cfg, model),
         "cache": {"dir": None if ex.cache_dir is False else str(ex.cache_dir or default_cache_dir()), **cache},
         "engine": engine, "n_files_scanned": scanned.n_files,
         "n_images": len(getattr(model, "slice_records_", None) or model.records_), "skipped": skipped,

@@ -51,7 +51,7 @@ from brainclust.report.kstrata import within_k_table
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
-from brainclust.report.runtext import clustered_text, files_text, k_text, ssl_text, within_scores
+from brainclust.report.runtext import clustered_text, consensus_text, files_text, k_text, ssl_text, within_scores
 from brainclust.report.associations import folded_rows, read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
@@ -151,7 +151,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "clustered_text": clustered_text(run.unit, n, counts["n_set_aside"], m.get("n_images", n),
                                          files_text({"n_files_scanned": n, **m}, len(skipped))),
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),
-        "estimated": estimated_strata(m, run.rows),
+        "estimated": estimated_strata(m, run.rows), "consensus": consensus_text(m),
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "k_text": k_text(m, run.k), "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),

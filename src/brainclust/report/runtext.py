@@ -1,5 +1,6 @@
 """Sentences of the report read from a run's ``manifest.json`` and ``metrics.json``: what was clustered out of
-the files found (the summary's first row), the k of the clustering (the header and the summary), the scores
+the files found (the summary's first row), the k of the clustering (the header and the summary), the backbones of
+a ``--consensus`` run (the summary), the scores
 inside the strata of a ``--within`` run (the scores) and what a ``--self-supervised`` run trained (its section).
 
 Both files are untrusted input: a field of the wrong type is left out of the sentence (an older run folder
@@ -11,12 +12,13 @@ from __future__ import annotations
 import math
 
 from brainclust.io.scanmeta import FILTER_REASON
+from brainclust.model.criteria import consensus_outcome
 from brainclust.model.scorespace import silhouette_space, ssl_comparison
 from brainclust.report.render import counted
 from brainclust.report.run import int_or_zero
 from brainclust.terminal import count_text
 
-__all__ = ["clustered_text", "files_text", "k_text", "ssl_text", "within_scores"]
+__all__ = ["clustered_text", "consensus_text", "files_text", "k_text", "ssl_text", "within_scores"]
 
 #: The most strata whose k the header names (the others are counted; every one is in manifest.json steer.within.k).
 K_NAMED = 12
@@ -75,6 +77,16 @@ def k_text(manifest: dict, k: int) -> str:
     if len(named) > K_NAMED:
         named = named[:K_NAMED] + [f"… {len(named) - K_NAMED} more in manifest.json steer.within.k"]
     return "k auto per stratum" + (f" ({', '.join(named)})" if named else "")
+
+
+def consensus_text(manifest: dict) -> str | None:
+    """A ``--consensus`` run's backbones and how their partitions were combined, for the summary's backbone row
+    (``manifest.json`` ``clustering.consensus_of`` and ``k``); ``None`` for another run."""
+    clustering = manifest.get("clustering") if isinstance(manifest.get("clustering"), dict) else {}
+    members, k = clustering.get("consensus_of"), int_or_zero(clustering.get("k"))
+    if not isinstance(members, list) or not members or not all(isinstance(b, str) for b in members) or not k:
+        return None
+    return consensus_outcome(members, k)
 
 
 def _score(v) -> float | None:
