@@ -285,7 +285,7 @@ def predict(model_dir, data, out=None, labels_from_folders: bool = False, cache_
     got = model.predict(records, source=f"input folder '{data}'", checks=do_checks)
     warn_failed(got.skipped)
     rows = with_labels(got.records, label_column(cfg))
-    metrics = predicted_scores(got, scoring_labels(rows, label_column(cfg)))
+    metrics = predicted_scores(got, scoring_labels(rows, label_column(cfg)), model.step("clusterer"))
     got.timings["metadata"] = t_meta
     manifest = predict_manifest(info, model_dir, data, scanned, got, got.timings, inputs)
     manifest["backbone"] = {**manifest["backbone"], "device": model.extractor_.device_,  # where it ran, with what

@@ -96,7 +96,7 @@ UNIT_COLUMNS = ["unit", "n_slices"]
 FLAGS_COLUMN = "flags"
 #: Columns a steered run adds to its rows (``--within``, ``--remove``; :mod:`brainclust.model.steering`). They
 #: travel in the rows' metadata, so :func:`output_name` writes them as they are.
-RUN_MADE = frozenset({"stratum", "cluster_in_stratum", "plane_source", "plane_confidence"})
+RUN_MADE = frozenset({"stratum", "cluster_in_stratum", "plane_source", "plane_confidence", "removed_stratum"})
 #: Columns of the run itself: a metadata column with one of these names gets :data:`META_PREFIX`.
 RESERVED = frozenset(ASSIGNMENT_COLUMNS + LEVEL_COLUMNS + UNIT_COLUMNS + sorted(RUN_MADE) +
                      [FLAGS_COLUMN, "sha256", "frame", "embedding", "features", "abspath"])

@@ -25,6 +25,7 @@ from brainclust.checks.tables import distinct_index, quality_rows
 from brainclust.cluster.scores import score
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import QUALITY_COLUMNS, escape_name
+from brainclust.model.steerrecord import predicted_within
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,15 @@ def distinct_scores(model, result: CheckResult, labels_true=None) -> dict:
                         "one image per group of identical decoded contents (duplicates dropped), clustered images only")
 
 
-def predicted_scores(got, labels_true=None) -> dict:
+def predicted_scores(got, labels_true=None, clusterer=None) -> dict:
     """A prediction's ``metrics.json``: the scores of every new image, and, when the new images were checked,
     ``distinct``: the scores over those that are new, one per group of identical decoded contents and none
-    that is a copy of an image of the fit (it is not new: its cluster is the fit's)."""
+    that is a copy of an image of the fit (it is not new: its cluster is the fit's); by a ``--within`` model
+    (``clusterer``: the model's clustering step), ``within``: the new images per stratum (and their scores)."""
     space = got.embedding if got.space is None else got.space
     metrics = score(space, got.labels, labels_true)
+    if (within := predicted_within(clusterer, got.records, got.labels, labels_true)) is not None:
+        metrics["within"] = within
     if got.checks is not None:
         fit_copy = np.array([d.startswith(FITTED_PREFIX) for d in got.checks.duplicate_of], bool)
         distinct = _scores_over(got.checks, got.records, space, got.labels, labels_true, None,

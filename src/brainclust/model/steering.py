@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 __all__ = ["RemoveStep", "WithinStep", "plane_columns", "predict_strata", "strata_for"]
 
 REMOVE_FILE, WITHIN_FILE, WITHIN_MAP_FILE = "remove.npz", "within.npz", "within_map_pca.npz"
+#: ``--remove level_N``: each row's first-pass cluster at level N (a metadata column, a plane: in the rows already).
+REMOVED_COLUMN = "removed_stratum"
 
 
 def _members(r) -> tuple:
@@ -217,18 +219,16 @@ class RemoveStep(Step):
                  count_text(len(self.counts_), "stratum", "strata"), rows,
                  listed([f"{k}: {v}" for k, v in self.counts_.items()]))
         one_stratum(self.counts_, "--remove", self.column)
+        cols = {REMOVED_COLUMN: strata.tolist()} if self.source_ == "levels" else cols  # no other column holds it
         return replace(batch, records=with_columns(batch.records, cols), X=self.remover_.transform(batch.X, strata))
 
     def transform_batch(self, batch):
         self.check_is_fitted()
-        if self.rule == "project" and self.source_ in ("metadata", "header"):  # the projection needs no stratum
-            strata, cols = None, {}
-        else:
-            strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state,
-                                          self.cache_dir)
-        rm = self.remover_
-        if self.rule == "center":
+        rm, strata, cols = self.remover_, None, {}
+        if self.rule == "center":  # the projection needs no stratum: none is read, nor a plane estimated
+            strata, cols = predict_strata(self.source_, self.column, batch.records, self.random_state, self.cache_dir)
             strata = _known_or_nearest(strata, rm.strata_, lambda: rm.predict_strata(batch.X), "--remove")
+            cols = {REMOVED_COLUMN: strata.tolist()} if self.source_ == "levels" else cols
         return replace(batch, records=with_columns(batch.records, cols), X=rm.transform(batch.X, strata))
 
     def info(self) -> dict:

@@ -1,16 +1,17 @@
 """What a steered run checks and records: the settings (:func:`check_steering`), ``manifest.json["steer"]``
-(:func:`steer_record`), ``metrics.json["within"]``, ``--auto``'s factor record (:func:`factor_record`) and
-``--k auto``'s prediction strength (:func:`record_steering`, called by ``pipeline.run``). See docs/steering.md.
+(:func:`steer_record`), ``metrics.json["within"]`` (of a prediction too: :func:`predicted_within`), ``--auto``'s
+factor record (:func:`factor_record`) and ``--k auto``'s prediction strength (:func:`record_steering`, called by ``pipeline.run``). See docs/steering.md.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 
 from brainclust.cluster.scores import label_scores
-from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, rank_factors, suggestion_for
+from brainclust.cluster.steer import DOMINANT_AMI, REMOVE_RULES, as_strata, listed, rank_factors, suggestion_for
 from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
 from brainclust.model.steercolumns import LEVELS, PLANE, label_evidence, meta_values
@@ -18,7 +19,8 @@ from brainclust.model.steering import RemoveStep, WithinStep, plane_columns
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_steering", "factor_record", "record_steering", "steer_record", "stratum_scores"]
+__all__ = ["check_steering", "factor_record", "predicted_within", "record_steering", "steer_record",
+           "stratum_scores"]
 
 
 def check_steering(cfg, comps) -> None:
@@ -127,6 +129,22 @@ def stratum_scores(strata, clusters, labels) -> dict:
     mean = {key: sum(p["n"] * p[key] for p in per.values()) / n for key in ("nmi", "ari")} if n else {}
     return {"per_stratum": per, **{f"mean_{key}": value for key, value in mean.items()},
             **({"not_scored": unscored} if unscored else {})}
+
+
+def predicted_within(step, rows, labels, labels_true=None) -> dict | None:
+    """A prediction's ``metrics.json["within"]`` by a ``--within`` model (``None`` for another ``step``), as a run
+    records it: the model's ``k`` and the new rows per stratum (``strata``), and with labels the scores inside each
+    stratum (``scores``, :func:`stratum_scores`); one log line counts the rows per stratum."""
+    if not isinstance(step, WithinStep):
+        return None
+    strata = [str((r.meta or {}).get("stratum", "")) for r in rows]  # each row's, as predict_batch wrote it
+    counts = dict(sorted(Counter(strata).items()))
+    unit = "units" if rows and getattr(rows[0], "members", None) is not None else "images"  # --unit: not slices
+    log.info("--within %s: new %s per stratum %s", step.column, unit, listed([f"{k}: {v}" for k, v in counts.items()]))
+    out = {"k": {str(v): int(n) for v, n in step.model_.k_.items()}, "strata": counts}
+    if labels_true is not None:
+        out["scores"] = stratum_scores(strata, labels, labels_true)
+    return out
 
 
 def record_steering(cfg, model, rows, metrics: dict, manifest: dict, label_column=None, y=None) -> None:
