@@ -325,3 +325,22 @@ def test_a_clusterers_k_names_n_clusters_and_where_auto_works():
         Clusterer(method="hierarchical", n_clusters="auto").fit(X)
     with pytest.raises(ParameterError, match=r"^--k \(n_clusters\): must be a positive integer, got 0$"):
         Clusterer(method="kmeans", n_clusters=0).fit(X)
+
+
+def test_spectral_on_as_many_rows_as_dimensions_is_not_taken_for_an_affinity_matrix():
+    """scikit-learn warned "The spectral clustering API has changed" whenever the data after PCA was square (12
+    images, PCA capped at 12 dimensions): the kNN graph is now built here and passed as precomputed."""
+    import warnings
+
+    from sklearn.cluster import SpectralClustering
+
+    X, y = make_blobs(n_samples=30, centers=np.eye(30)[:3] * 10, cluster_std=0.6, random_state=0)  # (30, 30)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        labels = _fit("spectral", X).labels_
+    assert not [w for w in seen if "API has changed" in str(w.message)]
+    assert adjusted_rand_score(y, labels) == 1.0
+    X, y = make_blobs(n_samples=90, centers=CENTERS, cluster_std=3.0, random_state=1)  # overlapping: as sklearn's
+    norm = X / np.linalg.norm(X, axis=1, keepdims=True)
+    ref = SpectralClustering(3, affinity="nearest_neighbors", n_neighbors=10, random_state=0).fit(norm).labels_
+    assert adjusted_rand_score(ref, _fit("spectral", X).labels_) == 1.0

@@ -45,14 +45,18 @@ class SpectralClusterer(BaseClusterer):
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         from sklearn.cluster import SpectralClustering
+        from sklearn.neighbors import kneighbors_graph
 
         k = int(self.n_clusters)
         if len(X) <= k + 1:  # the sparse eigensolver needs more images than eigenvectors
             raise ParameterError(f"--method spectral: needs at least k + 2 = {k + 2} images, got {len(X)}; "
                                  "use --method hierarchical or a smaller --k")
-        sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=min(self.n_neighbors,
-                                len(X) - 1), random_state=self.random_state, assign_labels="kmeans")
-        return sc.fit(unit_rows(X)).labels_
+        # scikit-learn's affinity="nearest_neighbors", built here: given the rows, fit took a square X (as many
+        # images as PCA dimensions) for an affinity matrix and warned that its "API has changed"
+        graph = kneighbors_graph(unit_rows(X), n_neighbors=min(self.n_neighbors, len(X) - 1), include_self=True)
+        sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=self.random_state,
+                                assign_labels="kmeans")
+        return sc.fit(0.5 * (graph + graph.T)).labels_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         from sklearn.neighbors import KNeighborsClassifier
