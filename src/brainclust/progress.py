@@ -43,6 +43,10 @@ class LogProgress:
                  (now - self.start) / 60)
         self.last, self.lines, self.logged = now, self.lines + 1, self.n
 
+    def set_description(self, desc: str, refresh: bool = True) -> None:
+        """The label of the next lines (tqdm's signature: a bar's label may say which part of the work runs)."""
+        self.desc = desc
+
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()

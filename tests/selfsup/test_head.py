@@ -189,8 +189,36 @@ def test_training_logs_its_progress_in_a_batch_jobs_log(monkeypatch, caplog):
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
     views, _ = blob_views()
     with caplog.at_level(logging.INFO, logger="brainclust.progress"):
-        SelfSupervisedHead(components=("contrastive",), n_clusters=3, random_state=0, **FAST).fit(views)
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ssl training: ")]
-    total = FAST["epochs"] * 2  # 120 images in batches of 64
-    assert lines and all(f"of {total} batch" in ln for ln in lines)
-    assert f"ssl training: {total} of {total} batch (100 %)" in "\n".join(lines)
+        SelfSupervisedHead(components=("contrastive", "refine"), n_clusters=3, random_state=0,
+                           **{**FAST, "max_rounds": 1}).fit(views)
+    lines = [r.getMessage() for r in caplog.records]
+    total, epochs = FAST["epochs"] * 2, FAST["epochs"]  # 120 images in batches of 64
+    # each bar says what trains (which head, which refinement round) and the epoch: 2 heads and 2 more bars
+    # all read "ssl training" (a walk saw 18 such bars with nothing to tell them apart)
+    for head in (1, 2):
+        assert f"ssl head {head}/2, epoch {epochs}/{epochs}: {total} of {total} batch (100 %)" in "\n".join(lines)
+        assert any(ln.startswith(f"ssl head {head}/2, epoch 1/{epochs}: 2 of {total} batch") for ln in lines)
+        assert any(ln.startswith(f"ssl refinement round 1/1, head {head}/2, epoch ") for ln in lines)
+    assert not any(ln.startswith("ssl training") for ln in lines)
+
+
+def test_temi_training_shows_progress(monkeypatch, caplog):
+    """TEMI trained its heads (200 epochs by default) without any progress: now a bar like the other trainers'."""
+    import logging
+
+    from brainclust import progress
+    from brainclust.selfsup.temi import TEMIHead
+
+    monkeypatch.setattr(progress, "LOG_WITHOUT_TERMINAL", True)
+    monkeypatch.setattr(progress, "SHOW_BY_DEFAULT", None)
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    X = blob_views()[0]["identity"]  # 120 images: batches of 32, 4 steps per epoch
+    with caplog.at_level(logging.INFO, logger="brainclust.progress"):
+        TEMIHead(n_clusters=3, epochs=3, n_heads=2, hidden=16, random_state=0).fit(X)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("temi: 2 heads, epoch 1/3: 1 of 12 step")
+    assert "temi: 2 heads, epoch 3/3: 12 of 12 step (100 %)" in "\n".join(lines)
+    with caplog.at_level(logging.INFO, logger="brainclust.progress"):
+        caplog.clear()
+        TEMIHead(n_clusters=3, epochs=3, n_heads=2, hidden=16, max_steps=5, random_state=0).fit(X)
+    assert caplog.records[-1].getMessage().startswith("temi: 2 heads, epoch 2/3: 5 of 5 step (100 %)")  # the cap

@@ -212,7 +212,8 @@ class FinetuneSSL(SelfSupervisedHead):
             net = self._new_net(0).to(self.device)
             gen = torch.Generator().manual_seed(seed_for(self.random_state, "train", 0))
             pretrain = [c for c in comps if c != "refine"]
-            hist = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self.train_kwargs())
+            hist = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self.train_kwargs(),
+                              desc="ssl fine-tuning")
             self.nets_ = [net]
             history: dict = {"loss": {k: [round(v, 5) for v in c] for k, c in hist.items()}, "refine": []}
             if "refine" in comps:

@@ -219,7 +219,8 @@ class SelfSupervisedHead:
             for m in range(self.n_heads):
                 net = self._new_net(m)
                 gen = torch.Generator().manual_seed(seed_for(self.random_state, "train", m))
-                h = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self.train_kwargs())
+                h = train_head(net, source, pretrain, self.epochs if pretrain else 0, gen, **self.train_kwargs(),
+                               desc=f"ssl head {m + 1}/{self.n_heads}")
                 self.nets_.append(net)
                 per_head.append(h)
             history["loss"] = _mean_curves(per_head)

@@ -63,12 +63,13 @@ class CachedViews:
 def train_head(net, source, components: Sequence[str], epochs: int, gen, *, batch_size: int = 256,
                lr: float = 1e-3, weight_decay: float = 1e-4, temperature: float = 0.5,
                entropy_weight: float = 2.0, n_neighbors: int = 20, tta: bool = True,
-               targets=None, neighbors=None, history: dict | None = None) -> dict:
+               targets=None, neighbors=None, history: dict | None = None, desc: str = "ssl training") -> dict:
     """Train ``net`` (in place) on ``source`` with the losses of ``components``.
 
     ``targets`` (``(n,)`` long, ``-1`` = ignore) switches on the self-labelling
     loss of refinement. ``neighbors`` (``(n, k)``) are SCAN's mined neighbours;
     with ``joint`` and none given they are mined here (see the module doc).
+    ``desc`` labels the progress bar (which head, which round), followed by the epoch.
     Returns ``history``: per loss term, the mean over each epoch.
     """
     import torch
@@ -89,14 +90,15 @@ def train_head(net, source, components: Sequence[str], epochs: int, gen, *, batc
     if joint and neighbors is None and not pretext:
         neighbors = cosine_neighbors(source.base(), k_nb)
     net.train()
-    pbar = bar(epochs * max(1, len(range(0, n, bs))), "ssl training", unit="batch")
+    starts = list(range(0, n, bs))
+    if len(starts) > 1 and n - starts[-1] < 2:  # a last batch of one image joins the one before
+        starts.pop()
+    pbar = bar(epochs * len(starts), desc, unit="batch")
     for epoch in range(epochs):
+        pbar.set_description(f"{desc}, epoch {epoch + 1}/{epochs}", refresh=False)
         if joint and neighbors is None and epoch == warmup:
             neighbors = cosine_neighbors(source.embed(net, tta), k_nb)
         perm = torch.randperm(n, generator=gen)
-        starts = list(range(0, n, bs))
-        if len(starts) > 1 and n - starts[-1] < 2:
-            starts.pop()
         sums: dict[str, float] = {}
         for j, s in enumerate(starts):
             idx = perm[s:starts[j + 1]] if j + 1 < len(starts) else perm[s:]

@@ -72,7 +72,8 @@ def refine(head, source) -> list[dict]:
         for m, net in enumerate(head.nets_):
             gen = torch.Generator().manual_seed(seed_for(head.random_state, "refine", t, m))
             net.reset_cluster_head(gen)
-            hist = train_head(net, source, pretext, epochs, gen, targets=targets, **head.train_kwargs())
+            hist = train_head(net, source, pretext, epochs, gen, targets=targets, **head.train_kwargs(),
+                              desc=f"ssl refinement round {t}/{head.max_rounds}, head {m + 1}/{len(head.nets_)}")
             losses.append(hist.get("self_label", [float("nan")])[-1])
         E = head.consensus(source).numpy().astype(np.float64)
         labels = kmeans_labels(E, k, seed_for(head.random_state, "kmeans", t))

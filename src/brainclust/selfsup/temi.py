@@ -53,6 +53,7 @@ from brainclust.core.params import check_is_fitted
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
 from brainclust.core.arrays import seeded_sample, unit_rows
+from brainclust.progress import bar
 from brainclust.selfsup.common import FORMAT_VERSION, cosine_neighbors, input_pca, seed_for, torch_determinism
 
 STEM = "ssl_temi"
@@ -236,7 +237,10 @@ class TEMIHead:
             opt = torch.optim.AdamW(student, lr=self.lr, weight_decay=self.weight_decay)
             gen = torch.Generator().manual_seed(seed_for(self.random_state, "temi-train"))
             steps = 0
-            for _ in range(self.epochs):
+            desc = f"temi: {self.n_heads} heads"
+            pbar = bar(min(self.epochs * len(range(0, n, batch)), self.max_steps), desc, unit="step")
+            for epoch in range(self.epochs):
+                pbar.set_description(f"{desc}, epoch {epoch + 1}/{self.epochs}", refresh=False)
                 order, total, seen = torch.randperm(n, generator=gen), 0.0, 0
                 for s in range(0, n, batch):
                     idx = order[s:s + batch]
@@ -250,11 +254,13 @@ class TEMIHead:
                             t.mul_(self.momentum).add_(w.detach(), alpha=1 - self.momentum)
                         prior.mul_(self.prior_momentum).add_(marginal, alpha=1 - self.prior_momentum)
                     total, seen, steps = total + float(loss.detach()) * len(idx), seen + len(idx), steps + 1
+                    pbar.update(1)
                     if steps >= self.max_steps:
                         break
                 curve.append(round(total / seen, 5))
                 if steps >= self.max_steps:
                     break
+            pbar.close()
             if not all(bool(torch.isfinite(w).all()) for w in teacher):
                 raise ParameterError(f"temi: training diverged (non-finite weights after {steps} steps, seed "
                                      f"{self.random_state}); try fewer --ssl-epochs or another --seed")
