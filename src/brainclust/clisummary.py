@@ -68,10 +68,13 @@ def run_summary(result) -> str:
                              "over the others)" if n_aside else "no image carries these flags; every image was "
                              "clustered"))
     cache = result.manifest.get("cache", {})
+    views = cache.get("views") if isinstance(cache.get("views"), dict) else {}
     lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
                  + (f" (of which {copies} repeat an earlier image: computed once)" if (copies := cache.get("copies"))
                     else "")
-                 + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else ""))
+                 + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else "")
+                 + (f"; augmented views for --self-supervised ({views.get('views', 0)} of each image): "
+                    f"{views.get('hits', 0)} hits, {views.get('misses', 0)} misses" if views else ""))
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
         from brainclust.cluster.follows import headline
 

@@ -29,8 +29,12 @@ def test_each_space_is_named_and_only_the_frozen_features_need_no_caveat():
 
 
 def test_an_embedding_the_gate_set_aside_is_not_the_space():
-    # the run records no components when the gate set the stage aside (model.record.effective_config)
+    # a run before 2026-12-07 recorded no components when the gate set the stage aside
     assert silhouette_space({"settings": {"reduce": "pca", "ssl": []}, "ssl": {"gate": GATE}})["space"] == "features"
+    # now the request stays in the settings, and the run's (or a prediction's) ssl record says it was not used
+    for ssl in ({"components": ALL, "kept": False, "gate": GATE}, {"kept": False}, {"gate": GATE}):
+        assert silhouette_space({"settings": {"reduce": "pca", "ssl": ALL}, "ssl": ssl})["space"] == "features"
+    assert silhouette_space({"settings": {"reduce": "pca", "ssl": ALL}, "ssl": {"kept": True}})["space"] == "ssl"
 
 
 def test_the_gates_figures_of_both_sides_briefly():

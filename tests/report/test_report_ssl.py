@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from test_report import fake_run
 
 from brainclust.io.atomic import atomic_write_json
@@ -56,8 +58,10 @@ def test_the_gates_figures_are_shown_with_the_caveat_when_it_kept_the_embedding(
     assert figures in text(page, r'<section id="ssl">.*?</section>')
 
 
-def test_an_embedding_the_gate_set_aside_leaves_the_silhouette_as_it_is(tmp_path):
-    page = page_of(fake_run(tmp_path, n_per=6, k=2), {"ssl": []}, {"gate": {**GATE, "kept": False}})
+@pytest.mark.parametrize("settings, kept", [({"ssl": []}, {}),  # a run before 2026-12-07: no components
+                                            ({"ssl": ALL}, {"kept": False})])  # now: the request and ssl.kept
+def test_an_embedding_the_gate_set_aside_leaves_the_silhouette_as_it_is(tmp_path, settings, kept):
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), settings, {"gate": {**GATE, "kept": False}, **kept})
     assert 'id="silhouette-space"' not in page and ">Silhouette <b>" in page
     section = text(page, r'<section id="ssl">.*?</section>')
     assert "Not used: --ssl-gate set it aside" in section
@@ -75,3 +79,14 @@ def test_a_run_on_the_frozen_features_has_no_caveat_and_names_its_space(tmp_path
     page = page_of(fake_run(tmp_path, n_per=6, k=2), {"reduce": "pca"})
     assert 'id="silhouette-space"' not in page and 'id="ssl"' not in page
     assert "Taken on the PCA of the frozen backbone features." in text(page, r'<tr id="score-silhouette">.*?</tr>')
+
+
+
+def test_the_feature_cache_row_counts_the_augmented_views(tmp_path):
+    """The row said "12 hits, 0 misses" after the views' 24 extractions (manifest.json cache.views)."""
+    out = fake_run(tmp_path, n_per=6, k=2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    atomic_write_json(out / "manifest.json", {**manifest, "cache": {"hits": 12, "misses": 0, "views": {
+        "views": 2, "hits": 0, "misses": 24}}})
+    assert text(page_of(out, {"ssl": ALL}, {}), r"<th>Feature cache</th><td>.*?</td>") == (
+        "Feature cache 12 hits, 0 misses; augmented views for --self-supervised (2 of each image): 0 hits, 24 misses")

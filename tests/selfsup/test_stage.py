@@ -108,3 +108,41 @@ def test_the_heads_k_is_said_and_too_few_images_per_cluster_are_warned(caplog):
             step.fit_batch(Batch([None] * n, np.zeros((n, 4))))
         assert f"self-supervised heads learn k = 3 clusters of {n} images (--k)" in caplog.text
         assert ("fewer than 10 per cluster" in caplog.text) is warned
+
+
+def test_the_cache_line_counts_the_augmented_views(demo_data, tmp_path):
+    """A walk's --self-supervised run said "feature cache: 200 hits, 0 misses" after 1,000 view extractions: the
+    views' own cache counts were left out of manifest.json, the summary line and the report."""
+    from brainclust.clisummary import run_summary
+
+    kw = dict(backbone="pixels@16", k=3, method="kmeans", cache_dir=str(tmp_path / "cache"), workers=0, pca=4,
+              ssl=("contrastive",), ssl_epochs=1)
+    first = brainclust.run(demo_data, None, **kw)
+    assert first.manifest["cache"]["views"] == {"views": 2, "hits": 0, "misses": 48}  # hflip and strong, 24 images
+    assert first.manifest["ssl"]["kept"] is True  # no gate: the embedding is clustered
+    line = next(ln for ln in run_summary(first).splitlines() if ln.startswith("feature cache: "))
+    assert line.endswith("; augmented views for --self-supervised (2 of each image): 0 hits, 48 misses")
+    again = brainclust.run(demo_data, None, **kw)
+    assert again.manifest["cache"]["views"] == {"views": 2, "hits": 48, "misses": 0}
+    assert "views" not in brainclust.run(demo_data, None, **{**kw, "ssl": ("temi",)}).manifest["cache"]  # none
+
+
+def test_a_gate_rejection_keeps_the_request_and_records_the_decision(demo_data, tmp_path, monkeypatch):
+    """A rejection by --ssl-gate emptied settings.ssl while ssl.components still named the method: the manifest
+    contradicted itself. The request stays; ssl.kept (and the model's step, and a prediction) say it was not used."""
+    from brainclust.selfsup import gate
+
+    monkeypatch.setattr(gate, "check", lambda *a, **k: gate.GateDecision(False, {"stability": 1.0}, {"stability": 0.5}))
+    cache, out = str(tmp_path / "cache"), tmp_path / "run"
+    res = brainclust.run(demo_data, out, backbone="pixels@16", k=3, method="kmeans", cache_dir=cache, workers=0,
+                         pca=4, ssl=("contrastive",), ssl_epochs=1, ssl_gate=True)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["settings"]["ssl"] == man["ssl"]["components"] == ["contrastive"] and man["settings"]["ssl_gate"]
+    assert man["ssl"]["kept"] is False and man["ssl"]["gate"]["kept"] is False
+    model = json.loads((out / "model" / "config.json").read_text())
+    assert model["settings"]["ssl"] == ["contrastive"]
+    assert [s["kept"] for s in model["steps"] if s["name"] == "ssl"] == [False]
+    assert res.metrics["silhouette_space"]["space"] == "features"  # the frozen features were clustered
+    pred = brainclust.predict(out, demo_data, tmp_path / "pred", cache_dir=cache, workers=0)
+    assert pred.manifest["ssl"] == {"kept": False} and pred.metrics["silhouette_space"]["space"] == "features"
+    assert np.array_equal(pred.labels, res.labels)

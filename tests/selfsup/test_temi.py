@@ -130,7 +130,8 @@ def test_run_with_temi_then_predict(demo_data, tmp_path):
         pred = brainclust.predict(out, demo_data, tmp_path / "pred", cache_dir=cache, workers=0)
         assert np.array_equal(pred.labels, res.labels)
     else:
-        assert not (out / "model" / "ssl_temi.safetensors").exists() and man["settings"]["ssl"] == []
+        assert not (out / "model" / "ssl_temi.safetensors").exists() and man["ssl"]["kept"] is False
+        assert man["settings"]["ssl"] == ["temi"]  # the request stays; ssl.kept says it was set aside
     ungated = brainclust.run(demo_data, tmp_path / "run2", **kw)
     assert json.loads((tmp_path / "run2" / "manifest.json").read_text())["ssl"]["embedding_dim"] == 10 * 3
     pred = brainclust.predict(tmp_path / "run2", demo_data, tmp_path / "pred2", cache_dir=cache, workers=0)

@@ -31,13 +31,11 @@ def versions() -> dict:
 
 
 def effective_config(cfg: RunConfig, model) -> RunConfig:
-    """The settings the run recorded: the meta-estimators' choice (``--auto``, ``--consensus``), and
-    no self-supervised components when the gate set the stage aside (so ``predict`` does not embed)."""
+    """The settings the run recorded: the meta-estimators' choice (``--auto``, ``--consensus``), else the run's
+    own. The self-supervised components stay as requested when the gate set the stage aside: ``ssl.kept`` (and
+    ``ssl.gate``) record that, as the model's ``ssl`` step does (``kept``: ``predict`` does not embed)."""
     chosen = getattr(model, "config_", None)
-    if chosen is not None:
-        return chosen
-    ssl = model.step("ssl")
-    return replace(cfg, ssl=()) if ssl is not None and not ssl.kept_ else cfg
+    return chosen if chosen is not None else cfg
 
 
 def clustering_record(cfg: RunConfig, model) -> dict:
@@ -74,6 +72,8 @@ def run_manifest(cfg: RunConfig, model, data, scanned, skipped: list, engine: di
     moved = min(int(engine.get("computed") or 0), int(cache.get("hits") or 0))
     if moved:  # what the Ray pass computed, the local pass then read from the store: misses of the run, not hits
         cache.update(hits=cache["hits"] - moved, misses=int(cache.get("misses") or 0) + moved)
+    if ssl is not None and getattr(ssl, "view_cache_", None):  # the augmented views of --self-supervised, apart
+        cache["views"] = dict(ssl.view_cache_)
     return {
         "kind": "run", "versions": versions(), "input": str(Path(data).resolve()),
         "settings": {**asdict(cfg), "preprocess": ex.preprocess_.as_dict()},
@@ -123,6 +123,8 @@ def predict_manifest(info: dict, model_dir, data, scanned, got, timings: dict, i
            "cache": dict(got.cache), "n_files_scanned": scanned.n_files,
            "n_images": len(got.slices if got.slices is not None else got.records),
            "skipped": sorted(scanned.skipped + got.skipped, key=lambda s: s["path"]), "timings_s": timings}
+    if ssl := next((s for s in info.get("steps") or () if isinstance(s, dict) and s.get("name") == "ssl"), None):
+        out["ssl"] = {"kept": bool(ssl.get("kept", True))}  # the gate's decision: the settings keep the request
     if got.checks is not None:
         out["checks"] = {**checks_record(got.checks, timings={"total": timings.get("checks", 0.0)}),
                          "n_copies_of_fit": sum(1 for d in got.checks.duplicate_of if d.startswith(FITTED_PREFIX))}

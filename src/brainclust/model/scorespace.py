@@ -10,15 +10,16 @@ whatever the clusters follow, so their silhouette is not comparable with that of
   (``all`` on 200 test images of the 4-class set: 0.586 against 0.280 on the frozen features, while NMI fell from
   0.259 to 0.245; ``temi``, whose embedding is cluster probabilities: 0.943).
 
-An embedding the ``--ssl-gate`` set aside is not used: the run records no components in its settings
-(:func:`brainclust.model.record.effective_config`), and its silhouette is the frozen features'. What the gate
+An embedding the ``--ssl-gate`` set aside is not used: the run records the components it requested in its
+settings and ``kept: false`` in its ``ssl`` record (a prediction too, from the model's ``ssl`` step), and its
+silhouette is the frozen features' (a run before that recorded no components instead). What the gate
 measured on both sides (label-free: stability and kNN agreement, :mod:`brainclust.selfsup.gate`) is shown with the
 caveat when ``manifest.json`` records it (:func:`gate_figures`); labels play no part in either.
 """
 
 from __future__ import annotations
 
-__all__ = ["SPACE_NAMES", "gate_figures", "silhouette_space", "ssl_comparison"]
+__all__ = ["SPACE_NAMES", "gate_figures", "set_aside", "silhouette_space", "ssl_comparison"]
 
 #: The silhouette's name where it is not comparable with a run's on the frozen features (report and view).
 SPACE_NAMES = {"umap": " (UMAP)", "ssl": " (SSL embedding)", "ssl+umap": " (UMAP of the SSL embedding)"}
@@ -33,10 +34,18 @@ def _settings(manifest: dict) -> dict:
     return settings if isinstance(settings, dict) else {}
 
 
+def set_aside(manifest: dict) -> bool:
+    """Whether the ``--ssl-gate`` set the run's self-supervised embedding aside (``ssl.kept`` or ``ssl.gate.kept``
+    false): the run (or prediction) clustered the frozen features."""
+    ssl = manifest.get("ssl") if isinstance(manifest.get("ssl"), dict) else {}
+    gate = ssl.get("gate") if isinstance(ssl.get("gate"), dict) else {}
+    return ssl.get("kept") is False or gate.get("kept") is False
+
+
 def _ssl_components(manifest: dict) -> list[str]:
     """The self-supervised components of the embedding the run clustered (none when the gate set it aside)."""
     comps = (manifest.get("settings") or {}).get("ssl") if isinstance(manifest.get("settings"), dict) else None
-    return [str(c) for c in comps] if isinstance(comps, (list, tuple)) else []
+    return [str(c) for c in comps] if isinstance(comps, (list, tuple)) and not set_aside(manifest) else []
 
 
 def silhouette_space(manifest: dict) -> dict:

@@ -127,11 +127,11 @@ def ssl_text(manifest: dict) -> dict | None:
     """A ``--self-supervised`` run's section (``manifest.json`` ``ssl``): ``trained`` (what, in how long),
     ``used`` (whether the run clustered the embedding: the gate may have set it aside), ``compare`` (what the record
     compares, label-free, between the embedding and the frozen features) and the gate's ``rule``; ``None`` for
-    another run."""
+    another run and for a prediction (its record says only whether the model's embedding is used)."""
     ssl = manifest.get("ssl")
-    if not isinstance(ssl, dict):
+    comps = ssl.get("components") if isinstance(ssl, dict) and isinstance(ssl.get("components"), list) else []
+    if not comps:
         return None
-    comps = ssl.get("components") if isinstance(ssl.get("components"), list) else []
     times = ssl.get("timings_s") if isinstance(ssl.get("timings_s"), dict) else {}
     seconds = sum(v for v in map(_score, times.values()) if v is not None)
     gate = ssl.get("gate") if isinstance(ssl.get("gate"), dict) else {}

@@ -56,11 +56,14 @@ def validate(components, mode: str, epochs, appearance_views=None) -> tuple[str,
 
 @dataclass
 class SSLOutcome:
-    """What the stage produced: the embedding of the training images, the model and its manifest entry."""
+    """What the stage produced: the embedding of the training images, the model, its manifest entry and what its
+    augmented views cost (``views``, ``hits``, ``misses``: :func:`brainclust.selfsup.views.extract`; empty when
+    it extracted none)."""
 
     embedding: np.ndarray
     model: object
     info: dict = field(default_factory=dict)
+    view_cache: dict = field(default_factory=dict)
 
 
 def head_estimator(components, k: int, epochs: int | None, seed: int, **params) -> SelfSupervisedHead:
@@ -83,6 +86,7 @@ def _train(step: "SelfSupervisedStep", extractor, records, feats) -> SSLOutcome:
     k = min(step.n_clusters, len(records))
     t0 = time.perf_counter()
     info: dict = {"mode": step.mode, "components": list(comps)}
+    view_cache: dict = {}
     if comps == (TEMI,):
         est = TEMIHead(n_clusters=k, epochs=step.epochs or DEFAULT_EPOCHS[TEMI], random_state=step.random_state)
         est.fit(feats)
@@ -93,7 +97,7 @@ def _train(step: "SelfSupervisedStep", extractor, records, feats) -> SSLOutcome:
         est = head_estimator(comps, k, step.epochs, step.random_state,
                              appearance_views=views_mod.appearance(step.views))
         names = views_mod.needed(comps, est.tta, est.appearance_views)
-        views = views_mod.extract(extractor, records, names, identity=feats)
+        views = views_mod.extract(extractor, records, names, identity=feats, counts=view_cache)
         info["timings_s"] = {"views": time.perf_counter() - t0}
         t1 = time.perf_counter()
         est.fit(views)
@@ -119,7 +123,7 @@ def _train(step: "SelfSupervisedStep", extractor, records, feats) -> SSLOutcome:
     if "rotation_train_accuracy" in est.history_:
         info["rotation_train_accuracy"] = est.history_["rotation_train_accuracy"]
     info["embedding_dim"] = int(est.embedding_.shape[1])
-    return SSLOutcome(est.embedding_, est, info)
+    return SSLOutcome(est.embedding_, est, info, view_cache)
 
 
 def load(folder, settings: dict):
@@ -175,7 +179,9 @@ class SelfSupervisedStep(Step):
     model_ : the trained head, or None when the gate set the embedding aside
     kept_ : bool
     info_ : dict
-        What ``manifest.json`` records under ``ssl``.
+        What ``manifest.json`` records under ``ssl`` (``kept``: whether the run clustered the embedding).
+    view_cache_ : dict
+        What the augmented views cost (``manifest.json`` ``cache.views``; empty when none were extracted).
     """
 
     _parameter_constraints = {"mode": param(OneOf(SSL_MODES), option="--ssl-mode"),
@@ -220,13 +226,14 @@ class SelfSupervisedStep(Step):
                         "embedding may only memorise them (--ssl-gate compares it with the frozen features)", n, k,
                         MIN_IMAGES_PER_CLUSTER)
         outcome = self.train(batch.extractor, batch.records, batch.X)
-        self.model_, self.kept_, self.info_ = outcome.model, True, outcome.info
+        self.model_, self.kept_, self.info_, self.view_cache_ = outcome.model, True, outcome.info, outcome.view_cache
+        self.info_["kept"] = True  # the settings keep the components requested; this says whether they were used
         if self.gate:
             self.info_["gate"] = ssl_gate.check(batch.X, outcome.embedding, self.n_clusters, self.gate_pca,
                                                 self.random_state,
                                                 seed_stability=outcome.info.get("head_agreement")).as_dict()
             if not self.info_["gate"]["kept"]:  # step aside: frozen features, no model saved
-                self.model_, self.kept_ = None, False
+                self.model_, self.kept_, self.info_["kept"] = None, False, False
                 return batch
         return batch.with_features(outcome.embedding)
 
@@ -255,5 +262,5 @@ class SelfSupervisedStep(Step):
         step = cls(**{k: from_json(v) for k, v in entry["params"].items()})
         step.kept_ = bool(entry.get("kept", True))
         step.model_ = load(folder, step.settings()) if step.kept_ else None
-        step.info_ = {}
+        step.info_, step.view_cache_ = {}, {}
         return step

@@ -71,7 +71,8 @@ def needed(components: Sequence[str], tta: bool, appearance_views: Sequence[str]
     return out
 
 
-def extract(extractor, records, names: Sequence[str], identity: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def extract(extractor, records, names: Sequence[str], identity: np.ndarray | None = None,
+            counts: dict | None = None) -> dict[str, np.ndarray]:
     """Features of every view in ``names`` for ``records``.
 
     Parameters
@@ -84,6 +85,9 @@ def extract(extractor, records, names: Sequence[str], identity: np.ndarray | Non
         View names, see :func:`parse`.
     identity : ndarray or None
         Already-computed plain features of ``records`` (skips one extraction).
+    counts : dict or None
+        Where to add up what the views cost: ``views`` (the views extracted here), ``hits`` and ``misses`` (their
+        images read from the feature cache or computed), so that a run can say it (``manifest.json`` ``cache``).
 
     Returns
     -------
@@ -107,5 +111,8 @@ def extract(extractor, records, names: Sequence[str], identity: np.ndarray | Non
             i, reason = next(iter(got.failed.items()))
             raise InputError(f"view '{name}': image '{records[i].path}' failed: {reason}")
         log.info("view %s: %d cached, %d extracted", name, got.cache_hits, got.cache_misses)
+        if counts is not None:
+            for key, n in (("views", 1), ("hits", got.cache_hits), ("misses", got.cache_misses)):
+                counts[key] = counts.get(key, 0) + n
         out[name] = got.features
     return out
