@@ -136,3 +136,16 @@ def test_ablation_options_are_checked_before_anything_is_written(tmp_path, capsy
     with pytest.raises(InputError, match="brain_tumor_yes_no"):  # a missing set: the demo set is not generated first
         ab.ablation_datasets(tmp_path, ["demo", "brain_tumor_yes_no"], out / "demo_data")
     assert not out.exists()
+
+
+def test_benchmark_refuses_k_auto_with_self_supervision_as_run_does(demo, tmp_path, monkeypatch, capsys):
+    """benchmark --k auto --self-supervised trained the heads for a k of its own choosing, where run refuses the
+    combination: one rule (selfsup.stage.check_k), the same line, before any extraction."""
+    monkeypatch.setattr(FeatureExtractor, "fit_extract", no_extraction)
+    ssl = ["--self-supervised", "contrastive", "--ssl-epochs", "1"]
+    assert main(["run", str(demo), "--out", str(tmp_path / "r"), "--k", "auto", *ssl, *PIXELS]) == 2
+    refused = one_error_line(capsys, "--k: 'auto' cannot be combined with --self-supervised")
+    assert main(study("benchmark", demo, tmp_path / "b", "--k", "auto", *ssl)) == 2
+    assert one_error_line(capsys) == refused
+    assert not (tmp_path / "b").exists()
+

@@ -22,7 +22,9 @@ Protocol (``brainclust benchmark``)
   a miss in ACC, and left out of the silhouette (see :mod:`brainclust.cluster.scores`).
 * With ``ssl`` components (``--self-supervised``), every method also runs on
   the embedding learned by :mod:`brainclust.selfsup` (trained once per data
-  set and seed, with that seed), reported as ``"<method> + SSL"``.
+  set and seed, with that seed), reported as ``"<method> + SSL"``. The heads are
+  trained for a given k: ``k="auto"`` is refused with them, as by ``brainclust run``
+  (:func:`brainclust.selfsup.stage.check_k`).
 
 Outputs: ``results.csv`` (long format, one row per variant x method x data
 set x seed, all scores, clusters found, noise count, wall time),
@@ -48,7 +50,6 @@ from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_see
                                         cluster_and_score, load_dataset, markdown_table, mean_std_text, n_labels,
                                         ordered, read_back, read_rows_csv, to_float, write_rows_csv)
 from brainclust.analysis.outfolder import BENCHMARK, prepare_study_out, publish_study
-from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_json, atomic_write_text
@@ -67,13 +68,14 @@ CSV_COLUMNS = ["dataset", "method", "variant", "seed", "k", "k_source", "backbon
 VARIANTS = ("plain", "ssl")
 
 
-def _check(methods: Sequence[str], seeds: Sequence[int], k) -> None:
+def _check(methods: Sequence[str], seeds: Sequence[int], k, ssl: Sequence[str] = ()) -> None:
     bad = [m for m in methods if m not in METHOD_ORDER]
     if bad or not methods:
         raise ParameterError(f"--methods: choose from {', '.join(METHOD_ORDER)}, got {', '.join(methods) or 'none'}")
     check_seeds(seeds)
     if k not in (None, "auto") and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2):
         raise ParameterError(f"--k: must be an integer >= 2, 'auto' or unset (= number of label folders), got {k!r}")
+    ssl_stage.check_k(ssl, k)  # as brainclust run: the heads are trained for a given k
 
 
 def _ssl_embedding(ds: Dataset, config, components: tuple[str, ...], k: int, seed: int) -> np.ndarray:
@@ -94,7 +96,7 @@ def run_grid(datasets: Sequence[Dataset], config, methods: Sequence[str] = METHO
              seeds: Sequence[int] = (0, 1, 2, 3, 4), k=None, ssl: Sequence[str] = (),
              progress: bool | None = None) -> list[dict]:
     """Every variant x method x data set x seed; one dict per cell (the columns of ``results.csv``)."""
-    _check(methods, seeds, k)
+    _check(methods, seeds, k, ssl)
     variants = ("plain", "ssl") if ssl else ("plain",)
     pbar = bar(len(datasets) * len(variants) * len(seeds) * len(methods), "benchmark", progress, unit="run")
     # many small fits: one BLAS/OpenMP thread each (spinning threads on a busy machine made PCA
@@ -117,10 +119,7 @@ def _grid(datasets, config, methods, seeds, k, ssl, variants, pbar) -> list[dict
                             plain[ds.name] = PCAReducer(config.pca, random_state=0).fit_transform(ds.features)
                         emb = plain[ds.name]
                     else:
-                        k_ssl = k_ds
-                        if k_ds == "auto":  # the head needs a k: the reference method's choice on plain features
-                            k_ssl = KSelector("hierarchical", random_state=seed).fit(plain[ds.name]).k_
-                        X = _ssl_embedding(ds, config, tuple(ssl), k_ssl, seed)
+                        X = _ssl_embedding(ds, config, tuple(ssl), k_ds, seed)
                         emb = PCAReducer(config.pca, random_state=seed).fit_transform(X)
                     for method in methods:
                         cell = _one(method, emb, ds.labels, k_ds, seed)
@@ -239,7 +238,7 @@ def benchmark(data: Sequence, out=None, config=None, methods: Sequence[str] = ME
         Column names of the data sets (default: folder names, made unique).
     """
     config = config or RunConfig()
-    _check(methods, seeds, k)
+    _check(methods, seeds, k, ssl)
     replace(config, ssl=tuple(ssl)).validate()
     prepare_study_out(out, BENCHMARK, data, config.cache_dir)
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ from brainclust.model.agreement import check_agreement
 from brainclust.model.steerrecord import check_steering
 from brainclust.cluster.steer import REMOVE_RULES
 from brainclust.selfsup.common import parse_components
-from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, validate as validate_ssl
+from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, check_k as check_ssl_k, validate as validate_ssl
 
 
 #: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
@@ -259,12 +259,7 @@ class RunConfig:
         self.check_inputs()
         for _, step in build_steps(self):
             step.check_params()
-        if comps and self.k == "auto":
-            raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
-                                 "for a given k); run with --k auto first, then pass the chosen k")
-        if comps and self.k == 1:
-            raise ParameterError("--k: 1 cannot be combined with --self-supervised (a head that learns one "
-                                 "cluster learns nothing); give k >= 2")
+        check_ssl_k(comps, self.k)
         if comps and self.ssl_mode == "finetune" and self.intensity_window is not None:
             raise ParameterError("--intensity-window: not supported with --ssl-mode finetune; use --ssl-mode head")
         self._check_portfolio()

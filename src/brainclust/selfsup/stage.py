@@ -54,6 +54,19 @@ def validate(components, mode: str, epochs, appearance_views=None) -> tuple[str,
     return comps
 
 
+def check_k(components, k) -> None:
+    """The k the heads of ``components`` (none: any k) are trained for: ``auto`` and 1 are refused, one rule for
+    ``brainclust run`` and the studies (``benchmark --self-supervised``)."""
+    if not parse_components(components):
+        return
+    if k == "auto":
+        raise ParameterError("--k: 'auto' cannot be combined with --self-supervised (the SSL head is trained "
+                             "for a given k); run with --k auto first, then pass the chosen k")
+    if k == 1:
+        raise ParameterError("--k: 1 cannot be combined with --self-supervised (a head that learns one "
+                             "cluster learns nothing); give k >= 2")
+
+
 @dataclass
 class SSLOutcome:
     """What the stage produced: the embedding of the training images, the model, its manifest entry and what its
