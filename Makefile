@@ -34,8 +34,10 @@ bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py --n 10000 100000
 
 # Self-supervised ablation: 6 configurations x 3 data sets x 2 methods x 5 seeds (README "Results").
+# The table in docs/results.md used bf16 features: `make ablation PRECISION=bf16` (a CPU with native bf16).
+PRECISION ?= auto
 ablation: $(STAMP)
-	$(BIN)/brainclust ablation --out ablation_out --data-root ../shared/data --seeds 5
+	$(BIN)/brainclust ablation --out ablation_out --data-root ../shared/data --seeds 5 --precision $(PRECISION)
 
 clean:
 	rm -rf demo_out build dist src/*.egg-info .pytest_cache

@@ -167,7 +167,8 @@ def _add_study_parsers(sub, common) -> None:
                    help="comma-separated subset of the default three")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     p.add_argument("--methods", default="hierarchical,kmeans", help="clustering methods (default hierarchical,kmeans)")
-    add_config_options(p, ["ssl_epochs", "cache_dir"], helps={"ssl_epochs": "head training epochs (default 30)"})
+    add_config_options(p, ["ssl_epochs", "cache_dir", "precision"],
+                       helps={"ssl_epochs": "head training epochs (default 30)"})
 
     p = sub.add_parser("benchmark", help="every clustering method on labelled data sets, over seeds (Tables 2-5)",
                        parents=[common])
@@ -345,12 +346,13 @@ def _cmd_ablation(args) -> None:
     out = Path(args.out)
     wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
     seeds, methods = tuple(range(args.seeds)), tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    check_options(seeds, methods)  # every option checked, and --out, before the demo set is written into it
+    check_options(seeds, methods, args.precision)  # every option checked, and --out, before the demo set is written
     real = [p for p in check_datasets(args.data_root, wanted).values() if p is not None]
     prepare_study_out(out, ABLATION, [args.data_root] if real else [], args.cache_dir)  # outside the sets' folder
     sets = ablation_datasets(args.data_root, wanted, out / ABLATION.demo)
     t0 = time.perf_counter()
-    run_ablation(sets, out, seeds=seeds, methods=methods, epochs=args.ssl_epochs, cache_dir=args.cache_dir)
+    run_ablation(sets, out, seeds=seeds, methods=methods, epochs=args.ssl_epochs, cache_dir=args.cache_dir,
+                 precision=args.precision)
     say(f"ablation: {out / 'ablation.md'} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 

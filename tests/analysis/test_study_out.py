@@ -149,3 +149,21 @@ def test_benchmark_refuses_k_auto_with_self_supervision_as_run_does(demo, tmp_pa
     assert one_error_line(capsys) == refused
     assert not (tmp_path / "b").exists()
 
+
+def test_ablation_takes_the_runs_precision_and_says_which_it_used(demo, tmp_path, monkeypatch):
+    """ablation had no --precision (the run has one): `make ablation` measured other features than the table's
+    bf16 ones, and nothing said which. The option passes through to the runs, defaults as the run's, and the
+    features' precision heads ablation.md."""
+    from brainclust.model.config import RunConfig
+
+    asked = []
+    real = ab.run_ablation
+    monkeypatch.setattr(ab, "run_ablation", lambda sets, out, **kw: asked.append(kw["precision"]))
+    for extra in ([], ["--precision", "fp32"]):
+        assert main(["ablation", "--out", str(tmp_path / "a"), "--datasets", "demo", "--seeds", "1", *extra]) == 0
+    assert asked == [RunConfig().precision, "fp32"]
+    got = real({"d": demo}, tmp_path / "b", seeds=(0,), methods=("kmeans",), configs=(("no SSL", ()),), workers=0,
+               cache_dir=str(tmp_path / "cache"), precision="fp32")
+    assert got["precision"] == {"requested": "fp32", "used": ["fp32"]}
+    assert "backbone efficientnet_lite0 (frozen, `head` mode, fp32 features); " in (tmp_path / "b" / "ablation.md"
+                                                                                     ).read_text()

@@ -95,13 +95,14 @@ def ablation_datasets(data_root, wanted, demo_dir) -> dict[str, Path]:
             for n, p in sets.items()}
 
 
-def check_options(seeds, methods) -> None:
-    """``--seeds`` and ``--methods`` of the ablation, before anything is written."""
+def check_options(seeds, methods, precision: str = RunConfig.precision) -> None:
+    """``--seeds``, ``--methods`` and ``--precision`` of the ablation, before anything is written."""
     check_seeds(seeds)
     if not methods:
         raise ParameterError("--methods: need at least one clustering method")
     for method in methods:
         clusterer_class(method)
+    RunConfig(backbone="efficientnet_lite0", precision=precision).validate()  # bf16 without native bf16: refused
 
 
 def study_data(datasets: dict[str, Path], out) -> list[Path]:
@@ -113,7 +114,7 @@ def study_data(datasets: dict[str, Path], out) -> list[Path]:
 def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=("hierarchical", "kmeans"),
                  configs=CONFIGS, pca: int | float = 50, epochs: int | None = None,
                  backbone: str = "efficientnet_lite0", cache_dir=None, workers: int | None = None,
-                 progress: bool | None = None) -> dict:
+                 progress: bool | None = None, precision: str = RunConfig.precision) -> dict:
     """Run the ablation; write ``ablation.json`` and ``ablation.md`` to ``out``; return the results.
 
     Parameters
@@ -129,19 +130,22 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
     methods : sequence of str
         Clustering methods of :class:`~brainclust.cluster.methods.Clusterer`.
     configs : sequence of (name, components)
-    pca, epochs, backbone, cache_dir, workers, progress
-        As for ``brainclust run``.
+    pca, epochs, backbone, cache_dir, workers, progress, precision
+        As for ``brainclust run`` (``precision``: ``--precision``, the run's default; the features' precision is
+        recorded and heads the table, since bf16 or int8 features move the clusters).
     """
-    check_options(seeds, methods)
+    check_options(seeds, methods, precision)
     if not datasets:
         raise ParameterError("--datasets: need at least one data set")
     t_start = time.perf_counter()
-    config = RunConfig(backbone=backbone, cache_dir=cache_dir, workers=workers, progress=progress, pca=pca)
+    config = RunConfig(backbone=backbone, cache_dir=cache_dir, workers=workers, progress=progress, pca=pca,
+                       precision=precision)
     config.validate()
     prepare_study_out(out, ABLATION, study_data(datasets, out), cache_dir)
-    rows, runs = [], []
+    rows, runs, used = [], [], []
     for ds_name, path in datasets.items():
         ds = load_dataset(path, config, ds_name)
+        used.append(ds.info["backbone"]["precision"])
         names = sorted({v for _, comps in configs for v in views_mod.needed(comps, True)},
                        key=lambda v: (v != "identity", v))
         t0 = time.perf_counter()
@@ -159,7 +163,8 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
             rows += [_summary_row(ds, cfg_name, method, recs) for method in methods]
     wall = time.perf_counter() - t_start
     result = {"seeds": [int(s) for s in seeds], "methods": list(methods), "configs": [c for c, _ in configs],
-              "pca": pca, "epochs": epochs, "backbone": backbone, "wall_seconds": wall, "rows": rows, "runs": runs}
+              "pca": pca, "epochs": epochs, "backbone": backbone, "precision": {"requested": precision, "used": sorted(
+                  set(used))}, "wall_seconds": wall, "rows": rows, "runs": runs}
     _publish(out, result, datasets)
     return result
 
@@ -220,7 +225,9 @@ def _summary_row(ds: Dataset, cfg_name: str, method: str, recs: list[dict]) -> d
 
 def markdown_table(result: dict) -> str:
     """The ablation as a Markdown table (mean +- std over seeds) plus the NMI gain of the full strategy."""
-    lines = [f"Seeds {', '.join(map(str, result['seeds']))}; backbone {result['backbone']} (frozen, `head` mode); "
+    used = (result.get("precision") or {}).get("used")  # an ablation.json before 2026-12-07 has none
+    lines = [f"Seeds {', '.join(map(str, result['seeds']))}; backbone {result['backbone']} (frozen, `head` mode"
+             + (f", {'/'.join(used)} features" if used else "") + "); "
              f"PCA {result['pca']}; k = number of label folders; mean ± std over seeds. "
              f"Wall time {result['wall_seconds'] / 60:.1f} min.", ""]
     body = [[f"{r['dataset']} (n={r['n_images']}, k={r['k']})", r["method"], r["config"],
