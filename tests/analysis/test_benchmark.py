@@ -143,3 +143,23 @@ def test_k_auto_is_chosen_per_method_and_seed():
     assert ks == {"hierarchical": 3, "kmeans": 3, "dbscan": ""}
     assert {r["k_source"] for r in rows if r["method"] != "dbscan"} == {"auto"}
     assert "three: k = 3 (auto)" in bm.build_tables(bm.read_back(rows, bm.CSV_COLUMNS))
+
+
+def test_fewer_clusters_than_k_are_warned_once(caplog):
+    """At k just below the number of images, a data set with copies makes K-Means and GMM find fewer clusters:
+    the study said nothing of its own (scikit-learn's warning came once per cell); now one line says it."""
+    import logging
+    import warnings
+
+    ds = blob_dataset("copies", 3, 0, n_per=4)
+    ds.features = np.vstack([ds.features, ds.features[:2]])  # 14 rows, 12 distinct
+    ds.labels = ds.labels + ds.labels[:2]
+    with caplog.at_level(logging.WARNING, logger="brainclust"), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rows = bm.run_grid([ds], RunConfig(pca=0), methods=("kmeans", "gmm", "hierarchical"), seeds=(0, 1), k=13)
+    assert sorted(r["n_clusters_found"] for r in rows if r["method"] != "hierarchical") == [12] * 4
+    lines = [r.getMessage() for r in caplog.records if "fewer clusters than their k" in r.getMessage()]
+    assert lines == ["benchmark: 4 of 6 runs found fewer clusters than their k (first: 12 at k = 13; dataset "
+                     "copies, method kmeans, seed 0): duplicate images, or k close to the number of images; their "
+                     "scores compare fewer groups (results.csv: k, n_clusters_found)"]
+    assert not [w for w in seen if "Number of distinct clusters" in str(w.message)]  # not once per cell

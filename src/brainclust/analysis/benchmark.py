@@ -48,7 +48,8 @@ from threadpoolctl import threadpool_limits
 
 from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, check_study_k,
                                         cluster_and_score, load_dataset, markdown_table, mean_std_text, n_labels,
-                                        ordered, read_back, read_rows_csv, to_float, write_rows_csv)
+                                        ordered, read_back, read_rows_csv, to_float, warn_fewer_found,
+                                        write_rows_csv)
 from brainclust.analysis.outfolder import BENCHMARK, prepare_study_out, publish_study
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.errors import ParameterError
@@ -102,7 +103,9 @@ def run_grid(datasets: Sequence[Dataset], config, methods: Sequence[str] = METHO
     # many small fits: one BLAS/OpenMP thread each (spinning threads on a busy machine made PCA
     # ~14x and K-Means ~100x slower here), and results that do not depend on the number of cores
     with threadpool_limits(limits=1):
-        return _grid(datasets, config, methods, seeds, k, ssl, variants, pbar)
+        rows = _grid(datasets, config, methods, seeds, k, ssl, variants, pbar)
+    warn_fewer_found(rows, "benchmark", "results.csv")
+    return rows
 
 
 def _grid(datasets, config, methods, seeds, k, ssl, variants, pbar) -> list[dict]:

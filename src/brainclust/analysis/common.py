@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ from brainclust.io.csvcell import formula_safe
 from brainclust.io.outputs import write_table
 from brainclust.pipeline import scan_nonempty
 from brainclust.terminal import count_text
+
+log = logging.getLogger(__name__)
 
 SCORES = ("silhouette", "ari", "nmi", "fmi", "acc")
 SCORE_LABELS = {"silhouette": "Silhouette (cosine)", "ari": "ARI", "nmi": "NMI", "fmi": "FMI", "acc": "ACC"}
@@ -96,10 +100,26 @@ def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str
     """
     t0 = time.perf_counter()
     k_used, _ = resolve_k(k, method, emb, seed)
-    cl = make_clusterer(method, n_clusters=max(1, min(int(k_used), len(emb))), random_state=seed,
-                        linkage=linkage, metric=metric).fit(emb)
+    with warnings.catch_warnings():  # scikit-learn's "Number of distinct clusters ... found smaller than n_clusters"
+        # (K-Means, GMM's initialisation), one per cell: the study warns once instead (warn_fewer_found)
+        warnings.filterwarnings("ignore", "Number of distinct clusters", Warning)
+        cl = make_clusterer(method, n_clusters=max(1, min(int(k_used), len(emb))), random_state=seed,
+                            linkage=linkage, metric=metric).fit(emb)
     m = score(emb, cl.labels_, labels)
     return cl, {**m, "k": int(k_used), "wall_s": time.perf_counter() - t0}
+
+
+def warn_fewer_found(rows: Sequence[dict], study: str, table: str) -> None:
+    """One warning when cells of a study found fewer clusters than their ``k`` (duplicate images, or a k close
+    to the number of images); the rows keep both (``table``'s ``k`` and ``n_clusters_found``)."""
+    short = [r for r in rows if str(r.get("k", "")).isdigit() and int(r["n_clusters_found"]) < int(r["k"])]
+    if short:
+        r = short[0]
+        where = ", ".join(f"{key} {r[key]}" for key in ("dataset", "method", "setting", "value", "seed") if key in r)
+        log.warning("%s: %d of %d runs found fewer clusters than their k (first: %d at k = %s; %s): duplicate "
+                    "images, or k close to the number of images; their scores compare fewer groups (%s: k, "
+                    "n_clusters_found)", study, len(short), len(rows), int(r["n_clusters_found"]), r["k"], where,
+                    table)
 
 
 def n_labels(records: Sequence) -> int:

@@ -50,7 +50,7 @@ from threadpoolctl import threadpool_limits
 
 from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, check_study_k, cluster_and_score,
                                         load_dataset, markdown_table, mean_std_text, n_labels, ordered, read_back,
-                                        read_rows_csv, to_float, write_rows_csv)
+                                        read_rows_csv, to_float, warn_fewer_found, write_rows_csv)
 from brainclust.analysis.outfolder import SENSITIVITY, prepare_study_out, publish_study
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.arrays import seeded_sample
@@ -242,6 +242,7 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     pbar = bar(sum(len(p[4]) for p in plan), "sensitivity", config.progress, unit="run")
     with threadpool_limits(limits=1):  # many small fits: see brainclust.analysis.benchmark.run_grid
         _points(plan, base, base_ds, features, subsample, config.method, rows, pbar)
+    warn_fewer_found(rows, f"sensitivity ({config.method})", "sensitivity.csv")
     info = {"settings": {**asdict(config), "k": base["k"], "seeds": [int(s) for s in seeds],
                          "subsample": subsample, "varied": list(settings)},
             "defaults": {**base, "clip": _clip_text(base["clip"]), "pca": _pca_text(base["pca"])},
