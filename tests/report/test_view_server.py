@@ -393,6 +393,32 @@ def test_a_taken_port_is_said_before_the_run_is_read(tmp_path):
             srv.make_server(tmp_path / "no_run_here", port=port, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.skipif(os.name != "posix", reason="SO_REUSEADDR is set on POSIX only")
+def test_a_port_a_stopped_server_left_in_time_wait_binds_again(tmp_path):
+    """Ctrl-C, then the same command at once: the server closed its connections first, so the port is in
+    TIME_WAIT for a minute; that is no program using it (it was refused as 'already in use')."""
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "c")
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(f"GET /api/meta HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        while c.recv(65536):  # the server closes first: its side of the port goes to TIME_WAIT
+            pass
+    server.shutdown()
+    server.server_close()
+    ex.close()
+    again, ex = srv.make_server(out, port=port, cache_dir=tmp_path / "c")
+    try:
+        assert again.server_address[1] == port
+        with socket.socket() as s, pytest.raises(OSError) as taken:  # and a listening server still holds it
+            s.bind(("127.0.0.1", port))
+        assert taken.value.errno == errno.EADDRINUSE
+    finally:
+        again.server_close()
+        ex.close()
+
+
 @pytest.mark.parametrize("host, local", [("0.0.0.0", False), ("127.1", True)])
 def test_a_name_other_than_this_computers_is_refused_on_any_bind(tmp_path, host, local, caplog):
     """DNS rebinding (a page whose name now points here sends its own name) is refused whatever --host is;

@@ -113,7 +113,9 @@ def is_loopback(host: str) -> bool:
 
 class _Server(CappedThreadingMixIn, ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
+    # POSIX: a port a stopped server left in TIME_WAIT binds again at once (a listening one is still refused);
+    # Windows: SO_REUSEADDR would let two servers share a port, so not there
+    allow_reuse_address = os.name == "posix"
     busy = busy_answer(SAFE_HEADERS + [("Cache-Control", "no-store")])
 
     def server_bind(self):
