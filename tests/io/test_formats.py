@@ -338,3 +338,15 @@ def test_the_checksum_read_keeps_the_bomb_guard_and_leaves_4d_series_and_trailin
     junk = tmp_path / "junk.nii.gz"  # bytes after a whole member whose checksum passed: read, as gzip reads them
     junk.write_bytes(one.read_bytes() + b"JUNK")
     np.testing.assert_array_equal(nifti.load_volume(junk), nifti.load_volume(one))
+
+
+def test_a_truncated_nii_is_skipped_with_a_reason_that_names_no_full_path(tmp_path):
+    """nibabel's error names the file's absolute path; the reason reaches the report's skipped list, which names
+    no full path (it read 'Expected N bytes, got 300 bytes from /home/.../cut.nii')."""
+    data = tmp_path / "study_of_jane_doe"
+    good = write_nifti(data / "good.nii", brain_volume())
+    (data / "cut.nii").write_bytes(good.read_bytes()[:652])
+    found = scan(data)
+    reason = {s["path"]: s["reason"] for s in found.skipped}["cut.nii"]
+    assert reason.startswith("cannot read NIfTI volume (") and "bytes from cut.nii)" in reason
+    assert str(tmp_path) not in reason and "jane" not in reason

@@ -167,7 +167,8 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
     except MemoryError:
         raise ImageReadError("cannot read NIfTI volume: not enough memory") from None
     except Exception as exc:  # noqa: BLE001 - nibabel/gzip/zlib raise many types
-        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+        msg = str(exc).replace(os.fspath(path), os.path.basename(path))  # nibabel names the full path
+        msg = msg.splitlines()[0][:200] if msg else ""
         raise ImageReadError(f"cannot read NIfTI volume ({type(exc).__name__}{': ' + msg if msg else ''})") \
             from None
     vol = vol.reshape(vol.shape[:3])
