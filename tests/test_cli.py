@@ -252,6 +252,13 @@ def test_summary_gives_the_scores_over_distinct_images_when_copies_were_dropped(
                                 "0.279, ARI 0.205, NMI 0.243 (metrics.json distinct)")
     assert not any("distinct" in ln for ln in lines({**copies, "n_images": 200}))  # every image distinct
     assert not any("distinct" in ln for ln in lines({**copies, "n_images": 190}, n_set_aside=10))  # set aside only
+    # no score over the distinct images: the line ended in ': ' and nothing (predict of one copy and one new image)
+    alone = {"n_images": 1, "n_clusters": 1, "silhouette": None}
+    assert lines(alone, n_images=2)[1] == ("over the 1 distinct of 2 clustered images (exact copies dropped): "
+                                           "silhouette n/a (metrics.json distinct)")
+    assert lines({**alone, "n_images": 0}, n_images=1)[1] == (  # 'over the 0 distinct of 1 clustered images'
+        "none of the 1 clustered images is distinct (each is an exact copy of an image the model was fitted on, or "
+        "of another): no scores over distinct images (metrics.json distinct)")
 
 
 def test_summary_says_a_kept_ssl_embeddings_silhouette_is_not_comparable_and_gives_the_gates_figures():

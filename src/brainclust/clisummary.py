@@ -94,10 +94,13 @@ def distinct_line(m: dict) -> str | None:
     clustered = m.get("n_images", 0) - (m.get("n_set_aside") or 0)
     if not isinstance(d, dict) or not isinstance(d.get("n_images"), int) or d["n_images"] >= clustered:
         return None
+    if d["n_images"] == 0:  # predict: every new image is a copy of one the model was fitted on
+        return (f"none of the {clustered} clustered images is distinct (each is an exact copy of an image the model "
+                "was fitted on, or of another): no scores over distinct images (metrics.json distinct)")
     scores = [f"{key if key == 'silhouette' else key.upper()} {d[key]:.3f}" for key in ("silhouette", "ari", "nmi")
               if isinstance(d.get(key), float)]
     return (f"over the {d['n_images']} distinct of {clustered} clustered images (exact copies dropped): "
-            f"{', '.join(scores)} (metrics.json distinct)")
+            f"{', '.join(scores) or 'silhouette n/a'} (metrics.json distinct)")
 
 
 def strata_k_line(within: dict, column: str, most: int = 12) -> str:
