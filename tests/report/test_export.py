@@ -153,6 +153,19 @@ def test_symlink_export_says_which_images_became_png_files(tmp_path, capsys, mak
                                                           for p in files) == n_slices
 
 
+def test_keep_says_patient_data_is_included_only_when_a_file_was_copied_or_linked_as_it_is(tmp_path):
+    """A run of NIfTI slices exports every image as a PNG written anew: no header, no metadata. With
+    --dicom-headers keep the line said 'headers and metadata kept, patient data included' all the same."""
+    from brainclust.report.export import ExportResult
+
+    def said(n_png):
+        return ExportResult(tmp_path, {"cluster_0": 3, "cluster_1": 2}, "copy", n_png=n_png,
+                            dicom_headers="keep").summary()
+
+    assert said(5).startswith("exported 5 images (PNG files) into 2 folders")
+    assert "(copy; 2 frames or slices as PNG files; headers and metadata kept, patient data included)" in said(2)
+
+
 def test_a_run_on_links_out_of_its_folder_is_refused_with_the_way_out(tmp_path, capsys):
     """A subset made of links (a natural way to try a few images) clusters, but export follows no link out of the
     input folder: the scan and the refusal both say what to do instead."""

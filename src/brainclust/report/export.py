@@ -95,7 +95,7 @@ class ExportResult:
         done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG/TIFF files "
                                                                           "without their metadata"))
         how += "".join(f"; {n} {what}" for n, what in done if n)  # the files kept as they are: a warning
-        if self.dicom_headers == "keep":
+        if self.dicom_headers == "keep" and self.n_png < self.n_files:  # a PNG written anew has no header
             how += "; headers and metadata kept, patient data included"
         return (f"exported {self.n_files} images ({how}) into {len(self.counts)} folders under {self.to}: "
                 + ", ".join(f"{k} ({v})" for k, v in self.counts.items()))
