@@ -104,6 +104,16 @@ def test_map_file_round_trip_and_rejections(tmp_path):
     assert read_map(tmp_path / "missing", 30) is None
 
 
+def test_a_map_file_that_is_no_npy_array_gets_no_advice_to_load_it_with_pickling(tmp_path, caplog):
+    """A run folder is untrusted: its map.npy replaced by a CSV was 'damaged (This file contains pickled (object)
+    data. If you trust the file you can load it unsafely using the `allow_pickle=` keyword argument ...)'."""
+    (tmp_path / MAP_FILE).write_bytes(b"path,cluster\na.png,0\n")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        assert read_map(tmp_path, 1) is None
+    assert "is damaged (not a .npy array written by brainclust); computing the map instead" in caplog.text
+    assert "pickle" not in caplog.text
+
+
 def test_normalise_fits_the_unit_square_keeping_the_aspect():
     c = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]])
     xy = normalise(c, pad=0.0)

@@ -202,8 +202,9 @@ def read_map(out_dir, n: int) -> np.ndarray | None:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
         ok = arr.ndim == 2 and arr.shape == (n, 2) and arr.dtype.kind == "f"
         arr = np.asarray(arr, dtype=np.float32) if ok else None
-    except (OSError, ValueError) as exc:
-        log.warning("map: '%s' is damaged (%s); computing the map instead", path, exc)
+    except (OSError, ValueError) as exc:  # never numpy's advice to load a run folder's file with pickling allowed
+        why = "not a .npy array written by brainclust" if "pickle" in str(exc) else exc
+        log.warning("map: '%s' is damaged (%s); computing the map instead", path, why)
         return None
     if arr is None or not np.isfinite(arr).all():
         log.warning("map: '%s' does not fit this run (%d images expected); computing the map instead", path, n)
