@@ -69,6 +69,20 @@ def test_errors_are_one_line_and_name_the_file(tmp_path, text, key, message):
     assert message in str(exc.value) and "meta.csv" in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_no_match_says_every_kind_tried_with_the_runs_own_path_as_example(tmp_path):
+    """--metadata-key folder on a DICOM run said only '(compared as paths relative to the data folder, e.g.
+    sub-01/anat/sub-01_T1w.nii.gz)': a BIDS path the run does not have, and one of the four kinds it tried."""
+    rows = [{"path": "series1/IM0001"}, {"path": "rt/dose.dcm#frame=1"}]
+    with pytest.raises(InputError) as exc:
+        metadata.join_table(table(tmp_path, "folder,kind\nseries1,t1\n"), rows, key="folder")
+    assert str(exc.value).endswith("no row of the run matches key column 'folder' (compared as paths relative to "
+                                   "the data folder, e.g. series1/IM0001, unit ids of the run, file names and BIDS "
+                                   "subjects (sub-01) or unit ids)")
+    with pytest.raises(InputError) as exc:  # a column named for one kind: that kind alone
+        metadata.join_table(table(tmp_path, "path,kind\nnothing.png,t1\n"), rows)
+    assert str(exc.value).endswith("(compared as paths relative to the data folder, e.g. series1/IM0001)")
+
+
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         metadata.read_table(tmp_path / "nope.csv")

@@ -335,9 +335,10 @@ def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = 
                              f"{len(present) - len(set(present))} duplicate "
                              f"value(s) (first at line {i + 2}); each key must appear once")
         seen.add(v)
-    if n == 0:
+    if n == 0:  # every kind tried for that column is said, with the run's own first path as the example
+        tried = [_describe(k, rows) for c, k in candidates if c == col]
         raise InputError(f"--metadata '{table.path}': no row of the run matches key column '{col}' "
-                         f"(compared as {_describe(kind)})")
+                         f"(compared as {', '.join(tried[:-1]) + ' and ' if len(tried) > 1 else ''}{tried[-1]})")
     if kind == "name":
         _warn_shared_names(table, col, rows, hit)
     columns: dict[str, list[str]] = {}
@@ -360,8 +361,9 @@ def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = 
     return JoinResult(columns, col, kind, n, len(rows), unused, dropped)
 
 
-def _describe(kind: str) -> str:
-    return {"path": "paths relative to the data folder, e.g. sub-01/anat/sub-01_T1w.nii.gz",
+def _describe(kind: str, rows: Sequence[Mapping]) -> str:
+    example = str(rows[0].get("path", "")).split("#")[0] if rows else ""
+    return {"path": "paths relative to the data folder" + (f", e.g. {example}" if example else ""),
             "unit": "unit ids of the run", "name": "file names",
             "subject": "BIDS subjects (sub-01) or unit ids"}[kind]
 
