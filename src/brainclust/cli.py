@@ -148,10 +148,12 @@ def _add_tool_parsers(sub, common) -> None:
     p = sub.add_parser("export", help="write one folder per cluster with its images", parents=[common])
     p.add_argument("out_dir", help="the --out folder of a finished 'brainclust run'")
     p.add_argument("--to", required=True, help="target folder (new or empty)")
-    p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default copy)")
+    p.add_argument("--mode", default="copy", choices=["copy", "symlink"], help="copy files or link them (default "
+                   "copy); NIfTI slices and DICOM frames are PNG files either way")
     p.add_argument("--dicom-headers", default=None, choices=["strip", "keep"],
                    help="a copied DICOM file de-identified, a PNG/JPEG/TIFF without its metadata (default strip), "
-                   "or every file as it is, patient data included (needed by --mode symlink: links carry it)")
+                   "or every file as it is, patient data included (needed by --mode symlink when a file is linked: "
+                   "links carry it)")
 
 
 def _add_study_parsers(sub, common) -> None:

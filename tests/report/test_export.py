@@ -144,6 +144,11 @@ def test_symlink_export_says_which_images_became_png_files(tmp_path, capsys, mak
         cache_dir=str(tmp_path / "cache"), checks="off")
     n_slices = sum("#" in r["path"] for r in rows_of(tmp_path / "out"))
     assert n_slices >= 4
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e"), "--mode", "symlink"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # the PNG files would be linked: the line names one
+    assert len(err) == 1 and "--mode symlink: 'img" in err[0] and "would be linked" in err[0], err
+    assert "--dicom-headers keep" in err[0] and not (tmp_path / "e").exists()
     assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e"), "--mode", "symlink",
                  "--dicom-headers", "keep"]) == 0
     said = capsys.readouterr().out
@@ -151,6 +156,26 @@ def test_symlink_export_says_which_images_became_png_files(tmp_path, capsys, mak
     files = exported_files(tmp_path / "e")
     assert sum(p.is_symlink() for p in files) == 4 and sum(p.suffix == ".png" and not p.is_symlink()
                                                           for p in files) == n_slices
+
+
+@pytest.mark.parametrize("asked", [[], ["--dicom-headers", "strip"]])
+def test_symlink_of_a_run_of_nifti_slices_alone_writes_its_png_files(tmp_path, capsys, asked):
+    """Every image of the run is a NIfTI slice, written as a new PNG in either mode: no link is made, so no header
+    can reach the folder. ``--mode symlink`` was refused all the same (add --dicom-headers keep); now it exports."""
+    from corpus import brain_volume, write_nifti
+
+    from brainclust.pipeline import run
+
+    data = tmp_path / "data"
+    write_nifti(data / "vol.nii.gz", brain_volume())
+    run(data, tmp_path / "out", backbone="pixels@16", k=2, pca=3, slices="all-planes:2", workers=0,
+        cache_dir=str(tmp_path / "cache"), checks="off")
+    n = len(rows_of(tmp_path / "out"))
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "e"), "--mode", "symlink", *asked]) == 0
+    assert f"exported {n} images (PNG files) into" in capsys.readouterr().out
+    files = exported_files(tmp_path / "e")
+    assert len(files) == n and not any(p.is_symlink() for p in files) and all(p.suffix == ".png" for p in files)
 
 
 def test_keep_says_patient_data_is_included_only_when_a_file_was_copied_or_linked_as_it_is(tmp_path):

@@ -10,7 +10,8 @@ Images are copied (default) or symbolically linked. A copied DICOM file is de-id
 and a copied PNG, JPEG or TIFF loses its metadata (:mod:`brainclust.io.rastermeta`: text chunks, EXIF,
 comments, tags; a TIFF of several pages page by page) unless ``dicom_headers="keep"``; one that cannot be (a damaged
 page) is copied as it is, counted in ``kept``, with a warning. A link points at the file as it is, so ``symlink``
-is refused unless ``dicom_headers="keep"`` says so (no patient data reaches an output unasked).
+is refused, when any file would be linked, unless ``dicom_headers="keep"`` says so (no patient data reaches an
+output unasked); a run of NIfTI slices and DICOM frames alone links nothing, so ``symlink`` writes its PNG files.
 
 File names are kept when they are unique within a cluster folder. When two
 images of one cluster share a name (``a/x.png`` and ``b/x.png``; compared
@@ -194,10 +195,11 @@ def image_file_problem(path: Path) -> str | None:
     return None
 
 
-def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> dict:
+def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes, no_link: str | None = None) -> dict:
     """path -> record of every row, each file checked (:func:`record_of_row`, :func:`image_file_problem`,
     and its bytes against the SHA-256 in ``hashes``); the first row that breaks a rule refuses the export
-    (one line)."""
+    (one line). ``no_link`` (the options, e.g. ``--mode symlink``): the first row that would be linked, a file
+    rather than a slice or frame written as a PNG, refuses it."""
     records, missing, digests = {}, [], {}
     for i, r in enumerate(rows, start=1):
         where, shown = f"export: row {i} of '{folder.assignments}'", shown_name(r["path"], clip=True)
@@ -211,6 +213,10 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes) -> di
         except OSError as exc:  # a part over 255 bytes (a tampered row): ENAMETOOLONG, not False
             raise InputError(f"{where}: '{shown}' cannot be read ({exc.strerror or type(exc).__name__}); "
                              "nothing was exported") from None
+        if no_link and not rec.frame:
+            raise ParameterError(f"{no_link}: '{shown}' would be linked, and a link points at the original file, "
+                                 "its DICOM header and PNG/JPEG/TIFF metadata with it (patient data included); use "
+                                 "--mode copy for de-identified copies, or add --dicom-headers keep")
         if not rec.sha256:
             raise InputError(f"{where}: '{shown}': the run records no content hash for it "
                              "(embeddings.parquet edited); refused, nothing was exported")
@@ -259,7 +265,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
     dicom_headers : {"strip", "keep"}, optional
         A copied DICOM file is de-identified and a PNG/JPEG/TIFF loses its metadata (``strip``, the default of
         ``copy``: :mod:`brainclust.io.deidentify`), or every file is copied as it is, patient data included
-        (``keep``). ``symlink`` needs ``keep``: a link points at the file with its headers.
+        (``keep``). ``symlink`` needs ``keep`` when a file is linked: a link points at the file with its headers.
 
     Returns
     -------
@@ -268,8 +274,8 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
     Raises
     ------
     ParameterError
-        Unknown ``mode``, ``symlink`` without ``dicom_headers="keep"``, a non-empty target folder, or one inside
-        the run's input folder.
+        Unknown ``mode``, ``symlink`` of a file without ``dicom_headers="keep"``, a non-empty target folder, or one
+        inside the run's input folder.
     ModelFileError
         The run's outputs are missing or damaged (:func:`brainclust.io.runfolder.read_run`).
     UnsafePathError
@@ -282,12 +288,11 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
         raise ParameterError(f"--mode: must be one of {', '.join(MODES)}, got '{mode}'")
     if dicom_headers not in (None, *DICOM_HEADERS):
         raise ParameterError(f"--dicom-headers: must be one of {', '.join(DICOM_HEADERS)}, got '{dicom_headers}'")
-    if mode == "symlink" and dicom_headers != "keep":  # no patient data reaches an output unasked
-        raise ParameterError(f"--mode symlink{' --dicom-headers strip' if dicom_headers else ''}: a link points at "
-                             "the original file, its DICOM header and PNG/JPEG/TIFF metadata with it (patient data "
-                             "included); use --mode copy for de-identified copies, or add --dicom-headers keep")
+    # no patient data reaches an output unasked: a file that would be linked refuses symlink without keep
+    no_link = f"--mode symlink{' --dicom-headers strip' if dicom_headers else ''}" \
+        if mode == "symlink" and dicom_headers != "keep" else None
     dicom_headers = dicom_headers or "strip"
-    strip = dicom_headers == "strip"  # copies only: a symlink needs keep (refused above)
+    strip = dicom_headers == "strip"  # copies only: a symlink of a file needs keep (_plan_records)
     run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())
@@ -298,7 +303,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
         raise ModelFileError(f"export: '{folder.embeddings}' is missing, damaged or lists other rows, so the images "
                              "cannot be checked against the run; nothing was exported")
     items = [(r["path"], int(r["cluster"])) for r in rows]
-    records = _plan_records(folder, rows, root, hashes)
+    records = _plan_records(folder, rows, root, hashes, no_link)
     aside = excluded_flags(run.manifest)  # --exclude FLAGS
     plan: dict[str, list[str]] = {}
     for r in rows:
