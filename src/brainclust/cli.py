@@ -284,7 +284,8 @@ def _cmd_report(args) -> None:
 
         a = added["metadata"]
         say(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "
-            f"matched on '{a.key}'); {headline(a.associations)}" + (f" (within each {a.within})" if a.within else ""))
+            f"matched on '{a.key}'); {headline(a.associations, within=a.within)}"
+            + (f" (within each {a.within})" if a.within else ""))
     say(_report_text(info))
 
 

@@ -79,7 +79,7 @@ def run_summary(result) -> str:
         from brainclust.cluster.follows import headline
 
         within = result.config.within  # not ranked: every cluster lies inside one of its values
-        lines.append(headline(result.associations, groups=m["n_clusters"]) + " (associations.csv" + (
+        lines.append(headline(result.associations, groups=m["n_clusters"], within=within) + " (associations.csv" + (
             f"; within each {within}, which is not ranked)" if within else ")"))
     if result.out_dir is not None:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "

@@ -226,9 +226,10 @@ def test_the_headline_says_whose_height_and_size():
     assert "height (image, px) (AMI" in line and "size (file, bytes) (AMI " in line and ", quintiles)" in line
 
 
-def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_factor_is_found():
+def test_in_a_within_run_columns_the_stratum_determines_are_not_ranked_and_a_real_factor_is_found():
     """--within plane: the image height is fixed inside each plane, so it must not be ranked as what the
-    clusters follow; the sequence that splits each plane is; a random split of each plane ranks nothing."""
+    clusters follow (it was, at AMI 0 and p = 1, until 2026-12-07); the sequence that splits each plane is; a
+    random split of each plane ranks nothing."""
     rng = np.random.default_rng(3)
     plane = np.repeat(["axial", "coronal", "sagittal"], 120)
     seq = rng.choice(["T1", "T2"], len(plane))
@@ -240,8 +241,7 @@ def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_fa
     rows = {r["column"]: r for r in A.rank_associations(table, {"cluster": clusters}, permutations=99,
                                                         strata=plane.tolist())}
     assert rows["sequence"]["rank"] == 1 and rows["sequence"]["score"] == pytest.approx(1.0)
-    for col in ("height", "suffix"):
-        assert rows[col]["score"] == 0.0 and rows[col]["p_value"] == 1.0
+    assert set(rows) == {"sequence"}  # height and suffix are constant inside each plane
     split = [f"{p}-{rng.integers(2)}" for p in plane]
     rand = {r["column"]: r for r in A.rank_associations(table, {"cluster": split}, permutations=99,
                                                         strata=plane.tolist())}
@@ -256,7 +256,8 @@ def test_in_a_within_run_columns_the_stratum_determines_score_zero_and_a_real_fa
 def test_a_column_grouping_the_rows_as_the_strata_is_not_ranked_in_a_within_run():
     """--within site where each subject has its own site: subject and folder are the site again (each constant
     in its stratum: AMI 0, p = 1); they were ranked and led the headline ("highest: subject (AMI 0.00)", the
-    walk of 2026-12-07). A column with one value missing is not the same partition: it stays."""
+    walk of 2026-12-07). A column with one value missing, constant inside each stratum all the same, is not
+    ranked either."""
     rng = np.random.default_rng(5)
     site = np.repeat(["s1", "s2", "s3", "s4", "s5"], 8)
     subject = np.char.add("sub-", site)
@@ -266,10 +267,33 @@ def test_a_column_grouping_the_rows_as_the_strata_is_not_ranked_in_a_within_run(
              "part": part.tolist()}
     clusters = [f"{s}-{q == 'T1'}" for s, q in zip(site, seq)]
     rows = A.rank_associations(table, {"cluster": clusters}, permutations=19, strata=site.tolist())
-    assert {r["column"] for r in rows} == {"sequence", "part"}
+    assert {r["column"] for r in rows} == {"sequence"}
     assert A.headline(rows).startswith("clusters follow: sequence (AMI")
     plain = A.rank_associations(table, {"cluster": clusters}, permutations=19)  # without strata: ranked
     assert {r["column"] for r in plain} == {"subject", "folder", "sequence", "part"}
+
+
+def test_a_within_run_whose_other_columns_the_strata_determine_says_so(tmp_path):
+    """A BIDS set --within sequence: ``suffix`` is a coarser copy of ``sequence`` (T1w for T1w and ce-gadolinium_T1w)
+    and ``site`` is the same everywhere but one sequence: constant inside every stratum, they say nothing of what the
+    clusters follow there. suffix was ranked at AMI 0 and the headline read "clusters do not follow the one metadata
+    column clearly (suffix (AMI 0.00), p = 1)"; nothing is ranked now, and the headline says why within the strata.
+    A column that varies inside one stratum only is still ranked."""
+    seq = np.repeat(["FLAIR", "T1w", "T2w", "ce-gadolinium_T1w"], 6)
+    table = {"suffix": [s.split("_")[-1] for s in seq], "site": np.where(seq == "T2w", "", "2013").tolist()}
+    clusters = np.char.add(seq, np.tile(["a", "a", "a", "b", "b", "b"], 4)).tolist()
+    rows = A.rank_associations(table, {"cluster": clusters}, permutations=19, strata=seq.tolist())
+    assert rows == []
+    line = A.headline(rows, groups=8, within="sequence")
+    assert line.startswith("clusters: no metadata column could be ranked within each sequence (each is constant "
+                           "inside every sequence"), line
+    from brainclust.report.associations import read_summary  # the report's line, from the file written
+
+    A.write_associations(tmp_path / "associations.csv", rows)
+    assert read_summary(tmp_path / "associations.csv", groups=8, within="sequence")[0] == line
+    some = {**table, "coil": np.where(seq == "T2w", np.tile(["x", "y"], 12), "c").tolist()}
+    ranked = A.rank_associations(some, {"cluster": clusters}, permutations=19, strata=seq.tolist())
+    assert [r["column"] for r in ranked] == ["coil"]
 
 
 def test_each_tree_level_names_a_column_only_when_the_headline_would():

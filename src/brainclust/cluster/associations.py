@@ -53,11 +53,14 @@ mean of the column's scores inside each stratum, weighted by the stratum's rows 
 column is binned inside each stratum; a column that is constant inside a stratum scores 0 there; a stratum
 with one group at a level, fewer than 3 rows, or a different value (bin) in every row is left out of that
 level, as such a column is left out of a whole ranking: two rows in two groups always score AMI 1),
-and the permutation test shuffles the values inside each stratum. So a column that the stratum determines
-(the image height within planes, a coarser copy of the stratum) scores about 0, as a random split of each
-stratum does: what is ranked is what the clusters follow *within* the strata. A categorical column that
-groups the rows exactly as the strata do (``subject`` and ``folder`` in a ``--within site`` run where each
-subject has its own site) is the stratum column again and is not ranked, as the ``--within`` column is not.
+and the permutation test shuffles the values inside each stratum. So a column that lies mostly between the
+strata scores about 0, as a random split of each stratum does: what is ranked is what the clusters follow
+*within* the strata. A column that the strata determine, constant inside every stratum (on its rows with a
+value), tells nothing there and is not ranked, as the ``--within`` column is not: one that groups the rows
+exactly as the strata do (``subject`` and ``folder`` in a ``--within site`` run where each subject has its own
+site), a coarser copy of the stratum (the BIDS ``suffix`` within ``sequence``), the image height within planes of
+one size each. (Until 2026-12-07 only the first was left out: the others were ranked at AMI 0, and a BIDS run
+``--within sequence`` read "clusters do not follow the one metadata column clearly (suffix (AMI 0.00), p = 1)".)
 
 **Along another column** (:data:`~brainclust.io.outputs.COUNTS_ALONG`: a slice's ``slice_index`` and
 ``slice_position`` count along its ``plane``, a DICOM file's ``instance_number`` along its ``series_id``): such a
@@ -171,6 +174,14 @@ def _along(col: Column, frames: Mapping[str, np.ndarray], strata: np.ndarray | N
     return replace(col, strata=strata)
 
 
+def _varies_within(col: Column, strata: np.ndarray) -> bool:
+    """Whether the column takes more than one value (a numeric one: number) inside some stratum (``strata``: the
+    run's stratum code per row of the table), on its rows with a value."""
+    s = strata[col.rows]
+    v = col.codes if col.values is None else label_codes(col.values)
+    return len(np.unique(s * (int(v.max()) + 1) + v)) > len(np.unique(s))
+
+
 def _mostly_scorable(col: Column, s: np.ndarray) -> bool:
     """Whether half the column's rows or more lie in strata ``s`` (per row of ``col.rows``) that :func:`_score`
     keeps: at least :data:`MIN_ROWS` rows, and not a value (bin) per row. Within the series of a DICOM folder of
@@ -242,9 +253,8 @@ def rank_associations(table: Mapping[str, Sequence], levels: Mapping[str, Sequen
     frames = {frame: label_codes(_text(table[frame])) for frame in set(COUNTS_ALONG.values()) & set(table)}
     cols = [_along(c, frames, strata) for c in (prepare(k, v) for k, v in table.items() if k not in skip)
             if c is not None]
-    if strata is not None:  # a column grouping the rows as the strata do is the stratum column again: not ranked
-        as_strata = _partition(strata)
-        cols = [c for c in cols if c.kind != "categorical" or _partition(_full(c, n)) != as_strata]
+    if strata is not None:  # a column the strata determine (constant inside each) tells nothing within them
+        cols = [c for c in cols if _varies_within(c, strata)]
     # a numeric column is binned inside each of its strata, once for every level
     cols = [c if c.strata is None else replace(c, codes=_binned_within(c, c.strata[c.rows])) for c in cols]
     same = _same_partitions(cols, n)

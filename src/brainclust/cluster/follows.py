@@ -55,14 +55,16 @@ def _untested(rows: Sequence[Mapping]) -> bool:
 
 
 def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alpha: float = ALPHA,
-             min_score: float = MIN_NAMED, groups: int | None = None) -> str:
+             min_score: float = MIN_NAMED, groups: int | None = None, within: str | None = None) -> str:
     """One sentence for the report: ``clusters follow: plane (AMI 0.91), then scanner (AMI 0.40)``.
 
     Lists up to ``top`` columns of ``level`` that the clusters follow clearly (:func:`follows_clearly`), by
     score,
     one per distinct partition (``same_as`` duplicates are left out, and so is a coarser copy of a column
     listed before it: ``coarser_of``); says so plainly when no column qualifies. ``groups``: the number of
-    clusters (noise apart), when known: with one, nothing can be ranked, whatever the columns.
+    clusters (noise apart), when known: with one, nothing can be ranked, whatever the columns. ``within``: the
+    ``--within`` column of the run, whose strata every column was scored inside (a column constant inside each is
+    not ranked).
     """
     mine = [r for r in rows if r["level"] == level]
     most = max((n for r in mine if (n := _num(r.get("n", math.nan))) == n), default=math.nan)
@@ -74,6 +76,9 @@ def headline(rows: Sequence[Mapping], level: str = "cluster", top: int = 3, alph
     if not mine and groups is not None and groups < 2:
         return f"{what}: {'only one' if groups else 'none (every image is noise or set aside)'}, so no metadata " \
                "column can be ranked against them"
+    if not mine and within:
+        return (f"{what}: no metadata column could be ranked within each {within} (each is constant inside every "
+                f"{within}, different in every row of each, or has fewer than {MIN_ROWS} values)")
     if not mine:
         return (f"{what}: no metadata column could be ranked (each is constant, different in every row, or has "
                 f"fewer than {MIN_ROWS} values)")

@@ -96,11 +96,11 @@ def folded_rows(rows: list[dict] | None) -> list[str]:
     return list(dict.fromkeys(r["column"] for r in rows or () if r["column"].endswith(")") and " (= " in r["column"]))
 
 
-def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | None:
+def read_summary(path, groups: int | None = None, within: str | None = None) -> tuple[str, list[str]] | None:
     """``(headline, tree lines)`` of ``associations.csv`` (:func:`brainclust.cluster.follows.headline`,
     :func:`~brainclust.cluster.follows.tree_summary`), or ``None`` when there is no such file or it
-    lacks the columns they need; ``groups``: the number of clusters (see ``headline``). The text goes to the
-    page through autoescaping only."""
+    lacks the columns they need; ``groups``: the number of clusters, ``within``: the run's ``--within`` column
+    (see ``headline``). The text goes to the page through autoescaping only."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -118,4 +118,4 @@ def read_summary(path, groups: int | None = None) -> tuple[str, list[str]] | Non
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("report: '%s' cannot be read (%s); no headline", path, exc)
         return None
-    return headline(rows, groups=groups), tree_summary(rows)
+    return headline(rows, groups=groups, within=within), tree_summary(rows)

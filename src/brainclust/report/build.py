@@ -50,7 +50,7 @@ from brainclust.report.geometry import (largest_clusters, silhouette_per_image, 
 from brainclust.report.kstrata import within_k_table
 from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
-from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs
+from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, within_column
 from brainclust.report.runtext import clustered_text, consensus_text, files_text, k_text, ssl_text, within_scores
 from brainclust.report.associations import folded_rows, read_associations, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
@@ -176,7 +176,7 @@ def scores_section(run: RunOutputs) -> dict:
                            "meaning": SCORE_MEANINGS[key] + (f" Taken on {space['on']}." if sil else ""),
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
     groups = len(set(np.asarray(run.clusters).tolist()) - {NOISE})
-    summary = read_summary(run.folder.associations, groups=groups)
+    summary = read_summary(run.folder.associations, groups=groups, within=within_column(run.manifest))
     ranked = read_associations(run.folder.associations)
     return {"scores": scores, "within_scores": within_scores(run.metrics, groups), "associations": ranked,
             "space_note": space["note"], "same_rows": folded_rows(ranked),

@@ -38,6 +38,12 @@ def excluded_flags(manifest: dict) -> list:
     return exclude if isinstance(exclude, list) else []
 
 
+def within_column(manifest: dict) -> str | None:
+    """The run's ``--within`` column (the manifest's ``settings.within``; ``None`` when none or malformed)."""
+    within = (manifest.get("settings") or {}).get("within")
+    return within if isinstance(within, str) and within else None
+
+
 def cluster_name(cid: int) -> str:
     """A cluster id as shown in the report: its number, or ``noise``."""
     return "noise" if cid == NOISE else str(cid)
