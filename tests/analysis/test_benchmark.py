@@ -163,3 +163,21 @@ def test_fewer_clusters_than_k_are_warned_once(caplog):
                      "copies, method kmeans, seed 0): duplicate images, or k close to the number of images; their "
                      "scores compare fewer groups (results.csv: k, n_clusters_found)"]
     assert not [w for w in seen if "Number of distinct clusters" in str(w.message)]  # not once per cell
+
+
+def test_dbscan_finding_a_single_cluster_is_said_once_per_study(caplog):
+    """One blob: DBSCAN finds a single cluster in every cell. It was said once per cell ("dbscan found a single
+    cluster for 40 images: ..."), three times for three seeds; now one line counts the runs, as for a short k."""
+    import logging
+
+    X, _ = make_blobs(n_samples=40, centers=1, n_features=6, cluster_std=0.6, random_state=0)
+    ds = bm.Dataset("blob", "/blob", X, ["a", "b"] * 20, records=[], extractor=None)
+    ds.info = {"backbone": {"name": "blobs"}}
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        rows = bm.run_grid([ds], RunConfig(pca=0), methods=("dbscan", "kmeans"), seeds=(0, 1, 2))
+    assert [r["n_clusters_found"] for r in rows if r["method"] == "dbscan"] == [1, 1, 1]
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "dbscan found a single cluster" in m], said
+    assert [m for m in said if "single cluster" in m] == [
+        "benchmark: 3 of 6 runs found a single cluster (first: dataset blob, method dbscan, seed 0): the features "
+        "do not separate there (results.csv: n_clusters_found, n_noise)"]

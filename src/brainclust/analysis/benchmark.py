@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, check_study_k,
+from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, cells_said_once, check_seeds, check_study_k,
                                         cluster_and_score, load_dataset, markdown_table, mean_std_text, n_labels,
                                         ordered, read_back, read_rows_csv, to_float, warn_fewer_found,
                                         write_rows_csv)
@@ -102,7 +102,7 @@ def run_grid(datasets: Sequence[Dataset], config, methods: Sequence[str] = METHO
     pbar = bar(len(datasets) * len(variants) * len(seeds) * len(methods), "benchmark", progress, unit="run")
     # many small fits: one BLAS/OpenMP thread each (spinning threads on a busy machine made PCA
     # ~14x and K-Means ~100x slower here), and results that do not depend on the number of cores
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), cells_said_once():
         rows = _grid(datasets, config, methods, seeds, k, ssl, variants, pbar)
     warn_fewer_found(rows, "benchmark", "results.csv")
     return rows

@@ -8,6 +8,7 @@ sensitivity analysis and the ablation all run; :func:`markdown_table` and
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.cluster import base
 from brainclust.cluster.kselect import check_k_fits, resolve_k
 from brainclust.cluster.methods import BaseClusterer, make_clusterer
 from brainclust.cluster.scores import score
@@ -109,17 +111,42 @@ def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str
     return cl, {**m, "k": int(k_used), "wall_s": time.perf_counter() - t0}
 
 
+@contextlib.contextmanager
+def cells_said_once():
+    """Around a study's cells: each fit's own warning of one cluster or none
+    (:data:`~brainclust.cluster.base.ONE_CLUSTER`, e.g. ``dbscan found a single cluster ...``) is dropped, as
+    :func:`warn_fewer_found` says it once for the study, counted from the rows."""
+    def keep(record: logging.LogRecord) -> bool:
+        return record.msg != base.ONE_CLUSTER
+
+    base.log.addFilter(keep)
+    try:
+        yield
+    finally:
+        base.log.removeFilter(keep)
+
+
 def warn_fewer_found(rows: Sequence[dict], study: str, table: str) -> None:
     """One warning when cells of a study found fewer clusters than their ``k`` (duplicate images, or a k close
-    to the number of images); the rows keep both (``table``'s ``k`` and ``n_clusters_found``)."""
+    to the number of images); the rows keep both (``table``'s ``k`` and ``n_clusters_found``). One more when
+    cells without a k (DBSCAN's) found a single cluster or none (every image noise)."""
+    def where(r: dict) -> str:
+        return ", ".join(f"{key} {r[key]}" for key in ("dataset", "method", "setting", "value", "seed") if key in r)
+
     short = [r for r in rows if str(r.get("k", "")).isdigit() and int(r["n_clusters_found"]) < int(r["k"])]
     if short:
         r = short[0]
-        where = ", ".join(f"{key} {r[key]}" for key in ("dataset", "method", "setting", "value", "seed") if key in r)
         log.warning("%s: %d of %d runs found fewer clusters than their k (first: %d at k = %s; %s): duplicate "
                     "images, or k close to the number of images; their scores compare fewer groups (%s: k, "
-                    "n_clusters_found)", study, len(short), len(rows), int(r["n_clusters_found"]), r["k"], where,
+                    "n_clusters_found)", study, len(short), len(rows), int(r["n_clusters_found"]), r["k"], where(r),
                     table)
+    one = [r for r in rows if not str(r.get("k", "")).isdigit() and int(r["n_clusters_found"]) <= 1]
+    if one:
+        found = {int(r["n_clusters_found"]) for r in one}
+        what = {frozenset({1}): "a single cluster", frozenset({0}): "no cluster (every image noise)"}.get(
+            frozenset(found), "a single cluster or none")
+        log.warning("%s: %d of %d runs found %s (first: %s): the features do not separate there (%s: "
+                    "n_clusters_found, n_noise)", study, len(one), len(rows), what, where(one[0]), table)
 
 
 def n_labels(records: Sequence) -> int:

@@ -48,9 +48,9 @@ import numpy as np
 
 from threadpoolctl import threadpool_limits
 
-from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, check_seeds, check_study_k, cluster_and_score,
-                                        load_dataset, markdown_table, mean_std_text, n_labels, ordered, read_back,
-                                        read_rows_csv, to_float, warn_fewer_found, write_rows_csv)
+from brainclust.analysis.common import (SCORE_LABELS, SCORES, Dataset, cells_said_once, check_seeds, check_study_k,
+                                        cluster_and_score, load_dataset, markdown_table, mean_std_text, n_labels,
+                                        ordered, read_back, read_rows_csv, to_float, warn_fewer_found, write_rows_csv)
 from brainclust.analysis.outfolder import SENSITIVITY, prepare_study_out, publish_study
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.arrays import seeded_sample
@@ -240,7 +240,7 @@ def sensitivity(data, out=None, config=None, k: int | None = None, seeds: Sequen
     plan = _plan(settings, base, seeds, backbone_names, clip_values, config.method, notes)
     rows: list[dict] = []
     pbar = bar(sum(len(p[4]) for p in plan), "sensitivity", config.progress, unit="run")
-    with threadpool_limits(limits=1):  # many small fits: see brainclust.analysis.benchmark.run_grid
+    with threadpool_limits(limits=1), cells_said_once():  # many small fits: see benchmark.run_grid
         _points(plan, base, base_ds, features, subsample, config.method, rows, pbar)
     warn_fewer_found(rows, f"sensitivity ({config.method})", "sensitivity.csv")
     info = {"settings": {**asdict(config), "k": base["k"], "seeds": [int(s) for s in seeds],

@@ -39,6 +39,9 @@ N_CLUSTERS = param(Integer(1), option="--k (n_clusters)",
                    hints=(("auto", "'auto' chooses k only in brainclust.run(k='auto') / brainclust run --k auto"),))
 #: Rows clustered exactly by the methods that do not scale (``exact_max``).
 EXACT_MAX = 20000
+#: The warning of a fit that found one cluster or none (method, what it found, images); a study's cells drop it
+#: and say it once, counted (:func:`brainclust.analysis.common.warn_fewer_found`).
+ONE_CLUSTER = "%s found %s for %d images: the features do not separate"
 
 
 def check_seed(seed) -> None:
@@ -140,7 +143,7 @@ class BaseClusterer(ClusterMixin, Step):
             if getattr(self, "n_clusters", None) == 1:  # one cluster was asked for
                 return
             found = "no cluster (every image is noise)" if self.n_clusters_ == 0 else "a single cluster"
-            log.warning("%s found %s for %d images: the features do not separate", self.method, found, n)
+            log.warning(ONE_CLUSTER, self.method, found, n)
             return
         biggest = np.bincount(lab[lab >= 0]).max()
         if biggest > 0.9 * n:
