@@ -127,6 +127,28 @@ def test_the_cache_line_counts_the_augmented_views(demo_data, tmp_path):
     assert "views" not in brainclust.run(demo_data, None, **{**kw, "ssl": ("temi",)}).manifest["cache"]  # none
 
 
+def test_a_prediction_counts_the_augmented_views_of_the_new_images(demo_data, tmp_path):
+    """A head-mode model embeds new images with its augmented views too (hflip and strong): a prediction extracted
+    48 view features of 24 images, and its manifest and cache line said "2 hits, 0 misses" of the images alone."""
+    from brainclust.clisummary import run_summary
+    from brainclust.model.composite import BrainClusterModel
+
+    kw = dict(backbone="pixels@16", k=3, method="kmeans", workers=0, pca=4, ssl=("contrastive",), ssl_epochs=1)
+    brainclust.run(demo_data, tmp_path / "run", cache_dir=str(tmp_path / "cache"), **kw)
+    pred = brainclust.predict(tmp_path / "run", demo_data, tmp_path / "pred", cache_dir=str(tmp_path / "new"),
+                              workers=0)
+    assert pred.manifest["cache"]["views"] == {"views": 2, "hits": 0, "misses": 48}
+    assert json.loads((tmp_path / "pred" / "manifest.json").read_text())["cache"]["views"] == pred.manifest[
+        "cache"]["views"]
+    line = next(ln for ln in run_summary(pred).splitlines() if ln.startswith("feature cache: "))
+    assert line == "feature cache: 0 hits, 24 misses; augmented views for --self-supervised (2 of each image): " \
+                   "0 hits, 48 misses"
+    model = BrainClusterModel.load(tmp_path / "run", {"cache_dir": str(tmp_path / "new"), "num_workers": 0})
+    step = dict(model.steps_)["ssl"]
+    assert model.predict(scan(demo_data).records).cache["views"] == {"views": 2, "hits": 48, "misses": 0}
+    assert step.view_cache_ == {}  # counted in what predict returns, not left on the fitted step
+
+
 def test_a_gate_rejection_keeps_the_request_and_records_the_decision(demo_data, tmp_path, monkeypatch):
     """A rejection by --ssl-gate emptied settings.ssl while ssl.components still named the method: the manifest
     contradicted itself. The request stays; ssl.kept (and the model's step, and a prediction) say it was not used."""

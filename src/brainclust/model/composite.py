@@ -81,15 +81,21 @@ class Batch:
     """What flows between the middle steps: the records (rows) and their current feature matrix.
 
     ``extractor`` is the fitted extractor the features came from (the self-supervised step
-    extracts augmented views with it).
+    extracts augmented views with it); ``cache`` what the steps' own extractions cost, for the manifest's
+    ``cache`` (``views``: the self-supervised step's augmented views of new images).
     """
 
     records: list
     X: np.ndarray
     extractor: object = None
+    cache: dict = field(default_factory=dict)
 
     def with_features(self, X: np.ndarray) -> "Batch":
         return replace(self, X=X)
+
+    def counted(self, key: str, counts: dict) -> "Batch":
+        """The batch with what a step's own extraction cost (``counts``; none: unchanged) under ``cache[key]``."""
+        return replace(self, cache={**self.cache, key: dict(counts)}) if counts else self
 
 
 @dataclass
@@ -354,8 +360,8 @@ class BrainClusterModel(Step):
             labels = self.clusterer_.predict(batch.X)
             levels = self.clusterer_.predict_levels(batch.X)
         t["assign"] = time.perf_counter() - t0
-        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, got.cache_info(), t, kept, found,
-                          space)
+        return Assignment(batch.records, skipped, feats, batch.X, labels, levels, {**got.cache_info(), **batch.cache},
+                          t, kept, found, space)
 
     def scores(self, labels_true=None) -> dict:
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and

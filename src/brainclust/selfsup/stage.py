@@ -153,14 +153,15 @@ def load(folder, settings: dict):
     return SelfSupervisedHead.load(folder)
 
 
-def embed(model, extractor, records, feats) -> np.ndarray:
-    """Embed new images the way the saved model embedded its training images."""
+def embed(model, extractor, records, feats, counts: dict | None = None) -> np.ndarray:
+    """Embed new images the way the saved model embedded its training images; ``counts``: where to add up what
+    their augmented views cost (:func:`brainclust.selfsup.views.extract`)."""
     from brainclust.selfsup import views as views_mod
 
     if isinstance(model, TEMIHead):
         return model.transform(feats)
     if isinstance(model, SelfSupervisedHead) and type(model) is SelfSupervisedHead:
-        views = views_mod.extract(extractor, records, model.views_, identity=feats)
+        views = views_mod.extract(extractor, records, model.views_, identity=feats, counts=counts)
         return model.transform(views)
     return model.transform(records)
 
@@ -254,7 +255,9 @@ class SelfSupervisedStep(Step):
         self.check_is_fitted()
         if not self.kept_:
             return batch
-        return batch.with_features(embed(self.model_, batch.extractor, batch.records, batch.X))
+        views: dict = {}  # the new images' augmented views: in the batch, for the prediction's manifest
+        return batch.with_features(embed(self.model_, batch.extractor, batch.records, batch.X, views)).counted(
+            "views", views)
 
     def settings(self) -> dict:
         """The ``ssl`` settings :func:`load` needs (what a run records)."""
