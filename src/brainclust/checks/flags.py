@@ -231,6 +231,13 @@ def parse_flags(text: str | None, option: str = "--exclude") -> frozenset[str]:
     return frozenset(names)
 
 
+def parse_exclude(text: str) -> tuple[str, ...]:
+    """``--exclude``: ``"duplicate,not_mri"`` -> ``("duplicate", "not_mri")`` in vocabulary order;
+    ``none`` -> ``()``."""
+    chosen = parse_flags(text)
+    return tuple(f for f in FLAGS if f in chosen)
+
+
 def join_flags(flags) -> str:
     """The ``flags`` cell: the given flags in vocabulary order, ``;``-joined (empty when clean)."""
     have = set(flags)

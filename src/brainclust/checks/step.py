@@ -31,7 +31,7 @@ from dataclasses import replace
 import numpy as np
 
 from brainclust.checks.fitted import FILE as CONTENTS_FILE, FittedContents, mark_fitted_copies
-from brainclust.checks.flags import FLAGS, Thresholds, parse_flags
+from brainclust.checks.flags import Thresholds, parse_flags
 from brainclust.checks.likeness import PRECISIONS as LIKENESS_PRECISIONS
 from brainclust.checks.splits import match_table
 from brainclust.checks.stage import checks_record, read_split_table, run_checks
@@ -45,13 +45,6 @@ from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.features.runtime import RUNTIMES
 
 log = logging.getLogger(__name__)
-
-
-def parse_exclude(text: str) -> tuple[str, ...]:
-    """``--exclude``: ``"duplicate,not_mri"`` -> ``("duplicate", "not_mri")`` in vocabulary order;
-    ``none`` -> ``()``."""
-    chosen = parse_flags(text)
-    return tuple(f for f in FLAGS if f in chosen)
 
 
 def likeness_extraction(run) -> dict:

@@ -46,6 +46,7 @@ from sklearn.base import TransformerMixin
 from brainclust.cluster.base import SEED
 from brainclust.cluster.reduce import PCAReducer
 from brainclust.core.arrays import cosine_knn, seeded_sample
+from brainclust.core.choices import REDUCTIONS
 from brainclust.core.params import ArrayStep, Integer, OneOf, Real, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
@@ -55,7 +56,6 @@ __all__ = ["REDUCTIONS", "UMAP_PRE_PCA", "UMAPManifold", "UMAPReducer", "build_r
 
 log = logging.getLogger(__name__)
 
-REDUCTIONS = ("pca", "umap", "pca+umap")
 #: ``--reduce umap``: features wider than this are PCA'd to this many components first.
 UMAP_PRE_PCA = 100
 

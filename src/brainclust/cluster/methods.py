@@ -28,6 +28,7 @@ from brainclust.cluster.gmm import GMMClusterer
 from brainclust.cluster.hierarchical import HierarchicalClusterer, cut_levels, hierarchical_tree
 from brainclust.cluster.kmeans import KMeansClusterer
 from brainclust.cluster.spectral import SpectralClusterer
+from brainclust.core.choices import METHODS
 from brainclust.core.params import from_json
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import read_npz
@@ -40,7 +41,6 @@ __all__ = ["CLUSTERERS", "METHODS", "N_LEVELS", "BaseClusterer", "Clusterer", "c
 #: ``--method`` -> estimator class
 CLUSTERERS: dict[str, type[BaseClusterer]] = {c.method: c for c in (
     HierarchicalClusterer, KMeansClusterer, GMMClusterer, DBSCANClusterer, SpectralClusterer)}
-METHODS = tuple(CLUSTERERS)
 #: The parameters of the former single ``Clusterer`` and their defaults. A call may pass any of them;
 #: one the method does not have must keep its default (it would be ignored), except that DBSCAN,
 #: which chooses its own number of clusters and has no randomness, drops ``n_clusters`` and ``random_state``.

@@ -33,10 +33,10 @@ from sklearn.base import ClusterMixin, clone
 
 from brainclust.cluster.base import BaseClusterer, check_features
 from brainclust.core.arrays import unit_rows
+from brainclust.core.choices import OUTLIER_MODES
 from brainclust.core.params import Integer, Kind, Real, Step, param
 from brainclust.errors import ParameterError
 
-OUTLIER_MODES = ("off", "auto")
 RULE = ("tiny: clusters < max(3, {min_fraction} n); far: cosine distance to own centroid > median + 3*1.4826*MAD "
         "(per cluster of >= 10); up to {max_rounds} rounds, at most {max_fraction} n in all; "
         "the k clusters re-formed among the inliers")

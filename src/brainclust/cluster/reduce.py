@@ -31,6 +31,7 @@ from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
 from brainclust.core.arrays import seeded_sample
+from brainclust.core.choices import DEFAULT_COMPONENTS
 from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, param
 from brainclust.cluster.base import SEED
 from brainclust.errors import InputError, ModelFileError, ParameterError
@@ -47,9 +48,6 @@ POWER_ITERATIONS = 7
 #: Rows per chunk of :meth:`PCAReducer.transform` on inputs above ``CHUNK_ROWS * 8192`` values.
 CHUNK_ROWS = 2048
 SOLVERS = ("auto", "full", "randomized")
-#: ``--pca``'s default. Capped to what the data allow with a debug line (a small set, or the 32 features of
-#: ``--backbone histogram``, is no mistake of the user's); a value the user chose is capped with a warning.
-DEFAULT_COMPONENTS = 50
 
 
 def limit_text(rows: int, features: int) -> str:

@@ -52,13 +52,13 @@ from brainclust.cluster.kselect import KSelector
 from brainclust.cluster.methods import METHODS, Clusterer
 from brainclust.cluster.reduce import PCAReducer, distinct_rows, warns_on_cap
 from brainclust.cluster.twostage import unit_rows
+from brainclust.core.choices import REMOVE_RULES
 from brainclust.errors import ParameterError
 from brainclust.io.outputs import N_LEVELS
 from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
-REMOVE_RULES = ("center", "project")
 #: The stratum of an image whose column value is missing (empty, None or NaN).
 MISSING = "(missing)"
 #: Strata smaller than this are not clustered: their images form one cluster.

@@ -44,6 +44,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from brainclust.core.arrays import unit_rows
+from brainclust.core.choices import NORMS
 from brainclust.core.params import NONE, Kind, OneOf, Step, param
 from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features import backbones
@@ -103,9 +104,6 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
 def l2_normalize(X: np.ndarray) -> np.ndarray:
     """Rows divided by their Euclidean norm, in float64 (zero rows stay zero: :func:`~brainclust.core.arrays.unit_rows`)."""
     return unit_rows(np.asarray(X, dtype=np.float64))
-
-
-NORMS = ("image", "block")
 
 
 def _normalized(X: np.ndarray, norm: str) -> np.ndarray:

@@ -14,19 +14,12 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from brainclust.checks.step import DataChecks, likeness_extraction, parse_exclude
-from brainclust.cluster.base import check_seed
-from brainclust.cluster.kselect import AutoK
-from brainclust.cluster.manifold import REDUCTIONS, UMAPManifold, check_reduce, pre_pca_reducer
-from brainclust.cluster.methods import METHODS, make_clusterer
-from brainclust.cluster.outliers import OUTLIER_MODES, OutlierRule, check_outlier_method
-from brainclust.cluster.reduce import DEFAULT_COMPONENTS, PCAReducer
+from brainclust.checks.flags import parse_exclude
+from brainclust.core.choices import (DEFAULT_COMPONENTS, METHODS, NORMS, OUTLIER_MODES, REDUCTIONS, REMOVE_RULES,
+                                     SSL_MODES)
 from brainclust.engines import ENGINES, check_engine
 from brainclust.errors import ParameterError
-from brainclust.features.extractor import PRECISIONS, FeatureExtractor
-from brainclust.features.fusion import NORMS, FusedExtractor, is_fused
-from brainclust.features.runtime import RUNTIMES
-from brainclust.features.unitpool import UnitPool
+from brainclust.features.runtime import PRECISIONS, RUNTIMES
 from brainclust.features.units import UNITS, check_unit
 from brainclust.io import bids as bids_io  # not "bids": a field of RunConfig is named so
 from brainclust.io.metadata import check_key
@@ -35,13 +28,7 @@ from brainclust.io.formats import nifti
 from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
                                          VOLUMES, Option, list_value, opt, parse_clip, parse_int, parse_k, parse_pca,
                                          parse_views, parse_window)
-from brainclust.model.steering import RemoveStep, WithinStep
-from brainclust.model.agreement import check_agreement
-from brainclust.model.steerrecord import check_steering
-from brainclust.cluster.steer import REMOVE_RULES
-from brainclust.selfsup.common import parse_components
-from brainclust.selfsup.stage import SSL_MODES, SelfSupervisedStep, check_k as check_ssl_k, validate as validate_ssl
-
+# The steps (scikit-learn, pandas, SciPy) are imported where they are used: declaring the options is instant.
 
 #: ``--descriptors``: the intensity descriptors of every image as metadata columns, or not.
 DESCRIPTOR_MODES = ("on", "off")
@@ -240,6 +227,14 @@ class RunConfig:
         settings that would be ignored (a saved model's recorded settings keep, e.g., ``ssl_gate``
         after the gate set the SSL stage aside).
         """
+        from brainclust.cluster.base import check_seed
+        from brainclust.cluster.manifold import check_reduce
+        from brainclust.cluster.outliers import check_outlier_method
+        from brainclust.cluster.reduce import PCAReducer
+        from brainclust.model.agreement import check_agreement
+        from brainclust.model.steerrecord import check_steering
+        from brainclust.selfsup.stage import check_k as check_ssl_k, validate as validate_ssl
+
         for f in fields(self):  # "no" or "false" is a true value: labels_from_folders="no" scored the folders
             value = getattr(self, f.name)
             if f.type.startswith("bool") and not (isinstance(value, (bool, np.bool_))
@@ -317,6 +312,8 @@ class RunConfig:
 
     def _refuse_ignored(self, comps) -> None:
         """A setting that would change nothing is refused, with the setting it needs."""
+        from brainclust.features.fusion import is_fused
+
         default = RunConfig()
         needs = [("ssl_gate", "--ssl-gate", not comps and self.ssl_gate, "--self-supervised"),
                  ("ssl_mode", "--ssl-mode", not comps and self.ssl_mode != default.ssl_mode, "--self-supervised"),
@@ -348,10 +345,15 @@ class RunConfig:
 
     def normalized(self) -> "RunConfig":
         """The same settings with ``ssl`` parsed (``"all"`` -> the four components)."""
+        from brainclust.selfsup.common import parse_components
+
         return replace(self, ssl=parse_components(self.ssl))
 
     def extractor(self) -> FeatureExtractor:
         """The (unfitted) extractor of these settings."""
+        from brainclust.features.extractor import FeatureExtractor
+        from brainclust.features.fusion import FusedExtractor, is_fused
+
         kwargs = dict(backbone=self.backbone, weights=self.weights, precision=self.precision,
                       batch_size=self.batch_size, num_workers=self.workers,
                       clip_percentiles=self.clip_percentiles, intensity_window=self.intensity_window,
@@ -375,6 +377,16 @@ def build_steps(cfg: RunConfig) -> list[tuple[str, object]]:
     ``--outliers auto`` wraps the clustering in an :class:`~brainclust.cluster.outliers.OutlierRule`,
     ``--k auto`` in an :class:`~brainclust.cluster.kselect.AutoK` (outside the rule: k is chosen on every image).
     """
+    from brainclust.checks.step import DataChecks, likeness_extraction
+    from brainclust.cluster.kselect import AutoK
+    from brainclust.cluster.manifold import UMAPManifold, pre_pca_reducer
+    from brainclust.cluster.methods import make_clusterer
+    from brainclust.cluster.outliers import OutlierRule
+    from brainclust.features.unitpool import UnitPool
+    from brainclust.model.steering import RemoveStep, WithinStep
+    from brainclust.selfsup.common import parse_components
+    from brainclust.selfsup.stage import SelfSupervisedStep
+
     k = cfg.k if cfg.k != "auto" else 4
     steps: list[tuple[str, object]] = [("extractor", cfg.extractor())]
     if cfg.checks != "off":  # the likeness rule's features follow the run's precision (its one rule)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.core.choices import SSL_MODES
 from brainclust.core.params import BOOL, NONE, Integer, OneOf, Step, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.selfsup import gate as ssl_gate
@@ -28,7 +29,6 @@ from brainclust.selfsup.temi import TEMIHead
 
 log = logging.getLogger(__name__)
 
-SSL_MODES = ("head", "finetune")
 #: Fewer images per cluster than this: too few for the heads to learn from (a warning; a walk trained on 3 images).
 MIN_IMAGES_PER_CLUSTER = 10
 #: Default epochs per mode (``--ssl-epochs``).
