@@ -244,6 +244,24 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert "--ssl-gate: set the self-supervised embedding aside: the frozen features are clustered" in _summary(res)
 
 
+def test_summary_counts_one_image_and_one_cache_miss_in_the_singular():
+    """predict on one new image said '1 images, 1 cluster' and 'feature cache: 0 hits, 1 misses'."""
+    from types import SimpleNamespace
+
+    from brainclust.clisummary import run_summary as _summary
+
+    def lines(manifest):
+        res = SimpleNamespace(metrics={"n_images": 1, "n_clusters": 1, "silhouette": None}, manifest=manifest,
+                              skipped=[], checks=None, associations=None, out_dir=None)
+        return _summary(res).splitlines()
+
+    got = lines({"cache": {"hits": 1, "misses": 1, "views": {"views": 2, "hits": 0, "misses": 1}}})
+    assert got[0] == "1 image, 1 cluster, silhouette=n/a"
+    assert got[1] == ("feature cache: 1 hit, 1 miss; augmented views for --self-supervised (2 of each image): "
+                      "0 hits, 1 miss")
+    assert lines({"units": {"unit": "subject", "n_images": 1}})[0].startswith("1 subject from 1 image, ")
+
+
 def test_summary_gives_the_scores_over_distinct_images_when_copies_were_dropped():
     """metrics.json's scores over distinct images were in no line a user reads, even with copies that inflate the
     run's scores (a walk: 10 duplicates in the 4-class set)."""

@@ -368,7 +368,7 @@ def _cmd_benchmark(args) -> None:
     res = benchmark(args.data, args.out, cfg, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
                     seeds=tuple(range(max(args.seeds, 0))), k=args.study_k, ssl=parse_components(args.ssl))
     t = res.info["timings_s"]
-    say(f"benchmark: {len(res.rows)} runs in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
+    say(f"benchmark: {count_text(len(res.rows), 'run')} in {t['total']:.1f} s (extraction {t['extract']:.1f} s, "
         f"clustering and scoring {t['grid']:.1f} s)")
     say(f"outputs: {res.out_dir}/tables.md, results.csv, benchmark.json")
 
@@ -381,7 +381,7 @@ def _cmd_sensitivity(args) -> None:
                       settings=tuple(s.strip() for s in args.settings.split(",") if s.strip()))
     for note in res.notes:
         say(f"note: {note}")
-    say(f"sensitivity: {len(res.rows)} runs in {res.info['timings_s']['total']:.1f} s")
+    say(f"sensitivity: {count_text(len(res.rows), 'run')} in {res.info['timings_s']['total']:.1f} s")
     say(f"outputs: {res.out_dir}/sensitivity.md, sensitivity.csv, plots/")
 
 

@@ -16,8 +16,9 @@ def run_summary(result) -> str:
     m = result.metrics
     units = result.manifest.get("units") or {}
     unit = units.get("unit", "slice")
-    rows = (f"{count_text(m['n_images'], unit)} from {units.get('n_images')} images" if unit != "slice"
-            else f"{m['n_images']} images")
+    rows = count_text(m["n_images"], "image" if unit == "slice" else unit)
+    if unit != "slice":
+        rows += f" from {count_text(units.get('n_images'), 'image')}"
     noise = m.get("n_noise") or 0  # --outliers auto or dbscan: cluster -1
     aside = count_text(noise, "outlier" if "outliers" in m else "noise image")
     parts = [rows, count_text(m["n_clusters"], "cluster") + (f" (+ {aside} as cluster -1)" if noise else ""),
@@ -69,12 +70,12 @@ def run_summary(result) -> str:
                              "clustered"))
     cache = result.manifest.get("cache", {})
     views = cache.get("views") if isinstance(cache.get("views"), dict) else {}
-    lines.append(f"feature cache: {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses"
+    lines.append(f"feature cache: {hits_text(cache)}"
                  + (f" (of which {copies} repeat an earlier image: computed once)" if (copies := cache.get("copies"))
                     else "")
                  + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else "")
                  + (f"; augmented views for --self-supervised ({views.get('views', 0)} of each image): "
-                    f"{views.get('hits', 0)} hits, {views.get('misses', 0)} misses" if views else ""))
+                    f"{hits_text(views)}" if views else ""))
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why
         from brainclust.cluster.follows import headline
 
@@ -85,6 +86,11 @@ def run_summary(result) -> str:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "associations.csv, manifest.json")
     return "\n".join(lines)
+
+
+def hits_text(cache: dict) -> str:
+    """``12 hits, 1 miss`` of a cache record (``manifest.json`` ``cache``)."""
+    return f"{count_text(cache.get('hits', 0), 'hit')}, {count_text(cache.get('misses', 0), 'miss', 'misses')}"
 
 
 def distinct_line(m: dict) -> str | None:

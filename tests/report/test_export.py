@@ -191,6 +191,16 @@ def test_keep_says_patient_data_is_included_only_when_a_file_was_copied_or_linke
     assert "(copy; 2 frames or slices as PNG files; headers and metadata kept, patient data included)" in said(2)
 
 
+def test_the_export_line_counts_one_of_a_kind_in_the_singular(tmp_path):
+    """A run of 2 images at --k 1 said 'exported 2 images (...) into 1 folders'."""
+    from brainclust.report.export import ExportResult
+
+    one = ExportResult(tmp_path, {"cluster_0": 1}, "copy", n_png=0, n_deidentified=1).summary()
+    assert one.startswith("exported 1 image (copy; 1 DICOM file de-identified) into 1 folder under ")
+    two = ExportResult(tmp_path, {"cluster_0": 2}, "copy", n_png=1, n_stripped=1).summary()
+    assert "(copy; 1 frame or slice as a PNG file; 1 PNG/JPEG/TIFF file without its metadata) into 1 folder " in two
+
+
 def test_a_run_on_links_out_of_its_folder_is_refused_with_the_way_out(tmp_path, capsys):
     """A subset made of links (a natural way to try a few images) clusters, but export follows no link out of the
     input folder: the scan and the refusal both say what to do instead."""

@@ -298,7 +298,8 @@ class BrainClusterModel(Step):
                 rows, rows_feats = batch.records, batch.X
                 if k is not None and k > len(rows):
                     raise ParameterError(f"--k: {k} clusters requested but the {len(kept)} images make only "
-                                         f"{len(rows)} rows of --unit {step.unit}; use --k {len(rows)} or fewer")
+                                         f"{count_text(len(rows), 'row')} of --unit {step.unit}; use --k "
+                                         f"{len(rows)} or fewer")
             distinct = getattr(step, "n_distinct_", None)
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "

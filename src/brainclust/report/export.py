@@ -64,6 +64,7 @@ from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.slicefile import read_slices
 from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,15 @@ class ExportResult:
     def summary(self) -> str:
         """The one line ``brainclust export`` prints."""
         how = self.mode if not self.n_png else "PNG files" if self.n_png == self.n_files else \
-            f"{self.mode}; {self.n_png} frames or slices as PNG files"
-        done = ((self.n_deidentified, "DICOM files de-identified"), (self.n_stripped, "PNG/JPEG/TIFF files "
-                                                                          "without their metadata"))
-        how += "".join(f"; {n} {what}" for n, what in done if n)  # the files kept as they are: a warning
+            f"{self.mode}; {count_text(self.n_png, 'frame or slice as a PNG file', 'frames or slices as PNG files')}"
+        done = ((self.n_deidentified, "DICOM file de-identified", "DICOM files de-identified"),
+                (self.n_stripped, "PNG/JPEG/TIFF file without its metadata",
+                 "PNG/JPEG/TIFF files without their metadata"))
+        how += "".join(f"; {count_text(n, *what)}" for n, *what in done if n)  # the files kept as they are: a warning
         if self.dicom_headers == "keep" and self.n_png < self.n_files:  # a PNG written anew has no header
             how += "; headers and metadata kept, patient data included"
-        return (f"exported {self.n_files} images ({how}) into {len(self.counts)} folders under {self.to}: "
-                + ", ".join(f"{k} ({v})" for k, v in self.counts.items()))
+        return (f"exported {count_text(self.n_files, 'image')} ({how}) into {count_text(len(self.counts), 'folder')}"
+                f" under {self.to}: " + ", ".join(f"{k} ({v})" for k, v in self.counts.items()))
 
 
 def _file_named(root: Path, text: str) -> Path | None:
