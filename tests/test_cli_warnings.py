@@ -51,8 +51,28 @@ def test_a_k_that_two_images_cannot_give_is_refused_before_any_model_is_built(ca
     data = two_group_images(tmp_path / "two", n=2)
     monkeypatch.setattr(pipeline, "build_model", lambda *a, **kw: pytest.fail("a model was built"))
     code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", k, "--cache-dir", tmp_path / "c")
-    assert code == 2 and err.splitlines() == [f"brainclust: error: {message} '{data}' has only 2 readable image(s)"]
+    assert code == 2 and err.splitlines() == [f"brainclust: error: {message} '{data}' has only 2 images (found by "
+                                              "the scan, decodable or not)"]
     assert not (tmp_path / "o").exists()
+
+
+def test_the_early_k_check_does_not_call_an_image_that_cannot_be_decoded_readable(capsys, tmp_path, monkeypatch):
+    """A PNG whose header reads but whose pixels do not decode counts in the scan: --k 3 on it and one good image
+    said the folder 'has only 2 readable image(s)' (one is), and --k 2 warned '2 readable image(s)' before the
+    extraction refused '1 decodable image(s)'."""
+    from brainclust import pipeline
+
+    data = two_group_images(tmp_path / "two", n=1)
+    good = next(data.rglob("*.png"))
+    (data / "x.png").write_bytes(good.read_bytes()[:60])  # signature and header, then cut: cannot be decoded
+    monkeypatch.setattr(pipeline, "build_model", lambda *a, **kw: pytest.fail("a model was built"))
+    code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", "3", "--cache-dir", tmp_path / "c")
+    assert code == 2 and err.splitlines()[-1] == (f"brainclust: error: --k: 3 clusters requested but '{data}' has only "
+                                                  "2 images (found by the scan, decodable or not)")
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", "2", "--checks", "off", "--descriptors",
+                           "off", "--backbone", "histogram", "--cache-dir", tmp_path / "c")
+    assert code == 2 and "readable" not in err and "has 1 decodable image(s); clustering needs 2" in err
 
 
 def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
@@ -62,8 +82,8 @@ def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
                              "--no-report", "--descriptors", "off", "--permutations", "0", "--backbone", "histogram",
                              "--cache-dir", tmp_path / "c")
     assert code == 0 and "4 images, 4 clusters" in out
-    assert err.splitlines() == [f"brainclust: --k 4: '{data}' has 4 readable image(s): every image is a cluster of "
-                                "its own (no silhouette)"], err
+    assert err.splitlines() == [f"brainclust: --k 4: '{data}' has 4 images (found by the scan, decodable or not): "
+                                "every image is a cluster of its own (no silhouette)"], err
 
 
 def test_a_k_equal_to_the_images_left_after_exclude_is_one_warning(capsys, tmp_path):

@@ -289,12 +289,14 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
     """One line (ParameterError) as soon as the number of rows clustered is known, when ``k`` cannot be formed
     from ``n`` of them (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
     :class:`KSelector` needs to compare k = K_MIN..K_MAX (3 rows). The rows are images, or the units of a
-    ``--unit`` other than ``slice`` (``n`` counts those). ``dbscan`` has no k. ``final``: no row will be set aside
+    ``--unit`` other than ``slice`` (``n`` counts those), as the scan found them: the extraction refuses again
+    with the images it could decode. ``dbscan`` has no k. ``final``: no row will be set aside
     (``--exclude``), so ``--k`` equal to ``n`` is a warning here (with ``--exclude``, once the rows left are known)."""
     if method == "dbscan":
         return
-    noun = "image" if unit == "slice" else unit
-    has = f"{n} readable image(s)" if unit == "slice" else f"{count_text(n, unit)} (--unit {unit})"
+    noun = "image" if unit == "slice" else unit  # counted from the scan: an image that cannot be decoded counts
+    has = f"{count_text(n, 'image')} (found by the scan, decodable or not)" if unit == "slice" else \
+        f"{count_text(n, unit)} (--unit {unit})"
     if k == "auto":
         if short := _too_few(n, K_MIN, K_MAX, noun):
             raise ParameterError(f"{short}, but {where} has only {has}")
