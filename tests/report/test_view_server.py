@@ -367,6 +367,18 @@ def test_bad_parameters_are_400(running, query):
     assert status == 400 and "error" in json.loads(body)
 
 
+@pytest.mark.parametrize("query, error", [
+    ("/api/view?y0=0&x1=1&y1=1&w=10&h=10", "x0: missing; a number is needed"),
+    ("/api/view?x0=0&y0=0&x1=1&y1=1&h=10", "w: missing; an integer in 1..1024 is needed"),
+    ("/api/nearest?x=0&y=0", "r: missing; a number is needed"),
+    ("/api/list?fcol=cluster", "fcode: missing; an integer in 0.."),  # up to the number of clusters
+])
+def test_a_missing_parameter_is_said_missing(running, query, error):
+    """A request without x0 answered "x0: must be a number, got 'None'"."""
+    status, _, body = get(running[0], query)
+    assert status == 400 and json.loads(body)["error"].startswith(error)
+
+
 def test_not_a_run_and_port_taken(tmp_path, capsys):
     with pytest.raises(ModelFileError, match="not a finished brainclust run"):
         ViewData(tmp_path)

@@ -68,12 +68,15 @@ def parse_focus(params: dict, data: ViewData) -> Focus:
         col = data.by_name.get(params["fcol"])
         if col is None or col.kind != "cat":
             raise ParameterError("fcol: not a categorical column of this run")
-        code = as_int(params.get("fcode", ""), "fcode", 0, len(col.categories) - 1)
+        code = as_int(params.get("fcode"), "fcode", 0, len(col.categories) - 1)
         cat = (col.name, code)
     return Focus(q.lower(), poly, cat)
 
 
-def as_int(text: str, name: str, lo: int, hi: int) -> int:
+def as_int(text: str | None, name: str, lo: int, hi: int) -> int:
+    """The integer of query parameter ``name`` (``None``: not in the query), in ``lo..hi``."""
+    if text is None:
+        raise ParameterError(f"{name}: missing; an integer in {lo}..{hi} is needed")
     try:
         v = int(text)
     except (TypeError, ValueError):
@@ -83,7 +86,10 @@ def as_int(text: str, name: str, lo: int, hi: int) -> int:
     return v
 
 
-def as_float(text: str, name: str) -> float:
+def as_float(text: str | None, name: str) -> float:
+    """The finite number of query parameter ``name`` (``None``: not in the query)."""
+    if text is None:
+        raise ParameterError(f"{name}: missing; a number is needed")
     try:
         v = float(text)
     except (TypeError, ValueError):
