@@ -78,6 +78,16 @@ def test_default_is_anat_only_with_one_summary_line_and_no_skipped_sidecars(bids
     assert any("datatype func" in m for m in lines) and any("derivatives/" in m for m in lines)
 
 
+def test_include_does_not_count_the_metadata_files_it_still_reads_as_left_out(bids_tree):
+    """--include of the anat images said '13 file(s) left out' though participants.tsv, dataset_description.json
+    and the sidecars were still read as metadata (site, age, echo time): they are not images left out."""
+    found = scan(bids_tree, slices="axial:1", include=["sub-*/anat/*.nii.gz"])
+    assert found.metadata_files == 10 and found.excluded == {"--include/--exclude-files": 3}  # func x2, derivative
+    assert "10 metadata file(s)" in found.summary and "3 file(s) left out: --include" in found.summary
+    t1 = next(r for r in found.records if r.path.startswith("sub-01/anat/sub-01_T1w"))
+    assert (t1.meta["site"], t1.meta["echo_time_ms"]) == ("A", pytest.approx(3.0))
+
+
 def test_entities_sidecar_inheritance_and_participants_columns(bids_tree):
     recs = by_path(scan(bids_tree, slices="axial:1"))
     t1 = next(r for p, r in recs.items() if p.startswith("sub-01/anat/sub-01_T1w"))

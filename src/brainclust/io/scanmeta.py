@@ -232,14 +232,17 @@ class FileSelector:
         self.excluded[reason] = self.excluded.get(reason, 0) + 1
 
     def __call__(self, p: Path, rel: str) -> dict | None:
-        if self.pfilter and not self.pfilter(rel):
+        parts = rel.split("/")
+        non_data = self.bids and len(parts) > 1 and parts[0] in bids_mod.NON_DATA_FOLDERS
+        # a metadata file (participants.tsv, a sidecar) is read as metadata whatever --include says: not an image
+        metadata = not non_data and is_metadata_file(p, self.bids)
+        if self.pfilter and not metadata and not self.pfilter(rel):
             self._leave_out(FILTER_REASON)
             return None
-        parts = rel.split("/")
-        if self.bids and len(parts) > 1 and parts[0] in bids_mod.NON_DATA_FOLDERS:
+        if non_data:
             self._leave_out(f"BIDS folder {parts[0]}/ (not raw data)")
             return None
-        if is_metadata_file(p, self.bids):
+        if metadata:
             self.metadata_files += 1
             return None
         meta: dict = {}
