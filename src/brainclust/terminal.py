@@ -6,6 +6,7 @@ the log formatter's (:class:`TerminalFormatter`) and each command's output (``cl
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 
@@ -25,6 +26,12 @@ NAME_SHOWN = 200
 def clipped(text: str, most: int = NAME_SHOWN) -> str:
     """``text``, or its first ``most`` characters and ``…`` when it is longer (a name in a message)."""
     return text if len(text) <= most else text[:most] + "…"
+
+
+def did_you_mean(word: str, names) -> str:
+    """`` (did you mean NAME?)`` when ``word`` is close to one of ``names`` (a typo of a column), else ``""``."""
+    close = difflib.get_close_matches(str(word), list(names), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 class TerminalFormatter(logging.Formatter):

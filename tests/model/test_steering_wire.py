@@ -576,6 +576,19 @@ def test_colour_columns_may_be_what_the_run_writes():
         check_run_columns(recs, color_by="nosuch")
 
 
+def test_a_colour_column_with_a_typo_gets_the_name_it_is_close_to():
+    """run --color-by sitee listed the columns but named none, where 'brainclust report --color-by' says
+    'did you mean site?'."""
+    recs = records(4, lambda i: "A")
+    with pytest.raises(ParameterError, match=r"^--color-by: no column 'sitee' in this run \(did you mean site\?\); "
+                                             "it has cluster, label, level_N, flags and the metadata columns "):
+        check_run_columns(recs, color_by="sitee")
+    with pytest.raises(ParameterError, match=r"^--color-by: no column 'clustr' in this run \(did you mean cluster\?\)"):
+        check_run_columns(recs, color_by="clustr")
+    with pytest.raises(ParameterError, match=r"^--color-by: no column 'xyzzy' in this run; it has "):
+        check_run_columns(recs, color_by="xyzzy")
+
+
 def test_label_columns_the_run_makes_are_checked_after_it():
     recs = records(4, lambda i: "A")
     for column in (None, "folder", "level_3", "stratum", "site"):

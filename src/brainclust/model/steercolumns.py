@@ -17,6 +17,7 @@ import numpy as np
 from brainclust.cluster.steer import MIN_STRATUM, as_strata, check_categories
 from brainclust.errors import InputError, ParameterError
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RESERVED, RUN_MADE
+from brainclust.terminal import did_you_mean
 
 __all__ = ["LEVELS", "PLANE", "PLANE_COLUMNS", "available_columns", "check_column", "check_label_column",
            "check_run_columns", "check_steer_labels", "is_meta_column", "label_evidence", "meta_values"]
@@ -64,8 +65,10 @@ def check_run_columns(records, *, remove=None, within=None, labels=None, color_b
     check_steer_labels(records, labels, within=within, remove=remove)
     meta = [c for c in available_columns(records) if c not in LEVELS]
     if color_by not in (None, *RESERVED, *PLANE_COLUMNS, *meta) and color_by.removeprefix(META_PREFIX) not in meta:
-        raise ParameterError(f"--color-by: no column '{color_by}' in this run (cluster, label, level_N, flags, or "
-                             f"a metadata column: {', '.join(meta[:30])}{', ...' if len(meta) > 30 else ''})")
+        hint = did_you_mean(color_by, [*RESERVED, *meta])  # as 'brainclust report --color-by' says it
+        shown = ", ".join(meta[:30]) + (", ..." if len(meta) > 30 else "")
+        raise ParameterError(f"--color-by: no column '{color_by}' in this run{hint}; it has cluster, label, level_N, "
+                             f"flags and the metadata columns {shown}")
 
 
 def check_steer_labels(records, labels: str | None, *, within=None, remove=None) -> None:

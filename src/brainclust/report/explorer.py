@@ -20,7 +20,6 @@ at most ``max_map_points`` images, the others placed by their neighbours).
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from brainclust.io.outputs import shown_name
 from brainclust.report.columns import Column
 from brainclust.report.geometry import stratified_sample
 from brainclust.report.mapcoords import compute_map, normalise, read_map
+from brainclust.terminal import did_you_mean
 from brainclust.report.thumbnails import Thumbnails
 
 log = logging.getLogger(__name__)
@@ -155,10 +155,9 @@ def initial_colour(payload: dict, wanted: str | None, given: bool = False) -> st
     if wanted in names:
         return wanted
     if given:
-        close = difflib.get_close_matches(str(wanted), names, n=1)
         shown = [n for n in names if not n.startswith("level_")]
         raise ParameterError(f"--color-by: no column {json.dumps(str(wanted))[:80]} to colour the map by in this run"
-                             + (f" (did you mean {close[0]}?)" if close else "") + f"; it has level_N and "
+                             + did_you_mean(wanted, names) + f"; it has level_N and "
                              f"{', '.join(shown[:15])}{' ...' if len(shown) > 15 else ''}")
     log.warning("report: --color-by %s: no such column to colour the map by (or one without values); colouring "
                 "by cluster", json.dumps(str(wanted))[:80])
