@@ -344,3 +344,12 @@ def test_spectral_on_as_many_rows_as_dimensions_is_not_taken_for_an_affinity_mat
     norm = X / np.linalg.norm(X, axis=1, keepdims=True)
     ref = SpectralClustering(3, affinity="nearest_neighbors", n_neighbors=10, random_state=0).fit(norm).labels_
     assert adjusted_rand_score(ref, _fit("spectral", X).labels_) == 1.0
+
+
+def test_the_declared_methods_are_the_clusterers():
+    """``--method``'s values are declared in core.choices (importable without the stages, for an instant --help);
+    the clusterer classes declare their ``method`` names: the two must stay the same, in the same order."""
+    from brainclust.cluster.methods import CLUSTERERS
+    from brainclust.core.choices import METHODS
+
+    assert tuple(CLUSTERERS) == METHODS
