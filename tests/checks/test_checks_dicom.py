@@ -12,7 +12,7 @@ from brainclust.io.scan import scan
 from checks_planting import head_slice
 
 
-def _dataset(path, sop_class, modality, frames, rows, cols, pixels=True, image_type=None):
+def _dataset(path, sop_class, modality, frames, rows, cols, pixels=True, image_type=None, seed=0):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -29,7 +29,7 @@ def _dataset(path, sop_class, modality, frames, rows, cols, pixels=True, image_t
         ds.ImageType = image_type
     if pixels:
         rng = np.random.default_rng(0)
-        arr = head_slice(0, rows)[:rows, :cols] if frames == 1 else rng.integers(0, 4000, (frames, rows, cols))
+        arr = head_slice(seed, rows)[:rows, :cols] if frames == 1 else rng.integers(0, 4000, (frames, rows, cols))
         arr = np.asarray(arr, np.uint16)
         ds.Rows, ds.Columns = rows, cols
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -62,6 +62,30 @@ def test_rtdose_frames_and_segmentations_are_non_image_dicom(dicom_folder):
     assert flags["mr.dcm"] == frozenset()
     reasons = dict(zip(res.paths, res.dicom_reasons))
     assert reasons["dose.dcm#frame=1"] == "Modality RTDOSE" and reasons["mr.dcm"] == ""
+
+
+def test_an_image_whose_header_names_another_modality_is_not_mri_whatever_its_pixels(tmp_path):
+    """A CT, an ultrasound or a nuclear-medicine frame in a DICOM folder passed as MRI (its pixels judged alone):
+    the header's Modality says it is not; the same pixels as MR, or as OT (which says nothing), stay clean."""
+    from brainclust.checks.rules import other_modality
+    from brainclust.checks.tables import summary_line
+
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for i in range(6):  # the folder's own MR slices
+        _dataset(root / f"mr{i}.dcm", "1.2.840.10008.5.1.4.1.1.4", "MR", 1, 160, 160, seed=i)
+    for seed, (name, sop, modality) in enumerate((("ct", "1.2.840.10008.5.1.4.1.1.2", "CT"),
+                                                  ("us", "1.2.840.10008.5.1.4.1.1.6.1", "US"),
+                                                  ("nm", "1.2.840.10008.5.1.4.1.1.20", "nm "),
+                                                  ("ot", "1.2.840.10008.5.1.4.1.1.4", "OT")), start=6):
+        _dataset(root / f"{name}.dcm", sop, modality, 1, 160, 160, seed=seed)
+    res = check_folder(root, progress=False)
+    flags, why = dict(zip(res.paths, res.flags)), dict(zip(res.paths, res.not_mri_reason))
+    assert {p for p, f in flags.items() if f} == {"ct.dcm", "us.dcm", "nm.dcm"}
+    assert all(flags[p] == {"not_mri"} and why[p].split(";")[0] == "modality" for p in ("ct.dcm", "us.dcm", "nm.dcm"))
+    assert summary_line(res) == "checks: 3 not MRI (3 by the Modality of their DICOM header)"
+    assert [other_modality({"Modality": m}) for m in ("CT", " us", "MR", "OT", "", "RTDOSE")] == ["CT", "US", "", "",
+                                                                                                  "", ""]
 
 
 def test_a_structured_report_has_no_pixels_so_the_scan_skips_it_and_the_rule_names_it(dicom_folder):

@@ -44,6 +44,8 @@ Rules and why (``docs/checks.md`` has the measurements behind each threshold):
   a slice cropped tight to the head can look like ``no_air`` or a ``scene``, and one under a steep window like
   ``strokes``. Both are decided again by :mod:`brainclust.checks.likeness` (CNN features compared with the
   folder's own slices); grey pictures on a dark ground around one object (a logo on black) still pass.
+- ``not_mri`` also for a DICOM image whose Modality names another imaging modality (:func:`other_modality`;
+  applied in :mod:`brainclust.checks.stage`, where the headers are read).
 - ``non_image_dicom``: :func:`non_image_dicom` of the Modality / SOP Class UID / ImageType.
 
 A DICOM Secondary Capture (:func:`secondary_capture`) is judged as a 2-D image file, not as a scanned frame.
@@ -120,6 +122,21 @@ def burned_in_text(header: Mapping[str, object]) -> bool:
     if burned == "YES" or (burned != "NO" and secondary_capture(header)):
         return True
     return bool(_image_types(header) & NON_IMAGE_TYPES)
+
+
+#: Imaging modalities other than MR (DICOM PS3.3 C.7.3.1.1.1 defined terms): X-ray, CT, ultrasound, nuclear
+#: medicine, endoscopy, photography, microscopy... Not ``OT`` (other), which says nothing.
+OTHER_IMAGING_MODALITIES = frozenset({
+    "BDUS", "BMD", "CR", "CT", "DMS", "DX", "ES", "GM", "IO", "IVOCT", "IVUS", "LS", "MG", "NM", "OAM", "OCT", "OP",
+    "OPM", "OPT", "OPTBSV", "OPTENF", "OPV", "PT", "PX", "RF", "RG", "RTIMAGE", "SM", "SRF", "TG", "US", "XA", "XC"})
+
+
+def other_modality(header: Mapping[str, object]) -> str:
+    """The Modality of a DICOM image whose header names another imaging modality than MR (``"CT"``, ``"US"``...;
+    ``""`` for MR, ``OT``, a missing or unknown value): such an image is ``not_mri`` whatever its pixels look like
+    (reason ``modality``)."""
+    modality = str(header.get("Modality") or "").strip().upper()
+    return modality if modality in OTHER_IMAGING_MODALITIES else ""
 
 
 def _image_types(header: Mapping[str, object]) -> set[str]:

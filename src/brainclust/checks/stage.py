@@ -25,7 +25,7 @@ from brainclust.checks.flags import PIXEL_FLAGS, Thresholds
 from brainclust.checks.likeness import (BACKBONE as LIKENESS_BACKBONE, Likeness, likeness_scores, pictured,
                                         revise_not_mri, unlike)
 from brainclust.checks.outliers import outlier_scores
-from brainclust.checks.rules import (certain_not_mri, non_image_dicom, not_mri_reasons, pixel_flags,
+from brainclust.checks.rules import (certain_not_mri, non_image_dicom, not_mri_reasons, other_modality, pixel_flags,
                                     secondary_capture)
 from brainclust.checks.splits import detect_splits, leakage_rows, match_table
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
@@ -93,31 +93,35 @@ class CheckResult:
 
 
 def _dicom_reasons(records: Sequence[ImageRecord],
-                   headers: Mapping[str, Mapping] | None) -> tuple[list[str], np.ndarray]:
-    """Each record's ``non_image_dicom`` reason (``""``: none) and whether it is a DICOM Secondary Capture (each
-    file's header read once)."""
-    cache: dict[str, tuple[str, bool]] = {}
-    out, capture = [], np.zeros(len(records), bool)
+                   headers: Mapping[str, Mapping] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Each record's ``non_image_dicom`` reason (``""``: none), whether it is a DICOM Secondary Capture, and whether
+    its header names another imaging modality than MR (:func:`~brainclust.checks.rules.other_modality`); each
+    file's header read once."""
+    cache: dict[str, tuple[str, bool, bool]] = {}
+    out, capture, other = [], np.zeros(len(records), bool), np.zeros(len(records), bool)
     for i, r in enumerate(records):
         if r.type != "dicom":
             out.append("")
             continue
         if r.abspath not in cache:
             header = headers.get(r.abspath) if headers is not None and r.abspath in headers else dicom_header(r.abspath)
-            cache[r.abspath] = non_image_dicom(header or {}), secondary_capture(header or {})
+            header = header or {}
+            cache[r.abspath] = non_image_dicom(header), secondary_capture(header), bool(other_modality(header))
         out.append(cache[r.abspath][0])
-        capture[i] = cache[r.abspath][1]
-    return out, capture
+        capture[i], other[i] = cache[r.abspath][1:]
+    return out, capture, other
 
 
 def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.ndarray, sliced: np.ndarray,
               group: np.ndarray, t: Thresholds, random_state: int, cache_dir, progress,
-              extraction: dict) -> Likeness:
+              extraction: dict, modality: np.ndarray) -> Likeness:
     """The likeness z-scores, picture scores and references; revises ``masks["not_mri"]`` (the pixel
-    rules') with their verdicts (``group``: each row's duplicate group; ``extraction``: the likeness features'
-    ``precision`` and ``runtime``)."""
+    rules' and ``modality``'s: the DICOM images of another modality, never cleared nor references) with their
+    verdicts (``group``: each row's duplicate group; ``extraction``: the likeness features' ``precision`` and
+    ``runtime``)."""
+    masks["not_mri"] |= modality & ~(masks["blank"] | masks["noise"] | masks["tiny"])
     unflagged = ok & ~np.logical_or.reduce(list(masks.values()))
-    suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced)
+    suspected = ok & masks["not_mri"] & ~certain_not_mri(desc.vectors, t, sliced) & ~modality
     likeness = likeness_scores(records, desc.vectors, unflagged, suspected, sliced, t, random_state, cache_dir,
                                progress, group=group, **extraction)
     masks["not_mri"] = revise_not_mri(masks["not_mri"], likeness.z, suspected, t, likeness.reference,
@@ -126,11 +130,12 @@ def _likeness(records, desc: Descriptors, masks: dict[str, np.ndarray], ok: np.n
 
 
 def _reasons(desc: Descriptors, not_mri: np.ndarray, sliced: np.ndarray, likeness: Likeness,
-             t: Thresholds) -> list[str]:
-    """Why each ``not_mri`` row is: the pixel reasons that hold, ``likeness`` when its z-score is below its
-    threshold and ``picture`` when step 7 calls it a picture (``""`` for the other rows)."""
-    reasons = {**not_mri_reasons(desc.vectors, t, sliced), "likeness": unlike(likeness.z, t, likeness.reference),
-               "picture": pictured(likeness.picture, t)}
+             t: Thresholds, modality: np.ndarray) -> list[str]:
+    """Why each ``not_mri`` row is: ``modality`` when its DICOM header names another imaging modality, the pixel
+    reasons that hold, ``likeness`` when its z-score is below its threshold and ``picture`` when step 7 calls it a
+    picture (``""`` for the other rows)."""
+    reasons = {"modality": modality, **not_mri_reasons(desc.vectors, t, sliced),
+               "likeness": unlike(likeness.z, t, likeness.reference), "picture": pictured(likeness.picture, t)}
     return [";".join(name for name, m in reasons.items() if m[i]) if not_mri[i] else "" for i in range(len(not_mri))]
 
 
@@ -192,7 +197,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     desc = descriptors if descriptors is not None else describe_records(records, workers, progress)
     ok = np.ones(n, bool)
     ok[list(desc.failed)] = False
-    reasons, capture = _dicom_reasons(records, dicom_headers)
+    reasons, capture, modality = _dicom_reasons(records, dicom_headers)
     # a Secondary Capture's pixels were rendered or converted, not scanned: judged as a 2-D image file's
     sliced = np.array([r.type in SCAN_TYPES for r in records], bool) & ~capture
     extraction = dict(precision=likeness_precision, runtime=likeness_runtime)
@@ -205,7 +210,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
                                        records)
     groups = group(desc.pixel_sha256, pairs, sims)
     likeness = _likeness(records, desc, masks, ok, sliced, groups.representative, t, random_state, cache_dir,
-                         progress, extraction)
+                         progress, extraction, modality)
     z, outlier = _outliers(features, desc, rows, ok, first, t, backend, random_state)
     paths = [r.path for r in records]
     flags, dup_of = _flag_rows(paths, ok, masks, groups, first, outlier, reasons)
@@ -213,7 +218,7 @@ def run_checks(records: Sequence[ImageRecord], descriptors: Descriptors | None =
     leak = leakage_rows(paths, splits, groups.linked, groups.exact, groups.near) if source else []
     return CheckResult(paths, flags, dup_of, groups, desc, z, likeness.z, reasons, splits, source, leak, t,
                        {"backbone": LIKENESS_BACKBONE, **extraction}, likeness_reference=likeness.reference,
-                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, t),
+                       not_mri_reason=_reasons(desc, masks["not_mri"] & ok, sliced, likeness, t, modality),
                        picture_score=likeness.picture)
 
 

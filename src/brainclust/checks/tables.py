@@ -120,6 +120,9 @@ def summary_line(result) -> str:
         if f == "duplicate" and of_fit:  # predict: exact copies of the images the model was fitted on
             notes.append(f"{of_fit} exact copies of images the model was fitted on; near copies of those are not "
                          "searched: 'brainclust check' on both folders finds them")
+        by_header = sum(1 for why in result.not_mri_reason or () if "modality" in why.split(";"))
+        if f == "not_mri" and by_header:
+            notes.append(f"{by_header} by the Modality of their DICOM header")
         if f == "near_duplicate":
             largest = max((len(g) for g in result.duplicates.groups() if any(f in result.flags[i] for i in g)),
                           default=0)
