@@ -157,7 +157,7 @@ def test_the_page_shows_no_file_that_changed_since_the_scan(data, tmp_path):
 
     from brainclust.report.thumbnails import jpeg_bytes, placeholder
 
-    assert "1 image(s) are not shown: their file is not the one checked" in page and "could not be shown" not in page
+    assert "Not shown: 1 image whose file is not the one checked" in page and "could not be shown" not in page
     cross = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(placeholder(96))).decode("ascii")
     assert page.count(cross) == 1  # the photograph's tile: a placeholder, not the new picture
     with pytest.raises(Exception, match="does not list the images checked"):

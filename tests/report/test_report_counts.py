@@ -94,6 +94,26 @@ def test_a_count_of_one_unit_is_singular():
     assert counted(1, "series") == "1 series" and counted(2, "subject") == "2 subjects"
 
 
+def test_a_count_of_one_is_singular_on_the_page(tmp_path):
+    """The page said '1 clusters', '1 files skipped', '1 hits, 1 misses', '1 images checked' and '1 rows in
+    leakage.csv' (its own counts never went through brainclust.terminal.count_text)."""
+    from brainclust.report.render import render
+
+    out = fake_run(tmp_path, n_per=4, k=2, clusters_override=[0] * 8)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["cache"] = {"hits": 1, "misses": 1}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    page = page_of(out)
+    assert '<span class="chip">1 cluster (' in page and '<span class="chip">1 file skipped</span>' in page
+    assert "1 cluster found" in page and "<td>1 hit, 1 miss</td>" in page and " 1 clusters" not in page
+    checks = {"summary": "", "n": 1, "n_flagged": 0, "split_source": "splits.csv", "n_leakage": 1, "leak_splits": [],
+              "exclude": [], "clustered": False, "groups": [], "galleries": [], "not_checked": []}
+    html = render("check.html.j2", {"checks": checks, "n_files": 1, "n_skipped": 1, "n_withheld": 1,
+                                    "n_refused": 0, "n_missing": 0, "version": "test"})
+    assert "1 image from 1 file (1 file skipped: " in html and "1 image checked, 0 flagged" in html
+    assert "; 1 row in leakage.csv" in html and "Not shown: 1 DICOM image that may show" in html
+
+
 @pytest.mark.parametrize("level", [255.0, 200.0, 0.0, 4000.0, 0.5])
 def test_a_thumbnail_of_one_level_is_mid_grey(level):
     """A white blank page was drawn black in the galleries (found by a new user's planted blanks): an image of one

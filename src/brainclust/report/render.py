@@ -23,6 +23,7 @@ def environment():
     env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
     env.filters["units"] = plural
     env.filters["counted"] = counted
+    env.filters["noun"] = count_text  # {{ n|noun('cluster') }}: 1 cluster, 2 clusters; {{ n|noun('miss', 'misses') }}
     return env
 
 
