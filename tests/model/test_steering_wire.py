@@ -202,7 +202,7 @@ def test_predict_by_a_within_model_records_the_new_images_per_stratum_and_their_
 def test_missing_column_is_one_line_listing_the_columns():
     recs = records(4, lambda i: "A")
     assert {"site", "plane", "level_1", "level_10"} <= set(available_columns(recs))
-    with pytest.raises(ParameterError, match=r"--within: no column 'nosuch' in this run \(available: .*site"):
+    with pytest.raises(ParameterError, match=r"--within: no column 'nosuch' in this run; available: .*site"):
         check_column("--within", "nosuch", recs)
     check_column("--remove", "level_3", recs)
     with pytest.raises(ParameterError, match="no column 'level_11' .*; the tree's levels are level_1 to level_10$"):
@@ -587,6 +587,22 @@ def test_a_colour_column_with_a_typo_gets_the_name_it_is_close_to():
         check_run_columns(recs, color_by="clustr")
     with pytest.raises(ParameterError, match=r"^--color-by: no column 'xyzzy' in this run; it has "):
         check_run_columns(recs, color_by="xyzzy")
+
+
+def test_a_steering_or_label_column_with_a_typo_gets_the_name_it_is_close_to():
+    """--within sitee, --remove sitee and --labels sitee were refused listing the columns but naming none, where
+    --color-by says 'did you mean site?'; a column no row fills is not offered as its own correction."""
+    recs = records(4, lambda i: "A")
+    for flag in ("--within", "--remove"):
+        with pytest.raises(ParameterError, match=rf"^{flag}: no column 'sitee' in this run \(did you mean site\?\); "
+                                                 "available: site, plane, level_1, "):
+            check_run_columns(recs, **{flag[2:]: "sitee"})
+    with pytest.raises(InputError, match=r"^--labels: no row has a value in column 'sitee' \(did you mean site\?\); "
+                                         "metadata columns: site$"):
+        check_run_columns(recs, labels="sitee")
+    recs[0].meta["grade"] = ""
+    with pytest.raises(InputError, match=r"^--labels: no row has a value in column 'grade'; metadata columns: grade"):
+        check_run_columns(recs, labels="grade")
 
 
 def test_label_columns_the_run_makes_are_checked_after_it():

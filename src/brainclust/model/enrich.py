@@ -33,6 +33,7 @@ from brainclust.io.metadata import MetadataTable, join_table, merge_columns, rea
 from brainclust.io.outputs import column_name, escape_name
 from brainclust.io.pathfilter import SPLIT_WORDS
 from brainclust.io.privacy import is_missing, phi_reason
+from brainclust.terminal import did_you_mean
 
 __all__ = ["enrich", "label_column", "read_metadata", "require_label_column", "scoring_labels", "with_labels"]
 
@@ -147,7 +148,8 @@ def require_label_column(rows: list, column: str) -> None:
         why = (" (a column whose name marks patient data is never read)" if phi_reason(column, ()) else
                " (only DICOM headers and volumes give it; the plane the run estimates for 2-D images never scores)"
                if column == "plane" else "")
-        raise InputError(f"--labels: no row has a value in column '{column}'{why}; metadata columns: "
+        hint = did_you_mean(column, [n for n in names if n != column])
+        raise InputError(f"--labels: no row has a value in column '{column}'{hint}{why}; metadata columns: "
                          f"{', '.join(names[:40]) or '(none)'}")
 
 

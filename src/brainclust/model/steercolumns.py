@@ -46,7 +46,8 @@ def check_column(option: str, name: str, records, table_columns=()) -> None:
                                  "this run (empty, or no row matches)")
         shown = ", ".join(cols[:40]) + (", ..." if len(cols) > 40 else "")
         levels = f"; the tree's levels are {LEVELS[0]} to {LEVELS[-1]}" if name.startswith("level_") else ""
-        raise ParameterError(f"{option}: no column '{name}' in this run (available: {shown}){levels}")
+        raise ParameterError(f"{option}: no column '{name}' in this run{did_you_mean(name, cols)}; available: "
+                             f"{shown}{levels}")
 
 
 def check_run_columns(records, *, remove=None, within=None, labels=None, color_by=None, table=None) -> None:
