@@ -86,6 +86,20 @@ def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
                                 "every image is a cluster of its own (no silhouette)"], err
 
 
+def test_a_k_equal_to_the_images_decoded_is_one_warning(capsys, tmp_path):
+    """--k 3 on 4 images one of which cannot be decoded made every image its own cluster without a word: the early
+    check counts the scan's 4 images, and nothing counted the 3 decoded."""
+    data = two_group_images(tmp_path / "three", n=3)
+    (data / "x.png").write_bytes(next(data.rglob("*.png")).read_bytes()[:60])  # a PNG header, then cut
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "3", "--checks", "off",
+                             "--no-report", "--descriptors", "off", "--permutations", "0", "--backbone", "histogram",
+                             "--cache-dir", tmp_path / "c")
+    said = [ln for ln in err.splitlines() if "--k 3" in ln]
+    assert code == 0 and "3 images, 3 clusters" in out
+    assert said == ["brainclust: --k 3: only 3 images could be decoded: every image is a cluster of its own (no "
+                    "silhouette)"], err
+
+
 def test_a_k_equal_to_the_images_left_after_exclude_is_one_warning(capsys, tmp_path):
     """With --exclude the images are counted again once the checks set some aside: --k 4 on 4 images and 2 blanks
     warns there, and not before (it warned about the 6 images first, a review found)."""

@@ -304,6 +304,9 @@ class BrainClusterModel(Step):
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "
                                      f"have distinct features (duplicates share one); use --k {distinct} or fewer")
+        if k == len(batch.records) and skipped and not aside.rows and "units" not in dict(steps):  # check_k_fits
+            log.warning("--k %d: only %s could be decoded: every image is a cluster of its own (no silhouette)", k,
+                        count_text(k, "image"))  # counted the scan's images, those that failed included
         t0 = time.perf_counter()
         fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
         if hasattr(clusterer, "fit_batch"):  # a clustering that reads the rows (--within: their strata)
