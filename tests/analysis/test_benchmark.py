@@ -181,3 +181,22 @@ def test_dbscan_finding_a_single_cluster_is_said_once_per_study(caplog):
     assert [m for m in said if "single cluster" in m] == [
         "benchmark: 3 of 6 runs found a single cluster (first: dataset blob, method dbscan, seed 0): the features "
         "do not separate there (results.csv: n_clusters_found, n_noise)"]
+
+
+def test_one_cluster_holding_nearly_every_image_is_said_once_per_study(caplog):
+    """One blob and two far images: k = 2 puts 40 of 42 images in one cluster in every cell, and each cell said
+    so ("hierarchical put 40 of 42 images (95%) in one cluster ..."), six lines for two methods and three seeds;
+    now one line counts the runs, from results.csv's largest_cluster."""
+    import logging
+
+    X, _ = make_blobs(n_samples=40, centers=1, n_features=6, cluster_std=0.6, random_state=0)
+    ds = bm.Dataset("blob", "/blob", np.vstack([X + 5, np.full((2, 6), -5.0)]), ["a", "b"] * 21, records=[],
+                    extractor=None)
+    ds.info = {"backbone": {"name": "blobs"}}
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        rows = bm.run_grid([ds], RunConfig(pca=0), methods=("hierarchical", "kmeans"), seeds=(0, 1, 2), k=2)
+    assert [r["largest_cluster"] for r in rows] == [40] * 6 and "largest_cluster" in bm.CSV_COLUMNS
+    said = [r.getMessage() for r in caplog.records if "in one cluster" in r.getMessage()]
+    assert said == ["benchmark: 6 of 6 runs put over 90% of the images in one cluster (first: 40 of 42; dataset "
+                    "blob, method hierarchical, seed 0): the other clusters are tiny (results.csv: largest_cluster, "
+                    "n_images)"]

@@ -110,3 +110,29 @@ def test_bad_settings_fail_before_any_work(tmp_path):
     with pytest.raises(ParameterError, match="dbscan"):
         sens.sensitivity(tmp_path, None, RunConfig(method="dbscan"))
     assert main(["sensitivity", str(tmp_path), "--out", str(tmp_path / "o"), "--settings", "pca,colour"]) == 2
+
+
+def test_one_cluster_holding_nearly_every_image_is_said_once_per_study(tmp_path, caplog):
+    """12 noise images and one dark one: k = 2 puts 12 of 13 in one cluster at every seed, said once per seed
+    before; now once, counted from sensitivity.csv's largest_cluster."""
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        (tmp_path / "d" / "a").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(tmp_path / "d" / "a" / f"n{i}.png")
+    (tmp_path / "d" / "b").mkdir()
+    Image.fromarray(np.repeat([255] * 4 + [0] * 28, 32).reshape(32, 32).astype(np.uint8)).save(
+        tmp_path / "d" / "b" / "dark.png")
+    cfg = RunConfig(backbone="histogram", workers=0, cache_dir=str(tmp_path / "c"), pca=0, progress=False,
+                    checks="off", descriptors="off")
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        rows = sens.sensitivity(tmp_path / "d", None, cfg, seeds=(0, 1, 2), subsample=1.0, settings=("seed",)).rows
+    assert [r["largest_cluster"] for r in rows] == [12] * 3
+    said = [r.getMessage() for r in caplog.records if "in one cluster" in r.getMessage()]
+    assert said == ["sensitivity (hierarchical): 3 of 3 runs put over 90% of the images in one cluster (first: 12 "
+                    "of 13; setting seed, value 0, seed 0): the other clusters are tiny (sensitivity.csv: "
+                    "largest_cluster, n_images)"]

@@ -65,7 +65,7 @@ METHOD_ORDER = ("kmeans", "hierarchical", "dbscan", "spectral", "gmm")
 METHOD_LABELS = {"kmeans": "K-Means", "hierarchical": "Hierarchical (average, cosine)", "dbscan": "DBSCAN",
                  "spectral": "Spectral", "gmm": "GMM"}
 CSV_COLUMNS = ["dataset", "method", "variant", "seed", "k", "k_source", "backbone", "pca", "n_images",
-               "n_clusters_found", "n_noise", *SCORES, "dbscan_eps", "wall_s"]
+               "n_clusters_found", "n_noise", "largest_cluster", *SCORES, "dbscan_eps", "wall_s"]
 VARIANTS = ("plain", "ssl")
 
 
@@ -89,7 +89,7 @@ def _one(method: str, emb: np.ndarray, labels: list[str], k, seed: int) -> dict:
     """Cluster and score one cell of the grid."""
     cl, m = cluster_and_score(emb, labels, method, k, seed)
     return {"k": "" if method == "dbscan" else m["k"], "n_clusters_found": m["n_clusters"],
-            "n_noise": m["n_noise"], **{s: m.get(s) for s in SCORES},
+            "n_noise": m["n_noise"], "largest_cluster": m["largest_cluster"], **{s: m.get(s) for s in SCORES},
             "dbscan_eps": cl.eps_ if cl.eps_ is not None else "", "wall_s": m["wall_s"]}
 
 

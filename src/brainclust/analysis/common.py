@@ -97,8 +97,8 @@ def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str
 
     ``k`` may be ``"auto"`` (resolved as in :func:`brainclust.cluster.kselect.resolve_k`);
     it is capped at the number of rows. Returns the fitted clusterer and the scores
-    of :func:`brainclust.cluster.scores.score`, with ``k`` (the k used) and
-    ``wall_s`` added.
+    of :func:`brainclust.cluster.scores.score`, with ``k`` (the k used), ``largest_cluster``
+    (its size, noise not counted) and ``wall_s`` added.
     """
     t0 = time.perf_counter()
     k_used, _ = resolve_k(k, method, emb, seed)
@@ -108,16 +108,19 @@ def cluster_and_score(emb: np.ndarray, labels: Sequence[str] | None, method: str
         cl = make_clusterer(method, n_clusters=max(1, min(int(k_used), len(emb))), random_state=seed,
                             linkage=linkage, metric=metric).fit(emb)
     m = score(emb, cl.labels_, labels)
-    return cl, {**m, "k": int(k_used), "wall_s": time.perf_counter() - t0}
+    found = cl.labels_[cl.labels_ >= 0]
+    return cl, {**m, "k": int(k_used), "largest_cluster": int(np.bincount(found).max()) if len(found) else 0,
+                "wall_s": time.perf_counter() - t0}
 
 
 @contextlib.contextmanager
 def cells_said_once():
     """Around a study's cells: each fit's own warning of one cluster or none
-    (:data:`~brainclust.cluster.base.ONE_CLUSTER`, e.g. ``dbscan found a single cluster ...``) is dropped, as
-    :func:`warn_fewer_found` says it once for the study, counted from the rows."""
+    (:data:`~brainclust.cluster.base.ONE_CLUSTER`, e.g. ``dbscan found a single cluster ...``) or of one cluster
+    holding nearly every image (:data:`~brainclust.cluster.base.ONE_BIG`) is dropped, as :func:`warn_fewer_found`
+    says it once for the study, counted from the rows."""
     def keep(record: logging.LogRecord) -> bool:
-        return record.msg != base.ONE_CLUSTER
+        return record.msg not in (base.ONE_CLUSTER, base.ONE_BIG)
 
     base.log.addFilter(keep)
     try:
@@ -129,7 +132,8 @@ def cells_said_once():
 def warn_fewer_found(rows: Sequence[dict], study: str, table: str) -> None:
     """One warning when cells of a study found fewer clusters than their ``k`` (duplicate images, or a k close
     to the number of images); the rows keep both (``table``'s ``k`` and ``n_clusters_found``). One more when
-    cells without a k (DBSCAN's) found a single cluster or none (every image noise)."""
+    cells without a k (DBSCAN's) found a single cluster or none (every image noise), and one when cells put more
+    than :data:`~brainclust.cluster.base.BIG_SHARE` of the images in one cluster (``largest_cluster``)."""
     def where(r: dict) -> str:
         return ", ".join(f"{key} {r[key]}" for key in ("dataset", "method", "setting", "value", "seed") if key in r)
 
@@ -147,6 +151,13 @@ def warn_fewer_found(rows: Sequence[dict], study: str, table: str) -> None:
             frozenset(found), "a single cluster or none")
         log.warning("%s: %d of %d runs found %s (first: %s): the features do not separate there (%s: "
                     "n_clusters_found, n_noise)", study, len(one), len(rows), what, where(one[0]), table)
+    big = [r for r in rows if int(r["n_clusters_found"]) > 1
+           and int(r.get("largest_cluster") or 0) > base.BIG_SHARE * int(r["n_images"])]
+    if big:
+        r = big[0]
+        log.warning("%s: %d of %d runs put over %.0f%% of the images in one cluster (first: %s of %s; %s): the other "
+                    "clusters are tiny (%s: largest_cluster, n_images)", study, len(big), len(rows),
+                    100 * base.BIG_SHARE, r["largest_cluster"], r["n_images"], where(r), table)
 
 
 def n_labels(records: Sequence) -> int:

@@ -69,7 +69,7 @@ K_VALUES = tuple(range(2, 9))
 LINKAGE_VALUES = {"average": ("average", "cosine"), "complete": ("complete", "cosine"), "ward": ("ward", "euclidean")}
 METRIC_VALUES = ("cosine", "euclidean")
 CSV_COLUMNS = ["setting", "value", "is_default", "seed", "backbone", "pca", "k", "linkage", "metric", "clip",
-               "n_images", "n_clusters_found", "n_noise", *SCORES, "wall_s"]
+               "n_images", "n_clusters_found", "n_noise", "largest_cluster", *SCORES, "wall_s"]
 
 
 @dataclass
@@ -110,7 +110,7 @@ def _cell(ds: Dataset, seed: int, subsample: float, method: str, pca, k: int, li
     x, used = memo[key]
     _, m = cluster_and_score(x, y, method, int(k), seed, linkage=linkage, metric=metric)
     return {"pca": _pca_text(used), "n_images": len(idx), "n_clusters_found": m["n_clusters"], "n_noise": m["n_noise"],
-            **{s: m.get(s) for s in SCORES}, "wall_s": m["wall_s"]}
+            "largest_cluster": m["largest_cluster"], **{s: m.get(s) for s in SCORES}, "wall_s": m["wall_s"]}
 
 
 def _plan(settings, base: dict, seeds, backbone_names, clip_values, method: str, notes: list) -> list[tuple]:

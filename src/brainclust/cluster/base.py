@@ -42,6 +42,11 @@ EXACT_MAX = 20000
 #: The warning of a fit that found one cluster or none (method, what it found, images); a study's cells drop it
 #: and say it once, counted (:func:`brainclust.analysis.common.warn_fewer_found`).
 ONE_CLUSTER = "%s found %s for %d images: the features do not separate"
+#: The warning of a fit that put more than :data:`BIG_SHARE` of the images in one cluster (method, its size, images,
+#: percent); a study's cells drop it and say it once, counted from their ``largest_cluster`` (as :data:`ONE_CLUSTER`).
+ONE_BIG = ("%s put %d of %d images (%.0f%%) in one cluster; the other clusters are tiny (average-cosine linkage "
+           "does this on weakly structured features)")
+BIG_SHARE = 0.9
 
 
 def check_seed(seed) -> None:
@@ -146,10 +151,8 @@ class BaseClusterer(ClusterMixin, Step):
             log.warning(ONE_CLUSTER, self.method, found, n)
             return
         biggest = np.bincount(lab[lab >= 0]).max()
-        if biggest > 0.9 * n:
-            log.warning("%s put %d of %d images (%.0f%%) in one cluster; the other clusters are tiny "
-                        "(average-cosine linkage does this on weakly structured features)",
-                        self.method, biggest, n, 100 * biggest / n)
+        if biggest > BIG_SHARE * n:
+            log.warning(ONE_BIG, self.method, biggest, n, 100 * biggest / n)
 
     # -- prediction ----------------------------------------------------------------------
     def _check_new(self, X) -> np.ndarray:
