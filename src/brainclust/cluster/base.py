@@ -44,8 +44,8 @@ EXACT_MAX = 20000
 ONE_CLUSTER = "%s found %s for %d images: the features do not separate"
 #: The warning of a fit that put more than :data:`BIG_SHARE` of the images in one cluster (method, its size, images,
 #: percent); a study's cells drop it and say it once, counted from their ``largest_cluster`` (as :data:`ONE_CLUSTER`).
-ONE_BIG = ("%s put %d of %d images (%.0f%%) in one cluster; the other clusters are tiny (average-cosine linkage "
-           "does this on weakly structured features)")
+ONE_BIG = ("%s put %d of %d images (%.0f%%) in one cluster; the other clusters are tiny (weakly structured "
+           "features, or a few images far from the rest)")
 BIG_SHARE = 0.9
 
 
