@@ -117,3 +117,17 @@ def test_a_scan_result_or_a_model_folder_is_one_line_naming_the_fix(records, tmp
     assert BrainClusterModel.load(tmp_path / "DIR") is not None
     with pytest.raises(ModelFileError, match="is not a finished brainclust run"):  # not a run at all
         BrainClusterModel.load(tmp_path)
+
+
+def test_a_loaded_model_keeps_the_parameters_of_its_reduction(records, tmp_path):
+    model = _model(tmp_path, pca=50, seed=3).fit(records)  # 12 images: 50 components asked, 12 fitted
+    model.save(tmp_path / "run")
+    fitted, back = model.step("reducer"), BrainClusterModel.load(tmp_path / "run").step("reducer")
+    assert back.n_components_ == fitted.n_components_ < 50
+    assert back.get_params() == fitted.get_params()  # was n_components=12, random_state=None
+    assert back.get_params()["n_components"] == 50 and back.get_params()["random_state"] == 3
+    info = json.loads(RunFolder(tmp_path / "run").model_config.read_text())
+    next(e for e in info["steps"] if e["name"] == "reducer")["params"]["svd_solver"] = "exact"
+    RunFolder(tmp_path / "run").model_config.write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match=r"step 'reducer': svd_solver: must be one of auto, full, randomized"):
+        BrainClusterModel.load(tmp_path / "run")

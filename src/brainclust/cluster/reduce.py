@@ -32,7 +32,7 @@ from sklearn.decomposition import PCA
 
 from brainclust.core.arrays import seeded_sample
 from brainclust.core.choices import DEFAULT_COMPONENTS
-from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, param
+from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, entry_params, param
 from brainclust.cluster.base import SEED
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
@@ -281,9 +281,17 @@ class PCAReducer(TransformerMixin, ArrayStep):
 
     @classmethod
     def load_step(cls, folder, entry) -> "PCAReducer":
+        """The fitted PCA of ``pca.npz`` with the parameters the model's manifest records (``random_state``, the
+        ``n_components`` asked for...), so a clone refits as the run did."""
         from brainclust.io.outputs import MODEL_FILES
 
-        return cls.load(folder / MODEL_FILES["pca"])
+        step = cls.load(folder / MODEL_FILES["pca"])
+        params = entry_params(cls, entry)
+        try:
+            step.set_params(**params).check_params()
+        except ParameterError as exc:
+            raise ModelFileError(f"model config in '{folder}': step 'reducer': {exc}") from None
+        return step
 
     @classmethod
     def load(cls, path) -> "PCAReducer":
