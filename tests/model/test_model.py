@@ -131,3 +131,11 @@ def test_a_loaded_model_keeps_the_parameters_of_its_reduction(records, tmp_path)
     RunFolder(tmp_path / "run").model_config.write_text(json.dumps(info))
     with pytest.raises(ModelFileError, match=r"step 'reducer': svd_solver: must be one of auto, full, randomized"):
         BrainClusterModel.load(tmp_path / "run")
+
+
+def test_a_loaded_model_predicts_and_says_in_one_line_that_it_has_no_scores(records, tmp_path):
+    _model(tmp_path).fit(records).save(tmp_path / "run")
+    back = BrainClusterModel.load(tmp_path / "run")
+    assert len(back.predict(records).labels) == 12
+    with pytest.raises(NotFittedError, match=r"a model read by load\(\) keeps no rows of its fit .* metrics\.json$"):
+        back.scores()  # was AttributeError: 'BrainClusterModel' object has no attribute 'embedding_'

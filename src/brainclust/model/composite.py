@@ -41,7 +41,7 @@ from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
 from brainclust.cluster.setaside import SetAside
 from brainclust.core.params import Step
-from brainclust.errors import InputError, ParameterError
+from brainclust.errors import InputError, NotFittedError, ParameterError
 from brainclust.features.extraction import as_records
 from brainclust.io.outputs import RunFolder, escape_name
 from brainclust.model.persist import default_settings, load_steps, save_steps
@@ -370,13 +370,13 @@ class BrainClusterModel(Step):
     def scores(self, labels_true=None) -> dict:
         """The metrics of the fit (:func:`~brainclust.cluster.scores.score`), with ``k_selection`` and
         ``outliers`` when the clustering recorded them."""
-        self.check_is_fitted()
+        space = self.score_space()
         aside = getattr(self, "aside_", None)
         if aside is None:
-            metrics = score(self.score_space(), self.labels_, labels_true)
+            metrics = score(space, self.labels_, labels_true)
         else:  # the images set aside were not clustered: the scores are the clustered images'
             keep = ~aside
-            metrics = score(self.score_space()[keep], self.labels_[keep],
+            metrics = score(space[keep], self.labels_[keep],
                             None if labels_true is None else [y for y, k in zip(labels_true, keep) if k])
             metrics["n_set_aside"] = int(aside.sum())
         extra = self.clustering_extras()
@@ -388,6 +388,9 @@ class BrainClusterModel(Step):
         in its own space, never with rows set aside) the map's PCA of them, as without ``--within`` (``--pca 0``:
         the features)."""
         self.check_is_fitted()
+        if not hasattr(self, "embedding_"):
+            raise NotFittedError("BrainClusterModel: a model read by load() keeps no rows of its fit (embedding_, "
+                                 "labels_), so it has no scores: its run's are in the run folder's metrics.json")
         space = self.clusterer_.score_space() if hasattr(self.clusterer_, "predict_batch") else None
         return self.embedding_ if space is None else space
 
@@ -414,7 +417,9 @@ class BrainClusterModel(Step):
     def load(cls, model_dir, runtime: dict | None = None) -> "BrainClusterModel":
         """The fitted model of the run folder ``model_dir``; ``runtime`` changes how features are
         computed (``batch_size``, ``num_workers``, ``cache_dir``, ``progress``), never what they are.
-        The model's manifest (the run's settings) is ``manifest_``."""
+        The model's manifest (the run's settings) is ``manifest_``. It predicts; the rows of the fit
+        (``records_``, ``labels_``, ``embedding_``...) are not saved, so :meth:`scores` is refused (the run's
+        ``metrics.json`` holds them)."""
         steps, info = load_steps(model_dir, runtime)
         model = cls(steps)
         model.steps_, model.manifest_ = list(steps), info
