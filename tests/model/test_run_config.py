@@ -216,3 +216,11 @@ def test_a_yes_no_setting_takes_only_true_or_false(name, value):
         RunConfig(**{name: value}).validate()
     RunConfig(**{name: False}).validate()
     RunConfig(progress=None, labels_from_folders=np.bool_(True)).validate()
+
+
+def test_a_dict_given_as_run_config_is_one_line_naming_the_keywords(tmp_path):
+    import brainclust
+
+    with pytest.raises(ParameterError, match=r"^config: expected a RunConfig or None, got dict; pass settings as "
+                                             r"keywords \(run\(data, out, k=4\)\) or RunConfig\(k=4\)$"):
+        brainclust.run(tmp_path, None, {"k": 3})  # was TypeError: replace() should be called on dataclass instances

@@ -139,6 +139,9 @@ def run_config(config: RunConfig | None, settings: dict) -> RunConfig:
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             raise ParameterError(f"unknown setting {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    if config is not None and not isinstance(config, RunConfig):  # run(data, out, {"k": 4}): a TypeError of replace()
+        raise ParameterError(f"config: expected a RunConfig or None, got {type(config).__name__}; pass settings as "
+                             "keywords (run(data, out, k=4)) or RunConfig(k=4)")
     cfg = replace(config or RunConfig(), **settings).normalized()
     cfg.validate()
     return cfg
