@@ -353,3 +353,19 @@ def test_the_declared_methods_are_the_clusterers():
     from brainclust.core.choices import METHODS
 
     assert tuple(CLUSTERERS) == METHODS
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_row_or_text_for_features_is_one_line_saying_what_is_expected(blobs, method):
+    X, _ = blobs
+    model = _fit(method, X)
+    d = X.shape[1]
+    with pytest.raises(ParameterError, match=rf"^features must be a 2-D array of shape \(n, {d}\), got shape "
+                                             rf"\({d},\) \(one image: X.reshape\(1, -1\)\)$"):
+        model.predict(X[0])  # was "features have 3 dimensions (1-D); the model was fitted on 3"
+    with pytest.raises(ParameterError, match=rf"^features have {d + 1} dimensions; the model was fitted on {d} "):
+        model.predict(np.hstack([X, X[:, :1]]))
+    with pytest.raises(ParameterError, match=r"^features must be an array of numbers, got str \(could not convert"):
+        Clusterer(method=method).fit("abc")  # was ValueError: could not convert string to float: 'abc'
+    with pytest.raises(ParameterError, match=r"^features must be an array of numbers, got list"):
+        model.predict([["a", "b"]])

@@ -74,9 +74,17 @@ def relabel_like(pred: np.ndarray, model_train: np.ndarray, canonical_train: np.
     return np.array([mapping.get(int(p), -1) for p in pred], dtype=np.int64)
 
 
+def as_numbers(X) -> np.ndarray:
+    """``X`` as a float64 array; a ParameterError when it holds something else (a string, a list of paths)."""
+    try:
+        return np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"features must be an array of numbers, got {type(X).__name__} ({exc})") from None
+
+
 def check_features(X) -> np.ndarray:
     """``X`` as a finite 2-D float64 array, else a ParameterError."""
-    X = np.asarray(X, dtype=np.float64)
+    X = as_numbers(X)
     if X.ndim != 2 or not np.all(np.isfinite(X)):
         raise ParameterError("features must be a finite 2-D array")
     return X
@@ -157,10 +165,13 @@ class BaseClusterer(ClusterMixin, Step):
     # -- prediction ----------------------------------------------------------------------
     def _check_new(self, X) -> np.ndarray:
         self.check_is_fitted()
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.X_fit_.shape[1]:
-            raise ParameterError(f"features have {X.shape[-1] if X.ndim else 0} dimensions ({X.ndim}-D); the model "
-                                 f"was fitted on {self.X_fit_.shape[1]} (expected shape (n, {self.X_fit_.shape[1]}))")
+        X, d = as_numbers(X), self.X_fit_.shape[1]
+        if X.ndim != 2:  # one image's row: "30 dimensions; the model was fitted on 30" read as a contradiction
+            raise ParameterError(f"features must be a 2-D array of shape (n, {d}), got shape {X.shape}"
+                                 + (" (one image: X.reshape(1, -1))" if X.shape == (d,) else ""))
+        if X.shape[1] != d:
+            raise ParameterError(f"features have {X.shape[1]} dimensions; the model was fitted on {d} "
+                                 f"(expected shape (n, {d}))")
         bad = ~np.isfinite(X).all(axis=1)
         if bad.any():
             raise ParameterError(f"features of {int(bad.sum())} of {len(X)} rows are not finite (NaN or infinite; "
