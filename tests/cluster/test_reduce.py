@@ -172,3 +172,12 @@ def test_the_default_pca_is_capped_quietly_and_a_given_one_with_a_warning(caplog
                     ("DEBUG", "--pca 50 is more than the 32 features allow; using 32"),
                     ("WARNING", "--pca 50 is more than the 32 features allow; using 32"),
                     ("DEBUG", "--pca 60 is more than the 32 features allow; using 32")]
+
+
+def test_text_or_ragged_rows_are_one_line_not_a_numpy_error():
+    with pytest.raises(ParameterError, match=r"^PCA: features must be an array of numbers, got list \("):
+        PCAReducer(2).fit([["a", "b"], ["c", "d"], ["e", "f"]])  # was TypeError: ufunc 'isfinite' not supported
+    with pytest.raises(ParameterError, match=r"^PCA: features must be an array of numbers, got list \(setting an"):
+        PCAReducer(2).fit([[1.0, 2.0], [3.0]])  # was ValueError: ... inhomogeneous shape
+    with pytest.raises(ParameterError, match=r"^PCA: features must be an array of numbers, got list \(could not"):
+        PCAReducer(2).fit(np.eye(3)).transform([["a", "b", "c"]])

@@ -209,3 +209,8 @@ def test_score_refuses_what_it_cannot_score_in_one_line(example):
     with pytest.raises(ParameterError, match="silhouette_max must be an integer of at least 2"):
         score(X, pred, silhouette_max=0)
     assert score(X, pred.astype(float))["n_clusters"] == score(X, pred)["n_clusters"]  # whole floats are ids
+
+
+def test_text_for_x_is_one_line():
+    with pytest.raises(ParameterError, match=r"^score: X must be an array of numbers, got list \(could not convert"):
+        score([["a", "b"], ["c", "d"]], [0, 1])  # was ValueError: could not convert string to float: 'a'

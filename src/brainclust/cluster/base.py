@@ -26,6 +26,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import ClusterMixin
 
+from brainclust.core.arrays import as_numbers
 from brainclust.core.params import NONE, Integer, Step, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, json_default
@@ -72,14 +73,6 @@ def relabel_like(pred: np.ndarray, model_train: np.ndarray, canonical_train: np.
     """Map a model's raw cluster ids to the canonical ids of :func:`relabel` via the training labels."""
     mapping = {int(a): int(b) for a, b in zip(model_train.tolist(), canonical_train.tolist())}
     return np.array([mapping.get(int(p), -1) for p in pred], dtype=np.int64)
-
-
-def as_numbers(X) -> np.ndarray:
-    """``X`` as a float64 array; a ParameterError when it holds something else (a string, a list of paths)."""
-    try:
-        return np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ParameterError(f"features must be an array of numbers, got {type(X).__name__} ({exc})") from None
 
 
 def check_features(X) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
-from brainclust.core.arrays import seeded_sample
+from brainclust.core.arrays import as_numbers, seeded_sample
 from brainclust.core.choices import DEFAULT_COMPONENTS
 from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, entry_params, param
 from brainclust.cluster.base import SEED
@@ -201,7 +201,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
 
     def fit(self, X, y=None):
         n = self.check_params()
-        X = np.asarray(X)
+        X = as_numbers(X, "PCA: features", None)
         if X.ndim != 2 or not np.all(np.isfinite(X)):
             raise ParameterError("PCA: features must be a finite 2-D array")
         if len(X) < 2:
@@ -242,7 +242,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
 
     def transform(self, X):
         self.check_is_fitted()
-        X = np.asarray(X)
+        X = as_numbers(X, "PCA: features", None)
         if X.ndim != 2:
             raise ParameterError(f"PCA: expected features of shape (n, {self.n_features_in_}), got {X.shape}")
         if X.shape[1] != self.n_features_in_:

@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn import metrics
 from sklearn.metrics.cluster import contingency_matrix
 
-from brainclust.core.arrays import SILHOUETTE_BUDGET, mean_silhouette
+from brainclust.core.arrays import SILHOUETTE_BUDGET, as_numbers, mean_silhouette
 from brainclust.errors import ParameterError
 
 
@@ -67,7 +67,7 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
     """
     if isinstance(labels_true, (str, bytes)):
         raise ParameterError("score: labels_true is one string; give one label per row (a list or an array)")
-    X = np.asarray(X, dtype=np.float64)
+    X = as_numbers(X, "score: X")
     pred = np.asarray(labels_pred)
     if pred.dtype.kind not in "iub" and not (pred.dtype.kind == "f" and np.all(np.isfinite(pred))
                                               and np.array_equal(pred, np.round(pred))):

@@ -1,5 +1,6 @@
 """Array helpers every stage uses, each written once.
 
+* :func:`as_numbers`: an array of numbers, else one line naming what was given (a string, ragged rows).
 * :func:`unit_rows`: rows scaled to unit length. **The zero-row rule** (one rule everywhere): a row
   whose norm is at most :data:`ZERO_NORM` has no direction and stays all zero, so its cosine
   similarity to every row is 0 and its cosine distance 1 (scikit-learn's convention, which the
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainclust.errors import ParameterError
+
 #: Rows with a norm at most this are zero rows (see the module docstring).
 ZERO_NORM = 1e-12
 #: The silhouette's row budget: above it, a cluster-stratified seeded sample of this many rows.
@@ -25,6 +28,16 @@ SILHOUETTE_BUDGET = 10000
 #: Memory (MB) of one block of the silhouette's pairwise distances; each row lies within one block,
 #: so the value does not depend on it.
 SILHOUETTE_MEMORY_MB = 128
+
+
+def as_numbers(X, what: str = "features", dtype=np.float64) -> np.ndarray:
+    """``X`` as an array of ``dtype`` (``None``: its own numeric dtype, float32 kept); a ParameterError starting
+    with ``what`` when it holds something else (text, paths, ragged rows)."""
+    try:
+        A = np.asarray(X, dtype=dtype)
+        return A if A.dtype.kind in "fiub" else A.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{what} must be an array of numbers, got {type(X).__name__} ({exc})") from None
 
 
 def unit_rows(X) -> np.ndarray:
