@@ -435,3 +435,10 @@ def test_a_folder_that_cannot_be_listed_is_skipped_not_lost(tmp_path, make_image
 def test_an_empty_folder_name_is_refused_not_read_as_the_working_folder():
     with pytest.raises(InputError, match="input folder '': empty"):
         scan("")
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_labels_from_folders_takes_only_true_or_false(image_folder, value):
+    with pytest.raises(ParameterError, match=rf"^labels_from_folders: must be True or False, got {value!r}$"):
+        scan(image_folder, labels_from_folders=value)  # "no" read the folders as labels
+    assert {r.label for r in scan(image_folder, labels_from_folders=np.bool_(False)).records} == {""}

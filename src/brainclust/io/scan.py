@@ -264,7 +264,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     ----------
     root : path-like
         Folder to scan.
-    labels_from_folders : bool, default False
+    labels_from_folders : bool (True or False: ``"no"`` is refused), default False
         Each image's label: its first sub-folder under ``root``, the one below it under a split folder
         (``Training/glioma/``: ``glioma``); ``""`` (not scored) directly in ``root`` or a split folder.
     slices : str, default "axial:mid"
@@ -297,7 +297,7 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     """
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
-    rootp = scanmeta.check_root(root).resolve()
+    rootp = scanmeta.check_options(root, labels_from_folders).resolve()
     files, linked_dirs, hidden, unlisted = walk_folder(rootp)
     scanmeta.warn_links_out(files, rootp)
     rels = [p.relative_to(rootp).as_posix() for p in files]

@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
@@ -175,6 +177,14 @@ def warn_phi_names(paths: Iterable[str]) -> int:
                     "names are written as they are to assignments.csv, the report and every output: rename them "
                     "before sharing the outputs", n)
     return n
+
+
+def check_options(root, labels_from_folders) -> Path:
+    """:func:`check_root`, after ``labels_from_folders`` (True or False: ``"no"`` is a true value, it read the
+    folders as labels)."""
+    if not isinstance(labels_from_folders, (bool, np.bool_)):
+        raise ParameterError(f"labels_from_folders: must be True or False, got {labels_from_folders!r}")
+    return check_root(root)
 
 
 def check_root(root) -> Path:
