@@ -276,3 +276,15 @@ def test_module_does_not_import_torch() -> None:
         env={"PYTHONPATH": ":".join(env_path), "PATH": ""},
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("where", ["", "coronal"])
+def test_an_out_dir_that_is_a_file_is_one_line(tmp_path, where):
+    from brainclust.errors import ParameterError
+
+    target = tmp_path / "out" / where if where else tmp_path / "out"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("not a folder")
+    with pytest.raises(ParameterError, match=r"^out_dir: '.*' exists and is not a folder; choose another out_dir$"):
+        make_demo_dataset(tmp_path / "out", n_per_class=2, size=32)  # was NotADirectoryError / FileExistsError
+    assert not (tmp_path / "out" / "axial").exists() if where else target.read_text() == "not a folder"

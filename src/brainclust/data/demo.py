@@ -377,7 +377,7 @@ def make_demo_dataset(
     ------
     ParameterError
         If ``n_per_class``, ``size`` or ``random_state`` is not an integer, ``n_per_class < 2`` or
-        ``size < 32``.
+        ``size < 32``, or ``out_dir`` (or a plane's folder in it) is a file.
     """
     for option, value in (("--n-per-class", n_per_class), ("size", size), ("--seed", random_state)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -390,6 +390,9 @@ def make_demo_dataset(
         raise ParameterError(f"size: must be at least 32 pixels, got {size}")
 
     root = pathlib.Path(out_dir)
+    for folder in (root, *(root / plane for plane in PLANES)):  # was NotADirectoryError / FileExistsError
+        if folder.exists() and not folder.is_dir():
+            raise ParameterError(f"out_dir: '{folder}' exists and is not a folder; choose another out_dir")
     volume = _load_template()
     brain3d = volume > 0  # the template is skull-stripped with a zero background
     rng = np.random.default_rng(random_state)
