@@ -119,3 +119,14 @@ def test_transform_warns_naming_an_image_it_could_not_read(six_images, tmp_path,
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(said) == 1 and said[0].startswith("2 of 3 images could not be read, their rows are NaN: '")
     assert "truncated.png': cannot decode" in said[0] and "extract() gives every reason" in said[0]
+
+
+def test_int8_calibrates_in_fit_only_as_its_docstring_says(six_images, tmp_path):
+    doc = " ".join(FeatureExtractor.__doc__.split())
+    assert "or to the first :meth:`transform`" not in doc  # it said so; an extractor never learns in transform
+    assert "``fit()`` without images: :meth:`transform` is refused" in doc
+    pytest.importorskip("nncf", reason="int8 needs the openvino extra: pip install 'brainclust[openvino]'")
+    fe = FeatureExtractor(backbone="efficientnet_lite0", weights="random", precision="int8",
+                          cache_dir=str(tmp_path), num_workers=0).fit()
+    with pytest.raises(ParameterError, match=r"without images to calibrate on; call fit\(images\) first$"):
+        fe.transform(six_images)

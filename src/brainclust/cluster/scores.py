@@ -58,8 +58,8 @@ def score(X, labels_pred, labels_true=None, silhouette_max: int = SILHOUETTE_BUD
         The features the clustering ran on.
     labels_pred : array of shape (n,)
         Cluster ids, ``-1`` for noise.
-    labels_true : sequence of str or None
-        Ground truth; empty strings are unlabelled rows.
+    labels_true : sequence of str or int, or None
+        Ground truth; ``""``, ``None``, NaN and ``pandas.NA`` are unlabelled rows (``0`` is a class).
     silhouette_max : int, default 10000
         Above this many non-noise points the silhouette is computed on a cluster-stratified seeded sample.
     random_state : int or None, default 0

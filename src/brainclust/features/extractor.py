@@ -100,7 +100,7 @@ class FeatureExtractor(TransformerMixin, Step):
         and ``int8`` on CPU are opt-in (they move the clusters a little; see
         ``docs/performance.md``); bf16 is refused on a CPU without native bf16.
         int8 is calibrated on a seeded sample of the images given to :meth:`fit`
-        (or to the first :meth:`transform`).
+        (``fit()`` without images: :meth:`transform` is refused, unless ``calibration`` is given).
     runtime : {"auto", "onnx", "openvino", "torch"}, default "auto"
         Where the network runs: ``onnx`` = ONNX Runtime (CPU), ``openvino`` =
         OpenVINO (CPU), ``torch`` = PyTorch eager; ``auto`` follows
