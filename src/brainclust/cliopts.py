@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import logging
 import re
 import sys
 
 from brainclust.terminal import terminal_text
 
-log = logging.getLogger(__name__)
 
 #: Options whose value may start with a minus sign (argparse would take ``-5,50`` for an option).
 NEGATIVE_VALUE_OPTIONS = ("--clip", "--intensity-window")
@@ -91,6 +89,7 @@ def config_from_args(args, **more):
     from dataclasses import fields
 
     from brainclust.model.config import RunConfig, options
+    from brainclust.model.record import warn_unused_k
 
     declared, default = options(), {f.name: f.default for f in fields(RunConfig)}
     values = {n: getattr(args, n) for n in declared if hasattr(args, n)}
@@ -100,9 +99,8 @@ def config_from_args(args, **more):
     if "pca" in values and "--pca" in getattr(args, "given_options_", ()):  # capped with a warning, not quietly
         more = {"pca_given": True, **more}
     cfg = RunConfig(**{**values, **more}).normalized()
-    k_used = cfg.ssl or any(str(c or "").startswith("level_") for c in (cfg.within, cfg.remove))  # a first tree's leaves
-    if cfg.method == "dbscan" and "k" in values and "--k" in getattr(args, "given_options_", ()) and not k_used:
-        log.warning("--k %s is not used: --method dbscan finds its own number of clusters (from its eps)", cfg.k)
+    if "k" in values and "--k" in getattr(args, "given_options_", ()):  # the default k is not the user's
+        warn_unused_k(cfg)
     return cfg
 
 

@@ -224,3 +224,16 @@ def test_a_dict_given_as_run_config_is_one_line_naming_the_keywords(tmp_path):
     with pytest.raises(ParameterError, match=r"^config: expected a RunConfig or None, got dict; pass settings as "
                                              r"keywords \(run\(data, out, k=4\)\) or RunConfig\(k=4\)$"):
         brainclust.run(tmp_path, None, {"k": 3})  # was TypeError: replace() should be called on dataclass instances
+
+
+@pytest.mark.parametrize("settings, warned", [
+    ({"method": "dbscan", "k": 6}, True),
+    ({"method": "dbscan"}, False),  # the default k is not the user's
+    ({"method": "dbscan", "k": 6, "ssl": "rotation"}, False),  # k sets the heads
+])
+def test_run_with_k_and_dbscan_says_k_is_unused_as_the_command_line_does(caplog, settings, warned):
+    from brainclust.model.record import run_config
+
+    with caplog.at_level("WARNING", logger="brainclust"):
+        run_config(None, settings)  # brainclust.run(data, method="dbscan", k=6) ignored k without a word
+    assert ("--k 6 is not used: --method dbscan finds its own number of clusters" in caplog.text) == warned

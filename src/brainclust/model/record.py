@@ -144,7 +144,17 @@ def run_config(config: RunConfig | None, settings: dict) -> RunConfig:
                              "keywords (run(data, out, k=4)) or RunConfig(k=4)")
     cfg = replace(config or RunConfig(), **settings).normalized()
     cfg.validate()
+    if "k" in settings:
+        warn_unused_k(cfg)
     return cfg
+
+
+def warn_unused_k(cfg: RunConfig) -> None:
+    """Warn that the ``k`` the user gave is not used: DBSCAN finds its own number of clusters (``k`` still sets the
+    self-supervised heads and cuts the first tree of a ``level_N`` column of ``--within``/``--remove``)."""
+    k_used = cfg.ssl or any(str(c or "").startswith("level_") for c in (cfg.within, cfg.remove))
+    if cfg.method == "dbscan" and not k_used:
+        log.warning("--k %s is not used: --method dbscan finds its own number of clusters (from its eps)", cfg.k)
 
 
 def config_of(settings: dict) -> RunConfig:
