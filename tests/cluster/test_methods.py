@@ -369,3 +369,12 @@ def test_one_row_or_text_for_features_is_one_line_saying_what_is_expected(blobs,
         Clusterer(method=method).fit("abc")  # was ValueError: could not convert string to float: 'abc'
     with pytest.raises(ParameterError, match=r"^features must be an array of numbers, got list"):
         model.predict([["a", "b"]])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_n_features_in_is_set_by_fit_and_by_load(blobs, method, tmp_path):
+    X, _ = blobs
+    model = _fit(method, X)
+    assert model.n_features_in_ == X.shape[1]  # scikit-learn's convention; was AttributeError
+    model.save(tmp_path / "c.npz")
+    assert Clusterer.load(tmp_path / "c.npz").n_features_in_ == X.shape[1]

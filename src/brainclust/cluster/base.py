@@ -103,8 +103,8 @@ class BaseClusterer(ClusterMixin, Step):
     """The shared part of the clustering estimators (see the module docstring).
 
     Fitted attributes of every method: ``labels_`` (canonical ids, ``-1`` noise), ``n_clusters_``
-    (clusters found, noise excluded), ``X_fit_`` (the points clustered); ``levels_``, ``tree_`` and
-    ``eps_`` are ``None`` unless the method has them.
+    (clusters found, noise excluded), ``X_fit_`` (the points clustered), ``n_features_in_``; ``levels_``,
+    ``tree_`` and ``eps_`` are ``None`` unless the method has them.
     """
 
     #: the ``--method`` name
@@ -120,7 +120,7 @@ class BaseClusterer(ClusterMixin, Step):
         X = check_features(X)
         self.check_params()
         self._check_size(len(X))
-        self.X_fit_ = X
+        self.X_fit_, self.n_features_in_ = X, X.shape[1]
         self.labels_ = relabel(self._fit(X))
         self.n_clusters_ = int(len(np.unique(self.labels_[self.labels_ >= 0])))
         self._warn_degenerate()
@@ -225,6 +225,7 @@ class BaseClusterer(ClusterMixin, Step):
         self = cls(**params)
         cls.check_arrays(data, path)
         self.X_fit_, self.labels_ = data["X_fit"], data["labels"]
+        self.n_features_in_ = self.X_fit_.shape[1]
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {-1}))
         self._restore(data)
         return self
