@@ -378,3 +378,11 @@ def test_n_features_in_is_set_by_fit_and_by_load(blobs, method, tmp_path):
     assert model.n_features_in_ == X.shape[1]  # scikit-learn's convention; was AttributeError
     model.save(tmp_path / "c.npz")
     assert Clusterer.load(tmp_path / "c.npz").n_features_in_ == X.shape[1]
+
+
+def test_a_nan_row_in_fit_says_how_many_rows_and_the_first(blobs):
+    X = blobs[0].copy()
+    X[5, 1] = np.inf
+    with pytest.raises(ParameterError, match=r"^the features of 1 of 90 rows are not finite \(NaN or infinite; "
+                                             r"first: row 5\)"):
+        Clusterer(method="kmeans", n_clusters=3).fit(X)  # was "features must be a finite 2-D array"

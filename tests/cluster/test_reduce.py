@@ -181,3 +181,11 @@ def test_text_or_ragged_rows_are_one_line_not_a_numpy_error():
         PCAReducer(2).fit([[1.0, 2.0], [3.0]])  # was ValueError: ... inhomogeneous shape
     with pytest.raises(ParameterError, match=r"^PCA: features must be an array of numbers, got list \(could not"):
         PCAReducer(2).fit(np.eye(3)).transform([["a", "b", "c"]])
+
+
+def test_a_nan_row_in_fit_says_how_many_rows_and_the_first():
+    X = _data(n=20, d=6, seed=1)
+    X[[4, 7]] = np.nan  # the rows of two images FeatureExtractor.transform could not read
+    with pytest.raises(ParameterError, match=r"^PCA: the features of 2 of 20 rows are not finite \(NaN or infinite; "
+                                             r"first: row 4\): an image that failed to decode\? "):
+        PCAReducer(3).fit(X)  # was "PCA: features must be a finite 2-D array"

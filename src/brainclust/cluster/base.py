@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import ClusterMixin
 
-from brainclust.core.arrays import as_numbers
+from brainclust.core.arrays import as_numbers, check_finite_rows
 from brainclust.core.params import NONE, Integer, Step, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, json_default
@@ -78,8 +78,9 @@ def relabel_like(pred: np.ndarray, model_train: np.ndarray, canonical_train: np.
 def check_features(X) -> np.ndarray:
     """``X`` as a finite 2-D float64 array, else a ParameterError."""
     X = as_numbers(X)
-    if X.ndim != 2 or not np.all(np.isfinite(X)):
-        raise ParameterError("features must be a finite 2-D array")
+    if X.ndim != 2:
+        raise ParameterError(f"features must be a 2-D array (n, d), got shape {X.shape}")
+    check_finite_rows(X)
     return X
 
 
@@ -165,10 +166,7 @@ class BaseClusterer(ClusterMixin, Step):
         if X.shape[1] != d:
             raise ParameterError(f"features have {X.shape[1]} dimensions; the model was fitted on {d} "
                                  f"(expected shape (n, {d}))")
-        bad = ~np.isfinite(X).all(axis=1)
-        if bad.any():
-            raise ParameterError(f"features of {int(bad.sum())} of {len(X)} rows are not finite (NaN or infinite; "
-                                 f"first: row {int(np.argmax(bad))}): an image that failed to decode?")
+        check_finite_rows(X)
         return X
 
     def predict(self, X) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
-from brainclust.core.arrays import as_numbers, seeded_sample
+from brainclust.core.arrays import as_numbers, check_finite_rows, seeded_sample
 from brainclust.core.choices import DEFAULT_COMPONENTS
 from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, entry_params, param
 from brainclust.cluster.base import SEED
@@ -202,8 +202,9 @@ class PCAReducer(TransformerMixin, ArrayStep):
     def fit(self, X, y=None):
         n = self.check_params()
         X = as_numbers(X, "PCA: features", None)
-        if X.ndim != 2 or not np.all(np.isfinite(X)):
-            raise ParameterError("PCA: features must be a finite 2-D array")
+        if X.ndim != 2:
+            raise ParameterError(f"PCA: features must be a 2-D array (n, d), got shape {X.shape}")
+        check_finite_rows(X, "PCA: ")
         if len(X) < 2:
             raise ParameterError(f"PCA: needs at least 2 rows to fit, got {len(X)}")
         check_not_constant(X)
@@ -256,10 +257,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
             for s in range(0, len(X), CHUNK_ROWS):
                 out[s:s + CHUNK_ROWS] = (np.asarray(X[s:s + CHUNK_ROWS], dtype=np.float64) - self.mean_) \
                     @ self.components_.T
-        bad = ~np.isfinite(out).all(axis=1)  # a NaN or infinite feature spreads to its row's projection
-        if bad.any():
-            raise ParameterError(f"PCA: the features of {int(bad.sum())} of {len(X)} rows are not finite (NaN or "
-                                 f"infinite; first: row {int(np.argmax(bad))}): an image that failed to decode?")
+        check_finite_rows(out, "PCA: ")  # a NaN or infinite feature spreads to its row's projection
         return out
 
     def save(self, path) -> None:

@@ -1,6 +1,7 @@
 """Array helpers every stage uses, each written once.
 
-* :func:`as_numbers`: an array of numbers, else one line naming what was given (a string, ragged rows).
+* :func:`as_numbers`: an array of numbers, else one line naming what was given (a string, ragged rows);
+  :func:`check_finite_rows`: one line saying how many rows hold NaN or infinite values, and the first.
 * :func:`unit_rows`: rows scaled to unit length. **The zero-row rule** (one rule everywhere): a row
   whose norm is at most :data:`ZERO_NORM` has no direction and stays all zero, so its cosine
   similarity to every row is 0 and its cosine distance 1 (scikit-learn's convention, which the
@@ -38,6 +39,16 @@ def as_numbers(X, what: str = "features", dtype=np.float64) -> np.ndarray:
         return A if A.dtype.kind in "fiub" else A.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"{what} must be an array of numbers, got {type(X).__name__} ({exc})") from None
+
+
+def check_finite_rows(X: np.ndarray, what: str = "") -> None:
+    """A ParameterError (``what`` first) when rows of ``X`` (n, d) hold NaN or infinite values: how many, the first,
+    and the usual cause (the NaN row of an image that failed to decode)."""
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise ParameterError(f"{what}the features of {int(bad.sum())} of {len(X)} rows are not finite (NaN or "
+                             f"infinite; first: row {int(np.argmax(bad))}): an image that failed to decode? "
+                             "(FeatureExtractor.extract says which; leave their rows out)")
 
 
 def unit_rows(X) -> np.ndarray:
