@@ -139,3 +139,12 @@ def test_a_loaded_model_predicts_and_says_in_one_line_that_it_has_no_scores(reco
     assert len(back.predict(records).labels) == 12
     with pytest.raises(NotFittedError, match=r"a model read by load\(\) keeps no rows of its fit .* metrics\.json$"):
         back.scores()  # was AttributeError: 'BrainClusterModel' object has no attribute 'embedding_'
+
+
+@pytest.mark.parametrize("steps, message", [
+    ("abc", r"must be a list of \(name, step\) pairs, got 'abc'"),  # was ValueError: not enough values to unpack
+    ([("extractor", 3), ("clusterer", 4)], r"step 'extractor' must be a brainclust step .* got int"),  # AttributeError
+])
+def test_a_step_list_of_other_things_is_one_line(records, steps, message):
+    with pytest.raises(ParameterError, match=rf"^model steps: {message}$"):
+        BrainClusterModel(steps).fit(records)

@@ -249,6 +249,13 @@ class BrainClusterModel(Step):
         return self.named_steps_.get(name)
 
     def check_params(self):
+        if isinstance(self.steps, (str, bytes)) or not all(isinstance(e, (tuple, list)) and len(e) == 2
+                                                            and isinstance(e[0], str) for e in self.steps):
+            raise ParameterError(f"model steps: must be a list of (name, step) pairs, got {self.steps!r:.80}")
+        for name, step in self.steps:  # a scikit-learn estimator has no batch protocol: Clusterer(method=...) has
+            if step is not None and not isinstance(step, Step):
+                raise ParameterError(f"model steps: step '{name}' must be a brainclust step (FeatureExtractor, "
+                                     f"PCAReducer, Clusterer(method=...)...) or None, got {type(step).__name__}")
         names = [n for n, s in self.steps if s is not None]
         if len(names) < 2 or names[0] != "extractor" or names[-1] != "clusterer" or len(set(names)) != len(names):
             raise ParameterError(f"model steps: need 'extractor' first and 'clusterer' last, each name once; "
