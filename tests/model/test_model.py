@@ -148,3 +148,20 @@ def test_a_loaded_model_predicts_and_says_in_one_line_that_it_has_no_scores(reco
 def test_a_step_list_of_other_things_is_one_line(records, steps, message):
     with pytest.raises(ParameterError, match=rf"^model steps: {message}$"):
         BrainClusterModel(steps).fit(records)
+
+
+def test_save_into_another_runs_folder_or_a_file_is_refused_in_one_line(records, tmp_path):
+    model = _model(tmp_path).fit(records)
+    other = tmp_path / "other_run"
+    other.mkdir()
+    (other / "assignments.csv").write_text("path,cluster\n")  # another run's outputs: save mixed the two runs
+    with pytest.raises(ParameterError, match=r"^save: '.*other_run' holds 'assignments.csv', not only the model/ of "
+                                             r"an earlier save: .* save into a new or empty folder$"):
+        model.save(other)
+    assert not (other / "model").exists()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ParameterError, match=r"^save: '.*f' is a file; give a folder"):
+        model.save(tmp_path / "f")  # was NotADirectoryError
+    model.save(tmp_path / "mine")
+    model.save(tmp_path / "mine")  # an earlier save of its own is replaced
+    assert len(BrainClusterModel.load(tmp_path / "mine").predict(records).labels) == 12

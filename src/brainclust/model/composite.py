@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
@@ -416,8 +417,18 @@ class BrainClusterModel(Step):
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder, settings: dict | None = None) -> None:
         """Write every step's files and the versioned manifest into the run folder ``folder``'s ``model/``;
-        ``settings`` (the run's) are recorded beside the steps (by default, what the steps say)."""
+        ``settings`` (the run's) are recorded beside the steps (by default, what the steps say). ``folder`` must be
+        new, empty or hold only the ``model/`` of an earlier save: a run folder's other files (``assignments.csv``,
+        ``manifest.json``...) belong to its own model, and ``brainclust.run(..., out)`` writes them all."""
         self.check_is_fitted()
+        root = Path(folder)
+        other = sorted(p.name for p in root.iterdir() if p.name != "model" and not p.name.startswith(".")) \
+            if root.is_dir() else []
+        if root.exists() and not root.is_dir() or other:
+            raise ParameterError(f"save: '{escape_name(str(root))}' " + (f"holds '{escape_name(other[0])}', not only "
+                                 "the model/ of an earlier save: the model would not match the files beside it; save "
+                                 "into a new or empty folder" if other else "is a file; give a folder (the model "
+                                 "goes into its model/)"))
         save_steps(self.steps_, RunFolder(folder).model, settings or default_settings(self.steps_))
 
     @classmethod
