@@ -131,6 +131,12 @@ def test_a_loaded_model_keeps_the_parameters_of_its_reduction(records, tmp_path)
     RunFolder(tmp_path / "run").model_config.write_text(json.dumps(info))
     with pytest.raises(ModelFileError, match=r"step 'reducer': svd_solver: must be one of auto, full, randomized"):
         BrainClusterModel.load(tmp_path / "run")
+    for params in ({"svd_solver": "auto", "n_components": 3}, {"n_components": 0}):  # the file holds 12 components
+        next(e for e in info["steps"] if e["name"] == "reducer")["params"].update(params)
+        RunFolder(tmp_path / "run").model_config.write_text(json.dumps(info))
+        with pytest.raises(ModelFileError, match=rf"step 'reducer': n_components is {params['n_components']} but "
+                                                 r"'pca.npz' holds 12 components$"):
+            BrainClusterModel.load(tmp_path / "run")
 
 
 def test_a_loaded_model_predicts_and_says_in_one_line_that_it_has_no_scores(records, tmp_path):

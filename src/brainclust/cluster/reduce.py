@@ -286,9 +286,13 @@ class PCAReducer(TransformerMixin, ArrayStep):
         step = cls.load(folder / MODEL_FILES["pca"])
         params = entry_params(cls, entry)
         try:
-            step.set_params(**params).check_params()
+            n = step.set_params(**params).check_params()
         except ParameterError as exc:
             raise ModelFileError(f"model config in '{folder}': step 'reducer': {exc}") from None
+        fitted = 0 if step.components_ is None else step.n_components_
+        if (n == 0 and fitted) or (isinstance(n, int) and fitted > n):  # more components than asked for
+            raise ModelFileError(f"model config in '{folder}': step 'reducer': n_components is {n} but "
+                                 f"'{MODEL_FILES['pca']}' holds {fitted} components")
         return step
 
     @classmethod
