@@ -193,3 +193,21 @@ def test_predict_records_its_inputs_and_warns_when_units_are_cut_otherwise(tmp_p
         "the run's volumes were"]
     assert other.manifest["inputs"] == {"slices": "axial:mid"}
     assert json.loads((tmp_path / "p2" / "manifest.json").read_text())["inputs"] == {"slices": "axial:mid"}
+
+
+def test_a_result_shows_in_one_line_not_every_array():
+    """A notebook showed a RunResult or an Assignment as every array and the whole check result (hundreds of
+    lines): now its counts and scores, in one line."""
+    import numpy as np
+
+    from brainclust.model.composite import Assignment
+    from brainclust.pipeline import RunConfig, RunResult
+
+    n, big = 5000, np.zeros((5000, 1280), np.float32)
+    labels = np.arange(n) % 3
+    res = RunResult(RunConfig(), list(range(n)), [{"path": "x", "reason": "y"}], big, big[:, :50], labels, None,
+                    {"silhouette": 0.31234, "nmi": 0.5, "n_images": n}, {}, None, None, None, out_dir=Path("runs/a"))
+    assert repr(res) == ("RunResult(5000 images, 3 clusters, 1 skipped; silhouette=0.312, nmi=0.500; "
+                         "out_dir=runs/a)")
+    assert repr(Assignment(list(range(n)), [], big, big, labels, None)) == "Assignment(5000 images, 3 clusters, " \
+                                                                           "0 skipped)"

@@ -47,7 +47,7 @@ from brainclust.model.auto import build_model
 from brainclust.model.config import RunConfig
 from brainclust.model.checked import (check_result, distinct_scores, flag_cells, predict_checks, predicted_scores,
                                       quality_table)
-from brainclust.model.composite import BrainClusterModel
+from brainclust.model.composite import BrainClusterModel, result_repr
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
 from brainclust.model.steercolumns import check_label_column, check_run_columns
 from brainclust.model.steerrecord import record_steering
@@ -55,7 +55,7 @@ from brainclust.model.scorespace import silhouette_space
 from brainclust.model.record import (check_predictable, config_of, data_record, effective_config, predict_inputs,
                                     predict_manifest, run_config, run_manifest, versions)
 
-__all__ = ["RunConfig", "RunResult", "backbone_info", "predict", "resolve_k", "run", "scan_nonempty", "versions",
+__all__ = ["RunConfig", "RunResult", "predict", "resolve_k", "run", "scan_nonempty", "versions",
            "write_outputs"]
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,9 @@ class RunResult:
     #: the images that did not decode in the extraction (``quality.csv`` lists them with their reason)
     failed: list = field(default_factory=list)
 
+    def __repr__(self) -> str:  # a notebook shows this: counts and scores, not every array
+        return result_repr(self, self.metrics, f"out_dir={self.out_dir}")
+
     def rows(self) -> list[dict]:
         """One dict per image with the columns of ``assignments.csv`` (``flags`` when the run checked its data)."""
         rows = assignment_rows(self.records, self.labels, self.levels)
@@ -96,11 +99,6 @@ class RunResult:
             for row, cell in zip(rows, flag_cells(self.checks, self.records)):
                 row[FLAGS_COLUMN] = cell
         return rows
-
-
-def backbone_info(ex) -> dict:
-    """The fitted extractor as ``manifest.json`` records it (:meth:`FeatureExtractor.describe`)."""
-    return ex.describe()
 
 
 def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",

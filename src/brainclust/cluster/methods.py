@@ -117,7 +117,8 @@ class Clusterer:
 
     ``Clusterer(method="kmeans", n_clusters=3, random_state=0)`` returns a
     :class:`~brainclust.cluster.kmeans.KMeansClusterer`; ``Clusterer.load(path)`` reads any saved
-    clustering (:func:`load_clusterer`).
+    clustering (:func:`load_clusterer`). ``method="dbscan"`` chooses its own number of clusters and has no
+    randomness: ``n_clusters`` and ``random_state`` are dropped (``brainclust run --method dbscan --k N`` warns).
     """
 
     def __new__(cls, method: str = "hierarchical", n_clusters: int = 4, **params) -> BaseClusterer:  # type: ignore[misc]

@@ -118,6 +118,18 @@ class Assignment:
     #: the rows where their silhouette is taken, when not ``embedding`` (``--within``: the fit's map PCA)
     space: np.ndarray | None = None
 
+    def __repr__(self) -> str:  # a notebook shows this: counts, not every array
+        return result_repr(self)
+
+
+def result_repr(result, metrics: dict | None = None, where: str = "") -> str:
+    """A run's or a prediction's result in one line (``RunResult(40 images, 4 clusters, 0 skipped; silhouette=0.31,
+    ...)``): what a notebook shows of it, rather than every array and every check."""
+    scores = ", ".join(f"{k}={v:.3f}" for k, v in (metrics or {}).items() if isinstance(v, float))
+    parts = [f"{len(result.records)} images, {len(set(np.asarray(result.labels).tolist()))} clusters, "
+             f"{len(result.skipped)} skipped", scores, where]
+    return f"{type(result).__name__}({'; '.join(p for p in parts if p)})"
+
 
 @dataclass
 class AsideRows:
