@@ -14,6 +14,7 @@ import errno
 import http.client
 import io
 import json
+import re
 import logging
 import os
 import shutil
@@ -639,3 +640,19 @@ def test_the_view_names_the_space_of_a_silhouette_not_comparable_with_the_frozen
             assert "Silhouette <b>" in page and "not comparable" not in page
         else:
             assert f"{name} <b>" in page and "not comparable with" in page, name
+
+
+def test_the_page_counts_in_the_singular_too(running, monkeypatch):
+    """The page's chips said '1 images' and '1 clusters': one of a kind is singular, thousands are grouped."""
+    server, ex, out = running[:3]
+    page = get(server, "/")[2].decode()
+    n = ex.data.n
+    assert f'<span class="chip">{n:,} images</span>' in page and re.search(r'<span class="chip">\d+ clusters</span>',
+                                                                          page)
+    clusters = ex.data.by_name["cluster"]
+    monkeypatch.setattr(ex.data, "n", 1)
+    monkeypatch.setattr(clusters, "raw", ["0"])
+    one = ex._page(out, True)
+    assert '<span class="chip">1 image</span><span class="chip">1 cluster</span>' in one
+    monkeypatch.setattr(ex.data, "n", 12345)
+    assert '<span class="chip">12,345 images</span>' in ex._page(out, True)

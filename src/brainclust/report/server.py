@@ -56,6 +56,7 @@ from brainclust.report.connlimits import (HEADER_DEADLINE, MAX_CONNECTIONS, Capp
                                           busy_answer)
 from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
 from brainclust.report.viewdata import ViewData
+from brainclust.terminal import count_text
 from brainclust.report.viewquery import POINT_LIMIT, Queries, as_float, as_int, parse_box, parse_focus
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,9 @@ class Explorer:
                  "fmi": "FMI", "acc": "ACC"}
         clusters = self.data.by_name.get("cluster")
         return env.get_template("view.html.j2").render(
-            title=meta["title"], meta=meta, n_total=f"{self.data.n:,}",
+            title=meta["title"], meta=meta, n_total=f"{self.data.n:,} image" + ("" if self.data.n == 1 else "s"),
             scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()], silhouette_note=space["note"],
-            n_clusters=len([c for c in clusters.raw if c != "-1"]) if clusters else 0,
+            n_clusters=count_text(len({c for c in clusters.raw if c != "-1"}), "cluster") if clusters else "",
             run_dir=shown(Path(run_dir).resolve()), input=shown(self.data.root or ""),
             cache=shown(self.thumbs.dir), map_source=self.data.map_source, local=local)
 
