@@ -56,8 +56,8 @@ from brainclust.report.connlimits import (HEADER_DEADLINE, MAX_CONNECTIONS, Capp
                                           busy_answer)
 from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
 from brainclust.report.viewdata import ViewData
-from brainclust.terminal import count_text
 from brainclust.report.viewquery import POINT_LIMIT, Queries, as_float, as_int, parse_box, parse_focus
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
