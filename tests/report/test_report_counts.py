@@ -12,7 +12,7 @@ import pytest
 from test_report import fake_run, mark_set_aside
 
 from brainclust.report.build import build_report
-from brainclust.report.runtext import clustered_text, files_text
+from brainclust.report.runtext import clustered_text, files_text, k_text
 
 
 def images_row(page: str) -> str:
@@ -127,3 +127,17 @@ def test_a_thumbnail_of_one_level_is_mid_grey(level):
     ramp = np.tile(np.linspace(10, 60, 30), (20, 1))
     out = to_uint8(ramp)
     assert out.min() == 0 and out.max() == 255
+
+
+def test_a_dbscan_run_names_its_eps_not_the_k_it_ignored(tmp_path):
+    """A walk of the pages (2026-12-07): `brainclust run DATA --method dbscan`, which ignores --k (README), read
+    "1 cluster (dbscan, k = 4), 18 noise" in the header and "dbscan, k = 4: 1 cluster found" in the summary."""
+    out = fake_run(tmp_path, n_per=6, k=3, method="dbscan")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["clustering"]["dbscan_eps"] = 0.68612
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    page = page_of(out)
+    assert "(dbscan, eps = 0.686)" in page and "<td>dbscan, eps = 0.686: " in page and "k = 3" not in page
+    del manifest["clustering"]["dbscan_eps"]  # an older manifest: no eps, and still no k
+    assert k_text(manifest, 3) == "no k"
+    assert k_text({"settings": {"method": "kmeans", "k": 3}, "clustering": {"method": "kmeans", "k": 3}}, 3) == "k = 3"

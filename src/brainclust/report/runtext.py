@@ -65,11 +65,16 @@ def clustered_text(unit: str, n_rows: int, n_set_aside: int, n_slice_images: int
 def k_text(manifest: dict, k: int) -> str:
     """The k of the header and the summary: ``k = 4``, ``k = 4 per stratum`` (``--within``), and for ``--within``
     with ``--k auto``, where each stratum chose its own, ``k auto per stratum (axial: 15, coronal: 15, sagittal: 5)``
-    (``manifest.json`` ``steer.within.k``; ``k``: the run's, unused then)."""
+    (``manifest.json`` ``steer.within.k``; ``k``: the run's, unused then). DBSCAN has no k (it ignores ``--k``, which
+    the manifest still records): its ``eps = 0.686`` (``clustering.dbscan_eps``), else ``no k``."""
     settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+    clustering = manifest.get("clustering") if isinstance(manifest.get("clustering"), dict) else {}
+    if (clustering.get("method") or settings.get("method")) == "dbscan":
+        eps = clustering.get("dbscan_eps")
+        return "no k" if isinstance(eps, bool) or not isinstance(eps, (int, float)) else f"eps = {eps:.3g}"
     if not settings.get("within"):
         return f"k = {k}"
-    if settings.get("k") != "auto" or settings.get("method") == "dbscan":
+    if settings.get("k") != "auto":
         return f"k = {k} per stratum"
     within = (manifest.get("steer") or {}).get("within") if isinstance(manifest.get("steer"), dict) else None
     per = within.get("k") if isinstance(within, dict) and isinstance(within.get("k"), dict) else {}
