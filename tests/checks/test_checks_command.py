@@ -205,3 +205,21 @@ def test_a_near_duplicate_box_shows_the_exact_copies_of_its_members_as_the_summa
         ("r.png", ""), ("n1.png", "near copy"), ("n1c.png", "exact copy of n1.png"), ("rc.png", "exact copy"),
         ("n2.png", "near copy")]
     assert [(g["rep"], g["size"]) for g in dup["groups"]] == [("r.png", 4), ("n1.png", 2)]
+
+
+def test_an_image_that_could_not_be_decoded_is_not_counted_as_checked():
+    """A walk of the pages (2026-12-07): a run over 24 readable images and a truncated JPEG (skipped, listed in
+    quality.csv with an error) said "25 images checked, 1 flagged" above "not checked: 1 image" (its manifest:
+    n_checked 24); brainclust check's page said the same of its 25 images."""
+    from brainclust.report.checks import checks_context
+    from brainclust.report.render import render
+
+    quality = [{"path": "a.png", "flags": "", "duplicate_of": "", "error": ""},
+               {"path": "a2.png", "flags": "duplicate", "duplicate_of": "a.png", "error": ""},
+               {"path": "bad.jpg", "flags": "", "duplicate_of": "", "error": "cannot decode image: truncated"}]
+    ctx = checks_context(quality, [], {}, lambda p: {"name": p, "row": None, "src": None}, clustered=True)
+    assert (ctx["n"], ctx["n_checked"], ctx["n_not_checked"]) == (3, 2, 1)
+    html = render("check.html.j2", {"checks": ctx, "n_files": 3, "n_skipped": 0, "n_withheld": 0, "n_refused": 0,
+                                    "n_missing": 0, "version": "test"})
+    assert "3 images from 3 files." in html and "2 images checked, 1 flagged" in html
+    assert "<h3>not checked: 1 image</h3>" in html

@@ -106,8 +106,8 @@ def test_a_count_of_one_is_singular_on_the_page(tmp_path):
     page = page_of(out)
     assert '<span class="chip">1 cluster (' in page and '<span class="chip">1 file skipped</span>' in page
     assert "1 cluster found" in page and "<td>1 hit, 1 miss</td>" in page and " 1 clusters" not in page
-    checks = {"summary": "", "n": 1, "n_flagged": 0, "split_source": "splits.csv", "n_leakage": 1, "leak_splits": [],
-              "exclude": [], "clustered": False, "groups": [], "galleries": [], "not_checked": []}
+    checks = {"summary": "", "n": 1, "n_checked": 1, "n_flagged": 0, "split_source": "splits.csv", "n_leakage": 1,
+              "leak_splits": [], "exclude": [], "clustered": False, "groups": [], "galleries": [], "not_checked": []}
     html = render("check.html.j2", {"checks": checks, "n_files": 1, "n_skipped": 1, "n_withheld": 1,
                                     "n_refused": 0, "n_missing": 0, "version": "test"})
     assert "1 image from 1 file (1 file skipped: " in html and "1 image checked, 0 flagged" in html

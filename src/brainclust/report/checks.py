@@ -87,7 +87,8 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
     ``checks`` record; ``tile(path)`` gives an image's ``name``, ``row`` and ``src`` (thumbnail URI or
     ``None``); ``clustered``: the images were clustered (a run, not ``brainclust check``). A gallery shows ``cap``
     images spread evenly over its flag's images in scan order (the first ``cap`` were often one folder); of the
-    duplicate groups, ``max_groups`` are shown: those across splits first, then the largest, then in scan order."""
+    duplicate groups, ``max_groups`` are shown: those across splits first, then the largest, then in scan order.
+    ``n`` counts the rows, ``n_checked`` those without an ``error`` (the others could not be decoded: not checked)."""
     flags = [split_flags(q.get("flags", "")) for q in quality]
     galleries = []
     for f in FLAGS:
@@ -114,8 +115,9 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
         group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
                             "groups": shown})
     failed = [{"name": shown_name(q["path"]), "error": q.get("error", "")} for q in quality if q.get("error")]
-    return {"summary": info.get("summary", ""), "n": len(quality), "clustered": clustered,
-            "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries, "groups": group_views,
+    return {"summary": info.get("summary", ""), "n": len(quality), "n_checked": len(quality) - len(failed),
+            "clustered": clustered, "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries,
+            "groups": group_views,
             "n_leakage": len(leakage), "leak_splits": sorted({s for r in leakage
                                                               for s in r.get("splits", "").split(";") if s}),
             "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
