@@ -92,6 +92,18 @@ def test_a_within_run_names_each_clusters_stratum_in_its_montage_heading(tmp_pat
     assert "Each heading names the cluster's stratum (its value of plane" in page
 
 
+def test_a_within_level_runs_headings_say_the_stratum_is_the_first_pass_level(tmp_path):
+    """A walk of the pages (2026-12-07): after `--within level_2 --k 2` the note said the heading's stratum was "its
+    value of level_2", but assignments.csv's level_2 column is this run's own tree cut into 2 per stratum (4 values:
+    "Cluster 2 · stratum 1" had level_2 = 2); the stratum is in the stratum column."""
+    out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), within="level_2", plane_source=None,
+                stratum_of={0: "0", 1: "0", 2: "1"})
+    page = page_of(out)
+    assert montage_headings(page) == ["Cluster 0 · stratum 0", "Cluster 1 · stratum 0", "Cluster 2 · stratum 1"]
+    assert ("(its value of level_2 in the first pass: the stratum column of assignments.csv, not its level_2 column, "
+            "which cuts this run's own trees: a cluster lies in one stratum") in page
+
+
 def test_without_within_the_headings_name_no_stratum(tmp_path):
     """Not even when the rows have a ``stratum`` column of their own (a metadata column of that name)."""
     out = steer(fake_run(tmp_path, n_per=6, method="kmeans"), within=None, plane_source=None)
