@@ -85,6 +85,32 @@ def test_the_associations_note_names_the_runs_own_folded_columns(tmp_path):
     assert note.endswith("(none here).") and " (= " not in note.replace("(= same column)", "")
 
 
+def test_a_cut_associations_table_says_how_many_rows_there_are(tmp_path):
+    """A walk of the pages (2026-12-07): the 4-class run's table showed 40 rows of the 70 in associations.csv
+    (80 lines, label folded into folder) with no word of the others; a reader comparing it with the file found
+    30 missing."""
+    from brainclust.report.associations import MAX_ROWS
+
+    def level_rows(lv: str) -> str:  # folder, label (= folder) and 6 numeric columns: 7 rows on the page
+        return (f"{lv},1,folder,categorical,AMI,0.3,0.005,18,3,,,199,18\n"
+                f"{lv},2,label,categorical,AMI,0.3,0.005,18,3,folder,,199,18\n"
+                + "".join(f"{lv},{3 + i},c{i},numeric,AMI_quintiles,0.0{i},0.5,18,18,,,199,18\n" for i in range(6)))
+
+    def table_rows(page: str) -> int:
+        return page.split('<table id="associations-table">')[1].split("</table>")[0].count("<tr><td>")
+
+    out = fake_run(tmp_path, n_per=6)
+    head = "level,rank,column,kind,statistic,score,p_value,n,n_values,same_as,coarser_of,permutations,perm_rows\n"
+    levels = ["cluster"] + [f"level_{L}" for L in range(2, 11)]
+    (out / "associations.csv").write_text(head + "".join(map(level_rows, levels)), encoding="utf-8")
+    page = page_of(out)
+    assert table_rows(page) == MAX_ROWS
+    assert f"The table shows its first {MAX_ROWS} of 70 rows (the clusters' first" in page
+    (out / "associations.csv").write_text(head + level_rows("cluster"), encoding="utf-8")
+    page = page_of(out)
+    assert table_rows(page) == 7 and "table shows its" not in page
+
+
 def test_a_count_of_one_unit_is_singular():
     """Montage headings of a unit run said "1 volumes (5.0%)"."""
     from brainclust.report.render import counted

@@ -6,7 +6,7 @@ Another stage may write ``OUT/associations.csv`` with the columns ``column``,
 clusters at a tree level. The report shows it under the scores when the file
 exists. The file is untrusted input: values reach the page only through
 autoescaping, numbers are parsed (a bad one shows as blank) and at most
-:data:`MAX_ROWS` rows are kept.
+:data:`MAX_ROWS` rows are shown (the page says how many there are).
 """
 
 from __future__ import annotations
@@ -38,8 +38,23 @@ def _num(text) -> float | None:
 
 
 def read_associations(path) -> list[dict] | None:
-    """The ranking (the ``cluster`` level first, then score descending; at most :data:`MAX_ROWS` rows), or
-    ``None`` when there is no such file.
+    """The ranking of :func:`ranked_rows` cut to its first :data:`MAX_ROWS` rows, or ``None`` when there is no
+    such file."""
+    rows = ranked_rows(path)
+    return None if rows is None else rows[:MAX_ROWS]
+
+
+def ranking(path) -> dict:
+    """The report's context of the ranking: ``associations`` (:func:`read_associations`), ``n_associations`` (the
+    rows before the cut: the page says when it shows fewer) and ``same_rows`` (:func:`folded_rows` of those shown)."""
+    rows = ranked_rows(path)
+    shown = None if rows is None else rows[:MAX_ROWS]
+    return {"associations": shown, "n_associations": len(rows or ()), "same_rows": folded_rows(shown)}
+
+
+def ranked_rows(path) -> list[dict] | None:
+    """The whole ranking (the ``cluster`` level first, then score descending), or ``None`` when there is no
+    such file.
 
     Each row: ``column``, ``level`` and ``statistic`` (``AMI``, ``AMI, quintiles``, or ``ε²`` in older runs;
     text), ``score`` and ``p_value``
@@ -66,7 +81,7 @@ def read_associations(path) -> list[dict] | None:
     rows = fold_same(rows)
     # the clusters' ranking first, then the tree levels' strongest associations
     rows.sort(key=lambda r: (r["score"] is None, r["level"] != "cluster", -(r["score"] or 0.0), r["column"], r["level"]))
-    return rows[:MAX_ROWS]
+    return rows
 
 
 def fold_same(rows: list[dict]) -> list[dict]:

@@ -52,7 +52,7 @@ from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, within_column
 from brainclust.report.runtext import clustered_text, consensus_text, files_text, k_text, ssl_text, within_scores
-from brainclust.report.associations import folded_rows, read_associations, read_summary
+from brainclust.report.associations import ranking, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
                                       short_number, steering_text, within_pca_text)
@@ -177,9 +177,8 @@ def scores_section(run: RunOutputs) -> dict:
                            "value": "n/a" if isinstance(v, bool) or not isinstance(v, (int, float)) else f"{v:.3f}"})
     groups = len(set(np.asarray(run.clusters).tolist()) - {NOISE})
     summary = read_summary(run.folder.associations, groups=groups, within=within_column(run.manifest))
-    ranked = read_associations(run.folder.associations)
-    return {"scores": scores, "within_scores": within_scores(run.metrics, groups), "associations": ranked,
-            "space_note": space["note"], "same_rows": folded_rows(ranked),
+    return {"scores": scores, "within_scores": within_scores(run.metrics, groups),
+            **ranking(run.folder.associations), "space_note": space["note"],
             "ssl_compare": ssl_comparison(run.manifest) if "ssl" in space["space"] else None,
             "follows": summary[0] if summary else None, "tree_follows": summary[1] if summary else []}
 
