@@ -15,8 +15,8 @@ def test_each_space_is_named_and_only_the_frozen_features_need_no_caveat():
     plain = silhouette_space({"settings": {"reduce": "pca", "pca": 50, "ssl": []}})
     assert plain == {"space": "features", "on": "the PCA of the frozen backbone features", "note": None}
     umap = silhouette_space({"settings": {"reduce": "umap"}})
-    assert umap["space"] == "umap" and umap["note"] == ("silhouette on the UMAP embedding, whose clumps raise it: "
-                                                        "not comparable with a PCA run's")
+    assert umap["space"] == "umap" and umap["note"] == ("silhouette on the UMAP embedding, whose clumps tend to "
+                                                        "raise it: not comparable with a PCA run's")
     auto = {"settings": {"reduce": "pca"}, "auto": {"chosen": {"reduce": "pca+umap"}}}  # --auto chose UMAP
     assert silhouette_space(auto)["space"] == "umap"
     ssl = silhouette_space({"settings": {"reduce": "pca", "ssl": ALL}})

@@ -4,8 +4,8 @@
 The silhouette (:mod:`brainclust.cluster.scores`) is measured where the clustering ran. Two spaces raise it
 whatever the clusters follow, so their silhouette is not comparable with that of a run on the frozen features:
 
-* a UMAP embedding (``--reduce umap`` or ``pca+umap``, or ``--auto`` choosing one): its clumps raise it (0.87 with
-  NMI 0.001 on a yes/no set);
+* a UMAP embedding (``--reduce umap`` or ``pca+umap``, or ``--auto`` choosing one): its clumps tend to raise it
+  (0.87 with NMI 0.001 on a yes/no set);
 * a self-supervised embedding that the run kept (``--self-supervised``): it is trained to separate the clusters
   (``all`` on 200 test images of the 4-class set: 0.586 against 0.280 on the frozen features, while NMI fell from
   0.259 to 0.245; ``temi``, whose embedding is cluster probabilities: 0.943).
@@ -66,12 +66,12 @@ def silhouette_space(manifest: dict) -> dict:
         on = "the frozen backbone features" if settings.get("pca") == 0 else "the PCA of the frozen backbone features"
         return {"space": "features", "on": on, "note": None}
     if not comps:
-        on, why, other = "the UMAP embedding", "whose clumps raise it", "a PCA run's"
+        on, why, other = "the UMAP embedding", "whose clumps tend to raise it", "a PCA run's"
     elif not umap:
-        on, why, other = (ssl_on, "trained to separate the clusters, which raises it",
+        on, why, other = (ssl_on, "trained to separate the clusters, which tends to raise it",
                           "that of a run without --self-supervised")
     else:
-        on, why, other = (f"the UMAP embedding of {ssl_on}", "whose training and clumps raise it",
+        on, why, other = (f"the UMAP embedding of {ssl_on}", "whose training and clumps tend to raise it",
                           "that of a PCA run without --self-supervised")
     return {"space": "ssl+umap" if comps and umap else ("ssl" if comps else "umap"), "on": on,
             "note": f"silhouette on {on}, {why}: not comparable with {other}"}
