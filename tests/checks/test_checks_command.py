@@ -127,6 +127,7 @@ def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
     page = out.joinpath("checks.html").read_text(encoding="utf-8")
     assert "<script" not in page and "default-src 'none'" in page and "Nothing was clustered" in page
     assert "duplicate: 1 image in 1 group<" in page and "across splits (leakage.csv)" in page
+    assert "cross its splits (read from: folder) are in leakage.csv" in page
     for flag in ("not_mri", "blank", "tiny"):
         assert re.search(rf"<h3>{flag}: 1 image</h3>", page)
     assert "not checked: 1 image<" in page and "train/s2.png" in page
@@ -140,6 +141,8 @@ def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
     assert main(["-q", "check", str(clean), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
     page = out.joinpath("checks.html").read_text(encoding="utf-8")
     assert "No image is flagged." in page and "<h3>" not in page
+    # no split in its names: the page said copies across splits were in leakage.csv all the same
+    assert "no split (train/test/val) was found in folder or file names, so leakage.csv lists nothing" in page
 
 
 def test_the_page_shows_no_file_that_changed_since_the_scan(data, tmp_path):
