@@ -226,3 +226,17 @@ def test_an_image_that_could_not_be_decoded_is_not_counted_as_checked():
                                     "n_missing": 0, "version": "test"})
     assert "3 images from 3 files." in html and "2 images checked, 1 flagged" in html
     assert "<h3>not checked: 1 image</h3>" in html
+
+
+def test_the_manifest_counts_as_checked_only_the_images_that_decoded(data, tmp_path):
+    """brainclust check recorded n_checked 25 for 24 decodable images and a truncated one (n_not_checked 1),
+    where a run over the same images records 24: checked means decoded and checked, in both."""
+    bad = tmp_path / "data"
+    shutil.copytree(data, bad)
+    truncated = bad / "train" / "s2.png"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    out = tmp_path / "o"
+    assert main(["-q", "check", str(bad), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    checks = json.loads((out / "manifest.json").read_text())["checks"]
+    rows = (out / "quality.csv").read_text().splitlines()[1:]
+    assert checks["n_not_checked"] == 1 and checks["n_checked"] == len(rows) - 1

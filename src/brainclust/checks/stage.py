@@ -292,9 +292,11 @@ def write_outputs(result: CheckResult, out: str | os.PathLike, manifest: Mapping
 
 def checks_record(result: CheckResult, exclude=(), n_excluded: int = 0, split_table=None, cache: dict | None = None,
                   timings: dict | None = None) -> dict:
-    """What a manifest records of the checks: thresholds, the split source, counts per flag, what was excluded."""
+    """What a manifest records of the checks: thresholds, the split source, counts per flag, what was excluded
+    (``n_checked``: the images decoded and checked; ``n_not_checked``: those the checks could not decode)."""
     return {"thresholds": asdict(result.thresholds), "split_source": result.split_source or None,
-            "split_table": None if split_table is None else str(split_table), "n_checked": len(result.paths),
+            "split_table": None if split_table is None else str(split_table),
+            "n_checked": len(result.paths) - len(result.descriptors.failed),
             "counts": result.counts(), "n_flagged": sum(1 for f in result.flags if f),
             "n_duplicate_groups": len(result.duplicates.groups()), "n_leakage_rows": len(result.leakage),
             "n_not_checked": len(result.descriptors.failed), "exclude": list(exclude), "n_excluded": n_excluded,
