@@ -443,6 +443,26 @@ def test_settings_that_are_paths_show_their_last_part():
                     "labels": "folder", "include": "**/Tr-*"}
 
 
+def test_settings_that_did_not_apply_to_the_run_are_not_listed():
+    """The defaults of options the run did not use (``ssl_mode`` without ``--self-supervised``, ``remove_rule``
+    without ``--remove``, ``calibration_size`` without int8...) said nothing about it; the rules are
+    RunConfig's (brainclust.model.needs), so a run that used them lists them."""
+    from dataclasses import asdict
+
+    from brainclust.model.config import RunConfig
+    from brainclust.report.tables import settings_rows
+
+    plain = dict(settings_rows({"settings": asdict(RunConfig())}))
+    for name in ("ssl_mode", "ssl_gate", "remove_rule", "calibration_size", "fusion_norm", "split_column"):
+        assert name not in plain
+    assert {"k", "pca", "clip_percentiles", "method", "checks"} <= set(plain)
+    used = asdict(RunConfig(ssl=("contrastive",), remove="folder", precision="int8", backbone="pixels+hog",
+                            split_table="s.csv", reduce="umap", intensity_window=(0.0, 255.0)))
+    rows = dict(settings_rows({"settings": used}))
+    assert {"ssl_mode", "ssl_gate", "remove_rule", "calibration_size", "fusion_norm", "split_column"} <= set(rows)
+    assert "pca" not in rows and "clip_percentiles" not in rows  # --reduce umap, --intensity-window: not used
+
+
 def test_the_page_holds_no_absolute_path(built):
     """The report is meant to be mailed: a data folder under /mnt/export/DOE_JANE/ would name the patient. The
     page names the data folder and the weights file by their own names (the full paths stay in manifest.json)."""

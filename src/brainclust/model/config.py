@@ -25,6 +25,7 @@ from brainclust.io import bids as bids_io  # not "bids": a field of RunConfig is
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
 from brainclust.io.formats import nifti
+from brainclust.model.needs import NEEDS
 from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
                                          VOLUMES, Option, list_value, opt, parse_clip, parse_int, parse_k, parse_pca,
                                          parse_views, parse_window)
@@ -311,37 +312,15 @@ class RunConfig:
                                  "hierarchical, --outliers off); leave them at their defaults")
 
     def _refuse_ignored(self, comps) -> None:
-        """A setting that would change nothing is refused, with the setting it needs."""
-        from brainclust.features.fusion import is_fused
-
+        """A setting that would change nothing is refused, with the setting it needs (:data:`NEEDS`)."""
+        settings = {**{f.name: getattr(self, f.name) for f in fields(self)}, "ssl": comps}
         default = RunConfig()
-        needs = [("ssl_gate", "--ssl-gate", not comps and self.ssl_gate, "--self-supervised"),
-                 ("ssl_mode", "--ssl-mode", not comps and self.ssl_mode != default.ssl_mode, "--self-supervised"),
-                 ("ssl_epochs", "--ssl-epochs", not comps and self.ssl_epochs is not None, "--self-supervised"),
-                 ("ssl_views", "--ssl-views", not comps and self.ssl_views is not None, "--self-supervised"),
-                 ("calibration_size", "--calibration-size",
-                  self.precision != "int8" and self.calibration_size != default.calibration_size, "--precision int8"),
-                 ("fusion_norm", "--fusion-norm", not is_fused(self.backbone) and self.fusion_norm != default.fusion_norm,
-                  "a fused --backbone (A+B)"),
-                 ("pca", "--pca", self.reduce == "umap" and (self.pca != default.pca or bool(self.pca_given)),
-                  "--reduce pca or pca+umap (--reduce umap chooses its own PCA)"),
-                 ("clip_percentiles", "--clip", self.intensity_window is not None and self.clip_percentiles
-                  not in (None, default.clip_percentiles), "no --intensity-window (which replaces it)"),
-                 ("metadata_key", "--metadata-key", self.metadata is None and self.metadata_key is not None,
-                  "--metadata FILE"),
-                 ("split_column", "--split-column", self.split_table is None and self.split_column != "split",
-                  "--split-table"),
-                 ("remove_rule", "--remove-rule", self.remove is None and self.remove_rule != default.remove_rule,
-                  "--remove COLUMN")]
-        needs += [(name, flag, self.checks == "off" and getattr(self, name) not in (None, ()), "--checks on")
-                  for name, flag in (("exclude", "--exclude"), ("check_thresholds", "--check-thresholds"),
-                                     ("split_table", "--split-table"))]
-        for name, flag, ignored, wanted in needs:
-            if ignored:
-                got = getattr(self, name)
+        for need in NEEDS:
+            if not need.applies(settings) and need.given(settings, getattr(default, need.name)):
+                got = settings[need.name]
                 shown = ",".join(map(str, got)) if isinstance(got, (tuple, list)) else got
                 given = "" if isinstance(got, bool) else f" (got {shown!r})"  # a switch: its name says it all
-                raise ParameterError(f"{flag}: would be ignored{given}; it needs {wanted}")
+                raise ParameterError(f"{need.flag}: would be ignored{given}; it needs {need.wanted}")
 
     def normalized(self) -> "RunConfig":
         """The same settings with ``ssl`` parsed (``"all"`` -> the four components)."""
