@@ -90,3 +90,17 @@ def test_the_feature_cache_row_counts_the_augmented_views(tmp_path):
         "views": 2, "hits": 0, "misses": 24}}})
     assert text(page_of(out, {"ssl": ALL}, {}), r"<th>Feature cache</th><td>.*?</td>") == (
         "Feature cache 12 hits, 0 misses; augmented views for --self-supervised (2 of each image): 0 hits, 24 misses")
+
+
+@pytest.mark.parametrize("settings, ssl, of", [
+    ({"ssl": ALL}, {}, " of the self-supervised embedding (contrastive,rotation,joint,refine; 96 dimensions), not "
+                       "of the backbone features; seed 0"),
+    ({"ssl": ["temi"]}, {"embedding_dim": 12}, " of TEMI's embedding (cluster probabilities; 12 dimensions), not of "
+                                               "the backbone features; seed 0"),
+    ({"ssl": ALL}, {"kept": False}, " of the variance; seed 0"),  # the gate set it aside: the frozen features' PCA
+    ({"ssl": []}, None, " of the variance; seed 0")])
+def test_the_pca_row_says_it_is_the_pca_of_the_learned_embedding(tmp_path, settings, ssl, of):
+    """The summary's PCA row follows the backbone's (1280-d features): a self-supervised run's PCA is fitted on the
+    embedding the stage learned, and the row says so, with the embedding's width."""
+    page = page_of(fake_run(tmp_path, n_per=6, k=2), settings, ssl)
+    assert text(page, r'<tr id="pca-row">.*?</tr>').endswith(of)

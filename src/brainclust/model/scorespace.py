@@ -19,7 +19,7 @@ caveat when ``manifest.json`` records it (:func:`gate_figures`); labels play no 
 
 from __future__ import annotations
 
-__all__ = ["SPACE_NAMES", "gate_figures", "set_aside", "silhouette_space", "ssl_comparison"]
+__all__ = ["SPACE_NAMES", "gate_figures", "set_aside", "silhouette_space", "ssl_comparison", "ssl_embedding"]
 
 #: The silhouette's name where it is not comparable with a run's on the frozen features (report and view).
 SPACE_NAMES = {"umap": " (UMAP)", "ssl": " (SSL embedding)", "ssl+umap": " (UMAP of the SSL embedding)"}
@@ -48,6 +48,21 @@ def _ssl_components(manifest: dict) -> list[str]:
     return [str(c) for c in comps] if isinstance(comps, (list, tuple)) and not set_aside(manifest) else []
 
 
+def ssl_embedding(manifest: dict, dims: bool = False) -> str:
+    """The self-supervised embedding the run (or prediction) clustered, in words: ``the self-supervised embedding
+    (contrastive)``, ``TEMI's embedding (cluster probabilities)``; ``""`` when it clustered the frozen features.
+    ``dims``: with its width when the ``ssl`` record has it (``(contrastive; 96 dimensions)``)."""
+    comps = _ssl_components(manifest)
+    if not comps:
+        return ""
+    ssl = manifest.get("ssl") if isinstance(manifest.get("ssl"), dict) else {}
+    dim = ssl.get("embedding_dim") if dims else None
+    width = f"; {dim} dimensions" if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else ""
+    if comps == [TEMI]:
+        return f"TEMI's embedding (cluster probabilities{width})"
+    return f"the self-supervised embedding ({','.join(comps)}{width})"
+
+
 def silhouette_space(manifest: dict) -> dict:
     """Where the silhouette of the run (or prediction) of ``manifest`` was taken.
 
@@ -57,11 +72,7 @@ def silhouette_space(manifest: dict) -> dict:
     """
     settings = _settings(manifest)
     umap = "umap" in str(settings.get("reduce") or "")
-    comps = _ssl_components(manifest)
-    if comps == [TEMI]:
-        ssl_on = "TEMI's embedding (cluster probabilities)"
-    else:
-        ssl_on = f"the self-supervised embedding ({','.join(comps)})" if comps else ""
+    comps, ssl_on = _ssl_components(manifest), ssl_embedding(manifest)
     if not (umap or comps):
         on = "the frozen backbone features" if settings.get("pca") == 0 else "the PCA of the frozen backbone features"
         return {"space": "features", "on": on, "note": None}

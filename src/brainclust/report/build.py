@@ -39,7 +39,7 @@ import numpy as np
 from brainclust.errors import ParameterError
 from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import escape_name, shown_name
-from brainclust.model.scorespace import SPACE_NAMES, silhouette_space, ssl_comparison
+from brainclust.model.scorespace import SPACE_NAMES, silhouette_space, ssl_comparison, ssl_embedding
 from brainclust.report import figures as F
 from brainclust.report.figures import FigureSink
 from brainclust.report.checks import checks_section
@@ -155,7 +155,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "k_text": k_text(m, run.k), "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
-        **counts, "pca": m.get("pca", {}),
+        **counts, "pca": m.get("pca", {}), "pca_of": ssl_embedding(m, dims=True),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,
