@@ -145,6 +145,19 @@ def test_the_command_writes_a_page_with_a_gallery_per_flag(data, tmp_path):
     assert "no split (train/test/val) was found in folder or file names, so leakage.csv lists nothing" in page
 
 
+def test_the_page_names_the_folder_it_checked_by_its_own_name(data, tmp_path):
+    """A walk of the pages: checks.html named no data folder (the report names its own). By its last part only,
+    as the report does: a folder above it may be named after a patient (the full path is in manifest.json)."""
+    folder = tmp_path / "DOE_JANE" / "<b>scans"
+    shutil.copytree(data, folder)
+    out = tmp_path / "o"
+    assert main(["-q", "check", str(folder), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    page = out.joinpath("checks.html").read_text(encoding="utf-8")
+    assert 'Data folder: <span class="mono">&lt;b&gt;scans</span> (its full path is in manifest.json' in page
+    assert "<title>brainclust check: &lt;b&gt;scans</title>" in page
+    assert "DOE_JANE" not in page and "<b>" not in page and str(tmp_path) not in page
+
+
 def test_the_page_shows_no_file_that_changed_since_the_scan(data, tmp_path):
     from brainclust.io.scan import scan
     from brainclust.report.checkpage import write_check_page
@@ -223,7 +236,7 @@ def test_an_image_that_could_not_be_decoded_is_not_counted_as_checked():
     ctx = checks_context(quality, [], {}, lambda p: {"name": p, "row": None, "src": None}, clustered=True)
     assert (ctx["n"], ctx["n_checked"], ctx["n_not_checked"]) == (3, 2, 1)
     html = render("check.html.j2", {"checks": ctx, "n_files": 3, "n_skipped": 0, "n_withheld": 0, "n_refused": 0,
-                                    "n_missing": 0, "version": "test"})
+                                    "n_missing": 0, "version": "test", "input": "data"})
     assert "3 images from 3 files." in html and "2 images checked, 1 flagged" in html
     assert "<h3>not checked: 1 image</h3>" in html
 

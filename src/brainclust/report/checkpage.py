@@ -42,7 +42,8 @@ class _Rows:
 def write_check_page(folder: str | os.PathLike, data: str | os.PathLike, records: Sequence,
                      px: int = THUMB_PX) -> Path:
     """Write ``checks.html`` in the check folder ``folder`` (its ``quality.csv`` holds one row per record of
-    ``records``, the scan of ``data``, in order); returns its path."""
+    ``records``, the scan of ``data``, in order); returns its path. The page names the data folder by its own name,
+    as the report does (the full path, which may name a patient above it, stays in ``manifest.json``)."""
     folder = Path(folder)
     quality = read_table(folder / QUALITY_FILE, QUALITY_KEPT)
     if quality is None:
@@ -58,6 +59,7 @@ def write_check_page(folder: str | os.PathLike, data: str | os.PathLike, records
     checks = checks_context(quality, read_table(folder / LEAKAGE_FILE) or [], manifest.get("checks") or {}, tile,
                             clustered=False)
     html = render("check.html.j2", {"checks": checks, "n_files": manifest.get("n_files_scanned"),
+                                    "input": escape_name(Path(data).resolve().name),  # no full path: mailable
                                     "n_skipped": len(manifest.get("skipped") or []),
                                     "n_withheld": thumbs.n_withheld, "n_refused": thumbs.n_refused,
                                     "n_missing": thumbs.n_missing - thumbs.n_refused,
