@@ -642,6 +642,32 @@ def test_the_view_names_the_space_of_a_silhouette_not_comparable_with_the_frozen
             assert f"{name} <b>" in page and "not comparable with" in page, name
 
 
+def test_the_view_shows_a_within_runs_scores_inside_the_strata(tmp_path):
+    """A walk of the pages: the report of a --within run shows the mean NMI and ARI inside the strata
+    (metrics.json within.scores) next to the scores of all strata together; the view showed only the latter."""
+    out = make_run(tmp_path, n_per=6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "within": {"scores": {
+        "mean_nmi": 0.0829, "mean_ari": 0.0225,
+        "per_stratum": {"axial": {"ari": 0.18, "nmi": 0.2, "n": 6}, "coronal": {"ari": -0.04, "nmi": 0.03, "n": 6}}}}}))
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
+    try:
+        page = ex.page.decode()
+    finally:
+        server.server_close()
+        ex.close()
+    assert re.search(r'<span class="chip" id="chip-within" title="Mean NMI and ARI inside each stratum[^"]*">Within '
+                     r"the strata: NMI <b>0.083</b>, ARI <b>0.022</b></span>", page)
+    assert "over 2 scored strata of 2 (metrics.json within.scores)" in page
+    (out / "metrics.json").write_text(json.dumps(metrics))  # a run without --within: no such chip
+    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
+    try:
+        assert "Within the strata" not in ex.page.decode()
+    finally:
+        server.server_close()
+        ex.close()
+
+
 def test_the_page_counts_in_the_singular_too(running, monkeypatch):
     """The page's chips said '1 images' and '1 clusters': one of a kind is singular, thousands are grouped."""
     server, ex, out = running[:3]

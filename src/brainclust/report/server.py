@@ -54,6 +54,7 @@ from brainclust.io.outputs import escape_name
 from brainclust.model.scorespace import SPACE_NAMES, silhouette_space
 from brainclust.report.connlimits import (HEADER_DEADLINE, MAX_CONNECTIONS, CappedThreadingMixIn, DeadlineReader,
                                           busy_answer)
+from brainclust.report.runtext import within_scores
 from brainclust.report.thumbcache import SIZES, ThumbCache, view_cache_dir
 from brainclust.report.viewdata import ViewData
 from brainclust.report.viewquery import POINT_LIMIT, Queries, as_float, as_int, parse_box, parse_focus
@@ -160,10 +161,12 @@ class Explorer:
         names = {"silhouette": "Silhouette" + SPACE_NAMES.get(space["space"], ""), "ari": "ARI", "nmi": "NMI",
                  "fmi": "FMI", "acc": "ACC"}
         clusters = self.data.by_name.get("cluster")
+        n_clusters = len({c for c in clusters.raw if c != "-1"}) if clusters else 0
         return env.get_template("view.html.j2").render(
             title=meta["title"], meta=meta, n_total=f"{self.data.n:,} image" + ("" if self.data.n == 1 else "s"),
             scores=[(names[k], f"{v:.3f}") for k, v in meta["scores"].items()], silhouette_note=space["note"],
-            n_clusters=count_text(len({c for c in clusters.raw if c != "-1"}), "cluster") if clusters else "",
+            within_scores=within_scores(self.data.metrics, n_clusters),  # --within: as the report shows them
+            n_clusters=count_text(n_clusters, "cluster") if clusters else "",
             run_dir=shown(Path(run_dir).resolve()), input=shown(self.data.root or ""),
             cache=shown(self.thumbs.dir), map_source=self.data.map_source, local=local)
 
