@@ -243,3 +243,25 @@ def test_a_split_table_naming_no_image_is_refused_before_any_feature_is_extracte
     with pytest.raises(ParameterError, match="--split-table: none of its 2 paths names an image"):
         run(data, tmp_path / "out", cache_dir=str(tmp_path / "cache"), split_table=str(table), **FAST)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_the_extraction_could_not_decode_is_counted_as_not_checked(data, tmp_path):
+    """A walk of the pages: a run over a truncated PNG wrote its error row in quality.csv but recorded
+    n_not_checked 0 (the extraction drops it before the checks see it) and said "nothing flagged", where
+    ``brainclust check`` of the same folder counts it; a prediction over that folder did the same."""
+    from brainclust.checks.stage import check_data
+
+    bad = tmp_path / "data"
+    shutil.copytree(data, bad)
+    good = (bad / "a" / "s01.png").read_bytes()
+    (bad / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
+    res = run(bad, tmp_path / "run", cache_dir=str(tmp_path / "c"), **FAST)
+    errors = [r["path"] for r in _rows(RunFolder(tmp_path / "run").quality) if r["error"]]
+    checked = check_data(bad, tmp_path / "check", cache_dir=str(tmp_path / "c"), workers=0, progress=False)
+    alone = json.loads((tmp_path / "check" / "manifest.json").read_text())["checks"]
+    for record in (res.manifest["checks"], json.loads((tmp_path / "run" / "manifest.json").read_text())["checks"]):
+        assert errors == ["a/truncated.png"] and record["n_not_checked"] == alone["n_not_checked"] == 1
+        assert record["n_checked"] == alone["n_checked"] == 17
+        assert "1 not checked (unreadable)" in record["summary"] == res.checks.summary() == checked.summary()
+    got = predict(tmp_path / "run", bad, tmp_path / "pred", cache_dir=str(tmp_path / "c"), workers=0, progress=False)
+    assert got.manifest["checks"]["n_not_checked"] == 1

@@ -59,7 +59,9 @@ class CheckResult:
     ``likeness`` and ``picture``; ``""`` for the others; ``None``: not recorded); ``picture_score`` the
     likeness rule's picture scores (step 7; NaN: not scored; ``None``: not recorded);
     ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``n_skipped``
-    the files the scan could not read.
+    the files the scan could not read; ``n_undecoded`` the images of a run (or prediction) that its extraction
+    could not decode, which the checks never saw: not checked, as those the checks could not decode
+    (``descriptors.failed``), which is how ``brainclust check``, decoding every image itself, counts them.
     """
 
     paths: list[str]
@@ -76,6 +78,7 @@ class CheckResult:
     thresholds: Thresholds = field(default_factory=Thresholds)
     likeness_features: dict = field(default_factory=dict)
     n_skipped: int = 0  # files of the folder the scan could not read (their reasons: the manifest's ``skipped``)
+    n_undecoded: int = 0  # images a run's extraction could not decode (rows of quality.csv with an error)
     likeness_reference: np.ndarray | None = None
     not_mri_reason: list[str] | None = None
     picture_score: np.ndarray | None = None
@@ -293,13 +296,14 @@ def write_outputs(result: CheckResult, out: str | os.PathLike, manifest: Mapping
 def checks_record(result: CheckResult, exclude=(), n_excluded: int = 0, split_table=None, cache: dict | None = None,
                   timings: dict | None = None) -> dict:
     """What a manifest records of the checks: thresholds, the split source, counts per flag, what was excluded
-    (``n_checked``: the images decoded and checked; ``n_not_checked``: those the checks could not decode)."""
+    (``n_checked``: the images decoded and checked; ``n_not_checked``: those the checks or, in a run, its
+    extraction could not decode: the error rows of ``quality.csv``)."""
     return {"thresholds": asdict(result.thresholds), "split_source": result.split_source or None,
             "split_table": None if split_table is None else str(split_table),
             "n_checked": len(result.paths) - len(result.descriptors.failed),
             "counts": result.counts(), "n_flagged": sum(1 for f in result.flags if f),
             "n_duplicate_groups": len(result.duplicates.groups()), "n_leakage_rows": len(result.leakage),
-            "n_not_checked": len(result.descriptors.failed), "exclude": list(exclude), "n_excluded": n_excluded,
+            "n_not_checked": len(result.descriptors.failed) + result.n_undecoded, "exclude": list(exclude), "n_excluded": n_excluded,
             "descriptor_cache": cache or {}, "likeness_features": result.likeness_features,
             "summary": result.summary(), "timings_s": timings or {}}
 

@@ -165,7 +165,7 @@ class DataChecks(Step):
         t0 = time.perf_counter()
         records, X = list(batch.records), np.asarray(batch.X)
         split = read_split_table(self.split_table, self.split_column) if self.split_table is not None else None
-        res, cache, t_desc = self._check(records, X, split)
+        res, cache, t_desc = self._check(records, X, split, len(batch.skipped))
         aside = exclude_mask(res.flags, self.exclude)
         self.result_, self.keep_, self.aside_ = res, ~aside, np.flatnonzero(aside)
         self.contents_ = FittedContents.of(res.paths, res.descriptors.pixel_sha256, res.descriptors.failed)
@@ -188,12 +188,13 @@ class DataChecks(Step):
         them (``outlier`` among the new images), and each copy of an image of the fit flagged ``duplicate``
         of it (:func:`~brainclust.checks.fitted.mark_fitted_copies`). Returns a ``CheckResult``."""
         self.check_is_fitted()
-        res, _, _ = self._check(list(batch.records), np.asarray(batch.X), None)
+        res, _, _ = self._check(list(batch.records), np.asarray(batch.X), None, len(batch.skipped))
         return mark_fitted_copies(res, getattr(self, "contents_", None))
 
-    def _check(self, records: list, X: np.ndarray, split) -> tuple:
-        """``(CheckResult, descriptor-cache counts, seconds describing)`` of ``records`` with features ``X``; the
-        thumbnails are dropped after the checks (memory)."""
+    def _check(self, records: list, X: np.ndarray, split, undecoded: int = 0) -> tuple:
+        """``(CheckResult, descriptor-cache counts, seconds describing)`` of ``records`` with features ``X`` and
+        ``undecoded`` images the extraction could not decode (not checked); the thumbnails are dropped after the
+        checks (memory)."""
         t0 = time.perf_counter()
         desc, cache = cached_descriptors(records, self.cache_dir, default_workers(self.workers), self.progress)
         t_desc = time.perf_counter() - t0
@@ -204,6 +205,7 @@ class DataChecks(Step):
                          random_state=self.random_state, progress=self.progress, cache_dir=self.cache_dir,
                          likeness_precision=self.likeness_precision, likeness_runtime=self.likeness_runtime)
         res.descriptors = replace(desc, thumbs=np.zeros((0,) + desc.thumbs.shape[1:], np.uint8))
+        res.n_undecoded = undecoded
         return res, cache, t_desc
 
     # -- persistence: parameters and the fit's contents ----------------------------------------

@@ -129,8 +129,8 @@ def summary_line(result) -> str:
             if largest >= NEAR_CHAIN:
                 notes.append(f"groups of up to {largest}: neighbouring slices of one head match too")
         parts.append(text + (f" ({'; '.join(notes)})" if notes else ""))
-    if result.descriptors.failed:
-        parts.append(f"{len(result.descriptors.failed)} not checked (unreadable)")
+    if n_unread := len(result.descriptors.failed) + result.n_undecoded:
+        parts.append(f"{n_unread} not checked (unreadable)")
     few = few_levels(result)
     note = (f"; {few} of {len(result.paths)} hold {result.thresholds.label_levels} grey levels or fewer (masks or "
             "posterised slices: not a flag; grey_levels in quality.csv)") if few else ""

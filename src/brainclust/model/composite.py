@@ -83,13 +83,15 @@ class Batch:
 
     ``extractor`` is the fitted extractor the features came from (the self-supervised step
     extracts augmented views with it); ``cache`` what the steps' own extractions cost, for the manifest's
-    ``cache`` (``views``: the self-supervised step's augmented views of new images).
+    ``cache`` (``views``: the self-supervised step's augmented views of new images); ``skipped`` the images the
+    extractor could not decode (``path``, ``reason``; no row: the data checks count them as not checked).
     """
 
     records: list
     X: np.ndarray
     extractor: object = None
     cache: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
 
     def with_features(self, X: np.ndarray) -> "Batch":
         return replace(self, X=X)
@@ -299,7 +301,7 @@ class BrainClusterModel(Step):
         k = requested_k(clusterer)
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
-        batch = Batch(kept, feats, extractor)
+        batch = Batch(kept, feats, extractor, skipped=skipped)
         aside = AsideRows.start(len(kept))
         rows, rows_feats = kept, feats
         for name, step in steps[1:-1]:
@@ -363,7 +365,7 @@ class BrainClusterModel(Step):
         t = {"extract": time.perf_counter() - t0}
         if not kept:
             raise InputError(f"{source} has no decodable image{why_not(skipped)}")
-        batch = Batch(kept, feats, self.extractor_)
+        batch = Batch(kept, feats, self.extractor_, skipped=skipped)
         found = None
         for name, step in self.middle_:
             t0 = time.perf_counter()
