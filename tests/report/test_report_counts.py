@@ -135,7 +135,7 @@ def test_a_count_of_one_is_singular_on_the_page(tmp_path):
     checks = {"summary": "", "n": 1, "n_checked": 1, "n_flagged": 0, "split_source": "splits.csv", "n_leakage": 1,
               "leak_splits": [], "exclude": [], "clustered": False, "groups": [], "galleries": [], "not_checked": []}
     html = render("check.html.j2", {"checks": checks, "n_files": 1, "n_skipped": 1, "n_withheld": 1,
-                                    "n_refused": 0, "n_missing": 0, "version": "test"})
+                                    "n_refused": 0, "n_missing": 0, "version": "test", "input": "data"})
     assert "1 image from 1 file (1 file skipped: " in html and "1 image checked, 0 flagged" in html
     assert "; 1 row in leakage.csv" in html and "Not shown: 1 DICOM image that may show" in html
 
