@@ -303,7 +303,8 @@ def checks_record(result: CheckResult, exclude=(), n_excluded: int = 0, split_ta
             "n_checked": len(result.paths) - len(result.descriptors.failed),
             "counts": result.counts(), "n_flagged": sum(1 for f in result.flags if f),
             "n_duplicate_groups": len(result.duplicates.groups()), "n_leakage_rows": len(result.leakage),
-            "n_not_checked": len(result.descriptors.failed) + result.n_undecoded, "exclude": list(exclude), "n_excluded": n_excluded,
+            "n_not_checked": len(result.descriptors.failed) + result.n_undecoded, "exclude": list(exclude),
+            "n_excluded": n_excluded,
             "descriptor_cache": cache or {}, "likeness_features": result.likeness_features,
             "summary": result.summary(), "timings_s": timings or {}}
 
