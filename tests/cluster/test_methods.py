@@ -386,3 +386,36 @@ def test_a_nan_row_in_fit_says_how_many_rows_and_the_first(blobs):
     with pytest.raises(ParameterError, match=r"^the features of 1 of 90 rows are not finite \(NaN or infinite; "
                                              r"first: row 5\)"):
         Clusterer(method="kmeans", n_clusters=3).fit(X)  # was "features must be a finite 2-D array"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_editing_the_callers_array_after_fit_leaves_predict_unchanged(blobs, method):
+    """gmm, spectral, dbscan (and hierarchical) predicted from the caller's array itself: X[:] = ... after fit moved
+    their assignments of new points."""
+    X = blobs[0].copy()
+    model = Clusterer(method="dbscan").fit(X) if method == "dbscan" else _fit(method, X)
+    new = blobs[0][::9] + 0.1
+    before = model.predict(new)
+    X[:] = np.random.default_rng(1).normal(size=X.shape) * 100
+    np.testing.assert_array_equal(model.predict(new), before)
+    assert not np.shares_memory(model.X_fit_, X)
+    X32 = blobs[0].astype(np.float32)  # already converted to a new float64 array: kept as it is
+    assert Clusterer(method=method).fit(X32).X_fit_.dtype == np.float64
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "dbscan"])
+@pytest.mark.parametrize("kind", ["Generator", "RandomState"])
+def test_random_state_takes_a_numpy_generator_drawing_one_seed_per_fit(blobs, method, kind, tmp_path):
+    """A Generator or RandomState was refused (``--seed: must be an integer``); scikit-learn takes a RandomState."""
+    X = blobs[0]
+    make = {"Generator": np.random.default_rng, "RandomState": np.random.RandomState}[kind]
+    seed = int(make(5).integers(2**32) if kind == "Generator" else make(5).randint(2**32))
+    rng = make(5)
+    model = _fit(method, X, seed=rng)
+    assert model.seed_ == seed and model.random_state is rng
+    np.testing.assert_array_equal(model.labels_, _fit(method, X, seed=seed).labels_)
+    assert _fit(method, X, seed=rng).seed_ != seed  # the generator moved on: the next fit draws another seed
+    model.save(tmp_path / "c.npz")
+    assert Clusterer.load(tmp_path / "c.npz").random_state == seed  # the seed of the fit, which a clone refits with
+    with pytest.raises(ParameterError, match=r"^--seed \(random_state\): must be .*a numpy Generator or RandomState"):
+        _fit(method, X, seed="7")

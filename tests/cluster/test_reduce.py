@@ -189,3 +189,16 @@ def test_a_nan_row_in_fit_says_how_many_rows_and_the_first():
     with pytest.raises(ParameterError, match=r"^PCA: the features of 2 of 20 rows are not finite \(NaN or infinite; "
                                              r"first: row 4\): an image that failed to decode\? "):
         PCAReducer(3).fit(X)  # was "PCA: features must be a finite 2-D array"
+
+
+@pytest.mark.parametrize("kind", ["Generator", "RandomState"])
+def test_random_state_takes_a_numpy_generator_drawing_one_seed_per_fit(kind):
+    """A Generator or RandomState was refused (``--seed: must be an integer``)."""
+    X = _data(n=40, d=8, seed=3)
+    make = {"Generator": np.random.default_rng, "RandomState": np.random.RandomState}[kind]
+    seed = int(make(2).integers(2**32) if kind == "Generator" else make(2).randint(2**32))
+    red = PCAReducer(3, random_state=make(2), svd_solver="randomized").fit(X)
+    assert red.seed_ == seed
+    same = PCAReducer(3, random_state=seed, svd_solver="randomized").fit(X)
+    np.testing.assert_allclose(red.transform(X), same.transform(X), rtol=1e-10, atol=1e-10)
+

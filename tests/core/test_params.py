@@ -25,7 +25,9 @@ def test_a_violation_is_one_line_naming_the_option_the_rule_and_the_value():
     p.check("n_clusters", None)
     with pytest.raises(ParameterError) as err:
         p.check("n_clusters", -3)
-    assert str(err.value) == "--k: must be a positive integer (or unset), got -3"  # a command line has no None
+    assert str(err.value) == "--k (n_clusters): must be a positive integer (or unset), got -3"  # no None there
+    with pytest.raises(ParameterError, match=r"^--batch-size: must be a positive integer, got 0$"):
+        param(Integer(1), option="--batch-size").check("batch_size", 0)  # the option says the parameter's name
     with pytest.raises(ParameterError, match=r"^n_clusters: must be None or a positive integer, got -3$"):
         param(NONE, Integer(1)).check("n_clusters", -3)  # a parameter without an option: Python's words
     with pytest.raises(ParameterError, match=r"^progress: must be None or True or False, got 'x'$"):
@@ -92,3 +94,31 @@ def test_every_unfitted_step_raises_not_fitted(name, tmp_path):
             getattr(step, call)(*(() if call in ("describe", "leaf_labels") else (arg,)))
     with pytest.raises(NotFittedError):
         step.save_step(tmp_path)
+
+
+def _estimator_errors():
+    from brainclust.cluster.methods import Clusterer
+    from brainclust.cluster.reduce import PCAReducer
+    from brainclust.data.demo import make_demo_dataset
+    from brainclust.features.extractor import FeatureExtractor
+
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    return [
+        (lambda: PCAReducer(3, random_state=-1).fit(X), r"^--seed \(random_state\): must be an integer from 0 "),
+        (lambda: PCAReducer(1.0).fit(X), r"^--pca \(n_components\): 1\.0 is ambiguous"),
+        (lambda: PCAReducer(-2).fit(X), r"^--pca \(n_components\): must be 0 \(off\)"),
+        (lambda: Clusterer(method="kmeans", n_clusters=2, random_state=2**40).fit(X), r"^--seed \(random_state\): "),
+        (lambda: Clusterer(method="kmeans", n_clusters=20).fit(X),
+         r"^--k \(n_clusters\): 20 clusters requested but there are only 10 images$"),
+        (lambda: FeatureExtractor(backbone="pixels", num_workers=-1).fit(), r"^--workers \(num_workers\): must be "),
+        (lambda: make_demo_dataset("unused", random_state=0.5), r"^--seed \(random_state\): must be an integer"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_the_python_api_errors_name_the_python_parameter_beside_the_option(case):
+    """They said ``--seed: ...``, ``--pca: ...``, ``--workers: ...`` to a caller who passed ``random_state``,
+    ``n_components``, ``num_workers`` (only ``--k (n_clusters)`` named both)."""
+    call, message = _estimator_errors()[case]
+    with pytest.raises(ParameterError, match=message):
+        call()

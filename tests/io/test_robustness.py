@@ -175,8 +175,8 @@ def test_mutated_valid_files_only_raise_image_read_errors(tmp_path_factory, kind
 # --------------------------------------------------------------------------- clear errors
 @pytest.mark.parametrize("extra, needle", [
     (["--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
-    (["--workers", "-1"], "--workers: must be an integer from 0 to 64 (or unset), got -1"),
-    (["--pca", "-3"], "--pca: "),
+    (["--workers", "-1"], "--workers (num_workers): must be an integer from 0 to 64 (or unset), got -1"),
+    (["--pca", "-3"], "--pca (n_components): "),
     (["--clip", "99,1"], "--clip: clip percentiles must satisfy 0 <= low < high <= 100"),
     (["--slices", "top:3"], "--slices: 'top:3' must be PLANE:mid"),
     (["--volume-index", "-1"], "--volume-index: must be an integer >= 0, got -1"),

@@ -27,16 +27,20 @@ import numpy as np
 from sklearn.base import ClusterMixin
 
 from brainclust.core.arrays import as_numbers, check_finite_rows
-from brainclust.core.params import NONE, Integer, Step, param
+from brainclust.core.params import GENERATOR, NONE, Integer, Step, drawn_seed, param
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, json_default
 
 log = logging.getLogger(__name__)
 
-#: ``random_state`` of every estimator (``--seed``): what NumPy and scikit-learn accept.
+#: ``random_state`` of the steps that take a seed only (``--seed``), and the run's ``seed``: what NumPy and
+#: scikit-learn accept as a seed.
 SEED = param(NONE, Integer(0, 2**32 - 1), option="--seed")
+#: ``random_state`` of the clusterers and the PCA: a seed, or a numpy Generator or RandomState that each ``fit`` draws
+#: one seed from (:func:`~brainclust.core.params.drawn_seed`; the fit's ``seed_``, which a saved model records).
+RANDOM_STATE = param(*SEED.rules, GENERATOR, option="--seed")
 #: ``n_clusters`` (``--k``) of the methods that take one; ``auto`` is the run's (:mod:`brainclust.cluster.kselect`).
-N_CLUSTERS = param(Integer(1), option="--k (n_clusters)",
+N_CLUSTERS = param(Integer(1), option="--k",
                    hints=(("auto", "'auto' chooses k only in brainclust.run(k='auto') / brainclust run --k auto"),))
 #: Rows clustered exactly by the methods that do not scale (``exact_max``).
 EXACT_MAX = 20000
@@ -51,8 +55,8 @@ BIG_SHARE = 0.9
 
 
 def check_seed(seed) -> None:
-    """``--seed``: an integer in [0, 2**32 - 1], or ``None``."""
-    SEED.check("random_state", seed)
+    """A run's ``seed`` (``--seed``): an integer in [0, 2**32 - 1], or ``None``."""
+    SEED.check("seed", seed)
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:
@@ -104,8 +108,10 @@ class BaseClusterer(ClusterMixin, Step):
     """The shared part of the clustering estimators (see the module docstring).
 
     Fitted attributes of every method: ``labels_`` (canonical ids, ``-1`` noise), ``n_clusters_``
-    (clusters found, noise excluded), ``X_fit_`` (the points clustered), ``n_features_in_``; ``levels_``,
-    ``tree_`` and ``eps_`` are ``None`` unless the method has them.
+    (clusters found, noise excluded), ``X_fit_`` (the points clustered: a copy when ``fit`` was given the array
+    itself, so that editing it afterwards does not change ``predict``), ``n_features_in_``, ``seed_`` (the seed of
+    the fit: ``random_state``, or the one drawn from a numpy generator); ``levels_``, ``tree_`` and ``eps_`` are
+    ``None`` unless the method has them.
     """
 
     #: the ``--method`` name
@@ -118,10 +124,11 @@ class BaseClusterer(ClusterMixin, Step):
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Cluster ``X`` (n, d); returns ``self``."""
-        X = check_features(X)
+        given, X = X, check_features(X)
         self.check_params()
         self._check_size(len(X))
-        self.X_fit_, self.n_features_in_ = X, X.shape[1]
+        self.seed_ = drawn_seed(getattr(self, "random_state", None))
+        self.X_fit_, self.n_features_in_ = X.copy() if np.may_share_memory(X, given) else X, X.shape[1]
         self.labels_ = relabel(self._fit(X))
         self.n_clusters_ = int(len(np.unique(self.labels_[self.labels_ >= 0])))
         self._warn_degenerate()
@@ -135,7 +142,8 @@ class BaseClusterer(ClusterMixin, Step):
             raise ParameterError(f"clustering needs at least 2 images, got {n}")
         k = getattr(self, "n_clusters", None)
         if k is not None and k > n:
-            raise ParameterError(f"--k: {k} clusters requested but there are only {n} images")
+            raise ParameterError(f"{N_CLUSTERS.label('n_clusters')}: {k} clusters requested but there are only {n} "
+                                 "images")
 
     def _refuse_above(self, n: int, why: str) -> None:
         """Above ``exact_max`` rows: one line with the limit, why, and the alternative."""
@@ -183,7 +191,7 @@ class BaseClusterer(ClusterMixin, Step):
 
     # -- persistence (npz + JSON, no pickle) -----------------------------------------------
     def params_json(self) -> str:
-        return json.dumps({"method": self.method, **self.get_params()}, default=json_default)
+        return json.dumps({"method": self.method, **self.record_params()}, default=json_default)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything ``save`` writes besides ``params``: ``X_fit``, ``labels`` and the method's arrays."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainclust.cluster.base import EXACT_MAX, N_CLUSTERS, SEED, BaseClusterer, need_array, relabel_like
+from brainclust.cluster.base import EXACT_MAX, N_CLUSTERS, RANDOM_STATE, BaseClusterer, need_array, relabel_like
 from brainclust.core.arrays import seeded_sample
 from brainclust.core.params import Integer, param
 
@@ -19,7 +19,8 @@ class GMMClusterer(BaseClusterer):
     Parameters
     ----------
     n_clusters : int, default 4
-    random_state : int or None, default None
+    random_state : int, None, numpy Generator or RandomState, default None
+        Seed of the fit; a generator gives one seed per ``fit`` (``seed_``).
     exact_max : int, default 20000
         Above this many rows the mixture is fitted on a seeded sample of this size.
 
@@ -30,7 +31,7 @@ class GMMClusterer(BaseClusterer):
 
     method = "gmm"
     allows_minus_one = True  # images set aside before the clustering (--exclude: cluster.setaside)
-    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": SEED,
+    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": RANDOM_STATE,
                               "exact_max": param(Integer(1), option="exact_max")}
 
     def __init__(self, n_clusters: int = 4, random_state: int | None = None, exact_max: int = EXACT_MAX):
@@ -42,11 +43,11 @@ class GMMClusterer(BaseClusterer):
         from sklearn.mixture import GaussianMixture
 
         gm = GaussianMixture(n_components=int(self.n_clusters), covariance_type="full", reg_covar=1e-4,
-                             random_state=self.random_state)
+                             random_state=self.seed_)
         if len(X) <= self.exact_max:
             self.model_ = gm.fit(X)
         else:  # fit on a seeded sample, assign every point
-            self.model_ = gm.fit(X[seeded_sample(len(X), self.exact_max, self.random_state)])
+            self.model_ = gm.fit(X[seeded_sample(len(X), self.exact_max, self.seed_)])
         return self.model_.predict(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:

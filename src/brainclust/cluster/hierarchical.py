@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 
-from brainclust.cluster.base import EXACT_MAX, N_CLUSTERS, SEED, BaseClusterer, need_array, relabel
+from brainclust.cluster.base import EXACT_MAX, N_CLUSTERS, RANDOM_STATE, BaseClusterer, need_array, relabel
 from brainclust.cluster.twostage import N_MICRO, nearest, two_stage_tree
 from brainclust.core.arrays import cosine_cdist, cosine_pdist, unit_rows
 from brainclust.core.params import Integer, OneOf, param
@@ -128,8 +128,9 @@ class HierarchicalClusterer(BaseClusterer):
     Parameters
     ----------
     n_clusters : int, default 4
-    random_state : int or None, default None
-        Seed of the two-stage tree's micro-clusters (the exact tree has no randomness).
+    random_state : int, None, numpy Generator or RandomState, default None
+        Seed of the two-stage tree's micro-clusters (the exact tree has no randomness); a generator gives one
+        seed per ``fit`` (``seed_``).
     linkage : {"average", "complete", "single", "ward"}, default "average"
     metric : {"cosine", "euclidean"}, default "cosine"
         The distance of the tree and of :meth:`predict`; ``ward`` needs ``euclidean``.
@@ -152,7 +153,7 @@ class HierarchicalClusterer(BaseClusterer):
 
     method = "hierarchical"
     allows_minus_one = True
-    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": SEED,
+    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": RANDOM_STATE,
                               "linkage": param(OneOf(LINKAGES), option="linkage"),
                               "metric": param(OneOf(METRICS), option="metric"),
                               "exact_max": param(Integer(1), option="exact_max"),
@@ -198,12 +199,12 @@ class HierarchicalClusterer(BaseClusterer):
             self.tree_ = hierarchical_tree(X, self.linkage, self.metric)
             cuts = cut_levels(self.tree_, ks)
         else:
-            self.tree_, self.micro_centers_, self.micro_of_ = two_stage_tree(X, self.n_micro, self.random_state,
+            self.tree_, self.micro_centers_, self.micro_of_ = two_stage_tree(X, self.n_micro, self.seed_,
                                                                              self._assign_all)
             m = len(self.micro_centers_)
             if k > m:
-                raise ParameterError(f"--k: {k} clusters requested but the two-stage tree has {m} micro-clusters "
-                                     f"(n_micro={self.n_micro})")
+                raise ParameterError(f"{N_CLUSTERS.label('n_clusters')}: {k} clusters requested but the two-stage "
+                                     f"tree has {m} micro-clusters (n_micro={self.n_micro})")
             cuts = {L: relabel(c[self.micro_of_]) for L, c in cut_levels(self.tree_, ks).items()}
         self.levels_ = np.stack([cuts[L] for L in range(1, N_LEVELS + 1)], axis=1)
         return cuts[k]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from brainclust.cluster.base import N_CLUSTERS, SEED, BaseClusterer, need_array
+from brainclust.cluster.base import N_CLUSTERS, RANDOM_STATE, BaseClusterer, need_array
 from brainclust.core.params import Integer, param
 
 
@@ -18,7 +18,8 @@ class KMeansClusterer(BaseClusterer):
     Parameters
     ----------
     n_clusters : int, default 4
-    random_state : int or None, default None
+    random_state : int, None, numpy Generator or RandomState, default None
+        Seed of the fit; a generator gives one seed per ``fit`` (``seed_``).
     kmeans_max : int, default 100000
         Largest n for full K-Means (``n_init=10``); above it MiniBatchKMeans (``n_init=3``).
 
@@ -30,7 +31,7 @@ class KMeansClusterer(BaseClusterer):
 
     method = "kmeans"
     allows_minus_one = True  # images an OutlierRule set apart
-    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": SEED,
+    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": RANDOM_STATE,
                               "kmeans_max": param(Integer(1), option="kmeans_max")}
 
     def __init__(self, n_clusters: int = 4, random_state: int | None = None, kmeans_max: int = 100000):
@@ -43,9 +44,9 @@ class KMeansClusterer(BaseClusterer):
 
         k = int(self.n_clusters)
         if len(X) <= self.kmeans_max:
-            km = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(X)
+            km = KMeans(n_clusters=k, n_init=10, random_state=self.seed_).fit(X)
         else:
-            km = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=self.random_state).fit(X)
+            km = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=self.seed_).fit(X)
         ids, first = np.unique(km.labels_, return_index=True)
         self.centers_ = km.cluster_centers_[ids[np.argsort(first)]]  # the canonical order of relabel()
         return km.labels_

@@ -56,7 +56,7 @@ from sklearn.base import BaseEstimator
 
 from brainclust.cluster.methods import METHODS, cut_levels, hierarchical_tree, make_clusterer
 from brainclust.core.arrays import mean_silhouette, seeded_sample, unit_rows
-from brainclust.core.params import Integer, Step, param
+from brainclust.core.params import Integer, Step, drawn_seed, param
 from brainclust.errors import ParameterError
 from brainclust.terminal import count_text
 
@@ -361,7 +361,7 @@ class AutoK(Step):
         self.check_params()
         method, seed = base_method(self.estimator)
         self.selector_ = KSelector(method=method, k_min=self.k_min, k_max=self.k_max,
-                                   n_references=self.n_references, random_state=seed,
+                                   n_references=self.n_references, random_state=drawn_seed(seed),
                                    sample_max=self.sample_max).fit(X)
         self.k_ = int(self.selector_.k_)
         self.estimator_ = with_k(self.estimator, self.k_).fit(X, **fit_params)

@@ -32,8 +32,8 @@ from sklearn.decomposition import PCA
 
 from brainclust.core.arrays import as_numbers, check_finite_rows, seeded_sample
 from brainclust.core.choices import DEFAULT_COMPONENTS
-from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, entry_params, param
-from brainclust.cluster.base import SEED
+from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, drawn_seed, entry_params, json_params, param
+from brainclust.cluster.base import RANDOM_STATE
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 
@@ -48,6 +48,8 @@ POWER_ITERATIONS = 7
 #: Rows per chunk of :meth:`PCAReducer.transform` on inputs above ``CHUNK_ROWS * 8192`` values.
 CHUNK_ROWS = 2048
 SOLVERS = ("auto", "full", "randomized")
+#: How a message names ``n_components`` (as :meth:`~brainclust.core.params.Param.label` names a declared parameter).
+PCA_LABEL = "--pca (n_components)"
 
 
 def limit_text(rows: int, features: int) -> str:
@@ -144,8 +146,8 @@ class PCAReducer(TransformerMixin, ArrayStep):
         number of components (capped at ``min(n_samples, n_features)``, see ``warn_cap``);
         a float strictly in (0, 1): smallest number of components that explains this fraction of
         the variance; ``0``: no reduction (identity). ``1.0`` is refused as ambiguous.
-    random_state : int or None, default None
-        Seed of the randomized solver and of its row sample.
+    random_state : int, None, numpy Generator or RandomState, default None
+        Seed of the randomized solver and of its row sample; a generator gives one seed per ``fit`` (``seed_``).
     svd_solver : {"auto", "full", "randomized"}, default "auto"
         See the module docstring for the rule of ``"auto"``.
     only_if_wider : bool, default False
@@ -167,9 +169,14 @@ class PCAReducer(TransformerMixin, ArrayStep):
         Rows the components were fitted on (fewer than the input when the randomized solver sampled).
     n_distinct_ : int
         Distinct input rows of ``fit`` (duplicated images share one).
+    seed_ : int or None
+        The seed of the fit: ``random_state``, or the one drawn from a numpy generator.
+
+    ``transform`` returns float64 for any input dtype (see the module docstring); ``get_feature_names_out`` names
+    the output columns ``pca0``, ``pca1``, ... (the input's names when off).
     """
 
-    _parameter_constraints = {"random_state": SEED, "svd_solver": param(OneOf(SOLVERS), option="svd_solver"),
+    _parameter_constraints = {"random_state": RANDOM_STATE, "svd_solver": param(OneOf(SOLVERS), option="svd_solver"),
                               "only_if_wider": param(BOOL, option="only_if_wider"),
                               "warn_cap": param(NONE, BOOL, option="warn_cap")}
     _fitted_attribute = "mean_"
@@ -187,17 +194,18 @@ class PCAReducer(TransformerMixin, ArrayStep):
         super().check_params()
         n = self.n_components
         if isinstance(n, bool) or not isinstance(n, numbers.Real):
-            raise ParameterError(f"--pca: must be a number, got {n!r}")
+            raise ParameterError(f"{PCA_LABEL}: must be a number, got {n!r}")
         if n == 0:
             return 0
         if not isinstance(n, numbers.Integral) and n == 1:
-            raise ParameterError("--pca: 1.0 is ambiguous; write 1 for one component or a variance fraction "
-                                 "below 1 (e.g. 0.99)")
+            raise ParameterError(f"{PCA_LABEL}: 1.0 is ambiguous; write 1 for one component or a variance "
+                                 "fraction below 1 (e.g. 0.99)")
         if n >= 1 and float(n).is_integer():
             return int(n)
         if 0 < n < 1:
             return float(n)
-        raise ParameterError(f"--pca: must be 0 (off), an integer >= 1 or a variance fraction in (0, 1), got {n}")
+        raise ParameterError(f"{PCA_LABEL}: must be 0 (off), an integer >= 1 or a variance fraction in (0, 1), "
+                             f"got {n}")
 
     def fit(self, X, y=None):
         n = self.check_params()
@@ -211,6 +219,7 @@ class PCAReducer(TransformerMixin, ArrayStep):
         self.n_features_in_ = X.shape[1]
         self.n_distinct_ = distinct_rows(X)
         self.fit_rows_ = len(X)
+        self.seed_ = seed = drawn_seed(self.random_state)
         if self.only_if_wider and isinstance(n, int) and X.shape[1] <= n:
             n = 0
         if n == 0:
@@ -229,12 +238,12 @@ class PCAReducer(TransformerMixin, ArrayStep):
         self.solver_ = _pick_solver(self.svd_solver, X.shape)
         if self.solver_ == "full" or min(X.shape) < 3:
             self.solver_ = "full"
-            mean, comps, evr = _parts(PCA(n_components=n, svd_solver="full", random_state=self.random_state).fit(
+            mean, comps, evr = _parts(PCA(n_components=n, svd_solver="full", random_state=seed).fit(
                 np.asarray(X, dtype=np.float64)))
         else:
-            Xs = _fit_sample(X if X.dtype == np.float32 else np.asarray(X, dtype=np.float64), self.random_state)
+            Xs = _fit_sample(X if X.dtype == np.float32 else np.asarray(X, dtype=np.float64), seed)
             self.fit_rows_ = len(Xs)
-            mean, comps, evr = _randomized(Xs, n, self.random_state)
+            mean, comps, evr = _randomized(Xs, n, seed)
         self.mean_ = np.asarray(mean, dtype=np.float64)
         self.components_ = np.asarray(comps, dtype=np.float64)
         self.explained_variance_ratio_ = np.nan_to_num(np.asarray(evr, np.float64))

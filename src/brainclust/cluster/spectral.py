@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainclust.cluster.base import EXACT_MAX, N_CLUSTERS, SEED, BaseClusterer
+from brainclust.cluster.base import EXACT_MAX, N_CLUSTERS, RANDOM_STATE, BaseClusterer
 from brainclust.core.arrays import unit_rows
 from brainclust.core.params import Integer, param
 from brainclust.errors import ParameterError
@@ -19,7 +19,8 @@ class SpectralClusterer(BaseClusterer):
     Parameters
     ----------
     n_clusters : int, default 4
-    random_state : int or None, default None
+    random_state : int, None, numpy Generator or RandomState, default None
+        Seed of the fit; a generator gives one seed per ``fit`` (``seed_``).
     n_neighbors : int, default 10
         Graph size, and voters of :meth:`predict`.
     exact_max : int, default 20000
@@ -28,7 +29,7 @@ class SpectralClusterer(BaseClusterer):
 
     method = "spectral"
     allows_minus_one = True  # images set aside before the clustering (--exclude: cluster.setaside)
-    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": SEED,
+    _parameter_constraints = {"n_clusters": N_CLUSTERS, "random_state": RANDOM_STATE,
                               "n_neighbors": param(Integer(1), option="n_neighbors"),
                               "exact_max": param(Integer(1), option="exact_max")}
 
@@ -54,7 +55,7 @@ class SpectralClusterer(BaseClusterer):
         # scikit-learn's affinity="nearest_neighbors", built here: given the rows, fit took a square X (as many
         # images as PCA dimensions) for an affinity matrix and warned that its "API has changed"
         graph = kneighbors_graph(unit_rows(X), n_neighbors=min(self.n_neighbors, len(X) - 1), include_self=True)
-        sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=self.random_state,
+        sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=self.seed_,
                                 assign_labels="kmeans")
         return sc.fit(0.5 * (graph + graph.T)).labels_
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 from sklearn.base import BaseEstimator
 
 from brainclust.errors import NotFittedError, ParameterError
@@ -141,6 +142,19 @@ class Pair(Rule):
 NONE = Kind((type(None),), "None")
 BOOL = Kind((bool,), "True or False")
 TEXT = Kind((str,), "a string")
+#: A numpy generator as a ``random_state`` (the Python API): each fit draws one seed from it (:func:`drawn_seed`).
+GENERATOR = Kind((np.random.Generator, np.random.RandomState), "a numpy Generator or RandomState")
+
+
+def drawn_seed(random_state):
+    """The seed a fit uses: ``random_state`` itself (an int or None), or one integer in [0, 2**32) drawn from a
+    numpy ``Generator`` or ``RandomState``. The draw advances the generator, so a second fit with it draws another
+    seed (scikit-learn's estimators likewise use up a ``RandomState``); the same generator state, the same fit."""
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**32))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**32))
+    return random_state
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,14 @@ class Param:
     #: ``(text, why)``: a refused string value (any case) that a user may expect to work, and where it does
     hints: tuple[tuple[str, str], ...] = ()
 
+    def label(self, name: str) -> str:
+        """How a message names parameter ``name``: its option, followed by ``(name)`` when the option is a
+        command-line flag of another name (``--k (n_clusters)``, ``--seed (random_state)``: one message for the
+        command line and the Python API); ``name`` when there is no option."""
+        if (self.option or "").startswith("--") and self.option[2:].replace("-", "_") != name:
+            return f"{self.option} ({name})"
+        return self.option or name
+
     def check(self, name: str, value) -> None:
         if any(r.accepts(value) for r in self.rules):
             return
@@ -159,7 +181,7 @@ class Param:
         # a command-line option's None is its absence (a command line has no None): "(or unset)"
         unset = (self.option or "").startswith("--") and NONE in self.rules and len(self.rules) > 1
         shown = " or ".join(r.describe() for r in self.rules if not (unset and r == NONE))
-        raise ParameterError(f"{self.option or name}: must be {shown}{' (or unset)' if unset else ''}, "
+        raise ParameterError(f"{self.label(name)}: must be {shown}{' (or unset)' if unset else ''}, "
                              f"got {value!r}" + (f"; {why}" if why else ""))
 
 
@@ -184,7 +206,7 @@ def json_params(params: Mapping[str, Any]) -> dict:
     """Parameters as JSON values: tuples become lists, a nested step becomes its ``{"class", "params"}``."""
     def conv(v):
         if isinstance(v, Step):
-            return {"class": type(v).__name__, "params": json_params(v.get_params(deep=False))}
+            return {"class": type(v).__name__, "params": json_params(v.record_params())}
         if isinstance(v, (tuple, list)):
             return [conv(x) for x in v]
         if hasattr(v, "item") and callable(v.item):  # a numpy scalar
@@ -228,9 +250,18 @@ class Step(BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return not self._fitted_attribute or getattr(self, self._fitted_attribute, None) is not None
 
+    def record_params(self) -> dict:
+        """``get_params(deep=False)`` as a saved model records them: a ``random_state`` that is a numpy generator
+        becomes the seed the fit drew from it (``seed_``; ``None`` before a fit), so a clone of the loaded step
+        refits as this fit did."""
+        params = self.get_params(deep=False)
+        if GENERATOR.accepts(params.get("random_state")):
+            params["random_state"] = getattr(self, "seed_", None)
+        return params
+
     def entry(self) -> dict:
         """The step's entry of the model manifest: class and parameters (JSON)."""
-        return {"class": type(self).__name__, "params": json_params(self.get_params(deep=False))}
+        return {"class": type(self).__name__, "params": json_params(self.record_params())}
 
     def save_step(self, folder) -> dict:
         """Write the fitted step's files into ``folder``; return its manifest entry (with ``files``)."""

@@ -379,7 +379,7 @@ def make_demo_dataset(
         If ``n_per_class``, ``size`` or ``random_state`` is not an integer, ``n_per_class < 2`` or
         ``size < 32``, or ``out_dir`` (or a plane's folder in it) is a file.
     """
-    for option, value in (("--n-per-class", n_per_class), ("size", size), ("--seed", random_state)):
+    for option, value in (("--n-per-class", n_per_class), ("size", size), ("--seed (random_state)", random_state)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ParameterError(f"{option}: must be an integer, got {value!r}")
     n_per_class, size, random_state = int(n_per_class), int(size), int(random_state)

@@ -64,7 +64,7 @@ def default_settings(steps: list) -> dict:
     return {"batch_size": ex.batch_size, "clip_percentiles": ex.clip_percentiles,
             "intensity_window": ex.intensity_window, "pca": reducer.n_components if reducer is not None else 0,
             "method": clusterer.method, "k": "auto" if isinstance(clusterer, AutoK) else
-            int(inner.get_params().get("n_clusters", 4)), "seed": int(getattr(inner, "random_state", None) or 0)}
+            int(inner.get_params().get("n_clusters", 4)), "seed": int(inner.record_params().get("random_state") or 0)}
 
 
 def legacy_entries(info: dict) -> list[dict]:
