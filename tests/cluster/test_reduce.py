@@ -202,3 +202,45 @@ def test_random_state_takes_a_numpy_generator_drawing_one_seed_per_fit(kind):
     same = PCAReducer(3, random_state=seed, svd_solver="randomized").fit(X)
     np.testing.assert_allclose(red.transform(X), same.transform(X), rtol=1e-10, atol=1e-10)
 
+
+def test_feature_names_out_follow_scikit_learn():
+    """PCAReducer had no get_feature_names_out (scikit-learn's PCA names its columns pca0, pca1...)."""
+    X = _data(n=20, d=6)
+    red = PCAReducer(3).fit(X)
+    assert red.get_feature_names_out().tolist() == ["pca0", "pca1", "pca2"]
+    off = PCAReducer(0).fit(X)  # the identity keeps the input's columns
+    assert off.get_feature_names_out().tolist() == [f"x{i}" for i in range(6)]
+    assert off.get_feature_names_out(list("abcdef")).tolist() == list("abcdef")
+    with pytest.raises(ParameterError, match=r"^input_features: 2 names for the 6 features"):
+        off.get_feature_names_out(["a", "b"])
+    assert red.transform(X.astype(np.float32)).dtype == np.float64  # as its docstring says (the model's clusterings)
+
+
+def test_save_load_keeps_the_parameters(tmp_path):
+    """A standalone save kept only the arrays: load gave n_components=<fitted count>, random_state=None..."""
+    X = _data(n=20, d=6, seed=4)
+    red = PCAReducer(0.9, random_state=7, svd_solver="randomized", warn_cap=True).fit(X)
+    red.save(tmp_path / "pca.npz")
+    back = PCAReducer.load(tmp_path / "pca.npz")
+    assert back.get_params() == red.get_params()
+    np.testing.assert_allclose(back.transform(X), red.transform(X), rtol=1e-10, atol=1e-10)
+    drawn = PCAReducer(2, random_state=np.random.default_rng(0)).fit(X)
+    drawn.save(tmp_path / "drawn.npz")  # a generator is recorded as the seed drawn from it
+    assert PCAReducer.load(tmp_path / "drawn.npz").random_state == drawn.seed_
+
+
+@pytest.mark.parametrize("params, message", [
+    ("{x", r"field 'params' is not valid JSON"),
+    ("[]", r"field 'params' must be a JSON object"),
+    ('{"n_components": 1, "random_state": 3}', r"field 'params': n_components is 1 but 'pca.npz' holds 3 components"),
+    ('{"n_components": 3, "svd_solver": "magic"}', r"field 'params': svd_solver: must be one of auto"),
+])
+def test_a_damaged_params_field_names_the_file_and_the_field(tmp_path, params, message):
+    path = tmp_path / "pca.npz"
+    PCAReducer(3).fit(_data(n=20, d=6)).save(path)
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    data["params"] = np.asarray(params)
+    np.savez(path, **data)
+    with pytest.raises(ModelFileError, match=rf"^PCA file '.*pca\.npz': {message}"):
+        PCAReducer.load(path)

@@ -18,13 +18,20 @@ most :data:`MAX_FIT_ROWS` rows. A variance fraction with the randomized solver
 computes a block of components, cuts it where the fraction of the (exact) total
 variance is reached and grows the block when it is not. ``transform`` works
 in chunks of :data:`CHUNK_ROWS` rows on large inputs, so memory stays bounded.
+
+The output is float64 whatever the input's dtype (float32 features included): the model's clusterings run in
+float64 on it, and the average-linkage tree is sensitive to rounding (see above), so a float32 embedding would
+move the recorded results. ``save``/``load`` write and read the fitted arrays and the parameters (``params``,
+JSON), as the clusterers' files do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import numbers
+import pathlib
 
 import numpy as np
 from sklearn.base import TransformerMixin
@@ -269,9 +276,23 @@ class PCAReducer(TransformerMixin, ArrayStep):
         check_finite_rows(out, "PCA: ")  # a NaN or infinite feature spreads to its row's projection
         return out
 
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the output columns (scikit-learn's convention): ``pca0``, ``pca1``, ...; when off
+        (``n_components=0``: the identity), the input's: ``input_features``, else ``x0``, ``x1``, ..."""
+        self.check_is_fitted()
+        if self.components_ is not None:
+            return np.asarray([f"pca{i}" for i in range(self.n_components_)], dtype=object)
+        if input_features is None:
+            return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        if len(input_features) != self.n_features_in_:
+            raise ParameterError(f"input_features: {len(input_features)} names for the {self.n_features_in_} "
+                                 "features the PCA was fitted on")
+        return np.asarray(input_features, dtype=object)
+
     def save(self, path) -> None:
         self.check_is_fitted()
-        arrays = {"mean": self.mean_, "n_features_in": np.asarray(self.n_features_in_)}
+        arrays = {"mean": self.mean_, "n_features_in": np.asarray(self.n_features_in_),
+                  "params": np.asarray(json.dumps(json_params(self.record_params())))}
         if self.components_ is not None:
             arrays["components"] = self.components_
             arrays["explained_variance_ratio"] = self.explained_variance_ratio_
@@ -293,16 +314,8 @@ class PCAReducer(TransformerMixin, ArrayStep):
         from brainclust.io.outputs import MODEL_FILES
 
         step = cls.load(folder / MODEL_FILES["pca"])
-        params = entry_params(cls, entry)
-        try:
-            n = step.set_params(**params).check_params()
-        except ParameterError as exc:
-            raise ModelFileError(f"model config in '{folder}': step 'reducer': {exc}") from None
-        fitted = 0 if step.components_ is None else step.n_components_
-        if (n == 0 and fitted) or (isinstance(n, int) and fitted > n):  # more components than asked for
-            raise ModelFileError(f"model config in '{folder}': step 'reducer': n_components is {n} but "
-                                 f"'{MODEL_FILES['pca']}' holds {fitted} components")
-        return step
+        return _with_params(step, entry_params(cls, entry), f"model config in '{folder}': step 'reducer'",
+                            MODEL_FILES["pca"])
 
     @classmethod
     def load(cls, path) -> "PCAReducer":
@@ -320,7 +333,30 @@ class PCAReducer(TransformerMixin, ArrayStep):
         _check_loaded(self, path)
         self.n_components = 0 if self.components_ is None else self.components_.shape[0]
         self.n_components_ = self.n_features_in_ if self.components_ is None else self.components_.shape[0]
-        return self
+        if "params" not in data:  # written before the parameters were saved: n_components from the arrays
+            return self
+        where = f"PCA file '{path}': field 'params'"
+        try:
+            params = json.loads(str(data["params"]))
+        except ValueError as exc:
+            raise ModelFileError(f"{where} is not valid JSON ({exc})") from None
+        if not isinstance(params, dict):
+            raise ModelFileError(f"{where} must be a JSON object, got {params!r:.60}")
+        return _with_params(self, entry_params(cls, {"params": params}), where, pathlib.Path(path).name)
+
+
+def _with_params(step: PCAReducer, params: dict, where: str, file: str) -> PCAReducer:
+    """The loaded ``step`` with its recorded ``params`` (``random_state``, the ``n_components`` asked for...), so a
+    clone refits as the fit did; ModelFileError (``where`` first) when they are invalid or ask for fewer components
+    than ``file`` holds."""
+    try:
+        n = step.set_params(**params).check_params()
+    except ParameterError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+    fitted = 0 if step.components_ is None else step.n_components_
+    if (n == 0 and fitted) or (isinstance(n, int) and fitted > n):  # more components than asked for
+        raise ModelFileError(f"{where}: n_components is {n} but '{file}' holds {fitted} components")
+    return step
 
 
 def _check_loaded(red: PCAReducer, path) -> None:
