@@ -171,3 +171,35 @@ def test_save_into_another_runs_folder_or_a_file_is_refused_in_one_line(records,
     model.save(tmp_path / "mine")
     model.save(tmp_path / "mine")  # an earlier save of its own is replaced
     assert len(BrainClusterModel.load(tmp_path / "mine").predict(records).labels) == 12
+
+
+def test_get_params_deep_gives_the_steps_and_their_parameters_as_a_pipeline_does(tmp_path):
+    """get_params(deep=True) gave only ``steps``; scikit-learn's Pipeline gives ``step`` and ``step__param`` too."""
+    from sklearn.base import clone
+
+    from brainclust.cluster.methods import Clusterer
+
+    model = _model(tmp_path)
+    params = model.get_params()
+    assert params["reducer"] is dict(model.steps)["reducer"] and params["reducer__n_components"] == 5
+    assert params["clusterer__n_clusters"] == 2 and params["extractor__backbone"] == "pixels@16"
+    assert model.get_params(deep=False) == {"steps": model.steps}
+    kmeans = Clusterer(method="kmeans", n_clusters=3)
+    assert model.set_params(reducer__n_components=4, clusterer=kmeans) is model
+    assert model.get_params()["reducer__n_components"] == 4 and dict(model.steps)["clusterer"] is kmeans
+    assert clone(model).get_params()["clusterer__n_clusters"] == 3
+    with pytest.raises(ValueError, match="Invalid parameter 'nothing'"):
+        model.set_params(nothing__x=1)
+
+
+def test_a_model_saved_with_a_numpy_generator_records_the_seed_its_fit_drew(records, tmp_path):
+    """A Generator as random_state: each fit draws one seed, which the model's manifest records (JSON)."""
+    model = _model(tmp_path)
+    model.set_params(reducer__random_state=np.random.default_rng(3), clusterer__random_state=np.random.default_rng(4))
+    model.fit(records).save(tmp_path / "run")
+    info = json.loads((RunFolder(tmp_path / "run").model_config).read_text())
+    steps = {e["name"]: e["params"] for e in info["steps"]}
+    fitted = dict(model.steps_)
+    assert steps["reducer"]["random_state"] == fitted["reducer"].seed_ == int(np.random.default_rng(3).integers(2**32))
+    assert steps["clusterer"]["random_state"] == fitted["clusterer"].seed_
+    assert BrainClusterModel.load(tmp_path / "run").step("reducer").random_state == fitted["reducer"].seed_

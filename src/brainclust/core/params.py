@@ -286,3 +286,35 @@ class ArrayStep(Step):
     def transform_batch(self, batch):
         self.check_is_fitted()
         return batch.with_features(self.transform(batch.X))
+
+
+def named_pairs(steps) -> list | None:
+    """The ``(name, step)`` pairs of a ``steps`` parameter; ``None`` when it is not a list of such pairs."""
+    if isinstance(steps, (str, bytes)) or not all(isinstance(e, (tuple, list)) and len(e) == 2
+                                                  and isinstance(e[0], str) for e in steps):
+        return None
+    return [tuple(e) for e in steps]
+
+
+class NamedSteps:
+    """The parameters of an estimator made of named steps (its ``steps``), as scikit-learn's ``Pipeline`` has them:
+    ``get_params(deep=True)`` adds each step under its name and the step's own parameters as ``NAME__PARAM``;
+    ``set_params`` takes all of them (``steps`` first, then whole steps by name, then the steps' parameters, set on
+    the step objects)."""
+
+    def get_params(self, deep: bool = True) -> dict:
+        out = super().get_params(deep=False)
+        for name, step in (named_pairs(self.steps) or []) if deep else ():
+            out[name] = step
+            if hasattr(step, "get_params"):
+                out.update({f"{name}__{key}": value for key, value in step.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params):
+        if "steps" in params:
+            self.steps = params.pop("steps")
+        names = dict(named_pairs(self.steps) or [])
+        swap = {name: params.pop(name) for name in list(params) if name in names}
+        if swap:
+            self.steps = [(name, swap.get(name, step)) for name, step in named_pairs(self.steps)]
+        return super().set_params(**params) if params else self

@@ -41,7 +41,7 @@ from sklearn.base import clone
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
 from brainclust.cluster.setaside import SetAside
-from brainclust.core.params import Step
+from brainclust.core.params import NamedSteps, Step, named_pairs
 from brainclust.errors import InputError, NotFittedError, ParameterError
 from brainclust.features.extraction import as_records
 from brainclust.io.outputs import RunFolder, escape_name
@@ -205,13 +205,14 @@ def requested_k(clusterer) -> int | None:
     return requested_k(inner) if inner is not None else None
 
 
-class BrainClusterModel(Step):
+class BrainClusterModel(NamedSteps, Step):
     """A run's model: named steps, fitted in order (see the module docstring).
 
     Parameters
     ----------
     steps : list of (str, step or None)
-        The extractor first, the clustering last; ``None`` marks an absent optional step.
+        The extractor first, the clustering last; ``None`` marks an absent optional step. As in scikit-learn's
+        ``Pipeline``, ``get_params()`` also gives each step and its parameters (``reducer__n_components``).
 
     Attributes
     ----------
@@ -264,8 +265,7 @@ class BrainClusterModel(Step):
         return self.named_steps_.get(name)
 
     def check_params(self):
-        if isinstance(self.steps, (str, bytes)) or not all(isinstance(e, (tuple, list)) and len(e) == 2
-                                                            and isinstance(e[0], str) for e in self.steps):
+        if named_pairs(self.steps) is None:
             raise ParameterError(f"model steps: must be a list of (name, step) pairs, got {self.steps!r:.80}")
         for name, step in self.steps:  # a scikit-learn estimator has no batch protocol: Clusterer(method=...) has
             if step is not None and not isinstance(step, Step):
