@@ -33,7 +33,7 @@ from brainclust.features.limits import check_cache_location, check_device
 from brainclust.io.formats import nifti
 from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
-from brainclust.features.units import count_units
+from brainclust.features.units import count_contents, count_units
 from brainclust.io.metadata import record_columns, typed_columns
 from brainclust.io.modelconfig import read_model_manifest
 from brainclust.io.outputs import (FLAGS_COLUMN, PREDICT_ENTRIES, RUN_ENTRIES, RunFolder, assignment_rows,
@@ -158,7 +158,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t["metadata"] = time.perf_counter() - t0
     check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
                       color_by=cfg.color_by, table=table)  # a column that is not there: one line, before extraction
-    check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit, final=not cfg.exclude)
+    check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit, final=not cfg.exclude,
+                 distinct=None if cfg.remove or cfg.within else count_contents(records, cfg.unit))
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))

@@ -305,6 +305,27 @@ def test_k_above_distinct_images_is_a_parameter_error(tmp_path, method):
         pipeline.run(data, None, backbone=BACKBONE, k=3, method=method, cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.parametrize("arrays, k, error, message", [
+    ([_noise(i) for i in range(3)] + [_noise(0)], 4, ParameterError,
+     r"^--k: 4 clusters requested but only 3 of the 4 images in '.*' have distinct contents \(identical files share "
+     r"one point\); use --k 3 or fewer$"),
+    ([_noise(0)] * 2, 2, InputError, r"^all 2 images have identical features"),
+])
+def test_k_equal_to_the_images_but_above_their_distinct_contents_fails_once(tmp_path, caplog, monkeypatch, arrays, k,
+                                                                          error, message):
+    """run(k=40) on 40 images, two of them copies, warned that every image would be a cluster of its own, extracted
+    every image and then failed: "only 39 of the 40 images have distinct features". Now one line, before the
+    extraction when two contents or more are left to cluster."""
+    from brainclust.features.extractor import FeatureExtractor
+
+    if error is ParameterError:  # refused before the extraction
+        monkeypatch.setattr(FeatureExtractor, "fit_extract", lambda *a, **kw: pytest.fail("extracted"))
+    data = _folder(tmp_path, arrays)
+    with caplog.at_level("WARNING", logger="brainclust"), pytest.raises(error, match=message):
+        pipeline.run(data, None, backbone=BACKBONE, k=k, cache_dir=str(tmp_path / "cache"))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
 def _no_nan(path):
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text

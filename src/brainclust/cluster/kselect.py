@@ -285,15 +285,25 @@ class KSelector(BaseEstimator):
                 "geometry": "cosine (L2-normalised rows)" if self._cosine_geometry() else "euclidean"}
 
 
-def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "slice", final: bool = True) -> None:
+def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "slice", final: bool = True,
+                 distinct: int | None = None) -> None:
     """One line (ParameterError) as soon as the number of rows clustered is known, when ``k`` cannot be formed
     from ``n`` of them (``where``: the folder, for the message): ``--k N`` above it, ``--k auto`` below what
     :class:`KSelector` needs to compare k = K_MIN..K_MAX (3 rows). The rows are images, or the units of a
     ``--unit`` other than ``slice`` (``n`` counts those), as the scan found them: the extraction refuses again
     with the images it could decode. ``dbscan`` has no k. ``final``: no row will be set aside
-    (``--exclude``), so ``--k`` equal to ``n`` is a warning here (with ``--exclude``, once the rows left are known)."""
+    (``--exclude``), so ``--k`` equal to ``n`` is a warning here (with ``--exclude``, once the rows left are known).
+    ``distinct``: how many of the ``n`` images have distinct contents (``None``: not known, or a step may tell
+    identical files apart): identical files get identical features, which the fit counts as one point, so ``--k N``
+    above it is refused here, before the extraction, rather than warned about and refused after it (one content:
+    the fit's InputError says that every image is the same)."""
     if method == "dbscan":
         return
+    refused = isinstance(k, int) and distinct is not None and distinct < k <= n  # by the fit, if not here
+    if refused and distinct > 1:
+        raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {count_text(n, 'image')} in "
+                             f"{where} have distinct contents (identical files share one point); use --k {distinct} "
+                             "or fewer")
     noun = "image" if unit == "slice" else unit  # counted from the scan: an image that cannot be decoded counts
     has = f"{count_text(n, 'image')} (found by the scan, decodable or not)" if unit == "slice" else \
         f"{count_text(n, unit)} (--unit {unit})"
@@ -302,7 +312,7 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
             raise ParameterError(f"{short}, but {where} has only {has}")
     elif k > n:
         raise ParameterError(f"--k: {k} clusters requested but {where} has only {has}")
-    elif k == n and final:
+    elif k == n and final and not refused:
         log.warning("--k %d: %s has %s: every %s is a cluster of its own (no silhouette)", k, where, has, noun)
 
 

@@ -97,6 +97,12 @@ def count_units(records: Sequence, unit: str) -> int:
     return len(records) if unit == "slice" else len(set(unit_ids(records, unit)))
 
 
+def count_contents(records: Sequence, unit: str) -> int | None:
+    """How many of the rows of a ``slice`` run have distinct contents (:attr:`ImageRecord.key`: the file's hash and
+    frame; identical contents get identical features); ``None`` for other units (a unit pools its slices)."""
+    return len({r.key for r in records}) if unit == "slice" else None
+
+
 @dataclass(frozen=True)
 class UnitIndex:
     """Rows grouped into units: ``ids`` in order of first appearance, ``index[i]`` = unit of row ``i``."""
