@@ -108,8 +108,8 @@ class BaseClusterer(ClusterMixin, Step):
     """The shared part of the clustering estimators (see the module docstring).
 
     Fitted attributes of every method: ``labels_`` (canonical ids, ``-1`` noise), ``n_clusters_``
-    (clusters found, noise excluded), ``X_fit_`` (the points clustered: a copy when ``fit`` was given the array
-    itself, so that editing it afterwards does not change ``predict``), ``n_features_in_``, ``seed_`` (the seed of
+    (clusters found, noise excluded), ``X_fit_`` (the points clustered: a copy when ``fit`` was given a writeable
+    array itself, so that editing it afterwards does not change ``predict``; a read-only array is kept as it is), ``n_features_in_``, ``seed_`` (the seed of
     the fit: ``random_state``, or the one drawn from a numpy generator); ``levels_``, ``tree_`` and ``eps_`` are
     ``None`` unless the method has them.
     """
@@ -128,7 +128,8 @@ class BaseClusterer(ClusterMixin, Step):
         self.check_params()
         self._check_size(len(X))
         self.seed_ = drawn_seed(getattr(self, "random_state", None))
-        self.X_fit_, self.n_features_in_ = X.copy() if np.may_share_memory(X, given) else X, X.shape[1]
+        own = not np.may_share_memory(X, given) or not getattr(given, "flags", X.flags).writeable  # read-only: kept
+        self.X_fit_, self.n_features_in_ = X if own else X.copy(), X.shape[1]
         self.labels_ = relabel(self._fit(X))
         self.n_clusters_ = int(len(np.unique(self.labels_[self.labels_ >= 0])))
         self._warn_degenerate()

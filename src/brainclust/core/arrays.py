@@ -41,6 +41,14 @@ def as_numbers(X, what: str = "features", dtype=np.float64) -> np.ndarray:
         raise ParameterError(f"{what} must be an array of numbers, got {type(X).__name__} ({exc})") from None
 
 
+def read_only(X) -> np.ndarray:
+    """A read-only view of array ``X``: a step given it may keep it without a copy (no one can edit it through
+    the view; the clusterers copy a writeable array they keep, :class:`~brainclust.cluster.base.BaseClusterer`)."""
+    view = np.asarray(X).view()
+    view.flags.writeable = False
+    return view
+
+
 def check_finite_rows(X: np.ndarray, what: str = "") -> None:
     """A ParameterError (``what`` first) when rows of ``X`` (n, d) hold NaN or infinite values: how many, the first,
     and the usual cause (the NaN row of an image that failed to decode)."""

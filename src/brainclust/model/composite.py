@@ -41,6 +41,7 @@ from sklearn.base import clone
 from brainclust.cluster.kselect import AutoK
 from brainclust.cluster.scores import score
 from brainclust.cluster.setaside import SetAside
+from brainclust.core.arrays import read_only
 from brainclust.core.params import NamedSteps, Step, named_pairs
 from brainclust.errors import InputError, NotFittedError, ParameterError
 from brainclust.features.extraction import as_records
@@ -334,7 +335,7 @@ class BrainClusterModel(NamedSteps, Step):
         if hasattr(clusterer, "fit_batch"):  # a clustering that reads the rows (--within: their strata)
             rows = clusterer.fit_batch(batch).records
         else:
-            clusterer.fit(batch.X, **fit_params)
+            clusterer.fit(read_only(batch.X), **fit_params)  # the clusterer keeps it, no copy (1M x 50: 400 MB)
         embedding = batch.X
         if aside.rows:  # one label per image: the rows set aside get -1 (cluster.setaside)
             embedding = aside.merge(batch.X)
