@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,23 @@ def test_modules_stay_small_and_the_pipeline_thin():
     sizes = {mod: len(path.read_text(encoding="utf-8").splitlines()) for mod, path in _modules().items()}
     assert sizes["brainclust.pipeline"] <= 300
     assert [m for m, n in sizes.items() if n > 460] == []
+
+
+def _import_group(module: str) -> int:
+    top = module.split(".")[0]
+    return 2 if top == "brainclust" else 0 if top in sys.stdlib_module_names or top == "__future__" else 1
+
+
+def test_module_level_imports_are_grouped_and_sorted():
+    """Standard library, third-party, then brainclust, each group sorted (``import x`` before ``from x import``)."""
+    bad = []
+    for mod, path in _modules().items():
+        keys = []
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                keys.append((_import_group(node.names[0].name), 0, node.names[0].name.lower()))
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__":
+                keys.append((_import_group(node.module), 1, node.module.lower()))
+        if keys != sorted(keys):
+            bad.append(mod)
+    assert bad == []

@@ -1,4 +1,5 @@
-from brainclust.cli import main
 import sys
+
+from brainclust.cli import main
 
 sys.exit(main())

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.cluster.associations import from_assignments, write_associations
 from brainclust.cluster.kselect import check_k_fits, resolve_k
 from brainclust.engines import EngineHooks
 from brainclust.errors import InputError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.features.limits import check_cache_location, check_device
-from brainclust.io.formats import nifti
-from brainclust.checks.tables import leakage_table, write_leakage, write_quality
 from brainclust.features.unitpool import slice_rows
 from brainclust.features.units import count_contents, count_units
+from brainclust.io.formats import nifti
 from brainclust.io.metadata import record_columns, typed_columns
 from brainclust.io.modelconfig import read_model_manifest
 from brainclust.io.outputs import (FLAGS_COLUMN, PREDICT_ENTRIES, RUN_ENTRIES, RunFolder, assignment_rows,
@@ -44,16 +44,16 @@ from brainclust.io.scan import ImageRecord, ScanResult, scan
 from brainclust.io.slicefile import SLICE_COLUMNS
 from brainclust.model.agreement import fp32_agreement
 from brainclust.model.auto import build_model
-from brainclust.model.config import RunConfig
 from brainclust.model.checked import (check_result, distinct_scores, flag_cells, predict_checks, predicted_scores,
                                       quality_table)
 from brainclust.model.composite import BrainClusterModel, result_repr
+from brainclust.model.config import RunConfig
 from brainclust.model.enrich import enrich, label_column, read_metadata, scoring_labels, with_labels
-from brainclust.model.steercolumns import check_label_column, check_run_columns
-from brainclust.model.steerrecord import record_steering
-from brainclust.model.scorespace import silhouette_space
 from brainclust.model.record import (check_predictable, config_of, data_record, effective_config, predict_inputs,
                                     predict_manifest, run_config, run_manifest, versions)
+from brainclust.model.scorespace import silhouette_space
+from brainclust.model.steercolumns import check_label_column, check_run_columns
+from brainclust.model.steerrecord import record_steering
 
 __all__ = ["RunConfig", "RunResult", "predict", "resolve_k", "run", "scan_nonempty", "versions",
            "write_outputs"]

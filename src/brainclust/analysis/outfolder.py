@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brainclust.data.demo import foreign_demo_entry
-from brainclust.features.limits import check_cache_location
 from brainclust.errors import ParameterError
+from brainclust.features.limits import check_cache_location
 from brainclust.io.atomic import walk_entries
 from brainclust.io.outputs import escape_name
 from brainclust.io.publish import check_out, publish, recover_out, run_wrote

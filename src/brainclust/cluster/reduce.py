@@ -37,10 +37,10 @@ import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.decomposition import PCA
 
+from brainclust.cluster.base import RANDOM_STATE
 from brainclust.core.arrays import as_numbers, check_finite_rows, seeded_sample
 from brainclust.core.choices import DEFAULT_COMPONENTS
 from brainclust.core.params import BOOL, NONE, ArrayStep, OneOf, drawn_seed, entry_params, json_params, param
-from brainclust.cluster.base import RANDOM_STATE
 from brainclust.errors import InputError, ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_npz, read_npz
 

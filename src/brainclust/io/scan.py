@@ -43,15 +43,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from brainclust.io import formats, scanmeta
 from brainclust.errors import ImageReadError, InputError, names_file
+from brainclust.io import formats, scanmeta
 from brainclust.io.atomic import file_sha256
 from brainclust.io.content import check_regular, guard_pixels, read_content, require_scanned, verify_unchanged
 from brainclust.io.formats import dicom, nifti, niftiread
-from brainclust.progress import bar
 from brainclust.io.outputs import escape_name
 from brainclust.io.pathfilter import label_folder_of
 from brainclust.io.walk import drop_colliding, walk_folder
+from brainclust.progress import bar
 
 log = logging.getLogger(__name__)
 

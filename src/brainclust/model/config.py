@@ -22,9 +22,9 @@ from brainclust.errors import ParameterError
 from brainclust.features.runtime import PRECISIONS, RUNTIMES
 from brainclust.features.units import UNITS, check_unit
 from brainclust.io import bids as bids_io  # not "bids": a field of RunConfig is named so
+from brainclust.io.formats import nifti
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
-from brainclust.io.formats import nifti
 from brainclust.model.needs import NEEDS
 from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
                                          VOLUMES, Option, list_value, opt, parse_clip, parse_int, parse_k, parse_pca,

@@ -38,8 +38,8 @@ from brainclust.cluster.reduce import PCAReducer
 from brainclust.cluster.steer import (MISSING, FactorRemover, StratifiedClusterer, as_strata, check_categories,
                                       level_columns, listed)
 from brainclust.core.params import Step, entry_params
-from brainclust.features.cache import default_cache_dir
 from brainclust.errors import InputError, ModelFileError
+from brainclust.features.cache import default_cache_dir
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.outputs import META_PREFIX, N_LEVELS, RUN_MADE
 from brainclust.io.scan import SCAN_TYPES

@@ -41,10 +41,11 @@ from brainclust.io.atomic import atomic_write_text
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.model.scorespace import SPACE_NAMES, silhouette_space, ssl_comparison, ssl_embedding
 from brainclust.report import figures as F
-from brainclust.report.figures import FigureSink
+from brainclust.report.associations import ranking, read_summary
 from brainclust.report.checks import checks_section
 from brainclust.report.columns import describe_rows, name_unclustered, unclustered_name, unclustered_shown
 from brainclust.report.explorer import ExplorerData, explorer_data, initial_colour, kept_colour, label_colours
+from brainclust.report.figures import FigureSink
 from brainclust.report.geometry import (largest_clusters, silhouette_per_image, stratified_sample, tsne_2d,
                                         tsne_perplexity, typical_atypical)
 from brainclust.report.kstrata import within_k_table
@@ -52,7 +53,6 @@ from brainclust.report.record import record_in_manifest
 from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, within_column
 from brainclust.report.runtext import clustered_text, consensus_text, files_text, k_text, ssl_text, within_scores
-from brainclust.report.associations import ranking, read_summary
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
                                       short_number, steering_text, within_pca_text)

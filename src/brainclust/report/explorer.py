@@ -31,8 +31,8 @@ from brainclust.io.outputs import shown_name
 from brainclust.report.columns import Column
 from brainclust.report.geometry import stratified_sample
 from brainclust.report.mapcoords import compute_map, normalise, read_map
-from brainclust.terminal import did_you_mean
 from brainclust.report.thumbnails import Thumbnails
+from brainclust.terminal import did_you_mean
 
 log = logging.getLogger(__name__)
 

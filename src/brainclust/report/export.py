@@ -59,8 +59,8 @@ from brainclust.io.atomic import atomic_write_csv, safe_join
 from brainclust.io.content import content_sha256
 from brainclust.io.deidentify import deidentified_copy
 from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_name, unescape_name
-from brainclust.io.runfolder import read_run
 from brainclust.io.publish import check_out, prepare_out, publish
+from brainclust.io.runfolder import read_run
 from brainclust.io.slicefile import read_slices
 from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from brainclust.features import augment, backbones
 from brainclust.core.params import check_is_fitted
 from brainclust.errors import InputError, ModelFileError
-from brainclust.io.scan import load_record
-from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
+from brainclust.features import augment, backbones
 from brainclust.features.preprocess import PreprocessConfig, preprocess, to_model_input
+from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
+from brainclust.io.scan import load_record
 from brainclust.selfsup.common import FORMAT_VERSION, input_pca, parse_components, seed_for, torch_determinism
 from brainclust.selfsup.head import SelfSupervisedHead
 from brainclust.selfsup.loop import train_head

@@ -49,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
+from brainclust.core.arrays import seeded_sample, unit_rows
 from brainclust.core.params import check_is_fitted
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
-from brainclust.core.arrays import seeded_sample, unit_rows
 from brainclust.progress import bar
 from brainclust.selfsup.common import FORMAT_VERSION, cosine_neighbors, input_pca, seed_for, torch_determinism
 

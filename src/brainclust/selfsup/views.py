@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from brainclust.features import augment
 from brainclust.errors import InputError, ParameterError
+from brainclust.features import augment
 
 log = logging.getLogger(__name__)
 

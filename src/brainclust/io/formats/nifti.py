@@ -73,10 +73,10 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ImageReadError, ParameterError, names_file
+from brainclust.io.content import check_regular, read_content, verify_unchanged
 from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
 from brainclust.io.formats.gzwhole import read_whole
 from brainclust.io.formats.niftiread import COMPLEX_NOTE, open_image, quiet, voxels
-from brainclust.io.content import check_regular, read_content, verify_unchanged
 from brainclust.io.outputs import escape_name
 
 log = logging.getLogger(__name__)
