@@ -69,7 +69,7 @@ def test_a_folder_without_a_readable_image_exits_2_and_writes_nothing(capsys, tm
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
     code, _, err = run_cli(capsys, command, tmp_path / "in", "--out", tmp_path / "out")
-    assert code == 2 and "contains no readable image (1 file(s) skipped)" in err
+    assert code == 2 and "contains no readable image (1 file skipped)" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -473,3 +473,4 @@ def test_a_librarys_warning_is_one_line_of_the_log(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["brainclust: UserWarning: Graph is not fully connected, spectral embedding "
                                         "may not work as expected."], proc.stderr
+

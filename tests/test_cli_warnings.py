@@ -72,7 +72,7 @@ def test_the_early_k_check_does_not_call_an_image_that_cannot_be_decoded_readabl
     monkeypatch.undo()
     code, _, err = run_cli(capsys, "run", data, "--out", tmp_path / "o", "--k", "2", "--checks", "off", "--descriptors",
                            "off", "--backbone", "histogram", "--cache-dir", tmp_path / "c")
-    assert code == 2 and "readable" not in err and "has 1 decodable image(s); clustering needs 2" in err
+    assert code == 2 and "readable" not in err and "has 1 decodable image; clustering needs 2" in err
 
 
 def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
@@ -152,3 +152,4 @@ def test_a_k_that_two_units_cannot_give_is_refused_before_any_model_is_built(cap
     assert code == 2 and err.splitlines() == [f"brainclust: error: {message.format(unit=unit)} '{data}' has only "
                                               f"2 {unit}s (--unit {unit})"]
     assert not (tmp_path / "o").exists()
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -161,6 +162,26 @@ def test_modules_stay_small_and_the_pipeline_thin():
     sizes = {mod: len(path.read_text(encoding="utf-8").splitlines()) for mod, path in _modules().items()}
     assert sizes["brainclust.pipeline"] <= 300
     assert [m for m, n in sizes.items() if n > 460] == []
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """``id`` of every docstring node of ``tree`` (module, class and function)."""
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return {id(node.body[0].value) for node in ast.walk(tree) if isinstance(node, kinds) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def test_no_message_counts_with_a_parenthesised_plural():
+    """'1 file(s) skipped', '2 stratum/strata': a count says its noun in the number it has
+    (:func:`brainclust.terminal.count_text`). Docstrings may name a folder ``log(s)``."""
+    bad = []
+    for mod, path in _modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = _docstrings(tree)
+        bad += [f"{mod}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                and isinstance(node.value, str) and id(node) not in docs
+                and re.search(r"[a-z]\(s\)|stratum/strata", node.value)]
+    assert bad == []
 
 
 def _import_group(module: str) -> int:

@@ -256,7 +256,7 @@ def _cmd_check(args) -> None:
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
                      exclude_files=args.exclude_files or (), bids_filter=args.bids_filter, bids=args.bids,
                      finish=lambda staging, records: write_check_page(staging, args.data, records))
-    skipped = f"; {res.n_skipped} file(s) skipped (see manifest.json)" if res.n_skipped else ""
+    skipped = f"; {count_text(res.n_skipped, 'file')} skipped (see manifest.json)" if res.n_skipped else ""
     say(f"{count_text(len(res.paths), 'image')} checked{skipped}")
     say(res.summary())
     say(f"outputs: {escape_name(str(args.out))}/checks.html (a gallery per flag), quality.csv, leakage.csv, "
@@ -283,7 +283,7 @@ def _cmd_report(args) -> None:
         from brainclust.cluster.follows import headline
 
         a = added["metadata"]
-        say(f"metadata: {len(a.columns)} column(s) added ({a.n_matched} of {a.n_rows} rows "
+        say(f"metadata: {count_text(len(a.columns), 'column')} added ({a.n_matched} of {a.n_rows} rows "
             f"matched on '{a.key}'); {headline(a.associations, within=a.within)}"
             + (f" (within each {a.within})" if a.within else ""))
     say(_report_text(info))

@@ -55,25 +55,26 @@ def run_summary(result) -> str:
         lines.append(f"agreement with fp32: feature cosine {a['cosine_mean']:.4f} (min {a['cosine_min']:.4f}), "
                      f"clusters ARI {a['ari']:.3f} (metrics.json)")
     if result.skipped:
-        lines.append(f"{len(result.skipped)} file(s) skipped (see manifest.json)")
+        lines.append(f"{count_text(len(result.skipped), 'file')} skipped (see manifest.json)")
     if getattr(result, "checks", None) is not None:
         lines.append(result.checks.summary() + " (quality.csv, leakage.csv)")
         if result.config.exclude:
             n_aside, told = m.get("n_set_aside"), f"--exclude {','.join(result.config.exclude)}"
             if "model_dir" in result.manifest:  # predict: the model's setting; new images are all assigned
                 if n := sum(bool(f & set(result.config.exclude)) for f in result.checks.flags):
-                    lines.append(f"{told} (the model's): predict sets no image aside; {n} new image(s) carry "
-                                 "these flags and were assigned a cluster (quality.csv)")
+                    lines.append(f"{told} (the model's): predict sets no image aside; {count_text(n, 'new image')} "
+                                 "with these flags assigned a cluster (quality.csv)")
             else:
-                lines.append(f"{told}: " + (f"{n_aside} image(s) left out of the clustering (cluster -1; scores "
-                             "over the others)" if n_aside else "no image carries these flags; every image was "
+                lines.append(f"{told}: " + (f"{count_text(n_aside, 'image')} left out of the clustering (cluster -1; "
+                             "scores over the others)" if n_aside else "no image carries these flags; every image was "
                              "clustered"))
     cache = result.manifest.get("cache", {})
     views = cache.get("views") if isinstance(cache.get("views"), dict) else {}
     lines.append(f"feature cache: {hits_text(cache)}"
                  + (f" (of which {copies} repeat an earlier image: computed once)" if (copies := cache.get("copies"))
                     else "")
-                 + (f" ({failed} image(s) could not be decoded)" if (failed := cache.get("failed", 0)) else "")
+                 + (f" ({count_text(failed, 'image')} could not be decoded)" if (failed := cache.get("failed", 0))
+                    else "")
                  + (f"; augmented views for --self-supervised ({views.get('views', 0)} of each image): "
                     f"{hits_text(views)}" if views else ""))
     if result.out_dir is not None and getattr(result, "associations", None) is not None:  # empty: says why

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 
+from brainclust.terminal import count_text
+
 
 class BrainclustError(Exception):
     """Base class of every error brainclust raises on purpose."""
@@ -22,8 +24,8 @@ class InputError(BrainclustError):
     def no_images(cls, data, n_skipped: int, excluded=None) -> "InputError":
         """The error of a scan that found no readable image (``run``, ``predict``, ``check``); ``excluded``: the
         scan's files left out on purpose, by reason (``--include``/``--exclude-files``...)."""
-        left = "".join(f"; {n} file(s) left out: {why}" for why, n in sorted((excluded or {}).items()))
-        return cls(f"input folder '{data}' contains no readable image ({n_skipped} file(s) skipped{left})")
+        left = "".join(f"; {count_text(n, 'file')} left out: {why}" for why, n in sorted((excluded or {}).items()))
+        return cls(f"input folder '{data}' contains no readable image ({count_text(n_skipped, 'file')} skipped{left})")
 
 
 class ParameterError(BrainclustError, ValueError):

@@ -82,7 +82,7 @@ def test_the_command_prints_the_summary_and_maps_errors_to_exit_2(data, tmp_path
         assert main(["check", str(data), "--out", str(tmp_path / "o3"), "--cache-dir", str(tmp_path / "c")]) == 0
     finally:
         (data / "broken.png").unlink()
-    assert "11 images checked; 1 file(s) skipped (see manifest.json)" in capsys.readouterr().out
+    assert "11 images checked; 1 file skipped (see manifest.json)" in capsys.readouterr().out
     assert "not MRI" in printed and "tiny" in printed
     assert main(["check", str(data), "--out", str(tmp_path / "o2"), "--check-thresholds", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
@@ -108,7 +108,7 @@ def test_a_folder_where_no_image_decodes_is_an_error_not_a_clean_check(tmp_path)
     save(data / "b.png", head_slice(1))
     for p in data.iterdir():
         p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-    with pytest.raises(InputError, match="none of its 2 image.s. could be decoded .*nothing was checked"):
+    with pytest.raises(InputError, match="none of its 2 images could be decoded .*nothing was checked"):
         check_data(data, tmp_path / "o", progress=False, cache_dir=False)
     assert not (tmp_path / "o").exists()
 

@@ -122,7 +122,7 @@ def test_excluded_images_get_cluster_minus_one_and_keep_their_flags(excluded_run
 def test_the_summary_says_how_many_were_set_aside_and_when_none_carries_the_flags(excluded_run, data, checked_run):
     from brainclust.clisummary import run_summary
 
-    assert "--exclude duplicate,not_mri,blank: 3 image(s) left out of the clustering" in run_summary(excluded_run[0])
+    assert "--exclude duplicate,not_mri,blank: 3 images left out of the clustering" in run_summary(excluded_run[0])
     _, _, cache = checked_run
     none = run(data, None, cache_dir=str(cache), exclude=("noise",), **FAST)
     assert not any("noise" in f for f in none.checks.flags)
@@ -139,8 +139,8 @@ def test_predict_of_an_excluding_model_says_it_sets_nothing_aside(excluded_run, 
     said = run_summary(got)
     n = sum(bool(f & {"duplicate", "not_mri", "blank"}) for f in got.checks.flags)
     assert n == 17  # copies of the fit's images, all of them
-    assert (f"--exclude duplicate,not_mri,blank (the model's): predict sets no image aside; {n} new image(s) carry "
-            "these flags and were assigned a cluster") in said and "no image carries" not in said
+    assert (f"--exclude duplicate,not_mri,blank (the model's): predict sets no image aside; {n} new images "
+            "with these flags assigned a cluster") in said and "no image carries" not in said
 
 
 def test_excluded_images_are_left_out_of_pca_and_clustering(excluded_run, data, checked_run, tmp_path):

@@ -214,7 +214,7 @@ def test_within_names_the_strata_where_k_makes_every_image_its_own_cluster(caplo
     with caplog.at_level("WARNING", logger="brainclust"):
         m = StratifiedClusterer("hierarchical", 4, None, 0).fit(X, strata)
     said = [r.getMessage() for r in caplog.records if "its own cluster" in r.getMessage()]
-    assert said == ["--within: --k is at least the number of (distinct) images of 2 stratum/strata, so each of "
+    assert said == ["--within: --k is at least the number of (distinct) images of 2 strata, so each of "
                     "their images is its own cluster: a, b"]
     assert m.k_ == {"a": 4, "b": 4, "c": 4}
 
@@ -230,7 +230,7 @@ def test_a_stratum_of_copies_is_one_cluster_and_copies_are_never_split(caplog):
         m = StratifiedClusterer("hierarchical", 4, None, 0).fit(X, strata)
     assert m.k_ == {"a": 4, "d": 1, "t": 3}
     same = [r.getMessage() for r in caplog.records if "the same features" in r.getMessage()]
-    assert same == ["--within: in 1 stratum/strata every image has the same features (copies, or blank images), "
+    assert same == ["--within: in 1 stratum every image has the same features (copies, or blank images), "
                     "each one cluster: d"]
     t = m.labels_[17:]
     assert [len(set(t[i:i + 4])) for i in (0, 4, 8)] == [1, 1, 1] and len(set(t)) == 3  # copies stay together

@@ -83,7 +83,7 @@ def test_include_does_not_count_the_metadata_files_it_still_reads_as_left_out(bi
     and the sidecars were still read as metadata (site, age, echo time): they are not images left out."""
     found = scan(bids_tree, slices="axial:1", include=["sub-*/anat/*.nii.gz"])
     assert found.metadata_files == 10 and found.excluded == {"--include/--exclude-files": 3}  # func x2, derivative
-    assert "10 metadata file(s)" in found.summary and "3 file(s) left out: --include" in found.summary
+    assert "10 metadata files" in found.summary and "3 files left out: --include" in found.summary
     t1 = next(r for r in found.records if r.path.startswith("sub-01/anat/sub-01_T1w"))
     assert (t1.meta["site"], t1.meta["echo_time_ms"]) == ("A", pytest.approx(3.0))
 
@@ -217,8 +217,8 @@ def test_files_that_are_not_bids_data_files_are_left_out_counted_and_warned_once
     assert found.excluded[reason] == n and found.skipped == []
     assert len(ANAT) + found.metadata_files + sum(found.excluded.values()) == found.n_files
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "not BIDS" in r.getMessage()]
-    assert len(said) == 1 and f"{n} file(s)" in said[0] and any(rel in said[0] for rel in NOT_BIDS + OUTSIDE)
-    assert f"{n} file(s) left out: name not BIDS" in found.summary
+    assert len(said) == 1 and f"{n} files left out" in said[0] and any(rel in said[0] for rel in NOT_BIDS + OUTSIDE)
+    assert f"{n} files left out: name not BIDS" in found.summary
 
 
 def test_a_bids_filter_does_not_let_files_without_a_bids_name_through(misnamed_tree):

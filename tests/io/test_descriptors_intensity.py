@@ -29,4 +29,4 @@ def test_describe_records_decodes_each_record_and_leaves_failures_empty(tmp_path
     (tmp_path / "b.png").write_bytes(b"gone")  # changed after the scan: cannot be decoded any more
     cols = describe_records(recs, progress=False)
     assert list(cols) == list(INTENSITY_COLUMNS)
-    assert cols["intensity_mean"] == [30.0, None] and "1 image(s) could not be decoded" in caplog.text
+    assert cols["intensity_mean"] == [30.0, None] and "1 image could not be decoded" in caplog.text

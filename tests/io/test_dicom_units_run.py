@@ -66,7 +66,7 @@ def test_dicom_series_become_volumes_without_patient_data(dicom_folder, tmp_path
     assert by_id["p2#series=1"]["plane"] == "sagittal"
     # the summary line counts every image once: 11 decoded (hits + misses), 1 could not be decoded
     assert "4 volumes from 11 images" in cap.out
-    assert "feature cache: 0 hits, 11 misses (1 image(s) could not be decoded)" in cap.out
+    assert "feature cache: 0 hits, 11 misses (1 image could not be decoded)" in cap.out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["cache"]["hits"] + manifest["cache"]["misses"] == manifest["n_images"] == 11
     assert manifest["cache"]["failed"] == 1

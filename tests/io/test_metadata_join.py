@@ -36,7 +36,7 @@ def test_tsv_subject_key_short_labels_and_partial_match_warning(tmp_path, caplog
     j = metadata.join_table(t, ROWS)
     assert j.kind == "subject" and j.columns == {"group": ["patient", "patient", "", ""],
                                                  "age": ["90", "90", "", ""]}  # ages over 89 -> 90
-    assert "2 of 4 rows of the run have no match" in caplog.text and "1 table row(s) match nothing" in caplog.text
+    assert "2 of 4 rows of the run have no match" in caplog.text and "no match for 1 table row" in caplog.text
 
 
 def test_name_key_and_the_key_with_most_matches_wins(tmp_path):
@@ -56,7 +56,7 @@ def test_explicit_key_of_any_name_and_unit_rows(tmp_path):
 @pytest.mark.parametrize("text, key, message", [
     ("a,b\n1,2\n", None, "no key column; name one of: path"),
     ("path,b\n1,2\n", "pid", "key column 'pid' not found; columns: path, b"),
-    ("path,b\npng/a b.png,1\npng/a b.png,2\n", None, "1 duplicate value(s) (first at line 3)"),
+    ("path,b\npng/a b.png,1\npng/a b.png,2\n", None, "1 duplicate value (first at line 3)"),
     ("path,b\nnothing/here.png,1\n", None, "no row of the run matches key column 'path'"),
     ("", None, "empty"),
     ("path,path\nx,y\n", None, "'path' appears more than once"),
@@ -119,7 +119,7 @@ def test_a_table_that_lists_some_rows_keeps_the_scans_values_in_the_others(caplo
                                     {"subject": ["01", "2", None, ""], "group": ["a", "b", None, None]})
     assert merged["subject"] == ["01", "2", "04", "05"] and merged["sequence"] == ["T1", "T2", "T1", "T2"]
     assert merged["group"] == ["a", "b", None, None]
-    assert "its own value kept in 2 row(s) the table gives none" in caplog.text
+    assert "its own value kept in 2 rows the table gives none" in caplog.text
 
 
 def test_record_rows_give_the_join_keys():
@@ -142,7 +142,7 @@ def test_a_file_name_key_that_names_files_in_several_folders_is_warned(tmp_path,
             {"path": "v.nii.gz#axial=2"}]
     j = metadata.join_table(table(tmp_path, "filename,grade\nx.png,high\ny.png,low\nv.nii.gz,mid\n"), rows)
     assert j.columns["grade"] == ["high", "high", "low", "mid", "mid"]
-    assert "1 value(s) of key column 'filename' name files in more than one folder (e.g. 'x.png')" in caplog.text
+    assert "key column 'filename' has 1 value naming files in more than one folder (e.g. 'x.png')" in caplog.text
 
 
 def test_trailing_empty_fields_lose_no_value_and_are_read(tmp_path):

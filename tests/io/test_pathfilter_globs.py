@@ -42,7 +42,7 @@ def test_include_and_exclude_in_a_scan_are_counted_not_skipped(tmp_path):
     found = scan(tmp_path, include=["*.png"], exclude=["localizer/", "b/*"])
     assert [r.path for r in found.records] == ["a/x1.png", "a/x2.png"]
     assert found.skipped == [] and found.excluded == {"--include/--exclude-files": 3}
-    assert "3 file(s) left out: --include/--exclude-files" in found.summary
+    assert "3 files left out: --include/--exclude-files" in found.summary
     assert PathFilter()("anything") and not PathFilter()
 
 

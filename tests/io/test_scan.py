@@ -291,7 +291,7 @@ def test_links_to_files_outside_the_folder_are_read_and_warned_once(tmp_path, ma
         found = scan(tmp_path / "data", progress=False)
     assert sorted(r.path for r in found.records) == ["a.png", "again.png", "b.png", "inside.png"]
     warned = [r.getMessage() for r in caplog.records if "symbolic links to files outside" in r.getMessage()]
-    assert len(warned) == 1 and warned[0].startswith("scan: 2 file(s)")
+    assert len(warned) == 1 and warned[0].startswith("scan: 2 symbolic links")
 
 
 def test_a_multipage_tiff_is_named_by_its_path_under_the_folder(tmp_path, caplog):
@@ -359,7 +359,7 @@ def test_names_that_look_like_patient_data_are_warned_once_without_showing_them(
     lines = [r.getMessage() for r in caplog.records if "look like" in r.getMessage() or "looks like" in r.getMessage()]
     assert len(lines) == (1 if warned else 0)
     if warned:
-        assert lines[0].startswith(f"scan: {warned} file or folder name(s) hold what looks like a person's name")
+        assert lines[0].startswith(f"scan: {warned} file or folder names with what looks like a person's name")
         assert "Doe" not in lines[0] and "1970" not in lines[0]
 
 

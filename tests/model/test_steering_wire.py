@@ -79,10 +79,10 @@ def test_stratum_scores_score_the_clusters_inside_each_stratum():
     assert got["per_stratum"]["B"]["n"] == 3 and got["per_stratum"]["B"]["nmi"] < 0.5
     assert got["mean_nmi"] == pytest.approx((4 * 1.0 + 3 * got["per_stratum"]["B"]["nmi"]) / 7)
     assert stratum_scores(strata, clusters, [""] * 8) == {"per_stratum": {}, "not_scored": {
-        "A": "0 labelled image(s) of 0 label(s)", "B": "0 labelled image(s) of 0 label(s)"}}
+        "A": "0 labelled images of 0 labels", "B": "0 labelled images of 0 labels"}}
     one_class = stratum_scores(strata, clusters, ["x"] * 4 + ["x", "y", "x", "y"])  # A holds one label: not scored
     assert set(one_class["per_stratum"]) == {"B"} and one_class["mean_nmi"] == one_class["per_stratum"]["B"]["nmi"]
-    assert one_class["not_scored"] == {"A": "4 labelled image(s) of 1 label(s)"}
+    assert one_class["not_scored"] == {"A": "4 labelled images of 1 label"}
 
 
 def test_empty_values_at_predict_join_the_fits_missing_stratum_else_the_nearest(caplog):
@@ -96,7 +96,7 @@ def test_empty_values_at_predict_join_the_fits_missing_stratum_else_the_nearest(
     fit_without = WithinStep(column="site", k=2, pca=5)
     fit_without.fit_batch(Batch(records(len(X), lambda i: "AB"[site[i]]), X))
     fit_without.predict_batch(Batch(records(4, lambda i: "" if i < 3 else "Z"), X[:4]))
-    assert "4 new row(s) have a value not seen in the fit (3 of them empty)" in caplog.text
+    assert "4 new rows with a value not seen in the fit (3 empty)" in caplog.text
 
 
 def test_new_images_without_the_metadata_column_are_refused_not_guessed():
@@ -655,11 +655,11 @@ def test_remove_takes_a_subject_of_three_slices_and_names_values_of_one_image(ca
     with caplog.at_level("WARNING", logger="brainclust"):
         RemoveStep(column="site", rule="center", n_components=5).fit_batch(
             Batch(records(len(X), lambda i: f"s{i // 3}"), X))
-    assert "value(s) hold a single image" not in caplog.text
+    assert "with a single image" not in caplog.text
     with caplog.at_level("WARNING", logger="brainclust"):
         RemoveStep(column="site", rule="center", n_components=5).fit_batch(
             Batch(records(len(X), lambda i: "odd" if i == 0 else f"s{i // 3}"), X))
-    assert "--remove site: 1 value(s) hold a single image" in caplog.text and "odd" in caplog.text
+    assert "--remove site: 1 value with a single image" in caplog.text and "odd" in caplog.text
 
 
 def test_run_made_columns_and_metadata_of_the_same_name_both_survive():
@@ -730,7 +730,7 @@ def test_labels_from_folders_warns_when_the_folders_are_splits_or_absent(caplog)
     assert len(said) == 2 and "folders (Testing, Training) are splits with no class folder below" in said[0]
     assert "no image is in a sub-folder" in said[1]
     info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
-    assert info == ["--labels-from-folders: the labels are the folders below the split folder(s) Testing, "
+    assert info == ["--labels-from-folders: the labels are the folders below 2 split folders Testing, "
                     "Training (glioma, notumor)"]
 
 

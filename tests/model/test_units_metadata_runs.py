@@ -199,7 +199,7 @@ def test_a_column_added_afterwards_that_reproduces_the_clusters_ranks_first(data
     table = write_table(tmp_path / "later.csv", ["path", "reader_group", "coin"],
                         [[r["path"], f"g{r['cluster']}", "HT"[int(rng.integers(2))]] for r in rows])
     assert main(["report", str(out), "--metadata", str(table)]) == 0
-    assert "column(s) added" in capsys.readouterr().out
+    assert "metadata: 2 columns added" in capsys.readouterr().out
     ranked = [a for a in check_associations_agree(out) if a["level"] == "cluster"]
     assert ranked[0]["column"] == "reader_group" and float(ranked[0]["score"]) == pytest.approx(1.0)
     coin = next(a for a in ranked if a["column"] == "coin")

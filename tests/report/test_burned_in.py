@@ -74,7 +74,7 @@ def test_export_warns_of_the_images_that_may_show_text(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "exp")]) == 0
     err = capsys.readouterr().err
-    assert "export: 1 DICOM file(s) may show patient text burned into their pixels" in err
+    assert "export: 1 DICOM file may show patient text burned into the pixels" in err
     assert "first 'burned.dcm'" in err
 
 

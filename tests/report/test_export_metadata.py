@@ -252,7 +252,7 @@ def test_export_writes_no_metadata_and_keeps_it_only_when_asked(tmp_path, capsys
     assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
     said = capsys.readouterr()
     assert "10 PNG/JPEG/TIFF files without their metadata" in said.out
-    assert "keep their metadata" not in said.err  # the TIFF of pages too
+    assert "is kept, which may hold patient data" not in said.err  # the TIFF of pages too
     copies = sorted(p for p in (tmp_path / "exp").rglob("*") if p.suffix in (".png", ".jpg", ".tif"))
     assert len(copies) == 10
     for p in copies:

@@ -170,7 +170,7 @@ def test_a_within_runs_scores_inside_the_strata_are_in_the_scores(tmp_path):
     scores, which a run at k cannot be compared with (the walk of 2026-12-07)."""
     out = with_within_scores(steer(fake_run(tmp_path, n_per=6)), {
         "per_stratum": {"axial": {"n": 12, "nmi": 0.7, "ari": 0.5}}, "mean_nmi": 0.7, "mean_ari": 0.5,
-        "not_scored": {"coronal": "6 labelled image(s) of 1 label(s)"}})
+        "not_scored": {"coronal": "6 labelled images of 1 label"}})
     page = page_of(out)
     nmi = re.search(r'<tr id="score-within-nmi"><th>NMI within the strata</th><td class="val">(.*?)</td>'
                     r'<td rowspan="2">(.*?)</td>', page, re.S)
@@ -210,11 +210,11 @@ def test_unscored_strata_of_sparse_labels_are_not_said_to_share_one_label():
     from brainclust.report.runtext import within_scores
 
     sparse = {"within": {"scores": {"per_stratum": {}, "not_scored": {
-        "A": "1 labelled image(s) of 1 label(s)", "B": "0 labelled image(s) of 0 label(s)"}}}}
+        "A": "1 labelled image of 1 label", "B": "0 labelled images of 0 labels"}}}}
     text = within_scores(sparse, 4)["meaning"]
     assert "fewer than two labels" in text and "share one label" not in text
     partial = {"within": {"scores": {"per_stratum": {"A": {"n": 4, "nmi": 0.5, "ari": 0.2}}, "mean_nmi": 0.5,
-                                     "mean_ari": 0.2, "not_scored": {"B": "0 labelled image(s) of 0 label(s)"}}}}
+                                     "mean_ari": 0.2, "not_scored": {"B": "0 labelled images of 0 labels"}}}}
     text = within_scores(partial, 4)["meaning"]
     assert "1 not scored, their labelled images holding fewer than two labels" in text
 

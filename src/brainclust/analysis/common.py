@@ -80,7 +80,8 @@ def load_dataset(path, config, name: str | None = None, check: Callable[[list], 
         check(records)
     labels = [r.label or "" for r in records]
     if len(records) < 3:
-        raise InputError(f"data set '{path}': {len(records)} decodable image(s); the analysis needs at least 3")
+        raise InputError(f"data set '{path}': {count_text(len(records), 'decodable image')}; the analysis needs at "
+                         "least 3")
     ds = Dataset(name or Path(path).resolve().name, str(Path(path).resolve()), feats, labels, records, extractor)
     if ds.n_labels < 2:
         raise InputError(f"data set '{path}': the analysis needs labels from at least 2 sub-folders, "

@@ -37,6 +37,7 @@ from brainclust.features.limits import check_cache_location
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import SCAN_TYPES, ImageRecord, ScanResult, scan
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 #: How the refusal of a --out holding a file a check does not write ends (publish.check_out's is a run's).
@@ -345,8 +346,8 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     desc, cache = cached_descriptors(found.records, cache_dir, workers, progress)
     if desc.failed and len(desc.failed) == len(found.records):
         i, why = next(iter(desc.failed.items()))
-        raise InputError(f"input folder '{data}': none of its {len(found.records)} image(s) could be decoded "
-                         f"(e.g. '{found.records[i].path}': {why}); nothing was checked")
+        raise InputError(f"input folder '{data}': none of its {count_text(len(found.records), 'image')} could be "
+                         f"decoded (e.g. '{found.records[i].path}': {why}); nothing was checked")
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
                         progress=progress, cache_dir=cache_dir)
     result.n_skipped = len(found.skipped)

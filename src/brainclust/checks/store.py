@@ -49,6 +49,7 @@ from brainclust.errors import ModelFileError
 from brainclust.features.cache import FeatureCache, default_cache_dir
 from brainclust.io.atomic import atomic_write_npz, read_npz
 from brainclust.io.scan import ImageRecord
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def cached_near_pairs(cache_dir, descriptors: Descriptors, rows: np.ndarray, thr
     pairs, sims = near_pairs(descriptors.thumbs, rows, thresholds, backend, random_state, progress,
                              windows=windows)
     if unread:  # a passing read error must not be remembered until the contents change
-        log.info("near-duplicate pairs not cached: %d image(s) could not be read again", len(unread))
+        log.info("near-duplicate pairs not cached: %s could not be read again", count_text(len(unread), "image"))
     elif path is not None:
         at = np.full(int(rows.max()) + 1 if len(rows) else 0, -1, np.int64)
         at[rows] = np.arange(len(rows))

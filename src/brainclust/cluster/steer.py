@@ -85,22 +85,22 @@ def check_categories(strata, option: str, column: str = "", min_rows: int = MIN_
                              "more images or units")
     single = sorted(str(v) for v, n in counts.items() if n == 1)
     if warn and min_rows < MIN_STRATUM and single:
-        log.warning("%s: %d value(s) hold a single image, which centring puts at the origin (those images then "
-                    "cluster together): %s", name, len(single), listed(single))
+        log.warning("%s: %s with a single image, which centring puts at the origin (those images then "
+                    "cluster together): %s", name, count_text(len(single), "value"), listed(single))
 
 
 def _warn_small(small: list[str], capped: list[str], same: list[str]) -> None:
     """One warning for all strata below :data:`MIN_STRATUM` images, one for those with no more images (or distinct
     feature vectors) than k, one for those whose images all have the same features."""
     if small:
-        log.warning("--within: %d stratum/strata with fewer than %d images, each one cluster: %s", len(small),
-                    MIN_STRATUM, listed(small))
+        log.warning("--within: %s with fewer than %d images, each one cluster: %s",
+                    count_text(len(small), "stratum", "strata"), MIN_STRATUM, listed(small))
     if same:
-        log.warning("--within: in %d stratum/strata every image has the same features (copies, or blank images), "
-                    "each one cluster: %s", len(same), listed(same))
+        log.warning("--within: in %s every image has the same features (copies, or blank images), "
+                    "each one cluster: %s", count_text(len(same), "stratum", "strata"), listed(same))
     if capped:
-        log.warning("--within: --k is at least the number of (distinct) images of %d stratum/strata, so each of "
-                    "their images is its own cluster: %s", len(capped), listed(capped))
+        log.warning("--within: --k is at least the number of (distinct) images of %s, so each of "
+                    "their images is its own cluster: %s", count_text(len(capped), "stratum", "strata"), listed(capped))
 #: AMI above which a factor "explains" the clusters and a steering option is suggested.
 DOMINANT_AMI = 0.5
 
@@ -205,8 +205,9 @@ class FactorRemover(TransformerMixin, BaseEstimator):
             raise ParameterError(f"--remove: {len(s)} strata for {len(U)} images")
         unseen = sorted(set(s.tolist()) - set(self.strata_.tolist()))
         if unseen:
-            log.warning("--remove: %d image(s) of stratum/strata %s unseen in fit; using the nearest stratum mean",
-                        int(np.isin(s, unseen).sum()), unseen[:3])
+            log.warning("--remove: %s of %s unseen in the fit (%s); using the nearest stratum mean",
+                        count_text(int(np.isin(s, unseen).sum()), "image"),
+                        count_text(len(unseen), "stratum", "strata"), unseen[:3])
             s = s.copy()
             miss = np.isin(s, unseen)
             s[miss] = self.predict_strata(U[miss])

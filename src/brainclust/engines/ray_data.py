@@ -55,6 +55,7 @@ import numpy as np
 from brainclust.engines import parse_address
 from brainclust.errors import EngineError, ParameterError
 from brainclust.io.scan import ImageRecord
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,8 @@ def extract(extractor, records: Sequence[ImageRecord], address: str | None = Non
                               "the features stored so far are kept, rerun to resume") from None
         info["computed"] += sum(1 for e in out.values() if not e)
         info["failed"] += sum(1 for e in out.values() if e)
-    log.info("ray engine: %(computed)d features computed on %(nodes)d node(s), %(actors)d actor(s)", info)
+    log.info("ray engine: %s computed on %s, %s", count_text(info["computed"], "feature"),
+             count_text(info["nodes"], "node"), count_text(info["actors"], "actor"))
     return info
 
 

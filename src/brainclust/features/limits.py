@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from brainclust.errors import ParameterError
+from brainclust.terminal import count_text
 
 #: Largest ``--batch-size``.
 MAX_BATCH_SIZE = 4096
@@ -52,7 +53,7 @@ def check_device(device, available: bool = True) -> str:
                                  "use --device cpu (or auto)")
         index = int(m.group(1) or 0)
         if index >= n:
-            raise ParameterError(f"--device {device}: this machine has {n} CUDA device(s), "
+            raise ParameterError(f"--device {device}: this machine has {count_text(n, 'CUDA device')}, "
                                  f"cuda:0 to cuda:{n - 1}")
     return device
 

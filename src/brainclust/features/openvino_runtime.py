@@ -57,6 +57,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +378,7 @@ def prune_blobs(blob: Path, keep: int = KEEP_BLOBS) -> list[Path]:
             except OSError:
                 pass
     if gone:
-        log.info("%s: %d older compiled form(s) of this model removed", blob.parent, len(gone))
+        log.info("%s: %s of this model removed", blob.parent, count_text(len(gone), "older compiled form"))
     return gone
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError, OutputError, UnsafePathError
 from brainclust.io.csvcell import formula_safe
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +233,7 @@ def recover_leftovers(dest: str | os.PathLike, keep: Sequence[str | os.PathLike]
     dest = Path(dest)
     kept = {Path(k) for k in keep}
     me = os.getpid()
-    stale = [(p, kind) for p, kind, pid in leftovers(dest)
-             if p not in kept and pid != me and not _pid_alive(pid)]
+    stale = [(p, kind) for p, kind, pid in leftovers(dest) if p not in kept and pid != me and not _pid_alive(pid)]
     done: dict = {"restored": None, "removed": []}
     if not stale:
         return done
@@ -248,9 +248,9 @@ def recover_leftovers(dest: str | os.PathLike, keep: Sequence[str | os.PathLike]
             if p != done["restored"]:
                 _delete(p)
                 done["removed"].append(p)
-    log.warning("'%s': an interrupted brainclust process left %d temporary item(s) beside it; %s",
-                dest, len(stale), f"restored the previous folder from '{done['restored'].name}' and removed the rest"
-                if done["restored"] else "removed them")
+    log.warning("'%s': an interrupted brainclust process left %s beside it; %s", dest,
+                count_text(len(stale), "temporary item"), f"restored the previous folder from "
+                f"'{done['restored'].name}' and removed the rest" if done["restored"] else "removed them")
     return done
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from brainclust.errors import ImageReadError
 from brainclust.io.scan import load_checked
 from brainclust.progress import bar
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -67,5 +68,5 @@ def describe_records(records: Sequence, progress: bool | None = None) -> dict[st
             out[c].append(stats[c])
     pbar.close()
     if failed:
-        log.warning("descriptors: %d image(s) could not be decoded; their intensity columns are empty", failed)
+        log.warning("descriptors: %s could not be decoded (intensity columns left empty)", count_text(failed, "image"))
     return out

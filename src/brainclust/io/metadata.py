@@ -69,6 +69,7 @@ from brainclust.io import privacy
 from brainclust.io.outputs import (META_PREFIX, RESERVED, column_name, escape_name, meta_keys, meta_text,
                                    output_name, unescape_name)
 from brainclust.io.pathfilter import folder_of
+from brainclust.terminal import count_text
 
 __all__ = ["RESERVED", "PREFIX", "KEY_NAMES", "column_name", "folder_of", "record_columns", "typed_columns",
            "text_columns", "overlay", "merge_columns", "MetadataTable", "read_table", "JoinResult", "join_table",
@@ -127,7 +128,7 @@ def overlay(old: Sequence, new: Sequence, source: str, name: str) -> list:
     out = [o if privacy.is_missing(n) else n for o, n in zip(old, new)]
     kept = sum(privacy.is_missing(n) and not privacy.is_missing(o) for o, n in zip(old, new))
     log.warning("%s: column '%s' replaces the run's column of the same name%s", source, name,
-                f" (its own value kept in {kept} row(s) the table gives none)" if kept else "")
+                f" (its own value kept in {count_text(kept, 'row')} the table gives none)" if kept else "")
     return out
 
 
@@ -278,9 +279,9 @@ def _warn_shared_names(table: MetadataTable, col: str, rows: Sequence[Mapping], 
             files.setdefault(j, set()).add(str(r.get("path") or "").split("#", 1)[0])
     shared = sorted(table.rows[j].get(col, "") for j, f in files.items() if len(f) > 1)
     if shared:
-        log.warning("--metadata '%s': %d value(s) of key column '%s' name files in more than one folder (e.g. "
+        log.warning("--metadata '%s': key column '%s' has %s naming files in more than one folder (e.g. "
                     "'%s'); each of those files gets the same row: key on the path to tell them apart",
-                    table.path, len(shared), col, escape_name(shared[0]))
+                    table.path, col, count_text(len(shared), "value"), escape_name(shared[0]))
 
 
 def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = None) -> JoinResult:
@@ -332,8 +333,8 @@ def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = 
         if v in seen:
             present = [x for x in values if not privacy.is_missing(x)]
             raise InputError(f"--metadata '{table.path}': key column '{col}' has "
-                             f"{len(present) - len(set(present))} duplicate "
-                             f"value(s) (first at line {i + 2}); each key must appear once")
+                             f"{count_text(len(present) - len(set(present)), 'duplicate value')} "
+                             f"(first at line {i + 2}); each key must appear once")
         seen.add(v)
     if n == 0:  # every kind tried for that column is said, with the run's own first path as the example
         tried = [_describe(k, rows) for c, k in candidates if c == col]
@@ -357,7 +358,7 @@ def join_table(table: MetadataTable, rows: Sequence[Mapping], key: str | None = 
     unmatched, unused = len(rows) - n, len(table.rows) - used
     if unmatched or unused:
         log.warning("--metadata '%s': %d of %d rows of the run have no match (their columns are empty); "
-                    "%d table row(s) match nothing", table.path, unmatched, len(rows), unused)
+                    "no match for %s", table.path, unmatched, len(rows), count_text(unused, "table row"))
     return JoinResult(columns, col, kind, n, len(rows), unused, dropped)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from brainclust.errors import ModelFileError
 from brainclust.io.outputs import ASSIGNMENT_COLUMNS, RunFolder, read_assignments, read_json, unescape_name
+from brainclust.terminal import count_text
 
 __all__ = ["RunTables", "check_assignment_columns", "check_row_count", "input_root", "read_manifest", "read_run",
            "recorded_hashes"]
@@ -61,7 +62,8 @@ def check_assignment_columns(header: Sequence[str] | None, path) -> None:
     header = list(header or ())
     missing = [c for c in ASSIGNMENT_COLUMNS if c not in header]
     if missing or len(set(header)) != len(header):
-        what = f"lacks the column(s) {', '.join(missing)}" if missing else "repeats a column name"
+        what = (f"lacks {count_text(len(missing), 'column')} ({', '.join(missing)})" if missing
+                else "repeats a column name")
         raise ModelFileError(f"'{path}' {what}: not an assignments file written by brainclust, or edited")
 
 

@@ -16,6 +16,7 @@ from brainclust.io import privacy
 from brainclust.io.bidstables import read_json
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,10 @@ def summary_line(bids: bool, metadata_files: int, excluded: Mapping[str, int], w
     if bids:
         parts.append("BIDS data set")
     if metadata_files:
-        parts.append(f"{metadata_files} metadata file(s) (JSON/TSV sidecars and tables) read as metadata, "
+        parts.append(f"{count_text(metadata_files, 'metadata file')} (JSON/TSV sidecars and tables) read as metadata, "
                      "not images" + (f" ({unreadable} unreadable)" if unreadable else ""))
     for reason, n in sorted(excluded.items()):
-        parts.append(f"{n} file(s) left out: {reason}")
+        parts.append(f"{count_text(n, 'file')} left out: {reason}")
     if withheld:
         parts.append("header text withheld (not matching the safe pattern): " +
                      ", ".join(f"{c} x{n}" for c, n in sorted(withheld.items())))
@@ -140,9 +141,9 @@ def warn_links_out(files: list[Path], root: Path) -> None:
 
     n = sum(1 for p in files if outside(p))
     if n:
-        log.warning("scan: %d file(s) are symbolic links to files outside '%s': they are read like the other "
-                    "files, but export, the report's thumbnails and view do not follow links out of the input "
-                    "folder (to have them, %s)", n, root, UnsafePathError.LINKS_OUT_HINT)
+        log.warning("scan: %s to files outside '%s': read like the other files, but export, the report's "
+                    "thumbnails and view do not follow links out of the input folder (to have them, %s)",
+                    count_text(n, "symbolic link"), root, UnsafePathError.LINKS_OUT_HINT)
 
 
 #: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a
@@ -172,10 +173,9 @@ def warn_phi_names(paths: Iterable[str]) -> int:
     names = {part for p in paths for part in p.split("#", 1)[0].split("/")}
     n = sum(1 for name in names if PHI_IN_NAME.search(name))
     if n:
-        log.warning("scan: %d file or folder name(s) hold what looks like a person's name (DICOM's '^'), a date or a "
-                    "record number (MRN, DOB); "
-                    "names are written as they are to assignments.csv, the report and every output: rename them "
-                    "before sharing the outputs", n)
+        log.warning("scan: %s with what looks like a person's name (DICOM's '^'), a date or a record number "
+                    "(MRN, DOB); names are written as they are to assignments.csv, the report and every output: "
+                    "rename them before sharing the outputs", count_text(n, "file or folder name"))
     return n
 
 
@@ -295,10 +295,10 @@ class FileSelector:
             A BIDS filter (or the default datatype rule) selected none of the data set's data files.
         """
         if self.not_bids_example:
-            log.warning("BIDS: %d file(s) are not BIDS data files and are left out (e.g. '%s'; BIDS tools ignore "
-                        "them too): name them sub-<label>/[ses-<label>/]<datatype>/sub-<label>[_ses-<label>]..."
+            log.warning("BIDS: %s left out as not BIDS data files (e.g. '%s'; BIDS tools ignore such files "
+                        "too): name them sub-<label>/[ses-<label>/]<datatype>/sub-<label>[_ses-<label>]..."
                         "_<suffix>.nii.gz to have them read as BIDS, or read the tree as ordinary folders with "
-                        "--bids off", self.excluded[NOT_BIDS],
+                        "--bids off", count_text(self.excluded[NOT_BIDS], "file"),
                         shown_name(escape_name(self.not_bids_example)))
         if self.bids and self.n_bids_data and not self.n_bids_used:
             what = (f"--bids-filter {self.bids_filter_text!r}" if self.bfilter else
@@ -306,7 +306,8 @@ class FileSelector:
             found = "; ".join(f"{k}: {', '.join(sorted(v)[:8])}{', ...' if len(v) > 8 else ''}"
                               for k, v in self.found.items())
             raise InputError(f"input folder '{self.shown_root}': {what} selects none of its "
-                             f"{self.n_bids_data} BIDS data file(s)" + (f" (their values: {found})" if found else ""))
+                             f"{count_text(self.n_bids_data, 'BIDS data file')}"
+                             + (f" (their values: {found})" if found else ""))
         unreadable = self.sidecars.unreadable
         for stats in ([self.index.stats] if self.index is not None else []) + [self.sidecars]:
             for c, n in stats.withheld.items():

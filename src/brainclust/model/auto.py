@@ -36,6 +36,7 @@ from brainclust.io.outputs import MODEL_FILES, RunFolder, escape_name, write_tab
 from brainclust.model import criteria
 from brainclust.model.composite import BrainClusterModel
 from brainclust.model.config import RunConfig, build_steps
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,9 @@ class ConsensusModel(_Portfolio):
         if len(records) <= criteria.AUTO_MAX:  # the criteria saw every image
             if [r.path for r in self.default_.records_] != [r.path for r in kept]:
                 lost = sorted({r.path for r in self.default_.records_} - {r.path for r in kept})
-                raise InputError(f"--consensus: {len(lost)} image(s) could be read by {criteria.DEFAULT[0]} but not "
-                                 f"by every backbone of the portfolio (first: '{lost[0] if lost else '?'}'); remove "
-                                 "them or use --auto")
+                raise InputError(f"--consensus: {count_text(len(lost), 'image')} could be read by "
+                                 f"{criteria.DEFAULT[0]} but not by every backbone of the portfolio (first: "
+                                 f"'{lost[0] if lost else '?'}'); remove them or use --auto")
             self.labels_, self.levels_ = fitted.labels_, fitted.levels_
         else:
             self.labels_, self.levels_ = self._extend(feats, kept)
@@ -236,7 +237,7 @@ class ConsensusModel(_Portfolio):
             self.portfolio_cache_.update(got.cache_info())
             ok, F, failed = got.split(records)
             if failed:
-                raise InputError(f"--consensus: {len(failed)} image(s) could not be read by {b} (first: "
+                raise InputError(f"--consensus: {count_text(len(failed), 'image')} could not be read by {b} (first: "
                                  f"{escape_name(failed[0]['path'])}: {failed[0]['reason']}); remove them or use --auto")
             members.append(mean_distance_assign(pca.transform(F), pca.transform(X), part, "cosine"))
             sizes.append(int(part.max()) + 1)

@@ -173,8 +173,8 @@ class AsideRows:
 
     def check_left(self, n_left: int, k: int | None, name: str) -> None:
         if n_left < 2:
-            raise InputError(f"--exclude: the {name} step set {self.rows} image(s) aside and left {n_left}; "
-                             "clustering needs 2")
+            raise InputError(f"--exclude: the {name} step set {count_text(self.rows, 'image')} aside and left "
+                             f"{n_left}; clustering needs 2")
         if k is not None and k > n_left:
             raise ParameterError(f"--k: {k} clusters requested but only {n_left} images are left after the "
                                  f"{name} step set {self.rows} aside (--exclude); use --k {n_left} or fewer")
@@ -298,7 +298,8 @@ class BrainClusterModel(NamedSteps, Step):
         kept, feats, skipped = got.split(records)
         t["extract"] = time.perf_counter() - t0
         if len(kept) < 2:
-            raise InputError(f"{source} has {len(kept)} decodable image(s); clustering needs 2{why_not(skipped)}")
+            raise InputError(f"{source} has {count_text(len(kept), 'decodable image')}; clustering needs "
+                             f"2{why_not(skipped)}")
         k = requested_k(clusterer)
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")

@@ -33,7 +33,7 @@ from brainclust.io.metadata import MetadataTable, join_table, merge_columns, rea
 from brainclust.io.outputs import column_name, escape_name
 from brainclust.io.pathfilter import SPLIT_WORDS
 from brainclust.io.privacy import is_missing, phi_reason
-from brainclust.terminal import did_you_mean
+from brainclust.terminal import count_text, did_you_mean
 
 __all__ = ["enrich", "label_column", "read_metadata", "require_label_column", "scoring_labels", "with_labels"]
 
@@ -137,8 +137,8 @@ def warn_folder_labels(rows: list) -> None:
         log.warning("--labels-from-folders: %s, so there are no labels; no label score is computed (give --labels "
                     "with a class column of --metadata)", why)
     elif splits:
-        log.info("--labels-from-folders: the labels are the folders below the split folder(s) %s (%s)",
-                 ", ".join(splits), shown)
+        log.info("--labels-from-folders: the labels are the folders below %s %s (%s)",
+                 count_text(len(splits), "split folder"), ", ".join(splits), shown)
 
 
 def require_label_column(rows: list, column: str) -> None:

@@ -83,8 +83,8 @@ def plane_columns(records, random_state: int = 0, cache_dir=None) -> dict[str, l
         t0 = time.perf_counter()
         where = str(cache_dir if cache_dir is not None else default_cache_dir())  # the fitted estimator is kept there
         p, s, c = estimate_planes([flat[j] for j in todo], random_state, where)
-        log.warning("plane estimated for %d image(s) in %.1f s from the MNI template: often wrong on full-head "
-                    "slices; plane_confidence is not an accuracy", len(todo), time.perf_counter() - t0)
+        log.warning("plane estimated for %s in %.1f s from the MNI template: often wrong on full-head slices; "
+                    "plane_confidence is not an accuracy", count_text(len(todo), "image"), time.perf_counter() - t0)
         plane[todo], source[todo], conf[todo] = p, s, c
     out: dict[str, list] = {c: [] for c in PLANE_COLUMNS}
     ids = np.arange(len(records))
@@ -167,8 +167,8 @@ def _known_or_nearest(strata, known: np.ndarray, nearest, option: str):
     bad = np.asarray([v not in seen for v in s.tolist()], dtype=bool)
     if bad.any():
         empty = int((s[bad] == MISSING).sum())
-        log.warning("%s: %d new row(s) have a value not seen in the fit (%d of them empty); each gets the nearest "
-                    "stratum", option, int(bad.sum()), empty)
+        log.warning("%s: %s with a value not seen in the fit (%d empty); each gets the nearest stratum",
+                    option, count_text(int(bad.sum()), "new row"), empty)
         s[bad] = nearest()[bad]
     return s
 

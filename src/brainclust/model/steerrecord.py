@@ -16,6 +16,7 @@ from brainclust.errors import ParameterError
 from brainclust.model.kevidence import prediction_strength
 from brainclust.model.steercolumns import LEVELS, PLANE, label_evidence, meta_values
 from brainclust.model.steering import RemoveStep, WithinStep, plane_columns
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ def stratum_scores(strata, clusters, labels) -> dict:
         rows = strata == v
         kinds = len(set(labels[rows].tolist()) - {""})
         if kinds < 2:  # nothing to recover: any split of one class scores 0
-            unscored[str(v)] = f"{sum(map(bool, labels[rows]))} labelled image(s) of {kinds} label(s)"
+            labelled = count_text(sum(map(bool, labels[rows])), "labelled image")
+            unscored[str(v)] = f"{labelled} of {count_text(kinds, 'label')}"
             continue
         got = label_scores(clusters[rows], labels[rows])
         per[str(v)] = {"n": got["n_labelled"], "nmi": got["nmi"], "ari": got["ari"]}

@@ -32,6 +32,7 @@ from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_wr
 from brainclust.io.metadata import check_key, join_table, overlay, read_table
 from brainclust.io.outputs import (RESERVED, RunFolder, column_name, escape_name, meta_text, read_assignments,
                                    read_json)
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def add_metadata(out_dir, table_path, key: str | None = None) -> AddedMetadata:
     else:
         entries.append(entry)
     atomic_write_json(folder.manifest, manifest)  # as read: its names are escaped already
-    log.info("report: added %d column(s) from '%s' (key '%s', %d of %d rows matched); associations.csv ranked "
-             "again", len(added), escape_name(str(table.path)), j.key, j.n_matched, j.n_rows)
+    log.info("report: added %s from '%s' (key '%s', %d of %d rows matched); associations.csv ranked again",
+             count_text(len(added), "column"), escape_name(str(table.path)), j.key, j.n_matched, j.n_rows)
     return AddedMetadata(list(added), j.key, j.kind, j.n_matched, j.n_rows, ranked,
                          within if isinstance(within, str) else None)

@@ -57,7 +57,7 @@ from brainclust.report.strips import UnitThumbnails, run_thumbnails
 from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, settings_rows,
                                       short_number, steering_text, within_pca_text)
 from brainclust.report.thumbnails import Thumbnails
-from brainclust.terminal import clipped
+from brainclust.terminal import clipped, count_text
 
 __all__ = ["DENDROGRAM_DEPTH", "NOISE", "SCORE_MEANINGS", "SCORE_NAMES", "Confusion", "ReportInfo", "RunOutputs",
            "Thumbnails", "build_report", "confusion", "load_outputs", "purity_rows", "silhouette_per_image",
@@ -418,8 +418,8 @@ def build_report(out_dir, *, max_map_points: int = 2000, montage_size: int = 8, 
                       n_map_points=len(ex.sample), n_missing_images=thumbs.n_missing, n_refused=thumbs.n_refused,
                       timings_s={**t, "total": time.perf_counter() - t_all})
     if thumbs.n_withheld:
-        log.info("report: %d DICOM image(s) that may show patient text (BurnedInAnnotation YES, a screen save or a "
-                 "report) drawn as placeholders", thumbs.n_withheld)
+        log.info("report: %s that may show patient text (BurnedInAnnotation YES, a screen save or a report) drawn "
+                 "as placeholders", count_text(thumbs.n_withheld, "DICOM image"))
     record_in_manifest(run, info, command, ctx, size_budget_mb)
     return info
 

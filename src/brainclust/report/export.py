@@ -238,8 +238,8 @@ def _plan_records(folder: RunFolder, rows: list[dict], root: Path, hashes, no_li
                              "nothing was exported")
         records[r["path"]] = rec
     if missing:
-        raise InputError(f"export: {len(missing)} image(s) of {folder.assignments.name} are missing under '{root}', "
-                         f"e.g. '{shown_name(missing[0], clip=True)}'; nothing was exported")
+        raise InputError(f"export: {count_text(len(missing), 'image')} of {folder.assignments.name} missing under "
+                         f"'{root}', e.g. '{shown_name(missing[0], clip=True)}'; nothing was exported")
     return records
 
 
@@ -320,13 +320,14 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
     log.debug("export: %d images into %d folders under %s (%s)", len(items), len(counts), to, mode)
     kept = sorted(done.get("kept", []))
     if kept:
-        log.warning("export: %d copied file(s) keep their metadata, which may hold patient data (a file Pillow cannot "
-                    "write again, or a copy not decoding to the same pixels), first '%s'", len(kept), kept[0])
+        log.warning("export: the metadata of %s is kept, which may hold patient data (a file Pillow cannot write "
+                    "again, or a copy not decoding to the same pixels), first '%s'",
+                    count_text(len(kept), "copied file"), kept[0])
     texted = _burned_in_files(records[p] for p, _ in items)
     if texted:  # the report and view draw a placeholder instead; export writes what the run read
-        log.warning("export: %d DICOM file(s) may show patient text burned into their pixels (BurnedInAnnotation "
-                    "YES, a screen save or a Secondary Capture), which export does not remove: look at them before "
-                    "sharing, first '%s'", len(texted), shown_name(texted[0], clip=True))
+        log.warning("export: %s may show patient text burned into the pixels (BurnedInAnnotation YES, a screen "
+                    "save or a Secondary Capture), which export does not remove: look at them before sharing, first "
+                    "'%s'", count_text(len(texted), "DICOM file"), shown_name(texted[0], clip=True))
     return ExportResult(to=to, counts=counts, mode=mode, n_png=sum(bool(records[p].frame) for p, _ in items),
                         n_deidentified=len(done.get("dicom", [])), n_stripped=len(done.get("raster", [])),
                         kept=kept, dicom_headers=dicom_headers)

@@ -8,6 +8,7 @@ import logging
 
 from brainclust.io.atomic import atomic_write_json
 from brainclust.report.run import RunOutputs, relpath
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +19,12 @@ def record_in_manifest(run: RunOutputs, info, command: str, ctx: dict, budget_mb
     """Log what was built; add the ``report`` entry (what built it, from which files, 0 features extracted);
     ``info``: the :class:`~brainclust.report.build.ReportInfo` of the page."""
     if info.n_refused:
-        log.warning("report: %d image(s) of assignments.csv refused under the input folder %s (a path leading out of "
+        log.warning("report: %s of assignments.csv refused under the input folder %s (a path leading out of "
                     "it, or a file whose bytes are not those the run clustered); drawn as placeholders",
-                    info.n_refused, run.input_root)
+                    count_text(info.n_refused, "image"), run.input_root)
     if info.n_missing_images > info.n_refused:
-        log.warning("report: %d image(s) could not be read under %s; drawn as placeholders",
-                    info.n_missing_images - info.n_refused, run.input_root)
+        log.warning("report: %s could not be read under %s; drawn as placeholders",
+                    count_text(info.n_missing_images - info.n_refused, "image"), run.input_root)
     if info.size_bytes > budget_mb * 1e6:
         log.warning("report: %s is %.1f MB, above the %.1f MB budget", info.path, info.size_bytes / 1e6, budget_mb)
     log.info("report: %s (%.1f MB, %.1f s; built from the written outputs, 0 features extracted)",

@@ -49,6 +49,7 @@ from brainclust.errors import ImageReadError, names_file
 from brainclust.io import privacy
 from brainclust.io.content import read_content, verify_unchanged
 from brainclust.io.formats.dicomdisplay import frame_item, palette_missing, to_display
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ def _decode(ds, frame: int) -> np.ndarray:
 
     info = _check(ds)
     if not 0 <= frame < info.n_frames:
-        raise ImageReadError(f"DICOM file has {info.n_frames} frame(s); frame {frame + 1} does not exist")
+        raise ImageReadError(f"DICOM file has {count_text(info.n_frames, 'frame')}; frame {frame + 1} does not exist")
     try:
         raw = pixel_array(ds, index=frame if info.n_frames > 1 else None)
     except MemoryError:

@@ -78,6 +78,7 @@ from brainclust.io.formats.brainmask import BRAIN_SLICE_FRACTION, slice_counts
 from brainclust.io.formats.gzwhole import read_whole
 from brainclust.io.formats.niftiread import COMPLEX_NOTE, open_image, quiet, voxels
 from brainclust.io.outputs import escape_name
+from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,8 @@ def _load(path, volume_index: int) -> tuple[np.ndarray, int, tuple[str, ...]]:
             if n_vol == 1:
                 volume_index = 0  # the option is about 4-D files; a 3-D file has one volume
             if volume_index >= n_vol:
-                raise ImageReadError(f"--volume-index {volume_index} is out of range: the volume has "
-                                     f"{n_vol} volume(s) (shape {shape})")
+                raise ImageReadError(f"--volume-index {volume_index} is out of range: the file has "
+                                     f"{count_text(n_vol, 'volume')} (shape {shape})")
             if int(np.prod(shape[:3], dtype=np.int64)) > MAX_VOXELS:
                 raise ImageReadError(f"NIfTI volume of {'x'.join(map(str, shape[:3]))} voxels exceeds the "
                                      f"limit of {MAX_VOXELS} voxels")
