@@ -154,13 +154,18 @@ def run_ablation(datasets: dict[str, Path], out, seeds=(0, 1, 2, 3, 4), methods=
                  time.perf_counter() - t0)
         plain_reduced: list = []  # the full-SVD PCA of the plain features is seed-free: fitted once
         for cfg_name, comps in configs:
-            recs = [_one_seed(ds, views, comps, int(seed), methods, pca, epochs, plain_reduced) for seed in seeds]
+            with common.cells_said_once():  # each fit's one-cluster warning: said once below (warn_fewer_found)
+                recs = [_one_seed(ds, views, comps, int(seed), methods, pca, epochs, plain_reduced)
+                        for seed in seeds]
             for rec in recs:
                 rec["config"] = cfg_name
                 log.info("%s | %s | seed %d: %s", ds_name, cfg_name, rec["seed"],
                          ", ".join(f"{mm} NMI={rec[mm]['nmi']:.3f}" for mm in methods))
             runs += recs
             rows += [_summary_row(ds, cfg_name, method, recs) for method in methods]
+    cells = [{**r[m], "method": m, **{key: r[key] for key in ("dataset", "config", "seed", "n_images")}}
+             for r in runs for m in methods]
+    common.warn_fewer_found(cells, "ablation", "ablation.json runs")
     wall = time.perf_counter() - t_start
     result = {"seeds": [int(s) for s in seeds], "methods": list(methods), "configs": [c for c, _ in configs],
               "pca": pca, "epochs": epochs, "backbone": backbone, "precision": {"requested": precision, "used": sorted(
@@ -189,7 +194,7 @@ def _one_seed(ds: Dataset, views: dict, comps: tuple[str, ...], seed: int, metho
               plain_reduced: list) -> dict:
     """One configuration and seed: train the head (if any), reduce, cluster and score with each method."""
     t0 = time.perf_counter()
-    rec: dict = {"dataset": ds.name, "seed": seed}
+    rec: dict = {"dataset": ds.name, "seed": seed, "n_images": len(ds.labels)}
     if comps:
         est = head_estimator(comps, ds.n_labels, epochs, seed).fit(views)
         emb = est.embedding_
@@ -209,7 +214,9 @@ def _one_seed(ds: Dataset, views: dict, comps: tuple[str, ...], seed: int, metho
         red = plain_reduced[0]
     for method in methods:
         _, m = cluster_and_score(red, ds.labels, method, ds.n_labels, seed)
-        rec[method] = {key: m.get(key) for key in METRICS}
+        rec[method] = {**{key: m.get(key) for key in METRICS}, "k": "" if method == "dbscan" else m["k"],
+                       "n_clusters_found": m["n_clusters"], "n_noise": m["n_noise"],
+                       "largest_cluster": m["largest_cluster"]}
     return rec
 
 

@@ -136,7 +136,8 @@ def warn_fewer_found(rows: Sequence[dict], study: str, table: str) -> None:
     cells without a k (DBSCAN's) found a single cluster or none (every image noise), and one when cells put more
     than :data:`~brainclust.cluster.base.BIG_SHARE` of the images in one cluster (``largest_cluster``)."""
     def where(r: dict) -> str:
-        return ", ".join(f"{key} {r[key]}" for key in ("dataset", "method", "setting", "value", "seed") if key in r)
+        keys = ("dataset", "config", "method", "setting", "value", "seed")
+        return ", ".join(f"{key} {r[key]}" for key in keys if key in r)
 
     short = [r for r in rows if str(r.get("k", "")).isdigit() and int(r["n_clusters_found"]) < int(r["k"])]
     if short:

@@ -1,0 +1,29 @@
+"""brainclust ablation: what its many cells say on the terminal."""
+
+import logging
+
+import numpy as np
+from PIL import Image
+
+from brainclust.analysis import ablation as ab
+
+
+def test_one_cluster_holding_nearly_every_image_is_said_once_per_ablation(tmp_path, caplog):
+    """11 near copies of one image and its negative, k = 2: every seed puts 11 of 12 images in one cluster, and each
+    cell said so ("hierarchical put 11 of 12 images (92%) in one cluster ..."), once per seed and configuration, as
+    the benchmark did before; now one line counts the runs (ablation.json: each run's largest_cluster)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (32, 32)).astype(float)
+    for i in range(12):
+        (tmp_path / "data" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        pixels = 255 - base if i == 0 else base + rng.normal(0, 3, base.shape)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp_path / "data" / "ab"[i % 2] / f"i{i}.png")
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        res = ab.run_ablation({"near": tmp_path / "data"}, tmp_path / "out", seeds=(0, 1, 2), methods=("hierarchical",),
+                              configs=(("no SSL", ()),), backbone="pixels@16", workers=0,
+                              cache_dir=str(tmp_path / "cache"), progress=False)
+    said = [r.getMessage() for r in caplog.records if "one cluster" in r.getMessage()]
+    assert said == ["ablation: 3 of 3 runs put over 90% of the images in one cluster (first: 11 of 12; dataset near, "
+                    "config no SSL, method hierarchical, seed 0): the other clusters are tiny (ablation.json runs: "
+                    "largest_cluster, n_images)"], said
+    assert [r["hierarchical"]["largest_cluster"] for r in res["runs"]] == [11, 11, 11]
