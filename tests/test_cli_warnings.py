@@ -153,3 +153,27 @@ def test_a_k_that_two_units_cannot_give_is_refused_before_any_model_is_built(cap
                                               f"2 {unit}s (--unit {unit})"]
     assert not (tmp_path / "o").exists()
 
+
+@pytest.mark.parametrize("unit", ["volume", "subject"])
+def test_a_k_equal_to_the_units_decoded_is_one_warning(capsys, tmp_path, unit):
+    """--unit: 3 subjects of one NIfTI volume each and a fourth whose only image cannot be decoded, --k 3: the
+    failure left 3 units, every one its own cluster, without a word (the slice case warns); now the same line."""
+    nib = pytest.importorskip("nibabel")
+    import numpy as np
+
+    data = tmp_path / "four"
+    for i, subject in enumerate(("s1", "s2", "s3")):
+        (data / subject).mkdir(parents=True)
+        volume = np.random.default_rng(i).random((16, 16, 8)).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), str(data / subject / "t1.nii.gz"))
+    (data / "s4").mkdir()
+    png = two_group_images(tmp_path / "png", n=1)
+    (data / "s4" / "x.png").write_bytes(next(png.rglob("*.png")).read_bytes()[:60])  # a PNG header, then cut
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "3", "--unit", unit,
+                             "--slices", "axial:4", "--checks", "off", "--no-report", "--descriptors", "off",
+                             "--permutations", "0", "--backbone", "histogram", "--cache-dir", tmp_path / "c")
+    said = [ln for ln in err.splitlines() if "--k 3" in ln]
+    assert code == 0 and f"3 {unit}s from 12 images, 3 clusters" in out, out + err
+    assert said == [f"brainclust: --k 3: only 3 {unit}s could be decoded: every {unit} is a cluster of its own (no "
+                    "silhouette)"], err
+

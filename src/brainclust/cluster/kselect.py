@@ -316,6 +316,15 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
         log.warning("--k %d: %s has %s: every %s is a cluster of its own (no silhouette)", k, where, has, noun)
 
 
+def warn_k_decoded(k: int | str | None, n_found: int, n_rows: int, unit: str = "slice") -> None:
+    """:func:`check_k_fits`' warning once the rows are known: ``k`` equal to the ``n_rows`` that the images which
+    could be decoded make, fewer than the ``n_found`` rows the scan counted (decode failures took the others)."""
+    if k == n_rows < n_found:
+        noun = "image" if unit == "slice" else unit
+        log.warning("--k %d: only %s could be decoded: every %s is a cluster of its own (no silhouette)", k,
+                    count_text(n_rows, noun), noun)
+
+
 def select_k(X, method: str = "hierarchical", random_state: int | None = None, **kwargs) -> KSelector:
     """Shortcut for ``KSelector(method, random_state=..., **kwargs).fit(X)``."""
     return KSelector(method=method, random_state=random_state, **kwargs).fit(X)

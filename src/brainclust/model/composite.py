@@ -38,13 +38,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from brainclust.cluster.kselect import AutoK
+from brainclust.cluster.kselect import AutoK, warn_k_decoded
 from brainclust.cluster.scores import score
 from brainclust.cluster.setaside import SetAside
 from brainclust.core.arrays import read_only
 from brainclust.core.params import NamedSteps, Step, named_pairs
 from brainclust.errors import InputError, NotFittedError, ParameterError
 from brainclust.features.extraction import as_records
+from brainclust.features.units import count_units
 from brainclust.io.outputs import RunFolder, escape_name
 from brainclust.model.persist import default_settings, load_steps, save_steps
 from brainclust.terminal import count_text
@@ -328,9 +329,9 @@ class BrainClusterModel(NamedSteps, Step):
             if k is not None and distinct is not None and k > distinct:
                 raise ParameterError(f"--k: {k} clusters requested but only {distinct} of the {len(kept)} images "
                                      f"have distinct features (duplicates share one); use --k {distinct} or fewer")
-        if k == len(batch.records) and skipped and not aside.rows and "units" not in dict(steps):  # check_k_fits
-            log.warning("--k %d: only %s could be decoded: every image is a cluster of its own (no silhouette)", k,
-                        count_text(k, "image"))  # counted the scan's images, those that failed included
+        if not aside.rows:  # check_k_fits counted the scan's rows, those whose images failed to decode included
+            unit = getattr(dict(steps).get("units"), "unit", "slice")
+            warn_k_decoded(k, count_units(records, unit), len(batch.records), unit)
         t0 = time.perf_counter()
         fit_params = {"assign_all": assign_all} if assign_all is not None and clusterer.method == "hierarchical" else {}
         if hasattr(clusterer, "fit_batch"):  # a clustering that reads the rows (--within: their strata)
