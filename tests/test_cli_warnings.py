@@ -177,3 +177,15 @@ def test_a_k_equal_to_the_units_decoded_is_one_warning(capsys, tmp_path, unit):
     assert said == [f"brainclust: --k 3: only 3 {unit}s could be decoded: every {unit} is a cluster of its own (no "
                     "silhouette)"], err
 
+
+def test_a_k_equal_to_the_images_is_one_warning_with_an_exclude_that_sets_none_aside(capsys, tmp_path):
+    """--exclude blank on 4 images none of which is blank, --k 4: every image its own cluster without a word (the
+    count waits for the rows left, and nothing counted them when none was set aside); now as without --exclude."""
+    data = two_group_images(tmp_path / "four", n=4)
+    common = ["-q", "run", data, "--k", "4", "--no-report", "--descriptors", "off", "--permutations", "0",
+              "--backbone", "histogram", "--cache-dir", tmp_path / "c"]
+    code, _, plain = run_cli(capsys, *common, "--out", tmp_path / "plain")
+    assert code == 0 and len(plain.splitlines()) == 1 and "every image is a cluster of its own" in plain, plain
+    code, out, err = run_cli(capsys, *common, "--out", tmp_path / "o", "--exclude", "blank")
+    assert code == 0 and "--exclude blank: no image carries these flags" in out
+    assert err == plain, err

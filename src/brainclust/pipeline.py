@@ -165,6 +165,8 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))
               if cfg.auto or cfg.consensus else None)
     model.fit(records, labels, source=f"input folder '{data}'", prefill=engine.prefill, assign_all=engine.assign_all)
+    if cfg.exclude and getattr(model, "aside_", None) is None:  # --exclude set nothing aside: the scan's count holds
+        check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit)
     t.update(model.timings_)
     rows = with_labels(model.records_, label_column(cfg))
     t0 = time.perf_counter()
