@@ -474,3 +474,35 @@ def test_a_librarys_warning_is_one_line_of_the_log(tmp_path):
     assert proc.stderr.splitlines() == ["brainclust: UserWarning: Graph is not fully connected, spectral embedding "
                                         "may not work as expected."], proc.stderr
 
+
+def test_a_within_run_that_ranks_no_column_names_its_strata_once(capsys, tmp_path):
+    """--within folder on BMP images (one file size, no descriptors): no column can be ranked within the folders,
+    and the summary said so twice: '... ranked within each folder (...) (associations.csv; within each folder, which
+    is not ranked)'; so did `report --metadata`. Now once; a run that ranks a column still names the strata."""
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        (data / folder).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+            pixels[:, : 12 if i % 2 else 4] = 255 * (i % 2)
+            Image.fromarray(pixels).save(data / folder / f"img{i}.bmp")
+    common = ["run", data, "--within", "folder", "--k", "2", "--no-report", "--descriptors", "off", "--checks", "off",
+              "--backbone", "histogram", "--cache-dir", tmp_path / "c"]
+    code, out, _ = run_cli(capsys, *common, "--out", tmp_path / "o")
+    line = next(ln for ln in out.splitlines() if "associations.csv" in ln and not ln.startswith("outputs"))
+    assert code == 0 and line.startswith("clusters: no metadata column could be ranked within each folder"), out
+    assert line.count("within each folder") == 1, line
+    table = tmp_path / "t.csv"
+    table.write_text("path,side\n" + "".join(f"{f}/img{i}.bmp,{f}\n" for f in "ab" for i in range(6)))
+    code, out, _ = run_cli(capsys, "report", tmp_path / "o", "--metadata", table)
+    line = next(ln for ln in out.splitlines() if ln.startswith("metadata:"))
+    assert code == 0 and "no metadata column could be ranked within each folder" in line, out
+    assert line.count("within each folder") == 1, line
+    table.write_text("path,odd\n" + "".join(f"{f}/img{i}.bmp,{i % 2}\n" for f in "ab" for i in range(6)))
+    code, out, _ = run_cli(capsys, "report", tmp_path / "o", "--metadata", table)
+    line = next(ln for ln in out.splitlines() if ln.startswith("metadata:"))
+    assert code == 0 and "odd" in line and line.endswith(" (within each folder)"), out

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from brainclust import progress
 from brainclust.cliopts import OneLineParser, add_config_options, arg_type, config_from_args, negative_values
-from brainclust.clisummary import auto_line, run_summary
+from brainclust.clisummary import auto_line, run_summary, strata_named
 from brainclust.terminal import Terminated, TerminalFormatter, count_text, on_sigterm, stopped, terminal_text
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -283,9 +283,10 @@ def _cmd_report(args) -> None:
         from brainclust.cluster.follows import headline
 
         a = added["metadata"]
+        text = headline(a.associations, within=a.within)
         say(f"metadata: {count_text(len(a.columns), 'column')} added ({a.n_matched} of {a.n_rows} rows "
-            f"matched on '{a.key}'); {headline(a.associations, within=a.within)}"
-            + (f" (within each {a.within})" if a.within else ""))
+            f"matched on '{a.key}'); {text}" + (f" (within each {a.within})"
+                                                if a.within and not strata_named(text, a.within) else ""))
     say(_report_text(info))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from brainclust.model.scorespace import gate_figures, silhouette_space
 from brainclust.terminal import count_text
 
-__all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line"]
+__all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line", "strata_named"]
 
 
 def run_summary(result) -> str:
@@ -81,12 +81,19 @@ def run_summary(result) -> str:
         from brainclust.cluster.follows import headline
 
         within = result.config.within  # not ranked: every cluster lies inside one of its values
-        lines.append(headline(result.associations, groups=m["n_clusters"], within=within) + " (associations.csv" + (
-            f"; within each {within}, which is not ranked)" if within else ")"))
+        text = headline(result.associations, groups=m["n_clusters"], within=within)
+        lines.append(text + " (associations.csv" + (f"; within each {within}, which is not ranked)"
+                                                    if within and not strata_named(text, within) else ")"))
     if result.out_dir is not None:
         lines.append(f"outputs: {escape_name(str(result.out_dir))}/assignments.csv, embeddings.parquet, metrics.json, "
                      "associations.csv, manifest.json")
     return "\n".join(lines)
+
+
+def strata_named(text: str, within: str) -> bool:
+    """Whether ``text`` (a :func:`~brainclust.cluster.follows.headline`) names the ``--within`` strata already: it
+    does when no column could be ranked within them, so a line adds them only when it does not."""
+    return f"within each {within}" in text
 
 
 def hits_text(cache: dict) -> str:
