@@ -155,22 +155,20 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     t["scan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     records, info = enrich(scanned.records, cfg, table, splits=True)
-    t["metadata"] = time.perf_counter() - t0
-    check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=label_column(cfg),
-                      color_by=cfg.color_by, table=table)  # a column that is not there: one line, before extraction
+    t["metadata"], lab = time.perf_counter() - t0, label_column(cfg)  # a missing column: one line, before extraction
+    check_run_columns(records, remove=cfg.remove, within=cfg.within, labels=lab, color_by=cfg.color_by, table=table)
     check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit, final=not cfg.exclude,
                  distinct=None if cfg.remove or cfg.within else count_contents(records, cfg.unit))
     model = model if model is not None else build_model(cfg)
     # labels only report (the --auto / --consensus candidates' scores in auto.csv), never choose
-    labels = (scoring_labels(with_labels(records, label_column(cfg)), label_column(cfg))
-              if cfg.auto or cfg.consensus else None)
+    labels = scoring_labels(with_labels(records, lab), lab) if cfg.auto or cfg.consensus else None
     model.fit(records, labels, source=f"input folder '{data}'", prefill=engine.prefill, assign_all=engine.assign_all)
     if cfg.exclude and getattr(model, "aside_", None) is None:  # --exclude set nothing aside: the scan's count holds
         check_k_fits(cfg.k, cfg.method, count_units(records, cfg.unit), f"'{data}'", cfg.unit)
     t.update(model.timings_)
-    rows = with_labels(model.records_, label_column(cfg))
+    rows = with_labels(model.records_, lab)
     t0 = time.perf_counter()
-    y = scoring_labels(rows, label_column(cfg))
+    y = scoring_labels(rows, lab)
     metrics = model.scores(y)
     checked = check_result(model)
     if checked is not None and (distinct := distinct_scores(model, checked, y)) is not None:
@@ -183,10 +181,10 @@ def run(data, out=None, config: RunConfig | None = None, *, finish=None, model=N
     cfg = effective_config(cfg, model)
     skipped = sorted(scanned.skipped + warn_failed(model.skipped_), key=lambda s: s["path"])
     manifest = run_manifest(cfg, model, data, scanned, skipped, engine.info(), t)
-    manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, label_column(cfg)))
+    manifest.update(data_record(cfg, scanned, rows, manifest["n_images"], info, lab))
     if checked is not None:
         manifest["checks"] = model.step("checks").info_
-    record_steering(cfg, model, rows, metrics, manifest, label_column(cfg), y)
+    record_steering(cfg, model, rows, metrics, manifest, lab, y)
     metrics["silhouette_space"] = silhouette_space(manifest)  # the UMAP or a kept SSL embedding says so
     result = RunResult(cfg, rows, skipped, model.features_, model.embedding_, model.labels_, model.levels_,
                        metrics, manifest, model.extractor_, model.step("reducer"), model.clusterer_, timings=t,

@@ -299,8 +299,7 @@ class BrainClusterModel(NamedSteps, Step):
         kept, feats, skipped = got.split(records)
         t["extract"] = time.perf_counter() - t0
         if len(kept) < 2:
-            raise InputError(f"{source} has {count_text(len(kept), 'decodable image')}; clustering needs "
-                             f"2{why_not(skipped)}")
+            raise InputError(f"clustering needs 2 decodable images; {source} has {len(kept)}{why_not(skipped)}")
         k = requested_k(clusterer)
         if k is not None and k > len(kept):
             raise ParameterError(f"--k: {k} clusters requested but only {len(kept)} images could be decoded")
