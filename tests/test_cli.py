@@ -188,6 +188,29 @@ def test_ignored_settings_are_refused_on_the_command_line(capsys, small, tmp_pat
     assert code == 2 and "--fusion-norm: would be ignored" in err
 
 
+@pytest.mark.parametrize("command, flag, value, wanted", [
+    (["check", "{data}", "--out", "{out}"], "--split-column", "fold", "a --split-table CSV"),
+    (["report", "{out}"], "--metadata-key", "subject", "a --metadata table"),
+])
+def test_check_and_report_refuse_an_ignored_setting_by_the_runs_rule(capsys, small, tmp_path, monkeypatch, command,
+                                                                      flag, value, wanted):
+    """``check --split-column`` without ``--split-table`` and ``report --metadata-key`` without ``--metadata`` are
+    refused by the rule a run refuses them by (brainclust.core.needs.NEEDS, declared once; each command had its
+    own copy), in the run's line: changed there, all say the new one."""
+    from dataclasses import replace
+
+    from brainclust.core import needs
+
+    name = flag[2:].replace("-", "_")
+    monkeypatch.setattr(needs, "NEEDS", tuple(replace(n, wanted=wanted) if n.name == name else n for n in needs.NEEDS))
+    line = f"brainclust: error: {flag}: would be ignored (got {value!r}); it needs {wanted}"
+    code, _, err = run_cli(capsys, "run", small, "--out", tmp_path / "run", flag, value)
+    assert code == 2 and line in err.splitlines()
+    argv = [a.format(data=small, out=tmp_path / "o") for a in command]
+    code, _, err = run_cli(capsys, *argv, flag, value)
+    assert code == 2 and line in err.splitlines() and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("args, match", [(["--permutations", "99999999999"], "--permutations"),
                                          (["--metadata", "/dev/zero"], "not a regular file"),
                                          (["--split-table", "/dev/zero"], "not a regular file")])

@@ -264,12 +264,10 @@ def _cmd_check(args) -> None:
 
 
 def _cmd_report(args) -> None:
+    from brainclust.core.needs import refuse_ignored
     from brainclust.report.rebuild import rebuild_report
 
-    if args.metadata_key is not None and args.metadata is None:
-        from brainclust.errors import ParameterError
-
-        raise ParameterError("--metadata-key: would be ignored; it needs --metadata FILE")
+    refuse_ignored({"metadata": args.metadata, "metadata_key": args.metadata_key}, {})
     added: dict = {}
 
     def add(staging) -> None:  # in the staged copy of the run: published with the report, or not at all

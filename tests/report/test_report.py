@@ -446,7 +446,7 @@ def test_settings_that_are_paths_show_their_last_part():
 def test_settings_that_did_not_apply_to_the_run_are_not_listed():
     """The defaults of options the run did not use (``ssl_mode`` without ``--self-supervised``, ``remove_rule``
     without ``--remove``, ``calibration_size`` without int8...) said nothing about it; the rules are
-    RunConfig's (brainclust.model.needs), so a run that used them lists them."""
+    RunConfig's (brainclust.core.needs), so a run that used them lists them."""
     from dataclasses import asdict
 
     from brainclust.model.config import RunConfig

@@ -31,6 +31,7 @@ from brainclust.checks.splits import detect_splits, leakage_rows, match_table
 from brainclust.checks.store import cached_descriptors, cached_near_pairs
 from brainclust.checks.tables import (LEAKAGE_FILE, QUALITY_FILE, leakage_table, quality_rows, summary_line,
                                       write_leakage, write_quality)
+from brainclust.core.needs import refuse_ignored
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.features.limits import check_cache_location
@@ -384,8 +385,7 @@ def check_data(data: str | os.PathLike, out: str | os.PathLike | None = None, *,
 
     nifti.parse_slices(slices)
     nifti.check_volume_index(volume_index)
-    if split_table is None and split_column != "split":
-        raise ParameterError(f"--split-column: would be ignored (got {split_column!r}); it needs --split-table")
+    refuse_ignored({"split_table": split_table, "split_column": split_column}, {"split_column": "split"})
     bids_io.check_mode(bids, bids_filter)
     thresholds = Thresholds.from_text(check_thresholds or "")
     WORKERS_PARAM.check("workers", workers)

@@ -20,3 +20,10 @@ REMOVE_RULES = ("center", "project")
 SSL_MODES = ("head", "finetune")
 #: ``--fusion-norm`` (:mod:`brainclust.features.fusion`).
 NORMS = ("image", "block")
+#: ``--backbone A+B``: the separator of fused backbones (:mod:`brainclust.features.fusion`).
+SEPARATOR = "+"
+
+
+def is_fused(name: str) -> bool:
+    """Whether a ``--backbone`` value asks for fusion (contains ``+``)."""
+    return SEPARATOR in str(name)

@@ -44,7 +44,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from brainclust.core.arrays import unit_rows
-from brainclust.core.choices import NORMS
+from brainclust.core.choices import NORMS, SEPARATOR, is_fused  # noqa: F401 (is_fused: re-exported)
 from brainclust.core.params import NONE, Kind, OneOf, Step, param
 from brainclust.errors import NotFittedError, ParameterError
 from brainclust.features import backbones
@@ -53,15 +53,9 @@ from brainclust.features.extractor import SHARED_CONSTRAINTS, FeatureExtractor
 
 log = logging.getLogger(__name__)
 
-SEPARATOR = "+"
 #: Smallest and largest fusion weight: blocks then differ in variance by at most 10^12.
 WEIGHT_RANGE = (1e-6, 1e6)
 _BLOCK = re.compile(r"^(?P<name>[A-Za-z0-9_@.-]+?)(?:\*(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?$")
-
-
-def is_fused(name: str) -> bool:
-    """Whether a ``--backbone`` value asks for fusion (contains ``+``)."""
-    return SEPARATOR in str(name)
 
 
 def check_norm(norm: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from brainclust.checks.flags import parse_exclude
 from brainclust.core.choices import (DEFAULT_COMPONENTS, METHODS, NORMS, OUTLIER_MODES, REDUCTIONS, REMOVE_RULES,
                                      SSL_MODES)
+from brainclust.core.needs import refuse_ignored
 from brainclust.engines import ENGINES, check_engine
 from brainclust.errors import ParameterError
 from brainclust.features.runtime import PRECISIONS, RUNTIMES
@@ -25,7 +26,6 @@ from brainclust.io import bids as bids_io  # not "bids": a field of RunConfig is
 from brainclust.io.formats import nifti
 from brainclust.io.metadata import check_key
 from brainclust.io.pathfilter import PathFilter
-from brainclust.model.needs import NEEDS
 from brainclust.model.optionspec import (CHECKS, CLUSTERING, EXTRACTION, INPUT, METADATA, QUALITY, RUN, SSL, STEERING,
                                          VOLUMES, Option, list_value, opt, parse_clip, parse_int, parse_k, parse_pca,
                                          parse_views, parse_window)
@@ -312,15 +312,9 @@ class RunConfig:
                                  "hierarchical, --outliers off); leave them at their defaults")
 
     def _refuse_ignored(self, comps) -> None:
-        """A setting that would change nothing is refused, with the setting it needs (:data:`NEEDS`)."""
-        settings = {**{f.name: getattr(self, f.name) for f in fields(self)}, "ssl": comps}
-        default = RunConfig()
-        for need in NEEDS:
-            if not need.applies(settings) and need.given(settings, getattr(default, need.name)):
-                got = settings[need.name]
-                shown = ",".join(map(str, got)) if isinstance(got, (tuple, list)) else got
-                given = "" if isinstance(got, bool) else f" (got {shown!r})"  # a switch: its name says it all
-                raise ParameterError(f"{need.flag}: would be ignored{given}; it needs {need.wanted}")
+        """A setting that would change nothing is refused, with the setting it needs
+        (:data:`~brainclust.core.needs.NEEDS`)."""
+        refuse_ignored({**vars(self), "ssl": comps}, vars(RunConfig()))
 
     def normalized(self) -> "RunConfig":
         """The same settings with ``ssl`` parsed (``"all"`` -> the four components)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainclust.io.outputs import escape_name
-from brainclust.model.needs import not_applied
+from brainclust.core.needs import not_applied
 from brainclust.report.run import NOISE, cluster_name
 
 
@@ -118,7 +118,7 @@ PATH_SETTINGS = frozenset({"cache_dir", "metadata", "split_table", "weights"})
 
 def settings_rows(manifest: dict) -> list[tuple[str, str]]:
     """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts) and without
-    those that did not apply to the run (:func:`brainclust.model.needs.not_applied`: ``--ssl-mode`` without
+    those that did not apply to the run (:func:`brainclust.core.needs.not_applied`: ``--ssl-mode`` without
     ``--self-supervised``...). A path setting (``--cache-dir``, ``--metadata``, ``--weights``...) shows its last
     part only: the page can be mailed, and a folder above it may be named after a patient (the full path stays in
     ``manifest.json``)."""

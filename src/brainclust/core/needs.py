@@ -1,13 +1,14 @@
 """The run settings that apply only with another, declared once: :data:`NEEDS`.
 
-Two readers: :meth:`brainclust.model.config.RunConfig.validate` refuses such a setting given where it would be
-ignored (one line naming what it needs), and the report's settings table
+Two readers: :func:`refuse_ignored` refuses such a setting given where it would be ignored (one line naming what
+it needs: :meth:`brainclust.model.config.RunConfig.validate`, ``brainclust check``), and the report's settings table
 (:func:`brainclust.report.tables.settings_rows`) leaves out those that did not apply to the run (their defaults
 say nothing about it: ``--ssl-mode head`` of a run without ``--self-supervised``).
 
 Each rule reads the settings as a mapping (the fields of a :class:`~brainclust.model.config.RunConfig`, or the
 ``settings`` of a ``manifest.json``, untrusted: a missing or odd value is read as the default would be), so this
-module imports nothing heavy and nothing of the model.
+module imports nothing but the errors and the settings' values (:mod:`brainclust.core.choices`): every stage can
+read it (``brainclust check``'s refusal is in :mod:`brainclust.checks.stage`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["NEEDS", "Need", "not_applied"]
+from brainclust.core.choices import is_fused
+from brainclust.errors import ParameterError
+
+__all__ = ["NEEDS", "Need", "not_applied", "refuse_ignored"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,6 @@ class Need:
 
 
 def _fused(settings: Mapping) -> bool:
-    from brainclust.features.fusion import is_fused
-
     return is_fused(str(settings.get("backbone") or ""))
 
 
@@ -71,3 +73,21 @@ NEEDS: tuple[Need, ...] = (
 def not_applied(settings: Mapping) -> set[str]:
     """The names of :data:`NEEDS` whose setting did not apply with these ``settings``."""
     return {need.name for need in NEEDS if not need.applies(settings)}
+
+
+def refuse_ignored(settings: Mapping, defaults: Mapping) -> None:
+    """Refuse the first of :data:`NEEDS` given in ``settings`` (away from its value in ``defaults``) where it would
+    be ignored, in one line: ``--split-column: would be ignored (got 'fold'); it needs --split-table``. A setting
+    missing from ``settings`` is not given (a command with a few of the settings passes those).
+
+    Raises
+    ------
+    ParameterError
+        The first such setting, with what it needs.
+    """
+    for need in NEEDS:
+        if not need.applies(settings) and need.given(settings, defaults.get(need.name)):
+            got = settings[need.name]
+            shown = ",".join(map(str, got)) if isinstance(got, (tuple, list)) else got
+            given = "" if isinstance(got, bool) else f" (got {shown!r})"  # a switch: its name says it all
+            raise ParameterError(f"{need.flag}: would be ignored{given}; it needs {need.wanted}")
