@@ -463,6 +463,49 @@ def test_settings_that_did_not_apply_to_the_run_are_not_listed():
     assert "pca" not in rows and "clip_percentiles" not in rows  # --reduce umap, --intensity-window: not used
 
 
+def test_k_with_dbscan_is_not_listed_unless_it_was_used():
+    """``k 4`` was listed for a DBSCAN run, whose header says ``eps = ...`` (it finds its own number of clusters;
+    the run warns of a given --k, brainclust.core.needs): still listed where k sized the self-supervised heads or
+    cut the first tree of a level_N column, and for a run folder of any other method."""
+    from dataclasses import asdict
+
+    from brainclust.model.config import RunConfig
+    from brainclust.report.tables import settings_rows
+
+    assert "k" not in dict(settings_rows({"settings": asdict(RunConfig(method="dbscan", k=6))}))
+    for used in ({"ssl": ("rotation",)}, {"within": "level_2"}, {"remove": "level_3"}):
+        assert dict(settings_rows({"settings": asdict(RunConfig(method="dbscan", k=6, **used))}))["k"] == "6"
+    assert dict(settings_rows({"settings": asdict(RunConfig(method="kmeans"))}))["k"] == "4"
+
+
+def test_slices_and_volume_index_are_listed_only_where_the_scan_found_nifti(tmp_path):
+    """A folder of PNGs listed ``slices axial:mid`` and ``volume_index 0``, which only NIfTI volumes use: the run
+    records whether its scan found a NIfTI file (``scan.nifti``) and the table follows it. The settings alone cannot
+    tell, so they are never refused: a mixed folder slices its volumes; a run folder without the record lists them."""
+    import brainclust
+    from corpus import brain_volume, write_nifti
+
+    from brainclust.report.tables import settings_rows
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        arr = (np.outer(np.linspace(0, 1, 24), np.linspace(0, 1, 20)) * (60 + 40 * i)).astype(np.uint8)
+        Image.fromarray(arr).save(data / f"img_{i}.png")
+    kw = dict(backbone="histogram", checks="off", descriptors="off", k=2, cache_dir=str(tmp_path / "c"),
+              progress=False)
+    pngs = brainclust.run(data, None, **kw).manifest
+    assert pngs["scan"]["nifti"] is False
+    rows = dict(settings_rows(pngs))
+    assert "slices" not in rows and "volume_index" not in rows and rows["backbone"] == "histogram"
+    write_nifti(data / "vol.nii.gz", brain_volume())
+    mixed = brainclust.run(data, None, slices="axial:3", **kw).manifest
+    assert mixed["scan"]["nifti"] is True
+    assert {"slices": "axial:3", "volume_index": "0"}.items() <= dict(settings_rows(mixed)).items()
+    del pngs["scan"]["nifti"]  # a run folder written before the record
+    assert {"slices": "axial:mid", "volume_index": "0"}.items() <= dict(settings_rows(pngs)).items()
+
+
 def test_the_page_holds_no_absolute_path(built):
     """The report is meant to be mailed: a data folder under /mnt/export/DOE_JANE/ would name the patient. The
     page names the data folder and the weights file by their own names (the full paths stay in manifest.json)."""

@@ -155,13 +155,18 @@ PHI_IN_NAME = re.compile(r"\^"  # a DICOM person name (Family^Given)
                          r"|(?<![a-z])(mrn|dob)(?![a-z])", re.IGNORECASE)  # a record number or a birth date named
 
 
+def nifti_found(records: Sequence, skipped: Sequence[dict]) -> bool:
+    """Whether the scan found a NIfTI file, kept (``records``) or skipped (e.g. for its ``--volume-index``): the
+    data ``--slices`` and ``--volume-index`` apply to (``manifest.json`` ``scan.nifti``)."""
+    return any(r.type == "nifti" for r in records) or any(
+        s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
+
+
 def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=()) -> int:
     """The scan's warnings on what it found: each of ``options`` (``{"slices": (value, default), ...}``) the user
     gave (``told``) away from its default when the scan found images but no NIfTI file, kept or skipped (it
     changes nothing), and :func:`warn_phi_names`; returns the latter's count."""
-    nifti_seen = any(r.type == "nifti" for r in records) or any(
-        s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)  # e.g. skipped for --volume-index
-    for name, (value, default) in options.items() if records and not nifti_seen else ():
+    for name, (value, default) in options.items() if records and not nifti_found(records, skipped) else ():
         if name in told and value != default:
             log.warning("--%s %s: no NIfTI volume was found, so it changes nothing", name.replace("_", "-"), value)
     return warn_phi_names(r.path for r in records)

@@ -13,8 +13,10 @@ from brainclust import __version__
 from brainclust.checks.fitted import FITTED_PREFIX
 from brainclust.checks.stage import checks_record
 from brainclust.cluster.manifold import reduction_record
+from brainclust.core.needs import applied
 from brainclust.errors import ParameterError
 from brainclust.features.cache import default_cache_dir
+from brainclust.io.scanmeta import nifti_found
 from brainclust.model.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,7 @@ def run_config(config: RunConfig | None, settings: dict) -> RunConfig:
 def warn_unused_k(cfg: RunConfig) -> None:
     """Warn that the ``k`` the user gave is not used: DBSCAN finds its own number of clusters (``k`` still sets the
     self-supervised heads and cuts the first tree of a ``level_N`` column of ``--within``/``--remove``)."""
-    k_used = cfg.ssl or any(str(c or "").startswith("level_") for c in (cfg.within, cfg.remove))
-    if cfg.method == "dbscan" and not k_used:
+    if not applied("k", vars(cfg)):  # the rule by which the report leaves k out (brainclust.core.needs)
         log.warning("--k %s is not used: --method dbscan finds its own number of clusters (from its eps)", cfg.k)
 
 
@@ -166,8 +167,10 @@ def config_of(settings: dict) -> RunConfig:
 def data_record(cfg: RunConfig, scanned, rows: list, n_images: int, info: dict, labels: str | None) -> dict:
     """``manifest.json``'s ``scan`` (filters, the scan's summary and counts), ``units`` (what a row is),
     ``descriptors`` / ``metadata`` (what :func:`brainclust.model.enrich.enrich` did) and ``labels`` (the
-    column scored against)."""
+    column scored against). ``scan.nifti``: whether it found a NIfTI file (:func:`~brainclust.io.scanmeta.nifti_found`),
+    so the report leaves out ``--slices`` and ``--volume-index`` when it did not."""
     return {"scan": {"bids": scanned.bids, "summary": scanned.summary, "metadata_files": scanned.metadata_files,
+                     "nifti": nifti_found(scanned.records, scanned.skipped),
                      "left_out": dict(scanned.excluded), "include": list(cfg.include),
                      "exclude_files": list(cfg.exclude_files), "bids_filter": cfg.bids_filter},
             "units": {"unit": cfg.unit, "n_rows": len(rows), "n_images": n_images},

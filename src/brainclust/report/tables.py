@@ -119,11 +119,11 @@ PATH_SETTINGS = frozenset({"cache_dir", "metadata", "split_table", "weights"})
 def settings_rows(manifest: dict) -> list[tuple[str, str]]:
     """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts) and without
     those that did not apply to the run (:func:`brainclust.core.needs.not_applied`: ``--ssl-mode`` without
-    ``--self-supervised``...). A path setting (``--cache-dir``, ``--metadata``, ``--weights``...) shows its last
-    part only: the page can be mailed, and a folder above it may be named after a patient (the full path stays in
-    ``manifest.json``)."""
+    ``--self-supervised``, ``--k`` with DBSCAN, ``--slices`` where the scan found no NIfTI file...). A path
+    setting (``--cache-dir``, ``--metadata``, ``--weights``...) shows its last part only: the page can be mailed,
+    and a folder above it may be named after a patient (the full path stays in ``manifest.json``)."""
     settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
-    unused = not_applied(settings)
+    unused = not_applied({**settings, "scan": manifest.get("scan")})
     rows = []
     for key, val in sorted(settings.items()):
         if key in unused:
