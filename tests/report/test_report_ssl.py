@@ -104,3 +104,20 @@ def test_the_pca_row_says_it_is_the_pca_of_the_learned_embedding(tmp_path, setti
     embedding the stage learned, and the row says so, with the embedding's width."""
     page = page_of(fake_run(tmp_path, n_per=6, k=2), settings, ssl)
     assert text(page, r'<tr id="pca-row">.*?</tr>').endswith(of)
+
+
+@pytest.mark.parametrize("settings, ssl, width, of", [
+    ({"ssl": ALL}, {}, 96, "the self-supervised embedding (contrastive,rotation,joint,refine; 96 dimensions)"),
+    ({"ssl": ["temi"]}, {"embedding_dim": 12}, 12, "TEMI's embedding (cluster probabilities; 12 dimensions)"),
+    ({"ssl": ALL}, {"kept": False}, 1280, "the 1280 backbone features"),  # the gate set it aside
+    ({"ssl": []}, None, 1280, "the 1280 backbone features")])
+def test_the_pca_row_of_a_run_without_pca_says_it_fitted_none(tmp_path, settings, ssl, width, of):
+    """``--pca 0`` fits no PCA (``pca.solver`` ``none``; ``n_components`` is then the width of what was clustered):
+    the row read ``96 components of the self-supervised embedding (...; 96 dimensions), not of the backbone
+    features`` and, without --self-supervised, ``1280 components``."""
+    out = fake_run(tmp_path, n_per=6, k=2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["pca"] = {"n_components": width, "solver": "none", "fit_rows": 12, "explained_variance": None}
+    atomic_write_json(out / "manifest.json", manifest)
+    page = page_of(out, {**settings, "pca": 0}, ssl)
+    assert text(page, r'<tr id="pca-row">.*?</tr>') == f"PCA none (--pca 0): the clustering takes {of} directly; seed 0"

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainclust.io.outputs import escape_name
 from brainclust.core.needs import not_applied
+from brainclust.io.outputs import escape_name
+from brainclust.model.scorespace import ssl_embedding
 from brainclust.report.run import NOISE, cluster_name
 
 
@@ -175,6 +176,20 @@ def within_pca_text(manifest: dict) -> str:
                 + " and its own clustering")
     both = "the features themselves" if each.startswith("none") else "one PCA of all the images"
     return escape_name(f"{each}; the map and the silhouette use {both}")
+
+
+def no_pca_text(manifest: dict) -> str:
+    """The summary's PCA row of a run that fitted no PCA (``--pca 0``: ``pca.solver`` ``none``), which clustered
+    what it had as it was: ``none (--pca 0): the clustering takes the 1280 backbone features directly``, or the
+    self-supervised embedding it learned (:func:`~brainclust.model.scorespace.ssl_embedding`); ``""`` for a run
+    that fitted one (``pca.n_components`` then counts its components, not the width of what it clustered)."""
+    pca = manifest.get("pca") if isinstance(manifest.get("pca"), dict) else {}
+    if pca.get("solver") != "none":
+        return ""
+    n = pca.get("n_components")
+    width = f"{n} " if isinstance(n, int) and not isinstance(n, bool) and n > 0 else ""
+    of = ssl_embedding(manifest, dims=True) or f"the {width}backbone features"
+    return escape_name(f"none (--pca 0): the clustering takes {of} directly")
 
 
 def estimated_strata(manifest: dict, rows: list[dict]) -> dict | None:
