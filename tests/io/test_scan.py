@@ -442,3 +442,26 @@ def test_labels_from_folders_takes_only_true_or_false(image_folder, value):
     with pytest.raises(ParameterError, match=rf"^labels_from_folders: must be True or False, got {value!r}$"):
         scan(image_folder, labels_from_folders=value)  # "no" read the folders as labels
     assert {r.label for r in scan(image_folder, labels_from_folders=np.bool_(False)).records} == {""}
+
+
+def test_brainclust_output_folders_are_not_read_as_images(tmp_path, make_image):
+    """A walk (2026-12-07): ``brainclust run demo_out`` clustered the demo's report figures with its slices (6 "not
+    MRI"), and ``brainclust check my_run`` checked a run's figures; an output folder inside the data is skipped with
+    its reason, and one given as the data folder is refused in one line naming it."""
+    make_image(tmp_path / "data" / "a.png", seed=1)
+    for folder, page in (("results", "assignments.csv"), ("checks", "checks.html")):
+        (tmp_path / folder / "figures").mkdir(parents=True)
+        (tmp_path / folder / "manifest.json").write_text("{}")
+        (tmp_path / folder / page).write_text("")
+        make_image(tmp_path / folder / "figures" / "montages.png", seed=2)
+    make_image(tmp_path / "plain" / "b.png", seed=3)
+    (tmp_path / "plain" / "manifest.json").write_text("{}")  # a data set's own manifest: still data
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["data/a.png", "plain/b.png"]
+    assert [(s["path"], s["reason"]) for s in res.skipped] == [
+        ("checks", "a brainclust output folder (manifest.json, checks.html): its figures are not data; not read"),
+        ("results", "a brainclust output folder (manifest.json, assignments.csv): its figures are not data; not read")]
+    assert res.n_files == len(res.records) + len(res.skipped) + res.metadata_files + sum(res.excluded.values())
+    with pytest.raises(InputError, match=r"^input folder '.*results' is a brainclust output folder \(manifest.json, "
+                                         r"assignments.csv\), not a folder of images: pass the folder of images"):
+        scan(tmp_path / "results")

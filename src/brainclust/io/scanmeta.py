@@ -16,6 +16,7 @@ from brainclust.io import privacy
 from brainclust.io.bidstables import read_json
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
+from brainclust.io.walk import output_folder_files
 from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,9 @@ def check_root(root) -> Path:
         raise InputError(f"input folder '{root}' is a file, not a folder: pass the folder that holds the images")
     if not rootp.is_dir():
         raise InputError(f"input folder '{root}' does not exist or is not a folder")
+    if files := output_folder_files(rootp):
+        raise InputError(f"input folder '{root}' is a brainclust output folder ({files}), not a folder of images: "
+                         "pass the folder of images (its manifest.json names it as 'input')")
     return rootp
 
 

@@ -1,16 +1,30 @@
-"""The files a scan reads: the folder walked (hidden names, links to folders, folders that cannot be listed),
-and the files whose images would repeat another's path (:func:`drop_colliding`)."""
+"""The files a scan reads: the folder walked (hidden names, links to folders, folders that cannot be listed,
+brainclust's own output folders), and the files whose images would repeat another's path (:func:`drop_colliding`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from brainclust.io.outputs import CHECK_PAGE, RunFolder
+
+
+def output_folder_files(folder: Path) -> str | None:
+    """``manifest.json, assignments.csv`` (a run or predict folder) or ``manifest.json, checks.html`` (a check's)
+    when ``folder`` holds what brainclust writes, else ``None``: its figures and pages are not images of the data
+    (a walk, 2026-12-07: ``brainclust run demo_out`` clustered the demo's figures with its slices)."""
+    run = RunFolder(folder)
+    if not run.manifest.is_file():
+        return None
+    page = next((f for f in (run.assignments, folder / CHECK_PAGE) if f.is_file()), None)
+    return None if page is None else f"manifest.json, {page.name}"
+
 
 def walk_folder(root: Path) -> tuple[list[Path], list[Path], int, list[dict[str, str]]]:
     """Non-hidden files under ``root``, symbolic links to folders (not followed: they may loop), the number
     of hidden entries (``.git``, ``._x.jpg``: names starting with ``.``, not entered) and the folders that could
-    not be listed (``{"path", "reason"}``, as the scan's skipped files). Lists sorted by relative POSIX path."""
+    not be listed or are brainclust outputs (:func:`output_folder_files`; ``{"path", "reason"}``, as the scan's
+    skipped files). Lists sorted by relative POSIX path."""
     found: list[Path] = []
     linked_dirs: list[Path] = []
     unlisted: list[dict[str, str]] = []
@@ -24,6 +38,12 @@ def walk_folder(root: Path) -> tuple[list[Path], list[Path], int, list[dict[str,
         hidden += sum(n.startswith(".") for n in dirnames) + sum(n.startswith(".") for n in filenames)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         linked_dirs.extend(Path(dirpath) / d for d in dirnames if (Path(dirpath) / d).is_symlink())
+        outputs = {d: files for d in dirnames if not (Path(dirpath) / d).is_symlink()
+                   and (files := output_folder_files(Path(dirpath) / d))}
+        unlisted.extend({"path": (Path(dirpath) / d).relative_to(root).as_posix(),
+                         "reason": f"a brainclust output folder ({files}): its figures are not data; not read"}
+                        for d, files in outputs.items())
+        dirnames[:] = [d for d in dirnames if d not in outputs]
         found.extend(Path(dirpath) / fn for fn in filenames if not fn.startswith("."))
     found.sort(key=lambda p: p.relative_to(root).as_posix())
     linked_dirs.sort(key=lambda p: p.relative_to(root).as_posix())
