@@ -85,6 +85,17 @@ def test_settings_that_would_be_ignored_or_conflict_are_refused_by_the_library(s
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_help_of_agreement_and_device_says_what_the_library_accepts():
+    """A walk (2026-12-07): `run --help` said --agreement works "with --precision bf16|int8 or another --runtime",
+    but `--runtime torch --agreement` is refused (fp32 is the same on every runtime); --device listed
+    cpu | cuda | auto, not the cuda:N the README names and the library takes."""
+    helps = {a.dest: a.help for a in _run_parser()._actions}
+    with pytest.raises(ParameterError, match="--agreement: would compare fp32 with itself"):
+        RunConfig(agreement=True, runtime="torch").validate()
+    assert "bf16|int8" in helps["agreement"] and "--runtime" not in helps["agreement"]
+    assert "cuda:N" in helps["device"]
+
+
 def test_the_settings_they_need_make_them_count():
     pytest.importorskip("umap")
     RunConfig(ssl=("contrastive",), ssl_gate=True, ssl_epochs=2).validate()

@@ -58,8 +58,8 @@ class RunConfig:
     #: ``--calibration-size``: images of the run the int8 network is calibrated on (seeded by content hash).
     calibration_size: int = opt(128, "--calibration-size", "with --precision int8: images of the run the "
                                 "quantisation is calibrated on (default {default})", EXTRACTION, parse=parse_int)
-    agreement: bool = opt(False, "--agreement", "with --precision bf16|int8 or another --runtime: fit again on fp32 "
-                          "features and report the feature cosine and the clusters' ARI against them in "
+    agreement: bool = opt(False, "--agreement", "with --precision bf16|int8: fit again on fp32 features (default "
+                          "runtime) and report the feature cosine and the clusters' ARI against them in "
                           "metrics.json (a second extraction)", EXTRACTION, switch=True)
     batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
     workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores, at most 4, none on "
@@ -93,7 +93,7 @@ class RunConfig:
     cache_dir: str | None = opt(None, "--cache-dir", "feature cache (default $BRAINCLUST_CACHE or "
                                 "~/.cache/brainclust); if it cannot be used (a file, read-only...) the run warns once "
                                 "and continues uncached", EXTRACTION, metavar="DIR")
-    device: str = opt("cpu", "--device", "cpu | cuda | auto (default cpu)", EXTRACTION)
+    device: str = opt("cpu", "--device", "cpu | cuda | cuda:N | auto (default cpu)", EXTRACTION)
     #: progress bars: None = only on a terminal (no option: the CLI's -q hides them with the log)
     progress: bool | None = None
     slices: str = opt("axial:mid", "--slices", "2-D slices cut from each NIfTI volume: PLANE:mid, PLANE:N (N evenly "
