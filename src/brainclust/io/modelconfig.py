@@ -16,6 +16,7 @@ from pathlib import Path
 from brainclust.errors import ModelFileError
 from brainclust.io.atomic import atomic_write_json, file_sha256
 from brainclust.io.outputs import MODEL_FILES, MODEL_FORMAT, MODEL_VERSION, RunFolder, read_json
+from brainclust.io.runfolder import check_run_dir
 
 #: settings field -> (allowed types, may be missing). ``None`` in a tuple allows null.
 SETTINGS_TYPES = {"batch_size": ((int,), False), "clip_percentiles": ((list, type(None)), False),
@@ -148,6 +149,7 @@ def _predicted(folder: RunFolder) -> bool:
 
 def read_model_manifest(model_dir) -> tuple[dict, int]:
     """``(manifest, version)`` of the run folder ``model_dir``'s ``model/config.json``, checked."""
+    check_run_dir(model_dir, "predict")
     folder = RunFolder(model_dir)
     if not folder.model_config.is_file():
         if (folder.root / MODEL_FILES["config"]).is_file():  # the run's model/ folder itself, or a copy of it

@@ -60,7 +60,7 @@ from brainclust.io.content import content_sha256
 from brainclust.io.deidentify import deidentified_copy
 from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, escape_name, shown_name, unescape_name
 from brainclust.io.publish import check_out, prepare_out, publish
-from brainclust.io.runfolder import read_run
+from brainclust.io.runfolder import check_run_dir, read_run
 from brainclust.io.slicefile import read_slices
 from brainclust.report.exportnames import destination_names
 from brainclust.report.run import excluded_flags, is_set_aside
@@ -295,6 +295,7 @@ def export_clusters(out_dir, to, mode: str = "copy", dicom_headers: str | None =
         if mode == "symlink" and dicom_headers != "keep" else None
     dicom_headers = dicom_headers or "strip"
     strip = dicom_headers == "strip"  # copies only: a symlink of a file needs keep (_plan_records)
+    check_run_dir(out_dir, "export")
     run = read_run(out_dir, warn=False)  # a missing embeddings.parquet refuses the export: one line
     folder, to, root = run.folder, Path(to), run.input_root
     check = dict(option="--to", data=root, data_name="the run's input folder", allowed=frozenset())

@@ -20,6 +20,7 @@ from brainclust.errors import ModelFileError, OutputError
 from brainclust.io.atomic import DISK_ERRORS
 from brainclust.io.outputs import RunFolder, escape_name
 from brainclust.io.publish import foreign_entry, foreign_refusal, publish, recover_out, stage_copy
+from brainclust.io.runfolder import check_run_dir
 from brainclust.report.build import ReportInfo, build_report
 
 #: What a rebuild makes anew; every other entry of the run folder is carried over unchanged.
@@ -28,17 +29,10 @@ REBUILT = ("report.html", "figures")
 
 def check_rebuildable(out: Path) -> None:
     """Before any work: ``out`` is a run folder holding only a run's entries, and it can be replaced."""
-    folder = RunFolder(out)
-    if not out.is_dir() or not folder.manifest.is_file():
-        results = escape_name(str(out / "results"))
-        demo = (f" ('brainclust demo' writes its run into '{results}': give that folder)"
-                if (out / "results" / "manifest.json").is_file() else "")
+    check_run_dir(out, "report")
+    if not RunFolder(out).manifest.is_file():
         raise ModelFileError(f"'{escape_name(str(out))}' is not a finished brainclust run (no manifest.json); "
-                             f"'brainclust report' needs the --out folder of a 'brainclust run'{demo}")
-    if (out / "checks.html").is_file() and not (out / "assignments.csv").is_file():
-        raise ModelFileError(f"'{escape_name(str(out))}' is the folder of a 'brainclust check' (its report is "
-                             "checks.html, written with it); 'brainclust report' rebuilds the report of a "
-                             "'brainclust run'")
+                             "'brainclust report' needs the --out folder of a 'brainclust run'")
     foreign = foreign_entry(out)
     if foreign is not None:
         raise foreign_refusal("report", out, foreign, "rebuilding the report replaces the run folder whole: move "

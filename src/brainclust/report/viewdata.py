@@ -31,7 +31,7 @@ from brainclust.io.atomic import read_npz
 from brainclust.io.outputs import (FLAGS_COLUMN, MODEL_FILES, RunFolder, check_run_file, escape_name, read_json,
                                    shown_name)
 from brainclust.io.runfolder import (
-    check_assignment_columns, check_row_count, input_root, read_manifest, recorded_hashes,
+    check_assignment_columns, check_row_count, check_run_dir, input_root, read_manifest, recorded_hashes,
 )
 from brainclust.io.slicefile import read_slices
 from brainclust.report.columns import (
@@ -216,10 +216,8 @@ class ViewData:
     """
 
     def __init__(self, run_dir, cache_dir: Path | None = None):
+        check_run_dir(run_dir, "view")
         folder = RunFolder(Path(run_dir))
-        if not folder.root.is_dir():
-            raise ModelFileError(f"'{folder.root}' is not a folder; 'brainclust view' needs the --out folder "
-                                 "of a 'brainclust run'")
         from brainclust.report.run import MANIFEST_FIELDS, METRICS_FIELDS, check_fields
 
         self.folder = folder
