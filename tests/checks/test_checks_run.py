@@ -197,7 +197,7 @@ def test_a_leakage_across_split_folders_is_listed(tmp_path):
     ({"exclude": ("duplicates",)}, "--exclude: unknown flag 'duplicates'"),
     ({"check_thresholds": "min_side=0"}, "check threshold min_side"),
     ({"check_thresholds": "nonsense=1"}, "--check-thresholds: 'nonsense=1'"),
-    ({"split_table": "/nonexistent/splits.csv"}, "split table '/nonexistent/splits.csv'"),
+    ({"split_table": "/nonexistent/splits.csv"}, "--split-table '/nonexistent/splits.csv': file not found"),
 ])
 def test_check_settings_are_checked_before_any_work(settings, message):
     with pytest.raises(ParameterError) as err:

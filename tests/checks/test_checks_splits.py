@@ -101,3 +101,19 @@ def test_split_table_is_read_and_checked(tmp_path):
     assert read_split_table(p) == {"a.png": "train", "b.png": "test"}
     with pytest.raises(ParameterError, match="no column 'fold'"):
         read_split_table(p, column="fold")
+
+
+def test_split_table_is_read_as_a_metadata_table_and_an_empty_one_is_refused(tmp_path):
+    """A walk (2026-12-07): a table saved as "CSV UTF-8" by a spreadsheet (a byte-order mark) had "no column 'path'
+    (columns: \ufeffpath, split)", a tab-separated .txt "no column 'split' (columns: path\x09split)", an empty file
+    "no column 'split' (columns: )", and a header without rows was run as if no table had been given."""
+    p = tmp_path / "splits.csv"
+    p.write_bytes(b"\xef\xbb\xbfpath,split\r\na.png,train\r\nb.png,test\r\n")
+    assert read_split_table(p) == {"a.png": "train", "b.png": "test"}
+    p = tmp_path / "splits.txt"
+    p.write_text("path\tsplit\na.png\ttrain\n")
+    assert read_split_table(p) == {"a.png": "train"}
+    for text, said in (("", "empty; expected a header line"), ("path,split\n", "has a header and no row")):
+        p.write_text(text)
+        with pytest.raises(ParameterError, match=f"^--split-table '{p}': {said}"):
+            read_split_table(p)

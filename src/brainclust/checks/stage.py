@@ -35,6 +35,7 @@ from brainclust.core.needs import refuse_ignored
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import WORKERS_PARAM
 from brainclust.features.limits import check_cache_location
+from brainclust.io.metadata import read_table
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import SCAN_TYPES, ImageRecord, ScanResult, scan
@@ -252,29 +253,27 @@ def _flag_rows(paths: list[str], ok: np.ndarray, masks: dict[str, np.ndarray], g
 
 
 def read_split_table(path: str | os.PathLike, column: str = "split", path_column: str = "path") -> dict[str, str]:
-    """``{path: split}`` from a CSV/TSV metadata table with a ``path`` column and a split column.
+    """``{path: split}`` from a CSV/TSV metadata table with a ``path`` column and a split column, read as
+    ``--metadata`` is (:func:`~brainclust.io.metadata.read_table`: a spreadsheet's byte-order mark, tabs in a
+    ``.txt``, quoted cells). Until 2026-12-07 it had a reader of its own: a table saved as "CSV UTF-8" by a
+    spreadsheet had "no column 'path' (columns: \ufeffpath, split)", an empty file "no column 'split' (columns: )",
+    and a header without rows was taken as no table at all.
 
     Raises
     ------
     ParameterError
-        The file cannot be read or lacks a column.
+        The file cannot be read, lacks a column or has no row.
     """
-    import csv
-
-    p = Path(path)
-    if p.exists() and not p.is_file():  # /dev/zero, a FIFO: never read (it would not end)
-        raise ParameterError(f"split table '{p}': not a regular file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"split table '{p}': cannot be read ({exc})") from None
-    dialect = "excel-tab" if p.suffix.lower() == ".tsv" else "excel"
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
-    names = reader.fieldnames or []
+        table = read_table(path, option="--split-table")
+    except InputError as exc:
+        raise ParameterError(str(exc)) from None
     for c in (column, path_column):
-        if c not in names:
-            raise ParameterError(f"split table '{p}': has no column '{c}' (columns: {', '.join(names)})")
-    return {row[path_column]: row[column] for row in reader}
+        if c not in table.header:
+            raise ParameterError(f"--split-table '{path}': has no column '{c}' (columns: {', '.join(table.header)})")
+    if not table.rows:
+        raise ParameterError(f"--split-table '{path}': has a header and no row; expected one row per image")
+    return {row[path_column]: row[column] for row in table.rows}
 
 
 def check_split_table(records: Sequence[ImageRecord], path, column: str = "split") -> None:

@@ -157,8 +157,9 @@ class MetadataTable:
     sha256: str = ""
 
 
-def read_table(path: str | Path) -> MetadataTable:
-    """Read a CSV or TSV metadata file (see the module docstring).
+def read_table(path: str | Path, option: str = "--metadata") -> MetadataTable:
+    """Read a CSV or TSV metadata file (see the module docstring); ``option`` names it in errors (``--split-table``
+    reads its table here too).
 
     Raises
     ------
@@ -168,17 +169,17 @@ def read_table(path: str | Path) -> MetadataTable:
     p = Path(path)
     try:
         if p.exists() and not p.is_file():  # /dev/zero, a FIFO: never read (it would not end)
-            raise InputError(f"--metadata '{path}': not a regular file")
+            raise InputError(f"{option} '{path}': not a regular file")
         if p.stat().st_size > MAX_TABLE_BYTES:
-            raise InputError(f"--metadata '{path}': larger than {MAX_TABLE_BYTES >> 20} MiB")
+            raise InputError(f"{option} '{path}': larger than {MAX_TABLE_BYTES >> 20} MiB")
         raw = p.read_bytes()  # hashed (report --metadata records it), then read as read_text would
         text = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
-        raise InputError(f"--metadata '{path}': file not found") from None
+        raise InputError(f"{option} '{path}': file not found") from None
     except UnicodeDecodeError:
-        raise InputError(f"--metadata '{path}': not UTF-8 text") from None
+        raise InputError(f"{option} '{path}': not UTF-8 text") from None
     except OSError as exc:
-        raise InputError(f"--metadata '{path}': cannot read ({exc.strerror or exc})") from None
+        raise InputError(f"{option} '{path}': cannot read ({exc.strerror or exc})") from None
     first = text.split("\n", 1)[0]
     tab = p.name.lower().endswith((".tsv", ".tab", ".tsv.txt")) or "\t" in first
     try:
@@ -188,22 +189,22 @@ def read_table(path: str | Path) -> MetadataTable:
         numbered = [(reader.line_num, row) for row in reader]  # the line each record ends on
         lines = [row for _, row in numbered]
     except csv.Error as exc:
-        raise InputError(f"--metadata '{path}': not a valid {'TSV' if tab else 'CSV'} file ({exc})") from None
+        raise InputError(f"{option} '{path}': not a valid {'TSV' if tab else 'CSV'} file ({exc})") from None
     if not lines or not any(h.strip() for h in lines[0]):
-        raise InputError(f"--metadata '{path}': empty; expected a header line and one row per key")
+        raise InputError(f"{option} '{path}': empty; expected a header line and one row per key")
     header = [h.strip() for h in lines[0]]
     if any(privacy.value_like(h) for h in header):  # the first row of a table without a header: never shown
-        raise InputError(f"--metadata '{path}': its first line reads as data (a date, a long number or an "
+        raise InputError(f"{option} '{path}': its first line reads as data (a date, a long number or an "
                          "identifier where a column name belongs); add a header line of column names")
     dupes = sorted({h for h in header if h and header.count(h) > 1})
     if dupes:
-        raise InputError(f"--metadata '{path}': column name '{dupes[0]}' appears more than once in the header")
+        raise InputError(f"{option} '{path}': column name '{dupes[0]}' appears more than once in the header")
     rows = []
     for n, line in numbered[1:]:
         if not any(c.strip() for c in line):
             continue
         if any(c.strip() for c in line[len(header):]):  # a value would be lost (trailing empty fields are not)
-            raise InputError(f"--metadata '{path}': line {n} has {len(line)} fields and the header {len(header)} "
+            raise InputError(f"{option} '{path}': line {n} has {len(line)} fields and the header {len(header)} "
                              "(a value holding the delimiter needs quotes)")
         rows.append({h: (line[i].strip() if i < len(line) else "") for i, h in enumerate(header) if h})
     return MetadataTable(str(path), [h for h in header if h], rows, hashlib.sha256(raw).hexdigest())
