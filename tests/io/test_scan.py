@@ -380,6 +380,24 @@ def test_slices_for_a_folder_without_nifti_is_said_to_change_nothing(tmp_path, m
     assert "skipped v.nii.gz" in caplog.text and "changes nothing" not in caplog.text
 
 
+def test_a_volume_index_where_every_nifti_file_is_3d_is_said_to_change_nothing(tmp_path, caplog):
+    """A walk (2026-12-07): `brainclust run brain_mri_volumes_dev --volume-index 1` (twenty 3-D volumes) ran as
+    with 0 without a word; a 4-D file among them makes it count."""
+    from corpus import brain_volume, write_nifti
+
+    write_nifti(tmp_path / "a.nii.gz", brain_volume())
+    said = "--volume-index 1: every NIfTI file found is 3-D (one volume), so it changes nothing"
+    with caplog.at_level("WARNING", logger="brainclust"):
+        scan(tmp_path, volume_index=1)
+        scan(tmp_path, volume_index=1, told=("slices",))  # predict: the run's setting, not the user's
+    assert caplog.text.count(said) == 1
+    caplog.clear()
+    write_nifti(tmp_path / "b.nii.gz", np.stack([brain_volume(seed=1), brain_volume(seed=2)], axis=-1))
+    with caplog.at_level("WARNING", logger="brainclust"):
+        res = scan(tmp_path, volume_index=1)
+    assert said not in caplog.text and any(r.path.startswith("b.nii.gz") for r in res.records)
+
+
 def test_a_root_that_is_a_list_or_a_file_is_one_line_saying_so(tmp_path):
     img = tmp_path / "a.png"
     Image.fromarray(np.full((8, 8), 100, np.uint8)).save(img)

@@ -166,10 +166,17 @@ def nifti_found(records: Sequence, skipped: Sequence[dict]) -> bool:
 def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=()) -> int:
     """The scan's warnings on what it found: each of ``options`` (``{"slices": (value, default), ...}``) the user
     gave (``told``) away from its default when the scan found images but no NIfTI file, kept or skipped (it
-    changes nothing), and :func:`warn_phi_names`; returns the latter's count."""
-    for name, (value, default) in options.items() if records and not nifti_found(records, skipped) else ():
+    changes nothing), ``volume_index`` when every NIfTI file is 3-D (until 2026-12-07 without a word), and
+    :func:`warn_phi_names`; returns the latter's count."""
+    nifti_seen = nifti_found(records, skipped)
+    for name, (value, default) in options.items() if records and not nifti_seen else ():
         if name in told and value != default:
             log.warning("--%s %s: no NIfTI volume was found, so it changes nothing", name.replace("_", "-"), value)
+    value, default = options.get("volume_index", (0, 0))
+    if "volume_index" in told and value != default and nifti_seen and not any(  # a skipped one may be 4-D
+            s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped) and not any(
+            r.type == "nifti" and (r.meta.get("n_volumes") or 1) > 1 for r in records):
+        log.warning("--volume-index %s: every NIfTI file found is 3-D (one volume), so it changes nothing", value)
     return warn_phi_names(r.path for r in records)
 
 
