@@ -267,6 +267,23 @@ def test_summary_says_how_many_images_the_label_scores_cover():
     assert "--ssl-gate: set the self-supervised embedding aside: the frozen features are clustered" in _summary(res)
 
 
+def test_summary_names_the_report_only_when_one_was_written():
+    """A walk (2026-12-07): `run --within plane --k auto --no-report` printed "votes and curves in metrics.json
+    within.k_selection, the report", and `--auto --no-report` "(auto.csv, the report's section)"; predict writes none."""
+    from types import SimpleNamespace
+
+    from brainclust.clisummary import auto_line, run_summary as _summary
+
+    within = {"k": {"axial": 3}, "k_selection": {"axial": {}}}
+    res = SimpleNamespace(metrics={"n_images": 20, "n_clusters": 3, "silhouette": 0.5, "within": within},
+                          manifest={"auto": {"outcome": "kept the default", "candidates": []}}, skipped=[], checks=None,
+                          associations=None, out_dir=None, config=SimpleNamespace(within="plane", consensus=False))
+    assert "within.k_selection, the report)" in _summary(res)
+    assert "within.k_selection)" in _summary(res, report=False) and "report" not in _summary(res, report=False)
+    assert auto_line(res).endswith("(auto.csv, the report's section)")
+    assert auto_line(res, report=False).endswith("(auto.csv)")
+
+
 def test_summary_counts_one_image_and_one_cache_miss_in_the_singular():
     """predict on one new image said '1 images, 1 cluster' and 'feature cache: 0 hits, 1 misses'."""
     from types import SimpleNamespace

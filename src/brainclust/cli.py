@@ -243,7 +243,8 @@ def _cmd_run(args) -> None:
     lines: list[str] = []
     finish = None if args.no_report else _report_finish(lines, args.out, "brainclust run")
     result = run(args.data, args.out, config_from_args(args), finish=finish)
-    say(*(x for x in (auto_line(result), run_summary(result), *lines) if x))
+    report = not args.no_report
+    say(*(x for x in (auto_line(result, report), run_summary(result, report), *lines) if x))
 
 
 def _cmd_check(args) -> None:
@@ -311,7 +312,7 @@ def _cmd_predict(args) -> None:
                      exclude_files=[] if args.exclude_files == [""] else args.exclude_files,  # '': none of the run's
                      bids_filter=args.bids_filter, bids=args.bids, metadata=args.metadata,
                      metadata_key=args.metadata_key, labels=args.labels, checks=args.checks, weights=args.weights)
-    say(run_summary(result))
+    say(run_summary(result, report=False))
 
 
 def _cmd_demo(args) -> None:

@@ -8,9 +8,10 @@ from brainclust.terminal import count_text
 __all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line", "strata_named"]
 
 
-def run_summary(result) -> str:
+def run_summary(result, report: bool = True) -> str:
     """The lines a run, a prediction or the demo prints: counts, scores, what the checks found, the cache, what the
-    clusters follow, the outputs."""
+    clusters follow, the outputs; ``report``: whether a report was written (``--no-report`` and predict: none, so
+    no line points at one)."""
     from brainclust.io.outputs import escape_name
 
     m = result.metrics
@@ -44,7 +45,7 @@ def run_summary(result) -> str:
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
         lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
     if (m.get("within") or {}).get("k_selection"):  # --within: each stratum chose its own k
-        lines.append(strata_k_line(m["within"], getattr(result.config, "within", None) or "stratum"))
+        lines.append(strata_k_line(m["within"], getattr(result.config, "within", None) or "stratum", report=report))
     if isinstance(gate := (result.manifest.get("ssl") or {}).get("gate"), dict) and "kept" in gate:
         figures = gate_figures(gate)
         lines.append("--ssl-gate: " + ("kept the self-supervised embedding" if gate["kept"] else "set the self-"
@@ -117,19 +118,21 @@ def distinct_line(m: dict) -> str | None:
             f"{', '.join(scores) or 'silhouette n/a'} (metrics.json distinct)")
 
 
-def strata_k_line(within: dict, column: str, most: int = 12) -> str:
-    """``--k auto`` with ``--within``: each stratum's k, the first ``most`` named (``metrics.json`` ``within``)."""
+def strata_k_line(within: dict, column: str, most: int = 12, report: bool = True) -> str:
+    """``--k auto`` with ``--within``: each stratum's k, the first ``most`` named (``metrics.json`` ``within``), and
+    where the votes are (the report only when one was written: until 2026-12-07 ``--no-report`` named it too)."""
     voted = within["k_selection"]
     named = [f"{name}: k = {k}" + ("" if name in voted else " (no vote: too few images or too alike)")
              for name, k in (within.get("k") or {}).items()]
     more = f", … {len(named) - most} more" if len(named) > most else ""
     return (f"--k auto within each {column} ({', '.join(named[:most])}{more}; votes and curves in metrics.json "
-            "within.k_selection, the report)")
+            f"within.k_selection{', the report' if report else ''})")
 
 
-def auto_line(result) -> str | None:
+def auto_line(result, report: bool = True) -> str | None:
     """``--auto``'s or ``--consensus``' choice (``None`` for other runs): the rule's outcome (``manifest.json``
-    ``auto.outcome``; the choice alone in a run recorded before it) and every candidate's criteria, two lines."""
+    ``auto.outcome``; the choice alone in a run recorded before it) and every candidate's criteria, two lines
+    (naming the report's section only when ``report``)."""
     auto = result.manifest.get("auto")
     if auto is None:
         return None
@@ -142,5 +145,5 @@ def auto_line(result) -> str | None:
         first = f"{flag}: chose backbone {auto['chosen']['backbone']}, --reduce {auto['chosen']['reduce']}"
     rows = [f"{r['backbone']}{'' if r['reduce'] == 'pca' else ' ' + r['reduce']} {r['stability']:.2f}/{r['xsil']:.3f}/"
             f"{r['agreement']:.2f}" for r in auto.get("candidates") or ()]
-    return (first + "\n" + f"{flag} criteria (stability/xsil/agreement; PCA unless named): {', '.join(rows)} "
-            "(auto.csv, the report's section)")
+    where = "auto.csv, the report's section" if report else "auto.csv"
+    return first + "\n" + f"{flag} criteria (stability/xsil/agreement; PCA unless named): {', '.join(rows)} ({where})"
