@@ -34,10 +34,12 @@ def run_summary(result, report: bool = True) -> str:
         lines.append(line)
     within = (m.get("within") or {}).get("scores") or {}
     if "mean_nmi" in within:  # the run's own scores are over about k x strata global ids: inside them compares
+        alone = within.get("strata") or {}
         lines.append(f"within the strata: NMI {within['mean_nmi']:.3f}, ARI {within['mean_ari']:.3f} (mean over "
                      f"{count_text(len(within['per_stratum']), 'scored stratum', 'scored strata')}, weighted by "
-                     f"{'images' if getattr(result.config, 'unit', 'slice') == 'slice' else 'units'}; metrics.json "
-                     "within.scores)")
+                     f"{'images' if getattr(result.config, 'unit', 'slice') == 'slice' else 'units'}; "
+                     + (f"the strata alone score NMI {alone['nmi']:.3f}, ARI {alone['ari']:.3f}; " if alone else "")
+                     + "metrics.json within.scores)")
     if note := silhouette_space(result.manifest)["note"]:  # UMAP or a kept SSL embedding (model.scorespace)
         lines.append(note)
     if "k_selection" in m:

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from brainclust.errors import InputError, ParameterError
 from brainclust.model.composite import Batch
@@ -83,6 +84,31 @@ def test_stratum_scores_score_the_clusters_inside_each_stratum():
     one_class = stratum_scores(strata, clusters, ["x"] * 4 + ["x", "y", "x", "y"])  # A holds one label: not scored
     assert set(one_class["per_stratum"]) == {"B"} and one_class["mean_nmi"] == one_class["per_stratum"]["B"]["nmi"]
     assert one_class["not_scored"] == {"A": "4 labelled images of 1 label"}
+
+
+def test_the_strata_alone_are_scored_beside_the_clusters_inside_them():
+    """A walk (2026-12-07): `--labels sequence --within suffix` on the BraTS volumes printed NMI 0.679, and 0.000
+    inside the strata (as without --within): two of the three suffixes hold one sequence, so the strata alone score
+    high; the terminal, metrics.json and the report now give that score beside the others."""
+    from types import SimpleNamespace
+
+    from brainclust.clisummary import run_summary
+    from brainclust.model.steerrecord import stratum_scores
+    from brainclust.report.runtext import within_scores
+
+    strata = np.array(["FLAIR"] * 4 + ["T1w"] * 4 + ["T2w"] * 4)
+    clusters = np.array([0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5])  # inside T1w: nothing recovered
+    labels = ["FLAIR"] * 4 + ["T1w", "T1w", "ce-T1w", "ce-T1w"] + ["T2w"] * 4
+    got = stratum_scores(strata, clusters, labels)
+    assert got["strata"] == {"nmi": pytest.approx(float(normalized_mutual_info_score(labels, strata))),
+                             "ari": pytest.approx(float(adjusted_rand_score(labels, strata)))}
+    assert got["strata"]["nmi"] > 0.8 and got["mean_nmi"] == pytest.approx(0.0)
+    res = SimpleNamespace(metrics={"n_images": 12, "n_clusters": 6, "silhouette": 0.1, "within": {"scores": got}},
+                          manifest={}, skipped=[], checks=None, associations=None, out_dir=None,
+                          config=SimpleNamespace(within="suffix", unit="slice"))
+    assert f"the strata alone score NMI {got['strata']['nmi']:.3f}, ARI {got['strata']['ari']:.3f};" in run_summary(res)
+    assert f"The strata alone, as clusters, score NMI {got['strata']['nmi']:.3f}" in within_scores(
+        {"within": {"scores": got}}, 6)["meaning"]
 
 
 def test_empty_values_at_predict_join_the_fits_missing_stratum_else_the_nearest(caplog):
@@ -461,7 +487,7 @@ def test_run_within_k_auto_records_k_auto_and_each_strata_k(two_site_folder, tmp
     assert f"(hierarchical, {named})" in html and f"hierarchical, {named}: " in html and "k = 0" not in html
     # the evidence: the terminal's line as a run without --within has, and the report's section
     assert (f"--k auto within each site (A: k = {per['A']}, B: k = {per['B']}; votes and curves in metrics.json "
-            "within.k_selection, the report)") in capsys.readouterr().out
+            "within.k_selection)") in capsys.readouterr().out  # --no-report: the report is not named
     assert 'id="within-k-table"' in html and 'alt="k selection curves per stratum"' in html
     pred = tmp_path / "pred"  # the model loads and predicts as a run at a given k
     assert main(["predict", str(out), str(root), "--out", str(pred), "--metadata", str(table)]) == 0
