@@ -5,7 +5,7 @@ from __future__ import annotations
 from brainclust.model.scorespace import gate_figures, silhouette_space
 from brainclust.terminal import count_text
 
-__all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line", "strata_named"]
+__all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line", "strata_named", "within_line"]
 
 
 def run_summary(result, report: bool = True) -> str:
@@ -32,14 +32,8 @@ def run_summary(result, report: bool = True) -> str:
     lines = [", ".join(parts)]
     if line := distinct_line(m):
         lines.append(line)
-    within = (m.get("within") or {}).get("scores") or {}
-    if "mean_nmi" in within:  # the run's own scores are over about k x strata global ids: inside them compares
-        alone = within.get("strata") or {}
-        lines.append(f"within the strata: NMI {within['mean_nmi']:.3f}, ARI {within['mean_ari']:.3f} (mean over "
-                     f"{count_text(len(within['per_stratum']), 'scored stratum', 'scored strata')}, weighted by "
-                     f"{'images' if getattr(result.config, 'unit', 'slice') == 'slice' else 'units'}; "
-                     + (f"the strata alone score NMI {alone['nmi']:.3f}, ARI {alone['ari']:.3f}; " if alone else "")
-                     + "metrics.json within.scores)")
+    if line := within_line((m.get("within") or {}).get("scores") or {}, unit):
+        lines.append(line)
     if note := silhouette_space(result.manifest)["note"]:  # UMAP or a kept SSL embedding (model.scorespace)
         lines.append(note)
     if "k_selection" in m:
@@ -118,6 +112,19 @@ def distinct_line(m: dict) -> str | None:
               if isinstance(d.get(key), float)]
     return (f"over the {d['n_images']} distinct of {clustered} clustered images (exact copies dropped): "
             f"{', '.join(scores) or 'silhouette n/a'} (metrics.json distinct)")
+
+
+def within_line(within: dict, unit: str) -> str | None:
+    """A ``--within`` run's scores inside the strata (``metrics.json`` ``within.scores``) and the strata's own, or
+    ``None``: the run's own scores are over about k x strata global ids, so inside them compares."""
+    if "mean_nmi" not in within:
+        return None
+    alone = within.get("strata") or {}
+    return (f"within the strata: NMI {within['mean_nmi']:.3f}, ARI {within['mean_ari']:.3f} (mean over "
+            f"{count_text(len(within['per_stratum']), 'scored stratum', 'scored strata')}, weighted by "
+            f"{'images' if unit == 'slice' else 'units'}; "
+            + (f"the strata alone score NMI {alone['nmi']:.3f}, ARI {alone['ari']:.3f}; " if alone else "")
+            + "metrics.json within.scores)")
 
 
 def strata_k_line(within: dict, column: str, most: int = 12, report: bool = True) -> str:
