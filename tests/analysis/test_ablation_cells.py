@@ -1,6 +1,8 @@
-"""brainclust ablation: what its many cells say on the terminal."""
+"""brainclust ablation: what its many cells say on the terminal and in ablation.json / ablation.md."""
 
+import json
 import logging
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -27,3 +29,26 @@ def test_one_cluster_holding_nearly_every_image_is_said_once_per_ablation(tmp_pa
                     "config no SSL, method hierarchical, seed 0): the other clusters are tiny (ablation.json runs: "
                     "largest_cluster, n_images)"], said
     assert [r["hierarchical"]["largest_cluster"] for r in res["runs"]] == [11, 11, 11]
+
+
+def test_a_score_undefined_at_every_seed_is_null_and_n_a_without_a_numpy_warning(tmp_path):
+    """12 near copies of one image: DBSCAN finds one cluster at every seed, so the silhouette is undefined at each;
+    its mean over the seeds was NaN (numpy's "Mean of empty slice") and writing ablation.json failed ("Out of range
+    float values are not JSON compliant: nan"). Now it is null there and n/a in ablation.md."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (32, 32)).astype(float)
+    for i in range(12):
+        (tmp_path / "data" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        pixels = base + rng.normal(0, 3, base.shape)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp_path / "data" / "ab"[i % 2] / f"i{i}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ab.run_ablation({"near": tmp_path / "data"}, tmp_path / "out", seeds=(0, 1), methods=("dbscan",),
+                        configs=(("no SSL", ()),), backbone="pixels@16", workers=0,
+                        cache_dir=str(tmp_path / "cache"), progress=False)
+    saved = json.loads((tmp_path / "out" / "ablation.json").read_text(encoding="utf-8"))
+    assert [r["dbscan"]["n_clusters_found"] for r in saved["runs"]] == [1, 1]
+    (row,) = saved["rows"]
+    assert row["silhouette"] is None and len(row["nmi"]) == 2, row
+    table = (tmp_path / "out" / "ablation.md").read_text(encoding="utf-8")
+    assert "| near (n=12, k=2) | dbscan | no SSL |" in table and "| n/a |" in table, table

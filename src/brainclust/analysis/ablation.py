@@ -221,12 +221,13 @@ def _one_seed(ds: Dataset, views: dict, comps: tuple[str, ...], seed: int, metho
 
 
 def _summary_row(ds: Dataset, cfg_name: str, method: str, recs: list[dict]) -> dict:
-    """Mean and std over the seeds of one data set, configuration and method."""
+    """Mean and std over the seeds of one data set, configuration and method (``None`` for a score undefined at
+    every seed, e.g. the silhouette of one cluster)."""
     row = {"dataset": ds.name, "n_images": len(ds.labels), "k": ds.n_labels, "method": method, "config": cfg_name,
            "ssl_seconds_mean": float(np.mean([r["ssl_seconds"] for r in recs]))}
-    for key in METRICS:
-        vals = np.array([r[method][key] if r[method][key] is not None else np.nan for r in recs], float)
-        row[key] = [float(np.nanmean(vals)), float(np.nanstd(vals))]
+    for key in METRICS:  # over the seeds where the score is defined; None (null) where it is at none
+        vals = [r[method][key] for r in recs if r[method][key] is not None]
+        row[key] = [float(np.mean(vals)), float(np.std(vals))] if vals else None
     return row
 
 
@@ -238,7 +239,8 @@ def markdown_table(result: dict) -> str:
              f"PCA {result['pca']}; k = number of label folders; mean ± std over seeds. "
              f"Wall time {result['wall_seconds'] / 60:.1f} min.", ""]
     body = [[f"{r['dataset']} (n={r['n_images']}, k={r['k']})", r["method"], r["config"],
-             *(f"{r[key][0]:.3f} ± {r[key][1]:.3f}" for key in METRICS), f"{r['ssl_seconds_mean']:.1f}"]
+             *(f"{r[key][0]:.3f} ± {r[key][1]:.3f}" if r[key] else "n/a" for key in METRICS),
+             f"{r['ssl_seconds_mean']:.1f}"]
             for r in result["rows"]]
     lines += [common.markdown_table(["data set", "method", "configuration", "ARI", "NMI", "FMI", "ACC",
                                      "silhouette", "SSL s/seed"], body)]
