@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from brainclust.analysis import ablation as ab
+from brainclust.cluster.methods import make_clusterer
 
 
 def test_one_cluster_holding_nearly_every_image_is_said_once_per_ablation(tmp_path, caplog):
@@ -52,3 +53,27 @@ def test_a_score_undefined_at_every_seed_is_null_and_n_a_without_a_numpy_warning
     assert row["silhouette"] is None and len(row["nmi"]) == 2, row
     table = (tmp_path / "out" / "ablation.md").read_text(encoding="utf-8")
     assert "| near (n=12, k=2) | dbscan | no SSL |" in table and "| n/a |" in table, table
+
+
+def test_each_fits_info_line_goes_to_the_debug_log_in_a_study_and_stays_info_in_a_run(tmp_path, caplog):
+    """Each seed's "refinement round 1: NMI to previous round ..." and each cell's "dbscan: eps=..., N noise points"
+    were info lines, one per seed and cell of the ablation (the benchmark's too); in a study they go to the debug
+    log now (--debug), as the cells' warnings are said once; one DBSCAN fit outside a study says it at info."""
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        pixels = rng.integers(0, 60, (32, 32))
+        pixels[:, : 16 if i % 2 else 4] += 190
+        (tmp_path / "data" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "data" / "ab"[i % 2] / f"i{i}.png")
+    with caplog.at_level(logging.DEBUG, logger="brainclust"):
+        res = ab.run_ablation({"two": tmp_path / "data"}, tmp_path / "out", seeds=(0, 1), methods=("dbscan",),
+                              configs=(ab.CONFIGS[0], ab.CONFIGS[-1]), epochs=1, backbone="pixels@16", workers=0,
+                              cache_dir=str(tmp_path / "cache"), progress=False)
+    cells = [r for r in caplog.records if r.getMessage().startswith(("dbscan: eps=", "refinement round "))]
+    assert {r.getMessage().split(":")[0] for r in cells} >= {"dbscan", "refinement round 1"}, cells
+    assert {r.levelno for r in cells} == {logging.DEBUG}, [(r.levelname, r.getMessage()) for r in cells]
+    assert all(r["dbscan"]["n_clusters_found"] > 1 for r in res["runs"])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="brainclust"):
+        make_clusterer("dbscan").fit(np.repeat(np.eye(2), 8, axis=0) + rng.normal(0, 0.01, (16, 2)))
+    assert [(r.levelno, r.getMessage()[:12]) for r in caplog.records] == [(logging.INFO, "dbscan: eps=")], caplog.records

@@ -24,6 +24,7 @@ from brainclust.cluster import base
 from brainclust.cluster.kselect import check_k_fits, resolve_k
 from brainclust.cluster.methods import BaseClusterer, make_clusterer
 from brainclust.cluster.scores import score
+from brainclust.core.cellinfo import cells_at_debug
 from brainclust.errors import InputError, ParameterError
 from brainclust.features.extractor import FeatureExtractor
 from brainclust.io.csvcell import formula_safe
@@ -119,13 +120,15 @@ def cells_said_once():
     """Around a study's cells: each fit's own warning of one cluster or none
     (:data:`~brainclust.cluster.base.ONE_CLUSTER`, e.g. ``dbscan found a single cluster ...``) or of one cluster
     holding nearly every image (:data:`~brainclust.cluster.base.ONE_BIG`) is dropped, as :func:`warn_fewer_found`
-    says it once for the study, counted from the rows."""
+    says it once for the study, counted from the rows; each fit's info line (``dbscan: eps=...``, ``refinement
+    round 1: ...``: :func:`~brainclust.core.cellinfo.cell_info`) goes to the debug log."""
     def keep(record: logging.LogRecord) -> bool:
         return record.msg not in (base.ONE_CLUSTER, base.ONE_BIG)
 
     base.log.addFilter(keep)
     try:
-        yield
+        with cells_at_debug():
+            yield
     finally:
         base.log.removeFilter(keep)
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from brainclust.cluster.base import EXACT_MAX, BaseClusterer, log, need_array
 from brainclust.core.arrays import cosine_cdist
+from brainclust.core.cellinfo import cell_info
 from brainclust.core.params import Integer, param
 from brainclust.errors import ModelFileError
 
@@ -70,7 +71,7 @@ class DBSCANClusterer(BaseClusterer):
     def _warn_degenerate(self) -> None:
         super()._warn_degenerate()
         if self.n_clusters_ > 1:
-            log.info("dbscan: eps=%.4g, %d noise points", self.eps_, int((self.labels_ == -1).sum()))
+            cell_info(log, "dbscan: eps=%.4g, %d noise points", self.eps_, int((self.labels_ == -1).sum()))
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         core = self.X_fit_[self.core_]

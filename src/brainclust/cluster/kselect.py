@@ -56,6 +56,7 @@ from sklearn.base import BaseEstimator
 
 from brainclust.cluster.methods import METHODS, cut_levels, hierarchical_tree, make_clusterer
 from brainclust.core.arrays import mean_silhouette, seeded_sample, unit_rows
+from brainclust.core.cellinfo import cell_info
 from brainclust.core.params import Integer, Step, drawn_seed, param
 from brainclust.errors import ParameterError
 from brainclust.terminal import count_text
@@ -264,7 +265,7 @@ class KSelector(BaseEstimator):
         self.labels_ = parts
         self.k_ = vote(ks, votes, curves["silhouette"])
         where = f", {self.context}" if self.context else ""
-        log.info("--k auto (%s%s): votes %s -> k = %d", self.method, where, votes, self.k_)
+        cell_info(log, "--k auto (%s%s): votes %s -> k = %d", self.method, where, votes, self.k_)
         if len(ks) == 1 and len(X) - 1 < int(self.k_max):  # 3 rows: a vote with nothing to choose between
             log.warning("--k auto%s: only k = %d is possible with %d rows: nothing was chosen", where, ks[0], len(X))
         if self.k_ == ks[-1] and len(ks) > 2:

@@ -26,6 +26,7 @@ import logging
 import numpy as np
 
 from brainclust.core.arrays import unit_rows
+from brainclust.core.cellinfo import cell_info
 from brainclust.selfsup.common import seed_for
 from brainclust.selfsup.loop import train_head
 
@@ -82,7 +83,7 @@ def refine(head, source) -> list[dict]:
                        "n_confident": int((targets >= 0).sum()),
                        "self_label_loss": round(float(np.mean(losses)), 5),
                        "cluster_sizes": np.bincount(labels, minlength=k).tolist()})
-        log.info("refinement round %d: NMI to previous round %.3f", t, agreement)
+        cell_info(log, "refinement round %d: NMI to previous round %.3f", t, agreement)
         prev = labels
         if agreement >= head.tol:
             rounds[-1]["stop"] = f"converged: NMI to previous round >= tol={head.tol}"

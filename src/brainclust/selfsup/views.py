@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from brainclust.core.cellinfo import cell_info
 from brainclust.errors import InputError, ParameterError
 from brainclust.features import augment
 
@@ -110,7 +111,7 @@ def extract(extractor, records, names: Sequence[str], identity: np.ndarray | Non
         if got.failed:
             i, reason = next(iter(got.failed.items()))
             raise InputError(f"view '{name}': image '{records[i].path}' failed: {reason}")
-        log.info("view %s: %d cached, %d extracted", name, got.cache_hits, got.cache_misses)
+        cell_info(log, "view %s: %d cached, %d extracted", name, got.cache_hits, got.cache_misses)
         if counts is not None:
             for key, n in (("views", 1), ("hits", got.cache_hits), ("misses", got.cache_misses)):
                 counts[key] = counts.get(key, 0) + n
