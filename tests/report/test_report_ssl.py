@@ -121,3 +121,26 @@ def test_the_pca_row_of_a_run_without_pca_says_it_fitted_none(tmp_path, settings
     atomic_write_json(out / "manifest.json", manifest)
     page = page_of(out, {**settings, "pca": 0}, ssl)
     assert text(page, r'<tr id="pca-row">.*?</tr>') == f"PCA none (--pca 0): the clustering takes {of} directly; seed 0"
+
+
+@pytest.mark.parametrize("pre_pca, fitted, ssl, row", [
+    ("auto", 100, None, "100 components, then UMAP to 10 dimensions (--reduce umap)"),
+    (50, 50, None, "50 components, then UMAP to 10 dimensions (--reduce pca+umap)"),
+    (50, 50, {}, "50 components of the self-supervised embedding (contrastive,rotation,joint,refine; 96 dimensions), "
+                 "not of the backbone features, then UMAP to 10 dimensions (--reduce pca+umap)"),
+    ("auto", 0, None, "none (no wider than 100 dimensions): UMAP to 10 dimensions takes the backbone features "
+                      "directly (--reduce umap)"),
+    (0, 0, None, "none (--pca 0): UMAP to 10 dimensions takes the backbone features directly (--reduce pca+umap)")])
+def test_the_pca_row_of_a_umap_run_says_what_was_fitted(tmp_path, pre_pca, fitted, ssl, row):
+    """``--reduce umap`` / ``pca+umap`` record UMAP's output width as ``pca.n_components``: the row read ``10
+    components`` whatever PCA came first, or none; it reads the ``reduce`` record now."""
+    out = fake_run(tmp_path, n_per=6, k=2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["pca"] = {"n_components": 10, "solver": f"{'full' if fitted else 'none'}+umap", "fit_rows": 12,
+                       "explained_variance": None}
+    manifest["reduce"] = {"method": "umap", "pre_pca": pre_pca, "pre_pca_components": fitted, "n_components": 10,
+                          "n_neighbors": 30, "min_dist": 0.0, "metric": "cosine", "n_fit": 12, "centred": True}
+    atomic_write_json(out / "manifest.json", manifest)
+    reduce = "umap" if pre_pca == "auto" else "pca+umap"
+    page = page_of(out, {"reduce": reduce, "ssl": ALL if ssl is not None else []}, ssl)
+    assert text(page, r'<tr id="pca-row">.*?</tr>') == f"PCA {row}; seed 0"

@@ -54,7 +54,7 @@ from brainclust.report.render import TEMPLATES, plural, render
 from brainclust.report.run import NOISE, RunOutputs, cluster_name, load_outputs, within_column
 from brainclust.report.runtext import clustered_text, consensus_text, files_text, k_text, ssl_text, within_scores
 from brainclust.report.strips import UnitThumbnails, run_thumbnails
-from brainclust.report.tables import (Confusion, confusion, estimated_strata, no_pca_text, purity_rows,
+from brainclust.report.tables import (Confusion, confusion, estimated_strata, purity_rows, reduction_text,
                                       settings_rows, short_number, steering_text, within_pca_text)
 from brainclust.report.thumbnails import Thumbnails
 from brainclust.terminal import clipped, count_text
@@ -155,7 +155,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "k_text": k_text(m, run.k), "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
-        **counts, "pca": m.get("pca", {}), "pca_of": ssl_embedding(m, dims=True), "no_pca": no_pca_text(m),
+        **counts, "pca": m.get("pca", {}), "pca_of": ssl_embedding(m, dims=True), "reduction": reduction_text(m),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,

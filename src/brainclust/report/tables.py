@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brainclust.cluster.manifold import UMAP_PRE_PCA
 from brainclust.core.needs import not_applied
 from brainclust.io.outputs import escape_name
 from brainclust.model.scorespace import ssl_embedding
 from brainclust.report.run import NOISE, cluster_name
+from brainclust.terminal import count_text
 
 
 @dataclass
@@ -190,6 +192,29 @@ def no_pca_text(manifest: dict) -> str:
     width = f"{n} " if isinstance(n, int) and not isinstance(n, bool) and n > 0 else ""
     of = ssl_embedding(manifest, dims=True) or f"the {width}backbone features"
     return escape_name(f"none (--pca 0): the clustering takes {of} directly")
+
+
+def umap_text(manifest: dict) -> str:
+    """The summary's PCA row of a UMAP run (``--reduce umap`` / ``pca+umap``), whose ``pca.n_components`` is UMAP's
+    output width: what its ``reduce`` record says was fitted, ``50 components, then UMAP to 10 dimensions (--reduce
+    pca+umap)``, or ``none (--pca 0): UMAP to 10 dimensions takes the backbone features directly (--reduce
+    pca+umap)``; ``""`` for a run without UMAP."""
+    red = manifest.get("reduce") if isinstance(manifest.get("reduce"), dict) else {}
+    if red.get("method") != "umap":
+        return ""
+    pre, umap = red.get("pre_pca_components"), f"UMAP to {red.get('n_components')} dimensions"
+    of, how = ssl_embedding(manifest, dims=True), "umap" if red.get("pre_pca") == "auto" else "pca+umap"
+    if isinstance(pre, int) and not isinstance(pre, bool) and pre > 0:
+        text = count_text(pre, "component") + (f" of {of}, not of the backbone features" if of else "")
+        return escape_name(f"{text}, then {umap} (--reduce {how})")
+    why = f"no wider than {UMAP_PRE_PCA} dimensions" if how == "umap" else "--pca 0"
+    return escape_name(f"none ({why}): {umap} takes {of or 'the backbone features'} directly (--reduce {how})")
+
+
+def reduction_text(manifest: dict) -> str:
+    """The summary's PCA row where ``pca.n_components`` does not count fitted PCA components: a UMAP run's
+    (:func:`umap_text`) or a run's without PCA (:func:`no_pca_text`); ``""`` for a PCA run."""
+    return umap_text(manifest) or no_pca_text(manifest)
 
 
 def estimated_strata(manifest: dict, rows: list[dict]) -> dict | None:
