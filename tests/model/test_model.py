@@ -213,3 +213,13 @@ def test_a_model_saved_with_a_numpy_generator_records_the_seed_its_fit_drew(reco
     assert steps["reducer"]["random_state"] == fitted["reducer"].seed_ == int(np.random.default_rng(3).integers(2**32))
     assert steps["clusterer"]["random_state"] == fitted["clusterer"].seed_
     assert BrainClusterModel.load(tmp_path / "run").step("reducer").random_state == fitted["reducer"].seed_
+
+
+@pytest.mark.parametrize("pca, named", [(0, "checks 256 -> 256 dims"), (5, "checks+pca 256 -> 5 dims")])
+def test_the_fits_line_names_the_pca_only_when_one_was_fitted(records, tmp_path, caplog, pca, named):
+    """``--pca 0`` fits no PCA, yet the fit's line named one (``checks+pca 1280 -> 1280 dims``,
+    ``checks+ssl+pca 1280 -> 96 dims``)."""
+    with caplog.at_level("INFO", logger="brainclust"):
+        _model(tmp_path, pca=pca).fit(records)
+    line = [r.getMessage() for r in caplog.records if " dims in " in r.getMessage()]
+    assert len(line) == 1 and line[0].startswith(f"12 images: {named} in "), line

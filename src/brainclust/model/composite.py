@@ -350,10 +350,10 @@ class BrainClusterModel(NamedSteps, Step):
         self.cache_, self.timings_ = got.cache_info(), t
         log.info("%d %s: %s %d -> %d dims in %.1f s, %s -> %s in %.1f s", len(batch.records),
                  "images" if "units" not in dict(steps) else f"units from {len(kept)} images",
-                 "+".join(LOG_NAMES.get(n, n) for n, _ in steps[1:-1]) or "none", feats.shape[1], batch.X.shape[1],
+                 "+".join(LOG_NAMES.get(n, n) for n, s in steps[1:-1] if n != "reducer" or s.solver_ != "none")
+                 or "none", feats.shape[1], batch.X.shape[1],  # --pca 0 fitted no PCA: not named
                  sum(v for key, v in t.items() if key not in ("extract", "cluster")),
-                 clustering_text(clusterer),
-                 count_text(clusterer.n_clusters_, "cluster"), t["cluster"])
+                 clustering_text(clusterer), count_text(clusterer.n_clusters_, "cluster"), t["cluster"])
         return self
 
     def predict(self, records, *, source: str = "the input", checks: bool = True) -> Assignment:
