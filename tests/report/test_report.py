@@ -478,6 +478,18 @@ def test_k_with_dbscan_is_not_listed_unless_it_was_used():
     assert dict(settings_rows({"settings": asdict(RunConfig(method="kmeans"))}))["k"] == "4"
 
 
+def test_settings_with_no_option_are_not_listed():
+    """A run given --pca listed ``pca_given True``: bookkeeping of the run (its cap is then a warning), which no
+    option sets; ``progress`` neither."""
+    from dataclasses import asdict
+
+    from brainclust.model.config import RunConfig
+    from brainclust.report.tables import settings_rows
+
+    rows = dict(settings_rows({"settings": asdict(RunConfig(pca=20, pca_given=True, progress=False))}))
+    assert "pca_given" not in rows and "progress" not in rows and rows["pca"] == "20"
+
+
 def test_slices_and_volume_index_are_listed_only_where_the_scan_found_nifti(tmp_path):
     """A folder of PNGs listed ``slices axial:mid`` and ``volume_index 0``, which only NIfTI volumes use: the run
     records whether its scan found a NIfTI file (``scan.nifti``) and the table follows it. The settings alone cannot

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from brainclust.cluster.manifold import UMAP_PRE_PCA
 from brainclust.core.needs import not_applied
 from brainclust.io.outputs import escape_name
+from brainclust.model.config import RunConfig, options
 from brainclust.model.scorespace import ssl_embedding
 from brainclust.report.run import NOISE, cluster_name
 from brainclust.terminal import count_text
@@ -117,19 +118,23 @@ def purity_rows(labels_true, clusters) -> list[dict]:
 
 #: Settings that name a file or folder: shown by their last part, relative or absolute, POSIX or Windows.
 PATH_SETTINGS = frozenset({"cache_dir", "metadata", "split_table", "weights"})
+#: Fields of the run's settings with no option to set them: bookkeeping (``pca_given``: whether ``--pca`` was given;
+#: ``progress``: the bars follow the terminal), not shown.
+NO_OPTION = frozenset(f.name for f in fields(RunConfig)) - frozenset(options())
 
 
 def settings_rows(manifest: dict) -> list[tuple[str, str]]:
     """The run's settings as (name, text), without the empty ones (None, "", empty lists and dicts) and without
     those that did not apply to the run (:func:`brainclust.core.needs.not_applied`: ``--ssl-mode`` without
-    ``--self-supervised``, ``--k`` with DBSCAN, ``--slices`` where the scan found no NIfTI file...). A path
-    setting (``--cache-dir``, ``--metadata``, ``--weights``...) shows its last part only: the page can be mailed,
-    and a folder above it may be named after a patient (the full path stays in ``manifest.json``)."""
+    ``--self-supervised``, ``--k`` with DBSCAN, ``--slices`` where the scan found no NIfTI file...), nor those
+    with no option (:data:`NO_OPTION`: ``pca_given``). A path setting (``--cache-dir``, ``--metadata``,
+    ``--weights``...) shows its last part only: the page can be mailed, and a folder above it may be named after a
+    patient (the full path stays in ``manifest.json``)."""
     settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
     unused = not_applied({**settings, "scan": manifest.get("scan")})
     rows = []
     for key, val in sorted(settings.items()):
-        if key in unused:
+        if key in unused or key in NO_OPTION:
             continue
         if isinstance(val, dict):
             val = ", ".join(f"{k}={v}" for k, v in sorted(val.items()))
