@@ -86,6 +86,19 @@ def test_a_k_equal_to_the_number_of_images_is_one_warning(capsys, tmp_path):
                                 "every image is a cluster of its own (no silhouette)"], err
 
 
+def test_a_k_equal_to_the_distinct_contents_is_one_warning(capsys, tmp_path):
+    """--k 3 on 4 images, one a copy of another (3 distinct contents), made each content a cluster of its own without
+    a word, as --k 4 on 4 images said (--k 4 there is refused: identical files share one point)."""
+    data = two_group_images(tmp_path / "three", n=3)
+    (data / "copy.png").write_bytes((data / "img00.png").read_bytes())
+    code, out, err = run_cli(capsys, "-q", "run", data, "--out", tmp_path / "o", "--k", "3", "--checks", "off",
+                             "--no-report", "--descriptors", "off", "--permutations", "0", "--backbone", "histogram",
+                             "--cache-dir", tmp_path / "c")
+    assert code == 0 and "4 images, 3 clusters" in out
+    assert err.splitlines() == [f"brainclust: --k 3: only 3 of the 4 images in '{data}' have distinct contents "
+                                "(identical files share one point): every distinct image is a cluster of its own"], err
+
+
 def test_a_k_equal_to_the_images_decoded_is_one_warning(capsys, tmp_path):
     """--k 3 on 4 images one of which cannot be decoded made every image its own cluster without a word: the early
     check counts the scan's 4 images, and nothing counted the 3 decoded."""

@@ -297,7 +297,7 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
     ``distinct``: how many of the ``n`` images have distinct contents (``None``: not known, or a step may tell
     identical files apart): identical files get identical features, which the fit counts as one point, so ``--k N``
     above it is refused here, before the extraction, rather than warned about and refused after it (one content:
-    the fit's InputError says that every image is the same)."""
+    the fit's InputError says that every image is the same), and ``--k`` equal to it is a warning as for ``n``."""
     if method == "dbscan":
         return
     refused = isinstance(k, int) and distinct is not None and distinct < k <= n  # by the fit, if not here
@@ -315,6 +315,9 @@ def check_k_fits(k: int | str, method: str, n: int, where: str, unit: str = "sli
         raise ParameterError(f"--k: {k} clusters requested but {where} has only {has}")
     elif k == n and final and not refused:
         log.warning("--k %d: %s has %s: every %s is a cluster of its own (no silhouette)", k, where, has, noun)
+    elif k == distinct and final:  # fewer contents than images: each content is a cluster, its copies together
+        log.warning("--k %d: only %d of the %s in %s have distinct contents (identical files share one point): "
+                    "every distinct image is a cluster of its own", k, distinct, count_text(n, "image"), where)
 
 
 def warn_k_decoded(k: int | str | None, n_found: int, n_rows: int, unit: str = "slice") -> None:
