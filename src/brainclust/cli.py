@@ -68,9 +68,9 @@ def _add_run_parsers(sub, common) -> None:
                    help="output folder, outside DATA; it is replaced as a whole, so it must be new, empty or "
                         "a previous run's or check's (a folder holding other files is refused); a second run "
                         "writing the same --out at the same time waits for the first")
-    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", "agreement", *VOLUMES, *INPUTS, *METADATA,
-                           *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce", "outliers",
-                           "auto", "consensus", "ssl_gate", *CHECKS, *STEERING])
+    add_config_options(p, ["labels_from_folders", *EXTRACTION, "calibration_size", "agreement", *VOLUMES, *INPUTS,
+                           *METADATA, *CLUSTERING, *SSL, "engine", "ray_address", "embeddings_features", "reduce",
+                           "outliers", "auto", "consensus", "ssl_gate", *CHECKS, *STEERING])
     p.add_argument("--no-report", action="store_true", help="do not write report.html and figures/")
 
     p = sub.add_parser("check", help="check a folder of images without clustering it: duplicates, leakage, "

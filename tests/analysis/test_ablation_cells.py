@@ -76,4 +76,5 @@ def test_each_fits_info_line_goes_to_the_debug_log_in_a_study_and_stays_info_in_
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="brainclust"):
         make_clusterer("dbscan").fit(np.repeat(np.eye(2), 8, axis=0) + rng.normal(0, 0.01, (16, 2)))
-    assert [(r.levelno, r.getMessage()[:12]) for r in caplog.records] == [(logging.INFO, "dbscan: eps=")], caplog.records
+    said = [(r.levelno, r.getMessage()[:12]) for r in caplog.records]
+    assert said == [(logging.INFO, "dbscan: eps=")], said
