@@ -87,3 +87,25 @@ def test_save_load_round_trip_and_cache(estimator, tmp_path, monkeypatch):
     assert calls == [1]
     np.testing.assert_array_equal(again.coef_, first.coef_)
     plane_mod.fitted_estimator.cache_clear()
+
+
+def test_a_stored_estimator_trained_on_other_template_slices_is_refitted(estimator, tmp_path, monkeypatch):
+    """The stored model was reused whatever slices it was trained on: a change of nifti.brain_range (one slice later
+    on two axes, 2026-12-07) left plane_estimator_2_0.npz files giving the old estimates (4-class dev: 611 coronal
+    and 36 sagittal against 506 and 125 from a fresh fit)."""
+    from brainclust.features import plane as plane_mod
+
+    assert estimator.ranges_.shape == (3, 2)
+    np.testing.assert_array_equal(estimator.ranges_, plane_mod.template_ranges())
+    calls = []
+    monkeypatch.setattr(plane_mod.PlaneEstimator, "fit", lambda self: calls.append(1) or estimator)
+    plane_mod.fitted_estimator.cache_clear()
+    path = tmp_path / f"plane_estimator_{plane_mod.VERSION}_0.npz"
+    estimator.save(path)
+    plane_mod.fitted_estimator(0, str(tmp_path))
+    assert calls == []  # the same span: reused
+    plane_mod.fitted_estimator.cache_clear()
+    monkeypatch.setattr(plane_mod, "template_ranges", lambda vol=None: estimator.ranges_ + 1)
+    plane_mod.fitted_estimator(0, str(tmp_path))
+    assert calls == [1]  # another span: refitted
+    plane_mod.fitted_estimator.cache_clear()

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 PLANES = ("axial", "coronal", "sagittal")
 #: Changes whenever the descriptor or the training slices change (stored models of another version are refitted).
-VERSION = "2"
+VERSION = "3"
 TEMPLATE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 #: Side of the mask thumbnail in the descriptor, and bins of its width profiles.
 THUMB = 12
@@ -140,16 +140,35 @@ def _add_neck(img: np.ndarray, brain: np.ndarray, plane: str, rng) -> tuple[np.n
     return np.where(neck, tissue, img), brain | neck
 
 
-def _template_slices(n_per_plane: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Augmented slices of the template in every plane, and their planes (see the module docstring)."""
+def _template_volume() -> np.ndarray:
     from brainclust.io.formats import nifti
 
     vol = np.array(nifti.load_volume(template_path()), dtype=np.float32, order="C")  # a contiguous copy: fast cuts
     vol /= max(float(vol.max()), 1e-6)
+    return vol
+
+
+def template_ranges(vol: np.ndarray | None = None) -> np.ndarray:
+    """``(first, last)`` slice with brain of the template in each plane of :data:`PLANES` (3, 2): the span the
+    training slices are drawn from. A stored model trained on another span is refitted (:func:`fitted_estimator`):
+    a change of ``nifti.brain_range`` moved it by one slice on 2026-12-07 without a change of :data:`VERSION`."""
+    from brainclust.io.formats import nifti
+
+    vol = _template_volume() if vol is None else vol
+    return np.asarray([nifti.brain_range(vol, plane) for plane in PLANES], dtype=np.int64)
+
+
+def _template_slices(n_per_plane: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Augmented slices of the template in every plane, their planes, and the span they were drawn from
+    (:func:`template_ranges`; see the module docstring)."""
+    from brainclust.io.formats import nifti
+
+    vol = _template_volume()
+    ranges = template_ranges(vol)
     rng = np.random.default_rng(seed)
     images, planes = [], []
     for p_i, plane in enumerate(PLANES):
-        first, last = nifti.brain_range(vol, plane)
+        first, last = ranges[p_i]
         lo, hi = first + 0.12 * (last - first), last - 0.12 * (last - first)
         for _ in range(n_per_plane):
             img = nifti.cut(vol, plane, int(rng.integers(int(lo), int(hi) + 1)))
@@ -171,7 +190,7 @@ def _template_slices(n_per_plane: int, seed: int) -> tuple[list[np.ndarray], np.
                 img = img[:, ::-1]
             images.append(img + rng.normal(0, 0.02, img.shape))
             planes.append(p_i)
-    return images, np.asarray(planes)
+    return images, np.asarray(planes), ranges
 
 
 class PlaneEstimator(BaseEstimator):
@@ -191,6 +210,8 @@ class PlaneEstimator(BaseEstimator):
         Standardisation of the descriptor.
     coef_, intercept_ : ndarray
         The logistic regression (one row per plane of :data:`PLANES`).
+    ranges_ : ndarray (3, 2)
+        The span of the template the training slices were drawn from (:func:`template_ranges`).
     train_accuracy_ : float
         On its own template slices (a sanity check, not an accuracy on real data).
     """
@@ -206,7 +227,7 @@ class PlaneEstimator(BaseEstimator):
 
         if isinstance(self.n_per_plane, bool) or not isinstance(self.n_per_plane, int) or self.n_per_plane < 10:
             raise ParameterError(f"plane estimate n_per_plane: must be an integer >= 10, got {self.n_per_plane!r}")
-        images, planes = _template_slices(self.n_per_plane, self.random_state)
+        images, planes, self.ranges_ = _template_slices(self.n_per_plane, self.random_state)
         D = np.stack([shape_descriptor(im) for im in images])
         self.mean_, self.scale_ = D.mean(0), np.maximum(D.std(0), 1e-6)
         lr = LogisticRegression(C=self.C, max_iter=2000).fit((D - self.mean_) / self.scale_, planes)
@@ -226,7 +247,7 @@ class PlaneEstimator(BaseEstimator):
 
 
     # -- persistence (npz, no pickle) ----------------------------------------------
-    _ARRAYS = ("mean_", "scale_", "coef_", "intercept_")
+    _ARRAYS = ("mean_", "scale_", "coef_", "intercept_", "ranges_")
 
     def save(self, path) -> None:
         """Write the fitted model to ``path`` (``.npz``, read back with ``allow_pickle=False``)."""
@@ -266,7 +287,10 @@ def fitted_estimator(random_state: int = 0, cache_dir: str | None = None) -> Pla
     path = Path(cache_dir) / f"plane_estimator_{VERSION}_{random_state}.npz" if cache_dir else None
     if path is not None and path.is_file():
         try:
-            return PlaneEstimator.load(path)
+            stored = PlaneEstimator.load(path)
+            if np.array_equal(stored.ranges_, template_ranges()):
+                return stored
+            log.warning("plane estimator '%s' was trained on other template slices; refitting", path)
         except ModelFileError as exc:
             log.warning("%s; refitting", exc)
     est = PlaneEstimator(random_state=random_state).fit()
