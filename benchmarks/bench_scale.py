@@ -44,7 +44,7 @@ from brainclust.cluster.scores import score
 from brainclust.cluster.twostage import N_MICRO, two_stage_tree
 from brainclust.io.outputs import N_LEVELS
 
-DEFAULT_DATA = Path("/work/shared/data/brain_tumor_4class_dev")
+DEFAULT_DATA = Path("../shared/data/brain_tumor_4class_dev")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

@@ -53,7 +53,7 @@ from PIL import Image, ImageDraw, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
+    DATA = Path("../shared/data")
 
 DEV_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "text", "page", "moon", "coins", "clock",
               "brick", "cell", "immunohistochemistry", "retina"]

@@ -60,8 +60,8 @@ def read_metadata(path: Path) -> dict[str, dict]:
         return {r["path"]: r for r in csv.DictReader(fh)}
 
 
-def load(name: str, backbones=PORTFOLIO, cache_dir="/work/wt/cache-quality/feat",
-         sets_root="/work/wt/cache-quality/sets") -> LocalSet:
+def load(name: str, backbones=PORTFOLIO, cache_dir="../brainclust-quality/feat",
+         sets_root="../brainclust-quality/sets") -> LocalSet:
     path = folder(name, sets_root)
     data = {b: load_dataset(path, RunConfig(backbone=b, cache_dir=cache_dir, progress=False)) for b in backbones}
     first = data[backbones[0]]

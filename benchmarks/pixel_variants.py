@@ -17,7 +17,7 @@ Variants (each a 128 x 128 grey image, flattened; PCA 50, average-cosine, k = cl
 
 Usage::
 
-    python benchmarks/pixel_variants.py --out /work/wt/cache-quality/pixel_variants.json [--sets plane,dev_gmp]
+    python benchmarks/pixel_variants.py --out ../brainclust-quality/pixel_variants.json [--sets plane,dev_gmp]
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", default=",".join(local_sets.ALL))
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--cache-dir", default="/work/wt/cache-quality/feat")
-    ap.add_argument("--sets-root", default="/work/wt/cache-quality/sets")
-    ap.add_argument("--out", default="/work/wt/cache-quality/pixel_variants.json")
+    ap.add_argument("--cache-dir", default="../brainclust-quality/feat")
+    ap.add_argument("--sets-root", default="../brainclust-quality/sets")
+    ap.add_argument("--out", default="../brainclust-quality/pixel_variants.json")
     a = ap.parse_args()
     res = json.loads(Path(a.out).read_text()) if Path(a.out).is_file() else {}
     for name in a.sets.split(","):

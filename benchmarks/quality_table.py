@@ -34,8 +34,8 @@ from brainclust.data.demo import make_demo_dataset
 from brainclust.pipeline import RunConfig, run
 from brainclust.selfsup import gate
 
-SETS = {"demo": None, "4class_dev": "/work/shared/data/brain_tumor_4class_dev",
-        "yes_no": "/work/shared/data/brain_tumor_yes_no"}
+SETS = {"demo": None, "4class_dev": "../shared/data/brain_tumor_4class_dev",
+        "yes_no": "../shared/data/brain_tumor_yes_no"}
 ROWS = {"default": "brainclust run DATA --backbone efficientnet_lite0 --k K --seed S",
         "--reduce umap": "... --reduce umap",
         "--outliers auto": "... --outliers auto",

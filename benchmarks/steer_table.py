@@ -22,10 +22,10 @@ mean NMI inside the strata.
 
 Usage::
 
-    python benchmarks/cut_volume_sets.py /work/wt/cache-quality/sets
-    OMP_NUM_THREADS=1 python benchmarks/steer_table.py --parts basic --out /work/wt/cache-quality/t_basic.json
+    python benchmarks/cut_volume_sets.py ../brainclust-quality/sets
+    OMP_NUM_THREADS=1 python benchmarks/steer_table.py --parts basic --out ../brainclust-quality/t_basic.json
     ... (one process per part) ...
-    python benchmarks/steer_table.py --render /work/wt/cache-quality/t_*.json
+    python benchmarks/steer_table.py --render ../brainclust-quality/t_*.json
 """
 
 from __future__ import annotations
@@ -252,9 +252,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="basic,auto,steer,k,plane")
     ap.add_argument("--sets", default=",".join(local_sets.ALL))
-    ap.add_argument("--cache-dir", default="/work/wt/cache-quality/feat")
-    ap.add_argument("--sets-root", default="/work/wt/cache-quality/sets")
-    ap.add_argument("--out", default="/work/wt/cache-quality/steer_table.json")
+    ap.add_argument("--cache-dir", default="../brainclust-quality/feat")
+    ap.add_argument("--sets-root", default="../brainclust-quality/sets")
+    ap.add_argument("--out", default="../brainclust-quality/steer_table.json")
     ap.add_argument("--render", nargs="+", metavar="JSON")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--backbones", default=",".join(local_sets.PORTFOLIO),
