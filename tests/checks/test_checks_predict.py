@@ -75,6 +75,16 @@ def test_copies_of_fitted_images_are_duplicates_of_them_and_listed_as_leakage(fi
            "searched" in line and "across" not in line
 
 
+def test_one_copy_of_a_fitted_image_is_counted_in_the_singular(fitted, tmp_path):
+    out, new, cache = fitted
+    one = tmp_path / "one"
+    one.mkdir()
+    for name in ("copy4.png", "fresh50.png"):
+        shutil.copyfile(new / name, one / name)
+    line = predict(out, one, None, cache_dir=str(cache), progress=False).checks.summary()
+    assert "1 duplicate (1 exact copy of an image the model was fitted on; near copies" in line, line
+
+
 def test_predict_checks_off_and_a_run_without_checks(fitted, tmp_path, caplog):
     out, new, cache = fitted
     res = predict(out, new, tmp_path / "off", cache_dir=str(cache), progress=False, checks="off")

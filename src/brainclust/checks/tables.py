@@ -118,8 +118,9 @@ def summary_line(result) -> str:
             if across:
                 notes.append(f"{across} linked across {split_names}")
         if f == "duplicate" and of_fit:  # predict: exact copies of the images the model was fitted on
-            notes.append(f"{of_fit} exact copies of images the model was fitted on; near copies of those are not "
-                         "searched: 'brainclust check' on both folders finds them")
+            notes.append(f"{count_text(of_fit, 'exact copy', 'exact copies')} of "
+                         f"{'an image' if of_fit == 1 else 'images'} the model was fitted on; near copies of those "
+                         "are not searched: 'brainclust check' on both folders finds them")
         by_header = sum(1 for why in result.not_mri_reason or () if "modality" in why.split(";"))
         if f == "not_mri" and by_header:
             notes.append(f"{by_header} by the Modality of their DICOM header")
