@@ -64,6 +64,29 @@ def test_bf16_without_native_support_is_refused_before_the_scan(capsys, small, t
         assert not out.exists()
 
 
+def _output_folder(folder):
+    """A brainclust output folder (what the scan skips as a folder, with its reason)."""
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    (folder / "assignments.csv").write_text("")
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_skipped_folder_is_counted_as_a_folder(capsys, tmp_path, small, command):
+    """A walk: a run on a folder holding a run folder said '1 file skipped' for the folder it skipped."""
+    _output_folder(tmp_path / "only" / "results")
+    code, _, err = run_cli(capsys, command, tmp_path / "only", "--out", tmp_path / "o1")
+    assert code == 2 and "contains no readable image (1 folder skipped)" in err
+    import shutil
+
+    shutil.copytree(small, tmp_path / "data")
+    _output_folder(tmp_path / "data" / "results")
+    (tmp_path / "data" / "broken.png").write_bytes(b"not a png")
+    extra = ["--backbone", "pixels@16", "--no-report", "--k", "2"] if command == "run" else []
+    code, out, _ = run_cli(capsys, command, tmp_path / "data", "--out", tmp_path / "o2", "--workers", "0", *extra)
+    assert code == 0 and "1 file and 1 folder skipped (see manifest.json)" in out, out
+
+
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_a_folder_without_a_readable_image_exits_2_and_writes_nothing(capsys, tmp_path, command):
     (tmp_path / "in").mkdir()

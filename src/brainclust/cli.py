@@ -257,7 +257,7 @@ def _cmd_check(args) -> None:
                      slices=args.slices, volume_index=args.volume_index, include=args.include or (),
                      exclude_files=args.exclude_files or (), bids_filter=args.bids_filter, bids=args.bids,
                      finish=lambda staging, records: write_check_page(staging, args.data, records))
-    skipped = f"; {count_text(res.n_skipped, 'file')} skipped (see manifest.json)" if res.n_skipped else ""
+    skipped = f"; {res.skipped_text()} skipped (see manifest.json)" if res.n_skipped else ""
     say(f"{count_text(len(res.paths), 'image')} checked{skipped}")
     say(res.summary())
     say(f"outputs: {escape_name(str(args.out))}/checks.html (a gallery per flag), quality.csv, leakage.csv, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from brainclust.model.scorespace import gate_figures, silhouette_space
+from brainclust.io.walk import skipped_text
 from brainclust.terminal import count_text
 
 __all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line", "strata_named", "within_line"]
@@ -52,7 +53,7 @@ def run_summary(result, report: bool = True) -> str:
         lines.append(f"agreement with fp32: feature cosine {a['cosine_mean']:.4f} (min {a['cosine_min']:.4f}), "
                      f"clusters ARI {a['ari']:.3f} (metrics.json)")
     if result.skipped:
-        lines.append(f"{count_text(len(result.skipped), 'file')} skipped (see manifest.json)")
+        lines.append(f"{skipped_text(result.skipped)} skipped (see manifest.json)")
     if getattr(result, "checks", None) is not None:
         lines.append(result.checks.summary() + " (quality.csv, leakage.csv)")
         if result.config.exclude:

@@ -21,11 +21,12 @@ class InputError(BrainclustError):
     """The input data cannot be used (missing folder, no readable image...)."""
 
     @classmethod
-    def no_images(cls, data, n_skipped: int, excluded=None) -> "InputError":
-        """The error of a scan that found no readable image (``run``, ``predict``, ``check``); ``excluded``: the
-        scan's files left out on purpose, by reason (``--include``/``--exclude-files``...)."""
+    def no_images(cls, data, skipped: str, excluded=None) -> "InputError":
+        """The error of a scan that found no readable image (``run``, ``predict``, ``check``); ``skipped``: what
+        the scan skipped (``1 file``, ``0 files``, ``2 files and 1 folder``: ``ScanResult.skipped_text``);
+        ``excluded``: the scan's files left out on purpose, by reason (``--include``/``--exclude-files``...)."""
         left = "".join(f"; {count_text(n, 'file')} left out: {why}" for why, n in sorted((excluded or {}).items()))
-        return cls(f"input folder '{data}' contains no readable image ({count_text(n_skipped, 'file')} skipped{left})")
+        return cls(f"input folder '{data}' contains no readable image ({skipped} skipped{left})")
 
 
 class ParameterError(BrainclustError, ValueError):

@@ -108,7 +108,7 @@ def scan_nonempty(data, labels_from_folders: bool, slices: str = "axial:mid",
     scanned = scan(data, labels_from_folders=labels_from_folders, slices=slices, volume_index=volume_index,
                    progress=progress, **choice)
     if not scanned.records:
-        raise InputError.no_images(data, len(scanned.skipped), scanned.excluded)
+        raise InputError.no_images(data, scanned.skipped_text(), scanned.excluded)
     return scanned
 
 

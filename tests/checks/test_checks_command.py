@@ -235,7 +235,7 @@ def test_an_image_that_could_not_be_decoded_is_not_counted_as_checked():
                {"path": "bad.jpg", "flags": "", "duplicate_of": "", "error": "cannot decode image: truncated"}]
     ctx = checks_context(quality, [], {}, lambda p: {"name": p, "row": None, "src": None}, clustered=True)
     assert (ctx["n"], ctx["n_checked"], ctx["n_not_checked"]) == (3, 2, 1)
-    html = render("check.html.j2", {"checks": ctx, "n_files": 3, "n_skipped": 0, "n_withheld": 0, "n_refused": 0,
+    html = render("check.html.j2", {"checks": ctx, "n_files": 3, "skipped": [], "n_withheld": 0, "n_refused": 0,
                                     "n_missing": 0, "version": "test", "input": "data"})
     assert "3 images from 3 files." in html and "2 images checked, 1 flagged" in html
     assert "<h3>not checked: 1 image</h3>" in html

@@ -447,7 +447,16 @@ def test_a_folder_that_cannot_be_listed_is_skipped_not_lost(tmp_path, make_image
     assert [r.path for r in res.records] == ["a.png"]
     assert res.skipped == [{"path": "locked", "reason": "cannot list folder: Permission denied; its files are not "
                             "read"}]
+    assert res.skipped_text() == "1 folder"
     assert res.n_files == 2
+
+
+def test_the_skipped_entries_are_named_files_and_folders():
+    from brainclust.io.walk import LINKED_FOLDER, skipped_text
+
+    file, link = {"path": "a.png", "reason": "empty file (0 bytes)"}, {"path": "l", "reason": LINKED_FOLDER}
+    assert [skipped_text(s) for s in ([], [file], [file, file], [link], [file, link, link])] == [
+        "0 files", "1 file", "2 files", "1 folder", "1 file and 2 folders"]
 
 
 def test_an_empty_folder_name_is_refused_not_read_as_the_working_folder():
@@ -480,6 +489,7 @@ def test_brainclust_output_folders_are_not_read_as_images(tmp_path, make_image):
         ("checks", "a brainclust output folder (manifest.json, checks.html): its figures are not data; not read"),
         ("results", "a brainclust output folder (manifest.json, assignments.csv): its figures are not data; not read")]
     assert res.n_files == len(res.records) + len(res.skipped) + res.metadata_files + sum(res.excluded.values())
+    assert res.skipped_text() == "2 folders"  # counted as what they are (the summary said "2 files skipped")
     with pytest.raises(InputError, match=r"^input folder '.*results' is a brainclust output folder \(manifest.json, "
                                          r"assignments.csv\), not a folder of images: pass the folder of images"):
         scan(tmp_path / "results")

@@ -134,10 +134,30 @@ def test_a_count_of_one_is_singular_on_the_page(tmp_path):
     assert "1 cluster found" in page and "<td>1 hit, 1 miss</td>" in page and " 1 clusters" not in page
     checks = {"summary": "", "n": 1, "n_checked": 1, "n_flagged": 0, "split_source": "splits.csv", "n_leakage": 1,
               "leak_splits": [], "exclude": [], "clustered": False, "groups": [], "galleries": [], "not_checked": []}
-    html = render("check.html.j2", {"checks": checks, "n_files": 1, "n_skipped": 1, "n_withheld": 1,
+    skipped = [{"path": "broken.png", "reason": "not a recognised image file"}]
+    html = render("check.html.j2", {"checks": checks, "n_files": 1, "skipped": skipped, "n_withheld": 1,
                                     "n_refused": 0, "n_missing": 0, "version": "test", "input": "data"})
     assert "1 image from 1 file (1 file skipped: " in html and "1 image checked, 0 flagged" in html
     assert "; 1 row in leakage.csv" in html and "Not shown: 1 DICOM image that may show" in html
+
+
+def test_a_skipped_folder_is_named_a_folder_on_the_pages(tmp_path):
+    """The chip said '2 files skipped' for a broken file and a brainclust output folder inside the data."""
+    from brainclust.report.render import render
+
+    out = fake_run(tmp_path, n_per=4, k=2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    folder = {"path": "results", "reason": "a brainclust output folder (manifest.json, assignments.csv): its "
+                                           "figures are not data; not read"}
+    manifest["skipped"].append(folder)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    page = page_of(out)
+    assert '<span class="chip">1 file and 1 folder skipped</span>' in page and "Skipped (1 file and 1 folder)" in page
+    checks = {"summary": "", "n": 1, "n_checked": 1, "n_flagged": 0, "split_source": "", "n_leakage": 0,
+              "leak_splits": [], "exclude": [], "clustered": False, "groups": [], "galleries": [], "not_checked": []}
+    html = render("check.html.j2", {"checks": checks, "n_files": 2, "skipped": [folder], "n_withheld": 0,
+                                    "n_refused": 0, "n_missing": 0, "version": "test", "input": "data"})
+    assert "1 image from 2 files (1 folder skipped: " in html
 
 
 @pytest.mark.parametrize("level", [255.0, 200.0, 0.0, 4000.0, 0.5])

@@ -39,6 +39,7 @@ from brainclust.io.metadata import read_table
 from brainclust.io.outputs import CHECK_ENTRIES, write_manifest
 from brainclust.io.publish import check_out, prepare_out, publish
 from brainclust.io.scan import SCAN_TYPES, ImageRecord, ScanResult, scan
+from brainclust.io.walk import skipped_text
 from brainclust.terminal import count_text
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,11 @@ class CheckResult:
     why each ``not_mri`` image is (``;``-joined :data:`~brainclust.checks.rules.NOT_MRI_REASONS`,
     ``likeness`` and ``picture``; ``""`` for the others; ``None``: not recorded); ``picture_score`` the
     likeness rule's picture scores (step 7; NaN: not scored; ``None``: not recorded);
-    ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``n_skipped``
-    the files the scan could not read; ``n_undecoded`` the images of a run (or prediction) that its extraction
-    could not decode, which the checks never saw: not checked, as those the checks could not decode
-    (``descriptors.failed``), which is how ``brainclust check``, decoding every image itself, counts them.
+    ``likeness_features`` how the latter's features were extracted (backbone, precision, runtime); ``skipped``
+    the files and folders the scan could not read (``n_skipped`` of them, ``skipped_text()`` in words);
+    ``n_undecoded`` the images of a run (or prediction) that its extraction could not decode, which the checks
+    never saw: not checked, as those the checks could not decode (``descriptors.failed``), which is how
+    ``brainclust check``, decoding every image itself, counts them.
     """
 
     paths: list[str]
@@ -80,7 +82,7 @@ class CheckResult:
     leakage: list[dict] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)
     likeness_features: dict = field(default_factory=dict)
-    n_skipped: int = 0  # files of the folder the scan could not read (their reasons: the manifest's ``skipped``)
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}, as the manifest's ``skipped``
     n_undecoded: int = 0  # images a run's extraction could not decode (rows of quality.csv with an error)
     likeness_reference: np.ndarray | None = None
     not_mri_reason: list[str] | None = None
@@ -88,6 +90,11 @@ class CheckResult:
 
     def summary(self) -> str:
         return summary_line(self)
+
+    n_skipped = property(lambda self: len(self.skipped))
+
+    def skipped_text(self) -> str:
+        return skipped_text(self.skipped)
 
     def quality_rows(self) -> list[dict]:
         return quality_rows(self)
@@ -339,7 +346,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
     t0 = time.perf_counter()
     found = scan_result if scan_result is not None else scan(data, progress=progress, **scan_kwargs)
     if not found.records:
-        raise InputError.no_images(data, len(found.skipped), found.excluded)
+        raise InputError.no_images(data, found.skipped_text(), found.excluded)
     if split_table:  # matched before any image is decoded: a table that names nothing is refused at once
         split_table = match_table([r.path for r in found.records], [r.abspath for r in found.records], split_table)
     t_scan = time.perf_counter() - t0
@@ -350,7 +357,7 @@ def check_folder(data: str | os.PathLike, out: str | os.PathLike | None = None,
                          f"decoded (e.g. '{found.records[i].path}': {why}); nothing was checked")
     result = run_checks(found.records, descriptors=desc, thresholds=t, split_table=split_table, backend=backend,
                         progress=progress, cache_dir=cache_dir)
-    result.n_skipped = len(found.skipped)
+    result.skipped = found.skipped
     timings = {"scan": t_scan, "total": time.perf_counter() - t0}
     if out is not None:
         from brainclust import __version__

@@ -50,13 +50,11 @@ from brainclust.io.content import check_regular, guard_pixels, read_content, req
 from brainclust.io.formats import dicom, nifti, niftiread
 from brainclust.io.outputs import escape_name
 from brainclust.io.pathfilter import label_folder_of
-from brainclust.io.walk import drop_colliding, walk_folder
+from brainclust.io.walk import LINKED_FOLDER, drop_colliding, skipped_text, walk_folder
 from brainclust.progress import bar
 
 log = logging.getLogger(__name__)
 
-#: Reason of a skipped symbolic link to a folder.
-LINKED_FOLDER = "symbolic link to a folder; not followed (it could loop)"
 #: Image formats brainclust decodes (Pillow format names), whatever the extension.
 SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 #: Record types that are slices or frames of a scan (a NIfTI volume, a DICOM object), with a header of their own;
@@ -119,6 +117,10 @@ class ScanResult:
     @property
     def labels(self) -> list[str]:
         return [r.label for r in self.records]
+
+    def skipped_text(self) -> str:
+        """``2 files and 1 folder`` (:func:`brainclust.io.walk.skipped_text`)."""
+        return skipped_text(self.skipped)
 
 
 def _unreadable(exc: Exception) -> str:

@@ -7,6 +7,24 @@ import os
 from pathlib import Path
 
 from brainclust.io.outputs import CHECK_PAGE, RunFolder
+from brainclust.terminal import count_text
+
+#: Reason of a skipped symbolic link to a folder.
+LINKED_FOLDER = "symbolic link to a folder; not followed (it could loop)"
+#: How the reasons of a folder that cannot be listed and of a brainclust output folder begin.
+UNLISTED_FOLDER, OUTPUT_FOLDER = "cannot list folder:", "a brainclust output folder"
+#: How the reasons of the skipped folders begin (the scan's other skipped entries are files).
+FOLDER_REASONS = (LINKED_FOLDER, UNLISTED_FOLDER, OUTPUT_FOLDER)
+
+
+def skipped_text(skipped) -> str:
+    """``1 file``, ``2 folders``, ``3 files and 1 folder`` (``0 files`` when none): what the scan's skipped entries
+    (``[{"path", "reason"}]``, a manifest's ``skipped``) are; a folder is told by its reason (:data:`FOLDER_REASONS`:
+    a folder that could not be listed, a brainclust output folder, a link to a folder)."""
+    folders = sum(1 for s in skipped if isinstance(s, dict) and str(s.get("reason", "")).startswith(FOLDER_REASONS))
+    files = len(skipped) - folders
+    return " and ".join(([count_text(files, "file")] if files or not folders else [])
+                        + ([count_text(folders, "folder")] if folders else []))
 
 
 def output_folder_files(folder: Path) -> str | None:
@@ -32,7 +50,7 @@ def walk_folder(root: Path) -> tuple[list[Path], list[Path], int, list[dict[str,
 
     def cannot_list(exc: OSError) -> None:
         rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
-        unlisted.append({"path": rel, "reason": f"cannot list folder: {exc.strerror or exc}; its files are not read"})
+        unlisted.append({"path": rel, "reason": f"{UNLISTED_FOLDER} {exc.strerror or exc}; its files are not read"})
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=cannot_list):
         hidden += sum(n.startswith(".") for n in dirnames) + sum(n.startswith(".") for n in filenames)
@@ -41,7 +59,7 @@ def walk_folder(root: Path) -> tuple[list[Path], list[Path], int, list[dict[str,
         outputs = {d: files for d in dirnames if not (Path(dirpath) / d).is_symlink()
                    and (files := output_folder_files(Path(dirpath) / d))}
         unlisted.extend({"path": (Path(dirpath) / d).relative_to(root).as_posix(),
-                         "reason": f"a brainclust output folder ({files}): its figures are not data; not read"}
+                         "reason": f"{OUTPUT_FOLDER} ({files}): its figures are not data; not read"}
                         for d, files in outputs.items())
         dirnames[:] = [d for d in dirnames if d not in outputs]
         found.extend(Path(dirpath) / fn for fn in filenames if not fn.startswith("."))

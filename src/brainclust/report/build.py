@@ -147,7 +147,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "title": "brainclust report: " + escape_name(run.input_root.name if run.input_root else out_dir.name),
         "input": escape_name(run.input_root.name) if run.input_root else "(unknown)",  # the page can be mailed:
         "weights_file": escape_name(Path(str(m.get("backbone", {}).get("weights_path") or "")).name),  # no full paths
-        "out_dir": escape_name(Path(out_dir).name), "n_images": n, "skipped": skipped[:500], "n_skipped": len(skipped),
+        "out_dir": escape_name(Path(out_dir).name), "n_images": n, "skipped": skipped, "n_skipped": len(skipped),
         "clustered_text": clustered_text(run.unit, n, counts["n_set_aside"], m.get("n_images", n),
                                          files_text({"n_files_scanned": n, **m}, len(skipped))),
         "backbone": m.get("backbone", {}), "settings": settings_rows(m), "steering": steering_text(m),

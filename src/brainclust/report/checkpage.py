@@ -60,7 +60,7 @@ def write_check_page(folder: str | os.PathLike, data: str | os.PathLike, records
                             clustered=False)
     html = render("check.html.j2", {"checks": checks, "n_files": manifest.get("n_files_scanned"),
                                     "input": escape_name(Path(data).resolve().name),  # no full path: mailable
-                                    "n_skipped": len(manifest.get("skipped") or []),
+                                    "skipped": manifest.get("skipped") or [],
                                     "n_withheld": thumbs.n_withheld, "n_refused": thumbs.n_refused,
                                     "n_missing": thumbs.n_missing - thumbs.n_refused,
                                     "version": manifest.get("brainclust", "")})

@@ -6,6 +6,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+from brainclust.io.walk import skipped_text
 from brainclust.terminal import count_text
 
 #: Where the templates (and the CSS and JavaScript they inline) live.
@@ -24,6 +25,7 @@ def environment():
     env.filters["units"] = plural
     env.filters["counted"] = counted
     env.filters["noun"] = count_text  # {{ n|noun('cluster') }}: 1 cluster, 2 clusters; {{ n|noun('miss', 'misses') }}
+    env.filters["skipped"] = skipped_text  # {{ manifest_skipped|skipped }}: 1 file, 2 files and 1 folder
     return env
 
 
