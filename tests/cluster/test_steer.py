@@ -6,7 +6,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from brainclust.cluster.methods import Clusterer
 from brainclust.cluster.reduce import PCAReducer
-from brainclust.cluster.steer import MISSING, FactorRemover, StratifiedClusterer, as_strata, level_columns
+from brainclust.cluster.steer import (MISSING, FactorRemover, StratifiedClusterer, as_strata, check_categories,
+                                     level_columns)
 from brainclust.errors import ParameterError
 
 
@@ -270,3 +271,13 @@ def test_within_names_the_features_when_they_limit_the_pca_not_the_images(caplog
         ("WARNING", "--within: --pca 50 is more than the 32 features allow; using 32 in 2 strata"),
         ("WARNING", "--within: --pca 40 is more than the 32 features (1 stratum) and the images of 1 stratum "
                     "(10 images) allow; using 10 to 32 in 2 strata")]
+
+
+@pytest.mark.parametrize("column, proposed", [("site", "(a plane, a sequence, level_N)"),
+                                              ("level_3", "(a site, a plane, a sequence)"),
+                                              ("scanner", "(a site, a plane, a sequence, level_N)")])
+def test_a_refused_column_is_not_proposed_again(column, proposed):
+    """A walk: '--within site' on 5 FLAIR volumes of 5 sites was told to choose a column such as 'a site'."""
+    with pytest.raises(ParameterError) as err:
+        check_categories(["a", "b", "c", "d", "e"], "--within", column)
+    assert f"choose a column of categories with fewer values {proposed}, not a measurement" in str(err.value)

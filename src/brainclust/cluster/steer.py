@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 MISSING = "(missing)"
 #: Strata smaller than this are not clustered: their images form one cluster.
 MIN_STRATUM = 4
+#: Columns of categories a refused stratum column's message proposes (those other than the column given).
+CATEGORY_EXAMPLES = {"site": "a site", "plane": "a plane", "sequence": "a sequence", "level_": "level_N"}
 
 
 def listed(names: list[str]) -> str:
@@ -79,10 +81,11 @@ def check_categories(strata, option: str, column: str = "", min_rows: int = MIN_
     counts = Counter(values)
     name = f"{option}{' ' + column if column else ''}"
     if len(counts) > max(1, len(values) // min_rows):
+        others = ", ".join(text for key, text in CATEGORY_EXAMPLES.items()
+                           if column.lower() != key and not (key == "level_" and column.startswith(key)))
         raise ParameterError(f"{name}: {len(counts)} values for {len(values)} rows with a value (fewer than "
                              f"{min_rows} rows per value on average): choose a column of categories with fewer values "
-                             "(a site, a plane, a sequence, level_N), not a measurement or an identifier, or cluster "
-                             "more images or units")
+                             f"({others}), not a measurement or an identifier, or cluster more images or units")
     single = sorted(str(v) for v, n in counts.items() if n == 1)
     if warn and min_rows < MIN_STRATUM and single:
         log.warning("%s: %s with a single image, which centring puts at the origin (those images then "
