@@ -27,14 +27,18 @@ def test_a_wrong_run_folder_is_one_line_saying_what_it_is(tmp_path, capsys, comm
     for page in ("manifest.json", "checks.html"):
         (tmp_path / "chk").mkdir(exist_ok=True)
         (tmp_path / "chk" / page).write_text("{}")
-    (tmp_path / "demo_out" / "results").mkdir(parents=True)
+    (tmp_path / "demo_out" / "results" / "model").mkdir(parents=True)
     (tmp_path / "demo_out" / "results" / "manifest.json").write_text("{}")
+    (tmp_path / "demo_out" / "results" / "model" / "config.json").write_text("{}")
     need = f"'brainclust {command}' needs the --out folder of a 'brainclust run'"
     cases = {"my_rn": "is not a finished brainclust run: it does not exist; " + need,
              "a.png": "is not a finished brainclust run: it is a file, not a folder; " + need,
              "chk": "is the folder of a 'brainclust check' (its page is checks.html, written with it); " + need,
              "demo_out": f"is not a finished brainclust run (no manifest.json); 'brainclust demo' writes its run "
-                         f"into '{tmp_path / 'demo_out' / 'results'}': give that folder"}
+                         f"into '{tmp_path / 'demo_out' / 'results'}': give that folder",
+             # a walk: 'brainclust view RUN/model' gave no hint (predict named the run folder)
+             "demo_out/results/model": f"looks like the model/ folder of a run: pass the run folder "
+                                       f"'{tmp_path / 'demo_out' / 'results'}', not its model/ folder"}
     for name, said in cases.items():
         assert main(COMMANDS[command](tmp_path / name, tmp_path)) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -152,10 +152,9 @@ def read_model_manifest(model_dir) -> tuple[dict, int]:
     check_run_dir(model_dir, "predict")
     folder = RunFolder(model_dir)
     if not folder.model_config.is_file():
-        if (folder.root / MODEL_FILES["config"]).is_file():  # the run's model/ folder itself, or a copy of it
-            raise ModelFileError(f"'{model_dir}' looks like the model/ folder of a run: " + (
-                f"pass the run folder '{folder.root.parent}', not its model/ folder" if folder.root.name == "model"
-                else "put it in a folder of its own under the name model/ (DIR/model/config.json) and pass DIR"))
+        if (folder.root / MODEL_FILES["config"]).is_file():  # a copy of a run's model/ (model/ itself: check_run_dir)
+            raise ModelFileError(f"'{model_dir}' looks like the model/ folder of a run: put it in a folder of its own "
+                                 "under the name model/ (DIR/model/config.json) and pass DIR")
         if _predicted(folder):
             raise ModelFileError(f"'{model_dir}' is the folder of a 'brainclust predict' (it has no model/ of its "
                                  "own): give the folder of the 'brainclust run' it predicted with")

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from brainclust.errors import ModelFileError
-from brainclust.io.outputs import (ASSIGNMENT_COLUMNS, CHECK_PAGE, RunFolder, escape_name, read_assignments, read_json,
-                                   unescape_name)
+from brainclust.io.outputs import (ASSIGNMENT_COLUMNS, CHECK_PAGE, MODEL_FILES, RunFolder, escape_name, read_assignments,
+                                   read_json, unescape_name)
 from brainclust.terminal import count_text
 
 __all__ = ["RunTables", "check_assignment_columns", "check_row_count", "check_run_dir", "input_root", "read_manifest",
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def check_run_dir(path, command: str) -> None:
     """One line, before anything is read, when ``path``, given to ``brainclust COMMAND`` as a run folder, is no
     folder (it does not exist, or is a file), a ``brainclust check``'s or ``brainclust demo``'s folder (its run is
-    ``results/``): until 2026-12-07 predict, view, export and report each said it their own way, e.g. predict of
+    ``results/``) or the ``model/`` folder of a run: until 2026-12-07 predict, view, export and report each said it their own way, e.g. predict of
     a misspelt run ``'my_rn' is not a finished brainclust run: my_rn/model/config.json is missing``."""
     p, shown = Path(path), escape_name(str(path))
     head = f"'{shown}' is not a finished brainclust run"
@@ -52,6 +52,9 @@ def check_run_dir(path, command: str) -> None:
     if (p / CHECK_PAGE).is_file() and not folder.assignments.is_file():
         raise ModelFileError(f"'{shown}' is the folder of a 'brainclust check' (its page is {CHECK_PAGE}, written with "
                              f"it); {need}")
+    if not folder.manifest.is_file() and p.name == "model" and (p / MODEL_FILES["config"]).is_file():
+        raise ModelFileError(f"'{shown}' looks like the model/ folder of a run: pass the run folder "
+                             f"'{escape_name(str(p.parent))}', not its model/ folder")
     if not folder.manifest.is_file() and (p / "results" / "manifest.json").is_file():
         raise ModelFileError(f"{head} (no manifest.json); 'brainclust demo' writes its run into "
                              f"'{escape_name(str(p / 'results'))}': give that folder")
