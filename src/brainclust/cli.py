@@ -290,10 +290,12 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_view(args) -> None:
-    from brainclust.report.server import serve
+    from brainclust.report.server import all_interfaces, serve
 
+    wide = "on this computer; it listens on all interfaces: other computers use this computer's name or address; "
     serve(args.out_dir, args.host, args.port, cache_dir=args.cache_dir,
-          on_ready=lambda url: say(f"brainclust view: {url} (Ctrl-C stops)", flush=True))
+          on_ready=lambda url: say(f"brainclust view: {url} ({wide if all_interfaces(args.host) else ''}Ctrl-C stops)",
+                                   flush=True))
     say("brainclust view: stopped", flush=True)
 
 

@@ -454,6 +454,38 @@ def test_a_name_other_than_this_computers_is_refused_on_any_bind(tmp_path, host,
         ex.close()
 
 
+def test_a_server_on_all_interfaces_prints_a_url_a_browser_opens(tmp_path, capsys, monkeypatch, caplog):
+    """A walk: '--host 0.0.0.0' printed http://0.0.0.0:PORT/, which is no address a browser opens."""
+    import socketserver
+    import urllib.request
+
+    from brainclust.cli import main
+
+    out = make_run(tmp_path, n_per=4, with_map=True)
+    server, ex = srv.make_server(out, host="0.0.0.0", port=0, cache_dir=tmp_path / "cache")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = srv.url_of(server)
+        assert url == f"http://127.0.0.1:{server.server_address[1]}/"
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=30) as res:  # no proxy
+            assert res.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        ex.close()
+
+    def interrupted(self, poll_interval=0.5):
+        raise KeyboardInterrupt  # Ctrl-C at once: the line is printed before
+
+    monkeypatch.setattr(socketserver.BaseServer, "serve_forever", interrupted)
+    with caplog.at_level("WARNING", logger="brainclust"):
+        assert main(["view", str(out), "--host", "0.0.0.0", "--port", "0", "--cache-dir", str(tmp_path / "c")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "http://" in ln)
+    assert re.fullmatch(r"brainclust view: http://127\.0\.0\.1:\d+/ \(on this computer; it listens on all "
+                        r"interfaces: other computers use this computer's name or address; Ctrl-C stops\)", line)
+    assert "anyone who can reach this computer" in caplog.text  # the warning stays
+
+
 def test_a_page_served_to_the_network_says_so_and_names_no_full_path(tmp_path):
     out = make_run(tmp_path, n_per=4, with_map=True)
     server, ex = srv.make_server(out, host="0.0.0.0", port=0, cache_dir=tmp_path / "cache")

@@ -403,8 +403,20 @@ def make_server(run_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, 
     return server, ex
 
 
+def all_interfaces(host: str) -> bool:
+    """Whether ``--host`` ``host`` listens on every interface of this computer (``0.0.0.0``, ``::``, ``""``)."""
+    try:
+        return not host.strip("[]") or ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
 def url_of(server) -> str:
+    """The page's URL; a server on all interfaces at this computer's loopback address: a browser does not open
+    ``http://0.0.0.0:8765/`` (other computers use this computer's name or address)."""
     host, port = server.server_address[:2]
+    if all_interfaces(host):
+        host = "::1" if ":" in host else "127.0.0.1"
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
