@@ -305,6 +305,24 @@ def test_summary_names_the_report_only_when_one_was_written():
     assert "within.k_selection)" in _summary(res, report=False) and "report" not in _summary(res, report=False)
     assert auto_line(res).endswith("(auto.csv, the report's section)")
     assert auto_line(res, report=False).endswith("(auto.csv)")
+    # --k auto --no-report: its line (and the log's, below) named "the report's k panel"
+    res.metrics = {"n_images": 20, "n_clusters": 2, "k_selection": {"chosen_k": 2, "indices": {"gap": {"vote": 2}},
+                                                                    "prediction_strength": {"ks": [2]}}}
+    assert "--k auto: k = 2 (votes: gap 2; curves and prediction strength in metrics.json, the report's k panel)" \
+        in _summary(res)
+    assert "(votes: gap 2; curves and prediction strength in metrics.json)" in _summary(res, report=False)
+
+
+def test_the_k_evidence_log_names_no_report(caplog):
+    """The library does not know whether a report will be written (--no-report): the summary names it."""
+    import numpy as np
+
+    from brainclust.model.kevidence import prediction_strength
+
+    X = np.random.default_rng(0).normal(size=(40, 3)) + np.repeat([[0, 0, 0], [9, 9, 9]], 20, axis=0)
+    with caplog.at_level("INFO", logger="brainclust"):
+        assert prediction_strength(X, np.repeat([0, 1], 20), "kmeans", 0) is not None
+    assert "metrics.json k_selection.prediction_strength" in caplog.text and "report" not in caplog.text
 
 
 def test_summary_counts_one_image_and_one_cache_miss_in_the_singular():

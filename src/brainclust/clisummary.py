@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from brainclust.model.scorespace import gate_figures, silhouette_space
 from brainclust.io.walk import skipped_text
+from brainclust.model.scorespace import gate_figures, silhouette_space
 from brainclust.terminal import count_text
 
 __all__ = ["auto_line", "distinct_line", "run_summary", "strata_k_line", "strata_named", "within_line"]
@@ -40,7 +40,9 @@ def run_summary(result, report: bool = True) -> str:
     if "k_selection" in m:
         sel = m["k_selection"]
         votes = ", ".join(f"{name} {v['vote']}" for name, v in sel["indices"].items())
-        lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves in metrics.json)")
+        evidence = " and prediction strength" if sel.get("prediction_strength") else ""
+        panel = ", the report's k panel" if report else ""  # the report only when one was written
+        lines.append(f"--k auto: k = {sel['chosen_k']} (votes: {votes}; curves{evidence} in metrics.json{panel})")
     if (m.get("within") or {}).get("k_selection"):  # --within: each stratum chose its own k
         lines.append(strata_k_line(m["within"], getattr(result.config, "within", None) or "stratum", report=report))
     if isinstance(gate := (result.manifest.get("ssl") or {}).get("gate"), dict) and "kept" in gate:

@@ -38,5 +38,5 @@ def prediction_strength(embedding, labels, method: str, seed: int) -> dict | Non
                     "strength >= %.2f only at k = 2); the finer clusters may not be stable", record["threshold"])
     record["finest_reproducible_k"] = finest
     log.info("--k auto: the four-index vote chose k; prediction strength is recorded beside it as evidence "
-             "(metrics.json k_selection.prediction_strength, the report's k panel)")
+             "(metrics.json k_selection.prediction_strength)")  # the run's summary names the report when it has one
     return record
