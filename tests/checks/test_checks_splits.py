@@ -113,7 +113,8 @@ def test_split_table_is_read_as_a_metadata_table_and_an_empty_one_is_refused(tmp
     p = tmp_path / "splits.txt"
     p.write_text("path\tsplit\na.png\ttrain\n")
     assert read_split_table(p) == {"a.png": "train"}
-    for text, said in (("", "empty; expected a header line"), ("path,split\n", "has a header and no row")):
-        p.write_text(text)
+    for text, said in (("", r"empty; expected a header line and one row per image \(path, split\)$"),
+                       ("path,split\n", r"has a header and no row; expected one row per image \(path, split\)$")):
+        p.write_text(text)  # the empty one said "one row per key", --metadata's words
         with pytest.raises(ParameterError, match=f"^--split-table '{p}': {said}"):
             read_split_table(p)

@@ -272,14 +272,15 @@ def read_split_table(path: str | os.PathLike, column: str = "split", path_column
         The file cannot be read, lacks a column or has no row.
     """
     try:
-        table = read_table(path, option="--split-table")
+        table = read_table(path, option="--split-table", rows=f"one row per image ({path_column}, {column})")
     except InputError as exc:
         raise ParameterError(str(exc)) from None
     for c in (column, path_column):
         if c not in table.header:
             raise ParameterError(f"--split-table '{path}': has no column '{c}' (columns: {', '.join(table.header)})")
     if not table.rows:
-        raise ParameterError(f"--split-table '{path}': has a header and no row; expected one row per image")
+        raise ParameterError(f"--split-table '{path}': has a header and no row; expected one row per image "
+                             f"({path_column}, {column})")
     return {row[path_column]: row[column] for row in table.rows}
 
 

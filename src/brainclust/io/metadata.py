@@ -157,9 +157,9 @@ class MetadataTable:
     sha256: str = ""
 
 
-def read_table(path: str | Path, option: str = "--metadata") -> MetadataTable:
+def read_table(path: str | Path, option: str = "--metadata", rows: str = "one row per key") -> MetadataTable:
     """Read a CSV or TSV metadata file (see the module docstring); ``option`` names it in errors (``--split-table``
-    reads its table here too).
+    reads its table here too), ``rows`` what its rows are (said of an empty file).
 
     Raises
     ------
@@ -191,7 +191,7 @@ def read_table(path: str | Path, option: str = "--metadata") -> MetadataTable:
     except csv.Error as exc:
         raise InputError(f"{option} '{path}': not a valid {'TSV' if tab else 'CSV'} file ({exc})") from None
     if not lines or not any(h.strip() for h in lines[0]):
-        raise InputError(f"{option} '{path}': empty; expected a header line and one row per key")
+        raise InputError(f"{option} '{path}': empty; expected a header line and {rows}")
     header = [h.strip() for h in lines[0]]
     if any(privacy.value_like(h) for h in header):  # the first row of a table without a header: never shown
         raise InputError(f"{option} '{path}': its first line reads as data (a date, a long number or an "
