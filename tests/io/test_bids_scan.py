@@ -281,3 +281,19 @@ def test_bids_mode_errors_are_one_line(bids_tree, kwargs, message):
     with pytest.raises(ParameterError, match=message) as err:
         scan(bids_tree, **kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_labels_from_folders_on_a_bids_data_set_warns_that_they_are_the_subjects(bids_tree, caplog):
+    """A walk: --labels-from-folders on a BIDS data set scored against sub-01, sub-02... without a word."""
+    from brainclust.model.steercolumns import check_label_column
+
+    with caplog.at_level(logging.WARNING, logger="brainclust"):
+        check_label_column("folder", scan(bids_tree, labels_from_folders=True, slices="axial:2").records)
+    said = [r.getMessage() for r in caplog.records if "--labels-from-folders" in r.getMessage()]
+    assert said == ["--labels-from-folders: the first-level folders of a BIDS data set are its subjects (sub-01, "
+                    "sub-02), so the clusters are scored against the subjects; to score against a column the file "
+                    "names give, use --labels COLUMN instead (here: sequence, ce)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="brainclust"):  # read as ordinary folders: the folders are classes
+        check_label_column("folder", scan(bids_tree, labels_from_folders=True, slices="axial:2", bids="off").records)
+    assert "--labels-from-folders" not in caplog.text

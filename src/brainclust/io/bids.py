@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 ENTITIES = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc", "stain", "rec", "dir",
             "run", "mod", "echo", "flip", "inv", "mt", "part", "proc", "hemi", "space", "split", "recording",
             "chunk", "seg", "res", "den", "label", "desc")
+#: The columns a data file's name gives (:func:`name_columns`) besides ``subject``, as ``--labels`` names them.
+NAME_COLUMNS = ("suffix", "sequence", "session", *(e for e in ENTITIES if e not in ("sub", "ses")), "datatype")
 #: Long names accepted by the filter.
 LONG_NAMES = {"subject": "sub", "session": "ses", "acquisition": "acq", "ceagent": "ce", "contrast": "ce",
               "tracer": "trc", "reconstruction": "rec", "direction": "dir", "modality": "mod",

@@ -29,6 +29,7 @@ from brainclust.checks.stage import check_split_table
 from brainclust.errors import InputError
 from brainclust.features.descstore import describe_cached
 from brainclust.features.units import MIXED, unit_ids
+from brainclust.io.bids import NAME_COLUMNS
 from brainclust.io.metadata import MetadataTable, join_table, merge_columns, read_table, record_columns, record_rows
 from brainclust.io.outputs import column_name, escape_name
 from brainclust.io.pathfilter import SPLIT_WORDS
@@ -125,8 +126,9 @@ def _warn_unscorable(labels: list[str], column: str) -> None:
 
 def warn_folder_labels(rows: list) -> None:
     """``--labels-from-folders``: a warning when the folders give nothing to score against (a flat folder, or split
-    folders such as ``Training/`` with no class folder below them); says so when the labels come from the class
-    folders below split folders."""
+    folders such as ``Training/`` with no class folder below them) and when they are the subject folders of a BIDS
+    data set (naming the columns of its file names that vary: ``--labels suffix``...); says so when the labels come
+    from the class folders below split folders."""
     folders = {str(_lookup(r.meta, "folder") or "") for r in rows} - {""}
     splits = sorted(f for f in folders if f.lower() in SPLIT_WORDS)
     classes = sorted({str(v) for r in rows if not is_missing(v := _value(r.meta, "folder"))})
@@ -139,6 +141,12 @@ def warn_folder_labels(rows: list) -> None:
     elif splits:
         log.info("--labels-from-folders: the labels are the folders below %s %s (%s)",
                  count_text(len(splits), "split folder"), ", ".join(splits), shown)
+    elif any(r.meta.get("datatype") and r.meta.get("subject") == _value(r.meta, "folder") for r in rows):  # BIDS
+        varying = [c for c in NAME_COLUMNS if len({str(r.meta.get(c) or "") for r in rows}) > 1]
+        log.warning("--labels-from-folders: the first-level folders of a BIDS data set are its subjects (%s), so the "
+                    "clusters are scored against the subjects; %s", shown,
+                    f"to score against a column the file names give, use --labels COLUMN instead (here: "
+                    f"{', '.join(varying)})" if varying else "--labels COLUMN scores against a metadata column instead")
 
 
 def require_label_column(rows: list, column: str) -> None:
