@@ -513,9 +513,33 @@ def test_slices_and_volume_index_are_listed_only_where_the_scan_found_nifti(tmp_
     write_nifti(data / "vol.nii.gz", brain_volume())
     mixed = brainclust.run(data, None, slices="axial:3", **kw).manifest
     assert mixed["scan"]["nifti"] is True
-    assert {"slices": "axial:3", "volume_index": "0"}.items() <= dict(settings_rows(mixed)).items()
-    del pngs["scan"]["nifti"]  # a run folder written before the record
+    assert dict(settings_rows(mixed))["slices"] == "axial:3"  # volume_index: only with a 4-D file (below)
+    del pngs["scan"]["nifti"], pngs["scan"]["nifti_multi_volume"]  # a run folder written before the records
     assert {"slices": "axial:mid", "volume_index": "0"}.items() <= dict(settings_rows(pngs)).items()
+
+
+def test_volume_index_is_listed_only_where_a_nifti_file_had_several_volumes(tmp_path):
+    """A folder of 3-D NIfTI files listed ``volume_index 0``, which picks a volume of 4-D files only: the run records
+    whether a NIfTI file had more than one volume (``scan.nifti_multi_volume``) and the table follows it; a run
+    folder without the record lists it."""
+    import brainclust
+    from corpus import brain_volume, write_nifti
+
+    from brainclust.report.tables import settings_rows
+
+    for i in range(2):
+        write_nifti(tmp_path / "data" / f"v{i}.nii.gz", brain_volume(seed=i))
+    kw = dict(backbone="histogram", checks="off", descriptors="off", k=2, slices="axial:3",
+              cache_dir=str(tmp_path / "c"), progress=False)
+    flat = brainclust.run(tmp_path / "data", None, **kw).manifest
+    assert flat["scan"]["nifti"] is True and flat["scan"]["nifti_multi_volume"] is False
+    rows = dict(settings_rows(flat))
+    assert "volume_index" not in rows and rows["slices"] == "axial:3"
+    del flat["scan"]["nifti_multi_volume"]  # a run folder written before the record
+    assert dict(settings_rows(flat))["volume_index"] == "0"
+    write_nifti(tmp_path / "data" / "series.nii.gz", np.stack([brain_volume(seed=5)] * 2, axis=-1))
+    series = brainclust.run(tmp_path / "data", None, **kw).manifest
+    assert series["scan"]["nifti_multi_volume"] is True and dict(settings_rows(series))["volume_index"] == "0"
 
 
 def test_the_page_holds_no_absolute_path(built):

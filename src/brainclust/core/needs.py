@@ -6,8 +6,9 @@ and the report's settings table (:func:`brainclust.report.tables.settings_rows`)
 apply to the run (their defaults say nothing about it: ``--ssl-mode head`` of a run without ``--self-supervised``).
 A few are never refused (``refused=False``): ``--k`` with DBSCAN, which the run warns of (the heads of
 ``--self-supervised`` still use it), and the settings the data decide, which the settings alone cannot tell
-(``--slices`` cuts NIfTI volumes: a folder of PNGs ignores it, a mixed folder uses it; the scan warns): their rule
-reads the run's record of its scan (``manifest.json`` ``scan``, under the key ``scan``), and without one they apply.
+(``--slices`` cuts NIfTI volumes: a folder of PNGs ignores it, a mixed folder uses it; ``--volume-index`` picks a
+volume of 4-D files only; the scan warns): their rule reads the run's record of its scan (``manifest.json``
+``scan``, under the key ``scan``), and without one they apply.
 
 Each rule reads the settings as a mapping (the fields of a :class:`~brainclust.model.config.RunConfig`, or the
 ``settings`` of a ``manifest.json``, untrusted: a missing or odd value is read as the default would be), so this
@@ -67,6 +68,13 @@ def _nifti_found(settings: Mapping) -> bool:
     return not isinstance(scan, Mapping) or scan.get("nifti") is not False
 
 
+def _multi_volume(settings: Mapping) -> bool:
+    """Whether a NIfTI file the scan found had more than one volume (``scan.nifti_multi_volume``); unknown (no
+    record: a run folder written before it) counts as one had."""
+    scan = settings.get("scan")
+    return _nifti_found(settings) and (not isinstance(scan, Mapping) or scan.get("nifti_multi_volume") is not False)
+
+
 _SSL = "--self-supervised"
 #: In the order the refusals are tried (the first that applies is the one line).
 NEEDS: tuple[Need, ...] = (
@@ -89,7 +97,7 @@ NEEDS: tuple[Need, ...] = (
     # never refused: the run warns (--k), or the data decide (a mixed folder slices its NIfTI volumes)
     Need("k", "--k", _k_used, "a --method other than dbscan (it finds its own number of clusters)", refused=False),
     Need("slices", "--slices", _nifti_found, "NIfTI volumes in DATA", refused=False),
-    Need("volume_index", "--volume-index", _nifti_found, "NIfTI volumes in DATA", refused=False),
+    Need("volume_index", "--volume-index", _multi_volume, "4-D NIfTI files in DATA", refused=False),
 )
 
 

@@ -163,6 +163,13 @@ def nifti_found(records: Sequence, skipped: Sequence[dict]) -> bool:
         s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
 
 
+def nifti_multi_volume(records: Sequence, skipped: Sequence[dict]) -> bool:
+    """Whether a NIfTI file the scan found had more than one volume (a skipped one may have: it counts), the files
+    ``--volume-index`` applies to (``manifest.json`` ``scan.nifti_multi_volume``)."""
+    return any(r.type == "nifti" and (r.meta.get("n_volumes") or 1) > 1 for r in records) or any(
+        s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
+
+
 def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=()) -> int:
     """The scan's warnings on what it found: each of ``options`` (``{"slices": (value, default), ...}``) the user
     gave (``told``) away from its default when the scan found images but no NIfTI file, kept or skipped (it
@@ -173,9 +180,7 @@ def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str,
         if name in told and value != default:
             log.warning("--%s %s: no NIfTI volume was found, so it changes nothing", name.replace("_", "-"), value)
     value, default = options.get("volume_index", (0, 0))
-    if "volume_index" in told and value != default and nifti_seen and not any(  # a skipped one may be 4-D
-            s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped) and not any(
-            r.type == "nifti" and (r.meta.get("n_volumes") or 1) > 1 for r in records):
+    if "volume_index" in told and value != default and nifti_seen and not nifti_multi_volume(records, skipped):
         log.warning("--volume-index %s: every NIfTI file found is 3-D (one volume), so it changes nothing", value)
     return warn_phi_names(r.path for r in records)
 

@@ -16,7 +16,7 @@ from brainclust.cluster.manifold import reduction_record
 from brainclust.core.needs import applied
 from brainclust.errors import ParameterError
 from brainclust.features.cache import default_cache_dir
-from brainclust.io.scanmeta import nifti_found
+from brainclust.io.scanmeta import nifti_found, nifti_multi_volume
 from brainclust.model.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,11 @@ def data_record(cfg: RunConfig, scanned, rows: list, n_images: int, info: dict, 
     """``manifest.json``'s ``scan`` (filters, the scan's summary and counts), ``units`` (what a row is),
     ``descriptors`` / ``metadata`` (what :func:`brainclust.model.enrich.enrich` did) and ``labels`` (the
     column scored against). ``scan.nifti``: whether it found a NIfTI file (:func:`~brainclust.io.scanmeta.nifti_found`),
-    so the report leaves out ``--slices`` and ``--volume-index`` when it did not."""
+    so the report leaves out ``--slices`` and ``--volume-index`` when it did not; ``scan.nifti_multi_volume``: whether
+    one had more than one volume (:func:`~brainclust.io.scanmeta.nifti_multi_volume`; else no ``--volume-index``)."""
     return {"scan": {"bids": scanned.bids, "summary": scanned.summary, "metadata_files": scanned.metadata_files,
                      "nifti": nifti_found(scanned.records, scanned.skipped),
+                     "nifti_multi_volume": nifti_multi_volume(scanned.records, scanned.skipped),
                      "left_out": dict(scanned.excluded), "include": list(cfg.include),
                      "exclude_files": list(cfg.exclude_files), "bids_filter": cfg.bids_filter},
             "units": {"unit": cfg.unit, "n_rows": len(rows), "n_images": n_images},
