@@ -8,7 +8,8 @@ No images are decoded: the inputs are generated the way a run stores them.
   drawn around 2,000 centres so that unrelated images are similar (as MRI slices are), with 1 %
   planted near copies (cosine ~0.99 to their source). The search is the one of
   :func:`brainclust.checks.duplicates.near_pairs`: one index, 16 query passes below 20,000 images
-  (4 flips x 4 crops; exact) and 8 above (4 flips x 2 crops; faiss); here each pass perturbs the queries slightly, the top 8 neighbours per query, candidates
+  (4 flips x 4 crops; exact) and 8 above (4 flips x 2 crops; faiss); here each pass perturbs the queries
+  slightly, the top 8 neighbours per query, candidates
   kept above the verification floor (0.925). Reported: time, peak RSS of the process, and the
   recall of the planted pairs.
 - the library choice: faiss IVF-Flat vs usearch HNSW vs exact, one pass of n queries, recall@8

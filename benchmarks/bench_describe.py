@@ -3,7 +3,8 @@ straightforward formulas it replaced, in one process.
 
 The reference swaps back scipy's binary closing, opening and hole filling, the shift-by-shift
 mirror correlation, a second percentile in the shape cues and numpy's histogram of the [0, 1]
-picture (what `describe` did until 2026-12-05). Both variants describe the same decoded images round-robin; medians of the rounds,
+picture (what `describe` did until 2026-12-05). Both variants describe the same decoded images
+round-robin; medians of the rounds,
 the decode's own time for scale, and the largest difference between the two descriptor vectors.
 
     PYTHONPATH=src python benchmarks/bench_describe.py ../shared/data/brain_tumor_4class_dev --n 200 --rounds 7

@@ -16,7 +16,8 @@ over the 4-class dev set's classes, in a temporary folder removed at the end. AR
 clusters against the reference run's (same images, same seed).
 
     python benchmarks/bench_run_precision.py --n 160 --repeats 3
-    python benchmarks/bench_run_precision.py --n 160 --backbone inception_v3 --weights W.pth --modes onnx-fp32,openvino-bf16
+    python benchmarks/bench_run_precision.py --n 160 --backbone inception_v3 --weights W.pth \\
+        --modes onnx-fp32,openvino-bf16
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def extra_mri() -> list[tuple[str, np.ndarray]]:
     raw = np.frombuffer(gzip.open(Path(matplotlib.get_data_path()) / "sample_data" / "s1045.ima.gz").read(),
                         np.uint16).reshape(256, 256).astype(np.float64)
     phantom = skd.shepp_logan_phantom()
-    return [(name, (255 * a / a.max()).astype(np.uint8)) for name, a in (("s1045.png", raw), ("shepp_logan.png", phantom))]
+    return [(name, (255 * a / a.max()).astype(np.uint8))
+            for name, a in (("s1045.png", raw), ("shepp_logan.png", phantom))]
 
 
 def dev_photos() -> dict[str, np.ndarray]:
@@ -168,10 +169,12 @@ def near_copy(im: Image.Image, kind: str, rng) -> Image.Image:
     w, h = im.size
     if kind == "resize":
         f = rng.uniform(0.5, 0.9)
-        return im.resize((max(8, int(w * f)), max(8, int(h * f))), Image.BILINEAR if rng.random() < .5 else Image.BICUBIC)
+        return im.resize((max(8, int(w * f)), max(8, int(h * f))),
+                         Image.BILINEAR if rng.random() < .5 else Image.BICUBIC)
     if kind == "jpeg":
         buf = io.BytesIO()
-        im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode).save(buf, "JPEG", quality=int(rng.integers(40, 86)))
+        im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode).save(buf, "JPEG",
+                                                                          quality=int(rng.integers(40, 86)))
         return Image.open(io.BytesIO(buf.getvalue()))
     if kind == "crop_centre":
         c = rng.uniform(0.01, 0.05)
@@ -298,7 +301,8 @@ def build(root: Path, planting: str, seed: int | None = None) -> dict:
             a = np.clip(rng.normal(128, 40, (h, w)), 0, 255).astype(np.uint8)
         else:
             a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        truth["noise"].add(save(f"planted/noise/noise_{j}.{'png' if j % 2 else 'jpg'}", a, **({"quality": 90} if j % 2 == 0 else {})))
+        truth["noise"].add(save(f"planted/noise/noise_{j}.{'png' if j % 2 else 'jpg'}", a,
+                                **({"quality": 90} if j % 2 == 0 else {})))
     # tiny
     for j in range(10):
         src = Image.open(root / mri[int(rng.integers(len(mri)))])
@@ -367,8 +371,10 @@ def evaluate(root: Path, built: dict, workers: int, thresholds: str = "") -> str
             found_kind[kind] += 1
     truth = {**truth, **expected}
     lines = [f"planted folder: {len(res.paths)} images ({len(mri)} real MRI slices); checks took {elapsed:.1f} s",
-             "", "natural: flagged when the real images are checked alone (duplicates and blank slices already in the data)",
-             "", "| flag | planted | flagged | true | natural | other | precision | precision (natural excluded) | recall |",
+             "", "natural: flagged when the real images are checked alone "
+                 "(duplicates and blank slices already in the data)",
+             "", "| flag | planted | flagged | true | natural | other | precision | precision (natural excluded) "
+                 "| recall |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for f in truth:
         tp = len(flagged[f] & truth[f])

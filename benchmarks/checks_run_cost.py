@@ -77,7 +77,8 @@ def main() -> None:
                         "ratio_wall": med["on"]["wall_s"] / med["off"]["wall_s"],
                         "ratio_cpu": med["on"]["cpu_s"] / med["off"]["cpu_s"],
                         "checks_describe_s": desc, "checks_total_s": total}
-    print("| cache | off: wall / CPU s | on: wall / CPU s | on / off (wall) | on / off (CPU) | checks: descriptors | checks: all |")
+    print("| cache | off: wall / CPU s | on: wall / CPU s | on / off (wall) | on / off (CPU) | checks: descriptors "
+          "| checks: all |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for state, t in table.items():
         print(f"| {state} | {t['off']['wall_s']:.1f} / {t['off']['cpu_s']:.1f} | {t['on']['wall_s']:.1f} / "

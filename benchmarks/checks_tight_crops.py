@@ -53,7 +53,8 @@ def main(argv=None) -> int:
         hit = [p for p, f in zip(res.paths, res.flags) if "not_mri" in f]
         scored = np.isfinite(res.likeness_z)
         print(f"{name}: {len(hit)} of {len(res.paths)} real slices flagged not_mri; likeness scored "
-              f"{int(scored.sum())} (lowest z {np.nanmin(res.likeness_z) if scored.any() else float('nan'):.2f}); {hit[:8]}")
+              f"{int(scored.sum())} (lowest z "
+              f"{np.nanmin(res.likeness_z) if scored.any() else float('nan'):.2f}); {hit[:8]}")
     return 0
 
 

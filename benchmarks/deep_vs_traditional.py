@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--self-supervised", default="none",
                     help="SSL components for extra '+ SSL' rows (as brainclust run), default none")
     ap.add_argument("--ssl-views", default=None,
-                    help="appearance views of the SSL head (as brainclust run --ssl-views), default identity,hflip,strong")
+                    help="appearance views of the SSL head (as brainclust run --ssl-views), "
+                         "default identity,hflip,strong")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--weights", default=None, help="local state dict, used for inception_v3 only")
     args = ap.parse_args(argv)
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     clip = clip_arg(args.clip)
     ssl = parse_components(args.self_supervised)
     print(f"seeds {args.seeds}; {args.subsamples} subsamples of {args.frac:.0%}; PCA {args.pca}; "
-          f"clip {args.clip}; intensity window {args.intensity_window or 'off'}; fusion norm {args.fusion_norm}; SSL {','.join(ssl) or 'none'}"
+          f"clip {args.clip}; intensity window {args.intensity_window or 'off'}; fusion norm {args.fusion_norm}; "
+          f"SSL {','.join(ssl) or 'none'}"
           + (f" (views {args.ssl_views})" if ssl and args.ssl_views else "") + "\n")
     print("| data | backbone | method | silhouette | stability | NMI (seeds) | ARI (seeds) "
           "| NMI (subsamples) | wall s | command |")

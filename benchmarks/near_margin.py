@@ -1,7 +1,8 @@
 """How far below its verified similarity does a true near-duplicate pair sit in the search?
 
 ``checks.duplicates.near_pairs`` verifies the candidates whose projected search similarity reaches
-``near_similarity`` minus ``SEARCH_MARGIN`` (exact path) or ``SEARCH_MARGIN_LARGE`` (large path). This runs the same search with a wide floor (0.12 below), keeps
+``near_similarity`` minus ``SEARCH_MARGIN`` (exact path) or ``SEARCH_MARGIN_LARGE`` (large path). This runs
+the same search with a wide floor (0.12 below), keeps
 each candidate's best search similarity, verifies every candidate, and counts the candidates and the
 verified pairs each margin would keep, on both paths: exact (128-d codes, 4 crops; up to 20,000
 images) and large (faiss, 64-d, 2 crops). It reads the module's internals on purpose (a probe, not
@@ -78,14 +79,17 @@ def main():
         vsim = D._verify(thumbs, pairs, progress=False)
         t2 = time.perf_counter()
         true = vsim >= THR
-        print(f"  {'large (faiss 64-d)' if large else 'exact (128-d)'}: search {t1 - t0:.1f} s, verify {t2 - t1:.1f} s; "
+        print(f"  {'large (faiss 64-d)' if large else 'exact (128-d)'}: search {t1 - t0:.1f} s, "
+              f"verify {t2 - t1:.1f} s; "
               f"{len(pairs)} candidates at margin {max(MARGINS)}, {true.sum()} verified")
         if true.any():
             gap = vsim[true] - ssim[true]
-            print(f"    verified pairs: search sim min {ssim[true].min():.4f}, verified - search gap max {gap.max():.4f}")
+            print(f"    verified pairs: search sim min {ssim[true].min():.4f}, "
+                  f"verified - search gap max {gap.max():.4f}")
         for m in MARGINS:
             kept = ssim >= THR - m
-            print(f"    margin {m:.2f}: candidates {kept.sum():>10d}  verified kept {int((kept & true).sum()):>7d} / {int(true.sum())}")
+            print(f"    margin {m:.2f}: candidates {kept.sum():>10d}  "
+                  f"verified kept {int((kept & true).sum()):>7d} / {int(true.sum())}")
 
 
 main()

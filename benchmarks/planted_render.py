@@ -113,9 +113,11 @@ refused with the list of names.
 
 | rule | condition | default | why |
 | --- | --- | --- | --- |
-| `empty` | the spread of the levels is below a few steps | 3 | a constant picture, or one with a faint mark, carries nothing to measure |
+| `empty` | the spread of the levels is below a few steps | 3 | \
+a constant picture, or one with a faint mark, carries nothing to measure |
 | `small` | the shorter side is below the minimum | 32 | the fingerprint of a tiny picture is mostly interpolation |
-| `grainy` | the 8 by 8 block average keeps little of the variance | 0.15 | independent grain averages out; drawn shapes do not |
+| `grainy` | the 8 by 8 block average keeps little of the variance | 0.15 | \
+independent grain averages out; drawn shapes do not |
 | `copy` | the decoded pixels hash to those of an earlier picture | exact | a lossless re-save is the same picture |
 | `near copy` | the fingerprints agree to within the distance | 4 bits | resized and recompressed copies stay close |
 

@@ -8,7 +8,8 @@ vectors and, for hierarchical (average-cosine) and k-means clustering after PCA 
 Rand index between the reference partition and the other one, over 5 seeds (mean ± std). k is the
 number of labels of the set; labels are not used otherwise. A control row per bf16/int8 path
 adds Gaussian noise of the same size per image (the norm of that image's bf16/int8 - fp32 error)
-to the fp32 features: it tells how much of the disagreement any perturbation of that size causes. Paths that cannot run on this CPU
+to the fp32 features: it tells how much of the disagreement any perturbation of that size causes. Paths
+that cannot run on this CPU
 (bf16 without native bf16) are skipped with the reason.
 
 Run (``make bench`` runs it)::

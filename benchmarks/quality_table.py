@@ -139,7 +139,8 @@ def main() -> None:
     ap.add_argument("--auto-seeds", type=int, default=5)
     ap.add_argument("--ssl-epochs", type=int, default=10)
     ap.add_argument("--ssl-seeds", type=int, default=5)
-    ap.add_argument("--parts", default="simple,auto,ssl,temi", help="which rows: simple (rows 1-3), auto, ssl, temi, consensus")
+    ap.add_argument("--parts", default="simple,auto,ssl,temi",
+                    help="which rows: simple (rows 1-3), auto, ssl, temi, consensus")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--demo-dir", default="/tmp/qwork/demo")
     ap.add_argument("--render", metavar="JSON", nargs="+")

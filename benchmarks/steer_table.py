@@ -109,7 +109,8 @@ def part_basic(s, c: Cell) -> None:
                 t0 = time.perf_counter()
                 c.add(row, s.name, seed, s.labels, reference_labels(sp[b], s.k, seed), t0)
         for row, names in (("TURTLE (lite0, pixels)", ("efficientnet_lite0", "pixels")),
-                           ("TURTLE (4 backbones)", ("efficientnet_lite0", "efficientnet_lite0_multi", "pixels", "hog"))):
+                           ("TURTLE (4 backbones)",
+                            ("efficientnet_lite0", "efficientnet_lite0_multi", "pixels", "hog"))):
             if not c.done(row, s.name):
                 t0 = time.perf_counter()
                 m = TurtleClusterer(n_clusters=s.k, warm_start=True, random_state=seed).fit([sp[b] for b in names])
@@ -235,7 +236,8 @@ def render(store: dict, names) -> str:
     if acc:
         lines += ["**plane estimate accuracy**", "",
                   markdown_table(["set", "accuracy", "per plane"],
-                                 [[n, f"{v[0]['nmi']:.3f}", ", ".join(f"{p} {a:.2f}" for p, a in v[0]["per_plane"].items())]
+                                 [[n, f"{v[0]['nmi']:.3f}",
+                                   ", ".join(f"{p} {a:.2f}" for p, a in v[0]["per_plane"].items())]
                                   for n, v in acc.items()]), ""]
     return "\n".join(lines)
 

@@ -292,7 +292,8 @@ def test_summary_says_how_many_images_the_label_scores_cover():
 
 def test_summary_names_the_report_only_when_one_was_written():
     """A walk (2026-12-07): `run --within plane --k auto --no-report` printed "votes and curves in metrics.json
-    within.k_selection, the report", and `--auto --no-report` "(auto.csv, the report's section)"; predict writes none."""
+    within.k_selection, the report", and `--auto --no-report` "(auto.csv, the report's section)";
+    predict writes none."""
     from types import SimpleNamespace
 
     from brainclust.clisummary import auto_line, run_summary as _summary

@@ -179,7 +179,8 @@ def test_predict_records_its_inputs_and_warns_when_units_are_cut_otherwise(tmp_p
 
     rng = np.random.default_rng(0)
     for i in range(4):
-        write_nifti(tmp_path / "data" / f"v{i}.nii.gz", brain_volume() * (1 + i) + rng.normal(size=brain_volume().shape))
+        write_nifti(tmp_path / "data" / f"v{i}.nii.gz",
+                    brain_volume() * (1 + i) + rng.normal(size=brain_volume().shape))
     settings = dict(cache_dir=str(tmp_path / "cache"), workers=0)
     run(tmp_path / "data", tmp_path / "run", backbone="pixels@16", k=2, pca=2, slices="all-planes:2", unit="volume",
         checks="off", **settings)

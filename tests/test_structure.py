@@ -17,9 +17,9 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "brainclust"
 
 #: Stage order of the sub-packages: a package may import only from its own rank or a lower one.
-RANKS = {"errors": 0, "progress": 0, "terminal": 0, "core": 0, "io": 1, "features": 2, "cluster": 2, "checks": 2, "selfsup": 3,
-         "model": 4, "pipeline": 4, "analysis": 5, "report": 5, "data": 1, "engines": 3, "cli": 6, "cliopts": 6,
-         "clisummary": 6, "__main__": 7,
+RANKS = {"errors": 0, "progress": 0, "terminal": 0, "core": 0, "io": 1, "features": 2, "cluster": 2, "checks": 2,
+         "selfsup": 3, "model": 4, "pipeline": 4, "analysis": 5, "report": 5, "data": 1, "engines": 3, "cli": 6,
+         "cliopts": 6, "clisummary": 6, "__main__": 7,
          "": 0}  # "" = the package itself: its version and its lazy public names
 
 

@@ -12,9 +12,12 @@ def test_the_vocabulary_is_fixed():
     assert FLAGS == ("duplicate", "near_duplicate", "not_mri", "blank", "noise", "tiny", "non_image_dicom", "outlier")
 
 
-@pytest.mark.parametrize("kwargs, word", [({"min_side": 0}, "min_side"), ({"blank_mode_fraction": 1.5}, "blank_mode_fraction"),
-                                          ({"near_similarity": 0.0}, "near_similarity"), ({"outlier_k": 2.5}, "outlier_k"),
-                                          ({"colourfulness": float("nan")}, "colourfulness"), ({"exact_max": True}, "exact_max")])
+@pytest.mark.parametrize("kwargs, word", [({"min_side": 0}, "min_side"),
+                                          ({"blank_mode_fraction": 1.5}, "blank_mode_fraction"),
+                                          ({"near_similarity": 0.0}, "near_similarity"),
+                                          ({"outlier_k": 2.5}, "outlier_k"),
+                                          ({"colourfulness": float("nan")}, "colourfulness"),
+                                          ({"exact_max": True}, "exact_max")])
 def test_bad_thresholds_are_refused_with_their_name(kwargs, word):
     with pytest.raises(ParameterError, match=word):
         Thresholds(**kwargs)

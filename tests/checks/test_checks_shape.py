@@ -29,7 +29,8 @@ def _masks(seed: int, n: int):
 @pytest.mark.parametrize("iterations", [1, 2, 3])
 def test_closing_and_opening_equal_scipy(iterations):
     for m in _masks(iterations, 400):
-        assert np.array_equal(shape.closing(m, iterations), ndi.binary_closing(m, iterations=iterations, border_value=1))
+        assert np.array_equal(shape.closing(m, iterations),
+                              ndi.binary_closing(m, iterations=iterations, border_value=1))
         assert np.array_equal(shape.opening(m, iterations), ndi.binary_opening(m, iterations=iterations))
 
 

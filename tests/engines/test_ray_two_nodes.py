@@ -214,5 +214,6 @@ def test_two_nodes_equal_the_local_engine_also_when_a_node_dies(cluster, tmp_pat
     assert p2.returncode == 0, err[-3000:]
     assert sum(n for _, n in at_kill) < len(local.records), "the node died after the extraction had finished"
     after = _log(log2)[len(at_kill):]
-    assert after and all(n != second for n, _ in after), f"the head node did not take over the rest: second={second} ids={ids} at_kill={at_kill}"
+    assert after and all(n != second for n, _ in after), (f"the head node did not take over the rest: second={second} "
+                                                          f"ids={ids} at_kill={at_kill}")
     _same_as_local(tmp_path / "out2", tmp_path / "cache2", local, local_out)

@@ -121,7 +121,8 @@ def test_missing_and_wrong_weights_files(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
     spec, weights = backbones.resolve("efficientnet_lite0", str(junk))
-    with pytest.raises(WeightsUnavailableError, match="not a readable PyTorch state-dict file|not a PyTorch state dict"):
+    with pytest.raises(WeightsUnavailableError,
+                       match="not a readable PyTorch state-dict file|not a PyTorch state dict"):
         backbones.build(spec, weights)
 
 

@@ -1,5 +1,6 @@
 """brainclust turns the usage telemetry of its runtimes off: ONNX Runtime (1.29+ queues events for upload on Linux
-under ~/.cache/Microsoft), NNCF (the int8 calibration reports to Google Analytics) and Ray (usage stats). Each check runs in a fresh
+under ~/.cache/Microsoft), NNCF (the int8 calibration reports to Google Analytics) and Ray (usage stats). Each check
+runs in a fresh
 interpreter with its own HOME, without pytest loaded (NNCF turns its telemetry off by itself under pytest)."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
 y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
 g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
-ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": np.ones((1, 2), np.float32)})
+ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+    None, {"x": np.ones((1, 2), np.float32)})
 """
 
 

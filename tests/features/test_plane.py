@@ -36,7 +36,8 @@ def test_descriptor_ignores_gain_and_nearly_ignores_contrast():
     t2_like = head * (1.3 - (0.5 + 0.3 * np.sin(xx / 7.0)))  # inverted inside the head
     a, b = shape_descriptor(t1), shape_descriptor(t2_like)
     outline = np.r_[0:36, 40:len(a)]  # everything but the two intensity-symmetry values
-    np.testing.assert_allclose(a[outline], b[outline], atol=0.15)  # the edge moves by at most a pixel (1/8 of a thumbnail cell)
+    # the edge moves by at most a pixel (1/8 of a thumbnail cell)
+    np.testing.assert_allclose(a[outline], b[outline], atol=0.15)
     assert shape_descriptor(np.zeros((50, 50))).sum() == 0  # blank: no head, zeros
     with pytest.raises(ParameterError, match="2-D image"):
         shape_descriptor(np.zeros((4, 4, 3)))

@@ -31,7 +31,8 @@ def series(folder: Path, sid: str, n: int, seed: int, **attrs) -> None:
 def dicom_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("dcm") / "data"
     series(root / "p1", "11", 3, 1, SeriesDescription="AX T2 FLAIR", ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
-    series(root / "p1", "12", 2, 2, SeriesDescription="Smithers brain scan", ImageOrientationPatient=[0, 1, 0, 0, 0, -1])
+    series(root / "p1", "12", 2, 2, SeriesDescription="Smithers brain scan",
+           ImageOrientationPatient=[0, 1, 0, 0, 0, -1])
     series(root / "p2", "21", 3, 3, SeriesDescription="SAG T1", ImageOrientationPatient=[0, 1, 0, 0, 0, -1])
     frames = np.random.default_rng(4).integers(0, 3000, (3, 24, 20), dtype=np.uint16)
     write_dicom(root / "p2" / "multi.dcm", frames, uid=900, SeriesInstanceUID=UID + "22")

@@ -101,7 +101,8 @@ def test_series_folder_without_extensions_and_headerless_files(tmp_path):
     assert [r.path for r in found.records] == ["old.dcm", "series/IM0000", "series/IM0001", "series/IM0002"]
     assert all(r.type == "dicom" for r in found.records)
     assert detect(tmp_path / "series" / "IM0000") == "dicom" and detect(tmp_path / "old.dcm") == "image"
-    np.testing.assert_allclose(load_record(found.records[0]), dicomdisplay.window(PIX.astype(float), 200, 401), atol=1e-6)
+    np.testing.assert_allclose(load_record(found.records[0]), dicomdisplay.window(PIX.astype(float), 200, 401),
+                               atol=1e-6)
     assert [s["path"] for s in found.skipped] == ["IM_text"]
 
 

@@ -143,7 +143,8 @@ def _check_loader(path: Path) -> None:
         assert img.ndim == 2 and img.dtype == np.float32 and img.size > 0
 
 
-@settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=0, max_size=600),
        suffix=st.sampled_from([".png", ".jpg", ".dcm", ".nii", ".nii.gz", ""]),
        dicm=st.booleans())
@@ -156,7 +157,8 @@ def test_random_bytes_only_raise_image_read_errors(tmp_path_factory, data, suffi
     _check_loader(p)
 
 
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(sorted(VALID)), seed=st.integers(0, 2**32 - 1),
        n_flips=st.integers(1, 8), cut=st.floats(0.0, 1.0))
 def test_mutated_valid_files_only_raise_image_read_errors(tmp_path_factory, kind, seed, n_flips, cut):

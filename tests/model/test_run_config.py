@@ -149,7 +149,8 @@ def test_an_int8_runs_likeness_features_are_bf16_only_where_the_cpu_runs_it_nati
     monkeypatch.setattr(ovr, "openvino_available", lambda: True)
     monkeypatch.setattr(ovr, "native_bf16", lambda: native)
     checks = dict(build_steps(RunConfig(precision="int8")))["checks"]
-    assert (checks.likeness_precision, checks.likeness_runtime) == (("bf16", "openvino") if native else ("fp32", "auto"))
+    assert ((checks.likeness_precision, checks.likeness_runtime)
+            == (("bf16", "openvino") if native else ("fp32", "auto")))
 
 
 @pytest.mark.parametrize("argv, warned", [

@@ -692,7 +692,8 @@ def test_run_made_columns_and_metadata_of_the_same_name_both_survive():
     from brainclust.io.metadata import column_name
     from brainclust.io.outputs import assignment_rows
 
-    recs = [r.__class__(**{**r.__dict__, "meta": {"stratum": "theirs", "site": "A"}}) for r in records(3, lambda i: "A")]
+    recs = [r.__class__(**{**r.__dict__, "meta": {"stratum": "theirs", "site": "A"}})
+            for r in records(3, lambda i: "A")]
     out = with_columns(recs, {"stratum": ["x", "y", "x"], "cluster_in_stratum": [0, 0, 1]})
     rows = assignment_rows(out, np.array([0, 1, 0]), None)
     assert [(r["stratum"], r["meta_stratum"], r["cluster_in_stratum"]) for r in rows] == [

@@ -200,7 +200,8 @@ def test_a_dicom_series_of_several_planes_is_one_unit_with_one_warning(caplog):
         units = unit_records(recs, ["loc"] * 3 + ["t1"] * 3, "series")
     assert [(u.path, u.meta["plane"]) for u in units] == [("loc", "mixed"), ("t1", "axial")]
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 1 and "1 DICOM series hold slices of more than one plane" in warned[0] and "'loc'" in warned[0]
+    assert (len(warned) == 1 and "1 DICOM series hold slices of more than one plane" in warned[0]
+            and "'loc'" in warned[0])
     caplog.clear()
     with caplog.at_level("WARNING", logger="brainclust"):
         unit_records(recs, ["s"] * 6, "subject")  # a subject's series may differ in plane: nothing to say

@@ -56,7 +56,8 @@ def write_bids(root: Path) -> Path:
                 "AcquisitionDateTime": "2019-03-04T10:00:00", "InstitutionName": "Springfield"}))
         func = root / s / "func"
         func.mkdir()
-        nib.save(nib.Nifti1Image(np.stack([head("T1w", 99)] * 2, -1), np.eye(4)), str(func / f"{s}_task-rest_bold.nii.gz"))
+        nib.save(nib.Nifti1Image(np.stack([head("T1w", 99)] * 2, -1), np.eye(4)),
+                 str(func / f"{s}_task-rest_bold.nii.gz"))
         (func / f"{s}_task-rest_bold.json").write_text(json.dumps({"RepetitionTime": 2.0, "TaskName": "rest"}))
     return root
 

@@ -588,7 +588,8 @@ def test_captions_name_a_file_as_it_is_called_not_as_the_csv_guards_it(tmp_path)
 
 
 def test_view_gives_labels_without_a_cluster_colours_no_cluster_has(tmp_path):
-    """4 labels, 2 clusters: the 2 matched labels take their clusters' colours, the other 2 their own (as the report)."""
+    """4 labels, 2 clusters: the 2 matched labels take their clusters' colours, the other 2 their own
+    (as the report)."""
     from brainclust.report.viewdata import ViewData
 
     out = fake_run(tmp_path, n_per=4, k=4, method="kmeans", clusters_override=[0] * 8 + [1] * 8)
@@ -636,7 +637,8 @@ def test_the_outlier_gallery_holds_outliers_not_images_set_aside(tmp_path):
     out = fake_run(tmp_path, n_per=8, k=2, method="kmeans", clusters_override=[0] * 7 + [1] * 6 + [-1] * 3)
     mark_set_aside(out, 2)
     metrics = json.loads((out / "metrics.json").read_text())
-    (out / "metrics.json").write_text(json.dumps({**metrics, "outliers": {"n": 1, "tiny": 0, "far": 1, "rule": "r", "scored_as": "s"}}))
+    (out / "metrics.json").write_text(json.dumps(
+        {**metrics, "outliers": {"n": 1, "tiny": 0, "far": 1, "rule": "r", "scored_as": "s"}}))
     page = build_report(out, write_figures=False).path.read_text()
     gallery = page.split('id="outliers"')[1].split("</section>")[0] if 'id="outliers"' in page else ""
     assert gallery.count("<figure>") == 1

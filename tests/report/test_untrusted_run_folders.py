@@ -357,13 +357,14 @@ def _damage(run: Path, kind: str) -> str:
 
 DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_number", "input_relative", "settings_list",
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
-           "cluster_huge", "cluster_fullwidth", "cluster_negative", "extra_field", "duplicate_path", "metrics_list", "manifest_fifo",
-           "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
+           "cluster_huge", "cluster_fullwidth", "cluster_negative", "extra_field", "duplicate_path", "metrics_list",
+           "manifest_fifo", "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
            "manifest_nan", "scan_text", "units_text", "assignments_link", "secret_row"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
-SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"}, "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "cluster_fullwidth", "duplicate_path",
-                                                               "metrics_list"}}
+SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"},
+        "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "cluster_fullwidth",
+                 "duplicate_path", "metrics_list"}}
 
 
 @pytest.mark.parametrize("command, kind", [(c, k) for c in ("report", "export", "view") for k in DAMAGES

@@ -129,7 +129,8 @@ def test_box_selection_search_and_csv(view):
     dt.js("document.querySelector('.modes button[data-mode=box]').click(); true")
     dt.drag(a, b)
     v = dt.js("(function(){var v=window.brainclustExplorer.view;return [v.s, v.tx, v.ty]})()")
-    r = dt.js("(function(){var r=document.getElementById('map-clusters').getBoundingClientRect();return [r.left,r.top]})()")
+    r = dt.js("(function(){var r=document.getElementById('map-clusters').getBoundingClientRect();"
+              "return [r.left,r.top]})()")
     (dx0, dy0), (dx1, dy1) = [((p[0] - r[0] - v[1]) / v[0], (p[1] - r[1] - v[2]) / v[0]) for p in (a, b)]
     inside = np.flatnonzero((xy[:, 0] > dx0) & (xy[:, 0] < dx1) & (xy[:, 1] > dy0) & (xy[:, 1] < dy1))
     assert len(inside) > 0

@@ -165,8 +165,8 @@ def test_head_trains_on_the_chosen_appearance_views(tmp_path):
     views, y = blob_views(n=60)
     views["intensity"] = views["identity"] + 0.2 * np.random.default_rng(1).normal(size=views["identity"].shape)
     without_strong = {k: v for k, v in views.items() if k != "strong"}
-    head = SelfSupervisedHead(components=("contrastive", "joint"), n_clusters=3, appearance_views=("hflip", "intensity"),
-                              **FAST).fit(without_strong)
+    head = SelfSupervisedHead(components=("contrastive", "joint"), n_clusters=3,
+                              appearance_views=("hflip", "intensity"), **FAST).fit(without_strong)
     assert head.views_ == ["identity", "hflip", "intensity"]
     assert nmi(y, kmeans_labels(head.embedding_, 3, 0)) > 0.9
     with pytest.raises(ParameterError, match="view 'strong'"):  # the default views need 'strong'

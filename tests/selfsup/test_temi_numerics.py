@@ -57,7 +57,8 @@ def test_a_confident_teacher_and_an_empty_cluster_give_finite_gradients(empty_pr
     assert torch.allclose(marginal.sum(-1), torch.ones(3))
 
 
-@pytest.mark.parametrize("settings", [{"lr": 0.03, "epochs": 60}, {"lr": 0.01, "epochs": 100, "teacher_temperature": 0.02}])
+@pytest.mark.parametrize("settings", [{"lr": 0.03, "epochs": 60},
+                                      {"lr": 0.01, "epochs": 100, "teacher_temperature": 0.02}])
 def test_fast_training_on_tight_clusters_keeps_a_finite_embedding(settings):
     """A high learning rate on well-separated blobs drives the teacher to one-hot outputs within a few
     hundred steps: the product form of the loss turned every weight into NaN there (as on the 6,000-image set)."""

@@ -99,7 +99,8 @@ class AutoDecision:
 
 
 def strength_at(X: np.ndarray, k: int, seed: int | None, n_splits: int = STRENGTH_SPLITS) -> float:
-    """Prediction strength of average-cosine hierarchical clustering at ``k`` (see :mod:`brainclust.cluster.kchoice`)."""
+    """Prediction strength of average-cosine hierarchical clustering at ``k``
+    (see :mod:`brainclust.cluster.kchoice`)."""
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_splits):
@@ -180,7 +181,8 @@ def decide(features: Mapping[str, np.ndarray], k, seed: int | None = 0, *, pca=5
     if k == "auto":
         vote = KSelector(random_state=seed).fit(spaces[DEFAULT])
         strength = StableK(random_state=seed).fit(spaces[DEFAULT])
-        k, k_rec = vote.k_, {"chosen_k": int(vote.k_), "vote": vote.as_dict(), "prediction_strength": strength.as_dict()}
+        k, k_rec = vote.k_, {"chosen_k": int(vote.k_), "vote": vote.as_dict(),
+                             "prediction_strength": strength.as_dict()}
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k < n:
         raise ParameterError(f"--k: must be 'auto' or an integer from 2 to {n - 1}, got {k!r}")
     rows, parts = evaluate(spaces, int(k), seed, labels_true)

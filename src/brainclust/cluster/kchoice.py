@@ -49,7 +49,8 @@ RULE = ("prediction strength (Tibshirani & Walther 2005): the largest k whose sm
 
 
 def pair_share(test_labels: np.ndarray, predicted: np.ndarray) -> float:
-    """Smallest share, over ``test_labels``' clusters with >= 2 members, of their pairs put together by ``predicted``."""
+    """Smallest share, over ``test_labels``' clusters with >= 2 members, of their pairs put together by
+    ``predicted``."""
     shares = []
     for c in np.unique(test_labels):
         p = predicted[test_labels == c]
@@ -108,13 +109,14 @@ class StableK(BaseEstimator):
 
     def _check(self, n: int) -> list[int]:
         if self.method not in METHODS or self.method == "dbscan":
-            raise ParameterError(f"--k auto: needs a method with a k ({', '.join(m for m in METHODS if m != 'dbscan')}),"
-                                 f" got '{self.method}'")
+            raise ParameterError(f"--k auto: needs a method with a k "
+                                 f"({', '.join(m for m in METHODS if m != 'dbscan')}), got '{self.method}'")
         for name in ("k_min", "k_max", "n_splits", "sample_max"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ParameterError(f"{name}: must be a positive integer, got {v!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real) or not 0 < self.threshold <= 1:
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real)
+                or not 0 < self.threshold <= 1):
             raise ParameterError(f"threshold: must be in (0, 1], got {self.threshold!r}")
         if self.k_min < 2:
             raise ParameterError(f"k_min: must be >= 2, got {self.k_min}")

@@ -184,8 +184,8 @@ class KSelector(BaseEstimator):
 
     def _check(self, n: int) -> list[int]:
         if self.method not in METHODS or self.method == "dbscan":
-            raise ParameterError(f"--k auto: needs a method with a k ({', '.join(m for m in METHODS if m != 'dbscan')}), "
-                                 f"got '{self.method}'")
+            raise ParameterError(f"--k auto: needs a method with a k "
+                                 f"({', '.join(m for m in METHODS if m != 'dbscan')}), got '{self.method}'")
         for name in ("k_min", "k_max", "n_references", "sample_max"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:

@@ -327,7 +327,8 @@ class UMAPReducer(UMAPManifold):
         self.fit_rows_ = len(self.train_input_)
 
     def embed_only(self, X) -> np.ndarray:
-        """The centred UMAP embedding of ``X`` after the PCA, with no model kept (see :meth:`UMAPManifold.embed_only`)."""
+        """The centred UMAP embedding of ``X`` after the PCA, with no model kept
+        (see :meth:`UMAPManifold.embed_only`)."""
         self.check_params()
         X = np.asarray(X, dtype=np.float64)
         if len(X) > self.fit_max:

@@ -121,7 +121,8 @@ class Clusterer:
     randomness: ``n_clusters`` and ``random_state`` are dropped (``brainclust run --method dbscan --k N`` warns).
     """
 
-    def __new__(cls, method: str = "hierarchical", n_clusters: int = 4, **params) -> BaseClusterer:  # type: ignore[misc]
+    def __new__(cls, method: str = "hierarchical", n_clusters: int = 4,  # type: ignore[misc]
+                **params) -> BaseClusterer:
         return make_clusterer(method, n_clusters=n_clusters, **params)
 
     load = staticmethod(load_clusterer)

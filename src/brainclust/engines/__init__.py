@@ -19,7 +19,8 @@ ENGINES = ("local", "ray")
 #: What ``--ray-address`` accepts.
 ADDRESS_FORMS = "HOST:PORT, ray://HOST:PORT or auto"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDRESS = re.compile(rf"^(?P<client>ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|{_LABEL}(?:\.{_LABEL})*):(?P<port>[0-9]{{1,5}})\Z")
+_ADDRESS = re.compile(rf"^(?P<client>ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|{_LABEL}(?:\.{_LABEL})*)"
+                      r":(?P<port>[0-9]{1,5})\Z")
 
 
 def parse_address(address: str) -> tuple[str, int, bool] | None:

@@ -96,7 +96,8 @@ def parse_blocks(name: str) -> list[tuple[str, float]]:
 
 
 def l2_normalize(X: np.ndarray) -> np.ndarray:
-    """Rows divided by their Euclidean norm, in float64 (zero rows stay zero: :func:`~brainclust.core.arrays.unit_rows`)."""
+    """Rows divided by their Euclidean norm, in float64 (zero rows stay zero:
+    :func:`~brainclust.core.arrays.unit_rows`)."""
     return unit_rows(np.asarray(X, dtype=np.float64))
 
 

@@ -96,7 +96,8 @@ def core():
 
 @functools.lru_cache(maxsize=1)
 def cpu_capabilities() -> tuple[str, ...]:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (e.g. ``FP32``, ``BF16``, ``INT8``); empty without openvino."""
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (e.g. ``FP32``, ``BF16``, ``INT8``);
+    empty without openvino."""
     if not openvino_available():
         return ()
     try:

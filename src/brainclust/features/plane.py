@@ -131,7 +131,8 @@ def _add_neck(img: np.ndarray, brain: np.ndarray, plane: str, rng) -> tuple[np.n
     centre = left + w * (0.5 if plane == "coronal" else rng.uniform(0.35, 0.5))
     half = w * rng.uniform(0.18, 0.3) / 2 if plane == "coronal" else w * rng.uniform(0.15, 0.25) / 2
     yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
-    neck = (yy > top + 0.7 * h) & (np.abs(xx - centre) < half * (1 + 0.6 * np.clip((yy - bottom) / max(1, extra), 0, 1)))
+    neck = ((yy > top + 0.7 * h)
+            & (np.abs(xx - centre) < half * (1 + 0.6 * np.clip((yy - bottom) / max(1, extra), 0, 1))))
     if plane == "sagittal":  # the face: in front of and below the frontal lobe (anterior is on the right)
         cy, cx = top + h * rng.uniform(0.7, 0.9), left + w * rng.uniform(0.75, 0.9)
         neck |= ((yy - cy) / (0.25 * h)) ** 2 + ((xx - cx) / (0.15 * w)) ** 2 < 1

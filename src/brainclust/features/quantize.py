@@ -62,7 +62,8 @@ def check_size(size) -> None:
 
 
 def calibration_sample(keys: Sequence[str], size: int = CALIBRATION_SIZE, seed: int = CALIBRATION_SEED) -> list[str]:
-    """The calibration keys: the ``size`` distinct keys with the smallest ``SHA-256(f"{seed}:{key}")``, in that order."""
+    """The calibration keys: the ``size`` distinct keys with the smallest
+    ``SHA-256(f"{seed}:{key}")``, in that order."""
     check_size(size)
     distinct = set(keys)
     ranked = sorted(distinct, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).digest())

@@ -200,7 +200,8 @@ def check_calibration(size, calibration) -> None:
         raise ParameterError(f"calibration: must be the calibration_ dict of an int8 fit, got {calibration!r}")
 
 
-def plan_calibration(precision: str, given: dict | None, size: int, items, to_record) -> tuple[dict | None, list | None]:
+def plan_calibration(precision: str, given: dict | None, size: int, items,
+                     to_record) -> tuple[dict | None, list | None]:
     """``(calibration_, calibration_records_)`` of an extractor: ``(None, None)`` unless int8; ``given`` as is
     (its images are not at hand); else the seeded sample of ``items`` (records, or what ``to_record`` turns
     into one); ``(None, None)`` without items: the first ``transform`` calibrates on its images."""
@@ -423,9 +424,8 @@ PREFETCH = True
 def prefetch(items: Iterable, depth: int = 1) -> Iterator:
     """Iterate ``items`` with one background thread producing up to ``depth`` items ahead.
 
-    Decoding the next batch overlaps the current forward pass (ONNX Runtime and
-    torch release the GIL while they compute). An exception in the producer is
-    re-raised in the consumer.
+    Decoding the next batch overlaps the current forward pass (ONNX Runtime and torch release the GIL while they
+    compute). An exception in the producer is re-raised in the consumer.
     """
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()

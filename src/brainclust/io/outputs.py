@@ -426,8 +426,8 @@ def write_embeddings(path, rows: Sequence[Mapping], records: Sequence, embedding
     """Write ``embeddings.parquet`` atomically; ``rows`` are the rows of ``assignments.csv``, ``records`` their images.
 
     Unit runs add ``unit`` (string) and ``n_slices`` (int32); the rows' :data:`FLAGS_COLUMN`, when present,
-    follows as a string column; ``typed`` adds the metadata columns after them (``float64`` or ``string``, missing values
-    null), named as in ``assignments.csv``; ``features`` comes last.
+    follows as a string column; ``typed`` adds the metadata columns after them (``float64`` or ``string``,
+    missing values null), named as in ``assignments.csv``; ``features`` comes last.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

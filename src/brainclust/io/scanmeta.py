@@ -150,7 +150,8 @@ def warn_links_out(files: list[Path], root: Path) -> None:
 #: What in a file or folder name looks like patient data: a person's name in DICOM's format (``DOE^JOHN``) or a
 #: calendar date (``19700101``, ``1970-01-01``, ``1970_01_01``).
 PHI_IN_NAME = re.compile(r"\^"  # a DICOM person name (Family^Given)
-                         r"|(?<!\d)(19|20)\d{2}([-_.]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)"  # 19700101, 1970-01-01
+                         r"|(?<!\d)(19|20)\d{2}([-_.]?)(0[1-9]|1[0-2])"
+                         r"\2(0[1-9]|[12]\d|3[01])(?!\d)"  # 19700101, 1970-01-01
                          r"|(?<![a-z0-9])(0?[1-9]|[12]\d|3[01])[-_ .]?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
                          r"[a-z]*[-_ .]?((19|20)\d{2}|\d{2})(?!\d)"  # 01JAN1970, 1-Jan-70
                          r"|(?<![a-z])(mrn|dob)(?![a-z])", re.IGNORECASE)  # a record number or a birth date named

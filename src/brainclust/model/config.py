@@ -45,10 +45,10 @@ class RunConfig:
                         "locally, else efficientnet_lite0, said in an info line)", EXTRACTION)
     weights: str | None = opt(None, "--weights", "local state-dict file for the backbone", EXTRACTION, metavar="PATH")
     precision: str = opt("auto", "--precision", "auto = fp32 on CPU, bf16 on CUDA GPUs that support it (default "
-                         "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters (docs/performance.md): "
-                         "bf16 needs native bf16 (AMX, AVX512-BF16; refused elsewhere) and runs with OpenVINO (torch "
-                         "autocast without OpenVINO); int8 = OpenVINO with NNCF post-training quantisation "
-                         "calibrated on --calibration-size of the run's own images (pip install "
+                         "auto). On CPU, bf16 and int8 are opt-in and faster but move the clusters "
+                         "(docs/performance.md): bf16 needs native bf16 (AMX, AVX512-BF16; refused elsewhere) and runs "
+                         "with OpenVINO (torch autocast without OpenVINO); int8 = OpenVINO with NNCF post-training "
+                         "quantisation calibrated on --calibration-size of the run's own images (pip install "
                          "'brainclust[openvino]')", EXTRACTION, choices=PRECISIONS)
     runtime: str = opt("auto", "--runtime", "where the network runs: onnx = ONNX Runtime on CPU (exported once "
                        "into the cache folder), openvino = OpenVINO on CPU (converted once, cached; needs "
@@ -62,8 +62,8 @@ class RunConfig:
                           "runtime) and report the feature cosine and the clusters' ARI against them in "
                           "metrics.json (a second extraction)", EXTRACTION, switch=True)
     batch_size: int = opt(32, "--batch-size", "images per forward pass (default 32)", EXTRACTION, parse=parse_int)
-    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores, at most 4, none on "
-                              "2 cores or fewer, when extracting; every core for the data checks)", EXTRACTION,
+    workers: int | None = opt(None, "--workers", "image-decoding processes (default: half the cores, at most 4, none "
+                              "on 2 cores or fewer, when extracting; every core for the data checks)", EXTRACTION,
                               parse=parse_int)
     clip_percentiles: tuple[float, float] | None = opt(
         (0.5, 99.5), "--clip", "percentile intensity clip before min-max scaling, or 'off' (default 0.5,99.5)",
@@ -191,7 +191,8 @@ class RunConfig:
                                    "reduction and the clustering (they stay in assignments.csv with cluster -1), "
                                    "e.g. duplicate,not_mri,blank (default none)", CHECKS, parse=parse_exclude,
                                    metavar="FLAGS", shown="none")
-    #: ``--check-thresholds``: ``NAME=VALUE,...`` over the checks' defaults (:class:`brainclust.checks.flags.Thresholds`).
+    #: ``--check-thresholds``: ``NAME=VALUE,...`` over the checks' defaults
+    #: (:class:`brainclust.checks.flags.Thresholds`).
     check_thresholds: str | None = opt(None, "--check-thresholds", "NAME=VALUE,... changes a check's threshold, "
                                        "e.g. near_similarity=0.99,min_side=24 (docs/checks.md lists them)", CHECKS,
                                        metavar="NAME=V,...")

@@ -1,6 +1,7 @@
 """What a steered run checks and records: the settings (:func:`check_steering`), ``manifest.json["steer"]``
 (:func:`steer_record`), ``metrics.json["within"]`` (of a prediction too: :func:`predicted_within`), ``--auto``'s
-factor record (:func:`factor_record`) and ``--k auto``'s prediction strength (:func:`record_steering`, called by ``pipeline.run``). See docs/steering.md.
+factor record (:func:`factor_record`) and ``--k auto``'s prediction strength (:func:`record_steering`, called by
+``pipeline.run``). See docs/steering.md.
 """
 
 from __future__ import annotations

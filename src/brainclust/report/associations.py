@@ -80,7 +80,8 @@ def ranked_rows(path) -> list[dict] | None:
         return []
     rows = fold_same(rows)
     # the clusters' ranking first, then the tree levels' strongest associations
-    rows.sort(key=lambda r: (r["score"] is None, r["level"] != "cluster", -(r["score"] or 0.0), r["column"], r["level"]))
+    rows.sort(key=lambda r: (r["score"] is None, r["level"] != "cluster", -(r["score"] or 0.0), r["column"],
+                             r["level"]))
     return rows
 
 

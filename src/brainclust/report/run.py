@@ -168,7 +168,8 @@ _OBJ, _NUM = (dict, type(None)), (int, float, type(None))
 MANIFEST_FIELDS = {**{k: (dict,) for k in ("settings", "clustering", "backbone", "timings_s", "versions", "cache")},
                    **{k: _OBJ for k in ("pca", "ssl", "auto", "outliers", "report", "scan", "units")},
                    "skipped": (list,), "n_files_scanned": (int,), "kind": (str,)}
-METRICS_FIELDS = {"k_selection": _OBJ, "n_labelled": _NUM, **{k: _NUM for k in ("silhouette", "ari", "nmi", "fmi", "acc")}}
+METRICS_FIELDS = {"k_selection": _OBJ, "n_labelled": _NUM,
+                  **{k: _NUM for k in ("silhouette", "ari", "nmi", "fmi", "acc")}}
 
 
 def check_fields(path, info: dict, types: dict) -> None:

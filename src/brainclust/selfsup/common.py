@@ -78,7 +78,8 @@ def input_pca(X: np.ndarray, n_components: int, whiten_power: float = 0.0, rando
 
     PCA by the eigendecomposition of the ``(D, D)`` covariance (exact, fast for many
     rows) up to ``EXACT_PCA_MAX_DIM`` input dimensions, and by a randomized
-    SVD seeded by ``random_state`` (the run's seed) above (pixels, HOG and fused features have 8k-18k dimensions). Signs are
+    SVD seeded by ``random_state`` (the run's seed) above (pixels, HOG and fused features have 8k-18k
+    dimensions). Signs are
     fixed so that each component's largest entry is positive. Each
     component is divided by ``std ** whiten_power`` and all by one constant, so
     that the mapped input has unit mean variance per dimension.

@@ -275,7 +275,8 @@ class FinetuneSSL(SelfSupervisedHead):
                 p["clip_percentiles"] = tuple(p["clip_percentiles"])
             self = cls(**p)  # weights: the file's name (a path before), not read: the tensors are all saved
             self.weights_res_ = backbones.ResolvedWeights(None, str(info["weights_sha256"]))
-            self.components_, self.views_, self.d_in_ = parse_components(self.components), ["identity"], int(info["d_in"])
+            self.components_, self.views_, self.d_in_ = (parse_components(self.components), ["identity"],
+                                                         int(info["d_in"]))
             self._set_whiten(tensors)
             self._prepare({k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")})
             net = self._new_net(0)

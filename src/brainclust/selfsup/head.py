@@ -46,7 +46,8 @@ import numpy as np
 from brainclust.core.params import check_is_fitted
 from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_json
-from brainclust.selfsup.common import COMPONENTS, FORMAT_VERSION, input_pca, parse_components, seed_for, torch_determinism
+from brainclust.selfsup.common import (COMPONENTS, FORMAT_VERSION, input_pca, parse_components, seed_for,
+                                      torch_determinism)
 from brainclust.selfsup.loop import CachedViews, train_head
 from brainclust.selfsup.refine import refine
 from brainclust.selfsup.views import APPEARANCE_VIEWS, ROTATION_VIEWS, appearance, needed

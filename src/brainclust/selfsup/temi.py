@@ -331,7 +331,8 @@ class TEMIHead:
             self.n_features_in_ = int(info["n_features_in"])
             d, H, h, C = len(self.input_components_), self.n_heads, self.hidden, self.n_clusters
             want = [(H, d, h), (H, 1, h), (H, h, C), (H, 1, C)]
-            if ([tuple(t.shape) for t in self.teacher_] != want or self.input_components_.shape[1] != self.n_features_in_
+            if ([tuple(t.shape) for t in self.teacher_] != want
+                    or self.input_components_.shape[1] != self.n_features_in_
                     or self.input_mean_.shape != (self.n_features_in_,)):
                 raise ValueError(f"tensor shapes do not match the settings (want {want})")
         except (OSError, KeyError, ValueError, RuntimeError, TypeError, ParameterError, SafetensorError) as exc:
