@@ -164,6 +164,16 @@ def test_modules_stay_small_and_the_pipeline_thin():
     assert [m for m, n in sizes.items() if n > 460] == []
 
 
+def test_no_line_is_longer_than_120_characters():
+    """The style limit, in every ``.py`` file of the package, the tests and the benchmarks (comments and docstrings
+    too); characters, not bytes."""
+    root = PKG.parents[1]
+    bad = [f"{path.relative_to(root)}:{n} ({len(line)} characters)"
+           for top in ("src", "tests", "benchmarks") for path in sorted((root / top).rglob("*.py"))
+           for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if len(line) > 120]
+    assert bad == []
+
+
 def _docstrings(tree: ast.AST) -> set[int]:
     """``id`` of every docstring node of ``tree`` (module, class and function)."""
     kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
