@@ -40,7 +40,8 @@ def check_run_dir(path, command: str) -> None:
     """One line, before anything is read, when ``path``, given to ``brainclust COMMAND`` as a run folder, is no
     folder (it does not exist, or is a file), a ``brainclust check``'s or ``brainclust demo``'s folder (its run is
     ``results/``) or the ``model/`` folder of a run: until 2026-12-07 predict, view, export and report each said it
-    their own way, e.g. predict of a misspelt run ``'my_rn' is not a finished brainclust run: my_rn/model/config.json is missing``."""
+    their own way, e.g. predict of a misspelt run
+    ``'my_rn' is not a finished brainclust run: my_rn/model/config.json is missing``."""
     p, shown = Path(path), escape_name(str(path))
     head = f"'{shown}' is not a finished brainclust run"
     need = f"'brainclust {command}' needs the --out folder of a 'brainclust run'"
