@@ -651,6 +651,16 @@ def test_the_view_starts_coloured_as_the_report_is(tmp_path):
         assert ViewData(out, cache_dir=tmp_path / "cache").meta()["colour"] == first, (settings, report)
 
 
+def served_page(out: Path, cache: Path) -> str:
+    """The view's page of run folder ``out`` (the server made, read and closed)."""
+    server, ex = srv.make_server(out, port=0, cache_dir=cache)
+    try:
+        return ex.page.decode()
+    finally:
+        server.server_close()
+        ex.close()
+
+
 def test_the_view_names_the_space_of_a_silhouette_not_comparable_with_the_frozen_features(tmp_path):
     """The report said so of a kept self-supervised or UMAP embedding's silhouette; the view's headline showed a
     plain "Silhouette" (0.943 for TEMI) with no caveat."""
@@ -662,12 +672,7 @@ def test_the_view_names_the_space_of_a_silhouette_not_comparable_with_the_frozen
                               ([], "pca", None)):
         manifest["settings"].update(ssl=ssl, reduce=reduce)
         (out / "manifest.json").write_text(json.dumps(manifest))
-        server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
-        try:
-            page = ex.page.decode()
-        finally:
-            server.server_close()
-            ex.close()
+        page = served_page(out, tmp_path / "cache")
         if name is None:
             assert "Silhouette <b>" in page and "not comparable" not in page
         else:
@@ -682,22 +687,12 @@ def test_the_view_shows_a_within_runs_scores_inside_the_strata(tmp_path):
     (out / "metrics.json").write_text(json.dumps({**metrics, "within": {"scores": {
         "mean_nmi": 0.0829, "mean_ari": 0.0225,
         "per_stratum": {"axial": {"ari": 0.18, "nmi": 0.2, "n": 6}, "coronal": {"ari": -0.04, "nmi": 0.03, "n": 6}}}}}))
-    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
-    try:
-        page = ex.page.decode()
-    finally:
-        server.server_close()
-        ex.close()
+    page = served_page(out, tmp_path / "cache")
     assert re.search(r'<span class="chip" id="chip-within" title="Mean NMI and ARI inside each stratum[^"]*">Within '
                      r"the strata: NMI <b>0.083</b>, ARI <b>0.022</b></span>", page)
     assert "over 2 scored strata of 2 (metrics.json within.scores)" in page
     (out / "metrics.json").write_text(json.dumps(metrics))  # a run without --within: no such chip
-    server, ex = srv.make_server(out, port=0, cache_dir=tmp_path / "cache")
-    try:
-        assert "Within the strata" not in ex.page.decode()
-    finally:
-        server.server_close()
-        ex.close()
+    assert "Within the strata" not in served_page(out, tmp_path / "cache")
 
 
 def test_the_page_counts_in_the_singular_too(running, monkeypatch):
