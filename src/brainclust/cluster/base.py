@@ -110,9 +110,8 @@ class BaseClusterer(ClusterMixin, Step):
     Fitted attributes of every method: ``labels_`` (canonical ids, ``-1`` noise), ``n_clusters_``
     (clusters found, noise excluded), ``X_fit_`` (the points clustered: a copy when ``fit`` was given a writeable
     array itself, so that editing it afterwards does not change ``predict``; a read-only array is kept as it is),
-    ``n_features_in_``, ``seed_`` (the seed of
-    the fit: ``random_state``, or the one drawn from a numpy generator); ``levels_``, ``tree_`` and ``eps_`` are
-    ``None`` unless the method has them.
+    ``n_features_in_``, ``seed_`` (the seed of the fit: ``random_state``, or the one drawn from a numpy
+    generator); ``levels_``, ``tree_`` and ``eps_`` are ``None`` unless the method has them.
     """
 
     #: the ``--method`` name
