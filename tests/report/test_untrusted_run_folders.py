@@ -267,6 +267,24 @@ def test_view_draws_a_run_with_an_odd_cluster_value(run, value):
     assert data.n == len(rows) and value in data.by_name["cluster"].categories
 
 
+@pytest.mark.parametrize("number", ["9" * 400, "1e400"])
+def test_view_of_metrics_with_a_number_beyond_floats_serves_its_page_without_them(run, number):
+    """The view shows a --within run's scores inside the strata (metrics.json within.scores): an integer no float
+    holds made the server fail at start (internal error: OverflowError); a damaged metrics.json is left out."""
+    from brainclust.report import server as srv
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    scores = {"mean_nmi": 0.5, "mean_ari": 0.25, "per_stratum": {"a": {"nmi": 0.5, "ari": 0.25, "n": 4}},
+              "strata": {"nmi": "BIG", "ari": 0.1}}
+    (run / "metrics.json").write_text(json.dumps({**metrics, "within": {"scores": scores}}).replace('"BIG"', number))
+    server, ex = srv.make_server(run, port=0, cache_dir=run.parent / "viewcache")
+    try:
+        assert "Within the strata" not in ex.page.decode()
+    finally:
+        server.server_close()
+        ex.close()
+
+
 def test_a_run_with_one_pca_component_has_its_report_and_view(base, tmp_path):
     from brainclust.report.viewdata import ViewData
 
@@ -345,6 +363,15 @@ def _damage(run: Path, kind: str) -> str:
                                              encoding="utf-8")
     elif kind == "manifest_nan":  # not JSON a run writes; writing it back would fail after the report
         (run / "manifest.json").write_text((run / "manifest.json").read_text().replace('"kind"', '"x": NaN, "kind"', 1))
+    elif kind == "manifest_overflow":  # valid JSON read as an infinity: writing it back failed after the report
+        text = (run / "manifest.json").read_text()
+        (run / "manifest.json").write_text(text.replace('"kind"', '"x": 1e400, "kind"', 1))
+    elif kind == "metrics_bigint":  # valid JSON no float holds: formatting the score failed (OverflowError)
+        scores = {"mean_nmi": "BIG", "mean_ari": 0.1, "per_stratum": {"a": {"nmi": 0.5, "ari": 0.1, "n": 4}}}
+        metrics = json.loads((run / "metrics.json").read_text())
+        text = json.dumps({**metrics, "within": {"scores": scores}})
+        (run / "metrics.json").write_text(text.replace('"BIG"', "9" * 400))
+        return "metrics.json"
     elif kind == "manifest_deep":
         (run / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
     elif kind == "huge_field":
@@ -359,12 +386,13 @@ DAMAGES = ["manifest_list", "manifest_garbage", "manifest_missing", "input_numbe
            "truncated_mid_row", "truncated_at_a_line", "missing_columns", "not_utf8", "empty", "cluster_text",
            "cluster_huge", "cluster_fullwidth", "cluster_negative", "extra_field", "duplicate_path", "metrics_list",
            "manifest_fifo", "assignments_fifo", "metrics_fifo", "manifest_devzero", "manifest_deep", "huge_field",
-           "manifest_nan", "scan_text", "units_text", "assignments_link", "secret_row"]
+           "manifest_nan", "manifest_overflow", "metrics_bigint", "scan_text", "units_text", "assignments_link",
+           "secret_row"]
 #: What each command reads: export never reads the settings or metrics.json; view reads the rows as a table
 #: (it needs no integer cluster nor unique paths to draw them) and does without metrics.json.
-SKIP = {"export": {"settings_list", "metrics_list", "metrics_fifo", "scan_text", "units_text"},
+SKIP = {"export": {"settings_list", "metrics_list", "metrics_bigint", "metrics_fifo", "scan_text", "units_text"},
         "view": {"metrics_fifo", "cluster_text", "cluster_huge", "cluster_negative", "cluster_fullwidth",
-                 "duplicate_path", "metrics_list"}}
+                 "duplicate_path", "metrics_list", "metrics_bigint"}}
 
 
 @pytest.mark.parametrize("command, kind", [(c, k) for c in ("report", "export", "view") for k in DAMAGES

@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import re
@@ -82,6 +81,7 @@ from brainclust.errors import ModelFileError, ParameterError
 from brainclust.io.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json
 from brainclust.io.csvcell import formula_safe
 from brainclust.io.privacy import is_missing
+from brainclust.io.runjson import loads_run_json
 from brainclust.terminal import clipped
 
 log = logging.getLogger(__name__)
@@ -281,10 +281,6 @@ def check_run_file(path, folder=None) -> int:
 JSON_MAX = 1 << 30
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON that brainclust writes")
-
-
 def read_json(path, folder=None) -> dict:
     """Read a JSON file of a run folder; a missing or damaged file (:func:`check_run_file`) is a
     :class:`ModelFileError`."""
@@ -297,7 +293,7 @@ def read_json(path, folder=None) -> dict:
             raw = fh.read(size + 1)
         if len(raw) > size:
             raise ValueError("it grew while being read")
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        return loads_run_json(raw.decode("utf-8"))
     except (OSError, ValueError, RecursionError, MemoryError) as exc:
         raise ModelFileError(f"'{path}' is damaged ({str(exc)[:200]})") from None
 
