@@ -493,3 +493,39 @@ def test_brainclust_output_folders_are_not_read_as_images(tmp_path, make_image):
     with pytest.raises(InputError, match=r"^input folder '.*results' is a brainclust output folder \(manifest.json, "
                                          r"assignments.csv\), not a folder of images: pass the folder of images"):
         scan(tmp_path / "results")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="no FIFOs or /dev/zero")
+def test_a_fifo_or_a_device_named_as_metadata_is_skipped_never_opened(tmp_path, make_image, monkeypatch):
+    """A FIFO named ``x.json`` or ``t.tsv`` in the data folder made the scan wait for ever (until 2026-12-07: the
+    test of a metadata file, a same-stem sidecar and a BIDS table opened it), and a link named ``y.json`` to
+    ``/dev/zero`` was read without end as ``y.png``'s sidecar. Neither is opened now: each is skipped as an image
+    file would be. (Any open of such a file fails this test at once instead of hanging it.)"""
+    import builtins
+    import io
+    import stat
+
+    make_image(tmp_path / "x.png", seed=1)
+    make_image(tmp_path / "y.png", seed=2)
+    os.mkfifo(tmp_path / "x.json")
+    os.mkfifo(tmp_path / "t.tsv")
+    os.symlink("/dev/zero", tmp_path / "y.json")
+    real_open = builtins.open
+
+    def no_special(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.exists(file):
+            mode = os.stat(file).st_mode
+            assert not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)), f"opened {file}"
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_special)
+    monkeypatch.setattr(io, "open", no_special)
+    res = scan(tmp_path)
+    assert [r.path for r in res.records] == ["x.png", "y.png"]
+    assert [(s["path"], s["reason"]) for s in res.skipped] == [
+        ("t.tsv", "not a regular file (a FIFO); not read"), ("x.json", "not a regular file (a FIFO); not read"),
+        ("y.json", "not a regular file (a device); not read")]
+    from brainclust.io.bidstables import read_json, read_tsv  # BIDS sidecars and tables (participants.tsv)
+
+    assert read_tsv(tmp_path / "t.tsv") is None and read_json(tmp_path / "x.json") is None
+    assert read_json(tmp_path / "y.json") is None

@@ -7,11 +7,13 @@ error. Used by :mod:`brainclust.io.bids` and for same-stem sidecars by :mod:`bra
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
 
 from brainclust.io import privacy
+from brainclust.io.content import read_head
 
 log = logging.getLogger(__name__)
 
@@ -22,26 +24,28 @@ MAX_TABLE_BYTES = 64 << 20
 
 
 def read_json(path: Path) -> dict | None:
-    """A sidecar's JSON object, or ``None`` when it is too large, unreadable or not an object."""
+    """A sidecar's JSON object, or ``None`` when it is too large, unreadable (a FIFO or a device too:
+    :func:`~brainclust.io.content.read_head`) or not an object."""
+    raw = read_head(path, MAX_SIDECAR_BYTES + 1)
+    if raw is None or len(raw) > MAX_SIDECAR_BYTES:
+        return None
     try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     return data if isinstance(data, dict) else None
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]] | None:
-    """A TSV table (header, rows), or ``None`` when unreadable or too large."""
+    """A TSV table (header, rows), or ``None`` when unreadable (a FIFO or a device too) or too large."""
+    raw = read_head(path, MAX_TABLE_BYTES + 1)
+    if raw is None or len(raw) > MAX_TABLE_BYTES:
+        return None
     try:
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            return None
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, delimiter="\t")
-            rows = [dict(r) for r in reader]
-            return [h.strip() for h in (reader.fieldnames or [])], rows
-    except (OSError, UnicodeDecodeError, csv.Error):
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter="\t")
+        rows = [dict(r) for r in reader]
+        return [h.strip() for h in (reader.fieldnames or [])], rows
+    except (UnicodeDecodeError, csv.Error):
         return None
 
 

@@ -92,11 +92,11 @@ class Content:
         return io.BytesIO(self.data) if self.data is not None else self.path
 
 
-def read_hashed(path, keep_max: int) -> tuple[str, int, bytes | None]:
-    """``(SHA-256, size, bytes or None)`` of one read of ``path``: only a regular file is opened (never
-    blocking), its bytes are kept when there are at most ``keep_max``, and reading stops, refused, past the
-    size the file had when opened (a growing file, or a ``/proc`` file whose size says 0)."""
-    check_regular(path)  # a device node is never opened (opening some has effects); fstat below closes the race
+def _open_regular(path) -> tuple[int, os.stat_result]:
+    """A descriptor of ``path``, opened never blocking, and its ``fstat``; ImageReadError unless it is a regular
+    file. A device node is never opened (opening some has effects); the ``fstat`` closes the race with a file
+    replaced by a FIFO or a device after :func:`check_regular`."""
+    check_regular(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
                      | getattr(os, "O_BINARY", 0))  # Windows: no newline translation
@@ -106,6 +106,36 @@ def read_hashed(path, keep_max: int) -> tuple[str, int, bytes | None]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ImageReadError(f"not a regular file ({_kind_of(st.st_mode)}); not read")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_head(path, most: int) -> bytes | None:
+    """At most ``most`` bytes from the start of ``path``, read under the rules of :func:`read_content` (a FIFO is
+    never waited on, a link to ``/dev/zero`` never read); ``None`` when it is not a regular file or cannot be
+    read. The reader of the scan's metadata files (JSON sidecars, TSV tables), which are no images: until
+    2026-12-07 a FIFO named ``x.json`` in the data folder made the scan wait for ever."""
+    try:
+        fd, _ = _open_regular(path)
+    except ImageReadError:
+        return None
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(most)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_hashed(path, keep_max: int) -> tuple[str, int, bytes | None]:
+    """``(SHA-256, size, bytes or None)`` of one read of ``path``: only a regular file is opened (never
+    blocking), its bytes are kept when there are at most ``keep_max``, and reading stops, refused, past the
+    size the file had when opened (a growing file, or a ``/proc`` file whose size says 0)."""
+    fd, st = _open_regular(path)
+    try:
         h = hashlib.sha256()
         keep = st.st_size <= keep_max
         parts, total = [], 0

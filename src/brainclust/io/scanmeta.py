@@ -14,6 +14,7 @@ from brainclust.errors import InputError, ParameterError, UnsafePathError
 from brainclust.io import bids as bids_mod
 from brainclust.io import privacy
 from brainclust.io.bidstables import read_json
+from brainclust.io.content import read_head
 from brainclust.io.outputs import escape_name, shown_name
 from brainclust.io.pathfilter import PathFilter, class_folder_of, folder_of
 from brainclust.io.walk import output_folder_files
@@ -41,10 +42,8 @@ def is_metadata_file(p: Path, in_bids: bool) -> bool:
         return False
     if name.endswith(".tsv.gz"):
         return True
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(512)
-    except OSError:
+    head = read_head(p, 512)  # a FIFO named x.json is never waited on: it is no metadata, and no image either
+    if head is None:
         return False
     if name.endswith(".json"):
         return head.lstrip()[:1] in (b"{", b"[")
