@@ -363,6 +363,18 @@ def test_names_that_look_like_patient_data_are_warned_once_without_showing_them(
         assert "Doe" not in lines[0] and "1970" not in lines[0]
 
 
+@pytest.mark.parametrize("root", ["DOE^JOHN", "scan_1970-01-01"])
+def test_a_data_folder_whose_own_name_looks_like_patient_data_is_warned_of(tmp_path, make_image, caplog, root):
+    """report.html and (since 2026-12-07) checks.html name the data folder by its own name: the scan looked at the
+    names under it only, so ``brainclust check DOE^JOHN`` put the name on the page without a word."""
+    make_image(tmp_path / root / "a.png", "L")
+    with caplog.at_level("WARNING", logger="brainclust"):
+        scan(tmp_path / root)
+    lines = [r.getMessage() for r in caplog.records if "looks like" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("scan: 1 file or folder name with what looks like")
+    assert root not in lines[0]
+
+
 def test_slices_for_a_folder_without_nifti_is_said_to_change_nothing(tmp_path, make_image, caplog):
     make_image(tmp_path / "a.png", "L")
     with caplog.at_level("WARNING", logger="brainclust"):

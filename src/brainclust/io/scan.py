@@ -331,8 +331,8 @@ def scan(root: str | os.PathLike, labels_from_folders: bool = False, slices: str
     result.metadata_files, result.excluded, result.summary = select.metadata_files, select.excluded, select.summary
     if result.summary:
         log.info("scan: %s", result.summary)  # one line: sidecars and left-out files are never listed one by one
-    scanmeta.warn_found(result.records, result.skipped,
-                        {"slices": (slices, nifti.DEFAULT_SLICES), "volume_index": (volume_index, 0)}, told)
+    scanmeta.warn_found(result.records, result.skipped, {"slices": (slices, nifti.DEFAULT_SLICES),
+                        "volume_index": (volume_index, 0)}, told, root=rootp.name)
     result.skipped.sort(key=lambda s: s["path"])
     for s in result.skipped:
         log.warning("skipped %s: %s", escape_name(s["path"]), s["reason"])  # as written in the outputs

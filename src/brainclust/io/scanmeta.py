@@ -170,11 +170,13 @@ def nifti_multi_volume(records: Sequence, skipped: Sequence[dict]) -> bool:
         s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
 
 
-def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=()) -> int:
+def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=(),
+               root: str = "") -> int:
     """The scan's warnings on what it found: each of ``options`` (``{"slices": (value, default), ...}``) the user
     gave (``told``) away from its default when the scan found images but no NIfTI file, kept or skipped (it
     changes nothing), ``volume_index`` when every NIfTI file is 3-D (until 2026-12-07 without a word), and
-    :func:`warn_phi_names`; returns the latter's count."""
+    :func:`warn_phi_names` over the images' paths and ``root``, the data folder's own name (the report and
+    ``checks.html`` name it; until 2026-12-07 not looked at); returns the latter's count."""
     nifti_seen = nifti_found(records, skipped)
     for name, (value, default) in options.items() if records and not nifti_seen else ():
         if name in told and value != default:
@@ -182,7 +184,7 @@ def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str,
     value, default = options.get("volume_index", (0, 0))
     if "volume_index" in told and value != default and nifti_seen and not nifti_multi_volume(records, skipped):
         log.warning("--volume-index %s: every NIfTI file found is 3-D (one volume), so it changes nothing", value)
-    return warn_phi_names(r.path for r in records)
+    return warn_phi_names([*(r.path for r in records), root])
 
 
 def warn_phi_names(paths: Iterable[str]) -> int:
