@@ -44,3 +44,25 @@ def test_a_wrong_run_folder_is_one_line_saying_what_it_is(tmp_path, capsys, comm
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"brainclust: error: '{tmp_path / name}' {said}"]
     assert not (tmp_path / "pred").exists() and not (tmp_path / "exported").exists()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_run_folder_that_cannot_be_entered_is_one_line(tmp_path, capsys, monkeypatch, command):
+    """A run folder under a folder this user cannot enter (chmod 700 of another user's home): pathlib's exists()
+    raises PermissionError there, which ended each command in 'internal error: PermissionError' (exit 1). The
+    denial is simulated (the tests may run as root, whom no permission stops)."""
+    import os
+
+    (tmp_path / "data").mkdir()
+    Image.fromarray(np.full((8, 8), 9, np.uint8)).save(tmp_path / "data" / "b.png")
+    locked, real_stat = str(tmp_path / "home") + os.sep, os.stat  # the folder itself can be stat()ed
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path).startswith(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    assert main(COMMANDS[command](tmp_path / "home" / "run", tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"brainclust: error: '{tmp_path / 'home' / 'run'}' cannot be read (Permission denied)"]

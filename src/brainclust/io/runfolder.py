@@ -45,6 +45,13 @@ def check_run_dir(path, command: str) -> None:
     p, shown = Path(path), escape_name(str(path))
     head = f"'{shown}' is not a finished brainclust run"
     need = f"'brainclust {command}' needs the --out folder of a 'brainclust run'"
+    try:
+        _check_run_dir(p, shown, head, need)
+    except OSError as exc:  # a folder above it, or it, that cannot be entered: pathlib raises all but ENOENT
+        raise ModelFileError(f"'{shown}' cannot be read ({exc.strerror or exc})") from None
+
+
+def _check_run_dir(p: Path, shown: str, head: str, need: str) -> None:
     if not p.exists():
         raise ModelFileError(f"{head}: it does not exist; {need}")
     if not p.is_dir():

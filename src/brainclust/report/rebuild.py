@@ -69,6 +69,7 @@ def rebuild_report(out_dir, *, command: str = "brainclust report", prepare=None,
     OutputError
         The folder or the disk cannot be written (read-only, full, no permission).
     """
+    check_run_dir(out_dir, "report")  # first: a folder that cannot be entered is one line, not a PermissionError
     out = Path(out_dir)
     if out.is_symlink():  # a link to a run (e.g. 'latest'): the run it points to is rebuilt, the link stays
         out = Path(os.path.realpath(out))
