@@ -285,6 +285,17 @@ def test_view_of_metrics_with_a_number_beyond_floats_serves_its_page_without_the
         ex.close()
 
 
+@pytest.mark.parametrize("value", ["0.9", "<b>x</b>", True, [0.9]])
+def test_a_share_of_variance_that_is_no_number_is_left_out_of_the_pca_row(run, capsys, value):
+    """manifest.json pca.explained_variance as a string (or a list...) ended the report in 'internal error:
+    ValueError: Unknown format code 'f''; the PCA row now shows the components without it."""
+    m = json.loads((run / "manifest.json").read_text())
+    edit_manifest(run, pca={**m["pca"], "n_components": 3, "explained_variance": value})
+    assert main(["-q", "report", str(run)]) == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert '<tr id="pca-row"><th>PCA</th><td>3 components; seed 0</td></tr>' in page
+
+
 def test_a_run_with_one_pca_component_has_its_report_and_view(base, tmp_path):
     from brainclust.report.viewdata import ViewData
 

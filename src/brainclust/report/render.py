@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,13 +21,20 @@ def environment():
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
-    env.filters["f3"] = lambda v: "n/a" if v is None else f"{v:.3f}"
+    env.filters["pct"] = lambda v: f"{100 * v:.1f}%" if is_number(v) else ""
+    env.filters["f3"] = lambda v: f"{v:.3f}" if is_number(v) else "n/a"
     env.filters["units"] = plural
     env.filters["counted"] = counted
     env.filters["noun"] = count_text  # {{ n|noun('cluster') }}: 1 cluster, 2 clusters; {{ n|noun('miss', 'misses') }}
     env.filters["skipped"] = skipped_text  # {{ manifest_skipped|skipped }}: 1 file, 2 files and 1 folder
     return env
+
+
+def is_number(v) -> bool:
+    """Whether ``v`` is a finite real number (not a bool): what the ``pct`` and ``f3`` filters format; anything else,
+    from a run folder's JSON (untrusted: ``pca.explained_variance`` written as a string), shows as no number, never
+    as an error (until 2026-12-07 the report ended in ``internal error: ValueError: Unknown format code 'f'``)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def plural(unit: str) -> str:
