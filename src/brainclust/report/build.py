@@ -155,7 +155,7 @@ def summary_section(run: RunOutputs, command: str, shown_dir: Path | None = None
         "stratified": bool((m.get("settings") or {}).get("within")), "seed": run.seed, "method": run.method,
         "within_column": str((m.get("settings") or {}).get("within") or ""), "within_pca": within_pca_text(m),
         "k": run.k, "k_text": k_text(m, run.k), "n_clusters": len(set(run.clusters.tolist()) - {NOISE}),
-        **counts, "pca": m.get("pca", {}), "pca_of": ssl_embedding(m, dims=True), "reduction": reduction_text(m),
+        **counts, "pca": m.get("pca") or {}, "pca_of": ssl_embedding(m, dims=True), "reduction": reduction_text(m),
         "timings": [(k, _fmt_seconds(v)) for k, v in m.get("timings_s", {}).items()],
         "versions": m.get("versions", {}), "cache": m.get("cache", {}), "kind": m.get("kind", "run"),
         "n_labelled": run.metrics.get("n_labelled"), "command": command,

@@ -115,12 +115,13 @@ def checks_context(quality: list[dict], leakage: list[dict], info: dict, tile: C
         group_views.append({"flag": f, "n": n_images, "n_groups": len(chosen), "meaning": FLAG_MEANINGS[f],
                             "groups": shown})
     failed = [{"name": shown_name(q["path"]), "error": q.get("error", "")} for q in quality if q.get("error")]
+    exclude = info.get("exclude") if isinstance(info.get("exclude"), list) else []  # untrusted: a run folder's
     return {"summary": info.get("summary", ""), "n": len(quality), "n_checked": len(quality) - len(failed),
             "clustered": clustered, "n_flagged": sum(1 for fl in flags if fl), "galleries": galleries,
             "groups": group_views,
             "n_leakage": len(leakage), "leak_splits": sorted({s for r in leakage
                                                               for s in r.get("splits", "").split(";") if s}),
-            "exclude": info.get("exclude") or [], "n_excluded": info.get("n_excluded", 0),
+            "exclude": [str(f) for f in exclude], "n_excluded": info.get("n_excluded", 0),
             "split_source": info.get("split_source"), "not_checked": failed[:cap], "n_not_checked": len(failed)}
 
 

@@ -21,6 +21,7 @@ from brainclust.cluster.methods import load_clusterer
 from brainclust.errors import ModelFileError
 from brainclust.io.outputs import FLAGS_COLUMN, RunFolder, read_json
 from brainclust.io.runfolder import read_run
+from brainclust.terminal import clipped
 
 #: Cluster id of the images DBSCAN leaves unclustered.
 NOISE = -1
@@ -163,10 +164,23 @@ def int_or_zero(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def run_seed(manifest: dict, path) -> int:
+    """The run's ``--seed`` (``settings.seed``), which the map's t-SNE takes: 0 when it is no integer (an older or
+    edited record); ModelFileError naming ``path`` for an integer no run takes, outside [0, 2**32 - 1] (until
+    2026-12-07 scikit-learn's TSNE refused it: internal error)."""
+    settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+    seed = int_or_zero(settings.get("seed"))
+    if not 0 <= seed < 2**32:
+        raise ModelFileError(f"'{path}' is damaged: settings.seed {clipped(str(seed), 40)} is not a seed (an integer "
+                             "from 0 to 2**32 - 1)")
+    return seed
+
+
 _OBJ, _NUM = (dict, type(None)), (int, float, type(None))
 #: Fields of ``manifest.json`` and ``metrics.json`` the report and ``view`` read, and their JSON types.
 MANIFEST_FIELDS = {**{k: (dict,) for k in ("settings", "clustering", "backbone", "timings_s", "versions", "cache")},
-                   **{k: _OBJ for k in ("pca", "ssl", "auto", "outliers", "report", "scan", "units")},
+                   **{k: _OBJ for k in ("pca", "ssl", "auto", "outliers", "report", "scan", "units", "checks",
+                                        "steer")},
                    "skipped": (list,), "n_files_scanned": (int,), "kind": (str,)}
 METRICS_FIELDS = {"k_selection": _OBJ, "n_labelled": _NUM,
                   **{k: _NUM for k in ("silhouette", "ari", "nmi", "fmi", "acc")}}
@@ -216,5 +230,5 @@ def load_outputs(out_dir) -> RunOutputs:
                       levels=levels, tree=tree,
                       method=str(clustering.get("method", params.get("method", settings.get("method", "")))),
                       k=k,
-                      seed=int_or_zero(settings.get("seed")), input_root=tables.input_root,
+                      seed=run_seed(manifest, folder.manifest), input_root=tables.input_root,
                       leaf_clusters=leaves, hashes=tables.hashes)

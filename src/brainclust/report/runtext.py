@@ -16,6 +16,7 @@ from brainclust.model.criteria import consensus_outcome
 from brainclust.model.scorespace import silhouette_space, ssl_comparison
 from brainclust.report.render import counted
 from brainclust.report.run import int_or_zero
+from brainclust.report.tables import steer_within
 from brainclust.terminal import count_text
 
 __all__ = ["clustered_text", "consensus_text", "files_text", "k_text", "ssl_text", "within_scores"]
@@ -76,8 +77,8 @@ def k_text(manifest: dict, k: int) -> str:
         return f"k = {k}"
     if settings.get("k") != "auto":
         return f"k = {k} per stratum"
-    within = (manifest.get("steer") or {}).get("within") if isinstance(manifest.get("steer"), dict) else None
-    per = within.get("k") if isinstance(within, dict) and isinstance(within.get("k"), dict) else {}
+    within = steer_within(manifest)
+    per = within.get("k") if isinstance(within.get("k"), dict) else {}
     named = [f"{name}: {n}" for name, n in per.items() if isinstance(n, int) and not isinstance(n, bool)]
     if len(named) > K_NAMED:
         named = named[:K_NAMED] + [f"… {len(named) - K_NAMED} more in manifest.json steer.within.k"]

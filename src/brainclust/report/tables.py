@@ -160,13 +160,20 @@ def steering_text(manifest: dict) -> str:
     return escape_name("; ".join(parts))
 
 
+def steer_within(manifest: dict) -> dict:
+    """A ``--within`` run's record of its strata (``manifest.json`` ``steer.within``), or ``{}``: untrusted, like
+    every field of a run folder (until 2026-12-07 one of another type ended the report in an internal error)."""
+    steer = manifest.get("steer") if isinstance(manifest.get("steer"), dict) else {}
+    return steer.get("within") if isinstance(steer.get("within"), dict) else {}
+
+
 def within_pca_text(manifest: dict) -> str:
     """A ``--within`` run's reduction, for the summary: each stratum's own PCA (the components it kept, recorded
     in ``steer.within.pca``; else ``--pca`` capped at the images of a smaller stratum), and the one PCA of all
     the rows that the map and the silhouette use."""
     n = (manifest.get("pca") or {}).get("n_components")
-    within = (manifest.get("steer") or {}).get("within") or {}
-    strata, fitted = within.get("strata") or {}, within.get("pca") or {}
+    within = steer_within(manifest)
+    strata, fitted = (within.get(key) if isinstance(within.get(key), dict) else {} for key in ("strata", "pca"))
     kept = [v for v in fitted.values() if isinstance(v, int) and not isinstance(v, bool)]
     if isinstance(n, bool) or not isinstance(n, (int, float)) or n <= 0:
         each = "none per stratum (--pca 0): each stratum's own clustering of its features"

@@ -292,8 +292,9 @@ class ViewData:
             raise ModelFileError(f"'{self.folder.assignments}' ({self.n} rows) does not match "
                                  f"{model_file.relative_to(self.folder.root)} ({len(X)} images): the outputs "
                                  "come from different runs")
-        seed = (self.manifest.get("settings") or {}).get("seed")
-        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        from brainclust.report.run import run_seed
+
+        seed = run_seed(self.manifest, self.folder.manifest)
         log.info("view: the run has no map.npy; computing the map of %d images once (seed %d)", self.n, seed)
         coords = compute_map(X, seed, clusters=self.by_name_codes("cluster"))
         self.map_source = "computed by brainclust view"
