@@ -156,18 +156,20 @@ PHI_IN_NAME = re.compile(r"\^"  # a DICOM person name (Family^Given)
                          r"|(?<![a-z])(mrn|dob)(?![a-z])", re.IGNORECASE)  # a record number or a birth date named
 
 
+def _nifti_skipped(skipped: Sequence[dict]) -> bool:
+    return any(s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
+
+
 def nifti_found(records: Sequence, skipped: Sequence[dict]) -> bool:
     """Whether the scan found a NIfTI file, kept (``records``) or skipped (e.g. for its ``--volume-index``): the
     data ``--slices`` and ``--volume-index`` apply to (``manifest.json`` ``scan.nifti``)."""
-    return any(r.type == "nifti" for r in records) or any(
-        s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
+    return any(r.type == "nifti" for r in records) or _nifti_skipped(skipped)
 
 
 def nifti_multi_volume(records: Sequence, skipped: Sequence[dict]) -> bool:
     """Whether a NIfTI file the scan found had more than one volume (a skipped one may have: it counts), the files
     ``--volume-index`` applies to (``manifest.json`` ``scan.nifti_multi_volume``)."""
-    return any(r.type == "nifti" and (r.meta.get("n_volumes") or 1) > 1 for r in records) or any(
-        s["path"].lower().endswith((".nii", ".nii.gz")) for s in skipped)
+    return any(r.type == "nifti" and (r.meta.get("n_volumes") or 1) > 1 for r in records) or _nifti_skipped(skipped)
 
 
 def warn_found(records: Sequence, skipped: Sequence[dict], options: Mapping[str, tuple], told=(),
